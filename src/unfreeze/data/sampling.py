@@ -1,0 +1,96 @@
+"""Seeded, stratified splits and samples.
+
+Samples are *nested*: for a fixed seed, the sample of n examples is a prefix of the
+sample of any larger n (see ``stratified_order``), so curves over training-set size
+compare growing sets rather than independent draws.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UnfreezeError, invalid_parameter
+from .dataset import TextDataset
+
+
+def stratified_order(labels: list, seed: int) -> np.ndarray:
+    """A seeded ordering of all indices in which every prefix is (nearly) stratified.
+
+    Each class is shuffled; its i-th member gets the position (i + u) / n_class with a
+    random offset u in [0, 1). Sorting all examples by that position interleaves the
+    classes in proportion, so the first n indices hold about n * p_class of each class.
+    """
+    rng = np.random.default_rng(seed)
+    labels_arr = np.asarray([repr(label) for label in labels])
+    positions = np.empty(len(labels_arr))
+    for cls in sorted(set(labels_arr.tolist())):
+        members = np.flatnonzero(labels_arr == cls)
+        members = rng.permutation(members)
+        positions[members] = (np.arange(len(members)) + rng.random(len(members))) / len(members)
+    tiebreak = rng.random(len(labels_arr))
+    return np.lexsort((tiebreak, positions))
+
+
+def sample(
+    dataset: TextDataset, n_total: int | None = None, n_per_class: int | None = None, seed: int = 0
+) -> TextDataset:
+    """Draw n examples in total (stratified) or n per class, seeded and nested over n."""
+    if (n_total is None) == (n_per_class is None):
+        raise UnfreezeError("Give exactly one of n_total (--n-train) and n_per_class (--n-per-class).")
+    if n_per_class is not None:
+        if not isinstance(n_per_class, int) or n_per_class < 1:
+            raise invalid_parameter("n_per_class", "sample", "an int >= 1", n_per_class)
+        counts = dataset.class_counts()
+        short = {c: n for c, n in counts.items() if n < n_per_class}
+        if short:
+            cls, have = next(iter(short.items()))
+            raise UnfreezeError(
+                f"Class {cls!r} of {dataset.name} has {have} example(s); a sample of {n_per_class} per class needs "
+                f"{n_per_class}. Lower --n-per-class to at most {min(counts.values())}."
+            )
+        order = stratified_order(dataset.labels, seed)
+        taken: dict[object, int] = {c: 0 for c in counts}
+        picked = []
+        for i in order:  # the first n of each class in the nested order
+            label = dataset.labels[i]
+            if taken[label] < n_per_class:
+                taken[label] += 1
+                picked.append(i)
+        return dataset.subset(picked)
+    assert n_total is not None
+    if not isinstance(n_total, int) or n_total < 1:
+        raise invalid_parameter("n_total", "sample", "an int >= 1", n_total)
+    if n_total > len(dataset):
+        raise UnfreezeError(
+            f"A sample of {n_total} examples was asked from {dataset.name}, which has {len(dataset)}. "
+            f"Lower --n-train to at most {len(dataset)}."
+        )
+    n_classes = len(dataset.classes)
+    if n_total < n_classes:
+        raise UnfreezeError(
+            f"A stratified sample of {n_total} cannot hold all {n_classes} classes of {dataset.name}. "
+            f"Use --n-train {n_classes} or more."
+        )
+    return dataset.subset(stratified_order(dataset.labels, seed)[:n_total])
+
+
+def train_test_split(dataset: TextDataset, test_size: float = 0.2, seed: int = 0) -> tuple[TextDataset, TextDataset]:
+    """Seeded stratified split; every class keeps at least one example on each side."""
+    if not (isinstance(test_size, float | int) and 0 < test_size < 1):
+        raise invalid_parameter("test_size", "train_test_split", "a float in (0, 1)", test_size)
+    counts = dataset.class_counts()
+    rare = [c for c, n in counts.items() if n < 2]
+    if rare:
+        raise UnfreezeError(
+            f"Class {rare[0]!r} of {dataset.name} has a single example; a stratified split needs at least 2 per class."
+        )
+    labels = np.asarray([repr(label) for label in dataset.labels])
+    rng = np.random.default_rng(seed)
+    test_idx: list[int] = []
+    for cls in sorted(set(labels.tolist())):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        n_test = min(max(1, round(len(members) * test_size)), len(members) - 1)
+        test_idx.extend(members[:n_test].tolist())
+    test_set = set(test_idx)
+    train_idx = [i for i in range(len(dataset)) if i not in test_set]
+    return dataset.subset(train_idx, f"{dataset.name}:train"), dataset.subset(sorted(test_idx), f"{dataset.name}:test")
