@@ -1,0 +1,117 @@
+"""Pooled hidden states with no gradients, and their on-disk cache.
+
+The cache is keyed by the model's weights, pooling, max length and the exact inputs;
+one file per key holds any number of layers, so a probe (every layer) also serves
+later single-layer fits on the same texts without a forward pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file, save_file
+from tqdm.auto import tqdm
+
+from .cache import atomic_path, cache_dir, sha256_json
+from .models.backbone import Backbone, TextInput, split_inputs
+from .models.pooling import pool
+
+
+@dataclass
+class Embeddings:
+    """Pooled states per requested layer, in input order: ``layers[i]`` is [n_inputs, hidden]."""
+
+    layers: dict[int, np.ndarray]
+    n_truncated: int
+    max_length: int
+    from_cache: bool
+
+    def features(self, layer_indices: Sequence[int]) -> np.ndarray:
+        """The concatenation of the requested layers, [n_inputs, hidden * len(layer_indices)]."""
+        return np.concatenate([self.layers[i] for i in layer_indices], axis=1)
+
+
+def inputs_digest(inputs: Sequence[TextInput]) -> str:
+    texts, pairs = split_inputs(inputs)
+    digest = hashlib.sha256()
+    for i, text in enumerate(texts):
+        digest.update(text.encode() + b"\x1f" + (pairs[i].encode() if pairs else b"") + b"\x1e")
+    return digest.hexdigest()
+
+
+def embed(
+    backbone: Backbone,
+    inputs: Sequence[TextInput],
+    layer_indices: Sequence[int],
+    pooling: str,
+    max_length: int = 256,
+    batch_size: int = 32,
+    use_cache: bool = True,
+    progress: bool = True,
+) -> Embeddings:
+    """Pool the hidden states ``layer_indices`` (0 = embeddings) of every input."""
+    wanted = sorted(set(layer_indices))
+    limit = backbone.length_limit(max_length)
+    path = _cache_path(backbone, inputs, pooling, limit) if use_cache else None
+    stored: dict[int, np.ndarray] = {}
+    n_truncated = 0
+    if path is not None and path.exists():
+        stored, n_truncated = _read(path)
+        if all(i in stored for i in wanted):
+            return Embeddings({i: stored[i] for i in wanted}, n_truncated, limit, from_cache=True)
+    encoded = backbone.encode(inputs, limit)
+    computed = _forward_pooled(backbone, encoded, wanted, pooling, batch_size, progress)
+    if path is not None:
+        _write(path, {**stored, **computed}, encoded.n_truncated)
+    return Embeddings(computed, encoded.n_truncated, limit, from_cache=False)
+
+
+@torch.inference_mode()
+def _forward_pooled(
+    backbone: Backbone, encoded, layer_indices: list[int], pooling: str, batch_size: int, progress: bool
+) -> dict[int, np.ndarray]:
+    model = backbone.model
+    was_training = model.training
+    model.eval()
+    only_last = layer_indices == [backbone.num_blocks]
+    out = {i: np.empty((len(encoded), backbone.hidden_size), dtype=np.float32) for i in layer_indices}
+    bar = tqdm(total=len(encoded), desc="embedding", unit="text", disable=not progress or None, leave=False)
+    try:
+        for idx, batch in backbone.batches(encoded, batch_size):
+            # asking for every hidden state costs memory; the last one alone is the usual case
+            result = model(**batch, output_hidden_states=not only_last)
+            states = (result.last_hidden_state,) if only_last else result.hidden_states
+            for i in layer_indices:
+                hidden = states[0] if only_last else states[i]
+                out[i][idx] = pool(hidden.float(), batch["attention_mask"], pooling).cpu().numpy()
+            bar.update(len(idx))
+    finally:
+        bar.close()
+        model.train(was_training)
+    return out
+
+
+def _cache_path(backbone: Backbone, inputs: Sequence[TextInput], pooling: str, limit: int) -> Path:
+    key = sha256_json({"model": backbone.fingerprint(), "pooling": pooling, "max_length": limit,
+                       "inputs": inputs_digest(inputs), "version": 1})
+    return cache_dir("embeddings") / f"{key[:40]}.safetensors"
+
+
+def _read(path: Path) -> tuple[dict[int, np.ndarray], int]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as handle:
+        n_truncated = int((handle.metadata() or {}).get("n_truncated", 0))
+    tensors = load_file(str(path))
+    return {int(name.removeprefix("layer_")): value for name, value in tensors.items()}, n_truncated
+
+
+def _write(path: Path, layers: dict[int, np.ndarray], n_truncated: int) -> None:
+    with atomic_path(path) as tmp:
+        save_file({f"layer_{i}": np.ascontiguousarray(v) for i, v in layers.items()}, str(tmp),
+                  metadata={"n_truncated": str(n_truncated)})

@@ -1,0 +1,202 @@
+"""Uniform access to a pretrained transformer: tokenizer, blocks, hidden states, pooling.
+
+Works across families by finding the ordered list of attention blocks in the model
+(``encoder.layer`` for BERT/RoBERTa/MPNet/DeBERTa, ``transformer.layer`` for DistilBERT,
+``h`` for GPT-2, ``layers`` for Llama-style decoders).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import UnfreezeError
+from .catalog import resolve_model
+
+# where families keep their blocks, tried in order on the loaded base model
+BLOCK_PATHS = ("encoder.layer", "transformer.layer", "h", "layers", "decoder.layers", "encoder.layers",
+               "transformer.h", "model.layers", "gpt_neox.layers")
+DECODER_TYPES = {"gpt2", "llama", "mistral", "qwen2", "qwen3", "gpt_neox", "opt", "phi", "phi3", "gemma", "gemma2",
+                 "smollm3", "olmo", "falcon", "gptj", "bloom"}
+
+TextInput = str | tuple[str, str]
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def find_blocks(model: nn.Module) -> nn.ModuleList:
+    """The ordered attention blocks of ``model``; an error naming its class when none are found."""
+    for path in BLOCK_PATHS:
+        module: object = model
+        for attr in path.split("."):
+            module = getattr(module, attr, None)
+            if module is None:
+                break
+        if isinstance(module, nn.ModuleList) and len(module) > 0:
+            return module
+    raise UnfreezeError(
+        f"Cannot find the attention blocks of {type(model).__name__}: none of {', '.join(BLOCK_PATHS)} is a "
+        "list of modules. unfreeze supports BERT, RoBERTa, DistilBERT, MPNet, DeBERTa-v2, GPT-2 and Llama-style models."
+    )
+
+
+@dataclass
+class Encoded:
+    """Tokenised inputs, unpadded: one list of ids per example (plus token types where the model uses them)."""
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]] | None
+    n_truncated: int
+    max_length: int
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.input_ids]
+
+    def n_tokens(self) -> int:
+        return sum(self.lengths)
+
+
+class Backbone:
+    """A loaded base model and its tokenizer, with its blocks located."""
+
+    def __init__(self, model: nn.Module, tokenizer, reference: str) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.reference = reference
+        self.blocks = find_blocks(model)
+        config = model.config
+        self.family: str = getattr(config, "model_type", type(model).__name__)
+        architectures = getattr(config, "architectures", None) or []
+        self.is_decoder = bool(
+            self.family in DECODER_TYPES
+            or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
+        )
+        if tokenizer.pad_token_id is None:
+            # decoders often have no pad token; padding is masked out, so any id works: use the end token
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        self._uses_token_types = "token_type_ids" in getattr(tokenizer, "model_input_names", [])
+        self._fingerprint: str | None = None
+
+    @classmethod
+    def load(cls, reference: str, device: str | torch.device | None = None) -> Backbone:
+        """Load a catalog name, local folder or hub id as a base model (no task head)."""
+        from transformers import AutoModel, AutoTokenizer
+
+        from transformers.utils import logging as hf_logging
+
+        source = resolve_model(reference)
+        # transformers' loading bars and notes on unused checkpoint weights are noise for our users
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            model = AutoModel.from_pretrained(source)
+        except OSError as exc:
+            raise UnfreezeError(
+                f"Could not load model {reference!r}: {str(exc).splitlines()[0]} Give a catalog name "
+                "(`unfreeze models`), a local model folder, or a hub id while online."
+            ) from exc
+        model.eval()
+        model.to(torch.device(device) if device is not None else default_device())
+        return cls(model, tokenizer, reference)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def hidden_size(self) -> int:
+        config = self.model.config
+        return int(getattr(config, "hidden_size", None) or getattr(config, "n_embd", None) or config.dim)
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def length_limit(self, requested: int) -> int:
+        """``requested``, capped by what the tokenizer and position embeddings allow."""
+        caps = [requested]
+        tok_max = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tok_max, int) and 0 < tok_max < 100_000:
+            caps.append(tok_max)
+        positions = getattr(self.model.config, "max_position_embeddings", None) or getattr(
+            self.model.config, "n_positions", None
+        )
+        if positions:
+            # RoBERTa-style models offset positions by padding_idx + 1
+            offset = 2 if self.family in {"roberta", "xlm-roberta", "camembert", "mpnet"} else 0
+            caps.append(int(positions) - offset)
+        return max(1, min(caps))
+
+    def fingerprint(self) -> str:
+        """A hash of the weights (names, shapes and values): the model part of cache keys."""
+        if self._fingerprint is None:
+            digest = hashlib.blake2b(digest_size=16)
+            digest.update(type(self.model).__name__.encode())
+            for name, tensor in sorted(self.model.state_dict().items()):
+                digest.update(name.encode())
+                digest.update(str(tuple(tensor.shape)).encode() + str(tensor.dtype).encode())
+                digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
+
+    def encode(self, inputs: Sequence[TextInput], max_length: int) -> Encoded:
+        """Tokenise without padding; texts over ``max_length`` tokens are truncated and counted."""
+        limit = self.length_limit(max_length)
+        texts, pairs = split_inputs(inputs)
+        args = (texts,) if pairs is None else (texts, pairs)
+        full = self.tokenizer(*args, truncation=False, padding=False, verbose=False)
+        n_truncated = sum(len(ids) > limit for ids in full["input_ids"])
+        if n_truncated:
+            full = self.tokenizer(*args, truncation=True, max_length=limit, padding=False)
+        token_types = full.get("token_type_ids") if self._uses_token_types else None
+        return Encoded(full["input_ids"], token_types, n_truncated, limit)
+
+    def batches(
+        self, encoded: Encoded, batch_size: int, order: Sequence[int] | None = None
+    ) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+        """Yield (example indices, padded model inputs on the device), right-padded.
+
+        Right padding keeps absolute positions right for decoders; pooling reads the
+        mask, so it does not depend on the side.
+        """
+        if order is None:
+            order = sorted(range(len(encoded)), key=lambda i: -len(encoded.input_ids[i]))
+        pad_id = self.tokenizer.pad_token_id
+        device = self.device
+        for start in range(0, len(order), batch_size):
+            idx = list(order[start : start + batch_size])
+            width = max(len(encoded.input_ids[i]) for i in idx)
+            input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            types = torch.zeros((len(idx), width), dtype=torch.long) if encoded.token_type_ids else None
+            for row, i in enumerate(idx):
+                ids = encoded.input_ids[i]
+                input_ids[row, : len(ids)] = torch.tensor(ids)
+                mask[row, : len(ids)] = 1
+                if types is not None:
+                    types[row, : len(ids)] = torch.tensor(encoded.token_type_ids[i])
+            batch = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
+            if types is not None:
+                batch["token_type_ids"] = types.to(device)
+            yield idx, batch
+
+
+def split_inputs(inputs: Sequence[TextInput]) -> tuple[list[str], list[str] | None]:
+    """Split X into texts and, for sentence-pair tasks, second texts."""
+    if len(inputs) and isinstance(inputs[0], (tuple, list)):
+        return [str(x[0]) for x in inputs], [str(x[1]) for x in inputs]
+    return [str(x) for x in inputs], None
