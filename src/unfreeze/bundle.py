@@ -1,7 +1,12 @@
 """Bundles: a folder of JSON + safetensors that reloads to the same predictions.
 
-    unfreeze.json       config, backbone reference and fingerprint, labels, versions, metrics
-    head.safetensors    the head's arrays
+    unfreeze.json         config, backbone reference and fingerprint, labels, versions, fit record, metrics
+    head.safetensors      the logistic head (features, setfit)
+    trained.safetensors   the parameters training changed: top blocks, adapters, the linear head
+                          (freeze, full, reinit, lora), or the tuned body (setfit)
+
+The base model's weights are not copied: the bundle names the model and its
+fingerprint, and loading refuses a model whose weights differ.
 
 Written to a temporary folder and renamed into place: a failed save leaves no bundle.
 """
@@ -20,6 +25,7 @@ from .heads import LogisticHead
 FORMAT = "unfreeze-bundle"
 FORMAT_VERSION = 1
 CONFIG_FILE = "unfreeze.json"
+TRAINED_FILE = "trained.safetensors"  # the parameters that training changed
 
 
 def package_versions() -> dict[str, str]:
@@ -38,30 +44,45 @@ def _reference(model: str) -> str:
 
 
 def save_bundle(clf, path: Path, metrics: dict | None = None) -> Path:
+    from safetensors.torch import save_file
     from sklearn.utils.validation import check_is_fitted
 
-    check_is_fitted(clf, "head_")
+    check_is_fitted(clf, "classes_")
     params = clf.get_params()
     params["model"] = _reference(params["model"])
+    kind = clf.strategy_config_.kind
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "strategy": clf.strategy,
+        "kind": kind,
         "params": params,
-        "backbone": {"reference": params["model"], "fingerprint": clf.backbone_.fingerprint(),
+        "backbone": {"reference": params["model"], "fingerprint": clf.base_fingerprint_,
                      "family": clf.backbone_.family, "num_blocks": clf.backbone_.num_blocks},
         "pooling": clf.pooling_,
         "layers": list(clf.layers_),
         "max_length": clf.max_length_,
         "labels": clf.classes_.tolist(),
         "versions": package_versions(),
+        "fit_record": getattr(clf, "fit_record_", {}),
         "metrics": metrics or {},
     }
     with atomic_path(path) as tmp:
         tmp.mkdir()
-        config["head"] = clf.head_.save(tmp)
+        if kind == "loop":
+            # only what training changed (top blocks, adapters, head); the rest is the base model
+            save_file(_trained_tensors(clf.model_), str(tmp / TRAINED_FILE))
+            config["head"] = {"type": "linear", "n_classes": len(clf.classes_)}
+        else:
+            if kind == "setfit":
+                save_file(_trained_tensors(clf.backbone_.model), str(tmp / TRAINED_FILE))
+            config["head"] = clf.head_.save(tmp)
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str) + "\n")
     return path
+
+
+def _trained_tensors(module) -> dict:
+    return {name: p.detach().cpu().contiguous() for name, p in module.named_parameters() if p.requires_grad}
 
 
 def read_config(path: Path) -> dict:
@@ -82,25 +103,70 @@ def read_config(path: Path) -> dict:
 
 def load_bundle(path: Path, device: str | None = None):
     import numpy as np
+    import torch
 
-    from .classifier import Classifier, shared_backbone
+    from .classifier import Classifier, private_backbone, shared_backbone
+    from .strategies import strategy_config
 
     config = read_config(path)
     params = dict(config["params"])
     if device is not None:
         params["device"] = device
     clf = Classifier(**params)
-    backbone = shared_backbone(config["backbone"]["reference"], params.get("device"))
-    if backbone.fingerprint() != config["backbone"]["fingerprint"]:
+    kind = config.get("kind", "features")
+    reference = config["backbone"]["reference"]
+    base = shared_backbone(reference, params.get("device"))
+    if base.fingerprint() != config["backbone"]["fingerprint"]:
         raise UnfreezeError(
-            f"The weights of model {config['backbone']['reference']!r} differ from those {path} was fitted on "
+            f"The weights of model {reference!r} differ from those {path} was fitted on "
             "(fingerprint mismatch). Install the same model version or refit the bundle."
         )
-    clf.backbone_ = backbone
+    clf.strategy_config_ = strategy_config(config["strategy"], params)
+    clf.base_fingerprint_ = config["backbone"]["fingerprint"]
     clf.pooling_ = config["pooling"]
     clf.layers_ = tuple(config["layers"])
     clf.max_length_ = config["max_length"]
     clf.classes_ = np.asarray(config["labels"])
-    clf.head_ = LogisticHead.load(path, config["head"])
+    clf.fit_record_ = config.get("fit_record", {})
     clf.n_truncated_ = 0
+    if kind == "features":
+        clf.backbone_ = base
+    else:
+        backbone = private_backbone(reference, params.get("device"))
+        torch.manual_seed(0)
+        backbone.model = clf.strategy_config_.prepare(backbone)
+        if kind == "loop":
+            from .training import TextClassificationModel
+
+            clf.model_ = TextClassificationModel(backbone, len(clf.classes_), clf.pooling_, clf.layers_)
+            _load_trained(clf.model_, path)
+            clf.model_.to(backbone.device).eval()
+        else:
+            _load_trained(backbone.model, path)
+        backbone.model.eval()
+        clf.backbone_ = backbone
+    if kind != "loop":
+        clf.head_ = LogisticHead.load(path, config["head"])
     return clf
+
+
+def _load_trained(module, path: Path) -> None:
+    """Copy the saved trained tensors into ``module``; every saved name must match a parameter."""
+    import torch
+    from safetensors.torch import load_file
+
+    file = path / TRAINED_FILE
+    if not file.exists():
+        raise UnfreezeError(f"{path} lacks {TRAINED_FILE}; the bundle is damaged. Refit it.")
+    saved = load_file(str(file))
+    own = dict(module.named_parameters())
+    unknown = sorted(set(saved) - set(own))
+    if unknown:
+        raise UnfreezeError(f"{file} holds tensors this model does not have (first: {unknown[0]}); "
+                            "the bundle was made by another unfreeze or model version. Refit it.")
+    with torch.no_grad():
+        for name, tensor in saved.items():
+            if own[name].shape != tensor.shape:
+                raise UnfreezeError(f"{file}: {name} has shape {tuple(tensor.shape)}, the model expects "
+                                    f"{tuple(own[name].shape)}. Refit the bundle.")
+            own[name].copy_(tensor.to(own[name].device))

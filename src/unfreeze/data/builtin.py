@@ -171,8 +171,12 @@ def _materialise(spec: BuiltinDataset) -> Path:
     folder = cache_dir("datasets") / spec.name
     data_file, split_file = folder / "data.jsonl", folder / "split.json"
     if data_file.exists() and split_file.exists():
-        meta = json.loads(split_file.read_text())
-        if sha256_file(data_file) == meta.get("sha256"):
+        try:
+            meta = json.loads(split_file.read_text())
+        except (ValueError, OSError):  # a damaged split.json is re-made like a damaged data.jsonl
+            meta = {}
+        if isinstance(meta, dict) and isinstance(meta.get("test_indices"), list) \
+                and sha256_file(data_file) == meta.get("sha256"):
             return folder
     texts, labels = spec.read_rows()
     ds = build_dataset(texts, labels, source=spec.name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -73,8 +74,9 @@ def _label_sort_key(label: Label) -> tuple[int, int | str]:
 def normalize_label(value: object) -> Label | None:
     """Turn a cell into an int or str label; None when missing.
 
-    Integral floats (what pandas makes of an int column with gaps) and digit strings
-    become ints, so "1" in a CSV and 1 in a JSONL file are the same class.
+    Integral floats (what pandas makes of an int column with gaps), digit strings and
+    integral float strings ("1.0") become ints, so "1" or "1.0" in a CSV and 1 in a
+    JSONL file are the same class.
     """
     if value is None:
         return None
@@ -92,7 +94,11 @@ def normalize_label(value: object) -> Label | None:
     try:
         return int(text)
     except ValueError:
-        return text
+        pass
+    # "1.0" is what a CSV holds when its writer had the labels as floats (pandas does,
+    # for an int column with gaps): the same class as 1.0 in JSONL or Parquet
+    integral = re.fullmatch(r"([+-]?\d+)\.0*", text)
+    return int(integral.group(1)) if integral else text
 
 
 def build_dataset(

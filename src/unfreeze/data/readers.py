@@ -61,21 +61,35 @@ def _read_frame(path: Path, split: str | None) -> pd.DataFrame:
     text = _decode_utf8(path)
     try:
         if kind == "jsonl":
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-            if not all(isinstance(r, dict) for r in rows):
-                raise UnfreezeError(f"{path}: every JSON line must be an object like {{\"text\": ..., \"label\": ...}}.")
-            return pd.DataFrame(rows)
+            return pd.DataFrame(_parse_jsonl(path, text))
         # Everything as strings, no NA guessing: an empty cell is an empty text,
         # and labels are typed later by normalize_label.
         return pd.read_csv(
             path, sep="\t" if kind == "tsv" else ",", dtype=str, keep_default_na=False, encoding="utf-8"
         )
-    except json.JSONDecodeError as exc:
-        raise UnfreezeError(f"{path} line {exc.lineno}: not valid JSON ({exc.msg}).") from exc
     except pd.errors.ParserError as exc:
         raise UnfreezeError(f"{path} is not a well-formed {kind.upper()} file: {exc}".splitlines()[0]) from exc
     except pd.errors.EmptyDataError as exc:
         raise UnfreezeError(f"{path} is empty. Give a file with a header and labelled rows.") from exc
+
+
+def _parse_jsonl(path: Path, text: str) -> list[dict]:
+    rows = []
+    # split("\n"), not splitlines(): JSON strings may hold a raw U+2028 or U+0085, which
+    # splitlines breaks on; and the line number must count the file's lines, blank ones too
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UnfreezeError(f"{path} line {lineno}: not valid JSON ({exc.msg}). Fix or remove that line.") from exc
+        if not isinstance(row, dict):
+            raise UnfreezeError(
+                f"{path} line {lineno}: every JSON line must be an object like {{\"text\": ..., \"label\": ...}}."
+            )
+        rows.append(row)
+    return rows
 
 
 def _decode_utf8(path: Path) -> str:

@@ -14,21 +14,34 @@ from .dataset import TextDataset
 
 
 def stratified_order(labels: list, seed: int) -> np.ndarray:
-    """A seeded ordering of all indices in which every prefix is (nearly) stratified.
+    """A seeded ordering of all indices in which every prefix is stratified.
 
-    Each class is shuffled; its i-th member gets the position (i + u) / n_class with a
-    random offset u in [0, 1). Sorting all examples by that position interleaves the
-    classes in proportion, so the first n indices hold about n * p_class of each class.
+    Each class is shuffled (seeded), then the classes are interleaved so that every
+    prefix of n indices holds between floor(n * p_c) and ceil(n * p_c) members of each
+    class c: within one example of its share. At each position, among the classes that
+    one more member keeps within ceil(n * p_c), the one whose floor(n * p_c) would be
+    missed soonest comes next (Balinski and Young's quota method: earliest deadline first).
     """
     rng = np.random.default_rng(seed)
-    labels_arr = np.asarray([repr(label) for label in labels])
-    positions = np.empty(len(labels_arr))
-    for cls in sorted(set(labels_arr.tolist())):
-        members = np.flatnonzero(labels_arr == cls)
-        members = rng.permutation(members)
-        positions[members] = (np.arange(len(members)) + rng.random(len(members))) / len(members)
-    tiebreak = rng.random(len(labels_arr))
-    return np.lexsort((tiebreak, positions))
+    keys = [repr(label) for label in labels]
+    classes = sorted(set(keys))
+    members: dict[str, list[int]] = {c: [] for c in classes}
+    for i, key in enumerate(keys):
+        members[key].append(i)
+    queues = [rng.permutation(np.asarray(members[c], dtype=np.int64)).tolist() for c in classes]
+    counts = [len(q) for q in queues]
+    tiebreak = rng.permutation(len(classes)).tolist()  # seeded order among equal deadlines
+    total, taken, order = len(keys), [0] * len(classes), []
+    for n in range(1, total + 1):
+        best, best_key = 0, None
+        for c, count in enumerate(counts):
+            if taken[c] * total < n * count:  # integer form of taken + 1 <= ceil(n * count / total)
+                key = (-(-(taken[c] + 1) * total // count), tiebreak[c])  # first size needing one more of c
+                if best_key is None or key < best_key:
+                    best, best_key = c, key
+        order.append(queues[best][taken[best]])
+        taken[best] += 1
+    return np.asarray(order, dtype=np.int64)
 
 
 def sample(

@@ -23,6 +23,9 @@ BLOCK_PATHS = ("encoder.layer", "transformer.layer", "h", "layers", "decoder.lay
 DECODER_TYPES = {"gpt2", "llama", "mistral", "qwen2", "qwen3", "gpt_neox", "opt", "phi", "phi3", "gemma", "gemma2",
                  "smollm3", "olmo", "falcon", "gptj", "bloom"}
 
+# modules after the last block, by their attribute name on the base model
+POST_MODULE_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f", "pooler")
+
 TextInput = str | tuple[str, str]
 
 
@@ -64,6 +67,12 @@ class Encoded:
 
     def n_tokens(self) -> int:
         return sum(self.lengths)
+
+    def subset(self, indices: Sequence[int]) -> Encoded:
+        idx = [int(i) for i in indices]
+        types = None if self.token_type_ids is None else [self.token_type_ids[i] for i in idx]
+        n_truncated = sum(len(self.input_ids[i]) >= self.max_length for i in idx) if self.n_truncated else 0
+        return Encoded([self.input_ids[i] for i in idx], types, n_truncated, self.max_length)
 
 
 class Backbone:
@@ -168,31 +177,59 @@ class Backbone:
     def batches(
         self, encoded: Encoded, batch_size: int, order: Sequence[int] | None = None
     ) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
-        """Yield (example indices, padded model inputs on the device), right-padded.
+        """Yield (example indices, padded model inputs on the device), longest first by default."""
+        if order is None:
+            order = sorted(range(len(encoded)), key=lambda i: -len(encoded.input_ids[i]))
+        for start in range(0, len(order), batch_size):
+            idx = list(order[start : start + batch_size])
+            yield idx, self.collate(encoded, idx)
+
+    def collate(self, encoded: Encoded, idx: Sequence[int]) -> dict[str, torch.Tensor]:
+        """Right-pad the examples ``idx`` into model inputs on the device.
 
         Right padding keeps absolute positions right for decoders; pooling reads the
         mask, so it does not depend on the side.
         """
-        if order is None:
-            order = sorted(range(len(encoded)), key=lambda i: -len(encoded.input_ids[i]))
-        pad_id = self.tokenizer.pad_token_id
-        device = self.device
-        for start in range(0, len(order), batch_size):
-            idx = list(order[start : start + batch_size])
-            width = max(len(encoded.input_ids[i]) for i in idx)
-            input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            types = torch.zeros((len(idx), width), dtype=torch.long) if encoded.token_type_ids else None
-            for row, i in enumerate(idx):
-                ids = encoded.input_ids[i]
-                input_ids[row, : len(ids)] = torch.tensor(ids)
-                mask[row, : len(ids)] = 1
-                if types is not None:
-                    types[row, : len(ids)] = torch.tensor(encoded.token_type_ids[i])
-            batch = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
+        width = max(len(encoded.input_ids[i]) for i in idx)
+        input_ids = torch.full((len(idx), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        types = torch.zeros((len(idx), width), dtype=torch.long) if encoded.token_type_ids else None
+        for row, i in enumerate(idx):
+            ids = encoded.input_ids[i]
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            mask[row, : len(ids)] = 1
             if types is not None:
-                batch["token_type_ids"] = types.to(device)
-            yield idx, batch
+                types[row, : len(ids)] = torch.tensor(encoded.token_type_ids[i])
+        device = self.device
+        batch = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
+        if types is not None:
+            batch["token_type_ids"] = types.to(device)
+        return batch
+
+    def post_modules(self) -> dict[str, nn.Module]:
+        """Top-level modules that run after the last block (final norm, pooler)."""
+        base = _unwrap(self.model)
+        return {name: module for name, module in base.named_children() if name in POST_MODULE_NAMES}
+
+    def parameter_groups(self) -> tuple[list[nn.Parameter], list[list[nn.Parameter]], list[nn.Parameter], list[nn.Parameter]]:
+        """(embedding-side params, params of each block, final-norm params, pooler params).
+
+        Embedding side is everything that is neither in a block nor after the last one:
+        embeddings, and shared position tables such as DeBERTa's relative embeddings.
+        """
+        blocks = [list(block.parameters()) for block in self.blocks]
+        post = self.post_modules()
+        pooler = [p for name, m in post.items() if name == "pooler" for p in m.parameters()]
+        final = [p for name, m in post.items() if name != "pooler" for p in m.parameters()]
+        seen = {id(p) for group in blocks for p in group} | {id(p) for p in pooler + final}
+        embedding_side = [p for p in _unwrap(self.model).parameters() if id(p) not in seen]
+        return embedding_side, blocks, final, pooler
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The transformers base model, also when PEFT wraps it."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
 
 
 def split_inputs(inputs: Sequence[TextInput]) -> tuple[list[str], list[str] | None]:

@@ -6,6 +6,8 @@ index i the output of block i, so a model with L blocks has L + 1 of them.
 
 from __future__ import annotations
 
+import numbers
+import operator
 from collections.abc import Sequence
 
 import torch
@@ -17,7 +19,7 @@ POOLINGS = ("mean", "cls", "last", "max")
 
 def check_pooling(pooling: str, owner: str = "Classifier") -> str:
     if pooling not in POOLINGS:
-        valid = ", ".join(repr(p) for p in POOLINGS)
+        valid = ", ".join(repr(p) for p in ("auto", *POOLINGS))
         raise invalid_parameter("pooling", owner, f"one of {valid}", pooling)
     return pooling
 
@@ -26,7 +28,11 @@ def resolve_pooling(pooling: str, is_decoder: bool, owner: str = "Classifier") -
     """``auto`` means ``last`` for decoders (only the last token has seen the whole text), else ``mean``."""
     if pooling == "auto":
         return "last" if is_decoder else "mean"
-    return check_pooling(pooling, owner)
+    if pooling not in POOLINGS:
+        # here 'auto' is valid too: list it, or the message hides the default
+        valid = ", ".join(repr(p) for p in ("auto", *POOLINGS))
+        raise invalid_parameter("pooling", owner, f"one of {valid}", pooling)
+    return pooling
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -56,6 +62,14 @@ def _first_real_index(attention_mask: torch.Tensor) -> torch.Tensor:
     return attention_mask.long().argmax(dim=1)
 
 
+def _layer_int(value: object) -> int:
+    if isinstance(value, str):
+        return int(value.strip())
+    if isinstance(value, bool):
+        raise TypeError("a bool is not a layer")
+    return operator.index(value)  # ints and numpy ints; refuses 1.5
+
+
 def parse_layers(spec: str | int | Sequence[int], num_blocks: int, owner: str = "Classifier") -> tuple[int, ...]:
     """Turn a layer spec ("-1", "0", "-4,-3,-2,-1", 3, [-2, -1]) into indices in 0..num_blocks.
 
@@ -67,10 +81,15 @@ def parse_layers(spec: str | int | Sequence[int], num_blocks: int, owner: str = 
             values = [int(p) for p in parts]
         except ValueError:
             values = []
-    elif isinstance(spec, int):
-        values = [spec]
+    elif isinstance(spec, numbers.Integral) and not isinstance(spec, bool):
+        values = [int(spec)]
     else:
-        values = [int(v) for v in spec]
+        # anything else must be a list of ints (or of int strings); junk such as 1.5,
+        # None or ["a"] gets the same message as an out-of-range layer
+        try:
+            values = [_layer_int(v) for v in spec]
+        except (TypeError, ValueError):
+            values = []
     n_states = num_blocks + 1
     expected = f"an int in [-{n_states}, {num_blocks}] or a comma-separated list of them for this model"
     if not values or any(not -n_states <= v <= num_blocks for v in values):

@@ -1,0 +1,67 @@
+"""The trainable classifier: backbone body, pooling over chosen hidden states, linear head."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ..models.backbone import Backbone
+from ..models.pooling import pool
+from .prefix import block_input, skip_bottom_blocks
+
+
+class TextClassificationModel(nn.Module):
+    """body -> hidden states ``layers`` -> pooling -> dropout -> linear head.
+
+    Hidden state j < L is the input of block j (0 = embedding output) and state L is the
+    body's ``last_hidden_state`` (after a final norm where the family has one), the
+    same convention as Hugging Face's ``hidden_states``.
+    """
+
+    def __init__(self, backbone: Backbone, n_classes: int, pooling: str, layers: Sequence[int],
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        self.body = backbone.model
+        self.pooling = pooling
+        self.layers = tuple(layers)
+        self.num_blocks = backbone.num_blocks
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(backbone.hidden_size * len(self.layers), n_classes)
+        # not a submodule: the blocks already live inside body
+        self._blocks = [backbone.blocks]
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self._blocks[0]
+
+    def pooled(self, batch: dict[str, torch.Tensor], prefix_k: int = 0, prefix_states: torch.Tensor | None = None,
+               tuple_length: int = 0) -> torch.Tensor:
+        """Pooled features; with ``prefix_states`` (the output of block ``prefix_k``) the bottom blocks are skipped."""
+        captured: dict[int, torch.Tensor] = {}
+        handles = []
+        for j in self.layers:
+            if j < self.num_blocks:
+                def hook(_module, args, kwargs, j=j):
+                    captured[j] = block_input(args, kwargs)
+                handles.append(self.blocks[j].register_forward_pre_hook(hook, with_kwargs=True))
+        skip = (skip_bottom_blocks(self.blocks, prefix_k, tuple_length) if prefix_states is not None
+                else contextlib.nullcontext())
+        try:
+            with skip as stand_in:
+                if stand_in is not None:
+                    stand_in.replacement = prefix_states
+                out = self.body(**batch)
+        finally:
+            for handle in handles:
+                handle.remove()
+        captured[self.num_blocks] = out.last_hidden_state
+        mask = batch["attention_mask"]
+        return torch.cat([pool(captured[j].float(), mask, self.pooling) for j in self.layers], dim=-1)
+
+    def forward(self, batch: dict[str, torch.Tensor], prefix_k: int = 0, prefix_states: torch.Tensor | None = None,
+                tuple_length: int = 0) -> torch.Tensor:
+        features = self.pooled(batch, prefix_k, prefix_states, tuple_length)
+        return self.head(self.dropout(features))

@@ -1,0 +1,170 @@
+"""Built-in datasets: sizes, classes, fixed stratified splits, and a self-healing cache.
+
+The first run materialises them into the cache (movie-snippets downloads the
+vadersentiment sdist with pip, a few seconds); later runs read the cached files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from unfreeze.cache import cache_dir, sha256_file
+from unfreeze.data import BUILTIN, load_builtin, load_data
+from unfreeze.errors import UnfreezeError
+
+pytestmark = pytest.mark.integration
+
+# documented in DESIGN.md / `unfreeze datasets`
+EXPECTED = {
+    "movie-snippets": {"rows": 10568, "classes": {"negative": 5326, "positive": 5242}},
+    "bbc-news": {
+        "rows": 2225,
+        "classes": {"business": 510, "entertainment": 386, "politics": 417, "sports": 511, "tech": 401},
+    },
+    "tweets": {"rows": 37197, "classes": {"negative": 15955, "neutral": 14431, "positive": 6811}},
+}
+# The splits are fixed forever: results from different runs and machines compare only if
+# every fresh cache gets these exact test sets. Content fingerprints of the test splits:
+TEST_FINGERPRINTS = {
+    "movie-snippets": "d7eed8500e2d886d1263ead19fd57f1f2ca7ca8186a52f05687e95dcbfbd22a1",
+    "bbc-news": "fac511b850ace336a92ade0c8f7882ce63c6a76e0e9947ed38ef38cb189e7190",
+    "tweets": "cf5568493ef608ebd4bcd1be241e7f96c3a041acc3d2107c99a7a6551b213fae",
+}
+NAMES = list(EXPECTED)
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    """Each dataset loaded once: (all rows, train, test)."""
+    return {name: (load_builtin(name), load_builtin(name, "train"), load_builtin(name, "test")) for name in NAMES}
+
+
+def _folder(name: str):
+    return cache_dir("datasets") / name
+
+
+def test_every_builtin_is_covered():
+    assert set(BUILTIN) == set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sizes_and_classes(loaded, name):
+    full, train, test = loaded[name]
+    expected = EXPECTED[name]
+    assert len(full) == expected["rows"] == BUILTIN[name].n_rows
+    assert len(train) + len(test) == expected["rows"]
+    assert full.class_counts() == expected["classes"]
+    assert tuple(full.classes) == BUILTIN[name].classes
+    assert set(train.classes) == set(test.classes) == set(expected["classes"])
+    assert all(isinstance(label, str) for label in full.labels)
+    assert all(text.strip() for text in full.texts)
+    assert train.name == f"{name}:train" and test.name == f"{name}:test"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_split_is_disjoint_complete_and_stratified(loaded, name):
+    full, train, test = loaded[name]
+    split = json.loads((_folder(name) / "split.json").read_text())
+    test_idx = split["test_indices"]
+    assert split["seed"] == 0 and split["test_fraction"] == 0.2
+    assert test_idx == sorted(set(test_idx))
+    assert 0 <= test_idx[0] and test_idx[-1] < len(full)
+    # train and test are the complement of each other, by row (bbc-news repeats some
+    # articles, so compare rows as multisets rather than texts as sets)
+    rows = Counter(zip(full.texts, full.labels))
+    assert Counter(zip(train.texts, train.labels)) + Counter(zip(test.texts, test.labels)) == rows
+    assert test.texts == [full.texts[i] for i in test_idx]
+    in_test = set(test_idx)
+    assert train.texts == [full.texts[i] for i in range(len(full)) if i not in in_test]
+    for cls, n_cls in full.class_counts().items():
+        assert abs(test.class_counts()[cls] - 0.2 * n_cls) <= 1, cls
+
+
+def test_tweets_texts_are_unique(loaded):
+    full, train, test = loaded["tweets"]
+    assert len(set(full.texts)) == len(full)
+    assert set(train.texts).isdisjoint(test.texts)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_split_is_fixed(loaded, name):
+    _, train, test = loaded[name]
+    assert test.fingerprint() == TEST_FINGERPRINTS[name]
+    again_train, again_test = load_builtin(name, "train"), load_builtin(name, "test")
+    assert again_train.texts == train.texts and again_train.labels == train.labels
+    assert again_test.texts == test.texts and again_test.labels == test.labels
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_cached_file_matches_pinned_checksum(loaded, name):
+    assert sha256_file(_folder(name) / "data.jsonl") == BUILTIN[name].sha256
+
+
+def test_load_data_names_and_splits(loaded):
+    full, train, test = loaded["bbc-news"]
+    assert load_data("bbc-news").fingerprint() == full.fingerprint()
+    assert load_data("bbc-news:all").fingerprint() == full.fingerprint()
+    assert load_data("bbc-news:train").fingerprint() == train.fingerprint()
+    assert load_data("bbc-news:test").fingerprint() == test.fingerprint()
+
+
+@pytest.mark.parametrize("source", ["tweets:validation", "bbc-news:dev"])
+def test_unknown_split(source):
+    with pytest.raises(UnfreezeError, match=r"Unknown split '(validation|dev)'.*Splits: train, test"):
+        load_data(source)
+
+
+def test_unknown_name():
+    with pytest.raises(UnfreezeError) as info:
+        load_builtin("imdb")
+    message = str(info.value)
+    assert "'imdb'" in message and all(name in message for name in NAMES)
+
+
+def _flip_first_label(path):
+    lines = path.read_text(encoding="utf-8").split("\n")
+    row = json.loads(lines[0])
+    row["label"] = "tech" if row["label"] != "tech" else "business"
+    lines[0] = json.dumps(row, ensure_ascii=False)
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+DAMAGE = {
+    "flipped-label": lambda folder: _flip_first_label(folder / "data.jsonl"),
+    "truncated-data": lambda folder: (folder / "data.jsonl").write_bytes(
+        (folder / "data.jsonl").read_bytes()[: 50_000]
+    ),
+    "deleted-data": lambda folder: (folder / "data.jsonl").unlink(),
+    "garbage-split": lambda folder: (folder / "split.json").write_text('{"sha256": "trunc'),
+    "deleted-split": lambda folder: (folder / "split.json").unlink(),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE, ids=DAMAGE)
+def test_damaged_cache_is_rematerialised(loaded, damage):
+    name = "bbc-news"  # re-made from its installed package in well under a second
+    full, train, test = loaded[name]
+    folder = _folder(name)
+    DAMAGE[damage](folder)
+    again_test = load_builtin(name, "test")
+    assert again_test.fingerprint() == TEST_FINGERPRINTS[name] == test.fingerprint()
+    assert load_builtin(name, "train").fingerprint() == train.fingerprint()
+    assert load_builtin(name).fingerprint() == full.fingerprint()
+    assert sha256_file(folder / "data.jsonl") == BUILTIN[name].sha256
+    # nothing half-written is left beside the files
+    assert sorted(p.name for p in folder.iterdir()) == ["data.jsonl", "split.json"]
+
+
+def test_damaged_movie_snippets_is_rematerialised(loaded):
+    # movie-snippets re-reads the sdist kept under <cache>/downloads: no second download
+    name = "movie-snippets"
+    _, _, test = loaded[name]
+    data = _folder(name) / "data.jsonl"
+    raw = data.read_bytes()
+    data.write_bytes(raw.replace(b'"positive"', b'"negative"', 1))
+    assert sha256_file(data) != BUILTIN[name].sha256
+    assert load_builtin(name, "test").fingerprint() == test.fingerprint() == TEST_FINGERPRINTS[name]
+    assert sha256_file(data) == BUILTIN[name].sha256
