@@ -171,7 +171,6 @@ def test_datasets_lists_builtins(runner):
 # The fixed splits hold 2113 / 444 / 7439 test rows (stratified: rounded per class).
 # Before a dataset is materialised, cli._builtin_test_size guesses round(0.2 * rows)
 # instead (2114 / 445 / 7439), so the listing changes after the first load.
-@pytest.mark.xfail(strict=True, reason="cli._builtin_test_size rounds the total, not per class")
 def test_datasets_lists_the_fixed_split_sizes_before_materialising(runner, tmp_path, monkeypatch):
     monkeypatch.setenv("UNFREEZE_CACHE", str(tmp_path / "empty-cache"))
     listing = _datasets_listing(runner)

@@ -93,24 +93,15 @@ def _maybe_sample(train, n_train: int | None, n_per_class: int | None, seed: int
 @user_errors
 def datasets() -> None:
     """List the built-in datasets with their sizes and splits."""
-    from .data.builtin import BUILTIN, TEST_FRACTION, is_materialised
+    from .data.builtin import BUILTIN, TEST_FRACTION, is_materialised, test_size
 
     typer.echo(f"{'name':<16}{'rows':>8}{'train':>8}{'test':>8}{'classes':>9}  {'cached':<7} description")
     for d in BUILTIN.values():
-        n_test = _builtin_test_size(d.name, d.n_rows, TEST_FRACTION)
+        n_test = test_size(d)
         typer.echo(f"{d.name:<16}{d.n_rows:>8}{d.n_rows - n_test:>8}{n_test:>8}{len(d.classes):>9}  "
                    f"{'yes' if is_materialised(d.name) else 'no':<7} {d.description}")
     typer.echo(f"\nSplits: fixed, stratified, seed 0, {TEST_FRACTION:.0%} test. Use NAME, NAME:train or NAME:test "
                "wherever DATA is asked.")
-
-
-def _builtin_test_size(name: str, n_rows: int, fraction: float) -> int:
-    from .cache import cache_dir
-
-    split_file = cache_dir("datasets") / name / "split.json"
-    if split_file.exists():
-        return len(json.loads(split_file.read_text())["test_indices"])
-    return round(n_rows * fraction)
 
 
 @models_app.callback(invoke_without_command=True)
@@ -144,7 +135,24 @@ def fit(
     data: Annotated[str, typer.Argument(help="A file (CSV/TSV/JSONL/Parquet), a save_to_disk folder, or a built-in dataset.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Bundle folder to write.")],
     model: ModelOpt = "minilm-l6",
-    strategy: Annotated[str, typer.Option("--strategy", help="features (more come with the training strategies).")] = "features",
+    strategy: Annotated[str, typer.Option("--strategy", help="features, freeze, full, reinit, lora or setfit.")] = "features",
+    k: Annotated[Optional[int], typer.Option("--k", help="freeze/reinit/setfit: frozen blocks from the bottom.")] = None,
+    m: Annotated[int, typer.Option("--m", help="reinit: top blocks to re-initialise.")] = 1,
+    r: Annotated[int, typer.Option("--r", help="lora: rank.")] = 8,
+    lora_alpha: Annotated[float, typer.Option("--lora-alpha", help="lora: scale numerator (scale = alpha / r).")] = 16,
+    lora_dropout: Annotated[float, typer.Option("--lora-dropout", help="lora: adapter dropout.")] = 0.1,
+    target_modules: Annotated[Optional[str], typer.Option("--target-modules", help="lora: module names, comma-separated.")] = None,
+    top_blocks: Annotated[Optional[int], typer.Option("--top-blocks", help="lora: adapt only the top N blocks.")] = None,
+    num_iterations: Annotated[int, typer.Option("--num-iterations", help="setfit: pair rounds per example.")] = 20,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Passes over the data (default 3; setfit 1).")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option("--learning-rate", "--lr", help="Body learning rate.")] = None,
+    head_learning_rate: Annotated[float, typer.Option("--head-learning-rate", help="Linear head learning rate.")] = 1e-3,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many optimiser steps.")] = None,
+    validation_fraction: Annotated[float, typer.Option("--validation-fraction", help="Held out for early stopping.")] = 0.1,
+    patience: Annotated[Optional[int], typer.Option("--patience", help="Epochs without improvement before stopping.")] = 2,
+    class_weight: Annotated[Optional[str], typer.Option("--class-weight", help="balanced: weight the loss by class.")] = None,
+    no_prefix_cache: Annotated[bool, typer.Option("--no-prefix-cache", help="Run the frozen blocks every step.")] = False,
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1... (default: CUDA when present).")] = None,
     pooling: PoolingOpt = "auto",
     layers: LayersOpt = "-1",
     max_length: MaxLenOpt = 256,
@@ -167,15 +175,23 @@ def fit(
     train, test_set = _load_splits(data, test, test_size, text_col, label_col, text_pair_col, seed)
     train = _maybe_sample(train, n_train, n_per_class, seed)
     clf = Classifier(model=model, strategy=strategy, pooling=pooling, layers=layers, max_length=max_length,
-                     batch_size=batch_size, C=C, seed=seed, cache=not no_cache)
+                     batch_size=batch_size, C=C, seed=seed, cache=not no_cache, device=device, k=k, m=m, r=r,
+                     lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=target_modules,
+                     top_blocks=top_blocks, num_iterations=num_iterations, epochs=epochs,
+                     learning_rate=learning_rate, head_learning_rate=head_learning_rate, max_steps=max_steps,
+                     validation_fraction=validation_fraction, patience=patience, class_weight=class_weight,
+                     prefix_cache=not no_prefix_cache)
     clf.fit(train.inputs, train.labels)
     metrics = {"train": clf.evaluate(train.inputs, train.labels)}
     if test_set is not None:
         metrics["test"] = clf.evaluate(test_set.inputs, test_set.labels)
     clf.save(output, metrics={**metrics, "n_train": len(train), "n_test": len(test_set) if test_set else 0,
                               "fit_seconds": round(clf.fit_seconds_, 3)})
+    record = clf.fit_record_
+    head = f"head C={clf.head_.C_:g}" if hasattr(clf, "head_") else f"best epoch {record.get('best_epoch')}"
     typer.echo(f"trained {strategy} on {len(train)} examples of {train.name} with {model} "
-               f"({clf.fit_seconds_:.1f} s; head C={clf.head_.C_:g})")
+               f"({clf.fit_seconds_:.1f} s; {head}; trainable parameters {record['trainable_parameters']:,} "
+               f"of {record['total_parameters']:,})")
     if clf.n_truncated_:
         typer.echo(f"note: {clf.n_truncated_} training text(s) were longer than {clf.max_length_} tokens and truncated")
     typer.echo(format_metrics_table(metrics))

