@@ -359,7 +359,8 @@ class Classifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Sequence[TextInput]) -> np.ndarray:
         """Labels, in the values that ``fit`` was given."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]
 
     def evaluate(self, X: Sequence[TextInput], y: Sequence) -> dict[str, float]:
         """Accuracy, macro-F1 and MCC on ``X``, ``y``."""

