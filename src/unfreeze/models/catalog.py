@@ -130,6 +130,9 @@ def _materialise_smollm(gguf: Path) -> Path:
     if importlib.util.find_spec("gguf") is None:
         raise UnfreezeError("Reading smollm2-135m's gguf file needs the gguf package: pip install gguf")
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     # transformers dequantises gguf to fp32 but refuses to save such a model, so
     # rebuild it from a plain config and copy the weights across.
