@@ -1,19 +1,29 @@
-"""unfreeze: how much of a pretrained transformer should you train?"""
+"""unfreeze: how much of a pretrained transformer should you train?
+
+The top level imports lazily: ``unfreeze.report`` and the data tools load without torch.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from .classifier import Classifier  # noqa: E402
-from .data import TextDataset, load_data, sample, train_test_split  # noqa: E402
-from .errors import UnfreezeError  # noqa: E402
-from .metrics import classification_metrics  # noqa: E402
+_EXPORTS = {
+    "Classifier": ".classifier",
+    "TextDataset": ".data",
+    "load_data": ".data",
+    "sample": ".data",
+    "train_test_split": ".data",
+    "UnfreezeError": ".errors",
+    "classification_metrics": ".metrics",
+    "SweepSpec": ".sweep",
+}
 
-__all__ = [
-    "Classifier",
-    "TextDataset",
-    "UnfreezeError",
-    "__version__",
-    "classification_metrics",
-    "load_data",
-    "sample",
-    "train_test_split",
-]
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module 'unfreeze' has no attribute {name!r}")

@@ -284,7 +284,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
 
         owner = type(self).__name__
         frozen_k = config.frozen_blocks(backbone.num_blocks)
-        if config.kind == "loop" and min(self.layers_) < frozen_k:
+        if config.kind in ("loop", "setfit") and min(self.layers_) < frozen_k:
             raise invalid_parameter(
                 "layers", owner, f"hidden states at or above the frozen blocks (>= {frozen_k}) for {config.name} "
                 f"with k={frozen_k}", self.layers)
@@ -301,9 +301,16 @@ class Classifier(ClassifierMixin, BaseEstimator):
             features = self._features(backbone, inputs, use_cache=False)
             self.head_ = LogisticHead(C=self.C, cv=self.cv, seed=self.seed).fit(features, y_idx)
         else:
+            from .embed import input_keys
+
             train_idx, val_idx = self._validation_split(y_idx)
             val = (encoded.subset(val_idx), y_idx[val_idx]) if len(val_idx) else (None, None)
-            record = train(net, backbone, frozen_k, encoded.subset(train_idx), y_idx[train_idx], train_config, *val)
+            keys = input_keys(inputs)
+            # the prefix below k is the base model's, unchanged by prepare: its states are shared
+            prefix_pool = ((self.base_fingerprint_, encoded.max_length), [keys[i] for i in train_idx],
+                           [keys[i] for i in val_idx])
+            record = train(net, backbone, frozen_k, encoded.subset(train_idx), y_idx[train_idx], train_config, *val,
+                           prefix_pool=prefix_pool)
             self.model_ = net
         self.backbone_ = backbone
         self.fit_record_ = record.as_dict()

@@ -284,14 +284,124 @@ def probe(
     typer.echo(f"plot: {plot}")
 
 
+def _int_list(value: str, option: str) -> list[int]:
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise UnfreezeError(f"{option} must be a comma-separated list of ints, e.g. 32,128. Got {value!r}.") from None
+
+
+@app.command()
+@user_errors
+def sweep(
+    data: Annotated[Optional[str], typer.Argument(help="Data: a file, a save_to_disk folder, or a built-in dataset.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Run folder (results, report).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="A TOML file with the sweep settings.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Catalog name, model folder or hub id.")] = None,
+    strategies: Annotated[Optional[str], typer.Option("--strategies", help="Comma-separated, e.g. features,freeze,lora,setfit.")] = None,
+    k: Annotated[Optional[str], typer.Option("--k", help="Frozen blocks for freeze cells: 0,2,4,6 or all.")] = None,
+    n_train: Annotated[Optional[str], typer.Option("--n-train", help="Training sizes, e.g. 32,128,512 (nested samples).")] = None,
+    seeds: Annotated[Optional[str], typer.Option("--seeds", help="Seeds, e.g. 0,1,2.")] = None,
+    n_test: Annotated[Optional[int], typer.Option("--n-test", help="Score on a stratified sample of the test set.")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs of trained strategies.")] = None,
+    probe_layers: Annotated[bool, typer.Option("--probe", help="Also run a per-layer probe.")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed cells again.")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="No shared embedding/prefix caches.")] = False,
+    metric: Annotated[str, typer.Option("--metric", help="accuracy, macro_f1 or mcc (for the summary).")] = "accuracy",
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda...")] = None,
+) -> None:
+    """Run strategies x frozen blocks x training sizes x seeds; resumable; then build the report."""
+    from .sweep import SweepSpec
+
+    spec = _sweep_spec(data, config, model, strategies, k, n_train, seeds, n_test, epochs, probe_layers)
+    if output is None:
+        raise UnfreezeError("Give a run folder with -o/--output, e.g. -o runs/my-sweep.")
+    assert isinstance(spec, SweepSpec)
+    _run_and_report(spec, output, retry_failed, not no_cache, metric, device)
+
+
+def _sweep_spec(data, config, model, strategies, k, n_train, seeds, n_test, epochs, probe_layers):
+    from dataclasses import replace
+
+    from .sweep import SweepSpec
+
+    spec = SweepSpec.from_toml(config) if config else SweepSpec()
+    overrides = {}
+    if data is not None:
+        overrides["data"] = data
+    elif config is None:
+        raise UnfreezeError("Give the data (a file or built-in dataset) or --config sweep.toml.")
+    if model is not None:
+        overrides["model"] = model
+    if strategies is not None:
+        overrides["strategies"] = [s.strip() for s in strategies.split(",") if s.strip()]
+    if k is not None:
+        overrides["k"] = "all" if k.strip() == "all" else _int_list(k, "--k")
+    if n_train is not None:
+        overrides["n_train"] = _int_list(n_train, "--n-train")
+    if seeds is not None:
+        overrides["seeds"] = _int_list(seeds, "--seeds")
+    if n_test is not None:
+        overrides["n_test"] = n_test
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    if probe_layers:
+        overrides["probe"] = True
+    return replace(spec, **overrides)
+
+
+def _run_and_report(spec, output: Path, retry_failed: bool, shared_cache: bool, metric: str,
+                    device: str | None) -> None:
+    import time
+
+    from .report import build_report, summary_table_text
+    from .report.tables import recommendation_sentence
+    from .sweep.runner import run_sweep
+
+    start = time.perf_counter()
+    counts = run_sweep(spec, output, retry_failed=retry_failed, shared_cache=shared_cache, device=device)
+    typer.echo(f"sweep: {counts['total']} cells, {counts['done']} run now, {counts['skipped']} already done, "
+               f"{counts['failed']} failed ({time.perf_counter() - start:.1f} s)")
+    result = build_report(output, metric)
+    typer.echo(summary_table_text(result["summary"], metric))
+    for pick in result["recommendations"]:
+        typer.echo("- " + recommendation_sentence(pick))
+    typer.echo(f"report: {result['html']}")
+
+
+@app.command()
+@user_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A sweep's run folder.")],
+    metric: Annotated[str, typer.Option("--metric", help="accuracy, macro_f1 or mcc.")] = "accuracy",
+) -> None:
+    """Build plots, results.csv and report.html from a sweep's results alone (no model needed)."""
+    from .report import build_report, summary_table_text
+    from .report.tables import recommendation_sentence
+
+    result = build_report(run_dir, metric)
+    typer.echo(summary_table_text(result["summary"], metric))
+    for pick in result["recommendations"]:
+        typer.echo("- " + recommendation_sentence(pick))
+    typer.echo(f"report: {result['html']}")
+
+
 @app.command()
 @user_errors
 def demo(
-    n_train: Annotated[int, typer.Option("--n-train", help="Training examples.")] = 2000,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the demo bundle.")] = Path("runs/demo/bundle"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run folder of the demo sweep.")] = Path("runs/demo"),
 ) -> None:
-    """Feature extraction with MiniLM on movie-snippets: fit, evaluate, print the metrics table."""
-    fit(data="movie-snippets", output=output, n_train=n_train)
+    """A sweep on movie-snippets with MiniLM (features, freeze k=0,3,6, LoRA, SetFit), then its report."""
+    from .sweep import SweepSpec
+
+    spec = SweepSpec(data="movie-snippets", model="minilm-l6", strategies=["features", "freeze", "lora", "setfit"],
+                     k=[0, 3, 6], n_train=DEMO_SIZES, seeds=[0], n_test=1000, epochs=2, num_iterations=5,
+                     validation_fraction=0.0)
+    _run_and_report(spec, output, False, True, "accuracy", None)
+
+
+# sized to finish in about 10 minutes on a 2-core CPU (measured: see the README)
+DEMO_SIZES = [32, 128, 512]
 
 
 def main() -> None:

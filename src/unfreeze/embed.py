@@ -7,9 +7,10 @@ later single-layer fits on the same texts without a forward pass.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,39 @@ class Embeddings:
         return np.concatenate([self.layers[i] for i in layer_indices], axis=1)
 
 
+@dataclass
+class _Pool:
+    """Pooled states of many inputs, in memory: serves any subset of them without a forward pass."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    layers: dict[int, np.ndarray] = field(default_factory=dict)
+    truncated: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+
+# (model fingerprint, pooling, max length) -> pool; active only inside shared_embeddings()
+_POOLS: dict[tuple[str, str, int], _Pool] | None = None
+
+
+@contextlib.contextmanager
+def shared_embeddings() -> Iterator[None]:
+    """Within this block, every embedded input is kept in memory and reused by later calls on
+    any subset of the same inputs (a sweep's cells are subsets of one pool of texts)."""
+    global _POOLS
+    outer = _POOLS
+    _POOLS = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _POOLS = outer
+
+
+def input_keys(inputs: Sequence[TextInput]) -> list[str]:
+    """One key per input (text and optional pair)."""
+    texts, pairs = split_inputs(inputs)
+    return [hashlib.blake2b((t + "\x1f" + (pairs[i] if pairs else "")).encode(), digest_size=16).hexdigest()
+            for i, t in enumerate(texts)]
+
+
 def inputs_digest(inputs: Sequence[TextInput]) -> str:
     texts, pairs = split_inputs(inputs)
     digest = hashlib.sha256()
@@ -57,18 +91,62 @@ def embed(
     """Pool the hidden states ``layer_indices`` (0 = embeddings) of every input."""
     wanted = sorted(set(layer_indices))
     limit = backbone.length_limit(max_length)
+    from_pool = _from_pool(backbone, inputs, wanted, pooling, limit) if use_cache else None
+    if from_pool is not None:
+        return from_pool
     path = _cache_path(backbone, inputs, pooling, limit) if use_cache else None
     stored: dict[int, np.ndarray] = {}
     n_truncated = 0
     if path is not None and path.exists():
         stored, n_truncated = _read(path)
         if all(i in stored for i in wanted):
+            _to_pool(backbone, inputs, stored, None, pooling, limit)
             return Embeddings({i: stored[i] for i in wanted}, n_truncated, limit, from_cache=True)
     encoded = backbone.encode(inputs, limit)
     computed = _forward_pooled(backbone, encoded, wanted, pooling, batch_size, progress)
     if path is not None:
         _write(path, {**stored, **computed}, encoded.n_truncated)
+    if use_cache:
+        _to_pool(backbone, inputs, computed, encoded.truncated, pooling, limit)
     return Embeddings(computed, encoded.n_truncated, limit, from_cache=False)
+
+
+def _from_pool(backbone: Backbone, inputs: Sequence[TextInput], wanted: list[int], pooling: str,
+               limit: int) -> Embeddings | None:
+    if _POOLS is None:
+        return None
+    pool = _POOLS.get((backbone.fingerprint(), pooling, limit))
+    if pool is None or any(i not in pool.layers for i in wanted):
+        return None
+    rows = [pool.rows.get(key) for key in input_keys(inputs)]
+    if any(r is None for r in rows):
+        return None
+    index = np.asarray(rows)
+    return Embeddings({i: pool.layers[i][index] for i in wanted}, int(pool.truncated[index].sum()), limit,
+                      from_cache=True)
+
+
+def _to_pool(backbone: Backbone, inputs: Sequence[TextInput], layers: dict[int, np.ndarray],
+             truncated: list[bool] | None, pooling: str, limit: int) -> None:
+    """Add these rows to the in-memory pool; rows already there keep their place."""
+    if _POOLS is None:
+        return
+    pool = _POOLS.setdefault((backbone.fingerprint(), pooling, limit), _Pool())
+    keys = input_keys(inputs)
+    new = [j for j, key in enumerate(keys) if key not in pool.rows]
+    if pool.rows and set(layers) != set(pool.layers):
+        # a different layer set: keep only layers both have rows for, simplest correct choice is to
+        # start the pool afresh from this call
+        pool.rows, pool.layers, pool.truncated = {}, {}, np.zeros(0, dtype=bool)
+        new = list(range(len(keys)))
+    start = len(pool.rows)
+    for offset, j in enumerate(new):
+        pool.rows[keys[j]] = start + offset
+    flags = np.zeros(len(keys), dtype=bool) if truncated is None else np.asarray(truncated, dtype=bool)
+    pool.truncated = np.concatenate([pool.truncated, flags[new]])
+    for i, values in layers.items():
+        block = values[new]
+        pool.layers[i] = block if i not in pool.layers else np.concatenate([pool.layers[i], block])
 
 
 @torch.inference_mode()

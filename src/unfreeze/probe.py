@@ -11,10 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from .data import TextDataset
-from .embed import embed
 from .heads import LogisticHead
 from .metrics import METRICS, classification_metrics
-from .models.pooling import resolve_pooling
 
 
 def run_probe(
@@ -31,6 +29,8 @@ def run_probe(
 ) -> list[dict]:
     """Fit and score a logistic head on every hidden state and on the last four concatenated."""
     from .classifier import shared_backbone
+    from .embed import embed
+    from .models.pooling import resolve_pooling
 
     backbone = shared_backbone(model)
     pooling = resolve_pooling(pooling, backbone.is_decoder, "probe")

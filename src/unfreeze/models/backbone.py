@@ -57,6 +57,7 @@ class Encoded:
     token_type_ids: list[list[int]] | None
     n_truncated: int
     max_length: int
+    truncated: list[bool] | None = None  # per example, when known
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -71,8 +72,9 @@ class Encoded:
     def subset(self, indices: Sequence[int]) -> Encoded:
         idx = [int(i) for i in indices]
         types = None if self.token_type_ids is None else [self.token_type_ids[i] for i in idx]
-        n_truncated = sum(len(self.input_ids[i]) >= self.max_length for i in idx) if self.n_truncated else 0
-        return Encoded([self.input_ids[i] for i in idx], types, n_truncated, self.max_length)
+        flags = None if self.truncated is None else [self.truncated[i] for i in idx]
+        n_truncated = sum(flags) if flags is not None else 0
+        return Encoded([self.input_ids[i] for i in idx], types, n_truncated, self.max_length, flags)
 
 
 class Backbone:
@@ -168,11 +170,12 @@ class Backbone:
         texts, pairs = split_inputs(inputs)
         args = (texts,) if pairs is None else (texts, pairs)
         full = self.tokenizer(*args, truncation=False, padding=False, verbose=False)
-        n_truncated = sum(len(ids) > limit for ids in full["input_ids"])
+        flags = [len(ids) > limit for ids in full["input_ids"]]
+        n_truncated = sum(flags)
         if n_truncated:
             full = self.tokenizer(*args, truncation=True, max_length=limit, padding=False)
         token_types = full.get("token_type_ids") if self._uses_token_types else None
-        return Encoded(full["input_ids"], token_types, n_truncated, limit)
+        return Encoded(full["input_ids"], token_types, n_truncated, limit, flags)
 
     def batches(
         self, encoded: Encoded, batch_size: int, order: Sequence[int] | None = None

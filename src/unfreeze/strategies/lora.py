@@ -92,7 +92,9 @@ class LoraConfig(StrategyConfig):
         names = self._module_names(backbone)
         freeze_bottom(backbone, backbone.num_blocks)  # everything frozen; PEFT marks its adapters trainable
         peft_config = PeftLoraConfig(r=self.r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
-                                     target_modules=names, bias="none")
+                                     target_modules=names, bias="none",
+                                     # GPT-2's Conv1D stores its weight transposed
+                                     fan_in_fan_out=backbone.family == "gpt2")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # PEFT reads a deprecated transformers property
             return get_peft_model(backbone.model, peft_config)

@@ -39,6 +39,7 @@ def train_contrastive(
     n_pairs = count_pairs(len(encoded), num_iterations)
     steps_per_epoch = math.ceil(n_pairs / config.batch_size)
     total_steps = config.max_steps or config.epochs * steps_per_epoch
+    epochs = math.ceil(total_steps / steps_per_epoch)  # max_steps wins over epochs, as in the main loop
     lengths = encoded.lengths
 
     start = time.perf_counter()
@@ -58,9 +59,9 @@ def train_contrastive(
         bar = tqdm(total=total_steps, desc="contrastive tuning", unit="step", disable=not config.progress or None,
                    leave=False)
         try:
-            for epoch in range(1, config.epochs + 1):
+            for epoch in range(1, epochs + 1):
                 set_train_mode(model, backbone, frozen_k)
-                running = 0.0
+                running, n_run = 0.0, 0
                 for n_batch, (left, right, target) in enumerate(
                         pair_batches(y, num_iterations, config.batch_size, rng), start=1):
                     if record.steps >= total_steps:
@@ -89,10 +90,11 @@ def train_contrastive(
                     record.examples_seen += 2 * len(left)
                     record.tokens_seen += sum(lengths[i] for i in left) + sum(lengths[i] for i in right)
                     running += loss.item()
+                    n_run += 1
                     bar.update(1)
                     bar.set_postfix(epoch=epoch, loss=f"{running / n_batch:.4f}")
                 record.epochs_run = epoch
-                record.history.append({"epoch": epoch, "train_loss": running / max(1, n_batch)})
+                record.history.append({"epoch": epoch, "train_loss": running / max(1, n_run)})
                 if record.steps >= total_steps:
                     break
         finally:

@@ -137,8 +137,13 @@ def train(
     config: TrainConfig,
     val_encoded: Encoded | None = None,
     y_val: np.ndarray | None = None,
+    prefix_pool: tuple[tuple[str, int], list[str], list[str] | None] | None = None,
 ) -> TrainRecord:
-    """Train ``model`` in place; returns the record. The best validation epoch's weights are kept."""
+    """Train ``model`` in place; returns the record. The best validation epoch's weights are kept.
+
+    ``prefix_pool`` = (pool key, keys of the training inputs, keys of the validation inputs)
+    lets a sweep share prefix states across fits (see prefix.shared_prefix_states).
+    """
     device = backbone.device
     model.to(device)
     torch.manual_seed(config.seed)
@@ -153,10 +158,13 @@ def train(
         use_prefix = config.prefix_cache and frozen_k >= 1
         train_prefix = val_prefix = None
         if use_prefix:
-            states, tuple_length = compute_prefix_states(backbone, train_encoded, [frozen_k])
+            pool_key, train_keys, val_keys = prefix_pool or (None, None, None)
+            states, tuple_length = compute_prefix_states(backbone, train_encoded, [frozen_k], pool_key=pool_key,
+                                                         keys=train_keys)
             train_prefix = (frozen_k, states[frozen_k], tuple_length)
             if val_encoded is not None:
-                val_states, _ = compute_prefix_states(backbone, val_encoded, [frozen_k])
+                val_states, _ = compute_prefix_states(backbone, val_encoded, [frozen_k], pool_key=pool_key,
+                                                      keys=val_keys)
                 val_prefix = (frozen_k, val_states[frozen_k], tuple_length)
             record.prefix_seconds = time.perf_counter() - start
 

@@ -65,16 +65,55 @@ def skip_bottom_blocks(blocks: nn.ModuleList, k: int, tuple_length: int) -> Iter
         stand_ins[-1].replacement = None
 
 
-@torch.inference_mode()
+# (base-model fingerprint, max length) -> {k: {input key: state}}, and the blocks' output tuple
+# length; active only inside shared_prefix_states()
+_POOLS: dict[tuple[str, int], tuple[dict[int, dict[str, torch.Tensor]], list[int]]] | None = None
+
+
+@contextlib.contextmanager
+def shared_prefix_states() -> Iterator[None]:
+    """Within this block, prefix states are kept in memory and reused by every later fit whose
+    inputs they cover: one pass over a sweep's texts, keeping every k, serves every cell."""
+    global _POOLS
+    outer = _POOLS
+    _POOLS = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _POOLS = outer
+
+
 def compute_prefix_states(
-    backbone: Backbone, encoded: Encoded, ks: Sequence[int], batch_size: int = 32
+    backbone: Backbone, encoded: Encoded, ks: Sequence[int], batch_size: int = 32,
+    pool_key: tuple[str, int] | None = None, keys: Sequence[str] | None = None,
 ) -> tuple[dict[int, list[torch.Tensor]], int]:
     """Hidden states after block k for every example and every k in ``ks`` (k >= 1), in one pass.
 
     Returns ({k: [states of example i, shape [len_i, hidden]]}, the blocks' output tuple length).
-    States live on the CPU, unpadded; the model runs in eval mode with no gradients.
+    States live on the CPU, unpadded; the model runs in eval mode with no gradients. With
+    ``pool_key`` (the fingerprint of the unchanged base model, max length) and one key per
+    example, states come from and go to the shared pool when one is active.
     """
     wanted = sorted({k for k in ks if k >= 1})
+    pool = None
+    if _POOLS is not None and pool_key is not None and keys is not None:
+        pool = _POOLS.setdefault(pool_key, ({}, [0]))
+        by_k, tuple_length = pool
+        if all(k in by_k and all(key in by_k[k] for key in keys) for k in wanted):
+            return {k: [by_k[k][key] for key in keys] for k in wanted}, tuple_length[0]
+    states, tuple_length_found = _forward_prefix(backbone, encoded, wanted, batch_size)
+    if pool is not None:
+        by_k, tuple_length = pool
+        tuple_length[0] = tuple_length_found
+        for k in wanted:
+            by_k.setdefault(k, {}).update(zip(keys, states[k]))
+    return states, tuple_length_found
+
+
+@torch.inference_mode()
+def _forward_prefix(
+    backbone: Backbone, encoded: Encoded, wanted: list[int], batch_size: int
+) -> tuple[dict[int, list[torch.Tensor]], int]:
     states: dict[int, list[torch.Tensor | None]] = {k: [None] * len(encoded) for k in wanted}
     model = backbone.model
     was_training = model.training

@@ -1,0 +1,112 @@
+"""The plots of a sweep, from its result rows alone (matplotlib, Agg; no torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .tables import STRATEGY_ORDER  # noqa: E402
+
+COLORS = {s: f"C{i}" for i, s in enumerate(STRATEGY_ORDER)}
+
+
+def _band(ax, x, mean, std, color, style, label):
+    ax.plot(x, mean, style, color=color, label=label, marker="o", ms=3.5)
+    if (std > 0).any():
+        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.12 if style == "-" else 0.07, lw=0)
+
+
+def _finish(fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> Path:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def score_vs_k(summary: pd.DataFrame, metric: str, path: Path, num_blocks: int | None = None) -> Path | None:
+    """Score vs frozen blocks, a line per training size: test solid, train dashed, band = ±1 std over seeds."""
+    rows = summary[summary["strategy"].isin(["freeze", "full"])].copy()
+    if rows.empty or rows["k"].fillna(0).nunique() < 2:
+        return None
+    rows["k"] = rows["k"].fillna(0).astype(int)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, (n, group) in enumerate(rows.groupby("n_train")):
+        group = group.groupby("k").mean(numeric_only=True).reset_index().sort_values("k")
+        color = f"C{i}"
+        _band(ax, group["k"], group["test_mean"], group["test_std"], color, "-", f"n={n} test")
+        _band(ax, group["k"], group["train_mean"], group["train_std"], color, "--", f"n={n} train")
+    ax.set_xticks(sorted(rows["k"].unique()))
+    blocks = f" of {num_blocks}" if num_blocks else ""
+    return _finish(fig, ax, path, f"frozen blocks k{blocks} (0 = full fine-tuning)", metric.replace("_", "-"),
+                   "Score vs number of frozen blocks (mean ± std over seeds)")
+
+
+def best_per_strategy(summary: pd.DataFrame) -> pd.DataFrame:
+    """One line per strategy over n: features, freeze at its best k per n, full (k=0), reinit, lora, setfit."""
+    lines = []
+    for (strategy, n), group in summary.groupby(["strategy", "n_train"]):
+        if strategy == "freeze":
+            zero = group[group["k"] == 0]
+            if not zero.empty:
+                lines.append(zero.iloc[0].to_dict() | {"line": "full (k=0)"})
+            above = group[group["k"] > 0]
+            if not above.empty:
+                best = above.loc[above["test_mean"].idxmax()]
+                lines.append(best.to_dict() | {"line": "freeze (best k)"})
+        else:
+            best = group.loc[group["test_mean"].idxmax()]
+            lines.append(best.to_dict() | {"line": "full (k=0)" if strategy == "full" else strategy})
+    return pd.DataFrame(lines)
+
+
+def score_vs_n(summary: pd.DataFrame, metric: str, path: Path) -> Path | None:
+    lines = best_per_strategy(summary)
+    if lines.empty or lines["n_train"].nunique() < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, (name, group) in enumerate(lines.groupby("line", sort=False)):
+        group = group.sort_values("n_train")
+        _band(ax, group["n_train"], group["test_mean"], group["test_std"], f"C{i}", "-", name)
+        if name == "freeze (best k)":
+            for _, row in group.iterrows():
+                ax.annotate(f"k={int(row['k'])}", (row["n_train"], row["test_mean"]), fontsize=6,
+                            textcoords="offset points", xytext=(3, -9))
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(lines["n_train"].unique()), [str(n) for n in sorted(lines["n_train"].unique())])
+    return _finish(fig, ax, path, "training examples (log scale)", f"test {metric.replace('_', '-')}",
+                   "Score vs training-set size, per strategy (mean ± std over seeds)")
+
+
+def score_vs_cost(summary: pd.DataFrame, metric: str, path: Path) -> Path | None:
+    """Test score vs fit seconds and vs trainable parameters, a colour per strategy, a marker size per n."""
+    if summary.empty:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    sizes = {n: 18 + 14 * i for i, n in enumerate(sorted(summary["n_train"].unique()))}
+    for strategy, group in summary.groupby("strategy"):
+        for ax, column in zip(axes, ("fit_seconds", "trainable_parameters")):
+            x = group[column].clip(lower=1 if column == "trainable_parameters" else 1e-2)
+            ax.scatter(x, group["test_mean"], s=group["n_train"].map(sizes), color=COLORS.get(strategy, "k"),
+                       alpha=0.75, label=strategy)
+    for ax, label in zip(axes, ("fit seconds (log)", "trainable parameters (log; features: 1)")):
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel(f"test {metric.replace('_', '-')}")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[1].legend(handles, labels, fontsize=7, title="marker size = n", title_fontsize=7)
+    fig.suptitle("Which strategy is worth its cost", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
