@@ -250,10 +250,15 @@ class Classifier(ClassifierMixin, BaseEstimator):
         config.check(backbone)
         self.strategy_config_ = config
         if config.kind == "features":
-            features = self._features(backbone, inputs)
-            self.head_ = LogisticHead(C=self.C, cv=self.cv, seed=self.seed).fit(features, y_idx)
+            from .training.memory import PeakMemory
+
+            with PeakMemory(backbone.device) as memory:
+                features = self._features(backbone, inputs)
+                self.head_ = LogisticHead(C=self.C, cv=self.cv, seed=self.seed).fit(features, y_idx)
             self.backbone_ = backbone
-            self.fit_record_ = {"trainable_parameters": 0, "total_parameters": backbone.n_parameters()}
+            self.fit_record_ = {"trainable_parameters": 0, "total_parameters": backbone.n_parameters(),
+                                "peak_memory_bytes": memory.peak_bytes, "device": str(backbone.device),
+                                "examples_seen": len(inputs)}
         else:
             self._fit_trained(config, backbone, inputs, y_idx)
         self.fit_seconds_ = time.perf_counter() - start

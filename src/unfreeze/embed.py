@@ -132,20 +132,20 @@ def _to_pool(backbone: Backbone, inputs: Sequence[TextInput], layers: dict[int, 
     if _POOLS is None:
         return
     pool = _POOLS.setdefault((backbone.fingerprint(), pooling, limit), _Pool())
-    keys = input_keys(inputs)
-    new = [j for j, key in enumerate(keys) if key not in pool.rows]
     if pool.rows and set(layers) != set(pool.layers):
-        # a different layer set: keep only layers both have rows for, simplest correct choice is to
-        # start the pool afresh from this call
-        pool.rows, pool.layers, pool.truncated = {}, {}, np.zeros(0, dtype=bool)
-        new = list(range(len(keys)))
-    start = len(pool.rows)
-    for offset, j in enumerate(new):
-        pool.rows[keys[j]] = start + offset
-    flags = np.zeros(len(keys), dtype=bool) if truncated is None else np.asarray(truncated, dtype=bool)
-    pool.truncated = np.concatenate([pool.truncated, flags[new]])
+        pool.rows, pool.layers, pool.truncated = {}, {}, np.zeros(0, dtype=bool)  # another layer set: start afresh
+    new: dict[str, int] = {}  # key -> its first position in this call (inputs may repeat)
+    for j, key in enumerate(input_keys(inputs)):
+        if key not in pool.rows and key not in new:
+            new[key] = j
+    start = len(pool.truncated)  # rows in the arrays
+    for offset, key in enumerate(new):
+        pool.rows[key] = start + offset
+    picked = list(new.values())
+    flags = np.zeros(len(inputs), dtype=bool) if truncated is None else np.asarray(truncated, dtype=bool)
+    pool.truncated = np.concatenate([pool.truncated, flags[picked]])
     for i, values in layers.items():
-        block = values[new]
+        block = values[picked]
         pool.layers[i] = block if i not in pool.layers else np.concatenate([pool.layers[i], block])
 
 

@@ -8,11 +8,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .tables import STRATEGY_ORDER  # noqa: E402
 
 COLORS = {s: f"C{i}" for i, s in enumerate(STRATEGY_ORDER)}
+# lines of the score-vs-n plot, coloured like their strategy elsewhere
+LINE_COLORS = {"features": COLORS["features"], "freeze (best k)": COLORS["freeze"], "full (k=0)": COLORS["full"],
+               "reinit": COLORS["reinit"], "lora": COLORS["lora"], "setfit": COLORS["setfit"]}
 
 
 def _band(ax, x, mean, std, color, style, label):
@@ -76,13 +80,15 @@ def score_vs_n(summary: pd.DataFrame, metric: str, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for i, (name, group) in enumerate(lines.groupby("line", sort=False)):
         group = group.sort_values("n_train")
-        _band(ax, group["n_train"], group["test_mean"], group["test_std"], f"C{i}", "-", name)
+        _band(ax, group["n_train"], group["test_mean"], group["test_std"], LINE_COLORS.get(name, f"C{i + 6}"), "-",
+              name)
         if name == "freeze (best k)":
             for _, row in group.iterrows():
                 ax.annotate(f"k={int(row['k'])}", (row["n_train"], row["test_mean"]), fontsize=6,
                             textcoords="offset points", xytext=(3, -9))
     ax.set_xscale("log")
     ax.set_xticks(sorted(lines["n_train"].unique()), [str(n) for n in sorted(lines["n_train"].unique())])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     return _finish(fig, ax, path, "training examples (log scale)", f"test {metric.replace('_', '-')}",
                    "Score vs training-set size, per strategy (mean ± std over seeds)")
 

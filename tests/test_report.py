@@ -1,0 +1,127 @@
+"""Reports: built from the results file alone (no torch, no model), plots, HTML, CSV, recommendation."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+
+from unfreeze.report.tables import recommend, recommendation_sentence, summarise
+from unfreeze.sweep import SweepSpec
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_model_dir):
+    from test_sweep import write_toy_csv
+    from unfreeze.sweep.runner import run_sweep
+
+    folder = tmp_path_factory.mktemp("report")
+    spec = SweepSpec(data=str(write_toy_csv(folder / "train.csv", 64, 0)),
+                     test=str(write_toy_csv(folder / "test.csv", 24, 1)), model=str(tiny_model_dir("bert")),
+                     strategies=["features", "freeze", "lora"], k=[0, 1, 2], n_train=[8, 16], seeds=[0, 1],
+                     epochs=1, batch_size=8, validation_fraction=0.0, probe=True)
+    run_sweep(spec, folder / "run", progress=False)
+    return folder / "run"
+
+
+def test_report_builds_from_the_results_file_without_torch(finished_run, tmp_path):
+    """Copy only the sweep's files, block torch, and build the report in a fresh interpreter."""
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("results.jsonl", "sweep.json", "probe.json"):
+        shutil.copy(finished_run / name, copy / name)
+    script = textwrap.dedent(f"""
+        import sys
+        from unfreeze.report import build_report
+        result = build_report({str(copy)!r}, "macro_f1")
+        heavy = [name for name in ("torch", "transformers", "peft") if name in sys.modules]
+        assert not heavy, f"the report imported {{heavy}}"
+        print(sorted(result["figures"]))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "score_vs_k.png" in out.stdout and "score_vs_n.png" in out.stdout and "probe.png" in out.stdout
+    for name in ("report.html", "results.csv", "score_vs_k.png", "score_vs_n.png", "cost.png", "probe.png"):
+        assert (copy / name).stat().st_size > 0
+    page = (copy / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 4  # plots embedded: the page opens from disk alone
+    assert "Recommendation" in page and "macro_f1" in page
+    frame = pd.read_csv(copy / "results.csv")
+    assert len(frame) == 2 * 2 * (1 + 3 + 1)
+    assert set(frame["status"]) == {"done"}
+
+
+def test_report_cli_prints_summary_and_recommendation(finished_run):
+    from typer.testing import CliRunner
+
+    from unfreeze.cli import app
+
+    result = CliRunner().invoke(app, ["report", str(finished_run), "--metric", "mcc"])
+    assert result.exit_code == 0, result.output
+    assert "test mcc" in result.stdout
+    assert result.stdout.count("- With ") == 2  # one recommendation per training size
+    assert "report:" in result.stdout
+
+
+def test_report_of_a_folder_without_results_is_one_clear_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from unfreeze.cli import app
+
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith("error:") and "no sweep results" in result.stderr
+
+
+def _frame(rows):
+    base = {"status": "done", "k": None, "train_accuracy": 1.0, "trainable_parameters": 0}
+    return pd.DataFrame([base | r for r in rows])
+
+
+def test_recommendation_picks_the_cheapest_configuration_within_one_standard_error():
+    rows = []
+    for seed, (a, b, c) in enumerate([(0.80, 0.82, 0.70), (0.82, 0.84, 0.71), (0.81, 0.86, 0.69)]):
+        rows += [
+            {"strategy": "features", "label": "features", "n_train": 100, "seed": seed, "test_accuracy": a,
+             "fit_seconds": 2.0},
+            {"strategy": "freeze", "label": "freeze k=0", "k": 0, "n_train": 100, "seed": seed,
+             "test_accuracy": b, "fit_seconds": 60.0},
+            {"strategy": "lora", "label": "lora r=8", "n_train": 100, "seed": seed, "test_accuracy": c,
+             "fit_seconds": 1.0},
+        ]
+    summary = summarise(_frame(rows), "accuracy")
+    best = summary.loc[summary["label"] == "freeze k=0"].iloc[0]
+    assert best["test_mean"] == pytest.approx(0.84)
+    assert best["test_se"] == pytest.approx(0.02 / 3 ** 0.5)
+    (pick,) = recommend(summary, "accuracy")
+    assert pick["best"] == "freeze k=0"
+    assert pick["pick"] == "freeze k=0"  # features (0.81) is more than one s.e. (0.0115) below 0.84
+    assert "the best of the sweep" in recommendation_sentence(pick)
+
+    # a second size where features is within one s.e. of the best: it wins on time
+    more = [r | {"n_train": 200} for r in rows]
+    for r in more:
+        if r["label"] == "features":
+            r["test_accuracy"] += 0.025
+    picks = recommend(summarise(_frame(rows + more), "accuracy"), "accuracy")
+    assert [p["n_train"] for p in picks] == [100, 200]
+    assert picks[1]["pick"] == "features" and picks[1]["best"] == "freeze k=0"
+    assert "within one standard error of the best (freeze k=0" in recommendation_sentence(picks[1])
+    assert "30.0x less time" in recommendation_sentence(picks[1])
+
+
+def test_failed_cells_appear_in_the_table_but_not_in_the_summary(finished_run, tmp_path):
+    from unfreeze.report import build_report
+    from unfreeze.sweep import ResultsStore
+
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy)
+    ResultsStore(copy).append({"key": "broken", "status": "failed", "error": "OutOfMemoryError: boom",
+                               "cell": {"strategy": "full", "label": "full", "n_train": 16, "seed": 0}})
+    result = build_report(copy)
+    assert "full" not in set(result["summary"]["label"])
+    assert "OutOfMemoryError: boom" in (copy / "report.html").read_text()
