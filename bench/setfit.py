@@ -12,14 +12,20 @@ standardised ones). Prints accuracy and seconds per setting, and the time ratio.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import mean, print_closing, timer  # noqa: E402
+# this file is named setfit.py: drop its folder from the path so `import setfit` finds the library
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+_spec = importlib.util.spec_from_file_location("_common", _HERE / "_common.py")
+_common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_common)
+mean, print_closing, timer = _common.mean, _common.print_closing, _common.timer
 
 BATCH, LR, EPOCHS = 16, 2e-5, 1
 

@@ -354,15 +354,20 @@ def _run_and_report(spec, output: Path, retry_failed: bool, shared_cache: bool, 
                     device: str | None) -> None:
     import time
 
-    from .report import build_report, summary_table_text
-    from .report.tables import recommendation_sentence
+    from .report import build_report
     from .sweep.runner import run_sweep
 
     start = time.perf_counter()
     counts = run_sweep(spec, output, retry_failed=retry_failed, shared_cache=shared_cache, device=device)
     typer.echo(f"sweep: {counts['total']} cells, {counts['done']} run now, {counts['skipped']} already done, "
                f"{counts['failed']} failed ({time.perf_counter() - start:.1f} s)")
-    result = build_report(output, metric)
+    _print_report(build_report(output, metric), metric)
+
+
+def _print_report(result: dict, metric: str) -> None:
+    from .report import summary_table_text
+    from .report.tables import recommendation_sentence
+
     typer.echo(summary_table_text(result["summary"], metric))
     for pick in result["recommendations"]:
         typer.echo("- " + recommendation_sentence(pick))
@@ -376,14 +381,9 @@ def report(
     metric: Annotated[str, typer.Option("--metric", help="accuracy, macro_f1 or mcc.")] = "accuracy",
 ) -> None:
     """Build plots, results.csv and report.html from a sweep's results alone (no model needed)."""
-    from .report import build_report, summary_table_text
-    from .report.tables import recommendation_sentence
+    from .report import build_report
 
-    result = build_report(run_dir, metric)
-    typer.echo(summary_table_text(result["summary"], metric))
-    for pick in result["recommendations"]:
-        typer.echo("- " + recommendation_sentence(pick))
-    typer.echo(f"report: {result['html']}")
+    _print_report(build_report(run_dir, metric), metric)
 
 
 @app.command()

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from ..models.backbone import Backbone, Encoded
 from ..strategies.setfit import count_pairs, pair_batches
-from .loop import TrainConfig, TrainRecord, _autocast, _pad_states, set_train_mode
+from .loop import TrainConfig, TrainRecord, _autocast, _pad_states, optimizer_step, set_train_mode
 from .memory import PeakMemory
 from .model import TextClassificationModel
 from .prefix import compute_prefix_states
@@ -80,15 +80,8 @@ def train_contrastive(
                     a, b = pooled[inverse[: len(left)]], pooled[inverse[len(left):]]
                     similarity = nn.functional.cosine_similarity(a, b)
                     loss = nn.functional.mse_loss(similarity, torch.as_tensor(target, device=device))
-                    loss.backward()
-                    if config.grad_clip:
-                        nn.utils.clip_grad_norm_(trainable, config.grad_clip)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    record.steps += 1
-                    record.examples_seen += 2 * len(left)
-                    record.tokens_seen += sum(lengths[i] for i in left) + sum(lengths[i] for i in right)
+                    optimizer_step(loss, trainable, optimizer, scheduler, config.grad_clip)
+                    record.count_step(2 * len(left), sum(lengths[i] for i in left) + sum(lengths[i] for i in right))
                     running += loss.item()
                     n_run += 1
                     bar.update(1)

@@ -62,6 +62,11 @@ class TrainRecord:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def count_step(self, examples: int, tokens: int) -> None:
+        self.steps += 1
+        self.examples_seen += examples
+        self.tokens_seen += tokens
+
 
 def length_grouped_order(lengths: list[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
     """Shuffled batches of similar length: shuffle, sort within windows of 50 batches, shuffle the batches."""
@@ -196,15 +201,8 @@ def train(
                             k, states, tuple_length = train_prefix
                             logits = model(batch, k, _pad_states(states, idx, device), tuple_length)
                     loss = loss_fn(logits.float(), labels[idx].to(device))
-                    loss.backward()
-                    if config.grad_clip:
-                        nn.utils.clip_grad_norm_(trainable, config.grad_clip)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    record.steps += 1
-                    record.examples_seen += len(idx)
-                    record.tokens_seen += sum(lengths[i] for i in idx)
+                    optimizer_step(loss, trainable, optimizer, scheduler, config.grad_clip)
+                    record.count_step(len(idx), sum(lengths[i] for i in idx))
                     epoch_loss += loss.item()
                     epoch_batches += 1
                     bar.update(1)
@@ -239,6 +237,17 @@ def train(
     record.seconds = time.perf_counter() - start
     record.peak_memory_bytes = memory.peak_bytes
     return record
+
+
+def optimizer_step(loss: torch.Tensor, trainable: list[nn.Parameter], optimizer: torch.optim.Optimizer,
+                   scheduler, grad_clip: float) -> None:
+    """Backward, clip the gradient norm, step the optimiser and the schedule, clear the gradients."""
+    loss.backward()
+    if grad_clip:
+        nn.utils.clip_grad_norm_(trainable, grad_clip)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def _restore(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
