@@ -357,10 +357,21 @@ class Classifier(ClassifierMixin, BaseEstimator):
         """Logits of the trained linear head, or the logistic head's decision values."""
         check_is_fitted(self, "classes_")
         if hasattr(self, "model_"):
+            from .embed import input_keys
             from .training import predict_logits
+            from .training.prefix import compute_prefix_states, prefix_pool_active
 
-            encoded = self.backbone_.encode(self._check_inputs(X), self.max_length)
-            return predict_logits(self.model_, self.backbone_, encoded, self.batch_size)
+            inputs = self._check_inputs(X)
+            encoded = self.backbone_.encode(inputs, self.max_length)
+            frozen_k = self.strategy_config_.frozen_blocks(self.backbone_.num_blocks)
+            prefix = None
+            if frozen_k >= 1 and self.prefix_cache and prefix_pool_active():
+                # in a sweep, the frozen prefix of the test texts is computed once for every cell
+                states, tuple_length = compute_prefix_states(
+                    self.backbone_, encoded, [frozen_k], self.batch_size,
+                    pool_key=(self.base_fingerprint_, encoded.max_length), keys=input_keys(inputs))
+                prefix = (frozen_k, states[frozen_k], tuple_length)
+            return predict_logits(self.model_, self.backbone_, encoded, self.batch_size, prefix)
         return self.head_.decision_function(self._head_features(X))
 
     def _head_features(self, X: Sequence[TextInput]) -> np.ndarray:

@@ -2,8 +2,8 @@
 
 Shared work: one embedding pass per seed over that seed's largest training sample and
 the test set serves every ``features`` cell and the probe (nested samples are subsets
-of it); one prefix pass keeping the output of every k serves every ``freeze`` cell
-of that seed. Cells already in the store are skipped; a failing cell is recorded with
+of it); one prefix pass keeping the output of every k, over the same texts, serves the
+training and the scoring of every ``freeze`` cell of that seed. Cells already in the store are skipped; a failing cell is recorded with
 its error and the sweep goes on.
 """
 
@@ -133,7 +133,7 @@ def _warm_shared(spec: SweepSpec, data: SweepData, backbone, seed: int, seed_cel
 
     largest = sample(data.train_pool, n_total=max(c.n_train for c in seed_cells), seed=seed)
     if _POOLS is not None:
-        _POOLS.clear()  # the previous seed's states: not needed again, and they can be large
+        _POOLS.clear()  # the previous seed's states: the test set's are recomputed, the rest not needed again
     pooling = resolve_pooling(spec.pooling, backbone.is_decoder, "sweep")
     if any(c.strategy == "features" for c in seed_cells):
         layers = parse_layers(spec.layers, backbone.num_blocks, "sweep")
@@ -141,10 +141,11 @@ def _warm_shared(spec: SweepSpec, data: SweepData, backbone, seed: int, seed_cel
             embed(backbone, inputs, layers, pooling, spec.max_length, spec.batch_size, progress=False)
     ks = sorted({dict(c.params)["k"] for c in seed_cells if c.strategy == "freeze" and dict(c.params)["k"] >= 1})
     if ks:
-        encoded = backbone.encode(largest.inputs, spec.max_length)
-        compute_prefix_states(backbone, encoded, ks, spec.batch_size,
-                              pool_key=(backbone.fingerprint(), encoded.max_length),
-                              keys=input_keys(largest.inputs))
+        # the training sample (the cells' validation splits are inside it) and the test set
+        for inputs in (largest.inputs, data.test.inputs):
+            encoded = backbone.encode(inputs, spec.max_length)
+            compute_prefix_states(backbone, encoded, ks, spec.batch_size,
+                                  pool_key=(backbone.fingerprint(), encoded.max_length), keys=input_keys(inputs))
 
 
 def run_cell(spec: SweepSpec, data: SweepData, cell: Cell, key: str, device: str | None = None,

@@ -83,6 +83,10 @@ def shared_prefix_states() -> Iterator[None]:
         _POOLS = outer
 
 
+def prefix_pool_active() -> bool:
+    return _POOLS is not None
+
+
 def compute_prefix_states(
     backbone: Backbone, encoded: Encoded, ks: Sequence[int], batch_size: int = 32,
     pool_key: tuple[str, int] | None = None, keys: Sequence[str] | None = None,
