@@ -95,9 +95,12 @@ def run_sweep(spec: SweepSpec, run_dir: str | Path, retry_failed: bool = False, 
                "device": str(backbone.device), "model": spec.model, "data": spec.data}
 
     bar = tqdm(total=len(cells), initial=counts["skipped"], desc="sweep", unit="cell", disable=not progress or None)
+    embed_all = shared_cache and (any(c.strategy == "features" for c, _ in pending) or probe_needed(spec, run_dir))
     shared = (contextlib.ExitStack() if not shared_cache else _shared_context(shared_embeddings, shared_prefix_states))
     try:
         with shared:
+            if embed_all:
+                _embed_everything(spec, data, backbone, sorted({c.seed for c, _ in pending}) or spec.seeds[:1])
             current_seed = None
             for cell, key in pending:
                 bar.set_postfix_str(cell.describe())
@@ -111,10 +114,10 @@ def run_sweep(spec: SweepSpec, run_dir: str | Path, retry_failed: bool = False, 
                 bar.update(1)
                 if record["status"] == "failed":
                     tqdm.write(f"cell failed ({cell.describe()}): {record['error']}")
+            if probe_needed(spec, run_dir):
+                _run_probe(spec, data, run_dir, shared_cache)
     finally:
         bar.close()
-    if probe_needed(spec, run_dir):
-        _run_probe(spec, data, run_dir, shared_cache)
     return counts
 
 
@@ -125,20 +128,34 @@ def _shared_context(*factories) -> contextlib.ExitStack:
     return stack
 
 
-def _warm_shared(spec: SweepSpec, data: SweepData, backbone, seed: int, seed_cells: list[Cell]) -> None:
-    """One pass over this seed's largest sample for every cell of the seed: embeddings and/or prefix states."""
-    from ..embed import embed, input_keys
+def _embed_everything(spec: SweepSpec, data: SweepData, backbone, seeds: list[int]) -> None:
+    """One embedding pass over every text that a features cell or the probe will need.
+
+    The union of each seed's largest sample and the test set, with every layer the cells
+    and the probe read: later calls on any subset are served from memory.
+    """
+    from ..embed import embed
     from ..models.pooling import parse_layers, resolve_pooling
+
+    pooling = resolve_pooling(spec.pooling, backbone.is_decoder, "sweep")
+    layers = set(parse_layers(spec.layers, backbone.num_blocks, "sweep"))
+    if spec.probe:
+        layers |= set(range(backbone.num_blocks + 1))
+    texts: dict[object, None] = {}
+    for seed in seeds:
+        texts.update(dict.fromkeys(sample(data.train_pool, n_total=max(spec.n_train), seed=seed).inputs))
+    texts.update(dict.fromkeys(data.test.inputs))
+    embed(backbone, list(texts), sorted(layers), pooling, spec.max_length, spec.batch_size, progress=False)
+
+
+def _warm_shared(spec: SweepSpec, data: SweepData, backbone, seed: int, seed_cells: list[Cell]) -> None:
+    """One prefix pass over this seed's largest sample and the test set, keeping every k of the seed's cells."""
+    from ..embed import input_keys
     from ..training.prefix import _POOLS, compute_prefix_states
 
     largest = sample(data.train_pool, n_total=max(c.n_train for c in seed_cells), seed=seed)
     if _POOLS is not None:
         _POOLS.clear()  # the previous seed's states: the test set's are recomputed, the rest not needed again
-    pooling = resolve_pooling(spec.pooling, backbone.is_decoder, "sweep")
-    if any(c.strategy == "features" for c in seed_cells):
-        layers = parse_layers(spec.layers, backbone.num_blocks, "sweep")
-        for inputs in (largest.inputs, data.test.inputs):
-            embed(backbone, inputs, layers, pooling, spec.max_length, spec.batch_size, progress=False)
     ks = sorted({dict(c.params)["k"] for c in seed_cells if c.strategy == "freeze" and dict(c.params)["k"] >= 1})
     if ks:
         # the training sample (the cells' validation splits are inside it) and the test set
