@@ -60,7 +60,7 @@ def freeze_bottom(backbone: Backbone, k: int) -> None:
     With k = L only the head trains (the final norm freezes too). k = 0 trains everything
     but the pooler, which the head does not read.
     """
-    embedding_side, blocks, final, pooler = backbone.parameter_groups()
+    embedding_side, blocks, final, _pooler = backbone.parameter_groups()  # the pooler stays frozen: unused
     for p in backbone.model.parameters():
         p.requires_grad_(False)
     trained = [p for block in blocks[k:] for p in block]
@@ -70,4 +70,3 @@ def freeze_bottom(backbone: Backbone, k: int) -> None:
         trained += final
     for p in trained:
         p.requires_grad_(True)
-    del pooler  # always frozen: unused by the head
