@@ -18,6 +18,7 @@ _EXPORTS = {
     "UnfreezeError": ".errors",
     "classification_metrics": ".metrics",
     "SweepSpec": ".sweep",
+    "MultiHeadClassifier": ".serve",
 }
 
 __all__ = ["__version__", *_EXPORTS]

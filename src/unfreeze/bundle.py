@@ -23,7 +23,8 @@ from .errors import UnfreezeError
 from .heads import LogisticHead
 
 FORMAT = "unfreeze-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # single-head bundles; multi-head bundles (serve/multihead.py) are version 2
+READABLE_VERSION = 2
 CONFIG_FILE = "unfreeze.json"
 TRAINED_FILE = "trained.safetensors"  # the parameters that training changed
 
@@ -93,15 +94,15 @@ def read_config(path: Path) -> dict:
         config = json.loads(file.read_text())
     except json.JSONDecodeError as exc:
         raise UnfreezeError(f"{file} is not valid JSON ({exc.msg}, line {exc.lineno}); the bundle is damaged.") from exc
-    if config.get("format") != FORMAT or config.get("format_version", 0) > FORMAT_VERSION:
+    if config.get("format") != FORMAT or config.get("format_version", 0) > READABLE_VERSION:
         raise UnfreezeError(
             f"{path} has bundle format {config.get('format')!r} version {config.get('format_version')!r}; "
-            f"this unfreeze {__version__} reads {FORMAT} up to version {FORMAT_VERSION}. Upgrade unfreeze."
+            f"this unfreeze {__version__} reads {FORMAT} up to version {READABLE_VERSION}. Upgrade unfreeze."
         )
     return config
 
 
-def load_bundle(path: Path, device: str | None = None):
+def load_bundle(path: Path, device: str | None = None, head: str | None = None):
     import numpy as np
     import torch
 
@@ -109,6 +110,18 @@ def load_bundle(path: Path, device: str | None = None):
     from .strategies import strategy_config
 
     config = read_config(path)
+    if config.get("kind") == "multihead":
+        from .serve.multihead import MultiHeadClassifier
+
+        suite = MultiHeadClassifier.load(path, device=device)
+        if head is None:
+            if len(suite.heads) > 1:
+                raise UnfreezeError(f"{path} holds {len(suite.heads)} heads ({', '.join(suite.heads)}): name one "
+                                    "(Classifier.load(path, head=NAME), --head NAME) or use MultiHeadClassifier.")
+            head = next(iter(suite.heads))
+        return suite.as_classifier(head)
+    if head is not None and head != "default":
+        raise UnfreezeError(f"{path} is a single-head bundle; its one head is called 'default', not {head!r}.")
     params = dict(config["params"])
     if device is not None:
         params["device"] = device

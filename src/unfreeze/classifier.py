@@ -398,11 +398,12 @@ class Classifier(ClassifierMixin, BaseEstimator):
         return save_bundle(self, Path(path), metrics=metrics)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> Classifier:
-        """Load a bundle written by ``save``; never unpickles."""
+    def load(cls, path: str | Path, device: str | None = None, head: str | None = None) -> Classifier:
+        """Load a bundle written by ``save``; never unpickles. From a multi-head bundle, ``head``
+        names the one to load (it may be omitted when there is only one)."""
         from .bundle import load_bundle
 
-        return load_bundle(Path(path), device=device)
+        return load_bundle(Path(path), device=device, head=head)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

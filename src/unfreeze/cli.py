@@ -22,6 +22,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 models_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                          help="The offline model catalog: list and install.")
 app.add_typer(models_app, name="models")
+heads_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                        help="Multi-head bundles: many classifiers sharing one frozen backbone and one forward pass.")
+app.add_typer(heads_app, name="heads")
 
 _state = {"debug": False}
 
@@ -201,29 +204,53 @@ def fit(
 @app.command()
 @user_errors
 def predict(
-    bundle: Annotated[Path, typer.Argument(help="Bundle folder written by `unfreeze fit`.")],
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder written by `unfreeze fit` or `unfreeze heads add`.")],
     inputs: Annotated[Path, typer.Argument(help="File with a text column (labels not needed).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="CSV to write: inputs + prediction + probabilities.")],
+    head: Annotated[Optional[list[str]], typer.Option("--head", help="Multi-head bundle: apply only this head "
+                                                                     "(repeat for several; default: all).")] = None,
     text_col: TextCol = "text",
     text_pair_col: PairCol = None,
     batch_size: BatchOpt = 32,
 ) -> None:
-    """Predict labels and class probabilities for every row of INPUTS."""
+    """Predict labels and class probabilities for every row of INPUTS.
+
+    A multi-head bundle runs the backbone once per batch and writes HEAD.prediction and
+    HEAD.proba_LABEL columns for every head."""
+    from .bundle import read_config
     from .cache import atomic_path
-    from .classifier import Classifier
     from .data.readers import read_inputs
 
-    clf = Classifier.load(bundle)
-    clf.batch_size = batch_size
+    kind = read_config(bundle).get("kind", "features")
     frame, items = read_inputs(inputs, text_col, text_pair_col)
-    proba = clf.predict_proba(items)
     frame = frame.copy()
-    frame["prediction"] = clf.classes_[proba.argmax(axis=1)]
-    for j, label in enumerate(clf.classes_):
-        frame[f"proba_{label}"] = proba[:, j]
+    if kind == "multihead":
+        from .serve import MultiHeadClassifier
+
+        suite = MultiHeadClassifier.load(bundle)
+        suite.batch_size = batch_size
+        for name, proba in suite.predict_proba(items, head or None).items():
+            classes = suite.heads[name].classes
+            frame[f"{name}.prediction"] = classes[proba.argmax(axis=1)]
+            for j, label in enumerate(classes):
+                frame[f"{name}.proba_{label}"] = proba[:, j]
+        columns = f"{len(head or suite.heads)} heads"
+    else:
+        from .classifier import Classifier
+
+        if head and set(head) != {"default"}:
+            raise UnfreezeError(f"{bundle} is a single-head bundle; its one head is called 'default', "
+                                f"not {head[0]!r}.")
+        clf = Classifier.load(bundle)
+        clf.batch_size = batch_size
+        proba = clf.predict_proba(items)
+        frame["prediction"] = clf.classes_[proba.argmax(axis=1)]
+        for j, label in enumerate(clf.classes_):
+            frame[f"proba_{label}"] = proba[:, j]
+        columns = "1 head"
     with atomic_path(output) as tmp:
         frame.to_csv(tmp, index=False)
-    typer.echo(f"predicted {len(frame)} rows -> {output}")
+    typer.echo(f"predicted {len(frame)} rows ({columns}) -> {output}")
 
 
 @app.command()
@@ -234,6 +261,7 @@ def evaluate(
     text_col: TextCol = "text",
     label_col: LabelCol = "label",
     text_pair_col: PairCol = None,
+    head: Annotated[Optional[str], typer.Option("--head", help="Multi-head bundle: the head to score.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """Score a bundle on labelled TEST data: accuracy, macro-F1, MCC."""
@@ -241,7 +269,7 @@ def evaluate(
     from .data import BUILTIN, load_data
     from .metrics import format_metrics_table
 
-    clf = Classifier.load(bundle)
+    clf = Classifier.load(bundle, head=head)
     source = f"{test}:test" if test in BUILTIN else test
     test_set = load_data(source, text_col, label_col, text_pair_col)
     unknown = sorted(set(map(str, test_set.classes)) - set(map(str, clf.classes_.tolist())))
@@ -372,6 +400,129 @@ def _print_report(result: dict, metric: str) -> None:
     for pick in result["recommendations"]:
         typer.echo("- " + recommendation_sentence(pick))
     typer.echo(f"report: {result['html']}")
+
+
+# -- multi-head bundles and serving -----------------------------------------------------------
+
+@heads_app.command("add")
+@user_errors
+def heads_add(
+    bundle: Annotated[Path, typer.Argument(help="Multi-head bundle folder (created when missing), or a features "
+                                                "bundle from `unfreeze fit`, whose head becomes 'default'.")],
+    name: Annotated[str, typer.Argument(help="Name of the new head: letters, digits, '_', '-', '.'.")],
+    data: Annotated[str, typer.Argument(help="Labelled training data: a file or a built-in dataset.")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Backbone of a new bundle (default "
+                                                 "minilm-l6); must match an existing bundle's.")] = None,
+    pooling: PoolingOpt = "auto",
+    layers: LayersOpt = "-1",
+    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per input, for a new bundle "
+                                                                 "(every head shares it).")] = 256,
+    batch_size: BatchOpt = 32,
+    C: Annotated[Optional[float], typer.Option("--C", help="Inverse L2 strength; default: chosen by CV.")] = None,
+    test: Annotated[Optional[str], typer.Option("--test", help="Test data to score the head on.")] = None,
+    test_size: Annotated[Optional[float], typer.Option("--test-size", help="Hold out this fraction as test.")] = None,
+    n_train: Annotated[Optional[int], typer.Option("--n-train", help="Train on a stratified sample of N.")] = None,
+    n_per_class: Annotated[Optional[int], typer.Option("--n-per-class", help="Train on N examples per class.")] = None,
+    seed: SeedOpt = 0,
+    replace: Annotated[bool, typer.Option("--replace", help="Refit a head that already exists.")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")] = False,
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda... (default: CUDA when present).")] = None,
+    text_col: TextCol = "text",
+    label_col: LabelCol = "label",
+    text_pair_col: PairCol = None,
+) -> None:
+    """Fit a logistic head on DATA and add it to BUNDLE under NAME (atomically)."""
+    from .metrics import format_metrics_table
+    from .serve.multihead import add_heads, check_head_name, new_suite_for
+
+    check_head_name(name)
+    train, test_set = _load_splits(data, test, test_size, text_col, label_col, text_pair_col, seed)
+    train = _maybe_sample(train, n_train, n_per_class, seed)
+    suite = new_suite_for(bundle, model, max_length, batch_size, device)
+    head = suite.add_head(name, train.inputs, train.labels, pooling=pooling, layers=layers, C=C, seed=seed,
+                          cache=not no_cache, data=train.name)
+    clf = suite.as_classifier(name)
+    metrics = {"train": clf.evaluate(train.inputs, train.labels)}
+    if test_set is not None:
+        metrics["test"] = clf.evaluate(test_set.inputs, test_set.labels)
+    head.info["metrics"] = {**metrics, "n_train": len(train), "n_test": len(test_set) if test_set else 0}
+    saved = add_heads(bundle, suite, replace=replace)
+    typer.echo(f"added head {name!r} ({len(head.classes)} labels, pooling {head.pooling}, layers "
+               f"{','.join(map(str, head.layers))}, C={head.head.C_:g}) fitted on {len(train)} examples of "
+               f"{train.name}; {bundle} now has {len(saved.heads)} head(s): {', '.join(saved.heads)}")
+    typer.echo(format_metrics_table(metrics))
+
+
+@heads_app.command("list")
+@user_errors
+def heads_list(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the heads as JSON.")] = False,
+) -> None:
+    """List the heads of BUNDLE: labels, pooling, layers, training data, test accuracy."""
+    from .bundle import read_config
+    from .serve.multihead import DEFAULT_HEAD
+
+    config = read_config(bundle)
+    if config.get("kind") == "multihead":
+        entries = config["heads"]
+    else:  # a single-head bundle shows its one head
+        entries = {DEFAULT_HEAD: {"labels": config["labels"], "pooling": config["pooling"],
+                                  "layers": config["layers"], "metrics": config.get("metrics", {}),
+                                  "strategy": config.get("strategy")}}
+    rows = [{"name": n, "labels": e["labels"], "pooling": e["pooling"], "layers": e["layers"],
+             "data": e.get("data", ""), "test_accuracy": e.get("metrics", {}).get("test", {}).get("accuracy")}
+            for n, e in entries.items()]
+    if as_json:
+        typer.echo(json.dumps({"model": config["backbone"]["reference"], "heads": rows}, indent=2))
+        return
+    typer.echo(f"model: {config['backbone']['reference']}")
+    typer.echo(f"{'head':<20}{'labels':>7}  {'pooling':<8}{'layers':<14}{'test acc':>9}  data")
+    for r in rows:
+        acc = "-" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
+        typer.echo(f"{r['name']:<20}{len(r['labels']):>7}  {r['pooling']:<8}{','.join(map(str, r['layers'])):<14}"
+                   f"{acc:>9}  {r['data']}")
+
+
+@heads_app.command("remove")
+@user_errors
+def heads_remove(
+    bundle: Annotated[Path, typer.Argument(help="Multi-head bundle folder.")],
+    name: Annotated[str, typer.Argument(help="The head to remove.")],
+) -> None:
+    """Remove head NAME from BUNDLE (atomically)."""
+    from .serve.multihead import remove_head
+
+    suite = remove_head(bundle, name)
+    typer.echo(f"removed head {name!r}; {bundle} now has {len(suite.heads)} head(s): {', '.join(suite.heads)}")
+
+
+@app.command()
+@user_errors
+def serve(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder: multi-head, features or fine-tuned.")],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    max_texts: Annotated[int, typer.Option("--max-texts", help="Texts per request.")] = 64,
+    max_chars: Annotated[int, typer.Option("--max-chars", help="Characters per text.")] = 10_000,
+    max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", help="Request body size.")] = 1 << 20,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Texts per forward pass across requests.")] = 64,
+    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="How long a batch waits for more requests.")] = 5.0,
+    max_queue: Annotated[int, typer.Option("--max-queue", help="Waiting texts before answering 503.")] = 1024,
+    no_micro_batching: Annotated[bool, typer.Option("--no-micro-batching",
+                                                    help="Run every request on its own.")] = False,
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda... (default: CUDA when present).")] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve BUNDLE over HTTP: POST /predict, GET /heads, GET /health, docs at /docs."""
+    from .serve.app import ServeLimits, serve as run_server
+
+    if not 0 <= port <= 65535:
+        raise UnfreezeError(f"--port must be in [0, 65535]; got {port}.")
+    limits = ServeLimits(max_texts=max_texts, max_chars=max_chars, max_body_bytes=max_body_bytes,
+                         max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
+                         micro_batching=not no_micro_batching)
+    run_server(bundle, host=host, port=port, limits=limits, device=device, log_level=log_level)
 
 
 @app.command()

@@ -149,24 +149,39 @@ def _to_pool(backbone: Backbone, inputs: Sequence[TextInput], layers: dict[int, 
         pool.layers[i] = block if i not in pool.layers else np.concatenate([pool.layers[i], block])
 
 
-@torch.inference_mode()
 def _forward_pooled(
     backbone: Backbone, encoded, layer_indices: list[int], pooling: str, batch_size: int, progress: bool
 ) -> dict[int, np.ndarray]:
+    pooled = forward_pooled(backbone, encoded, [(i, pooling) for i in layer_indices], batch_size, progress)
+    return {i: pooled[(i, pooling)] for i in layer_indices}
+
+
+@torch.inference_mode()
+def forward_pooled(
+    backbone: Backbone,
+    encoded,
+    wanted: Sequence[tuple[int, str]],
+    batch_size: int = 32,
+    progress: bool = True,
+) -> dict[tuple[int, str], np.ndarray]:
+    """One no-grad pass over ``encoded``, pooling every requested (layer, pooling) pair.
+
+    Several heads with different layers and poolings share this one forward pass.
+    """
+    wanted = list(dict.fromkeys(wanted))
     model = backbone.model
     was_training = model.training
     model.eval()
-    only_last = layer_indices == [backbone.num_blocks]
-    out = {i: np.empty((len(encoded), backbone.hidden_size), dtype=np.float32) for i in layer_indices}
+    only_last = all(layer == backbone.num_blocks for layer, _ in wanted)
+    out = {key: np.empty((len(encoded), backbone.hidden_size), dtype=np.float32) for key in wanted}
     bar = tqdm(total=len(encoded), desc="embedding", unit="text", disable=not progress or None, leave=False)
     try:
         for idx, batch in backbone.batches(encoded, batch_size):
             # asking for every hidden state costs memory; the last one alone is the usual case
             result = model(**batch, output_hidden_states=not only_last)
-            states = (result.last_hidden_state,) if only_last else result.hidden_states
-            for i in layer_indices:
-                hidden = states[0] if only_last else states[i]
-                out[i][idx] = pool(hidden.float(), batch["attention_mask"], pooling).cpu().numpy()
+            for layer, pooling in wanted:
+                hidden = result.last_hidden_state if only_last else result.hidden_states[layer]
+                out[(layer, pooling)][idx] = pool(hidden.float(), batch["attention_mask"], pooling).cpu().numpy()
             bar.update(len(idx))
     finally:
         bar.close()

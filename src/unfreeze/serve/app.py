@@ -1,0 +1,276 @@
+"""The HTTP prediction service: FastAPI app, request limits, and the uvicorn server.
+
+    POST /predict   {"texts": [...], "heads": [...]}  -> labels and probabilities per head
+    GET  /heads     the heads of the bundle, with their labels, pooling and layers
+    GET  /health    liveness
+    GET  /docs      OpenAPI documentation (the spec at /openapi.json)
+
+Requests are micro-batched (see batching.py). The server reads only texts from a request:
+the bundle is chosen when the server starts, and bundles load without pickle.
+uvicorn stops on SIGTERM or SIGINT after the requests in flight have been answered.
+"""
+
+
+import contextlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import numpy as np
+
+from ..errors import UnfreezeError
+from .batching import MicroBatcher, QueueFull
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """What one request may ask for, and how requests are batched."""
+
+    max_texts: int = 64          # texts per request
+    max_chars: int = 10_000      # characters per text
+    max_body_bytes: int = 1 << 20  # request body
+    max_batch: int = 64          # texts per forward pass when batching requests
+    max_wait_ms: float = 5.0     # how long a batch waits for more requests
+    max_queue: int = 1024        # texts waiting before requests are refused with 503
+    micro_batching: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("max_texts", "max_chars", "max_body_bytes", "max_batch", "max_queue"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise UnfreezeError(f"The {name.replace('_', '-')} limit must be an int >= 1; got {value!r}.")
+        if not 0 <= self.max_wait_ms <= 10_000:
+            raise UnfreezeError(f"max-wait-ms must be in [0, 10000]; got {self.max_wait_ms!r}.")
+
+
+# -- what is served ---------------------------------------------------------------------------------
+
+class Predictor:
+    """A loaded bundle behind one interface: named heads, and probabilities per head."""
+
+    def __init__(self, path: Path, device: str | None = None) -> None:
+        from ..bundle import read_config
+        from .multihead import DEFAULT_HEAD, MultiHeadClassifier
+
+        config = read_config(path)
+        self.kind = config.get("kind", "features")
+        if self.kind in ("features", "multihead"):
+            self.suite = MultiHeadClassifier.load(path, device=device)
+            self.suite.progress = False
+            self.classifier = None
+            self.model = str(self.suite.model)
+            self.max_length = self.suite.backbone.length_limit(self.suite.max_length)
+            self.heads = {name: {"name": name, "labels": head.classes.tolist(), "pooling": head.pooling,
+                                 "layers": list(head.layers), "strategy": "features"}
+                          for name, head in self.suite.heads.items()}
+        else:
+            # a fine-tuned bundle: its backbone is its one head's, served as 'default'
+            from ..classifier import Classifier
+
+            self.suite = None
+            self.classifier = Classifier.load(path, device=device)
+            self.classifier.progress = False
+            self.model = str(self.classifier.model)
+            self.max_length = self.classifier.max_length_
+            self.heads = {DEFAULT_HEAD: {"name": DEFAULT_HEAD, "labels": self.classifier.classes_.tolist(),
+                                         "pooling": self.classifier.pooling_,
+                                         "layers": list(self.classifier.layers_),
+                                         "strategy": self.classifier.strategy}}
+
+    def predict_proba(self, texts: list[str], heads: list[str]) -> dict[str, np.ndarray]:
+        if self.suite is not None:
+            return self.suite.predict_proba(texts, heads)
+        return {name: self.classifier.predict_proba(texts) for name in heads}
+
+
+# -- request and response shapes ------------------------------------------------------------------
+
+def _schemas(limits: ServeLimits, head_names: list[str]):
+    from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+    Text = Annotated[str, StringConstraints(max_length=limits.max_chars)]
+    HeadName = Literal[tuple(head_names)]  # the spec lists the valid heads; others get 422
+    Label = Union[int, str]
+
+    class PredictRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid", json_schema_extra={
+            "examples": [{"texts": ["a gripping, beautifully shot film"], "heads": head_names[:1]}]})
+        texts: list[Text] = Field(min_length=1, max_length=limits.max_texts,
+                                  description=f"1 to {limits.max_texts} texts of at most {limits.max_chars} "
+                                              "characters each.")
+        heads: Optional[list[HeadName]] = Field(default=None, min_length=1, max_length=len(head_names) * 4,
+                                           description=f"Heads to apply (default: all). This bundle has: "
+                                                       f"{', '.join(head_names)}.")
+
+    class HeadResult(BaseModel):
+        labels: list[Label] = Field(description="The head's classes, in the order of the probability columns.")
+        predictions: list[Label] = Field(description="One label per text.")
+        probabilities: list[list[float]] = Field(description="One row per text, one column per label.")
+
+    class PredictResponse(BaseModel):
+        model: str
+        results: dict[str, HeadResult]
+
+    class HeadInfo(BaseModel):
+        name: str
+        labels: list[Label]
+        pooling: str
+        layers: list[int]
+        strategy: str
+
+    class HeadsResponse(BaseModel):
+        model: str
+        max_length: int
+        heads: list[HeadInfo]
+
+    class Health(BaseModel):
+        status: str
+        heads: int
+        batches: int = Field(description="Forward passes run so far.")
+        texts: int = Field(description="Texts predicted so far.")
+
+    class ErrorResponse(BaseModel):
+        detail: Any
+
+    return PredictRequest, PredictResponse, HeadsResponse, Health, ErrorResponse
+
+
+def create_app(predictor: Predictor, limits: ServeLimits = ServeLimits()):
+    """The FastAPI app serving ``predictor``, wrapped in the body-size limit (an ASGI app)."""
+    from fastapi import Body, FastAPI, HTTPException
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, Response
+
+    from .. import __version__
+
+    head_names = list(predictor.heads)
+    PredictRequest, PredictResponse, HeadsResponse, Health, ErrorResponse = _schemas(limits, head_names)
+    batcher = MicroBatcher(predictor.predict_proba, max_batch=limits.max_batch, max_wait_ms=limits.max_wait_ms,
+                           max_queue=limits.max_queue, enabled=limits.micro_batching)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await batcher.start()
+        yield
+        await batcher.stop()  # uvicorn gets here after the requests in flight are answered
+
+    app = FastAPI(title="unfreeze prediction service", version=__version__, lifespan=lifespan,
+                  description=f"Text classification with {predictor.model}: heads {', '.join(head_names)}.")
+    app.state.batcher = batcher
+    app.state.limits = limits
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request, exc: RequestValidationError):
+        # ASCII-escaped JSON: the errors echo the input, which may hold lone surrogates
+        # that UTF-8 cannot encode (Starlette's JSONResponse would fail with a 500)
+        body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True)
+        return Response(body, status_code=422, media_type="application/json")
+
+    errors = {413: {"model": ErrorResponse, "description": "The request body is too large."},
+              422: {"model": ErrorResponse, "description": "Malformed request, too many or too long texts, "
+                                                           "or an unknown head."},
+              503: {"model": ErrorResponse, "description": "Too many texts are waiting; retry shortly."}}
+
+    @app.post("/predict", response_model=PredictResponse, responses=errors,
+              summary="Labels and probabilities of every text, for each head asked for")
+    async def predict(request: Annotated[PredictRequest, Body()]):
+        heads = head_names if request.heads is None else list(dict.fromkeys(request.heads))
+        try:
+            texts = [_check_text(t, i) for i, t in enumerate(request.texts)]
+            proba = await batcher.submit(texts, heads)
+        except QueueFull as exc:
+            return JSONResponse({"detail": f"server busy: {exc}; retry shortly"}, status_code=503,
+                                headers={"Retry-After": "1"})
+        results = {}
+        for h in heads:
+            labels = predictor.heads[h]["labels"]
+            p = proba[h]
+            results[h] = {"labels": labels, "predictions": [labels[j] for j in p.argmax(axis=1).tolist()],
+                          "probabilities": p.tolist()}
+        return {"model": predictor.model, "results": results}
+
+    @app.get("/heads", response_model=HeadsResponse, summary="The heads this server applies")
+    async def heads():
+        return {"model": predictor.model, "max_length": predictor.max_length,
+                "heads": list(predictor.heads.values())}
+
+    @app.get("/health", response_model=Health, summary="Liveness")
+    async def health():
+        return {"status": "ok", "heads": len(head_names), "batches": batcher.batches_run, "texts": batcher.texts_run}
+
+    return BodyLimit(app, limits.max_body_bytes)
+
+
+def _check_text(text: str, index: int) -> str:
+    from fastapi import HTTPException
+
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # JSON may carry lone surrogates (\ud800); no tokenizer can read them
+        raise HTTPException(422, f"texts[{index}] is not valid Unicode (a lone surrogate escape)") from None
+    return text
+
+
+class BodyLimit:
+    """ASGI wrapper: refuses request bodies over ``max_bytes`` with 413 before the app parses them."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def __getattr__(self, name: str):
+        return getattr(self.app, name)  # app.state, app.openapi() ... stay reachable
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            return await self._refuse(send)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_bytes:
+                return await self._refuse(send)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send) -> None:
+        payload = json.dumps({"detail": f"request body over the limit of {self.max_bytes} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def serve(bundle: Path, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits = ServeLimits(),
+          device: str | None = None, log_level: str = "info", graceful_seconds: float = 30.0) -> None:
+    """Load ``bundle`` and serve it until SIGTERM/SIGINT (requests in flight are answered first)."""
+    import uvicorn
+
+    predictor = Predictor(Path(bundle), device=device)
+    predictor.predict_proba(["warm-up"], list(predictor.heads))  # the first request should not pay for it
+    app = create_app(predictor, limits)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
+                            timeout_graceful_shutdown=graceful_seconds, access_log=log_level == "debug")
+    server = uvicorn.Server(config)
+    print(f"serving {bundle} ({', '.join(predictor.heads)}) on http://{host}:{port}  "
+          f"(docs: http://{host}:{port}/docs; limits: {json.dumps(asdict(limits))})", flush=True)
+    server.run()

@@ -1,0 +1,414 @@
+"""Many classifiers on one frozen backbone: one forward pass, every head applied.
+
+A multi-head bundle holds a reference to one frozen backbone (never its weights) and any
+number of named logistic heads, each fitted on its own data with its own pooling, layer
+spec and label set:
+
+    unfreeze.json                      backbone, max length, and one entry per head
+    heads/NAME.DIGEST.safetensors      one file per head (standardisation + coefficients)
+
+Changing the heads is atomic: a head's file is written under a new name first, then
+``unfreeze.json`` is replaced in one rename, then files no head names any more are
+deleted. A crash at any point leaves a bundle that loads, with the old heads or the new.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UnfreezeError
+from ..heads import LogisticHead
+from ..models.backbone import TextInput
+
+MULTIHEAD_KIND = "multihead"
+MULTIHEAD_FORMAT_VERSION = 2
+HEADS_DIR = "heads"
+DEFAULT_HEAD = "default"  # the name a single-head bundle's head goes by
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_head_name(name: str) -> str:
+    """Head names appear in file names, URLs and CSV columns: keep them plain."""
+    if not isinstance(name, str) or not _NAME.match(name) or name.endswith("."):
+        raise UnfreezeError(
+            f"Head name {name!r} is not allowed: use 1-64 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit."
+        )
+    return name
+
+
+@dataclass
+class Head:
+    """One named head: how to pool the backbone's hidden states, and the fitted classifier."""
+
+    name: str
+    pooling: str
+    layers: tuple[int, ...]
+    classes: np.ndarray
+    head: LogisticHead
+    info: dict = field(default_factory=dict)  # params, fit record, metrics, data source, time added
+
+    def describe(self) -> dict:
+        return {"name": self.name, "labels": self.classes.tolist(), "pooling": self.pooling,
+                "layers": list(self.layers), **{k: self.info[k] for k in ("data", "metrics", "added")
+                                                 if k in self.info}}
+
+
+class MultiHeadClassifier:
+    """Named logistic heads sharing one frozen backbone.
+
+    Parameters
+    ----------
+    model : str
+        Catalog name, local model folder or hub id of the shared backbone.
+    max_length : int
+        Tokens per input, the same for every head (they share the forward pass).
+    batch_size : int
+        Inputs per forward pass.
+    device : str or None
+        ``"cpu"``, ``"cuda"``...; None picks CUDA when present.
+    progress : bool
+        Show progress bars.
+
+    Examples
+    --------
+    >>> suite = MultiHeadClassifier("minilm-l6")
+    >>> suite.add_head("sentiment", texts, labels)                       # doctest: +SKIP
+    >>> suite.add_head("topic", texts2, topics, pooling="cls", layers="-2")  # doctest: +SKIP
+    >>> suite.predict(["a new text"])                                     # doctest: +SKIP
+    {'sentiment': array(['pos'], ...), 'topic': array(['sport'], ...)}
+    """
+
+    def __init__(self, model: str = "minilm-l6", max_length: int = 256, batch_size: int = 32,
+                 device: str | None = None, progress: bool = True) -> None:
+        self.model = model
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.device = device
+        self.progress = progress
+        self.heads: dict[str, Head] = {}
+        self._backbone = None
+        self._fingerprint: str | None = None
+
+    # -- the shared backbone -----------------------------------------------------------------
+
+    @property
+    def backbone(self):
+        if self._backbone is None:
+            from ..classifier import shared_backbone
+
+            self._backbone = shared_backbone(str(self.model), self.device)
+        return self._backbone
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = self.backbone.fingerprint()
+        return self._fingerprint
+
+    # -- heads -------------------------------------------------------------------------------
+
+    def add_head(self, name: str, X: Sequence[TextInput], y: Sequence, pooling: str = "auto",
+                 layers: str | int | Sequence[int] = "-1", C: float | None = None, cv: int = 5, seed: int = 0,
+                 cache: bool = True, replace: bool = False, data: str | None = None) -> Head:
+        """Fit a logistic head on ``X``, ``y`` and add it under ``name``. Returns the head."""
+        from ..classifier import Classifier
+
+        check_head_name(name)
+        if name in self.heads and not replace:
+            raise UnfreezeError(f"This bundle already has a head named {name!r}; remove it first or pass replace=True "
+                                "(--replace).")
+        clf = Classifier(model=str(self.model), strategy="features", pooling=pooling, layers=layers,
+                         max_length=self.max_length, batch_size=self.batch_size, C=C, cv=cv, seed=seed,
+                         cache=cache, device=self.device, progress=self.progress).fit(X, y)
+        head = self._head_from(name, clf, data)
+        self.heads[name] = head
+        return head
+
+    def add_classifier(self, name: str, clf, data: str | None = None) -> Head:
+        """Add a fitted ``features`` Classifier on the same backbone as a head."""
+        check_head_name(name)
+        return self.heads.setdefault(name, self._head_from(name, clf, data))
+
+    def _head_from(self, name: str, clf, data: str | None) -> Head:
+        if clf.strategy_config_.kind != "features":
+            raise UnfreezeError(f"Head {name!r}: only a features classifier (frozen backbone) can share the forward "
+                                f"pass; this one was trained with strategy {clf.strategy!r}.")
+        if clf.base_fingerprint_ != self.fingerprint:
+            raise UnfreezeError(f"Head {name!r} was fitted on another model than this bundle's {self.model!r}.")
+        if clf.max_length_ != self.backbone.length_limit(self.max_length):
+            raise UnfreezeError(f"Head {name!r} was fitted with max_length {clf.max_length_}; this bundle uses "
+                                f"{self.backbone.length_limit(self.max_length)}.")
+        info = {"params": {"C": clf.C, "cv": clf.cv, "seed": clf.seed}, "fit_record": clf.fit_record_,
+                "added": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        if data is not None:
+            info["data"] = data
+        return Head(name, clf.pooling_, tuple(clf.layers_), np.asarray(clf.classes_), clf.head_, info)
+
+    def remove_head(self, name: str) -> None:
+        self._check_heads([name])
+        del self.heads[name]
+
+    def _check_heads(self, names: Sequence[str] | None) -> list[str]:
+        if not self.heads:
+            raise UnfreezeError("This bundle has no heads yet. Add one with `unfreeze heads add`.")
+        if names is None:
+            return list(self.heads)
+        if isinstance(names, str):
+            names = [names]
+        unknown = [n for n in names if n not in self.heads]
+        if unknown:
+            raise UnfreezeError(f"Unknown head {unknown[0]!r}; this bundle has: {', '.join(self.heads)}.")
+        return list(dict.fromkeys(names))
+
+    # -- prediction --------------------------------------------------------------------------
+
+    def predict_proba(self, X: Sequence[TextInput], heads: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Class probabilities per head (columns in the order of that head's ``classes``),
+        from one forward pass over ``X`` that pools what every asked head needs."""
+        from ..classifier import Classifier
+        from ..embed import forward_pooled
+
+        names = self._check_heads(heads)
+        inputs = Classifier._check_inputs(X)
+        backbone = self.backbone
+        encoded = backbone.encode(inputs, self.max_length)
+        wanted = [(layer, self.heads[n].pooling) for n in names for layer in self.heads[n].layers]
+        pooled = forward_pooled(backbone, encoded, wanted, self.batch_size, self.progress)
+        out = {}
+        for n in names:
+            head = self.heads[n]
+            features = np.concatenate([pooled[(layer, head.pooling)] for layer in head.layers], axis=1)
+            out[n] = head.head.predict_proba(features)
+        return out
+
+    def predict(self, X: Sequence[TextInput], heads: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Labels per head, in the values each head was fitted on."""
+        return {n: self.heads[n].classes[p.argmax(axis=1)] for n, p in self.predict_proba(X, heads).items()}
+
+    def as_classifier(self, name: str):
+        """One head as a plain ``Classifier`` (features strategy) on the shared backbone."""
+        from ..classifier import Classifier
+        from ..strategies import strategy_config
+
+        (name,) = self._check_heads([name])
+        head = self.heads[name]
+        params = head.info.get("params", {})
+        clf = Classifier(model=str(self.model), strategy="features", pooling=head.pooling, layers=list(head.layers),
+                         max_length=self.max_length, batch_size=self.batch_size, C=params.get("C"),
+                         cv=params.get("cv", 5), seed=params.get("seed", 0), device=self.device,
+                         progress=self.progress)
+        clf.strategy_config_ = strategy_config("features", clf.get_params())
+        clf.backbone_, clf.base_fingerprint_ = self.backbone, self.fingerprint
+        clf.pooling_, clf.layers_, clf.classes_, clf.head_ = head.pooling, head.layers, head.classes, head.head
+        clf.max_length_ = self.backbone.length_limit(self.max_length)
+        clf.fit_record_, clf.n_truncated_ = head.info.get("fit_record", {}), 0
+        return clf
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write a multi-head bundle at ``path`` holding exactly these heads (atomic: a bundle
+        already there is switched over in one rename, never left half-written)."""
+        path = Path(path)
+        with _bundle_lock(path):
+            _write(self, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None) -> MultiHeadClassifier:
+        """Load a multi-head bundle, or a single-head ``features`` bundle as one head named 'default'."""
+        from ..bundle import read_config
+
+        path = Path(path)
+        config = read_config(path)
+        kind = config.get("kind", "features")
+        if kind == "features":
+            return _from_single(path, device)
+        if kind != MULTIHEAD_KIND:
+            raise UnfreezeError(
+                f"{path} was trained with strategy {config.get('strategy')!r}: its backbone is tuned for its one "
+                "head, so no other head can share it. Heads go into features bundles (`unfreeze fit --strategy "
+                "features`, or `unfreeze heads add NEW_BUNDLE NAME DATA --model MODEL`)."
+            )
+        suite = cls(model=config["backbone"]["reference"], max_length=config["max_length"],
+                    batch_size=config.get("batch_size", 32), device=device)
+        _check_fingerprint(suite, config, path)
+        for name, entry in config["heads"].items():
+            file = path / entry["file"]
+            if not file.exists():
+                raise UnfreezeError(f"{path} lacks {entry['file']} (head {name!r}); the bundle is damaged.")
+            head = LogisticHead.load(file.parent, entry["head"], prefix=file.name.removesuffix(".safetensors"))
+            info = {k: v for k, v in entry.items() if k not in ("file", "head", "pooling", "layers", "labels")}
+            suite.heads[name] = Head(name, entry["pooling"], tuple(entry["layers"]), np.asarray(entry["labels"]),
+                                     head, info)
+        return suite
+
+
+# -- bundle files --------------------------------------------------------------------------------
+
+def _check_fingerprint(suite: MultiHeadClassifier, config: dict, path: Path) -> None:
+    if suite.fingerprint != config["backbone"]["fingerprint"]:
+        raise UnfreezeError(
+            f"The weights of model {suite.model!r} differ from those {path} was fitted on "
+            "(fingerprint mismatch). Install the same model version or refit the bundle."
+        )
+
+
+def _from_single(path: Path, device: str | None) -> MultiHeadClassifier:
+    from ..bundle import load_bundle
+
+    clf = load_bundle(path, device=device)
+    suite = MultiHeadClassifier(model=clf.model, max_length=clf.max_length_, batch_size=clf.batch_size,
+                                device=device)
+    suite._backbone, suite._fingerprint = clf.backbone_, clf.base_fingerprint_
+    suite.add_classifier(DEFAULT_HEAD, clf)
+    return suite
+
+
+@contextlib.contextmanager
+def _bundle_lock(path: Path) -> Iterator[None]:
+    """Serialise writers of one bundle (two `heads add` at once must not lose a head)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.parent / f".{path.name}.lock"
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _head_bytes(head: Head) -> tuple[dict[str, np.ndarray], dict]:
+    tensors, meta = head.head.state()
+    return {k: np.ascontiguousarray(v) for k, v in tensors.items()}, meta
+
+
+def _write(suite: MultiHeadClassifier, path: Path) -> None:
+    from safetensors.numpy import save as save_bytes
+
+    from ..bundle import _reference, package_versions
+    from ..cache import atomic_path
+
+    if not suite.heads:
+        raise UnfreezeError("A bundle needs at least one head; add one before saving.")
+    backbone = suite.backbone
+    entries, blobs = {}, {}
+    for name, head in suite.heads.items():
+        tensors, meta = _head_bytes(head)
+        blob = save_bytes(tensors)
+        # the file name carries the content's digest: a new head never overwrites a file in use
+        file = f"{HEADS_DIR}/{name}.{hashlib.sha256(blob).hexdigest()[:12]}.safetensors"
+        blobs[file] = blob
+        entries[name] = {"file": file, "pooling": head.pooling, "layers": list(head.layers),
+                         "labels": head.classes.tolist(), "head": meta, **head.info}
+    config = {
+        "format": "unfreeze-bundle",
+        "format_version": MULTIHEAD_FORMAT_VERSION,
+        "kind": MULTIHEAD_KIND,
+        "strategy": "features",
+        "backbone": {"reference": _reference(str(suite.model)), "fingerprint": suite.fingerprint,
+                     "family": backbone.family, "num_blocks": backbone.num_blocks},
+        "max_length": backbone.length_limit(suite.max_length),
+        "batch_size": suite.batch_size,
+        "versions": package_versions(),
+        "heads": entries,
+    }
+    text = json.dumps(config, indent=2, default=str) + "\n"
+    if not path.exists():
+        with atomic_path(path) as tmp:  # a new bundle appears whole or not at all
+            (tmp / HEADS_DIR).mkdir(parents=True)
+            for file, blob in blobs.items():
+                (tmp / file).write_bytes(blob)
+            (tmp / "unfreeze.json").write_text(text)
+        return
+    if not (path / "unfreeze.json").exists():
+        raise UnfreezeError(f"{path} exists and is not an unfreeze bundle; choose another path.")
+    (path / HEADS_DIR).mkdir(exist_ok=True)
+    for file, blob in blobs.items():
+        if not (path / file).exists():
+            with atomic_path(path / file) as tmp:
+                tmp.write_bytes(blob)
+                _fsync(tmp)
+    with atomic_path(path / "unfreeze.json") as tmp:  # the one step that switches to the new heads
+        tmp.write_text(text)
+        _fsync(tmp)
+    _remove_unreferenced(path, set(blobs))
+
+
+def _fsync(file: Path) -> None:
+    with open(file, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _remove_unreferenced(path: Path, keep: set[str]) -> None:
+    # files of removed or replaced heads, and a single-head bundle's old head file
+    for file in (path / HEADS_DIR).glob("*.safetensors"):
+        if f"{HEADS_DIR}/{file.name}" not in keep:
+            file.unlink(missing_ok=True)
+    for stale in ("head.safetensors", "trained.safetensors"):
+        (path / stale).unlink(missing_ok=True)
+
+
+# -- bundle-level operations (the `unfreeze heads` commands) -----------------------------------
+
+def new_suite_for(path: Path, model: str | None, max_length: int, batch_size: int,
+                  device: str | None = None) -> MultiHeadClassifier:
+    """An empty suite on the backbone of the bundle at ``path`` (or on ``model`` for a new bundle),
+    to fit heads in before they are added with :func:`add_heads`."""
+    if not path.exists():
+        return MultiHeadClassifier(model=model or "minilm-l6", max_length=max_length, batch_size=batch_size,
+                                   device=device)
+    existing = MultiHeadClassifier.load(path, device=device)
+    if model is not None:
+        from ..classifier import shared_backbone
+
+        if shared_backbone(str(model), device).fingerprint() != existing.fingerprint:
+            raise UnfreezeError(f"{path} holds heads on model {existing.model!r}, not {model!r}; "
+                                "every head of a bundle shares one backbone.")
+    existing.heads = {}
+    return existing
+
+
+def add_heads(path: Path, suite: MultiHeadClassifier, replace: bool = False) -> MultiHeadClassifier:
+    """Add the heads of ``suite`` to the bundle at ``path`` (created when missing), atomically.
+
+    The bundle is re-read under a lock, so heads that another process added meanwhile stay.
+    """
+    path = Path(path)
+    with _bundle_lock(path):
+        if path.exists():
+            current = MultiHeadClassifier.load(path, device=suite.device)
+            if current.fingerprint != suite.fingerprint:
+                raise UnfreezeError(f"{path} holds heads on another model than {suite.model!r}.")
+            taken = sorted(set(current.heads) & set(suite.heads))
+            if taken and not replace:
+                raise UnfreezeError(f"{path} already has a head named {taken[0]!r}; pass --replace to refit it, "
+                                    f"or choose another name.")
+            current.heads.update(suite.heads)
+            suite = current
+        _write(suite, path)
+    return suite
+
+
+def remove_head(path: Path, name: str) -> MultiHeadClassifier:
+    """Remove head ``name`` from the bundle at ``path``, atomically."""
+    path = Path(path)
+    with _bundle_lock(path):
+        suite = MultiHeadClassifier.load(path)
+        suite.remove_head(name)
+        if not suite.heads:
+            raise UnfreezeError(f"{name!r} is the only head of {path}; a bundle needs one. Delete the folder instead.")
+        _write(suite, path)
+    return suite
