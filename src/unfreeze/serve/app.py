@@ -168,7 +168,8 @@ def create_app(predictor: Predictor, limits: ServeLimits = ServeLimits()):
         body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True)
         return Response(body, status_code=422, media_type="application/json")
 
-    errors = {413: {"model": ErrorResponse, "description": "The request body is too large."},
+    errors = {400: {"model": ErrorResponse, "description": "The body could not be decoded (not UTF-8)."},
+              413: {"model": ErrorResponse, "description": "The request body is too large."},
               422: {"model": ErrorResponse, "description": "Malformed request, too many or too long texts, "
                                                            "or an unknown head."},
               503: {"model": ErrorResponse, "description": "Too many texts are waiting; retry shortly."}}
@@ -178,8 +179,7 @@ def create_app(predictor: Predictor, limits: ServeLimits = ServeLimits()):
     async def predict(request: Annotated[PredictRequest, Body()]):
         heads = head_names if request.heads is None else list(dict.fromkeys(request.heads))
         try:
-            texts = [_check_text(t, i) for i, t in enumerate(request.texts)]
-            proba = await batcher.submit(texts, heads)
+            proba = await batcher.submit(request.texts, heads)
         except QueueFull as exc:
             return JSONResponse({"detail": f"server busy: {exc}; retry shortly"}, status_code=503,
                                 headers={"Retry-After": "1"})
@@ -201,17 +201,6 @@ def create_app(predictor: Predictor, limits: ServeLimits = ServeLimits()):
         return {"status": "ok", "heads": len(head_names), "batches": batcher.batches_run, "texts": batcher.texts_run}
 
     return BodyLimit(app, limits.max_body_bytes)
-
-
-def _check_text(text: str, index: int) -> str:
-    from fastapi import HTTPException
-
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        # JSON may carry lone surrogates (\ud800); no tokenizer can read them
-        raise HTTPException(422, f"texts[{index}] is not valid Unicode (a lone surrogate escape)") from None
-    return text
 
 
 class BodyLimit:
@@ -260,17 +249,36 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": payload})
 
 
+def _server_class():
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """uvicorn re-raises SIGTERM/SIGINT once it has shut down, so the process dies of the
+        signal; here a finished graceful shutdown is a clean exit (status 0), like gunicorn's."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    self._captured_signals.clear()
+
+    return GracefulServer
+
+
 def serve(bundle: Path, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits = ServeLimits(),
           device: str | None = None, log_level: str = "info", graceful_seconds: float = 30.0) -> None:
     """Load ``bundle`` and serve it until SIGTERM/SIGINT (requests in flight are answered first)."""
     import uvicorn
 
+    _Server = _server_class()
     predictor = Predictor(Path(bundle), device=device)
     predictor.predict_proba(["warm-up"], list(predictor.heads))  # the first request should not pay for it
     app = create_app(predictor, limits)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
                             timeout_graceful_shutdown=graceful_seconds, access_log=log_level == "debug")
-    server = uvicorn.Server(config)
+    server = _Server(config)
     print(f"serving {bundle} ({', '.join(predictor.heads)}) on http://{host}:{port}  "
           f"(docs: http://{host}:{port}/docs; limits: {json.dumps(asdict(limits))})", flush=True)
     server.run()
