@@ -234,7 +234,8 @@ def predict(
             frame[f"{name}.prediction"] = classes[proba.argmax(axis=1)]
             for j, label in enumerate(classes):
                 frame[f"{name}.proba_{label}"] = proba[:, j]
-        columns = f"{len(head or suite.heads)} heads"
+        n_heads = len(set(head or suite.heads))
+        columns = f"{n_heads} head{'s' if n_heads > 1 else ''}"
     else:
         from .classifier import Classifier
 
