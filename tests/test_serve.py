@@ -237,3 +237,16 @@ def test_schemathesis_finds_no_server_error(server, tmp_path):
     assert "failures=\"0\"" in report.read_text() or "<failure" not in report.read_text()
     health = httpx.get(f"{server.url}/health").json()
     assert health["texts"] > 40  # schemathesis really reached the model
+
+
+@pytest.mark.parametrize("option, value, words", [("--max-texts", "0", "max-texts limit must be an int >= 1"),
+                                                  ("--max-wait-ms", "-1", "max-wait-ms must be in [0, 10000]"),
+                                                  ("--port", "70000", "--port must be in [0, 65535]")])
+def test_bad_serve_options_are_one_line_errors(tmp_path, option, value, words):
+    from typer.testing import CliRunner
+
+    from unfreeze.cli import app
+
+    result = CliRunner().invoke(app, ["serve", str(tmp_path / "missing"), option, value])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and words in result.stderr
