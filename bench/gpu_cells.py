@@ -1,0 +1,94 @@
+"""One `freeze` sweep cell per model on a device: seconds per epoch and test accuracy.
+
+The cell: movie-snippets, a stratified training sample (seed 0), freeze the bottom half of
+the blocks (MiniLM k=3 of 6, MPNet k=6 of 12), train the rest and a linear head for 3
+epochs (batch 32, no validation hold-out, so every epoch sees every example), then score
+the fixed test split. Run it on the CPU and on a GPU and compare the tables; on CUDA the
+loop trains under bf16 autocast. Seconds per epoch exclude the frozen prefix, which is
+computed once before the first epoch (shown on its own). On CUDA a small untimed cell per
+model runs first: the first cell in a process otherwise pays for CUDA's start-up.
+
+    python bench/gpu_cells.py --device cuda [--models minilm-l6,mpnet-base] [--n-train 2000]
+    python bench/gpu_cells.py --device cpu --quick
+    python bench/gpu_cells.py --model-dir mpnet-base=/path/to/folder ...   # model folders by hand
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import movie_snippets  # noqa: E402
+
+
+def run_cell(model: str, reference: str, device: str, n_train: int, n_test: int, epochs: int, seed: int) -> dict:
+    from unfreeze import Classifier
+    from unfreeze.models.backbone import Backbone
+
+    blocks = Backbone.load(reference, device="cpu").num_blocks
+    train, test = movie_snippets(n_train, n_test, seed)
+    clf = Classifier(model=reference, strategy="freeze", k=blocks // 2, epochs=epochs, batch_size=32, seed=seed,
+                     validation_fraction=0.0, patience=None, device=device, progress=False)
+    start = time.perf_counter()
+    clf.fit(train.texts, train.labels)
+    fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    accuracy = clf.evaluate(test.texts, test.labels)["accuracy"]
+    predict_seconds = time.perf_counter() - start
+    record = clf.fit_record_
+    per_epoch = (record["seconds"] - record["prefix_seconds"]) / max(record["epochs_run"], 1)
+    return {"model": model, "device": record["device"], "k": blocks // 2, "blocks": blocks, "n_train": len(train),
+            "n_test": len(test), "epochs": record["epochs_run"], "prefix_s": round(record["prefix_seconds"], 2),
+            "s_per_epoch": round(per_epoch, 2), "fit_s": round(fit_seconds, 2),
+            "predict_s": round(predict_seconds, 2), "test_accuracy": round(accuracy, 4),
+            "peak_memory_mb": round(record["peak_memory_bytes"] / 2**20, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--models", default="minilm-l6,mpnet-base")
+    parser.add_argument("--model-dir", action="append", default=[], metavar="NAME=PATH",
+                        help="use this folder for catalog model NAME")
+    parser.add_argument("--n-train", type=int, default=2000)
+    parser.add_argument("--n-test", type=int, default=2000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="500 train, 500 test, 1 epoch")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args()
+    if args.quick:
+        args.n_train, args.n_test, args.epochs = 500, 500, 1
+    folders = dict(item.split("=", 1) for item in args.model_dir)
+
+    import torch
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda but torch sees no GPU")
+    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{platform.processor() or 'cpu'}, " \
+        f"{torch.get_num_threads()} threads"
+    print(f"device: {args.device} ({name}); torch {torch.__version__}")
+    rows = []
+    if args.device.startswith("cuda"):
+        for model in args.models.split(","):
+            run_cell(model, folders.get(model, model), args.device, 64, 64, 1, args.seed)  # warm-up, not reported
+    for model in args.models.split(","):
+        rows.append(run_cell(model, folders.get(model, model), args.device, args.n_train, args.n_test, args.epochs,
+                             args.seed))
+        print(json.dumps(rows[-1]), flush=True)
+    columns = ["model", "device", "k", "n_train", "epochs", "prefix_s", "s_per_epoch", "fit_s", "predict_s",
+               "test_accuracy", "peak_memory_mb"]
+    print(" | ".join(columns))
+    for row in rows:
+        print(" | ".join(str(row[c]) for c in columns))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
