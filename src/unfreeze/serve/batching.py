@@ -56,9 +56,10 @@ class MicroBatcher:
         self._wakeup = asyncio.Event()
         self._worker = asyncio.create_task(self._run(), name="unfreeze-micro-batcher")
 
-    async def stop(self) -> None:
-        """Finish what is queued, then stop the worker."""
-        while self._queue:
+    async def stop(self, timeout: float = 60.0) -> None:
+        """Finish what is queued (for at most ``timeout`` seconds), then stop the worker."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._queue and not self._worker.done() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
         if self._worker is not None:
             self._worker.cancel()
@@ -106,16 +107,18 @@ class MicroBatcher:
             heads = list(dict.fromkeys(h for p in batch for h in p.heads))
             try:
                 result = await loop.run_in_executor(self._executor, self.predict, texts, heads)
-            except Exception as exc:  # the requests of this batch fail; the server goes on
+                start, answers = 0, []
+                for p in batch:
+                    rows = slice(start, start + len(p.texts))
+                    start += len(p.texts)
+                    answers.append({h: result[h][rows] for h in p.heads})
+            except Exception as exc:  # the requests of this batch fail (500); the server goes on
                 for p in batch:
                     if not p.future.done():
                         p.future.set_exception(exc)
                 continue
             self.batches_run += 1
             self.texts_run += len(texts)
-            start = 0
-            for p in batch:
-                rows = slice(start, start + len(p.texts))
-                start += len(p.texts)
+            for p, answer in zip(batch, answers):
                 if not p.future.done():  # a client that went away cancels its future
-                    p.future.set_result({h: result[h][rows] for h in p.heads})
+                    p.future.set_result(answer)
