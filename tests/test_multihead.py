@@ -300,3 +300,22 @@ def test_heads_commands(tiny_model_dir, tmp_path):
     bad_name = run("heads", "add", tmp_path / "fresh", "../up", sentiment, "--model", model_dir)
     assert bad_name.exit_code == 2 and "is not allowed" in bad_name.stderr
     assert not (tmp_path / "fresh").exists()
+
+
+def test_replace_refits_a_head_and_list_shows_single_head_bundles(tiny_model_dir, tmp_path):
+    model_dir = tiny_model_dir("bert")
+    runner = CliRunner()
+    data = _write_csv(tmp_path / "train.csv", 40)
+    bundle = tmp_path / "suite"
+    assert runner.invoke(app, ["heads", "add", str(bundle), "h", str(data), "--model", model_dir]).exit_code == 0
+    before = MultiHeadClassifier.load(bundle).heads["h"]
+    result = runner.invoke(app, ["heads", "add", str(bundle), "h", str(data), "--pooling", "cls", "--replace"])
+    assert result.exit_code == 0, result.output
+    after = MultiHeadClassifier.load(bundle).heads["h"]
+    assert (before.pooling, after.pooling) == ("mean", "cls")
+    assert len(list((bundle / "heads").iterdir())) == 1  # the replaced head's file is gone
+
+    single(model_dir, TOPIC, "max", "0").save(tmp_path / "single")
+    listed = json.loads(runner.invoke(app, ["heads", "list", str(tmp_path / "single"), "--json"]).output)
+    assert [(h["name"], h["pooling"], h["layers"], h["labels"]) for h in listed["heads"]] == [
+        ("default", "max", [0], [0, 1, 2])]
