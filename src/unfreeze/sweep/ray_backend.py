@@ -41,8 +41,9 @@ Which fields of a row differ from the local backend's: see ``store.VOLATILE_FIEL
 from __future__ import annotations
 
 import logging
-import os
 import numbers
+import os
+import socket
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,14 +184,28 @@ def connect(address: str | None) -> bool:
         if address in (None, "local"):
             ray.init(include_dashboard=False, **quiet)
         else:
+            _check_reachable(address)
             ray.init(address=address, **quiet)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
         where = "this machine's cluster" if address == "auto" else repr(address)
         raise UnfreezeError(
             f"Could not connect to the Ray cluster at {where}: {str(exc).strip().splitlines()[0]} "
             "Start one with `ray start --head` and give --address HOST:PORT (or auto on a cluster node), "
             "or leave --address out to start Ray on this machine.") from None
     return True
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a HOST:PORT where nothing listens: Ray itself retries for about a minute."""
+    if address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"expected auto or HOST:PORT, got {address!r}.")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {address} ({exc.strerror or exc}).") from None
 
 
 def _error_line(exc: BaseException) -> str:

@@ -156,12 +156,19 @@ def run_sweep(spec: SweepSpec, run_dir: str | Path, retry_failed: bool = False, 
     if backend not in BACKENDS:
         raise UnfreezeError(f"Unknown backend {backend!r}. Backends: {', '.join(BACKENDS)}.")
     if backend == "ray":
-        from .ray_backend import RayOptions, run_sweep_ray, require_ray
+        from .ray_backend import RayOptions, connect, require_ray, run_sweep_ray
 
-        require_ray()  # before loading anything: a missing package is the first thing to say
-        # the driver needs only the model's identity and size: keep its copy off the GPUs the cells use
-        plan = plan_sweep(spec, run_dir, retry_failed, device or "cpu")
-        return run_sweep_ray(plan, ray_options or RayOptions(), shared_cache, progress, device)
+        ray = require_ray()
+        options = ray_options or RayOptions()
+        # before loading anything: a missing package or a wrong address is the first thing to say
+        started_here = connect(options.address)
+        try:
+            # the driver needs only the model's identity and size: keep its copy off the GPUs the cells use
+            plan = plan_sweep(spec, run_dir, retry_failed, device or "cpu")
+            return run_sweep_ray(plan, options, shared_cache, progress, device)
+        finally:
+            if started_here:
+                ray.shutdown()
     return _run_local(plan_sweep(spec, run_dir, retry_failed, device), shared_cache, progress, device)
 
 

@@ -61,11 +61,13 @@ def accelerator(device: torch.device):
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
 
-        # Parameters that get no gradient in a step are legal here: pooling a lower layer
-        # (--layers -2) leaves the top block unused, and the frozen prefix is skipped.
-        # DDP must look for them or it waits forever for their gradients. Globally unused
-        # parameters keep grad None, so AdamW leaves them alone, as on one process.
-        ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+        # Trainable parameters that get no gradient are legal here: pooling a lower layer
+        # (--layers -2) leaves the blocks above it unused, and BERT's pooler never feeds
+        # the head. Without being told, DDP waits forever for their gradients. The graph
+        # is the same at every step, so static_graph finds them once (find_unused_parameters
+        # would search the graph at every step); they keep grad None and AdamW leaves them
+        # alone, as in one process.
+        ddp = DistributedDataParallelKwargs(static_graph=True)
         _ACCELERATOR = Accelerator(cpu=device.type == "cpu", kwargs_handlers=[ddp])
     return _ACCELERATOR
 
