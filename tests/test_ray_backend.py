@@ -343,7 +343,7 @@ def test_an_address_where_nothing_listens_is_a_one_line_error(csv_file, tmp_path
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: Could not connect to the Ray cluster"), result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: Could not connect to the Ray cluster at 127.0.0.1:"), result.stderr
     assert "nothing answers" in lines[0] and "ray start --head" in lines[0]
 
 

@@ -187,9 +187,9 @@ def connect(address: str | None) -> bool:
             _check_reachable(address)
             ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
-        where = "this machine's cluster" if address == "auto" else repr(address)
+        where = "a Ray cluster on this machine (--address auto)" if address == "auto" else f"the Ray cluster at {address}"
         raise UnfreezeError(
-            f"Could not connect to the Ray cluster at {where}: {str(exc).strip().splitlines()[0]} "
+            f"Could not connect to {where}: {str(exc).strip().splitlines()[0]} "
             "Start one with `ray start --head` and give --address HOST:PORT (or auto on a cluster node), "
             "or leave --address out to start Ray on this machine.") from None
     return True
