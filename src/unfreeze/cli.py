@@ -137,8 +137,9 @@ def fit(
     model: ModelOpt = "minilm-l6",
     strategy: Annotated[str, typer.Option("--strategy", help="features, freeze, full, reinit, lora or setfit.")] = "features",
     k: Annotated[Optional[int], typer.Option("--k", help="freeze/reinit/setfit: frozen blocks from the bottom.")] = None,
-    m: Annotated[int, typer.Option("--m", help="reinit: top blocks to re-initialise.")] = 1,
-    r: Annotated[int, typer.Option("--r", help="lora: rank.")] = 8,
+    # --reinit-m / --lora-r: torchrun's and accelerate's parsers take --m and --r for abbreviations of their own options
+    m: Annotated[int, typer.Option("--m", "--reinit-m", help="reinit: top blocks to re-initialise.")] = 1,
+    r: Annotated[int, typer.Option("--r", "--lora-r", help="lora: rank.")] = 8,
     lora_alpha: Annotated[float, typer.Option("--lora-alpha", help="lora: scale numerator (scale = alpha / r).")] = 16,
     lora_dropout: Annotated[float, typer.Option("--lora-dropout", help="lora: adapter dropout.")] = 0.1,
     target_modules: Annotated[Optional[str], typer.Option("--target-modules", help="lora: module names, comma-separated.")] = None,
