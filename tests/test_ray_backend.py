@@ -316,6 +316,18 @@ def test_without_ray_installed_the_ray_backend_says_how_to_install_it(runner, cs
     line = assert_user_error(result)
     assert line == "error: the Ray backend needs the 'ray' package: pip install 'unfreeze[ray]'"
     assert not out.exists()
+    # a fresh interpreter without ray imports the backend module and the Python API says the same
+    check = ("import sys; sys.modules['ray'] = None\n"
+             "from unfreeze.errors import UnfreezeError\n"
+             "import unfreeze.sweep.ray_backend\n"
+             "from unfreeze.sweep import SweepSpec\n"
+             "from unfreeze.sweep.runner import run_sweep\n"
+             "try:\n    run_sweep(SweepSpec(), 'unused', backend='ray')\n"
+             "except UnfreezeError as exc:\n    print(exc)\n")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "the Ray backend needs the 'ray' package: pip install 'unfreeze[ray]'"
+    assert not Path("unused").exists()
 
 
 @pytest.mark.parametrize(("args", "words"), [
