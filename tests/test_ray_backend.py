@@ -87,12 +87,21 @@ def ray_cluster():
             time.sleep(0.5)
         yield address, proc
     finally:
+        import psutil
+
+        started = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
         proc.send_signal(signal.SIGTERM)  # `ray start --block` stops the processes it started
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        # Ray's agents may outlive it for a moment (they notice the raylet is gone): wait, then end
+        # the stragglers, by pid, so none writes into the folder removed below
+        _, alive = psutil.wait_procs(started, timeout=30)
+        for straggler in alive:
+            straggler.kill()
+        psutil.wait_procs(alive, timeout=10)
         log.close()
         shutil.rmtree(temp, ignore_errors=True)
         for name, value in saved.items():
