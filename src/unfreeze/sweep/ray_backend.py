@@ -93,7 +93,8 @@ class RayOptions:
     joins the cluster this machine belongs to (``ray start`` ran here); "HOST:PORT" joins
     the cluster whose head listens there. cpus_per_cell / gpus_per_cell: the resources
     each cell's task reserves (fractions of a GPU let cells share one). max_retries: how
-    often Ray re-runs a cell whose worker process died.
+    often Ray re-runs a cell whose worker process died. A process already connected to Ray
+    (``ray.init`` called before) keeps that connection and ignores ``address``.
     """
 
     address: str | None = None
