@@ -166,7 +166,7 @@ def test_without_validation_the_last_epoch_is_kept(tiny_model_dir):
     clf = make(tiny_model_dir, strategy="freeze", k=1, epochs=3).fit(X, Y)
     record = clf.fit_record_
     assert record["epochs_run"] == 3 and record["best_epoch"] == 3
-    assert all(set(h) == {"epoch", "train_loss"} for h in record["history"])
+    assert all(set(h) == {"epoch", "train_loss", "examples", "distinct_examples"} for h in record["history"])
 
 
 # -- budgets and the record ----------------------------------------------------------------------------

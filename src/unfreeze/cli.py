@@ -140,8 +140,9 @@ def fit(
     model: ModelOpt = "minilm-l6",
     strategy: Annotated[str, typer.Option("--strategy", help="features, freeze, full, reinit, lora or setfit.")] = "features",
     k: Annotated[Optional[int], typer.Option("--k", help="freeze/reinit/setfit: frozen blocks from the bottom.")] = None,
-    m: Annotated[int, typer.Option("--m", help="reinit: top blocks to re-initialise.")] = 1,
-    r: Annotated[int, typer.Option("--r", help="lora: rank.")] = 8,
+    # --reinit-m / --lora-r: torchrun's and accelerate's parsers take --m and --r for abbreviations of their own options
+    m: Annotated[int, typer.Option("--m", "--reinit-m", help="reinit: top blocks to re-initialise.")] = 1,
+    r: Annotated[int, typer.Option("--r", "--lora-r", help="lora: rank.")] = 8,
     lora_alpha: Annotated[float, typer.Option("--lora-alpha", help="lora: scale numerator (scale = alpha / r).")] = 16,
     lora_dropout: Annotated[float, typer.Option("--lora-dropout", help="lora: adapter dropout.")] = 0.1,
     target_modules: Annotated[Optional[str], typer.Option("--target-modules", help="lora: module names, comma-separated.")] = None,
@@ -184,12 +185,20 @@ def fit(
                      learning_rate=learning_rate, head_learning_rate=head_learning_rate, max_steps=max_steps,
                      validation_fraction=validation_fraction, patience=patience, class_weight=class_weight,
                      prefix_cache=not no_prefix_cache)
+    from .training import distributed
+
     clf.fit(train.inputs, train.labels)
+    # launched data-parallel, every rank scores its share of the examples (collectively);
+    # rank 0 alone writes the bundle and prints
     metrics = {"train": clf.evaluate(train.inputs, train.labels)}
     if test_set is not None:
         metrics["test"] = clf.evaluate(test_set.inputs, test_set.labels)
+    if not distributed.is_main_process():
+        distributed.finish()
+        return
     clf.save(output, metrics={**metrics, "n_train": len(train), "n_test": len(test_set) if test_set else 0,
                               "fit_seconds": round(clf.fit_seconds_, 3)})
+    distributed.finish()
     record = clf.fit_record_
     head = f"head C={clf.head_.C_:g}" if hasattr(clf, "head_") else f"best epoch {record.get('best_epoch')}"
     typer.echo(f"trained {strategy} on {len(train)} examples of {train.name} with {model} "
@@ -338,6 +347,10 @@ def sweep(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="No shared embedding/prefix caches.")] = False,
     metric: Annotated[str, typer.Option("--metric", help="accuracy, macro_f1 or mcc (for the summary).")] = "accuracy",
     device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda...")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="local (this process) or ray (a Ray task per cell).")] = "local",
+    address: Annotated[Optional[str], typer.Option("--address", help="ray: auto, HOST:PORT of a cluster's head, or leave out to start Ray here.")] = None,
+    cpus_per_cell: Annotated[Optional[float], typer.Option("--cpus-per-cell", help="ray: CPUs each cell reserves (default 1).")] = None,
+    gpus_per_cell: Annotated[Optional[float], typer.Option("--gpus-per-cell", help="ray: GPUs each cell reserves, e.g. 0.5 (default 0).")] = None,
 ) -> None:
     """Run strategies x frozen blocks x training sizes x seeds; resumable; then build the report."""
     from .sweep import SweepSpec
@@ -346,7 +359,33 @@ def sweep(
     if output is None:
         raise UnfreezeError("Give a run folder with -o/--output, e.g. -o runs/my-sweep.")
     assert isinstance(spec, SweepSpec)
-    _run_and_report(spec, output, retry_failed, not no_cache, metric, device)
+    ray_options = _backend_options(backend, address, cpus_per_cell, gpus_per_cell)
+    _run_and_report(spec, output, retry_failed, not no_cache, metric, device, backend, ray_options)
+
+
+def _backend_options(backend: str, address: str | None, cpus_per_cell: float | None, gpus_per_cell: float | None):
+    """Validate --backend and its options; the Ray options, or None for the local backend."""
+    from .sweep.runner import BACKENDS
+
+    from .training.distributed import launched_world_size
+
+    if launched_world_size() > 1:
+        # every rank would run the whole sweep and append to the same store
+        raise UnfreezeError("A sweep runs in one process; do not start it with accelerate launch or torchrun. "
+                            "Spread cells over GPUs with --backend ray --gpus-per-cell 1.")
+    if backend not in BACKENDS:
+        raise UnfreezeError(f"Unknown backend {backend!r}. Backends: {', '.join(BACKENDS)}.")
+    given = [flag for flag, value in (("--address", address), ("--cpus-per-cell", cpus_per_cell),
+                                      ("--gpus-per-cell", gpus_per_cell)) if value is not None]
+    if backend == "local":
+        if given:
+            raise UnfreezeError(f"{given[0]} applies to the Ray backend only: add --backend ray, or drop {given[0]}.")
+        return None
+    from .sweep.ray_backend import RayOptions, require_ray
+
+    require_ray()
+    return RayOptions(address=address, cpus_per_cell=1.0 if cpus_per_cell is None else cpus_per_cell,
+                      gpus_per_cell=0.0 if gpus_per_cell is None else gpus_per_cell)
 
 
 def _sweep_spec(data, config, model, strategies, k, n_train, seeds, n_test, epochs, probe_layers):
@@ -380,14 +419,15 @@ def _sweep_spec(data, config, model, strategies, k, n_train, seeds, n_test, epoc
 
 
 def _run_and_report(spec, output: Path, retry_failed: bool, shared_cache: bool, metric: str,
-                    device: str | None) -> None:
+                    device: str | None, backend: str = "local", ray_options=None) -> None:
     import time
 
     from .report import build_report
     from .sweep.runner import run_sweep
 
     start = time.perf_counter()
-    counts = run_sweep(spec, output, retry_failed=retry_failed, shared_cache=shared_cache, device=device)
+    counts = run_sweep(spec, output, retry_failed=retry_failed, shared_cache=shared_cache, device=device,
+                       backend=backend, ray_options=ray_options)
     typer.echo(f"sweep: {counts['total']} cells, {counts['done']} run now, {counts['skipped']} already done, "
                f"{counts['failed']} failed ({time.perf_counter() - start:.1f} s)")
     _print_report(build_report(output, metric), metric)

@@ -63,6 +63,26 @@ def shared_embeddings() -> Iterator[None]:
         _POOLS = outer
 
 
+def export_pools() -> list[tuple[tuple[str, str, int], dict]]:
+    """The active in-memory pools as plain data (key, rows, layers, truncation flags).
+
+    A Ray sweep computes the pool once in one task and hands it to the others through
+    the object store; ``import_pools`` puts it back in place in their processes.
+    """
+    if _POOLS is None:
+        return []
+    return [(key, {"rows": dict(p.rows), "layers": dict(p.layers), "truncated": p.truncated})
+            for key, p in _POOLS.items()]
+
+
+def import_pools(exported: list[tuple[tuple[str, str, int], dict]]) -> None:
+    """Install pools made by ``export_pools`` into the active ``shared_embeddings()`` block."""
+    if _POOLS is None:
+        raise RuntimeError("import_pools needs an active shared_embeddings() block")
+    for key, parts in exported:
+        _POOLS[tuple(key)] = _Pool(dict(parts["rows"]), dict(parts["layers"]), np.asarray(parts["truncated"]))
+
+
 def input_keys(inputs: Sequence[TextInput]) -> list[str]:
     """One key per input (text and optional pair)."""
     texts, pairs = split_inputs(inputs)

@@ -26,13 +26,14 @@ def run_probe(
     seed: int = 0,
     cache: bool = True,
     progress: bool = True,
+    device: str | None = None,
 ) -> list[dict]:
     """Fit and score a logistic head on every hidden state and on the last four concatenated."""
     from .classifier import shared_backbone
     from .embed import embed
     from .models.pooling import resolve_pooling
 
-    backbone = shared_backbone(model)
+    backbone = shared_backbone(model, device)
     pooling = resolve_pooling(pooling, backbone.is_decoder, "probe")
     all_layers = list(range(backbone.num_blocks + 1))
     train_emb = embed(backbone, train.inputs, all_layers, pooling, max_length, batch_size, cache, progress)

@@ -118,7 +118,10 @@ class Backbone:
                 "(`unfreeze models`), a local model folder, or a hub id while online."
             ) from exc
         model.eval()
-        model.to(torch.device(device) if device is not None else default_device())
+        from ..training.distributed import local_device
+
+        # under accelerate launch / torchrun each rank takes the GPU of its local rank
+        model.to(local_device(device) or default_device())
         return cls(model, tokenizer, reference)
 
     @property

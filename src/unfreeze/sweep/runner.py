@@ -1,21 +1,30 @@
-"""Run a sweep's cells locally, sharing the expensive work, resumable.
+"""Run a sweep's cells, sharing the expensive work, resumable; locally or on Ray.
 
 Shared work: one embedding pass per seed over that seed's largest training sample and
 the test set serves every ``features`` cell and the probe (nested samples are subsets
 of it); one prefix pass keeping the output of every k, over the same texts, serves the
-training and the scoring of every ``freeze`` cell of that seed. Cells already in the store are skipped; a failing cell is recorded with
-its error and the sweep goes on.
+training and the scoring of every ``freeze`` cell of that seed. Cells already in the
+store are skipped; a failing cell is recorded with its error and the sweep goes on.
+
+Both backends share the planning (``plan_sweep``: data, cell keys, what is pending)
+and the recording (``SweepPlan.record``: only the driver appends to the store), so
+resume, ``--retry-failed``, failure isolation and the progress bar are the same code.
+``backend="ray"`` runs the cells as Ray tasks (see ``ray_backend.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import platform
+import socket
 import subprocess
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
@@ -25,7 +34,11 @@ from ..errors import UnfreezeError
 from .grid import Cell, SweepSpec, expand
 from .store import ResultsStore
 
+if TYPE_CHECKING:
+    from .ray_backend import RayOptions
+
 SPEC_FILE = "sweep.json"
+BACKENDS = ("local", "ray")
 
 
 @dataclass
@@ -64,13 +77,52 @@ def git_revision() -> str | None:
         return None
 
 
-def run_sweep(spec: SweepSpec, run_dir: str | Path, retry_failed: bool = False, shared_cache: bool = True,
-              progress: bool = True, device: str | None = None) -> dict[str, int]:
-    """Run every unfinished cell of ``spec`` into ``run_dir``; returns counts (done, failed, skipped)."""
+def runner_info(backend: str) -> dict:
+    """Where a cell ran: differs between runs by nature, so result comparisons leave it out."""
+    return {"backend": backend, "host": socket.gethostname(), "pid": os.getpid()}
+
+
+@dataclass
+class SweepPlan:
+    """What a sweep run will do, and the driver's side of recording results."""
+
+    spec: SweepSpec
+    run_dir: Path
+    data: SweepData
+    num_blocks: int
+    model_fingerprint: str
+    pending: list[tuple[Cell, str]]
+    context: dict
+    store: ResultsStore
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def seed_cells(self, seed: int) -> list[Cell]:
+        return [c for c, _ in self.pending if c.seed == seed]
+
+    def largest_n(self, seed: int) -> int:
+        """The training size whose sample holds every pending cell's sample of this seed (nested samples)."""
+        return max(c.n_train for c in self.seed_cells(seed))
+
+    def embed_seeds(self) -> list[int]:
+        return sorted({c.seed for c, _ in self.pending}) or self.spec.seeds[:1]
+
+    def needs_embeddings(self) -> bool:
+        return any(c.strategy == "features" for c, _ in self.pending) or probe_needed(self.spec, self.run_dir)
+
+    def record(self, cell: Cell, record: dict, bar: tqdm) -> None:
+        """Append one finished cell to the store (the driver alone writes it) and count it."""
+        record.update({k: v for k, v in self.context.items() if k not in record})
+        self.store.append(record)
+        self.counts[record["status"]] += 1
+        bar.update(1)
+        if record["status"] == "failed":
+            tqdm.write(f"cell failed ({cell.describe()}): {record['error']}")
+
+
+def plan_sweep(spec: SweepSpec, run_dir: str | Path, retry_failed: bool = False, device: str | None = None) -> SweepPlan:
+    """Load the data and the model's identity, write sweep.json, and list the unfinished cells."""
     from ..bundle import package_versions
     from ..classifier import shared_backbone
-    from ..embed import shared_embeddings
-    from ..training.prefix import shared_prefix_states
 
     run_dir = Path(run_dir)
     data = load_sweep_data(spec)
@@ -81,8 +133,6 @@ def run_sweep(spec: SweepSpec, run_dir: str | Path, retry_failed: bool = False, 
     store = ResultsStore(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(run_dir / SPEC_FILE) as tmp:
-        import json
-
         tmp.write_text(json.dumps({"spec": spec.as_dict(), "model_fingerprint": model_fp,
                                    "data_fingerprint": data.fingerprint, "num_blocks": backbone.num_blocks,
                                    "n_train_pool": len(data.train_pool), "n_test": len(data.test)}, indent=2))
@@ -93,32 +143,69 @@ def run_sweep(spec: SweepSpec, run_dir: str | Path, retry_failed: bool = False, 
     counts = {"total": len(cells), "skipped": len(cells) - len(pending), "done": 0, "failed": 0}
     context = {"versions": package_versions(), "git_revision": git_revision(), "python": platform.python_version(),
                "device": str(backbone.device), "model": spec.model, "data": spec.data}
+    return SweepPlan(spec, run_dir, data, backbone.num_blocks, model_fp, pending, context, store, counts)
 
-    bar = tqdm(total=len(cells), initial=counts["skipped"], desc="sweep", unit="cell", disable=not progress or None)
-    embed_all = shared_cache and (any(c.strategy == "features" for c, _ in pending) or probe_needed(spec, run_dir))
+
+def run_sweep(spec: SweepSpec, run_dir: str | Path, retry_failed: bool = False, shared_cache: bool = True,
+              progress: bool = True, device: str | None = None, backend: str = "local",
+              ray_options: RayOptions | None = None) -> dict[str, int]:
+    """Run every unfinished cell of ``spec`` into ``run_dir``; returns counts (total, done, failed, skipped).
+
+    ``backend="ray"`` runs each cell as a Ray task (``ray_options``: address, resources per cell).
+    """
+    if backend not in BACKENDS:
+        raise UnfreezeError(f"Unknown backend {backend!r}. Backends: {', '.join(BACKENDS)}.")
+    if backend == "ray":
+        from .ray_backend import RayOptions, connect, require_ray, run_sweep_ray
+
+        ray = require_ray()
+        options = ray_options or RayOptions()
+        # before loading anything: a missing package or a wrong address is the first thing to say
+        started_here = connect(options.address)
+        try:
+            # the driver needs only the model's identity and size: keep its copy off the GPUs the cells use
+            plan = plan_sweep(spec, run_dir, retry_failed, device or "cpu")
+            return run_sweep_ray(plan, options, shared_cache, progress, device)
+        finally:
+            if started_here:
+                ray.shutdown()
+    return _run_local(plan_sweep(spec, run_dir, retry_failed, device), shared_cache, progress, device)
+
+
+def progress_bar(plan: SweepPlan, progress: bool) -> tqdm:
+    return tqdm(total=plan.counts["total"], initial=plan.counts["skipped"], desc="sweep", unit="cell",
+                disable=not progress or None)
+
+
+def _run_local(plan: SweepPlan, shared_cache: bool, progress: bool, device: str | None) -> dict[str, int]:
+    from ..classifier import shared_backbone
+    from ..embed import shared_embeddings
+    from ..training.prefix import shared_prefix_states
+
+    spec, data = plan.spec, plan.data
+    backbone = shared_backbone(spec.model, device)
+    info = runner_info("local")
+    bar = progress_bar(plan, progress)
     shared = (contextlib.ExitStack() if not shared_cache else _shared_context(shared_embeddings, shared_prefix_states))
     try:
         with shared:
-            if embed_all:
-                _embed_everything(spec, data, backbone, sorted({c.seed for c, _ in pending}) or spec.seeds[:1])
+            if shared_cache and plan.needs_embeddings():
+                _embed_everything(spec, data, backbone, plan.embed_seeds())
             current_seed = None
-            for cell, key in pending:
+            for cell, key in plan.pending:
                 bar.set_postfix_str(cell.describe())
                 if shared_cache and cell.seed != current_seed:
                     current_seed = cell.seed
-                    _warm_shared(spec, data, backbone, cell.seed, [c for c, _ in pending if c.seed == cell.seed])
+                    _warm_shared(spec, data, backbone, cell.seed, plan.largest_n(cell.seed),
+                                 freeze_ks(plan.seed_cells(cell.seed)))
                 record = run_cell(spec, data, cell, key, device, use_cache=shared_cache)
-                record.update(context)
-                store.append(record)
-                counts[record["status"]] += 1
-                bar.update(1)
-                if record["status"] == "failed":
-                    tqdm.write(f"cell failed ({cell.describe()}): {record['error']}")
-            if probe_needed(spec, run_dir):
-                _run_probe(spec, data, run_dir, shared_cache)
+                record["runner"] = info
+                plan.record(cell, record, bar)
+            if probe_needed(spec, plan.run_dir):
+                write_probe(plan.run_dir, probe_rows(spec, data, shared_cache, device))
     finally:
         bar.close()
-    return counts
+    return plan.counts
 
 
 def _shared_context(*factories) -> contextlib.ExitStack:
@@ -148,15 +235,24 @@ def _embed_everything(spec: SweepSpec, data: SweepData, backbone, seeds: list[in
     embed(backbone, list(texts), sorted(layers), pooling, spec.max_length, spec.batch_size, progress=False)
 
 
-def _warm_shared(spec: SweepSpec, data: SweepData, backbone, seed: int, seed_cells: list[Cell]) -> None:
-    """One prefix pass over this seed's largest sample and the test set, keeping every k of the seed's cells."""
+def freeze_ks(cells: list[Cell]) -> list[int]:
+    """The k >= 1 of these freeze cells: the ones whose frozen prefix is worth sharing."""
+    return sorted({dict(c.params)["k"] for c in cells if c.strategy == "freeze" and dict(c.params)["k"] >= 1})
+
+
+def _warm_shared(spec: SweepSpec, data: SweepData, backbone, seed: int, n_largest: int, ks: list[int]) -> None:
+    """One prefix pass over this seed's largest sample and the test set, keeping the output of every k in ``ks``.
+
+    The states of an example do not depend on which ks are kept (the pass stops after
+    the highest), so a Ray task that keeps only its own k gets the very numbers the
+    local backend shares across a seed's cells.
+    """
     from ..embed import input_keys
     from ..training.prefix import _POOLS, compute_prefix_states
 
-    largest = sample(data.train_pool, n_total=max(c.n_train for c in seed_cells), seed=seed)
+    largest = sample(data.train_pool, n_total=n_largest, seed=seed)
     if _POOLS is not None:
         _POOLS.clear()  # the previous seed's states: the test set's are recomputed, the rest not needed again
-    ks = sorted({dict(c.params)["k"] for c in seed_cells if c.strategy == "freeze" and dict(c.params)["k"] >= 1})
     if ks:
         # the training sample (the cells' validation splits are inside it) and the test set
         for inputs in (largest.inputs, data.test.inputs):
@@ -165,15 +261,26 @@ def _warm_shared(spec: SweepSpec, data: SweepData, backbone, seed: int, seed_cel
                                   pool_key=(backbone.fingerprint(), encoded.max_length), keys=input_keys(inputs))
 
 
+def cell_header(spec: SweepSpec, cell: Cell, key: str) -> dict:
+    """The part of a result row that names the cell; the rest says how it went."""
+    return {"key": key, "cell": {"strategy": cell.strategy, **dict(cell.params), "n_train": cell.n_train,
+                                 "seed": cell.seed, "label": cell.label},
+            "settings": spec.training_settings(), "started": time.time()}
+
+
+def failed_record(spec: SweepSpec, cell: Cell, key: str, error: str, trace: str = "") -> dict:
+    record = cell_header(spec, cell, key)
+    record.update({"status": "failed", "error": error.splitlines()[0] if error else "failed", "traceback": trace,
+                   "finished": time.time()})
+    return record
+
+
 def run_cell(spec: SweepSpec, data: SweepData, cell: Cell, key: str, device: str | None = None,
              use_cache: bool = True) -> dict:
     """Fit and score one cell; never raises for a failure of the cell itself: records it."""
     from ..classifier import Classifier
 
-    started = time.time()
-    record = {"key": key, "cell": {"strategy": cell.strategy, **dict(cell.params), "n_train": cell.n_train,
-                                   "seed": cell.seed, "label": cell.label},
-              "settings": spec.training_settings(), "started": started}
+    record = cell_header(spec, cell, key)
     try:
         train = sample(data.train_pool, n_total=cell.n_train, seed=cell.seed)
         params = dict(cell.params)
@@ -193,6 +300,7 @@ def run_cell(spec: SweepSpec, data: SweepData, cell: Cell, key: str, device: str
             "validation": {k.removeprefix("val_"): v for k, v in val.items() if k.startswith("val_")},
             "fit": fit_record,
             "n_test": len(data.test),
+            "device": fit_record.get("device", str(device)),
         })
     except KeyboardInterrupt:
         raise
@@ -210,14 +318,16 @@ def probe_needed(spec: SweepSpec, run_dir: Path) -> bool:
     return spec.probe and not (run_dir / PROBE_FILE).exists()
 
 
-def _run_probe(spec: SweepSpec, data: SweepData, run_dir: Path, shared_cache: bool) -> None:
+def probe_rows(spec: SweepSpec, data: SweepData, shared_cache: bool, device: str | None = None) -> dict:
     """Per-layer probe on the largest training size (first seed); its curve goes in the report."""
-    import json
-
     from ..probe import run_probe
 
     train = sample(data.train_pool, n_total=max(spec.n_train), seed=spec.seeds[0])
     rows = run_probe(train, data.test, spec.model, spec.pooling, spec.max_length, spec.batch_size,
-                     seed=spec.seeds[0], cache=shared_cache, progress=False)
+                     seed=spec.seeds[0], cache=shared_cache, progress=False, device=device)
+    return {"n_train": len(train), "model": spec.model, "rows": rows}
+
+
+def write_probe(run_dir: Path, result: dict) -> None:
     with atomic_path(run_dir / PROBE_FILE) as tmp:
-        tmp.write_text(json.dumps({"n_train": len(train), "model": spec.model, "rows": rows}, indent=2))
+        tmp.write_text(json.dumps(result, indent=2))

@@ -15,6 +15,20 @@ from pathlib import Path
 
 RESULTS_FILE = "results.jsonl"
 
+# Fields of a result row that differ between two runs of the same cell by nature: wall
+# clock, timings, memory, and where it ran (host, pid, backend). Everything else (the
+# cell, settings, metrics, parameter counts, examples seen, versions) is the result.
+VOLATILE_FIELDS = ("started", "finished", "runner")
+VOLATILE_FIT_FIELDS = ("seconds", "prefix_seconds", "peak_memory_bytes", "epoch_seconds")
+
+
+def record_content(record: dict) -> dict:
+    """``record`` without its volatile fields: two runs of a cell with the same seed agree on this."""
+    out = {k: v for k, v in record.items() if k not in VOLATILE_FIELDS}
+    if isinstance(out.get("fit"), dict):
+        out["fit"] = {k: v for k, v in out["fit"].items() if k not in VOLATILE_FIT_FIELDS}
+    return out
+
 
 class ResultsStore:
     def __init__(self, run_dir: str | Path) -> None:

@@ -3,7 +3,8 @@
 AdamW (bias-corrected) with linear warm-up and decay, gradient clipping, batches
 grouped by length, validation each epoch with early stopping and the best weights
 restored. With k >= 1 frozen blocks the frozen prefix runs once, before the first
-epoch (see prefix.py).
+epoch (see prefix.py). Under ``accelerate launch`` / ``torchrun`` the same loop trains
+data-parallel (see distributed.py); in one process that code is never reached.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..metrics import classification_metrics
 from ..models.backbone import Backbone, Encoded
+from . import distributed
 from .memory import PeakMemory
 from .model import TextClassificationModel
 from .prefix import compute_prefix_states
@@ -57,6 +59,8 @@ class TrainRecord:
     trainable_parameters: int = 0
     total_parameters: int = 0
     device: str = "cpu"
+    world_size: int = 1
+    epoch_seconds: list[float] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -111,10 +115,25 @@ def set_train_mode(model: TextClassificationModel, backbone: Backbone, frozen_k:
             module.training = False  # not .eval(): that would recurse into trained blocks
 
 
-@torch.inference_mode()
 def predict_logits(model: TextClassificationModel, backbone: Backbone, encoded: Encoded, batch_size: int = 32,
                    prefix: tuple[int, list[torch.Tensor], int] | None = None) -> np.ndarray:
-    """Logits for every example in input order; ``prefix`` = (k, cached states, tuple length)."""
+    """Logits for every example in input order; ``prefix`` = (k, cached states, tuple length).
+
+    Data-parallel (after a launched training), each rank predicts every W-th example and
+    the rows are gathered: every rank returns all of them.
+    """
+    acc = distributed.active()
+    if acc is None or len(encoded) == 0:
+        return _predict_local(model, backbone, encoded, batch_size, prefix)
+    mine = list(range(acc.process_index, len(encoded), acc.num_processes))
+    part_prefix = None if prefix is None else (prefix[0], [prefix[1][i] for i in mine], prefix[2])
+    part = _predict_local(model, backbone, encoded.subset(mine), batch_size, part_prefix)
+    return distributed.gather_rows(part, len(encoded), acc)
+
+
+@torch.inference_mode()
+def _predict_local(model: TextClassificationModel, backbone: Backbone, encoded: Encoded, batch_size: int,
+                   prefix: tuple[int, list[torch.Tensor], int] | None) -> np.ndarray:
     was_training = model.training
     model.eval()
     device = backbone.device
@@ -158,6 +177,8 @@ def train(
     record.trainable_parameters = sum(p.numel() for p in trainable)
     record.total_parameters = sum(p.numel() for p in model.parameters())
 
+    acc = distributed.accelerator(device)  # None in one process: the plain loop below, unchanged
+    record.world_size = acc.num_processes if acc is not None else 1
     start = time.perf_counter()
     with PeakMemory(device) as memory:
         use_prefix = config.prefix_cache and frozen_k >= 1
@@ -174,6 +195,9 @@ def train(
             record.prefix_seconds = time.perf_counter() - start
 
         optimizer = _optimizer(model, config)
+        # DDP wraps the model for the training forward; the optimiser and schedule are not
+        # prepared: every rank draws the same global batches and steps once per batch, as on one device
+        forward = model if acc is None else acc.prepare_model(model)
         steps_per_epoch = math.ceil(len(train_encoded) / config.batch_size)
         total_steps = config.max_steps or config.epochs * steps_per_epoch
         epochs = math.ceil(total_steps / steps_per_epoch)
@@ -185,30 +209,44 @@ def train(
         labels = torch.as_tensor(y_train, dtype=torch.long)
         lengths = train_encoded.lengths
         best_score, best_state, bad_epochs = None, None, 0
-        bar = tqdm(total=total_steps, desc="training", unit="step", disable=not config.progress or None, leave=False)
+        show = config.progress and distributed.is_main_process()
+        bar = tqdm(total=total_steps, desc="training", unit="step", disable=not show or None, leave=False)
         try:
             for epoch in range(1, epochs + 1):
+                epoch_start = time.perf_counter()
                 set_train_mode(model, backbone, frozen_k)
                 epoch_loss, epoch_batches = 0.0, 0
+                seen = np.zeros(len(train_encoded))  # how often each example was trained on, this epoch
                 for idx in length_grouped_order(lengths, config.batch_size, rng):
                     if record.steps >= total_steps:
                         break
-                    batch = backbone.collate(train_encoded, idx)
-                    with _autocast(device):
-                        if train_prefix is None:
-                            logits = model(batch)
-                        else:
-                            k, states, tuple_length = train_prefix
-                            logits = model(batch, k, _pad_states(states, idx, device), tuple_length)
-                    loss = loss_fn(logits.float(), labels[idx].to(device))
-                    optimizer_step(loss, trainable, optimizer, scheduler, config.grad_clip)
+                    if acc is None:
+                        batch = backbone.collate(train_encoded, idx)
+                        with _autocast(device):
+                            if train_prefix is None:
+                                logits = model(batch)
+                            else:
+                                k, states, tuple_length = train_prefix
+                                logits = model(batch, k, _pad_states(states, idx, device), tuple_length)
+                        loss = loss_fn(logits.float(), labels[idx].to(device))
+                        optimizer_step(loss, trainable, optimizer, scheduler, config.grad_clip)
+                        seen[idx] += 1
+                        epoch_loss += loss.item()
+                    else:
+                        epoch_loss += _data_parallel_step(forward, acc, backbone, train_encoded, idx, labels, loss_fn,
+                                                          train_prefix, trainable, optimizer, scheduler, config,
+                                                          device, seen)
                     record.count_step(len(idx), sum(lengths[i] for i in idx))
-                    epoch_loss += loss.item()
                     epoch_batches += 1
                     bar.update(1)
                     bar.set_postfix(epoch=epoch, loss=f"{epoch_loss / epoch_batches:.4f}")
+                if acc is not None:
+                    # each rank's share of the loss and of the examples, summed: the whole batch's
+                    epoch_loss = float(distributed.sum_across(np.array([epoch_loss]), acc)[0])
+                    seen = distributed.sum_across(seen, acc)
                 record.epochs_run = epoch
-                entry = {"epoch": epoch, "train_loss": epoch_loss / max(epoch_batches, 1)}
+                entry = {"epoch": epoch, "train_loss": epoch_loss / max(epoch_batches, 1),
+                         "examples": int(seen.sum()), "distinct_examples": int((seen > 0).sum())}
                 if val_encoded is not None and y_val is not None:
                     logits_val = predict_logits(model, backbone, val_encoded, config.batch_size * 2, val_prefix)
                     val_loss = float(nn.functional.cross_entropy(torch.from_numpy(logits_val),
@@ -223,12 +261,15 @@ def train(
                     else:
                         bad_epochs += 1
                 record.history.append(entry)
+                record.epoch_seconds.append(time.perf_counter() - epoch_start)
                 if config.patience is not None and best_score is not None and bad_epochs >= config.patience:
                     break
                 if record.steps >= total_steps:
                     break
         finally:
             bar.close()
+            if acc is not None:
+                acc.free_memory()  # drop the DDP wrapper: its gradient hooks must not outlive this fit
         if best_state is not None:
             _restore(model, best_state)
         elif not record.best_epoch:
@@ -239,10 +280,41 @@ def train(
     return record
 
 
+def _data_parallel_step(forward: nn.Module, acc, backbone: Backbone, encoded: Encoded, idx: list[int],
+                        labels: torch.Tensor, loss_fn: nn.CrossEntropyLoss, train_prefix, trainable, optimizer,
+                        scheduler, config: TrainConfig, device: torch.device, seen: np.ndarray) -> float:
+    """One optimiser step on global batch ``idx``, this rank computing its share; returns its share of the loss.
+
+    The loss is this rank's summed (weighted) loss over the whole batch's count (or weight),
+    times the number of ranks: DDP averages gradients over ranks, so the step's gradient is
+    the batch-mean gradient that one process would take, whatever the split.
+    """
+    mine, stand_in = distributed.shard(idx, acc)
+    batch = backbone.collate(encoded, mine)
+    with _autocast(device):
+        if train_prefix is None:
+            logits = forward(batch)
+        else:
+            k, states, tuple_length = train_prefix
+            logits = forward(batch, k, _pad_states(states, mine, device), tuple_length)
+    per_example = nn.functional.cross_entropy(logits.float(), labels[mine].to(device), weight=loss_fn.weight,
+                                              reduction="none")
+    weights = loss_fn.weight
+    total = float(len(idx)) if weights is None else float(weights[labels[idx].to(device)].sum())
+    share = per_example.sum() / total * (0.0 if stand_in else 1.0)
+    optimizer_step(share * acc.num_processes, trainable, optimizer, scheduler, config.grad_clip, acc.backward)
+    if not stand_in:
+        seen[mine] += 1
+    return share.item()
+
+
 def optimizer_step(loss: torch.Tensor, trainable: list[nn.Parameter], optimizer: torch.optim.Optimizer,
-                   scheduler, grad_clip: float) -> None:
+                   scheduler, grad_clip: float, backward=None) -> None:
     """Backward, clip the gradient norm, step the optimiser and the schedule, clear the gradients."""
-    loss.backward()
+    if backward is None:
+        loss.backward()
+    else:
+        backward(loss)  # Accelerate's: DDP all-reduces the gradients during it
     if grad_clip:
         nn.utils.clip_grad_norm_(trainable, grad_clip)
     optimizer.step()
