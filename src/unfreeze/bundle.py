@@ -102,6 +102,15 @@ def read_config(path: Path) -> dict:
     return config
 
 
+def check_fingerprint(backbone, config: dict, path: Path) -> None:
+    """Refuse a bundle whose base model's weights are not the loaded ones."""
+    if backbone.fingerprint() != config["backbone"]["fingerprint"]:
+        raise UnfreezeError(
+            f"The weights of model {config['backbone']['reference']!r} differ from those {path} was fitted on "
+            "(fingerprint mismatch). Install the same model version or refit the bundle."
+        )
+
+
 def load_bundle(path: Path, device: str | None = None, head: str | None = None):
     import numpy as np
     import torch
@@ -129,11 +138,7 @@ def load_bundle(path: Path, device: str | None = None, head: str | None = None):
     kind = config.get("kind", "features")
     reference = config["backbone"]["reference"]
     base = shared_backbone(reference, params.get("device"))
-    if base.fingerprint() != config["backbone"]["fingerprint"]:
-        raise UnfreezeError(
-            f"The weights of model {reference!r} differ from those {path} was fitted on "
-            "(fingerprint mismatch). Install the same model version or refit the bundle."
-        )
+    check_fingerprint(base, config, path)
     clf.strategy_config_ = strategy_config(config["strategy"], params)
     clf.base_fingerprint_ = config["backbone"]["fingerprint"]
     clf.pooling_ = config["pooling"]

@@ -95,7 +95,7 @@ class MicroBatcher:
             if self.enabled:
                 # give concurrent requests a bounded moment to join this batch
                 deadline = loop.time() + self.max_wait
-                while sum(len(p.texts) for p in self._queue) < self.max_batch and loop.time() < deadline:
+                while self._waiting_texts < self.max_batch and loop.time() < deadline:
                     self._wakeup.clear()
                     try:
                         await asyncio.wait_for(self._wakeup.wait(), deadline - loop.time())

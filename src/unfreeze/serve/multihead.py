@@ -59,11 +59,6 @@ class Head:
     head: LogisticHead
     info: dict = field(default_factory=dict)  # params, fit record, metrics, data source, time added
 
-    def describe(self) -> dict:
-        return {"name": self.name, "labels": self.classes.tolist(), "pooling": self.pooling,
-                "layers": list(self.layers), **{k: self.info[k] for k in ("data", "metrics", "added")
-                                                 if k in self.info}}
-
 
 class MultiHeadClassifier:
     """Named logistic heads sharing one frozen backbone.
@@ -99,7 +94,6 @@ class MultiHeadClassifier:
         self.progress = progress
         self.heads: dict[str, Head] = {}
         self._backbone = None
-        self._fingerprint: str | None = None
 
     # -- the shared backbone -----------------------------------------------------------------
 
@@ -113,9 +107,7 @@ class MultiHeadClassifier:
 
     @property
     def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            self._fingerprint = self.backbone.fingerprint()
-        return self._fingerprint
+        return self.backbone.fingerprint()  # the backbone caches it
 
     # -- heads -------------------------------------------------------------------------------
 
@@ -229,7 +221,7 @@ class MultiHeadClassifier:
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> MultiHeadClassifier:
         """Load a multi-head bundle, or a single-head ``features`` bundle as one head named 'default'."""
-        from ..bundle import read_config
+        from ..bundle import check_fingerprint, read_config
 
         path = Path(path)
         config = read_config(path)
@@ -244,7 +236,7 @@ class MultiHeadClassifier:
             )
         suite = cls(model=config["backbone"]["reference"], max_length=config["max_length"],
                     batch_size=config.get("batch_size", 32), device=device)
-        _check_fingerprint(suite, config, path)
+        check_fingerprint(suite.backbone, config, path)
         for name, entry in config["heads"].items():
             file = path / entry["file"]
             if not file.exists():
@@ -258,21 +250,13 @@ class MultiHeadClassifier:
 
 # -- bundle files --------------------------------------------------------------------------------
 
-def _check_fingerprint(suite: MultiHeadClassifier, config: dict, path: Path) -> None:
-    if suite.fingerprint != config["backbone"]["fingerprint"]:
-        raise UnfreezeError(
-            f"The weights of model {suite.model!r} differ from those {path} was fitted on "
-            "(fingerprint mismatch). Install the same model version or refit the bundle."
-        )
-
-
 def _from_single(path: Path, device: str | None) -> MultiHeadClassifier:
     from ..bundle import load_bundle
 
     clf = load_bundle(path, device=device)
     suite = MultiHeadClassifier(model=clf.model, max_length=clf.max_length_, batch_size=clf.batch_size,
                                 device=device)
-    suite._backbone, suite._fingerprint = clf.backbone_, clf.base_fingerprint_
+    suite._backbone = clf.backbone_
     suite.add_classifier(DEFAULT_HEAD, clf)
     return suite
 
@@ -290,11 +274,6 @@ def _bundle_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _head_bytes(head: Head) -> tuple[dict[str, np.ndarray], dict]:
-    tensors, meta = head.head.state()
-    return {k: np.ascontiguousarray(v) for k, v in tensors.items()}, meta
-
-
 def _write(suite: MultiHeadClassifier, path: Path) -> None:
     from safetensors.numpy import save as save_bytes
 
@@ -306,8 +285,8 @@ def _write(suite: MultiHeadClassifier, path: Path) -> None:
     backbone = suite.backbone
     entries, blobs = {}, {}
     for name, head in suite.heads.items():
-        tensors, meta = _head_bytes(head)
-        blob = save_bytes(tensors)
+        tensors, meta = head.head.state()
+        blob = save_bytes({k: np.ascontiguousarray(v) for k, v in tensors.items()})
         # the file name carries the content's digest: a new head never overwrites a file in use
         file = f"{HEADS_DIR}/{name}.{hashlib.sha256(blob).hexdigest()[:12]}.safetensors"
         blobs[file] = blob

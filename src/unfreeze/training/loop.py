@@ -91,6 +91,16 @@ def _pad_states(states: list[torch.Tensor], idx: list[int], device: torch.device
     return out.to(device)
 
 
+def _logits(model: nn.Module, batch: dict, prefix: tuple[int, list[torch.Tensor], int] | None, rows: list[int],
+            device: torch.device) -> torch.Tensor:
+    """The model's logits on ``batch`` (the examples ``rows``), from the cached prefix states when given."""
+    with _autocast(device):
+        if prefix is None:
+            return model(batch)
+        k, states, tuple_length = prefix
+        return model(batch, k, _pad_states(states, rows, device), tuple_length)
+
+
 def _autocast(device: torch.device):
     # bf16 on CUDA: same range as fp32, no loss scaling; the CPU stays in fp32
     if device.type == "cuda":
@@ -140,13 +150,7 @@ def _predict_local(model: TextClassificationModel, backbone: Backbone, encoded: 
     out = np.empty((len(encoded), model.head.out_features), dtype=np.float32)
     try:
         for idx, batch in backbone.batches(encoded, batch_size):
-            with _autocast(device):
-                if prefix is None:
-                    logits = model(batch)
-                else:
-                    k, states, tuple_length = prefix
-                    logits = model(batch, k, _pad_states(states, idx, device), tuple_length)
-            out[idx] = logits.float().cpu().numpy()
+            out[idx] = _logits(model, batch, prefix, idx, device).float().cpu().numpy()
     finally:
         model.train(was_training)
     return out
@@ -221,13 +225,7 @@ def train(
                     if record.steps >= total_steps:
                         break
                     if acc is None:
-                        batch = backbone.collate(train_encoded, idx)
-                        with _autocast(device):
-                            if train_prefix is None:
-                                logits = model(batch)
-                            else:
-                                k, states, tuple_length = train_prefix
-                                logits = model(batch, k, _pad_states(states, idx, device), tuple_length)
+                        logits = _logits(model, backbone.collate(train_encoded, idx), train_prefix, idx, device)
                         loss = loss_fn(logits.float(), labels[idx].to(device))
                         optimizer_step(loss, trainable, optimizer, scheduler, config.grad_clip)
                         seen[idx] += 1
@@ -290,13 +288,7 @@ def _data_parallel_step(forward: nn.Module, acc, backbone: Backbone, encoded: En
     the batch-mean gradient that one process would take, whatever the split.
     """
     mine, stand_in = distributed.shard(idx, acc)
-    batch = backbone.collate(encoded, mine)
-    with _autocast(device):
-        if train_prefix is None:
-            logits = forward(batch)
-        else:
-            k, states, tuple_length = train_prefix
-            logits = forward(batch, k, _pad_states(states, mine, device), tuple_length)
+    logits = _logits(forward, backbone.collate(encoded, mine), train_prefix, mine, device)
     per_example = nn.functional.cross_entropy(logits.float(), labels[mine].to(device), weight=loss_fn.weight,
                                               reduction="none")
     weights = loss_fn.weight
