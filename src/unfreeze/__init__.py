@@ -1,6 +1,7 @@
 """unfreeze: how much of a pretrained transformer should you train?
 
-The top level imports lazily: ``unfreeze.report`` and the data tools load without torch.
+The top level imports lazily: ``unfreeze.report``, the data tools, the strategies and the
+training settings load without torch.
 """
 
 from __future__ import annotations
@@ -11,6 +12,17 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Classifier": ".classifier",
+    "MultiHeadClassifier": ".multihead",
+    "Training": ".training.settings",
+    "Strategy": ".strategies",
+    "TunedStrategy": ".strategies",
+    "Features": ".strategies",
+    "Freeze": ".strategies",
+    "Full": ".strategies",
+    "Reinit": ".strategies",
+    "Lora": ".strategies",
+    "SetFit": ".strategies",
+    "register_strategy": ".strategies",
     "TextDataset": ".data",
     "load_data": ".data",
     "sample": ".data",
@@ -18,7 +30,6 @@ _EXPORTS = {
     "UnfreezeError": ".errors",
     "classification_metrics": ".metrics",
     "SweepSpec": ".sweep",
-    "MultiHeadClassifier": ".serve",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -1,32 +1,43 @@
-"""Bundles: a folder of JSON + safetensors that reloads to the same predictions.
+"""The bundle format: a folder of JSON + safetensors that reloads to the same predictions.
 
-    unfreeze.json         config, backbone reference and fingerprint, labels, versions, fit record, metrics
-    head.safetensors      the logistic head (features, setfit)
-    trained.safetensors   the parameters training changed: top blocks, adapters, the linear head
-                          (freeze, full, reinit, lora), or the tuned body (setfit)
+    unfreeze.json         the classifier's and strategy's parameters, training settings,
+                          backbone reference and fingerprint, labels, versions, fit record, metrics
+    head.safetensors      a logistic head (features, setfit)
+    trained.safetensors   the parameters training changed: top blocks, adapters, the linear
+                          head (freeze, full, reinit, lora), or the tuned body (setfit)
 
-The base model's weights are not copied: the bundle names the model and its
-fingerprint, and loading refuses a model whose weights differ.
+A multi-head bundle (``unfreeze.multihead``) keeps ``heads/NAME.DIGEST.safetensors`` instead.
 
-Written to a temporary folder and renamed into place: a failed save leaves no bundle.
+The base model's weights are not copied: the bundle names the model and its fingerprint,
+and loading refuses a model whose weights differ. Writes go to a temporary folder that is
+renamed into place: a failed save leaves no bundle. Nothing is ever unpickled.
+
+This module is a leaf: it reads and writes files and knows the versions of the format; it
+imports neither classifier class (they import it).
+
+Versions: 1 (release 0.1.0, single-head: flat ``params``, ``kind``), 2 (multi-head),
+3 (single-head: ``classifier``, ``strategy``, ``training``, ``predictor``). Every version
+this release knows is read; version 1 is converted on reading.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 from pathlib import Path
 
 from . import __version__
 from .cache import atomic_path
 from .errors import UnfreezeError
-from .heads import LogisticHead
 
 FORMAT = "unfreeze-bundle"
-FORMAT_VERSION = 1  # single-head bundles; multi-head bundles (serve/multihead.py) are version 2
-READABLE_VERSION = 2
+FORMAT_VERSION = 3  # single-head bundles written by this release
+MULTIHEAD_FORMAT_VERSION = 2
+READABLE_VERSION = 3
 CONFIG_FILE = "unfreeze.json"
-TRAINED_FILE = "trained.safetensors"  # the parameters that training changed
+SINGLE_KIND = "classifier"
+MULTIHEAD_KIND = "multihead"
 
 
 def package_versions() -> dict[str, str]:
@@ -38,153 +49,159 @@ def package_versions() -> dict[str, str]:
             "scikit-learn": sklearn.__version__, "python": platform.python_version()}
 
 
-def _reference(model: str) -> str:
-    # a local folder is stored as an absolute path so the bundle works from any directory
+def model_reference(model: str) -> str:
+    """How a bundle names its base model: a local folder as an absolute path (the bundle works from any directory)."""
     path = Path(model).expanduser()
     return str(path.resolve()) if path.exists() else str(model)
 
 
-def save_bundle(clf, path: Path, metrics: dict | None = None) -> Path:
-    from safetensors.torch import save_file
-    from sklearn.utils.validation import check_is_fitted
+def damaged(path: Path, what: str) -> UnfreezeError:
+    return UnfreezeError(f"The bundle at {path} is damaged: {what}. Refit it, or restore it from a copy.")
 
-    check_is_fitted(clf, "classes_")
-    params = clf.get_params()
-    params["model"] = _reference(params["model"])
-    kind = clf.strategy_config_.kind
-    config = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "strategy": clf.strategy,
-        "kind": kind,
-        "params": params,
-        "backbone": {"reference": params["model"], "fingerprint": clf.base_fingerprint_,
-                     "family": clf.backbone_.family, "num_blocks": clf.backbone_.num_blocks},
-        "pooling": clf.pooling_,
-        "layers": list(clf.layers_),
-        "max_length": clf.max_length_,
-        "labels": clf.classes_.tolist(),
-        "versions": package_versions(),
-        "fit_record": getattr(clf, "fit_record_", {}),
-        "metrics": metrics or {},
-    }
+
+# -- writing --------------------------------------------------------------------------------------
+
+def write_bundle(path: Path, config: dict, files: dict[str, dict]) -> Path:
+    """Write ``config`` as unfreeze.json and each ``files[stem]`` as ``stem.safetensors``, atomically."""
+    path = Path(path)
     with atomic_path(path) as tmp:
         tmp.mkdir()
-        if kind == "loop":
-            # only what training changed (top blocks, adapters, head); the rest is the base model
-            save_file(_trained_tensors(clf.model_), str(tmp / TRAINED_FILE))
-            config["head"] = {"type": "linear", "n_classes": len(clf.classes_)}
-        else:
-            if kind == "setfit":
-                save_file(_trained_tensors(clf.backbone_.model), str(tmp / TRAINED_FILE))
-            config["head"] = clf.head_.save(tmp)
+        for stem, tensors in files.items():
+            _write_tensors(tmp / f"{stem}.safetensors", tensors)
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str) + "\n")
+        make_shareable(tmp)
     return path
 
 
-def _trained_tensors(module) -> dict:
-    return {name: p.detach().cpu().contiguous() for name, p in module.named_parameters() if p.requires_grad}
+def _write_tensors(file: Path, tensors: dict) -> None:
+    import numpy as np
 
+    if tensors and all(isinstance(v, np.ndarray) for v in tensors.values()):
+        from safetensors.numpy import save_file as save_numpy
+
+        save_numpy({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(file))
+    else:
+        from safetensors.torch import save_file as save_torch
+
+        save_torch({k: v.contiguous() for k, v in tensors.items()}, str(file))
+
+
+def make_shareable(folder: Path) -> None:
+    """Give a new bundle the permissions of any file the user creates (a temporary folder starts 0700):
+    a bundle handed to another user loads whether it holds one head or many."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for item in [folder, *folder.rglob("*")]:
+        os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~umask)
+
+
+# -- reading --------------------------------------------------------------------------------------
 
 def read_config(path: Path) -> dict:
+    """The bundle's unfreeze.json, checked for format and version (version 1 is converted)."""
+    path = Path(path)
     file = path / CONFIG_FILE
-    if not file.exists():
+    if not file.is_file():
+        if not path.exists():
+            raise UnfreezeError(f"No bundle at {path}: the folder does not exist. Create one with `unfreeze fit`.")
         raise UnfreezeError(f"{path} is not an unfreeze bundle (no {CONFIG_FILE}). Create one with `unfreeze fit`.")
     try:
-        config = json.loads(file.read_text())
-    except json.JSONDecodeError as exc:
-        raise UnfreezeError(f"{file} is not valid JSON ({exc.msg}, line {exc.lineno}); the bundle is damaged.") from exc
-    if config.get("format") != FORMAT or config.get("format_version", 0) > READABLE_VERSION:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise damaged(path, f"{CONFIG_FILE} is not valid JSON ({exc})") from exc
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise damaged(path, f"{CONFIG_FILE} does not describe an unfreeze bundle")
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > READABLE_VERSION:
         raise UnfreezeError(
-            f"{path} has bundle format {config.get('format')!r} version {config.get('format_version')!r}; "
-            f"this unfreeze {__version__} reads {FORMAT} up to version {READABLE_VERSION}. Upgrade unfreeze."
+            f"{path} has bundle format version {version!r}; this unfreeze {__version__} reads versions up to "
+            f"{READABLE_VERSION}. Upgrade unfreeze."
         )
+    if config.get("kind") != MULTIHEAD_KIND and version < 3:
+        try:
+            config = upgrade_v1(config)
+        except (KeyError, TypeError, ValueError, UnfreezeError) as exc:
+            raise damaged(path, f"{CONFIG_FILE} (version 1) lacks a valid strategy, params or head ({exc})") from exc
     return config
 
 
-def check_fingerprint(backbone, config: dict, path: Path) -> None:
+def bundle_file(path: Path, name: str) -> Path:
+    """``path / name``, refusing a name that leaves the bundle folder (an edited config must not read elsewhere)."""
+    if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise damaged(Path(path), f"it names the file {name!r}, which is not inside the bundle")
+    return Path(path) / name
+
+
+def read_tensors(path: Path, stem: str, framework: str = "pt") -> dict:
+    """The tensors of ``stem.safetensors`` (``framework``: "pt" for torch, "np" for numpy); never unpickles."""
+    file = bundle_file(path, stem if stem.endswith(".safetensors") else f"{stem}.safetensors")
+    if not file.is_file():
+        raise damaged(Path(path), f"{file.name} is missing")
+    try:
+        if framework == "np":
+            from safetensors.numpy import load_file
+        else:
+            from safetensors.torch import load_file
+        return load_file(str(file))
+    except Exception as exc:  # safetensors raises its own error types for a truncated or foreign file
+        raise damaged(Path(path), f"{file.name} is not a readable safetensors file ({str(exc).splitlines()[0]})") from exc
+
+
+def read_heads(path: Path, config: dict) -> dict:
+    """The heads of a multi-head bundle by name (``unfreeze.heads.Head``), their files checked."""
+    import numpy as np
+
+    from .heads import Head, LogisticHead
+
+    heads = {}
+    try:
+        entries = dict(config["heads"])
+        for name, entry in entries.items():
+            tensors = read_tensors(path, entry["file"], "np")
+            info = {k: v for k, v in entry.items() if k not in ("file", "head", "pooling", "layers", "labels")}
+            heads[name] = Head(name, entry["pooling"], tuple(entry["layers"]), np.asarray(entry["labels"]),
+                               LogisticHead.from_state(tensors, entry["head"]), info)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise damaged(Path(path), f"{CONFIG_FILE} has an invalid head entry ({type(exc).__name__}: {exc})") from exc
+    if not heads:
+        raise damaged(Path(path), f"{CONFIG_FILE} lists no heads")
+    return heads
+
+
+def check_fingerprint(fingerprint: str, config: dict, path: Path) -> None:
     """Refuse a bundle whose base model's weights are not the loaded ones."""
-    if backbone.fingerprint() != config["backbone"]["fingerprint"]:
+    if fingerprint != config["backbone"]["fingerprint"]:
         raise UnfreezeError(
             f"The weights of model {config['backbone']['reference']!r} differ from those {path} was fitted on "
             "(fingerprint mismatch). Install the same model version or refit the bundle."
         )
 
 
-def load_bundle(path: Path, device: str | None = None, head: str | None = None):
-    import numpy as np
-    import torch
+# -- version 1 (release 0.1.0) ---------------------------------------------------------------------
 
-    from .classifier import Classifier, private_backbone, shared_backbone
-    from .strategies import strategy_config
+# the Classifier's own parameters in version 1 (the rest of its flat params were the strategy's or training's)
+_V1_CLASSIFIER_PARAMS = ("model", "pooling", "layers", "max_length", "batch_size", "seed", "cache", "device",
+                         "progress")
 
-    config = read_config(path)
-    if config.get("kind") == "multihead":
-        from .serve.multihead import MultiHeadClassifier
 
-        suite = MultiHeadClassifier.load(path, device=device)
-        if head is None:
-            if len(suite.heads) > 1:
-                raise UnfreezeError(f"{path} holds {len(suite.heads)} heads ({', '.join(suite.heads)}): name one "
-                                    "(Classifier.load(path, head=NAME), --head NAME) or use MultiHeadClassifier.")
-            head = next(iter(suite.heads))
-        return suite.as_classifier(head)
-    if head is not None and head != "default":
-        raise UnfreezeError(f"{path} is a single-head bundle; its one head is called 'default', not {head!r}.")
-    params = dict(config["params"])
-    if device is not None:
-        params["device"] = device
-    clf = Classifier(**params)
+def upgrade_v1(config: dict) -> dict:
+    """Convert a version-1 single-head config (flat parameters, ``kind``) to the version-3 layout."""
+    from .strategies import strategy_class
+    from .training.settings import TRAINING_SETTINGS
+
+    flat = dict(config["params"])
+    name = config["strategy"]
+    cls = strategy_class(name)
     kind = config.get("kind", "features")
-    reference = config["backbone"]["reference"]
-    base = shared_backbone(reference, params.get("device"))
-    check_fingerprint(base, config, path)
-    clf.strategy_config_ = strategy_config(config["strategy"], params)
-    clf.base_fingerprint_ = config["backbone"]["fingerprint"]
-    clf.pooling_ = config["pooling"]
-    clf.layers_ = tuple(config["layers"])
-    clf.max_length_ = config["max_length"]
-    clf.classes_ = np.asarray(config["labels"])
-    clf.fit_record_ = config.get("fit_record", {})
-    clf.n_truncated_ = 0
-    if kind == "features":
-        clf.backbone_ = base
+    strategy_params = {k: flat[k] for k in cls.setting_names() if k in flat and flat[k] is not None}
+    training = {k: flat[k] for k in TRAINING_SETTINGS if k in flat and k in cls.training_settings}
+    if kind == "loop":
+        predictor = {"type": "network", "n_classes": config.get("head", {}).get("n_classes", len(config["labels"]))}
     else:
-        backbone = private_backbone(reference, params.get("device"))
-        torch.manual_seed(0)
-        backbone.model = clf.strategy_config_.prepare(backbone)
-        if kind == "loop":
-            from .training import TextClassificationModel
-
-            clf.model_ = TextClassificationModel(backbone, len(clf.classes_), clf.pooling_, clf.layers_)
-            _load_trained(clf.model_, path)
-            clf.model_.to(backbone.device).eval()
-        else:
-            _load_trained(backbone.model, path)
-        backbone.model.eval()
-        clf.backbone_ = backbone
-    if kind != "loop":
-        clf.head_ = LogisticHead.load(path, config["head"])
-    return clf
-
-
-def _load_trained(module, path: Path) -> None:
-    """Copy the saved trained tensors into ``module``; every saved name must match a parameter."""
-    import torch
-    from safetensors.torch import load_file
-
-    file = path / TRAINED_FILE
-    if not file.exists():
-        raise UnfreezeError(f"{path} lacks {TRAINED_FILE}; the bundle is damaged. Refit it.")
-    saved = load_file(str(file))
-    own = dict(module.named_parameters())
-    unknown = sorted(set(saved) - set(own))
-    if unknown:
-        raise UnfreezeError(f"{file} holds tensors this model does not have (first: {unknown[0]}); "
-                            "the bundle was made by another unfreeze or model version. Refit it.")
-    with torch.no_grad():
-        for name, tensor in saved.items():
-            if own[name].shape != tensor.shape:
-                raise UnfreezeError(f"{file}: {name} has shape {tuple(tensor.shape)}, the model expects "
-                                    f"{tuple(own[name].shape)}. Refit the bundle.")
-            own[name].copy_(tensor.to(own[name].device))
+        predictor = {"type": "embedding_head", "head": config["head"], "tuned": kind == "setfit"}
+    upgraded = {k: v for k, v in config.items() if k not in ("params", "kind", "head", "strategy")}
+    upgraded.update({"format_version": FORMAT_VERSION, "kind": SINGLE_KIND, "upgraded_from": 1,
+                     "classifier": {k: flat[k] for k in _V1_CLASSIFIER_PARAMS if k in flat},
+                     "strategy": {"name": name, "params": strategy_params}, "training": training,
+                     "predictor": predictor})
+    return upgraded

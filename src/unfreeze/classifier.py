@@ -1,13 +1,13 @@
 """``Classifier``: a scikit-learn compatible text classifier on a pretrained transformer.
 
-The constructor only stores parameters; ``fit`` validates them, loads the backbone,
-and fits; fitted state ends in ``_``. ``clone``, ``cross_val_score`` and pipelines work.
+The constructor only stores parameters; ``fit`` validates them, loads the backbone, and
+hands the work to the strategy object, which returns a fitted predictor; fitted state ends
+in ``_``. ``clone``, ``cross_val_score``, ``GridSearchCV`` over ``strategy__k`` or
+``training__learning_rate``, and pipelines work.
 """
 
 from __future__ import annotations
 
-import copy
-import numbers
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,55 +17,29 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from .embed import embed
 from .errors import UnfreezeError, invalid_parameter
-from .heads import LogisticHead
 from .metrics import classification_metrics
-from .models.backbone import Backbone, TextInput
+from .models.backbone import TextInput
 from .models.catalog import DEFAULT_MODEL
-from .models.pooling import parse_layers, resolve_pooling
-from .strategies import STRATEGIES, StrategyConfig, strategy_config
-
-# body learning rates when none is given: adapters need larger steps than full weights
-# (PEFT's examples use 1e-4..1e-3); 2e-5 is SetFit's body rate
-DEFAULT_LEARNING_RATES = {"lora": 5e-4, "setfit": 2e-5}
-
-# Loaded backbones, shared by every Classifier in the process: clones and CV folds
-# should not reload weights. Only strategies that never change weights use them.
-_BACKBONES: dict[tuple[str, str], Backbone] = {}
-
-
-def _check_int(value: object, name: str, owner: str, low: int) -> None:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-        raise invalid_parameter(name, owner, f"an int >= {low}", value)
-
-
-def shared_backbone(reference: str, device: str | None = None) -> Backbone:
-    key = (reference, str(device))
-    if key not in _BACKBONES:
-        _BACKBONES[key] = Backbone.load(reference, device=device)
-    return _BACKBONES[key]
-
-
-def private_backbone(reference: str, device: str | None = None) -> Backbone:
-    """A copy of the shared backbone that training may change."""
-    base = shared_backbone(reference, device)
-    return Backbone(copy.deepcopy(base.model), base.tokenizer, base.reference)
+from .params import check_int, is_bool
+from .strategies import Strategy, make_strategy, split_shorthand, users_of
+from .training.settings import Training
 
 
 class Classifier(ClassifierMixin, BaseEstimator):
-    """Text classifier: a pretrained backbone, pooling, and a trained head.
+    """Text classifier: a pretrained backbone, a strategy that says how much of it to train, and a head.
 
     Parameters
     ----------
     model : str
         Catalog name (``unfreeze models``), local model folder, or hub id.
-    strategy : {"features", "freeze", "full", "reinit", "lora", "setfit"}
-        How much of the model is trained. ``features``: nothing, a logistic regression
-        on pooled states. ``freeze``: the top L-k blocks and a linear head. ``full``:
-        everything. ``reinit``: everything above k after re-initialising the top m
-        blocks. ``lora``: low-rank adapters (PEFT) and the head. ``setfit``: the body
-        contrastively on pairs (above k), then a logistic head.
+    strategy : str or Strategy
+        How much of the model is trained: a strategy object such as ``Freeze(k=4)``,
+        ``Lora(r=16)`` or ``Features(C=1.0)``, or a registered name (``"freeze"`` means
+        ``Freeze()``). ``unfreeze strategies`` lists them.
+    training : Training or None
+        Training settings of the strategies that train (epochs, learning rate, ...);
+        None means ``Training()``. A setting the strategy does not read is an error.
     pooling : {"auto", "mean", "cls", "last", "max"}
         ``auto`` is ``last`` for decoders and ``mean`` otherwise.
     layers : str, int or list of int
@@ -73,148 +47,109 @@ class Classifier(ClassifierMixin, BaseEstimator):
     max_length : int
         Tokens per input; longer inputs are truncated (counted in ``n_truncated_``).
     batch_size : int
-        Inputs per forward pass.
-    C : float or None
-        Inverse L2 strength of the logistic head; None picks it by stratified CV.
-    cv : int
-        Folds for choosing C.
+        Inputs per forward pass and per training step.
     seed : int
-        Seeds the folds and the head.
+        Seeds sampling of validation data, the head, training and cross-validation folds.
     cache : bool
-        Reuse pooled embeddings from the on-disk cache.
+        Reuse pooled embeddings of the untouched model from the on-disk cache.
     device : str or None
         ``"cpu"``, ``"cuda"``...; None picks CUDA when present.
     progress : bool
         Show progress bars.
-    k : int or None
-        Frozen blocks from the bottom (freeze: default L // 2; reinit, setfit: default 0).
-    m : int
-        reinit: top blocks to re-initialise.
-    r, lora_alpha, lora_dropout, target_modules, top_blocks
-        lora: rank, scale numerator, adapter dropout, module names inside a block
-        (default: the family's attention projections), adapt only the top N blocks.
-    num_iterations : int
-        setfit: pair rounds per example.
-    epochs : int or None
-        Passes over the data (default 3; setfit 1).
-    learning_rate : float or None
-        Body learning rate (default 5e-5; lora 5e-4; setfit 2e-5).
-    head_learning_rate : float
-        Learning rate of the new linear head.
-    weight_decay, warmup_ratio, max_steps, grad_clip
-        AdamW decay, linear warm-up fraction, optional step budget, gradient-norm clip.
-    validation_fraction : float
-        Held out of the training data for per-epoch validation, early stopping and best
-        weights (0 disables).
-    patience : int or None
-        Epochs without validation improvement before stopping.
-    class_weight : {None, "balanced"}
-        Weights of the cross-entropy loss.
-    prefix_cache : bool
-        Run the frozen prefix once and train from its output.
+    **shorthand
+        The strategy's parameters and training settings by name, for the short form
+        ``Classifier(strategy="freeze", k=4, epochs=2)`` (= ``strategy=Freeze(k=4),
+        training=Training(epochs=2)``). A name that is neither is an error that says which
+        strategies have it.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The labels seen in ``fit``, in the order of ``predict_proba``'s columns.
+    strategy_ : Strategy
+        The strategy object that was fitted (a copy: the parameter is left as given).
+    predictor_ : Predictor
+        What the fit produced (``unfreeze.predictors``): a head on embeddings or a tuned network.
+    fit_record_ : dict
+        Seconds, peak memory, trainable and total parameters, examples seen, history...
     """
 
     def __init__(
         self,
         model: str = DEFAULT_MODEL,
-        strategy: str = "features",
+        strategy: str | Strategy = "features",
+        training: Training | None = None,
         pooling: str = "auto",
         layers: str | int | Sequence[int] = "-1",
         max_length: int = 256,
         batch_size: int = 32,
-        C: float | None = None,
-        cv: int = 5,
         seed: int = 0,
         cache: bool = True,
         device: str | None = None,
         progress: bool = True,
-        k: int | None = None,
-        m: int = 1,
-        r: int = 8,
-        lora_alpha: float = 16,
-        lora_dropout: float = 0.1,
-        target_modules: str | Sequence[str] | None = None,
-        top_blocks: int | None = None,
-        num_iterations: int = 20,
-        epochs: int | None = None,
-        learning_rate: float | None = None,
-        head_learning_rate: float = 1e-3,
-        weight_decay: float = 0.01,
-        warmup_ratio: float = 0.1,
-        max_steps: int | None = None,
-        grad_clip: float = 1.0,
-        validation_fraction: float = 0.1,
-        patience: int | None = 2,
-        class_weight: str | None = None,
-        prefix_cache: bool = True,
+        **shorthand: object,
     ) -> None:
+        if shorthand:
+            # the short form: place each name where it belongs (unknown names fail here, as any
+            # unexpected keyword would; values are validated in fit)
+            strategy, training_changes = split_shorthand(strategy, shorthand)
+            if training_changes:
+                training = Training() if training is None else Training(**training.get_params(deep=False))
+                training.set_params(**training_changes)
         self.model = model
         self.strategy = strategy
+        self.training = training
         self.pooling = pooling
         self.layers = layers
         self.max_length = max_length
         self.batch_size = batch_size
-        self.C = C
-        self.cv = cv
         self.seed = seed
         self.cache = cache
         self.device = device
         self.progress = progress
-        self.k = k
-        self.m = m
-        self.r = r
-        self.lora_alpha = lora_alpha
-        self.lora_dropout = lora_dropout
-        self.target_modules = target_modules
-        self.top_blocks = top_blocks
-        self.num_iterations = num_iterations
-        self.epochs = epochs
-        self.learning_rate = learning_rate
-        self.head_learning_rate = head_learning_rate
-        self.weight_decay = weight_decay
-        self.warmup_ratio = warmup_ratio
-        self.max_steps = max_steps
-        self.grad_clip = grad_clip
-        self.validation_fraction = validation_fraction
-        self.patience = patience
-        self.class_weight = class_weight
-        self.prefix_cache = prefix_cache
+
+    def set_params(self, **params: object) -> Classifier:
+        # nested names reach a strategy given by name, or the default training settings
+        if any(k.startswith("strategy__") for k in params) and not isinstance(self.strategy, Strategy):
+            self.strategy = make_strategy(params.get("strategy", self.strategy))
+        if any(k.startswith("training__") for k in params) and self.training is None and "training" not in params:
+            self.training = Training()
+        return super().set_params(**params)
 
     # -- validation ---------------------------------------------------------------------
 
-    def _validate_params(self) -> StrategyConfig:
-        """Check the parameters that do not depend on the model; return the strategy's config."""
+    def _validated(self) -> tuple[Strategy, Training]:
+        """Check the parameters that do not depend on the model; the strategy and training to fit with."""
         owner = type(self).__name__
-        if self.strategy not in STRATEGIES:
-            raise invalid_parameter("strategy", owner, f"one of {', '.join(map(repr, STRATEGIES))}", self.strategy)
         if not isinstance(self.model, (str, Path)) or not str(self.model):
             raise invalid_parameter("model", owner, "a catalog name, model folder or hub id", self.model)
         for name in ("max_length", "batch_size"):
-            _check_int(getattr(self, name), name, owner, 1)
-        for name in ("epochs", "max_steps", "patience"):
-            if getattr(self, name) is not None:
-                _check_int(getattr(self, name), name, owner, 1)
-        _check_int(self.cv, "cv", owner, 2)
-        if self.C is not None and (not isinstance(self.C, numbers.Real) or self.C <= 0):
-            raise invalid_parameter("C", owner, "a float > 0 or None", self.C)
-        for name in ("learning_rate", "head_learning_rate"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, numbers.Real) or value <= 0):
-                raise invalid_parameter(name, owner, "a float > 0", value)
-        for name, high in (("weight_decay", None), ("warmup_ratio", 1.0), ("grad_clip", None)):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or value < 0 or (high is not None and value > high):
-                raise invalid_parameter(name, owner, f"a float in [0, {high}]" if high else "a float >= 0", value)
-        if not isinstance(self.validation_fraction, numbers.Real) or not 0 <= self.validation_fraction < 1:
-            raise invalid_parameter("validation_fraction", owner, "a float in [0, 1)", self.validation_fraction)
-        if self.class_weight not in (None, "balanced"):
-            raise invalid_parameter("class_weight", owner, "None or 'balanced'", self.class_weight)
+            check_int(getattr(self, name), name, owner, 1)
+        check_int(self.seed, "seed", owner, 0)
+        for name in ("cache", "progress"):
+            is_bool(getattr(self, name), name, owner)
         if self.pooling != "auto":
+            from .models.pooling import resolve_pooling
+
             resolve_pooling(self.pooling, False, owner)
-        return strategy_config(self.strategy, self.get_params(), owner)
+        strategy = make_strategy(self.strategy, owner)
+        strategy.check()
+        if self.training is not None and not isinstance(self.training, Training):
+            raise invalid_parameter("training", owner, "a Training object or None", self.training)
+        training = Training() if self.training is None else Training(**self.training.get_params(deep=False))
+        training.check()
+        for name in training.changed():
+            if name not in strategy.training_settings:
+                reads = ", ".join(sorted(strategy.training_settings)) or "none"
+                users = ", ".join(u for u in users_of(name) if u != strategy.name) or "none"
+                raise UnfreezeError(
+                    f"The training setting {name!r} is not used by strategy {strategy.name!r} (the settings it "
+                    f"reads: {reads}); strategies that use it: {users}. Drop the setting or change the strategy.")
+        return strategy, training
 
     @staticmethod
-    def _check_inputs(X: Sequence[TextInput], what: str = "X") -> list[TextInput]:
+    def check_inputs(X: Sequence[TextInput], what: str = "X") -> list[TextInput]:
+        """X as a list of texts or (text, pair) tuples; a single string or an empty X is an error."""
         if isinstance(X, str):
             raise UnfreezeError(f"{what} must be a list of texts, not a single string. Wrap it: [text].")
         items = list(X.tolist() if hasattr(X, "tolist") else X)
@@ -226,159 +161,63 @@ class Classifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: Sequence[TextInput], y: Sequence) -> Classifier:
         """Fit on texts (or (text, text_pair) tuples) ``X`` and labels ``y``. Returns self."""
-        config = self._validate_params()
-        inputs = self._check_inputs(X)
+        from .models.loaded import private_backbone, shared_backbone
+        from .models.pooling import parse_layers, resolve_pooling
+        from .strategies.base import FitContext
+        from .training.loop import TrainConfig
+
+        strategy, training = self._validated()
+        inputs = self.check_inputs(X)
         y_arr = np.asarray(list(y.tolist() if hasattr(y, "tolist") else y))
         if len(y_arr) != len(inputs):
             raise UnfreezeError(f"X has {len(inputs)} inputs but y has {len(y_arr)} labels; they must match.")
         check_classification_targets(y_arr)
-        self.classes_, y_idx = np.unique(y_arr, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise UnfreezeError(f"y has a single class ({self.classes_[0]!r}); a classifier needs at least two.")
-        for name in ("model_", "head_", "fit_record_"):
-            self.__dict__.pop(name, None)  # a refit must not keep the previous strategy's state
+        classes, y_idx = np.unique(y_arr, return_inverse=True)
+        if len(classes) < 2:
+            raise UnfreezeError(f"y has a single class ({classes[0]!r}); a classifier needs at least two.")
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            del self.__dict__[name]  # a refit must not keep the previous fit's state
 
         start = time.perf_counter()
         owner = type(self).__name__
-        if config.kind == "features":
-            backbone = shared_backbone(str(self.model), self.device)
-        else:
-            backbone = private_backbone(str(self.model), self.device)
-        self.base_fingerprint_ = shared_backbone(str(self.model), self.device).fingerprint()
-        self.pooling_ = resolve_pooling(self.pooling, backbone.is_decoder, owner)
-        self.layers_ = parse_layers(self.layers, backbone.num_blocks, owner)
-        config.check(backbone)
-        self.strategy_config_ = config
-        if config.kind == "features":
-            from .training.memory import PeakMemory
+        reference = str(self.model)
+        base = shared_backbone(reference, self.device)
+        backbone = private_backbone(reference, self.device) if strategy.changes_weights else base
+        pooling = resolve_pooling(self.pooling, backbone.is_decoder, owner)
+        layers = parse_layers(self.layers, backbone.num_blocks, owner)
+        strategy.check_model(backbone, layers)
+        config = TrainConfig(**{**training.get_params(deep=False),
+                                "epochs": training.epochs or strategy.default_epochs,
+                                "learning_rate": training.learning_rate or strategy.default_learning_rate},
+                             batch_size=self.batch_size, seed=self.seed, progress=self.progress)
+        context = FitContext(backbone, base.fingerprint(), pooling, layers, self.max_length, self.batch_size,
+                             self.seed, self.cache, self.progress, len(classes), config)
+        result = strategy.fit(context, inputs, y_idx)
 
-            with PeakMemory(backbone.device) as memory:
-                features = self._features(backbone, inputs)
-                self.head_ = LogisticHead(C=self.C, cv=self.cv, seed=self.seed).fit(features, y_idx)
-            self.backbone_ = backbone
-            self.fit_record_ = {"trainable_parameters": 0, "total_parameters": backbone.n_parameters(),
-                                "peak_memory_bytes": memory.peak_bytes, "device": str(backbone.device),
-                                "examples_seen": len(inputs)}
-        else:
-            self._fit_trained(config, backbone, inputs, y_idx)
-        self.fit_seconds_ = time.perf_counter() - start
-        self.fit_record_["seconds"] = self.fit_seconds_
-        self.fit_record_["seed"] = self.seed
-        return self
-
-    def _train_config(self, config: StrategyConfig):
-        from .training import TrainConfig
-
-        setfit = config.kind == "setfit"
-        return TrainConfig(
-            epochs=self.epochs or (1 if setfit else 3),
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate or DEFAULT_LEARNING_RATES.get(config.name, 5e-5),
-            head_learning_rate=self.head_learning_rate, weight_decay=self.weight_decay,
-            warmup_ratio=self.warmup_ratio, max_steps=self.max_steps, grad_clip=self.grad_clip,
-            patience=self.patience, class_weight=self.class_weight, seed=self.seed,
-            prefix_cache=self.prefix_cache, progress=self.progress,
-        )
-
-    def _fit_trained(self, config: StrategyConfig, backbone: Backbone, inputs: list[TextInput],
-                     y_idx: np.ndarray) -> None:
-        import torch
-
-        from .training import TextClassificationModel, train
-        from .training.contrastive import train_contrastive
-
-        owner = type(self).__name__
-        frozen_k = config.frozen_blocks(backbone.num_blocks)
-        if config.kind in ("loop", "setfit") and min(self.layers_) < frozen_k:
-            raise invalid_parameter(
-                "layers", owner, f"hidden states at or above the frozen blocks (>= {frozen_k}) for {config.name} "
-                f"with k={frozen_k}", self.layers)
-        torch.manual_seed(self.seed)  # the head's initial weights, re-initialised blocks
-        backbone.model = config.prepare(backbone)
-        encoded = backbone.encode(inputs, self.max_length)
-        self.n_truncated_, self.max_length_ = encoded.n_truncated, encoded.max_length
-        torch.manual_seed(self.seed)
-        net = TextClassificationModel(backbone, len(self.classes_), self.pooling_, self.layers_)
-        train_config = self._train_config(config)
-        if config.kind == "setfit":
-            record = train_contrastive(net, backbone, frozen_k, encoded, y_idx, config.num_iterations, train_config)
-            backbone.model.eval()
-            features = self._features(backbone, inputs, use_cache=False)
-            self.head_ = LogisticHead(C=self.C, cv=self.cv, seed=self.seed).fit(features, y_idx)
-        else:
-            from .embed import input_keys
-
-            train_idx, val_idx = self._validation_split(y_idx)
-            val = (encoded.subset(val_idx), y_idx[val_idx]) if len(val_idx) else (None, None)
-            keys = input_keys(inputs)
-            # the prefix below k is the base model's, unchanged by prepare: its states are shared
-            prefix_pool = ((self.base_fingerprint_, encoded.max_length), [keys[i] for i in train_idx],
-                           [keys[i] for i in val_idx])
-            record = train(net, backbone, frozen_k, encoded.subset(train_idx), y_idx[train_idx], train_config, *val,
-                           prefix_pool=prefix_pool)
-            self.model_ = net
+        self.classes_ = classes
+        self.strategy_ = strategy
+        self.training_ = training
+        self.predictor_ = result.predictor
         self.backbone_ = backbone
-        self.fit_record_ = record.as_dict()
-
-    def _validation_split(self, y_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Stratified, seeded hold-out; none when too small to hold every class twice over."""
-        everything = np.arange(len(y_idx))
-        counts = np.bincount(y_idx)
-        n_val = int(round(self.validation_fraction * len(y_idx)))
-        if self.validation_fraction == 0 or n_val < len(counts) or counts.min() < 4:
-            return everything, everything[:0]
-        rng = np.random.default_rng(self.seed)
-        val = []
-        for c in range(len(counts)):
-            members = rng.permutation(np.flatnonzero(y_idx == c))
-            val.extend(members[: max(1, int(round(len(members) * self.validation_fraction)))].tolist())
-        val_set = set(val)
-        return np.array([i for i in everything if i not in val_set]), np.array(sorted(val))
-
-    def _features(self, backbone: Backbone, inputs: list[TextInput], use_cache: bool | None = None) -> np.ndarray:
-        result = embed(backbone, inputs, self.layers_, self.pooling_, self.max_length, self.batch_size,
-                       use_cache=self.cache if use_cache is None else use_cache, progress=self.progress)
-        self.n_truncated_ = result.n_truncated
-        self.max_length_ = result.max_length
-        return result.features(self.layers_)
+        self.base_fingerprint_ = base.fingerprint()
+        self.pooling_, self.layers_ = pooling, layers
+        self.n_truncated_, self.max_length_ = result.n_truncated, result.max_length
+        self.fit_seconds_ = time.perf_counter() - start
+        self.fit_record_ = {**result.record, "seconds": self.fit_seconds_, "seed": self.seed}
+        return self
 
     # -- prediction -------------------------------------------------------------------------
 
     def predict_proba(self, X: Sequence[TextInput]) -> np.ndarray:
         """Class probabilities, columns in the order of ``classes_``."""
-        check_is_fitted(self, "classes_")
-        if hasattr(self, "model_"):
-            logits = self.decision_function(X)
-            exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-            return exp / exp.sum(axis=1, keepdims=True)
-        return self.head_.predict_proba(self._head_features(X))
+        check_is_fitted(self, "predictor_")
+        return self.predictor_.proba(self.check_inputs(X))
 
     def decision_function(self, X: Sequence[TextInput]) -> np.ndarray:
-        """Logits of the trained linear head, or the logistic head's decision values."""
-        check_is_fitted(self, "classes_")
-        if hasattr(self, "model_"):
-            from .embed import input_keys
-            from .training import predict_logits
-            from .training.prefix import compute_prefix_states, prefix_pool_active
-
-            inputs = self._check_inputs(X)
-            encoded = self.backbone_.encode(inputs, self.max_length)
-            frozen_k = self.strategy_config_.frozen_blocks(self.backbone_.num_blocks)
-            prefix = None
-            if frozen_k >= 1 and self.prefix_cache and prefix_pool_active():
-                # in a sweep, the frozen prefix of the test texts is computed once for every cell
-                states, tuple_length = compute_prefix_states(
-                    self.backbone_, encoded, [frozen_k], self.batch_size,
-                    pool_key=(self.base_fingerprint_, encoded.max_length), keys=input_keys(inputs))
-                prefix = (frozen_k, states[frozen_k], tuple_length)
-            return predict_logits(self.model_, self.backbone_, encoded, self.batch_size, prefix)
-        return self.head_.decision_function(self._head_features(X))
-
-    def _head_features(self, X: Sequence[TextInput]) -> np.ndarray:
-        check_is_fitted(self, "head_")
-        # the embedding cache is for frozen backbones; a tuned (setfit) body is embedded afresh
-        cached = self.cache and self.strategy_config_.kind == "features"
-        return self._features(self.backbone_, self._check_inputs(X), use_cache=cached)
+        """Class scores (logits), [n, n_classes]; for two classes, scikit-learn's one column: the score of class 1."""
+        check_is_fitted(self, "predictor_")
+        logits = self.predictor_.logits(self.check_inputs(X))
+        return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
 
     def predict(self, X: Sequence[TextInput]) -> np.ndarray:
         """Labels, in the values that ``fit`` was given."""
@@ -393,17 +232,123 @@ class Classifier(ClassifierMixin, BaseEstimator):
 
     def save(self, path: str | Path, metrics: dict | None = None) -> Path:
         """Write a bundle folder (JSON + safetensors); atomic: all or nothing."""
-        from .bundle import save_bundle
+        from .bundle import FORMAT, FORMAT_VERSION, SINGLE_KIND, model_reference, package_versions, write_bundle
 
-        return save_bundle(self, Path(path), metrics=metrics)
+        check_is_fitted(self, "predictor_")
+        state = self.predictor_.state()
+        params = {k: v for k, v in self.get_params(deep=False).items() if k not in ("strategy", "training")}
+        params["model"] = model_reference(str(params["model"]))
+        config = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "kind": SINGLE_KIND,
+            "classifier": params,
+            "strategy": {"name": self.strategy_.name, "params": self.strategy_.get_params(deep=False)},
+            "training": self.training_.get_params(deep=False),
+            "predictor": state.meta,
+            "backbone": {"reference": params["model"], "fingerprint": self.base_fingerprint_,
+                         "family": self.backbone_.family, "num_blocks": self.backbone_.num_blocks},
+            "pooling": self.pooling_,
+            "layers": list(self.layers_),
+            "max_length": self.max_length_,
+            "labels": self.classes_.tolist(),
+            "versions": package_versions(),
+            "fit_record": self.fit_record_,
+            "metrics": metrics or {},
+        }
+        return write_bundle(Path(path), config, state.files)
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, head: str | None = None) -> Classifier:
         """Load a bundle written by ``save``; never unpickles. From a multi-head bundle, ``head``
         names the one to load (it may be omitted when there is only one)."""
-        from .bundle import load_bundle
+        from .bundle import MULTIHEAD_KIND, check_fingerprint, read_config, read_tensors
+        from .models.loaded import private_backbone, shared_backbone
+        from .predictors import PredictorState, predictor_class
+        from .strategies import strategy_class
+        from .strategies.base import FitContext
 
-        return load_bundle(Path(path), device=device, head=head)
+        path = Path(path)
+        config = read_config(path)
+        if config.get("kind") == MULTIHEAD_KIND:
+            return cls._load_one_head(path, config, device, head)
+        if head is not None and head != "default":
+            raise UnfreezeError(f"{path} is a single-head bundle; its one head is called 'default', not {head!r}.")
+        try:
+            params = dict(config["classifier"])
+            strategy = strategy_class(config["strategy"]["name"])(**config["strategy"]["params"])
+            training = Training(**config.get("training", {}))
+            meta = config["predictor"]
+            predictor_type = predictor_class(meta["type"])
+            labels = config["labels"]
+        except (KeyError, TypeError, UnfreezeError) as exc:
+            from .bundle import damaged
+
+            raise damaged(path, f"unfreeze.json lacks a valid classifier, strategy or predictor ({exc})") from exc
+        if device is not None:
+            params["device"] = device
+        clf = cls(**params, strategy=strategy, training=training)
+        reference = config["backbone"]["reference"]
+        base = shared_backbone(reference, clf.device)
+        check_fingerprint(base.fingerprint(), config, path)
+        backbone = private_backbone(reference, clf.device) if strategy.changes_weights else base
+        files = {stem: read_tensors(path, stem, "np" if stem == "head" else "pt")
+                 for stem in ("head", "trained") if (path / f"{stem}.safetensors").exists()}
+        context = FitContext(backbone, base.fingerprint(), config["pooling"], tuple(config["layers"]),
+                             config["max_length"], clf.batch_size, clf.seed, clf.cache, clf.progress, len(labels),
+                             None)
+        clf.predictor_ = predictor_type.from_state(context, strategy, PredictorState(files, meta))
+        clf.classes_ = np.asarray(labels)
+        clf.strategy_, clf.training_ = strategy, training
+        clf.backbone_, clf.base_fingerprint_ = backbone, base.fingerprint()
+        clf.pooling_, clf.layers_, clf.max_length_ = config["pooling"], tuple(config["layers"]), config["max_length"]
+        clf.fit_record_ = config.get("fit_record", {})
+        clf.n_truncated_ = 0
+        return clf
+
+    @classmethod
+    def _load_one_head(cls, path: Path, config: dict, device: str | None, head: str | None) -> Classifier:
+        from .bundle import read_heads
+
+        heads = read_heads(path, config)
+        if head is None:
+            if len(heads) > 1:
+                raise UnfreezeError(f"{path} holds {len(heads)} heads ({', '.join(heads)}): name one "
+                                    "(Classifier.load(path, head=NAME), --head NAME) or use MultiHeadClassifier.")
+            head = next(iter(heads))
+        if head not in heads:
+            raise UnfreezeError(f"Unknown head {head!r}; this bundle has: {', '.join(heads)}.")
+        return cls.from_head(config["backbone"]["reference"], heads[head], config["max_length"],
+                             config.get("batch_size", 32), device, fingerprint=config["backbone"]["fingerprint"],
+                             path=path)
+
+    @classmethod
+    def from_head(cls, model: str, head, max_length: int, batch_size: int = 32, device: str | None = None,
+                  progress: bool = True, fingerprint: str | None = None, path: Path | None = None) -> Classifier:
+        """A fitted ``features`` classifier from one head of a multi-head bundle (``unfreeze.heads.Head``),
+        on the shared backbone. With ``fingerprint``, refuses a backbone whose weights differ."""
+        from .bundle import check_fingerprint
+        from .models.loaded import shared_backbone
+        from .predictors import EmbeddingHead
+        from .strategies import Features
+
+        params = head.info.get("params", {})
+        clf = cls(model=str(model), strategy=Features(C=params.get("C"), cv=params.get("cv", 5)),
+                  pooling=head.pooling, layers=list(head.layers), max_length=max_length, batch_size=batch_size,
+                  seed=params.get("seed", 0), device=device, progress=progress)
+        backbone = shared_backbone(str(model), device)
+        if fingerprint is not None:
+            check_fingerprint(backbone.fingerprint(), {"backbone": {"fingerprint": fingerprint,
+                                                                    "reference": str(model)}}, path or Path(model))
+        limit = backbone.length_limit(max_length)
+        clf.predictor_ = EmbeddingHead(backbone, head.pooling, tuple(head.layers), limit, batch_size, head.head,
+                                       progress=progress)
+        clf.classes_ = np.asarray(head.classes)
+        clf.strategy_, clf.training_ = clf.strategy, Training()
+        clf.backbone_, clf.base_fingerprint_ = backbone, backbone.fingerprint()
+        clf.pooling_, clf.layers_, clf.max_length_ = head.pooling, tuple(head.layers), limit
+        clf.fit_record_, clf.n_truncated_ = head.info.get("fit_record", {}), 0
+        return clf
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

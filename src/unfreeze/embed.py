@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from .cache import atomic_path, cache_dir, sha256_json
 from .models.backbone import Backbone, TextInput, split_inputs
 from .models.pooling import pool
+from .pools import ScopedPool
 
 
 @dataclass
@@ -46,21 +47,14 @@ class _Pool:
     truncated: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
-# (model fingerprint, pooling, max length) -> pool; active only inside shared_embeddings()
-_POOLS: dict[tuple[str, str, int], _Pool] | None = None
+# (model fingerprint, pooling, max length) -> _Pool; active only inside shared_embeddings()
+EMBEDDING_POOLS = ScopedPool()
 
 
-@contextlib.contextmanager
-def shared_embeddings() -> Iterator[None]:
+def shared_embeddings() -> contextlib.AbstractContextManager:
     """Within this block, every embedded input is kept in memory and reused by later calls on
     any subset of the same inputs (a sweep's cells are subsets of one pool of texts)."""
-    global _POOLS
-    outer = _POOLS
-    _POOLS = {} if outer is None else outer
-    try:
-        yield
-    finally:
-        _POOLS = outer
+    return EMBEDDING_POOLS.active()
 
 
 def export_pools() -> list[tuple[tuple[str, str, int], dict]]:
@@ -69,18 +63,18 @@ def export_pools() -> list[tuple[tuple[str, str, int], dict]]:
     A Ray sweep computes the pool once in one task and hands it to the others through
     the object store; ``import_pools`` puts it back in place in their processes.
     """
-    if _POOLS is None:
+    if not EMBEDDING_POOLS.is_active:
         return []
     return [(key, {"rows": dict(p.rows), "layers": dict(p.layers), "truncated": p.truncated})
-            for key, p in _POOLS.items()]
+            for key, p in EMBEDDING_POOLS.data.items()]
 
 
 def import_pools(exported: list[tuple[tuple[str, str, int], dict]]) -> None:
     """Install pools made by ``export_pools`` into the active ``shared_embeddings()`` block."""
-    if _POOLS is None:
+    if not EMBEDDING_POOLS.is_active:
         raise RuntimeError("import_pools needs an active shared_embeddings() block")
     for key, parts in exported:
-        _POOLS[tuple(key)] = _Pool(dict(parts["rows"]), dict(parts["layers"]), np.asarray(parts["truncated"]))
+        EMBEDDING_POOLS.data[tuple(key)] = _Pool(dict(parts["rows"]), dict(parts["layers"]), np.asarray(parts["truncated"]))
 
 
 def input_keys(inputs: Sequence[TextInput]) -> list[str]:
@@ -133,9 +127,9 @@ def embed(
 
 def _from_pool(backbone: Backbone, inputs: Sequence[TextInput], wanted: list[int], pooling: str,
                limit: int) -> Embeddings | None:
-    if _POOLS is None:
+    if not EMBEDDING_POOLS.is_active:
         return None
-    pool = _POOLS.get((backbone.fingerprint(), pooling, limit))
+    pool = EMBEDDING_POOLS.data.get((backbone.fingerprint(), pooling, limit))
     if pool is None or any(i not in pool.layers for i in wanted):
         return None
     rows = [pool.rows.get(key) for key in input_keys(inputs)]
@@ -149,9 +143,9 @@ def _from_pool(backbone: Backbone, inputs: Sequence[TextInput], wanted: list[int
 def _to_pool(backbone: Backbone, inputs: Sequence[TextInput], layers: dict[int, np.ndarray],
              truncated: list[bool] | None, pooling: str, limit: int) -> None:
     """Add these rows to the in-memory pool; rows already there keep their place."""
-    if _POOLS is None:
+    if not EMBEDDING_POOLS.is_active:
         return
-    pool = _POOLS.setdefault((backbone.fingerprint(), pooling, limit), _Pool())
+    pool = EMBEDDING_POOLS.data.setdefault((backbone.fingerprint(), pooling, limit), _Pool())
     if pool.rows and set(layers) != set(pool.layers):
         pool.rows, pool.layers, pool.truncated = {}, {}, np.zeros(0, dtype=bool)  # another layer set: start afresh
     new: dict[str, int] = {}  # key -> its first position in this call (inputs may repeat)

@@ -7,6 +7,7 @@ with C chosen by stratified cross-validation unless given.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +22,13 @@ C_GRID = np.logspace(-4, 2, 13)
 class LogisticHead:
     """Standardisation + L2 logistic regression over class indices 0..K-1."""
 
-    def __init__(self, C: float | None = None, cv: int = 5, seed: int = 0, max_iter: int = 2000) -> None:
+    def __init__(self, C: float | None = None, cv: int = 5, seed: int = 0, max_iter: int = 2000,
+                 class_weight: str | None = None) -> None:
         self.C = C
         self.cv = cv
         self.seed = seed
         self.max_iter = max_iter
+        self.class_weight = class_weight
 
     def fit(self, features: np.ndarray, y: np.ndarray) -> LogisticHead:
         features = np.asarray(features, dtype=np.float64)
@@ -43,13 +46,15 @@ class LogisticHead:
                 search = LogisticRegressionCV(
                     Cs=C_GRID, cv=StratifiedKFold(folds, shuffle=True, random_state=self.seed),
                     scoring="accuracy", max_iter=self.max_iter, random_state=self.seed,
+                    class_weight=self.class_weight,
                 )
                 search.fit(z, y)
                 self.C_ = float(np.atleast_1d(search.C_)[0])
             else:
                 # too few examples per class to cross-validate: sklearn's default strength
                 self.C_ = 1.0 if self.C is None else float(self.C)
-            model = LogisticRegression(C=self.C_, max_iter=self.max_iter, random_state=self.seed)
+            model = LogisticRegression(C=self.C_, max_iter=self.max_iter, random_state=self.seed,
+                                       class_weight=self.class_weight)
             model.fit(z, y)
         self.model_ = model
         return self
@@ -75,7 +80,11 @@ class LogisticHead:
 
     @classmethod
     def load(cls, folder: Path, meta: dict, prefix: str = "head") -> LogisticHead:
-        tensors = load_file(str(folder / f"{prefix}.safetensors"))
+        return cls.from_state(load_file(str(folder / f"{prefix}.safetensors")), meta)
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, np.ndarray], meta: dict) -> LogisticHead:
+        """The inverse of ``state()``: a head that predicts exactly as the saved one."""
         head = cls(C=float(meta["C"]))
         head.C_ = float(meta["C"])
         head.mean_, head.scale_ = tensors["mean"], tensors["scale"]
@@ -88,3 +97,15 @@ class LogisticHead:
         model.n_features_in_ = tensors["coef"].shape[1]
         head.model_ = model
         return head
+
+
+@dataclass
+class Head:
+    """One named head of a multi-head bundle: how to pool the backbone's hidden states, and the fitted head."""
+
+    name: str
+    pooling: str
+    layers: tuple[int, ...]
+    classes: np.ndarray
+    head: LogisticHead
+    info: dict = field(default_factory=dict)  # params, fit record, metrics, data source, time added

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 import numpy as np
 
 from ..errors import UnfreezeError
+from ..predict import BundlePredictor
 from .batching import MicroBatcher, QueueFull
 
 
@@ -42,46 +43,6 @@ class ServeLimits:
                 raise UnfreezeError(f"The {name.replace('_', '-')} limit must be an int >= 1; got {value!r}.")
         if not 0 <= self.max_wait_ms <= 10_000:
             raise UnfreezeError(f"max-wait-ms must be in [0, 10000]; got {self.max_wait_ms!r}.")
-
-
-# -- what is served ---------------------------------------------------------------------------------
-
-class Predictor:
-    """A loaded bundle behind one interface: named heads, and probabilities per head."""
-
-    def __init__(self, path: Path, device: str | None = None) -> None:
-        from ..bundle import read_config
-        from .multihead import DEFAULT_HEAD, MultiHeadClassifier
-
-        config = read_config(path)
-        self.kind = config.get("kind", "features")
-        if self.kind in ("features", "multihead"):
-            self.suite = MultiHeadClassifier.load(path, device=device)
-            self.suite.progress = False
-            self.classifier = None
-            self.model = str(self.suite.model)
-            self.max_length = self.suite.backbone.length_limit(self.suite.max_length)
-            self.heads = {name: {"name": name, "labels": head.classes.tolist(), "pooling": head.pooling,
-                                 "layers": list(head.layers), "strategy": "features"}
-                          for name, head in self.suite.heads.items()}
-        else:
-            # a fine-tuned bundle: its backbone is its one head's, served as 'default'
-            from ..classifier import Classifier
-
-            self.suite = None
-            self.classifier = Classifier.load(path, device=device)
-            self.classifier.progress = False
-            self.model = str(self.classifier.model)
-            self.max_length = self.classifier.max_length_
-            self.heads = {DEFAULT_HEAD: {"name": DEFAULT_HEAD, "labels": self.classifier.classes_.tolist(),
-                                         "pooling": self.classifier.pooling_,
-                                         "layers": list(self.classifier.layers_),
-                                         "strategy": self.classifier.strategy}}
-
-    def predict_proba(self, texts: list[str], heads: list[str]) -> dict[str, np.ndarray]:
-        if self.suite is not None:
-            return self.suite.predict_proba(texts, heads)
-        return {name: self.classifier.predict_proba(texts) for name in heads}
 
 
 # -- request and response shapes ------------------------------------------------------------------
@@ -136,7 +97,7 @@ def _schemas(limits: ServeLimits, head_names: list[str]):
     return PredictRequest, PredictResponse, HeadsResponse, Health, ErrorResponse
 
 
-def create_app(predictor: Predictor, limits: ServeLimits = ServeLimits()):
+def create_app(predictor: BundlePredictor, limits: ServeLimits = ServeLimits()):
     """The FastAPI app serving ``predictor``, wrapped in the body-size limit (an ASGI app)."""
     from fastapi import Body, FastAPI, HTTPException
     from fastapi.encoders import jsonable_encoder
@@ -273,7 +234,7 @@ def serve(bundle: Path, host: str = "127.0.0.1", port: int = 8000, limits: Serve
     import uvicorn
 
     _Server = _server_class()
-    predictor = Predictor(Path(bundle), device=device)
+    predictor = BundlePredictor(Path(bundle), device=device)
     predictor.predict_proba(["warm-up"], list(predictor.heads))  # the first request should not pay for it
     app = create_app(predictor, limits)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",

@@ -1,32 +1,46 @@
-"""``freeze``: embeddings and the bottom k blocks frozen; the top L-k blocks and a linear head trained."""
+"""``freeze`` and ``full``: the bottom k blocks frozen (k = 0: nothing), the rest and a linear head trained.
+
+GPT-1 Fig. 2 and the "how many layers should I freeze" sweeps. With k >= 1 the frozen
+prefix runs once and every epoch trains from its cached output.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from torch import nn
+from ..params import check_int, int_at_least, setting
+from .base import TunedStrategy, freeze_bottom
 
-from ..models.backbone import Backbone
-from .base import StrategyConfig, check_int, freeze_bottom
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..models.backbone import Backbone
 
 
-@dataclass
-class FreezeConfig(StrategyConfig):
-    """k: frozen blocks from the bottom; None means half of them (L // 2)."""
+@dataclass(repr=False)
+class Freeze(TunedStrategy):
+    """Freeze the embeddings and the bottom ``k`` blocks; train the top L-k blocks and a linear head.
+
+    Parameters
+    ----------
+    k : int or None
+        Frozen blocks from the bottom, in [0, L]; None freezes half of them (L // 2).
+    """
 
     name: ClassVar[str] = "freeze"
-    k: int | None = None
+    summary: ClassVar[str] = "the top L-k blocks and a linear head; the embeddings and bottom k blocks stay frozen"
+    sweep_defaults: ClassVar[dict[str, list]] = {"k": [0]}
 
-    def __post_init__(self) -> None:
-        if self.k is not None:
-            check_int(self.k, "k", self.name, 0)
+    k: int | None = setting(None, "Frozen blocks from the bottom (default: half of them).", int_at_least(0, True))
 
     def resolved_k(self, num_blocks: int) -> int:
         return num_blocks // 2 if self.k is None else int(self.k)
 
-    def check(self, backbone: Backbone) -> None:
+    def check_model(self, backbone: Backbone, layers: Sequence[int]) -> None:
         check_int(self.resolved_k(backbone.num_blocks), "k", self.name, 0, backbone.num_blocks, " for this model")
+        super().check_model(backbone, layers)
 
     def frozen_blocks(self, num_blocks: int) -> int:
         return self.resolved_k(num_blocks)
@@ -36,13 +50,13 @@ class FreezeConfig(StrategyConfig):
         return backbone.model
 
 
-@dataclass
-class FullConfig(FreezeConfig):
-    """``full``: everything is trained (freeze with k = 0)."""
+@dataclass(repr=False)
+class Full(TunedStrategy):
+    """Full fine-tuning: every block, the embeddings and a linear head (freeze with k = 0)."""
 
     name: ClassVar[str] = "full"
+    summary: ClassVar[str] = "everything (freeze with k = 0)"
 
-    def __post_init__(self) -> None:
-        if self.k not in (None, 0):
-            check_int(self.k, "k", self.name, 0, 0, " (full fine-tuning freezes nothing; use freeze for k > 0)")
-        self.k = 0
+    def prepare(self, backbone: Backbone) -> nn.Module:
+        freeze_bottom(backbone, 0)
+        return backbone.model

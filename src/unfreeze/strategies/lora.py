@@ -7,14 +7,18 @@ restricts the adapters to the top blocks, which leaves a frozen prefix to cache.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from torch import nn
+from ..errors import UnfreezeError, invalid_parameter
+from ..params import check_int, float_in, int_at_least, setting
+from .base import TunedStrategy, check_layers_above, freeze_bottom
 
-from ..errors import UnfreezeError
-from ..models.backbone import Backbone
-from .base import StrategyConfig, check_float, check_int, freeze_bottom
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..models.backbone import Backbone
 
 # attention projections by family (module attribute names inside a block)
 ATTENTION_PROJECTIONS: dict[str, tuple[str, ...]] = {
@@ -32,31 +36,50 @@ ATTENTION_PROJECTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass
-class LoraConfig(StrategyConfig):
-    """r: rank; lora_alpha: scale numerator (scale = alpha / r); lora_dropout on the adapter input;
-    target_modules: attribute names inside a block (default: the family's attention projections);
-    top_blocks: put adapters only in the top N blocks (default: all)."""
+def _check_targets(value: object, name: str, owner: str) -> None:
+    if value is None:
+        return
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(t, str) and t.strip() for t in names):
+        raise invalid_parameter(name, owner, "None, a comma-separated string or a list of module names", value)
+
+
+@dataclass(repr=False)
+class Lora(TunedStrategy):
+    """Low-rank adapters (PEFT) on the attention projections, and a linear head.
+
+    Parameters
+    ----------
+    r : int
+        Rank of the adapters.
+    lora_alpha : float
+        Scale numerator (scale = alpha / r).
+    lora_dropout : float
+        Dropout on the adapters' input, in [0, 1].
+    target_modules : str, list of str or None
+        Attribute names of the adapted modules inside a block (default: the family's attention projections).
+    top_blocks : int or None
+        Put adapters only in the top N blocks (default: all); the blocks below are a cacheable frozen prefix.
+    """
 
     name: ClassVar[str] = "lora"
-    r: int = 8
-    lora_alpha: float = 16
-    lora_dropout: float = 0.1
-    target_modules: tuple[str, ...] | None = None
-    top_blocks: int | None = None
+    summary: ClassVar[str] = "low-rank adapters (PEFT) on the attention projections, and a linear head"
+    # adapters need larger steps than full weights (PEFT's examples use 1e-4..1e-3)
+    default_learning_rate: ClassVar[float | None] = 5e-4
+    sweep_defaults: ClassVar[dict[str, list]] = {"r": [8]}
 
-    def __post_init__(self) -> None:
-        check_int(self.r, "r", self.name, 1)
-        check_float(self.lora_alpha, "lora_alpha", self.name, 0.0)
-        check_float(self.lora_dropout, "lora_dropout", self.name, 0.0, 1.0, low_inclusive=True)
-        if self.top_blocks is not None:
-            check_int(self.top_blocks, "top_blocks", self.name, 1)
-        if isinstance(self.target_modules, str):
-            self.target_modules = tuple(t.strip() for t in self.target_modules.split(",") if t.strip())
+    r: int = setting(8, "Rank of the adapters.", int_at_least(1), aliases=("--lora-r",))
+    lora_alpha: float = setting(16, "Scale numerator (scale = alpha / r).", float_in(0.0))
+    lora_dropout: float = setting(0.1, "Dropout on the adapters' input.", float_in(0.0, 1.0, low_inclusive=True))
+    target_modules: str | tuple[str, ...] | None = setting(
+        None, "Adapted module names inside a block, comma-separated (default: the family's attention projections).",
+        _check_targets)
+    top_blocks: int | None = setting(None, "Adapt only the top N blocks (default: all).", int_at_least(1, True))
 
     def targets(self, backbone: Backbone) -> tuple[str, ...]:
         if self.target_modules:
-            return tuple(self.target_modules)
+            names = self.target_modules.split(",") if isinstance(self.target_modules, str) else self.target_modules
+            return tuple(t.strip() for t in names if t.strip())
         if backbone.family not in ATTENTION_PROJECTIONS:
             raise UnfreezeError(
                 f"No default LoRA target modules for model family {backbone.family!r}. "
@@ -64,15 +87,15 @@ class LoraConfig(StrategyConfig):
             )
         return ATTENTION_PROJECTIONS[backbone.family]
 
-    def check(self, backbone: Backbone) -> None:
+    def check_model(self, backbone: Backbone, layers: Sequence[int]) -> None:
         if self.top_blocks is not None:
             check_int(self.top_blocks, "top_blocks", self.name, 1, backbone.num_blocks, " for this model")
-        names = self._module_names(backbone)
-        if not names:
+        if not self._module_names(backbone):
             raise UnfreezeError(
                 f"LoRA target modules {', '.join(self.targets(backbone))} match no linear layer in the blocks of "
                 f"{type(backbone.model).__name__}. Check target_modules (--target-modules)."
             )
+        check_layers_above(layers, self.frozen_blocks(backbone.num_blocks), self.name)
 
     def frozen_blocks(self, num_blocks: int) -> int:
         return num_blocks - self.top_blocks if self.top_blocks else 0
@@ -101,4 +124,6 @@ class LoraConfig(StrategyConfig):
 
 
 def _is_adaptable(module: nn.Module) -> bool:
+    from torch import nn
+
     return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"

@@ -7,14 +7,17 @@ helps few-sample fine-tuning.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
-from torch import nn
+from ..params import check_int, int_at_least, setting
+from .base import TunedStrategy, check_layers_above, freeze_bottom
 
-from ..models.backbone import Backbone
-from .base import StrategyConfig, check_int, freeze_bottom
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..models.backbone import Backbone
 
 
 def reinitialise(model: nn.Module, modules: list[nn.Module]) -> None:
@@ -23,6 +26,8 @@ def reinitialise(model: nn.Module, modules: list[nn.Module]) -> None:
     transformers marks loaded tensors as initialised and its init functions skip such
     tensors, so the marks are cleared first.
     """
+    import torch
+
     init = getattr(model, "_init_weights", None)
     if init is None:
         raise TypeError(f"{type(model).__name__} has no _init_weights")
@@ -37,24 +42,31 @@ def reinitialise(model: nn.Module, modules: list[nn.Module]) -> None:
                 init(module)
 
 
-@dataclass
-class ReinitConfig(StrategyConfig):
-    """m: top blocks to re-initialise; k: bottom blocks to freeze (default 0)."""
+@dataclass(repr=False)
+class Reinit(TunedStrategy):
+    """Re-initialise the top ``m`` blocks, then train every block above ``k`` and a linear head.
+
+    Parameters
+    ----------
+    m : int
+        Top blocks to re-initialise, in [1, L].
+    k : int or None
+        Bottom blocks to freeze, in [0, L - m]; None means 0.
+    """
 
     name: ClassVar[str] = "reinit"
-    m: int = 1
-    k: int | None = None
+    summary: ClassVar[str] = "everything above k, after re-initialising the top m blocks (and pooler)"
+    sweep_defaults: ClassVar[dict[str, list]] = {"m": [1]}
 
-    def __post_init__(self) -> None:
-        check_int(self.m, "m", self.name, 1)
-        if self.k is not None:
-            check_int(self.k, "k", self.name, 0)
+    m: int = setting(1, "Top blocks to re-initialise.", int_at_least(1), aliases=("--reinit-m",))
+    k: int | None = setting(None, "Bottom blocks to freeze (default 0).", int_at_least(0, True))
 
-    def check(self, backbone: Backbone) -> None:
+    def check_model(self, backbone: Backbone, layers: Sequence[int]) -> None:
         n = backbone.num_blocks
         check_int(self.m, "m", self.name, 1, n, " for this model")
         # re-initialised blocks must be trained, or they stay random
         check_int(self.k or 0, "k", self.name, 0, n - self.m, f" for this model with m={self.m}")
+        check_layers_above(layers, self.frozen_blocks(n), self.name)
 
     def frozen_blocks(self, num_blocks: int) -> int:
         return self.k or 0

@@ -8,33 +8,56 @@ batch by batch: memory is O(batch), never O(n^2).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-from torch import nn
 
-from ..models.backbone import Backbone
-from .base import StrategyConfig, check_int, freeze_bottom
+from ..params import check_int, float_in, int_at_least, setting
+from .base import FitContext, FitResult, Strategy, check_layers_above, freeze_bottom
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..models.backbone import Backbone
 
 
-@dataclass
-class SetFitConfig(StrategyConfig):
-    """num_iterations: pair rounds per example; k: bottom blocks frozen during contrastive tuning."""
+@dataclass(repr=False)
+class SetFit(Strategy):
+    """Contrastive tuning of the body above ``k`` on pairs, then a logistic head on its embeddings.
+
+    Parameters
+    ----------
+    num_iterations : int
+        Pair rounds per example (each round: one positive and one negative pair per example).
+    k : int or None
+        Bottom blocks frozen during contrastive tuning, in [0, L - 1]; None means 0.
+    C : float or None
+        Inverse L2 strength of the logistic head; None chooses it by cross-validation.
+    cv : int
+        Folds for choosing C.
+    """
 
     name: ClassVar[str] = "setfit"
-    kind: ClassVar[str] = "setfit"
-    num_iterations: int = 20
-    k: int | None = None
+    summary: ClassVar[str] = "the body, contrastively on sentence pairs, then a logistic-regression head"
+    # no linear head, no validation split: the logistic head picks C by cross-validation
+    training_settings: ClassVar[frozenset[str]] = frozenset(
+        ("epochs", "learning_rate", "weight_decay", "warmup_ratio", "max_steps", "grad_clip", "class_weight",
+         "prefix_cache"))
+    default_learning_rate: ClassVar[float | None] = 2e-5  # SetFit's body rate
+    default_epochs: ClassVar[int | None] = 1
+    sweep_defaults: ClassVar[dict[str, list]] = {"num_iterations": [20]}
 
-    def __post_init__(self) -> None:
-        check_int(self.num_iterations, "num_iterations", self.name, 1)
-        if self.k is not None:
-            check_int(self.k, "k", self.name, 0)
+    num_iterations: int = setting(20, "Pair rounds per example.", int_at_least(1))
+    k: int | None = setting(None, "Bottom blocks frozen during contrastive tuning (default 0).", int_at_least(0, True))
+    C: float | None = setting(None, "Inverse L2 strength of the logistic head (default: chosen by CV).",
+                              float_in(0.0, optional=True), flag="--C")
+    cv: int = setting(5, "Folds for choosing C by cross-validation.", int_at_least(2))
 
-    def check(self, backbone: Backbone) -> None:
+    def check_model(self, backbone: Backbone, layers: Sequence[int]) -> None:
         check_int(self.k or 0, "k", self.name, 0, backbone.num_blocks - 1, " for this model (k = L tunes nothing)")
+        check_layers_above(layers, self.frozen_blocks(backbone.num_blocks), self.name)
 
     def frozen_blocks(self, num_blocks: int) -> int:
         return self.k or 0
@@ -42,6 +65,34 @@ class SetFitConfig(StrategyConfig):
     def prepare(self, backbone: Backbone) -> nn.Module:
         freeze_bottom(backbone, self.k or 0)
         return backbone.model
+
+    def fit(self, context: FitContext, inputs: list, y: np.ndarray) -> FitResult:
+        import torch
+
+        from ..heads import LogisticHead
+        from ..predictors import EmbeddingHead
+        from ..training import TextClassificationModel
+        from ..training.contrastive import train_contrastive
+
+        backbone, config = context.backbone, context.training
+        assert config is not None
+        torch.manual_seed(context.seed)
+        backbone.model = self.prepare(backbone)
+        encoded = backbone.encode(inputs, context.max_length)
+        torch.manual_seed(context.seed)
+        # the network supplies pooling over the chosen layers; its linear head is not used
+        network = TextClassificationModel(backbone, context.n_classes, context.pooling, context.layers)
+        record = train_contrastive(network, backbone, self.frozen_blocks(backbone.num_blocks), encoded, y,
+                                   self.num_iterations, config)
+        backbone.model.eval()
+        # a tuned body is embedded afresh: the embedding cache is for the base model's weights
+        predictor = EmbeddingHead(backbone, context.pooling, context.layers, context.max_length, context.batch_size,
+                                  head=None, use_cache=False, progress=context.progress, tuned=True)
+        features = predictor.embed(inputs).features(context.layers)
+        predictor.head = LogisticHead(C=self.C, cv=self.cv, seed=context.seed,
+                                      class_weight=config.class_weight).fit(features, y)
+        return FitResult(predictor, {**record.as_dict(), "C": predictor.head.C_}, encoded.n_truncated,
+                         encoded.max_length)
 
 
 def count_pairs(n_examples: int, num_iterations: int) -> int:

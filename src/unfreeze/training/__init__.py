@@ -1,8 +1,30 @@
-"""Training: the one loop, the frozen-prefix cache, SetFit's contrastive tuning."""
+"""Training: the one loop and its skeleton, the frozen-prefix cache, SetFit's contrastive tuning.
 
-from .loop import TrainConfig, TrainRecord, predict_logits, train
-from .model import TextClassificationModel
-from .prefix import compute_prefix_states
+``Training`` (the settings) imports no torch; the rest loads on first use, so that the
+command line can read the settings' declarations quickly.
+"""
 
-__all__ = ["TextClassificationModel", "TrainConfig", "TrainRecord", "compute_prefix_states", "predict_logits",
-           "train"]
+from __future__ import annotations
+
+import importlib
+
+from .settings import TRAINING_SETTINGS, Training
+
+_LAZY = {
+    "TrainConfig": ".loop",
+    "TrainRecord": ".loop",
+    "TrainingRun": ".loop",
+    "predict_logits": ".loop",
+    "train": ".loop",
+    "TextClassificationModel": ".model",
+    "PrefixStates": ".prefix",
+    "compute_prefix_states": ".prefix",
+}
+
+__all__ = ["TRAINING_SETTINGS", "Training", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'unfreeze.training' has no attribute {name!r}")

@@ -1,10 +1,15 @@
-"""The one training loop, shared by freeze, full, reinit and LoRA.
+"""The one training loop, shared by freeze, full, reinit and LoRA, and its skeleton, which SetFit shares.
 
 AdamW (bias-corrected) with linear warm-up and decay, gradient clipping, batches
 grouped by length, validation each epoch with early stopping and the best weights
 restored. With k >= 1 frozen blocks the frozen prefix runs once, before the first
 epoch (see prefix.py). Under ``accelerate launch`` / ``torchrun`` the same loop trains
 data-parallel (see distributed.py); in one process that code is never reached.
+
+:class:`TrainingRun` is the part every loop needs: the step budget (``max_steps`` wins
+over ``epochs``), the optimiser with its no-decay rule, the schedule, clipping, the
+progress bar and the record. ``train`` (classification) and SetFit's contrastive tuning
+each feed it batches and a loss.
 """
 
 from __future__ import annotations
@@ -24,23 +29,17 @@ from ..models.backbone import Backbone, Encoded
 from . import distributed
 from .memory import PeakMemory
 from .model import TextClassificationModel
-from .prefix import compute_prefix_states
+from .prefix import PrefixStates, compute_prefix_states
+from .settings import Training
 
 
-@dataclass
-class TrainConfig:
-    epochs: int = 3
-    batch_size: int = 16
-    learning_rate: float = 5e-5
-    head_learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_steps: int | None = None
-    grad_clip: float = 1.0
-    patience: int | None = 2
-    class_weight: str | None = None
+@dataclass(repr=False)
+class TrainConfig(Training):
+    """``Training`` resolved for one fit: the strategy's defaults filled in, plus the classifier's
+    batch size, seed and progress flag."""
+
+    batch_size: int = 32
     seed: int = 0
-    prefix_cache: bool = True
     progress: bool = True
 
 
@@ -66,10 +65,98 @@ class TrainRecord:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    def count_step(self, examples: int, tokens: int) -> None:
-        self.steps += 1
-        self.examples_seen += examples
-        self.tokens_seen += tokens
+
+def param_groups(named: list[tuple[str, nn.Parameter]], config: TrainConfig,
+                 head: list[nn.Parameter] = ()) -> list[dict]:
+    """AdamW groups: no weight decay on biases and norm weights; a new head gets its own rate."""
+    head_ids = {id(p) for p in head}
+    decay, no_decay = [], []
+    for name, param in named:
+        if not param.requires_grad or id(param) in head_ids:
+            continue
+        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay, "lr": config.learning_rate},
+        {"params": no_decay, "weight_decay": 0.0, "lr": config.learning_rate},
+        {"params": list(head), "weight_decay": config.weight_decay, "lr": config.head_learning_rate},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+class TrainingRun:
+    """The skeleton of a training loop: budget, optimiser, schedule, clipping, progress bar, record.
+
+    ``examples_per_epoch`` / ``batch_size`` steps make an epoch; ``max_steps``, when set,
+    wins over ``epochs``. A loop calls ``start_epoch()``, then ``step(loss, ...)`` per batch
+    (backward, clipping, the optimiser and the schedule) until ``budget_spent``, then
+    ``end_epoch(epoch)``; ``close()`` at the end.
+    """
+
+    def __init__(self, config: TrainConfig, groups: list[dict], examples_per_epoch: int, device: torch.device,
+                 desc: str, show: bool = True) -> None:
+        from transformers import get_linear_schedule_with_warmup
+
+        if config.epochs is None or config.learning_rate is None:
+            raise ValueError("TrainConfig.epochs and learning_rate must be resolved before training")
+        self.config = config
+        self.trainable = [p for group in groups for p in group["params"]]
+        self.steps_per_epoch = max(1, math.ceil(examples_per_epoch / config.batch_size))
+        self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
+        self.n_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        self.optimizer = torch.optim.AdamW(groups)
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(config.warmup_ratio * self.total_steps),
+                                                         self.total_steps)
+        self.record = TrainRecord(device=str(device))
+        self.record.trainable_parameters = sum(p.numel() for p in self.trainable)
+        self.bar = tqdm(total=self.total_steps, desc=desc, unit="step", disable=not (config.progress and show) or None,
+                        leave=False)
+        self.epoch_loss = 0.0
+        self.epoch_batches = 0
+        self._epoch_started = 0.0
+
+    @property
+    def budget_spent(self) -> bool:
+        return self.record.steps >= self.total_steps
+
+    def start_epoch(self) -> None:
+        self.epoch_loss, self.epoch_batches, self._epoch_started = 0.0, 0, time.perf_counter()
+
+    def end_epoch(self, epoch: int) -> None:
+        self.record.epochs_run = epoch
+        self.record.epoch_seconds.append(time.perf_counter() - self._epoch_started)
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def step(self, loss: torch.Tensor, examples: int, tokens: int, backward=None, loss_value: float | None = None,
+             epoch: int = 0) -> None:
+        """One optimiser step on ``loss``; ``backward`` replaces ``loss.backward`` (Accelerate's, under DDP)."""
+        optimizer_step(loss, self.trainable, self.optimizer, self.scheduler, self.config.grad_clip, backward)
+        self.record.steps += 1
+        self.record.examples_seen += examples
+        self.record.tokens_seen += tokens
+        self.epoch_loss += loss.item() if loss_value is None else loss_value
+        self.epoch_batches += 1
+        self.bar.update(1)
+        self.bar.set_postfix(epoch=epoch, loss=f"{self.epoch_loss / self.epoch_batches:.4f}")
+
+    @property
+    def mean_epoch_loss(self) -> float:
+        return self.epoch_loss / max(self.epoch_batches, 1)
+
+
+def optimizer_step(loss: torch.Tensor, trainable: list[nn.Parameter], optimizer: torch.optim.Optimizer,
+                   scheduler, grad_clip: float, backward=None) -> None:
+    """Backward, clip the gradient norm, step the optimiser and the schedule, clear the gradients."""
+    if backward is None:
+        loss.backward()
+    else:
+        backward(loss)  # Accelerate's: DDP all-reduces the gradients during it
+    if grad_clip:
+        nn.utils.clip_grad_norm_(trainable, grad_clip)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def length_grouped_order(lengths: list[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
@@ -83,29 +170,19 @@ def length_grouped_order(lengths: list[int], batch_size: int, rng: np.random.Gen
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def _pad_states(states: list[torch.Tensor], idx: list[int], device: torch.device) -> torch.Tensor:
-    width = max(states[i].shape[0] for i in idx)
-    out = torch.zeros((len(idx), width, states[idx[0]].shape[1]), dtype=states[idx[0]].dtype)
-    for row, i in enumerate(idx):
-        out[row, : states[i].shape[0]] = states[i]
-    return out.to(device)
-
-
-def _logits(model: nn.Module, batch: dict, prefix: tuple[int, list[torch.Tensor], int] | None, rows: list[int],
-            device: torch.device) -> torch.Tensor:
-    """The model's logits on ``batch`` (the examples ``rows``), from the cached prefix states when given."""
-    with _autocast(device):
-        if prefix is None:
-            return model(batch)
-        k, states, tuple_length = prefix
-        return model(batch, k, _pad_states(states, rows, device), tuple_length)
-
-
-def _autocast(device: torch.device):
+def autocast(device: torch.device):
     # bf16 on CUDA: same range as fp32, no loss scaling; the CPU stays in fp32
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def forward_rows(model: nn.Module, batch: dict, prefix: PrefixStates | None, rows: list[int],
+                 device: torch.device, pooled: bool = False) -> torch.Tensor:
+    """The model's logits (or pooled features) on ``batch``, the examples ``rows``; from the cached prefix when given."""
+    with autocast(device):
+        run = model.pooled if pooled else model
+        return run(batch) if prefix is None else run(batch, prefix.batch(rows, device))
 
 
 def set_train_mode(model: TextClassificationModel, backbone: Backbone, frozen_k: int) -> None:
@@ -126,8 +203,8 @@ def set_train_mode(model: TextClassificationModel, backbone: Backbone, frozen_k:
 
 
 def predict_logits(model: TextClassificationModel, backbone: Backbone, encoded: Encoded, batch_size: int = 32,
-                   prefix: tuple[int, list[torch.Tensor], int] | None = None) -> np.ndarray:
-    """Logits for every example in input order; ``prefix`` = (k, cached states, tuple length).
+                   prefix: PrefixStates | None = None) -> np.ndarray:
+    """Logits for every example in input order, from the cached prefix states when given.
 
     Data-parallel (after a launched training), each rank predicts every W-th example and
     the rows are gathered: every rank returns all of them.
@@ -136,24 +213,33 @@ def predict_logits(model: TextClassificationModel, backbone: Backbone, encoded: 
     if acc is None or len(encoded) == 0:
         return _predict_local(model, backbone, encoded, batch_size, prefix)
     mine = list(range(acc.process_index, len(encoded), acc.num_processes))
-    part_prefix = None if prefix is None else (prefix[0], [prefix[1][i] for i in mine], prefix[2])
-    part = _predict_local(model, backbone, encoded.subset(mine), batch_size, part_prefix)
+    part = _predict_local(model, backbone, encoded.subset(mine), batch_size,
+                          None if prefix is None else prefix.subset(mine))
     return distributed.gather_rows(part, len(encoded), acc)
 
 
 @torch.inference_mode()
 def _predict_local(model: TextClassificationModel, backbone: Backbone, encoded: Encoded, batch_size: int,
-                   prefix: tuple[int, list[torch.Tensor], int] | None) -> np.ndarray:
+                   prefix: PrefixStates | None) -> np.ndarray:
     was_training = model.training
     model.eval()
     device = backbone.device
     out = np.empty((len(encoded), model.head.out_features), dtype=np.float32)
     try:
         for idx, batch in backbone.batches(encoded, batch_size):
-            out[idx] = _logits(model, batch, prefix, idx, device).float().cpu().numpy()
+            out[idx] = forward_rows(model, batch, prefix, idx, device).float().cpu().numpy()
     finally:
         model.train(was_training)
     return out
+
+
+def cached_prefixes(backbone: Backbone, frozen_k: int, encodings: list[Encoded | None], pool_key=None,
+                    keys: list[list[str] | None] | None = None) -> list[PrefixStates | None]:
+    """The frozen prefix of each encoding (None for None), from the shared pool when one is active."""
+    keys = keys or [None] * len(encodings)
+    return [None if encoded is None else compute_prefix_states(backbone, encoded, [frozen_k], pool_key=pool_key,
+                                                               keys=key)[frozen_k]
+            for encoded, key in zip(encodings, keys)]
 
 
 def train(
@@ -176,75 +262,54 @@ def train(
     model.to(device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    record = TrainRecord(device=str(device))
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    record.trainable_parameters = sum(p.numel() for p in trainable)
-    record.total_parameters = sum(p.numel() for p in model.parameters())
-
     acc = distributed.accelerator(device)  # None in one process: the plain loop below, unchanged
-    record.world_size = acc.num_processes if acc is not None else 1
     start = time.perf_counter()
     with PeakMemory(device) as memory:
-        use_prefix = config.prefix_cache and frozen_k >= 1
         train_prefix = val_prefix = None
-        if use_prefix:
+        prefix_seconds = 0.0
+        if config.prefix_cache and frozen_k >= 1:
             pool_key, train_keys, val_keys = prefix_pool or (None, None, None)
-            states, tuple_length = compute_prefix_states(backbone, train_encoded, [frozen_k], pool_key=pool_key,
-                                                         keys=train_keys)
-            train_prefix = (frozen_k, states[frozen_k], tuple_length)
-            if val_encoded is not None:
-                val_states, _ = compute_prefix_states(backbone, val_encoded, [frozen_k], pool_key=pool_key,
-                                                      keys=val_keys)
-                val_prefix = (frozen_k, val_states[frozen_k], tuple_length)
-            record.prefix_seconds = time.perf_counter() - start
+            train_prefix, val_prefix = cached_prefixes(backbone, frozen_k, [train_encoded, val_encoded], pool_key,
+                                                       [train_keys, val_keys])
+            prefix_seconds = time.perf_counter() - start
 
-        optimizer = _optimizer(model, config)
+        run = TrainingRun(config, param_groups(list(model.named_parameters()), config, list(model.head.parameters())),
+                          len(train_encoded), device, "training", show=distributed.is_main_process())
+        record = run.record
+        record.prefix_seconds = prefix_seconds
+        record.total_parameters = sum(p.numel() for p in model.parameters())
+        record.world_size = acc.num_processes if acc is not None else 1
         # DDP wraps the model for the training forward; the optimiser and schedule are not
         # prepared: every rank draws the same global batches and steps once per batch, as on one device
         forward = model if acc is None else acc.prepare_model(model)
-        steps_per_epoch = math.ceil(len(train_encoded) / config.batch_size)
-        total_steps = config.max_steps or config.epochs * steps_per_epoch
-        epochs = math.ceil(total_steps / steps_per_epoch)
-        from transformers import get_linear_schedule_with_warmup
-
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-        loss_fn = nn.CrossEntropyLoss(weight=_class_weights(y_train, model.head.out_features, config.class_weight,
+        loss_fn = nn.CrossEntropyLoss(weight=class_weights(y_train, model.head.out_features, config.class_weight,
                                                              device))
         labels = torch.as_tensor(y_train, dtype=torch.long)
         lengths = train_encoded.lengths
         best_score, best_state, bad_epochs = None, None, 0
-        show = config.progress and distributed.is_main_process()
-        bar = tqdm(total=total_steps, desc="training", unit="step", disable=not show or None, leave=False)
         try:
-            for epoch in range(1, epochs + 1):
-                epoch_start = time.perf_counter()
+            for epoch in range(1, run.n_epochs + 1):
+                run.start_epoch()
                 set_train_mode(model, backbone, frozen_k)
-                epoch_loss, epoch_batches = 0.0, 0
                 seen = np.zeros(len(train_encoded))  # how often each example was trained on, this epoch
                 for idx in length_grouped_order(lengths, config.batch_size, rng):
-                    if record.steps >= total_steps:
+                    if run.budget_spent:
                         break
+                    tokens = sum(lengths[i] for i in idx)
                     if acc is None:
-                        logits = _logits(model, backbone.collate(train_encoded, idx), train_prefix, idx, device)
-                        loss = loss_fn(logits.float(), labels[idx].to(device))
-                        optimizer_step(loss, trainable, optimizer, scheduler, config.grad_clip)
+                        logits = forward_rows(model, backbone.collate(train_encoded, idx), train_prefix, idx, device)
+                        run.step(loss_fn(logits.float(), labels[idx].to(device)), len(idx), tokens, epoch=epoch)
                         seen[idx] += 1
-                        epoch_loss += loss.item()
                     else:
-                        epoch_loss += _data_parallel_step(forward, acc, backbone, train_encoded, idx, labels, loss_fn,
-                                                          train_prefix, trainable, optimizer, scheduler, config,
-                                                          device, seen)
-                    record.count_step(len(idx), sum(lengths[i] for i in idx))
-                    epoch_batches += 1
-                    bar.update(1)
-                    bar.set_postfix(epoch=epoch, loss=f"{epoch_loss / epoch_batches:.4f}")
+                        _data_parallel_step(run, forward, acc, backbone, train_encoded, idx, labels, loss_fn,
+                                            train_prefix, device, seen, tokens, epoch)
+                epoch_loss = run.mean_epoch_loss
                 if acc is not None:
                     # each rank's share of the loss and of the examples, summed: the whole batch's
                     epoch_loss = float(distributed.sum_across(np.array([epoch_loss]), acc)[0])
                     seen = distributed.sum_across(seen, acc)
-                record.epochs_run = epoch
-                entry = {"epoch": epoch, "train_loss": epoch_loss / max(epoch_batches, 1),
-                         "examples": int(seen.sum()), "distinct_examples": int((seen > 0).sum())}
+                entry = {"epoch": epoch, "train_loss": epoch_loss, "examples": int(seen.sum()),
+                         "distinct_examples": int((seen > 0).sum())}
                 if val_encoded is not None and y_val is not None:
                     logits_val = predict_logits(model, backbone, val_encoded, config.batch_size * 2, val_prefix)
                     val_loss = float(nn.functional.cross_entropy(torch.from_numpy(logits_val),
@@ -259,13 +324,13 @@ def train(
                     else:
                         bad_epochs += 1
                 record.history.append(entry)
-                record.epoch_seconds.append(time.perf_counter() - epoch_start)
+                run.end_epoch(epoch)
                 if config.patience is not None and best_score is not None and bad_epochs >= config.patience:
                     break
-                if record.steps >= total_steps:
+                if run.budget_spent:
                     break
         finally:
-            bar.close()
+            run.close()
             if acc is not None:
                 acc.free_memory()  # drop the DDP wrapper: its gradient hooks must not outlive this fit
         if best_state is not None:
@@ -278,40 +343,26 @@ def train(
     return record
 
 
-def _data_parallel_step(forward: nn.Module, acc, backbone: Backbone, encoded: Encoded, idx: list[int],
-                        labels: torch.Tensor, loss_fn: nn.CrossEntropyLoss, train_prefix, trainable, optimizer,
-                        scheduler, config: TrainConfig, device: torch.device, seen: np.ndarray) -> float:
-    """One optimiser step on global batch ``idx``, this rank computing its share; returns its share of the loss.
+def _data_parallel_step(run: TrainingRun, forward: nn.Module, acc, backbone: Backbone, encoded: Encoded,
+                        idx: list[int], labels: torch.Tensor, loss_fn: nn.CrossEntropyLoss,
+                        train_prefix: PrefixStates | None, device: torch.device, seen: np.ndarray, tokens: int,
+                        epoch: int) -> None:
+    """One optimiser step on global batch ``idx``, this rank computing its share.
 
     The loss is this rank's summed (weighted) loss over the whole batch's count (or weight),
     times the number of ranks: DDP averages gradients over ranks, so the step's gradient is
     the batch-mean gradient that one process would take, whatever the split.
     """
     mine, stand_in = distributed.shard(idx, acc)
-    logits = _logits(forward, backbone.collate(encoded, mine), train_prefix, mine, device)
+    logits = forward_rows(forward, backbone.collate(encoded, mine), train_prefix, mine, device)
     per_example = nn.functional.cross_entropy(logits.float(), labels[mine].to(device), weight=loss_fn.weight,
                                               reduction="none")
     weights = loss_fn.weight
     total = float(len(idx)) if weights is None else float(weights[labels[idx].to(device)].sum())
     share = per_example.sum() / total * (0.0 if stand_in else 1.0)
-    optimizer_step(share * acc.num_processes, trainable, optimizer, scheduler, config.grad_clip, acc.backward)
+    run.step(share * acc.num_processes, len(idx), tokens, backward=acc.backward, loss_value=share.item(), epoch=epoch)
     if not stand_in:
         seen[mine] += 1
-    return share.item()
-
-
-def optimizer_step(loss: torch.Tensor, trainable: list[nn.Parameter], optimizer: torch.optim.Optimizer,
-                   scheduler, grad_clip: float, backward=None) -> None:
-    """Backward, clip the gradient norm, step the optimiser and the schedule, clear the gradients."""
-    if backward is None:
-        loss.backward()
-    else:
-        backward(loss)  # Accelerate's: DDP all-reduces the gradients during it
-    if grad_clip:
-        nn.utils.clip_grad_norm_(trainable, grad_clip)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
 
 
 def _restore(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -321,26 +372,11 @@ def _restore(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
                 param.copy_(state[name].to(param.device))
 
 
-def _optimizer(model: TextClassificationModel, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases and norm weights; the new head gets its own rate."""
-    head_ids = {id(p) for p in model.head.parameters()}
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad or id(param) in head_ids:
-            continue
-        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay, "lr": config.learning_rate},
-        {"params": no_decay, "weight_decay": 0.0, "lr": config.learning_rate},
-        {"params": list(model.head.parameters()), "weight_decay": config.weight_decay,
-         "lr": config.head_learning_rate},
-    ]
-    return torch.optim.AdamW([g for g in groups if g["params"]])
-
-
-def _class_weights(y: np.ndarray, n_classes: int, mode: str | None, device: torch.device) -> torch.Tensor | None:
+def class_weights(y: np.ndarray, n_classes: int, mode: str | None, device: torch.device) -> torch.Tensor | None:
+    """Inverse-frequency weights of the loss for ``mode="balanced"`` (scikit-learn's formula), else None."""
     if mode is None:
         return None
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
     weights = len(y) / (n_classes * np.maximum(counts, 1))
     return torch.tensor(weights, dtype=torch.float32, device=device)
+

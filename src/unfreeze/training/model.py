@@ -10,7 +10,7 @@ from torch import nn
 
 from ..models.backbone import Backbone
 from ..models.pooling import pool
-from .prefix import block_input, skip_bottom_blocks
+from .prefix import PrefixBatch, block_input, skip_bottom_blocks
 
 
 class TextClassificationModel(nn.Module):
@@ -37,9 +37,9 @@ class TextClassificationModel(nn.Module):
     def blocks(self) -> nn.ModuleList:
         return self._blocks[0]
 
-    def pooled(self, batch: dict[str, torch.Tensor], prefix_k: int = 0, prefix_states: torch.Tensor | None = None,
-               tuple_length: int = 0) -> torch.Tensor:
-        """Pooled features; with ``prefix_states`` (the output of block ``prefix_k``) the bottom blocks are skipped."""
+    def pooled(self, batch: dict[str, torch.Tensor], prefix: PrefixBatch | None = None) -> torch.Tensor:
+        """Pooled features of ``batch``; with ``prefix`` (the batch's cached output of the frozen blocks,
+        ``PrefixStates.batch``) the frozen bottom blocks are skipped."""
         captured: dict[int, torch.Tensor] = {}
         handles = []
         for j in self.layers:
@@ -47,12 +47,12 @@ class TextClassificationModel(nn.Module):
                 def hook(_module, args, kwargs, j=j):
                     captured[j] = block_input(args, kwargs)
                 handles.append(self.blocks[j].register_forward_pre_hook(hook, with_kwargs=True))
-        skip = (skip_bottom_blocks(self.blocks, prefix_k, tuple_length) if prefix_states is not None
+        skip = (skip_bottom_blocks(self.blocks, prefix.k, prefix.tuple_length) if prefix is not None
                 else contextlib.nullcontext())
         try:
             with skip as stand_in:
                 if stand_in is not None:
-                    stand_in.replacement = prefix_states
+                    stand_in.replacement = prefix.states
                 out = self.body(**batch)
         finally:
             for handle in handles:
@@ -61,7 +61,6 @@ class TextClassificationModel(nn.Module):
         mask = batch["attention_mask"]
         return torch.cat([pool(captured[j].float(), mask, self.pooling) for j in self.layers], dim=-1)
 
-    def forward(self, batch: dict[str, torch.Tensor], prefix_k: int = 0, prefix_states: torch.Tensor | None = None,
-                tuple_length: int = 0) -> torch.Tensor:
-        features = self.pooled(batch, prefix_k, prefix_states, tuple_length)
+    def forward(self, batch: dict[str, torch.Tensor], prefix: PrefixBatch | None = None) -> torch.Tensor:
+        features = self.pooled(batch, prefix)
         return self.head(self.dropout(features))

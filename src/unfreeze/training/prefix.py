@@ -14,11 +14,51 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from ..models.backbone import Backbone, Encoded
+from ..pools import ScopedPool
+
+
+class PrefixBatch(NamedTuple):
+    """One batch's cached prefix, padded, as the network's forward takes it (a plain tuple: DDP moves
+    its tensor to the device like any other input)."""
+
+    k: int
+    tuple_length: int
+    states: torch.Tensor
+
+
+@dataclass
+class PrefixStates:
+    """The cached output of the frozen bottom ``k`` blocks: one unpadded [len_i, hidden] tensor per example.
+
+    ``tuple_length`` is the blocks' output form, which the stand-in blocks imitate: 0 for a
+    bare tensor, else the length of the tuple a block returns.
+    """
+
+    k: int
+    states: list[torch.Tensor]
+    tuple_length: int
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def subset(self, rows: Sequence[int]) -> PrefixStates:
+        return PrefixStates(self.k, [self.states[i] for i in rows], self.tuple_length)
+
+    def batch(self, rows: Sequence[int], device: torch.device) -> PrefixBatch:
+        """The states of examples ``rows``, right-padded into one [len(rows), width, hidden] tensor on ``device``."""
+        width = max(self.states[i].shape[0] for i in rows)
+        first = self.states[rows[0]]
+        out = torch.zeros((len(rows), width, first.shape[1]), dtype=first.dtype)
+        for row, i in enumerate(rows):
+            out[row, : self.states[i].shape[0]] = self.states[i]
+        return PrefixBatch(self.k, self.tuple_length, out.to(device))
 
 
 def first_tensor(output: object) -> torch.Tensor:
@@ -65,53 +105,45 @@ def skip_bottom_blocks(blocks: nn.ModuleList, k: int, tuple_length: int) -> Iter
         stand_ins[-1].replacement = None
 
 
-# (base-model fingerprint, max length) -> {k: {input key: state}}, and the blocks' output tuple
-# length; active only inside shared_prefix_states()
-_POOLS: dict[tuple[str, int], tuple[dict[int, dict[str, torch.Tensor]], list[int]]] | None = None
+# (base-model fingerprint, max length) -> ({k: {input key: state}}, [the blocks' output tuple
+# length]); active only inside shared_prefix_states()
+PREFIX_POOLS = ScopedPool()
 
 
-@contextlib.contextmanager
-def shared_prefix_states() -> Iterator[None]:
+def shared_prefix_states() -> contextlib.AbstractContextManager:
     """Within this block, prefix states are kept in memory and reused by every later fit whose
     inputs they cover: one pass over a sweep's texts, keeping every k, serves every cell."""
-    global _POOLS
-    outer = _POOLS
-    _POOLS = {} if outer is None else outer
-    try:
-        yield
-    finally:
-        _POOLS = outer
+    return PREFIX_POOLS.active()
 
 
 def prefix_pool_active() -> bool:
-    return _POOLS is not None
+    return PREFIX_POOLS.is_active
 
 
 def compute_prefix_states(
     backbone: Backbone, encoded: Encoded, ks: Sequence[int], batch_size: int = 32,
     pool_key: tuple[str, int] | None = None, keys: Sequence[str] | None = None,
-) -> tuple[dict[int, list[torch.Tensor]], int]:
+) -> dict[int, PrefixStates]:
     """Hidden states after block k for every example and every k in ``ks`` (k >= 1), in one pass.
 
-    Returns ({k: [states of example i, shape [len_i, hidden]]}, the blocks' output tuple length).
     States live on the CPU, unpadded; the model runs in eval mode with no gradients. With
     ``pool_key`` (the fingerprint of the unchanged base model, max length) and one key per
     example, states come from and go to the shared pool when one is active.
     """
     wanted = sorted({k for k in ks if k >= 1})
     pool = None
-    if _POOLS is not None and pool_key is not None and keys is not None:
-        pool = _POOLS.setdefault(pool_key, ({}, [0]))
+    if PREFIX_POOLS.is_active and pool_key is not None and keys is not None:
+        pool = PREFIX_POOLS.data.setdefault(pool_key, ({}, [0]))
         by_k, tuple_length = pool
         if all(k in by_k and all(key in by_k[k] for key in keys) for k in wanted):
-            return {k: [by_k[k][key] for key in keys] for k in wanted}, tuple_length[0]
+            return {k: PrefixStates(k, [by_k[k][key] for key in keys], tuple_length[0]) for k in wanted}
     states, tuple_length_found = _forward_prefix(backbone, encoded, wanted, batch_size)
     if pool is not None:
         by_k, tuple_length = pool
         tuple_length[0] = tuple_length_found
         for k in wanted:
             by_k.setdefault(k, {}).update(zip(keys, states[k]))
-    return states, tuple_length_found
+    return {k: PrefixStates(k, states[k], tuple_length_found) for k in wanted}
 
 
 @torch.inference_mode()

@@ -22,17 +22,30 @@ import json
 import os
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import UnfreezeError
-from ..heads import LogisticHead
-from ..models.backbone import TextInput
+from .bundle import (
+    CONFIG_FILE,
+    FORMAT,
+    MULTIHEAD_FORMAT_VERSION,
+    MULTIHEAD_KIND,
+    SINGLE_KIND,
+    check_fingerprint,
+    make_shareable,
+    model_reference,
+    package_versions,
+    read_config,
+    read_heads,
+)
+from .cache import atomic_path
+from .classifier import Classifier
+from .errors import UnfreezeError
+from .heads import Head
+from .models.backbone import TextInput
+from .strategies import Features
 
-MULTIHEAD_KIND = "multihead"
-MULTIHEAD_FORMAT_VERSION = 2
 HEADS_DIR = "heads"
 DEFAULT_HEAD = "default"  # the name a single-head bundle's head goes by
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -46,18 +59,6 @@ def check_head_name(name: str) -> str:
             "starting with a letter or digit."
         )
     return name
-
-
-@dataclass
-class Head:
-    """One named head: how to pool the backbone's hidden states, and the fitted classifier."""
-
-    name: str
-    pooling: str
-    layers: tuple[int, ...]
-    classes: np.ndarray
-    head: LogisticHead
-    info: dict = field(default_factory=dict)  # params, fit record, metrics, data source, time added
 
 
 class MultiHeadClassifier:
@@ -100,7 +101,7 @@ class MultiHeadClassifier:
     @property
     def backbone(self):
         if self._backbone is None:
-            from ..classifier import shared_backbone
+            from .models.loaded import shared_backbone
 
             self._backbone = shared_backbone(str(self.model), self.device)
         return self._backbone
@@ -115,14 +116,12 @@ class MultiHeadClassifier:
                  layers: str | int | Sequence[int] = "-1", C: float | None = None, cv: int = 5, seed: int = 0,
                  cache: bool = True, replace: bool = False, data: str | None = None) -> Head:
         """Fit a logistic head on ``X``, ``y`` and add it under ``name``. Returns the head."""
-        from ..classifier import Classifier
-
         check_head_name(name)
         if name in self.heads and not replace:
             raise UnfreezeError(f"This bundle already has a head named {name!r}; remove it first or pass replace=True "
                                 "(--replace).")
-        clf = Classifier(model=str(self.model), strategy="features", pooling=pooling, layers=layers,
-                         max_length=self.max_length, batch_size=self.batch_size, C=C, cv=cv, seed=seed,
+        clf = Classifier(model=str(self.model), strategy=Features(C=C, cv=cv), pooling=pooling, layers=layers,
+                         max_length=self.max_length, batch_size=self.batch_size, seed=seed,
                          cache=cache, device=self.device, progress=self.progress).fit(X, y)
         head = self._head_from(name, clf, data)
         self.heads[name] = head
@@ -134,19 +133,19 @@ class MultiHeadClassifier:
         return self.heads.setdefault(name, self._head_from(name, clf, data))
 
     def _head_from(self, name: str, clf, data: str | None) -> Head:
-        if clf.strategy_config_.kind != "features":
-            raise UnfreezeError(f"Head {name!r}: only a features classifier (frozen backbone) can share the forward "
-                                f"pass; this one was trained with strategy {clf.strategy!r}.")
+        if clf.strategy_.changes_weights:
+            raise UnfreezeError(f"Head {name!r}: only a classifier on the frozen backbone can share the forward "
+                                f"pass; this one was trained with strategy {clf.strategy_.name!r}.")
         if clf.base_fingerprint_ != self.fingerprint:
             raise UnfreezeError(f"Head {name!r} was fitted on another model than this bundle's {self.model!r}.")
         if clf.max_length_ != self.backbone.length_limit(self.max_length):
             raise UnfreezeError(f"Head {name!r} was fitted with max_length {clf.max_length_}; this bundle uses "
                                 f"{self.backbone.length_limit(self.max_length)}.")
-        info = {"params": {"C": clf.C, "cv": clf.cv, "seed": clf.seed}, "fit_record": clf.fit_record_,
+        info = {"params": {"C": clf.strategy_.C, "cv": clf.strategy_.cv, "seed": clf.seed}, "fit_record": clf.fit_record_,
                 "added": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         if data is not None:
             info["data"] = data
-        return Head(name, clf.pooling_, tuple(clf.layers_), np.asarray(clf.classes_), clf.head_, info)
+        return Head(name, clf.pooling_, tuple(clf.layers_), np.asarray(clf.classes_), clf.predictor_.head, info)
 
     def remove_head(self, name: str) -> None:
         self._check_heads([name])
@@ -169,11 +168,10 @@ class MultiHeadClassifier:
     def predict_proba(self, X: Sequence[TextInput], heads: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Class probabilities per head (columns in the order of that head's ``classes``),
         from one forward pass over ``X`` that pools what every asked head needs."""
-        from ..classifier import Classifier
-        from ..embed import forward_pooled
+        from .embed import forward_pooled
 
         names = self._check_heads(heads)
-        inputs = Classifier._check_inputs(X)
+        inputs = Classifier.check_inputs(X)
         backbone = self.backbone
         encoded = backbone.encode(inputs, self.max_length)
         wanted = [(layer, self.heads[n].pooling) for n in names for layer in self.heads[n].layers]
@@ -189,24 +187,11 @@ class MultiHeadClassifier:
         """Labels per head, in the values each head was fitted on."""
         return {n: self.heads[n].classes[p.argmax(axis=1)] for n, p in self.predict_proba(X, heads).items()}
 
-    def as_classifier(self, name: str):
-        """One head as a plain ``Classifier`` (features strategy) on the shared backbone."""
-        from ..classifier import Classifier
-        from ..strategies import strategy_config
-
+    def as_classifier(self, name: str) -> Classifier:
+        """One head as a fitted ``Classifier`` (features strategy) on the shared backbone."""
         (name,) = self._check_heads([name])
-        head = self.heads[name]
-        params = head.info.get("params", {})
-        clf = Classifier(model=str(self.model), strategy="features", pooling=head.pooling, layers=list(head.layers),
-                         max_length=self.max_length, batch_size=self.batch_size, C=params.get("C"),
-                         cv=params.get("cv", 5), seed=params.get("seed", 0), device=self.device,
-                         progress=self.progress)
-        clf.strategy_config_ = strategy_config("features", clf.get_params())
-        clf.backbone_, clf.base_fingerprint_ = self.backbone, self.fingerprint
-        clf.pooling_, clf.layers_, clf.classes_, clf.head_ = head.pooling, head.layers, head.classes, head.head
-        clf.max_length_ = self.backbone.length_limit(self.max_length)
-        clf.fit_record_, clf.n_truncated_ = head.info.get("fit_record", {}), 0
-        return clf
+        return Classifier.from_head(str(self.model), self.heads[name], self.max_length, self.batch_size, self.device,
+                                    self.progress)
 
     # -- persistence ---------------------------------------------------------------------------
 
@@ -220,40 +205,28 @@ class MultiHeadClassifier:
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> MultiHeadClassifier:
-        """Load a multi-head bundle, or a single-head ``features`` bundle as one head named 'default'."""
-        from ..bundle import check_fingerprint, read_config
-
+        """Load a multi-head bundle, or a single-head features bundle as one head named 'default'."""
         path = Path(path)
         config = read_config(path)
-        kind = config.get("kind", "features")
-        if kind == "features":
-            return _from_single(path, device)
-        if kind != MULTIHEAD_KIND:
-            raise UnfreezeError(
-                f"{path} was trained with strategy {config.get('strategy')!r}: its backbone is tuned for its one "
-                "head, so no other head can share it. Heads go into features bundles (`unfreeze fit --strategy "
-                "features`, or `unfreeze heads add NEW_BUNDLE NAME DATA --model MODEL`)."
-            )
+        if config.get("kind") == SINGLE_KIND:
+            return _from_single(path, config, device)
         suite = cls(model=config["backbone"]["reference"], max_length=config["max_length"],
                     batch_size=config.get("batch_size", 32), device=device)
-        check_fingerprint(suite.backbone, config, path)
-        for name, entry in config["heads"].items():
-            file = path / entry["file"]
-            if not file.exists():
-                raise UnfreezeError(f"{path} lacks {entry['file']} (head {name!r}); the bundle is damaged.")
-            head = LogisticHead.load(file.parent, entry["head"], prefix=file.name.removesuffix(".safetensors"))
-            info = {k: v for k, v in entry.items() if k not in ("file", "head", "pooling", "layers", "labels")}
-            suite.heads[name] = Head(name, entry["pooling"], tuple(entry["layers"]), np.asarray(entry["labels"]),
-                                     head, info)
+        check_fingerprint(suite.fingerprint, config, path)
+        suite.heads = read_heads(path, config)
         return suite
 
 
 # -- bundle files --------------------------------------------------------------------------------
 
-def _from_single(path: Path, device: str | None) -> MultiHeadClassifier:
-    from ..bundle import load_bundle
-
-    clf = load_bundle(path, device=device)
+def _from_single(path: Path, config: dict, device: str | None) -> MultiHeadClassifier:
+    if config["predictor"].get("type") != "embedding_head" or config["predictor"].get("tuned"):
+        raise UnfreezeError(
+            f"{path} was trained with strategy {config['strategy']['name']!r}: its backbone is tuned for its one "
+            "head, so no other head can share it. Heads go into features bundles (`unfreeze fit --strategy "
+            "features`, or `unfreeze heads add NEW_BUNDLE NAME DATA --model MODEL`)."
+        )
+    clf = Classifier.load(path, device=device)
     suite = MultiHeadClassifier(model=clf.model, max_length=clf.max_length_, batch_size=clf.batch_size,
                                 device=device)
     suite._backbone = clf.backbone_
@@ -277,9 +250,6 @@ def _bundle_lock(path: Path) -> Iterator[None]:
 def _write(suite: MultiHeadClassifier, path: Path) -> None:
     from safetensors.numpy import save as save_bytes
 
-    from ..bundle import _reference, package_versions
-    from ..cache import atomic_path
-
     if not suite.heads:
         raise UnfreezeError("A bundle needs at least one head; add one before saving.")
     backbone = suite.backbone
@@ -293,11 +263,11 @@ def _write(suite: MultiHeadClassifier, path: Path) -> None:
         entries[name] = {"file": file, "pooling": head.pooling, "layers": list(head.layers),
                          "labels": head.classes.tolist(), "head": meta, **head.info}
     config = {
-        "format": "unfreeze-bundle",
+        "format": FORMAT,
         "format_version": MULTIHEAD_FORMAT_VERSION,
         "kind": MULTIHEAD_KIND,
         "strategy": "features",
-        "backbone": {"reference": _reference(str(suite.model)), "fingerprint": suite.fingerprint,
+        "backbone": {"reference": model_reference(str(suite.model)), "fingerprint": suite.fingerprint,
                      "family": backbone.family, "num_blocks": backbone.num_blocks},
         "max_length": backbone.length_limit(suite.max_length),
         "batch_size": suite.batch_size,
@@ -310,9 +280,10 @@ def _write(suite: MultiHeadClassifier, path: Path) -> None:
             (tmp / HEADS_DIR).mkdir(parents=True)
             for file, blob in blobs.items():
                 (tmp / file).write_bytes(blob)
-            (tmp / "unfreeze.json").write_text(text)
+            (tmp / CONFIG_FILE).write_text(text)
+            make_shareable(tmp)
         return
-    if not (path / "unfreeze.json").exists():
+    if not (path / CONFIG_FILE).exists():
         raise UnfreezeError(f"{path} exists and is not an unfreeze bundle; choose another path.")
     (path / HEADS_DIR).mkdir(exist_ok=True)
     for file, blob in blobs.items():
@@ -320,7 +291,7 @@ def _write(suite: MultiHeadClassifier, path: Path) -> None:
             with atomic_path(path / file) as tmp:
                 tmp.write_bytes(blob)
                 _fsync(tmp)
-    with atomic_path(path / "unfreeze.json") as tmp:  # the one step that switches to the new heads
+    with atomic_path(path / CONFIG_FILE) as tmp:  # the one step that switches to the new heads
         tmp.write_text(text)
         _fsync(tmp)
     _remove_unreferenced(path, set(blobs))
@@ -351,7 +322,7 @@ def new_suite_for(path: Path, model: str | None, max_length: int, batch_size: in
                                    device=device)
     existing = MultiHeadClassifier.load(path, device=device)
     if model is not None:
-        from ..classifier import shared_backbone
+        from .models.loaded import shared_backbone
 
         if shared_backbone(str(model), device).fingerprint() != existing.fingerprint:
             raise UnfreezeError(f"{path} holds heads on model {existing.model!r}, not {model!r}; "

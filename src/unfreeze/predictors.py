@@ -1,0 +1,221 @@
+"""Fitted predictors: what a strategy's fit returns, and what a bundle stores.
+
+Two shapes cover every strategy so far:
+
+- :class:`EmbeddingHead`: a logistic head on pooled hidden states of a body that is the
+  base model (``features``) or a tuned copy of it (``setfit``);
+- :class:`NetworkPredictor`: a tuned network, body and linear head (``freeze``, ``full``,
+  ``reinit``, ``lora``).
+
+Each has ``logits(inputs)`` and ``proba(inputs)``, ``state()`` (tensors by file stem, and
+JSON metadata) and ``from_state(...)``, the inverse used when a bundle is loaded. A new
+strategy may bring its own predictor class: registering it under ``type_name`` lets
+bundles find it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from .errors import UnfreezeError
+
+if TYPE_CHECKING:
+    from .embed import Embeddings
+    from .heads import LogisticHead
+    from .models.backbone import Backbone, TextInput
+    from .strategies.base import FitContext, Strategy
+    from .training.model import TextClassificationModel
+
+Tensors = dict[str, object]  # name -> numpy array or torch tensor
+
+
+@dataclass
+class PredictorState:
+    """What a bundle stores of a predictor: tensors per file stem (``head`` -> head.safetensors), and metadata."""
+
+    files: dict[str, Tensors]
+    meta: dict
+
+
+PREDICTORS: dict[str, type[Predictor]] = {}
+
+
+def register_predictor(cls: type[Predictor]) -> type[Predictor]:
+    PREDICTORS[cls.type_name] = cls
+    return cls
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+class Predictor:
+    """Base class: a fitted model that maps inputs to class scores (columns: class indices 0..K-1)."""
+
+    type_name: ClassVar[str] = ""
+    backbone: Backbone
+    batch_size: int  # inputs per forward pass when predicting
+    progress: bool  # show a progress bar when predicting
+
+    def logits(self, inputs: Sequence[TextInput]) -> np.ndarray:
+        """Unnormalised class scores, [n_inputs, n_classes]."""
+        raise NotImplementedError
+
+    def proba(self, inputs: Sequence[TextInput]) -> np.ndarray:
+        return softmax(self.logits(inputs))
+
+    def state(self) -> PredictorState:
+        raise NotImplementedError
+
+    @classmethod
+    def from_state(cls, context: FitContext, strategy: Strategy, state: PredictorState) -> Predictor:
+        raise NotImplementedError
+
+
+@register_predictor
+@dataclass
+class EmbeddingHead(Predictor):
+    """A logistic head on pooled hidden states; the body is the base model or, with ``tuned``, a tuned copy."""
+
+    type_name: ClassVar[str] = "embedding_head"
+
+    backbone: Backbone
+    pooling: str
+    layers: tuple[int, ...]
+    max_length: int
+    batch_size: int
+    head: LogisticHead | None
+    use_cache: bool = True  # the embedding cache is keyed by the base model's weights: never for a tuned body
+    progress: bool = True
+    tuned: bool = False
+    n_truncated: int = field(default=0, init=False)
+
+    def embed(self, inputs: Sequence[TextInput]) -> Embeddings:
+        from .embed import embed
+
+        result = embed(self.backbone, inputs, self.layers, self.pooling, self.max_length, self.batch_size,
+                       use_cache=self.use_cache and not self.tuned, progress=self.progress)
+        self.n_truncated = result.n_truncated
+        return result
+
+    def features(self, inputs: Sequence[TextInput]) -> np.ndarray:
+        return self.embed(inputs).features(self.layers)
+
+    def logits(self, inputs: Sequence[TextInput]) -> np.ndarray:
+        scores = self.head.decision_function(self.features(inputs))
+        # scikit-learn gives one column for two classes: the log-odds of class 1
+        return np.column_stack([np.zeros_like(scores), scores]) if scores.ndim == 1 else scores
+
+    def proba(self, inputs: Sequence[TextInput]) -> np.ndarray:
+        return self.head.predict_proba(self.features(inputs))
+
+    def state(self) -> PredictorState:
+        tensors, meta = self.head.state()
+        files: dict[str, Tensors] = {"head": tensors}
+        if self.tuned:
+            files["trained"] = trained_tensors(self.backbone.model)
+        return PredictorState(files, {"type": self.type_name, "head": meta, "tuned": self.tuned})
+
+    @classmethod
+    def from_state(cls, context: FitContext, strategy: Strategy, state: PredictorState) -> EmbeddingHead:
+        from .heads import LogisticHead
+
+        backbone = context.backbone
+        tuned = bool(state.meta.get("tuned"))
+        if tuned:
+            backbone.model = strategy.prepare(backbone)
+            load_trained(backbone.model, state.files["trained"], "trained.safetensors")
+            backbone.model.eval()
+        head = LogisticHead.from_state(state.files["head"], state.meta["head"])
+        return cls(backbone, context.pooling, context.layers, context.max_length, context.batch_size, head,
+                   use_cache=context.cache, progress=context.progress, tuned=tuned)
+
+
+@register_predictor
+@dataclass
+class NetworkPredictor(Predictor):
+    """A tuned network: the body (the blocks above ``frozen_k`` trained) and a linear head."""
+
+    type_name: ClassVar[str] = "network"
+
+    backbone: Backbone
+    network: TextClassificationModel
+    frozen_k: int
+    base_fingerprint: str
+    max_length: int
+    batch_size: int
+    prefix_cache: bool = True
+    progress: bool = False  # prediction of a tuned network shows no bar
+    n_truncated: int = field(default=0, init=False)
+
+    def logits(self, inputs: Sequence[TextInput]) -> np.ndarray:
+        from .embed import input_keys
+        from .training import predict_logits
+        from .training.prefix import compute_prefix_states, prefix_pool_active
+
+        encoded = self.backbone.encode(inputs, self.max_length)
+        self.n_truncated = encoded.n_truncated
+        prefix = None
+        if self.frozen_k >= 1 and self.prefix_cache and prefix_pool_active():
+            # in a sweep, the frozen prefix of the test texts is computed once for every cell
+            states = compute_prefix_states(self.backbone, encoded, [self.frozen_k], self.batch_size,
+                                           pool_key=(self.base_fingerprint, encoded.max_length),
+                                           keys=input_keys(inputs))
+            prefix = states[self.frozen_k]
+        return predict_logits(self.network, self.backbone, encoded, self.batch_size, prefix)
+
+    def state(self) -> PredictorState:
+        return PredictorState({"trained": trained_tensors(self.network)},
+                              {"type": self.type_name, "n_classes": self.network.head.out_features,
+                               "prefix_cache": self.prefix_cache})
+
+    @classmethod
+    def from_state(cls, context: FitContext, strategy: Strategy, state: PredictorState) -> NetworkPredictor:
+        import torch
+
+        from .training import TextClassificationModel
+
+        backbone = context.backbone
+        torch.manual_seed(0)  # prepare may draw (re-initialised blocks); the saved tensors overwrite what trains
+        backbone.model = strategy.prepare(backbone)
+        network = TextClassificationModel(backbone, int(state.meta.get("n_classes", context.n_classes)),
+                                          context.pooling, context.layers)
+        load_trained(network, state.files["trained"], "trained.safetensors")
+        network.to(backbone.device).eval()
+        backbone.model.eval()
+        return cls(backbone, network, strategy.frozen_blocks(backbone.num_blocks), context.base_fingerprint,
+                   context.max_length, context.batch_size, prefix_cache=bool(state.meta.get("prefix_cache", True)))
+
+
+def predictor_class(type_name: str) -> type[Predictor]:
+    if type_name not in PREDICTORS:
+        raise UnfreezeError(f"unknown predictor type {type_name!r} (known: {', '.join(PREDICTORS)})")
+    return PREDICTORS[type_name]
+
+
+def trained_tensors(module) -> Tensors:
+    """The parameters that training changed (those that require gradients), on the CPU."""
+    return {name: p.detach().cpu().contiguous() for name, p in module.named_parameters() if p.requires_grad}
+
+
+def load_trained(module, saved: Tensors, file_name: str) -> None:
+    """Copy saved trained tensors into ``module``; every saved name must match a parameter of that shape."""
+    import torch
+
+    own = dict(module.named_parameters())
+    unknown = sorted(set(saved) - set(own))
+    if unknown:
+        raise UnfreezeError(f"{file_name} holds tensors this model does not have (first: {unknown[0]}); "
+                            "the bundle was made by another unfreeze or model version. Refit it.")
+    with torch.no_grad():
+        for name, tensor in saved.items():
+            tensor = torch.as_tensor(tensor)
+            if own[name].shape != tensor.shape:
+                raise UnfreezeError(f"{file_name}: {name} has shape {tuple(tensor.shape)}, the model expects "
+                                    f"{tuple(own[name].shape)}. Refit the bundle.")
+            own[name].copy_(tensor.to(own[name].device))
