@@ -29,6 +29,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Read when libgomp loads, so it must be set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -41,6 +42,49 @@ TINY = {"hidden": 32, "blocks": 2, "heads": 2, "intermediate": 64, "positions": 
 # their models reject them)
 TOKEN_TYPE_FAMILIES = ("bert", "deberta-v2")
 CLS_ID, SEP_ID, PAD_ID = 101, 102, 0  # MiniLM (BERT uncased) special tokens
+
+
+# -- constructed tasks: learnable from one word's identity, so tiny random models learn them ----------
+
+POS = ["good", "great", "excellent", "wonderful", "lovely"]
+NEG = ["bad", "awful", "terrible", "horrible", "poor"]
+FILLER = ["the", "movie", "was", "really", "quite", "plot", "actors", "and", "film", "story", "very", "a", "this"]
+
+
+def sentiment_task_fixed(n: int, seed: int) -> tuple[list[str], list[int]]:
+    """Six filler words plus one sentiment word at a random place; label = the word's polarity."""
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for i in range(n):
+        label = i % 2
+        words = list(rng.choice(FILLER, size=6))
+        words.insert(int(rng.integers(0, 7)), str(rng.choice(POS if label else NEG)))
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, labels
+
+
+def sentiment_task_varied(n: int, seed: int) -> tuple[list[str], list[int]]:
+    """Like ``sentiment_task_fixed`` with 3 to 8 filler words: texts of different lengths (padding matters)."""
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for i in range(n):
+        label = i % 2
+        words = list(rng.choice(FILLER, size=int(rng.integers(3, 9))))
+        words.insert(int(rng.integers(0, len(words) + 1)), str(rng.choice(POS if label else NEG)))
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, labels
+
+
+def applicable(strategy, params: dict) -> dict:
+    """The entries of ``params`` that ``strategy`` takes (its parameters, the training settings it reads):
+    tests share defaults such as C=1.0 across strategies, and a setting a strategy does not use is an error."""
+    from unfreeze.strategies import make_strategy
+
+    target = make_strategy(strategy)
+    names = set(target.setting_names()) | set(target.training_settings)
+    return {k: v for k, v in params.items() if k in names}
 
 
 def minilm_path() -> Path:

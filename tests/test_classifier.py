@@ -9,32 +9,14 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
-from sklearn.model_selection import cross_val_score
+from sklearn.model_selection import GridSearchCV, cross_val_score
 
-from conftest import FAMILIES
-from unfreeze import Classifier, UnfreezeError
+from conftest import FAMILIES, sentiment_task_fixed
+from unfreeze import Classifier, Features, Freeze, Lora, Training, UnfreezeError
 from unfreeze.errors import InvalidParameterError
 
-POS = ["good", "great", "excellent", "wonderful", "lovely"]
-NEG = ["bad", "awful", "terrible", "horrible", "poor"]
-FILLER = ["the", "movie", "was", "really", "quite", "plot", "actors", "and", "film", "story", "very", "a", "this"]
-
-
-def sentiment_task(n: int, seed: int) -> tuple[list[str], list[int]]:
-    """Filler words plus one sentiment word: learnable from token identity alone."""
-    rng = np.random.default_rng(seed)
-    texts, labels = [], []
-    for i in range(n):
-        label = i % 2
-        words = list(rng.choice(FILLER, size=6))
-        words.insert(int(rng.integers(0, 7)), str(rng.choice(POS if label else NEG)))
-        texts.append(" ".join(words))
-        labels.append(label)
-    return texts, labels
-
-
-X, Y = sentiment_task(40, seed=0)
-X_TEST, Y_TEST = sentiment_task(40, seed=1)
+X, Y = sentiment_task_fixed(40, seed=0)
+X_TEST, Y_TEST = sentiment_task_fixed(40, seed=1)
 
 
 def make(tiny_model_dir, family="bert", **params) -> Classifier:
@@ -46,24 +28,48 @@ def make(tiny_model_dir, family="bert", **params) -> Classifier:
 
 def test_constructor_only_stores_parameters():
     # no validation and no loading at construction: even junk is stored as given
-    clf = Classifier(model="no/such/model", strategy="nope", C=-1, layers="junk")
-    assert clf.get_params()["strategy"] == "nope"
-    assert clf.get_params()["C"] == -1
+    junk_strategy = Features(C=-1, cv="x")
+    clf = Classifier(model="no/such/model", strategy=junk_strategy, training=Training(epochs=-3), layers="junk")
+    assert clf.get_params(deep=False)["strategy"] is junk_strategy
+    assert clf.get_params()["strategy__C"] == -1 and clf.get_params()["training__epochs"] == -3
     assert not [k for k in vars(clf) if k.endswith("_")]
+    assert Classifier(strategy="nope").strategy == "nope"  # a name is stored as given too
+
+
+def test_the_short_form_builds_the_strategy_and_training_objects():
+    clf = Classifier(strategy="freeze", k=4, epochs=2, learning_rate=1e-4)
+    assert clf.strategy == Freeze(k=4)
+    assert clf.training == Training(epochs=2, learning_rate=1e-4)
+    assert repr(clf.strategy) == "Freeze(k=4)"
+    # a strategy object given with more of its parameters: the object given is not changed
+    given = Lora(r=4)
+    clf = Classifier(strategy=given, lora_alpha=8)
+    assert clf.strategy == Lora(r=4, lora_alpha=8) and given == Lora(r=4)
 
 
 def test_get_params_matches_the_constructor_and_set_params_round_trips(tiny_model_dir):
     clf = make(tiny_model_dir)
-    params = clf.get_params()
-    names = [p for p in inspect.signature(Classifier.__init__).parameters if p != "self"]
+    params = clf.get_params(deep=False)
+    names = [p.name for p in inspect.signature(Classifier.__init__).parameters.values()
+             if p.name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD]
     assert sorted(params) == sorted(names)
-    assert params["model"] == tiny_model_dir("bert") and params["C"] == 1.0
-    same = clf.set_params(pooling="cls", layers="-2,-1", C=0.5)
+    assert params["model"] == tiny_model_dir("bert") and clf.get_params()["strategy__C"] == 1.0
+    same = clf.set_params(pooling="cls", layers="-2,-1", strategy__C=0.5)
     assert same is clf
     assert clf.get_params()["pooling"] == "cls"
-    assert clf.layers == "-2,-1" and clf.C == 0.5
+    assert clf.layers == "-2,-1" and clf.strategy.C == 0.5
     with pytest.raises(ValueError):
         clf.set_params(not_a_parameter=1)
+    with pytest.raises(ValueError):
+        clf.set_params(strategy__not_a_parameter=1)
+
+
+def test_nested_parameters_reach_a_strategy_given_by_name_and_the_default_training():
+    clf = Classifier(strategy="freeze")
+    clf.set_params(strategy__k=3, training__learning_rate=1e-4)
+    assert clf.strategy == Freeze(k=3) and clf.training == Training(learning_rate=1e-4)
+    other = Classifier(strategy="freeze")
+    assert other.training is None  # set_params did not change a shared default object
 
 
 def test_clone_is_unfitted_with_the_same_parameters(tiny_model_dir):
@@ -71,9 +77,25 @@ def test_clone_is_unfitted_with_the_same_parameters(tiny_model_dir):
     copy = clone(clf)
     assert copy is not clf
     assert copy.get_params() == clf.get_params()
-    assert not hasattr(copy, "head_") and not hasattr(copy, "classes_")
+    assert copy.strategy is not clf.strategy  # nested objects are cloned too
+    assert not hasattr(copy, "predictor_") and not hasattr(copy, "classes_")
     with pytest.raises(NotFittedError):
         copy.predict_proba(X[:2])
+
+
+def test_grid_search_over_nested_strategy_and_training_parameters(tiny_model_dir):
+    search = GridSearchCV(
+        Classifier(model=tiny_model_dir("bert"), strategy=Freeze(k=1), training=Training(epochs=1, validation_fraction=0),
+                   batch_size=8, progress=False, device="cpu"),
+        {"strategy__k": [1, 2], "training__learning_rate": [1e-4, 3e-3]}, cv=2)
+    search.fit(np.asarray(X), np.asarray(Y))
+    tried = [(p["strategy__k"], p["training__learning_rate"]) for p in search.cv_results_["params"]]
+    assert sorted(tried) == [(1, 1e-4), (1, 3e-3), (2, 1e-4), (2, 3e-3)]
+    assert search.best_estimator_.strategy_.k == search.best_params_["strategy__k"]
+    assert search.best_estimator_.training_.learning_rate == search.best_params_["training__learning_rate"]
+    # the fits differ: the parameters really reached them
+    assert len(set(np.round(search.cv_results_["mean_test_score"], 6))) > 1 or \
+        len({round(s, 6) for s in search.cv_results_["split0_test_score"]}) > 1
 
 
 def test_fit_returns_self_and_fitted_attributes_end_in_underscore(tiny_model_dir):
@@ -83,7 +105,7 @@ def test_fit_returns_self_and_fitted_attributes_end_in_underscore(tiny_model_dir
     added = set(vars(clf)) - before
     assert added, "fit stored no fitted state"
     assert all(name.endswith("_") and not name.startswith("_") for name in added), added
-    assert {"classes_", "head_", "pooling_", "layers_", "backbone_"} <= added
+    assert {"classes_", "predictor_", "strategy_", "pooling_", "layers_", "backbone_"} <= added
     assert clf.pooling_ == "mean"  # auto on an encoder
     assert clf.layers_ == (0, 2)
     assert list(clf.classes_) == [0, 1]
@@ -170,29 +192,34 @@ def test_long_texts_are_truncated_and_counted(tiny_model_dir):
 
 # -- invalid parameters ----------------------------------------------------------------------------
 
-SKLEARN_SHAPE = r"^The '{name}' parameter of Classifier must be .+\. Got {got}\.$"
+SKLEARN_SHAPE = r"^The '{name}' parameter of {owner} must be .+\. Got {got}\.$"
 
 
 @pytest.mark.parametrize(
-    ("name", "value"),
+    ("name", "value", "owner"),
     [
-        ("strategy", "nope"),
-        ("pooling", "avg"),
-        ("max_length", 0),
-        ("max_length", 2.5),
-        ("batch_size", 0),
-        ("C", 0),
-        ("C", -1.0),
-        ("C", "big"),
-        ("cv", 1),
+        ("strategy", "nope", "Classifier"),
+        ("pooling", "avg", "Classifier"),
+        ("max_length", 0, "Classifier"),
+        ("max_length", 2.5, "Classifier"),
+        ("batch_size", 0, "Classifier"),
+        ("seed", -1, "Classifier"),
+        ("cache", "yes", "Classifier"),
+        ("training", {"epochs": 2}, "Classifier"),
+        ("C", 0, "features"),
+        ("C", -1.0, "features"),
+        ("C", "big", "features"),
+        ("cv", 1, "features"),
+        ("class_weight", "auto", "Training"),
     ],
 )
-def test_invalid_parameters_are_rejected_before_loading_the_model(name, value):
+def test_invalid_parameters_are_rejected_before_loading_the_model(name, value, owner):
     # a model that cannot load: validation must come first and name the parameter
     clf = Classifier(model="no/such/model", progress=False, **{name: value})
     with pytest.raises(InvalidParameterError) as info:
         clf.fit(X, Y)
-    assert re.match(SKLEARN_SHAPE.format(name=name, got=re.escape(repr(value))), str(info.value)), str(info.value)
+    assert re.match(SKLEARN_SHAPE.format(name=name, owner=owner, got=re.escape(repr(value))), str(info.value)), \
+        str(info.value)
 
 
 def test_invalid_pooling_lists_the_valid_modes():
@@ -226,7 +253,7 @@ def test_same_seed_gives_identical_probabilities(tiny_model_dir):
     # C=None: the cross-validated choice of C is seeded too; no cache, so both run the model
     a = make(tiny_model_dir, C=None, cv=3, seed=5, cache=False).fit(X, Y)
     b = make(tiny_model_dir, C=None, cv=3, seed=5, cache=False).fit(X, Y)
-    assert a.head_.C_ == b.head_.C_
+    assert a.predictor_.head.C_ == b.predictor_.head.C_ == a.fit_record_["C"]
     assert np.array_equal(a.predict_proba(X_TEST), b.predict_proba(X_TEST))
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from unfreeze import Classifier
 
-from test_training import sentiment_task
+from conftest import sentiment_task_varied as sentiment_task
 
 RANKS = 2
 

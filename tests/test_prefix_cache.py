@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DECODER_FAMILIES, FAMILIES
+from conftest import DECODER_FAMILIES, FAMILIES, applicable
 from unfreeze import Classifier
 from unfreeze.models.backbone import Backbone
 from unfreeze.training import TextClassificationModel, compute_prefix_states
-from unfreeze.training.loop import _pad_states
-from unfreeze.training.prefix import _SkippedBlock, skip_bottom_blocks
+from unfreeze.training.prefix import PrefixBatch, PrefixStates, SkippedBlock, skip_bottom_blocks
 
 # lengths differ a lot, so batches carry real padding
 TEXTS = ["a short one", "a much longer text with many more words than the first one has in it",
@@ -41,8 +40,8 @@ def layer_cases(k: int) -> list[tuple[int, ...]]:
 def test_cached_prefix_gives_the_uncached_logits(family, k, pooling, tiny_backbone):
     backbone = tiny_backbone(family)
     encoded = backbone.encode(TEXTS, 64)
-    states, tuple_length = compute_prefix_states(backbone, encoded, [k], batch_size=4)
-    assert sorted(states) == [k]
+    states = compute_prefix_states(backbone, encoded, [k], batch_size=4)
+    assert sorted(states) == [k] and states[k].k == k
     # an order other than the cache's own batches, and two batches
     for idx in ([5, 0, 3], [1, 4, 2]):
         batch = backbone.collate(encoded, idx)
@@ -52,7 +51,7 @@ def test_cached_prefix_gives_the_uncached_logits(family, k, pooling, tiny_backbo
             model = TextClassificationModel(backbone, 3, pooling, layers).eval()
             with torch.no_grad():
                 plain = model(batch)
-                cached = model(batch, k, _pad_states(states[k], idx, backbone.device), tuple_length)
+                cached = model(batch, states[k].batch(idx, backbone.device))
             assert cached.shape == (len(idx), 3)
             torch.testing.assert_close(cached, plain, atol=1e-5, rtol=0)
 
@@ -62,25 +61,25 @@ def test_cache_is_really_used(family, tiny_backbone):
     # changing the cached states changes the logits: the stand-in's output feeds block k
     backbone = tiny_backbone(family)
     encoded = backbone.encode(TEXTS, 64)
-    states, tuple_length = compute_prefix_states(backbone, encoded, [1])
+    states = compute_prefix_states(backbone, encoded, [1])
     idx = [0, 1, 2]
     batch = backbone.collate(encoded, idx)
-    padded = _pad_states(states[1], idx, backbone.device)
+    prefix = states[1].batch(idx, backbone.device)
     torch.manual_seed(0)
     model = TextClassificationModel(backbone, 2, "mean", (L,)).eval()
     with torch.no_grad():
-        a = model(batch, 1, padded, tuple_length)
-        b = model(batch, 1, padded + 1.0, tuple_length)
+        a = model(batch, prefix)
+        b = model(batch, prefix._replace(states=prefix.states + 1.0))
     assert not torch.allclose(a, b)
 
 
 def test_cached_states_are_unpadded_and_on_the_cpu(tiny_backbone):
     backbone = tiny_backbone("bert")
     encoded = backbone.encode(TEXTS, 64)
-    states, _ = compute_prefix_states(backbone, encoded, [1, 2], batch_size=4)
+    states = compute_prefix_states(backbone, encoded, [1, 2], batch_size=4)
     for k in (1, 2):
         assert len(states[k]) == len(TEXTS)
-        for i, state in enumerate(states[k]):
+        for i, state in enumerate(states[k].states):
             assert state.shape == (encoded.lengths[i], 32)
             assert state.device.type == "cpu" and state.dtype == torch.float32
             assert not state.requires_grad
@@ -88,7 +87,9 @@ def test_cached_states_are_unpadded_and_on_the_cpu(tiny_backbone):
 
 def test_padded_states_follow_the_batch_layout():
     states = [torch.ones(2, 4), torch.full((5, 4), 2.0), torch.full((3, 4), 3.0)]
-    out = _pad_states(states, [2, 0, 1], torch.device("cpu"))
+    prefix = PrefixStates(1, states, tuple_length=2).batch([2, 0, 1], torch.device("cpu"))
+    assert isinstance(prefix, PrefixBatch) and (prefix.k, prefix.tuple_length) == (1, 2)
+    out = prefix.states
     assert out.shape == (3, 5, 4)
     assert torch.equal(out[0, :3], states[2]) and torch.count_nonzero(out[0, 3:]) == 0
     assert torch.equal(out[1, :2], states[0]) and torch.count_nonzero(out[1, 2:]) == 0
@@ -113,8 +114,8 @@ def test_training_with_the_cache_matches_training_without_it(family, strategy, p
     for use_cache in (True, False):
         fitted[use_cache] = Classifier(
             model=tiny_model_dir(family), strategy=strategy, prefix_cache=use_cache, seed=3, epochs=2,
-            batch_size=8, learning_rate=1e-3, validation_fraction=0.25, progress=False, device="cpu", cache=False,
-            C=1.0, **params).fit(TRAIN_X, TRAIN_Y)
+            batch_size=8, learning_rate=1e-3, progress=False, device="cpu", cache=False,
+            **applicable(strategy, dict(validation_fraction=0.25, C=1.0)), **params).fit(TRAIN_X, TRAIN_Y)
     with_cache, without = fitted[True].fit_record_, fitted[False].fit_record_
     assert with_cache["prefix_seconds"] > 0 and without["prefix_seconds"] == 0  # the two paths really differ
     assert with_cache["steps"] == without["steps"] > 1
@@ -124,8 +125,8 @@ def test_training_with_the_cache_matches_training_without_it(family, strategy, p
                                atol=1e-4)
     # and training did something: the probabilities moved away from the untrained model's
     untrained = Classifier(model=tiny_model_dir(family), strategy=strategy, prefix_cache=False, seed=3,
-                           max_steps=1, learning_rate=1e-12, head_learning_rate=1e-12, batch_size=8,
-                           validation_fraction=0, progress=False, device="cpu", cache=False, C=1.0,
+                           max_steps=1, learning_rate=1e-12, batch_size=8, progress=False, device="cpu", cache=False,
+                           **applicable(strategy, dict(head_learning_rate=1e-12, validation_fraction=0, C=1.0)),
                            **params).fit(TRAIN_X, TRAIN_Y)
     if strategy != "setfit":
         assert not np.allclose(untrained.predict_proba(TRAIN_X), fitted[True].predict_proba(TRAIN_X), atol=1e-3)
@@ -147,15 +148,15 @@ def test_several_ks_are_computed_in_one_forward_pass(tiny_backbone):
     handles = [count_calls(backbone.model, calls, "model")]
     handles += [count_calls(block, calls, f"block{i}") for i, block in enumerate(backbone.blocks)]
     try:
-        states, tuple_length = compute_prefix_states(backbone, encoded, [2, 1, 1], batch_size=4)
+        states = compute_prefix_states(backbone, encoded, [2, 1, 1], batch_size=4)
     finally:
         for h in handles:
             h.remove()
     n_batches = 2  # 6 examples, 4 per batch
     assert calls == {"model": n_batches, "block0": n_batches, "block1": n_batches}
     assert sorted(states) == [1, 2]
-    assert all(len(states[k]) == len(TEXTS) and all(s is not None for s in states[k]) for k in (1, 2))
-    assert not torch.equal(states[1][0], states[2][0])
+    assert all(len(states[k]) == len(TEXTS) and all(s is not None for s in states[k].states) for k in (1, 2))
+    assert not torch.equal(states[1].states[0], states[2].states[0])
 
 
 def test_forward_stops_after_the_last_needed_block(tiny_backbone):
@@ -166,7 +167,7 @@ def test_forward_stops_after_the_last_needed_block(tiny_backbone):
     handles = [count_calls(block, calls, f"block{i}") for i, block in enumerate(backbone.blocks)]
     handles.append(count_calls(backbone.model.pooler, calls, "pooler"))
     try:
-        states, _ = compute_prefix_states(backbone, encoded, [1], batch_size=4)
+        states = compute_prefix_states(backbone, encoded, [1], batch_size=4)
     finally:
         for h in handles:
             h.remove()
@@ -184,7 +185,7 @@ def test_forward_stops_after_the_last_needed_block(tiny_backbone):
 
 def test_k_zero_is_ignored(tiny_backbone):
     backbone = tiny_backbone("bert")
-    states, _ = compute_prefix_states(backbone, backbone.encode(TEXTS[:2], 64), [0, 2])
+    states = compute_prefix_states(backbone, backbone.encode(TEXTS[:2], 64), [0, 2])
     assert sorted(states) == [2]
 
 
@@ -192,7 +193,7 @@ def test_k_zero_is_ignored(tiny_backbone):
 def test_states_equal_hugging_face_hidden_states(family, tiny_backbone):
     backbone = tiny_backbone(family)
     encoded = backbone.encode(TEXTS, 64)
-    states, _ = compute_prefix_states(backbone, encoded, [1, 2], batch_size=4)
+    states = compute_prefix_states(backbone, encoded, [1, 2], batch_size=4)
     idx = list(range(len(TEXTS)))
     batch = backbone.collate(encoded, idx)
     with torch.no_grad():
@@ -206,9 +207,9 @@ def test_states_equal_hugging_face_hidden_states(family, tiny_backbone):
                 # Hugging Face's last hidden state has the final norm applied; the cache holds block L's output
                 norm = backbone.post_modules()["ln_f" if family == "gpt2" else "norm"]
                 with torch.no_grad():
-                    got = norm(states[k][i])
+                    got = norm(states[k].states[i])
             else:
-                got = states[k][i]
+                got = states[k].states[i]
             torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -244,8 +245,8 @@ def test_skip_bottom_blocks_restores_the_originals(k, tiny_backbone):
     backbone = private(tiny_backbone("bert"))
     originals = list(backbone.blocks)
     with skip_bottom_blocks(backbone.blocks, k, 0) as stand_in:
-        assert isinstance(stand_in, _SkippedBlock)
-        assert all(isinstance(backbone.blocks[i], _SkippedBlock) for i in range(k))
+        assert isinstance(stand_in, SkippedBlock)
+        assert all(isinstance(backbone.blocks[i], SkippedBlock) for i in range(k))
         assert all(backbone.blocks[i] is originals[i] for i in range(k, L))
         assert backbone.blocks[k - 1] is stand_in
     assert all(a is b for a, b in zip(backbone.blocks, originals, strict=True))
@@ -261,10 +262,10 @@ def test_skip_bottom_blocks_restores_the_originals(k, tiny_backbone):
 def test_stand_ins_return_the_block_output_shape():
     hidden = torch.randn(2, 3, 4)
     replacement = torch.randn(2, 3, 4)
-    assert _SkippedBlock(0)(hidden) is hidden
-    out = _SkippedBlock(3)(hidden, attention_mask=None)
+    assert SkippedBlock(0)(hidden) is hidden
+    out = SkippedBlock(3)(hidden, attention_mask=None)
     assert isinstance(out, tuple) and len(out) == 3 and out[0] is hidden and out[1:] == (None, None)
-    last = _SkippedBlock(1)
+    last = SkippedBlock(1)
     last.replacement = replacement
     assert last(hidden_states=hidden)[0] is replacement
 
@@ -275,16 +276,16 @@ def test_model_forward_restores_the_blocks_even_when_it_raises(family, tiny_back
     originals = list(backbone.blocks)
     encoded = backbone.encode(TEXTS[:3], 64)
     batch = backbone.collate(encoded, [0, 1, 2])
-    states, tuple_length = compute_prefix_states(backbone, encoded, [1])
+    states = compute_prefix_states(backbone, encoded, [1])
     before = hooks(backbone)
     model = TextClassificationModel(backbone, 2, "mean", (1, L)).eval()
     wrong = torch.zeros(3, batch["input_ids"].shape[1], 7)  # hidden size 7, not 32: block 1 fails
     with pytest.raises(RuntimeError):
-        model(batch, 1, wrong, tuple_length)
+        model(batch, PrefixBatch(1, states[1].tuple_length, wrong))
     assert all(a is b for a, b in zip(backbone.blocks, originals, strict=True))
     assert hooks(backbone) == before
     # and the model still works, cached and uncached
     with torch.no_grad():
-        torch.testing.assert_close(model(batch, 1, _pad_states(states[1], [0, 1, 2], backbone.device), tuple_length),
+        torch.testing.assert_close(model(batch, states[1].batch([0, 1, 2], backbone.device)),
                                    model(batch), atol=1e-5, rtol=0)
     assert all(a is b for a, b in zip(backbone.blocks, originals, strict=True))

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FAMILIES
+from conftest import FAMILIES, applicable
 from unfreeze import Classifier, UnfreezeError
 from unfreeze.errors import InvalidParameterError
 from unfreeze.models.backbone import Backbone
-from unfreeze.strategies import FreezeConfig, LoraConfig, ReinitConfig, SetFitConfig
+from unfreeze.strategies import Freeze, Lora, Reinit, SetFit
 
 # Three classes so that the head's size (hidden * 3 + 3) is not a coincidence of two.
 TEXTS = [f"sample {i} says {w} things" + " more" * (i % 4) for i, w in
@@ -83,8 +83,8 @@ def structure(tiny_model_dir):
 
 
 def fit_one_step(model_dir: str, strategy: str, **params) -> Classifier:
-    defaults = dict(model=model_dir, strategy=strategy, max_steps=1, validation_fraction=0, progress=False,
-                    device="cpu", cache=False, C=1.0, batch_size=16)
+    defaults = dict(model=model_dir, strategy=strategy, progress=False, device="cpu", cache=False, batch_size=16,
+                    **applicable(strategy, dict(max_steps=1, validation_fraction=0, C=1.0)))
     return Classifier(**{**defaults, **params}).fit(TEXTS, LABELS)
 
 
@@ -121,7 +121,7 @@ def test_freeze_trains_exactly_the_blocks_above_k(family, k, structure, tiny_mod
     if k >= 1:
         assert not any(body.get_parameter(n).requires_grad for n in s.embedding_side)
     assert not any(body.get_parameter(n).requires_grad for n in s.pooler)  # pooler never trains
-    assert all(p.requires_grad for p in clf.model_.head.parameters())
+    assert all(p.requires_grad for p in clf.predictor_.network.head.parameters())
     assert clf.fit_record_["steps"] == 1
 
 
@@ -188,10 +188,10 @@ def test_head_over_several_layers_is_counted(tiny_model_dir, structure):
 
 
 def test_training_never_touches_the_shared_backbone(tiny_model_dir):
-    import unfreeze.classifier as classifier_module
+    from unfreeze.models.loaded import shared_backbone
 
     clf = fit_one_step(tiny_model_dir("bert"), "full", max_steps=2, learning_rate=1e-2)
-    shared = classifier_module.shared_backbone(tiny_model_dir("bert"), "cpu")
+    shared = shared_backbone(tiny_model_dir("bert"), "cpu")
     assert shared.model is not clf.backbone_.model
     changed = [n for (n, a), (_, b) in zip(shared.model.named_parameters(), clf.backbone_.model.named_parameters())
                if not torch.equal(a, b)]
@@ -208,8 +208,6 @@ CASES = [
     ("freeze", dict(k=1.5), "The 'k' parameter of freeze must be an int >= 0. Got 1.5."),
     ("freeze", dict(k="1"), "The 'k' parameter of freeze must be an int >= 0. Got '1'."),
     ("freeze", dict(k=True), "The 'k' parameter of freeze must be an int >= 0. Got True."),
-    ("full", dict(k=1), "The 'k' parameter of full must be an int in [0, 0] (full fine-tuning freezes nothing; "
-                        "use freeze for k > 0). Got 1."),
     ("reinit", dict(m=0), "The 'm' parameter of reinit must be an int >= 1. Got 0."),
     ("reinit", dict(m=3), "The 'm' parameter of reinit must be an int in [1, 2] for this model. Got 3."),
     ("reinit", dict(m=1, k=2), "The 'k' parameter of reinit must be an int in [0, 1] for this model with m=1. Got 2."),
@@ -222,9 +220,13 @@ CASES = [
     ("lora", dict(lora_alpha=0), "The 'lora_alpha' parameter of lora must be a float > 0.0. Got 0."),
     ("lora", dict(top_blocks=3), "The 'top_blocks' parameter of lora must be an int in [1, 2] for this model. Got 3."),
     ("lora", dict(top_blocks=0), "The 'top_blocks' parameter of lora must be an int >= 1. Got 0."),
+    ("lora", dict(target_modules=[]), "The 'target_modules' parameter of lora must be None, a comma-separated "
+                                      "string or a list of module names. Got []."),
     ("setfit", dict(num_iterations=0), "The 'num_iterations' parameter of setfit must be an int >= 1. Got 0."),
     ("setfit", dict(k=2), "The 'k' parameter of setfit must be an int in [0, 1] for this model "
                           "(k = L tunes nothing). Got 2."),
+    ("setfit", dict(C=0), "The 'C' parameter of setfit must be a float > 0.0. Got 0."),
+    ("features", dict(cv=1), "The 'cv' parameter of features must be an int >= 2. Got 1."),
     ("freeze", dict(k=1, layers="0"), "The 'layers' parameter of Classifier must be hidden states at or above the "
                                       "frozen blocks (>= 1) for freeze with k=1. Got '0'."),
     ("freeze", dict(k=2, layers="1,-1"), "The 'layers' parameter of Classifier must be hidden states at or above the "
@@ -233,36 +235,73 @@ CASES = [
                                                 "above the frozen blocks (>= 1) for lora with k=1. Got '0,-1'."),
     ("setfit", dict(k=1, layers="0,-1"), "The 'layers' parameter of Classifier must be hidden states at or above the "
                                          "frozen blocks (>= 1) for setfit with k=1. Got '0,-1'."),
-    ("nope", {}, "The 'strategy' parameter of Classifier must be one of 'features', 'freeze', 'full', 'reinit', "
-                 "'lora', 'setfit'. Got 'nope'."),
-    ("freeze", dict(epochs=0), "The 'epochs' parameter of Classifier must be an int >= 1. Got 0."),
-    ("freeze", dict(max_steps=0), "The 'max_steps' parameter of Classifier must be an int >= 1. Got 0."),
-    ("freeze", dict(patience=0), "The 'patience' parameter of Classifier must be an int >= 1. Got 0."),
-    ("freeze", dict(learning_rate=0), "The 'learning_rate' parameter of Classifier must be a float > 0. Got 0."),
-    ("freeze", dict(learning_rate=-1e-5), "The 'learning_rate' parameter of Classifier must be a float > 0. "
+    ("freeze", dict(epochs=0), "The 'epochs' parameter of Training must be an int >= 1. Got 0."),
+    ("freeze", dict(max_steps=0), "The 'max_steps' parameter of Training must be an int >= 1. Got 0."),
+    ("freeze", dict(patience=0), "The 'patience' parameter of Training must be an int >= 1. Got 0."),
+    ("freeze", dict(learning_rate=0), "The 'learning_rate' parameter of Training must be a float > 0.0. Got 0."),
+    ("freeze", dict(learning_rate=-1e-5), "The 'learning_rate' parameter of Training must be a float > 0.0. "
                                           "Got -1e-05."),
-    ("freeze", dict(head_learning_rate=0.0), "The 'head_learning_rate' parameter of Classifier must be a float > 0. "
+    ("freeze", dict(head_learning_rate=0.0), "The 'head_learning_rate' parameter of Training must be a float > 0.0. "
                                              "Got 0.0."),
-    ("freeze", dict(validation_fraction=1), "The 'validation_fraction' parameter of Classifier must be a float in "
-                                            "[0, 1). Got 1."),
-    ("freeze", dict(warmup_ratio=1.5), "The 'warmup_ratio' parameter of Classifier must be a float in [0, 1.0]. "
+    ("freeze", dict(validation_fraction=1), "The 'validation_fraction' parameter of Training must be a float in "
+                                            "[0.0, 1.0). Got 1."),
+    ("freeze", dict(warmup_ratio=1.5), "The 'warmup_ratio' parameter of Training must be a float in [0.0, 1.0]. "
                                        "Got 1.5."),
-    ("freeze", dict(class_weight="x"), "The 'class_weight' parameter of Classifier must be None or 'balanced'. "
+    ("freeze", dict(class_weight="x"), "The 'class_weight' parameter of Training must be one of None, 'balanced'. "
                                        "Got 'x'."),
+    ("freeze", dict(prefix_cache="yes"), "The 'prefix_cache' parameter of Training must be True or False. "
+                                         "Got 'yes'."),
 ]
 
 
 @pytest.mark.parametrize(("strategy", "params", "message"), CASES,
                          ids=[f"{s}-{'-'.join(f'{k}={v}' for k, v in p.items())}" for s, p, _ in CASES])
 def test_bad_parameters_are_refused_with_one_message_shape(strategy, params, message, tiny_model_dir):
+    defaults = applicable(strategy, {"max_steps": 1, "validation_fraction": 0})
     clf = Classifier(model=tiny_model_dir("bert"), strategy=strategy, progress=False, device="cpu",
-                     **{"max_steps": 1, "validation_fraction": 0, **params})
+                     **{**defaults, **params})
     with pytest.raises(InvalidParameterError) as info:
         clf.fit(TEXTS, LABELS)
     assert str(info.value) == message
     assert re.match(r"^The '\w+' parameter of \w+ must be .+\. Got .+\.$", str(info.value))
     assert isinstance(info.value, ValueError)  # scikit-learn's parameter errors are ValueErrors
-    assert not hasattr(clf, "fit_record_") and not hasattr(clf, "model_")
+    assert not hasattr(clf, "fit_record_") and not hasattr(clf, "predictor_")
+
+
+def test_an_unknown_strategy_name_lists_the_registered_ones(tiny_model_dir):
+    clf = Classifier(model=tiny_model_dir("bert"), strategy="nope")
+    with pytest.raises(InvalidParameterError) as info:
+        clf.fit(TEXTS, LABELS)
+    assert str(info.value) == ("The 'strategy' parameter of Classifier must be one of 'features', 'freeze', 'full', "
+                               "'reinit', 'lora', 'setfit' or a Strategy object. Got 'nope'.")
+
+
+@pytest.mark.parametrize(("strategy", "params", "named"), [
+    ("freeze", dict(r=16), "'r' setting does not apply to strategy 'freeze': it is a parameter of lora"),
+    ("freeze", dict(C=0.1), "'C' setting does not apply to strategy 'freeze': it is a parameter of features, setfit"),
+    ("full", dict(k=1), "'k' setting does not apply to strategy 'full': it is a parameter of freeze, reinit, setfit"),
+    ("features", dict(num_iterations=3), "it is a parameter of setfit"),
+    ("lora", dict(banana=1), "'banana' setting does not apply to strategy 'lora': no strategy has it"),
+])
+def test_a_setting_of_another_strategy_is_refused_by_name(strategy, params, named):
+    with pytest.raises(UnfreezeError, match=re.escape(named)):
+        Classifier(strategy=strategy, **params)
+
+
+@pytest.mark.parametrize(("strategy", "training", "named"), [
+    ("features", dict(epochs=3), "'epochs' is not used by strategy 'features' (the settings it reads: class_weight); "
+                                 "strategies that use it: freeze, full, reinit, lora, setfit."),
+    ("setfit", dict(patience=5), "'patience' is not used by strategy 'setfit'"),
+    ("setfit", dict(validation_fraction=0.2), "strategies that use it: freeze, full, reinit, lora."),
+    ("setfit", dict(head_learning_rate=0.1), "'head_learning_rate' is not used by strategy 'setfit'"),
+])
+def test_a_training_setting_the_strategy_does_not_read_is_refused_at_fit(strategy, training, named, tiny_model_dir):
+    from unfreeze import Training
+
+    clf = Classifier(model=tiny_model_dir("bert"), strategy=strategy, training=Training(**training), progress=False)
+    with pytest.raises(UnfreezeError, match=re.escape(named)):
+        clf.fit(TEXTS, LABELS)
+    assert not hasattr(clf, "predictor_")
 
 
 @pytest.mark.parametrize("target_modules", ["nope", ["missing"], "dense_typo,other"])
@@ -272,7 +311,7 @@ def test_lora_target_modules_that_match_nothing_are_user_errors(target_modules, 
     with pytest.raises(UnfreezeError, match=r"^LoRA target modules .+ match no linear layer in the blocks of "
                                             r"BertModel\. Check target_modules \(--target-modules\)\.$"):
         clf.fit(TEXTS, LABELS)
-    assert not hasattr(clf, "model_")
+    assert not hasattr(clf, "predictor_")
 
 
 def test_lora_named_targets_are_used(tiny_model_dir, structure):
@@ -286,22 +325,24 @@ def test_lora_named_targets_are_used(tiny_model_dir, structure):
 
 
 @pytest.mark.parametrize(
-    ("config", "args"),
-    [(FreezeConfig, dict(k=-1)), (ReinitConfig, dict(m=0)), (LoraConfig, dict(r=0)),
-     (LoraConfig, dict(lora_dropout=1.5)), (SetFitConfig, dict(num_iterations=0))],
+    ("cls", "args"),
+    [(Freeze, dict(k=-1)), (Reinit, dict(m=0)), (Lora, dict(r=0)), (Lora, dict(lora_dropout=1.5)),
+     (SetFit, dict(num_iterations=0))],
 )
-def test_configs_validate_on_construction(config, args):
-    with pytest.raises(InvalidParameterError, match=rf"^The '{next(iter(args))}' parameter of {config.name} must be"):
-        config(**args)
+def test_strategies_store_at_construction_and_validate_in_check(cls, args):
+    strategy = cls(**args)  # scikit-learn's rule: the constructor only stores
+    assert strategy.get_params()[next(iter(args))] == next(iter(args.values()))
+    with pytest.raises(InvalidParameterError, match=rf"^The '{next(iter(args))}' parameter of {cls.name} must be"):
+        strategy.check()
 
 
-def test_frozen_blocks_of_each_config():
-    assert FreezeConfig().frozen_blocks(6) == 3
-    assert FreezeConfig().frozen_blocks(2) == 1
-    assert FreezeConfig(k=0).frozen_blocks(2) == 0
-    assert LoraConfig(top_blocks=1).frozen_blocks(6) == 5
-    assert LoraConfig().frozen_blocks(6) == 0
-    assert ReinitConfig(m=2).frozen_blocks(6) == 0 and ReinitConfig(m=2, k=3).frozen_blocks(6) == 3
+def test_frozen_blocks_of_each_strategy():
+    assert Freeze().frozen_blocks(6) == 3
+    assert Freeze().frozen_blocks(2) == 1
+    assert Freeze(k=0).frozen_blocks(2) == 0
+    assert Lora(top_blocks=1).frozen_blocks(6) == 5
+    assert Lora().frozen_blocks(6) == 0
+    assert Reinit(m=2).frozen_blocks(6) == 0 and Reinit(m=2, k=3).frozen_blocks(6) == 3
 
 
 # -- reinit: exactly the top m blocks and the pooler -------------------------------------------------
@@ -323,7 +364,7 @@ def test_reinit_changes_exactly_the_top_m_blocks_and_the_pooler(family, m, tiny_
     backbone = perturbed_copy(tiny_backbone(family))
     before = {n: p.detach().clone() for n, p in backbone.model.named_parameters()}
     torch.manual_seed(0)
-    body = ReinitConfig(m=m).prepare(backbone)
+    body = Reinit(m=m).prepare(backbone)
     assert body is backbone.model
     reinitialised = set().union(*s.blocks[L - m:]) | s.pooler
     after = dict(backbone.model.named_parameters())
@@ -355,7 +396,7 @@ def test_reinit_is_seeded(tiny_backbone):
     for seed in (0, 0, 1):
         backbone = perturbed_copy(tiny_backbone("bert"))
         torch.manual_seed(seed)
-        ReinitConfig(m=1).prepare(backbone)
+        Reinit(m=1).prepare(backbone)
         results.append(backbone.blocks[1].attention.self.query.weight.detach().clone())
     assert torch.equal(results[0], results[1])
     assert not torch.equal(results[0], results[2])

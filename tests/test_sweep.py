@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,8 @@ import pytest
 
 from unfreeze.errors import UnfreezeError
 from unfreeze.sweep import ResultsStore, SweepSpec, expand
-from unfreeze.sweep.grid import STRATEGY_NAMES
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 GOOD = ["good", "great", "fine", "lovely", "superb", "wonderful"]
 BAD = ["bad", "awful", "poor", "dreadful", "terrible", "boring"]
@@ -84,10 +86,43 @@ def test_bad_specs_are_refused(bad, message):
         SweepSpec(**bad)
 
 
-def test_strategy_names_match_the_registry():
-    from unfreeze.strategies import STRATEGIES
+def test_cell_keys_of_release_0_1_0_sweeps_are_unchanged():
+    """A run folder of the first release resumes: its cells keep their keys (and labels)."""
+    fixture = json.loads((FIXTURES / "sweep_keys_release-0.1.0.json").read_text())
+    for entry in fixture["specs"]:
+        spec = SweepSpec(**entry["spec"])
+        cells = expand(spec, entry["num_blocks"])
+        got = [{"label": c.label, "n_train": c.n_train, "seed": c.seed,
+                "key": c.key(entry["data_fingerprint"], entry["model_fingerprint"], spec.training_settings())}
+               for c in cells]
+        assert got == entry["cells"]
 
-    assert set(STRATEGY_NAMES) == set(STRATEGIES)
+
+def test_any_strategy_parameter_can_be_swept():
+    spec = SweepSpec(strategies=["freeze", "lora", "reinit"], k=[1], n_train=[8], seeds=[0],
+                     grid={"lora": {"r": [4, "16"], "lora_alpha": 32}, "reinit": {"m": [1, 2], "k": [0]}})
+    labels = [c.label for c in expand(spec, 6)]
+    assert labels == ["freeze k=1", "lora r=4 lora_alpha=32", "lora r=16 lora_alpha=32", "reinit m=1 k=0",
+                      "reinit m=2 k=0"]
+    assert [c.make_strategy() for c in expand(spec, 6)][2].r == 16  # strings (the CLI's) take the declared type
+    # a sweep's training settings go only to the strategies that read them
+    from unfreeze.strategies import Features, SetFit
+
+    spec = SweepSpec(epochs=4, validation_fraction=0.0, patience=None)
+    assert spec.training_for(Features) == {"class_weight": None}
+    assert set(spec.training_for(SetFit)) == set(SetFit.training_settings) - {"prefix_cache"}
+
+
+@pytest.mark.parametrize("grid, message", [
+    ({"magic": {"k": [1]}}, "grid names unknown strategy 'magic'"),
+    ({"lora": {"rank": [4]}}, "Strategy 'lora' has no parameter 'rank' to sweep. Its parameters: r, lora_alpha"),
+    ({"lora": {"r": []}}, "gives no values for lora.r"),
+    ({"lora": {"r": [0]}}, "The 'r' parameter of lora must be an int >= 1. Got 0."),
+    ({"reinit": {"m": ["two"]}}, "The 'm' parameter of reinit must be an int >= 1. Got 'two'."),
+])
+def test_a_bad_grid_is_one_line_before_anything_runs(grid, message):
+    with pytest.raises(UnfreezeError, match=re.escape(message)):
+        SweepSpec(strategies=["lora", "reinit"], grid=grid)
 
 
 def test_cell_keys_are_stable_and_change_with_everything_that_defines_a_cell():
@@ -107,6 +142,23 @@ def test_cell_keys_are_stable_and_change_with_everything_that_defines_a_cell():
     assert cell.key("data", "model", replace(spec, seeds=[0, 1, 2], n_train=[8, 16, 32]).training_settings()) == base
 
 
+def test_toml_scalars_are_one_element_lists_and_paths_are_relative_to_the_file(tmp_path, monkeypatch):
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / "train.csv").write_text("text,label\na,x\n")
+    config = folder / "sweep.toml"
+    config.write_text('[sweep]\ndata = "train.csv"\nstrategies = "features, freeze"\nn_train = 16\nseeds = 2\nk = 3\n'
+                      '[sweep.grid.lora]\nr = 4\n')
+    monkeypatch.chdir(tmp_path)  # elsewhere: the data path must not depend on where the command runs
+    spec = SweepSpec.from_toml(config)
+    assert (spec.strategies, spec.n_train, spec.seeds, spec.k) == (["features", "freeze"], [16], [2], [3])
+    assert spec.grid == {"lora": {"r": [4]}}
+    assert Path(spec.data) == folder / "train.csv"
+    builtin = folder / "builtin.toml"
+    builtin.write_text('data = "movie-snippets:train"\n')
+    assert SweepSpec.from_toml(builtin).data == "movie-snippets:train"
+
+
 def test_sweep_spec_reads_toml_and_rejects_unknown_settings(tmp_path):
     good = tmp_path / "sweep.toml"
     good.write_text('[sweep]\ndata = "bbc-news"\nstrategies = ["features", "lora"]\nk = "all"\n'
@@ -114,6 +166,7 @@ def test_sweep_spec_reads_toml_and_rejects_unknown_settings(tmp_path):
     spec = SweepSpec.from_toml(good)
     assert (spec.data, spec.strategies, spec.k, spec.n_train, spec.seeds, spec.r) == (
         "bbc-news", ["features", "lora"], "all", [32, 128], [0, 1, 2], 4)
+    assert spec.axes("lora") == {"r": [4]}
     bad = tmp_path / "bad.toml"
     bad.write_text('[sweep]\nlearning_rat = 0.1\n')
     with pytest.raises(UnfreezeError, match="unknown sweep setting 'learning_rat'"):
@@ -177,7 +230,7 @@ def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(toy_spec, tmp_path):
 
 
 def test_shared_caches_give_the_same_results_and_save_forward_passes(toy_spec, tmp_path, monkeypatch):
-    from unfreeze.classifier import shared_backbone
+    from unfreeze.models.loaded import shared_backbone
 
     spec = replace(toy_spec, seeds=[0])
     backbone = shared_backbone(spec.model, None)
@@ -214,23 +267,40 @@ SWEEP_SCRIPT = textwrap.dedent("""
 """)
 
 
+def _wait_for_rows(store: ResultsStore, proc: subprocess.Popen, more_than: int, timeout: float = 120) -> bool:
+    """Wait until the store has more than ``more_than`` rows; False when the process ended first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(store.records()) > more_than:
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.02)
+    raise AssertionError("the sweep recorded nothing within the timeout")
+
+
 def test_resume_after_sigkill_at_random_points(toy_spec, tmp_path):
-    """Kill the sweep process at random instants; every cell still ends exactly once."""
+    """Kill the sweep process at random instants after it made progress; every cell still ends exactly once."""
     spec = replace(toy_spec, strategies=["features", "freeze"], k=[0, 1, 2], n_train=[8, 12, 16], seeds=[0, 1, 2])
     out = tmp_path / "run"
+    store = ResultsStore(out)
     args = [sys.executable, "-c", SWEEP_SCRIPT, json.dumps(spec.as_dict()), str(out)]
     env = dict(os.environ)
     rng = random.Random(1234)
     kills = 0
-    for _ in range(5):
+    for attempt in range(4):
         proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(3.0, 7.0))
+        # each kill lands after at least one new cell, at a random instant within the next one
+        # (the first one right away: 27 cells cannot all finish in that instant)
+        if not _wait_for_rows(store, proc, len(store.records())):
+            break
+        time.sleep(0 if attempt == 0 else rng.uniform(0.0, 1.5))
         if proc.poll() is not None:
             break
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += 1
-        ResultsStore(out).records()  # readable after every kill
+        store.records()  # readable after every kill
     final = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert final.returncode == 0, final.stderr[-2000:]
     assert kills >= 1

@@ -11,40 +11,23 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import unfreeze.classifier as classifier_module
 import unfreeze.training.loop as loop
+from conftest import applicable, sentiment_task_varied
 from unfreeze import Classifier
 from unfreeze.models.backbone import Backbone
-from unfreeze.strategies import FreezeConfig
+from unfreeze.models.loaded import forget_backbones
+from unfreeze.strategies import Freeze
 from unfreeze.strategies.setfit import count_pairs, pair_batches
 from unfreeze.training import TextClassificationModel, TrainConfig, train
-from unfreeze.training.loop import _class_weights, length_grouped_order
+from unfreeze.training.loop import class_weights, length_grouped_order
 
-POS = ["good", "great", "excellent", "wonderful", "lovely"]
-NEG = ["bad", "awful", "terrible", "horrible", "poor"]
-FILLER = ["the", "movie", "was", "really", "quite", "plot", "actors", "and", "film", "story", "very", "a", "this"]
-
-
-def sentiment_task(n: int, seed: int) -> tuple[list[str], list[int]]:
-    """Filler words plus one sentiment word: learnable from token identity alone."""
-    rng = np.random.default_rng(seed)
-    texts, labels = [], []
-    for i in range(n):
-        label = i % 2
-        words = list(rng.choice(FILLER, size=int(rng.integers(3, 9))))
-        words.insert(int(rng.integers(0, len(words) + 1)), str(rng.choice(POS if label else NEG)))
-        texts.append(" ".join(words))
-        labels.append(label)
-    return texts, labels
-
-
-X, Y = sentiment_task(40, seed=0)
-X_TEST, _ = sentiment_task(20, seed=1)
+X, Y = sentiment_task_varied(40, seed=0)
+X_TEST, _ = sentiment_task_varied(20, seed=1)
 
 
 def make(tiny_model_dir, family="bert", **params) -> Classifier:
-    defaults = dict(model=tiny_model_dir(family), progress=False, device="cpu", cache=False, C=1.0, batch_size=8,
-                    validation_fraction=0)
+    defaults = dict(model=tiny_model_dir(family), progress=False, device="cpu", cache=False, batch_size=8,
+                    **applicable(params.get("strategy", "features"), dict(C=1.0, validation_fraction=0)))
     return Classifier(**{**defaults, **params})
 
 
@@ -75,7 +58,7 @@ def private_bert(tiny_backbone) -> Backbone:
 def test_best_epoch_weights_are_restored_and_patience_stops(tiny_backbone, monkeypatch):
     """Scripted validation accuracies 0.5, 1.0, 0.5, 0.5: best epoch 2, stop after 2 bad epochs, epoch-2 weights."""
     backbone = private_bert(tiny_backbone)
-    FreezeConfig(k=1).prepare(backbone)
+    Freeze(k=1).prepare(backbone)
     torch.manual_seed(0)
     model = TextClassificationModel(backbone, 2, "mean", (2,))
     encoded = backbone.encode(X, 64)
@@ -113,7 +96,7 @@ def test_best_epoch_weights_are_restored_and_patience_stops(tiny_backbone, monke
 
 def test_equal_accuracy_is_broken_by_validation_loss(tiny_backbone, monkeypatch):
     backbone = private_bert(tiny_backbone)
-    FreezeConfig(k=2).prepare(backbone)
+    Freeze(k=2).prepare(backbone)
     model = TextClassificationModel(backbone, 2, "mean", (2,))
     encoded = backbone.encode(X, 64)
     y = np.asarray(Y)
@@ -128,7 +111,7 @@ def test_equal_accuracy_is_broken_by_validation_loss(tiny_backbone, monkeypatch)
 
     monkeypatch.setattr(loop, "predict_logits", scripted)
     record = train(model, backbone, 2, encoded.subset(range(30)), y[:30],
-                   TrainConfig(epochs=4, batch_size=8, patience=None, progress=False),
+                   TrainConfig(epochs=4, batch_size=8, learning_rate=5e-5, patience=None, progress=False),
                    encoded.subset(range(30, 40)), y[30:])
     assert record.epochs_run == 4  # patience None: never stops early
     assert record.best_epoch == 2
@@ -195,8 +178,8 @@ def test_max_steps_and_the_counts_of_what_was_seen(tiny_model_dir, monkeypatch):
     assert record["seconds"] > 0 and record["seconds"] <= clf.fit_seconds_
     assert record["peak_memory_bytes"] > 0
     assert record["device"] == "cpu"
-    assert record["total_parameters"] == sum(p.numel() for p in clf.model_.parameters())
-    assert record["trainable_parameters"] == sum(p.numel() for p in clf.model_.parameters() if p.requires_grad)
+    assert record["total_parameters"] == sum(p.numel() for p in clf.predictor_.network.parameters())
+    assert record["trainable_parameters"] == sum(p.numel() for p in clf.predictor_.network.parameters() if p.requires_grad)
     assert record["prefix_seconds"] > 0  # k=1: the prefix cache ran
     assert record["seed"] == 0
 
@@ -223,11 +206,11 @@ def test_max_steps_in_setfit(tiny_model_dir):
 
 def test_balanced_class_weights():
     y = np.array([0, 0, 0, 1])
-    weights = _class_weights(y, 3, "balanced", torch.device("cpu"))
+    weights = class_weights(y, 3, "balanced", torch.device("cpu"))
     # n / (n_classes * count); a class absent from y counts as 1
     torch.testing.assert_close(weights, torch.tensor([4 / 9, 4 / 3, 4 / 3]))
-    assert _class_weights(y, 3, None, torch.device("cpu")) is None
-    even = _class_weights(np.array([0, 1, 0, 1]), 2, "balanced", torch.device("cpu"))
+    assert class_weights(y, 3, None, torch.device("cpu")) is None
+    even = class_weights(np.array([0, 1, 0, 1]), 2, "balanced", torch.device("cpu"))
     torch.testing.assert_close(even, torch.ones(2))
 
 
@@ -392,7 +375,7 @@ def test_trained_bundles_round_trip_to_identical_probabilities(strategy, params,
     assert all(name.endswith((".json", ".safetensors")) for name in files), files
     assert "trained.safetensors" in files and "unfreeze.json" in files
 
-    monkeypatch.setattr(classifier_module, "_BACKBONES", {})  # reload the base model from disk
+    forget_backbones()  # reload the base model from disk
     loaded = Classifier.load(path, device="cpu")
     assert loaded.backbone_.model is not clf.backbone_.model
     assert np.array_equal(loaded.predict_proba(X_TEST), expected)
@@ -426,7 +409,7 @@ def test_lora_bundle_holds_only_adapters_and_head(top_blocks, tiny_model_dir, tm
 # -- learning ---------------------------------------------------------------------------------------
 
 def test_full_fine_tuning_learns_a_word_level_task(tiny_model_dir):
-    texts, labels = sentiment_task(48, seed=3)
+    texts, labels = sentiment_task_varied(48, seed=3)
     clf = make(tiny_model_dir, strategy="freeze", k=0, epochs=8, learning_rate=3e-3, seed=0).fit(texts, labels)
     assert clf.score(texts, labels) >= 0.85
     losses = [h["train_loss"] for h in clf.fit_record_["history"]]

@@ -186,6 +186,11 @@ class Classifier(ClassifierMixin, BaseEstimator):
         pooling = resolve_pooling(self.pooling, backbone.is_decoder, owner)
         layers = parse_layers(self.layers, backbone.num_blocks, owner)
         strategy.check_model(backbone, layers)
+        frozen_k = strategy.frozen_blocks(backbone.num_blocks)
+        if strategy.changes_weights and min(layers) < frozen_k:
+            # a pooled state below the frozen blocks never sees a trained block
+            raise invalid_parameter("layers", owner, f"hidden states at or above the frozen blocks (>= {frozen_k}) "
+                                    f"for {strategy.name} with k={frozen_k}", self.layers)
         config = TrainConfig(**{**training.get_params(deep=False),
                                 "epochs": training.epochs or strategy.default_epochs,
                                 "learning_rate": training.learning_rate or strategy.default_learning_rate},

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import types
+import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Union
 
 from .errors import invalid_parameter
 
@@ -92,6 +94,33 @@ def one_of(*values: object) -> Check:
 def is_bool(value: object, name: str, owner: str) -> None:
     if not isinstance(value, bool):
         raise invalid_parameter(name, owner, "True or False", value)
+
+
+_SIMPLE = (bool, int, float, str)
+
+
+def field_type(cls: type, name: str) -> type:
+    """The plain type of a declared setting (int for ``int | None``; str for anything else)."""
+    hint = typing.get_type_hints(cls).get(name, str)
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        hint = args[0] if len(args) == 1 else str
+    return hint if hint in _SIMPLE else str
+
+
+def coerce(cls: type, name: str, value: object) -> object:
+    """A command-line or TOML string as the declared type of ``cls.name`` (left alone when it does not parse:
+    the declaration's check then names the setting and what it expects)."""
+    if not isinstance(value, str):
+        return value
+    wanted = field_type(cls, name)
+    try:
+        if wanted is bool:
+            return {"true": True, "false": False, "1": True, "0": False}.get(value.strip().lower(), value)
+        return wanted(value) if wanted in (int, float) else value
+    except ValueError:
+        return value
+
 
 
 class Params:

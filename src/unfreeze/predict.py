@@ -25,6 +25,7 @@ class BundlePredictor:
         config = read_config(path)
         tuned = config.get("kind") == SINGLE_KIND and (
             config["predictor"].get("type") != "embedding_head" or config["predictor"].get("tuned"))
+        self.single_head = config.get("kind") == SINGLE_KIND  # its head is 'default'
         self.suite: MultiHeadClassifier | None = None
         self.classifier: Classifier | None = None
         if tuned:
@@ -57,7 +58,7 @@ class BundlePredictor:
             return list(self.heads)
         unknown = [h for h in heads if h not in self.heads]
         if unknown:
-            if self.classifier is not None:
+            if self.single_head:
                 raise UnfreezeError(f"This is a single-head bundle; its one head is called 'default', "
                                     f"not {unknown[0]!r}.")
             raise UnfreezeError(f"Unknown head {unknown[0]!r}; this bundle has: {', '.join(self.heads)}.")

@@ -29,7 +29,7 @@ def run_probe(
     device: str | None = None,
 ) -> list[dict]:
     """Fit and score a logistic head on every hidden state and on the last four concatenated."""
-    from .classifier import shared_backbone
+    from .models.loaded import shared_backbone
     from .embed import embed
     from .models.pooling import resolve_pooling
 

@@ -14,6 +14,14 @@ import pandas as pd  # noqa: E402
 from .tables import STRATEGY_ORDER  # noqa: E402
 
 COLORS = {s: f"C{i}" for i, s in enumerate(STRATEGY_ORDER)}
+# strategies from plugins take the colours after the built-ins', in a stable order
+EXTRA_COLORS = ("tab:olive", "tab:cyan", "tab:gray", "tab:pink", "tab:brown", "gold", "navy", "teal")
+
+
+def color_of(strategy: str) -> str:
+    if strategy in COLORS:
+        return COLORS[strategy]
+    return EXTRA_COLORS[sum(map(ord, strategy)) % len(EXTRA_COLORS)]
 # lines of the score-vs-n plot, coloured like their strategy elsewhere
 LINE_COLORS = {"features": COLORS["features"], "freeze (best k)": COLORS["freeze"], "full (k=0)": COLORS["full"],
                "reinit": COLORS["reinit"], "lora": COLORS["lora"], "setfit": COLORS["setfit"]}
@@ -78,10 +86,10 @@ def score_vs_n(summary: pd.DataFrame, metric: str, path: Path) -> Path | None:
     if lines.empty or lines["n_train"].nunique() < 2:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for i, (name, group) in enumerate(lines.groupby("line", sort=False)):
+    for name, group in lines.groupby("line", sort=False):
         group = group.sort_values("n_train")
-        _band(ax, group["n_train"], group["test_mean"], group["test_std"], LINE_COLORS.get(name, f"C{i + 6}"), "-",
-              name)
+        _band(ax, group["n_train"], group["test_mean"], group["test_std"], LINE_COLORS.get(name) or color_of(name),
+              "-", name)
         if name == "freeze (best k)":
             for _, row in group.iterrows():
                 ax.annotate(f"k={int(row['k'])}", (row["n_train"], row["test_mean"]), fontsize=6,
@@ -102,7 +110,7 @@ def score_vs_cost(summary: pd.DataFrame, metric: str, path: Path) -> Path | None
     for strategy, group in summary.groupby("strategy"):
         for ax, column in zip(axes, ("fit_seconds", "trainable_parameters")):
             x = group[column].clip(lower=1 if column == "trainable_parameters" else 1e-2)
-            ax.scatter(x, group["test_mean"], s=group["n_train"].map(sizes), color=COLORS.get(strategy, "k"),
+            ax.scatter(x, group["test_mean"], s=group["n_train"].map(sizes), color=color_of(strategy),
                        alpha=0.75, label=strategy)
     for ax, label in zip(axes, ("fit seconds (log)", "trainable parameters (log; features: 1)")):
         ax.set_xscale("log")

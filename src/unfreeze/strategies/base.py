@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from ..errors import invalid_parameter
 from ..params import Params, check_int
 
 if TYPE_CHECKING:
@@ -84,7 +83,10 @@ class Strategy(Params):
     # -- validation ------------------------------------------------------------------------
 
     def check_model(self, backbone: Backbone, layers: Sequence[int]) -> None:
-        """Validate what depends on the model (ranges that name L); ``check`` has run before."""
+        """Validate what depends on the model (ranges that name L); ``check`` has run before.
+
+        (Pooled layers below the frozen blocks of a strategy that trains are refused by the
+        Classifier for every strategy.)"""
 
     def frozen_blocks(self, num_blocks: int) -> int:
         """Blocks at the bottom whose output never changes during training (the prefix cache's k)."""
@@ -108,15 +110,6 @@ class Strategy(Params):
     def cell_label(self) -> str:
         """'freeze k=4': the strategy and the parameters its sweep cells are named by."""
         return " ".join([self.name, *(f"{k}={getattr(self, k)}" for k in self.sweep_defaults)])
-
-
-def check_layers_above(layers: Sequence[int], frozen_k: int, strategy: str, raw_layers: object = None) -> None:
-    """Pooled states below the frozen blocks would never see a trained block: refuse them."""
-    if min(layers) < frozen_k:
-        raise invalid_parameter(
-            "layers", "Classifier",
-            f"hidden states at or above the frozen blocks (>= {frozen_k}) for {strategy} with k={frozen_k}",
-            raw_layers if raw_layers is not None else list(layers))
 
 
 def freeze_bottom(backbone: Backbone, k: int) -> None:
@@ -167,9 +160,6 @@ class TunedStrategy(Strategy):
     default_learning_rate: ClassVar[float | None] = 5e-5
     default_epochs: ClassVar[int | None] = 3
 
-    def check_model(self, backbone: Backbone, layers: Sequence[int]) -> None:
-        check_layers_above(layers, self.frozen_blocks(backbone.num_blocks), self.name)
-
     def fit(self, context: FitContext, inputs: list[TextInput], y: np.ndarray) -> FitResult:
         import torch
 
@@ -203,5 +193,5 @@ def replace(strategy: Strategy, **changes: object) -> Strategy:
     return dataclasses.replace(strategy, **changes)  # type: ignore[type-var]
 
 
-__all__ = ["FitContext", "FitResult", "Strategy", "TunedStrategy", "check_int", "check_layers_above",
-           "freeze_bottom", "replace", "validation_split"]
+__all__ = ["FitContext", "FitResult", "Strategy", "TunedStrategy", "check_int", "freeze_bottom", "replace",
+           "validation_split"]

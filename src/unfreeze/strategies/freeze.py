@@ -40,7 +40,6 @@ class Freeze(TunedStrategy):
 
     def check_model(self, backbone: Backbone, layers: Sequence[int]) -> None:
         check_int(self.resolved_k(backbone.num_blocks), "k", self.name, 0, backbone.num_blocks, " for this model")
-        super().check_model(backbone, layers)
 
     def frozen_blocks(self, num_blocks: int) -> int:
         return self.resolved_k(num_blocks)

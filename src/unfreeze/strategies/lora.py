@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import UnfreezeError, invalid_parameter
 from ..params import check_int, float_in, int_at_least, setting
-from .base import TunedStrategy, check_layers_above, freeze_bottom
+from .base import TunedStrategy, freeze_bottom
 
 if TYPE_CHECKING:
     from torch import nn
@@ -95,7 +95,6 @@ class Lora(TunedStrategy):
                 f"LoRA target modules {', '.join(self.targets(backbone))} match no linear layer in the blocks of "
                 f"{type(backbone.model).__name__}. Check target_modules (--target-modules)."
             )
-        check_layers_above(layers, self.frozen_blocks(backbone.num_blocks), self.name)
 
     def frozen_blocks(self, num_blocks: int) -> int:
         return num_blocks - self.top_blocks if self.top_blocks else 0

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from ..params import check_int, int_at_least, setting
-from .base import TunedStrategy, check_layers_above, freeze_bottom
+from .base import TunedStrategy, freeze_bottom
 
 if TYPE_CHECKING:
     from torch import nn
@@ -66,7 +66,6 @@ class Reinit(TunedStrategy):
         check_int(self.m, "m", self.name, 1, n, " for this model")
         # re-initialised blocks must be trained, or they stay random
         check_int(self.k or 0, "k", self.name, 0, n - self.m, f" for this model with m={self.m}")
-        check_layers_above(layers, self.frozen_blocks(n), self.name)
 
     def frozen_blocks(self, num_blocks: int) -> int:
         return self.k or 0

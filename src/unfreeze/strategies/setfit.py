@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from ..params import check_int, float_in, int_at_least, setting
-from .base import FitContext, FitResult, Strategy, check_layers_above, freeze_bottom
+from .base import FitContext, FitResult, Strategy, freeze_bottom
 
 if TYPE_CHECKING:
     from torch import nn
@@ -57,7 +57,6 @@ class SetFit(Strategy):
 
     def check_model(self, backbone: Backbone, layers: Sequence[int]) -> None:
         check_int(self.k or 0, "k", self.name, 0, backbone.num_blocks - 1, " for this model (k = L tunes nothing)")
-        check_layers_above(layers, self.frozen_blocks(backbone.num_blocks), self.name)
 
     def frozen_blocks(self, num_blocks: int) -> int:
         return self.k or 0

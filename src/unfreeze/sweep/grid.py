@@ -1,29 +1,59 @@
-"""A sweep's specification, its expansion into cells, and the key of each cell."""
+"""A sweep's specification, its expansion into cells, and the key of each cell.
+
+Cells are strategies x their parameter values x training sizes x seeds. Every registered
+strategy can be swept: ``grid`` maps a strategy to lists of values of its own parameters
+(``{"lora": {"r": [4, 16]}}``); a strategy not in ``grid`` runs with the values its class
+declares in ``sweep_defaults`` (``freeze``: k=0; ``lora``: r=8). The flat ``k``, ``m``, ``r``
+and ``num_iterations`` of earlier releases still mean freeze's k, reinit's m, lora's r and
+setfit's num_iterations. Imports no torch: reports read specs without a model.
+"""
 
 from __future__ import annotations
 
+import itertools
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from ..cache import sha256_json
 from ..errors import UnfreezeError
+from ..params import coerce
+from ..strategies import registered, strategy_class
 
-# the names of unfreeze.strategies.STRATEGIES, kept here so that reading a sweep needs no torch
-STRATEGY_NAMES = ("features", "freeze", "full", "reinit", "lora", "setfit")
+# flat settings of release 0.1.0 and the strategy parameter each stands for
+LEGACY_AXES = {"k": ("freeze", "k"), "m": ("reinit", "m"), "r": ("lora", "r"),
+               "num_iterations": ("setfit", "num_iterations")}
+# settings that were part of every cell's key in release 0.1.0; newer settings join the key
+# only when they differ from their default, so that runs of that release keep their keys
+_V1_SETTINGS = ("n_test", "pooling", "layers", "max_length", "batch_size", "epochs", "learning_rate",
+                "head_learning_rate", "validation_fraction")
 
-# strategies whose cells vary k
-K_STRATEGIES = ("freeze",)
+
+def _as_list(value: object) -> list:
+    """A TOML or CLI scalar where a list is expected is a list of one; a string is comma-separated."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
 
 
 @dataclass
 class SweepSpec:
-    """What to run: data x model x strategies x k x training sizes x seeds, and shared settings."""
+    """What to run: data x model x strategies x their parameters x training sizes x seeds, and shared settings.
+
+    Training settings (epochs, learning_rate, ...) apply to the strategies that read them
+    (``Strategy.training_settings``); ``features`` cells, for example, ignore ``epochs``.
+    """
 
     data: str = "movie-snippets"
     model: str = "minilm-l6"
     strategies: list[str] = field(default_factory=lambda: ["features", "freeze"])
-    k: list[int] | str = field(default_factory=lambda: [0])
+    grid: dict[str, dict[str, list]] = field(default_factory=dict)
+    k: list[int] | str | None = None
+    m: int | list[int] | None = None
+    r: int | list[int] | None = None
+    num_iterations: int | list[int] | None = None
     n_train: list[int] = field(default_factory=lambda: [128])
     seeds: list[int] = field(default_factory=lambda: [0])
     test: str | None = None
@@ -39,60 +69,151 @@ class SweepSpec:
     epochs: int | None = None
     learning_rate: float | None = None
     head_learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_steps: int | None = None
+    grad_clip: float = 1.0
     validation_fraction: float = 0.1
-    m: int = 1
-    r: int = 8
-    num_iterations: int = 20
+    patience: int | None = 2
+    class_weight: str | None = None
     probe: bool = False
 
     def __post_init__(self) -> None:
-        unknown = [s for s in self.strategies if s not in STRATEGY_NAMES]
-        if unknown:
-            raise UnfreezeError(
-                f"Unknown strategy {unknown[0]!r} in the sweep. Strategies: {', '.join(STRATEGY_NAMES)}.")
+        self.strategies = [str(s) for s in _as_list(self.strategies)]
         if not self.strategies:
             raise UnfreezeError("The sweep has no strategies. Give --strategies, e.g. features,freeze.")
-        if isinstance(self.k, str) and self.k != "all":
-            raise UnfreezeError(f"--k must be a comma-separated list of ints or 'all'. Got {self.k!r}.")
+        known = registered()
+        unknown = [s for s in self.strategies if s not in known]
+        if unknown:
+            raise UnfreezeError(f"Unknown strategy {unknown[0]!r} in the sweep. Strategies: {', '.join(known)}.")
         for name in ("n_train", "seeds"):
-            values = getattr(self, name)
+            values = _as_list(getattr(self, name))
+            values = [int(v) if isinstance(v, str) and v.lstrip("-").isdigit() else v for v in values]
             if not values or any(not isinstance(v, int) or isinstance(v, bool) for v in values):
-                raise UnfreezeError(f"--{name.replace('_', '-')} must be a non-empty list of ints. Got {values!r}.")
+                raise UnfreezeError(f"--{name.replace('_', '-')} must be a non-empty list of ints. "
+                                    f"Got {getattr(self, name)!r}.")
+            setattr(self, name, values)
         if any(n < 1 for n in self.n_train):
             raise UnfreezeError(f"--n-train values must be >= 1. Got {self.n_train}.")
+        if any(s < 0 for s in self.seeds):
+            raise UnfreezeError(f"--seeds must be ints >= 0. Got {self.seeds}.")
+        if isinstance(self.k, str) and self.k.strip() != "all":
+            try:
+                self.k = [int(v) for v in _as_list(self.k)]
+            except ValueError:
+                raise UnfreezeError(f"--k must be a comma-separated list of ints or 'all'. Got {self.k!r}.") from None
+        elif isinstance(self.k, str):
+            self.k = "all"
+        elif self.k is not None:
+            self.k = _as_list(self.k)
+        if not isinstance(self.grid, dict):
+            raise UnfreezeError(f"The sweep's grid must map strategies to {{parameter: values}}. Got {self.grid!r}.")
+        self.grid = {str(s): {str(p): (v if p == "k" and v == "all" else _as_list(v)) for p, v in dict(axes).items()}
+                     for s, axes in self.grid.items()}
+        for strategy, axes in self.grid.items():
+            if strategy not in known:
+                raise UnfreezeError(f"The sweep's grid names unknown strategy {strategy!r}. "
+                                    f"Strategies: {', '.join(known)}.")
+            names = known[strategy].setting_names()
+            for param, values in axes.items():
+                if param not in names:
+                    raise UnfreezeError(f"Strategy {strategy!r} has no parameter {param!r} to sweep. "
+                                        f"Its parameters: {', '.join(names) or 'none'}.")
+                if values != "all" and not values:
+                    raise UnfreezeError(f"The sweep's grid gives no values for {strategy}.{param}.")
+                if values != "all":
+                    axes[param] = [coerce(known[strategy], param, v) for v in values]
+        self._check_strategy_values()
 
-    def resolved_k(self, num_blocks: int) -> list[int]:
-        ks = list(range(num_blocks + 1)) if self.k == "all" else sorted(set(self.k))  # type: ignore[arg-type]
-        bad = [k for k in ks if not 0 <= k <= num_blocks]
-        if bad:
-            raise UnfreezeError(f"--k value {bad[0]} is out of range: this model has {num_blocks} blocks "
-                                f"(k in 0..{num_blocks}, or 'all').")
-        return ks
+    def axes(self, strategy: str) -> dict[str, list | str]:
+        """The parameter values the cells of ``strategy`` take: its sweep defaults, the flat settings, the grid."""
+        cls = strategy_class(strategy, "sweep")
+        axes: dict[str, list | str] = {name: list(values) for name, values in cls.sweep_defaults.items()}
+        for flat, (owner, param) in LEGACY_AXES.items():
+            value = getattr(self, flat)
+            if owner == strategy and value is not None:
+                axes[param] = value if value == "all" else [coerce(cls, param, v) for v in _as_list(value)]
+        axes.update(self.grid.get(strategy, {}))
+        order = cls.setting_names()
+        return dict(sorted(axes.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
+
+    def _check_strategy_values(self) -> None:
+        """Build every strategy object of the grid once, so a bad value is one line now, not a failed cell later."""
+        for strategy in self.strategies:
+            cls = strategy_class(strategy, "sweep")
+            axes = {p: v for p, v in self.axes(strategy).items() if v != "all"}
+            for values in itertools.product(*axes.values()):
+                cls(**dict(zip(axes, values))).check()
+
+    def resolved_axes(self, strategy: str, num_blocks: int) -> dict[str, list]:
+        axes = self.axes(strategy)
+        for param, values in axes.items():
+            if values == "all":
+                axes[param] = list(range(num_blocks + 1))
+            elif param == "k":
+                bad = [k for k in values if isinstance(k, int) and not 0 <= k <= num_blocks]
+                if bad:
+                    raise UnfreezeError(f"--k value {bad[0]} is out of range: this model has {num_blocks} blocks "
+                                        f"(k in 0..{num_blocks}, or 'all').")
+                axes[param] = sorted(set(values))
+            else:
+                axes[param] = list(dict.fromkeys(values))
+        return axes  # type: ignore[return-value]
 
     def training_settings(self) -> dict:
-        """Everything besides the cell's own coordinates that changes a cell's result."""
-        skip = {"data", "model", "strategies", "k", "n_train", "seeds", "probe", "test", "test_size", "text_col",
-                "label_col", "text_pair_col", "m", "r", "num_iterations"}
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        """Everything besides the cell's own coordinates that changes a cell's result (part of its key)."""
+        settings = {name: getattr(self, name) for name in _V1_SETTINGS}
+        for f in fields(self):
+            if f.name not in settings and f.name not in _SPEC_ONLY and getattr(self, f.name) != f.default:
+                settings[f.name] = getattr(self, f.name)
+        return settings
+
+    def training_for(self, strategy_cls) -> dict:
+        """The training settings a cell of ``strategy_cls`` is fitted with: those it reads."""
+        from ..training.settings import TRAINING_SETTINGS
+
+        return {name: getattr(self, name) for name in TRAINING_SETTINGS
+                if name in strategy_cls.training_settings and hasattr(self, name)}
 
     @classmethod
     def from_toml(cls, path: str | Path) -> SweepSpec:
         path = Path(path)
-        if not path.exists():
-            raise UnfreezeError(f"Sweep config not found: {path}.")
+        if not path.is_file():
+            raise UnfreezeError(f"Sweep config not found: {path}." if not path.exists()
+                                else f"Sweep config {path} is a folder, not a TOML file.")
         try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise UnfreezeError(f"{path} is not valid TOML: {exc}.") from exc
         table = raw.get("sweep", raw)
+        table = {k.replace("-", "_"): v for k, v in table.items()}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(table) - known)
         if unknown:
             raise UnfreezeError(f"{path}: unknown sweep setting {unknown[0]!r}. Settings: {', '.join(sorted(known))}.")
-        return cls(**{k.replace("-", "_"): v for k, v in table.items()})
+        # paths in the file are relative to the file, wherever the command runs
+        for name in ("data", "test"):
+            value = table.get(name)
+            if isinstance(value, str):
+                table[name] = _relative_to(value, path.parent)
+        return cls(**table)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+# coordinates of cells and where the data come from: not settings of a cell's fit
+_SPEC_ONLY = {"data", "model", "strategies", "grid", "k", "m", "r", "num_iterations", "n_train", "seeds", "probe",
+              "test", "test_size", "text_col", "label_col", "text_pair_col"}
+
+
+def _relative_to(value: str, folder: Path) -> str:
+    """A data reference from a TOML file: a built-in name stays; a relative path is relative to the file's folder."""
+    from ..data.builtin import BUILTIN
+
+    if value.partition(":")[0] in BUILTIN or Path(value).expanduser().is_absolute():
+        return value
+    return str(folder / value)
 
 
 @dataclass(frozen=True)
@@ -110,6 +231,10 @@ class Cell:
     def describe(self) -> str:
         return f"{self.label}, n={self.n_train}, seed={self.seed}"
 
+    def make_strategy(self):
+        """The strategy object this cell fits."""
+        return strategy_class(self.strategy, "sweep")(**dict(self.params))
+
     def key(self, data_fingerprint: str, model_fingerprint: str, settings: dict) -> str:
         return sha256_json({"data": data_fingerprint, "model": model_fingerprint, "strategy": self.strategy,
                             "params": dict(self.params), "n_train": self.n_train, "seed": self.seed,
@@ -120,15 +245,8 @@ def expand(spec: SweepSpec, num_blocks: int) -> list[Cell]:
     """Every cell of the grid, ordered by seed, then training size, then strategy."""
     per_strategy: list[tuple[str, tuple]] = []
     for strategy in spec.strategies:
-        if strategy in K_STRATEGIES:
-            per_strategy.extend((strategy, (("k", k),)) for k in spec.resolved_k(num_blocks))
-        elif strategy == "reinit":
-            per_strategy.append((strategy, (("m", spec.m),)))
-        elif strategy == "lora":
-            per_strategy.append((strategy, (("r", spec.r),)))
-        elif strategy == "setfit":
-            per_strategy.append((strategy, (("num_iterations", spec.num_iterations),)))
-        else:
-            per_strategy.append((strategy, ()))
+        axes = spec.resolved_axes(strategy, num_blocks)
+        for values in itertools.product(*axes.values()):
+            per_strategy.append((strategy, tuple(zip(axes, values))))
     return [Cell(strategy, params, n, seed) for seed in spec.seeds for n in sorted(spec.n_train)
             for strategy, params in per_strategy]

@@ -1,7 +1,7 @@
 """Run a sweep's cells as Ray tasks: ``unfreeze sweep ... --backend ray``.
 
 The driver (the process running ``unfreeze sweep``) plans the sweep exactly as the local
-backend does (``runner.plan_sweep``), submits one Ray task per unfinished cell, and
+backend does (``plan.plan_sweep``), submits one Ray task per unfinished cell, and
 appends each result row to ``results.jsonl`` as it arrives. Only the driver writes the
 store, hence:
 
@@ -56,19 +56,20 @@ from tqdm.auto import tqdm
 
 from ..errors import UnfreezeError
 from .grid import Cell, SweepSpec
-from .runner import (
+from .plan import (
     SweepData,
     SweepPlan,
-    _embed_everything,
-    _shared_context,
-    _warm_shared,
+    embed_everything,
+    embeds_frozen,
     failed_record,
-    freeze_ks,
-    progress_bar,
+    prefix_ks,
     probe_needed,
     probe_rows,
+    progress_bar,
     run_cell,
     runner_info,
+    shared_caches,
+    warm_prefixes,
     write_probe,
 )
 
@@ -135,13 +136,13 @@ def embed_task(spec: SweepSpec, data: SweepData, seeds: list[int], device: str |
                cache_root: str | None) -> dict:
     """One embedding pass for every features cell and the probe; returns the pools, or why not."""
     _worker_setup(cache_root)
-    from ..classifier import shared_backbone
     from ..embed import export_pools, shared_embeddings
+    from ..models.loaded import shared_backbone
 
     try:
         backbone = shared_backbone(spec.model, device)
         with shared_embeddings():
-            _embed_everything(spec, data, backbone, seeds)
+            embed_everything(spec, data, backbone, seeds)
             return {"pools": export_pools()}
     except Exception as exc:  # noqa: BLE001 - the cells then embed for themselves
         return {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
@@ -153,16 +154,16 @@ def cell_task(spec: SweepSpec, data: SweepData, cell: Cell, key: str, device: st
     info = _worker_setup(cache_root)
     if not shared_cache:
         return run_cell(spec, data, cell, key, device, use_cache=False), info
-    from ..classifier import shared_backbone
-    from ..embed import import_pools, shared_embeddings
-    from ..training.prefix import shared_prefix_states
+    from ..embed import import_pools
+    from ..models.loaded import shared_backbone
 
-    with _shared_context(shared_embeddings, shared_prefix_states):
+    with shared_caches():
         if pools and "pools" in pools:
             import_pools(pools["pools"])
-        ks = freeze_ks([cell])
+        backbone = shared_backbone(spec.model, device)
+        ks = prefix_ks([cell], backbone.num_blocks)
         if ks:
-            _warm_shared(spec, data, shared_backbone(spec.model, device), cell.seed, n_largest, ks)
+            warm_prefixes(spec, data, backbone, cell.seed, n_largest, ks)
         return run_cell(spec, data, cell, key, device, use_cache=True), info
 
 
@@ -247,7 +248,7 @@ def run_sweep_ray(plan: SweepPlan, options: RayOptions, shared_cache: bool = Tru
         for cell, key in plan.pending:
             ref = remote_cell.options(name=TASK_PREFIX + key, **resources).remote(
                 spec, data_ref, cell, key, cell_device, shared_cache, cache_root, plan.largest_n(cell.seed),
-                pools_ref if cell.strategy == "features" else None)
+                pools_ref if embeds_frozen(cell) else None)
             in_flight[ref] = (cell, key)
         if probe_needed(spec, plan.run_dir):
             probe_ref = ray.remote(probe_task).options(name="unfreeze-probe", **resources).remote(

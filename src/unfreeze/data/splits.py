@@ -1,0 +1,30 @@
+"""Training and test data from what a user names: one rule for `fit`, `sweep`, `probe` and `heads add`.
+
+- A built-in name alone (``movie-snippets``) is its fixed train split, tested on its fixed
+  test split; with ``test_size`` the test set is carved out of the train split instead.
+- ``--test DATA`` names the test data (then ``test_size`` is not used).
+- Otherwise (a file, a ``NAME:SPLIT``) there is no test set unless ``test_size`` carves one
+  out, stratified and seeded.
+"""
+
+from __future__ import annotations
+
+from .builtin import BUILTIN
+from .dataset import TextDataset
+
+
+def load_splits(data: str, test: str | None = None, test_size: float | None = None, text_col: str = "text",
+                label_col: str = "label", pair_col: str | None = None,
+                seed: int = 0) -> tuple[TextDataset, TextDataset | None]:
+    """(train, test or None) by the rule above."""
+    from . import load_data
+    from .sampling import train_test_split
+
+    name, _, split = data.partition(":")
+    builtin_whole = name in BUILTIN and not split
+    train = load_data(f"{name}:train" if builtin_whole else data, text_col, label_col, pair_col)
+    if test is not None:
+        return train, load_data(test, text_col, label_col, pair_col)
+    if test_size:
+        return train_test_split(train, test_size, seed)
+    return train, load_data(f"{name}:test") if builtin_whole else None

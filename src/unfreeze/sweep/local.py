@@ -1,0 +1,49 @@
+"""The local backend: every cell in this process, one after another, sharing the in-memory caches."""
+
+from __future__ import annotations
+
+import contextlib
+
+from .plan import (
+    SweepPlan,
+    embed_everything,
+    prefix_ks,
+    probe_needed,
+    probe_rows,
+    progress_bar,
+    run_cell,
+    runner_info,
+    shared_caches,
+    warm_prefixes,
+    write_probe,
+)
+
+
+def run_local(plan: SweepPlan, shared_cache: bool = True, progress: bool = True,
+              device: str | None = None) -> dict[str, int]:
+    """Run ``plan``'s pending cells here; returns the counts (total, done, failed, skipped)."""
+    from ..models.loaded import shared_backbone
+
+    spec, data = plan.spec, plan.data
+    backbone = shared_backbone(spec.model, device)
+    info = runner_info("local")
+    bar = progress_bar(plan, progress)
+    try:
+        with shared_caches() if shared_cache else contextlib.nullcontext():
+            if shared_cache and plan.needs_embeddings():
+                embed_everything(spec, data, backbone, plan.embed_seeds())
+            current_seed = None
+            for cell, key in plan.pending:
+                bar.set_postfix_str(cell.describe())
+                if shared_cache and cell.seed != current_seed:
+                    current_seed = cell.seed
+                    warm_prefixes(spec, data, backbone, cell.seed, plan.largest_n(cell.seed),
+                                  prefix_ks(plan.seed_cells(cell.seed), plan.num_blocks))
+                record = run_cell(spec, data, cell, key, device, use_cache=shared_cache)
+                record["runner"] = info
+                plan.record(cell, record, bar)
+            if probe_needed(spec, plan.run_dir):
+                write_probe(plan.run_dir, probe_rows(spec, data, shared_cache, device))
+    finally:
+        bar.close()
+    return plan.counts
