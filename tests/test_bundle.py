@@ -10,9 +10,9 @@ import shutil
 import numpy as np
 import pytest
 
-import unfreeze.classifier as classifier_module
+import unfreeze.bundle as bundle_module
+import unfreeze.models.loaded as loaded_module
 from unfreeze import Classifier, UnfreezeError
-from unfreeze.heads import LogisticHead
 
 TEXTS = [f"{w} film number {i} with {'good' if i % 2 else 'bad'} acting" for i, w in
          enumerate(["a", "the", "one", "this", "that", "some", "my", "our", "your", "his", "her", "its"] * 2)]
@@ -40,7 +40,7 @@ def forget_backbones(monkeypatch):
     """Call it so that the next Classifier.load reads the model from disk, not from this process's registry."""
 
     def forget() -> None:
-        monkeypatch.setattr(classifier_module, "_BACKBONES", {}, raising=False)
+        monkeypatch.setattr(loaded_module, "_BACKBONES", {})
 
     return forget
 
@@ -136,14 +136,11 @@ def test_saving_over_an_existing_bundle_replaces_it(tiny_model_dir, tmp_path):
 
 
 def _failing_head_save(monkeypatch):
-    original = LogisticHead.save
-
-    def save_then_fail(self, folder, *args, **kwargs):
-        original(self, folder, *args, **kwargs)
-        assert any(folder.iterdir())  # something was written before the failure
+    def fail_after_the_files(folder):
+        assert any(folder.glob("*.safetensors")) and (folder / "unfreeze.json").exists()  # all written by now
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(LogisticHead, "save", save_then_fail)
+    monkeypatch.setattr(bundle_module, "make_shareable", fail_after_the_files)
 
 
 def test_failed_save_leaves_nothing_behind(tiny_model_dir, tmp_path, monkeypatch):
@@ -184,7 +181,7 @@ def test_loading_a_folder_without_config_is_a_user_error(tmp_path):
     (tmp_path / "head.safetensors").write_bytes(b"")
     with pytest.raises(UnfreezeError, match=r"not an unfreeze bundle \(no unfreeze.json\)"):
         Classifier.load(tmp_path)
-    with pytest.raises(UnfreezeError, match="not an unfreeze bundle"):
+    with pytest.raises(UnfreezeError, match="No bundle at .+: the folder does not exist"):
         Classifier.load(tmp_path / "missing")
 
 
@@ -206,7 +203,7 @@ def test_damaged_or_newer_bundles_are_user_errors(tiny_model_dir, tmp_path):
     config = json.loads(good)
     config["format"] = "something-else"
     config_file.write_text(json.dumps(config))
-    with pytest.raises(UnfreezeError, match="something-else"):
+    with pytest.raises(UnfreezeError, match=r"^The bundle at .+ is damaged: unfreeze.json does not describe"):
         Classifier.load(path)
 
 
@@ -217,7 +214,7 @@ def test_bundle_with_different_backbone_weights_is_refused(tiny_model_dir, tmp_p
     moved = tmp_path / "model"
     shutil.copytree(tiny_model_dir("bert", seed=1), moved)
     config = json.loads((path / "unfreeze.json").read_text())
-    config["params"]["model"] = config["backbone"]["reference"] = str(moved)
+    config["classifier"]["model"] = config["backbone"]["reference"] = str(moved)
     (path / "unfreeze.json").write_text(json.dumps(config))
     with pytest.raises(UnfreezeError, match="fingerprint mismatch"):
         Classifier.load(path)
@@ -225,7 +222,7 @@ def test_bundle_with_different_backbone_weights_is_refused(tiny_model_dir, tmp_p
     # pointing it at the same weights in another folder is fine
     same = tmp_path / "same-model"
     shutil.copytree(tiny_model_dir("bert"), same)
-    config["params"]["model"] = config["backbone"]["reference"] = str(same)
+    config["classifier"]["model"] = config["backbone"]["reference"] = str(same)
     (path / "unfreeze.json").write_text(json.dumps(config))
     loaded = Classifier.load(path)
     assert np.array_equal(loaded.predict_proba(NEW_TEXTS), clf.predict_proba(NEW_TEXTS))

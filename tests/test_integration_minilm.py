@@ -58,7 +58,7 @@ def test_cli_fit_predict_evaluate_round_trip(minilm, movie_train, movie_test, tm
     bundle = tmp_path / "bundle"
 
     fit = _invoke(["fit", train_csv, "--output", bundle, "--model", minilm, "--test", test_csv, "--C", "1.0"])
-    assert "trained features on 160 examples" in fit.output
+    assert "trained features C=1.0 on 160 examples" in fit.output
     assert re.search(r"^test\s+[01]\.\d{4}", fit.output, re.M), fit.output
     assert (bundle / "unfreeze.json").exists()
 

@@ -87,7 +87,7 @@ def fit(
     distributed.finish()
     record = clf.fit_record_
     head = f"head C={record['C']:g}" if "C" in record else f"best epoch {record.get('best_epoch')}"
-    typer.echo(f"trained {clf.strategy_!r} on {len(train)} examples of {train.name} with {model} "
+    typer.echo(f"trained {clf.strategy_.describe()} on {len(train)} examples of {train.name} with {model} "
                f"({clf.fit_seconds_:.1f} s; {head}; trainable parameters {record['trainable_parameters']:,} "
                f"of {record['total_parameters']:,})")
     if clf.n_truncated_:

@@ -105,11 +105,9 @@ class Strategy(Params):
         """
         return backbone.model
 
-    # -- sweeps -----------------------------------------------------------------------------
-
-    def cell_label(self) -> str:
-        """'freeze k=4': the strategy and the parameters its sweep cells are named by."""
-        return " ".join([self.name, *(f"{k}={getattr(self, k)}" for k in self.sweep_defaults)])
+    def describe(self) -> str:
+        """'freeze k=4': the name and the parameters that differ from their defaults."""
+        return " ".join([self.name, *(f"{k}={v}" for k, v in self.changed().items())])
 
 
 def freeze_bottom(backbone: Backbone, k: int) -> None:
