@@ -250,7 +250,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
             "classifier": params,
             "strategy": {"name": self.strategy_.name, "params": self.strategy_.get_params(deep=False)},
             "training": self.training_.get_params(deep=False),
-            "predictor": state.meta,
+            "predictor": {**state.meta, "files": sorted(state.files)},
             "backbone": {"reference": params["model"], "fingerprint": self.base_fingerprint_,
                          "family": self.backbone_.family, "num_blocks": self.backbone_.num_blocks},
             "pooling": self.pooling_,
@@ -297,8 +297,10 @@ class Classifier(ClassifierMixin, BaseEstimator):
         base = shared_backbone(reference, clf.device)
         check_fingerprint(base.fingerprint(), config, path)
         backbone = private_backbone(reference, clf.device) if strategy.changes_weights else base
-        files = {stem: read_tensors(path, stem, "np" if stem == "head" else "pt")
-                 for stem in ("head", "trained") if (path / f"{stem}.safetensors").exists()}
+        # version-1 bundles do not list their files: a head file and/or a trained-tensors file
+        stems = meta.get("files") or [s for s in ("head", "trained") if (path / f"{s}.safetensors").exists()]
+        files = {stem: read_tensors(path, stem, "np" if stem in predictor_type.numpy_files else "pt")
+                 for stem in stems}
         context = FitContext(backbone, base.fingerprint(), config["pooling"], tuple(config["layers"]),
                              config["max_length"], clf.batch_size, clf.seed, clf.cache, clf.progress, len(labels),
                              None)

@@ -58,6 +58,7 @@ class Predictor:
     """Base class: a fitted model that maps inputs to class scores (columns: class indices 0..K-1)."""
 
     type_name: ClassVar[str] = ""
+    numpy_files: ClassVar[frozenset[str]] = frozenset()  # file stems read as numpy arrays (the rest: torch)
     backbone: Backbone
     batch_size: int  # inputs per forward pass when predicting
     progress: bool  # show a progress bar when predicting
@@ -83,6 +84,7 @@ class EmbeddingHead(Predictor):
     """A logistic head on pooled hidden states; the body is the base model or, with ``tuned``, a tuned copy."""
 
     type_name: ClassVar[str] = "embedding_head"
+    numpy_files: ClassVar[frozenset[str]] = frozenset({"head"})
 
     backbone: Backbone
     pooling: str

@@ -86,10 +86,11 @@ def fit(
                               "fit_seconds": round(clf.fit_seconds_, 3)})
     distributed.finish()
     record = clf.fit_record_
-    head = f"head C={record['C']:g}" if "C" in record else f"best epoch {record.get('best_epoch')}"
+    head = (f"head C={record['C']:g}" if "C" in record
+            else f"best epoch {record['best_epoch']}" if "best_epoch" in record else "fitted")
     typer.echo(f"trained {clf.strategy_.describe()} on {len(train)} examples of {train.name} with {model} "
-               f"({clf.fit_seconds_:.1f} s; {head}; trainable parameters {record['trainable_parameters']:,} "
-               f"of {record['total_parameters']:,})")
+               f"({clf.fit_seconds_:.1f} s; {head}; trainable parameters {record.get('trainable_parameters', 0):,} "
+               f"of {record.get('total_parameters', 0):,})")
     if clf.n_truncated_:
         typer.echo(f"note: {clf.n_truncated_} training text(s) were longer than {clf.max_length_} tokens and truncated")
     typer.echo(format_metrics_table(metrics))

@@ -2,13 +2,13 @@
 
 Tunstall et al. 2022 (SetFit). For ``num_iterations`` rounds, every example is paired
 with one random example of its class (target similarity 1) and one of another class
-(target 0); the body learns with a cosine-similarity loss. Pairs are drawn lazily,
-batch by batch: memory is O(batch), never O(n^2).
+(target 0); the body learns with a cosine-similarity loss (``training.contrastive``). Pairs
+are drawn lazily, batch by batch: memory is O(batch), never O(n^2).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -92,40 +92,3 @@ class SetFit(Strategy):
                                       class_weight=config.class_weight).fit(features, y)
         return FitResult(predictor, {**record.as_dict(), "C": predictor.head.C_}, encoded.n_truncated,
                          encoded.max_length)
-
-
-def count_pairs(n_examples: int, num_iterations: int) -> int:
-    return 2 * n_examples * num_iterations
-
-
-def pair_batches(labels: np.ndarray, num_iterations: int, batch_size: int,
-                 rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Yield (left indices, right indices, target similarity) batches of pairs, lazily.
-
-    Per round and example: one positive partner (same class, another example when the
-    class has one) and one negative partner (any other class), in shuffled order.
-    """
-    labels = np.asarray(labels)
-    by_class = {c: np.flatnonzero(labels == c) for c in np.unique(labels)}
-    others = {c: np.flatnonzero(labels != c) for c in by_class}
-    pending: list[tuple[int, int, float]] = []
-    for _ in range(num_iterations):
-        for i in rng.permutation(len(labels)):
-            same = by_class[labels[i]]
-            j = same[rng.integers(len(same))]
-            if len(same) > 1:
-                while j == i:
-                    j = same[rng.integers(len(same))]
-            pending.append((int(i), int(j), 1.0))
-            other = others[labels[i]]
-            pending.append((int(i), int(other[rng.integers(len(other))]), 0.0))
-            while len(pending) >= batch_size:
-                chunk, pending = pending[:batch_size], pending[batch_size:]
-                yield _as_arrays(chunk)
-    if pending:
-        yield _as_arrays(pending)
-
-
-def _as_arrays(chunk: list[tuple[int, int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    left, right, target = zip(*chunk)
-    return np.array(left), np.array(right), np.array(target, dtype=np.float32)

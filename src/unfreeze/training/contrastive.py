@@ -7,13 +7,13 @@ loop's ``TrainingRun``; what differs is the batches (pairs drawn lazily) and the
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..models.backbone import Backbone, Encoded
-from ..strategies.setfit import count_pairs, pair_batches
 from .loop import TrainConfig, TrainingRun, TrainRecord, cached_prefixes, forward_rows, param_groups, set_train_mode
 from .memory import PeakMemory
 from .model import TextClassificationModel
@@ -95,3 +95,40 @@ def _pooled_by_length(model: TextClassificationModel, backbone: Backbone, encode
     inverse = torch.empty(len(positions), dtype=torch.long)
     inverse[torch.tensor(positions)] = torch.arange(len(positions))
     return pooled[inverse.to(pooled.device)]
+
+
+def count_pairs(n_examples: int, num_iterations: int) -> int:
+    return 2 * n_examples * num_iterations
+
+
+def pair_batches(labels: np.ndarray, num_iterations: int, batch_size: int,
+                 rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield (left indices, right indices, target similarity) batches of pairs, lazily.
+
+    Per round and example: one positive partner (same class, another example when the
+    class has one) and one negative partner (any other class), in shuffled order.
+    """
+    labels = np.asarray(labels)
+    by_class = {c: np.flatnonzero(labels == c) for c in np.unique(labels)}
+    others = {c: np.flatnonzero(labels != c) for c in by_class}
+    pending: list[tuple[int, int, float]] = []
+    for _ in range(num_iterations):
+        for i in rng.permutation(len(labels)):
+            same = by_class[labels[i]]
+            j = same[rng.integers(len(same))]
+            if len(same) > 1:
+                while j == i:
+                    j = same[rng.integers(len(same))]
+            pending.append((int(i), int(j), 1.0))
+            other = others[labels[i]]
+            pending.append((int(i), int(other[rng.integers(len(other))]), 0.0))
+            while len(pending) >= batch_size:
+                chunk, pending = pending[:batch_size], pending[batch_size:]
+                yield _as_arrays(chunk)
+    if pending:
+        yield _as_arrays(pending)
+
+
+def _as_arrays(chunk: list[tuple[int, int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    left, right, target = zip(*chunk)
+    return np.array(left), np.array(right), np.array(target, dtype=np.float32)
