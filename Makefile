@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test test-fast install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# everything but the slow tests (subprocesses, clusters, the real MiniLM): a quick check while working
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not integration and not slow"
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -25,11 +25,12 @@ BATCH, LR, HEAD_LR, DECAY, WARMUP = 32, 5e-5, 1e-3, 0.01, 0.1
 
 
 def run_unfreeze(train, test, k: int, epochs: int, seed: int) -> float:
-    from unfreeze import Classifier
+    from unfreeze import Classifier, Freeze, Training
 
-    clf = Classifier("minilm-l6", strategy="freeze", k=k, epochs=epochs, batch_size=BATCH, learning_rate=LR,
-                     head_learning_rate=HEAD_LR, weight_decay=DECAY, warmup_ratio=WARMUP, validation_fraction=0,
-                     seed=seed, progress=False, device="cpu")
+    training = Training(epochs=epochs, learning_rate=LR, head_learning_rate=HEAD_LR, weight_decay=DECAY,
+                        warmup_ratio=WARMUP, validation_fraction=0)
+    clf = Classifier("minilm-l6", strategy=Freeze(k=k), training=training, batch_size=BATCH, seed=seed,
+                     progress=False, device="cpu")
     clf.fit(train.inputs, train.labels)
     return clf.score(test.inputs, test.labels)
 

@@ -27,13 +27,14 @@ from _common import movie_snippets  # noqa: E402
 
 
 def run_cell(model: str, reference: str, device: str, n_train: int, n_test: int, epochs: int, seed: int) -> dict:
-    from unfreeze import Classifier
+    from unfreeze import Classifier, Freeze, Training
     from unfreeze.models.backbone import Backbone
 
     blocks = Backbone.load(reference, device="cpu").num_blocks
     train, test = movie_snippets(n_train, n_test, seed)
-    clf = Classifier(model=reference, strategy="freeze", k=blocks // 2, epochs=epochs, batch_size=32, seed=seed,
-                     validation_fraction=0.0, patience=None, device=device, progress=False)
+    clf = Classifier(model=reference, strategy=Freeze(k=blocks // 2),
+                     training=Training(epochs=epochs, validation_fraction=0.0, patience=None), batch_size=32, seed=seed,
+                     device=device, progress=False)
     start = time.perf_counter()
     clf.fit(train.texts, train.labels)
     fit_seconds = time.perf_counter() - start

@@ -24,11 +24,12 @@ R, ALPHA, DROPOUT, LR, HEAD_LR, BATCH = 8, 16, 0.1, 5e-4, 1e-3, 32
 
 
 def run_unfreeze(train, test, epochs: int, seed: int) -> tuple[float, int]:
-    from unfreeze import Classifier
+    from unfreeze import Classifier, Lora, Training
 
-    clf = Classifier("minilm-l6", strategy="lora", r=R, lora_alpha=ALPHA, lora_dropout=DROPOUT, epochs=epochs,
-                     batch_size=BATCH, learning_rate=LR, head_learning_rate=HEAD_LR, validation_fraction=0,
-                     seed=seed, progress=False, device="cpu")
+    clf = Classifier("minilm-l6", strategy=Lora(r=R, lora_alpha=ALPHA, lora_dropout=DROPOUT),
+                     training=Training(epochs=epochs, learning_rate=LR, head_learning_rate=HEAD_LR,
+                                       validation_fraction=0),
+                     batch_size=BATCH, seed=seed, progress=False, device="cpu")
     clf.fit(train.inputs, train.labels)
     return clf.score(test.inputs, test.labels), clf.fit_record_["trainable_parameters"]
 

@@ -39,10 +39,11 @@ def samples(per_class: int, n_test: int, seed: int):
 
 
 def run_unfreeze(train, test, iterations: int, seed: int) -> float:
-    from unfreeze import Classifier
+    from unfreeze import Classifier, SetFit, Training
 
-    clf = Classifier("minilm-l6", strategy="setfit", num_iterations=iterations, epochs=EPOCHS, batch_size=BATCH,
-                     learning_rate=LR, seed=seed, progress=False, device="cpu")
+    clf = Classifier("minilm-l6", strategy=SetFit(num_iterations=iterations),
+                     training=Training(epochs=EPOCHS, learning_rate=LR), batch_size=BATCH, seed=seed,
+                     progress=False, device="cpu")
     clf.fit(train.texts, train.labels)
     return clf.score(test.texts, test.labels)
 

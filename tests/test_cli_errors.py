@@ -195,6 +195,7 @@ def test_models_install_unknown_name(runner):
     assert_user_error(result, "gpt-5")
 
 
+@pytest.mark.slow
 def test_real_process_one_line_exit_2(tmp_path):
     out = tmp_path / "bundle"
     env = {**os.environ}

@@ -23,6 +23,8 @@ from unfreeze import Classifier
 
 from conftest import sentiment_task_varied as sentiment_task
 
+pytestmark = pytest.mark.slow  # subprocesses and clusters: left out of `make test-fast`
+
 RANKS = 2
 
 

@@ -201,6 +201,7 @@ def _write_csv(path: Path, n: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_killed_head_adds_never_break_the_bundle(tiny_model_dir, tmp_path):
     """SIGKILL `unfreeze heads add` at several moments: the bundle always loads, with the old
     heads or with the new one, and a later add still works."""
@@ -227,6 +228,7 @@ def test_killed_head_adds_never_break_the_bundle(tiny_model_dir, tmp_path):
     assert heads_on_disk(tmp_path / "suite")[-1] == "last"
 
 
+@pytest.mark.slow
 def test_concurrent_adds_keep_both_heads(tiny_model_dir, tmp_path):
     model_dir = tiny_model_dir("bert")
     data = _write_csv(tmp_path / "train.csv", 60)

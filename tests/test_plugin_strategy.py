@@ -120,6 +120,7 @@ def run(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_an_installed_plugin_strategy_runs_through_api_cli_sweep_bundle_and_report(plugin_env, tiny_model_dir,
                                                                                    tmp_path):
     model = tiny_model_dir("bert")

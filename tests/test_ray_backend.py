@@ -35,6 +35,8 @@ from unfreeze.sweep.store import VOLATILE_FIELDS, record_content
 from test_cli_errors import assert_user_error
 from test_sweep import write_toy_csv
 
+pytestmark = pytest.mark.slow  # subprocesses and clusters: left out of `make test-fast`
+
 NEEDS_RAY = "the Ray backend tests need the 'ray' package: pip install 'unfreeze[ray]'"
 TASK_TITLE = "ray::unfreeze-cell-"  # Ray titles a running task's worker process "ray::<task name>"
 

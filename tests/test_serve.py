@@ -171,6 +171,7 @@ def test_concurrent_requests_share_forward_passes(server, suite_bundle):
     assert after["batches"] - before["batches"] < 16  # 50 ms of waiting let requests join a batch
 
 
+@pytest.mark.slow
 def test_without_micro_batching_every_request_runs_alone(suite_bundle):
     server = Server(suite_bundle, "--no-micro-batching")
     try:
@@ -183,6 +184,7 @@ def test_without_micro_batching_every_request_runs_alone(suite_bundle):
         assert server.stop() == 0
 
 
+@pytest.mark.slow
 def test_sigterm_answers_requests_in_flight_then_exits(suite_bundle):
     # a 2 s batching window keeps the request in flight when SIGTERM arrives
     server = Server(suite_bundle, "--max-wait-ms", "2000")
@@ -198,6 +200,7 @@ def test_sigterm_answers_requests_in_flight_then_exits(suite_bundle):
         httpx.get(f"{server.url}/health", timeout=2)
 
 
+@pytest.mark.slow
 def test_serves_a_fine_tuned_bundle(tiny_model_dir, tmp_path):
     clf = Classifier(model=tiny_model_dir("bert"), strategy="freeze", k=1, epochs=1, progress=False, device="cpu",
                      validation_fraction=0.0).fit(TEXTS, SENTIMENT)
@@ -213,6 +216,7 @@ def test_serves_a_fine_tuned_bundle(tiny_model_dir, tmp_path):
         assert server.stop() == 0
 
 
+@pytest.mark.slow
 def test_a_bad_bundle_fails_before_listening(tmp_path):
     result = subprocess.run([sys.executable, "-m", "unfreeze", "serve", str(tmp_path), "--port", str(free_port())],
                             env={**os.environ, "PYTHONPATH": SRC}, capture_output=True, text=True, timeout=120)
@@ -223,6 +227,7 @@ def test_a_bad_bundle_fails_before_listening(tmp_path):
 
 @pytest.mark.skipif(shutil.which("schemathesis", path=os.path.dirname(sys.executable)) is None,
                     reason="schemathesis is not installed (it comes with the dev extra)")
+@pytest.mark.slow
 def test_schemathesis_finds_no_server_error(server, tmp_path):
     """Property-based requests generated from the OpenAPI spec, valid and invalid: no 5xx, and
     every response matches the spec."""

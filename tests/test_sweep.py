@@ -279,6 +279,7 @@ def _wait_for_rows(store: ResultsStore, proc: subprocess.Popen, more_than: int, 
     raise AssertionError("the sweep recorded nothing within the timeout")
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_at_random_points(toy_spec, tmp_path):
     """Kill the sweep process at random instants after it made progress; every cell still ends exactly once."""
     spec = replace(toy_spec, strategies=["features", "freeze"], k=[0, 1, 2], n_train=[8, 12, 16], seeds=[0, 1, 2])

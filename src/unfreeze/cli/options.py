@@ -10,6 +10,7 @@ options the same way.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import Field
 from typing import Annotated, Optional
@@ -49,8 +50,12 @@ def setting_parameters(owners: Iterable[tuple[str, type[Params]]], skip: Iterabl
             seen[f.name] = (field_type(cls, f.name), flags, f, [owner])
     params = []
     for name, (kind, flags, f, names) in seen.items():
+        help_text = f.metadata.get("help", "")
+        if len(names) > 1:  # the first declaration's default need not be the others'
+            help_text = re.sub(r"\s*\(default[^)]*\)", "", help_text).rstrip(".") + \
+                ". Defaults per strategy: `unfreeze strategies`."
         prefix = f"{', '.join(names)}: " if names != ["Training"] else ""
-        param = _option(name, kind, flags, prefix + f.metadata.get("help", ""))
+        param = _option(name, kind, flags, prefix + help_text)
         if panel:
             param.annotation.__metadata__[0].rich_help_panel = panel
         params.append(param)
