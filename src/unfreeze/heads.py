@@ -9,8 +9,9 @@ it fast:
 
 - BLAS runs on one thread during the fit. The problems are small matrix-vector products
   (1,500 x 384 for MiniLM); OpenBLAS threads cost more to wake and synchronise than they
-  save, and on a loaded 2-core machine they made the search 50-70x slower (26 s instead of
-  0.35 s on 1,500 MiniLM embeddings). Large problems use the cores for folds instead.
+  save, and on a busy 2-core machine they made LogisticRegressionCV's search about 75x
+  slower (26 s instead of 0.35 s on 1,500 MiniLM embeddings). Large problems use the cores
+  for folds instead.
 - The path stops once the cross-validated accuracy has clearly fallen past its peak: the
   weakly regularised end of the path is where lbfgs needs the most iterations, and where
   the curve of an L2 logistic regression does not come back up.
@@ -93,6 +94,7 @@ class LogisticHead:
             raise invalid_parameter("class_weight", "LogisticHead", "None or 'balanced'", self.class_weight)
         features = np.asarray(features, dtype=np.float64)
         y = np.asarray(y)
+        self.__dict__.pop("cv_scores_", None)  # a refit with a given C must not keep the last search's
         self.mean_ = features.mean(axis=0)
         self.scale_ = features.std(axis=0)
         self.scale_[self.scale_ < 1e-12] = 1.0  # constant features stay constant instead of dividing by 0
@@ -116,23 +118,25 @@ class LogisticHead:
     def _choose_C(self, z: np.ndarray, y: np.ndarray, folds: int) -> tuple[float, np.ndarray]:
         """The C of ``C_GRID`` with the best mean fold accuracy (the smallest C among ties,
         like ``LogisticRegressionCV``), and the mean accuracies of the Cs visited."""
-        splits = list(StratifiedKFold(folds, shuffle=True, random_state=self.seed).split(z, y))
-        models = [self._estimator(C_GRID[0], warm_start=True) for _ in splits]
+        splits = StratifiedKFold(folds, shuffle=True, random_state=self.seed).split(z, y)
+        # each fold's arrays once, not once per C
+        data = [(z[train], y[train], z[val], y[val]) for train, val in splits]
+        models = [self._estimator(C_GRID[0], warm_start=True) for _ in data]
 
         def step(i: int, C: float) -> float:
-            train, val = splits[i]
-            models[i].set_params(C=C).fit(z[train], y[train])  # warm-started from the previous C
-            return float(np.mean(models[i].predict(z[val]) == y[val]))
+            z_train, y_train, z_val, y_val = data[i]
+            models[i].set_params(C=C).fit(z_train, y_train)  # warm-started from the previous C
+            return float(np.mean(models[i].predict(z_val) == y_val))
 
-        outputs = 1 if len(np.unique(y)) == 2 else len(np.unique(y))
-        work = len(splits[0][0]) * z.shape[1] * outputs
-        workers = min(len(splits), _usable_cores()) if work > PARALLEL_FOLDS_ABOVE else 1
+        n_classes = len(np.unique(y))
+        work = len(data[0][1]) * z.shape[1] * (1 if n_classes == 2 else n_classes)
+        workers = min(len(data), _usable_cores()) if work > PARALLEL_FOLDS_ABOVE else 1
         margin = max(PATH_MARGIN, 2.0 / len(y))
         means: list[float] = []
         with ThreadPoolExecutor(workers) if workers > 1 else _Serial() as pool:
             for C in C_GRID:
                 # each fold owns its model, so the result does not depend on thread timing
-                means.append(float(np.mean(list(pool.map(step, range(len(splits)), [C] * len(splits))))))
+                means.append(float(np.mean(list(pool.map(step, range(len(data)), [C] * len(data))))))
                 best = max(means)
                 if len(means) > PATH_PATIENCE and all(m < best - margin for m in means[-PATH_PATIENCE:]):
                     break
