@@ -31,6 +31,46 @@ def mean(values) -> float:
     return statistics.fmean(values) if values else float("nan")
 
 
+def print_machine() -> None:
+    """The first line of every benchmark: the CPU, its capability and what runs bf16 fast."""
+    from unfreeze.hardware import describe
+
+    print(f"machine: {describe()}", flush=True)
+
+
+class PeakRSS:
+    """Peak resident set size inside a ``with`` block, sampled every 10 ms (the OS keeps
+    only the lifetime peak); ``peak_bytes`` and ``start_bytes`` after exit."""
+
+    def __init__(self, interval: float = 0.01) -> None:
+        self.interval = interval
+        self.start_bytes = self.peak_bytes = 0
+
+    def __enter__(self) -> PeakRSS:
+        import threading
+
+        import psutil
+
+        process = psutil.Process()
+        self.start_bytes = self.peak_bytes = process.memory_info().rss
+        self._stop = threading.Event()
+
+        def sample() -> None:
+            while not self._stop.wait(self.interval):
+                self.peak_bytes = max(self.peak_bytes, process.memory_info().rss)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import psutil
+
+        self._stop.set()
+        self._thread.join()
+        self.peak_bytes = max(self.peak_bytes, psutil.Process().memory_info().rss)
+
+
 def print_closing(ratio: float, accuracy_delta: float | None = None) -> None:
     print(f"ratio: {ratio:.2f}")
     if accuracy_delta is not None:
