@@ -29,6 +29,7 @@ import io
 import json
 import logging
 import platform
+import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -390,11 +391,24 @@ def unsupported(body, exporter: str, reason: object) -> UnfreezeError:
     config = getattr(body, "config", None)
     family = getattr(config, "model_type", None)
     arch = type(body).__name__ + (f" (model type {family!r})" if family else "")
-    first = (str(reason).strip().splitlines() or [type(reason).__name__])[0][:240]
+    first = _root_cause(reason)
     other = "torchscript" if exporter == "dynamo" else "dynamo"
     return UnfreezeError(f"Cannot export {arch} to ONNX with torch's {exporter} exporter: {first} "
                          f"(exporter={other!r} may work; supported families are BERT, RoBERTa, DistilBERT, MPNet, "
                          "DeBERTa-v2, GPT-2 and Llama).")
+
+
+def _root_cause(exc: object) -> str:
+    """The first line of the innermost cause: torch's outer errors say which step failed, the inner one why."""
+    seen = []
+    while isinstance(exc, BaseException) and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    for candidate in reversed(seen or [exc]):
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(candidate)).strip()
+        if text:
+            return text.splitlines()[0][:240]
+    return type(seen[-1]).__name__ if seen else str(exc)
 
 
 @contextlib.contextmanager

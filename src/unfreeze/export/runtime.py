@@ -156,6 +156,8 @@ class TextEncoder:
     def encode(self, inputs: Sequence[str | tuple[str, str]]) -> EncodedTexts:
         """Tokenise without padding; inputs over ``max_length`` tokens are truncated and counted."""
         texts, pairs = _split_inputs(inputs)
+        if not texts:
+            return EncodedTexts([], [] if self.token_types else None, 0)
         args = (texts,) if pairs is None else (texts, pairs)
         full = self.tokenizer(*args, truncation=False, padding=False, verbose=False)
         n_truncated = sum(len(ids) > self.max_length for ids in full["input_ids"])
@@ -248,14 +250,13 @@ class _ExportRunner:
                     result[name] = np.empty((len(encoded), *values.shape[1:]), dtype=values.dtype)
                 result[name][idx] = values
         if not result:  # no inputs: empty arrays of the right width
-            shapes = {o.name: o.shape for o in self.graph.session.get_outputs()}
-            result = {name: np.empty((0, _width(shapes[name])), dtype=np.float32) for name in outputs}
+            result = {name: np.empty((0, self._output_width(name)), dtype=np.float32) for name in outputs}
         return result
 
-
-def _width(shape: Sequence) -> int:
-    last = shape[-1] if shape else 0
-    return last if isinstance(last, int) else 0
+    def _output_width(self, name: str) -> int:
+        if self.manifest["kind"] == "network":
+            return len(self.manifest["heads"][DEFAULT_HEAD]["labels"])
+        return int(self.manifest["model"]["hidden_size"])
 
 
 class OnnxEncoder(_ExportRunner):
