@@ -238,7 +238,15 @@ def export_network(model, path: str | Path, *, example: Mapping[str, Any] | None
     return Path(path)
 
 
-def quantize_int8(source: str | Path, target: str | Path, *, per_channel: bool = False) -> Path:
+# what ONNX Runtime's dynamic quantiser is asked to quantise. MatMul carries nearly all the
+# compute; quantising Gather too (the embedding table) adds noise for no speed. Per-channel
+# weight scales keep more labels: on MiniLM features of movie-snippets, int8 labels agreed
+# with fp32 on 97.5% of texts this way against 93% with the quantiser's defaults, at the same speed.
+INT8_OP_TYPES = ("MatMul",)
+
+
+def quantize_int8(source: str | Path, target: str | Path, *, per_channel: bool = True,
+                  op_types: Sequence[str] = INT8_OP_TYPES) -> Path:
     """Quantise the weights of the graph at ``source`` to int8 with ONNX Runtime's dynamic quantiser.
 
     Activations are quantised on the fly per batch (``quantize_dynamic``), so no calibration
@@ -249,7 +257,9 @@ def quantize_int8(source: str | Path, target: str | Path, *, per_channel: bool =
     source, target : str or Path
         The fp32 graph and the int8 graph to write.
     per_channel : bool
-        One scale per output channel instead of per tensor.
+        One weight scale per output channel instead of one per tensor.
+    op_types : sequence of str
+        Operator types to quantise (ONNX Runtime's names).
 
     Returns
     -------
@@ -263,7 +273,7 @@ def quantize_int8(source: str | Path, target: str | Path, *, per_channel: bool =
     external = (source.parent / f"{source.name}.data").exists()
     with _quiet():
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=per_channel,
-                         use_external_data_format=external)
+                         op_types_to_quantize=list(op_types), use_external_data_format=external)
     return target
 
 
@@ -555,7 +565,7 @@ def write_heads_export(backbone, heads: Mapping[str, HeadLike], folder: str | Pa
                        int8: bool = False, check_inputs: Sequence | None = None,
                        check_labels: Mapping[str, Sequence] | Sequence | None = None, batch_size: int = 32,
                        exporter: str = "dynamo", overwrite: bool = True, min_int8_agreement: float | None = None,
-                       per_channel: bool = False, source: Mapping[str, Any] | None = None) -> ExportResult:
+                       per_channel: bool = True, source: Mapping[str, Any] | None = None) -> ExportResult:
     """Export a frozen backbone and its logistic heads (a features or multi-head bundle) to ``folder``.
 
     One graph computes every pooled layer any head needs; the heads' weights are stored
@@ -588,7 +598,7 @@ def write_heads_export(backbone, heads: Mapping[str, HeadLike], folder: str | Pa
     min_int8_agreement : float or None
         Fail when int8 labels agree with PyTorch's on a smaller share of the check texts.
     per_channel : bool
-        Per-channel int8 weight scales.
+        Per-channel int8 weight scales (the default; see ``INT8_OP_TYPES``).
     source : mapping, optional
         JSON-serialisable facts to record in the manifest (e.g. the bundle's path and digest).
 
@@ -625,7 +635,7 @@ def write_heads_export(backbone, heads: Mapping[str, HeadLike], folder: str | Pa
 def write_network_export(model, backbone, classes: Sequence, folder: str | Path, *, max_length: int = 256,
                          int8: bool = False, check_inputs: Sequence | None = None,
                          check_labels: Sequence | None = None, batch_size: int = 32, exporter: str = "dynamo",
-                         overwrite: bool = True, min_int8_agreement: float | None = None, per_channel: bool = False,
+                         overwrite: bool = True, min_int8_agreement: float | None = None, per_channel: bool = True,
                          source: Mapping[str, Any] | None = None) -> ExportResult:
     """Export a fine-tuned network (freeze/full/reinit/LoRA bundle) to ``folder``.
 
@@ -695,7 +705,7 @@ def _write_folder(folder: Path, backbone, limit: int, write, int8: bool, per_cha
             "pad_token_id": int(backbone.tokenizer.pad_token_id),
             "exporter": exporter,
             "quantization": {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8",
-                             "per_channel": per_channel} if int8 else None,
+                             "per_channel": per_channel, "op_types": list(INT8_OP_TYPES)} if int8 else None,
             "versions": _versions(),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "source": dict(source or {}),
