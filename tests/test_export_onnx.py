@@ -160,6 +160,23 @@ def test_numpy_head_matches_logistic_head():
         assert np.abs(mine.predict_proba(features) - head.predict_proba(features)).max() < 1e-12
 
 
+def test_export_predicts_without_the_model_files(tiny_model_dir, tmp_path):
+    """Everything prediction needs is in the export folder: the model it came from can be gone."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir("roberta"), model_dir)
+    backbone = Backbone.load(str(model_dir), device="cpu")
+    top = backbone.num_blocks
+    head = fit_head(backbone, [top], "mean", TOPICS)
+    write_heads_export(backbone, {"default": ExportHead("mean", [top], ["art", "news", "sport"], head)},
+                       tmp_path / "onnx", exporter="torchscript", max_length=8)
+    expected = torch_heads_proba(backbone, {"default": ExportHead("mean", [top], [], head)}, NEW, 8)["default"]
+    del backbone
+    shutil.rmtree(model_dir)
+    clf = load_export(tmp_path / "onnx")
+    assert clf.max_length == 8  # NEW has texts over 8 tokens: truncated as the bundle was
+    assert np.abs(clf.predict_proba(NEW) - expected).max() <= ATOL
+
+
 # -- fine-tuned networks, LoRA merged --------------------------------------------------------------
 
 def network(backbone: Backbone, pooling: str, layers, n_classes: int = 3, seed: int = 0):

@@ -377,6 +377,8 @@ def _export(module, example: dict, path: Path, output_names: list[str], exporter
     _require_exporter(exporter)
     require_onnxruntime()
     names = list(example)
+    device = next(body.parameters()).device  # a backbone on a GPU traces there; the graph is device-free
+    example = {k: v.to(device) for k, v in example.items()}
     n_bytes = sum(p.numel() * p.element_size() for p in body.parameters())
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -543,19 +545,14 @@ def torch_heads_proba(backbone, heads: Mapping[str, HeadLike], inputs: Sequence,
 
 
 def torch_network_proba(model, backbone, inputs: Sequence, max_length: int, batch_size: int = 32) -> np.ndarray:
-    """PyTorch's probabilities of a ``TextClassificationModel`` (eval mode; its mode is restored)."""
+    """PyTorch's probabilities of a ``TextClassificationModel`` (in eval mode; every module's mode is restored)."""
     from .runtime import softmax
 
     encoded = backbone.encode(list(inputs), max_length)
     logits = np.empty((len(encoded), model.head.out_features), dtype=np.float32)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for idx, batch in backbone.batches(encoded, batch_size):
-                logits[idx] = model(batch).float().cpu().numpy()
-    finally:
-        model.train(was_training)
+    with _eval_mode(model, False), torch.inference_mode():
+        for idx, batch in backbone.batches(encoded, batch_size):
+            logits[idx] = model(batch).float().cpu().numpy()
     return softmax(logits)
 
 
