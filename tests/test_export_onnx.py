@@ -288,6 +288,20 @@ def test_int8_labels_agree_on_an_easy_task(tiny_backbone, tmp_path):
     assert read_manifest(tmp_path / "onnx")["quantization"]["per_channel"] is True
 
 
+def test_int8_can_keep_the_feed_forward_outputs_in_fp32(multihead_export, tmp_path):
+    import onnx
+
+    from unfreeze.export import ffn_output_nodes, quantize_int8
+
+    _, _, folder = multihead_export
+    kept = ffn_output_nodes(folder / "model.onnx")
+    assert len(kept) == 2  # one feed-forward output projection per block of the 2-block model
+    quantize_int8(folder / "model.onnx", tmp_path / "int8.onnx", keep_ffn_output=True)
+    nodes = {node.name: node.op_type for node in onnx.load(str(tmp_path / "int8.onnx")).graph.node}
+    assert all(nodes[name] == "MatMul" for name in kept)
+    assert "MatMulInteger" in nodes.values()
+
+
 # -- multi-head: one graph, every head ----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -410,6 +424,10 @@ def test_int8_missing_and_manifest_escape(multihead_export, tmp_path):
     manifest["heads"]["sentiment"]["file"] = "../../secret.safetensors"
     (tmp_path / "onnx" / "export.json").write_text(json.dumps(manifest))
     with pytest.raises(UnfreezeError, match="outside the export folder"):
+        load_export(tmp_path / "onnx")
+    del manifest["max_length"]
+    (tmp_path / "onnx" / "export.json").write_text(json.dumps(manifest))
+    with pytest.raises(UnfreezeError, match="is damaged: export.json lacks 'max_length'"):
         load_export(tmp_path / "onnx")
 
 

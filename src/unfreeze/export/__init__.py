@@ -36,6 +36,7 @@ _LAZY = {
     "check_export": ".onnx",
     "export_network": ".onnx",
     "export_pooled": ".onnx",
+    "ffn_output_nodes": ".onnx",
     "quantize_int8": ".onnx",
     "torch_heads_proba": ".onnx",
     "torch_network_proba": ".onnx",

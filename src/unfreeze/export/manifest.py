@@ -73,6 +73,13 @@ def read_manifest(folder: str | Path) -> dict:
     if manifest.get("kind") not in KINDS:
         raise UnfreezeError(f"the export at {folder} is damaged: unknown kind {manifest.get('kind')!r} in "
                             f"{MANIFEST_FILE}.")
+    required = ["graphs", "heads", "max_length", "token_type_ids", "pad_token_id"]
+    required += ["outputs", "model"] if manifest["kind"] == "heads" else []
+    missing = [key for key in required if key not in manifest]
+    if missing or "fp32" not in manifest.get("graphs", {}):
+        lacking = missing[0] if missing else "graphs.fp32"
+        raise UnfreezeError(f"the export at {folder} is damaged: {MANIFEST_FILE} lacks {lacking!r}. Export it again "
+                            "with `unfreeze export`.")
     root = folder.resolve()
     named = [*manifest.get("graphs", {}).values(), manifest.get("tokenizer", TOKENIZER_DIR),
              *(h["file"] for h in manifest.get("heads", {}).values() if "file" in h)]
