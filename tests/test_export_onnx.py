@@ -12,9 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'unfreeze[onnx]') is not installed")
-pytest.importorskip("onnxscript", reason="torch's ONNX exporter needs onnxscript (the onnx extra)")
-
 from unfreeze.embed import forward_pooled  # noqa: E402
 from unfreeze.errors import UnfreezeError  # noqa: E402
 from unfreeze.export import (  # noqa: E402
@@ -39,6 +36,18 @@ from unfreeze.models.backbone import Backbone  # noqa: E402
 from unfreeze.models.pooling import pool  # noqa: E402
 
 ATOL = 1e-4
+
+
+def need_onnx_extra() -> None:
+    pytest.importorskip("onnxruntime", reason="the onnx extra (pip install 'unfreeze[onnx]') is not installed")
+    pytest.importorskip("onnxscript", reason="torch's ONNX exporter needs onnxscript (the onnx extra)")
+
+
+@pytest.fixture(autouse=True)
+def onnx_extra(request):
+    """Every test needs the onnx extra except the one that checks what happens without it."""
+    if "without_onnxruntime" not in request.node.name:
+        need_onnx_extra()
 TEXTS = [f"{w} film number {i} with {'good' if i % 2 else 'bad'} acting" + " and more" * (i % 4)
          for i, w in enumerate(["a", "the", "one", "this", "that", "some", "my", "our"] * 2)]
 LABELS = [i % 2 for i in range(len(TEXTS))]
@@ -306,6 +315,7 @@ def test_int8_can_keep_the_feed_forward_outputs_in_fp32(multihead_export, tmp_pa
 
 @pytest.fixture(scope="module")
 def multihead_export(tiny_backbone, tmp_path_factory):
+    need_onnx_extra()  # module-scoped: set up before the autouse check runs
     backbone = tiny_backbone("bert")
     top = backbone.num_blocks
     heads = {"sentiment": ExportHead("mean", [top], ["bad", "good"], fit_head(backbone, [top], "mean", LABELS)),
@@ -440,12 +450,14 @@ def test_target_that_is_not_an_export_is_refused(multihead_export, tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
-def test_missing_onnxruntime_says_how_to_install(multihead_export, tmp_path, monkeypatch):
-    backbone, heads, folder = multihead_export
+def test_without_onnxruntime_says_how_to_install(tiny_backbone, tmp_path, monkeypatch):
+    backbone = tiny_backbone("bert")
+    top = backbone.num_blocks
+    heads = {"default": ExportHead("mean", [top], ["bad", "good"], fit_head(backbone, [top], "mean", LABELS))}
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
     with pytest.raises(UnfreezeError) as exc:
-        load_export(folder)
-    assert "pip install 'unfreeze[onnx]'" in one_line(exc)
+        load_export(tmp_path)
+    assert one_line(exc) == "ONNX Runtime is not installed; install it with: pip install 'unfreeze[onnx]'"
     with pytest.raises(UnfreezeError, match=r"pip install 'unfreeze\[onnx\]'"):
         write_heads_export(backbone, heads, tmp_path / "onnx")
     assert list(tmp_path.iterdir()) == []

@@ -28,6 +28,7 @@ _LAZY = {
     # export side (torch)
     "DEFAULT_CHECK_TEXTS": ".onnx",
     "EXPORTERS": ".onnx",
+    "INT8_OP_TYPES": ".onnx",
     "ExportCheck": ".onnx",
     "ExportCheckError": ".onnx",
     "ExportHead": ".onnx",

@@ -53,7 +53,7 @@ from .manifest import (
     is_export,
     pooled_output_name,
 )
-from .runtime import INSTALL_HINT, damaged, file_sha256, load_export, require_onnxruntime
+from .runtime import INSTALL_HINT, file_sha256, load_export, require_onnxruntime
 
 EXPORTERS = ("dynamo", "torchscript")
 FP32_ATOL = 1e-4
@@ -62,7 +62,7 @@ TORCHSCRIPT_OPSET = 17
 # protobuf files stop at 2 GiB: larger models keep their weights in a .data file beside the graph
 EXTERNAL_DATA_BYTES = 1_500_000_000
 
-# checked when the caller gives no texts: short and long, punctuation, digits, a pair-free mix
+# checked when the caller gives no texts: short and long, punctuation, digits
 DEFAULT_CHECK_TEXTS = (
     "A quiet, beautifully made film.",
     "Terrible.",
@@ -383,17 +383,18 @@ def _require_exporter(exporter: str) -> None:
     if exporter not in EXPORTERS:
         raise UnfreezeError(f"The 'exporter' parameter must be one of {', '.join(map(repr, EXPORTERS))}. "
                             f"Got {exporter!r}.")
+    require_onnxruntime()  # the export checks itself with it
     needed = ["onnx"] + (["onnxscript"] if exporter == "dynamo" else [])
     for name in needed:
         try:
             __import__(name)
         except ImportError as exc:
-            raise UnfreezeError(f"Exporting to ONNX needs the {name!r} package; install it with: {INSTALL_HINT}") from exc
+            raise UnfreezeError(f"Exporting to ONNX needs the {name!r} package; install it with: "
+                                f"{INSTALL_HINT}") from exc
 
 
 def _export(module, example: dict, path: Path, output_names: list[str], exporter: str, body) -> None:
     _require_exporter(exporter)
-    require_onnxruntime()
     names = list(example)
     device = next(body.parameters()).device  # a backbone on a GPU traces there; the graph is device-free
     example = {k: v.to(device) for k, v in example.items()}
@@ -626,6 +627,7 @@ def write_heads_export(backbone, heads: Mapping[str, HeadLike], folder: str | Pa
     """
     if not heads:
         raise UnfreezeError("Nothing to export: give at least one head.")
+    _require_exporter(exporter)  # before any work: a missing package is the first thing to say
     folder = _check_target(Path(folder), overwrite)
     limit = backbone.length_limit(max_length)
     wanted = list(dict.fromkeys((int(layer), h.pooling) for h in heads.values() for layer in h.layers))
@@ -676,6 +678,7 @@ def write_network_export(model, backbone, classes: Sequence, folder: str | Path,
     -------
     ExportResult
     """
+    _require_exporter(exporter)
     folder = _check_target(Path(folder), overwrite)
     classes = _labels(classes)
     if len(classes) != model.head.out_features:
@@ -768,9 +771,9 @@ def _labels(classes) -> list:
 
 
 def _model_facts(backbone) -> dict:
-    return {"reference": str(backbone.reference), "family": backbone.family, "architecture":
-            type(backbone.model).__name__, "num_blocks": backbone.num_blocks, "hidden_size": backbone.hidden_size,
-            "is_decoder": backbone.is_decoder}
+    base = backbone.model.get_base_model() if hasattr(backbone.model, "get_base_model") else backbone.model
+    return {"reference": str(backbone.reference), "family": backbone.family, "architecture": type(base).__name__,
+            "num_blocks": backbone.num_blocks, "hidden_size": backbone.hidden_size, "is_decoder": backbone.is_decoder}
 
 
 def _versions() -> dict[str, str]:
@@ -787,6 +790,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-__all__ = ["DEFAULT_CHECK_TEXTS", "EXPORTERS", "ExportCheck", "ExportCheckError", "ExportHead", "ExportResult",
-           "Int8Check", "check_export", "damaged", "export_network", "ffn_output_nodes", "export_pooled", "quantize_int8",
-           "torch_heads_proba", "torch_network_proba", "unsupported", "write_heads_export", "write_network_export"]
+__all__ = ["DEFAULT_CHECK_TEXTS", "EXPORTERS", "INT8_OP_TYPES", "ExportCheck", "ExportCheckError", "ExportHead",
+           "ExportResult", "Int8Check", "check_export", "export_network", "export_pooled", "ffn_output_nodes",
+           "quantize_int8", "torch_heads_proba", "torch_network_proba", "unsupported", "write_heads_export",
+           "write_network_export"]

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UnfreezeError
-from .manifest import DEFAULT_HEAD, GRAPH_FILES, MANIFEST_FILE, PRECISIONS, TOKENIZER_DIR, read_manifest
+from .manifest import DEFAULT_HEAD, PRECISIONS, TOKENIZER_DIR, read_manifest
 
 INSTALL_HINT = "pip install 'unfreeze[onnx]'"
 PADDING_SIDES = ("right", "left")
@@ -222,6 +222,7 @@ class _ExportRunner:
     def __init__(self, folder: str | Path, precision: str = "fp32", batch_size: int = 32, threads: int | None = None,
                  padding_side: str = "right", providers: Sequence[str] | None = None, verify: bool = True,
                  spinning: bool = False) -> None:
+        require_onnxruntime()
         self.folder = Path(folder)
         self.manifest = read_manifest(self.folder)
         if self.expected_kind and self.manifest["kind"] != self.expected_kind:
@@ -434,6 +435,7 @@ class OnnxClassifier:
     def __init__(self, folder: str | Path, precision: str = "fp32", batch_size: int = 32, threads: int | None = None,
                  padding_side: str = "right", providers: Sequence[str] | None = None, verify: bool = True,
                  spinning: bool = False) -> None:
+        require_onnxruntime()  # first: without it nothing else about the folder matters
         folder = Path(folder)
         manifest = read_manifest(folder)
         self.kind: str = manifest["kind"]
@@ -542,6 +544,6 @@ def available_precisions(folder: str | Path) -> list[str]:
     return [p for p in PRECISIONS if p in read_manifest(folder)["graphs"]]
 
 
-__all__ = ["GRAPH_FILES", "INSTALL_HINT", "MANIFEST_FILE", "NumpyLogisticHead", "OnnxClassifier", "OnnxEncoder",
+__all__ = ["INSTALL_HINT", "NumpyLogisticHead", "OnnxClassifier", "OnnxEncoder",
            "OnnxGraph", "OnnxNetwork", "TextEncoder", "available_precisions", "load_export", "require_onnxruntime",
            "softmax"]
