@@ -1,0 +1,66 @@
+"""ONNX export and the ONNX Runtime predictor (``pip install 'unfreeze[onnx]'``).
+
+Exporting (needs torch, ``onnx``, ``onnxscript`` and ``onnxruntime``)::
+
+    from unfreeze.export import ExportHead, write_heads_export, write_network_export
+    write_heads_export(backbone, {"default": ExportHead("mean", [6], classes, head)}, "bundle/onnx", int8=True)
+    write_network_export(net, backbone, classes, "bundle/onnx", int8=True)
+
+Predicting (needs ``onnxruntime``; no PyTorch weights are loaded)::
+
+    from unfreeze.export import load_export
+    clf = load_export("bundle/onnx", precision="int8")
+    clf.predict(["a text"]); clf.predict_proba_heads(["a text"])
+
+The export side is imported on first use, so ``load_export`` does not build any graph machinery.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .manifest import DEFAULT_HEAD, GRAPH_FILES, MANIFEST_FILE, is_export, pooled_output_name, read_manifest
+
+# suggested place of a bundle's export: BUNDLE/onnx (the integrator decides)
+DEFAULT_EXPORT_DIR = "onnx"
+
+_LAZY = {
+    # export side (torch)
+    "DEFAULT_CHECK_TEXTS": ".onnx",
+    "EXPORTERS": ".onnx",
+    "INT8_OP_TYPES": ".onnx",
+    "ExportCheck": ".onnx",
+    "ExportCheckError": ".onnx",
+    "ExportHead": ".onnx",
+    "ExportResult": ".onnx",
+    "Int8Check": ".onnx",
+    "check_export": ".onnx",
+    "export_network": ".onnx",
+    "export_pooled": ".onnx",
+    "ffn_output_nodes": ".onnx",
+    "quantize_int8": ".onnx",
+    "torch_heads_proba": ".onnx",
+    "torch_network_proba": ".onnx",
+    "write_heads_export": ".onnx",
+    "write_network_export": ".onnx",
+    # runtime side (onnxruntime)
+    "INSTALL_HINT": ".runtime",
+    "NumpyLogisticHead": ".runtime",
+    "OnnxClassifier": ".runtime",
+    "OnnxEncoder": ".runtime",
+    "OnnxGraph": ".runtime",
+    "OnnxNetwork": ".runtime",
+    "TextEncoder": ".runtime",
+    "available_precisions": ".runtime",
+    "load_export": ".runtime",
+    "require_onnxruntime": ".runtime",
+}
+
+__all__ = ["DEFAULT_EXPORT_DIR", "DEFAULT_HEAD", "GRAPH_FILES", "MANIFEST_FILE", "is_export", "pooled_output_name",
+           "read_manifest", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'unfreeze.export' has no attribute {name!r}")
