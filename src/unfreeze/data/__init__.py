@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from .builtin import BUILTIN, load_builtin
-from .dataset import TextDataset, build_dataset
+from .dataset import DataWarning, TextDataset, build_dataset
 from .readers import read_table
 from .sampling import sample, stratified_order, train_test_split
 
 __all__ = [
     "BUILTIN",
+    "DataWarning",
     "TextDataset",
     "build_dataset",
     "load_data",

@@ -1,14 +1,21 @@
-"""The validated in-memory form of labelled text: texts, optional second texts, labels."""
+"""The validated in-memory form of labelled text: texts, optional second texts, labels.
+
+Validation refuses what cannot be meant (empty texts, missing labels, a list where a
+text belongs, a column of numbers as texts, text and label columns that look swapped)
+and warns, with a ``DataWarning`` of one line, about what is probably a mistake but
+could be legitimate. Imports neither numpy nor pandas: errors in a file answer fast.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
+from statistics import median
 
 from ..errors import UnfreezeError
 
@@ -71,6 +78,38 @@ def _label_sort_key(label: Label) -> tuple[int, int | str]:
     return (0, label) if isinstance(label, int) else (1, str(label))
 
 
+class DataWarning(UserWarning):
+    """Data that is probably a mistake but could be legitimate. The message is one line;
+    the command line prints it as ``warning: MESSAGE``."""
+
+
+def _warn(message: str) -> None:
+    warnings.warn(DataWarning(message), stacklevel=3)
+
+
+def _scalar(value: object) -> object:
+    """A numpy scalar as the Python value it holds; anything else unchanged (numpy is never imported)."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        try:
+            return value.item()  # type: ignore[union-attr]
+        except (TypeError, ValueError):
+            return value
+    return value
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+# a number as a CSV cell holds it: 3, -1.5, .5, 1e-3, 2,  (surrounding blanks allowed)
+_NUMBER = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
+_SEQUENCE_TYPES = (list, tuple, dict, set)
+
+
+def _kind_name(value: object) -> str:
+    return {list: "a list", tuple: "a list", dict: "an object", set: "a set"}.get(type(value), type(value).__name__)
+
+
 def normalize_label(value: object) -> Label | None:
     """Turn a cell into an int or str label; None when missing.
 
@@ -78,16 +117,19 @@ def normalize_label(value: object) -> Label | None:
     integral float strings ("1.0") become ints, so "1" or "1.0" in a CSV and 1 in a
     JSONL file are the same class.
     """
+    value = _scalar(value)
     if value is None:
         return None
-    if isinstance(value, (bool, np.bool_)):
+    if isinstance(value, bool):
         return int(value)
-    if isinstance(value, (int, np.integer)):
+    if isinstance(value, int):
         return int(value)
-    if isinstance(value, (float, np.floating)):
-        if np.isnan(value):
+    if isinstance(value, float):
+        if math.isnan(value):
             return None
-        return int(value) if float(value).is_integer() else str(value)
+        return int(value) if value.is_integer() else str(value)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
     text = str(value).strip()
     if text == "" or text.lower() in {"nan", "none", "null"}:
         return None
@@ -101,46 +143,120 @@ def normalize_label(value: object) -> Label | None:
     return int(integral.group(1)) if integral else text
 
 
+def _label_text(value: object) -> str:
+    """A label as the text the file holds: what it becomes in a column that also holds words."""
+    value = _scalar(value)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    return str(value).strip()
+
+
+def normalize_labels(values: Sequence[object], source: str = "data", column: str | None = None) -> list[Label | None]:
+    """Labels of one column, all of one type: the rule that keeps predictions in the user's values.
+
+    Every label a whole number (1, "1", 1.0, "1.0") gives ints. A column that mixes numbers
+    and words gives text for all of them, as the file writes them (1 and "neg" give "1"
+    and "neg"), with a one-line ``DataWarning``: a classifier's classes share one type
+    (numpy and scikit-learn compare 1 and "1" as different labels), so "1" is what
+    predictions and evaluation see, for every row alike. Missing labels are None.
+    A list or an object as a label is refused (one label per text).
+    """
+    raw = [_scalar(v) for v in values]
+    bad = next((i for i, v in enumerate(raw) if isinstance(v, _SEQUENCE_TYPES)), None)
+    if bad is not None:
+        where = _where(source, column, "label")
+        raise UnfreezeError(
+            f"Row {bad + 1} of {where} holds {_kind_name(raw[bad])} ({_short(raw[bad])}), not one label: unfreeze "
+            f"predicts one label per text (multi-label data is not supported). Choose a column with one label "
+            f"per row with --label-col."
+        )
+    labels = [normalize_label(v) for v in raw]
+    first_int = next((i for i, v in enumerate(labels) if isinstance(v, int)), None)
+    first_str = next((i for i, v in enumerate(labels) if isinstance(v, str)), None)
+    if first_int is None or first_str is None:
+        return labels
+    texts = [None if label is None else _label_text(v) for v, label in zip(raw, labels)]
+    number, word = raw[first_int], labels[first_str]
+    _warn(
+        f"the labels of {_where(source, column, 'label')} mix numbers and words (row {first_int + 1}: "
+        f"{_short(number)}, row {first_str + 1}: {word!r}); all are read as text, so {_short(number)} is the label "
+        f"{texts[first_int]!r}. Write every label as a word or every one as a number to silence this."
+    )
+    return texts
+
+
 def build_dataset(
     texts: Sequence[object],
     labels: Sequence[object],
     text_pairs: Sequence[object] | None = None,
     source: str = "data",
     require_classes: int = 2,
+    text_col: str | None = None,
+    label_col: str | None = None,
+    text_pair_col: str | None = None,
 ) -> TextDataset:
     """Validate raw columns and return a ``TextDataset``.
 
-    Raises ``UnfreezeError`` with the first offending rows for empty texts, missing
-    labels, and fewer than ``require_classes`` classes.
+    Raises ``UnfreezeError`` with the first offending rows for empty texts, texts that are
+    lists or all numbers, missing or list-valued labels, fewer than ``require_classes``
+    classes, and text and label columns that look swapped. The column names, when given,
+    make the messages name them.
     """
     if len(texts) == 0:
         raise UnfreezeError(f"{source} has no rows. Give a file with at least one labelled example per class.")
-    clean_texts = _check_texts(texts, source, "text")
-    clean_pairs = None if text_pairs is None else _check_texts(text_pairs, source, "text pair")
-    clean_labels = [normalize_label(v) for v in labels]
+    clean_texts = check_texts(texts, source, "text", text_col)
+    clean_pairs = None if text_pairs is None else check_texts(text_pairs, source, "text pair", text_pair_col)
+    clean_labels = normalize_labels(labels, source, label_col)
     missing = [i for i, v in enumerate(clean_labels) if v is None]
     if missing:
         raise UnfreezeError(
             f"{source} has {len(missing)} row(s) with no label (first: {_rows(missing)}). "
             "Fill them in or drop those rows."
         )
+    _check_swapped(clean_texts, clean_labels, source, text_col or "text", label_col or "label")
     ds = TextDataset(texts=clean_texts, labels=clean_labels, text_pairs=clean_pairs, name=source)  # type: ignore[arg-type]
     if require_classes and len(ds.classes) < require_classes:
         raise UnfreezeError(
             f"{source} has a single class ({ds.classes[0]!r}); a classifier needs at least two. "
             "Check the label column (--label-col)."
         )
+    _warn_odd_columns(ds, source, text_col or "text", label_col or "label")
     return ds
 
 
-def _check_texts(values: Sequence[object], source: str, what: str) -> list[str]:
+def check_texts(values: Sequence[object], source: str, what: str = "text", column: str | None = None) -> list[str]:
+    """Texts of one column as strings; refuses empty ones, lists, and a column of numbers only."""
     out: list[str] = []
     empty: list[int] = []
+    numbers = 0
+    first_number: int | None = None
     for i, value in enumerate(values):
-        if value is None or (isinstance(value, float) and np.isnan(value)):
+        value = _scalar(value)
+        if _is_missing(value):
             text = ""
-        else:
+        elif isinstance(value, str):
+            text = value
+            if _NUMBER.fullmatch(value):
+                numbers += 1
+                first_number = i if first_number is None else first_number
+        elif isinstance(value, _SEQUENCE_TYPES):
+            raise UnfreezeError(
+                f"Row {i + 1} of {_where(source, column, what)} holds {_kind_name(value)} ({_short(value)}), not a "
+                f"text. Choose a column of texts with {_option(what)}, or join each list into one string."
+            )
+        elif isinstance(value, bytes):
+            try:
+                text = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise UnfreezeError(
+                    f"Row {i + 1} of {_where(source, column, what)} holds bytes that are not UTF-8 text. "
+                    f"Choose a column of texts with {_option(what)}."
+                ) from None
+        else:  # a number (or a bool) where a text belongs
             text = str(value)
+            if isinstance(value, (int, float)):
+                numbers += 1
+                first_number = i if first_number is None else first_number
         if not text.strip():
             empty.append(i)
         out.append(text)
@@ -148,7 +264,75 @@ def _check_texts(values: Sequence[object], source: str, what: str) -> list[str]:
         raise UnfreezeError(
             f"{source} has {len(empty)} empty {what}(s) (first: {_rows(empty)}). Remove those rows or fill them in."
         )
+    if out and numbers == len(out):
+        raise UnfreezeError(
+            f"Every {what} of {_where(source, column, what)} is a number (row {first_number + 1}: "  # type: ignore[operator]
+            f"{out[first_number].strip()!r}), not a text. Choose the column that holds the texts with {_option(what)}."  # type: ignore[index]
+        )
     return out
+
+
+# kept for callers of the former private name
+_check_texts = check_texts
+
+
+def _check_swapped(texts: list[str], labels: list, source: str, text_col: str, label_col: str) -> None:
+    """Refuse text and label columns that look swapped: many long, distinct "labels"; few short "texts"."""
+    n = len(texts)
+    if n < 4:
+        return
+    distinct_labels = len(set(labels))
+    words = [label for label in labels if isinstance(label, str)]
+    if distinct_labels < max(3, n / 2) or len(words) < n / 2:
+        return
+    distinct_texts = Counter(texts)
+    if len(distinct_texts) > max(2, distinct_labels / 4):
+        return
+    label_length = median(len(w) for w in words)
+    text_length = median(len(t) for t in texts)
+    if label_length < max(10, 2 * text_length):
+        return
+    shown = ", ".join(repr(t) for t, _ in distinct_texts.most_common(3))
+    raise UnfreezeError(
+        f"The text and label columns of {source} look swapped: label column {label_col!r} holds {distinct_labels} "
+        f"distinct values in {n} rows, {label_length:.0f} characters long (median), while text column {text_col!r} "
+        f"holds {len(distinct_texts)} short distinct values ({shown}). Name them the other way round: "
+        f"--text-col {label_col} --label-col {text_col}."
+    )
+
+
+def _warn_odd_columns(ds: TextDataset, source: str, text_col: str, label_col: str) -> None:
+    """One-line warnings for data that is probably a mistake but could be meant."""
+    n = len(ds)
+    if n < 10:
+        return
+    counts = ds.class_counts()
+    singletons = sum(1 for c in counts.values() if c == 1)
+    if len(counts) > n / 2:
+        _warn(
+            f"label column {label_col!r} of {source} holds {len(counts)} classes in {n} rows ({singletons} with a "
+            f"single example): a classifier learns little from one example per class. Check --label-col."
+        )
+    distinct_texts = set(ds.texts)
+    if len(distinct_texts) <= 2:
+        shown = ", ".join(repr(t if len(t) <= 40 else t[:37] + "...") for t in sorted(distinct_texts))
+        _warn(
+            f"text column {text_col!r} of {source} holds only {len(distinct_texts)} distinct text(s) in {n} rows "
+            f"({shown}). Check --text-col."
+        )
+
+
+def _where(source: str, column: str | None, what: str) -> str:
+    return f"column {column!r} of {source}" if column else f"the {what}s of {source}"
+
+
+def _option(what: str) -> str:
+    return {"text": "--text-col", "text pair": "--text-pair-col", "label": "--label-col"}.get(what, "--text-col")
+
+
+def _short(value: object, limit: int = 40) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 def _rows(indices: list[int], limit: int = 5) -> str:

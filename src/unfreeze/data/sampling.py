@@ -7,10 +7,13 @@ compare growing sets rather than independent draws.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..errors import UnfreezeError, invalid_parameter
 from .dataset import TextDataset
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def stratified_order(labels: list, seed: int) -> np.ndarray:
@@ -22,6 +25,8 @@ def stratified_order(labels: list, seed: int) -> np.ndarray:
     one more member keeps within ceil(n * p_c), the one whose floor(n * p_c) would be
     missed soonest comes next (Balinski and Young's quota method: earliest deadline first).
     """
+    import numpy as np  # here, not at import: `unfreeze.data` loads without numpy, so input errors answer fast
+
     rng = np.random.default_rng(seed)
     keys = [repr(label) for label in labels]
     classes = sorted(set(keys))
@@ -97,6 +102,8 @@ def train_test_split(dataset: TextDataset, test_size: float = 0.2, seed: int = 0
         raise UnfreezeError(
             f"Class {rare[0]!r} of {dataset.name} has a single example; a stratified split needs at least 2 per class."
         )
+    import numpy as np
+
     labels = np.asarray([repr(label) for label in dataset.labels])
     rng = np.random.default_rng(seed)
     test_idx: list[int] = []
