@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import UnfreezeError
-from .catalog import resolve_model
+from .catalog import resolve_model_source
 
 # where families keep their blocks, tried in order on the loaded base model
 BLOCK_PATHS = ("encoder.layer", "transformer.layer", "h", "layers", "decoder.layers", "encoder.layers",
@@ -109,18 +109,25 @@ class Backbone:
 
     @classmethod
     def load(cls, reference: str, device: str | torch.device | None = None) -> Backbone:
-        """Load a catalog name, local folder or hub id as a base model (no task head)."""
+        """Load a catalog name, local folder or hub id as a base model (no task head).
+
+        The reference is resolved first, before transformers is imported: a name that
+        cannot load (a missing folder, a hub id while offline) is refused at once.
+        """
+        resolved = resolve_model_source(reference)
         from transformers import AutoModel, AutoTokenizer
 
         from transformers.utils import logging as hf_logging
 
-        source = resolve_model(reference)
+        source = resolved.location
+        # offline, a cached hub id must not make transformers retry the network for a minute
+        options = {"local_files_only": True} if resolved.local_files_only else {}
         # transformers' loading bars and notes on unused checkpoint weights are noise for our users
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source)
-            model = AutoModel.from_pretrained(source)
+            tokenizer = AutoTokenizer.from_pretrained(source, **options)
+            model = AutoModel.from_pretrained(source, **options)
         except OSError as exc:
             raise UnfreezeError(
                 f"Could not load model {reference!r}: {str(exc).splitlines()[0]} Give a catalog name "
