@@ -216,8 +216,8 @@ def resolve_model_source(reference: str) -> ModelSource:
     if _in_hub_cache(reference):
         return ModelSource(reference, local_files_only=True)
     raise UnfreezeError(
-        f"Model {reference!r} is not a catalog name or a local folder, and the Hugging Face hub cannot be reached "
-        f"({reason}) with no copy of it cached. Give a catalog name from `unfreeze models` ({', '.join(CATALOG)}), "
+        f"Could not load model {reference!r}: it is not a catalog name or a local folder, and the Hugging Face hub "
+        f"cannot be reached ({reason}) with no copy of it cached. Give a catalog name from `unfreeze models` ({', '.join(CATALOG)}), "
         "a local model folder, or go online."
     )
 
