@@ -77,7 +77,10 @@ def _replace(tmp: Path, target: Path) -> None:
 
     exists = target.exists() or target.is_symlink()
     if tmp.is_dir() and exists:
-        if not target.is_dir() or target.is_symlink():
+        if target.is_symlink():
+            raise UnfreezeError(f"Refusing to replace {target}: it is a symbolic link; it is left as it is. "
+                                "Choose another path.")
+        if not target.is_dir():
             raise UnfreezeError(f"{target} is a file, and unfreeze writes a folder there; the file is left as it is. "
                                 "Choose another path.")
         reason = None if _in_cache(target) else replaceable_folder(target)

@@ -124,12 +124,12 @@ def protected_reason(path: Path) -> str | None:
         cwd = Path.cwd().resolve()
     except (OSError, RuntimeError):
         return None
+    if resolved == Path(resolved.anchor):
+        return "the root folder"
     if resolved == cwd:
         return "the current folder"
     if resolved in cwd.parents:
         return "a parent of the current folder"
-    if resolved == Path(resolved.anchor):
-        return "the root folder"
     try:
         home = Path.home().resolve()
     except (OSError, RuntimeError):
