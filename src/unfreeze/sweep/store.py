@@ -20,6 +20,9 @@ RESULTS_FILE = "results.jsonl"
 # cell, settings, metrics, parameter counts, examples seen, versions) is the result.
 VOLATILE_FIELDS = ("started", "finished", "runner")
 VOLATILE_FIT_FIELDS = ("seconds", "prefix_seconds", "peak_memory_bytes", "epoch_seconds")
+# a cell's coordinates, which a report needs to place its row; and the fields that are objects
+CELL_FIELDS = ("strategy", "label", "n_train", "seed")
+DICT_FIELDS = ("train", "test", "validation", "fit")
 
 
 def record_content(record: dict) -> dict:
@@ -35,10 +38,12 @@ class ResultsStore:
 
     Reading never fails on a damaged line: a line that is not a JSON object with a string
     ``key`` and ``status`` (``{}``, ``null``, a list, a number, binary garbage, a cell that
-    is not an object) is skipped and counted. After ``records()`` or ``latest()``,
-    ``skipped`` holds how many complete lines were skipped and ``skipped_lines`` their line
-    numbers; ``skipped_note()`` is the one line a command prints about them. A last line
-    cut short by a crash is not counted: it is expected, and the next append removes it.
+    is not an object with its coordinates, metrics that are not objects) is skipped and
+    counted; with ``require_cell`` (what a report needs), so is a record without a cell.
+    After ``records()`` or ``latest()``, ``skipped`` holds how many complete lines were
+    skipped and ``skipped_lines`` their line numbers; ``skipped_note()`` is the one line a
+    command prints about them. A last line cut short by a crash is not counted: it is
+    expected, and the next append removes it.
     """
 
     def __init__(self, run_dir: str | Path) -> None:
@@ -64,7 +69,7 @@ class ResultsStore:
                 if not line.strip():
                     continue
                 record = _parse(line)
-                if record is None or (require_cell and not isinstance(record.get("cell"), dict)):
+                if record is None or (require_cell and "cell" not in record):
                     self.skipped += 1
                     self.skipped_lines.append(lineno)
                     continue
@@ -122,9 +127,16 @@ def _parse(line: bytes) -> dict | None:
         return None
     if not isinstance(record.get("key"), str) or not record["key"] or not isinstance(record.get("status"), str):
         return None
-    if "cell" in record and not isinstance(record["cell"], dict):
+    if "cell" in record and not _is_cell(record["cell"]):
+        return None
+    # what a report reads from a finished cell must have the shape it reads
+    if any(field in record and not isinstance(record[field], dict) for field in DICT_FIELDS):
         return None
     return record
+
+
+def _is_cell(cell: object) -> bool:
+    return isinstance(cell, dict) and all(field in cell for field in CELL_FIELDS)
 
 
 def _jsonable(value: object) -> object:
