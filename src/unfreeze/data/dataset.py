@@ -88,8 +88,12 @@ def _warn(message: str) -> None:
 
 
 def _scalar(value: object) -> object:
-    """A numpy scalar as the Python value it holds; anything else unchanged (numpy is never imported)."""
+    """A numpy scalar as the Python value it holds, an array as a list; anything else unchanged.
+
+    numpy is never imported here: its values are recognised by their type's module."""
     if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        if getattr(value, "ndim", 0):  # an array (Parquet list columns read as arrays): a list
+            return value.tolist()  # type: ignore[union-attr]
         try:
             return value.item()  # type: ignore[union-attr]
         except (TypeError, ValueError):

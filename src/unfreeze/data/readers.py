@@ -105,7 +105,7 @@ def read_inputs(
     _check_exists(path, "Give a " + FORMAT_HELP + ".")
     wanted = [("--text-col", text_col), ("--text-pair-col", text_pair_col)]
     _check_distinct_columns(wanted)
-    table = _read(path, None, wanted)
+    table = _read(path, None, wanted, all_columns=True)
     texts = check_texts(table.column(text_col), str(path), "text", text_col)
     if text_pair_col is None:
         return table.frame(), texts
@@ -120,7 +120,7 @@ def _check_exists(path: Path, how: str) -> None:
     if path.exists():
         return
     parent = next((p for p in path.parents if p.exists()), None)
-    if parent is not None and parent != path.parent and parent.is_file():
+    if parent is not None and parent.is_file():
         raise UnfreezeError(f"File not found: {path} ({parent} is a file, not a folder). {how}")
     raise UnfreezeError(f"File not found: {path}. {how}")
 
@@ -137,7 +137,9 @@ def _check_distinct_columns(wanted: list[tuple[str, str | None]]) -> None:
         seen[column] = option
 
 
-def _read(path: Path, split: str | None, wanted: list[tuple[str, str | None]]) -> _Table:
+def _read(path: Path, split: str | None, wanted: list[tuple[str, str | None]], all_columns: bool = False) -> _Table:
+    """Check and read ``path``; Parquet reads only the ``wanted`` columns unless ``all_columns``."""
+    columns = None if all_columns else [c for _, c in wanted if c is not None]
     if path.is_dir():
         frame = _read_saved_dataset(path, split)
         columns = [str(c) for c in frame.columns]
@@ -147,7 +149,7 @@ def _read(path: Path, split: str | None, wanted: list[tuple[str, str | None]]) -
     if kind is None:
         raise UnfreezeError(f"Unknown format {path.suffix or '(no extension)'!r} of {path}. Use {FORMAT_HELP}.")
     if kind == "parquet":
-        return _read_parquet(path, wanted)
+        return _read_parquet(path, wanted, columns)
     raw = path.read_bytes()
     _check_is_text(path, raw)
     text = _decode_utf8(path, raw)
@@ -248,7 +250,30 @@ def _read_delimited(path: Path, text: str, kind: str, wanted: list[tuple[str, st
         _check_delimiter(path, kind, sep, header, first_line)
     _check_columns(path, header, wanted, first_line)
     frame = _pandas_read(path, text, kind, sep)
+    if type(frame.index).__name__ != "RangeIndex":
+        # pandas reads rows with more fields than the header names silently, taking the
+        # first fields as an index: every column shifts
+        _refuse_long_rows(path, text, kind, sep, header)
     return _Table([str(c) for c in frame.columns], frame=frame)
+
+
+def _refuse_long_rows(path: Path, text: str, kind: str, sep: str, header: list[str]) -> None:
+    body = text.lstrip("\r\n")
+    skipped = text[: len(text) - len(body)].count("\n")  # blank lines before the header
+    reader = csv.reader(io.StringIO(body), delimiter=sep)
+    next(reader)
+    lineno, fields = 0, len(header)
+    for row in reader:
+        if len(row) > len(header):
+            lineno, fields = reader.line_num + skipped, len(row)
+            break
+    where = f"line {lineno} has {fields} fields" if lineno else "its rows have more fields"
+    trailing = f" (or a {DELIMITER_NAMES[sep]} at the end of each line)" if lineno else ""
+    raise UnfreezeError(
+        f"{path} is not a well-formed {kind.upper()} file: {where} but its header names {len(header)} "
+        f"({_clip(sep.join(header))!r}): a text holding an unquoted {sep!r}{trailing}? Quote such texts, as CSV "
+        "writers and spreadsheets do, or fix that line."
+    )
 
 
 def _check_delimiter(path: Path, kind: str, sep: str, header: list[str], first_line: str) -> None:
@@ -326,7 +351,7 @@ def _parse_jsonl(path: Path, text: str) -> list[dict]:
 # -- Parquet and saved datasets -------------------------------------------------------------
 
 
-def _read_parquet(path: Path, wanted: list[tuple[str, str | None]]) -> _Table:
+def _read_parquet(path: Path, wanted: list[tuple[str, str | None]], columns: list[str] | None) -> _Table:
     with open(path, "rb") as handle:
         start = handle.read(1 << 12)
     if not start.startswith(b"PAR1"):
@@ -343,14 +368,24 @@ def _read_parquet(path: Path, wanted: list[tuple[str, str | None]]) -> _Table:
                     "whichever it is."
                 )
     import pandas as pd
+    import pyarrow.parquet as pq
 
     try:
-        frame = pd.read_parquet(path)
+        # the schema first: columns are checked before any data is read, and pyarrow
+        # cannot read a table with duplicate names at all ("Multiple matches for FieldRef")
+        names = [str(n) for n in pq.read_schema(path).names]
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise UnfreezeError(f"{path} is not a readable Parquet file ({exc}).".splitlines()[0]) from exc
-    columns = [str(c) for c in frame.columns]
-    _check_columns(path, columns, wanted)
-    return _Table(columns, frame=frame)
+    _check_columns(path, names, wanted)
+    twice = [n for n, count in Counter(names).items() if count > 1]
+    if twice:
+        raise UnfreezeError(f"{path} has duplicate column names ({', '.join(map(repr, twice))}), which Parquet "
+                            "readers cannot read. Rename them.")
+    try:
+        frame = pd.read_parquet(path, columns=columns)
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise UnfreezeError(f"{path} is not a readable Parquet file ({exc}).".splitlines()[0]) from exc
+    return _Table([str(c) for c in frame.columns], frame=frame)
 
 
 def _read_saved_dataset(path: Path, split: str | None) -> pd.DataFrame:
