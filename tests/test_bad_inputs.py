@@ -219,6 +219,23 @@ def test_a_missing_column_is_found_without_importing_pandas(tmp_path):
     assert out.strip().endswith("[]"), out
 
 
+@pytest.mark.parametrize(("source", "words"), [
+    ("movie-snipets", ["neither a file nor a built-in dataset", "Did you mean 'movie-snippets'?"]),
+    ("tweet:train", ["Did you mean 'tweets'?"]),
+    ("BBC-news", ["Did you mean 'bbc-news'?"]),
+    ("good.csv:train", ["good.csv is a file", "':train' picks a split", "--test"]),
+    ("no-such-thing", ["File not found: no-such-thing", "unfreeze datasets"]),
+])
+def test_data_names_that_are_nothing_say_what_was_meant(tmp_path, monkeypatch, source, words):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "good.csv").write_text(csv_text())
+    before = snapshot(tmp_path)
+    with pytest.raises(UnfreezeError) as info:
+        load_data(source)
+    one_line(str(info.value), *words)
+    assert snapshot(tmp_path) == before
+
+
 # -- library: data that could be meant gets a one-line warning, and loads --------------------------
 
 
@@ -242,6 +259,14 @@ def test_two_distinct_texts_warn(tmp_path):
     path.write_text(csv_text(rows=[("same text", i % 3) for i in range(10)] + [("other", 1)]))
     with pytest.warns(DataWarning, match="only 2 distinct text\\(s\\) in 11 rows.*--text-col"):
         load_data(path)
+
+
+def test_labels_differing_only_in_case_or_spaces_warn(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text(csv_text(rows=[("a", "Positive"), ("b", "positive"), ("c", "negative"), ("d", "negative")]))
+    with pytest.warns(DataWarning, match="differ only in case or spaces \\('Positive', 'positive'\\)"):
+        ds = load_data(path)
+    assert ds.classes == ["Positive", "negative", "positive"]  # kept as given: they could be meant
 
 
 def test_ordinary_data_gives_no_warning(tmp_path, recwarn):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
+from ..errors import UnfreezeError
 from .builtin import BUILTIN, load_builtin
 from .dataset import DataWarning, TextDataset, build_dataset
 from .readers import read_table
@@ -35,6 +37,20 @@ def load_data(
     if name in BUILTIN:
         return load_builtin(name, split or None)
     path = Path(text)
-    if not path.exists() and split and Path(name).is_dir():
-        return read_table(Path(name), text_col, label_col, text_pair_col, split=split)
+    if not path.exists() and split:
+        if Path(name).is_dir():
+            return read_table(Path(name), text_col, label_col, text_pair_col, split=split)
+        if Path(name).is_file():
+            raise UnfreezeError(
+                f"{name} is a file, and ':{split}' picks a split of a built-in dataset or of a folder saved with "
+                f"save_to_disk. Give {name} alone, and its test data with --test (or --test-size)."
+            )
+    if not path.exists() and not path.suffix and "/" not in text and "\\" not in text:
+        lowered = {b.lower(): b for b in BUILTIN}
+        near = [lowered[m] for m in difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.75)]
+        if near:
+            raise UnfreezeError(
+                f"{text!r} is neither a file nor a built-in dataset. Did you mean {near[0]!r}? Built-in datasets: "
+                f"{', '.join(BUILTIN)} (see `unfreeze datasets`)."
+            )
     return read_table(path, text_col, label_col, text_pair_col)

@@ -307,6 +307,17 @@ def _check_swapped(texts: list[str], labels: list, source: str, text_col: str, l
 
 def _warn_odd_columns(ds: TextDataset, source: str, text_col: str, label_col: str) -> None:
     """One-line warnings for data that is probably a mistake but could be meant."""
+    variants: dict[str, list] = {}
+    for label in ds.classes:
+        if isinstance(label, str):
+            variants.setdefault(" ".join(label.casefold().split()), []).append(label)
+    clash = next((group for group in variants.values() if len(group) > 1), None)
+    if clash:
+        _warn(
+            f"label column {label_col!r} of {source} holds labels that differ only in case or spaces "
+            f"({', '.join(map(repr, clash[:3]))}): they are different classes. Spell each class one way if they "
+            "are the same."
+        )
     n = len(ds)
     if n < 10:
         return
