@@ -588,6 +588,9 @@ def test_fit_refuses_a_bad_test_file(runner, tmp_path, user_dir, case):
     (["--test-size", "-0.5"], ["--test-size", "Got -0.5."]),
     (["--model", "nobody/no-such-model"], ["Could not load model", "go online"]),
     (["--model", "./no/such/folder"], ["No model folder"]),
+    (["--device", "gpu"], ["Unknown device 'gpu'", "Devices here: cpu"]),
+    (["--device", "banana"], ["Unknown device 'banana'", "Devices here:"]),
+    (["--device", "cuda:7"], ["'cuda:7'", "Devices here:"]),
 ])
 def test_fit_refuses_bad_options_in_one_line(runner, tmp_path, user_dir, args, words):
     from unfreeze.cli import app
@@ -611,6 +614,17 @@ def test_fit_never_replaces_what_it_did_not_write(runner, tmp_path, user_dir, ti
     result = runner.invoke(app, ["fit", str(user_dir / "good.csv"), "--model", tiny_model_dir("bert"), "--C", "1",
                                  "--no-cache", "--device", "cpu", "-o", str(user_dir / output)])
     assert_cli_error(result, *words)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_fit_on_cuda_without_cuda_names_the_devices_here(runner, tmp_path, user_dir):
+    from unfreeze.cli import app
+
+    before = snapshot(tmp_path)
+    result = runner.invoke(app, ["fit", str(user_dir / "good.csv"), "--device", "cuda", "-o", str(user_dir / "b")])
+    message = assert_cli_error(result, "'cuda' is not available", "Devices here: cpu.")
+    assert ("CPU-only build" in message) == (__import__("torch").version.cuda is None)
     assert snapshot(tmp_path) == before
 
 

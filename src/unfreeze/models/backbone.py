@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..devices import resolve_device
 from ..errors import UnfreezeError
 from .catalog import resolve_model_source
 
@@ -111,9 +112,12 @@ class Backbone:
     def load(cls, reference: str, device: str | torch.device | None = None) -> Backbone:
         """Load a catalog name, local folder or hub id as a base model (no task head).
 
-        The reference is resolved first, before transformers is imported: a name that
+        The device and the reference are checked first, before transformers is imported:
+        a device that is not here (``cuda`` on a CPU-only build, ``gpu``) or a name that
         cannot load (a missing folder, a hub id while offline) is refused at once.
         """
+        if device is not None:
+            resolve_device(device)  # one line listing the devices that exist, for any other name
         resolved = resolve_model_source(reference)
         from transformers import AutoModel, AutoTokenizer
 
