@@ -269,6 +269,17 @@ def test_labels_differing_only_in_case_or_spaces_warn(tmp_path):
     assert ds.classes == ["Positive", "negative", "positive"]  # kept as given: they could be meant
 
 
+def test_data_warnings_print_on_one_line_in_a_process(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    path.write_text(jsonl_text(MIXED))
+    code = ("from unfreeze.data import load_data, print_data_warnings_on_one_line\n"
+            f"print_data_warnings_on_one_line()\nload_data({str(path)!r})\nload_data({str(path)!r})")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr  # one line, shown once
+    assert lines[0].startswith("warning: the labels of column 'label'") and "mix numbers and words" in lines[0]
+
+
 def test_ordinary_data_gives_no_warning(tmp_path, recwarn):
     path = tmp_path / "d.csv"
     path.write_text(csv_text())

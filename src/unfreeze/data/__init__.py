@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import UnfreezeError
 from .builtin import BUILTIN, load_builtin
-from .dataset import DataWarning, TextDataset, build_dataset
+from .dataset import DataWarning, TextDataset, build_dataset, print_data_warnings_on_one_line
 from .readers import read_table
 from .sampling import sample, stratified_order, train_test_split
 
@@ -18,6 +18,7 @@ __all__ = [
     "build_dataset",
     "load_data",
     "load_builtin",
+    "print_data_warnings_on_one_line",
     "read_table",
     "sample",
     "stratified_order",

@@ -87,6 +87,26 @@ def _warn(message: str) -> None:
     warnings.warn(DataWarning(message), stacklevel=3)
 
 
+def print_data_warnings_on_one_line() -> None:
+    """Show every ``DataWarning`` as one ``warning: MESSAGE`` line on stderr, for the command line.
+
+    Python's default shows a warning on two lines (file:line: category: message, then
+    the source line). Other warnings keep the default. Call once, at start-up.
+    """
+    import sys
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DataWarning):
+            print(f"warning: {message}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    show.__wrapped__ = default  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
 def _scalar(value: object) -> object:
     """A numpy scalar as the Python value it holds, an array as a list; anything else unchanged.
 
