@@ -186,13 +186,21 @@ def test_non_integral_and_word_labels_stay_strings(tmp_path):
     assert ds.classes == ["0.5", "1.5", "ham", "spam"]
 
 
-def test_mixed_int_and_string_labels_sort_ints_first(tmp_path):
+def test_labels_mixing_numbers_and_words_are_all_text_with_a_warning(tmp_path):
+    # one column, one type: 1 and "1" must be the same class for predictions and scores,
+    # so a column that holds words holds text throughout (see normalize_labels)
+    from unfreeze.data import DataWarning
+
     path = tmp_path / "d.jsonl"
     path.write_text(
         '{"text": "a", "label": "b"}\n{"text": "b", "label": 3}\n{"text": "c", "label": "a"}\n{"text": "d", "label": 1}\n',
         encoding="utf-8",
     )
-    assert load_data(path).classes == [1, 3, "a", "b"]
+    with pytest.warns(DataWarning, match="mix numbers and words") as record:
+        ds = load_data(path)
+    assert ds.labels == ["b", "3", "a", "1"]
+    assert ds.classes == ["1", "3", "a", "b"]
+    assert len(record) == 1 and "\n" not in str(record[0].message)
 
 
 # -- saved Hugging Face datasets --------------------------------------------------------------

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
+from ..errors import UnfreezeError
 from .builtin import BUILTIN, load_builtin
-from .dataset import TextDataset, build_dataset
+from .dataset import DataWarning, TextDataset, build_dataset, print_data_warnings_on_one_line
 from .readers import read_table
 from .sampling import sample, stratified_order, train_test_split
 
 __all__ = [
     "BUILTIN",
+    "DataWarning",
     "TextDataset",
     "build_dataset",
     "load_data",
     "load_builtin",
+    "print_data_warnings_on_one_line",
     "read_table",
     "sample",
     "stratified_order",
@@ -34,6 +38,20 @@ def load_data(
     if name in BUILTIN:
         return load_builtin(name, split or None)
     path = Path(text)
-    if not path.exists() and split and Path(name).is_dir():
-        return read_table(Path(name), text_col, label_col, text_pair_col, split=split)
+    if not path.exists() and split:
+        if Path(name).is_dir():
+            return read_table(Path(name), text_col, label_col, text_pair_col, split=split)
+        if Path(name).is_file():
+            raise UnfreezeError(
+                f"{name} is a file, and ':{split}' picks a split of a built-in dataset or of a folder saved with "
+                f"save_to_disk. Give {name} alone, and its test data with --test (or --test-size)."
+            )
+    if not path.exists() and not path.suffix and "/" not in text and "\\" not in text:
+        lowered = {b.lower(): b for b in BUILTIN}
+        near = [lowered[m] for m in difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.75)]
+        if near:
+            raise UnfreezeError(
+                f"{text!r} is neither a file nor a built-in dataset. Did you mean {near[0]!r}? Built-in datasets: "
+                f"{', '.join(BUILTIN)} (see `unfreeze datasets`)."
+            )
     return read_table(path, text_col, label_col, text_pair_col)

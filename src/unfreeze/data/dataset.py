@@ -1,14 +1,21 @@
-"""The validated in-memory form of labelled text: texts, optional second texts, labels."""
+"""The validated in-memory form of labelled text: texts, optional second texts, labels.
+
+Validation refuses what cannot be meant (empty texts, missing labels, a list where a
+text belongs, a column of numbers as texts, text and label columns that look swapped)
+and warns, with a ``DataWarning`` of one line, about what is probably a mistake but
+could be legitimate. Imports neither numpy nor pandas: errors in a file answer fast.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
+from statistics import median
 
 from ..errors import UnfreezeError
 
@@ -71,6 +78,62 @@ def _label_sort_key(label: Label) -> tuple[int, int | str]:
     return (0, label) if isinstance(label, int) else (1, str(label))
 
 
+class DataWarning(UserWarning):
+    """Data that is probably a mistake but could be legitimate. The message is one line;
+    the command line prints it as ``warning: MESSAGE``."""
+
+
+def _warn(message: str) -> None:
+    warnings.warn(DataWarning(message), stacklevel=3)
+
+
+def print_data_warnings_on_one_line() -> None:
+    """Show every ``DataWarning`` as one ``warning: MESSAGE`` line on stderr, for the command line.
+
+    Python's default shows a warning on two lines (file:line: category: message, then
+    the source line). Other warnings keep the default. Call once, at start-up.
+    """
+    import sys
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DataWarning):
+            print(f"warning: {message}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    show.__wrapped__ = default  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
+def _scalar(value: object) -> object:
+    """A numpy scalar as the Python value it holds, an array as a list; anything else unchanged.
+
+    numpy is never imported here: its values are recognised by their type's module."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        if getattr(value, "ndim", 0):  # an array (Parquet list columns read as arrays): a list
+            return value.tolist()  # type: ignore[union-attr]
+        try:
+            return value.item()  # type: ignore[union-attr]
+        except (TypeError, ValueError):
+            return value
+    return value
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+# a number as a CSV cell holds it: 3, -1.5, .5, 1e-3, 2,  (surrounding blanks allowed)
+_NUMBER = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
+_SEQUENCE_TYPES = (list, tuple, dict, set)
+
+
+def _kind_name(value: object) -> str:
+    return {list: "a list", tuple: "a list", dict: "an object", set: "a set"}.get(type(value), type(value).__name__)
+
+
 def normalize_label(value: object) -> Label | None:
     """Turn a cell into an int or str label; None when missing.
 
@@ -78,16 +141,19 @@ def normalize_label(value: object) -> Label | None:
     integral float strings ("1.0") become ints, so "1" or "1.0" in a CSV and 1 in a
     JSONL file are the same class.
     """
+    value = _scalar(value)
     if value is None:
         return None
-    if isinstance(value, (bool, np.bool_)):
+    if isinstance(value, bool):
         return int(value)
-    if isinstance(value, (int, np.integer)):
+    if isinstance(value, int):
         return int(value)
-    if isinstance(value, (float, np.floating)):
-        if np.isnan(value):
+    if isinstance(value, float):
+        if math.isnan(value):
             return None
-        return int(value) if float(value).is_integer() else str(value)
+        return int(value) if value.is_integer() else str(value)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
     text = str(value).strip()
     if text == "" or text.lower() in {"nan", "none", "null"}:
         return None
@@ -101,54 +167,220 @@ def normalize_label(value: object) -> Label | None:
     return int(integral.group(1)) if integral else text
 
 
+def _label_text(value: object) -> str:
+    """A label as the text the file holds: what it becomes in a column that also holds words."""
+    value = _scalar(value)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    return str(value).strip()
+
+
+def normalize_labels(values: Sequence[object], source: str = "data", column: str | None = None) -> list[Label | None]:
+    """Labels of one column, all of one type: the rule that keeps predictions in the user's values.
+
+    Every label a whole number (1, "1", 1.0, "1.0") gives ints. A column that mixes numbers
+    and words gives text for all of them, as the file writes them (1 and "neg" give "1"
+    and "neg"), with a one-line ``DataWarning``: a classifier's classes share one type
+    (numpy and scikit-learn compare 1 and "1" as different labels), so "1" is what
+    predictions and evaluation see, for every row alike. Missing labels are None.
+    A list or an object as a label is refused (one label per text).
+    """
+    raw = [_scalar(v) for v in values]
+    bad = next((i for i, v in enumerate(raw) if isinstance(v, _SEQUENCE_TYPES)), None)
+    if bad is not None:
+        where = _where(source, column, "label")
+        raise UnfreezeError(
+            f"Row {bad + 1} of {where} holds {_kind_name(raw[bad])} ({_short(raw[bad])}), not one label: unfreeze "
+            f"predicts one label per text (multi-label data is not supported). Choose a column with one label "
+            f"per row with --label-col."
+        )
+    # labels repeat: normalise each distinct value once (a tenth of the time on 200k rows)
+    seen: dict[tuple[type, object], Label | None] = {}
+    labels = []
+    for value in raw:
+        try:
+            key = (type(value), value)
+            label = seen[key] if key in seen else seen.setdefault(key, normalize_label(value))
+        except TypeError:  # unhashable
+            label = normalize_label(value)
+        labels.append(label)
+    first_int = next((i for i, v in enumerate(labels) if isinstance(v, int)), None)
+    first_str = next((i for i, v in enumerate(labels) if isinstance(v, str)), None)
+    if first_int is None or first_str is None:
+        return labels
+    texts = [None if label is None else _label_text(v) for v, label in zip(raw, labels)]
+    number, word = raw[first_int], labels[first_str]
+    _warn(
+        f"the labels of {_where(source, column, 'label')} mix numbers and words (row {first_int + 1}: "
+        f"{_short(number)}, row {first_str + 1}: {word!r}); all are read as text, so {_short(number)} is the label "
+        f"{texts[first_int]!r}. Write every label as a word or every one as a number to silence this."
+    )
+    return texts
+
+
 def build_dataset(
     texts: Sequence[object],
     labels: Sequence[object],
     text_pairs: Sequence[object] | None = None,
     source: str = "data",
     require_classes: int = 2,
+    text_col: str | None = None,
+    label_col: str | None = None,
+    text_pair_col: str | None = None,
 ) -> TextDataset:
     """Validate raw columns and return a ``TextDataset``.
 
-    Raises ``UnfreezeError`` with the first offending rows for empty texts, missing
-    labels, and fewer than ``require_classes`` classes.
+    Raises ``UnfreezeError`` with the first offending rows for empty texts, texts that are
+    lists or all numbers, missing or list-valued labels, fewer than ``require_classes``
+    classes, and text and label columns that look swapped. The column names, when given,
+    make the messages name them.
     """
     if len(texts) == 0:
         raise UnfreezeError(f"{source} has no rows. Give a file with at least one labelled example per class.")
-    clean_texts = _check_texts(texts, source, "text")
-    clean_pairs = None if text_pairs is None else _check_texts(text_pairs, source, "text pair")
-    clean_labels = [normalize_label(v) for v in labels]
+    clean_texts = check_texts(texts, source, "text", text_col)
+    clean_pairs = None if text_pairs is None else check_texts(text_pairs, source, "text pair", text_pair_col)
+    clean_labels = normalize_labels(labels, source, label_col)
     missing = [i for i, v in enumerate(clean_labels) if v is None]
     if missing:
         raise UnfreezeError(
             f"{source} has {len(missing)} row(s) with no label (first: {_rows(missing)}). "
             "Fill them in or drop those rows."
         )
+    _check_swapped(clean_texts, clean_labels, source, text_col or "text", label_col or "label")
     ds = TextDataset(texts=clean_texts, labels=clean_labels, text_pairs=clean_pairs, name=source)  # type: ignore[arg-type]
     if require_classes and len(ds.classes) < require_classes:
         raise UnfreezeError(
             f"{source} has a single class ({ds.classes[0]!r}); a classifier needs at least two. "
             "Check the label column (--label-col)."
         )
+    _warn_odd_columns(ds, source, text_col or "text", label_col or "label")
     return ds
 
 
-def _check_texts(values: Sequence[object], source: str, what: str) -> list[str]:
+def check_texts(values: Sequence[object], source: str, what: str = "text", column: str | None = None) -> list[str]:
+    """Texts of one column as strings; refuses empty ones, lists, and a column of numbers only."""
     out: list[str] = []
     empty: list[int] = []
+    all_numbers = True  # until a text that is not a number is seen
     for i, value in enumerate(values):
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            text = ""
+        if type(value) is str:  # the common case first
+            text = value
+            if all_numbers and not _NUMBER.fullmatch(value):
+                all_numbers = False
         else:
-            text = str(value)
-        if not text.strip():
+            text = _text_of(_scalar(value), i, source, what, column)
+            if all_numbers and not isinstance(_scalar(value), (int, float)) and not _NUMBER.fullmatch(text):
+                all_numbers = False
+        if not text or text.isspace():
             empty.append(i)
         out.append(text)
     if empty:
         raise UnfreezeError(
             f"{source} has {len(empty)} empty {what}(s) (first: {_rows(empty)}). Remove those rows or fill them in."
         )
+    if out and all_numbers:
+        raise UnfreezeError(
+            f"Every {what} of {_where(source, column, what)} is a number (row 1: {out[0].strip()!r}), not a text. "
+            f"Choose the column that holds the texts with {_option(what)}."
+        )
     return out
+
+
+def _text_of(value: object, i: int, source: str, what: str, column: str | None) -> str:
+    """A cell that is not a str as a text: missing is empty, a number its digits; lists and bytes that are
+    not UTF-8 are refused."""
+    if _is_missing(value):
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, _SEQUENCE_TYPES):
+        raise UnfreezeError(
+            f"Row {i + 1} of {_where(source, column, what)} holds {_kind_name(value)} ({_short(value)}), not a "
+            f"text. Choose a column of texts with {_option(what)}, or join each list into one string."
+        )
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnfreezeError(
+                f"Row {i + 1} of {_where(source, column, what)} holds bytes that are not UTF-8 text. "
+                f"Choose a column of texts with {_option(what)}."
+            ) from None
+    return str(value)  # a number (or a bool) where a text belongs: counted by the caller
+
+
+# kept for callers of the former private name
+_check_texts = check_texts
+
+
+def _check_swapped(texts: list[str], labels: list, source: str, text_col: str, label_col: str) -> None:
+    """Refuse text and label columns that look swapped: many long, distinct "labels"; few short "texts"."""
+    n = len(texts)
+    if n < 4:
+        return
+    distinct_labels = len(set(labels))
+    words = [label for label in labels if isinstance(label, str)]
+    if distinct_labels < max(3, n / 2) or len(words) < n / 2:
+        return
+    distinct_texts = Counter(texts)
+    if len(distinct_texts) > max(2, distinct_labels / 4):
+        return
+    label_length = median(len(w) for w in words)
+    text_length = median(len(t) for t in texts)
+    if label_length < max(10, 2 * text_length):
+        return
+    shown = ", ".join(repr(t) for t, _ in distinct_texts.most_common(3))
+    raise UnfreezeError(
+        f"The text and label columns of {source} look swapped: label column {label_col!r} holds {distinct_labels} "
+        f"distinct values in {n} rows, {label_length:.0f} characters long (median), while text column {text_col!r} "
+        f"holds {len(distinct_texts)} short distinct values ({shown}). Name them the other way round: "
+        f"--text-col {label_col} --label-col {text_col}."
+    )
+
+
+def _warn_odd_columns(ds: TextDataset, source: str, text_col: str, label_col: str) -> None:
+    """One-line warnings for data that is probably a mistake but could be meant."""
+    variants: dict[str, list] = {}
+    for label in ds.classes:
+        if isinstance(label, str):
+            variants.setdefault(" ".join(label.casefold().split()), []).append(label)
+    clash = next((group for group in variants.values() if len(group) > 1), None)
+    if clash:
+        _warn(
+            f"label column {label_col!r} of {source} holds labels that differ only in case or spaces "
+            f"({', '.join(map(repr, clash[:3]))}): they are different classes. Spell each class one way if they "
+            "are the same."
+        )
+    n = len(ds)
+    if n < 10:
+        return
+    counts = ds.class_counts()
+    singletons = sum(1 for c in counts.values() if c == 1)
+    if len(counts) > n / 2:
+        _warn(
+            f"label column {label_col!r} of {source} holds {len(counts)} classes in {n} rows ({singletons} with a "
+            f"single example): a classifier learns little from one example per class. Check --label-col."
+        )
+    distinct_texts = set(ds.texts)
+    if len(distinct_texts) <= 2:
+        shown = ", ".join(repr(t if len(t) <= 40 else t[:37] + "...") for t in sorted(distinct_texts))
+        _warn(
+            f"text column {text_col!r} of {source} holds only {len(distinct_texts)} distinct text(s) in {n} rows "
+            f"({shown}). Check --text-col."
+        )
+
+
+def _where(source: str, column: str | None, what: str) -> str:
+    return f"column {column!r} of {source}" if column else f"the {what}s of {source}"
+
+
+def _option(what: str) -> str:
+    return {"text": "--text-col", "text pair": "--text-pair-col", "label": "--label-col"}.get(what, "--text-col")
+
+
+def _short(value: object, limit: int = 40) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 def _rows(indices: list[int], limit: int = 5) -> str:

@@ -1,14 +1,27 @@
-"""Read labelled text from CSV, TSV, JSONL, Parquet or a saved Hugging Face dataset."""
+"""Read labelled text from CSV, TSV, JSONL, Parquet or a saved Hugging Face dataset.
+
+What can be checked without building a table is checked before pandas is imported: that
+the path exists, its format, that its bytes are UTF-8 text (not gzip, a workbook, UTF-16
+or binary), the delimiter, and the header's columns (missing, duplicated). JSON lines
+never need pandas to be read for training. So a wrong path, format or column answers in
+a fraction of a second, and a file that would read as nonsense is refused with the reason.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import re
+from collections import Counter
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ..errors import UnfreezeError
-from .dataset import TextDataset, build_dataset
+from .dataset import TextDataset, _warn, build_dataset, check_texts
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FORMATS = {
     ".csv": "csv",
@@ -20,6 +33,50 @@ FORMATS = {
     ".pq": "parquet",
 }
 FORMAT_HELP = "CSV (.csv), TSV (.tsv), JSON lines (.jsonl), Parquet (.parquet) or a folder saved with datasets' save_to_disk"
+SEPARATORS = {"csv": ",", "tsv": "\t"}
+DELIMITER_NAMES = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
+
+# what a file's first bytes say it is, when it is not text
+MAGIC = (
+    (b"\x1f\x8b", "gzip-compressed", "decompress it first (e.g. `zcat FILE > plain.csv`)"),
+    (b"PK\x03\x04", "a zip archive (an Excel .xlsx workbook or a zipped file)",
+     "export it as CSV UTF-8 from the spreadsheet, or unzip it"),
+    (b"\xd0\xcf\x11\xe0", "an Office document (an Excel .xls workbook?)", "export it as CSV UTF-8 from the spreadsheet"),
+    (b"PAR1", "a Parquet file", "rename it to .parquet"),
+    (b"BZh", "bzip2-compressed", "decompress it first (bunzip2)"),
+    (b"\xfd7zXZ\x00", "xz-compressed", "decompress it first (unxz)"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed", "decompress it first (unzstd)"),
+    (b"%PDF", "a PDF document", "export its text to a CSV or JSONL file"),
+    (b"SQLite format 3\x00", "an SQLite database", "export the table as CSV"),
+)
+BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+
+
+class _Table:
+    """The columns of a file: JSON rows as parsed, or a pandas frame (CSV, TSV, Parquet, saved datasets)."""
+
+    def __init__(self, columns: list[str], rows: list[dict] | None = None, frame: pd.DataFrame | None = None):
+        self.columns = columns
+        self._rows = rows
+        self._frame = frame
+
+    def column(self, name: str) -> list:
+        if self._rows is not None:
+            return [row.get(name) for row in self._rows]
+        assert self._frame is not None
+        return self._frame[name].tolist()
+
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            import pandas as pd
+
+            self._frame = pd.DataFrame(self._rows, columns=self.columns)
+        return self._frame
 
 
 def read_table(
@@ -31,69 +88,102 @@ def read_table(
 ) -> TextDataset:
     """Read a labelled file or ``save_to_disk`` folder into a validated ``TextDataset``."""
     path = Path(path)
-    if not path.exists():
-        raise UnfreezeError(
-            f"File not found: {path}. Give a {FORMAT_HELP}, or a built-in dataset name (see `unfreeze datasets`)."
-        )
-    frame = _read_frame(path, split)
-    columns = [str(c) for c in frame.columns]
-    for option, column in (("--text-col", text_col), ("--label-col", label_col), ("--text-pair-col", text_pair_col)):
-        if column is not None and column not in columns:
+    _check_exists(path, "Give a " + FORMAT_HELP + ", or a built-in dataset name (see `unfreeze datasets`).")
+    wanted = [("--text-col", text_col), ("--label-col", label_col), ("--text-pair-col", text_pair_col)]
+    _check_distinct_columns(wanted)
+    table = _read(path, split, wanted)
+    pairs = None if text_pair_col is None else table.column(text_pair_col)
+    return build_dataset(table.column(text_col), table.column(label_col), pairs, source=str(path),
+                         text_col=text_col, label_col=label_col, text_pair_col=text_pair_col)
+
+
+def read_inputs(
+    path: str | Path, text_col: str = "text", text_pair_col: str | None = None
+) -> tuple[pd.DataFrame, list[str] | list[tuple[str, str]]]:
+    """Read unlabelled inputs for prediction: the whole table and its texts (or text pairs)."""
+    path = Path(path)
+    _check_exists(path, "Give a " + FORMAT_HELP + ".")
+    wanted = [("--text-col", text_col), ("--text-pair-col", text_pair_col)]
+    _check_distinct_columns(wanted)
+    table = _read(path, None, wanted, all_columns=True)
+    texts = check_texts(table.column(text_col), str(path), "text", text_col)
+    if text_pair_col is None:
+        return table.frame(), texts
+    pairs = check_texts(table.column(text_pair_col), str(path), "text pair", text_pair_col)
+    return table.frame(), list(zip(texts, pairs))
+
+
+# -- checks before reading ------------------------------------------------------------------
+
+
+def _check_exists(path: Path, how: str) -> None:
+    if path.exists():
+        return
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and parent.is_file():
+        raise UnfreezeError(f"File not found: {path} ({parent} is a file, not a folder). {how}")
+    raise UnfreezeError(f"File not found: {path}. {how}")
+
+
+def _check_distinct_columns(wanted: list[tuple[str, str | None]]) -> None:
+    seen: dict[str, str] = {}
+    for option, column in wanted:
+        if column is None:
+            continue
+        if column in seen:
             raise UnfreezeError(
-                f"Column {column!r} not found in {path}. Columns: {', '.join(columns) or '(none)'}. "
-                f"Choose one with {option}."
+                f"{seen[column]} and {option} both name column {column!r}; each needs a column of its own."
             )
-    pairs = None if text_pair_col is None else frame[text_pair_col].tolist()
-    return build_dataset(frame[text_col].tolist(), frame[label_col].tolist(), pairs, source=str(path))
+        seen[column] = option
 
 
-def _read_frame(path: Path, split: str | None) -> pd.DataFrame:
+def _read(path: Path, split: str | None, wanted: list[tuple[str, str | None]], all_columns: bool = False) -> _Table:
+    """Check and read ``path``; Parquet reads only the ``wanted`` columns unless ``all_columns``."""
+    columns = None if all_columns else [c for _, c in wanted if c is not None]
     if path.is_dir():
-        return _read_saved_dataset(path, split)
+        frame = _read_saved_dataset(path, split)
+        columns = [str(c) for c in frame.columns]
+        _check_columns(path, columns, wanted)
+        return _Table(columns, frame=frame)
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise UnfreezeError(f"Unknown format {path.suffix or '(no extension)'!r} of {path}. Use {FORMAT_HELP}.")
     if kind == "parquet":
-        try:
-            return pd.read_parquet(path)
-        except Exception as exc:  # pyarrow raises several unrelated types for a bad file
-            raise UnfreezeError(f"{path} is not a readable Parquet file ({exc}).") from exc
-    text = _decode_utf8(path)
-    try:
-        if kind == "jsonl":
-            return pd.DataFrame(_parse_jsonl(path, text))
-        # Everything as strings, no NA guessing: an empty cell is an empty text,
-        # and labels are typed later by normalize_label.
-        return pd.read_csv(
-            path, sep="\t" if kind == "tsv" else ",", dtype=str, keep_default_na=False, encoding="utf-8"
-        )
-    except pd.errors.ParserError as exc:
-        raise UnfreezeError(f"{path} is not a well-formed {kind.upper()} file: {exc}".splitlines()[0]) from exc
-    except pd.errors.EmptyDataError as exc:
-        raise UnfreezeError(f"{path} is empty. Give a file with a header and labelled rows.") from exc
-
-
-def _parse_jsonl(path: Path, text: str) -> list[dict]:
-    rows = []
-    # split("\n"), not splitlines(): JSON strings may hold a raw U+2028 or U+0085, which
-    # splitlines breaks on; and the line number must count the file's lines, blank ones too
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UnfreezeError(f"{path} line {lineno}: not valid JSON ({exc.msg}). Fix or remove that line.") from exc
-        if not isinstance(row, dict):
-            raise UnfreezeError(
-                f"{path} line {lineno}: every JSON line must be an object like {{\"text\": ..., \"label\": ...}}."
-            )
-        rows.append(row)
-    return rows
-
-
-def _decode_utf8(path: Path) -> str:
+        return _read_parquet(path, wanted, columns)
     raw = path.read_bytes()
+    _check_is_text(path, raw)
+    text = _decode_utf8(path, raw)
+    if kind == "jsonl":
+        rows = _parse_jsonl(path, text)
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        _check_columns(path, columns, wanted)
+        return _Table(columns, rows=rows)
+    return _read_delimited(path, text, kind, wanted)
+
+
+def _check_is_text(path: Path, raw: bytes) -> None:
+    """Refuse compressed, binary and UTF-16 files under a text suffix, saying what they are."""
+    for magic, what, fix in MAGIC:
+        if raw.startswith(magic):
+            fix = fix.replace("FILE", str(path))
+            raise UnfreezeError(f"{path} is not text: it is {what}. {fix[0].upper()}{fix[1:]}.")
+    for bom, encoding in BOMS:
+        if raw.startswith(bom):
+            raise UnfreezeError(
+                f"{path} is {encoding} text, not UTF-8. Re-save it as UTF-8 "
+                f"(e.g. `iconv -f {encoding.lower()} -t utf-8 {path.name} > {path.stem}-utf8{path.suffix}`)."
+            )
+    head = raw[: 1 << 16]
+    nul = head.find(b"\x00")
+    if nul >= 0:
+        line = head[:nul].count(b"\n") + 1
+        raise UnfreezeError(
+            f"{path} is not text: it holds a NUL byte (byte {nul}, line {line}), as binary files do. "
+            f"Give a UTF-8 {path.suffix.lstrip('.').upper()} file."
+        )
+
+
+def _decode_utf8(path: Path, raw: bytes) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -104,11 +194,210 @@ def _decode_utf8(path: Path) -> str:
         ) from exc
 
 
-def _read_saved_dataset(path: Path, split: str | None) -> pd.DataFrame:
-    import datasets  # imported here: it is slow to import and only folders need it
+def _check_columns(path: Path, columns: list[str], wanted: list[tuple[str, str | None]], header: str | None = None) -> None:
+    """Refuse a missing or duplicated column that is asked for; warn of other duplicated names."""
+    counts = Counter(columns)
+    for option, column in wanted:
+        if column is None:
+            continue
+        if column not in counts:
+            raise UnfreezeError(_missing_column(path, column, option, columns, header))
+        if counts[column] > 1:
+            at = ", ".join(str(i + 1) for i, c in enumerate(columns) if c == column)
+            raise UnfreezeError(
+                f"{path} has {counts[column]} columns named {column!r} (columns {at}); which one {option} means is "
+                "ambiguous. Rename the others."
+            )
+    others = [c for c, n in counts.items() if n > 1]
+    if others:
+        _warn(f"{path} has duplicate column names ({', '.join(map(repr, others))}); they are not used here, "
+              "but rename them to keep them apart.")
 
+
+def _missing_column(path: Path, column: str, option: str, columns: list[str], header: str | None) -> str:
+    message = f"Column {column!r} not found in {path}. Columns: {', '.join(columns) or '(none)'}."
+    near = [c for c in columns if c.strip().casefold() == column.strip().casefold()]
+    if near:
+        message += f" Did you mean {near[0]!r}?"
+    elif header is not None and _looks_like_data(columns):
+        message += (f" Its first line ({_clip(header)!r}) looks like data, not a header: add a header line "
+                    "naming the columns (e.g. text,label), or")
+        return message + f" choose a column with {option}."
+    return message + f" Choose one with {option}."
+
+
+def _looks_like_data(columns: list[str]) -> bool:
+    return any(re.fullmatch(r"\s*[+-]?\d+(\.\d+)?\s*", c) or (len(c) > 30 and " " in c) for c in columns)
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# -- delimited text -------------------------------------------------------------------------
+
+
+def _read_delimited(path: Path, text: str, kind: str, wanted: list[tuple[str, str | None]]) -> _Table:
+    sep = SEPARATORS[kind]
+    if not text.strip():
+        raise UnfreezeError(f"{path} is empty. Give a file with a header and labelled rows.")
+    first_line = text.lstrip("\r\n").split("\n", 1)[0].rstrip("\r")
+    try:
+        header = next(csv.reader(io.StringIO(text.lstrip("\r\n")), delimiter=sep))
+    except csv.Error as exc:
+        raise UnfreezeError(f"{path} is not a well-formed {kind.upper()} file: {exc}".splitlines()[0]) from exc
+    if any(column is not None and column not in header for _, column in wanted):
+        _check_delimiter(path, kind, sep, header, first_line)
+    _check_columns(path, header, wanted, first_line)
+    frame = _pandas_read(path, text, kind, sep)
+    if type(frame.index).__name__ != "RangeIndex":
+        # pandas reads rows with more fields than the header names silently, taking the
+        # first fields as an index: every column shifts
+        _refuse_long_rows(path, text, kind, sep, header)
+    return _Table([str(c) for c in frame.columns], frame=frame)
+
+
+def _refuse_long_rows(path: Path, text: str, kind: str, sep: str, header: list[str]) -> None:
+    body = text.lstrip("\r\n")
+    skipped = text[: len(text) - len(body)].count("\n")  # blank lines before the header
+    reader = csv.reader(io.StringIO(body), delimiter=sep)
+    next(reader)
+    lineno, fields = 0, len(header)
+    for row in reader:
+        if len(row) > len(header):
+            lineno, fields = reader.line_num + skipped, len(row)
+            break
+    where = f"line {lineno} has {fields} fields" if lineno else "its rows have more fields"
+    trailing = f" (or a {DELIMITER_NAMES[sep]} at the end of each line)" if lineno else ""
+    raise UnfreezeError(
+        f"{path} is not a well-formed {kind.upper()} file: {where} but its header names {len(header)} "
+        f"({_clip(sep.join(header))!r}): a text holding an unquoted {sep!r}{trailing}? Quote such texts, as CSV "
+        "writers and spreadsheets do, or fix that line."
+    )
+
+
+def _check_delimiter(path: Path, kind: str, sep: str, header: list[str], first_line: str) -> None:
+    """A file saved with another delimiter reads as one column holding the whole first line."""
+    if len(header) != 1:
+        return
+    seen = [d for d in ("\t", ";", "|", ",") if d != sep and d in first_line]
+    if not seen:
+        return
+    other = max(seen, key=first_line.count)
+    name = DELIMITER_NAMES[other]
+    if other == "\t":
+        fix = f"rename it to {path.stem}.tsv"
+    elif other == ",":
+        fix = f"rename it to {path.stem}.csv"
+    else:
+        fix = "re-save it comma-separated (in a spreadsheet: CSV UTF-8, comma delimited)"
+    expected = DELIMITER_NAMES[sep]
+    raise UnfreezeError(
+        f"{path} looks {name}-delimited ({other!r}), not {expected}-delimited: its first line {_clip(first_line)!r} "
+        f"holds no {expected}. {fix[0].upper()}{fix[1:]}."
+    )
+
+
+def _pandas_read(path: Path, text: str, kind: str, sep: str) -> pd.DataFrame:
+    import pandas as pd
+
+    try:
+        # Everything as strings, no NA guessing: an empty cell is an empty text,
+        # and labels are typed later by normalize_labels.
+        return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
+    except pd.errors.ParserError as exc:
+        raise UnfreezeError(f"{path} is not a well-formed {kind.upper()} file: {exc}".splitlines()[0]) from exc
+    except pd.errors.EmptyDataError as exc:
+        raise UnfreezeError(f"{path} is empty. Give a file with a header and labelled rows.") from exc
+
+
+# -- JSON lines -----------------------------------------------------------------------------
+
+
+def _parse_jsonl(path: Path, text: str) -> list[dict]:
+    rows = []
+    duplicate: list[str] = []
+
+    def pairs_hook(pairs: list[tuple[str, object]]) -> dict:
+        row = dict(pairs)
+        if len(row) != len(pairs):
+            duplicate.append(next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1))
+        return row
+
+    # one decoder for every line, and raw_decode: twice as fast as json.loads per line
+    decoder = json.JSONDecoder(object_pairs_hook=pairs_hook)
+    # split("\n"), not splitlines(): JSON strings may hold a raw U+2028 or U+0085, which
+    # splitlines breaks on; and the line number must count the file's lines, blank ones too
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        line = line.strip(" \t\r")  # JSON's own whitespace around a value
+        if not line:
+            continue
+        try:
+            row, end = decoder.raw_decode(line)
+            if end != len(line):
+                raise json.JSONDecodeError("Extra data", line, end)
+        except json.JSONDecodeError as exc:
+            raise UnfreezeError(f"{path} line {lineno}: not valid JSON ({exc.msg}). Fix or remove that line.") from exc
+        except RecursionError:
+            raise UnfreezeError(f"{path} line {lineno}: JSON nested too deeply. Fix or remove that line.") from None
+        if not isinstance(row, dict):
+            raise UnfreezeError(
+                f"{path} line {lineno}: every JSON line must be an object like {{\"text\": ..., \"label\": ...}}."
+            )
+        if duplicate:
+            raise UnfreezeError(
+                f"{path} line {lineno}: key {duplicate[0]!r} appears twice in one object, and which value is meant "
+                "is ambiguous. Keep one."
+            )
+        rows.append(row)
+    return rows
+
+
+# -- Parquet and saved datasets -------------------------------------------------------------
+
+
+def _read_parquet(path: Path, wanted: list[tuple[str, str | None]], columns: list[str] | None) -> _Table:
+    with open(path, "rb") as handle:
+        start = handle.read(1 << 12)
+    if not start.startswith(b"PAR1"):
+        _check_is_text(path, start)  # a compressed or other binary file says what it is
+        if start and b"\x00" not in start:
+            try:
+                start.decode("utf-8")
+                looks_text = True
+            except UnicodeDecodeError:
+                looks_text = False
+            if looks_text:
+                raise UnfreezeError(
+                    f"{path} is not a readable Parquet file: it holds text. Rename it to .csv, .tsv or .jsonl, "
+                    "whichever it is."
+                )
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    try:
+        # the schema first: columns are checked before any data is read, and pyarrow
+        # cannot read a table with duplicate names at all ("Multiple matches for FieldRef")
+        names = [str(n) for n in pq.read_schema(path).names]
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise UnfreezeError(f"{path} is not a readable Parquet file ({exc}).".splitlines()[0]) from exc
+    _check_columns(path, names, wanted)
+    twice = [n for n, count in Counter(names).items() if count > 1]
+    if twice:
+        raise UnfreezeError(f"{path} has duplicate column names ({', '.join(map(repr, twice))}), which Parquet "
+                            "readers cannot read. Rename them.")
+    try:
+        frame = pd.read_parquet(path, columns=columns)
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise UnfreezeError(f"{path} is not a readable Parquet file ({exc}).".splitlines()[0]) from exc
+    return _Table([str(c) for c in frame.columns], frame=frame)
+
+
+def _read_saved_dataset(path: Path, split: str | None) -> pd.DataFrame:
     if not any((path / marker).exists() for marker in ("dataset_info.json", "state.json", "dataset_dict.json")):
         raise UnfreezeError(f"{path} is a folder but not a dataset saved with save_to_disk. Use {FORMAT_HELP}.")
+    import datasets  # imported here: it is slow to import and only folders need it
+
     loaded = datasets.load_from_disk(str(path))
     if isinstance(loaded, datasets.DatasetDict):
         names = list(loaded.keys())
@@ -122,27 +411,3 @@ def _read_saved_dataset(path: Path, split: str | None) -> pd.DataFrame:
     elif split is not None:
         raise UnfreezeError(f"{path} holds one dataset, not splits; drop ':{split}'.")
     return loaded.to_pandas()
-
-
-def read_inputs(
-    path: str | Path, text_col: str = "text", text_pair_col: str | None = None
-) -> tuple[pd.DataFrame, list[str] | list[tuple[str, str]]]:
-    """Read unlabelled inputs for prediction: the whole table and its texts (or text pairs)."""
-    from .dataset import _check_texts
-
-    path = Path(path)
-    if not path.exists():
-        raise UnfreezeError(f"File not found: {path}. Give a {FORMAT_HELP}.")
-    frame = _read_frame(path, None)
-    columns = [str(c) for c in frame.columns]
-    for option, column in (("--text-col", text_col), ("--text-pair-col", text_pair_col)):
-        if column is not None and column not in columns:
-            raise UnfreezeError(
-                f"Column {column!r} not found in {path}. Columns: {', '.join(columns) or '(none)'}. "
-                f"Choose one with {option}."
-            )
-    texts = _check_texts(frame[text_col].tolist(), str(path), "text")
-    if text_pair_col is None:
-        return frame, texts
-    pairs = _check_texts(frame[text_pair_col].tolist(), str(path), "text pair")
-    return frame, list(zip(texts, pairs))

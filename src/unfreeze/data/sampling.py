@@ -7,10 +7,13 @@ compare growing sets rather than independent draws.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
-from ..errors import UnfreezeError, invalid_parameter
+from ..errors import InvalidParameterError, UnfreezeError
 from .dataset import TextDataset
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def stratified_order(labels: list, seed: int) -> np.ndarray:
@@ -22,6 +25,8 @@ def stratified_order(labels: list, seed: int) -> np.ndarray:
     one more member keeps within ceil(n * p_c), the one whose floor(n * p_c) would be
     missed soonest comes next (Balinski and Young's quota method: earliest deadline first).
     """
+    import numpy as np  # here, not at import: `unfreeze.data` loads without numpy, so input errors answer fast
+
     rng = np.random.default_rng(seed)
     keys = [repr(label) for label in labels]
     classes = sorted(set(keys))
@@ -51,8 +56,10 @@ def sample(
     if (n_total is None) == (n_per_class is None):
         raise UnfreezeError("Give exactly one of n_total (--n-train) and n_per_class (--n-per-class).")
     if n_per_class is not None:
-        if not isinstance(n_per_class, int) or n_per_class < 1:
-            raise invalid_parameter("n_per_class", "sample", "an int >= 1", n_per_class)
+        if not isinstance(n_per_class, int) or isinstance(n_per_class, bool) or n_per_class < 1:
+            raise InvalidParameterError(
+                f"The examples per class (n_per_class, --n-per-class) must be an int >= 1. Got {n_per_class!r}."
+            )
         counts = dataset.class_counts()
         short = {c: n for c, n in counts.items() if n < n_per_class}
         if short:
@@ -71,8 +78,9 @@ def sample(
                 picked.append(i)
         return dataset.subset(picked)
     assert n_total is not None
-    if not isinstance(n_total, int) or n_total < 1:
-        raise invalid_parameter("n_total", "sample", "an int >= 1", n_total)
+    if not isinstance(n_total, int) or isinstance(n_total, bool) or n_total < 1:
+        # named as the user gives it: --n-train on the command line, n_total in Python
+        raise InvalidParameterError(f"The training-set size (n_total, --n-train) must be an int >= 1. Got {n_total!r}.")
     if n_total > len(dataset):
         raise UnfreezeError(
             f"A sample of {n_total} examples was asked from {dataset.name}, which has {len(dataset)}. "
@@ -89,14 +97,18 @@ def sample(
 
 def train_test_split(dataset: TextDataset, test_size: float = 0.2, seed: int = 0) -> tuple[TextDataset, TextDataset]:
     """Seeded stratified split; every class keeps at least one example on each side."""
-    if not (isinstance(test_size, float | int) and 0 < test_size < 1):
-        raise invalid_parameter("test_size", "train_test_split", "a float in (0, 1)", test_size)
+    if not (isinstance(test_size, float | int) and not isinstance(test_size, bool) and 0 < test_size < 1):
+        raise InvalidParameterError(
+            f"The test fraction (test_size, --test-size) must be a float in (0, 1), e.g. 0.2. Got {test_size!r}."
+        )
     counts = dataset.class_counts()
     rare = [c for c, n in counts.items() if n < 2]
     if rare:
         raise UnfreezeError(
             f"Class {rare[0]!r} of {dataset.name} has a single example; a stratified split needs at least 2 per class."
         )
+    import numpy as np
+
     labels = np.asarray([repr(label) for label in dataset.labels])
     rng = np.random.default_rng(seed)
     test_idx: list[int] = []

@@ -8,14 +8,16 @@ Works across families by finding the ordered list of attention blocks in the mod
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ..devices import resolve_device
 from ..errors import UnfreezeError
-from .catalog import resolve_model
+from .catalog import resolve_model_source
 
 # where families keep their blocks, tried in order on the loaded base model
 BLOCK_PATHS = ("encoder.layer", "transformer.layer", "h", "layers", "decoder.layers", "encoder.layers",
@@ -27,6 +29,14 @@ DECODER_TYPES = {"gpt2", "llama", "mistral", "qwen2", "qwen3", "gpt_neox", "opt"
 POST_MODULE_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f", "pooler")
 
 TextInput = str | tuple[str, str]
+
+# Texts longer than this many characters per allowed token are cut before tokenising
+# (no tokenizer makes a token of fewer than one character on average over a long text,
+# so the cut, grown until it holds enough tokens, starts at a few characters per token).
+CUT_CHARS_PER_TOKEN = 16
+CUT_MIN_CHARS = 4096
+CUT_BOUNDARY_WINDOW = 1000  # how far past the cut a word boundary is looked for
+_WORD_END = re.compile(r"(?<=\S)\s")
 
 
 def default_device() -> torch.device:
@@ -100,18 +110,28 @@ class Backbone:
 
     @classmethod
     def load(cls, reference: str, device: str | torch.device | None = None) -> Backbone:
-        """Load a catalog name, local folder or hub id as a base model (no task head)."""
+        """Load a catalog name, local folder or hub id as a base model (no task head).
+
+        The device and the reference are checked first, before transformers is imported:
+        a device that is not here (``cuda`` on a CPU-only build, ``gpu``) or a name that
+        cannot load (a missing folder, a hub id while offline) is refused at once.
+        """
+        if device is not None:
+            resolve_device(device)  # one line listing the devices that exist, for any other name
+        resolved = resolve_model_source(reference)
         from transformers import AutoModel, AutoTokenizer
 
         from transformers.utils import logging as hf_logging
 
-        source = resolve_model(reference)
+        source = resolved.location
+        # offline, a cached hub id must not make transformers retry the network for a minute
+        options = {"local_files_only": True} if resolved.local_files_only else {}
         # transformers' loading bars and notes on unused checkpoint weights are noise for our users
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source)
-            model = AutoModel.from_pretrained(source)
+            tokenizer = AutoTokenizer.from_pretrained(source, **options)
+            model = AutoModel.from_pretrained(source, **options)
         except OSError as exc:
             raise UnfreezeError(
                 f"Could not load model {reference!r}: {str(exc).splitlines()[0]} Give a catalog name "
@@ -168,9 +188,15 @@ class Backbone:
         return self._fingerprint
 
     def encode(self, inputs: Sequence[TextInput], max_length: int) -> Encoded:
-        """Tokenise without padding; texts over ``max_length`` tokens are truncated and counted."""
+        """Tokenise without padding; texts over ``max_length`` tokens are truncated and counted.
+
+        A text far longer than the limit is cut before tokenising (see ``_cut_long``), so
+        time and memory stay bounded by ``max_length`` however long it is, while its first
+        tokens and the truncation count come out as if it had been tokenised whole.
+        """
         limit = self.length_limit(max_length)
         texts, pairs = split_inputs(inputs)
+        texts, pairs = self._cut_long(texts, pairs, limit)
         args = (texts,) if pairs is None else (texts, pairs)
         full = self.tokenizer(*args, truncation=False, padding=False, verbose=False)
         flags = [len(ids) > limit for ids in full["input_ids"]]
@@ -179,6 +205,60 @@ class Backbone:
             full = self.tokenizer(*args, truncation=True, max_length=limit, padding=False)
         token_types = full.get("token_type_ids") if self._uses_token_types else None
         return Encoded(full["input_ids"], token_types, n_truncated, limit, flags)
+
+    def _content_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])
+
+    def _cut_long(
+        self, texts: list[str], pairs: list[str] | None, limit: int
+    ) -> tuple[list[str], list[str] | None]:
+        """Replace every text of more than ``CUT_CHARS_PER_TOKEN * limit`` characters by a prefix.
+
+        The prefix ends at a word boundary (before a whitespace character), so the words
+        before it are pre-tokenised exactly as in the whole text, and it is grown (doubled)
+        until it alone holds more than ``limit`` tokens: then the whole text is truncated
+        too, and its first ``limit`` tokens are the prefix's. A text that never reaches
+        that (mostly whitespace, or one giant "word") ends up tokenised whole, which costs
+        little because it yields few tokens. Texts under the threshold are untouched.
+
+        For a sentence pair, a cut side also keeps more tokens than the other side, so that
+        truncation (longest first) trims the same side as it would have. When both sides
+        are cut, the one with more characters keeps more tokens: should the other one hold
+        more tokens in full, the one odd token of the split goes to the other side.
+        """
+        budget = max(CUT_CHARS_PER_TOKEN * limit, CUT_MIN_CHARS)
+        if pairs is None:
+            return [self._prefix(t, limit, budget) if len(t) > budget else t for t in texts], None
+        firsts, seconds = [], []
+        for first, second in zip(texts, pairs):
+            long_first, long_second = len(first) > budget, len(second) > budget
+            if long_first and long_second:
+                # the side with more characters, almost surely the one with more tokens, keeps more
+                if len(first) >= len(second):
+                    second = self._prefix(second, limit, budget)
+                    first = self._prefix(first, max(limit, self._content_tokens(second)), budget)
+                else:
+                    first = self._prefix(first, limit, budget)
+                    second = self._prefix(second, max(limit, self._content_tokens(first)), budget)
+            elif long_first:
+                first = self._prefix(first, max(limit, self._content_tokens(second)), budget)
+            elif long_second:
+                second = self._prefix(second, max(limit, self._content_tokens(first)), budget)
+            firsts.append(first)
+            seconds.append(second)
+        return firsts, seconds
+
+    def _prefix(self, text: str, more_than: int, budget: int) -> str:
+        """The shortest doubling of ``budget`` characters, cut at a word end, holding over ``more_than`` tokens."""
+        cut = budget
+        while cut < len(text):
+            boundary = _WORD_END.search(text, cut, cut + CUT_BOUNDARY_WINDOW)
+            end = boundary.start() if boundary else cut
+            prefix = text[:end]
+            if self._content_tokens(prefix) > more_than:
+                return prefix
+            cut *= 2
+        return text
 
     def batches(
         self, encoded: Encoded, batch_size: int, order: Sequence[int] | None = None

@@ -8,13 +8,18 @@ folder are materialised once into ``<cache>/models/<name>/`` and verified.
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..cache import atomic_path, cache_dir, sha256_file
 from ..errors import UnfreezeError
@@ -162,19 +167,131 @@ CATALOG: dict[str, CatalogModel] = {
 DEFAULT_MODEL = "minilm-l6"
 
 
+@dataclass(frozen=True)
+class ModelSource:
+    """Where ``from_pretrained`` loads a model reference from."""
+
+    location: str  # a folder, or a hub id
+    local_files_only: bool = False  # a hub id read from the local Hugging Face cache (offline)
+
+
 def resolve_model(reference: str) -> str:
     """Return what ``from_pretrained`` takes for a catalog name, a local folder or a hub id."""
+    return resolve_model_source(reference).location
+
+
+def resolve_model_source(reference: str) -> ModelSource:
+    """Resolve a catalog name, a local folder or a hub id, answering at once when it cannot load.
+
+    A hub id is checked before anything waits on the network: its spelling, then whether
+    the hub can be reached (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` set, or no
+    connection within ``HUB_CHECK_SECONDS``). Offline, a hub id loads from the local
+    Hugging Face cache when it is there and is refused at once when it is not; online,
+    ``from_pretrained`` downloads it as usual.
+    """
     if reference in CATALOG:
-        return str(CATALOG[reference].path())
+        return ModelSource(str(CATALOG[reference].path()))
     path = Path(reference).expanduser()
     if path.exists():
-        if not (path / "config.json").exists():
+        if not path.is_dir() or not (path / "config.json").exists():
             raise UnfreezeError(
                 f"{path} is not a Hugging Face model folder (no config.json). "
                 f"Give a catalog name ({', '.join(CATALOG)}), a folder saved with save_pretrained, or a hub id."
             )
-        return str(path)
-    return reference  # a hub id: from_pretrained downloads it, or fails with a clear message below
+        return ModelSource(str(path))
+    if _looks_like_path(reference):
+        raise UnfreezeError(
+            f"No model folder at {reference}. Give a catalog name from `unfreeze models` ({', '.join(CATALOG)}), "
+            "an existing folder saved with save_pretrained, or a hub id such as org/name."
+        )
+    if not HUB_ID.fullmatch(reference) or "--" in reference or ".." in reference or len(reference) > 96:
+        raise UnfreezeError(
+            f"Unknown model {reference!r}: not a catalog name, not a local folder, and not a valid hub id "
+            f"(org/name of letters, digits, '-', '_', '.'). Give a catalog name from `unfreeze models` "
+            f"({', '.join(CATALOG)}) or a local model folder."
+        )
+    reason = hub_offline_reason()
+    if reason is None:
+        return ModelSource(reference)
+    if _in_hub_cache(reference):
+        return ModelSource(reference, local_files_only=True)
+    raise UnfreezeError(
+        f"Could not load model {reference!r}: it is not a catalog name or a local folder, and the Hugging Face hub "
+        f"cannot be reached ({reason}) with no copy of it cached. Give a catalog name from `unfreeze models` ({', '.join(CATALOG)}), "
+        "a local model folder, or go online."
+    )
+
+
+# hub ids: "name" or "org/name"
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
+HUB_CHECK_SECONDS = 1.5
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+_REACHABLE: dict[tuple[str, int], bool] = {}
+
+
+def _looks_like_path(reference: str) -> bool:
+    return (reference.startswith(("/", "./", "../", "~", ".\\")) or "\\" in reference or reference.count("/") > 1
+            or reference in (".", ".."))
+
+
+def hub_offline_reason() -> str | None:
+    """Why the Hugging Face hub cannot be reached (a variable that says so, or no connection); None when it can."""
+    for variable in OFFLINE_VARIABLES:
+        if os.environ.get(variable, "").strip().lower() in {"1", "true", "yes", "on"}:
+            return f"{variable} is set"
+    host, port = _hub_address()
+    if not hub_reachable(host, port):
+        return f"no connection to {host}:{port} within {HUB_CHECK_SECONDS:g} s"
+    return None
+
+
+def _hub_address() -> tuple[str, int]:
+    """The host and port a hub request connects to first: the HTTPS proxy when one is set, else the endpoint."""
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    url = urlsplit(proxy if proxy and "://" in proxy else (f"http://{proxy}" if proxy else
+                                                           os.environ.get("HF_ENDPOINT", "https://huggingface.co")))
+    default = 443 if url.scheme == "https" else 80
+    try:
+        port = url.port or default
+    except ValueError:
+        port = default
+    return url.hostname or "huggingface.co", port
+
+
+def hub_reachable(host: str, port: int, timeout: float = HUB_CHECK_SECONDS) -> bool:
+    """Whether a TCP connection to ``host:port`` opens within ``timeout`` seconds (name lookup included).
+
+    Runs in a daemon thread, because a name lookup has no timeout of its own. Remembered
+    for the process.
+    """
+    key = (host, port)
+    if key not in _REACHABLE:
+        result: list[bool] = []
+
+        def attempt() -> None:
+            try:
+                with socket.create_connection((host, port), timeout=timeout):
+                    result.append(True)
+            except OSError:
+                result.append(False)
+
+        thread = threading.Thread(target=attempt, name="unfreeze-hub-check", daemon=True)
+        thread.start()
+        thread.join(timeout)
+        _REACHABLE[key] = bool(result and result[0])
+    return _REACHABLE[key]
+
+
+def _in_hub_cache(reference: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    try:
+        found = try_to_load_from_cache(reference, "config.json")
+    except Exception:  # noqa: BLE001 - a malformed cache entry is the same as none
+        return False
+    return isinstance(found, str)
 
 
 def install_model(name: str) -> None:

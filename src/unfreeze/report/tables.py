@@ -16,7 +16,8 @@ STRATEGY_ORDER = ("features", "freeze", "full", "reinit", "lora", "setfit")
 def results_frame(run_dir) -> pd.DataFrame:
     """One row per cell's latest record, flattened: cell coordinates, metrics, costs, status."""
     rows = []
-    for record in ResultsStore(run_dir).latest().values():
+    # rows without a cell cannot be placed (ResultsStore skips and counts them, and damaged lines)
+    for record in ResultsStore(run_dir).latest(require_cell=True).values():
         cell = record["cell"]
         row = {"key": record["key"], "status": record["status"], "strategy": cell["strategy"],
                "label": cell["label"], "k": cell.get("k"), "n_train": cell["n_train"], "seed": cell["seed"],

@@ -20,6 +20,9 @@ RESULTS_FILE = "results.jsonl"
 # cell, settings, metrics, parameter counts, examples seen, versions) is the result.
 VOLATILE_FIELDS = ("started", "finished", "runner")
 VOLATILE_FIT_FIELDS = ("seconds", "prefix_seconds", "peak_memory_bytes", "epoch_seconds")
+# a cell's coordinates, which a report needs to place its row; and the fields that are objects
+CELL_FIELDS = ("strategy", "label", "n_train", "seed")
+DICT_FIELDS = ("train", "test", "validation", "fit")
 
 
 def record_content(record: dict) -> dict:
@@ -31,31 +34,62 @@ def record_content(record: dict) -> dict:
 
 
 class ResultsStore:
+    """The results file of one run folder.
+
+    Reading never fails on a damaged line: a line that is not a JSON object with a string
+    ``key`` and ``status`` (``{}``, ``null``, a list, a number, binary garbage, a cell that
+    is not an object with its coordinates, metrics that are not objects) is skipped and
+    counted; with ``require_cell`` (what a report needs), so is a record without a cell.
+    After ``records()`` or ``latest()``, ``skipped`` holds how many complete lines were
+    skipped and ``skipped_lines`` their line numbers; ``skipped_note()`` is the one line a
+    command prints about them. A last line cut short by a crash is not counted: it is
+    expected, and the next append removes it.
+    """
+
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / RESULTS_FILE
+        self.skipped = 0
+        self.skipped_lines: list[int] = []
 
-    def records(self) -> list[dict]:
-        """Every complete record in file order (a partial last line is skipped)."""
+    def records(self, require_cell: bool = False) -> list[dict]:
+        """Every readable record in file order (a partial last line is skipped).
+
+        ``require_cell``: also skip (and count) records without a ``cell`` object, which a
+        report needs to place a row.
+        """
+        self.skipped, self.skipped_lines = 0, []
         if not self.path.exists():
             return []
         out = []
         with open(self.path, "rb") as handle:
-            for line in handle:
+            for lineno, line in enumerate(handle, start=1):
                 if not line.endswith(b"\n"):
                     break  # an append cut short by a crash
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
+                if not line.strip():
                     continue
+                record = _parse(line)
+                if record is None or (require_cell and "cell" not in record):
+                    self.skipped += 1
+                    self.skipped_lines.append(lineno)
+                    continue
+                out.append(record)
         return out
 
-    def latest(self) -> dict[str, dict]:
+    def latest(self, require_cell: bool = False) -> dict[str, dict]:
         """The last record of every cell key."""
         latest: dict[str, dict] = {}
-        for record in self.records():
+        for record in self.records(require_cell):
             latest[record["key"]] = record
         return latest
+
+    def skipped_note(self) -> str | None:
+        """"skipped N unreadable line(s) in PATH (first: line L)", or None when none were skipped."""
+        if not self.skipped:
+            return None
+        s = "" if self.skipped == 1 else "s"
+        return (f"skipped {self.skipped} unreadable line{s} in {self.path} (first: line {self.skipped_lines[0]}); "
+                "the cells they held run again on resume")
 
     def _repair_tail(self) -> None:
         """Cut a partial last line left by a crash, so the next record starts on its own line."""
@@ -81,6 +115,28 @@ class ResultsStore:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _parse(line: bytes) -> dict | None:
+    """A record from one line, or None when the line is not one."""
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested beyond reason
+        return None
+    if not isinstance(record, dict):
+        return None
+    if not isinstance(record.get("key"), str) or not record["key"] or not isinstance(record.get("status"), str):
+        return None
+    if "cell" in record and not _is_cell(record["cell"]):
+        return None
+    # what a report reads from a finished cell must have the shape it reads
+    if any(field in record and not isinstance(record[field], dict) for field in DICT_FIELDS):
+        return None
+    return record
+
+
+def _is_cell(cell: object) -> bool:
+    return isinstance(cell, dict) and all(field in cell for field in CELL_FIELDS)
 
 
 def _jsonable(value: object) -> object:

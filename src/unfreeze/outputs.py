@@ -1,0 +1,239 @@
+"""The one guard every command that writes calls before it writes: nothing of the user's is replaced.
+
+``check_output(path, kind, overwrite=False, inputs=(), option="-o")`` refuses, in one line
+that says what, where and how to fix it, every output path that would replace or bury
+something this tool did not write. Call it before any slow work (loading a model,
+training), so a bad path answers at once. It imports nothing heavy.
+
+Kinds and their rules (on top of the rules for every kind below):
+
+``"bundle"``  a bundle folder (``unfreeze.json`` + safetensors), written whole by
+              ``fit``/``export``. New or empty: written. An existing bundle: replaced
+              only with ``overwrite=True`` (``--overwrite``), and only when it holds
+              nothing but bundle files.
+``"heads"``   a multi-head bundle that ``heads add`` creates or updates in place: new,
+              empty, or an existing bundle (updated head by head, no overwrite needed).
+``"run"``     a sweep's run folder: new or empty (started), or the folder of an earlier
+              sweep (``sweep.json`` or ``results.jsonl``: resumed; reports are rebuilt).
+``"file"``    a file the tool writes whole (predictions CSV, a plot, an exported model):
+              new, or an existing file only with ``overwrite=True``. A file cannot tell
+              whether this tool wrote it (a predictions CSV may have been edited since),
+              so every existing file needs ``--overwrite``; it is then replaced
+              atomically. An input of the same command is never an output, even with
+              ``--overwrite`` (predictions never replace the texts they come from).
+
+Every kind: never ``.``, the current folder or a parent of it, the home folder or
+``/``; never a file where a folder is wanted or a folder where a file is wanted; never
+a path inside a file; never a folder holding an input of the command; and the nearest
+existing folder on the way must be writable.
+
+``cache.atomic_path`` enforces the part that protects data when it replaces a folder
+(``replaceable_folder``): whatever a caller checked or forgot, a folder that is not
+empty and not a complete unfreeze output is never moved aside or deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import UnfreezeError
+
+KINDS = ("bundle", "heads", "run", "file")
+BUNDLE_CONFIG = "unfreeze.json"
+BUNDLE_FORMAT = "unfreeze-bundle"
+HEADS_FOLDER = "heads"
+RUN_MARKERS = ("sweep.json", "results.jsonl")
+WHAT = {"bundle": "bundle", "heads": "bundle", "run": "run folder", "file": "file"}
+
+
+def check_output(
+    path: str | Path,
+    kind: str,
+    overwrite: bool = False,
+    inputs: Iterable[str | Path] = (),
+    option: str = "-o",
+) -> Path:
+    """Refuse an output path that would replace or bury what this tool did not write; return it.
+
+    ``inputs`` are the files or folders the same command reads (data, a bundle): an
+    output may neither be one nor contain one. ``option`` is the flag the user gave the
+    path with, for the message.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    path = Path(path).expanduser()
+    what = WHAT[kind]
+    another = f"Choose another {option}"
+    protected = protected_reason(path)
+    if protected:
+        raise UnfreezeError(f"Refusing to write the {what} to {path}: it is {protected}. {another}, e.g. "
+                            f"{option} {_example(kind)}.")
+    _check_inputs(path, inputs, what, another)
+    _check_parents(path, what, another)
+    if kind == "file":
+        if path.is_dir():
+            raise UnfreezeError(f"{path} is a folder; the {what} to write is a file. {another} naming a file.")
+        if path.exists() or path.is_symlink():
+            if not overwrite:
+                raise UnfreezeError(f"{path} already exists. Pass --overwrite to replace it, or {another[0].lower()}"
+                                    f"{another[1:]}.")
+        return path
+    if path.exists() and not path.is_dir():
+        raise UnfreezeError(f"{path} is a file, and a {what} is a folder; the file is left as it is. {another}.")
+    if path.is_symlink():
+        raise UnfreezeError(f"{path} is a symbolic link; a {what} is written as a folder of its own. {another}.")
+    if not path.exists() or not any(path.iterdir()):
+        return path
+    if kind == "run":
+        if any((path / marker).exists() for marker in RUN_MARKERS):
+            return path  # an earlier sweep: resumed
+        if is_bundle(path):
+            raise UnfreezeError(f"{path} is a bundle, not a sweep's run folder. {another}.")
+        raise UnfreezeError(
+            f"{path} is a folder that holds no sweep (no {' or '.join(RUN_MARKERS)}) but other files "
+            f"({_listing(path)}); it is left as it is. {another}: a new or empty folder, or an earlier sweep's "
+            "to resume it."
+        )
+    if not is_bundle(path):
+        raise UnfreezeError(
+            f"{path} is a folder that unfreeze did not write ({_listing(path)}); it is left as it is. "
+            f"{another}: a new or empty folder."
+        )
+    if kind == "heads":
+        return path  # heads are added to an existing bundle in place
+    foreign = foreign_entries(path)
+    if foreign:
+        raise UnfreezeError(
+            f"{path} is a bundle that also holds files unfreeze did not write ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}); it is left as it is. Move them out, or {another[0].lower()}"
+            f"{another[1:]}."
+        )
+    if not overwrite:
+        raise UnfreezeError(f"{path} already holds a bundle. Pass --overwrite to replace it, or {another[0].lower()}"
+                            f"{another[1:]}.")
+    return path
+
+
+def protected_reason(path: Path) -> str | None:
+    """Why ``path`` may never be written over: the current folder, a parent of it, home, the root."""
+    try:
+        resolved = path.expanduser().resolve()
+        cwd = Path.cwd().resolve()
+    except (OSError, RuntimeError):
+        return None
+    if resolved == Path(resolved.anchor):
+        return "the root folder"
+    if resolved == cwd:
+        return "the current folder"
+    if resolved in cwd.parents:
+        return "a parent of the current folder"
+    try:
+        home = Path.home().resolve()
+    except (OSError, RuntimeError):
+        home = None
+    if home is not None and resolved == home:
+        return "your home folder"
+    return None
+
+
+def is_bundle(path: Path) -> bool:
+    """Whether ``path`` is a folder with an ``unfreeze.json`` that names the bundle format."""
+    config = path / BUNDLE_CONFIG
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == BUNDLE_FORMAT
+
+
+def foreign_entries(path: Path) -> list[str]:
+    """Entries of a bundle folder that the bundle format does not write (sorted names)."""
+    out = []
+    for entry in sorted(path.iterdir()):
+        name = entry.name
+        if _is_own_temporary(name):
+            continue
+        if name == BUNDLE_CONFIG and entry.is_file() and not entry.is_symlink():
+            continue
+        if name.endswith(".safetensors") and entry.is_file() and not entry.is_symlink():
+            continue
+        if name == HEADS_FOLDER and entry.is_dir() and not entry.is_symlink():
+            inner = [f"{HEADS_FOLDER}/{e.name}" for e in sorted(entry.iterdir())
+                     if not (e.name.endswith(".safetensors") and e.is_file() and not e.is_symlink())
+                     and not _is_own_temporary(e.name)]
+            out.extend(inner)
+            continue
+        out.append(name)
+    return out
+
+
+def replaceable_folder(path: Path) -> str | None:
+    """Why the folder ``path`` may not be replaced by ``atomic_path``; None when it may.
+
+    It may when it is empty or a complete unfreeze bundle with nothing foreign inside;
+    never when it is the current folder, a parent of it, home or the root.
+    """
+    protected = protected_reason(path)
+    if protected:
+        return f"it is {protected}"
+    if path.is_symlink():
+        return "it is a symbolic link"
+    entries = list(path.iterdir())
+    if not entries:
+        return None
+    if not is_bundle(path):
+        return f"it is a folder that unfreeze did not write ({_listing(path)})"
+    foreign = foreign_entries(path)
+    if foreign:
+        return f"it also holds files unfreeze did not write ({', '.join(foreign[:3])})"
+    return None
+
+
+def _is_own_temporary(name: str) -> bool:
+    # atomic_path's temporaries: ".NAME.XXXXXXXX.tmp", left behind only by a killed process
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def _check_inputs(path: Path, inputs: Iterable[str | Path], what: str, another: str) -> None:
+    try:
+        target = path.resolve()
+    except (OSError, RuntimeError):
+        return
+    for item in inputs:
+        if item is None:
+            continue
+        source = Path(item).expanduser()
+        if not source.exists():
+            continue
+        source = source.resolve()
+        if source == target:
+            raise UnfreezeError(f"{path} is also an input of this command ({item}); writing the {what} there would "
+                                f"replace it. {another}.")
+        if target in source.parents:
+            raise UnfreezeError(f"{path} holds an input of this command ({item}); the {what} must not replace it. "
+                                f"{another}.")
+
+
+def _check_parents(path: Path, what: str, another: str) -> None:
+    """The nearest existing ancestor must be a folder that can be written in."""
+    for parent in path.absolute().parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise UnfreezeError(f"Cannot write the {what} {path}: {parent} is a file, not a folder. {another}.")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise UnfreezeError(f"Cannot write the {what} {path}: no permission to write in {parent}. {another}.")
+            return
+
+
+def _listing(path: Path, limit: int = 3) -> str:
+    names = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in path.iterdir())
+    shown = ", ".join(names[:limit])
+    return f"{len(names)} entries: {shown}, ..." if len(names) > limit else shown
+
+
+def _example(kind: str) -> str:
+    return {"bundle": "runs/my-bundle", "heads": "runs/my-heads", "run": "runs/my-sweep",
+            "file": "predictions.csv"}[kind]
