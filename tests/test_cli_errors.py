@@ -131,7 +131,8 @@ def test_fit_existing_output_is_untouched_by_a_failed_fit(runner, tmp_path):
     out.mkdir(parents=True)
     (out / "keep.txt").write_text("earlier run")
     result = runner.invoke(app, ["fit", str(tmp_path / "missing.csv"), "-o", str(out)])
-    assert_user_error(result, "File not found")
+    # the output is checked first: a folder this tool did not write is never replaced
+    assert_user_error(result, "did not write (keep.txt)", "Choose another -o")
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 from pathlib import Path
 
 from . import __version__
@@ -53,6 +54,19 @@ def model_reference(model: str) -> str:
     """How a bundle names its base model: a local folder as an absolute path (the bundle works from any directory)."""
     path = Path(model).expanduser()
     return str(path.resolve()) if path.exists() else str(model)
+
+
+_HEAD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_head_name(name: str) -> str:
+    """Head names appear in file names, URLs and CSV columns: keep them plain."""
+    if not isinstance(name, str) or not _HEAD_NAME.match(name) or name.endswith("."):
+        raise UnfreezeError(
+            f"Head name {name!r} is not allowed: use 1-64 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit."
+        )
+    return name
 
 
 def damaged(path: Path, what: str) -> UnfreezeError:

@@ -20,7 +20,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from .bundle import (
     MULTIHEAD_KIND,
     SINGLE_KIND,
     check_fingerprint,
+    check_head_name,
     make_shareable,
     model_reference,
     package_versions,
@@ -48,17 +48,6 @@ from .strategies import Features
 
 HEADS_DIR = "heads"
 DEFAULT_HEAD = "default"  # the name a single-head bundle's head goes by
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-def check_head_name(name: str) -> str:
-    """Head names appear in file names, URLs and CSV columns: keep them plain."""
-    if not isinstance(name, str) or not _NAME.match(name) or name.endswith("."):
-        raise UnfreezeError(
-            f"Head name {name!r} is not allowed: use 1-64 letters, digits, '_', '-' or '.', "
-            "starting with a letter or digit."
-        )
-    return name
 
 
 class MultiHeadClassifier:

@@ -18,8 +18,11 @@ _state = {"debug": False}
 
 
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.", metavar="")] = False) -> None:
+    from ..data import print_data_warnings_on_one_line
+
     _state["debug"] = debug or bool(os.environ.get("UNFREEZE_DEBUG"))
+    print_data_warnings_on_one_line()  # a doubtful input is one 'warning:' line, as an error is one 'error:' line
 
 
 def user_errors(func):
@@ -53,6 +56,31 @@ TestSizeOpt = Annotated[Optional[float], typer.Option(
     "--test-size", help="Hold out this fraction of the training data as test (of a built-in's train split).")]
 NTrainOpt = Annotated[Optional[int], typer.Option("--n-train", help="Train on a stratified sample of N.")]
 NPerClassOpt = Annotated[Optional[int], typer.Option("--n-per-class", help="Train on N examples per class.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", metavar="",
+                                            help="Replace an output this tool wrote before (never anything else).")]
+
+
+def flag(*names: str, help: str):
+    """A boolean flag option (shown without a type in --help)."""
+    return typer.Option(*names, help=help, metavar="")
+
+
+def checked_device(device: str | None) -> str | None:
+    """``--device`` validated against the devices this machine has (one line naming them, otherwise)."""
+    from ..devices import resolve_device
+
+    return None if device is None else str(resolve_device(device))
+
+
+def print_store_note(run_dir) -> None:
+    """Say, in one warning line, how many unreadable lines a run's results.jsonl holds (they are skipped)."""
+    from ..sweep.store import ResultsStore
+
+    store = ResultsStore(run_dir)
+    store.records()
+    note = store.skipped_note()
+    if note:
+        typer.echo(f"warning: {note}", err=True)
 
 
 def load_train_test(data: str, test: str | None, test_size: float | None, text_col: str, label_col: str,

@@ -18,6 +18,7 @@ from .common import (
     ModelOpt,
     NPerClassOpt,
     NTrainOpt,
+    OverwriteOpt,
     PairCol,
     PoolingOpt,
     SeedOpt,
@@ -25,6 +26,8 @@ from .common import (
     TestSizeOpt,
     TextCol,
     app,
+    checked_device,
+    flag,
     load_train_test,
     user_errors,
 )
@@ -45,7 +48,7 @@ def fit(
     max_length: MaxLenOpt = 256,
     batch_size: BatchOpt = 32,
     seed: SeedOpt = 0,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")] = False,
+    no_cache: Annotated[bool, flag("--no-cache", help="Do not read or write the embedding cache.")] = False,
     device: DeviceOpt = None,
     test: TestOpt = None,
     test_size: TestSizeOpt = None,
@@ -54,6 +57,7 @@ def fit(
     text_col: TextCol = "text",
     label_col: LabelCol = "label",
     text_pair_col: PairCol = None,
+    overwrite: OverwriteOpt = False,
     **settings,
 ) -> None:
     """Fit a classifier on DATA and save it as a bundle.
@@ -61,18 +65,26 @@ def fit(
     The strategy's parameters and the training settings are options of their own; only
     those given are passed on, so every default is the strategy's (see `unfreeze strategies`).
     """
-    from ..classifier import Classifier
-    from ..metrics import format_metrics_table
+    from ..outputs import check_output
     from ..strategies import split_shorthand
-    from ..training import distributed
     from ..training.settings import Training
 
-    strategy_obj, training = split_shorthand(strategy, given(settings))
+    # everything a user can get wrong is checked before torch and the model load: it answers at once
+    strategy_obj, training_given = split_shorthand(strategy, given(settings))
+    training = Training(**training_given)
+    strategy_obj.check()
+    training.check()
+    check_output(output, "bundle", overwrite=overwrite, inputs=[data, *([test] if test else [])])
     train, test_set = load_train_test(data, test, test_size, text_col, label_col, text_pair_col, seed, n_train,
                                       n_per_class)
-    clf = Classifier(model=model, strategy=strategy_obj, training=Training(**training), pooling=pooling,
-                     layers=layers, max_length=max_length, batch_size=batch_size, seed=seed, cache=not no_cache,
-                     device=device)
+    device = checked_device(device)
+
+    from ..classifier import Classifier
+    from ..metrics import format_metrics_table
+    from ..training import distributed
+
+    clf = Classifier(model=model, strategy=strategy_obj, training=training, pooling=pooling, layers=layers,
+                     max_length=max_length, batch_size=batch_size, seed=seed, cache=not no_cache, device=device)
     clf.fit(train.inputs, train.labels)
     # launched data-parallel, every rank scores its share of the examples (collectively);
     # rank 0 alone writes the bundle and prints
@@ -109,19 +121,27 @@ def predict(
     text_pair_col: PairCol = None,
     batch_size: BatchOpt = 32,
     device: DeviceOpt = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Predict labels and class probabilities for every row of INPUTS.
 
     A multi-head bundle runs the backbone once per batch and writes HEAD.prediction and
     HEAD.proba_LABEL columns for every head; a single-head bundle writes prediction and
     proba_LABEL columns."""
+    from ..bundle import read_config
     from ..cache import atomic_path
     from ..data.readers import read_inputs
+    from ..outputs import check_output
+
+    check_output(output, "file", overwrite=overwrite, inputs=[inputs, bundle])
+    read_config(bundle)  # a missing or damaged bundle is said before the texts are read
+    frame, items = read_inputs(inputs, text_col, text_pair_col)
+    device = checked_device(device)
+
     from ..predict import BundlePredictor
 
     predictor = BundlePredictor(bundle, device=device, batch_size=batch_size)
     names = predictor.check_heads(head)
-    frame, items = read_inputs(inputs, text_col, text_pair_col)
     frame = frame.copy()
     single = predictor.single_head
     for name, proba in predictor.predict_proba(items, names).items():
@@ -149,13 +169,18 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """Score a bundle on labelled TEST data: accuracy, macro-F1, MCC."""
-    from ..classifier import Classifier
+    from ..bundle import read_config
     from ..data import BUILTIN, load_data
+
+    read_config(bundle)
+    source = f"{test}:test" if test in BUILTIN else test
+    test_set = load_data(source, text_col, label_col, text_pair_col)
+    device = checked_device(device)
+
+    from ..classifier import Classifier
     from ..metrics import format_metrics_table
 
     clf = Classifier.load(bundle, head=head, device=device)
-    source = f"{test}:test" if test in BUILTIN else test
-    test_set = load_data(source, text_col, label_col, text_pair_col)
     unknown = sorted(set(map(str, test_set.classes)) - set(map(str, clf.classes_.tolist())))
     if unknown:
         typer.echo(f"note: labels {', '.join(unknown)} of {test_set.name} were not seen in training", err=True)
@@ -182,15 +207,21 @@ def probe(
     text_col: TextCol = "text",
     label_col: LabelCol = "label",
     text_pair_col: PairCol = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Fit a logistic head on every layer's pooled states (one forward pass) and plot score vs layer."""
     from ..metrics import METRICS
-    from ..probe import format_probe_table, plot_probe, run_probe
+    from ..outputs import check_output
 
     if metric not in METRICS:
         raise UnfreezeError(f"Unknown metric {metric!r}. Metrics: {', '.join(METRICS)}.")
+    check_output(plot, "file", overwrite=overwrite, inputs=[data, *([test] if test else [])], option="--plot")
     train, test_set = load_train_test(data, test, test_size, text_col, label_col, text_pair_col, seed, n_train,
                                       n_per_class)
+    device = checked_device(device)
+
+    from ..probe import format_probe_table, plot_probe, run_probe
+
     rows = run_probe(train, test_set, model, pooling, max_length, batch_size, seed=seed, device=device)
     typer.echo(format_probe_table(rows, metric))
     plot_probe(rows, plot, metric, title=f"{model} on {train.name} (n={len(train)})")

@@ -22,6 +22,8 @@ from .common import (
     TestSizeOpt,
     TextCol,
     app,
+    checked_device,
+    flag,
     load_train_test,
     user_errors,
 )
@@ -51,20 +53,26 @@ def heads_add(
     n_train: NTrainOpt = None,
     n_per_class: NPerClassOpt = None,
     seed: SeedOpt = 0,
-    replace: Annotated[bool, typer.Option("--replace", help="Refit a head that already exists.")] = False,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the embedding cache.")] = False,
+    replace: Annotated[bool, flag("--replace", help="Refit a head that already exists.")] = False,
+    no_cache: Annotated[bool, flag("--no-cache", help="Do not read or write the embedding cache.")] = False,
     device: DeviceOpt = None,
     text_col: TextCol = "text",
     label_col: LabelCol = "label",
     text_pair_col: PairCol = None,
 ) -> None:
     """Fit a logistic head on DATA and add it to BUNDLE under NAME (atomically)."""
-    from ..metrics import format_metrics_table
-    from ..multihead import add_heads, check_head_name, new_suite_for
+    from ..bundle import check_head_name
+    from ..outputs import check_output
 
     check_head_name(name)
+    check_output(bundle, "heads", inputs=[data, *([test] if test else [])], option="BUNDLE")
     train, test_set = load_train_test(data, test, test_size, text_col, label_col, text_pair_col, seed, n_train,
                                       n_per_class)
+    device = checked_device(device)
+
+    from ..metrics import format_metrics_table
+    from ..multihead import add_heads, new_suite_for
+
     suite = new_suite_for(bundle, model, max_length, batch_size, device)
     head = suite.add_head(name, train.inputs, train.labels, pooling=pooling, layers=layers, C=C, seed=seed,
                           cache=not no_cache, data=train.name)
@@ -84,7 +92,7 @@ def heads_add(
 @user_errors
 def heads_list(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the heads as JSON.")] = False,
+    as_json: Annotated[bool, flag("--json", help="Print the heads as JSON.")] = False,
 ) -> None:
     """List the heads of BUNDLE: labels, pooling, layers, training data, test accuracy."""
     from ..bundle import MULTIHEAD_KIND, read_config

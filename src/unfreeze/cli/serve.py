@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import UnfreezeError
-from .common import DeviceOpt, app, user_errors
+from .common import DeviceOpt, app, checked_device, flag, user_errors
 
 
 @app.command()
@@ -23,12 +23,12 @@ def serve(
     max_batch: Annotated[int, typer.Option("--max-batch", help="Texts per forward pass across requests.")] = 64,
     max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="How long a batch waits for more requests.")] = 5.0,
     max_queue: Annotated[int, typer.Option("--max-queue", help="Waiting texts before answering 503.")] = 1024,
-    no_micro_batching: Annotated[bool, typer.Option("--no-micro-batching",
-                                                    help="Run every request on its own.")] = False,
+    no_micro_batching: Annotated[bool, flag("--no-micro-batching", help="Run every request on its own.")] = False,
     device: DeviceOpt = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve BUNDLE over HTTP: POST /predict, GET /heads, GET /health, docs at /docs."""
+    from ..bundle import read_config
     from ..serve.app import ServeLimits, serve as run_server
 
     if not 0 <= port <= 65535:
@@ -36,4 +36,5 @@ def serve(
     limits = ServeLimits(max_texts=max_texts, max_chars=max_chars, max_body_bytes=max_body_bytes,
                          max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
                          micro_batching=not no_micro_batching)
-    run_server(bundle, host=host, port=port, limits=limits, device=device, log_level=log_level)
+    read_config(bundle)  # a missing or damaged bundle is said before anything loads
+    run_server(bundle, host=host, port=port, limits=limits, device=checked_device(device), log_level=log_level)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UnfreezeError
-from .common import DeviceOpt, app, print_report, user_errors
+from .common import DeviceOpt, app, checked_device, flag, print_report, print_store_note, user_errors
 from .options import given, training_parameters, with_parameters
 
 
@@ -60,9 +60,9 @@ def sweep(
     text_col: Annotated[Optional[str], typer.Option("--text-col", help="Column holding the text.")] = None,
     label_col: Annotated[Optional[str], typer.Option("--label-col", help="Column holding the label.")] = None,
     text_pair_col: Annotated[Optional[str], typer.Option("--text-pair-col", help="Column of the second text.")] = None,
-    probe_layers: Annotated[bool, typer.Option("--probe", help="Also run a per-layer probe.")] = False,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed cells again.")] = False,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="No shared embedding/prefix caches.")] = False,
+    probe_layers: Annotated[bool, flag("--probe", help="Also run a per-layer probe.")] = False,
+    retry_failed: Annotated[bool, flag("--retry-failed", help="Run failed cells again.")] = False,
+    no_cache: Annotated[bool, flag("--no-cache", help="No shared embedding/prefix caches.")] = False,
     metric: Annotated[str, typer.Option("--metric", help="accuracy, macro_f1 or mcc (for the summary).")] = "accuracy",
     device: DeviceOpt = None,
     backend: Annotated[str, typer.Option("--backend", help="local (this process) or ray (a Ray task per cell).")] = "local",
@@ -101,8 +101,19 @@ def sweep(
     spec = replace(spec, **overrides)
     if output is None:
         raise UnfreezeError("Give a run folder with -o/--output, e.g. -o runs/my-sweep.")
+    _check_metric(metric)
+    from ..outputs import check_output
+
+    check_output(output, "run", inputs=[p for p in (spec.data, spec.test, config) if p])
     ray_options = _backend_options(backend, address, cpus_per_cell, gpus_per_cell)
-    run_and_report(spec, output, retry_failed, not no_cache, metric, device, backend, ray_options)
+    run_and_report(spec, output, retry_failed, not no_cache, metric, checked_device(device), backend, ray_options)
+
+
+def _check_metric(metric: str) -> None:
+    from ..metrics import METRICS
+
+    if metric not in METRICS:
+        raise UnfreezeError(f"Unknown metric {metric!r} (--metric). Metrics: {', '.join(METRICS)}.")
 
 
 def _backend_options(backend: str, address: str | None, cpus_per_cell: float | None, gpus_per_cell: float | None):
@@ -135,6 +146,7 @@ def run_and_report(spec, output: Path, retry_failed: bool, shared_cache: bool, m
     from ..sweep.runner import run_sweep
 
     start = time.perf_counter()
+    print_store_note(output)
     counts = run_sweep(spec, output, retry_failed=retry_failed, shared_cache=shared_cache, device=device,
                        backend=backend, ray_options=ray_options)
     typer.echo(f"sweep: {counts['total']} cells, {counts['done']} run now, {counts['skipped']} already done, "
@@ -151,6 +163,8 @@ def report(
     """Build plots, results.csv and report.html from a sweep's results alone (no model needed)."""
     from ..report import build_report
 
+    _check_metric(metric)
+    print_store_note(run_dir)
     print_report(build_report(run_dir, metric), metric)
 
 
@@ -164,8 +178,10 @@ def demo(
     output: Annotated[Path, typer.Option("--output", "-o", help="Run folder of the demo sweep.")] = Path("runs/demo"),
 ) -> None:
     """A sweep on movie-snippets with MiniLM (features, freeze k=0,3,6, LoRA, SetFit), then its report."""
+    from ..outputs import check_output
     from ..sweep import SweepSpec
 
+    check_output(output, "run")
     spec = SweepSpec(data="movie-snippets", model="minilm-l6", strategies=["features", "freeze", "lora", "setfit"],
                      k=[0, 3, 6], n_train=DEMO_SIZES, seeds=[0], n_test=1000, epochs=2, num_iterations=5,
                      validation_fraction=0.0)

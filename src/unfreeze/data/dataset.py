@@ -83,7 +83,7 @@ class DataWarning(UserWarning):
     the command line prints it as ``warning: MESSAGE``."""
 
 
-def _warn(message: str) -> None:
+def warn_data(message: str) -> None:
     warnings.warn(DataWarning(message), stacklevel=3)
 
 
@@ -210,7 +210,7 @@ def normalize_labels(values: Sequence[object], source: str = "data", column: str
         return labels
     texts = [None if label is None else _label_text(v) for v, label in zip(raw, labels)]
     number, word = raw[first_int], labels[first_str]
-    _warn(
+    warn_data(
         f"the labels of {_where(source, column, 'label')} mix numbers and words (row {first_int + 1}: "
         f"{_short(number)}, row {first_str + 1}: {word!r}); all are read as text, so {_short(number)} is the label "
         f"{texts[first_int]!r}. Write every label as a word or every one as a number to silence this."
@@ -309,10 +309,6 @@ def _text_of(value: object, i: int, source: str, what: str, column: str | None) 
     return str(value)  # a number (or a bool) where a text belongs: counted by the caller
 
 
-# kept for callers of the former private name
-_check_texts = check_texts
-
-
 def _check_swapped(texts: list[str], labels: list, source: str, text_col: str, label_col: str) -> None:
     """Refuse text and label columns that look swapped: many long, distinct "labels"; few short "texts"."""
     n = len(texts)
@@ -346,7 +342,7 @@ def _warn_odd_columns(ds: TextDataset, source: str, text_col: str, label_col: st
             variants.setdefault(" ".join(label.casefold().split()), []).append(label)
     clash = next((group for group in variants.values() if len(group) > 1), None)
     if clash:
-        _warn(
+        warn_data(
             f"label column {label_col!r} of {source} holds labels that differ only in case or spaces "
             f"({', '.join(map(repr, clash[:3]))}): they are different classes. Spell each class one way if they "
             "are the same."
@@ -357,14 +353,14 @@ def _warn_odd_columns(ds: TextDataset, source: str, text_col: str, label_col: st
     counts = ds.class_counts()
     singletons = sum(1 for c in counts.values() if c == 1)
     if len(counts) > n / 2:
-        _warn(
+        warn_data(
             f"label column {label_col!r} of {source} holds {len(counts)} classes in {n} rows ({singletons} with a "
             f"single example): a classifier learns little from one example per class. Check --label-col."
         )
     distinct_texts = set(ds.texts)
     if len(distinct_texts) <= 2:
         shown = ", ".join(repr(t if len(t) <= 40 else t[:37] + "...") for t in sorted(distinct_texts))
-        _warn(
+        warn_data(
             f"text column {text_col!r} of {source} holds only {len(distinct_texts)} distinct text(s) in {n} rows "
             f"({shown}). Check --text-col."
         )

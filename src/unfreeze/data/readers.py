@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import UnfreezeError
-from .dataset import TextDataset, _warn, build_dataset, check_texts
+from .dataset import TextDataset, build_dataset, check_texts, warn_data
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -210,7 +210,7 @@ def _check_columns(path: Path, columns: list[str], wanted: list[tuple[str, str |
             )
     others = [c for c, n in counts.items() if n > 1]
     if others:
-        _warn(f"{path} has duplicate column names ({', '.join(map(repr, others))}); they are not used here, "
+        warn_data(f"{path} has duplicate column names ({', '.join(map(repr, others))}); they are not used here, "
               "but rename them to keep them apart.")
 
 

@@ -50,7 +50,8 @@ class ServeLimits:
 def _schemas(limits: ServeLimits, head_names: list[str]):
     from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-    Text = Annotated[str, StringConstraints(max_length=limits.max_chars)]
+    # the command line's rule: an empty or blank text has nothing to classify (422, not a confident guess)
+    Text = Annotated[str, StringConstraints(min_length=1, max_length=limits.max_chars, pattern=r"\S")]
     HeadName = Literal[tuple(head_names)]  # the spec lists the valid heads; others get 422
     Label = Union[int, str]
 
@@ -58,8 +59,8 @@ def _schemas(limits: ServeLimits, head_names: list[str]):
         model_config = ConfigDict(extra="forbid", json_schema_extra={
             "examples": [{"texts": ["a gripping, beautifully shot film"], "heads": head_names[:1]}]})
         texts: list[Text] = Field(min_length=1, max_length=limits.max_texts,
-                                  description=f"1 to {limits.max_texts} texts of at most {limits.max_chars} "
-                                              "characters each.")
+                                  description=f"1 to {limits.max_texts} texts of 1 to {limits.max_chars} "
+                                              "characters each, not all white space.")
         heads: Optional[list[HeadName]] = Field(default=None, min_length=1, max_length=len(head_names) * 4,
                                            description=f"Heads to apply (default: all). This bundle has: "
                                                        f"{', '.join(head_names)}.")
@@ -230,16 +231,41 @@ def _server_class():
 
 def serve(bundle: Path, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits = ServeLimits(),
           device: str | None = None, log_level: str = "info", graceful_seconds: float = 30.0) -> None:
-    """Load ``bundle`` and serve it until SIGTERM/SIGINT (requests in flight are answered first)."""
+    """Load ``bundle`` and serve it until SIGTERM/SIGINT (requests in flight are answered first).
+
+    The port is taken before the bundle loads: a busy port is said at once, and "serving on"
+    is printed only once requests can be answered.
+    """
     import uvicorn
 
-    _Server = _server_class()
-    predictor = BundlePredictor(Path(bundle), device=device)
-    predictor.predict_proba(["warm-up"], list(predictor.heads))  # the first request should not pay for it
-    app = create_app(predictor, limits)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
-                            timeout_graceful_shutdown=graceful_seconds, access_log=log_level == "debug")
-    server = _Server(config)
-    print(f"serving {bundle} ({', '.join(predictor.heads)}) on http://{host}:{port}  "
-          f"(docs: http://{host}:{port}/docs; limits: {json.dumps(asdict(limits))})", flush=True)
-    server.run()
+    sock = listening_socket(host, port)
+    try:
+        _Server = _server_class()
+        predictor = BundlePredictor(Path(bundle), device=device)
+        predictor.predict_proba(["warm-up"], list(predictor.heads))  # the first request should not pay for it
+        app = create_app(predictor, limits)
+        config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
+                                timeout_graceful_shutdown=graceful_seconds, access_log=log_level == "debug")
+        server = _Server(config)
+        bound = sock.getsockname()[1]
+        print(f"serving {bundle} ({', '.join(predictor.heads)}) on http://{host}:{bound}  "
+              f"(docs: http://{host}:{bound}/docs; limits: {json.dumps(asdict(limits))})", flush=True)
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def listening_socket(host: str, port: int):
+    """A socket bound to ``host:port`` and listening; a busy or forbidden port is one line that names it."""
+    import errno
+    import socket
+
+    try:
+        return socket.create_server((host, port), backlog=2048)
+    except socket.gaierror as exc:
+        raise UnfreezeError(f"Cannot listen on {host}:{port}: the host {host!r} is not an address of this machine "
+                            f"({exc.strerror}). Use --host 127.0.0.1, 0.0.0.0 or an address of this machine.") from None
+    except OSError as exc:
+        why = "another program is using that port" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+        raise UnfreezeError(f"Cannot listen on {host}:{port}: {why}. Choose another --port, or stop the "
+                            f"program that holds port {port}.") from None

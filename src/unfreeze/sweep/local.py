@@ -34,7 +34,7 @@ def run_local(plan: SweepPlan, shared_cache: bool = True, progress: bool = True,
                 embed_everything(spec, data, backbone, plan.embed_seeds())
             current_seed = None
             for cell, key in plan.pending:
-                bar.set_postfix_str(cell.describe())
+                bar.running(cell.describe())
                 if shared_cache and cell.seed != current_seed:
                     current_seed = cell.seed
                     warm_prefixes(spec, data, backbone, cell.seed, plan.largest_n(cell.seed),

@@ -52,8 +52,6 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from ..errors import UnfreezeError
 from .grid import Cell, SweepSpec
 from .plan import (
@@ -253,7 +251,7 @@ def run_sweep_ray(plan: SweepPlan, options: RayOptions, shared_cache: bool = Tru
         if probe_needed(spec, plan.run_dir):
             probe_ref = ray.remote(probe_task).options(name="unfreeze-probe", **resources).remote(
                 spec, data_ref, shared_cache, cell_device, cache_root, pools_ref)
-        bar.set_postfix_str(f"{len(in_flight)} on Ray")
+        bar.running(f"{len(in_flight)} on Ray")
         while in_flight:
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
             for ref in ready:
@@ -266,12 +264,12 @@ def run_sweep_ray(plan: SweepPlan, options: RayOptions, shared_cache: bool = Tru
                     info = {"backend": "ray"}
                 record["runner"] = info
                 plan.record(cell, record, bar)
-                bar.set_postfix_str(f"{len(in_flight)} on Ray")
+                bar.running(f"{len(in_flight)} on Ray")
         if probe_ref is not None:
             try:
                 write_probe(plan.run_dir, ray.get(probe_ref))
             except ray.exceptions.RayError as exc:
-                tqdm.write(f"probe failed: {_error_line(exc)}")
+                bar.line(f"probe failed: {_error_line(exc)}")
             probe_ref = None
     finally:
         bar.close()
