@@ -78,7 +78,10 @@ def sweep(
 
     from ..sweep import SweepSpec
 
-    spec = SweepSpec.from_toml(config) if config else SweepSpec()
+    # the command line searches each cell's learning rate unless told otherwise (--lr fixed, --lr 1e-4, a
+    # learning_rate in the file); SweepSpec's own default stays release 0.1.0's, so stored specs keep their meaning
+    cli_defaults = {"learning_rate": "auto"}
+    spec = SweepSpec.from_toml(config, defaults=cli_defaults) if config else SweepSpec(**cli_defaults)
     if data is None and config is None:
         raise UnfreezeError("Give the data (a file or built-in dataset) or --config sweep.toml.")
     overrides = {name: value for name, value in (
