@@ -55,12 +55,16 @@ def test_pairing_removes_the_seed_effect_that_unpaired_comparison_keeps():
 
 
 def test_the_recommendation_is_the_cheapest_not_shown_worse_and_respects_the_tolerance():
-    scores = pd.DataFrame({"big": [0.90, 0.92, 0.91], "small": [0.89, 0.92, 0.90], "tiny": [0.80, 0.82, 0.81]},
-                          index=[0, 1, 2])
-    costs = pd.Series({"big": 100.0, "small": 10.0, "tiny": 1.0})
+    scores = pd.DataFrame({"big": [0.90, 0.92, 0.91], "small": [0.89, 0.93, 0.90], "tiny": [0.80, 0.82, 0.81],
+                           "never better": [0.89, 0.92, 0.90]}, index=[0, 1, 2])
+    costs = pd.Series({"big": 100.0, "small": 10.0, "tiny": 1.0, "never better": 5.0})
     table = compare_to_best(scores, costs)
     assert table.index[0] == "big" and bool(table.loc["big", "best"])
-    assert table.loc["small", "acceptable"] and not table.loc["small", "significant"]  # [-0.01, 0]: reaches 0
+    # differences -0.01, +0.01, -0.01: the interval [-0.01, +0.01] reaches above 0
+    assert table.loc["small", "acceptable"] and not table.loc["small", "significant"]
+    # -0.01, 0, -0.01: never better on any seed; the interval ends at 0: not significant, not acceptable
+    assert table.loc["never better", "high"] == pytest.approx(0.0)
+    assert not table.loc["never better", "significant"] and not table.loc["never better", "acceptable"]
     assert table.loc["tiny", "significant"] and not table.loc["tiny", "acceptable"]
     assert table.index[table["pick"]].tolist() == ["small"]
     loose = compare_to_best(scores, costs, tolerance=0.15)

@@ -83,11 +83,22 @@ class PairedDifference:
         return self.interval is not None and (self.interval[1] < 0 or self.interval[0] > 0)
 
     def within(self, tolerance: float) -> bool:
-        """Not shown to be worse than the reference by more than ``tolerance``: the interval reaches
-        ``-tolerance``, or, with one seed, the point difference does."""
-        if self.interval is None:
-            return self.mean >= -tolerance - 1e-12
-        return self.interval[1] >= -tolerance - 1e-12
+        """Not shown to be worse than the reference by more than ``tolerance``.
+
+        The interval reaches above ``-tolerance`` (on some resample of the seeds the candidate
+        does at least that well), or the point difference is within ``tolerance`` (a tie). A
+        candidate that is never better on any seed has an interval ending exactly at zero: with
+        few seeds that is not significant, and it is not acceptable either. With one seed: the
+        point difference alone.
+        """
+        return acceptable(self.mean, None if self.interval is None else self.interval[1], tolerance)
+
+
+def acceptable(difference: float, high: float | None, tolerance: float) -> bool:
+    """The rule of ``PairedDifference.within`` from a point difference and its interval's upper end."""
+    if difference >= -tolerance - 1e-12:
+        return True
+    return high is not None and high > -tolerance + 1e-12
 
 
 def paired_difference(candidate: pd.Series, reference: pd.Series, confidence: float = CONFIDENCE) -> PairedDifference:
@@ -152,5 +163,5 @@ def score_matrix(frame: pd.DataFrame, column: str, n_train: int | None = None,
     return done.pivot_table(index="seed", columns=label, values=column, aggfunc="mean")
 
 
-__all__ = ["CONFIDENCE", "PairedDifference", "bootstrap_distribution", "bootstrap_interval", "compare_to_best",
+__all__ = ["CONFIDENCE", "PairedDifference", "acceptable", "bootstrap_distribution", "bootstrap_interval", "compare_to_best",
            "paired_difference", "score_matrix", "weighted_quantile"]

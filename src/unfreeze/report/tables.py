@@ -17,6 +17,8 @@ def results_frame(run_dir) -> pd.DataFrame:
     """One row per cell's latest record, flattened: cell coordinates, metrics, costs, status."""
     rows = []
     for record in ResultsStore(run_dir).latest().values():
+        if "cell" not in record:
+            continue  # the advisor's decision rows share the store
         cell = record["cell"]
         row = {"key": record["key"], "status": record["status"], "strategy": cell["strategy"],
                "label": cell["label"], "k": cell.get("k"), "n_train": cell["n_train"], "seed": cell["seed"],

@@ -176,6 +176,10 @@ class TunedStrategy(Strategy):
          "validation_fraction", "patience", "class_weight", "prefix_cache"))
     default_learning_rate: ClassVar[float | None] = 5e-5
     default_epochs: ClassVar[int | None] = 3
+    # measured (MiniLM, movie-snippets, 400-512 examples): 1.5e-4 beats the default 5e-5 by 5 points for full
+    # fine-tuning; the rates that help lie above the default, so the grid starts there
+    learning_rate_factors: ClassVar[tuple[float, ...]] = (1.0, 3.0, 9.0)
+    tuned_epochs: ClassVar[int | None] = 4
 
     def fit(self, context: FitContext, inputs: list[TextInput], y: np.ndarray) -> FitResult:
         import torch

@@ -242,8 +242,11 @@ def cell_classifier(spec: SweepSpec, cell: Cell, device: str | None = None, use_
 
 
 def run_cell(spec: SweepSpec, data: SweepData, cell: Cell, key: str, device: str | None = None,
-             use_cache: bool = True) -> dict:
-    """Fit and score one cell; never raises for a failure of the cell itself: records it."""
+             use_cache: bool = True, score_test: bool = True, after_fit=None) -> dict:
+    """Fit and score one cell; never raises for a failure of the cell itself: records it.
+
+    ``score_test=False`` leaves the test set alone (the advisor decides on validation scores
+    only); ``after_fit(clf, train, record)`` may add to the row (the advisor times prediction)."""
     record = cell_header(spec, cell, key)
     try:
         train = sample(data.train_pool, n_total=cell.n_train, seed=cell.seed)
@@ -259,12 +262,14 @@ def run_cell(spec: SweepSpec, data: SweepData, cell: Cell, key: str, device: str
         record.update({
             "status": "done",
             "train": clf.evaluate(train.inputs, train.labels),
-            "test": clf.evaluate(data.test.inputs, data.test.labels),
+            **({"test": clf.evaluate(data.test.inputs, data.test.labels)} if score_test else {}),
             "validation": {k.removeprefix("val_"): v for k, v in val.items() if k.startswith("val_")},
             "fit": fit_record,
             "n_test": len(data.test),
             "device": fit_record.get("device", str(device)),
         })
+        if after_fit is not None:
+            after_fit(clf, train, record)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - a cell's failure (bad parameter, out of memory) is a result
