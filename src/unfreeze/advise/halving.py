@@ -96,7 +96,7 @@ class AdviseSpec:
     def sweep_spec(self, k: list[int] | str | None = None) -> SweepSpec:
         """The sweep settings every cell of the advisor shares (its keys are sweep keys)."""
         return SweepSpec(data=self.data, model=self.model, strategies=list(self.strategies), grid=self.grid,
-                         k=k if k is not None else self.k, n_train=[self.min_size or 4], seeds=list(self.seeds),
+                         k=k if k is not None else self.k, n_train=[1], seeds=list(self.seeds),
                          test=self.test, test_size=self.test_size, text_col=self.text_col, label_col=self.label_col,
                          text_pair_col=self.text_pair_col, pooling=self.pooling, layers=self.layers,
                          max_length=self.max_length, batch_size=self.batch_size, learning_rate=self.learning_rate,
