@@ -243,6 +243,9 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
         store.append(started)
     recorded = {r["rung"]: r for r in store.records() if r.get("kind") == "advise-rung"
                 and r.get("plan_id") == plan_id}
+    # the clock guard stopped an earlier run of this plan: that end is final (a kill writes no such row)
+    stop_row = next((r for r in store.records() if r.get("kind") == "advise-stop" and r.get("plan_id") == plan_id),
+                    None)
     overhead = float(started["load_seconds"])
     deadline = clock_start + spec.budget - reserve_seconds(spec.budget)
     by_label = {c.label: c for c in configs}
@@ -275,7 +278,7 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
                         plan_rows[key] = latest[key]
                         continue
                     expected = last_wall.get(label, 0.0) * n * SAFETY
-                    if time.monotonic() + expected > deadline:
+                    if (stop_row is not None and i >= stop_row["rung"]) or time.monotonic() + expected > deadline:
                         halted = True
                         break
                     if progress:
@@ -298,8 +301,11 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
                     last_wall[label] = max(cell_seconds(r) / n for r in rows)
             if halted:
                 stopped = "budget"
-                if progress:
-                    log(f"stopped at rung {i}: the next cell would end past the budget")
+                if stop_row is None:
+                    store.append({"kind": "advise-stop", "key": f"advise-stop:{plan_id}", "plan_id": plan_id,
+                                  "rung": i, "n_train": n, "reason": "budget", "finished": time.time()})
+                    if progress:
+                        log(f"stopped at rung {i}: the next cell would end past the budget")
                 break
             decision = recorded.get(i)
             if decision is None:

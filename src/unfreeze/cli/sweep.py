@@ -158,18 +158,21 @@ def report(
 
 
 # sized to finish in about 10 minutes on a 2-core CPU (measured: see the README)
-DEMO_SIZES = [32, 128, 512]
+DEMO_BUDGET = "8m"
 
 
 @app.command()
 @user_errors
 def demo(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Run folder of the demo sweep.")] = Path("runs/demo"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run folder of the demo.")] = Path("runs/demo"),
+    budget: Annotated[str, typer.Option("--budget", help="Time for the advisor's pilot.")] = DEMO_BUDGET,
 ) -> None:
-    """A sweep on movie-snippets with MiniLM (features, freeze k=0,3,6, LoRA, SetFit), then its report."""
-    from ..sweep import SweepSpec
+    """The advisor on movie-snippets with MiniLM (features, freeze k=0,3,5, LoRA; three seeds) within a budget,
+    then its plan. Run it again: it resumes from the results and prints the same plan in seconds."""
+    from ..advise.halving import AdviseSpec
+    from .advise import parse_budget, run_advisor
 
-    spec = SweepSpec(data="movie-snippets", model="minilm-l6", strategies=["features", "freeze", "lora", "setfit"],
-                     k=[0, 3, 6], n_train=DEMO_SIZES, seeds=[0], n_test=1000, epochs=2, num_iterations=5,
-                     validation_fraction=0.0)
-    run_and_report(spec, output, False, True, "accuracy", None)
+    clock_start = time.monotonic()
+    spec = AdviseSpec(data="movie-snippets", model="minilm-l6", strategies=["features", "freeze", "lora"],
+                      seeds=[0, 1, 2], budget=parse_budget(budget), min_size=64, max_length=64)
+    run_advisor(spec, output, clock_start)
