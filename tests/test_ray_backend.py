@@ -289,6 +289,8 @@ def _write_config(spec: SweepSpec, folder: Path) -> Path:
     for name, value in spec.as_dict().items():
         if value is not None:
             lines.append(f"{name} = {json.dumps(value)}")
+        elif name == "learning_rate":  # the spec's None; left out, the command line would search rates
+            lines.append('learning_rate = "fixed"')
     path = folder / "sweep.toml"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -82,7 +82,7 @@ def _frame(rows):
     return pd.DataFrame([base | r for r in rows])
 
 
-def test_recommendation_picks_the_cheapest_configuration_within_one_standard_error():
+def test_recommendation_picks_the_cheapest_configuration_not_shown_worse_paired_by_seed():
     rows = []
     for seed, (a, b, c) in enumerate([(0.80, 0.82, 0.70), (0.82, 0.84, 0.71), (0.81, 0.86, 0.69)]):
         rows += [
@@ -93,25 +93,46 @@ def test_recommendation_picks_the_cheapest_configuration_within_one_standard_err
             {"strategy": "lora", "label": "lora r=8", "n_train": 100, "seed": seed, "test_accuracy": c,
              "fit_seconds": 1.0},
         ]
-    summary = summarise(_frame(rows), "accuracy")
+    frame = _frame(rows)
+    summary = summarise(frame, "accuracy")
     best = summary.loc[summary["label"] == "freeze k=0"].iloc[0]
     assert best["test_mean"] == pytest.approx(0.84)
     assert best["test_se"] == pytest.approx(0.02 / 3 ** 0.5)
-    (pick,) = recommend(summary, "accuracy")
+    (pick,) = recommend(summary, "accuracy", frame)
     assert pick["best"] == "freeze k=0"
-    assert pick["pick"] == "freeze k=0"  # features (0.81) is more than one s.e. (0.0115) below 0.84
-    assert "the best of the sweep" in recommendation_sentence(pick)
+    # features is below freeze on every seed (paired differences -0.02, -0.02, -0.05): shown worse
+    assert pick["pick"] == "freeze k=0"
+    assert "the best of the sweep (mean over 3 seeds)" in recommendation_sentence(pick)
 
-    # a second size where features is within one s.e. of the best: it wins on time
+    # a second size where features is +0.025 higher: differences 0.005, 0.005, -0.025, whose 27 equally
+    # likely resamples put the 95% interval at [-0.025, +0.005]: it reaches 0, so features wins on time
     more = [r | {"n_train": 200} for r in rows]
     for r in more:
         if r["label"] == "features":
             r["test_accuracy"] += 0.025
-    picks = recommend(summarise(_frame(rows + more), "accuracy"), "accuracy")
+    frame = _frame(rows + more)
+    picks = recommend(summarise(frame, "accuracy"), "accuracy", frame)
     assert [p["n_train"] for p in picks] == [100, 200]
     assert picks[1]["pick"] == "features" and picks[1]["best"] == "freeze k=0"
-    assert "within one standard error of the best (freeze k=0" in recommendation_sentence(picks[1])
-    assert "30.0x less time" in recommendation_sentence(picks[1])
+    assert (picks[1]["low"], picks[1]["high"]) == (pytest.approx(-0.025), pytest.approx(0.005))
+    sentence = recommendation_sentence(picks[1])
+    assert "paired difference to the best (freeze k=0, 0.840) is -0.005" in sentence
+    assert "[-0.025, +0.005] over 3 seeds" in sentence and "30.0x less time" in sentence
+
+
+def test_one_seed_says_there_are_no_error_bars():
+    rows = [{"strategy": "features", "label": "features", "n_train": 100, "seed": 0, "test_accuracy": 0.80,
+             "fit_seconds": 2.0},
+            {"strategy": "freeze", "label": "freeze k=0", "k": 0, "n_train": 100, "seed": 0, "test_accuracy": 0.805,
+             "fit_seconds": 60.0}]
+    frame = _frame(rows)
+    (pick,) = recommend(summarise(frame, "accuracy"), "accuracy", frame)
+    assert pick["pick"] == "freeze k=0" and "one seed: no error bars" in recommendation_sentence(pick)
+    (loose,) = recommend(summarise(frame, "accuracy"), "accuracy", frame, tolerance=0.01)
+    assert loose["pick"] == "features" and "one seed: no error bars" in recommendation_sentence(loose)
+    from unfreeze.report import summary_table_text
+
+    assert "(1 seed)" in summary_table_text(summarise(frame, "accuracy"), "accuracy")
 
 
 def test_failed_cells_appear_in_the_table_but_not_in_the_summary(finished_run, tmp_path):

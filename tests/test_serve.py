@@ -6,7 +6,6 @@ server error against its OpenAPI spec."""
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import os
 import shutil
 import signal

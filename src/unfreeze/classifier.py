@@ -23,7 +23,7 @@ from .models.backbone import TextInput
 from .models.catalog import DEFAULT_MODEL
 from .params import check_int, is_bool
 from .strategies import Strategy, make_strategy, split_shorthand, users_of
-from .training.settings import Training
+from .training.settings import Training, normalise_learning_rate
 
 
 class Classifier(ClassifierMixin, BaseEstimator):
@@ -138,6 +138,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
             raise invalid_parameter("training", owner, "a Training object or None", self.training)
         training = Training() if self.training is None else Training(**self.training.get_params(deep=False))
         training.check()
+        training.learning_rate = normalise_learning_rate(training.learning_rate)
         for name in training.changed():
             if name not in strategy.training_settings:
                 reads = ", ".join(sorted(strategy.training_settings)) or "none"
@@ -163,7 +164,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         """Fit on texts (or (text, text_pair) tuples) ``X`` and labels ``y``. Returns self."""
         from .models.loaded import private_backbone, shared_backbone
         from .models.pooling import parse_layers, resolve_pooling
-        from .strategies.base import FitContext
+        from .strategies.base import FitContext, validation_split
         from .training.loop import TrainConfig
 
         strategy, training = self._validated()
@@ -191,13 +192,30 @@ class Classifier(ClassifierMixin, BaseEstimator):
             # a pooled state below the frozen blocks never sees a trained block
             raise invalid_parameter("layers", owner, f"hidden states at or above the frozen blocks (>= {frozen_k}) "
                                     f"for {strategy.name} with k={frozen_k}", self.layers)
+        rates = self._searched_rates(strategy, training)
+        train_idx, val_idx = (validation_split(y_idx, training.validation_fraction, self.seed) if rates
+                              else (np.arange(len(y_idx)), np.arange(0)))
+        note = None
+        if rates and not len(val_idx):
+            if isinstance(training.learning_rate, list):
+                raise UnfreezeError(
+                    f"Choosing among learning rates {training.learning_rate} needs a validation split, and "
+                    f"validation_fraction={training.validation_fraction} of {len(y_idx)} examples gives none. "
+                    "Raise validation_fraction, or give one rate.")
+            rates, note = [], "rate not searched: no validation split (validation_fraction 0 or too few examples)"
         config = TrainConfig(**{**training.get_params(deep=False),
-                                "epochs": training.epochs or strategy.default_epochs,
-                                "learning_rate": training.learning_rate or strategy.default_learning_rate},
+                                "epochs": training.epochs or strategy.epochs_for(bool(rates)),
+                                "learning_rate": (training.learning_rate if isinstance(training.learning_rate, float)
+                                                  else strategy.default_learning_rate)},
                              batch_size=self.batch_size, seed=self.seed, progress=self.progress)
         context = FitContext(backbone, base.fingerprint(), pooling, layers, self.max_length, self.batch_size,
                              self.seed, self.cache, self.progress, len(classes), config)
-        result = strategy.fit(context, inputs, y_idx)
+        if rates:
+            result, backbone, search = self._search_rates(strategy, context, rates, inputs, y_idx, train_idx, val_idx)
+        else:
+            result, search = strategy.fit(context, inputs, y_idx), {}
+            if "learning_rate" in strategy.training_settings:
+                search = {"tuned": False, "learning_rate": config.learning_rate, **({"tuning": note} if note else {})}
 
         self.classes_ = classes
         self.strategy_ = strategy
@@ -208,8 +226,59 @@ class Classifier(ClassifierMixin, BaseEstimator):
         self.pooling_, self.layers_ = pooling, layers
         self.n_truncated_, self.max_length_ = result.n_truncated, result.max_length
         self.fit_seconds_ = time.perf_counter() - start
-        self.fit_record_ = {**result.record, "seconds": self.fit_seconds_, "seed": self.seed}
+        self.fit_record_ = {**result.record, **search, "seconds": self.fit_seconds_, "seed": self.seed}
         return self
+
+    @staticmethod
+    def _searched_rates(strategy: Strategy, training: Training) -> list[float]:
+        """The learning rates to try (two or more), or [] for one fit."""
+        if "learning_rate" not in strategy.training_settings:
+            return []
+        rate = training.learning_rate
+        rates = list(strategy.learning_rate_grid()) if rate == "auto" else rate if isinstance(rate, list) else []
+        return rates if len(rates) >= 2 else []
+
+    def _search_rates(self, strategy: Strategy, context, rates: list[float], inputs: list, y_idx: np.ndarray,
+                      train_idx: np.ndarray, val_idx: np.ndarray):
+        """Fit once per rate on ``train_idx``, score each on ``val_idx`` (never on test data), keep the best.
+
+        Every fit starts from the same pristine weights, seed and batch order: the rates are
+        compared paired. The best is by validation accuracy, then validation log-loss; a tie
+        keeps the smaller rate. Returns the best fit's result, its backbone, and the search's record.
+        """
+        import dataclasses
+
+        from .embed import shared_embeddings
+        from .models.loaded import private_backbone
+        from .training.prefix import shared_prefix_states
+
+        train_inputs = [inputs[i] for i in train_idx]
+        val_inputs, y_val = [inputs[i] for i in val_idx], y_idx[val_idx]
+        trials, best = [], None
+        # the frozen prefix (and a frozen model's embeddings) of these texts are the same for every rate
+        with shared_prefix_states(), shared_embeddings():
+            for i, rate in enumerate(rates):
+                started = time.perf_counter()
+                # each rate trains a pristine copy (the first takes the one the fit already made)
+                backbone = (private_backbone(str(self.model), self.device) if strategy.changes_weights and i
+                            else context.backbone)
+                trial_context = dataclasses.replace(
+                    context, backbone=backbone, validation=(val_inputs, y_val),
+                    training=dataclasses.replace(context.training, learning_rate=rate))
+                result = strategy.fit(trial_context, train_inputs, y_idx[train_idx])
+                proba = np.clip(result.predictor.proba(val_inputs), 1e-12, 1.0)
+                accuracy = float((proba.argmax(axis=1) == y_val).mean())
+                loss = float(-np.log(proba[np.arange(len(y_val)), y_val]).mean())
+                trials.append({"learning_rate": rate, "val_accuracy": accuracy, "val_loss": loss,
+                               "epochs_run": result.record.get("epochs_run"),
+                               "best_epoch": result.record.get("best_epoch"),
+                               "seconds": time.perf_counter() - started})
+                if best is None or (accuracy, -loss) > best[0]:
+                    best = ((accuracy, -loss), rate, result, backbone)
+        (accuracy, neg_loss), rate, result, backbone = best
+        search = {"tuned": True, "learning_rate": rate, "lr_search": trials,
+                  "validation": {"accuracy": accuracy, "loss": -neg_loss, "n": len(val_idx)}}
+        return result, backbone, search
 
     # -- prediction -------------------------------------------------------------------------
 

@@ -40,8 +40,12 @@ def strategies() -> None:
             flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
             typer.echo(f"{'':<12}{flag:<18} default {f.default!r:<8} {f.metadata.get('help', '')}")
         reads = ", ".join(sorted(cls.training_settings)) or "none"
+        grid = cls().learning_rate_grid() if cls.default_learning_rate else ()
         defaults = (f"; default learning rate {cls.default_learning_rate:g}, epochs {cls.default_epochs}"
                     if cls.default_learning_rate else "")
+        if grid:
+            defaults += (f"; --lr auto tries {', '.join(f'{r:g}' for r in grid)} for up to "
+                         f"{cls().epochs_for(True)} epochs")
         typer.echo(f"{'':<12}training settings it reads: {reads}{defaults}")
 
 

@@ -103,3 +103,23 @@ def print_report(result: dict, metric: str) -> None:
     for pick in result["recommendations"]:
         typer.echo("- " + recommendation_sentence(pick))
     typer.echo(f"report: {result['html']}")
+
+
+def int_list(value: str, option: str) -> list[int]:
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise UnfreezeError(f"{option} must be a comma-separated list of ints, e.g. 32,128. Got {value!r}.") from None
+
+
+def parse_grid(entries: list[str] | None) -> dict[str, dict[str, list[str]]]:
+    """``["lora.r=4,16", "freeze.k=0,3"]`` -> ``{"lora": {"r": ["4", "16"]}, "freeze": {"k": ["0", "3"]}}``."""
+    grid: dict[str, dict[str, list[str]]] = {}
+    for entry in entries or []:
+        target, sep, values = entry.partition("=")
+        strategy, dot, param = target.strip().partition(".")
+        if not sep or not dot or not strategy or not param or not values.strip():
+            raise UnfreezeError(f"--grid takes STRATEGY.PARAMETER=V1,V2,..., e.g. --grid lora.r=4,16. Got {entry!r}.")
+        grid.setdefault(strategy, {})[param] = values.strip() if values.strip() == "all" else [
+            v.strip() for v in values.split(",") if v.strip()]
+    return grid

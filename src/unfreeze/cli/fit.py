@@ -100,6 +100,11 @@ def fit(
     record = clf.fit_record_
     head = (f"head C={record['C']:g}" if "C" in record
             else f"best epoch {record['best_epoch']}" if "best_epoch" in record else "fitted")
+    if record.get("tuned"):
+        tried = ", ".join(f"{t['learning_rate']:g} ({t['val_accuracy']:.3f})" for t in record["lr_search"])
+        head += f"; learning rate {record['learning_rate']:g}, the best on validation of {tried}"
+    elif record.get("tuning"):
+        head += f"; {record['tuning']}"
     typer.echo(f"trained {clf.strategy_.describe()} on {len(train)} examples of {train.name} with {model} "
                f"({clf.fit_seconds_:.1f} s; {head}; trainable parameters {record.get('trainable_parameters', 0):,} "
                f"of {record.get('total_parameters', 0):,})")

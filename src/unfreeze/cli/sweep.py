@@ -9,28 +9,18 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UnfreezeError
-from .common import DeviceOpt, app, checked_device, flag, print_report, print_store_note, user_errors
+from .common import (
+    DeviceOpt,
+    app,
+    checked_device,
+    flag,
+    int_list,
+    parse_grid,
+    print_report,
+    print_store_note,
+    user_errors,
+)
 from .options import given, training_parameters, with_parameters
-
-
-def _int_list(value: str, option: str) -> list[int]:
-    try:
-        return [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise UnfreezeError(f"{option} must be a comma-separated list of ints, e.g. 32,128. Got {value!r}.") from None
-
-
-def _grid(entries: list[str] | None) -> dict[str, dict[str, list[str]]]:
-    """``["lora.r=4,16", "freeze.k=0,3"]`` -> ``{"lora": {"r": ["4", "16"]}, "freeze": {"k": ["0", "3"]}}``."""
-    grid: dict[str, dict[str, list[str]]] = {}
-    for entry in entries or []:
-        target, sep, values = entry.partition("=")
-        strategy, dot, param = target.strip().partition(".")
-        if not sep or not dot or not strategy or not param or not values.strip():
-            raise UnfreezeError(f"--grid takes STRATEGY.PARAMETER=V1,V2,..., e.g. --grid lora.r=4,16. Got {entry!r}.")
-        grid.setdefault(strategy, {})[param] = values.strip() if values.strip() == "all" else [
-            v.strip() for v in values.split(",") if v.strip()]
-    return grid
 
 
 @app.command()
@@ -78,7 +68,10 @@ def sweep(
 
     from ..sweep import SweepSpec
 
-    spec = SweepSpec.from_toml(config) if config else SweepSpec()
+    # the command line searches each cell's learning rate unless told otherwise (--lr fixed, --lr 1e-4, a
+    # learning_rate in the file); SweepSpec's own default stays release 0.1.0's, so stored specs keep their meaning
+    cli_defaults = {"learning_rate": "auto"}
+    spec = SweepSpec.from_toml(config, defaults=cli_defaults) if config else SweepSpec(**cli_defaults)
     if data is None and config is None:
         raise UnfreezeError("Give the data (a file or built-in dataset) or --config sweep.toml.")
     overrides = {name: value for name, value in (
@@ -89,13 +82,13 @@ def sweep(
     if strategies is not None:
         overrides["strategies"] = [s.strip() for s in strategies.split(",") if s.strip()]
     if k is not None:
-        overrides["k"] = "all" if k.strip() == "all" else _int_list(k, "--k")
+        overrides["k"] = "all" if k.strip() == "all" else int_list(k, "--k")
     if grid:
-        overrides["grid"] = {**spec.grid, **{s: {**spec.grid.get(s, {}), **axes} for s, axes in _grid(grid).items()}}
+        overrides["grid"] = {**spec.grid, **{s: {**spec.grid.get(s, {}), **axes} for s, axes in parse_grid(grid).items()}}
     if n_train is not None:
-        overrides["n_train"] = _int_list(n_train, "--n-train")
+        overrides["n_train"] = int_list(n_train, "--n-train")
     if seeds is not None:
-        overrides["seeds"] = _int_list(seeds, "--seeds")
+        overrides["seeds"] = int_list(seeds, "--seeds")
     if probe_layers:
         overrides["probe"] = True
     spec = replace(spec, **overrides)
@@ -169,20 +162,23 @@ def report(
 
 
 # sized to finish in about 10 minutes on a 2-core CPU (measured: see the README)
-DEMO_SIZES = [32, 128, 512]
+DEMO_BUDGET = "8m"
 
 
 @app.command()
 @user_errors
 def demo(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Run folder of the demo sweep.")] = Path("runs/demo"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run folder of the demo.")] = Path("runs/demo"),
+    budget: Annotated[str, typer.Option("--budget", help="Time for the advisor's pilot.")] = DEMO_BUDGET,
 ) -> None:
-    """A sweep on movie-snippets with MiniLM (features, freeze k=0,3,6, LoRA, SetFit), then its report."""
+    """The advisor on movie-snippets with MiniLM (features, freeze k=0,3,5, LoRA; three seeds) within a budget,
+    then its plan. Run it again: it resumes from the results and prints the same plan in seconds."""
+    from ..advise.halving import AdviseSpec
     from ..outputs import check_output
-    from ..sweep import SweepSpec
+    from .advise import parse_budget, run_advisor
 
+    clock_start = time.monotonic()
     check_output(output, "run")
-    spec = SweepSpec(data="movie-snippets", model="minilm-l6", strategies=["features", "freeze", "lora", "setfit"],
-                     k=[0, 3, 6], n_train=DEMO_SIZES, seeds=[0], n_test=1000, epochs=2, num_iterations=5,
-                     validation_fraction=0.0)
-    run_and_report(spec, output, False, True, "accuracy", None)
+    spec = AdviseSpec(data="movie-snippets", model="minilm-l6", strategies=["features", "freeze", "lora"],
+                      seeds=[0, 1, 2], budget=parse_budget(budget), min_size=64, max_length=64)
+    run_advisor(spec, output, clock_start)

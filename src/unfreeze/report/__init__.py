@@ -16,7 +16,7 @@ from .tables import METRICS, recommend, recommendation_sentence, results_frame, 
 __all__ = ["build_report", "results_frame", "summarise", "recommend"]
 
 
-def build_report(run_dir: str | Path, metric: str = "accuracy") -> dict:
+def build_report(run_dir: str | Path, metric: str = "accuracy", tolerance: float = 0.0) -> dict:
     """Write PNG plots, results.csv and a self-contained report.html into ``run_dir``."""
     run_dir = Path(run_dir)
     if metric not in METRICS:
@@ -28,7 +28,7 @@ def build_report(run_dir: str | Path, metric: str = "accuracy") -> dict:
         raise UnfreezeError(f"{run_dir}/results.jsonl has no complete rows yet.")
     spec = _read_json(run_dir / "sweep.json")
     summary = summarise(frame, metric)
-    picks = recommend(summary, metric) if not summary.empty else []
+    picks = recommend(summary, metric, frame, tolerance) if not summary.empty else []
     with atomic_path(run_dir / "results.csv") as tmp:
         frame.to_csv(tmp, index=False)
     figures = []
@@ -66,9 +66,41 @@ def summary_table_text(summary, metric: str) -> str:
         return "(no finished cells)"
     lines = [f"{'n':>6}  {'configuration':<26}{'test ' + metric:>16}{'train':>9}{'seconds':>10}{'trainable':>12}"]
     for _, row in summary.iterrows():
-        lines.append(f"{int(row['n_train']):>6}  {row['label']:<26}{row['test_mean']:>10.4f} ±{row['test_se']:.3f}"
+        # one seed has no spread: print none rather than a standard error of zero
+        spread = f" ±{row['test_se']:.3f}" if row["seeds"] > 1 else " (1 seed)"
+        label = row["label"] + (" *" if row.get("tuned") else "")
+        lines.append(f"{int(row['n_train']):>6}  {label:<26}{row['test_mean']:>10.4f}{spread:<9}"
                      f"{row['train_mean']:>9.4f}{row['fit_seconds']:>10.1f}{int(row['trainable_parameters'] or 0):>12,}")
+    if summary.get("tuned") is not None and summary["tuned"].any():
+        lines.append("* learning rate chosen on each cell's validation split")
     return "\n".join(lines)
+
+
+def _rate_cell(row) -> str:
+    rate = row.get("learning_rate")
+    if rate is None or (isinstance(rate, float) and rate != rate):
+        return ""
+    tried = row.get("rates_tried")
+    return f"{rate:g}" + (f" (tuned, best of {int(tried)})" if row.get("tuned") and tried == tried and tried else "")
+
+
+def _comparison_table(pick: dict, metric: str) -> str:
+    """Each configuration's paired difference to the best at one training size."""
+    esc = html.escape
+    rows = [f"<h3>n = {pick['n_train']}: paired differences to the best ({esc(str(pick['best']))})</h3>",
+            f"<table><tr><th>configuration</th><th>test {esc(metric)}</th><th>seeds</th><th>difference</th>"
+            "<th>95% interval</th><th>fit s</th><th></th></tr>"]
+    for r in pick["comparison"]:
+        interval = ("no error bars (one seed)" if r["low"] != r["low"] else f"[{r['low']:+.4f}, {r['high']:+.4f}]")
+        mark = "best" if r["best"] else ("recommended" if r["pick"] else
+                                         ("worse (significant)" if r["significant"] else ""))
+        if r["pick"] and r["best"]:
+            mark = "best, recommended"
+        rows.append(f"<tr><td class='l'>{esc(str(r['configuration']))}</td><td>{r['mean']:.4f}</td>"
+                    f"<td>{r['seeds']}</td><td>{r['diff']:+.4f}</td><td>{esc(interval)}</td>"
+                    f"<td>{r['cost']:.1f}</td><td class='l'>{esc(mark)}</td></tr>")
+    rows.append("</table>")
+    return "\n".join(rows)
 
 
 def _html(run_dir: Path, spec: dict, frame, summary, picks, figures, metric: str) -> str:
@@ -89,8 +121,17 @@ def _html(run_dir: Path, spec: dict, frame, summary, picks, figures, metric: str
     if picks:
         parts.append("<h2>Recommendation</h2><ul>")
         parts.extend(f"<li>{esc(recommendation_sentence(p))}</li>" for p in picks)
-        parts.append("</ul><p>Cheapest configuration (by fit seconds) whose mean test score is within one standard "
-                     "error (over seeds) of the best configuration at that training size.</p>")
+        seeds = max(p.get("seeds", 1) for p in picks)
+        rule = ("Cheapest configuration (by fit seconds) not shown worse than the best at that training size: "
+                "configurations are compared paired by seed (they share their samples), and a configuration "
+                "qualifies when the 95% bootstrap interval of its difference to the best reaches "
+                f"{-picks[0].get('tolerance', 0.0):+.3f}.")
+        if seeds < 2:
+            rule += (" This run has one seed: there are no error bars, and the differences are point estimates; "
+                     "run more seeds (--seeds 0,1,2) to know which differences are real.")
+        parts.append(f"</ul><p>{esc(rule)}</p>")
+        for p in picks:
+            parts.append(_comparison_table(p, metric))
     for name in figures:
         data = base64.b64encode((run_dir / name).read_bytes()).decode()
         parts.append(f"<p><img alt='{esc(name)}' src='data:image/png;base64,{data}'></p>")
@@ -99,19 +140,22 @@ def _html(run_dir: Path, spec: dict, frame, summary, picks, figures, metric: str
                      f"<th>test {esc(metric)}</th><th>± s.e.</th><th>train</th><th>fit s</th>"
                      "<th>trainable params</th></tr>")
         for _, r in summary.iterrows():
-            parts.append(f"<tr><td>{int(r['n_train'])}</td><td class='l'>{esc(str(r['label']))}</td>"
-                         f"<td>{int(r['seeds'])}</td><td>{r['test_mean']:.4f}</td><td>{r['test_se']:.4f}</td>"
+            se = f"{r['test_se']:.4f}" if r["seeds"] > 1 else "one seed"
+            tuned = " <small>(rate tuned)</small>" if r.get("tuned") else ""
+            parts.append(f"<tr><td>{int(r['n_train'])}</td><td class='l'>{esc(str(r['label']))}{tuned}</td>"
+                         f"<td>{int(r['seeds'])}</td><td>{r['test_mean']:.4f}</td><td>{se}</td>"
                          f"<td>{r['train_mean']:.4f}</td><td>{r['fit_seconds']:.1f}</td>"
                          f"<td>{int(r['trainable_parameters'] or 0):,}</td></tr>")
         parts.append("</table>")
     parts.append("<h2>Every cell</h2><table><tr>" + "".join(
         f"<th>{esc(c)}</th>" for c in ("configuration", "n", "seed", "status", f"test {metric}", f"train {metric}",
-                                       "fit s", "peak MiB", "error")) + "</tr>")
+                                       "learning rate", "fit s", "peak MiB", "error")) + "</tr>")
     for _, r in frame.iterrows():
         ok = r["status"] == "done"
         cells = [esc(str(r["label"])), str(r["n_train"]), str(r["seed"]), esc(r["status"]),
                  f"{r.get(f'test_{metric}', float('nan')):.4f}" if ok else "",
                  f"{r.get(f'train_{metric}', float('nan')):.4f}" if ok else "",
+                 _rate_cell(r) if ok else "",
                  f"{r.get('fit_seconds', 0):.1f}" if ok else "",
                  f"{r.get('peak_memory_mib', 0) or 0:.0f}" if ok else "", esc(str(r.get("error") or ""))]
         css = "" if ok else " class='failed'"

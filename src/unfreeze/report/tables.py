@@ -16,7 +16,8 @@ STRATEGY_ORDER = ("features", "freeze", "full", "reinit", "lora", "setfit")
 def results_frame(run_dir) -> pd.DataFrame:
     """One row per cell's latest record, flattened: cell coordinates, metrics, costs, status."""
     rows = []
-    # rows without a cell cannot be placed (ResultsStore skips and counts them, and damaged lines)
+    # rows without a cell cannot be placed (ResultsStore skips and counts damaged lines; the advisor's
+    # decision rows, which share the store, have no cell either)
     for record in ResultsStore(run_dir).latest(require_cell=True).values():
         cell = record["cell"]
         row = {"key": record["key"], "status": record["status"], "strategy": cell["strategy"],
@@ -32,7 +33,9 @@ def results_frame(run_dir) -> pd.DataFrame:
                         "total_parameters": fit.get("total_parameters"),
                         "peak_memory_mib": (fit.get("peak_memory_bytes") or 0) / 2**20 or None,
                         "epochs_run": fit.get("epochs_run"), "tokens_seen": fit.get("tokens_seen"),
-                        "device": record.get("device")})
+                        "device": record.get("device"), "tuned": bool(fit.get("tuned")),
+                        "learning_rate": fit.get("learning_rate"),
+                        "rates_tried": len(fit.get("lr_search") or []) or None})
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -55,34 +58,62 @@ def summarise(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
         train_mean=(f"train_{metric}", "mean"), train_std=(f"train_{metric}", "std"),
         fit_seconds=("fit_seconds", "mean"), trainable_parameters=("trainable_parameters", "mean"),
     ).reset_index()
+    out["tuned"] = grouped["tuned"].any().to_numpy() if "tuned" in done else False
     out["test_std"] = out["test_std"].fillna(0.0)
     out["train_std"] = out["train_std"].fillna(0.0)
     out["test_se"] = out["test_std"] / out["seeds"].clip(lower=1).map(math.sqrt)
     return out
 
 
-def recommend(summary: pd.DataFrame, metric: str) -> list[dict]:
-    """Per training size: the cheapest configuration (fit seconds) within one standard error of the best."""
+def recommend(summary: pd.DataFrame, metric: str, frame: pd.DataFrame | None = None,
+              tolerance: float = 0.0) -> list[dict]:
+    """Per training size: the cheapest configuration (fit seconds) not shown worse than the best.
+
+    With the result rows (``frame``), configurations are compared paired by seed: the
+    difference to the best with a bootstrap interval (``stats.compare_to_best``); a
+    configuration is acceptable when the interval reaches ``-tolerance`` (with one seed: when
+    the point difference does; there are no error bars). Without ``frame``, the means alone
+    (one seed's view).
+    """
+    from .stats import compare_to_best, score_matrix
+
     picks = []
     for n, group in summary.groupby("n_train"):
-        best = group.loc[group["test_mean"].idxmax()]
-        threshold = best["test_mean"] - best["test_se"]
-        within = group[group["test_mean"] >= threshold]
-        cheapest = within.loc[within["fit_seconds"].idxmin()]
-        picks.append({"n_train": int(n), "best": best["label"], "best_mean": float(best["test_mean"]),
-                      "best_se": float(best["test_se"]), "pick": cheapest["label"],
-                      "pick_mean": float(cheapest["test_mean"]), "pick_se": float(cheapest["test_se"]),
-                      "pick_seconds": float(cheapest["fit_seconds"]), "best_seconds": float(best["fit_seconds"]),
-                      "metric": metric})
+        seconds = group.set_index("label")["fit_seconds"]
+        if frame is not None:
+            scores = score_matrix(frame, f"test_{metric}", int(n))
+        else:
+            scores = pd.DataFrame([group.set_index("label")["test_mean"]])
+        scores = scores[[c for c in scores.columns if c in seconds.index]]
+        if scores.empty:
+            continue
+        table = compare_to_best(scores, seconds.reindex(scores.columns), tolerance)
+        best, pick = table.index[table["best"]][0], table.index[table["pick"]][0]
+        row = table.loc[pick]
+        picks.append({"n_train": int(n), "best": best, "best_mean": float(table.loc[best, "mean"]),
+                      "pick": pick, "pick_mean": float(row["mean"]), "diff": float(row["diff"]),
+                      "low": None if math.isnan(row["low"]) else float(row["low"]),
+                      "high": None if math.isnan(row["high"]) else float(row["high"]),
+                      "seeds": int(row["seeds"]), "pick_seconds": float(seconds[pick]),
+                      "best_seconds": float(seconds[best]), "tolerance": tolerance, "metric": metric,
+                      "comparison": table.reset_index().to_dict("records")})
     return picks
 
 
 def recommendation_sentence(pick: dict) -> str:
     metric = pick["metric"].replace("_", "-")
-    text = (f"With {pick['n_train']} training examples, use {pick['pick']}: test {metric} "
-            f"{pick['pick_mean']:.3f} ± {pick['pick_se']:.3f} in {pick['pick_seconds']:.1f} s")
+    text = f"With {pick['n_train']} training examples, use {pick['pick']}: test {metric} {pick['pick_mean']:.3f}"
+    text += f" in {pick['pick_seconds']:.1f} s"
+    one_seed = pick.get("seeds", 1) < 2 or pick.get("high") is None
     if pick["pick"] == pick["best"]:
-        return text + ", the best of the sweep."
+        note = " (one seed: no error bars)" if one_seed else f" (mean over {pick['seeds']} seeds)"
+        return text + f", the best of the sweep{note}."
     speed = pick["best_seconds"] / pick["pick_seconds"] if pick["pick_seconds"] else float("inf")
-    return (text + f", within one standard error of the best ({pick['best']}, {pick['best_mean']:.3f} ± "
-            f"{pick['best_se']:.3f}) at {speed:.1f}x less time.")
+    if one_seed:
+        within = (f"within the tolerance {pick['tolerance']:.3f}" if pick.get("tolerance") else "tied")
+        return (text + f", {within} of the best ({pick['best']}, {pick['best_mean']:.3f}; one seed: no error "
+                f"bars, a point difference of {pick['diff']:+.3f}) at {speed:.1f}x less time.")
+    tol = f", tolerance {pick['tolerance']:.3f}" if pick.get("tolerance") else ""
+    return (text + f"; its paired difference to the best ({pick['best']}, {pick['best_mean']:.3f}) is "
+            f"{pick['diff']:+.3f}, 95% interval [{pick['low']:+.3f}, {pick['high']:+.3f}] over {pick['seeds']} "
+            f"seeds: not shown worse{tol}, at {speed:.1f}x less time.")

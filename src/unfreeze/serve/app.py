@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-import numpy as np
 
 from ..errors import UnfreezeError
 from ..predict import BundlePredictor
@@ -100,7 +99,7 @@ def _schemas(limits: ServeLimits, head_names: list[str]):
 
 def create_app(predictor: BundlePredictor, limits: ServeLimits = ServeLimits()):
     """The FastAPI app serving ``predictor``, wrapped in the body-size limit (an ASGI app)."""
-    from fastapi import Body, FastAPI, HTTPException
+    from fastapi import Body, FastAPI
     from fastapi.encoders import jsonable_encoder
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response

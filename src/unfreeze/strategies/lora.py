@@ -66,6 +66,9 @@ class Lora(TunedStrategy):
     summary: ClassVar[str] = "low-rank adapters (PEFT) on the attention projections, and a linear head"
     # adapters need larger steps than full weights (PEFT's examples use 1e-4..1e-3)
     default_learning_rate: ClassVar[float | None] = 5e-4
+    # measured (MiniLM, movie-snippets, 400 examples, test accuracy): 5e-4 x 3 epochs 0.625, 1.5e-3 x 3 0.698,
+    # 5e-4 x 6 0.725, 1.5e-3 x 6 0.765: adapters want larger rates and more epochs than the fixed defaults
+    tuned_epochs: ClassVar[int | None] = 8
     sweep_defaults: ClassVar[dict[str, list]] = {"r": [8]}
 
     r: int = setting(8, "Rank of the adapters.", int_at_least(1), aliases=("--lora-r",))

@@ -67,7 +67,9 @@ class SweepSpec:
     max_length: int = 256
     batch_size: int = 32
     epochs: int | None = None
-    learning_rate: float | None = None
+    # None (the strategy's default rate, one fit) keeps release 0.1.0's keys; the command line's
+    # default is "auto" (each cell searches the strategy's rate grid on its validation split)
+    learning_rate: float | str | list[float] | None = None
     head_learning_rate: float = 1e-3
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
@@ -123,7 +125,26 @@ class SweepSpec:
                     raise UnfreezeError(f"The sweep's grid gives no values for {strategy}.{param}.")
                 if values != "all":
                     axes[param] = [coerce(known[strategy], param, v) for v in values]
+        from ..training.settings import check_learning_rate, normalise_learning_rate
+
+        check_learning_rate(self.learning_rate, "learning_rate", "sweep")
+        self.learning_rate = normalise_learning_rate(self.learning_rate)
         self._check_strategy_values()
+
+    @property
+    def searches_rates(self) -> bool:
+        """Cells of strategies with a learning rate try several rates ("auto" or a list)."""
+        return self.learning_rate == "auto" or isinstance(self.learning_rate, list)
+
+    def cell_settings(self, strategy: str) -> dict:
+        """The settings in a cell's key: ``training_settings()``, plus, when the rate is searched, the rates and
+        epoch ceiling this strategy's cells use (its grid may change between releases; its key must then too)."""
+        settings = self.training_settings()
+        cls = strategy_class(strategy, "sweep")
+        if self.searches_rates and "learning_rate" in cls.training_settings:
+            rates = list(cls().learning_rate_grid()) if self.learning_rate == "auto" else self.learning_rate
+            settings["search"] = {"rates": rates, "epochs": self.epochs or cls().epochs_for(True)}
+        return settings
 
     def axes(self, strategy: str) -> dict[str, list | str]:
         """The parameter values the cells of ``strategy`` take: its sweep defaults, the flat settings, the grid."""
@@ -176,7 +197,9 @@ class SweepSpec:
                 if name in strategy_cls.training_settings and hasattr(self, name)}
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> SweepSpec:
+    def from_toml(cls, path: str | Path, defaults: dict | None = None) -> SweepSpec:
+        """The spec a TOML file describes; ``defaults`` fill the settings the file does not give (the
+        command line's own defaults, e.g. ``learning_rate="auto"``)."""
         path = Path(path)
         if not path.is_file():
             raise UnfreezeError(f"Sweep config not found: {path}." if not path.exists()
@@ -196,7 +219,7 @@ class SweepSpec:
             value = table.get(name)
             if isinstance(value, str):
                 table[name] = _relative_to(value, path.parent)
-        return cls(**table)
+        return cls(**{**(defaults or {}), **table})
 
     def as_dict(self) -> dict:
         return asdict(self)

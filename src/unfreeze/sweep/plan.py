@@ -122,7 +122,6 @@ def plan_sweep(spec: SweepSpec, run_dir: str | Path, retry_failed: bool = False,
     data = load_sweep_data(spec)
     backbone = shared_backbone(spec.model, device)
     cells = expand(spec, backbone.num_blocks)
-    settings = spec.training_settings()
     model_fp = backbone.fingerprint()
     store = ResultsStore(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -131,7 +130,7 @@ def plan_sweep(spec: SweepSpec, run_dir: str | Path, retry_failed: bool = False,
                                    "data_fingerprint": data.fingerprint, "num_blocks": backbone.num_blocks,
                                    "n_train_pool": len(data.train_pool), "n_test": len(data.test)}, indent=2))
     latest = store.latest()
-    keyed = [(cell, cell.key(data.fingerprint, model_fp, settings)) for cell in cells]
+    keyed = [(cell, cell.key(data.fingerprint, model_fp, spec.cell_settings(cell.strategy))) for cell in cells]
     pending = [(cell, key) for cell, key in keyed
                if key not in latest or (retry_failed and latest[key]["status"] == "failed")]
     counts = {"total": len(cells), "skipped": len(cells) - len(pending), "done": 0, "failed": 0}
@@ -260,7 +259,7 @@ def cell_header(spec: SweepSpec, cell: Cell, key: str) -> dict:
     """The part of a result row that names the cell; the rest says how it went."""
     return {"key": key, "cell": {"strategy": cell.strategy, **dict(cell.params), "n_train": cell.n_train,
                                  "seed": cell.seed, "label": cell.label},
-            "settings": spec.training_settings(), "started": time.time()}
+            "settings": spec.cell_settings(cell.strategy), "started": time.time()}
 
 
 def failed_record(spec: SweepSpec, cell: Cell, key: str, error: str, trace: str = "") -> dict:
@@ -285,8 +284,11 @@ def cell_classifier(spec: SweepSpec, cell: Cell, device: str | None = None, use_
 
 
 def run_cell(spec: SweepSpec, data: SweepData, cell: Cell, key: str, device: str | None = None,
-             use_cache: bool = True) -> dict:
-    """Fit and score one cell; never raises for a failure of the cell itself: records it."""
+             use_cache: bool = True, score_test: bool = True, after_fit=None) -> dict:
+    """Fit and score one cell; never raises for a failure of the cell itself: records it.
+
+    ``score_test=False`` leaves the test set alone (the advisor decides on validation scores
+    only); ``after_fit(clf, train, record)`` may add to the row (the advisor times prediction)."""
     record = cell_header(spec, cell, key)
     try:
         train = sample(data.train_pool, n_total=cell.n_train, seed=cell.seed)
@@ -294,15 +296,22 @@ def run_cell(spec: SweepSpec, data: SweepData, cell: Cell, key: str, device: str
         fit_record = dict(clf.fit_record_)
         history = fit_record.pop("history", [])
         val = history[fit_record.get("best_epoch", 0) - 1] if history and "val_accuracy" in history[-1] else {}
+        searched = fit_record.pop("validation", None)
+        if searched:  # the rate search scored every rate on the held-out split; this is the chosen one's
+            val = {f"val_{k}": v for k, v in searched.items()}
+        elif spec.searches_rates and not clf.strategy_.changes_weights:
+            val = holdout_validation(spec, cell, device, use_cache, train)
         record.update({
             "status": "done",
             "train": clf.evaluate(train.inputs, train.labels),
-            "test": clf.evaluate(data.test.inputs, data.test.labels),
+            **({"test": clf.evaluate(data.test.inputs, data.test.labels)} if score_test else {}),
             "validation": {k.removeprefix("val_"): v for k, v in val.items() if k.startswith("val_")},
             "fit": fit_record,
             "n_test": len(data.test),
             "device": fit_record.get("device", str(device)),
         })
+        if after_fit is not None:
+            after_fit(clf, train, record)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - a cell's failure (bad parameter, out of memory) is a result
@@ -310,6 +319,30 @@ def run_cell(spec: SweepSpec, data: SweepData, cell: Cell, key: str, device: str
                        "traceback": traceback.format_exc(limit=8)})
     record["finished"] = time.time()
     return record
+
+
+def holdout_validation(spec: SweepSpec, cell: Cell, device: str | None, use_cache: bool, train) -> dict:
+    """A validation score for a cell whose fit holds nothing out (``features``): the same strategy fitted on the
+    cell's training split and scored on its validation split, the split a rate search uses, so that every
+    cell of a tuned sweep is scored on the same examples (cheap: the frozen model's embeddings are shared)."""
+    import numpy as np
+
+    from ..metrics import classification_metrics
+    from ..strategies.base import validation_split
+
+    _, y_idx = np.unique(np.asarray(train.labels), return_inverse=True)
+    train_idx, val_idx = validation_split(y_idx, spec.validation_fraction, cell.seed)
+    if not len(val_idx):
+        return {}
+    clf = cell_classifier(spec, cell, device, use_cache)
+    clf.fit([train.inputs[i] for i in train_idx], [train.labels[i] for i in train_idx])
+    val_inputs = [train.inputs[i] for i in val_idx]
+    proba = np.clip(clf.predict_proba(val_inputs), 1e-12, 1.0)
+    y_val = np.searchsorted(clf.classes_, [train.labels[i] for i in val_idx])
+    metrics = classification_metrics([train.labels[i] for i in val_idx], clf.classes_[proba.argmax(axis=1)].tolist())
+    return {**{f"val_{k}": v for k, v in metrics.items()}, "val_loss": float(-np.log(proba[np.arange(len(y_val)),
+                                                                                          y_val]).mean()),
+            "val_n": len(val_idx), "val_holdout": True}
 
 
 def probe_needed(spec: SweepSpec, run_dir: Path) -> bool:

@@ -30,6 +30,9 @@ def record_content(record: dict) -> dict:
     out = {k: v for k, v in record.items() if k not in VOLATILE_FIELDS}
     if isinstance(out.get("fit"), dict):
         out["fit"] = {k: v for k, v in out["fit"].items() if k not in VOLATILE_FIT_FIELDS}
+        if isinstance(out["fit"].get("lr_search"), list):  # each rate tried has its own timing
+            out["fit"]["lr_search"] = [{k: v for k, v in trial.items() if k not in VOLATILE_FIT_FIELDS}
+                                       for trial in out["fit"]["lr_search"]]
     return out
 
 

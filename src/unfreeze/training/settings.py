@@ -1,7 +1,10 @@
 """``Training``: how a strategy that trains is trained. The defaults here are the only ones.
 
-``epochs`` and ``learning_rate`` left at None mean "the strategy's own default" (LoRA's
-adapters want larger steps than full weights; SetFit runs one epoch of pairs). A strategy
+``epochs`` left at None means "the strategy's own default" (LoRA's adapters want more
+steps than full weights; SetFit runs one epoch of pairs). ``learning_rate`` is searched by
+default (``"auto"``: each fit tries the strategy's small grid of rates on its own
+validation split and keeps the best); a list searches those rates; a number, or
+``"fixed"`` / None (the strategy's default rate), fits once. A strategy
 declares which of these settings it reads; setting one it does not read is an error
 that names the strategies that do, never a silent no-op. Imports no torch.
 """
@@ -10,7 +13,47 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..params import Params, float_in, int_at_least, is_bool, one_of, setting
+from ..errors import invalid_parameter
+from ..params import Params, float_in, int_at_least, is_bool, is_real, one_of, setting
+
+LEARNING_RATE_MODES = ("auto", "fixed")
+
+
+def normalise_learning_rate(value: object) -> float | list[float] | str | None:
+    """``learning_rate`` in its canonical form: None (the strategy's default, one fit), a float (one fit),
+    ``"auto"`` (the strategy's grid, searched) or a list of at least two floats (searched).
+
+    Command-line and TOML strings are parsed: ``"3e-4"`` is a float, ``"1e-4,3e-4"`` a list,
+    ``"fixed"`` None. A value that does not parse is returned as it is, for ``check`` to name.
+    """
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in LEARNING_RATE_MODES:
+            return None if text == "fixed" else "auto"
+        try:
+            parts = [float(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            return value
+        value = parts if len(parts) != 1 else parts[0]
+    if isinstance(value, (list, tuple)):
+        rates = list(dict.fromkeys(float(v) if is_real(v) else v for v in value))
+        return rates[0] if len(rates) == 1 else rates
+    if is_real(value):
+        return float(value)
+    return value
+
+
+def check_learning_rate(value: object, name: str, owner: str) -> None:
+    """None, "auto", "fixed", a float > 0, or a list of floats > 0 (also as a comma-separated string)."""
+    rate = normalise_learning_rate(value)
+    if rate is None or rate == "auto":
+        return
+    if is_real(rate):
+        float_in(0.0)(value if is_real(value) else rate, name, owner)
+        return
+    if isinstance(rate, list) and rate and all(is_real(v) and v > 0 for v in rate):
+        return
+    raise invalid_parameter(name, owner, "a float > 0.0, a list of such floats, 'auto' or 'fixed'", value)
 
 
 @dataclass(repr=False)
@@ -21,8 +64,11 @@ class Training(Params):
     ----------
     epochs : int or None
         Passes over the training data; None: the strategy's default.
-    learning_rate : float or None
-        Learning rate of the trained body; None: the strategy's default.
+    learning_rate : "auto", float, list of float, "fixed" or None
+        Learning rate of the trained body. ``"auto"``: try the strategy's grid
+        (``Strategy.learning_rate_grid()``, three rates a factor 3 apart) on the validation
+        split and keep the best; a list: try those; a float: that rate, one fit;
+        ``"fixed"`` or None: the strategy's default rate, one fit.
     head_learning_rate : float
         Learning rate of the new linear head.
     weight_decay : float
@@ -34,7 +80,8 @@ class Training(Params):
     grad_clip : float
         Clip the gradient norm to this value; 0 turns clipping off.
     validation_fraction : float
-        Held out (stratified) to pick the best epoch and stop early; 0 turns it off.
+        Held out (stratified) to pick the best epoch and learning rate and stop early; 0 turns it off
+        (and the rate search with it).
     patience : int or None
         Epochs without a better validation score before stopping; None never stops early.
     class_weight : {None, "balanced"}
@@ -46,8 +93,10 @@ class Training(Params):
     owner_name = "Training"
 
     epochs: int | None = setting(None, "Passes over the data (default: the strategy's).", int_at_least(1, True))
-    learning_rate: float | None = setting(None, "Body learning rate (default: the strategy's).",
-                                          float_in(0.0, optional=True), aliases=("--lr",))
+    learning_rate: float | str | list[float] | None = setting(
+        "auto", "Body learning rate: auto (try the strategy's grid on the validation split, keep the best), "
+        "a rate, rates to try (1e-4,3e-4), or fixed (the strategy's default rate, one fit).",
+        check_learning_rate, aliases=("--lr",))
     head_learning_rate: float = setting(1e-3, "Learning rate of the linear head.", float_in(0.0))
     weight_decay: float = setting(0.01, "AdamW weight decay.", float_in(0.0, low_inclusive=True))
     warmup_ratio: float = setting(0.1, "Fraction of steps for linear warm-up.", float_in(0.0, 1.0, low_inclusive=True))

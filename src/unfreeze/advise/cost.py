@@ -1,0 +1,67 @@
+"""The cost model: from the pilot's rows, each configuration's cost on all the data.
+
+Fit seconds and peak memory grow with the training size (every epoch sees every example;
+the frozen-prefix cache holds one state per example): each is fitted as ``a + b * n`` with
+a, b >= 0 over the pilot's sizes and read off at the full size. Prediction time per text
+and trainable parameters do not depend on n: the median of the measurements. No torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def linear_nonnegative(n: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """``a + b * n`` with a, b >= 0, least squares; one size: proportional (a = 0)."""
+    from scipy.optimize import nnls
+
+    n_arr, y_arr = np.asarray(n, dtype=float), np.asarray(y, dtype=float)
+    if len(set(n_arr.tolist())) < 2:
+        return 0.0, float(y_arr.mean() / max(n_arr.mean(), 1.0))
+    (a, b), _ = nnls(np.column_stack([np.ones_like(n_arr), n_arr]), y_arr)
+    return float(a), float(b)
+
+
+def cost_at(rows: list[dict], size: int) -> dict:
+    """Predicted costs of one configuration at ``size`` examples, from its done rows (advisor cells)."""
+    n = [r["cell"]["n_train"] for r in rows]
+    seconds = [cell_seconds(r) for r in rows]
+    a, b = linear_nonnegative(n, seconds)
+    memory = [(r["cell"]["n_train"], (r.get("fit") or {}).get("peak_memory_bytes")) for r in rows]
+    memory = [(x, m) for x, m in memory if m]
+    mem_bytes = None
+    if memory:
+        ma, mb = linear_nonnegative([x for x, _ in memory], [m for _, m in memory])
+        mem_bytes = ma + mb * size
+    per_text = [r["predict_seconds_per_text"] for r in rows if r.get("predict_seconds_per_text")]
+    trainable = [(r.get("fit") or {}).get("trainable_parameters") for r in rows]
+    trainable = [t for t in trainable if t is not None]
+    return {"fit_seconds": a + b * size, "seconds_per_example": b, "fixed_seconds": a,
+            "predict_ms_per_text": float(np.median(per_text)) * 1e3 if per_text else None,
+            "peak_memory_mib": mem_bytes / 2**20 if mem_bytes else None,
+            "trainable_parameters": int(np.median(trainable)) if trainable else None,
+            "measured_sizes": sorted(set(n))}
+
+
+def cell_seconds(row: dict) -> float:
+    """A cell's wall time as the pilot spent it: fit, validation scoring and timing (not the test set)."""
+    started, finished = row.get("started"), row.get("finished")
+    if isinstance(started, (int, float)) and isinstance(finished, (int, float)) and finished >= started:
+        return float(finished - started)
+    return float((row.get("fit") or {}).get("seconds") or 0.0)
+
+
+def human_seconds(seconds: float | None) -> str:
+    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
+        return "?"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+__all__ = ["cell_seconds", "cost_at", "human_seconds", "linear_nonnegative"]

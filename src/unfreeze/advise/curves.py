@@ -1,0 +1,279 @@
+"""Learning curves: score against training size, extrapolated with a form chosen by back-testing.
+
+Forms (Viering & Loog 2022, "The shape of learning curves", and Domhan et al. 2015):
+
+- ``pow3``: ``a - b * n**-c`` (the power law with an asymptote ``a``);
+- ``pow4``: ``a - b * (n + d)**-c`` (a shifted power law: a slow start);
+- ``mmf``: ``(a*b + c * n**d) / (b + n**d)`` (Morgan-Mercer-Flodin, a sigmoid in log n);
+- ``last``: the score at the largest size seen (the baseline every form must beat).
+
+A form is chosen by back-testing: fit on every size but the largest, predict the largest,
+and compare the absolute errors over configurations. Intervals are a bootstrap over seeds
+(the seeds are resampled, the curve refitted). Needs scipy and numpy only (no torch).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FORMS = ("pow3", "pow4", "mmf", "last")
+BOOTSTRAP = 200
+
+
+def _pow3(n, a, b, c):
+    return a - b * np.power(n, -c)
+
+
+def _pow4(n, a, b, c, d):
+    return a - b * np.power(n + d, -c)
+
+
+def _mmf(n, a, b, c, d):
+    nd = np.power(n, d)
+    return (a * b + c * nd) / (b + nd)
+
+
+@dataclass(frozen=True)
+class Form:
+    name: str
+    function: Callable
+    start: Callable[[np.ndarray, np.ndarray], list[float]]
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+
+    @property
+    def n_params(self) -> int:
+        return len(self.lower)
+
+
+def _start_pow(n, y):
+    top = float(min(1.0, max(y) + 0.02))
+    return [top, max(top - float(y[np.argmin(n)]), 1e-3) * float(min(n)) ** 0.5, 0.5]
+
+
+_FORMS: dict[str, Form] = {
+    # a is the asymptote: a score is at most 1; b >= 0 makes the curve rise with n
+    "pow3": Form("pow3", _pow3, _start_pow, (0.0, 0.0, 0.01), (1.0, 1e6, 3.0)),
+    "pow4": Form("pow4", _pow4, lambda n, y: _start_pow(n, y) + [1.0], (0.0, 0.0, 0.01, 0.0),
+                 (1.0, 1e6, 3.0, 1e5)),
+    "mmf": Form("mmf", _mmf, lambda n, y: [float(min(y)) - 0.05, float(np.median(n)), float(min(1.0, max(y) + 0.02)),
+                                           1.0], (0.0, 1e-6, 0.0, 0.05), (1.0, 1e9, 1.0, 5.0)),
+}
+
+
+def fit_form(name: str, n: Sequence[float], y: Sequence[float]) -> Callable[[np.ndarray], np.ndarray]:
+    """The fitted curve of form ``name`` through points (n, y) (several y per n allowed): a function of n."""
+    n_arr, y_arr = np.asarray(n, dtype=float), np.asarray(y, dtype=float)
+    if name == "last":
+        largest = n_arr.max()
+        value = float(y_arr[n_arr == largest].mean())
+        return lambda x: np.full(np.shape(x), value, dtype=float)
+    form = _FORMS[name]
+    from scipy.optimize import curve_fit
+
+    start = np.clip(form.start(n_arr, y_arr), np.array(form.lower) + 1e-9, np.array(form.upper) - 1e-9)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        try:
+            params, _ = curve_fit(form.function, n_arr, y_arr, p0=start, bounds=(form.lower, form.upper),
+                                  maxfev=20_000)
+        except (RuntimeError, ValueError):
+            params = start  # no convergence: the starting curve, which back-tests judge like any other
+    return lambda x, p=tuple(params): form.function(np.asarray(x, dtype=float), *p)
+
+
+def fitted_params(name: str, n: Sequence[float], y: Sequence[float]) -> np.ndarray:
+    """The fitted parameters of form ``name`` (for tests and the JSON)."""
+    curve = fit_form(name, n, y)
+    return np.asarray(curve.__defaults__[0]) if curve.__defaults__ else np.array([])
+
+
+def usable_forms(n_sizes: int) -> list[str]:
+    """Forms that can be fitted to ``n_sizes`` distinct sizes: a form with p parameters needs p - 1 sizes
+    (the bounds pin the rest) and the baseline needs one."""
+    return [f for f in FORMS if f == "last" or _FORMS[f].n_params - 1 <= n_sizes]
+
+
+@dataclass
+class Curve:
+    """One configuration's learning curve: the points, the chosen form, predictions with intervals."""
+
+    configuration: str
+    sizes: list[int]
+    means: list[float]
+    seeds: int
+    form: str
+    predictions: dict[int, dict] = field(default_factory=dict)  # n -> {"score", "low", "high"}
+    target: dict | None = None
+
+    def as_dict(self) -> dict:
+        return {"configuration": self.configuration, "sizes": self.sizes, "means": self.means,
+                "seeds": self.seeds, "form": self.form,
+                "predictions": {str(n): p for n, p in self.predictions.items()}, "target": self.target}
+
+
+def points(scores: dict[int, dict[int, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """{n: {seed: score}} as arrays of (n, score), one point per (n, seed)."""
+    ns, ys = [], []
+    for n, by_seed in sorted(scores.items()):
+        for value in by_seed.values():
+            ns.append(n)
+            ys.append(value)
+    return np.asarray(ns, dtype=float), np.asarray(ys, dtype=float)
+
+
+def backtest(curves: dict[str, dict[int, dict[int, float]]], forms: Sequence[str] = FORMS) -> dict[str, dict]:
+    """Hold out each configuration's largest size, fit every form on the smaller sizes, predict it.
+
+    Returns {form: {"mae": mean absolute error over configurations, "errors": {configuration: error}}}
+    (a form that cannot be fitted with the sizes left is absent). Configurations with fewer than
+    two sizes cannot be back-tested and are skipped.
+    """
+    errors: dict[str, dict[str, float]] = {f: {} for f in forms}
+    for name, scores in curves.items():
+        sizes = sorted(scores)
+        if len(sizes) < 2:
+            continue
+        held = sizes[-1]
+        actual = float(np.mean(list(scores[held].values())))
+        n, y = points({s: scores[s] for s in sizes[:-1]})
+        for form in forms:
+            if form not in usable_forms(len(sizes) - 1):
+                continue
+            predicted = float(fit_form(form, n, y)(np.array([held]))[0])
+            errors[form][name] = abs(predicted - actual)
+    return {form: {"mae": float(np.mean(list(e.values()))), "errors": e} for form, e in errors.items() if e}
+
+
+def choose_form(backtests: dict[str, dict], n_sizes: int) -> str:
+    """The form with the smallest back-test error among those usable with ``n_sizes`` sizes ("last" when
+    nothing could be back-tested, or when no form beats it)."""
+    usable = [f for f in usable_forms(n_sizes) if f in backtests]
+    if not usable:
+        return "last"
+    return min(usable, key=lambda f: (backtests[f]["mae"], FORMS.index(f)))
+
+
+def predict(scores: dict[int, dict[int, float]], form: str, at: Sequence[int], confidence: float = 0.95,
+            draws: int = BOOTSTRAP, seed: int = 0) -> dict[int, dict]:
+    """Predicted score at each size in ``at``, with a bootstrap interval over seeds (None with one seed).
+
+    Each draw resamples the seeds (with replacement; a seed's scores at every size go together,
+    as they share one nested sample) and refits the curve.
+    """
+    n, y = points(scores)
+    curve = fit_form(form, n, y)
+    out = {int(a): {"score": float(np.clip(curve(np.array([a]))[0], 0.0, 1.0)), "low": None, "high": None}
+           for a in at}
+    seeds = sorted({s for by_seed in scores.values() for s in by_seed})
+    if len(seeds) < 2:
+        return out
+    rng = np.random.default_rng(seed)
+    predictions = []
+    for _ in range(draws):
+        chosen = rng.choice(seeds, size=len(seeds), replace=True)
+        resampled = {size: {i: by_seed[s] for i, s in enumerate(chosen) if s in by_seed}
+                     for size, by_seed in scores.items()}
+        resampled = {size: v for size, v in resampled.items() if v}
+        if len(resampled) < 1:
+            continue
+        bn, by = points(resampled)
+        predictions.append(np.clip(fit_form(form, bn, by)(np.asarray(at, dtype=float)), 0.0, 1.0))
+    if predictions:
+        table = np.asarray(predictions)
+        tail = (1 - confidence) / 2
+        for j, a in enumerate(at):
+            out[int(a)]["low"] = float(np.quantile(table[:, j], tail))
+            out[int(a)]["high"] = float(np.quantile(table[:, j], 1 - tail))
+    return out
+
+
+def predicted_difference(a: dict[int, dict[int, float]], b: dict[int, dict[int, float]], form_a: str, form_b: str,
+                         at: int, confidence: float = 0.95, draws: int = BOOTSTRAP,
+                         seed: int = 0) -> tuple[float, float | None, float | None]:
+    """Predicted score of ``a`` minus that of ``b`` at size ``at``, with a paired bootstrap interval: each draw
+    resamples the seeds the two share, the same seeds for both (they trained on the same samples),
+    and refits both curves. (difference, low, high); no interval with one shared seed."""
+    def at_size(scores, form):
+        n, y = points(scores)
+        return float(np.clip(fit_form(form, n, y)(np.array([at]))[0], 0.0, 1.0))
+
+    point = at_size(a, form_a) - at_size(b, form_b)
+    shared = sorted({s for v in a.values() for s in v} & {s for v in b.values() for s in v})
+    if len(shared) < 2:
+        return point, None, None
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(draws):
+        chosen = rng.choice(shared, size=len(shared), replace=True)
+
+        def resample(scores):
+            out = {size: {i: by[s] for i, s in enumerate(chosen) if s in by} for size, by in scores.items()}
+            return {size: v for size, v in out.items() if v}
+
+        diffs.append(at_size(resample(a), form_a) - at_size(resample(b), form_b))
+    tail = (1 - confidence) / 2
+    return point, float(np.quantile(diffs, tail)), float(np.quantile(diffs, 1 - tail))
+
+
+def size_for(scores: dict[int, dict[int, float]], form: str, target: float, limit: float = 1e7) -> int | None:
+    """The smallest training size whose predicted score reaches ``target`` (None when the curve never does
+    below ``limit``); sizes already seen count as they were measured."""
+    for size in sorted(scores):
+        if np.mean(list(scores[size].values())) >= target:
+            return int(size)
+    if form == "last":
+        return None
+    n, y = points(scores)
+    curve = fit_form(form, n, y)
+    grid = np.unique(np.round(np.geomspace(max(n.min(), 1), limit, 4000)))
+    reached = np.flatnonzero(curve(grid) >= target)
+    return int(grid[reached[0]]) if len(reached) else None
+
+
+def plot_curves(curves: list[Curve], raw: dict[str, dict[int, dict[int, float]]], path, metric: str,
+                full_size: int, colors: dict[str, str] | None = None) -> None:
+    """Measured points (mean over seeds), each chosen curve to 4x the labelled size, its interval band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.4))
+    for i, curve in enumerate(curves):
+        color = (colors or {}).get(curve.configuration, f"C{i % 10}")
+        scores = raw[curve.configuration]
+        sizes = sorted(scores)
+        ax.plot(sizes, [np.mean(list(scores[s].values())) for s in sizes], "o", color=color, ms=4)
+        n, y = points(scores)
+        grid = np.geomspace(min(sizes), 4 * full_size, 60)
+        line = np.clip(fit_form(curve.form, n, y)(grid), 0, 1)
+        ax.plot(grid, line, "-", color=color, lw=1.3, label=f"{curve.configuration} ({curve.form})")
+        marks = sorted(curve.predictions)
+        lows = [curve.predictions[m]["low"] for m in marks]
+        if all(v is not None for v in lows):
+            ax.fill_between(marks, lows, [curve.predictions[m]["high"] for m in marks], color=color, alpha=0.12,
+                            lw=0)
+    ax.axvline(full_size, color="0.5", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("training examples (log; dotted: all labelled data)")
+    ax.set_ylabel(f"validation {metric.replace('_', '-')}")
+    ax.set_title("Learning curves, extrapolated (band: bootstrap over seeds)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, format="png")
+    plt.close(fig)
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value))
+
+
+__all__ = ["BOOTSTRAP", "Curve", "FORMS", "backtest", "choose_form", "fit_form", "fitted_params", "plot_curves",
+           "predict", "predicted_difference", "size_for", "usable_forms"]

@@ -1,0 +1,293 @@
+"""The advisor's answer: a ranked plan at the full data size, the recommendation and why, as text, JSON, HTML.
+
+For each configuration: its validation scores over the pilot's sizes, a learning curve (the
+form chosen by back-testing over all configurations) extrapolated to the full labelled size
+N, 2N and 4N with a bootstrap interval over seeds, the size needed for a target score, and
+its predicted costs at N. The recommendation is the cheapest configuration (predicted fit
+seconds at N) among those that reached the last rung (and the cheap ones, which run at
+every rung) whose predicted score at N is not shown worse than the best's: the paired
+bootstrap interval of the predicted difference reaches ``-tolerance``. No torch.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+
+from ..cache import atomic_path
+from ..report.stats import acceptable
+from . import curves as lc
+from .cost import cost_at, human_seconds
+from .halving import AdviseRun
+
+
+def validation_scores(rows: list[dict]) -> dict[str, dict[int, dict[int, float]]]:
+    """{configuration: {n: {seed: validation accuracy}}} from done rows."""
+    out: dict[str, dict[int, dict[int, float]]] = {}
+    for r in rows:
+        accuracy = (r.get("validation") or {}).get("accuracy")
+        if r.get("status") != "done" or accuracy is None:
+            continue
+        cell = r["cell"]
+        out.setdefault(cell["label"], {}).setdefault(int(cell["n_train"]), {})[int(cell["seed"])] = float(accuracy)
+    return out
+
+
+def make_plan(run: AdviseRun) -> dict:
+    """The plan as a JSON-able dict (see the module's docstring)."""
+    spec, full = run.spec, run.full_size
+    scores = validation_scores(run.rows)
+    at = [full, 2 * full, 4 * full]
+    # back-test on the configurations with three sizes or more (two to fit, one held out); else two
+    testable = {k: v for k, v in scores.items() if len(v) >= 3} or {k: v for k, v in scores.items() if len(v) >= 2}
+    backtests = lc.backtest(testable)
+    most = max((len(v) for v in scores.values()), default=0)
+    form = lc.choose_form(backtests, max(most - 1, 1))
+    eliminated_at = {}
+    for d in run.decisions:
+        for label in d["eliminated"]:
+            eliminated_at.setdefault(label, d["n_train"])
+    top = max((max(v) for v in scores.values()), default=0)
+    entries = []
+    for config in run.configs:
+        label = config.label
+        if label not in scores:
+            failed = [r for r in run.rows if r["cell"]["label"] == label and r.get("status") == "failed"]
+            entries.append({"configuration": label, "strategy": config.strategy, "params": dict(config.params),
+                            "status": "failed" if failed else "not run",
+                            "error": failed[0].get("error") if failed else None})
+            continue
+        own = scores[label]
+        own_form = form if form in lc.usable_forms(len(own)) and len(own) >= 2 else "last"
+        predictions = lc.predict(own, own_form, at)
+        rows = [r for r in run.rows if r["cell"]["label"] == label and r.get("status") == "done"]
+        cost = cost_at(rows, full)
+        entry = {"configuration": label, "strategy": config.strategy, "params": dict(config.params),
+                 "status": "candidate" if (config.cheap or max(own) == top) and label not in eliminated_at
+                 else "eliminated", "eliminated_at": eliminated_at.get(label), "cheap": config.cheap,
+                 "sizes": sorted(own), "measured": {str(n): sum(v.values()) / len(v) for n, v in sorted(own.items())},
+                 "seeds": max(len(v) for v in own.values()), "form": own_form,
+                 "predicted": {str(n): p for n, p in predictions.items()}, "cost": cost,
+                 "learning_rates": sorted({(r.get("fit") or {}).get("learning_rate") for r in rows
+                                           if (r.get("fit") or {}).get("learning_rate") is not None})}
+        if spec.target is not None:
+            entry["size_for_target"] = lc.size_for(own, own_form, spec.target)
+        entries.append(entry)
+    candidates = [e for e in entries if e["status"] == "candidate"]
+    recommendation = recommend(candidates, scores, full, spec.tolerance)
+    ranked = sorted([e for e in entries if "predicted" in e],
+                    key=lambda e: (e["status"] != "candidate", -e["predicted"][str(full)]["score"]))
+    ranked += [e for e in entries if "predicted" not in e]
+    return {"data": spec.data, "model": spec.model, "full_size": full, "budget_seconds": spec.budget,
+            "spent_seconds": run.spent_seconds, "load_seconds": run.load_seconds, "stopped": run.stopped,
+            "sizes": run.sizes, "seeds": spec.seeds, "eta": spec.eta, "tolerance": spec.tolerance,
+            "target": spec.target, "metric": "validation accuracy", "form": form,
+            "backtest": {f: {"mae": v["mae"], "configurations": len(v["errors"])} for f, v in backtests.items()},
+            "recommendation": recommendation, "plan": ranked, "rungs": run.decisions}
+
+
+def recommend(candidates: list[dict], scores: dict, full: int, tolerance: float) -> dict | None:
+    if not candidates:
+        return None
+    key = str(full)
+    best = max(candidates, key=lambda e: (e["predicted"][key]["score"], -e["cost"]["fit_seconds"]))
+    compared = []
+    for e in candidates:
+        if e is best:
+            diff, low, high = 0.0, None, None
+        else:
+            diff, low, high = lc.predicted_difference(scores[e["configuration"]], scores[best["configuration"]],
+                                                      e["form"], best["form"], full)
+        ok = e is best or acceptable(diff, high, tolerance)
+        compared.append({"configuration": e["configuration"], "difference": diff, "low": low, "high": high,
+                         "acceptable": ok, "fit_seconds": e["cost"]["fit_seconds"]})
+    pick_row = min((c for c in compared if c["acceptable"]), key=lambda c: (c["fit_seconds"], c["configuration"]))
+    pick = next(e for e in candidates if e["configuration"] == pick_row["configuration"])
+    predicted = pick["predicted"][key]
+    return {"configuration": pick["configuration"], "strategy": pick["strategy"], "params": pick["params"],
+            "predicted_score": predicted["score"], "interval": [predicted["low"], predicted["high"]],
+            "at_2x": pick["predicted"][str(2 * full)], "at_4x": pick["predicted"][str(4 * full)],
+            "fit_seconds": pick["cost"]["fit_seconds"], "best": best["configuration"],
+            "best_score": best["predicted"][key]["score"], "difference": pick_row["difference"],
+            "difference_interval": [pick_row["low"], pick_row["high"]], "comparisons": compared,
+            "why": why(pick, best, pick_row, full, tolerance)}
+
+
+def why(pick: dict, best: dict, row: dict, full: int, tolerance: float) -> str:
+    key = str(full)
+    p = pick["predicted"][key]
+    text = (f"{pick['configuration']}: predicted validation accuracy {p['score']:.3f}"
+            f"{_interval(p)} on all {full:,} labelled examples, fit in about {human_seconds(pick['cost']['fit_seconds'])}")
+    if pick is best:
+        text += "; the best predicted score of the configurations still in the race"
+    else:
+        b = best["predicted"][key]
+        speed = best["cost"]["fit_seconds"] / max(pick["cost"]["fit_seconds"], 1e-9)
+        if row["low"] is None:
+            shown = f"a point difference of {row['difference']:+.3f} (one seed: no error bars)"
+        else:
+            shown = (f"a paired difference of {row['difference']:+.3f}, 95% interval [{row['low']:+.3f}, "
+                     f"{row['high']:+.3f}]: not shown worse" + (f" by more than {tolerance:.3f}" if tolerance else ""))
+        text += (f"; the best, {best['configuration']}, is predicted {b['score']:.3f}{_interval(b)}, {shown}, "
+                 f"and takes {speed:.1f}x longer to fit")
+    gain = pick["predicted"][str(2 * full)]["score"] - p["score"]
+    text += (f". Twice the labelled data would add about {gain:+.3f}"
+             + (" (labelling more is worth it)." if gain >= 0.01 else " (labelling more is not worth much)."))
+    return text
+
+
+def _interval(p: dict) -> str:
+    return f" [{p['low']:.3f}, {p['high']:.3f}]" if p.get("low") is not None else " (one seed: no interval)"
+
+
+def plan_text(plan: dict) -> str:
+    """The ranked plan as aligned text (what ``unfreeze advise`` prints)."""
+    full = plan["full_size"]
+    key = str(full)
+    lines = [f"advisor: {plan['model']} on {plan['data']}, {full:,} labelled examples; pilot sizes "
+             f"{', '.join(str(n) for n in plan['sizes'])} x seeds {', '.join(map(str, plan['seeds']))}; "
+             f"spent {human_seconds(plan['spent_seconds'])} of {human_seconds(plan['budget_seconds'])}"
+             f" (ended: {plan['stopped']})",
+             f"{'configuration':<28}{'status':<18}{'pred. acc at N':>16}{'interval':>18}{'fit at N':>10}"
+             f"{'ms/text':>9}{'peak MiB':>10}{'trainable':>12}"]
+    for e in plan["plan"]:
+        if "predicted" not in e:
+            lines.append(f"{e['configuration']:<28}{e['status']:<18}{(e.get('error') or '')[:60]}")
+            continue
+        p = e["predicted"][key]
+        interval = f"[{p['low']:.3f}, {p['high']:.3f}]" if p["low"] is not None else "(1 seed)"
+        status = e["status"] if e["status"] == "candidate" else f"out at n={e['eliminated_at']}"
+        cost = e["cost"]
+        ms = f"{cost['predict_ms_per_text']:.2f}" if cost["predict_ms_per_text"] else "?"
+        mem = f"{cost['peak_memory_mib']:.0f}" if cost["peak_memory_mib"] else "?"
+        trainable = f"{cost['trainable_parameters']:,}" if cost["trainable_parameters"] is not None else "?"
+        lines.append(f"{e['configuration']:<28}{status:<18}{p['score']:>16.3f}{interval:>18}"
+                     f"{human_seconds(cost['fit_seconds']):>10}{ms:>9}{mem:>10}{trainable:>12}")
+    bt = ", ".join(f"{f} {v['mae']:.3f}" for f, v in plan["backtest"].items())
+    lines.append(f"curve form: {plan['form']} (back-test error at the held-out largest size: {bt or 'n/a'})")
+    rec = plan["recommendation"]
+    lines.append("recommendation: " + (rec["why"] if rec else "none (no configuration finished a cell)"))
+    if plan["target"] is not None and rec:
+        entry = next(e for e in plan["plan"] if e["configuration"] == rec["configuration"])
+        needed = entry.get("size_for_target")
+        lines.append(f"target {plan['target']:.3f}: " + (f"about {needed:,} labelled examples for {rec['configuration']}"
+                                                          if needed else "not reached on the extrapolated curve"))
+    return "\n".join(lines)
+
+
+def write_outputs(plan: dict, run: AdviseRun, json_path: Path | None = None) -> dict:
+    """plan.json, curves.png and report.html in the run folder (and the JSON at ``json_path``)."""
+    run_dir = run.run_dir
+    with atomic_path(run_dir / "plan.json") as tmp:
+        tmp.write_text(json.dumps(plan, indent=2, default=_jsonable))
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(json_path) as tmp:
+            tmp.write_text(json.dumps(plan, indent=2, default=_jsonable))
+    figure = None
+    scores = validation_scores(run.rows)
+    drawn = [e for e in plan["plan"] if "predicted" in e and (e["status"] == "candidate" or len(e["sizes"]) >= 2)]
+    if drawn:
+        from ..report.plots import color_of
+
+        curves = [lc.Curve(e["configuration"], e["sizes"], [], e["seeds"], e["form"],
+                           {int(n): p for n, p in e["predicted"].items()}) for e in drawn]
+        colors = {}
+        for e in drawn:  # strategies keep their report colours; a second config of one strategy takes C-n
+            colors[e["configuration"]] = color_of(e["strategy"]) if e["strategy"] not in [
+                x["strategy"] for x in drawn[:drawn.index(e)]] else f"C{(drawn.index(e) + 6) % 10}"
+        figure = run_dir / "curves.png"
+        with atomic_path(figure) as tmp:
+            lc.plot_curves(curves, scores, tmp, "accuracy", plan["full_size"], colors)
+    with atomic_path(run_dir / "report.html") as tmp:
+        tmp.write_text(report_html(plan, run, figure), encoding="utf-8")
+    return {"html": run_dir / "report.html", "json": run_dir / "plan.json", "figure": figure}
+
+
+def report_html(plan: dict, run: AdviseRun, figure: Path | None) -> str:
+    esc = html.escape
+    full = plan["full_size"]
+    key = str(full)
+    title = f"unfreeze advise: {plan['model']} on {plan['data']}"
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>",
+             "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;"
+             "text-align:right}th{background:#f3f3f3}td.l{text-align:left}img{max-width:100%}</style></head><body>",
+             f"<h1>{esc(title)}</h1>",
+             f"<p>{full:,} labelled examples. Pilot: sizes {esc(', '.join(map(str, plan['sizes'])))}, seeds "
+             f"{esc(', '.join(map(str, plan['seeds'])))}, keep the best 1/{plan['eta']} per rung; spent "
+             f"{esc(human_seconds(plan['spent_seconds']))} of a budget of {esc(human_seconds(plan['budget_seconds']))} "
+             f"(ended: {esc(plan['stopped'])}). Every trained cell chose its learning rate on its own validation "
+             "split; no decision read the test set.</p>"]
+    rec = plan["recommendation"]
+    parts.append("<h2>Recommendation</h2><p>" + esc(rec["why"] if rec else "none") + "</p>")
+    parts.append("<h2>Plan at the full size</h2><table><tr><th>configuration</th><th>status</th>"
+                 "<th>predicted accuracy at N</th><th>95% interval</th><th>at 2N</th><th>at 4N</th><th>curve</th>"
+                 "<th>fit at N</th><th>ms/text</th><th>peak MiB</th><th>trainable</th><th>rates chosen</th></tr>")
+    for e in plan["plan"]:
+        if "predicted" not in e:
+            parts.append(f"<tr><td class='l'>{esc(e['configuration'])}</td><td class='l'>{esc(e['status'])}</td>"
+                         f"<td colspan='10' class='l'>{esc(e.get('error') or '')}</td></tr>")
+            continue
+        p, c = e["predicted"][key], e["cost"]
+        interval = f"[{p['low']:.3f}, {p['high']:.3f}]" if p["low"] is not None else "one seed: none"
+        status = "in the race" if e["status"] == "candidate" else f"out at n={e['eliminated_at']}"
+        parts.append(
+            f"<tr><td class='l'>{esc(e['configuration'])}</td><td class='l'>{esc(status)}</td><td>{p['score']:.3f}</td>"
+            f"<td>{esc(interval)}</td><td>{e['predicted'][str(2 * full)]['score']:.3f}</td>"
+            f"<td>{e['predicted'][str(4 * full)]['score']:.3f}</td><td>{esc(e['form'])}</td>"
+            f"<td>{esc(human_seconds(c['fit_seconds']))}</td>"
+            f"<td>{c['predict_ms_per_text']:.2f}</td>" if c["predict_ms_per_text"] else
+            f"<tr><td class='l'>{esc(e['configuration'])}</td><td class='l'>{esc(status)}</td><td>{p['score']:.3f}</td>"
+            f"<td>{esc(interval)}</td><td>{e['predicted'][str(2 * full)]['score']:.3f}</td>"
+            f"<td>{e['predicted'][str(4 * full)]['score']:.3f}</td><td>{esc(e['form'])}</td>"
+            f"<td>{esc(human_seconds(c['fit_seconds']))}</td><td>?</td>")
+        parts.append(f"<td>{c['peak_memory_mib'] or 0:.0f}</td><td>{c['trainable_parameters'] or 0:,}</td>"
+                     f"<td>{esc(', '.join(f'{r:g}' for r in e['learning_rates']))}</td></tr>")
+    parts.append("</table>")
+    if figure is not None:
+        data = base64.b64encode(figure.read_bytes()).decode()
+        parts.append(f"<p><img alt='learning curves' src='data:image/png;base64,{data}'></p>")
+    parts.append("<h2>Curve forms, back-tested</h2><p>Each form is fitted on all sizes but the largest and predicts "
+                 "the largest; mean absolute error over configurations. 'last' is the baseline (the largest size's "
+                 f"score). Chosen: <b>{esc(plan['form'])}</b>.</p><table><tr><th>form</th><th>MAE</th>"
+                 "<th>configurations</th></tr>")
+    for f, v in plan["backtest"].items():
+        parts.append(f"<tr><td class='l'>{esc(f)}</td><td>{v['mae']:.4f}</td><td>{v['configurations']}</td></tr>")
+    parts.append("</table><h2>Rungs</h2><table><tr><th>rung</th><th>n</th><th>ranking (validation accuracy, mean "
+                 "over seeds)</th><th>promoted</th><th>next</th></tr>")
+    for d in plan["rungs"]:
+        ranking = "; ".join(f"{r['configuration']} {r['val_accuracy']:.3f}" for r in d["ranking"])
+        nxt = d["next_n_train"] if d["next_n_train"] is not None else f"stop ({d['reason']})"
+        parts.append(f"<tr><td>{d['rung']}</td><td>{d['n_train']}</td><td class='l'>{esc(ranking)}</td>"
+                     f"<td class='l'>{esc(', '.join(d['promoted']))}</td><td>{esc(str(nxt))}</td></tr>")
+    parts.append("</table><h2>Every cell</h2><table><tr><th>configuration</th><th>n</th><th>seed</th><th>status</th>"
+                 "<th>validation accuracy</th><th>learning rate (tried)</th><th>cell s</th></tr>")
+    from .cost import cell_seconds
+
+    for r in sorted(run.rows, key=lambda r: (r["cell"]["n_train"], r["cell"]["label"], r["cell"]["seed"])):
+        fit = r.get("fit") or {}
+        tried = ", ".join(f"{t['learning_rate']:g}" for t in fit.get("lr_search") or [])
+        rate = f"{fit['learning_rate']:g} ({tried})" if fit.get("learning_rate") is not None else ""
+        val = (r.get("validation") or {}).get("accuracy")
+        parts.append(f"<tr><td class='l'>{esc(r['cell']['label'])}</td><td>{r['cell']['n_train']}</td>"
+                     f"<td>{r['cell']['seed']}</td><td>{esc(r['status'])}</td>"
+                     f"<td>{'' if val is None else f'{val:.3f}'}</td><td>{esc(rate)}</td>"
+                     f"<td>{cell_seconds(r):.1f}</td></tr>")
+    parts.append("</table><p>Built by unfreeze advise from results.jsonl; plan.json holds these numbers.</p>"
+                 "</body></html>")
+    return "\n".join(parts)
+
+
+def _jsonable(value: object) -> object:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)
+
+
+__all__ = ["make_plan", "plan_text", "recommend", "validation_scores", "write_outputs"]

@@ -1,0 +1,139 @@
+"""``advise``: within a time budget, which configuration to train, how well it will do, and what it costs."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import UnfreezeError
+from .common import DeviceOpt, app, checked_device, int_list, parse_grid, user_errors
+
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_budget(text: str) -> float:
+    """'15m', '90s', '1h30m' or plain seconds ('600') -> seconds."""
+    value = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return float(value)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([smh])", value)
+    if not parts or "".join(a + b for a, b in parts) != value.replace(" ", ""):
+        raise UnfreezeError(f"--budget takes a duration such as 15m, 90s or 1h30m. Got {text!r}.")
+    return sum(float(a) * _UNITS[b] for a, b in parts)
+
+
+@app.command()
+@user_errors
+def advise(
+    data: Annotated[str, typer.Argument(help="Labelled data: a file, a save_to_disk folder, or a built-in dataset.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run folder (results, plan, report); rerun to resume.")],
+    budget: Annotated[str, typer.Option("--budget", help="Time for the pilot, model loading included: 15m, 90s, 1h.")] = "15m",
+    model: Annotated[str, typer.Option("--model", "-m", help="Catalog name, model folder or hub id.")] = "minilm-l6",
+    strategies: Annotated[str, typer.Option("--strategies", help="Comma-separated strategies to consider.")] = "features,freeze,lora",
+    k: Annotated[Optional[str], typer.Option("--k", help="freeze's frozen blocks to consider (default 0, L/2, L-1; or all).")] = None,
+    grid: Annotated[Optional[list[str]], typer.Option("--grid", help="Values of a strategy's parameter, e.g. lora.r=4,16 (repeatable).")] = None,
+    seeds: Annotated[str, typer.Option("--seeds", help="Seeds: nested samples per seed; two or more give error bars.")] = "0,1,2",
+    eta: Annotated[int, typer.Option("--eta", help="Keep the best 1/eta of the trained configurations per rung.")] = 3,
+    growth: Annotated[float, typer.Option("--growth", help="Each rung trains on this many times more examples.")] = 2.0,
+    min_size: Annotated[Optional[int], typer.Option("--min-size", help="Training examples at the first rung (default max(64, 16 per class)).")] = None,
+    max_size: Annotated[Optional[int], typer.Option("--max-size", help="Largest pilot size (default: all the labelled data).")] = None,
+    target: Annotated[Optional[float], typer.Option("--target", help="A score to reach: how many labelled examples it needs.")] = None,
+    tolerance: Annotated[float, typer.Option("--tolerance", help="Accept a cheaper configuration up to this much worse than the best.")] = 0.0,
+    as_json: Annotated[Optional[Path], typer.Option("--json", help="Also write the plan as JSON to this file.")] = None,
+    fit_dir: Annotated[Optional[Path], typer.Option("--fit", help="Then train the recommendation on all the data and write the bundle here.")] = None,
+    learning_rate: Annotated[str, typer.Option("--lr", "--learning-rate", help="auto (each cell searches its strategy's rates), a rate, rates, or fixed.")] = "auto",
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs of trained cells (default: the strategy's).")] = None,
+    validation_fraction: Annotated[float, typer.Option("--validation-fraction", help="Held out of each sample for the decisions.")] = 0.1,
+    test: Annotated[Optional[str], typer.Option("--test", help="Test data, used only to score the --fit bundle.")] = None,
+    test_size: Annotated[Optional[float], typer.Option("--test-size", help="Hold out this fraction as test (scored only by --fit).")] = None,
+    text_col: Annotated[str, typer.Option("--text-col", help="Column holding the text.")] = "text",
+    label_col: Annotated[str, typer.Option("--label-col", help="Column holding the label.")] = "label",
+    text_pair_col: Annotated[Optional[str], typer.Option("--text-pair-col", help="Column of the second text.")] = None,
+    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per input.")] = 128,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Inputs per forward pass and step.")] = 32,
+    device: DeviceOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Print only the plan.")] = False,
+) -> None:
+    """Spend a time budget on a pilot (successive halving over growing training sizes, every cell's learning
+    rate tuned on its validation split), extrapolate learning curves and costs to all the data, and say
+    which configuration to train and why. Resumable: rerun the same command after an interruption."""
+    clock_start = time.monotonic()
+    from ..advise.halving import AdviseSpec
+    from ..training.settings import check_learning_rate, normalise_learning_rate
+
+    check_learning_rate(learning_rate, "learning_rate", "advise")
+    spec = AdviseSpec(
+        data=data, model=model, strategies=[s.strip() for s in strategies.split(",") if s.strip()],
+        k=None if k is None else ("all" if k.strip() == "all" else int_list(k, "--k")), grid=parse_grid(grid),
+        seeds=int_list(seeds, "--seeds"), budget=parse_budget(budget), eta=eta, growth=growth, min_size=min_size,
+        max_size=max_size, target=target, tolerance=tolerance, test=test, test_size=test_size, text_col=text_col,
+        label_col=label_col, text_pair_col=text_pair_col, max_length=max_length, batch_size=batch_size,
+        learning_rate=normalise_learning_rate(learning_rate), epochs=epochs, validation_fraction=validation_fraction)
+    spec.check()
+    if not spec.seeds:
+        raise UnfreezeError("--seeds must name at least one seed, e.g. 0,1,2.")
+    spec.sweep_spec()  # strategies, grid and k: one line now rather than later
+    from ..outputs import check_output
+
+    inputs = [p for p in (data, test) if p]
+    check_output(output, "run", inputs=inputs)
+    if as_json is not None:
+        check_output(as_json, "file", overwrite=True, inputs=inputs, option="--json")
+    if fit_dir is not None:
+        check_output(fit_dir, "bundle", inputs=inputs, option="--fit")
+    device = checked_device(device)
+    result = run_advisor(spec, output, clock_start, device, progress=not quiet, json_path=as_json)
+    if fit_dir is not None:
+        fit_recommendation(spec, result["plan"], fit_dir, device)
+
+
+def run_advisor(spec, output: Path, clock_start: float, device: str | None = None, progress: bool = True,
+                json_path: Path | None = None) -> dict:
+    from ..advise.halving import run_halving
+    from ..advise.plan import make_plan, plan_text, write_outputs
+
+    run = run_halving(spec, output, clock_start, progress=progress, device=device,
+                      log=lambda line: typer.echo(line, err=True))
+    plan = make_plan(run)
+    files = write_outputs(plan, run, json_path)
+    typer.echo(plan_text(plan))
+    typer.echo(f"report: {files['html']}" + (f"; json: {json_path}" if json_path else ""))
+    typer.echo(f"advise: {time.monotonic() - clock_start:.1f} s")
+    return {"plan": plan, "run": run, "files": files}
+
+
+def fit_recommendation(spec, plan: dict, fit_dir: Path, device: str | None) -> None:
+    """Train the recommended configuration on all the labelled data and write the bundle."""
+    from ..classifier import Classifier
+    from ..metrics import format_metrics_table
+    from ..sweep.plan import load_sweep_data
+    from ..strategies import strategy_class
+
+    rec = plan.get("recommendation")
+    if rec is None:
+        raise UnfreezeError("The pilot finished no configuration, so there is nothing to fit. Give a larger --budget.")
+    data = load_sweep_data(spec.sweep_spec())
+    cls = strategy_class(rec["strategy"])
+    training = spec.sweep_spec().training_for(cls)
+    from ..training.settings import Training
+
+    clf = Classifier(model=spec.model, strategy=cls(**rec["params"]), training=Training(**training),
+                     pooling=spec.pooling, layers=spec.layers, max_length=spec.max_length,
+                     batch_size=spec.batch_size, seed=spec.seeds[0], device=device, progress=False)
+    started = time.perf_counter()
+    pool = data.train_pool
+    clf.fit(pool.inputs, pool.labels)
+    metrics = {"train": clf.evaluate(pool.inputs, pool.labels)}
+    if data.test is not None and len(data.test):
+        metrics["test"] = clf.evaluate(data.test.inputs, data.test.labels)
+    clf.save(fit_dir, metrics={**metrics, "n_train": len(pool), "n_test": len(data.test),
+                               "fit_seconds": round(clf.fit_seconds_, 3), "advise": {
+                                   "predicted_score": rec["predicted_score"], "interval": rec["interval"]}})
+    typer.echo(f"fitted {rec['configuration']} on all {len(pool):,} labelled examples in "
+               f"{time.perf_counter() - started:.1f} s (predicted {rec['fit_seconds']:.0f} s)")
+    typer.echo(format_metrics_table(metrics))
+    typer.echo(f"bundle: {fit_dir}")

@@ -1,0 +1,260 @@
+"""The advisor and tuned cells: rates chosen on validation only, halving, budget, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import sentiment_task_fixed, sentiment_task_varied
+from unfreeze.advise.halving import AdviseSpec, decide, promote, rank, rung_sizes
+from unfreeze.cli import app
+from unfreeze.strategies import Freeze
+from unfreeze.sweep import ResultsStore
+
+runner = CliRunner()
+
+
+@dataclass(repr=False)
+class SlowFreeze(Freeze):
+    """freeze whose default rate (1e-7) cannot fit the task in a few epochs; its grid also holds 1e-2."""
+
+    default_learning_rate: ClassVar[float | None] = 1e-7
+    learning_rate_factors: ClassVar[tuple[float, ...]] = (1.0, 1e5)
+    tuned_epochs: ClassVar[int | None] = 8
+
+
+def test_lr_auto_finds_the_rate_that_fits_using_validation_data_only(tiny_model_dir, monkeypatch):
+    from unfreeze import Classifier
+    from unfreeze.predictors import NetworkPredictor
+
+    X, y = sentiment_task_fixed(96, 0)
+    test_X, test_y = sentiment_task_fixed(64, 99)
+    test_only = set(test_X) - set(X)
+    assert len(test_only) > 40
+    seen: list[str] = []
+    original = NetworkPredictor.logits
+
+    def spy(self, inputs):
+        seen.extend(i if isinstance(i, str) else i[0] for i in inputs)
+        return original(self, inputs)
+
+    monkeypatch.setattr(NetworkPredictor, "logits", spy)
+    common = dict(model=tiny_model_dir("bert"), k=0, head_learning_rate=1e-7, batch_size=8, progress=False,
+                  validation_fraction=0.25, patience=None)
+    tuned = Classifier(strategy=SlowFreeze(k=0), **{k: v for k, v in common.items() if k != "k"}).fit(X, y)
+    record = tuned.fit_record_
+    assert record["tuned"] and [t["learning_rate"] for t in record["lr_search"]] == [1e-7, 1e-2]
+    assert record["learning_rate"] == 1e-2
+    low, high = record["lr_search"]
+    assert high["val_accuracy"] > low["val_accuracy"] and high["val_accuracy"] >= 0.9
+    assert all(t["epochs_run"] == 8 and t["seconds"] > 0 for t in record["lr_search"])
+    # every text a fitted model scored during the search was a training text: the test set was never read
+    assert seen and set(seen) <= set(X) and not (set(seen) & test_only)
+    assert tuned.score(test_X, test_y) >= 0.9
+    fixed = Classifier(strategy=SlowFreeze(k=0), learning_rate="fixed", epochs=8,
+                       **{k: v for k, v in common.items() if k != "k"}).fit(X, y)
+    assert fixed.fit_record_["tuned"] is False and fixed.fit_record_["learning_rate"] == 1e-7
+    assert fixed.score(test_X, test_y) < 0.75
+
+
+def test_an_explicit_list_of_rates_and_its_errors(tiny_model_dir):
+    from unfreeze import Classifier
+    from unfreeze.errors import UnfreezeError
+
+    X, y = sentiment_task_fixed(32, 1)
+    clf = Classifier(tiny_model_dir("bert"), strategy="freeze", k=1, learning_rate="1e-3,1e-2", epochs=2,
+                     batch_size=8, progress=False).fit(X, y)
+    assert [t["learning_rate"] for t in clf.fit_record_["lr_search"]] == [1e-3, 1e-2]
+    with pytest.raises(UnfreezeError, match="needs a validation split"):
+        Classifier(tiny_model_dir("bert"), strategy="freeze", learning_rate=[1e-3, 1e-2], validation_fraction=0.0,
+                   progress=False).fit(X, y)
+    with pytest.raises(UnfreezeError, match="'learning_rate' parameter of Training must be a float > 0.0, a list"):
+        Classifier(tiny_model_dir("bert"), strategy="freeze", learning_rate="fast", progress=False).fit(X, y)
+    # auto with no validation split: one fit at the default rate, and the record says why
+    clf = Classifier(tiny_model_dir("bert"), strategy="freeze", k=2, validation_fraction=0.0, epochs=1,
+                     batch_size=8, progress=False).fit(X, y)
+    assert clf.fit_record_["tuned"] is False and "no validation split" in clf.fit_record_["tuning"]
+
+
+def test_strategies_declare_their_rate_grids():
+    from unfreeze.strategies import Features, Full, Lora, SetFit
+
+    assert Full().learning_rate_grid() == (5e-5, 1.5e-4, 4.5e-4)
+    assert Lora().learning_rate_grid() == (5e-4, 1.5e-3, 4.5e-3) and Lora().epochs_for(True) == 8
+    assert Lora().epochs_for(False) == 3  # --lr fixed keeps the release's behaviour
+    assert SetFit().learning_rate_grid() == (6.67e-6, 2e-5, 6e-5)
+    assert Features().learning_rate_grid() == ()
+
+
+def test_sweep_keys_carry_the_searched_grid_and_fixed_keeps_old_keys():
+    from unfreeze.sweep import SweepSpec, expand
+
+    old = SweepSpec(strategies=["features", "lora"], n_train=[32], seeds=[0])
+    fixed = SweepSpec(strategies=["features", "lora"], n_train=[32], seeds=[0], learning_rate="fixed")
+    auto = SweepSpec(strategies=["features", "lora"], n_train=[32], seeds=[0], learning_rate="auto")
+    keys = {name: [c.key("d", "m", s.cell_settings(c.strategy)) for c in expand(s, 6)]
+            for name, s in (("old", old), ("fixed", fixed), ("auto", auto))}
+    assert keys["old"] == keys["fixed"] and keys["auto"][1] != keys["old"][1]
+    assert auto.cell_settings("lora")["search"] == {"rates": [5e-4, 1.5e-3, 4.5e-3], "epochs": 8}
+    assert "search" not in auto.cell_settings("features")
+    assert SweepSpec(learning_rate="3e-4").learning_rate == 3e-4
+
+
+# -- halving on constructed scores -------------------------------------------------------------
+
+def _rows(scores: dict[str, list[float]], n: int) -> dict[str, list[dict]]:
+    return {label: [{"status": "done", "cell": {"label": label, "n_train": n, "seed": s},
+                     "validation": {"accuracy": a, "loss": 1 - a}, "started": 0.0, "finished": 1.0}
+                    for s, a in enumerate(values)] for label, values in scores.items()}
+
+
+def test_halving_promotes_the_best_third_by_paired_validation_scores():
+    scores = {"a": [0.70, 0.72, 0.71], "b": [0.80, 0.60, 0.70], "c": [0.90, 0.88, 0.91], "d": [0.50, 0.52, 0.55],
+              "e": [0.75, 0.76, 0.74]}
+    ranking = rank(_rows(scores, 64))
+    assert [r["configuration"] for r in ranking] == ["c", "e", "a", "b", "d"]
+    assert promote(ranking, 3) == (["c", "e"], ["a", "b", "d"])
+    assert promote(ranking[:1], 3) == (["c"], [])
+    failed = _rows({"x": [0.9, 0.9]}, 64)
+    failed["x"][1]["status"] = "failed"
+    assert rank({**failed, **_rows({"y": [0.6, 0.6]}, 64)})[0]["configuration"] == "y"  # 0.45 < 0.6
+
+
+def test_a_rung_decision_stops_when_the_next_rung_would_not_fit_the_budget():
+    class C:
+        def __init__(self, label):
+            self.label = label
+
+        def cell(self, n, seed):
+            return (self.label, n, seed)
+
+    scores = {"a": [0.7, 0.7], "b": [0.8, 0.8], "c": [0.6, 0.6], "f": [0.75, 0.75]}
+    rows = {}
+    for label, cells in _rows(scores, 64).items():
+        for r in cells:
+            r["finished"] = 10.0  # 10 s per cell
+            rows[(label, 64, r["cell"]["seed"])] = r
+    by_label = {k: C(k) for k in scores}
+    spec = AdviseSpec(seeds=[0, 1], eta=3, budget=1000.0)
+    decision = decide(spec, "id", 0, [64, 128], 64, ["a", "b", "c"], ["f"], by_label, rows, lambda c: c, 5.0)
+    assert decision["promoted"] == ["b"] and decision["eliminated"] == ["a", "c"]
+    # next rung: (b and f) x 2 seeds x 10 s x 128/64 x 1.15 = 92 s; spent 5 + 80 = 85 s
+    assert decision["next_n_train"] == 128 and decision["projected_seconds"] == pytest.approx(92.0)
+    tight = AdviseSpec(seeds=[0, 1], eta=3, budget=150.0)
+    stop = decide(tight, "id", 0, [64, 128], 64, ["a", "b", "c"], ["f"], by_label, rows, lambda c: c, 5.0)
+    assert stop["next_n_train"] is None and stop["reason"] == "budget"
+
+
+def test_rung_sizes_grow_geometrically_to_the_full_data():
+    assert rung_sizes(64, 1000, 2.0) == [64, 128, 256, 512, 1000]
+    assert rung_sizes(64, 560, 2.0) == [64, 128, 256, 560]  # a short last step merges into the full size
+    assert rung_sizes(64, 64, 2.0) == [64]
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def advise_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("advise-data")
+    texts, labels = sentiment_task_varied(240, 3)
+    path = folder / "train.csv"
+    path.write_text("text,label\n" + "\n".join(f"{t},{'pos' if y else 'neg'}" for t, y in zip(texts, labels)) + "\n")
+    return path
+
+
+def _advise_args(data, model, out, *extra):
+    return ["advise", str(data), "--model", model, "-o", str(out), "--min-size", "48", "--seeds", "0,1",
+            "--strategies", "features,freeze", "--k", "0,2", "--batch-size", "16", "--max-length", "32",
+            "--epochs", "2", *extra]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--budget", "0.5s"], "cannot run even the features baseline"),
+    (["--target", "1.2"], "--target is a score in (0, 1]"),
+    (["--min-size", "5000"], "fewer than the smallest rung"),
+    (["--max-size", "5000"], "--max-size 5000 is more than the"),
+    (["--budget", "soon"], "--budget takes a duration"),
+])
+def test_bad_input_is_one_line_exit_2_and_leaves_the_store_readable(extra, message, advise_data, tiny_model_dir,
+                                                                     tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(app, _advise_args(advise_data, tiny_model_dir("bert"), out, *extra))
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert ResultsStore(out).records() == []  # nothing half-written
+    assert not (out / "report.html").exists()
+
+
+def test_advise_respects_its_budget_and_writes_the_plan(advise_data, tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    budget = 40.0
+    started = time.monotonic()
+    result = runner.invoke(app, _advise_args(advise_data, tiny_model_dir("bert"), out, "--budget", f"{budget:.0f}s",
+                                             "--json", str(tmp_path / "plan.json"), "--quiet"))
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 0, result.output
+    assert elapsed <= budget, elapsed
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["spent_seconds"] <= budget
+    rec = plan["recommendation"]
+    assert rec["configuration"] in {"features", "freeze k=0", "freeze k=2"}
+    assert 0 <= rec["predicted_score"] <= 1 and set(plan["backtest"]) <= {"pow3", "pow4", "mmf", "last"}
+    assert "recommendation: " in result.stdout and (out / "report.html").exists()
+    rows = ResultsStore(out).records()
+    cells = [r for r in rows if "cell" in r]
+    assert cells and all("test" not in r for r in cells)  # the advisor never scores the test set
+    tuned = [r for r in cells if r["cell"]["strategy"] == "freeze" and r["status"] == "done"]
+    assert tuned and all(r["fit"]["tuned"] and len(r["fit"]["lr_search"]) == 3 for r in tuned)
+    assert any(r.get("kind") == "advise-rung" for r in rows)
+    # a second run resumes: no cell runs again, the same plan
+    again = runner.invoke(app, _advise_args(advise_data, tiny_model_dir("bert"), out, "--budget", f"{budget:.0f}s",
+                                            "--json", str(tmp_path / "again.json"), "--quiet"))
+    assert again.exit_code == 0, again.output
+    assert len([r for r in ResultsStore(out).records() if "cell" in r]) == len(cells)
+    second = json.loads((tmp_path / "again.json").read_text())
+    assert second["recommendation"]["configuration"] == rec["configuration"]
+    assert [d["promoted"] for d in second["rungs"]] == [d["promoted"] for d in plan["rungs"]]
+
+
+def _comparable(plan: dict) -> dict:
+    return {"recommendation": plan["recommendation"]["configuration"],
+            "rungs": [(d["n_train"], d["promoted"], d["next_n_train"]) for d in plan["rungs"]],
+            "scores": {e["configuration"]: e.get("measured") for e in plan["plan"]}}
+
+
+@pytest.mark.slow
+def test_a_sigkilled_advise_resumes_to_the_plan_of_an_uninterrupted_run(advise_data, tiny_model_dir, tmp_path):
+    env = {**os.environ}
+    base = [sys.executable, "-m", "unfreeze"]
+    reference = subprocess.run(base + _advise_args(advise_data, tiny_model_dir("bert"), tmp_path / "ref", "--budget",
+                                                   "10m", "--json", str(tmp_path / "ref.json"), "--quiet"),
+                               env=env, capture_output=True, text=True, timeout=900)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    out = tmp_path / "killed"
+    args = base + _advise_args(advise_data, tiny_model_dir("bert"), out, "--budget", "10m", "--json",
+                               str(tmp_path / "killed.json"), "--quiet")
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = ResultsStore(out)
+    deadline = time.monotonic() + 300
+    while len([r for r in store.records() if "cell" in r]) < 5:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed.json").exists()
+    store.records()  # readable after the kill
+    resumed = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    keys = [r["key"] for r in store.records()]
+    assert len(keys) == len(set(keys))  # no cell and no decision recorded twice
+    assert _comparable(json.loads((tmp_path / "killed.json").read_text())) == _comparable(
+        json.loads((tmp_path / "ref.json").read_text()))

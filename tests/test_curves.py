@@ -1,0 +1,68 @@
+"""Learning curves: fits recover synthetic parameters, back-tests pick a form, intervals, target sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from unfreeze.advise.curves import backtest, choose_form, fit_form, fitted_params, predict, size_for
+
+SIZES = [32, 64, 128, 256, 512, 1024, 2048]
+
+
+def synthetic(function, noise=0.0, seeds=(0,), sizes=SIZES):
+    rng = np.random.default_rng(7)
+    return {n: {s: float(function(n) + rng.normal(0, noise)) for s in seeds} for n in sizes}
+
+
+def flat(scores):
+    ns = [n for n, by in scores.items() for _ in by]
+    ys = [v for by in scores.values() for v in by.values()]
+    return ns, ys
+
+
+@pytest.mark.parametrize("a, b, c", [(0.9, 0.8, 0.5), (0.95, 2.0, 0.7), (0.8, 0.3, 0.3)])
+def test_pow3_recovers_the_parameters_of_a_synthetic_power_law(a, b, c):
+    scores = synthetic(lambda n: a - b * n ** -c)
+    got = fitted_params("pow3", *flat(scores))
+    assert got == pytest.approx([a, b, c], rel=1e-3)
+
+
+def test_pow4_and_mmf_recover_their_own_curves():
+    pow4 = synthetic(lambda n: 0.9 - 3.0 * (n + 50.0) ** -0.6)
+    assert fitted_params("pow4", *flat(pow4)) == pytest.approx([0.9, 3.0, 0.6, 50.0], rel=2e-2)
+    mmf = synthetic(lambda n: (0.5 * 200.0 + 0.92 * n ** 1.2) / (200.0 + n ** 1.2))
+    assert fitted_params("mmf", *flat(mmf)) == pytest.approx([0.5, 200.0, 0.92, 1.2], rel=2e-2)
+
+
+def test_noisy_seeds_still_extrapolate_close_and_the_interval_covers_the_truth():
+    truth = lambda n: 0.9 - 0.8 * n ** -0.5  # noqa: E731
+    scores = synthetic(truth, noise=0.01, seeds=(0, 1, 2, 3, 4), sizes=SIZES[:5])
+    prediction = predict(scores, "pow3", [2048])[2048]
+    assert abs(prediction["score"] - truth(2048)) < 0.02
+    assert prediction["low"] <= truth(2048) <= prediction["high"]
+    one_seed = predict({n: {0: v[0]} for n, v in scores.items()}, "pow3", [2048])[2048]
+    assert one_seed["low"] is None and one_seed["high"] is None
+
+
+def test_backtest_prefers_a_curve_to_the_last_value_when_scores_still_rise():
+    curves = {f"config {i}": synthetic(lambda n, i=i: 0.9 - (0.5 + i / 10) * n ** -0.4, noise=0.002,
+                                       seeds=(0, 1), sizes=SIZES[:5]) for i in range(3)}
+    result = backtest(curves)
+    assert set(result) == {"pow3", "pow4", "mmf", "last"}
+    assert result["pow3"]["mae"] < result["last"]["mae"]
+    assert choose_form(result, 4) != "last"
+    # on a flat curve the baseline is (near) exact and is chosen
+    flat_curves = {"flat": synthetic(lambda n: 0.7, noise=0.0, sizes=SIZES[:4])}
+    flat_result = backtest(flat_curves)
+    assert flat_result["last"]["mae"] == pytest.approx(0.0)
+
+
+def test_size_for_a_target_inverts_the_curve_and_says_never_above_the_asymptote():
+    scores = synthetic(lambda n: 0.9 - 0.8 * n ** -0.5, sizes=SIZES[:4])
+    needed = size_for(scores, "pow3", 0.88)
+    exact = (0.8 / 0.02) ** 2  # 0.9 - 0.8 n^-0.5 = 0.88 -> n = 1600
+    assert abs(needed - exact) / exact < 0.01
+    assert size_for(scores, "pow3", 0.95) is None
+    assert size_for(scores, "pow3", 0.5) == 32  # already reached at a measured size
+    assert fit_form("last", *flat(scores))(np.array([10_000]))[0] == pytest.approx(0.9 - 0.8 * 256 ** -0.5)
