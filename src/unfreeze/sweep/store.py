@@ -40,8 +40,9 @@ class ResultsStore:
     """The results file of one run folder.
 
     Reading never fails on a damaged line: a line that is not a JSON object with a string
-    ``key`` and ``status`` (``{}``, ``null``, a list, a number, binary garbage, a cell that
-    is not an object with its coordinates, metrics that are not objects) is skipped and
+    ``key`` and (unless it is a decision row with a ``kind``) ``status`` (``{}``, ``null``,
+    a list, a number, binary garbage, a cell that is not an object with its coordinates,
+    metrics that are not objects) is skipped and
     counted; with ``require_cell`` (what a report needs), so is a record without a cell.
     After ``records()`` or ``latest()``, ``skipped`` holds how many complete lines were
     skipped and ``skipped_lines`` their line numbers; ``skipped_note()`` is the one line a
@@ -128,7 +129,10 @@ def _parse(line: bytes) -> dict | None:
         return None
     if not isinstance(record, dict):
         return None
-    if not isinstance(record.get("key"), str) or not record["key"] or not isinstance(record.get("status"), str):
+    if not isinstance(record.get("key"), str) or not record["key"]:
+        return None
+    # a cell's row says how it went; other rows (the advisor's decisions, with a "kind") need not
+    if ("cell" in record or "kind" not in record) and not isinstance(record.get("status"), str):
         return None
     if "cell" in record and not _is_cell(record["cell"]):
         return None
