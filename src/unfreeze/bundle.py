@@ -131,12 +131,28 @@ def read_config(path: Path) -> dict:
             f"{path} has bundle format version {version!r}; this unfreeze {__version__} reads versions up to "
             f"{READABLE_VERSION}. Upgrade unfreeze."
         )
+    kinds = {1: ("features", "loop", "setfit", None), 2: (MULTIHEAD_KIND,), 3: (SINGLE_KIND, MULTIHEAD_KIND)}
+    if config.get("kind") not in kinds.get(version, ()):
+        raise damaged(path, f"{CONFIG_FILE} has an unknown kind {config.get('kind')!r} for format version {version}")
     if config.get("kind") != MULTIHEAD_KIND and version < 3:
         try:
             config = upgrade_v1(config)
         except (KeyError, TypeError, ValueError, UnfreezeError) as exc:
             raise damaged(path, f"{CONFIG_FILE} (version 1) lacks a valid strategy, params or head ({exc})") from exc
+    needed = REQUIRED[config["kind"]]
+    missing = [k for k, kind in needed.items() if not isinstance(config.get(k), kind)]
+    if missing or not isinstance(config["backbone"].get("reference"), str) or not isinstance(
+            config["backbone"].get("fingerprint"), str):
+        raise damaged(path, f"{CONFIG_FILE} lacks a valid {missing[0] if missing else 'backbone'} entry")
     return config
+
+
+# what every bundle's config holds, by kind (read_config refuses a config without them)
+REQUIRED = {
+    SINGLE_KIND: {"classifier": dict, "strategy": dict, "predictor": dict, "backbone": dict, "labels": list,
+                  "pooling": str, "layers": list, "max_length": int},
+    MULTIHEAD_KIND: {"heads": dict, "backbone": dict, "max_length": int},
+}
 
 
 def bundle_file(path: Path, name: str) -> Path:
@@ -171,10 +187,16 @@ def read_heads(path: Path, config: dict) -> dict:
     try:
         entries = dict(config["heads"])
         for name, entry in entries.items():
-            tensors = read_tensors(path, entry["file"], "np")
+            if not isinstance(name, str) or not _HEAD_NAME.match(name):
+                raise ValueError(f"head name {name!r} is not allowed")
+            tensors = read_tensors(path, entry["file"], "np")  # a damaged file says so itself
             info = {k: v for k, v in entry.items() if k not in ("file", "head", "pooling", "layers", "labels")}
-            heads[name] = Head(name, entry["pooling"], tuple(entry["layers"]), np.asarray(entry["labels"]),
-                               LogisticHead.from_state(tensors, entry["head"]), info)
+            head = LogisticHead.from_state(tensors, entry["head"])
+            if len(entry["labels"]) != len(head.model_.classes_) or head.model_.coef_.ndim != 2:
+                raise ValueError(f"head {name!r} lists {len(entry['labels'])} labels for a head of "
+                                 f"{len(head.model_.classes_)} classes")
+            heads[name] = Head(name, entry["pooling"], tuple(entry["layers"]), np.asarray(entry["labels"]), head,
+                               info)
     except (KeyError, TypeError, ValueError) as exc:
         raise damaged(Path(path), f"{CONFIG_FILE} has an invalid head entry ({type(exc).__name__}: {exc})") from exc
     if not heads:

@@ -336,7 +336,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
     def load(cls, path: str | Path, device: str | None = None, head: str | None = None) -> Classifier:
         """Load a bundle written by ``save``; never unpickles. From a multi-head bundle, ``head``
         names the one to load (it may be omitted when there is only one)."""
-        from .bundle import MULTIHEAD_KIND, check_fingerprint, read_config, read_tensors
+        from .bundle import MULTIHEAD_KIND, check_fingerprint, damaged, read_config, read_tensors
         from .models.loaded import private_backbone, shared_backbone
         from .predictors import PredictorState, predictor_class
         from .strategies import strategy_class
@@ -355,9 +355,9 @@ class Classifier(ClassifierMixin, BaseEstimator):
             meta = config["predictor"]
             predictor_type = predictor_class(meta["type"])
             labels = config["labels"]
-        except (KeyError, TypeError, UnfreezeError) as exc:
-            from .bundle import damaged
-
+            if not isinstance(labels, list) or len(labels) < 2:
+                raise TypeError(f"labels must be a list of at least two classes, not {labels!r}")
+        except (KeyError, TypeError, ValueError, UnfreezeError) as exc:
             raise damaged(path, f"unfreeze.json lacks a valid classifier, strategy or predictor ({exc})") from exc
         if device is not None:
             params["device"] = device
@@ -373,7 +373,14 @@ class Classifier(ClassifierMixin, BaseEstimator):
         context = FitContext(backbone, base.fingerprint(), config["pooling"], tuple(config["layers"]),
                              config["max_length"], clf.batch_size, clf.seed, clf.cache, clf.progress, len(labels),
                              None)
-        clf.predictor_ = predictor_type.from_state(context, strategy, PredictorState(files, meta))
+        try:
+            clf.predictor_ = predictor_type.from_state(context, strategy, PredictorState(files, meta))
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise damaged(path, f"its weights do not fit its model ({exc})") from exc
+        n_outputs = clf.predictor_.n_outputs()
+        if n_outputs is not None and n_outputs != len(labels):
+            raise damaged(path, f"unfreeze.json lists {len(labels)} labels but the fitted head scores {n_outputs} "
+                                "classes")
         clf.classes_ = np.asarray(labels)
         clf.strategy_, clf.training_ = strategy, training
         clf.backbone_, clf.base_fingerprint_ = backbone, base.fingerprint()

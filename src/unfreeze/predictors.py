@@ -73,6 +73,10 @@ class Predictor:
     def state(self) -> PredictorState:
         raise NotImplementedError
 
+    def n_outputs(self) -> int | None:
+        """How many classes the fitted model scores (None when it cannot say without running)."""
+        return None
+
     @classmethod
     def from_state(cls, context: FitContext, strategy: Strategy, state: PredictorState) -> Predictor:
         raise NotImplementedError
@@ -115,6 +119,9 @@ class EmbeddingHead(Predictor):
 
     def proba(self, inputs: Sequence[TextInput]) -> np.ndarray:
         return self.head.predict_proba(self.features(inputs))
+
+    def n_outputs(self) -> int | None:
+        return len(self.head.model_.classes_)
 
     def state(self) -> PredictorState:
         tensors, meta = self.head.state()
@@ -171,6 +178,9 @@ class NetworkPredictor(Predictor):
             prefix = states[self.frozen_k]
         return predict_logits(self.network, self.backbone, encoded, self.batch_size, prefix)
 
+    def n_outputs(self) -> int | None:
+        return self.network.head.out_features
+
     def state(self) -> PredictorState:
         return PredictorState({"trained": trained_tensors(self.network)},
                               {"type": self.type_name, "n_classes": self.network.head.out_features,
@@ -212,12 +222,12 @@ def load_trained(module, saved: Tensors, file_name: str) -> None:
     own = dict(module.named_parameters())
     unknown = sorted(set(saved) - set(own))
     if unknown:
-        raise UnfreezeError(f"{file_name} holds tensors this model does not have (first: {unknown[0]}); "
-                            "the bundle was made by another unfreeze or model version. Refit it.")
+        raise ValueError(f"{file_name} holds tensors this model does not have (first: {unknown[0]}): it was "
+                         "made by another unfreeze or model version")
     with torch.no_grad():
         for name, tensor in saved.items():
             tensor = torch.as_tensor(tensor)
             if own[name].shape != tensor.shape:
-                raise UnfreezeError(f"{file_name}: {name} has shape {tuple(tensor.shape)}, the model expects "
-                                    f"{tuple(own[name].shape)}. Refit the bundle.")
+                raise ValueError(f"{file_name}: {name} has shape {tuple(tensor.shape)}, the model expects "
+                                 f"{tuple(own[name].shape)}")
             own[name].copy_(tensor.to(own[name].device))

@@ -11,6 +11,7 @@ import hashlib
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -129,9 +130,12 @@ class Backbone:
         # transformers' loading bars and notes on unused checkpoint weights are noise for our users
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
+        _refuse_pickled_weights(reference, source)
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, **options)
-            model = AutoModel.from_pretrained(source, **options)
+            # safetensors only: a pickle-format checkpoint (pytorch_model.bin) is never opened,
+            # whatever torch's own default for unpickling is
+            model = AutoModel.from_pretrained(source, use_safetensors=True, **options)
         except OSError as exc:
             raise UnfreezeError(
                 f"Could not load model {reference!r}: {str(exc).splitlines()[0]} Give a catalog name "
@@ -310,6 +314,19 @@ class Backbone:
         seen = {id(p) for group in blocks for p in group} | {id(p) for p in pooler + final}
         embedding_side = [p for p in _unwrap(self.model).parameters() if id(p) not in seen]
         return embedding_side, blocks, final, pooler
+
+
+def _refuse_pickled_weights(reference: str, source: object) -> None:
+    """A local model folder whose weights exist only in pickle format: say so, and how to convert them."""
+    folder = Path(str(source))
+    if not folder.is_dir() or any(folder.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+    if pickled:
+        raise UnfreezeError(
+            f"Model folder {reference!r} holds its weights only in pickle format ({', '.join(pickled)}), which "
+            "unfreeze never opens: unpickling can run code. Convert it to safetensors where you trust the file "
+            "(model.save_pretrained(folder, safe_serialization=True)), or use a model published as safetensors.")
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
