@@ -77,6 +77,26 @@ def sentiment_task_varied(n: int, seed: int) -> tuple[list[str], list[int]]:
     return texts, labels
 
 
+def snapshot(root: Path) -> dict[str, str]:
+    """Every entry under ``root`` (hidden ones too): a file's sha256, 'dir', or the target of a link.
+
+    Compared before and after a command, it proves that nothing of the user's changed."""
+    import hashlib
+
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            rel = str(path.relative_to(root))
+            if path.is_symlink():
+                out[rel] = f"link -> {os.readlink(path)}"
+            elif path.is_dir():
+                out[rel] = "dir"
+            else:
+                out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
 def applicable(strategy, params: dict) -> dict:
     """The entries of ``params`` that ``strategy`` takes (its parameters, the training settings it reads):
     tests share defaults such as C=1.0 across strategies, and a setting a strategy does not use is an error."""

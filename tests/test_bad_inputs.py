@@ -10,7 +10,6 @@ few real processes (``python -m unfreeze``).
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import snapshot
+
 from unfreeze.data import DataWarning, load_data
 from unfreeze.data.dataset import build_dataset
 from unfreeze.data.readers import read_inputs
@@ -30,20 +31,6 @@ from unfreeze.errors import UnfreezeError
 GOOD_ROWS = [(f"text number {i} is {'good' if i % 2 else 'bad'}", i % 2) for i in range(20)]
 
 
-def snapshot(root: Path) -> dict[str, str]:
-    """Every entry under ``root`` with a checksum (files), 'dir' or the link target."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            rel = str(path.relative_to(root))
-            if path.is_symlink():
-                out[rel] = "link:" + os.readlink(path)
-            elif path.is_dir():
-                out[rel] = "dir"
-            else:
-                out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
 
 
 def csv_text(rows=GOOD_ROWS, sep=",", header=("text", "label")) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import socket
 import subprocess
@@ -13,15 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import sentiment_task_fixed
+from conftest import sentiment_task_fixed, snapshot
 from unfreeze.cli import app
 
 runner = CliRunner()
-
-
-def checksums(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def one_line_error(result, *words: str) -> str:
@@ -51,10 +45,10 @@ def bundle(data, tiny_model_dir, tmp_path) -> Path:
 
 
 def test_fit_replaces_its_own_bundle_only_with_overwrite(bundle, data, tiny_model_dir):
-    before = checksums(bundle)
+    before = snapshot(bundle)
     again = ["fit", str(data), "--model", tiny_model_dir("bert"), "--C", "0.5", "-o", str(bundle)]
     one_line_error(runner.invoke(app, again), "--overwrite")
-    assert checksums(bundle) == before
+    assert snapshot(bundle) == before
     assert runner.invoke(app, [*again, "--overwrite"]).exit_code == 0
     assert json.loads((bundle / "unfreeze.json").read_text())["strategy"]["params"]["C"] == 0.5
 
@@ -67,11 +61,11 @@ def test_fit_never_writes_over_what_it_did_not_write(where, data, tiny_model_dir
     (tmp_path / "f.txt").write_text("also mine")
     target = {"file": tmp_path / "f.txt", "foreign-folder": notes, "dot": Path(".")}[where]
     monkeypatch.chdir(notes)
-    before = checksums(tmp_path)
+    before = snapshot(tmp_path)
     result = runner.invoke(app, ["fit", str(data), "--model", tiny_model_dir("bert"), "-o", str(target),
                                  "--overwrite"])
     one_line_error(result)
-    assert checksums(tmp_path) == before
+    assert snapshot(tmp_path) == before
 
 
 def test_predict_guards_its_csv_and_never_replaces_its_input(bundle, data, tmp_path):

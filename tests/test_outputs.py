@@ -5,12 +5,13 @@ against checksums of every file and folder present before and after.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 import pytest
+
+from conftest import snapshot
 
 from unfreeze.cache import atomic_path
 from unfreeze.errors import UnfreezeError
@@ -19,20 +20,6 @@ from unfreeze.outputs import check_output, foreign_entries, is_bundle, replaceab
 BUNDLE_CONFIG = {"format": "unfreeze-bundle", "format_version": 1, "kind": "features"}
 
 
-def snapshot(root: Path) -> dict[str, str]:
-    """Every entry under ``root``: a file's sha256, 'dir' or 'link -> target' (hidden ones too)."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            rel = str(path.relative_to(root))
-            if path.is_symlink():
-                out[rel] = f"link -> {os.readlink(path)}"
-            elif path.is_dir():
-                out[rel] = "dir"
-            else:
-                out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
 
 
 def make_bundle(path: Path, extra: dict[str, str] | None = None) -> Path:
