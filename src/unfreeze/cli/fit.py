@@ -28,6 +28,7 @@ from .common import (
     load_train_test,
     user_errors,
 )
+from .export import Int8Opt, OnnxDirOpt, RuntimeOpt
 from .options import given, strategy_parameters, training_parameters, with_parameters
 
 
@@ -109,17 +110,21 @@ def predict(
     text_pair_col: PairCol = None,
     batch_size: BatchOpt = 32,
     device: DeviceOpt = None,
+    runtime: RuntimeOpt = "torch",
+    onnx: OnnxDirOpt = None,
+    int8: Int8Opt = False,
 ) -> None:
     """Predict labels and class probabilities for every row of INPUTS.
 
     A multi-head bundle runs the backbone once per batch and writes HEAD.prediction and
     HEAD.proba_LABEL columns for every head; a single-head bundle writes prediction and
-    proba_LABEL columns."""
+    proba_LABEL columns. --runtime onnx predicts with the bundle's export (`unfreeze export`)."""
     from ..cache import atomic_path
     from ..data.readers import read_inputs
     from ..predict import BundlePredictor
 
-    predictor = BundlePredictor(bundle, device=device, batch_size=batch_size)
+    predictor = BundlePredictor(bundle, device=device, batch_size=batch_size, runtime=runtime,
+                                precision="int8" if int8 else "fp32", onnx=onnx)
     names = predictor.check_heads(head)
     frame, items = read_inputs(inputs, text_col, text_pair_col)
     frame = frame.copy()

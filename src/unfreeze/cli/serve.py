@@ -9,6 +9,7 @@ import typer
 
 from ..errors import UnfreezeError
 from .common import DeviceOpt, app, user_errors
+from .export import Int8Opt, OnnxDirOpt, RuntimeOpt
 
 
 @app.command()
@@ -27,6 +28,9 @@ def serve(
                                                     help="Run every request on its own.")] = False,
     device: DeviceOpt = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    runtime: RuntimeOpt = "torch",
+    onnx: OnnxDirOpt = None,
+    int8: Int8Opt = False,
 ) -> None:
     """Serve BUNDLE over HTTP: POST /predict, GET /heads, GET /health, docs at /docs."""
     from ..serve.app import ServeLimits, serve as run_server
@@ -36,4 +40,5 @@ def serve(
     limits = ServeLimits(max_texts=max_texts, max_chars=max_chars, max_body_bytes=max_body_bytes,
                          max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
                          micro_batching=not no_micro_batching)
-    run_server(bundle, host=host, port=port, limits=limits, device=device, log_level=log_level)
+    run_server(bundle, host=host, port=port, limits=limits, device=device, log_level=log_level, runtime=runtime,
+               precision="int8" if int8 else "fp32", onnx=onnx)
