@@ -348,7 +348,8 @@ def check_belongs(bundle: Path, folder: Path, manifest: dict) -> None:
                             f"written by `unfreeze export`); export {bundle} with `unfreeze export {bundle}`.")
     made_from = source.get("bundle", "another bundle")
     when = manifest.get("created", "an unknown time")
-    if Path(made_from) == bundle.resolve():
+    # an export inside the bundle folder came with it (made here, or copied along): the bundle changed since
+    if Path(made_from) == bundle.resolve() or folder.resolve().is_relative_to(bundle.resolve()):
         raise UnfreezeError(f"The export at {folder} is out of date: {bundle} changed after it was exported "
                             f"({when}). Export it again with `unfreeze export {bundle} --force`.")
     raise UnfreezeError(f"The export at {folder} belongs to another bundle ({made_from}, exported {when}), not to "
