@@ -168,6 +168,7 @@ def export_bundle(bundle: str | Path, folder: str | Path | None = None, *, int8:
     options = dict(int8=int8, exporter=exporter, overwrite=overwrite, keep_ffn_output=keep_ffn_output,
                    min_int8_agreement=min_int8_agreement, source=source)
 
+    loaded = _loaded_same(bundle, source)
     if multi:
         from ..multihead import MultiHeadClassifier
 
@@ -176,6 +177,7 @@ def export_bundle(bundle: str | Path, folder: str | Path | None = None, *, int8:
         heads = suite.heads
         classes = {name: head.classes for name, head in heads.items()}
         check = _check_set(config, classes, check_inputs, check_labels, check_origin)
+        loaded()
         result = _write_heads(suite.backbone, heads, folder, suite.max_length, batch_size or suite.batch_size,
                               check, options)
         kind = "heads"
@@ -189,6 +191,7 @@ def export_bundle(bundle: str | Path, folder: str | Path | None = None, *, int8:
         predictor.progress = False
         check = _check_set(config, {DEFAULT_HEAD: clf.classes_}, check_inputs, check_labels, check_origin)
         batch = batch_size or predictor.batch_size
+        loaded()
         if isinstance(predictor, EmbeddingHead):
             head = ExportHead(predictor.pooling, list(predictor.layers), clf.classes_, predictor.head)
             result = _write_heads(predictor.backbone, {DEFAULT_HEAD: head}, folder, predictor.max_length, batch,
@@ -202,6 +205,14 @@ def export_bundle(bundle: str | Path, folder: str | Path | None = None, *, int8:
         else:  # _check_exportable refused it from the config already; a predictor may still surprise
             raise _unsupported(bundle, strategy, type(predictor).__name__)
     return BundleExport(bundle, result, kind, strategy, check, time.perf_counter() - start)
+
+
+def _loaded_same(bundle: Path, source: dict):
+    """A check that the bundle did not change while it loaded (heads added meanwhile would not be the digest's)."""
+    def check() -> None:
+        if bundle_digest(bundle) != source["config_sha256"]:
+            raise UnfreezeError(f"{bundle} changed while it was being exported; run `unfreeze export {bundle}` again.")
+    return check
 
 
 def _write_heads(backbone, heads: dict, folder: Path, max_length: int, batch_size: int, check: CheckSet,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -92,7 +92,8 @@ def _check_device(device: str | None) -> None:
 
 
 def load_onnx_classifier(cls, path: str | Path, head: str | None = None, runtime: str = "onnx",
-                         precision: str = "fp32", onnx: str | Path | None = None, device: str | None = None):
+                         precision: str = "fp32", onnx: str | Path | None = None,
+                         device: str | None = None) -> Any:
     """A fitted ``cls`` (``Classifier``) predicting with the bundle's export (see the module docstring)."""
     from ..strategies import Features, strategy_class
     from ..training.settings import Training
@@ -139,7 +140,7 @@ def load_onnx_classifier(cls, path: str | Path, head: str | None = None, runtime
 
 
 def load_onnx_suite(cls, path: str | Path, runtime: str = "onnx", precision: str = "fp32",
-                    onnx: str | Path | None = None, device: str | None = None):
+                    onnx: str | Path | None = None, device: str | None = None) -> Any:
     """A ``cls`` (``MultiHeadClassifier``) whose ``predict``/``predict_proba`` run the bundle's export."""
     from ..heads import Head, LogisticHead
 
