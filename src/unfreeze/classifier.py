@@ -279,16 +279,16 @@ class Classifier(ClassifierMixin, BaseEstimator):
         ``"int8"``): the same ``predict``/``predict_proba``/``classes_``, no PyTorch weights
         loaded, prediction only (see ``unfreeze.export.predictor``).
         """
+        if runtime != "torch" or onnx is not None:
+            from .export.predictor import load_onnx_classifier
+
+            return load_onnx_classifier(cls, path, head, runtime, precision, onnx, device)
         from .bundle import MULTIHEAD_KIND, check_fingerprint, read_config, read_tensors
         from .models.loaded import private_backbone, shared_backbone
         from .predictors import PredictorState, predictor_class
         from .strategies import strategy_class
         from .strategies.base import FitContext
 
-        if runtime != "torch" or onnx is not None:
-            from .export.predictor import load_onnx_classifier
-
-            return load_onnx_classifier(cls, path, head, runtime, precision, onnx, device)
         path = Path(path)
         config = read_config(path)
         if config.get("kind") == MULTIHEAD_KIND:
