@@ -234,6 +234,8 @@ def test_python_api_runtime_onnx(bundles, exported, tmp_path):
         suite.add_head("more", texts, labels)
     with pytest.raises(UnfreezeError, match="'runtime' parameter of Classifier.load must be one of 'torch', 'onnx'"):
         Classifier.load(bundles["features"], runtime="tensorrt")
+    with pytest.raises(UnfreezeError, match="pass runtime='onnx' with them"):
+        MultiHeadClassifier.load(bundles["multihead"], precision="int8")
 
 
 def test_check_on_given_data_reports_the_accuracy_change(runner, bundles, tmp_path):

@@ -279,7 +279,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         ``"int8"``): the same ``predict``/``predict_proba``/``classes_``, no PyTorch weights
         loaded, prediction only (see ``unfreeze.export.predictor``).
         """
-        if runtime != "torch" or onnx is not None:
+        if runtime != "torch" or onnx is not None or precision != "fp32":
             from .export.predictor import load_onnx_classifier
 
             return load_onnx_classifier(cls, path, head, runtime, precision, onnx, device)

@@ -224,7 +224,7 @@ class MultiHeadClassifier:
         ``runtime="onnx"`` predicts with the bundle's ONNX export (``path/onnx``, or ``onnx``;
         ``precision`` ``"fp32"`` or ``"int8"``): one graph pass answers every head; heads
         cannot be added to such a suite."""
-        if runtime != "torch" or onnx is not None:
+        if runtime != "torch" or onnx is not None or precision != "fp32":
             from .export.predictor import load_onnx_suite
 
             return load_onnx_suite(cls, path, runtime, precision, onnx, device)

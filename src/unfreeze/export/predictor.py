@@ -85,6 +85,12 @@ def _check_precision(precision: str) -> None:
                             f"Got {precision!r}.")
 
 
+def _check_onnx_runtime(runtime: str, owner: str) -> None:
+    check_runtime(runtime, owner)
+    if runtime != "onnx":
+        raise UnfreezeError(f"{owner}: precision= and onnx= choose an ONNX export; pass runtime='onnx' with them.")
+
+
 def _check_device(device: str | None) -> None:
     if device not in (None, "cpu"):
         raise UnfreezeError(f"device={device!r} applies to the torch runtime; runtime='onnx' runs on the CPU "
@@ -98,7 +104,7 @@ def load_onnx_classifier(cls, path: str | Path, head: str | None = None, runtime
     from ..strategies import Features, strategy_class
     from ..training.settings import Training
 
-    check_runtime(runtime, "Classifier.load")
+    _check_onnx_runtime(runtime, "Classifier.load")
     _check_precision(precision)
     _check_device(device)
     path = Path(path)
@@ -144,7 +150,7 @@ def load_onnx_suite(cls, path: str | Path, runtime: str = "onnx", precision: str
     """A ``cls`` (``MultiHeadClassifier``) whose ``predict``/``predict_proba`` run the bundle's export."""
     from ..heads import Head, LogisticHead
 
-    check_runtime(runtime, "MultiHeadClassifier.load")
+    _check_onnx_runtime(runtime, "MultiHeadClassifier.load")
     _check_precision(precision)
     _check_device(device)
     path = Path(path)
