@@ -254,6 +254,11 @@ def test_check_on_given_data_reports_the_accuracy_change(runner, bundles, tmp_pa
     result = runner.invoke(app, ["export", str(bundle), "--exporter", "torchscript", "--force"])
     assert result.exit_code == 0 and "int8" not in result.stdout
     assert "int8" not in json.loads((bundle / "onnx" / "export.json").read_text())["graphs"]
+    assert_user_error(runner.invoke(app, ["export", str(bundle), "--force", "--keep-ffn-output"]), "add --int8")
+    result = runner.invoke(app, ["export", str(bundle), "--exporter", "torchscript", "--force", "--int8",
+                                 "--keep-ffn-output"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((bundle / "onnx" / "export.json").read_text())["quantization"]["keep_ffn_output"] is True
 
 
 def test_a_bundle_without_stored_inputs_is_checked_on_builtin_sentences(runner, bundles, tmp_path):

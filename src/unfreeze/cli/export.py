@@ -35,6 +35,9 @@ def export_command(
     text_col: TextCol = "text",
     label_col: LabelCol = "label",
     text_pair_col: PairCol = None,
+    keep_ffn_output: Annotated[bool, typer.Option("--keep-ffn-output", help="With --int8: keep the feed-forward "
+                                                                            "output projections in fp32 (slower, "
+                                                                            "closer to fp32).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an export already there.")] = False,
     exporter: Annotated[str, typer.Option("--exporter", help="dynamo (torch.export, the default) or torchscript "
                                                              "(older, quicker to export).")] = "dynamo",
@@ -47,12 +50,17 @@ def export_command(
     The export is checked against PyTorch before it is moved into place: fp32 probabilities
     within 1e-4; with --int8, the share of labels int8 agrees on and its accuracy change.
     A failed check leaves no export behind."""
+    from ..errors import UnfreezeError
     from ..export.bundles import export_bundle, read_check_data
+
+    if keep_ffn_output and not int8:
+        raise UnfreezeError("--keep-ffn-output shapes the int8 graph: add --int8.")
 
     inputs = labels = origin = None
     if check is not None:
         inputs, labels, origin = read_check_data(check, text_col, label_col, text_pair_col)
     done = export_bundle(bundle, output, int8=int8, check_inputs=inputs, check_labels=labels, check_origin=origin,
-                         device=device, batch_size=batch_size, exporter=exporter, overwrite=force)
+                         device=device, batch_size=batch_size, exporter=exporter, overwrite=force,
+                         keep_ffn_output=keep_ffn_output)
     for line in done.lines():
         typer.echo(line)
