@@ -8,6 +8,10 @@
 
 A multi-head bundle (``unfreeze.multihead``) keeps ``heads/NAME.DIGEST.safetensors`` instead.
 
+``unfreeze.json`` also keeps a small seeded sample of the training inputs and their labels
+(``check_texts``; per head in a multi-head bundle): ``unfreeze export`` checks its ONNX
+graphs against PyTorch on them. Bundles written before it lack the key; it is optional.
+
 The base model's weights are not copied: the bundle names the model and its fingerprint,
 and loading refuses a model whose weights differ. Writes go to a temporary folder that is
 renamed into place: a failed save leaves no bundle. Nothing is ever unpickled.
@@ -202,6 +206,44 @@ def read_heads(path: Path, config: dict) -> dict:
     if not heads:
         raise damaged(Path(path), f"{CONFIG_FILE} lists no heads")
     return heads
+
+
+# -- the check sample (what a later `unfreeze export` checks itself on) ------------------------------
+
+CHECK_TEXTS_KEY = "check_texts"
+CHECK_TEXTS_N = 64  # inputs kept per classifier or head
+CHECK_TEXT_CHARS = 2000  # a longer text is cut here: past any max_length in tokens, so truncation is still checked
+
+
+def check_sample(inputs: list, labels, seed: int, n: int = CHECK_TEXTS_N) -> dict:
+    """A seeded sample of ``n`` training inputs and their labels, as JSON (``{"texts": [...], "labels": [...]}``).
+
+    A text pair is stored as a two-item list; labels as the values ``fit`` was given.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)  # its own generator: drawing here changes no other random stream
+    rows = np.sort(rng.choice(len(inputs), size=min(n, len(inputs)), replace=False)) if len(inputs) else []
+    labels = list(labels.tolist() if hasattr(labels, "tolist") else labels)
+
+    def cut(item):
+        if isinstance(item, (tuple, list)):
+            return [str(x)[:CHECK_TEXT_CHARS] for x in item]
+        return str(item)[:CHECK_TEXT_CHARS]
+
+    return {"texts": [cut(inputs[i]) for i in rows], "labels": [labels[i] for i in rows]}
+
+
+def read_check_sample(entry: dict | None) -> tuple[list, list] | None:
+    """The (inputs, labels) of a stored check sample (text pairs as tuples), or None when absent or unusable."""
+    sample = (entry or {}).get(CHECK_TEXTS_KEY)
+    if not isinstance(sample, dict) or not isinstance(sample.get("texts"), list) or not sample["texts"]:
+        return None
+    texts = [tuple(map(str, t)) if isinstance(t, list) else str(t) for t in sample["texts"]]
+    labels = sample.get("labels")
+    if not isinstance(labels, list) or len(labels) != len(texts):
+        labels = [None] * len(texts)
+    return texts, labels
 
 
 def check_fingerprint(fingerprint: str, config: dict, path: Path) -> None:

@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from .bundle import CHECK_TEXTS_KEY, check_sample
 from .errors import UnfreezeError, invalid_parameter
 from .metrics import classification_metrics
 from .models.backbone import TextInput
@@ -227,6 +228,8 @@ class Classifier(ClassifierMixin, BaseEstimator):
         self.n_truncated_, self.max_length_ = result.n_truncated, result.max_length
         self.fit_seconds_ = time.perf_counter() - start
         self.fit_record_ = {**result.record, **search, "seconds": self.fit_seconds_, "seed": self.seed}
+        # a few training inputs travel with the bundle: `unfreeze export` checks its graphs on them
+        self.check_texts_ = check_sample(inputs, classes[y_idx], self.seed)
         return self
 
     @staticmethod
@@ -330,12 +333,25 @@ class Classifier(ClassifierMixin, BaseEstimator):
             "fit_record": self.fit_record_,
             "metrics": metrics or {},
         }
+        if getattr(self, "check_texts_", None):
+            config[CHECK_TEXTS_KEY] = self.check_texts_
         return write_bundle(Path(path), config, state.files)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None, head: str | None = None) -> Classifier:
+    def load(cls, path: str | Path, device: str | None = None, head: str | None = None, runtime: str = "torch",
+             precision: str = "fp32", onnx: str | Path | None = None) -> Classifier:
         """Load a bundle written by ``save``; never unpickles. From a multi-head bundle, ``head``
-        names the one to load (it may be omitted when there is only one)."""
+        names the one to load (it may be omitted when there is only one).
+
+        ``runtime="onnx"`` predicts with the bundle's ONNX export instead (``unfreeze export``
+        writes it to ``path/onnx``; ``onnx`` gives another folder; ``precision`` ``"fp32"`` or
+        ``"int8"``): the same ``predict``/``predict_proba``/``classes_``, no PyTorch weights
+        loaded, prediction only (see ``unfreeze.export.predictor``).
+        """
+        if runtime != "torch" or onnx is not None or precision != "fp32":
+            from .export.predictor import load_onnx_classifier
+
+            return load_onnx_classifier(cls, path, head, runtime, precision, onnx, device)
         from .bundle import MULTIHEAD_KIND, check_fingerprint, damaged, read_config, read_tensors
         from .models.loaded import private_backbone, shared_backbone
         from .predictors import PredictorState, predictor_class
@@ -387,6 +403,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         clf.pooling_, clf.layers_, clf.max_length_ = config["pooling"], tuple(config["layers"]), config["max_length"]
         clf.fit_record_ = config.get("fit_record", {})
         clf.n_truncated_ = 0
+        clf.check_texts_ = config.get(CHECK_TEXTS_KEY)
         return clf
 
     @classmethod
@@ -431,6 +448,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         clf.backbone_, clf.base_fingerprint_ = backbone, backbone.fingerprint()
         clf.pooling_, clf.layers_, clf.max_length_ = head.pooling, tuple(head.layers), limit
         clf.fit_record_, clf.n_truncated_ = head.info.get("fit_record", {}), 0
+        clf.check_texts_ = head.info.get(CHECK_TEXTS_KEY)
         return clf
 
     def __sklearn_tags__(self):

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .bundle import (
+    CHECK_TEXTS_KEY,
     CONFIG_FILE,
     FORMAT,
     MULTIHEAD_FORMAT_VERSION,
@@ -84,6 +85,7 @@ class MultiHeadClassifier:
         self.progress = progress
         self.heads: dict[str, Head] = {}
         self._backbone = None
+        self._onnx = None  # an OnnxClassifier when loaded with runtime="onnx": prediction runs the export
 
     # -- the shared backbone -----------------------------------------------------------------
 
@@ -105,6 +107,7 @@ class MultiHeadClassifier:
                  layers: str | int | Sequence[int] = "-1", C: float | None = None, cv: int = 5, seed: int = 0,
                  cache: bool = True, replace: bool = False, data: str | None = None) -> Head:
         """Fit a logistic head on ``X``, ``y`` and add it under ``name``. Returns the head."""
+        self._refuse_onnx()
         check_head_name(name)
         if name in self.heads and not replace:
             raise UnfreezeError(f"This bundle already has a head named {name!r}; remove it first or pass replace=True "
@@ -118,6 +121,7 @@ class MultiHeadClassifier:
 
     def add_classifier(self, name: str, clf, data: str | None = None) -> Head:
         """Add a fitted ``features`` Classifier on the same backbone as a head."""
+        self._refuse_onnx()
         check_head_name(name)
         return self.heads.setdefault(name, self._head_from(name, clf, data))
 
@@ -134,7 +138,14 @@ class MultiHeadClassifier:
                 "added": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         if data is not None:
             info["data"] = data
+        if getattr(clf, "check_texts_", None):
+            info[CHECK_TEXTS_KEY] = clf.check_texts_  # `unfreeze export` checks itself on them
         return Head(name, clf.pooling_, tuple(clf.layers_), np.asarray(clf.classes_), clf.predictor_.head, info)
+
+    def _refuse_onnx(self) -> None:
+        if self._onnx is not None:
+            raise UnfreezeError("This suite predicts with an ONNX export, which has only the heads it was exported "
+                                "with: load the bundle with the torch runtime to add heads, then export it again.")
 
     def remove_head(self, name: str) -> None:
         self._check_heads([name])
@@ -161,6 +172,8 @@ class MultiHeadClassifier:
 
         names = self._check_heads(heads)
         inputs = Classifier.check_inputs(X)
+        if self._onnx is not None:
+            return self._onnx.predict_proba_heads(inputs, names)
         backbone = self.backbone
         encoded = backbone.encode(inputs, self.max_length)
         wanted = [(layer, self.heads[n].pooling) for n in names for layer in self.heads[n].layers]
@@ -193,8 +206,17 @@ class MultiHeadClassifier:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> MultiHeadClassifier:
-        """Load a multi-head bundle, or a single-head features bundle as one head named 'default'."""
+    def load(cls, path: str | Path, device: str | None = None, runtime: str = "torch", precision: str = "fp32",
+             onnx: str | Path | None = None) -> MultiHeadClassifier:
+        """Load a multi-head bundle, or a single-head features bundle as one head named 'default'.
+
+        ``runtime="onnx"`` predicts with the bundle's ONNX export (``path/onnx``, or ``onnx``;
+        ``precision`` ``"fp32"`` or ``"int8"``): one graph pass answers every head; heads
+        cannot be added to such a suite."""
+        if runtime != "torch" or onnx is not None or precision != "fp32":
+            from .export.predictor import load_onnx_suite
+
+            return load_onnx_suite(cls, path, runtime, precision, onnx, device)
         path = Path(path)
         config = read_config(path)
         if config.get("kind") == SINGLE_KIND:

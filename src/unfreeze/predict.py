@@ -2,6 +2,11 @@
 
 A multi-head or features bundle is a :class:`~unfreeze.multihead.MultiHeadClassifier` (one
 forward pass for every head); a fine-tuned bundle is its one head, named ``default``.
+
+With ``runtime="onnx"`` the bundle's ONNX export (``unfreeze export``; ``BUNDLE/onnx`` or
+the folder given) answers instead, through ONNX Runtime: the same heads, the same
+``predict_proba(texts, heads)``, one graph pass per batch for every head. The export must
+have been made from this bundle as it is now (``unfreeze.export.bundles.check_belongs``).
 """
 
 from __future__ import annotations
@@ -11,23 +16,57 @@ from pathlib import Path
 import numpy as np
 
 from .bundle import SINGLE_KIND, read_config
-from .classifier import Classifier
 from .errors import UnfreezeError
-from .multihead import DEFAULT_HEAD, MultiHeadClassifier
+
+DEFAULT_HEAD = "default"  # the name a single-head bundle's head goes by (as in unfreeze.multihead)
+RUNTIMES = ("torch", "onnx")
 
 
 class BundlePredictor:
-    """A loaded bundle: ``heads`` (name -> labels, pooling, layers, strategy) and probabilities per head."""
+    """A loaded bundle: ``heads`` (name -> labels, pooling, layers, strategy) and probabilities per head.
+
+    Parameters
+    ----------
+    path : str or Path
+        The bundle folder.
+    device : str, optional
+        Where the torch runtime runs (the ONNX runtime runs on the CPU).
+    batch_size : int, optional
+        Inputs per forward pass (default: the bundle's).
+    progress : bool
+        Progress bars (torch runtime).
+    runtime : {'torch', 'onnx'}
+        PyTorch eager, or ONNX Runtime on the bundle's export.
+    precision : {'fp32', 'int8'}
+        Which graph of the export to run (``runtime="onnx"`` only).
+    onnx : str or Path, optional
+        The export folder (default ``path/onnx``; ``runtime="onnx"`` only).
+    """
 
     def __init__(self, path: str | Path, device: str | None = None, batch_size: int | None = None,
-                 progress: bool = False) -> None:
+                 progress: bool = False, runtime: str = "torch", precision: str = "fp32",
+                 onnx: str | Path | None = None) -> None:
         path = Path(path)
+        if runtime not in RUNTIMES:
+            raise UnfreezeError(f"Unknown runtime {runtime!r}; choose torch or onnx.")
+        if runtime == "torch" and (onnx is not None or precision != "fp32"):
+            raise UnfreezeError("An export folder (--onnx) or int8 precision (--int8) needs the ONNX runtime "
+                                "(--runtime onnx).")
+        self.runtime = runtime
+        self.precision = precision if runtime == "onnx" else "fp32"
+        self.suite = None
+        self.classifier = None
+        self.onnx = None
+        if runtime == "onnx":
+            self._load_onnx(path, device, batch_size, onnx)
+            return
+        from .classifier import Classifier
+        from .multihead import MultiHeadClassifier
+
         config = read_config(path)
         tuned = config.get("kind") == SINGLE_KIND and (
             config["predictor"].get("type") != "embedding_head" or config["predictor"].get("tuned"))
         self.single_head = config.get("kind") == SINGLE_KIND  # its head is 'default'
-        self.suite: MultiHeadClassifier | None = None
-        self.classifier: Classifier | None = None
         if tuned:
             # a fine-tuned backbone belongs to its one head, served as 'default'
             clf = Classifier.load(path, device=device)
@@ -52,6 +91,21 @@ class BundlePredictor:
                                  "layers": list(head.layers), "strategy": "features"}
                           for name, head in suite.heads.items()}
 
+    def _load_onnx(self, path: Path, device: str | None, batch_size: int | None, onnx) -> None:
+        from .export.bundles import heads_of, open_export
+
+        if device not in (None, "cpu"):
+            raise UnfreezeError(f"--device {device} applies to the torch runtime; --runtime onnx runs on the CPU "
+                                "(ONNX Runtime's CPU provider).")
+        if self.precision not in ("fp32", "int8"):
+            raise UnfreezeError(f"Unknown precision {self.precision!r}; choose fp32 or int8.")
+        config, self.onnx = open_export(path, onnx, self.precision, batch_size)
+        self.single_head = config.get("kind") == SINGLE_KIND
+        self.model = str(config["backbone"]["reference"])
+        self.max_length = self.onnx.max_length
+        self.heads = heads_of(config)
+        self.export_folder = self.onnx.folder
+
     def check_heads(self, heads: list[str] | None) -> list[str]:
         """The heads asked for (all when None), each known; an unknown one is a one-line error."""
         if not heads:
@@ -67,6 +121,10 @@ class BundlePredictor:
     def predict_proba(self, texts: list, heads: list[str] | None = None) -> dict[str, np.ndarray]:
         """Probabilities per head (columns in the order of that head's labels), one forward pass."""
         names = self.check_heads(heads)
+        if self.onnx is not None:
+            if isinstance(texts, str) or not len(texts):
+                raise UnfreezeError("Give a non-empty list of texts.")
+            return self.onnx.predict_proba_heads(list(texts), names)
         if self.suite is not None:
             return self.suite.predict_proba(texts, names)
         proba = self.classifier.predict_proba(texts)

@@ -1,7 +1,7 @@
 """The ``unfreeze`` command line: parses, calls the Python API, prints.
 
 One module per command group (``fit``: fit, predict, evaluate, probe; ``sweep``: sweep,
-report, demo; ``heads``; ``serve``; ``catalog``: models, datasets, strategies). Errors a user
+report, demo; ``heads``; ``serve``; ``export``; ``catalog``: models, datasets, strategies). Errors a user
 can cause print one line and exit with code 2; ``--debug`` shows the traceback.
 """
 
@@ -16,7 +16,7 @@ from .common import app
 
 def _register_commands() -> None:
     # importing a group's module adds its commands to ``app``
-    from . import advise, catalog, fit, heads, serve, sweep  # noqa: F401
+    from . import advise, catalog, export, fit, heads, serve, sweep  # noqa: F401
 
 
 _register_commands()

@@ -31,6 +31,7 @@ from .common import (
     load_train_test,
     user_errors,
 )
+from .export import Int8Opt, OnnxDirOpt, RuntimeOpt
 from .options import given, strategy_parameters, training_parameters, with_parameters
 
 
@@ -127,12 +128,15 @@ def predict(
     batch_size: BatchOpt = 32,
     device: DeviceOpt = None,
     overwrite: OverwriteOpt = False,
+    runtime: RuntimeOpt = "torch",
+    onnx: OnnxDirOpt = None,
+    int8: Int8Opt = False,
 ) -> None:
     """Predict labels and class probabilities for every row of INPUTS.
 
     A multi-head bundle runs the backbone once per batch and writes HEAD.prediction and
     HEAD.proba_LABEL columns for every head; a single-head bundle writes prediction and
-    proba_LABEL columns."""
+    proba_LABEL columns. --runtime onnx predicts with the bundle's export (`unfreeze export`)."""
     from ..bundle import read_config
     from ..cache import atomic_path
     from ..data.readers import read_inputs
@@ -145,7 +149,8 @@ def predict(
 
     from ..predict import BundlePredictor
 
-    predictor = BundlePredictor(bundle, device=device, batch_size=batch_size)
+    predictor = BundlePredictor(bundle, device=device, batch_size=batch_size, runtime=runtime,
+                                precision="int8" if int8 else "fp32", onnx=onnx)
     names = predictor.check_heads(head)
     frame = frame.copy()
     single = predictor.single_head

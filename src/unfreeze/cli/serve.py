@@ -9,6 +9,7 @@ import typer
 
 from ..errors import UnfreezeError
 from .common import DeviceOpt, app, checked_device, flag, user_errors
+from .export import Int8Opt, OnnxDirOpt, RuntimeOpt
 
 
 @app.command()
@@ -26,6 +27,9 @@ def serve(
     no_micro_batching: Annotated[bool, flag("--no-micro-batching", help="Run every request on its own.")] = False,
     device: DeviceOpt = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    runtime: RuntimeOpt = "torch",
+    onnx: OnnxDirOpt = None,
+    int8: Int8Opt = False,
 ) -> None:
     """Serve BUNDLE over HTTP: POST /predict, GET /heads, GET /health, docs at /docs."""
     from ..bundle import read_config
@@ -37,4 +41,5 @@ def serve(
                          max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
                          micro_batching=not no_micro_batching)
     read_config(bundle)  # a missing or damaged bundle is said before anything loads
-    run_server(bundle, host=host, port=port, limits=limits, device=checked_device(device), log_level=log_level)
+    run_server(bundle, host=host, port=port, limits=limits, device=checked_device(device), log_level=log_level,
+               runtime=runtime, precision="int8" if int8 else "fp32", onnx=onnx)

@@ -12,6 +12,12 @@ Predicting (needs ``onnxruntime``; no PyTorch weights are loaded)::
     clf = load_export("bundle/onnx", precision="int8")
     clf.predict(["a text"]); clf.predict_proba_heads(["a text"])
 
+Bundles (what ``unfreeze export`` and ``--runtime onnx`` use; ``bundles.py``, ``predictor.py``)::
+
+    from unfreeze.export import export_bundle
+    export_bundle("runs/features", int8=True)            # -> runs/features/onnx, checked on stored inputs
+    Classifier.load("runs/features", runtime="onnx", precision="int8").predict(["a text"])
+
 The export side is imported on first use, so ``load_export`` does not build any graph machinery.
 """
 
@@ -21,7 +27,7 @@ import importlib
 
 from .manifest import DEFAULT_HEAD, GRAPH_FILES, MANIFEST_FILE, is_export, pooled_output_name, read_manifest
 
-# suggested place of a bundle's export: BUNDLE/onnx (the integrator decides)
+# where a bundle's export goes and where --runtime onnx looks: BUNDLE/onnx
 DEFAULT_EXPORT_DIR = "onnx"
 
 _LAZY = {
@@ -43,6 +49,13 @@ _LAZY = {
     "torch_network_proba": ".onnx",
     "write_heads_export": ".onnx",
     "write_network_export": ".onnx",
+    # bundles and their exports
+    "BundleExport": ".bundles",
+    "export_bundle": ".bundles",
+    "find_export": ".bundles",
+    "open_export": ".bundles",
+    "read_check_data": ".bundles",
+    "OnnxPredictor": ".predictor",
     # runtime side (onnxruntime)
     "INSTALL_HINT": ".runtime",
     "NumpyLogisticHead": ".runtime",

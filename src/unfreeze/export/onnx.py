@@ -481,7 +481,8 @@ def check_export(folder: str | Path, inputs: Sequence, reference: Mapping[str, n
         PyTorch's probabilities per head name ([n_inputs, n_classes], columns in the
         head's label order); a bare array stands for the only head.
     y : mapping of str to sequence, or sequence, optional
-        True labels (per head, or of the only head): the int8 accuracy change is reported.
+        True labels (per head, or of the only head): the int8 accuracy change is reported,
+        on the inputs whose label is not None.
     atol : float
         Largest allowed absolute difference of fp32 probabilities.
     batch_size : int
@@ -525,16 +526,35 @@ def check_export(folder: str | Path, inputs: Sequence, reference: Mapping[str, n
             classes = fp32.classes(name)
             result = Int8Check(float(np.mean(quantised[name].argmax(1) == ref.argmax(1))),
                                float(np.abs(quantised[name] - ref).max()))
-            if name in labels:
-                truth = np.asarray(labels[name])
-                result.accuracy_torch = float(np.mean(classes[ref.argmax(1)] == truth))
-                result.accuracy_int8 = float(np.mean(classes[quantised[name].argmax(1)] == truth))
+            known = _known_labels(labels.get(name), len(inputs))
+            if known is not None:
+                rows, truth = known
+                result.accuracy_torch = float(np.mean(classes[ref[rows].argmax(1)] == truth))
+                result.accuracy_int8 = float(np.mean(classes[quantised[name][rows].argmax(1)] == truth))
             check.int8[name] = result
             if min_int8_agreement is not None and result.agreement < min_int8_agreement:
                 raise ExportCheckError(f"The int8 export's labels agree with PyTorch's on only {result.agreement:.1%} "
                                        f"of {len(inputs)} texts (head {name!r}; at least {min_int8_agreement:.1%} "
                                        "required); nothing was exported.")
     return check
+
+
+def _known_labels(labels: Sequence | None, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(rows, labels) of the inputs whose label is known (not None), or None when none is.
+
+    A multi-head bundle's heads were fitted on different texts: each knows the labels of its own only.
+    """
+    if labels is None:
+        return None
+    labels = list(labels)
+    if len(labels) != n:
+        raise UnfreezeError(f"{len(labels)} labels were given for {n} check inputs; they must match.")
+    rows = np.array([i for i, y in enumerate(labels) if y is not None], dtype=np.int64)
+    if not len(rows):
+        return None
+    truth = np.empty(len(rows), dtype=object)
+    truth[:] = [labels[i] for i in rows]
+    return rows, truth
 
 
 def _per_head(value, names: list[str], what: str) -> dict:

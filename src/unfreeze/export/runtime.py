@@ -450,6 +450,7 @@ class OnnxClassifier:
                                                np.asarray(entry["labels"]),
                                                NumpyLogisticHead.load(folder / entry["file"]))
         self._labels = {name: np.asarray(entry["labels"]) for name, entry in manifest["heads"].items()}
+        self.n_truncated = 0
 
     @property
     def head_names(self) -> list[str]:
@@ -481,6 +482,7 @@ class OnnxClassifier:
         """Probabilities per head (columns in that head's label order), from one pass of the graph."""
         names = self._check_heads(heads)
         encoded = self.runner.encode(X)
+        self.n_truncated = encoded.n_truncated  # inputs over max_length tokens in the last call
         if self.kind == "network":
             return {DEFAULT_HEAD: softmax(self.runner.logits_encoded(encoded))}
         wanted = [(layer, self._heads[n].pooling) for n in names for layer in self._heads[n].layers]
@@ -491,6 +493,18 @@ class OnnxClassifier:
             features = np.concatenate([pooled[(layer, entry.pooling)] for layer in entry.layers], axis=1)
             out[n] = entry.head.predict_proba(features)
         return out
+
+    def decision_function(self, X: Sequence[str | tuple[str, str]], head: str | None = None) -> np.ndarray:
+        """Class scores of ``head``: a network's logits, or a logistic head's scores (one column for two classes)."""
+        name = self._check_heads(head)[0]
+        encoded = self.runner.encode(X)
+        self.n_truncated = encoded.n_truncated
+        if self.kind == "network":
+            return self.runner.logits_encoded(encoded)
+        entry = self._heads[name]
+        pooled = self.runner.pooled_encoded(encoded, [(layer, entry.pooling) for layer in entry.layers])
+        return entry.head.decision_function(np.concatenate([pooled[(layer, entry.pooling)]
+                                                            for layer in entry.layers], axis=1))
 
     def predict_heads(self, X: Sequence[str | tuple[str, str]],
                       heads: Sequence[str] | None = None) -> dict[str, np.ndarray]:

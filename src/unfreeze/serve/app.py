@@ -83,6 +83,7 @@ def _schemas(limits: ServeLimits, head_names: list[str]):
     class HeadsResponse(BaseModel):
         model: str
         max_length: int
+        runtime: str = Field(description="torch, onnx (fp32) or onnx-int8: what computes the answers.")
         heads: list[HeadInfo]
 
     class Health(BaseModel):
@@ -107,6 +108,8 @@ def create_app(predictor: BundlePredictor, limits: ServeLimits = ServeLimits()):
     from .. import __version__
 
     head_names = list(predictor.heads)
+    runtime = getattr(predictor, "runtime", "torch")
+    runtime += "-int8" if getattr(predictor, "precision", "fp32") == "int8" else ""
     PredictRequest, PredictResponse, HeadsResponse, Health, ErrorResponse = _schemas(limits, head_names)
     batcher = MicroBatcher(predictor.predict_proba, max_batch=limits.max_batch, max_wait_ms=limits.max_wait_ms,
                            max_queue=limits.max_queue, enabled=limits.micro_batching)
@@ -154,7 +157,7 @@ def create_app(predictor: BundlePredictor, limits: ServeLimits = ServeLimits()):
 
     @app.get("/heads", response_model=HeadsResponse, summary="The heads this server applies")
     async def heads():
-        return {"model": predictor.model, "max_length": predictor.max_length,
+        return {"model": predictor.model, "max_length": predictor.max_length, "runtime": runtime,
                 "heads": list(predictor.heads.values())}
 
     @app.get("/health", response_model=Health, summary="Liveness")
@@ -229,25 +232,30 @@ def _server_class():
 
 
 def serve(bundle: Path, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits = ServeLimits(),
-          device: str | None = None, log_level: str = "info", graceful_seconds: float = 30.0) -> None:
+          device: str | None = None, log_level: str = "info", graceful_seconds: float = 30.0,
+          runtime: str = "torch", precision: str = "fp32", onnx: Path | None = None) -> None:
     """Load ``bundle`` and serve it until SIGTERM/SIGINT (requests in flight are answered first).
 
     The port is taken before the bundle loads: a busy port is said at once, and "serving on"
-    is printed only once requests can be answered.
+    is printed only once requests can be answered. ``runtime="onnx"`` answers with the
+    bundle's ONNX export (``bundle/onnx`` or ``onnx``; ``precision`` fp32 or int8) through
+    ONNX Runtime, with the same batching and limits.
     """
     import uvicorn
 
     sock = listening_socket(host, port)
     try:
         _Server = _server_class()
-        predictor = BundlePredictor(Path(bundle), device=device)
+        predictor = BundlePredictor(Path(bundle), device=device, runtime=runtime, precision=precision, onnx=onnx)
         predictor.predict_proba(["warm-up"], list(predictor.heads))  # the first request should not pay for it
         app = create_app(predictor, limits)
         config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
                                 timeout_graceful_shutdown=graceful_seconds, access_log=log_level == "debug")
         server = _Server(config)
         bound = sock.getsockname()[1]
-        print(f"serving {bundle} ({', '.join(predictor.heads)}) on http://{host}:{bound}  "
+        engine = ("PyTorch" if predictor.runtime == "torch"
+                  else f"ONNX Runtime {predictor.precision}, {predictor.export_folder}")
+        print(f"serving {bundle} ({', '.join(predictor.heads)}; {engine}) on http://{host}:{bound}  "
               f"(docs: http://{host}:{bound}/docs; limits: {json.dumps(asdict(limits))})", flush=True)
         server.run(sockets=[sock])
     finally:
