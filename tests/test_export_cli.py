@@ -246,13 +246,13 @@ def test_check_on_given_data_reports_the_accuracy_change(runner, bundles, tmp_pa
     assert result.exit_code == 0, result.output
     assert f"checked against PyTorch on 30 inputs of {bundles['data']}:" in result.stdout
     assert "int8 [default]: labels agree with PyTorch on" in result.stdout and "accuracy" in result.stdout
-    # again: an export is there, so --force is needed to replace it
+    # again: an export is there, so --overwrite (alias --force) is needed to replace it
     before = (bundle / "onnx" / "export.json").read_text()
     result = runner.invoke(app, ["export", str(bundle), "--exporter", "torchscript"])
-    assert_user_error(result, "already holds an ONNX export", "--force")
+    assert_user_error(result, "already holds an ONNX export", "--overwrite")
     assert (bundle / "onnx" / "export.json").read_text() == before
     result = runner.invoke(app, ["export", str(bundle), "--exporter", "torchscript", "--force"])
-    assert result.exit_code == 0 and "int8" not in result.stdout
+    assert result.exit_code == 0 and "int8" not in result.stdout, result.output
     assert "int8" not in json.loads((bundle / "onnx" / "export.json").read_text())["graphs"]
     assert_user_error(runner.invoke(app, ["export", str(bundle), "--force", "--keep-ffn-output"]), "add --int8")
     result = runner.invoke(app, ["export", str(bundle), "--exporter", "torchscript", "--force", "--int8",
@@ -412,7 +412,7 @@ def test_an_export_of_another_bundle_is_refused(runner, bundles, exported, tmp_p
     assert runner.invoke(app, ["heads", "remove", str(copy), "topic"]).exit_code == 0
     out.unlink()
     result = runner.invoke(app, ["predict", str(copy), data, "-o", str(out), "--runtime", "onnx"])
-    assert_user_error(result, "is out of date", f"{copy} changed after it was exported", "--force")
+    assert_user_error(result, "is out of date", f"{copy} changed after it was exported", "--overwrite")
     assert not out.exists()
     # an export the API wrote without recording its bundle cannot be trusted either
     manifest_file = copy / "onnx" / "export.json"

@@ -288,3 +288,23 @@ def test_atomic_path_does_not_replace_a_symbolic_link_with_a_folder(unchanged):
     with pytest.raises(UnfreezeError, match="symbolic link"):
         with atomic_path(unchanged / "link") as tmp:
             tmp.mkdir()
+
+
+def test_a_bundle_with_its_onnx_export_inside_is_still_ours(tmp_path):
+    from unfreeze.outputs import replaceable_folder
+
+    bundle = tmp_path / "bundle"
+    (bundle / "onnx" / "tokenizer").mkdir(parents=True)
+    (bundle / "unfreeze.json").write_text('{"format": "unfreeze-bundle"}')
+    (bundle / "trained.safetensors").write_bytes(b"x")
+    (bundle / "onnx" / "export.json").write_text('{"format": "unfreeze-onnx-export"}')
+    (bundle / "onnx" / "model.onnx").write_bytes(b"x")
+    (bundle / "onnx" / "tokenizer" / "tokenizer.json").write_text("{}")
+    assert replaceable_folder(bundle) is None
+    assert replaceable_folder(bundle / "onnx") is None
+    (bundle / "onnx" / "notes.txt").write_text("mine")
+    assert "onnx/notes.txt" in replaceable_folder(bundle)
+    assert "notes.txt" in replaceable_folder(bundle / "onnx")
+    (bundle / "onnx" / "notes.txt").unlink()
+    (bundle / "onnx" / "export.json").write_text('{"format": "something else"}')
+    assert "onnx" in replaceable_folder(bundle)  # not an export: a folder of the user's

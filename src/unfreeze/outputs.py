@@ -45,6 +45,9 @@ KINDS = ("bundle", "heads", "run", "file")
 BUNDLE_CONFIG = "unfreeze.json"
 BUNDLE_FORMAT = "unfreeze-bundle"
 HEADS_FOLDER = "heads"
+EXPORT_MANIFEST = "export.json"
+EXPORT_FORMAT = "unfreeze-onnx-export"  # unfreeze.export.manifest.FORMAT (kept here: this module imports nothing heavy)
+EXPORT_FOLDER = "onnx"  # where `unfreeze export` puts a bundle's export
 RUN_MARKERS = ("sweep.json", "results.jsonl")
 WHAT = {"bundle": "bundle", "heads": "bundle", "run": "run folder", "file": "file"}
 
@@ -139,14 +142,49 @@ def protected_reason(path: Path) -> str | None:
     return None
 
 
-def is_bundle(path: Path) -> bool:
-    """Whether ``path`` is a folder with an ``unfreeze.json`` that names the bundle format."""
-    config = path / BUNDLE_CONFIG
+def _names_format(file: Path, expected: str) -> bool:
     try:
-        data = json.loads(config.read_text(encoding="utf-8"))
+        data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(data, dict) and data.get("format") == BUNDLE_FORMAT
+    return isinstance(data, dict) and data.get("format") == expected
+
+
+def is_bundle(path: Path) -> bool:
+    """Whether ``path`` is a folder with an ``unfreeze.json`` that names the bundle format."""
+    return _names_format(path / BUNDLE_CONFIG, BUNDLE_FORMAT)
+
+
+def is_export(path: Path) -> bool:
+    """Whether ``path`` is a folder written by ``unfreeze export`` (its manifest names the export format)."""
+    return _names_format(path / EXPORT_MANIFEST, EXPORT_FORMAT)
+
+
+def _plain_file(entry: Path) -> bool:
+    return entry.is_file() and not entry.is_symlink()
+
+
+def _plain_dir(entry: Path) -> bool:
+    return entry.is_dir() and not entry.is_symlink()
+
+
+def export_foreign_entries(path: Path) -> list[str]:
+    """Entries of an export folder that ``unfreeze export`` does not write (sorted names)."""
+    out = []
+    for entry in sorted(path.iterdir()):
+        name = entry.name
+        if _is_own_temporary(name) or (name == EXPORT_MANIFEST and _plain_file(entry)):
+            continue
+        if ".onnx" in name and _plain_file(entry):  # model.onnx, model.int8.onnx, their .data files
+            continue
+        if name == "tokenizer" and _plain_dir(entry) and all(_plain_file(e) for e in entry.iterdir()):
+            continue
+        if name == HEADS_FOLDER and _plain_dir(entry):
+            out.extend(f"{HEADS_FOLDER}/{e.name}" for e in sorted(entry.iterdir())
+                       if not (e.name.endswith(".safetensors") and _plain_file(e)))
+            continue
+        out.append(name)
+    return out
 
 
 def foreign_entries(path: Path) -> list[str]:
@@ -166,6 +204,9 @@ def foreign_entries(path: Path) -> list[str]:
                      and not _is_own_temporary(e.name)]
             out.extend(inner)
             continue
+        if name == EXPORT_FOLDER and _plain_dir(entry) and is_export(entry):
+            out.extend(f"{EXPORT_FOLDER}/{e}" for e in export_foreign_entries(entry))
+            continue
         out.append(name)
     return out
 
@@ -184,6 +225,9 @@ def replaceable_folder(path: Path) -> str | None:
     entries = list(path.iterdir())
     if not entries:
         return None
+    if is_export(path):
+        foreign = export_foreign_entries(path)
+        return f"it also holds files unfreeze did not write ({', '.join(foreign[:3])})" if foreign else None
     if not is_bundle(path):
         return f"it is a folder that unfreeze did not write ({_listing(path)})"
     foreign = foreign_entries(path)

@@ -22,6 +22,22 @@ DEFAULT_HEAD = "default"  # the name a single-head bundle's head goes by (as in 
 RUNTIMES = ("torch", "onnx")
 
 
+def check_runtime_options(runtime: str, precision: str = "fp32", onnx: str | Path | None = None,
+                          device: str | None = None) -> None:
+    """Options that only make sense together, checked before anything loads (one line each)."""
+    if runtime not in RUNTIMES:
+        raise UnfreezeError(f"Unknown runtime {runtime!r}; choose torch or onnx.")
+    if runtime == "torch" and (onnx is not None or precision != "fp32"):
+        raise UnfreezeError("An export folder (--onnx) or int8 precision (--int8) needs the ONNX runtime "
+                            "(--runtime onnx).")
+    if runtime == "onnx":
+        if device not in (None, "cpu"):
+            raise UnfreezeError(f"--device {device} applies to the torch runtime; --runtime onnx runs on the CPU "
+                                "(ONNX Runtime's CPU provider).")
+        if precision not in ("fp32", "int8"):
+            raise UnfreezeError(f"Unknown precision {precision!r}; choose fp32 or int8.")
+
+
 class BundlePredictor:
     """A loaded bundle: ``heads`` (name -> labels, pooling, layers, strategy) and probabilities per head.
 
@@ -47,11 +63,7 @@ class BundlePredictor:
                  progress: bool = False, runtime: str = "torch", precision: str = "fp32",
                  onnx: str | Path | None = None) -> None:
         path = Path(path)
-        if runtime not in RUNTIMES:
-            raise UnfreezeError(f"Unknown runtime {runtime!r}; choose torch or onnx.")
-        if runtime == "torch" and (onnx is not None or precision != "fp32"):
-            raise UnfreezeError("An export folder (--onnx) or int8 precision (--int8) needs the ONNX runtime "
-                                "(--runtime onnx).")
+        check_runtime_options(runtime, precision, onnx, device)
         self.runtime = runtime
         self.precision = precision if runtime == "onnx" else "fp32"
         self.suite = None
@@ -94,11 +106,6 @@ class BundlePredictor:
     def _load_onnx(self, path: Path, device: str | None, batch_size: int | None, onnx) -> None:
         from .export.bundles import heads_of, open_export
 
-        if device not in (None, "cpu"):
-            raise UnfreezeError(f"--device {device} applies to the torch runtime; --runtime onnx runs on the CPU "
-                                "(ONNX Runtime's CPU provider).")
-        if self.precision not in ("fp32", "int8"):
-            raise UnfreezeError(f"Unknown precision {self.precision!r}; choose fp32 or int8.")
         config, self.onnx = open_export(path, onnx, self.precision, batch_size)
         self.single_head = config.get("kind") == SINGLE_KIND
         self.model = str(config["backbone"]["reference"])

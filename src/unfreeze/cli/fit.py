@@ -142,6 +142,10 @@ def predict(
     from ..data.readers import read_inputs
     from ..outputs import check_output
 
+    from ..predict import check_runtime_options
+
+    precision = "int8" if int8 else "fp32"
+    check_runtime_options(runtime, precision, onnx, device)
     check_output(output, "file", overwrite=overwrite, inputs=[inputs, bundle])
     read_config(bundle)  # a missing or damaged bundle is said before the texts are read
     frame, items = read_inputs(inputs, text_col, text_pair_col)
@@ -149,8 +153,8 @@ def predict(
 
     from ..predict import BundlePredictor
 
-    predictor = BundlePredictor(bundle, device=device, batch_size=batch_size, runtime=runtime,
-                                precision="int8" if int8 else "fp32", onnx=onnx)
+    predictor = BundlePredictor(bundle, device=device, batch_size=batch_size, runtime=runtime, precision=precision,
+                                onnx=onnx)
     names = predictor.check_heads(head)
     frame = frame.copy()
     single = predictor.single_head

@@ -40,6 +40,10 @@ def serve(
     limits = ServeLimits(max_texts=max_texts, max_chars=max_chars, max_body_bytes=max_body_bytes,
                          max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
                          micro_batching=not no_micro_batching)
+    from ..predict import check_runtime_options
+
+    precision = "int8" if int8 else "fp32"
+    check_runtime_options(runtime, precision, onnx, device)
     read_config(bundle)  # a missing or damaged bundle is said before anything loads
     run_server(bundle, host=host, port=port, limits=limits, device=checked_device(device), log_level=log_level,
-               runtime=runtime, precision="int8" if int8 else "fp32", onnx=onnx)
+               runtime=runtime, precision=precision, onnx=onnx)

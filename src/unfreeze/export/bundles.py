@@ -362,7 +362,7 @@ def check_belongs(bundle: Path, folder: Path, manifest: dict) -> None:
     # an export inside the bundle folder came with it (made here, or copied along): the bundle changed since
     if Path(made_from) == bundle.resolve() or folder.resolve().is_relative_to(bundle.resolve()):
         raise UnfreezeError(f"The export at {folder} is out of date: {bundle} changed after it was exported "
-                            f"({when}). Export it again with `unfreeze export {bundle} --force`.")
+                            f"({when}). Export it again with `unfreeze export {bundle} --overwrite`.")
     raise UnfreezeError(f"The export at {folder} belongs to another bundle ({made_from}, exported {when}), not to "
                         f"{bundle}. Export this one with `unfreeze export {bundle}`, or give its own --onnx folder.")
 

@@ -770,7 +770,7 @@ def _check_target(folder: Path, overwrite: bool) -> Path:
     if folder.exists():
         if is_export(folder):
             if not overwrite:
-                raise UnfreezeError(f"{folder} already holds an ONNX export; pass overwrite=True (--force) to replace "
+                raise UnfreezeError(f"{folder} already holds an ONNX export; pass overwrite=True (--overwrite) to replace "
                                     "it.")
         elif not folder.is_dir() or any(folder.iterdir()):
             raise UnfreezeError(f"{folder} exists and is not an ONNX export; choose another folder.")
