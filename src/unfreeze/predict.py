@@ -17,9 +17,9 @@ import numpy as np
 
 from .bundle import SINGLE_KIND, read_config
 from .errors import UnfreezeError
+from .export.locate import RUNTIMES
 
 DEFAULT_HEAD = "default"  # the name a single-head bundle's head goes by (as in unfreeze.multihead)
-RUNTIMES = ("torch", "onnx")
 
 
 def check_runtime_options(runtime: str, precision: str = "fp32", onnx: str | Path | None = None,
@@ -104,7 +104,7 @@ class BundlePredictor:
                           for name, head in suite.heads.items()}
 
     def _load_onnx(self, path: Path, device: str | None, batch_size: int | None, onnx) -> None:
-        from .export.bundles import heads_of, open_export
+        from .export.locate import heads_of, open_export
 
         config, self.onnx = open_export(path, onnx, self.precision, batch_size)
         self.single_head = config.get("kind") == SINGLE_KIND

@@ -26,7 +26,6 @@ bundle's: one made from another bundle, or from an earlier state of this one.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,30 +33,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import CONFIG_FILE, MULTIHEAD_KIND, read_check_sample, read_config
+from ..bundle import MULTIHEAD_KIND, read_check_sample, read_config
 from ..errors import UnfreezeError
 from . import DEFAULT_EXPORT_DIR
-from .manifest import DEFAULT_HEAD, MANIFEST_FILE, is_export, read_manifest
+from .locate import bundle_digest
+from .manifest import DEFAULT_HEAD
 
-RUNTIMES = ("torch", "onnx")
 # at most this many inputs of --check DATA (a seeded sample of a larger file): three passes over each
 MAX_CHECK_INPUTS = 1000
 # a multi-head bundle's check takes this many stored inputs in all, shared out between its heads
 MULTIHEAD_CHECK_INPUTS = 256
 SUPPORTED = ("heads on pooled states (features, setfit, multi-head bundles) and tuned networks "
              "(freeze, full, reinit, lora)")
-
-
-def check_runtime(runtime: str, owner: str = "load") -> str:
-    if runtime not in RUNTIMES:
-        raise UnfreezeError(f"The 'runtime' parameter of {owner} must be one of {', '.join(map(repr, RUNTIMES))}. "
-                            f"Got {runtime!r}.")
-    return runtime
-
-
-def bundle_digest(bundle: str | Path) -> str:
-    """The sha256 of the bundle's ``unfreeze.json``: it changes with every fit, head added or head removed."""
-    return hashlib.sha256((Path(bundle) / CONFIG_FILE).read_bytes()).hexdigest()
 
 
 def bundle_source(bundle: str | Path, config: dict) -> dict:
@@ -152,14 +139,14 @@ def export_bundle(bundle: str | Path, folder: str | Path | None = None, *, int8:
     -------
     BundleExport
     """
-    from .onnx import _check_target, _require_exporter
+    from .onnx import check_target, require_exporter
 
     start = time.perf_counter()
-    _require_exporter(exporter)  # a missing package is the first thing to say
+    require_exporter(exporter)  # a missing package is the first thing to say
     bundle = Path(bundle)
     config = read_config(bundle)
     folder = Path(folder) if folder is not None else bundle / DEFAULT_EXPORT_DIR
-    _check_target(folder, overwrite)
+    check_target(folder, overwrite)
     multi = config.get("kind") == MULTIHEAD_KIND
     strategy = "features" if multi else str(config.get("strategy", {}).get("name"))
     if not multi:
@@ -327,69 +314,5 @@ def read_check_data(source: str, text_col: str = "text", label_col: str = "label
     return inputs, labels, origin
 
 
-# -- finding and opening a bundle's export ---------------------------------------------------------
-
-def find_export(bundle: str | Path, onnx: str | Path | None = None, config: dict | None = None) -> Path:
-    """The export folder of the bundle at ``bundle`` (``onnx``, or ``bundle/onnx``), checked to be its own.
-
-    Raises a one-line ``UnfreezeError`` when there is none, or when it was made from another
-    bundle or from an earlier state of this one.
-    """
-    from .runtime import require_onnxruntime
-
-    require_onnxruntime()  # first: without it nothing else matters
-    bundle = Path(bundle)
-    config = config if config is not None else read_config(bundle)
-    folder = Path(onnx) if onnx is not None else bundle / DEFAULT_EXPORT_DIR
-    if onnx is None and not is_export(folder):
-        raise UnfreezeError(f"{bundle} has no ONNX export (no {folder / MANIFEST_FILE}); run `unfreeze export "
-                            f"{bundle}` first.")
-    check_belongs(bundle, folder, read_manifest(folder))
-    return folder
-
-
-def check_belongs(bundle: Path, folder: Path, manifest: dict) -> None:
-    """Refuse an export whose recorded source is not this bundle as it is now."""
-    source = manifest.get("source") or {}
-    recorded = source.get("config_sha256")
-    if recorded == bundle_digest(bundle):
-        return
-    if not recorded:
-        raise UnfreezeError(f"The export at {folder} does not record the bundle it was made from (it was not "
-                            f"written by `unfreeze export`); export {bundle} with `unfreeze export {bundle}`.")
-    made_from = source.get("bundle", "another bundle")
-    when = manifest.get("created", "an unknown time")
-    # an export inside the bundle folder came with it (made here, or copied along): the bundle changed since
-    if Path(made_from) == bundle.resolve() or folder.resolve().is_relative_to(bundle.resolve()):
-        raise UnfreezeError(f"The export at {folder} is out of date: {bundle} changed after it was exported "
-                            f"({when}). Export it again with `unfreeze export {bundle} --overwrite`.")
-    raise UnfreezeError(f"The export at {folder} belongs to another bundle ({made_from}, exported {when}), not to "
-                        f"{bundle}. Export this one with `unfreeze export {bundle}`, or give its own --onnx folder.")
-
-
-def open_export(bundle: str | Path, onnx: str | Path | None = None, precision: str = "fp32",
-                batch_size: int | None = None, threads: int | None = None):
-    """The bundle's config and its export loaded for ONNX Runtime: ``(config, OnnxClassifier)``."""
-    from .runtime import load_export, require_onnxruntime
-
-    require_onnxruntime()  # first: without it nothing else matters
-    bundle = Path(bundle)
-    config = read_config(bundle)
-    folder = find_export(bundle, onnx, config)
-    batch = batch_size or config.get("batch_size") or config.get("classifier", {}).get("batch_size") or 32
-    return config, load_export(folder, precision, batch_size=int(batch), threads=threads)
-
-
-def heads_of(config: dict) -> dict[str, dict]:
-    """The heads of a bundle as ``BundlePredictor.heads`` gives them (name, labels, pooling, layers, strategy)."""
-    if config.get("kind") == MULTIHEAD_KIND:
-        return {name: {"name": name, "labels": list(entry["labels"]), "pooling": entry["pooling"],
-                       "layers": list(entry["layers"]), "strategy": "features"}
-                for name, entry in config["heads"].items()}
-    return {DEFAULT_HEAD: {"name": DEFAULT_HEAD, "labels": list(config["labels"]), "pooling": config["pooling"],
-                           "layers": list(config["layers"]), "strategy": config["strategy"]["name"]}}
-
-
-__all__ = ["DEFAULT_EXPORT_DIR", "MAX_CHECK_INPUTS", "RUNTIMES", "BundleExport", "CheckSet", "bundle_digest",
-           "bundle_source", "check_belongs", "check_runtime", "export_bundle", "find_export", "heads_of",
-           "open_export", "read_check_data"]
+__all__ = ["DEFAULT_EXPORT_DIR", "MAX_CHECK_INPUTS", "BundleExport", "CheckSet", "bundle_source", "export_bundle",
+           "read_check_data"]

@@ -379,7 +379,7 @@ def _synthetic_batch(body) -> dict:
     return {"input_ids": ids, "attention_mask": mask}
 
 
-def _require_exporter(exporter: str) -> None:
+def require_exporter(exporter: str) -> None:
     if exporter not in EXPORTERS:
         raise UnfreezeError(f"The 'exporter' parameter must be one of {', '.join(map(repr, EXPORTERS))}. "
                             f"Got {exporter!r}.")
@@ -394,7 +394,7 @@ def _require_exporter(exporter: str) -> None:
 
 
 def _export(module, example: dict, path: Path, output_names: list[str], exporter: str, body) -> None:
-    _require_exporter(exporter)
+    require_exporter(exporter)
     names = list(example)
     device = next(body.parameters()).device  # a backbone on a GPU traces there; the graph is device-free
     example = {k: v.to(device) for k, v in example.items()}
@@ -647,8 +647,8 @@ def write_heads_export(backbone, heads: Mapping[str, HeadLike], folder: str | Pa
     """
     if not heads:
         raise UnfreezeError("Nothing to export: give at least one head.")
-    _require_exporter(exporter)  # before any work: a missing package is the first thing to say
-    folder = _check_target(Path(folder), overwrite)
+    require_exporter(exporter)  # before any work: a missing package is the first thing to say
+    folder = check_target(Path(folder), overwrite)
     limit = backbone.length_limit(max_length)
     wanted = list(dict.fromkeys((int(layer), h.pooling) for h in heads.values() for layer in h.layers))
     inputs = list(check_inputs) if check_inputs is not None else list(DEFAULT_CHECK_TEXTS)
@@ -698,8 +698,8 @@ def write_network_export(model, backbone, classes: Sequence, folder: str | Path,
     -------
     ExportResult
     """
-    _require_exporter(exporter)
-    folder = _check_target(Path(folder), overwrite)
+    require_exporter(exporter)
+    folder = check_target(Path(folder), overwrite)
     classes = _labels(classes)
     if len(classes) != model.head.out_features:
         raise UnfreezeError(f"The network gives {model.head.out_features} logits but {len(classes)} labels were "
@@ -766,7 +766,7 @@ def _write_manifest(folder: Path, manifest: dict) -> None:
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
 
 
-def _check_target(folder: Path, overwrite: bool) -> Path:
+def check_target(folder: Path, overwrite: bool) -> Path:
     if folder.exists():
         if is_export(folder):
             if not overwrite:

@@ -21,7 +21,7 @@ import numpy as np
 from ..bundle import CHECK_TEXTS_KEY, MULTIHEAD_KIND, read_heads, read_tensors
 from ..errors import UnfreezeError
 from ..predictors import Predictor, PredictorState
-from .bundles import check_runtime, open_export
+from .locate import check_runtime, open_export
 from .manifest import DEFAULT_HEAD
 
 PRECISIONS = ("fp32", "int8")
