@@ -37,6 +37,8 @@ def build_report(run_dir: str | Path, metric: str = "accuracy") -> dict:
             ("score_vs_k.png", plots.score_vs_k(summary, metric, run_dir / "score_vs_k.png", spec.get("num_blocks"))),
             ("score_vs_n.png", plots.score_vs_n(summary, metric, run_dir / "score_vs_n.png")),
             ("cost.png", plots.score_vs_cost(summary, metric, run_dir / "cost.png")),
+            ("blocks_kept.png", plots.score_vs_blocks_kept(frame, metric, run_dir / "blocks_kept.png",
+                                                           spec.get("num_blocks"))),
         ]
         figures = [name for name, made in candidates if made is not None]
     probe = _read_json(run_dir / "probe.json")
@@ -58,6 +60,11 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text()) if path.exists() else {}
     except json.JSONDecodeError:
         return {}
+
+
+def _ms(seconds) -> str:
+    """Seconds per text as milliseconds, blank when not timed (rows of earlier releases)."""
+    return "" if seconds is None or seconds != seconds else f"{1000 * seconds:.2f}"
 
 
 def summary_table_text(summary, metric: str) -> str:
@@ -89,20 +96,23 @@ def _html(run_dir: Path, spec: dict, frame, summary, picks, figures, metric: str
     if picks:
         parts.append("<h2>Recommendation</h2><ul>")
         parts.extend(f"<li>{esc(recommendation_sentence(p))}</li>" for p in picks)
-        parts.append("</ul><p>Cheapest configuration (by fit seconds) whose mean test score is within one standard "
-                     "error (over seeds) of the best configuration at that training size.</p>")
+        cost = ("fit seconds plus the seconds to predict {:,} texts".format(picks[0]["predict_texts"])
+                if "predict_texts" in picks[0] else "fit seconds")
+        parts.append(f"</ul><p>Cheapest configuration (by {esc(cost)}) whose mean test score is within one "
+                     "standard error (over seeds) of the best configuration at that training size.</p>")
     for name in figures:
         data = base64.b64encode((run_dir / name).read_bytes()).decode()
         parts.append(f"<p><img alt='{esc(name)}' src='data:image/png;base64,{data}'></p>")
     if not summary.empty:
         parts.append("<h2>Summary over seeds</h2><table><tr><th>n</th><th>configuration</th><th>seeds</th>"
                      f"<th>test {esc(metric)}</th><th>± s.e.</th><th>train</th><th>fit s</th>"
-                     "<th>trainable params</th></tr>")
+                     "<th>trainable params</th><th>predict ms/text</th></tr>")
         for _, r in summary.iterrows():
             parts.append(f"<tr><td>{int(r['n_train'])}</td><td class='l'>{esc(str(r['label']))}</td>"
                          f"<td>{int(r['seeds'])}</td><td>{r['test_mean']:.4f}</td><td>{r['test_se']:.4f}</td>"
                          f"<td>{r['train_mean']:.4f}</td><td>{r['fit_seconds']:.1f}</td>"
-                         f"<td>{int(r['trainable_parameters'] or 0):,}</td></tr>")
+                         f"<td>{int(r['trainable_parameters'] or 0):,}</td>"
+                         f"<td>{_ms(r.get('predict_seconds_per_text'))}</td></tr>")
         parts.append("</table>")
     parts.append("<h2>Every cell</h2><table><tr>" + "".join(
         f"<th>{esc(c)}</th>" for c in ("configuration", "n", "seed", "status", f"test {metric}", f"train {metric}",

@@ -10,7 +10,10 @@ from ..sweep.store import ResultsStore
 
 METRICS = ("accuracy", "macro_f1", "mcc")
 # the order strategies appear in tables and legends
-STRATEGY_ORDER = ("features", "freeze", "full", "reinit", "lora", "setfit")
+STRATEGY_ORDER = ("features", "freeze", "full", "reinit", "lora", "setfit", "truncate", "gradual")
+# texts the recommendation expects a classifier to predict: its cost is fit seconds plus
+# the seconds to predict these (truncated models fit and predict faster)
+PREDICT_TEXTS = 10_000
 
 
 def results_frame(run_dir) -> pd.DataFrame:
@@ -19,8 +22,8 @@ def results_frame(run_dir) -> pd.DataFrame:
     for record in ResultsStore(run_dir).latest().values():
         cell = record["cell"]
         row = {"key": record["key"], "status": record["status"], "strategy": cell["strategy"],
-               "label": cell["label"], "k": cell.get("k"), "n_train": cell["n_train"], "seed": cell["seed"],
-               "error": record.get("error", "")}
+               "label": cell["label"], "k": cell.get("k"), "j": cell.get("j"), "n_train": cell["n_train"],
+               "seed": cell["seed"], "error": record.get("error", "")}
         if record["status"] == "done":
             for split in ("train", "test", "validation"):
                 for metric, value in (record.get(split) or {}).items():
@@ -31,6 +34,7 @@ def results_frame(run_dir) -> pd.DataFrame:
                         "total_parameters": fit.get("total_parameters"),
                         "peak_memory_mib": (fit.get("peak_memory_bytes") or 0) / 2**20 or None,
                         "epochs_run": fit.get("epochs_run"), "tokens_seen": fit.get("tokens_seen"),
+                        "predict_seconds_per_text": record.get("predict_seconds_per_text"),
                         "device": record.get("device")})
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -38,7 +42,7 @@ def results_frame(run_dir) -> pd.DataFrame:
         return frame
     order = {s: i for i, s in enumerate(STRATEGY_ORDER)}
     frame["_order"] = frame["strategy"].map(order).fillna(len(order))
-    frame = frame.sort_values(["n_train", "_order", "k", "seed"], na_position="first").drop(columns="_order")
+    frame = frame.sort_values(["n_train", "_order", "k", "j", "seed"], na_position="first").drop(columns="_order")
     return frame.reset_index(drop=True)
 
 
@@ -47,12 +51,15 @@ def summarise(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     done = frame[frame["status"] == "done"]
     if done.empty:
         return pd.DataFrame()
+    # rows of earlier releases have no prediction timing: NaN
+    done = done.assign(predict_seconds_per_text=pd.to_numeric(done.get("predict_seconds_per_text"), errors="coerce"))
     grouped = done.groupby(["strategy", "label", "k", "n_train"], dropna=False)
     out = grouped.agg(
         seeds=("seed", "count"),
         test_mean=(f"test_{metric}", "mean"), test_std=(f"test_{metric}", "std"),
         train_mean=(f"train_{metric}", "mean"), train_std=(f"train_{metric}", "std"),
         fit_seconds=("fit_seconds", "mean"), trainable_parameters=("trainable_parameters", "mean"),
+        predict_seconds_per_text=("predict_seconds_per_text", "mean"),
     ).reset_index()
     out["test_std"] = out["test_std"].fillna(0.0)
     out["train_std"] = out["train_std"].fillna(0.0)
@@ -60,19 +67,33 @@ def summarise(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     return out
 
 
-def recommend(summary: pd.DataFrame, metric: str) -> list[dict]:
-    """Per training size: the cheapest configuration (fit seconds) within one standard error of the best."""
+def recommend(summary: pd.DataFrame, metric: str, predict_texts: int = PREDICT_TEXTS) -> list[dict]:
+    """Per training size: the cheapest configuration within one standard error of the best.
+
+    Cost: fit seconds plus the seconds to predict ``predict_texts`` texts, where the rows
+    time prediction (those of earlier releases do not: fit seconds alone).
+    """
     picks = []
     for n, group in summary.groupby("n_train"):
+        per_text = (group["predict_seconds_per_text"] if "predict_seconds_per_text" in group
+                    else pd.Series(float("nan"), index=group.index))
+        timed = bool(per_text.notna().all())
+        cost = group["fit_seconds"] + (per_text * predict_texts if timed else 0.0)
         best = group.loc[group["test_mean"].idxmax()]
         threshold = best["test_mean"] - best["test_se"]
         within = group[group["test_mean"] >= threshold]
-        cheapest = within.loc[within["fit_seconds"].idxmin()]
-        picks.append({"n_train": int(n), "best": best["label"], "best_mean": float(best["test_mean"]),
-                      "best_se": float(best["test_se"]), "pick": cheapest["label"],
-                      "pick_mean": float(cheapest["test_mean"]), "pick_se": float(cheapest["test_se"]),
-                      "pick_seconds": float(cheapest["fit_seconds"]), "best_seconds": float(best["fit_seconds"]),
-                      "metric": metric})
+        cheapest = within.loc[cost[within.index].idxmin()]
+        pick = {"n_train": int(n), "best": best["label"], "best_mean": float(best["test_mean"]),
+                "best_se": float(best["test_se"]), "pick": cheapest["label"],
+                "pick_mean": float(cheapest["test_mean"]), "pick_se": float(cheapest["test_se"]),
+                "pick_seconds": float(cheapest["fit_seconds"]), "best_seconds": float(best["fit_seconds"]),
+                "metric": metric}
+        if timed:
+            pick.update({"predict_texts": predict_texts, "pick_cost": float(cost[cheapest.name]),
+                         "best_cost": float(cost[best.name]),
+                         "pick_predict_ms": 1000 * float(per_text[cheapest.name]),
+                         "best_predict_ms": 1000 * float(per_text[best.name])})
+        picks.append(pick)
     return picks
 
 
@@ -80,8 +101,16 @@ def recommendation_sentence(pick: dict) -> str:
     metric = pick["metric"].replace("_", "-")
     text = (f"With {pick['n_train']} training examples, use {pick['pick']}: test {metric} "
             f"{pick['pick_mean']:.3f} ± {pick['pick_se']:.3f} in {pick['pick_seconds']:.1f} s")
+    timed = "pick_cost" in pick
+    if timed:
+        text += f" to fit and {pick['pick_predict_ms']:.2f} ms per text to predict"
     if pick["pick"] == pick["best"]:
         return text + ", the best of the sweep."
-    speed = pick["best_seconds"] / pick["pick_seconds"] if pick["pick_seconds"] else float("inf")
+    if timed:
+        speed = pick["best_cost"] / pick["pick_cost"] if pick["pick_cost"] else float("inf")
+        cost = f"{speed:.1f}x less cost (fit + predicting {pick['predict_texts']:,} texts)"
+    else:
+        speed = pick["best_seconds"] / pick["pick_seconds"] if pick["pick_seconds"] else float("inf")
+        cost = f"{speed:.1f}x less time"
     return (text + f", within one standard error of the best ({pick['best']}, {pick['best_mean']:.3f} ± "
-            f"{pick['best_se']:.3f}) at {speed:.1f}x less time.")
+            f"{pick['best_se']:.3f}) at {cost}.")

@@ -76,7 +76,6 @@ class Gradual(TunedStrategy):
     name: ClassVar[str] = "gradual"
     summary: ClassVar[str] = ("the head first, then one more block from the top each epoch (or a schedule), "
                               "with discriminative learning rates (ULMFiT)")
-    sweep_defaults: ClassVar[dict[str, list]] = {"factor": [2.6]}
 
     schedule: str | None = setting(None, "Blocks unfrozen at the start of each epoch, e.g. 1,1,2 (default: the "
                                          "head alone, then one more each epoch).", _check_schedule)
