@@ -104,7 +104,8 @@ def main() -> None:
           f"{'bundle MB':>11}{'parameters':>13}")
     for r in rows:
         print(f"{r['j']:>3}{r['accuracy']:>10.4f}{r['accuracy'] - ref['accuracy']:>+9.4f}{r['fit_s']:>9.1f}"
-              f"{ref['fit_s'] / r['fit_s']:>6.2f}x{r['texts_per_s']:>10.1f}{r['texts_per_s'] / ref['texts_per_s']:>10.2f}x"
+              f"{ref['fit_s'] / r['fit_s']:>6.2f}x{r['texts_per_s']:>10.1f}"
+              f"{r['texts_per_s'] / ref['texts_per_s']:>10.2f}x"
               f"{r['bundle_mb']:>11.1f}{r['parameters']:>13,}")
     by_j = {r["j"]: r for r in rows}
     two_thirds, half = max(1, round(2 * blocks / 3)), max(1, blocks // 2)

@@ -174,8 +174,8 @@ def test_every_parameter_trains_at_its_blocks_rate(family, strategy, params, dec
     trained = {n.removeprefix("body.") for n in got} - HEAD_NAMES
     assert got["head.weight"] == got["head.bias"] == 3e-3
     want = expected_rates(s, trained, 1e-3, decay)
-    assert {n: pytest.approx(r, rel=1e-12) for n, r in want.items()} == {n.removeprefix("body."): r for n, r in got.items()
-                                                                         if n not in HEAD_NAMES}
+    body_rates = {n.removeprefix("body."): r for n, r in got.items() if n not in HEAD_NAMES}
+    assert body_rates == {n: pytest.approx(r, rel=1e-12) for n, r in want.items()}
     k = params.get("k", 0)
     assert trained == s.trained_names(k)  # the rates change nothing about what trains
 

@@ -158,4 +158,5 @@ def score_vs_blocks_kept(frame: pd.DataFrame, metric: str, path: Path, num_block
         right.legend(fontsize=7, loc="lower right")
     blocks = f" of {num_blocks}" if num_blocks else ""
     return _finish(fig, ax, path, f"blocks kept j{blocks} (truncate; the top L-j removed)",
-                   f"test {metric.replace('_', '-')}", "Score and prediction time vs blocks kept (mean ± std over seeds)")
+                   f"test {metric.replace('_', '-')}",
+                   "Score and prediction time vs blocks kept (mean ± std over seeds)")
