@@ -262,3 +262,39 @@ def test_one_sweep_of_every_strategy_and_the_report_includes_the_new_ones(tiny_m
     page = (run / "report.html").read_text()
     assert "truncate j=1" in page and "gradual schedule=1+1" in page and "predict ms/text" in page
     assert (run / "blocks_kept.png").stat().st_size > 0 and "blocks_kept.png" in page
+
+
+def test_in_a_sweep_one_prefix_pass_serves_truncate_and_gradual_cells(tiny_model_dir, tmp_path, monkeypatch):
+    """truncate k=1 and a gradual schedule that never reaches block 0 train from the sweep's one
+    pass over the base model's bottom block (the blocks below k are the base model's), exactly."""
+    import unfreeze.training.prefix as prefix
+    from test_sweep import write_toy_csv
+    from unfreeze.sweep import ResultsStore, SweepSpec
+    from unfreeze.sweep.runner import run_sweep
+
+    passes = []
+    original = prefix._forward_prefix
+
+    def counting(backbone, encoded, wanted, batch_size):
+        passes.append((len(backbone.blocks), list(wanted), len(encoded)))
+        return original(backbone, encoded, wanted, batch_size)
+
+    monkeypatch.setattr(prefix, "_forward_prefix", counting)
+    spec = SweepSpec(data=str(write_toy_csv(tmp_path / "train.csv", 48, 0)),
+                     test=str(write_toy_csv(tmp_path / "test.csv", 20, 1)), model=tiny_model_dir("bert"),
+                     strategies=["truncate", "gradual"], grid={"truncate": {"j": [2], "k": [1]},
+                                                               "gradual": {"schedule": ["1"]}},
+                     n_train=[16], seeds=[0], epochs=2, batch_size=8, validation_fraction=0.25)
+    run_sweep(spec, tmp_path / "cached", progress=False)
+    # the warm-up pass (the seed's training sample, the test set) and nothing else: every cell's
+    # training, validation and scoring read the pool
+    assert passes == [(L, [1], 16), (L, [1], 20)]
+    passes.clear()
+    run_sweep(spec, tmp_path / "uncached", progress=False, shared_cache=False)
+    assert passes == []
+    cached = {r["key"]: r for r in ResultsStore(tmp_path / "cached").records()}
+    uncached = {r["key"]: r for r in ResultsStore(tmp_path / "uncached").records()}
+    assert cached.keys() == uncached.keys() and len(cached) == 2
+    for key, record in cached.items():
+        assert record["status"] == "done", record.get("error")
+        assert abs(record["test"]["accuracy"] - uncached[key]["test"]["accuracy"]) <= 1 / 20
