@@ -3,8 +3,10 @@
 For each j in {12, 8, 6}: fine-tune the kept blocks, the embeddings and a linear head
 (``Truncate(j=j)``, k = 0; body 5e-5, head 1e-3, batch 32, no validation hold-out), then
 report test accuracy, fit seconds, prediction texts per second (the whole test set, batch
-32, no cache; the fastest of ``--repeats`` passes after an untimed warm-up) and the
-bundle's size on disk. j = L is the untruncated model, the reference of the ratios.
+32, no cache; once every j is fitted, ``--repeats`` rounds that time each j in turn, so a burst of
+load on a shared machine hits every j alike; the fastest pass counts) and the bundle's size
+on disk. j = L is the untruncated model, the reference of the ratios. ``--timing-only``
+fits one step per j (prediction speed does not depend on the weights) for a quick speed table.
 
 Targets (issue 13, after Sajjad et al. 2020): j=8 within 2 points of j=12 and at least
 1.4x faster prediction; j=6 at least 1.8x faster. ``ratio:`` is j=8's (two thirds of the
@@ -43,25 +45,33 @@ def folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def run_j(model: str, j: int, train, test, epochs: int, seed: int, repeats: int, workdir: Path) -> dict:
+def fit_j(model: str, j: int, train, test, epochs: int, seed: int, workdir: Path, max_steps: int | None = None):
+    """Fit truncate j; its row (accuracy, fit seconds, bundle size) and the fitted classifier."""
     from unfreeze import Classifier, Training, Truncate
 
-    training = Training(epochs=epochs, learning_rate=5e-5, head_learning_rate=1e-3, validation_fraction=0)
+    training = Training(epochs=epochs, learning_rate=5e-5, head_learning_rate=1e-3, validation_fraction=0,
+                        max_steps=max_steps)
     clf = Classifier(model, strategy=Truncate(j=j), training=training, batch_size=32, seed=seed, progress=False,
                      device="cpu", cache=False)
     start = time.perf_counter()
     clf.fit(train.inputs, train.labels)
     fit_seconds = time.perf_counter() - start
-    clf.predict_proba(test.inputs[:32])  # warm-up: first-call allocations are not the model's cost
-    passes = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        proba = clf.predict_proba(test.inputs)
-        passes.append(time.perf_counter() - start)
+    proba = clf.predict_proba(test.inputs)  # also the warm-up of the timed passes
     accuracy = float((clf.classes_[proba.argmax(axis=1)] == test.labels).mean())
     bundle = clf.save(workdir / f"j{j}")
-    return {"j": j, "accuracy": accuracy, "fit_s": fit_seconds, "texts_per_s": len(test) / min(passes),
-            "bundle_mb": folder_bytes(bundle) / 2**20, "parameters": clf.fit_record_["total_parameters"]}
+    return {"j": j, "accuracy": accuracy, "fit_s": fit_seconds, "bundle_mb": folder_bytes(bundle) / 2**20,
+            "parameters": clf.fit_record_["total_parameters"], "passes": []}, clf
+
+
+def time_predictions(rows: list[dict], fitted: list, texts: list, repeats: int) -> None:
+    """Rounds of one prediction pass per j, in turn; each row's texts/s is its fastest pass."""
+    for _ in range(repeats):
+        for row, clf in zip(rows, fitted):
+            start = time.perf_counter()
+            clf.predict_proba(texts)
+            row["passes"].append(time.perf_counter() - start)
+    for row in rows:
+        row["texts_per_s"] = len(texts) / min(row["passes"])
 
 
 def main() -> None:
@@ -72,7 +82,8 @@ def main() -> None:
     parser.add_argument("--n-train", type=int)
     parser.add_argument("--n-test", type=int)
     parser.add_argument("--epochs", type=int)
-    parser.add_argument("--repeats", type=int, default=2, help="timed prediction passes (the fastest counts)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed prediction rounds (the fastest pass counts)")
+    parser.add_argument("--timing-only", action="store_true", help="one training step per j: prediction speed only")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     quick = dict(model="minilm-l6", n_train=500, n_test=500, epochs=1)
@@ -92,13 +103,20 @@ def main() -> None:
     train, test = movie_snippets(args.n_train, args.n_test, args.seed)
     print(f"movie-snippets, {args.model} ({blocks} blocks), n_train={len(train)}, n_test={len(test)}, "
           f"epochs={args.epochs}, j in {js}", flush=True)
-    rows = []
+    rows, fitted = [], []
     with tempfile.TemporaryDirectory(prefix="bench-truncate-") as workdir:
         for j in js:
-            rows.append(run_j(args.model, j, train, test, args.epochs, args.seed, args.repeats, Path(workdir)))
-            r = rows[-1]
-            print(f"  j={j}: accuracy {r['accuracy']:.4f}, fit {r['fit_s']:.1f} s, {r['texts_per_s']:.1f} texts/s, "
-                  f"bundle {r['bundle_mb']:.1f} MB", flush=True)
+            row, clf = fit_j(args.model, j, train, test, args.epochs, args.seed, Path(workdir),
+                             max_steps=1 if args.timing_only else None)
+            rows.append(row)
+            fitted.append(clf)
+            print(f"  j={j}: accuracy {row['accuracy']:.4f}, fit {row['fit_s']:.1f} s, bundle {row['bundle_mb']:.1f} MB",
+                  flush=True)
+    time_predictions(rows, fitted, test.inputs, args.repeats)
+    print("  prediction passes (s): " + "; ".join(f"j={r['j']}: " + ", ".join(f"{t:.1f}" for t in r["passes"])
+                                                  for r in rows), flush=True)
+    if args.timing_only:
+        print("(--timing-only: one training step per j; accuracy and fit seconds mean nothing here)")
     ref = rows[0]
     print(f"\n{'j':>3}{'accuracy':>10}{'delta':>9}{'fit s':>9}{'fit x':>7}{'texts/s':>10}{'predict x':>11}"
           f"{'bundle MB':>11}{'parameters':>13}")
@@ -109,7 +127,7 @@ def main() -> None:
               f"{r['bundle_mb']:>11.1f}{r['parameters']:>13,}")
     by_j = {r["j"]: r for r in rows}
     two_thirds, half = max(1, round(2 * blocks / 3)), max(1, blocks // 2)
-    for j, speed, points in ((two_thirds, 1.4, 0.02), (half, 1.8, None)):
+    for j, speed, points in ((two_thirds, 1.4, None if args.timing_only else 0.02), (half, 1.8, None)):
         if j in by_j and j != ref["j"]:
             r = by_j[j]
             got = r["texts_per_s"] / ref["texts_per_s"]
@@ -118,7 +136,8 @@ def main() -> None:
             print(f"target j={j}: >= {speed}x faster prediction{within}: {'met' if ok else 'NOT met'} "
                   f"({got:.2f}x, {r['accuracy'] - ref['accuracy']:+.4f})")
     target = by_j.get(two_thirds, rows[-1])
-    print_closing(target["texts_per_s"] / ref["texts_per_s"], target["accuracy"] - ref["accuracy"])
+    print_closing(target["texts_per_s"] / ref["texts_per_s"],
+                  None if args.timing_only else target["accuracy"] - ref["accuracy"])
 
 
 if __name__ == "__main__":
