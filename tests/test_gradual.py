@@ -301,3 +301,14 @@ def test_bad_settings_at_the_command_line(args, message, tiny_model_dir, tmp_pat
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"error: {message}")
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("strategy", "params"), [("gradual", dict(epochs=2)), ("truncate", dict(j=1, epochs=1)),
+                                                  ("full", dict(layer_decay=0.7, epochs=1))],
+                         ids=["gradual", "truncate", "full-layer-decay"])
+def test_same_seed_same_probabilities_other_seed_other_probabilities(strategy, params, tiny_model_dir):
+    a = make(tiny_model_dir("bert"), strategy, seed=7, **params).fit(X, Y).predict_proba(X_TEST)
+    b = make(tiny_model_dir("bert"), strategy, seed=7, **params).fit(X, Y).predict_proba(X_TEST)
+    c = make(tiny_model_dir("bert"), strategy, seed=8, **params).fit(X, Y).predict_proba(X_TEST)
+    assert np.array_equal(a, b)
+    assert not np.allclose(a, c, atol=1e-6)
