@@ -22,6 +22,8 @@ _EXPORTS = {
     "Reinit": ".strategies",
     "Lora": ".strategies",
     "SetFit": ".strategies",
+    "Truncate": ".strategies",
+    "Gradual": ".strategies",
     "register_strategy": ".strategies",
     "TextDataset": ".data",
     "load_data": ".data",

@@ -186,7 +186,8 @@ class Classifier(ClassifierMixin, BaseEstimator):
         base = shared_backbone(reference, self.device)
         backbone = private_backbone(reference, self.device) if strategy.changes_weights else base
         pooling = resolve_pooling(self.pooling, backbone.is_decoder, owner)
-        layers = parse_layers(self.layers, backbone.num_blocks, owner)
+        # layers count on the fitted model's blocks (truncate keeps only the bottom j)
+        layers = parse_layers(self.layers, strategy.kept_blocks(backbone.num_blocks), owner)
         strategy.check_model(backbone, layers)
         frozen_k = strategy.frozen_blocks(backbone.num_blocks)
         if strategy.changes_weights and min(layers) < frozen_k:

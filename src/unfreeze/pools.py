@@ -26,6 +26,16 @@ class ScopedPool:
         finally:
             self.data = outer
 
+    @contextlib.contextmanager
+    def suspended(self) -> Iterator[None]:
+        """Inside this block the pool looks inactive (work is done as outside a sweep); it comes back after."""
+        outer = self.data
+        self.data = None
+        try:
+            yield
+        finally:
+            self.data = outer
+
     @property
     def is_active(self) -> bool:
         return self.data is not None

@@ -34,6 +34,7 @@ def sweep(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Catalog name, model folder or hub id.")] = None,
     strategies: Annotated[Optional[str], typer.Option("--strategies", help="Comma-separated, e.g. features,freeze,lora,setfit.")] = None,
     k: Annotated[Optional[str], typer.Option("--k", help="Frozen blocks of the freeze cells: 0,2,4,6 or all.")] = None,
+    j: Annotated[Optional[str], typer.Option("--j", help="Blocks kept by the truncate cells, e.g. 4,6.")] = None,
     grid: Annotated[Optional[list[str]], typer.Option(
         "--grid", help="Values of a strategy's parameter, e.g. lora.r=4,16 or reinit.m=1,2 (repeatable).")] = None,
     n_train: Annotated[Optional[str], typer.Option("--n-train", help="Training sizes, e.g. 32,128,512 (nested samples).")] = None,
@@ -83,6 +84,8 @@ def sweep(
         overrides["strategies"] = [s.strip() for s in strategies.split(",") if s.strip()]
     if k is not None:
         overrides["k"] = "all" if k.strip() == "all" else int_list(k, "--k")
+    if j is not None:
+        overrides["j"] = int_list(j, "--j")
     if grid:
         overrides["grid"] = {**spec.grid, **{s: {**spec.grid.get(s, {}), **axes} for s, axes in parse_grid(grid).items()}}
     if n_train is not None:

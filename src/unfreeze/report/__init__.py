@@ -37,6 +37,8 @@ def build_report(run_dir: str | Path, metric: str = "accuracy", tolerance: float
             ("score_vs_k.png", plots.score_vs_k(summary, metric, run_dir / "score_vs_k.png", spec.get("num_blocks"))),
             ("score_vs_n.png", plots.score_vs_n(summary, metric, run_dir / "score_vs_n.png")),
             ("cost.png", plots.score_vs_cost(summary, metric, run_dir / "cost.png")),
+            ("blocks_kept.png", plots.score_vs_blocks_kept(frame, metric, run_dir / "blocks_kept.png",
+                                                           spec.get("num_blocks"))),
         ]
         figures = [name for name, made in candidates if made is not None]
     probe = _read_json(run_dir / "probe.json")
@@ -58,6 +60,11 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text()) if path.exists() else {}
     except json.JSONDecodeError:
         return {}
+
+
+def _ms(seconds) -> str:
+    """Seconds per text as milliseconds, blank when not timed (rows of earlier releases)."""
+    return "" if seconds is None or seconds != seconds else f"{1000 * seconds:.2f}"
 
 
 def summary_table_text(summary, metric: str) -> str:
@@ -122,7 +129,9 @@ def _html(run_dir: Path, spec: dict, frame, summary, picks, figures, metric: str
         parts.append("<h2>Recommendation</h2><ul>")
         parts.extend(f"<li>{esc(recommendation_sentence(p))}</li>" for p in picks)
         seeds = max(p.get("seeds", 1) for p in picks)
-        rule = ("Cheapest configuration (by fit seconds) not shown worse than the best at that training size: "
+        cost = ("fit seconds plus the seconds to predict {:,} texts".format(picks[0]["predict_texts"])
+                if "predict_texts" in picks[0] else "fit seconds")
+        rule = (f"Cheapest configuration (by {cost}) not shown worse than the best at that training size: "
                 "configurations are compared paired by seed (they share their samples), and a configuration "
                 "qualifies when the 95% bootstrap interval of its difference to the best reaches "
                 f"{-picks[0].get('tolerance', 0.0):+.3f}.")
@@ -138,14 +147,15 @@ def _html(run_dir: Path, spec: dict, frame, summary, picks, figures, metric: str
     if not summary.empty:
         parts.append("<h2>Summary over seeds</h2><table><tr><th>n</th><th>configuration</th><th>seeds</th>"
                      f"<th>test {esc(metric)}</th><th>± s.e.</th><th>train</th><th>fit s</th>"
-                     "<th>trainable params</th></tr>")
+                     "<th>trainable params</th><th>predict ms/text</th></tr>")
         for _, r in summary.iterrows():
             se = f"{r['test_se']:.4f}" if r["seeds"] > 1 else "one seed"
             tuned = " <small>(rate tuned)</small>" if r.get("tuned") else ""
             parts.append(f"<tr><td>{int(r['n_train'])}</td><td class='l'>{esc(str(r['label']))}{tuned}</td>"
                          f"<td>{int(r['seeds'])}</td><td>{r['test_mean']:.4f}</td><td>{se}</td>"
                          f"<td>{r['train_mean']:.4f}</td><td>{r['fit_seconds']:.1f}</td>"
-                         f"<td>{int(r['trainable_parameters'] or 0):,}</td></tr>")
+                         f"<td>{int(r['trainable_parameters'] or 0):,}</td>"
+                         f"<td>{_ms(r.get('predict_seconds_per_text'))}</td></tr>")
         parts.append("</table>")
     parts.append("<h2>Every cell</h2><table><tr>" + "".join(
         f"<th>{esc(c)}</th>" for c in ("configuration", "n", "seed", "status", f"test {metric}", f"train {metric}",

@@ -102,17 +102,24 @@ def score_vs_n(summary: pd.DataFrame, metric: str, path: Path) -> Path | None:
 
 
 def score_vs_cost(summary: pd.DataFrame, metric: str, path: Path) -> Path | None:
-    """Test score vs fit seconds and vs trainable parameters, a colour per strategy, a marker size per n."""
+    """Test score vs fit seconds, vs trainable parameters and (when timed) vs prediction time per text,
+    a colour per strategy, a marker size per n."""
     if summary.empty:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    columns = ["fit_seconds", "trainable_parameters"]
+    labels = ["fit seconds (log)", "trainable parameters (log; features: 1)"]
+    if "predict_seconds_per_text" in summary and summary["predict_seconds_per_text"].notna().any():
+        columns.append("predict_seconds_per_text")
+        labels.append("prediction seconds per text (log)")
+    fig, axes = plt.subplots(1, len(columns), figsize=(5 * len(columns), 4.2))
     sizes = {n: 18 + 14 * i for i, n in enumerate(sorted(summary["n_train"].unique()))}
     for strategy, group in summary.groupby("strategy"):
-        for ax, column in zip(axes, ("fit_seconds", "trainable_parameters")):
-            x = group[column].clip(lower=1 if column == "trainable_parameters" else 1e-2)
+        for ax, column in zip(axes, columns):
+            x = group[column].clip(lower=1 if column == "trainable_parameters" else 1e-6 if "predict" in column
+                                   else 1e-2)
             ax.scatter(x, group["test_mean"], s=group["n_train"].map(sizes), color=color_of(strategy),
                        alpha=0.75, label=strategy)
-    for ax, label in zip(axes, ("fit seconds (log)", "trainable parameters (log; features: 1)")):
+    for ax, label in zip(axes, labels):
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel(f"test {metric.replace('_', '-')}")
@@ -124,3 +131,32 @@ def score_vs_cost(summary: pd.DataFrame, metric: str, path: Path) -> Path | None
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def score_vs_blocks_kept(frame: pd.DataFrame, metric: str, path: Path, num_blocks: int | None = None) -> Path | None:
+    """``truncate`` cells: test score vs blocks kept, a line per training size (band = ±1 std over seeds),
+    and prediction time per text on a second axis (GPT-1 Fig. 2's x-axis; Sajjad et al. 2020)."""
+    if "j" not in frame or f"test_{metric}" not in frame:
+        return None
+    rows = frame[(frame["strategy"] == "truncate") & (frame["status"] == "done") & frame["j"].notna()].copy()
+    if rows.empty:
+        return None
+    rows["j"] = rows["j"].astype(int)
+    rows["predict_ms"] = 1000 * pd.to_numeric(rows.get("predict_seconds_per_text"), errors="coerce")
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, (n, group) in enumerate(rows.groupby("n_train")):
+        stats = group.groupby("j")[f"test_{metric}"].agg(["mean", "std"]).fillna(0.0).reset_index()
+        _band(ax, stats["j"], stats["mean"], stats["std"], f"C{i}", "-", f"n={n} test")
+    ax.set_xticks(sorted(rows["j"].unique()))
+    timing = rows.groupby("j")["predict_ms"].mean().dropna()
+    if not timing.empty:
+        right = ax.twinx()
+        right.plot(timing.index, timing.to_numpy(), ":", color="black", marker="s", ms=3.5,
+                   label="prediction ms per text")
+        right.set_ylabel("prediction ms per text (mean over cells)")
+        right.set_ylim(bottom=0)
+        right.legend(fontsize=7, loc="lower right")
+    blocks = f" of {num_blocks}" if num_blocks else ""
+    return _finish(fig, ax, path, f"blocks kept j{blocks} (truncate; the top L-j removed)",
+                   f"test {metric.replace('_', '-')}",
+                   "Score and prediction time vs blocks kept (mean ± std over seeds)")

@@ -10,7 +10,10 @@ from ..sweep.store import ResultsStore
 
 METRICS = ("accuracy", "macro_f1", "mcc")
 # the order strategies appear in tables and legends
-STRATEGY_ORDER = ("features", "freeze", "full", "reinit", "lora", "setfit")
+STRATEGY_ORDER = ("features", "freeze", "full", "reinit", "lora", "setfit", "truncate", "gradual")
+# texts the recommendation expects a classifier to predict: its cost is fit seconds plus
+# the seconds to predict these (truncated models fit and predict faster)
+PREDICT_TEXTS = 10_000
 
 
 def results_frame(run_dir) -> pd.DataFrame:
@@ -21,8 +24,8 @@ def results_frame(run_dir) -> pd.DataFrame:
     for record in ResultsStore(run_dir).latest(require_cell=True).values():
         cell = record["cell"]
         row = {"key": record["key"], "status": record["status"], "strategy": cell["strategy"],
-               "label": cell["label"], "k": cell.get("k"), "n_train": cell["n_train"], "seed": cell["seed"],
-               "error": record.get("error", "")}
+               "label": cell["label"], "k": cell.get("k"), "j": cell.get("j"), "n_train": cell["n_train"],
+               "seed": cell["seed"], "error": record.get("error", "")}
         if record["status"] == "done":
             for split in ("train", "test", "validation"):
                 for metric, value in (record.get(split) or {}).items():
@@ -33,6 +36,7 @@ def results_frame(run_dir) -> pd.DataFrame:
                         "total_parameters": fit.get("total_parameters"),
                         "peak_memory_mib": (fit.get("peak_memory_bytes") or 0) / 2**20 or None,
                         "epochs_run": fit.get("epochs_run"), "tokens_seen": fit.get("tokens_seen"),
+                        "predict_seconds_per_text": record.get("predict_seconds_per_text"),
                         "device": record.get("device"), "tuned": bool(fit.get("tuned")),
                         "learning_rate": fit.get("learning_rate"),
                         "rates_tried": len(fit.get("lr_search") or []) or None})
@@ -42,7 +46,7 @@ def results_frame(run_dir) -> pd.DataFrame:
         return frame
     order = {s: i for i, s in enumerate(STRATEGY_ORDER)}
     frame["_order"] = frame["strategy"].map(order).fillna(len(order))
-    frame = frame.sort_values(["n_train", "_order", "k", "seed"], na_position="first").drop(columns="_order")
+    frame = frame.sort_values(["n_train", "_order", "k", "j", "seed"], na_position="first").drop(columns="_order")
     return frame.reset_index(drop=True)
 
 
@@ -51,12 +55,15 @@ def summarise(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     done = frame[frame["status"] == "done"]
     if done.empty:
         return pd.DataFrame()
+    # rows of earlier releases have no prediction timing: NaN
+    done = done.assign(predict_seconds_per_text=pd.to_numeric(done.get("predict_seconds_per_text"), errors="coerce"))
     grouped = done.groupby(["strategy", "label", "k", "n_train"], dropna=False)
     out = grouped.agg(
         seeds=("seed", "count"),
         test_mean=(f"test_{metric}", "mean"), test_std=(f"test_{metric}", "std"),
         train_mean=(f"train_{metric}", "mean"), train_std=(f"train_{metric}", "std"),
         fit_seconds=("fit_seconds", "mean"), trainable_parameters=("trainable_parameters", "mean"),
+        predict_seconds_per_text=("predict_seconds_per_text", "mean"),
     ).reset_index()
     out["tuned"] = grouped["tuned"].any().to_numpy() if "tuned" in done else False
     out["test_std"] = out["test_std"].fillna(0.0)
@@ -66,37 +73,48 @@ def summarise(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def recommend(summary: pd.DataFrame, metric: str, frame: pd.DataFrame | None = None,
-              tolerance: float = 0.0) -> list[dict]:
-    """Per training size: the cheapest configuration (fit seconds) not shown worse than the best.
+              tolerance: float = 0.0, predict_texts: int = PREDICT_TEXTS) -> list[dict]:
+    """Per training size: the cheapest configuration not shown worse than the best.
 
     With the result rows (``frame``), configurations are compared paired by seed: the
     difference to the best with a bootstrap interval (``stats.compare_to_best``); a
     configuration is acceptable when the interval reaches ``-tolerance`` (with one seed: when
     the point difference does; there are no error bars). Without ``frame``, the means alone
-    (one seed's view).
+    (one seed's view). Cost: fit seconds plus the seconds to predict ``predict_texts`` texts
+    where the rows time prediction (those of earlier releases do not: fit seconds alone).
     """
     from .stats import compare_to_best, score_matrix
 
     picks = []
     for n, group in summary.groupby("n_train"):
-        seconds = group.set_index("label")["fit_seconds"]
+        by_label = group.set_index("label")
+        seconds = by_label["fit_seconds"]
+        per_text = (by_label["predict_seconds_per_text"] if "predict_seconds_per_text" in by_label
+                    else pd.Series(float("nan"), index=by_label.index))
+        timed = bool(per_text.notna().all())
+        cost = seconds + (per_text * predict_texts if timed else 0.0)
         if frame is not None:
             scores = score_matrix(frame, f"test_{metric}", int(n))
         else:
-            scores = pd.DataFrame([group.set_index("label")["test_mean"]])
+            scores = pd.DataFrame([by_label["test_mean"]])
         scores = scores[[c for c in scores.columns if c in seconds.index]]
         if scores.empty:
             continue
-        table = compare_to_best(scores, seconds.reindex(scores.columns), tolerance)
+        table = compare_to_best(scores, cost.reindex(scores.columns), tolerance)
         best, pick = table.index[table["best"]][0], table.index[table["pick"]][0]
         row = table.loc[pick]
-        picks.append({"n_train": int(n), "best": best, "best_mean": float(table.loc[best, "mean"]),
-                      "pick": pick, "pick_mean": float(row["mean"]), "diff": float(row["diff"]),
-                      "low": None if math.isnan(row["low"]) else float(row["low"]),
-                      "high": None if math.isnan(row["high"]) else float(row["high"]),
-                      "seeds": int(row["seeds"]), "pick_seconds": float(seconds[pick]),
-                      "best_seconds": float(seconds[best]), "tolerance": tolerance, "metric": metric,
-                      "comparison": table.reset_index().to_dict("records")})
+        chosen = {"n_train": int(n), "best": best, "best_mean": float(table.loc[best, "mean"]),
+                  "pick": pick, "pick_mean": float(row["mean"]), "diff": float(row["diff"]),
+                  "low": None if math.isnan(row["low"]) else float(row["low"]),
+                  "high": None if math.isnan(row["high"]) else float(row["high"]),
+                  "seeds": int(row["seeds"]), "pick_seconds": float(seconds[pick]),
+                  "best_seconds": float(seconds[best]), "tolerance": tolerance, "metric": metric,
+                  "comparison": table.reset_index().to_dict("records")}
+        if timed:
+            chosen.update({"predict_texts": predict_texts, "pick_cost": float(cost[pick]),
+                           "best_cost": float(cost[best]), "pick_predict_ms": 1000 * float(per_text[pick]),
+                           "best_predict_ms": 1000 * float(per_text[best])})
+        picks.append(chosen)
     return picks
 
 
@@ -104,16 +122,24 @@ def recommendation_sentence(pick: dict) -> str:
     metric = pick["metric"].replace("_", "-")
     text = f"With {pick['n_train']} training examples, use {pick['pick']}: test {metric} {pick['pick_mean']:.3f}"
     text += f" in {pick['pick_seconds']:.1f} s"
+    timed = "pick_cost" in pick
+    if timed:
+        text += f" to fit and {pick['pick_predict_ms']:.2f} ms per text to predict"
     one_seed = pick.get("seeds", 1) < 2 or pick.get("high") is None
     if pick["pick"] == pick["best"]:
         note = " (one seed: no error bars)" if one_seed else f" (mean over {pick['seeds']} seeds)"
         return text + f", the best of the sweep{note}."
-    speed = pick["best_seconds"] / pick["pick_seconds"] if pick["pick_seconds"] else float("inf")
+    if timed:
+        speed = pick["best_cost"] / pick["pick_cost"] if pick["pick_cost"] else float("inf")
+        cost = f"{speed:.1f}x less cost (fit + predicting {pick['predict_texts']:,} texts)"
+    else:
+        speed = pick["best_seconds"] / pick["pick_seconds"] if pick["pick_seconds"] else float("inf")
+        cost = f"{speed:.1f}x less time"
     if one_seed:
         within = (f"within the tolerance {pick['tolerance']:.3f}" if pick.get("tolerance") else "tied")
         return (text + f", {within} of the best ({pick['best']}, {pick['best_mean']:.3f}; one seed: no error "
-                f"bars, a point difference of {pick['diff']:+.3f}) at {speed:.1f}x less time.")
+                f"bars, a point difference of {pick['diff']:+.3f}) at {cost}.")
     tol = f", tolerance {pick['tolerance']:.3f}" if pick.get("tolerance") else ""
     return (text + f"; its paired difference to the best ({pick['best']}, {pick['best_mean']:.3f}) is "
             f"{pick['diff']:+.3f}, 95% interval [{pick['low']:+.3f}, {pick['high']:+.3f}] over {pick['seeds']} "
-            f"seeds: not shown worse{tol}, at {speed:.1f}x less time.")
+            f"seeds: not shown worse{tol}, at {cost}.")

@@ -24,9 +24,11 @@ from ..errors import UnfreezeError, invalid_parameter
 from .base import FitContext, FitResult, Strategy, TunedStrategy
 from .features import Features
 from .freeze import Freeze, Full
+from .gradual import Gradual
 from .lora import Lora
 from .reinit import Reinit
 from .setfit import SetFit
+from .truncate import Truncate
 
 ENTRY_POINT_GROUP = "unfreeze.strategies"
 
@@ -113,9 +115,9 @@ def split_shorthand(strategy: str | Strategy, params: dict[str, object]) -> tupl
     return target, rest
 
 
-for _builtin in (Features, Freeze, Full, Reinit, Lora, SetFit):
+for _builtin in (Features, Freeze, Full, Reinit, Lora, SetFit, Truncate, Gradual):
     register_strategy(_builtin)
 
-__all__ = ["ENTRY_POINT_GROUP", "Features", "FitContext", "FitResult", "Freeze", "Full", "Lora", "Reinit", "SetFit",
-           "Strategy", "TunedStrategy", "make_strategy", "register_strategy", "registered", "split_shorthand",
-           "strategy_class", "users_of"]
+__all__ = ["ENTRY_POINT_GROUP", "Features", "FitContext", "FitResult", "Freeze", "Full", "Gradual", "Lora", "Reinit",
+           "SetFit", "Strategy", "Truncate", "TunedStrategy", "make_strategy", "register_strategy", "registered",
+           "split_shorthand", "strategy_class", "users_of"]

@@ -13,9 +13,9 @@ Importing this module is cheap (no torch): the command line reads the declaratio
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -101,6 +101,19 @@ class Strategy(Params):
         """Blocks at the bottom whose output never changes during training (the prefix cache's k)."""
         return 0
 
+    def kept_blocks(self, num_blocks: int) -> int:
+        """Blocks the fitted model has, out of the base model's ``num_blocks`` (layer specs count on it).
+
+        Every block but for a strategy that removes some (``truncate``), which also checks its range here.
+        """
+        return num_blocks
+
+    @classmethod
+    def sweep_defaults_for(cls, num_blocks: int) -> dict[str, list]:
+        """``sweep_defaults`` for a model of ``num_blocks`` blocks; a strategy whose sensible sweep values
+        depend on the model (truncate's blocks kept) overrides this."""
+        return cls.sweep_defaults
+
     # -- fitting -----------------------------------------------------------------------------
 
     def fit(self, context: FitContext, inputs: list[TextInput], y: np.ndarray) -> FitResult:
@@ -145,6 +158,19 @@ def freeze_bottom(backbone: Backbone, k: int) -> None:
         trained += final
     for p in trained:
         p.requires_grad_(True)
+
+
+class LoopHooks(NamedTuple):
+    """How the shared loop trains a strategy's network (``TunedStrategy.loop_hooks``).
+
+    ``frozen_k``: bottom blocks whose output never changes (cached once, run in eval mode);
+    ``lr_scales``: id of a parameter -> factor of the body's learning rate, or None for one rate;
+    ``on_epoch``: called with the epoch number as each epoch starts (see ``training.loop.train``).
+    """
+
+    frozen_k: int
+    lr_scales: dict[int, float] | None = None
+    on_epoch: Callable[[int], dict | None] | None = None
 
 
 def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -208,11 +234,30 @@ class TunedStrategy(Strategy):
         # the prefix below k is the base model's, unchanged by prepare: its states are shared
         prefix_pool = ((context.base_fingerprint, encoded.max_length), [keys[i] for i in train_idx],
                        [keys[i] for i in val_idx])
-        record = train(network, backbone, frozen_k, encoded.subset(train_idx), y[train_idx], config, *val,
-                       prefix_pool=prefix_pool)
-        predictor = NetworkPredictor(backbone, network, frozen_k, context.base_fingerprint, context.max_length,
+        hooks = self.loop_hooks(backbone, config, frozen_k, len(train_idx), context.layers)
+        record = train(network, backbone, hooks.frozen_k, encoded.subset(train_idx), y[train_idx], config, *val,
+                       prefix_pool=prefix_pool, lr_scales=hooks.lr_scales, on_epoch=hooks.on_epoch)
+        predictor = NetworkPredictor(backbone, network, hooks.frozen_k, context.base_fingerprint, context.max_length,
                                      context.batch_size, prefix_cache=config.prefix_cache)
         return FitResult(predictor, record.as_dict(), encoded.n_truncated, encoded.max_length)
+
+    def loop_hooks(self, backbone: Backbone, config: TrainConfig, frozen_k: int, n_train: int,
+                   layers: Sequence[int]) -> LoopHooks:
+        """How the loop trains the prepared body: ``frozen_k`` (``frozen_blocks``) cached, layer-wise
+        learning-rate decay when ``config.layer_decay`` is below 1, no per-epoch callback.
+
+        Called after ``prepare``, with the number of training examples (after the validation split).
+        """
+        if config.layer_decay == 1.0:
+            return LoopHooks(frozen_k)
+        from ..training.loop import layer_lr_scales
+
+        return LoopHooks(frozen_k, layer_lr_scales(backbone, config.layer_decay))
+
+
+# the settings of a tuned strategy that trains whole blocks, layer-wise decay included
+# (freeze, full, reinit, truncate; LoRA's adapters and SetFit do not read it)
+LAYER_DECAY_SETTINGS: frozenset[str] = TunedStrategy.training_settings | {"layer_decay"}
 
 
 def replace(strategy: Strategy, **changes: object) -> Strategy:
@@ -220,5 +265,5 @@ def replace(strategy: Strategy, **changes: object) -> Strategy:
     return dataclasses.replace(strategy, **changes)  # type: ignore[type-var]
 
 
-__all__ = ["FitContext", "FitResult", "Strategy", "TunedStrategy", "check_int", "freeze_bottom", "replace",
-           "validation_split"]
+__all__ = ["LAYER_DECAY_SETTINGS", "FitContext", "FitResult", "LoopHooks", "Strategy", "TunedStrategy", "check_int",
+           "freeze_bottom", "replace", "validation_split"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from ..params import check_int, int_at_least, setting
-from .base import TunedStrategy, freeze_bottom
+from .base import LAYER_DECAY_SETTINGS, TunedStrategy, freeze_bottom
 
 if TYPE_CHECKING:
     from torch import nn
@@ -30,6 +30,7 @@ class Freeze(TunedStrategy):
     """
 
     name: ClassVar[str] = "freeze"
+    training_settings: ClassVar[frozenset[str]] = LAYER_DECAY_SETTINGS
     summary: ClassVar[str] = "the top L-k blocks and a linear head; the embeddings and bottom k blocks stay frozen"
     sweep_defaults: ClassVar[dict[str, list]] = {"k": [0]}
 
@@ -54,6 +55,7 @@ class Full(TunedStrategy):
     """Full fine-tuning: every block, the embeddings and a linear head (freeze with k = 0)."""
 
     name: ClassVar[str] = "full"
+    training_settings: ClassVar[frozenset[str]] = LAYER_DECAY_SETTINGS
     summary: ClassVar[str] = "everything (freeze with k = 0)"
 
     def prepare(self, backbone: Backbone) -> nn.Module:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from ..params import check_int, int_at_least, setting
-from .base import TunedStrategy, freeze_bottom
+from .base import LAYER_DECAY_SETTINGS, TunedStrategy, freeze_bottom
 
 if TYPE_CHECKING:
     from torch import nn
@@ -55,6 +55,7 @@ class Reinit(TunedStrategy):
     """
 
     name: ClassVar[str] = "reinit"
+    training_settings: ClassVar[frozenset[str]] = LAYER_DECAY_SETTINGS
     summary: ClassVar[str] = "everything above k, after re-initialising the top m blocks (and pooler)"
     sweep_defaults: ClassVar[dict[str, list]] = {"m": [1]}
 

@@ -20,9 +20,10 @@ from ..errors import UnfreezeError
 from ..params import coerce
 from ..strategies import registered, strategy_class
 
-# flat settings of release 0.1.0 and the strategy parameter each stands for
+# flat settings (k, m, r, num_iterations: those of release 0.1.0; j: truncate's blocks kept)
+# and the strategy parameter each stands for
 LEGACY_AXES = {"k": ("freeze", "k"), "m": ("reinit", "m"), "r": ("lora", "r"),
-               "num_iterations": ("setfit", "num_iterations")}
+               "num_iterations": ("setfit", "num_iterations"), "j": ("truncate", "j")}
 # settings that were part of every cell's key in release 0.1.0; newer settings join the key
 # only when they differ from their default, so that runs of that release keep their keys
 _V1_SETTINGS = ("n_test", "pooling", "layers", "max_length", "batch_size", "epochs", "learning_rate",
@@ -54,6 +55,7 @@ class SweepSpec:
     m: int | list[int] | None = None
     r: int | list[int] | None = None
     num_iterations: int | list[int] | None = None
+    j: int | list[int] | None = None
     n_train: list[int] = field(default_factory=lambda: [128])
     seeds: list[int] = field(default_factory=lambda: [0])
     test: str | None = None
@@ -78,6 +80,7 @@ class SweepSpec:
     validation_fraction: float = 0.1
     patience: int | None = 2
     class_weight: str | None = None
+    layer_decay: float = 1.0
     probe: bool = False
 
     def __post_init__(self) -> None:
@@ -146,10 +149,12 @@ class SweepSpec:
             settings["search"] = {"rates": rates, "epochs": self.epochs or cls().epochs_for(True)}
         return settings
 
-    def axes(self, strategy: str) -> dict[str, list | str]:
-        """The parameter values the cells of ``strategy`` take: its sweep defaults, the flat settings, the grid."""
+    def axes(self, strategy: str, num_blocks: int | None = None) -> dict[str, list | str]:
+        """The parameter values the cells of ``strategy`` take: its sweep defaults (for a model of
+        ``num_blocks`` blocks, when known), the flat settings, the grid."""
         cls = strategy_class(strategy, "sweep")
-        axes: dict[str, list | str] = {name: list(values) for name, values in cls.sweep_defaults.items()}
+        defaults = cls.sweep_defaults if num_blocks is None else cls.sweep_defaults_for(num_blocks)
+        axes: dict[str, list | str] = {name: list(values) for name, values in defaults.items()}
         for flat, (owner, param) in LEGACY_AXES.items():
             value = getattr(self, flat)
             if owner == strategy and value is not None:
@@ -167,7 +172,7 @@ class SweepSpec:
                 cls(**dict(zip(axes, values))).check()
 
     def resolved_axes(self, strategy: str, num_blocks: int) -> dict[str, list]:
-        axes = self.axes(strategy)
+        axes = self.axes(strategy, num_blocks)
         for param, values in axes.items():
             if values == "all":
                 axes[param] = list(range(num_blocks + 1))
@@ -226,7 +231,7 @@ class SweepSpec:
 
 
 # coordinates of cells and where the data come from: not settings of a cell's fit
-_SPEC_ONLY = {"data", "model", "strategies", "grid", "k", "m", "r", "num_iterations", "n_train", "seeds", "probe",
+_SPEC_ONLY = {"data", "model", "strategies", "grid", "k", "m", "r", "num_iterations", "j", "n_train", "seeds", "probe",
               "test", "test_size", "text_col", "label_col", "text_pair_col"}
 
 

@@ -39,6 +39,8 @@ from .store import ResultsStore
 
 SPEC_FILE = "sweep.json"
 PROBE_FILE = "probe.json"
+# test texts whose prediction is timed per cell (prediction time per text: the report's second cost)
+PREDICT_TIMING_TEXTS = 128
 
 
 @dataclass
@@ -304,7 +306,9 @@ def run_cell(spec: SweepSpec, data: SweepData, cell: Cell, key: str, device: str
         record.update({
             "status": "done",
             "train": clf.evaluate(train.inputs, train.labels),
-            **({"test": clf.evaluate(data.test.inputs, data.test.labels)} if score_test else {}),
+            **({"test": clf.evaluate(data.test.inputs, data.test.labels),
+                "predict_seconds_per_text": prediction_seconds_per_text(clf, data.test.inputs[:PREDICT_TIMING_TEXTS])}
+               if score_test else {}),
             "validation": {k.removeprefix("val_"): v for k, v in val.items() if k.startswith("val_")},
             "fit": fit_record,
             "n_test": len(data.test),
@@ -343,6 +347,29 @@ def holdout_validation(spec: SweepSpec, cell: Cell, device: str | None, use_cach
     return {**{f"val_{k}": v for k, v in metrics.items()}, "val_loss": float(-np.log(proba[np.arange(len(y_val)),
                                                                                           y_val]).mean()),
             "val_n": len(val_idx), "val_holdout": True}
+
+
+def prediction_seconds_per_text(clf, inputs: list) -> float:
+    """Seconds per text that ``clf`` takes to predict ``inputs`` as a user's prediction would run.
+
+    The sweep's shared pools and the embedding cache would serve these texts without a
+    forward pass (features cells, frozen prefixes): they are set aside while timing.
+    """
+    from ..embed import EMBEDDING_POOLS
+    from ..training.prefix import PREFIX_POOLS
+
+    predictor = clf.predictor_
+    use_cache = getattr(predictor, "use_cache", None)
+    with EMBEDDING_POOLS.suspended(), PREFIX_POOLS.suspended():
+        if use_cache is not None:
+            predictor.use_cache = False
+        try:
+            start = time.perf_counter()
+            clf.predict_proba(inputs)
+            return (time.perf_counter() - start) / max(len(inputs), 1)
+        finally:
+            if use_cache is not None:
+                predictor.use_cache = use_cache
 
 
 def probe_needed(spec: SweepSpec, run_dir: Path) -> bool:

@@ -10,6 +10,10 @@ data-parallel (see distributed.py); in one process that code is never reached.
 over ``epochs``), the optimiser with its no-decay rule, the schedule, clipping, the
 progress bar and the record. ``train`` (classification) and SetFit's contrastive tuning
 each feed it batches and a loss.
+
+Two hooks let a strategy shape training without a loop of its own: ``lr_scales`` (a
+learning rate per parameter: layer-wise decay, discriminative rates) and ``on_epoch``
+(called as each epoch starts: gradual unfreezing switches ``requires_grad`` there).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -24,6 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..errors import UnfreezeError
 from ..metrics import classification_metrics
 from ..models.backbone import Backbone, Encoded
 from . import distributed
@@ -67,20 +73,44 @@ class TrainRecord:
 
 
 def param_groups(named: list[tuple[str, nn.Parameter]], config: TrainConfig,
-                 head: list[nn.Parameter] = ()) -> list[dict]:
-    """AdamW groups: no weight decay on biases and norm weights; a new head gets its own rate."""
+                 head: list[nn.Parameter] = (), lr_scales: dict[int, float] | None = None) -> list[dict]:
+    """AdamW groups: no weight decay on biases and norm weights; a new head gets its own rate.
+
+    ``lr_scales`` (id of a parameter -> factor of the body's learning rate; missing: 1)
+    gives each rate its own pair of groups: layer-wise decay and discriminative rates
+    (timm's ``param_groups_layer_decay``). Without it: one decay and one no-decay group.
+    """
     head_ids = {id(p) for p in head}
-    decay, no_decay = [], []
+    by_scale: dict[float, tuple[list[nn.Parameter], list[nn.Parameter]]] = {}
     for name, param in named:
         if not param.requires_grad or id(param) in head_ids:
             continue
+        decay, no_decay = by_scale.setdefault(1.0 if lr_scales is None else lr_scales.get(id(param), 1.0), ([], []))
         (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay, "lr": config.learning_rate},
-        {"params": no_decay, "weight_decay": 0.0, "lr": config.learning_rate},
-        {"params": list(head), "weight_decay": config.weight_decay, "lr": config.head_learning_rate},
-    ]
+    groups = []
+    for scale, (decay, no_decay) in by_scale.items():
+        lr = config.learning_rate if scale == 1.0 else config.learning_rate * scale
+        groups += [{"params": decay, "weight_decay": config.weight_decay, "lr": lr},
+                   {"params": no_decay, "weight_decay": 0.0, "lr": lr}]
+    groups.append({"params": list(head), "weight_decay": config.weight_decay, "lr": config.head_learning_rate})
     return [g for g in groups if g["params"]]
+
+
+def layer_lr_scales(backbone: Backbone, decay: float) -> dict[int, float]:
+    """Layer-wise learning-rate decay: block i from the top trains at ``decay ** i`` times the body's rate,
+    the embedding side at ``decay ** L`` (the lowest), what runs after the last block at 1."""
+    embedding_side, blocks, final, pooler = backbone.parameter_groups()
+    top = len(blocks) - 1
+    scales = {id(p): decay ** (top - i) for i, block in enumerate(blocks) for p in block}
+    scales.update({id(p): decay ** len(blocks) for p in embedding_side})
+    scales.update({id(p): 1.0 for p in final + pooler})
+    return scales
+
+
+def planned_epochs(config: TrainConfig, examples_per_epoch: int) -> int:
+    """Epochs the budget runs (``max_steps``, when set, wins over ``epochs``), early stopping aside."""
+    steps_per_epoch = max(1, math.ceil(examples_per_epoch / config.batch_size))
+    return math.ceil((config.max_steps or config.epochs * steps_per_epoch) / steps_per_epoch)
 
 
 class TrainingRun:
@@ -102,7 +132,7 @@ class TrainingRun:
         self.trainable = [p for group in groups for p in group["params"]]
         self.steps_per_epoch = max(1, math.ceil(examples_per_epoch / config.batch_size))
         self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
-        self.n_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        self.n_epochs = planned_epochs(config, examples_per_epoch)
         self.optimizer = torch.optim.AdamW(groups)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(config.warmup_ratio * self.total_steps),
                                                          self.total_steps)
@@ -252,17 +282,29 @@ def train(
     val_encoded: Encoded | None = None,
     y_val: np.ndarray | None = None,
     prefix_pool: tuple[tuple[str, int], list[str], list[str] | None] | None = None,
+    lr_scales: dict[int, float] | None = None,
+    on_epoch: Callable[[int], dict | None] | None = None,
 ) -> TrainRecord:
     """Train ``model`` in place; returns the record. The best validation epoch's weights are kept.
 
     ``prefix_pool`` = (pool key, keys of the training inputs, keys of the validation inputs)
     lets a sweep share prefix states across fits (see prefix.shared_prefix_states).
+    ``lr_scales`` gives parameters their own learning rates (see ``param_groups``).
+    ``on_epoch(epoch)`` runs at the start of every epoch (1, 2, ...) and may switch
+    ``requires_grad`` of parameters the optimiser holds (those that require gradients when
+    training starts): a parameter without a gradient is left untouched by AdamW, weight
+    decay included. What it returns joins the epoch's history entry (gradual unfreezing).
+    At the end every parameter the optimiser held requires gradients again.
     """
     device = backbone.device
     model.to(device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     acc = distributed.accelerator(device)  # None in one process: the plain loop below, unchanged
+    if acc is not None and on_epoch is not None:
+        # DDP fixes the set of parameters it reduces when it wraps the model
+        raise UnfreezeError("A training schedule that unfreezes parameters per epoch (gradual) cannot run "
+                            "data-parallel. Run it in one process.")
     start = time.perf_counter()
     with PeakMemory(device) as memory:
         train_prefix = val_prefix = None
@@ -273,8 +315,10 @@ def train(
                                                        [train_keys, val_keys])
             prefix_seconds = time.perf_counter() - start
 
-        run = TrainingRun(config, param_groups(list(model.named_parameters()), config, list(model.head.parameters())),
+        run = TrainingRun(config, param_groups(list(model.named_parameters()), config, list(model.head.parameters()),
+                                               lr_scales),
                           len(train_encoded), device, "training", show=distributed.is_main_process())
+        optimised = {id(p) for p in run.trainable}
         record = run.record
         record.prefix_seconds = prefix_seconds
         record.total_parameters = sum(p.numel() for p in model.parameters())
@@ -290,6 +334,7 @@ def train(
         try:
             for epoch in range(1, run.n_epochs + 1):
                 run.start_epoch()
+                extra = on_epoch(epoch) if on_epoch is not None else None
                 set_train_mode(model, backbone, frozen_k)
                 seen = np.zeros(len(train_encoded))  # how often each example was trained on, this epoch
                 for idx in length_grouped_order(lengths, config.batch_size, rng):
@@ -309,7 +354,7 @@ def train(
                     epoch_loss = float(distributed.sum_across(np.array([epoch_loss]), acc)[0])
                     seen = distributed.sum_across(seen, acc)
                 entry = {"epoch": epoch, "train_loss": epoch_loss, "examples": int(seen.sum()),
-                         "distinct_examples": int((seen > 0).sum())}
+                         "distinct_examples": int((seen > 0).sum()), **(extra or {})}
                 if val_encoded is not None and y_val is not None:
                     logits_val = predict_logits(model, backbone, val_encoded, config.batch_size * 2, val_prefix)
                     val_loss = float(nn.functional.cross_entropy(torch.from_numpy(logits_val),
@@ -320,7 +365,7 @@ def train(
                     if best_score is None or score > best_score:
                         best_score, bad_epochs, record.best_epoch = score, 0, epoch
                         best_state = {name: p.detach().cpu().clone() for name, p in model.named_parameters()
-                                      if p.requires_grad}
+                                      if id(p) in optimised}
                     else:
                         bad_epochs += 1
                 record.history.append(entry)
@@ -333,6 +378,9 @@ def train(
             run.close()
             if acc is not None:
                 acc.free_memory()  # drop the DDP wrapper: its gradient hooks must not outlive this fit
+            if on_epoch is not None:
+                for param in run.trainable:
+                    param.requires_grad_(True)  # everything that trained: what a bundle stores
         if best_state is not None:
             _restore(model, best_state)
         elif not record.best_epoch:

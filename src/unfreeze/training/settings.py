@@ -58,7 +58,7 @@ def check_learning_rate(value: object, name: str, owner: str) -> None:
 
 @dataclass(repr=False)
 class Training(Params):
-    """Training settings of the strategies that train (``freeze``, ``full``, ``reinit``, ``lora``, ``setfit``).
+    """Training settings of the strategies that train (``freeze``, ``full``, ``reinit``, ``lora``, ``setfit``, ...).
 
     Parameters
     ----------
@@ -88,6 +88,9 @@ class Training(Params):
         Weight the loss by inverse class frequency.
     prefix_cache : bool
         Run the frozen bottom blocks once and train from their cached output.
+    layer_decay : float
+        Layer-wise learning-rate decay, in (0, 1]: block i from the top trains at
+        ``learning_rate * layer_decay ** i``, the embeddings at the lowest rate; 1 turns it off.
     """
 
     owner_name = "Training"
@@ -108,6 +111,8 @@ class Training(Params):
     class_weight: str | None = setting(None, "balanced: weight the loss by inverse class frequency.",
                                        one_of(None, "balanced"), choices=("balanced",))
     prefix_cache: bool = setting(True, "Train from the cached output of the frozen blocks.", is_bool)
+    layer_decay: float = setting(1.0, "Layer-wise learning-rate decay: block i from the top trains at lr * decay^i "
+                                      "(1: off).", float_in(0.0, 1.0))
 
 
 TRAINING_SETTINGS: tuple[str, ...] = tuple(Training.setting_names())
