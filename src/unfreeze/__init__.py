@@ -22,6 +22,8 @@ _EXPORTS = {
     "Reinit": ".strategies",
     "Lora": ".strategies",
     "SetFit": ".strategies",
+    "Mix": ".strategies",
+    "BiLSTM": ".strategies",
     "register_strategy": ".strategies",
     "TextDataset": ".data",
     "load_data": ".data",

@@ -22,9 +22,11 @@ from importlib.metadata import entry_points
 
 from ..errors import UnfreezeError, invalid_parameter
 from .base import FitContext, FitResult, Strategy, TunedStrategy
+from .bilstm import BiLSTM
 from .features import Features
 from .freeze import Freeze, Full
 from .lora import Lora
+from .mix import Mix
 from .reinit import Reinit
 from .setfit import SetFit
 
@@ -113,9 +115,9 @@ def split_shorthand(strategy: str | Strategy, params: dict[str, object]) -> tupl
     return target, rest
 
 
-for _builtin in (Features, Freeze, Full, Reinit, Lora, SetFit):
+for _builtin in (Features, Freeze, Full, Reinit, Lora, SetFit, Mix, BiLSTM):
     register_strategy(_builtin)
 
-__all__ = ["ENTRY_POINT_GROUP", "Features", "FitContext", "FitResult", "Freeze", "Full", "Lora", "Reinit", "SetFit",
+__all__ = ["BiLSTM", "ENTRY_POINT_GROUP", "Features", "FitContext", "FitResult", "Freeze", "Full", "Lora", "Mix", "Reinit", "SetFit",
            "Strategy", "TunedStrategy", "make_strategy", "register_strategy", "registered", "split_shorthand",
            "strategy_class", "users_of"]

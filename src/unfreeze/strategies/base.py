@@ -92,6 +92,14 @@ class Strategy(Params):
         """Blocks at the bottom whose output never changes during training (the prefix cache's k)."""
         return 0
 
+    def pooled_layers(self, num_blocks: int, layers: Sequence[int]) -> tuple[int, ...]:
+        """The untouched model's pooled hidden states this strategy reads, given the Classifier's ``layers``.
+
+        Only meaningful with ``changes_weights = False``: a sweep's shared embedding pass
+        computes the union of them once. Default: ``layers``; ``mix`` reads its own set,
+        ``bilstm`` none (it reads token states)."""
+        return tuple(layers)
+
     # -- fitting -----------------------------------------------------------------------------
 
     def fit(self, context: FitContext, inputs: list[TextInput], y: np.ndarray) -> FitResult:
