@@ -37,6 +37,7 @@ def build_report(run_dir: str | Path, metric: str = "accuracy") -> dict:
             ("score_vs_k.png", plots.score_vs_k(summary, metric, run_dir / "score_vs_k.png", spec.get("num_blocks"))),
             ("score_vs_n.png", plots.score_vs_n(summary, metric, run_dir / "score_vs_n.png")),
             ("cost.png", plots.score_vs_cost(summary, metric, run_dir / "cost.png")),
+            ("mix_weights.png", plots.layer_weights(frame, run_dir / "mix_weights.png", spec.get("num_blocks"))),
         ]
         figures = [name for name, made in candidates if made is not None]
     probe = _read_json(run_dir / "probe.json")

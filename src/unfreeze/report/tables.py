@@ -10,7 +10,7 @@ from ..sweep.store import ResultsStore
 
 METRICS = ("accuracy", "macro_f1", "mcc")
 # the order strategies appear in tables and legends
-STRATEGY_ORDER = ("features", "freeze", "full", "reinit", "lora", "setfit")
+STRATEGY_ORDER = ("features", "freeze", "full", "reinit", "lora", "setfit", "mix", "bilstm")
 
 
 def results_frame(run_dir) -> pd.DataFrame:
@@ -32,6 +32,8 @@ def results_frame(run_dir) -> pd.DataFrame:
                         "peak_memory_mib": (fit.get("peak_memory_bytes") or 0) / 2**20 or None,
                         "epochs_run": fit.get("epochs_run"), "tokens_seen": fit.get("tokens_seen"),
                         "device": record.get("device")})
+            if fit.get("layer_weights") is not None:  # mix: the learned weight of each mixed hidden state
+                row.update({"mixed_layers": fit.get("mixed_layers"), "layer_weights": fit["layer_weights"]})
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
