@@ -126,7 +126,7 @@ class BiLSTM(Strategy):
             record = train_cached(module, forward, list(module.head.parameters()), y, train_rows, val_rows, config,
                                   device, context.n_classes, lengths=encoded.lengths).as_dict()
             token_bytes = {"tokens": int(store.offsets[-1]), "bytes_in_memory": store.bytes_in_memory,
-                           "bytes_on_disk": store.bytes_on_disk, "seconds": states_seconds}
+                           "bytes_on_disk": store.bytes_on_disk}
         finally:
             store.close()
         record.update({
