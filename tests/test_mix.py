@@ -220,6 +220,8 @@ def test_cli_fit_prints_the_weights_and_predict_uses_the_bundle(runner, tiny_mod
     (["--mix-layers", "banana"], ["'mix_layers' parameter of mix", "'all', 'lastN'", "banana"]),
     (["--layer-norm", "--no-prefix-cache"], ["'prefix_cache' is not used by strategy 'mix'"]),
     (["--k", "1"], ["'k' setting does not apply to strategy 'mix'"]),
+    # the mix and its head are all new weights: one learning rate trains them
+    (["--head-learning-rate", "0.1"], ["'head_learning_rate' is not used by strategy 'mix'"]),
 ])
 def test_cli_bad_settings_are_one_line_and_exit_2(runner, tiny_model_dir, tmp_path, args, words):
     train = write_toy_csv(tmp_path / "train.csv", 16, 0)

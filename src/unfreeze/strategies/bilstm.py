@@ -57,8 +57,8 @@ class BiLSTM(Strategy):
         folder (``$UNFREEZE_CACHE/token-states``), deleted after the fit. 0 keeps everything
         on disk. Where they live never changes a result.
 
-    ``learning_rate`` (default 1e-3) trains the LSTM, ``head_learning_rate`` the head;
-    epochs default to 10 (an epoch costs no forward pass of the backbone).
+    ``learning_rate`` (default 1e-3) trains the LSTM and the head (both new); epochs default
+    to 10 (an epoch costs no forward pass of the backbone).
     """
 
     name: ClassVar[str] = "bilstm"
@@ -123,8 +123,8 @@ class BiLSTM(Strategy):
                 return module(states, lengths)
 
             train_rows, val_rows = validation_split(y, config.validation_fraction, context.seed)
-            record = train_cached(module, forward, list(module.head.parameters()), y, train_rows, val_rows, config,
-                                  device, context.n_classes, lengths=encoded.lengths).as_dict()
+            record = train_cached(module, forward, [], y, train_rows, val_rows, config, device, context.n_classes,
+                                  lengths=encoded.lengths).as_dict()
             token_bytes = {"tokens": int(store.offsets[-1]), "bytes_in_memory": store.bytes_in_memory,
                            "bytes_on_disk": store.bytes_on_disk}
         finally:

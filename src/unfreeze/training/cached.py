@@ -38,8 +38,8 @@ def train_cached(
 ) -> TrainRecord:
     """Train ``module`` in place on the examples ``train_rows``; the best epoch on ``val_rows`` is kept.
 
-    ``head`` are the parameters trained at ``head_learning_rate``; the module's other
-    trainable parameters train at ``learning_rate``. ``lengths`` (tokens per example)
+    ``head`` are the parameters trained at ``head_learning_rate`` (none: every trainable
+    parameter of the module trains at ``learning_rate``). ``lengths`` (tokens per example)
     groups batches by length; without it batches are plain shuffles.
     """
     torch.manual_seed(config.seed)  # dropout
