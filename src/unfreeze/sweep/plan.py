@@ -2,7 +2,8 @@
 
 Shared work: one embedding pass per seed over that seed's largest training sample and the
 test set serves every cell of a strategy that never changes the model's weights
-(``features``) and the probe (nested samples are subsets of it); one prefix pass keeping
+(``features``; ``mix``, whose layers it pools too: ``Strategy.pooled_layers``) and the probe
+(nested samples are subsets of it); one prefix pass keeping
 the output of every frozen-block count k, over the same texts, serves the training and the
 scoring of every cell trained by the shared loop above a frozen prefix (``freeze`` k >= 1,
 ``lora`` with ``top_blocks``, ``reinit`` with k). Cells already in the store are skipped;
