@@ -190,6 +190,28 @@ def test_layer_choices_this_model_lacks_are_refused(tiny_model_dir, choice):
     assert "\n" not in str(error.value)
 
 
+def test_the_training_settings_it_declares_are_read(tiny_model_dir, task):
+    from unfreeze.strategies import BiLSTM
+
+    assert Mix.training_settings == BiLSTM.training_settings
+    assert "prefix_cache" not in Mix.training_settings and "head_learning_rate" not in Mix.training_settings
+    (texts, labels), (test_texts, _) = task
+    kwargs = dict(strategy=Mix(), batch_size=8, progress=False, device="cpu")
+    capped = Classifier(tiny_model_dir("bert"), training=Training(epochs=50, max_steps=7, validation_fraction=0.0),
+                        **kwargs).fit(texts, labels)
+    assert capped.fit_record_["steps"] == 7 and capped.fit_record_["epochs_run"] == 2  # 6 steps per epoch
+    stopped = Classifier(tiny_model_dir("bert"), training=Training(epochs=50, patience=1, validation_fraction=0.25),
+                         **kwargs).fit(texts, labels)
+    history = stopped.fit_record_["history"]
+    assert "val_accuracy" in history[0] and len(history) < 50  # validated each epoch, stopped early
+    assert stopped.fit_record_["best_epoch"] == len(history) - 1
+    skewed = [0] * 36 + [1] * 12
+    plain = Classifier(tiny_model_dir("bert"), training=TRAINING, **kwargs).fit(texts, skewed)
+    balanced = Classifier(tiny_model_dir("bert"), training=Training(epochs=4, validation_fraction=0.0,
+                                                                    class_weight="balanced"), **kwargs).fit(texts, skewed)
+    assert balanced.predict_proba(test_texts)[:, 1].mean() > plain.predict_proba(test_texts)[:, 1].mean()
+
+
 def test_training_settings_mix_does_not_read_are_refused():
     with pytest.raises(UnfreezeError, match="'prefix_cache' is not used by strategy 'mix'"):
         Classifier(strategy=Mix(), training=Training(prefix_cache=False)).fit(["a", "b"], [0, 1])
