@@ -9,7 +9,6 @@ every layer the mix reads; local and Ray), and a grid with every strategy.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ from typer.testing import CliRunner
 
 from conftest import sentiment_task_varied
 from test_cli_errors import assert_user_error
+from test_ray_backend import ray_cluster  # noqa: F401  (the module-scoped local Ray cluster fixture)
 from test_sweep import write_toy_csv
 from unfreeze import Classifier, Mix, Training
 from unfreeze.cli import app
@@ -334,7 +334,7 @@ def test_every_strategy_in_one_sweep_grid_and_in_the_report(tiny_model_dir, tmp_
 
 
 @pytest.mark.slow
-def test_a_ray_sweep_gives_the_local_rows(ray_cluster, tiny_model_dir, tmp_path):
+def test_a_ray_sweep_gives_the_local_rows(ray_cluster, tiny_model_dir, tmp_path):  # noqa: F811
     """The Ray backend's embedding task embeds every layer mix reads; rows equal the local backend's."""
     from test_ray_backend import _contents, _run_ray
     from unfreeze.sweep import SweepSpec
@@ -354,5 +354,3 @@ def test_a_ray_sweep_gives_the_local_rows(ray_cluster, tiny_model_dir, tmp_path)
     for key in local:
         assert remote[key] == local[key], local[key]["cell"]
 
-
-from test_ray_backend import ray_cluster  # noqa: E402,F401  (the module-scoped local Ray cluster fixture)

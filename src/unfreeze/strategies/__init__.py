@@ -118,6 +118,6 @@ def split_shorthand(strategy: str | Strategy, params: dict[str, object]) -> tupl
 for _builtin in (Features, Freeze, Full, Reinit, Lora, SetFit, Mix, BiLSTM):
     register_strategy(_builtin)
 
-__all__ = ["BiLSTM", "ENTRY_POINT_GROUP", "Features", "FitContext", "FitResult", "Freeze", "Full", "Lora", "Mix", "Reinit", "SetFit",
-           "Strategy", "TunedStrategy", "make_strategy", "register_strategy", "registered", "split_shorthand",
+__all__ = ["BiLSTM", "ENTRY_POINT_GROUP", "Features", "FitContext", "FitResult", "Freeze", "Full", "Lora", "Mix",
+           "Reinit", "SetFit", "Strategy", "TunedStrategy", "make_strategy", "register_strategy", "registered", "split_shorthand",
            "strategy_class", "users_of"]
