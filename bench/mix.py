@@ -23,7 +23,9 @@ Closing lines: ``ratio`` = a fine-tuning epoch's seconds / the median seconds of
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -66,7 +68,9 @@ def main() -> None:
     from unfreeze import Features, Full, Mix, Training
 
     samples = {seed: movie_snippets(n_train, n_test, seed) for seed in seeds}  # read with the usual cache
-    os.environ["UNFREEZE_CACHE"] = tempfile.mkdtemp(prefix="bench-mix-cache-")  # embeddings start from nothing
+    scratch = tempfile.mkdtemp(prefix="bench-mix-cache-")
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    os.environ["UNFREEZE_CACHE"] = scratch  # embeddings start from nothing
 
     rows = []
     for seed in seeds:
