@@ -24,6 +24,8 @@ _EXPORTS = {
     "SetFit": ".strategies",
     "Truncate": ".strategies",
     "Gradual": ".strategies",
+    "Mix": ".strategies",
+    "BiLSTM": ".strategies",
     "register_strategy": ".strategies",
     "TextDataset": ".data",
     "load_data": ".data",

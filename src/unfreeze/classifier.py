@@ -261,6 +261,15 @@ class Classifier(ClassifierMixin, BaseEstimator):
         trials, best = [], None
         # the frozen prefix (and a frozen model's embeddings) of these texts are the same for every rate
         with shared_prefix_states(), shared_embeddings():
+            if not strategy.changes_weights:
+                # a frozen model's pooled states of every input, once (from the on-disk cache when there):
+                # each rate's fit and scoring then reads its subset from the pool
+                from .embed import embed
+
+                layers = strategy.pooled_layers(context.backbone.num_blocks, context.layers)
+                if layers:
+                    embed(context.backbone, inputs, layers, context.pooling, context.max_length, context.batch_size,
+                          use_cache=context.cache, progress=context.progress)
             for i, rate in enumerate(rates):
                 started = time.perf_counter()
                 # each rate trains a pristine copy (the first takes the one the fit already made)

@@ -101,11 +101,17 @@ def embed(
     batch_size: int = 32,
     use_cache: bool = True,
     progress: bool = True,
+    use_pool: bool = True,
 ) -> Embeddings:
-    """Pool the hidden states ``layer_indices`` (0 = embeddings) of every input."""
+    """Pool the hidden states ``layer_indices`` (0 = embeddings) of every input.
+
+    ``use_cache``: read and write the on-disk cache. ``use_pool``: read and add to the
+    in-memory pool when one is active (a sweep, a learning-rate search: ``shared_embeddings``);
+    both are keyed by the base model's weights, so neither may serve a tuned body.
+    """
     wanted = sorted(set(layer_indices))
     limit = backbone.length_limit(max_length)
-    from_pool = _from_pool(backbone, inputs, wanted, pooling, limit) if use_cache else None
+    from_pool = _from_pool(backbone, inputs, wanted, pooling, limit) if use_pool else None
     if from_pool is not None:
         return from_pool
     path = _cache_path(backbone, inputs, pooling, limit) if use_cache else None
@@ -114,13 +120,14 @@ def embed(
     if path is not None and path.exists():
         stored, n_truncated = _read(path)
         if all(i in stored for i in wanted):
-            _to_pool(backbone, inputs, stored, None, pooling, limit)
+            if use_pool:
+                _to_pool(backbone, inputs, stored, None, pooling, limit)
             return Embeddings({i: stored[i] for i in wanted}, n_truncated, limit, from_cache=True)
     encoded = backbone.encode(inputs, limit)
     computed = _forward_pooled(backbone, encoded, wanted, pooling, batch_size, progress)
     if path is not None:
         _write(path, {**stored, **computed}, encoded.n_truncated)
-    if use_cache:
+    if use_pool:
         _to_pool(backbone, inputs, computed, encoded.truncated, pooling, limit)
     return Embeddings(computed, encoded.n_truncated, limit, from_cache=False)
 

@@ -105,7 +105,7 @@ class EmbeddingHead(Predictor):
         from .embed import embed
 
         result = embed(self.backbone, inputs, self.layers, self.pooling, self.max_length, self.batch_size,
-                       use_cache=self.use_cache and not self.tuned, progress=self.progress)
+                       use_cache=self.use_cache and not self.tuned, progress=self.progress, use_pool=not self.tuned)
         self.n_truncated = result.n_truncated
         return result
 

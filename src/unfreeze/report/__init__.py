@@ -39,6 +39,7 @@ def build_report(run_dir: str | Path, metric: str = "accuracy", tolerance: float
             ("cost.png", plots.score_vs_cost(summary, metric, run_dir / "cost.png")),
             ("blocks_kept.png", plots.score_vs_blocks_kept(frame, metric, run_dir / "blocks_kept.png",
                                                            spec.get("num_blocks"))),
+            ("mix_weights.png", plots.layer_weights(frame, run_dir / "mix_weights.png", spec.get("num_blocks"))),
         ]
         figures = [name for name, made in candidates if made is not None]
     probe = _read_json(run_dir / "probe.json")

@@ -160,3 +160,30 @@ def score_vs_blocks_kept(frame: pd.DataFrame, metric: str, path: Path, num_block
     return _finish(fig, ax, path, f"blocks kept j{blocks} (truncate; the top L-j removed)",
                    f"test {metric.replace('_', '-')}",
                    "Score and prediction time vs blocks kept (mean ± std over seeds)")
+
+
+def layer_weights(frame: pd.DataFrame, path: Path, num_blocks: int | None = None) -> Path | None:
+    """The learned weight of each hidden state vs its layer (``mix`` cells), a line per configuration and
+    training size, averaged over seeds (band: ±1 std). Layer 0 is the embeddings."""
+    if frame.empty or "layer_weights" not in frame:
+        return None
+    rows = frame[(frame["status"] == "done") & frame["layer_weights"].map(lambda w: isinstance(w, list))]
+    if rows.empty:
+        return None
+    long = pd.DataFrame([{"label": r["label"], "n_train": r["n_train"], "seed": r["seed"], "layer": int(layer),
+                          "weight": float(weight)}
+                         for _, r in rows.iterrows() for layer, weight in zip(r["mixed_layers"], r["layer_weights"])])
+    several = long["label"].nunique() > 1
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, ((label, n), group) in enumerate(long.groupby(["label", "n_train"], sort=True)):
+        stats = group.groupby("layer")["weight"].agg(["mean", "std"]).reset_index().fillna(0.0)
+        name = f"{label}, n={n}" if several else f"n={n}"
+        _band(ax, stats["layer"], stats["mean"], stats["std"], f"C{i}", "-", name)
+    layers = sorted(long["layer"].unique())
+    ax.set_xticks(layers)
+    uniform = long.groupby(["label", "n_train", "seed"])["layer"].count()
+    if uniform.nunique() == 1:
+        ax.axhline(1.0 / uniform.iloc[0], color="gray", lw=0.8, ls=":", label="equal weights")
+    blocks = f"; L = {num_blocks}" if num_blocks else ""
+    return _finish(fig, ax, path, f"hidden state (0 = embeddings, j = output of block j{blocks})", "learned weight",
+                   "Scalar mix: weight of each layer (softmax; mean ± std over seeds)")

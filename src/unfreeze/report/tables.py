@@ -10,7 +10,7 @@ from ..sweep.store import ResultsStore
 
 METRICS = ("accuracy", "macro_f1", "mcc")
 # the order strategies appear in tables and legends
-STRATEGY_ORDER = ("features", "freeze", "full", "reinit", "lora", "setfit", "truncate", "gradual")
+STRATEGY_ORDER = ("features", "freeze", "full", "reinit", "lora", "setfit", "truncate", "gradual", "mix", "bilstm")
 # texts the recommendation expects a classifier to predict: its cost is fit seconds plus
 # the seconds to predict these (truncated models fit and predict faster)
 PREDICT_TEXTS = 10_000
@@ -40,6 +40,8 @@ def results_frame(run_dir) -> pd.DataFrame:
                         "device": record.get("device"), "tuned": bool(fit.get("tuned")),
                         "learning_rate": fit.get("learning_rate"),
                         "rates_tried": len(fit.get("lr_search") or []) or None})
+            if fit.get("layer_weights") is not None:  # mix: the learned weight of each mixed hidden state
+                row.update({"mixed_layers": fit.get("mixed_layers"), "layer_weights": fit["layer_weights"]})
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:

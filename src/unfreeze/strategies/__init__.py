@@ -22,10 +22,12 @@ from importlib.metadata import entry_points
 
 from ..errors import UnfreezeError, invalid_parameter
 from .base import FitContext, FitResult, Strategy, TunedStrategy
+from .bilstm import BiLSTM
 from .features import Features
 from .freeze import Freeze, Full
 from .gradual import Gradual
 from .lora import Lora
+from .mix import Mix
 from .reinit import Reinit
 from .setfit import SetFit
 from .truncate import Truncate
@@ -115,9 +117,9 @@ def split_shorthand(strategy: str | Strategy, params: dict[str, object]) -> tupl
     return target, rest
 
 
-for _builtin in (Features, Freeze, Full, Reinit, Lora, SetFit, Truncate, Gradual):
+for _builtin in (Features, Freeze, Full, Reinit, Lora, SetFit, Truncate, Gradual, Mix, BiLSTM):
     register_strategy(_builtin)
 
-__all__ = ["ENTRY_POINT_GROUP", "Features", "FitContext", "FitResult", "Freeze", "Full", "Gradual", "Lora", "Reinit",
-           "SetFit", "Strategy", "Truncate", "TunedStrategy", "make_strategy", "register_strategy", "registered",
-           "split_shorthand", "strategy_class", "users_of"]
+__all__ = ["BiLSTM", "ENTRY_POINT_GROUP", "Features", "FitContext", "FitResult", "Freeze", "Full", "Gradual", "Lora",
+           "Mix", "Reinit", "SetFit", "Strategy", "Truncate", "TunedStrategy", "make_strategy", "register_strategy",
+           "registered", "split_shorthand", "strategy_class", "users_of"]

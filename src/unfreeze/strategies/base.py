@@ -114,6 +114,14 @@ class Strategy(Params):
         depend on the model (truncate's blocks kept) overrides this."""
         return cls.sweep_defaults
 
+    def pooled_layers(self, num_blocks: int, layers: Sequence[int]) -> tuple[int, ...]:
+        """The untouched model's pooled hidden states this strategy reads, given the Classifier's ``layers``.
+
+        Only meaningful with ``changes_weights = False``: a sweep's shared embedding pass
+        computes the union of them once. Default: ``layers``; ``mix`` reads its own set,
+        ``bilstm`` none (it reads token states)."""
+        return tuple(layers)
+
     # -- fitting -----------------------------------------------------------------------------
 
     def fit(self, context: FitContext, inputs: list[TextInput], y: np.ndarray) -> FitResult:

@@ -2,7 +2,8 @@
 
 Shared work: one embedding pass per seed over that seed's largest training sample and the
 test set serves every cell of a strategy that never changes the model's weights
-(``features``) and the probe (nested samples are subsets of it); one prefix pass keeping
+(``features``; ``mix``, whose layers it pools too: ``Strategy.pooled_layers``) and the probe
+(nested samples are subsets of it); one prefix pass keeping
 the output of every frozen-block count k, over the same texts, serves the training and the
 scoring of every cell trained by the shared loop above a frozen prefix (``freeze`` k >= 1,
 ``lora`` with ``top_blocks``, ``reinit`` with k). Cells already in the store are skipped;
@@ -205,6 +206,24 @@ def embeds_frozen(cell: Cell) -> bool:
     return not cell.make_strategy().changes_weights
 
 
+def frozen_layers(spec: SweepSpec, num_blocks: int) -> set[int]:
+    """Every pooled hidden state the sweep's frozen-model cells read (``Strategy.pooled_layers``):
+    the sweep's ``layers`` for ``features``, every state (or its own set) for ``mix``, none for ``bilstm``."""
+    from ..models.pooling import parse_layers
+
+    spec_layers = parse_layers(spec.layers, num_blocks, "sweep")
+    layers: set[int] = set()
+    for cell in {cell.label: cell for cell in expand(spec, num_blocks)}.values():  # one cell per configuration
+        strategy = cell.make_strategy()
+        if strategy.changes_weights:
+            continue
+        try:
+            layers |= set(strategy.pooled_layers(num_blocks, spec_layers))
+        except UnfreezeError:
+            continue  # a value this model does not allow: that cell fails with its own message
+    return layers
+
+
 def embed_everything(spec: SweepSpec, data: SweepData, backbone, seeds: list[int]) -> None:
     """One embedding pass over every text that a frozen-model cell or the probe will need.
 
@@ -212,12 +231,14 @@ def embed_everything(spec: SweepSpec, data: SweepData, backbone, seeds: list[int
     and the probe read: later calls on any subset are served from memory.
     """
     from ..embed import embed
-    from ..models.pooling import parse_layers, resolve_pooling
+    from ..models.pooling import resolve_pooling
 
     pooling = resolve_pooling(spec.pooling, backbone.is_decoder, "sweep")
-    layers = set(parse_layers(spec.layers, backbone.num_blocks, "sweep"))
+    layers = frozen_layers(spec, backbone.num_blocks)
     if spec.probe:
         layers |= set(range(backbone.num_blocks + 1))
+    if not layers:
+        return  # the frozen-model cells read no pooled states (bilstm reads token states)
     texts: dict[object, None] = {}
     for seed in seeds:
         texts.update(dict.fromkeys(sample(data.train_pool, n_total=max(spec.n_train), seed=seed).inputs))

@@ -1,0 +1,119 @@
+"""Training a small network on states of the frozen model computed once (``mix``, ``bilstm``).
+
+The backbone never runs here: the caller has computed what the network reads (pooled
+states per layer, token states) and hands over ``forward(rows)``, the logits of those
+examples. The loop is the shared skeleton (:class:`~unfreeze.training.loop.TrainingRun`:
+budget, AdamW groups from ``param_groups``, warm-up and decay, clipping, progress, record)
+plus what ``train`` does around it: batches of similar length, validation each epoch,
+early stopping and the best epoch's weights restored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..metrics import classification_metrics
+from .loop import TrainConfig, TrainingRun, TrainRecord, class_weights, length_grouped_order, param_groups
+from .memory import PeakMemory
+
+Forward = Callable[[list[int]], torch.Tensor]  # example rows -> logits [len(rows), n_classes]
+
+
+def train_cached(
+    module: nn.Module,
+    forward: Forward,
+    head: Sequence[nn.Parameter],
+    y: np.ndarray,
+    train_rows: np.ndarray,
+    val_rows: np.ndarray,
+    config: TrainConfig,
+    device: torch.device,
+    n_classes: int,
+    lengths: Sequence[int] | None = None,
+) -> TrainRecord:
+    """Train ``module`` in place on the examples ``train_rows``; the best epoch on ``val_rows`` is kept.
+
+    ``head`` are the parameters trained at ``head_learning_rate`` (none: every trainable
+    parameter of the module trains at ``learning_rate``). ``lengths`` (tokens per example)
+    groups batches by length; without it batches are plain shuffles.
+    """
+    torch.manual_seed(config.seed)  # dropout
+    rng = np.random.default_rng(config.seed)
+    start = time.perf_counter()
+    train_rows, val_rows = np.asarray(train_rows, dtype=np.int64), np.asarray(val_rows, dtype=np.int64)
+    row_lengths = [int(lengths[i]) if lengths is not None else 1 for i in train_rows]
+    with PeakMemory(device) as memory:
+        run = TrainingRun(config, param_groups(list(module.named_parameters()), config, list(head)),
+                          len(train_rows), device, "training")
+        record = run.record
+        loss_fn = nn.CrossEntropyLoss(weight=class_weights(y[train_rows], n_classes, config.class_weight, device))
+        labels = torch.as_tensor(y, dtype=torch.long)
+        best_score, best_state, bad_epochs = None, None, 0
+        try:
+            for epoch in range(1, run.n_epochs + 1):
+                run.start_epoch()
+                module.train()
+                seen = np.zeros(len(train_rows))
+                for positions in length_grouped_order(row_lengths, config.batch_size, rng):
+                    if run.budget_spent:
+                        break
+                    rows = train_rows[positions].tolist()
+                    logits = forward(rows)
+                    tokens = sum(row_lengths[p] for p in positions) if lengths is not None else 0
+                    run.step(loss_fn(logits.float(), labels[rows].to(device)), len(rows), tokens, epoch=epoch)
+                    seen[positions] += 1
+                entry = {"epoch": epoch, "train_loss": run.mean_epoch_loss, "examples": int(seen.sum()),
+                         "distinct_examples": int((seen > 0).sum())}
+                if len(val_rows):
+                    logits_val = predict_cached(module, forward, val_rows.tolist(), config.batch_size * 2)
+                    y_val = y[val_rows]
+                    val_loss = float(nn.functional.cross_entropy(torch.from_numpy(logits_val),
+                                                                 torch.as_tensor(y_val, dtype=torch.long)))
+                    metrics = classification_metrics(y_val.tolist(), logits_val.argmax(axis=1).tolist())
+                    entry.update({"val_loss": val_loss, **{f"val_{k}": v for k, v in metrics.items()}})
+                    score = (metrics["accuracy"], -val_loss)
+                    if best_score is None or score > best_score:
+                        best_score, bad_epochs, record.best_epoch = score, 0, epoch
+                        best_state = {name: p.detach().cpu().clone() for name, p in module.named_parameters()
+                                      if p.requires_grad}
+                    else:
+                        bad_epochs += 1
+                record.history.append(entry)
+                run.end_epoch(epoch)
+                if config.patience is not None and best_score is not None and bad_epochs >= config.patience:
+                    break
+                if run.budget_spent:
+                    break
+        finally:
+            run.close()
+        if best_state is not None:
+            with torch.no_grad():
+                for name, param in module.named_parameters():
+                    if name in best_state:
+                        param.copy_(best_state[name].to(param.device))
+        elif not record.best_epoch:
+            record.best_epoch = record.epochs_run
+        module.eval()
+    record.seconds = time.perf_counter() - start
+    record.peak_memory_bytes = memory.peak_bytes
+    return record
+
+
+@torch.inference_mode()
+def predict_cached(module: nn.Module, forward: Forward, rows: list[int], batch_size: int) -> np.ndarray:
+    """Logits of ``rows`` in their order, in eval mode (no dropout)."""
+    was_training = module.training
+    module.eval()
+    try:
+        parts = [forward(rows[i : i + batch_size]).float().cpu().numpy() for i in range(0, len(rows), batch_size)]
+    finally:
+        module.train(was_training)
+    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+
+__all__ = ["predict_cached", "train_cached"]
