@@ -22,6 +22,7 @@ from .errors import UnfreezeError, invalid_parameter
 from .metrics import classification_metrics
 from .models.backbone import TextInput
 from .models.catalog import DEFAULT_MODEL
+from .hardware import recorded_precision, run_precision
 from .params import check_int, is_bool
 from .strategies import Strategy, make_strategy, split_shorthand, users_of
 from .training.settings import Training, normalise_learning_rate
@@ -57,6 +58,13 @@ class Classifier(ClassifierMixin, BaseEstimator):
         ``"cpu"``, ``"cuda"``...; None picks CUDA when present.
     progress : bool
         Show progress bars.
+    precision : {"auto", "fp32", "bf16"}
+        Precision of the work without gradients (embedding, the frozen-prefix pass, SetFit's
+        head embedding, prediction of frozen-backbone bundles) and of the trained blocks'
+        compute. ``auto``: bf16 for work without gradients where the hardware runs it fast (a
+        CPU with AMX or AVX-512 BF16, a CUDA GPU with native bf16), fp32 elsewhere and for
+        training on the CPU; ``fit_record_["precision"]`` says what ran, and a bundle predicts
+        in it. ``bf16`` on hardware without fast bf16 works, slowly, and says so once.
     **shorthand
         The strategy's parameters and training settings by name, for the short form
         ``Classifier(strategy="freeze", k=4, epochs=2)`` (= ``strategy=Freeze(k=4),
@@ -88,6 +96,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         cache: bool = True,
         device: str | None = None,
         progress: bool = True,
+        precision: str = "auto",
         **shorthand: object,
     ) -> None:
         if shorthand:
@@ -108,6 +117,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         self.cache = cache
         self.device = device
         self.progress = progress
+        self.precision = precision
 
     def set_params(self, **params: object) -> Classifier:
         # nested names reach a strategy given by name, or the default training settings
@@ -129,6 +139,10 @@ class Classifier(ClassifierMixin, BaseEstimator):
         check_int(self.seed, "seed", owner, 0)
         for name in ("cache", "progress"):
             is_bool(getattr(self, name), name, owner)
+        from .hardware import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise invalid_parameter("precision", owner, "one of " + ", ".join(map(repr, PRECISIONS)), self.precision)
         if self.pooling != "auto":
             from .models.pooling import resolve_pooling
 
@@ -184,7 +198,10 @@ class Classifier(ClassifierMixin, BaseEstimator):
         owner = type(self).__name__
         reference = str(self.model)
         base = shared_backbone(reference, self.device)
-        backbone = private_backbone(reference, self.device) if strategy.changes_weights else base
+        precision = run_precision(self.precision, base.device)
+        # the untouched model for work without gradients, in its precision (the fp32 base, or a bf16 copy)
+        frozen = shared_backbone(reference, self.device, precision.inference_dtype)
+        backbone = private_backbone(reference, self.device) if strategy.changes_weights else frozen
         pooling = resolve_pooling(self.pooling, backbone.is_decoder, owner)
         # layers count on the fitted model's blocks (truncate keeps only the bottom j)
         layers = parse_layers(self.layers, strategy.kept_blocks(backbone.num_blocks), owner)
@@ -209,9 +226,12 @@ class Classifier(ClassifierMixin, BaseEstimator):
                                 "epochs": training.epochs or strategy.epochs_for(bool(rates)),
                                 "learning_rate": (training.learning_rate if isinstance(training.learning_rate, float)
                                                   else strategy.default_learning_rate)},
-                             batch_size=self.batch_size, seed=self.seed, progress=self.progress)
+                             batch_size=self.batch_size, seed=self.seed, progress=self.progress,
+                             compute=precision.training)
         context = FitContext(backbone, base.fingerprint(), pooling, layers, self.max_length, self.batch_size,
-                             self.seed, self.cache, self.progress, len(classes), config)
+                             self.seed, self.cache, self.progress, len(classes), config,
+                             inference_backbone=frozen if strategy.changes_weights else None,
+                             inference_precision=precision.inference, training_precision=precision.training)
         if rates:
             result, backbone, search = self._search_rates(strategy, context, rates, inputs, y_idx, train_idx, val_idx)
         else:
@@ -228,7 +248,8 @@ class Classifier(ClassifierMixin, BaseEstimator):
         self.pooling_, self.layers_ = pooling, layers
         self.n_truncated_, self.max_length_ = result.n_truncated, result.max_length
         self.fit_seconds_ = time.perf_counter() - start
-        self.fit_record_ = {**result.record, **search, "seconds": self.fit_seconds_, "seed": self.seed}
+        self.fit_record_ = {**result.record, **search, "seconds": self.fit_seconds_, "seed": self.seed,
+                            "precision": precision.as_dict()}
         # a few training inputs travel with the bundle: `unfreeze export` checks its graphs on them
         self.check_texts_ = check_sample(inputs, classes[y_idx], self.seed)
         return self
@@ -349,29 +370,39 @@ class Classifier(ClassifierMixin, BaseEstimator):
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, head: str | None = None, runtime: str = "torch",
-             precision: str = "fp32", onnx: str | Path | None = None) -> Classifier:
+             precision: str | None = None, onnx: str | Path | None = None) -> Classifier:
         """Load a bundle written by ``save``; never unpickles. From a multi-head bundle, ``head``
         names the one to load (it may be omitted when there is only one).
+
+        ``precision``: the precision prediction runs in; None predicts in the one the bundle
+        was fitted in (``fit_record_["precision"]``), ``"auto"``, ``"fp32"`` or ``"bf16"``
+        choose (see the ``precision`` parameter).
 
         ``runtime="onnx"`` predicts with the bundle's ONNX export instead (``unfreeze export``
         writes it to ``path/onnx``; ``onnx`` gives another folder; ``precision`` ``"fp32"`` or
         ``"int8"``): the same ``predict``/``predict_proba``/``classes_``, no PyTorch weights
         loaded, prediction only (see ``unfreeze.export.predictor``).
         """
-        if runtime != "torch" or onnx is not None or precision != "fp32":
+        if runtime != "torch" or onnx is not None or precision == "int8":
             from .export.predictor import load_onnx_classifier
 
-            return load_onnx_classifier(cls, path, head, runtime, precision, onnx, device)
+            return load_onnx_classifier(cls, path, head, runtime, precision or "fp32", onnx, device)
         from .bundle import MULTIHEAD_KIND, check_fingerprint, damaged, read_config, read_tensors
         from .models.loaded import private_backbone, shared_backbone
         from .predictors import PredictorState, predictor_class
         from .strategies import strategy_class
         from .strategies.base import FitContext
 
+        from .hardware import PRECISIONS
+
+        if precision is not None and precision not in PRECISIONS:
+            raise invalid_parameter("precision", "Classifier.load",
+                                    "None, " + ", ".join(map(repr, PRECISIONS)) + " (or 'int8' with runtime='onnx')",
+                                    precision)
         path = Path(path)
         config = read_config(path)
         if config.get("kind") == MULTIHEAD_KIND:
-            return cls._load_one_head(path, config, device, head)
+            return cls._load_one_head(path, config, device, head, precision)
         if head is not None and head != "default":
             raise UnfreezeError(f"{path} is a single-head bundle; its one head is called 'default', not {head!r}.")
         try:
@@ -391,14 +422,18 @@ class Classifier(ClassifierMixin, BaseEstimator):
         reference = config["backbone"]["reference"]
         base = shared_backbone(reference, clf.device)
         check_fingerprint(base.fingerprint(), config, path)
-        backbone = private_backbone(reference, clf.device) if strategy.changes_weights else base
+        recorded = (config.get("fit_record") or {}).get("precision") or {}
+        ran = recorded_precision(precision, recorded, base.device)
+        frozen = shared_backbone(reference, clf.device, ran.inference_dtype)
+        backbone = private_backbone(reference, clf.device) if strategy.changes_weights else frozen
         # version-1 bundles do not list their files: a head file and/or a trained-tensors file
         stems = meta.get("files") or [s for s in ("head", "trained") if (path / f"{s}.safetensors").exists()]
         files = {stem: read_tensors(path, stem, "np" if stem in predictor_type.numpy_files else "pt")
                  for stem in stems}
         context = FitContext(backbone, base.fingerprint(), config["pooling"], tuple(config["layers"]),
                              config["max_length"], clf.batch_size, clf.seed, clf.cache, clf.progress, len(labels),
-                             None)
+                             None, inference_backbone=frozen if strategy.changes_weights else None,
+                             inference_precision=ran.inference)
         try:
             clf.predictor_ = predictor_type.from_state(context, strategy, PredictorState(files, meta))
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -417,7 +452,8 @@ class Classifier(ClassifierMixin, BaseEstimator):
         return clf
 
     @classmethod
-    def _load_one_head(cls, path: Path, config: dict, device: str | None, head: str | None) -> Classifier:
+    def _load_one_head(cls, path: Path, config: dict, device: str | None, head: str | None,
+                       precision: str | None = None) -> Classifier:
         from .bundle import read_heads
 
         heads = read_heads(path, config)
@@ -428,15 +464,18 @@ class Classifier(ClassifierMixin, BaseEstimator):
             head = next(iter(heads))
         if head not in heads:
             raise UnfreezeError(f"Unknown head {head!r}; this bundle has: {', '.join(heads)}.")
+        precision = precision or (config.get("precision") or {}).get("inference")
         return cls.from_head(config["backbone"]["reference"], heads[head], config["max_length"],
                              config.get("batch_size", 32), device, fingerprint=config["backbone"]["fingerprint"],
-                             path=path)
+                             path=path, precision=precision)
 
     @classmethod
     def from_head(cls, model: str, head, max_length: int, batch_size: int = 32, device: str | None = None,
-                  progress: bool = True, fingerprint: str | None = None, path: Path | None = None) -> Classifier:
+                  progress: bool = True, fingerprint: str | None = None, path: Path | None = None,
+                  precision: str | None = None) -> Classifier:
         """A fitted ``features`` classifier from one head of a multi-head bundle (``unfreeze.heads.Head``),
-        on the shared backbone. With ``fingerprint``, refuses a backbone whose weights differ."""
+        on the shared backbone (in ``precision``: a setting, the suite's; None: fp32). With
+        ``fingerprint``, refuses a backbone whose weights differ."""
         from .bundle import check_fingerprint
         from .models.loaded import shared_backbone
         from .predictors import EmbeddingHead
@@ -445,17 +484,19 @@ class Classifier(ClassifierMixin, BaseEstimator):
         params = head.info.get("params", {})
         clf = cls(model=str(model), strategy=Features(C=params.get("C"), cv=params.get("cv", 5)),
                   pooling=head.pooling, layers=list(head.layers), max_length=max_length, batch_size=batch_size,
-                  seed=params.get("seed", 0), device=device, progress=progress)
-        backbone = shared_backbone(str(model), device)
+                  seed=params.get("seed", 0), device=device, progress=progress, precision=precision or "fp32")
+        base = shared_backbone(str(model), device)
         if fingerprint is not None:
-            check_fingerprint(backbone.fingerprint(), {"backbone": {"fingerprint": fingerprint,
-                                                                    "reference": str(model)}}, path or Path(model))
+            check_fingerprint(base.fingerprint(), {"backbone": {"fingerprint": fingerprint,
+                                                                "reference": str(model)}}, path or Path(model))
+        ran = run_precision(precision or "fp32", base.device)
+        backbone = shared_backbone(str(model), device, ran.inference_dtype)
         limit = backbone.length_limit(max_length)
         clf.predictor_ = EmbeddingHead(backbone, head.pooling, tuple(head.layers), limit, batch_size, head.head,
-                                       progress=progress)
+                                       progress=progress, precision=ran.inference)
         clf.classes_ = np.asarray(head.classes)
         clf.strategy_, clf.training_ = clf.strategy, Training()
-        clf.backbone_, clf.base_fingerprint_ = backbone, backbone.fingerprint()
+        clf.backbone_, clf.base_fingerprint_ = backbone, base.fingerprint()
         clf.pooling_, clf.layers_, clf.max_length_ = head.pooling, tuple(head.layers), limit
         clf.fit_record_, clf.n_truncated_ = head.info.get("fit_record", {}), 0
         clf.check_texts_ = head.info.get(CHECK_TEXTS_KEY)

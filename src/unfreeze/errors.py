@@ -17,3 +17,7 @@ class InvalidParameterError(UnfreezeError, ValueError):
 def invalid_parameter(name: str, owner: str, expected: str, got: object) -> InvalidParameterError:
     """Build scikit-learn's uniform message: "The 'k' parameter of freeze must be ... Got 9."."""
     return InvalidParameterError(f"The {name!r} parameter of {owner} must be {expected}. Got {got!r}.")
+
+
+class OneLineWarning(UserWarning):
+    """A warning meant for the user, one line long: the command line prints it as ``warning: MESSAGE``."""

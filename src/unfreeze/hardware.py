@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .errors import UnfreezeError
+from .errors import UnfreezeError, OneLineWarning
 
 if TYPE_CHECKING:
     import torch
@@ -34,11 +34,16 @@ WORK_KINDS = ("inference", "training")
 Precision = Literal["auto", "fp32", "bf16"]
 Work = Literal["inference", "training"]
 
+# Whether ``auto`` trains under bf16 autocast, by device type, where the device runs bf16 fast: decided
+# by measurement (bench/freeze_sweep.py --precision, fp32 vs bf16: accuracy within 0.5 point and faster).
+# CUDA always trains under bf16 autocast (the training loop's own rule).
+AUTO_BF16_TRAINING = {"cpu": False, "cuda": True}
+
 # CPU flags (as /proc/cpuinfo spells them) that make bf16 matrix products fast, best first
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
-class SlowPrecisionWarning(UserWarning):
+class SlowPrecisionWarning(OneLineWarning):
     """bf16 was asked for on a device that computes it slowly (emulated)."""
 
 
@@ -200,8 +205,12 @@ def resolve_precision(precision: str, device: str | torch.device = "cpu",
         return torch.float32
     fast = fast_bf16(device)
     if precision == "auto":
-        # training stays fp32 until a bf16 option is measured to keep accuracy (issue 16)
-        return torch.bfloat16 if fast and work == "inference" else torch.float32
+        if work == "training":
+            # the trained blocks' compute: bf16 autocast where the hardware runs bf16 fast and the freeze
+            # sweep benchmark measured it within half a point of fp32 (see AUTO_BF16_TRAINING)
+            kind = torch.device(device).type
+            return torch.bfloat16 if fast and AUTO_BF16_TRAINING.get(kind, False) else torch.float32
+        return torch.bfloat16 if fast else torch.float32
     if not fast:
         kind = torch.device(device).type
         if kind not in _warned:
@@ -210,6 +219,48 @@ def resolve_precision(precision: str, device: str | torch.device = "cpu",
                           "slower than fp32; use --precision auto or fp32 for speed.", SlowPrecisionWarning,
                           stacklevel=2)
     return torch.bfloat16
+
+
+@dataclass(frozen=True)
+class RunPrecision:
+    """The precisions one fit ran (or a bundle predicts) in: work without gradients, and training compute."""
+
+    inference: str = "fp32"  # "fp32" or "bf16"
+    training: str = "fp32"
+
+    @property
+    def inference_dtype(self) -> torch.dtype:
+        import torch
+
+        return torch.bfloat16 if self.inference == "bf16" else torch.float32
+
+    def as_dict(self) -> dict[str, str]:
+        return {"inference": self.inference, "training": self.training}
+
+    def describe(self) -> str:
+        return (f"{self.inference}" if self.inference == self.training
+                else f"{self.inference} without gradients, {self.training} training")
+
+
+def run_precision(precision: str, device: str | torch.device = "cpu") -> RunPrecision:
+    """The precisions the setting ``precision`` gives on ``device`` (CUDA trains under bf16 autocast)."""
+    import torch
+
+    inference = precision_name(resolve_precision(precision, device, "inference"))
+    training = "bf16" if torch.device(device).type == "cuda" else precision_name(
+        resolve_precision(precision, device, "training"))
+    return RunPrecision(inference, training)
+
+
+def recorded_precision(override: str | None, recorded: dict, device: str | torch.device = "cpu") -> RunPrecision:
+    """What a loaded bundle predicts in: ``override`` when given, else what it was fitted in (``recorded``,
+    fp32 for bundles of releases that did not record it; a recorded bf16 on slow hardware warns once)."""
+    if override is not None:
+        return run_precision(override, device)
+    inference = recorded.get("inference", "fp32")
+    if inference == "bf16":
+        resolve_precision("bf16", device, "inference")  # says so once where bf16 is slow here
+    return RunPrecision(inference, recorded.get("training", "fp32"))
 
 
 def check_precision(precision: object) -> str:

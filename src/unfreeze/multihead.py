@@ -66,6 +66,10 @@ class MultiHeadClassifier:
         ``"cpu"``, ``"cuda"``...; None picks CUDA when present.
     progress : bool
         Show progress bars.
+    precision : {"auto", "fp32", "bf16"}
+        Precision of the shared forward pass (every head shares it): ``auto`` is bf16 where
+        the hardware runs it fast (``unfreeze.hardware``). A loaded bundle predicts in the
+        precision its heads were fitted in.
 
     Examples
     --------
@@ -77,25 +81,46 @@ class MultiHeadClassifier:
     """
 
     def __init__(self, model: str = "minilm-l6", max_length: int = 256, batch_size: int = 32,
-                 device: str | None = None, progress: bool = True) -> None:
+                 device: str | None = None, progress: bool = True, precision: str = "auto") -> None:
         self.model = model
         self.max_length = max_length
         self.batch_size = batch_size
         self.device = device
         self.progress = progress
+        self.precision = precision
         self.heads: dict[str, Head] = {}
         self._backbone = None
+        self._inference_precision: str | None = None
         self._onnx = None  # an OnnxClassifier when loaded with runtime="onnx": prediction runs the export
 
     # -- the shared backbone -----------------------------------------------------------------
 
     @property
     def backbone(self):
+        """The loaded base model (fp32): its fingerprint and limits name the bundle's backbone."""
         if self._backbone is None:
             from .models.loaded import shared_backbone
 
             self._backbone = shared_backbone(str(self.model), self.device)
         return self._backbone
+
+    @property
+    def inference_precision(self) -> str:
+        """"fp32" or "bf16": what the shared forward pass runs in (``precision`` resolved on this hardware)."""
+        if self._inference_precision is None:
+            from .hardware import check_precision, run_precision
+
+            check_precision(self.precision)
+            self._inference_precision = run_precision(self.precision, self.backbone.device).inference
+        return self._inference_precision
+
+    @property
+    def inference_backbone(self):
+        """The shared model the forward pass runs on: the base model, or its bf16 copy."""
+        from .models.loaded import shared_backbone
+        from .hardware import RunPrecision
+
+        return shared_backbone(str(self.model), self.device, RunPrecision(self.inference_precision).inference_dtype)
 
     @property
     def fingerprint(self) -> str:
@@ -113,6 +138,7 @@ class MultiHeadClassifier:
             raise UnfreezeError(f"This bundle already has a head named {name!r}; remove it first or pass replace=True "
                                 "(--replace).")
         clf = Classifier(model=str(self.model), strategy=Features(C=C, cv=cv), pooling=pooling, layers=layers,
+                         precision=self.inference_precision,
                          max_length=self.max_length, batch_size=self.batch_size, seed=seed,
                          cache=cache, device=self.device, progress=self.progress).fit(X, y)
         head = self._head_from(name, clf, data)
@@ -134,6 +160,10 @@ class MultiHeadClassifier:
         if clf.max_length_ != self.backbone.length_limit(self.max_length):
             raise UnfreezeError(f"Head {name!r} was fitted with max_length {clf.max_length_}; this bundle uses "
                                 f"{self.backbone.length_limit(self.max_length)}.")
+        fitted_in = (clf.fit_record_.get("precision") or {}).get("inference", "fp32")
+        if fitted_in != self.inference_precision:
+            raise UnfreezeError(f"Head {name!r} was fitted on {fitted_in} embeddings; this bundle's forward pass runs "
+                                f"in {self.inference_precision}. Refit it with precision={self.inference_precision!r}.")
         info = {"params": {"C": clf.strategy_.C, "cv": clf.strategy_.cv, "seed": clf.seed}, "fit_record": clf.fit_record_,
                 "added": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         if data is not None:
@@ -174,7 +204,7 @@ class MultiHeadClassifier:
         inputs = Classifier.check_inputs(X)
         if self._onnx is not None:
             return self._onnx.predict_proba_heads(inputs, names)
-        backbone = self.backbone
+        backbone = self.inference_backbone
         encoded = backbone.encode(inputs, self.max_length)
         wanted = [(layer, self.heads[n].pooling) for n in names for layer in self.heads[n].layers]
         pooled = forward_pooled(backbone, encoded, wanted, self.batch_size, self.progress)
@@ -193,7 +223,7 @@ class MultiHeadClassifier:
         """One head as a fitted ``Classifier`` (features strategy) on the shared backbone."""
         (name,) = self._check_heads([name])
         return Classifier.from_head(str(self.model), self.heads[name], self.max_length, self.batch_size, self.device,
-                                    self.progress)
+                                    self.progress, precision=self.inference_precision)
 
     # -- persistence ---------------------------------------------------------------------------
 
@@ -206,23 +236,27 @@ class MultiHeadClassifier:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None, runtime: str = "torch", precision: str = "fp32",
+    def load(cls, path: str | Path, device: str | None = None, runtime: str = "torch", precision: str | None = None,
              onnx: str | Path | None = None) -> MultiHeadClassifier:
         """Load a multi-head bundle, or a single-head features bundle as one head named 'default'.
+
+        ``precision``: None predicts in the precision the heads were fitted in; ``"auto"``,
+        ``"fp32"`` or ``"bf16"`` choose (heads added later must then match it).
 
         ``runtime="onnx"`` predicts with the bundle's ONNX export (``path/onnx``, or ``onnx``;
         ``precision`` ``"fp32"`` or ``"int8"``): one graph pass answers every head; heads
         cannot be added to such a suite."""
-        if runtime != "torch" or onnx is not None or precision != "fp32":
+        if runtime != "torch" or onnx is not None or precision == "int8":
             from .export.predictor import load_onnx_suite
 
-            return load_onnx_suite(cls, path, runtime, precision, onnx, device)
+            return load_onnx_suite(cls, path, runtime, precision or "fp32", onnx, device)
         path = Path(path)
         config = read_config(path)
         if config.get("kind") == SINGLE_KIND:
-            return _from_single(path, config, device)
+            return _from_single(path, config, device, precision)
+        recorded = (config.get("precision") or {}).get("inference", "fp32")
         suite = cls(model=config["backbone"]["reference"], max_length=config["max_length"],
-                    batch_size=config.get("batch_size", 32), device=device)
+                    batch_size=config.get("batch_size", 32), device=device, precision=precision or recorded)
         check_fingerprint(suite.fingerprint, config, path)
         suite.heads = read_heads(path, config)
         return suite
@@ -230,17 +264,16 @@ class MultiHeadClassifier:
 
 # -- bundle files --------------------------------------------------------------------------------
 
-def _from_single(path: Path, config: dict, device: str | None) -> MultiHeadClassifier:
+def _from_single(path: Path, config: dict, device: str | None, precision: str | None = None) -> MultiHeadClassifier:
     if config["predictor"].get("type") != "embedding_head" or config["predictor"].get("tuned"):
         raise UnfreezeError(
             f"{path} was trained with strategy {config['strategy']['name']!r}: its backbone is tuned for its one "
             "head, so no other head can share it. Heads go into features bundles (`unfreeze fit --strategy "
             "features`, or `unfreeze heads add NEW_BUNDLE NAME DATA --model MODEL`)."
         )
-    clf = Classifier.load(path, device=device)
+    clf = Classifier.load(path, device=device, precision=precision)
     suite = MultiHeadClassifier(model=clf.model, max_length=clf.max_length_, batch_size=clf.batch_size,
-                                device=device)
-    suite._backbone = clf.backbone_
+                                device=device, precision=clf.predictor_.precision)
     suite.add_classifier(DEFAULT_HEAD, clf)
     return suite
 
@@ -282,6 +315,8 @@ def _write(suite: MultiHeadClassifier, path: Path) -> None:
                      "family": backbone.family, "num_blocks": backbone.num_blocks},
         "max_length": backbone.length_limit(suite.max_length),
         "batch_size": suite.batch_size,
+        # what every head's embeddings were computed in: the bundle predicts in it
+        "precision": {"inference": suite.inference_precision, "setting": suite.precision},
         "versions": package_versions(),
         "heads": entries,
     }
@@ -325,12 +360,12 @@ def _remove_unreferenced(path: Path, keep: set[str]) -> None:
 # -- bundle-level operations (the `unfreeze heads` commands) -----------------------------------
 
 def new_suite_for(path: Path, model: str | None, max_length: int, batch_size: int,
-                  device: str | None = None) -> MultiHeadClassifier:
-    """An empty suite on the backbone of the bundle at ``path`` (or on ``model`` for a new bundle),
-    to fit heads in before they are added with :func:`add_heads`."""
+                  device: str | None = None, precision: str = "auto") -> MultiHeadClassifier:
+    """An empty suite on the backbone of the bundle at ``path`` (or on ``model`` for a new bundle, in
+    ``precision``), to fit heads in before they are added with :func:`add_heads`."""
     if not path.exists():
         return MultiHeadClassifier(model=model or "minilm-l6", max_length=max_length, batch_size=batch_size,
-                                   device=device)
+                                   device=device, precision=precision)
     existing = MultiHeadClassifier.load(path, device=device)
     if model is not None:
         from .models.loaded import shared_backbone

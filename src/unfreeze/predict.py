@@ -22,20 +22,31 @@ from .export.locate import RUNTIMES
 DEFAULT_HEAD = "default"  # the name a single-head bundle's head goes by (as in unfreeze.multihead)
 
 
-def check_runtime_options(runtime: str, precision: str = "fp32", onnx: str | Path | None = None,
+TORCH_PRECISIONS = ("auto", "fp32", "bf16")  # unfreeze.hardware.PRECISIONS
+ONNX_PRECISIONS = ("fp32", "int8")
+
+
+def check_runtime_options(runtime: str, precision: str | None = None, onnx: str | Path | None = None,
                           device: str | None = None) -> None:
-    """Options that only make sense together, checked before anything loads (one line each)."""
+    """Options that only make sense together, checked before anything loads (one line each).
+
+    ``precision``: None is the bundle's own (the one it was fitted in; an export's fp32 graph);
+    the torch runtime takes auto, fp32 or bf16; the ONNX runtime fp32 or int8."""
     if runtime not in RUNTIMES:
         raise UnfreezeError(f"Unknown runtime {runtime!r}; choose torch or onnx.")
-    if runtime == "torch" and (onnx is not None or precision != "fp32"):
-        raise UnfreezeError("An export folder (--onnx) or int8 precision (--int8) needs the ONNX runtime "
-                            "(--runtime onnx).")
+    if runtime == "torch":
+        if onnx is not None or precision == "int8":
+            raise UnfreezeError("An export folder (--onnx) or int8 precision (--int8) needs the ONNX runtime "
+                                "(--runtime onnx).")
+        if precision is not None and precision not in TORCH_PRECISIONS:
+            raise UnfreezeError(f"Unknown precision {precision!r}; choose one of {', '.join(TORCH_PRECISIONS)} "
+                                "(or int8 with --runtime onnx).")
     if runtime == "onnx":
         if device not in (None, "cpu"):
             raise UnfreezeError(f"--device {device} applies to the torch runtime; --runtime onnx runs on the CPU "
                                 "(ONNX Runtime's CPU provider).")
-        if precision not in ("fp32", "int8"):
-            raise UnfreezeError(f"Unknown precision {precision!r}; choose fp32 or int8.")
+        if precision not in (None, *ONNX_PRECISIONS):
+            raise UnfreezeError(f"Unknown precision {precision!r} for --runtime onnx; choose fp32 or int8.")
 
 
 class BundlePredictor:
@@ -53,19 +64,20 @@ class BundlePredictor:
         Progress bars (torch runtime).
     runtime : {'torch', 'onnx'}
         PyTorch eager, or ONNX Runtime on the bundle's export.
-    precision : {'fp32', 'int8'}
-        Which graph of the export to run (``runtime="onnx"`` only).
+    precision : str, optional
+        torch runtime: "auto", "fp32" or "bf16" (None: the precision the bundle was fitted in);
+        ONNX runtime: which graph of the export to run, "fp32" (None) or "int8".
     onnx : str or Path, optional
         The export folder (default ``path/onnx``; ``runtime="onnx"`` only).
     """
 
     def __init__(self, path: str | Path, device: str | None = None, batch_size: int | None = None,
-                 progress: bool = False, runtime: str = "torch", precision: str = "fp32",
+                 progress: bool = False, runtime: str = "torch", precision: str | None = None,
                  onnx: str | Path | None = None) -> None:
         path = Path(path)
         check_runtime_options(runtime, precision, onnx, device)
         self.runtime = runtime
-        self.precision = precision if runtime == "onnx" else "fp32"
+        self.precision = precision or "fp32"  # the torch runtime's, once loaded: what its forward passes run in
         self.suite = None
         self.classifier = None
         self.onnx = None
@@ -81,19 +93,21 @@ class BundlePredictor:
         self.single_head = config.get("kind") == SINGLE_KIND  # its head is 'default'
         if tuned:
             # a fine-tuned backbone belongs to its one head, served as 'default'
-            clf = Classifier.load(path, device=device)
+            clf = Classifier.load(path, device=device, precision=precision)
             clf.predictor_.progress = progress
             if batch_size is not None:
                 clf.predictor_.batch_size = batch_size
             self.classifier = clf
+            self.precision = clf.predictor_.precision
             self.model = str(clf.model)
             self.max_length = clf.max_length_
             self.heads = {DEFAULT_HEAD: {"name": DEFAULT_HEAD, "labels": clf.classes_.tolist(),
                                          "pooling": clf.pooling_, "layers": list(clf.layers_),
                                          "strategy": clf.strategy_.name}}
         else:
-            suite = MultiHeadClassifier.load(path, device=device)
+            suite = MultiHeadClassifier.load(path, device=device, precision=precision)
             suite.progress = progress
+            self.precision = suite.inference_precision
             if batch_size is not None:
                 suite.batch_size = batch_size
             self.suite = suite

@@ -62,6 +62,7 @@ class Predictor:
     backbone: Backbone
     batch_size: int  # inputs per forward pass when predicting
     progress: bool  # show a progress bar when predicting
+    precision: str = "fp32"  # what prediction's forward passes run in ("bf16": a rounded copy of the model)
 
     def logits(self, inputs: Sequence[TextInput]) -> np.ndarray:
         """Unnormalised class scores, [n_inputs, n_classes]."""
@@ -99,13 +100,33 @@ class EmbeddingHead(Predictor):
     use_cache: bool = True  # the embedding cache is keyed by the base model's weights: never for a tuned body
     progress: bool = True
     tuned: bool = False
+    # the precision embeddings are computed in: a frozen body is given in it (a shared bf16 copy); a tuned
+    # body in fp32 embeds through a bf16 copy of itself, made on first use
+    precision: str = "fp32"
     n_truncated: int = field(default=0, init=False)
+    _rounded: Backbone | None = field(default=None, init=False, repr=False)
+
+    def embedding_backbone(self) -> Backbone:
+        """The model the embeddings run on, in ``precision``."""
+        import torch
+
+        if self.precision != "bf16" or self.backbone.dtype == torch.bfloat16:
+            return self.backbone
+        if self._rounded is None:
+            import copy
+
+            from .models.backbone import Backbone
+
+            model = copy.deepcopy(self.backbone.model).to(torch.bfloat16).eval()
+            self._rounded = Backbone(model, self.backbone.tokenizer, self.backbone.reference)
+        return self._rounded
 
     def embed(self, inputs: Sequence[TextInput]) -> Embeddings:
         from .embed import embed
 
-        result = embed(self.backbone, inputs, self.layers, self.pooling, self.max_length, self.batch_size,
-                       use_cache=self.use_cache and not self.tuned, progress=self.progress, use_pool=not self.tuned)
+        result = embed(self.embedding_backbone(), inputs, self.layers, self.pooling, self.max_length,
+                       self.batch_size, use_cache=self.use_cache and not self.tuned, progress=self.progress,
+                       use_pool=not self.tuned)
         self.n_truncated = result.n_truncated
         return result
 
@@ -128,7 +149,8 @@ class EmbeddingHead(Predictor):
         files: dict[str, Tensors] = {"head": tensors}
         if self.tuned:
             files["trained"] = trained_tensors(self.backbone.model)
-        return PredictorState(files, {"type": self.type_name, "head": meta, "tuned": self.tuned})
+        return PredictorState(files, {"type": self.type_name, "head": meta, "tuned": self.tuned,
+                                      "precision": self.precision})
 
     @classmethod
     def from_state(cls, context: FitContext, strategy: Strategy, state: PredictorState) -> EmbeddingHead:
@@ -142,7 +164,8 @@ class EmbeddingHead(Predictor):
             backbone.model.eval()
         head = LogisticHead.from_state(state.files["head"], state.meta["head"])
         return cls(backbone, context.pooling, context.layers, context.max_length, context.batch_size, head,
-                   use_cache=context.cache, progress=context.progress, tuned=tuned)
+                   use_cache=context.cache, progress=context.progress, tuned=tuned,
+                   precision=context.inference_precision)
 
 
 @register_predictor
@@ -155,11 +178,12 @@ class NetworkPredictor(Predictor):
     backbone: Backbone
     network: TextClassificationModel
     frozen_k: int
-    base_fingerprint: str
+    prefix_key: str  # the fingerprint of the model the frozen prefix runs on: its states' key in a sweep's pool
     max_length: int
     batch_size: int
     prefix_cache: bool = True
     progress: bool = False  # prediction of a tuned network shows no bar
+    prefix_backbone: Backbone | None = None  # the shared base model in the inference precision (None: backbone)
     n_truncated: int = field(default=0, init=False)
 
     def logits(self, inputs: Sequence[TextInput]) -> np.ndarray:
@@ -172,8 +196,8 @@ class NetworkPredictor(Predictor):
         prefix = None
         if self.frozen_k >= 1 and self.prefix_cache and prefix_pool_active():
             # in a sweep, the frozen prefix of the test texts is computed once for every cell
-            states = compute_prefix_states(self.backbone, encoded, [self.frozen_k], self.batch_size,
-                                           pool_key=(self.base_fingerprint, encoded.max_length),
+            states = compute_prefix_states(self.prefix_backbone or self.backbone, encoded, [self.frozen_k],
+                                           self.batch_size, pool_key=(self.prefix_key, encoded.max_length),
                                            keys=input_keys(inputs))
             prefix = states[self.frozen_k]
         return predict_logits(self.network, self.backbone, encoded, self.batch_size, prefix)
@@ -200,8 +224,11 @@ class NetworkPredictor(Predictor):
         load_trained(network, state.files["trained"], "trained.safetensors")
         network.to(backbone.device).eval()
         backbone.model.eval()
-        return cls(backbone, network, strategy.frozen_blocks(backbone.num_blocks), context.base_fingerprint,
-                   context.max_length, context.batch_size, prefix_cache=bool(state.meta.get("prefix_cache", True)))
+        prefix_key = (context.inference_backbone.fingerprint() if context.inference_backbone is not None
+                      else context.base_fingerprint)
+        return cls(backbone, network, strategy.frozen_blocks(backbone.num_blocks), prefix_key, context.max_length,
+                   context.batch_size, prefix_cache=bool(state.meta.get("prefix_cache", True)),
+                   prefix_backbone=context.inference_backbone)
 
 
 def predictor_class(type_name: str) -> type[Predictor]:

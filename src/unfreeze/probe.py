@@ -27,13 +27,18 @@ def run_probe(
     cache: bool = True,
     progress: bool = True,
     device: str | None = None,
+    precision: str = "auto",
 ) -> list[dict]:
-    """Fit and score a logistic head on every hidden state and on the last four concatenated."""
-    from .models.loaded import shared_backbone
+    """Fit and score a logistic head on every hidden state and on the last four concatenated.
+
+    ``precision``: of the forward pass (``auto``: bf16 where the hardware runs it fast)."""
     from .embed import embed
+    from .hardware import run_precision
+    from .models.loaded import shared_backbone
     from .models.pooling import resolve_pooling
 
-    backbone = shared_backbone(model, device)
+    base = shared_backbone(model, device)
+    backbone = shared_backbone(model, device, run_precision(precision, base.device).inference_dtype)
     pooling = resolve_pooling(pooling, backbone.is_decoder, "probe")
     all_layers = list(range(backbone.num_blocks + 1))
     train_emb = embed(backbone, train.inputs, all_layers, pooling, max_length, batch_size, cache, progress)

@@ -69,6 +69,7 @@ class AdviseSpec:
     learning_rate: float | str | list[float] | None = "auto"
     epochs: int | None = None
     validation_fraction: float = 0.1
+    precision: str = "auto"
 
     def check(self) -> None:
         """The model-free checks: one line each, before anything loads."""
@@ -100,7 +101,7 @@ class AdviseSpec:
                          test=self.test, test_size=self.test_size, text_col=self.text_col, label_col=self.label_col,
                          text_pair_col=self.text_pair_col, pooling=self.pooling, layers=self.layers,
                          max_length=self.max_length, batch_size=self.batch_size, learning_rate=self.learning_rate,
-                         epochs=self.epochs, validation_fraction=self.validation_fraction)
+                         epochs=self.epochs, validation_fraction=self.validation_fraction, precision=self.precision)
 
     def plan_id(self) -> str:
         """Names this advisor run's decisions: everything that could change one."""
@@ -231,7 +232,9 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
     load_seconds = time.monotonic() - clock_start
     started = next((r for r in records if r.get("kind") == "advise-start" and r.get("plan_id") == plan_id), None)
     if started is None:
-        check_budget_for_baseline(spec, backbone, pool, min_size, load_seconds)
+        from ..sweep.plan import inference_backbone
+
+        check_budget_for_baseline(spec, inference_backbone(sweep, device), pool, min_size, load_seconds)
         run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(run_dir / ADVISE_FILE) as tmp:
             tmp.write_text(json.dumps({"spec": asdict(spec), "plan_id": plan_id, "sizes": sizes, "full_size": full,

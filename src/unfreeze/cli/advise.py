@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UnfreezeError
-from .common import DeviceOpt, app, checked_device, int_list, parse_grid, user_errors
+from .common import DeviceOpt, app, checked_device, checked_precision, int_list, parse_grid, user_errors
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -56,6 +56,7 @@ def advise(
     max_length: Annotated[int, typer.Option("--max-length", help="Tokens per input.")] = 128,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Inputs per forward pass and step.")] = 32,
     device: DeviceOpt = None,
+    precision: Annotated[str, typer.Option("--precision", help="auto, fp32 or bf16: see `unfreeze fit --help`.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", help="Print only the plan.")] = False,
 ) -> None:
     """Spend a time budget on a pilot (successive halving over growing training sizes, every cell's learning
@@ -72,7 +73,8 @@ def advise(
         seeds=int_list(seeds, "--seeds"), budget=parse_budget(budget), eta=eta, growth=growth, min_size=min_size,
         max_size=max_size, target=target, tolerance=tolerance, test=test, test_size=test_size, text_col=text_col,
         label_col=label_col, text_pair_col=text_pair_col, max_length=max_length, batch_size=batch_size,
-        learning_rate=normalise_learning_rate(learning_rate), epochs=epochs, validation_fraction=validation_fraction)
+        learning_rate=normalise_learning_rate(learning_rate), epochs=epochs, validation_fraction=validation_fraction,
+        precision=checked_precision(precision))
     spec.check()
     if not spec.seeds:
         raise UnfreezeError("--seeds must name at least one seed, e.g. 0,1,2.")

@@ -56,6 +56,12 @@ TestSizeOpt = Annotated[Optional[float], typer.Option(
     "--test-size", help="Hold out this fraction of the training data as test (of a built-in's train split).")]
 NTrainOpt = Annotated[Optional[int], typer.Option("--n-train", help="Train on a stratified sample of N.")]
 NPerClassOpt = Annotated[Optional[int], typer.Option("--n-per-class", help="Train on N examples per class.")]
+PrecisionOpt = Annotated[str, typer.Option(
+    "--precision", help="auto (bf16 for work without gradients where the hardware runs it fast: AMX or AVX-512 "
+                        "BF16 CPUs, CUDA with bf16), fp32 or bf16.")]
+PredictPrecisionOpt = Annotated[Optional[str], typer.Option(
+    "--precision", help="What prediction runs in: auto, fp32 or bf16 (default: what the bundle was fitted in); "
+                        "with --runtime onnx: fp32 or int8.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", metavar="",
                                             help="Replace an output this tool wrote before (never anything else).")]
 
@@ -63,6 +69,13 @@ OverwriteOpt = Annotated[bool, typer.Option("--overwrite", metavar="",
 def flag(*names: str, help: str):
     """A boolean flag option (shown without a type in --help)."""
     return typer.Option(*names, help=help, metavar="")
+
+
+def checked_precision(precision: str) -> str:
+    """``--precision`` as one of auto, fp32, bf16 (one line listing them, otherwise; no torch needed)."""
+    from ..hardware import check_precision
+
+    return check_precision(precision)
 
 
 def checked_device(device: str | None) -> str | None:

@@ -20,6 +20,8 @@ from .common import (
     NTrainOpt,
     OverwriteOpt,
     PairCol,
+    PrecisionOpt,
+    PredictPrecisionOpt,
     PoolingOpt,
     SeedOpt,
     TestOpt,
@@ -27,6 +29,7 @@ from .common import (
     TextCol,
     app,
     checked_device,
+    checked_precision,
     flag,
     load_train_test,
     user_errors,
@@ -59,6 +62,7 @@ def fit(
     label_col: LabelCol = "label",
     text_pair_col: PairCol = None,
     overwrite: OverwriteOpt = False,
+    precision: PrecisionOpt = "auto",
     **settings,
 ) -> None:
     """Fit a classifier on DATA and save it as a bundle.
@@ -75,6 +79,7 @@ def fit(
     training = Training(**training_given)
     strategy_obj.check()
     training.check()
+    checked_precision(precision)
     check_output(output, "bundle", overwrite=overwrite, inputs=[data, *([test] if test else [])])
     train, test_set = load_train_test(data, test, test_size, text_col, label_col, text_pair_col, seed, n_train,
                                       n_per_class)
@@ -85,7 +90,8 @@ def fit(
     from ..training import distributed
 
     clf = Classifier(model=model, strategy=strategy_obj, training=training, pooling=pooling, layers=layers,
-                     max_length=max_length, batch_size=batch_size, seed=seed, cache=not no_cache, device=device)
+                     max_length=max_length, batch_size=batch_size, seed=seed, cache=not no_cache, device=device,
+                     precision=precision)
     clf.fit(train.inputs, train.labels)
     # launched data-parallel, every rank scores its share of the examples (collectively);
     # rank 0 alone writes the bundle and prints
@@ -106,9 +112,12 @@ def fit(
         head += f"; learning rate {record['learning_rate']:g}, the best on validation of {tried}"
     elif record.get("tuning"):
         head += f"; {record['tuning']}"
+    from ..hardware import RunPrecision
+
+    ran = RunPrecision(**record.get("precision", {}))
     typer.echo(f"trained {clf.strategy_.describe()} on {len(train)} examples of {train.name} with {model} "
                f"({clf.fit_seconds_:.1f} s; {head}; trainable parameters {record.get('trainable_parameters', 0):,} "
-               f"of {record.get('total_parameters', 0):,})")
+               f"of {record.get('total_parameters', 0):,}; precision {ran.describe()})")
     if "layer_weights" in record:  # mix: what it learned about the layers
         weights = "  ".join(f"{layer}: {w:.3f}" for layer, w in zip(record["mixed_layers"], record["layer_weights"]))
         typer.echo(f"layer weights (hidden state: weight; 0 = embeddings): {weights}  gamma {record['gamma']:.3f}")
@@ -138,6 +147,7 @@ def predict(
     runtime: RuntimeOpt = "torch",
     onnx: OnnxDirOpt = None,
     int8: Int8Opt = False,
+    precision: PredictPrecisionOpt = None,
 ) -> None:
     """Predict labels and class probabilities for every row of INPUTS.
 
@@ -151,7 +161,7 @@ def predict(
 
     from ..predict import check_runtime_options
 
-    precision = "int8" if int8 else "fp32"
+    precision = one_precision(precision, int8)
     check_runtime_options(runtime, precision, onnx, device)
     check_output(output, "file", overwrite=overwrite, inputs=[inputs, bundle])
     read_config(bundle)  # a missing or damaged bundle is said before the texts are read
@@ -229,6 +239,7 @@ def probe(
     label_col: LabelCol = "label",
     text_pair_col: PairCol = None,
     overwrite: OverwriteOpt = False,
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Fit a logistic head on every layer's pooled states (one forward pass) and plot score vs layer."""
     from ..metrics import METRICS
@@ -236,6 +247,7 @@ def probe(
 
     if metric not in METRICS:
         raise UnfreezeError(f"Unknown metric {metric!r}. Metrics: {', '.join(METRICS)}.")
+    checked_precision(precision)
     check_output(plot, "file", overwrite=overwrite, inputs=[data, *([test] if test else [])], option="--plot")
     train, test_set = load_train_test(data, test, test_size, text_col, label_col, text_pair_col, seed, n_train,
                                       n_per_class)
@@ -243,7 +255,15 @@ def probe(
 
     from ..probe import format_probe_table, plot_probe, run_probe
 
-    rows = run_probe(train, test_set, model, pooling, max_length, batch_size, seed=seed, device=device)
+    rows = run_probe(train, test_set, model, pooling, max_length, batch_size, seed=seed, device=device,
+                     precision=precision)
     typer.echo(format_probe_table(rows, metric))
     plot_probe(rows, plot, metric, title=f"{model} on {train.name} (n={len(train)})")
     typer.echo(f"plot: {plot}")
+
+
+def one_precision(precision: str | None, int8: bool) -> str | None:
+    """``--int8`` is ``--precision int8``; both, disagreeing, is one line."""
+    if int8 and precision not in (None, "int8"):
+        raise UnfreezeError(f"--int8 and --precision {precision} disagree: give one of them.")
+    return "int8" if int8 else precision

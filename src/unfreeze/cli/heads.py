@@ -23,6 +23,7 @@ from .common import (
     TextCol,
     app,
     checked_device,
+    checked_precision,
     flag,
     load_train_test,
     user_errors,
@@ -59,12 +60,16 @@ def heads_add(
     text_col: TextCol = "text",
     label_col: LabelCol = "label",
     text_pair_col: PairCol = None,
+    precision: Annotated[str, typer.Option("--precision", help="For a new bundle: auto, fp32 or bf16 (its shared "
+                                                               "forward pass; an existing bundle keeps its own).")]
+    = "auto",
 ) -> None:
     """Fit a logistic head on DATA and add it to BUNDLE under NAME (atomically)."""
     from ..bundle import check_head_name
     from ..outputs import check_output
 
     check_head_name(name)
+    checked_precision(precision)
     check_output(bundle, "heads", inputs=[data, *([test] if test else [])], option="BUNDLE")
     train, test_set = load_train_test(data, test, test_size, text_col, label_col, text_pair_col, seed, n_train,
                                       n_per_class)
@@ -73,7 +78,7 @@ def heads_add(
     from ..metrics import format_metrics_table
     from ..multihead import add_heads, new_suite_for
 
-    suite = new_suite_for(bundle, model, max_length, batch_size, device)
+    suite = new_suite_for(bundle, model, max_length, batch_size, device, precision)
     head = suite.add_head(name, train.inputs, train.labels, pooling=pooling, layers=layers, C=C, seed=seed,
                           cache=not no_cache, data=train.name)
     clf = suite.as_classifier(name)

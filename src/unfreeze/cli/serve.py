@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import UnfreezeError
-from .common import DeviceOpt, app, checked_device, flag, user_errors
+from .common import DeviceOpt, PredictPrecisionOpt, app, checked_device, flag, user_errors
 from .export import Int8Opt, OnnxDirOpt, RuntimeOpt
 
 
@@ -30,6 +30,7 @@ def serve(
     runtime: RuntimeOpt = "torch",
     onnx: OnnxDirOpt = None,
     int8: Int8Opt = False,
+    precision: PredictPrecisionOpt = None,
 ) -> None:
     """Serve BUNDLE over HTTP: POST /predict, GET /heads, GET /health, docs at /docs."""
     from ..bundle import read_config
@@ -42,7 +43,9 @@ def serve(
                          micro_batching=not no_micro_batching)
     from ..predict import check_runtime_options
 
-    precision = "int8" if int8 else "fp32"
+    from .fit import one_precision
+
+    precision = one_precision(precision, int8)
     check_runtime_options(runtime, precision, onnx, device)
     read_config(bundle)  # a missing or damaged bundle is said before anything loads
     run_server(bundle, host=host, port=port, limits=limits, device=checked_device(device), log_level=log_level,

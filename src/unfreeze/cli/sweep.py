@@ -13,6 +13,7 @@ from .common import (
     DeviceOpt,
     app,
     checked_device,
+    checked_precision,
     flag,
     int_list,
     parse_grid,
@@ -60,6 +61,7 @@ def sweep(
     address: Annotated[Optional[str], typer.Option("--address", help="ray: auto, HOST:PORT of a cluster's head, or leave out to start Ray here.")] = None,
     cpus_per_cell: Annotated[Optional[float], typer.Option("--cpus-per-cell", help="ray: CPUs each cell reserves (default 1).")] = None,
     gpus_per_cell: Annotated[Optional[float], typer.Option("--gpus-per-cell", help="ray: GPUs each cell reserves, e.g. 0.5 (default 0).")] = None,
+    precision: Annotated[Optional[str], typer.Option("--precision", help="auto (default), fp32 or bf16: see `unfreeze fit --help`.")] = None,
     **settings,
 ) -> None:
     """Run strategies x their parameters x training sizes x seeds; resumable; then build the report.
@@ -78,7 +80,8 @@ def sweep(
     overrides = {name: value for name, value in (
         ("data", data), ("model", model), ("n_test", n_test), ("test", test), ("test_size", test_size),
         ("pooling", pooling), ("layers", layers), ("max_length", max_length), ("batch_size", batch_size),
-        ("text_col", text_col), ("label_col", label_col), ("text_pair_col", text_pair_col)) if value is not None}
+        ("text_col", text_col), ("label_col", label_col), ("text_pair_col", text_pair_col),
+        ("precision", precision)) if value is not None}
     overrides.update(given(settings))
     if strategies is not None:
         overrides["strategies"] = [s.strip() for s in strategies.split(",") if s.strip()]
@@ -98,6 +101,7 @@ def sweep(
     if output is None:
         raise UnfreezeError("Give a run folder with -o/--output, e.g. -o runs/my-sweep.")
     _check_metric(metric)
+    checked_precision(spec.precision)
     from ..outputs import check_output
 
     check_output(output, "run", inputs=[p for p in (spec.data, spec.test, config) if p])

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import median
 
-from ..errors import UnfreezeError
+from ..errors import UnfreezeError, OneLineWarning
 
 Label = int | str
 
@@ -78,7 +78,7 @@ def _label_sort_key(label: Label) -> tuple[int, int | str]:
     return (0, label) if isinstance(label, int) else (1, str(label))
 
 
-class DataWarning(UserWarning):
+class DataWarning(OneLineWarning):
     """Data that is probably a mistake but could be legitimate. The message is one line;
     the command line prints it as ``warning: MESSAGE``."""
 
@@ -88,7 +88,8 @@ def warn_data(message: str) -> None:
 
 
 def print_data_warnings_on_one_line() -> None:
-    """Show every ``DataWarning`` as one ``warning: MESSAGE`` line on stderr, for the command line.
+    """Show every one-line warning (``DataWarning``, ``SlowPrecisionWarning``: ``OneLineWarning``) as one
+    ``warning: MESSAGE`` line on stderr, for the command line.
 
     Python's default shows a warning on two lines (file:line: category: message, then
     the source line). Other warnings keep the default. Call once, at start-up.
@@ -98,7 +99,7 @@ def print_data_warnings_on_one_line() -> None:
     default = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, DataWarning):
+        if issubclass(category, OneLineWarning):
             print(f"warning: {message}", file=file or sys.stderr)
         else:
             default(message, category, filename, lineno, file, line)

@@ -159,7 +159,7 @@ def export_bundle(bundle: str | Path, folder: str | Path | None = None, *, int8:
     if multi:
         from ..multihead import MultiHeadClassifier
 
-        suite = MultiHeadClassifier.load(bundle, device=device)
+        suite = MultiHeadClassifier.load(bundle, device=device, precision="fp32")  # the graph is fp32
         suite.progress = False
         heads = suite.heads
         classes = {name: head.classes for name, head in heads.items()}
@@ -173,7 +173,7 @@ def export_bundle(bundle: str | Path, folder: str | Path | None = None, *, int8:
         from ..predictors import EmbeddingHead, NetworkPredictor
         from .onnx import ExportHead, write_network_export
 
-        clf = Classifier.load(bundle, device=device)
+        clf = Classifier.load(bundle, device=device, precision="fp32")  # the graph is fp32
         predictor = clf.predictor_
         predictor.progress = False
         check = _check_set(config, {DEFAULT_HEAD: clf.classes_}, check_inputs, check_labels, check_origin)

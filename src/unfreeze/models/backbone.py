@@ -153,6 +153,10 @@ class Backbone:
         return next(self.model.parameters()).device
 
     @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
     def num_blocks(self) -> int:
         return len(self.blocks)
 

@@ -233,7 +233,7 @@ def _server_class():
 
 def serve(bundle: Path, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits = ServeLimits(),
           device: str | None = None, log_level: str = "info", graceful_seconds: float = 30.0,
-          runtime: str = "torch", precision: str = "fp32", onnx: Path | None = None) -> None:
+          runtime: str = "torch", precision: str | None = None, onnx: Path | None = None) -> None:
     """Load ``bundle`` and serve it until SIGTERM/SIGINT (requests in flight are answered first).
 
     The port is taken before the bundle loads: a busy port is said at once, and "serving on"
@@ -253,7 +253,7 @@ def serve(bundle: Path, host: str = "127.0.0.1", port: int = 8000, limits: Serve
                                 timeout_graceful_shutdown=graceful_seconds, access_log=log_level == "debug")
         server = _Server(config)
         bound = sock.getsockname()[1]
-        engine = ("PyTorch" if predictor.runtime == "torch"
+        engine = (f"PyTorch {predictor.precision}" if predictor.runtime == "torch"
                   else f"ONNX Runtime {predictor.precision}, {predictor.export_folder}")
         print(f"serving {bundle} ({', '.join(predictor.heads)}; {engine}) on http://{host}:{bound}  "
               f"(docs: http://{host}:{bound}/docs; limits: {json.dumps(asdict(limits))})", flush=True)

@@ -51,6 +51,18 @@ class FitContext:
     # held out by the caller (the learning-rate search scores every rate on it): a strategy
     # that validates uses it instead of splitting its own; None: the strategy splits (or not)
     validation: tuple[list[TextInput], np.ndarray] | None = None
+    # the untouched base model in the precision of work without gradients (a shared bf16 copy
+    # where the hardware runs bf16 fast): a strategy that trains runs its frozen-prefix pass on
+    # it; None: use ``backbone``
+    inference_backbone: Backbone | None = None
+    # the precisions that ran, "fp32" or "bf16": work without gradients, and training compute
+    inference_precision: str = "fp32"
+    training_precision: str = "fp32"
+
+    @property
+    def prefix_backbone(self) -> Backbone:
+        """The model a frozen-prefix pass runs on (its bottom blocks are the base model's)."""
+        return self.inference_backbone or self.backbone
 
 
 @dataclass
@@ -239,14 +251,18 @@ class TunedStrategy(Strategy):
         network = TextClassificationModel(backbone, context.n_classes, context.pooling, context.layers)
         val = (encoded.subset(val_idx), y[val_idx]) if len(val_idx) else (None, None)
         keys = input_keys(inputs)
-        # the prefix below k is the base model's, unchanged by prepare: its states are shared
-        prefix_pool = ((context.base_fingerprint, encoded.max_length), [keys[i] for i in train_idx],
-                       [keys[i] for i in val_idx])
+        # the prefix below k is the base model's, unchanged by prepare: it runs on the shared base model
+        # (in the inference precision), and its states are shared under that model's fingerprint
+        prefix_backbone = context.prefix_backbone
+        prefix_key = prefix_backbone.fingerprint() if context.inference_backbone is not None else context.base_fingerprint
+        prefix_pool = ((prefix_key, encoded.max_length), [keys[i] for i in train_idx], [keys[i] for i in val_idx])
         hooks = self.loop_hooks(backbone, config, frozen_k, len(train_idx), context.layers)
         record = train(network, backbone, hooks.frozen_k, encoded.subset(train_idx), y[train_idx], config, *val,
-                       prefix_pool=prefix_pool, lr_scales=hooks.lr_scales, on_epoch=hooks.on_epoch)
-        predictor = NetworkPredictor(backbone, network, hooks.frozen_k, context.base_fingerprint, context.max_length,
-                                     context.batch_size, prefix_cache=config.prefix_cache)
+                       prefix_pool=prefix_pool, lr_scales=hooks.lr_scales, on_epoch=hooks.on_epoch,
+                       prefix_backbone=context.inference_backbone)
+        predictor = NetworkPredictor(backbone, network, hooks.frozen_k, prefix_key, context.max_length,
+                                     context.batch_size, prefix_cache=config.prefix_cache,
+                                     prefix_backbone=context.inference_backbone)
         return FitResult(predictor, record.as_dict(), encoded.n_truncated, encoded.max_length)
 
     def loop_hooks(self, backbone: Backbone, config: TrainConfig, frozen_k: int, n_train: int,

@@ -46,7 +46,8 @@ class Features(Strategy):
 
         backbone = context.backbone
         predictor = EmbeddingHead(backbone, context.pooling, context.layers, context.max_length, context.batch_size,
-                                  head=None, use_cache=context.cache, progress=context.progress)
+                                  head=None, use_cache=context.cache, progress=context.progress,
+                                  precision=context.inference_precision)
         class_weight = context.training.class_weight if context.training is not None else None
         with PeakMemory(backbone.device) as memory:
             embedded = predictor.embed(inputs)

@@ -82,11 +82,13 @@ class SetFit(Strategy):
         # the network supplies pooling over the chosen layers; its linear head is not used
         network = TextClassificationModel(backbone, context.n_classes, context.pooling, context.layers)
         record = train_contrastive(network, backbone, self.frozen_blocks(backbone.num_blocks), encoded, y,
-                                   self.num_iterations, config)
+                                   self.num_iterations, config, prefix_backbone=context.inference_backbone)
         backbone.model.eval()
-        # a tuned body is embedded afresh: the embedding cache is for the base model's weights
+        # a tuned body is embedded afresh (the embedding cache is for the base model's weights), in the
+        # precision of work without gradients: a bf16 copy of it where that is fast
         predictor = EmbeddingHead(backbone, context.pooling, context.layers, context.max_length, context.batch_size,
-                                  head=None, use_cache=False, progress=context.progress, tuned=True)
+                                  head=None, use_cache=False, progress=context.progress, tuned=True,
+                                  precision=context.inference_precision)
         features = predictor.embed(inputs).features(context.layers)
         predictor.head = LogisticHead(C=self.C, cv=self.cv, seed=context.seed,
                                       class_weight=config.class_weight).fit(features, y)

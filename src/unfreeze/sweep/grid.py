@@ -82,6 +82,7 @@ class SweepSpec:
     class_weight: str | None = None
     layer_decay: float = 1.0
     probe: bool = False
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         self.strategies = [str(s) for s in _as_list(self.strategies)]

@@ -7,6 +7,7 @@ import contextlib
 from .plan import (
     SweepPlan,
     embed_everything,
+    inference_backbone,
     prefix_ks,
     probe_needed,
     probe_rows,
@@ -22,10 +23,8 @@ from .plan import (
 def run_local(plan: SweepPlan, shared_cache: bool = True, progress: bool = True,
               device: str | None = None) -> dict[str, int]:
     """Run ``plan``'s pending cells here; returns the counts (total, done, failed, skipped)."""
-    from ..models.loaded import shared_backbone
-
     spec, data = plan.spec, plan.data
-    backbone = shared_backbone(spec.model, device)
+    backbone = inference_backbone(spec, device)
     info = runner_info("local")
     bar = progress_bar(plan, progress)
     try:

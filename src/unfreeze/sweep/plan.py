@@ -224,6 +224,16 @@ def frozen_layers(spec: SweepSpec, num_blocks: int) -> set[int]:
     return layers
 
 
+def inference_backbone(spec: SweepSpec, device: str | None = None):
+    """The shared model a sweep's passes without gradients run on (embeddings, frozen prefixes): the base
+    model in the precision ``spec.precision`` gives on this hardware (a bf16 copy where that is fast)."""
+    from ..hardware import run_precision
+    from ..models.loaded import shared_backbone
+
+    base = shared_backbone(spec.model, device)
+    return shared_backbone(spec.model, device, run_precision(spec.precision, base.device).inference_dtype)
+
+
 def embed_everything(spec: SweepSpec, data: SweepData, backbone, seeds: list[int]) -> None:
     """One embedding pass over every text that a frozen-model cell or the probe will need.
 
@@ -303,7 +313,7 @@ def cell_classifier(spec: SweepSpec, cell: Cell, device: str | None = None, use_
         training["prefix_cache"] = use_cache
     return Classifier(model=spec.model, strategy=strategy, training=Training(**training), pooling=spec.pooling,
                       layers=spec.layers, max_length=spec.max_length, batch_size=spec.batch_size, seed=cell.seed,
-                      device=device, progress=False, cache=use_cache)
+                      device=device, progress=False, cache=use_cache, precision=spec.precision)
 
 
 def run_cell(spec: SweepSpec, data: SweepData, cell: Cell, key: str, device: str | None = None,
@@ -403,7 +413,7 @@ def probe_rows(spec: SweepSpec, data: SweepData, shared_cache: bool, device: str
 
     train = sample(data.train_pool, n_total=max(spec.n_train), seed=spec.seeds[0])
     rows = run_probe(train, data.test, spec.model, spec.pooling, spec.max_length, spec.batch_size,
-                     seed=spec.seeds[0], cache=shared_cache, progress=False, device=device)
+                     seed=spec.seeds[0], cache=shared_cache, progress=False, device=device, precision=spec.precision)
     return {"n_train": len(train), "model": spec.model, "rows": rows}
 
 

@@ -59,6 +59,7 @@ from .plan import (
     SweepPlan,
     embed_everything,
     embeds_frozen,
+    inference_backbone,
     failed_record,
     prefix_ks,
     probe_needed,
@@ -135,10 +136,8 @@ def embed_task(spec: SweepSpec, data: SweepData, seeds: list[int], device: str |
     """One embedding pass for every features cell and the probe; returns the pools, or why not."""
     _worker_setup(cache_root)
     from ..embed import export_pools, shared_embeddings
-    from ..models.loaded import shared_backbone
-
     try:
-        backbone = shared_backbone(spec.model, device)
+        backbone = inference_backbone(spec, device)
         with shared_embeddings():
             embed_everything(spec, data, backbone, seeds)
             return {"pools": export_pools()}
@@ -153,12 +152,10 @@ def cell_task(spec: SweepSpec, data: SweepData, cell: Cell, key: str, device: st
     if not shared_cache:
         return run_cell(spec, data, cell, key, device, use_cache=False), info
     from ..embed import import_pools
-    from ..models.loaded import shared_backbone
-
     with shared_caches():
         if pools and "pools" in pools:
             import_pools(pools["pools"])
-        backbone = shared_backbone(spec.model, device)
+        backbone = inference_backbone(spec, device)
         ks = prefix_ks([cell], backbone.num_blocks)
         if ks:
             warm_prefixes(spec, data, backbone, cell.seed, n_largest, ks)

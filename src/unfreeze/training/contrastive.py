@@ -28,8 +28,11 @@ def train_contrastive(
     y: np.ndarray,
     num_iterations: int,
     config: TrainConfig,
+    prefix_backbone: Backbone | None = None,
 ) -> TrainRecord:
-    """Tune the body in place on lazily drawn pairs; ``model`` supplies pooling (its head is unused)."""
+    """Tune the body in place on lazily drawn pairs; ``model`` supplies pooling (its head is unused).
+
+    ``prefix_backbone`` runs the frozen-prefix pass (see ``loop.train``)."""
     device = backbone.device
     model.to(device)
     torch.manual_seed(config.seed)
@@ -40,7 +43,7 @@ def train_contrastive(
         prefix = None
         prefix_seconds = 0.0
         if config.prefix_cache and frozen_k >= 1:
-            (prefix,) = cached_prefixes(backbone, frozen_k, [encoded])
+            (prefix,) = cached_prefixes(prefix_backbone or backbone, frozen_k, [encoded])
             prefix_seconds = time.perf_counter() - start
         run = TrainingRun(config, param_groups(list(model.body.named_parameters()), config),
                           count_pairs(len(encoded), num_iterations), device, "contrastive tuning")
@@ -56,7 +59,8 @@ def train_contrastive(
                         break
                     # one forward over the distinct examples of the batch, then pair them up
                     unique, inverse = np.unique(np.concatenate([left, right]), return_inverse=True)
-                    pooled = _pooled_by_length(model, backbone, encoded, unique.tolist(), prefix, device)
+                    pooled = _pooled_by_length(model, backbone, encoded, unique.tolist(), prefix, device,
+                                               bf16=config.compute == "bf16")
                     a, b = pooled[inverse[: len(left)]], pooled[inverse[len(left):]]
                     similarity = nn.functional.cosine_similarity(a, b)
                     loss = nn.functional.mse_loss(similarity, torch.as_tensor(target, device=device))
@@ -76,7 +80,8 @@ def train_contrastive(
 
 
 def _pooled_by_length(model: TextClassificationModel, backbone: Backbone, encoded: Encoded, idx: list[int],
-                      prefix: PrefixStates | None, device: torch.device, buckets: int = 2) -> torch.Tensor:
+                      prefix: PrefixStates | None, device: torch.device, buckets: int = 2,
+                      bf16: bool = False) -> torch.Tensor:
     """Pooled states of the examples ``idx`` (in that order), run in length-sorted buckets.
 
     The texts of a random pair batch differ in length; padding them all to the longest
@@ -89,7 +94,8 @@ def _pooled_by_length(model: TextClassificationModel, backbone: Backbone, encode
     for start in range(0, len(order), size):
         chunk = order[start : start + size]
         rows = [idx[j] for j in chunk]
-        parts.append(forward_rows(model, backbone.collate(encoded, rows), prefix, rows, device, pooled=True).float())
+        parts.append(forward_rows(model, backbone.collate(encoded, rows), prefix, rows, device, pooled=True,
+                                  bf16=bf16).float())
         positions.extend(chunk)
     pooled = torch.cat(parts)
     inverse = torch.empty(len(positions), dtype=torch.long)

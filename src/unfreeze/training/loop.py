@@ -42,11 +42,13 @@ from .settings import Training
 @dataclass(repr=False)
 class TrainConfig(Training):
     """``Training`` resolved for one fit: the strategy's defaults filled in, plus the classifier's
-    batch size, seed and progress flag."""
+    batch size, seed and progress flag, and the precision the trained blocks compute in
+    ("bf16": under bf16 autocast, weights and optimiser state in fp32; CUDA always)."""
 
     batch_size: int = 32
     seed: int = 0
     progress: bool = True
+    compute: str = "fp32"
 
 
 @dataclass
@@ -200,17 +202,20 @@ def length_grouped_order(lengths: list[int], batch_size: int, rng: np.random.Gen
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def autocast(device: torch.device):
-    # bf16 on CUDA: same range as fp32, no loss scaling; the CPU stays in fp32
+def autocast(device: torch.device, bf16: bool = False):
+    """bf16 autocast for a forward: always on CUDA (same range as fp32, no loss scaling); on the CPU
+    when asked (``compute="bf16"``: a CPU with fast bf16, ``unfreeze.hardware``), else fp32."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if bf16 and device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
 def forward_rows(model: nn.Module, batch: dict, prefix: PrefixStates | None, rows: list[int],
-                 device: torch.device, pooled: bool = False) -> torch.Tensor:
+                 device: torch.device, pooled: bool = False, bf16: bool = False) -> torch.Tensor:
     """The model's logits (or pooled features) on ``batch``, the examples ``rows``; from the cached prefix when given."""
-    with autocast(device):
+    with autocast(device, bf16):
         run = model.pooled if pooled else model
         return run(batch) if prefix is None else run(batch, prefix.batch(rows, device))
 
@@ -284,11 +289,14 @@ def train(
     prefix_pool: tuple[tuple[str, int], list[str], list[str] | None] | None = None,
     lr_scales: dict[int, float] | None = None,
     on_epoch: Callable[[int], dict | None] | None = None,
+    prefix_backbone: Backbone | None = None,
 ) -> TrainRecord:
     """Train ``model`` in place; returns the record. The best validation epoch's weights are kept.
 
     ``prefix_pool`` = (pool key, keys of the training inputs, keys of the validation inputs)
     lets a sweep share prefix states across fits (see prefix.shared_prefix_states).
+    ``prefix_backbone`` runs the frozen-prefix pass (the untouched base model, in bf16 where
+    that is fast; its states are cast to fp32 at the boundary); default ``backbone``.
     ``lr_scales`` gives parameters their own learning rates (see ``param_groups``).
     ``on_epoch(epoch)`` runs at the start of every epoch (1, 2, ...) and may switch
     ``requires_grad`` of parameters the optimiser holds (those that require gradients when
@@ -311,8 +319,8 @@ def train(
         prefix_seconds = 0.0
         if config.prefix_cache and frozen_k >= 1:
             pool_key, train_keys, val_keys = prefix_pool or (None, None, None)
-            train_prefix, val_prefix = cached_prefixes(backbone, frozen_k, [train_encoded, val_encoded], pool_key,
-                                                       [train_keys, val_keys])
+            train_prefix, val_prefix = cached_prefixes(prefix_backbone or backbone, frozen_k,
+                                                       [train_encoded, val_encoded], pool_key, [train_keys, val_keys])
             prefix_seconds = time.perf_counter() - start
 
         run = TrainingRun(config, param_groups(list(model.named_parameters()), config, list(model.head.parameters()),
@@ -342,7 +350,8 @@ def train(
                         break
                     tokens = sum(lengths[i] for i in idx)
                     if acc is None:
-                        logits = forward_rows(model, backbone.collate(train_encoded, idx), train_prefix, idx, device)
+                        logits = forward_rows(model, backbone.collate(train_encoded, idx), train_prefix, idx, device,
+                                              bf16=config.compute == "bf16")
                         run.step(loss_fn(logits.float(), labels[idx].to(device)), len(idx), tokens, epoch=epoch)
                         seen[idx] += 1
                     else:
@@ -402,7 +411,8 @@ def _data_parallel_step(run: TrainingRun, forward: nn.Module, acc, backbone: Bac
     the batch-mean gradient that one process would take, whatever the split.
     """
     mine, stand_in = distributed.shard(idx, acc)
-    logits = forward_rows(forward, backbone.collate(encoded, mine), train_prefix, mine, device)
+    logits = forward_rows(forward, backbone.collate(encoded, mine), train_prefix, mine, device,
+                          bf16=run.config.compute == "bf16")
     per_example = nn.functional.cross_entropy(logits.float(), labels[mine].to(device), weight=loss_fn.weight,
                                               reduction="none")
     weights = loss_fn.weight
