@@ -24,6 +24,10 @@ else:
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# precision="auto" means bf16 on CPUs with AMX or AVX-512 BF16, and the machines tests run on vary:
+# tests (and the processes they start) see a CPU without fast bf16, so that auto is fp32 and numbers
+# do not depend on the machine; test_hardware.py and test_precision.py lift this themselves
+os.environ["UNFREEZE_FAST_BF16"] = "0"
 # torch's and scikit-learn's OpenMP pools and OpenBLAS share 2 cores here; spinning idle
 # OpenMP threads starve the others (the MiniLM probe runs 3-7x slower without this).
 # Read when libgomp loads, so it must be set before torch is imported.

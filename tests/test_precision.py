@@ -20,6 +20,12 @@ X, Y = sentiment_task_fixed(40, 0)
 X_TEST, _ = sentiment_task_fixed(20, 1)
 
 
+@pytest.fixture(autouse=True)
+def real_bf16_detection(monkeypatch):
+    """conftest pins UNFREEZE_FAST_BF16=0 for the other tests; here detection (or its mocks) decides."""
+    monkeypatch.delenv("UNFREEZE_FAST_BF16", raising=False)
+
+
 @pytest.fixture
 def fast_bf16(monkeypatch):
     """Pretend this CPU runs bf16 fast (AVX-512 BF16 or AMX), whatever it is."""

@@ -67,7 +67,7 @@ def test_best_epoch_weights_are_restored_and_patience_stops(tiny_backbone, monke
     script = [0.5, 1.0, 0.5, 0.5, 1.0, 1.0, 1.0, 1.0]
     snapshots = []
 
-    def scripted(model_, backbone_, encoded_, batch_size, prefix=None):
+    def scripted(model_, backbone_, encoded_, batch_size, prefix=None, bf16=False):
         assert model_ is model and len(encoded_) == len(y_val)
         assert prefix is not None  # validation reads the cached prefix too
         snapshots.append({n: p.detach().clone() for n, p in model_.named_parameters() if p.requires_grad})
@@ -103,7 +103,7 @@ def test_equal_accuracy_is_broken_by_validation_loss(tiny_backbone, monkeypatch)
     margins = [1.0, 3.0, 2.0, 0.5]  # all correct; epoch 2 has the lowest loss
     calls = []
 
-    def scripted(model_, backbone_, encoded_, batch_size, prefix=None):
+    def scripted(model_, backbone_, encoded_, batch_size, prefix=None, bf16=False):
         calls.append(1)
         logits = np.zeros((10, 2), dtype=np.float32)
         logits[np.arange(10), y[30:]] = margins[len(calls) - 1]

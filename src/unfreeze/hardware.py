@@ -36,7 +36,7 @@ Work = Literal["inference", "training"]
 
 # Whether ``auto`` trains under bf16 autocast, by device type, where the device runs bf16 fast: decided
 # by measurement (bench/freeze_sweep.py --precision, fp32 vs bf16: accuracy within 0.5 point and faster).
-# CUDA always trains under bf16 autocast (the training loop's own rule).
+# On CUDA with native bf16 (Ampere and later) training runs under bf16 autocast, as it always has.
 AUTO_BF16_TRAINING = {"cpu": False, "cuda": True}
 
 # CPU flags (as /proc/cpuinfo spells them) that make bf16 matrix products fast, best first
@@ -155,11 +155,17 @@ def cuda_devices() -> tuple[CudaDevice, ...]:
 
 
 def fast_bf16(device: str | torch.device = "cpu") -> bool:
-    """Whether ``device`` computes bfloat16 natively (so bf16 work runs faster than fp32)."""
+    """Whether ``device`` computes bfloat16 natively (so bf16 work runs faster than fp32).
+
+    ``UNFREEZE_FAST_BF16=0`` says no for the CPU (``auto`` then runs fp32 everywhere: numbers
+    that do not depend on the machine's instructions); ``=1`` says yes."""
     import torch
 
     device = torch.device(device)
     if device.type == "cpu":
+        override = os.environ.get("UNFREEZE_FAST_BF16", "").strip()
+        if override in ("0", "1"):
+            return override == "1"
         return cpu_info().fast_bf16
     if device.type == "cuda":
         if not torch.cuda.is_available():
@@ -243,13 +249,9 @@ class RunPrecision:
 
 
 def run_precision(precision: str, device: str | torch.device = "cpu") -> RunPrecision:
-    """The precisions the setting ``precision`` gives on ``device`` (CUDA trains under bf16 autocast)."""
-    import torch
-
-    inference = precision_name(resolve_precision(precision, device, "inference"))
-    training = "bf16" if torch.device(device).type == "cuda" else precision_name(
-        resolve_precision(precision, device, "training"))
-    return RunPrecision(inference, training)
+    """The precisions the setting ``precision`` gives on ``device``."""
+    return RunPrecision(precision_name(resolve_precision(precision, device, "inference")),
+                        precision_name(resolve_precision(precision, device, "training")))
 
 
 def recorded_precision(override: str | None, recorded: dict, device: str | torch.device = "cpu") -> RunPrecision:

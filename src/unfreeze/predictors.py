@@ -184,6 +184,7 @@ class NetworkPredictor(Predictor):
     prefix_cache: bool = True
     progress: bool = False  # prediction of a tuned network shows no bar
     prefix_backbone: Backbone | None = None  # the shared base model in the inference precision (None: backbone)
+    precision: str = "fp32"  # work without gradients: the prefix pass, prediction on a GPU
     n_truncated: int = field(default=0, init=False)
 
     def logits(self, inputs: Sequence[TextInput]) -> np.ndarray:
@@ -200,7 +201,9 @@ class NetworkPredictor(Predictor):
                                            self.batch_size, pool_key=(self.prefix_key, encoded.max_length),
                                            keys=input_keys(inputs))
             prefix = states[self.frozen_k]
-        return predict_logits(self.network, self.backbone, encoded, self.batch_size, prefix)
+        # a tuned network predicts under bf16 autocast on a GPU with fast bf16; on a CPU it stays fp32
+        bf16 = self.precision == "bf16" and self.backbone.device.type == "cuda"
+        return predict_logits(self.network, self.backbone, encoded, self.batch_size, prefix, bf16=bf16)
 
     def n_outputs(self) -> int | None:
         return self.network.head.out_features
@@ -228,7 +231,7 @@ class NetworkPredictor(Predictor):
                       else context.base_fingerprint)
         return cls(backbone, network, strategy.frozen_blocks(backbone.num_blocks), prefix_key, context.max_length,
                    context.batch_size, prefix_cache=bool(state.meta.get("prefix_cache", True)),
-                   prefix_backbone=context.inference_backbone)
+                   prefix_backbone=context.inference_backbone, precision=context.inference_precision)
 
 
 def predictor_class(type_name: str) -> type[Predictor]:

@@ -262,7 +262,8 @@ class TunedStrategy(Strategy):
                        prefix_backbone=context.inference_backbone)
         predictor = NetworkPredictor(backbone, network, hooks.frozen_k, prefix_key, context.max_length,
                                      context.batch_size, prefix_cache=config.prefix_cache,
-                                     prefix_backbone=context.inference_backbone)
+                                     prefix_backbone=context.inference_backbone,
+                                     precision=context.inference_precision)
         return FitResult(predictor, record.as_dict(), encoded.n_truncated, encoded.max_length)
 
     def loop_hooks(self, backbone: Backbone, config: TrainConfig, frozen_k: int, n_train: int,

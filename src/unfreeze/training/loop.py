@@ -203,12 +203,10 @@ def length_grouped_order(lengths: list[int], batch_size: int, rng: np.random.Gen
 
 
 def autocast(device: torch.device, bf16: bool = False):
-    """bf16 autocast for a forward: always on CUDA (same range as fp32, no loss scaling); on the CPU
-    when asked (``compute="bf16"``: a CPU with fast bf16, ``unfreeze.hardware``), else fp32."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    if bf16 and device.type == "cpu":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+    """bf16 autocast for a forward when asked (``compute="bf16"``: hardware with fast bf16, see
+    ``unfreeze.hardware``; same range as fp32, no loss scaling), else fp32."""
+    if bf16 and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -238,7 +236,7 @@ def set_train_mode(model: TextClassificationModel, backbone: Backbone, frozen_k:
 
 
 def predict_logits(model: TextClassificationModel, backbone: Backbone, encoded: Encoded, batch_size: int = 32,
-                   prefix: PrefixStates | None = None) -> np.ndarray:
+                   prefix: PrefixStates | None = None, bf16: bool = False) -> np.ndarray:
     """Logits for every example in input order, from the cached prefix states when given.
 
     Data-parallel (after a launched training), each rank predicts every W-th example and
@@ -246,23 +244,23 @@ def predict_logits(model: TextClassificationModel, backbone: Backbone, encoded: 
     """
     acc = distributed.active()
     if acc is None or len(encoded) == 0:
-        return _predict_local(model, backbone, encoded, batch_size, prefix)
+        return _predict_local(model, backbone, encoded, batch_size, prefix, bf16)
     mine = list(range(acc.process_index, len(encoded), acc.num_processes))
     part = _predict_local(model, backbone, encoded.subset(mine), batch_size,
-                          None if prefix is None else prefix.subset(mine))
+                          None if prefix is None else prefix.subset(mine), bf16)
     return distributed.gather_rows(part, len(encoded), acc)
 
 
 @torch.inference_mode()
 def _predict_local(model: TextClassificationModel, backbone: Backbone, encoded: Encoded, batch_size: int,
-                   prefix: PrefixStates | None) -> np.ndarray:
+                   prefix: PrefixStates | None, bf16: bool = False) -> np.ndarray:
     was_training = model.training
     model.eval()
     device = backbone.device
     out = np.empty((len(encoded), model.head.out_features), dtype=np.float32)
     try:
         for idx, batch in backbone.batches(encoded, batch_size):
-            out[idx] = forward_rows(model, batch, prefix, idx, device).float().cpu().numpy()
+            out[idx] = forward_rows(model, batch, prefix, idx, device, bf16=bf16).float().cpu().numpy()
     finally:
         model.train(was_training)
     return out
@@ -365,7 +363,8 @@ def train(
                 entry = {"epoch": epoch, "train_loss": epoch_loss, "examples": int(seen.sum()),
                          "distinct_examples": int((seen > 0).sum()), **(extra or {})}
                 if val_encoded is not None and y_val is not None:
-                    logits_val = predict_logits(model, backbone, val_encoded, config.batch_size * 2, val_prefix)
+                    logits_val = predict_logits(model, backbone, val_encoded, config.batch_size * 2, val_prefix,
+                                                bf16=config.compute == "bf16" and device.type == "cuda")
                     val_loss = float(nn.functional.cross_entropy(torch.from_numpy(logits_val),
                                                                  torch.as_tensor(y_val, dtype=torch.long)))
                     metrics = classification_metrics(y_val.tolist(), logits_val.argmax(axis=1).tolist())
