@@ -27,6 +27,7 @@ from .freeze import Freeze, Full
 from .lora import Lora
 from .reinit import Reinit
 from .setfit import SetFit
+from .subspace import Subspace
 
 ENTRY_POINT_GROUP = "unfreeze.strategies"
 
@@ -113,9 +114,9 @@ def split_shorthand(strategy: str | Strategy, params: dict[str, object]) -> tupl
     return target, rest
 
 
-for _builtin in (Features, Freeze, Full, Reinit, Lora, SetFit):
+for _builtin in (Features, Freeze, Full, Reinit, Lora, SetFit, Subspace):
     register_strategy(_builtin)
 
 __all__ = ["ENTRY_POINT_GROUP", "Features", "FitContext", "FitResult", "Freeze", "Full", "Lora", "Reinit", "SetFit",
-           "Strategy", "TunedStrategy", "make_strategy", "register_strategy", "registered", "split_shorthand",
+           "Strategy", "Subspace", "TunedStrategy", "make_strategy", "register_strategy", "registered", "split_shorthand",
            "strategy_class", "users_of"]
