@@ -161,7 +161,7 @@ class FastfoodProjection(Projection):
         index_type = np.int32 if n < 2**31 else np.int64
         permutation = rng.permuted(np.broadcast_to(np.arange(n, dtype=index_type), (blocks, n)), axis=1)
         gauss = rng.standard_normal((blocks, n), dtype=np.float32)
-        chi = np.sqrt(rng.chisquare(n, size=(blocks, n))).astype(np.float32)
+        chi = np.sqrt(2 * rng.standard_gamma(n / 2, size=(blocks, n), dtype=np.float32))  # chi(n): chi2(n) = 2 Gamma(n/2)
         # S_b = diag(s / ||G_b||): with 1/sqrt(n), row i of V_b has norm s_i ~ chi(n), like a row of
         # n i.i.d. N(0, 1) numbers (||row i of H G_b Pi_b H B||^2 = n ||G_b||^2 exactly)
         block_norm = np.sqrt(np.square(gauss, dtype=np.float64).sum(axis=1, keepdims=True))
