@@ -79,7 +79,7 @@ class IntrinsicResult:
         if not self.points:
             return f"{label}: unknown (no subspace cell has finished yet; rerun to resume)."
         target, hit = self.target, self.d90_grid
-        base = (f"{self.fraction:.0%} of full fine-tuning's test {metric} {self.full.mean:.4f} is {target:.4f}")
+        base = f"{self.fraction:.0%} of full fine-tuning's test {metric} ({self.full.mean:.4f}), {target:.4f}"
         if hit is None:
             best = max(self.points, key=lambda p: p.mean)
             return (f"{label} > {self.points[-1].d}: no grid point reaches {base} (best: {best.mean:.4f} at "
@@ -87,11 +87,11 @@ class IntrinsicResult:
         reached = next(p for p in self.points if p.d == hit)
         interpolated = self.d90_interpolated
         if interpolated is None:
-            return (f"{label} <= {hit}: the first grid point, d={hit}, already reaches {base} ({reached.mean:.4f}); "
+            return (f"{label} <= {hit}: the first grid point, d={hit}, already reaches {base}, with {reached.mean:.4f}; "
                     "add smaller d to --d to narrow it.")
         index = [p.d for p in self.points].index(hit)
         below = self.points[index - 1]
-        return (f"{label} = {hit} (first grid point reaching {base}: {reached.mean:.4f}); interpolated "
+        return (f"{label} = {hit}: the first grid point reaching {base}, with {reached.mean:.4f}; interpolated "
                 f"log-linearly between d={below.d} ({below.mean:.4f}) and d={hit}: {label} ~ {interpolated:.0f}.")
 
     def as_dict(self) -> dict:

@@ -275,7 +275,9 @@ class Subspace(nn.Module):
         reuse = self._in_forward or not torch.is_grad_enabled()
         if reuse and self._cache is not None and self._cache[0] == key:
             return self._cache[1]
-        flat = self.projection(self.theta)
+        # in float32 even under autocast: bf16 sums over the Hadamard factors would blur P theta
+        with torch.autocast(self.theta.device.type, enabled=False):
+            flat = self.projection(self.theta)
         pieces = [p.view(shape) for p, shape in zip(flat.split(self.projection.sizes), self.shapes)]
         # under gradients, keep them only for this forward pass (the graph is freed by backward)
         self._cache = (key, pieces) if reuse else None
