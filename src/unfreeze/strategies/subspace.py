@@ -59,6 +59,22 @@ def projection_seed(classifier_seed: int, projection_seed: int | None) -> int:
     return int(classifier_seed if projection_seed is None else projection_seed)
 
 
+# Adam moves every coordinate of theta by about the learning rate per step, and each projected
+# tensor's block of P has unit-norm, nearly orthogonal columns: a step moves each tensor by
+# about lr * sqrt(d). A rate of LR_SCALE / sqrt(d) keeps that step the same for every d.
+# Measured on MiniLM (bench/subspace.py, README): a fixed 1e-2 was right at d = 1,000
+# (a step of 0.3) and diverged at d = 10,000 (a step of 1) on movie-snippets.
+LR_SCALE = 0.3
+
+
+class _LearningRateOfD:
+    """``default_learning_rate`` of a subspace object: LR_SCALE / sqrt(d); on the class, the value at the default d."""
+
+    def __get__(self, obj: Subspace | None, owner: type) -> float:
+        d = obj.d if obj is not None and isinstance(obj.d, int) and obj.d >= 1 else 1000
+        return LR_SCALE / d**0.5
+
+
 @dataclass(repr=False)
 class Subspace(TunedStrategy):
     """Train theta in a random d-dimensional subspace of the weights (and a linear head).
@@ -79,10 +95,10 @@ class Subspace(TunedStrategy):
     """
 
     name: ClassVar[str] = "subspace"
-    summary: ClassVar[str] = "only theta (d numbers): weights = pretrained + P theta, P a Fastfood random projection"
-    # theta moves every projected weight at once along unit-norm random directions: it needs
-    # steps far larger than a weight's own (measured on MiniLM: see the README and bench/subspace.py)
-    default_learning_rate: ClassVar[float | None] = 1e-2
+    summary: ClassVar[str] = ("only theta (d numbers): weights = pretrained + P theta, P a Fastfood random projection "
+                              f"(default learning rate {LR_SCALE:g}/sqrt(d))")
+    # 0.3/sqrt(d) (0.0095 at the default d): see _LearningRateOfD
+    default_learning_rate: ClassVar[float | None] = _LearningRateOfD()  # type: ignore[assignment]
     default_epochs: ClassVar[int | None] = 5
     sweep_defaults: ClassVar[dict[str, list]] = {"d": [1000]}
 
