@@ -96,6 +96,21 @@ def test_projection_columns_have_unit_norm_per_tensor_and_are_nearly_orthogonal(
         assert abs((entries.abs() < 1).double().mean().item() - 0.6827) < 0.02
 
 
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_fastfood_is_finite_for_the_smallest_d_even_where_a_normal_is_exactly_zero(d):
+    """n = 1 blocks hold one float32 normal each: over millions of blocks some are exactly 0 (seed 0 has one),
+    and S = s / ||G_b|| must not turn that row into 0 x inf."""
+    projection = FastfoodProjection([3_000_000], d, seed=0)
+    if d == 1:
+        assert (projection.gauss == 0).any()  # the case this test is about occurs with this seed
+    assert torch.isfinite(projection.scale).all()
+    theta = torch.randn(d, requires_grad=True)
+    out = projection(theta)
+    out.backward(torch.ones_like(out))
+    assert torch.isfinite(out).all() and torch.isfinite(theta.grad).all()
+    assert abs(out.square().sum().item() / theta.detach().square().sum().item() - 1) < 0.05  # unit-norm columns
+
+
 @pytest.mark.parametrize("kind", ["fastfood", "dense"])
 def test_the_same_seed_gives_the_same_projection_and_another_seed_another(kind):
     cls = FastfoodProjection if kind == "fastfood" else DenseProjection

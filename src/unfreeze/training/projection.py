@@ -165,6 +165,8 @@ class FastfoodProjection(Projection):
         # S_b = diag(s / ||G_b||): with 1/sqrt(n), row i of V_b has norm s_i ~ chi(n), like a row of
         # n i.i.d. N(0, 1) numbers (||row i of H G_b Pi_b H B||^2 = n ||G_b||^2 exactly)
         block_norm = np.sqrt(np.square(gauss, dtype=np.float64).sum(axis=1, keepdims=True))
+        # G_b = 0 happens (n = 1: one float32 normal that is exactly 0); its rows of P are 0, not 0 x inf
+        block_norm[block_norm == 0] = np.inf
         scale = (chi / (block_norm * math.sqrt(n))).astype(np.float32).reshape(-1)[: self.D]
         scale *= _row_scales(self.sizes)
         self.register_buffer("signs", torch.from_numpy(signs), persistent=False)
