@@ -350,6 +350,7 @@ def test_fit_with_bad_subspace_settings_is_one_line_and_exit_2(args, words, runn
     (["--projection", "gaussian"], ["'projection' parameter of subspace"]),
     (["--learning-rate", "0"], ["--learning-rate must be a float > 0"]),
     (["--metric", "auc"], ["Unknown metric 'auc'"]),
+    (["--fraction", "1.5"], ["--fraction must be a float in (0, 1]"]),
     (["--n-train", "100000"], ["--n-train 100000 is more than the"]),
 ])
 def test_intrinsic_dim_with_bad_settings_is_one_line_and_exit_2(args, words, runner, tmp_path, sentiment_csv,
@@ -438,3 +439,6 @@ def test_d90_is_the_first_grid_point_reaching_90_percent_and_its_interpolation(t
     store.append({"key": keys["1000"][1], "status": "failed", "error": "boom"})
     result = intrinsic_result(tmp_path)
     assert result.missing == [1000] and result.failed == 2 and result.d90_grid == 10000
+    # another share of full fine-tuning's score, from the same files
+    strict = intrinsic_result(tmp_path, fraction=0.99)
+    assert strict.d90_grid is None and strict.sentence().startswith("d99 > 10000")

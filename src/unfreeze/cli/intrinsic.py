@@ -62,6 +62,8 @@ def intrinsic_dim(
     full_learning_rate: Annotated[Optional[float], typer.Option(
         "--full-learning-rate", help="Learning rate of full fine-tuning (default: full's).")] = None,
     metric: Annotated[str, typer.Option("--metric", help="accuracy, macro_f1 or mcc.")] = "accuracy",
+    fraction: Annotated[float, typer.Option("--fraction", help="Share of full fine-tuning's score that d must "
+                                                               "reach: 0.9 gives d90, 0.97 d97.")] = 0.9,
     pooling: Annotated[str, typer.Option("--pooling", help="auto, mean, cls, last or max.")] = "auto",
     layers: Annotated[str, typer.Option("--layers", help="Hidden states, e.g. -1.")] = "-1",
     max_length: Annotated[int, typer.Option("--max-length", help="Tokens per input.")] = 256,
@@ -75,7 +77,7 @@ def intrinsic_dim(
 ) -> None:
     """Intrinsic dimension: train subspace cells over a grid of d and full fine-tuning; report d90 and plot score vs d.
 
-    d90 is the smallest d whose mean test score reaches 90% of full fine-tuning's; both
+    d90 is the smallest d whose mean test score reaches 90% of full fine-tuning's (--fraction); both
     the first grid point that reaches it and a log-linear interpolation are printed.
     Resumable: run the same command again to finish what an interrupted run left."""
     from ..report.tables import METRICS
@@ -84,6 +86,8 @@ def intrinsic_dim(
 
     if metric not in METRICS:
         raise UnfreezeError(f"Unknown metric {metric!r}. Metrics: {', '.join(METRICS)}.")
+    if not 0 < fraction <= 1:
+        raise UnfreezeError(f"--fraction must be a float in (0, 1], e.g. 0.9 for d90. Got {fraction}.")
     grid_d = _ints(d, "--d", 1, DEFAULT_D)
     seed_list = _ints(seeds, "--seeds", 0, "0,1,2")
     if n_train < 1:
@@ -103,7 +107,7 @@ def intrinsic_dim(
                               grid={"subspace": {"d": grid_d, **{k: [v] for k, v in strategy_params.items()}}},
                               **common)
     _check_against_model(subspace_spec, grid_d, strategy_params, device)
-    run(output, full_spec, subspace_spec, metric, retry_failed, device)
+    run(output, full_spec, subspace_spec, metric, retry_failed, device, fraction=fraction)
 
 
 def _check_against_model(spec, grid_d: list[int], params: dict, device: str | None) -> None:
@@ -119,7 +123,7 @@ def _check_against_model(spec, grid_d: list[int], params: dict, device: str | No
 
 
 def run(output: Path, full_spec, subspace_spec, metric: str, retry_failed: bool = False,
-        device: str | None = None, progress: bool = True) -> dict:
+        device: str | None = None, progress: bool = True, fraction: float = 0.9) -> dict:
     """Run (or resume) both sweeps into ``output``, write intrinsic.json and the plot, print the table and d90."""
     from ..report.intrinsic import PLOT_FILE, intrinsic_result, plot_intrinsic, table_text
     from ..sweep.grid import expand
@@ -137,7 +141,7 @@ def run(output: Path, full_spec, subspace_spec, metric: str, retry_failed: bool 
             group = "full" if cell.strategy == "full" else str(dict(cell.params)["d"])
             keys.setdefault(group, []).append(key)
         # the intrinsic.json of this run is written first: an interrupted run still reports what finished
-        _write_plan(output, full_spec, subspace_spec, metric, keys)
+        _write_plan(output, full_spec, subspace_spec, metric, fraction, keys)
         for name, value in run_local(plan, shared_cache=True, progress=progress, device=device).items():
             counts[name] += value
     typer.echo(f"intrinsic-dim: {counts['total']} cells, {counts['done']} run now, {counts['skipped']} already done, "
@@ -152,11 +156,12 @@ def run(output: Path, full_spec, subspace_spec, metric: str, retry_failed: bool 
     return result.as_dict()
 
 
-def _write_plan(output: Path, full_spec, subspace_spec, metric: str, keys: dict[str, list[str]]) -> None:
+def _write_plan(output: Path, full_spec, subspace_spec, metric: str, fraction: float,
+                keys: dict[str, list[str]]) -> None:
     from ..cache import atomic_path
     from ..report.intrinsic import INTRINSIC_FILE
 
-    plan = {"metric": metric, "fraction": 0.9, "model": full_spec.model, "data": full_spec.data,
+    plan = {"metric": metric, "fraction": fraction, "model": full_spec.model, "data": full_spec.data,
             "n_train": full_spec.n_train, "seeds": full_spec.seeds,
             "learning_rates": {"full": full_spec.learning_rate, "subspace": subspace_spec.learning_rate},
             "subspace_grid": subspace_spec.grid.get("subspace", {}),

@@ -113,8 +113,10 @@ def _point(d: int | None, records: list[dict], metric: str) -> Point | None:
                  statistics.fmean(trainable) if trainable else None, statistics.fmean(seconds) if seconds else None)
 
 
-def intrinsic_result(run_dir: str | Path, metric: str | None = None) -> IntrinsicResult:
-    """Score per d, full fine-tuning's, and d90, from ``intrinsic.json`` and ``results.jsonl``."""
+def intrinsic_result(run_dir: str | Path, metric: str | None = None, fraction: float | None = None) -> IntrinsicResult:
+    """Score per d, full fine-tuning's, and d90, from ``intrinsic.json`` and ``results.jsonl``.
+
+    ``metric`` and ``fraction`` (0.9 for d90) default to the run's own."""
     run_dir = Path(run_dir)
     file = run_dir / INTRINSIC_FILE
     if not file.is_file():
@@ -123,7 +125,7 @@ def intrinsic_result(run_dir: str | Path, metric: str | None = None) -> Intrinsi
     try:
         plan = json.loads(file.read_text(encoding="utf-8"))
         metric = metric or plan.get("metric", "accuracy")
-        fraction = float(plan.get("fraction", 0.9))
+        fraction = float(fraction if fraction is not None else plan.get("fraction", 0.9))
         full_keys = list(plan["full"]["keys"])
         grid = {int(d): list(keys) for d, keys in plan["subspace"]["keys"].items()}
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
