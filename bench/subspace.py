@@ -2,7 +2,7 @@
 
 1. Seconds per optimiser step and peak memory of MiniLM on movie-snippets (batch 32,
    max length 256): ``full`` vs ``subspace`` at d = 1,000 and 10,000 (Fastfood, SAID), each
-   in a fresh process (on the CPU, peak memory is the process's resident set: the loaded
+   in a fresh process, in turn for 3 rounds (the median) (on the CPU, peak memory is the process's resident set: the loaded
    model counts; on CUDA, the peak of allocated memory). Setup: the fit's seconds before
    its first step (copying the model, tokenising; for subspace also drawing P).
 2. d90 on movie-snippets and bbc-news (MiniLM): ``unfreeze intrinsic-dim``'s runs (subspace
@@ -81,20 +81,33 @@ def one_step_run(strategy: str, d: int | None, model: str, steps: int, device: s
     return results[-1]
 
 
-def step_table(model: str, steps: int, device: str) -> list[dict]:
+def step_table(model: str, steps: int, device: str, repeats: int) -> list[dict]:
+    """Every config in a fresh process, ``repeats`` rounds in turn (a noisy machine drifts): the median
+    seconds per step and the largest peak of each."""
+    import statistics
+
+    runs: dict[tuple, list[dict]] = {}
+    for _ in range(repeats):
+        for strategy, d in STEP_CONFIGS:
+            out = subprocess.run([sys.executable, __file__, "--_step", strategy, str(d or 0), "--model", model,
+                                  "--steps", str(steps), "--device", device], capture_output=True, text=True)
+            lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+            if out.returncode != 0 or not lines:
+                print(f"{strategy} d={d}: failed\n{out.stderr[-2000:]}", flush=True)
+                continue
+            runs.setdefault((strategy, d), []).append(json.loads(lines[-1]))
     rows = []
-    for strategy, d in STEP_CONFIGS:
-        out = subprocess.run([sys.executable, __file__, "--_step", strategy, str(d or 0), "--model", model,
-                              "--steps", str(steps), "--device", device], capture_output=True, text=True)
-        lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-        if out.returncode != 0 or not lines:
-            print(f"{strategy} d={d}: failed\n{out.stderr[-2000:]}", flush=True)
-            continue
-        rows.append(json.loads(lines[-1]))
-        row = rows[-1]
+    for (strategy, d), found in runs.items():
+        row = dict(found[0])
+        row.update({"seconds_per_step": statistics.median(r["seconds_per_step"] for r in found),
+                    "seconds_per_step_runs": [r["seconds_per_step"] for r in found],
+                    "peak_memory_mib": max(r["peak_memory_mib"] for r in found),
+                    "setup_seconds": statistics.median(r["setup_seconds"] for r in found), "repeats": len(found)})
+        rows.append(row)
         name = "full" if strategy == "full" else f"subspace d={d:,}"
         print(f"  {name:<20} {row['seconds_per_step']:>8.3f} s/step   peak {row['peak_memory_mib']:>7.0f} MiB   "
-              f"trainable {row['trainable_parameters']:>11,}   setup {row['setup_seconds']:.1f} s", flush=True)
+              f"trainable {row['trainable_parameters']:>11,}   setup {row['setup_seconds']:.1f} s   "
+              f"(runs: {', '.join(f'{v:.2f}' for v in row['seconds_per_step_runs'])})", flush=True)
     return rows
 
 
@@ -116,7 +129,7 @@ def d90_run(data: str, model: str, grid: list[int], n_train: int, seeds: list[in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="steps: 3 per config; d90: n_train 96, d in 100 and 1000, 1 epoch, 200 test texts")
+                        help="steps: 3 per config, 1 round; d90: n_train 64, d in 100 and 1000, 1 epoch, 100 test texts")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", default="minilm-l6")
     parser.add_argument("--part", choices=("steps", "d90", "all"), default="all")
@@ -126,6 +139,7 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=None)
     parser.add_argument("--seeds", default=None)
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None, help="rounds of the step configs (default 3; quick 1)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     parser.add_argument("--_step", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -145,18 +159,20 @@ def main() -> None:
     ratio, delta = float("nan"), None
     if args.part in ("steps", "all"):
         steps = args.steps or (3 if quick else 10)
-        print(f"\n== cost per step: {args.model}, movie-snippets, batch 32, {steps} steps per config", flush=True)
-        rows = step_table(args.model, steps, args.device)
+        repeats = args.repeats or (1 if quick else 3)
+        print(f"\n== cost per step: {args.model}, movie-snippets, batch 32, {steps} steps per config, "
+              f"{repeats} round(s) in turn", flush=True)
+        rows = step_table(args.model, steps, args.device, repeats)
         out["steps"] = rows
         by = {(r["strategy"], r["d"]): r for r in rows}
         if ("full", None) in by and ("subspace", 1000) in by:
             ratio = by[("full", None)]["seconds_per_step"] / by[("subspace", 1000)]["seconds_per_step"]
     if args.part in ("d90", "all"):
         grid = [int(v) for v in (args.d or ("100,1000" if quick else "10,30,100,300,1000,3000,10000")).split(",")]
-        n_train = args.n_train or (96 if quick else 1000)
+        n_train = args.n_train or (64 if quick else 1000)
         seeds = [int(s) for s in (args.seeds or "0").split(",")]
         overrides = {"epochs": 1, "max_length": 128} if quick else {}
-        n_test = 200 if quick else None
+        n_test = 100 if quick else None
         out["d90"] = {}
         for data in [d for d in args.datasets.split(",") if d]:
             result = d90_run(data, args.model, grid, n_train, seeds, n_test, args.runs, args.device, overrides)

@@ -273,7 +273,7 @@ def test_an_unknown_strategy_name_lists_the_registered_ones(tiny_model_dir):
     with pytest.raises(InvalidParameterError) as info:
         clf.fit(TEXTS, LABELS)
     assert str(info.value) == ("The 'strategy' parameter of Classifier must be one of 'features', 'freeze', 'full', "
-                               "'reinit', 'lora', 'setfit' or a Strategy object. Got 'nope'.")
+                               "'reinit', 'lora', 'setfit', 'subspace' or a Strategy object. Got 'nope'.")
 
 
 @pytest.mark.parametrize(("strategy", "params", "named"), [
@@ -290,9 +290,9 @@ def test_a_setting_of_another_strategy_is_refused_by_name(strategy, params, name
 
 @pytest.mark.parametrize(("strategy", "training", "named"), [
     ("features", dict(epochs=3), "'epochs' is not used by strategy 'features' (the settings it reads: class_weight); "
-                                 "strategies that use it: freeze, full, reinit, lora, setfit."),
+                                 "strategies that use it: freeze, full, reinit, lora, setfit, subspace."),
     ("setfit", dict(patience=5), "'patience' is not used by strategy 'setfit'"),
-    ("setfit", dict(validation_fraction=0.2), "strategies that use it: freeze, full, reinit, lora."),
+    ("setfit", dict(validation_fraction=0.2), "strategies that use it: freeze, full, reinit, lora, subspace."),
     ("setfit", dict(head_learning_rate=0.1), "'head_learning_rate' is not used by strategy 'setfit'"),
 ])
 def test_a_training_setting_the_strategy_does_not_read_is_refused_at_fit(strategy, training, named, tiny_model_dir):
