@@ -22,6 +22,7 @@ _EXPORTS = {
     "Reinit": ".strategies",
     "Lora": ".strategies",
     "SetFit": ".strategies",
+    "Subspace": ".strategies",
     "register_strategy": ".strategies",
     "TextDataset": ".data",
     "load_data": ".data",

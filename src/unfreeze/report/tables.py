@@ -10,7 +10,7 @@ from ..sweep.store import ResultsStore
 
 METRICS = ("accuracy", "macro_f1", "mcc")
 # the order strategies appear in tables and legends
-STRATEGY_ORDER = ("features", "freeze", "full", "reinit", "lora", "setfit")
+STRATEGY_ORDER = ("features", "freeze", "full", "reinit", "lora", "setfit", "subspace")
 
 
 def results_frame(run_dir) -> pd.DataFrame:
