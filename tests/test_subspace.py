@@ -442,3 +442,37 @@ def test_d90_is_the_first_grid_point_reaching_90_percent_and_its_interpolation(t
     # another share of full fine-tuning's score, from the same files
     strict = intrinsic_result(tmp_path, fraction=0.99)
     assert strict.d90_grid is None and strict.sentence().startswith("d99 > 10000")
+
+
+def test_fit_predict_and_serve_a_subspace_bundle_from_the_command_line(runner, tmp_path, sentiment_csv,
+                                                                       tiny_model_dir):
+    """`fit --strategy subspace` writes a bundle; `predict` and the HTTP service give the library's probabilities."""
+    import pandas as pd
+    from fastapi.testclient import TestClient
+
+    from unfreeze.predict import BundlePredictor
+    from unfreeze.serve.app import create_app
+
+    bundle = tmp_path / "bundle"
+    result = runner.invoke(app, ["fit", str(sentiment_csv), "--model", tiny_model_dir("bert"), "--strategy",
+                                 "subspace", "--d", "50", "--no-said", "--projection-seed", "4", "--max-steps", "3",
+                                 "--lr", "0.2", "-o", str(bundle)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    config = json.loads((bundle / "unfreeze.json").read_text())
+    assert config["strategy"] == {"name": "subspace", "params": {"d": 50, "projection": "fastfood", "said": False,
+                                                                 "projected": "blocks", "projection_seed": 4}}
+    assert config["predictor"]["projection"]["seed"] == 4 and config["fit_record"]["steps"] == 3
+    texts, _ = sentiment_task_fixed(12, seed=9)
+    expected = Classifier.load(bundle).predict_proba(texts)
+    inputs = tmp_path / "new.csv"
+    inputs.write_text("text\n" + "".join(f"{t}\n" for t in texts), encoding="utf-8")
+    out = tmp_path / "predictions.csv"
+    result = runner.invoke(app, ["predict", str(bundle), str(inputs), "-o", str(out)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    frame = pd.read_csv(out)
+    np.testing.assert_allclose(frame[["proba_0", "proba_1"]].to_numpy(), expected, atol=1e-6)
+    with TestClient(create_app(BundlePredictor(bundle))) as client:
+        heads = client.get("/heads").json()["heads"]
+        assert [(h["name"], h["strategy"]) for h in heads] == [("default", "subspace")]
+        body = client.post("/predict", json={"texts": texts}).json()
+    np.testing.assert_allclose(body["results"]["default"]["probabilities"], expected, atol=1e-6)
