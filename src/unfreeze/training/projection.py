@@ -247,10 +247,10 @@ PROJECTIONS: dict[str, type[Projection]] = {"fastfood": FastfoodProjection, "den
 class Subspace(nn.Module):
     """The trained part: theta (d numbers, zeros at the start) and, with SAID, one scale per projected tensor.
 
-    ``offsets()`` gives each projected tensor's offset ``lambda_i * (P theta)_i``. Under
-    gradients they are computed once per forward pass of the model they are attached to
-    (``attach_subspace``); without gradients (prediction) once per value of theta and
-    lambda, and kept until either changes.
+    ``offsets()`` gives each projected tensor's ``(P theta)_i`` (the parametrization applies
+    lambda_i). Under gradients P theta is computed once per forward pass of the model the
+    subspace is attached to (``attach_subspace``); without gradients (prediction) once per
+    value of theta, and kept until it changes.
     """
 
     def __init__(self, shapes: Sequence[torch.Size], d: int, kind: str, seed: int, said: bool) -> None:
@@ -268,8 +268,7 @@ class Subspace(nn.Module):
         return self.projection.D
 
     def _key(self) -> tuple:
-        return (self.theta._version, None if self.said is None else self.said._version, self.theta.device,
-                torch.is_grad_enabled(), torch.is_inference_mode_enabled())
+        return (self.theta._version, self.theta.device, torch.is_grad_enabled(), torch.is_inference_mode_enabled())
 
     def offsets(self) -> list[torch.Tensor]:
         """(P theta) cut into the projected tensors' shapes (before SAID's scales)."""
