@@ -381,6 +381,9 @@ def test_intrinsic_dim_on_a_tiny_model_writes_the_plot_and_a_d90_line_and_resume
     assert cells == sorted([("full", None, s) for s in (0, 1)] + [("subspace", d, s) for d in (4, 64, 1024)
                                                                    for s in (0, 1)])
     assert all(r["status"] == "done" for r in rows)
+    assert json.loads((out / "sweep.json").read_text())["spec"]["strategies"] == ["full", "subspace"]
+    report = runner.invoke(app, ["report", str(out)])  # the sweep report reads the same folder
+    assert report.exit_code == 0 and "subspace d=64" in report.stdout and "full" in report.stdout
     # the d90 line is what the results say
     from unfreeze.report.intrinsic import intrinsic_result
 

@@ -144,6 +144,7 @@ def run(output: Path, full_spec, subspace_spec, metric: str, retry_failed: bool 
         _write_plan(output, full_spec, subspace_spec, metric, fraction, keys)
         for name, value in run_local(plan, shared_cache=True, progress=progress, device=device).items():
             counts[name] += value
+    _name_both_strategies(output)
     typer.echo(f"intrinsic-dim: {counts['total']} cells, {counts['done']} run now, {counts['skipped']} already done, "
                f"{counts['failed']} failed ({time.perf_counter() - start:.1f} s)")
     result = intrinsic_result(output, metric)
@@ -170,3 +171,18 @@ def _write_plan(output: Path, full_spec, subspace_spec, metric: str, fraction: f
     output.mkdir(parents=True, exist_ok=True)
     with atomic_path(output / INTRINSIC_FILE) as tmp:
         tmp.write_text(json.dumps(plan, indent=2, default=str) + "\n")
+
+
+def _name_both_strategies(output: Path) -> None:
+    """sweep.json holds the last spec run (subspace's): name both strategies, for `unfreeze report` on the folder."""
+    from ..cache import atomic_path
+    from ..sweep.plan import SPEC_FILE
+
+    file = output / SPEC_FILE
+    try:
+        saved = json.loads(file.read_text())
+        saved["spec"]["strategies"] = ["full", "subspace"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    with atomic_path(file) as tmp:
+        tmp.write_text(json.dumps(saved, indent=2))
