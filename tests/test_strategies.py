@@ -273,8 +273,8 @@ def test_an_unknown_strategy_name_lists_the_registered_ones(tiny_model_dir):
     with pytest.raises(InvalidParameterError) as info:
         clf.fit(TEXTS, LABELS)
     assert str(info.value) == ("The 'strategy' parameter of Classifier must be one of 'features', 'freeze', 'full', "
-                               "'reinit', 'lora', 'setfit', 'truncate', 'gradual', 'mix', 'bilstm' or a Strategy object. "
-                               "Got 'nope'.")
+                               "'reinit', 'lora', 'setfit', 'truncate', 'gradual', 'mix', 'bilstm', 'subspace' or a "
+                               "Strategy object. Got 'nope'.")
 
 
 @pytest.mark.parametrize(("strategy", "params", "named"), [
@@ -291,9 +291,11 @@ def test_a_setting_of_another_strategy_is_refused_by_name(strategy, params, name
 
 @pytest.mark.parametrize(("strategy", "training", "named"), [
     ("features", dict(epochs=3), "'epochs' is not used by strategy 'features' (the settings it reads: class_weight); "
-                                 "strategies that use it: freeze, full, reinit, lora, setfit, truncate, gradual, mix, bilstm."),
+                                 "strategies that use it: freeze, full, reinit, lora, setfit, truncate, gradual, mix, bilstm, "
+                                 "subspace."),
     ("setfit", dict(patience=5), "'patience' is not used by strategy 'setfit'"),
-    ("setfit", dict(validation_fraction=0.2), "strategies that use it: freeze, full, reinit, lora, truncate, gradual, mix, bilstm."),
+    ("setfit", dict(validation_fraction=0.2), "strategies that use it: freeze, full, reinit, lora, truncate, gradual, mix, bilstm, "
+                                              "subspace."),
     ("setfit", dict(head_learning_rate=0.1), "'head_learning_rate' is not used by strategy 'setfit'"),
 ])
 def test_a_training_setting_the_strategy_does_not_read_is_refused_at_fit(strategy, training, named, tiny_model_dir):
@@ -421,3 +423,19 @@ def test_reinit_fit_starts_from_re_initialised_top_block(tiny_model_dir, tiny_ba
     assert torch.equal(seen["bottom"], pretrained.blocks[0].attention.self.query.weight)
     assert not torch.equal(seen["top"], pretrained.blocks[1].attention.self.query.weight)
     assert np.isclose(seen["top"].std().item(), 0.02, rtol=0.15)
+
+
+@pytest.mark.parametrize(("strategy", "params"), [("freeze", dict(k=1)), ("mix", {}), ("bilstm", dict(hidden_size=8, token_layers="all")),
+                                                  ("subspace", dict(d=50, projection="dense"))])
+def test_the_rate_search_trains_each_rate_on_every_text_it_does_not_score_on(strategy, params, tiny_model_dir):
+    # the search holds out its validation texts and passes them to the strategy: a strategy that
+    # split its own validation set again would train on fewer texts (and stop early on other ones)
+    from unfreeze import Training
+
+    texts, labels = TEXTS * 4, LABELS * 4
+    clf = Classifier(tiny_model_dir("bert"), strategy=strategy, progress=False, device="cpu", cache=False,
+                     batch_size=8, training=Training(epochs=1, learning_rate=[1e-3, 1e-2], validation_fraction=0.25),
+                     **params).fit(texts, labels)
+    n_val = clf.fit_record_["validation"]["n"]
+    assert 0 < n_val < len(texts)
+    assert clf.fit_record_["examples_seen"] == len(texts) - n_val

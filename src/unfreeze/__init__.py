@@ -26,6 +26,7 @@ _EXPORTS = {
     "Gradual": ".strategies",
     "Mix": ".strategies",
     "BiLSTM": ".strategies",
+    "Subspace": ".strategies",
     "register_strategy": ".strategies",
     "TextDataset": ".data",
     "load_data": ".data",

@@ -10,7 +10,8 @@ from ..sweep.store import ResultsStore
 
 METRICS = ("accuracy", "macro_f1", "mcc")
 # the order strategies appear in tables and legends
-STRATEGY_ORDER = ("features", "freeze", "full", "reinit", "lora", "setfit", "truncate", "gradual", "mix", "bilstm")
+STRATEGY_ORDER = ("features", "freeze", "full", "reinit", "lora", "setfit", "truncate", "gradual", "mix", "bilstm",
+                  "subspace")
 # texts the recommendation expects a classifier to predict: its cost is fit seconds plus
 # the seconds to predict these (truncated models fit and predict faster)
 PREDICT_TEXTS = 10_000

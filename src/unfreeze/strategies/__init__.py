@@ -30,6 +30,7 @@ from .lora import Lora
 from .mix import Mix
 from .reinit import Reinit
 from .setfit import SetFit
+from .subspace import Subspace
 from .truncate import Truncate
 
 ENTRY_POINT_GROUP = "unfreeze.strategies"
@@ -117,9 +118,9 @@ def split_shorthand(strategy: str | Strategy, params: dict[str, object]) -> tupl
     return target, rest
 
 
-for _builtin in (Features, Freeze, Full, Reinit, Lora, SetFit, Truncate, Gradual, Mix, BiLSTM):
+for _builtin in (Features, Freeze, Full, Reinit, Lora, SetFit, Truncate, Gradual, Mix, BiLSTM, Subspace):
     register_strategy(_builtin)
 
 __all__ = ["BiLSTM", "ENTRY_POINT_GROUP", "Features", "FitContext", "FitResult", "Freeze", "Full", "Gradual", "Lora",
-           "Mix", "Reinit", "SetFit", "Strategy", "Truncate", "TunedStrategy", "make_strategy", "register_strategy",
-           "registered", "split_shorthand", "strategy_class", "users_of"]
+           "Mix", "Reinit", "SetFit", "Strategy", "Subspace", "Truncate", "TunedStrategy", "make_strategy",
+           "register_strategy", "registered", "split_shorthand", "strategy_class", "users_of"]

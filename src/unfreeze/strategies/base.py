@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ..models.backbone import Backbone, TextInput
-    from ..predictors import Predictor
+    from ..predictors import NetworkPredictor, Predictor
+    from ..training import TextClassificationModel
     from ..training.loop import TrainConfig
 
 
@@ -209,6 +210,23 @@ def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
     return np.array([i for i in everything if i not in val_set]), np.array(sorted(val))
 
 
+def training_split(context: FitContext, inputs: list[TextInput],
+                   y: np.ndarray) -> tuple[list[TextInput], np.ndarray, np.ndarray, np.ndarray]:
+    """``(inputs, y, train_idx, val_idx)`` a strategy that validates trains on.
+
+    With ``context.validation`` (held out by the caller, as the learning-rate search does) it
+    is appended to the inputs and is the validation set; otherwise ``validation_fraction`` of
+    the inputs is split off."""
+    if context.validation is not None:
+        val_inputs, val_y = context.validation
+        everything = [*inputs, *val_inputs]
+        return (everything, np.concatenate([y, np.asarray(val_y)]).astype(np.int64), np.arange(len(y)),
+                np.arange(len(y), len(everything)))
+    assert context.training is not None
+    train_idx, val_idx = validation_split(y, context.training.validation_fraction, context.seed)
+    return inputs, y, train_idx, val_idx
+
+
 @dataclass(repr=False)
 class TunedStrategy(Strategy):
     """A strategy trained by the one training loop: a prepared body, pooling, and a linear head.
@@ -231,21 +249,14 @@ class TunedStrategy(Strategy):
         import torch
 
         from ..embed import input_keys
-        from ..predictors import NetworkPredictor
         from ..training import TextClassificationModel, train
 
         backbone, config = context.backbone, context.training
         assert config is not None
         frozen_k = self.frozen_blocks(backbone.num_blocks)
         torch.manual_seed(context.seed)  # re-initialised blocks, adapters
-        backbone.model = self.prepare(backbone)
-        if context.validation is not None:  # held out by the caller: train on all of inputs, validate on it
-            inputs = [*inputs, *context.validation[0]]
-            train_idx = np.arange(len(y))
-            val_idx = np.arange(len(y), len(inputs))
-            y = np.concatenate([y, np.asarray(context.validation[1])]).astype(np.int64)
-        else:
-            train_idx, val_idx = validation_split(y, config.validation_fraction, context.seed)
+        backbone.model = self.prepare_to_fit(context)
+        inputs, y, train_idx, val_idx = training_split(context, inputs, y)
         encoded = backbone.encode(inputs, context.max_length)
         torch.manual_seed(context.seed)  # the head's initial weights
         network = TextClassificationModel(backbone, context.n_classes, context.pooling, context.layers)
@@ -260,11 +271,27 @@ class TunedStrategy(Strategy):
         record = train(network, backbone, hooks.frozen_k, encoded.subset(train_idx), y[train_idx], config, *val,
                        prefix_pool=prefix_pool, lr_scales=hooks.lr_scales, on_epoch=hooks.on_epoch,
                        prefix_backbone=context.inference_backbone)
-        predictor = NetworkPredictor(backbone, network, hooks.frozen_k, prefix_key, context.max_length,
-                                     context.batch_size, prefix_cache=config.prefix_cache,
-                                     prefix_backbone=context.inference_backbone,
-                                     precision=context.inference_precision)
-        return FitResult(predictor, record.as_dict(), encoded.n_truncated, encoded.max_length)
+        predictor = self.make_predictor(context, network, hooks.frozen_k, prefix_key)
+        return FitResult(predictor, {**record.as_dict(), **self.fit_facts(backbone)}, encoded.n_truncated,
+                         encoded.max_length)
+
+    def prepare_to_fit(self, context: FitContext) -> nn.Module:
+        """``prepare`` at fit time; a strategy that needs the fit's context (its seed) overrides this."""
+        return self.prepare(context.backbone)
+
+    def make_predictor(self, context: FitContext, network: TextClassificationModel, frozen_k: int,
+                       prefix_key: str) -> NetworkPredictor:
+        """The fitted predictor: the trained network over the prepared body."""
+        from ..predictors import NetworkPredictor
+
+        assert context.training is not None
+        return NetworkPredictor(context.backbone, network, frozen_k, prefix_key, context.max_length,
+                                context.batch_size, prefix_cache=context.training.prefix_cache,
+                                prefix_backbone=context.inference_backbone, precision=context.inference_precision)
+
+    def fit_facts(self, backbone: Backbone) -> dict:
+        """What the fit record adds about the trained model (none by default)."""
+        return {}
 
     def loop_hooks(self, backbone: Backbone, config: TrainConfig, frozen_k: int, n_train: int,
                    layers: Sequence[int]) -> LoopHooks:
@@ -291,4 +318,4 @@ def replace(strategy: Strategy, **changes: object) -> Strategy:
 
 
 __all__ = ["LAYER_DECAY_SETTINGS", "FitContext", "FitResult", "LoopHooks", "Strategy", "TunedStrategy", "check_int",
-           "freeze_bottom", "replace", "validation_split"]
+           "freeze_bottom", "replace", "training_split", "validation_split"]

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..params import float_in, int_at_least, is_bool, setting
 from ..predictors import Predictor, PredictorState, load_trained, register_predictor
-from .base import FitContext, FitResult, Strategy, validation_split
+from .base import FitContext, FitResult, Strategy, training_split
 from .frozen import CHOICE_HELP, check_layer_choice, resolve_layer_choice
 from .mix import CACHED_TRAINING_SETTINGS
 
@@ -106,6 +106,7 @@ class BiLSTM(Strategy):
         backbone, config = context.backbone, context.training
         assert config is not None
         layers = self.state_layers(backbone.num_blocks)
+        inputs, y, train_rows, val_rows = training_split(context, inputs, y)
         device = backbone.device
         started = time.perf_counter()
         encoded = backbone.encode(inputs, context.max_length)
@@ -122,7 +123,6 @@ class BiLSTM(Strategy):
                 states, lengths = store.batch(rows, device)
                 return module(states, lengths)
 
-            train_rows, val_rows = validation_split(y, config.validation_fraction, context.seed)
             record = train_cached(module, forward, [], y, train_rows, val_rows, config, device, context.n_classes,
                                   lengths=encoded.lengths).as_dict()
             token_bytes = {"tokens": int(store.offsets[-1]), "bytes_in_memory": store.bytes_in_memory,

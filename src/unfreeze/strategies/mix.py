@@ -22,7 +22,7 @@ import numpy as np
 
 from ..params import is_bool, setting
 from ..predictors import Predictor, PredictorState, load_trained, register_predictor
-from .base import FitContext, FitResult, Strategy, validation_split
+from .base import FitContext, FitResult, Strategy, training_split
 from .frozen import CHOICE_HELP, check_layer_choice, resolve_layer_choice
 
 if TYPE_CHECKING:
@@ -93,6 +93,7 @@ class Mix(Strategy):
         backbone, config = context.backbone, context.training
         assert config is not None
         layers = self.mixed_layers(backbone.num_blocks)
+        inputs, y, train_rows, val_rows = training_split(context, inputs, y)
         device = backbone.device
         started = time.perf_counter()
         with PeakMemory(device) as memory:
@@ -103,7 +104,6 @@ class Mix(Strategy):
         states_seconds = time.perf_counter() - started
         torch.manual_seed(context.seed)  # the head's initial weights
         module = ScalarMix(len(layers), backbone.hidden_size, context.n_classes, self.layer_norm).to(device)
-        train_rows, val_rows = validation_split(y, config.validation_fraction, context.seed)
         record = train_cached(module, lambda rows: module(states[rows]), [], y, train_rows, val_rows, config, device,
                               context.n_classes).as_dict()
         weights = [float(w) for w in module.layer_weights().detach().cpu()]
