@@ -324,11 +324,12 @@ def test_every_strategy_in_one_sweep_grid_and_in_the_report(tiny_model_dir, tmp_
     from unfreeze.sweep.runner import run_sweep
 
     strategies = [s for s in STRATEGY_ORDER if s in registered()]
-    assert {"mix", "bilstm"} <= set(strategies)
+    assert set(strategies) == set(registered()) and len(strategies) == 11  # every built-in strategy, in table order
     spec = SweepSpec(data=str(write_toy_csv(tmp_path / "train.csv", 48, 0)),
                      test=str(write_toy_csv(tmp_path / "test.csv", 16, 1)), model=tiny_model_dir("bert"),
                      strategies=strategies, k=[1], grid={"bilstm": {"token_layers": ["last2"], "hidden_size": [8]},
-                                                         "setfit": {"num_iterations": [1]}},
+                                                         "setfit": {"num_iterations": [1]},
+                                                         "subspace": {"d": [50]}},
                      n_train=[16], seeds=[0], epochs=1, batch_size=8, validation_fraction=0.0)
     counts = run_sweep(spec, tmp_path / "run", progress=False)
     rows = ResultsStore(tmp_path / "run").records()
