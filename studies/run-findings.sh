@@ -13,6 +13,7 @@ shift || true
 DATASETS=${*:-movie-snippets bbc-news tweets}
 # cheapest first: later studies reuse the cells of earlier ones (full fine-tuning at 300 and 1,000 examples,
 # the freeze sweep), so the expensive ones left for last add only their own cells
+mkdir -p docs/findings
 STUDIES=${STUDIES:-features-vs-finetune freeze-depth frozen-head cost-vs-k feature-based setfit train-test-gap lora reinit-top}
 for data in $DATASETS; do
   for study in $STUDIES; do

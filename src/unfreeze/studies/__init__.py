@@ -11,5 +11,17 @@ from .findings import Findings, analyse, write_findings
 from .rules import VERDICTS, Verdict, decide
 from .spec import Study, load_study
 
-__all__ = ["ANALYSES", "AnalysisResult", "Context", "Findings", "Study", "VERDICTS", "Verdict", "analyse", "decide",
-           "load_study", "two_way_anova", "write_findings"]
+__all__ = [
+           "ANALYSES",
+           "VERDICTS",
+           "AnalysisResult",
+           "Context",
+           "Findings",
+           "Study",
+           "Verdict",
+           "analyse",
+           "decide",
+           "load_study",
+           "two_way_anova",
+           "write_findings",
+]

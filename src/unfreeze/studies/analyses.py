@@ -701,10 +701,10 @@ def _cost_quantities(params: dict) -> dict[str, str]:
         "pick_diff": "pick - k=0 test score (paired by seed)",
         "pick_diff_low": "lower end of pick_diff's 95% interval",
         "pick_diff_high": "upper end of pick_diff's 95% interval",
-        "half_k": "k = L/2 (rounded)",
-        "half_time_saving": "1 - fit seconds of k = L/2 / those of k=0",
-        "half_memory_saving": "1 - peak memory of k = L/2 / that of k=0",
-        "half_diff": "k = L/2 minus k=0 test score (paired by seed)",
+        "half_k": "the swept k closest to L/2 (the larger of two as close): about half the blocks frozen",
+        "half_time_saving": "1 - fit seconds of half_k / those of k=0",
+        "half_memory_saving": "1 - peak memory of half_k / that of k=0",
+        "half_diff": "half_k minus k=0 test score (paired by seed)",
         "half_diff_low": "lower end of half_diff's 95% interval",
         "half_diff_high": "upper end of half_diff's 95% interval",
     }
@@ -731,7 +731,8 @@ def _run_cost_vs_k(frame: pd.DataFrame, context: Context) -> AnalysisResult:
     mean_of = rows.groupby("k")[["fit_seconds", "peak_memory_mib", "trainable_parameters"]].mean()
     table = compare_to_best(scores, mean_of["fit_seconds"].reindex(scores.columns), params["tolerance"])
     pick = int(table.index[table["pick"]][0])
-    q["half_k"] = float(int(math.floor(L / 2 + 0.5)))
+    swept = [int(k) for k in scores.columns if 0 < k < L] or [int(k) for k in scores.columns]
+    q["half_k"] = float(min(swept, key=lambda k: (abs(k - L / 2), -k)))
 
     def against_full(k: int, prefix: str) -> None:
         if k not in mean_of.index or 0 not in mean_of.index:

@@ -69,42 +69,63 @@ def check_rule(rule: str, quantities: set[str] | None, where: str) -> None:
 
 
 def evaluate(rule: str, values: Mapping[str, float]) -> bool | None:
-    """The rule's truth for ``values``; None when a quantity it reads is missing or NaN."""
-    for name in names_in(rule):
-        value = values.get(name)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return None
-    return bool(_eval(_parse(rule, "rule").body, values))
+    """The rule's truth for ``values``; None when it depends on a quantity that is missing or NaN.
+
+    Three-valued (Kleene) logic: a comparison with a missing quantity is unknown, ``a or b``
+    is true when either is true, ``a and b`` false when either is false, whatever the other.
+    """
+    missing = {n for n in names_in(rule) if _missing(values.get(n))}
+    known = {n: float(v) for n, v in values.items() if n not in missing and not _missing(v)}
+    result = _eval(_parse(rule, "rule").body, known)
+    return None if result is None else bool(result)
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _eval(node: ast.AST, values: Mapping[str, float]):
+    """Numbers (NaN for a missing quantity) and truth values (None: unknown)."""
     if isinstance(node, ast.BoolOp):
-        results = (_eval(v, values) for v in node.values)
-        return all(results) if isinstance(node.op, ast.And) else any(results)
+        results = [_eval(v, values) for v in node.values]
+        if isinstance(node.op, ast.And):
+            return False if any(r is False for r in results) else (None if any(r is None for r in results) else True)
+        return True if any(r is True for r in results) else (None if any(r is None for r in results) else False)
     if isinstance(node, ast.UnaryOp):
         operand = _eval(node.operand, values)
-        return (not operand) if isinstance(node.op, ast.Not) else (-operand if isinstance(node.op, ast.USub)
-                                                                   else +operand)
+        if isinstance(node.op, ast.Not):
+            return None if operand is None else not operand
+        return -operand if isinstance(node.op, ast.USub) else +operand
     if isinstance(node, ast.Compare):
         left = _eval(node.left, values)
+        outcome: bool | None = True
         for op, right_node in zip(node.ops, node.comparators):
             right = _eval(right_node, values)
-            if not _COMPARE[type(op)](left, right):
+            if _nan(left) or _nan(right):
+                outcome = None if outcome is not False else False
+            elif not _COMPARE[type(op)](left, right):
                 return False
             left = right
-        return True
+        return outcome
     if isinstance(node, ast.BinOp):
         left, right = _eval(node.left, values), _eval(node.right, values)
-        if isinstance(node.op, ast.Div) and right == 0:
+        if _nan(left) or _nan(right) or (isinstance(node.op, ast.Div) and right == 0):
             return math.nan
         return _ARITH[type(node.op)](left, right)
     if isinstance(node, ast.Call):
-        return FUNCTIONS[node.func.id](*(_eval(a, values) for a in node.args))  # type: ignore[union-attr]
+        args = [_eval(a, values) for a in node.args]
+        if any(_nan(a) for a in args):
+            return math.nan
+        return FUNCTIONS[node.func.id](*args)  # type: ignore[union-attr]
     if isinstance(node, ast.Name):
-        return float(values[node.id])
+        return values.get(node.id, math.nan)
     if isinstance(node, ast.Constant):
-        return node.value
+        return float(node.value)
     raise AssertionError(f"unexpected node {node!r}")  # _parse allows nothing else
+
+
+def _nan(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 @dataclass
@@ -118,12 +139,13 @@ class Verdict:
 
 
 def decide(rules: Mapping[str, str], values: Mapping[str, float]) -> Verdict:
-    """Apply a study's ``holds`` and ``partly`` rules to the analysis' quantities."""
+    """Apply a study's ``holds`` and ``partly`` rules to the analysis' quantities: "holds" when ``holds`` is
+    true, else "partly" when ``partly`` is true, else "does not hold here"; "inconclusive" when the rule that
+    decides is unknown (it depends on a quantity that could not be computed)."""
     holds = evaluate(rules["holds"], values)
     partly = evaluate(rules["partly"], values) if rules.get("partly") else False
     read = names_in(rules["holds"]) + (names_in(rules["partly"]) if rules.get("partly") else [])
-    missing = [n for n in dict.fromkeys(read)
-               if values.get(n) is None or (isinstance(values.get(n), float) and math.isnan(values[n]))]
+    missing = [n for n in dict.fromkeys(read) if _missing(values.get(n))]
     if holds is None or (not holds and partly is None):
         return Verdict(INCONCLUSIVE, holds, partly, missing)
     if holds:

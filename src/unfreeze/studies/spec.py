@@ -329,4 +329,4 @@ def check_sweep_settings(settings: dict, path: Path | str, arm: str, quick: bool
         raise UnfreezeError(f"{path} (arm {arm!r}): {exc}.") from None
 
 
-__all__ = ["Arm", "QUICK_DEFAULTS", "Study", "check_sweep_settings", "load_study", "resolve_depth", "study_from_dict"]
+__all__ = ["QUICK_DEFAULTS", "Arm", "Study", "check_sweep_settings", "load_study", "resolve_depth", "study_from_dict"]
