@@ -673,12 +673,16 @@ def _run_compare(frame: pd.DataFrame, context: Context) -> AnalysisResult:
             ax.set_yticks(range(len(configs)), configs, fontsize=8)
             ax.invert_yaxis()
             ax.set(xlabel=_metric_label(context), title=f"{context.size_name(n)} (95% bootstrap intervals)")
+        majority = context.majority.get(context.metric)
+        if majority is not None:
+            (ax.axhline if len(sizes) > 1 else ax.axvline)(majority, color="gray", ls=":", lw=1,
+                                                          label="majority class")
         ax.grid(alpha=0.3)
         if len(sizes) > 1:
             ax.legend(fontsize=7)
         name = _save(fig, context, "comparison.png")
         result.figures.append((name, "Test score of each configuration, mean over seeds with 95% bootstrap "
-                                     "intervals."))
+                                     "intervals; the dotted line is the majority class."))
     return result
 
 
