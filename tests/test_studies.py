@@ -109,12 +109,12 @@ def _seed_offset(seed: int) -> float:
 
 
 def synthetic_run(tmp_path: Path, study_file: str, metrics, n_classes: int = 2, majority: float = 0.5,
-                  drop: tuple[str, ...] = ()) -> Path:
+                  drop: tuple[str, ...] = (), data: str = "synthetic") -> Path:
     """A study run folder with rows built by ``metrics(config, strategy, params, n, seed) -> dict``
     (test, train, seconds, memory_mib, trainable); configurations in ``drop`` have no rows."""
     study = load_study(STUDIES / study_file)
     run = tmp_path / study.name
-    meta = {"format": STUDY_FORMAT, "version": 1, "name": study.name, "data": "synthetic", "model": "synthetic",
+    meta = {"format": STUDY_FORMAT, "version": 1, "name": study.name, "data": data, "model": "synthetic",
             "quick": False, "test": None, "study": study.as_dict(), "study_file": f"studies/{study_file}",
             "output": str(run), "num_blocks": L,
             "data_summary": {"train_pool": 5000, "n_test": 1000, "train_class_counts": {"a": 2500, "b": 2500},
@@ -394,6 +394,23 @@ def test_summary_page_lists_verdicts_per_data_and_model_and_what_was_not_run(run
     # the page exists now: replacing it takes --overwrite
     again = runner.invoke(app, ["study", "--summary", str(fails), "-o", str(page)])
     assert_user_error(again, "already exists", "--overwrite")
+
+
+def test_summary_orders_datasets_by_difficulty_where_the_study_asks(tmp_path):
+    from unfreeze.studies.summary import write_summary
+
+    easy = synthetic_run(tmp_path / "easy", "features-vs-finetune.toml",
+                         _by_config({"full fine-tuning": 0.95, "features: last": 0.945}), data="easy-data")
+    hard = synthetic_run(tmp_path / "hard", "features-vs-finetune.toml",
+                         _by_config({"full fine-tuning": 0.70, "features: last": 0.60}), data="hard-data")
+    page = tmp_path / "page.md"
+    write_summary([hard, easy], page, "unfreeze study --summary ...")
+    text = page.read_text()
+    assert "Datasets ordered by difficulty (1 - the test score of full fine-tuning):" in text
+    table = text.split("Datasets ordered by difficulty")[1].split("\n\n")[1].splitlines()[2:]
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in table]
+    assert [(c[1], round(float(c[2]), 2), c[4]) for c in cells] == [("easy-data", 0.05, "holds"),
+                                                                     ("hard-data", 0.3, "does not hold here")]
 
 
 @pytest.mark.slow
