@@ -559,10 +559,15 @@ def test_an_analysis_naming_a_configuration_no_arm_has_is_refused(runner, tiny_m
     (["STUDY", "STUDY", "-o", "run"], ["Give one study file", "got 2 paths"]),
     (["STUDY"], ["Give -o"]),
     (["missing.toml", "-o", "run"], ["Study file not found: missing.toml"]),
+    (["STUDY", "-o", "sweep"], ["sweep is a sweep's run folder, not a study's"]),
+    (["STUDY", "--studies", ".", "-o", "run"], ["--studies goes with --summary"]),
 ])
 def test_bad_command_lines_are_one_line(runner, tmp_path, monkeypatch, args, words):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "sweep.json").write_text("{}")
     args = [str(STUDIES / "lora.toml") if a == "STUDY" else a for a in args]
     result = runner.invoke(app, ["study", *args])
     assert_user_error(result, *words)
     assert not (tmp_path / "run").exists() and not (tmp_path / "page.md").exists()
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == ["sweep.json"]
