@@ -14,7 +14,8 @@ Kinds and their rules (on top of the rules for every kind below):
 ``"heads"``   a multi-head bundle that ``heads add`` creates or updates in place: new,
               empty, or an existing bundle (updated head by head, no overwrite needed).
 ``"run"``     a sweep's run folder: new or empty (started), or the folder of an earlier
-              sweep (``sweep.json`` or ``results.jsonl``: resumed; reports are rebuilt).
+              sweep (``sweep.json`` or ``results.jsonl``: resumed; reports are rebuilt) or
+              study (``study.json``: ``unfreeze study`` resumes it).
 ``"file"``    a file the tool writes whole (predictions CSV, a plot, an exported model):
               new, or an existing file only with ``overwrite=True``. A file cannot tell
               whether this tool wrote it (a predictions CSV may have been edited since),
@@ -48,7 +49,7 @@ HEADS_FOLDER = "heads"
 EXPORT_MANIFEST = "export.json"
 EXPORT_FORMAT = "unfreeze-onnx-export"  # unfreeze.export.manifest.FORMAT (kept here: this module imports nothing heavy)
 EXPORT_FOLDER = "onnx"  # where `unfreeze export` puts a bundle's export
-RUN_MARKERS = ("sweep.json", "results.jsonl")
+RUN_MARKERS = ("sweep.json", "results.jsonl", "study.json")  # study.json: a study's run folder
 WHAT = {"bundle": "bundle", "heads": "bundle", "run": "run folder", "file": "file"}
 
 
