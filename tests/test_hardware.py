@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import warnings
@@ -145,6 +146,23 @@ def test_describe_names_cpu_capability_and_bf16(machine):
                                    "bf16: amx_bf16 + avx512_bf16; cuda:0 NVIDIA H100 (bf16: yes)")
     machine("epyc-avx2")
     assert hardware.describe().endswith("torch capability AVX2, bf16: none")
+
+
+def test_auto_choices_say_what_auto_runs_on_each_device(machine):
+    machine("xeon-amx", "h100")
+    assert hardware.auto_choices() == [
+        "the CPU (Intel Xeon Platinum 8480+): auto = bf16 without gradients, fp32 training",
+        "cuda:0 (NVIDIA H100, compute 9.0): auto = bf16 without gradients, bf16 autocast training"]
+    machine("epyc-avx2")
+    assert hardware.auto_choices() == ["the CPU (AMD EPYC 7B12): auto = fp32 without gradients, fp32 training"]
+
+
+def test_the_module_prints_the_machine_and_the_choices_of_auto():
+    env = {**os.environ, "UNFREEZE_FAST_BF16": "0"}
+    out = subprocess.run([sys.executable, "-m", "unfreeze.hardware"], check=True, capture_output=True, text=True,
+                         env=env).stdout.splitlines()
+    assert "cores, torch capability" in out[0]
+    assert out[1].startswith("the CPU (") and out[1].endswith("auto = fp32 without gradients, fp32 training")
 
 
 def test_importing_the_module_does_not_import_torch():

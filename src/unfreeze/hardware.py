@@ -301,3 +301,23 @@ def describe() -> str:
     if gpus:
         line += "; " + ", ".join(f"cuda:{g.index} {g.name} (bf16: {'yes' if g.bf16 else 'emulated'})" for g in gpus)
     return line
+
+
+def auto_choices() -> list[str]:
+    """What ``precision="auto"`` runs on each device here, one line per device, for people."""
+    import torch
+
+    devices = ["cpu"] + [f"cuda:{gpu.index}" for gpu in cuda_devices()]
+    lines = []
+    for device in devices:
+        inference = precision_name(resolve_precision("auto", device, "inference"))
+        training = precision_name(resolve_precision("auto", device, "training"))
+        training = "bf16 autocast" if training == "bf16" else training
+        lines.append(f"{describe_device(torch.device(device))}: auto = {inference} without gradients, "
+                     f"{training} training")
+    return lines
+
+
+if __name__ == "__main__":  # python -m unfreeze.hardware
+    print(describe())
+    print("\n".join(auto_choices()))
