@@ -37,12 +37,12 @@ def _stderr(line: str) -> None:
 
 def _sizes(settings: dict, n_classes: int) -> tuple[list[int], dict[int, int]]:
     """The arm's training sizes (n_train) and, when given per class, n_train -> examples per class."""
-    from ..sweep.grid import _as_list
+    from ..sweep.grid import as_list
 
     if settings.get("n_per_class") is not None:
-        per = sorted({int(v) for v in _as_list(settings["n_per_class"])})
+        per = sorted({int(v) for v in as_list(settings["n_per_class"])})
         return [p * n_classes for p in per], {p * n_classes: p for p in per}
-    return sorted({int(v) for v in _as_list(settings.get("n_train", [128]))}), {}
+    return sorted({int(v) for v in as_list(settings.get("n_train", [128]))}), {}
 
 
 def _arm_spec(settings: dict, sizes: list[int], study: Study, arm: str) -> SweepSpec:

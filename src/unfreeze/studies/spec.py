@@ -46,7 +46,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..errors import UnfreezeError
-from ..sweep.grid import LEGACY_AXES, SweepSpec, _as_list
+from ..sweep.grid import LEGACY_AXES, SweepSpec, as_list
 
 STUDY_KEYS = {"name", "number", "title", "claim", "source", "design", "analysis", "metric", "datasets", "models"}
 REQUIRED_STUDY_KEYS = ("title", "claim", "source", "analysis")
@@ -91,7 +91,7 @@ def _resolve_axes(settings: dict, num_blocks: int) -> dict:
     def resolve_list(values: object) -> object:
         if values == "all":
             return values
-        resolved = [resolve_depth(v, num_blocks) for v in _as_list(values)]
+        resolved = [resolve_depth(v, num_blocks) for v in as_list(values)]
         return list(dict.fromkeys(resolved))
 
     if isinstance(out.get("grid"), dict):
@@ -169,10 +169,10 @@ class Study:
 
         need = analysis_kind(self.analysis).quick_sizes
         quick = dict(QUICK_DEFAULTS)
-        quick["seeds"] = _as_list(settings.get("seeds", [0]))[:1]
+        quick["seeds"] = as_list(settings.get("seeds", [0]))[:1]
         for name in ("n_per_class", "n_train"):
             if name in settings:
-                smallest = sorted(int(v) for v in _as_list(settings[name]))[:need]
+                smallest = sorted(int(v) for v in as_list(settings[name]))[:need]
                 quick[name] = sorted({min(v, QUICK_MAX_N) for v in smallest} if name == "n_train" else set(smallest))
         if settings.get("n_test") is not None:
             quick["n_test"] = min(int(settings["n_test"]), QUICK_DEFAULTS["n_test"])
@@ -314,7 +314,7 @@ def check_sweep_settings(settings: dict, path: Path | str, arm: str, quick: bool
     settings = dict(settings)
     per_class = settings.pop("n_per_class", None)
     if per_class is not None:
-        values = _as_list(per_class)
+        values = as_list(per_class)
         if not values or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in values):
             raise UnfreezeError(f"{path}: n_per_class must be a list of ints >= 1. Got {per_class!r}.")
         if "n_train" in settings:

@@ -30,7 +30,7 @@ _V1_SETTINGS = ("n_test", "pooling", "layers", "max_length", "batch_size", "epoc
                 "head_learning_rate", "validation_fraction")
 
 
-def _as_list(value: object) -> list:
+def as_list(value: object) -> list:
     """A TOML or CLI scalar where a list is expected is a list of one; a string is comma-separated."""
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
@@ -85,7 +85,7 @@ class SweepSpec:
     precision: str = "auto"
 
     def __post_init__(self) -> None:
-        self.strategies = [str(s) for s in _as_list(self.strategies)]
+        self.strategies = [str(s) for s in as_list(self.strategies)]
         if not self.strategies:
             raise UnfreezeError("The sweep has no strategies. Give --strategies, e.g. features,freeze.")
         known = registered()
@@ -93,7 +93,7 @@ class SweepSpec:
         if unknown:
             raise UnfreezeError(f"Unknown strategy {unknown[0]!r} in the sweep. Strategies: {', '.join(known)}.")
         for name in ("n_train", "seeds"):
-            values = _as_list(getattr(self, name))
+            values = as_list(getattr(self, name))
             values = [int(v) if isinstance(v, str) and v.lstrip("-").isdigit() else v for v in values]
             if not values or any(not isinstance(v, int) or isinstance(v, bool) for v in values):
                 raise UnfreezeError(f"--{name.replace('_', '-')} must be a non-empty list of ints. "
@@ -105,16 +105,16 @@ class SweepSpec:
             raise UnfreezeError(f"--seeds must be ints >= 0. Got {self.seeds}.")
         if isinstance(self.k, str) and self.k.strip() != "all":
             try:
-                self.k = [int(v) for v in _as_list(self.k)]
+                self.k = [int(v) for v in as_list(self.k)]
             except ValueError:
                 raise UnfreezeError(f"--k must be a comma-separated list of ints or 'all'. Got {self.k!r}.") from None
         elif isinstance(self.k, str):
             self.k = "all"
         elif self.k is not None:
-            self.k = _as_list(self.k)
+            self.k = as_list(self.k)
         if not isinstance(self.grid, dict):
             raise UnfreezeError(f"The sweep's grid must map strategies to {{parameter: values}}. Got {self.grid!r}.")
-        self.grid = {str(s): {str(p): (v if p == "k" and v == "all" else _as_list(v)) for p, v in dict(axes).items()}
+        self.grid = {str(s): {str(p): (v if p == "k" and v == "all" else as_list(v)) for p, v in dict(axes).items()}
                      for s, axes in self.grid.items()}
         for strategy, axes in self.grid.items():
             if strategy not in known:
@@ -159,7 +159,7 @@ class SweepSpec:
         for flat, (owner, param) in LEGACY_AXES.items():
             value = getattr(self, flat)
             if owner == strategy and value is not None:
-                axes[param] = value if value == "all" else [coerce(cls, param, v) for v in _as_list(value)]
+                axes[param] = value if value == "all" else [coerce(cls, param, v) for v in as_list(value)]
         axes.update(self.grid.get(strategy, {}))
         order = cls.setting_names()
         return dict(sorted(axes.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
