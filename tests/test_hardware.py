@@ -50,8 +50,8 @@ def machine(monkeypatch):
 
 
 @pytest.mark.parametrize("cpu,inference,training", [
-    ("xeon-amx", BF16, FP32),
-    ("epyc-avx512-bf16", BF16, FP32),
+    ("xeon-amx", BF16, BF16),
+    ("epyc-avx512-bf16", BF16, BF16),
     ("epyc-avx2", FP32, FP32),
     ("avx512-no-bf16", FP32, FP32),
     ("amx-int8-only", FP32, FP32),
@@ -151,7 +151,7 @@ def test_describe_names_cpu_capability_and_bf16(machine):
 def test_auto_choices_say_what_auto_runs_on_each_device(machine):
     machine("xeon-amx", "h100")
     assert hardware.auto_choices() == [
-        "the CPU (Intel Xeon Platinum 8480+): auto = bf16 without gradients, fp32 training",
+        "the CPU (Intel Xeon Platinum 8480+): auto = bf16 without gradients, bf16 autocast training",
         "cuda:0 (NVIDIA H100, compute 9.0): auto = bf16 without gradients, bf16 autocast training"]
     machine("epyc-avx2")
     assert hardware.auto_choices() == ["the CPU (AMD EPYC 7B12): auto = fp32 without gradients, fp32 training"]

@@ -57,8 +57,9 @@ TestSizeOpt = Annotated[Optional[float], typer.Option(
 NTrainOpt = Annotated[Optional[int], typer.Option("--n-train", help="Train on a stratified sample of N.")]
 NPerClassOpt = Annotated[Optional[int], typer.Option("--n-per-class", help="Train on N examples per class.")]
 PrecisionOpt = Annotated[str, typer.Option(
-    "--precision", help="auto (bf16 for work without gradients where the hardware runs it fast: AMX or AVX-512 "
-                        "BF16 CPUs, CUDA with bf16), fp32 or bf16.")]
+    "--precision", help="auto (where the hardware runs bf16 fast, AMX or AVX-512 BF16 CPUs and CUDA with bf16: "
+                        "bf16 for work without gradients, bf16 autocast for training; fp32 elsewhere), fp32 or "
+                        "bf16.")]
 PredictPrecisionOpt = Annotated[Optional[str], typer.Option(
     "--precision", help="What prediction runs in: auto, fp32 or bf16 (default: what the bundle was fitted in); "
                         "with --runtime onnx: fp32 or int8.")]
