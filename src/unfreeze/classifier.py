@@ -64,7 +64,8 @@ class Classifier(ClassifierMixin, BaseEstimator):
         compute. ``auto``: where the hardware runs bf16 fast (a CPU with AMX or AVX-512 BF16,
         a CUDA GPU with native bf16), bf16 weights for work without gradients and bf16
         autocast for the trained blocks; fp32 elsewhere. ``fit_record_["precision"]`` says
-        what ran, and a bundle predicts in it. ``bf16`` on hardware without fast bf16 works, slowly, and says so once.
+        what ran, and a bundle predicts in it. ``bf16`` on hardware without fast bf16 works,
+        slowly, and says so once.
     **shorthand
         The strategy's parameters and training settings by name, for the short form
         ``Classifier(strategy="freeze", k=4, epochs=2)`` (= ``strategy=Freeze(k=4),

@@ -50,9 +50,10 @@ def study(
         raise UnfreezeError("Give -o: the run folder (e.g. -o runs/freeze-depth), or with --summary the page to "
                             "write (e.g. -o docs/FINDINGS.md).")
     if summary:
-        given = [name for name, value in (("--data", data), ("--model", model), ("--test", test), ("--quick", quick),
-                                          ("--reuse", reuse), ("--retry-failed", retry_failed), ("--text-col", text_col), ("--label-col", label_col),
-                                          ("--device", device)) if value]
+        run_options = (("--data", data), ("--model", model), ("--test", test), ("--quick", quick), ("--reuse", reuse),
+                       ("--retry-failed", retry_failed), ("--text-col", text_col), ("--label-col", label_col),
+                       ("--device", device))
+        given = [name for name, value in run_options if value]
         if given:
             raise UnfreezeError(f"{given[0]} runs a study; --summary only reads runs. Drop {given[0]}.")
         if not paths:
