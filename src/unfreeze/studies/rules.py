@@ -101,7 +101,7 @@ def _eval(node: ast.AST, values: Mapping[str, float]):
         outcome: bool | None = True
         for op, right_node in zip(node.ops, node.comparators):
             right = _eval(right_node, values)
-            if _nan(left) or _nan(right):
+            if _missing(left) or _missing(right):
                 outcome = None if outcome is not False else False
             elif not _COMPARE[type(op)](left, right):
                 return False
@@ -109,12 +109,12 @@ def _eval(node: ast.AST, values: Mapping[str, float]):
         return outcome
     if isinstance(node, ast.BinOp):
         left, right = _eval(node.left, values), _eval(node.right, values)
-        if _nan(left) or _nan(right) or (isinstance(node.op, ast.Div) and right == 0):
+        if _missing(left) or _missing(right) or (isinstance(node.op, ast.Div) and right == 0):
             return math.nan
         return _ARITH[type(node.op)](left, right)
     if isinstance(node, ast.Call):
         args = [_eval(a, values) for a in node.args]
-        if any(_nan(a) for a in args):
+        if any(_missing(a) for a in args):
             return math.nan
         return FUNCTIONS[node.func.id](*args)  # type: ignore[union-attr]
     if isinstance(node, ast.Name):
@@ -122,10 +122,6 @@ def _eval(node: ast.AST, values: Mapping[str, float]):
     if isinstance(node, ast.Constant):
         return float(node.value)
     raise AssertionError(f"unexpected node {node!r}")  # _parse allows nothing else
-
-
-def _nan(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 @dataclass
