@@ -32,6 +32,7 @@ class SlowFreeze(Freeze):
     tuned_epochs: ClassVar[int | None] = 8
 
 
+@pytest.mark.slow  # several tuned fits; make test runs it
 def test_lr_auto_finds_the_rate_that_fits_using_validation_data_only(tiny_model_dir, monkeypatch):
     from unfreeze import Classifier
     from unfreeze.predictors import NetworkPredictor
@@ -194,6 +195,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_store_readable(extra, messa
     assert not (out / "report.html").exists()
 
 
+@pytest.mark.slow  # several tuned fits; make test runs it
 def test_advise_respects_its_budget_and_writes_the_plan(advise_data, tiny_model_dir, tmp_path):
     out = tmp_path / "run"
     budget = 40.0

@@ -115,6 +115,7 @@ def test_flags_show_no_type_in_help():
     assert not any("--overwrite" in line and "<bool>" in line for line in result.output.splitlines())
 
 
+@pytest.mark.slow  # a real process, as make demo runs it
 def test_a_sweep_without_a_terminal_prints_a_line_per_cell(data, tiny_model_dir, tmp_path):
     result = subprocess.run([sys.executable, "-m", "unfreeze", "sweep", str(data), "--model", tiny_model_dir("bert"),
                              "--strategies", "features", "--n-train", "8,16", "-o", str(tmp_path / "run")],

@@ -56,6 +56,13 @@ TOPICS = [("sport", "news", "art")[i % 3] for i in range(len(TEXTS))]
 NEW = ["x", "a good film about sport and nothing else, told slowly over three long hours of screen time",
        "bad news", "good good good", "a much longer sentence than most, with commas, digits 1 2 3 and symbols &"]
 ALL_FAMILIES = ("bert", "roberta", "distilbert", "mpnet", "deberta-v2", "gpt2", "llama")
+# make test-fast exports one encoder and one decoder family; make test exports them all
+FAST_FAMILIES = ("bert", "gpt2")
+
+
+def families(*names: str) -> list:
+    """``names`` as parameters, those outside FAST_FAMILIES marked slow."""
+    return [pytest.param(name, marks=() if name in FAST_FAMILIES else pytest.mark.slow) for name in names]
 
 
 def fit_head(backbone: Backbone, layers: list[int], pooling: str, labels) -> LogisticHead:
@@ -82,7 +89,7 @@ def left_padded_torch(backbone: Backbone, inputs, wanted) -> dict:
 
 # -- pooled graphs: every family, every pooling, right and left padding -----------------------------
 
-@pytest.mark.parametrize("family", ALL_FAMILIES)
+@pytest.mark.parametrize("family", families(*ALL_FAMILIES))
 def test_pooled_export_matches_forward_pooled(tiny_backbone, tmp_path, family):
     backbone = tiny_backbone(family)
     top = backbone.num_blocks
@@ -113,7 +120,7 @@ def test_pooled_export_matches_forward_pooled(tiny_backbone, tmp_path, family):
         assert np.abs(proba[name] - torch_proba[name]).max() <= ATOL
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("family", families("gpt2", "llama"))
 def test_torchscript_graph_of_a_decoder_handles_both_padding_sides(tiny_backbone, tmp_path, family):
     """The raw graph, from the TorchScript exporter this time: right padding gives forward_pooled's
     numbers; a left-padded batch gives PyTorch's on that batch (the last real token found from the mask)."""
@@ -238,7 +245,8 @@ def lora_backbone(model_dir: str, targets: list[str]) -> Backbone:
     return backbone
 
 
-@pytest.mark.parametrize("family,targets", [("bert", ["query", "value"]), ("gpt2", ["c_attn"])])
+@pytest.mark.parametrize("family,targets", [("bert", ["query", "value"]),
+                                            pytest.param("gpt2", ["c_attn"], marks=pytest.mark.slow)])
 def test_lora_network_is_merged_on_a_copy(tiny_model_dir, tmp_path, family, targets):
     backbone = lora_backbone(tiny_model_dir(family), targets)
     pooling = "last" if backbone.is_decoder else "mean"
