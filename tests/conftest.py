@@ -219,3 +219,24 @@ def fresh_cache(tmp_path, monkeypatch) -> Path:
     folder.mkdir()
     monkeypatch.setenv("UNFREEZE_CACHE", str(folder))
     return folder
+
+
+@pytest.fixture
+def runner(monkeypatch):
+    """A CLI runner that sees errors as users do (UNFREEZE_DEBUG would print tracebacks)."""
+    from typer.testing import CliRunner
+
+    monkeypatch.delenv("UNFREEZE_DEBUG", raising=False)
+    return CliRunner()
+
+
+def assert_user_error(result, *words: str) -> str:
+    """Exit 2, exactly one stderr line starting with `error: `, holding ``words``; no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    assert "Traceback" not in result.output
+    for word in words:
+        assert word in lines[0], f"{word!r} not in {lines[0]!r}"
+    return lines[0]

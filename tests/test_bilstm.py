@@ -14,7 +14,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from conftest import sentiment_task_varied
 from test_cli_errors import assert_user_error
@@ -34,11 +33,6 @@ from unfreeze.token_states import (
 TRAINING = Training(epochs=3, validation_fraction=0.0)
 SMALL = dict(token_layers="last2", hidden_size=8)
 
-
-@pytest.fixture
-def runner(monkeypatch):
-    monkeypatch.delenv("UNFREEZE_DEBUG", raising=False)
-    return CliRunner()
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from unfreeze.cli import app
 
-
-@pytest.fixture
-def runner(monkeypatch):
-    monkeypatch.delenv("UNFREEZE_DEBUG", raising=False)
-    return CliRunner()
 
 
 @pytest.fixture

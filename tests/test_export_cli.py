@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import applicable, sentiment_task_varied
+from conftest import applicable, assert_user_error, sentiment_task_varied
 from typer.testing import CliRunner
 
 from unfreeze import Classifier, MultiHeadClassifier
@@ -37,22 +37,6 @@ def onnx_extra(request):
         need_onnx_extra()
 
 
-@pytest.fixture
-def runner(monkeypatch):
-    monkeypatch.delenv("UNFREEZE_DEBUG", raising=False)
-    return CliRunner()
-
-
-def assert_user_error(result, *words: str) -> str:
-    """Exit 2, exactly one stderr line starting with `error: `, holding ``words``; no traceback."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    assert "Traceback" not in result.output
-    for word in words:
-        assert word in lines[0], f"{word!r} not in {lines[0]!r}"
-    return lines[0]
 
 
 def listing(folder: Path) -> list[str]:

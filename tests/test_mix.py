@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 from safetensors.numpy import load_file
-from typer.testing import CliRunner
 
 from conftest import sentiment_task_varied
 from test_cli_errors import assert_user_error
@@ -27,11 +26,6 @@ from unfreeze.strategies.frozen import resolve_layer_choice
 
 TRAINING = Training(epochs=4, validation_fraction=0.0)
 
-
-@pytest.fixture
-def runner(monkeypatch):
-    monkeypatch.delenv("UNFREEZE_DEBUG", raising=False)
-    return CliRunner()
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from unfreeze.cli import app
 from unfreeze.errors import UnfreezeError
@@ -306,11 +305,6 @@ def test_rows_record_where_they_ran_and_the_local_backend_says_local(local_refer
 
 
 # -- options and errors (no cluster needed) -------------------------------------------------------
-
-@pytest.fixture
-def runner(monkeypatch):
-    monkeypatch.delenv("UNFREEZE_DEBUG", raising=False)
-    return CliRunner()
 
 
 @pytest.fixture

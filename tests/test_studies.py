@@ -24,7 +24,6 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from unfreeze.cli import app
 from unfreeze.errors import UnfreezeError
@@ -33,27 +32,12 @@ from unfreeze.studies.results import STUDY_FORMAT, write_meta
 from unfreeze.studies.rules import check_rule, decide, evaluate
 from unfreeze.studies.runner import _arm_spec, _sizes
 from unfreeze.sweep import ResultsStore, expand
+from conftest import assert_user_error
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 STUDY_FILES = sorted(STUDIES.glob("*.toml"))
 
 
-@pytest.fixture
-def runner(monkeypatch):
-    monkeypatch.delenv("UNFREEZE_DEBUG", raising=False)
-    return CliRunner()
-
-
-def assert_user_error(result, *words: str) -> str:
-    """Exit 2, exactly one stderr line starting with `error: `, holding ``words``; no traceback."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    assert "Traceback" not in result.output
-    for word in words:
-        assert word in lines[0], f"{word!r} not in {lines[0]!r}"
-    return lines[0]
 
 
 def write_csv(path: Path, n: int, seed: int = 0) -> Path:

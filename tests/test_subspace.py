@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from conftest import sentiment_task_fixed
-from typer.testing import CliRunner
 
 from unfreeze import Classifier
 from unfreeze.cli import app
@@ -301,11 +300,6 @@ def test_bad_values_and_d_above_D_are_refused(tiny_backbone):
 
 
 # -- the command line ---------------------------------------------------------------------------
-
-@pytest.fixture
-def runner(monkeypatch):
-    monkeypatch.delenv("UNFREEZE_DEBUG", raising=False)
-    return CliRunner()
 
 
 @pytest.fixture
