@@ -512,14 +512,6 @@ def test_a_data_file_as_model(tmp_path):
 # -- the command line: unfreeze fit DATA -o OUT ----------------------------------------------------
 
 
-@pytest.fixture
-def runner(monkeypatch):
-    from typer.testing import CliRunner
-
-    monkeypatch.delenv("UNFREEZE_DEBUG", raising=False)
-    return CliRunner()
-
-
 def assert_cli_error(result, *words: str) -> str:
     assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
     lines = result.stderr.splitlines()
