@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,15 +28,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _common  # noqa: E402,F401
 
 ROOT = Path(__file__).parent / "runs"
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
-        name = next((line.split(":", 1)[1].strip() for line in out.splitlines() if "Model name" in line), "")
-        return name or platform.processor()
-    except (OSError, subprocess.SubprocessError):
-        return platform.processor()
 
 
 def settings(quick: bool) -> list[dict]:
@@ -53,9 +42,9 @@ def settings(quick: bool) -> list[dict]:
 def run_one(setting: dict, quick: bool) -> dict:
     from unfreeze.advise import curves as lc
     from unfreeze.advise.cost import cell_seconds
-    from unfreeze.advise.halving import AdviseSpec, rung_sizes
+    from unfreeze.advise.halving import AdviseSpec, default_validation_size, run_halving, rung_sizes
     from unfreeze.advise.plan import make_plan, validation_scores, write_outputs
-    from unfreeze.advise.halving import run_halving
+    from unfreeze.sweep.plan import load_sweep_data
     from unfreeze.sweep import ResultsStore, SweepSpec
     from unfreeze.sweep.runner import run_sweep
 
@@ -64,9 +53,12 @@ def run_one(setting: dict, quick: bool) -> dict:
     sizes = rung_sizes(low, high, 2.0)
     common = dict(data=setting["data"], model="minilm-l6", strategies=setting["strategies"], k=setting["k"],
                   seeds=setting["seeds"], max_length=64, learning_rate="auto", validation_fraction=0.1)
+    # the advisor's validation set per seed (its default size), held out of the pool the same way by the grid
+    pool = load_sweep_data(SweepSpec(data=setting["data"])).train_pool
+    held = default_validation_size(len(pool), len(set(pool.labels)))
     # the exhaustive tuned grid: every configuration at every rung size, scored on the test set
     grid_dir = ROOT / f"{tag}-grid"
-    grid_spec = SweepSpec(**common, n_train=sizes, n_test=1000)
+    grid_spec = SweepSpec(**common, n_train=sizes, n_test=1000, validation_size=held)
     run_sweep(grid_spec, grid_dir, progress=False)
     rows = [r for r in ResultsStore(grid_dir).latest().values() if r.get("status") == "done"]
     grid_seconds = sum(cell_seconds(r) for r in rows)
@@ -79,7 +71,7 @@ def run_one(setting: dict, quick: bool) -> dict:
 
     # the advisor on the same data and configurations, at budget B, up to the grid's largest size
     advise_dir = ROOT / f"{tag}-advisor"
-    spec = AdviseSpec(**common, budget=setting["budget"], min_size=low, max_size=high, eta=3)
+    spec = AdviseSpec(**common, budget=setting["budget"], min_size=low, max_size=high, eta=3, validation_size=held)
     started = time.monotonic()
     run = run_halving(spec, advise_dir, started, progress=False)
     plan = make_plan(run)
@@ -95,7 +87,7 @@ def run_one(setting: dict, quick: bool) -> dict:
             r["test"]["accuracy"]
     backtests = {"validation": lc.backtest(validation), "test": lc.backtest(test_scores)}
     chosen = lc.choose_form(backtests["validation"], len(sizes) - 1)
-    return {"data": setting["data"], "sizes": sizes, "grid_seconds": grid_seconds,
+    return {"data": setting["data"], "sizes": sizes, "validation_size": held, "grid_seconds": grid_seconds,
             "advisor_seconds": plan["spent_seconds"], "ratio": grid_seconds / max(plan["spent_seconds"], 1e-9),
             "pick": pick, "pick_test": test[pick], "best": best_label, "best_test": test[best_label],
             "regret": regret, "predicted": plan["recommendation"]["predicted_score"],
@@ -108,7 +100,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="movie-snippets only, small sizes (under 5 min)")
     parser.add_argument("--data", help="only this dataset")
     args = parser.parse_args()
-    print(f"cpu: {cpu_model()}")
+    _common.print_machine()
     results = []
     for setting in settings(args.quick):
         if args.data and setting["data"] != args.data:

@@ -86,6 +86,68 @@ def test_an_explicit_list_of_rates_and_its_errors(tiny_model_dir):
     assert clf.fit_record_["tuned"] is False and "no validation split" in clf.fit_record_["tuning"]
 
 
+def test_fit_chooses_rate_and_epoch_on_a_given_validation_set_and_trains_on_all_of_x(tiny_model_dir, monkeypatch):
+    from unfreeze import Classifier
+    from unfreeze.errors import UnfreezeError
+    from unfreeze.predictors import NetworkPredictor
+
+    X, y = sentiment_task_fixed(48, 0)
+    val_X, val_y = sentiment_task_fixed(24, 5)
+    val_only = set(val_X) - set(X)
+    assert len(val_only) > 12
+    seen: list[str] = []
+    original = NetworkPredictor.logits
+
+    def spy(self, inputs):
+        seen.extend(inputs)
+        return original(self, inputs)
+
+    monkeypatch.setattr(NetworkPredictor, "logits", spy)
+    clf = Classifier(tiny_model_dir("bert"), strategy="freeze", k=1, learning_rate=[1e-3, 1e-2], epochs=2,
+                     batch_size=8, progress=False).fit(X, y, validation=(val_X, val_y))
+    record = clf.fit_record_
+    assert record["validation"]["n"] == len(val_X) and len(record["lr_search"]) == 2
+    # the rates were scored on the given set only, and every example of X trained
+    assert seen and set(seen) <= set(val_X) and set(seen) & val_only
+    assert record["history"][0]["distinct_examples"] == len(X)
+    # one rate: the best epoch is chosen on the given set, which the history shows
+    one = Classifier(tiny_model_dir("bert"), strategy="freeze", k=1, learning_rate=1e-2, epochs=2, batch_size=8,
+                     progress=False).fit(X, y, validation=(val_X, val_y))
+    assert "val_accuracy" in one.fit_record_["history"][-1]
+    assert one.fit_record_["history"][0]["distinct_examples"] == len(X)
+    with pytest.raises(UnfreezeError, match="validation labels 'maybe' are not in y's classes"):
+        Classifier(tiny_model_dir("bert"), strategy="freeze", progress=False).fit(X, y, validation=(val_X[:2], [1, "maybe"]))
+    with pytest.raises(UnfreezeError, match="validation has 2 inputs but 1 labels"):
+        Classifier(tiny_model_dir("bert"), strategy="freeze", progress=False).fit(X, y, validation=(val_X[:2], [1]))
+
+
+def test_a_sweep_with_a_validation_size_judges_every_size_on_the_same_held_out_examples(tiny_model_dir, tmp_path):
+    from unfreeze.errors import UnfreezeError
+    from unfreeze.sweep import SweepSpec, expand
+    from unfreeze.sweep.runner import run_sweep
+
+    texts, labels = sentiment_task_varied(120, 4)
+    train = tmp_path / "train.csv"
+    train.write_text("text,label\n" + "\n".join(f"{t},{'pos' if v else 'neg'}" for t, v in zip(texts, labels)) + "\n")
+    common = dict(data=str(train), test_size=0.2, model=str(tiny_model_dir("bert")), strategies=["features", "freeze"],
+                  k=[1], n_train=[16, 32], seeds=[0, 1], epochs=1, batch_size=8, learning_rate=[1e-3, 1e-2])
+    spec = SweepSpec(**common, validation_size=24)
+    run_sweep(spec, tmp_path / "run", progress=False)
+    rows = [r for r in ResultsStore(tmp_path / "run").latest().values() if "cell" in r]
+    assert len(rows) == 8 and all(r["status"] == "done" for r in rows)
+    # features cells (no rate) and tuned cells alike: scored on the 24 held-out examples at both sizes
+    assert {r["validation"]["n"] for r in rows} == {24}
+    assert all(len(r["fit"]["lr_search"]) == 2 for r in rows if r["cell"]["strategy"] == "freeze")
+    # the held-out set is part of a cell's key: a sweep without one never reuses these rows
+    plain = SweepSpec(**common)
+    cell = expand(spec, 6)[0]
+    assert cell.key("d", "m", spec.cell_settings(cell.strategy)) != cell.key("d", "m", plain.cell_settings(cell.strategy))
+    with pytest.raises(UnfreezeError, match="besides the --validation-size 80 held out"):
+        run_sweep(SweepSpec(**{**common, "n_train": [32]}, validation_size=80), tmp_path / "big", progress=False)
+    with pytest.raises(UnfreezeError, match="--validation-size must be an int >= 0"):
+        SweepSpec(**common, validation_size=-1)
+
+
 def test_strategies_declare_their_rate_grids():
     from unfreeze.strategies import Features, Full, Lora, SetFit
 
@@ -181,7 +243,7 @@ def _advise_args(data, model, out, *extra):
 @pytest.mark.parametrize(("extra", "message"), [
     (["--budget", "0.5s"], "cannot run even the features baseline"),
     (["--target", "1.2"], "--target is a score in (0, 1]"),
-    (["--min-size", "5000"], "fewer than the smallest rung"),
+    (["--min-size", "5000"], "too few for the smallest rung"),
     (["--max-size", "5000"], "--max-size 5000 is more than the"),
     (["--budget", "soon"], "--budget takes a duration"),
 ])
@@ -216,6 +278,10 @@ def test_advise_respects_its_budget_and_writes_the_plan(advise_data, tiny_model_
     assert cells and all("test" not in r for r in cells)  # the advisor never scores the test set
     tuned = [r for r in cells if r["cell"]["strategy"] == "freeze" and r["status"] == "done"]
     assert tuned and all(r["fit"]["tuned"] and len(r["fit"]["lr_search"]) == 3 for r in tuned)
+    # every decision at every rung is scored on the same held-out validation set per seed
+    held = json.loads((out / "advise.json").read_text())["validation_size"]
+    assert held == 38  # a fifth of the 192-example pool (the rest of the 240 is the test split)
+    assert {r["validation"]["n"] for r in cells if r["status"] == "done"} == {held}
     assert any(r.get("kind") == "advise-rung" for r in rows)
     # a second run resumes: no cell runs again, the same plan
     again = runner.invoke(app, _advise_args(advise_data, tiny_model_dir("bert"), out, "--budget", f"{budget:.0f}s",

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from unfreeze.data import TextDataset, sample, stratified_order, train_test_split
+from unfreeze.data import TextDataset, hold_out, sample, stratified_order, train_test_split
 from unfreeze.errors import InvalidParameterError, UnfreezeError
 
 SEEDS = [0, 1, 2, 7, 1234]
@@ -297,3 +297,24 @@ def test_split_refuses_a_single_example_class():
 def test_split_test_size_range(test_size):
     with pytest.raises(InvalidParameterError, match="test_size"):
         train_test_split(make_dataset(BINARY), test_size, 0)
+
+
+# -- hold_out ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("counts", DATASETS.values(), ids=DATASETS.keys())
+@pytest.mark.parametrize("seed", [0, 7])
+def test_hold_out_is_a_fixed_stratified_set_outside_every_training_sample_of_its_seed(counts, seed):
+    full = make_dataset(counts)
+    held, rest = hold_out(full, 100, seed)
+    assert_consistent(held, full)
+    assert_consistent(rest, full)
+    assert len(held) == 100 and len(rest) == len(full) - 100 and not set(held.texts) & set(rest.texts)
+    for label, n in counts.items():  # stratified: each class within one example of its share
+        assert abs(Counter(held.labels)[label] - 100 * n / len(full)) <= 1
+    assert hold_out(full, 100, seed)[0].texts == held.texts
+    # the seed's nested training samples come from the rest: none of them touches the held-out set
+    small, large = sample(rest, n_total=50, seed=seed), sample(rest, n_total=300, seed=seed)
+    assert set(small.texts) <= set(large.texts) and not set(large.texts) & set(held.texts)
+    # it is not the seed's own first training sample (the two orders are seeded apart)
+    assert set(held.texts) != set(sample(full, n_total=100, seed=seed).texts)

@@ -8,6 +8,7 @@ in ``_``. ``clone``, ``cross_val_score``, ``GridSearchCV`` over ``strategy__k`` 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -176,8 +177,15 @@ class Classifier(ClassifierMixin, BaseEstimator):
 
     # -- fitting --------------------------------------------------------------------------
 
-    def fit(self, X: Sequence[TextInput], y: Sequence) -> Classifier:
-        """Fit on texts (or (text, text_pair) tuples) ``X`` and labels ``y``. Returns self."""
+    def fit(self, X: Sequence[TextInput], y: Sequence,
+            validation: tuple[Sequence[TextInput], Sequence] | None = None) -> Classifier:
+        """Fit on texts (or (text, text_pair) tuples) ``X`` and labels ``y``. Returns self.
+
+        ``validation``, an ``(X_val, y_val)`` pair held out by the caller, is what the
+        learning-rate search and the choice of the best epoch score on, instead of
+        ``validation_fraction`` of ``X`` (which then all trains). A sweep passes one fixed set
+        per seed so that every training size is judged on the same examples.
+        """
         from .models.loaded import private_backbone, shared_backbone
         from .models.pooling import parse_layers, resolve_pooling
         from .strategies.base import FitContext, validation_split
@@ -192,6 +200,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         classes, y_idx = np.unique(y_arr, return_inverse=True)
         if len(classes) < 2:
             raise UnfreezeError(f"y has a single class ({classes[0]!r}); a classifier needs at least two.")
+        given_validation = self._checked_validation(validation, classes)
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             del self.__dict__[name]  # a refit must not keep the previous fit's state
 
@@ -215,6 +224,11 @@ class Classifier(ClassifierMixin, BaseEstimator):
         rates = self._searched_rates(strategy, training)
         train_idx, val_idx = (validation_split(y_idx, training.validation_fraction, self.seed) if rates
                               else (np.arange(len(y_idx)), np.arange(0)))
+        if given_validation is not None:
+            # the caller's validation set follows the training inputs; every training input trains
+            val_inputs, y_val = given_validation
+            train_idx, val_idx = np.arange(len(y_idx)), np.arange(len(y_idx), len(y_idx) + len(y_val))
+            inputs, y_idx = [*inputs, *val_inputs], np.concatenate([y_idx, y_val])
         note = None
         if rates and not len(val_idx):
             if isinstance(training.learning_rate, list):
@@ -235,6 +249,10 @@ class Classifier(ClassifierMixin, BaseEstimator):
                              inference_precision=precision.inference, training_precision=precision.training)
         if rates:
             result, backbone, search = self._search_rates(strategy, context, rates, inputs, y_idx, train_idx, val_idx)
+        elif given_validation is not None:
+            context = dataclasses.replace(context, validation=(inputs[len(train_idx):], y_idx[len(train_idx):]))
+            inputs, y_idx = inputs[:len(train_idx)], y_idx[:len(train_idx)]
+            result, search = strategy.fit(context, inputs, y_idx), {}
         else:
             result, search = strategy.fit(context, inputs, y_idx), {}
             if "learning_rate" in strategy.training_settings:
@@ -252,8 +270,28 @@ class Classifier(ClassifierMixin, BaseEstimator):
         self.fit_record_ = {**result.record, **search, "seconds": self.fit_seconds_, "seed": self.seed,
                             "precision": precision.as_dict()}
         # a few training inputs travel with the bundle: `unfreeze export` checks its graphs on them
-        self.check_texts_ = check_sample(inputs, classes[y_idx], self.seed)
+        self.check_texts_ = check_sample(inputs[:len(train_idx)], classes[y_idx[:len(train_idx)]], self.seed)
         return self
+
+    @staticmethod
+    def _checked_validation(validation, classes: np.ndarray) -> tuple[list[TextInput], np.ndarray] | None:
+        """``validation`` as (inputs, label indices into ``classes``), or None; one-line errors."""
+        if validation is None:
+            return None
+        if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+            raise UnfreezeError("validation must be a pair (X_val, y_val). Got "
+                                f"{type(validation).__name__}.")
+        val_inputs = Classifier.check_inputs(validation[0], "validation X_val")
+        val_labels = list(validation[1].tolist() if hasattr(validation[1], "tolist") else validation[1])
+        if len(val_labels) != len(val_inputs):
+            raise UnfreezeError(f"validation has {len(val_inputs)} inputs but {len(val_labels)} labels; they must "
+                                "match.")
+        index = {label: i for i, label in enumerate(classes.tolist())}
+        unknown = list(dict.fromkeys(v for v in val_labels if v not in index))
+        if unknown:
+            raise UnfreezeError(f"validation labels {', '.join(map(repr, unknown[:3]))} are not in y's classes "
+                                f"({', '.join(map(repr, classes.tolist()[:5]))}). Give a validation set of y's labels.")
+        return val_inputs, np.array([index[v] for v in val_labels], dtype=np.int64)
 
     @staticmethod
     def _searched_rates(strategy: Strategy, training: Training) -> list[float]:
@@ -272,7 +310,6 @@ class Classifier(ClassifierMixin, BaseEstimator):
         compared paired. The best is by validation accuracy, then validation log-loss; a tie
         keeps the smaller rate. Returns the best fit's result, its backbone, and the search's record.
         """
-        import dataclasses
 
         from .embed import shared_embeddings
         from .models.loaded import private_backbone

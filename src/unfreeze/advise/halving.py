@@ -69,6 +69,10 @@ class AdviseSpec:
     learning_rate: float | str | list[float] | None = "auto"
     epochs: int | None = None
     validation_fraction: float = 0.1
+    # one validation set per seed, held out before the nested samples: every rung's decision and
+    # every cell's rate choice are scored on the same examples. None: default_validation_size;
+    # 0: validation_fraction of each sample (6 examples at a 64-example rung: a coin toss)
+    validation_size: int | None = None
     precision: str = "auto"
 
     def check(self) -> None:
@@ -84,6 +88,10 @@ class AdviseSpec:
             raise UnfreezeError(f"--eta must be an int >= 2 (keep the best 1/eta per rung). Got {self.eta!r}.")
         if not self.growth > 1:
             raise UnfreezeError(f"--growth must be > 1 (each rung trains on more examples). Got {self.growth}.")
+        if self.validation_size is not None and (not isinstance(self.validation_size, int)
+                                                 or isinstance(self.validation_size, bool) or self.validation_size < 0):
+            raise UnfreezeError(f"--validation-size must be an int >= 0 (0: a fraction of each sample). "
+                                f"Got {self.validation_size!r}.")
         if not 0 < self.validation_fraction < 1:
             raise UnfreezeError("The advisor decides on validation scores: --validation-fraction must be in (0, 1). "
                                 f"Got {self.validation_fraction}.")
@@ -94,9 +102,9 @@ class AdviseSpec:
         if self.min_size and self.max_size and self.min_size > self.max_size:
             raise UnfreezeError(f"--min-size {self.min_size} is above --max-size {self.max_size}.")
 
-    def sweep_spec(self, k: list[int] | str | None = None) -> SweepSpec:
+    def sweep_spec(self, k: list[int] | str | None = None, validation_size: int = 0) -> SweepSpec:
         """The sweep settings every cell of the advisor shares (its keys are sweep keys)."""
-        return SweepSpec(data=self.data, model=self.model, strategies=list(self.strategies), grid=self.grid,
+        return SweepSpec(validation_size=validation_size, data=self.data, model=self.model, strategies=list(self.strategies), grid=self.grid,
                          k=k if k is not None else self.k, n_train=[1], seeds=list(self.seeds),
                          test=self.test, test_size=self.test_size, text_col=self.text_col, label_col=self.label_col,
                          text_pair_col=self.text_pair_col, pooling=self.pooling, layers=self.layers,
@@ -118,6 +126,14 @@ def rung_sizes(min_size: int, max_size: int, growth: float) -> list[int]:
     else:
         sizes[-1] = max_size
     return sorted(set(sizes))
+
+
+def default_validation_size(pool_size: int, n_classes: int) -> int:
+    """The advisor's validation set per seed: a fifth of the pool, from 8 per class up to 200 examples.
+
+    200 examples (x 3 seeds, paired) resolve accuracy differences of a few points; more costs
+    every cell an evaluation per epoch and rate for little more resolution."""
+    return max(8 * n_classes, min(200, pool_size // 5))
 
 
 def default_min_size(n_classes: int) -> int:
@@ -208,22 +224,28 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
     pool = data.train_pool
     n_classes = len(set(pool.labels))
     full = len(pool)
+    held = default_validation_size(full, n_classes) if spec.validation_size is None else spec.validation_size
+    trainable = full - held  # the nested samples come from what the validation sets leave
     min_size = spec.min_size or default_min_size(n_classes)
-    max_size = min(spec.max_size or full, full)
-    if min_size > full:
-        raise UnfreezeError(f"{spec.data} has {full} labelled examples, fewer than the smallest rung "
-                            f"({min_size}). Give --min-size {max(4, full // 4)} or more data.")
-    if spec.max_size is not None and spec.max_size > full:
-        raise UnfreezeError(f"--max-size {spec.max_size} is more than the {full} labelled examples of {spec.data}. "
-                            f"Use at most {full}.")
-    if round(min_size * spec.validation_fraction) < n_classes or min_size < 4 * n_classes:
+    max_size = min(spec.max_size or trainable, trainable)
+    if min_size > trainable:
+        besides = f" besides {held} held out for validation" if held else ""
+        raise UnfreezeError(f"{spec.data} has {full} labelled examples, too few for the smallest rung "
+                            f"({min_size}){besides}. Give --min-size {max(4, trainable // 4)} or more data.")
+    if spec.max_size is not None and spec.max_size > trainable:
+        besides = f" ({full} labelled, {held} held out for validation)" if held else ""
+        raise UnfreezeError(f"--max-size {spec.max_size} is more than the {trainable} training examples of "
+                            f"{spec.data}{besides}. Use at most {trainable}.")
+    sweep = spec.sweep_spec(validation_size=held)
+    if not held and (round(min_size * spec.validation_fraction) < n_classes or min_size < 4 * n_classes):
         needed = max(4 * n_classes, int(math.ceil(n_classes / spec.validation_fraction)))
         raise UnfreezeError(f"--min-size {min_size} is too small for a validation split holding each of the "
                             f"{n_classes} classes. Give --min-size {needed} or more.")
     sizes = rung_sizes(min_size, max_size, spec.growth)
     backbone = shared_backbone(spec.model, device)
     if spec.k is None and "freeze" in spec.strategies and "k" not in spec.grid.get("freeze", {}):
-        sweep = spec.sweep_spec(k=sorted({0, backbone.num_blocks // 2, max(backbone.num_blocks - 1, 0)}))
+        sweep = spec.sweep_spec(k=sorted({0, backbone.num_blocks // 2, max(backbone.num_blocks - 1, 0)}),
+                                validation_size=held)
     configs = configurations(sweep, backbone.num_blocks)
     model_fp = backbone.fingerprint()
     plan_id = spec.plan_id()
@@ -238,7 +260,7 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
         run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(run_dir / ADVISE_FILE) as tmp:
             tmp.write_text(json.dumps({"spec": asdict(spec), "plan_id": plan_id, "sizes": sizes, "full_size": full,
-                                       "n_classes": n_classes, "num_blocks": backbone.num_blocks,
+                                       "validation_size": held, "n_classes": n_classes, "num_blocks": backbone.num_blocks,
                                        "model_fingerprint": model_fp, "data_fingerprint": data.fingerprint,
                                        "configurations": [c.label for c in configs]}, indent=2))
         started = {"kind": "advise-start", "key": f"advise-start:{plan_id}", "plan_id": plan_id,

@@ -47,7 +47,8 @@ def advise(
     fit_dir: Annotated[Optional[Path], typer.Option("--fit", help="Then train the recommendation on all the data and write the bundle here.")] = None,
     learning_rate: Annotated[str, typer.Option("--lr", "--learning-rate", help="auto (each cell searches its strategy's rates), a rate, rates, or fixed.")] = "auto",
     epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs of trained cells (default: the strategy's).")] = None,
-    validation_fraction: Annotated[float, typer.Option("--validation-fraction", help="Held out of each sample for the decisions.")] = 0.1,
+    validation_size: Annotated[Optional[int], typer.Option("--validation-size", help="Examples held out per seed for every decision (default: a fifth of the labelled data, 8 per class to 200; 0: --validation-fraction of each sample).")] = None,
+    validation_fraction: Annotated[float, typer.Option("--validation-fraction", help="With --validation-size 0: held out of each sample for the decisions.")] = 0.1,
     test: Annotated[Optional[str], typer.Option("--test", help="Test data, used only to score the --fit bundle.")] = None,
     test_size: Annotated[Optional[float], typer.Option("--test-size", help="Hold out this fraction as test (scored only by --fit).")] = None,
     text_col: Annotated[str, typer.Option("--text-col", help="Column holding the text.")] = "text",
@@ -60,7 +61,7 @@ def advise(
     quiet: Annotated[bool, typer.Option("--quiet", help="Print only the plan.")] = False,
 ) -> None:
     """Spend a time budget on a pilot (successive halving over growing training sizes, every cell's learning
-    rate tuned on its validation split), extrapolate learning curves and costs to all the data, and say
+    rate tuned on a validation set held out per seed, the same at every size), extrapolate learning curves and costs to all the data, and say
     which configuration to train and why. Resumable: rerun the same command after an interruption."""
     clock_start = time.monotonic()
     from ..advise.halving import AdviseSpec
@@ -74,7 +75,7 @@ def advise(
         max_size=max_size, target=target, tolerance=tolerance, test=test, test_size=test_size, text_col=text_col,
         label_col=label_col, text_pair_col=text_pair_col, max_length=max_length, batch_size=batch_size,
         learning_rate=normalise_learning_rate(learning_rate), epochs=epochs, validation_fraction=validation_fraction,
-        precision=checked_precision(precision))
+        validation_size=validation_size, precision=checked_precision(precision))
     spec.check()
     if not spec.seeds:
         raise UnfreezeError("--seeds must name at least one seed, e.g. 0,1,2.")

@@ -41,6 +41,7 @@ def sweep(
     n_train: Annotated[Optional[str], typer.Option("--n-train", help="Training sizes, e.g. 32,128,512 (nested samples).")] = None,
     seeds: Annotated[Optional[str], typer.Option("--seeds", help="Seeds, e.g. 0,1,2.")] = None,
     n_test: Annotated[Optional[int], typer.Option("--n-test", help="Score on a stratified sample of the test set.")] = None,
+    validation_size: Annotated[Optional[int], typer.Option("--validation-size", help="Hold out this many examples per seed as every size's validation set (default 0: --validation-fraction of each sample).")] = None,
     test: Annotated[Optional[str], typer.Option("--test", help="Test data (default: a built-in's test split, or 20% "
                                                               "of a file).")] = None,
     test_size: Annotated[Optional[float], typer.Option("--test-size", help="Hold out this fraction of the training "
@@ -81,7 +82,7 @@ def sweep(
         ("data", data), ("model", model), ("n_test", n_test), ("test", test), ("test_size", test_size),
         ("pooling", pooling), ("layers", layers), ("max_length", max_length), ("batch_size", batch_size),
         ("text_col", text_col), ("label_col", label_col), ("text_pair_col", text_pair_col),
-        ("precision", precision)) if value is not None}
+        ("precision", precision), ("validation_size", validation_size)) if value is not None}
     overrides.update(given(settings))
     if strategies is not None:
         overrides["strategies"] = [s.strip() for s in strategies.split(",") if s.strip()]

@@ -9,13 +9,14 @@ from ..errors import UnfreezeError
 from .builtin import BUILTIN, load_builtin
 from .dataset import DataWarning, TextDataset, build_dataset, print_data_warnings_on_one_line
 from .readers import read_table
-from .sampling import sample, stratified_order, train_test_split
+from .sampling import hold_out, sample, stratified_order, train_test_split
 
 __all__ = [
     "BUILTIN",
     "DataWarning",
     "TextDataset",
     "build_dataset",
+    "hold_out",
     "load_data",
     "load_builtin",
     "print_data_warnings_on_one_line",

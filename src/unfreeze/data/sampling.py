@@ -95,6 +95,23 @@ def sample(
     return dataset.subset(stratified_order(dataset.labels, seed)[:n_total])
 
 
+
+# the validation set's order must not be the training samples' order (seeded apart)
+VALIDATION_SEED_OFFSET = 1_000_003
+
+
+def hold_out(dataset: TextDataset, n_total: int, seed: int = 0) -> tuple[TextDataset, TextDataset]:
+    """A seeded stratified sample of ``n_total`` examples, and the rest of ``dataset``.
+
+    A sweep's fixed validation set per seed: the nested training samples of that seed are
+    drawn from the rest, so every training size is judged on the same examples and none of
+    them ever trains.
+    """
+    held = sample(dataset, n_total=n_total, seed=seed + VALIDATION_SEED_OFFSET)  # its checks, its order
+    taken = set(stratified_order(dataset.labels, seed + VALIDATION_SEED_OFFSET)[:n_total].tolist())
+    return held, dataset.subset([i for i in range(len(dataset)) if i not in taken])
+
+
 def train_test_split(dataset: TextDataset, test_size: float = 0.2, seed: int = 0) -> tuple[TextDataset, TextDataset]:
     """Seeded stratified split; every class keeps at least one example on each side."""
     if not (isinstance(test_size, float | int) and not isinstance(test_size, bool) and 0 < test_size < 1):

@@ -78,6 +78,10 @@ class SweepSpec:
     max_steps: int | None = None
     grad_clip: float = 1.0
     validation_fraction: float = 0.1
+    # > 0: one fixed validation set of this many examples per seed, held out of the pool before
+    # the nested training samples are drawn (every size judged on the same examples); 0: each
+    # sample's own validation_fraction, as in release 0.1.0
+    validation_size: int = 0
     patience: int | None = 2
     class_weight: str | None = None
     layer_decay: float = 1.0
@@ -103,6 +107,10 @@ class SweepSpec:
             raise UnfreezeError(f"--n-train values must be >= 1. Got {self.n_train}.")
         if any(s < 0 for s in self.seeds):
             raise UnfreezeError(f"--seeds must be ints >= 0. Got {self.seeds}.")
+        if not isinstance(self.validation_size, int) or isinstance(self.validation_size, bool) \
+                or self.validation_size < 0:
+            raise UnfreezeError(f"--validation-size must be an int >= 0 (0: a fraction of each sample). "
+                                f"Got {self.validation_size!r}.")
         if isinstance(self.k, str) and self.k.strip() != "all":
             try:
                 self.k = [int(v) for v in as_list(self.k)]

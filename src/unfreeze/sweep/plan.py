@@ -32,7 +32,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..cache import atomic_path, sha256_json
-from ..data import TextDataset, sample, train_test_split
+from ..data import TextDataset, hold_out, sample, train_test_split
 from ..data.splits import load_splits
 from ..errors import UnfreezeError
 from .grid import Cell, SweepSpec, expand
@@ -61,10 +61,22 @@ def load_sweep_data(spec: SweepSpec) -> SweepData:
     if spec.n_test is not None and spec.n_test < len(test):
         test = sample(test, n_total=spec.n_test, seed=0)
     largest = max(spec.n_train)
-    if largest > len(pool):
-        raise UnfreezeError(f"--n-train {largest} is more than the {len(pool)} training examples of {spec.data}. "
-                            f"Use at most {len(pool)}.")
+    if largest + spec.validation_size > len(pool):
+        held = f" besides the --validation-size {spec.validation_size} held out" if spec.validation_size else ""
+        raise UnfreezeError(f"--n-train {largest}{held} is more than the {len(pool)} training examples of "
+                            f"{spec.data}. Use at most {len(pool) - spec.validation_size}.")
     return SweepData(pool, test, sha256_json([pool.fingerprint(), test.fingerprint()]))
+
+
+def seed_samples(spec: SweepSpec, pool: TextDataset, n_train: int, seed: int) -> tuple[TextDataset, TextDataset | None]:
+    """A cell's training sample and its fixed validation set (None: the sample holds its own split).
+
+    With ``validation_size`` the seed's validation set is held out of the pool first and the
+    nested training samples come from the rest."""
+    if not spec.validation_size:
+        return sample(pool, n_total=n_train, seed=seed), None
+    validation, rest = hold_out(pool, spec.validation_size, seed)
+    return sample(rest, n_total=n_train, seed=seed), validation
 
 
 def git_revision() -> str | None:
@@ -251,7 +263,9 @@ def embed_everything(spec: SweepSpec, data: SweepData, backbone, seeds: list[int
         return  # the frozen-model cells read no pooled states (bilstm reads token states)
     texts: dict[object, None] = {}
     for seed in seeds:
-        texts.update(dict.fromkeys(sample(data.train_pool, n_total=max(spec.n_train), seed=seed).inputs))
+        largest, validation = seed_samples(spec, data.train_pool, max(spec.n_train), seed)
+        texts.update(dict.fromkeys(largest.inputs))
+        texts.update(dict.fromkeys(validation.inputs if validation is not None else []))
     texts.update(dict.fromkeys(data.test.inputs))
     embed(backbone, list(texts), sorted(layers), pooling, spec.max_length, spec.batch_size, progress=False)
 
@@ -278,11 +292,12 @@ def warm_prefixes(spec: SweepSpec, data: SweepData, backbone, seed: int, n_large
     from ..embed import input_keys
     from ..training.prefix import PREFIX_POOLS, compute_prefix_states
 
-    largest = sample(data.train_pool, n_total=n_largest, seed=seed)
+    largest, validation = seed_samples(spec, data.train_pool, n_largest, seed)
     PREFIX_POOLS.clear()  # the previous seed's states: the test set's are recomputed, the rest not needed again
     if ks:
-        # the training sample (the cells' validation splits are inside it) and the test set
-        for inputs in (largest.inputs, data.test.inputs):
+        # the training sample (the cells' validation splits are inside it, or held out beside it) and the test set
+        held = [validation.inputs] if validation is not None else []
+        for inputs in (largest.inputs, *held, data.test.inputs):
             encoded = backbone.encode(inputs, spec.max_length)
             compute_prefix_states(backbone, encoded, ks, spec.batch_size,
                                   pool_key=(backbone.fingerprint(), encoded.max_length), keys=input_keys(inputs))
@@ -324,14 +339,18 @@ def run_cell(spec: SweepSpec, data: SweepData, cell: Cell, key: str, device: str
     only); ``after_fit(clf, train, record)`` may add to the row (the advisor times prediction)."""
     record = cell_header(spec, cell, key)
     try:
-        train = sample(data.train_pool, n_total=cell.n_train, seed=cell.seed)
-        clf = cell_classifier(spec, cell, device, use_cache).fit(train.inputs, train.labels)
+        train, validation = seed_samples(spec, data.train_pool, cell.n_train, cell.seed)
+        clf = cell_classifier(spec, cell, device, use_cache).fit(
+            train.inputs, train.labels, validation=None if validation is None else (validation.inputs,
+                                                                                      validation.labels))
         fit_record = dict(clf.fit_record_)
         history = fit_record.pop("history", [])
         val = history[fit_record.get("best_epoch", 0) - 1] if history and "val_accuracy" in history[-1] else {}
         searched = fit_record.pop("validation", None)
         if searched:  # the rate search scored every rate on the held-out split; this is the chosen one's
             val = {f"val_{k}": v for k, v in searched.items()}
+        elif validation is not None and not val:  # a fit that did not validate (features): its score there
+            val = validation_scores(clf, validation)
         elif spec.searches_rates and not clf.strategy_.changes_weights:
             val = holdout_validation(spec, cell, device, use_cache, train)
         record.update({
@@ -362,7 +381,6 @@ def holdout_validation(spec: SweepSpec, cell: Cell, device: str | None, use_cach
     cell of a tuned sweep is scored on the same examples (cheap: the frozen model's embeddings are shared)."""
     import numpy as np
 
-    from ..metrics import classification_metrics
     from ..strategies.base import validation_split
 
     _, y_idx = np.unique(np.asarray(train.labels), return_inverse=True)
@@ -371,13 +389,20 @@ def holdout_validation(spec: SweepSpec, cell: Cell, device: str | None, use_cach
         return {}
     clf = cell_classifier(spec, cell, device, use_cache)
     clf.fit([train.inputs[i] for i in train_idx], [train.labels[i] for i in train_idx])
-    val_inputs = [train.inputs[i] for i in val_idx]
-    proba = np.clip(clf.predict_proba(val_inputs), 1e-12, 1.0)
-    y_val = np.searchsorted(clf.classes_, [train.labels[i] for i in val_idx])
-    metrics = classification_metrics([train.labels[i] for i in val_idx], clf.classes_[proba.argmax(axis=1)].tolist())
-    return {**{f"val_{k}": v for k, v in metrics.items()}, "val_loss": float(-np.log(proba[np.arange(len(y_val)),
-                                                                                          y_val]).mean()),
-            "val_n": len(val_idx), "val_holdout": True}
+    return {**validation_scores(clf, train.subset(val_idx)), "val_holdout": True}
+
+
+def validation_scores(clf, validation: TextDataset) -> dict:
+    """``val_``-prefixed metrics, log-loss and size of fitted ``clf`` on ``validation``."""
+    import numpy as np
+
+    from ..metrics import classification_metrics
+
+    proba = np.clip(clf.predict_proba(validation.inputs), 1e-12, 1.0)
+    y_val = np.searchsorted(clf.classes_, validation.labels)
+    metrics = classification_metrics(list(validation.labels), clf.classes_[proba.argmax(axis=1)].tolist())
+    return {**{f"val_{k}": v for k, v in metrics.items()},
+            "val_loss": float(-np.log(proba[np.arange(len(y_val)), y_val]).mean()), "val_n": len(validation)}
 
 
 def prediction_seconds_per_text(clf, inputs: list) -> float:
