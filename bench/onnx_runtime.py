@@ -10,7 +10,8 @@ MiniLM classifiers on movie-snippets, predicting the same test texts at batch 32
 
 Each bundle is saved and exported as a user would (``unfreeze.export.export_bundle``,
 the code behind ``unfreeze export BUNDLE --int8``: fp32, and int8 by ONNX Runtime's
-dynamic quantiser, checked against PyTorch on 200 test texts), then loaded with
+dynamic quantiser with 7-bit weights, checked against PyTorch on 200 test texts; the features
+bundles also with the feed-forward outputs in fp32 and with 8-bit weights), then loaded with
 ``Classifier.load(path, runtime="onnx", precision=...)``. Where it installs,
 sentence-transformers' own ONNX backend embeds the texts for a head fitted on its own
 embeddings. Every path tokenises the raw texts. Same process, interleaved repeats,
@@ -93,16 +94,16 @@ def exported_runs(label: str, clf, folder: Path, check_texts, check_labels, batc
         onnx.predictor_.batch_size = batch_size
         runs[f"{label} / onnx {precision}"] = (onnx.predict_proba, classes)
     if ffn_variant:
-        # the int8 graph with the feed-forward output projections kept in fp32
-        other = bundle / "onnx-ffn"
-        done = export_bundle(bundle, other, int8=True, keep_ffn_output=True, check_inputs=check_texts,
-                             check_labels=check_labels, check_origin=f"{len(check_texts)} test texts",
-                             batch_size=batch_size)
-        for line in done.result.check.lines()[1:]:
-            print(f"  ffn output in fp32: {line}")
-        onnx = Classifier.load(bundle, runtime="onnx", precision="int8", onnx=other)
-        onnx.predictor_.batch_size = batch_size
-        runs[f"{label} / onnx int8, ffn out fp32"] = (onnx.predict_proba, classes)
+        # two other int8 recipes: the feed-forward output projections kept in fp32; 8-bit weights
+        for name, options in (("ffn out fp32", {"keep_ffn_output": True}), ("8-bit weights", {"reduce_range": False})):
+            other = bundle / f"onnx-{name.replace(' ', '-')}"
+            done = export_bundle(bundle, other, int8=True, check_inputs=check_texts, check_labels=check_labels,
+                                 check_origin=f"{len(check_texts)} test texts", batch_size=batch_size, **options)
+            for line in done.result.check.lines()[1:]:
+                print(f"  {name}: {line}")
+            onnx = Classifier.load(bundle, runtime="onnx", precision="int8", onnx=other)
+            onnx.predictor_.batch_size = batch_size
+            runs[f"{label} / onnx int8, {name}"] = (onnx.predict_proba, classes)
     return runs
 
 

@@ -239,10 +239,16 @@ def test_check_on_given_data_reports_the_accuracy_change(runner, bundles, tmp_pa
     assert result.exit_code == 0 and "int8" not in result.stdout, result.output
     assert "int8" not in json.loads((bundle / "onnx" / "export.json").read_text())["graphs"]
     assert_user_error(runner.invoke(app, ["export", str(bundle), "--force", "--keep-ffn-output"]), "add --int8")
+    assert_user_error(runner.invoke(app, ["export", str(bundle), "--force", "--full-range"]), "add --int8")
     result = runner.invoke(app, ["export", str(bundle), "--exporter", "torchscript", "--force", "--int8",
                                  "--keep-ffn-output"])
     assert result.exit_code == 0, result.output
-    assert json.loads((bundle / "onnx" / "export.json").read_text())["quantization"]["keep_ffn_output"] is True
+    quantization = json.loads((bundle / "onnx" / "export.json").read_text())["quantization"]
+    assert quantization["keep_ffn_output"] is True and quantization["reduce_range"] is True
+    result = runner.invoke(app, ["export", str(bundle), "--exporter", "torchscript", "--force", "--int8",
+                                 "--full-range"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((bundle / "onnx" / "export.json").read_text())["quantization"]["reduce_range"] is False
 
 
 def test_a_bundle_without_stored_inputs_is_checked_on_builtin_sentences(runner, bundles, tmp_path):

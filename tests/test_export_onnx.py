@@ -303,6 +303,7 @@ def test_int8_labels_agree_on_an_easy_task(tiny_backbone, tmp_path):
     ops = {node.op_type for node in onnx.load(str(tmp_path / "onnx" / "model.int8.onnx")).graph.node}
     assert {"MatMulInteger", "DynamicQuantizeLinear"} <= ops
     assert read_manifest(tmp_path / "onnx")["quantization"]["per_channel"] is True
+    assert read_manifest(tmp_path / "onnx")["quantization"]["reduce_range"] is True
 
 
 def test_int8_can_keep_the_feed_forward_outputs_in_fp32(multihead_export, tmp_path):
@@ -317,6 +318,26 @@ def test_int8_can_keep_the_feed_forward_outputs_in_fp32(multihead_export, tmp_pa
     nodes = {node.name: node.op_type for node in onnx.load(str(tmp_path / "int8.onnx")).graph.node}
     assert all(nodes[name] == "MatMul" for name in kept)
     assert "MatMulInteger" in nodes.values()
+
+
+def test_int8_weights_are_7_bit_by_default_and_8_bit_with_full_range(multihead_export, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from unfreeze.export import quantize_int8
+
+    _, _, folder = multihead_export
+
+    def largest_weight(path) -> int:
+        model = onnx.load(str(path))
+        weights = [numpy_helper.to_array(init) for init in model.graph.initializer
+                   if init.data_type == onnx.TensorProto.INT8]
+        return max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+
+    quantize_int8(folder / "model.onnx", tmp_path / "reduced.onnx")
+    quantize_int8(folder / "model.onnx", tmp_path / "full.onnx", reduce_range=False)
+    # ONNX Runtime's reduce_range: weights in 7 bits, so u8 x s8 products cannot saturate without VNNI
+    assert largest_weight(tmp_path / "reduced.onnx") <= 64 < largest_weight(tmp_path / "full.onnx") <= 127
 
 
 # -- multi-head: one graph, every head ----------------------------------------------------------------

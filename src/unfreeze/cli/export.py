@@ -36,6 +36,8 @@ def export_command(
     text_pair_col: PairCol = None,
     keep_ffn_output: Annotated[bool, flag("--keep-ffn-output", help="With --int8: keep the feed-forward output "
                                                                     "projections in fp32 (slower, closer to fp32).")] = False,
+    full_range: Annotated[bool, flag("--full-range", help="With --int8: 8-bit weights instead of ONNX Runtime's "
+                                                          "7-bit reduce_range (which changed fewer labels).")] = False,
     force: Annotated[bool, flag("--overwrite", "--force", help="Replace an export this tool wrote before.")] = False,
     exporter: Annotated[str, typer.Option("--exporter", help="dynamo (torch.export, the default) or torchscript "
                                                              "(older, quicker to export).")] = "dynamo",
@@ -51,8 +53,9 @@ def export_command(
     from ..errors import UnfreezeError
     from ..export.bundles import export_bundle, read_check_data
 
-    if keep_ffn_output and not int8:
-        raise UnfreezeError("--keep-ffn-output shapes the int8 graph: add --int8.")
+    for given, name in ((keep_ffn_output, "--keep-ffn-output"), (full_range, "--full-range")):
+        if given and not int8:
+            raise UnfreezeError(f"{name} shapes the int8 graph: add --int8.")
     from ..bundle import read_config
 
     read_config(bundle)  # a missing or damaged bundle is said before anything loads
@@ -63,6 +66,6 @@ def export_command(
         inputs, labels, origin = read_check_data(check, text_col, label_col, text_pair_col)
     done = export_bundle(bundle, output, int8=int8, check_inputs=inputs, check_labels=labels, check_origin=origin,
                          device=device, batch_size=batch_size, exporter=exporter, overwrite=force,
-                         keep_ffn_output=keep_ffn_output)
+                         keep_ffn_output=keep_ffn_output, reduce_range=not full_range)
     for line in done.lines():
         typer.echo(line)

@@ -104,7 +104,7 @@ def export_bundle(bundle: str | Path, folder: str | Path | None = None, *, int8:
                   check_inputs: Sequence | None = None, check_labels: Sequence | None = None,
                   check_origin: str | None = None, device: str | None = None, batch_size: int | None = None,
                   exporter: str = "dynamo", overwrite: bool = False, keep_ffn_output: bool = False,
-                  min_int8_agreement: float | None = None) -> BundleExport:
+                  reduce_range: bool = True, min_int8_agreement: float | None = None) -> BundleExport:
     """Export the bundle at ``bundle`` to ONNX (``bundle/onnx`` by default), checked before it appears.
 
     Parameters
@@ -132,6 +132,8 @@ def export_bundle(bundle: str | Path, folder: str | Path | None = None, *, int8:
         Replace an export already at ``folder``.
     keep_ffn_output : bool
         Keep the feed-forward output projections in fp32 in the int8 graph.
+    reduce_range : bool
+        7-bit int8 weights (ONNX Runtime's ``reduce_range``; the default: fewer labels change).
     min_int8_agreement : float, optional
         Fail when int8 labels agree with PyTorch's on a smaller share of the check inputs.
 
@@ -153,7 +155,7 @@ def export_bundle(bundle: str | Path, folder: str | Path | None = None, *, int8:
         _check_exportable(bundle, config)
     source = bundle_source(bundle, config)
     options = dict(int8=int8, exporter=exporter, overwrite=overwrite, keep_ffn_output=keep_ffn_output,
-                   min_int8_agreement=min_int8_agreement, source=source)
+                   reduce_range=reduce_range, min_int8_agreement=min_int8_agreement, source=source)
 
     loaded = _loaded_same(bundle, source)
     if multi:
