@@ -215,6 +215,14 @@ def test_a_rung_decision_stops_when_the_next_rung_would_not_fit_the_budget():
     tight = AdviseSpec(seeds=[0, 1], eta=3, budget=150.0)
     stop = decide(tight, "id", 0, [64, 128], 64, ["a", "b", "c"], ["f"], by_label, rows, lambda c: c, 5.0)
     assert stop["next_n_train"] is None and stop["reason"] == "budget"
+    # one trained configuration left: the sizes between decide nothing, it goes straight to the largest
+    jump = decide(spec, "id", 0, [64, 128, 256, 512], 64, ["a", "b", "c"], ["f"], by_label, rows, lambda c: c, 5.0)
+    assert jump["promoted"] == ["b"] and jump["next_n_train"] == 512 and jump["reason"] == "one left"
+    assert jump["projected_seconds"] == pytest.approx(4 * 10.0 * 512 / 64 * 1.15)
+    # two left: the next size as usual
+    wide = AdviseSpec(seeds=[0, 1], eta=2, budget=1000.0)
+    both = decide(wide, "id", 0, [64, 128, 256, 512], 64, ["a", "b", "c"], ["f"], by_label, rows, lambda c: c, 5.0)
+    assert both["promoted"] == ["b", "a"] and both["next_n_train"] == 128 and both["reason"] == "promoted"
 
 
 def test_rung_sizes_grow_geometrically_to_the_full_data():

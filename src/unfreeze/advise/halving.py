@@ -292,6 +292,8 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
 
     with shared_embeddings():
         for i, n in enumerate(sizes):
+            if decisions and n < decisions[-1]["next_n_train"]:
+                continue  # a size the last decision skipped (one configuration left)
             rung_labels = cheap + alive
             latest = store.latest()
             halted = False
@@ -359,6 +361,10 @@ def decide(spec: AdviseSpec, plan_id: str, i: int, sizes: list[int], n: int, ali
     next_n = sizes[i + 1] if i + 1 < len(sizes) else None
     projected = 0.0
     reason = "largest size" if next_n is None else ""
+    if next_n is not None and len(promoted) == 1 and len(alive) > 1:
+        # one trained configuration left: the sizes between decide nothing, so it goes straight to
+        # the largest (successive halving's last rung; the cheap ones join it there)
+        next_n, reason = sizes[-1], "one left"
     if next_n is not None:
         for label in promoted + cheap:
             projected += sum(cell_seconds(r) for r in rows_of(label, n)) * next_n / n * SAFETY

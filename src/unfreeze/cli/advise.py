@@ -40,7 +40,7 @@ def advise(
     eta: Annotated[int, typer.Option("--eta", help="Keep the best 1/eta of the trained configurations per rung.")] = 3,
     growth: Annotated[float, typer.Option("--growth", help="Each rung trains on this many times more examples.")] = 2.0,
     min_size: Annotated[Optional[int], typer.Option("--min-size", help="Training examples at the first rung (default max(64, 16 per class)).")] = None,
-    max_size: Annotated[Optional[int], typer.Option("--max-size", help="Largest pilot size (default: all the labelled data).")] = None,
+    max_size: Annotated[Optional[int], typer.Option("--max-size", help="Largest pilot size (default: all the labelled data the validation set leaves).")] = None,
     target: Annotated[Optional[float], typer.Option("--target", help="A score to reach: how many labelled examples it needs.")] = None,
     tolerance: Annotated[float, typer.Option("--tolerance", help="Accept a cheaper configuration up to this much worse than the best.")] = 0.0,
     as_json: Annotated[Optional[Path], typer.Option("--json", help="Also write the plan as JSON to this file.")] = None,
