@@ -116,7 +116,8 @@ def test_fit_chooses_rate_and_epoch_on_a_given_validation_set_and_trains_on_all_
     assert "val_accuracy" in one.fit_record_["history"][-1]
     assert one.fit_record_["history"][0]["distinct_examples"] == len(X)
     with pytest.raises(UnfreezeError, match="validation labels 'maybe' are not in y's classes"):
-        Classifier(tiny_model_dir("bert"), strategy="freeze", progress=False).fit(X, y, validation=(val_X[:2], [1, "maybe"]))
+        Classifier(tiny_model_dir("bert"), strategy="freeze", progress=False).fit(X, y,
+                                                                                   validation=(val_X[:2], [1, "maybe"]))
     with pytest.raises(UnfreezeError, match="validation has 2 inputs but 1 labels"):
         Classifier(tiny_model_dir("bert"), strategy="freeze", progress=False).fit(X, y, validation=(val_X[:2], [1]))
 
@@ -141,7 +142,8 @@ def test_a_sweep_with_a_validation_size_judges_every_size_on_the_same_held_out_e
     # the held-out set is part of a cell's key: a sweep without one never reuses these rows
     plain = SweepSpec(**common)
     cell = expand(spec, 6)[0]
-    assert cell.key("d", "m", spec.cell_settings(cell.strategy)) != cell.key("d", "m", plain.cell_settings(cell.strategy))
+    assert (cell.key("d", "m", spec.cell_settings(cell.strategy))
+            != cell.key("d", "m", plain.cell_settings(cell.strategy)))
     with pytest.raises(UnfreezeError, match="besides the --validation-size 80 held out"):
         run_sweep(SweepSpec(**{**common, "n_train": [32]}, validation_size=80), tmp_path / "big", progress=False)
     with pytest.raises(UnfreezeError, match="--validation-size must be an int >= 0"):

@@ -104,8 +104,9 @@ class AdviseSpec:
 
     def sweep_spec(self, k: list[int] | str | None = None, validation_size: int = 0) -> SweepSpec:
         """The sweep settings every cell of the advisor shares (its keys are sweep keys)."""
-        return SweepSpec(validation_size=validation_size, data=self.data, model=self.model, strategies=list(self.strategies), grid=self.grid,
-                         k=k if k is not None else self.k, n_train=[1], seeds=list(self.seeds),
+        return SweepSpec(data=self.data, model=self.model, strategies=list(self.strategies), grid=self.grid,
+                         validation_size=validation_size, k=k if k is not None else self.k, n_train=[1],
+                         seeds=list(self.seeds),
                          test=self.test, test_size=self.test_size, text_col=self.text_col, label_col=self.label_col,
                          text_pair_col=self.text_pair_col, pooling=self.pooling, layers=self.layers,
                          max_length=self.max_length, batch_size=self.batch_size, learning_rate=self.learning_rate,
@@ -260,7 +261,8 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
         run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(run_dir / ADVISE_FILE) as tmp:
             tmp.write_text(json.dumps({"spec": asdict(spec), "plan_id": plan_id, "sizes": sizes, "full_size": full,
-                                       "validation_size": held, "n_classes": n_classes, "num_blocks": backbone.num_blocks,
+                                       "validation_size": held, "n_classes": n_classes,
+                                       "num_blocks": backbone.num_blocks,
                                        "model_fingerprint": model_fp, "data_fingerprint": data.fingerprint,
                                        "configurations": [c.label for c in configs]}, indent=2))
         started = {"kind": "advise-start", "key": f"advise-start:{plan_id}", "plan_id": plan_id,

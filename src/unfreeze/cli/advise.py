@@ -61,8 +61,9 @@ def advise(
     quiet: Annotated[bool, typer.Option("--quiet", help="Print only the plan.")] = False,
 ) -> None:
     """Spend a time budget on a pilot (successive halving over growing training sizes, every cell's learning
-    rate tuned on a validation set held out per seed, the same at every size), extrapolate learning curves and costs to all the data, and say
-    which configuration to train and why. Resumable: rerun the same command after an interruption."""
+    rate tuned on a validation set held out per seed, the same at every size), extrapolate learning curves
+    and costs to all the data, and say which configuration to train and why. Resumable: rerun the same
+    command after an interruption."""
     clock_start = time.monotonic()
     from ..advise.halving import AdviseSpec
     from ..training.settings import check_learning_rate, normalise_learning_rate
