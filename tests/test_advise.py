@@ -14,7 +14,7 @@ from typing import ClassVar
 import pytest
 from typer.testing import CliRunner
 
-from conftest import sentiment_task_fixed, sentiment_task_varied
+from conftest import assert_user_error, sentiment_task_fixed, sentiment_task_varied
 from unfreeze.advise.halving import AdviseSpec, decide, promote, rank, rung_sizes
 from unfreeze.cli import app
 from unfreeze.strategies import Freeze
@@ -148,6 +148,13 @@ def test_a_sweep_with_a_validation_size_judges_every_size_on_the_same_held_out_e
         run_sweep(SweepSpec(**{**common, "n_train": [32]}, validation_size=80), tmp_path / "big", progress=False)
     with pytest.raises(UnfreezeError, match="--validation-size must be an int >= 0"):
         SweepSpec(**common, validation_size=-1)
+
+
+@pytest.mark.parametrize("command", ["sweep", "advise"])
+def test_a_negative_validation_size_is_one_line_exit_2(command, tmp_path):
+    result = runner.invoke(app, [command, "movie-snippets", "--validation-size", "-1", "-o", str(tmp_path / "run")])
+    assert_user_error(result, "--validation-size must be an int >= 0")
+    assert not (tmp_path / "run").exists()
 
 
 def test_strategies_declare_their_rate_grids():
