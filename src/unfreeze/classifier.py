@@ -222,13 +222,14 @@ class Classifier(ClassifierMixin, BaseEstimator):
             raise invalid_parameter("layers", owner, f"hidden states at or above the frozen blocks (>= {frozen_k}) "
                                     f"for {strategy.name} with k={frozen_k}", self.layers)
         rates = self._searched_rates(strategy, training)
-        train_idx, val_idx = (validation_split(y_idx, training.validation_fraction, self.seed) if rates
-                              else (np.arange(len(y_idx)), np.arange(0)))
         if given_validation is not None:
             # the caller's validation set follows the training inputs; every training input trains
             val_inputs, y_val = given_validation
             train_idx, val_idx = np.arange(len(y_idx)), np.arange(len(y_idx), len(y_idx) + len(y_val))
             inputs, y_idx = [*inputs, *val_inputs], np.concatenate([y_idx, y_val])
+        else:
+            train_idx, val_idx = (validation_split(y_idx, training.validation_fraction, self.seed) if rates
+                                  else (np.arange(len(y_idx)), np.arange(0)))
         note = None
         if rates and not len(val_idx):
             if isinstance(training.learning_rate, list):
