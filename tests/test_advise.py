@@ -32,23 +32,31 @@ class SlowFreeze(Freeze):
     tuned_epochs: ClassVar[int | None] = 8
 
 
-@pytest.mark.slow  # several tuned fits; make test runs it
-def test_lr_auto_finds_the_rate_that_fits_using_validation_data_only(tiny_model_dir, monkeypatch):
-    from unfreeze import Classifier
+@pytest.fixture
+def scored_inputs(monkeypatch) -> list:
+    """Every input a fitted network is asked to predict, in order (a spy on NetworkPredictor.logits)."""
     from unfreeze.predictors import NetworkPredictor
+
+    seen: list = []
+    original = NetworkPredictor.logits
+
+    def spy(self, inputs):
+        seen.extend(inputs)
+        return original(self, inputs)
+
+    monkeypatch.setattr(NetworkPredictor, "logits", spy)
+    return seen
+
+
+@pytest.mark.slow  # several tuned fits; make test runs it
+def test_lr_auto_finds_the_rate_that_fits_using_validation_data_only(tiny_model_dir, scored_inputs):
+    from unfreeze import Classifier
 
     X, y = sentiment_task_fixed(96, 0)
     test_X, test_y = sentiment_task_fixed(64, 99)
     test_only = set(test_X) - set(X)
     assert len(test_only) > 40
-    seen: list[str] = []
-    original = NetworkPredictor.logits
-
-    def spy(self, inputs):
-        seen.extend(i if isinstance(i, str) else i[0] for i in inputs)
-        return original(self, inputs)
-
-    monkeypatch.setattr(NetworkPredictor, "logits", spy)
+    seen = scored_inputs
     common = dict(model=tiny_model_dir("bert"), k=0, head_learning_rate=1e-7, batch_size=8, progress=False,
                   validation_fraction=0.25, patience=None)
     tuned = Classifier(strategy=SlowFreeze(k=0), **{k: v for k, v in common.items() if k != "k"}).fit(X, y)
@@ -86,23 +94,15 @@ def test_an_explicit_list_of_rates_and_its_errors(tiny_model_dir):
     assert clf.fit_record_["tuned"] is False and "no validation split" in clf.fit_record_["tuning"]
 
 
-def test_fit_chooses_rate_and_epoch_on_a_given_validation_set_and_trains_on_all_of_x(tiny_model_dir, monkeypatch):
+def test_fit_chooses_rate_and_epoch_on_a_given_validation_set_and_trains_on_all_of_x(tiny_model_dir, scored_inputs):
     from unfreeze import Classifier
     from unfreeze.errors import UnfreezeError
-    from unfreeze.predictors import NetworkPredictor
 
     X, y = sentiment_task_fixed(48, 0)
     val_X, val_y = sentiment_task_fixed(24, 5)
     val_only = set(val_X) - set(X)
     assert len(val_only) > 12
-    seen: list[str] = []
-    original = NetworkPredictor.logits
-
-    def spy(self, inputs):
-        seen.extend(inputs)
-        return original(self, inputs)
-
-    monkeypatch.setattr(NetworkPredictor, "logits", spy)
+    seen = scored_inputs
     clf = Classifier(tiny_model_dir("bert"), strategy="freeze", k=1, learning_rate=[1e-3, 1e-2], epochs=2,
                      batch_size=8, progress=False).fit(X, y, validation=(val_X, val_y))
     record = clf.fit_record_
