@@ -47,6 +47,24 @@ def test_fingerprint_depends_on_weights_only(tiny_model_dir, tiny_backbone):
     assert a.fingerprint() != other.fingerprint()
 
 
+def test_a_bf16_checkpoint_loads_as_an_fp32_base(tiny_model_dir, tmp_path):
+    """transformers >= 5 keeps a checkpoint's stored dtype; the base must be fp32 (training keeps fp32 weights)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "bf16"
+    shutil.copytree(tiny_model_dir("bert"), folder)
+    weights = load_file(folder / "model.safetensors")
+    save_file({name: t.to(torch.bfloat16) for name, t in weights.items()}, folder / "model.safetensors",
+              metadata={"format": "pt"})
+    loaded = Backbone.load(str(folder), device="cpu")
+    assert {p.dtype for p in loaded.model.parameters()} == {torch.float32}
+    # the values are the stored bf16 ones, widened
+    name, stored = next((n, t) for n, t in load_file(folder / "model.safetensors").items() if t.dim() == 2)
+    assert torch.equal(loaded.model.state_dict()[name], stored.float())
+
+
 class _NoBlocks(nn.Module):
     def __init__(self) -> None:
         super().__init__()

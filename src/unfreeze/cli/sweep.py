@@ -58,7 +58,9 @@ def sweep(
     no_cache: Annotated[bool, flag("--no-cache", help="No shared embedding/prefix caches.")] = False,
     metric: Annotated[str, typer.Option("--metric", help="accuracy, macro_f1 or mcc (for the summary).")] = "accuracy",
     device: DeviceOpt = None,
-    backend: Annotated[str, typer.Option("--backend", help="local (this process) or ray (a Ray task per cell).")] = "local",
+    backend: Annotated[str, typer.Option("--backend", help="local (this machine) or ray (a Ray task per cell).")] = "local",
+    workers: Annotated[int, typer.Option("--workers", help="local: cells run at once, each in a process of its own "
+                                                           "(several on one GPU; --device cuda spreads them over the GPUs).")] = 1,
     address: Annotated[Optional[str], typer.Option("--address", help="ray: auto, HOST:PORT of a cluster's head, or leave out to start Ray here.")] = None,
     cpus_per_cell: Annotated[Optional[float], typer.Option("--cpus-per-cell", help="ray: CPUs each cell reserves (default 1).")] = None,
     gpus_per_cell: Annotated[Optional[float], typer.Option("--gpus-per-cell", help="ray: GPUs each cell reserves, e.g. 0.5 (default 0).")] = None,
@@ -106,8 +108,9 @@ def sweep(
     from ..outputs import check_output
 
     check_output(output, "run", inputs=[p for p in (spec.data, spec.test, config) if p])
-    ray_options = _backend_options(backend, address, cpus_per_cell, gpus_per_cell)
-    run_and_report(spec, output, retry_failed, not no_cache, metric, checked_device(device), backend, ray_options)
+    ray_options = _backend_options(backend, address, cpus_per_cell, gpus_per_cell, workers)
+    run_and_report(spec, output, retry_failed, not no_cache, metric, checked_device(device), backend, ray_options,
+                   workers)
 
 
 def _check_metric(metric: str) -> None:
@@ -117,9 +120,11 @@ def _check_metric(metric: str) -> None:
         raise UnfreezeError(f"Unknown metric {metric!r} (--metric). Metrics: {', '.join(METRICS)}.")
 
 
-def _backend_options(backend: str, address: str | None, cpus_per_cell: float | None, gpus_per_cell: float | None):
+def _backend_options(backend: str, address: str | None, cpus_per_cell: float | None, gpus_per_cell: float | None,
+                     workers: int = 1):
     """Validate --backend and its options; the Ray options, or None for the local backend."""
     from ..sweep.runner import BACKENDS
+    from ..sweep.workers import check_workers
     from ..training.distributed import launched_world_size
 
     if launched_world_size() > 1:
@@ -130,6 +135,7 @@ def _backend_options(backend: str, address: str | None, cpus_per_cell: float | N
         raise UnfreezeError(f"Unknown backend {backend!r}. Backends: {', '.join(BACKENDS)}.")
     options = [flag for flag, value in (("--address", address), ("--cpus-per-cell", cpus_per_cell),
                                         ("--gpus-per-cell", gpus_per_cell)) if value is not None]
+    check_workers(workers, backend)
     if backend == "local":
         if options:
             raise UnfreezeError(f"{options[0]} applies to the Ray backend only: add --backend ray, or drop {options[0]}.")
@@ -142,14 +148,14 @@ def _backend_options(backend: str, address: str | None, cpus_per_cell: float | N
 
 
 def run_and_report(spec, output: Path, retry_failed: bool, shared_cache: bool, metric: str,
-                   device: str | None, backend: str = "local", ray_options=None) -> None:
+                   device: str | None, backend: str = "local", ray_options=None, workers: int = 1) -> None:
     from ..report import build_report
     from ..sweep.runner import run_sweep
 
     start = time.perf_counter()
     print_store_note(output)
     counts = run_sweep(spec, output, retry_failed=retry_failed, shared_cache=shared_cache, device=device,
-                       backend=backend, ray_options=ray_options)
+                       backend=backend, ray_options=ray_options, workers=workers)
     typer.echo(f"sweep: {counts['total']} cells, {counts['done']} run now, {counts['skipped']} already done, "
                f"{counts['failed']} failed ({time.perf_counter() - start:.1f} s)")
     print_report(build_report(output, metric), metric)

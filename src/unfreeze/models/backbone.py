@@ -141,6 +141,10 @@ class Backbone:
                 f"Could not load model {reference!r}: {str(exc).splitlines()[0]} Give a catalog name "
                 "(`unfreeze models`), a local model folder, or a hub id while online."
             ) from exc
+        if any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters()):
+            # transformers >= 5 loads a checkpoint in its stored dtype (many hub models are bf16): the base is
+            # fp32, as training with fp32 weights and AdamW state assumes; --precision decides what runs in bf16
+            model.float()
         model.eval()
         from ..training.distributed import local_device
 

@@ -21,13 +21,18 @@ BACKENDS = ("local", "ray")
 
 def run_sweep(spec: SweepSpec, run_dir: str | Path, retry_failed: bool = False, shared_cache: bool = True,
               progress: bool = True, device: str | None = None, backend: str = "local",
-              ray_options: RayOptions | None = None) -> dict[str, int]:
+              ray_options: RayOptions | None = None, workers: int = 1) -> dict[str, int]:
     """Run every unfinished cell of ``spec`` into ``run_dir``; returns counts (total, done, failed, skipped).
 
     ``backend="ray"`` runs each cell as a Ray task (``ray_options``: address, resources per cell).
+    ``workers=N`` (local backend) runs N cells at once, each in a worker process of its own
+    (several cells on one GPU, or spread over the GPUs with ``device="cuda"``).
     """
     if backend not in BACKENDS:
         raise UnfreezeError(f"Unknown backend {backend!r}. Backends: {', '.join(BACKENDS)}.")
+    from .workers import check_workers
+
+    check_workers(workers, backend)
     if backend == "ray":
         from .ray_backend import RayOptions, connect, require_ray, run_sweep_ray
 
@@ -42,6 +47,10 @@ def run_sweep(spec: SweepSpec, run_dir: str | Path, retry_failed: bool = False, 
         finally:
             if started_here:
                 ray.shutdown()
+    if workers > 1:
+        from .workers import run_workers
+
+        return run_workers(plan_sweep(spec, run_dir, retry_failed, device), workers, shared_cache, progress, device)
     from .local import run_local
 
     return run_local(plan_sweep(spec, run_dir, retry_failed, device), shared_cache, progress, device)
