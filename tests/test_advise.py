@@ -196,6 +196,9 @@ def test_halving_promotes_the_best_third_by_paired_validation_scores():
     assert [r["configuration"] for r in ranking] == ["c", "e", "a", "b", "d"]
     assert promote(ranking, 3) == (["c", "e"], ["a", "b", "d"])
     assert promote(ranking[:1], 3) == (["c"], [])
+    assert promote(ranking, 5) == (["c"], ["e", "a", "b", "d"])
+    assert promote(ranking, 5, finalists=2) == (["c", "e"], ["a", "b", "d"])  # never fewer than the finalists
+    assert promote(ranking, 3, finalists=4) == (["c", "e", "a", "b"], ["d"])
     failed = _rows({"x": [0.9, 0.9]}, 64)
     failed["x"][1]["status"] = "failed"
     assert rank({**failed, **_rows({"y": [0.6, 0.6]}, 64)})[0]["configuration"] == "y"  # 0.45 < 0.6
@@ -216,20 +219,26 @@ def test_a_rung_decision_stops_when_the_next_rung_would_not_fit_the_budget():
             r["finished"] = 10.0  # 10 s per cell
             rows[(label, 64, r["cell"]["seed"])] = r
     by_label = {k: C(k) for k in scores}
-    spec = AdviseSpec(seeds=[0, 1], eta=3, budget=1000.0)
+    spec = AdviseSpec(seeds=[0, 1], eta=3, budget=1000.0, finalists=1)
     decision = decide(spec, "id", 0, [64, 128], 64, ["a", "b", "c"], ["f"], by_label, rows, lambda c: c, 5.0)
     assert decision["promoted"] == ["b"] and decision["eliminated"] == ["a", "c"]
     # next rung: (b and f) x 2 seeds x 10 s x 128/64 x 1.15 = 92 s; spent 5 + 80 = 85 s
     assert decision["next_n_train"] == 128 and decision["projected_seconds"] == pytest.approx(92.0)
-    tight = AdviseSpec(seeds=[0, 1], eta=3, budget=150.0)
+    tight = AdviseSpec(seeds=[0, 1], eta=3, budget=150.0, finalists=1)
     stop = decide(tight, "id", 0, [64, 128], 64, ["a", "b", "c"], ["f"], by_label, rows, lambda c: c, 5.0)
     assert stop["next_n_train"] is None and stop["reason"] == "budget"
-    # one trained configuration left: the sizes between decide nothing, it goes straight to the largest
+    # one trained configuration left: the sizes between decide nothing, it goes straight to the largest; the
+    # cheap one runs at every size on the way (128 and 256 too)
     jump = decide(spec, "id", 0, [64, 128, 256, 512], 64, ["a", "b", "c"], ["f"], by_label, rows, lambda c: c, 5.0)
     assert jump["promoted"] == ["b"] and jump["next_n_train"] == 512 and jump["reason"] == "one left"
-    assert jump["projected_seconds"] == pytest.approx(4 * 10.0 * 512 / 64 * 1.15)
-    # two left: the next size as usual
-    wide = AdviseSpec(seeds=[0, 1], eta=2, budget=1000.0)
+    assert jump["projected_seconds"] == pytest.approx((4 * 512 + 2 * (128 + 256)) * 10.0 / 64 * 1.15)
+    # the default keeps two finalists: the best two go straight to the largest size
+    finals = decide(AdviseSpec(seeds=[0, 1], eta=3, budget=2000.0), "id", 0, [64, 128, 256, 512], 64,
+                    ["a", "b", "c"], ["f"], by_label, rows, lambda c: c, 5.0)
+    assert finals["promoted"] == ["b", "a"] and finals["eliminated"] == ["c"]
+    assert finals["next_n_train"] == 512 and finals["reason"] == "finalists"
+    # more left than finalists: the next size as usual
+    wide = AdviseSpec(seeds=[0, 1], eta=2, budget=1000.0, finalists=1)
     both = decide(wide, "id", 0, [64, 128, 256, 512], 64, ["a", "b", "c"], ["f"], by_label, rows, lambda c: c, 5.0)
     assert both["promoted"] == ["b", "a"] and both["next_n_train"] == 128 and both["reason"] == "promoted"
 
@@ -294,7 +303,15 @@ def test_advise_respects_its_budget_and_writes_the_plan(advise_data, tiny_model_
     cells = [r for r in rows if "cell" in r]
     assert cells and all("test" not in r for r in cells)  # the advisor never scores the test set
     tuned = [r for r in cells if r["cell"]["strategy"] == "freeze" and r["status"] == "done"]
-    assert tuned and all(r["fit"]["tuned"] and len(r["fit"]["lr_search"]) == 3 for r in tuned)
+    first_rung = min(r["cell"]["n_train"] for r in tuned)
+    shared = [r for r in tuned if r["cell"]["n_train"] == first_rung and r["cell"]["seed"] != 0]
+    searched = [r for r in tuned if r not in shared]
+    assert searched and all(r["fit"]["tuned"] and len(r["fit"]["lr_search"]) == 3 for r in searched)
+    # at the first rung the other seed trains once, at the rate the first seed's search chose
+    chosen = {r["cell"]["label"]: r["fit"]["learning_rate"] for r in searched
+              if r["cell"]["n_train"] == first_rung and r["cell"]["seed"] == 0}
+    assert shared and all(not r["fit"].get("tuned") and "lr_search" not in r["fit"]
+                          and r["fit"]["learning_rate"] == chosen[r["cell"]["label"]] for r in shared)
     # every decision at every rung is scored on the same held-out validation set per seed
     held = json.loads((out / "advise.json").read_text())["validation_size"]
     assert held == 38  # a fifth of the 192-example pool (the rest of the 240 is the test split)

@@ -250,11 +250,10 @@ class Classifier(ClassifierMixin, BaseEstimator):
                              inference_precision=precision.inference, training_precision=precision.training)
         if rates:
             result, backbone, search = self._search_rates(strategy, context, rates, inputs, y_idx, train_idx, val_idx)
-        elif given_validation is not None:
-            context = dataclasses.replace(context, validation=(inputs[len(train_idx):], y_idx[len(train_idx):]))
-            inputs, y_idx = inputs[:len(train_idx)], y_idx[:len(train_idx)]
-            result, search = strategy.fit(context, inputs, y_idx), {}
         else:
+            if given_validation is not None:
+                context = dataclasses.replace(context, validation=(inputs[len(train_idx):], y_idx[len(train_idx):]))
+                inputs, y_idx = inputs[:len(train_idx)], y_idx[:len(train_idx)]
             result, search = strategy.fit(context, inputs, y_idx), {}
             if "learning_rate" in strategy.training_settings:
                 search = {"tuned": False, "learning_rate": config.learning_rate, **({"tuning": note} if note else {})}

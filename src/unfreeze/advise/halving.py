@@ -3,10 +3,14 @@
 Rungs grow the training size geometrically (nested samples: a seed's 64 examples are inside
 its 128). Every configuration that trains starts at the smallest rung; after a rung only the
 best ``ceil(k / eta)`` of them by validation score (mean over the seeds, which share their
-samples: a paired comparison) go on to the next. Configurations that leave the model's
-weights alone (``features``; any strategy with ``changes_weights = False``) are cheap and run
-at every rung. Every cell picks its learning rate on its own validation split; the test set
-is never read.
+samples: a paired comparison) go on to the next, and never fewer than ``finalists`` (2): once
+down to them, the finalists go straight to the largest size and are compared there, since
+scores at small sizes cross (movie-snippets: freeze k=3 leads k=0 up to 256 examples and
+trails it by 2 points at 512). Configurations that leave the model's weights alone
+(``features``; any strategy with ``changes_weights = False``) are cheap and run at every
+size. Every trained cell picks its learning rate on its own validation split, except at the
+first rung, where the first seed's search chooses the rate the other seeds train at (a third
+of the cost; ``first_rung_rate="every-seed"`` searches on each). The test set is never read.
 
 The results store is the source of truth. Cells are ordinary sweep cells (same keys: a
 sweep's rows are reused and vice versa); each rung's decision is a row of its own, written
@@ -22,7 +26,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..cache import atomic_path, sha256_json
@@ -32,6 +36,7 @@ from ..sweep.store import ResultsStore
 from .cost import cell_seconds
 
 ADVISE_FILE = "advise.json"
+FIRST_RUNG_RATES = ("first-seed", "every-seed")
 # a next rung is started only when its projected time, padded by this factor, fits
 SAFETY = 1.15
 
@@ -52,6 +57,13 @@ class AdviseSpec:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     budget: float = 900.0
     eta: int = 3
+    # never fewer trained configurations than this go on; once down to them, they go straight to the
+    # largest size, where they are compared (scores at small sizes cross: movie-snippets' freeze k=3
+    # leads k=0 up to 256 examples and trails it by 2 points at 512)
+    finalists: int = 2
+    # the first rung searches each configuration's rate on the first seed only and the other seeds
+    # reuse it ("first-seed"), a third of the cost of searching on every seed ("every-seed")
+    first_rung_rate: str = "first-seed"
     growth: float = 2.0
     min_size: int | None = None
     max_size: int | None = None
@@ -86,6 +98,12 @@ class AdviseSpec:
             raise UnfreezeError(f"--tolerance is a score difference in [0, 1), e.g. 0.01. Got {self.tolerance}.")
         if not isinstance(self.eta, int) or self.eta < 2:
             raise UnfreezeError(f"--eta must be an int >= 2 (keep the best 1/eta per rung). Got {self.eta!r}.")
+        if not isinstance(self.finalists, int) or isinstance(self.finalists, bool) or self.finalists < 1:
+            raise UnfreezeError(f"--finalists must be an int >= 1 (trained configurations compared at the largest "
+                                f"size). Got {self.finalists!r}.")
+        if self.first_rung_rate not in FIRST_RUNG_RATES:
+            raise UnfreezeError(f"--first-rung-rate must be one of {', '.join(FIRST_RUNG_RATES)}. "
+                                f"Got {self.first_rung_rate!r}.")
         if not self.growth > 1:
             raise UnfreezeError(f"--growth must be > 1 (each rung trains on more examples). Got {self.growth}.")
         if self.validation_size is not None and (not isinstance(self.validation_size, int)
@@ -185,9 +203,9 @@ def rank(rows_by_config: dict[str, list[dict]]) -> list[dict]:
     return ranking
 
 
-def promote(ranking: list[dict], eta: int) -> tuple[list[str], list[str]]:
-    """The best ceil(k / eta) (at least one) go on; the others stop."""
-    keep = max(1, math.ceil(len(ranking) / eta))
+def promote(ranking: list[dict], eta: int, finalists: int = 1) -> tuple[list[str], list[str]]:
+    """The best ceil(k / eta), and never fewer than ``finalists`` (nor than one), go on; the others stop."""
+    keep = max(1, finalists, math.ceil(len(ranking) / eta))
     names = [r["configuration"] for r in ranking]
     return names[:keep], names[keep:]
 
@@ -283,8 +301,22 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
     stopped = "largest size"
     last_wall: dict[str, float] = {}  # seconds per example of each configuration's latest cell: the clock guard
 
+    shared_first_rate = spec.first_rung_rate == "first-seed" and sweep.searches_rates and len(spec.seeds) > 1
+
+    def cell_sweep(cell: Cell) -> SweepSpec:
+        """A cell's settings: at the first rung the later seeds train at the rate the first seed's search chose."""
+        if not shared_first_rate or cell.n_train != sizes[0] or cell.seed == spec.seeds[0] \
+                or by_label[cell.label].cheap:
+            return sweep
+        first = plan_rows.get(key_of(by_label[cell.label].cell(cell.n_train, spec.seeds[0]))) or {}
+        rate = (first.get("fit") or {}).get("learning_rate") if first.get("status") == "done" else None
+        if rate is None:
+            return sweep
+        # the search's training at the chosen rate: its epoch ceiling (early stopping on the validation set)
+        return replace(sweep, learning_rate=float(rate), epochs=sweep.epochs or cell.make_strategy().epochs_for(True))
+
     def key_of(cell: Cell) -> str:
-        return cell.key(data.fingerprint, model_fp, sweep.cell_settings(cell.strategy))
+        return cell.key(data.fingerprint, model_fp, cell_sweep(cell).cell_settings(cell.strategy))
 
     def timing_hook(seed0: int):
         def hook(clf, train, record) -> None:
@@ -294,9 +326,9 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
 
     with shared_embeddings():
         for i, n in enumerate(sizes):
-            if decisions and n < decisions[-1]["next_n_train"]:
-                continue  # a size the last decision skipped (one configuration left)
-            rung_labels = cheap + alive
+            # a size the finalists skip: the cheap configurations still run there (their curves need every size)
+            skipped = bool(decisions) and n < decisions[-1]["next_n_train"]
+            rung_labels = cheap if skipped else cheap + alive
             latest = store.latest()
             halted = False
             for seed in spec.seeds:
@@ -312,7 +344,7 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
                         break
                     if progress:
                         log(f"rung {i} (n={n}): {cell.describe()}")
-                    record = run_cell(sweep, data, cell, key, device, use_cache=True, score_test=False,
+                    record = run_cell(cell_sweep(cell), data, cell, key, device, use_cache=True, score_test=False,
                                       after_fit=timing_hook(spec.seeds[0]))
                     record["advise"] = {"plan_id": plan_id, "rung": i}
                     record.update({"model": spec.model, "data": spec.data})
@@ -336,6 +368,8 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
                     if progress:
                         log(f"stopped at rung {i}: the next cell would end past the budget")
                 break
+            if skipped:
+                continue
             decision = recorded.get(i)
             if decision is None:
                 decision = decide(spec, plan_id, i, sizes, n, alive, cheap, by_label, plan_rows, key_of, overhead)
@@ -358,18 +392,22 @@ def decide(spec: AdviseSpec, plan_id: str, i: int, sizes: list[int], n: int, ali
                 if key_of(by_label[label].cell(size, s)) in plan_rows]
 
     ranking = rank({label: rows_of(label, n) for label in alive})
-    promoted, eliminated = promote(ranking, spec.eta) if ranking else ([], [])
+    promoted, eliminated = promote(ranking, spec.eta, spec.finalists) if ranking else ([], [])
     spent = overhead + sum(cell_seconds(r) for r in plan_rows.values())
     next_n = sizes[i + 1] if i + 1 < len(sizes) else None
     projected = 0.0
     reason = "largest size" if next_n is None else ""
-    if next_n is not None and len(promoted) == 1 and len(alive) > 1:
-        # one trained configuration left: the sizes between decide nothing, so it goes straight to
-        # the largest (successive halving's last rung; the cheap ones join it there)
-        next_n, reason = sizes[-1], "one left"
+    if next_n is not None and promoted and len(promoted) <= spec.finalists:
+        # down to the finalists: the sizes between decide nothing (all of them go on), and where curves
+        # cross they mislead, so the finalists go straight to the largest size and are compared there
+        # (successive halving's last rung); the cheap ones run every size on the way
+        next_n, reason = sizes[-1], "one left" if len(promoted) == 1 else "finalists"
     if next_n is not None:
         for label in promoted + cheap:
             projected += sum(cell_seconds(r) for r in rows_of(label, n)) * next_n / n * SAFETY
+        for between in sizes[i + 1:sizes.index(next_n)]:
+            for label in cheap:
+                projected += sum(cell_seconds(r) for r in rows_of(label, n)) * between / n * SAFETY
         if spent + projected > spec.budget - reserve_seconds(spec.budget):
             reason, next_n = "budget", None
     return {"kind": "advise-rung", "key": f"advise-rung:{plan_id}:{i}", "plan_id": plan_id, "rung": i,

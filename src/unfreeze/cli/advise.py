@@ -38,6 +38,8 @@ def advise(
     grid: Annotated[Optional[list[str]], typer.Option("--grid", help="Values of a strategy's parameter, e.g. lora.r=4,16 (repeatable).")] = None,
     seeds: Annotated[str, typer.Option("--seeds", help="Seeds: nested samples per seed; two or more give error bars.")] = "0,1,2",
     eta: Annotated[int, typer.Option("--eta", help="Keep the best 1/eta of the trained configurations per rung.")] = 3,
+    finalists: Annotated[int, typer.Option("--finalists", help="Never keep fewer trained configurations; these go straight to the largest size and are compared there.")] = 2,
+    first_rung_rate: Annotated[str, typer.Option("--first-rung-rate", help="first-seed (the first rung's later seeds train at the rate the first seed's search chose) or every-seed.")] = "first-seed",
     growth: Annotated[float, typer.Option("--growth", help="Each rung trains on this many times more examples.")] = 2.0,
     min_size: Annotated[Optional[int], typer.Option("--min-size", help="Training examples at the first rung (default max(64, 16 per class)).")] = None,
     max_size: Annotated[Optional[int], typer.Option("--max-size", help="Largest pilot size (default: all the labelled data the validation set leaves).")] = None,
@@ -60,8 +62,9 @@ def advise(
     precision: Annotated[str, typer.Option("--precision", help="auto, fp32 or bf16: see `unfreeze fit --help`.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", help="Print only the plan.")] = False,
 ) -> None:
-    """Spend a time budget on a pilot (successive halving over growing training sizes, every cell's learning
-    rate tuned on a validation set held out per seed, the same at every size), extrapolate learning curves
+    """Spend a time budget on a pilot (successive halving over growing training sizes down to two finalists
+    compared at the largest, every cell's learning rate tuned on a validation set held out per seed, the same
+    at every size), extrapolate learning curves
     and costs to all the data, and say which configuration to train and why. Resumable: rerun the same
     command after an interruption."""
     clock_start = time.monotonic()
@@ -72,7 +75,8 @@ def advise(
     spec = AdviseSpec(
         data=data, model=model, strategies=[s.strip() for s in strategies.split(",") if s.strip()],
         k=None if k is None else ("all" if k.strip() == "all" else int_list(k, "--k")), grid=parse_grid(grid),
-        seeds=int_list(seeds, "--seeds"), budget=parse_budget(budget), eta=eta, growth=growth, min_size=min_size,
+        seeds=int_list(seeds, "--seeds"), budget=parse_budget(budget), eta=eta, finalists=finalists,
+        first_rung_rate=first_rung_rate, growth=growth, min_size=min_size,
         max_size=max_size, target=target, tolerance=tolerance, test=test, test_size=test_size, text_col=text_col,
         label_col=label_col, text_pair_col=text_pair_col, max_length=max_length, batch_size=batch_size,
         learning_rate=normalise_learning_rate(learning_rate), epochs=epochs, validation_fraction=validation_fraction,

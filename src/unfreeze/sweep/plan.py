@@ -353,6 +353,8 @@ def run_cell(spec: SweepSpec, data: SweepData, cell: Cell, key: str, device: str
             val = validation_scores(clf, validation)
         elif spec.searches_rates and not clf.strategy_.changes_weights:
             val = holdout_validation(spec, cell, device, use_cache, train)
+        if validation is not None and val and "val_n" not in val:  # an epoch's scores on the held-out set
+            val = {**val, "val_n": len(validation)}
         record.update({
             "status": "done",
             "train": clf.evaluate(train.inputs, train.labels),
