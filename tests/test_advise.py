@@ -243,6 +243,35 @@ def test_a_rung_decision_stops_when_the_next_rung_would_not_fit_the_budget():
     assert both["promoted"] == ["b", "a"] and both["next_n_train"] == 128 and both["reason"] == "promoted"
 
 
+def _entry(label: str, sizes: list[int], fit_seconds: float, predicted: float, full: int) -> dict:
+    point = {"score": predicted, "low": predicted - 0.01, "high": predicted + 0.01}
+    return {"configuration": label, "strategy": label.split()[0], "params": {}, "sizes": sizes, "form": "pow3",
+            "cost": {"fit_seconds": fit_seconds}, "predicted": {str(n): point for n in (full, 2 * full, 4 * full)}}
+
+
+def test_the_recommendation_compares_the_finalists_measured_at_the_largest_size():
+    from unfreeze.advise.plan import recommend
+
+    full = 8000
+    # features ran every size and its curve extrapolates far above what it measured; the finalists ran
+    # 64 and 512 only. At 512, paired by seed: k=0 0.79, k=3 0.777 (worse on every seed), features 0.735
+    scores = {"features": {64: {0: .65, 1: .67, 2: .68}, 128: {0: .67, 1: .67, 2: .72}, 256: {0: .70, 1: .66, 2: .68},
+                           512: {0: .78, 1: .725, 2: .70}},
+              "freeze k=0": {64: {0: .62, 1: .68, 2: .73}, 512: {0: .81, 1: .78, 2: .78}},
+              "freeze k=3": {64: {0: .63, 1: .67, 2: .71}, 512: {0: .80, 1: .77, 2: .76}}}
+    candidates = [_entry("features", [64, 128, 256, 512], 0.4, 0.95, full),
+                  _entry("freeze k=0", [64, 512], 900.0, 0.79, full), _entry("freeze k=3", [64, 512], 340.0, 0.78, full)]
+    rec = recommend(candidates, scores, full, tolerance=0.0)
+    assert rec["configuration"] == "freeze k=0" and rec["size"] == 512 and rec["score"] == pytest.approx(0.79)
+    rows = {c["configuration"]: c for c in rec["comparisons"]}
+    assert rows["freeze k=3"]["difference"] == pytest.approx(-0.0133, abs=1e-4) and not rows["freeze k=3"]["acceptable"]
+    assert rows["features"]["high"] < 0 and not rows["features"]["acceptable"]
+    assert "at 512 examples (predicted 0.790" in rec["why"]
+    # a seed where k=3 is better: no longer shown worse, and it is cheaper
+    scores["freeze k=3"][512][1] = 0.80
+    assert recommend(candidates, scores, full, tolerance=0.0)["configuration"] == "freeze k=3"
+
+
 def test_rung_sizes_grow_geometrically_to_the_full_data():
     assert rung_sizes(64, 1000, 2.0) == [64, 128, 256, 512, 1000]
     assert rung_sizes(64, 560, 2.0) == [64, 128, 256, 560]  # a short last step merges into the full size

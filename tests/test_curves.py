@@ -56,6 +56,10 @@ def test_backtest_prefers_a_curve_to_the_last_value_when_scores_still_rise():
     flat_curves = {"flat": synthetic(lambda n: 0.7, noise=0.0, sizes=SIZES[:4])}
     flat_result = backtest(flat_curves)
     assert flat_result["last"]["mae"] == pytest.approx(0.0)
+    # one back-tested configuration is no evidence for a form that extrapolates: the baseline
+    one = backtest({"config 0": curves["config 0"]})
+    assert one["pow3"]["mae"] < one["last"]["mae"] and choose_form(one, 4) == "last"
+    assert choose_form(one, 4, min_configurations=1) != "last"
 
 
 def test_size_for_a_target_inverts_the_curve_and_says_never_above_the_asymptote():

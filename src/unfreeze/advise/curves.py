@@ -150,10 +150,12 @@ def backtest(curves: dict[str, dict[int, dict[int, float]]], forms: Sequence[str
     return {form: {"mae": float(np.mean(list(e.values()))), "errors": e} for form, e in errors.items() if e}
 
 
-def choose_form(backtests: dict[str, dict], n_sizes: int) -> str:
+def choose_form(backtests: dict[str, dict], n_sizes: int, min_configurations: int = 2) -> str:
     """The form with the smallest back-test error among those usable with ``n_sizes`` sizes ("last" when
-    nothing could be back-tested, or when no form beats it)."""
-    usable = [f for f in usable_forms(n_sizes) if f in backtests]
+    nothing could be back-tested, when no form beats it, or when fewer than ``min_configurations``
+    configurations were back-tested: one noisy curve is no evidence for a form that extrapolates)."""
+    usable = [f for f in usable_forms(n_sizes) if f in backtests
+              and (f == "last" or len(backtests[f]["errors"]) >= min_configurations)]
     if not usable:
         return "last"
     return min(usable, key=lambda f: (backtests[f]["mae"], FORMS.index(f)))

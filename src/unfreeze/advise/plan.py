@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 
 from ..cache import atomic_path
-from ..report.stats import acceptable
+from ..report.stats import acceptable, bootstrap_interval
 from . import curves as lc
 from .cost import cost_at, human_seconds
 from .halving import AdviseRun
@@ -90,51 +90,68 @@ def make_plan(run: AdviseRun) -> dict:
 
 
 def recommend(candidates: list[dict], scores: dict, full: int, tolerance: float) -> dict | None:
-    if not candidates:
+    """The cheapest candidate not shown worse than the best, measured at the pilot's largest size.
+
+    The candidates (the finalists and the cheap configurations) all ran the largest size of the
+    pilot: they are compared there, on measured validation scores paired by seed, not on
+    extrapolations (a configuration with four sizes and one with two would be extrapolated by
+    different curves). Where that size is all the labelled data (the default) the two agree."""
+    measured = [e for e in candidates if e["sizes"]]
+    if not measured:
         return None
-    key = str(full)
-    best = max(candidates, key=lambda e: (e["predicted"][key]["score"], -e["cost"]["fit_seconds"]))
+    size = max(max(e["sizes"]) for e in measured)
+    at_size = [e for e in measured if size in scores[e["configuration"]]]
+    by_seed = {e["configuration"]: scores[e["configuration"]][size] for e in at_size}
+
+    def mean(config: str) -> float:
+        return sum(by_seed[config].values()) / len(by_seed[config])
+
+    best = max(at_size, key=lambda e: (mean(e["configuration"]), -e["cost"]["fit_seconds"]))
     compared = []
-    for e in candidates:
-        if e is best:
-            diff, low, high = 0.0, None, None
-        else:
-            diff, low, high = lc.predicted_difference(scores[e["configuration"]], scores[best["configuration"]],
-                                                      e["form"], best["form"], full)
-        ok = e is best or acceptable(diff, high, tolerance)
-        compared.append({"configuration": e["configuration"], "difference": diff, "low": low, "high": high,
-                         "acceptable": ok, "fit_seconds": e["cost"]["fit_seconds"]})
+    for e in at_size:
+        config = e["configuration"]
+        shared = sorted(set(by_seed[config]) & set(by_seed[best["configuration"]]))
+        diffs = [by_seed[config][s] - by_seed[best["configuration"]][s] for s in shared]
+        diff = sum(diffs) / len(diffs) if diffs else mean(config) - mean(best["configuration"])
+        interval = None if e is best else bootstrap_interval(diffs)
+        low, high = interval if interval else (None, None)
+        compared.append({"configuration": config, "difference": 0.0 if e is best else diff, "low": low,
+                         "high": high, "acceptable": e is best or acceptable(diff, high, tolerance),
+                         "fit_seconds": e["cost"]["fit_seconds"]})
     pick_row = min((c for c in compared if c["acceptable"]), key=lambda c: (c["fit_seconds"], c["configuration"]))
-    pick = next(e for e in candidates if e["configuration"] == pick_row["configuration"])
-    predicted = pick["predicted"][key]
+    pick = next(e for e in at_size if e["configuration"] == pick_row["configuration"])
+    predicted = pick["predicted"][str(full)]
     return {"configuration": pick["configuration"], "strategy": pick["strategy"], "params": pick["params"],
+            "size": size, "score": mean(pick["configuration"]), "best_measured": mean(best["configuration"]),
             "predicted_score": predicted["score"], "interval": [predicted["low"], predicted["high"]],
             "at_2x": pick["predicted"][str(2 * full)], "at_4x": pick["predicted"][str(4 * full)],
             "fit_seconds": pick["cost"]["fit_seconds"], "best": best["configuration"],
-            "best_score": best["predicted"][key]["score"], "difference": pick_row["difference"],
+            "best_score": best["predicted"][str(full)]["score"], "difference": pick_row["difference"],
             "difference_interval": [pick_row["low"], pick_row["high"]], "comparisons": compared,
-            "why": why(pick, best, pick_row, full, tolerance)}
+            "why": why(pick, best, pick_row, full, tolerance, size, mean(pick["configuration"]),
+                       mean(best["configuration"]))}
 
 
-def why(pick: dict, best: dict, row: dict, full: int, tolerance: float) -> str:
-    key = str(full)
-    p = pick["predicted"][key]
-    text = (f"{pick['configuration']}: predicted validation accuracy {p['score']:.3f}"
-            f"{_interval(p)} on all {full:,} labelled examples, fit in about {human_seconds(pick['cost']['fit_seconds'])}")
+def why(pick: dict, best: dict, row: dict, full: int, tolerance: float, size: int, score: float,
+        best_score: float) -> str:
+    p = pick["predicted"][str(full)]
+    text = f"{pick['configuration']}: validation accuracy {score:.3f} at {size:,} examples"
+    if size != full:
+        text += f" (predicted {p['score']:.3f}{_interval(p)} on all {full:,})"
+    text += f", fit on all {full:,} labelled examples in about {human_seconds(pick['cost']['fit_seconds'])}"
     if pick is best:
-        text += "; the best predicted score of the configurations still in the race"
+        text += f"; the best of the configurations that reached {size:,} examples"
     else:
-        b = best["predicted"][key]
         speed = best["cost"]["fit_seconds"] / max(pick["cost"]["fit_seconds"], 1e-9)
         if row["low"] is None:
             shown = f"a point difference of {row['difference']:+.3f} (one seed: no error bars)"
         else:
             shown = (f"a paired difference of {row['difference']:+.3f}, 95% interval [{row['low']:+.3f}, "
                      f"{row['high']:+.3f}]: not shown worse" + (f" by more than {tolerance:.3f}" if tolerance else ""))
-        text += (f"; the best, {best['configuration']}, is predicted {b['score']:.3f}{_interval(b)}, {shown}, "
+        text += (f"; the best there, {best['configuration']}, scores {best_score:.3f}, {shown}, "
                  f"and takes {speed:.1f}x longer to fit")
     gain = pick["predicted"][str(2 * full)]["score"] - p["score"]
-    text += (f". Twice the labelled data would add about {gain:+.3f}"
+    text += (f". Twice the labelled data would add about {gain:+.3f} on the {pick['form']} curve"
              + (" (labelling more is worth it)." if gain >= 0.01 else " (labelling more is not worth much)."))
     return text
 
