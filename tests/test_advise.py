@@ -237,6 +237,15 @@ def test_a_rung_decision_stops_when_the_next_rung_would_not_fit_the_budget():
                     ["a", "b", "c"], ["f"], by_label, rows, lambda c: c, 5.0)
     assert finals["promoted"] == ["b", "a"] and finals["eliminated"] == ["c"]
     assert finals["next_n_train"] == 512 and finals["reason"] == "finalists"
+    # where all the data does not fit the budget, the finalists go to the largest size that does: 512 would take
+    # (3 x 2 x 10 s x 8 + f at 128 and 256: 2 x 10 s x 6) x 1.15 = 690 s, 256 322 s; 85 s spent, 15 s kept back
+    capped = decide(AdviseSpec(seeds=[0, 1], eta=3, budget=500.0), "id", 0, [64, 128, 256, 512], 64,
+                    ["a", "b", "c"], ["f"], by_label, rows, lambda c: c, 5.0)
+    assert capped["next_n_train"] == 256 and capped["projected_seconds"] == pytest.approx(322.0)
+    assert capped["reason"] == "finalists: the largest size the budget allows"
+    broke = decide(AdviseSpec(seeds=[0, 1], eta=3, budget=150.0), "id", 0, [64, 128, 256, 512], 64,
+                   ["a", "b", "c"], ["f"], by_label, rows, lambda c: c, 5.0)
+    assert broke["next_n_train"] is None and broke["reason"] == "budget"
     # more left than finalists: the next size as usual
     wide = AdviseSpec(seeds=[0, 1], eta=2, budget=1000.0, finalists=1)
     both = decide(wide, "id", 0, [64, 128, 256, 512], 64, ["a", "b", "c"], ["f"], by_label, rows, lambda c: c, 5.0)

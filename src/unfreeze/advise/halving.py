@@ -402,14 +402,23 @@ def decide(spec: AdviseSpec, plan_id: str, i: int, sizes: list[int], n: int, ali
         # cross they mislead, so the finalists go straight to the largest size and are compared there
         # (successive halving's last rung); the cheap ones run every size on the way
         next_n, reason = sizes[-1], "one left" if len(promoted) == 1 else "finalists"
+    def projected_to(target: int) -> float:
+        """Seconds to take the promoted to ``target`` (cheap ones at every size on the way), scaled from this rung."""
+        seconds = sum(cell_seconds(r) for label in promoted + cheap for r in rows_of(label, n)) * target / n
+        for between in sizes[i + 1:sizes.index(target)]:
+            seconds += sum(cell_seconds(r) for label in cheap for r in rows_of(label, n)) * between / n
+        return seconds * SAFETY
+
     if next_n is not None:
-        for label in promoted + cheap:
-            projected += sum(cell_seconds(r) for r in rows_of(label, n)) * next_n / n * SAFETY
-        for between in sizes[i + 1:sizes.index(next_n)]:
-            for label in cheap:
-                projected += sum(cell_seconds(r) for r in rows_of(label, n)) * between / n * SAFETY
-        if spent + projected > spec.budget - reserve_seconds(spec.budget):
+        room = spec.budget - reserve_seconds(spec.budget) - spent
+        # the finalists go to the largest size the budget allows (all of it, unless that does not fit)
+        options = sizes[i + 1:sizes.index(next_n) + 1][::-1] if reason else [next_n]
+        fitting = next((m for m in options if projected_to(m) <= room), None)
+        projected = projected_to(fitting if fitting is not None else next_n)
+        if fitting is None:
             reason, next_n = "budget", None
+        elif fitting != next_n:
+            reason, next_n = f"{reason}: the largest size the budget allows", fitting
     return {"kind": "advise-rung", "key": f"advise-rung:{plan_id}:{i}", "plan_id": plan_id, "rung": i,
             "n_train": n, "ranking": ranking, "promoted": promoted, "eliminated": eliminated, "cheap": cheap,
             "next_n_train": next_n, "reason": reason or "promoted", "spent_seconds": spent,
