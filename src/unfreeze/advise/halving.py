@@ -69,6 +69,9 @@ class AdviseSpec:
     max_size: int | None = None
     target: float | None = None
     tolerance: float = 0.0
+    # a cheaper configuration is never recommended when it measured more than this below the best (or than
+    # the tolerance, if larger), even where three seeds cannot show the difference (it is better on one)
+    max_loss: float = 0.01
     test: str | None = None
     test_size: float | None = None
     text_col: str = "text"
@@ -96,6 +99,8 @@ class AdviseSpec:
                                 "Give e.g. --target 0.85.")
         if not 0 <= self.tolerance < 1:
             raise UnfreezeError(f"--tolerance is a score difference in [0, 1), e.g. 0.01. Got {self.tolerance}.")
+        if not 0 <= self.max_loss < 1:
+            raise UnfreezeError(f"--max-loss is a score difference in [0, 1), e.g. 0.01. Got {self.max_loss}.")
         if not isinstance(self.eta, int) or self.eta < 2:
             raise UnfreezeError(f"--eta must be an int >= 2 (keep the best 1/eta per rung). Got {self.eta!r}.")
         if not isinstance(self.finalists, int) or isinstance(self.finalists, bool) or self.finalists < 1:

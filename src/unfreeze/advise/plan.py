@@ -77,7 +77,7 @@ def make_plan(run: AdviseRun) -> dict:
             entry["size_for_target"] = lc.size_for(own, own_form, spec.target)
         entries.append(entry)
     candidates = [e for e in entries if e["status"] == "candidate"]
-    recommendation = recommend(candidates, scores, full, spec.tolerance)
+    recommendation = recommend(candidates, scores, full, spec.tolerance, spec.max_loss)
     ranked = sorted([e for e in entries if "predicted" in e],
                     key=lambda e: (e["status"] != "candidate", -e["predicted"][str(full)]["score"]))
     ranked += [e for e in entries if "predicted" not in e]
@@ -89,8 +89,10 @@ def make_plan(run: AdviseRun) -> dict:
             "recommendation": recommendation, "plan": ranked, "rungs": run.decisions}
 
 
-def recommend(candidates: list[dict], scores: dict, full: int, tolerance: float) -> dict | None:
-    """The cheapest candidate not shown worse than the best, measured at the pilot's largest size.
+def recommend(candidates: list[dict], scores: dict, full: int, tolerance: float,
+              max_loss: float = 1.0) -> dict | None:
+    """The cheapest candidate not shown worse than the best, measured at the pilot's largest size, and no more
+    than ``max(max_loss, tolerance)`` below it on the measured mean.
 
     The candidates (the finalists and the cheap configurations) all ran the largest size of the
     pilot: they are compared there, on measured validation scores paired by seed, not on
@@ -115,9 +117,9 @@ def recommend(candidates: list[dict], scores: dict, full: int, tolerance: float)
         diff = sum(diffs) / len(diffs) if diffs else mean(config) - mean(best["configuration"])
         interval = None if e is best else bootstrap_interval(diffs)
         low, high = interval if interval else (None, None)
+        ok = e is best or (acceptable(diff, high, tolerance) and diff >= -max(max_loss, tolerance) - 1e-12)
         compared.append({"configuration": config, "difference": 0.0 if e is best else diff, "low": low,
-                         "high": high, "acceptable": e is best or acceptable(diff, high, tolerance),
-                         "fit_seconds": e["cost"]["fit_seconds"]})
+                         "high": high, "acceptable": ok, "fit_seconds": e["cost"]["fit_seconds"]})
     pick_row = min((c for c in compared if c["acceptable"]), key=lambda c: (c["fit_seconds"], c["configuration"]))
     pick = next(e for e in at_size if e["configuration"] == pick_row["configuration"])
     predicted = pick["predicted"][str(full)]

@@ -45,6 +45,7 @@ def advise(
     max_size: Annotated[Optional[int], typer.Option("--max-size", help="Largest pilot size (default: all the labelled data the validation set leaves).")] = None,
     target: Annotated[Optional[float], typer.Option("--target", help="A score to reach: how many labelled examples it needs.")] = None,
     tolerance: Annotated[float, typer.Option("--tolerance", help="Accept a cheaper configuration up to this much worse than the best.")] = 0.0,
+    max_loss: Annotated[float, typer.Option("--max-loss", help="Never recommend a cheaper configuration that measured more than this below the best, shown worse or not.")] = 0.01,
     as_json: Annotated[Optional[Path], typer.Option("--json", help="Also write the plan as JSON to this file.")] = None,
     fit_dir: Annotated[Optional[Path], typer.Option("--fit", help="Then train the recommendation on all the data and write the bundle here.")] = None,
     learning_rate: Annotated[str, typer.Option("--lr", "--learning-rate", help="auto (each cell searches its strategy's rates), a rate, rates, or fixed.")] = "auto",
@@ -77,7 +78,7 @@ def advise(
         k=None if k is None else ("all" if k.strip() == "all" else int_list(k, "--k")), grid=parse_grid(grid),
         seeds=int_list(seeds, "--seeds"), budget=parse_budget(budget), eta=eta, finalists=finalists,
         first_rung_rate=first_rung_rate, growth=growth, min_size=min_size,
-        max_size=max_size, target=target, tolerance=tolerance, test=test, test_size=test_size, text_col=text_col,
+        max_size=max_size, target=target, tolerance=tolerance, max_loss=max_loss, test=test, test_size=test_size, text_col=text_col,
         label_col=label_col, text_pair_col=text_pair_col, max_length=max_length, batch_size=batch_size,
         learning_rate=normalise_learning_rate(learning_rate), epochs=epochs, validation_fraction=validation_fraction,
         validation_size=validation_size, precision=checked_precision(precision))
