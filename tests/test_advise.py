@@ -403,3 +403,20 @@ def test_a_sigkilled_advise_resumes_to_the_plan_of_an_uninterrupted_run(advise_d
     assert len(keys) == len(set(keys))  # no cell and no decision recorded twice
     assert _comparable(json.loads((tmp_path / "killed.json").read_text())) == _comparable(
         json.loads((tmp_path / "ref.json").read_text()))
+
+
+def _cost_row(n: int, seconds: float, memory_mib: float) -> dict:
+    return {"cell": {"n_train": n}, "started": 0.0, "finished": seconds,
+            "fit": {"peak_memory_bytes": int(memory_mib * 2**20), "trainable_parameters": 10}}
+
+
+def test_the_cost_model_reads_fit_time_and_memory_off_at_the_full_size():
+    from unfreeze.advise.cost import cost_at
+
+    # one size: seconds proportional to n; memory stays the measured peak (the model's share dominates it)
+    one = cost_at([_cost_row(64, 8.0, 1600.0), _cost_row(64, 10.0, 1500.0)], 6400)
+    assert one["fit_seconds"] == pytest.approx(900.0) and one["peak_memory_mib"] == pytest.approx(1600.0)
+    # two sizes: a + b n for both (seconds 2 + 0.1 n; memory 1000 MiB + 1 MiB per example)
+    two = cost_at([_cost_row(100, 12.0, 1100.0), _cost_row(300, 32.0, 1300.0)], 1000)
+    assert two["fit_seconds"] == pytest.approx(102.0) and two["peak_memory_mib"] == pytest.approx(2000.0)
+    assert two["trainable_parameters"] == 10 and two["measured_sizes"] == [100, 300]

@@ -32,7 +32,7 @@ from unfreeze.sweep import ResultsStore, SweepSpec
 from unfreeze.sweep.store import VOLATILE_FIELDS, record_content
 
 from test_cli_errors import assert_user_error
-from test_sweep import write_toy_csv
+from test_sweep import backend_spec, run_contents, write_toy_csv
 
 pytestmark = pytest.mark.slow  # subprocesses and clusters: left out of `make test-fast`
 
@@ -114,13 +114,7 @@ def ray_cluster():
 
 @pytest.fixture(scope="module")
 def ray_spec(tmp_path_factory, tiny_model_dir) -> SweepSpec:
-    folder = tmp_path_factory.mktemp("ray-data")
-    train, test = write_toy_csv(folder / "train.csv", 64, 0), write_toy_csv(folder / "test.csv", 24, 1)
-    # features (shared embeddings), freeze at every k (shared prefix for k >= 1), a cell that fails
-    # (reinit m=5 > 2 blocks), and the probe
-    return SweepSpec(data=str(train), test=str(test), model=tiny_model_dir("bert"),
-                     strategies=["features", "freeze", "reinit"], k=[0, 1, 2], m=5, n_train=[8, 16], seeds=[0, 1],
-                     epochs=2, batch_size=8, validation_fraction=0.0, probe=True)
+    return backend_spec(tmp_path_factory.mktemp("ray-data"), tiny_model_dir("bert"))
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +125,6 @@ def local_reference(ray_spec, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("local-reference") / "run"
     run_sweep(ray_spec, out, progress=False)
     return out
-
-
-def _contents(run_dir: Path) -> dict[str, dict]:
-    return {r["key"]: record_content(r) for r in ResultsStore(run_dir).records()}
 
 
 DRIVER = textwrap.dedent("""
@@ -167,7 +157,7 @@ def test_ray_rows_are_identical_in_content_to_the_local_backend(ray_cluster, ray
     address, _ = ray_cluster
     counts = _run_ray(address, ray_spec, tmp_path / "run")
     assert counts == {"total": 20, "skipped": 0, "done": 16, "failed": 4}
-    local, remote = _contents(local_reference), _contents(tmp_path / "run")
+    local, remote = run_contents(local_reference), run_contents(tmp_path / "run")
     assert remote.keys() == local.keys()
     for key in local:
         assert remote[key] == local[key], local[key]["cell"]
@@ -231,7 +221,7 @@ def test_a_worker_killed_mid_cell_is_retried_and_the_cell_recorded_once(ray_clus
     row = next(r for r in records if r["key"] == key)
     assert row["runner"]["pid"] != pid  # the row came from the retry, in another worker
     # and the retried cell's result is the one the local backend gets
-    assert _contents(tmp_path / "run") == _contents(local_reference)
+    assert run_contents(tmp_path / "run") == run_contents(local_reference)
 
 
 def test_a_worker_killed_with_no_retries_left_is_a_failed_row_and_retry_failed_reruns_it(ray_cluster, ray_spec,
@@ -280,7 +270,7 @@ def test_resume_after_the_driver_is_killed(ray_cluster, ray_spec, local_referenc
     assert f"{at_kill} already done" in final.stdout
     keys = [r["key"] for r in store.records()]
     assert len(keys) == len(set(keys))  # each cell recorded exactly once
-    assert set(keys) == set(_contents(local_reference))  # and the set is the grid
+    assert set(keys) == set(run_contents(local_reference))  # and the set is the grid
 
 
 def _write_config(spec: SweepSpec, folder: Path) -> Path:

@@ -37,6 +37,22 @@ def write_toy_csv(path: Path, n: int, seed: int) -> Path:
     return path
 
 
+def backend_spec(folder: Path, model: str) -> SweepSpec:
+    """The sweep the backends are compared on: features (shared embeddings), freeze at every k (the shared
+    prefix for k >= 1), a cell that fails (reinit m=5 > 2 blocks) and the probe, over two seeds."""
+    train, test = write_toy_csv(folder / "train.csv", 64, 0), write_toy_csv(folder / "test.csv", 24, 1)
+    return SweepSpec(data=str(train), test=str(test), model=model, strategies=["features", "freeze", "reinit"],
+                     k=[0, 1, 2], m=5, n_train=[8, 16], seeds=[0, 1], epochs=2, batch_size=8, validation_fraction=0.0,
+                     probe=True)
+
+
+def run_contents(run_dir: Path) -> dict[str, dict]:
+    """{key: the row without its volatile fields} of a run folder: what two backends must agree on."""
+    from unfreeze.sweep.store import record_content
+
+    return {r["key"]: record_content(r) for r in ResultsStore(run_dir).records()}
+
+
 @pytest.fixture(scope="module")
 def toy_data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sweep-data")

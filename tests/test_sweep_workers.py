@@ -17,24 +17,18 @@ from unfreeze.cli import app
 from unfreeze.errors import UnfreezeError
 from unfreeze.sweep import ResultsStore, SweepSpec
 from unfreeze.sweep.runner import run_sweep
-from unfreeze.sweep.store import record_content
 from unfreeze.sweep.workers import check_workers, worker_device
 
 from test_cli_errors import assert_user_error
-from test_sweep import write_toy_csv
+from test_sweep import backend_spec, run_contents, write_toy_csv
 
 pytestmark = pytest.mark.slow  # worker processes import torch: left out of `make test-fast`
 
 
 @pytest.fixture(scope="module")
 def workers_spec(tmp_path_factory, tiny_model_dir) -> SweepSpec:
-    folder = tmp_path_factory.mktemp("workers-data")
-    train, test = write_toy_csv(folder / "train.csv", 64, 0), write_toy_csv(folder / "test.csv", 24, 1)
-    # features (the driver's shared embeddings), freeze at k = 0 and the shared prefix at k = 1, 2, a failing
-    # cell (reinit m=5 > 2 blocks), the probe; two seeds, so a worker meets a second seed's prefix
-    return SweepSpec(data=str(train), test=str(test), model=tiny_model_dir("bert"),
-                     strategies=["features", "freeze", "reinit"], k=[0, 1, 2], m=5, n_train=[8, 16], seeds=[0, 1],
-                     epochs=2, batch_size=8, validation_fraction=0.0, probe=True)
+    # two seeds, so a worker meets a second seed's prefix
+    return backend_spec(tmp_path_factory.mktemp("workers-data"), tiny_model_dir("bert"))
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +38,10 @@ def one_at_a_time(workers_spec, tmp_path_factory) -> Path:
     return out
 
 
-def _contents(run_dir: Path) -> dict[str, dict]:
-    return {r["key"]: record_content(r) for r in ResultsStore(run_dir).records()}
-
-
 def test_two_workers_record_the_one_at_a_time_rows(workers_spec, one_at_a_time, tmp_path):
     counts = run_sweep(workers_spec, tmp_path / "run", progress=False, workers=2)
     assert counts == {"total": 20, "skipped": 0, "done": 16, "failed": 4}
-    alone, together = _contents(one_at_a_time), _contents(tmp_path / "run")
+    alone, together = run_contents(one_at_a_time), run_contents(tmp_path / "run")
     assert together.keys() == alone.keys()
     for key in alone:
         assert together[key] == alone[key], alone[key]["cell"]
@@ -77,15 +67,15 @@ def test_a_worker_that_dies_stops_the_sweep_in_one_line_and_the_same_call_resume
     spec = workers_spec
     with pytest.raises(UnfreezeError, match=r"A worker process died .* Run the same command again"):
         run_sweep(spec, tmp_path / "run", progress=False, workers=2)
-    recorded = _contents(tmp_path / "run")
-    alone = _contents(one_at_a_time)
+    recorded = run_contents(tmp_path / "run")
+    alone = run_contents(one_at_a_time)
     assert 0 < len(recorded) < len(alone)
     for key, row in recorded.items():  # what was recorded is whole and right
         assert row == alone[key]
     monkeypatch.delenv("UNFREEZE_TEST_KILL_SEED")
     counts = run_sweep(spec, tmp_path / "run", progress=False, workers=2)
     assert counts["skipped"] == len(recorded) and counts["done"] + counts["failed"] == 20 - len(recorded)
-    assert _contents(tmp_path / "run") == alone
+    assert run_contents(tmp_path / "run") == alone
 
 
 def test_worker_devices():
