@@ -341,7 +341,8 @@ def test_every_strategy_in_one_sweep_grid_and_in_the_report(tiny_model_dir, tmp_
 @pytest.mark.slow
 def test_a_ray_sweep_gives_the_local_rows(ray_cluster, tiny_model_dir, tmp_path):  # noqa: F811
     """The Ray backend's embedding task embeds every layer mix reads; rows equal the local backend's."""
-    from test_ray_backend import _contents, _run_ray
+    from test_ray_backend import _run_ray
+    from test_sweep import run_contents
     from unfreeze.sweep import SweepSpec
     from unfreeze.sweep.runner import run_sweep
 
@@ -354,7 +355,7 @@ def test_a_ray_sweep_gives_the_local_rows(ray_cluster, tiny_model_dir, tmp_path)
     run_sweep(spec, tmp_path / "local", progress=False)
     counts = _run_ray(address, spec, tmp_path / "ray")
     assert counts == {"total": 6, "skipped": 0, "done": 6, "failed": 0}
-    local, remote = _contents(tmp_path / "local"), _contents(tmp_path / "ray")
+    local, remote = run_contents(tmp_path / "local"), run_contents(tmp_path / "ray")
     assert remote.keys() == local.keys()
     for key in local:
         assert remote[key] == local[key], local[key]["cell"]
