@@ -195,34 +195,6 @@ def predict(scores: dict[int, dict[int, float]], form: str, at: Sequence[int], c
     return out
 
 
-def predicted_difference(a: dict[int, dict[int, float]], b: dict[int, dict[int, float]], form_a: str, form_b: str,
-                         at: int, confidence: float = 0.95, draws: int = BOOTSTRAP,
-                         seed: int = 0) -> tuple[float, float | None, float | None]:
-    """Predicted score of ``a`` minus that of ``b`` at size ``at``, with a paired bootstrap interval: each draw
-    resamples the seeds the two share, the same seeds for both (they trained on the same samples),
-    and refits both curves. (difference, low, high); no interval with one shared seed."""
-    def at_size(scores, form):
-        n, y = points(scores)
-        return float(np.clip(fit_form(form, n, y)(np.array([at]))[0], 0.0, 1.0))
-
-    point = at_size(a, form_a) - at_size(b, form_b)
-    shared = sorted({s for v in a.values() for s in v} & {s for v in b.values() for s in v})
-    if len(shared) < 2:
-        return point, None, None
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(draws):
-        chosen = rng.choice(shared, size=len(shared), replace=True)
-
-        def resample(scores):
-            out = {size: {i: by[s] for i, s in enumerate(chosen) if s in by} for size, by in scores.items()}
-            return {size: v for size, v in out.items() if v}
-
-        diffs.append(at_size(resample(a), form_a) - at_size(resample(b), form_b))
-    tail = (1 - confidence) / 2
-    return point, float(np.quantile(diffs, tail)), float(np.quantile(diffs, 1 - tail))
-
-
 def size_for(scores: dict[int, dict[int, float]], form: str, target: float, limit: float = 1e7) -> int | None:
     """The smallest training size whose predicted score reaches ``target`` (None when the curve never does
     below ``limit``); sizes already seen count as they were measured."""
@@ -278,4 +250,4 @@ def is_number(value: object) -> bool:
 
 
 __all__ = ["BOOTSTRAP", "Curve", "FORMS", "backtest", "choose_form", "fit_form", "fitted_params", "plot_curves",
-           "predict", "predicted_difference", "size_for", "usable_forms"]
+           "predict", "size_for", "usable_forms"]

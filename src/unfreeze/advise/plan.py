@@ -4,9 +4,10 @@ For each configuration: its validation scores over the pilot's sizes, a learning
 form chosen by back-testing over all configurations) extrapolated to the full labelled size
 N, 2N and 4N with a bootstrap interval over seeds, the size needed for a target score, and
 its predicted costs at N. The recommendation is the cheapest configuration (predicted fit
-seconds at N) among those that reached the last rung (and the cheap ones, which run at
-every rung) whose predicted score at N is not shown worse than the best's: the paired
-bootstrap interval of the predicted difference reaches ``-tolerance``. No torch.
+seconds at N) among those that reached the pilot's largest size (the finalists, and the cheap
+ones, which run at every size) whose validation score there is not shown worse than the
+best's (the paired bootstrap interval of the measured difference reaches ``-tolerance``) and
+is no more than ``max_loss`` below it. No torch.
 """
 
 from __future__ import annotations
