@@ -30,7 +30,6 @@ from .plan import (
     SweepData,
     SweepPlan,
     embed_everything,
-    embeds_frozen,
     inference_backbone,
     prefix_ks,
     probe_needed,
@@ -93,43 +92,46 @@ def run_workers(plan: SweepPlan, workers: int, shared_cache: bool = True, progre
     """Run ``plan``'s pending cells in ``workers`` processes on this machine; returns the counts."""
     import torch
 
+    from ..embed import export_pools, shared_embeddings
+
     spec = plan.spec
     bar = progress_bar(plan, progress)
-    pools: list = []
     executor = None
     in_flight: dict[Future, tuple[Cell, str]] = {}
     try:
-        if shared_cache and any(embeds_frozen(c) for c, _ in plan.pending):
-            from ..embed import export_pools, shared_embeddings
-
-            bar.running("embedding")
-            with shared_embeddings():
+        # the driver's embedding pool: its export goes to every worker, and the probe (run here) reads it too
+        with shared_embeddings() if shared_cache else contextlib.nullcontext():
+            pools: list = []
+            if shared_cache and plan.needs_embeddings():
+                bar.running("embedding")
                 embed_everything(spec, plan.data, inference_backbone(spec, device), plan.embed_seeds())
                 pools = export_pools()
-        threads = max(1, torch.get_num_threads() // workers)
-        context = multiprocessing.get_context("spawn")  # a forked CUDA context is unusable; spawn is safe everywhere
-        executor = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
-                                       initargs=(spec, plan.data, device, shared_cache, pools, threads,
-                                                 context.Value("i", 0)))
-        seed_ks = {seed: tuple(prefix_ks(plan.seed_cells(seed), plan.num_blocks)) for seed in plan.embed_seeds()}
-        for cell, key in plan.pending:
-            future = executor.submit(_run_in_worker, cell, key, plan.largest_n(cell.seed), seed_ks.get(cell.seed, ()))
-            in_flight[future] = (cell, key)
-        bar.running(f"{min(workers, len(in_flight))} at once")
-        while in_flight:
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                cell, key = in_flight.pop(future)
-                try:
-                    record = future.result()
-                except BrokenProcessPool:
-                    raise UnfreezeError(
-                        f"A worker process died (out of memory, or killed) with {len(in_flight) + 1} cells unfinished; "
-                        f"the {plan.counts['done'] + plan.counts['failed']} cells finished are recorded. Run the same "
-                        "command again to run the rest, with fewer --workers if memory ran out.") from None
-                plan.record(cell, record, bar)
-        if probe_needed(spec, plan.run_dir):
-            write_probe(plan.run_dir, probe_rows(spec, plan.data, shared_cache, device))
+            threads = max(1, torch.get_num_threads() // workers)
+            context = multiprocessing.get_context("spawn")  # a forked CUDA context is unusable; spawn is safe
+            executor = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
+                                           initargs=(spec, plan.data, device, shared_cache, pools, threads,
+                                                     context.Value("i", 0)))
+            seed_ks = {seed: tuple(prefix_ks(plan.seed_cells(seed), plan.num_blocks)) for seed in plan.embed_seeds()}
+            for cell, key in plan.pending:
+                future = executor.submit(_run_in_worker, cell, key, plan.largest_n(cell.seed),
+                                         seed_ks.get(cell.seed, ()))
+                in_flight[future] = (cell, key)
+            bar.running(f"{min(workers, len(in_flight))} at once")
+            while in_flight:
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    cell, key = in_flight.pop(future)
+                    try:
+                        record = future.result()
+                    except BrokenProcessPool:
+                        raise UnfreezeError(
+                            f"A worker process died (out of memory, or killed) with {len(in_flight) + 1} cells "
+                            f"unfinished; the {plan.counts['done'] + plan.counts['failed']} cells finished are "
+                            "recorded. Run the same command again to run the rest, with fewer --workers if memory "
+                            "ran out.") from None
+                    plan.record(cell, record, bar)
+            if probe_needed(spec, plan.run_dir):
+                write_probe(plan.run_dir, probe_rows(spec, plan.data, shared_cache, device))
     finally:
         bar.close()
         if executor is not None:
