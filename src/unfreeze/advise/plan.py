@@ -18,8 +18,10 @@ import json
 import math
 from pathlib import Path
 
+import pandas as pd
+
 from ..cache import atomic_path
-from ..report.stats import acceptable, bootstrap_interval
+from ..report.stats import PairedDifference, paired_difference
 from . import curves as lc
 from .cost import cost_at, human_seconds
 from .halving import AdviseRun
@@ -110,17 +112,21 @@ def recommend(candidates: list[dict], scores: dict, full: int, tolerance: float,
         return sum(by_seed[config].values()) / len(by_seed[config])
 
     best = max(at_size, key=lambda e: (mean(e["configuration"]), -e["cost"]["fit_seconds"]))
+    reference = pd.Series(by_seed[best["configuration"]])
     compared = []
     for e in at_size:
         config = e["configuration"]
-        shared = sorted(set(by_seed[config]) & set(by_seed[best["configuration"]]))
-        diffs = [by_seed[config][s] - by_seed[best["configuration"]][s] for s in shared]
-        diff = sum(diffs) / len(diffs) if diffs else mean(config) - mean(best["configuration"])
-        interval = None if e is best else bootstrap_interval(diffs)
-        low, high = interval if interval else (None, None)
-        ok = e is best or (acceptable(diff, high, tolerance) and diff >= -max(max_loss, tolerance) - 1e-12)
-        compared.append({"configuration": config, "difference": 0.0 if e is best else diff, "low": low,
-                         "high": high, "acceptable": ok, "fit_seconds": e["cost"]["fit_seconds"]})
+        if e is best:
+            paired = PairedDifference(0.0, None, len(reference))
+        else:
+            try:
+                paired = paired_difference(pd.Series(by_seed[config]), reference)
+            except ValueError:  # no seed in common (their cells failed on different seeds): the means alone
+                paired = PairedDifference(mean(config) - mean(best["configuration"]), None, 0)
+        low, high = paired.interval or (None, None)
+        ok = e is best or (paired.within(tolerance) and paired.mean >= -max(max_loss, tolerance) - 1e-12)
+        compared.append({"configuration": config, "difference": paired.mean, "low": low, "high": high,
+                         "acceptable": ok, "fit_seconds": e["cost"]["fit_seconds"]})
     pick_row = min((c for c in compared if c["acceptable"]), key=lambda c: (c["fit_seconds"], c["configuration"]))
     pick = next(e for e in at_size if e["configuration"] == pick_row["configuration"])
     predicted = pick["predicted"][str(full)]
