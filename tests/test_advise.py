@@ -315,6 +315,9 @@ def _advise_args(data, model, out, *extra):
     (["--min-size", "5000"], "too few for the smallest rung"),
     (["--max-size", "5000"], "--max-size 5000 is more than the"),
     (["--budget", "soon"], "--budget takes a duration"),
+    (["--finalists", "0"], "--finalists must be an int >= 1"),
+    (["--first-rung-rate", "sometimes"], "--first-rung-rate must be one of first-seed, every-seed"),
+    (["--max-loss", "1.5"], "--max-loss is a score difference in [0, 1)"),
 ])
 def test_bad_input_is_one_line_exit_2_and_leaves_the_store_readable(extra, message, advise_data, tiny_model_dir,
                                                                      tmp_path):
