@@ -408,18 +408,48 @@ def test_a_sigkilled_advise_resumes_to_the_plan_of_an_uninterrupted_run(advise_d
         json.loads((tmp_path / "ref.json").read_text()))
 
 
-def _cost_row(n: int, seconds: float, memory_mib: float) -> dict:
-    return {"cell": {"n_train": n}, "started": 0.0, "finished": seconds,
-            "fit": {"peak_memory_bytes": int(memory_mib * 2**20), "trainable_parameters": 10}}
+def _cost_row(n: int, seconds: float, memory_mib: float, state_bytes: float | None = None) -> dict:
+    fit = {"peak_memory_bytes": int(memory_mib * 2**20), "trainable_parameters": 10}
+    if state_bytes is not None:
+        fit["state_bytes_per_example"] = state_bytes
+    return {"cell": {"n_train": n}, "started": 0.0, "finished": seconds, "fit": fit}
 
 
 def test_the_cost_model_reads_fit_time_and_memory_off_at_the_full_size():
     from unfreeze.advise.cost import cost_at
 
-    # one size: seconds proportional to n; memory stays the measured peak (the model's share dominates it)
-    one = cost_at([_cost_row(64, 8.0, 1600.0), _cost_row(64, 10.0, 1500.0)], 6400)
-    assert one["fit_seconds"] == pytest.approx(900.0) and one["peak_memory_mib"] == pytest.approx(1600.0)
-    # two sizes: a + b n for both (seconds 2 + 0.1 n; memory 1000 MiB + 1 MiB per example)
-    two = cost_at([_cost_row(100, 12.0, 1100.0), _cost_row(300, 32.0, 1300.0)], 1000)
-    assert two["fit_seconds"] == pytest.approx(102.0) and two["peak_memory_mib"] == pytest.approx(2000.0)
+    # one size: seconds proportional to n; memory: the measured peak plus the cached state of the examples added
+    # (64 KiB each: 6,336 more examples are 396 MiB)
+    one = cost_at([_cost_row(64, 8.0, 1600.0, 65536.0), _cost_row(64, 10.0, 1500.0, 65536.0)], 6400)
+    assert one["fit_seconds"] == pytest.approx(900.0)
+    assert one["peak_memory_mib"] == pytest.approx(1600.0 + 6336 * 65536 / 2**20)
+    # two sizes: seconds a + b n (2 + 0.1 n). Memory grows with what the fit caches per example, not with the
+    # peaks' trend: these peaks rose 200 MiB from 100 to 300 examples (the process's history) while the fit
+    # caches nothing per example (full fine-tuning), so the peak at 300 stays the answer at 1,000
+    two = cost_at([_cost_row(100, 12.0, 1100.0, 0.0), _cost_row(300, 32.0, 1300.0, 0.0)], 1000)
+    assert two["fit_seconds"] == pytest.approx(102.0) and two["peak_memory_mib"] == pytest.approx(1300.0)
     assert two["trainable_parameters"] == 10 and two["measured_sizes"] == [100, 300]
+    # rows from before fits recorded their cached state: the largest measured peak, not a line through it
+    legacy = cost_at([_cost_row(100, 12.0, 1100.0), _cost_row(300, 32.0, 1300.0)], 100_000)
+    assert legacy["peak_memory_mib"] == pytest.approx(1300.0)
+
+
+def test_fits_record_the_state_they_cache_per_example(tiny_model_dir, tiny_backbone):
+    """The number the cost model scales: the frozen-prefix cache of a freeze fit, the embeddings of features."""
+    from conftest import sentiment_task_fixed
+    from unfreeze import Classifier, Features, Freeze, Training
+
+    texts, labels = sentiment_task_fixed(40, seed=0)
+    backbone = tiny_backbone("bert")
+    lengths = backbone.encode(texts, 32).lengths
+    row_bytes = backbone.hidden_size * 4  # fp32 states: one hidden vector per token
+
+    def record(strategy, training: Training | None = Training(epochs=1)) -> dict:
+        return Classifier(model=tiny_model_dir("bert"), strategy=strategy, training=training,
+                          precision="fp32", max_length=32, cache=False, progress=False,
+                          device="cpu").fit(texts, labels).fit_record_
+
+    cached = record(Freeze(k=1))["state_bytes_per_example"]  # one state per token of each training text
+    assert min(lengths) * row_bytes <= cached <= max(lengths) * row_bytes and cached > row_bytes
+    assert record(Freeze(k=0))["state_bytes_per_example"] == 0.0  # nothing frozen, nothing cached
+    assert record(Features(C=1.0), None)["state_bytes_per_example"] == row_bytes  # one pooled vector per text

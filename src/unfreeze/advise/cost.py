@@ -1,11 +1,14 @@
 """The cost model: from the pilot's rows, each configuration's cost on all the data.
 
-Fit seconds and peak memory grow with the training size (every epoch sees every example;
-the frozen-prefix cache holds one state per example): each is fitted as ``a + b * n`` with
-a, b >= 0 over the pilot's sizes and read off at the full size (a configuration measured at
-one size: seconds proportional to n, memory the measured peak, since the model's share
-dominates it). Prediction time per text
-and trainable parameters do not depend on n: the median of the measurements. No torch.
+Fit seconds grow with the training size (every epoch sees every example): they are fitted as
+``a + b * n`` with a, b >= 0 over the pilot's sizes and read off at the full size (a
+configuration measured at one size: proportional to n). Peak memory is the measured peak at
+the largest size the pilot ran plus, for each further example, the bytes of cached state the
+fit holds per example (the frozen-prefix cache, the embeddings; recorded by the fit): the
+rest of the peak (model, optimiser, one batch's activations) does not depend on n. A line
+fitted through peaks measured in one long process would read the process's history (caches
+of earlier cells, freed memory the allocator keeps) as growth with n. Prediction time per
+text and trainable parameters do not depend on n: the median of the measurements. No torch.
 """
 
 from __future__ import annotations
@@ -32,24 +35,31 @@ def cost_at(rows: list[dict], size: int) -> dict:
     n = [r["cell"]["n_train"] for r in rows]
     seconds = [cell_seconds(r) for r in rows]
     a, b = linear_nonnegative(n, seconds)
-    memory = [(r["cell"]["n_train"], (r.get("fit") or {}).get("peak_memory_bytes")) for r in rows]
-    memory = [(x, m) for x, m in memory if m]
+    return {"fit_seconds": a + b * size, "seconds_per_example": b, "fixed_seconds": a,
+            **_other_costs(rows, size), "measured_sizes": sorted(set(n))}
+
+
+def _other_costs(rows: list[dict], size: int) -> dict:
+    """Peak memory at ``size``, prediction time per text and trainable parameters (see the module's doc)."""
+    fits = [(r["cell"]["n_train"], r.get("fit") or {}) for r in rows]
+    fits = [(n, fit) for n, fit in fits if fit.get("peak_memory_bytes")]
     mem_bytes = None
-    if len({x for x, _ in memory}) >= 2:
-        ma, mb = linear_nonnegative([x for x, _ in memory], [m for _, m in memory])
-        mem_bytes = ma + mb * size
-    elif memory:
-        # one size cannot split the model's share from the examples' (it is most of it): the measured peak,
-        # not the proportional guess that makes 1.6 GB at 64 examples 210 GB at 8,455
-        mem_bytes = max(m for _, m in memory)
+    if fits and all("state_bytes_per_example" in fit for _, fit in fits):
+        largest = max(n for n, _ in fits)
+        at_largest = [fit for n, fit in fits if n == largest]
+        per_example = float(np.median([fit["state_bytes_per_example"] for fit in at_largest]))
+        mem_bytes = max(fit["peak_memory_bytes"] for fit in at_largest) + per_example * (size - largest)
+    elif fits:
+        # rows written before fits recorded their cached state: the largest peak measured, no growth with n
+        # (a line through peaks of one long process reads its history as growth: 1.6 GB at 64 examples
+        # became 12 GB at 8,455)
+        mem_bytes = max(fit["peak_memory_bytes"] for _, fit in fits)
     per_text = [r["predict_seconds_per_text"] for r in rows if r.get("predict_seconds_per_text")]
     trainable = [(r.get("fit") or {}).get("trainable_parameters") for r in rows]
     trainable = [t for t in trainable if t is not None]
-    return {"fit_seconds": a + b * size, "seconds_per_example": b, "fixed_seconds": a,
-            "predict_ms_per_text": float(np.median(per_text)) * 1e3 if per_text else None,
+    return {"predict_ms_per_text": float(np.median(per_text)) * 1e3 if per_text else None,
             "peak_memory_mib": mem_bytes / 2**20 if mem_bytes else None,
-            "trainable_parameters": int(np.median(trainable)) if trainable else None,
-            "measured_sizes": sorted(set(n))}
+            "trainable_parameters": int(np.median(trainable)) if trainable else None}
 
 
 def cell_seconds(row: dict) -> float:

@@ -132,6 +132,8 @@ class BiLSTM(Strategy):
         record.update({
             "total_parameters": backbone.n_parameters() + sum(p.numel() for p in module.parameters()),
             "peak_memory_bytes": max(record["peak_memory_bytes"], memory.peak_bytes),
+            # the part held in memory (the rest spills to disk past memory_gib)
+            "state_bytes_per_example": token_bytes["bytes_in_memory"] / max(len(inputs), 1),
             "seconds": time.perf_counter() - started, "states_seconds": states_seconds,
             "token_layers": list(layers), "token_states": token_bytes,
         })

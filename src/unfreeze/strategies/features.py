@@ -51,9 +51,11 @@ class Features(Strategy):
         class_weight = context.training.class_weight if context.training is not None else None
         with PeakMemory(backbone.device) as memory:
             embedded = predictor.embed(inputs)
+            features = embedded.features(context.layers)
             predictor.head = LogisticHead(C=self.C, cv=self.cv, seed=context.seed, class_weight=class_weight).fit(
-                embedded.features(context.layers), y)
+                features, y)
         record = {"trainable_parameters": 0, "total_parameters": backbone.n_parameters(),
                   "peak_memory_bytes": memory.peak_bytes, "device": str(backbone.device),
+                  "state_bytes_per_example": features.nbytes / max(len(inputs), 1),
                   "examples_seen": len(inputs), "C": predictor.head.C_}
         return FitResult(predictor, record, embedded.n_truncated, embedded.max_length)

@@ -110,6 +110,7 @@ class Mix(Strategy):
         record.update({
             "total_parameters": backbone.n_parameters() + sum(p.numel() for p in module.parameters()),
             "peak_memory_bytes": max(record["peak_memory_bytes"], memory.peak_bytes),
+            "state_bytes_per_example": states.numel() * states.element_size() / max(len(inputs), 1),
             "seconds": time.perf_counter() - started,
             "states_seconds": states_seconds, "states_from_cache": embedded.from_cache,
             "mixed_layers": list(layers), "layer_weights": weights, "gamma": float(module.gamma.detach()),

@@ -63,6 +63,9 @@ class TrainRecord:
     seconds: float = 0.0
     prefix_seconds: float = 0.0
     peak_memory_bytes: int = 0
+    # bytes of cached states held per training example (frozen-prefix cache, embeddings): the part of the peak
+    # that grows with the training size (what the advisor's cost model scales; 0 when nothing is cached)
+    state_bytes_per_example: float = 0.0
     trainable_parameters: int = 0
     total_parameters: int = 0
     device: str = "cpu"
@@ -327,6 +330,8 @@ def train(
         optimised = {id(p) for p in run.trainable}
         record = run.record
         record.prefix_seconds = prefix_seconds
+        if train_prefix is not None and len(train_prefix):
+            record.state_bytes_per_example = train_prefix.nbytes / len(train_prefix)
         record.total_parameters = sum(p.numel() for p in model.parameters())
         record.world_size = acc.num_processes if acc is not None else 1
         # DDP wraps the model for the training forward; the optimiser and schedule are not

@@ -48,6 +48,11 @@ class PrefixStates:
     def __len__(self) -> int:
         return len(self.states)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes the cached states take (what holding them costs in memory)."""
+        return sum(t.numel() * t.element_size() for t in self.states)
+
     def subset(self, rows: Sequence[int]) -> PrefixStates:
         return PrefixStates(self.k, [self.states[i] for i in rows], self.tuple_length)
 
