@@ -189,6 +189,45 @@ def _rows(scores: dict[str, list[float]], n: int) -> dict[str, list[dict]]:
                     for s, a in enumerate(values)] for label, values in scores.items()}
 
 
+def test_a_cell_projects_only_what_grows_with_the_training_size():
+    from unfreeze.advise.cost import projected_cell_seconds
+
+    # three rates searched, 2 s of training steps each: 6 s grow 8x from 64 to 512 examples; the other 18 s
+    # (validation every epoch, model copies, scoring, timing) do not
+    searched = {"cell": {"n_train": 64}, "started": 0.0, "finished": 24.0,
+                "fit": {"step_seconds": 2.0, "states_seconds": 0.5, "lr_search": [{"step_seconds": 2.0}] * 3}}
+    assert projected_cell_seconds(searched, 512) == pytest.approx(24.0 - 6.5 + 6.5 * 8)
+    once = {"cell": {"n_train": 64}, "started": 0.0, "finished": 8.0, "fit": {"step_seconds": 2.0}}
+    assert projected_cell_seconds(once, 256) == pytest.approx(6.0 + 8.0)
+    assert projected_cell_seconds(once, 64) == pytest.approx(8.0)
+    # a row without the split (written before fits recorded it) scales whole
+    assert projected_cell_seconds({"cell": {"n_train": 64}, "started": 0.0, "finished": 8.0, "fit": {}},
+                                  256) == pytest.approx(32.0)
+
+
+def test_past_the_first_rung_every_seed_is_projected_to_search_its_rate():
+    class C:
+        def __init__(self, label):
+            self.label = label
+
+        def cell(self, n, seed):
+            return (self.label, n, seed)
+
+    rows = {}
+    for label, cells in _rows({"a": [0.8, 0.8], "b": [0.7, 0.7]}, 64).items():
+        for r in cells:
+            # seed 0 searched three rates (24 s, 6 s of steps); seed 1 trained once at its rate (8 s, 2 s)
+            r["finished"], r["fit"] = ((24.0, {"step_seconds": 2.0, "lr_search": [{"step_seconds": 2.0}] * 3})
+                                       if r["cell"]["seed"] == 0 else (8.0, {"step_seconds": 2.0}))
+            rows[(label, 64, r["cell"]["seed"])] = r
+    spec = AdviseSpec(seeds=[0, 1], eta=2, budget=10_000.0, finalists=1)
+    decision = decide(spec, "id", 0, [64, 512], 64, ["a", "b"], [], {k: C(k) for k in "ab"}, rows,
+                      lambda c: c, 0.0)
+    assert decision["promoted"] == ["a"] and decision["next_n_train"] == 512
+    # both seeds of `a` at 512 as seed 0 searched at 64: 2 x (18 s + 6 s x 8) = 132 s, padded by 1.15
+    assert decision["projected_seconds"] == pytest.approx(2 * (18.0 + 48.0) * 1.15)
+
+
 def test_halving_promotes_the_best_third_by_paired_validation_scores():
     scores = {"a": [0.70, 0.72, 0.71], "b": [0.80, 0.60, 0.70], "c": [0.90, 0.88, 0.91], "d": [0.50, 0.52, 0.55],
               "e": [0.75, 0.76, 0.74]}
@@ -434,8 +473,9 @@ def test_the_cost_model_reads_fit_time_and_memory_off_at_the_full_size():
     assert legacy["peak_memory_mib"] == pytest.approx(1300.0)
 
 
-def test_fits_record_the_state_they_cache_per_example(tiny_model_dir, tiny_backbone):
-    """The number the cost model scales: the frozen-prefix cache of a freeze fit, the embeddings of features."""
+def test_fits_record_what_grows_with_the_training_size(tiny_model_dir, tiny_backbone):
+    """What the cost model scales: the cached state per example (the frozen-prefix cache of a freeze fit, the
+    embeddings of features) and the seconds of training steps."""
     from conftest import sentiment_task_fixed
     from unfreeze import Classifier, Features, Freeze, Training
 
@@ -449,7 +489,14 @@ def test_fits_record_the_state_they_cache_per_example(tiny_model_dir, tiny_backb
                           precision="fp32", max_length=32, cache=False, progress=False,
                           device="cpu").fit(texts, labels).fit_record_
 
-    cached = record(Freeze(k=1))["state_bytes_per_example"]  # one state per token of each training text
+    freeze = record(Freeze(k=1))
+    cached = freeze["state_bytes_per_example"]  # one state per token of each training text
     assert min(lengths) * row_bytes <= cached <= max(lengths) * row_bytes and cached > row_bytes
+    # the seconds that grow with n (training steps, the prefix pass), apart from the rest (validation, copies),
+    # for each rate the search tried
+    assert len(freeze["lr_search"]) == 3
+    for trial in freeze["lr_search"]:
+        assert 0 < trial["step_seconds"] < trial["seconds"]
+    assert 0 < freeze["step_seconds"] < sum(freeze["epoch_seconds"]) + freeze["prefix_seconds"]
     assert record(Freeze(k=0))["state_bytes_per_example"] == 0.0  # nothing frozen, nothing cached
     assert record(Features(C=1.0), None)["state_bytes_per_example"] == row_bytes  # one pooled vector per text

@@ -344,6 +344,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
                 trials.append({"learning_rate": rate, "val_accuracy": accuracy, "val_loss": loss,
                                "epochs_run": result.record.get("epochs_run"),
                                "best_epoch": result.record.get("best_epoch"),
+                               "step_seconds": result.record.get("step_seconds"),
                                "seconds": time.perf_counter() - started})
                 if best is None or (accuracy, -loss) > best[0]:
                     best = ((accuracy, -loss), rate, result, backbone)

@@ -70,6 +70,36 @@ def cell_seconds(row: dict) -> float:
     return float((row.get("fit") or {}).get("seconds") or 0.0)
 
 
+def scaling_seconds(row: dict) -> float | None:
+    """The seconds of a cell that grow with the training size: its fits' training steps (every rate its search
+    tried) and passes over the examples' cached states; None for a row that did not record them."""
+    fit = row.get("fit") or {}
+    trials = fit.get("lr_search") or []
+    if trials and all(t.get("step_seconds") is not None for t in trials):
+        steps = sum(t["step_seconds"] for t in trials)
+    elif fit.get("step_seconds") is not None:
+        steps = fit["step_seconds"]
+    else:
+        return None
+    return float(steps) + float(fit.get("states_seconds") or 0.0)
+
+
+def projected_cell_seconds(row: dict, size: int) -> float:
+    """A cell's seconds at ``size`` training examples, from its row at another size.
+
+    What grows with the training size (``scaling_seconds``) is scaled by the ratio of the sizes;
+    the rest (validation each epoch, model copies, scoring, timing) stays: at 64 examples and a
+    200-text validation set it is most of a cell, and scaling it too over-projects a larger
+    rung by half. A row without the split scales whole.
+    """
+    total, n = cell_seconds(row), max(int(row["cell"]["n_train"]), 1)
+    scaling = scaling_seconds(row)
+    if scaling is None:
+        return total * size / n
+    scaling = min(scaling, total)
+    return total - scaling + scaling * size / n
+
+
 def human_seconds(seconds: float | None) -> str:
     if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
         return "?"
@@ -80,4 +110,5 @@ def human_seconds(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-__all__ = ["cell_seconds", "cost_at", "human_seconds", "linear_nonnegative"]
+__all__ = ["cell_seconds", "cost_at", "human_seconds", "linear_nonnegative", "projected_cell_seconds",
+           "scaling_seconds"]

@@ -33,7 +33,7 @@ from ..cache import atomic_path, sha256_json
 from ..errors import UnfreezeError
 from ..sweep.grid import Cell, SweepSpec, expand
 from ..sweep.store import ResultsStore
-from .cost import cell_seconds
+from .cost import cell_seconds, projected_cell_seconds
 
 ADVISE_FILE = "advise.json"
 FIRST_RUNG_RATES = ("first-seed", "every-seed")
@@ -304,7 +304,7 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
     plan_rows: dict[str, dict] = {}
     decisions: list[dict] = []
     stopped = "largest size"
-    last_wall: dict[str, float] = {}  # seconds per example of each configuration's latest cell: the clock guard
+    latest_rows: dict[str, list[dict]] = {}  # each configuration's cells at its latest size: the clock guard's basis
 
     shared_first_rate = spec.first_rung_rate == "first-seed" and sweep.searches_rates and len(spec.seeds) > 1
 
@@ -343,7 +343,8 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
                     if key in latest:
                         plan_rows[key] = latest[key]
                         continue
-                    expected = last_wall.get(label, 0.0) * n * SAFETY
+                    expected = max((projected_cell_seconds(r, n) for r in latest_rows.get(label, [])),
+                                   default=0.0) * SAFETY
                     if (stop_row is not None and i >= stop_row["rung"]) or time.monotonic() + expected > deadline:
                         halted = True
                         break
@@ -357,14 +358,15 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
                     plan_rows[key] = record
                     if record["status"] == "failed" and progress:
                         log(f"  failed: {record['error']}")
-                    last_wall[label] = max(last_wall.get(label, 0.0), cell_seconds(record) / n)
+                    same_size = [r for r in latest_rows.get(label, []) if r["cell"]["n_train"] == n]
+                    latest_rows[label] = same_size + [record]
                 if halted:
                     break
-            for label in rung_labels:  # the clock guard's estimate for the next rung: per example, the largest seen
+            for label in rung_labels:  # the clock guard's basis for the next rung: every seed's cell at this size
                 rows = [plan_rows[key_of(by_label[label].cell(n, s))] for s in spec.seeds
                         if key_of(by_label[label].cell(n, s)) in plan_rows]
                 if rows:
-                    last_wall[label] = max(cell_seconds(r) / n for r in rows)
+                    latest_rows[label] = rows
             if halted:
                 stopped = "budget"
                 if stop_row is None:
@@ -407,11 +409,20 @@ def decide(spec: AdviseSpec, plan_id: str, i: int, sizes: list[int], n: int, ali
         # cross they mislead, so the finalists go straight to the largest size and are compared there
         # (successive halving's last rung); the cheap ones run every size on the way
         next_n, reason = sizes[-1], "one left" if len(promoted) == 1 else "finalists"
+    def seconds_at(label: str, target: int) -> float:
+        """A configuration's cells at ``target``, projected from this rung's (see cost.projected_cell_seconds)."""
+        rows = rows_of(label, n)
+        searched = [r for r in rows if (r.get("fit") or {}).get("lr_search")]
+        if searched and len(searched) < len(rows):
+            # the first rung's shared rate: at later sizes every seed searches its rate, as the first did
+            return len(rows) * sum(projected_cell_seconds(r, target) for r in searched) / len(searched)
+        return sum(projected_cell_seconds(r, target) for r in rows)
+
     def projected_to(target: int) -> float:
-        """Seconds to take the promoted to ``target`` (cheap ones at every size on the way), scaled from this rung."""
-        seconds = sum(cell_seconds(r) for label in promoted + cheap for r in rows_of(label, n)) * target / n
+        """Seconds to take the promoted to ``target`` (cheap ones at every size on the way), from this rung."""
+        seconds = sum(seconds_at(label, target) for label in promoted + cheap)
         for between in sizes[i + 1:sizes.index(target)]:
-            seconds += sum(cell_seconds(r) for label in cheap for r in rows_of(label, n)) * between / n
+            seconds += sum(seconds_at(label, between) for label in cheap)
         return seconds * SAFETY
 
     if next_n is not None:

@@ -6,6 +6,7 @@ go to) the embedding cache, so a second fit on the same texts runs no forward pa
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -49,6 +50,7 @@ class Features(Strategy):
                                   head=None, use_cache=context.cache, progress=context.progress,
                                   precision=context.inference_precision)
         class_weight = context.training.class_weight if context.training is not None else None
+        started = time.perf_counter()
         with PeakMemory(backbone.device) as memory:
             embedded = predictor.embed(inputs)
             features = embedded.features(context.layers)
@@ -57,5 +59,6 @@ class Features(Strategy):
         record = {"trainable_parameters": 0, "total_parameters": backbone.n_parameters(),
                   "peak_memory_bytes": memory.peak_bytes, "device": str(backbone.device),
                   "state_bytes_per_example": features.nbytes / max(len(inputs), 1),
+                  "step_seconds": time.perf_counter() - started,  # embedding and the head's fit: both grow with n
                   "examples_seen": len(inputs), "C": predictor.head.C_}
         return FitResult(predictor, record, embedded.n_truncated, embedded.max_length)

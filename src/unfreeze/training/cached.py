@@ -67,6 +67,7 @@ def train_cached(
                     tokens = sum(row_lengths[p] for p in positions) if lengths is not None else 0
                     run.step(loss_fn(logits.float(), labels[rows].to(device)), len(rows), tokens, epoch=epoch)
                     seen[positions] += 1
+                run.end_steps()
                 entry = {"epoch": epoch, "train_loss": run.mean_epoch_loss, "examples": int(seen.sum()),
                          "distinct_examples": int((seen > 0).sum())}
                 if len(val_rows):

@@ -48,7 +48,7 @@ def train_contrastive(
         run = TrainingRun(config, param_groups(list(model.body.named_parameters()), config),
                           count_pairs(len(encoded), num_iterations), device, "contrastive tuning")
         record = run.record
-        record.prefix_seconds = prefix_seconds
+        record.prefix_seconds = record.step_seconds = prefix_seconds
         record.total_parameters = sum(p.numel() for p in model.body.parameters())
         try:
             for epoch in range(1, run.n_epochs + 1):
@@ -66,6 +66,7 @@ def train_contrastive(
                     loss = nn.functional.mse_loss(similarity, torch.as_tensor(target, device=device))
                     run.step(loss, 2 * len(left), sum(lengths[i] for i in left) + sum(lengths[i] for i in right),
                              epoch=epoch)
+                run.end_steps()
                 record.history.append({"epoch": epoch, "train_loss": run.mean_epoch_loss})
                 run.end_epoch(epoch)
                 if run.budget_spent:

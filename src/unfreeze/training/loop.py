@@ -66,6 +66,9 @@ class TrainRecord:
     # bytes of cached states held per training example (frozen-prefix cache, embeddings): the part of the peak
     # that grows with the training size (what the advisor's cost model scales; 0 when nothing is cached)
     state_bytes_per_example: float = 0.0
+    # seconds in training steps (and the frozen-prefix pass): the part of ``seconds`` that grows with the
+    # training size; validation, loading and set-up do not
+    step_seconds: float = 0.0
     trainable_parameters: int = 0
     total_parameters: int = 0
     device: str = "cpu"
@@ -124,7 +127,8 @@ class TrainingRun:
     ``examples_per_epoch`` / ``batch_size`` steps make an epoch; ``max_steps``, when set,
     wins over ``epochs``. A loop calls ``start_epoch()``, then ``step(loss, ...)`` per batch
     (backward, clipping, the optimiser and the schedule) until ``budget_spent``, then
-    ``end_epoch(epoch)``; ``close()`` at the end.
+    ``end_steps()`` (the epoch's training steps are done: what follows, validation, is timed
+    apart) and ``end_epoch(epoch)``; ``close()`` at the end.
     """
 
     def __init__(self, config: TrainConfig, groups: list[dict], examples_per_epoch: int, device: torch.device,
@@ -155,6 +159,9 @@ class TrainingRun:
 
     def start_epoch(self) -> None:
         self.epoch_loss, self.epoch_batches, self._epoch_started = 0.0, 0, time.perf_counter()
+
+    def end_steps(self) -> None:
+        self.record.step_seconds += time.perf_counter() - self._epoch_started
 
     def end_epoch(self, epoch: int) -> None:
         self.record.epochs_run = epoch
@@ -329,7 +336,7 @@ def train(
                           len(train_encoded), device, "training", show=distributed.is_main_process())
         optimised = {id(p) for p in run.trainable}
         record = run.record
-        record.prefix_seconds = prefix_seconds
+        record.prefix_seconds = record.step_seconds = prefix_seconds
         if train_prefix is not None and len(train_prefix):
             record.state_bytes_per_example = train_prefix.nbytes / len(train_prefix)
         record.total_parameters = sum(p.numel() for p in model.parameters())
@@ -360,6 +367,7 @@ def train(
                     else:
                         _data_parallel_step(run, forward, acc, backbone, train_encoded, idx, labels, loss_fn,
                                             train_prefix, device, seen, tokens, epoch)
+                run.end_steps()
                 epoch_loss = run.mean_epoch_loss
                 if acc is not None:
                     # each rank's share of the loss and of the examples, summed: the whole batch's
