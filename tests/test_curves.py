@@ -49,7 +49,7 @@ def test_backtest_prefers_a_curve_to_the_last_value_when_scores_still_rise():
     curves = {f"config {i}": synthetic(lambda n, i=i: 0.9 - (0.5 + i / 10) * n ** -0.4, noise=0.002,
                                        seeds=(0, 1), sizes=SIZES[:5]) for i in range(3)}
     result = backtest(curves)
-    assert set(result) == {"pow3", "pow4", "mmf", "last"}
+    assert set(result) == {"pow3", "pow4", "mmf", "blend", "last"}
     assert result["pow3"]["mae"] < result["last"]["mae"]
     assert choose_form(result, 4) != "last"
     # on a flat curve the baseline is (near) exact and is chosen
@@ -60,6 +60,20 @@ def test_backtest_prefers_a_curve_to_the_last_value_when_scores_still_rise():
     one = backtest({"config 0": curves["config 0"]})
     assert one["pow3"]["mae"] < one["last"]["mae"] and choose_form(one, 4) == "last"
     assert choose_form(one, 4, min_configurations=1) != "last"
+
+
+def test_blend_is_the_mean_of_pow3_and_the_last_value_and_is_chosen_where_it_back_tests_best():
+    scores = synthetic(lambda n: 0.85 - 0.3 * n ** -0.5, noise=0.02, seeds=(0, 1, 2), sizes=SIZES[:4])
+    n, y = flat(scores)
+    at = np.array([512.0, 4096.0])
+    assert fit_form("blend", n, y)(at) == pytest.approx(0.5 * (fit_form("pow3", n, y)(at) + fit_form("last", n, y)(at)))
+    # noisy seeds, little left to gain from 256 to 512 examples: pow3 through three noisy means overshoots, the
+    # baseline misses the growth, half of each is closer than either
+    curves = {f"config {i}": synthetic(lambda n, i=i: 0.85 - (0.3 + i / 20) * n ** -0.5, noise=0.02,
+                                       seeds=(0, 1, 2), sizes=SIZES[:4]) for i in range(4)}
+    result = backtest(curves)
+    assert result["blend"]["mae"] < min(result["pow3"]["mae"], result["last"]["mae"])
+    assert choose_form(result, 3) == "blend"
 
 
 def test_size_for_a_target_inverts_the_curve_and_says_never_above_the_asymptote():
