@@ -409,6 +409,7 @@ def decide(spec: AdviseSpec, plan_id: str, i: int, sizes: list[int], n: int, ali
         # cross they mislead, so the finalists go straight to the largest size and are compared there
         # (successive halving's last rung); the cheap ones run every size on the way
         next_n, reason = sizes[-1], "one left" if len(promoted) == 1 else "finalists"
+
     def seconds_at(label: str, target: int) -> float:
         """A configuration's cells at ``target``, projected from this rung's (see cost.projected_cell_seconds)."""
         rows = rows_of(label, n)
