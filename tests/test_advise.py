@@ -468,6 +468,13 @@ def test_the_cost_model_reads_fit_time_and_memory_off_at_the_full_size():
     two = cost_at([_cost_row(100, 12.0, 1100.0, 0.0), _cost_row(300, 32.0, 1300.0, 0.0)], 1000)
     assert two["fit_seconds"] == pytest.approx(102.0) and two["peak_memory_mib"] == pytest.approx(1300.0)
     assert two["trainable_parameters"] == 10 and two["measured_sizes"] == [100, 300]
+    # the first rung's shared rate: seed 0 searched three rates (24 s at 64), seed 1 trained once (8 s); the fit
+    # of the configuration searches, so the seconds come from the searched cells: 6 s of steps at 64 are 600 s at
+    # 6,400, the other 18 s stay
+    searched = {"cell": {"n_train": 64}, "started": 0.0, "finished": 24.0,
+                "fit": {"step_seconds": 2.0, "lr_search": [{"step_seconds": 2.0}] * 3}}
+    shared = {"cell": {"n_train": 64}, "started": 0.0, "finished": 8.0, "fit": {"step_seconds": 2.0}}
+    assert cost_at([searched, shared], 6400)["fit_seconds"] == pytest.approx(18.0 + 600.0)
     # rows from before fits recorded their cached state: the largest measured peak, not a line through it
     legacy = cost_at([_cost_row(100, 12.0, 1100.0), _cost_row(300, 32.0, 1300.0)], 100_000)
     assert legacy["peak_memory_mib"] == pytest.approx(1300.0)

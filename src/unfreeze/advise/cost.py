@@ -2,7 +2,7 @@
 
 Fit seconds grow with the training size (every epoch sees every example): they are fitted as
 ``a + b * n`` with a, b >= 0 over the pilot's sizes and read off at the full size (a
-configuration measured at one size: proportional to n). Peak memory is the measured peak at
+configuration measured at one size: its training steps proportional to n, the rest fixed). Peak memory is the measured peak at
 the largest size the pilot ran plus, for each further example, the bytes of cached state the
 fit holds per example (the frozen-prefix cache, the embeddings; recorded by the fit): the
 rest of the peak (model, optimiser, one batch's activations) does not depend on n. A line
@@ -33,8 +33,17 @@ def linear_nonnegative(n: Sequence[float], y: Sequence[float]) -> tuple[float, f
 def cost_at(rows: list[dict], size: int) -> dict:
     """Predicted costs of one configuration at ``size`` examples, from its done rows (advisor cells)."""
     n = [r["cell"]["n_train"] for r in rows]
-    seconds = [cell_seconds(r) for r in rows]
-    a, b = linear_nonnegative(n, seconds)
+    # a fit of a configuration whose cells searched their rate searches too: cells that trained once at a rate
+    # shared from another seed's search (the first rung's) would make it look cheaper than it is
+    timed = [r for r in rows if (r.get("fit") or {}).get("lr_search")] or rows
+    timed_n = [r["cell"]["n_train"] for r in timed]
+    if len(set(timed_n)) >= 2:
+        a, b = linear_nonnegative(timed_n, [cell_seconds(r) for r in timed])
+    else:
+        # one size: what grows with n (the training steps) is proportional to it, the rest is fixed
+        split = [(scaling_seconds(r), cell_seconds(r), max(r["cell"]["n_train"], 1)) for r in timed]
+        a = float(np.mean([total - min(grows, total) if grows is not None else 0.0 for grows, total, _ in split]))
+        b = float(np.mean([(min(grows, total) if grows is not None else total) / m for grows, total, m in split]))
     return {"fit_seconds": a + b * size, "seconds_per_example": b, "fixed_seconds": a,
             **_other_costs(rows, size), "measured_sizes": sorted(set(n))}
 
