@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import assert_user_error, sentiment_task_fixed, sentiment_task_varied
+from unfreeze.advise.curves import FORMS
 from unfreeze.advise.halving import AdviseSpec, decide, promote, rank, rung_sizes
 from unfreeze.cli import app
 from unfreeze.strategies import Freeze
@@ -382,7 +383,7 @@ def test_advise_respects_its_budget_and_writes_the_plan(advise_data, tiny_model_
     assert plan["spent_seconds"] <= budget
     rec = plan["recommendation"]
     assert rec["configuration"] in {"features", "freeze k=0", "freeze k=2"}
-    assert 0 <= rec["predicted_score"] <= 1 and set(plan["backtest"]) <= {"pow3", "pow4", "mmf", "last"}
+    assert 0 <= rec["predicted_score"] <= 1 and set(plan["backtest"]) <= set(FORMS)
     assert "recommendation: " in result.stdout and (out / "report.html").exists()
     rows = ResultsStore(out).records()
     cells = [r for r in rows if "cell" in r]
