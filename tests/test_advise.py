@@ -184,6 +184,16 @@ def test_sweep_keys_carry_the_searched_grid_and_fixed_keeps_old_keys():
 
 # -- halving on constructed scores -------------------------------------------------------------
 
+class _Config:
+    """A configuration as ``decide`` sees it: its cells are (label, n, seed) keys."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def cell(self, n: int, seed: int) -> tuple:
+        return (self.label, n, seed)
+
+
 def _rows(scores: dict[str, list[float]], n: int) -> dict[str, list[dict]]:
     return {label: [{"status": "done", "cell": {"label": label, "n_train": n, "seed": s},
                      "validation": {"accuracy": a, "loss": 1 - a}, "started": 0.0, "finished": 1.0}
@@ -207,13 +217,6 @@ def test_a_cell_projects_only_what_grows_with_the_training_size():
 
 
 def test_past_the_first_rung_every_seed_is_projected_to_search_its_rate():
-    class C:
-        def __init__(self, label):
-            self.label = label
-
-        def cell(self, n, seed):
-            return (self.label, n, seed)
-
     rows = {}
     for label, cells in _rows({"a": [0.8, 0.8], "b": [0.7, 0.7]}, 64).items():
         for r in cells:
@@ -222,7 +225,7 @@ def test_past_the_first_rung_every_seed_is_projected_to_search_its_rate():
                                        if r["cell"]["seed"] == 0 else (8.0, {"step_seconds": 2.0}))
             rows[(label, 64, r["cell"]["seed"])] = r
     spec = AdviseSpec(seeds=[0, 1], eta=2, budget=10_000.0, finalists=1)
-    decision = decide(spec, "id", 0, [64, 512], 64, ["a", "b"], [], {k: C(k) for k in "ab"}, rows,
+    decision = decide(spec, "id", 0, [64, 512], 64, ["a", "b"], [], {k: _Config(k) for k in "ab"}, rows,
                       lambda c: c, 0.0)
     assert decision["promoted"] == ["a"] and decision["next_n_train"] == 512
     # both seeds of `a` at 512 as seed 0 searched at 64: 2 x (18 s + 6 s x 8) = 132 s, padded by 1.15
@@ -245,20 +248,13 @@ def test_halving_promotes_the_best_third_by_paired_validation_scores():
 
 
 def test_a_rung_decision_stops_when_the_next_rung_would_not_fit_the_budget():
-    class C:
-        def __init__(self, label):
-            self.label = label
-
-        def cell(self, n, seed):
-            return (self.label, n, seed)
-
     scores = {"a": [0.7, 0.7], "b": [0.8, 0.8], "c": [0.6, 0.6], "f": [0.75, 0.75]}
     rows = {}
     for label, cells in _rows(scores, 64).items():
         for r in cells:
             r["finished"] = 10.0  # 10 s per cell
             rows[(label, 64, r["cell"]["seed"])] = r
-    by_label = {k: C(k) for k in scores}
+    by_label = {k: _Config(k) for k in scores}
     spec = AdviseSpec(seeds=[0, 1], eta=3, budget=1000.0, finalists=1)
     decision = decide(spec, "id", 0, [64, 128], 64, ["a", "b", "c"], ["f"], by_label, rows, lambda c: c, 5.0)
     assert decision["promoted"] == ["b"] and decision["eliminated"] == ["a", "c"]
