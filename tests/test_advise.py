@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -363,6 +364,53 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_store_readable(extra, messa
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert ResultsStore(out).records() == []  # nothing half-written
     assert not (out / "report.html").exists()
+
+
+def test_a_deadline_stops_training_and_embedding_and_is_not_a_cell_failure(tiny_model_dir):
+    from unfreeze import Classifier, Features, Freeze, Training
+    from unfreeze.deadline import DeadlineReached, deadline
+
+    texts, labels = sentiment_task_fixed(40, seed=0)
+    for strategy, training in ((Freeze(k=1), Training(epochs=1, learning_rate=1e-4)), (Features(C=1.0), None)):
+        clf = Classifier(model=tiny_model_dir("bert"), strategy=strategy, training=training, cache=False,
+                         progress=False, device="cpu")
+        with pytest.raises(DeadlineReached), deadline(time.monotonic() - 1.0):
+            clf.fit(texts, labels)
+        assert clf.fit(texts, labels) is clf  # no deadline outside the block
+    with deadline(time.monotonic() + 3600.0):  # one not reached changes nothing
+        assert Classifier(model=tiny_model_dir("bert"), strategy=Features(C=1.0), cache=False, progress=False,
+                          device="cpu").fit(texts, labels).predict(texts).shape == (40,)
+
+
+def test_advise_stops_a_cell_that_would_run_past_the_budget(advise_data, tiny_model_dir, tmp_path, monkeypatch):
+    """A configuration's first cell has no recorded time to project from: on a machine that is slow (here every
+    optimiser step takes a second), it runs into the deadline, stops within a step, and is not recorded."""
+    import unfreeze.training.loop as loop
+
+    step = loop.optimizer_step
+
+    def slow_step(*args, **kwargs):
+        time.sleep(1.0)
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "optimizer_step", slow_step)
+    out = tmp_path / "run"
+    budget = 20.0
+    result = runner.invoke(app, _advise_args(advise_data, tiny_model_dir("bert"), out, "--budget", f"{budget:.0f}s",
+                                             "--json", str(tmp_path / "plan.json")))
+    assert result.exit_code == 0, result.output
+    # the command's own clock, from its start (model loading included) to the plan written
+    elapsed = float(re.search(r"^advise: ([0-9.]+) s$", result.output, re.M).group(1))
+    assert elapsed <= budget, elapsed
+    assert "the budget ran out during a cell (not recorded)" in result.output
+    rows = ResultsStore(out).records()
+    cells = [r for r in rows if "cell" in r]
+    assert cells and all(r["status"] == "done" for r in cells)  # the cut cell is neither a result nor a failure
+    # a freeze cell needs about 18 s of steps (3 rates x 2 epochs x 3 batches): none finished
+    assert all(r["cell"]["strategy"] == "features" for r in cells)
+    assert [r["reason"] for r in rows if r.get("kind") == "advise-stop"] == ["budget"]
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["stopped"] == "budget" and plan["recommendation"]["configuration"] == "features"
 
 
 @pytest.mark.slow  # several tuned fits; make test runs it

@@ -17,7 +17,9 @@ sweep's rows are reused and vice versa); each rung's decision is a row of its ow
 once, so a resumed run replays the recorded decisions instead of re-deciding. Whether a
 next rung fits the budget is decided from the recorded cell times alone (not the clock), so
 a run that was killed and resumed takes the same decisions as one that was not. The clock
-is the safety net: a cell predicted to end past the budget is not started.
+is the safety net: a cell predicted to end past the budget is not started, and a cell still
+running when the budget (less what the plan and report need) runs out stops within a batch
+and is not recorded.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..cache import atomic_path, sha256_json
+from ..deadline import DeadlineReached
+from ..deadline import deadline as time_limit
 from ..errors import UnfreezeError
 from ..sweep.grid import Cell, SweepSpec, expand
 from ..sweep.store import ResultsStore
@@ -335,7 +339,7 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
             skipped = bool(decisions) and n < decisions[-1]["next_n_train"]
             rung_labels = cheap if skipped else cheap + alive
             latest = store.latest()
-            halted = False
+            halted = cut = False
             for seed in spec.seeds:
                 for label in rung_labels:
                     cell = by_label[label].cell(n, seed)
@@ -350,8 +354,15 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
                         break
                     if progress:
                         log(f"rung {i} (n={n}): {cell.describe()}")
-                    record = run_cell(cell_sweep(cell), data, cell, key, device, use_cache=True, score_test=False,
-                                      after_fit=timing_hook(spec.seeds[0]))
+                    try:
+                        # the projection cannot see a configuration's first cell, nor a machine that slows down:
+                        # the cell itself stops within a batch of the deadline, and is not recorded
+                        with time_limit(deadline):
+                            record = run_cell(cell_sweep(cell), data, cell, key, device, use_cache=True,
+                                              score_test=False, after_fit=timing_hook(spec.seeds[0]))
+                    except DeadlineReached:
+                        halted = cut = True
+                        break
                     record["advise"] = {"plan_id": plan_id, "rung": i}
                     record.update({"model": spec.model, "data": spec.data})
                     store.append(record)
@@ -373,7 +384,8 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
                     store.append({"kind": "advise-stop", "key": f"advise-stop:{plan_id}", "plan_id": plan_id,
                                   "rung": i, "n_train": n, "reason": "budget", "finished": time.time()})
                     if progress:
-                        log(f"stopped at rung {i}: the next cell would end past the budget")
+                        log(f"stopped at rung {i}: " + ("the budget ran out during a cell (not recorded)" if cut
+                                                         else "the next cell would end past the budget"))
                 break
             if skipped:
                 continue

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..deadline import check_deadline
 from ..devices import resolve_device
 from ..errors import UnfreezeError
 from .catalog import resolve_model_source
@@ -279,6 +280,7 @@ class Backbone:
         if order is None:
             order = sorted(range(len(encoded)), key=lambda i: -len(encoded.input_ids[i]))
         for start in range(0, len(order), batch_size):
+            check_deadline()  # the advisor's budget (no deadline outside it)
             idx = list(order[start : start + batch_size])
             yield idx, self.collate(encoded, idx)
 

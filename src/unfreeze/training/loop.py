@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..deadline import check_deadline
 from ..errors import UnfreezeError
 from ..metrics import classification_metrics
 from ..models.backbone import Backbone, Encoded
@@ -181,6 +182,7 @@ class TrainingRun:
         self.epoch_batches += 1
         self.bar.update(1)
         self.bar.set_postfix(epoch=epoch, loss=f"{self.epoch_loss / self.epoch_batches:.4f}")
+        check_deadline()  # the advisor's budget (no deadline outside it)
 
     @property
     def mean_epoch_loss(self) -> float:
