@@ -520,6 +520,11 @@ def test_the_cost_model_reads_fit_time_and_memory_off_at_the_full_size():
                 "fit": {"step_seconds": 2.0, "lr_search": [{"step_seconds": 2.0}] * 3}}
     shared = {"cell": {"n_train": 64}, "started": 0.0, "finished": 8.0, "fit": {"step_seconds": 2.0}}
     assert cost_at([searched, shared], 6400)["fit_seconds"] == pytest.approx(18.0 + 600.0)
+    # a frozen model (features): the pilot's cells read pooled embeddings, a fit on all the data embeds every text
+    # (2 ms each, as prediction): 0.5 s of head fitting at 64 plus 6,400 x 2 ms
+    frozen = {"cell": {"n_train": 64}, "started": 0.0, "finished": 0.5, "predict_seconds_per_text": 0.002,
+              "fit": {"step_seconds": 0.5, "trainable_parameters": 0, "peak_memory_bytes": 2**30}}
+    assert cost_at([frozen], 6400)["fit_seconds"] == pytest.approx(0.5 * 100 + 6400 * 0.002)
     # rows from before fits recorded their cached state: the largest measured peak, not a line through it
     legacy = cost_at([_cost_row(100, 12.0, 1100.0), _cost_row(300, 32.0, 1300.0)], 100_000)
     assert legacy["peak_memory_mib"] == pytest.approx(1300.0)
