@@ -1,14 +1,18 @@
 """The cost model: from the pilot's rows, each configuration's cost on all the data.
 
 Fit seconds grow with the training size (every epoch sees every example): they are fitted as
-``a + b * n`` with a, b >= 0 over the pilot's sizes and read off at the full size (a
-configuration measured at one size: its training steps proportional to n, the rest fixed). Peak memory is the measured peak at
-the largest size the pilot ran plus, for each further example, the bytes of cached state the
-fit holds per example (the frozen-prefix cache, the embeddings; recorded by the fit): the
-rest of the peak (model, optimiser, one batch's activations) does not depend on n. A line
-fitted through peaks measured in one long process would read the process's history (caches
-of earlier cells, freed memory the allocator keeps) as growth with n. Prediction time per
-text and trainable parameters do not depend on n: the median of the measurements. No torch.
+``a + b * n`` with a, b >= 0 over the pilot's sizes and read off at the full size (measured
+at one size: its training steps proportional to n, the rest fixed), from the cells that
+searched their rate where some did (a fit searches too). A frozen model's cells read
+embeddings pooled across cells; its fit pays one forward pass per text on top.
+
+Peak memory is the measured peak at the largest size the pilot ran plus, for each further
+example, the bytes of cached state the fit holds per example (the frozen-prefix cache, the
+embeddings; recorded by the fit): the rest of the peak (model, optimiser, one batch's
+activations) does not depend on n. A line fitted through peaks measured in one long process
+would read the process's history (caches of earlier cells, freed memory the allocator
+keeps) as growth with n. Prediction time per text and trainable parameters do not depend on
+n: the median of the measurements. No torch.
 """
 
 from __future__ import annotations
