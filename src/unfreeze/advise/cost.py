@@ -39,15 +39,14 @@ def cost_at(rows: list[dict], size: int) -> dict:
     n = [r["cell"]["n_train"] for r in rows]
     # a fit of a configuration whose cells searched their rate searches too: cells that trained once at a rate
     # shared from another seed's search (the first rung's) would make it look cheaper than it is
-    timed = [r for r in rows if (r.get("fit") or {}).get("lr_search")] or rows
+    timed = [r for r in rows if searched_rate(r)] or rows
     timed_n = [r["cell"]["n_train"] for r in timed]
     if len(set(timed_n)) >= 2:
         a, b = linear_nonnegative(timed_n, [cell_seconds(r) for r in timed])
     else:
         # one size: what grows with n (the training steps) is proportional to it, the rest is fixed
-        split = [(scaling_seconds(r), cell_seconds(r), max(r["cell"]["n_train"], 1)) for r in timed]
-        a = float(np.mean([total - min(grows, total) if grows is not None else 0.0 for grows, total, _ in split]))
-        b = float(np.mean([(min(grows, total) if grows is not None else total) / m for grows, total, m in split]))
+        fixed, per_example = zip(*(split_cell_seconds(r) for r in timed))
+        a, b = float(np.mean(fixed)), float(np.mean(per_example))
     others = _other_costs(rows, size)
     trainable = others["trainable_parameters"]
     if trainable == 0 and others["predict_ms_per_text"]:
@@ -103,20 +102,29 @@ def scaling_seconds(row: dict) -> float | None:
     return float(steps) + float(fit.get("states_seconds") or 0.0)
 
 
-def projected_cell_seconds(row: dict, size: int) -> float:
-    """A cell's seconds at ``size`` training examples, from its row at another size.
+def searched_rate(row: dict) -> bool:
+    """Whether the cell's fit searched its learning rate (rather than training once at a given one)."""
+    return bool((row.get("fit") or {}).get("lr_search"))
 
-    What grows with the training size (``scaling_seconds``) is scaled by the ratio of the sizes;
-    the rest (validation each epoch, model copies, scoring, timing) stays: at 64 examples and a
-    200-text validation set it is most of a cell, and scaling it too over-projects a larger
-    rung by half. A row without the split scales whole.
-    """
+
+def split_cell_seconds(row: dict) -> tuple[float, float]:
+    """A cell's (fixed seconds, seconds per training example): what grows with the training size
+    (``scaling_seconds``) per example, the rest (validation each epoch, model copies, scoring,
+    timing) fixed. A row without the split is all per example."""
     total, n = cell_seconds(row), max(int(row["cell"]["n_train"]), 1)
     scaling = scaling_seconds(row)
-    if scaling is None:
-        return total * size / n
-    scaling = min(scaling, total)
-    return total - scaling + scaling * size / n
+    grows = total if scaling is None else min(scaling, total)
+    return total - grows, grows / n
+
+
+def projected_cell_seconds(row: dict, size: int) -> float:
+    """A cell's seconds at ``size`` training examples, from its row at another size (``split_cell_seconds``).
+
+    At 64 examples and a 200-text validation set the fixed part is most of a cell: scaling it
+    too over-projects a larger rung by half.
+    """
+    fixed, per_example = split_cell_seconds(row)
+    return fixed + per_example * size
 
 
 def human_seconds(seconds: float | None) -> str:
@@ -130,4 +138,4 @@ def human_seconds(seconds: float | None) -> str:
 
 
 __all__ = ["cell_seconds", "cost_at", "human_seconds", "linear_nonnegative", "projected_cell_seconds",
-           "scaling_seconds"]
+           "scaling_seconds", "searched_rate", "split_cell_seconds"]

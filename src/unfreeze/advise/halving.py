@@ -37,7 +37,7 @@ from ..deadline import deadline as time_limit
 from ..errors import UnfreezeError
 from ..sweep.grid import Cell, SweepSpec, expand
 from ..sweep.store import ResultsStore
-from .cost import cell_seconds, projected_cell_seconds
+from .cost import cell_seconds, projected_cell_seconds, searched_rate
 
 ADVISE_FILE = "advise.json"
 FIRST_RUNG_RATES = ("first-seed", "every-seed")
@@ -425,7 +425,7 @@ def decide(spec: AdviseSpec, plan_id: str, i: int, sizes: list[int], n: int, ali
     def seconds_at(label: str, target: int) -> float:
         """A configuration's cells at ``target``, projected from this rung's (see cost.projected_cell_seconds)."""
         rows = rows_of(label, n)
-        searched = [r for r in rows if (r.get("fit") or {}).get("lr_search")]
+        searched = [r for r in rows if searched_rate(r)]
         if searched and len(searched) < len(rows):
             # the first rung's shared rate: at later sizes every seed searches its rate, as the first did
             return len(rows) * sum(projected_cell_seconds(r, target) for r in searched) / len(searched)
