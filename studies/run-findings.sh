@@ -2,6 +2,8 @@
 # Run the studies on the built-in data into docs/findings/STUDY/DATA--MODEL (cheapest first; each run resumes
 # where it stopped, and cells shared between studies are computed once: --reuse), then rebuild docs/FINDINGS.md
 # from the results. One study at a time, at the lowest CPU priority.
+# cost-vs-k reads fit seconds, its own and those of the freeze cells it reuses: run it, and the studies before it,
+# on an otherwise quiet machine (a paused or crowded cell keeps its slow seconds), or rerun it alone without --reuse.
 #
 #   studies/run-findings.sh [MODEL [DATASET...]]        e.g. studies/run-findings.sh mpnet-base movie-snippets
 #   STUDIES="freeze-depth lora" studies/run-findings.sh  only these studies
