@@ -28,6 +28,7 @@ import pytest
 from unfreeze.cli import app
 from unfreeze.errors import UnfreezeError
 from unfreeze.studies import analyse, load_study, two_way_anova
+from unfreeze.studies.findings import seed_interval_caveat
 from unfreeze.studies.results import STUDY_FORMAT, write_meta
 from unfreeze.studies.rules import check_rule, decide, evaluate
 from unfreeze.studies.runner import _arm_spec, _sizes
@@ -246,6 +247,18 @@ def test_findings_markdown_holds_the_claim_the_rule_the_numbers_and_the_plot(tmp
     assert m1["m1"] == pytest.approx(0.03, abs=0.003) and m1["m1_low"] <= m1["m1"] <= m1["m1_high"]
     assert f"| **m1_low** | {m1['m1_low']:.4f}".rstrip("0") in text
     assert "(comparison.png)" in text and (run / "comparison.png").stat().st_size > 1000
+    # three seeds: the page says what its 95% intervals are (the range of the seeds)
+    assert seed_interval_caveat(3) in text and "once in 8" in seed_interval_caveat(3)
+
+
+@pytest.mark.parametrize("n_seeds", [2, 3, 4, 5, 8])
+def test_the_seed_caveat_appears_exactly_when_the_interval_is_the_range_of_the_seeds(n_seeds):
+    from unfreeze.report.stats import bootstrap_interval
+
+    values = [0.01 * i**1.5 for i in range(n_seeds)]  # distinct, uneven
+    is_range = bootstrap_interval(values) == pytest.approx((min(values), max(values)))
+    assert (seed_interval_caveat(n_seeds) is not None) == is_range
+    assert is_range == (n_seeds <= 3)
 
 
 # -- the rules themselves ---------------------------------------------------------------------------
@@ -374,6 +387,7 @@ def test_summary_page_lists_verdicts_per_data_and_model_and_what_was_not_run(run
     assert "| 4 | Re-initialising the top blocks helps with a few thousand examples | [does not hold here](" in text
     assert "| 9 | LoRA reaches fine-tuning's score with few trainable parameters | [holds](../a/lora/FINDINGS.md) |" in text
     assert "freeze-depth on movie-snippets with minilm-l6: not run." in text
+    assert text.count(seed_interval_caveat(3)) == 1  # both runs have three seeds: said once, above the table
     assert (holds / "FINDINGS.md").exists() and (fails / "FINDINGS.md").exists()
     # the page exists now: replacing it takes --overwrite
     again = runner.invoke(app, ["study", "--summary", str(fails), "-o", str(page)])

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..cache import atomic_path
+from ..report.stats import CONFIDENCE
 from .analyses import AnalysisResult, Context, analysis_kind
 from .results import planned_cells, read_meta, study_frame
 from .rules import INCONCLUSIVE, Verdict, decide, names_in
@@ -71,6 +72,10 @@ class Findings:
         own = frame[~frame["reused"]] if "reused" in frame else frame
         return float(pd.to_numeric(own["cell_seconds"], errors="coerce").fillna(0).sum())
 
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({int(s) for arm in self.meta.get("arms", []) for s in arm.get("spec", {}).get("seeds", [])})
+
     def machine(self) -> str:
         machines = list(dict.fromkeys(inv.get("machine", "?") for inv in self.meta.get("invocations", [])))
         return "; ".join(machines) or "unknown"
@@ -104,6 +109,22 @@ def write_findings(run_dir: str | Path) -> Findings:
     with atomic_path(findings.run_dir / FINDINGS_FILE) as tmp:
         tmp.write_text(findings_markdown(findings), encoding="utf-8")
     return findings
+
+
+def seed_interval_caveat(n_seeds: int) -> str | None:
+    """What a bootstrap interval over so few seeds is, or None when it is more than their range.
+
+    The exact bootstrap gives the resample that repeats the lowest seed ``S`` times the weight
+    ``S ** -S``; while that is at least the interval's tail (2.5%: up to three seeds) the interval
+    is the range of the per-seed values, and 'above 0' only says that every seed agrees.
+    """
+    if n_seeds < 2 or n_seeds ** -n_seeds < (1 - CONFIDENCE) / 2:
+        return None
+    return (f"With {n_seeds} seeds, a {CONFIDENCE:.0%} bootstrap interval over seeds (the paired differences, "
+            f"the [low, high] in the tables) is the range of the {n_seeds} per-seed values: an interval above 0 "
+            f"says that every seed agrees on the sign, which with no real difference happens by chance once in "
+            f"{2 ** n_seeds} for each sign. Read a verdict resting on one as 'consistent over {n_seeds} seeds', not "
+            f"as a test at the {1 - CONFIDENCE:.0%} level; more `seeds` in the study file give a real interval.")
 
 
 def format_quantity(value: float) -> str:
@@ -141,7 +162,7 @@ def findings_markdown(findings: Findings) -> str:
     data_summary = meta.get("data_summary", {})
     sizes = sorted({int(n) for arm in meta.get("arms", []) for n in arm.get("sizes", [])})
     per_class = {int(n): int(p) for arm in meta.get("arms", []) for n, p in (arm.get("per_class") or {}).items()}
-    seeds = sorted({int(s) for arm in meta.get("arms", []) for s in arm.get("spec", {}).get("seeds", [])})
+    seeds = findings.seeds
     size_text = ", ".join(f"{per_class[n]}/class (n={n})" if n in per_class else str(n) for n in sizes)
     invocations = meta.get("invocations", [])
     lines = [f"# {number}{study.title}", "",
@@ -187,6 +208,9 @@ def findings_markdown(findings: Findings) -> str:
         lines.append(f"| {marker} | {format_quantity(result.quantities.get(name, math.nan))} | "
                      f"{result.meanings.get(name, '')} |")
     lines += ["", "(**bold**: read by the rules.)", ""]
+    caveat = seed_interval_caveat(len(seeds))
+    if caveat and not findings.quick:
+        lines += [f"_{caveat}_", ""]
     if study.design:
         lines += ["## Design", "", study.design, ""]
     lines += ["## Numbers", ""]

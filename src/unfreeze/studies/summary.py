@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from ..errors import UnfreezeError
-from .findings import FINDINGS_FILE, Findings, duration, format_quantity, write_findings
+from .findings import FINDINGS_FILE, Findings, duration, format_quantity, seed_interval_caveat, write_findings
 from .results import STUDY_FILE
 from .rules import names_in
 from .spec import Study, load_study
@@ -65,8 +65,11 @@ def summary_markdown(findings: list[Findings], page: Path, command: str, studies
              "the file) run by `unfreeze study studies/NAME.toml --data DATA --model MODEL -o RUN`. Verdicts: "
              "**holds**, **partly**, **does not hold here** (by the file's rule, on this data and model), "
              "**inconclusive** (a quantity the rule reads could not be computed). A run that is not finished says "
-             "so next to its verdict.", "",
-             "## Summary", ""]
+             "so next to its verdict.", ""]
+    for caveat in dict.fromkeys(seed_interval_caveat(len(f.seeds)) for f in findings if not f.quick):
+        if caveat:
+            lines += [caveat, ""]
+    lines += ["## Summary", ""]
     header = ["#", "claim", *(f"{data}, {model}" for data, model in columns)]
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for name, runs in by_study.items():
