@@ -221,6 +221,8 @@ def test_each_verdict_rule_on_constructed_results(tmp_path, study_file, case):
     findings = analyse(run, draw=False)
     assert findings.verdict.verdict == case, (findings.verdict, findings.result.quantities)
     assert findings.complete and findings.verdict_label == case
+    for table in findings.result.tables:  # every column of every table is named
+        assert all(header.strip() for header in table.headers), (table.title, table.headers)
 
 
 def test_a_run_missing_a_configuration_is_inconclusive_and_says_it_is_partial(tmp_path):

@@ -763,11 +763,12 @@ def _run_cost_vs_k(frame: pd.DataFrame, context: Context) -> AnalysisResult:
     result.tables.append(Table(
         f"Cost and {_metric_label(context)} vs frozen blocks at {context.size_name(n)}",
         ["k", "blocks trained", "test [95% interval]", "vs k=0 (paired)", "fit seconds", "peak memory MiB",
-         "trainable parameters", ""], table_rows,
-        note=f"pick: the cheapest k not shown worse than the best by more than {params['tolerance']} (its paired "
-             "interval reaches that far). Seconds and memory are means over seeds; fit seconds include the "
-             "learning-rate search (three fits per cell); memory is the process' peak resident set on a CPU "
-             "(the loaded model and caches included), the peak allocated memory on a GPU."))
+         "trainable parameters", "role"], table_rows,
+        note=f"role: best, the highest mean score; pick: the cheapest k not shown worse than the best by more "
+             f"than {params['tolerance']} (its paired interval reaches that far). Seconds and memory are means "
+             "over seeds; fit seconds include the learning-rate search (three fits per cell); memory is the "
+             "process' peak resident set on a CPU (the loaded model and caches included), the peak allocated "
+             "memory on a GPU."))
     if context.out_dir is not None:
         plt = _plots()
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
