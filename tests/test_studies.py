@@ -396,6 +396,28 @@ def test_summary_page_lists_verdicts_per_data_and_model_and_what_was_not_run(run
     assert_user_error(again, "already exists", "--overwrite")
 
 
+def test_the_committed_findings_are_what_their_command_regenerates(runner, tmp_path, monkeypatch):
+    """docs/FINDINGS.md and every run's page must come from the committed result stores, not from a hand edit or
+    an older version of the analysis: rebuild them in a copy with the command the page names, and compare."""
+    import shutil
+
+    docs = STUDIES.parent / "docs"
+    shutil.copytree(docs / "findings", tmp_path / "docs" / "findings")
+    shutil.copytree(STUDIES, tmp_path / "studies")
+    monkeypatch.chdir(tmp_path)
+    committed = (docs / "FINDINGS.md").read_text()
+    command = "unfreeze study --summary docs/findings --studies studies -o docs/FINDINGS.md --overwrite"
+    assert command in committed
+    result = runner.invoke(app, command.split()[1:])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "docs" / "FINDINGS.md").read_text() == committed
+    pages = sorted((docs / "findings").glob("*/*/FINDINGS.md"))
+    assert len(pages) >= 9
+    for page in pages:
+        rebuilt = tmp_path / "docs" / "findings" / page.relative_to(docs / "findings")
+        assert rebuilt.read_text() == page.read_text(), page
+
+
 def test_summary_orders_datasets_by_difficulty_where_the_study_asks(tmp_path):
     from unfreeze.studies.summary import write_summary
 
