@@ -13,6 +13,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -399,8 +400,6 @@ def test_summary_page_lists_verdicts_per_data_and_model_and_what_was_not_run(run
 def test_the_committed_findings_are_what_their_command_regenerates(runner, tmp_path, monkeypatch):
     """docs/FINDINGS.md and every run's page must come from the committed result stores, not from a hand edit or
     an older version of the analysis: rebuild them in a copy with the command the page names, and compare."""
-    import shutil
-
     docs = STUDIES.parent / "docs"
     shutil.copytree(docs / "findings", tmp_path / "docs" / "findings")
     shutil.copytree(STUDIES, tmp_path / "studies")
