@@ -345,6 +345,10 @@ class Classifier(ClassifierMixin, BaseEstimator):
                                "epochs_run": result.record.get("epochs_run"),
                                "best_epoch": result.record.get("best_epoch"),
                                "step_seconds": result.record.get("step_seconds"),
+                               "prefix_seconds": result.record.get("prefix_seconds"),
+                               "validation_seconds": result.record.get("validation_seconds"),
+                               "validation_texts": result.record.get("validation_texts"),
+                               "examples_seen": result.record.get("examples_seen"),
                                "seconds": time.perf_counter() - started})
                 if best is None or (accuracy, -loss) > best[0]:
                     best = ((accuracy, -loss), rate, result, backbone)

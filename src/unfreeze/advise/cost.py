@@ -1,10 +1,15 @@
 """The cost model: from the pilot's rows, each configuration's cost on all the data.
 
-Fit seconds grow with the training size (every epoch sees every example): they are fitted as
-``a + b * n`` with a, b >= 0 over the pilot's sizes and read off at the full size (measured
-at one size: its training steps proportional to n, the rest fixed), from the cells that
-searched their rate where some did (a fit searches too). A frozen model's cells read
-embeddings pooled across cells; its fit pays one forward pass per text on top.
+Fit seconds at the full size come from what the fit will do, step by step: for each rate its
+search tries, epochs of training steps and validation, at the seconds per training example
+and epoch and per validation text that the pilot's searched cells measured (a fit searches
+too), plus the frozen prefix once and each rate's fixed set-up (``fit_seconds_from_steps``).
+The point is the median over the cells at the pilot's largest size; the interval runs from
+the fastest cell at the epochs it ran to the slowest at the epoch ceiling. A whole cell
+scaled up would read one contended cell as the rule (a 64-example cell on a busy machine
+projected 4.3 h for 8,455 texts). Rows without that split (older stores, strategies with
+their own loops) fall back to ``a + b * n`` with a, b >= 0 over the cells' seconds. A frozen
+model's cells read embeddings pooled across cells; its fit pays one forward pass per text on top.
 
 Peak memory is the measured peak at the largest size the pilot ran plus, for each further
 example, the bytes of cached state the fit holds per example (the frozen-prefix cache, the
@@ -34,9 +39,21 @@ def linear_nonnegative(n: Sequence[float], y: Sequence[float]) -> tuple[float, f
     return float(a), float(b)
 
 
-def cost_at(rows: list[dict], size: int) -> dict:
+def cost_at(rows: list[dict], size: int, validation_fraction: float = 0.1) -> dict:
     """Predicted costs of one configuration at ``size`` examples, from its done rows (advisor cells)."""
     n = [r["cell"]["n_train"] for r in rows]
+    others = _other_costs(rows, size)
+    per_epoch = [fit_seconds_from_steps(r, size, validation_fraction) for r in rows if searched_rate(r)]
+    per_epoch = [f for f in per_epoch if f is not None]
+    if per_epoch:
+        # seconds per training example and epoch, per validation text, per prefix text: each cell that searched
+        # gives a projection; the point is the median of the cells at the largest size, the interval all of them
+        largest = max(n)
+        at_largest = [f for r, f in zip([r for r in rows if searched_rate(r)], per_epoch)
+                      if r["cell"]["n_train"] == largest] or per_epoch
+        return {"fit_seconds": float(np.median([f[1] for f in at_largest])),
+                "fit_interval": [min(f[0] for f in per_epoch), max(f[2] for f in per_epoch)],
+                "fit_basis": "steps", **others, "measured_sizes": sorted(set(n))}
     # a fit of a configuration whose cells searched their rate searches too: cells that trained once at a rate
     # shared from another seed's search (the first rung's) would make it look cheaper than it is
     timed = [r for r in rows if searched_rate(r)] or rows
@@ -47,14 +64,49 @@ def cost_at(rows: list[dict], size: int) -> dict:
         # one size: what grows with n (the training steps) is proportional to it, the rest is fixed
         fixed, per_example = zip(*(split_cell_seconds(r) for r in timed))
         a, b = float(np.mean(fixed)), float(np.mean(per_example))
-    others = _other_costs(rows, size)
     trainable = others["trainable_parameters"]
     if trainable == 0 and others["predict_ms_per_text"]:
         # a frozen model's cells read pooled embeddings that the pilot computed once for all of them; a fit on
         # all the data embeds every text itself: one forward pass each, as prediction (timed with caches off)
         b += others["predict_ms_per_text"] / 1e3
-    return {"fit_seconds": a + b * size, "seconds_per_example": b, "fixed_seconds": a, **others,
-            "measured_sizes": sorted(set(n))}
+    return {"fit_seconds": a + b * size, "fit_interval": None, "fit_basis": "cells", "seconds_per_example": b,
+            "fixed_seconds": a, **others, "measured_sizes": sorted(set(n))}
+
+
+def fit_seconds_from_steps(row: dict, size: int, validation_fraction: float) -> tuple[float, float, float] | None:
+    """A searched cell's fit on ``size`` examples, projected per example and epoch: (low, point, high).
+
+    The fit holds out ``validation_fraction`` of the examples and, for every rate its search
+    tries, trains on the rest for up to the epoch ceiling, scoring the held-out texts after
+    each epoch; the frozen prefix is computed once. Each rate's seconds per example-epoch and
+    per validation text come from the cell's own trials; its other seconds (copies, set-up) stay.
+    Low: the epochs the cell's trials ran; point and high: the ceiling (on more data early stopping
+    ends later), high with the slowest trial's rates. None for rows that did not record the split.
+    """
+    fit = row.get("fit") or {}
+    trials = fit.get("lr_search") or []
+    keys = ("step_seconds", "prefix_seconds", "validation_seconds", "validation_texts", "examples_seen", "seconds")
+    if not trials or any(t.get(k) is None for t in trials for k in keys) or any(not t["examples_seen"] for t in trials):
+        return None
+    n = int(row["cell"]["n_train"])
+    validation = int((row.get("validation") or {}).get("n") or 0)
+    ceiling = int(((row.get("settings") or {}).get("search") or {}).get("epochs") or
+                  max(int(t.get("epochs_run") or 1) for t in trials))
+    held = validation_fraction * size
+    trained = size - held
+    # examples_seen counts every epoch's examples: seconds per example and epoch
+    step = [max(t["step_seconds"] - t["prefix_seconds"], 0.0) / t["examples_seen"] for t in trials]
+    validate = [t["validation_seconds"] / t["validation_texts"] if t["validation_texts"] else 0.0 for t in trials]
+    fixed = [max(t["seconds"] - t["step_seconds"] - t["validation_seconds"], 0.0) for t in trials]
+    prefix = sum(t["prefix_seconds"] for t in trials) / max(n + validation, 1) * size
+    ran = [max(int(t.get("epochs_run") or 1), 1) for t in trials]
+
+    def total(epochs: list[int], steps: list[float], validates: list[float]) -> float:
+        return prefix + sum(f + e * (s * trained + v * held) for f, e, s, v in zip(fixed, epochs, steps, validates))
+
+    top = [ceiling] * len(trials)
+    return (total(ran, step, validate), total(top, step, validate),
+            total(top, [max(step)] * len(step), [max(validate)] * len(validate)))
 
 
 def _other_costs(rows: list[dict], size: int) -> dict:
@@ -137,5 +189,5 @@ def human_seconds(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-__all__ = ["cell_seconds", "cost_at", "human_seconds", "linear_nonnegative", "projected_cell_seconds",
-           "scaling_seconds", "searched_rate", "split_cell_seconds"]
+__all__ = ["cell_seconds", "cost_at", "fit_seconds_from_steps", "human_seconds", "linear_nonnegative",
+           "projected_cell_seconds", "scaling_seconds", "searched_rate", "split_cell_seconds"]

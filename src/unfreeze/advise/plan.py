@@ -23,8 +23,9 @@ import pandas as pd
 from ..cache import atomic_path
 from ..report.stats import PairedDifference, paired_difference
 from . import curves as lc
-from .cost import cost_at, human_seconds
-from .halving import AdviseRun
+from .cost import cost_at, human_seconds, projected_cell_seconds, searched_rate
+from .halving import AdviseRun, reserve_seconds
+from .pilot import MIN_SIZES, SAFETY, PilotPlan
 
 
 def validation_scores(rows: list[dict]) -> dict[str, dict[int, dict[int, float]]]:
@@ -64,43 +65,78 @@ def make_plan(run: AdviseRun) -> dict:
                             "error": failed[0].get("error") if failed else None})
             continue
         own = scores[label]
-        own_form = form if form in lc.usable_forms(len(own)) and len(own) >= 2 else "last"
-        predictions = lc.predict(own, own_form, at)
         rows = [r for r in run.rows if r["cell"]["label"] == label and r.get("status") == "done"]
-        cost = cost_at(rows, full)
+        cost = cost_at(rows, full, spec.validation_fraction)
         entry = {"configuration": label, "strategy": config.strategy, "params": dict(config.params),
                  "status": "candidate" if (config.cheap or max(own) == top) and label not in eliminated_at
                  else "eliminated", "eliminated_at": eliminated_at.get(label), "cheap": config.cheap,
                  "sizes": sorted(own), "measured": {str(n): sum(v.values()) / len(v) for n, v in sorted(own.items())},
-                 "seeds": max(len(v) for v in own.values()), "form": own_form,
-                 "predicted": {str(n): p for n, p in predictions.items()}, "cost": cost,
+                 "seeds": max(len(v) for v in own.values()), "cost": cost,
                  "learning_rates": sorted({(r.get("fit") or {}).get("learning_rate") for r in rows
                                            if (r.get("fit") or {}).get("learning_rate") is not None})}
-        if spec.target is not None:
-            entry["size_for_target"] = lc.size_for(own, own_form, spec.target)
+        if len(own) >= MIN_SIZES:  # a curve through fewer sizes is not checked by anything: no prediction
+            own_form = form if form in lc.usable_forms(len(own)) else "last"
+            entry["form"] = own_form
+            entry["predicted"] = {str(n): p for n, p in lc.predict(own, own_form, at).items()}
+            if spec.target is not None:
+                entry["size_for_target"] = lc.size_for(own, own_form, spec.target)
+        else:
+            entry["not_predicted"] = f"measured at {', '.join(map(str, sorted(own)))} only"
         entries.append(entry)
     candidates = [e for e in entries if e["status"] == "candidate"]
-    recommendation = recommend(candidates, scores, full, spec.tolerance, spec.max_loss)
-    ranked = sorted([e for e in entries if "predicted" in e],
-                    key=lambda e: (e["status"] != "candidate", -e["predicted"][str(full)]["score"]))
-    ranked += [e for e in entries if "predicted" not in e]
+    needed = budget_for_curves(run, [e["configuration"] for e in candidates])
+    recommendation = recommend(candidates, scores, full, spec.tolerance, spec.max_loss, needed)
+    ranked = sorted([e for e in entries if "measured" in e],
+                    key=lambda e: (e["status"] != "candidate", "predicted" not in e, -score_of(e, full)))
+    ranked += [e for e in entries if "measured" not in e]
+    reached = [len(e["sizes"]) for e in candidates if not e["cheap"]] or [len(e["sizes"]) for e in candidates]
     return {"data": spec.data, "model": spec.model, "full_size": full, "budget_seconds": spec.budget,
             "spent_seconds": run.spent_seconds, "load_seconds": run.load_seconds, "stopped": run.stopped,
-            "sizes": run.sizes, "seeds": spec.seeds, "eta": spec.eta, "tolerance": spec.tolerance,
+            "sizes": sorted({n for e in entries for n in e.get("sizes", [])}), "ladder": run.sizes,
+            "seeds": spec.seeds, "eta": spec.eta, "tolerance": spec.tolerance,
             "target": spec.target, "metric": "validation accuracy", "form": form,
             "backtest": {f: {"mae": v["mae"], "configurations": len(v["errors"])} for f, v in backtests.items()},
+            "predicts": bool(reached) and min(reached) >= MIN_SIZES, "budget_for_curves": needed,
+            "pilot": run.pilot, "machine": run.machine,
             "recommendation": recommendation, "plan": ranked, "rungs": run.decisions}
 
 
+def score_of(entry: dict, full: int) -> float:
+    """The predicted score at N where there is one, else the score measured at the largest size."""
+    if "predicted" in entry:
+        return entry["predicted"][str(full)]["score"]
+    return entry["measured"][str(max(entry["sizes"]))]
+
+
+def budget_for_curves(run: AdviseRun, labels: list[str]) -> float | None:
+    """The budget that would have given ``labels`` ``MIN_SIZES`` sizes on every seed: what this run spent plus
+    their missing cells, projected from their cells at the largest size they reached (every seed searching
+    its rate). None when they all have the sizes already."""
+    missing = 0.0
+    for label in labels:
+        rows = [r for r in run.rows if r["cell"]["label"] == label and r.get("status") == "done"]
+        if not rows:
+            continue
+        sizes = sorted({r["cell"]["n_train"] for r in rows})
+        largest = [r for r in rows if r["cell"]["n_train"] == sizes[-1]]
+        basis = [r for r in largest if searched_rate(r)] or largest
+        for target in run.sizes[:MIN_SIZES]:
+            if target not in sizes:
+                missing += len(run.spec.seeds) * sum(projected_cell_seconds(r, target) for r in basis) / len(basis)
+    if not missing:
+        return None
+    return run.spent_seconds + missing * SAFETY + reserve_seconds(run.spec.budget)
+
+
 def recommend(candidates: list[dict], scores: dict, full: int, tolerance: float,
-              max_loss: float = 1.0) -> dict | None:
+              max_loss: float = 1.0, needed_budget: float | None = None) -> dict | None:
     """The cheapest candidate not shown worse than the best, measured at the pilot's largest size, and no more
     than ``max(max_loss, tolerance)`` below it on the measured mean.
 
     The candidates (the finalists and the cheap configurations) all ran the largest size of the
     pilot: they are compared there, on measured validation scores paired by seed, not on
-    extrapolations (a configuration with four sizes and one with two would be extrapolated by
-    different curves). Where that size is all the labelled data (the default) the two agree."""
+    extrapolations. ``needed_budget``: what would have given the candidates three sizes (named
+    when the answer rests on fewer)."""
     measured = [e for e in candidates if e["sizes"]]
     if not measured:
         return None
@@ -129,25 +165,48 @@ def recommend(candidates: list[dict], scores: dict, full: int, tolerance: float,
                          "acceptable": ok, "fit_seconds": e["cost"]["fit_seconds"]})
     pick_row = min((c for c in compared if c["acceptable"]), key=lambda c: (c["fit_seconds"], c["configuration"]))
     pick = next(e for e in at_size if e["configuration"] == pick_row["configuration"])
-    predicted = pick["predicted"][str(full)]
+    predicted = (pick.get("predicted") or {}).get(str(full))
     return {"configuration": pick["configuration"], "strategy": pick["strategy"], "params": pick["params"],
             "size": size, "score": mean(pick["configuration"]), "best_measured": mean(best["configuration"]),
-            "predicted_score": predicted["score"], "interval": [predicted["low"], predicted["high"]],
-            "at_2x": pick["predicted"][str(2 * full)], "at_4x": pick["predicted"][str(4 * full)],
-            "fit_seconds": pick["cost"]["fit_seconds"], "best": best["configuration"],
-            "best_score": best["predicted"][str(full)]["score"], "difference": pick_row["difference"],
+            "sizes": pick["sizes"], "seeds": len(by_seed[pick["configuration"]]),
+            "predicted_score": predicted["score"] if predicted else None,
+            "interval": [predicted["low"], predicted["high"]] if predicted else None,
+            "not_predicted": pick.get("not_predicted"),
+            "at_2x": (pick.get("predicted") or {}).get(str(2 * full)),
+            "at_4x": (pick.get("predicted") or {}).get(str(4 * full)),
+            "fit_seconds": pick["cost"]["fit_seconds"], "fit_interval": pick["cost"].get("fit_interval"),
+            "best": best["configuration"], "best_score": score_of(best, full), "difference": pick_row["difference"],
             "difference_interval": [pick_row["low"], pick_row["high"]], "comparisons": compared,
             "why": why(pick, best, pick_row, full, tolerance, size, mean(pick["configuration"]),
-                       mean(best["configuration"]))}
+                       mean(best["configuration"]), len(by_seed[pick["configuration"]]), needed_budget)}
+
+
+def caveat(sizes: list[int], seeds: int, needed_budget: float | None) -> str:
+    """The first words of an answer that rests on fewer than three sizes or on one seed ('' otherwise)."""
+    parts = []
+    if len(sizes) < MIN_SIZES:
+        counted = "one size" if len(sizes) == 1 else f"{len(sizes)} sizes"
+        parts.append(f"Measured at {counted} only ({', '.join(f'{n:,}' for n in sizes)} examples): nothing is "
+                     "predicted at the full size.")
+    if seeds < 2:
+        parts.append("One seed only: no error bars.")
+    if not parts:
+        return ""
+    if needed_budget:
+        parts.append(f"A budget of about {human_seconds(needed_budget)} would reach {MIN_SIZES} sizes on every seed.")
+    return " ".join(parts) + " "
 
 
 def why(pick: dict, best: dict, row: dict, full: int, tolerance: float, size: int, score: float,
-        best_score: float) -> str:
-    p = pick["predicted"][str(full)]
-    text = f"{pick['configuration']}: validation accuracy {score:.3f} at {size:,} examples"
-    if size != full:
+        best_score: float, seeds: int = 2, needed_budget: float | None = None) -> str:
+    p = (pick.get("predicted") or {}).get(str(full))
+    text = caveat(pick["sizes"], seeds, needed_budget)
+    text += f"{pick['configuration']}: validation accuracy {score:.3f} at {size:,} examples"
+    if size != full and p:
         text += f" (predicted {p['score']:.3f}{_interval(p)} on all {full:,})"
-    text += f", fit on all {full:,} labelled examples in about {human_seconds(pick['cost']['fit_seconds'])}"
+    interval = pick["cost"].get("fit_interval")
+    text += (f", fit on all {full:,} labelled examples in about {human_seconds(pick['cost']['fit_seconds'])}"
+             + (f" [{human_seconds(interval[0])}, {human_seconds(interval[1])}]" if interval else ""))
     if pick is best:
         text += f"; the best of the configurations that reached {size:,} examples"
     else:
@@ -159,6 +218,11 @@ def why(pick: dict, best: dict, row: dict, full: int, tolerance: float, size: in
                      f"{row['high']:+.3f}]: not shown worse" + (f" by more than {tolerance:.3f}" if tolerance else ""))
         text += (f"; the best there, {best['configuration']}, scores {best_score:.3f}, {shown}, "
                  f"and takes {speed:.1f}x longer to fit")
+    if not p:
+        return text + "."
+    if pick["form"] == "last":
+        return text + (". Whether labelling more pays is not known: the back-test chose the last measured value, "
+                       "which does not extrapolate.")
     gain = pick["predicted"][str(2 * full)]["score"] - p["score"]
     text += (f". Twice the labelled data would add about {gain:+.3f} on the {pick['form']} curve"
              + (" (labelling more is worth it)." if gain >= 0.01 else " (labelling more is not worth much)."))
@@ -173,35 +237,64 @@ def plan_text(plan: dict) -> str:
     """The ranked plan as aligned text (what ``unfreeze advise`` prints)."""
     full = plan["full_size"]
     key = str(full)
-    lines = [f"advisor: {plan['model']} on {plan['data']}, {full:,} labelled examples; pilot sizes "
-             f"{', '.join(str(n) for n in plan['sizes'])} x seeds {', '.join(map(str, plan['seeds']))}; "
-             f"spent {human_seconds(plan['spent_seconds'])} of {human_seconds(plan['budget_seconds'])}"
-             f" (ended: {plan['stopped']})",
-             f"{'configuration':<28}{'status':<18}{'pred. acc at N':>16}{'interval':>18}{'fit at N':>10}"
-             f"{'ms/text':>9}{'peak MiB':>10}{'trainable':>12}"]
+    lines = []
+    rec = plan["recommendation"]
+    if not plan.get("predicts", True):
+        need = plan.get("budget_for_curves")
+        lines.append(f"Not predicted: the finalists did not reach {MIN_SIZES} training sizes in "
+                     f"{human_seconds(plan['budget_seconds'])}"
+                     + (f"; a budget of about {human_seconds(need)} would." if need else "."))
+    lines += [f"advisor: {plan['model']} on {plan['data']}, {full:,} labelled examples; sizes run "
+              f"{', '.join(str(n) for n in plan['sizes'])} x seeds {', '.join(map(str, plan['seeds']))}; "
+              f"spent {human_seconds(plan['spent_seconds'])} of {human_seconds(plan['budget_seconds'])}"
+              f" (ended: {plan['stopped']})"]
+    if plan.get("pilot"):
+        lines.append(PilotPlan(**{k: v for k, v in plan["pilot"].items() if k != "calibration"}).describe())
+    if plan.get("machine"):
+        lines.append(machine_text(plan["machine"]))
+    lines.append(f"{'configuration':<28}{'status':<18}{'pred. acc at N':>16}{'interval':>18}{'fit at N':>10}"
+                 f"{'ms/text':>9}{'peak MiB':>10}{'trainable':>12}")
     for e in plan["plan"]:
-        if "predicted" not in e:
+        if "measured" not in e:
             lines.append(f"{e['configuration']:<28}{e['status']:<18}{(e.get('error') or '')[:60]}")
             continue
-        p = e["predicted"][key]
-        interval = f"[{p['low']:.3f}, {p['high']:.3f}]" if p["low"] is not None else "(1 seed)"
         status = e["status"] if e["status"] == "candidate" else f"out at n={e['eliminated_at']}"
         cost = e["cost"]
         ms = f"{cost['predict_ms_per_text']:.2f}" if cost["predict_ms_per_text"] else "?"
         mem = f"{cost['peak_memory_mib']:.0f}" if cost["peak_memory_mib"] else "?"
         trainable = f"{cost['trainable_parameters']:,}" if cost["trainable_parameters"] is not None else "?"
-        lines.append(f"{e['configuration']:<28}{status:<18}{p['score']:>16.3f}{interval:>18}"
+        if "predicted" in e:
+            p = e["predicted"][key]
+            interval = f"[{p['low']:.3f}, {p['high']:.3f}]" if p["low"] is not None else "(1 seed)"
+            predicted = f"{p['score']:>16.3f}{interval:>18}"
+        else:
+            predicted = f"{'not predicted':>16}{'(' + e['not_predicted'] + ')':>18}"
+        lines.append(f"{e['configuration']:<28}{status:<18}{predicted}"
                      f"{human_seconds(cost['fit_seconds']):>10}{ms:>9}{mem:>10}{trainable:>12}")
     bt = ", ".join(f"{f} {v['mae']:.3f}" for f, v in plan["backtest"].items())
     lines.append(f"curve form: {plan['form']} (back-test error at the held-out largest size: {bt or 'n/a'})")
-    rec = plan["recommendation"]
     lines.append("recommendation: " + (rec["why"] if rec else "none (no configuration finished a cell)"))
     if plan["target"] is not None and rec:
         entry = next(e for e in plan["plan"] if e["configuration"] == rec["configuration"])
         needed = entry.get("size_for_target")
-        lines.append(f"target {plan['target']:.3f}: " + (f"about {needed:,} labelled examples for {rec['configuration']}"
-                                                          if needed else "not reached on the extrapolated curve"))
+        lines.append(f"target {plan['target']:.3f}: " + (
+            "not predicted (fewer than three sizes)" if "predicted" not in entry else
+            f"about {needed:,} labelled examples for {rec['configuration']}" if needed
+            else "not reached on the extrapolated curve"))
     return "\n".join(lines)
+
+
+def machine_text(machine: dict) -> str:
+    """Threads and cores, and how the cells ran against their calibration."""
+    from ..cores import CoreShare
+
+    cores = machine.get("cores")
+    text = "machine: " + (CoreShare(**cores).describe() if cores else "threads not recorded")
+    slowdown = machine.get("slowdown")
+    if slowdown:
+        text += (f"; the cells took {slowdown:.2f}x the seconds their calibration gives them"
+                 + (" (the machine ran slower than when it was timed)" if slowdown > 1.2 else ""))
+    return text
 
 
 def write_outputs(plan: dict, run: AdviseRun, json_path: Path | None = None) -> dict:
@@ -215,7 +308,7 @@ def write_outputs(plan: dict, run: AdviseRun, json_path: Path | None = None) -> 
             tmp.write_text(json.dumps(plan, indent=2, default=_jsonable))
     figure = None
     scores = validation_scores(run.rows)
-    drawn = [e for e in plan["plan"] if "predicted" in e and (e["status"] == "candidate" or len(e["sizes"]) >= 2)]
+    drawn = [e for e in plan["plan"] if "predicted" in e]
     if drawn:
         from ..report.plots import color_of
 
@@ -248,30 +341,40 @@ def report_html(plan: dict, run: AdviseRun, figure: Path | None) -> str:
              f"{esc(human_seconds(plan['spent_seconds']))} of a budget of {esc(human_seconds(plan['budget_seconds']))} "
              f"(ended: {esc(plan['stopped'])}). Every trained cell chose its learning rate on its own validation "
              "split; no decision read the test set.</p>"]
+    if not plan.get("predicts", True):
+        parts.append(f"<p><b>{esc(plan_text(plan).splitlines()[0])}</b></p>")
+    if plan.get("pilot"):
+        pilot = PilotPlan(**{k: v for k, v in plan["pilot"].items() if k != "calibration"})
+        parts.append(f"<p>{esc(pilot.describe())}.</p>")
+    if plan.get("machine"):
+        parts.append(f"<p>{esc(machine_text(plan['machine']))}.</p>")
     rec = plan["recommendation"]
     parts.append("<h2>Recommendation</h2><p>" + esc(rec["why"] if rec else "none") + "</p>")
     parts.append("<h2>Plan at the full size</h2><table><tr><th>configuration</th><th>status</th>"
                  "<th>predicted accuracy at N</th><th>95% interval</th><th>at 2N</th><th>at 4N</th><th>curve</th>"
                  "<th>fit at N</th><th>ms/text</th><th>peak MiB</th><th>trainable</th><th>rates chosen</th></tr>")
     for e in plan["plan"]:
-        if "predicted" not in e:
+        if "measured" not in e:
             parts.append(f"<tr><td class='l'>{esc(e['configuration'])}</td><td class='l'>{esc(e['status'])}</td>"
                          f"<td colspan='10' class='l'>{esc(e.get('error') or '')}</td></tr>")
             continue
-        p, c = e["predicted"][key], e["cost"]
-        interval = f"[{p['low']:.3f}, {p['high']:.3f}]" if p["low"] is not None else "one seed: none"
+        c = e["cost"]
         status = "in the race" if e["status"] == "candidate" else f"out at n={e['eliminated_at']}"
-        parts.append(
-            f"<tr><td class='l'>{esc(e['configuration'])}</td><td class='l'>{esc(status)}</td><td>{p['score']:.3f}</td>"
-            f"<td>{esc(interval)}</td><td>{e['predicted'][str(2 * full)]['score']:.3f}</td>"
-            f"<td>{e['predicted'][str(4 * full)]['score']:.3f}</td><td>{esc(e['form'])}</td>"
-            f"<td>{esc(human_seconds(c['fit_seconds']))}</td>"
-            f"<td>{c['predict_ms_per_text']:.2f}</td>" if c["predict_ms_per_text"] else
-            f"<tr><td class='l'>{esc(e['configuration'])}</td><td class='l'>{esc(status)}</td><td>{p['score']:.3f}</td>"
-            f"<td>{esc(interval)}</td><td>{e['predicted'][str(2 * full)]['score']:.3f}</td>"
-            f"<td>{e['predicted'][str(4 * full)]['score']:.3f}</td><td>{esc(e['form'])}</td>"
-            f"<td>{esc(human_seconds(c['fit_seconds']))}</td><td>?</td>")
-        parts.append(f"<td>{c['peak_memory_mib'] or 0:.0f}</td><td>{c['trainable_parameters'] or 0:,}</td>"
+        if "predicted" in e:
+            p = e["predicted"][key]
+            interval = f"[{p['low']:.3f}, {p['high']:.3f}]" if p["low"] is not None else "one seed: none"
+            scores = (f"<td>{p['score']:.3f}</td><td>{esc(interval)}</td>"
+                      f"<td>{e['predicted'][str(2 * full)]['score']:.3f}</td>"
+                      f"<td>{e['predicted'][str(4 * full)]['score']:.3f}</td><td>{esc(e['form'])}</td>")
+        else:
+            scores = f"<td colspan='5' class='l'>not predicted ({esc(e['not_predicted'])})</td>"
+        fit = human_seconds(c["fit_seconds"]) + (
+            f" [{human_seconds(c['fit_interval'][0])}, {human_seconds(c['fit_interval'][1])}]"
+            if c.get("fit_interval") else "")
+        ms = f"{c['predict_ms_per_text']:.2f}" if c["predict_ms_per_text"] else "?"
+        parts.append(f"<tr><td class='l'>{esc(e['configuration'])}</td><td class='l'>{esc(status)}</td>{scores}"
+                     f"<td>{esc(fit)}</td><td>{ms}</td><td>{c['peak_memory_mib'] or 0:.0f}</td>"
+                     f"<td>{c['trainable_parameters'] or 0:,}</td>"
                      f"<td>{esc(', '.join(f'{r:g}' for r in e['learning_rates']))}</td></tr>")
     parts.append("</table>")
     if figure is not None:

@@ -61,6 +61,7 @@ def advise(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Inputs per forward pass and step.")] = 32,
     device: DeviceOpt = None,
     precision: Annotated[str, typer.Option("--precision", help="auto, fp32 or bf16: see `unfreeze fit --help`.")] = "auto",
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Torch threads (default: no more than the cores other work leaves free).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="Print only the plan.")] = False,
 ) -> None:
     """Spend a time budget on a pilot (successive halving over growing training sizes down to two finalists
@@ -81,7 +82,7 @@ def advise(
         max_size=max_size, target=target, tolerance=tolerance, max_loss=max_loss, test=test, test_size=test_size, text_col=text_col,
         label_col=label_col, text_pair_col=text_pair_col, max_length=max_length, batch_size=batch_size,
         learning_rate=normalise_learning_rate(learning_rate), epochs=epochs, validation_fraction=validation_fraction,
-        validation_size=validation_size, precision=checked_precision(precision))
+        validation_size=validation_size, precision=checked_precision(precision), threads=threads)
     spec.check()
     if not spec.seeds:
         raise UnfreezeError("--seeds must name at least one seed, e.g. 0,1,2.")
@@ -97,16 +98,26 @@ def advise(
     device = checked_device(device)
     result = run_advisor(spec, output, clock_start, device, progress=not quiet, json_path=as_json)
     if fit_dir is not None:
-        fit_recommendation(spec, result["plan"], fit_dir, device)
+        from ..cores import use_threads
+
+        with use_threads(spec.threads):
+            fit_recommendation(spec, result["plan"], fit_dir, device)
 
 
 def run_advisor(spec, output: Path, clock_start: float, device: str | None = None, progress: bool = True,
                 json_path: Path | None = None) -> dict:
     from ..advise.halving import run_halving
     from ..advise.plan import make_plan, plan_text, write_outputs
+    from ..cores import use_threads
 
-    run = run_halving(spec, output, clock_start, progress=progress, device=device,
-                      log=lambda line: typer.echo(line, err=True))
+    def log(line: str) -> None:
+        typer.echo(line, err=True)
+
+    with use_threads(spec.threads) as cores:
+        if progress:
+            log(f"cores: {cores.describe()}")
+        run = run_halving(spec, output, clock_start, progress=progress, device=device, log=log,
+                          cores=cores.as_dict())
     plan = make_plan(run)
     files = write_outputs(plan, run, json_path)
     typer.echo(plan_text(plan))
@@ -142,7 +153,9 @@ def fit_recommendation(spec, plan: dict, fit_dir: Path, device: str | None) -> N
     clf.save(fit_dir, metrics={**metrics, "n_train": len(pool), "n_test": len(data.test),
                                "fit_seconds": round(clf.fit_seconds_, 3), "advise": {
                                    "predicted_score": rec["predicted_score"], "interval": rec["interval"]}})
+    low, high = rec.get("fit_interval") or (None, None)
+    projected = f"{rec['fit_seconds']:.0f} s" + (f" [{low:.0f}, {high:.0f}]" if low is not None else "")
     typer.echo(f"fitted {rec['configuration']} on all {len(pool):,} labelled examples in "
-               f"{time.perf_counter() - started:.1f} s (predicted {rec['fit_seconds']:.0f} s)")
+               f"{time.perf_counter() - started:.1f} s (fit {clf.fit_seconds_:.0f} s; projected {projected})")
     typer.echo(format_metrics_table(metrics))
     typer.echo(f"bundle: {fit_dir}")

@@ -19,8 +19,8 @@ RESULTS_FILE = "results.jsonl"
 # clock, timings, memory, and where it ran (host, pid, backend). Everything else (the
 # cell, settings, metrics, parameter counts, examples seen, versions) is the result.
 VOLATILE_FIELDS = ("started", "finished", "runner", "predict_seconds_per_text")
-VOLATILE_FIT_FIELDS = ("seconds", "prefix_seconds", "step_seconds", "peak_memory_bytes", "epoch_seconds",
-                       "states_seconds")
+VOLATILE_FIT_FIELDS = ("seconds", "prefix_seconds", "step_seconds", "validation_seconds", "peak_memory_bytes",
+                       "epoch_seconds", "states_seconds")
 # a cell's coordinates, which a report needs to place its row; and the fields that are objects
 CELL_FIELDS = ("strategy", "label", "n_train", "seed")
 DICT_FIELDS = ("train", "test", "validation", "fit")

@@ -70,6 +70,10 @@ class TrainRecord:
     # seconds in training steps (and the frozen-prefix pass): the part of ``seconds`` that grows with the
     # training size; validation, loading and set-up do not
     step_seconds: float = 0.0
+    # seconds scoring the validation set after each epoch, and the texts scored (summed over epochs): the
+    # advisor projects a fit's time per example and epoch, not from whole cells
+    validation_seconds: float = 0.0
+    validation_texts: int = 0
     trainable_parameters: int = 0
     total_parameters: int = 0
     device: str = "cpu"
@@ -378,12 +382,15 @@ def train(
                 entry = {"epoch": epoch, "train_loss": epoch_loss, "examples": int(seen.sum()),
                          "distinct_examples": int((seen > 0).sum()), **(extra or {})}
                 if val_encoded is not None and y_val is not None:
+                    validation_started = time.perf_counter()
                     logits_val = predict_logits(model, backbone, val_encoded, config.batch_size * 2, val_prefix,
                                                 bf16=config.compute == "bf16" and device.type == "cuda")
                     val_loss = float(nn.functional.cross_entropy(torch.from_numpy(logits_val),
                                                                  torch.as_tensor(y_val, dtype=torch.long)))
                     metrics = classification_metrics(y_val.tolist(), logits_val.argmax(axis=1).tolist())
                     entry.update({"val_loss": val_loss, **{f"val_{k}": v for k, v in metrics.items()}})
+                    record.validation_seconds += time.perf_counter() - validation_started
+                    record.validation_texts += len(y_val)
                     score = (metrics["accuracy"], -val_loss)
                     if best_score is None or score > best_score:
                         best_score, bad_epochs, record.best_epoch = score, 0, epoch

@@ -1,0 +1,102 @@
+"""Calibration: one training step and one validation batch of each configuration, timed before the pilot.
+
+Each trained configuration fits two epochs of one batch at its strategy's default rate on a
+seeded sample of the pool, validating on one more batch after each epoch; the second epoch
+is the steady state (the first pays one-time set-up). A configuration that leaves the
+weights alone embeds two batches. What every cell then costs follows from these seconds per
+text (``pilot.cell_seconds``). A few seconds in all for a small model; they count against
+the budget like everything else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from ..data import sample
+from ..sweep.grid import SweepSpec
+from .pilot import StepCosts
+
+
+def calibrate(sweep: SweepSpec, data, configs: list, device: str | None, seed: int) -> dict[str, StepCosts]:
+    """``StepCosts`` of every configuration in ``configs`` (``halving.Configuration``), measured here and now."""
+    from ..embed import EMBEDDING_POOLS, embed
+    from ..models.pooling import parse_layers, resolve_pooling
+    from ..sweep.plan import cell_classifier, inference_backbone, prediction_seconds_per_text
+    from ..training.prefix import PREFIX_POOLS
+
+    batch = max(2, min(sweep.batch_size, len(data.train_pool) // 2))
+    texts = sample(data.train_pool, n_total=min(2 * batch, len(data.train_pool)), seed=seed)
+    train, validation = texts.subset(list(range(batch))), texts.subset(list(range(batch, len(texts))))
+    costs: dict[str, StepCosts] = {}
+    warmed = False
+    with EMBEDDING_POOLS.suspended(), PREFIX_POOLS.suspended():
+        for config in configs:
+            cell = config.cell(batch, seed)
+            strategy = cell.make_strategy()
+            if config.cheap:
+                # the model's forward pass per text (warmed first: the first pass pays one-time set-up), then
+                # a fit, whose time beyond embedding its sample is the head's
+                backbone = inference_backbone(sweep, device)
+                layers = list(parse_layers(sweep.layers, backbone.num_blocks, "advise"))
+                pooling = resolve_pooling(sweep.pooling, backbone.is_decoder, "advise")
+                embed(backbone, train.inputs[:2], layers, pooling, sweep.max_length, sweep.batch_size,
+                      use_cache=False, progress=False)
+                started = time.perf_counter()
+                embed(backbone, texts.inputs, layers, pooling, sweep.max_length, sweep.batch_size, use_cache=False,
+                      progress=False)
+                forward = (time.perf_counter() - started) / len(texts)
+                clf = cell_classifier(sweep, cell, device, use_cache=False)
+                clf.fit(train.inputs, train.labels)
+                # the head's fit (a logistic regression) is mostly set-up at these sizes: counted as fixed
+                costs[config.label] = StepCosts(config.label, True, forward=forward,
+                                                fixed=max(clf.fit_seconds_ - forward * batch, 0.0))
+                continue
+            one = dataclasses.replace(sweep, learning_rate=None, epochs=2, max_steps=None, patience=None,
+                                      validation_size=0)
+            if not warmed:  # the first training in a process pays one-time set-up (imports, allocator): not a cost
+                untimed(dataclasses.replace(one, epochs=1), cell, device).fit(train.inputs, train.labels)
+                warmed = True
+            clf = untimed(one, cell, device)
+            clf.fit(train.inputs, train.labels, validation=(validation.inputs, validation.labels))
+            record = clf.fit_record_
+            costs[config.label] = step_costs(config.label, record, clf.fit_seconds_, batch, len(validation),
+                                             prediction_seconds_per_text(clf, validation.inputs),
+                                             sweep.epochs or strategy.epochs_for(sweep.searches_rates),
+                                             len(strategy.learning_rate_grid()) if sweep.searches_rates
+                                             and "learning_rate" in strategy.training_settings else 1)
+    return costs
+
+
+def untimed(spec: SweepSpec, cell, device: str | None):
+    """A cell's classifier as the pilot's cells train (the frozen prefix cached in memory), without the embedding
+    cache on disk: calibration must run the model, not read earlier results."""
+    from ..sweep.plan import cell_classifier
+
+    return cell_classifier(spec, cell, device, use_cache=True).set_params(cache=False)
+
+
+def step_costs(label: str, record: dict, fit_seconds: float, n: int, validation: int, forward: float,
+               epochs: int | None, rates: int) -> StepCosts:
+    """A trained configuration's costs per text from a calibration fit of ``n`` examples, ``validation`` texts.
+
+    The steady state is the last epoch: its seconds less its share of the validation are the
+    steps; a loop that records no split (its own training) counts its whole fit as steps."""
+    runs = max(int(record.get("epochs_run") or 1), 1)
+    validate_total = float(record.get("validation_seconds") or 0.0)
+    scored = int(record.get("validation_texts") or 0)
+    validate = validate_total / scored if scored else forward
+    epoch_seconds = record.get("epoch_seconds") or []
+    prefix_total = float(record.get("prefix_seconds") or 0.0)
+    if epoch_seconds and scored:
+        last_steps = max(float(epoch_seconds[-1]) - validate_total / runs, 0.0)
+        train = last_steps / n
+    else:
+        train = max(fit_seconds - prefix_total, 0.0) / (n * runs)
+    steps_total = float(record.get("step_seconds") or 0.0) - prefix_total
+    fixed = max(fit_seconds - prefix_total - max(steps_total, train * n * runs) - validate_total, 0.0)
+    return StepCosts(label, False, train=train, validate=validate, prefix=prefix_total / (n + validation),
+                     forward=forward, fixed=fixed, epochs=int(epochs or runs), rates=rates)
+
+
+__all__ = ["calibrate", "step_costs", "untimed"]

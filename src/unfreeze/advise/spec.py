@@ -1,0 +1,144 @@
+"""What the advisor may try, on which data, within which budget: ``AdviseSpec`` and the sizes it derives."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from ..cache import sha256_json
+from ..errors import UnfreezeError
+from ..sweep.grid import SweepSpec
+
+FIRST_RUNG_RATES = ("first-seed", "every-seed")
+
+
+@dataclass
+class AdviseSpec:
+    """What the advisor may try, on which data, within which budget.
+
+    ``sizes`` are derived: ``min_size`` times ``growth`` per rung, up to ``max_size`` (default:
+    all the labelled data). ``k`` None gives freeze k in {0, L/2, L-1}.
+    """
+
+    data: str = "movie-snippets"
+    model: str = "minilm-l6"
+    strategies: list[str] = field(default_factory=lambda: ["features", "freeze", "lora"])
+    k: list[int] | str | None = None
+    grid: dict[str, dict[str, list]] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    budget: float = 900.0
+    eta: int = 3
+    # never fewer trained configurations than this go on; they then go on through every size the budget reaches
+    finalists: int = 2
+    # the first rung searches each configuration's rate on the first seed only and the other seeds
+    # reuse it ("first-seed"), a third of the cost of searching on every seed ("every-seed"); later rungs
+    # search on every seed unless only sharing the rate lets the finalists reach three sizes
+    first_rung_rate: str = "first-seed"
+    growth: float = 2.0
+    min_size: int | None = None
+    max_size: int | None = None
+    target: float | None = None
+    tolerance: float = 0.0
+    # a cheaper configuration is never recommended when it measured more than this below the best (or than
+    # the tolerance, if larger), even where three seeds cannot show the difference (it is better on one)
+    max_loss: float = 0.01
+    test: str | None = None
+    test_size: float | None = None
+    text_col: str = "text"
+    label_col: str = "label"
+    text_pair_col: str | None = None
+    pooling: str = "auto"
+    layers: str = "-1"
+    max_length: int = 128
+    batch_size: int = 32
+    learning_rate: float | str | list[float] | None = "auto"
+    epochs: int | None = None
+    validation_fraction: float = 0.1
+    # one validation set per seed, held out before the nested samples: every rung's decision and
+    # every cell's rate choice are scored on the same examples. None: default_validation_size;
+    # 0: validation_fraction of each sample (6 examples at a 64-example rung: a coin toss)
+    validation_size: int | None = None
+    precision: str = "auto"
+    # torch threads; None: no more than the cores other work leaves free (``cores.use_threads``)
+    threads: int | None = None
+
+    def check(self) -> None:
+        """The model-free checks: one line each, before anything loads."""
+        if not isinstance(self.budget, (int, float)) or self.budget <= 0:
+            raise UnfreezeError(f"--budget must be a positive duration such as 15m or 90s. Got {self.budget!r}.")
+        if self.target is not None and not 0 < self.target <= 1:
+            raise UnfreezeError(f"--target is a score in (0, 1] (accuracy); {self.target} can never be reached. "
+                                "Give e.g. --target 0.85.")
+        if not 0 <= self.tolerance < 1:
+            raise UnfreezeError(f"--tolerance is a score difference in [0, 1), e.g. 0.01. Got {self.tolerance}.")
+        if not 0 <= self.max_loss < 1:
+            raise UnfreezeError(f"--max-loss is a score difference in [0, 1), e.g. 0.01. Got {self.max_loss}.")
+        if not isinstance(self.eta, int) or self.eta < 2:
+            raise UnfreezeError(f"--eta must be an int >= 2 (keep the best 1/eta per rung). Got {self.eta!r}.")
+        if not isinstance(self.finalists, int) or isinstance(self.finalists, bool) or self.finalists < 1:
+            raise UnfreezeError(f"--finalists must be an int >= 1 (trained configurations compared at the largest "
+                                f"size). Got {self.finalists!r}.")
+        if self.first_rung_rate not in FIRST_RUNG_RATES:
+            raise UnfreezeError(f"--first-rung-rate must be one of {', '.join(FIRST_RUNG_RATES)}. "
+                                f"Got {self.first_rung_rate!r}.")
+        if not self.growth > 1:
+            raise UnfreezeError(f"--growth must be > 1 (each rung trains on more examples). Got {self.growth}.")
+        if self.validation_size is not None and (not isinstance(self.validation_size, int)
+                                                 or isinstance(self.validation_size, bool) or self.validation_size < 0):
+            raise UnfreezeError(f"--validation-size must be an int >= 0 (0: a fraction of each sample). "
+                                f"Got {self.validation_size!r}.")
+        if not 0 < self.validation_fraction < 1:
+            raise UnfreezeError("The advisor decides on validation scores: --validation-fraction must be in (0, 1). "
+                                f"Got {self.validation_fraction}.")
+        for name in ("min_size", "max_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 4):
+                raise UnfreezeError(f"--{name.replace('_', '-')} must be an int >= 4. Got {value!r}.")
+        if self.min_size and self.max_size and self.min_size > self.max_size:
+            raise UnfreezeError(f"--min-size {self.min_size} is above --max-size {self.max_size}.")
+        if self.threads is not None and (not isinstance(self.threads, int) or isinstance(self.threads, bool)
+                                         or self.threads < 1):
+            raise UnfreezeError(f"--threads must be an int >= 1 (torch threads). Got {self.threads!r}.")
+
+    def sweep_spec(self, k: list[int] | str | None = None, validation_size: int = 0) -> SweepSpec:
+        """The sweep settings every cell of the advisor shares (its keys are sweep keys)."""
+        return SweepSpec(data=self.data, model=self.model, strategies=list(self.strategies), grid=self.grid,
+                         validation_size=validation_size, k=k if k is not None else self.k, n_train=[1],
+                         seeds=list(self.seeds),
+                         test=self.test, test_size=self.test_size, text_col=self.text_col, label_col=self.label_col,
+                         text_pair_col=self.text_pair_col, pooling=self.pooling, layers=self.layers,
+                         max_length=self.max_length, batch_size=self.batch_size, learning_rate=self.learning_rate,
+                         epochs=self.epochs, validation_fraction=self.validation_fraction, precision=self.precision)
+
+    def plan_id(self) -> str:
+        """Names this advisor run's decisions: everything that could change one (not the thread count: a run
+        resumed with other threads replays the same decisions)."""
+        return sha256_json({k: v for k, v in asdict(self).items() if k != "threads"})[:16]
+
+
+def rung_sizes(min_size: int, max_size: int, growth: float) -> list[int]:
+    """Geometric sizes from ``min_size``; the last is ``max_size`` (a short last step merges into it)."""
+    sizes = [min_size]
+    while sizes[-1] * growth < max_size:
+        sizes.append(int(round(sizes[-1] * growth)))
+    if max_size / sizes[-1] >= math.sqrt(growth) or len(sizes) == 1:
+        sizes.append(max_size)
+    else:
+        sizes[-1] = max_size
+    return sorted(set(sizes))
+
+
+def default_validation_size(pool_size: int, n_classes: int) -> int:
+    """The advisor's validation set per seed: a fifth of the pool, from 8 per class up to 200 examples.
+
+    200 examples (x 3 seeds, paired) resolve accuracy differences of a few points; more costs
+    every cell an evaluation per epoch and rate for little more resolution."""
+    return max(8 * n_classes, min(200, pool_size // 5))
+
+
+def default_min_size(n_classes: int) -> int:
+    # enough for a validation split holding every class (validation_split needs 4 per class)
+    return max(64, 16 * n_classes)
+
+
+__all__ = ["AdviseSpec", "FIRST_RUNG_RATES", "default_min_size", "default_validation_size", "rung_sizes"]
