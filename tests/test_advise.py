@@ -229,8 +229,56 @@ def test_past_the_first_rung_every_seed_is_projected_to_search_its_rate():
     decision = decide(spec, "id", 0, [64, 512], 64, ["a", "b"], [], {k: _Config(k) for k in "ab"}, rows,
                       lambda c: c, 0.0)
     assert decision["promoted"] == ["a"] and decision["next_n_train"] == 512
+    assert decision["rate_search"] == "every-seed"
     # both seeds of `a` at 512 as seed 0 searched at 64: 2 x (18 s + 6 s x 8) = 132 s, padded by 1.15
     assert decision["projected_seconds"] == pytest.approx(2 * (18.0 + 48.0) * 1.15)
+
+
+def test_a_rung_decision_goes_one_size_up_while_the_budget_allows_and_shares_the_rate_when_only_that_fits():
+    scores = {"a": [0.7, 0.7, 0.7], "b": [0.8, 0.8, 0.8], "c": [0.6, 0.6, 0.6], "f": [0.75, 0.75, 0.75]}
+    rows = {}
+    for label, cells in _rows(scores, 64).items():
+        for r in cells:
+            # every trained cell searched three rates: 30 s, 3 s of steps per rate; features 1 s
+            r["finished"] = 1.0 if label == "f" else 30.0
+            r["fit"] = {} if label == "f" else {"step_seconds": 3.0, "lr_search": [{"step_seconds": 3.0}] * 3}
+            rows[(label, 64, r["cell"]["seed"])] = r
+    by_label = {k: _Config(k) for k in scores}
+    sizes = [64, 128, 256, 512]
+
+    def decision(budget: float, rate_search: str = "every-seed") -> dict:
+        spec = AdviseSpec(seeds=[0, 1, 2], eta=3, budget=budget, finalists=2)
+        return decide(spec, "id", 0, sizes, 64, ["a", "b", "c"], ["f"], by_label, rows, lambda c: c, 5.0,
+                      rate_search)
+
+    def within(room: float) -> float:
+        """The budget that leaves ``room`` seconds after the 278 s spent and the 3% kept back for the plan."""
+        return (278.0 + room) / 0.97
+
+    # spent 5 + 9 x 30 + 3 x 1 = 278 s. A searched cell at n: 21 s + 9 s x n / 64; one rate: a third of it.
+    # The two finalists go one size up (not straight to all the data): 128, then 256 for a learning curve
+    wide = decision(5000.0)
+    assert wide["promoted"] == ["b", "a"] and wide["eliminated"] == ["c"] and wide["reason"] == "finalists"
+    assert wide["next_n_train"] == 128 and wide["rate_search"] == "every-seed"
+    every = 1.15 * (2 * 3 * (21 + 18) + 3 * 2 + 2 * 3 * (21 + 36) + 3 * 4)  # 128 and 256, every seed searching
+    assert wide["projected_seconds"] == pytest.approx(every)
+    # a budget where only the first seed's rate kept for the rung reaches the two sizes still needed
+    shared = 1.15 * (2 * (39 + 2 * 13) + 3 * 2 + 2 * (57 + 2 * 19) + 3 * 4)
+    tight = decision(within(shared + 1))
+    assert tight["next_n_train"] == 128 and tight["rate_search"] == "first-seed"
+    assert tight["projected_seconds"] == pytest.approx(shared)
+    # a pilot planned with the shared rate keeps it, even where searching would fit
+    assert decision(5000.0, "first-seed")["rate_search"] == "first-seed"
+    # room for the next size only: it goes there (a curve needs three; the plan will say if it gets them)
+    one = 1.15 * (2 * (39 + 2 * 13) + 3 * 2)
+    assert decision(within(one + 1))["next_n_train"] == 128
+    # nothing fits: the pilot ends here
+    broke = decision(300.0)
+    assert broke["next_n_train"] is None and broke["reason"] == "budget"
+    # the largest size reached: the end
+    last = decide(AdviseSpec(seeds=[0, 1, 2], budget=5000.0), "id", 0, [64], 64, ["a", "b", "c"], ["f"], by_label,
+                  rows, lambda c: c, 5.0)
+    assert last["next_n_train"] is None and last["reason"] == "largest size"
 
 
 def test_halving_promotes_the_best_third_by_paired_validation_scores():
@@ -246,47 +294,6 @@ def test_halving_promotes_the_best_third_by_paired_validation_scores():
     failed = _rows({"x": [0.9, 0.9]}, 64)
     failed["x"][1]["status"] = "failed"
     assert rank({**failed, **_rows({"y": [0.6, 0.6]}, 64)})[0]["configuration"] == "y"  # 0.45 < 0.6
-
-
-def test_a_rung_decision_stops_when_the_next_rung_would_not_fit_the_budget():
-    scores = {"a": [0.7, 0.7], "b": [0.8, 0.8], "c": [0.6, 0.6], "f": [0.75, 0.75]}
-    rows = {}
-    for label, cells in _rows(scores, 64).items():
-        for r in cells:
-            r["finished"] = 10.0  # 10 s per cell
-            rows[(label, 64, r["cell"]["seed"])] = r
-    by_label = {k: _Config(k) for k in scores}
-    spec = AdviseSpec(seeds=[0, 1], eta=3, budget=1000.0, finalists=1)
-    decision = decide(spec, "id", 0, [64, 128], 64, ["a", "b", "c"], ["f"], by_label, rows, lambda c: c, 5.0)
-    assert decision["promoted"] == ["b"] and decision["eliminated"] == ["a", "c"]
-    # next rung: (b and f) x 2 seeds x 10 s x 128/64 x 1.15 = 92 s; spent 5 + 80 = 85 s
-    assert decision["next_n_train"] == 128 and decision["projected_seconds"] == pytest.approx(92.0)
-    tight = AdviseSpec(seeds=[0, 1], eta=3, budget=150.0, finalists=1)
-    stop = decide(tight, "id", 0, [64, 128], 64, ["a", "b", "c"], ["f"], by_label, rows, lambda c: c, 5.0)
-    assert stop["next_n_train"] is None and stop["reason"] == "budget"
-    # one trained configuration left: the sizes between decide nothing, it goes straight to the largest; the
-    # cheap one runs at every size on the way (128 and 256 too)
-    jump = decide(spec, "id", 0, [64, 128, 256, 512], 64, ["a", "b", "c"], ["f"], by_label, rows, lambda c: c, 5.0)
-    assert jump["promoted"] == ["b"] and jump["next_n_train"] == 512 and jump["reason"] == "one left"
-    assert jump["projected_seconds"] == pytest.approx((4 * 512 + 2 * (128 + 256)) * 10.0 / 64 * 1.15)
-    # the default keeps two finalists: the best two go straight to the largest size
-    finals = decide(AdviseSpec(seeds=[0, 1], eta=3, budget=2000.0), "id", 0, [64, 128, 256, 512], 64,
-                    ["a", "b", "c"], ["f"], by_label, rows, lambda c: c, 5.0)
-    assert finals["promoted"] == ["b", "a"] and finals["eliminated"] == ["c"]
-    assert finals["next_n_train"] == 512 and finals["reason"] == "finalists"
-    # where all the data does not fit the budget, the finalists go to the largest size that does: 512 would take
-    # (3 x 2 x 10 s x 8 + f at 128 and 256: 2 x 10 s x 6) x 1.15 = 690 s, 256 322 s; 85 s spent, 15 s kept back
-    capped = decide(AdviseSpec(seeds=[0, 1], eta=3, budget=500.0), "id", 0, [64, 128, 256, 512], 64,
-                    ["a", "b", "c"], ["f"], by_label, rows, lambda c: c, 5.0)
-    assert capped["next_n_train"] == 256 and capped["projected_seconds"] == pytest.approx(322.0)
-    assert capped["reason"] == "finalists: the largest size the budget allows"
-    broke = decide(AdviseSpec(seeds=[0, 1], eta=3, budget=150.0), "id", 0, [64, 128, 256, 512], 64,
-                   ["a", "b", "c"], ["f"], by_label, rows, lambda c: c, 5.0)
-    assert broke["next_n_train"] is None and broke["reason"] == "budget"
-    # more left than finalists: the next size as usual
-    wide = AdviseSpec(seeds=[0, 1], eta=2, budget=1000.0, finalists=1)
-    both = decide(wide, "id", 0, [64, 128, 256, 512], 64, ["a", "b", "c"], ["f"], by_label, rows, lambda c: c, 5.0)
-    assert both["promoted"] == ["b", "a"] and both["next_n_train"] == 128 and both["reason"] == "promoted"
 
 
 def _entry(label: str, sizes: list[int], fit_seconds: float, predicted: float, full: int) -> dict:
@@ -383,17 +390,25 @@ def test_a_deadline_stops_training_and_embedding_and_is_not_a_cell_failure(tiny_
 
 
 def test_advise_stops_a_cell_that_would_run_past_the_budget(advise_data, tiny_model_dir, tmp_path, monkeypatch):
-    """A configuration's first cell has no recorded time to project from: on a machine that is slow (here every
-    optimiser step takes a second), it runs into the deadline, stops within a step, and is not recorded."""
+    """A machine that slows down after the calibration timed it (here every optimiser step takes a second from
+    then on): the pilot's projection cannot see it, so a cell runs into the deadline, stops within a step, and is
+    not recorded."""
+    import unfreeze.advise.calibrate as calibrate
     import unfreeze.training.loop as loop
 
     step = loop.optimizer_step
+    timed = calibrate.calibrate
 
     def slow_step(*args, **kwargs):
         time.sleep(1.0)
         return step(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "optimizer_step", slow_step)
+    def then_slow(*args, **kwargs):
+        costs = timed(*args, **kwargs)
+        monkeypatch.setattr(loop, "optimizer_step", slow_step)
+        return costs
+
+    monkeypatch.setattr(calibrate, "calibrate", then_slow)
     out = tmp_path / "run"
     budget = 20.0
     result = runner.invoke(app, _advise_args(advise_data, tiny_model_dir("bert"), out, "--budget", f"{budget:.0f}s",

@@ -1,9 +1,9 @@
 """The cost model: from the pilot's rows, each configuration's cost on all the data.
 
-Fit seconds at the full size come from what the fit will do, step by step: for each rate its
-search tries, epochs of training steps and validation, at the seconds per training example
-and epoch and per validation text that the pilot's searched cells measured (a fit searches
-too), plus the frozen prefix once and each rate's fixed set-up (``fit_seconds_from_steps``).
+Fit seconds at the full size come from what the fit will do, step by step: at the rate the
+pilot's searches chose, epochs of training steps and validation, at the seconds per training
+example and epoch and per validation text that the pilot's searched cells measured, plus the
+frozen prefix once and the fixed set-up (``fit_seconds_from_steps``).
 The point is the median over the cells at the pilot's largest size; the interval runs from
 the fastest cell at the epochs it ran to the slowest at the epoch ceiling. A whole cell
 scaled up would read one contended cell as the rule (a 64-example cell on a busy machine
@@ -74,14 +74,16 @@ def cost_at(rows: list[dict], size: int, validation_fraction: float = 0.1) -> di
 
 
 def fit_seconds_from_steps(row: dict, size: int, validation_fraction: float) -> tuple[float, float, float] | None:
-    """A searched cell's fit on ``size`` examples, projected per example and epoch: (low, point, high).
+    """A fit on ``size`` examples at the rate a searched cell chose, projected per example and epoch: (low, point,
+    high).
 
-    The fit holds out ``validation_fraction`` of the examples and, for every rate its search
-    tries, trains on the rest for up to the epoch ceiling, scoring the held-out texts after
-    each epoch; the frozen prefix is computed once. Each rate's seconds per example-epoch and
-    per validation text come from the cell's own trials; its other seconds (copies, set-up) stay.
-    Low: the epochs the cell's trials ran; point and high: the ceiling (on more data early stopping
-    ends later), high with the slowest trial's rates. None for rows that did not record the split.
+    The fit (``advise --fit``) holds out ``validation_fraction`` of the examples, trains on the
+    rest for up to the epoch ceiling and scores the held-out texts after each epoch; the frozen
+    prefix is computed once. Seconds per example and epoch, per validation text and per prefix text
+    come from the cell's trials (every rate it tried costs the same per step); its other seconds
+    (copies, set-up) stay. Low: the epochs the trials ran; point and high: the ceiling (on more
+    data early stopping ends later), high at the slowest trial's rates. None for rows that did not
+    record the split.
     """
     fit = row.get("fit") or {}
     trials = fit.get("lr_search") or []
@@ -90,23 +92,22 @@ def fit_seconds_from_steps(row: dict, size: int, validation_fraction: float) -> 
         return None
     n = int(row["cell"]["n_train"])
     validation = int((row.get("validation") or {}).get("n") or 0)
-    ceiling = int(((row.get("settings") or {}).get("search") or {}).get("epochs") or
-                  max(int(t.get("epochs_run") or 1) for t in trials))
+    ran = [max(int(t.get("epochs_run") or 1), 1) for t in trials]
+    ceiling = int(((row.get("settings") or {}).get("search") or {}).get("epochs") or max(ran))
     held = validation_fraction * size
     trained = size - held
     # examples_seen counts every epoch's examples: seconds per example and epoch
     step = [max(t["step_seconds"] - t["prefix_seconds"], 0.0) / t["examples_seen"] for t in trials]
     validate = [t["validation_seconds"] / t["validation_texts"] if t["validation_texts"] else 0.0 for t in trials]
-    fixed = [max(t["seconds"] - t["step_seconds"] - t["validation_seconds"], 0.0) for t in trials]
+    fixed = float(np.mean([max(t["seconds"] - t["step_seconds"] - t["validation_seconds"], 0.0) for t in trials]))
     prefix = sum(t["prefix_seconds"] for t in trials) / max(n + validation, 1) * size
-    ran = [max(int(t.get("epochs_run") or 1), 1) for t in trials]
 
-    def total(epochs: list[int], steps: list[float], validates: list[float]) -> float:
-        return prefix + sum(f + e * (s * trained + v * held) for f, e, s, v in zip(fixed, epochs, steps, validates))
+    def total(epochs: float, steps: float, validates: float) -> float:
+        return prefix + fixed + epochs * (steps * trained + validates * held)
 
-    top = [ceiling] * len(trials)
-    return (total(ran, step, validate), total(top, step, validate),
-            total(top, [max(step)] * len(step), [max(validate)] * len(validate)))
+    mean_step, mean_validate = float(np.mean(step)), float(np.mean(validate))
+    return (total(float(np.mean(ran)), mean_step, mean_validate), total(ceiling, mean_step, mean_validate),
+            total(ceiling, max(step), max(validate)))
 
 
 def _other_costs(rows: list[dict], size: int) -> dict:
@@ -169,13 +170,19 @@ def split_cell_seconds(row: dict) -> tuple[float, float]:
     return total - grows, grows / n
 
 
-def projected_cell_seconds(row: dict, size: int) -> float:
+def projected_cell_seconds(row: dict, size: int, validation: int | None = None) -> float:
     """A cell's seconds at ``size`` training examples, from its row at another size (``split_cell_seconds``).
 
     At 64 examples and a 200-text validation set the fixed part is most of a cell: scaling it
-    too over-projects a larger rung by half.
+    too over-projects a larger rung by half. ``validation``: the texts the cell at ``size`` will
+    validate on, where that grows with the rung; the seconds the row spent validating scale with it.
     """
     fixed, per_example = split_cell_seconds(row)
+    scored = int((row.get("validation") or {}).get("n") or 0)
+    if validation is not None and scored and validation != scored:
+        fit = row.get("fit") or {}
+        spent = sum(float(t.get("validation_seconds") or 0.0) for t in fit.get("lr_search") or [fit])
+        fixed += min(spent, fixed) * (validation / scored - 1.0)
     return fixed + per_example * size
 
 

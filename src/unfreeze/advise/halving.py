@@ -39,12 +39,14 @@ from ..deadline import deadline as time_limit
 from ..errors import UnfreezeError
 from ..sweep.grid import Cell, SweepSpec, expand
 from ..sweep.store import ResultsStore
-from .cost import cell_seconds, projected_cell_seconds, searched_rate
-from .pilot import MIN_SIZES, SAFETY, PilotPlan, StepCosts, calibrated_seconds, plan_pilot
+from .cost import cell_seconds, human_seconds, projected_cell_seconds, searched_rate
+from .pilot import MIN_SIZES, SAFETY, PilotPlan, StepCosts, calibrated_seconds, plan_pilot, validation_at
 from .pilot import cell_seconds as calibrated_cell
 from .spec import AdviseSpec, FIRST_RUNG_RATES, default_min_size, default_validation_size, rung_sizes
 
 ADVISE_FILE = "advise.json"
+# where the next size of the ladder does not fit, a size between is run if it is at least this much larger
+PARTIAL_STEP = 1.25
 
 
 @dataclass
@@ -149,11 +151,10 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
     started = next((r for r in store.records() if r.get("kind") == "advise-start" and r.get("plan_id") == plan_id),
                    None)
     if started is None:
-        load_seconds = time.monotonic() - clock_start
         # a floor of 8 per class (and 32): smaller samples leave a class out of the head's training
         floor = max(32, 8 * n_classes)
         smaller = [] if spec.min_size else [n for n in (min_size // 2, min_size // 4) if n >= floor and n < min_size]
-        pilot, costs = make_pilot(spec, sweep, data, configs, device, ladder, held, load_seconds, clock_start,
+        pilot, costs = make_pilot(spec, sweep, data, configs, device, ladder, held, clock_start,
                                   smaller, n_classes)
         run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(run_dir / ADVISE_FILE) as tmp:
@@ -169,12 +170,15 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
         store.append(started)
     pilot = PilotPlan(**started["pilot"])
     if progress:
-        for line in (pilot.warning(spec.budget), pilot.describe()):
+        from ..cores import CoreShare
+
+        share = f"cores: {CoreShare(**cores).describe()}" if cores else None
+        for line in (pilot.warning(spec.budget), pilot.describe(), share):
             if line:
                 log(line)
     costs = {label: StepCosts(**c) for label, c in (started.get("calibration") or {}).items()}
     seeds = list(pilot.seeds)
-    sizes = rung_sizes(pilot.sizes[0], max_size, spec.growth) if pilot.sizes else ladder
+    sizes = pilot.ladder or ladder
     configs = [c for c in configs if c.label in pilot.configurations]
     recorded = {r["rung"]: r for r in store.records() if r.get("kind") == "advise-rung"
                 and r.get("plan_id") == plan_id}
@@ -192,23 +196,31 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
     latest_rows: dict[str, list[dict]] = {}  # each configuration's cells at its latest size: the clock guard's basis
     run_spec = replace(spec, seeds=seeds)
 
+    rung_of: dict[int, int] = {}  # size -> rung, as the decisions reach them
+
     def shares_rate(n: int) -> bool:
         """Whether the rung of size ``n`` trains the later seeds at the rate the first seed's search chose."""
-        rung = sizes.index(n)
+        rung = rung_of[n]
         mode = spec.first_rung_rate if rung == 0 else (recorded.get(rung - 1) or {}).get("rate_search",
                                                                                           "every-seed")
         return mode == "first-seed" and sweep.searches_rates and len(seeds) > 1
 
+    def validation_for(n: int) -> int:
+        return validation_at(n, held, pilot.validation_growth, pilot.validation_floor)
+
     def cell_sweep(cell: Cell) -> SweepSpec:
-        """A cell's settings: where its rung shares the rate, the later seeds train at the first seed's."""
+        """A cell's settings: its rung's validation texts; where its rung shares the rate, the later seeds train
+        at the first seed's."""
+        used = validation_for(cell.n_train)
+        base = replace(sweep, validation_used=used) if used < held else sweep
         if cell.seed == seeds[0] or by_label[cell.label].cheap or not shares_rate(cell.n_train):
-            return sweep
+            return base
         first = plan_rows.get(key_of(by_label[cell.label].cell(cell.n_train, seeds[0]))) or {}
         rate = (first.get("fit") or {}).get("learning_rate") if first.get("status") == "done" else None
         if rate is None:
-            return sweep
+            return base
         # the search's training at the chosen rate: its epoch ceiling (early stopping on the validation set)
-        return replace(sweep, learning_rate=float(rate), epochs=sweep.epochs or cell.make_strategy().epochs_for(True))
+        return replace(base, learning_rate=float(rate), epochs=sweep.epochs or cell.make_strategy().epochs_for(True))
 
     def key_of(cell: Cell) -> str:
         return cell.key(data.fingerprint, backbone.fingerprint(), cell_sweep(cell).cell_settings(cell.strategy))
@@ -218,7 +230,9 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
             record["predict_seconds_per_text"] = prediction_seconds_per_text(clf, train.inputs[:32])
 
     with shared_embeddings():
-        for i, n in enumerate(sizes):
+        i, n = 0, sizes[0]
+        while True:
+            rung_of[n] = i
             rung_labels = cheap + alive
             latest = store.latest()
             halted = cut = False
@@ -230,7 +244,7 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
                         plan_rows[key] = latest[key]
                         continue
                     # from the configuration's cells at the size before; its first cell: from the calibration
-                    first = calibrated_cell(costs[label], n, held, seed == seeds[0] or not shares_rate(n)) \
+                    first = calibrated_cell(costs[label], n, validation_for(n), seed == seeds[0] or not shares_rate(n)) \
                         if label in costs else 0.0
                     expected = max((projected_cell_seconds(r, n) for r in latest_rows.get(label, [])),
                                    default=first) * SAFETY
@@ -275,7 +289,7 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
             decision = recorded.get(i)
             if decision is None:
                 decision = decide(run_spec, plan_id, i, sizes, n, alive, cheap, by_label, plan_rows, key_of, overhead,
-                                  pilot.rate_search)
+                                  pilot.rate_search, validation_for)
                 store.append(decision)
                 recorded[i] = decision
             decisions.append(decision)
@@ -283,6 +297,7 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
             if decision["next_n_train"] is None:
                 stopped = decision["reason"]
                 break
+            i, n = i + 1, int(decision["next_n_train"])
     rows = list(plan_rows.values())
     spent = overhead + sum(cell_seconds(r) for r in rows)
     machine = {"cores": started.get("cores"), **calibration_ratio(costs, rows)}
@@ -307,7 +322,7 @@ def check_sizes(spec: AdviseSpec, full: int, held: int, trainable: int, min_size
 
 
 def make_pilot(spec: AdviseSpec, sweep: SweepSpec, data, configs: list[Configuration], device: str | None,
-               ladder: list[int], held: int, load_seconds: float, clock_start: float, smaller: list[int],
+               ladder: list[int], held: int, clock_start: float, smaller: list[int],
                n_classes: int) -> tuple[PilotPlan, dict[str, StepCosts]]:
     """Calibrate, then plan the pilot in what the budget leaves; refuse a budget that cannot run even the cheap
     configurations at the smallest size (one line, nothing written)."""
@@ -323,14 +338,19 @@ def make_pilot(spec: AdviseSpec, sweep: SweepSpec, data, configs: list[Configura
     floor = (min(smaller) if smaller else ladder[0])
     baseline = sum(len(spec.seeds) * calibrated_cell(costs[label], floor, held, False) for label in cheap
                    if label in costs) * SAFETY
-    if not costs or (cheap and baseline > room) or room <= 0:
-        needed = time.monotonic() - clock_start + baseline + reserve_seconds(spec.budget)
-        raise UnfreezeError(f"A budget of {spec.budget:.0f} s cannot run even the features baseline at the "
+    elapsed = time.monotonic() - clock_start
+    if not costs or room <= 0:
+        raise UnfreezeError(f"A budget of {human_seconds(spec.budget)} cannot run even the features baseline: "
+                            f"loading the model and timing one step of each configuration took "
+                            f"{human_seconds(elapsed)}. Give --budget {math.ceil(max(elapsed, 20) * 3 / 60)}m or more.")
+    if cheap and baseline > room:
+        needed = elapsed + baseline + reserve_seconds(spec.budget)
+        raise UnfreezeError(f"A budget of {human_seconds(spec.budget)} cannot run even the features baseline at the "
                             f"smallest size ({floor} examples x {len(spec.seeds)} seeds): loading and timing took "
-                            f"{load_seconds:.0f} s and the baseline needs about {baseline:.0f} s more. "
-                            f"Give --budget {math.ceil(max(needed, spec.budget) * 1.5 / 60)}m or more.")
+                            f"{human_seconds(elapsed)} and the baseline needs about {human_seconds(baseline)} more. "
+                            f"Give --budget {math.ceil(needed * 1.5 / 60)}m or more.")
     pilot = plan_pilot(costs, [c.label for c in configs], ladder, list(spec.seeds), held, room, spec.eta,
-                       spec.finalists, spec.first_rung_rate, smaller, spec.growth)
+                       spec.finalists, spec.first_rung_rate, smaller, spec.growth, max(32, 8 * n_classes))
     return pilot, costs
 
 
@@ -350,7 +370,8 @@ def calibration_ratio(costs: dict[str, StepCosts], rows: list[dict]) -> dict:
     measured = expected = 0.0
     for r in rows:
         c = costs.get(r["cell"]["label"])
-        projected = calibrated_seconds(c, r) if c is not None else None
+        # trained cells: a cheap cell's seconds depend on what the embedding pool already holds
+        projected = calibrated_seconds(c, r) if c is not None and not c.cheap else None
         if projected:
             measured += cell_seconds(r)
             expected += projected
@@ -359,10 +380,12 @@ def calibration_ratio(costs: dict[str, StepCosts], rows: list[dict]) -> dict:
 
 
 def decide(spec: AdviseSpec, plan_id: str, i: int, sizes: list[int], n: int, alive: list[str], cheap: list[str],
-           by_label: dict, plan_rows: dict, key_of, overhead: float, rate_search: str = "every-seed") -> dict:
+           by_label: dict, plan_rows: dict, key_of, overhead: float, rate_search: str = "every-seed",
+           validation_for: Callable[[int], int] | None = None) -> dict:
     """The rung's decision from its rows: ranking, who goes on, whether the next size fits the budget, and
     whether its later seeds search their rate (``rate_search`` "every-seed", when that still lets the
-    finalists reach ``MIN_SIZES`` sizes) or train at the first seed's ("first-seed")."""
+    finalists reach ``MIN_SIZES`` sizes) or train at the first seed's ("first-seed"). ``validation_for(n)``: the
+    validation texts of a rung of n examples, where they grow with the rung."""
     def rows_of(label: str, size: int) -> list[dict]:
         return [plan_rows[key_of(by_label[label].cell(size, s))] for s in spec.seeds
                 if key_of(by_label[label].cell(size, s)) in plan_rows]
@@ -377,10 +400,15 @@ def decide(spec: AdviseSpec, plan_id: str, i: int, sizes: list[int], n: int, ali
         rows = rows_of(label, n)
         searched = [r for r in rows if searched_rate(r)]
         once = [r for r in rows if not searched_rate(r)]
+        texts = validation_for(target) if validation_for is not None else None
+
+        def at(r: dict) -> float:
+            return projected_cell_seconds(r, target, texts)
+
         if not searched:
-            return sum(projected_cell_seconds(r, target) for r in rows)
-        search = sum(projected_cell_seconds(r, target) for r in searched) / len(searched)
-        single = (sum(projected_cell_seconds(r, target) for r in once) / len(once) if once
+            return sum(at(r) for r in rows)
+        search = sum(at(r) for r in searched) / len(searched)
+        single = (sum(at(r) for r in once) / len(once) if once
                   else search / max(len((searched[0].get("fit") or {}).get("lr_search") or [1]), 1))
         searching = 1 if mode == "first-seed" else len(rows)
         return searching * search + (len(rows) - searching) * single
@@ -388,19 +416,30 @@ def decide(spec: AdviseSpec, plan_id: str, i: int, sizes: list[int], n: int, ali
     def projected_to(targets: list[int], mode: str) -> float:
         return SAFETY * sum(seconds_at(label, t, mode) for t in targets for label in promoted + cheap)
 
-    ahead = sizes[i + 1:]
+    ahead = [size for size in sizes if size > n]
     needed = ahead[:max(1, MIN_SIZES - (i + 1))]  # the sizes still to reach for a curve (or the next one)
     modes = ["every-seed", "first-seed"] if rate_search == "every-seed" else ["first-seed"]
     next_n, mode, projected, reason = None, rate_search, 0.0, "largest size"
     if ahead and promoted:
         choice = next(((m, projected_to(needed, m)) for m in modes if projected_to(needed, m) <= room), None) or \
             next(((m, projected_to(ahead[:1], m)) for m in modes if projected_to(ahead[:1], m) <= room), None)
-        if choice is None:
-            reason, projected = "budget", projected_to(ahead[:1], modes[-1])
-        else:
+        if choice is not None:
             mode, projected = choice
             next_n = ahead[0]
             reason = "finalists" if len(promoted) <= spec.finalists else "promoted"
+        else:
+            # the next size does not fit: the largest size on the way that does (at least a quarter above this
+            # one: a curve point that close adds little), so that the budget is spent on a larger size
+            mode = modes[-1]
+            low, high = int(math.ceil(PARTIAL_STEP * n)), ahead[0] - 1
+            if low <= high and projected_to([low], mode) <= room:
+                while low < high:
+                    middle = (low + high + 1) // 2
+                    low, high = (middle, high) if projected_to([middle], mode) <= room else (low, middle - 1)
+                next_n, projected = low, projected_to([low], mode)
+                reason = "the largest size the budget allows"
+            else:
+                reason, projected = "budget", projected_to(ahead[:1], mode)
     return {"kind": "advise-rung", "key": f"advise-rung:{plan_id}:{i}", "plan_id": plan_id, "rung": i,
             "n_train": n, "ranking": ranking, "promoted": promoted, "eliminated": eliminated, "cheap": cheap,
             "next_n_train": next_n, "rate_search": mode, "reason": reason, "spent_seconds": spent,

@@ -6,10 +6,11 @@ one validation batch of each configuration; from those, ``cell_seconds`` project
 (size, validation set, rates searched) and ``plan_pilot`` picks the most thorough pilot whose
 projection reaches three sizes within the budget, giving up, in this order and only as far
 as needed: a rate searched on every seed past the first rung (the first seed's rate is then
-kept for the rung), a smaller first size, the most expensive configurations (the report says
-which and why), the third seed. When even the cheapest of these cannot reach three sizes, it
-says so in one line and runs the cheapest honest pilot: the cheap configurations and the
-cheapest trained one. No torch.
+kept for the rung), the whole validation set at small rungs (a nested subset of twice the
+rung's size), a smaller first size, the third seed, the most expensive configurations (the
+plan says which and why). When even the cheapest of these cannot reach three sizes, it says
+so in one line and runs the cheapest honest pilot: the cheap configurations and the cheapest
+trained one, on two seeds. No torch.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from .spec import rung_sizes
 MIN_SIZES = 3
 # a next rung is started only when its projected time, padded by this factor, fits
 SAFETY = 1.15
+# where the budget is short, a rung of n examples validates on this many times n texts (a nested subset)
+VALIDATION_GROWTH = 2.0
 RATE_SEARCHES = ("every-seed", "first-seed")
 
 
@@ -86,6 +89,9 @@ class PilotPlan:
     honest: bool = True  # reaches MIN_SIZES sizes
     needed_seconds: float | None = None  # the budget the full pilot needs for MIN_SIZES sizes
     changes: list[str] = field(default_factory=list)  # what was given up, in words
+    validation_growth: float = 0.0  # > 0: a rung of n validates on this many times n texts (see validation_at)
+    validation_floor: int = 0
+    ladder: list[int] = field(default_factory=list)  # every size from the first, to all the data
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -106,8 +112,10 @@ class PilotPlan:
         if self.honest:
             return None
         need = f"about {human_seconds(self.needed_seconds)}" if self.needed_seconds else "a larger budget"
-        return (f"A budget of {human_seconds(budget)} cannot reach {MIN_SIZES} training sizes here (the pilot "
-                f"reaches {', '.join(map(str, self.sizes))}): nothing will be predicted at the full size; running "
+        reached = (f"the pilot reaches {', '.join(map(str, self.sizes))}" if self.sizes
+                   else "not even the first size's cells fit")
+        return (f"A budget of {human_seconds(budget)} cannot reach {MIN_SIZES} training sizes here ({reached}): "
+                f"nothing will be predicted at the full size; running "
                 f"the cheapest pilot ({', '.join(self.configurations)}). A budget of {need} would reach "
                 f"{MIN_SIZES} sizes with every configuration.")
 
@@ -134,20 +142,32 @@ def rung_seconds(costs: list[StepCosts], n: int, seeds: int, validation: int, se
     return total
 
 
-def projected(costs: dict[str, StepCosts], labels: list[str], sizes: list[int], seeds: int, validation: int,
-              eta: int, finalists: int, rate_search: str, first_rung_rate: str) -> list[float]:
-    """Cumulative seconds to run each of ``sizes`` as a rung. Past the first rung the trained configurations
-    still in the race are priced as their average (which ones go on is not known yet)."""
+def validation_at(n: int, full: int, growth: float, floor: int) -> int:
+    """The validation texts of a rung of ``n`` examples: all ``full`` of them, or (``growth`` > 0) ``growth``
+    times ``n`` but at least ``floor``, never more than ``full``: small rungs score on a nested subset."""
+    if not growth:
+        return full
+    return min(full, max(floor, int(math.ceil(growth * n))))
+
+
+def projected(costs: dict[str, StepCosts], labels: list[str], sizes: list[int], seeds: int,
+              validation: int | list[int], eta: int, finalists: int, rate_search: str,
+              first_rung_rate: str) -> list[float]:
+    """Cumulative seconds to run each of ``sizes`` as a rung (``validation``: texts per rung, or one number for
+    all). Past the first rung the trained configurations still in the race are priced as their average
+    (which ones go on is not known yet)."""
     trained = [costs[label] for label in labels if not costs[label].cheap]
     cheap = [costs[label] for label in labels if costs[label].cheap]
     counts = alive_counts(len(trained), eta, finalists, len(sizes))
+    texts = validation if isinstance(validation, list) else [validation] * len(sizes)
     totals, total = [], 0.0
     for i, n in enumerate(sizes):
         shared = (first_rung_rate if i == 0 else rate_search) == "first-seed"
         searched = 1 if shared else seeds
-        total += rung_seconds(cheap, n, seeds, validation, searched, sizes[i - 1] + validation if i else 0)
+        v = texts[i]
+        total += rung_seconds(cheap, n, seeds, v, searched, sizes[i - 1] + texts[i - 1] if i else 0)
         if trained:
-            everyone = rung_seconds(trained, n, seeds, validation, searched)
+            everyone = rung_seconds(trained, n, seeds, v, searched)
             total += everyone if i == 0 else everyone * counts[i] / len(trained)
         totals.append(total)
     return totals
@@ -160,11 +180,13 @@ def reach(totals: list[float], room: float) -> int:
 
 def plan_pilot(costs: dict[str, StepCosts], labels: list[str], ladder: list[int], seeds: list[int],
                validation: int, room: float, eta: int, finalists: int, first_rung_rate: str = "first-seed",
-               smaller_first: list[int] | None = None, growth: float = 2.0) -> PilotPlan:
+               smaller_first: list[int] | None = None, growth: float = 2.0,
+               validation_floor: int = 16) -> PilotPlan:
     """The most thorough pilot whose projection reaches ``MIN_SIZES`` sizes in ``room`` seconds (see the module).
 
     ``ladder`` is the sizes from the default first size; ``smaller_first`` lists smaller first sizes that may
     be tried (each with its own ladder, the same growth), largest first (empty: the first size is the user's).
+    ``validation_floor``: the fewest validation texts a small rung may score on.
     """
     trained = sorted((label for label in labels if not costs[label].cheap),
                      key=lambda label: -cell_seconds(costs[label], ladder[0], validation, True))
@@ -173,42 +195,59 @@ def plan_pilot(costs: dict[str, StepCosts], labels: list[str], ladder: list[int]
     needed_seconds = needed[-1] * SAFETY if needed else None
 
     def option(rate: str, sizes: list[int], kept: list[str], chosen_seeds: list[int], dropped: dict[str, str],
-               changes: list[str]) -> PilotPlan:
-        totals = projected(costs, kept, sizes, len(chosen_seeds), validation, eta, finalists, rate, first_rung_rate)
+               changes: list[str], grow: float = 0.0) -> PilotPlan:
+        texts = [validation_at(n, validation, grow, validation_floor) for n in sizes]
+        totals = projected(costs, kept, sizes, len(chosen_seeds), texts, eta, finalists, rate, first_rung_rate)
         n = reach(totals, room)
         return PilotPlan(sizes[:n], list(chosen_seeds), list(kept), dict(dropped), rate, totals[:n], room,
-                         n >= min(MIN_SIZES, len(sizes)), needed_seconds, list(changes))
+                         n >= min(MIN_SIZES, len(sizes)), needed_seconds, list(changes), grow,
+                         validation_floor if grow else 0, list(sizes))
 
-    # the full pilot; then the first seed's rate kept for each rung, where that reaches further
+    # the full pilot (past three sizes the decisions share the rate where only that reaches a next size);
+    # then the first seed's rate kept for each rung
     full = option("every-seed", ladder, labels, seeds, {}, [])
-    shared_note = "the first seed's rate kept for each rung"
-    shared = option("first-seed", ladder, labels, seeds, {}, [shared_note])
-    best = shared if len(shared.sizes) > len(full.sizes) else full
-    if best.honest:
-        return best
+    if full.honest:
+        return full
+    notes = ["the first seed's rate kept for each rung"]
+    plan = option("first-seed", ladder, labels, seeds, {}, notes)
+    if plan.honest:
+        return plan
+    # small rungs validate on a nested subset of the validation set (twice their size)
+    notes = notes + [f"small rungs validate on {VALIDATION_GROWTH:g}x their size (at least {validation_floor})"]
+    plan = option("first-seed", ladder, labels, seeds, {}, notes, VALIDATION_GROWTH)
+    if plan.honest:
+        return plan
     # a smaller first size
-    sizes, notes = ladder, [shared_note]
+    sizes = ladder
     for first in smaller_first or []:
-        sizes, notes = rung_sizes(first, ladder[-1], growth), [shared_note, f"first size {first} instead of {ladder[0]}"]
-        plan = option("first-seed", sizes, labels, seeds, {}, notes)
+        sizes = rung_sizes(first, ladder[-1], growth)
+        plan = option("first-seed", sizes, labels, seeds, {}, notes + [f"first size {first} instead of {ladder[0]}"],
+                      VALIDATION_GROWTH)
         if plan.honest:
             return plan
-    # the most expensive trained configurations, one at a time, while one is left
+    if sizes is not ladder:
+        notes = notes + [f"first size {sizes[0]} instead of {ladder[0]}"]
+    # two seeds (two still give an interval)
+    chosen = seeds[:2]
+    if len(chosen) < len(seeds):
+        notes = notes + [f"seeds {', '.join(map(str, chosen))} only"]
+        plan = option("first-seed", sizes, labels, chosen, {}, notes, VALIDATION_GROWTH)
+        if plan.honest:
+            return plan
+    # the most expensive trained configurations, one at a time, while one is left; if even that falls short,
+    # the cheapest honest pilot: the cheap configurations and the cheapest trained one
     kept, dropped = list(labels), {}
     for label in trained[:-1]:
         kept.remove(label)
-        dropped[label] = (f"a cell of it costs about {human_seconds(cell_seconds(costs[label], sizes[0], validation, True))}"
-                          f" at {sizes[0]} examples, the most of those left")
-        plan = option("first-seed", sizes, kept, seeds, dropped, notes + [f"left out {', '.join(dropped)}"])
+        dropped[label] = (f"a cell of it costs about "
+                          f"{human_seconds(cell_seconds(costs[label], sizes[0], validation, True))} at {sizes[0]} "
+                          "examples, the most of those left")
+        plan = option("first-seed", sizes, kept, chosen, dropped, notes + [f"left out {', '.join(dropped)}"],
+                      VALIDATION_GROWTH)
         if plan.honest:
             return plan
-    # the cheapest honest pilot: the cheap configurations and the cheapest trained one, on two seeds
-    notes = notes + ([f"left out {', '.join(dropped)}"] if dropped else [])
-    two = seeds[:2]
-    if len(two) < len(seeds):
-        notes.append(f"seeds {', '.join(map(str, two))} only")
-    return option("first-seed", sizes, kept, two, dropped, notes)
+    return plan
 
 
-__all__ = ["MIN_SIZES", "SAFETY", "PilotPlan", "StepCosts", "alive_counts", "calibrated_seconds", "cell_seconds",
-           "plan_pilot", "projected", "rung_seconds"]
+__all__ = ["MIN_SIZES", "SAFETY", "VALIDATION_GROWTH", "PilotPlan", "StepCosts", "alive_counts", "calibrated_seconds", "cell_seconds",
+           "plan_pilot", "projected", "rung_seconds", "validation_at"]

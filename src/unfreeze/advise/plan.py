@@ -73,7 +73,8 @@ def make_plan(run: AdviseRun) -> dict:
                  "sizes": sorted(own), "measured": {str(n): sum(v.values()) / len(v) for n, v in sorted(own.items())},
                  "seeds": max(len(v) for v in own.values()), "cost": cost,
                  "learning_rates": sorted({(r.get("fit") or {}).get("learning_rate") for r in rows
-                                           if (r.get("fit") or {}).get("learning_rate") is not None})}
+                                           if (r.get("fit") or {}).get("learning_rate") is not None}),
+                 "rate_at_largest": rate_at_largest(rows)}
         if len(own) >= MIN_SIZES:  # a curve through fewer sizes is not checked by anything: no prediction
             own_form = form if form in lc.usable_forms(len(own)) else "last"
             entry["form"] = own_form
@@ -99,6 +100,18 @@ def make_plan(run: AdviseRun) -> dict:
             "predicts": bool(reached) and min(reached) >= MIN_SIZES, "budget_for_curves": needed,
             "pilot": run.pilot, "machine": run.machine,
             "recommendation": recommendation, "plan": ranked, "rungs": run.decisions}
+
+
+def rate_at_largest(rows: list[dict]) -> float | None:
+    """The learning rate the searches chose at the largest size (the most common over seeds; a tie: the first
+    seed's): the rate ``advise --fit`` trains at."""
+    if not rows:
+        return None
+    largest = max(r["cell"]["n_train"] for r in rows)
+    rates = [(r.get("fit") or {}).get("learning_rate") for r in sorted(rows, key=lambda r: r["cell"]["seed"])
+             if r["cell"]["n_train"] == largest]
+    rates = [r for r in rates if r is not None]
+    return max(rates, key=rates.count) if rates else None
 
 
 def score_of(entry: dict, full: int) -> float:
@@ -175,6 +188,7 @@ def recommend(candidates: list[dict], scores: dict, full: int, tolerance: float,
             "at_2x": (pick.get("predicted") or {}).get(str(2 * full)),
             "at_4x": (pick.get("predicted") or {}).get(str(4 * full)),
             "fit_seconds": pick["cost"]["fit_seconds"], "fit_interval": pick["cost"].get("fit_interval"),
+            "learning_rate": pick.get("rate_at_largest"),
             "best": best["configuration"], "best_score": score_of(best, full), "difference": pick_row["difference"],
             "difference_interval": [pick_row["low"], pick_row["high"]], "comparisons": compared,
             "why": why(pick, best, pick_row, full, tolerance, size, mean(pick["configuration"]),

@@ -114,8 +114,6 @@ def run_advisor(spec, output: Path, clock_start: float, device: str | None = Non
         typer.echo(line, err=True)
 
     with use_threads(spec.threads) as cores:
-        if progress:
-            log(f"cores: {cores.describe()}")
         run = run_halving(spec, output, clock_start, progress=progress, device=device, log=log,
                           cores=cores.as_dict())
     plan = make_plan(run)
@@ -139,6 +137,11 @@ def fit_recommendation(spec, plan: dict, fit_dir: Path, device: str | None) -> N
     data = load_sweep_data(spec.sweep_spec())
     cls = strategy_class(rec["strategy"])
     training = spec.sweep_spec().training_for(cls)
+    if rec.get("learning_rate") is not None and "learning_rate" in training:
+        # the rate the pilot's searches chose at its largest size, for up to their epoch ceiling (early stopping
+        # on a validation split): one fit, as the plan's fit time projects, not a third search on all the data
+        training.update(learning_rate=rec["learning_rate"],
+                        epochs=training.get("epochs") or cls(**rec["params"]).epochs_for(True))
     from ..training.settings import Training
 
     clf = Classifier(model=spec.model, strategy=cls(**rec["params"]), training=Training(**training),

@@ -194,5 +194,5 @@ def demo(
     clock_start = time.monotonic()
     check_output(output, "run")
     spec = AdviseSpec(data="movie-snippets", model="minilm-l6", strategies=["features", "freeze", "lora"],
-                      seeds=[0, 1, 2], budget=parse_budget(budget), min_size=64, max_length=64)
+                      seeds=[0, 1, 2], budget=parse_budget(budget), max_length=64)
     run_advisor(spec, output, clock_start)

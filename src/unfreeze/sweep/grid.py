@@ -82,6 +82,9 @@ class SweepSpec:
     # the nested training samples are drawn (every size judged on the same examples); 0: each
     # sample's own validation_fraction, as in release 0.1.0
     validation_size: int = 0
+    # > 0: score on the first this-many of that validation set (its stratified order), a subset that grows with
+    # the advisor's rungs; 0: all of it
+    validation_used: int = 0
     patience: int | None = 2
     class_weight: str | None = None
     layer_decay: float = 1.0

@@ -76,6 +76,8 @@ def seed_samples(spec: SweepSpec, pool: TextDataset, n_train: int, seed: int) ->
     if not spec.validation_size:
         return sample(pool, n_total=n_train, seed=seed), None
     validation, rest = hold_out(pool, spec.validation_size, seed)
+    if 0 < spec.validation_used < len(validation):  # the first of its stratified order: nested, every class kept
+        validation = validation.subset(list(range(spec.validation_used)))
     return sample(rest, n_total=n_train, seed=seed), validation
 
 

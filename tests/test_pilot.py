@@ -1,0 +1,268 @@
+"""The advisor at the budgets people give it: the pilot planned from measured step costs, no prediction from
+fewer than three sizes, the one-line budget warning, fit time projected per example and epoch, and torch's
+threads kept to the cores other work leaves free."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import sentiment_task_varied
+from unfreeze.advise.halving import AdviseRun, Configuration
+from unfreeze.advise.pilot import MIN_SIZES, SAFETY, StepCosts, cell_seconds, plan_pilot, projected
+from unfreeze.advise.plan import make_plan, plan_text
+from unfreeze.advise.spec import AdviseSpec, rung_sizes
+from unfreeze.cli import app
+from unfreeze.sweep import ResultsStore
+
+runner = CliRunner()
+
+LADDER = rung_sizes(64, 8000, 2.0)
+LABELS = ["features", "freeze k=3", "freeze k=0", "lora r=8"]
+
+
+def _costs(slow: float) -> dict[str, StepCosts]:
+    """Costs per text like MiniLM's on a 2-core CPU, ``slow`` times slower."""
+    base = {"features": StepCosts("features", True, forward=0.004, fixed=0.3),
+            "freeze k=3": StepCosts("freeze k=3", False, train=0.008, validate=0.0035, prefix=0.002, forward=0.007,
+                                    fixed=0.03, epochs=4, rates=3),
+            "freeze k=0": StepCosts("freeze k=0", False, train=0.03, validate=0.007, forward=0.007, fixed=0.05,
+                                    epochs=4, rates=3),
+            "lora r=8": StepCosts("lora r=8", False, train=0.016, validate=0.007, forward=0.007, fixed=0.06,
+                                  epochs=8, rates=3)}
+    return {k: dataclasses.replace(c, **{f: getattr(c, f) * slow for f in ("train", "validate", "prefix", "forward",
+                                                                          "fixed")}) for k, c in base.items()}
+
+
+def _plan(slow: float, room: float = 450.0, smaller: list[int] | None = None):
+    return plan_pilot(_costs(slow), LABELS, LADDER, [0, 1, 2], 200, room, eta=3, finalists=2,
+                      smaller_first=smaller if smaller is not None else [32])
+
+
+def test_a_cell_costs_its_rates_epochs_steps_and_validation_and_a_cheap_cell_what_the_pool_lacks():
+    c = _costs(1.0)["freeze k=3"]
+    searched = 3 * (0.03 + 4 * (0.008 * 64 + 0.0035 * 200)) + 0.002 * 264 + 0.007 * 64
+    assert cell_seconds(c, 64, 200, True) == pytest.approx(searched)
+    assert cell_seconds(c, 64, 200, False) == pytest.approx(searched - 2 * (0.03 + 4 * (0.008 * 64 + 0.0035 * 200)))
+    features = _costs(1.0)["features"]
+    assert cell_seconds(features, 128, 200, False, embedded=64 + 200) == pytest.approx(0.3 + 0.004 * 64)
+    # the first rung runs every configuration; later rungs the ones halving keeps (priced as their average)
+    totals = projected(_costs(1.0), LABELS, [64, 128], 3, 200, 3, 2, "every-seed", "first-seed")
+    trained = [c for k, c in _costs(1.0).items() if not c.cheap]
+    rung0 = sum(cell_seconds(c, 64, 200, True) + 2 * cell_seconds(c, 64, 200, False) for c in trained)
+    rung1 = 2 / 3 * sum(3 * cell_seconds(c, 128, 200, True) for c in trained)
+    cheap = 3 * cell_seconds(_costs(1.0)["features"], 64, 200, False) + 3 * (0.3 + 0.004 * 64)
+    assert totals == pytest.approx([rung0 + 3 * (0.3 + 0.004 * 264), rung0 + rung1 + cheap])
+
+
+def test_a_slower_machine_gives_up_rates_then_the_first_size_then_configurations_never_three_sizes():
+    fast = _plan(0.25)
+    assert fast.honest and fast.rate_search == "every-seed" and fast.changes == []
+    assert fast.configurations == LABELS and fast.seeds == [0, 1, 2] and len(fast.sizes) >= MIN_SIZES
+    assert fast.projected_seconds[-1] * SAFETY <= fast.room_seconds
+    seen = []
+    for slow in (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0):
+        plan = _plan(slow)
+        seen.append(plan)
+        # whenever the budget allows it, three sizes: what is given up is rates, size, configurations, seeds
+        assert plan.honest == (len(plan.sizes) >= MIN_SIZES)
+        if plan.honest:
+            assert len(plan.sizes) >= MIN_SIZES
+    shared = next(p for p in seen if p.rate_search == "first-seed")
+    assert shared.configurations == LABELS and "the first seed's rate kept for each rung" in shared.changes
+    smaller = next(p for p in seen if p.sizes and p.sizes[0] == 32)
+    assert smaller.honest and smaller.configurations == LABELS
+    dropped = next(p for p in seen if p.dropped)
+    # the most expensive go first, each with its reason, and features and one trained configuration stay
+    assert dropped.honest and list(dropped.dropped)[0] == "lora r=8" and "features" in dropped.configurations
+    assert "costs about" in dropped.dropped["lora r=8"]
+    # the machine never gets a *more* thorough pilot when it is slower
+    thorough = [(p.honest, len(p.configurations), len(p.seeds)) for p in seen]
+    assert thorough == sorted(thorough, key=lambda t: (t[1], t[2]), reverse=True)
+
+
+def test_a_budget_too_small_for_three_sizes_runs_the_cheapest_pilot_and_says_so_in_one_line():
+    plan = _plan(40.0)
+    assert not plan.honest and len(plan.sizes) < MIN_SIZES
+    assert plan.configurations == ["features", "freeze k=3"] and plan.seeds == [0, 1]
+    warning = plan.warning(480.0)
+    assert warning is not None and "\n" not in warning
+    assert warning.startswith("A budget of 8.0 min cannot reach 3 training sizes")
+    # the budget it names is what the full pilot would need for three sizes
+    assert f"A budget of about {__import__('unfreeze.advise.cost', fromlist=['x']).human_seconds(plan.needed_seconds)}" \
+        in warning and plan.needed_seconds > 450
+    assert _plan(0.25).warning(480.0) is None
+
+
+def test_calibration_times_a_slow_step_and_the_advisor_prints_the_warning_before_any_cell(
+        tiny_model_dir, tmp_path, monkeypatch):
+    import unfreeze.training.loop as loop
+    from unfreeze.advise.calibrate import calibrate
+    from unfreeze.advise.halving import configurations
+    from unfreeze.sweep.grid import SweepSpec
+    from unfreeze.sweep.plan import load_sweep_data
+
+    texts, labels = sentiment_task_varied(240, 3)
+    data_path = tmp_path / "train.csv"
+    data_path.write_text("text,label\n" + "\n".join(f"{t},{'pos' if y else 'neg'}" for t, y in zip(texts, labels)))
+    sweep = SweepSpec(data=str(data_path), model=tiny_model_dir("bert"), strategies=["features", "freeze"], k=[1],
+                      batch_size=16, max_length=32, learning_rate="auto", validation_size=38, n_train=[48])
+    data = load_sweep_data(sweep)
+    configs = configurations(sweep, 2)
+    fast = calibrate(sweep, data, configs, "cpu", 0)
+    step = loop.optimizer_step
+
+    def slow_step(*args, **kwargs):
+        time.sleep(0.2)
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "optimizer_step", slow_step)
+    slow = calibrate(sweep, data, configs, "cpu", 0)
+    # one step of 16 examples takes 0.2 s more: 12.5 ms more per example and epoch; features trains no steps
+    assert slow["freeze k=1"].train >= fast["freeze k=1"].train + 0.2 / 16 * 0.9
+    assert slow["freeze k=1"].rates == 3 and slow["freeze k=1"].epochs == 4 and slow["features"].cheap
+    assert slow["freeze k=1"].prefix > 0  # the frozen block runs once, cached, as in the pilot's cells
+
+    # a machine this slow cannot reach three sizes in 30 s: one line says so before the first cell, and the
+    # cheapest honest pilot runs (features and one trained configuration)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["advise", str(data_path), "--model", tiny_model_dir("bert"), "-o", str(out),
+                                 "--seeds", "0,1,2", "--strategies", "features,freeze", "--k", "0,1",
+                                 "--batch-size", "16", "--max-length", "32", "--budget", "30s"])
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    warning = next(i for i, line in enumerate(lines) if line.startswith("A budget of 30 s cannot reach 3"))
+    first_cell = next(i for i, line in enumerate(lines) if line.startswith("rung 0"))
+    assert warning < first_cell and lines[warning + 1].startswith("pilot: sizes")
+    start = next(r for r in ResultsStore(out).records() if r.get("kind") == "advise-start")
+    assert not start["pilot"]["honest"] and start["pilot"]["configurations"] == ["features", "freeze k=1"]
+    assert start["pilot"]["seeds"] == [0, 1] and start["calibration"]["freeze k=0"]["train"] > 0
+    cells = [r for r in ResultsStore(out).records() if "cell" in r]
+    assert {r["cell"]["label"] for r in cells} <= {"features", "freeze k=1"}
+    assert "Not predicted" in result.stdout.splitlines()[0] or len({r["cell"]["n_train"] for r in cells}) >= 3
+
+
+# -- no prediction from fewer than three sizes ------------------------------------------------------------------
+
+def _row(label: str, n: int, seed: int, accuracy: float, seconds: float = 10.0) -> dict:
+    strategy = label.split()[0]
+    trials = [{"step_seconds": 2.0, "prefix_seconds": 0.0, "validation_seconds": 1.0, "validation_texts": 400,
+               "examples_seen": 2 * n, "seconds": 3.0, "epochs_run": 2}] * 3 if strategy != "features" else None
+    fit = {"learning_rate": 1e-4, "trainable_parameters": 10, "peak_memory_bytes": 2**30,
+           "state_bytes_per_example": 0.0, **({"lr_search": trials} if trials else {})}
+    return {"status": "done", "cell": {"label": label, "strategy": strategy, "n_train": n, "seed": seed},
+            "validation": {"accuracy": accuracy, "loss": 1 - accuracy, "n": 200}, "started": 0.0,
+            "finished": seconds, "fit": fit, "predict_seconds_per_text": 0.005,
+            "settings": {"search": {"rates": [1, 2, 3], "epochs": 4}}}
+
+
+def _run(sizes_run: dict[str, list[int]], seeds=(0, 1, 2), budget: float = 300.0) -> AdviseRun:
+    spec = AdviseSpec(data="d", model="m", strategies=["features", "freeze"], seeds=list(seeds), budget=budget)
+    configs = [Configuration("features", (), True), Configuration("freeze", (("k", 3),), False)]
+    rows = [_row(label, n, s, 0.6 + 0.05 * i + 0.01 * s + (0.02 if label == "features" else 0.0))
+            for label, sizes in sizes_run.items() for i, n in enumerate(sizes) for s in seeds]
+    return AdviseRun(spec, Path("."), [64, 128, 256, 512, 8000], configs, 8000, 2, rows, [], "budget",
+                     50.0 + sum(r["finished"] for r in rows), 50.0)
+
+
+def test_one_size_predicts_nothing_and_the_recommendation_says_so_first_with_the_budget_that_would():
+    plan = make_plan(_run({"features": [64], "freeze k=3": [64]}))
+    assert not plan["predicts"]
+    for entry in plan["plan"]:
+        assert "predicted" not in entry and entry["not_predicted"] == "measured at 64 only"
+    rec = plan["recommendation"]
+    assert rec["predicted_score"] is None and rec["interval"] is None and rec["at_2x"] is None
+    assert rec["why"].startswith("Measured at one size only (64 examples): nothing is predicted at the full size.")
+    assert "A budget of about" in rec["why"] and "labelling more" not in rec["why"]
+    # the budget it names: what was spent, plus both configurations' three seeds at 128 and 256 from their
+    # searched cells at 64 (10 s each; 6 s of it training steps, scaled), padded, plus the reserve
+    assert plan["budget_for_curves"] > plan["spent_seconds"]
+    text = plan_text(plan)
+    first = text.splitlines()[0]
+    assert first.startswith("Not predicted: the finalists did not reach 3 training sizes in 5.0 min; a budget of")
+    assert "not predicted" in text and "(measured at 64 only)" in text
+
+
+def test_one_seed_says_so_first_and_three_sizes_predict():
+    one_seed = make_plan(_run({"features": [64, 128, 256], "freeze k=3": [64, 128, 256]}, seeds=(0,)))
+    assert one_seed["recommendation"]["why"].startswith("One seed only: no error bars.")
+    three = make_plan(_run({"features": [64, 128, 256], "freeze k=3": [64, 128, 256]}))
+    assert three["predicts"] and all("predicted" in e for e in three["plan"])
+    rec = three["recommendation"]
+    assert rec["predicted_score"] is not None and not rec["why"].startswith(("Measured", "One seed"))
+    assert "Not predicted" not in plan_text(three).splitlines()[0]
+    # a configuration eliminated after two sizes is shown as measured, not predicted
+    mixed = make_plan(_run({"features": [64, 128, 256], "freeze k=3": [64, 128]}))
+    entry = next(e for e in mixed["plan"] if e["configuration"] == "freeze k=3")
+    assert "predicted" not in entry and entry["not_predicted"] == "measured at 64, 128 only"
+
+
+# -- fit time per example and epoch ------------------------------------------------------------------------------
+
+def test_fit_time_at_n_is_projected_per_example_and_epoch_with_the_interval_it_rests_on():
+    from unfreeze.advise.cost import cost_at, fit_seconds_from_steps
+
+    row = _row("freeze k=3", 64, 0, 0.7)
+    low, point, high = fit_seconds_from_steps(row, 1000, 0.1)
+    # one fit at the chosen rate (each rate tried cost the same: 3 s, of which 2 s of steps over 128
+    # example-epochs and 1 s validating 400 texts); 900 trained and 100 held out at 1,000; no fixed seconds;
+    # two epochs ran, the ceiling is four
+    per_epoch = 2.0 / 128 * 900 + 1.0 / 400 * 100
+    assert low == pytest.approx(2 * per_epoch) and point == pytest.approx(4 * per_epoch)
+    # a contended cell at the smaller size (four times slower steps) widens the interval, not the point, which
+    # comes from the cells at the largest size; a whole cell scaled to the full size would be the rule
+    contended = _row("freeze k=3", 32, 1, 0.7)
+    contended["fit"]["lr_search"] = [dict(t, step_seconds=8.0) for t in contended["fit"]["lr_search"]]
+    cost = cost_at([row, contended], 1000)
+    assert cost["fit_basis"] == "steps" and cost["fit_seconds"] == pytest.approx(point)
+    assert cost["fit_interval"] == pytest.approx([low, fit_seconds_from_steps(contended, 1000, 0.1)[2]])
+    assert cost["fit_interval"][0] < cost["fit_seconds"] < cost["fit_interval"][1]
+    # rows without the split (older stores): the seconds of whole cells, no interval
+    old = {k: v for k, v in row.items() if k != "fit"} | {"fit": {"step_seconds": 6.0, "lr_search": [{}] * 3}}
+    assert cost_at([old], 1000)["fit_basis"] == "cells" and cost_at([old], 1000)["fit_interval"] is None
+
+
+# -- threads ------------------------------------------------------------------------------------------------------
+
+def test_torch_threads_stay_within_the_free_cores_and_are_restored(monkeypatch):
+    import torch
+
+    import unfreeze.cores as cores
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(cores, "allowed_cores", lambda: [0])
+    with cores.use_threads(interval=0.01) as share:
+        assert torch.get_num_threads() == 1 and share.threads == 1 and share.allowed == 1
+    assert torch.get_num_threads() == before
+    with cores.use_threads(3) as share:
+        assert torch.get_num_threads() == 3 and share.chosen_by == "--threads"
+    assert torch.get_num_threads() == before
+
+
+def test_busy_cores_are_read_from_two_samples_of_proc_stat():
+    from unfreeze.cores import busy_cores, free_cores
+
+    # cpu0 idle the whole interval, cpu1 busy 90% of it (user 90 of 100 jiffies), cpu2 not ours
+    samples = iter(["cpu  0 0 0 0\ncpu0 10 0 10 100 0 0 0 0\ncpu1 10 0 10 100 0 0 0 0\ncpu2 0 0 0 0 0 0 0 0\n",
+                    "cpu  0 0 0 0\ncpu0 10 0 10 200 0 0 0 0\ncpu1 100 0 10 110 0 0 0 0\ncpu2 0 0 0 0 0 0 0 0\n"])
+    busy = busy_cores([0, 1], interval=0.0, read=lambda: next(samples))
+    assert busy == pytest.approx(0.9)
+    assert free_cores(2, busy) == 1 and free_cores(2, 0.3) == 2 and free_cores(1, 1.0) == 1
+    assert busy_cores([0, 1], interval=0.0, read=lambda: "") == 0.0  # no /proc/stat: nothing known to be busy
+
+
+@pytest.mark.skipif(sys.platform != "linux" or not Path("/usr/bin/taskset").exists(),
+                    reason="needs Linux and taskset to limit the affinity")
+def test_a_process_limited_to_one_core_trains_on_one_thread():
+    code = ("import torch, json; from unfreeze.cores import use_threads\n"
+            "with use_threads(interval=0.05) as share: print(json.dumps([torch.get_num_threads(), share.allowed]))")
+    out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [1, 1]
