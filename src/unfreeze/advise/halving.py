@@ -243,11 +243,9 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
                     if key in latest:
                         plan_rows[key] = latest[key]
                         continue
-                    # from the configuration's cells at the size before; its first cell: from the calibration
-                    first = calibrated_cell(costs[label], n, validation_for(n), seed == seeds[0] or not shares_rate(n)) \
-                        if label in costs else 0.0
-                    expected = max((projected_cell_seconds(r, n) for r in latest_rows.get(label, [])),
-                                   default=first) * SAFETY
+                    expected = SAFETY * expected_seconds(latest_rows.get(label, []), costs.get(label), n,
+                                                         validation_for(n),
+                                                         seed == seeds[0] or not shares_rate(n))
                     if (stop_row is not None and i >= stop_row["rung"]) or time.monotonic() + expected > deadline:
                         halted = True
                         break
@@ -303,6 +301,22 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
     machine = {"cores": started.get("cores"), **calibration_ratio(costs, rows)}
     return AdviseRun(run_spec, run_dir, sizes, configs, full, n_classes, rows, decisions, stopped, spent, overhead,
                      data, {**pilot.as_dict(), "calibration": started.get("calibration")}, machine)
+
+
+def expected_seconds(rows: list[dict], costs: StepCosts | None, n: int, validation: int, searches: bool) -> float:
+    """What a cell at ``n`` should take, for the clock guard: from the configuration's cells at the size before
+    that did as this one will (search their rate, or fit once at a shared one); its first cell, from the
+    calibration."""
+    if not rows:
+        return calibrated_cell(costs, n, validation, searches) if costs is not None else 0.0
+    alike = [r for r in rows if searched_rate(r) == searches]
+    if alike:
+        return max(projected_cell_seconds(r, n, validation) for r in alike)
+    if searches:  # the cells before fitted once: a search fits once per rate
+        return max(projected_cell_seconds(r, n, validation) for r in rows) * (costs.rates if costs else 3)
+    # the cells before searched: one fit is one of their trials
+    return max(projected_cell_seconds(r, n, validation) / max(len((r.get("fit") or {}).get("lr_search") or [1]), 1)
+               for r in rows)
 
 
 def check_sizes(spec: AdviseSpec, full: int, held: int, trainable: int, min_size: int, n_classes: int) -> None:

@@ -27,6 +27,9 @@ from .cost import cost_at, human_seconds, projected_cell_seconds, searched_rate
 from .halving import AdviseRun, reserve_seconds
 from .pilot import MIN_SIZES, SAFETY, PilotPlan
 
+# the last measured score stands for the full size only when that is at most this much larger
+EXTRAPOLATES = 1.25
+
 
 def validation_scores(rows: list[dict]) -> dict[str, dict[int, dict[int, float]]]:
     """{configuration: {n: {seed: validation accuracy}}} from done rows."""
@@ -75,14 +78,17 @@ def make_plan(run: AdviseRun) -> dict:
                  "learning_rates": sorted({(r.get("fit") or {}).get("learning_rate") for r in rows
                                            if (r.get("fit") or {}).get("learning_rate") is not None}),
                  "rate_at_largest": rate_at_largest(rows)}
-        if len(own) >= MIN_SIZES:  # a curve through fewer sizes is not checked by anything: no prediction
-            own_form = form if form in lc.usable_forms(len(own)) else "last"
+        own_form = form if form in lc.usable_forms(len(own)) else "last"
+        if len(own) < MIN_SIZES:  # a curve through fewer sizes is not checked by anything: no prediction
+            entry["not_predicted"] = f"measured at {', '.join(map(str, sorted(own)))} only"
+        elif own_form == "last" and full > EXTRAPOLATES * max(own):
+            # the back-test found no curve better than the last score, which is no forecast of a larger size
+            entry["not_predicted"] = f"no curve beat the last score; measured up to {max(own):,}"
+        else:
             entry["form"] = own_form
             entry["predicted"] = {str(n): p for n, p in lc.predict(own, own_form, at).items()}
             if spec.target is not None:
                 entry["size_for_target"] = lc.size_for(own, own_form, spec.target)
-        else:
-            entry["not_predicted"] = f"measured at {', '.join(map(str, sorted(own)))} only"
         entries.append(entry)
     candidates = [e for e in entries if e["status"] == "candidate"]
     needed = budget_for_curves(run, [e["configuration"] for e in candidates])
@@ -91,13 +97,15 @@ def make_plan(run: AdviseRun) -> dict:
                     key=lambda e: (e["status"] != "candidate", "predicted" not in e, -score_of(e, full)))
     ranked += [e for e in entries if "measured" not in e]
     reached = [len(e["sizes"]) for e in candidates if not e["cheap"]] or [len(e["sizes"]) for e in candidates]
+    curves = [e for e in candidates if len(e["sizes"]) >= MIN_SIZES and "predicted" not in e]
     return {"data": spec.data, "model": spec.model, "full_size": full, "budget_seconds": spec.budget,
             "spent_seconds": run.spent_seconds, "load_seconds": run.load_seconds, "stopped": run.stopped,
             "sizes": sorted({n for e in entries for n in e.get("sizes", [])}), "ladder": run.sizes,
             "seeds": spec.seeds, "eta": spec.eta, "tolerance": spec.tolerance,
             "target": spec.target, "metric": "validation accuracy", "form": form,
             "backtest": {f: {"mae": v["mae"], "configurations": len(v["errors"])} for f, v in backtests.items()},
-            "predicts": bool(reached) and min(reached) >= MIN_SIZES, "budget_for_curves": needed,
+            "predicts": bool(reached) and min(reached) >= MIN_SIZES and not curves, "budget_for_curves": needed,
+            "flat": bool(curves),
             "pilot": run.pilot, "machine": run.machine,
             "recommendation": recommendation, "plan": ranked, "rungs": run.decisions}
 
@@ -153,7 +161,12 @@ def recommend(candidates: list[dict], scores: dict, full: int, tolerance: float,
     measured = [e for e in candidates if e["sizes"]]
     if not measured:
         return None
-    size = max(max(e["sizes"]) for e in measured)
+    # the largest size where every candidate measured there has two seeds or more (a rung the budget cut after
+    # its first seed compares nothing paired); with one seed in all, the largest
+    enough = min(2, max(len(v) for e in measured for v in scores[e["configuration"]].values()))
+    sizes = sorted({n for e in measured for n in e["sizes"]}, reverse=True)
+    size = next((n for n in sizes if all(len(scores[e["configuration"]][n]) >= enough for e in measured
+                                         if n in scores[e["configuration"]])), sizes[0])
     at_size = [e for e in measured if size in scores[e["configuration"]]]
     by_seed = {e["configuration"]: scores[e["configuration"]][size] for e in at_size}
 
@@ -233,6 +246,9 @@ def why(pick: dict, best: dict, row: dict, full: int, tolerance: float, size: in
         text += (f"; the best there, {best['configuration']}, scores {best_score:.3f}, {shown}, "
                  f"and takes {speed:.1f}x longer to fit")
     if not p:
+        if len(pick["sizes"]) >= MIN_SIZES:
+            return text + (f". Not predicted on all {full:,}: no learning curve beat the last measured score in the "
+                           "back-test, and the last score is no forecast of a larger size.")
         return text + "."
     if pick["form"] == "last":
         return text + (". Whether labelling more pays is not known: the back-test chose the last measured value, "
@@ -255,9 +271,12 @@ def plan_text(plan: dict) -> str:
     rec = plan["recommendation"]
     if not plan.get("predicts", True):
         need = plan.get("budget_for_curves")
-        lines.append(f"Not predicted: the finalists did not reach {MIN_SIZES} training sizes in "
-                     f"{human_seconds(plan['budget_seconds'])}"
-                     + (f"; a budget of about {human_seconds(need)} would." if need else "."))
+        lines.append(
+            "Not predicted: no learning curve beat the last measured score, so nothing is forecast at the full size."
+            if plan.get("flat") and need is None else
+            f"Not predicted: the finalists did not reach {MIN_SIZES} training sizes in "
+            f"{human_seconds(plan['budget_seconds'])}" + (f"; a budget of about {human_seconds(need)} would."
+                                                          if need else "."))
     lines += [f"advisor: {plan['model']} on {plan['data']}, {full:,} labelled examples; sizes run "
               f"{', '.join(str(n) for n in plan['sizes'])} x seeds {', '.join(map(str, plan['seeds']))}; "
               f"spent {human_seconds(plan['spent_seconds'])} of {human_seconds(plan['budget_seconds'])}"

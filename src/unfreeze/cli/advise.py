@@ -38,7 +38,7 @@ def advise(
     grid: Annotated[Optional[list[str]], typer.Option("--grid", help="Values of a strategy's parameter, e.g. lora.r=4,16 (repeatable).")] = None,
     seeds: Annotated[str, typer.Option("--seeds", help="Seeds: nested samples per seed; two or more give error bars.")] = "0,1,2",
     eta: Annotated[int, typer.Option("--eta", help="Keep the best 1/eta of the trained configurations per rung.")] = 3,
-    finalists: Annotated[int, typer.Option("--finalists", help="Never keep fewer trained configurations; these go straight to the largest size and are compared there.")] = 2,
+    finalists: Annotated[int, typer.Option("--finalists", help="Never keep fewer trained configurations; these go on through every size the budget reaches.")] = 2,
     first_rung_rate: Annotated[str, typer.Option("--first-rung-rate", help="first-seed (the first rung's later seeds train at the rate the first seed's search chose) or every-seed.")] = "first-seed",
     growth: Annotated[float, typer.Option("--growth", help="Each rung trains on this many times more examples.")] = 2.0,
     min_size: Annotated[Optional[int], typer.Option("--min-size", help="Training examples at the first rung (default max(64, 16 per class)).")] = None,
@@ -64,11 +64,11 @@ def advise(
     threads: Annotated[Optional[int], typer.Option("--threads", help="Torch threads (default: no more than the cores other work leaves free).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="Print only the plan.")] = False,
 ) -> None:
-    """Spend a time budget on a pilot (successive halving over growing training sizes down to two finalists
-    compared at the largest, every cell's learning rate tuned on a validation set held out per seed, the same
-    at every size), extrapolate learning curves
-    and costs to all the data, and say which configuration to train and why. Resumable: rerun the same
-    command after an interruption."""
+    """Spend a time budget on a pilot (timed first, sized so that its finalists reach three training sizes;
+    successive halving over growing sizes down to two finalists, every cell's learning rate tuned on a
+    validation set held out per seed), extrapolate learning curves and costs to all the data, and say which
+    configuration to train and why; nothing is predicted from fewer than three sizes. Resumable: rerun the
+    same command after an interruption."""
     clock_start = time.monotonic()
     from ..advise.halving import AdviseSpec
     from ..training.settings import check_learning_rate, normalise_learning_rate
@@ -126,10 +126,28 @@ def run_advisor(spec, output: Path, clock_start: float, device: str | None = Non
 
 def fit_recommendation(spec, plan: dict, fit_dir: Path, device: str | None) -> None:
     """Train the recommended configuration on all the labelled data and write the bundle."""
-    from ..classifier import Classifier
     from ..metrics import format_metrics_table
-    from ..sweep.plan import load_sweep_data
+
+    rec = plan.get("recommendation")
+    started = time.perf_counter()
+    clf, metrics = fit_recommended(spec, plan, device)
+    clf.save(fit_dir, metrics={**metrics, "advise": {"predicted_score": rec["predicted_score"],
+                                                     "interval": rec["interval"]}})
+    low, high = rec.get("fit_interval") or (None, None)
+    projected = f"{rec['fit_seconds']:.0f} s" + (f" [{low:.0f}, {high:.0f}]" if low is not None else "")
+    typer.echo(f"fitted {rec['configuration']} on all {metrics['n_train']:,} labelled examples in "
+               f"{time.perf_counter() - started:.1f} s (fit {clf.fit_seconds_:.0f} s; projected {projected})")
+    typer.echo(format_metrics_table({k: v for k, v in metrics.items() if k in ("train", "test")}))
+    typer.echo(f"bundle: {fit_dir}")
+
+
+def fit_recommended(spec, plan: dict, device: str | None):
+    """The plan's recommendation fitted on all the labelled data, and its metrics (train, and test when there is a
+    test split: the pilot never read it)."""
+    from ..classifier import Classifier
     from ..strategies import strategy_class
+    from ..sweep.plan import load_sweep_data
+    from ..training.settings import Training
 
     rec = plan.get("recommendation")
     if rec is None:
@@ -142,23 +160,13 @@ def fit_recommendation(spec, plan: dict, fit_dir: Path, device: str | None) -> N
         # on a validation split): one fit, as the plan's fit time projects, not a third search on all the data
         training.update(learning_rate=rec["learning_rate"],
                         epochs=training.get("epochs") or cls(**rec["params"]).epochs_for(True))
-    from ..training.settings import Training
-
     clf = Classifier(model=spec.model, strategy=cls(**rec["params"]), training=Training(**training),
                      pooling=spec.pooling, layers=spec.layers, max_length=spec.max_length,
-                     batch_size=spec.batch_size, seed=spec.seeds[0], device=device, progress=False)
-    started = time.perf_counter()
+                     batch_size=spec.batch_size, seed=spec.seeds[0], device=device, progress=False,
+                     precision=spec.precision)
     pool = data.train_pool
     clf.fit(pool.inputs, pool.labels)
     metrics = {"train": clf.evaluate(pool.inputs, pool.labels)}
     if data.test is not None and len(data.test):
         metrics["test"] = clf.evaluate(data.test.inputs, data.test.labels)
-    clf.save(fit_dir, metrics={**metrics, "n_train": len(pool), "n_test": len(data.test),
-                               "fit_seconds": round(clf.fit_seconds_, 3), "advise": {
-                                   "predicted_score": rec["predicted_score"], "interval": rec["interval"]}})
-    low, high = rec.get("fit_interval") or (None, None)
-    projected = f"{rec['fit_seconds']:.0f} s" + (f" [{low:.0f}, {high:.0f}]" if low is not None else "")
-    typer.echo(f"fitted {rec['configuration']} on all {len(pool):,} labelled examples in "
-               f"{time.perf_counter() - started:.1f} s (fit {clf.fit_seconds_:.0f} s; projected {projected})")
-    typer.echo(format_metrics_table(metrics))
-    typer.echo(f"bundle: {fit_dir}")
+    return clf, {**metrics, "n_train": len(pool), "n_test": len(data.test), "fit_seconds": round(clf.fit_seconds_, 3)}

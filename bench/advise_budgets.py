@@ -1,0 +1,244 @@
+"""The advisor at the budgets people give it: sizes reached, its prediction against the fitted pick's test score,
+and regret, on a quiet machine and beside a competing job.
+
+For each dataset and budget, ``unfreeze advise`` runs in this process exactly as the command does (a fresh run
+folder, its clock started before the model loads, torch threads set from the free cores), then its pick is
+fitted on all the labelled data as ``advise --fit`` fits it (the rate its pilot chose) and scored on the test
+split, which the pilot never reads. Printed per run: sizes reached, seeds, the pick, its predicted score at the
+full size (or "not predicted"), its test score, the gap, and the regret: the best configuration's test score
+minus the pick's, where every configuration the advisor considers is fitted on all the labelled data with its
+rate searched on a validation split (once per dataset; kept in ``reference.json``). ``--busy`` runs a Python busy
+loop on one core beside each advisor run (the fits run quiet).
+
+``--pool N`` makes the labelled data a seeded stratified sample of N texts of the training split (default: all
+of it; a fit of fine-tuning on all 8,455 movie snippets takes most of an hour on two cores); the test split is
+capped at ``--n-test`` texts. ``--demo`` adds the demo's command (movie-snippets, all 8,455, max length 64, its
+budget) without the fit. ``--quick``: movie-snippets, 600 texts, a 2-minute budget, features and freeze k=3,5.
+
+Ends with ``ratio:`` (the mean budget over the mean seconds the advisor took: above 1, it kept within its budgets)
+and ``accuracy-delta:`` (minus the worst regret).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _common  # noqa: E402
+
+ROOT = Path(__file__).parent / "runs" / "advise-budgets"
+STRATEGIES = ["features", "freeze", "lora"]
+
+
+@contextlib.contextmanager
+def busy_loop(on: bool):
+    """A competing CPU job: a Python busy loop on one core, for as long as the block runs."""
+    if not on:
+        yield
+        return
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(1.0)
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def prepare(data: str, pool: int | None, n_test: int) -> tuple[str, str, int]:
+    """CSV files of the labelled pool and the test split (written once), and the pool's size."""
+    from unfreeze.data import load_data, sample
+
+    folder = ROOT / f"{data}-{pool or 'all'}"
+    train_csv, test_csv = folder / "train.csv", folder / "test.csv"
+    if not train_csv.exists():
+        import pandas as pd
+
+        folder.mkdir(parents=True, exist_ok=True)
+        train = load_data(f"{data}:train")
+        if pool is not None and pool < len(train):
+            train = sample(train, n_total=pool, seed=0)
+        test = load_data(f"{data}:test")
+        if n_test < len(test):
+            test = sample(test, n_total=n_test, seed=0)
+        for dataset, path in ((train, train_csv), (test, test_csv)):
+            pd.DataFrame({"text": list(dataset.inputs), "label": list(dataset.labels)}).to_csv(path, index=False)
+    return str(train_csv), str(test_csv), sum(1 for _ in open(train_csv)) - 1
+
+
+def spec_for(train_csv: str, test_csv: str, budget: float, quick: bool, max_length: int):
+    from unfreeze.advise.spec import AdviseSpec
+
+    strategies = ["features", "freeze"] if quick else STRATEGIES
+    return AdviseSpec(data=train_csv, test=test_csv, model="minilm-l6", strategies=strategies,
+                      k=[3, 5] if quick else None, seeds=[0, 1, 2], budget=budget, max_length=max_length)
+
+
+def run_advisor(spec, out: Path, busy: bool) -> tuple[dict, float]:
+    from unfreeze.cli.advise import run_advisor as run
+
+    shutil.rmtree(out, ignore_errors=True)
+    with busy_loop(busy):
+        started = time.monotonic()
+        result = run(spec, out, started, progress=False)
+        return result["plan"], time.monotonic() - started
+
+
+def fitted(spec, plan: dict, store: Path) -> dict:
+    """The pick fitted as ``advise --fit`` fits it, and its test accuracy (cached by configuration and rate)."""
+    from unfreeze.cli.advise import fit_recommended
+
+    rec = plan["recommendation"]
+    key = f"{rec['configuration']} @ {rec.get('learning_rate')}"
+    cache = json.loads(store.read_text()) if store.exists() else {}
+    if key not in cache:
+        clf, metrics = fit_recommended(spec, plan, None)
+        cache[key] = {"test": metrics["test"]["accuracy"], "fit_seconds": metrics["fit_seconds"]}
+        store.write_text(json.dumps(cache, indent=2))
+    return cache[key]
+
+
+def reference(spec, configurations: list[dict], store: Path) -> dict[str, float]:
+    """Every configuration fitted on all the labelled data, its rate searched on a validation split: test scores."""
+    from unfreeze.classifier import Classifier
+    from unfreeze.strategies import strategy_class
+    from unfreeze.sweep.plan import load_sweep_data
+    from unfreeze.training.settings import Training
+
+    scores = json.loads(store.read_text()) if store.exists() else {}
+    data = load_sweep_data(spec.sweep_spec())
+    for entry in configurations:
+        if entry["configuration"] in scores:
+            continue
+        cls = strategy_class(entry["strategy"])
+        clf = Classifier(model=spec.model, strategy=cls(**entry["params"]),
+                         training=Training(**spec.sweep_spec().training_for(cls)), max_length=spec.max_length,
+                         batch_size=spec.batch_size, seed=0, progress=False)
+        started = time.perf_counter()
+        clf.fit(data.train_pool.inputs, data.train_pool.labels)
+        scores[entry["configuration"]] = clf.score(data.test.inputs, data.test.labels)
+        print(f"  reference {entry['configuration']}: test {scores[entry['configuration']]:.4f} "
+              f"({time.perf_counter() - started:.0f} s)", flush=True)
+        store.write_text(json.dumps(scores, indent=2))
+    return scores
+
+
+def every_configuration(spec) -> list[dict]:
+    """Every configuration the advisor considers (MiniLM: 6 blocks, freeze k in {0, 3, 5} by default), whatever
+    its pilot left out."""
+    from unfreeze.advise.halving import configurations
+
+    return [{"configuration": c.label, "strategy": c.strategy, "params": dict(c.params)}
+            for c in configurations(spec.sweep_spec(k=spec.k or [0, 3, 5]), 6)]
+
+
+def one_run(data: str, budget: float, busy: bool, args) -> dict:
+    train_csv, test_csv, n = prepare(data, args.pool, args.n_test)
+    spec = spec_for(train_csv, test_csv, budget, args.quick, args.max_length)
+    folder = Path(train_csv).parent
+    tag = f"{budget:.0f}s-{'busy' if busy else 'quiet'}"
+    plan, seconds = run_advisor(spec, folder / f"advisor-{tag}", busy)
+    rec = plan["recommendation"]
+    row = {"data": data, "n": n, "budget": budget, "busy": busy, "seconds": seconds, "sizes": plan["sizes"],
+           "seeds": len(plan["seeds"]), "pick": rec["configuration"] if rec else None,
+           "predicted": rec["predicted_score"] if rec else None, "stopped": plan["stopped"],
+           "pilot_changes": (plan.get("pilot") or {}).get("changes"),
+           "slowdown": (plan.get("machine") or {}).get("slowdown")}
+    if rec is not None and not args.no_fit:
+        fit = fitted(spec, plan, folder / "fits.json")
+        row.update(test=fit["test"], fit_seconds=fit["fit_seconds"], projected_fit=rec["fit_seconds"],
+                   projected_fit_interval=rec.get("fit_interval"))
+        if not args.no_reference:
+            scores = reference(spec, every_configuration(spec), folder / "reference.json")
+            best = max(scores, key=scores.get)
+            row.update(best=best, best_test=scores[best], regret=scores[best] - scores.get(rec["configuration"],
+                                                                                           fit["test"]))
+    return row
+
+
+def demo_run(busy: bool) -> dict:
+    from unfreeze.advise.spec import AdviseSpec
+    from unfreeze.cli.advise import parse_budget
+    from unfreeze.cli.sweep import DEMO_BUDGET
+
+    spec = AdviseSpec(data="movie-snippets", model="minilm-l6", strategies=["features", "freeze", "lora"],
+                      seeds=[0, 1, 2], budget=parse_budget(DEMO_BUDGET), max_length=64)
+    plan, seconds = run_advisor(spec, ROOT / f"demo-{'busy' if busy else 'quiet'}", busy)
+    rec = plan["recommendation"]
+    return {"data": "demo (movie-snippets)", "n": plan["full_size"], "budget": spec.budget, "busy": busy,
+            "seconds": seconds, "sizes": plan["sizes"], "seeds": len(plan["seeds"]),
+            "pick": rec["configuration"] if rec else None, "predicted": rec["predicted_score"] if rec else None,
+            "stopped": plan["stopped"], "pilot_changes": (plan.get("pilot") or {}).get("changes"),
+            "slowdown": (plan.get("machine") or {}).get("slowdown"), "first_line": plan_first_line(plan)}
+
+
+def plan_first_line(plan: dict) -> str:
+    from unfreeze.advise.plan import plan_text
+
+    return plan_text(plan).splitlines()[0]
+
+
+def table(rows: list[dict]) -> None:
+    print("| data | N | budget | machine | took | sizes reached | seeds | pick | predicted | test | gap | best (test) "
+          "| regret |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        predicted = f"{r['predicted']:.3f}" if r.get("predicted") is not None else "not predicted"
+        test = f"{r['test']:.3f}" if r.get("test") is not None else "-"
+        gap = (f"{r['predicted'] - r['test']:+.3f}" if r.get("predicted") is not None and r.get("test") is not None
+               else "-")
+        best = f"{r['best']} ({r['best_test']:.3f})" if r.get("best") else "-"
+        regret = f"{r['regret']:.3f}" if r.get("regret") is not None else "-"
+        print(f"| {r['data']} | {r['n']:,} | {r['budget'] / 60:.0f} min | {'busy' if r['busy'] else 'quiet'} | "
+              f"{r['seconds']:.0f} s | {', '.join(map(str, r['sizes']))} | {r['seeds']} | {r['pick']} | {predicted} | "
+              f"{test} | {gap} | {best} | {regret} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="movie-snippets, 600 texts, 2 min, 2 configurations")
+    parser.add_argument("--data", default="movie-snippets,bbc-news,tweets", help="comma-separated built-in sets")
+    parser.add_argument("--budgets", default="5m,8m,15m", help="comma-separated budgets")
+    parser.add_argument("--pool", type=int, default=None, help="labelled texts (a stratified sample; default all)")
+    parser.add_argument("--n-test", type=int, default=1000, help="test texts at most")
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--busy", action="store_true", help="also run each budget beside a busy loop on one core")
+    parser.add_argument("--only-busy", action="store_true", help="only the runs beside the busy loop")
+    parser.add_argument("--demo", action="store_true", help="also the demo's command (no fit)")
+    parser.add_argument("--no-fit", action="store_true", help="advisor runs only")
+    parser.add_argument("--no-reference", action="store_true", help="no regret (skip fitting every configuration)")
+    parser.add_argument("--json", type=Path, help="append each row to this JSON lines file")
+    args = parser.parse_args()
+    from unfreeze.cli.advise import parse_budget
+
+    _common.print_machine()
+    if args.quick:
+        args.data, args.budgets, args.pool = "movie-snippets", "2m", args.pool or 600
+    machines = [True] if args.only_busy else [False, True] if args.busy else [False]
+    rows = []
+    for busy in machines:
+        if args.demo:
+            rows.append(demo_run(busy))
+            print(json.dumps(rows[-1]), flush=True)
+        for data in args.data.split(","):
+            for budget in args.budgets.split(","):
+                rows.append(one_run(data, parse_budget(budget), busy, args))
+                print(json.dumps(rows[-1]), flush=True)
+                if args.json:
+                    with open(args.json, "a") as f:
+                        f.write(json.dumps(rows[-1]) + "\n")
+    table(rows)
+    regrets = [r["regret"] for r in rows if r.get("regret") is not None]
+    ratio = sum(r["budget"] for r in rows) / max(sum(r["seconds"] for r in rows), 1e-9)
+    _common.print_closing(ratio, -max(regrets) if regrets else None)
+
+
+if __name__ == "__main__":
+    main()
