@@ -81,14 +81,22 @@ def spec_for(train_csv: str, test_csv: str, budget: float, quick: bool, max_leng
                       k=[3, 5] if quick else None, seeds=[0, 1, 2], budget=budget, max_length=max_length)
 
 
-def run_advisor(spec, out: Path, busy: bool) -> tuple[dict, float]:
+def run_advisor(spec, out: Path, busy: bool, resume: bool = False) -> tuple[dict, float]:
+    """The advisor's plan and the seconds it took. ``resume``: replay a finished run from its folder (no cell runs
+    again; the plan is made anew by this code) and report the seconds the run took when it ran."""
     from unfreeze.cli.advise import run_advisor as run
 
+    took = out / "bench.json"
+    if resume and took.exists():
+        result = run(spec, out, time.monotonic(), progress=False)
+        return result["plan"], json.loads(took.read_text())["seconds"]
     shutil.rmtree(out, ignore_errors=True)
     with busy_loop(busy):
         started = time.monotonic()
         result = run(spec, out, started, progress=False)
-        return result["plan"], time.monotonic() - started
+        seconds = time.monotonic() - started
+    took.write_text(json.dumps({"seconds": seconds}))
+    return result["plan"], seconds
 
 
 def fitted(spec, plan: dict, store: Path) -> dict:
@@ -144,7 +152,7 @@ def one_run(data: str, budget: float, busy: bool, args) -> dict:
     spec = spec_for(train_csv, test_csv, budget, args.quick, args.max_length)
     folder = Path(train_csv).parent
     tag = f"{budget:.0f}s-{'busy' if busy else 'quiet'}"
-    plan, seconds = run_advisor(spec, folder / f"advisor-{tag}", busy)
+    plan, seconds = run_advisor(spec, folder / f"advisor-{tag}", busy, args.resume)
     rec = plan["recommendation"]
     row = {"data": data, "n": n, "budget": budget, "busy": busy, "seconds": seconds, "sizes": plan["sizes"],
            "seeds": len(plan["seeds"]), "pick": rec["configuration"] if rec else None,
@@ -163,14 +171,14 @@ def one_run(data: str, budget: float, busy: bool, args) -> dict:
     return row
 
 
-def demo_run(busy: bool) -> dict:
+def demo_run(busy: bool, resume: bool = False) -> dict:
     from unfreeze.advise.spec import AdviseSpec
     from unfreeze.cli.advise import parse_budget
     from unfreeze.cli.sweep import DEMO_BUDGET
 
     spec = AdviseSpec(data="movie-snippets", model="minilm-l6", strategies=["features", "freeze", "lora"],
                       seeds=[0, 1, 2], budget=parse_budget(DEMO_BUDGET), max_length=64)
-    plan, seconds = run_advisor(spec, ROOT / f"demo-{'busy' if busy else 'quiet'}", busy)
+    plan, seconds = run_advisor(spec, ROOT / f"demo-{'busy' if busy else 'quiet'}", busy, resume)
     rec = plan["recommendation"]
     return {"data": "demo (movie-snippets)", "n": plan["full_size"], "budget": spec.budget, "busy": busy,
             "seconds": seconds, "sizes": plan["sizes"], "seeds": len(plan["seeds"]),
@@ -215,6 +223,8 @@ def main() -> None:
     parser.add_argument("--no-fit", action="store_true", help="advisor runs only")
     parser.add_argument("--no-reference", action="store_true", help="no regret (skip fitting every configuration)")
     parser.add_argument("--json", type=Path, help="append each row to this JSON lines file")
+    parser.add_argument("--resume", action="store_true",
+                        help="replay finished advisor runs from their folders (plans made anew, fits cached)")
     args = parser.parse_args()
     from unfreeze.cli.advise import parse_budget
 
@@ -223,17 +233,19 @@ def main() -> None:
         args.data, args.budgets, args.pool = "movie-snippets", "2m", args.pool or 600
     machines = [True] if args.only_busy else [False, True] if args.busy else [False]
     rows = []
+    def keep(row: dict) -> None:
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if args.json:
+            with open(args.json, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
     for busy in machines:
         if args.demo:
-            rows.append(demo_run(busy))
-            print(json.dumps(rows[-1]), flush=True)
+            keep(demo_run(busy, args.resume))
         for data in args.data.split(","):
             for budget in args.budgets.split(","):
-                rows.append(one_run(data, parse_budget(budget), busy, args))
-                print(json.dumps(rows[-1]), flush=True)
-                if args.json:
-                    with open(args.json, "a") as f:
-                        f.write(json.dumps(rows[-1]) + "\n")
+                keep(one_run(data, parse_budget(budget), busy, args))
     table(rows)
     regrets = [r["regret"] for r in rows if r.get("regret") is not None]
     ratio = sum(r["budget"] for r in rows) / max(sum(r["seconds"] for r in rows), 1e-9)

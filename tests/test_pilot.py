@@ -163,12 +163,15 @@ def _row(label: str, n: int, seed: int, accuracy: float, seconds: float = 10.0) 
             "settings": {"search": {"rates": [1, 2, 3], "epochs": 4}}}
 
 
-def _run(sizes_run: dict[str, list[int]], seeds=(0, 1, 2), budget: float = 300.0) -> AdviseRun:
+def _run(sizes_run: dict[str, list[int]], seeds=(0, 1, 2), budget: float = 300.0, full: int = 8000,
+         noise: float = 0.0) -> AdviseRun:
+    """A finished pilot whose validation scores lie on a power curve (0.95 - 2 / sqrt(n)), a seed's offset
+    apart, plus ``noise`` that alternates in sign with the size."""
     spec = AdviseSpec(data="d", model="m", strategies=["features", "freeze"], seeds=list(seeds), budget=budget)
     configs = [Configuration("features", (), True), Configuration("freeze", (("k", 3),), False)]
-    rows = [_row(label, n, s, 0.6 + 0.05 * i + 0.01 * s + (0.02 if label == "features" else 0.0))
-            for label, sizes in sizes_run.items() for i, n in enumerate(sizes) for s in seeds]
-    return AdviseRun(spec, Path("."), [64, 128, 256, 512, 8000], configs, 8000, 2, rows, [], "budget",
+    rows = [_row(label, n, s, 0.95 - 2.0 / n ** 0.5 + 0.01 * s + (-0.02 if label == "features" else 0.0)
+                 + noise * (-1) ** i) for label, sizes in sizes_run.items() for i, n in enumerate(sizes) for s in seeds]
+    return AdviseRun(spec, Path("."), [64, 128, 256, 512, full], configs, full, 2, rows, [], "budget",
                      50.0 + sum(r["finished"] for r in rows), 50.0)
 
 
@@ -190,14 +193,26 @@ def test_one_size_predicts_nothing_and_the_recommendation_says_so_first_with_the
     assert "not predicted" in text and "(measured at 64 only)" in text
 
 
-def test_one_seed_says_so_first_and_three_sizes_predict():
+def test_one_seed_says_so_first_and_three_sizes_predict_within_the_curves_error():
     one_seed = make_plan(_run({"features": [64, 128, 256], "freeze k=3": [64, 128, 256]}, seeds=(0,)))
     assert one_seed["recommendation"]["why"].startswith("One seed only: no error bars.")
     three = make_plan(_run({"features": [64, 128, 256], "freeze k=3": [64, 128, 256]}))
     assert three["predicts"] and all("predicted" in e for e in three["plan"])
     rec = three["recommendation"]
-    assert rec["predicted_score"] is not None and not rec["why"].startswith(("Measured", "One seed"))
+    assert rec["predicted_score"] == pytest.approx(0.95 - 2.0 / 8000 ** 0.5 + 0.01, abs=0.01)
+    assert not rec["why"].startswith(("Measured", "One seed"))
     assert "Not predicted" not in plan_text(three).splitlines()[0]
+    # a noisy curve: its back-test misses by 0.04, which grown to 8,000 examples (five steps of the back-test
+    # past 256) is far more than the 3 points a printed prediction promises: not predicted, and the first line
+    # says why
+    noisy = make_plan(_run({"features": [64, 128, 256], "freeze k=3": [64, 128, 256]}, noise=0.02))
+    entry = next(e for e in noisy["plan"] if e["configuration"] == "freeze k=3")
+    assert "predicted" not in entry and entry["not_predicted"].startswith("the curve may be off by")
+    assert plan_text(noisy).splitlines()[0].startswith("Not predicted at the full size for")
+    # near the full size the same curve is a prediction, with the curve's error inside its interval
+    near = make_plan(_run({"features": [64, 128, 256], "freeze k=3": [64, 128, 256]}, full=300))
+    point = near["plan"][0]["predicted"]["300"]
+    assert point["error"] > 0 and point["low"] <= point["score"] - point["error"] + 1e-9
     # a configuration eliminated after two sizes is shown as measured, not predicted
     mixed = make_plan(_run({"features": [64, 128, 256], "freeze k=3": [64, 128]}))
     entry = next(e for e in mixed["plan"] if e["configuration"] == "freeze k=3")
@@ -266,3 +281,89 @@ def test_a_process_limited_to_one_core_trains_on_one_thread():
     out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [1, 1]
+
+
+def test_a_flat_curve_forecasts_nothing_at_a_larger_size(monkeypatch):
+    import unfreeze.advise.curves as lc
+
+    monkeypatch.setattr(lc, "choose_form", lambda backtests, n: "last")  # no curve beat the last score
+    plan = make_plan(_run({"features": [64, 128, 256], "freeze k=3": [64, 128, 256]}))
+    assert not plan["predicts"]
+    for entry in plan["plan"]:
+        assert "predicted" not in entry and entry["not_predicted"] == "no curve beat the last score; measured up to 256"
+    assert plan_text(plan).splitlines()[0] == ("Not predicted at the full size for freeze k=3: no curve beat the last "
+                                               "score; measured up to 256.")
+    why = plan["recommendation"]["why"]
+    assert "Not predicted on all 8,000" in why and "labelling more" not in why.lower()
+
+
+# -- the rungs the decisions take ------------------------------------------------------------------------------------
+
+class _Config:
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def cell(self, n: int, seed: int) -> tuple:
+        return (self.label, n, seed)
+
+
+def test_a_size_between_is_the_last_rung_when_the_next_does_not_fit():
+    from unfreeze.advise.halving import decide
+
+    rows = {}
+    for label, accuracy in (("a", 0.8), ("f", 0.7)):
+        for seed in (0, 1):
+            rows[(label, 128, seed)] = {"status": "done", "cell": {"label": label, "n_train": 128, "seed": seed},
+                                        "validation": {"accuracy": accuracy, "loss": 0.5, "n": 200},
+                                        "started": 0.0, "finished": 12.8, "fit": {"step_seconds": 12.8}}
+    spec = AdviseSpec(seeds=[0, 1], budget=300.0, finalists=1)
+    # spent 51.2 s; 0.1 s per example per cell: 256 needs 2 x 2 x 25.6 x 1.15 = 118 s; 2,000 would need 920 s
+    decision = decide(spec, "id", 2, [64, 128, 256, 2000], 128, ["a"], ["f"], {k: _Config(k) for k in "af"}, rows,
+                      lambda c: c, 0.0)
+    assert decision["next_n_train"] == 256
+    # the next size does not fit: the largest size between that does (at least 1.25 x 128 = 160)
+    tight = decide(AdviseSpec(seeds=[0, 1], budget=150.0, finalists=1), "id", 2, [64, 128, 256, 2000], 128, ["a"],
+                   ["f"], {k: _Config(k) for k in "af"}, rows, lambda c: c, 0.0)
+    room = 150.0 - 4.5 - 51.2
+    assert tight["reason"] == "the largest size the budget allows" and 160 <= tight["next_n_train"] < 256
+    assert tight["projected_seconds"] <= room < 4 * 0.1 * (tight["next_n_train"] + 1) * 1.15
+    none = decide(AdviseSpec(seeds=[0, 1], budget=120.0, finalists=1), "id", 2, [64, 128, 256], 128, ["a"], ["f"],
+                  {k: _Config(k) for k in "af"}, rows, lambda c: c, 0.0)
+    assert none["next_n_train"] is None and none["reason"] == "budget"
+
+
+def test_the_clock_guard_projects_a_cell_as_it_will_run():
+    from unfreeze.advise.halving import expected_seconds
+
+    searched = {"cell": {"n_train": 64}, "started": 0.0, "finished": 30.0, "validation": {"n": 200},
+                "fit": {"step_seconds": 6.0, "lr_search": [{"step_seconds": 2.0}] * 3}}
+    once = {"cell": {"n_train": 64}, "started": 0.0, "finished": 10.0, "validation": {"n": 200},
+            "fit": {"step_seconds": 2.0}}
+    # a seed training once at the shared rate is projected from the cells that did so, not from the search
+    assert expected_seconds([searched, once], None, 128, 200, False) == pytest.approx(8.0 + 2.0 * 2)
+    assert expected_seconds([searched, once], None, 128, 200, True) == pytest.approx(24.0 + 6.0 * 2)
+    # only searched cells before: one fit is one of their three trials
+    assert expected_seconds([searched], None, 128, 200, False) == pytest.approx((24.0 + 12.0) / 3)
+    # a first cell: the calibration's projection
+    costs = _costs(1.0)["freeze k=3"]
+    assert expected_seconds([], costs, 128, 200, True) == pytest.approx(cell_seconds(costs, 128, 200, True))
+
+
+def test_a_rung_validates_on_a_nested_stratified_subset_and_its_cells_have_their_own_keys():
+    from unfreeze.advise.pilot import validation_at
+    from unfreeze.data import TextDataset
+    from unfreeze.sweep.grid import SweepSpec
+    from unfreeze.sweep.plan import seed_samples
+
+    assert [validation_at(n, 200, 2.0, 32) for n in (8, 32, 64, 128)] == [32, 64, 128, 200]
+    assert validation_at(64, 200, 0.0, 32) == 200
+    texts, labels = sentiment_task_varied(400, 0)
+    pool = TextDataset(texts, labels, name="pool")
+    full = SweepSpec(validation_size=100)
+    part = SweepSpec(validation_size=100, validation_used=40)
+    train, validation = seed_samples(full, pool, 64, 0)
+    same_train, subset = seed_samples(part, pool, 64, 0)
+    assert same_train.inputs == train.inputs  # the training sample does not move
+    assert subset.inputs == validation.inputs[:40] and len(set(subset.labels)) == 2
+    assert abs(sum(1 for y in subset.labels if y == 1) - 20) <= 1  # stratified: within one of its share
+    assert full.training_settings() != part.training_settings()  # another validation set: another cell

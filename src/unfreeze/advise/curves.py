@@ -185,15 +185,18 @@ def predict(scores: dict[int, dict[int, float]], form: str, at: Sequence[int], c
         return out
     rng = np.random.default_rng(seed)
     predictions = []
+    fitted: dict[tuple, np.ndarray | None] = {}  # 3 seeds have 10 distinct resamples: each is fitted once
     for _ in range(draws):
-        chosen = rng.choice(seeds, size=len(seeds), replace=True)
-        resampled = {size: {i: by_seed[s] for i, s in enumerate(chosen) if s in by_seed}
-                     for size, by_seed in scores.items()}
-        resampled = {size: v for size, v in resampled.items() if v}
-        if len(resampled) < 1:
-            continue
-        bn, by = points(resampled)
-        predictions.append(np.clip(fit_form(form, bn, by)(np.asarray(at, dtype=float)), 0.0, 1.0))
+        chosen = tuple(sorted(rng.choice(seeds, size=len(seeds), replace=True).tolist()))
+        if chosen not in fitted:
+            resampled = {size: {i: by_seed[s] for i, s in enumerate(chosen) if s in by_seed}
+                         for size, by_seed in scores.items()}
+            resampled = {size: v for size, v in resampled.items() if v}
+            bn, by = points(resampled)
+            fitted[chosen] = (np.clip(fit_form(form, bn, by)(np.asarray(at, dtype=float)), 0.0, 1.0)
+                              if resampled else None)
+        if fitted[chosen] is not None:
+            predictions.append(fitted[chosen])
     if predictions:
         table = np.asarray(predictions)
         tail = (1 - confidence) / 2

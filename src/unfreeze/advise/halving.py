@@ -146,6 +146,7 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
         sweep = spec.sweep_spec(k=sorted({0, backbone.num_blocks // 2, max(backbone.num_blocks - 1, 0)}),
                                 validation_size=held)
     configs = configurations(sweep, backbone.num_blocks)
+    model_fp = backbone.fingerprint()
     plan_id = spec.plan_id()
     store = ResultsStore(run_dir)
     started = next((r for r in store.records() if r.get("kind") == "advise-start" and r.get("plan_id") == plan_id),
@@ -160,7 +161,7 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
         with atomic_path(run_dir / ADVISE_FILE) as tmp:
             tmp.write_text(json.dumps({"spec": asdict(spec), "plan_id": plan_id, "sizes": ladder, "full_size": full,
                                        "validation_size": held, "n_classes": n_classes,
-                                       "num_blocks": backbone.num_blocks, "model_fingerprint": backbone.fingerprint(),
+                                       "num_blocks": backbone.num_blocks, "model_fingerprint": model_fp,
                                        "data_fingerprint": data.fingerprint, "pilot": pilot.as_dict(),
                                        "configurations": [c.label for c in configs]}, indent=2))
         started = {"kind": "advise-start", "key": f"advise-start:{plan_id}", "plan_id": plan_id,
@@ -223,7 +224,7 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
         return replace(base, learning_rate=float(rate), epochs=sweep.epochs or cell.make_strategy().epochs_for(True))
 
     def key_of(cell: Cell) -> str:
-        return cell.key(data.fingerprint, backbone.fingerprint(), cell_sweep(cell).cell_settings(cell.strategy))
+        return cell.key(data.fingerprint, model_fp, cell_sweep(cell).cell_settings(cell.strategy))
 
     def timing_hook(clf, train, record) -> None:
         if record["cell"]["seed"] == seeds[0]:

@@ -29,6 +29,18 @@ from .pilot import MIN_SIZES, SAFETY, PilotPlan
 
 # the last measured score stands for the full size only when that is at most this much larger
 EXTRAPOLATES = 1.25
+# a score is predicted only where the curve's error bound there (its back-test error, grown with the distance)
+# is within this: a forecast that may be further off than that is not printed as one
+PREDICTION_TOLERANCE = 0.03
+
+
+def extrapolation_steps(sizes: list[int], target: int) -> float:
+    """How far ``target`` lies beyond the largest size measured, in steps of the back-test (the largest size over
+    the one before it, on a log scale); at least 1."""
+    largest, before = sizes[-1], sizes[-2]
+    if target <= largest:
+        return 1.0
+    return max(1.0, math.log(target / largest) / math.log(largest / before))
 
 
 def validation_scores(rows: list[dict]) -> dict[str, dict[int, dict[int, float]]]:
@@ -79,14 +91,21 @@ def make_plan(run: AdviseRun) -> dict:
                                            if (r.get("fit") or {}).get("learning_rate") is not None}),
                  "rate_at_largest": rate_at_largest(rows)}
         own_form = form if form in lc.usable_forms(len(own)) else "last"
+        error = (backtests.get(own_form) or {}).get("mae")
+        steps = extrapolation_steps(sorted(own), full) if len(own) >= 2 else 1.0
         if len(own) < MIN_SIZES:  # a curve through fewer sizes is not checked by anything: no prediction
             entry["not_predicted"] = f"measured at {', '.join(map(str, sorted(own)))} only"
         elif own_form == "last" and full > EXTRAPOLATES * max(own):
             # the back-test found no curve better than the last score, which is no forecast of a larger size
             entry["not_predicted"] = f"no curve beat the last score; measured up to {max(own):,}"
+        elif error is None:
+            entry["not_predicted"] = "the curve could not be back-tested"
+        elif full > max(own) and error * steps > PREDICTION_TOLERANCE:
+            entry["not_predicted"] = (f"the curve may be off by {error * steps:.3f} at {full:,}: its back-test error "
+                                      f"{error:.3f}, {steps:.1f} size steps out")
         else:
             entry["form"] = own_form
-            entry["predicted"] = {str(n): p for n, p in lc.predict(own, own_form, at).items()}
+            entry["predicted"] = bounded(lc.predict(own, own_form, at), sorted(own), error)
             if spec.target is not None:
                 entry["size_for_target"] = lc.size_for(own, own_form, spec.target)
         entries.append(entry)
@@ -96,18 +115,30 @@ def make_plan(run: AdviseRun) -> dict:
     ranked = sorted([e for e in entries if "measured" in e],
                     key=lambda e: (e["status"] != "candidate", "predicted" not in e, -score_of(e, full)))
     ranked += [e for e in entries if "measured" not in e]
-    reached = [len(e["sizes"]) for e in candidates if not e["cheap"]] or [len(e["sizes"]) for e in candidates]
-    curves = [e for e in candidates if len(e["sizes"]) >= MIN_SIZES and "predicted" not in e]
+
     return {"data": spec.data, "model": spec.model, "full_size": full, "budget_seconds": spec.budget,
             "spent_seconds": run.spent_seconds, "load_seconds": run.load_seconds, "stopped": run.stopped,
             "sizes": sorted({n for e in entries for n in e.get("sizes", [])}), "ladder": run.sizes,
             "seeds": spec.seeds, "eta": spec.eta, "tolerance": spec.tolerance,
             "target": spec.target, "metric": "validation accuracy", "form": form,
             "backtest": {f: {"mae": v["mae"], "configurations": len(v["errors"])} for f, v in backtests.items()},
-            "predicts": bool(reached) and min(reached) >= MIN_SIZES and not curves, "budget_for_curves": needed,
-            "flat": bool(curves),
+            "predicts": recommendation is not None and recommendation["predicted_score"] is not None,
+            "budget_for_curves": needed,
+            "prediction_tolerance": PREDICTION_TOLERANCE,
             "pilot": run.pilot, "machine": run.machine,
             "recommendation": recommendation, "plan": ranked, "rungs": run.decisions}
+
+
+def bounded(predictions: dict[int, dict], sizes: list[int], error: float) -> dict[str, dict]:
+    """Predictions whose intervals also hold the curve's own error there (``error`` per back-test step, grown
+    with the distance): the bootstrap over seeds sees only the seeds' noise, not a wrong curve."""
+    out = {}
+    for n, p in predictions.items():
+        half = error * extrapolation_steps(sizes, n) if n > sizes[-1] else 0.0
+        low = p["score"] - half if p["low"] is None else min(p["low"], p["score"] - half)
+        high = p["score"] + half if p["high"] is None else max(p["high"], p["score"] + half)
+        out[str(n)] = {**p, "low": max(low, 0.0), "high": min(high, 1.0), "error": half}
+    return out
 
 
 def rate_at_largest(rows: list[dict]) -> float | None:
@@ -247,11 +278,13 @@ def why(pick: dict, best: dict, row: dict, full: int, tolerance: float, size: in
                  f"and takes {speed:.1f}x longer to fit")
     if not p:
         if len(pick["sizes"]) >= MIN_SIZES:
-            return text + (f". Not predicted on all {full:,}: no learning curve beat the last measured score in the "
-                           "back-test, and the last score is no forecast of a larger size.")
+            return text + f". Not predicted on all {full:,}: {pick['not_predicted']}."
         return text + "."
-    if pick["form"] == "last":
-        return text + (". Whether labelling more pays is not known: the back-test chose the last measured value, "
+    twice = pick["predicted"][str(2 * full)]
+    if pick["form"] == "last" or (twice.get("error") or 0.0) > PREDICTION_TOLERANCE:
+        return text + (f". Whether labelling more pays is not known: the curve may be off by "
+                       f"{twice.get('error') or 0.0:.3f} at {2 * full:,}." if pick["form"] != "last" else
+                       ". Whether labelling more pays is not known: the back-test chose the last measured value, "
                        "which does not extrapolate.")
     gain = pick["predicted"][str(2 * full)]["score"] - p["score"]
     text += (f". Twice the labelled data would add about {gain:+.3f} on the {pick['form']} curve"
@@ -271,12 +304,13 @@ def plan_text(plan: dict) -> str:
     rec = plan["recommendation"]
     if not plan.get("predicts", True):
         need = plan.get("budget_for_curves")
+        pick = next((e for e in plan["plan"] if rec and e["configuration"] == rec["configuration"]), None)
+        reason = (pick or {}).get("not_predicted")
         lines.append(
-            "Not predicted: no learning curve beat the last measured score, so nothing is forecast at the full size."
-            if plan.get("flat") and need is None else
             f"Not predicted: the finalists did not reach {MIN_SIZES} training sizes in "
-            f"{human_seconds(plan['budget_seconds'])}" + (f"; a budget of about {human_seconds(need)} would."
-                                                          if need else "."))
+            f"{human_seconds(plan['budget_seconds'])}; a budget of about {human_seconds(need)} would." if need else
+            f"Not predicted at the full size{' for ' + pick['configuration'] if reason else ''}: "
+            f"{reason or 'see the plan'}.")
     lines += [f"advisor: {plan['model']} on {plan['data']}, {full:,} labelled examples; sizes run "
               f"{', '.join(str(n) for n in plan['sizes'])} x seeds {', '.join(map(str, plan['seeds']))}; "
               f"spent {human_seconds(plan['spent_seconds'])} of {human_seconds(plan['budget_seconds'])}"
