@@ -53,11 +53,14 @@ def busy_loop(on: bool):
 
 
 def prepare(data: str, pool: int | None, n_test: int) -> tuple[str, str, int]:
-    """CSV files of the labelled pool and the test split (written once), and the pool's size."""
+    """Files of the labelled pool and the test split (written once), and the pool's size. Movie snippets are
+    written as CSV (the first runs), others as JSON lines: a tweet's lone carriage return is left unquoted by
+    pandas' CSV writer, and the row breaks there."""
     from unfreeze.data import load_data, sample
 
     folder = ROOT / f"{data}-{pool or 'all'}"
-    train_csv, test_csv = folder / "train.csv", folder / "test.csv"
+    suffix = "csv" if data == "movie-snippets" else "jsonl"
+    train_csv, test_csv = folder / f"train.{suffix}", folder / f"test.{suffix}"
     if not train_csv.exists():
         import pandas as pd
 
@@ -69,8 +72,14 @@ def prepare(data: str, pool: int | None, n_test: int) -> tuple[str, str, int]:
         if n_test < len(test):
             test = sample(test, n_total=n_test, seed=0)
         for dataset, path in ((train, train_csv), (test, test_csv)):
-            pd.DataFrame({"text": list(dataset.inputs), "label": list(dataset.labels)}).to_csv(path, index=False)
-    return str(train_csv), str(test_csv), sum(1 for _ in open(train_csv)) - 1
+            frame = pd.DataFrame({"text": list(dataset.inputs), "label": list(dataset.labels)})
+            if suffix == "csv":
+                frame.to_csv(path, index=False)
+            else:
+                frame.to_json(path, orient="records", lines=True, force_ascii=False)
+    from unfreeze.data import load_data as read
+
+    return str(train_csv), str(test_csv), len(read(str(train_csv)))
 
 
 def spec_for(train_csv: str, test_csv: str, budget: float, quick: bool, max_length: int):

@@ -362,6 +362,7 @@ def _advise_args(data, model, out, *extra):
     (["--finalists", "0"], "--finalists must be an int >= 1"),
     (["--first-rung-rate", "sometimes"], "--first-rung-rate must be one of first-seed, every-seed"),
     (["--max-loss", "1.5"], "--max-loss is a score difference in [0, 1)"),
+    (["--threads", "0"], "--threads must be an int >= 1"),
 ])
 def test_bad_input_is_one_line_exit_2_and_leaves_the_store_readable(extra, message, advise_data, tiny_model_dir,
                                                                      tmp_path):

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import sentiment_task_varied
+from unfreeze.advise.cost import human_seconds
 from unfreeze.advise.halving import AdviseRun, Configuration
 from unfreeze.advise.pilot import MIN_SIZES, SAFETY, StepCosts, cell_seconds, plan_pilot, projected
 from unfreeze.advise.plan import make_plan, plan_text
@@ -96,8 +97,7 @@ def test_a_budget_too_small_for_three_sizes_runs_the_cheapest_pilot_and_says_so_
     assert warning is not None and "\n" not in warning
     assert warning.startswith("A budget of 8.0 min cannot reach 3 training sizes")
     # the budget it names is what the full pilot would need for three sizes
-    assert f"A budget of about {__import__('unfreeze.advise.cost', fromlist=['x']).human_seconds(plan.needed_seconds)}" \
-        in warning and plan.needed_seconds > 450
+    assert f"A budget of about {human_seconds(plan.needed_seconds)}" in warning and plan.needed_seconds > 450
     assert _plan(0.25).warning(480.0) is None
 
 

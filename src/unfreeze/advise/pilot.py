@@ -249,5 +249,5 @@ def plan_pilot(costs: dict[str, StepCosts], labels: list[str], ladder: list[int]
     return plan
 
 
-__all__ = ["MIN_SIZES", "SAFETY", "VALIDATION_GROWTH", "PilotPlan", "StepCosts", "alive_counts", "calibrated_seconds", "cell_seconds",
-           "plan_pilot", "projected", "rung_seconds", "validation_at"]
+__all__ = ["MIN_SIZES", "SAFETY", "VALIDATION_GROWTH", "PilotPlan", "StepCosts", "alive_counts",
+           "calibrated_seconds", "cell_seconds", "plan_pilot", "projected", "rung_seconds", "validation_at"]
