@@ -272,6 +272,10 @@ def test_a_rung_decision_goes_one_size_up_while_the_budget_allows_and_shares_the
     # room for the next size only: it goes there (a curve needs three; the plan will say if it gets them)
     one = 1.15 * (2 * (39 + 2 * 13) + 3 * 2)
     assert decision(within(one + 1))["next_n_train"] == 128
+    # not even the shared rate takes both finalists to the two sizes still needed, but it takes the best one:
+    # only it goes on (a curve for the best beats two configurations measured at two sizes)
+    alone = decision(within(1.15 * ((39 + 2 * 13) + 3 * 2 + (57 + 2 * 19) + 3 * 4) + 1))
+    assert alone["promoted"] == ["b"] and alone["eliminated"] == ["a", "c"] and alone["next_n_train"] == 128
     # nothing fits: the pilot ends here
     broke = decision(300.0)
     assert broke["next_n_train"] is None and broke["reason"] == "budget"

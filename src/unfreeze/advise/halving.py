@@ -435,6 +435,10 @@ def decide(spec: AdviseSpec, plan_id: str, i: int, sizes: list[int], n: int, ali
     needed = ahead[:max(1, MIN_SIZES - (i + 1))]  # the sizes still to reach for a curve (or the next one)
     modes = ["every-seed", "first-seed"] if rate_search == "every-seed" else ["first-seed"]
     next_n, mode, projected, reason = None, rate_search, 0.0, "largest size"
+    # where the budget cannot take the promoted to a learning curve's sizes, keep fewer of them (the lowest ranked
+    # go first, down to one): a curve for the best beats two configurations measured at two sizes
+    while ahead and len(promoted) > 1 and i + 1 < MIN_SIZES and projected_to(needed, modes[-1]) > room:
+        eliminated = [promoted.pop()] + eliminated
     if ahead and promoted:
         choice = next(((m, projected_to(needed, m)) for m in modes if projected_to(needed, m) <= room), None) or \
             next(((m, projected_to(ahead[:1], m)) for m in modes if projected_to(ahead[:1], m) <= room), None)
