@@ -7,7 +7,8 @@ Rungs grow the training size geometrically (nested samples: a seed's 64 examples
 its 128). Every configuration that trains starts at the smallest rung; after a rung only the
 best ``ceil(k / eta)`` of them by validation score (mean over the seeds, which share their
 samples: a paired comparison) go on to the next, and never fewer than ``finalists`` (2), who
-then go on through every size the budget reaches: a learning curve needs the sizes between.
+then go on through every size the budget reaches: a learning curve needs the sizes between
+(where the budget cannot take them to three sizes, fewer go on, down to the best one).
 Configurations that leave the model's weights alone (``features``; any strategy with
 ``changes_weights = False``) are cheap and run at every size. Every trained cell picks its
 learning rate on its own validation split, except where a rung shares the first seed's rate:
