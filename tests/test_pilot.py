@@ -367,3 +367,14 @@ def test_a_rung_validates_on_a_nested_stratified_subset_and_its_cells_have_their
     assert subset.inputs == validation.inputs[:40] and len(set(subset.labels)) == 2
     assert abs(sum(1 for y in subset.labels if y == 1) - 20) <= 1  # stratified: within one of its share
     assert full.training_settings() != part.training_settings()  # another validation set: another cell
+
+
+@pytest.mark.parametrize("value", ["-5", "1.5", "true"])
+def test_a_bad_validation_subset_in_a_sweep_file_is_one_line_exit_2(value, tmp_path):
+    from conftest import assert_user_error
+
+    config = tmp_path / "sweep.toml"
+    config.write_text(f'data = "movie-snippets"\nstrategies = ["features"]\nvalidation_used = {value}\n')
+    result = runner.invoke(app, ["sweep", "--config", str(config), "-o", str(tmp_path / "run")])
+    assert_user_error(result, "validation_used must be an int >= 0")
+    assert not (tmp_path / "run").exists()

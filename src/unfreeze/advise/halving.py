@@ -153,11 +153,11 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
     started = next((r for r in store.records() if r.get("kind") == "advise-start" and r.get("plan_id") == plan_id),
                    None)
     if started is None:
-        # a floor of 8 per class (and 32): smaller samples leave a class out of the head's training
+        # a floor of 8 per class (and 32) for a smaller first size and a rung's validation subset: fewer leave a
+        # class out of the head's training or of the scoring
         floor = max(32, 8 * n_classes)
         smaller = [] if spec.min_size else [n for n in (min_size // 2, min_size // 4) if n >= floor and n < min_size]
-        pilot, costs = make_pilot(spec, sweep, data, configs, device, ladder, held, clock_start,
-                                  smaller, n_classes)
+        pilot, costs = make_pilot(spec, sweep, data, configs, device, ladder, held, clock_start, smaller, floor)
         run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(run_dir / ADVISE_FILE) as tmp:
             tmp.write_text(json.dumps({"spec": asdict(spec), "plan_id": plan_id, "sizes": ladder, "full_size": full,
@@ -210,19 +210,26 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
     def validation_for(n: int) -> int:
         return validation_at(n, held, pilot.validation_growth, pilot.validation_floor)
 
+    settings: dict[tuple, SweepSpec] = {}  # (validation texts, rate, epochs) -> settings: built once, keyed often
+
+    def settings_for(used: int, rate: float | None = None, epochs: int | None = None) -> SweepSpec:
+        if (used, rate, epochs) not in settings:
+            base = replace(sweep, validation_used=used) if used < held else sweep
+            settings[used, rate, epochs] = base if rate is None else replace(base, learning_rate=rate, epochs=epochs)
+        return settings[used, rate, epochs]
+
     def cell_sweep(cell: Cell) -> SweepSpec:
         """A cell's settings: its rung's validation texts; where its rung shares the rate, the later seeds train
         at the first seed's."""
         used = validation_for(cell.n_train)
-        base = replace(sweep, validation_used=used) if used < held else sweep
         if cell.seed == seeds[0] or by_label[cell.label].cheap or not shares_rate(cell.n_train):
-            return base
+            return settings_for(used)
         first = plan_rows.get(key_of(by_label[cell.label].cell(cell.n_train, seeds[0]))) or {}
         rate = (first.get("fit") or {}).get("learning_rate") if first.get("status") == "done" else None
         if rate is None:
-            return base
+            return settings_for(used)
         # the search's training at the chosen rate: its epoch ceiling (early stopping on the validation set)
-        return replace(base, learning_rate=float(rate), epochs=sweep.epochs or cell.make_strategy().epochs_for(True))
+        return settings_for(used, float(rate), sweep.epochs or cell.make_strategy().epochs_for(True))
 
     def key_of(cell: Cell) -> str:
         return cell.key(data.fingerprint, model_fp, cell_sweep(cell).cell_settings(cell.strategy))
@@ -339,7 +346,7 @@ def check_sizes(spec: AdviseSpec, full: int, held: int, trainable: int, min_size
 
 def make_pilot(spec: AdviseSpec, sweep: SweepSpec, data, configs: list[Configuration], device: str | None,
                ladder: list[int], held: int, clock_start: float, smaller: list[int],
-               n_classes: int) -> tuple[PilotPlan, dict[str, StepCosts]]:
+               floor: int) -> tuple[PilotPlan, dict[str, StepCosts]]:
     """Calibrate, then plan the pilot in what the budget leaves; refuse a budget that cannot run even the cheap
     configurations at the smallest size (one line, nothing written)."""
     from .calibrate import calibrate
@@ -351,8 +358,8 @@ def make_pilot(spec: AdviseSpec, sweep: SweepSpec, data, configs: list[Configura
         costs = {}
     room = spec.budget - reserve_seconds(spec.budget) - (time.monotonic() - clock_start)
     cheap = [c.label for c in configs if c.cheap]
-    floor = (min(smaller) if smaller else ladder[0])
-    baseline = sum(len(spec.seeds) * calibrated_cell(costs[label], floor, held, False) for label in cheap
+    first = min(smaller) if smaller else ladder[0]
+    baseline = sum(len(spec.seeds) * calibrated_cell(costs[label], first, held, False) for label in cheap
                    if label in costs) * SAFETY
     elapsed = time.monotonic() - clock_start
     if not costs or room <= 0:
@@ -362,11 +369,11 @@ def make_pilot(spec: AdviseSpec, sweep: SweepSpec, data, configs: list[Configura
     if cheap and baseline > room:
         needed = elapsed + baseline + reserve_seconds(spec.budget)
         raise UnfreezeError(f"A budget of {human_seconds(spec.budget)} cannot run even the features baseline at the "
-                            f"smallest size ({floor} examples x {len(spec.seeds)} seeds): loading and timing took "
+                            f"smallest size ({first} examples x {len(spec.seeds)} seeds): loading and timing took "
                             f"{human_seconds(elapsed)} and the baseline needs about {human_seconds(baseline)} more. "
                             f"Give --budget {math.ceil(needed * 1.5 / 60)}m or more.")
     pilot = plan_pilot(costs, [c.label for c in configs], ladder, list(spec.seeds), held, room, spec.eta,
-                       spec.finalists, spec.first_rung_rate, smaller, spec.growth, max(32, 8 * n_classes))
+                       spec.finalists, spec.first_rung_rate, smaller, spec.growth, floor)
     return pilot, costs
 
 

@@ -55,8 +55,13 @@ def cell_seconds(c: StepCosts, n: int, validation: int, searched: bool, embedded
     (``embedded`` texts of its seed: the nested smaller sample and the validation set) and fits its head."""
     if c.cheap:
         return c.fixed + c.forward * max(n + validation - embedded, 0) + c.train * n
-    rates = c.rates if searched else 1
-    return (rates * (c.fixed + c.epochs * (c.train * n + c.validate * validation))
+    return fits_seconds(c, n, validation, [c.epochs] * (c.rates if searched else 1))
+
+
+def fits_seconds(c: StepCosts, n: int, validation: int, epochs: list[int]) -> float:
+    """A trained cell's seconds: one fit per entry of ``epochs`` (that many epochs of steps and validation), the
+    prefix once, the training sample scored at the end."""
+    return (sum(c.fixed + e * (c.train * n + c.validate * validation) for e in epochs)
             + c.prefix * (n + validation) + c.forward * n)
 
 
@@ -69,10 +74,7 @@ def calibrated_seconds(c: StepCosts, row: dict) -> float | None:
     if c.cheap:
         return cell_seconds(c, n, validation, False)
     fit = row.get("fit") or {}
-    trials = fit.get("lr_search") or [fit]
-    epochs = [int(t.get("epochs_run") or c.epochs) for t in trials]
-    return (sum(c.fixed + e * (c.train * n + c.validate * validation) for e in epochs)
-            + c.prefix * (n + validation) + c.forward * n)
+    return fits_seconds(c, n, validation, [int(t.get("epochs_run") or c.epochs) for t in fit.get("lr_search") or [fit]])
 
 
 @dataclass

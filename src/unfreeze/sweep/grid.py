@@ -114,6 +114,10 @@ class SweepSpec:
                 or self.validation_size < 0:
             raise UnfreezeError(f"--validation-size must be an int >= 0 (0: a fraction of each sample). "
                                 f"Got {self.validation_size!r}.")
+        if not isinstance(self.validation_used, int) or isinstance(self.validation_used, bool) \
+                or self.validation_used < 0:
+            raise UnfreezeError(f"validation_used must be an int >= 0 (the first texts of the validation set to "
+                                f"score on; 0: all of them). Got {self.validation_used!r}.")
         if isinstance(self.k, str) and self.k.strip() != "all":
             try:
                 self.k = [int(v) for v in as_list(self.k)]
