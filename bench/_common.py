@@ -33,7 +33,7 @@ def mean(values) -> float:
 
 def print_machine() -> None:
     """The first line of every benchmark: the CPU, its capability and what runs bf16 fast."""
-    from unfreeze.hardware import describe
+    from unfreeze.machine.hardware import describe
 
     print(f"machine: {describe()}", flush=True)
 

@@ -124,7 +124,7 @@ def fitted(spec, plan: dict, store: Path) -> dict:
 
 def reference(spec, configurations: list[dict], store: Path) -> dict[str, float]:
     """Every configuration fitted on all the labelled data, its rate searched on a validation split: test scores."""
-    from unfreeze.classifier import Classifier
+    from unfreeze.estimators import Classifier
     from unfreeze.strategies import strategy_class
     from unfreeze.sweep.plan import load_sweep_data
     from unfreeze.training.settings import Training

@@ -1,6 +1,6 @@
 """bf16 on this CPU: MiniLM embedding and a freeze cell's training, fp32 vs bf16 options.
 
-Embedding (no gradients) of movie-snippets texts through ``unfreeze.embed.forward_pooled``:
+Embedding (no gradients) of movie-snippets texts through ``unfreeze.features.embed.forward_pooled``:
 
 - fp32: the model as loaded;
 - bf16 weights: the model converted with ``model.to(torch.bfloat16)``;
@@ -60,7 +60,7 @@ EMBED_VARIANTS = ("fp32", "bf16 weights", "autocast bf16")
 
 def embed_worker(variant: str, texts: list[str], out: Path) -> dict[str, float]:
     """In a fresh process: load MiniLM, convert it as ``variant`` says, embed ``texts``."""
-    from unfreeze.embed import forward_pooled
+    from unfreeze.features.embed import forward_pooled
     from unfreeze.models import Backbone
 
     backbone = Backbone.load("minilm-l6", device="cpu")
@@ -88,7 +88,7 @@ def embed_worker(variant: str, texts: list[str], out: Path) -> dict[str, float]:
 
 def bench_embedding(args, texts: list[str], test_texts: list[str], train_y: np.ndarray, test_y: np.ndarray,
                     workdir: Path) -> None:
-    from unfreeze.heads import LogisticHead
+    from unfreeze.features.logistic import LogisticHead
 
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in EMBED_VARIANTS}
     pooled: dict[str, np.ndarray] = {}
@@ -312,7 +312,7 @@ def main() -> None:
         worker(json.loads(args.worker), args.n_test)
         return
     print_machine()
-    from unfreeze.hardware import precision_name, resolve_precision
+    from unfreeze.machine.hardware import precision_name, resolve_precision
 
     print(f"auto resolves to: inference {precision_name(resolve_precision('auto', 'cpu', 'inference'))}, "
           f"training {precision_name(resolve_precision('auto', 'cpu', 'training'))}", flush=True)

@@ -47,9 +47,9 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     from unfreeze.data import load_builtin, sample
-    from unfreeze.embed import embed
-    from unfreeze.hardware import run_precision
-    from unfreeze.heads import LogisticHead
+    from unfreeze.features.embed import embed
+    from unfreeze.machine.hardware import run_precision
+    from unfreeze.features.logistic import LogisticHead
     from unfreeze.models.loaded import shared_backbone
 
     texts = load_builtin("movie-snippets", "train").texts[:n]

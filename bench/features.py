@@ -83,7 +83,7 @@ def main() -> None:
     from sklearn.linear_model import LogisticRegressionCV
     from threadpoolctl import threadpool_limits
 
-    import unfreeze.heads
+    import unfreeze.features.logistic
     from unfreeze import Classifier
 
     train, test = movie_snippets(n_train, n_test, seed=0)
@@ -95,7 +95,7 @@ def main() -> None:
     peer_model.max_seq_length = 256
 
     head_watch = Stopwatch()
-    unfreeze.heads.LogisticHead.fit = head_watch.wrap(unfreeze.heads.LogisticHead.fit)
+    unfreeze.features.logistic.LogisticHead.fit = head_watch.wrap(unfreeze.features.logistic.LogisticHead.fit)
 
     def ours() -> dict[str, float]:
         head_watch.seconds = 0.0
@@ -158,7 +158,7 @@ def main() -> None:
     print(f"reference: peer's LogisticRegressionCV with BLAS on one thread: {time.perf_counter() - start:.2f} s")
     if not args.quick:
         clf = ours.last
-        from unfreeze.embed import embed
+        from unfreeze.features.embed import embed
 
         ours_features = embed(clf.backbone_, train.inputs, clf.layers_, clf.pooling_, use_cache=False,
                               progress=False).features(clf.layers_)

@@ -10,7 +10,7 @@ Prints per-k test accuracy and seconds for both, and the total time ratio.
     python bench/freeze_sweep.py [--quick] [--precision auto|fp32|bf16] [--unfreeze-only]
 
 ``--precision`` is unfreeze's (default auto: bf16 for the frozen-prefix pass where the CPU
-runs bf16 fast; the trained blocks as ``unfreeze.hardware`` decides); ``--unfreeze-only``
+runs bf16 fast; the trained blocks as ``unfreeze.machine.hardware`` decides); ``--unfreeze-only``
 skips the Trainer, to compare unfreeze's precisions with each other.
 """
 
@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--unfreeze-only", action="store_true", help="skip the Trainer")
     args = parser.parse_args()
     print_machine()
-    from unfreeze.hardware import run_precision
+    from unfreeze.machine.hardware import run_precision
 
     print(f"unfreeze precision {args.precision}: {run_precision(args.precision, 'cpu').describe()}")
     torch.set_num_threads(torch.get_num_threads())

@@ -51,7 +51,7 @@ def sentence_transformers_onnx(model_path: str, train_texts, train_y, batch_size
                      "installed (it pins transformers<4.58; this environment has transformers 5)"
     from sentence_transformers import SentenceTransformer
 
-    from unfreeze.heads import LogisticHead
+    from unfreeze.features.logistic import LogisticHead
 
     try:
         model = SentenceTransformer(model_path, backend="onnx", device="cpu")
@@ -78,7 +78,7 @@ def exported_runs(label: str, clf, folder: Path, check_texts, check_labels, batc
                   ffn_variant: bool = False) -> dict[str, tuple[Callable, np.ndarray]]:
     """Save ``clf`` as a bundle, export it (fp32 + int8, checked), and return its three runs."""
     from unfreeze import Classifier
-    from unfreeze.export.bundles import export_bundle
+    from unfreeze.export.exporter import export_bundle
 
     bundle = clf.save(folder / label.replace(" ", "-").replace("=", ""))
     start = time.perf_counter()

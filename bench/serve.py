@@ -114,7 +114,7 @@ def main() -> None:
     bundle, texts = build_bundle(Path(tempfile.mkdtemp(prefix="bench-serve-")))
     batching = ["--max-batch", "64", "--max-wait-ms", "5"]
     if args.runtime == "onnx":
-        from unfreeze.export.bundles import export_bundle
+        from unfreeze.export.exporter import export_bundle
 
         start = time.perf_counter()
         done = export_bundle(bundle, int8=True)

@@ -37,7 +37,7 @@ class SlowFreeze(Freeze):
 @pytest.fixture
 def scored_inputs(monkeypatch) -> list:
     """Every input a fitted network is asked to predict, in order (a spy on NetworkPredictor.logits)."""
-    from unfreeze.predictors import NetworkPredictor
+    from unfreeze.inference.predictors import NetworkPredictor
 
     seen: list = []
     original = NetworkPredictor.logits
@@ -380,7 +380,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_store_readable(extra, messa
 
 def test_a_deadline_stops_training_and_embedding_and_is_not_a_cell_failure(tiny_model_dir):
     from unfreeze import Classifier, Features, Freeze, Training
-    from unfreeze.deadline import DeadlineReached, deadline
+    from unfreeze.machine.deadline import DeadlineReached, deadline
 
     texts, labels = sentiment_task_fixed(40, seed=0)
     for strategy, training in ((Freeze(k=1), Training(epochs=1, learning_rate=1e-4)), (Features(C=1.0), None)):

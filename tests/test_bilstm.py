@@ -21,7 +21,7 @@ from test_sweep import write_toy_csv
 from unfreeze import BiLSTM, Classifier, Training
 from unfreeze.cli import app
 from unfreeze.errors import UnfreezeError
-from unfreeze.token_states import (
+from unfreeze.features.token_states import (
     FP16_ABSOLUTE_ERROR,
     FP16_RELATIVE_ERROR,
     SPILL_FOLDER,
@@ -251,7 +251,7 @@ def test_padding_is_masked_by_packing(fitted, task):
 def test_bundle_round_trips_identically_and_serves_as_default(fitted, task, tmp_path):
     from safetensors.numpy import load_file
 
-    from unfreeze.predict import BundlePredictor
+    from unfreeze.inference.bundle_predictor import BundlePredictor
 
     _, (test_texts, _) = task
     path = fitted.save(tmp_path / "bundle")

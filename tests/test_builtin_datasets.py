@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from unfreeze.cache import cache_dir, sha256_file
+from unfreeze.storage.cache import cache_dir, sha256_file
 from unfreeze.data import BUILTIN, load_builtin, load_data
 from unfreeze.errors import UnfreezeError
 

@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-import unfreeze.bundle as bundle_module
+import unfreeze.inference.bundle as bundle_module
 import unfreeze.models.loaded as loaded_module
 from unfreeze import Classifier, UnfreezeError
 

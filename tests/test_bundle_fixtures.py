@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from unfreeze import Classifier, MultiHeadClassifier
-from unfreeze.bundle import read_config
+from unfreeze.inference.bundle import read_config
 from unfreeze.models.loaded import forget_backbones
-from unfreeze.predict import BundlePredictor
+from unfreeze.inference.bundle_predictor import BundlePredictor
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bundles"
 RELEASES = sorted(p.name for p in FIXTURES.iterdir() if (p / "expected.json").exists())

@@ -146,7 +146,7 @@ def test_serve_says_a_busy_port_before_loading_and_refuses_empty_texts(bundle, t
 def test_the_service_refuses_empty_and_blank_texts_as_the_command_line_does(bundle):
     from fastapi.testclient import TestClient
 
-    from unfreeze.predict import BundlePredictor
+    from unfreeze.inference.bundle_predictor import BundlePredictor
     from unfreeze.serve.app import create_app
 
     with TestClient(create_app(BundlePredictor(bundle, device="cpu"))) as client:

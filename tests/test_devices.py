@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from unfreeze.devices import available_devices, resolve_device
+from unfreeze.machine.devices import available_devices, resolve_device
 from unfreeze.errors import UnfreezeError
 
 
@@ -117,5 +117,5 @@ def test_mps_only_where_available(machine):
 
 
 def test_importing_devices_does_not_import_torch():
-    code = "import sys, unfreeze.devices; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, unfreeze.machine.devices; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

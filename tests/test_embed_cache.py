@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import FAMILIES
-from unfreeze.embed import embed
+from unfreeze.features.embed import embed
 from unfreeze.models.backbone import Backbone
 
 TEXTS = ["the first text", "a second, somewhat longer text for the batch", "three", "the fourth and last"]
@@ -179,7 +179,7 @@ def test_probe_then_fit_on_the_same_texts_needs_no_forward_pass(tiny_model_dir, 
     from transformers import BertModel
 
     from unfreeze import Classifier, TextDataset
-    from unfreeze.probe import format_probe_table, plot_probe, run_probe
+    from unfreeze.features.probe import format_probe_table, plot_probe, run_probe
 
     texts = [f"{w} text number {i}" for i, w in enumerate(["good", "bad"] * 12)]
     labels = ["pos" if t.startswith("good") else "neg" for t in texts]

@@ -107,7 +107,7 @@ def test_bundles_store_a_seeded_sample_of_training_inputs(bundles, tiny_model_di
 
 
 def test_check_set_joins_the_heads_inputs(bundles):
-    from unfreeze.export.bundles import _check_set
+    from unfreeze.export.exporter import _check_set
 
     config = json.loads((bundles["multihead"] / "unfreeze.json").read_text())
     classes = {"sentiment": np.array(["neg", "pos"]), "topic": np.array(list(TOPICS))}
@@ -186,7 +186,7 @@ def test_predict_int8_and_its_errors(runner, bundles, exported, tmp_path):
 
 def test_python_api_runtime_onnx(bundles, exported, tmp_path):
     from unfreeze.errors import UnfreezeError
-    from unfreeze.export.predictor import OnnxPredictor
+    from unfreeze.export.onnx_predictor import OnnxPredictor
 
     texts, labels = sentiment(20, 11)
     for name in ("features", "freeze"):
@@ -283,7 +283,7 @@ def test_dynamo_export_of_a_multihead_bundle(runner, bundles, tmp_path):
 @pytest.mark.parametrize("strategy, params", [("setfit", dict(num_iterations=1, C=1.0)), ("lora", dict(r=2)),
                                               ("reinit", dict(m=1))])
 def test_other_strategies_export(tiny_model_dir, tmp_path, strategy, params):
-    from unfreeze.export.bundles import export_bundle
+    from unfreeze.export.exporter import export_bundle
 
     texts, labels = sentiment(24, 2)
     clf = Classifier(model=tiny_model_dir("bert"), strategy=strategy, progress=False, device="cpu",
@@ -330,7 +330,7 @@ def test_an_unsupported_architecture_is_named(runner, bundles, tmp_path, monkeyp
 
 
 def test_a_strategy_whose_predictor_cannot_be_exported(runner, bundles, tmp_path, monkeypatch):
-    from unfreeze.predictors import PREDICTORS, Predictor
+    from unfreeze.inference.predictors import PREDICTORS, Predictor
 
     class MixPredictor(Predictor):  # as a future strategy may bring
         type_name = "mix"
@@ -437,7 +437,7 @@ def onnx_suite(tiny_model_dir, tmp_path_factory) -> Path:
     """test_serve.py's two-head bundle, exported (fp32 and int8)."""
     from test_serve import SENTIMENT, TEXTS, TOPIC
 
-    from unfreeze.export.bundles import export_bundle
+    from unfreeze.export.exporter import export_bundle
 
     need_onnx_extra()
     suite = MultiHeadClassifier(tiny_model_dir("bert"), batch_size=8, progress=False)

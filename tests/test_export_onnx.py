@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from unfreeze.embed import forward_pooled  # noqa: E402
+from unfreeze.features.embed import forward_pooled  # noqa: E402
 from unfreeze.errors import UnfreezeError  # noqa: E402
 from unfreeze.export import (  # noqa: E402
     ExportCheckError,
@@ -31,7 +31,7 @@ from unfreeze.export import (  # noqa: E402
     write_network_export,
 )
 from unfreeze.export.runtime import NumpyLogisticHead  # noqa: E402
-from unfreeze.heads import LogisticHead  # noqa: E402
+from unfreeze.features.logistic import LogisticHead  # noqa: E402
 from unfreeze.models.backbone import Backbone  # noqa: E402
 from unfreeze.models.pooling import pool  # noqa: E402
 

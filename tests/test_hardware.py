@@ -10,9 +10,9 @@ import warnings
 import pytest
 import torch
 
-import unfreeze.hardware as hardware
+import unfreeze.machine.hardware as hardware
 from unfreeze.errors import UnfreezeError
-from unfreeze.hardware import CpuInfo, CudaDevice, SlowPrecisionWarning, resolve_precision
+from unfreeze.machine.hardware import CpuInfo, CudaDevice, SlowPrecisionWarning, resolve_precision
 
 BF16, FP32 = torch.bfloat16, torch.float32
 CPUS = {
@@ -159,12 +159,12 @@ def test_auto_choices_say_what_auto_runs_on_each_device(machine):
 
 def test_the_module_prints_the_machine_and_the_choices_of_auto():
     env = {**os.environ, "UNFREEZE_FAST_BF16": "0"}
-    out = subprocess.run([sys.executable, "-m", "unfreeze.hardware"], check=True, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "unfreeze.machine.hardware"], check=True, capture_output=True, text=True,
                          env=env).stdout.splitlines()
     assert "cores, torch capability" in out[0]
     assert out[1].startswith("the CPU (") and out[1].endswith("auto = fp32 without gradients, fp32 training")
 
 
 def test_importing_the_module_does_not_import_torch():
-    code = "import sys, unfreeze.hardware; assert 'torch' not in sys.modules, 'torch was imported'"
+    code = "import sys, unfreeze.machine.hardware; assert 'torch' not in sys.modules, 'torch was imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -15,9 +15,9 @@ from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_info, threadpool_limits
 
-import unfreeze.heads as heads_module
+import unfreeze.features.logistic as heads_module
 from unfreeze.errors import InvalidParameterError
-from unfreeze.heads import C_GRID, LogisticHead
+from unfreeze.features.logistic import C_GRID, LogisticHead
 
 RELEASE = Path(__file__).parent / "fixtures" / "bundles" / "release-0.1.0"
 # Agreement with the exhaustive search: the test accuracy of the head at our C is within
@@ -191,7 +191,7 @@ def release_fixtures():
 
 
 def release_features(texts, layers):
-    from unfreeze.embed import embed
+    from unfreeze.features.embed import embed
     from unfreeze.models import Backbone
 
     backbone = Backbone.load(str(RELEASE / "model"), device="cpu")

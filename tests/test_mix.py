@@ -144,7 +144,7 @@ def test_the_layer_norm_option_changes_what_is_mixed(tiny_model_dir, task):
 # -- bundles, determinism ------------------------------------------------------------------------
 
 def test_bundle_holds_only_the_mix_and_round_trips_identically(fitted, task, tmp_path):
-    from unfreeze.predict import BundlePredictor
+    from unfreeze.inference.bundle_predictor import BundlePredictor
 
     _, (test_texts, _) = task
     path = fitted.save(tmp_path / "bundle")

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import unfreeze.multihead as multihead_module
+import unfreeze.inference.multihead as multihead_module
 from unfreeze import Classifier, Features, MultiHeadClassifier, UnfreezeError
 from unfreeze.cli import app
-from unfreeze.multihead import add_heads, remove_head
+from unfreeze.inference.multihead import add_heads, remove_head
 
 TEXTS = [f"{w} film number {i} with {'good' if i % 2 else 'bad'} acting and {'sport' if i % 3 else 'news'}"
          for i, w in enumerate(["a", "the", "one", "this", "that", "some", "my", "our", "your", "his"] * 3)]

@@ -13,9 +13,9 @@ import pytest
 
 from conftest import snapshot
 
-from unfreeze.cache import atomic_path
+from unfreeze.storage.cache import atomic_path
 from unfreeze.errors import UnfreezeError
-from unfreeze.outputs import check_output, foreign_entries, is_bundle, replaceable_folder
+from unfreeze.storage.outputs import check_output, foreign_entries, is_bundle, replaceable_folder
 
 BUNDLE_CONFIG = {"format": "unfreeze-bundle", "format_version": 1, "kind": "features"}
 
@@ -291,7 +291,7 @@ def test_atomic_path_does_not_replace_a_symbolic_link_with_a_folder(unchanged):
 
 
 def test_a_bundle_with_its_onnx_export_inside_is_still_ours(tmp_path):
-    from unfreeze.outputs import replaceable_folder
+    from unfreeze.storage.outputs import replaceable_folder
 
     bundle = tmp_path / "bundle"
     (bundle / "onnx" / "tokenizer").mkdir(parents=True)

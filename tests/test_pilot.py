@@ -249,7 +249,7 @@ def test_fit_time_at_n_is_projected_per_example_and_epoch_with_the_interval_it_r
 def test_torch_threads_stay_within_the_free_cores_and_are_restored(monkeypatch):
     import torch
 
-    import unfreeze.cores as cores
+    import unfreeze.machine.cores as cores
 
     before = torch.get_num_threads()
     monkeypatch.setattr(cores, "allowed_cores", lambda: [0])
@@ -262,7 +262,7 @@ def test_torch_threads_stay_within_the_free_cores_and_are_restored(monkeypatch):
 
 
 def test_busy_cores_are_read_from_two_samples_of_proc_stat():
-    from unfreeze.cores import busy_cores, free_cores
+    from unfreeze.machine.cores import busy_cores, free_cores
 
     # cpu0 idle the whole interval, cpu1 busy 90% of it (user 90 of 100 jiffies), cpu2 not ours
     samples = iter(["cpu  0 0 0 0\ncpu0 10 0 10 100 0 0 0 0\ncpu1 10 0 10 100 0 0 0 0\ncpu2 0 0 0 0 0 0 0 0\n",
@@ -276,7 +276,7 @@ def test_busy_cores_are_read_from_two_samples_of_proc_stat():
 @pytest.mark.skipif(sys.platform != "linux" or not Path("/usr/bin/taskset").exists(),
                     reason="needs Linux and taskset to limit the affinity")
 def test_a_process_limited_to_one_core_trains_on_one_thread():
-    code = ("import torch, json; from unfreeze.cores import use_threads\n"
+    code = ("import torch, json; from unfreeze.machine.cores import use_threads\n"
             "with use_threads(interval=0.05) as share: print(json.dumps([torch.get_num_threads(), share.allowed]))")
     out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True)

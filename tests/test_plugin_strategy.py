@@ -26,7 +26,7 @@ import unfreeze.strategies as strategies_module
 from conftest import sentiment_task_fixed
 from unfreeze import Classifier, register_strategy
 from unfreeze.params import float_in, setting
-from unfreeze.predictors import Predictor, PredictorState, register_predictor
+from unfreeze.inference.predictors import Predictor, PredictorState, register_predictor
 from unfreeze.strategies import FitResult, Strategy
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -39,7 +39,7 @@ TOY_PLUGIN = textwrap.dedent('''
     import numpy as np
 
     from unfreeze.params import float_in, setting
-    from unfreeze.predictors import Predictor, PredictorState, register_predictor
+    from unfreeze.inference.predictors import Predictor, PredictorState, register_predictor
     from unfreeze.strategies import FitResult, Strategy
 
 
@@ -57,7 +57,7 @@ TOY_PLUGIN = textwrap.dedent('''
         progress: bool = False
 
         def features(self, inputs):
-            from unfreeze.embed import embed
+            from unfreeze.features.embed import embed
 
             return embed(self.backbone, inputs, self.layers, self.pooling, self.max_length, self.batch_size,
                          progress=False).features(self.layers)

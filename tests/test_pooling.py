@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from unfreeze.embed import embed
+from unfreeze.features.embed import embed
 from unfreeze.errors import InvalidParameterError, UnfreezeError
 from unfreeze.models.pooling import POOLINGS, check_pooling, parse_layers, pool, resolve_pooling
 

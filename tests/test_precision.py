@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import unfreeze.hardware as hardware
+import unfreeze.machine.hardware as hardware
 from conftest import sentiment_task_fixed
 from unfreeze import Classifier, MultiHeadClassifier, UnfreezeError
 from unfreeze.cli import app

@@ -449,7 +449,7 @@ def test_fit_predict_and_serve_a_subspace_bundle_from_the_command_line(runner, t
     import pandas as pd
     from fastapi.testclient import TestClient
 
-    from unfreeze.predict import BundlePredictor
+    from unfreeze.inference.bundle_predictor import BundlePredictor
     from unfreeze.serve.app import create_app
 
     bundle = tmp_path / "bundle"

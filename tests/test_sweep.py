@@ -332,7 +332,7 @@ def test_resume_after_sigkill_at_random_points(toy_spec, tmp_path):
 def test_the_shared_embedding_pool_serves_subsets_with_repeated_texts_exactly(tiny_backbone):
     import numpy as np
 
-    from unfreeze.embed import embed, shared_embeddings
+    from unfreeze.features.embed import embed, shared_embeddings
 
     backbone = tiny_backbone("bert")
     first = ["a good film", "a bad film", "a good film", "dull", "a bad film"]  # repeats inside a call

@@ -7,12 +7,15 @@ training settings load without torch.
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
+import sys
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Classifier": ".classifier",
-    "MultiHeadClassifier": ".multihead",
+    "Classifier": ".estimators",
+    "MultiHeadClassifier": ".inference.multihead",
     "Training": ".training.settings",
     "Strategy": ".strategies",
     "TunedStrategy": ".strategies",
@@ -43,4 +46,58 @@ __all__ = ["__version__", *_EXPORTS]
 def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    if f"{__name__}.{name}" in _MOVED:  # ``unfreeze.cache`` after a plain ``import unfreeze``, as before the move
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'unfreeze' has no attribute {name!r}")
+
+
+# Modules that moved in 0.2 (the root package was a drawer of loose modules). Their old
+# paths import the new module object, with a DeprecationWarning, for one release.
+_MOVED = {
+    "unfreeze.bundle": "unfreeze.inference.bundle",
+    "unfreeze.predictors": "unfreeze.inference.predictors",
+    "unfreeze.predict": "unfreeze.inference.bundle_predictor",
+    "unfreeze.multihead": "unfreeze.inference.multihead",
+    "unfreeze.classifier": "unfreeze.estimators",
+    "unfreeze.embed": "unfreeze.features.embed",
+    "unfreeze.token_states": "unfreeze.features.token_states",
+    "unfreeze.pools": "unfreeze.features.pools",
+    "unfreeze.probe": "unfreeze.features.probe",
+    "unfreeze.heads": "unfreeze.features.logistic",
+    "unfreeze.cache": "unfreeze.storage.cache",
+    "unfreeze.outputs": "unfreeze.storage.outputs",
+    "unfreeze.cores": "unfreeze.machine.cores",
+    "unfreeze.devices": "unfreeze.machine.devices",
+    "unfreeze.hardware": "unfreeze.machine.hardware",
+    "unfreeze.deadline": "unfreeze.machine.deadline",
+    "unfreeze.export.bundles": "unfreeze.export.exporter",
+    "unfreeze.export.predictor": "unfreeze.export.onnx_predictor",
+}
+
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports a moved module's old path as the new module itself (the same object, one set of globals)."""
+
+    _specs: dict = {}
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in _MOVED:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self)
+
+    def create_module(self, spec):
+        import warnings
+
+        new = _MOVED[spec.name]
+        warnings.warn(f"{spec.name} moved to {new}; the old path goes in the next release", DeprecationWarning,
+                      stacklevel=2)
+        module = importlib.import_module(new)
+        self._specs[spec.name] = module.__spec__  # the import system overwrites __spec__; exec_module restores it
+        return module
+
+    def exec_module(self, module):
+        module.__spec__ = self._specs.pop(module.__spec__.name)
+
+
+if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _MovedModules())

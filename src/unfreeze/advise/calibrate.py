@@ -20,7 +20,7 @@ from .pilot import StepCosts
 
 def calibrate(sweep: SweepSpec, data, configs: list, device: str | None, seed: int) -> dict[str, StepCosts]:
     """``StepCosts`` of every configuration in ``configs`` (``halving.Configuration``), measured here and now."""
-    from ..embed import EMBEDDING_POOLS, embed
+    from ..features.embed import EMBEDDING_POOLS, embed
     from ..models.pooling import parse_layers, resolve_pooling
     from ..sweep.plan import cell_classifier, inference_backbone, prediction_seconds_per_text
     from ..training.prefix import PREFIX_POOLS

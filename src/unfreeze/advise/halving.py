@@ -34,9 +34,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from ..cache import atomic_path
-from ..deadline import DeadlineReached
-from ..deadline import deadline as time_limit
+from ..storage.cache import atomic_path
+from ..machine.deadline import DeadlineReached
+from ..machine.deadline import deadline as time_limit
 from ..errors import UnfreezeError
 from ..sweep.grid import Cell, SweepSpec, expand
 from ..sweep.store import ResultsStore
@@ -125,7 +125,7 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
     """Run (or resume) the successive halving of ``spec`` into ``run_dir`` within ``spec.budget`` seconds
     counted from ``clock_start`` (``time.monotonic()`` when the command started). ``cores``: the
     ``CoreShare`` the command set (recorded with the pilot's plan)."""
-    from ..embed import shared_embeddings
+    from ..features.embed import shared_embeddings
     from ..models.loaded import shared_backbone
     from ..sweep.plan import load_sweep_data, prediction_seconds_per_text, run_cell
 
@@ -172,7 +172,7 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
         store.append(started)
     pilot = PilotPlan(**started["pilot"])
     if progress:
-        from ..cores import CoreShare
+        from ..machine.cores import CoreShare
 
         share = f"cores: {CoreShare(**cores).describe()}" if cores else None
         for line in (pilot.warning(spec.budget), pilot.describe(), share):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..cache import atomic_path
+from ..storage.cache import atomic_path
 from ..report.stats import PairedDifference, paired_difference
 from . import curves as lc
 from .cost import cost_at, human_seconds, projected_cell_seconds, searched_rate
@@ -353,7 +353,7 @@ def plan_text(plan: dict) -> str:
 
 def machine_text(machine: dict) -> str:
     """Threads and cores, and how the cells ran against their calibration."""
-    from ..cores import CoreShare
+    from ..machine.cores import CoreShare
 
     cores = machine.get("cores")
     text = "machine: " + (CoreShare(**cores).describe() if cores else "threads not recorded")

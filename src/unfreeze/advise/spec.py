@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from ..cache import sha256_json
+from ..storage.cache import sha256_json
 from ..errors import UnfreezeError
 from ..sweep.grid import SweepSpec
 

@@ -87,7 +87,7 @@ def advise(
     if not spec.seeds:
         raise UnfreezeError("--seeds must name at least one seed, e.g. 0,1,2.")
     spec.sweep_spec()  # strategies, grid and k: one line now rather than later
-    from ..outputs import check_output
+    from ..storage.outputs import check_output
 
     inputs = [p for p in (data, test) if p]
     check_output(output, "run", inputs=inputs)
@@ -98,7 +98,7 @@ def advise(
     device = checked_device(device)
     result = run_advisor(spec, output, clock_start, device, progress=not quiet, json_path=as_json)
     if fit_dir is not None:
-        from ..cores import use_threads
+        from ..machine.cores import use_threads
 
         with use_threads(spec.threads):
             fit_recommendation(spec, result["plan"], fit_dir, device)
@@ -108,7 +108,7 @@ def run_advisor(spec, output: Path, clock_start: float, device: str | None = Non
                 json_path: Path | None = None) -> dict:
     from ..advise.halving import run_halving
     from ..advise.plan import make_plan, plan_text, write_outputs
-    from ..cores import use_threads
+    from ..machine.cores import use_threads
 
     def log(line: str) -> None:
         typer.echo(line, err=True)
@@ -144,7 +144,7 @@ def fit_recommendation(spec, plan: dict, fit_dir: Path, device: str | None) -> N
 def fit_recommended(spec, plan: dict, device: str | None):
     """The plan's recommendation fitted on all the labelled data, and its metrics (train, and test when there is a
     test split: the pilot never read it)."""
-    from ..classifier import Classifier
+    from ..estimators import Classifier
     from ..strategies import strategy_class
     from ..sweep.plan import load_sweep_data
     from ..training.settings import Training

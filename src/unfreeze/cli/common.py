@@ -74,14 +74,14 @@ def flag(*names: str, help: str):
 
 def checked_precision(precision: str) -> str:
     """``--precision`` as one of auto, fp32, bf16 (one line listing them, otherwise; no torch needed)."""
-    from ..hardware import check_precision
+    from ..machine.hardware import check_precision
 
     return check_precision(precision)
 
 
 def checked_device(device: str | None) -> str | None:
     """``--device`` validated against the devices this machine has (one line naming them, otherwise)."""
-    from ..devices import resolve_device
+    from ..machine.devices import resolve_device
 
     return None if device is None else str(resolve_device(device))
 

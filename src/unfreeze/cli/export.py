@@ -51,12 +51,12 @@ def export_command(
     within 1e-4; with --int8, the share of labels int8 agrees on and its accuracy change.
     A failed check leaves no export behind."""
     from ..errors import UnfreezeError
-    from ..export.bundles import export_bundle, read_check_data
+    from ..export.exporter import export_bundle, read_check_data
 
     for given, name in ((keep_ffn_output, "--keep-ffn-output"), (full_range, "--full-range")):
         if given and not int8:
             raise UnfreezeError(f"{name} shapes the int8 graph: add --int8.")
-    from ..bundle import read_config
+    from ..inference.bundle import read_config
 
     read_config(bundle)  # a missing or damaged bundle is said before anything loads
     device = checked_device(device)

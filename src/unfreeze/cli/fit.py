@@ -70,7 +70,7 @@ def fit(
     The strategy's parameters and the training settings are options of their own; only
     those given are passed on, so every default is the strategy's (see `unfreeze strategies`).
     """
-    from ..outputs import check_output
+    from ..storage.outputs import check_output
     from ..strategies import split_shorthand
     from ..training.settings import Training
 
@@ -85,7 +85,7 @@ def fit(
                                       n_per_class)
     device = checked_device(device)
 
-    from ..classifier import Classifier
+    from ..estimators import Classifier
     from ..metrics import format_metrics_table
     from ..training import distributed
 
@@ -112,7 +112,7 @@ def fit(
         head += f"; learning rate {record['learning_rate']:g}, the best on validation of {tried}"
     elif record.get("tuning"):
         head += f"; {record['tuning']}"
-    from ..hardware import RunPrecision
+    from ..machine.hardware import RunPrecision
 
     ran = RunPrecision(**record.get("precision", {}))
     typer.echo(f"trained {clf.strategy_.describe()} on {len(train)} examples of {train.name} with {model} "
@@ -154,12 +154,12 @@ def predict(
     A multi-head bundle runs the backbone once per batch and writes HEAD.prediction and
     HEAD.proba_LABEL columns for every head; a single-head bundle writes prediction and
     proba_LABEL columns. --runtime onnx predicts with the bundle's export (`unfreeze export`)."""
-    from ..bundle import read_config
-    from ..cache import atomic_path
+    from ..inference.bundle import read_config
+    from ..storage.cache import atomic_path
     from ..data.readers import read_inputs
-    from ..outputs import check_output
+    from ..storage.outputs import check_output
 
-    from ..predict import check_runtime_options
+    from ..inference.bundle_predictor import check_runtime_options
 
     precision = one_precision(precision, int8)
     check_runtime_options(runtime, precision, onnx, device)
@@ -168,7 +168,7 @@ def predict(
     frame, items = read_inputs(inputs, text_col, text_pair_col)
     device = checked_device(device)
 
-    from ..predict import BundlePredictor
+    from ..inference.bundle_predictor import BundlePredictor
 
     predictor = BundlePredictor(bundle, device=device, batch_size=batch_size, runtime=runtime, precision=precision,
                                 onnx=onnx)
@@ -200,7 +200,7 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """Score a bundle on labelled TEST data: accuracy, macro-F1, MCC."""
-    from ..bundle import read_config
+    from ..inference.bundle import read_config
     from ..data import BUILTIN, load_data
 
     read_config(bundle)
@@ -208,7 +208,7 @@ def evaluate(
     test_set = load_data(source, text_col, label_col, text_pair_col)
     device = checked_device(device)
 
-    from ..classifier import Classifier
+    from ..estimators import Classifier
     from ..metrics import format_metrics_table
 
     clf = Classifier.load(bundle, head=head, device=device)
@@ -243,7 +243,7 @@ def probe(
 ) -> None:
     """Fit a logistic head on every layer's pooled states (one forward pass) and plot score vs layer."""
     from ..metrics import METRICS
-    from ..outputs import check_output
+    from ..storage.outputs import check_output
 
     if metric not in METRICS:
         raise UnfreezeError(f"Unknown metric {metric!r}. Metrics: {', '.join(METRICS)}.")
@@ -253,7 +253,7 @@ def probe(
                                       n_per_class)
     device = checked_device(device)
 
-    from ..probe import format_probe_table, plot_probe, run_probe
+    from ..features.probe import format_probe_table, plot_probe, run_probe
 
     rows = run_probe(train, test_set, model, pooling, max_length, batch_size, seed=seed, device=device,
                      precision=precision)

@@ -65,8 +65,8 @@ def heads_add(
     = "auto",
 ) -> None:
     """Fit a logistic head on DATA and add it to BUNDLE under NAME (atomically)."""
-    from ..bundle import check_head_name
-    from ..outputs import check_output
+    from ..inference.bundle import check_head_name
+    from ..storage.outputs import check_output
 
     check_head_name(name)
     checked_precision(precision)
@@ -76,7 +76,7 @@ def heads_add(
     device = checked_device(device)
 
     from ..metrics import format_metrics_table
-    from ..multihead import add_heads, new_suite_for
+    from ..inference.multihead import add_heads, new_suite_for
 
     suite = new_suite_for(bundle, model, max_length, batch_size, device, precision)
     head = suite.add_head(name, train.inputs, train.labels, pooling=pooling, layers=layers, C=C, seed=seed,
@@ -100,8 +100,8 @@ def heads_list(
     as_json: Annotated[bool, flag("--json", help="Print the heads as JSON.")] = False,
 ) -> None:
     """List the heads of BUNDLE: labels, pooling, layers, training data, test accuracy."""
-    from ..bundle import MULTIHEAD_KIND, read_config
-    from ..multihead import DEFAULT_HEAD
+    from ..inference.bundle import MULTIHEAD_KIND, read_config
+    from ..inference.multihead import DEFAULT_HEAD
 
     config = read_config(bundle)
     if config.get("kind") == MULTIHEAD_KIND:
@@ -131,7 +131,7 @@ def heads_remove(
     name: Annotated[str, typer.Argument(help="The head to remove.")],
 ) -> None:
     """Remove head NAME from BUNDLE (atomically)."""
-    from ..multihead import remove_head
+    from ..inference.multihead import remove_head
 
     suite = remove_head(bundle, name)
     typer.echo(f"removed head {name!r}; {bundle} now has {len(suite.heads)} head(s): {', '.join(suite.heads)}")

@@ -159,7 +159,7 @@ def run(output: Path, full_spec, subspace_spec, metric: str, retry_failed: bool 
 
 def _write_plan(output: Path, full_spec, subspace_spec, metric: str, fraction: float,
                 keys: dict[str, list[str]]) -> None:
-    from ..cache import atomic_path
+    from ..storage.cache import atomic_path
     from ..report.intrinsic import INTRINSIC_FILE
 
     plan = {"metric": metric, "fraction": fraction, "model": full_spec.model, "data": full_spec.data,
@@ -175,7 +175,7 @@ def _write_plan(output: Path, full_spec, subspace_spec, metric: str, fraction: f
 
 def _name_both_strategies(output: Path) -> None:
     """sweep.json holds the last spec run (subspace's): name both strategies, for `unfreeze report` on the folder."""
-    from ..cache import atomic_path
+    from ..storage.cache import atomic_path
     from ..sweep.plan import SPEC_FILE
 
     file = output / SPEC_FILE

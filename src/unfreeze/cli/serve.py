@@ -33,7 +33,7 @@ def serve(
     precision: PredictPrecisionOpt = None,
 ) -> None:
     """Serve BUNDLE over HTTP: POST /predict, GET /heads, GET /health, docs at /docs."""
-    from ..bundle import read_config
+    from ..inference.bundle import read_config
     from ..serve.app import ServeLimits, serve as run_server
 
     if not 0 <= port <= 65535:
@@ -41,7 +41,7 @@ def serve(
     limits = ServeLimits(max_texts=max_texts, max_chars=max_chars, max_body_bytes=max_body_bytes,
                          max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
                          micro_batching=not no_micro_batching)
-    from ..predict import check_runtime_options
+    from ..inference.bundle_predictor import check_runtime_options
 
     from .fit import one_precision
 

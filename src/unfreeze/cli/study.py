@@ -43,7 +43,7 @@ def study(
 ) -> None:
     """Test a published claim about unfreezing: run the study's sweep (resumable), then write FINDINGS.md with
     the numbers, their confidence intervals, the plots and the verdict its file's rule gives."""
-    from ..outputs import check_output
+    from ..storage.outputs import check_output
 
     paths = list(paths or [])
     if output is None:

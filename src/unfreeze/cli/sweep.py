@@ -105,7 +105,7 @@ def sweep(
         raise UnfreezeError("Give a run folder with -o/--output, e.g. -o runs/my-sweep.")
     _check_metric(metric)
     checked_precision(spec.precision)
-    from ..outputs import check_output
+    from ..storage.outputs import check_output
 
     check_output(output, "run", inputs=[p for p in (spec.data, spec.test, config) if p])
     ray_options = _backend_options(backend, address, cpus_per_cell, gpus_per_cell, workers)
@@ -188,7 +188,7 @@ def demo(
     """The advisor on movie-snippets with MiniLM (features, freeze k=0,3,5, LoRA; three seeds) within a budget,
     then its plan. Run it again: it resumes from the results and prints the same plan in seconds."""
     from ..advise.halving import AdviseSpec
-    from ..outputs import check_output
+    from ..storage.outputs import check_output
     from .advise import parse_budget, run_advisor
 
     clock_start = time.monotonic()

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cache import atomic_path, cache_dir, sha256_file
+from ..storage.cache import atomic_path, cache_dir, sha256_file
 from ..errors import UnfreezeError
 from .dataset import TextDataset, build_dataset
 from .sampling import train_test_split

@@ -12,7 +12,7 @@ Predicting (needs ``onnxruntime``; no PyTorch weights are loaded)::
     clf = load_export("bundle/onnx", precision="int8")
     clf.predict(["a text"]); clf.predict_proba_heads(["a text"])
 
-Bundles (what ``unfreeze export`` and ``--runtime onnx`` use; ``bundles.py``, ``predictor.py``)::
+Bundles (what ``unfreeze export`` and ``--runtime onnx`` use; ``exporter.py``, ``onnx_predictor.py``)::
 
     from unfreeze.export import export_bundle
     export_bundle("runs/features", int8=True)            # -> runs/features/onnx, checked on stored inputs
@@ -50,12 +50,12 @@ _LAZY = {
     "write_heads_export": ".onnx",
     "write_network_export": ".onnx",
     # bundles and their exports
-    "BundleExport": ".bundles",
-    "export_bundle": ".bundles",
-    "find_export": ".bundles",
-    "open_export": ".bundles",
-    "read_check_data": ".bundles",
-    "OnnxPredictor": ".predictor",
+    "BundleExport": ".exporter",
+    "export_bundle": ".exporter",
+    "find_export": ".exporter",
+    "open_export": ".exporter",
+    "read_check_data": ".exporter",
+    "OnnxPredictor": ".onnx_predictor",
     # runtime side (onnxruntime)
     "INSTALL_HINT": ".runtime",
     "NumpyLogisticHead": ".runtime",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..bundle import CONFIG_FILE, MULTIHEAD_KIND, read_config
+from ..inference.bundle import CONFIG_FILE, MULTIHEAD_KIND, read_config
 from ..errors import UnfreezeError
 from . import DEFAULT_EXPORT_DIR
 from .manifest import DEFAULT_HEAD, MANIFEST_FILE, is_export, read_manifest

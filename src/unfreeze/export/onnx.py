@@ -97,7 +97,7 @@ class ExportHead:
     classes : sequence
         Labels, in the order of the head's probability columns (JSON-serialisable values).
     head : LogisticHead
-        The fitted head (``unfreeze.heads.LogisticHead``).
+        The fitted head (``unfreeze.features.logistic.LogisticHead``).
     """
 
     pooling: str
@@ -581,7 +581,7 @@ def _per_head(value, names: list[str], what: str) -> dict:
 def torch_heads_proba(backbone, heads: Mapping[str, HeadLike], inputs: Sequence, max_length: int,
                       batch_size: int = 32) -> dict[str, np.ndarray]:
     """PyTorch's probabilities of every head: one ``forward_pooled`` pass, each head's ``predict_proba``."""
-    from ..embed import forward_pooled
+    from ..features.embed import forward_pooled
 
     encoded = backbone.encode(list(inputs), max_length)
     wanted = [(int(layer), h.pooling) for h in heads.values() for layer in h.layers]
@@ -738,7 +738,7 @@ def write_network_export(model, backbone, classes: Sequence, folder: str | Path,
 def _write_folder(folder: Path, backbone, limit: int, write, quantization: dict | None, exporter: str,
                   inputs: list, reference: dict, check_labels, batch_size: int, min_int8_agreement: float | None,
                   source: Mapping[str, Any] | None) -> ExportResult:
-    from ..cache import atomic_path
+    from ..storage.cache import atomic_path
 
     with atomic_path(folder) as tmp:  # a temporary folder beside the target, renamed into place on success
         tmp.mkdir()

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..deadline import check_deadline
-from ..devices import resolve_device
+from ..machine.deadline import check_deadline
+from ..machine.devices import resolve_device
 from ..errors import UnfreezeError
 from .catalog import resolve_model_source
 

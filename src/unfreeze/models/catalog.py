@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..cache import atomic_path, cache_dir, sha256_file
+from ..storage.cache import atomic_path, cache_dir, sha256_file
 from ..errors import UnfreezeError
 
 

@@ -5,7 +5,7 @@ service should not reload weights. Strategies that never change weights use the 
 copy; those that train get a private deep copy of it (``private_backbone``).
 
 A bfloat16 copy (``shared_backbone(ref, device, torch.bfloat16)``) serves work without
-gradients where the hardware runs bf16 fast (``unfreeze.hardware``): embedding, the
+gradients where the hardware runs bf16 fast (``unfreeze.machine.hardware``): embedding, the
 frozen-prefix pass, prediction of frozen-backbone bundles. Its weights are the fp32
 model's rounded once, so its fingerprint (part of every cache key) differs from fp32's:
 an embedding computed in bf16 is never served to an fp32 request.

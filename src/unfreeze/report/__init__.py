@@ -7,7 +7,7 @@ import html
 import json
 from pathlib import Path
 
-from ..cache import atomic_path
+from ..storage.cache import atomic_path
 from ..errors import UnfreezeError
 from ..sweep.store import ResultsStore
 from . import plots
@@ -44,7 +44,7 @@ def build_report(run_dir: str | Path, metric: str = "accuracy", tolerance: float
         figures = [name for name, made in candidates if made is not None]
     probe = _read_json(run_dir / "probe.json")
     if probe:
-        from ..probe import plot_probe
+        from ..features.probe import plot_probe
 
         plot_probe(probe["rows"], run_dir / "probe.png", metric,
                    title=f"Per-layer probe, {probe['model']}, n={probe['n_train']}")

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 
 from ..errors import UnfreezeError
-from ..predict import BundlePredictor
+from ..inference.bundle_predictor import BundlePredictor
 from .batching import MicroBatcher, QueueFull
 
 

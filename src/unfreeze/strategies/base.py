@@ -2,7 +2,7 @@
 
 A strategy is a small parameter object (a dataclass, scikit-learn's get/set_params) that
 knows how to fit on a prepared :class:`FitContext` and returns a fitted predictor
-(``unfreeze.predictors``). Everything a strategy needs to say about itself lives on its
+(``unfreeze.inference.predictors``). Everything a strategy needs to say about itself lives on its
 class: its name, the ``Training`` settings it reads, its default learning rate and epochs,
 the parameters a sweep varies. Adding a strategy is one module with one such class and a
 ``register_strategy`` call (or an entry point in the group ``unfreeze.strategies``).
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ..models.backbone import Backbone, TextInput
-    from ..predictors import NetworkPredictor, Predictor
+    from ..inference.predictors import NetworkPredictor, Predictor
     from ..training import TextClassificationModel
     from ..training.loop import TrainConfig
 
@@ -248,7 +248,7 @@ class TunedStrategy(Strategy):
     def fit(self, context: FitContext, inputs: list[TextInput], y: np.ndarray) -> FitResult:
         import torch
 
-        from ..embed import input_keys
+        from ..features.embed import input_keys
         from ..training import TextClassificationModel, train
 
         backbone, config = context.backbone, context.training
@@ -282,7 +282,7 @@ class TunedStrategy(Strategy):
     def make_predictor(self, context: FitContext, network: TextClassificationModel, frozen_k: int,
                        prefix_key: str) -> NetworkPredictor:
         """The fitted predictor: the trained network over the prepared body."""
-        from ..predictors import NetworkPredictor
+        from ..inference.predictors import NetworkPredictor
 
         assert context.training is not None
         return NetworkPredictor(context.backbone, network, frozen_k, prefix_key, context.max_length,

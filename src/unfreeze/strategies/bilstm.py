@@ -4,7 +4,7 @@ BERT's feature-based setting (Devlin et al. 2019, section 5.3 and Table 7): the 
 states of chosen hidden states (default: the last four, concatenated) feed a randomly
 initialised two-layer bidirectional LSTM; its final states feed the classifier. The model
 is never changed (``changes_weights = False``). The token states are computed in one
-forward pass and kept in float16 (``unfreeze.token_states``: in memory up to
+forward pass and kept in float16 (``unfreeze.features.token_states``: in memory up to
 ``memory_gib``, then in a memory-mapped file in the cache folder, deleted when the fit
 ends), so no epoch runs the backbone. Padding never reaches the LSTM: batches are packed
 (``pack_padded_sequence``).
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from ..params import float_in, int_at_least, is_bool, setting
-from ..predictors import Predictor, PredictorState, load_trained, register_predictor
+from ..inference.predictors import Predictor, PredictorState, load_trained, register_predictor
 from .base import FitContext, FitResult, Strategy, training_split
 from .frozen import CHOICE_HELP, check_layer_choice, resolve_layer_choice
 from .mix import CACHED_TRAINING_SETTINGS
@@ -84,7 +84,7 @@ class BiLSTM(Strategy):
         return resolve_layer_choice(self.token_layers, num_blocks, "token_layers", self.name)
 
     def check_model(self, backbone: Backbone, layers: Sequence[int]) -> None:
-        from ..token_states import check_token_states
+        from ..features.token_states import check_token_states
 
         self.state_layers(backbone.num_blocks)
         check_token_states(backbone)
@@ -98,7 +98,7 @@ class BiLSTM(Strategy):
     def fit(self, context: FitContext, inputs: list[TextInput], y: np.ndarray) -> FitResult:
         import torch
 
-        from ..token_states import compute_token_states
+        from ..features.token_states import compute_token_states
         from ..training.cached import train_cached
         from ..training.frozen_heads import BiLSTMHead
         from ..training.memory import PeakMemory
@@ -159,7 +159,7 @@ class BiLSTMPredictor(Predictor):
     def logits(self, inputs: Sequence[TextInput]) -> np.ndarray:
         import torch
 
-        from ..token_states import batch_token_states
+        from ..features.token_states import batch_token_states
 
         encoded = self.backbone.encode(inputs, self.max_length)
         self.n_truncated = encoded.n_truncated

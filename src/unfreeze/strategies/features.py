@@ -41,8 +41,8 @@ class Features(Strategy):
         return num_blocks
 
     def fit(self, context: FitContext, inputs: list, y: np.ndarray) -> FitResult:
-        from ..heads import LogisticHead
-        from ..predictors import EmbeddingHead
+        from ..features.logistic import LogisticHead
+        from ..inference.predictors import EmbeddingHead
         from ..training.memory import PeakMemory
 
         backbone = context.backbone

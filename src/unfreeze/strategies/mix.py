@@ -3,7 +3,7 @@
 ELMo's scalar mix (Peters et al. 2018): ``gamma * sum_j softmax(w)_j * h_j`` over the
 chosen hidden states (every one by default, or a set such as the last four), the "weighted
 sum" rows of BERT's Table 7. The model is never changed (``changes_weights = False``): the
-per-layer pooled states come from ``unfreeze.embed.embed`` in one forward pass, with its
+per-layer pooled states come from ``unfreeze.features.embed.embed`` in one forward pass, with its
 on-disk cache and a sweep's shared embedding pool, so no epoch runs the backbone. The mix
 weights, gamma and the head train with the shared skeleton (``training.cached``); the fit
 record and ``unfreeze fit`` report the learned layer weights, and the report plots them.
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from ..params import is_bool, setting
-from ..predictors import Predictor, PredictorState, load_trained, register_predictor
+from ..inference.predictors import Predictor, PredictorState, load_trained, register_predictor
 from .base import FitContext, FitResult, Strategy, training_split
 from .frozen import CHOICE_HELP, check_layer_choice, resolve_layer_choice
 
@@ -85,7 +85,7 @@ class Mix(Strategy):
     def fit(self, context: FitContext, inputs: list[TextInput], y: np.ndarray) -> FitResult:
         import torch
 
-        from ..embed import embed
+        from ..features.embed import embed
         from ..training.cached import train_cached
         from ..training.frozen_heads import ScalarMix
         from ..training.memory import PeakMemory
@@ -152,7 +152,7 @@ class MixPredictor(Predictor):
     def logits(self, inputs: Sequence[TextInput]) -> np.ndarray:
         import torch
 
-        from ..embed import embed
+        from ..features.embed import embed
 
         embedded = embed(self.backbone, inputs, self.layers, self.pooling, self.max_length, self.batch_size,
                          use_cache=self.use_cache, progress=self.progress)

@@ -68,8 +68,8 @@ class SetFit(Strategy):
     def fit(self, context: FitContext, inputs: list, y: np.ndarray) -> FitResult:
         import torch
 
-        from ..heads import LogisticHead
-        from ..predictors import EmbeddingHead
+        from ..features.logistic import LogisticHead
+        from ..inference.predictors import EmbeddingHead
         from ..training import TextClassificationModel
         from ..training.contrastive import train_contrastive
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import UnfreezeError, invalid_parameter
 from ..params import check_int, int_at_least, is_bool, one_of, setting
-from ..predictors import NetworkPredictor, PredictorState, register_predictor
+from ..inference.predictors import NetworkPredictor, PredictorState, register_predictor
 from .base import FitContext, TunedStrategy
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..cache import atomic_path
+from ..storage.cache import atomic_path
 from ..report.stats import CONFIDENCE
 from .analyses import AnalysisResult, Context, analysis_kind
 from .results import planned_cells, read_meta, study_frame

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..cache import atomic_path
+from ..storage.cache import atomic_path
 from ..errors import UnfreezeError
 from ..report.tables import METRICS
 from ..sweep.store import ResultsStore

@@ -126,7 +126,7 @@ def _reuse_index(folders: Iterable[Path], exclude: Path) -> dict[str, tuple[dict
 
 
 def _machine() -> str:
-    from ..hardware import describe
+    from ..machine.hardware import describe
 
     return describe()
 

@@ -172,7 +172,7 @@ def _not_run(findings: list[Findings], studies: list[Study]) -> list[str]:
 
 def write_summary(paths: list[Path], page: Path, command: str, studies_dir: Path | None = None) -> list[Findings]:
     """Rebuild every run's findings, then write the page; returns the findings."""
-    from ..cache import atomic_path
+    from ..storage.cache import atomic_path
 
     runs = find_runs(paths)
     findings = [write_findings(run) for run in runs]

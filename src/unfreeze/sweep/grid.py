@@ -15,7 +15,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ..cache import sha256_json
+from ..storage.cache import sha256_json
 from ..errors import UnfreezeError
 from ..params import coerce
 from ..strategies import registered, strategy_class

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..cache import atomic_path, sha256_json
+from ..storage.cache import atomic_path, sha256_json
 from ..data import TextDataset, hold_out, sample, train_test_split
 from ..data.splits import load_splits
 from ..errors import UnfreezeError
@@ -132,7 +132,7 @@ class SweepPlan:
 
 def plan_sweep(spec: SweepSpec, run_dir: str | Path, retry_failed: bool = False, device: str | None = None) -> SweepPlan:
     """Load the data and the model's identity, write sweep.json, and list the unfinished cells."""
-    from ..bundle import package_versions
+    from ..inference.bundle import package_versions
     from ..models.loaded import shared_backbone
 
     run_dir = Path(run_dir)
@@ -206,7 +206,7 @@ def progress_bar(plan: SweepPlan, progress: bool) -> CellProgress:
 
 def shared_caches() -> contextlib.ExitStack:
     """The in-memory pools a sweep shares across cells: pooled embeddings and frozen-prefix states."""
-    from ..embed import shared_embeddings
+    from ..features.embed import shared_embeddings
     from ..training.prefix import shared_prefix_states
 
     stack = contextlib.ExitStack()
@@ -241,7 +241,7 @@ def frozen_layers(spec: SweepSpec, num_blocks: int) -> set[int]:
 def inference_backbone(spec: SweepSpec, device: str | None = None):
     """The shared model a sweep's passes without gradients run on (embeddings, frozen prefixes): the base
     model in the precision ``spec.precision`` gives on this hardware (a bf16 copy where that is fast)."""
-    from ..hardware import run_precision
+    from ..machine.hardware import run_precision
     from ..models.loaded import shared_backbone
 
     base = shared_backbone(spec.model, device)
@@ -254,7 +254,7 @@ def embed_everything(spec: SweepSpec, data: SweepData, backbone, seeds: list[int
     The union of each seed's largest sample and the test set, with every layer the cells
     and the probe read: later calls on any subset are served from memory.
     """
-    from ..embed import embed
+    from ..features.embed import embed
     from ..models.pooling import resolve_pooling
 
     pooling = resolve_pooling(spec.pooling, backbone.is_decoder, "sweep")
@@ -291,7 +291,7 @@ def warm_prefixes(spec: SweepSpec, data: SweepData, backbone, seed: int, n_large
     the highest), so a Ray task that keeps only its own k gets the very numbers the
     local backend shares across a seed's cells.
     """
-    from ..embed import input_keys
+    from ..features.embed import input_keys
     from ..training.prefix import PREFIX_POOLS, compute_prefix_states
 
     largest, validation = seed_samples(spec, data.train_pool, n_largest, seed)
@@ -321,7 +321,7 @@ def failed_record(spec: SweepSpec, cell: Cell, key: str, error: str, trace: str 
 
 def cell_classifier(spec: SweepSpec, cell: Cell, device: str | None = None, use_cache: bool = True):
     """The unfitted Classifier of one cell: its strategy object, and the sweep's settings it reads."""
-    from ..classifier import Classifier
+    from ..estimators import Classifier
     from ..training.settings import Training
 
     strategy = cell.make_strategy()
@@ -415,7 +415,7 @@ def prediction_seconds_per_text(clf, inputs: list) -> float:
     The sweep's shared pools and the embedding cache would serve these texts without a
     forward pass (features cells, frozen prefixes): they are set aside while timing.
     """
-    from ..embed import EMBEDDING_POOLS
+    from ..features.embed import EMBEDDING_POOLS
     from ..training.prefix import PREFIX_POOLS
 
     predictor = clf.predictor_
@@ -438,7 +438,7 @@ def probe_needed(spec: SweepSpec, run_dir: Path) -> bool:
 
 def probe_rows(spec: SweepSpec, data: SweepData, shared_cache: bool, device: str | None = None) -> dict:
     """Per-layer probe on the largest training size (first seed); its curve goes in the report."""
-    from ..probe import run_probe
+    from ..features.probe import run_probe
 
     train = sample(data.train_pool, n_total=max(spec.n_train), seed=spec.seeds[0])
     rows = run_probe(train, data.test, spec.model, spec.pooling, spec.max_length, spec.batch_size,

@@ -120,7 +120,7 @@ class RayOptions:
 
 def _worker_setup(cache_root: str | None) -> dict:
     if cache_root:
-        os.environ["UNFREEZE_CACHE"] = cache_root  # read by unfreeze.cache at every use
+        os.environ["UNFREEZE_CACHE"] = cache_root  # read by unfreeze.storage.cache at every use
     info = runner_info("ray")
     try:
         import ray
@@ -135,7 +135,7 @@ def embed_task(spec: SweepSpec, data: SweepData, seeds: list[int], device: str |
                cache_root: str | None) -> dict:
     """One embedding pass for every features cell and the probe; returns the pools, or why not."""
     _worker_setup(cache_root)
-    from ..embed import export_pools, shared_embeddings
+    from ..features.embed import export_pools, shared_embeddings
     try:
         backbone = inference_backbone(spec, device)
         with shared_embeddings():
@@ -151,7 +151,7 @@ def cell_task(spec: SweepSpec, data: SweepData, cell: Cell, key: str, device: st
     info = _worker_setup(cache_root)
     if not shared_cache:
         return run_cell(spec, data, cell, key, device, use_cache=False), info
-    from ..embed import import_pools
+    from ..features.embed import import_pools
     with shared_caches():
         if pools and "pools" in pools:
             import_pools(pools["pools"])
@@ -165,7 +165,7 @@ def cell_task(spec: SweepSpec, data: SweepData, cell: Cell, key: str, device: st
 def probe_task(spec: SweepSpec, data: SweepData, shared_cache: bool, device: str | None, cache_root: str | None,
                pools: dict | None) -> dict:
     _worker_setup(cache_root)
-    from ..embed import import_pools, shared_embeddings
+    from ..features.embed import import_pools, shared_embeddings
 
     with shared_embeddings():
         if pools and "pools" in pools:

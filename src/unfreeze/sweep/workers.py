@@ -69,7 +69,7 @@ def _start_worker(spec: SweepSpec, data: SweepData, device: str | None, shared_c
     if shared_cache:
         caches.enter_context(shared_caches())  # held for the worker's life: the process ends with the sweep
         if pools:
-            from ..embed import import_pools
+            from ..features.embed import import_pools
 
             import_pools(pools)
     _WORKER.update(spec=spec, data=data, device=worker_device(device, index, cuda_count), shared_cache=shared_cache,
@@ -92,7 +92,7 @@ def run_workers(plan: SweepPlan, workers: int, shared_cache: bool = True, progre
     """Run ``plan``'s pending cells in ``workers`` processes on this machine; returns the counts."""
     import torch
 
-    from ..embed import export_pools, shared_embeddings
+    from ..features.embed import export_pools, shared_embeddings
 
     spec = plan.spec
     bar = progress_bar(plan, progress)

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..deadline import check_deadline
+from ..machine.deadline import check_deadline
 from ..errors import UnfreezeError
 from ..metrics import classification_metrics
 from ..models.backbone import Backbone, Encoded
@@ -220,7 +220,7 @@ def length_grouped_order(lengths: list[int], batch_size: int, rng: np.random.Gen
 
 def autocast(device: torch.device, bf16: bool = False):
     """bf16 autocast for a forward when asked (``compute="bf16"``: hardware with fast bf16, see
-    ``unfreeze.hardware``; same range as fp32, no loss scaling), else fp32."""
+    ``unfreeze.machine.hardware``; same range as fp32, no loss scaling), else fp32."""
     if bf16 and device.type in ("cuda", "cpu"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..models.backbone import Backbone, Encoded
-from ..pools import ScopedPool
+from ..features.pools import ScopedPool
 
 
 class PrefixBatch(NamedTuple):

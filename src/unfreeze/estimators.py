@@ -18,12 +18,12 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from .bundle import CHECK_TEXTS_KEY, check_sample
+from .inference.bundle import CHECK_TEXTS_KEY, check_sample
 from .errors import UnfreezeError, invalid_parameter
 from .metrics import classification_metrics
 from .models.backbone import TextInput
 from .models.catalog import DEFAULT_MODEL
-from .hardware import recorded_precision, run_precision
+from .machine.hardware import recorded_precision, run_precision
 from .params import check_int, is_bool
 from .strategies import Strategy, make_strategy, split_shorthand, users_of
 from .training.settings import Training, normalise_learning_rate
@@ -80,7 +80,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
     strategy_ : Strategy
         The strategy object that was fitted (a copy: the parameter is left as given).
     predictor_ : Predictor
-        What the fit produced (``unfreeze.predictors``): a head on embeddings or a tuned network.
+        What the fit produced (``unfreeze.inference.predictors``): a head on embeddings or a tuned network.
     fit_record_ : dict
         Seconds, peak memory, trainable and total parameters, examples seen, history...
     """
@@ -141,7 +141,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         check_int(self.seed, "seed", owner, 0)
         for name in ("cache", "progress"):
             is_bool(getattr(self, name), name, owner)
-        from .hardware import PRECISIONS
+        from .machine.hardware import PRECISIONS
 
         if self.precision not in PRECISIONS:
             raise invalid_parameter("precision", owner, "one of " + ", ".join(map(repr, PRECISIONS)), self.precision)
@@ -311,7 +311,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         keeps the smaller rate. Returns the best fit's result, its backbone, and the search's record.
         """
 
-        from .embed import shared_embeddings
+        from .features.embed import shared_embeddings
         from .models.loaded import private_backbone
         from .training.prefix import shared_prefix_states
 
@@ -323,7 +323,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
             if not strategy.changes_weights:
                 # a frozen model's pooled states of every input, once (from the on-disk cache when there):
                 # each rate's fit and scoring then reads its subset from the pool
-                from .embed import embed
+                from .features.embed import embed
 
                 layers = strategy.pooled_layers(context.backbone.num_blocks, context.layers)
                 if layers:
@@ -383,7 +383,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
 
     def save(self, path: str | Path, metrics: dict | None = None) -> Path:
         """Write a bundle folder (JSON + safetensors); atomic: all or nothing."""
-        from .bundle import FORMAT, FORMAT_VERSION, SINGLE_KIND, model_reference, package_versions, write_bundle
+        from .inference.bundle import FORMAT, FORMAT_VERSION, SINGLE_KIND, model_reference, package_versions, write_bundle
 
         check_is_fitted(self, "predictor_")
         state = self.predictor_.state()
@@ -424,19 +424,19 @@ class Classifier(ClassifierMixin, BaseEstimator):
         ``runtime="onnx"`` predicts with the bundle's ONNX export instead (``unfreeze export``
         writes it to ``path/onnx``; ``onnx`` gives another folder; ``precision`` ``"fp32"`` or
         ``"int8"``): the same ``predict``/``predict_proba``/``classes_``, no PyTorch weights
-        loaded, prediction only (see ``unfreeze.export.predictor``).
+        loaded, prediction only (see ``unfreeze.export.onnx_predictor``).
         """
         if runtime != "torch" or onnx is not None or precision == "int8":
-            from .export.predictor import load_onnx_classifier
+            from .export.onnx_predictor import load_onnx_classifier
 
             return load_onnx_classifier(cls, path, head, runtime, precision or "fp32", onnx, device)
-        from .bundle import MULTIHEAD_KIND, check_fingerprint, damaged, read_config, read_tensors
+        from .inference.bundle import MULTIHEAD_KIND, check_fingerprint, damaged, read_config, read_tensors
         from .models.loaded import private_backbone, shared_backbone
-        from .predictors import PredictorState, predictor_class
+        from .inference.predictors import PredictorState, predictor_class
         from .strategies import strategy_class
         from .strategies.base import FitContext
 
-        from .hardware import PRECISIONS
+        from .machine.hardware import PRECISIONS
 
         if precision is not None and precision not in PRECISIONS:
             raise invalid_parameter("precision", "Classifier.load",
@@ -497,7 +497,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
     @classmethod
     def _load_one_head(cls, path: Path, config: dict, device: str | None, head: str | None,
                        precision: str | None = None) -> Classifier:
-        from .bundle import read_heads
+        from .inference.bundle import read_heads
 
         heads = read_heads(path, config)
         if head is None:
@@ -516,12 +516,12 @@ class Classifier(ClassifierMixin, BaseEstimator):
     def from_head(cls, model: str, head, max_length: int, batch_size: int = 32, device: str | None = None,
                   progress: bool = True, fingerprint: str | None = None, path: Path | None = None,
                   precision: str | None = None) -> Classifier:
-        """A fitted ``features`` classifier from one head of a multi-head bundle (``unfreeze.heads.Head``),
+        """A fitted ``features`` classifier from one head of a multi-head bundle (``unfreeze.features.logistic.Head``),
         on the shared backbone (in ``precision``: a setting, the suite's; None: fp32). With
         ``fingerprint``, refuses a backbone whose weights differ."""
-        from .bundle import check_fingerprint
+        from .inference.bundle import check_fingerprint
         from .models.loaded import shared_backbone
-        from .predictors import EmbeddingHead
+        from .inference.predictors import EmbeddingHead
         from .strategies import Features
 
         params = head.info.get("params", {})

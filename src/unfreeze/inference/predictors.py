@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from .errors import UnfreezeError
+from ..errors import UnfreezeError
 
 if TYPE_CHECKING:
-    from .embed import Embeddings
-    from .heads import LogisticHead
-    from .models.backbone import Backbone, TextInput
-    from .strategies.base import FitContext, Strategy
-    from .training.model import TextClassificationModel
+    from ..features.embed import Embeddings
+    from ..features.logistic import LogisticHead
+    from ..models.backbone import Backbone, TextInput
+    from ..strategies.base import FitContext, Strategy
+    from ..training.model import TextClassificationModel
 
 Tensors = dict[str, object]  # name -> numpy array or torch tensor
 
@@ -115,14 +115,14 @@ class EmbeddingHead(Predictor):
         if self._rounded is None:
             import copy
 
-            from .models.backbone import Backbone
+            from ..models.backbone import Backbone
 
             model = copy.deepcopy(self.backbone.model).to(torch.bfloat16).eval()
             self._rounded = Backbone(model, self.backbone.tokenizer, self.backbone.reference)
         return self._rounded
 
     def embed(self, inputs: Sequence[TextInput]) -> Embeddings:
-        from .embed import embed
+        from ..features.embed import embed
 
         result = embed(self.embedding_backbone(), inputs, self.layers, self.pooling, self.max_length,
                        self.batch_size, use_cache=self.use_cache and not self.tuned, progress=self.progress,
@@ -154,7 +154,7 @@ class EmbeddingHead(Predictor):
 
     @classmethod
     def from_state(cls, context: FitContext, strategy: Strategy, state: PredictorState) -> EmbeddingHead:
-        from .heads import LogisticHead
+        from ..features.logistic import LogisticHead
 
         backbone = context.backbone
         tuned = bool(state.meta.get("tuned"))
@@ -188,9 +188,9 @@ class NetworkPredictor(Predictor):
     n_truncated: int = field(default=0, init=False)
 
     def logits(self, inputs: Sequence[TextInput]) -> np.ndarray:
-        from .embed import input_keys
-        from .training import predict_logits
-        from .training.prefix import compute_prefix_states, prefix_pool_active
+        from ..features.embed import input_keys
+        from ..training import predict_logits
+        from ..training.prefix import compute_prefix_states, prefix_pool_active
 
         encoded = self.backbone.encode(inputs, self.max_length)
         self.n_truncated = encoded.n_truncated
@@ -217,7 +217,7 @@ class NetworkPredictor(Predictor):
     def from_state(cls, context: FitContext, strategy: Strategy, state: PredictorState) -> NetworkPredictor:
         import torch
 
-        from .training import TextClassificationModel
+        from ..training import TextClassificationModel
 
         backbone = context.backbone
         torch.manual_seed(0)  # prepare may draw (re-initialised blocks); the saved tensors overwrite what trains

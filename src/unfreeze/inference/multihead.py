@@ -40,12 +40,12 @@ from .bundle import (
     read_config,
     read_heads,
 )
-from .cache import atomic_path
-from .classifier import Classifier
-from .errors import UnfreezeError
-from .heads import Head
-from .models.backbone import TextInput
-from .strategies import Features
+from ..storage.cache import atomic_path
+from ..estimators import Classifier
+from ..errors import UnfreezeError
+from ..features.logistic import Head
+from ..models.backbone import TextInput
+from ..strategies import Features
 
 HEADS_DIR = "heads"
 DEFAULT_HEAD = "default"  # the name a single-head bundle's head goes by
@@ -68,7 +68,7 @@ class MultiHeadClassifier:
         Show progress bars.
     precision : {"auto", "fp32", "bf16"}
         Precision of the shared forward pass (every head shares it): ``auto`` is bf16 where
-        the hardware runs it fast (``unfreeze.hardware``). A loaded bundle predicts in the
+        the hardware runs it fast (``unfreeze.machine.hardware``). A loaded bundle predicts in the
         precision its heads were fitted in.
 
     Examples
@@ -99,7 +99,7 @@ class MultiHeadClassifier:
     def backbone(self):
         """The loaded base model (fp32): its fingerprint and limits name the bundle's backbone."""
         if self._backbone is None:
-            from .models.loaded import shared_backbone
+            from ..models.loaded import shared_backbone
 
             self._backbone = shared_backbone(str(self.model), self.device)
         return self._backbone
@@ -108,7 +108,7 @@ class MultiHeadClassifier:
     def inference_precision(self) -> str:
         """"fp32" or "bf16": what the shared forward pass runs in (``precision`` resolved on this hardware)."""
         if self._inference_precision is None:
-            from .hardware import check_precision, run_precision
+            from ..machine.hardware import check_precision, run_precision
 
             check_precision(self.precision)
             self._inference_precision = run_precision(self.precision, self.backbone.device).inference
@@ -117,8 +117,8 @@ class MultiHeadClassifier:
     @property
     def inference_backbone(self):
         """The shared model the forward pass runs on: the base model, or its bf16 copy."""
-        from .models.loaded import shared_backbone
-        from .hardware import RunPrecision
+        from ..models.loaded import shared_backbone
+        from ..machine.hardware import RunPrecision
 
         return shared_backbone(str(self.model), self.device, RunPrecision(self.inference_precision).inference_dtype)
 
@@ -198,7 +198,7 @@ class MultiHeadClassifier:
     def predict_proba(self, X: Sequence[TextInput], heads: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Class probabilities per head (columns in the order of that head's ``classes``),
         from one forward pass over ``X`` that pools what every asked head needs."""
-        from .embed import forward_pooled
+        from ..features.embed import forward_pooled
 
         names = self._check_heads(heads)
         inputs = Classifier.check_inputs(X)
@@ -247,7 +247,7 @@ class MultiHeadClassifier:
         ``precision`` ``"fp32"`` or ``"int8"``): one graph pass answers every head; heads
         cannot be added to such a suite."""
         if runtime != "torch" or onnx is not None or precision == "int8":
-            from .export.predictor import load_onnx_suite
+            from ..export.onnx_predictor import load_onnx_suite
 
             return load_onnx_suite(cls, path, runtime, precision or "fp32", onnx, device)
         path = Path(path)
@@ -368,7 +368,7 @@ def new_suite_for(path: Path, model: str | None, max_length: int, batch_size: in
                                    device=device, precision=precision)
     existing = MultiHeadClassifier.load(path, device=device)
     if model is not None:
-        from .models.loaded import shared_backbone
+        from ..models.loaded import shared_backbone
 
         if shared_backbone(str(model), device).fingerprint() != existing.fingerprint:
             raise UnfreezeError(f"{path} holds heads on model {existing.model!r}, not {model!r}; "

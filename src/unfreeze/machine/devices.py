@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from .errors import UnfreezeError
+from ..errors import UnfreezeError
 
 if TYPE_CHECKING:
     import torch

@@ -1,12 +1,12 @@
 """One predictor behind ``unfreeze predict`` and the HTTP service: any bundle as named heads.
 
-A multi-head or features bundle is a :class:`~unfreeze.multihead.MultiHeadClassifier` (one
+A multi-head or features bundle is a :class:`~unfreeze.inference.multihead.MultiHeadClassifier` (one
 forward pass for every head); a fine-tuned bundle is its one head, named ``default``.
 
 With ``runtime="onnx"`` the bundle's ONNX export (``unfreeze export``; ``BUNDLE/onnx`` or
 the folder given) answers instead, through ONNX Runtime: the same heads, the same
 ``predict_proba(texts, heads)``, one graph pass per batch for every head. The export must
-have been made from this bundle as it is now (``unfreeze.export.bundles.check_belongs``).
+have been made from this bundle as it is now (``unfreeze.export.exporter.check_belongs``).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from .bundle import SINGLE_KIND, read_config
-from .errors import UnfreezeError
-from .export.locate import RUNTIMES
+from ..errors import UnfreezeError
+from ..export.locate import RUNTIMES
 
-DEFAULT_HEAD = "default"  # the name a single-head bundle's head goes by (as in unfreeze.multihead)
+DEFAULT_HEAD = "default"  # the name a single-head bundle's head goes by (as in unfreeze.inference.multihead)
 
 
-TORCH_PRECISIONS = ("auto", "fp32", "bf16")  # unfreeze.hardware.PRECISIONS
+TORCH_PRECISIONS = ("auto", "fp32", "bf16")  # unfreeze.machine.hardware.PRECISIONS
 ONNX_PRECISIONS = ("fp32", "int8")
 
 
@@ -84,7 +84,7 @@ class BundlePredictor:
         if runtime == "onnx":
             self._load_onnx(path, device, batch_size, onnx)
             return
-        from .classifier import Classifier
+        from ..estimators import Classifier
         from .multihead import MultiHeadClassifier
 
         config = read_config(path)
@@ -118,7 +118,7 @@ class BundlePredictor:
                           for name, head in suite.heads.items()}
 
     def _load_onnx(self, path: Path, device: str | None, batch_size: int | None, onnx) -> None:
-        from .export.locate import heads_of, open_export
+        from ..export.locate import heads_of, open_export
 
         config, self.onnx = open_export(path, onnx, self.precision, batch_size)
         self.single_head = config.get("kind") == SINGLE_KIND

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import MULTIHEAD_KIND, read_check_sample, read_config
+from ..inference.bundle import MULTIHEAD_KIND, read_check_sample, read_config
 from ..errors import UnfreezeError
 from . import DEFAULT_EXPORT_DIR
 from .locate import bundle_digest
@@ -159,7 +159,7 @@ def export_bundle(bundle: str | Path, folder: str | Path | None = None, *, int8:
 
     loaded = _loaded_same(bundle, source)
     if multi:
-        from ..multihead import MultiHeadClassifier
+        from ..inference.multihead import MultiHeadClassifier
 
         suite = MultiHeadClassifier.load(bundle, device=device, precision="fp32")  # the graph is fp32
         suite.progress = False
@@ -171,8 +171,8 @@ def export_bundle(bundle: str | Path, folder: str | Path | None = None, *, int8:
                               check, options)
         kind = "heads"
     else:
-        from ..classifier import Classifier
-        from ..predictors import EmbeddingHead, NetworkPredictor
+        from ..estimators import Classifier
+        from ..inference.predictors import EmbeddingHead, NetworkPredictor
         from .onnx import ExportHead, write_network_export
 
         clf = Classifier.load(bundle, device=device, precision="fp32")  # the graph is fp32
@@ -214,7 +214,7 @@ def _write_heads(backbone, heads: dict, folder: Path, max_length: int, batch_siz
 
 def _check_exportable(bundle: Path, config: dict) -> None:
     """Refuse, from the config alone (before any model loads), a predictor class export does not know."""
-    from ..predictors import EmbeddingHead, NetworkPredictor, predictor_class
+    from ..inference.predictors import EmbeddingHead, NetworkPredictor, predictor_class
 
     type_name = config.get("predictor", {}).get("type")
     try:

@@ -6,7 +6,7 @@
     trained.safetensors   the parameters training changed: top blocks, adapters, the linear
                           head (freeze, full, reinit, lora), or the tuned body (setfit)
 
-A multi-head bundle (``unfreeze.multihead``) keeps ``heads/NAME.DIGEST.safetensors`` instead.
+A multi-head bundle (``unfreeze.inference.multihead``) keeps ``heads/NAME.DIGEST.safetensors`` instead.
 
 ``unfreeze.json`` also keeps a small seeded sample of the training inputs and their labels
 (``check_texts``; per head in a multi-head bundle): ``unfreeze export`` checks its ONNX
@@ -32,9 +32,9 @@ import platform
 import re
 from pathlib import Path
 
-from . import __version__
-from .cache import atomic_path
-from .errors import UnfreezeError
+from .. import __version__
+from ..storage.cache import atomic_path
+from ..errors import UnfreezeError
 
 FORMAT = "unfreeze-bundle"
 FORMAT_VERSION = 3  # single-head bundles written by this release
@@ -182,10 +182,10 @@ def read_tensors(path: Path, stem: str, framework: str = "pt") -> dict:
 
 
 def read_heads(path: Path, config: dict) -> dict:
-    """The heads of a multi-head bundle by name (``unfreeze.heads.Head``), their files checked."""
+    """The heads of a multi-head bundle by name (``unfreeze.features.logistic.Head``), their files checked."""
     import numpy as np
 
-    from .heads import Head, LogisticHead
+    from ..features.logistic import Head, LogisticHead
 
     heads = {}
     try:
@@ -264,8 +264,8 @@ _V1_CLASSIFIER_PARAMS = ("model", "pooling", "layers", "max_length", "batch_size
 
 def upgrade_v1(config: dict) -> dict:
     """Convert a version-1 single-head config (flat parameters, ``kind``) to the version-3 layout."""
-    from .strategies import strategy_class
-    from .training.settings import TRAINING_SETTINGS
+    from ..strategies import strategy_class
+    from ..training.settings import TRAINING_SETTINGS
 
     flat = dict(config["params"])
     name = config["strategy"]

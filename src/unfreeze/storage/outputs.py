@@ -40,7 +40,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import UnfreezeError
+from ..errors import UnfreezeError
 
 KINDS = ("bundle", "heads", "run", "file")
 BUNDLE_CONFIG = "unfreeze.json"

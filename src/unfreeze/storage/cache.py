@@ -19,7 +19,7 @@ from pathlib import Path
 
 import platformdirs
 
-from .errors import UnfreezeError
+from ..errors import UnfreezeError
 
 
 def cache_dir(*parts: str) -> Path:

@@ -32,7 +32,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
-from .errors import invalid_parameter
+from ..errors import invalid_parameter
 
 # The Cs of release 0.1.0 (on standardised features): the same grid keeps the chosen C, and
 # so the fitted head, what it was.

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import TextDataset
-from .heads import LogisticHead
-from .metrics import METRICS, classification_metrics
+from ..data import TextDataset
+from .logistic import LogisticHead
+from ..metrics import METRICS, classification_metrics
 
 
 def run_probe(
@@ -33,9 +33,9 @@ def run_probe(
 
     ``precision``: of the forward pass (``auto``: bf16 where the hardware runs it fast)."""
     from .embed import embed
-    from .hardware import run_precision
-    from .models.loaded import shared_backbone
-    from .models.pooling import resolve_pooling
+    from ..machine.hardware import run_precision
+    from ..models.loaded import shared_backbone
+    from ..models.pooling import resolve_pooling
 
     base = shared_backbone(model, device)
     backbone = shared_backbone(model, device, run_precision(precision, base.device).inference_dtype)

@@ -12,7 +12,7 @@
 - ``bf16`` is bfloat16 wherever it is asked for; on a device without fast bf16 it works
   (emulated, slowly) and says so once, in one line.
 
-torch is imported only when a device is asked about, so ``import unfreeze.hardware`` is cheap.
+torch is imported only when a device is asked about, so ``import unfreeze.machine.hardware`` is cheap.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .errors import UnfreezeError, OneLineWarning
+from ..errors import UnfreezeError, OneLineWarning
 
 if TYPE_CHECKING:
     import torch
@@ -321,6 +321,6 @@ def auto_choices() -> list[str]:
     return lines
 
 
-if __name__ == "__main__":  # python -m unfreeze.hardware
+if __name__ == "__main__":  # python -m unfreeze.machine.hardware
     print(describe())
     print("\n".join(auto_choices()))

@@ -1,6 +1,6 @@
 """Classifiers that predict with a bundle's ONNX export: ``Classifier.load(path, runtime="onnx")``.
 
-``OnnxPredictor`` implements the ``unfreeze.predictors.Predictor`` interface (``logits``,
+``OnnxPredictor`` implements the ``unfreeze.inference.predictors.Predictor`` interface (``logits``,
 ``proba``) over one head of an ``OnnxClassifier``; ``load_onnx_classifier`` returns a fitted
 ``Classifier`` whose ``predictor_`` is one, so ``predict``, ``predict_proba``,
 ``decision_function``, ``score`` and ``evaluate`` work as for the PyTorch runtime, and
@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..bundle import CHECK_TEXTS_KEY, MULTIHEAD_KIND, read_heads, read_tensors
+from ..inference.bundle import CHECK_TEXTS_KEY, MULTIHEAD_KIND, read_heads, read_tensors
 from ..errors import UnfreezeError
-from ..predictors import Predictor, PredictorState
+from ..inference.predictors import Predictor, PredictorState
 from .locate import check_runtime, open_export
 from .manifest import DEFAULT_HEAD
 
@@ -148,7 +148,7 @@ def load_onnx_classifier(cls, path: str | Path, head: str | None = None, runtime
 def load_onnx_suite(cls, path: str | Path, runtime: str = "onnx", precision: str = "fp32",
                     onnx: str | Path | None = None, device: str | None = None) -> Any:
     """A ``cls`` (``MultiHeadClassifier``) whose ``predict``/``predict_proba`` run the bundle's export."""
-    from ..heads import Head, LogisticHead
+    from ..features.logistic import Head, LogisticHead
 
     _check_onnx_runtime(runtime, "MultiHeadClassifier.load")
     _check_precision(precision)

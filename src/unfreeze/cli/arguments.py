@@ -1,0 +1,184 @@
+"""The options commands share, declared once: data selection, model input and run options.
+
+As with Hugging Face's argument dataclasses, each group is a dataclass whose fields carry their
+flags and help; ``arguments`` turns a group's fields into command-line options, so that an
+option has one name, one type, one default and one help text in every command that takes it
+(``tests/test_options.py`` walks every command to hold that). A command lists the groups it
+takes and reads them back with ``take``. Where a default depends on the command (``--seeds``: 0
+for a sweep, 0,1,2 for the advisor), the declared default is None and the help says what None
+means where. The training settings and the strategies' parameters are declared on ``Training``
+and on the strategies (``cli/options.py``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+
+from ..errors import UnfreezeError
+
+
+def argument(default: object, help: str, *flags: str, metavar: str | None = None) -> Any:
+    """A declared option: its default, its help and its flags (default: ``--name-with-dashes``)."""
+    return field(default=default, metadata={"help": help, "flags": flags, "metavar": metavar})
+
+
+@dataclass
+class DataArguments:
+    """Which labelled data to read, and how it is split (the rule of ``unfreeze.data.splits``)."""
+
+    test: Optional[str] = argument(
+        None, "Test data: a file, or NAME:test of a built-in (default: a built-in's test split; a file has none "
+              "unless --test-size carves one out).")
+    test_size: Optional[float] = argument(
+        None, "Hold out this fraction of the labelled data as test, stratified and seeded (of a built-in's train "
+              "split).")
+    n_test: Optional[int] = argument(None, "Score on a stratified sample of this many test examples.")
+    n_train: Optional[int] = argument(
+        None, "Train on a stratified sample of N (default: all of it; intrinsic-dim: 1000).")
+    n_per_class: Optional[int] = argument(None, "Train on N examples per class.")
+    text_col: str = argument("text", "Column holding the text.")
+    label_col: str = argument("label", "Column holding the label.")
+    text_pair_col: Optional[str] = argument(None, "Column holding the second text of a pair.")
+
+
+@dataclass
+class InputArguments:
+    """What the model reads and runs on."""
+
+    model: Optional[str] = argument(
+        None, "Catalog name, model folder or hub id (default: minilm-l6; study: the study's first model; "
+              "heads add: the bundle's).", "--model", "-m")
+    pooling: str = argument("auto", "auto, mean, cls, last or max.")
+    layers: str = argument("-1", "Hidden states: -1 last block, 0 embeddings, or e.g. -4,-3,-2,-1.")
+    max_length: int = argument(256, "Tokens per input (capped by the model).")
+    batch_size: Optional[int] = argument(
+        None, "Inputs per forward pass, and per optimiser step when training (default: 32; export: the "
+              "bundle's).")
+    precision: Optional[str] = argument(
+        None, "auto, fp32 or bf16 (default when training: auto, that is bf16 for work without gradients and bf16 "
+              "autocast for training where the hardware runs bf16 fast, AMX or AVX-512 BF16 CPUs and CUDA with "
+              "bf16, fp32 elsewhere; when predicting: what the bundle was fitted in); int8 with --runtime onnx.")
+    device: Optional[str] = argument(None, "cpu, cuda, cuda:1... (default: CUDA when present).")
+
+
+@dataclass
+class RunArguments:
+    """Options of the commands that run many cells, or write files."""
+
+    seeds: Optional[str] = argument(
+        None, "Seeds, comma-separated; a nested sample per seed, two or more give error bars (default: 0; advise: "
+              "0,1,2).")
+    strategies: Optional[str] = argument(
+        None, "Comma-separated strategies, e.g. features,freeze,lora,setfit (default: sweep features,freeze; "
+              "advise features,freeze,lora).")
+    grid: Optional[list[str]] = argument(
+        None, "Values of a strategy's parameter, e.g. lora.r=4,16 or freeze.k=all (repeatable).")
+    validation_size: Optional[int] = argument(
+        None, "Examples held out per seed as every size's validation set; 0: --validation-fraction of each sample "
+              "(default: sweep 0; advise a fifth of the labelled data, 8 per class to 200).")
+    metric: str = argument("accuracy", "accuracy, macro_f1 or mcc.")
+    retry_failed: bool = argument(False, "Run failed cells again.")
+    no_cache: bool = argument(False, "Do not read or write the on-disk caches (embeddings; in sweeps also the "
+                                     "shared frozen-prefix states).")
+    overwrite: bool = argument(False, "Replace an output this tool wrote before (never anything else).")
+    budget: Optional[str] = argument(
+        None, "Time for the pilot, model loading included: 15m, 90s, 1h (default: 15m; demo: 8m).")
+
+
+GROUPS = (DataArguments, InputArguments, RunArguments)
+
+T = TypeVar("T")
+
+
+def _flags(f) -> list[str]:
+    return list(f.metadata["flags"]) or ["--" + f.name.replace("_", "-")]
+
+
+def arguments(cls: type, only: Iterable[str] | None = None, panel: str | None = None) -> list[inspect.Parameter]:
+    """The options of the named fields of ``cls`` (all of them by default), keyword parameters for typer."""
+    wanted = None if only is None else list(only)
+    by_name = {f.name: f for f in fields(cls)}
+    unknown = [n for n in wanted or [] if n not in by_name]
+    if unknown:
+        raise ValueError(f"{cls.__name__} declares no option {unknown[0]!r}")
+    params = []
+    for name in wanted or list(by_name):
+        f = by_name[name]
+        hint = f.type if not isinstance(f.type, str) else eval(f.type, {"Optional": Optional, "list": list})
+        flags = _flags(f)
+        if hint is bool:
+            option = typer.Option(*flags, help=f.metadata["help"], metavar="", rich_help_panel=panel)
+        else:
+            option = typer.Option(*flags, help=f.metadata["help"], metavar=f.metadata["metavar"],
+                                  rich_help_panel=panel)
+        default = f.default if f.default is not MISSING else None
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                        annotation=Annotated[hint, option]))
+    return params
+
+
+def take(cls: type[T], options: dict[str, object]) -> T:
+    """Pop the options of ``cls`` from a command's keyword arguments into an instance (missing ones: defaults)."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    values = {name: options.pop(name) for name in list(options) if name in names}
+    args = cls(**values)
+    check = getattr(args, "check", None)
+    if check is not None:
+        check()
+    return args
+
+
+def given_on_command_line(name: str) -> bool:
+    """Whether the running command's option ``name`` was typed by the user (not its default)."""
+    import click
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+
+
+def seed_list(value: str | None, default: list[int]) -> list[int]:
+    """``--seeds`` as ints (``default`` when not given); one line when it names none."""
+    from .common import int_list
+
+    seeds = default if value is None else int_list(value, "--seeds")
+    if not seeds:
+        raise UnfreezeError("--seeds must name at least one seed, e.g. 0,1,2.")
+    return seeds
+
+
+def check_metric(metric: str) -> str:
+    from ..metrics import METRICS
+
+    if metric not in METRICS:
+        raise UnfreezeError(f"Unknown metric {metric!r} (--metric). Metrics: {', '.join(METRICS)}.")
+    return metric
+
+
+def deprecated(old: str, new: str, hint: type = str) -> inspect.Parameter:
+    """A hidden option under an old spelling; ``renamed`` warns when it is used and hands its value over."""
+    name = "deprecated_" + old.lstrip("-").replace("-", "_")
+    option = typer.Option(old, hidden=True, help=f"Deprecated: use {new}.")
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[Optional[hint], option])
+
+
+def renamed(options: dict[str, object], old: str, new: str, value: object) -> object:
+    """The value of ``new``, or of the deprecated ``old`` with a one-line warning (both given: one line)."""
+    old_value = options.pop("deprecated_" + old.lstrip("-").replace("-", "_"), None)
+    if old_value is None:
+        return value
+    if value is not None and value is not False:
+        raise UnfreezeError(f"{old} is the old spelling of {new}: give only {new}.")
+    typer.echo(f"warning: {old} is now {new}; the old spelling will be removed in the next release.", err=True)
+    return old_value
+
+
+__all__ = ["DataArguments", "GROUPS", "InputArguments", "Path", "RunArguments", "argument", "arguments",
+           "check_metric", "deprecated", "given_on_command_line", "renamed", "seed_list", "take"]
