@@ -14,7 +14,7 @@ _LAZY = {
     "TrainConfig": ".loop",
     "TrainRecord": ".loop",
     "TrainingRun": ".loop",
-    "predict_logits": ".loop",
+    "predict_logits": ".forward",
     "train": ".loop",
     "TextClassificationModel": ".model",
     "PrefixStates": ".prefix",

@@ -4,8 +4,8 @@ The backbone never runs here: the caller has computed what the network reads (po
 states per layer, token states) and hands over ``forward(rows)``, the logits of those
 examples. The loop is the shared skeleton (:class:`~unfreeze.training.loop.TrainingRun`:
 budget, AdamW groups from ``param_groups``, warm-up and decay, clipping, progress, record)
-plus what ``train`` does around it: batches of similar length, validation each epoch,
-early stopping and the best epoch's weights restored.
+plus what ``train`` does around it: batches of similar length, and the epochs of
+``epochs.run_epochs`` (validation each epoch, early stopping, the best epoch's weights restored).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..metrics import classification_metrics
+from .epochs import EarlyStopping, run_epochs
 from .loop import TrainConfig, TrainingRun, TrainRecord, class_weights, length_grouped_order, param_groups
 from .memory import PeakMemory
 
@@ -50,59 +50,39 @@ def train_cached(
     with PeakMemory(device) as memory:
         run = TrainingRun(config, param_groups(list(module.named_parameters()), config, list(head)),
                           len(train_rows), device, "training")
-        record = run.record
         loss_fn = nn.CrossEntropyLoss(weight=class_weights(y[train_rows], n_classes, config.class_weight, device))
         labels = torch.as_tensor(y, dtype=torch.long)
-        best_score, best_state, bad_epochs = None, None, 0
-        try:
-            for epoch in range(1, run.n_epochs + 1):
-                run.start_epoch()
-                module.train()
-                seen = np.zeros(len(train_rows))
-                for positions in length_grouped_order(row_lengths, config.batch_size, rng):
-                    if run.budget_spent:
-                        break
-                    rows = train_rows[positions].tolist()
-                    logits = forward(rows)
-                    tokens = sum(row_lengths[p] for p in positions) if lengths is not None else 0
-                    run.step(loss_fn(logits.float(), labels[rows].to(device)), len(rows), tokens, epoch=epoch)
-                    seen[positions] += 1
-                run.end_steps()
-                entry = {"epoch": epoch, "train_loss": run.mean_epoch_loss, "examples": int(seen.sum()),
-                         "distinct_examples": int((seen > 0).sum())}
-                if len(val_rows):
-                    logits_val = predict_cached(module, forward, val_rows.tolist(), config.batch_size * 2)
-                    y_val = y[val_rows]
-                    val_loss = float(nn.functional.cross_entropy(torch.from_numpy(logits_val),
-                                                                 torch.as_tensor(y_val, dtype=torch.long)))
-                    metrics = classification_metrics(y_val.tolist(), logits_val.argmax(axis=1).tolist())
-                    entry.update({"val_loss": val_loss, **{f"val_{k}": v for k, v in metrics.items()}})
-                    score = (metrics["accuracy"], -val_loss)
-                    if best_score is None or score > best_score:
-                        best_score, bad_epochs, record.best_epoch = score, 0, epoch
-                        best_state = {name: p.detach().cpu().clone() for name, p in module.named_parameters()
-                                      if p.requires_grad}
-                    else:
-                        bad_epochs += 1
-                record.history.append(entry)
-                run.end_epoch(epoch)
-                if config.patience is not None and best_score is not None and bad_epochs >= config.patience:
-                    break
+        stopping = EarlyStopping([(name, p) for name, p in module.named_parameters() if p.requires_grad],
+                                 config.patience, run.record)
+
+        def train_epoch(epoch: int) -> dict:
+            module.train()
+            seen = np.zeros(len(train_rows))
+            for positions in length_grouped_order(row_lengths, config.batch_size, rng):
                 if run.budget_spent:
                     break
+                rows = train_rows[positions].tolist()
+                logits = forward(rows)
+                tokens = sum(row_lengths[p] for p in positions) if lengths is not None else 0
+                run.step(loss_fn(logits.float(), labels[rows].to(device)), len(rows), tokens, epoch=epoch)
+                seen[positions] += 1
+            run.end_steps()
+            return {"epoch": epoch, "train_loss": run.mean_epoch_loss, "examples": int(seen.sum()),
+                    "distinct_examples": int((seen > 0).sum())}
+
+        def validate(epoch: int) -> dict:
+            logits = predict_cached(module, forward, val_rows.tolist(), config.batch_size * 2)
+            return stopping.validate(epoch, logits, y[val_rows])
+
+        try:
+            run_epochs(run, stopping, train_epoch, validate if len(val_rows) else None)
         finally:
             run.close()
-        if best_state is not None:
-            with torch.no_grad():
-                for name, param in module.named_parameters():
-                    if name in best_state:
-                        param.copy_(best_state[name].to(param.device))
-        elif not record.best_epoch:
-            record.best_epoch = record.epochs_run
+        stopping.restore(module)
         module.eval()
-    record.seconds = time.perf_counter() - start
-    record.peak_memory_bytes = memory.peak_bytes
-    return record
+    run.record.seconds = time.perf_counter() - start
+    run.record.peak_memory_bytes = memory.peak_bytes
+    return run.record
 
 
 @torch.inference_mode()

@@ -18,7 +18,7 @@ learning rate per parameter: layer-wise decay, discriminative rates) and ``on_ep
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -31,12 +31,13 @@ from tqdm.auto import tqdm
 
 from ..machine.deadline import check_deadline
 from ..errors import UnfreezeError
-from ..metrics import classification_metrics
 from ..models.backbone import Backbone, Encoded
 from . import distributed
+from .epochs import EarlyStopping, run_epochs
+from .forward import autocast, cached_prefixes, forward_rows, predict_logits, set_train_mode
 from .memory import PeakMemory
 from .model import TextClassificationModel
-from .prefix import PrefixStates, compute_prefix_states
+from .prefix import PrefixStates
 from .settings import Training
 
 
@@ -218,79 +219,6 @@ def length_grouped_order(lengths: list[int], batch_size: int, rng: np.random.Gen
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def autocast(device: torch.device, bf16: bool = False):
-    """bf16 autocast for a forward when asked (``compute="bf16"``: hardware with fast bf16, see
-    ``unfreeze.machine.hardware``; same range as fp32, no loss scaling), else fp32."""
-    if bf16 and device.type in ("cuda", "cpu"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def forward_rows(model: nn.Module, batch: dict, prefix: PrefixStates | None, rows: list[int],
-                 device: torch.device, pooled: bool = False, bf16: bool = False) -> torch.Tensor:
-    """The model's logits (or pooled features) on ``batch``, the examples ``rows``; from the cached prefix when given."""
-    with autocast(device, bf16):
-        run = model.pooled if pooled else model
-        return run(batch) if prefix is None else run(batch, prefix.batch(rows, device))
-
-
-def set_train_mode(model: TextClassificationModel, backbone: Backbone, frozen_k: int) -> None:
-    """Train mode for what is trained; eval mode (no dropout) for the frozen prefix.
-
-    The frozen part runs in eval mode with or without the prefix cache, so that the
-    cache is exact rather than an approximation of a dropout-noised prefix.
-    """
-    model.train()
-    if frozen_k == 0:
-        return
-    trained = {id(m) for block in list(backbone.blocks)[frozen_k:] for m in block.modules()}
-    trained |= {id(m) for post in backbone.post_modules().values() for m in post.modules()}
-    trained |= {id(m) for m in (model, model.head, model.dropout)}
-    for module in model.modules():
-        if id(module) not in trained:
-            module.training = False  # not .eval(): that would recurse into trained blocks
-
-
-def predict_logits(model: TextClassificationModel, backbone: Backbone, encoded: Encoded, batch_size: int = 32,
-                   prefix: PrefixStates | None = None, bf16: bool = False) -> np.ndarray:
-    """Logits for every example in input order, from the cached prefix states when given.
-
-    Data-parallel (after a launched training), each rank predicts every W-th example and
-    the rows are gathered: every rank returns all of them.
-    """
-    acc = distributed.active()
-    if acc is None or len(encoded) == 0:
-        return _predict_local(model, backbone, encoded, batch_size, prefix, bf16)
-    mine = list(range(acc.process_index, len(encoded), acc.num_processes))
-    part = _predict_local(model, backbone, encoded.subset(mine), batch_size,
-                          None if prefix is None else prefix.subset(mine), bf16)
-    return distributed.gather_rows(part, len(encoded), acc)
-
-
-@torch.inference_mode()
-def _predict_local(model: TextClassificationModel, backbone: Backbone, encoded: Encoded, batch_size: int,
-                   prefix: PrefixStates | None, bf16: bool = False) -> np.ndarray:
-    was_training = model.training
-    model.eval()
-    device = backbone.device
-    out = np.empty((len(encoded), model.head.out_features), dtype=np.float32)
-    try:
-        for idx, batch in backbone.batches(encoded, batch_size):
-            out[idx] = forward_rows(model, batch, prefix, idx, device, bf16=bf16).float().cpu().numpy()
-    finally:
-        model.train(was_training)
-    return out
-
-
-def cached_prefixes(backbone: Backbone, frozen_k: int, encodings: list[Encoded | None], pool_key=None,
-                    keys: list[list[str] | None] | None = None) -> list[PrefixStates | None]:
-    """The frozen prefix of each encoding (None for None), from the shared pool when one is active."""
-    keys = keys or [None] * len(encodings)
-    return [None if encoded is None else compute_prefix_states(backbone, encoded, [frozen_k], pool_key=pool_key,
-                                                               keys=key)[frozen_k]
-            for encoded, key in zip(encodings, keys)]
-
-
 def train(
     model: TextClassificationModel,
     backbone: Backbone,
@@ -336,74 +264,16 @@ def train(
             train_prefix, val_prefix = cached_prefixes(prefix_backbone or backbone, frozen_k,
                                                        [train_encoded, val_encoded], pool_key, [train_keys, val_keys])
             prefix_seconds = time.perf_counter() - start
-
-        run = TrainingRun(config, param_groups(list(model.named_parameters()), config, list(model.head.parameters()),
-                                               lr_scales),
-                          len(train_encoded), device, "training", show=distributed.is_main_process())
+        run = _start_run(model, config, lr_scales, len(train_encoded), device, train_prefix, prefix_seconds, acc)
         optimised = {id(p) for p in run.trainable}
-        record = run.record
-        record.prefix_seconds = record.step_seconds = prefix_seconds
-        if train_prefix is not None and len(train_prefix):
-            record.state_bytes_per_example = train_prefix.nbytes / len(train_prefix)
-        record.total_parameters = sum(p.numel() for p in model.parameters())
-        record.world_size = acc.num_processes if acc is not None else 1
-        # DDP wraps the model for the training forward; the optimiser and schedule are not
-        # prepared: every rank draws the same global batches and steps once per batch, as on one device
-        forward = model if acc is None else acc.prepare_model(model)
-        loss_fn = nn.CrossEntropyLoss(weight=class_weights(y_train, model.head.out_features, config.class_weight,
-                                                             device))
-        labels = torch.as_tensor(y_train, dtype=torch.long)
-        lengths = train_encoded.lengths
-        best_score, best_state, bad_epochs = None, None, 0
+        stopping = EarlyStopping([(name, p) for name, p in model.named_parameters() if id(p) in optimised],
+                                 config.patience, run.record)
+        epoch = _Epoch(run, model, backbone, frozen_k, train_encoded, y_train, train_prefix, rng, acc, on_epoch)
+        validate = None
+        if val_encoded is not None and y_val is not None:
+            validate = functools.partial(_validate, run, stopping, model, backbone, val_encoded, y_val, val_prefix)
         try:
-            for epoch in range(1, run.n_epochs + 1):
-                run.start_epoch()
-                extra = on_epoch(epoch) if on_epoch is not None else None
-                set_train_mode(model, backbone, frozen_k)
-                seen = np.zeros(len(train_encoded))  # how often each example was trained on, this epoch
-                for idx in length_grouped_order(lengths, config.batch_size, rng):
-                    if run.budget_spent:
-                        break
-                    tokens = sum(lengths[i] for i in idx)
-                    if acc is None:
-                        logits = forward_rows(model, backbone.collate(train_encoded, idx), train_prefix, idx, device,
-                                              bf16=config.compute == "bf16")
-                        run.step(loss_fn(logits.float(), labels[idx].to(device)), len(idx), tokens, epoch=epoch)
-                        seen[idx] += 1
-                    else:
-                        _data_parallel_step(run, forward, acc, backbone, train_encoded, idx, labels, loss_fn,
-                                            train_prefix, device, seen, tokens, epoch)
-                run.end_steps()
-                epoch_loss = run.mean_epoch_loss
-                if acc is not None:
-                    # each rank's share of the loss and of the examples, summed: the whole batch's
-                    epoch_loss = float(distributed.sum_across(np.array([epoch_loss]), acc)[0])
-                    seen = distributed.sum_across(seen, acc)
-                entry = {"epoch": epoch, "train_loss": epoch_loss, "examples": int(seen.sum()),
-                         "distinct_examples": int((seen > 0).sum()), **(extra or {})}
-                if val_encoded is not None and y_val is not None:
-                    validation_started = time.perf_counter()
-                    logits_val = predict_logits(model, backbone, val_encoded, config.batch_size * 2, val_prefix,
-                                                bf16=config.compute == "bf16" and device.type == "cuda")
-                    val_loss = float(nn.functional.cross_entropy(torch.from_numpy(logits_val),
-                                                                 torch.as_tensor(y_val, dtype=torch.long)))
-                    metrics = classification_metrics(y_val.tolist(), logits_val.argmax(axis=1).tolist())
-                    entry.update({"val_loss": val_loss, **{f"val_{k}": v for k, v in metrics.items()}})
-                    record.validation_seconds += time.perf_counter() - validation_started
-                    record.validation_texts += len(y_val)
-                    score = (metrics["accuracy"], -val_loss)
-                    if best_score is None or score > best_score:
-                        best_score, bad_epochs, record.best_epoch = score, 0, epoch
-                        best_state = {name: p.detach().cpu().clone() for name, p in model.named_parameters()
-                                      if id(p) in optimised}
-                    else:
-                        bad_epochs += 1
-                record.history.append(entry)
-                run.end_epoch(epoch)
-                if config.patience is not None and best_score is not None and bad_epochs >= config.patience:
-                    break
-                if run.budget_spent:
-                    break
+            run_epochs(run, stopping, epoch, validate)
         finally:
             run.close()
             if acc is not None:
@@ -411,14 +281,81 @@ def train(
             if on_epoch is not None:
                 for param in run.trainable:
                     param.requires_grad_(True)  # everything that trained: what a bundle stores
-        if best_state is not None:
-            _restore(model, best_state)
-        elif not record.best_epoch:
-            record.best_epoch = record.epochs_run
+        stopping.restore(model)
         model.eval()
-    record.seconds = time.perf_counter() - start
-    record.peak_memory_bytes = memory.peak_bytes
-    return record
+    run.record.seconds = time.perf_counter() - start
+    run.record.peak_memory_bytes = memory.peak_bytes
+    return run.record
+
+
+def _start_run(model: TextClassificationModel, config: TrainConfig, lr_scales: dict[int, float] | None,
+               examples: int, device: torch.device, train_prefix: PrefixStates | None, prefix_seconds: float,
+               acc) -> TrainingRun:
+    """The skeleton of one ``train`` call, its record started with what is known before the first step."""
+    groups = param_groups(list(model.named_parameters()), config, list(model.head.parameters()), lr_scales)
+    run = TrainingRun(config, groups, examples, device, "training", show=distributed.is_main_process())
+    record = run.record
+    record.prefix_seconds = record.step_seconds = prefix_seconds
+    if train_prefix is not None and len(train_prefix):
+        record.state_bytes_per_example = train_prefix.nbytes / len(train_prefix)
+    record.total_parameters = sum(p.numel() for p in model.parameters())
+    record.world_size = acc.num_processes if acc is not None else 1
+    return run
+
+
+class _Epoch:
+    """One epoch of ``train``'s steps over the training set: ``epoch(n)`` runs them and returns the history entry."""
+
+    def __init__(self, run: TrainingRun, model: TextClassificationModel, backbone: Backbone, frozen_k: int,
+                 encoded: Encoded, y: np.ndarray, prefix: PrefixStates | None, rng: np.random.Generator, acc,
+                 on_epoch: Callable[[int], dict | None] | None) -> None:
+        self.run, self.model, self.backbone, self.frozen_k = run, model, backbone, frozen_k
+        self.encoded, self.prefix, self.rng, self.acc, self.on_epoch = encoded, prefix, rng, acc, on_epoch
+        self.lengths = encoded.lengths
+        # DDP wraps the model for the training forward; the optimiser and schedule are not
+        # prepared: every rank draws the same global batches and steps once per batch, as on one device
+        self.forward = model if acc is None else acc.prepare_model(model)
+        self.loss_fn = nn.CrossEntropyLoss(weight=class_weights(y, model.head.out_features, run.config.class_weight,
+                                                                  backbone.device))
+        self.labels = torch.as_tensor(y, dtype=torch.long)
+
+    def __call__(self, epoch: int) -> dict:
+        run, config, device, lengths, acc = self.run, self.run.config, self.backbone.device, self.lengths, self.acc
+        extra = self.on_epoch(epoch) if self.on_epoch is not None else None
+        set_train_mode(self.model, self.backbone, self.frozen_k)
+        seen = np.zeros(len(self.encoded))  # how often each example was trained on, this epoch
+        for idx in length_grouped_order(lengths, config.batch_size, self.rng):
+            if run.budget_spent:
+                break
+            tokens = sum(lengths[i] for i in idx)
+            if acc is None:
+                logits = forward_rows(self.model, self.backbone.collate(self.encoded, idx), self.prefix, idx, device,
+                                      bf16=config.compute == "bf16")
+                run.step(self.loss_fn(logits.float(), self.labels[idx].to(device)), len(idx), tokens, epoch=epoch)
+                seen[idx] += 1
+            else:
+                _data_parallel_step(run, self.forward, acc, self.backbone, self.encoded, idx, self.labels,
+                                    self.loss_fn, self.prefix, device, seen, tokens, epoch)
+        run.end_steps()
+        epoch_loss = run.mean_epoch_loss
+        if acc is not None:
+            # each rank's share of the loss and of the examples, summed: the whole batch's
+            epoch_loss = float(distributed.sum_across(np.array([epoch_loss]), acc)[0])
+            seen = distributed.sum_across(seen, acc)
+        return {"epoch": epoch, "train_loss": epoch_loss, "examples": int(seen.sum()),
+                "distinct_examples": int((seen > 0).sum()), **(extra or {})}
+
+
+def _validate(run: TrainingRun, stopping: EarlyStopping, model: TextClassificationModel, backbone: Backbone,
+              encoded: Encoded, y: np.ndarray, prefix: PrefixStates | None, epoch: int) -> dict:
+    """Score the validation set after epoch ``epoch``, timed apart from the steps."""
+    started = time.perf_counter()
+    logits = predict_logits(model, backbone, encoded, run.config.batch_size * 2, prefix,
+                            bf16=run.config.compute == "bf16" and backbone.device.type == "cuda")
+    fields = stopping.validate(epoch, logits, y)
+    run.record.validation_seconds += time.perf_counter() - started
+    run.record.validation_texts += len(y)
+    return fields
 
 
 def _data_parallel_step(run: TrainingRun, forward: nn.Module, acc, backbone: Backbone, encoded: Encoded,
@@ -444,13 +381,6 @@ def _data_parallel_step(run: TrainingRun, forward: nn.Module, acc, backbone: Bac
         seen[mine] += 1
 
 
-def _restore(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name in state:
-                param.copy_(state[name].to(param.device))
-
-
 def class_weights(y: np.ndarray, n_classes: int, mode: str | None, device: torch.device) -> torch.Tensor | None:
     """Inverse-frequency weights of the loss for ``mode="balanced"`` (scikit-learn's formula), else None."""
     if mode is None:
@@ -459,3 +389,7 @@ def class_weights(y: np.ndarray, n_classes: int, mode: str | None, device: torch
     weights = len(y) / (n_classes * np.maximum(counts, 1))
     return torch.tensor(weights, dtype=torch.float32, device=device)
 
+
+__all__ = ["TrainConfig", "TrainRecord", "TrainingRun", "autocast", "cached_prefixes", "class_weights", "forward_rows",
+           "layer_lr_scales", "length_grouped_order", "optimizer_step", "param_groups", "planned_epochs",
+           "predict_logits", "set_train_mode", "train"]
