@@ -9,9 +9,28 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.machinery
+import importlib.metadata
 import sys
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The installed distribution's version: pyproject.toml's `version` is its one source."""
+    try:
+        return importlib.metadata.version("unfreeze")
+    except importlib.metadata.PackageNotFoundError:
+        # a source tree put on sys.path without installing it: read the version where it is kept
+        import tomllib
+        from pathlib import Path
+
+        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+        try:
+            project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "0+unknown"
+        return str(project["version"]) if project.get("name") == "unfreeze" else "0+unknown"
+
+
+__version__ = _version()
 
 _EXPORTS = {
     "Classifier": ".estimators",

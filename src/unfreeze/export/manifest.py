@@ -68,8 +68,8 @@ def read_manifest(folder: str | Path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise UnfreezeError(f"{file} is not an unfreeze ONNX export manifest (format {FORMAT!r} expected).")
     if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
-        raise UnfreezeError(f"The export at {folder} has format version {manifest.get('format_version')}; this "
-                            f"unfreeze reads up to {FORMAT_VERSION}. Upgrade unfreeze or export again.")
+        raise UnfreezeError(f"The export at {folder} is in export format {manifest.get('format_version')}; this "
+                            f"unfreeze reads export formats up to {FORMAT_VERSION}. Upgrade unfreeze or export again.")
     if manifest.get("kind") not in KINDS:
         raise UnfreezeError(f"the export at {folder} is damaged: unknown kind {manifest.get('kind')!r} in "
                             f"{MANIFEST_FILE}.")

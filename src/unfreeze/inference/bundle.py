@@ -132,17 +132,17 @@ def read_config(path: Path) -> dict:
     version = config.get("format_version")
     if not isinstance(version, int) or version > READABLE_VERSION:
         raise UnfreezeError(
-            f"{path} has bundle format version {version!r}; this unfreeze {__version__} reads versions up to "
-            f"{READABLE_VERSION}. Upgrade unfreeze."
+            f"{path} is in bundle format {version!r}; this unfreeze (package version {__version__}) reads bundle "
+            f"formats 1 to {READABLE_VERSION}. Upgrade unfreeze."
         )
     kinds = {1: ("features", "loop", "setfit", None), 2: (MULTIHEAD_KIND,), 3: (SINGLE_KIND, MULTIHEAD_KIND)}
     if config.get("kind") not in kinds.get(version, ()):
-        raise damaged(path, f"{CONFIG_FILE} has an unknown kind {config.get('kind')!r} for format version {version}")
+        raise damaged(path, f"{CONFIG_FILE} has an unknown kind {config.get('kind')!r} for bundle format {version}")
     if config.get("kind") != MULTIHEAD_KIND and version < 3:
         try:
             config = upgrade_v1(config)
         except (KeyError, TypeError, ValueError, UnfreezeError) as exc:
-            raise damaged(path, f"{CONFIG_FILE} (version 1) lacks a valid strategy, params or head ({exc})") from exc
+            raise damaged(path, f"{CONFIG_FILE} (bundle format 1) lacks a valid strategy, params or head ({exc})") from exc
     needed = REQUIRED[config["kind"]]
     missing = [k for k, kind in needed.items() if not isinstance(config.get(k), kind)]
     if missing or not isinstance(config["backbone"].get("reference"), str) or not isinstance(
