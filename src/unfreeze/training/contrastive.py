@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from ..models.backbone import Backbone, Encoded
-from .forward import cached_prefixes, forward_rows, set_train_mode
-from .loop import TrainConfig, TrainingRun, TrainRecord, param_groups
+from .forward import forward_rows, set_train_mode
+from .loop import TrainConfig, TrainingRun, TrainRecord, cached_prefixes, param_groups
 from .memory import PeakMemory
 from .model import TextClassificationModel
 from .prefix import PrefixStates

@@ -15,7 +15,7 @@ from torch import nn
 from ..models.backbone import Backbone, Encoded
 from . import distributed
 from .model import TextClassificationModel
-from .prefix import PrefixStates, compute_prefix_states
+from .prefix import PrefixStates
 
 
 def autocast(device: torch.device, bf16: bool = False):
@@ -80,12 +80,3 @@ def _predict_local(model: TextClassificationModel, backbone: Backbone, encoded: 
     finally:
         model.train(was_training)
     return out
-
-
-def cached_prefixes(backbone: Backbone, frozen_k: int, encodings: list[Encoded | None], pool_key=None,
-                    keys: list[list[str] | None] | None = None) -> list[PrefixStates | None]:
-    """The frozen prefix of each encoding (None for None), from the shared pool when one is active."""
-    keys = keys or [None] * len(encodings)
-    return [None if encoded is None else compute_prefix_states(backbone, encoded, [frozen_k], pool_key=pool_key,
-                                                               keys=key)[frozen_k]
-            for encoded, key in zip(encodings, keys)]

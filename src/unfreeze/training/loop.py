@@ -29,15 +29,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..machine.deadline import check_deadline
 from ..errors import UnfreezeError
+from ..machine.deadline import check_deadline
 from ..models.backbone import Backbone, Encoded
 from . import distributed
 from .epochs import EarlyStopping, run_epochs
-from .forward import autocast, cached_prefixes, forward_rows, predict_logits, set_train_mode
+from .forward import autocast, forward_rows, predict_logits, set_train_mode
 from .memory import PeakMemory
 from .model import TextClassificationModel
-from .prefix import PrefixStates
+from .prefix import PrefixStates, compute_prefix_states
 from .settings import Training
 
 
@@ -217,6 +217,15 @@ def length_grouped_order(lengths: list[int], batch_size: int, rng: np.random.Gen
         chunk = sorted(order[start : start + window].tolist(), key=lambda i: -lengths[i])
         batches.extend(chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def cached_prefixes(backbone: Backbone, frozen_k: int, encodings: list[Encoded | None], pool_key=None,
+                    keys: list[list[str] | None] | None = None) -> list[PrefixStates | None]:
+    """The frozen prefix of each encoding (None for None), from the shared pool when one is active."""
+    keys = keys or [None] * len(encodings)
+    return [None if encoded is None else compute_prefix_states(backbone, encoded, [frozen_k], pool_key=pool_key,
+                                                               keys=key)[frozen_k]
+            for encoded, key in zip(encodings, keys)]
 
 
 def train(
