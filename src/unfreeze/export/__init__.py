@@ -31,20 +31,20 @@ from .manifest import DEFAULT_HEAD, GRAPH_FILES, MANIFEST_FILE, is_export, poole
 DEFAULT_EXPORT_DIR = "onnx"
 
 _LAZY = {
-    # export side (torch)
-    "DEFAULT_CHECK_TEXTS": ".onnx",
-    "EXPORTERS": ".onnx",
-    "INT8_OP_TYPES": ".onnx",
-    "ExportCheck": ".onnx",
-    "ExportCheckError": ".onnx",
+    # export side (torch): graphs, int8, the self-check, whole folders
+    "DEFAULT_CHECK_TEXTS": ".check",
+    "EXPORTERS": ".graphs",
+    "INT8_OP_TYPES": ".quantize",
+    "ExportCheck": ".check",
+    "ExportCheckError": ".check",
     "ExportHead": ".onnx",
     "ExportResult": ".onnx",
-    "Int8Check": ".onnx",
-    "check_export": ".onnx",
-    "export_network": ".onnx",
-    "export_pooled": ".onnx",
-    "ffn_output_nodes": ".onnx",
-    "quantize_int8": ".onnx",
+    "Int8Check": ".check",
+    "check_export": ".check",
+    "export_network": ".graphs",
+    "export_pooled": ".graphs",
+    "ffn_output_nodes": ".quantize",
+    "quantize_int8": ".quantize",
     "torch_heads_proba": ".onnx",
     "torch_network_proba": ".onnx",
     "write_heads_export": ".onnx",
@@ -52,8 +52,8 @@ _LAZY = {
     # bundles and their exports
     "BundleExport": ".exporter",
     "export_bundle": ".exporter",
-    "find_export": ".exporter",
-    "open_export": ".exporter",
+    "find_export": ".locate",
+    "open_export": ".locate",
     "read_check_data": ".exporter",
     "OnnxPredictor": ".onnx_predictor",
     # runtime side (onnxruntime)

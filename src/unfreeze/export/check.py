@@ -1,0 +1,183 @@
+"""An export's self-check: its probabilities against PyTorch's on the same texts, fp32 within a tolerance.
+
+An int8 graph is compared by the labels it agrees on (and the accuracy change where the
+true labels are known); a check that fails raises :class:`ExportCheckError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UnfreezeError
+from .runtime import load_export
+
+FP32_ATOL = 1e-4
+
+
+# checked when the caller gives no texts: short and long, punctuation, digits
+DEFAULT_CHECK_TEXTS = (
+    "A quiet, beautifully made film.",
+    "Terrible.",
+    "The plot wanders for two hours and the ending explains nothing, yet the cast is so good that I stayed.",
+    "ok",
+    "Numbers 1, 2 and 3; symbols & marks!",
+    "I would not watch it again, but my kids loved every minute of it.",
+    "An utterly forgettable sequel",
+    "What a surprise: funny, warm and smart.",
+)
+
+
+@dataclass
+class Int8Check:
+    """How the int8 graph's answers compare with PyTorch's on the check texts, for one head."""
+
+    agreement: float  # share of texts whose predicted label is PyTorch's
+    max_abs_diff: float  # of probabilities
+    accuracy_torch: float | None = None  # against the given labels
+    accuracy_int8: float | None = None
+
+    @property
+    def accuracy_delta(self) -> float | None:
+        if self.accuracy_torch is None or self.accuracy_int8 is None:
+            return None
+        return self.accuracy_int8 - self.accuracy_torch
+
+
+@dataclass
+class ExportCheck:
+    """The result of :func:`check_export`."""
+
+    n_inputs: int
+    atol: float
+    fp32_max_abs_diff: float
+    fp32_agreement: float
+    int8: dict[str, Int8Check] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        for name, check in self.int8.items():
+            out["int8"][name]["accuracy_delta"] = check.accuracy_delta
+        return out
+
+    def lines(self) -> list[str]:
+        """Human-readable lines for the CLI to print."""
+        lines = [f"fp32: max |probability difference| vs PyTorch {self.fp32_max_abs_diff:.2e} "
+                 f"(allowed {self.atol:.0e}) on {self.n_inputs} texts; labels agree on {self.fp32_agreement:.1%}"]
+        for name, check in self.int8.items():
+            text = f"int8 [{name}]: labels agree with PyTorch on {check.agreement:.1%}, " \
+                   f"max |probability difference| {check.max_abs_diff:.3f}"
+            if check.accuracy_delta is not None:
+                text += (f"; accuracy {check.accuracy_int8:.4f} vs PyTorch {check.accuracy_torch:.4f} "
+                         f"({check.accuracy_delta:+.4f})")
+            lines.append(text)
+        return lines
+
+
+class ExportCheckError(UnfreezeError):
+    """The exported graph's answers differ from PyTorch's beyond the tolerance."""
+
+
+def check_export(folder: str | Path, inputs: Sequence, reference: Mapping[str, np.ndarray] | np.ndarray,
+                 y: Mapping[str, Sequence] | Sequence | None = None, *, atol: float = FP32_ATOL,
+                 batch_size: int = 32, min_int8_agreement: float | None = None) -> ExportCheck:
+    """Compare the export's probabilities with PyTorch's on ``inputs``; raise when fp32 differs.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The export folder to check.
+    inputs : sequence of str or (str, str)
+        The texts (or text pairs) to check on.
+    reference : mapping of str to ndarray, or ndarray
+        PyTorch's probabilities per head name ([n_inputs, n_classes], columns in the
+        head's label order); a bare array stands for the only head.
+    y : mapping of str to sequence, or sequence, optional
+        True labels (per head, or of the only head): the int8 accuracy change is reported,
+        on the inputs whose label is not None.
+    atol : float
+        Largest allowed absolute difference of fp32 probabilities.
+    batch_size : int
+        Inputs per graph run.
+    min_int8_agreement : float or None
+        When given, an int8 graph whose labels agree with PyTorch's on a smaller share
+        of ``inputs`` fails the check too.
+
+    Returns
+    -------
+    ExportCheck
+
+    Raises
+    ------
+    ExportCheckError
+        When the fp32 graph differs by more than ``atol``, or int8 agrees too little.
+    """
+    if len(inputs) == 0:
+        raise UnfreezeError("check_export needs at least one input text.")
+    fp32 = load_export(folder, "fp32", batch_size=batch_size)
+    reference = _per_head(reference, fp32.head_names, "reference")
+    labels = _per_head(y, fp32.head_names, "y") if y is not None else {}
+    got = fp32.predict_proba_heads(inputs, list(reference))
+    diff, agree = 0.0, 1.0
+    for name, ref in reference.items():
+        ref = np.asarray(ref, dtype=np.float64)
+        if ref.shape != got[name].shape:
+            raise UnfreezeError(f"Reference probabilities of head {name!r} have shape {ref.shape}; the export gives "
+                                f"{got[name].shape}.")
+        diff = max(diff, float(np.abs(got[name] - ref).max()))
+        agree = min(agree, float(np.mean(got[name].argmax(1) == ref.argmax(1))))
+    if not diff <= atol:  # also catches NaN
+        raise ExportCheckError(f"The ONNX export does not match PyTorch: fp32 probabilities differ by up to "
+                               f"{diff:.2e} (allowed {atol:.0e}) on {len(inputs)} texts; nothing was exported.")
+    check = ExportCheck(len(inputs), atol, diff, agree)
+    if "int8" in fp32.manifest["graphs"]:
+        int8 = load_export(folder, "int8", batch_size=batch_size)
+        quantised = int8.predict_proba_heads(inputs, list(reference))
+        for name, ref in reference.items():
+            ref = np.asarray(ref, dtype=np.float64)
+            classes = fp32.classes(name)
+            result = Int8Check(float(np.mean(quantised[name].argmax(1) == ref.argmax(1))),
+                               float(np.abs(quantised[name] - ref).max()))
+            known = _known_labels(labels.get(name), len(inputs))
+            if known is not None:
+                rows, truth = known
+                result.accuracy_torch = float(np.mean(classes[ref[rows].argmax(1)] == truth))
+                result.accuracy_int8 = float(np.mean(classes[quantised[name][rows].argmax(1)] == truth))
+            check.int8[name] = result
+            if min_int8_agreement is not None and result.agreement < min_int8_agreement:
+                raise ExportCheckError(f"The int8 export's labels agree with PyTorch's on only {result.agreement:.1%} "
+                                       f"of {len(inputs)} texts (head {name!r}; at least {min_int8_agreement:.1%} "
+                                       "required); nothing was exported.")
+    return check
+
+
+def _known_labels(labels: Sequence | None, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(rows, labels) of the inputs whose label is known (not None), or None when none is.
+
+    A multi-head bundle's heads were fitted on different texts: each knows the labels of its own only.
+    """
+    if labels is None:
+        return None
+    labels = list(labels)
+    if len(labels) != n:
+        raise UnfreezeError(f"{len(labels)} labels were given for {n} check inputs; they must match.")
+    rows = np.array([i for i, y in enumerate(labels) if y is not None], dtype=np.int64)
+    if not len(rows):
+        return None
+    truth = np.empty(len(rows), dtype=object)
+    truth[:] = [labels[i] for i in rows]
+    return rows, truth
+
+
+def _per_head(value, names: list[str], what: str) -> dict:
+    if isinstance(value, Mapping):
+        unknown = [n for n in value if n not in names]
+        if unknown:
+            raise UnfreezeError(f"{what} names head {unknown[0]!r}; the export has: {', '.join(names)}.")
+        return dict(value)
+    if len(names) != 1:
+        raise UnfreezeError(f"This export has {len(names)} heads: give {what} as a mapping from head name.")
+    return {names[0]: value}
