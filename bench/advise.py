@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import _common  # noqa: E402,F401
+import _common
 
 ROOT = Path(__file__).parent / "runs"
 
@@ -44,8 +44,8 @@ def run_one(setting: dict, quick: bool) -> dict:
     from unfreeze.advise.cost import cell_seconds
     from unfreeze.advise.halving import AdviseSpec, default_validation_size, run_halving, rung_sizes
     from unfreeze.advise.plan import make_plan, validation_scores, write_outputs
-    from unfreeze.sweep.plan import load_sweep_data
     from unfreeze.sweep import ResultsStore, SweepSpec
+    from unfreeze.sweep.plan import load_sweep_data
     from unfreeze.sweep.runner import run_sweep
 
     tag = f"advise-{setting['data']}{'-quick' if quick else ''}"

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import _common  # noqa: E402
+import _common
 
 ROOT = Path(__file__).parent / "runs" / "advise-budgets"
 STRATEGIES = ["features", "freeze", "lora"]
@@ -116,7 +116,7 @@ def fitted(spec, plan: dict, store: Path) -> dict:
     key = f"{rec['configuration']} @ {rec.get('learning_rate')}"
     cache = json.loads(store.read_text()) if store.exists() else {}
     if key not in cache:
-        clf, metrics = fit_recommended(spec, plan, None)
+        _, metrics = fit_recommended(spec, plan, None)
         cache[key] = {"test": metrics["test"]["accuracy"], "fit_seconds": metrics["fit_seconds"]}
         store.write_text(json.dumps(cache, indent=2))
     return cache[key]

@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import PeakRSS, movie_snippets, print_machine  # noqa: E402
+from _common import PeakRSS, movie_snippets, print_machine
 
 MB = 2**20
 K, BATCH, LR, HEAD_LR, DECAY, WARMUP, CLIP = 3, 32, 5e-5, 1e-3, 0.01, 0.1, 1.0
@@ -92,7 +92,7 @@ def bench_embedding(args, texts: list[str], test_texts: list[str], train_y: np.n
 
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in EMBED_VARIANTS}
     pooled: dict[str, np.ndarray] = {}
-    for repeat in range(args.repeats):
+    for _ in range(args.repeats):
         for name in EMBED_VARIANTS:  # alternating, so that a busy spell does not hit one variant only
             out = workdir / f"embed-{EMBED_VARIANTS.index(name)}.npy"
             rows[name].append(child(args, {"kind": "embed", "variant": name, "n": len(texts), "out": str(out)}))
@@ -276,7 +276,8 @@ def bench_training(args, seeds: list[int]) -> tuple[float, float]:
     for mode, s in summary.items():
         print(f"{mode:<28}{s['seconds']:>9.1f}{s['prefix_seconds']:>10.1f}{s['first_epoch_seconds']:>11.1f}"
               f"{s['later_epoch_seconds']:>12.1f}{base['seconds'] / s['seconds']:>9.2f}x{s['predict_seconds']:>11.1f}"
-              f"{s['start_mb']:>12.0f}{s['peak_mb']:>10.0f}{s['accuracy']:>10.4f}{s['accuracy'] - base['accuracy']:>+9.4f}")
+              f"{s['start_mb']:>12.0f}{s['peak_mb']:>10.0f}{s['accuracy']:>10.4f}"
+              f"{s['accuracy'] - base['accuracy']:>+9.4f}")
     eligible = [m for m in MODES if summary[m]["accuracy"] >= base["accuracy"] - 0.005]
     best = min(eligible, key=lambda m: summary[m]["seconds"])
     print(f"fastest option within 0.5 point of fp32: {best}")

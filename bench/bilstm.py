@@ -35,8 +35,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import mean, movie_snippets, print_closing  # noqa: E402
-from mix import BATCH, cpu_model, fit  # noqa: E402
+from _common import mean, movie_snippets, print_closing
+from mix import BATCH, cpu_model, fit
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import PeakRSS, print_closing, print_machine  # noqa: E402
+from _common import PeakRSS, print_closing, print_machine
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -48,8 +48,8 @@ def main() -> None:
 
     from unfreeze.data import load_builtin, sample
     from unfreeze.features.embed import embed
-    from unfreeze.machine.hardware import run_precision
     from unfreeze.features.logistic import LogisticHead
+    from unfreeze.machine.hardware import run_precision
     from unfreeze.models.loaded import shared_backbone
 
     texts = load_builtin("movie-snippets", "train").texts[:n]

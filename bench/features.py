@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import movie_snippets, print_closing, print_machine  # noqa: E402
+from _common import movie_snippets, print_closing, print_machine
 
 
 class Stopwatch:

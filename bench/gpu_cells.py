@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import movie_snippets  # noqa: E402
+from _common import movie_snippets
 
 
 def cell_strategy(strategy: str, blocks: int, j: int | None = None, schedule: str | None = None):

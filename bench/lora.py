@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import build_peer_model, mean, movie_snippets, print_closing, timer, trainer_fit_score  # noqa: E402
+from _common import build_peer_model, mean, movie_snippets, print_closing, timer, trainer_fit_score
 
 R, ALPHA, DROPOUT, LR, HEAD_LR, BATCH = 8, 16, 0.1, 5e-4, 1e-3, 32
 
@@ -55,8 +56,8 @@ def main() -> None:
     results = {"PEFT + Trainer": ([], [], [], 0), "unfreeze": ([], [], [], 0)}
     for seed in seeds:
         train, test = movie_snippets(n_train, n_test, seed)
-        for name, run in (("PEFT + Trainer", lambda: run_peft(train, test, epochs, seed, workdir)),
-                          ("unfreeze", lambda: run_unfreeze(train, test, epochs, seed))):
+        for name, run in (("PEFT + Trainer", partial(run_peft, train, test, epochs, seed, workdir)),
+                          ("unfreeze", partial(run_unfreeze, train, test, epochs, seed))):
             acc, secs, mem, _ = results[name]
             with PeakMemory(torch.device("cpu")) as peak, timer(secs):
                 accuracy, trainable = run()

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import mean, movie_snippets, print_closing  # noqa: E402
+from _common import mean, movie_snippets, print_closing
 
 BATCH = 32
 

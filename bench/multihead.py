@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import movie_snippets, print_closing  # noqa: E402
+from _common import movie_snippets, print_closing
 
 # (name, pooling, layers): 8 heads, as an application with several classifiers would have them
 HEADS = [("mean-last", "mean", "-1"), ("cls-last", "cls", "-1"), ("max-last", "max", "-1"),

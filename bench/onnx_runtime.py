@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import movie_snippets, print_closing, print_machine  # noqa: E402
+from _common import movie_snippets, print_closing, print_machine
 
 
 def sentence_transformers_onnx(model_path: str, train_texts, train_y, batch_size: int):
@@ -55,7 +55,7 @@ def sentence_transformers_onnx(model_path: str, train_texts, train_y, batch_size
 
     try:
         model = SentenceTransformer(model_path, backend="onnx", device="cpu")
-    except Exception as exc:  # an export failure inside optimum is a skip, not a bench failure
+    except Exception as exc:  # noqa: BLE001 - an export failure inside optimum is a skip, not a bench failure
         return None, f"sentence-transformers' ONNX backend skipped: {str(exc).splitlines()[0]}"
     model.max_seq_length = 256
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import movie_snippets, print_closing, print_machine  # noqa: E402
+from _common import movie_snippets, print_closing, print_machine
 
 HEADS = [("sentiment", "mean", "-1"), ("sentiment-cls", "cls", "-1"), ("sentiment-top2", "mean", "-2,-1")]
 

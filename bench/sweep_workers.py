@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import print_closing, print_machine  # noqa: E402
+from _common import print_closing, print_machine
 
 
 class GpuSampler:

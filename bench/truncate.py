@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import movie_snippets, print_closing  # noqa: E402
+from _common import movie_snippets, print_closing
 
 
 def cpu_model() -> str:

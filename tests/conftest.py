@@ -33,9 +33,9 @@ os.environ["UNFREEZE_FAST_BF16"] = "0"
 # Read when libgomp loads, so it must be set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import pytest
+import torch
 
 torch.set_num_threads(2)
 

@@ -88,7 +88,7 @@ def test_an_explicit_list_of_rates_and_its_errors(tiny_model_dir):
     with pytest.raises(UnfreezeError, match="needs a validation split"):
         Classifier(tiny_model_dir("bert"), strategy="freeze", learning_rate=[1e-3, 1e-2], validation_fraction=0.0,
                    progress=False).fit(X, y)
-    with pytest.raises(UnfreezeError, match="'learning_rate' parameter of Training must be a float > 0.0, a list"):
+    with pytest.raises(UnfreezeError, match=r"'learning_rate' parameter of Training must be a float > 0\.0, a list"):
         Classifier(tiny_model_dir("bert"), strategy="freeze", learning_rate="fast", progress=False).fit(X, y)
     # auto with no validation split: one fit at the default rate, and the record says why
     clf = Classifier(tiny_model_dir("bert"), strategy="freeze", k=2, validation_fraction=0.0, epochs=1,
@@ -561,7 +561,9 @@ def test_fits_record_what_grows_with_the_training_size(tiny_model_dir, tiny_back
     lengths = backbone.encode(texts, 32).lengths
     row_bytes = backbone.hidden_size * 4  # fp32 states: one hidden vector per token
 
-    def record(strategy, training: Training | None = Training(epochs=1)) -> dict:
+    one_epoch = Training(epochs=1)
+
+    def record(strategy, training: Training | None = one_epoch) -> dict:
         return Classifier(model=tiny_model_dir("bert"), strategy=strategy, training=training,
                           precision="fp32", max_length=32, cache=False, progress=False,
                           device="cpu").fit(texts, labels).fit_record_

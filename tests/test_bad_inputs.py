@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from conftest import snapshot
-
 from unfreeze.data import DataWarning, load_data
 from unfreeze.data.dataset import build_dataset
 from unfreeze.data.readers import read_inputs

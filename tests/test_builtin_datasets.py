@@ -11,9 +11,9 @@ from collections import Counter
 
 import pytest
 
-from unfreeze.storage.cache import cache_dir, sha256_file
 from unfreeze.data import BUILTIN, load_builtin, load_data
 from unfreeze.errors import UnfreezeError
+from unfreeze.storage.cache import cache_dir, sha256_file
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +71,7 @@ def test_split_is_disjoint_complete_and_stratified(loaded, name):
     test_idx = split["test_indices"]
     assert split["seed"] == 0 and split["test_fraction"] == 0.2
     assert test_idx == sorted(set(test_idx))
-    assert 0 <= test_idx[0] and test_idx[-1] < len(full)
+    assert test_idx[0] >= 0 and test_idx[-1] < len(full)
     # train and test are the complement of each other, by row (bbc-news repeats some
     # articles, so compare rows as multisets rather than texts as sets)
     rows = Counter(zip(full.texts, full.labels))

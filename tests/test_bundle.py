@@ -181,7 +181,7 @@ def test_loading_a_folder_without_config_is_a_user_error(tmp_path):
     (tmp_path / "head.safetensors").write_bytes(b"")
     with pytest.raises(UnfreezeError, match=r"not an unfreeze bundle \(no unfreeze.json\)"):
         Classifier.load(tmp_path)
-    with pytest.raises(UnfreezeError, match="No bundle at .+: the folder does not exist"):
+    with pytest.raises(UnfreezeError, match=r"No bundle at .+: the folder does not exist"):
         Classifier.load(tmp_path / "missing")
 
 

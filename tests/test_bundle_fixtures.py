@@ -18,8 +18,8 @@ import pytest
 
 from unfreeze import Classifier, MultiHeadClassifier
 from unfreeze.inference.bundle import read_config
-from unfreeze.models.loaded import forget_backbones
 from unfreeze.inference.bundle_predictor import BundlePredictor
+from unfreeze.models.loaded import forget_backbones
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bundles"
 RELEASES = sorted(p.name for p in FIXTURES.iterdir() if (p / "expected.json").exists())

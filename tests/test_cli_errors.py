@@ -14,7 +14,6 @@ import pytest
 from unfreeze.cli import app
 
 
-
 @pytest.fixture
 def good_csv(tmp_path) -> Path:
     path = tmp_path / "good.csv"

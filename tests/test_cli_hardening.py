@@ -85,12 +85,12 @@ def test_predict_guards_its_csv_and_never_replaces_its_input(bundle, data, tmp_p
 def test_sweep_to_an_existing_file_and_report_of_a_damaged_store(data, tiny_model_dir, tmp_path):
     target = tmp_path / "results.txt"
     target.write_text("keep")
-    one_line_error(runner.invoke(app, ["sweep", str(data), "--model", tiny_model_dir("bert"), "--n-train", "8",
+    one_line_error(runner.invoke(app, ["sweep", str(data), "--model", tiny_model_dir("bert"), "--sizes", "8",
                                        "-o", str(target)]))
     assert target.read_text() == "keep"
     run = tmp_path / "run"
     result = runner.invoke(app, ["sweep", str(data), "--model", tiny_model_dir("bert"), "--strategies", "features",
-                                 "--n-train", "8", "-o", str(run)])
+                                 "--sizes", "8", "-o", str(run)])
     assert result.exit_code == 0, result.output
     with open(run / "results.jsonl", "ab") as handle:
         handle.write(b"{}\nnull\n\x00\xffgarbage\n")
@@ -118,7 +118,7 @@ def test_flags_show_no_type_in_help():
 @pytest.mark.slow  # a real process, as make demo runs it
 def test_a_sweep_without_a_terminal_prints_a_line_per_cell(data, tiny_model_dir, tmp_path):
     result = subprocess.run([sys.executable, "-m", "unfreeze", "sweep", str(data), "--model", tiny_model_dir("bert"),
-                             "--strategies", "features", "--n-train", "8,16", "-o", str(tmp_path / "run")],
+                             "--strategies", "features", "--sizes", "8,16", "-o", str(tmp_path / "run")],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("sweep: cell")]

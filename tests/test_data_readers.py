@@ -193,7 +193,8 @@ def test_labels_mixing_numbers_and_words_are_all_text_with_a_warning(tmp_path):
 
     path = tmp_path / "d.jsonl"
     path.write_text(
-        '{"text": "a", "label": "b"}\n{"text": "b", "label": 3}\n{"text": "c", "label": "a"}\n{"text": "d", "label": 1}\n',
+        '{"text": "a", "label": "b"}\n{"text": "b", "label": 3}\n'
+        '{"text": "c", "label": "a"}\n{"text": "d", "label": 1}\n',
         encoding="utf-8",
     )
     with pytest.warns(DataWarning, match="mix numbers and words") as record:

@@ -12,8 +12,8 @@ import sys
 import pytest
 import torch
 
-from unfreeze.machine.devices import available_devices, resolve_device
 from unfreeze.errors import UnfreezeError
+from unfreeze.machine.devices import available_devices, resolve_device
 
 
 @pytest.fixture

@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unfreeze import Classifier
-
 from conftest import sentiment_task_varied as sentiment_task
+from unfreeze import Classifier
 
 pytestmark = pytest.mark.slow  # subprocesses and clusters: left out of `make test-fast`
 

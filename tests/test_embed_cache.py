@@ -85,7 +85,7 @@ def test_anything_that_changes_the_vectors_changes_the_key(change, tiny_backbone
     elif change == "max_length":
         kwargs["max_length"] = 4  # truncates every text: different vectors
     elif change == "texts":
-        kwargs["inputs"] = TEXTS[:-1] + ["the fourth and final"]
+        kwargs["inputs"] = [*TEXTS[:-1], "the fourth and final"]
     elif change == "order":
         kwargs["inputs"] = TEXTS[::-1]
     elif change == "pairs":

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import applicable, assert_user_error, sentiment_task_varied
 from typer.testing import CliRunner
 
+from conftest import applicable, assert_user_error, sentiment_task_varied
 from unfreeze import Classifier, MultiHeadClassifier
 from unfreeze.cli import app
 
@@ -167,17 +167,22 @@ def test_predict_runtime_onnx_matches_torch(runner, bundles, exported, tmp_path,
 def test_predict_int8_and_its_errors(runner, bundles, exported, tmp_path):
     bundle, data = bundles["features"], bundles["data"]
     result = runner.invoke(app, ["predict", str(bundle), str(data), "-o", str(tmp_path / "int8.csv"), "--runtime",
-                                 "onnx", "--int8"])
+                                 "onnx", "--precision", "int8"])
     assert result.exit_code == 0, result.output
     torch_labels = Classifier.load(bundle).predict(pd.read_csv(data)["text"].tolist())
     assert np.mean(pd.read_csv(tmp_path / "int8.csv")["prediction"].to_numpy() == torch_labels) >= 0.9
     # the freeze bundle was exported without --int8
     out = tmp_path / "no.csv"
     result = runner.invoke(app, ["predict", str(bundles["freeze"]), str(data), "-o", str(out), "--runtime", "onnx",
-                                 "--int8"])
+                                 "--precision", "int8"])
     assert_user_error(result, "has no int8 graph", "--int8")
-    result = runner.invoke(app, ["predict", str(bundle), str(data), "-o", str(out), "--int8"])
+    result = runner.invoke(app, ["predict", str(bundle), str(data), "-o", str(out), "--precision", "int8"])
     assert_user_error(result, "needs the ONNX runtime (--runtime onnx)")
+    # --int8, the old spelling of --precision int8, still works for a release, with one warning line
+    result = runner.invoke(app, ["predict", str(bundle), str(data), "-o", str(out), "--int8"])
+    assert result.exit_code == 2 and result.stderr.splitlines()[0] == (
+        "warning: --int8 is now --precision int8; the old spelling will be removed in the next release.")
+    assert "needs the ONNX runtime (--runtime onnx)" in result.stderr.splitlines()[1]
     result = runner.invoke(app, ["predict", str(bundle), str(data), "-o", str(out), "--runtime", "onnx", "--device",
                                  "cuda"])
     assert_user_error(result, "--device cuda applies to the torch runtime")
@@ -216,7 +221,7 @@ def test_python_api_runtime_onnx(bundles, exported, tmp_path):
         Classifier.load(bundles["multihead"], runtime="onnx")
     with pytest.raises(UnfreezeError, match="load the bundle with the torch runtime to add heads"):
         suite.add_head("more", texts, labels)
-    with pytest.raises(UnfreezeError, match="'runtime' parameter of Classifier.load must be one of 'torch', 'onnx'"):
+    with pytest.raises(UnfreezeError, match=r"'runtime' parameter of Classifier\.load must be one of 'torch', 'onnx'"):
         Classifier.load(bundles["features"], runtime="tensorrt")
     with pytest.raises(UnfreezeError, match="pass runtime='onnx' with them"):
         MultiHeadClassifier.load(bundles["multihead"], precision="int8")
@@ -235,17 +240,17 @@ def test_check_on_given_data_reports_the_accuracy_change(runner, bundles, tmp_pa
     result = runner.invoke(app, ["export", str(bundle), "--exporter", "torchscript"])
     assert_user_error(result, "already holds an ONNX export", "--overwrite")
     assert (bundle / "onnx" / "export.json").read_text() == before
-    result = runner.invoke(app, ["export", str(bundle), "--exporter", "torchscript", "--force"])
+    result = runner.invoke(app, ["export", str(bundle), "--exporter", "torchscript", "--overwrite"])
     assert result.exit_code == 0 and "int8" not in result.stdout, result.output
     assert "int8" not in json.loads((bundle / "onnx" / "export.json").read_text())["graphs"]
-    assert_user_error(runner.invoke(app, ["export", str(bundle), "--force", "--keep-ffn-output"]), "add --int8")
-    assert_user_error(runner.invoke(app, ["export", str(bundle), "--force", "--full-range"]), "add --int8")
-    result = runner.invoke(app, ["export", str(bundle), "--exporter", "torchscript", "--force", "--int8",
+    assert_user_error(runner.invoke(app, ["export", str(bundle), "--overwrite", "--keep-ffn-output"]), "add --int8")
+    assert_user_error(runner.invoke(app, ["export", str(bundle), "--overwrite", "--full-range"]), "add --int8")
+    result = runner.invoke(app, ["export", str(bundle), "--exporter", "torchscript", "--overwrite", "--int8",
                                  "--keep-ffn-output"])
     assert result.exit_code == 0, result.output
     quantization = json.loads((bundle / "onnx" / "export.json").read_text())["quantization"]
     assert quantization["keep_ffn_output"] is True and quantization["reduce_range"] is True
-    result = runner.invoke(app, ["export", str(bundle), "--exporter", "torchscript", "--force", "--int8",
+    result = runner.invoke(app, ["export", str(bundle), "--exporter", "torchscript", "--overwrite", "--int8",
                                  "--full-range"])
     assert result.exit_code == 0, result.output
     assert json.loads((bundle / "onnx" / "export.json").read_text())["quantization"]["reduce_range"] is False
@@ -436,7 +441,6 @@ def test_without_onnxruntime_says_how_to_install(runner, bundles, tmp_path, monk
 def onnx_suite(tiny_model_dir, tmp_path_factory) -> Path:
     """test_serve.py's two-head bundle, exported (fp32 and int8)."""
     from test_serve import SENTIMENT, TEXTS, TOPIC
-
     from unfreeze.export.exporter import export_bundle
 
     need_onnx_extra()
@@ -460,6 +464,7 @@ def onnx_server(onnx_suite):
 @pytest.mark.slow
 def test_serve_onnx_answers_as_pytorch(onnx_server, onnx_suite):
     import httpx
+
     from test_serve import NEW_TEXTS
 
     expected = MultiHeadClassifier.load(onnx_suite).predict_proba(NEW_TEXTS)
@@ -480,6 +485,7 @@ def test_serve_onnx_answers_as_pytorch(onnx_server, onnx_suite):
 @pytest.mark.slow
 def test_serve_onnx_limits_and_malformed_requests(onnx_server):
     import httpx
+
     from test_serve import MALFORMED
 
     for case, body, headers, status, words in MALFORMED:
@@ -497,6 +503,7 @@ def test_serve_onnx_batches_concurrent_requests(onnx_server, onnx_suite):
     import concurrent.futures
 
     import httpx
+
     from test_serve import TEXTS
 
     expected = MultiHeadClassifier.load(onnx_suite).predict_proba(TEXTS[:16])
@@ -515,9 +522,10 @@ def test_serve_onnx_batches_concurrent_requests(onnx_server, onnx_suite):
 @pytest.mark.slow
 def test_serve_onnx_int8(onnx_suite):
     import httpx
+
     from test_serve import NEW_TEXTS, Server
 
-    server = Server(onnx_suite, "--runtime", "onnx", "--int8")
+    server = Server(onnx_suite, "--runtime", "onnx", "--precision", "int8")
     try:
         assert httpx.get(f"{server.url}/heads").json()["runtime"] == "onnx-int8"
         body = server.post({"texts": NEW_TEXTS}).json()

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from unfreeze.features.embed import forward_pooled  # noqa: E402
-from unfreeze.errors import UnfreezeError  # noqa: E402
-from unfreeze.export import (  # noqa: E402
+from unfreeze.errors import UnfreezeError
+from unfreeze.export import (
     ExportCheckError,
     ExportHead,
     OnnxClassifier,
@@ -30,10 +29,11 @@ from unfreeze.export import (  # noqa: E402
     write_heads_export,
     write_network_export,
 )
-from unfreeze.export.runtime import NumpyLogisticHead  # noqa: E402
-from unfreeze.features.logistic import LogisticHead  # noqa: E402
-from unfreeze.models.backbone import Backbone  # noqa: E402
-from unfreeze.models.pooling import pool  # noqa: E402
+from unfreeze.export.runtime import NumpyLogisticHead
+from unfreeze.features.embed import forward_pooled
+from unfreeze.features.logistic import LogisticHead
+from unfreeze.models.backbone import Backbone
+from unfreeze.models.pooling import pool
 
 ATOL = 1e-4
 
@@ -390,7 +390,7 @@ def test_failed_check_leaves_nothing_behind(multihead_export, tmp_path, monkeypa
 
     monkeypatch.setattr(onnx_module, "torch_heads_proba", off_by_a_bit)
     # the folder mechanics do not depend on the exporter: the TorchScript one is ten times quicker
-    with pytest.raises(ExportCheckError, match="do(es)? not match PyTorch.*nothing was exported"):
+    with pytest.raises(ExportCheckError, match=r"do(es)? not match PyTorch.*nothing was exported"):
         write_heads_export(backbone, heads, tmp_path / "onnx", exporter="torchscript")
     assert list(tmp_path.iterdir()) == []  # no export, no temporary folder
 
@@ -445,10 +445,10 @@ def test_damaged_graph_is_named_in_one_line(multihead_export, tmp_path):
     assert one_line(exc).startswith(f"the export at {graph} is damaged: ")
 
     graph.unlink()
-    with pytest.raises(UnfreezeError, match="is damaged: model.onnx is missing"):
+    with pytest.raises(UnfreezeError, match=r"is damaged: model\.onnx is missing"):
         load_export(copy)
     (copy / "export.json").write_text("{ not json")
-    with pytest.raises(UnfreezeError, match="is damaged: export.json is not valid JSON"):
+    with pytest.raises(UnfreezeError, match=r"is damaged: export\.json is not valid JSON"):
         load_export(copy)
     with pytest.raises(UnfreezeError, match="is not an ONNX export"):
         load_export(tmp_path)
@@ -466,7 +466,7 @@ def test_int8_missing_and_manifest_escape(multihead_export, tmp_path):
         load_export(tmp_path / "onnx")
     del manifest["max_length"]
     (tmp_path / "onnx" / "export.json").write_text(json.dumps(manifest))
-    with pytest.raises(UnfreezeError, match="is damaged: export.json lacks 'max_length'"):
+    with pytest.raises(UnfreezeError, match=r"is damaged: export\.json lacks 'max_length'"):
         load_export(tmp_path / "onnx")
 
 

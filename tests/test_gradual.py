@@ -283,8 +283,8 @@ def test_bad_gradual_settings(params, message, tiny_model_dir):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--strategy", "gradual", "--schedule", "3"],
-     "The 'schedule' parameter of gradual must be a schedule that unfreezes at most 2 blocks in all for this model. "
-     "Got '3'."),
+     "The 'schedule' parameter of gradual must be a schedule that unfreezes at most 2 blocks in all "
+     "for this model. Got '3'."),
     (["--strategy", "lora", "--layer-decay", "0.5"],
      "The training setting 'layer_decay' is not used by strategy 'lora'"),
     (["--strategy", "freeze", "--layer-decay", "1.5"],

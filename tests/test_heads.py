@@ -78,11 +78,11 @@ def test_the_path_stops_past_the_peak_and_runs_on_while_accuracy_holds():
     x, y, _, _ = dataset(1, flip=0.2, sep=0.5)  # noisy: strong regularisation wins
     noisy = LogisticHead().fit(x, y)
     assert len(noisy.cv_scores_) < len(C_GRID)  # it stopped early ...
-    assert noisy.C_ == exhaustive(noisy._standardise(x), y, 0)[0]  # ... and still found the same C
+    assert exhaustive(noisy._standardise(x), y, 0)[0] == noisy.C_  # ... and still found the same C
     x, y, _, _ = dataset(4, flip=0.0, sep=3.0)  # separable: accuracy stays at its best for every weaker C
     clean = LogisticHead().fit(x, y)
     assert len(clean.cv_scores_) == len(C_GRID)
-    assert clean.C_ == exhaustive(clean._standardise(x), y, 0)[0]
+    assert exhaustive(clean._standardise(x), y, 0)[0] == clean.C_
 
 
 def test_fit_is_deterministic_for_a_seed():
@@ -157,7 +157,7 @@ def test_balanced_class_weight_favours_the_rare_class():
 
 def test_an_unknown_class_weight_is_refused():
     x, y, _, _ = dataset(0)
-    with pytest.raises(InvalidParameterError, match="'class_weight' parameter of LogisticHead .* Got 'even'"):
+    with pytest.raises(InvalidParameterError, match=r"'class_weight' parameter of LogisticHead .* Got 'even'"):
         LogisticHead(class_weight="even").fit(x, y)
 
 
@@ -215,7 +215,7 @@ def test_refitting_the_release_cv_head_chooses_the_same_C():
     y = np.array([labels.index(label) for label in fixtures.LABELS])
     head = LogisticHead(seed=0).fit(release_features(fixtures.TRAIN, [2]), y)
     written = json.loads((RELEASE / "features-cv" / "unfreeze.json").read_text())["head"]
-    assert head.C_ == written["C"]
+    assert written["C"] == head.C_
     expected = json.loads((RELEASE / "expected.json").read_text())
     proba = head.predict_proba(release_features(expected["texts"], [2]))
     np.testing.assert_allclose(proba, expected["bundles"]["features-cv"]["proba"], rtol=0, atol=1e-6)

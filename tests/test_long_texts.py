@@ -13,8 +13,7 @@ import pytest
 
 from unfreeze.models.backbone import CUT_CHARS_PER_TOKEN, CUT_MIN_CHARS, Backbone
 
-WORDS = ("the quick brown fox jumps over a lazy dog, while 3 cats watch; it's déjà vu "
-         "(again) for the 12th time. Naïve résumé: über-cool emojis 🙂 and CJK 東京 text").split()
+WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog,", "while", "3", "cats", "watch;", "it's", "déjà", "vu", "(again)", "for", "the", "12th", "time.", "Naïve", "résumé:", "über-cool", "emojis", "🙂", "and", "CJK", "東京", "text"]
 
 
 def prose(n_chars: int, seed: int = 0) -> str:
@@ -31,10 +30,7 @@ def prose(n_chars: int, seed: int = 0) -> str:
 def reference(backbone: Backbone, inputs, max_length: int):
     """What encode returned before texts were cut: whole-text tokenisation."""
     limit = backbone.length_limit(max_length)
-    if isinstance(inputs[0], tuple):
-        args = ([a for a, _ in inputs], [b for _, b in inputs])
-    else:
-        args = (list(inputs),)
+    args = ([a for a, _ in inputs], [b for _, b in inputs]) if isinstance(inputs[0], tuple) else (list(inputs),)
     tok = backbone.tokenizer
     full = tok(*args, truncation=False, padding=False, verbose=False)
     flags = [len(ids) > limit for ids in full["input_ids"]]

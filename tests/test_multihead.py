@@ -133,7 +133,7 @@ def test_fine_tuned_bundle_takes_no_heads(tiny_model_dir, tmp_path):
                validation_fraction=0.0).fit(TEXTS, SENTIMENT).save(tmp_path / "tuned")
     suite = MultiHeadClassifier(model_dir, progress=False)
     suite.add_head("topic", TEXTS, TOPIC, C=1.0, cache=False)
-    with pytest.raises(UnfreezeError, match="strategy 'freeze'.*no other head can share it"):
+    with pytest.raises(UnfreezeError, match=r"strategy 'freeze'.*no other head can share it"):
         add_heads(tmp_path / "tuned", suite)
 
 

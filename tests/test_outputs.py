@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import snapshot
-
-from unfreeze.storage.cache import atomic_path
 from unfreeze.errors import UnfreezeError
+from unfreeze.storage.cache import atomic_path
 from unfreeze.storage.outputs import check_output, foreign_entries, is_bundle, replaceable_folder
 
 BUNDLE_CONFIG = {"format": "unfreeze-bundle", "format_version": 1, "kind": "features"}
@@ -207,23 +206,20 @@ def test_is_bundle_and_foreign_entries(tmp_path):
 
 def test_atomic_path_never_replaces_a_foreign_folder(unchanged):
     for target in (unchanged / "notes", unchanged / "mixed-bundle"):
-        with pytest.raises(UnfreezeError, match="did not write") as info:
-            with atomic_path(target) as tmp:
-                tmp.mkdir()
-                (tmp / "unfreeze.json").write_text(json.dumps(BUNDLE_CONFIG))
+        with pytest.raises(UnfreezeError, match="did not write") as info, atomic_path(target) as tmp:
+            tmp.mkdir()
+            (tmp / "unfreeze.json").write_text(json.dumps(BUNDLE_CONFIG))
         assert "\n" not in str(info.value) and "left as it is" in str(info.value)
     # the checksums in `unchanged` also prove no temporary was left beside them
 
 
 def test_atomic_path_never_puts_a_folder_over_a_file_or_a_file_over_a_folder(unchanged):
-    with pytest.raises(UnfreezeError, match="is a file"):
-        with atomic_path(unchanged / "f.txt") as tmp:
-            tmp.mkdir()
-            (tmp / "unfreeze.json").write_text("{}")
+    with pytest.raises(UnfreezeError, match="is a file"), atomic_path(unchanged / "f.txt") as tmp:
+        tmp.mkdir()
+        (tmp / "unfreeze.json").write_text("{}")
     for folder in (unchanged / "notes", unchanged / "empty", unchanged / "old-bundle"):
-        with pytest.raises(UnfreezeError, match="is a folder"):
-            with atomic_path(folder) as tmp:
-                tmp.write_text("a,b\n")
+        with pytest.raises(UnfreezeError, match="is a folder"), atomic_path(folder) as tmp:
+            tmp.write_text("a,b\n")
 
 
 def test_atomic_path_replaces_a_complete_bundle_and_an_empty_folder(user_files):
@@ -258,16 +254,17 @@ def test_atomic_path_in_the_cache_replaces_its_own_folders(fresh_cache):
 
 
 def test_atomic_path_with_a_file_as_parent(unchanged):
-    with pytest.raises(UnfreezeError, match="f.txt is a file, not a folder") as info:
-        with atomic_path(unchanged / "f.txt" / "out.csv") as tmp:
-            tmp.write_text("x")
+    with (
+        pytest.raises(UnfreezeError, match=r"f\.txt is a file, not a folder") as info,
+        atomic_path(unchanged / "f.txt" / "out.csv") as tmp,
+    ):
+        tmp.write_text("x")
     assert "\n" not in str(info.value)
 
 
 def test_atomic_path_refuses_the_current_folder(unchanged):
-    with pytest.raises(UnfreezeError, match="current folder"):
-        with atomic_path(Path.cwd()) as tmp:
-            tmp.mkdir()
+    with pytest.raises(UnfreezeError, match="current folder"), atomic_path(Path.cwd()) as tmp:
+        tmp.mkdir()
 
 
 def test_atomic_path_files_still_replace_files(user_files):
@@ -277,17 +274,15 @@ def test_atomic_path_files_still_replace_files(user_files):
 
 
 def test_a_failed_write_leaves_the_old_bundle_whole(unchanged):
-    with pytest.raises(RuntimeError):
-        with atomic_path(unchanged / "old-bundle") as tmp:
-            tmp.mkdir()
-            (tmp / "unfreeze.json").write_text("half")
-            raise RuntimeError("crash while writing")
+    with pytest.raises(RuntimeError), atomic_path(unchanged / "old-bundle") as tmp:
+        tmp.mkdir()
+        (tmp / "unfreeze.json").write_text("half")
+        raise RuntimeError("crash while writing")
 
 
 def test_atomic_path_does_not_replace_a_symbolic_link_with_a_folder(unchanged):
-    with pytest.raises(UnfreezeError, match="symbolic link"):
-        with atomic_path(unchanged / "link") as tmp:
-            tmp.mkdir()
+    with pytest.raises(UnfreezeError, match="symbolic link"), atomic_path(unchanged / "link") as tmp:
+        tmp.mkdir()
 
 
 def test_a_bundle_with_its_onnx_export_inside_is_still_ours(tmp_path):

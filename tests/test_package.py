@@ -53,5 +53,6 @@ def test_a_newer_export_names_the_export_format_not_the_package_version(tmp_path
 
     newer = FORMAT_VERSION + 1
     (tmp_path / MANIFEST_FILE).write_text(json.dumps({"format": FORMAT, "format_version": newer}))
-    with pytest.raises(UnfreezeError, match=rf"is in export format {newer}; .* export formats up to {FORMAT_VERSION}\."):
+    too_new = rf"is in export format {newer}; .* export formats up to {FORMAT_VERSION}\."
+    with pytest.raises(UnfreezeError, match=too_new):
         read_manifest(tmp_path)

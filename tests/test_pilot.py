@@ -82,7 +82,7 @@ def test_a_slower_machine_gives_up_rates_then_the_first_size_then_configurations
     assert smaller.honest and smaller.configurations == LABELS
     dropped = next(p for p in seen if p.dropped)
     # the most expensive go first, each with its reason, and features and one trained configuration stay
-    assert dropped.honest and list(dropped.dropped)[0] == "lora r=8" and "features" in dropped.configurations
+    assert dropped.honest and next(iter(dropped.dropped)) == "lora r=8" and "features" in dropped.configurations
     assert "costs about" in dropped.dropped["lora r=8"]
     # the machine never gets a *more* thorough pilot when it is slower
     thorough = [(p.honest, len(p.configurations), len(p.seeds)) for p in seen]
@@ -225,7 +225,7 @@ def test_fit_time_at_n_is_projected_per_example_and_epoch_with_the_interval_it_r
     from unfreeze.advise.cost import cost_at, fit_seconds_from_steps
 
     row = _row("freeze k=3", 64, 0, 0.7)
-    low, point, high = fit_seconds_from_steps(row, 1000, 0.1)
+    low, point, _high = fit_seconds_from_steps(row, 1000, 0.1)
     # one fit at the chosen rate (each rate tried cost the same: 3 s, of which 2 s of steps over 128
     # example-epochs and 1 s validating 400 texts); 900 trained and 100 held out at 1,000; no fixed seconds;
     # two epochs ran, the ceiling is four

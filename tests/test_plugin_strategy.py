@@ -25,8 +25,8 @@ import pytest
 import unfreeze.strategies as strategies_module
 from conftest import sentiment_task_fixed
 from unfreeze import Classifier, register_strategy
-from unfreeze.params import float_in, setting
 from unfreeze.inference.predictors import Predictor, PredictorState, register_predictor
+from unfreeze.params import float_in, setting
 from unfreeze.strategies import FitResult, Strategy
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -167,7 +167,7 @@ def test_an_installed_plugin_strategy_runs_through_api_cli_sweep_bundle_and_repo
     np.testing.assert_allclose(out[["proba_neg", "proba_pos"]].sum(axis=1), 1.0, atol=1e-9)
 
     swept = run(plugin_env, "-m", "unfreeze", "sweep", str(train), "--test", str(test), "--model", model,
-                "--strategies", "features,centroid", "--grid", "centroid.temperature=0.5,2", "--n-train", "8,16",
+                "--strategies", "features,centroid", "--grid", "centroid.temperature=0.5,2", "--sizes", "8,16",
                 "--seeds", "0", "-o", str(tmp_path / "run"))
     assert swept.returncode == 0, swept.stderr
     rows = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]

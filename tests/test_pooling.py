@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from unfreeze.features.embed import embed
 from unfreeze.errors import InvalidParameterError, UnfreezeError
+from unfreeze.features.embed import embed
 from unfreeze.models.pooling import POOLINGS, check_pooling, parse_layers, pool, resolve_pooling
 
 LENGTHS = [5, 3, 1, 4]

@@ -122,7 +122,7 @@ def test_a_bundle_predicts_in_the_precision_it_was_fitted_in_unless_told(tiny_mo
     told = Classifier.load(tmp_path / "b", precision="fp32")
     assert told.predictor_.precision == "fp32" and told.backbone_.dtype == torch.float32
     assert not np.array_equal(told.predict_proba(X_TEST), loaded.predict_proba(X_TEST))
-    with pytest.raises(InvalidParameterError, match="'precision' parameter of Classifier.load"):
+    with pytest.raises(InvalidParameterError, match=r"'precision' parameter of Classifier\.load"):
         Classifier.load(tmp_path / "b", precision="fp16")
 
 

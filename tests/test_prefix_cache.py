@@ -251,10 +251,9 @@ def test_skip_bottom_blocks_restores_the_originals(k, tiny_backbone):
         assert backbone.blocks[k - 1] is stand_in
     assert all(a is b for a, b in zip(backbone.blocks, originals, strict=True))
 
-    with pytest.raises(ValueError, match="inside"):
-        with skip_bottom_blocks(backbone.blocks, k, 0) as stand_in:
-            stand_in.replacement = torch.zeros(1)
-            raise ValueError("inside")
+    with pytest.raises(ValueError, match="inside"), skip_bottom_blocks(backbone.blocks, k, 0) as stand_in:
+        stand_in.replacement = torch.zeros(1)
+        raise ValueError("inside")
     assert all(a is b for a, b in zip(backbone.blocks, originals, strict=True))
     assert stand_in.replacement is None  # the cached batch is not kept alive
 

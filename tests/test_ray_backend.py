@@ -26,13 +26,12 @@ from pathlib import Path
 
 import pytest
 
+from test_cli_errors import assert_user_error
+from test_sweep import backend_spec, run_contents, write_toy_csv
 from unfreeze.cli import app
 from unfreeze.errors import UnfreezeError
 from unfreeze.sweep import ResultsStore, SweepSpec
 from unfreeze.sweep.store import VOLATILE_FIELDS, record_content
-
-from test_cli_errors import assert_user_error
-from test_sweep import backend_spec, run_contents, write_toy_csv
 
 pytestmark = pytest.mark.slow  # subprocesses and clusters: left out of `make test-fast`
 
@@ -75,7 +74,7 @@ def ray_cluster():
                "--ray-client-server-port", str(_free_port()), "--dashboard-agent-listen-port", str(_free_port()),
                "--object-store-memory", str(200 * 2**20), "--disable-usage-stats"]
     log_path = Path(temp) / "ray-start.log"
-    log = open(log_path, "wb")
+    log = open(log_path, "wb")  # noqa: SIM115 - open for the cluster's whole life; closed at teardown
     # its own session: on teardown we signal this process and what it started, nothing else
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"127.0.0.1:{port}"
@@ -348,7 +347,7 @@ def test_bad_backend_options_are_one_line_errors(runner, csv_file, tmp_path, arg
 @needs_ray
 def test_an_address_where_nothing_listens_is_a_one_line_error(csv_file, tmp_path):
     result = subprocess.run([sys.executable, "-m", "unfreeze", "sweep", str(csv_file), "-o", str(tmp_path / "out"),
-                             "--n-train", "8", "--backend", "ray", "--address", f"127.0.0.1:{_free_port()}"],
+                             "--sizes", "8", "--backend", "ray", "--address", f"127.0.0.1:{_free_port()}"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()

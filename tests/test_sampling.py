@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 import numpy as np
@@ -178,7 +179,7 @@ def test_n_per_class_samples_are_nested(counts, seed):
     ds = make_dataset(counts)
     sizes = (32, 128, 256)
     subs = [sample(ds, n_per_class=n, seed=seed) for n in sizes]
-    for smaller, larger in zip(subs, subs[1:]):
+    for smaller, larger in itertools.pairwise(subs):
         assert set(smaller.texts) < set(larger.texts)
         # per class, the smaller sample is the first members of the larger one
         for cls in counts:

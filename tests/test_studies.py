@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import assert_user_error
 from unfreeze.cli import app
 from unfreeze.errors import UnfreezeError
 from unfreeze.studies import analyse, load_study, two_way_anova
@@ -34,7 +35,6 @@ from unfreeze.studies.results import STUDY_FORMAT, write_meta
 from unfreeze.studies.rules import check_rule, decide, evaluate
 from unfreeze.studies.runner import _arm_spec, _sizes
 from unfreeze.sweep import ResultsStore, expand
-from conftest import assert_user_error
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 STUDY_FILES = sorted(STUDIES.glob("*.toml"))
@@ -291,7 +291,7 @@ def _two_way_data(interaction: float, seeds: int = 3, seed: int = 0) -> pd.DataF
     rows = []
     for k in (0, 2, 4, 6):
         for n_index, n in enumerate((100, 300, 1000)):
-            for s in range(seeds):
+            for _ in range(seeds):
                 # main effects of k and size; the interaction makes unfreezing pay only at larger sizes
                 score = 0.6 + 0.02 * (6 - k) + 0.05 * n_index + interaction * (6 - k) * (n_index - 1)
                 rows.append({"k": k, "n": n, "unfrozen": 6 - k, "score": score + rng.normal(0, 0.01)})

@@ -1,4 +1,4 @@
-"""``subspace``: theta in a random subspace of the weights (Fastfood / dense projection, SAID), and ``intrinsic-dim``."""
+"""``subspace``: theta in a random subspace of the weights (Fastfood or dense projection, SAID); ``intrinsic-dim``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import sentiment_task_fixed
 
+from conftest import sentiment_task_fixed
 from unfreeze import Classifier
 from unfreeze.cli import app
 from unfreeze.errors import UnfreezeError
@@ -287,7 +287,7 @@ def test_prediction_reuses_the_projected_weights_until_theta_changes(tiny_model_
 
 
 def test_bad_values_and_d_above_D_are_refused(tiny_backbone):
-    with pytest.raises(UnfreezeError, match="The 'd' parameter of subspace must be an int >= 1. Got 0."):
+    with pytest.raises(UnfreezeError, match=r"The 'd' parameter of subspace must be an int >= 1\. Got 0\."):
         Subspace(d=0).check()
     with pytest.raises(UnfreezeError, match="'projection' parameter of subspace must be one of"):
         Subspace(projection="gaussian").check()
@@ -344,7 +344,7 @@ def test_fit_with_bad_subspace_settings_is_one_line_and_exit_2(args, words, runn
     (["--n-train", "0"], ["--n-train must be an int >= 1"]),
     (["--seeds", "x"], ["--seeds must be a comma-separated list of ints"]),
     (["--projection", "gaussian"], ["'projection' parameter of subspace"]),
-    (["--learning-rate", "0"], ["--learning-rate must be a float > 0"]),
+    (["--learning-rate", "0"], ["'learning_rate' parameter of Training must be a float > 0.0"]),
     (["--metric", "auc"], ["Unknown metric 'auc'"]),
     (["--fraction", "1.5"], ["--fraction must be a float in (0, 1]"]),
     (["--n-train", "100000"], ["--n-train 100000 is more than the"]),

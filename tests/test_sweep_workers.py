@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from test_cli_errors import assert_user_error
+from test_sweep import backend_spec, run_contents, write_toy_csv
 from unfreeze.cli import app
 from unfreeze.errors import UnfreezeError
 from unfreeze.sweep import ResultsStore, SweepSpec
 from unfreeze.sweep.runner import run_sweep
 from unfreeze.sweep.workers import check_workers, worker_device
-
-from test_cli_errors import assert_user_error
-from test_sweep import backend_spec, run_contents, write_toy_csv
 
 pytestmark = pytest.mark.slow  # worker processes import torch: left out of `make test-fast`
 
@@ -98,7 +97,7 @@ def test_workers_must_be_a_positive_whole_number(value):
 ])
 def test_bad_workers_on_the_command_line_are_one_line_errors(runner, tmp_path, args, words):
     csv = write_toy_csv(tmp_path / "train.csv", 32, 0)
-    result = runner.invoke(app, ["sweep", str(csv), "--strategies", "features", "--n-train", "8", "-o",
+    result = runner.invoke(app, ["sweep", str(csv), "--strategies", "features", "--sizes", "8", "-o",
                                  str(tmp_path / "run"), *args])
     assert_user_error(result, words)
     assert not (tmp_path / "run").exists()

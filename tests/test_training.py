@@ -17,8 +17,8 @@ from unfreeze import Classifier
 from unfreeze.models.backbone import Backbone
 from unfreeze.models.loaded import forget_backbones
 from unfreeze.strategies import Freeze
-from unfreeze.training.contrastive import count_pairs, pair_batches
 from unfreeze.training import TextClassificationModel, TrainConfig, train
+from unfreeze.training.contrastive import count_pairs, pair_batches
 from unfreeze.training.loop import class_weights, length_grouped_order
 
 X, Y = sentiment_task_varied(40, seed=0)

@@ -246,7 +246,7 @@ def test_one_sweep_of_every_strategy_and_the_report_includes_the_new_ones(tiny_m
         "sweep", str(train), "--test", str(test), "--model", tiny_model_dir("bert"), "-o", str(run),
         "--strategies", "features,freeze,full,reinit,lora,setfit,truncate,gradual", "--j", "1,2",
         "--grid", "gradual.schedule=0+1,1+1", "--grid", "setfit.num_iterations=1",
-        "--n-train", "16", "--seeds", "0", "--epochs", "2", "--batch-size", "8", "--validation-fraction", "0"])
+        "--sizes", "16", "--seeds", "0", "--epochs", "2", "--batch-size", "8", "--validation-fraction", "0"])
     assert result.exit_code == 0, result.output
     records = ResultsStore(run).records()
     failed = [(r["cell"]["label"], r.get("error")) for r in records if r["status"] != "done"]
