@@ -38,7 +38,8 @@ from ..storage.cache import atomic_path
 from ..machine.deadline import DeadlineReached
 from ..machine.deadline import deadline as time_limit
 from ..errors import UnfreezeError
-from ..sweep.grid import Cell, SweepSpec, expand
+from ..strategies import strategy_class
+from ..sweep.grid import LEGACY_AXES, Cell, SweepSpec, expand
 from ..sweep.store import ResultsStore
 from .cost import cell_seconds, human_seconds, projected_cell_seconds, searched_rate
 from .pilot import MIN_SIZES, SAFETY, PilotPlan, StepCosts, calibrated_seconds, plan_pilot, validation_at
@@ -120,6 +121,18 @@ class AdviseRun:
     machine: dict | None = None  # threads, cores, and how the cells ran against their calibration
 
 
+def advise_grid(spec: AdviseSpec, num_blocks: int) -> dict[str, dict[str, list]]:
+    """The spec's grid, with each strategy's advisor defaults (``Strategy.advise_defaults_for``) for the parameters
+    its user gave no values of."""
+    given = {(strategy, param) for flat, (strategy, param) in LEGACY_AXES.items() if getattr(spec, flat) is not None}
+    grid = {strategy: dict(axes) for strategy, axes in spec.grid.items()}
+    for strategy in spec.strategies:
+        for param, values in strategy_class(strategy).advise_defaults_for(num_blocks).items():
+            if param not in grid.get(strategy, {}) and (strategy, param) not in given:
+                grid.setdefault(strategy, {})[param] = list(values)
+    return grid
+
+
 def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progress: bool = True,
                 device: str | None = None, log: Callable[[str], None] = print, cores: dict | None = None) -> AdviseRun:
     """Run (or resume) the successive halving of ``spec`` into ``run_dir`` within ``spec.budget`` seconds
@@ -142,10 +155,7 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
     check_sizes(spec, full, held, trainable, min_size, n_classes)
     ladder = rung_sizes(min_size, max_size, spec.growth)
     backbone = shared_backbone(spec.model, device)
-    sweep = spec.sweep_spec(validation_size=held)
-    if spec.k is None and "freeze" in spec.strategies and "k" not in spec.grid.get("freeze", {}):
-        sweep = spec.sweep_spec(k=sorted({0, backbone.num_blocks // 2, max(backbone.num_blocks - 1, 0)}),
-                                validation_size=held)
+    sweep = replace(spec.sweep_spec(validation_size=held), grid=advise_grid(spec, backbone.num_blocks))
     configs = configurations(sweep, backbone.num_blocks)
     model_fp = backbone.fingerprint()
     plan_id = spec.plan_id()

@@ -3,29 +3,40 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
-from ..storage.cache import sha256_json
 from ..errors import UnfreezeError
+from ..storage.cache import sha256_json
 from ..sweep.grid import SweepSpec
 
 FIRST_RUNG_RATES = ("first-seed", "every-seed")
+# the settings whose values named an advisor run before AdviseSpec became a SweepSpec: a run resumed from then
+# keeps its plan id; a setting added since joins the id only when it is not at its default
+_PLAN_ID_V1 = ("data", "model", "strategies", "k", "grid", "seeds", "budget", "eta", "finalists", "first_rung_rate",
+               "growth", "min_size", "max_size", "target", "tolerance", "max_loss", "test", "test_size", "text_col",
+               "label_col", "text_pair_col", "pooling", "layers", "max_length", "batch_size", "learning_rate", "epochs",
+               "validation_fraction", "validation_size", "precision")
+# sweep settings an advisor run does not take from its user: the advisor sets them per cell
+_SET_PER_CELL = ("n_train", "validation_used", "prefix_cache")
 
 
 @dataclass
-class AdviseSpec:
-    """What the advisor may try, on which data, within which budget.
+class AdviseSpec(SweepSpec):
+    """What the advisor may try, on which data, within which budget: a sweep's settings (data, model,
+    strategies and their grid, seeds, model input, training settings) and how to spend the budget.
 
     ``sizes`` are derived: ``min_size`` times ``growth`` per rung, up to ``max_size`` (default:
     all the labelled data). ``k`` None gives freeze k in {0, L/2, L-1}.
     """
 
-    data: str = "movie-snippets"
-    model: str = "minilm-l6"
+    # the advisor's own defaults for settings a sweep has too
     strategies: list[str] = field(default_factory=lambda: ["features", "freeze", "lora"])
-    k: list[int] | str | None = None
-    grid: dict[str, dict[str, list]] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    learning_rate: float | str | list[float] | None = "auto"
+    # one validation set per seed, held out before the nested samples: every rung's decision and
+    # every cell's rate choice are scored on the same examples. None: default_validation_size;
+    # 0: validation_fraction of each sample (6 examples at a 64-example rung: a coin toss)
+    validation_size: int | None = None  # type: ignore[assignment]  # None: chosen from the pool, unlike a sweep's
     budget: float = 900.0
     eta: int = 3
     # never fewer trained configurations than this go on; they then go on through every size the budget reaches
@@ -42,25 +53,14 @@ class AdviseSpec:
     # a cheaper configuration is never recommended when it measured more than this below the best (or than
     # the tolerance, if larger), even where three seeds cannot show the difference (it is better on one)
     max_loss: float = 0.01
-    test: str | None = None
-    test_size: float | None = None
-    text_col: str = "text"
-    label_col: str = "label"
-    text_pair_col: str | None = None
-    pooling: str = "auto"
-    layers: str = "-1"
-    max_length: int = 128
-    batch_size: int = 32
-    learning_rate: float | str | list[float] | None = "auto"
-    epochs: int | None = None
-    validation_fraction: float = 0.1
-    # one validation set per seed, held out before the nested samples: every rung's decision and
-    # every cell's rate choice are scored on the same examples. None: default_validation_size;
-    # 0: validation_fraction of each sample (6 examples at a 64-example rung: a coin toss)
-    validation_size: int | None = None
-    precision: str = "auto"
-    # torch threads; None: no more than the cores other work leaves free (``cores.use_threads``)
+    # torch threads; None: no more than the cores other work leaves free (``machine.cores.use_threads``)
     threads: int | None = None
+
+    def __post_init__(self) -> None:
+        held = self.validation_size
+        self.validation_size = 0 if held is None else held
+        super().__post_init__()
+        self.validation_size = held
 
     def check(self) -> None:
         """The model-free checks: one line each, before anything loads."""
@@ -102,18 +102,29 @@ class AdviseSpec:
 
     def sweep_spec(self, k: list[int] | str | None = None, validation_size: int = 0) -> SweepSpec:
         """The sweep settings every cell of the advisor shares (its keys are sweep keys)."""
-        return SweepSpec(data=self.data, model=self.model, strategies=list(self.strategies), grid=self.grid,
-                         validation_size=validation_size, k=k if k is not None else self.k, n_train=[1],
-                         seeds=list(self.seeds),
-                         test=self.test, test_size=self.test_size, text_col=self.text_col, label_col=self.label_col,
-                         text_pair_col=self.text_pair_col, pooling=self.pooling, layers=self.layers,
-                         max_length=self.max_length, batch_size=self.batch_size, learning_rate=self.learning_rate,
-                         epochs=self.epochs, validation_fraction=self.validation_fraction, precision=self.precision)
+        shared = {f.name: getattr(self, f.name) for f in fields(SweepSpec) if f.name not in _SET_PER_CELL}
+        shared.update(strategies=list(self.strategies), seeds=list(self.seeds), n_train=[1],
+                      validation_size=validation_size, k=k if k is not None else self.k,
+                      prefix_cache=self.prefix_cache)
+        return SweepSpec(**shared)
 
     def plan_id(self) -> str:
         """Names this advisor run's decisions: everything that could change one (not the thread count: a run
         resumed with other threads replays the same decisions)."""
-        return sha256_json({k: v for k, v in asdict(self).items() if k != "threads"})[:16]
+        values = {name: getattr(self, name) for name in _PLAN_ID_V1}
+        for f in fields(SweepSpec):
+            if f.name not in values and f.name not in _SET_PER_CELL and getattr(self, f.name) != _default(f):
+                values[f.name] = getattr(self, f.name)
+        return sha256_json(values)[:16]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _default(f) -> object:
+    from dataclasses import MISSING
+
+    return f.default_factory() if f.default_factory is not MISSING else f.default
 
 
 def rung_sizes(min_size: int, max_size: int, growth: float) -> list[int]:

@@ -10,7 +10,13 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UnfreezeError
-from .common import DeviceOpt, app, checked_device, checked_precision, int_list, parse_grid, user_errors
+from .arguments import DataArguments, InputArguments, RunArguments, arguments, deprecated, renamed, seed_list, take
+from .common import app, checked_device, checked_precision, parse_grid, user_errors
+from .options import given, grid_axes, merged_grid, strategy_parameters, strategy_values, training_parameters, \
+    with_parameters
+
+ADVISE_DATA = ("test", "test_size", "text_col", "label_col", "text_pair_col")
+ADVISE_RUN = ("strategies", "grid", "seeds", "validation_size", "budget")
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -28,15 +34,11 @@ def parse_budget(text: str) -> float:
 
 @app.command()
 @user_errors
+@with_parameters(arguments(InputArguments), arguments(DataArguments, ADVISE_DATA), arguments(RunArguments, ADVISE_RUN),
+                 strategy_parameters(), training_parameters(), [deprecated("--json", "--json-out", Path)])
 def advise(
     data: Annotated[str, typer.Argument(help="Labelled data: a file, a save_to_disk folder, or a built-in dataset.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Run folder (results, plan, report); rerun to resume.")],
-    budget: Annotated[str, typer.Option("--budget", help="Time for the pilot, model loading included: 15m, 90s, 1h.")] = "15m",
-    model: Annotated[str, typer.Option("--model", "-m", help="Catalog name, model folder or hub id.")] = "minilm-l6",
-    strategies: Annotated[str, typer.Option("--strategies", help="Comma-separated strategies to consider.")] = "features,freeze,lora",
-    k: Annotated[Optional[str], typer.Option("--k", help="freeze's frozen blocks to consider (default 0, L/2, L-1; or all).")] = None,
-    grid: Annotated[Optional[list[str]], typer.Option("--grid", help="Values of a strategy's parameter, e.g. lora.r=4,16 (repeatable).")] = None,
-    seeds: Annotated[str, typer.Option("--seeds", help="Seeds: nested samples per seed; two or more give error bars.")] = "0,1,2",
     eta: Annotated[int, typer.Option("--eta", help="Keep the best 1/eta of the trained configurations per rung.")] = 3,
     finalists: Annotated[int, typer.Option("--finalists", help="Never keep fewer trained configurations; these go on through every size the budget reaches.")] = 2,
     first_rung_rate: Annotated[str, typer.Option("--first-rung-rate", help="first-seed (the first rung's later seeds train at the rate the first seed's search chose) or every-seed.")] = "first-seed",
@@ -46,23 +48,11 @@ def advise(
     target: Annotated[Optional[float], typer.Option("--target", help="A score to reach: how many labelled examples it needs.")] = None,
     tolerance: Annotated[float, typer.Option("--tolerance", help="Accept a cheaper configuration up to this much worse than the best.")] = 0.0,
     max_loss: Annotated[float, typer.Option("--max-loss", help="Never recommend a cheaper configuration that measured more than this below the best, shown worse or not.")] = 0.01,
-    as_json: Annotated[Optional[Path], typer.Option("--json", help="Also write the plan as JSON to this file.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json-out", help="Also write the plan as JSON to this file.")] = None,
     fit_dir: Annotated[Optional[Path], typer.Option("--fit", help="Then train the recommendation on all the data and write the bundle here.")] = None,
-    learning_rate: Annotated[str, typer.Option("--lr", "--learning-rate", help="auto (each cell searches its strategy's rates), a rate, rates, or fixed.")] = "auto",
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="Epochs of trained cells (default: the strategy's).")] = None,
-    validation_size: Annotated[Optional[int], typer.Option("--validation-size", help="Examples held out per seed for every decision (default: a fifth of the labelled data, 8 per class to 200; 0: --validation-fraction of each sample).")] = None,
-    validation_fraction: Annotated[float, typer.Option("--validation-fraction", help="With --validation-size 0: held out of each sample for the decisions.")] = 0.1,
-    test: Annotated[Optional[str], typer.Option("--test", help="Test data, used only to score the --fit bundle.")] = None,
-    test_size: Annotated[Optional[float], typer.Option("--test-size", help="Hold out this fraction as test (scored only by --fit).")] = None,
-    text_col: Annotated[str, typer.Option("--text-col", help="Column holding the text.")] = "text",
-    label_col: Annotated[str, typer.Option("--label-col", help="Column holding the label.")] = "label",
-    text_pair_col: Annotated[Optional[str], typer.Option("--text-pair-col", help="Column of the second text.")] = None,
-    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per input.")] = 128,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Inputs per forward pass and step.")] = 32,
-    device: DeviceOpt = None,
-    precision: Annotated[str, typer.Option("--precision", help="auto, fp32 or bf16: see `unfreeze fit --help`.")] = "auto",
     threads: Annotated[Optional[int], typer.Option("--threads", help="Torch threads (default: no more than the cores other work leaves free).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="Print only the plan.")] = False,
+    **settings,
 ) -> None:
     """Spend a time budget on a pilot (timed first, sized so that its finalists reach three training sizes;
     successive halving over growing sizes down to two finalists, every cell's learning rate tuned on a
@@ -70,29 +60,35 @@ def advise(
     configuration to train and why; nothing is predicted from fewer than three sizes. Resumable: rerun the
     same command after an interruption."""
     clock_start = time.monotonic()
-    from ..advise.halving import AdviseSpec
-    from ..training.settings import check_learning_rate, normalise_learning_rate
+    from ..advise.spec import AdviseSpec
+    from ..training.settings import Training
 
-    check_learning_rate(learning_rate, "learning_rate", "advise")
+    as_json = renamed(settings, "--json", "--json-out", json_out)
+    model_in, split, run = take(InputArguments, settings), take(DataArguments, settings), take(RunArguments, settings)
+    swept = strategy_values(settings)
+    training = given(settings)
+    Training(**training).check()  # e.g. --epochs 0: one line now, not a failed cell per configuration
+    strategies = ([s.strip() for s in run.strategies.split(",") if s.strip()] if run.strategies is not None
+                  else AdviseSpec().strategies)
     spec = AdviseSpec(
-        data=data, model=model, strategies=[s.strip() for s in strategies.split(",") if s.strip()],
-        k=None if k is None else ("all" if k.strip() == "all" else int_list(k, "--k")), grid=parse_grid(grid),
-        seeds=int_list(seeds, "--seeds"), budget=parse_budget(budget), eta=eta, finalists=finalists,
-        first_rung_rate=first_rung_rate, growth=growth, min_size=min_size,
-        max_size=max_size, target=target, tolerance=tolerance, max_loss=max_loss, test=test, test_size=test_size, text_col=text_col,
-        label_col=label_col, text_pair_col=text_pair_col, max_length=max_length, batch_size=batch_size,
-        learning_rate=normalise_learning_rate(learning_rate), epochs=epochs, validation_fraction=validation_fraction,
-        validation_size=validation_size, precision=checked_precision(precision), threads=threads)
+        data=data, model=model_in.model or "minilm-l6", strategies=strategies,
+        grid=merged_grid(parse_grid(run.grid), grid_axes(swept, strategies)),
+        seeds=seed_list(run.seeds, [0, 1, 2]), budget=parse_budget(run.budget or "15m"), eta=eta, finalists=finalists,
+        first_rung_rate=first_rung_rate, growth=growth, min_size=min_size, max_size=max_size, target=target,
+        tolerance=tolerance, max_loss=max_loss, test=split.test, test_size=split.test_size, text_col=split.text_col,
+        label_col=split.label_col, text_pair_col=split.text_pair_col, pooling=model_in.pooling,
+        layers=model_in.layers, max_length=model_in.max_length, batch_size=model_in.batch_size or 32,
+        validation_size=run.validation_size, precision=checked_precision(model_in.precision or "auto"),
+        threads=threads, **training)
     spec.check()
-    if not spec.seeds:
-        raise UnfreezeError("--seeds must name at least one seed, e.g. 0,1,2.")
-    spec.sweep_spec()  # strategies, grid and k: one line now rather than later
+    spec.sweep_spec()  # strategies and their grid: one line now rather than later
+    device = model_in.device
     from ..storage.outputs import check_output
 
-    inputs = [p for p in (data, test) if p]
+    inputs = [p for p in (data, split.test) if p]
     check_output(output, "run", inputs=inputs)
     if as_json is not None:
-        check_output(as_json, "file", overwrite=True, inputs=inputs, option="--json")
+        check_output(as_json, "file", overwrite=True, inputs=inputs, option="--json-out")
     if fit_dir is not None:
         check_output(fit_dir, "bundle", inputs=inputs, option="--fit")
     device = checked_device(device)

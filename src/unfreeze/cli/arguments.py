@@ -13,9 +13,9 @@ and on the strategies (``cli/options.py``).
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Iterable
 from dataclasses import MISSING, dataclass, field, fields
-from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
 import typer
@@ -71,6 +71,7 @@ class InputArguments:
 class RunArguments:
     """Options of the commands that run many cells, or write files."""
 
+    seed: int = argument(0, "Seed for sampling, splits and the head.")
     seeds: Optional[str] = argument(
         None, "Seeds, comma-separated; a nested sample per seed, two or more give error bars (default: 0; advise: "
               "0,1,2).")
@@ -87,6 +88,9 @@ class RunArguments:
     no_cache: bool = argument(False, "Do not read or write the on-disk caches (embeddings; in sweeps also the "
                                      "shared frozen-prefix states).")
     overwrite: bool = argument(False, "Replace an output this tool wrote before (never anything else).")
+    head: Optional[list[str]] = argument(
+        None, "Multi-head bundle: the head to use (repeat for several; default: every head).")
+    as_json: bool = argument(False, "Print the result as JSON.", "--json")
     budget: Optional[str] = argument(
         None, "Time for the pilot, model loading included: 15m, 90s, 1h (default: 15m; demo: 8m).")
 
@@ -104,13 +108,14 @@ def arguments(cls: type, only: Iterable[str] | None = None, panel: str | None = 
     """The options of the named fields of ``cls`` (all of them by default), keyword parameters for typer."""
     wanted = None if only is None else list(only)
     by_name = {f.name: f for f in fields(cls)}
+    hints = typing.get_type_hints(cls)
     unknown = [n for n in wanted or [] if n not in by_name]
     if unknown:
         raise ValueError(f"{cls.__name__} declares no option {unknown[0]!r}")
     params = []
     for name in wanted or list(by_name):
         f = by_name[name]
-        hint = f.type if not isinstance(f.type, str) else eval(f.type, {"Optional": Optional, "list": list})
+        hint = hints[name]
         flags = _flags(f)
         if hint is bool:
             option = typer.Option(*flags, help=f.metadata["help"], metavar="", rich_help_panel=panel)
@@ -164,6 +169,10 @@ def check_metric(metric: str) -> str:
 def deprecated(old: str, new: str, hint: type = str) -> inspect.Parameter:
     """A hidden option under an old spelling; ``renamed`` warns when it is used and hands its value over."""
     name = "deprecated_" + old.lstrip("-").replace("-", "_")
+    if hint is bool:
+        option = typer.Option(old, hidden=True, is_flag=True, help=f"Deprecated: use {new}.")
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=False,
+                                 annotation=Annotated[bool, option])
     option = typer.Option(old, hidden=True, help=f"Deprecated: use {new}.")
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
                              annotation=Annotated[Optional[hint], option])
@@ -172,7 +181,7 @@ def deprecated(old: str, new: str, hint: type = str) -> inspect.Parameter:
 def renamed(options: dict[str, object], old: str, new: str, value: object) -> object:
     """The value of ``new``, or of the deprecated ``old`` with a one-line warning (both given: one line)."""
     old_value = options.pop("deprecated_" + old.lstrip("-").replace("-", "_"), None)
-    if old_value is None:
+    if old_value is None or old_value is False:
         return value
     if value is not None and value is not False:
         raise UnfreezeError(f"{old} is the old spelling of {new}: give only {new}.")
@@ -180,5 +189,5 @@ def renamed(options: dict[str, object], old: str, new: str, value: object) -> ob
     return old_value
 
 
-__all__ = ["DataArguments", "GROUPS", "InputArguments", "Path", "RunArguments", "argument", "arguments",
+__all__ = ["DataArguments", "GROUPS", "InputArguments", "RunArguments", "argument", "arguments",
            "check_metric", "deprecated", "given_on_command_line", "renamed", "seed_list", "take"]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 import os
 import traceback
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from ..errors import UnfreezeError
+from .arguments import DataArguments
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="How much of a pretrained transformer should you train? Fit, compare and serve text classifiers.")
@@ -39,32 +40,6 @@ def user_errors(func):
             raise typer.Exit(2) from None
 
     return wrapper
-
-
-TextCol = Annotated[str, typer.Option("--text-col", help="Column holding the text.")]
-LabelCol = Annotated[str, typer.Option("--label-col", help="Column holding the label.")]
-PairCol = Annotated[Optional[str], typer.Option("--text-pair-col", help="Column holding the second text of a pair.")]
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Catalog name, model folder or hub id.")]
-PoolingOpt = Annotated[str, typer.Option("--pooling", help="auto, mean, cls, last or max.")]
-LayersOpt = Annotated[str, typer.Option("--layers", help="Hidden states: -1 last block, 0 embeddings, or e.g. -4,-3,-2,-1.")]
-MaxLenOpt = Annotated[int, typer.Option("--max-length", help="Tokens per input (capped by the model).")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", help="Inputs per forward pass.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for sampling, splits and the head.")]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1... (default: CUDA when present).")]
-TestOpt = Annotated[Optional[str], typer.Option("--test", help="Test data to score on.")]
-TestSizeOpt = Annotated[Optional[float], typer.Option(
-    "--test-size", help="Hold out this fraction of the training data as test (of a built-in's train split).")]
-NTrainOpt = Annotated[Optional[int], typer.Option("--n-train", help="Train on a stratified sample of N.")]
-NPerClassOpt = Annotated[Optional[int], typer.Option("--n-per-class", help="Train on N examples per class.")]
-PrecisionOpt = Annotated[str, typer.Option(
-    "--precision", help="auto (where the hardware runs bf16 fast, AMX or AVX-512 BF16 CPUs and CUDA with bf16: "
-                        "bf16 for work without gradients, bf16 autocast for training; fp32 elsewhere), fp32 or "
-                        "bf16.")]
-PredictPrecisionOpt = Annotated[Optional[str], typer.Option(
-    "--precision", help="What prediction runs in: auto, fp32 or bf16 (default: what the bundle was fitted in); "
-                        "with --runtime onnx: fp32 or int8.")]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", metavar="",
-                                            help="Replace an output this tool wrote before (never anything else).")]
 
 
 def flag(*names: str, help: str):
@@ -97,15 +72,15 @@ def print_store_note(run_dir) -> None:
         typer.echo(f"warning: {note}", err=True)
 
 
-def load_train_test(data: str, test: str | None, test_size: float | None, text_col: str, label_col: str,
-                    pair_col: str | None, seed: int, n_train: int | None = None, n_per_class: int | None = None):
+def load_train_test(data: str, split: DataArguments, seed: int):
     """The training sample and the test set by the rule every command shares (``unfreeze.data.splits``)."""
     from ..data import sample
     from ..data.splits import load_splits
 
-    train, test_set = load_splits(data, test, test_size, text_col, label_col, pair_col, seed)
-    if n_train is not None or n_per_class is not None:
-        train = sample(train, n_total=n_train, n_per_class=n_per_class, seed=seed)
+    train, test_set = load_splits(data, split.test, split.test_size, split.text_col, split.label_col,
+                                  split.text_pair_col, seed)
+    if split.n_train is not None or split.n_per_class is not None:
+        train = sample(train, n_total=split.n_train, n_per_class=split.n_per_class, seed=seed)
     return train, test_set
 
 

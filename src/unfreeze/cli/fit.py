@@ -9,60 +9,26 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UnfreezeError
-from .common import (
-    BatchOpt,
-    DeviceOpt,
-    LabelCol,
-    LayersOpt,
-    MaxLenOpt,
-    ModelOpt,
-    NPerClassOpt,
-    NTrainOpt,
-    OverwriteOpt,
-    PairCol,
-    PrecisionOpt,
-    PredictPrecisionOpt,
-    PoolingOpt,
-    SeedOpt,
-    TestOpt,
-    TestSizeOpt,
-    TextCol,
-    app,
-    checked_device,
-    checked_precision,
-    flag,
-    load_train_test,
-    user_errors,
-)
-from .export import Int8Opt, OnnxDirOpt, RuntimeOpt
-from .options import given, strategy_parameters, training_parameters, with_parameters
+from .arguments import DataArguments, InputArguments, RunArguments, arguments, check_metric, take
+from .common import app, checked_device, checked_precision, load_train_test, user_errors
+from .export import OnnxDirOpt, RuntimeOpt, int8_deprecated, one_precision
+from .options import given, one_value_each, strategy_parameters, strategy_values, training_parameters, with_parameters
+
+DataArg = Annotated[str, typer.Argument(help="A file (CSV/TSV/JSONL/Parquet), a save_to_disk folder, or a built-in "
+                                             "dataset.")]
+TRAIN_DATA = ("test", "test_size", "n_train", "n_per_class", "text_col", "label_col", "text_pair_col")
 
 
 @app.command()
 @user_errors
-@with_parameters(strategy_parameters(), training_parameters())
+@with_parameters(arguments(InputArguments), arguments(DataArguments, TRAIN_DATA),
+                 arguments(RunArguments, ("seed", "no_cache", "overwrite")), strategy_parameters(),
+                 training_parameters())
 def fit(
-    data: Annotated[str, typer.Argument(help="A file (CSV/TSV/JSONL/Parquet), a save_to_disk folder, or a built-in dataset.")],
+    data: DataArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="Bundle folder to write.")],
-    model: ModelOpt = "minilm-l6",
     strategy: Annotated[str, typer.Option("--strategy", help="How much to train: `unfreeze strategies` lists them "
                                                              "(features, freeze, full, reinit, lora, setfit, ...).")] = "features",
-    pooling: PoolingOpt = "auto",
-    layers: LayersOpt = "-1",
-    max_length: MaxLenOpt = 256,
-    batch_size: BatchOpt = 32,
-    seed: SeedOpt = 0,
-    no_cache: Annotated[bool, flag("--no-cache", help="Do not read or write the embedding cache.")] = False,
-    device: DeviceOpt = None,
-    test: TestOpt = None,
-    test_size: TestSizeOpt = None,
-    n_train: NTrainOpt = None,
-    n_per_class: NPerClassOpt = None,
-    text_col: TextCol = "text",
-    label_col: LabelCol = "label",
-    text_pair_col: PairCol = None,
-    overwrite: OverwriteOpt = False,
-    precision: PrecisionOpt = "auto",
     **settings,
 ) -> None:
     """Fit a classifier on DATA and save it as a bundle.
@@ -75,23 +41,24 @@ def fit(
     from ..training.settings import Training
 
     # everything a user can get wrong is checked before torch and the model load: it answers at once
-    strategy_obj, training_given = split_shorthand(strategy, given(settings))
+    model_in, split, run = take(InputArguments, settings), take(DataArguments, settings), take(RunArguments, settings)
+    strategy_given = one_value_each(strategy_values(settings))
+    strategy_obj, training_given = split_shorthand(strategy, {**strategy_given, **given(settings)})
     training = Training(**training_given)
     strategy_obj.check()
     training.check()
-    checked_precision(precision)
-    check_output(output, "bundle", overwrite=overwrite, inputs=[data, *([test] if test else [])])
-    train, test_set = load_train_test(data, test, test_size, text_col, label_col, text_pair_col, seed, n_train,
-                                      n_per_class)
-    device = checked_device(device)
+    model, precision = model_in.model or "minilm-l6", checked_precision(model_in.precision or "auto")
+    check_output(output, "bundle", overwrite=run.overwrite, inputs=[data, *([split.test] if split.test else [])])
+    train, test_set = load_train_test(data, split, run.seed)
+    device = checked_device(model_in.device)
 
     from ..estimators import Classifier
     from ..metrics import format_metrics_table
     from ..training import distributed
 
-    clf = Classifier(model=model, strategy=strategy_obj, training=training, pooling=pooling, layers=layers,
-                     max_length=max_length, batch_size=batch_size, seed=seed, cache=not no_cache, device=device,
-                     precision=precision)
+    clf = Classifier(model=model, strategy=strategy_obj, training=training, pooling=model_in.pooling,
+                     layers=model_in.layers, max_length=model_in.max_length, batch_size=model_in.batch_size or 32,
+                     seed=run.seed, cache=not run.no_cache, device=device, precision=precision)
     clf.fit(train.inputs, train.labels)
     # launched data-parallel, every rank scores its share of the examples (collectively);
     # rank 0 alone writes the bundle and prints
@@ -133,21 +100,15 @@ def fit(
 
 @app.command()
 @user_errors
+@with_parameters(arguments(RunArguments, ("head", "overwrite")), arguments(DataArguments, ("text_col", "text_pair_col")),
+                 arguments(InputArguments, ("batch_size", "precision", "device")), [int8_deprecated()])
 def predict(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder written by `unfreeze fit` or `unfreeze heads add`.")],
     inputs: Annotated[Path, typer.Argument(help="File with a text column (labels not needed).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="CSV to write: inputs + prediction + probabilities.")],
-    head: Annotated[Optional[list[str]], typer.Option("--head", help="Multi-head bundle: apply only this head "
-                                                                     "(repeat for several; default: all).")] = None,
-    text_col: TextCol = "text",
-    text_pair_col: PairCol = None,
-    batch_size: BatchOpt = 32,
-    device: DeviceOpt = None,
-    overwrite: OverwriteOpt = False,
     runtime: RuntimeOpt = "torch",
     onnx: OnnxDirOpt = None,
-    int8: Int8Opt = False,
-    precision: PredictPrecisionOpt = None,
+    **options,
 ) -> None:
     """Predict labels and class probabilities for every row of INPUTS.
 
@@ -161,18 +122,19 @@ def predict(
 
     from ..inference.bundle_predictor import check_runtime_options
 
-    precision = one_precision(precision, int8)
-    check_runtime_options(runtime, precision, onnx, device)
-    check_output(output, "file", overwrite=overwrite, inputs=[inputs, bundle])
+    precision = one_precision(options)
+    run, columns_in, model_in = take(RunArguments, options), take(DataArguments, options), take(InputArguments, options)
+    check_runtime_options(runtime, precision, onnx, model_in.device)
+    check_output(output, "file", overwrite=run.overwrite, inputs=[inputs, bundle])
     read_config(bundle)  # a missing or damaged bundle is said before the texts are read
-    frame, items = read_inputs(inputs, text_col, text_pair_col)
-    device = checked_device(device)
+    frame, items = read_inputs(inputs, columns_in.text_col, columns_in.text_pair_col)
+    device = checked_device(model_in.device)
 
     from ..inference.bundle_predictor import BundlePredictor
 
-    predictor = BundlePredictor(bundle, device=device, batch_size=batch_size, runtime=runtime, precision=precision,
-                                onnx=onnx)
-    names = predictor.check_heads(head)
+    predictor = BundlePredictor(bundle, device=device, batch_size=model_in.batch_size or 32, runtime=runtime,
+                                precision=precision, onnx=onnx)
+    names = predictor.check_heads(run.head)
     frame = frame.copy()
     single = predictor.single_head
     for name, proba in predictor.predict_proba(items, names).items():
@@ -189,81 +151,65 @@ def predict(
 
 @app.command()
 @user_errors
+@with_parameters(arguments(DataArguments, ("text_col", "label_col", "text_pair_col")),
+                 arguments(RunArguments, ("head", "as_json")), arguments(InputArguments, ("device",)))
 def evaluate(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder written by `unfreeze fit`.")],
     test: Annotated[str, typer.Argument(help="Labelled test data: a file or a built-in dataset (NAME:test).")],
-    text_col: TextCol = "text",
-    label_col: LabelCol = "label",
-    text_pair_col: PairCol = None,
-    head: Annotated[Optional[str], typer.Option("--head", help="Multi-head bundle: the head to score.")] = None,
-    device: DeviceOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    **options,
 ) -> None:
-    """Score a bundle on labelled TEST data: accuracy, macro-F1, MCC."""
-    from ..inference.bundle import read_config
+    """Score a bundle on labelled TEST data: accuracy, macro-F1, MCC (every head given, or the only one)."""
     from ..data import BUILTIN, load_data
+    from ..inference.bundle import read_config
 
+    columns, run, model_in = take(DataArguments, options), take(RunArguments, options), take(InputArguments, options)
     read_config(bundle)
     source = f"{test}:test" if test in BUILTIN else test
-    test_set = load_data(source, text_col, label_col, text_pair_col)
-    device = checked_device(device)
+    test_set = load_data(source, columns.text_col, columns.label_col, columns.text_pair_col)
+    device = checked_device(model_in.device)
 
     from ..estimators import Classifier
     from ..metrics import format_metrics_table
 
-    clf = Classifier.load(bundle, head=head, device=device)
-    unknown = sorted(set(map(str, test_set.classes)) - set(map(str, clf.classes_.tolist())))
-    if unknown:
-        typer.echo(f"note: labels {', '.join(unknown)} of {test_set.name} were not seen in training", err=True)
-    metrics = clf.evaluate(test_set.inputs, test_set.labels)
-    typer.echo(json.dumps(metrics) if as_json else format_metrics_table({"test": metrics}))
+    scores = {}
+    for head in run.head or [None]:
+        clf = Classifier.load(bundle, head=head, device=device)
+        unknown = sorted(set(map(str, test_set.classes)) - set(map(str, clf.classes_.tolist())))
+        if unknown:
+            typer.echo(f"note: labels {', '.join(unknown)} of {test_set.name} were not seen in training"
+                       + (f" by head {head!r}" if head else ""), err=True)
+        scores[head] = clf.evaluate(test_set.inputs, test_set.labels)
+    if list(scores) == [None] or len(scores) == 1:  # one head: the metrics as before
+        metrics = next(iter(scores.values()))
+        typer.echo(json.dumps(metrics) if run.as_json else format_metrics_table({"test": metrics}))
+    else:
+        typer.echo(json.dumps(scores) if run.as_json else format_metrics_table({f"test {h}": m for h, m in scores.items()}))
 
 
 @app.command()
 @user_errors
+@with_parameters(arguments(InputArguments, ("model", "pooling", "max_length", "batch_size", "precision", "device")),
+                 arguments(DataArguments, TRAIN_DATA), arguments(RunArguments, ("metric", "seed", "overwrite")))
 def probe(
     data: Annotated[str, typer.Argument(help="Training data: a file or a built-in dataset.")],
-    model: ModelOpt = "minilm-l6",
-    pooling: PoolingOpt = "auto",
-    test: TestOpt = None,
-    test_size: TestSizeOpt = None,
-    n_train: NTrainOpt = None,
-    n_per_class: NPerClassOpt = None,
-    metric: Annotated[str, typer.Option("--metric", help="accuracy, macro_f1 or mcc.")] = "accuracy",
     plot: Annotated[Path, typer.Option("--plot", help="Where to save the score-vs-layer plot.")] = Path("probe.png"),
-    max_length: MaxLenOpt = 256,
-    batch_size: BatchOpt = 32,
-    seed: SeedOpt = 0,
-    device: DeviceOpt = None,
-    text_col: TextCol = "text",
-    label_col: LabelCol = "label",
-    text_pair_col: PairCol = None,
-    overwrite: OverwriteOpt = False,
-    precision: PrecisionOpt = "auto",
+    **options,
 ) -> None:
     """Fit a logistic head on every layer's pooled states (one forward pass) and plot score vs layer."""
-    from ..metrics import METRICS
     from ..storage.outputs import check_output
 
-    if metric not in METRICS:
-        raise UnfreezeError(f"Unknown metric {metric!r}. Metrics: {', '.join(METRICS)}.")
-    checked_precision(precision)
-    check_output(plot, "file", overwrite=overwrite, inputs=[data, *([test] if test else [])], option="--plot")
-    train, test_set = load_train_test(data, test, test_size, text_col, label_col, text_pair_col, seed, n_train,
-                                      n_per_class)
-    device = checked_device(device)
+    model_in, split, run = take(InputArguments, options), take(DataArguments, options), take(RunArguments, options)
+    metric = check_metric(run.metric)
+    model, precision = model_in.model or "minilm-l6", checked_precision(model_in.precision or "auto")
+    check_output(plot, "file", overwrite=run.overwrite, inputs=[data, *([split.test] if split.test else [])],
+                 option="--plot")
+    train, test_set = load_train_test(data, split, run.seed)
+    device = checked_device(model_in.device)
 
     from ..features.probe import format_probe_table, plot_probe, run_probe
 
-    rows = run_probe(train, test_set, model, pooling, max_length, batch_size, seed=seed, device=device,
-                     precision=precision)
+    rows = run_probe(train, test_set, model, model_in.pooling, model_in.max_length, model_in.batch_size or 32,
+                     seed=run.seed, device=device, precision=precision)
     typer.echo(format_probe_table(rows, metric))
     plot_probe(rows, plot, metric, title=f"{model} on {train.name} (n={len(train)})")
     typer.echo(f"plot: {plot}")
-
-
-def one_precision(precision: str | None, int8: bool) -> str | None:
-    """``--int8`` is ``--precision int8``; both, disagreeing, is one line."""
-    if int8 and precision not in (None, "int8"):
-        raise UnfreezeError(f"--int8 and --precision {precision} disagree: give one of them.")
-    return "int8" if int8 else precision

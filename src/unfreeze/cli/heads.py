@@ -8,26 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (
-    BatchOpt,
-    DeviceOpt,
-    LabelCol,
-    LayersOpt,
-    NPerClassOpt,
-    NTrainOpt,
-    PairCol,
-    PoolingOpt,
-    SeedOpt,
-    TestOpt,
-    TestSizeOpt,
-    TextCol,
-    app,
-    checked_device,
-    checked_precision,
-    flag,
-    load_train_test,
-    user_errors,
-)
+from .arguments import DataArguments, InputArguments, RunArguments, arguments, take
+from .common import app, checked_device, checked_precision, flag, load_train_test, user_errors
+from .options import one_value_each, strategy_parameters, strategy_values, with_parameters
 
 heads_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                         help="Multi-head bundles: many classifiers sharing one frozen backbone and one forward pass.")
@@ -36,51 +19,43 @@ app.add_typer(heads_app, name="heads")
 
 @heads_app.command("add")
 @user_errors
+@with_parameters(arguments(InputArguments, ("model", "pooling", "layers", "max_length", "batch_size", "precision",
+                                            "device")),
+                 strategy_parameters(only=("C",)),
+                 arguments(DataArguments, ("test", "test_size", "n_train", "n_per_class", "text_col", "label_col",
+                                           "text_pair_col")),
+                 arguments(RunArguments, ("seed", "no_cache")))
 def heads_add(
     bundle: Annotated[Path, typer.Argument(help="Multi-head bundle folder (created when missing), or a features "
                                                 "bundle from `unfreeze fit`, whose head becomes 'default'.")],
     name: Annotated[str, typer.Argument(help="Name of the new head: letters, digits, '_', '-', '.'.")],
     data: Annotated[str, typer.Argument(help="Labelled training data: a file or a built-in dataset.")],
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Backbone of a new bundle (default "
-                                                 "minilm-l6); must match an existing bundle's.")] = None,
-    pooling: PoolingOpt = "auto",
-    layers: LayersOpt = "-1",
-    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per input, for a new bundle "
-                                                                 "(every head shares it).")] = 256,
-    batch_size: BatchOpt = 32,
-    C: Annotated[Optional[float], typer.Option("--C", help="Inverse L2 strength; default: chosen by CV.")] = None,
-    test: TestOpt = None,
-    test_size: TestSizeOpt = None,
-    n_train: NTrainOpt = None,
-    n_per_class: NPerClassOpt = None,
-    seed: SeedOpt = 0,
     replace: Annotated[bool, flag("--replace", help="Refit a head that already exists.")] = False,
-    no_cache: Annotated[bool, flag("--no-cache", help="Do not read or write the embedding cache.")] = False,
-    device: DeviceOpt = None,
-    text_col: TextCol = "text",
-    label_col: LabelCol = "label",
-    text_pair_col: PairCol = None,
-    precision: Annotated[str, typer.Option("--precision", help="For a new bundle: auto, fp32 or bf16 (its shared "
-                                                               "forward pass; an existing bundle keeps its own).")]
-    = "auto",
+    **options,
 ) -> None:
     """Fit a logistic head on DATA and add it to BUNDLE under NAME (atomically)."""
     from ..inference.bundle import check_head_name
+    from ..params import coerce
     from ..storage.outputs import check_output
+    from ..strategies import Features
 
+    model_in, split, run = take(InputArguments, options), take(DataArguments, options), take(RunArguments, options)
+    C = coerce(Features, "C", one_value_each(strategy_values(options)).get("C"))
+    if C is not None:
+        Features(C=C).check()  # the head's C as features checks it: one line before anything loads
     check_head_name(name)
-    checked_precision(precision)
-    check_output(bundle, "heads", inputs=[data, *([test] if test else [])], option="BUNDLE")
-    train, test_set = load_train_test(data, test, test_size, text_col, label_col, text_pair_col, seed, n_train,
-                                      n_per_class)
-    device = checked_device(device)
+    precision = checked_precision(model_in.precision or "auto")
+    check_output(bundle, "heads", inputs=[data, *([split.test] if split.test else [])], option="BUNDLE")
+    train, test_set = load_train_test(data, split, run.seed)
+    device = checked_device(model_in.device)
+    model, max_length, batch_size = model_in.model, model_in.max_length, model_in.batch_size or 32
 
     from ..metrics import format_metrics_table
     from ..inference.multihead import add_heads, new_suite_for
 
     suite = new_suite_for(bundle, model, max_length, batch_size, device, precision)
-    head = suite.add_head(name, train.inputs, train.labels, pooling=pooling, layers=layers, C=C, seed=seed,
-                          cache=not no_cache, data=train.name)
+    head = suite.add_head(name, train.inputs, train.labels, pooling=model_in.pooling, layers=model_in.layers, C=C,
+                          seed=run.seed, cache=not run.no_cache, data=train.name)
     clf = suite.as_classifier(name)
     metrics = {"train": clf.evaluate(train.inputs, train.labels)}
     if test_set is not None:
@@ -95,14 +70,16 @@ def heads_add(
 
 @heads_app.command("list")
 @user_errors
+@with_parameters(arguments(RunArguments, ("as_json",)))
 def heads_list(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
-    as_json: Annotated[bool, flag("--json", help="Print the heads as JSON.")] = False,
+    **options,
 ) -> None:
     """List the heads of BUNDLE: labels, pooling, layers, training data, test accuracy."""
     from ..inference.bundle import MULTIHEAD_KIND, read_config
     from ..inference.multihead import DEFAULT_HEAD
 
+    as_json = take(RunArguments, options).as_json
     config = read_config(bundle)
     if config.get("kind") == MULTIHEAD_KIND:
         entries = config["heads"]

@@ -16,91 +16,87 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UnfreezeError
-from .common import DeviceOpt, app, user_errors
-from .options import given, setting_parameters, training_parameters, with_parameters
+from .arguments import DataArguments, InputArguments, RunArguments, arguments, check_metric, seed_list, take
+from .common import app, checked_precision, user_errors
+from .options import given, strategy_parameters, strategy_values, training_parameters, with_parameters
 
 DEFAULT_D = "10,100,1000,10000"
 DEFAULT_N_TRAIN = 1000
+INTRINSIC_DATA = ("test", "test_size", "n_test", "n_train", "text_col", "label_col", "text_pair_col")
 
 
-def _ints(value: str, option: str, low: int, example: str) -> list[int]:
+def _ints(values: list[str], option: str, low: int, example: str) -> list[int]:
     try:
-        values = [int(v) for v in value.split(",") if v.strip()]
+        ints = [int(v) for v in values]
     except ValueError:
-        raise UnfreezeError(f"{option} must be a comma-separated list of ints, e.g. {example}. Got {value!r}.") from None
-    if not values:
-        raise UnfreezeError(f"{option} must name at least one value, e.g. {example}. Got {value!r}.")
-    bad = [v for v in values if v < low]
+        raise UnfreezeError(f"{option} must be a comma-separated list of ints, e.g. {example}. "
+                            f"Got {','.join(values)!r}.") from None
+    if not ints:
+        raise UnfreezeError(f"{option} must name at least one value, e.g. {example}.")
+    bad = [v for v in ints if v < low]
     if bad:
         raise UnfreezeError(f"{option} values must be ints >= {low}. Got {bad[0]}.")
-    return sorted(set(values))
+    return sorted(set(ints))
 
 
 def _subspace_options() -> list:
     from ..strategies import Subspace
 
-    return setting_parameters([("subspace", Subspace)], skip=("d",), panel="Subspace parameters")
+    return strategy_parameters(only=Subspace.setting_names())
 
 
 @app.command("intrinsic-dim")
 @user_errors
-@with_parameters(_subspace_options(), training_parameters(skip=("prefix_cache", "learning_rate")))
+@with_parameters(arguments(InputArguments), arguments(DataArguments, INTRINSIC_DATA),
+                 arguments(RunArguments, ("seeds", "metric", "retry_failed")), _subspace_options(),
+                 training_parameters())
 def intrinsic_dim(
     data: Annotated[str, typer.Argument(help="Data: a file, a save_to_disk folder, or a built-in dataset.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Run folder (results, intrinsic.json, plot).")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Catalog name, model folder or hub id.")] = "minilm-l6",
-    d: Annotated[str, typer.Option("--d", help="Subspace dimensions, a log grid, e.g. 10,100,1000,10000.")] = DEFAULT_D,
-    n_train: Annotated[int, typer.Option("--n-train", help="Training examples (a stratified sample).")] = DEFAULT_N_TRAIN,
-    seeds: Annotated[str, typer.Option("--seeds", help="Seeds, e.g. 0,1,2 (scores are averaged).")] = "0",
-    n_test: Annotated[Optional[int], typer.Option("--n-test", help="Score on a stratified sample of the test set.")] = None,
-    test: Annotated[Optional[str], typer.Option("--test", help="Test data (default: a built-in's test split, or 20% "
-                                                              "of a file).")] = None,
-    test_size: Annotated[Optional[float], typer.Option("--test-size", help="Hold out this fraction of the data "
-                                                                          "as test.")] = None,
-    learning_rate: Annotated[Optional[float], typer.Option(
-        "--learning-rate", "--lr", help="Learning rate of theta (default: subspace's).")] = None,
     full_learning_rate: Annotated[Optional[float], typer.Option(
         "--full-learning-rate", help="Learning rate of full fine-tuning (default: full's).")] = None,
-    metric: Annotated[str, typer.Option("--metric", help="accuracy, macro_f1 or mcc.")] = "accuracy",
     fraction: Annotated[float, typer.Option("--fraction", help="Share of full fine-tuning's score that d must "
                                                                "reach: 0.9 gives d90, 0.97 d97.")] = 0.9,
-    pooling: Annotated[str, typer.Option("--pooling", help="auto, mean, cls, last or max.")] = "auto",
-    layers: Annotated[str, typer.Option("--layers", help="Hidden states, e.g. -1.")] = "-1",
-    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per input.")] = 256,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Inputs per step.")] = 32,
-    text_col: Annotated[str, typer.Option("--text-col", help="Column holding the text.")] = "text",
-    label_col: Annotated[str, typer.Option("--label-col", help="Column holding the label.")] = "label",
-    text_pair_col: Annotated[Optional[str], typer.Option("--text-pair-col", help="Column of the second text.")] = None,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed cells again.")] = False,
-    device: DeviceOpt = None,
     **settings,
 ) -> None:
-    """Intrinsic dimension: train subspace cells over a grid of d and full fine-tuning; report d90 and plot score vs d.
+    """Intrinsic dimension: train subspace cells over a grid of d (--d, default 10,100,1000,10000; --learning-rate
+    is theta's) and full fine-tuning; report d90 and plot score vs d.
 
     d90 is the smallest d whose mean test score reaches 90% of full fine-tuning's (--fraction); both
     the first grid point that reaches it and a log-linear interpolation are printed.
     Resumable: run the same command again to finish what an interrupted run left."""
-    from ..report.tables import METRICS
+    from ..params import coerce
     from ..strategies import Subspace
     from ..sweep import SweepSpec
+    from ..training.settings import Training
 
-    if metric not in METRICS:
-        raise UnfreezeError(f"Unknown metric {metric!r}. Metrics: {', '.join(METRICS)}.")
+    model_in, split, run_args = take(InputArguments, settings), take(DataArguments, settings), take(RunArguments, settings)
+    metric = check_metric(run_args.metric)
     if not 0 < fraction <= 1:
         raise UnfreezeError(f"--fraction must be a float in (0, 1], e.g. 0.9 for d90. Got {fraction}.")
-    grid_d = _ints(d, "--d", 1, DEFAULT_D)
-    seed_list = _ints(seeds, "--seeds", 0, "0,1,2")
+    swept = strategy_values(settings)
+    grid_d = _ints(swept.pop("d", DEFAULT_D.split(",")), "--d", 1, DEFAULT_D)
+    seeds = seed_list(run_args.seeds, [0])
+    if any(s < 0 for s in seeds):
+        raise UnfreezeError(f"--seeds values must be ints >= 0. Got {min(seeds)}.")
+    n_train = DEFAULT_N_TRAIN if split.n_train is None else split.n_train
     if n_train < 1:
         raise UnfreezeError(f"--n-train must be an int >= 1. Got {n_train}.")
-    for name, value in (("--learning-rate", learning_rate), ("--full-learning-rate", full_learning_rate)):
-        if value is not None and not value > 0:
-            raise UnfreezeError(f"{name} must be a float > 0. Got {value}.")
-    chosen = given(settings)
-    strategy_params = {k: v for k, v in chosen.items() if k in Subspace.setting_names()}
-    training = {k: v for k, v in chosen.items() if k not in strategy_params}
-    common = dict(data=data, model=model, n_train=[n_train], seeds=seed_list, n_test=n_test, test=test,
-                  test_size=test_size, text_col=text_col, label_col=label_col, text_pair_col=text_pair_col,
-                  pooling=pooling, layers=layers, max_length=max_length, batch_size=batch_size, **training)
+    if full_learning_rate is not None and not full_learning_rate > 0:
+        raise UnfreezeError(f"--full-learning-rate must be a float > 0. Got {full_learning_rate}.")
+    for name, values in swept.items():
+        if len(values) != 1:
+            raise UnfreezeError(f"--{name.replace('_', '-')} takes one value here (only --d is a grid).")
+    strategy_params = {k: coerce(Subspace, k, v[0]) for k, v in swept.items()}
+    training = given(settings)
+    Training(**training).check()
+    learning_rate = training.pop("learning_rate", None)
+    common = dict(data=data, model=model_in.model or "minilm-l6", n_train=[n_train], seeds=seeds,
+                  n_test=split.n_test, test=split.test, test_size=split.test_size, text_col=split.text_col,
+                  label_col=split.label_col, text_pair_col=split.text_pair_col, pooling=model_in.pooling,
+                  layers=model_in.layers, max_length=model_in.max_length, batch_size=model_in.batch_size or 32,
+                  precision=checked_precision(model_in.precision or "auto"), **training)
+    device, retry_failed = model_in.device, run_args.retry_failed
     # two specs into one run folder: each strategy keeps its own learning rate (a sweep has one)
     full_spec = SweepSpec(strategies=["full"], learning_rate=full_learning_rate, **common)
     subspace_spec = SweepSpec(strategies=["subspace"], learning_rate=learning_rate,

@@ -32,8 +32,11 @@ def _option(name: str, kind: type, flags: list[str], help_text: str) -> inspect.
 
 
 def setting_parameters(owners: Iterable[tuple[str, type[Params]]], skip: Iterable[str] = (),
-                       panel: str | None = None) -> list[inspect.Parameter]:
-    """One option per declared setting of the given classes (a name shared by several is one option)."""
+                       panel: str | None = None, as_text: bool = False) -> list[inspect.Parameter]:
+    """One option per declared setting of the given classes (a name shared by several is one option).
+
+    ``as_text``: every option but a flag takes text, parsed by the declaring class (``parse_values``); the
+    strategies' parameters are read so, one value in ``fit``, a comma-separated list to sweep elsewhere."""
     skip = set(skip)
     seen: dict[str, tuple[type, list[str], Field, list[str]]] = {}
     for owner, cls in owners:
@@ -47,13 +50,16 @@ def setting_parameters(owners: Iterable[tuple[str, type[Params]]], skip: Iterabl
                     seen[f.name] = (str, flags, first, names)  # types differ: parse by the chosen strategy's
                 continue
             flags = [f.metadata.get("flag") or "--" + f.name.replace("_", "-"), *f.metadata.get("aliases", ())]
-            seen[f.name] = (field_type(cls, f.name), flags, f, [owner])
+            kind = field_type(cls, f.name)
+            seen[f.name] = (str if as_text and kind is not bool else kind, flags, f, [owner])
     params = []
     for name, (kind, flags, f, names) in seen.items():
         help_text = f.metadata.get("help", "")
         if len(names) > 1:  # the first declaration's default need not be the others'
             help_text = re.sub(r"\s*\(default[^)]*\)", "", help_text).rstrip(".") + \
                 ". Defaults per strategy: `unfreeze strategies`."
+        if as_text and kind is not bool:
+            help_text = help_text.rstrip(".") + ". sweep, advise, intrinsic-dim: several, comma-separated."
         prefix = f"{', '.join(names)}: " if names != ["Training"] else ""
         param = _option(name, kind, flags, prefix + help_text)
         if panel:
@@ -62,8 +68,11 @@ def setting_parameters(owners: Iterable[tuple[str, type[Params]]], skip: Iterabl
     return params
 
 
-def strategy_parameters() -> list[inspect.Parameter]:
-    return setting_parameters(((name, cls) for name, cls in registered().items()), panel="Strategy parameters")
+def strategy_parameters(skip: Iterable[str] = (), only: Iterable[str] | None = None) -> list[inspect.Parameter]:
+    """Every registered strategy's parameters (or those named in ``only``), as text (see ``setting_parameters``)."""
+    params = setting_parameters(((name, cls) for name, cls in registered().items()), skip, panel="Strategy parameters",
+                                as_text=True)
+    return params if only is None else [p for p in params if p.name in set(only)]
 
 
 def training_parameters(skip: Iterable[str] = ()) -> list[inspect.Parameter]:
@@ -85,3 +94,59 @@ def with_parameters(*groups: list[inspect.Parameter]) -> Callable:
 def given(settings: dict[str, object]) -> dict[str, object]:
     """The options the user gave (the others are None)."""
     return {k: v for k, v in settings.items() if v is not None}
+
+
+def strategy_values(settings: dict[str, object]) -> dict[str, list[str]]:
+    """Pop the given strategy parameters: each as its comma-separated values (``all`` kept whole)."""
+    from ..strategies import registered
+
+    names = {f.name for cls in registered().values() for f in cls.settings()}
+    values = {}
+    for name in [n for n in settings if n in names]:
+        value = settings.pop(name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            values[name] = [value]
+        else:
+            text = str(value).strip()
+            values[name] = [text] if text == "all" else [v.strip() for v in text.split(",") if v.strip()]
+    return values
+
+
+def one_value_each(values: dict[str, list]) -> dict[str, object]:
+    """``fit``'s strategy parameters: one value each (a list belongs to a sweep)."""
+    from ..errors import UnfreezeError
+
+    for name, vals in values.items():
+        if len(vals) != 1:
+            raise UnfreezeError(f"--{name.replace('_', '-')} takes one value in fit; sweep and advise take several "
+                                f"(comma-separated). Got {','.join(map(str, vals))!r}.")
+    return {name: vals[0] for name, vals in values.items()}
+
+
+def grid_axes(values: dict[str, list], strategies: list[str]) -> dict[str, dict[str, list]]:
+    """Strategy parameters given as options -> grid axes of every chosen strategy that declares them."""
+    from ..errors import UnfreezeError
+    from ..strategies import registered, users_of
+
+    known = registered()
+    grid: dict[str, dict[str, list]] = {}
+    for name, vals in values.items():
+        owners = [s for s in strategies if s in known and name in known[s].setting_names()]
+        if not owners:
+            flag = "--" + name.replace("_", "-")
+            raise UnfreezeError(f"{flag} is a parameter of {', '.join(users_of(name))}, and none of them is among the "
+                                f"strategies ({', '.join(strategies)}). Add one to --strategies, or drop {flag}.")
+        for strategy in owners:
+            grid.setdefault(strategy, {})[name] = vals[0] if vals == ["all"] else vals
+    return grid
+
+
+def merged_grid(*grids: dict[str, dict[str, list]]) -> dict[str, dict[str, list]]:
+    """Grids merged axis by axis, the later winning."""
+    merged: dict[str, dict[str, list]] = {}
+    for grid in grids:
+        for strategy, axes in grid.items():
+            merged.setdefault(strategy, {}).update(axes)
+    return merged

@@ -8,12 +8,15 @@ from typing import Annotated
 import typer
 
 from ..errors import UnfreezeError
-from .common import DeviceOpt, PredictPrecisionOpt, app, checked_device, flag, user_errors
-from .export import Int8Opt, OnnxDirOpt, RuntimeOpt
+from .arguments import InputArguments, arguments, take
+from .common import app, checked_device, flag, user_errors
+from .export import OnnxDirOpt, RuntimeOpt, int8_deprecated, one_precision
+from .options import with_parameters
 
 
 @app.command()
 @user_errors
+@with_parameters(arguments(InputArguments, ("precision", "device")), [int8_deprecated()])
 def serve(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder: multi-head, features or fine-tuned.")],
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
@@ -25,12 +28,10 @@ def serve(
     max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="How long a batch waits for more requests.")] = 5.0,
     max_queue: Annotated[int, typer.Option("--max-queue", help="Waiting texts before answering 503.")] = 1024,
     no_micro_batching: Annotated[bool, flag("--no-micro-batching", help="Run every request on its own.")] = False,
-    device: DeviceOpt = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
     runtime: RuntimeOpt = "torch",
     onnx: OnnxDirOpt = None,
-    int8: Int8Opt = False,
-    precision: PredictPrecisionOpt = None,
+    **options,
 ) -> None:
     """Serve BUNDLE over HTTP: POST /predict, GET /heads, GET /health, docs at /docs."""
     from ..inference.bundle import read_config
@@ -43,9 +44,8 @@ def serve(
                          micro_batching=not no_micro_batching)
     from ..inference.bundle_predictor import check_runtime_options
 
-    from .fit import one_precision
-
-    precision = one_precision(precision, int8)
+    precision = one_precision(options)
+    device = take(InputArguments, options).device
     check_runtime_options(runtime, precision, onnx, device)
     read_config(bundle)  # a missing or damaged bundle is said before anything loads
     run_server(bundle, host=host, port=port, limits=limits, device=checked_device(device), log_level=log_level,

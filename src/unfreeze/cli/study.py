@@ -9,11 +9,16 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import UnfreezeError
-from .common import DeviceOpt, OverwriteOpt, app, checked_device, flag, print_store_note, user_errors
+from .arguments import DataArguments, InputArguments, RunArguments, arguments, given_on_command_line, take
+from .common import app, checked_device, checked_precision, flag, print_store_note, user_errors
+from .options import with_parameters
 
 
 @app.command()
 @user_errors
+@with_parameters(arguments(InputArguments, ("model", "precision", "device")),
+                 arguments(DataArguments, ("test", "test_size", "text_col", "label_col", "text_pair_col")),
+                 arguments(RunArguments, ("retry_failed", "overwrite")))
 def study(
     paths: Annotated[Optional[list[Path]], typer.Argument(
         help="A study file (studies/NAME.toml); with --summary, study run folders or folders holding them.")] = None,
@@ -22,37 +27,34 @@ def study(
                                "page to write (e.g. docs/FINDINGS.md).")] = None,
     data: Annotated[Optional[str], typer.Option(
         "--data", help="Run the study on this data (a file or a built-in dataset; default: the study's first).")] = None,
-    model: Annotated[Optional[str], typer.Option(
-        "--model", "-m", help="Run it with this model (catalog name, folder or hub id; default: the study's first).")] = None,
-    test: Annotated[Optional[str], typer.Option("--test", help="Test data (default: a built-in's test split, or 20% "
-                                                              "of a file).")] = None,
-    text_col: Annotated[Optional[str], typer.Option("--text-col", help="Column holding the text.")] = None,
-    label_col: Annotated[Optional[str], typer.Option("--label-col", help="Column holding the label.")] = None,
     quick: Annotated[bool, flag("--quick", help="Toy sizes (one seed, the smallest sizes, one epoch, one learning "
                                                 "rate): minutes, to check that the study works on new data.")] = False,
     reuse: Annotated[Optional[list[Path]], typer.Option(
         "--reuse", help="Folders of other runs whose finished cells with the same cell key are copied instead of "
                         "run again (repeatable).")] = None,
-    retry_failed: Annotated[bool, flag("--retry-failed", help="Run failed cells again.")] = False,
     summary: Annotated[bool, flag("--summary", help="Rebuild the findings of the given runs and write them on one "
                                                     "page (-o FILE).")] = False,
     studies: Annotated[Optional[Path], typer.Option(
         "--studies", help="With --summary: the folder of study files, to list what was not run.")] = None,
-    overwrite: OverwriteOpt = False,
-    device: DeviceOpt = None,
+    **options,
 ) -> None:
     """Test a published claim about unfreezing: run the study's sweep (resumable), then write FINDINGS.md with
     the numbers, their confidence intervals, the plots and the verdict its file's rule gives."""
     from ..storage.outputs import check_output
 
+    model_in, split, run = take(InputArguments, options), take(DataArguments, options), take(RunArguments, options)
+    model, device, test, overwrite = model_in.model, model_in.device, split.test, run.overwrite
+    # the study file's own settings stand unless an option is typed
+    typed = {name: getattr(split, name) for name in ("text_col", "label_col") if given_on_command_line(name)}
     paths = list(paths or [])
     if output is None:
         raise UnfreezeError("Give -o: the run folder (e.g. -o runs/freeze-depth), or with --summary the page to "
                             "write (e.g. -o docs/FINDINGS.md).")
     if summary:
         run_options = (("--data", data), ("--model", model), ("--test", test), ("--quick", quick), ("--reuse", reuse),
-                       ("--retry-failed", retry_failed), ("--text-col", text_col), ("--label-col", label_col),
-                       ("--device", device))
+                       ("--retry-failed", run.retry_failed), ("--text-col", typed.get("text_col")),
+                       ("--label-col", typed.get("label_col")), ("--device", device), ("--test-size", split.test_size),
+                       ("--text-pair-col", split.text_pair_col), ("--precision", model_in.precision))
         given = [name for name, value in run_options if value]
         if given:
             raise UnfreezeError(f"{given[0]} runs a study; --summary only reads runs. Drop {given[0]}.")
@@ -92,9 +94,11 @@ def study(
             raise UnfreezeError(f"--reuse {folder} is not a folder.")
     for arm in spec.arms:
         print_store_note(output / "arms" / arm.name)
-    findings = run_study(spec, output, data=data, model=model, quick=quick, reuse=reuse or [], retry_failed=retry_failed,
-                         device=checked_device(device), progress=True, test=test, text_col=text_col,
-                         label_col=label_col)
+    precision = None if model_in.precision is None else checked_precision(model_in.precision)
+    findings = run_study(spec, output, data=data, model=model, quick=quick, reuse=reuse or [],
+                         retry_failed=run.retry_failed, device=checked_device(device), progress=True, test=test,
+                         text_col=typed.get("text_col"), label_col=typed.get("label_col"), test_size=split.test_size,
+                         text_pair_col=split.text_pair_col, precision=precision)
     counts = findings.counts
     typer.echo(f"study {spec.name}: {counts['done']} of {counts['planned']} cells done, {counts['failed']} failed; "
                f"verdict: {findings.verdict_label}")

@@ -103,8 +103,11 @@ def split_shorthand(strategy: str | Strategy, params: dict[str, object]) -> tupl
     else is an error that says which strategies have it."""
     from ..training.settings import TRAINING_SETTINGS
 
+    from ..params import coerce
+
     target = make_strategy(strategy)
-    own = {k: v for k, v in params.items() if k in target.setting_names()}
+    # command-line text as the declared type (a value that does not parse is left for the check to name)
+    own = {k: coerce(type(target), k, v) for k, v in params.items() if k in target.setting_names()}
     rest = {k: v for k, v in params.items() if k not in own}
     unknown = [k for k in rest if k not in TRAINING_SETTINGS]
     if unknown:

@@ -127,6 +127,12 @@ class Strategy(Params):
         depend on the model (truncate's blocks kept) overrides this."""
         return cls.sweep_defaults
 
+    @classmethod
+    def advise_defaults_for(cls, num_blocks: int) -> dict[str, list]:
+        """The values the advisor compares when its user names none: by default the sweep's; a strategy whose
+        parameter decides how much is trained (freeze's k) gives the advisor a spread of them."""
+        return cls.sweep_defaults_for(num_blocks)
+
     def pooled_layers(self, num_blocks: int, layers: Sequence[int]) -> tuple[int, ...]:
         """The untouched model's pooled hidden states this strategy reads, given the Classifier's ``layers``.
 

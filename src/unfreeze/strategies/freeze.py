@@ -36,6 +36,11 @@ class Freeze(TunedStrategy):
 
     k: int | None = setting(None, "Frozen blocks from the bottom (default: half of them).", int_at_least(0, True))
 
+    @classmethod
+    def advise_defaults_for(cls, num_blocks: int) -> dict[str, list]:
+        # the whole range of depth, cheaply: all blocks trained, half, only the top one
+        return {"k": sorted({0, num_blocks // 2, max(num_blocks - 1, 0)})}
+
     def resolved_k(self, num_blocks: int) -> int:
         return num_blocks // 2 if self.k is None else int(self.k)
 

@@ -135,7 +135,8 @@ def run_study(study: Study, output: str | Path, data: str | None = None, model: 
               quick: bool = False, reuse: Iterable[str | Path] = (), retry_failed: bool = False,
               device: str | None = None, progress: bool = True,
               test: str | None = None, text_col: str | None = None, label_col: str | None = None,
-              log: Log = _stderr) -> Findings:
+              log: Log = _stderr, test_size: float | None = None, text_pair_col: str | None = None,
+              precision: str | None = None) -> Findings:
     """Run ``study`` into ``output`` on ``data`` with ``model`` (defaults: the study's first), then write its
     findings. Resumable; with every cell done it runs nothing and rewrites FINDINGS.md."""
     from ..models.loaded import shared_backbone
@@ -156,7 +157,8 @@ def run_study(study: Study, output: str | Path, data: str | None = None, model: 
                                 + ", ".join(f"{k}={identity[k]!r}" for k in different)
                                 + ". Choose another -o for it.")
     overrides: dict = {"data": data, "model": model}
-    for key, value in (("test", test), ("text_col", text_col), ("label_col", label_col)):
+    for key, value in (("test", test), ("text_col", text_col), ("label_col", label_col), ("test_size", test_size),
+                       ("text_pair_col", text_pair_col), ("precision", precision)):
         if value is not None:
             overrides[key] = value
 

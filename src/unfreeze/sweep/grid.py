@@ -88,6 +88,9 @@ class SweepSpec:
     patience: int | None = 2
     class_weight: str | None = None
     layer_decay: float = 1.0
+    # the frozen bottom blocks run once per sample and cells train from their cached output (off: also with
+    # the command line's --no-cache)
+    prefix_cache: bool = True
     probe: bool = False
     precision: str = "auto"
 
@@ -214,8 +217,9 @@ class SweepSpec:
         """The training settings a cell of ``strategy_cls`` is fitted with: those it reads."""
         from ..training.settings import TRAINING_SETTINGS
 
+        # prefix_cache is set per cell with the shared caches (``sweep.plan.cell_classifier``)
         return {name: getattr(self, name) for name in TRAINING_SETTINGS
-                if name in strategy_cls.training_settings and hasattr(self, name)}
+                if name in strategy_cls.training_settings and hasattr(self, name) and name != "prefix_cache"}
 
     @classmethod
     def from_toml(cls, path: str | Path, defaults: dict | None = None) -> SweepSpec:
@@ -248,6 +252,7 @@ class SweepSpec:
 
 # coordinates of cells and where the data come from: not settings of a cell's fit
 _SPEC_ONLY = {"data", "model", "strategies", "grid", "k", "m", "r", "num_iterations", "j", "n_train", "seeds", "probe",
+              "prefix_cache",
               "test", "test_size", "text_col", "label_col", "text_pair_col"}
 
 

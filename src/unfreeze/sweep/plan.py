@@ -327,7 +327,7 @@ def cell_classifier(spec: SweepSpec, cell: Cell, device: str | None = None, use_
     strategy = cell.make_strategy()
     training = spec.training_for(type(strategy))
     if "prefix_cache" in strategy.training_settings:
-        training["prefix_cache"] = use_cache
+        training["prefix_cache"] = use_cache and spec.prefix_cache
     return Classifier(model=spec.model, strategy=strategy, training=Training(**training), pooling=spec.pooling,
                       layers=spec.layers, max_length=spec.max_length, batch_size=spec.batch_size, seed=cell.seed,
                       device=device, progress=False, cache=use_cache, precision=spec.precision)
