@@ -323,12 +323,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-__all__ = ["DEFAULT_CHECK_TEXTS", "EXPORTERS", "INT8_OP_TYPES", "ExportCheck", "ExportCheckError", "ExportHead",
-           "ExportResult", "Int8Check", "check_export", "export_network", "export_pooled", "ffn_output_nodes",
-           "quantize_int8", "torch_heads_proba", "torch_network_proba", "unsupported", "write_heads_export",
-           "write_network_export"]
-
-
 __all__ = ["DEFAULT_CHECK_TEXTS", "EXPORTERS", "FP32_ATOL", "INT8_OP_TYPES", "ExportCheck", "ExportCheckError",
            "ExportHead", "ExportResult", "HeadLike", "Int8Check", "check_export", "check_target", "export_network",
            "export_pooled", "ffn_output_nodes", "quantize_int8", "require_exporter", "torch_heads_proba",

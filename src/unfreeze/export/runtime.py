@@ -7,212 +7,24 @@ numpy (float64 standardisation, then scikit-learn's own binary/multinomial formu
 
 ``OnnxEncoder`` gives pooled features, ``OnnxNetwork`` logits, and ``OnnxClassifier``
 (what ``load_export`` returns) the ``predict``/``predict_proba`` of any export.
+
+The parts: ``session`` (one graph in ONNX Runtime), ``encoding`` (texts to padded
+batches); their public names are importable from here too.
 """
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UnfreezeError
+from .encoding import PADDING_SIDES, EncodedTexts, TextEncoder
 from .manifest import DEFAULT_HEAD, PRECISIONS, TOKENIZER_DIR, read_manifest
+from .session import INSTALL_HINT, OnnxGraph, damaged, file_sha256, require_onnxruntime
 
-INSTALL_HINT = "pip install 'unfreeze[onnx]'"
-PADDING_SIDES = ("right", "left")
-
-
-def require_onnxruntime():
-    """The ``onnxruntime`` module, or a one-line error that says how to install it."""
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise UnfreezeError(f"ONNX Runtime is not installed; install it with: {INSTALL_HINT}") from exc
-    return onnxruntime
-
-
-def damaged(path: Path, reason: object) -> UnfreezeError:
-    """The one-line error for an export file that cannot be used."""
-    first = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
-    return UnfreezeError(f"the export at {path} is damaged: {first} Export it again with `unfreeze export`.")
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-# -- one graph ------------------------------------------------------------------------------------
-
-class OnnxGraph:
-    """One ONNX Runtime session over one graph file.
-
-    Parameters
-    ----------
-    path : str or Path
-        The ``.onnx`` file.
-    threads : int or None
-        Intra-op threads; None lets ONNX Runtime choose (one per physical core).
-    providers : sequence of str or None
-        Execution providers; None means ``["CPUExecutionProvider"]``.
-    sha256 : str or None
-        When given, the file must have this digest (a flipped weight byte still parses).
-    spinning : bool
-        Let idle intra-op threads spin (ONNX Runtime's default). Off here, as the project sets
-        OMP_WAIT_POLICY=PASSIVE for torch: spinning threads starve other work on a shared CPU
-        (measured on 2 loaded cores: MiniLM fp32 126 texts/s spinning, 141 not).
-    """
-
-    def __init__(self, path: str | Path, threads: int | None = None, providers: Sequence[str] | None = None,
-                 sha256: str | None = None, spinning: bool = False) -> None:
-        ort = require_onnxruntime()
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise damaged(self.path, f"{self.path.name} is missing.")
-        if sha256 is not None and file_sha256(self.path) != sha256:
-            raise damaged(self.path, f"{self.path.name} does not have the checksum recorded at export.")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # ONNX Runtime's warnings are about its internals, not the user's input
-        if threads:
-            options.intra_op_num_threads = int(threads)
-            options.inter_op_num_threads = 1
-        if not spinning:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(self.path), options,
-                                                providers=list(providers or ["CPUExecutionProvider"]))
-        except Exception as exc:  # ONNX Runtime raises its own types for bad protobufs, graphs and files
-            raise damaged(self.path, exc) from exc
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_names = [o.name for o in self.session.get_outputs()]
-
-    def run(self, feed: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """Run on one padded batch; inputs the graph does not take are dropped.
-
-        A graph may lack an input its model ignores (token type ids of a model without
-        a type embedding); one it takes but the encoding lacks is fed zeros, as the
-        PyTorch models default to.
-        """
-        names = list(outputs or self.output_names)
-        inputs = {}
-        for name in self.input_names:
-            if name in feed:
-                inputs[name] = feed[name]
-            elif name == "token_type_ids":
-                inputs[name] = np.zeros_like(feed["input_ids"])
-            else:
-                raise UnfreezeError(f"The graph {self.path} needs input {name!r}, which the export does not provide.")
-        return dict(zip(names, self.session.run(names, inputs), strict=True))
-
-
-# -- tokenising and padding -----------------------------------------------------------------------
-
-@dataclass
-class EncodedTexts:
-    """Token ids of a list of inputs, unpadded (one list per input)."""
-
-    input_ids: list[list[int]]
-    token_type_ids: list[list[int]] | None
-    n_truncated: int
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-
-class TextEncoder:
-    """The export's Hugging Face tokenizer, truncating and padding as ``Backbone`` does.
-
-    Parameters
-    ----------
-    folder : Path
-        The tokenizer folder inside the export.
-    max_length : int
-        Tokens per input (already capped by the model's limits at export).
-    token_types : bool
-        Whether the model is fed token type ids.
-    pad_token_id : int
-        The id padding positions get (masked out, so any id works).
-    padding_side : {'right', 'left'}
-        Where padding goes; right keeps absolute positions of decoders as in training.
-    """
-
-    def __init__(self, folder: Path, max_length: int, token_types: bool, pad_token_id: int,
-                 padding_side: str = "right") -> None:
-        from transformers import AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        if padding_side not in PADDING_SIDES:
-            raise UnfreezeError(f"The 'padding_side' parameter must be one of 'right', 'left'. Got {padding_side!r}.")
-        hf_logging.set_verbosity_error()
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        except (OSError, ValueError) as exc:
-            raise damaged(folder, f"its tokenizer does not load ({str(exc).splitlines()[0]})") from exc
-        self.max_length = int(max_length)
-        self.token_types = bool(token_types)
-        self.pad_token_id = int(pad_token_id)
-        self.padding_side = padding_side
-        # a fast tokenizer's truncation setting is state inside it: concurrent calls that change it
-        # fail ("Already borrowed"), so calls from several threads (a server) take turns
-        self._lock = threading.Lock()
-
-    def encode(self, inputs: Sequence[str | tuple[str, str]]) -> EncodedTexts:
-        """Tokenise without padding; inputs over ``max_length`` tokens are truncated and counted."""
-        texts, pairs = _split_inputs(inputs)
-        if not texts:
-            return EncodedTexts([], [] if self.token_types else None, 0)
-        args = (texts,) if pairs is None else (texts, pairs)
-        with self._lock:
-            full = self.tokenizer(*args, truncation=False, padding=False, verbose=False)
-            n_truncated = sum(len(ids) > self.max_length for ids in full["input_ids"])
-            if n_truncated:
-                full = self.tokenizer(*args, truncation=True, max_length=self.max_length, padding=False)
-        types = full.get("token_type_ids") if self.token_types else None
-        return EncodedTexts(list(full["input_ids"]), None if types is None else list(types), n_truncated)
-
-    def collate(self, encoded: EncodedTexts, idx: Sequence[int]) -> dict[str, np.ndarray]:
-        """Pad the inputs ``idx`` into int64 arrays ``input_ids``, ``attention_mask`` (and ``token_type_ids``)."""
-        width = max(len(encoded.input_ids[i]) for i in idx)
-        ids = np.full((len(idx), width), self.pad_token_id, dtype=np.int64)
-        mask = np.zeros((len(idx), width), dtype=np.int64)
-        types = np.zeros((len(idx), width), dtype=np.int64) if encoded.token_type_ids is not None else None
-        for row, i in enumerate(idx):
-            n = len(encoded.input_ids[i])
-            span = slice(0, n) if self.padding_side == "right" else slice(width - n, width)
-            ids[row, span] = encoded.input_ids[i]
-            mask[row, span] = 1
-            if types is not None:
-                types[row, span] = encoded.token_type_ids[i]
-        batch = {"input_ids": ids, "attention_mask": mask}
-        if types is not None:
-            batch["token_type_ids"] = types
-        return batch
-
-    def batches(self, encoded: EncodedTexts, batch_size: int):
-        """Yield (input indices, padded batch), longest inputs first (the least padding)."""
-        order = sorted(range(len(encoded)), key=lambda i: -len(encoded.input_ids[i]))
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            yield idx, self.collate(encoded, idx)
-
-
-def _split_inputs(inputs: Sequence[str | tuple[str, str]]) -> tuple[list[str], list[str] | None]:
-    # the same convention as models.backbone.split_inputs, without importing torch-side modules
-    if isinstance(inputs, str):
-        raise UnfreezeError("Give a list of texts, not one string.")
-    if len(inputs) and isinstance(inputs[0], (tuple, list)):
-        return [str(x[0]) for x in inputs], [str(x[1]) for x in inputs]
-    return [str(x) for x in inputs], None
-
-
-# -- runners over an export folder ----------------------------------------------------------------
 
 class _ExportRunner:
     """Manifest, tokenizer and one graph of an export folder."""
@@ -355,8 +167,6 @@ class OnnxNetwork(_ExportRunner):
     def predict_proba(self, inputs: Sequence[str | tuple[str, str]]) -> np.ndarray:
         return softmax(self.logits(inputs))
 
-
-# -- heads applied after the graph ----------------------------------------------------------------
 
 @dataclass
 class NumpyLogisticHead:
@@ -558,6 +368,6 @@ def available_precisions(folder: str | Path) -> list[str]:
     return [p for p in PRECISIONS if p in read_manifest(folder)["graphs"]]
 
 
-__all__ = ["INSTALL_HINT", "NumpyLogisticHead", "OnnxClassifier", "OnnxEncoder",
-           "OnnxGraph", "OnnxNetwork", "TextEncoder", "available_precisions", "load_export", "require_onnxruntime",
-           "softmax"]
+__all__ = ["INSTALL_HINT", "PADDING_SIDES", "EncodedTexts", "NumpyLogisticHead", "OnnxClassifier", "OnnxEncoder",
+           "OnnxGraph", "OnnxNetwork", "TextEncoder", "available_precisions", "damaged", "file_sha256", "load_export",
+           "require_onnxruntime", "softmax"]
