@@ -122,7 +122,7 @@ def main() -> None:
         for line in done.lines()[1:]:
             print(f"  {line}")
         settings = {"torch": batching, "onnx fp32": [*batching, "--runtime", "onnx"],
-                    "onnx int8": [*batching, "--runtime", "onnx", "--int8"]}
+                    "onnx int8": [*batching, "--runtime", "onnx", "--precision", "int8"]}
     else:
         settings = {"micro-batching": batching, "one at a time": ["--no-micro-batching"]}
     results = {}

@@ -85,13 +85,8 @@ def fit(
     typer.echo(f"trained {clf.strategy_.describe()} on {len(train)} examples of {train.name} with {model} "
                f"({clf.fit_seconds_:.1f} s; {head}; trainable parameters {record.get('trainable_parameters', 0):,} "
                f"of {record.get('total_parameters', 0):,}; precision {ran.describe()})")
-    if "layer_weights" in record:  # mix: what it learned about the layers
-        weights = "  ".join(f"{layer}: {w:.3f}" for layer, w in zip(record["mixed_layers"], record["layer_weights"]))
-        typer.echo(f"layer weights (hidden state: weight; 0 = embeddings): {weights}  gamma {record['gamma']:.3f}")
-    if "token_states" in record:  # bilstm: where the cached token states lived
-        kept = record["token_states"]
-        typer.echo(f"token states: {kept['tokens']:,} tokens, {kept['bytes_in_memory'] / 2**20:.1f} MiB in memory, "
-                   f"{kept['bytes_on_disk'] / 2**20:.1f} MiB on disk (removed)")
+    for line in clf.strategy_.fit_lines(record):
+        typer.echo(line)
     if clf.n_truncated_:
         typer.echo(f"note: {clf.n_truncated_} training text(s) were longer than {clf.max_length_} tokens and truncated")
     typer.echo(format_metrics_table(metrics))

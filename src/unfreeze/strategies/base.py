@@ -168,6 +168,11 @@ class Strategy(Params):
         """'freeze k=4': the name and the parameters that differ from their defaults."""
         return " ".join([self.name, *(f"{k}={v}" for k, v in self.changed().items())])
 
+    def fit_lines(self, record: dict) -> list[str]:
+        """Lines ``unfreeze fit`` prints about what this strategy's fit learned or kept (``record``: its fit
+        record); none by default."""
+        return []
+
 
 def freeze_bottom(backbone: Backbone, k: int) -> None:
     """Freeze the embedding side, the bottom k blocks and the pooler; train the rest.

@@ -140,6 +140,13 @@ class BiLSTM(Strategy):
         predictor = BiLSTMPredictor(backbone, module, layers, context.max_length, context.batch_size)
         return FitResult(predictor, record, encoded.n_truncated, encoded.max_length)
 
+    def fit_lines(self, record: dict) -> list[str]:
+        kept = record.get("token_states")
+        if not kept:
+            return []
+        return [f"token states: {kept['tokens']:,} tokens, {kept['bytes_in_memory'] / 2**20:.1f} MiB in memory, "
+                f"{kept['bytes_on_disk'] / 2**20:.1f} MiB on disk (removed)"]
+
 
 @register_predictor
 @dataclass

@@ -119,6 +119,12 @@ class Mix(Strategy):
                                  use_cache=context.cache, progress=context.progress)
         return FitResult(predictor, record, embedded.n_truncated, embedded.max_length)
 
+    def fit_lines(self, record: dict) -> list[str]:
+        if "layer_weights" not in record:
+            return []
+        weights = "  ".join(f"{layer}: {w:.3f}" for layer, w in zip(record["mixed_layers"], record["layer_weights"]))
+        return [f"layer weights (hidden state: weight; 0 = embeddings): {weights}  gamma {record['gamma']:.3f}"]
+
 
 def stack_layers(layers: dict[int, np.ndarray], order: Sequence[int], device):
     """Pooled states per layer -> one float32 tensor [n, len(order), hidden] on ``device``."""
