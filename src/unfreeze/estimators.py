@@ -18,12 +18,12 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from .inference.bundle import CHECK_TEXTS_KEY, check_sample
 from .errors import UnfreezeError, invalid_parameter
+from .inference.bundle import check_sample
+from .machine.hardware import run_precision
 from .metrics import classification_metrics
 from .models.backbone import TextInput
 from .models.catalog import DEFAULT_MODEL
-from .machine.hardware import recorded_precision, run_precision
 from .params import check_int, is_bool
 from .strategies import Strategy, make_strategy, split_shorthand, users_of
 from .training.settings import Training, normalise_learning_rate
@@ -383,33 +383,9 @@ class Classifier(ClassifierMixin, BaseEstimator):
 
     def save(self, path: str | Path, metrics: dict | None = None) -> Path:
         """Write a bundle folder (JSON + safetensors); atomic: all or nothing."""
-        from .inference.bundle import FORMAT, FORMAT_VERSION, SINGLE_KIND, model_reference, package_versions, write_bundle
+        from .inference.classifier_bundle import save_classifier
 
-        check_is_fitted(self, "predictor_")
-        state = self.predictor_.state()
-        params = {k: v for k, v in self.get_params(deep=False).items() if k not in ("strategy", "training")}
-        params["model"] = model_reference(str(params["model"]))
-        config = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "kind": SINGLE_KIND,
-            "classifier": params,
-            "strategy": {"name": self.strategy_.name, "params": self.strategy_.get_params(deep=False)},
-            "training": self.training_.get_params(deep=False),
-            "predictor": {**state.meta, "files": sorted(state.files)},
-            "backbone": {"reference": params["model"], "fingerprint": self.base_fingerprint_,
-                         "family": self.backbone_.family, "num_blocks": self.backbone_.num_blocks},
-            "pooling": self.pooling_,
-            "layers": list(self.layers_),
-            "max_length": self.max_length_,
-            "labels": self.classes_.tolist(),
-            "versions": package_versions(),
-            "fit_record": self.fit_record_,
-            "metrics": metrics or {},
-        }
-        if getattr(self, "check_texts_", None):
-            config[CHECK_TEXTS_KEY] = self.check_texts_
-        return write_bundle(Path(path), config, state.files)
+        return save_classifier(self, path, metrics)
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, head: str | None = None, runtime: str = "torch",
@@ -426,91 +402,9 @@ class Classifier(ClassifierMixin, BaseEstimator):
         ``"int8"``): the same ``predict``/``predict_proba``/``classes_``, no PyTorch weights
         loaded, prediction only (see ``unfreeze.export.onnx_predictor``).
         """
-        if runtime != "torch" or onnx is not None or precision == "int8":
-            from .export.onnx_predictor import load_onnx_classifier
+        from .inference.classifier_bundle import load_classifier
 
-            return load_onnx_classifier(cls, path, head, runtime, precision or "fp32", onnx, device)
-        from .inference.bundle import MULTIHEAD_KIND, check_fingerprint, damaged, read_config, read_tensors
-        from .models.loaded import private_backbone, shared_backbone
-        from .inference.predictors import PredictorState, predictor_class
-        from .strategies import strategy_class
-        from .strategies.base import FitContext
-
-        from .machine.hardware import PRECISIONS
-
-        if precision is not None and precision not in PRECISIONS:
-            raise invalid_parameter("precision", "Classifier.load",
-                                    "None, " + ", ".join(map(repr, PRECISIONS)) + " (or 'int8' with runtime='onnx')",
-                                    precision)
-        path = Path(path)
-        config = read_config(path)
-        if config.get("kind") == MULTIHEAD_KIND:
-            return cls._load_one_head(path, config, device, head, precision)
-        if head is not None and head != "default":
-            raise UnfreezeError(f"{path} is a single-head bundle; its one head is called 'default', not {head!r}.")
-        try:
-            params = dict(config["classifier"])
-            strategy = strategy_class(config["strategy"]["name"])(**config["strategy"]["params"])
-            training = Training(**config.get("training", {}))
-            meta = config["predictor"]
-            predictor_type = predictor_class(meta["type"])
-            labels = config["labels"]
-            if not isinstance(labels, list) or len(labels) < 2:
-                raise TypeError(f"labels must be a list of at least two classes, not {labels!r}")
-        except (KeyError, TypeError, ValueError, UnfreezeError) as exc:
-            raise damaged(path, f"unfreeze.json lacks a valid classifier, strategy or predictor ({exc})") from exc
-        if device is not None:
-            params["device"] = device
-        clf = cls(**params, strategy=strategy, training=training)
-        reference = config["backbone"]["reference"]
-        base = shared_backbone(reference, clf.device)
-        check_fingerprint(base.fingerprint(), config, path)
-        recorded = (config.get("fit_record") or {}).get("precision") or {}
-        ran = recorded_precision(precision, recorded, base.device)
-        frozen = shared_backbone(reference, clf.device, ran.inference_dtype)
-        backbone = private_backbone(reference, clf.device) if strategy.changes_weights else frozen
-        # version-1 bundles do not list their files: a head file and/or a trained-tensors file
-        stems = meta.get("files") or [s for s in ("head", "trained") if (path / f"{s}.safetensors").exists()]
-        files = {stem: read_tensors(path, stem, "np" if stem in predictor_type.numpy_files else "pt")
-                 for stem in stems}
-        context = FitContext(backbone, base.fingerprint(), config["pooling"], tuple(config["layers"]),
-                             config["max_length"], clf.batch_size, clf.seed, clf.cache, clf.progress, len(labels),
-                             None, inference_backbone=frozen if strategy.changes_weights else None,
-                             inference_precision=ran.inference)
-        try:
-            clf.predictor_ = predictor_type.from_state(context, strategy, PredictorState(files, meta))
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise damaged(path, f"its weights do not fit its model ({exc})") from exc
-        n_outputs = clf.predictor_.n_outputs()
-        if n_outputs is not None and n_outputs != len(labels):
-            raise damaged(path, f"unfreeze.json lists {len(labels)} labels but the fitted head scores {n_outputs} "
-                                "classes")
-        clf.classes_ = np.asarray(labels)
-        clf.strategy_, clf.training_ = strategy, training
-        clf.backbone_, clf.base_fingerprint_ = backbone, base.fingerprint()
-        clf.pooling_, clf.layers_, clf.max_length_ = config["pooling"], tuple(config["layers"]), config["max_length"]
-        clf.fit_record_ = config.get("fit_record", {})
-        clf.n_truncated_ = 0
-        clf.check_texts_ = config.get(CHECK_TEXTS_KEY)
-        return clf
-
-    @classmethod
-    def _load_one_head(cls, path: Path, config: dict, device: str | None, head: str | None,
-                       precision: str | None = None) -> Classifier:
-        from .inference.bundle import read_heads
-
-        heads = read_heads(path, config)
-        if head is None:
-            if len(heads) > 1:
-                raise UnfreezeError(f"{path} holds {len(heads)} heads ({', '.join(heads)}): name one "
-                                    "(Classifier.load(path, head=NAME), --head NAME) or use MultiHeadClassifier.")
-            head = next(iter(heads))
-        if head not in heads:
-            raise UnfreezeError(f"Unknown head {head!r}; this bundle has: {', '.join(heads)}.")
-        precision = precision or (config.get("precision") or {}).get("inference")
-        return cls.from_head(config["backbone"]["reference"], heads[head], config["max_length"],
-                             config.get("batch_size", 32), device, fingerprint=config["backbone"]["fingerprint"],
-                             path=path, precision=precision)
+        return load_classifier(cls, path, device, head, runtime, precision, onnx)
 
     @classmethod
     def from_head(cls, model: str, head, max_length: int, batch_size: int = 32, device: str | None = None,
@@ -519,31 +413,10 @@ class Classifier(ClassifierMixin, BaseEstimator):
         """A fitted ``features`` classifier from one head of a multi-head bundle (``unfreeze.features.logistic.Head``),
         on the shared backbone (in ``precision``: a setting, the suite's; None: fp32). With
         ``fingerprint``, refuses a backbone whose weights differ."""
-        from .inference.bundle import check_fingerprint
-        from .models.loaded import shared_backbone
-        from .inference.predictors import EmbeddingHead
-        from .strategies import Features
+        from .inference.classifier_bundle import classifier_from_head
 
-        params = head.info.get("params", {})
-        clf = cls(model=str(model), strategy=Features(C=params.get("C"), cv=params.get("cv", 5)),
-                  pooling=head.pooling, layers=list(head.layers), max_length=max_length, batch_size=batch_size,
-                  seed=params.get("seed", 0), device=device, progress=progress, precision=precision or "fp32")
-        base = shared_backbone(str(model), device)
-        if fingerprint is not None:
-            check_fingerprint(base.fingerprint(), {"backbone": {"fingerprint": fingerprint,
-                                                                "reference": str(model)}}, path or Path(model))
-        ran = run_precision(precision or "fp32", base.device)
-        backbone = shared_backbone(str(model), device, ran.inference_dtype)
-        limit = backbone.length_limit(max_length)
-        clf.predictor_ = EmbeddingHead(backbone, head.pooling, tuple(head.layers), limit, batch_size, head.head,
-                                       progress=progress, precision=ran.inference)
-        clf.classes_ = np.asarray(head.classes)
-        clf.strategy_, clf.training_ = clf.strategy, Training()
-        clf.backbone_, clf.base_fingerprint_ = backbone, base.fingerprint()
-        clf.pooling_, clf.layers_, clf.max_length_ = head.pooling, tuple(head.layers), limit
-        clf.fit_record_, clf.n_truncated_ = head.info.get("fit_record", {}), 0
-        clf.check_texts_ = head.info.get(CHECK_TEXTS_KEY)
-        return clf
+        return classifier_from_head(cls, model, head, max_length, batch_size, device, progress, fingerprint, path,
+                                    precision)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
