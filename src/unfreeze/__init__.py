@@ -11,6 +11,7 @@ import importlib.abc
 import importlib.machinery
 import importlib.metadata
 import sys
+from typing import ClassVar
 
 
 def _version() -> str:
@@ -97,7 +98,7 @@ _MOVED = {
 class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Imports a moved module's old path as the new module itself (the same object, one set of globals)."""
 
-    _specs: dict = {}
+    _specs: ClassVar[dict[str, importlib.machinery.ModuleSpec | None]] = {}
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname not in _MOVED:

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..storage.cache import atomic_path, cache_dir, sha256_file
 from ..errors import UnfreezeError
+from ..storage.cache import atomic_path, cache_dir, sha256_file
 from .dataset import TextDataset, build_dataset
 from .sampling import train_test_split
 
@@ -191,10 +191,9 @@ def _materialise(spec: BuiltinDataset) -> Path:
     ds = build_dataset(texts, labels, source=spec.name)
     test_idx = _test_indices(ds, TEST_FRACTION, SPLIT_SEED)
     folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(data_file) as tmp:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            for text, label in zip(ds.texts, ds.labels):
-                handle.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
+    with atomic_path(data_file) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        for text, label in zip(ds.texts, ds.labels):
+            handle.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
     digest = sha256_file(data_file)
     if spec.sha256 and digest != spec.sha256:
         data_file.unlink()

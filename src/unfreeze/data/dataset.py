@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import median
 
-from ..errors import UnfreezeError, OneLineWarning
+from ..errors import OneLineWarning, UnfreezeError
 
 Label = int | str
 

@@ -18,9 +18,9 @@ import torch
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..storage.cache import atomic_path, cache_dir, sha256_json
 from ..models.backbone import Backbone, TextInput, split_inputs
 from ..models.pooling import pool
+from ..storage.cache import atomic_path, cache_dir, sha256_json
 from .pools import ScopedPool
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..data import TextDataset
-from .logistic import LogisticHead
 from ..metrics import METRICS, classification_metrics
+from .logistic import LogisticHead
 
 
 def run_probe(
@@ -32,10 +32,10 @@ def run_probe(
     """Fit and score a logistic head on every hidden state and on the last four concatenated.
 
     ``precision``: of the forward pass (``auto``: bf16 where the hardware runs it fast)."""
-    from .embed import embed
     from ..machine.hardware import run_precision
     from ..models.loaded import shared_backbone
     from ..models.pooling import resolve_pooling
+    from .embed import embed
 
     base = shared_backbone(model, device)
     backbone = shared_backbone(model, device, run_precision(precision, base.device).inference_dtype)

@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..storage.cache import cache_dir
 from ..errors import UnfreezeError
 from ..models.backbone import Backbone, Encoded
+from ..storage.cache import cache_dir
 
 DEFAULT_MEMORY_GIB = 2.0
 FP16_RELATIVE_ERROR = 2.0**-11  # unit roundoff of float16 (round to nearest)

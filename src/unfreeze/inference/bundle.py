@@ -33,8 +33,8 @@ import re
 from pathlib import Path
 
 from .. import __version__
-from ..storage.cache import atomic_path
 from ..errors import UnfreezeError
+from ..storage.cache import atomic_path
 
 FORMAT = "unfreeze-bundle"
 FORMAT_VERSION = 3  # single-head bundles written by this release

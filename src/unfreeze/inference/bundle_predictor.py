@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import SINGLE_KIND, read_config
 from ..errors import UnfreezeError
 from ..export.locate import RUNTIMES
+from .bundle import SINGLE_KIND, read_config
 
 DEFAULT_HEAD = "default"  # the name a single-head bundle's head goes by (as in unfreeze.inference.multihead)
 

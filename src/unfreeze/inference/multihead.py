@@ -25,6 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UnfreezeError
+from ..estimators import Classifier
+from ..features.logistic import Head
+from ..models.backbone import TextInput
+from ..storage.cache import atomic_path
+from ..strategies import Features
 from .bundle import (
     CHECK_TEXTS_KEY,
     CONFIG_FILE,
@@ -40,12 +46,6 @@ from .bundle import (
     read_config,
     read_heads,
 )
-from ..storage.cache import atomic_path
-from ..estimators import Classifier
-from ..errors import UnfreezeError
-from ..features.logistic import Head
-from ..models.backbone import TextInput
-from ..strategies import Features
 
 HEADS_DIR = "heads"
 DEFAULT_HEAD = "default"  # the name a single-head bundle's head goes by
@@ -117,8 +117,8 @@ class MultiHeadClassifier:
     @property
     def inference_backbone(self):
         """The shared model the forward pass runs on: the base model, or its bf16 copy."""
-        from ..models.loaded import shared_backbone
         from ..machine.hardware import RunPrecision
+        from ..models.loaded import shared_backbone
 
         return shared_backbone(str(self.model), self.device, RunPrecision(self.inference_precision).inference_dtype)
 
@@ -165,7 +165,7 @@ class MultiHeadClassifier:
             raise UnfreezeError(f"Head {name!r} was fitted on {fitted_in} embeddings; this bundle's forward pass runs "
                                 f"in {self.inference_precision}. Refit it with precision={self.inference_precision!r}.")
         info = {"params": {"C": clf.strategy_.C, "cv": clf.strategy_.cv, "seed": clf.seed}, "fit_record": clf.fit_record_,
-                "added": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+                "added": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
         if data is not None:
             info["data"] = data
         if getattr(clf, "check_texts_", None):

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from ..errors import UnfreezeError, OneLineWarning
+from ..errors import OneLineWarning, UnfreezeError
 
 if TYPE_CHECKING:
     import torch

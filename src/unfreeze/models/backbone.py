@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import UnfreezeError
 from ..machine.deadline import check_deadline
 from ..machine.devices import resolve_device
-from ..errors import UnfreezeError
 from .catalog import resolve_model_source
 
 # where families keep their blocks, tried in order on the loaded base model
@@ -122,7 +122,6 @@ class Backbone:
             resolve_device(device)  # one line listing the devices that exist, for any other name
         resolved = resolve_model_source(reference)
         from transformers import AutoModel, AutoTokenizer
-
         from transformers.utils import logging as hf_logging
 
         source = resolved.location

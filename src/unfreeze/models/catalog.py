@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..storage.cache import atomic_path, cache_dir, sha256_file
 from ..errors import UnfreezeError
+from ..storage.cache import atomic_path, cache_dir, sha256_file
 
 
 @dataclass(frozen=True)
@@ -217,8 +217,8 @@ def resolve_model_source(reference: str) -> ModelSource:
         return ModelSource(reference, local_files_only=True)
     raise UnfreezeError(
         f"Could not load model {reference!r}: it is not a catalog name or a local folder, and the Hugging Face hub "
-        f"cannot be reached ({reason}) with no copy of it cached. Give a catalog name from `unfreeze models` ({', '.join(CATALOG)}), "
-        "a local model folder, or go online."
+        f"cannot be reached ({reason}) with no copy of it cached. Give a catalog name from `unfreeze models` "
+        f"({', '.join(CATALOG)}), a local model folder, or go online."
     )
 
 

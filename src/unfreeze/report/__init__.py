@@ -7,13 +7,13 @@ import html
 import json
 from pathlib import Path
 
-from ..storage.cache import atomic_path
 from ..errors import UnfreezeError
+from ..storage.cache import atomic_path
 from ..sweep.store import ResultsStore
 from . import plots
 from .tables import METRICS, recommend, recommendation_sentence, results_frame, summarise
 
-__all__ = ["build_report", "results_frame", "summarise", "recommend"]
+__all__ = ["build_report", "recommend", "results_frame", "summarise"]
 
 
 def build_report(run_dir: str | Path, metric: str = "accuracy", tolerance: float = 0.0) -> dict:

@@ -7,11 +7,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+import pandas as pd
 
-from .tables import STRATEGY_ORDER  # noqa: E402
+from .tables import STRATEGY_ORDER
 
 COLORS = {s: f"C{i}" for i, s in enumerate(STRATEGY_ORDER)}
 # strategies from plugins take the colours after the built-ins', in a stable order
@@ -66,7 +66,7 @@ def score_vs_k(summary: pd.DataFrame, metric: str, path: Path, num_blocks: int |
 def best_per_strategy(summary: pd.DataFrame) -> pd.DataFrame:
     """One line per strategy over n: features, freeze at its best k per n, full (k=0), reinit, lora, setfit."""
     lines = []
-    for (strategy, n), group in summary.groupby(["strategy", "n_train"]):
+    for (strategy, _n), group in summary.groupby(["strategy", "n_train"]):
         if strategy == "freeze":
             zero = group[group["k"] == 0]
             if not zero.empty:

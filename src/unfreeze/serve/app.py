@@ -15,8 +15,7 @@ import contextlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
-
+from typing import Annotated, Any, Literal
 
 from ..errors import UnfreezeError
 from ..inference.bundle_predictor import BundlePredictor
@@ -52,7 +51,7 @@ def _schemas(limits: ServeLimits, head_names: list[str]):
     # the command line's rule: an empty or blank text has nothing to classify (422, not a confident guess)
     Text = Annotated[str, StringConstraints(min_length=1, max_length=limits.max_chars, pattern=r"\S")]
     HeadName = Literal[tuple(head_names)]  # the spec lists the valid heads; others get 422
-    Label = Union[int, str]
+    Label = int | str
 
     class PredictRequest(BaseModel):
         model_config = ConfigDict(extra="forbid", json_schema_extra={
@@ -60,7 +59,7 @@ def _schemas(limits: ServeLimits, head_names: list[str]):
         texts: list[Text] = Field(min_length=1, max_length=limits.max_texts,
                                   description=f"1 to {limits.max_texts} texts of 1 to {limits.max_chars} "
                                               "characters each, not all white space.")
-        heads: Optional[list[HeadName]] = Field(default=None, min_length=1, max_length=len(head_names) * 4,
+        heads: list[HeadName] | None = Field(default=None, min_length=1, max_length=len(head_names) * 4,
                                            description=f"Heads to apply (default: all). This bundle has: "
                                                        f"{', '.join(head_names)}.")
 

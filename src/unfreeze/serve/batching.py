@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -63,10 +64,8 @@ class MicroBatcher:
             await asyncio.sleep(0.01)
         if self._worker is not None:
             self._worker.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-            except asyncio.CancelledError:
-                pass
         self._executor.shutdown(wait=True)
 
     async def submit(self, texts: Sequence[str], heads: Sequence[str]) -> dict[str, np.ndarray]:
@@ -99,7 +98,7 @@ class MicroBatcher:
                     self._wakeup.clear()
                     try:
                         await asyncio.wait_for(self._wakeup.wait(), deadline - loop.time())
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         break
             batch = self._take_batch()
             self._waiting_texts -= sum(len(p.texts) for p in batch)
@@ -112,7 +111,7 @@ class MicroBatcher:
                     rows = slice(start, start + len(p.texts))
                     start += len(p.texts)
                     answers.append({h: result[h][rows] for h in p.heads})
-            except Exception as exc:  # the requests of this batch fail (500); the server goes on
+            except Exception as exc:  # noqa: BLE001 - the requests of this batch fail (500); the server goes on
                 for p in batch:
                     if not p.future.done():
                         p.future.set_exception(exc)

@@ -80,10 +80,9 @@ def check_output(
     if kind == "file":
         if path.is_dir():
             raise UnfreezeError(f"{path} is a folder; the {what} to write is a file. {another} naming a file.")
-        if path.exists() or path.is_symlink():
-            if not overwrite:
-                raise UnfreezeError(f"{path} already exists. Pass --overwrite to replace it, or {another[0].lower()}"
-                                    f"{another[1:]}.")
+        if (path.exists() or path.is_symlink()) and not overwrite:
+            raise UnfreezeError(f"{path} already exists. Pass --overwrite to replace it, or {another[0].lower()}"
+                                f"{another[1:]}.")
         return path
     if path.exists() and not path.is_dir():
         raise UnfreezeError(f"{path} is a file, and a {what} is a folder; the file is left as it is. {another}.")

@@ -44,6 +44,7 @@ Which fields of a row differ from the local backend's: see ``store.VOLATILE_FIEL
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import numbers
 import os
@@ -59,8 +60,8 @@ from .plan import (
     SweepPlan,
     embed_everything,
     embeds_frozen,
-    inference_backbone,
     failed_record,
+    inference_backbone,
     prefix_ks,
     probe_needed,
     probe_rows,
@@ -271,10 +272,9 @@ def run_sweep_ray(plan: SweepPlan, options: RayOptions, shared_cache: bool = Tru
     finally:
         bar.close()
         for ref in [*in_flight, *([probe_ref] if probe_ref is not None else [])]:
-            try:
-                ray.cancel(ref, force=True)  # interrupted: do not leave cells running on the cluster
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                pass
+            # interrupted: do not leave cells running on the cluster (best effort on the way out)
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
         if started_here:
             ray.shutdown()
     return plan.counts

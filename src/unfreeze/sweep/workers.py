@@ -26,6 +26,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 
 from ..errors import UnfreezeError
+from .grid import Cell, SweepSpec
 from .plan import (
     SweepData,
     SweepPlan,
@@ -41,7 +42,6 @@ from .plan import (
     warm_prefixes,
     write_probe,
 )
-from .grid import Cell, SweepSpec
 
 # what a worker process keeps between its cells
 _WORKER: dict = {}
@@ -57,7 +57,10 @@ def worker_device(device: str | None, index: int, cuda_count: int) -> str | None
 
 def _start_worker(spec: SweepSpec, data: SweepData, device: str | None, shared_cache: bool, pools: list,
                   threads: int, counter) -> None:
-    """A worker's start: its share of the threads, its device, the shared embeddings; the model loads at its first cell."""
+    """A worker's start: its share of the threads, its device, the shared embeddings.
+
+    The model loads at its first cell.
+    """
     import torch
 
     torch.set_num_threads(threads)

@@ -99,10 +99,10 @@ def gather_rows(part: np.ndarray, n_total: int, acc) -> np.ndarray:
     """Reassemble per-rank rows (rank r holds rows r, r + W, r + 2W, ...) into input order on every rank."""
     world = acc.num_processes
     width = -(-n_total // world)  # the largest shard; smaller ones are padded to it for the gather
-    padded = np.zeros((width,) + part.shape[1:], dtype=part.dtype)
+    padded = np.zeros((width, *part.shape[1:]), dtype=part.dtype)
     padded[: len(part)] = part
-    gathered = acc.gather(torch.from_numpy(padded).to(acc.device)).cpu().numpy().reshape((world, width) + part.shape[1:])
-    out = np.empty((n_total,) + part.shape[1:], dtype=part.dtype)
+    gathered = acc.gather(torch.from_numpy(padded).to(acc.device)).cpu().numpy().reshape((world, width, *part.shape[1:]))
+    out = np.empty((n_total, *part.shape[1:]), dtype=part.dtype)
     for r in range(world):
         rows = np.arange(r, n_total, world)
         out[rows] = gathered[r, : len(rows)]

@@ -20,8 +20,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ..models.backbone import Backbone, Encoded
 from ..features.pools import ScopedPool
+from ..models.backbone import Backbone, Encoded
 
 
 class PrefixBatch(NamedTuple):
