@@ -272,9 +272,9 @@ def test_in_a_sweep_one_embedding_pass_serves_every_mix_and_features_cell(tiny_m
 
     monkeypatch.setattr(embed_module, "_forward_pooled", counting)
     # each cell also times its prediction with the caches set aside, as a user's would run: not counted here
-    import unfreeze.sweep.plan as plan_module
+    import unfreeze.sweep.cell as cell_module
 
-    monkeypatch.setattr(plan_module, "prediction_seconds_per_text", lambda clf, inputs: 0.0)
+    monkeypatch.setattr(cell_module, "prediction_seconds_per_text", lambda clf, inputs: 0.0)
     spec = SweepSpec(data=str(write_toy_csv(tmp_path / "train.csv", 48, 0)),
                      test=str(write_toy_csv(tmp_path / "test.csv", 16, 1)), model=tiny_model_dir("bert"),
                      strategies=["features", "mix"], grid={"mix": {"mix_layers": ["all", "last2"]}},
