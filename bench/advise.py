@@ -43,7 +43,8 @@ def run_one(setting: dict, quick: bool) -> dict:
     from unfreeze.advise import curves as lc
     from unfreeze.advise.cost import cell_seconds
     from unfreeze.advise.halving import AdviseSpec, default_validation_size, run_halving, rung_sizes
-    from unfreeze.advise.plan import make_plan, validation_scores, write_outputs
+    from unfreeze.advise.plan import make_plan, validation_scores
+    from unfreeze.advise.render import write_outputs
     from unfreeze.sweep import ResultsStore, SweepSpec
     from unfreeze.sweep.plan import load_sweep_data
     from unfreeze.sweep.runner import run_sweep

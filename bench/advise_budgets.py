@@ -197,7 +197,7 @@ def demo_run(busy: bool, resume: bool = False) -> dict:
 
 
 def plan_first_line(plan: dict) -> str:
-    from unfreeze.advise.plan import plan_text
+    from unfreeze.advise.render import plan_text
 
     return plan_text(plan).splitlines()[0]
 

@@ -18,7 +18,8 @@ from conftest import sentiment_task_varied
 from unfreeze.advise.cost import human_seconds
 from unfreeze.advise.halving import AdviseRun, Configuration
 from unfreeze.advise.pilot import MIN_SIZES, SAFETY, StepCosts, cell_seconds, plan_pilot, projected
-from unfreeze.advise.plan import make_plan, plan_text
+from unfreeze.advise.plan import make_plan
+from unfreeze.advise.render import plan_text
 from unfreeze.advise.spec import AdviseSpec, rung_sizes
 from unfreeze.cli import app
 from unfreeze.sweep import ResultsStore

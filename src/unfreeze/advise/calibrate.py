@@ -11,11 +11,19 @@ the budget like everything else.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 from ..data import sample
+from ..errors import UnfreezeError
+from ..machine.deadline import DeadlineReached
+from ..machine.deadline import deadline as time_limit
 from ..sweep.grid import SweepSpec
-from .pilot import StepCosts
+from .cost import cell_seconds, human_seconds
+from .pilot import SAFETY, PilotPlan, StepCosts, calibrated_seconds, plan_pilot
+from .pilot import cell_seconds as calibrated_cell
+from .rungs import Configuration, reserve_seconds
+from .spec import AdviseSpec
 
 
 def calibrate(sweep: SweepSpec, data, configs: list, device: str | None, seed: int) -> dict[str, StepCosts]:
@@ -40,31 +48,56 @@ def calibrate(sweep: SweepSpec, data, configs: list, device: str | None, seed: i
                 backbone = inference_backbone(sweep, device)
                 layers = list(parse_layers(sweep.layers, backbone.num_blocks, "advise"))
                 pooling = resolve_pooling(sweep.pooling, backbone.is_decoder, "advise")
-                embed(backbone, train.inputs[:2], layers, pooling, sweep.max_length, sweep.batch_size,
-                      use_cache=False, progress=False)
+                embed(
+                    backbone,
+                    train.inputs[:2],
+                    layers,
+                    pooling,
+                    sweep.max_length,
+                    sweep.batch_size,
+                    use_cache=False,
+                    progress=False,
+                )
                 started = time.perf_counter()
-                embed(backbone, texts.inputs, layers, pooling, sweep.max_length, sweep.batch_size, use_cache=False,
-                      progress=False)
+                embed(
+                    backbone,
+                    texts.inputs,
+                    layers,
+                    pooling,
+                    sweep.max_length,
+                    sweep.batch_size,
+                    use_cache=False,
+                    progress=False,
+                )
                 forward = (time.perf_counter() - started) / len(texts)
                 clf = cell_classifier(sweep, cell, device, use_cache=False)
                 clf.fit(train.inputs, train.labels)
                 # the head's fit (a logistic regression) is mostly set-up at these sizes: counted as fixed
-                costs[config.label] = StepCosts(config.label, True, forward=forward,
-                                                fixed=max(clf.fit_seconds_ - forward * batch, 0.0))
+                costs[config.label] = StepCosts(
+                    config.label, True, forward=forward, fixed=max(clf.fit_seconds_ - forward * batch, 0.0)
+                )
                 continue
-            one = dataclasses.replace(sweep, learning_rate=None, epochs=2, max_steps=None, patience=None,
-                                      validation_size=0)
+            one = dataclasses.replace(
+                sweep, learning_rate=None, epochs=2, max_steps=None, patience=None, validation_size=0
+            )
             if not warmed:  # the first training in a process pays one-time set-up (imports, allocator): not a cost
                 untimed(dataclasses.replace(one, epochs=1), cell, device).fit(train.inputs, train.labels)
                 warmed = True
             clf = untimed(one, cell, device)
             clf.fit(train.inputs, train.labels, validation=(validation.inputs, validation.labels))
             record = clf.fit_record_
-            costs[config.label] = step_costs(config.label, record, clf.fit_seconds_, batch, len(validation),
-                                             prediction_seconds_per_text(clf, validation.inputs),
-                                             sweep.epochs or strategy.epochs_for(sweep.searches_rates),
-                                             len(strategy.learning_rate_grid()) if sweep.searches_rates
-                                             and "learning_rate" in strategy.training_settings else 1)
+            costs[config.label] = step_costs(
+                config.label,
+                record,
+                clf.fit_seconds_,
+                batch,
+                len(validation),
+                prediction_seconds_per_text(clf, validation.inputs),
+                sweep.epochs or strategy.epochs_for(sweep.searches_rates),
+                len(strategy.learning_rate_grid())
+                if sweep.searches_rates and "learning_rate" in strategy.training_settings
+                else 1,
+            )
     return costs
 
 
@@ -76,8 +109,16 @@ def untimed(spec: SweepSpec, cell, device: str | None):
     return cell_classifier(spec, cell, device, use_cache=True).set_params(cache=False)
 
 
-def step_costs(label: str, record: dict, fit_seconds: float, n: int, validation: int, forward: float,
-               epochs: int | None, rates: int) -> StepCosts:
+def step_costs(
+    label: str,
+    record: dict,
+    fit_seconds: float,
+    n: int,
+    validation: int,
+    forward: float,
+    epochs: int | None,
+    rates: int,
+) -> StepCosts:
     """A trained configuration's costs per text from a calibration fit of ``n`` examples, ``validation`` texts.
 
     The steady state is the last epoch: its seconds less its share of the validation are the
@@ -95,8 +136,93 @@ def step_costs(label: str, record: dict, fit_seconds: float, n: int, validation:
         train = max(fit_seconds - prefix_total, 0.0) / (n * runs)
     steps_total = float(record.get("step_seconds") or 0.0) - prefix_total
     fixed = max(fit_seconds - prefix_total - max(steps_total, train * n * runs) - validate_total, 0.0)
-    return StepCosts(label, False, train=train, validate=validate, prefix=prefix_total / (n + validation),
-                     forward=forward, fixed=fixed, epochs=int(epochs or runs), rates=rates)
+    return StepCosts(
+        label,
+        False,
+        train=train,
+        validate=validate,
+        prefix=prefix_total / (n + validation),
+        forward=forward,
+        fixed=fixed,
+        epochs=int(epochs or runs),
+        rates=rates,
+    )
 
 
-__all__ = ["calibrate", "step_costs", "untimed"]
+def make_pilot(
+    spec: AdviseSpec,
+    sweep: SweepSpec,
+    data,
+    configs: list[Configuration],
+    device: str | None,
+    ladder: list[int],
+    held: int,
+    clock_start: float,
+    smaller: list[int],
+    floor: int,
+) -> tuple[PilotPlan, dict[str, StepCosts]]:
+    """Calibrate, then plan the pilot in what the budget leaves; refuse a budget that cannot run even the cheap
+    configurations at the smallest size (one line, nothing written)."""
+    try:
+        with time_limit(clock_start + spec.budget):
+            costs = calibrate(sweep, data, configs, device, spec.seeds[0])
+    except DeadlineReached:
+        costs = {}
+    room = spec.budget - reserve_seconds(spec.budget) - (time.monotonic() - clock_start)
+    cheap = [c.label for c in configs if c.cheap]
+    first = min(smaller) if smaller else ladder[0]
+    baseline = (
+        sum(len(spec.seeds) * calibrated_cell(costs[label], first, held, False) for label in cheap if label in costs)
+        * SAFETY
+    )
+    elapsed = time.monotonic() - clock_start
+    if not costs or room <= 0:
+        raise UnfreezeError(
+            f"A budget of {human_seconds(spec.budget)} cannot run even the features baseline: "
+            f"loading the model and timing one step of each configuration took "
+            f"{human_seconds(elapsed)}. Give --budget {math.ceil(max(elapsed, 20) * 3 / 60)}m or more."
+        )
+    if cheap and baseline > room:
+        needed = elapsed + baseline + reserve_seconds(spec.budget)
+        raise UnfreezeError(
+            f"A budget of {human_seconds(spec.budget)} cannot run even the features baseline at the "
+            f"smallest size ({first} examples x {len(spec.seeds)} seeds): loading and timing took "
+            f"{human_seconds(elapsed)} and the baseline needs about {human_seconds(baseline)} more. "
+            f"Give --budget {math.ceil(needed * 1.5 / 60)}m or more."
+        )
+    pilot = plan_pilot(
+        costs,
+        [c.label for c in configs],
+        ladder,
+        list(spec.seeds),
+        held,
+        room,
+        spec.eta,
+        spec.finalists,
+        spec.first_rung_rate,
+        smaller,
+        spec.growth,
+        floor,
+    )
+    return pilot, costs
+
+
+def calibration_ratio(costs: dict[str, StepCosts], rows: list[dict]) -> dict:
+    """How much slower than its calibration the machine ran the cells: their seconds over the seconds the
+    calibration gives them (with the epochs they ran). Above 1: slower (other work, a throttled CPU)."""
+    measured = expected = 0.0
+    for r in rows:
+        c = costs.get(r["cell"]["label"])
+        # trained cells: a cheap cell's seconds depend on what the embedding pool already holds
+        projected = calibrated_seconds(c, r) if c is not None and not c.cheap else None
+        if projected:
+            measured += cell_seconds(r)
+            expected += projected
+    return {
+        "cell_seconds": measured,
+        "calibrated_seconds": expected,
+        "slowdown": measured / expected if expected > 0 else None,
+    }
+
+
+__all__ = ["calibrate", "calibration_ratio", "make_pilot", "step_costs", "untimed"]

@@ -49,11 +49,16 @@ def cost_at(rows: list[dict], size: int, validation_fraction: float = 0.1) -> di
         # seconds per training example and epoch, per validation text, per prefix text: each cell that searched
         # gives a projection; the point is the median of the cells at the largest size, the interval all of them
         largest = max(n)
-        at_largest = [f for r, f in zip([r for r in rows if searched_rate(r)], per_epoch)
-                      if r["cell"]["n_train"] == largest] or per_epoch
-        return {"fit_seconds": float(np.median([f[1] for f in at_largest])),
-                "fit_interval": [min(f[0] for f in per_epoch), max(f[2] for f in per_epoch)],
-                "fit_basis": "steps", **others, "measured_sizes": sorted(set(n))}
+        at_largest = [
+            f for r, f in zip([r for r in rows if searched_rate(r)], per_epoch) if r["cell"]["n_train"] == largest
+        ] or per_epoch
+        return {
+            "fit_seconds": float(np.median([f[1] for f in at_largest])),
+            "fit_interval": [min(f[0] for f in per_epoch), max(f[2] for f in per_epoch)],
+            "fit_basis": "steps",
+            **others,
+            "measured_sizes": sorted(set(n)),
+        }
     # a fit of a configuration whose cells searched their rate searches too: cells that trained once at a rate
     # shared from another seed's search (the first rung's) would make it look cheaper than it is
     timed = [r for r in rows if searched_rate(r)] or rows
@@ -69,8 +74,15 @@ def cost_at(rows: list[dict], size: int, validation_fraction: float = 0.1) -> di
         # a frozen model's cells read pooled embeddings that the pilot computed once for all of them; a fit on
         # all the data embeds every text itself: one forward pass each, as prediction (timed with caches off)
         b += others["predict_ms_per_text"] / 1e3
-    return {"fit_seconds": a + b * size, "fit_interval": None, "fit_basis": "cells", "seconds_per_example": b,
-            "fixed_seconds": a, **others, "measured_sizes": sorted(set(n))}
+    return {
+        "fit_seconds": a + b * size,
+        "fit_interval": None,
+        "fit_basis": "cells",
+        "seconds_per_example": b,
+        "fixed_seconds": a,
+        **others,
+        "measured_sizes": sorted(set(n)),
+    }
 
 
 def fit_seconds_from_steps(row: dict, size: int, validation_fraction: float) -> tuple[float, float, float] | None:
@@ -106,8 +118,11 @@ def fit_seconds_from_steps(row: dict, size: int, validation_fraction: float) -> 
         return prefix + fixed + epochs * (steps * trained + validates * held)
 
     mean_step, mean_validate = float(np.mean(step)), float(np.mean(validate))
-    return (total(float(np.mean(ran)), mean_step, mean_validate), total(ceiling, mean_step, mean_validate),
-            total(ceiling, max(step), max(validate)))
+    return (
+        total(float(np.mean(ran)), mean_step, mean_validate),
+        total(ceiling, mean_step, mean_validate),
+        total(ceiling, max(step), max(validate)),
+    )
 
 
 def _other_costs(rows: list[dict], size: int) -> dict:
@@ -128,9 +143,11 @@ def _other_costs(rows: list[dict], size: int) -> dict:
     per_text = [r["predict_seconds_per_text"] for r in rows if r.get("predict_seconds_per_text")]
     trainable = [(r.get("fit") or {}).get("trainable_parameters") for r in rows]
     trainable = [t for t in trainable if t is not None]
-    return {"predict_ms_per_text": float(np.median(per_text)) * 1e3 if per_text else None,
-            "peak_memory_mib": mem_bytes / 2**20 if mem_bytes else None,
-            "trainable_parameters": int(np.median(trainable)) if trainable else None}
+    return {
+        "predict_ms_per_text": float(np.median(per_text)) * 1e3 if per_text else None,
+        "peak_memory_mib": mem_bytes / 2**20 if mem_bytes else None,
+        "trainable_parameters": int(np.median(trainable)) if trainable else None,
+    }
 
 
 def cell_seconds(row: dict) -> float:
@@ -196,5 +213,14 @@ def human_seconds(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-__all__ = ["cell_seconds", "cost_at", "fit_seconds_from_steps", "human_seconds", "linear_nonnegative",
-           "projected_cell_seconds", "scaling_seconds", "searched_rate", "split_cell_seconds"]
+__all__ = [
+    "cell_seconds",
+    "cost_at",
+    "fit_seconds_from_steps",
+    "human_seconds",
+    "linear_nonnegative",
+    "projected_cell_seconds",
+    "scaling_seconds",
+    "searched_rate",
+    "split_cell_seconds",
+]

@@ -64,10 +64,14 @@ def _start_pow(n, y):
 _FORMS: dict[str, Form] = {
     # a is the asymptote: a score is at most 1; b >= 0 makes the curve rise with n
     "pow3": Form("pow3", _pow3, _start_pow, (0.0, 0.0, 0.01), (1.0, 1e6, 3.0)),
-    "pow4": Form("pow4", _pow4, lambda n, y: _start_pow(n, y) + [1.0], (0.0, 0.0, 0.01, 0.0),
-                 (1.0, 1e6, 3.0, 1e5)),
-    "mmf": Form("mmf", _mmf, lambda n, y: [float(min(y)) - 0.05, float(np.median(n)), float(min(1.0, max(y) + 0.02)),
-                                           1.0], (0.0, 1e-6, 0.0, 0.05), (1.0, 1e9, 1.0, 5.0)),
+    "pow4": Form("pow4", _pow4, lambda n, y: [*_start_pow(n, y), 1.0], (0.0, 0.0, 0.01, 0.0), (1.0, 1e6, 3.0, 1e5)),
+    "mmf": Form(
+        "mmf",
+        _mmf,
+        lambda n, y: [float(min(y)) - 0.05, float(np.median(n)), float(min(1.0, max(y) + 0.02)), 1.0],
+        (0.0, 1e-6, 0.0, 0.05),
+        (1.0, 1e9, 1.0, 5.0),
+    ),
 }
 
 
@@ -88,8 +92,7 @@ def fit_form(name: str, n: Sequence[float], y: Sequence[float]) -> Callable[[np.
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         try:
-            params, _ = curve_fit(form.function, n_arr, y_arr, p0=start, bounds=(form.lower, form.upper),
-                                  maxfev=20_000)
+            params, _ = curve_fit(form.function, n_arr, y_arr, p0=start, bounds=(form.lower, form.upper), maxfev=20_000)
         except (RuntimeError, ValueError):
             params = start  # no convergence: the starting curve, which back-tests judge like any other
     return lambda x, p=tuple(params): form.function(np.asarray(x, dtype=float), *p)
@@ -120,9 +123,15 @@ class Curve:
     target: dict | None = None
 
     def as_dict(self) -> dict:
-        return {"configuration": self.configuration, "sizes": self.sizes, "means": self.means,
-                "seeds": self.seeds, "form": self.form,
-                "predictions": {str(n): p for n, p in self.predictions.items()}, "target": self.target}
+        return {
+            "configuration": self.configuration,
+            "sizes": self.sizes,
+            "means": self.means,
+            "seeds": self.seeds,
+            "form": self.form,
+            "predictions": {str(n): p for n, p in self.predictions.items()},
+            "target": self.target,
+        }
 
 
 def points(scores: dict[int, dict[int, float]]) -> tuple[np.ndarray, np.ndarray]:
@@ -162,15 +171,24 @@ def choose_form(backtests: dict[str, dict], n_sizes: int, min_configurations: in
     """The form with the smallest back-test error among those usable with ``n_sizes`` sizes ("last" when
     nothing could be back-tested, when no form beats it, or when fewer than ``min_configurations``
     configurations were back-tested: one noisy curve is no evidence for a form that extrapolates)."""
-    usable = [f for f in usable_forms(n_sizes) if f in backtests
-              and (f == "last" or len(backtests[f]["errors"]) >= min_configurations)]
+    usable = [
+        f
+        for f in usable_forms(n_sizes)
+        if f in backtests and (f == "last" or len(backtests[f]["errors"]) >= min_configurations)
+    ]
     if not usable:
         return "last"
     return min(usable, key=lambda f: (backtests[f]["mae"], FORMS.index(f)))
 
 
-def predict(scores: dict[int, dict[int, float]], form: str, at: Sequence[int], confidence: float = 0.95,
-            draws: int = BOOTSTRAP, seed: int = 0) -> dict[int, dict]:
+def predict(
+    scores: dict[int, dict[int, float]],
+    form: str,
+    at: Sequence[int],
+    confidence: float = 0.95,
+    draws: int = BOOTSTRAP,
+    seed: int = 0,
+) -> dict[int, dict]:
     """Predicted score at each size in ``at``, with a bootstrap interval over seeds (None with one seed).
 
     Each draw resamples the seeds (with replacement; a seed's scores at every size go together,
@@ -178,8 +196,7 @@ def predict(scores: dict[int, dict[int, float]], form: str, at: Sequence[int], c
     """
     n, y = points(scores)
     curve = fit_form(form, n, y)
-    out = {int(a): {"score": float(np.clip(curve(np.array([a]))[0], 0.0, 1.0)), "low": None, "high": None}
-           for a in at}
+    out = {int(a): {"score": float(np.clip(curve(np.array([a]))[0], 0.0, 1.0)), "low": None, "high": None} for a in at}
     seeds = sorted({s for by_seed in scores.values() for s in by_seed})
     if len(seeds) < 2:
         return out
@@ -189,12 +206,14 @@ def predict(scores: dict[int, dict[int, float]], form: str, at: Sequence[int], c
     for _ in range(draws):
         chosen = tuple(sorted(rng.choice(seeds, size=len(seeds), replace=True).tolist()))
         if chosen not in fitted:
-            resampled = {size: {i: by_seed[s] for i, s in enumerate(chosen) if s in by_seed}
-                         for size, by_seed in scores.items()}
+            resampled = {
+                size: {i: by_seed[s] for i, s in enumerate(chosen) if s in by_seed} for size, by_seed in scores.items()
+            }
             resampled = {size: v for size, v in resampled.items() if v}
             bn, by = points(resampled)
-            fitted[chosen] = (np.clip(fit_form(form, bn, by)(np.asarray(at, dtype=float)), 0.0, 1.0)
-                              if resampled else None)
+            fitted[chosen] = (
+                np.clip(fit_form(form, bn, by)(np.asarray(at, dtype=float)), 0.0, 1.0) if resampled else None
+            )
         if fitted[chosen] is not None:
             predictions.append(fitted[chosen])
     if predictions:
@@ -221,8 +240,14 @@ def size_for(scores: dict[int, dict[int, float]], form: str, target: float, limi
     return int(grid[reached[0]]) if len(reached) else None
 
 
-def plot_curves(curves: list[Curve], raw: dict[str, dict[int, dict[int, float]]], path, metric: str,
-                full_size: int, colors: dict[str, str] | None = None) -> None:
+def plot_curves(
+    curves: list[Curve],
+    raw: dict[str, dict[int, dict[int, float]]],
+    path,
+    metric: str,
+    full_size: int,
+    colors: dict[str, str] | None = None,
+) -> None:
     """Measured points (mean over seeds), each chosen curve to 4x the labelled size, its interval band."""
     import matplotlib
 
@@ -242,8 +267,7 @@ def plot_curves(curves: list[Curve], raw: dict[str, dict[int, dict[int, float]]]
         marks = sorted(curve.predictions)
         lows = [curve.predictions[m]["low"] for m in marks]
         if all(v is not None for v in lows):
-            ax.fill_between(marks, lows, [curve.predictions[m]["high"] for m in marks], color=color, alpha=0.12,
-                            lw=0)
+            ax.fill_between(marks, lows, [curve.predictions[m]["high"] for m in marks], color=color, alpha=0.12, lw=0)
     ax.axvline(full_size, color="0.5", ls=":", lw=1)
     ax.set_xscale("log")
     ax.set_xlabel("training examples (log; dotted: all labelled data)")
@@ -260,5 +284,16 @@ def is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value))
 
 
-__all__ = ["BOOTSTRAP", "Curve", "FORMS", "backtest", "choose_form", "fit_form", "fitted_params", "plot_curves",
-           "predict", "size_for", "usable_forms"]
+__all__ = [
+    "BOOTSTRAP",
+    "FORMS",
+    "Curve",
+    "backtest",
+    "choose_form",
+    "fit_form",
+    "fitted_params",
+    "plot_curves",
+    "predict",
+    "size_for",
+    "usable_forms",
+]

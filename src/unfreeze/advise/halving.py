@@ -28,77 +28,25 @@ batch and is not recorded.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from ..storage.cache import atomic_path
 from ..machine.deadline import DeadlineReached
 from ..machine.deadline import deadline as time_limit
-from ..errors import UnfreezeError
+from ..storage.cache import atomic_path
 from ..strategies import strategy_class
-from ..sweep.grid import LEGACY_AXES, Cell, SweepSpec, expand
+from ..sweep.grid import LEGACY_AXES, Cell, SweepSpec
 from ..sweep.store import ResultsStore
-from .cost import cell_seconds, human_seconds, projected_cell_seconds, searched_rate
-from .pilot import MIN_SIZES, SAFETY, PilotPlan, StepCosts, calibrated_seconds, plan_pilot, validation_at
+from .calibrate import calibration_ratio, make_pilot
+from .cost import cell_seconds, projected_cell_seconds, searched_rate
+from .pilot import SAFETY, PilotPlan, StepCosts, calibrated_seconds, validation_at
 from .pilot import cell_seconds as calibrated_cell
-from .spec import AdviseSpec, FIRST_RUNG_RATES, default_min_size, default_validation_size, rung_sizes
+from .rungs import Configuration, configurations, decide, promote, rank, reserve_seconds
+from .spec import FIRST_RUNG_RATES, AdviseSpec, check_sizes, default_min_size, default_validation_size, rung_sizes
 
 ADVISE_FILE = "advise.json"
-# where the next size of the ladder does not fit, a size between is run if it is at least this much larger
-PARTIAL_STEP = 1.25
-
-
-@dataclass
-class Configuration:
-    strategy: str
-    params: tuple[tuple[str, object], ...]
-    cheap: bool
-
-    @property
-    def label(self) -> str:
-        return Cell(self.strategy, self.params, 0, 0).label
-
-    def cell(self, n: int, seed: int) -> Cell:
-        return Cell(self.strategy, self.params, n, seed)
-
-
-def configurations(sweep: SweepSpec, num_blocks: int) -> list[Configuration]:
-    from ..strategies import strategy_class
-
-    seen: dict[str, Configuration] = {}
-    for cell in expand(sweep, num_blocks):
-        config = Configuration(cell.strategy, cell.params, not strategy_class(cell.strategy).changes_weights)
-        seen.setdefault(config.label, config)
-    return list(seen.values())
-
-
-def rank(rows_by_config: dict[str, list[dict]]) -> list[dict]:
-    """Configurations by mean validation accuracy over their seeds, then lower validation loss, then name.
-
-    Every configuration of a rung ran on the same seeds' samples, so the means compare paired
-    scores; a failed cell counts as a score of 0.
-    """
-    ranking = []
-    for label, rows in rows_by_config.items():
-        accuracies = [((r.get("validation") or {}).get("accuracy") or 0.0) if r["status"] == "done" else 0.0
-                      for r in rows]
-        losses = [((r.get("validation") or {}).get("loss") or math.inf) if r["status"] == "done" else math.inf
-                  for r in rows]
-        ranking.append({"configuration": label, "val_accuracy": sum(accuracies) / max(len(accuracies), 1),
-                        "val_loss": sum(losses) / max(len(losses), 1), "seeds": len(rows),
-                        "failed": sum(r["status"] != "done" for r in rows)})
-    ranking.sort(key=lambda r: (-r["val_accuracy"], r["val_loss"], r["configuration"]))
-    return ranking
-
-
-def promote(ranking: list[dict], eta: int, finalists: int = 1) -> tuple[list[str], list[str]]:
-    """The best ceil(k / eta), and never fewer than ``finalists`` (nor than one), go on; the others stop."""
-    keep = max(1, finalists, math.ceil(len(ranking) / eta))
-    names = [r["configuration"] for r in ranking]
-    return names[:keep], names[keep:]
 
 
 @dataclass
@@ -133,17 +81,29 @@ def advise_grid(spec: AdviseSpec, num_blocks: int) -> dict[str, dict[str, list]]
     return grid
 
 
-def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progress: bool = True,
-                device: str | None = None, log: Callable[[str], None] = print, cores: dict | None = None) -> AdviseRun:
-    """Run (or resume) the successive halving of ``spec`` into ``run_dir`` within ``spec.budget`` seconds
-    counted from ``clock_start`` (``time.monotonic()`` when the command started). ``cores``: the
-    ``CoreShare`` the command set (recorded with the pilot's plan)."""
-    from ..features.embed import shared_embeddings
-    from ..models.loaded import shared_backbone
-    from ..sweep.plan import load_sweep_data, prediction_seconds_per_text, run_cell
+@dataclass
+class Pilot:
+    """What the start of a run fixed (recorded in its ``advise-start`` row, replayed on resume)."""
 
-    spec.check()
-    run_dir = Path(run_dir)
+    data: object
+    sweep: SweepSpec  # the settings every cell shares, the full validation set per seed
+    configs: list[Configuration]
+    sizes: list[int]
+    seeds: list[int]
+    held: int  # validation texts per seed
+    full: int
+    n_classes: int
+    model_fingerprint: str
+    plan: PilotPlan
+    costs: dict[str, StepCosts]
+    started: dict
+
+
+def start_pilot(spec: AdviseSpec, run_dir: Path, clock_start: float, device: str | None, cores: dict | None) -> Pilot:
+    """Load the data and the model, then calibrate and plan the pilot, or read the plan a started run recorded."""
+    from ..models.loaded import shared_backbone
+    from ..sweep.plan import load_sweep_data
+
     data = load_sweep_data(spec.sweep_spec())
     pool = data.train_pool
     n_classes = len(set(pool.labels))
@@ -160,8 +120,9 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
     model_fp = backbone.fingerprint()
     plan_id = spec.plan_id()
     store = ResultsStore(run_dir)
-    started = next((r for r in store.records() if r.get("kind") == "advise-start" and r.get("plan_id") == plan_id),
-                   None)
+    started = next(
+        (r for r in store.records() if r.get("kind") == "advise-start" and r.get("plan_id") == plan_id), None
+    )
     if started is None:
         # a floor of 8 per class (and 32) for a smaller first size and a rung's validation subset: fewer leave a
         # class out of the head's training or of the scoring
@@ -170,143 +131,196 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
         pilot, costs = make_pilot(spec, sweep, data, configs, device, ladder, held, clock_start, smaller, floor)
         run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(run_dir / ADVISE_FILE) as tmp:
-            tmp.write_text(json.dumps({"spec": asdict(spec), "plan_id": plan_id, "sizes": ladder, "full_size": full,
-                                       "validation_size": held, "n_classes": n_classes,
-                                       "num_blocks": backbone.num_blocks, "model_fingerprint": model_fp,
-                                       "data_fingerprint": data.fingerprint, "pilot": pilot.as_dict(),
-                                       "configurations": [c.label for c in configs]}, indent=2))
-        started = {"kind": "advise-start", "key": f"advise-start:{plan_id}", "plan_id": plan_id,
-                   "load_seconds": time.monotonic() - clock_start, "sizes": ladder, "pilot": pilot.as_dict(),
-                   "calibration": {label: c.as_dict() for label, c in costs.items()}, "cores": cores,
-                   "started": time.time()}
+            tmp.write_text(
+                json.dumps(
+                    {
+                        "spec": asdict(spec),
+                        "plan_id": plan_id,
+                        "sizes": ladder,
+                        "full_size": full,
+                        "validation_size": held,
+                        "n_classes": n_classes,
+                        "num_blocks": backbone.num_blocks,
+                        "model_fingerprint": model_fp,
+                        "data_fingerprint": data.fingerprint,
+                        "pilot": pilot.as_dict(),
+                        "configurations": [c.label for c in configs],
+                    },
+                    indent=2,
+                )
+            )
+        started = {
+            "kind": "advise-start",
+            "key": f"advise-start:{plan_id}",
+            "plan_id": plan_id,
+            "load_seconds": time.monotonic() - clock_start,
+            "sizes": ladder,
+            "pilot": pilot.as_dict(),
+            "calibration": {label: c.as_dict() for label, c in costs.items()},
+            "cores": cores,
+            "started": time.time(),
+        }
         store.append(started)
-    pilot = PilotPlan(**started["pilot"])
+    plan = PilotPlan(**started["pilot"])
+    costs = {label: StepCosts(**c) for label, c in (started.get("calibration") or {}).items()}
+    return Pilot(
+        data,
+        sweep,
+        [c for c in configs if c.label in plan.configurations],
+        plan.ladder or ladder,
+        list(plan.seeds),
+        held,
+        full,
+        n_classes,
+        model_fp,
+        plan,
+        costs,
+        started,
+    )
+
+
+class CellSettings:
+    """The settings each cell trains with, and so its key: its rung's validation texts, and where its rung shares
+    the rate, the later seeds at the rate the first seed's search chose (``first_rung_rate`` at the first rung, a
+    decision's ``rate_search`` after it)."""
+
+    def __init__(self, spec: AdviseSpec, pilot: Pilot, decisions: dict[int, dict]):
+        self.spec, self.pilot, self.decisions = spec, pilot, decisions
+        self.by_label = {c.label: c for c in pilot.configs}
+        self.rung_of: dict[int, int] = {}  # size -> rung, as the decisions reach them
+        self.rows: dict[str, dict] = {}  # key -> row, of the cells this plan ran or found
+        self._built: dict[tuple, SweepSpec] = {}  # (validation texts, rate, epochs) -> settings, built once
+
+    def shares_rate(self, n: int) -> bool:
+        """Whether the rung of size ``n`` trains the later seeds at the rate the first seed's search chose."""
+        rung = self.rung_of[n]
+        mode = (
+            self.spec.first_rung_rate
+            if rung == 0
+            else (self.decisions.get(rung - 1) or {}).get("rate_search", "every-seed")
+        )
+        return mode == "first-seed" and self.pilot.sweep.searches_rates and len(self.pilot.seeds) > 1
+
+    def validation_for(self, n: int) -> int:
+        plan = self.pilot.plan
+        return validation_at(n, self.pilot.held, plan.validation_growth, plan.validation_floor)
+
+    def _settings(self, used: int, rate: float | None = None, epochs: int | None = None) -> SweepSpec:
+        if (used, rate, epochs) not in self._built:
+            sweep = self.pilot.sweep
+            base = replace(sweep, validation_used=used) if used < self.pilot.held else sweep
+            self._built[used, rate, epochs] = base if rate is None else replace(base, learning_rate=rate, epochs=epochs)
+        return self._built[used, rate, epochs]
+
+    def of(self, cell: Cell) -> SweepSpec:
+        used = self.validation_for(cell.n_train)
+        seeds = self.pilot.seeds
+        if cell.seed == seeds[0] or self.by_label[cell.label].cheap or not self.shares_rate(cell.n_train):
+            return self._settings(used)
+        first = self.rows.get(self.key(self.by_label[cell.label].cell(cell.n_train, seeds[0]))) or {}
+        rate = (first.get("fit") or {}).get("learning_rate") if first.get("status") == "done" else None
+        if rate is None:
+            return self._settings(used)
+        # the search's training at the chosen rate: its epoch ceiling (early stopping on the validation set)
+        return self._settings(used, float(rate), self.pilot.sweep.epochs or cell.make_strategy().epochs_for(True))
+
+    def key(self, cell: Cell) -> str:
+        return cell.key(
+            self.pilot.data.fingerprint, self.pilot.model_fingerprint, self.of(cell).cell_settings(cell.strategy)
+        )
+
+    def rows_at(self, label: str, n: int) -> list[dict]:
+        """A configuration's rows at size ``n``, one per seed that has one."""
+        keys = [self.key(self.by_label[label].cell(n, s)) for s in self.pilot.seeds]
+        return [self.rows[k] for k in keys if k in self.rows]
+
+
+def run_halving(
+    spec: AdviseSpec,
+    run_dir: str | Path,
+    clock_start: float,
+    progress: bool = True,
+    device: str | None = None,
+    log: Callable[[str], None] = print,
+    cores: dict | None = None,
+) -> AdviseRun:
+    """Run (or resume) the successive halving of ``spec`` into ``run_dir`` within ``spec.budget`` seconds
+    counted from ``clock_start`` (``time.monotonic()`` when the command started). ``cores``: the
+    ``CoreShare`` the command set (recorded with the pilot's plan)."""
+    from ..features.embed import shared_embeddings
+
+    spec.check()
+    run_dir = Path(run_dir)
+    pilot = start_pilot(spec, run_dir, clock_start, device, cores)
     if progress:
         from ..machine.cores import CoreShare
 
         share = f"cores: {CoreShare(**cores).describe()}" if cores else None
-        for line in (pilot.warning(spec.budget), pilot.describe(), share):
+        for line in (pilot.plan.warning(spec.budget), pilot.plan.describe(), share):
             if line:
                 log(line)
-    costs = {label: StepCosts(**c) for label, c in (started.get("calibration") or {}).items()}
-    seeds = list(pilot.seeds)
-    sizes = pilot.ladder or ladder
-    configs = [c for c in configs if c.label in pilot.configurations]
-    recorded = {r["rung"]: r for r in store.records() if r.get("kind") == "advise-rung"
-                and r.get("plan_id") == plan_id}
+    plan_id = spec.plan_id()
+    store = ResultsStore(run_dir)
+    recorded = {r["rung"]: r for r in store.records() if r.get("kind") == "advise-rung" and r.get("plan_id") == plan_id}
     # the clock guard stopped an earlier run of this plan: that end is final (a kill writes no such row)
-    stop_row = next((r for r in store.records() if r.get("kind") == "advise-stop" and r.get("plan_id") == plan_id),
-                    None)
-    overhead = float(started["load_seconds"])
+    stop_row = next(
+        (r for r in store.records() if r.get("kind") == "advise-stop" and r.get("plan_id") == plan_id), None
+    )
+    overhead = float(pilot.started["load_seconds"])
     deadline = clock_start + spec.budget - reserve_seconds(spec.budget)
-    by_label = {c.label: c for c in configs}
-    alive = [c.label for c in configs if not c.cheap]
-    cheap = [c.label for c in configs if c.cheap]
-    plan_rows: dict[str, dict] = {}
+    settings = CellSettings(spec, pilot, recorded)
+    alive = [c.label for c in pilot.configs if not c.cheap]
+    cheap = [c.label for c in pilot.configs if c.cheap]
     decisions: list[dict] = []
     stopped = "largest size"
-    latest_rows: dict[str, list[dict]] = {}  # each configuration's cells at its latest size: the clock guard's basis
-    run_spec = replace(spec, seeds=seeds)
-
-    rung_of: dict[int, int] = {}  # size -> rung, as the decisions reach them
-
-    def shares_rate(n: int) -> bool:
-        """Whether the rung of size ``n`` trains the later seeds at the rate the first seed's search chose."""
-        rung = rung_of[n]
-        mode = spec.first_rung_rate if rung == 0 else (recorded.get(rung - 1) or {}).get("rate_search",
-                                                                                          "every-seed")
-        return mode == "first-seed" and sweep.searches_rates and len(seeds) > 1
-
-    def validation_for(n: int) -> int:
-        return validation_at(n, held, pilot.validation_growth, pilot.validation_floor)
-
-    settings: dict[tuple, SweepSpec] = {}  # (validation texts, rate, epochs) -> settings: built once, keyed often
-
-    def settings_for(used: int, rate: float | None = None, epochs: int | None = None) -> SweepSpec:
-        if (used, rate, epochs) not in settings:
-            base = replace(sweep, validation_used=used) if used < held else sweep
-            settings[used, rate, epochs] = base if rate is None else replace(base, learning_rate=rate, epochs=epochs)
-        return settings[used, rate, epochs]
-
-    def cell_sweep(cell: Cell) -> SweepSpec:
-        """A cell's settings: its rung's validation texts; where its rung shares the rate, the later seeds train
-        at the first seed's."""
-        used = validation_for(cell.n_train)
-        if cell.seed == seeds[0] or by_label[cell.label].cheap or not shares_rate(cell.n_train):
-            return settings_for(used)
-        first = plan_rows.get(key_of(by_label[cell.label].cell(cell.n_train, seeds[0]))) or {}
-        rate = (first.get("fit") or {}).get("learning_rate") if first.get("status") == "done" else None
-        if rate is None:
-            return settings_for(used)
-        # the search's training at the chosen rate: its epoch ceiling (early stopping on the validation set)
-        return settings_for(used, float(rate), sweep.epochs or cell.make_strategy().epochs_for(True))
-
-    def key_of(cell: Cell) -> str:
-        return cell.key(data.fingerprint, model_fp, cell_sweep(cell).cell_settings(cell.strategy))
-
-    def timing_hook(clf, train, record) -> None:
-        if record["cell"]["seed"] == seeds[0]:
-            record["predict_seconds_per_text"] = prediction_seconds_per_text(clf, train.inputs[:32])
-
+    run_spec = replace(spec, seeds=pilot.seeds)
+    rungs = Rungs(spec, pilot, settings, store, plan_id, deadline, device, log if progress else None)
     with shared_embeddings():
-        i, n = 0, sizes[0]
+        i, n = 0, pilot.sizes[0]
         while True:
-            rung_of[n] = i
-            rung_labels = cheap + alive
-            latest = store.latest()
-            halted = cut = False
-            for seed in seeds:
-                for label in rung_labels:
-                    cell = by_label[label].cell(n, seed)
-                    key = key_of(cell)
-                    if key in latest:
-                        plan_rows[key] = latest[key]
-                        continue
-                    expected = SAFETY * expected_seconds(latest_rows.get(label, []), costs.get(label), n,
-                                                         validation_for(n),
-                                                         seed == seeds[0] or not shares_rate(n))
-                    if (stop_row is not None and i >= stop_row["rung"]) or time.monotonic() + expected > deadline:
-                        halted = True
-                        break
-                    if progress:
-                        log(f"rung {i} (n={n}): {cell.describe()}")
-                    try:
-                        # the projection cannot see a machine that slows down: the cell itself stops within a
-                        # batch of the deadline, and is not recorded
-                        with time_limit(deadline):
-                            record = run_cell(cell_sweep(cell), data, cell, key, device, use_cache=True,
-                                              score_test=False, after_fit=timing_hook)
-                    except DeadlineReached:
-                        halted = cut = True
-                        break
-                    record["advise"] = {"plan_id": plan_id, "rung": i}
-                    record.update({"model": spec.model, "data": spec.data})
-                    store.append(record)
-                    plan_rows[key] = record
-                    if progress:
-                        log(f"  {cell_line(record, costs.get(label))}")
-                    same_size = [r for r in latest_rows.get(label, []) if r["cell"]["n_train"] == n]
-                    latest_rows[label] = same_size + [record]
-                if halted:
-                    break
-            for label in rung_labels:  # the clock guard's basis for the next rung: every seed's cell at this size
-                rows = [plan_rows[key_of(by_label[label].cell(n, s))] for s in seeds
-                        if key_of(by_label[label].cell(n, s)) in plan_rows]
-                if rows:
-                    latest_rows[label] = rows
+            settings.rung_of[n] = i
+            halted, cut = rungs.run(i, n, cheap + alive, stop_row is not None and i >= stop_row["rung"])
             if halted:
                 stopped = "budget"
                 if stop_row is None:
-                    store.append({"kind": "advise-stop", "key": f"advise-stop:{plan_id}", "plan_id": plan_id,
-                                  "rung": i, "n_train": n, "reason": "budget", "finished": time.time()})
+                    store.append(
+                        {
+                            "kind": "advise-stop",
+                            "key": f"advise-stop:{plan_id}",
+                            "plan_id": plan_id,
+                            "rung": i,
+                            "n_train": n,
+                            "reason": "budget",
+                            "finished": time.time(),
+                        }
+                    )
                     if progress:
-                        log(f"stopped at rung {i}: " + ("the budget ran out during a cell (not recorded)" if cut
-                                                         else "the next cell would end past the budget"))
+                        log(
+                            f"stopped at rung {i}: "
+                            + (
+                                "the budget ran out during a cell (not recorded)"
+                                if cut
+                                else "the next cell would end past the budget"
+                            )
+                        )
                 break
             decision = recorded.get(i)
             if decision is None:
-                decision = decide(run_spec, plan_id, i, sizes, n, alive, cheap, by_label, plan_rows, key_of, overhead,
-                                  pilot.rate_search, validation_for)
+                decision = decide(
+                    run_spec,
+                    plan_id,
+                    i,
+                    pilot.sizes,
+                    n,
+                    alive,
+                    cheap,
+                    settings.by_label,
+                    settings.rows,
+                    settings.key,
+                    overhead,
+                    pilot.plan.rate_search,
+                    settings.validation_for,
+                )
                 store.append(decision)
                 recorded[i] = decision
             decisions.append(decision)
@@ -315,11 +329,110 @@ def run_halving(spec: AdviseSpec, run_dir: str | Path, clock_start: float, progr
                 stopped = decision["reason"]
                 break
             i, n = i + 1, int(decision["next_n_train"])
-    rows = list(plan_rows.values())
+    rows = list(settings.rows.values())
     spent = overhead + sum(cell_seconds(r) for r in rows)
-    machine = {"cores": started.get("cores"), **calibration_ratio(costs, rows)}
-    return AdviseRun(run_spec, run_dir, sizes, configs, full, n_classes, rows, decisions, stopped, spent, overhead,
-                     data, {**pilot.as_dict(), "calibration": started.get("calibration")}, machine)
+    machine = {"cores": pilot.started.get("cores"), **calibration_ratio(pilot.costs, rows)}
+    return AdviseRun(
+        run_spec,
+        run_dir,
+        pilot.sizes,
+        pilot.configs,
+        pilot.full,
+        pilot.n_classes,
+        rows,
+        decisions,
+        stopped,
+        spent,
+        overhead,
+        pilot.data,
+        {**pilot.plan.as_dict(), "calibration": pilot.started.get("calibration")},
+        machine,
+    )
+
+
+class Rungs:
+    """Runs a rung's cells, seed by seed, each unless the store has it, the clock guard stops it, or the
+    deadline cuts it (then not recorded)."""
+
+    def __init__(
+        self,
+        spec: AdviseSpec,
+        pilot: Pilot,
+        settings: CellSettings,
+        store: ResultsStore,
+        plan_id: str,
+        deadline: float,
+        device: str | None,
+        log: Callable[[str], None] | None,
+    ):
+        self.spec, self.pilot, self.settings, self.store = spec, pilot, settings, store
+        self.plan_id, self.deadline, self.device, self.log = plan_id, deadline, device, log
+        self.latest_rows: dict[str, list[dict]] = {}  # each configuration's cells at its latest size: the guard's
+
+    def _timing(self, clf, train, record) -> None:
+        from ..sweep.plan import prediction_seconds_per_text
+
+        if record["cell"]["seed"] == self.pilot.seeds[0]:
+            record["predict_seconds_per_text"] = prediction_seconds_per_text(clf, train.inputs[:32])
+
+    def run(self, i: int, n: int, labels: list[str], stopped_before: bool) -> tuple[bool, bool]:
+        """Run rung ``i`` at size ``n``; (halted, cut by the deadline)."""
+        from ..sweep.plan import run_cell
+
+        settings, seeds, costs = self.settings, self.pilot.seeds, self.pilot.costs
+        latest = self.store.latest()
+        halted = cut = False
+        for seed in seeds:
+            for label in labels:
+                cell = settings.by_label[label].cell(n, seed)
+                key = settings.key(cell)
+                if key in latest:
+                    settings.rows[key] = latest[key]
+                    continue
+                expected = SAFETY * expected_seconds(
+                    self.latest_rows.get(label, []),
+                    costs.get(label),
+                    n,
+                    settings.validation_for(n),
+                    seed == seeds[0] or not settings.shares_rate(n),
+                )
+                if stopped_before or time.monotonic() + expected > self.deadline:
+                    halted = True
+                    break
+                if self.log:
+                    self.log(f"rung {i} (n={n}): {cell.describe()}")
+                try:
+                    # the projection cannot see a machine that slows down: the cell itself stops within a batch of
+                    # the deadline, and is not recorded
+                    with time_limit(self.deadline):
+                        record = run_cell(
+                            settings.of(cell),
+                            self.pilot.data,
+                            cell,
+                            key,
+                            self.device,
+                            use_cache=True,
+                            score_test=False,
+                            after_fit=self._timing,
+                        )
+                except DeadlineReached:
+                    halted = cut = True
+                    break
+                record["advise"] = {"plan_id": self.plan_id, "rung": i}
+                record.update({"model": self.spec.model, "data": self.spec.data})
+                self.store.append(record)
+                settings.rows[key] = record
+                if self.log:
+                    self.log(f"  {cell_line(record, costs.get(label))}")
+                same_size = [r for r in self.latest_rows.get(label, []) if r["cell"]["n_train"] == n]
+                self.latest_rows[label] = [*same_size, record]
+            if halted:
+                break
+        for label in labels:  # the clock guard's basis for the next rung: every seed's cell at this size
+            rows = settings.rows_at(label, n)
+            if rows:
+                self.latest_rows[label] = rows
+        return halted, cut
 
 
 def expected_seconds(rows: list[dict], costs: StepCosts | None, n: int, validation: int, searches: bool) -> float:
@@ -334,57 +447,10 @@ def expected_seconds(rows: list[dict], costs: StepCosts | None, n: int, validati
     if searches:  # the cells before fitted once: a search fits once per rate
         return max(projected_cell_seconds(r, n, validation) for r in rows) * (costs.rates if costs else 3)
     # the cells before searched: one fit is one of their trials
-    return max(projected_cell_seconds(r, n, validation) / max(len((r.get("fit") or {}).get("lr_search") or [1]), 1)
-               for r in rows)
-
-
-def check_sizes(spec: AdviseSpec, full: int, held: int, trainable: int, min_size: int, n_classes: int) -> None:
-    """Data too small for the sizes asked for: one line each, before anything loads."""
-    if min_size > trainable:
-        besides = f" besides {held} held out for validation" if held else ""
-        raise UnfreezeError(f"{spec.data} has {full} labelled examples, too few for the smallest rung "
-                            f"({min_size}){besides}. Give --min-size {max(4, trainable // 4)} or more data.")
-    if spec.max_size is not None and spec.max_size > trainable:
-        besides = f" ({full} labelled, {held} held out for validation)" if held else ""
-        raise UnfreezeError(f"--max-size {spec.max_size} is more than the {trainable} training examples of "
-                            f"{spec.data}{besides}. Use at most {trainable}.")
-    if not held and (round(min_size * spec.validation_fraction) < n_classes or min_size < 4 * n_classes):
-        needed = max(4 * n_classes, int(math.ceil(n_classes / spec.validation_fraction)))
-        raise UnfreezeError(f"--min-size {min_size} is too small for a validation split holding each of the "
-                            f"{n_classes} classes. Give --min-size {needed} or more.")
-
-
-def make_pilot(spec: AdviseSpec, sweep: SweepSpec, data, configs: list[Configuration], device: str | None,
-               ladder: list[int], held: int, clock_start: float, smaller: list[int],
-               floor: int) -> tuple[PilotPlan, dict[str, StepCosts]]:
-    """Calibrate, then plan the pilot in what the budget leaves; refuse a budget that cannot run even the cheap
-    configurations at the smallest size (one line, nothing written)."""
-    from .calibrate import calibrate
-
-    try:
-        with time_limit(clock_start + spec.budget):
-            costs = calibrate(sweep, data, configs, device, spec.seeds[0])
-    except DeadlineReached:
-        costs = {}
-    room = spec.budget - reserve_seconds(spec.budget) - (time.monotonic() - clock_start)
-    cheap = [c.label for c in configs if c.cheap]
-    first = min(smaller) if smaller else ladder[0]
-    baseline = sum(len(spec.seeds) * calibrated_cell(costs[label], first, held, False) for label in cheap
-                   if label in costs) * SAFETY
-    elapsed = time.monotonic() - clock_start
-    if not costs or room <= 0:
-        raise UnfreezeError(f"A budget of {human_seconds(spec.budget)} cannot run even the features baseline: "
-                            f"loading the model and timing one step of each configuration took "
-                            f"{human_seconds(elapsed)}. Give --budget {math.ceil(max(elapsed, 20) * 3 / 60)}m or more.")
-    if cheap and baseline > room:
-        needed = elapsed + baseline + reserve_seconds(spec.budget)
-        raise UnfreezeError(f"A budget of {human_seconds(spec.budget)} cannot run even the features baseline at the "
-                            f"smallest size ({first} examples x {len(spec.seeds)} seeds): loading and timing took "
-                            f"{human_seconds(elapsed)} and the baseline needs about {human_seconds(baseline)} more. "
-                            f"Give --budget {math.ceil(needed * 1.5 / 60)}m or more.")
-    pilot = plan_pilot(costs, [c.label for c in configs], ladder, list(spec.seeds), held, room, spec.eta,
-                       spec.finalists, spec.first_rung_rate, smaller, spec.growth, floor)
-    return pilot, costs
+    return max(
+        projected_cell_seconds(r, n, validation) / max(len((r.get("fit") or {}).get("lr_search") or [1]), 1)
+        for r in rows
+    )
 
 
 def cell_line(record: dict, costs: StepCosts | None) -> str:
@@ -394,99 +460,22 @@ def cell_line(record: dict, costs: StepCosts | None) -> str:
     accuracy = (record.get("validation") or {}).get("accuracy")
     expected = calibrated_seconds(costs, record) if costs else None
     return (f"validation accuracy {accuracy:.3f}, " if accuracy is not None else "") + (
-        f"{cell_seconds(record):.1f} s" + (f" (calibration: {expected:.1f} s)" if expected else ""))
+        f"{cell_seconds(record):.1f} s" + (f" (calibration: {expected:.1f} s)" if expected else "")
+    )
 
 
-def calibration_ratio(costs: dict[str, StepCosts], rows: list[dict]) -> dict:
-    """How much slower than its calibration the machine ran the cells: their seconds over the seconds the
-    calibration gives them (with the epochs they ran). Above 1: slower (other work, a throttled CPU)."""
-    measured = expected = 0.0
-    for r in rows:
-        c = costs.get(r["cell"]["label"])
-        # trained cells: a cheap cell's seconds depend on what the embedding pool already holds
-        projected = calibrated_seconds(c, r) if c is not None and not c.cheap else None
-        if projected:
-            measured += cell_seconds(r)
-            expected += projected
-    return {"cell_seconds": measured, "calibrated_seconds": expected,
-            "slowdown": measured / expected if expected > 0 else None}
-
-
-def decide(spec: AdviseSpec, plan_id: str, i: int, sizes: list[int], n: int, alive: list[str], cheap: list[str],
-           by_label: dict, plan_rows: dict, key_of, overhead: float, rate_search: str = "every-seed",
-           validation_for: Callable[[int], int] | None = None) -> dict:
-    """The rung's decision from its rows: ranking, who goes on, whether the next size fits the budget, and
-    whether its later seeds search their rate (``rate_search`` "every-seed", when that still lets the
-    finalists reach ``MIN_SIZES`` sizes) or train at the first seed's ("first-seed"). ``validation_for(n)``: the
-    validation texts of a rung of n examples, where they grow with the rung."""
-    def rows_of(label: str, size: int) -> list[dict]:
-        return [plan_rows[key_of(by_label[label].cell(size, s))] for s in spec.seeds
-                if key_of(by_label[label].cell(size, s)) in plan_rows]
-
-    ranking = rank({label: rows_of(label, n) for label in alive})
-    promoted, eliminated = promote(ranking, spec.eta, spec.finalists) if ranking else ([], [])
-    spent = overhead + sum(cell_seconds(r) for r in plan_rows.values())
-    room = spec.budget - reserve_seconds(spec.budget) - spent
-
-    def seconds_at(label: str, target: int, mode: str) -> float:
-        """A configuration's cells at ``target``, projected from this rung's (see cost.projected_cell_seconds)."""
-        rows = rows_of(label, n)
-        searched = [r for r in rows if searched_rate(r)]
-        once = [r for r in rows if not searched_rate(r)]
-        texts = validation_for(target) if validation_for is not None else None
-
-        def at(r: dict) -> float:
-            return projected_cell_seconds(r, target, texts)
-
-        if not searched:
-            return sum(at(r) for r in rows)
-        search = sum(at(r) for r in searched) / len(searched)
-        single = (sum(at(r) for r in once) / len(once) if once
-                  else search / max(len((searched[0].get("fit") or {}).get("lr_search") or [1]), 1))
-        searching = 1 if mode == "first-seed" else len(rows)
-        return searching * search + (len(rows) - searching) * single
-
-    def projected_to(targets: list[int], mode: str) -> float:
-        return SAFETY * sum(seconds_at(label, t, mode) for t in targets for label in promoted + cheap)
-
-    ahead = [size for size in sizes if size > n]
-    needed = ahead[:max(1, MIN_SIZES - (i + 1))]  # the sizes still to reach for a curve (or the next one)
-    modes = ["every-seed", "first-seed"] if rate_search == "every-seed" else ["first-seed"]
-    next_n, mode, projected, reason = None, rate_search, 0.0, "largest size"
-    # where the budget cannot take the promoted to a learning curve's sizes, keep fewer of them (the lowest ranked
-    # go first, down to one): a curve for the best beats two configurations measured at two sizes
-    while ahead and len(promoted) > 1 and i + 1 < MIN_SIZES and projected_to(needed, modes[-1]) > room:
-        eliminated = [promoted.pop()] + eliminated
-    if ahead and promoted:
-        choice = next(((m, projected_to(needed, m)) for m in modes if projected_to(needed, m) <= room), None) or \
-            next(((m, projected_to(ahead[:1], m)) for m in modes if projected_to(ahead[:1], m) <= room), None)
-        if choice is not None:
-            mode, projected = choice
-            next_n = ahead[0]
-            reason = "finalists" if len(promoted) <= spec.finalists else "promoted"
-        else:
-            # the next size does not fit: the largest size on the way that does (at least a quarter above this
-            # one: a curve point that close adds little), so that the budget is spent on a larger size
-            mode = modes[-1]
-            low, high = int(math.ceil(PARTIAL_STEP * n)), ahead[0] - 1
-            if low <= high and projected_to([low], mode) <= room:
-                while low < high:
-                    middle = (low + high + 1) // 2
-                    low, high = (middle, high) if projected_to([middle], mode) <= room else (low, middle - 1)
-                next_n, projected = low, projected_to([low], mode)
-                reason = "the largest size the budget allows"
-            else:
-                reason, projected = "budget", projected_to(ahead[:1], mode)
-    return {"kind": "advise-rung", "key": f"advise-rung:{plan_id}:{i}", "plan_id": plan_id, "rung": i,
-            "n_train": n, "ranking": ranking, "promoted": promoted, "eliminated": eliminated, "cheap": cheap,
-            "next_n_train": next_n, "rate_search": mode, "reason": reason, "spent_seconds": spent,
-            "projected_seconds": projected, "finished": time.time()}
-
-
-def reserve_seconds(budget: float) -> float:
-    """Kept back from the budget for the plan, the curves and the report."""
-    return min(max(3.0, 0.03 * budget), 30.0)
-
-
-__all__ = ["AdviseRun", "AdviseSpec", "Configuration", "FIRST_RUNG_RATES", "configurations", "decide", "promote",
-           "rank", "run_halving", "rung_sizes"]
+__all__ = [
+    "FIRST_RUNG_RATES",
+    "AdviseRun",
+    "AdviseSpec",
+    "CellSettings",
+    "Configuration",
+    "Pilot",
+    "configurations",
+    "decide",
+    "promote",
+    "rank",
+    "run_halving",
+    "rung_sizes",
+    "start_pilot",
+]

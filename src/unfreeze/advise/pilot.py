@@ -61,8 +61,11 @@ def cell_seconds(c: StepCosts, n: int, validation: int, searched: bool, embedded
 def fits_seconds(c: StepCosts, n: int, validation: int, epochs: list[int]) -> float:
     """A trained cell's seconds: one fit per entry of ``epochs`` (that many epochs of steps and validation), the
     prefix once, the training sample scored at the end."""
-    return (sum(c.fixed + e * (c.train * n + c.validate * validation) for e in epochs)
-            + c.prefix * (n + validation) + c.forward * n)
+    return (
+        sum(c.fixed + e * (c.train * n + c.validate * validation) for e in epochs)
+        + c.prefix * (n + validation)
+        + c.forward * n
+    )
 
 
 def calibrated_seconds(c: StepCosts, row: dict) -> float | None:
@@ -101,10 +104,12 @@ class PilotPlan:
     def describe(self) -> str:
         """One line: sizes, seeds, rates, what was given up, projected seconds."""
         projected = self.projected_seconds[-1] if self.projected_seconds else 0.0
-        text = (f"pilot: sizes {', '.join(map(str, self.sizes))} x seeds {', '.join(map(str, self.seeds))}; "
-                f"rates searched on {'every seed' if self.rate_search == 'every-seed' else 'the first seed'} "
-                f"past the first rung; {len(self.configurations)} configurations; projected "
-                f"{human_seconds(projected)} of {human_seconds(self.room_seconds)} left")
+        text = (
+            f"pilot: sizes {', '.join(map(str, self.sizes))} x seeds {', '.join(map(str, self.seeds))}; "
+            f"rates searched on {'every seed' if self.rate_search == 'every-seed' else 'the first seed'} "
+            f"past the first rung; {len(self.configurations)} configurations; projected "
+            f"{human_seconds(projected)} of {human_seconds(self.room_seconds)} left"
+        )
         if self.changes:
             text += "; to fit the budget: " + "; ".join(self.changes)
         return text
@@ -114,12 +119,17 @@ class PilotPlan:
         if self.honest:
             return None
         need = f"about {human_seconds(self.needed_seconds)}" if self.needed_seconds else "a larger budget"
-        reached = (f"the pilot reaches {', '.join(map(str, self.sizes))}" if self.sizes
-                   else "not even the first size's cells fit")
-        return (f"A budget of {human_seconds(budget)} cannot reach {MIN_SIZES} training sizes here ({reached}): "
-                f"nothing will be predicted at the full size; running "
-                f"the cheapest pilot ({', '.join(self.configurations)}). A budget of {need} would reach "
-                f"{MIN_SIZES} sizes with every configuration.")
+        reached = (
+            f"the pilot reaches {', '.join(map(str, self.sizes))}"
+            if self.sizes
+            else "not even the first size's cells fit"
+        )
+        return (
+            f"A budget of {human_seconds(budget)} cannot reach {MIN_SIZES} training sizes here ({reached}): "
+            f"nothing will be predicted at the full size; running "
+            f"the cheapest pilot ({', '.join(self.configurations)}). A budget of {need} would reach "
+            f"{MIN_SIZES} sizes with every configuration."
+        )
 
 
 def alive_counts(trained: int, eta: int, finalists: int, rungs: int) -> list[int]:
@@ -132,15 +142,17 @@ def alive_counts(trained: int, eta: int, finalists: int, rungs: int) -> list[int
     return counts
 
 
-def rung_seconds(costs: list[StepCosts], n: int, seeds: int, validation: int, searched_seeds: int,
-                 embedded: int = 0) -> float:
+def rung_seconds(
+    costs: list[StepCosts], n: int, seeds: int, validation: int, searched_seeds: int, embedded: int = 0
+) -> float:
     """Seconds of one rung: every configuration in ``costs`` on ``seeds`` seeds, ``searched_seeds`` of which
     search their rate (``embedded``: texts per seed the embedding pool holds from the rung before)."""
     total = 0.0
     for c in costs:
         searching = min(searched_seeds, seeds) if c.rates > 1 and not c.cheap else 0
-        total += (searching * cell_seconds(c, n, validation, True)
-                  + (seeds - searching) * cell_seconds(c, n, validation, False, embedded))
+        total += searching * cell_seconds(c, n, validation, True) + (seeds - searching) * cell_seconds(
+            c, n, validation, False, embedded
+        )
     return total
 
 
@@ -149,12 +161,20 @@ def validation_at(n: int, full: int, growth: float, floor: int) -> int:
     times ``n`` but at least ``floor``, never more than ``full``: small rungs score on a nested subset."""
     if not growth:
         return full
-    return min(full, max(floor, int(math.ceil(growth * n))))
+    return min(full, max(floor, math.ceil(growth * n)))
 
 
-def projected(costs: dict[str, StepCosts], labels: list[str], sizes: list[int], seeds: int,
-              validation: int | list[int], eta: int, finalists: int, rate_search: str,
-              first_rung_rate: str) -> list[float]:
+def projected(
+    costs: dict[str, StepCosts],
+    labels: list[str],
+    sizes: list[int],
+    seeds: int,
+    validation: int | list[int],
+    eta: int,
+    finalists: int,
+    rate_search: str,
+    first_rung_rate: str,
+) -> list[float]:
     """Cumulative seconds to run each of ``sizes`` as a rung (``validation``: texts per rung, or one number for
     all). Past the first rung the trained configurations still in the race are priced as their average
     (which ones go on is not known yet)."""
@@ -180,30 +200,62 @@ def reach(totals: list[float], room: float) -> int:
     return sum(1 for t in totals if t * SAFETY <= room)
 
 
-def plan_pilot(costs: dict[str, StepCosts], labels: list[str], ladder: list[int], seeds: list[int],
-               validation: int, room: float, eta: int, finalists: int, first_rung_rate: str = "first-seed",
-               smaller_first: list[int] | None = None, growth: float = 2.0,
-               validation_floor: int = 16) -> PilotPlan:
+def plan_pilot(
+    costs: dict[str, StepCosts],
+    labels: list[str],
+    ladder: list[int],
+    seeds: list[int],
+    validation: int,
+    room: float,
+    eta: int,
+    finalists: int,
+    first_rung_rate: str = "first-seed",
+    smaller_first: list[int] | None = None,
+    growth: float = 2.0,
+    validation_floor: int = 16,
+) -> PilotPlan:
     """The most thorough pilot whose projection reaches ``MIN_SIZES`` sizes in ``room`` seconds (see the module).
 
     ``ladder`` is the sizes from the default first size; ``smaller_first`` lists smaller first sizes that may
     be tried (each with its own ladder, the same growth), largest first (empty: the first size is the user's).
     ``validation_floor``: the fewest validation texts a small rung may score on.
     """
-    trained = sorted((label for label in labels if not costs[label].cheap),
-                     key=lambda label: -cell_seconds(costs[label], ladder[0], validation, True))
-    needed = projected(costs, labels, ladder[:MIN_SIZES], len(seeds), validation, eta, finalists, "every-seed",
-                       first_rung_rate)
+    trained = sorted(
+        (label for label in labels if not costs[label].cheap),
+        key=lambda label: -cell_seconds(costs[label], ladder[0], validation, True),
+    )
+    needed = projected(
+        costs, labels, ladder[:MIN_SIZES], len(seeds), validation, eta, finalists, "every-seed", first_rung_rate
+    )
     needed_seconds = needed[-1] * SAFETY if needed else None
 
-    def option(rate: str, sizes: list[int], kept: list[str], chosen_seeds: list[int], dropped: dict[str, str],
-               changes: list[str], grow: float = 0.0) -> PilotPlan:
+    def option(
+        rate: str,
+        sizes: list[int],
+        kept: list[str],
+        chosen_seeds: list[int],
+        dropped: dict[str, str],
+        changes: list[str],
+        grow: float = 0.0,
+    ) -> PilotPlan:
         texts = [validation_at(n, validation, grow, validation_floor) for n in sizes]
         totals = projected(costs, kept, sizes, len(chosen_seeds), texts, eta, finalists, rate, first_rung_rate)
         n = reach(totals, room)
-        return PilotPlan(sizes[:n], list(chosen_seeds), list(kept), dict(dropped), rate, totals[:n], room,
-                         n >= min(MIN_SIZES, len(sizes)), needed_seconds, list(changes), grow,
-                         validation_floor if grow else 0, list(sizes))
+        return PilotPlan(
+            sizes[:n],
+            list(chosen_seeds),
+            list(kept),
+            dict(dropped),
+            rate,
+            totals[:n],
+            room,
+            n >= min(MIN_SIZES, len(sizes)),
+            needed_seconds,
+            list(changes),
+            grow,
+            validation_floor if grow else 0,
+            list(sizes),
+        )
 
     # the full pilot (past three sizes the decisions share the rate where only that reaches a next size);
     # then the first seed's rate kept for each rung
@@ -215,7 +267,7 @@ def plan_pilot(costs: dict[str, StepCosts], labels: list[str], ladder: list[int]
     if plan.honest:
         return plan
     # small rungs validate on a nested subset of the validation set (twice their size)
-    notes = notes + [f"small rungs validate on {VALIDATION_GROWTH:g}x their size (at least {validation_floor})"]
+    notes = [*notes, f"small rungs validate on {VALIDATION_GROWTH:g}x their size (at least {validation_floor})"]
     plan = option("first-seed", ladder, labels, seeds, {}, notes, VALIDATION_GROWTH)
     if plan.honest:
         return plan
@@ -223,16 +275,23 @@ def plan_pilot(costs: dict[str, StepCosts], labels: list[str], ladder: list[int]
     sizes = ladder
     for first in smaller_first or []:
         sizes = rung_sizes(first, ladder[-1], growth)
-        plan = option("first-seed", sizes, labels, seeds, {}, notes + [f"first size {first} instead of {ladder[0]}"],
-                      VALIDATION_GROWTH)
+        plan = option(
+            "first-seed",
+            sizes,
+            labels,
+            seeds,
+            {},
+            [*notes, f"first size {first} instead of {ladder[0]}"],
+            VALIDATION_GROWTH,
+        )
         if plan.honest:
             return plan
     if sizes is not ladder:
-        notes = notes + [f"first size {sizes[0]} instead of {ladder[0]}"]
+        notes = [*notes, f"first size {sizes[0]} instead of {ladder[0]}"]
     # two seeds (two still give an interval)
     chosen = seeds[:2]
     if len(chosen) < len(seeds):
-        notes = notes + [f"seeds {', '.join(map(str, chosen))} only"]
+        notes = [*notes, f"seeds {', '.join(map(str, chosen))} only"]
         plan = option("first-seed", sizes, labels, chosen, {}, notes, VALIDATION_GROWTH)
         if plan.honest:
             return plan
@@ -241,15 +300,30 @@ def plan_pilot(costs: dict[str, StepCosts], labels: list[str], ladder: list[int]
     kept, dropped = list(labels), {}
     for label in trained[:-1]:
         kept.remove(label)
-        dropped[label] = (f"a cell of it costs about "
-                          f"{human_seconds(cell_seconds(costs[label], sizes[0], validation, True))} at {sizes[0]} "
-                          "examples, the most of those left")
-        plan = option("first-seed", sizes, kept, chosen, dropped, notes + [f"left out {', '.join(dropped)}"],
-                      VALIDATION_GROWTH)
+        dropped[label] = (
+            f"a cell of it costs about "
+            f"{human_seconds(cell_seconds(costs[label], sizes[0], validation, True))} at {sizes[0]} "
+            "examples, the most of those left"
+        )
+        plan = option(
+            "first-seed", sizes, kept, chosen, dropped, [*notes, f"left out {', '.join(dropped)}"], VALIDATION_GROWTH
+        )
         if plan.honest:
             return plan
     return plan
 
 
-__all__ = ["MIN_SIZES", "SAFETY", "VALIDATION_GROWTH", "PilotPlan", "StepCosts", "alive_counts",
-           "calibrated_seconds", "cell_seconds", "plan_pilot", "projected", "rung_seconds", "validation_at"]
+__all__ = [
+    "MIN_SIZES",
+    "SAFETY",
+    "VALIDATION_GROWTH",
+    "PilotPlan",
+    "StepCosts",
+    "alive_counts",
+    "calibrated_seconds",
+    "cell_seconds",
+    "plan_pilot",
+    "projected",
+    "rung_seconds",
+    "validation_at",
+]

@@ -12,20 +12,16 @@ is no more than ``max_loss`` below it. No torch.
 
 from __future__ import annotations
 
-import base64
-import html
-import json
 import math
-from pathlib import Path
 
 import pandas as pd
 
-from ..storage.cache import atomic_path
 from ..report.stats import PairedDifference, paired_difference
 from . import curves as lc
 from .cost import cost_at, human_seconds, projected_cell_seconds, searched_rate
-from .halving import AdviseRun, reserve_seconds
-from .pilot import MIN_SIZES, SAFETY, PilotPlan
+from .halving import AdviseRun
+from .pilot import MIN_SIZES, SAFETY
+from .rungs import reserve_seconds
 
 # the last measured score stands for the full size only when that is at most this much larger
 EXTRAPOLATES = 1.25
@@ -75,21 +71,39 @@ def make_plan(run: AdviseRun) -> dict:
         label = config.label
         if label not in scores:
             failed = [r for r in run.rows if r["cell"]["label"] == label and r.get("status") == "failed"]
-            entries.append({"configuration": label, "strategy": config.strategy, "params": dict(config.params),
-                            "status": "failed" if failed else "not run",
-                            "error": failed[0].get("error") if failed else None})
+            entries.append(
+                {
+                    "configuration": label,
+                    "strategy": config.strategy,
+                    "params": dict(config.params),
+                    "status": "failed" if failed else "not run",
+                    "error": failed[0].get("error") if failed else None,
+                }
+            )
             continue
         own = scores[label]
         rows = [r for r in run.rows if r["cell"]["label"] == label and r.get("status") == "done"]
         cost = cost_at(rows, full, spec.validation_fraction)
-        entry = {"configuration": label, "strategy": config.strategy, "params": dict(config.params),
-                 "status": "candidate" if (config.cheap or max(own) == top) and label not in eliminated_at
-                 else "eliminated", "eliminated_at": eliminated_at.get(label), "cheap": config.cheap,
-                 "sizes": sorted(own), "measured": {str(n): sum(v.values()) / len(v) for n, v in sorted(own.items())},
-                 "seeds": max(len(v) for v in own.values()), "cost": cost,
-                 "learning_rates": sorted({(r.get("fit") or {}).get("learning_rate") for r in rows
-                                           if (r.get("fit") or {}).get("learning_rate") is not None}),
-                 "rate_at_largest": rate_at_largest(rows)}
+        entry = {
+            "configuration": label,
+            "strategy": config.strategy,
+            "params": dict(config.params),
+            "status": "candidate" if (config.cheap or max(own) == top) and label not in eliminated_at else "eliminated",
+            "eliminated_at": eliminated_at.get(label),
+            "cheap": config.cheap,
+            "sizes": sorted(own),
+            "measured": {str(n): sum(v.values()) / len(v) for n, v in sorted(own.items())},
+            "seeds": max(len(v) for v in own.values()),
+            "cost": cost,
+            "learning_rates": sorted(
+                {
+                    (r.get("fit") or {}).get("learning_rate")
+                    for r in rows
+                    if (r.get("fit") or {}).get("learning_rate") is not None
+                }
+            ),
+            "rate_at_largest": rate_at_largest(rows),
+        }
         own_form = form if form in lc.usable_forms(len(own)) else "last"
         error = (backtests.get(own_form) or {}).get("mae")
         steps = extrapolation_steps(sorted(own), full) if len(own) >= 2 else 1.0
@@ -101,8 +115,10 @@ def make_plan(run: AdviseRun) -> dict:
         elif error is None:
             entry["not_predicted"] = "the curve could not be back-tested"
         elif full > max(own) and error * steps > PREDICTION_TOLERANCE:
-            entry["not_predicted"] = (f"the curve may be off by {error * steps:.3f} at {full:,}: its back-test error "
-                                      f"{error:.3f}, {steps:.1f} size steps out")
+            entry["not_predicted"] = (
+                f"the curve may be off by {error * steps:.3f} at {full:,}: its back-test error "
+                f"{error:.3f}, {steps:.1f} size steps out"
+            )
         else:
             entry["form"] = own_form
             entry["predicted"] = bounded(lc.predict(own, own_form, at), sorted(own), error)
@@ -112,21 +128,38 @@ def make_plan(run: AdviseRun) -> dict:
     candidates = [e for e in entries if e["status"] == "candidate"]
     needed = budget_for_curves(run, [e["configuration"] for e in candidates])
     recommendation = recommend(candidates, scores, full, spec.tolerance, spec.max_loss, needed)
-    ranked = sorted([e for e in entries if "measured" in e],
-                    key=lambda e: (e["status"] != "candidate", "predicted" not in e, -score_of(e, full)))
+    ranked = sorted(
+        [e for e in entries if "measured" in e],
+        key=lambda e: (e["status"] != "candidate", "predicted" not in e, -score_of(e, full)),
+    )
     ranked += [e for e in entries if "measured" not in e]
 
-    return {"data": spec.data, "model": spec.model, "full_size": full, "budget_seconds": spec.budget,
-            "spent_seconds": run.spent_seconds, "load_seconds": run.load_seconds, "stopped": run.stopped,
-            "sizes": sorted({n for e in entries for n in e.get("sizes", [])}), "ladder": run.sizes,
-            "seeds": spec.seeds, "eta": spec.eta, "tolerance": spec.tolerance,
-            "target": spec.target, "metric": "validation accuracy", "form": form,
-            "backtest": {f: {"mae": v["mae"], "configurations": len(v["errors"])} for f, v in backtests.items()},
-            "predicts": recommendation is not None and recommendation["predicted_score"] is not None,
-            "budget_for_curves": needed,
-            "prediction_tolerance": PREDICTION_TOLERANCE,
-            "pilot": run.pilot, "machine": run.machine,
-            "recommendation": recommendation, "plan": ranked, "rungs": run.decisions}
+    return {
+        "data": spec.data,
+        "model": spec.model,
+        "full_size": full,
+        "budget_seconds": spec.budget,
+        "spent_seconds": run.spent_seconds,
+        "load_seconds": run.load_seconds,
+        "stopped": run.stopped,
+        "sizes": sorted({n for e in entries for n in e.get("sizes", [])}),
+        "ladder": run.sizes,
+        "seeds": spec.seeds,
+        "eta": spec.eta,
+        "tolerance": spec.tolerance,
+        "target": spec.target,
+        "metric": "validation accuracy",
+        "form": form,
+        "backtest": {f: {"mae": v["mae"], "configurations": len(v["errors"])} for f, v in backtests.items()},
+        "predicts": recommendation is not None and recommendation["predicted_score"] is not None,
+        "budget_for_curves": needed,
+        "prediction_tolerance": PREDICTION_TOLERANCE,
+        "pilot": run.pilot,
+        "machine": run.machine,
+        "recommendation": recommendation,
+        "plan": ranked,
+        "rungs": run.decisions,
+    }
 
 
 def bounded(predictions: dict[int, dict], sizes: list[int], error: float) -> dict[str, dict]:
@@ -147,8 +180,11 @@ def rate_at_largest(rows: list[dict]) -> float | None:
     if not rows:
         return None
     largest = max(r["cell"]["n_train"] for r in rows)
-    rates = [(r.get("fit") or {}).get("learning_rate") for r in sorted(rows, key=lambda r: r["cell"]["seed"])
-             if r["cell"]["n_train"] == largest]
+    rates = [
+        (r.get("fit") or {}).get("learning_rate")
+        for r in sorted(rows, key=lambda r: r["cell"]["seed"])
+        if r["cell"]["n_train"] == largest
+    ]
     rates = [r for r in rates if r is not None]
     return max(rates, key=rates.count) if rates else None
 
@@ -180,8 +216,14 @@ def budget_for_curves(run: AdviseRun, labels: list[str]) -> float | None:
     return run.spent_seconds + missing * SAFETY + reserve_seconds(run.spec.budget)
 
 
-def recommend(candidates: list[dict], scores: dict, full: int, tolerance: float,
-              max_loss: float = 1.0, needed_budget: float | None = None) -> dict | None:
+def recommend(
+    candidates: list[dict],
+    scores: dict,
+    full: int,
+    tolerance: float,
+    max_loss: float = 1.0,
+    needed_budget: float | None = None,
+) -> dict | None:
     """The cheapest candidate not shown worse than the best, measured at the pilot's largest size, and no more
     than ``max(max_loss, tolerance)`` below it on the measured mean.
 
@@ -196,8 +238,14 @@ def recommend(candidates: list[dict], scores: dict, full: int, tolerance: float,
     # its first seed compares nothing paired); with one seed in all, the largest
     enough = min(2, max(len(v) for e in measured for v in scores[e["configuration"]].values()))
     sizes = sorted({n for e in measured for n in e["sizes"]}, reverse=True)
-    size = next((n for n in sizes if all(len(scores[e["configuration"]][n]) >= enough for e in measured
-                                         if n in scores[e["configuration"]])), sizes[0])
+    size = next(
+        (
+            n
+            for n in sizes
+            if all(len(scores[e["configuration"]][n]) >= enough for e in measured if n in scores[e["configuration"]])
+        ),
+        sizes[0],
+    )
     at_size = [e for e in measured if size in scores[e["configuration"]]]
     by_seed = {e["configuration"]: scores[e["configuration"]][size] for e in at_size}
 
@@ -218,25 +266,54 @@ def recommend(candidates: list[dict], scores: dict, full: int, tolerance: float,
                 paired = PairedDifference(mean(config) - mean(best["configuration"]), None, 0)
         low, high = paired.interval or (None, None)
         ok = e is best or (paired.within(tolerance) and paired.mean >= -max(max_loss, tolerance) - 1e-12)
-        compared.append({"configuration": config, "difference": paired.mean, "low": low, "high": high,
-                         "acceptable": ok, "fit_seconds": e["cost"]["fit_seconds"]})
+        compared.append(
+            {
+                "configuration": config,
+                "difference": paired.mean,
+                "low": low,
+                "high": high,
+                "acceptable": ok,
+                "fit_seconds": e["cost"]["fit_seconds"],
+            }
+        )
     pick_row = min((c for c in compared if c["acceptable"]), key=lambda c: (c["fit_seconds"], c["configuration"]))
     pick = next(e for e in at_size if e["configuration"] == pick_row["configuration"])
     predicted = (pick.get("predicted") or {}).get(str(full))
-    return {"configuration": pick["configuration"], "strategy": pick["strategy"], "params": pick["params"],
-            "size": size, "score": mean(pick["configuration"]), "best_measured": mean(best["configuration"]),
-            "sizes": pick["sizes"], "seeds": len(by_seed[pick["configuration"]]),
-            "predicted_score": predicted["score"] if predicted else None,
-            "interval": [predicted["low"], predicted["high"]] if predicted else None,
-            "not_predicted": pick.get("not_predicted"),
-            "at_2x": (pick.get("predicted") or {}).get(str(2 * full)),
-            "at_4x": (pick.get("predicted") or {}).get(str(4 * full)),
-            "fit_seconds": pick["cost"]["fit_seconds"], "fit_interval": pick["cost"].get("fit_interval"),
-            "learning_rate": pick.get("rate_at_largest"),
-            "best": best["configuration"], "best_score": score_of(best, full), "difference": pick_row["difference"],
-            "difference_interval": [pick_row["low"], pick_row["high"]], "comparisons": compared,
-            "why": why(pick, best, pick_row, full, tolerance, size, mean(pick["configuration"]),
-                       mean(best["configuration"]), len(by_seed[pick["configuration"]]), needed_budget)}
+    return {
+        "configuration": pick["configuration"],
+        "strategy": pick["strategy"],
+        "params": pick["params"],
+        "size": size,
+        "score": mean(pick["configuration"]),
+        "best_measured": mean(best["configuration"]),
+        "sizes": pick["sizes"],
+        "seeds": len(by_seed[pick["configuration"]]),
+        "predicted_score": predicted["score"] if predicted else None,
+        "interval": [predicted["low"], predicted["high"]] if predicted else None,
+        "not_predicted": pick.get("not_predicted"),
+        "at_2x": (pick.get("predicted") or {}).get(str(2 * full)),
+        "at_4x": (pick.get("predicted") or {}).get(str(4 * full)),
+        "fit_seconds": pick["cost"]["fit_seconds"],
+        "fit_interval": pick["cost"].get("fit_interval"),
+        "learning_rate": pick.get("rate_at_largest"),
+        "best": best["configuration"],
+        "best_score": score_of(best, full),
+        "difference": pick_row["difference"],
+        "difference_interval": [pick_row["low"], pick_row["high"]],
+        "comparisons": compared,
+        "why": why(
+            pick,
+            best,
+            pick_row,
+            full,
+            tolerance,
+            size,
+            mean(pick["configuration"]),
+            mean(best["configuration"]),
+            len(by_seed[pick["configuration"]]),
+            needed_budget,
+        ),
+    }
 
 
 def caveat(sizes: list[int], seeds: int, needed_budget: float | None) -> str:
@@ -244,8 +321,10 @@ def caveat(sizes: list[int], seeds: int, needed_budget: float | None) -> str:
     parts = []
     if len(sizes) < MIN_SIZES:
         counted = "one size" if len(sizes) == 1 else f"{len(sizes)} sizes"
-        parts.append(f"Measured at {counted} only ({', '.join(f'{n:,}' for n in sizes)} examples): nothing is "
-                     "predicted at the full size.")
+        parts.append(
+            f"Measured at {counted} only ({', '.join(f'{n:,}' for n in sizes)} examples): nothing is "
+            "predicted at the full size."
+        )
     if seeds < 2:
         parts.append("One seed only: no error bars.")
     if not parts:
@@ -255,16 +334,27 @@ def caveat(sizes: list[int], seeds: int, needed_budget: float | None) -> str:
     return " ".join(parts) + " "
 
 
-def why(pick: dict, best: dict, row: dict, full: int, tolerance: float, size: int, score: float,
-        best_score: float, seeds: int = 2, needed_budget: float | None = None) -> str:
+def why(
+    pick: dict,
+    best: dict,
+    row: dict,
+    full: int,
+    tolerance: float,
+    size: int,
+    score: float,
+    best_score: float,
+    seeds: int = 2,
+    needed_budget: float | None = None,
+) -> str:
     p = (pick.get("predicted") or {}).get(str(full))
     text = caveat(pick["sizes"], seeds, needed_budget)
     text += f"{pick['configuration']}: validation accuracy {score:.3f} at {size:,} examples"
     if size != full and p:
-        text += f" (predicted {p['score']:.3f}{_interval(p)} on all {full:,})"
+        text += f" (predicted {p['score']:.3f}{interval_text(p)} on all {full:,})"
     interval = pick["cost"].get("fit_interval")
-    text += (f", fit on all {full:,} labelled examples in about {human_seconds(pick['cost']['fit_seconds'])}"
-             + (f" [{human_seconds(interval[0])}, {human_seconds(interval[1])}]" if interval else ""))
+    text += f", fit on all {full:,} labelled examples in about {human_seconds(pick['cost']['fit_seconds'])}" + (
+        f" [{human_seconds(interval[0])}, {human_seconds(interval[1])}]" if interval else ""
+    )
     if pick is best:
         text += f"; the best of the configurations that reached {size:,} examples"
     else:
@@ -272,218 +362,36 @@ def why(pick: dict, best: dict, row: dict, full: int, tolerance: float, size: in
         if row["low"] is None:
             shown = f"a point difference of {row['difference']:+.3f} (one seed: no error bars)"
         else:
-            shown = (f"a paired difference of {row['difference']:+.3f}, 95% interval [{row['low']:+.3f}, "
-                     f"{row['high']:+.3f}]: not shown worse" + (f" by more than {tolerance:.3f}" if tolerance else ""))
-        text += (f"; the best there, {best['configuration']}, scores {best_score:.3f}, {shown}, "
-                 f"and takes {speed:.1f}x longer to fit")
+            shown = (
+                f"a paired difference of {row['difference']:+.3f}, 95% interval [{row['low']:+.3f}, "
+                f"{row['high']:+.3f}]: not shown worse" + (f" by more than {tolerance:.3f}" if tolerance else "")
+            )
+        text += (
+            f"; the best there, {best['configuration']}, scores {best_score:.3f}, {shown}, "
+            f"and takes {speed:.1f}x longer to fit"
+        )
     if not p:
         if len(pick["sizes"]) >= MIN_SIZES:
             return text + f". Not predicted on all {full:,}: {pick['not_predicted']}."
         return text + "."
     twice = pick["predicted"][str(2 * full)]
     if pick["form"] == "last" or (twice.get("error") or 0.0) > PREDICTION_TOLERANCE:
-        return text + (f". Whether labelling more pays is not known: the curve may be off by "
-                       f"{twice.get('error') or 0.0:.3f} at {2 * full:,}." if pick["form"] != "last" else
-                       ". Whether labelling more pays is not known: the back-test chose the last measured value, "
-                       "which does not extrapolate.")
+        return text + (
+            f". Whether labelling more pays is not known: the curve may be off by "
+            f"{twice.get('error') or 0.0:.3f} at {2 * full:,}."
+            if pick["form"] != "last"
+            else ". Whether labelling more pays is not known: the back-test chose the last measured value, "
+            "which does not extrapolate."
+        )
     gain = pick["predicted"][str(2 * full)]["score"] - p["score"]
-    text += (f". Twice the labelled data would add about {gain:+.3f} on the {pick['form']} curve"
-             + (" (labelling more is worth it)." if gain >= 0.01 else " (labelling more is not worth much)."))
+    text += f". Twice the labelled data would add about {gain:+.3f} on the {pick['form']} curve" + (
+        " (labelling more is worth it)." if gain >= 0.01 else " (labelling more is not worth much)."
+    )
     return text
 
 
-def _interval(p: dict) -> str:
+def interval_text(p: dict) -> str:
     return f" [{p['low']:.3f}, {p['high']:.3f}]" if p.get("low") is not None else " (one seed: no interval)"
 
 
-def plan_text(plan: dict) -> str:
-    """The ranked plan as aligned text (what ``unfreeze advise`` prints)."""
-    full = plan["full_size"]
-    key = str(full)
-    lines = []
-    rec = plan["recommendation"]
-    if not plan.get("predicts", True):
-        need = plan.get("budget_for_curves")
-        pick = next((e for e in plan["plan"] if rec and e["configuration"] == rec["configuration"]), None)
-        reason = (pick or {}).get("not_predicted")
-        lines.append(
-            f"Not predicted: the finalists did not reach {MIN_SIZES} training sizes in "
-            f"{human_seconds(plan['budget_seconds'])}; a budget of about {human_seconds(need)} would." if need else
-            f"Not predicted at the full size{' for ' + pick['configuration'] if reason else ''}: "
-            f"{reason or 'see the plan'}.")
-    lines += [f"advisor: {plan['model']} on {plan['data']}, {full:,} labelled examples; sizes run "
-              f"{', '.join(str(n) for n in plan['sizes'])} x seeds {', '.join(map(str, plan['seeds']))}; "
-              f"spent {human_seconds(plan['spent_seconds'])} of {human_seconds(plan['budget_seconds'])}"
-              f" (ended: {plan['stopped']})"]
-    if plan.get("pilot"):
-        lines.append(PilotPlan(**{k: v for k, v in plan["pilot"].items() if k != "calibration"}).describe())
-    if plan.get("machine"):
-        lines.append(machine_text(plan["machine"]))
-    lines.append(f"{'configuration':<28}{'status':<18}{'pred. acc at N':>16}{'interval':>18}{'fit at N':>10}"
-                 f"{'ms/text':>9}{'peak MiB':>10}{'trainable':>12}")
-    for e in plan["plan"]:
-        if "measured" not in e:
-            lines.append(f"{e['configuration']:<28}{e['status']:<18}{(e.get('error') or '')[:60]}")
-            continue
-        status = e["status"] if e["status"] == "candidate" else f"out at n={e['eliminated_at']}"
-        cost = e["cost"]
-        ms = f"{cost['predict_ms_per_text']:.2f}" if cost["predict_ms_per_text"] else "?"
-        mem = f"{cost['peak_memory_mib']:.0f}" if cost["peak_memory_mib"] else "?"
-        trainable = f"{cost['trainable_parameters']:,}" if cost["trainable_parameters"] is not None else "?"
-        if "predicted" in e:
-            p = e["predicted"][key]
-            interval = f"[{p['low']:.3f}, {p['high']:.3f}]" if p["low"] is not None else "(1 seed)"
-            predicted = f"{p['score']:>16.3f}{interval:>18}"
-        else:
-            predicted = f"{'not predicted':>16}{'(' + e['not_predicted'] + ')':>18}"
-        lines.append(f"{e['configuration']:<28}{status:<18}{predicted}"
-                     f"{human_seconds(cost['fit_seconds']):>10}{ms:>9}{mem:>10}{trainable:>12}")
-    bt = ", ".join(f"{f} {v['mae']:.3f}" for f, v in plan["backtest"].items())
-    lines.append(f"curve form: {plan['form']} (back-test error at the held-out largest size: {bt or 'n/a'})")
-    lines.append("recommendation: " + (rec["why"] if rec else "none (no configuration finished a cell)"))
-    if plan["target"] is not None and rec:
-        entry = next(e for e in plan["plan"] if e["configuration"] == rec["configuration"])
-        needed = entry.get("size_for_target")
-        lines.append(f"target {plan['target']:.3f}: " + (
-            "not predicted (fewer than three sizes)" if "predicted" not in entry else
-            f"about {needed:,} labelled examples for {rec['configuration']}" if needed
-            else "not reached on the extrapolated curve"))
-    return "\n".join(lines)
-
-
-def machine_text(machine: dict) -> str:
-    """Threads and cores, and how the cells ran against their calibration."""
-    from ..machine.cores import CoreShare
-
-    cores = machine.get("cores")
-    text = "machine: " + (CoreShare(**cores).describe() if cores else "threads not recorded")
-    slowdown = machine.get("slowdown")
-    if slowdown:
-        text += (f"; the cells took {slowdown:.2f}x the seconds their calibration gives them"
-                 + (" (the machine ran slower than when it was timed)" if slowdown > 1.2 else ""))
-    return text
-
-
-def write_outputs(plan: dict, run: AdviseRun, json_path: Path | None = None) -> dict:
-    """plan.json, curves.png and report.html in the run folder (and the JSON at ``json_path``)."""
-    run_dir = run.run_dir
-    with atomic_path(run_dir / "plan.json") as tmp:
-        tmp.write_text(json.dumps(plan, indent=2, default=_jsonable))
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(json_path) as tmp:
-            tmp.write_text(json.dumps(plan, indent=2, default=_jsonable))
-    figure = None
-    scores = validation_scores(run.rows)
-    drawn = [e for e in plan["plan"] if "predicted" in e]
-    if drawn:
-        from ..report.plots import color_of
-
-        curves = [lc.Curve(e["configuration"], e["sizes"], [], e["seeds"], e["form"],
-                           {int(n): p for n, p in e["predicted"].items()}) for e in drawn]
-        colors = {}
-        for e in drawn:  # strategies keep their report colours; a second config of one strategy takes C-n
-            colors[e["configuration"]] = color_of(e["strategy"]) if e["strategy"] not in [
-                x["strategy"] for x in drawn[:drawn.index(e)]] else f"C{(drawn.index(e) + 6) % 10}"
-        figure = run_dir / "curves.png"
-        with atomic_path(figure) as tmp:
-            lc.plot_curves(curves, scores, tmp, "accuracy", plan["full_size"], colors)
-    with atomic_path(run_dir / "report.html") as tmp:
-        tmp.write_text(report_html(plan, run, figure), encoding="utf-8")
-    return {"html": run_dir / "report.html", "json": run_dir / "plan.json", "figure": figure}
-
-
-def report_html(plan: dict, run: AdviseRun, figure: Path | None) -> str:
-    esc = html.escape
-    full = plan["full_size"]
-    key = str(full)
-    title = f"unfreeze advise: {plan['model']} on {plan['data']}"
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>",
-             "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;"
-             "text-align:right}th{background:#f3f3f3}td.l{text-align:left}img{max-width:100%}</style></head><body>",
-             f"<h1>{esc(title)}</h1>",
-             f"<p>{full:,} labelled examples. Pilot: sizes {esc(', '.join(map(str, plan['sizes'])))}, seeds "
-             f"{esc(', '.join(map(str, plan['seeds'])))}, keep the best 1/{plan['eta']} per rung; spent "
-             f"{esc(human_seconds(plan['spent_seconds']))} of a budget of {esc(human_seconds(plan['budget_seconds']))} "
-             f"(ended: {esc(plan['stopped'])}). Every trained cell chose its learning rate on its own validation "
-             "split; no decision read the test set.</p>"]
-    if not plan.get("predicts", True):
-        parts.append(f"<p><b>{esc(plan_text(plan).splitlines()[0])}</b></p>")
-    if plan.get("pilot"):
-        pilot = PilotPlan(**{k: v for k, v in plan["pilot"].items() if k != "calibration"})
-        parts.append(f"<p>{esc(pilot.describe())}.</p>")
-    if plan.get("machine"):
-        parts.append(f"<p>{esc(machine_text(plan['machine']))}.</p>")
-    rec = plan["recommendation"]
-    parts.append("<h2>Recommendation</h2><p>" + esc(rec["why"] if rec else "none") + "</p>")
-    parts.append("<h2>Plan at the full size</h2><table><tr><th>configuration</th><th>status</th>"
-                 "<th>predicted accuracy at N</th><th>95% interval</th><th>at 2N</th><th>at 4N</th><th>curve</th>"
-                 "<th>fit at N</th><th>ms/text</th><th>peak MiB</th><th>trainable</th><th>rates chosen</th></tr>")
-    for e in plan["plan"]:
-        if "measured" not in e:
-            parts.append(f"<tr><td class='l'>{esc(e['configuration'])}</td><td class='l'>{esc(e['status'])}</td>"
-                         f"<td colspan='10' class='l'>{esc(e.get('error') or '')}</td></tr>")
-            continue
-        c = e["cost"]
-        status = "in the race" if e["status"] == "candidate" else f"out at n={e['eliminated_at']}"
-        if "predicted" in e:
-            p = e["predicted"][key]
-            interval = f"[{p['low']:.3f}, {p['high']:.3f}]" if p["low"] is not None else "one seed: none"
-            scores = (f"<td>{p['score']:.3f}</td><td>{esc(interval)}</td>"
-                      f"<td>{e['predicted'][str(2 * full)]['score']:.3f}</td>"
-                      f"<td>{e['predicted'][str(4 * full)]['score']:.3f}</td><td>{esc(e['form'])}</td>")
-        else:
-            scores = f"<td colspan='5' class='l'>not predicted ({esc(e['not_predicted'])})</td>"
-        fit = human_seconds(c["fit_seconds"]) + (
-            f" [{human_seconds(c['fit_interval'][0])}, {human_seconds(c['fit_interval'][1])}]"
-            if c.get("fit_interval") else "")
-        ms = f"{c['predict_ms_per_text']:.2f}" if c["predict_ms_per_text"] else "?"
-        parts.append(f"<tr><td class='l'>{esc(e['configuration'])}</td><td class='l'>{esc(status)}</td>{scores}"
-                     f"<td>{esc(fit)}</td><td>{ms}</td><td>{c['peak_memory_mib'] or 0:.0f}</td>"
-                     f"<td>{c['trainable_parameters'] or 0:,}</td>"
-                     f"<td>{esc(', '.join(f'{r:g}' for r in e['learning_rates']))}</td></tr>")
-    parts.append("</table>")
-    if figure is not None:
-        data = base64.b64encode(figure.read_bytes()).decode()
-        parts.append(f"<p><img alt='learning curves' src='data:image/png;base64,{data}'></p>")
-    parts.append("<h2>Curve forms, back-tested</h2><p>Each form is fitted on all sizes but the largest and predicts "
-                 "the largest; mean absolute error over configurations. 'last' is the baseline (the largest size's "
-                 f"score). Chosen: <b>{esc(plan['form'])}</b>.</p><table><tr><th>form</th><th>MAE</th>"
-                 "<th>configurations</th></tr>")
-    for f, v in plan["backtest"].items():
-        parts.append(f"<tr><td class='l'>{esc(f)}</td><td>{v['mae']:.4f}</td><td>{v['configurations']}</td></tr>")
-    parts.append("</table><h2>Rungs</h2><table><tr><th>rung</th><th>n</th><th>ranking (validation accuracy, mean "
-                 "over seeds)</th><th>promoted</th><th>next</th></tr>")
-    for d in plan["rungs"]:
-        ranking = "; ".join(f"{r['configuration']} {r['val_accuracy']:.3f}" for r in d["ranking"])
-        nxt = d["next_n_train"] if d["next_n_train"] is not None else f"stop ({d['reason']})"
-        parts.append(f"<tr><td>{d['rung']}</td><td>{d['n_train']}</td><td class='l'>{esc(ranking)}</td>"
-                     f"<td class='l'>{esc(', '.join(d['promoted']))}</td><td>{esc(str(nxt))}</td></tr>")
-    parts.append("</table><h2>Every cell</h2><table><tr><th>configuration</th><th>n</th><th>seed</th><th>status</th>"
-                 "<th>validation accuracy</th><th>learning rate (tried)</th><th>cell s</th></tr>")
-    from .cost import cell_seconds
-
-    for r in sorted(run.rows, key=lambda r: (r["cell"]["n_train"], r["cell"]["label"], r["cell"]["seed"])):
-        fit = r.get("fit") or {}
-        tried = ", ".join(f"{t['learning_rate']:g}" for t in fit.get("lr_search") or [])
-        rate = f"{fit['learning_rate']:g} ({tried})" if fit.get("learning_rate") is not None else ""
-        val = (r.get("validation") or {}).get("accuracy")
-        parts.append(f"<tr><td class='l'>{esc(r['cell']['label'])}</td><td>{r['cell']['n_train']}</td>"
-                     f"<td>{r['cell']['seed']}</td><td>{esc(r['status'])}</td>"
-                     f"<td>{'' if val is None else f'{val:.3f}'}</td><td>{esc(rate)}</td>"
-                     f"<td>{cell_seconds(r):.1f}</td></tr>")
-    parts.append("</table><p>Built by unfreeze advise from results.jsonl; plan.json holds these numbers.</p>"
-                 "</body></html>")
-    return "\n".join(parts)
-
-
-def _jsonable(value: object) -> object:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return str(value)
-
-
-__all__ = ["make_plan", "plan_text", "recommend", "validation_scores", "write_outputs"]
+__all__ = ["budget_for_curves", "caveat", "interval_text", "make_plan", "recommend", "validation_scores"]

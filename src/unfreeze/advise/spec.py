@@ -12,10 +12,38 @@ from ..sweep.grid import SweepSpec
 FIRST_RUNG_RATES = ("first-seed", "every-seed")
 # the settings whose values named an advisor run before AdviseSpec became a SweepSpec: a run resumed from then
 # keeps its plan id; a setting added since joins the id only when it is not at its default
-_PLAN_ID_V1 = ("data", "model", "strategies", "k", "grid", "seeds", "budget", "eta", "finalists", "first_rung_rate",
-               "growth", "min_size", "max_size", "target", "tolerance", "max_loss", "test", "test_size", "text_col",
-               "label_col", "text_pair_col", "pooling", "layers", "max_length", "batch_size", "learning_rate", "epochs",
-               "validation_fraction", "validation_size", "precision")
+_PLAN_ID_V1 = (
+    "data",
+    "model",
+    "strategies",
+    "k",
+    "grid",
+    "seeds",
+    "budget",
+    "eta",
+    "finalists",
+    "first_rung_rate",
+    "growth",
+    "min_size",
+    "max_size",
+    "target",
+    "tolerance",
+    "max_loss",
+    "test",
+    "test_size",
+    "text_col",
+    "label_col",
+    "text_pair_col",
+    "pooling",
+    "layers",
+    "max_length",
+    "batch_size",
+    "learning_rate",
+    "epochs",
+    "validation_fraction",
+    "validation_size",
+    "precision",
+)
 # sweep settings an advisor run does not take from its user: the advisor sets them per cell
 _SET_PER_CELL = ("n_train", "validation_used", "prefix_cache")
 
@@ -67,8 +95,10 @@ class AdviseSpec(SweepSpec):
         if not isinstance(self.budget, (int, float)) or self.budget <= 0:
             raise UnfreezeError(f"--budget must be a positive duration such as 15m or 90s. Got {self.budget!r}.")
         if self.target is not None and not 0 < self.target <= 1:
-            raise UnfreezeError(f"--target is a score in (0, 1] (accuracy); {self.target} can never be reached. "
-                                "Give e.g. --target 0.85.")
+            raise UnfreezeError(
+                f"--target is a score in (0, 1] (accuracy); {self.target} can never be reached. "
+                "Give e.g. --target 0.85."
+            )
         if not 0 <= self.tolerance < 1:
             raise UnfreezeError(f"--tolerance is a score difference in [0, 1), e.g. 0.01. Got {self.tolerance}.")
         if not 0 <= self.max_loss < 1:
@@ -76,36 +106,51 @@ class AdviseSpec(SweepSpec):
         if not isinstance(self.eta, int) or self.eta < 2:
             raise UnfreezeError(f"--eta must be an int >= 2 (keep the best 1/eta per rung). Got {self.eta!r}.")
         if not isinstance(self.finalists, int) or isinstance(self.finalists, bool) or self.finalists < 1:
-            raise UnfreezeError(f"--finalists must be an int >= 1 (trained configurations compared at the largest "
-                                f"size). Got {self.finalists!r}.")
+            raise UnfreezeError(
+                f"--finalists must be an int >= 1 (trained configurations compared at the largest "
+                f"size). Got {self.finalists!r}."
+            )
         if self.first_rung_rate not in FIRST_RUNG_RATES:
-            raise UnfreezeError(f"--first-rung-rate must be one of {', '.join(FIRST_RUNG_RATES)}. "
-                                f"Got {self.first_rung_rate!r}.")
+            raise UnfreezeError(
+                f"--first-rung-rate must be one of {', '.join(FIRST_RUNG_RATES)}. Got {self.first_rung_rate!r}."
+            )
         if not self.growth > 1:
             raise UnfreezeError(f"--growth must be > 1 (each rung trains on more examples). Got {self.growth}.")
-        if self.validation_size is not None and (not isinstance(self.validation_size, int)
-                                                 or isinstance(self.validation_size, bool) or self.validation_size < 0):
-            raise UnfreezeError(f"--validation-size must be an int >= 0 (0: a fraction of each sample). "
-                                f"Got {self.validation_size!r}.")
+        if self.validation_size is not None and (
+            not isinstance(self.validation_size, int)
+            or isinstance(self.validation_size, bool)
+            or self.validation_size < 0
+        ):
+            raise UnfreezeError(
+                f"--validation-size must be an int >= 0 (0: a fraction of each sample). Got {self.validation_size!r}."
+            )
         if not 0 < self.validation_fraction < 1:
-            raise UnfreezeError("The advisor decides on validation scores: --validation-fraction must be in (0, 1). "
-                                f"Got {self.validation_fraction}.")
+            raise UnfreezeError(
+                "The advisor decides on validation scores: --validation-fraction must be in (0, 1). "
+                f"Got {self.validation_fraction}."
+            )
         for name in ("min_size", "max_size"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 4):
                 raise UnfreezeError(f"--{name.replace('_', '-')} must be an int >= 4. Got {value!r}.")
         if self.min_size and self.max_size and self.min_size > self.max_size:
             raise UnfreezeError(f"--min-size {self.min_size} is above --max-size {self.max_size}.")
-        if self.threads is not None and (not isinstance(self.threads, int) or isinstance(self.threads, bool)
-                                         or self.threads < 1):
+        if self.threads is not None and (
+            not isinstance(self.threads, int) or isinstance(self.threads, bool) or self.threads < 1
+        ):
             raise UnfreezeError(f"--threads must be an int >= 1 (torch threads). Got {self.threads!r}.")
 
     def sweep_spec(self, k: list[int] | str | None = None, validation_size: int = 0) -> SweepSpec:
         """The sweep settings every cell of the advisor shares (its keys are sweep keys)."""
         shared = {f.name: getattr(self, f.name) for f in fields(SweepSpec) if f.name not in _SET_PER_CELL}
-        shared.update(strategies=list(self.strategies), seeds=list(self.seeds), n_train=[1],
-                      validation_size=validation_size, k=k if k is not None else self.k,
-                      prefix_cache=self.prefix_cache)
+        shared.update(
+            strategies=list(self.strategies),
+            seeds=list(self.seeds),
+            n_train=[1],
+            validation_size=validation_size,
+            k=k if k is not None else self.k,
+            prefix_cache=self.prefix_cache,
+        )
         return SweepSpec(**shared)
 
     def plan_id(self) -> str:
@@ -127,11 +172,33 @@ def _default(f) -> object:
     return f.default_factory() if f.default_factory is not MISSING else f.default
 
 
+def check_sizes(spec: AdviseSpec, full: int, held: int, trainable: int, min_size: int, n_classes: int) -> None:
+    """Data too small for the sizes asked for: one line each, before anything loads."""
+    if min_size > trainable:
+        besides = f" besides {held} held out for validation" if held else ""
+        raise UnfreezeError(
+            f"{spec.data} has {full} labelled examples, too few for the smallest rung "
+            f"({min_size}){besides}. Give --min-size {max(4, trainable // 4)} or more data."
+        )
+    if spec.max_size is not None and spec.max_size > trainable:
+        besides = f" ({full} labelled, {held} held out for validation)" if held else ""
+        raise UnfreezeError(
+            f"--max-size {spec.max_size} is more than the {trainable} training examples of "
+            f"{spec.data}{besides}. Use at most {trainable}."
+        )
+    if not held and (round(min_size * spec.validation_fraction) < n_classes or min_size < 4 * n_classes):
+        needed = max(4 * n_classes, math.ceil(n_classes / spec.validation_fraction))
+        raise UnfreezeError(
+            f"--min-size {min_size} is too small for a validation split holding each of the "
+            f"{n_classes} classes. Give --min-size {needed} or more."
+        )
+
+
 def rung_sizes(min_size: int, max_size: int, growth: float) -> list[int]:
     """Geometric sizes from ``min_size``; the last is ``max_size`` (a short last step merges into it)."""
     sizes = [min_size]
     while sizes[-1] * growth < max_size:
-        sizes.append(int(round(sizes[-1] * growth)))
+        sizes.append(round(sizes[-1] * growth))
     if max_size / sizes[-1] >= math.sqrt(growth) or len(sizes) == 1:
         sizes.append(max_size)
     else:
@@ -152,4 +219,4 @@ def default_min_size(n_classes: int) -> int:
     return max(64, 16 * n_classes)
 
 
-__all__ = ["AdviseSpec", "FIRST_RUNG_RATES", "default_min_size", "default_validation_size", "rung_sizes"]
+__all__ = ["FIRST_RUNG_RATES", "AdviseSpec", "check_sizes", "default_min_size", "default_validation_size", "rung_sizes"]

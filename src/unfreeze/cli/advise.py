@@ -5,15 +5,22 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from ..errors import UnfreezeError
 from .arguments import DataArguments, InputArguments, RunArguments, arguments, deprecated, renamed, seed_list, take
 from .common import app, checked_device, checked_precision, parse_grid, user_errors
-from .options import given, grid_axes, merged_grid, strategy_parameters, strategy_values, training_parameters, \
-    with_parameters
+from .options import (
+    given,
+    grid_axes,
+    merged_grid,
+    strategy_parameters,
+    strategy_values,
+    training_parameters,
+    with_parameters,
+)
 
 ADVISE_DATA = ("test", "test_size", "text_col", "label_col", "text_pair_col")
 ADVISE_RUN = ("strategies", "grid", "seeds", "validation_size", "budget")
@@ -34,23 +41,73 @@ def parse_budget(text: str) -> float:
 
 @app.command()
 @user_errors
-@with_parameters(arguments(InputArguments), arguments(DataArguments, ADVISE_DATA), arguments(RunArguments, ADVISE_RUN),
-                 strategy_parameters(), training_parameters(), [deprecated("--json", "--json-out", Path)])
+@with_parameters(
+    arguments(InputArguments),
+    arguments(DataArguments, ADVISE_DATA),
+    arguments(RunArguments, ADVISE_RUN),
+    strategy_parameters(),
+    training_parameters(),
+    [deprecated("--json", "--json-out", Path)],
+)
 def advise(
     data: Annotated[str, typer.Argument(help="Labelled data: a file, a save_to_disk folder, or a built-in dataset.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Run folder (results, plan, report); rerun to resume.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Run folder (results, plan, report); rerun to resume.")
+    ],
     eta: Annotated[int, typer.Option("--eta", help="Keep the best 1/eta of the trained configurations per rung.")] = 3,
-    finalists: Annotated[int, typer.Option("--finalists", help="Never keep fewer trained configurations; these go on through every size the budget reaches.")] = 2,
-    first_rung_rate: Annotated[str, typer.Option("--first-rung-rate", help="first-seed (the first rung's later seeds train at the rate the first seed's search chose) or every-seed.")] = "first-seed",
+    finalists: Annotated[
+        int,
+        typer.Option(
+            "--finalists",
+            help="Never keep fewer trained configurations; these go on through every size the budget reaches.",
+        ),
+    ] = 2,
+    first_rung_rate: Annotated[
+        str,
+        typer.Option(
+            "--first-rung-rate",
+            help="first-seed (the first rung's later seeds "
+            "train at the rate the first seed's "
+            "search chose) or every-seed.",
+        ),
+    ] = "first-seed",
     growth: Annotated[float, typer.Option("--growth", help="Each rung trains on this many times more examples.")] = 2.0,
-    min_size: Annotated[Optional[int], typer.Option("--min-size", help="Training examples at the first rung (default max(64, 16 per class)).")] = None,
-    max_size: Annotated[Optional[int], typer.Option("--max-size", help="Largest pilot size (default: all the labelled data the validation set leaves).")] = None,
-    target: Annotated[Optional[float], typer.Option("--target", help="A score to reach: how many labelled examples it needs.")] = None,
-    tolerance: Annotated[float, typer.Option("--tolerance", help="Accept a cheaper configuration up to this much worse than the best.")] = 0.0,
-    max_loss: Annotated[float, typer.Option("--max-loss", help="Never recommend a cheaper configuration that measured more than this below the best, shown worse or not.")] = 0.01,
-    json_out: Annotated[Optional[Path], typer.Option("--json-out", help="Also write the plan as JSON to this file.")] = None,
-    fit_dir: Annotated[Optional[Path], typer.Option("--fit", help="Then train the recommendation on all the data and write the bundle here.")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", help="Torch threads (default: no more than the cores other work leaves free).")] = None,
+    min_size: Annotated[
+        int | None,
+        typer.Option("--min-size", help="Training examples at the first rung (default max(64, 16 per class))."),
+    ] = None,
+    max_size: Annotated[
+        int | None,
+        typer.Option(
+            "--max-size", help="Largest pilot size (default: all the labelled data the validation set leaves)."
+        ),
+    ] = None,
+    target: Annotated[
+        float | None, typer.Option("--target", help="A score to reach: how many labelled examples it needs.")
+    ] = None,
+    tolerance: Annotated[
+        float, typer.Option("--tolerance", help="Accept a cheaper configuration up to this much worse than the best.")
+    ] = 0.0,
+    max_loss: Annotated[
+        float,
+        typer.Option(
+            "--max-loss",
+            help="Never recommend a cheaper configuration that "
+            "measured more than this below the best, shown worse "
+            "or not.",
+        ),
+    ] = 0.01,
+    json_out: Annotated[
+        Path | None, typer.Option("--json-out", help="Also write the plan as JSON to this file.")
+    ] = None,
+    fit_dir: Annotated[
+        Path | None,
+        typer.Option("--fit", help="Then train the recommendation on all the data and write the bundle here."),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", help="Torch threads (default: no more than the cores other work leaves free)."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="Print only the plan.")] = False,
     **settings,
 ) -> None:
@@ -68,18 +125,41 @@ def advise(
     swept = strategy_values(settings)
     training = given(settings)
     Training(**training).check()  # e.g. --epochs 0: one line now, not a failed cell per configuration
-    strategies = ([s.strip() for s in run.strategies.split(",") if s.strip()] if run.strategies is not None
-                  else AdviseSpec().strategies)
+    strategies = (
+        [s.strip() for s in run.strategies.split(",") if s.strip()]
+        if run.strategies is not None
+        else AdviseSpec().strategies
+    )
     spec = AdviseSpec(
-        data=data, model=model_in.model or "minilm-l6", strategies=strategies,
+        data=data,
+        model=model_in.model or "minilm-l6",
+        strategies=strategies,
         grid=merged_grid(parse_grid(run.grid), grid_axes(swept, strategies)),
-        seeds=seed_list(run.seeds, [0, 1, 2]), budget=parse_budget(run.budget or "15m"), eta=eta, finalists=finalists,
-        first_rung_rate=first_rung_rate, growth=growth, min_size=min_size, max_size=max_size, target=target,
-        tolerance=tolerance, max_loss=max_loss, test=split.test, test_size=split.test_size, text_col=split.text_col,
-        label_col=split.label_col, text_pair_col=split.text_pair_col, pooling=model_in.pooling,
-        layers=model_in.layers, max_length=model_in.max_length, batch_size=model_in.batch_size or 32,
-        validation_size=run.validation_size, precision=checked_precision(model_in.precision or "auto"),
-        threads=threads, **training)
+        seeds=seed_list(run.seeds, [0, 1, 2]),
+        budget=parse_budget(run.budget or "15m"),
+        eta=eta,
+        finalists=finalists,
+        first_rung_rate=first_rung_rate,
+        growth=growth,
+        min_size=min_size,
+        max_size=max_size,
+        target=target,
+        tolerance=tolerance,
+        max_loss=max_loss,
+        test=split.test,
+        test_size=split.test_size,
+        text_col=split.text_col,
+        label_col=split.label_col,
+        text_pair_col=split.text_pair_col,
+        pooling=model_in.pooling,
+        layers=model_in.layers,
+        max_length=model_in.max_length,
+        batch_size=model_in.batch_size or 32,
+        validation_size=run.validation_size,
+        precision=checked_precision(model_in.precision or "auto"),
+        threads=threads,
+        **training,
+    )
     spec.check()
     spec.sweep_spec()  # strategies and their grid: one line now rather than later
     device = model_in.device
@@ -100,18 +180,24 @@ def advise(
             fit_recommendation(spec, result["plan"], fit_dir, device)
 
 
-def run_advisor(spec, output: Path, clock_start: float, device: str | None = None, progress: bool = True,
-                json_path: Path | None = None) -> dict:
+def run_advisor(
+    spec,
+    output: Path,
+    clock_start: float,
+    device: str | None = None,
+    progress: bool = True,
+    json_path: Path | None = None,
+) -> dict:
     from ..advise.halving import run_halving
-    from ..advise.plan import make_plan, plan_text, write_outputs
+    from ..advise.plan import make_plan
+    from ..advise.render import plan_text, write_outputs
     from ..machine.cores import use_threads
 
     def log(line: str) -> None:
         typer.echo(line, err=True)
 
     with use_threads(spec.threads) as cores:
-        run = run_halving(spec, output, clock_start, progress=progress, device=device, log=log,
-                          cores=cores.as_dict())
+        run = run_halving(spec, output, clock_start, progress=progress, device=device, log=log, cores=cores.as_dict())
     plan = make_plan(run)
     files = write_outputs(plan, run, json_path)
     typer.echo(plan_text(plan))
@@ -127,12 +213,15 @@ def fit_recommendation(spec, plan: dict, fit_dir: Path, device: str | None) -> N
     rec = plan.get("recommendation")
     started = time.perf_counter()
     clf, metrics = fit_recommended(spec, plan, device)
-    clf.save(fit_dir, metrics={**metrics, "advise": {"predicted_score": rec["predicted_score"],
-                                                     "interval": rec["interval"]}})
+    clf.save(
+        fit_dir, metrics={**metrics, "advise": {"predicted_score": rec["predicted_score"], "interval": rec["interval"]}}
+    )
     low, high = rec.get("fit_interval") or (None, None)
     projected = f"{rec['fit_seconds']:.0f} s" + (f" [{low:.0f}, {high:.0f}]" if low is not None else "")
-    typer.echo(f"fitted {rec['configuration']} on all {metrics['n_train']:,} labelled examples in "
-               f"{time.perf_counter() - started:.1f} s (fit {clf.fit_seconds_:.0f} s; projected {projected})")
+    typer.echo(
+        f"fitted {rec['configuration']} on all {metrics['n_train']:,} labelled examples in "
+        f"{time.perf_counter() - started:.1f} s (fit {clf.fit_seconds_:.0f} s; projected {projected})"
+    )
     typer.echo(format_metrics_table({k: v for k, v in metrics.items() if k in ("train", "test")}))
     typer.echo(f"bundle: {fit_dir}")
 
@@ -154,12 +243,22 @@ def fit_recommended(spec, plan: dict, device: str | None):
     if rec.get("learning_rate") is not None and "learning_rate" in training:
         # the rate the pilot's searches chose at its largest size, for up to their epoch ceiling (early stopping
         # on a validation split): one fit, as the plan's fit time projects, not a third search on all the data
-        training.update(learning_rate=rec["learning_rate"],
-                        epochs=training.get("epochs") or cls(**rec["params"]).epochs_for(True))
-    clf = Classifier(model=spec.model, strategy=cls(**rec["params"]), training=Training(**training),
-                     pooling=spec.pooling, layers=spec.layers, max_length=spec.max_length,
-                     batch_size=spec.batch_size, seed=spec.seeds[0], device=device, progress=False,
-                     precision=spec.precision)
+        training.update(
+            learning_rate=rec["learning_rate"], epochs=training.get("epochs") or cls(**rec["params"]).epochs_for(True)
+        )
+    clf = Classifier(
+        model=spec.model,
+        strategy=cls(**rec["params"]),
+        training=Training(**training),
+        pooling=spec.pooling,
+        layers=spec.layers,
+        max_length=spec.max_length,
+        batch_size=spec.batch_size,
+        seed=spec.seeds[0],
+        device=device,
+        progress=False,
+        precision=spec.precision,
+    )
     pool = data.train_pool
     clf.fit(pool.inputs, pool.labels)
     metrics = {"train": clf.evaluate(pool.inputs, pool.labels)}

@@ -16,7 +16,7 @@ import inspect
 import typing
 from collections.abc import Iterable
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -32,39 +32,47 @@ def argument(default: object, help: str, *flags: str, metavar: str | None = None
 class DataArguments:
     """Which labelled data to read, and how it is split (the rule of ``unfreeze.data.splits``)."""
 
-    test: Optional[str] = argument(
-        None, "Test data: a file, or NAME:test of a built-in (default: a built-in's test split; a file has none "
-              "unless --test-size carves one out).")
-    test_size: Optional[float] = argument(
-        None, "Hold out this fraction of the labelled data as test, stratified and seeded (of a built-in's train "
-              "split).")
-    n_test: Optional[int] = argument(None, "Score on a stratified sample of this many test examples.")
-    n_train: Optional[int] = argument(
-        None, "Train on a stratified sample of N (default: all of it; intrinsic-dim: 1000).")
-    n_per_class: Optional[int] = argument(None, "Train on N examples per class.")
+    test: str | None = argument(
+        None,
+        "Test data: a file, or NAME:test of a built-in (default: a built-in's test split; a file has none "
+        "unless --test-size carves one out).",
+    )
+    test_size: float | None = argument(
+        None,
+        "Hold out this fraction of the labelled data as test, stratified and seeded (of a built-in's train split).",
+    )
+    n_test: int | None = argument(None, "Score on a stratified sample of this many test examples.")
+    n_train: int | None = argument(None, "Train on a stratified sample of N (default: all of it; intrinsic-dim: 1000).")
+    n_per_class: int | None = argument(None, "Train on N examples per class.")
     text_col: str = argument("text", "Column holding the text.")
     label_col: str = argument("label", "Column holding the label.")
-    text_pair_col: Optional[str] = argument(None, "Column holding the second text of a pair.")
+    text_pair_col: str | None = argument(None, "Column holding the second text of a pair.")
 
 
 @dataclass
 class InputArguments:
     """What the model reads and runs on."""
 
-    model: Optional[str] = argument(
-        None, "Catalog name, model folder or hub id (default: minilm-l6; study: the study's first model; "
-              "heads add: the bundle's).", "--model", "-m")
+    model: str | None = argument(
+        None,
+        "Catalog name, model folder or hub id (default: minilm-l6; study: the study's first model; "
+        "heads add: the bundle's).",
+        "--model",
+        "-m",
+    )
     pooling: str = argument("auto", "auto, mean, cls, last or max.")
     layers: str = argument("-1", "Hidden states: -1 last block, 0 embeddings, or e.g. -4,-3,-2,-1.")
     max_length: int = argument(256, "Tokens per input (capped by the model).")
-    batch_size: Optional[int] = argument(
-        None, "Inputs per forward pass, and per optimiser step when training (default: 32; export: the "
-              "bundle's).")
-    precision: Optional[str] = argument(
-        None, "auto, fp32 or bf16 (default when training: auto, that is bf16 for work without gradients and bf16 "
-              "autocast for training where the hardware runs bf16 fast, AMX or AVX-512 BF16 CPUs and CUDA with "
-              "bf16, fp32 elsewhere; when predicting: what the bundle was fitted in); int8 with --runtime onnx.")
-    device: Optional[str] = argument(None, "cpu, cuda, cuda:1... (default: CUDA when present).")
+    batch_size: int | None = argument(
+        None, "Inputs per forward pass, and per optimiser step when training (default: 32; export: the bundle's)."
+    )
+    precision: str | None = argument(
+        None,
+        "auto, fp32 or bf16 (default when training: auto, that is bf16 for work without gradients and bf16 "
+        "autocast for training where the hardware runs bf16 fast, AMX or AVX-512 BF16 CPUs and CUDA with "
+        "bf16, fp32 elsewhere; when predicting: what the bundle was fitted in); int8 with --runtime onnx.",
+    )
+    device: str | None = argument(None, "cpu, cuda, cuda:1... (default: CUDA when present).")
 
 
 @dataclass
@@ -72,27 +80,36 @@ class RunArguments:
     """Options of the commands that run many cells, or write files."""
 
     seed: int = argument(0, "Seed for sampling, splits and the head.")
-    seeds: Optional[str] = argument(
-        None, "Seeds, comma-separated; a nested sample per seed, two or more give error bars (default: 0; advise: "
-              "0,1,2).")
-    strategies: Optional[str] = argument(
-        None, "Comma-separated strategies, e.g. features,freeze,lora,setfit (default: sweep features,freeze; "
-              "advise features,freeze,lora).")
-    grid: Optional[list[str]] = argument(
-        None, "Values of a strategy's parameter, e.g. lora.r=4,16 or freeze.k=all (repeatable).")
-    validation_size: Optional[int] = argument(
-        None, "Examples held out per seed as every size's validation set; 0: --validation-fraction of each sample "
-              "(default: sweep 0; advise a fifth of the labelled data, 8 per class to 200).")
+    seeds: str | None = argument(
+        None,
+        "Seeds, comma-separated; a nested sample per seed, two or more give error bars (default: 0; advise: 0,1,2).",
+    )
+    strategies: str | None = argument(
+        None,
+        "Comma-separated strategies, e.g. features,freeze,lora,setfit (default: sweep features,freeze; "
+        "advise features,freeze,lora).",
+    )
+    grid: list[str] | None = argument(
+        None, "Values of a strategy's parameter, e.g. lora.r=4,16 or freeze.k=all (repeatable)."
+    )
+    validation_size: int | None = argument(
+        None,
+        "Examples held out per seed as every size's validation set; 0: --validation-fraction of each sample "
+        "(default: sweep 0; advise a fifth of the labelled data, 8 per class to 200).",
+    )
     metric: str = argument("accuracy", "accuracy, macro_f1 or mcc.")
     retry_failed: bool = argument(False, "Run failed cells again.")
-    no_cache: bool = argument(False, "Do not read or write the on-disk caches (embeddings; in sweeps also the "
-                                     "shared frozen-prefix states).")
+    no_cache: bool = argument(
+        False, "Do not read or write the on-disk caches (embeddings; in sweeps also the shared frozen-prefix states)."
+    )
     overwrite: bool = argument(False, "Replace an output this tool wrote before (never anything else).")
-    head: Optional[list[str]] = argument(
-        None, "Multi-head bundle: the head to use (repeat for several; default: every head).")
+    head: list[str] | None = argument(
+        None, "Multi-head bundle: the head to use (repeat for several; default: every head)."
+    )
     as_json: bool = argument(False, "Print the result as JSON.", "--json")
-    budget: Optional[str] = argument(
-        None, "Time for the pilot, model loading included: 15m, 90s, 1h (default: 15m; demo: 8m).")
+    budget: str | None = argument(
+        None, "Time for the pilot, model loading included: 15m, 90s, 1h (default: 15m; demo: 8m)."
+    )
 
 
 GROUPS = (DataArguments, InputArguments, RunArguments)
@@ -120,11 +137,11 @@ def arguments(cls: type, only: Iterable[str] | None = None, panel: str | None = 
         if hint is bool:
             option = typer.Option(*flags, help=f.metadata["help"], metavar="", rich_help_panel=panel)
         else:
-            option = typer.Option(*flags, help=f.metadata["help"], metavar=f.metadata["metavar"],
-                                  rich_help_panel=panel)
+            option = typer.Option(*flags, help=f.metadata["help"], metavar=f.metadata["metavar"], rich_help_panel=panel)
         default = f.default if f.default is not MISSING else None
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                                        annotation=Annotated[hint, option]))
+        params.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[hint, option])
+        )
     return params
 
 
@@ -171,11 +188,13 @@ def deprecated(old: str, new: str, hint: type = str) -> inspect.Parameter:
     name = "deprecated_" + old.lstrip("-").replace("-", "_")
     if hint is bool:
         option = typer.Option(old, hidden=True, is_flag=True, help=f"Deprecated: use {new}.")
-        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=False,
-                                 annotation=Annotated[bool, option])
+        return inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[bool, option]
+        )
     option = typer.Option(old, hidden=True, help=f"Deprecated: use {new}.")
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                             annotation=Annotated[Optional[hint], option])
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[hint | None, option]
+    )
 
 
 def renamed(options: dict[str, object], old: str, new: str, value: object) -> object:
@@ -189,5 +208,17 @@ def renamed(options: dict[str, object], old: str, new: str, value: object) -> ob
     return old_value
 
 
-__all__ = ["DataArguments", "GROUPS", "InputArguments", "RunArguments", "argument", "arguments",
-           "check_metric", "deprecated", "given_on_command_line", "renamed", "seed_list", "take"]
+__all__ = [
+    "GROUPS",
+    "DataArguments",
+    "InputArguments",
+    "RunArguments",
+    "argument",
+    "arguments",
+    "check_metric",
+    "deprecated",
+    "given_on_command_line",
+    "renamed",
+    "seed_list",
+    "take",
+]

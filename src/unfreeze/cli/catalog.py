@@ -8,8 +8,9 @@ import typer
 
 from .common import app, user_errors
 
-models_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
-                         help="The offline model catalog: list and install.")
+models_app = typer.Typer(
+    add_completion=False, pretty_exceptions_enable=False, help="The offline model catalog: list and install."
+)
 app.add_typer(models_app, name="models")
 
 
@@ -22,10 +23,14 @@ def datasets() -> None:
     typer.echo(f"{'name':<16}{'rows':>8}{'train':>8}{'test':>8}{'classes':>9}  {'cached':<7} description")
     for d in BUILTIN.values():
         n_test = test_size(d)
-        typer.echo(f"{d.name:<16}{d.n_rows:>8}{d.n_rows - n_test:>8}{n_test:>8}{len(d.classes):>9}  "
-                   f"{'yes' if is_materialised(d.name) else 'no':<7} {d.description}")
-    typer.echo(f"\nSplits: fixed, stratified, seed 0, {TEST_FRACTION:.0%} test. Use NAME, NAME:train or NAME:test "
-               "wherever DATA is asked.")
+        typer.echo(
+            f"{d.name:<16}{d.n_rows:>8}{d.n_rows - n_test:>8}{n_test:>8}{len(d.classes):>9}  "
+            f"{'yes' if is_materialised(d.name) else 'no':<7} {d.description}"
+        )
+    typer.echo(
+        f"\nSplits: fixed, stratified, seed 0, {TEST_FRACTION:.0%} test. Use NAME, NAME:train or NAME:test "
+        "wherever DATA is asked."
+    )
 
 
 @app.command()
@@ -41,11 +46,15 @@ def strategies() -> None:
             typer.echo(f"{'':<12}{flag:<18} default {f.default!r:<8} {f.metadata.get('help', '')}")
         reads = ", ".join(sorted(cls.training_settings)) or "none"
         grid = cls().learning_rate_grid() if cls.default_learning_rate else ()
-        defaults = (f"; default learning rate {cls.default_learning_rate:g}, epochs {cls.default_epochs}"
-                    if cls.default_learning_rate else "")
+        defaults = (
+            f"; default learning rate {cls.default_learning_rate:g}, epochs {cls.default_epochs}"
+            if cls.default_learning_rate
+            else ""
+        )
         if grid:
-            defaults += (f"; --lr auto tries {', '.join(f'{r:g}' for r in grid)} for up to "
-                         f"{cls().epochs_for(True)} epochs")
+            defaults += (
+                f"; --lr auto tries {', '.join(f'{r:g}' for r in grid)} for up to {cls().epochs_for(True)} epochs"
+            )
         typer.echo(f"{'':<12}training settings it reads: {reads}{defaults}")
 
 
@@ -59,8 +68,10 @@ def models_list(ctx: typer.Context) -> None:
 
     typer.echo(f"{'name':<14}{'architecture':<40}{'blocks':>7}{'hidden':>8}{'params':>8}  {'installed':<10}install")
     for r in catalog_rows():
-        typer.echo(f"{r['name']:<14}{r['architecture']:<40}{r['blocks']:>7}{r['hidden']:>8}{r['params']:>8}  "
-                   f"{r['installed']:<10}{r['install']}")
+        typer.echo(
+            f"{r['name']:<14}{r['architecture']:<40}{r['blocks']:>7}{r['hidden']:>8}{r['params']:>8}  "
+            f"{r['installed']:<10}{r['install']}"
+        )
     typer.echo("\nAny local Hugging Face model folder or hub id also works as --model.")
 
 

@@ -12,8 +12,12 @@ import typer
 from ..errors import UnfreezeError
 from .arguments import DataArguments
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="How much of a pretrained transformer should you train? Fit, compare and serve text classifiers.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="How much of a pretrained transformer should you train? Fit, compare and serve text classifiers.",
+)
 
 _state = {"debug": False}
 
@@ -77,8 +81,9 @@ def load_train_test(data: str, split: DataArguments, seed: int):
     from ..data import sample
     from ..data.splits import load_splits
 
-    train, test_set = load_splits(data, split.test, split.test_size, split.text_col, split.label_col,
-                                  split.text_pair_col, seed)
+    train, test_set = load_splits(
+        data, split.test, split.test_size, split.text_col, split.label_col, split.text_pair_col, seed
+    )
     if split.n_train is not None or split.n_per_class is not None:
         train = sample(train, n_total=split.n_train, n_per_class=split.n_per_class, seed=seed)
     return train, test_set
@@ -109,6 +114,7 @@ def parse_grid(entries: list[str] | None) -> dict[str, dict[str, list[str]]]:
         strategy, dot, param = target.strip().partition(".")
         if not sep or not dot or not strategy or not param or not values.strip():
             raise UnfreezeError(f"--grid takes STRATEGY.PARAMETER=V1,V2,..., e.g. --grid lora.r=4,16. Got {entry!r}.")
-        grid.setdefault(strategy, {})[param] = values.strip() if values.strip() == "all" else [
-            v.strip() for v in values.split(",") if v.strip()]
+        grid.setdefault(strategy, {})[param] = (
+            values.strip() if values.strip() == "all" else [v.strip() for v in values.split(",") if v.strip()]
+        )
     return grid

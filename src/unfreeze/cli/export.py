@@ -7,7 +7,7 @@ Also the options ``predict`` and ``serve`` take to predict with an export (``--r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -16,10 +16,15 @@ from .arguments import DataArguments, InputArguments, RunArguments, arguments, d
 from .common import app, checked_device, flag, user_errors
 from .options import with_parameters
 
-RuntimeOpt = Annotated[str, typer.Option("--runtime", help="torch (PyTorch eager) or onnx (the bundle's ONNX export, "
-                                                           "made with `unfreeze export`).")]
-OnnxDirOpt = Annotated[Optional[Path], typer.Option("--onnx", help="With --runtime onnx: the export folder "
-                                                                   "(default: BUNDLE/onnx).")]
+RuntimeOpt = Annotated[
+    str,
+    typer.Option(
+        "--runtime", help="torch (PyTorch eager) or onnx (the bundle's ONNX export, made with `unfreeze export`)."
+    ),
+]
+OnnxDirOpt = Annotated[
+    Path | None, typer.Option("--onnx", help="With --runtime onnx: the export folder (default: BUNDLE/onnx).")
+]
 
 
 def int8_deprecated():
@@ -38,24 +43,51 @@ def one_precision(options: dict) -> str | None:
 
 @app.command("export")
 @user_errors
-@with_parameters(arguments(DataArguments, ("text_col", "label_col", "text_pair_col")),
-                 arguments(RunArguments, ("overwrite",)), arguments(InputArguments, ("batch_size", "device")),
-                 [deprecated("--force", "--overwrite", bool)])
+@with_parameters(
+    arguments(DataArguments, ("text_col", "label_col", "text_pair_col")),
+    arguments(RunArguments, ("overwrite",)),
+    arguments(InputArguments, ("batch_size", "device")),
+    [deprecated("--force", "--overwrite", bool)],
+)
 def export_command(
-    bundle: Annotated[Path, typer.Argument(help="Bundle folder: features, setfit, multi-head, freeze, full, reinit "
-                                                "or lora.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Export folder (default: BUNDLE/onnx, "
-                                                                          "where --runtime onnx looks).")] = None,
+    bundle: Annotated[
+        Path, typer.Argument(help="Bundle folder: features, setfit, multi-head, freeze, full, reinit or lora.")
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Export folder (default: BUNDLE/onnx, where --runtime onnx looks)."),
+    ] = None,
     int8: Annotated[bool, flag("--int8", help="Also write an int8 graph (ONNX Runtime's dynamic quantiser).")] = False,
-    check: Annotated[Optional[str], typer.Option("--check", help="Data to check the export on (a file or a built-in "
-                                                                 "dataset; labels optional). Default: the training "
-                                                                 "inputs stored with the bundle.")] = None,
-    keep_ffn_output: Annotated[bool, flag("--keep-ffn-output", help="With --int8: keep the feed-forward output "
-                                                                    "projections in fp32 (slower, closer to fp32).")] = False,
-    full_range: Annotated[bool, flag("--full-range", help="With --int8: 8-bit weights instead of ONNX Runtime's "
-                                                          "7-bit reduce_range (which changed fewer labels).")] = False,
-    exporter: Annotated[str, typer.Option("--exporter", help="dynamo (torch.export, the default) or torchscript "
-                                                             "(older, quicker to export).")] = "dynamo",
+    check: Annotated[
+        str | None,
+        typer.Option(
+            "--check",
+            help="Data to check the export on (a file or a built-in "
+            "dataset; labels optional). Default: the training "
+            "inputs stored with the bundle.",
+        ),
+    ] = None,
+    keep_ffn_output: Annotated[
+        bool,
+        flag(
+            "--keep-ffn-output",
+            help="With --int8: keep the feed-forward output projections in fp32 (slower, closer to fp32).",
+        ),
+    ] = False,
+    full_range: Annotated[
+        bool,
+        flag(
+            "--full-range",
+            help="With --int8: 8-bit weights instead of ONNX Runtime's "
+            "7-bit reduce_range (which changed fewer labels).",
+        ),
+    ] = False,
+    exporter: Annotated[
+        str,
+        typer.Option(
+            "--exporter", help="dynamo (torch.export, the default) or torchscript (older, quicker to export)."
+        ),
+    ] = "dynamo",
     **options,
 ) -> None:
     """Export BUNDLE to ONNX for fast CPU prediction (`predict`/`serve --runtime onnx`).
@@ -79,9 +111,19 @@ def export_command(
     inputs = labels = origin = None
     if check is not None:
         inputs, labels, origin = read_check_data(check, columns.text_col, columns.label_col, columns.text_pair_col)
-    done = export_bundle(bundle, output, int8=int8, check_inputs=inputs, check_labels=labels, check_origin=origin,
-                         device=device, batch_size=model_in.batch_size, exporter=exporter,
-                         overwrite=bool(force or run.overwrite),
-                         keep_ffn_output=keep_ffn_output, reduce_range=not full_range)
+    done = export_bundle(
+        bundle,
+        output,
+        int8=int8,
+        check_inputs=inputs,
+        check_labels=labels,
+        check_origin=origin,
+        device=device,
+        batch_size=model_in.batch_size,
+        exporter=exporter,
+        overwrite=bool(force or run.overwrite),
+        keep_ffn_output=keep_ffn_output,
+        reduce_range=not full_range,
+    )
     for line in done.lines():
         typer.echo(line)

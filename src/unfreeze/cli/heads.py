@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,22 +12,31 @@ from .arguments import DataArguments, InputArguments, RunArguments, arguments, t
 from .common import app, checked_device, checked_precision, flag, load_train_test, user_errors
 from .options import one_value_each, strategy_parameters, strategy_values, with_parameters
 
-heads_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
-                        help="Multi-head bundles: many classifiers sharing one frozen backbone and one forward pass.")
+heads_app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="Multi-head bundles: many classifiers sharing one frozen backbone and one forward pass.",
+)
 app.add_typer(heads_app, name="heads")
 
 
 @heads_app.command("add")
 @user_errors
-@with_parameters(arguments(InputArguments, ("model", "pooling", "layers", "max_length", "batch_size", "precision",
-                                            "device")),
-                 strategy_parameters(only=("C",)),
-                 arguments(DataArguments, ("test", "test_size", "n_train", "n_per_class", "text_col", "label_col",
-                                           "text_pair_col")),
-                 arguments(RunArguments, ("seed", "no_cache")))
+@with_parameters(
+    arguments(InputArguments, ("model", "pooling", "layers", "max_length", "batch_size", "precision", "device")),
+    strategy_parameters(only=("C",)),
+    arguments(DataArguments, ("test", "test_size", "n_train", "n_per_class", "text_col", "label_col", "text_pair_col")),
+    arguments(RunArguments, ("seed", "no_cache")),
+)
 def heads_add(
-    bundle: Annotated[Path, typer.Argument(help="Multi-head bundle folder (created when missing), or a features "
-                                                "bundle from `unfreeze fit`, whose head becomes 'default'.")],
+    bundle: Annotated[
+        Path,
+        typer.Argument(
+            help="Multi-head bundle folder (created when missing), or a features "
+            "bundle from `unfreeze fit`, whose head becomes 'default'."
+        ),
+    ],
     name: Annotated[str, typer.Argument(help="Name of the new head: letters, digits, '_', '-', '.'.")],
     data: Annotated[str, typer.Argument(help="Labelled training data: a file or a built-in dataset.")],
     replace: Annotated[bool, flag("--replace", help="Refit a head that already exists.")] = False,
@@ -50,21 +59,32 @@ def heads_add(
     device = checked_device(model_in.device)
     model, max_length, batch_size = model_in.model, model_in.max_length, model_in.batch_size or 32
 
-    from ..metrics import format_metrics_table
     from ..inference.multihead import add_heads, new_suite_for
+    from ..metrics import format_metrics_table
 
     suite = new_suite_for(bundle, model, max_length, batch_size, device, precision)
-    head = suite.add_head(name, train.inputs, train.labels, pooling=model_in.pooling, layers=model_in.layers, C=C,
-                          seed=run.seed, cache=not run.no_cache, data=train.name)
+    head = suite.add_head(
+        name,
+        train.inputs,
+        train.labels,
+        pooling=model_in.pooling,
+        layers=model_in.layers,
+        C=C,
+        seed=run.seed,
+        cache=not run.no_cache,
+        data=train.name,
+    )
     clf = suite.as_classifier(name)
     metrics = {"train": clf.evaluate(train.inputs, train.labels)}
     if test_set is not None:
         metrics["test"] = clf.evaluate(test_set.inputs, test_set.labels)
     head.info["metrics"] = {**metrics, "n_train": len(train), "n_test": len(test_set) if test_set else 0}
     saved = add_heads(bundle, suite, replace=replace)
-    typer.echo(f"added head {name!r} ({len(head.classes)} labels, pooling {head.pooling}, layers "
-               f"{','.join(map(str, head.layers))}, C={head.head.C_:g}) fitted on {len(train)} examples of "
-               f"{train.name}; {bundle} now has {len(saved.heads)} head(s): {', '.join(saved.heads)}")
+    typer.echo(
+        f"added head {name!r} ({len(head.classes)} labels, pooling {head.pooling}, layers "
+        f"{','.join(map(str, head.layers))}, C={head.head.C_:g}) fitted on {len(train)} examples of "
+        f"{train.name}; {bundle} now has {len(saved.heads)} head(s): {', '.join(saved.heads)}"
+    )
     typer.echo(format_metrics_table(metrics))
 
 
@@ -84,12 +104,26 @@ def heads_list(
     if config.get("kind") == MULTIHEAD_KIND:
         entries = config["heads"]
     else:  # a single-head bundle shows its one head
-        entries = {DEFAULT_HEAD: {"labels": config["labels"], "pooling": config["pooling"],
-                                  "layers": config["layers"], "metrics": config.get("metrics", {}),
-                                  "strategy": config["strategy"]["name"]}}
-    rows = [{"name": n, "labels": e["labels"], "pooling": e["pooling"], "layers": e["layers"],
-             "data": e.get("data", ""), "test_accuracy": e.get("metrics", {}).get("test", {}).get("accuracy")}
-            for n, e in entries.items()]
+        entries = {
+            DEFAULT_HEAD: {
+                "labels": config["labels"],
+                "pooling": config["pooling"],
+                "layers": config["layers"],
+                "metrics": config.get("metrics", {}),
+                "strategy": config["strategy"]["name"],
+            }
+        }
+    rows = [
+        {
+            "name": n,
+            "labels": e["labels"],
+            "pooling": e["pooling"],
+            "layers": e["layers"],
+            "data": e.get("data", ""),
+            "test_accuracy": e.get("metrics", {}).get("test", {}).get("accuracy"),
+        }
+        for n, e in entries.items()
+    ]
     if as_json:
         typer.echo(json.dumps({"model": config["backbone"]["reference"], "heads": rows}, indent=2))
         return
@@ -97,8 +131,10 @@ def heads_list(
     typer.echo(f"{'head':<20}{'labels':>7}  {'pooling':<8}{'layers':<14}{'test acc':>9}  data")
     for r in rows:
         acc = "-" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
-        typer.echo(f"{r['name']:<20}{len(r['labels']):>7}  {r['pooling']:<8}{','.join(map(str, r['layers'])):<14}"
-                   f"{acc:>9}  {r['data']}")
+        typer.echo(
+            f"{r['name']:<20}{len(r['labels']):>7}  {r['pooling']:<8}{','.join(map(str, r['layers'])):<14}"
+            f"{acc:>9}  {r['data']}"
+        )
 
 
 @heads_app.command("remove")

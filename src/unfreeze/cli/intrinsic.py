@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -29,8 +29,9 @@ def _ints(values: list[str], option: str, low: int, example: str) -> list[int]:
     try:
         ints = [int(v) for v in values]
     except ValueError:
-        raise UnfreezeError(f"{option} must be a comma-separated list of ints, e.g. {example}. "
-                            f"Got {','.join(values)!r}.") from None
+        raise UnfreezeError(
+            f"{option} must be a comma-separated list of ints, e.g. {example}. Got {','.join(values)!r}."
+        ) from None
     if not ints:
         raise UnfreezeError(f"{option} must name at least one value, e.g. {example}.")
     bad = [v for v in ints if v < low]
@@ -47,16 +48,25 @@ def _subspace_options() -> list:
 
 @app.command("intrinsic-dim")
 @user_errors
-@with_parameters(arguments(InputArguments), arguments(DataArguments, INTRINSIC_DATA),
-                 arguments(RunArguments, ("seeds", "metric", "retry_failed")), _subspace_options(),
-                 training_parameters())
+@with_parameters(
+    arguments(InputArguments),
+    arguments(DataArguments, INTRINSIC_DATA),
+    arguments(RunArguments, ("seeds", "metric", "retry_failed")),
+    _subspace_options(),
+    training_parameters(),
+)
 def intrinsic_dim(
     data: Annotated[str, typer.Argument(help="Data: a file, a save_to_disk folder, or a built-in dataset.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Run folder (results, intrinsic.json, plot).")],
-    full_learning_rate: Annotated[Optional[float], typer.Option(
-        "--full-learning-rate", help="Learning rate of full fine-tuning (default: full's).")] = None,
-    fraction: Annotated[float, typer.Option("--fraction", help="Share of full fine-tuning's score that d must "
-                                                               "reach: 0.9 gives d90, 0.97 d97.")] = 0.9,
+    full_learning_rate: Annotated[
+        float | None, typer.Option("--full-learning-rate", help="Learning rate of full fine-tuning (default: full's).")
+    ] = None,
+    fraction: Annotated[
+        float,
+        typer.Option(
+            "--fraction", help="Share of full fine-tuning's score that d must reach: 0.9 gives d90, 0.97 d97."
+        ),
+    ] = 0.9,
     **settings,
 ) -> None:
     """Intrinsic dimension: train subspace cells over a grid of d (--d, default 10,100,1000,10000; --learning-rate
@@ -70,7 +80,11 @@ def intrinsic_dim(
     from ..sweep import SweepSpec
     from ..training.settings import Training
 
-    model_in, split, run_args = take(InputArguments, settings), take(DataArguments, settings), take(RunArguments, settings)
+    model_in, split, run_args = (
+        take(InputArguments, settings),
+        take(DataArguments, settings),
+        take(RunArguments, settings),
+    )
     metric = check_metric(run_args.metric)
     if not 0 < fraction <= 1:
         raise UnfreezeError(f"--fraction must be a float in (0, 1], e.g. 0.9 for d90. Got {fraction}.")
@@ -91,17 +105,33 @@ def intrinsic_dim(
     training = given(settings)
     Training(**training).check()
     learning_rate = training.pop("learning_rate", None)
-    common = dict(data=data, model=model_in.model or "minilm-l6", n_train=[n_train], seeds=seeds,
-                  n_test=split.n_test, test=split.test, test_size=split.test_size, text_col=split.text_col,
-                  label_col=split.label_col, text_pair_col=split.text_pair_col, pooling=model_in.pooling,
-                  layers=model_in.layers, max_length=model_in.max_length, batch_size=model_in.batch_size or 32,
-                  precision=checked_precision(model_in.precision or "auto"), **training)
+    common = dict(
+        data=data,
+        model=model_in.model or "minilm-l6",
+        n_train=[n_train],
+        seeds=seeds,
+        n_test=split.n_test,
+        test=split.test,
+        test_size=split.test_size,
+        text_col=split.text_col,
+        label_col=split.label_col,
+        text_pair_col=split.text_pair_col,
+        pooling=model_in.pooling,
+        layers=model_in.layers,
+        max_length=model_in.max_length,
+        batch_size=model_in.batch_size or 32,
+        precision=checked_precision(model_in.precision or "auto"),
+        **training,
+    )
     device, retry_failed = model_in.device, run_args.retry_failed
     # two specs into one run folder: each strategy keeps its own learning rate (a sweep has one)
     full_spec = SweepSpec(strategies=["full"], learning_rate=full_learning_rate, **common)
-    subspace_spec = SweepSpec(strategies=["subspace"], learning_rate=learning_rate,
-                              grid={"subspace": {"d": grid_d, **{k: [v] for k, v in strategy_params.items()}}},
-                              **common)
+    subspace_spec = SweepSpec(
+        strategies=["subspace"],
+        learning_rate=learning_rate,
+        grid={"subspace": {"d": grid_d, **{k: [v] for k, v in strategy_params.items()}}},
+        **common,
+    )
     _check_against_model(subspace_spec, grid_d, strategy_params, device)
     run(output, full_spec, subspace_spec, metric, retry_failed, device, fraction=fraction)
 
@@ -118,8 +148,16 @@ def _check_against_model(spec, grid_d: list[int], params: dict, device: str | No
         Subspace(d=value, **params).check_model(backbone, layers)
 
 
-def run(output: Path, full_spec, subspace_spec, metric: str, retry_failed: bool = False,
-        device: str | None = None, progress: bool = True, fraction: float = 0.9) -> dict:
+def run(
+    output: Path,
+    full_spec,
+    subspace_spec,
+    metric: str,
+    retry_failed: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+    fraction: float = 0.9,
+) -> dict:
     """Run (or resume) both sweeps into ``output``, write intrinsic.json and the plot, print the table and d90."""
     from ..report.intrinsic import PLOT_FILE, intrinsic_result, plot_intrinsic, table_text
     from ..sweep.grid import expand
@@ -141,8 +179,10 @@ def run(output: Path, full_spec, subspace_spec, metric: str, retry_failed: bool 
         for name, value in run_local(plan, shared_cache=True, progress=progress, device=device).items():
             counts[name] += value
     _name_both_strategies(output)
-    typer.echo(f"intrinsic-dim: {counts['total']} cells, {counts['done']} run now, {counts['skipped']} already done, "
-               f"{counts['failed']} failed ({time.perf_counter() - start:.1f} s)")
+    typer.echo(
+        f"intrinsic-dim: {counts['total']} cells, {counts['done']} run now, {counts['skipped']} already done, "
+        f"{counts['failed']} failed ({time.perf_counter() - start:.1f} s)"
+    )
     result = intrinsic_result(output, metric)
     title = f"{full_spec.model} on {full_spec.data}, n={full_spec.n_train[0]}: score vs subspace dimension"
     plot_intrinsic(result, output / PLOT_FILE, title)
@@ -153,17 +193,24 @@ def run(output: Path, full_spec, subspace_spec, metric: str, retry_failed: bool 
     return result.as_dict()
 
 
-def _write_plan(output: Path, full_spec, subspace_spec, metric: str, fraction: float,
-                keys: dict[str, list[str]]) -> None:
-    from ..storage.cache import atomic_path
+def _write_plan(
+    output: Path, full_spec, subspace_spec, metric: str, fraction: float, keys: dict[str, list[str]]
+) -> None:
     from ..report.intrinsic import INTRINSIC_FILE
+    from ..storage.cache import atomic_path
 
-    plan = {"metric": metric, "fraction": fraction, "model": full_spec.model, "data": full_spec.data,
-            "n_train": full_spec.n_train, "seeds": full_spec.seeds,
-            "learning_rates": {"full": full_spec.learning_rate, "subspace": subspace_spec.learning_rate},
-            "subspace_grid": subspace_spec.grid.get("subspace", {}),
-            "full": {"keys": keys.get("full", [])},
-            "subspace": {"keys": {g: k for g, k in keys.items() if g != "full"}}}
+    plan = {
+        "metric": metric,
+        "fraction": fraction,
+        "model": full_spec.model,
+        "data": full_spec.data,
+        "n_train": full_spec.n_train,
+        "seeds": full_spec.seeds,
+        "learning_rates": {"full": full_spec.learning_rate, "subspace": subspace_spec.learning_rate},
+        "subspace_grid": subspace_spec.grid.get("subspace", {}),
+        "full": {"keys": keys.get("full", [])},
+        "subspace": {"keys": {g: k for g, k in keys.items() if g != "full"}},
+    }
     output.mkdir(parents=True, exist_ok=True)
     with atomic_path(output / INTRINSIC_FILE) as tmp:
         tmp.write_text(json.dumps(plan, indent=2, default=str) + "\n")

@@ -13,7 +13,7 @@ import inspect
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import Field
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -21,18 +21,23 @@ from ..params import Params, field_type
 from ..strategies import registered
 from ..training.settings import Training
 
+
 def _option(name: str, kind: type, flags: list[str], help_text: str) -> inspect.Parameter:
     if kind is bool:
         flag = flags[0].removeprefix("--")
         decls = [f"--{flag}/--no-{flag}"]
     else:
         decls = flags
-    annotation = Annotated[Optional[kind], typer.Option(*decls, help=help_text, show_default=False)]
+    annotation = Annotated[kind | None, typer.Option(*decls, help=help_text, show_default=False)]
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
 
-def setting_parameters(owners: Iterable[tuple[str, type[Params]]], skip: Iterable[str] = (),
-                       panel: str | None = None, as_text: bool = False) -> list[inspect.Parameter]:
+def setting_parameters(
+    owners: Iterable[tuple[str, type[Params]]],
+    skip: Iterable[str] = (),
+    panel: str | None = None,
+    as_text: bool = False,
+) -> list[inspect.Parameter]:
     """One option per declared setting of the given classes (a name shared by several is one option).
 
     ``as_text``: every option but a flag takes text, parsed by the declaring class (``parse_values``); the
@@ -56,8 +61,10 @@ def setting_parameters(owners: Iterable[tuple[str, type[Params]]], skip: Iterabl
     for name, (kind, flags, f, names) in seen.items():
         help_text = f.metadata.get("help", "")
         if len(names) > 1:  # the first declaration's default need not be the others'
-            help_text = re.sub(r"\s*\(default[^)]*\)", "", help_text).rstrip(".") + \
-                ". Defaults per strategy: `unfreeze strategies`."
+            help_text = (
+                re.sub(r"\s*\(default[^)]*\)", "", help_text).rstrip(".")
+                + ". Defaults per strategy: `unfreeze strategies`."
+            )
         if as_text and kind is not bool:
             help_text = help_text.rstrip(".") + ". sweep, advise, intrinsic-dim: several, comma-separated."
         prefix = f"{', '.join(names)}: " if names != ["Training"] else ""
@@ -70,8 +77,9 @@ def setting_parameters(owners: Iterable[tuple[str, type[Params]]], skip: Iterabl
 
 def strategy_parameters(skip: Iterable[str] = (), only: Iterable[str] | None = None) -> list[inspect.Parameter]:
     """Every registered strategy's parameters (or those named in ``only``), as text (see ``setting_parameters``)."""
-    params = setting_parameters(((name, cls) for name, cls in registered().items()), skip, panel="Strategy parameters",
-                                as_text=True)
+    params = setting_parameters(
+        ((name, cls) for name, cls in registered().items()), skip, panel="Strategy parameters", as_text=True
+    )
     return params if only is None else [p for p in params if p.name in set(only)]
 
 
@@ -81,6 +89,7 @@ def training_parameters(skip: Iterable[str] = ()) -> list[inspect.Parameter]:
 
 def with_parameters(*groups: list[inspect.Parameter]) -> Callable:
     """Give a command function (which takes ``**settings``) the generated options as keyword parameters."""
+
     def decorate(func: Callable) -> Callable:
         base = inspect.signature(func, eval_str=True)
         fixed = [p for p in base.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
@@ -88,6 +97,7 @@ def with_parameters(*groups: list[inspect.Parameter]) -> Callable:
         extra = [p for group in groups for p in group if p.name not in taken]
         func.__signature__ = base.replace(parameters=fixed + extra)
         return func
+
     return decorate
 
 
@@ -120,8 +130,10 @@ def one_value_each(values: dict[str, list]) -> dict[str, object]:
 
     for name, vals in values.items():
         if len(vals) != 1:
-            raise UnfreezeError(f"--{name.replace('_', '-')} takes one value in fit; sweep and advise take several "
-                                f"(comma-separated). Got {','.join(map(str, vals))!r}.")
+            raise UnfreezeError(
+                f"--{name.replace('_', '-')} takes one value in fit; sweep and advise take several "
+                f"(comma-separated). Got {','.join(map(str, vals))!r}."
+            )
     return {name: vals[0] for name, vals in values.items()}
 
 
@@ -136,8 +148,10 @@ def grid_axes(values: dict[str, list], strategies: list[str]) -> dict[str, dict[
         owners = [s for s in strategies if s in known and name in known[s].setting_names()]
         if not owners:
             flag = "--" + name.replace("_", "-")
-            raise UnfreezeError(f"{flag} is a parameter of {', '.join(users_of(name))}, and none of them is among the "
-                                f"strategies ({', '.join(strategies)}). Add one to --strategies, or drop {flag}.")
+            raise UnfreezeError(
+                f"{flag} is a parameter of {', '.join(users_of(name))}, and none of them is among the "
+                f"strategies ({', '.join(strategies)}). Add one to --strategies, or drop {flag}."
+            )
         for strategy in owners:
             grid.setdefault(strategy, {})[name] = vals[0] if vals == ["all"] else vals
     return grid

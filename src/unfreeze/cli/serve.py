@@ -25,7 +25,9 @@ def serve(
     max_chars: Annotated[int, typer.Option("--max-chars", help="Characters per text.")] = 10_000,
     max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", help="Request body size.")] = 1 << 20,
     max_batch: Annotated[int, typer.Option("--max-batch", help="Texts per forward pass across requests.")] = 64,
-    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="How long a batch waits for more requests.")] = 5.0,
+    max_wait_ms: Annotated[
+        float, typer.Option("--max-wait-ms", help="How long a batch waits for more requests.")
+    ] = 5.0,
     max_queue: Annotated[int, typer.Option("--max-queue", help="Waiting texts before answering 503.")] = 1024,
     no_micro_batching: Annotated[bool, flag("--no-micro-batching", help="Run every request on its own.")] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
@@ -35,18 +37,34 @@ def serve(
 ) -> None:
     """Serve BUNDLE over HTTP: POST /predict, GET /heads, GET /health, docs at /docs."""
     from ..inference.bundle import read_config
-    from ..serve.app import ServeLimits, serve as run_server
+    from ..serve.app import ServeLimits
+    from ..serve.app import serve as run_server
 
     if not 0 <= port <= 65535:
         raise UnfreezeError(f"--port must be in [0, 65535]; got {port}.")
-    limits = ServeLimits(max_texts=max_texts, max_chars=max_chars, max_body_bytes=max_body_bytes,
-                         max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
-                         micro_batching=not no_micro_batching)
+    limits = ServeLimits(
+        max_texts=max_texts,
+        max_chars=max_chars,
+        max_body_bytes=max_body_bytes,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        max_queue=max_queue,
+        micro_batching=not no_micro_batching,
+    )
     from ..inference.bundle_predictor import check_runtime_options
 
     precision = one_precision(options)
     device = take(InputArguments, options).device
     check_runtime_options(runtime, precision, onnx, device)
     read_config(bundle)  # a missing or damaged bundle is said before anything loads
-    run_server(bundle, host=host, port=port, limits=limits, device=checked_device(device), log_level=log_level,
-               runtime=runtime, precision=precision, onnx=onnx)
+    run_server(
+        bundle,
+        host=host,
+        port=port,
+        limits=limits,
+        device=checked_device(device),
+        log_level=log_level,
+        runtime=runtime,
+        precision=precision,
+        onnx=onnx,
+    )

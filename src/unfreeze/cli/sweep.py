@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -43,28 +43,58 @@ from .options import (
 
 SWEEP_DATA = ("test", "test_size", "n_test", "text_col", "label_col", "text_pair_col")
 SWEEP_RUN = ("strategies", "grid", "seeds", "validation_size", "metric", "retry_failed", "no_cache")
-SizesOpt = Annotated[Optional[str], typer.Option("--sizes", help="Training sizes, comma-separated, e.g. 32,128,512 "
-                                                                 "(nested samples; default 128).")]
+SizesOpt = Annotated[
+    str | None,
+    typer.Option("--sizes", help="Training sizes, comma-separated, e.g. 32,128,512 (nested samples; default 128)."),
+]
 
 
 @app.command()
 @user_errors
-@with_parameters(arguments(InputArguments), arguments(DataArguments, SWEEP_DATA), arguments(RunArguments, SWEEP_RUN),
-                 strategy_parameters(), training_parameters(),
-                 [deprecated("--n-train", "--sizes")])
+@with_parameters(
+    arguments(InputArguments),
+    arguments(DataArguments, SWEEP_DATA),
+    arguments(RunArguments, SWEEP_RUN),
+    strategy_parameters(),
+    training_parameters(),
+    [deprecated("--n-train", "--sizes")],
+)
 def sweep(
-    data: Annotated[Optional[str], typer.Argument(help="Data: a file, a save_to_disk folder, or a built-in dataset.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Run folder (results, report).")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="A TOML file with the sweep settings (paths in it "
-                                                                    "are relative to the file; options given win).")] = None,
+    data: Annotated[
+        str | None, typer.Argument(help="Data: a file, a save_to_disk folder, or a built-in dataset.")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Run folder (results, report).")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="A TOML file with the sweep settings (paths in it are relative to the file; options given win).",
+        ),
+    ] = None,
     sizes: SizesOpt = None,
     probe_layers: Annotated[bool, flag("--probe", help="Also run a per-layer probe.")] = False,
-    backend: Annotated[str, typer.Option("--backend", help="local (this machine) or ray (a Ray task per cell).")] = "local",
-    workers: Annotated[int, typer.Option("--workers", help="local: cells run at once, each in a process of its own "
-                                                           "(several on one GPU; --device cuda spreads them over the GPUs).")] = 1,
-    address: Annotated[Optional[str], typer.Option("--address", help="ray: auto, HOST:PORT of a cluster's head, or leave out to start Ray here.")] = None,
-    cpus_per_cell: Annotated[Optional[float], typer.Option("--cpus-per-cell", help="ray: CPUs each cell reserves (default 1).")] = None,
-    gpus_per_cell: Annotated[Optional[float], typer.Option("--gpus-per-cell", help="ray: GPUs each cell reserves, e.g. 0.5 (default 0).")] = None,
+    backend: Annotated[
+        str, typer.Option("--backend", help="local (this machine) or ray (a Ray task per cell).")
+    ] = "local",
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            help="local: cells run at once, each in a process of its own "
+            "(several on one GPU; --device cuda spreads them over the "
+            "GPUs).",
+        ),
+    ] = 1,
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="ray: auto, HOST:PORT of a cluster's head, or leave out to start Ray here."),
+    ] = None,
+    cpus_per_cell: Annotated[
+        float | None, typer.Option("--cpus-per-cell", help="ray: CPUs each cell reserves (default 1).")
+    ] = None,
+    gpus_per_cell: Annotated[
+        float | None, typer.Option("--gpus-per-cell", help="ray: GPUs each cell reserves, e.g. 0.5 (default 0).")
+    ] = None,
     **settings,
 ) -> None:
     """Run strategies x their parameters x training sizes x seeds; resumable; then build the report.
@@ -85,8 +115,12 @@ def sweep(
     if data is None and config is None:
         raise UnfreezeError("Give the data (a file or built-in dataset) or --config sweep.toml.")
     # an option the user typed wins over the file; a default does not
-    typed = {name: getattr(group, name) for group in (model_in, split) for name in group.__dataclass_fields__
-             if name != "device" and (getattr(group, name) is not None and given_on_command_line(name))}
+    typed = {
+        name: getattr(group, name)
+        for group in (model_in, split)
+        for name in group.__dataclass_fields__
+        if name != "device" and (getattr(group, name) is not None and given_on_command_line(name))
+    }
     overrides: dict[str, object] = {"data": data} if data is not None else {}
     overrides.update(typed)
     if run.validation_size is not None:
@@ -112,12 +146,22 @@ def sweep(
 
     check_output(output, "run", inputs=[p for p in (spec.data, spec.test, config) if p])
     ray_options = _backend_options(backend, address, cpus_per_cell, gpus_per_cell, workers)
-    run_and_report(spec, output, run.retry_failed, not run.no_cache, metric, checked_device(model_in.device), backend,
-                   ray_options, workers)
+    run_and_report(
+        spec,
+        output,
+        run.retry_failed,
+        not run.no_cache,
+        metric,
+        checked_device(model_in.device),
+        backend,
+        ray_options,
+        workers,
+    )
 
 
-def _backend_options(backend: str, address: str | None, cpus_per_cell: float | None, gpus_per_cell: float | None,
-                     workers: int = 1):
+def _backend_options(
+    backend: str, address: str | None, cpus_per_cell: float | None, gpus_per_cell: float | None, workers: int = 1
+):
     """Validate --backend and its options; the Ray options, or None for the local backend."""
     from ..sweep.runner import BACKENDS
     from ..sweep.workers import check_workers
@@ -125,35 +169,68 @@ def _backend_options(backend: str, address: str | None, cpus_per_cell: float | N
 
     if launched_world_size() > 1:
         # every rank would run the whole sweep and append to the same store
-        raise UnfreezeError("A sweep runs in one process; do not start it with accelerate launch or torchrun. "
-                            "Spread cells over GPUs with --backend ray --gpus-per-cell 1.")
+        raise UnfreezeError(
+            "A sweep runs in one process; do not start it with accelerate launch or torchrun. "
+            "Spread cells over GPUs with --backend ray --gpus-per-cell 1."
+        )
     if backend not in BACKENDS:
         raise UnfreezeError(f"Unknown backend {backend!r}. Backends: {', '.join(BACKENDS)}.")
-    options = [flag for flag, value in (("--address", address), ("--cpus-per-cell", cpus_per_cell),
-                                        ("--gpus-per-cell", gpus_per_cell)) if value is not None]
+    options = [
+        flag
+        for flag, value in (
+            ("--address", address),
+            ("--cpus-per-cell", cpus_per_cell),
+            ("--gpus-per-cell", gpus_per_cell),
+        )
+        if value is not None
+    ]
     check_workers(workers, backend)
     if backend == "local":
         if options:
-            raise UnfreezeError(f"{options[0]} applies to the Ray backend only: add --backend ray, or drop {options[0]}.")
+            raise UnfreezeError(
+                f"{options[0]} applies to the Ray backend only: add --backend ray, or drop {options[0]}."
+            )
         return None
     from ..sweep.ray_backend import RayOptions, require_ray
 
     require_ray()
-    return RayOptions(address=address, cpus_per_cell=1.0 if cpus_per_cell is None else cpus_per_cell,
-                      gpus_per_cell=0.0 if gpus_per_cell is None else gpus_per_cell)
+    return RayOptions(
+        address=address,
+        cpus_per_cell=1.0 if cpus_per_cell is None else cpus_per_cell,
+        gpus_per_cell=0.0 if gpus_per_cell is None else gpus_per_cell,
+    )
 
 
-def run_and_report(spec, output: Path, retry_failed: bool, shared_cache: bool, metric: str,
-                   device: str | None, backend: str = "local", ray_options=None, workers: int = 1) -> None:
+def run_and_report(
+    spec,
+    output: Path,
+    retry_failed: bool,
+    shared_cache: bool,
+    metric: str,
+    device: str | None,
+    backend: str = "local",
+    ray_options=None,
+    workers: int = 1,
+) -> None:
     from ..report import build_report
     from ..sweep.runner import run_sweep
 
     start = time.perf_counter()
     print_store_note(output)
-    counts = run_sweep(spec, output, retry_failed=retry_failed, shared_cache=shared_cache, device=device,
-                       backend=backend, ray_options=ray_options, workers=workers)
-    typer.echo(f"sweep: {counts['total']} cells, {counts['done']} run now, {counts['skipped']} already done, "
-               f"{counts['failed']} failed ({time.perf_counter() - start:.1f} s)")
+    counts = run_sweep(
+        spec,
+        output,
+        retry_failed=retry_failed,
+        shared_cache=shared_cache,
+        device=device,
+        backend=backend,
+        ray_options=ray_options,
+        workers=workers,
+    )
+    typer.echo(
+        f"sweep: {counts['total']} cells, {counts['done']} run now, {counts['skipped']} already done, "
+        f"{counts['failed']} failed ({time.perf_counter() - start:.1f} s)"
+    )
     print_report(build_report(output, metric), metric)
 
 
@@ -192,6 +269,12 @@ def demo(
     clock_start = time.monotonic()
     budget = take(RunArguments, options).budget or DEMO_BUDGET
     check_output(output, "run")
-    spec = AdviseSpec(data="movie-snippets", model="minilm-l6", strategies=["features", "freeze", "lora"],
-                      seeds=[0, 1, 2], budget=parse_budget(budget), max_length=64)
+    spec = AdviseSpec(
+        data="movie-snippets",
+        model="minilm-l6",
+        strategies=["features", "freeze", "lora"],
+        seeds=[0, 1, 2],
+        budget=parse_budget(budget),
+        max_length=64,
+    )
     run_advisor(spec, output, clock_start)

@@ -1,0 +1,192 @@
+"""The halving rule: configurations, their ranking on a rung, who goes on, and whether the next size fits.
+
+``decide`` reads a rung's rows and returns the rung's decision (a row of the results store): the
+ranking by mean validation score over the seeds (paired: every configuration ran on the same
+samples), the best ``ceil(k / eta)`` promoted (never fewer than ``finalists``), and the next size
+if the promoted can reach it within the budget, projected from this rung's recorded cell times.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..sweep.grid import Cell, SweepSpec, expand
+from .cost import cell_seconds, projected_cell_seconds, searched_rate
+from .pilot import MIN_SIZES, SAFETY
+from .spec import AdviseSpec
+
+# where the next size of the ladder does not fit, a size between is run if it is at least this much larger
+PARTIAL_STEP = 1.25
+
+
+@dataclass
+class Configuration:
+    strategy: str
+    params: tuple[tuple[str, object], ...]
+    cheap: bool
+
+    @property
+    def label(self) -> str:
+        return Cell(self.strategy, self.params, 0, 0).label
+
+    def cell(self, n: int, seed: int) -> Cell:
+        return Cell(self.strategy, self.params, n, seed)
+
+
+def configurations(sweep: SweepSpec, num_blocks: int) -> list[Configuration]:
+    from ..strategies import strategy_class
+
+    seen: dict[str, Configuration] = {}
+    for cell in expand(sweep, num_blocks):
+        config = Configuration(cell.strategy, cell.params, not strategy_class(cell.strategy).changes_weights)
+        seen.setdefault(config.label, config)
+    return list(seen.values())
+
+
+def rank(rows_by_config: dict[str, list[dict]]) -> list[dict]:
+    """Configurations by mean validation accuracy over their seeds, then lower validation loss, then name.
+
+    Every configuration of a rung ran on the same seeds' samples, so the means compare paired
+    scores; a failed cell counts as a score of 0.
+    """
+    ranking = []
+    for label, rows in rows_by_config.items():
+        accuracies = [
+            ((r.get("validation") or {}).get("accuracy") or 0.0) if r["status"] == "done" else 0.0 for r in rows
+        ]
+        losses = [
+            ((r.get("validation") or {}).get("loss") or math.inf) if r["status"] == "done" else math.inf for r in rows
+        ]
+        ranking.append(
+            {
+                "configuration": label,
+                "val_accuracy": sum(accuracies) / max(len(accuracies), 1),
+                "val_loss": sum(losses) / max(len(losses), 1),
+                "seeds": len(rows),
+                "failed": sum(r["status"] != "done" for r in rows),
+            }
+        )
+    ranking.sort(key=lambda r: (-r["val_accuracy"], r["val_loss"], r["configuration"]))
+    return ranking
+
+
+def promote(ranking: list[dict], eta: int, finalists: int = 1) -> tuple[list[str], list[str]]:
+    """The best ceil(k / eta), and never fewer than ``finalists`` (nor than one), go on; the others stop."""
+    keep = max(1, finalists, math.ceil(len(ranking) / eta))
+    names = [r["configuration"] for r in ranking]
+    return names[:keep], names[keep:]
+
+
+def decide(
+    spec: AdviseSpec,
+    plan_id: str,
+    i: int,
+    sizes: list[int],
+    n: int,
+    alive: list[str],
+    cheap: list[str],
+    by_label: dict,
+    plan_rows: dict,
+    key_of,
+    overhead: float,
+    rate_search: str = "every-seed",
+    validation_for: Callable[[int], int] | None = None,
+) -> dict:
+    """The rung's decision from its rows: ranking, who goes on, whether the next size fits the budget, and
+    whether its later seeds search their rate (``rate_search`` "every-seed", when that still lets the
+    finalists reach ``MIN_SIZES`` sizes) or train at the first seed's ("first-seed"). ``validation_for(n)``: the
+    validation texts of a rung of n examples, where they grow with the rung."""
+
+    def rows_of(label: str, size: int) -> list[dict]:
+        return [
+            plan_rows[key_of(by_label[label].cell(size, s))]
+            for s in spec.seeds
+            if key_of(by_label[label].cell(size, s)) in plan_rows
+        ]
+
+    ranking = rank({label: rows_of(label, n) for label in alive})
+    promoted, eliminated = promote(ranking, spec.eta, spec.finalists) if ranking else ([], [])
+    spent = overhead + sum(cell_seconds(r) for r in plan_rows.values())
+    room = spec.budget - reserve_seconds(spec.budget) - spent
+
+    def seconds_at(label: str, target: int, mode: str) -> float:
+        """A configuration's cells at ``target``, projected from this rung's (see cost.projected_cell_seconds)."""
+        rows = rows_of(label, n)
+        searched = [r for r in rows if searched_rate(r)]
+        once = [r for r in rows if not searched_rate(r)]
+        texts = validation_for(target) if validation_for is not None else None
+
+        def at(r: dict) -> float:
+            return projected_cell_seconds(r, target, texts)
+
+        if not searched:
+            return sum(at(r) for r in rows)
+        search = sum(at(r) for r in searched) / len(searched)
+        single = (
+            sum(at(r) for r in once) / len(once)
+            if once
+            else search / max(len((searched[0].get("fit") or {}).get("lr_search") or [1]), 1)
+        )
+        searching = 1 if mode == "first-seed" else len(rows)
+        return searching * search + (len(rows) - searching) * single
+
+    def projected_to(targets: list[int], mode: str) -> float:
+        return SAFETY * sum(seconds_at(label, t, mode) for t in targets for label in promoted + cheap)
+
+    ahead = [size for size in sizes if size > n]
+    needed = ahead[: max(1, MIN_SIZES - (i + 1))]  # the sizes still to reach for a curve (or the next one)
+    modes = ["every-seed", "first-seed"] if rate_search == "every-seed" else ["first-seed"]
+    next_n, mode, projected, reason = None, rate_search, 0.0, "largest size"
+    # where the budget cannot take the promoted to a learning curve's sizes, keep fewer of them (the lowest ranked
+    # go first, down to one): a curve for the best beats two configurations measured at two sizes
+    while ahead and len(promoted) > 1 and i + 1 < MIN_SIZES and projected_to(needed, modes[-1]) > room:
+        eliminated = [promoted.pop(), *eliminated]
+    if ahead and promoted:
+        choice = next(((m, projected_to(needed, m)) for m in modes if projected_to(needed, m) <= room), None) or next(
+            ((m, projected_to(ahead[:1], m)) for m in modes if projected_to(ahead[:1], m) <= room), None
+        )
+        if choice is not None:
+            mode, projected = choice
+            next_n = ahead[0]
+            reason = "finalists" if len(promoted) <= spec.finalists else "promoted"
+        else:
+            # the next size does not fit: the largest size on the way that does (at least a quarter above this
+            # one: a curve point that close adds little), so that the budget is spent on a larger size
+            mode = modes[-1]
+            low, high = math.ceil(PARTIAL_STEP * n), ahead[0] - 1
+            if low <= high and projected_to([low], mode) <= room:
+                while low < high:
+                    middle = (low + high + 1) // 2
+                    low, high = (middle, high) if projected_to([middle], mode) <= room else (low, middle - 1)
+                next_n, projected = low, projected_to([low], mode)
+                reason = "the largest size the budget allows"
+            else:
+                reason, projected = "budget", projected_to(ahead[:1], mode)
+    return {
+        "kind": "advise-rung",
+        "key": f"advise-rung:{plan_id}:{i}",
+        "plan_id": plan_id,
+        "rung": i,
+        "n_train": n,
+        "ranking": ranking,
+        "promoted": promoted,
+        "eliminated": eliminated,
+        "cheap": cheap,
+        "next_n_train": next_n,
+        "rate_search": mode,
+        "reason": reason,
+        "spent_seconds": spent,
+        "projected_seconds": projected,
+        "finished": time.time(),
+    }
+
+
+def reserve_seconds(budget: float) -> float:
+    """Kept back from the budget for the plan, the curves and the report."""
+    return min(max(3.0, 0.03 * budget), 30.0)
+
+
+__all__ = ["PARTIAL_STEP", "Configuration", "configurations", "decide", "promote", "rank", "reserve_seconds"]
