@@ -19,7 +19,7 @@ import numbers
 import types
 import typing
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any, TypeGuard, Union
 
 from .errors import invalid_parameter
 
@@ -40,11 +40,13 @@ def setting(default: object, help: str, check: Check | None = None, flag: str | 
 
 # -- value checks (scikit-learn's message shape) ---------------------------------------------------
 
-def is_int(value: object) -> bool:
+# The guards narrow to int and float, not to the numbers ABCs they test: typeshed gives those ABCs
+# no operator types, and numpy's integer and float scalars compare and convert as int and float do.
+def is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def is_real(value: object) -> bool:
+def is_real(value: object) -> TypeGuard[float]:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
@@ -56,9 +58,8 @@ def check_int(value: object, name: str, owner: str, low: int, high: int | None =
 
 def check_float(value: object, name: str, owner: str, low: float, high: float | None = None,
                 low_inclusive: bool = False, high_exclusive: bool = False) -> None:
-    ok = is_real(value) and (value >= low if low_inclusive else value > low)
-    if ok and high is not None:
-        ok = value < high if high_exclusive else value <= high
+    ok = is_real(value) and (value >= low if low_inclusive else value > low) and (
+        high is None or (value < high if high_exclusive else value <= high))
     if not ok:
         left = "[" if low_inclusive else "("
         right = ")" if high_exclusive else "]"

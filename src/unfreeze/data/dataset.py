@@ -13,9 +13,10 @@ import math
 import re
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from statistics import median
+from typing import Any
 
 from ..errors import OneLineWarning, UnfreezeError
 
@@ -50,7 +51,7 @@ class TextDataset:
             return list(self.texts)
         return list(zip(self.texts, self.text_pairs))
 
-    def subset(self, indices: Sequence[int], name: str | None = None) -> TextDataset:
+    def subset(self, indices: Iterable[int], name: str | None = None) -> TextDataset:
         idx = [int(i) for i in indices]
         return TextDataset(
             texts=[self.texts[i] for i in idx],
@@ -113,10 +114,11 @@ def _scalar(value: object) -> object:
 
     numpy is never imported here: its values are recognised by their type's module."""
     if type(value).__module__ == "numpy" and hasattr(value, "item"):
-        if getattr(value, "ndim", 0):  # an array (Parquet list columns read as arrays): a list
-            return value.tolist()  # type: ignore[union-attr]
+        held: Any = value  # a numpy scalar or array, duck-typed (numpy's types are not imported)
+        if getattr(held, "ndim", 0):  # an array (Parquet list columns read as arrays): a list
+            return held.tolist()
         try:
-            return value.item()  # type: ignore[union-attr]
+            return held.item()
         except (TypeError, ValueError):
             return value
     return value
@@ -131,8 +133,11 @@ _NUMBER = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
 _SEQUENCE_TYPES = (list, tuple, dict, set)
 
 
+_KIND_NAMES: dict[type, str] = {list: "a list", tuple: "a list", dict: "an object", set: "a set"}
+
+
 def _kind_name(value: object) -> str:
-    return {list: "a list", tuple: "a list", dict: "an object", set: "a set"}.get(type(value), type(value).__name__)
+    return _KIND_NAMES.get(type(value), type(value).__name__)
 
 
 def normalize_label(value: object) -> Label | None:
@@ -209,7 +214,7 @@ def normalize_labels(values: Sequence[object], source: str = "data", column: str
     first_str = next((i for i, v in enumerate(labels) if isinstance(v, str)), None)
     if first_int is None or first_str is None:
         return labels
-    texts = [None if label is None else _label_text(v) for v, label in zip(raw, labels)]
+    texts: list[Label | None] = [None if label is None else _label_text(v) for v, label in zip(raw, labels)]
     number, word = raw[first_int], labels[first_str]
     warn_data(
         f"the labels of {_where(source, column, 'label')} mix numbers and words (row {first_int + 1}: "

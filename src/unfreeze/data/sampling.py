@@ -41,9 +41,9 @@ def stratified_order(labels: list, seed: int) -> np.ndarray:
         best, best_key = 0, None
         for c, count in enumerate(counts):
             if taken[c] * total < n * count:  # integer form of taken + 1 <= ceil(n * count / total)
-                key = (-(-(taken[c] + 1) * total // count), tiebreak[c])  # first size needing one more of c
-                if best_key is None or key < best_key:
-                    best, best_key = c, key
+                deadline = (-(-(taken[c] + 1) * total // count), tiebreak[c])  # first size needing one more of c
+                if best_key is None or deadline < best_key:
+                    best, best_key = c, deadline
         order.append(queues[best][taken[best]])
         taken[best] += 1
     return np.asarray(order, dtype=np.int64)

@@ -97,7 +97,7 @@ def _read_cpuinfo(path: Path = Path("/proc/cpuinfo")) -> tuple[str, frozenset[st
         text = path.read_text(errors="replace")
     except OSError:
         return "", frozenset()
-    model, flags = "", frozenset()
+    model, flags = "", frozenset[str]()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
@@ -141,7 +141,8 @@ def cuda_device(index: int) -> CudaDevice:
     """CUDA device ``index``, detected once per process."""
     import torch
 
-    capability = tuple(torch.cuda.get_device_capability(index))
+    major, minor = torch.cuda.get_device_capability(index)
+    capability = (major, minor)
     # native bf16 arrived with Ampere (8.0); torch.cuda.is_bf16_supported() also says True
     # for older cards that emulate it, which is slow
     return CudaDevice(index, torch.cuda.get_device_name(index), capability, capability >= (8, 0))

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -126,7 +127,7 @@ class Backbone:
 
         source = resolved.location
         # offline, a cached hub id must not make transformers retry the network for a minute
-        options = {"local_files_only": True} if resolved.local_files_only else {}
+        options: dict[str, Any] = {"local_files_only": True} if resolved.local_files_only else {}
         # transformers' loading bars and notes on unused checkpoint weights are noise for our users
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
@@ -166,7 +167,7 @@ class Backbone:
 
     @property
     def hidden_size(self) -> int:
-        config = self.model.config
+        config: Any = self.model.config  # a transformers config: the size's name differs by family
         return int(getattr(config, "hidden_size", None) or getattr(config, "n_embd", None) or config.dim)
 
     def n_parameters(self) -> int:
@@ -292,13 +293,14 @@ class Backbone:
         width = max(len(encoded.input_ids[i]) for i in idx)
         input_ids = torch.full((len(idx), width), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(idx), width), dtype=torch.long)
-        types = torch.zeros((len(idx), width), dtype=torch.long) if encoded.token_type_ids else None
+        type_ids = encoded.token_type_ids
+        types = torch.zeros((len(idx), width), dtype=torch.long) if type_ids else None
         for row, i in enumerate(idx):
             ids = encoded.input_ids[i]
             input_ids[row, : len(ids)] = torch.tensor(ids)
             mask[row, : len(ids)] = 1
-            if types is not None:
-                types[row, : len(ids)] = torch.tensor(encoded.token_type_ids[i])
+            if types is not None and type_ids is not None:
+                types[row, : len(ids)] = torch.tensor(type_ids[i])
         device = self.device
         batch = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
         if types is not None:

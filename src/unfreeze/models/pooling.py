@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numbers
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import SupportsIndex
 
 import torch
 
@@ -66,8 +67,8 @@ def _first_real_index(attention_mask: torch.Tensor) -> torch.Tensor:
 def _layer_int(value: object) -> int:
     if isinstance(value, str):
         return int(value.strip())
-    if isinstance(value, bool):
-        raise TypeError("a bool is not a layer")
+    if isinstance(value, bool) or not isinstance(value, SupportsIndex):
+        raise TypeError(f"{value!r} is not a layer")
     return operator.index(value)  # ints and numpy ints; refuses 1.5
 
 
@@ -88,7 +89,7 @@ def parse_layers(spec: str | int | Sequence[int], num_blocks: int, owner: str = 
         # anything else must be a list of ints (or of int strings); junk such as 1.5,
         # None or ["a"] gets the same message as an out-of-range layer
         try:
-            values = [_layer_int(v) for v in spec]
+            values = [_layer_int(v) for v in spec] if isinstance(spec, Iterable) else []
         except (TypeError, ValueError):
             values = []
     n_states = num_blocks + 1

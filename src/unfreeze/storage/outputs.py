@@ -170,7 +170,7 @@ def _plain_dir(entry: Path) -> bool:
 
 def export_foreign_entries(path: Path) -> list[str]:
     """Entries of an export folder that ``unfreeze export`` does not write (sorted names)."""
-    out = []
+    out: list[str] = []
     for entry in sorted(path.iterdir()):
         name = entry.name
         if _is_own_temporary(name) or (name == EXPORT_MANIFEST and _plain_file(entry)):

@@ -12,6 +12,7 @@ that names the strategies that do, never a silent no-op. Imports no torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from ..errors import invalid_parameter
 from ..params import Params, float_in, int_at_least, is_bool, is_real, one_of, setting
@@ -40,7 +41,8 @@ def normalise_learning_rate(value: object) -> float | list[float] | str | None:
         return rates[0] if len(rates) == 1 else rates
     if is_real(value):
         return float(value)
-    return value
+    # None, or a value of another type, returned as it is for check_learning_rate to name
+    return cast("float | list[float] | str | None", value)
 
 
 def check_learning_rate(value: object, name: str, owner: str) -> None:
