@@ -2,7 +2,8 @@
 
 ``export_bundle(BUNDLE)`` writes ``BUNDLE/onnx`` (:data:`DEFAULT_EXPORT_DIR`), where
 ``unfreeze predict/serve --runtime onnx`` and ``Classifier.load(path, runtime="onnx")`` look
-first. What is exported depends on the bundle's fitted predictor, not on the strategy's name:
+first. What is exported depends on the bundle's fitted predictor, not on the strategy's name
+(its ``Predictor.export_onnx`` writes it):
 
 * a head on pooled states (``EmbeddingHead``: features, setfit; and every head of a
   multi-head bundle): one graph from token ids to the pooled layers, the logistic heads
@@ -12,8 +13,8 @@ first. What is exported depends on the bundle's fitted predictor, not on the str
   exported as it is, so a strategy that changes its structure (e.g. removes blocks)
   exports without code of its own, as long as its predictor is a ``NetworkPredictor``.
 
-Any other predictor class (a strategy that brings its own) is refused in one line that
-names the strategy. The export checks itself against PyTorch before it is moved into
+A predictor class without ``export_onnx`` (a strategy that brings its own) is refused in
+one line that names the strategy. The export checks itself against PyTorch before it is moved into
 place: on the inputs given, else on the sample of training inputs the bundle stores
 (``check_texts`` in ``unfreeze.json``), else, for a bundle saved before samples were
 stored, on a few built-in sentences (with a note).
@@ -33,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..inference.bundle import MULTIHEAD_KIND, read_check_sample, read_config
 from ..errors import UnfreezeError
+from ..inference.bundle import MULTIHEAD_KIND, read_check_sample, read_config
 from . import DEFAULT_EXPORT_DIR
 from .locate import bundle_digest
 from .manifest import DEFAULT_HEAD
@@ -172,27 +173,16 @@ def export_bundle(bundle: str | Path, folder: str | Path | None = None, *, int8:
         kind = "heads"
     else:
         from ..estimators import Classifier
-        from ..inference.predictors import EmbeddingHead, NetworkPredictor
-        from .onnx import ExportHead, write_network_export
 
         clf = Classifier.load(bundle, device=device, precision="fp32")  # the graph is fp32
         predictor = clf.predictor_
         predictor.progress = False
         check = _check_set(config, {DEFAULT_HEAD: clf.classes_}, check_inputs, check_labels, check_origin)
-        batch = batch_size or predictor.batch_size
         loaded()
-        if isinstance(predictor, EmbeddingHead):
-            head = ExportHead(predictor.pooling, list(predictor.layers), clf.classes_, predictor.head)
-            result = _write_heads(predictor.backbone, {DEFAULT_HEAD: head}, folder, predictor.max_length, batch,
-                                  check, options)
-            kind = "heads"
-        elif isinstance(predictor, NetworkPredictor):
-            result = write_network_export(predictor.network, predictor.backbone, clf.classes_, folder,
-                                          max_length=predictor.max_length, check_inputs=check.inputs,
-                                          check_labels=check.labels.get(DEFAULT_HEAD), batch_size=batch, **options)
-            kind = "network"
-        else:  # _check_exportable refused it from the config already; a predictor may still surprise
+        if not predictor.exports_onnx():  # _check_exportable refused it from the config already; it may still surprise
             raise _unsupported(bundle, strategy, type(predictor).__name__)
+        kind, result = predictor.export_onnx(clf.classes_, folder, check.inputs, check.labels.get(DEFAULT_HEAD),
+                                             batch_size or predictor.batch_size, **options)
     return BundleExport(bundle, result, kind, strategy, check, time.perf_counter() - start)
 
 
@@ -214,14 +204,14 @@ def _write_heads(backbone, heads: dict, folder: Path, max_length: int, batch_siz
 
 def _check_exportable(bundle: Path, config: dict) -> None:
     """Refuse, from the config alone (before any model loads), a predictor class export does not know."""
-    from ..inference.predictors import EmbeddingHead, NetworkPredictor, predictor_class
+    from ..inference.predictors import predictor_class
 
     type_name = config.get("predictor", {}).get("type")
     try:
         predictor_type = predictor_class(type_name)
     except UnfreezeError:
         predictor_type = None
-    if predictor_type is None or not issubclass(predictor_type, (EmbeddingHead, NetworkPredictor)):
+    if predictor_type is None or not predictor_type.exports_onnx():
         name = getattr(predictor_type, "__name__", type_name)
         raise _unsupported(bundle, str(config.get("strategy", {}).get("name")), str(name))
 

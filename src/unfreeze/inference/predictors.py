@@ -24,6 +24,9 @@ import numpy as np
 from ..errors import UnfreezeError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..export.onnx import ExportResult
     from ..features.embed import Embeddings
     from ..features.logistic import LogisticHead
     from ..models.backbone import Backbone, TextInput
@@ -81,6 +84,19 @@ class Predictor:
     @classmethod
     def from_state(cls, context: FitContext, strategy: Strategy, state: PredictorState) -> Predictor:
         raise NotImplementedError
+
+    def export_onnx(self, classes: np.ndarray, folder: Path, check_inputs: list, check_labels: list | None,
+                    batch_size: int, **options) -> tuple[str, ExportResult]:
+        """Write this predictor's ONNX export into ``folder``, checked against PyTorch on ``check_inputs``
+        (``check_labels``: their labels, None where unknown); returns the export's kind ("heads" or
+        "network") and its result. A predictor class without an export leaves this alone, and
+        ``unfreeze export`` refuses its bundles (see :meth:`exports_onnx`)."""
+        raise NotImplementedError
+
+    @classmethod
+    def exports_onnx(cls) -> bool:
+        """Whether this class has an ONNX export: it (or a base class) implements ``export_onnx``."""
+        return cls.export_onnx is not Predictor.export_onnx
 
 
 @register_predictor
@@ -167,6 +183,18 @@ class EmbeddingHead(Predictor):
                    use_cache=context.cache, progress=context.progress, tuned=tuned,
                    precision=context.inference_precision)
 
+    def export_onnx(self, classes: np.ndarray, folder: Path, check_inputs: list, check_labels: list | None,
+                    batch_size: int, **options) -> tuple[str, ExportResult]:
+        """One graph to the pooled layers; the logistic head is applied after it, in numpy."""
+        from ..export.manifest import DEFAULT_HEAD
+        from ..export.onnx import ExportHead, write_heads_export
+
+        head = ExportHead(self.pooling, list(self.layers), classes, self.head)
+        labels = None if check_labels is None else {DEFAULT_HEAD: check_labels}
+        return "heads", write_heads_export(self.backbone, {DEFAULT_HEAD: head}, folder, max_length=self.max_length,
+                                           check_inputs=check_inputs, check_labels=labels, batch_size=batch_size,
+                                           **options)
+
 
 @register_predictor
 @dataclass
@@ -232,6 +260,16 @@ class NetworkPredictor(Predictor):
         return cls(backbone, network, strategy.frozen_blocks(backbone.num_blocks), prefix_key, context.max_length,
                    context.batch_size, prefix_cache=bool(state.meta.get("prefix_cache", True)),
                    prefix_backbone=context.inference_backbone, precision=context.inference_precision)
+
+    def export_onnx(self, classes: np.ndarray, folder: Path, check_inputs: list, check_labels: list | None,
+                    batch_size: int, **options) -> tuple[str, ExportResult]:
+        """One graph to the logits, the network as loaded (a LoRA body merged into its weights, on a copy): a
+        strategy that changes the network's structure exports without code of its own."""
+        from ..export.onnx import write_network_export
+
+        return "network", write_network_export(self.network, self.backbone, classes, folder,
+                                               max_length=self.max_length, check_inputs=check_inputs,
+                                               check_labels=check_labels, batch_size=batch_size, **options)
 
 
 def predictor_class(type_name: str) -> type[Predictor]:

@@ -6,12 +6,12 @@ import math
 
 import pandas as pd
 
+from ..strategies import BUILTIN_STRATEGIES
 from ..sweep.store import ResultsStore
 
 METRICS = ("accuracy", "macro_f1", "mcc")
-# the order strategies appear in tables and legends
-STRATEGY_ORDER = ("features", "freeze", "full", "reinit", "lora", "setfit", "truncate", "gradual", "mix", "bilstm",
-                  "subspace")
+# the order strategies appear in tables and legends: the registry's built-ins (a plugin's comes after them)
+STRATEGY_ORDER = tuple(cls.name for cls in BUILTIN_STRATEGIES)
 # texts the recommendation expects a classifier to predict: its cost is fit seconds plus
 # the seconds to predict these (truncated models fit and predict faster)
 PREDICT_TEXTS = 10_000

@@ -17,6 +17,8 @@ bundles and reports then know it: none of them lists strategies by hand.
 
 from __future__ import annotations
 
+from typing import Any
+
 import copy
 from importlib.metadata import entry_points
 
@@ -97,7 +99,7 @@ def users_of(setting: str) -> list[str]:
             if setting in cls.setting_names() or setting in cls.training_settings]
 
 
-def split_shorthand(strategy: str | Strategy, params: dict[str, object]) -> tuple[Strategy, dict[str, object]]:
+def split_shorthand(strategy: str | Strategy, params: dict[str, Any]) -> tuple[Strategy, dict[str, Any]]:
     """``("freeze", {"k": 4, "epochs": 2})`` -> ``(Freeze(k=4), {"epochs": 2})``: the strategy's own
     parameters go into the strategy object, the training settings are returned, and anything
     else is an error that says which strategies have it."""
@@ -121,9 +123,34 @@ def split_shorthand(strategy: str | Strategy, params: dict[str, object]) -> tupl
     return target, rest
 
 
-for _builtin in (Features, Freeze, Full, Reinit, Lora, SetFit, Truncate, Gradual, Mix, BiLSTM, Subspace):
+# the built-ins, in the order tables and legends list them (plugins follow, in registration order)
+BUILTIN_STRATEGIES: tuple[type[Strategy], ...] = (Features, Freeze, Full, Reinit, Lora, SetFit, Truncate, Gradual, Mix,
+                                                  BiLSTM, Subspace)
+for _builtin in BUILTIN_STRATEGIES:
     register_strategy(_builtin)
 
-__all__ = ["BiLSTM", "ENTRY_POINT_GROUP", "Features", "FitContext", "FitResult", "Freeze", "Full", "Gradual", "Lora",
-           "Mix", "Reinit", "SetFit", "Strategy", "Subspace", "Truncate", "TunedStrategy", "make_strategy",
-           "register_strategy", "registered", "split_shorthand", "strategy_class", "users_of"]
+__all__ = [
+    "BUILTIN_STRATEGIES",
+    "ENTRY_POINT_GROUP",
+    "BiLSTM",
+    "Features",
+    "FitContext",
+    "FitResult",
+    "Freeze",
+    "Full",
+    "Gradual",
+    "Lora",
+    "Mix",
+    "Reinit",
+    "SetFit",
+    "Strategy",
+    "Subspace",
+    "Truncate",
+    "TunedStrategy",
+    "make_strategy",
+    "register_strategy",
+    "registered",
+    "split_shorthand",
+    "strategy_class",
+    "users_of",
+]
