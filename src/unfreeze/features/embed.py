@@ -63,18 +63,20 @@ def export_pools() -> list[tuple[tuple[str, str, int], dict]]:
     A Ray sweep computes the pool once in one task and hands it to the others through
     the object store; ``import_pools`` puts it back in place in their processes.
     """
-    if not EMBEDDING_POOLS.is_active:
+    data = EMBEDDING_POOLS.data  # None outside a shared_embeddings() block
+    if data is None:
         return []
     return [(key, {"rows": dict(p.rows), "layers": dict(p.layers), "truncated": p.truncated})
-            for key, p in EMBEDDING_POOLS.data.items()]
+            for key, p in data.items()]
 
 
 def import_pools(exported: list[tuple[tuple[str, str, int], dict]]) -> None:
     """Install pools made by ``export_pools`` into the active ``shared_embeddings()`` block."""
-    if not EMBEDDING_POOLS.is_active:
+    data = EMBEDDING_POOLS.data
+    if data is None:
         raise RuntimeError("import_pools needs an active shared_embeddings() block")
     for key, parts in exported:
-        EMBEDDING_POOLS.data[tuple(key)] = _Pool(dict(parts["rows"]), dict(parts["layers"]), np.asarray(parts["truncated"]))
+        data[tuple(key)] = _Pool(dict(parts["rows"]), dict(parts["layers"]), np.asarray(parts["truncated"]))
 
 
 def input_keys(inputs: Sequence[TextInput]) -> list[str]:
@@ -134,9 +136,10 @@ def embed(
 
 def _from_pool(backbone: Backbone, inputs: Sequence[TextInput], wanted: list[int], pooling: str,
                limit: int) -> Embeddings | None:
-    if not EMBEDDING_POOLS.is_active:
+    data = EMBEDDING_POOLS.data
+    if data is None:
         return None
-    pool = EMBEDDING_POOLS.data.get((backbone.fingerprint(), pooling, limit))
+    pool = data.get((backbone.fingerprint(), pooling, limit))
     if pool is None or any(i not in pool.layers for i in wanted):
         return None
     rows = [pool.rows.get(key) for key in input_keys(inputs)]
@@ -150,9 +153,10 @@ def _from_pool(backbone: Backbone, inputs: Sequence[TextInput], wanted: list[int
 def _to_pool(backbone: Backbone, inputs: Sequence[TextInput], layers: dict[int, np.ndarray],
              truncated: list[bool] | None, pooling: str, limit: int) -> None:
     """Add these rows to the in-memory pool; rows already there keep their place."""
-    if not EMBEDDING_POOLS.is_active:
+    data = EMBEDDING_POOLS.data
+    if data is None:
         return
-    pool = EMBEDDING_POOLS.data.setdefault((backbone.fingerprint(), pooling, limit), _Pool())
+    pool = data.setdefault((backbone.fingerprint(), pooling, limit), _Pool())
     if pool.rows and set(layers) != set(pool.layers):
         pool.rows, pool.layers, pool.truncated = {}, {}, np.zeros(0, dtype=bool)  # another layer set: start afresh
     new: dict[str, int] = {}  # key -> its first position in this call (inputs may repeat)

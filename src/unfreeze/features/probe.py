@@ -46,7 +46,7 @@ def run_probe(
     classes, y_train = np.unique(np.asarray(train.labels), return_inverse=True)
 
     last_four = tuple(all_layers[-4:])
-    specs = [(str(i) + (" (embeddings)" if i == 0 else ""), (i,)) for i in all_layers]
+    specs: list[tuple[str, tuple[int, ...]]] = [(str(i) + (" (embeddings)" if i == 0 else ""), (i,)) for i in all_layers]
     specs.append((f"concat {','.join(str(i - len(all_layers)) for i in last_four)}", last_four))
     rows = []
     for name, layers in specs:

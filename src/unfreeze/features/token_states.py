@@ -48,9 +48,8 @@ def hidden_states_of(backbone: Backbone, batch: dict[str, torch.Tensor]) -> Sequ
     result = backbone.model(**batch, output_hidden_states=True)
     hidden = getattr(result, "hidden_states", None)
     n_tokens = batch["input_ids"].shape[1]
-    ok = (isinstance(hidden, (tuple, list)) and len(hidden) == backbone.num_blocks + 1
-          and all(isinstance(h, torch.Tensor) and h.dim() == 3 and h.shape[1] == n_tokens for h in hidden))
-    if not ok:
+    if not (isinstance(hidden, (tuple, list)) and len(hidden) == backbone.num_blocks + 1
+            and all(isinstance(h, torch.Tensor) and h.dim() == 3 and h.shape[1] == n_tokens for h in hidden)):
         raise UnfreezeError(
             f"bilstm needs per-token hidden states ([batch, tokens, hidden] for the embeddings and each of the "
             f"{backbone.num_blocks} blocks, from output_hidden_states=True), and {backbone.reference} "

@@ -7,6 +7,7 @@ A model's forward reads the frozen prefix's cached states when given (see prefix
 from __future__ import annotations
 
 import contextlib
+from typing import cast
 
 import numpy as np
 import torch
@@ -30,7 +31,8 @@ def forward_rows(model: nn.Module, batch: dict, prefix: PrefixStates | None, row
                  device: torch.device, pooled: bool = False, bf16: bool = False) -> torch.Tensor:
     """The logits (or pooled features) of ``batch``, the examples ``rows``; from the cached prefix when given."""
     with autocast(device, bf16):
-        run = model.pooled if pooled else model
+        # pooled features come from the classification model itself (never a data-parallel wrapper)
+        run = cast(TextClassificationModel, model).pooled if pooled else model
         return run(batch) if prefix is None else run(batch, prefix.batch(rows, device))
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -87,7 +87,7 @@ class TrainRecord:
 
 
 def param_groups(named: list[tuple[str, nn.Parameter]], config: TrainConfig,
-                 head: list[nn.Parameter] = (), lr_scales: dict[int, float] | None = None) -> list[dict]:
+                 head: Sequence[nn.Parameter] = (), lr_scales: dict[int, float] | None = None) -> list[dict]:
     """AdamW groups: no weight decay on biases and norm weights; a new head gets its own rate.
 
     ``lr_scales`` (id of a parameter -> factor of the body's learning rate; missing: 1)
@@ -103,7 +103,12 @@ def param_groups(named: list[tuple[str, nn.Parameter]], config: TrainConfig,
         (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
     groups = []
     for scale, (decay, no_decay) in by_scale.items():
-        lr = config.learning_rate if scale == 1.0 else config.learning_rate * scale
+        if scale == 1.0:
+            lr = config.learning_rate
+        elif isinstance(config.learning_rate, (int, float)):
+            lr = config.learning_rate * scale
+        else:
+            raise ValueError("TrainConfig.learning_rate must be resolved to one rate before scaling it per layer")
         groups += [{"params": decay, "weight_decay": config.weight_decay, "lr": lr},
                    {"params": no_decay, "weight_decay": 0.0, "lr": lr}]
     groups.append({"params": list(head), "weight_decay": config.weight_decay, "lr": config.head_learning_rate})
@@ -124,7 +129,12 @@ def layer_lr_scales(backbone: Backbone, decay: float) -> dict[int, float]:
 def planned_epochs(config: TrainConfig, examples_per_epoch: int) -> int:
     """Epochs the budget runs (``max_steps``, when set, wins over ``epochs``), early stopping aside."""
     steps_per_epoch = max(1, math.ceil(examples_per_epoch / config.batch_size))
-    return math.ceil((config.max_steps or config.epochs * steps_per_epoch) / steps_per_epoch)
+    steps = config.max_steps
+    if not steps:
+        if config.epochs is None:
+            raise ValueError("TrainConfig.epochs must be resolved when max_steps is not set")
+        steps = config.epochs * steps_per_epoch
+    return math.ceil(steps / steps_per_epoch)
 
 
 class TrainingRun:

@@ -51,7 +51,7 @@ class TextClassificationModel(nn.Module):
                 else contextlib.nullcontext())
         try:
             with skip as stand_in:
-                if stand_in is not None:
+                if stand_in is not None and prefix is not None:
                     stand_in.replacement = prefix.states
                 out = self.body(**batch)
         finally:

@@ -137,13 +137,14 @@ def compute_prefix_states(
     """
     wanted = sorted({k for k in ks if k >= 1})
     pool = None
-    if PREFIX_POOLS.is_active and pool_key is not None and keys is not None:
-        pool = PREFIX_POOLS.data.setdefault(pool_key, ({}, [0]))
+    data = PREFIX_POOLS.data  # None outside an active prefix pool
+    if data is not None and pool_key is not None and keys is not None:
+        pool = data.setdefault(pool_key, ({}, [0]))
         by_k, tuple_length = pool
         if all(k in by_k and all(key in by_k[k] for key in keys) for k in wanted):
             return {k: PrefixStates(k, [by_k[k][key] for key in keys], tuple_length[0]) for k in wanted}
     states, tuple_length_found = _forward_prefix(backbone, encoded, wanted, batch_size)
-    if pool is not None:
+    if pool is not None and keys is not None:
         by_k, tuple_length = pool
         tuple_length[0] = tuple_length_found
         for k in wanted:

@@ -150,6 +150,11 @@ class FastfoodProjection(Projection):
     """
 
     kind = "fastfood"
+    # buffers, declared for the type checker (nn.Module's attribute lookup returns Tensor | Module)
+    signs: torch.Tensor
+    permutation: torch.Tensor
+    gauss: torch.Tensor
+    scale: torch.Tensor
 
     def __init__(self, sizes: Sequence[int], d: int, seed: int) -> None:
         super().__init__(sizes, d, seed)
@@ -228,6 +233,7 @@ class DenseProjection(Projection):
     """P itself: a D x d matrix of i.i.d. N(0, 1) numbers, rows of tensor i scaled by 1/sqrt(D_i). Tiny models only."""
 
     kind = "dense"
+    weight: torch.Tensor  # a buffer
 
     def __init__(self, sizes: Sequence[int], d: int, seed: int) -> None:
         super().__init__(sizes, d, seed)
@@ -259,7 +265,7 @@ class Subspace(nn.Module):
         sizes = [s.numel() for s in self.shapes]
         self.projection = PROJECTIONS[kind](sizes, d, seed)
         self.theta = nn.Parameter(torch.zeros(d))
-        self.said = nn.Parameter(torch.ones(len(sizes))) if said else None
+        self.said: nn.Parameter | None = nn.Parameter(torch.ones(len(sizes))) if said else None
         self._in_forward = False
         self._cache: tuple[tuple, list[torch.Tensor]] | None = None
 
@@ -297,6 +303,8 @@ class Subspace(nn.Module):
 
 class _Shifted(nn.Module):
     """The parametrization of projected tensor i: W = W0 + lambda_i (P theta)_i (``W0 + (P theta)_i`` without SAID)."""
+
+    subspace: Subspace
 
     def __init__(self, subspace: Subspace, index: int) -> None:
         super().__init__()
