@@ -43,8 +43,8 @@ def cost_at(rows: list[dict], size: int, validation_fraction: float = 0.1) -> di
     """Predicted costs of one configuration at ``size`` examples, from its done rows (advisor cells)."""
     n = [r["cell"]["n_train"] for r in rows]
     others = _other_costs(rows, size)
-    per_epoch = [fit_seconds_from_steps(r, size, validation_fraction) for r in rows if searched_rate(r)]
-    per_epoch = [f for f in per_epoch if f is not None]
+    projected = [fit_seconds_from_steps(r, size, validation_fraction) for r in rows if searched_rate(r)]
+    per_epoch = [f for f in projected if f is not None]
     if per_epoch:
         # seconds per training example and epoch, per validation text, per prefix text: each cell that searched
         # gives a projection; the point is the median of the cells at the largest size, the interval all of them
@@ -141,8 +141,8 @@ def _other_costs(rows: list[dict], size: int) -> dict:
         # became 12 GB at 8,455)
         mem_bytes = max(fit["peak_memory_bytes"] for _, fit in fits)
     per_text = [r["predict_seconds_per_text"] for r in rows if r.get("predict_seconds_per_text")]
-    trainable = [(r.get("fit") or {}).get("trainable_parameters") for r in rows]
-    trainable = [t for t in trainable if t is not None]
+    counted = [(r.get("fit") or {}).get("trainable_parameters") for r in rows]
+    trainable = [t for t in counted if t is not None]
     return {
         "predict_ms_per_text": float(np.median(per_text)) * 1e3 if per_text else None,
         "peak_memory_mib": mem_bytes / 2**20 if mem_bytes else None,

@@ -75,7 +75,9 @@ _FORMS: dict[str, Form] = {
 }
 
 
-def fit_form(name: str, n: Sequence[float], y: Sequence[float]) -> Callable[[np.ndarray], np.ndarray]:
+def fit_form(
+    name: str, n: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray
+) -> Callable[[np.ndarray], np.ndarray]:
     """The fitted curve of form ``name`` through points (n, y) (several y per n allowed): a function of n."""
     n_arr, y_arr = np.asarray(n, dtype=float), np.asarray(y, dtype=float)
     if name == "last":
@@ -95,7 +97,12 @@ def fit_form(name: str, n: Sequence[float], y: Sequence[float]) -> Callable[[np.
             params, _ = curve_fit(form.function, n_arr, y_arr, p0=start, bounds=(form.lower, form.upper), maxfev=20_000)
         except (RuntimeError, ValueError):
             params = start  # no convergence: the starting curve, which back-tests judge like any other
-    return lambda x, p=tuple(params): form.function(np.asarray(x, dtype=float), *p)
+    fitted = tuple(params)
+
+    def curve(x: np.ndarray) -> np.ndarray:
+        return form.function(np.asarray(x, dtype=float), *fitted)
+
+    return curve
 
 
 def fitted_params(name: str, n: Sequence[float], y: Sequence[float]) -> np.ndarray:

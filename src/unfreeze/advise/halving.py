@@ -38,6 +38,7 @@ from ..machine.deadline import deadline as time_limit
 from ..storage.cache import atomic_path
 from ..strategies import strategy_class
 from ..sweep.grid import LEGACY_AXES, Cell, SweepSpec
+from ..sweep.samples import SweepData
 from ..sweep.store import ResultsStore
 from .calibrate import calibration_ratio, make_pilot
 from .cost import cell_seconds, projected_cell_seconds, searched_rate
@@ -85,7 +86,7 @@ def advise_grid(spec: AdviseSpec, num_blocks: int) -> dict[str, dict[str, list]]
 class Pilot:
     """What the start of a run fixed (recorded in its ``advise-start`` row, replayed on resume)."""
 
-    data: object
+    data: SweepData
     sweep: SweepSpec  # the settings every cell shares, the full validation set per seed
     configs: list[Configuration]
     sizes: list[int]

@@ -13,6 +13,7 @@ is no more than ``max_loss`` below it. No torch.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pandas as pd
 
@@ -61,12 +62,12 @@ def make_plan(run: AdviseRun) -> dict:
     backtests = lc.backtest(testable)
     most = max((len(v) for v in scores.values()), default=0)
     form = lc.choose_form(backtests, max(most - 1, 1))
-    eliminated_at = {}
+    eliminated_at: dict[str, int] = {}
     for d in run.decisions:
         for label in d["eliminated"]:
             eliminated_at.setdefault(label, d["n_train"])
     top = max((max(v) for v in scores.values()), default=0)
-    entries = []
+    entries: list[dict[str, Any]] = []
     for config in run.configs:
         label = config.label
         if label not in scores:
@@ -84,7 +85,7 @@ def make_plan(run: AdviseRun) -> dict:
         own = scores[label]
         rows = [r for r in run.rows if r["cell"]["label"] == label and r.get("status") == "done"]
         cost = cost_at(rows, full, spec.validation_fraction)
-        entry = {
+        entry: dict[str, Any] = {
             "configuration": label,
             "strategy": config.strategy,
             "params": dict(config.params),

@@ -33,7 +33,7 @@ def plan_text(plan: dict) -> str:
             f"Not predicted: the finalists did not reach {MIN_SIZES} training sizes in "
             f"{human_seconds(plan['budget_seconds'])}; a budget of about {human_seconds(need)} would."
             if need
-            else f"Not predicted at the full size{' for ' + pick['configuration'] if reason else ''}: "
+            else f"Not predicted at the full size{' for ' + pick['configuration'] if pick and reason else ''}: "
             f"{reason or 'see the plan'}."
         )
     lines += [
@@ -235,9 +235,9 @@ def report_html(plan: dict, run: AdviseRun, figure: Path | None) -> str:
     from .cost import cell_seconds
 
     for r in sorted(run.rows, key=lambda r: (r["cell"]["n_train"], r["cell"]["label"], r["cell"]["seed"])):
-        fit = r.get("fit") or {}
-        tried = ", ".join(f"{t['learning_rate']:g}" for t in fit.get("lr_search") or [])
-        rate = f"{fit['learning_rate']:g} ({tried})" if fit.get("learning_rate") is not None else ""
+        fitted = r.get("fit") or {}
+        tried = ", ".join(f"{t['learning_rate']:g}" for t in fitted.get("lr_search") or [])
+        rate = f"{fitted['learning_rate']:g} ({tried})" if fitted.get("learning_rate") is not None else ""
         val = (r.get("validation") or {}).get("accuracy")
         parts.append(
             f"<tr><td class='l'>{esc(r['cell']['label'])}</td><td>{r['cell']['n_train']}</td>"

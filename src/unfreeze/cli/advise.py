@@ -210,9 +210,9 @@ def fit_recommendation(spec, plan: dict, fit_dir: Path, device: str | None) -> N
     """Train the recommended configuration on all the labelled data and write the bundle."""
     from ..metrics import format_metrics_table
 
-    rec = plan.get("recommendation")
     started = time.perf_counter()
-    clf, metrics = fit_recommended(spec, plan, device)
+    clf, metrics = fit_recommended(spec, plan, device)  # one line when there is nothing to fit
+    rec = plan["recommendation"]
     clf.save(
         fit_dir, metrics={**metrics, "advise": {"predicted_score": rec["predicted_score"], "interval": rec["interval"]}}
     )

@@ -197,7 +197,7 @@ def deprecated(old: str, new: str, hint: type = str) -> inspect.Parameter:
     )
 
 
-def renamed(options: dict[str, object], old: str, new: str, value: object) -> object:
+def renamed(options: dict[str, Any], old: str, new: str, value: Any) -> Any:
     """The value of ``new``, or of the deprecated ``old`` with a one-line warning (both given: one line)."""
     old_value = options.pop("deprecated_" + old.lstrip("-").replace("-", "_"), None)
     if old_value is None or old_value is False:

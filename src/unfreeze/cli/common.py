@@ -106,9 +106,9 @@ def int_list(value: str, option: str) -> list[int]:
         raise UnfreezeError(f"{option} must be a comma-separated list of ints, e.g. 32,128. Got {value!r}.") from None
 
 
-def parse_grid(entries: list[str] | None) -> dict[str, dict[str, list[str]]]:
+def parse_grid(entries: list[str] | None) -> dict[str, dict[str, list[str] | str]]:
     """``["lora.r=4,16", "freeze.k=0,3"]`` -> ``{"lora": {"r": ["4", "16"]}, "freeze": {"k": ["0", "3"]}}``."""
-    grid: dict[str, dict[str, list[str]]] = {}
+    grid: dict[str, dict[str, list[str] | str]] = {}
     for entry in entries or []:
         target, sep, values = entry.partition("=")
         strategy, dot, param = target.strip().partition(".")

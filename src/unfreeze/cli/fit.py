@@ -208,7 +208,8 @@ def evaluate(
     from ..metrics import format_metrics_table
 
     scores = {}
-    for head in run.head or [None]:
+    heads: list[str | None] = list(run.head) if run.head else [None]
+    for head in heads:
         clf = Classifier.load(bundle, head=head, device=device)
         unknown = sorted(set(map(str, test_set.classes)) - set(map(str, clf.classes_.tolist())))
         if unknown:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 
@@ -49,7 +49,7 @@ def heads_add(
     from ..strategies import Features
 
     model_in, split, run = take(InputArguments, options), take(DataArguments, options), take(RunArguments, options)
-    C = coerce(Features, "C", one_value_each(strategy_values(options)).get("C"))
+    C = cast(float | None, coerce(Features, "C", one_value_each(strategy_values(options)).get("C")))
     if C is not None:
         Features(C=C).check()  # the head's C as features checks it: one line before anything loads
     check_head_name(name)

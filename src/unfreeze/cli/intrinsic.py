@@ -165,7 +165,7 @@ def run(
     from ..sweep.plan import plan_sweep
 
     start = time.perf_counter()
-    keys: dict[str, dict] = {}
+    keys: dict[str, list[str]] = {}
     counts = {"total": 0, "done": 0, "skipped": 0, "failed": 0}
     for spec in (full_spec, subspace_spec):
         plan = plan_sweep(spec, output, retry_failed, device)

@@ -13,7 +13,7 @@ import inspect
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import Field
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -28,7 +28,8 @@ def _option(name: str, kind: type, flags: list[str], help_text: str) -> inspect.
         decls = [f"--{flag}/--no-{flag}"]
     else:
         decls = flags
-    annotation = Annotated[kind | None, typer.Option(*decls, help=help_text, show_default=False)]
+    # a type built at run time (the declared type of the setting): typer reads it, mypy cannot
+    annotation = Annotated[kind | None, typer.Option(*decls, help=help_text, show_default=False)]  # type: ignore[valid-type]
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
 
@@ -95,23 +96,23 @@ def with_parameters(*groups: list[inspect.Parameter]) -> Callable:
         fixed = [p for p in base.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
         taken = {p.name for p in fixed}
         extra = [p for group in groups for p in group if p.name not in taken]
-        func.__signature__ = base.replace(parameters=fixed + extra)
+        func.__signature__ = base.replace(parameters=fixed + extra)  # type: ignore[attr-defined]
         return func
 
     return decorate
 
 
-def given(settings: dict[str, object]) -> dict[str, object]:
+def given(settings: dict[str, Any]) -> dict[str, Any]:
     """The options the user gave (the others are None)."""
     return {k: v for k, v in settings.items() if v is not None}
 
 
-def strategy_values(settings: dict[str, object]) -> dict[str, list[str]]:
+def strategy_values(settings: dict[str, Any]) -> dict[str, list[Any]]:
     """Pop the given strategy parameters: each as its comma-separated values (``all`` kept whole)."""
     from ..strategies import registered
 
     names = {f.name for cls in registered().values() for f in cls.settings()}
-    values = {}
+    values: dict[str, list[Any]] = {}
     for name in [n for n in settings if n in names]:
         value = settings.pop(name)
         if value is None:
@@ -124,7 +125,7 @@ def strategy_values(settings: dict[str, object]) -> dict[str, list[str]]:
     return values
 
 
-def one_value_each(values: dict[str, list]) -> dict[str, object]:
+def one_value_each(values: dict[str, list]) -> dict[str, Any]:
     """``fit``'s strategy parameters: one value each (a list belongs to a sweep)."""
     from ..errors import UnfreezeError
 
@@ -137,13 +138,13 @@ def one_value_each(values: dict[str, list]) -> dict[str, object]:
     return {name: vals[0] for name, vals in values.items()}
 
 
-def grid_axes(values: dict[str, list], strategies: list[str]) -> dict[str, dict[str, list]]:
+def grid_axes(values: dict[str, list], strategies: list[str]) -> dict[str, dict[str, Any]]:
     """Strategy parameters given as options -> grid axes of every chosen strategy that declares them."""
     from ..errors import UnfreezeError
     from ..strategies import registered, users_of
 
     known = registered()
-    grid: dict[str, dict[str, list]] = {}
+    grid: dict[str, dict[str, Any]] = {}
     for name, vals in values.items():
         owners = [s for s in strategies if s in known and name in known[s].setting_names()]
         if not owners:
@@ -157,9 +158,9 @@ def grid_axes(values: dict[str, list], strategies: list[str]) -> dict[str, dict[
     return grid
 
 
-def merged_grid(*grids: dict[str, dict[str, list]]) -> dict[str, dict[str, list]]:
+def merged_grid(*grids: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Grids merged axis by axis, the later winning."""
-    merged: dict[str, dict[str, list]] = {}
+    merged: dict[str, dict[str, Any]] = {}
     for grid in grids:
         for strategy, axes in grid.items():
             merged.setdefault(strategy, {}).update(axes)

@@ -129,7 +129,7 @@ def study(
     from ..studies.spec import load_study
 
     spec = load_study(paths[0])
-    inputs = [paths[0], *(p for p in (data, test) if p and Path(p).exists())]
+    inputs: list[str | Path] = [paths[0], *(p for p in (data, test) if p and Path(p).exists())]
     check_output(output, "run", inputs=inputs)
     if (
         output.is_dir()
@@ -145,7 +145,7 @@ def study(
     for arm in spec.arms:
         print_store_note(output / "arms" / arm.name)
     precision = None if model_in.precision is None else checked_precision(model_in.precision)
-    findings = run_study(
+    result = run_study(
         spec,
         output,
         data=data,
@@ -162,9 +162,9 @@ def study(
         text_pair_col=split.text_pair_col,
         precision=precision,
     )
-    counts = findings.counts
+    counts = result.counts
     typer.echo(
         f"study {spec.name}: {counts['done']} of {counts['planned']} cells done, {counts['failed']} failed; "
-        f"verdict: {findings.verdict_label}"
+        f"verdict: {result.verdict_label}"
     )
-    typer.echo(f"findings: {findings.run_dir / 'FINDINGS.md'}")
+    typer.echo(f"findings: {result.run_dir / 'FINDINGS.md'}")

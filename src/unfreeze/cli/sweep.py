@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -110,7 +110,7 @@ def sweep(
     swept = strategy_values(settings)
     # the command line searches each cell's learning rate unless told otherwise (--lr fixed, --lr 1e-4, a
     # learning_rate in the file); SweepSpec's own default stays release 0.1.0's, so stored specs keep their meaning
-    cli_defaults = {"learning_rate": "auto"}
+    cli_defaults: dict[str, Any] = {"learning_rate": "auto"}
     spec = SweepSpec.from_toml(config, defaults=cli_defaults) if config else SweepSpec(**cli_defaults)
     if data is None and config is None:
         raise UnfreezeError("Give the data (a file or built-in dataset) or --config sweep.toml.")
@@ -121,7 +121,7 @@ def sweep(
         for name in group.__dataclass_fields__
         if name != "device" and (getattr(group, name) is not None and given_on_command_line(name))
     }
-    overrides: dict[str, object] = {"data": data} if data is not None else {}
+    overrides: dict[str, Any] = {"data": data} if data is not None else {}
     overrides.update(typed)
     if run.validation_size is not None:
         overrides["validation_size"] = run.validation_size

@@ -17,10 +17,9 @@ bundles and reports then know it: none of them lists strategies by hand.
 
 from __future__ import annotations
 
-from typing import Any
-
 import copy
 from importlib.metadata import entry_points
+from typing import Any
 
 from ..errors import UnfreezeError, invalid_parameter
 from .base import FitContext, FitResult, Strategy, TunedStrategy
@@ -103,9 +102,8 @@ def split_shorthand(strategy: str | Strategy, params: dict[str, Any]) -> tuple[S
     """``("freeze", {"k": 4, "epochs": 2})`` -> ``(Freeze(k=4), {"epochs": 2})``: the strategy's own
     parameters go into the strategy object, the training settings are returned, and anything
     else is an error that says which strategies have it."""
-    from ..training.settings import TRAINING_SETTINGS
-
     from ..params import coerce
+    from ..training.settings import TRAINING_SETTINGS
 
     target = make_strategy(strategy)
     # command-line text as the declared type (a value that does not parse is left for the check to name)
