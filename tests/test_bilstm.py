@@ -179,7 +179,7 @@ def test_states_beyond_fp16_range_are_refused(tiny_backbone, monkeypatch):
 
 def test_only_the_bilstm_and_head_train_never_the_backbone(tiny_model_dir, task):
     from unfreeze.models.loaded import shared_backbone
-    from unfreeze.training.frozen_heads import BiLSTMHead
+    from unfreeze.training.state_networks import BiLSTMHead
 
     (texts, labels), _ = task
     backbone = shared_backbone(tiny_model_dir("bert"), "cpu")
@@ -226,7 +226,7 @@ def test_epochs_never_run_the_backbone(tiny_model_dir, task, monkeypatch):
 
 
 def test_padding_is_masked_by_packing(fitted, task):
-    from unfreeze.training.frozen_heads import BiLSTMHead
+    from unfreeze.training.state_networks import BiLSTMHead
 
     torch.manual_seed(0)
     head = BiLSTMHead(6, 5, 2, 3, 0.0, 3).eval()

@@ -92,6 +92,7 @@ _MOVED = {
     "unfreeze.deadline": "unfreeze.machine.deadline",
     "unfreeze.export.bundles": "unfreeze.export.exporter",
     "unfreeze.export.predictor": "unfreeze.export.onnx_predictor",
+    "unfreeze.training.frozen_heads": "unfreeze.training.state_networks",
 }
 
 

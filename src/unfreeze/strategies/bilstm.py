@@ -29,7 +29,7 @@ from .mix import CACHED_TRAINING_SETTINGS
 
 if TYPE_CHECKING:
     from ..models.backbone import Backbone, TextInput
-    from ..training.frozen_heads import BiLSTMHead
+    from ..training.state_networks import BiLSTMHead
 
 
 @dataclass(repr=False)
@@ -100,7 +100,7 @@ class BiLSTM(Strategy):
 
         from ..features.token_states import compute_token_states
         from ..training.cached import train_cached
-        from ..training.frozen_heads import BiLSTMHead
+        from ..training.state_networks import BiLSTMHead
         from ..training.memory import PeakMemory
 
         backbone, config = context.backbone, context.training
@@ -195,7 +195,7 @@ class BiLSTMPredictor(Predictor):
 
     @classmethod
     def from_state(cls, context: FitContext, strategy: Strategy, state: PredictorState) -> BiLSTMPredictor:
-        from ..training.frozen_heads import BiLSTMHead
+        from ..training.state_networks import BiLSTMHead
 
         meta = state.meta
         width = meta.get("layer_width")

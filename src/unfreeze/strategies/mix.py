@@ -27,7 +27,7 @@ from .frozen import CHOICE_HELP, check_layer_choice, resolve_layer_choice
 
 if TYPE_CHECKING:
     from ..models.backbone import Backbone, TextInput
-    from ..training.frozen_heads import ScalarMix
+    from ..training.state_networks import ScalarMix
 
 # every Training setting but the prefix cache (the backbone never runs in an epoch) and the head's own
 # rate: everything these strategies train is new, so one learning rate trains it all (measured on
@@ -87,7 +87,7 @@ class Mix(Strategy):
 
         from ..features.embed import embed
         from ..training.cached import train_cached
-        from ..training.frozen_heads import ScalarMix
+        from ..training.state_networks import ScalarMix
         from ..training.memory import PeakMemory
 
         backbone, config = context.backbone, context.training
@@ -178,7 +178,7 @@ class MixPredictor(Predictor):
 
     @classmethod
     def from_state(cls, context: FitContext, strategy: Strategy, state: PredictorState) -> MixPredictor:
-        from ..training.frozen_heads import ScalarMix
+        from ..training.state_networks import ScalarMix
 
         meta = state.meta
         layers = tuple(int(i) for i in meta["layers"])
