@@ -57,6 +57,8 @@ class BiLSTM(Strategy):
         folder (``$UNFREEZE_CACHE/token-states``), deleted after the fit. 0 keeps everything
         on disk. Where they live never changes a result.
 
+    Notes
+    -----
     ``learning_rate`` (default 1e-3) trains the LSTM and the head (both new); epochs default
     to 10 (an epoch costs no forward pass of the backbone).
     """

@@ -53,6 +53,8 @@ class Mix(Strategy):
         scale) before mixing, as ELMo's ``do_layer_norm``: layers differ in scale, and the
         weights should compare layers rather than scales.
 
+    Notes
+    -----
     ``learning_rate`` (default 5e-3) trains the mix weights, gamma and the linear head (all
     new: no pretrained weights whose rate should differ); epochs default to 20 (an epoch
     costs no forward pass).
