@@ -15,7 +15,7 @@ import contextlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeAlias
 
 from ..errors import UnfreezeError
 from ..inference.bundle_predictor import BundlePredictor
@@ -45,17 +45,28 @@ class ServeLimits:
 
 # -- request and response shapes ------------------------------------------------------------------
 
+class _PredictRequest(Protocol):
+    """The type checker's view of the request model ``_schemas`` builds for a bundle's heads."""
+
+    texts: list[str]
+    heads: list[str] | None
+
+
 def _schemas(limits: ServeLimits, head_names: list[str]):
     from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
     # the command line's rule: an empty or blank text has nothing to classify (422, not a confident guess)
     Text = Annotated[str, StringConstraints(min_length=1, max_length=limits.max_chars, pattern=r"\S")]
-    HeadName = Literal[tuple(head_names)]  # the spec lists the valid heads; others get 422
+    if TYPE_CHECKING:
+        HeadName: TypeAlias = str
+    else:  # built from this bundle's heads: the spec lists the valid heads; others get 422
+        HeadName = Literal[tuple(head_names)]
     Label = int | str
 
+    example: dict[str, Any] = {"texts": ["a gripping, beautifully shot film"], "heads": head_names[:1]}
+
     class PredictRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid", json_schema_extra={
-            "examples": [{"texts": ["a gripping, beautifully shot film"], "heads": head_names[:1]}]})
+        model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [example]})
         texts: list[Text] = Field(min_length=1, max_length=limits.max_texts,
                                   description=f"1 to {limits.max_texts} texts of 1 to {limits.max_chars} "
                                               "characters each, not all white space.")
@@ -131,15 +142,20 @@ def create_app(predictor: BundlePredictor, limits: ServeLimits = ServeLimits()):
         body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True)
         return Response(body, status_code=422, media_type="application/json")
 
-    errors = {400: {"model": ErrorResponse, "description": "The body could not be decoded (not UTF-8)."},
-              413: {"model": ErrorResponse, "description": "The request body is too large."},
-              422: {"model": ErrorResponse, "description": "Malformed request, too many or too long texts, "
-                                                           "or an unknown head."},
-              503: {"model": ErrorResponse, "description": "Too many texts are waiting; retry shortly."}}
+    errors: dict[int | str, dict[str, Any]] = {
+        400: {"model": ErrorResponse, "description": "The body could not be decoded (not UTF-8)."},
+        413: {"model": ErrorResponse, "description": "The request body is too large."},
+        422: {"model": ErrorResponse, "description": "Malformed request, too many or too long texts, "
+                                                     "or an unknown head."},
+        503: {"model": ErrorResponse, "description": "Too many texts are waiting; retry shortly."}}
+    if TYPE_CHECKING:
+        RequestBody: TypeAlias = _PredictRequest
+    else:  # the request model built for this bundle, read from the body
+        RequestBody = Annotated[PredictRequest, Body()]
 
     @app.post("/predict", response_model=PredictResponse, responses=errors,
               summary="Labels and probabilities of every text, for each head asked for")
-    async def predict(request: Annotated[PredictRequest, Body()]):
+    async def predict(request: RequestBody):
         heads = head_names if request.heads is None else list(dict.fromkeys(request.heads))
         try:
             proba = await batcher.submit(request.texts, heads)
@@ -231,7 +247,7 @@ def _server_class():
 
 
 def serve(bundle: Path, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits = ServeLimits(),
-          device: str | None = None, log_level: str = "info", graceful_seconds: float = 30.0,
+          device: str | None = None, log_level: str = "info", graceful_seconds: int = 30,
           runtime: str = "torch", precision: str | None = None, onnx: Path | None = None) -> None:
     """Load ``bundle`` and serve it until SIGTERM/SIGINT (requests in flight are answered first).
 

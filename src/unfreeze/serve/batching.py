@@ -53,6 +53,12 @@ class MicroBatcher:
         # one thread: the model is not run concurrently, and the event loop stays free to accept requests
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="unfreeze-model")
 
+    @property
+    def _started_wakeup(self) -> asyncio.Event:
+        if self._wakeup is None:
+            raise RuntimeError("MicroBatcher.start() has not run")
+        return self._wakeup
+
     async def start(self) -> None:
         self._wakeup = asyncio.Event()
         self._worker = asyncio.create_task(self._run(), name="unfreeze-micro-batcher")
@@ -60,7 +66,8 @@ class MicroBatcher:
     async def stop(self, timeout: float = 60.0) -> None:
         """Finish what is queued (for at most ``timeout`` seconds), then stop the worker."""
         deadline = asyncio.get_running_loop().time() + timeout
-        while self._queue and not self._worker.done() and asyncio.get_running_loop().time() < deadline:
+        while self._queue and self._worker is not None and not self._worker.done() and \
+                asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
         if self._worker is not None:
             self._worker.cancel()
@@ -74,7 +81,7 @@ class MicroBatcher:
         future = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(list(texts), list(heads), future))
         self._waiting_texts += len(texts)
-        self._wakeup.set()
+        self._started_wakeup.set()
         return await future
 
     def _take_batch(self) -> list[_Pending]:
@@ -89,15 +96,15 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             if not self._queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
+                self._started_wakeup.clear()
+                await self._started_wakeup.wait()
             if self.enabled:
                 # give concurrent requests a bounded moment to join this batch
                 deadline = loop.time() + self.max_wait
                 while self._waiting_texts < self.max_batch and loop.time() < deadline:
-                    self._wakeup.clear()
+                    self._started_wakeup.clear()
                     try:
-                        await asyncio.wait_for(self._wakeup.wait(), deadline - loop.time())
+                        await asyncio.wait_for(self._started_wakeup.wait(), deadline - loop.time())
                     except TimeoutError:
                         break
             batch = self._take_batch()
