@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..storage.cache import atomic_path
 from ..report.stats import CONFIDENCE
+from ..storage.cache import atomic_path
 from .analyses import AnalysisResult, Context, analysis_kind
 from .results import planned_cells, read_meta, study_frame
 from .rules import INCONCLUSIVE, Verdict, decide, names_in
@@ -228,9 +228,9 @@ def findings_markdown(findings: Findings) -> str:
         lines.append("")
     if result.figures:
         lines += ["## Plots", ""]
-        for name, caption in result.figures:
-            if name:
-                lines += [f"![{caption}]({name})", "", caption, ""]
+        for figure, caption in result.figures:
+            if figure:
+                lines += [f"![{caption}]({figure})", "", caption, ""]
     lines += ["## Reproduce", "", "```", reproduce_command(meta), "```", "",
               "It resumes: cells already in the results are not run again, and with every cell done it only "
               "rewrites this file. Each arm is a sweep's run folder (`arms/NAME`): `unfreeze report "

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..storage.cache import atomic_path
 from ..errors import UnfreezeError
 from ..report.tables import METRICS
+from ..storage.cache import atomic_path
 from ..sweep.store import ResultsStore
 
 STUDY_FILE = "study.json"

@@ -16,14 +16,14 @@ from __future__ import annotations
 import ast
 import math
 import operator
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..errors import UnfreezeError
 
 HOLDS, PARTLY, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "partly", "does not hold here", "inconclusive"
 VERDICTS = (HOLDS, PARTLY, DOES_NOT_HOLD, INCONCLUSIVE)
-FUNCTIONS = {"min": min, "max": max, "abs": abs}
+FUNCTIONS: dict[str, Callable[..., float]] = {"min": min, "max": max, "abs": abs}
 _COMPARE = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
             ast.Eq: operator.eq, ast.NotEq: operator.ne}
 _ARITH = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
@@ -112,14 +112,14 @@ def _eval(node: ast.AST, values: Mapping[str, float]):
         if _missing(left) or _missing(right) or (isinstance(node.op, ast.Div) and right == 0):
             return math.nan
         return _ARITH[type(node.op)](left, right)
-    if isinstance(node, ast.Call):
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):  # _parse allows calls by name only
         args = [_eval(a, values) for a in node.args]
         if any(_missing(a) for a in args):
             return math.nan
-        return FUNCTIONS[node.func.id](*args)  # type: ignore[union-attr]
+        return FUNCTIONS[node.func.id](*args)
     if isinstance(node, ast.Name):
         return values.get(node.id, math.nan)
-    if isinstance(node, ast.Constant):
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):  # _parse allows numbers only
         return float(node.value)
     raise AssertionError(f"unexpected node {node!r}")  # _parse allows nothing else
 

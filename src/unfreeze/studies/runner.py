@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from ..errors import UnfreezeError
 from ..sweep.grid import SweepSpec, expand
@@ -191,7 +192,7 @@ def run_study(study: Study, output: str | Path, data: str | None = None, model: 
     plans = {arm.name: plan_sweep(specs[arm.name], output / ARMS_FOLDER / arm.name, retry_failed, device)
              for arm in study.arms}
     meta = read_meta(output) if (output / STUDY_FILE).exists() else {}
-    invocation = {"started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "seconds": 0.0,
+    invocation: dict[str, Any] = {"started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "seconds": 0.0,
                   "cells_run": 0, "cells_reused": 0, "machine": _machine(),
                   "load_average": [round(x, 2) for x in os.getloadavg()], "git_revision": git_revision(),
                   "complete": False}

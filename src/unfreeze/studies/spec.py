@@ -44,6 +44,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from ..errors import UnfreezeError
 from ..sweep.grid import LEGACY_AXES, SweepSpec, as_list
@@ -60,7 +61,7 @@ FORBIDDEN_SWEEP_KEYS = {"data", "model", "probe"}
 # --quick: one seed, the smallest sizes (the analysis says how many it needs; at most QUICK_MAX_N examples),
 # one epoch, one learning rate per cell (no search), a small test sample: minutes, to check that a study works
 # on new data
-QUICK_DEFAULTS = {"epochs": 1, "learning_rate": "fixed", "n_test": 200}
+QUICK_DEFAULTS: dict[str, Any] = {"epochs": 1, "learning_rate": "fixed", "n_test": 200}
 # --quick caps training sizes (given in total, not per class) at this many examples
 QUICK_MAX_N = 200
 QUICK_KEYS = {"n_train", "n_per_class", "seeds", "epochs", "learning_rate", "n_test", "max_length"}
@@ -81,7 +82,7 @@ def resolve_depth(value: object, num_blocks: int) -> object:
     x = num_blocks * (int(times) if times else 1) / (int(divide) if divide else 1)
     if sign:
         x = x + int(offset) if sign == "+" else x - int(offset)
-    return int(math.floor(x + 0.5))
+    return math.floor(x + 0.5)
 
 
 def _resolve_axes(settings: dict, num_blocks: int) -> dict:

@@ -72,7 +72,7 @@ def summary_markdown(findings: list[Findings], page: Path, command: str, studies
     lines += ["## Summary", ""]
     header = ["#", "claim", *(f"{data}, {model}" for data, model in columns)]
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for name, runs in by_study.items():
+    for runs in by_study.values():
         study = runs[0].study
         cells = []
         for column in columns:
@@ -149,7 +149,7 @@ def _across(study: Study, runs: list[Findings]) -> list[str]:
 
             lines.append(f"| {model} | {data} | {format_quantity(difficulty)} | {fmt_ci(diff, low, high, sign=True)} "
                          f"| {verdict} |")
-    return lines + [""]
+    return [*lines, ""]
 
 
 def _not_run(findings: list[Findings], studies: list[Study]) -> list[str]:

@@ -69,7 +69,7 @@ class AnalysisResult:
     quantities: dict[str, float]
     meanings: dict[str, str]
     tables: list[Table] = field(default_factory=list)
-    figures: list[tuple[str, str]] = field(default_factory=list)  # (file name, caption)
+    figures: list[tuple[str | None, str]] = field(default_factory=list)  # (file name, None if unsaved; caption)
     notes: list[str] = field(default_factory=list)
 
 

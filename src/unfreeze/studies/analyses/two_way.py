@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,16 +44,17 @@ def _two_way_quantities(params: dict) -> dict[str, str]:
     }
 
 
-def two_way_anova(data: pd.DataFrame) -> dict[str, float]:
+def two_way_anova(data: pd.DataFrame) -> dict[str, Any]:
     """Fit ``score ~ C(k) * C(n)`` (OLS) and ``score ~ unfrozen + C(n)``; the interaction's test and effect sizes.
 
     ``data`` has columns ``score``, ``k``, ``n`` and ``unfrozen``. With one observation per cell the
     full model has no residual: the interaction cannot be tested and its quantities are NaN.
+    The values are floats, and the ANOVA table (a DataFrame) under ``"_anova"`` when it was fitted.
     """
     import statsmodels.formula.api as smf
     from statsmodels.stats.anova import anova_lm
 
-    out = dict.fromkeys(_two_way_quantities({}), NAN)
+    out: dict[str, Any] = dict.fromkeys(_two_way_quantities({}), NAN)
     data = data.dropna(subset=["score"])
     if data["k"].nunique() < 2 or data["n"].nunique() < 1 or len(data) < 3:
         return out
@@ -77,7 +79,7 @@ def two_way_anova(data: pd.DataFrame) -> dict[str, float]:
             out["interaction_eta2"] = partial(term)
             ss_k, ss_kn = float(table.loc["C(k)", "sum_sq"]), float(table.loc[term, "sum_sq"])
             out["interaction_share"] = ss_kn / (ss_k + ss_kn) if ss_k + ss_kn > 0 else NAN
-        out["_anova"] = table  # type: ignore[assignment]
+        out["_anova"] = table
     slope_model = smf.ols("score ~ unfrozen + C(n)" if several_sizes else "score ~ unfrozen", data=data).fit()
     out["slope"] = float(slope_model.params["unfrozen"])
     if slope_model.df_resid > 0:
