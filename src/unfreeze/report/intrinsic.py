@@ -60,14 +60,16 @@ class IntrinsicResult:
     @property
     def d90_interpolated(self) -> float | None:
         """Log-linear interpolation of d at the target, between d90_grid and the grid point below it."""
-        hit = self.d90_grid
-        if hit is None:
+        hit, target = self.d90_grid, self.target
+        if hit is None or target is None:
             return None
         index = [p.d for p in self.points].index(hit)
         if index == 0:
             return None  # nothing measured below: the target may be reached at any smaller d
         below, above = self.points[index - 1], self.points[index]
-        share = (self.target - below.mean) / (above.mean - below.mean)
+        if below.d is None or above.d is None:  # grid points always have a d (only full's is None)
+            return None
+        share = (target - below.mean) / (above.mean - below.mean)
         return math.exp(math.log(below.d) + share * (math.log(above.d) - math.log(below.d)))
 
     def sentence(self) -> str:
@@ -156,21 +158,21 @@ def plot_intrinsic(result: IntrinsicResult, path: str | Path, title: str = "") -
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     metric = result.metric.replace("_", "-")
     if result.points:
-        ds = [p.d for p in result.points]
+        ds = [math.nan if p.d is None else p.d for p in result.points]  # grid points: every d is set
         ax.errorbar(ds, [p.mean for p in result.points], yerr=[p.std for p in result.points], marker="o", ms=4,
                     capsize=3, color=color_of("subspace"), label="subspace (theta in d dims)")
-    if result.full is not None:
+    target = result.target  # set whenever full fine-tuning's score is
+    if result.full is not None and target is not None:
         full = result.full
         ax.axhline(full.mean, color=color_of("full"), lw=1.5, label=f"full fine-tuning ({full.mean:.3f})")
         if full.std > 0:
             ax.axhspan(full.mean - full.std, full.mean + full.std, color=color_of("full"), alpha=0.1, lw=0)
-        ax.axhline(result.target, color="gray", ls="--", lw=1,
-                   label=f"{result.fraction:.0%} of full ({result.target:.3f})")
+        ax.axhline(target, color="gray", ls="--", lw=1, label=f"{result.fraction:.0%} of full ({target:.3f})")
     label = f"d{round(result.fraction * 100)}"
     if result.d90_grid is not None:
         ax.axvline(result.d90_grid, color="black", ls=":", lw=1, label=f"{label} (grid) = {result.d90_grid}")
-    if result.d90_interpolated is not None:
-        ax.plot([result.d90_interpolated], [result.target], marker="x", ms=8, color="black", ls="none",
+    if result.d90_interpolated is not None and target is not None:
+        ax.plot([result.d90_interpolated], [target], marker="x", ms=8, color="black", ls="none",
                 label=f"{label} (interpolated) ~ {result.d90_interpolated:.0f}")
     ax.set_xscale("log")
     ax.set_xlabel("d, dimension of the trained subspace (log scale)")

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import numbers
 import os
 import socket
 import traceback
@@ -54,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UnfreezeError
+from ..params import is_real
 from .grid import Cell, SweepSpec
 from .plan import (
     SweepData,
@@ -107,7 +107,7 @@ class RayOptions:
         for name, low_ok in (("cpus_per_cell", False), ("gpus_per_cell", True)):
             value = getattr(self, name)
             flag = "--" + name.replace("_", "-")
-            if not isinstance(value, numbers.Real) or isinstance(value, bool) or value < 0 or (value == 0 and not low_ok):
+            if not is_real(value) or value < 0 or (value == 0 and not low_ok):
                 raise UnfreezeError(f"{flag} must be a number {'>= 0' if low_ok else '> 0'}. Got {value!r}.")
             if value > 1 and value != int(value):
                 # Ray's own rule: fractions only below one unit

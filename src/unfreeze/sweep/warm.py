@@ -12,10 +12,14 @@ by the shared loop above a frozen prefix (``freeze`` k >= 1, ``lora`` with ``top
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 from ..errors import UnfreezeError
 from .grid import Cell, SweepSpec, expand
 from .samples import SweepData, seed_samples
+
+if TYPE_CHECKING:
+    from ..models.backbone import TextInput
 
 
 def shared_caches() -> contextlib.ExitStack:
@@ -77,7 +81,7 @@ def embed_everything(spec: SweepSpec, data: SweepData, backbone, seeds: list[int
         layers |= set(range(backbone.num_blocks + 1))
     if not layers:
         return  # the frozen-model cells read no pooled states (bilstm reads token states)
-    texts: dict[object, None] = {}
+    texts: dict[TextInput, None] = {}
     for seed in seeds:
         largest, validation = seed_samples(spec, data.train_pool, max(spec.n_train), seed)
         texts.update(dict.fromkeys(largest.inputs))
