@@ -85,6 +85,10 @@ class Classifier(ClassifierMixin, BaseEstimator):
         Seconds, peak memory, trainable and total parameters, examples seen, history...
     """
 
+    # a seeded sample of the training inputs that `unfreeze export` checks its graphs on; None in bundles
+    # written before it was kept
+    check_texts_: dict | None
+
     def __init__(
         self,
         model: str = DEFAULT_MODEL,

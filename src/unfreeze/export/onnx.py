@@ -184,7 +184,7 @@ def write_heads_export(backbone, heads: Mapping[str, HeadLike], folder: str | Pa
                          batch_size, min_int8_agreement, source)
 
 
-def write_network_export(model, backbone, classes: Sequence, folder: str | Path, *, max_length: int = 256,
+def write_network_export(model, backbone, classes: Sequence | np.ndarray, folder: str | Path, *, max_length: int = 256,
                          int8: bool = False, check_inputs: Sequence | None = None,
                          check_labels: Sequence | None = None, batch_size: int = 32, exporter: str = "dynamo",
                          overwrite: bool = True, min_int8_agreement: float | None = None, per_channel: bool = True,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,19 +176,19 @@ class LogisticHead:
         return cls.from_state(load_file(str(folder / f"{prefix}.safetensors")), meta)
 
     @classmethod
-    def from_state(cls, tensors: dict[str, np.ndarray], meta: dict) -> LogisticHead:
+    def from_state(cls, tensors: Mapping[str, object], meta: dict) -> LogisticHead:
         """The inverse of ``state()``: a head that predicts exactly as the saved one."""
-        tensors = {k: np.asarray(v) for k, v in tensors.items()}
+        arrays = {k: np.asarray(v) for k, v in tensors.items()}
         head = cls(C=float(meta["C"]), class_weight=meta.get("class_weight"))
         head.C_ = float(meta["C"])
-        head.mean_, head.scale_ = tensors["mean"], tensors["scale"]
+        head.mean_, head.scale_ = arrays["mean"], arrays["scale"]
         # Rebuild the fitted estimator from its arrays: these attributes are all that
         # LogisticRegression's predict_proba reads.
         model = LogisticRegression(C=head.C_, class_weight=head.class_weight)
-        model.coef_ = tensors["coef"]
-        model.intercept_ = tensors["intercept"]
+        model.coef_ = arrays["coef"]
+        model.intercept_ = arrays["intercept"]
         model.classes_ = np.arange(int(meta["n_classes"]))
-        model.n_features_in_ = tensors["coef"].shape[1]
+        model.n_features_in_ = arrays["coef"].shape[1]
         head.model_ = model
         return head
 

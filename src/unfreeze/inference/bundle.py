@@ -173,10 +173,12 @@ def read_tensors(path: Path, stem: str, framework: str = "pt") -> dict:
         raise damaged(Path(path), f"{file.name} is missing")
     try:
         if framework == "np":
-            from safetensors.numpy import load_file
-        else:
-            from safetensors.torch import load_file
-        return load_file(str(file))
+            from safetensors.numpy import load_file as load_arrays
+
+            return load_arrays(str(file))
+        from safetensors.torch import load_file as load_tensors
+
+        return load_tensors(str(file))
     except Exception as exc:  # safetensors raises its own error types for a truncated or foreign file
         raise damaged(Path(path), f"{file.name} is not a readable safetensors file ({str(exc).splitlines()[0]})") from exc
 
@@ -223,7 +225,8 @@ def check_sample(inputs: list, labels, seed: int, n: int = CHECK_TEXTS_N) -> dic
     import numpy as np
 
     rng = np.random.default_rng(seed)  # its own generator: drawing here changes no other random stream
-    rows = np.sort(rng.choice(len(inputs), size=min(n, len(inputs)), replace=False)) if len(inputs) else []
+    rows: list[int] = (np.sort(rng.choice(len(inputs), size=min(n, len(inputs)), replace=False)).tolist()
+                       if len(inputs) else [])
     labels = list(labels.tolist() if hasattr(labels, "tolist") else labels)
 
     def cut(item):

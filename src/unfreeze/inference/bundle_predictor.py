@@ -12,12 +12,18 @@ have been made from this bundle as it is now (``unfreeze.export.exporter.check_b
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import UnfreezeError
 from ..export.locate import RUNTIMES
 from .bundle import SINGLE_KIND, read_config
+
+if TYPE_CHECKING:
+    from ..estimators import Classifier
+    from ..export.runtime import OnnxClassifier
+    from .multihead import MultiHeadClassifier
 
 DEFAULT_HEAD = "default"  # the name a single-head bundle's head goes by (as in unfreeze.inference.multihead)
 
@@ -78,9 +84,10 @@ class BundlePredictor:
         check_runtime_options(runtime, precision, onnx, device)
         self.runtime = runtime
         self.precision = precision or "fp32"  # the torch runtime's, once loaded: what its forward passes run in
-        self.suite = None
-        self.classifier = None
-        self.onnx = None
+        # exactly one of the three predicts: a multi-head suite, a classifier, or an ONNX export
+        self.suite: MultiHeadClassifier | None = None
+        self.classifier: Classifier | None = None
+        self.onnx: OnnxClassifier | None = None
         if runtime == "onnx":
             self._load_onnx(path, device, batch_size, onnx)
             return
@@ -120,12 +127,13 @@ class BundlePredictor:
     def _load_onnx(self, path: Path, device: str | None, batch_size: int | None, onnx) -> None:
         from ..export.locate import heads_of, open_export
 
-        config, self.onnx = open_export(path, onnx, self.precision, batch_size)
+        config, exported = open_export(path, onnx, self.precision, batch_size)
+        self.onnx = exported
         self.single_head = config.get("kind") == SINGLE_KIND
         self.model = str(config["backbone"]["reference"])
-        self.max_length = self.onnx.max_length
+        self.max_length = exported.max_length
         self.heads = heads_of(config)
-        self.export_folder = self.onnx.folder
+        self.export_folder = exported.folder
 
     def check_heads(self, heads: list[str] | None) -> list[str]:
         """The heads asked for (all when None), each known; an unknown one is a one-line error."""
@@ -148,5 +156,6 @@ class BundlePredictor:
             return self.onnx.predict_proba_heads(list(texts), names)
         if self.suite is not None:
             return self.suite.predict_proba(texts, names)
+        assert self.classifier is not None  # set by __init__ when neither of the others is
         proba = self.classifier.predict_proba(texts)
         return {name: proba for name in names}

@@ -166,7 +166,8 @@ def classifier_from_head(cls: type[Classifier], model: str, head, max_length: in
     from .predictors import EmbeddingHead
 
     params = head.info.get("params", {})
-    clf = cls(model=str(model), strategy=Features(C=params.get("C"), cv=params.get("cv", 5)),
+    strategy = Features(C=params.get("C"), cv=params.get("cv", 5))
+    clf = cls(model=str(model), strategy=strategy,
               pooling=head.pooling, layers=list(head.layers), max_length=max_length, batch_size=batch_size,
               seed=params.get("seed", 0), device=device, progress=progress, precision=precision or "fp32")
     base = shared_backbone(str(model), device)
@@ -179,7 +180,7 @@ def classifier_from_head(cls: type[Classifier], model: str, head, max_length: in
     clf.predictor_ = EmbeddingHead(backbone, head.pooling, tuple(head.layers), limit, batch_size, head.head,
                                    progress=progress, precision=ran.inference)
     clf.classes_ = np.asarray(head.classes)
-    clf.strategy_, clf.training_ = clf.strategy, Training()
+    clf.strategy_, clf.training_ = strategy, Training()
     clf.backbone_, clf.base_fingerprint_ = backbone, base.fingerprint()
     clf.pooling_, clf.layers_, clf.max_length_ = head.pooling, tuple(head.layers), limit
     clf.fit_record_, clf.n_truncated_ = head.info.get("fit_record", {}), 0

@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import UnfreezeError
 from ..estimators import Classifier
 from ..features.logistic import Head
-from ..models.backbone import TextInput
+from ..models.backbone import Backbone, TextInput
 from ..storage.cache import atomic_path
 from ..strategies import Features
 from .bundle import (
@@ -89,7 +89,7 @@ class MultiHeadClassifier:
         self.progress = progress
         self.precision = precision
         self.heads: dict[str, Head] = {}
-        self._backbone = None
+        self._backbone: Backbone | None = None
         self._inference_precision: str | None = None
         self._onnx = None  # an OnnxClassifier when loaded with runtime="onnx": prediction runs the export
 

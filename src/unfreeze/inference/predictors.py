@@ -149,20 +149,25 @@ class EmbeddingHead(Predictor):
     def features(self, inputs: Sequence[TextInput]) -> np.ndarray:
         return self.embed(inputs).features(self.layers)
 
+    def fitted_head(self) -> LogisticHead:
+        if self.head is None:
+            raise RuntimeError("this EmbeddingHead has no fitted head yet")
+        return self.head
+
     def logits(self, inputs: Sequence[TextInput]) -> np.ndarray:
-        scores = self.head.decision_function(self.features(inputs))
+        scores = self.fitted_head().decision_function(self.features(inputs))
         # scikit-learn gives one column for two classes: the log-odds of class 1
         return np.column_stack([np.zeros_like(scores), scores]) if scores.ndim == 1 else scores
 
     def proba(self, inputs: Sequence[TextInput]) -> np.ndarray:
-        return self.head.predict_proba(self.features(inputs))
+        return self.fitted_head().predict_proba(self.features(inputs))
 
     def n_outputs(self) -> int | None:
-        return len(self.head.model_.classes_)
+        return len(self.fitted_head().model_.classes_)
 
     def state(self) -> PredictorState:
-        tensors, meta = self.head.state()
-        files: dict[str, Tensors] = {"head": tensors}
+        tensors, meta = self.fitted_head().state()
+        files: dict[str, Tensors] = {"head": dict(tensors)}
         if self.tuned:
             files["trained"] = trained_tensors(self.backbone.model)
         return PredictorState(files, {"type": self.type_name, "head": meta, "tuned": self.tuned,
