@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,7 +82,7 @@ class Encoded:
     def n_tokens(self) -> int:
         return sum(self.lengths)
 
-    def subset(self, indices: Sequence[int]) -> Encoded:
+    def subset(self, indices: Iterable[int]) -> Encoded:
         idx = [int(i) for i in indices]
         types = None if self.token_type_ids is None else [self.token_type_ids[i] for i in idx]
         flags = None if self.truncated is None else [self.truncated[i] for i in idx]

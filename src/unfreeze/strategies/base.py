@@ -24,8 +24,8 @@ from ..params import Params, check_int
 if TYPE_CHECKING:
     from torch import nn
 
-    from ..models.backbone import Backbone, TextInput
     from ..inference.predictors import NetworkPredictor, Predictor
+    from ..models.backbone import Backbone, TextInput
     from ..training import TextClassificationModel
     from ..training.loop import TrainConfig
 
@@ -209,14 +209,14 @@ def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
     """Stratified, seeded hold-out; none when too small to hold every class twice over."""
     everything = np.arange(len(y))
     counts = np.bincount(y)
-    n_val = int(round(fraction * len(y)))
+    n_val = round(fraction * len(y))
     if fraction == 0 or n_val < len(counts) or counts.min() < 4:
         return everything, everything[:0]
     rng = np.random.default_rng(seed)
     val = []
     for c in range(len(counts)):
         members = rng.permutation(np.flatnonzero(y == c))
-        val.extend(members[: max(1, int(round(len(members) * fraction)))].tolist())
+        val.extend(members[: max(1, round(len(members) * fraction))].tolist())
     val_set = set(val)
     return np.array([i for i in everything if i not in val_set]), np.array(sorted(val))
 
@@ -325,7 +325,7 @@ LAYER_DECAY_SETTINGS: frozenset[str] = TunedStrategy.training_settings | {"layer
 
 def replace(strategy: Strategy, **changes: object) -> Strategy:
     """A copy of ``strategy`` with some parameters changed (the original is left alone)."""
-    return dataclasses.replace(strategy, **changes)  # type: ignore[type-var]
+    return dataclasses.replace(strategy, **changes)
 
 
 __all__ = ["LAYER_DECAY_SETTINGS", "FitContext", "FitResult", "LoopHooks", "Strategy", "TunedStrategy", "check_int",

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from ..inference.predictors import Predictor, PredictorState, Tensors, load_trained, register_predictor
 from ..params import float_in, int_at_least, is_bool, setting
-from ..inference.predictors import Predictor, PredictorState, load_trained, register_predictor
 from .base import FitContext, FitResult, Strategy, training_split
 from .frozen import CHOICE_HELP, check_layer_choice, resolve_layer_choice
 from .mix import CACHED_TRAINING_SETTINGS
@@ -102,8 +102,8 @@ class BiLSTM(Strategy):
 
         from ..features.token_states import compute_token_states
         from ..training.cached import train_cached
-        from ..training.state_networks import BiLSTMHead
         from ..training.memory import PeakMemory
+        from ..training.state_networks import BiLSTMHead
 
         backbone, config = context.backbone, context.training
         assert config is not None
@@ -189,7 +189,7 @@ class BiLSTMPredictor(Predictor):
 
     def state(self) -> PredictorState:
         lstm = self.module.lstm
-        tensors = {name: p.detach().cpu().contiguous() for name, p in self.module.named_parameters()}
+        tensors: Tensors = {name: p.detach().cpu().contiguous() for name, p in self.module.named_parameters()}
         return PredictorState({"bilstm": tensors}, {
             "type": self.type_name, "layers": list(self.layers), "input_size": lstm.input_size,
             "hidden_size": lstm.hidden_size, "num_layers": lstm.num_layers, "n_classes": self.module.head.out_features,

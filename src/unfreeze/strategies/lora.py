@@ -116,7 +116,9 @@ class Lora(TunedStrategy):
 
         names = self._module_names(backbone)
         freeze_bottom(backbone, backbone.num_blocks)  # everything frozen; PEFT marks its adapters trainable
-        peft_config = PeftLoraConfig(r=self.r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
+        # PEFT annotates lora_alpha as int but scales by alpha / r in floats: a float alpha is passed as given
+        peft_config = PeftLoraConfig(r=self.r, lora_alpha=self.lora_alpha,  # type: ignore[arg-type]
+                                     lora_dropout=self.lora_dropout,
                                      target_modules=names, bias="none",
                                      # GPT-2's Conv1D stores its weight transposed
                                      fan_in_fan_out=backbone.family == "gpt2")

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from ..inference.predictors import Predictor, PredictorState, Tensors, load_trained, register_predictor
 from ..params import is_bool, setting
-from ..inference.predictors import Predictor, PredictorState, load_trained, register_predictor
 from .base import FitContext, FitResult, Strategy, training_split
 from .frozen import CHOICE_HELP, check_layer_choice, resolve_layer_choice
 
@@ -89,8 +89,8 @@ class Mix(Strategy):
 
         from ..features.embed import embed
         from ..training.cached import train_cached
-        from ..training.state_networks import ScalarMix
         from ..training.memory import PeakMemory
+        from ..training.state_networks import ScalarMix
 
         backbone, config = context.backbone, context.training
         assert config is not None
@@ -172,7 +172,7 @@ class MixPredictor(Predictor):
 
     def state(self) -> PredictorState:
         # only the mix: its weights, gamma and the head (the backbone is the base model's)
-        tensors = {name: p.detach().cpu().contiguous() for name, p in self.module.named_parameters()}
+        tensors: Tensors = {name: p.detach().cpu().contiguous() for name, p in self.module.named_parameters()}
         return PredictorState({"mix": tensors}, {
             "type": self.type_name, "layers": list(self.layers), "n_classes": self.module.head.out_features,
             "hidden_size": self.module.head.in_features, "layer_norm": self.module.layer_norm,

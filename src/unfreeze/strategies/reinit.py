@@ -35,7 +35,8 @@ def reinitialise(model: nn.Module, modules: list[nn.Module]) -> None:
         for root in modules:
             for module in root.modules():
                 if hasattr(module, "_is_hf_initialized"):
-                    module._is_hf_initialized = False
+                    # transformers' plain bool flag; nn.Module types attribute assignment as Tensor | Module
+                    module._is_hf_initialized = False  # type: ignore[assignment]
                 for tensor in list(module.parameters(recurse=False)) + list(module.buffers(recurse=False)):
                     if hasattr(tensor, "_is_hf_initialized"):
                         tensor._is_hf_initialized = False

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import UnfreezeError, invalid_parameter
+from ..inference.predictors import NetworkPredictor, PredictorState, Tensors, register_predictor
 from ..params import check_int, int_at_least, is_bool, one_of, setting
-from ..inference.predictors import NetworkPredictor, PredictorState, register_predictor
-from .base import FitContext, TunedStrategy
+from .base import FitContext, Strategy, TunedStrategy
 
 if TYPE_CHECKING:
     from torch import nn
@@ -181,7 +181,7 @@ class SubspacePredictor(NetworkPredictor):
 
     def state(self) -> PredictorState:
         subspace = self.subspace
-        tensors = {"theta": subspace.theta.detach().cpu().contiguous()}
+        tensors: Tensors = {"theta": subspace.theta.detach().cpu().contiguous()}
         if subspace.said is not None:
             tensors["said"] = subspace.said.detach().cpu().contiguous()
         tensors.update({f"head.{k}": v.detach().cpu().contiguous() for k, v in self.network.head.state_dict().items()})
@@ -193,11 +193,13 @@ class SubspacePredictor(NetworkPredictor):
         return PredictorState({"trained": tensors}, meta)
 
     @classmethod
-    def from_state(cls, context: FitContext, strategy: Subspace, state: PredictorState) -> SubspacePredictor:
+    def from_state(cls, context: FitContext, strategy: Strategy, state: PredictorState) -> SubspacePredictor:
         import torch
 
         from ..training import TextClassificationModel
 
+        if not isinstance(strategy, Subspace):  # the registry pairs this predictor with subspace alone
+            raise TypeError(f"a subspace predictor needs the subspace strategy, not {strategy.name!r}")
         backbone, meta = context.backbone, state.meta
         saved = meta.get("projection", {})
         tensors = state.files["trained"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..params import check_int, int_at_least, setting
 from .base import LAYER_DECAY_SETTINGS, TunedStrategy, freeze_bottom
@@ -35,7 +35,7 @@ def drop_top_blocks(backbone: Backbone, keep: int) -> None:
     if keep >= len(blocks):
         return
     del blocks[keep:]
-    config = backbone.model.config
+    config: Any = backbone.model.config  # a transformers config
     config.num_hidden_layers = keep
     layer_types = getattr(config, "layer_types", None)
     if isinstance(layer_types, list) and len(layer_types) > keep:
