@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import contextlib
 
-from .plan import (
-    SweepPlan,
-    embed_everything,
-    inference_backbone,
-    prefix_ks,
-    probe_needed,
-    probe_rows,
-    progress_bar,
-    run_cell,
-    runner_info,
-    shared_caches,
-    warm_prefixes,
-    write_probe,
-)
+from .cell import run_cell
+from .plan import SweepPlan, probe_needed, probe_rows, runner_info, write_probe
+from .progress import progress_bar
+from .warm import embed_everything, inference_backbone, prefix_ks, shared_caches, warm_prefixes
 
 
 def run_local(plan: SweepPlan, shared_cache: bool = True, progress: bool = True,

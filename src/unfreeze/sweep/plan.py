@@ -102,7 +102,8 @@ class SweepPlan:
         bar.finished(cell, record)
 
 
-def plan_sweep(spec: SweepSpec, run_dir: str | Path, retry_failed: bool = False, device: str | None = None) -> SweepPlan:
+def plan_sweep(spec: SweepSpec, run_dir: str | Path, retry_failed: bool = False,
+               device: str | None = None) -> SweepPlan:
     """Load the data and the model's identity, write sweep.json, and list the unfinished cells."""
     from ..inference.bundle import package_versions
     from ..models.loaded import shared_backbone
@@ -148,7 +149,7 @@ def write_probe(run_dir: Path, result: dict) -> None:
 
 
 __all__ = ["PREDICT_TIMING_TEXTS", "PROBE_FILE", "SPEC_FILE", "CellProgress", "SweepData", "SweepPlan",
-           "cell_classifier", "cell_header", "embed_everything", "embeds_frozen", "failed_record", "frozen_layers", "git_revision",
-           "holdout_validation", "inference_backbone", "load_sweep_data", "plan_sweep", "prediction_seconds_per_text",
-           "prefix_ks", "probe_needed", "probe_rows", "progress_bar", "run_cell", "runner_info", "seed_samples",
-           "shared_caches", "validation_scores", "warm_prefixes", "write_probe"]
+           "cell_classifier", "cell_header", "embed_everything", "embeds_frozen", "failed_record", "frozen_layers",
+           "git_revision", "holdout_validation", "inference_backbone", "load_sweep_data", "plan_sweep",
+           "prediction_seconds_per_text", "prefix_ks", "probe_needed", "probe_rows", "progress_bar", "run_cell",
+           "runner_info", "seed_samples", "shared_caches", "validation_scores", "warm_prefixes", "write_probe"]

@@ -54,24 +54,12 @@ from pathlib import Path
 
 from ..errors import UnfreezeError
 from ..params import is_real
+from .cell import failed_record, run_cell
 from .grid import Cell, SweepSpec
-from .plan import (
-    SweepData,
-    SweepPlan,
-    embed_everything,
-    embeds_frozen,
-    failed_record,
-    inference_backbone,
-    prefix_ks,
-    probe_needed,
-    probe_rows,
-    progress_bar,
-    run_cell,
-    runner_info,
-    shared_caches,
-    warm_prefixes,
-    write_probe,
-)
+from .plan import SweepPlan, probe_needed, probe_rows, runner_info, write_probe
+from .progress import progress_bar
+from .samples import SweepData
+from .warm import embed_everything, embeds_frozen, inference_backbone, prefix_ks, shared_caches, warm_prefixes
 
 INSTALL_HINT = "the Ray backend needs the 'ray' package: pip install 'unfreeze[ray]'"
 TASK_PREFIX = "unfreeze-cell-"  # a cell's task is named TASK_PREFIX + its key (Ray shows it in process titles)

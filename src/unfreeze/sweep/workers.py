@@ -26,22 +26,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 
 from ..errors import UnfreezeError
+from .cell import run_cell
 from .grid import Cell, SweepSpec
-from .plan import (
-    SweepData,
-    SweepPlan,
-    embed_everything,
-    inference_backbone,
-    prefix_ks,
-    probe_needed,
-    probe_rows,
-    progress_bar,
-    run_cell,
-    runner_info,
-    shared_caches,
-    warm_prefixes,
-    write_probe,
-)
+from .plan import SweepPlan, probe_needed, probe_rows, runner_info, write_probe
+from .progress import progress_bar
+from .samples import SweepData
+from .warm import embed_everything, inference_backbone, prefix_ks, shared_caches, warm_prefixes
 
 # what a worker process keeps between its cells
 _WORKER: dict = {}
