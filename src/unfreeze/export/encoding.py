@@ -84,14 +84,15 @@ class TextEncoder:
         width = max(len(encoded.input_ids[i]) for i in idx)
         ids = np.full((len(idx), width), self.pad_token_id, dtype=np.int64)
         mask = np.zeros((len(idx), width), dtype=np.int64)
-        types = np.zeros((len(idx), width), dtype=np.int64) if encoded.token_type_ids is not None else None
+        type_ids = encoded.token_type_ids
+        types = np.zeros((len(idx), width), dtype=np.int64) if type_ids is not None else None
         for row, i in enumerate(idx):
             n = len(encoded.input_ids[i])
             span = slice(0, n) if self.padding_side == "right" else slice(width - n, width)
             ids[row, span] = encoded.input_ids[i]
             mask[row, span] = 1
-            if types is not None:
-                types[row, span] = encoded.token_type_ids[i]
+            if types is not None and type_ids is not None:
+                types[row, span] = type_ids[i]
         batch = {"input_ids": ids, "attention_mask": mask}
         if types is not None:
             batch["token_type_ids"] = types

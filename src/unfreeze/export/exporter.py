@@ -31,6 +31,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,6 +39,9 @@ from ..errors import UnfreezeError
 from ..inference.bundle import MULTIHEAD_KIND, read_check_sample, read_config
 from . import DEFAULT_EXPORT_DIR
 from .locate import bundle_digest
+
+if TYPE_CHECKING:
+    from .onnx import ExportResult
 from .manifest import DEFAULT_HEAD
 
 # at most this many inputs of --check DATA (a seeded sample of a larger file): three passes over each
@@ -74,7 +78,7 @@ class BundleExport:
     """A bundle's export: the written folder (``result``), what it was checked on, and how long it took."""
 
     bundle: Path
-    result: object  # ExportResult
+    result: ExportResult
     kind: str  # "heads" or "network"
     strategy: str
     check: CheckSet
@@ -292,7 +296,8 @@ def read_check_data(source: str, text_col: str = "text", label_col: str = "label
     name = str(source).partition(":")[0]
     if name in BUILTIN:
         data = load_data(source if ":" in str(source) else f"{source}:test", text_col, label_col, text_pair_col)
-        inputs, labels = list(data.inputs), list(data.labels)
+        inputs: list = list(data.inputs)
+        labels: list | None = list(data.labels)
     else:
         frame, inputs = read_inputs(source, text_col, text_pair_col)
         inputs = list(inputs)

@@ -258,7 +258,7 @@ def unsupported(body, exporter: str, reason: object) -> UnfreezeError:
 
 def _root_cause(exc: object) -> str:
     """The first line of the innermost cause: torch's outer errors say which step failed, the inner one why."""
-    seen = []
+    seen: list[object] = []
     while isinstance(exc, BaseException) and exc not in seen:
         seen.append(exc)
         exc = exc.__cause__ or exc.__context__

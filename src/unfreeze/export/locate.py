@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..inference.bundle import CONFIG_FILE, MULTIHEAD_KIND, read_config
 from ..errors import UnfreezeError
+from ..inference.bundle import CONFIG_FILE, MULTIHEAD_KIND, read_config
 from . import DEFAULT_EXPORT_DIR
 from .manifest import DEFAULT_HEAD, MANIFEST_FILE, is_export, read_manifest
 

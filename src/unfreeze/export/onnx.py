@@ -11,6 +11,7 @@ The parts: ``graphs`` (PyTorch to ONNX), ``quantize`` (int8 by ONNX Runtime), ``
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import platform
@@ -264,7 +265,7 @@ def _write_folder(folder: Path, backbone, limit: int, write, quantization: dict 
                 "method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8",
                 "op_types": list(INT8_OP_TYPES), **quantization},
             "versions": _versions(),
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "source": dict(source or {}),
         }
         _write_manifest(tmp, manifest)
@@ -316,10 +317,8 @@ def _versions() -> dict[str, str]:
 
     out = {"python": platform.python_version(), "unfreeze": __version__}
     for name in ("torch", "transformers", "onnx", "onnxscript", "onnxruntime"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             out[name] = version(name)
-        except PackageNotFoundError:
-            pass
     return out
 
 

@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..inference.bundle import CHECK_TEXTS_KEY, MULTIHEAD_KIND, read_heads, read_tensors
 from ..errors import UnfreezeError
+from ..inference.bundle import CHECK_TEXTS_KEY, MULTIHEAD_KIND, read_heads, read_tensors
 from ..inference.predictors import Predictor, PredictorState
 from .locate import check_runtime, open_export
 from .manifest import DEFAULT_HEAD
@@ -45,6 +45,7 @@ class OnnxPredictor(Predictor):
         self.head = head
         self.backbone = None  # no PyTorch model behind it
         self.progress = False
+        self.precision = runtime.precision  # the graph's, fixed when the export was loaded
 
     @property
     def batch_size(self) -> int:
@@ -57,10 +58,6 @@ class OnnxPredictor(Predictor):
     @property
     def n_truncated(self) -> int:
         return self.runtime.n_truncated
-
-    @property
-    def precision(self) -> str:
-        return self.runtime.precision
 
     def logits(self, inputs: Sequence) -> np.ndarray:
         scores = self.runtime.decision_function(inputs, self.head)

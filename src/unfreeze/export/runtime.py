@@ -135,12 +135,12 @@ class OnnxEncoder(_ExportRunner):
 
     def pooled_encoded(self, encoded: EncodedTexts,
                        wanted: Sequence[tuple[int, str]] | None = None) -> dict[tuple[int, str], np.ndarray]:
-        keys = list(dict.fromkeys((int(l), p) for l, p in wanted)) if wanted is not None else self.wanted
+        keys = list(dict.fromkeys((int(layer), p) for layer, p in wanted)) if wanted is not None else self.wanted
         missing = [k for k in keys if k not in self.outputs]
         if missing:
             layer, pooling = missing[0]
             raise UnfreezeError(f"The export at {self.folder} does not compute layer {layer} with {pooling!r} "
-                                f"pooling; it has {', '.join(f'{l}/{p}' for l, p in self.outputs)}. Export again.")
+                                f"pooling; it has {', '.join(f'{n}/{p}' for n, p in self.outputs)}. Export again.")
         got = self._run_all(encoded, [self.outputs[k] for k in keys])
         return {k: got[self.outputs[k]] for k in keys}
 
@@ -256,7 +256,7 @@ class OnnxClassifier:
         self._heads: dict[str, _HeadEntry] = {}
         if self.kind == "heads":
             for name, entry in manifest["heads"].items():
-                self._heads[name] = _HeadEntry(entry["pooling"], tuple(int(l) for l in entry["layers"]),
+                self._heads[name] = _HeadEntry(entry["pooling"], tuple(int(layer) for layer in entry["layers"]),
                                                np.asarray(entry["labels"]),
                                                NumpyLogisticHead.load(folder / entry["file"]))
         self._labels = {name: np.asarray(entry["labels"]) for name, entry in manifest["heads"].items()}
@@ -291,12 +291,13 @@ class OnnxClassifier:
                             heads: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Probabilities per head (columns in that head's label order), from one pass of the graph."""
         names = self._check_heads(heads)
-        encoded = self.runner.encode(X)
+        runner = self.runner  # an OnnxNetwork for kind "network", an OnnxEncoder for kind "heads"
+        encoded = runner.encode(X)
         self.n_truncated = encoded.n_truncated  # inputs over max_length tokens in the last call
-        if self.kind == "network":
-            return {DEFAULT_HEAD: softmax(self.runner.logits_encoded(encoded))}
+        if isinstance(runner, OnnxNetwork):
+            return {DEFAULT_HEAD: softmax(runner.logits_encoded(encoded))}
         wanted = [(layer, self._heads[n].pooling) for n in names for layer in self._heads[n].layers]
-        pooled = self.runner.pooled_encoded(encoded, wanted)
+        pooled = runner.pooled_encoded(encoded, wanted)
         out = {}
         for n in names:
             entry = self._heads[n]
@@ -307,12 +308,13 @@ class OnnxClassifier:
     def decision_function(self, X: Sequence[str | tuple[str, str]], head: str | None = None) -> np.ndarray:
         """Class scores of ``head``: a network's logits, or a logistic head's scores (one column for two classes)."""
         name = self._check_heads(head)[0]
-        encoded = self.runner.encode(X)
+        runner = self.runner
+        encoded = runner.encode(X)
         self.n_truncated = encoded.n_truncated
-        if self.kind == "network":
-            return self.runner.logits_encoded(encoded)
+        if isinstance(runner, OnnxNetwork):
+            return runner.logits_encoded(encoded)
         entry = self._heads[name]
-        pooled = self.runner.pooled_encoded(encoded, [(layer, entry.pooling) for layer in entry.layers])
+        pooled = runner.pooled_encoded(encoded, [(layer, entry.pooling) for layer in entry.layers])
         return entry.head.decision_function(np.concatenate([pooled[(layer, entry.pooling)]
                                                             for layer in entry.layers], axis=1))
 

@@ -62,7 +62,7 @@ class Predictor:
 
     type_name: ClassVar[str] = ""
     numpy_files: ClassVar[frozenset[str]] = frozenset()  # file stems read as numpy arrays (the rest: torch)
-    backbone: Backbone
+    backbone: Backbone | None  # None for a predictor that runs no PyTorch model (an ONNX export)
     batch_size: int  # inputs per forward pass when predicting
     progress: bool  # show a progress bar when predicting
     precision: str = "fp32"  # what prediction's forward passes run in ("bf16": a rounded copy of the model)
