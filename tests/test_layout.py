@@ -42,3 +42,10 @@ def test_old_from_imports_and_attributes_still_work():
             "from unfreeze.export.exporter import export_bundle as new\n"
             "assert export_bundle is new\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_python_m_an_old_path_runs_the_moved_module():
+    old = subprocess.run([sys.executable, "-m", "unfreeze.hardware"], capture_output=True, text=True, check=True)
+    new = subprocess.run([sys.executable, "-m", "unfreeze.machine.hardware"], capture_output=True, text=True,
+                         check=True)
+    assert old.stdout == new.stdout and "bf16" in new.stdout

@@ -119,6 +119,17 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def exec_module(self, module):
         module.__spec__ = self._specs.pop(module.__spec__.name)
 
+    def get_code(self, fullname):
+        """``python -m`` an old path: code that runs the moved module as ``__main__`` (its relative imports
+        need its own package, which the old path's is not)."""
+        import warnings
+
+        new = _MOVED[fullname]
+        warnings.warn(f"{fullname} moved to {new}; the old path goes in the next release", DeprecationWarning,
+                      stacklevel=2)
+        return compile(f"import runpy\nrunpy.run_module({new!r}, run_name='__main__', alter_sys=True)\n",
+                       f"<{fullname}: moved to {new}>", "exec")
+
 
 if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
     sys.meta_path.insert(0, _MovedModules())
