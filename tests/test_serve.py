@@ -243,8 +243,9 @@ def test_schemathesis_finds_no_server_error(server, tmp_path):
     assert health["texts"] > 40  # schemathesis really reached the model
 
 
-@pytest.mark.parametrize("option, value, words", [("--max-texts", "0", "max-texts limit must be an int >= 1"),
-                                                  ("--max-wait-ms", "-1", "max-wait-ms must be in [0, 10000]"),
+@pytest.mark.parametrize("option, value, words", [("--max-texts", "0", "--max-texts must be an int >= 1"),
+                                                  ("--max-wait-ms", "-1", "--max-wait-ms must be a number of "
+                                                                          "milliseconds in [0, 10000]"),
                                                   ("--port", "70000", "--port must be in [0, 65535]")])
 def test_bad_serve_options_are_one_line_errors(tmp_path, option, value, words):
     from typer.testing import CliRunner

@@ -15,6 +15,7 @@ This module imports neither torch nor scikit-learn: the CLI reads it to build op
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 import types
 import typing
@@ -58,7 +59,8 @@ def check_int(value: object, name: str, owner: str, low: int, high: int | None =
 
 def check_float(value: object, name: str, owner: str, low: float, high: float | None = None,
                 low_inclusive: bool = False, high_exclusive: bool = False) -> None:
-    ok = is_real(value) and (value >= low if low_inclusive else value > low) and (
+    # inf and nan are no setting's value: a rate of inf trains to NaN, a nan compares false with every bound
+    ok = is_real(value) and math.isfinite(value) and (value >= low if low_inclusive else value > low) and (
         high is None or (value < high if high_exclusive else value <= high))
     if not ok:
         left = "[" if low_inclusive else "("

@@ -114,7 +114,7 @@ class AdviseSpec(SweepSpec):
             raise UnfreezeError(
                 f"--first-rung-rate must be one of {', '.join(FIRST_RUNG_RATES)}. Got {self.first_rung_rate!r}."
             )
-        if not self.growth > 1:
+        if not (math.isfinite(self.growth) and self.growth > 1):
             raise UnfreezeError(f"--growth must be > 1 (each rung trains on more examples). Got {self.growth}.")
         if self.validation_size is not None and (
             not isinstance(self.validation_size, int)

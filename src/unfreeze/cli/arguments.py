@@ -13,6 +13,7 @@ and on the strategies (``cli/options.py``).
 from __future__ import annotations
 
 import inspect
+import math
 import typing
 from collections.abc import Iterable
 from dataclasses import MISSING, dataclass, field, fields
@@ -48,6 +49,15 @@ class DataArguments:
     label_col: str = argument("label", "Column holding the label.")
     text_pair_col: str | None = argument(None, "Column holding the second text of a pair.")
 
+    def check(self) -> None:
+        _at_least(self.n_test, "--n-test", 1, "the test-set size")
+        _at_least(self.n_train, "--n-train", 1, "the training-set size")
+        _at_least(self.n_per_class, "--n-per-class", 1, "training examples per class")
+        if self.test_size is not None and not (math.isfinite(self.test_size) and 0 < self.test_size < 1):
+            raise UnfreezeError(
+                f"--test-size is the fraction held out as test, in (0, 1), e.g. 0.2. Got {self.test_size}."
+            )
+
 
 @dataclass
 class InputArguments:
@@ -73,6 +83,10 @@ class InputArguments:
         "bf16, fp32 elsewhere; when predicting: what the bundle was fitted in); int8 with --runtime onnx.",
     )
     device: str | None = argument(None, "cpu, cuda, cuda:1... (default: CUDA when present).")
+
+    def check(self) -> None:
+        _at_least(self.max_length, "--max-length", 1)
+        _at_least(self.batch_size, "--batch-size", 1)
 
 
 @dataclass
@@ -110,6 +124,17 @@ class RunArguments:
     budget: str | None = argument(
         None, "Time for the pilot, model loading included: 15m, 90s, 1h (default: 15m; demo: 8m)."
     )
+
+    def check(self) -> None:
+        _at_least(self.seed, "--seed", 0)
+        _at_least(self.validation_size, "--validation-size", 0)
+        check_metric(self.metric)
+
+
+def _at_least(value: int | None, flag: str, low: int, what: str = "") -> None:
+    """An int option's value: None (not given) or an int >= ``low``; one line naming the option otherwise."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+        raise UnfreezeError(f"{flag}{f' ({what})' if what else ''} must be an int >= {low}. Got {value!r}.")
 
 
 GROUPS = (DataArguments, InputArguments, RunArguments)

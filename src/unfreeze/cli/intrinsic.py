@@ -9,6 +9,7 @@ smallest d that reaches 90% of full fine-tuning's score, and the plot ``intrinsi
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Annotated
@@ -96,7 +97,7 @@ def intrinsic_dim(
     n_train = DEFAULT_N_TRAIN if split.n_train is None else split.n_train
     if n_train < 1:
         raise UnfreezeError(f"--n-train must be an int >= 1. Got {n_train}.")
-    if full_learning_rate is not None and not full_learning_rate > 0:
+    if full_learning_rate is not None and not (math.isfinite(full_learning_rate) and full_learning_rate > 0):
         raise UnfreezeError(f"--full-learning-rate must be a float > 0. Got {full_learning_rate}.")
     for name, values in swept.items():
         if len(values) != 1:
@@ -132,6 +133,9 @@ def intrinsic_dim(
         grid={"subspace": {"d": grid_d, **{k: [v] for k, v in strategy_params.items()}}},
         **common,
     )
+    from ..sweep.plan import load_sweep_data
+
+    load_sweep_data(full_spec)  # a missing or bad data file is one line before the model loads
     _check_against_model(subspace_spec, grid_d, strategy_params, device)
     run(output, full_spec, subspace_spec, metric, retry_failed, device, fraction=fraction)
 

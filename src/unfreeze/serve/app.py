@@ -38,9 +38,11 @@ class ServeLimits:
         for name in ("max_texts", "max_chars", "max_body_bytes", "max_batch", "max_queue"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise UnfreezeError(f"The {name.replace('_', '-')} limit must be an int >= 1; got {value!r}.")
+                raise UnfreezeError(f"--{name.replace('_', '-')} must be an int >= 1. Got {value!r}.")
         if not 0 <= self.max_wait_ms <= 10_000:
-            raise UnfreezeError(f"max-wait-ms must be in [0, 10000]; got {self.max_wait_ms!r}.")
+            raise UnfreezeError(
+                f"--max-wait-ms must be a number of milliseconds in [0, 10000]. Got {self.max_wait_ms!r}."
+            )
 
 
 # -- request and response shapes ------------------------------------------------------------------

@@ -15,9 +15,9 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ..storage.cache import sha256_json
 from ..errors import UnfreezeError
-from ..params import coerce
+from ..params import coerce, is_int
+from ..storage.cache import sha256_json
 from ..strategies import registered, strategy_class
 
 # flat settings (k, m, r, num_iterations: those of release 0.1.0; j: truncate's blocks kept)
@@ -132,6 +132,10 @@ class SweepSpec:
             self.k = as_list(self.k)
         if not isinstance(self.grid, dict):
             raise UnfreezeError(f"The sweep's grid must map strategies to {{parameter: values}}. Got {self.grid!r}.")
+        for strategy, axes in self.grid.items():
+            if not isinstance(axes, dict):
+                raise UnfreezeError(f"The sweep's grid entry for {strategy!r} must map its parameters to values, e.g. "
+                                    f"grid.lora = {{ r = [4, 16] }}. Got {axes!r}.")
         self.grid = {str(s): {str(p): (v if p == "k" and v == "all" else as_list(v)) for p, v in dict(axes).items()}
                      for s, axes in self.grid.items()}
         for strategy, axes in self.grid.items():
@@ -151,6 +155,7 @@ class SweepSpec:
 
         check_learning_rate(self.learning_rate, "learning_rate", "sweep")
         self.learning_rate = normalise_learning_rate(self.learning_rate)
+        self._check_settings()
         self._check_strategy_values()
 
     @property
@@ -181,6 +186,22 @@ class SweepSpec:
         axes.update(self.grid.get(strategy, {}))
         order = cls.setting_names()
         return dict(sorted(axes.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
+
+    def _check_settings(self) -> None:
+        """The settings every cell shares, checked as ``fit`` checks them (one line naming the setting), so that a
+        bad value is refused before any cell runs rather than recorded as a failure in every cell."""
+        from ..params import check_float, check_int
+        from ..training.settings import TRAINING_SETTINGS, Training
+
+        for name in ("max_length", "batch_size"):
+            if not is_int(getattr(self, name)) or getattr(self, name) < 1:
+                raise UnfreezeError(f"{name} (--{name.replace('_', '-')}) must be an int >= 1. "
+                                    f"Got {getattr(self, name)!r}.")
+        if self.n_test is not None:
+            check_int(self.n_test, "n_test", "sweep", 1)
+        if self.test_size is not None:
+            check_float(self.test_size, "test_size", "sweep", 0.0, 1.0, high_exclusive=True)
+        Training(**{name: getattr(self, name) for name in TRAINING_SETTINGS if hasattr(self, name)}).check()
 
     def _check_strategy_values(self) -> None:
         """Build every strategy object of the grid once, so a bad value is one line now, not a failed cell later."""
