@@ -53,7 +53,7 @@ def fit(
     # everything a user can get wrong is checked before torch and the model load: it answers at once
     model_in, split, run = take(InputArguments, settings), take(DataArguments, settings), take(RunArguments, settings)
     strategy_given = one_value_each(strategy_values(settings))
-    strategy_obj, training_given = split_shorthand(strategy, {**strategy_given, **given(settings)})
+    strategy_obj, training_given = split_shorthand(strategy, {**strategy_given, **given(settings)}, from_text=True)
     training = Training(**training_given)
     strategy_obj.check()
     training.check()

@@ -47,8 +47,11 @@ def register_strategy(cls: type[Strategy]) -> type[Strategy]:
     if not cls.name or not cls.name.replace("-", "_").isidentifier():
         raise ValueError(f"{cls.__name__}.name must be a short identifier such as 'freeze'; got {cls.name!r}")
     known = _REGISTRY.get(cls.name)
-    if known is not None and known is not cls and (known.__module__, known.__qualname__) != (
-            cls.__module__, cls.__qualname__):
+    if (
+        known is not None
+        and known is not cls
+        and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__)
+    ):
         raise ValueError(f"A strategy named {cls.name!r} is already registered ({known.__module__}.{known.__name__})")
     _REGISTRY[cls.name] = cls
     return cls
@@ -94,11 +97,14 @@ def make_strategy(value: str | Strategy, owner: str = "Classifier") -> Strategy:
 
 def users_of(setting: str) -> list[str]:
     """Names of the strategies that have ``setting`` as a parameter or read it as a training setting."""
-    return [name for name, cls in registered().items()
-            if setting in cls.setting_names() or setting in cls.training_settings]
+    return [
+        name for name, cls in registered().items() if setting in cls.setting_names() or setting in cls.training_settings
+    ]
 
 
-def split_shorthand(strategy: str | Strategy, params: dict[str, Any]) -> tuple[Strategy, dict[str, Any]]:
+def split_shorthand(
+    strategy: str | Strategy, params: dict[str, Any], from_text: bool = False
+) -> tuple[Strategy, dict[str, Any]]:
     """``("freeze", {"k": 4, "epochs": 2})`` -> ``(Freeze(k=4), {"epochs": 2})``: the strategy's own
     parameters go into the strategy object, the training settings are returned, and anything
     else is an error that says which strategies have it."""
@@ -106,24 +112,39 @@ def split_shorthand(strategy: str | Strategy, params: dict[str, Any]) -> tuple[S
     from ..training.settings import TRAINING_SETTINGS
 
     target = make_strategy(strategy)
-    # command-line text as the declared type (a value that does not parse is left for the check to name)
-    own = {k: coerce(type(target), k, v) for k, v in params.items() if k in target.setting_names()}
+    own = {k: v for k, v in params.items() if k in target.setting_names()}
+    if from_text:  # command-line text as the declared type (what does not parse is left for the check to name)
+        own = {k: coerce(type(target), k, v) for k, v in own.items()}
     rest = {k: v for k, v in params.items() if k not in own}
     unknown = [k for k in rest if k not in TRAINING_SETTINGS]
     if unknown:
         name = unknown[0]
         users = users_of(name)
-        where = (f"it is a parameter of {', '.join(users)}" if users
-                 else "no strategy has it (see `unfreeze strategies`)")
-        raise UnfreezeError(f"The {name!r} setting does not apply to strategy {target.name!r}: {where}. "
-                            f"Drop it, or choose a strategy that uses it.")
+        where = (
+            f"it is a parameter of {', '.join(users)}" if users else "no strategy has it (see `unfreeze strategies`)"
+        )
+        raise UnfreezeError(
+            f"The {name!r} setting does not apply to strategy {target.name!r}: {where}. "
+            f"Drop it, or choose a strategy that uses it."
+        )
     target.set_params(**own)
     return target, rest
 
 
 # the built-ins, in the order tables and legends list them (plugins follow, in registration order)
-BUILTIN_STRATEGIES: tuple[type[Strategy], ...] = (Features, Freeze, Full, Reinit, Lora, SetFit, Truncate, Gradual, Mix,
-                                                  BiLSTM, Subspace)
+BUILTIN_STRATEGIES: tuple[type[Strategy], ...] = (
+    Features,
+    Freeze,
+    Full,
+    Reinit,
+    Lora,
+    SetFit,
+    Truncate,
+    Gradual,
+    Mix,
+    BiLSTM,
+    Subspace,
+)
 for _builtin in BUILTIN_STRATEGIES:
     register_strategy(_builtin)
 
