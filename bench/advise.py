@@ -42,7 +42,8 @@ def settings(quick: bool) -> list[dict]:
 def run_one(setting: dict, quick: bool) -> dict:
     from unfreeze.advise import curves as lc
     from unfreeze.advise.cost import cell_seconds
-    from unfreeze.advise.halving import AdviseSpec, default_validation_size, run_halving, rung_sizes
+    from unfreeze.advise.halving import run_halving
+    from unfreeze.advise.spec import AdviseSpec, default_validation_size, rung_sizes
     from unfreeze.advise.plan import make_plan, validation_scores
     from unfreeze.advise.render import write_outputs
     from unfreeze.sweep import ResultsStore, SweepSpec

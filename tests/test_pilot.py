@@ -334,7 +334,7 @@ def test_a_size_between_is_the_last_rung_when_the_next_does_not_fit():
 
 
 def test_the_clock_guard_projects_a_cell_as_it_will_run():
-    from unfreeze.advise.halving import expected_seconds
+    from unfreeze.advise.cells import expected_seconds
 
     searched = {"cell": {"n_train": 64}, "started": 0.0, "finished": 30.0, "validation": {"n": 200},
                 "fit": {"step_seconds": 6.0, "lr_search": [{"step_seconds": 2.0}] * 3}}

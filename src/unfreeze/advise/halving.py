@@ -33,17 +33,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from ..machine.deadline import DeadlineReached
-from ..machine.deadline import deadline as time_limit
 from ..storage.cache import atomic_path
 from ..strategies import strategy_class
-from ..sweep.grid import LEGACY_AXES, Cell, SweepSpec
+from ..sweep.grid import LEGACY_AXES, SweepSpec
 from ..sweep.samples import SweepData
 from ..sweep.store import ResultsStore
 from .calibrate import calibration_ratio, make_pilot
-from .cost import cell_seconds, projected_cell_seconds, searched_rate
-from .pilot import SAFETY, PilotPlan, StepCosts, calibrated_seconds, validation_at
-from .pilot import cell_seconds as calibrated_cell
+from .cells import CellSettings, Rungs
+from .cost import cell_seconds
+from .pilot import PilotPlan, StepCosts
 from .rungs import Configuration, configurations, decide, promote, rank, reserve_seconds
 from .spec import FIRST_RUNG_RATES, AdviseSpec, check_sizes, default_min_size, default_validation_size, rung_sizes
 
@@ -135,6 +133,7 @@ def start_pilot(spec: AdviseSpec, run_dir: Path, clock_start: float, device: str
             tmp.write_text(
                 json.dumps(
                     {
+                        "run_kind": "advise",  # storage.outputs.run_kind_of: another command refuses this folder
                         "spec": asdict(spec),
                         "plan_id": plan_id,
                         "sizes": ladder,
@@ -178,62 +177,6 @@ def start_pilot(spec: AdviseSpec, run_dir: Path, clock_start: float, device: str
         costs,
         started,
     )
-
-
-class CellSettings:
-    """The settings each cell trains with, and so its key: its rung's validation texts, and where its rung shares
-    the rate, the later seeds at the rate the first seed's search chose (``first_rung_rate`` at the first rung, a
-    decision's ``rate_search`` after it)."""
-
-    def __init__(self, spec: AdviseSpec, pilot: Pilot, decisions: dict[int, dict]):
-        self.spec, self.pilot, self.decisions = spec, pilot, decisions
-        self.by_label = {c.label: c for c in pilot.configs}
-        self.rung_of: dict[int, int] = {}  # size -> rung, as the decisions reach them
-        self.rows: dict[str, dict] = {}  # key -> row, of the cells this plan ran or found
-        self._built: dict[tuple, SweepSpec] = {}  # (validation texts, rate, epochs) -> settings, built once
-
-    def shares_rate(self, n: int) -> bool:
-        """Whether the rung of size ``n`` trains the later seeds at the rate the first seed's search chose."""
-        rung = self.rung_of[n]
-        mode = (
-            self.spec.first_rung_rate
-            if rung == 0
-            else (self.decisions.get(rung - 1) or {}).get("rate_search", "every-seed")
-        )
-        return mode == "first-seed" and self.pilot.sweep.searches_rates and len(self.pilot.seeds) > 1
-
-    def validation_for(self, n: int) -> int:
-        plan = self.pilot.plan
-        return validation_at(n, self.pilot.held, plan.validation_growth, plan.validation_floor)
-
-    def _settings(self, used: int, rate: float | None = None, epochs: int | None = None) -> SweepSpec:
-        if (used, rate, epochs) not in self._built:
-            sweep = self.pilot.sweep
-            base = replace(sweep, validation_used=used) if used < self.pilot.held else sweep
-            self._built[used, rate, epochs] = base if rate is None else replace(base, learning_rate=rate, epochs=epochs)
-        return self._built[used, rate, epochs]
-
-    def of(self, cell: Cell) -> SweepSpec:
-        used = self.validation_for(cell.n_train)
-        seeds = self.pilot.seeds
-        if cell.seed == seeds[0] or self.by_label[cell.label].cheap or not self.shares_rate(cell.n_train):
-            return self._settings(used)
-        first = self.rows.get(self.key(self.by_label[cell.label].cell(cell.n_train, seeds[0]))) or {}
-        rate = (first.get("fit") or {}).get("learning_rate") if first.get("status") == "done" else None
-        if rate is None:
-            return self._settings(used)
-        # the search's training at the chosen rate: its epoch ceiling (early stopping on the validation set)
-        return self._settings(used, float(rate), self.pilot.sweep.epochs or cell.make_strategy().epochs_for(True))
-
-    def key(self, cell: Cell) -> str:
-        return cell.key(
-            self.pilot.data.fingerprint, self.pilot.model_fingerprint, self.of(cell).cell_settings(cell.strategy)
-        )
-
-    def rows_at(self, label: str, n: int) -> list[dict]:
-        """A configuration's rows at size ``n``, one per seed that has one."""
-        keys = [self.key(self.by_label[label].cell(n, s)) for s in self.pilot.seeds]
-        return [self.rows[k] for k in keys if k in self.rows]
 
 
 def run_halving(
@@ -351,120 +294,6 @@ def run_halving(
     )
 
 
-class Rungs:
-    """Runs a rung's cells, seed by seed, each unless the store has it, the clock guard stops it, or the
-    deadline cuts it (then not recorded)."""
-
-    def __init__(
-        self,
-        spec: AdviseSpec,
-        pilot: Pilot,
-        settings: CellSettings,
-        store: ResultsStore,
-        plan_id: str,
-        deadline: float,
-        device: str | None,
-        log: Callable[[str], None] | None,
-    ):
-        self.spec, self.pilot, self.settings, self.store = spec, pilot, settings, store
-        self.plan_id, self.deadline, self.device, self.log = plan_id, deadline, device, log
-        self.latest_rows: dict[str, list[dict]] = {}  # each configuration's cells at its latest size: the guard's
-
-    def _timing(self, clf, train, record) -> None:
-        from ..sweep.plan import prediction_seconds_per_text
-
-        if record["cell"]["seed"] == self.pilot.seeds[0]:
-            record["predict_seconds_per_text"] = prediction_seconds_per_text(clf, train.inputs[:32])
-
-    def run(self, i: int, n: int, labels: list[str], stopped_before: bool) -> tuple[bool, bool]:
-        """Run rung ``i`` at size ``n``; (halted, cut by the deadline)."""
-        from ..sweep.plan import run_cell
-
-        settings, seeds, costs = self.settings, self.pilot.seeds, self.pilot.costs
-        latest = self.store.latest()
-        halted = cut = False
-        for seed in seeds:
-            for label in labels:
-                cell = settings.by_label[label].cell(n, seed)
-                key = settings.key(cell)
-                if key in latest:
-                    settings.rows[key] = latest[key]
-                    continue
-                expected = SAFETY * expected_seconds(
-                    self.latest_rows.get(label, []),
-                    costs.get(label),
-                    n,
-                    settings.validation_for(n),
-                    seed == seeds[0] or not settings.shares_rate(n),
-                )
-                if stopped_before or time.monotonic() + expected > self.deadline:
-                    halted = True
-                    break
-                if self.log:
-                    self.log(f"rung {i} (n={n}): {cell.describe()}")
-                try:
-                    # the projection cannot see a machine that slows down: the cell itself stops within a batch of
-                    # the deadline, and is not recorded
-                    with time_limit(self.deadline):
-                        record = run_cell(
-                            settings.of(cell),
-                            self.pilot.data,
-                            cell,
-                            key,
-                            self.device,
-                            use_cache=True,
-                            score_test=False,
-                            after_fit=self._timing,
-                        )
-                except DeadlineReached:
-                    halted = cut = True
-                    break
-                record["advise"] = {"plan_id": self.plan_id, "rung": i}
-                record.update({"model": self.spec.model, "data": self.spec.data})
-                self.store.append(record)
-                settings.rows[key] = record
-                if self.log:
-                    self.log(f"  {cell_line(record, costs.get(label))}")
-                same_size = [r for r in self.latest_rows.get(label, []) if r["cell"]["n_train"] == n]
-                self.latest_rows[label] = [*same_size, record]
-            if halted:
-                break
-        for label in labels:  # the clock guard's basis for the next rung: every seed's cell at this size
-            rows = settings.rows_at(label, n)
-            if rows:
-                self.latest_rows[label] = rows
-        return halted, cut
-
-
-def expected_seconds(rows: list[dict], costs: StepCosts | None, n: int, validation: int, searches: bool) -> float:
-    """What a cell at ``n`` should take, for the clock guard: from the configuration's cells at the size before
-    that did as this one will (search their rate, or fit once at a shared one); its first cell, from the
-    calibration."""
-    if not rows:
-        return calibrated_cell(costs, n, validation, searches) if costs is not None else 0.0
-    alike = [r for r in rows if searched_rate(r) == searches]
-    if alike:
-        return max(projected_cell_seconds(r, n, validation) for r in alike)
-    if searches:  # the cells before fitted once: a search fits once per rate
-        return max(projected_cell_seconds(r, n, validation) for r in rows) * (costs.rates if costs else 3)
-    # the cells before searched: one fit is one of their trials
-    return max(
-        projected_cell_seconds(r, n, validation) / max(len((r.get("fit") or {}).get("lr_search") or [1]), 1)
-        for r in rows
-    )
-
-
-def cell_line(record: dict, costs: StepCosts | None) -> str:
-    """One progress line for a finished cell: its score, its seconds and what calibration projected."""
-    if record["status"] != "done":
-        return f"failed: {record['error']}"
-    accuracy = (record.get("validation") or {}).get("accuracy")
-    expected = calibrated_seconds(costs, record) if costs else None
-    return (f"validation accuracy {accuracy:.3f}, " if accuracy is not None else "") + (
-        f"{cell_seconds(record):.1f} s" + (f" (calibration: {expected:.1f} s)" if expected else "")
-    )
-
-
 __all__ = [
     "FIRST_RUNG_RATES",
     "AdviseRun",
@@ -472,6 +301,7 @@ __all__ = [
     "CellSettings",
     "Configuration",
     "Pilot",
+    "advise_grid",
     "configurations",
     "decide",
     "promote",

@@ -1,7 +1,7 @@
 """``export``: a bundle to ONNX Runtime (fp32, and int8 with --int8), checked before it appears.
 
 Also the options ``predict`` and ``serve`` take to predict with an export (``--runtime onnx``,
-``--onnx DIR``). The work is ``unfreeze.export.bundles``; this module parses and prints.
+``--onnx DIR``). The work is ``unfreeze.export.exporter``; this module parses and prints.
 """
 
 from __future__ import annotations
