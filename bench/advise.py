@@ -43,9 +43,9 @@ def run_one(setting: dict, quick: bool) -> dict:
     from unfreeze.advise import curves as lc
     from unfreeze.advise.cost import cell_seconds
     from unfreeze.advise.halving import run_halving
-    from unfreeze.advise.spec import AdviseSpec, default_validation_size, rung_sizes
     from unfreeze.advise.plan import make_plan, validation_scores
     from unfreeze.advise.render import write_outputs
+    from unfreeze.advise.spec import AdviseSpec, default_validation_size, rung_sizes
     from unfreeze.sweep import ResultsStore, SweepSpec
     from unfreeze.sweep.plan import load_sweep_data
     from unfreeze.sweep.runner import run_sweep
