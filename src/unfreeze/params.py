@@ -140,7 +140,8 @@ class Params:
     def setting_names(cls) -> list[str]:
         return [f.name for f in cls.settings()]
 
-    def get_params(self, deep: bool = True) -> dict[str, object]:
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        # values of every setting's own type, as scikit-learn's get_params: they go back into constructors
         params = {name: getattr(self, name) for name in self.setting_names()}
         if deep:
             for name, value in list(params.items()):
