@@ -23,7 +23,7 @@ from .options import (
 )
 
 ADVISE_DATA = ("test", "test_size", "text_col", "label_col", "text_pair_col")
-ADVISE_RUN = ("strategies", "grid", "seeds", "validation_size", "budget")
+ADVISE_RUN = ("strategies", "grid", "seeds", "validation_size", "budget", "overwrite")
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -163,14 +163,16 @@ def advise(
     spec.check()
     spec.sweep_spec()  # strategies and their grid: one line now rather than later
     device = model_in.device
-    from ..storage.outputs import check_output
+    from ..storage.outputs import check_output, is_advise_plan
 
     inputs = [p for p in (data, split.test) if p]
-    check_output(output, "run", inputs=inputs)
+    check_apart(output, fit_dir, as_json)
+    check_output(output, "run", inputs=inputs, run_kind="advise")
     if as_json is not None:
-        check_output(as_json, "file", overwrite=True, inputs=inputs, option="--json-out")
+        # only a plan this tool wrote is replaced, and only with --overwrite
+        check_output(as_json, "file", overwrite=run.overwrite, inputs=inputs, option="--json-out", ours=is_advise_plan)
     if fit_dir is not None:
-        check_output(fit_dir, "bundle", inputs=inputs, option="--fit")
+        check_output(fit_dir, "bundle", overwrite=run.overwrite, inputs=inputs, option="--fit")
     device = checked_device(device)
     result = run_advisor(spec, output, clock_start, device, progress=not quiet, json_path=as_json)
     if fit_dir is not None:
@@ -178,6 +180,29 @@ def advise(
 
         with use_threads(spec.threads):
             fit_recommendation(spec, result["plan"], fit_dir, device)
+
+
+def check_apart(output: Path, fit_dir: Path | None, json_out: Path | None) -> None:
+    """-o, --fit and --json-out name three different places, none inside another's folder: one line before
+    the pilot runs, not a refusal after it."""
+    run_dir = output.expanduser().resolve()
+    if fit_dir is not None:
+        bundle = fit_dir.expanduser().resolve()
+        if bundle == run_dir or run_dir in bundle.parents or bundle in run_dir.parents:
+            where = "is" if bundle == run_dir else "overlaps"
+            raise UnfreezeError(
+                f"--fit {fit_dir} {where} the run folder -o {output}; the bundle is a folder of its own. "
+                f"Give --fit another folder, e.g. --fit {output.name or 'advised'}-bundle."
+            )
+    if json_out is not None:
+        plan = json_out.expanduser().resolve()
+        for option, folder in (("-o", output), ("--fit", fit_dir)):
+            if folder is not None and plan == folder.expanduser().resolve():
+                raise UnfreezeError(f"--json-out {json_out} is the folder {option} {folder}. Give --json-out a file, "
+                                    "e.g. --json-out plan.json.")
+        if fit_dir is not None and fit_dir.expanduser().resolve() in plan.parents:
+            raise UnfreezeError(f"--json-out {json_out} is inside the bundle folder --fit {fit_dir}. Give "
+                                "--json-out a file outside it.")
 
 
 def run_advisor(

@@ -8,6 +8,7 @@ from typing import Annotated, cast
 
 import typer
 
+from ..errors import UnfreezeError
 from .arguments import DataArguments, InputArguments, RunArguments, arguments, take
 from .common import app, checked_device, checked_precision, flag, load_train_test, user_errors
 from .options import one_value_each, strategy_parameters, strategy_values, with_parameters
@@ -55,6 +56,8 @@ def heads_add(
     check_head_name(name)
     precision = checked_precision(model_in.precision or "auto")
     check_output(bundle, "heads", inputs=[data, *([split.test] if split.test else [])], option="BUNDLE")
+    if not replace:
+        check_name_free(bundle, name)  # a head add_heads would refuse is refused before it is fitted
     train, test_set = load_train_test(data, split, run.seed)
     device = checked_device(model_in.device)
     model, max_length, batch_size = model_in.model, model_in.max_length, model_in.batch_size or 32
@@ -86,6 +89,21 @@ def heads_add(
         f"{train.name}; {bundle} now has {len(saved.heads)} head(s): {', '.join(saved.heads)}"
     )
     typer.echo(format_metrics_table(metrics))
+
+
+def check_name_free(bundle: Path, name: str) -> None:
+    """One line when the bundle at ``bundle`` already has a head ``name`` (without --replace)."""
+    from ..inference.bundle import MULTIHEAD_KIND, read_config
+    from ..inference.multihead import DEFAULT_HEAD
+    from ..storage.outputs import is_bundle
+
+    if not bundle.is_dir() or not is_bundle(bundle):
+        return
+    config = read_config(bundle)
+    names = list(config.get("heads") or {}) if config.get("kind") == MULTIHEAD_KIND else [DEFAULT_HEAD]
+    if name in names:
+        raise UnfreezeError(f"{bundle} already has a head named {name!r}; pass --replace to refit it, "
+                            f"or choose another name.")
 
 
 @heads_app.command("list")

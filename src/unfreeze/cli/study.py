@@ -130,15 +130,7 @@ def study(
 
     spec = load_study(paths[0])
     inputs: list[str | Path] = [paths[0], *(p for p in (data, test) if p and Path(p).exists())]
-    check_output(output, "run", inputs=inputs)
-    if (
-        output.is_dir()
-        and not (output / "study.json").exists()
-        and any((output / marker).exists() for marker in ("sweep.json", "results.jsonl"))
-    ):
-        raise UnfreezeError(
-            f"{output} is a sweep's run folder, not a study's; it is left as it is. Choose another -o for the study."
-        )
+    check_output(output, "run", inputs=inputs, run_kind="study")  # a sweep's or advise's folder: one line
     for folder in reuse or []:
         if not folder.is_dir():
             raise UnfreezeError(f"--reuse {folder} is not a folder.")

@@ -144,7 +144,7 @@ def sweep(
     checked_precision(spec.precision)
     from ..storage.outputs import check_output
 
-    check_output(output, "run", inputs=[p for p in (spec.data, spec.test, config) if p])
+    check_output(output, "run", inputs=[p for p in (spec.data, spec.test, config) if p], run_kind="sweep")
     ray_options = _backend_options(backend, address, cpus_per_cell, gpus_per_cell, workers)
     run_and_report(
         spec,
@@ -243,8 +243,11 @@ def report(
 ) -> None:
     """Build plots, results.csv and report.html from a sweep's results alone (no model needed)."""
     from ..report import build_report
+    from ..storage.outputs import check_run_kind
 
     metric = check_metric(take(RunArguments, options).metric)
+    # an advise or study folder is refused in one line: its rows and reports are not a sweep's
+    check_run_kind(run_dir, ("sweep", "intrinsic-dim"), "report")
     print_store_note(run_dir)
     print_report(build_report(run_dir, metric), metric)
 
@@ -268,7 +271,7 @@ def demo(
 
     clock_start = time.monotonic()
     budget = take(RunArguments, options).budget or DEMO_BUDGET
-    check_output(output, "run")
+    check_output(output, "run", run_kind="advise")
     spec = AdviseSpec(
         data="movie-snippets",
         model="minilm-l6",

@@ -29,6 +29,18 @@ def bundle_digest(bundle: str | Path) -> str:
     return hashlib.sha256((Path(bundle) / CONFIG_FILE).read_bytes()).hexdigest()
 
 
+def _other_bundle(bundle: Path, source: dict) -> bool:
+    """Whether an export's recorded source names a different model, strategy or kind than the bundle has."""
+    try:
+        config = read_config(bundle)
+        multi = config.get("kind") == MULTIHEAD_KIND
+        mine = {"kind": config.get("kind"), "strategy": "features" if multi else config["strategy"]["name"],
+                "model": config["backbone"]["reference"], "fingerprint": config["backbone"].get("fingerprint")}
+    except (UnfreezeError, OSError, KeyError, TypeError):
+        return False
+    return any(name in source and source[name] != value for name, value in mine.items())
+
+
 def find_export(bundle: str | Path, onnx: str | Path | None = None, config: dict | None = None) -> Path:
     """The export folder of the bundle at ``bundle`` (``onnx``, or ``bundle/onnx``), checked to be its own.
 
@@ -59,10 +71,14 @@ def check_belongs(bundle: Path, folder: Path, manifest: dict) -> None:
                             f"written by `unfreeze export`); export {bundle} with `unfreeze export {bundle}`.")
     made_from = source.get("bundle", "another bundle")
     when = manifest.get("created", "an unknown time")
-    # an export inside the bundle folder came with it (made here, or copied along): the bundle changed since
-    if Path(made_from) == bundle.resolve() or folder.resolve().is_relative_to(bundle.resolve()):
+    same_path = Path(made_from) == bundle.resolve()
+    # an export inside the bundle folder came with it (made here, or copied along with the bundle): the bundle
+    # changed since; unless what it records of its bundle (model, strategy, kind) is not this one's: then it
+    # was copied in from another bundle
+    if same_path or (folder.resolve().is_relative_to(bundle.resolve()) and not _other_bundle(bundle, source)):
+        copied = "" if same_path else f", or the export was copied here from another bundle ({made_from})"
         raise UnfreezeError(f"The export at {folder} is out of date: {bundle} changed after it was exported "
-                            f"({when}). Export it again with `unfreeze export {bundle} --overwrite`.")
+                            f"({when}){copied}. Export it again with `unfreeze export {bundle} --overwrite`.")
     raise UnfreezeError(f"The export at {folder} belongs to another bundle ({made_from}, exported {when}), not to "
                         f"{bundle}. Export this one with `unfreeze export {bundle}`, or give its own --onnx folder.")
 

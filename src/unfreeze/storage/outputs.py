@@ -13,9 +13,13 @@ Kinds and their rules (on top of the rules for every kind below):
               nothing but bundle files.
 ``"heads"``   a multi-head bundle that ``heads add`` creates or updates in place: new,
               empty, or an existing bundle (updated head by head, no overwrite needed).
-``"run"``     a sweep's run folder: new or empty (started), or the folder of an earlier
-              sweep (``sweep.json`` or ``results.jsonl``: resumed; reports are rebuilt) or
-              study (``study.json``: ``unfreeze study`` resumes it).
+``"run"``     a run folder of one kind (``run_kind``: sweep, advise, study, intrinsic-dim):
+              new or empty (started), or an earlier run's folder (resumed). Each kind
+              records itself in the file it writes first (``run_kind`` in sweep.json,
+              advise.json, intrinsic.json; study.json's format); folders of earlier
+              releases are known by which of these files they hold (``run_kind_of``). A
+              folder of another kind is refused: one command's rows and reports would
+              bury the other's.
 ``"file"``    a file the tool writes whole (predictions CSV, a plot, an exported model):
               new, or an existing file only with ``overwrite=True``. A file cannot tell
               whether this tool wrote it (a predictions CSV may have been edited since),
@@ -37,7 +41,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..errors import UnfreezeError
@@ -49,7 +53,15 @@ HEADS_FOLDER = "heads"
 EXPORT_MANIFEST = "export.json"
 EXPORT_FORMAT = "unfreeze-onnx-export"  # unfreeze.export.manifest.FORMAT (kept here: this module imports nothing heavy)
 EXPORT_FOLDER = "onnx"  # where `unfreeze export` puts a bundle's export
-RUN_MARKERS = ("sweep.json", "results.jsonl", "study.json")  # study.json: a study's run folder
+RESULTS_FILE = "results.jsonl"
+RUN_KIND_KEY = "run_kind"  # the key each run folder's first file records its kind under
+# the file each kind writes first, in the order a folder is recognised: intrinsic-dim and advise folders
+# also hold sweep.json or results.jsonl (their cells are sweep cells), so their own file decides
+RUN_FILES = {"intrinsic-dim": "intrinsic.json", "advise": "advise.json", "study": "study.json", "sweep": "sweep.json"}
+RUN_KINDS = tuple(RUN_FILES)
+STUDY_FORMAT = "unfreeze-study"  # unfreeze.studies.results.STUDY_FORMAT (kept here: this module imports nothing heavy)
+_RUN_WHAT = {"sweep": "a sweep's", "advise": "an advise run's", "study": "a study's",
+             "intrinsic-dim": "an intrinsic-dim run's"}
 WHAT = {"bundle": "bundle", "heads": "bundle", "run": "run folder", "file": "file"}
 
 
@@ -59,15 +71,22 @@ def check_output(
     overwrite: bool = False,
     inputs: Iterable[str | Path] = (),
     option: str = "-o",
+    run_kind: str | None = None,
+    ours: Callable[[Path], bool] | None = None,
 ) -> Path:
     """Refuse an output path that would replace or bury what this tool did not write; return it.
 
     ``inputs`` are the files or folders the same command reads (data, a bundle): an
     output may neither be one nor contain one. ``option`` is the flag the user gave the
-    path with, for the message.
+    path with, for the message. ``run_kind`` (kind ``"run"``): the kind of run folder the
+    command writes; an existing run folder of another kind is refused. ``ours`` (kind ``"file"``):
+    whether an existing file is one this tool wrote (e.g. ``is_advise_plan``); when given, a file
+    it does not recognise is refused even with ``overwrite``.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    if run_kind is not None and run_kind not in RUN_KINDS:
+        raise ValueError(f"run_kind must be one of {RUN_KINDS}, not {run_kind!r}")
     path = Path(path).expanduser()
     what = WHAT[kind]
     another = f"Choose another {option}"
@@ -80,7 +99,11 @@ def check_output(
     if kind == "file":
         if path.is_dir():
             raise UnfreezeError(f"{path} is a folder; the {what} to write is a file. {another} naming a file.")
-        if (path.exists() or path.is_symlink()) and not overwrite:
+        exists = path.exists() or path.is_symlink()
+        if exists and ours is not None and (path.is_symlink() or not ours(path)):
+            raise UnfreezeError(f"{path} already exists and is not a file this tool wrote there; it is left as it "
+                                f"is, even with --overwrite. {another}.")
+        if exists and not overwrite:
             raise UnfreezeError(f"{path} already exists. Pass --overwrite to replace it, or {another[0].lower()}"
                                 f"{another[1:]}.")
         return path
@@ -91,14 +114,22 @@ def check_output(
     if not path.exists() or not any(path.iterdir()):
         return path
     if kind == "run":
-        if any((path / marker).exists() for marker in RUN_MARKERS):
-            return path  # an earlier sweep: resumed
+        found = run_kind_of(path)
+        if found is not None:
+            if run_kind is not None and found != run_kind:
+                raise UnfreezeError(
+                    f"{path} is {_RUN_WHAT[found]} run folder, not {_RUN_WHAT[run_kind]} ({RUN_FILES[found]}); it "
+                    f"is left as it is. {another}: a new or empty folder, or {_RUN_WHAT[run_kind]} run folder to "
+                    "resume it."
+                )
+            return path  # an earlier run of this kind: resumed
         if is_bundle(path):
             raise UnfreezeError(f"{path} is a bundle, not a sweep's run folder. {another}.")
+        wanted = _RUN_WHAT[run_kind or "sweep"]
         raise UnfreezeError(
-            f"{path} is a folder that holds no sweep (no {' or '.join(RUN_MARKERS)}) but other files "
-            f"({_listing(path)}); it is left as it is. {another}: a new or empty folder, or an earlier sweep's "
-            "to resume it."
+            f"{path} is a folder that holds no sweep or other run (no {', '.join(RUN_FILES.values())} or "
+            f"{RESULTS_FILE}) but other files ({_listing(path)}); it is left as it is. {another}: a new or empty "
+            f"folder, or {wanted} run folder to resume it."
         )
     if not is_bundle(path):
         raise UnfreezeError(
@@ -118,6 +149,65 @@ def check_output(
         raise UnfreezeError(f"{path} already holds a bundle. Pass --overwrite to replace it, or {another[0].lower()}"
                             f"{another[1:]}.")
     return path
+
+
+def run_kind_of(path: str | Path) -> str | None:
+    """The kind of run folder ``path`` is (one of ``RUN_KINDS``), or None when it is none.
+
+    The kind a folder recorded (``run_kind`` in its first file) decides; a folder of an earlier
+    release, which recorded none, is known by its files: intrinsic.json, advise.json, study.json
+    (its format), sweep.json, in that order, or else a results.jsonl (advise rows: an advise run).
+    A file of one of these names that is not such a record (not a JSON object) marks nothing.
+    """
+    path = Path(path)
+    for kind, name in RUN_FILES.items():
+        record = _json_object(path / name)
+        if record is None or (kind == "study" and record.get("format") != STUDY_FORMAT):
+            continue
+        recorded = record.get(RUN_KIND_KEY)
+        return recorded if recorded in RUN_KINDS else kind
+    results = path / RESULTS_FILE
+    if not (results.is_file() and not results.is_symlink()):
+        return None
+    try:
+        with results.open(encoding="utf-8", errors="replace") as lines:
+            # the advisor's own rows: advise-start, advise-rung... (a sweep's rows have no kind)
+            advised = any('"kind": "advise' in line for line in lines)
+    except OSError:
+        return None
+    return "advise" if advised else "sweep"
+
+
+def is_advise_plan(file: Path) -> bool:
+    """Whether ``file`` is a plan ``advise --json-out`` wrote (a JSON object with the plan's own keys)."""
+    record = _json_object(file)
+    return record is not None and {"recommendation", "plan", "rungs", "budget_seconds"} <= record.keys()
+
+
+def check_run_kind(path: str | Path, accepted: Iterable[str], command: str, option: str = "RUN_DIR") -> str:
+    """The kind of the run folder ``path`` that ``command`` reads; one line when it is none of ``accepted``."""
+    accepted = tuple(accepted)
+    path = Path(path)
+    found = run_kind_of(path) if path.is_dir() else None
+    if found is None:
+        return ""  # no run here: the reader says what is missing
+    if found not in accepted:
+        hint = " (run `unfreeze study` on its study file to rebuild its findings)" if found == "study" else ""
+        raise UnfreezeError(
+            f"{path} is {_RUN_WHAT[found]} run folder ({RUN_FILES[found]}); {command} reads "
+            f"{' or '.join(_RUN_WHAT[k] for k in accepted)} run folders only{hint}. Give another {option}."
+        )
+    return found
+
+
+def _json_object(file: Path) -> dict | None:
+    if not file.is_file() or file.is_symlink():
+        return None
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def protected_reason(path: Path) -> str | None:
