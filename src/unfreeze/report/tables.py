@@ -23,6 +23,8 @@ def results_frame(run_dir) -> pd.DataFrame:
     # rows without a cell cannot be placed (ResultsStore skips and counts damaged lines; the advisor's
     # decision rows, which share the store, have no cell either)
     for record in ResultsStore(run_dir).latest(require_cell=True).values():
+        if "advise" in record:
+            continue  # an advisor's cell (no test score: the pilot never reads the test set), not a sweep's
         cell = record["cell"]
         row = {"key": record["key"], "status": record["status"], "strategy": cell["strategy"],
                "label": cell["label"], "k": cell.get("k"), "j": cell.get("j"), "n_train": cell["n_train"],
