@@ -68,7 +68,7 @@ class AdviseRun:
     machine: dict | None = None  # threads, cores, and how the cells ran against their calibration
 
 
-def advise_grid(spec: AdviseSpec, num_blocks: int) -> dict[str, dict[str, list]]:
+def advise_grid(spec: AdviseSpec, num_blocks: int) -> dict[str, dict[str, list | str]]:
     """The spec's grid, with each strategy's advisor defaults (``Strategy.advise_defaults_for``) for the parameters
     its user gave no values of."""
     given = {(strategy, param) for flat, (strategy, param) in LEGACY_AXES.items() if getattr(spec, flat) is not None}

@@ -50,7 +50,7 @@ class SweepSpec:
     data: str = "movie-snippets"
     model: str = "minilm-l6"
     strategies: list[str] = field(default_factory=lambda: ["features", "freeze"])
-    grid: dict[str, dict[str, list]] = field(default_factory=dict)
+    grid: dict[str, dict[str, list | str]] = field(default_factory=dict)  # values per parameter; k may be "all"
     k: list[int] | str | None = None
     m: int | list[int] | None = None
     r: int | list[int] | None = None
@@ -143,14 +143,14 @@ class SweepSpec:
                 raise UnfreezeError(f"The sweep's grid names unknown strategy {strategy!r}. "
                                     f"Strategies: {', '.join(known)}.")
             names = known[strategy].setting_names()
-            for param, values in axes.items():
+            for param, swept in axes.items():
                 if param not in names:
                     raise UnfreezeError(f"Strategy {strategy!r} has no parameter {param!r} to sweep. "
                                         f"Its parameters: {', '.join(names) or 'none'}.")
-                if values != "all" and not values:
+                if swept != "all" and not swept:
                     raise UnfreezeError(f"The sweep's grid gives no values for {strategy}.{param}.")
-                if values != "all":
-                    axes[param] = [coerce(known[strategy], param, v) for v in values]
+                if swept != "all":
+                    axes[param] = [coerce(known[strategy], param, v) for v in swept]
         from ..training.settings import check_learning_rate, normalise_learning_rate
 
         check_learning_rate(self.learning_rate, "learning_rate", "sweep")
