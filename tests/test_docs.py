@@ -221,8 +221,8 @@ def collect(path: Path) -> list[Block]:
     return blocks
 
 
-def site_pages() -> list[Path]:
-    """The docs' pages in the site's order (mkdocs.yml's nav), then the pages outside the nav."""
+def nav_pages() -> list[Path]:
+    """The pages of mkdocs.yml's nav, in its order."""
     import yaml
 
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
@@ -232,9 +232,13 @@ def site_pages() -> list[Path]:
             value = entry if isinstance(entry, str) else next(iter(entry.values()))
             yield from ([value] if isinstance(value, str) else walk(value))
 
-    ordered = [DOCS / name for name in walk(config["nav"])]
-    rest = sorted(set(DOCS.rglob("*.md")) - set(ordered))
-    return ordered + rest
+    return [DOCS / name for name in walk(config["nav"])]
+
+
+def site_pages() -> list[Path]:
+    """The docs' pages in the site's order, then the pages outside the nav (the findings' runs)."""
+    ordered = nav_pages()
+    return ordered + sorted(set(DOCS.rglob("*.md")) - set(ordered))
 
 
 README_BLOCKS = collect(ROOT / "README.md")
@@ -398,6 +402,12 @@ def test_substitutions_are_used():
         assert reason.startswith(SKIP_KINDS) and ":" in reason, f"{command}: say the kind, then why: {reason!r}"
     for page, old, _new, why in PYTHON_SUBSTITUTIONS:
         assert any(b.page == page and old in b.text for b in ALL_BLOCKS if b.lang == "python"), f"{old!r} ({why})"
+
+
+def test_every_page_is_in_the_nav():
+    """mkdocs only notes a page the nav leaves out; the findings' per-run pages are reached from FINDINGS.md."""
+    missing = sorted(page.name for page in set(DOCS.glob("*.md")) - set(nav_pages()))
+    assert not missing, f"pages missing from mkdocs.yml's nav: {missing}"
 
 
 def test_toml_examples_parse():
