@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from .errors import UnfreezeError, invalid_parameter
+from .errors import TrainingDivergedError, UnfreezeError, invalid_parameter
 from .inference.bundle import check_sample
 from .machine.hardware import run_precision
 from .metrics import classification_metrics
@@ -322,6 +322,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         train_inputs = [inputs[i] for i in train_idx]
         val_inputs, y_val = [inputs[i] for i in val_idx], y_idx[val_idx]
         trials, best = [], None
+        diverged: TrainingDivergedError | None = None
         # the frozen prefix (and a frozen model's embeddings) of these texts are the same for every rate
         with shared_prefix_states(), shared_embeddings():
             if not strategy.changes_weights:
@@ -341,7 +342,14 @@ class Classifier(ClassifierMixin, BaseEstimator):
                 trial_context = dataclasses.replace(
                     context, backbone=backbone, validation=(val_inputs, y_val),
                     training=dataclasses.replace(context.training, learning_rate=rate))
-                result = strategy.fit(trial_context, train_inputs, y_idx[train_idx])
+                try:
+                    result = strategy.fit(trial_context, train_inputs, y_idx[train_idx])
+                except TrainingDivergedError as exc:
+                    # a rate too high for this data is a lost trial, not a lost search
+                    diverged = exc
+                    trials.append({"learning_rate": rate, "diverged": str(exc),
+                                   "seconds": time.perf_counter() - started})
+                    continue
                 proba = np.clip(result.predictor.proba(val_inputs), 1e-12, 1.0)
                 accuracy = float((proba.argmax(axis=1) == y_val).mean())
                 loss = float(-np.log(proba[np.arange(len(y_val)), y_val]).mean())
@@ -356,6 +364,9 @@ class Classifier(ClassifierMixin, BaseEstimator):
                                "seconds": time.perf_counter() - started})
                 if best is None or (accuracy, -loss) > best[0]:
                     best = ((accuracy, -loss), rate, result, backbone)
+        if best is None:  # every rate diverged: the last one's message names it
+            assert diverged is not None
+            raise diverged
         (accuracy, neg_loss), rate, result, backbone = best
         search = {"tuned": True, "learning_rate": rate, "lr_search": trials,
                   "validation": {"accuracy": accuracy, "loss": -neg_loss, "n": len(val_idx)}}

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from ..storage import strict_json
 from .arguments import DataArguments, InputArguments, RunArguments, arguments, check_metric, take
 from .common import app, checked_device, checked_precision, load_train_test, user_errors
 from .export import OnnxDirOpt, RuntimeOpt, int8_deprecated, one_precision
@@ -107,7 +107,7 @@ def fit(
         else "fitted"
     )
     if record.get("tuned"):
-        tried = ", ".join(f"{t['learning_rate']:g} ({t['val_accuracy']:.3f})" for t in record["lr_search"])
+        tried = ", ".join(f"{t['learning_rate']:g} ({_trial_score(t)})" for t in record["lr_search"])
         head += f"; learning rate {record['learning_rate']:g}, the best on validation of {tried}"
     elif record.get("tuning"):
         head += f"; {record['tuning']}"
@@ -201,7 +201,7 @@ def evaluate(
     columns, run, model_in = take(DataArguments, options), take(RunArguments, options), take(InputArguments, options)
     read_config(bundle)
     source = f"{test}:test" if test in BUILTIN else test
-    test_set = load_data(source, columns.text_col, columns.label_col, columns.text_pair_col)
+    test_set = load_data(source, columns.text_col, columns.label_col, columns.text_pair_col, require_classes=1)
     device = checked_device(model_in.device)
 
     from ..estimators import Classifier
@@ -221,10 +221,11 @@ def evaluate(
         scores[head] = clf.evaluate(test_set.inputs, test_set.labels)
     if list(scores) == [None] or len(scores) == 1:  # one head: the metrics as before
         metrics = next(iter(scores.values()))
-        typer.echo(json.dumps(metrics) if run.as_json else format_metrics_table({"test": metrics}))
+        typer.echo(strict_json.dumps(metrics) if run.as_json else format_metrics_table({"test": metrics}))
     else:
         typer.echo(
-            json.dumps(scores) if run.as_json else format_metrics_table({f"test {h}": m for h, m in scores.items()})
+            strict_json.dumps(scores) if run.as_json
+            else format_metrics_table({f"test {h}": m for h, m in scores.items()})
         )
 
 
@@ -268,3 +269,8 @@ def probe(
     typer.echo(format_probe_table(rows, metric))
     plot_probe(rows, plot, metric, title=f"{model} on {train.name} (n={len(train)})")
     typer.echo(f"plot: {plot}")
+
+
+def _trial_score(trial: dict) -> str:
+    """A rate search's trial as the summary shows it: its validation accuracy, or that it diverged."""
+    return "diverged" if "diverged" in trial else f"{trial['val_accuracy']:.3f}"

@@ -32,8 +32,11 @@ def load_data(
     text_col: str = "text",
     label_col: str = "label",
     text_pair_col: str | None = None,
+    require_classes: int = 2,
 ) -> TextDataset:
-    """Load a built-in dataset (``NAME`` or ``NAME:SPLIT``) or a file/folder (``PATH`` or ``DIR:SPLIT``)."""
+    """Load a built-in dataset (``NAME`` or ``NAME:SPLIT``) or a file/folder (``PATH`` or ``DIR:SPLIT``).
+
+    ``require_classes``: the fewest classes the data must hold (2 to train on; 1 for a test set)."""
     text = str(source)
     name, _, split = text.partition(":")
     if name in BUILTIN:
@@ -41,7 +44,8 @@ def load_data(
     path = Path(text)
     if not path.exists() and split:
         if Path(name).is_dir():
-            return read_table(Path(name), text_col, label_col, text_pair_col, split=split)
+            return read_table(Path(name), text_col, label_col, text_pair_col, split=split,
+                              require_classes=require_classes)
         if Path(name).is_file():
             raise UnfreezeError(
                 f"{name} is a file, and ':{split}' picks a split of a built-in dataset or of a folder saved with "
@@ -55,4 +59,4 @@ def load_data(
                 f"{text!r} is neither a file nor a built-in dataset. Did you mean {near[0]!r}? Built-in datasets: "
                 f"{', '.join(BUILTIN)} (see `unfreeze datasets`)."
             )
-    return read_table(path, text_col, label_col, text_pair_col)
+    return read_table(path, text_col, label_col, text_pair_col, require_classes=require_classes)

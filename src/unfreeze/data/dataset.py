@@ -131,6 +131,8 @@ def _is_missing(value: object) -> bool:
 # a number as a CSV cell holds it: 3, -1.5, .5, 1e-3, 2,  (surrounding blanks allowed)
 _NUMBER = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
 _SEQUENCE_TYPES = (list, tuple, dict, set)
+# what JSON's \\ud800-style escapes can put into a str but no UTF-8 text holds; tokenizers die on it
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 _KIND_NAMES: dict[type, str] = {list: "a list", tuple: "a list", dict: "an object", set: "a set"}
@@ -161,7 +163,9 @@ def normalize_label(value: object) -> Label | None:
     if isinstance(value, bytes):
         value = value.decode("utf-8", errors="replace")
     text = str(value).strip()
-    if text == "" or text.lower() in {"nan", "none", "null"}:
+    # "nan" is how a numeric writer spells a missing number; "None" or "null" in a file is a word, and a
+    # plausible class ("none of these"): a label
+    if text == "" or text.lower() == "nan":
         return None
     try:
         return int(text)
@@ -284,6 +288,14 @@ def check_texts(values: Sequence[object], source: str, what: str = "text", colum
         raise UnfreezeError(
             f"{source} has {len(empty)} empty {what}(s) (first: {_rows(empty)}). Remove those rows or fill them in."
         )
+    surrogate = next((i for i, text in enumerate(out) if not text.isascii() and _SURROGATE.search(text)), None)
+    if surrogate is not None:
+        code = ord(_SURROGATE.search(out[surrogate]).group())  # type: ignore[union-attr]
+        raise UnfreezeError(
+            f"Row {surrogate + 1} of {_where(source, column, what)} holds a lone surrogate (\\u{code:04x}), half of "
+            "an escaped character that is no text (refused, not replaced). Fix that row: a character above U+FFFF "
+            "is escaped as a pair, e.g. \\ud83d\\ude00."
+        )
     if out and all_numbers:
         raise UnfreezeError(
             f"Every {what} of {_where(source, column, what)} is a number (row 1: {out[0].strip()!r}), not a text. "
@@ -383,6 +395,18 @@ def _option(what: str) -> str:
 def _short(value: object, limit: int = 40) -> str:
     shown = repr(value)
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def quote_names(names: Sequence[object], repr_names: bool = True, limit: int = 5) -> str:
+    """At most ``limit`` names, and how many more: an error quotes a few, never a whole header of 100,000."""
+    if not names:
+        return "(none)"
+    shown = ", ".join(_short(n, 60) if repr_names else _clip(str(n), 60) for n in names[:limit])
+    return shown + (f" and {len(names) - limit:,} more" if len(names) > limit else "")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _rows(indices: list[int], limit: int = 5) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import UnfreezeError
-from .dataset import TextDataset, build_dataset, check_texts, warn_data
+from .dataset import TextDataset, build_dataset, check_texts, quote_names, warn_data
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,8 +85,10 @@ def read_table(
     label_col: str = "label",
     text_pair_col: str | None = None,
     split: str | None = None,
+    require_classes: int = 2,
 ) -> TextDataset:
-    """Read a labelled file or ``save_to_disk`` folder into a validated ``TextDataset``."""
+    """Read a labelled file or ``save_to_disk`` folder into a validated ``TextDataset`` (of at least
+    ``require_classes`` classes: 2 to train on, 1 for a test set)."""
     path = Path(path)
     _check_exists(path, "Give a " + FORMAT_HELP + ", or a built-in dataset name (see `unfreeze datasets`).")
     wanted = [("--text-col", text_col), ("--label-col", label_col), ("--text-pair-col", text_pair_col)]
@@ -94,7 +96,8 @@ def read_table(
     table = _read(path, split, wanted)
     pairs = None if text_pair_col is None else table.column(text_pair_col)
     return build_dataset(table.column(text_col), table.column(label_col), pairs, source=str(path),
-                         text_col=text_col, label_col=label_col, text_pair_col=text_pair_col)
+                         require_classes=require_classes, text_col=text_col, label_col=label_col,
+                         text_pair_col=text_pair_col)
 
 
 def read_inputs(
@@ -125,6 +128,20 @@ def _check_exists(path: Path, how: str) -> None:
     raise UnfreezeError(f"File not found: {path}. {how}")
 
 
+def _check_regular(path: Path) -> None:
+    """Refuse what is neither a folder nor a regular file: reading a FIFO blocks until a writer comes, a
+    device never ends."""
+    import stat
+
+    mode = path.stat().st_mode
+    if stat.S_ISREG(mode):
+        return
+    what = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+    raise UnfreezeError(f"{path} is {what}, not a regular file: unfreeze reads only files and folders saved with "
+                        "datasets. Save the data to a file first.")
+
+
 def _check_distinct_columns(wanted: list[tuple[str, str | None]]) -> None:
     seen: dict[str, str] = {}
     for option, column in wanted:
@@ -145,6 +162,7 @@ def _read(path: Path, split: str | None, wanted: list[tuple[str, str | None]], a
         columns = [str(c) for c in frame.columns]
         _check_columns(path, columns, wanted)
         return _Table(columns, frame=frame)
+    _check_regular(path)
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise UnfreezeError(f"Unknown format {path.suffix or '(no extension)'!r} of {path}. Use {FORMAT_HELP}.")
@@ -210,12 +228,12 @@ def _check_columns(path: Path, columns: list[str], wanted: list[tuple[str, str |
             )
     others = [c for c, n in counts.items() if n > 1]
     if others:
-        warn_data(f"{path} has duplicate column names ({', '.join(map(repr, others))}); they are not used here, "
+        warn_data(f"{path} has duplicate column names ({quote_names(others)}); they are not used here, "
               "but rename them to keep them apart.")
 
 
 def _missing_column(path: Path, column: str, option: str, columns: list[str], header: str | None) -> str:
-    message = f"Column {column!r} not found in {path}. Columns: {', '.join(columns) or '(none)'}."
+    message = f"Column {column!r} not found in {path}. Columns: {quote_names(columns, repr_names=False)}."
     near = [c for c in columns if c.strip().casefold() == column.strip().casefold()]
     if near:
         message += f" Did you mean {near[0]!r}?"
@@ -245,7 +263,7 @@ def _read_delimited(path: Path, text: str, kind: str, wanted: list[tuple[str, st
     try:
         header = next(csv.reader(io.StringIO(text.lstrip("\r\n")), delimiter=sep))
     except csv.Error as exc:
-        raise UnfreezeError(f"{path} is not a well-formed {kind.upper()} file: {exc}".splitlines()[0]) from exc
+        raise UnfreezeError(_csv_error(path, kind, text, exc)) from exc
     if any(column is not None and column not in header for _, column in wanted):
         _check_delimiter(path, kind, sep, header, first_line)
     _check_columns(path, header, wanted, first_line)
@@ -255,6 +273,23 @@ def _read_delimited(path: Path, text: str, kind: str, wanted: list[tuple[str, st
         # first fields as an index: every column shifts
         _refuse_long_rows(path, text, kind, sep, header)
     return _Table([str(c) for c in frame.columns], frame=frame)
+
+
+def _csv_error(path: Path, kind: str, text: str, exc: csv.Error) -> str:
+    """What Python's csv module means, said about the user's file (its own words name its internals)."""
+    reason = str(exc)
+    if "field larger than field limit" in reason:
+        return (f"{path} is not a well-formed {kind.upper()} file: its header line holds a field over "
+                f"{csv.field_size_limit():,} characters (an unclosed quote, or no line breaks?). Give a first line "
+                "naming the columns, e.g. text,label, and close every opening quote.")
+    if "new-line character seen in unquoted field" in reason:
+        if "\n" not in text:
+            return (f"{path} ends its lines with a carriage return alone (old Mac line endings), which "
+                    f"{kind.upper()} readers do not take. Re-save it with \\n line endings (e.g. "
+                    f"`tr '\\r' '\\n' < {path.name} > {path.stem}-lf{path.suffix}`).")
+        return (f"{path} is not a well-formed {kind.upper()} file: its header line holds a carriage return (\\r) "
+                "outside quotes. Remove it, or quote that field.")
+    return f"{path} is not a well-formed {kind.upper()} file: {reason}".splitlines()[0]
 
 
 def _refuse_long_rows(path: Path, text: str, kind: str, sep: str, header: list[str]) -> None:
@@ -384,7 +419,7 @@ def _read_parquet(path: Path, wanted: list[tuple[str, str | None]], columns: lis
     _check_columns(path, names, wanted)
     twice = [n for n, count in Counter(names).items() if count > 1]
     if twice:
-        raise UnfreezeError(f"{path} has duplicate column names ({', '.join(map(repr, twice))}), which Parquet "
+        raise UnfreezeError(f"{path} has duplicate column names ({quote_names(twice)}), which Parquet "
                             "readers cannot read. Rename them.")
     try:
         frame = pd.read_parquet(path, columns=columns)
@@ -403,10 +438,10 @@ def _read_saved_dataset(path: Path, split: str | None) -> pd.DataFrame:
         names = list(loaded.keys())
         if split is None:
             if len(names) != 1:
-                raise UnfreezeError(f"{path} holds splits {', '.join(names)}. Choose one as {path}:SPLIT.")
+                raise UnfreezeError(f"{path} holds splits {quote_names(names, False)}. Choose one as {path}:SPLIT.")
             split = names[0]
         if split not in loaded:
-            raise UnfreezeError(f"Split {split!r} not in {path}. Splits: {', '.join(names)}.")
+            raise UnfreezeError(f"Split {split!r} not in {path}. Splits: {quote_names(names, False)}.")
         loaded = loaded[split]
     elif split is not None:
         raise UnfreezeError(f"{path} holds one dataset, not splits; drop ':{split}'.")

@@ -24,7 +24,7 @@ def load_splits(data: str, test: str | None = None, test_size: float | None = No
     builtin_whole = name in BUILTIN and not split
     train = load_data(f"{name}:train" if builtin_whole else data, text_col, label_col, pair_col)
     if test is not None:
-        return train, load_data(test, text_col, label_col, pair_col)
+        return train, load_data(test, text_col, label_col, pair_col, require_classes=1)  # a test set may hold one
     if test_size:
         return train_test_split(train, test_size, seed)
     return train, load_data(f"{name}:test") if builtin_whole else None

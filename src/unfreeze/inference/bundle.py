@@ -34,6 +34,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import UnfreezeError
+from ..storage import strict_json
 from ..storage.cache import atomic_path
 
 FORMAT = "unfreeze-bundle"
@@ -86,7 +87,7 @@ def write_bundle(path: Path, config: dict, files: dict[str, dict]) -> Path:
         tmp.mkdir()
         for stem, tensors in files.items():
             _write_tensors(tmp / f"{stem}.safetensors", tensors)
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str) + "\n")
+        (tmp / CONFIG_FILE).write_text(strict_json.dumps(config, indent=2, default=str) + "\n")
         make_shareable(tmp)
     return path
 

@@ -18,7 +18,6 @@ import contextlib
 import datetime
 import fcntl
 import hashlib
-import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from ..errors import UnfreezeError
 from ..estimators import Classifier
 from ..features.logistic import Head
 from ..models.backbone import Backbone, TextInput
+from ..storage import strict_json
 from ..storage.cache import atomic_path
 from ..strategies import Features
 from .bundle import (
@@ -320,7 +320,7 @@ def _write(suite: MultiHeadClassifier, path: Path) -> None:
         "versions": package_versions(),
         "heads": entries,
     }
-    text = json.dumps(config, indent=2, default=str) + "\n"
+    text = strict_json.dumps(config, indent=2, default=str) + "\n"
     if not path.exists():
         with atomic_path(path) as tmp:  # a new bundle appears whole or not at all
             (tmp / HEADS_DIR).mkdir(parents=True)

@@ -280,16 +280,30 @@ def serve(bundle: Path, host: str = "127.0.0.1", port: int = 8000, limits: Serve
 
 
 def listening_socket(host: str, port: int):
-    """A socket bound to ``host:port`` and listening; a busy or forbidden port is one line that names it."""
+    """A socket bound to ``host:port`` and listening; a host that cannot be bound, or a busy or forbidden
+    port, is one line that names the option at fault."""
     import errno
     import socket
 
+    shown = host if len(host) <= 60 else host[:57] + "..."
+    where = f"Cannot listen on {shown}:{port}"
+    hosts = "Use --host 127.0.0.1 (this machine only), 0.0.0.0 (every interface) or an address of this machine."
     try:
-        return socket.create_server((host, port), backlog=2048)
-    except socket.gaierror as exc:
-        raise UnfreezeError(f"Cannot listen on {host}:{port}: the host {host!r} is not an address of this machine "
-                            f"({exc.strerror}). Use --host 127.0.0.1, 0.0.0.0 or an address of this machine.") from None
+        # resolved first: the address family follows the host (an IPv6 address needs an IPv6 socket)
+        family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else "not a valid host name"
+        raise UnfreezeError(f"{where}: --host {shown!r} cannot be resolved ({reason}). {hosts}") from None
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
     except OSError as exc:
-        why = "another program is using that port" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
-        raise UnfreezeError(f"Cannot listen on {host}:{port}: {why}. Choose another --port, or stop the "
-                            f"program that holds port {port}.") from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise UnfreezeError(f"{where}: --host {shown!r} is not an address of this machine, so it cannot be "
+                                f"bound. {hosts}") from None
+        if exc.errno == errno.EADDRINUSE:
+            raise UnfreezeError(f"{where}: another program is using that port. Choose another --port, or stop the "
+                                f"program that holds port {port}.") from None
+        if exc.errno == errno.EACCES:
+            raise UnfreezeError(f"{where}: permission denied (ports below 1024 need administrator rights). Choose "
+                                "another --port, e.g. 8000.") from None
+        raise UnfreezeError(f"{where}: {exc.strerror or exc}. Check --host and --port.") from None

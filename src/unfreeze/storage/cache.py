@@ -20,6 +20,7 @@ from pathlib import Path
 import platformdirs
 
 from ..errors import UnfreezeError
+from . import strict_json
 
 
 def cache_dir(*parts: str) -> Path:
@@ -127,4 +128,4 @@ def _remove(path: Path) -> None:
 
 def write_json_atomic(path: Path, value: object) -> None:
     with atomic_path(Path(path)) as tmp:
-        tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+        tmp.write_text(strict_json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")

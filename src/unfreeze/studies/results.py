@@ -21,6 +21,7 @@ import pandas as pd
 
 from ..errors import UnfreezeError
 from ..report.tables import METRICS
+from ..storage import strict_json
 from ..storage.cache import atomic_path
 from ..sweep.store import ResultsStore
 
@@ -48,7 +49,7 @@ def read_meta(run_dir: str | Path) -> dict:
 
 def write_meta(run_dir: str | Path, meta: dict) -> None:
     with atomic_path(Path(run_dir) / STUDY_FILE) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2, sort_keys=False, default=str), encoding="utf-8")
+        tmp.write_text(strict_json.dumps(meta, indent=2, sort_keys=False, default=str), encoding="utf-8")
 
 
 def study_frame(run_dir: str | Path, meta: dict) -> pd.DataFrame:

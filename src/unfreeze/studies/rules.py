@@ -29,12 +29,26 @@ _COMPARE = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.
 _ARITH = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 
 
+# a rule is a sentence, not a program: bounded, so that parsing and evaluating it never recurse too deep
+MAX_RULE_CHARS = 2000
+MAX_RULE_DEPTH = 50
+
+
 def _parse(rule: str, where: str) -> ast.Expression:
+    if len(rule) > MAX_RULE_CHARS:
+        raise UnfreezeError(f"{where}: the rule is {len(rule):,} characters long; a rule holds at most "
+                            f"{MAX_RULE_CHARS:,}. Write it as a few comparisons joined by and/or.")
     try:
         tree = ast.parse(rule.strip(), mode="eval")
+    except (RecursionError, MemoryError):
+        raise UnfreezeError(f"{where}: the rule nests too deeply to read. Write it as a few comparisons joined "
+                            "by and/or.") from None
     except SyntaxError as exc:
         raise UnfreezeError(f"{where}: {rule!r} is not a rule ({exc.msg}). Write e.g. \"gap_low > -0.01 and "
                             "params_ratio < 0.05\".") from None
+    if _depth(tree) > MAX_RULE_DEPTH:
+        raise UnfreezeError(f"{where}: the rule nests deeper than {MAX_RULE_DEPTH} levels (operators and "
+                            "parentheses). Write it as a few comparisons joined by and/or.")
     for node in ast.walk(tree):
         allowed = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd,
                    ast.Compare, ast.BinOp, ast.Name, ast.Load, ast.Constant, ast.Call, *_COMPARE, *_ARITH)
@@ -48,6 +62,16 @@ def _parse(rule: str, where: str) -> ast.Expression:
                                            or node.keywords or not node.args):
             raise UnfreezeError(f"{where}: {rule!r} calls something other than min(...), max(...) or abs(...).")
     return tree
+
+
+def _depth(tree: ast.AST) -> int:
+    """How deep the tree nests, counted without recursion (a deep tree is what is being guarded against)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 def names_in(rule: str, where: str = "rule") -> list[str]:

@@ -79,6 +79,8 @@ def resolve_depth(value: object, num_blocks: int) -> object:
     if not match:
         return value
     times, divide, sign, offset = match.groups()
+    if divide is not None and int(divide) == 0:
+        raise UnfreezeError(f"{value!r} divides the depth L by zero. Write L/N with N >= 1, e.g. \"L/2\".")
     x = num_blocks * (int(times) if times else 1) / (int(divide) if divide else 1)
     if sign:
         x = x + int(offset) if sign == "+" else x - int(offset)
@@ -306,7 +308,11 @@ def study_from_dict(raw: dict, path: Path) -> Study:
     # in its full and its quick form
     for arm in arms:
         for quick_form in (False, True):
-            check_sweep_settings(study.arm_settings(arm, quick_form), path, arm.name, quick_form)
+            try:
+                settings = study.arm_settings(arm, quick_form)
+            except UnfreezeError as exc:
+                raise UnfreezeError(f"{path} (arm {arm.name!r}): {exc}") from None
+            check_sweep_settings(settings, path, arm.name, quick_form)
     return study
 
 

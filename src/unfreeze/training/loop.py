@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import UnfreezeError
+from ..errors import TrainingDivergedError, UnfreezeError
 from ..machine.deadline import check_deadline
 from ..models.backbone import Backbone, Encoded
 from . import distributed
@@ -189,11 +189,16 @@ class TrainingRun:
     def step(self, loss: torch.Tensor, examples: int, tokens: int, backward=None, loss_value: float | None = None,
              epoch: int = 0) -> None:
         """One optimiser step on ``loss``; ``backward`` replaces ``loss.backward`` (Accelerate's, under DDP)."""
+        value = loss.item() if loss_value is None else loss_value
+        if not math.isfinite(value):
+            # every later step would only spread NaN into the weights: a bundle predicting one class
+            rate = self.config.learning_rate  # resolved to one number before training
+            raise TrainingDivergedError(value, epoch, float(rate) if isinstance(rate, (int, float)) else None)
         optimizer_step(loss, self.trainable, self.optimizer, self.scheduler, self.config.grad_clip, backward)
         self.record.steps += 1
         self.record.examples_seen += examples
         self.record.tokens_seen += tokens
-        self.epoch_loss += loss.item() if loss_value is None else loss_value
+        self.epoch_loss += value
         self.epoch_batches += 1
         self.bar.update(1)
         self.bar.set_postfix(epoch=epoch, loss=f"{self.epoch_loss / self.epoch_batches:.4f}")
