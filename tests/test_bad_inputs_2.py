@@ -274,3 +274,18 @@ def test_a_rule_of_reasonable_size_still_reads():
     rule = " and ".join(["slope > 0"] * 100)
     check_rule(rule, {"slope"}, "rule")
     assert evaluate(rule, {"slope": 1.0}) is True
+
+
+# -- options typed on the command line reach the sweep (typer's own click keeps the context) ---------------
+
+
+def test_sweep_takes_the_model_and_settings_typed_on_the_command_line(runner, tmp_path, user, monkeypatch):
+    import unfreeze.cli.sweep as sweep_cli
+    from unfreeze.cli import app
+
+    seen = {}
+    monkeypatch.setattr(sweep_cli, "run_and_report", lambda spec, *args, **kwargs: seen.update(spec=spec))
+    result = runner.invoke(app, ["sweep", str(user / "good.csv"), "--model", "my-model", "--max-length", "32",
+                                 "-o", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert (seen["spec"].model, seen["spec"].max_length) == ("my-model", 32)

@@ -183,10 +183,14 @@ def take(cls: type[T], options: dict[str, object]) -> T:
 
 def given_on_command_line(name: str) -> bool:
     """Whether the running command's option ``name`` was typed by the user (not its default)."""
-    import click
-    from click.core import ParameterSource
+    try:  # typer 0.2x carries its own click, whose context click's own get_current_context never sees
+        from typer._click.core import ParameterSource
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover - older typer
+        from click import get_current_context  # type: ignore[no-redef]
+        from click.core import ParameterSource  # type: ignore[assignment]
 
-    ctx = click.get_current_context(silent=True)
+    ctx = get_current_context(silent=True)
     return ctx is not None and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
 
 

@@ -362,7 +362,7 @@ def _warn_odd_columns(ds: TextDataset, source: str, text_col: str, label_col: st
     if clash:
         warn_data(
             f"label column {label_col!r} of {source} holds labels that differ only in case or spaces "
-            f"({', '.join(map(repr, clash[:3]))}): they are different classes. Spell each class one way if they "
+            f"({quote_names(clash, limit=3)}): they are different classes. Spell each class one way if they "
             "are the same."
         )
     n = len(ds)

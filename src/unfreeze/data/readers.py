@@ -221,7 +221,7 @@ def _check_columns(path: Path, columns: list[str], wanted: list[tuple[str, str |
         if column not in counts:
             raise UnfreezeError(_missing_column(path, column, option, columns, header))
         if counts[column] > 1:
-            at = ", ".join(str(i + 1) for i, c in enumerate(columns) if c == column)
+            at = quote_names([i + 1 for i, c in enumerate(columns) if c == column], repr_names=False)
             raise UnfreezeError(
                 f"{path} has {counts[column]} columns named {column!r} (columns {at}); which one {option} means is "
                 "ambiguous. Rename the others."
