@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from ..errors import UnfreezeError
+from ..storage import strict_json
 from .arguments import DataArguments, InputArguments, RunArguments, arguments, check_metric, seed_list, take
 from .common import app, checked_precision, user_errors
 from .options import given, strategy_parameters, strategy_values, training_parameters, with_parameters
@@ -133,8 +134,11 @@ def intrinsic_dim(
         grid={"subspace": {"d": grid_d, **{k: [v] for k, v in strategy_params.items()}}},
         **common,
     )
+    from ..storage.outputs import check_output
     from ..sweep.plan import load_sweep_data
 
+    # before anything loads: never a folder of the user's, `.`, a file, or another command's run folder
+    check_output(output, "run", inputs=[p for p in (data, split.test) if p], run_kind="intrinsic-dim")
     load_sweep_data(full_spec)  # a missing or bad data file is one line before the model loads
     _check_against_model(subspace_spec, grid_d, strategy_params, device)
     run(output, full_spec, subspace_spec, metric, retry_failed, device, fraction=fraction)
@@ -172,7 +176,7 @@ def run(
     keys: dict[str, list[str]] = {}
     counts = {"total": 0, "done": 0, "skipped": 0, "failed": 0}
     for spec in (full_spec, subspace_spec):
-        plan = plan_sweep(spec, output, retry_failed, device)
+        plan = plan_sweep(spec, output, retry_failed, device, run_kind="intrinsic-dim")
         settings = spec.training_settings()
         for cell in expand(spec, plan.num_blocks):
             key = cell.key(plan.data.fingerprint, plan.model_fingerprint, settings)
@@ -190,7 +194,7 @@ def run(
     result = intrinsic_result(output, metric)
     title = f"{full_spec.model} on {full_spec.data}, n={full_spec.n_train[0]}: score vs subspace dimension"
     plot_intrinsic(result, output / PLOT_FILE, title)
-    (output / "intrinsic_result.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    (output / "intrinsic_result.json").write_text(strict_json.dumps(result.as_dict(), indent=2) + "\n")
     typer.echo(table_text(result))
     typer.echo(result.sentence())
     typer.echo(f"plot: {output / PLOT_FILE}")
@@ -204,6 +208,7 @@ def _write_plan(
     from ..storage.cache import atomic_path
 
     plan = {
+        "run_kind": "intrinsic-dim",  # storage.outputs.run_kind_of: another command refuses this folder
         "metric": metric,
         "fraction": fraction,
         "model": full_spec.model,
@@ -217,7 +222,7 @@ def _write_plan(
     }
     output.mkdir(parents=True, exist_ok=True)
     with atomic_path(output / INTRINSIC_FILE) as tmp:
-        tmp.write_text(json.dumps(plan, indent=2, default=str) + "\n")
+        tmp.write_text(strict_json.dumps(plan, indent=2, default=str) + "\n")
 
 
 def _name_both_strategies(output: Path) -> None:
@@ -232,4 +237,4 @@ def _name_both_strategies(output: Path) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         return
     with atomic_path(file) as tmp:
-        tmp.write_text(json.dumps(saved, indent=2))
+        tmp.write_text(strict_json.dumps(saved, indent=2))

@@ -13,7 +13,6 @@ importable from here too.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import socket
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data import sample
+from ..storage import strict_json
 from ..storage.cache import atomic_path
 from .cell import (
     PREDICT_TIMING_TEXTS,
@@ -103,8 +103,11 @@ class SweepPlan:
 
 
 def plan_sweep(spec: SweepSpec, run_dir: str | Path, retry_failed: bool = False,
-               device: str | None = None) -> SweepPlan:
-    """Load the data and the model's identity, write sweep.json, and list the unfinished cells."""
+               device: str | None = None, run_kind: str = "sweep") -> SweepPlan:
+    """Load the data and the model's identity, write sweep.json, and list the unfinished cells.
+
+    ``run_kind``: the kind of run folder sweep.json records (``storage.outputs.run_kind_of``), e.g.
+    "intrinsic-dim" for the sweeps that command runs into its folder."""
     from ..inference.bundle import package_versions
     from ..models.loaded import shared_backbone
 
@@ -116,9 +119,10 @@ def plan_sweep(spec: SweepSpec, run_dir: str | Path, retry_failed: bool = False,
     store = ResultsStore(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(run_dir / SPEC_FILE) as tmp:
-        tmp.write_text(json.dumps({"spec": spec.as_dict(), "model_fingerprint": model_fp,
-                                   "data_fingerprint": data.fingerprint, "num_blocks": backbone.num_blocks,
-                                   "n_train_pool": len(data.train_pool), "n_test": len(data.test)}, indent=2))
+        tmp.write_text(strict_json.dumps({"run_kind": run_kind, "spec": spec.as_dict(),
+                                          "model_fingerprint": model_fp, "data_fingerprint": data.fingerprint,
+                                          "num_blocks": backbone.num_blocks, "n_train_pool": len(data.train_pool),
+                                          "n_test": len(data.test)}, indent=2))
     latest = store.latest()
     keyed = [(cell, cell.key(data.fingerprint, model_fp, spec.cell_settings(cell.strategy))) for cell in cells]
     pending = [(cell, key) for cell, key in keyed
@@ -145,7 +149,7 @@ def probe_rows(spec: SweepSpec, data: SweepData, shared_cache: bool, device: str
 
 def write_probe(run_dir: Path, result: dict) -> None:
     with atomic_path(run_dir / PROBE_FILE) as tmp:
-        tmp.write_text(json.dumps(result, indent=2))
+        tmp.write_text(strict_json.dumps(result, indent=2))
 
 
 __all__ = ["PREDICT_TIMING_TEXTS", "PROBE_FILE", "SPEC_FILE", "CellProgress", "SweepData", "SweepPlan",
