@@ -289,3 +289,42 @@ def test_sweep_takes_the_model_and_settings_typed_on_the_command_line(runner, tm
                                  "-o", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert (seen["spec"].model, seen["spec"].max_length) == ("my-model", 32)
+
+
+def test_the_python_api_refuses_a_lone_surrogate_with_its_index(tiny_model_dir):
+    from unfreeze import Classifier
+
+    clf = Classifier(model=tiny_model_dir("bert"), strategy="features", device="cpu", cache=False, progress=False)
+    with pytest.raises(UnfreezeError) as info:
+        clf.fit(["a good text", ("bad text", "x \udc00"), "good", "bad"], [1, 0, 1, 0])
+    one_line(str(info.value), "X[1]", "lone surrogate", "\\udc00")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+@pytest.mark.parametrize("command", ["study", "sweep"])
+def test_a_fifo_as_a_study_or_sweep_file_is_refused(runner, tmp_path, command):
+    from unfreeze.cli import app
+
+    fifo = tmp_path / "file.toml"
+    os.mkfifo(fifo)
+    args = ["study", str(fifo)] if command == "study" else ["sweep", "data.csv", "--config", str(fifo)]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "run")])
+    assert_cli_error(result, "not a regular file")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_fit_on_a_fifo_exits_at_once_in_a_real_process(tmp_path):
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "data.csv"
+    os.mkfifo(fifo)
+    env = {k: v for k, v in os.environ.items() if k != "UNFREEZE_DEBUG"}
+    proc = subprocess.run([sys.executable, "-m", "unfreeze", "fit", str(fifo), "-o", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    one_line(lines[0], "named pipe (FIFO)")
+    assert not (tmp_path / "out").exists()

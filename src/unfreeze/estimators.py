@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from .data.dataset import check_no_surrogates
 from .errors import TrainingDivergedError, UnfreezeError, invalid_parameter
 from .inference.bundle import check_sample
 from .machine.hardware import run_precision
@@ -177,6 +178,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         items = list(X.tolist() if hasattr(X, "tolist") else X)
         if not items:
             raise UnfreezeError(f"{what} is empty: give at least one text.")
+        check_no_surrogates(items, what)
         return items
 
     # -- fitting --------------------------------------------------------------------------

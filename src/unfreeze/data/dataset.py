@@ -304,6 +304,18 @@ def check_texts(values: Sequence[object], source: str, what: str = "text", colum
     return out
 
 
+def check_no_surrogates(inputs: Sequence[object], what: str = "X") -> None:
+    """Refuse a text (or either text of a pair) holding a lone surrogate, with its index: tokenizers die on it."""
+    for i, item in enumerate(inputs):
+        for text in item if isinstance(item, tuple) else (item,):
+            if isinstance(text, str) and not text.isascii() and (found := _SURROGATE.search(text)):
+                raise UnfreezeError(
+                    f"{what}[{i}] holds a lone surrogate (\\u{ord(found.group()):04x}), half of an escaped "
+                    "character that is no text (refused, not replaced). Fix that text: a character above U+FFFF is "
+                    "a pair of surrogates, e.g. \\ud83d\\ude00, or one code point."
+                )
+
+
 def _text_of(value: object, i: int, source: str, what: str, column: str | None) -> str:
     """A cell that is not a str as a text: missing is empty, a number its digits; lists and bytes that are
     not UTF-8 are refused."""

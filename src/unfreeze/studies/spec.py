@@ -192,7 +192,8 @@ def load_study(path: str | Path) -> Study:
     path = Path(path)
     if not path.is_file():
         raise UnfreezeError(f"Study file not found: {path}." if not path.exists()
-                            else f"Study file {path} is a folder, not a TOML file.")
+                            else f"Study file {path} is a folder, not a TOML file." if path.is_dir()
+                            else f"Study file {path} is not a regular file (a named pipe?). Give a TOML file.")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -249,7 +249,8 @@ class SweepSpec:
         path = Path(path)
         if not path.is_file():
             raise UnfreezeError(f"Sweep config not found: {path}." if not path.exists()
-                                else f"Sweep config {path} is a folder, not a TOML file.")
+                                else f"Sweep config {path} is a folder, not a TOML file." if path.is_dir()
+                                else f"Sweep config {path} is not a regular file (a named pipe?). Give a TOML file.")
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
