@@ -12,6 +12,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -126,7 +127,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         self.progress = progress
         self.precision = precision
 
-    def set_params(self, **params: object) -> Classifier:
+    def set_params(self, **params: Any) -> Classifier:
         # nested names reach a strategy given by name, or the default training settings
         if any(k.startswith("strategy__") for k in params) and not isinstance(self.strategy, Strategy):
             self.strategy = make_strategy(params.get("strategy", self.strategy))
