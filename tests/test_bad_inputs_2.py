@@ -160,6 +160,8 @@ def test_a_surrogate_pair_is_one_character_and_reads(tmp_path):
 @pytest.mark.parametrize(("content", "words"), [
     ("text," + "x" * 200_000 + "\nhello,1\n", ["header line", "over 131,072 characters", "close every opening quote"]),
     ("text,label\rgood movie,1\rbad movie,0\r", ["carriage return alone", "\\n line endings", "tr '\\r' '\\n'"]),
+    ('text,label\ngood movie,1\n"bad movie,0\nok,1\n', ["quote (\") opened on line 3 is never closed"]),
+    ("text,label\ngood movie,1\nbad, movie,0\nok,1\n", ["line 3 has 3 fields but its header names 2", "unquoted ','"]),
 ])
 def test_csv_errors_say_what_is_wrong_with_the_file(tmp_path, content, words):
     path = tmp_path / "data.csv"
@@ -167,7 +169,7 @@ def test_csv_errors_say_what_is_wrong_with_the_file(tmp_path, content, words):
     with pytest.raises(UnfreezeError) as info:
         load_data(path)
     message = one_line(str(info.value), str(path), *words)
-    assert "universal-newline" not in message and "field limit" not in message
+    assert not any(internal in message for internal in ("universal-newline", "field limit", "C error", "tokenizing"))
 
 
 def test_an_error_quotes_a_few_column_names_and_counts_the_rest(tmp_path):

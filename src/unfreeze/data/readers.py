@@ -341,9 +341,24 @@ def _pandas_read(path: Path, text: str, kind: str, sep: str) -> pd.DataFrame:
         # and labels are typed later by normalize_labels.
         return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
     except pd.errors.ParserError as exc:
-        raise UnfreezeError(f"{path} is not a well-formed {kind.upper()} file: {exc}".splitlines()[0]) from exc
+        raise UnfreezeError(_parser_error(path, kind, sep, str(exc))) from exc
     except pd.errors.EmptyDataError as exc:
         raise UnfreezeError(f"{path} is empty. Give a file with a header and labelled rows.") from exc
+
+
+def _parser_error(path: Path, kind: str, sep: str, reason: str) -> str:
+    """pandas' tokenizer errors ("Error tokenizing data. C error: ...") said about the user's file."""
+    bad = f"{path} is not a well-formed {kind.upper()} file"
+    fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", reason)
+    if fields:
+        expected, line, saw = fields.groups()
+        return (f"{bad}: line {line} has {saw} fields but its header names {expected}: a text holding an unquoted "
+                f"{sep!r}? Quote such texts, as CSV writers and spreadsheets do, or fix that line.")
+    quote = re.search(r"EOF inside string starting at row (\d+)", reason)
+    if quote:
+        return (f"{bad}: the quote (\") opened on line {int(quote.group(1)) + 1} is never closed. Close it, or double "
+                "a quote inside a quoted text (\"\").")
+    return f"{bad}: {reason.removeprefix('Error tokenizing data. C error: ')}".splitlines()[0]
 
 
 # -- JSON lines -----------------------------------------------------------------------------
