@@ -341,7 +341,7 @@ def test_fit_with_bad_subspace_settings_is_one_line_and_exit_2(args, words, runn
     (["--d", "ten"], ["--d must be a comma-separated list of ints"]),
     (["--d", ","], ["--d must name at least one value"]),
     (["--d", "10,100000000"], ["'d' parameter of subspace", "for this model"]),
-    (["--n-train", "0"], ["--n-train must be an int >= 1"]),
+    (["--n-train", "0"], ["--n-train (the training-set size) must be an int >= 1"]),
     (["--seeds", "x"], ["--seeds must be a comma-separated list of ints"]),
     (["--projection", "gaussian"], ["'projection' parameter of subspace"]),
     (["--learning-rate", "0"], ["'learning_rate' parameter of Training must be a float > 0.0"]),
