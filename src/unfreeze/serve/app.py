@@ -272,8 +272,9 @@ def serve(bundle: Path, host: str = "127.0.0.1", port: int = 8000, limits: Serve
         bound = sock.getsockname()[1]
         engine = (f"PyTorch {predictor.precision}" if predictor.runtime == "torch"
                   else f"ONNX Runtime {predictor.precision}, {predictor.export_folder}")
-        print(f"serving {bundle} ({', '.join(predictor.heads)}; {engine}) on http://{host}:{bound}  "
-              f"(docs: http://{host}:{bound}/docs; limits: {json.dumps(asdict(limits))})", flush=True)
+        url = f"http://[{host}]:{bound}" if ":" in host else f"http://{host}:{bound}"  # an IPv6 address in brackets
+        print(f"serving {bundle} ({', '.join(predictor.heads)}; {engine}) on {url}  "
+              f"(docs: {url}/docs; limits: {json.dumps(asdict(limits))})", flush=True)
         server.run(sockets=[sock])
     finally:
         sock.close()
