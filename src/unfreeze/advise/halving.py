@@ -27,12 +27,12 @@ batch and is not recorded.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from ..storage import strict_json
 from ..storage.cache import atomic_path
 from ..strategies import strategy_class
 from ..sweep.grid import LEGACY_AXES, SweepSpec
@@ -131,7 +131,7 @@ def start_pilot(spec: AdviseSpec, run_dir: Path, clock_start: float, device: str
         run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(run_dir / ADVISE_FILE) as tmp:
             tmp.write_text(
-                json.dumps(
+                strict_json.dumps(
                     {
                         "run_kind": "advise",  # storage.outputs.run_kind_of: another command refuses this folder
                         "spec": asdict(spec),

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 from pathlib import Path
 
+from ..storage import strict_json
 from ..storage.cache import atomic_path
 from . import curves as lc
 from .cost import human_seconds
@@ -106,11 +106,11 @@ def write_outputs(plan: dict, run: AdviseRun, json_path: Path | None = None) -> 
     """plan.json, curves.png and report.html in the run folder (and the JSON at ``json_path``)."""
     run_dir = run.run_dir
     with atomic_path(run_dir / "plan.json") as tmp:
-        tmp.write_text(json.dumps(plan, indent=2, default=_jsonable))
+        tmp.write_text(strict_json.dumps(plan, indent=2, default=_jsonable))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(json_path) as tmp:
-            tmp.write_text(json.dumps(plan, indent=2, default=_jsonable))
+            tmp.write_text(strict_json.dumps(plan, indent=2, default=_jsonable))
     figure = None
     scores = validation_scores(run.rows)
     drawn = [e for e in plan["plan"] if "predicted" in e]
@@ -253,7 +253,7 @@ def report_html(plan: dict, run: AdviseRun, figure: Path | None) -> str:
 
 def _jsonable(value: object) -> object:
     if hasattr(value, "tolist"):
-        return value.tolist()
+        return strict_json.finite(value.tolist())
     if isinstance(value, float) and math.isnan(value):
         return None
     return str(value)

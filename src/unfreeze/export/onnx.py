@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import UnfreezeError
+from ..storage import strict_json
 from .check import DEFAULT_CHECK_TEXTS, FP32_ATOL, ExportCheck, ExportCheckError, Int8Check, check_export
 from .graphs import EXPORTERS, eval_mode, example_batch, export_network, export_pooled, require_exporter, unsupported
 from .manifest import (
@@ -81,17 +81,21 @@ class ExportResult:
     check: ExportCheck
 
 
-def torch_heads_proba(backbone, heads: Mapping[str, HeadLike], inputs: Sequence, max_length: int,
-                      batch_size: int = 32) -> dict[str, np.ndarray]:
+def torch_heads_proba(
+    backbone, heads: Mapping[str, HeadLike], inputs: Sequence, max_length: int, batch_size: int = 32
+) -> dict[str, np.ndarray]:
     """PyTorch's probabilities of every head: one ``forward_pooled`` pass, each head's ``predict_proba``."""
     from ..features.embed import forward_pooled
 
     encoded = backbone.encode(list(inputs), max_length)
     wanted = [(int(layer), h.pooling) for h in heads.values() for layer in h.layers]
     pooled = forward_pooled(backbone, encoded, wanted, batch_size, progress=False)
-    return {name: np.asarray(h.head.predict_proba(np.concatenate([pooled[(int(layer), h.pooling)]
-                                                                  for layer in h.layers], axis=1)))
-            for name, h in heads.items()}
+    return {
+        name: np.asarray(
+            h.head.predict_proba(np.concatenate([pooled[(int(layer), h.pooling)] for layer in h.layers], axis=1))
+        )
+        for name, h in heads.items()
+    }
 
 
 def torch_network_proba(model, backbone, inputs: Sequence, max_length: int, batch_size: int = 32) -> np.ndarray:
@@ -106,12 +110,24 @@ def torch_network_proba(model, backbone, inputs: Sequence, max_length: int, batc
     return softmax(logits)
 
 
-def write_heads_export(backbone, heads: Mapping[str, HeadLike], folder: str | Path, *, max_length: int = 256,
-                       int8: bool = False, check_inputs: Sequence | None = None,
-                       check_labels: Mapping[str, Sequence] | Sequence | None = None, batch_size: int = 32,
-                       exporter: str = "dynamo", overwrite: bool = True, min_int8_agreement: float | None = None,
-                       per_channel: bool = True, keep_ffn_output: bool = False, reduce_range: bool = True,
-                       source: Mapping[str, Any] | None = None) -> ExportResult:
+def write_heads_export(
+    backbone,
+    heads: Mapping[str, HeadLike],
+    folder: str | Path,
+    *,
+    max_length: int = 256,
+    int8: bool = False,
+    check_inputs: Sequence | None = None,
+    check_labels: Mapping[str, Sequence] | Sequence | None = None,
+    batch_size: int = 32,
+    exporter: str = "dynamo",
+    overwrite: bool = True,
+    min_int8_agreement: float | None = None,
+    per_channel: bool = True,
+    keep_ffn_output: bool = False,
+    reduce_range: bool = True,
+    source: Mapping[str, Any] | None = None,
+) -> ExportResult:
     """Export a frozen backbone and its logistic heads (a features or multi-head bundle) to ``folder``.
 
     One graph computes every pooled layer any head needs; the heads' weights are stored
@@ -172,25 +188,61 @@ def write_heads_export(backbone, heads: Mapping[str, HeadLike], folder: str | Pa
         for i, (name, h) in enumerate(heads.items()):
             file = f"{HEADS_DIR}/{i}.safetensors"
             _save_head(h.head, tmp / file)
-            entries[name] = {"file": file, "pooling": h.pooling, "layers": [int(layer) for layer in h.layers],
-                             "labels": _labels(h.classes)}
-        outputs = [{"name": pooled_output_name(layer, pooling), "layer": layer, "pooling": pooling}
-                   for layer, pooling in wanted]
-        return {"kind": "heads", "outputs": outputs, "heads": entries,
-                "model": {**_model_facts(backbone), "fingerprint": backbone.fingerprint()}}
+            entries[name] = {
+                "file": file,
+                "pooling": h.pooling,
+                "layers": [int(layer) for layer in h.layers],
+                "labels": _labels(h.classes),
+            }
+        outputs = [
+            {"name": pooled_output_name(layer, pooling), "layer": layer, "pooling": pooling}
+            for layer, pooling in wanted
+        ]
+        return {
+            "kind": "heads",
+            "outputs": outputs,
+            "heads": entries,
+            "model": {**_model_facts(backbone), "fingerprint": backbone.fingerprint()},
+        }
 
-    quantization = ({"per_channel": per_channel, "keep_ffn_output": keep_ffn_output, "reduce_range": reduce_range}
-                    if int8 else None)
-    return _write_folder(folder, backbone, limit, write, quantization, exporter, inputs, reference, check_labels,
-                         batch_size, min_int8_agreement, source)
+    quantization = (
+        {"per_channel": per_channel, "keep_ffn_output": keep_ffn_output, "reduce_range": reduce_range} if int8 else None
+    )
+    return _write_folder(
+        folder,
+        backbone,
+        limit,
+        write,
+        quantization,
+        exporter,
+        inputs,
+        reference,
+        check_labels,
+        batch_size,
+        min_int8_agreement,
+        source,
+    )
 
 
-def write_network_export(model, backbone, classes: Sequence | np.ndarray, folder: str | Path, *, max_length: int = 256,
-                         int8: bool = False, check_inputs: Sequence | None = None,
-                         check_labels: Sequence | None = None, batch_size: int = 32, exporter: str = "dynamo",
-                         overwrite: bool = True, min_int8_agreement: float | None = None, per_channel: bool = True,
-                         keep_ffn_output: bool = False, reduce_range: bool = True,
-                         source: Mapping[str, Any] | None = None) -> ExportResult:
+def write_network_export(
+    model,
+    backbone,
+    classes: Sequence | np.ndarray,
+    folder: str | Path,
+    *,
+    max_length: int = 256,
+    int8: bool = False,
+    check_inputs: Sequence | None = None,
+    check_labels: Sequence | None = None,
+    batch_size: int = 32,
+    exporter: str = "dynamo",
+    overwrite: bool = True,
+    min_int8_agreement: float | None = None,
+    per_channel: bool = True,
+    keep_ffn_output: bool = False,
+    reduce_range: bool = True,
+    source: Mapping[str, Any] | None = None,
+) -> ExportResult:
     """Export a fine-tuned network (freeze/full/reinit/LoRA bundle) to ``folder``.
 
     Parameters
@@ -215,8 +267,7 @@ def write_network_export(model, backbone, classes: Sequence | np.ndarray, folder
     folder = check_target(Path(folder), overwrite)
     classes = _labels(classes)
     if len(classes) != model.head.out_features:
-        raise UnfreezeError(f"The network gives {model.head.out_features} logits but {len(classes)} labels were "
-                            "given.")
+        raise UnfreezeError(f"The network gives {model.head.out_features} logits but {len(classes)} labels were given.")
     limit = backbone.length_limit(max_length)
     inputs = list(check_inputs) if check_inputs is not None else list(DEFAULT_CHECK_TEXTS)
     reference = {DEFAULT_HEAD: torch_network_proba(model, backbone, inputs, limit, batch_size)}
@@ -224,21 +275,53 @@ def write_network_export(model, backbone, classes: Sequence | np.ndarray, folder
     def write(tmp: Path) -> dict:
         example = example_batch(backbone)
         export_network(model, tmp / GRAPH_FILES["fp32"], example=example, exporter=exporter)
-        return {"kind": "network", "outputs": [{"name": "logits"}],
-                "heads": {DEFAULT_HEAD: {"labels": classes, "pooling": model.pooling,
-                                         "layers": [int(layer) for layer in model.layers]}},
-                "model": _model_facts(backbone)}
+        return {
+            "kind": "network",
+            "outputs": [{"name": "logits"}],
+            "heads": {
+                DEFAULT_HEAD: {
+                    "labels": classes,
+                    "pooling": model.pooling,
+                    "layers": [int(layer) for layer in model.layers],
+                }
+            },
+            "model": _model_facts(backbone),
+        }
 
     labels = None if check_labels is None else {DEFAULT_HEAD: check_labels}
-    quantization = ({"per_channel": per_channel, "keep_ffn_output": keep_ffn_output, "reduce_range": reduce_range}
-                    if int8 else None)
-    return _write_folder(folder, backbone, limit, write, quantization, exporter, inputs, reference, labels,
-                         batch_size, min_int8_agreement, source)
+    quantization = (
+        {"per_channel": per_channel, "keep_ffn_output": keep_ffn_output, "reduce_range": reduce_range} if int8 else None
+    )
+    return _write_folder(
+        folder,
+        backbone,
+        limit,
+        write,
+        quantization,
+        exporter,
+        inputs,
+        reference,
+        labels,
+        batch_size,
+        min_int8_agreement,
+        source,
+    )
 
 
-def _write_folder(folder: Path, backbone, limit: int, write, quantization: dict | None, exporter: str,
-                  inputs: list, reference: dict, check_labels, batch_size: int, min_int8_agreement: float | None,
-                  source: Mapping[str, Any] | None) -> ExportResult:
+def _write_folder(
+    folder: Path,
+    backbone,
+    limit: int,
+    write,
+    quantization: dict | None,
+    exporter: str,
+    inputs: list,
+    reference: dict,
+    check_labels,
+    batch_size: int,
+    min_int8_agreement: float | None,
+    source: Mapping[str, Any] | None,
+) -> ExportResult:
     from ..storage.cache import atomic_path
 
     with atomic_path(folder) as tmp:  # a temporary folder beside the target, renamed into place on success
@@ -261,31 +344,38 @@ def _write_folder(folder: Path, backbone, limit: int, write, quantization: dict 
             "token_type_ids": "token_type_ids" in getattr(backbone.tokenizer, "model_input_names", []),
             "pad_token_id": int(backbone.tokenizer.pad_token_id),
             "exporter": exporter,
-            "quantization": None if quantization is None else {
-                "method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8",
-                "op_types": list(INT8_OP_TYPES), **quantization},
+            "quantization": None
+            if quantization is None
+            else {
+                "method": "onnxruntime.quantization.quantize_dynamic",
+                "weight_type": "QInt8",
+                "op_types": list(INT8_OP_TYPES),
+                **quantization,
+            },
             "versions": _versions(),
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "source": dict(source or {}),
         }
         _write_manifest(tmp, manifest)
-        check = check_export(tmp, inputs, reference, check_labels, batch_size=batch_size,
-                             min_int8_agreement=min_int8_agreement)
+        check = check_export(
+            tmp, inputs, reference, check_labels, batch_size=batch_size, min_int8_agreement=min_int8_agreement
+        )
         manifest["check"] = check.to_dict()
         _write_manifest(tmp, manifest)
     return ExportResult(folder, manifest, check)
 
 
 def _write_manifest(folder: Path, manifest: dict) -> None:
-    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    (folder / MANIFEST_FILE).write_text(strict_json.dumps(manifest, indent=2, default=str) + "\n")
 
 
 def check_target(folder: Path, overwrite: bool) -> Path:
     if folder.exists():
         if is_export(folder):
             if not overwrite:
-                raise UnfreezeError(f"{folder} already holds an ONNX export; pass overwrite=True (--overwrite) to replace "
-                                    "it.")
+                raise UnfreezeError(
+                    f"{folder} already holds an ONNX export; pass overwrite=True (--overwrite) to replace it."
+                )
         elif not folder.is_dir() or any(folder.iterdir()):
             raise UnfreezeError(f"{folder} exists and is not an ONNX export; choose another folder.")
     return folder
@@ -295,8 +385,14 @@ def _save_head(head, file: Path) -> None:
     from safetensors.numpy import save_file
 
     tensors, _meta = head.state()
-    save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in tensors.items()
-               if k in ("mean", "scale", "coef", "intercept")}, str(file))
+    save_file(
+        {
+            k: np.ascontiguousarray(v, dtype=np.float64)
+            for k, v in tensors.items()
+            if k in ("mean", "scale", "coef", "intercept")
+        },
+        str(file),
+    )
 
 
 def _labels(classes) -> list:
@@ -306,8 +402,14 @@ def _labels(classes) -> list:
 
 def _model_facts(backbone) -> dict:
     base = backbone.model.get_base_model() if hasattr(backbone.model, "get_base_model") else backbone.model
-    return {"reference": str(backbone.reference), "family": backbone.family, "architecture": type(base).__name__,
-            "num_blocks": backbone.num_blocks, "hidden_size": backbone.hidden_size, "is_decoder": backbone.is_decoder}
+    return {
+        "reference": str(backbone.reference),
+        "family": backbone.family,
+        "architecture": type(base).__name__,
+        "num_blocks": backbone.num_blocks,
+        "hidden_size": backbone.hidden_size,
+        "is_decoder": backbone.is_decoder,
+    }
 
 
 def _versions() -> dict[str, str]:
@@ -322,7 +424,27 @@ def _versions() -> dict[str, str]:
     return out
 
 
-__all__ = ["DEFAULT_CHECK_TEXTS", "EXPORTERS", "FP32_ATOL", "INT8_OP_TYPES", "ExportCheck", "ExportCheckError",
-           "ExportHead", "ExportResult", "HeadLike", "Int8Check", "check_export", "check_target", "export_network",
-           "export_pooled", "ffn_output_nodes", "quantize_int8", "require_exporter", "torch_heads_proba",
-           "torch_network_proba", "unsupported", "write_heads_export", "write_network_export"]
+__all__ = [
+    "DEFAULT_CHECK_TEXTS",
+    "EXPORTERS",
+    "FP32_ATOL",
+    "INT8_OP_TYPES",
+    "ExportCheck",
+    "ExportCheckError",
+    "ExportHead",
+    "ExportResult",
+    "HeadLike",
+    "Int8Check",
+    "check_export",
+    "check_target",
+    "export_network",
+    "export_pooled",
+    "ffn_output_nodes",
+    "quantize_int8",
+    "require_exporter",
+    "torch_heads_proba",
+    "torch_network_proba",
+    "unsupported",
+    "write_heads_export",
+    "write_network_export",
+]

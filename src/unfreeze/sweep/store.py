@@ -13,14 +13,23 @@ import json
 import os
 from pathlib import Path
 
+from ..storage import strict_json
+
 RESULTS_FILE = "results.jsonl"
 
 # Fields of a result row that differ between two runs of the same cell by nature: wall
 # clock, timings, memory, and where it ran (host, pid, backend). Everything else (the
 # cell, settings, metrics, parameter counts, examples seen, versions) is the result.
 VOLATILE_FIELDS = ("started", "finished", "runner", "predict_seconds_per_text")
-VOLATILE_FIT_FIELDS = ("seconds", "prefix_seconds", "step_seconds", "validation_seconds", "peak_memory_bytes",
-                       "epoch_seconds", "states_seconds")
+VOLATILE_FIT_FIELDS = (
+    "seconds",
+    "prefix_seconds",
+    "step_seconds",
+    "validation_seconds",
+    "peak_memory_bytes",
+    "epoch_seconds",
+    "states_seconds",
+)
 # a cell's coordinates, which a report needs to place its row; and the fields that are objects
 CELL_FIELDS = ("strategy", "label", "n_train", "seed")
 DICT_FIELDS = ("train", "test", "validation", "fit")
@@ -32,8 +41,9 @@ def record_content(record: dict) -> dict:
     if isinstance(out.get("fit"), dict):
         out["fit"] = {k: v for k, v in out["fit"].items() if k not in VOLATILE_FIT_FIELDS}
         if isinstance(out["fit"].get("lr_search"), list):  # each rate tried has its own timing
-            out["fit"]["lr_search"] = [{k: v for k, v in trial.items() if k not in VOLATILE_FIT_FIELDS}
-                                       for trial in out["fit"]["lr_search"]]
+            out["fit"]["lr_search"] = [
+                {k: v for k, v in trial.items() if k not in VOLATILE_FIT_FIELDS} for trial in out["fit"]["lr_search"]
+            ]
     return out
 
 
@@ -89,12 +99,14 @@ class ResultsStore:
         return latest
 
     def skipped_note(self) -> str | None:
-        """"skipped N unreadable line(s) in PATH (first: line L)", or None when none were skipped."""
+        """ "skipped N unreadable line(s) in PATH (first: line L)", or None when none were skipped."""
         if not self.skipped:
             return None
         s = "" if self.skipped == 1 else "s"
-        return (f"skipped {self.skipped} unreadable line{s} in {self.path} (first: line {self.skipped_lines[0]}); "
-                "the cells they held run again on resume")
+        return (
+            f"skipped {self.skipped} unreadable line{s} in {self.path} (first: line {self.skipped_lines[0]}); "
+            "the cells they held run again on resume"
+        )
 
     def _repair_tail(self) -> None:
         """Cut a partial last line left by a crash, so the next record starts on its own line."""
@@ -110,7 +122,7 @@ class ResultsStore:
     def append(self, record: dict) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._repair_tail()
-        line = (json.dumps(record, sort_keys=True, default=_jsonable) + "\n").encode()
+        line = (strict_json.dumps(record, sort_keys=True, default=_jsonable) + "\n").encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             written = os.write(fd, line)
@@ -149,7 +161,7 @@ def _is_cell(cell: object) -> bool:
 
 def _jsonable(value: object) -> object:
     if hasattr(value, "tolist"):
-        return value.tolist()
+        return strict_json.finite(value.tolist())
     if hasattr(value, "item"):
-        return value.item()
+        return strict_json.finite(value.item())
     return str(value)
