@@ -91,8 +91,9 @@ def build_peer_model(seed: int):
             self.dropout = torch.nn.Dropout(0.1)
 
         def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
-            hidden = self.body(input_ids=input_ids, attention_mask=attention_mask,
-                               token_type_ids=token_type_ids).last_hidden_state
+            hidden = self.body(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
             mask = attention_mask.unsqueeze(-1).float()
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
             logits = self.head(self.dropout(pooled))
@@ -105,8 +106,21 @@ def build_peer_model(seed: int):
     return MeanPool(AutoModel.from_pretrained(path), 2), tokenizer, ["negative", "positive"]
 
 
-def trainer_fit_score(model, tokenizer, classes, train, test, epochs: int, seed: int, workdir: str,
-                      lr: float, head_lr: float, batch: int = 32, decay: float = 0.01, warmup: float = 0.1) -> float:
+def trainer_fit_score(
+    model,
+    tokenizer,
+    classes,
+    train,
+    test,
+    epochs: int,
+    seed: int,
+    workdir: str,
+    lr: float,
+    head_lr: float,
+    batch: int = 32,
+    decay: float = 0.01,
+    warmup: float = 0.1,
+) -> float:
     """Train ``model`` with transformers' Trainer (the same AdamW groups as unfreeze) and return test accuracy."""
     import numpy as np
     import torch
@@ -115,23 +129,43 @@ def trainer_fit_score(model, tokenizer, classes, train, test, epochs: int, seed:
 
     def to_dataset(ds):
         return Dataset.from_dict({"text": ds.texts, "labels": [classes.index(y) for y in ds.labels]}).map(
-            lambda b: tokenizer(b["text"], truncation=True, max_length=256), batched=True, remove_columns=["text"])
+            lambda b: tokenizer(b["text"], truncation=True, max_length=256), batched=True, remove_columns=["text"]
+        )
 
     head_ids = {id(p) for p in model.head.parameters()}
     body = [(n, p) for n, p in model.named_parameters() if p.requires_grad and id(p) not in head_ids]
-    groups = [{"params": [p for n, p in body if p.ndim >= 2 and "norm" not in n.lower()], "weight_decay": decay,
-               "lr": lr},
-              {"params": [p for n, p in body if p.ndim < 2 or "norm" in n.lower()], "weight_decay": 0.0, "lr": lr},
-              {"params": list(model.head.parameters()), "weight_decay": decay, "lr": head_lr}]
+    groups = [
+        {"params": [p for n, p in body if p.ndim >= 2 and "norm" not in n.lower()], "weight_decay": decay, "lr": lr},
+        {"params": [p for n, p in body if p.ndim < 2 or "norm" in n.lower()], "weight_decay": 0.0, "lr": lr},
+        {"params": list(model.head.parameters()), "weight_decay": decay, "lr": head_lr},
+    ]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]])
     args = TrainingArguments(
-        output_dir=workdir, per_device_train_batch_size=batch, per_device_eval_batch_size=64,
-        num_train_epochs=epochs, learning_rate=lr, weight_decay=decay, warmup_steps=warmup, max_grad_norm=1.0,
-        lr_scheduler_type="linear", seed=seed, use_cpu=True, report_to=[], save_strategy="no",
-        eval_strategy="no", logging_strategy="no", disable_tqdm=True, dataloader_num_workers=0,
+        output_dir=workdir,
+        per_device_train_batch_size=batch,
+        per_device_eval_batch_size=64,
+        num_train_epochs=epochs,
+        learning_rate=lr,
+        weight_decay=decay,
+        warmup_steps=warmup,
+        max_grad_norm=1.0,
+        lr_scheduler_type="linear",
+        seed=seed,
+        use_cpu=True,
+        report_to=[],
+        save_strategy="no",
+        eval_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=to_dataset(train),
-                      data_collator=DataCollatorWithPadding(tokenizer), optimizers=(optimizer, None))
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=to_dataset(train),
+        data_collator=DataCollatorWithPadding(tokenizer),
+        optimizers=(optimizer, None),
+    )
     trainer.train()
     logits = trainer.predict(to_dataset(test)).predictions
     logits = logits["logits"] if isinstance(logits, dict) else logits

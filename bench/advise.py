@@ -32,11 +32,27 @@ ROOT = Path(__file__).parent / "runs"
 
 def settings(quick: bool) -> list[dict]:
     if quick:
-        return [{"data": "movie-snippets", "strategies": ["features", "freeze"], "k": [3, 5], "sizes": (64, 256),
-                 "seeds": [0, 1], "budget": 150.0}]
-    return [{"data": name, "strategies": ["features", "freeze", "lora"], "k": [0, 3, 5], "sizes": (64, 512),
-             "seeds": [0, 1, 2], "budget": budget}
-            for name, budget in (("movie-snippets", 600.0), ("bbc-news", 600.0), ("tweets", 600.0))]
+        return [
+            {
+                "data": "movie-snippets",
+                "strategies": ["features", "freeze"],
+                "k": [3, 5],
+                "sizes": (64, 256),
+                "seeds": [0, 1],
+                "budget": 150.0,
+            }
+        ]
+    return [
+        {
+            "data": name,
+            "strategies": ["features", "freeze", "lora"],
+            "k": [0, 3, 5],
+            "sizes": (64, 512),
+            "seeds": [0, 1, 2],
+            "budget": budget,
+        }
+        for name, budget in (("movie-snippets", 600.0), ("bbc-news", 600.0), ("tweets", 600.0))
+    ]
 
 
 def run_one(setting: dict, quick: bool) -> dict:
@@ -53,8 +69,16 @@ def run_one(setting: dict, quick: bool) -> dict:
     tag = f"advise-{setting['data']}{'-quick' if quick else ''}"
     low, high = setting["sizes"]
     sizes = rung_sizes(low, high, 2.0)
-    common = dict(data=setting["data"], model="minilm-l6", strategies=setting["strategies"], k=setting["k"],
-                  seeds=setting["seeds"], max_length=64, learning_rate="auto", validation_fraction=0.1)
+    common = dict(
+        data=setting["data"],
+        model="minilm-l6",
+        strategies=setting["strategies"],
+        k=setting["k"],
+        seeds=setting["seeds"],
+        max_length=64,
+        learning_rate="auto",
+        validation_fraction=0.1,
+    )
     # the advisor's validation set per seed (its default size), held out of the pool the same way by the grid
     pool = load_sweep_data(SweepSpec(data=setting["data"])).train_pool
     held = default_validation_size(len(pool), len(set(pool.labels)))
@@ -85,16 +109,28 @@ def run_one(setting: dict, quick: bool) -> dict:
     validation = validation_scores(rows)
     test_scores: dict[str, dict[int, dict[int, float]]] = {}
     for r in rows:
-        test_scores.setdefault(r["cell"]["label"], {}).setdefault(r["cell"]["n_train"], {})[r["cell"]["seed"]] = \
-            r["test"]["accuracy"]
+        test_scores.setdefault(r["cell"]["label"], {}).setdefault(r["cell"]["n_train"], {})[r["cell"]["seed"]] = r[
+            "test"
+        ]["accuracy"]
     backtests = {"validation": lc.backtest(validation), "test": lc.backtest(test_scores)}
     chosen = lc.choose_form(backtests["validation"], len(sizes) - 1)
-    return {"data": setting["data"], "sizes": sizes, "validation_size": held, "grid_seconds": grid_seconds,
-            "advisor_seconds": plan["spent_seconds"], "ratio": grid_seconds / max(plan["spent_seconds"], 1e-9),
-            "pick": pick, "pick_test": test[pick], "best": best_label, "best_test": test[best_label],
-            "regret": regret, "predicted": plan["recommendation"]["predicted_score"],
-            "backtests": {k: {f: v["mae"] for f, v in b.items()} for k, b in backtests.items()}, "form": chosen,
-            "stopped": plan["stopped"]}
+    return {
+        "data": setting["data"],
+        "sizes": sizes,
+        "validation_size": held,
+        "grid_seconds": grid_seconds,
+        "advisor_seconds": plan["spent_seconds"],
+        "ratio": grid_seconds / max(plan["spent_seconds"], 1e-9),
+        "pick": pick,
+        "pick_test": test[pick],
+        "best": best_label,
+        "best_test": test[best_label],
+        "regret": regret,
+        "predicted": plan["recommendation"]["predicted_score"],
+        "backtests": {k: {f: v["mae"] for f, v in b.items()} for k, b in backtests.items()},
+        "form": chosen,
+        "stopped": plan["stopped"],
+    }
 
 
 def main() -> None:
@@ -110,11 +146,15 @@ def main() -> None:
         result = run_one(setting, args.quick)
         results.append(result)
         print(json.dumps(result), flush=True)
-    print(f"{'data':<16}{'grid s':>9}{'advisor s':>11}{'ratio':>7}  {'advisor pick':<16}{'test':>7}  "
-          f"{'grid best':<16}{'test':>7}{'regret':>8}")
+    print(
+        f"{'data':<16}{'grid s':>9}{'advisor s':>11}{'ratio':>7}  {'advisor pick':<16}{'test':>7}  "
+        f"{'grid best':<16}{'test':>7}{'regret':>8}"
+    )
     for r in results:
-        print(f"{r['data']:<16}{r['grid_seconds']:>9.0f}{r['advisor_seconds']:>11.0f}{r['ratio']:>7.2f}  "
-              f"{r['pick']:<16}{r['pick_test']:>7.4f}  {r['best']:<16}{r['best_test']:>7.4f}{r['regret']:>8.4f}")
+        print(
+            f"{r['data']:<16}{r['grid_seconds']:>9.0f}{r['advisor_seconds']:>11.0f}{r['ratio']:>7.2f}  "
+            f"{r['pick']:<16}{r['pick_test']:>7.4f}  {r['best']:<16}{r['best_test']:>7.4f}{r['regret']:>8.4f}"
+        )
     print("learning-curve back-test MAE at the held-out largest size (validation accuracy):")
     for r in results:
         forms = ", ".join(f"{f} {v:.4f}" for f, v in r["backtests"]["validation"].items())

@@ -86,8 +86,16 @@ def spec_for(train_csv: str, test_csv: str, budget: float, quick: bool, max_leng
     from unfreeze.advise.spec import AdviseSpec
 
     strategies = ["features", "freeze"] if quick else STRATEGIES
-    return AdviseSpec(data=train_csv, test=test_csv, model="minilm-l6", strategies=strategies,
-                      k=[3, 5] if quick else None, seeds=[0, 1, 2], budget=budget, max_length=max_length)
+    return AdviseSpec(
+        data=train_csv,
+        test=test_csv,
+        model="minilm-l6",
+        strategies=strategies,
+        k=[3, 5] if quick else None,
+        seeds=[0, 1, 2],
+        budget=budget,
+        max_length=max_length,
+    )
 
 
 def run_advisor(spec, out: Path, busy: bool, resume: bool = False) -> tuple[dict, float]:
@@ -135,14 +143,23 @@ def reference(spec, configurations: list[dict], store: Path) -> dict[str, float]
         if entry["configuration"] in scores:
             continue
         cls = strategy_class(entry["strategy"])
-        clf = Classifier(model=spec.model, strategy=cls(**entry["params"]),
-                         training=Training(**spec.sweep_spec().training_for(cls)), max_length=spec.max_length,
-                         batch_size=spec.batch_size, seed=0, progress=False)
+        clf = Classifier(
+            model=spec.model,
+            strategy=cls(**entry["params"]),
+            training=Training(**spec.sweep_spec().training_for(cls)),
+            max_length=spec.max_length,
+            batch_size=spec.batch_size,
+            seed=0,
+            progress=False,
+        )
         started = time.perf_counter()
         clf.fit(data.train_pool.inputs, data.train_pool.labels)
         scores[entry["configuration"]] = clf.score(data.test.inputs, data.test.labels)
-        print(f"  reference {entry['configuration']}: test {scores[entry['configuration']]:.4f} "
-              f"({time.perf_counter() - started:.0f} s)", flush=True)
+        print(
+            f"  reference {entry['configuration']}: test {scores[entry['configuration']]:.4f} "
+            f"({time.perf_counter() - started:.0f} s)",
+            flush=True,
+        )
         store.write_text(json.dumps(scores, indent=2))
     return scores
 
@@ -152,8 +169,10 @@ def every_configuration(spec) -> list[dict]:
     its pilot left out."""
     from unfreeze.advise.halving import configurations
 
-    return [{"configuration": c.label, "strategy": c.strategy, "params": dict(c.params)}
-            for c in configurations(spec.sweep_spec(k=spec.k or [0, 3, 5]), 6)]
+    return [
+        {"configuration": c.label, "strategy": c.strategy, "params": dict(c.params)}
+        for c in configurations(spec.sweep_spec(k=spec.k or [0, 3, 5]), 6)
+    ]
 
 
 def one_run(data: str, budget: float, busy: bool, args) -> dict:
@@ -163,20 +182,34 @@ def one_run(data: str, budget: float, busy: bool, args) -> dict:
     tag = f"{budget:.0f}s-{'busy' if busy else 'quiet'}"
     plan, seconds = run_advisor(spec, folder / f"advisor-{tag}", busy, args.resume)
     rec = plan["recommendation"]
-    row = {"data": data, "n": n, "budget": budget, "busy": busy, "seconds": seconds, "sizes": plan["sizes"],
-           "seeds": len(plan["seeds"]), "pick": rec["configuration"] if rec else None,
-           "predicted": rec["predicted_score"] if rec else None, "stopped": plan["stopped"],
-           "pilot_changes": (plan.get("pilot") or {}).get("changes"),
-           "slowdown": (plan.get("machine") or {}).get("slowdown")}
+    row = {
+        "data": data,
+        "n": n,
+        "budget": budget,
+        "busy": busy,
+        "seconds": seconds,
+        "sizes": plan["sizes"],
+        "seeds": len(plan["seeds"]),
+        "pick": rec["configuration"] if rec else None,
+        "predicted": rec["predicted_score"] if rec else None,
+        "stopped": plan["stopped"],
+        "pilot_changes": (plan.get("pilot") or {}).get("changes"),
+        "slowdown": (plan.get("machine") or {}).get("slowdown"),
+    }
     if rec is not None and not args.no_fit:
         fit = fitted(spec, plan, folder / "fits.json")
-        row.update(test=fit["test"], fit_seconds=fit["fit_seconds"], projected_fit=rec["fit_seconds"],
-                   projected_fit_interval=rec.get("fit_interval"))
+        row.update(
+            test=fit["test"],
+            fit_seconds=fit["fit_seconds"],
+            projected_fit=rec["fit_seconds"],
+            projected_fit_interval=rec.get("fit_interval"),
+        )
         if not args.no_reference:
             scores = reference(spec, every_configuration(spec), folder / "reference.json")
             best = max(scores, key=scores.get)
-            row.update(best=best, best_test=scores[best], regret=scores[best] - scores.get(rec["configuration"],
-                                                                                           fit["test"]))
+            row.update(
+                best=best, best_test=scores[best], regret=scores[best] - scores.get(rec["configuration"], fit["test"])
+            )
     return row
 
 
@@ -185,15 +218,31 @@ def demo_run(busy: bool, resume: bool = False) -> dict:
     from unfreeze.cli.advise import parse_budget
     from unfreeze.cli.sweep import DEMO_BUDGET
 
-    spec = AdviseSpec(data="movie-snippets", model="minilm-l6", strategies=["features", "freeze", "lora"],
-                      seeds=[0, 1, 2], budget=parse_budget(DEMO_BUDGET), max_length=64)
+    spec = AdviseSpec(
+        data="movie-snippets",
+        model="minilm-l6",
+        strategies=["features", "freeze", "lora"],
+        seeds=[0, 1, 2],
+        budget=parse_budget(DEMO_BUDGET),
+        max_length=64,
+    )
     plan, seconds = run_advisor(spec, ROOT / f"demo-{'busy' if busy else 'quiet'}", busy, resume)
     rec = plan["recommendation"]
-    return {"data": "demo (movie-snippets)", "n": plan["full_size"], "budget": spec.budget, "busy": busy,
-            "seconds": seconds, "sizes": plan["sizes"], "seeds": len(plan["seeds"]),
-            "pick": rec["configuration"] if rec else None, "predicted": rec["predicted_score"] if rec else None,
-            "stopped": plan["stopped"], "pilot_changes": (plan.get("pilot") or {}).get("changes"),
-            "slowdown": (plan.get("machine") or {}).get("slowdown"), "first_line": plan_first_line(plan)}
+    return {
+        "data": "demo (movie-snippets)",
+        "n": plan["full_size"],
+        "budget": spec.budget,
+        "busy": busy,
+        "seconds": seconds,
+        "sizes": plan["sizes"],
+        "seeds": len(plan["seeds"]),
+        "pick": rec["configuration"] if rec else None,
+        "predicted": rec["predicted_score"] if rec else None,
+        "stopped": plan["stopped"],
+        "pilot_changes": (plan.get("pilot") or {}).get("changes"),
+        "slowdown": (plan.get("machine") or {}).get("slowdown"),
+        "first_line": plan_first_line(plan),
+    }
 
 
 def plan_first_line(plan: dict) -> str:
@@ -203,19 +252,26 @@ def plan_first_line(plan: dict) -> str:
 
 
 def table(rows: list[dict]) -> None:
-    print("| data | N | budget | machine | took | sizes reached | seeds | pick | predicted | test | gap | best (test) "
-          "| regret |")
+    print(
+        "| data | N | budget | machine | took | sizes reached | seeds | pick | predicted | test | gap | best (test) "
+        "| regret |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         predicted = f"{r['predicted']:.3f}" if r.get("predicted") is not None else "not predicted"
         test = f"{r['test']:.3f}" if r.get("test") is not None else "-"
-        gap = (f"{r['predicted'] - r['test']:+.3f}" if r.get("predicted") is not None and r.get("test") is not None
-               else "-")
+        gap = (
+            f"{r['predicted'] - r['test']:+.3f}"
+            if r.get("predicted") is not None and r.get("test") is not None
+            else "-"
+        )
         best = f"{r['best']} ({r['best_test']:.3f})" if r.get("best") else "-"
         regret = f"{r['regret']:.3f}" if r.get("regret") is not None else "-"
-        print(f"| {r['data']} | {r['n']:,} | {r['budget'] / 60:.0f} min | {'busy' if r['busy'] else 'quiet'} | "
-              f"{r['seconds']:.0f} s | {', '.join(map(str, r['sizes']))} | {r['seeds']} | {r['pick']} | {predicted} | "
-              f"{test} | {gap} | {best} | {regret} |")
+        print(
+            f"| {r['data']} | {r['n']:,} | {r['budget'] / 60:.0f} min | {'busy' if r['busy'] else 'quiet'} | "
+            f"{r['seconds']:.0f} s | {', '.join(map(str, r['sizes']))} | {r['seeds']} | {r['pick']} | {predicted} | "
+            f"{test} | {gap} | {best} | {regret} |"
+        )
 
 
 def main() -> None:
@@ -232,8 +288,11 @@ def main() -> None:
     parser.add_argument("--no-fit", action="store_true", help="advisor runs only")
     parser.add_argument("--no-reference", action="store_true", help="no regret (skip fitting every configuration)")
     parser.add_argument("--json", type=Path, help="append each row to this JSON lines file")
-    parser.add_argument("--resume", action="store_true",
-                        help="replay finished advisor runs from their folders (plans made anew, fits cached)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="replay finished advisor runs from their folders (plans made anew, fits cached)",
+    )
     args = parser.parse_args()
     from unfreeze.cli.advise import parse_budget
 
@@ -242,6 +301,7 @@ def main() -> None:
         args.data, args.budgets, args.pool = "movie-snippets", "2m", args.pool or 600
     machines = [True] if args.only_busy else [False, True] if args.busy else [False]
     rows = []
+
     def keep(row: dict) -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)

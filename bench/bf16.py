@@ -82,12 +82,17 @@ def embed_worker(variant: str, texts: list[str], out: Path) -> dict[str, float]:
         seconds = time.perf_counter() - start
     np.save(out, pooled)
     weights = sum(p.numel() * p.element_size() for p in backbone.model.parameters())
-    return {"seconds": seconds, "peak_mb": memory.peak_bytes / MB, "start_mb": memory.start_bytes / MB,
-            "weights_mb": weights / MB}
+    return {
+        "seconds": seconds,
+        "peak_mb": memory.peak_bytes / MB,
+        "start_mb": memory.start_bytes / MB,
+        "weights_mb": weights / MB,
+    }
 
 
-def bench_embedding(args, texts: list[str], test_texts: list[str], train_y: np.ndarray, test_y: np.ndarray,
-                    workdir: Path) -> None:
+def bench_embedding(
+    args, texts: list[str], test_texts: list[str], train_y: np.ndarray, test_y: np.ndarray, workdir: Path
+) -> None:
     from unfreeze.features.logistic import LogisticHead
 
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in EMBED_VARIANTS}
@@ -101,17 +106,23 @@ def bench_embedding(args, texts: list[str], test_texts: list[str], train_y: np.n
     def unit(a: np.ndarray) -> np.ndarray:
         return a / np.linalg.norm(a, axis=1, keepdims=True)
 
-    print(f"\nembedding: {len(texts)} texts, batch {BATCH}, threads {torch.get_num_threads()}, median of "
-          f"{args.repeats}, each in a fresh process (peak: resident set size during the pass)")
-    print(f"{'variant':<16}{'seconds':>9}{'texts/s':>9}{'speed-up':>10}{'min cos':>10}{'weights MB':>12}"
-          f"{'RSS before':>12}{'peak RSS':>10}")
+    print(
+        f"\nembedding: {len(texts)} texts, batch {BATCH}, threads {torch.get_num_threads()}, median of "
+        f"{args.repeats}, each in a fresh process (peak: resident set size during the pass)"
+    )
+    print(
+        f"{'variant':<16}{'seconds':>9}{'texts/s':>9}{'speed-up':>10}{'min cos':>10}{'weights MB':>12}"
+        f"{'RSS before':>12}{'peak RSS':>10}"
+    )
     base = statistics.median(r["seconds"] for r in rows["fp32"])
     for name in EMBED_VARIANTS:
         s = statistics.median(r["seconds"] for r in rows[name])
         cosine = float(np.min(np.sum(unit(pooled[name]) * unit(pooled["fp32"]), axis=1)))
         last = rows[name][-1]
-        print(f"{name:<16}{s:>9.2f}{len(texts) / s:>9.1f}{base / s:>9.2f}x{cosine:>10.5f}{last['weights_mb']:>12.1f}"
-              f"{last['start_mb']:>12.0f}{last['peak_mb']:>10.0f}")
+        print(
+            f"{name:<16}{s:>9.2f}{len(texts) / s:>9.1f}{base / s:>9.2f}x{cosine:>10.5f}{last['weights_mb']:>12.1f}"
+            f"{last['start_mb']:>12.0f}{last['peak_mb']:>10.0f}"
+        )
 
     # does a features head notice? fit on each precision's embeddings, score each on its own
     accuracy = {}
@@ -120,8 +131,10 @@ def bench_embedding(args, texts: list[str], test_texts: list[str], train_y: np.n
         child(args, {"kind": "embed", "variant": name, "n": len(test_texts), "split": "test", "out": str(out)})
         head = LogisticHead().fit(pooled[name], train_y)
         accuracy[name] = float(np.mean(head.predict_proba(np.load(out)).argmax(1) == test_y))
-    print(f"features head accuracy ({len(test_texts)} test texts): fp32 {accuracy['fp32']:.4f}, "
-          f"bf16 weights {accuracy['bf16 weights']:.4f} ({accuracy['bf16 weights'] - accuracy['fp32']:+.4f})")
+    print(
+        f"features head accuracy ({len(test_texts)} test texts): fp32 {accuracy['fp32']:.4f}, "
+        f"bf16 weights {accuracy['bf16 weights']:.4f} ({accuracy['bf16 weights'] - accuracy['fp32']:+.4f})"
+    )
 
 
 def child(args, job: dict) -> dict[str, float]:
@@ -168,9 +181,9 @@ class Cell:
             self.master = [p.detach().float().clone().requires_grad_(True) for p in self.top.parameters()]
             params = self.master
         self.trained = params + list(self.head.parameters())
-        self.optimizer = torch.optim.AdamW([{"params": params, "lr": LR},
-                                            {"params": list(self.head.parameters()), "lr": HEAD_LR}],
-                                           weight_decay=DECAY)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": params, "lr": LR}, {"params": list(self.head.parameters()), "lr": HEAD_LR}], weight_decay=DECAY
+        )
 
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         from transformers.masking_utils import create_bidirectional_mask
@@ -183,8 +196,9 @@ class Cell:
         states = states.to(torch.bfloat16 if self.bf16_weights else torch.float32)
         autocast = self.mode.endswith("autocast")
         with torch.autocast("cpu", dtype=torch.bfloat16) if autocast else nullcontext():
-            mask = create_bidirectional_mask(config=self.config, inputs_embeds=states,
-                                             attention_mask=batch["attention_mask"])
+            mask = create_bidirectional_mask(
+                config=self.config, inputs_embeds=states, attention_mask=batch["attention_mask"]
+            )
             for block in self.top:
                 out = block(states, attention_mask=mask)
                 states = out[0] if isinstance(out, tuple) else out
@@ -217,7 +231,7 @@ class Cell:
 def batches(backbone, encoded, seed: int) -> list[list[int]]:
     """Length-grouped batches in a seeded order (short padding, as unfreeze's loop does)."""
     order = sorted(range(len(encoded)), key=lambda i: len(encoded.input_ids[i]))
-    chunks = [order[i:i + BATCH] for i in range(0, len(order), BATCH)]
+    chunks = [order[i : i + BATCH] for i in range(0, len(order), BATCH)]
     np.random.default_rng(seed).shuffle(chunks)
     return chunks
 
@@ -233,7 +247,8 @@ def train_cell(mode: str, seed: int, train, test, epochs: int) -> dict[str, floa
     steps = epochs * len(batches(backbone, encoded, seed))
     warmup = max(1, int(WARMUP * steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        cell.optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup)))
+        cell.optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup))
+    )
     torch.manual_seed(seed)  # dropout
     gc.collect()
     cell.train_mode(True)
@@ -251,33 +266,46 @@ def train_cell(mode: str, seed: int, train, test, epochs: int) -> dict[str, floa
     with torch.no_grad():
         for idx, batch in backbone.batches(encoded_test, 64):
             predicted[idx] = cell.logits(batch).argmax(1).numpy()
-    return {"seconds": seconds, "prefix_seconds": prefix_seconds, "first_epoch_seconds": epoch_seconds[0],
-            "later_epoch_seconds": statistics.fmean(epoch_seconds[1:]) if epochs > 1 else float("nan"),
-            "predict_seconds": time.perf_counter() - start, "peak_mb": memory.peak_bytes / MB,
-            "start_mb": memory.start_bytes / MB, "accuracy": float(np.mean(predicted == y_test))}
+    return {
+        "seconds": seconds,
+        "prefix_seconds": prefix_seconds,
+        "first_epoch_seconds": epoch_seconds[0],
+        "later_epoch_seconds": statistics.fmean(epoch_seconds[1:]) if epochs > 1 else float("nan"),
+        "predict_seconds": time.perf_counter() - start,
+        "peak_mb": memory.peak_bytes / MB,
+        "start_mb": memory.start_bytes / MB,
+        "accuracy": float(np.mean(predicted == y_test)),
+    }
 
 
 def bench_training(args, seeds: list[int]) -> tuple[float, float]:
     results: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
     for seed in seeds:
         for mode in MODES:
-            results[mode].append(child(args, {"kind": "train", "mode": mode, "seed": seed, "n": args.n_train,
-                                              "epochs": args.epochs}))
+            results[mode].append(
+                child(args, {"kind": "train", "mode": mode, "seed": seed, "n": args.n_train, "epochs": args.epochs})
+            )
             r = results[mode][-1]
             print(f"  seed {seed} {mode}: {r['seconds']:.1f} s, accuracy {r['accuracy']:.4f}", flush=True)
-    print(f"\nfreeze cell: k={K} of 6, {args.n_train} training texts, {args.epochs} epoch(s), {args.n_test} test "
-          f"texts, seeds {seeds}, threads {torch.get_num_threads()}, each in a fresh process (mean over seeds)")
-    print(f"{'option':<28}{'train s':>9}{'prefix s':>10}{'epoch 1 s':>11}{'later s/ep':>12}{'speed-up':>10}"
-          f"{'predict s':>11}{'RSS before':>12}{'peak RSS':>10}{'accuracy':>10}{'delta':>9}")
+    print(
+        f"\nfreeze cell: k={K} of 6, {args.n_train} training texts, {args.epochs} epoch(s), {args.n_test} test "
+        f"texts, seeds {seeds}, threads {torch.get_num_threads()}, each in a fresh process (mean over seeds)"
+    )
+    print(
+        f"{'option':<28}{'train s':>9}{'prefix s':>10}{'epoch 1 s':>11}{'later s/ep':>12}{'speed-up':>10}"
+        f"{'predict s':>11}{'RSS before':>12}{'peak RSS':>10}{'accuracy':>10}{'delta':>9}"
+    )
     summary = {}
     for mode, rows in results.items():
         summary[mode] = {key: statistics.fmean(r[key] for r in rows) for key in rows[0]}
     base = summary["fp32"]
     for mode, s in summary.items():
-        print(f"{mode:<28}{s['seconds']:>9.1f}{s['prefix_seconds']:>10.1f}{s['first_epoch_seconds']:>11.1f}"
-              f"{s['later_epoch_seconds']:>12.1f}{base['seconds'] / s['seconds']:>9.2f}x{s['predict_seconds']:>11.1f}"
-              f"{s['start_mb']:>12.0f}{s['peak_mb']:>10.0f}{s['accuracy']:>10.4f}"
-              f"{s['accuracy'] - base['accuracy']:>+9.4f}")
+        print(
+            f"{mode:<28}{s['seconds']:>9.1f}{s['prefix_seconds']:>10.1f}{s['first_epoch_seconds']:>11.1f}"
+            f"{s['later_epoch_seconds']:>12.1f}{base['seconds'] / s['seconds']:>9.2f}x{s['predict_seconds']:>11.1f}"
+            f"{s['start_mb']:>12.0f}{s['peak_mb']:>10.0f}{s['accuracy']:>10.4f}"
+            f"{s['accuracy'] - base['accuracy']:>+9.4f}"
+        )
     eligible = [m for m in MODES if summary[m]["accuracy"] >= base["accuracy"] - 0.005]
     best = min(eligible, key=lambda m: summary[m]["seconds"])
     print(f"fastest option within 0.5 point of fp32: {best}")
@@ -315,16 +343,24 @@ def main() -> None:
     print_machine()
     from unfreeze.machine.hardware import precision_name, resolve_precision
 
-    print(f"auto resolves to: inference {precision_name(resolve_precision('auto', 'cpu', 'inference'))}, "
-          f"training {precision_name(resolve_precision('auto', 'cpu', 'training'))}", flush=True)
+    print(
+        f"auto resolves to: inference {precision_name(resolve_precision('auto', 'cpu', 'inference'))}, "
+        f"training {precision_name(resolve_precision('auto', 'cpu', 'training'))}",
+        flush=True,
+    )
     seeds = [int(s) for s in args.seeds.split(",")]
     if not args.skip_embedding:
         embed_train, test = movie_snippets(args.n_embed, args.n_test, seed=0)
         classes = sorted(set(embed_train.labels))
         with tempfile.TemporaryDirectory(prefix="bench-bf16-") as workdir:
-            bench_embedding(args, embed_train.texts, test.texts,
-                            np.array([classes.index(y) for y in embed_train.labels]),
-                            np.array([classes.index(y) for y in test.labels]), Path(workdir))
+            bench_embedding(
+                args,
+                embed_train.texts,
+                test.texts,
+                np.array([classes.index(y) for y in embed_train.labels]),
+                np.array([classes.index(y) for y in test.labels]),
+                Path(workdir),
+            )
     ratio, delta = bench_training(args, seeds)
     print(f"ratio: {ratio:.2f}")
     print(f"accuracy-delta: {delta:+.4f}")

@@ -59,15 +59,24 @@ def main() -> None:
         lstm = fit(BiLSTM(), train, seed)
         record = lstm.fit_record_
         features = fit(Features(), train, seed, layers="-4,-3,-2,-1")
-        row = {"seed": seed, "bilstm": lstm.score(test.inputs, test.labels),
-               "features": features.score(test.inputs, test.labels), "states_s": record["states_seconds"],
-               "epoch_s": record["epoch_seconds"], "mib": record["token_states"]["bytes_in_memory"] / 2**20,
-               "tokens": record["token_states"]["tokens"], "features_s": features.fit_record_["seconds"]}
+        row = {
+            "seed": seed,
+            "bilstm": lstm.score(test.inputs, test.labels),
+            "features": features.score(test.inputs, test.labels),
+            "states_s": record["states_seconds"],
+            "epoch_s": record["epoch_seconds"],
+            "mib": record["token_states"]["bytes_in_memory"] / 2**20,
+            "tokens": record["token_states"]["tokens"],
+            "features_s": features.fit_record_["seconds"],
+        }
         rows.append(row)
-        print(f"  seed {seed}: bilstm {row['bilstm']:.4f} ({record['epochs_run']} epochs, best "
-              f"{record['best_epoch']}), features last4 {row['features']:.4f}; token states {row['tokens']:,} "
-              f"tokens, {row['mib']:.1f} MiB, pass {row['states_s']:.1f} s; epochs "
-              f"{', '.join(f'{s:.2f}' for s in row['epoch_s'])} s", flush=True)
+        print(
+            f"  seed {seed}: bilstm {row['bilstm']:.4f} ({record['epochs_run']} epochs, best "
+            f"{record['best_epoch']}), features last4 {row['features']:.4f}; token states {row['tokens']:,} "
+            f"tokens, {row['mib']:.1f} MiB, pass {row['states_s']:.1f} s; epochs "
+            f"{', '.join(f'{s:.2f}' for s in row['epoch_s'])} s",
+            flush=True,
+        )
         if seed == seeds[0]:
             first_proba = lstm.predict_proba(test.inputs)
 
@@ -75,9 +84,11 @@ def main() -> None:
     on_disk = fit(BiLSTM(memory_gib=0.0), train, seeds[0])
     disk = on_disk.fit_record_
     same = bool(np.array_equal(on_disk.predict_proba(test.inputs), first_proba))
-    print(f"  seed {seeds[0]}, memory_gib=0: {disk['token_states']['bytes_on_disk'] / 2**20:.1f} MiB on disk, "
-          f"epochs {', '.join(f'{s:.2f}' for s in disk['epoch_seconds'])} s; same probabilities as in memory: {same}",
-          flush=True)
+    print(
+        f"  seed {seeds[0]}, memory_gib=0: {disk['token_states']['bytes_on_disk'] / 2**20:.1f} MiB on disk, "
+        f"epochs {', '.join(f'{s:.2f}' for s in disk['epoch_seconds'])} s; same probabilities as in memory: {same}",
+        flush=True,
+    )
     tuned = fit(Full(), train, seeds[0], training=Training(epochs=1, validation_fraction=0.0))
     finetune_epoch = tuned.fit_record_["epoch_seconds"][0]
     later = [s for row in rows for s in row["epoch_s"][1:]] or [s for row in rows for s in row["epoch_s"]]
@@ -88,8 +99,10 @@ def main() -> None:
     print(f"\nmovie-snippets, minilm-l6, n_train={n_train}, n_test={n_test}, seeds={seeds}, batch size {BATCH}")
     print(f"{'':<40}{'accuracy':>10}{'seconds':>10}")
     print(f"{'bilstm (last 4, 64 units per direction)':<40}{mean([r['bilstm'] for r in rows]):>10.4f}{'':>10}")
-    print(f"{'features (last 4 concatenated, pooled)':<40}{mean([r['features'] for r in rows]):>10.4f}"
-          f"{mean([r['features_s'] for r in rows]):>10.1f}")
+    print(
+        f"{'features (last 4 concatenated, pooled)':<40}{mean([r['features'] for r in rows]):>10.4f}"
+        f"{mean([r['features_s'] for r in rows]):>10.1f}"
+    )
     print(f"{'bilstm: the one forward pass':<40}{'':>10}{mean([r['states_s'] for r in rows]):>10.2f}")
     print(f"{'bilstm: one epoch (median of 2..N)':<40}{'':>10}{lstm_epoch:>10.2f}")
     print(f"{'bilstm: one epoch (mean of 2..N)':<40}{'':>10}{mean(later):>10.2f}")

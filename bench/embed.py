@@ -62,16 +62,35 @@ def main() -> None:
 
     def ours(precision: str, inputs=texts) -> np.ndarray:
         backbone = backbones[precision]
-        return embed(backbone, inputs, [backbone.num_blocks], "mean", max_length=256, batch_size=args.batch_size,
-                     use_cache=False, use_pool=False, progress=False).layers[backbone.num_blocks]
+        return embed(
+            backbone,
+            inputs,
+            [backbone.num_blocks],
+            "mean",
+            max_length=256,
+            batch_size=args.batch_size,
+            use_cache=False,
+            use_pool=False,
+            progress=False,
+        ).layers[backbone.num_blocks]
 
     def theirs(model) -> np.ndarray:
-        return np.asarray(model.encode(texts, batch_size=args.batch_size, convert_to_numpy=False,
-                                       convert_to_tensor=True, show_progress_bar=False).float())
+        return np.asarray(
+            model.encode(
+                texts,
+                batch_size=args.batch_size,
+                convert_to_numpy=False,
+                convert_to_tensor=True,
+                show_progress_bar=False,
+            ).float()
+        )
 
-    runs = {"unfreeze fp32": lambda: ours("fp32"), "unfreeze bf16": lambda: ours("bf16"),
-            "sentence-transformers fp32": lambda: theirs(peer),
-            "sentence-transformers bf16": lambda: theirs(peer_bf16)}
+    runs = {
+        "unfreeze fp32": lambda: ours("fp32"),
+        "unfreeze bf16": lambda: ours("bf16"),
+        "sentence-transformers fp32": lambda: theirs(peer),
+        "sentence-transformers bf16": lambda: theirs(peer_bf16),
+    }
     outputs = {name: fn() for name, fn in runs.items()}  # warm-up, and the vectors compared below
     cosine_bf16 = float((unit(outputs["unfreeze bf16"]) * unit(outputs["unfreeze fp32"])).sum(axis=1).min())
     same = float(np.abs(unit(outputs["unfreeze fp32"]) - unit(outputs["sentence-transformers fp32"])).max())
@@ -97,17 +116,23 @@ def main() -> None:
         predicted = classes[head.predict_proba(ours(precision, test.texts)).argmax(axis=1)]
         accuracy[precision] = float(np.mean(predicted == np.asarray(test.labels)))
 
-    print(f"texts: {len(texts)}  batch size: {args.batch_size}  threads: {torch.get_num_threads()}  "
-          f"unfreeze auto = {auto}")
+    print(
+        f"texts: {len(texts)}  batch size: {args.batch_size}  threads: {torch.get_num_threads()}  "
+        f"unfreeze auto = {auto}"
+    )
     print(f"max |difference| of unit embeddings, unfreeze fp32 vs sentence-transformers fp32: {same:.2e}")
     print(f"smallest cosine similarity, bf16 vs fp32 embeddings: {cosine_bf16:.5f}")
-    print(f"features accuracy ({len(train)} train, {len(test)} test): fp32 {accuracy['fp32']:.4f}, "
-          f"bf16 {accuracy['bf16']:.4f} ({accuracy['bf16'] - accuracy['fp32']:+.4f})")
+    print(
+        f"features accuracy ({len(train)} train, {len(test)} test): fp32 {accuracy['fp32']:.4f}, "
+        f"bf16 {accuracy['bf16']:.4f} ({accuracy['bf16'] - accuracy['fp32']:+.4f})"
+    )
     print(f"{'run':<28}{'seconds':>9}{'texts/s':>10}{'peak MiB':>10}")
     for name in runs:
         print(f"{name:<28}{median[name]:>9.2f}{len(texts) / median[name]:>10.1f}{peaks[name] / 2**20:>10.0f}")
-    print(f"same precision: fp32 {median['sentence-transformers fp32'] / median['unfreeze fp32']:.2f}x, "
-          f"bf16 {median['sentence-transformers bf16'] / median['unfreeze bf16']:.2f}x")
+    print(
+        f"same precision: fp32 {median['sentence-transformers fp32'] / median['unfreeze fp32']:.2f}x, "
+        f"bf16 {median['sentence-transformers bf16'] / median['unfreeze bf16']:.2f}x"
+    )
     print_closing(median["sentence-transformers fp32"] / median[f"unfreeze {auto}"])
 
 

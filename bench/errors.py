@@ -59,20 +59,27 @@ def run_once(argv: list[str], cwd: Path, expect_error: bool) -> float:
     if expect_error:
         lines = proc.stderr.splitlines()
         if proc.returncode != 2 or len(lines) != 1 or not lines[0].startswith("error: "):
-            raise SystemExit(f"{' '.join(argv)}: expected exit 2 and one error line, got {proc.returncode}: "
-                             f"{proc.stderr[-2000:]}")
+            raise SystemExit(
+                f"{' '.join(argv)}: expected exit 2 and one error line, got {proc.returncode}: {proc.stderr[-2000:]}"
+            )
     return seconds
 
 
 def import_profile(argv: list[str], cwd: Path, top: int = 8) -> list[tuple[float, str]]:
     """The slowest imports (cumulative seconds, module) of one run with -X importtime."""
-    proc = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], capture_output=True, text=True, cwd=cwd,
-                          env=environment(), timeout=300)
+    proc = subprocess.run(
+        [argv[0], "-X", "importtime", *argv[1:]],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=environment(),
+        timeout=300,
+    )
     rows = []
     for line in proc.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
             continue
-        _self, cumulative, name = line[len("import time:"):].split("|")
+        _self, cumulative, name = line[len("import time:") :].split("|")
         depth = len(name) - len(name.lstrip(" "))
         rows.append((int(cumulative) / 1e6, depth, name.strip()))
     shallowest = min((depth for _, depth, _ in rows), default=0)
@@ -94,26 +101,39 @@ def main() -> None:
         data = work / "data.csv"
         data.write_text("text,label\n" + "".join(f"text number {i},{i % 2}\n" for i in range(200)))
         missing = work / "MISSING.csv"
-        lib = "from unfreeze.data import load_data\nimport sys\ntry:\n    {call}\nexcept Exception as e:\n" \
-              "    print('error:', e, file=sys.stderr); sys.exit(2)"
+        lib = (
+            "from unfreeze.data import load_data\nimport sys\ntry:\n    {call}\nexcept Exception as e:\n"
+            "    print('error:', e, file=sys.stderr); sys.exit(2)"
+        )
         cases = [
             ("python -c pass", [python, "-c", "pass"], False),
             ("lib missing file", [python, "-c", lib.format(call=f"load_data({str(missing)!r})")], True),
-            ("lib missing column", [python, "-c", lib.format(call=f"load_data({str(data)!r}, label_col='stars')")],
-             True),
-            ("cli-shaped", [python, "-c", "import unfreeze.cli\n" + lib.format(call=f"load_data({str(missing)!r})")],
-             True),
+            (
+                "lib missing column",
+                [python, "-c", lib.format(call=f"load_data({str(data)!r}, label_col='stars')")],
+                True,
+            ),
+            (
+                "cli-shaped",
+                [python, "-c", "import unfreeze.cli\n" + lib.format(call=f"load_data({str(missing)!r})")],
+                True,
+            ),
             ("cli missing file", [python, "-m", "unfreeze", "fit", str(missing), "-o", str(work / "out")], True),
-            ("cli missing column", [python, "-m", "unfreeze", "fit", str(data), "--label-col", "stars", "-o",
-                                    str(work / "out")], True),
+            (
+                "cli missing column",
+                [python, "-m", "unfreeze", "fit", str(data), "--label-col", "stars", "-o", str(work / "out")],
+                True,
+            ),
         ]
         results = {}
         for name, argv, expect_error in cases:
             run_once(argv, work, expect_error)  # warm the OS caches
             times = [run_once(argv, work, expect_error) for _ in range(repeats)]
             results[name] = times
-            print(f"{name:<20} median {statistics.median(times):6.3f} s   min {min(times):6.3f}   "
-                  f"max {max(times):6.3f}   ({repeats} runs)")
+            print(
+                f"{name:<20} median {statistics.median(times):6.3f} s   min {min(times):6.3f}   "
+                f"max {max(times):6.3f}   ({repeats} runs)"
+            )
         print("\nslowest imports of `unfreeze fit MISSING.csv` (cumulative seconds, one run):")
         for seconds, module in import_profile(cases[4][1], work):
             print(f"  {seconds:6.3f}  {module.strip()}")
@@ -124,9 +144,11 @@ def main() -> None:
     worst_cli = max(statistics.median(results[n]) for n in ("cli missing file", "cli missing column"))
     worst_lib = max(statistics.median(results[n]) for n in ("lib missing file", "lib missing column"))
     shaped = statistics.median(results["cli-shaped"])
-    print(f"\ntarget {TARGET_SECONDS} s: command line {'within' if worst_cli <= TARGET_SECONDS else 'OVER'} "
-          f"({worst_cli:.2f} s), library {'within' if worst_lib <= TARGET_SECONDS else 'OVER'} ({worst_lib:.2f} s), "
-          f"command-line-shaped {'within' if shaped <= TARGET_SECONDS else 'OVER'} ({shaped:.2f} s)")
+    print(
+        f"\ntarget {TARGET_SECONDS} s: command line {'within' if worst_cli <= TARGET_SECONDS else 'OVER'} "
+        f"({worst_cli:.2f} s), library {'within' if worst_lib <= TARGET_SECONDS else 'OVER'} ({worst_lib:.2f} s), "
+        f"command-line-shaped {'within' if shaped <= TARGET_SECONDS else 'OVER'} ({shaped:.2f} s)"
+    )
     print(f"ratio: {TARGET_SECONDS / worst_cli:.2f}")
 
 

@@ -62,8 +62,13 @@ def release_head_seconds(features: np.ndarray, y: np.ndarray) -> tuple[float, fl
     z = (x - x.mean(axis=0)) / scale
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        search = LogisticRegressionCV(Cs=np.logspace(-4, 2, 13), cv=StratifiedKFold(5, shuffle=True, random_state=0),
-                                      scoring="accuracy", max_iter=2000, random_state=0).fit(z, y)
+        search = LogisticRegressionCV(
+            Cs=np.logspace(-4, 2, 13),
+            cv=StratifiedKFold(5, shuffle=True, random_state=0),
+            scoring="accuracy",
+            max_iter=2000,
+            random_state=0,
+        ).fit(z, y)
     return time.perf_counter() - start, float(np.atleast_1d(search.C_)[0])
 
 
@@ -100,15 +105,28 @@ def main() -> None:
     def ours() -> dict[str, float]:
         head_watch.seconds = 0.0
         start = time.perf_counter()
-        clf = Classifier("minilm-l6", strategy="features", cache=False, progress=False, device="cpu",
-                         precision="fp32", batch_size=args.batch_size)
+        clf = Classifier(
+            "minilm-l6",
+            strategy="features",
+            cache=False,
+            progress=False,
+            device="cpu",
+            precision="fp32",
+            batch_size=args.batch_size,
+        )
         clf.fit(train.inputs, train.labels)
         fitted = time.perf_counter()
         accuracy = clf.score(test.inputs, test.labels)
         end = time.perf_counter()
         ours.last = clf  # the fitted classifier, for the reference timings below
-        return {"total": end - start, "embed": fitted - start - head_watch.seconds, "head": head_watch.seconds,
-                "score": end - fitted, "accuracy": accuracy, "C": clf.fit_record_["C"]}
+        return {
+            "total": end - start,
+            "embed": fitted - start - head_watch.seconds,
+            "head": head_watch.seconds,
+            "score": end - fitted,
+            "accuracy": accuracy,
+            "C": clf.fit_record_["C"],
+        }
 
     def encode(texts):
         return peer_model.encode(texts, batch_size=args.batch_size, convert_to_numpy=True, show_progress_bar=False)
@@ -124,12 +142,19 @@ def main() -> None:
         accuracy = float(search.score(encode(test.texts), y_test))
         end = time.perf_counter()
         theirs.last = (features, search)
-        return {"total": end - start, "embed": embedded - start, "head": fitted - embedded, "score": end - fitted,
-                "accuracy": accuracy, "C": float(np.atleast_1d(search.C_)[0])}
+        return {
+            "total": end - start,
+            "embed": embedded - start,
+            "head": fitted - embedded,
+            "score": end - fitted,
+            "accuracy": accuracy,
+            "C": float(np.atleast_1d(search.C_)[0]),
+        }
 
     # warm-up: loads unfreeze's backbone into its registry, first-call costs of both
     Classifier("minilm-l6", strategy="features", C=1.0, cache=False, progress=False, device="cpu").fit(
-        train.inputs[:64], train.labels[:64])
+        train.inputs[:64], train.labels[:64]
+    )
     encode(train.texts[:64])
 
     runs: dict[str, list[dict[str, float]]] = {"sentence-transformers + sklearn": [], "unfreeze": []}
@@ -139,15 +164,19 @@ def main() -> None:
             row = runs[name][-1]
             print(f"  repeat {r + 1}: {name}: {row['total']:.1f} s, accuracy {row['accuracy']:.4f}", flush=True)
 
-    print(f"\nmovie-snippets, minilm-l6, fp32, n_train={len(train)}, n_test={len(test)}, repeats={repeats}, "
-          f"threads={torch.get_num_threads()}")
+    print(
+        f"\nmovie-snippets, minilm-l6, fp32, n_train={len(train)}, n_test={len(test)}, repeats={repeats}, "
+        f"threads={torch.get_num_threads()}"
+    )
     print(f"{'tool':<34}{'total s':>9}{'embed s':>9}{'head s':>8}{'score s':>9}{'C':>9}{'accuracy':>10}")
     medians = {}
     for name, rows in runs.items():
         med = {key: statistics.median(row[key] for row in rows) for key in rows[0]}
         medians[name] = med
-        print(f"{name:<34}{med['total']:>9.2f}{med['embed']:>9.2f}{med['head']:>8.2f}{med['score']:>9.2f}"
-              f"{rows[-1]['C']:>9.3g}{rows[-1]['accuracy']:>10.4f}")
+        print(
+            f"{name:<34}{med['total']:>9.2f}{med['embed']:>9.2f}{med['head']:>8.2f}{med['score']:>9.2f}"
+            f"{rows[-1]['C']:>9.3g}{rows[-1]['accuracy']:>10.4f}"
+        )
 
     # where the head time goes: the peer's search with BLAS on one thread, release 0.1.0's head
     features, _ = theirs.last
@@ -160,8 +189,9 @@ def main() -> None:
         clf = ours.last
         from unfreeze.features.embed import embed
 
-        ours_features = embed(clf.backbone_, train.inputs, clf.layers_, clf.pooling_, use_cache=False,
-                              progress=False).features(clf.layers_)
+        ours_features = embed(
+            clf.backbone_, train.inputs, clf.layers_, clf.pooling_, use_cache=False, progress=False
+        ).features(clf.layers_)
         seconds, C = release_head_seconds(ours_features, y_train)
         print(f"reference: release 0.1.0's head on unfreeze's features: {seconds:.2f} s (C={C:.3g})")
 

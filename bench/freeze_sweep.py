@@ -39,10 +39,24 @@ BATCH, LR, HEAD_LR, DECAY, WARMUP = 32, 5e-5, 1e-3, 0.01, 0.1
 def run_unfreeze(train, test, k: int, epochs: int, seed: int, precision: str = "auto") -> float:
     from unfreeze import Classifier, Freeze, Training
 
-    training = Training(epochs=epochs, learning_rate=LR, head_learning_rate=HEAD_LR, weight_decay=DECAY,
-                        warmup_ratio=WARMUP, validation_fraction=0)
-    clf = Classifier("minilm-l6", strategy=Freeze(k=k), training=training, batch_size=BATCH, seed=seed,
-                     progress=False, device="cpu", precision=precision)
+    training = Training(
+        epochs=epochs,
+        learning_rate=LR,
+        head_learning_rate=HEAD_LR,
+        weight_decay=DECAY,
+        warmup_ratio=WARMUP,
+        validation_fraction=0,
+    )
+    clf = Classifier(
+        "minilm-l6",
+        strategy=Freeze(k=k),
+        training=training,
+        batch_size=BATCH,
+        seed=seed,
+        progress=False,
+        device="cpu",
+        precision=precision,
+    )
     clf.fit(train.inputs, train.labels)
     return clf.score(test.inputs, test.labels)
 
@@ -90,16 +104,27 @@ def main() -> None:
                 ours_acc.append(run_unfreeze(train, test, k, epochs, seed, args.precision))
             peer = "" if args.unfreeze_only else f"Trainer {theirs_acc[-1]:.4f} in {theirs_s[-1]:.1f} s, "
             print(f"  k={k} seed={seed}: {peer}unfreeze {ours_acc[-1]:.4f} in {ours_s[-1]:.1f} s", flush=True)
-        rows.append((k, mean(theirs_acc) if theirs_acc else float("nan"), sum(theirs_s) or float("nan"),
-                     mean(ours_acc), sum(ours_s)))
-    print(f"\nmovie-snippets, minilm-l6, n_train={n_train}, n_test={n_test}, epochs={epochs}, seeds={seeds}, "
-          f"threads={torch.get_num_threads()}")
+        rows.append(
+            (
+                k,
+                mean(theirs_acc) if theirs_acc else float("nan"),
+                sum(theirs_s) or float("nan"),
+                mean(ours_acc),
+                sum(ours_s),
+            )
+        )
+    print(
+        f"\nmovie-snippets, minilm-l6, n_train={n_train}, n_test={n_test}, epochs={epochs}, seeds={seeds}, "
+        f"threads={torch.get_num_threads()}"
+    )
     print(f"{'k':>3}{'Trainer acc':>13}{'Trainer s':>11}{'unfreeze acc':>14}{'unfreeze s':>12}{'speed-up':>10}")
     for k, ta, ts, oa, os_ in rows:
         print(f"{k:>3}{ta:>13.4f}{ts:>11.1f}{oa:>14.4f}{os_:>12.1f}{ts / os_:>9.2f}x")
     total_theirs, total_ours = sum(r[2] for r in rows), sum(r[4] for r in rows)
-    print(f"total seconds: Trainer {total_theirs:.1f}, unfreeze {total_ours:.1f}; "
-          f"unfreeze mean accuracy {mean([r[3] for r in rows]):.4f}")
+    print(
+        f"total seconds: Trainer {total_theirs:.1f}, unfreeze {total_ours:.1f}; "
+        f"unfreeze mean accuracy {mean([r[3] for r in rows]):.4f}"
+    )
     if not args.unfreeze_only:
         print_closing(total_theirs / total_ours, mean([r[3] for r in rows]) - mean([r[1] for r in rows]))
 

@@ -41,16 +41,32 @@ def cell_strategy(strategy: str, blocks: int, j: int | None = None, schedule: st
     return Freeze(k=blocks // 2)
 
 
-def run_cell(model: str, reference: str, device: str, n_train: int, n_test: int, epochs: int, seed: int,
-             strategy: str = "freeze", j: int | None = None, schedule: str | None = None) -> dict:
+def run_cell(
+    model: str,
+    reference: str,
+    device: str,
+    n_train: int,
+    n_test: int,
+    epochs: int,
+    seed: int,
+    strategy: str = "freeze",
+    j: int | None = None,
+    schedule: str | None = None,
+) -> dict:
     from unfreeze import Classifier, Training
     from unfreeze.models.backbone import Backbone
 
     blocks = Backbone.load(reference, device="cpu").num_blocks
     train, test = movie_snippets(n_train, n_test, seed)
-    clf = Classifier(model=reference, strategy=cell_strategy(strategy, blocks, j, schedule),
-                     training=Training(epochs=epochs, validation_fraction=0.0, patience=None), batch_size=32, seed=seed,
-                     device=device, progress=False)
+    clf = Classifier(
+        model=reference,
+        strategy=cell_strategy(strategy, blocks, j, schedule),
+        training=Training(epochs=epochs, validation_fraction=0.0, patience=None),
+        batch_size=32,
+        seed=seed,
+        device=device,
+        progress=False,
+    )
     start = time.perf_counter()
     clf.fit(train.texts, train.labels)
     fit_seconds = time.perf_counter() - start
@@ -59,21 +75,33 @@ def run_cell(model: str, reference: str, device: str, n_train: int, n_test: int,
     predict_seconds = time.perf_counter() - start
     record = clf.fit_record_
     per_epoch = (record["seconds"] - record["prefix_seconds"]) / max(record["epochs_run"], 1)
-    return {"model": model, "device": record["device"], "cell": clf.strategy_.describe(),
-            "k": clf.predictor_.frozen_k, "blocks": blocks, "n_train": len(train),
-            "n_test": len(test), "epochs": record["epochs_run"], "prefix_s": round(record["prefix_seconds"], 2),
-            "s_per_epoch": round(per_epoch, 2), "fit_s": round(fit_seconds, 2),
-            "predict_s": round(predict_seconds, 2), "texts_per_s": round(len(test) / predict_seconds, 1),
-            "test_accuracy": round(accuracy, 4), "trainable_parameters": record["trainable_parameters"],
-            "peak_memory_mb": round(record["peak_memory_bytes"] / 2**20, 1)}
+    return {
+        "model": model,
+        "device": record["device"],
+        "cell": clf.strategy_.describe(),
+        "k": clf.predictor_.frozen_k,
+        "blocks": blocks,
+        "n_train": len(train),
+        "n_test": len(test),
+        "epochs": record["epochs_run"],
+        "prefix_s": round(record["prefix_seconds"], 2),
+        "s_per_epoch": round(per_epoch, 2),
+        "fit_s": round(fit_seconds, 2),
+        "predict_s": round(predict_seconds, 2),
+        "texts_per_s": round(len(test) / predict_seconds, 1),
+        "test_accuracy": round(accuracy, 4),
+        "trainable_parameters": record["trainable_parameters"],
+        "peak_memory_mb": round(record["peak_memory_bytes"] / 2**20, 1),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--models", default="minilm-l6,mpnet-base")
-    parser.add_argument("--model-dir", action="append", default=[], metavar="NAME=PATH",
-                        help="use this folder for catalog model NAME")
+    parser.add_argument(
+        "--model-dir", action="append", default=[], metavar="NAME=PATH", help="use this folder for catalog model NAME"
+    )
     parser.add_argument("--n-train", type=int, default=2000)
     parser.add_argument("--n-test", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=3)
@@ -92,20 +120,58 @@ def main() -> None:
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda but torch sees no GPU")
-    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{platform.processor() or 'cpu'}, " \
-        f"{torch.get_num_threads()} threads"
+    name = (
+        torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads"
+    )
     print(f"device: {args.device} ({name}); torch {torch.__version__}")
     rows = []
     if args.device.startswith("cuda"):
         for model in args.models.split(","):
-            run_cell(model, folders.get(model, model), args.device, 64, 64, 1, args.seed, args.strategy, args.j,
-                     args.schedule)  # warm-up, not reported
+            run_cell(
+                model,
+                folders.get(model, model),
+                args.device,
+                64,
+                64,
+                1,
+                args.seed,
+                args.strategy,
+                args.j,
+                args.schedule,
+            )  # warm-up, not reported
     for model in args.models.split(","):
-        rows.append(run_cell(model, folders.get(model, model), args.device, args.n_train, args.n_test, args.epochs,
-                             args.seed, args.strategy, args.j, args.schedule))
+        rows.append(
+            run_cell(
+                model,
+                folders.get(model, model),
+                args.device,
+                args.n_train,
+                args.n_test,
+                args.epochs,
+                args.seed,
+                args.strategy,
+                args.j,
+                args.schedule,
+            )
+        )
         print(json.dumps(rows[-1]), flush=True)
-    columns = ["model", "device", "cell", "k", "n_train", "epochs", "prefix_s", "s_per_epoch", "fit_s", "predict_s",
-               "texts_per_s", "test_accuracy", "peak_memory_mb"]
+    columns = [
+        "model",
+        "device",
+        "cell",
+        "k",
+        "n_train",
+        "epochs",
+        "prefix_s",
+        "s_per_epoch",
+        "fit_s",
+        "predict_s",
+        "texts_per_s",
+        "test_accuracy",
+        "peak_memory_mb",
+    ]
     print(" | ".join(columns))
     for row in rows:
         print(" | ".join(str(row[c]) for c in columns))

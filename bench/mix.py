@@ -54,8 +54,9 @@ def cpu_model() -> str:
 def fit(strategy, train, seed: int, **kwargs):
     from unfreeze import Classifier
 
-    return Classifier("minilm-l6", strategy=strategy, batch_size=BATCH, seed=seed, progress=False, device="cpu",
-                      **kwargs).fit(train.inputs, train.labels)
+    return Classifier(
+        "minilm-l6", strategy=strategy, batch_size=BATCH, seed=seed, progress=False, device="cpu", **kwargs
+    ).fit(train.inputs, train.labels)
 
 
 def main() -> None:
@@ -79,16 +80,24 @@ def main() -> None:
         record = mixed.fit_record_
         last4 = fit(Mix(mix_layers="last4"), train, seed)
         features = fit(Features(), train, seed, layers="-4,-3,-2,-1")
-        row = {"seed": seed, "mix": mixed.score(test.inputs, test.labels),
-               "mix_last4": last4.score(test.inputs, test.labels),
-               "features": features.score(test.inputs, test.labels),
-               "states_s": record["states_seconds"], "epochs": record["epochs_run"],
-               "epoch_s": record["epoch_seconds"], "weights": record["layer_weights"],
-               "features_s": features.fit_record_["seconds"]}
+        row = {
+            "seed": seed,
+            "mix": mixed.score(test.inputs, test.labels),
+            "mix_last4": last4.score(test.inputs, test.labels),
+            "features": features.score(test.inputs, test.labels),
+            "states_s": record["states_seconds"],
+            "epochs": record["epochs_run"],
+            "epoch_s": record["epoch_seconds"],
+            "weights": record["layer_weights"],
+            "features_s": features.fit_record_["seconds"],
+        }
         rows.append(row)
-        print(f"  seed {seed}: mix {row['mix']:.4f} ({row['epochs']} epochs, best {record['best_epoch']}), "
-              f"mix last4 {row['mix_last4']:.4f}, features last4 {row['features']:.4f}; forward pass "
-              f"{row['states_s']:.1f} s, epochs {', '.join(f'{s:.2f}' for s in row['epoch_s'])} s", flush=True)
+        print(
+            f"  seed {seed}: mix {row['mix']:.4f} ({row['epochs']} epochs, best {record['best_epoch']}), "
+            f"mix last4 {row['mix_last4']:.4f}, features last4 {row['features']:.4f}; forward pass "
+            f"{row['states_s']:.1f} s, epochs {', '.join(f'{s:.2f}' for s in row['epoch_s'])} s",
+            flush=True,
+        )
 
     train, _ = samples[seeds[0]]
     tuned = fit(Full(), train, seeds[0], training=Training(epochs=1, validation_fraction=0.0))
@@ -102,8 +111,10 @@ def main() -> None:
     print(f"{'':<34}{'accuracy':>10}{'seconds':>10}")
     print(f"{'mix (all 7 states)':<34}{mean([r['mix'] for r in rows]):>10.4f}{'':>10}")
     print(f"{'mix (last 4)':<34}{mean([r['mix_last4'] for r in rows]):>10.4f}{'':>10}")
-    print(f"{'features (last 4 concatenated)':<34}{mean([r['features'] for r in rows]):>10.4f}"
-          f"{mean([r['features_s'] for r in rows]):>10.1f}")
+    print(
+        f"{'features (last 4 concatenated)':<34}{mean([r['features'] for r in rows]):>10.4f}"
+        f"{mean([r['features_s'] for r in rows]):>10.1f}"
+    )
     print(f"{'mix: the one forward pass':<34}{'':>10}{mean([r['states_s'] for r in rows]):>10.2f}")
     print(f"{'mix: one epoch (median of 2..N)':<34}{'':>10}{mix_epoch:>10.3f}")
     print(f"{'mix: one epoch (mean of 2..N)':<34}{'':>10}{mean(later):>10.3f}")

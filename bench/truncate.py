@@ -49,18 +49,33 @@ def fit_j(model: str, j: int, train, test, epochs: int, seed: int, workdir: Path
     """Fit truncate j; its row (accuracy, fit seconds, bundle size) and the fitted classifier."""
     from unfreeze import Classifier, Training, Truncate
 
-    training = Training(epochs=epochs, learning_rate=5e-5, head_learning_rate=1e-3, validation_fraction=0,
-                        max_steps=max_steps)
-    clf = Classifier(model, strategy=Truncate(j=j), training=training, batch_size=32, seed=seed, progress=False,
-                     device="cpu", cache=False)
+    training = Training(
+        epochs=epochs, learning_rate=5e-5, head_learning_rate=1e-3, validation_fraction=0, max_steps=max_steps
+    )
+    clf = Classifier(
+        model,
+        strategy=Truncate(j=j),
+        training=training,
+        batch_size=32,
+        seed=seed,
+        progress=False,
+        device="cpu",
+        cache=False,
+    )
     start = time.perf_counter()
     clf.fit(train.inputs, train.labels)
     fit_seconds = time.perf_counter() - start
     proba = clf.predict_proba(test.inputs)  # also the warm-up of the timed passes
     accuracy = float((clf.classes_[proba.argmax(axis=1)] == test.labels).mean())
     bundle = clf.save(workdir / f"j{j}")
-    return {"j": j, "accuracy": accuracy, "fit_s": fit_seconds, "bundle_mb": folder_bytes(bundle) / 2**20,
-            "parameters": clf.fit_record_["total_parameters"], "passes": []}, clf
+    return {
+        "j": j,
+        "accuracy": accuracy,
+        "fit_s": fit_seconds,
+        "bundle_mb": folder_bytes(bundle) / 2**20,
+        "parameters": clf.fit_record_["total_parameters"],
+        "passes": [],
+    }, clf
 
 
 def time_predictions(rows: list[dict], fitted: list, texts: list, repeats: int) -> None:
@@ -98,33 +113,52 @@ def main() -> None:
 
     print(f"cpu: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     blocks = shared_backbone(args.model, "cpu").num_blocks
-    js = ([int(v) for v in args.j.split(",")] if args.j
-          else [blocks, max(1, round(2 * blocks / 3)), max(1, blocks // 2)])
+    js = [int(v) for v in args.j.split(",")] if args.j else [blocks, max(1, round(2 * blocks / 3)), max(1, blocks // 2)]
     train, test = movie_snippets(args.n_train, args.n_test, args.seed)
-    print(f"movie-snippets, {args.model} ({blocks} blocks), n_train={len(train)}, n_test={len(test)}, "
-          f"epochs={args.epochs}, j in {js}", flush=True)
+    print(
+        f"movie-snippets, {args.model} ({blocks} blocks), n_train={len(train)}, n_test={len(test)}, "
+        f"epochs={args.epochs}, j in {js}",
+        flush=True,
+    )
     rows, fitted = [], []
     with tempfile.TemporaryDirectory(prefix="bench-truncate-") as workdir:
         for j in js:
-            row, clf = fit_j(args.model, j, train, test, args.epochs, args.seed, Path(workdir),
-                             max_steps=1 if args.timing_only else None)
+            row, clf = fit_j(
+                args.model,
+                j,
+                train,
+                test,
+                args.epochs,
+                args.seed,
+                Path(workdir),
+                max_steps=1 if args.timing_only else None,
+            )
             rows.append(row)
             fitted.append(clf)
-            print(f"  j={j}: accuracy {row['accuracy']:.4f}, fit {row['fit_s']:.1f} s, bundle {row['bundle_mb']:.1f} MB",
-                  flush=True)
+            print(
+                f"  j={j}: accuracy {row['accuracy']:.4f}, fit {row['fit_s']:.1f} s, bundle {row['bundle_mb']:.1f} MB",
+                flush=True,
+            )
     time_predictions(rows, fitted, test.inputs, args.repeats)
-    print("  prediction passes (s): " + "; ".join(f"j={r['j']}: " + ", ".join(f"{t:.1f}" for t in r["passes"])
-                                                  for r in rows), flush=True)
+    print(
+        "  prediction passes (s): "
+        + "; ".join(f"j={r['j']}: " + ", ".join(f"{t:.1f}" for t in r["passes"]) for r in rows),
+        flush=True,
+    )
     if args.timing_only:
         print("(--timing-only: one training step per j; accuracy and fit seconds mean nothing here)")
     ref = rows[0]
-    print(f"\n{'j':>3}{'accuracy':>10}{'delta':>9}{'fit s':>9}{'fit x':>7}{'texts/s':>10}{'predict x':>11}"
-          f"{'bundle MB':>11}{'parameters':>13}")
+    print(
+        f"\n{'j':>3}{'accuracy':>10}{'delta':>9}{'fit s':>9}{'fit x':>7}{'texts/s':>10}{'predict x':>11}"
+        f"{'bundle MB':>11}{'parameters':>13}"
+    )
     for r in rows:
-        print(f"{r['j']:>3}{r['accuracy']:>10.4f}{r['accuracy'] - ref['accuracy']:>+9.4f}{r['fit_s']:>9.1f}"
-              f"{ref['fit_s'] / r['fit_s']:>6.2f}x{r['texts_per_s']:>10.1f}"
-              f"{r['texts_per_s'] / ref['texts_per_s']:>10.2f}x"
-              f"{r['bundle_mb']:>11.1f}{r['parameters']:>13,}")
+        print(
+            f"{r['j']:>3}{r['accuracy']:>10.4f}{r['accuracy'] - ref['accuracy']:>+9.4f}{r['fit_s']:>9.1f}"
+            f"{ref['fit_s'] / r['fit_s']:>6.2f}x{r['texts_per_s']:>10.1f}"
+            f"{r['texts_per_s'] / ref['texts_per_s']:>10.2f}x"
+            f"{r['bundle_mb']:>11.1f}{r['parameters']:>13,}"
+        )
     by_j = {r["j"]: r for r in rows}
     two_thirds, half = max(1, round(2 * blocks / 3)), max(1, blocks // 2)
     for j, speed, points in ((two_thirds, 1.4, None if args.timing_only else 0.02), (half, 1.8, None)):
@@ -133,11 +167,14 @@ def main() -> None:
             got = r["texts_per_s"] / ref["texts_per_s"]
             ok = got >= speed and (points is None or ref["accuracy"] - r["accuracy"] <= points)
             within = f" and within {points * 100:.0f} points" if points is not None else ""
-            print(f"target j={j}: >= {speed}x faster prediction{within}: {'met' if ok else 'NOT met'} "
-                  f"({got:.2f}x, {r['accuracy'] - ref['accuracy']:+.4f})")
+            print(
+                f"target j={j}: >= {speed}x faster prediction{within}: {'met' if ok else 'NOT met'} "
+                f"({got:.2f}x, {r['accuracy'] - ref['accuracy']:+.4f})"
+            )
     target = by_j.get(two_thirds, rows[-1])
-    print_closing(target["texts_per_s"] / ref["texts_per_s"],
-                  None if args.timing_only else target["accuracy"] - ref["accuracy"])
+    print_closing(
+        target["texts_per_s"] / ref["texts_per_s"], None if args.timing_only else target["accuracy"] - ref["accuracy"]
+    )
 
 
 if __name__ == "__main__":

@@ -122,28 +122,63 @@ def tiny_config(family: str, vocab_size: int):
     from transformers import AutoConfig
 
     h, n, a, i, p = (TINY[k] for k in ("hidden", "blocks", "heads", "intermediate", "positions"))
-    common = dict(vocab_size=vocab_size, hidden_size=h, num_hidden_layers=n, num_attention_heads=a,
-                  intermediate_size=i, max_position_embeddings=p)
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=h,
+        num_hidden_layers=n,
+        num_attention_heads=a,
+        intermediate_size=i,
+        max_position_embeddings=p,
+    )
     if family == "bert":
         return AutoConfig.for_model("bert", pad_token_id=PAD_ID, **common)
     if family == "roberta":
         # RoBERTa-style positions start at pad_token_id + 1
-        return AutoConfig.for_model("roberta", pad_token_id=PAD_ID, bos_token_id=CLS_ID, eos_token_id=SEP_ID,
-                                    type_vocab_size=1, **{**common, "max_position_embeddings": p + 2})
+        return AutoConfig.for_model(
+            "roberta",
+            pad_token_id=PAD_ID,
+            bos_token_id=CLS_ID,
+            eos_token_id=SEP_ID,
+            type_vocab_size=1,
+            **{**common, "max_position_embeddings": p + 2},
+        )
     if family == "distilbert":
-        return AutoConfig.for_model("distilbert", vocab_size=vocab_size, dim=h, n_layers=n, n_heads=a,
-                                    hidden_dim=i, max_position_embeddings=p, pad_token_id=PAD_ID)
+        return AutoConfig.for_model(
+            "distilbert",
+            vocab_size=vocab_size,
+            dim=h,
+            n_layers=n,
+            n_heads=a,
+            hidden_dim=i,
+            max_position_embeddings=p,
+            pad_token_id=PAD_ID,
+        )
     if family == "mpnet":
-        return AutoConfig.for_model("mpnet", pad_token_id=PAD_ID, bos_token_id=CLS_ID, eos_token_id=SEP_ID,
-                                    **{**common, "max_position_embeddings": p + 2})
+        return AutoConfig.for_model(
+            "mpnet",
+            pad_token_id=PAD_ID,
+            bos_token_id=CLS_ID,
+            eos_token_id=SEP_ID,
+            **{**common, "max_position_embeddings": p + 2},
+        )
     if family == "deberta-v2":
         return AutoConfig.for_model("deberta-v2", pad_token_id=PAD_ID, **common)
     if family == "gpt2":
-        return AutoConfig.for_model("gpt2", vocab_size=vocab_size, n_embd=h, n_layer=n, n_head=a, n_inner=i,
-                                    n_positions=p, bos_token_id=CLS_ID, eos_token_id=SEP_ID)
+        return AutoConfig.for_model(
+            "gpt2",
+            vocab_size=vocab_size,
+            n_embd=h,
+            n_layer=n,
+            n_head=a,
+            n_inner=i,
+            n_positions=p,
+            bos_token_id=CLS_ID,
+            eos_token_id=SEP_ID,
+        )
     if family == "llama":
-        return AutoConfig.for_model("llama", num_key_value_heads=a, bos_token_id=CLS_ID, eos_token_id=SEP_ID,
-                                    pad_token_id=None, **common)
+        return AutoConfig.for_model(
+            "llama", num_key_value_heads=a, bos_token_id=CLS_ID, eos_token_id=SEP_ID, pad_token_id=None, **common
+        )
     raise ValueError(f"unknown family {family!r}")
 
 

@@ -56,8 +56,11 @@ def test_a_bf16_checkpoint_loads_as_an_fp32_base(tiny_model_dir, tmp_path):
     folder = tmp_path / "bf16"
     shutil.copytree(tiny_model_dir("bert"), folder)
     weights = load_file(folder / "model.safetensors")
-    save_file({name: t.to(torch.bfloat16) for name, t in weights.items()}, folder / "model.safetensors",
-              metadata={"format": "pt"})
+    save_file(
+        {name: t.to(torch.bfloat16) for name, t in weights.items()},
+        folder / "model.safetensors",
+        metadata={"format": "pt"},
+    )
     loaded = Backbone.load(str(folder), device="cpu")
     assert {p.dtype for p in loaded.model.parameters()} == {torch.float32}
     # the values are the stored bf16 ones, widened
@@ -157,7 +160,7 @@ def test_text_pairs_produce_token_type_ids_for_bert(tiny_backbone):
         assert types[0] == 0 and types[-1] == 1 and set(types) == {0, 1}
     # the pair is one sequence: [CLS] a [SEP] b [SEP]
     assert encoded.input_ids[1].count(102) == 2
-    (_, batch), = list(backbone.batches(encoded, batch_size=8))
+    ((_, batch),) = list(backbone.batches(encoded, batch_size=8))
     assert "token_type_ids" in batch
     assert batch["token_type_ids"].shape == batch["input_ids"].shape
     assert int(batch["token_type_ids"].sum()) == sum(sum(t) for t in encoded.token_type_ids)
@@ -167,7 +170,7 @@ def test_models_without_token_types_get_none(tiny_backbone):
     backbone = tiny_backbone("gpt2")
     encoded = backbone.encode([("first", "second")], max_length=64)
     assert encoded.token_type_ids is None
-    (_, batch), = list(backbone.batches(encoded, batch_size=8))
+    ((_, batch),) = list(backbone.batches(encoded, batch_size=8))
     assert set(batch) == {"input_ids", "attention_mask"}
 
 

@@ -30,8 +30,6 @@ from unfreeze.errors import UnfreezeError
 GOOD_ROWS = [(f"text number {i} is {'good' if i % 2 else 'bad'}", i % 2) for i in range(20)]
 
 
-
-
 def csv_text(rows=GOOD_ROWS, sep=",", header=("text", "label")) -> str:
     """A delimited file as a CSV writer makes it: fields holding the delimiter are quoted."""
     import csv
@@ -57,6 +55,7 @@ def one_line(message: str, *words: str) -> str:
 
 # -- library: files that read as nonsense -------------------------------------------------------
 # (file name, content: bytes or a function of tmp_path, load_data options, words of the message)
+
 
 def _utf16() -> bytes:
     return csv_text().encode("utf-16")
@@ -86,8 +85,9 @@ def _duplicate_parquet() -> bytes:
     import pyarrow.parquet as pq
 
     buffer = io.BytesIO()
-    pq.write_table(pa.table([pa.array(["a", "b"]), pa.array([1, 0]), pa.array([0, 1])],
-                            names=["text", "label", "label"]), buffer)
+    pq.write_table(
+        pa.table([pa.array(["a", "b"]), pa.array([1, 0]), pa.array([0, 1])], names=["text", "label", "label"]), buffer
+    )
     return buffer.getvalue()
 
 
@@ -99,70 +99,149 @@ def _list_text_parquet() -> bytes:
     return buffer.getvalue()
 
 
-SWAPPED = [(label, f"this is a rather long review sentence, number {i}, about a film") for i, label in
-           enumerate(["pos", "neg"] * 10)]
+SWAPPED = [
+    (label, f"this is a rather long review sentence, number {i}, about a film")
+    for i, label in enumerate(["pos", "neg"] * 10)
+]
 
 BAD_FILES = {
-    "semicolon-csv": ("data.csv", csv_text(sep=";"), {}, ["semicolon-delimited", "';'", "not comma-delimited",
-                                                          "'text;label'", "comma delimited"]),
+    "semicolon-csv": (
+        "data.csv",
+        csv_text(sep=";"),
+        {},
+        ["semicolon-delimited", "';'", "not comma-delimited", "'text;label'", "comma delimited"],
+    ),
     "tab-in-csv": ("data.csv", csv_text(sep="\t"), {}, ["tab-delimited", "Rename it to data.tsv"]),
     "comma-in-tsv": ("data.tsv", csv_text(), {}, ["comma-delimited", "not tab-delimited", "Rename it to data.csv"]),
     "pipe-csv": ("data.csv", csv_text(sep="|"), {}, ["pipe-delimited", "'|'"]),
     "excel-sep-line": ("data.csv", "sep=;\n" + csv_text(sep=";"), {}, ["semicolon-delimited", "sep=;"]),
     "gzip-as-csv": ("data.csv", _gzip_csv, {}, ["not text", "gzip-compressed", "zcat"]),
-    "gzip-as-jsonl": ("data.jsonl", lambda: gzip.compress(jsonl_text([{"text": "a", "label": 1}]).encode()), {},
-                      ["not text", "gzip-compressed"]),
+    "gzip-as-jsonl": (
+        "data.jsonl",
+        lambda: gzip.compress(jsonl_text([{"text": "a", "label": 1}]).encode()),
+        {},
+        ["not text", "gzip-compressed"],
+    ),
     "xlsx-as-csv": ("data.csv", _xlsx, {}, ["not text", "zip archive", "Excel", "CSV UTF-8"]),
     "parquet-as-csv": ("data.csv", _parquet_bytes, {}, ["not text", "a Parquet file", "Rename it to .parquet"]),
     "utf16-csv": ("data.csv", _utf16, {}, ["UTF-16 text, not UTF-8", "iconv -f utf-16"]),
-    "nul-bytes-jsonl": ("data.jsonl", b'{"text": "a", "label": 1}\n\x00\x01\x02binary\n', {},
-                        ["not text", "NUL byte", "line 2"]),
+    "nul-bytes-jsonl": (
+        "data.jsonl",
+        b'{"text": "a", "label": 1}\n\x00\x01\x02binary\n',
+        {},
+        ["not text", "NUL byte", "line 2"],
+    ),
     "latin1-garbage-tsv": ("data.tsv", b"text\tlabel\nabc\t1\n\xff\xfe\xfd\t0\n", {}, ["not UTF-8", "0xff", "line 3"]),
     "text-as-parquet": ("data.parquet", csv_text(), {}, ["not a readable Parquet file", "holds text", "Rename it"]),
     "gzip-as-parquet": ("data.parquet", _gzip_csv, {}, ["not text", "gzip"]),
-    "duplicate-label-column": ("data.csv", csv_text(rows=[(t, f"{y},{1 - y}") for t, y in GOOD_ROWS],
-                                                    header=("text", "label", "label")), {},
-                               ["2 columns named 'label'", "columns 2, 3", "--label-col", "Rename"]),
-    "duplicate-text-column-tsv": ("data.tsv", "text\ttext\tlabel\na\tb\t1\nc\td\t0\n", {},
-                                  ["2 columns named 'text'", "--text-col"]),
+    "duplicate-label-column": (
+        "data.csv",
+        csv_text(rows=[(t, f"{y},{1 - y}") for t, y in GOOD_ROWS], header=("text", "label", "label")),
+        {},
+        ["2 columns named 'label'", "columns 2, 3", "--label-col", "Rename"],
+    ),
+    "duplicate-text-column-tsv": (
+        "data.tsv",
+        "text\ttext\tlabel\na\tb\t1\nc\td\t0\n",
+        {},
+        ["2 columns named 'text'", "--text-col"],
+    ),
     "duplicate-parquet-columns": ("data.parquet", _duplicate_parquet, {}, ["2 columns named 'label'"]),
-    "duplicate-jsonl-key": ("data.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": 0, "label": 1}\n', {},
-                            ["line 2", "key 'label' appears twice"]),
-    "numeric-text-csv": ("data.csv", csv_text(rows=[(str(i * 1.5), i % 2) for i in range(10)]), {},
-                         ["Every text of column 'text'", "is a number", "'0.0'", "--text-col"]),
-    "numeric-text-jsonl": ("data.jsonl", jsonl_text([{"text": i, "label": i % 2} for i in range(6)]), {},
-                           ["is a number", "row 1", "--text-col"]),
-    "list-text-jsonl": ("data.jsonl", jsonl_text([{"text": "fine", "label": 1}, {"text": ["a", "b"], "label": 0}]), {},
-                        ["Row 2", "holds a list", "not a text", "--text-col"]),
-    "object-text-jsonl": ("data.jsonl", jsonl_text([{"text": {"title": "x"}, "label": 1}, {"text": "y", "label": 0}]),
-                          {}, ["Row 1", "holds an object"]),
+    "duplicate-jsonl-key": (
+        "data.jsonl",
+        '{"text": "a", "label": 1}\n{"text": "b", "label": 0, "label": 1}\n',
+        {},
+        ["line 2", "key 'label' appears twice"],
+    ),
+    "numeric-text-csv": (
+        "data.csv",
+        csv_text(rows=[(str(i * 1.5), i % 2) for i in range(10)]),
+        {},
+        ["Every text of column 'text'", "is a number", "'0.0'", "--text-col"],
+    ),
+    "numeric-text-jsonl": (
+        "data.jsonl",
+        jsonl_text([{"text": i, "label": i % 2} for i in range(6)]),
+        {},
+        ["is a number", "row 1", "--text-col"],
+    ),
+    "list-text-jsonl": (
+        "data.jsonl",
+        jsonl_text([{"text": "fine", "label": 1}, {"text": ["a", "b"], "label": 0}]),
+        {},
+        ["Row 2", "holds a list", "not a text", "--text-col"],
+    ),
+    "object-text-jsonl": (
+        "data.jsonl",
+        jsonl_text([{"text": {"title": "x"}, "label": 1}, {"text": "y", "label": 0}]),
+        {},
+        ["Row 1", "holds an object"],
+    ),
     "list-text-parquet": ("data.parquet", _list_text_parquet, {}, ["Row 1", "holds a list"]),
-    "list-label-jsonl": ("data.jsonl", jsonl_text([{"text": "a", "label": 1}, {"text": "b", "label": [0, 1]}]), {},
-                         ["Row 2", "column 'label'", "multi-label", "--label-col"]),
-    "swapped-columns": ("data.csv", csv_text(rows=SWAPPED), {},
-                        ["look swapped", "'label' holds 20 distinct values in 20 rows", "'pos'",
-                         "--text-col label --label-col text"]),
-    "swapped-custom-names": ("data.jsonl", jsonl_text([{"review": t, "stars": y} for t, y in SWAPPED]),
-                             {"text_col": "review", "label_col": "stars"},
-                             ["look swapped", "--text-col stars --label-col review"]),
-    "same-column-twice": ("data.csv", csv_text(), {"text_col": "label"}, ["--text-col and --label-col both name",
-                                                                          "'label'"]),
+    "list-label-jsonl": (
+        "data.jsonl",
+        jsonl_text([{"text": "a", "label": 1}, {"text": "b", "label": [0, 1]}]),
+        {},
+        ["Row 2", "column 'label'", "multi-label", "--label-col"],
+    ),
+    "swapped-columns": (
+        "data.csv",
+        csv_text(rows=SWAPPED),
+        {},
+        ["look swapped", "'label' holds 20 distinct values in 20 rows", "'pos'", "--text-col label --label-col text"],
+    ),
+    "swapped-custom-names": (
+        "data.jsonl",
+        jsonl_text([{"review": t, "stars": y} for t, y in SWAPPED]),
+        {"text_col": "review", "label_col": "stars"},
+        ["look swapped", "--text-col stars --label-col review"],
+    ),
+    "same-column-twice": (
+        "data.csv",
+        csv_text(),
+        {"text_col": "label"},
+        ["--text-col and --label-col both name", "'label'"],
+    ),
     "pair-is-text": ("data.csv", csv_text(), {"text_pair_col": "text"}, ["--text-col and --text-pair-col"]),
-    "unquoted-commas": ("data.csv", "text,label\n" + "".join(f"{t}, really,{y}\n" for t, y in GOOD_ROWS), {},
-                        ["not a well-formed CSV", "line 2 has 3 fields", "names 2", "unquoted ','", "Quote"]),
-    "trailing-delimiter": ("data.csv", "text,label\n" + "".join(f"{t},{y},\n" for t, y in GOOD_ROWS), {},
-                           ["line 2 has 3 fields", "comma at the end of each line"]),
-    "no-header": ("data.csv", "".join(f"{t},{y}\n" for t, y in GOOD_ROWS), {},
-                  ["Column 'text' not found", "looks like data", "add a header line"]),
+    "unquoted-commas": (
+        "data.csv",
+        "text,label\n" + "".join(f"{t}, really,{y}\n" for t, y in GOOD_ROWS),
+        {},
+        ["not a well-formed CSV", "line 2 has 3 fields", "names 2", "unquoted ','", "Quote"],
+    ),
+    "trailing-delimiter": (
+        "data.csv",
+        "text,label\n" + "".join(f"{t},{y},\n" for t, y in GOOD_ROWS),
+        {},
+        ["line 2 has 3 fields", "comma at the end of each line"],
+    ),
+    "no-header": (
+        "data.csv",
+        "".join(f"{t},{y}\n" for t, y in GOOD_ROWS),
+        {},
+        ["Column 'text' not found", "looks like data", "add a header line"],
+    ),
     "case-of-column": ("data.csv", csv_text(header=("Text", "Label")), {}, ["Did you mean 'Text'?"]),
-    "space-in-header": ("data.csv", "text, label\n" + "".join(f"{t},{y}\n" for t, y in GOOD_ROWS),
-                        {}, ["Column 'label' not found", "Did you mean ' label'?"]),
-    "deeply-nested-jsonl": ("data.jsonl", '{"text": "a", "label": 1}\n' + "[" * 100_000 + "]" * 100_000 + "\n", {},
-                            ["line 2"]),
+    "space-in-header": (
+        "data.csv",
+        "text, label\n" + "".join(f"{t},{y}\n" for t, y in GOOD_ROWS),
+        {},
+        ["Column 'label' not found", "Did you mean ' label'?"],
+    ),
+    "deeply-nested-jsonl": (
+        "data.jsonl",
+        '{"text": "a", "label": 1}\n' + "[" * 100_000 + "]" * 100_000 + "\n",
+        {},
+        ["line 2"],
+    ),
     "blank-lines-only": ("data.csv", "\n\n  \n", {}, ["is empty"]),
     "bom-only": ("data.csv", b"\xef\xbb\xbf", {}, ["is empty"]),
-    "inside-a-file": ("data.csv", csv_text(), {"_path": "data.csv/train.csv"},
-                      ["File not found", "data.csv is a file, not a folder"]),
+    "inside-a-file": (
+        "data.csv",
+        csv_text(),
+        {"_path": "data.csv/train.csv"},
+        ["File not found", "data.csv is a file, not a folder"],
+    ),
 }
 
 
@@ -181,8 +260,10 @@ def test_bad_files_are_refused_in_one_line(tmp_path, case):
     assert snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize("case", ["semicolon-csv", "gzip-as-csv", "numeric-text-csv", "list-text-jsonl",
-                                  "utf16-csv", "duplicate-text-column-tsv"])
+@pytest.mark.parametrize(
+    "case",
+    ["semicolon-csv", "gzip-as-csv", "numeric-text-csv", "list-text-jsonl", "utf16-csv", "duplicate-text-column-tsv"],
+)
 def test_bad_prediction_inputs_are_refused_too(tmp_path, case):
     name, content, _, words = BAD_FILES[case]
     content = content() if callable(content) else content
@@ -197,21 +278,26 @@ def test_bad_prediction_inputs_are_refused_too(tmp_path, case):
 def test_a_missing_column_is_found_without_importing_pandas(tmp_path):
     path = tmp_path / "data.csv"
     path.write_text(csv_text())
-    code = (f"import sys\nfrom unfreeze.data import load_data\ntry:\n    load_data({str(path)!r}, label_col='stars')\n"
-            "except Exception as exc:\n    print(exc)\n"
-            "print(sorted(m for m in ('pandas', 'numpy', 'torch', 'transformers', 'sklearn') if m in sys.modules))")
+    code = (
+        f"import sys\nfrom unfreeze.data import load_data\ntry:\n    load_data({str(path)!r}, label_col='stars')\n"
+        "except Exception as exc:\n    print(exc)\n"
+        "print(sorted(m for m in ('pandas', 'numpy', 'torch', 'transformers', 'sklearn') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "Column 'stars' not found" in out
     assert out.strip().endswith("[]"), out
 
 
-@pytest.mark.parametrize(("source", "words"), [
-    ("movie-snipets", ["neither a file nor a built-in dataset", "Did you mean 'movie-snippets'?"]),
-    ("tweet:train", ["Did you mean 'tweets'?"]),
-    ("BBC-news", ["Did you mean 'bbc-news'?"]),
-    ("good.csv:train", ["good.csv is a file", "':train' picks a split", "--test"]),
-    ("no-such-thing", ["File not found: no-such-thing", "unfreeze datasets"]),
-])
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        ("movie-snipets", ["neither a file nor a built-in dataset", "Did you mean 'movie-snippets'?"]),
+        ("tweet:train", ["Did you mean 'tweets'?"]),
+        ("BBC-news", ["Did you mean 'bbc-news'?"]),
+        ("good.csv:train", ["good.csv is a file", "':train' picks a split", "--test"]),
+        ("no-such-thing", ["File not found: no-such-thing", "unfreeze datasets"]),
+    ],
+)
 def test_data_names_that_are_nothing_say_what_was_meant(tmp_path, monkeypatch, source, words):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "good.csv").write_text(csv_text())
@@ -258,8 +344,10 @@ def test_labels_differing_only_in_case_or_spaces_warn(tmp_path):
 def test_data_warnings_print_on_one_line_in_a_process(tmp_path):
     path = tmp_path / "mixed.jsonl"
     path.write_text(jsonl_text(MIXED))
-    code = ("from unfreeze.data import load_data, print_data_warnings_on_one_line\n"
-            f"print_data_warnings_on_one_line()\nload_data({str(path)!r})\nload_data({str(path)!r})")
+    code = (
+        "from unfreeze.data import load_data, print_data_warnings_on_one_line\n"
+        f"print_data_warnings_on_one_line()\nload_data({str(path)!r})\nload_data({str(path)!r})"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     lines = proc.stderr.splitlines()
     assert len(lines) == 1, proc.stderr  # one line, shown once
@@ -276,8 +364,9 @@ def test_ordinary_data_gives_no_warning(tmp_path, recwarn):
 # -- labels mixing numbers and words: one type per column, in the user's values --------------------
 
 
-MIXED = [{"text": f"great film number {i}", "label": 1} for i in range(6)] + \
-        [{"text": f"awful film number {i}", "label": "neg"} for i in range(6)]
+MIXED = [{"text": f"great film number {i}", "label": 1} for i in range(6)] + [
+    {"text": f"awful film number {i}", "label": "neg"} for i in range(6)
+]
 
 
 def test_mixed_jsonl_labels_are_text_and_match_a_csv_with_the_same_labels(tmp_path):
@@ -320,12 +409,15 @@ def test_mixed_labels_round_trip_through_the_classifier(tmp_path, tiny_model_dir
 # -- library: sizes and splits name the options --------------------------------------------------
 
 
-@pytest.mark.parametrize(("kwargs", "words"), [
-    ({"n_total": 0}, ["training-set size", "--n-train", "Got 0."]),
-    ({"n_total": -5}, ["--n-train", "Got -5."]),
-    ({"n_total": True}, ["--n-train", "Got True."]),
-    ({"n_per_class": 0}, ["--n-per-class", "Got 0."]),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"n_total": 0}, ["training-set size", "--n-train", "Got 0."]),
+        ({"n_total": -5}, ["--n-train", "Got -5."]),
+        ({"n_total": True}, ["--n-train", "Got True."]),
+        ({"n_per_class": 0}, ["--n-per-class", "Got 0."]),
+    ],
+)
 def test_sample_sizes_name_the_options(kwargs, words):
     from unfreeze.data import sample
 
@@ -349,12 +441,29 @@ def test_test_size_names_the_option(size):
 # -- the results store ---------------------------------------------------------------------------
 
 
-GOOD_RECORD = {"key": "k1", "status": "done", "cell": {"strategy": "features", "label": "features", "n_train": 8,
-                                                       "seed": 0}, "test": {"accuracy": 0.5}}
-DAMAGED_LINES = [b"{}", b"null", b"[]", b"[1, 2]", b"3", b'"text"', b"\xff\xfe garbage \x00\x01", b"{not json",
-                 b'{"key": 5, "status": "done"}', b'{"key": "", "status": "done"}', b'{"key": "k9"}',
-                 b'{"key": "k9", "status": "done", "cell": "oops"}', b'{"key": "k9", "status": "done", "cell": {}}',
-                 b'{"key": "k9", "status": "done", "test": [0.5]}', b"[" * 50_000 + b"]" * 50_000]
+GOOD_RECORD = {
+    "key": "k1",
+    "status": "done",
+    "cell": {"strategy": "features", "label": "features", "n_train": 8, "seed": 0},
+    "test": {"accuracy": 0.5},
+}
+DAMAGED_LINES = [
+    b"{}",
+    b"null",
+    b"[]",
+    b"[1, 2]",
+    b"3",
+    b'"text"',
+    b"\xff\xfe garbage \x00\x01",
+    b"{not json",
+    b'{"key": 5, "status": "done"}',
+    b'{"key": "", "status": "done"}',
+    b'{"key": "k9"}',
+    b'{"key": "k9", "status": "done", "cell": "oops"}',
+    b'{"key": "k9", "status": "done", "cell": {}}',
+    b'{"key": "k9", "status": "done", "test": [0.5]}',
+    b"[" * 50_000 + b"]" * 50_000,
+]
 
 
 def test_the_store_skips_and_counts_damaged_lines(tmp_path):
@@ -368,8 +477,9 @@ def test_the_store_skips_and_counts_damaged_lines(tmp_path):
     assert [r["key"] for r in store.records()] == ["k1", "k2"]
     assert store.skipped == len(DAMAGED_LINES)
     assert store.skipped_lines[0] == 2 and store.skipped_lines[-1] == len(DAMAGED_LINES) + 1
-    note = one_line(store.skipped_note(), f"skipped {len(DAMAGED_LINES)} unreadable lines", "results.jsonl",
-                    "first: line 2")
+    note = one_line(
+        store.skipped_note(), f"skipped {len(DAMAGED_LINES)} unreadable lines", "results.jsonl", "first: line 2"
+    )
     assert "run again" in note
     assert set(store.latest()) == {"k1", "k2"}
     assert snapshot(tmp_path) == before  # reading repairs nothing and removes nothing
@@ -441,8 +551,15 @@ def test_an_unknown_hub_id_offline_answers_at_once(monkeypatch, online_check, va
     with pytest.raises(UnfreezeError) as info:
         resolve_model("nobody/no-such-model")
     assert time.perf_counter() - start < 1.0
-    one_line(str(info.value), "'nobody/no-such-model'", f"{variable} is set", "`unfreeze models`", "minilm-l6",
-             "local model folder", "go online")
+    one_line(
+        str(info.value),
+        "'nobody/no-such-model'",
+        f"{variable} is set",
+        "`unfreeze models`",
+        "minilm-l6",
+        "local model folder",
+        "go online",
+    )
     assert online_check.calls == 0  # the variable decides; no network is tried
 
 
@@ -482,13 +599,16 @@ def test_a_cached_hub_id_loads_offline_from_the_cache(monkeypatch, online_check,
     assert source.local_files_only and source.location == "someone/cached-model"
 
 
-@pytest.mark.parametrize(("reference", "words"), [
-    ("banana model!", ["not a valid hub id", "`unfreeze models`"]),
-    ("org/name/extra", ["No model folder at org/name/extra"]),
-    ("./models/mine", ["No model folder at ./models/mine", "save_pretrained"]),
-    ("~/no/such/model", ["No model folder"]),
-    ("bad--name", ["not a valid hub id"]),
-])
+@pytest.mark.parametrize(
+    ("reference", "words"),
+    [
+        ("banana model!", ["not a valid hub id", "`unfreeze models`"]),
+        ("org/name/extra", ["No model folder at org/name/extra"]),
+        ("./models/mine", ["No model folder at ./models/mine", "save_pretrained"]),
+        ("~/no/such/model", ["No model folder"]),
+        ("bad--name", ["not a valid hub id"]),
+    ],
+)
 def test_references_that_can_never_load_answer_without_the_network(online_check, reference, words):
     from unfreeze.models.catalog import resolve_model
 
@@ -541,8 +661,19 @@ def user_dir(tmp_path) -> Path:
     return folder
 
 
-CLI_DATA_CASES = ["semicolon-csv", "tab-in-csv", "gzip-as-csv", "xlsx-as-csv", "utf16-csv", "duplicate-label-column",
-                  "numeric-text-csv", "list-label-jsonl", "swapped-columns", "no-header", "nul-bytes-jsonl"]
+CLI_DATA_CASES = [
+    "semicolon-csv",
+    "tab-in-csv",
+    "gzip-as-csv",
+    "xlsx-as-csv",
+    "utf16-csv",
+    "duplicate-label-column",
+    "numeric-text-csv",
+    "list-label-jsonl",
+    "swapped-columns",
+    "no-header",
+    "nul-bytes-jsonl",
+]
 
 
 @pytest.mark.parametrize("case", CLI_DATA_CASES)
@@ -562,25 +693,29 @@ def test_fit_refuses_a_bad_test_file(runner, tmp_path, user_dir, case):
 
     test_file = write_case(tmp_path, case)
     before = snapshot(tmp_path)
-    result = runner.invoke(app, ["fit", str(user_dir / "good.csv"), "--test", str(test_file),
-                                 "-o", str(user_dir / "bundle")])
+    result = runner.invoke(
+        app, ["fit", str(user_dir / "good.csv"), "--test", str(test_file), "-o", str(user_dir / "bundle")]
+    )
     assert_cli_error(result, str(test_file))
     assert snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["--text-col", "label"], ["--text-col and --label-col both name"]),
-    (["--label-col", "Label"], ["'Label' not found", "Did you mean 'label'?"]),
-    (["--n-train", "0"], ["training-set size", "--n-train", "Got 0."]),
-    (["--n-train", "-3"], ["--n-train", "Got -3."]),
-    (["--test-size", "1.5"], ["--test-size", "Got 1.5."]),
-    (["--test-size", "-0.5"], ["--test-size", "Got -0.5."]),
-    (["--model", "nobody/no-such-model"], ["Could not load model", "go online"]),
-    (["--model", "./no/such/folder"], ["No model folder"]),
-    (["--device", "gpu"], ["Unknown device 'gpu'", "Devices here: cpu"]),
-    (["--device", "banana"], ["Unknown device 'banana'", "Devices here:"]),
-    (["--device", "cuda:7"], ["'cuda:7'", "Devices here:"]),
-])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--text-col", "label"], ["--text-col and --label-col both name"]),
+        (["--label-col", "Label"], ["'Label' not found", "Did you mean 'label'?"]),
+        (["--n-train", "0"], ["training-set size", "--n-train", "Got 0."]),
+        (["--n-train", "-3"], ["--n-train", "Got -3."]),
+        (["--test-size", "1.5"], ["--test-size", "Got 1.5."]),
+        (["--test-size", "-0.5"], ["--test-size", "Got -0.5."]),
+        (["--model", "nobody/no-such-model"], ["Could not load model", "go online"]),
+        (["--model", "./no/such/folder"], ["No model folder"]),
+        (["--device", "gpu"], ["Unknown device 'gpu'", "Devices here: cpu"]),
+        (["--device", "banana"], ["Unknown device 'banana'", "Devices here:"]),
+        (["--device", "cuda:7"], ["'cuda:7'", "Devices here:"]),
+    ],
+)
 def test_fit_refuses_bad_options_in_one_line(runner, tmp_path, user_dir, args, words):
     from unfreeze.cli import app
 
@@ -590,18 +725,35 @@ def test_fit_refuses_bad_options_in_one_line(runner, tmp_path, user_dir, args, w
     assert snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize(("output", "words"), [
-    ("notes", ["did not write", "left as it is"]),
-    ("f.txt", ["is a file", "left as it is"]),
-    ("f.txt/bundle", ["f.txt is a file, not a folder"]),
-])
+@pytest.mark.parametrize(
+    ("output", "words"),
+    [
+        ("notes", ["did not write", "left as it is"]),
+        ("f.txt", ["is a file", "left as it is"]),
+        ("f.txt/bundle", ["f.txt is a file, not a folder"]),
+    ],
+)
 def test_fit_never_replaces_what_it_did_not_write(runner, tmp_path, user_dir, tiny_model_dir, output, words):
     # the command line does not call check_output yet: atomic_path refuses at the save
     from unfreeze.cli import app
 
     before = snapshot(tmp_path)
-    result = runner.invoke(app, ["fit", str(user_dir / "good.csv"), "--model", tiny_model_dir("bert"), "--C", "1",
-                                 "--no-cache", "--device", "cpu", "-o", str(user_dir / output)])
+    result = runner.invoke(
+        app,
+        [
+            "fit",
+            str(user_dir / "good.csv"),
+            "--model",
+            tiny_model_dir("bert"),
+            "--C",
+            "1",
+            "--no-cache",
+            "--device",
+            "cpu",
+            "-o",
+            str(user_dir / output),
+        ],
+    )
     assert_cli_error(result, *words)
     assert snapshot(tmp_path) == before
 
@@ -622,8 +774,22 @@ def test_fit_refuses_the_current_folder(runner, tmp_path, user_dir, tiny_model_d
 
     monkeypatch.chdir(user_dir / "notes")
     before = snapshot(tmp_path)
-    result = runner.invoke(app, ["fit", str(user_dir / "good.csv"), "--model", tiny_model_dir("bert"), "--C", "1",
-                                 "--no-cache", "--device", "cpu", "-o", "."])
+    result = runner.invoke(
+        app,
+        [
+            "fit",
+            str(user_dir / "good.csv"),
+            "--model",
+            tiny_model_dir("bert"),
+            "--C",
+            "1",
+            "--no-cache",
+            "--device",
+            "cpu",
+            "-o",
+            ".",
+        ],
+    )
     assert_cli_error(result, "current folder")
     assert snapshot(tmp_path) == before
 
@@ -636,8 +802,14 @@ def test_real_process_prints_one_line_and_exits_2(tmp_path, case):
     data = write_case(tmp_path, case)
     before = snapshot(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "UNFREEZE_DEBUG"}
-    proc = subprocess.run([sys.executable, "-m", "unfreeze", "fit", str(data), "-o", str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "unfreeze", "fit", str(data), "-o", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""
     lines = proc.stderr.splitlines()

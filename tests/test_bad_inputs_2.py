@@ -25,8 +25,10 @@ ROWS = [(f"text number {i} is {'good' if i % 2 else 'bad'}", i % 2) for i in ran
 
 def strict_loads(text: str):
     """json.loads that refuses NaN and Infinity, as strict readers do."""
+
     def refuse(constant):
         raise ValueError(f"not strict JSON: {constant}")
+
     return json.loads(text, parse_constant=refuse)
 
 
@@ -40,8 +42,7 @@ def user(tmp_path):
 
 
 def fit_args(tiny_model_dir, data, out, *more):
-    return ["fit", str(data), "--model", tiny_model_dir("bert"), "--device", "cpu", "--no-cache", *more,
-            "-o", str(out)]
+    return ["fit", str(data), "--model", tiny_model_dir("bert"), "--device", "cpu", "--no-cache", *more, "-o", str(out)]
 
 
 # -- 1. a loss that becomes NaN stops the fit; JSON written is strict ----------------------------------
@@ -51,8 +52,9 @@ def test_a_diverging_fit_stops_in_one_line_naming_the_rate(runner, tmp_path, use
     from unfreeze.cli import app
 
     before = snapshot(tmp_path)
-    result = runner.invoke(app, fit_args(tiny_model_dir, user / "good.csv", user / "bundle",
-                                         "--strategy", "full", "--lr", "1e9"))
+    result = runner.invoke(
+        app, fit_args(tiny_model_dir, user / "good.csv", user / "bundle", "--strategy", "full", "--lr", "1e9")
+    )
     assert_cli_error(result, "loss became NaN", "epoch 1", "learning rate 1e+09", "--learning-rate")
     assert snapshot(tmp_path) == before  # no bundle
 
@@ -60,8 +62,20 @@ def test_a_diverging_fit_stops_in_one_line_naming_the_rate(runner, tmp_path, use
 def test_a_diverging_rate_is_a_lost_trial_of_a_search(runner, tmp_path, user, tiny_model_dir):
     from unfreeze.cli import app
 
-    result = runner.invoke(app, fit_args(tiny_model_dir, user / "good.csv", user / "bundle",
-                                         "--strategy", "full", "--lr", "1e9,1e-3", "--epochs", "1"))
+    result = runner.invoke(
+        app,
+        fit_args(
+            tiny_model_dir,
+            user / "good.csv",
+            user / "bundle",
+            "--strategy",
+            "full",
+            "--lr",
+            "1e9,1e-3",
+            "--epochs",
+            "1",
+        ),
+    )
     assert result.exit_code == 0, result.output
     assert "1e+09 (diverged)" in result.output
     config = strict_loads((user / "bundle" / "unfreeze.json").read_text())
@@ -74,8 +88,9 @@ def test_the_library_raises_the_divergence_as_an_unfreeze_error(tiny_model_dir):
     from unfreeze import Classifier
 
     texts, labels = zip(*ROWS)
-    clf = Classifier(model=tiny_model_dir("bert"), strategy="full", learning_rate=1e9, device="cpu", cache=False,
-                     progress=False)
+    clf = Classifier(
+        model=tiny_model_dir("bert"), strategy="full", learning_rate=1e9, device="cpu", cache=False, progress=False
+    )
     with pytest.raises(TrainingDivergedError) as info:
         clf.fit(list(texts), list(labels))
     assert isinstance(info.value, UnfreezeError)
@@ -98,10 +113,26 @@ def test_a_sweep_records_a_diverging_cell_as_failed_with_the_reason(runner, tmp_
     from unfreeze.cli import app
 
     config = user / "sweep.toml"
-    config.write_text(f'model = "{tiny_model_dir("bert")}"\nstrategies = ["full"]\nn_train = [30]\nseeds = [0]\n'
-                      "epochs = 3\nlearning_rate = 1e9\n")
-    result = runner.invoke(app, ["sweep", str(user / "good.csv"), "--test", str(user / "good.csv"), "--config",
-                                 str(config), "--device", "cpu", "--no-cache", "-o", str(tmp_path / "run")])
+    config.write_text(
+        f'model = "{tiny_model_dir("bert")}"\nstrategies = ["full"]\nn_train = [30]\nseeds = [0]\n'
+        "epochs = 3\nlearning_rate = 1e9\n"
+    )
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            str(user / "good.csv"),
+            "--test",
+            str(user / "good.csv"),
+            "--config",
+            str(config),
+            "--device",
+            "cpu",
+            "--no-cache",
+            "-o",
+            str(tmp_path / "run"),
+        ],
+    )
     assert "Traceback" not in result.output
     rows = [strict_loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
     assert [r["status"] for r in rows] == ["failed"]
@@ -143,8 +174,10 @@ def test_a_lone_surrogate_is_refused_with_its_row(runner, tmp_path, user, tiny_m
     data = user / "data.jsonl"
     data.write_text(SURROGATE_JSONL)
     before = snapshot(tmp_path)
-    for args in (fit_args(tiny_model_dir, data, user / "b2"),
-                 ["predict", str(user / "bundle"), str(data), "--device", "cpu", "-o", str(user / "out.csv")]):
+    for args in (
+        fit_args(tiny_model_dir, data, user / "b2"),
+        ["predict", str(user / "bundle"), str(data), "--device", "cpu", "-o", str(user / "out.csv")],
+    ):
         result = runner.invoke(app, args)
         assert_cli_error(result, "Row 2", "lone surrogate", "\\ud800", str(data), "refused")
     assert snapshot(tmp_path) == before
@@ -157,12 +190,21 @@ def test_a_surrogate_pair_is_one_character_and_reads(tmp_path):
     assert data.texts[0] == "smile \U0001f600 0"
 
 
-@pytest.mark.parametrize(("content", "words"), [
-    ("text," + "x" * 200_000 + "\nhello,1\n", ["header line", "over 131,072 characters", "close every opening quote"]),
-    ("text,label\rgood movie,1\rbad movie,0\r", ["carriage return alone", "\\n line endings", "tr '\\r' '\\n'"]),
-    ('text,label\ngood movie,1\n"bad movie,0\nok,1\n', ["quote (\") opened on line 3 is never closed"]),
-    ("text,label\ngood movie,1\nbad, movie,0\nok,1\n", ["line 3 has 3 fields but its header names 2", "unquoted ','"]),
-])
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (
+            "text," + "x" * 200_000 + "\nhello,1\n",
+            ["header line", "over 131,072 characters", "close every opening quote"],
+        ),
+        ("text,label\rgood movie,1\rbad movie,0\r", ["carriage return alone", "\\n line endings", "tr '\\r' '\\n'"]),
+        ('text,label\ngood movie,1\n"bad movie,0\nok,1\n', ['quote (") opened on line 3 is never closed']),
+        (
+            "text,label\ngood movie,1\nbad, movie,0\nok,1\n",
+            ["line 3 has 3 fields but its header names 2", "unquoted ','"],
+        ),
+    ],
+)
 def test_csv_errors_say_what_is_wrong_with_the_file(tmp_path, content, words):
     path = tmp_path / "data.csv"
     path.write_text(content, newline="")
@@ -199,8 +241,9 @@ def test_a_one_class_test_file_is_scored(runner, tmp_path, user, tiny_model_dir)
 
     test_file = user / "one.csv"
     test_file.write_text(csv_text([(f"movie {i} was fine", 1) for i in range(6)]))
-    result = runner.invoke(app, fit_args(tiny_model_dir, user / "good.csv", user / "bundle", "--C", "1",
-                                         "--test", str(test_file)))
+    result = runner.invoke(
+        app, fit_args(tiny_model_dir, user / "good.csv", user / "bundle", "--C", "1", "--test", str(test_file))
+    )
     assert result.exit_code == 0, result.output
     assert "test " in result.output
     result = runner.invoke(app, ["evaluate", str(user / "bundle"), str(test_file), "--device", "cpu"])
@@ -210,10 +253,13 @@ def test_a_one_class_test_file_is_scored(runner, tmp_path, user, tiny_model_dir)
     assert_cli_error(result, "single class", "at least two")
 
 
-@pytest.mark.parametrize(("host", "words"), [
-    ("192.0.2.1", ["--host '192.0.2.1'", "not an address of this machine"]),  # TEST-NET-1: never local
-    ("a" * 300, ["cannot be resolved", "not a valid host name"]),
-])
+@pytest.mark.parametrize(
+    ("host", "words"),
+    [
+        ("192.0.2.1", ["--host '192.0.2.1'", "not an address of this machine"]),  # TEST-NET-1: never local
+        ("a" * 300, ["cannot be resolved", "not a valid host name"]),
+    ],
+)
 def test_a_bad_host_is_blamed_on_the_host(host, words):
     from unfreeze.serve.app import listening_socket
 
@@ -246,20 +292,24 @@ def _study(tmp_path, k: str = '[0, "L"]', holds: str = "slope_low > 0"):
 
     text = (Path(__file__).parents[1] / "studies" / "freeze-depth.toml").read_text()
     text = text.replace('k = [0, "L/3", "2L/3", "L-1", "L"]', f"k = {k}")
-    text = text.replace('holds = "slope_low > 0 and (interaction_p >= 0.05 or interaction_eta2 < 0.06)"',
-                        f'holds = "{holds}"')
+    text = text.replace(
+        'holds = "slope_low > 0 and (interaction_p >= 0.05 or interaction_eta2 < 0.06)"', f'holds = "{holds}"'
+    )
     path = tmp_path / "user" / "study.toml"
     path.parent.mkdir(exist_ok=True)
     path.write_text(text)
     return path
 
 
-@pytest.mark.parametrize(("change", "words"), [
-    ({"k": '["L/0"]'}, ["arm 'main'", "'L/0' divides the depth L by zero", "L/N with N >= 1"]),
-    ({"holds": " + ".join(["slope"] * 30_000) + " > 0"}, ["[verdict] holds", "characters long", "at most 2,000"]),
-    ({"holds": " + ".join(["slope"] * 200) + " > 0"}, ["[verdict] holds", "nests deeper than 50"]),
-    ({"holds": "-" * 900 + "slope > 0"}, ["[verdict] holds", "nests deeper"]),
-])
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"k": '["L/0"]'}, ["arm 'main'", "'L/0' divides the depth L by zero", "L/N with N >= 1"]),
+        ({"holds": " + ".join(["slope"] * 30_000) + " > 0"}, ["[verdict] holds", "characters long", "at most 2,000"]),
+        ({"holds": " + ".join(["slope"] * 200) + " > 0"}, ["[verdict] holds", "nests deeper than 50"]),
+        ({"holds": "-" * 900 + "slope > 0"}, ["[verdict] holds", "nests deeper"]),
+    ],
+)
 def test_study_files_that_cannot_be_meant_are_one_line(runner, tmp_path, change, words):
     from unfreeze.cli import app
 
@@ -287,8 +337,9 @@ def test_sweep_takes_the_model_and_settings_typed_on_the_command_line(runner, tm
 
     seen = {}
     monkeypatch.setattr(sweep_cli, "run_and_report", lambda spec, *args, **kwargs: seen.update(spec=spec))
-    result = runner.invoke(app, ["sweep", str(user / "good.csv"), "--model", "my-model", "--max-length", "32",
-                                 "-o", str(tmp_path / "run")])
+    result = runner.invoke(
+        app, ["sweep", str(user / "good.csv"), "--model", "my-model", "--max-length", "32", "-o", str(tmp_path / "run")]
+    )
     assert result.exit_code == 0, result.output
     assert (seen["spec"].model, seen["spec"].max_length) == ("my-model", 32)
 
@@ -323,8 +374,14 @@ def test_fit_on_a_fifo_exits_at_once_in_a_real_process(tmp_path):
     fifo = tmp_path / "data.csv"
     os.mkfifo(fifo)
     env = {k: v for k, v in os.environ.items() if k != "UNFREEZE_DEBUG"}
-    proc = subprocess.run([sys.executable, "-m", "unfreeze", "fit", str(fifo), "-o", str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "unfreeze", "fit", str(fifo), "-o", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr

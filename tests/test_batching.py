@@ -87,8 +87,12 @@ def test_a_failing_batch_fails_only_its_requests():
     async def scenario():
         batcher = MicroBatcher(model, max_batch=2, max_wait_ms=20)
         await batcher.start()
-        results = await asyncio.gather(batcher.submit(["poison"], ["x"]), batcher.submit(["fine"], ["x"]),
-                                       batcher.submit(["later"], ["x"]), return_exceptions=True)
+        results = await asyncio.gather(
+            batcher.submit(["poison"], ["x"]),
+            batcher.submit(["fine"], ["x"]),
+            batcher.submit(["later"], ["x"]),
+            return_exceptions=True,
+        )
         after = await batcher.submit(["after"], ["x"])
         await batcher.stop()
         return results, after
@@ -106,8 +110,10 @@ def test_a_full_queue_refuses_at_once():
         await batcher.start()
         first = asyncio.create_task(batcher.submit(["a", "b"], ["x"]))
         await asyncio.sleep(0.05)  # the first batch is running; the queue is empty again
-        waiting = [asyncio.create_task(batcher.submit(["c", "d"], ["x"])),
-                   asyncio.create_task(batcher.submit(["e", "f"], ["x"]))]
+        waiting = [
+            asyncio.create_task(batcher.submit(["c", "d"], ["x"])),
+            asyncio.create_task(batcher.submit(["e", "f"], ["x"])),
+        ]
         await asyncio.sleep(0)
         with pytest.raises(QueueFull, match="4 texts are already waiting"):
             await batcher.submit(["g"], ["x"])

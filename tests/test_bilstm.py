@@ -34,7 +34,6 @@ TRAINING = Training(epochs=3, validation_fraction=0.0)
 SMALL = dict(token_layers="last2", hidden_size=8)
 
 
-
 @pytest.fixture(scope="module")
 def task():
     return sentiment_task_varied(40, 0), sentiment_task_varied(12, 1)
@@ -43,8 +42,15 @@ def task():
 def _fit(model, texts, labels, **params):
     training = params.pop("training", TRAINING)
     seed = params.pop("seed", 0)
-    return Classifier(model, strategy=BiLSTM(**{**SMALL, **params}), training=training, batch_size=8, seed=seed,
-                      progress=False, device="cpu").fit(texts, labels)
+    return Classifier(
+        model,
+        strategy=BiLSTM(**{**SMALL, **params}),
+        training=training,
+        batch_size=8,
+        seed=seed,
+        progress=False,
+        device="cpu",
+    ).fit(texts, labels)
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +60,7 @@ def fitted(tiny_model_dir, task):
 
 
 # -- the cached token states ---------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("family", ["bert", "llama"])
 def test_cached_token_states_equal_a_fresh_forward_pass_within_fp16_rounding(tiny_backbone, family):
@@ -152,8 +159,7 @@ def test_spill_files_of_dead_processes_are_removed(tiny_backbone, fresh_cache):
     orphan = folder / "999999999-abc.f16"  # no such process
     orphan.write_bytes(b"\0" * 16)
     backbone = tiny_backbone("bert")
-    with compute_token_states(backbone, backbone.encode(["a b c"], 16), (2,), memory_bytes=0,
-                              progress=False) as store:
+    with compute_token_states(backbone, backbone.encode(["a b c"], 16), (2,), memory_bytes=0, progress=False) as store:
         assert not orphan.exists() and store.path.exists()
         mine = store.path
     assert not mine.exists() and store.path is None
@@ -177,6 +183,7 @@ def test_states_beyond_fp16_range_are_refused(tiny_backbone, monkeypatch):
 
 # -- what trains, masking ------------------------------------------------------------------------
 
+
 def test_only_the_bilstm_and_head_train_never_the_backbone(tiny_model_dir, task):
     from unfreeze.models.loaded import shared_backbone
     from unfreeze.training.state_networks import BiLSTMHead
@@ -194,8 +201,11 @@ def test_only_the_bilstm_and_head_train_never_the_backbone(tiny_model_dir, task)
     assert clf.fit_record_["total_parameters"] == backbone.n_parameters() + n_module
     torch.manual_seed(0)  # the fit's initial weights
     start = BiLSTMHead(2 * backbone.hidden_size, 8, 2, 2, 0.1, backbone.hidden_size)
-    moved = {name for name, p in module.named_parameters()
-             if not torch.equal(p.detach(), dict(start.named_parameters())[name].detach())}
+    moved = {
+        name
+        for name, p in module.named_parameters()
+        if not torch.equal(p.detach(), dict(start.named_parameters())[name].detach())
+    }
     assert moved == {name for name, _ in module.named_parameters()}  # every LSTM weight and the head trained
     assert module.lstm.num_layers == 2 and module.lstm.bidirectional and module.lstm.hidden_size == 8
     assert clf.fit_record_["token_layers"] == [1, 2]
@@ -218,8 +228,12 @@ def test_epochs_never_run_the_backbone(tiny_model_dir, task, monkeypatch):
     for epochs in (1, 5):
         calls["n"] = 0
         # one rate: a rate search ("auto") fits once per rate, each with its own pass over the texts
-        clf = _fit(tiny_model_dir("bert"), texts, labels,
-                   training=Training(epochs=epochs, patience=None, learning_rate="fixed"))
+        clf = _fit(
+            tiny_model_dir("bert"),
+            texts,
+            labels,
+            training=Training(epochs=epochs, patience=None, learning_rate="fixed"),
+        )
         assert clf.fit_record_["epochs_run"] == epochs
         # the model check's one-word pass, and one pass over the training texts
         assert calls["n"] == 1 + -(-len(texts) // 8)
@@ -247,6 +261,7 @@ def test_padding_is_masked_by_packing(fitted, task):
 
 
 # -- bundles, determinism ------------------------------------------------------------------------
+
 
 def test_bundle_round_trips_identically_and_serves_as_default(fitted, task, tmp_path):
     from safetensors.numpy import load_file
@@ -288,6 +303,7 @@ def test_other_families_train_and_round_trip(tiny_model_dir, task, family, tmp_p
 
 # -- bad settings ---------------------------------------------------------------------------------
 
+
 def test_a_model_without_token_states_is_refused_with_what_is_needed(tiny_backbone, monkeypatch):
     backbone = tiny_backbone("bert")
     original = backbone.model.forward
@@ -309,30 +325,50 @@ def test_the_cli_refuses_a_model_without_token_states(runner, tiny_model_dir, tm
 
     backbone = shared_backbone(tiny_model_dir("bert"), None)
     original = backbone.model.forward
-    monkeypatch.setattr(backbone.model, "forward", lambda *a, **k: SimpleNamespace(
-        last_hidden_state=original(*a, **k).last_hidden_state))
+    monkeypatch.setattr(
+        backbone.model,
+        "forward",
+        lambda *a, **k: SimpleNamespace(last_hidden_state=original(*a, **k).last_hidden_state),
+    )
     train = write_toy_csv(tmp_path / "train.csv", 16, 0)
-    result = runner.invoke(app, ["fit", str(train), "--model", tiny_model_dir("bert"), "--strategy", "bilstm",
-                                 "--token-layers", "last2", "-o", str(tmp_path / "bundle")])
+    result = runner.invoke(
+        app,
+        [
+            "fit",
+            str(train),
+            "--model",
+            tiny_model_dir("bert"),
+            "--strategy",
+            "bilstm",
+            "--token-layers",
+            "last2",
+            "-o",
+            str(tmp_path / "bundle"),
+        ],
+    )
     assert_user_error(result, "bilstm needs per-token hidden states")
     assert not (tmp_path / "bundle").exists()
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--hidden-size", "0"], ["'hidden_size' parameter of bilstm must be an int >= 1", "Got 0"]),
-    (["--num-layers", "0"], ["'num_layers' parameter of bilstm must be an int >= 1"]),
-    (["--dropout", "1"], ["'dropout' parameter of bilstm must be a float in [0.0, 1.0)"]),
-    (["--memory-gib", "-1"], ["'memory_gib' parameter of bilstm must be a float >= 0.0"]),
-    (["--token-layers", "last4"], ["'token_layers' parameter of bilstm", "within this model's 3 hidden states"]),
-    ([], ["'token_layers' parameter of bilstm", "Got 'last4'"]),  # the default needs 4 states; this model has 3
-    (["--token-layers", "x"], ["'token_layers' parameter of bilstm must be 'all', 'lastN'"]),
-    (["--token-layers", "last2", "--no-prefix-cache"], ["'prefix_cache' is not used by strategy 'bilstm'"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--hidden-size", "0"], ["'hidden_size' parameter of bilstm must be an int >= 1", "Got 0"]),
+        (["--num-layers", "0"], ["'num_layers' parameter of bilstm must be an int >= 1"]),
+        (["--dropout", "1"], ["'dropout' parameter of bilstm must be a float in [0.0, 1.0)"]),
+        (["--memory-gib", "-1"], ["'memory_gib' parameter of bilstm must be a float >= 0.0"]),
+        (["--token-layers", "last4"], ["'token_layers' parameter of bilstm", "within this model's 3 hidden states"]),
+        ([], ["'token_layers' parameter of bilstm", "Got 'last4'"]),  # the default needs 4 states; this model has 3
+        (["--token-layers", "x"], ["'token_layers' parameter of bilstm must be 'all', 'lastN'"]),
+        (["--token-layers", "last2", "--no-prefix-cache"], ["'prefix_cache' is not used by strategy 'bilstm'"]),
+    ],
+)
 def test_cli_bad_settings_are_one_line_and_exit_2(runner, tiny_model_dir, tmp_path, args, words):
     train = write_toy_csv(tmp_path / "train.csv", 16, 0)
     out = tmp_path / "bundle"
-    result = runner.invoke(app, ["fit", str(train), "--model", tiny_model_dir("bert"), "--strategy", "bilstm", *args,
-                                 "-o", str(out)])
+    result = runner.invoke(
+        app, ["fit", str(train), "--model", tiny_model_dir("bert"), "--strategy", "bilstm", *args, "-o", str(out)]
+    )
     assert_user_error(result, *words)
     assert not out.exists()
 
@@ -340,9 +376,27 @@ def test_cli_bad_settings_are_one_line_and_exit_2(runner, tiny_model_dir, tmp_pa
 def test_cli_fit_says_where_the_token_states_lived_and_predict_uses_the_bundle(runner, tiny_model_dir, tmp_path):
     train = write_toy_csv(tmp_path / "train.csv", 24, 0)
     out = tmp_path / "bundle"
-    result = runner.invoke(app, ["fit", str(train), "--model", tiny_model_dir("bert"), "--strategy", "bilstm",
-                                 "--token-layers", "last2", "--hidden-size", "8", "--memory-gib", "0", "--epochs", "2",
-                                 "-o", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "fit",
+            str(train),
+            "--model",
+            tiny_model_dir("bert"),
+            "--strategy",
+            "bilstm",
+            "--token-layers",
+            "last2",
+            "--hidden-size",
+            "8",
+            "--memory-gib",
+            "0",
+            "--epochs",
+            "2",
+            "-o",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "trained bilstm token_layers=last2 hidden_size=8 memory_gib=0.0 on 24 examples" in result.stdout
     line = next(x for x in result.stdout.splitlines() if x.startswith("token states:"))
@@ -358,22 +412,33 @@ def test_cli_fit_says_where_the_token_states_lived_and_predict_uses_the_bundle(r
 
 # -- sweeps, serving -----------------------------------------------------------------------------
 
+
 def test_bilstm_cells_in_a_sweep_with_features_need_no_extra_embedding(tiny_model_dir, tmp_path, monkeypatch):
     from unfreeze.sweep import ResultsStore, SweepSpec
     from unfreeze.sweep.plan import frozen_layers
     from unfreeze.sweep.runner import run_sweep
 
-    spec = SweepSpec(data=str(write_toy_csv(tmp_path / "train.csv", 40, 0)),
-                     test=str(write_toy_csv(tmp_path / "test.csv", 12, 1)), model=tiny_model_dir("bert"),
-                     strategies=["features", "bilstm"], grid={"bilstm": {"token_layers": ["last2"],
-                                                                          "hidden_size": [4, 8]}},
-                     n_train=[16], seeds=[0], epochs=2, batch_size=8)
+    spec = SweepSpec(
+        data=str(write_toy_csv(tmp_path / "train.csv", 40, 0)),
+        test=str(write_toy_csv(tmp_path / "test.csv", 12, 1)),
+        model=tiny_model_dir("bert"),
+        strategies=["features", "bilstm"],
+        grid={"bilstm": {"token_layers": ["last2"], "hidden_size": [4, 8]}},
+        n_train=[16],
+        seeds=[0],
+        epochs=2,
+        batch_size=8,
+    )
     assert frozen_layers(spec, 2) == {2}  # features' last layer; bilstm reads token states
     assert frozen_layers(SweepSpec(strategies=["bilstm"]), 6) == set()
     counts = run_sweep(spec, tmp_path / "run", progress=False)
     assert counts["done"] == 3
     rows = {r["cell"]["label"]: r for r in ResultsStore(tmp_path / "run").records()}
-    assert set(rows) == {"features", "bilstm token_layers=last2 hidden_size=4", "bilstm token_layers=last2 hidden_size=8"}
+    assert set(rows) == {
+        "features",
+        "bilstm token_layers=last2 hidden_size=4",
+        "bilstm token_layers=last2 hidden_size=8",
+    }
     small, large = rows["bilstm token_layers=last2 hidden_size=4"], rows["bilstm token_layers=last2 hidden_size=8"]
     assert small["fit"]["trainable_parameters"] < large["fit"]["trainable_parameters"]
 

@@ -134,9 +134,7 @@ def _flip_first_label(path):
 
 DAMAGE = {
     "flipped-label": lambda folder: _flip_first_label(folder / "data.jsonl"),
-    "truncated-data": lambda folder: (folder / "data.jsonl").write_bytes(
-        (folder / "data.jsonl").read_bytes()[: 50_000]
-    ),
+    "truncated-data": lambda folder: (folder / "data.jsonl").write_bytes((folder / "data.jsonl").read_bytes()[:50_000]),
     "deleted-data": lambda folder: (folder / "data.jsonl").unlink(),
     "garbage-split": lambda folder: (folder / "split.json").write_text('{"sha256": "trunc'),
     "deleted-split": lambda folder: (folder / "split.json").unlink(),

@@ -14,8 +14,10 @@ import unfreeze.inference.bundle as bundle_module
 import unfreeze.models.loaded as loaded_module
 from unfreeze import Classifier, UnfreezeError
 
-TEXTS = [f"{w} film number {i} with {'good' if i % 2 else 'bad'} acting" for i, w in
-         enumerate(["a", "the", "one", "this", "that", "some", "my", "our", "your", "his", "her", "its"] * 2)]
+TEXTS = [
+    f"{w} film number {i} with {'good' if i % 2 else 'bad'} acting"
+    for i, w in enumerate(["a", "the", "one", "this", "that", "some", "my", "our", "your", "his", "her", "its"] * 2)
+]
 INT_LABELS = [10 if i % 2 else -3 for i in range(len(TEXTS))]
 STR_LABELS = ["pos" if i % 3 == 0 else ("neg" if i % 3 == 1 else "mixed") for i in range(len(TEXTS))]
 NEW_TEXTS = ["a good film", "a bad film", "something else entirely", "good good good"]

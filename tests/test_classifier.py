@@ -26,6 +26,7 @@ def make(tiny_model_dir, family="bert", **params) -> Classifier:
 
 # -- scikit-learn contract --------------------------------------------------------------------
 
+
 def test_constructor_only_stores_parameters():
     # no validation and no loading at construction: even junk is stored as given
     junk_strategy = Features(C=-1, cv="x")
@@ -50,8 +51,11 @@ def test_the_short_form_builds_the_strategy_and_training_objects():
 def test_get_params_matches_the_constructor_and_set_params_round_trips(tiny_model_dir):
     clf = make(tiny_model_dir)
     params = clf.get_params(deep=False)
-    names = [p.name for p in inspect.signature(Classifier.__init__).parameters.values()
-             if p.name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD]
+    names = [
+        p.name
+        for p in inspect.signature(Classifier.__init__).parameters.values()
+        if p.name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
     assert sorted(params) == sorted(names)
     assert params["model"] == tiny_model_dir("bert") and clf.get_params()["strategy__C"] == 1.0
     same = clf.set_params(pooling="cls", layers="-2,-1", strategy__C=0.5)
@@ -85,17 +89,27 @@ def test_clone_is_unfitted_with_the_same_parameters(tiny_model_dir):
 
 def test_grid_search_over_nested_strategy_and_training_parameters(tiny_model_dir):
     search = GridSearchCV(
-        Classifier(model=tiny_model_dir("bert"), strategy=Freeze(k=1), training=Training(epochs=1, validation_fraction=0),
-                   batch_size=8, progress=False, device="cpu"),
-        {"strategy__k": [1, 2], "training__learning_rate": [1e-4, 3e-3]}, cv=2)
+        Classifier(
+            model=tiny_model_dir("bert"),
+            strategy=Freeze(k=1),
+            training=Training(epochs=1, validation_fraction=0),
+            batch_size=8,
+            progress=False,
+            device="cpu",
+        ),
+        {"strategy__k": [1, 2], "training__learning_rate": [1e-4, 3e-3]},
+        cv=2,
+    )
     search.fit(np.asarray(X), np.asarray(Y))
     tried = [(p["strategy__k"], p["training__learning_rate"]) for p in search.cv_results_["params"]]
     assert sorted(tried) == [(1, 1e-4), (1, 3e-3), (2, 1e-4), (2, 3e-3)]
     assert search.best_estimator_.strategy_.k == search.best_params_["strategy__k"]
     assert search.best_estimator_.training_.learning_rate == search.best_params_["training__learning_rate"]
     # the fits differ: the parameters really reached them
-    assert len(set(np.round(search.cv_results_["mean_test_score"], 6))) > 1 or \
-        len({round(s, 6) for s in search.cv_results_["split0_test_score"]}) > 1
+    assert (
+        len(set(np.round(search.cv_results_["mean_test_score"], 6))) > 1
+        or len({round(s, 6) for s in search.cv_results_["split0_test_score"]}) > 1
+    )
 
 
 def test_fit_returns_self_and_fitted_attributes_end_in_underscore(tiny_model_dir):
@@ -115,8 +129,7 @@ def test_fit_returns_self_and_fitted_attributes_end_in_underscore(tiny_model_dir
 
 @pytest.mark.parametrize(
     "method",
-    ["predict_proba", "decision_function", "predict",
-     "score", "evaluate"],
+    ["predict_proba", "decision_function", "predict", "score", "evaluate"],
 )
 def test_methods_before_fit_raise_not_fitted(method, tiny_model_dir):
     clf = make(tiny_model_dir)
@@ -149,6 +162,7 @@ def test_decision_function_agrees_with_predict(tiny_model_dir):
 
 
 # -- every family: fit / predict ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_fit_predict_smoke_every_family(family, tiny_model_dir):
@@ -218,8 +232,9 @@ def test_invalid_parameters_are_rejected_before_loading_the_model(name, value, o
     clf = Classifier(model="no/such/model", progress=False, **{name: value})
     with pytest.raises(InvalidParameterError) as info:
         clf.fit(X, Y)
-    assert re.match(SKLEARN_SHAPE.format(name=name, owner=owner, got=re.escape(repr(value))), str(info.value)), \
-        str(info.value)
+    assert re.match(SKLEARN_SHAPE.format(name=name, owner=owner, got=re.escape(repr(value))), str(info.value)), str(
+        info.value
+    )
 
 
 def test_invalid_pooling_lists_the_valid_modes():
@@ -248,6 +263,7 @@ def test_bad_inputs_are_user_errors(tiny_model_dir):
 
 
 # -- determinism and learning ----------------------------------------------------------------------
+
 
 def test_same_seed_gives_identical_probabilities(tiny_model_dir):
     # C=None: the cross-validated choice of C is seeded too; no cache, so both run the model

@@ -196,7 +196,11 @@ def test_real_process_one_line_exit_2(tmp_path):
     env.pop("UNFREEZE_DEBUG", None)
     proc = subprocess.run(
         [sys.executable, "-m", "unfreeze", "fit", str(tmp_path / "missing.csv"), "-o", str(out)],
-        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""

@@ -38,8 +38,9 @@ def data(tmp_path) -> Path:
 
 @pytest.fixture
 def bundle(data, tiny_model_dir, tmp_path) -> Path:
-    result = runner.invoke(app, ["fit", str(data), "--model", tiny_model_dir("bert"), "--C", "1", "-o",
-                                 str(tmp_path / "bundle")])
+    result = runner.invoke(
+        app, ["fit", str(data), "--model", tiny_model_dir("bert"), "--C", "1", "-o", str(tmp_path / "bundle")]
+    )
     assert result.exit_code == 0, result.output
     return tmp_path / "bundle"
 
@@ -62,8 +63,7 @@ def test_fit_never_writes_over_what_it_did_not_write(where, data, tiny_model_dir
     target = {"file": tmp_path / "f.txt", "foreign-folder": notes, "dot": Path(".")}[where]
     monkeypatch.chdir(notes)
     before = snapshot(tmp_path)
-    result = runner.invoke(app, ["fit", str(data), "--model", tiny_model_dir("bert"), "-o", str(target),
-                                 "--overwrite"])
+    result = runner.invoke(app, ["fit", str(data), "--model", tiny_model_dir("bert"), "-o", str(target), "--overwrite"])
     one_line_error(result)
     assert snapshot(tmp_path) == before
 
@@ -85,12 +85,26 @@ def test_predict_guards_its_csv_and_never_replaces_its_input(bundle, data, tmp_p
 def test_sweep_to_an_existing_file_and_report_of_a_damaged_store(data, tiny_model_dir, tmp_path):
     target = tmp_path / "results.txt"
     target.write_text("keep")
-    one_line_error(runner.invoke(app, ["sweep", str(data), "--model", tiny_model_dir("bert"), "--sizes", "8",
-                                       "-o", str(target)]))
+    one_line_error(
+        runner.invoke(app, ["sweep", str(data), "--model", tiny_model_dir("bert"), "--sizes", "8", "-o", str(target)])
+    )
     assert target.read_text() == "keep"
     run = tmp_path / "run"
-    result = runner.invoke(app, ["sweep", str(data), "--model", tiny_model_dir("bert"), "--strategies", "features",
-                                 "--sizes", "8", "-o", str(run)])
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            str(data),
+            "--model",
+            tiny_model_dir("bert"),
+            "--strategies",
+            "features",
+            "--sizes",
+            "8",
+            "-o",
+            str(run),
+        ],
+    )
     assert result.exit_code == 0, result.output
     with open(run / "results.jsonl", "ab") as handle:
         handle.write(b"{}\nnull\n\x00\xffgarbage\n")
@@ -102,8 +116,9 @@ def test_sweep_to_an_existing_file_and_report_of_a_damaged_store(data, tiny_mode
 
 @pytest.mark.parametrize("device", ["gpu", "banana", "cuda:7"])
 def test_a_bad_device_is_one_line_naming_the_devices_here(device, data, tiny_model_dir, tmp_path):
-    result = runner.invoke(app, ["fit", str(data), "--model", tiny_model_dir("bert"), "--device", device, "-o",
-                                 str(tmp_path / "b")])
+    result = runner.invoke(
+        app, ["fit", str(data), "--model", tiny_model_dir("bert"), "--device", device, "-o", str(tmp_path / "b")]
+    )
     one_line_error(result, "Devices here: cpu")
     assert not (tmp_path / "b").exists()
 
@@ -117,9 +132,26 @@ def test_flags_show_no_type_in_help():
 
 @pytest.mark.slow  # a real process, as make demo runs it
 def test_a_sweep_without_a_terminal_prints_a_line_per_cell(data, tiny_model_dir, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "unfreeze", "sweep", str(data), "--model", tiny_model_dir("bert"),
-                             "--strategies", "features", "--sizes", "8,16", "-o", str(tmp_path / "run")],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "unfreeze",
+            "sweep",
+            str(data),
+            "--model",
+            tiny_model_dir("bert"),
+            "--strategies",
+            "features",
+            "--sizes",
+            "8,16",
+            "-o",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("sweep: cell")]
     assert len(lines) == 2 and lines[0].startswith("sweep: cell 1/2 done: features, n=8, seed=0, test accuracy")
@@ -133,8 +165,12 @@ def test_serve_says_a_busy_port_before_loading_and_refuses_empty_texts(bundle, t
     port = holder.getsockname()[1]
     try:
         start = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "unfreeze", "serve", str(bundle), "--port", str(port)],
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-m", "unfreeze", "serve", str(bundle), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         holder.close()
     assert result.returncode == 2, result.stderr

@@ -49,33 +49,70 @@ def data(tmp_path):
 
 
 def test_only_given_options_are_passed_on_and_recorded(data, tiny_model_dir, tmp_path):
-    result = runner.invoke(app, ["fit", str(data), "--model", tiny_model_dir("bert"), "--strategy", "lora",
-                                 "--lora-r", "2", "--max-steps", "2", "--weight-decay", "0.5", "--grad-clip", "0.25",
-                                 "--warmup-ratio", "0.2", "--no-prefix-cache", "-o", str(tmp_path / "b")])
+    result = runner.invoke(
+        app,
+        [
+            "fit",
+            str(data),
+            "--model",
+            tiny_model_dir("bert"),
+            "--strategy",
+            "lora",
+            "--lora-r",
+            "2",
+            "--max-steps",
+            "2",
+            "--weight-decay",
+            "0.5",
+            "--grad-clip",
+            "0.25",
+            "--warmup-ratio",
+            "0.2",
+            "--no-prefix-cache",
+            "-o",
+            str(tmp_path / "b"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "b" / "unfreeze.json").read_text())
-    assert config["strategy"] == {"name": "lora", "params": {"r": 2, "lora_alpha": 16, "lora_dropout": 0.1,
-                                                             "target_modules": None, "top_blocks": None}}
+    assert config["strategy"] == {
+        "name": "lora",
+        "params": {"r": 2, "lora_alpha": 16, "lora_dropout": 0.1, "target_modules": None, "top_blocks": None},
+    }
     given = {"max_steps": 2, "weight_decay": 0.5, "grad_clip": 0.25, "warmup_ratio": 0.2, "prefix_cache": False}
     assert config["training"] == {**Training().get_params(), **given}
     assert config["fit_record"]["steps"] == 2
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--strategy", "freeze", "--r", "16"], "The 'r' setting does not apply to strategy 'freeze': it is a parameter "
-                                            "of lora."),
-    (["--strategy", "features", "--epochs", "3"], "The training setting 'epochs' is not used by strategy 'features'"),
-    (["--strategy", "setfit", "--patience", "3"], "The training setting 'patience' is not used by strategy 'setfit'"),
-    (["--strategy", "full", "--k", "2"], "The 'k' setting does not apply to strategy 'full'"),
-    (["--strategy", "lora", "--lora-dropout", "2"], "The 'lora_dropout' parameter of lora must be a float in "
-                                                    "[0.0, 1.0]. Got 2.0."),
-    (["--strategy", "freeze", "--class-weight", "auto"], "The 'class_weight' parameter of Training must be one of "
-                                                         "None, 'balanced'. Got 'auto'."),
-    (["--strategy", "nope"], "The 'strategy' parameter of Classifier must be one of 'features', 'freeze'"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--strategy", "freeze", "--r", "16"],
+            "The 'r' setting does not apply to strategy 'freeze': it is a parameter of lora.",
+        ),
+        (
+            ["--strategy", "features", "--epochs", "3"],
+            "The training setting 'epochs' is not used by strategy 'features'",
+        ),
+        (
+            ["--strategy", "setfit", "--patience", "3"],
+            "The training setting 'patience' is not used by strategy 'setfit'",
+        ),
+        (["--strategy", "full", "--k", "2"], "The 'k' setting does not apply to strategy 'full'"),
+        (
+            ["--strategy", "lora", "--lora-dropout", "2"],
+            "The 'lora_dropout' parameter of lora must be a float in [0.0, 1.0]. Got 2.0.",
+        ),
+        (
+            ["--strategy", "freeze", "--class-weight", "auto"],
+            "The 'class_weight' parameter of Training must be one of None, 'balanced'. Got 'auto'.",
+        ),
+        (["--strategy", "nope"], "The 'strategy' parameter of Classifier must be one of 'features', 'freeze'"),
+    ],
+)
 def test_a_setting_that_does_not_apply_is_one_line_and_writes_nothing(args, message, data, tiny_model_dir, tmp_path):
-    result = runner.invoke(app, ["fit", str(data), "--model", tiny_model_dir("bert"), *args, "-o",
-                                 str(tmp_path / "b")])
+    result = runner.invoke(app, ["fit", str(data), "--model", tiny_model_dir("bert"), *args, "-o", str(tmp_path / "b")])
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
@@ -160,11 +197,21 @@ def test_a_list_valued_option_is_plural_or_says_so():
             assert flag.endswith("s") or "comma-separated" in help_text, (path, flag)
 
 
-@pytest.mark.parametrize("command, old, new", [
-    (["sweep", "movie-snippets", "-o", "{tmp}/run", "--strategies", "nope", "--n-train", "16"], "--n-train", "--sizes"),
-    (["advise", "movie-snippets", "-o", "{tmp}/run", "--strategies", "nope", "--json", "{tmp}/p.json"], "--json",
-     "--json-out"),
-])
+@pytest.mark.parametrize(
+    "command, old, new",
+    [
+        (
+            ["sweep", "movie-snippets", "-o", "{tmp}/run", "--strategies", "nope", "--n-train", "16"],
+            "--n-train",
+            "--sizes",
+        ),
+        (
+            ["advise", "movie-snippets", "-o", "{tmp}/run", "--strategies", "nope", "--json", "{tmp}/p.json"],
+            "--json",
+            "--json-out",
+        ),
+    ],
+)
 def test_an_old_spelling_still_works_for_a_release_with_one_warning_line(command, old, new, tmp_path):
     args = [a.replace("{tmp}", str(tmp_path)) for a in command]
     result = runner.invoke(app, args)
@@ -188,7 +235,9 @@ def test_a_strategy_parameter_takes_one_value_in_fit_and_a_list_to_sweep(data, t
     from unfreeze.cli.options import grid_axes
 
     assert grid_axes({"k": ["0", "3"]}, ["features", "freeze", "truncate"]) == {
-        "freeze": {"k": ["0", "3"]}, "truncate": {"k": ["0", "3"]}}
+        "freeze": {"k": ["0", "3"]},
+        "truncate": {"k": ["0", "3"]},
+    }
     assert grid_axes({"k": ["all"]}, ["freeze"]) == {"freeze": {"k": "all"}}
     with pytest.raises(Exception, match=r"--r is a parameter of lora, and none of them is among the strategies"):
         grid_axes({"r": ["4"]}, ["features", "freeze"])

@@ -23,7 +23,7 @@ def flat(scores):
 
 @pytest.mark.parametrize("a, b, c", [(0.9, 0.8, 0.5), (0.95, 2.0, 0.7), (0.8, 0.3, 0.3)])
 def test_pow3_recovers_the_parameters_of_a_synthetic_power_law(a, b, c):
-    scores = synthetic(lambda n: a - b * n ** -c)
+    scores = synthetic(lambda n: a - b * n**-c)
     got = fitted_params("pow3", *flat(scores))
     assert got == pytest.approx([a, b, c], rel=1e-3)
 
@@ -31,12 +31,12 @@ def test_pow3_recovers_the_parameters_of_a_synthetic_power_law(a, b, c):
 def test_pow4_and_mmf_recover_their_own_curves():
     pow4 = synthetic(lambda n: 0.9 - 3.0 * (n + 50.0) ** -0.6)
     assert fitted_params("pow4", *flat(pow4)) == pytest.approx([0.9, 3.0, 0.6, 50.0], rel=2e-2)
-    mmf = synthetic(lambda n: (0.5 * 200.0 + 0.92 * n ** 1.2) / (200.0 + n ** 1.2))
+    mmf = synthetic(lambda n: (0.5 * 200.0 + 0.92 * n**1.2) / (200.0 + n**1.2))
     assert fitted_params("mmf", *flat(mmf)) == pytest.approx([0.5, 200.0, 0.92, 1.2], rel=2e-2)
 
 
 def test_noisy_seeds_still_extrapolate_close_and_the_interval_covers_the_truth():
-    truth = lambda n: 0.9 - 0.8 * n ** -0.5  # noqa: E731
+    truth = lambda n: 0.9 - 0.8 * n**-0.5  # noqa: E731
     scores = synthetic(truth, noise=0.01, seeds=(0, 1, 2, 3, 4), sizes=SIZES[:5])
     prediction = predict(scores, "pow3", [2048])[2048]
     assert abs(prediction["score"] - truth(2048)) < 0.02
@@ -46,8 +46,12 @@ def test_noisy_seeds_still_extrapolate_close_and_the_interval_covers_the_truth()
 
 
 def test_backtest_prefers_a_curve_to_the_last_value_when_scores_still_rise():
-    curves = {f"config {i}": synthetic(lambda n, i=i: 0.9 - (0.5 + i / 10) * n ** -0.4, noise=0.002,
-                                       seeds=(0, 1), sizes=SIZES[:5]) for i in range(3)}
+    curves = {
+        f"config {i}": synthetic(
+            lambda n, i=i: 0.9 - (0.5 + i / 10) * n**-0.4, noise=0.002, seeds=(0, 1), sizes=SIZES[:5]
+        )
+        for i in range(3)
+    }
     result = backtest(curves)
     assert set(result) == {"pow3", "pow4", "mmf", "blend", "last"}
     assert result["pow3"]["mae"] < result["last"]["mae"]
@@ -63,24 +67,28 @@ def test_backtest_prefers_a_curve_to_the_last_value_when_scores_still_rise():
 
 
 def test_blend_is_the_mean_of_pow3_and_the_last_value_and_is_chosen_where_it_back_tests_best():
-    scores = synthetic(lambda n: 0.85 - 0.3 * n ** -0.5, noise=0.02, seeds=(0, 1, 2), sizes=SIZES[:4])
+    scores = synthetic(lambda n: 0.85 - 0.3 * n**-0.5, noise=0.02, seeds=(0, 1, 2), sizes=SIZES[:4])
     n, y = flat(scores)
     at = np.array([512.0, 4096.0])
     assert fit_form("blend", n, y)(at) == pytest.approx(0.5 * (fit_form("pow3", n, y)(at) + fit_form("last", n, y)(at)))
     # noisy seeds, little left to gain from 256 to 512 examples: pow3 through three noisy means overshoots, the
     # baseline misses the growth, half of each is closer than either
-    curves = {f"config {i}": synthetic(lambda n, i=i: 0.85 - (0.3 + i / 20) * n ** -0.5, noise=0.02,
-                                       seeds=(0, 1, 2), sizes=SIZES[:4]) for i in range(4)}
+    curves = {
+        f"config {i}": synthetic(
+            lambda n, i=i: 0.85 - (0.3 + i / 20) * n**-0.5, noise=0.02, seeds=(0, 1, 2), sizes=SIZES[:4]
+        )
+        for i in range(4)
+    }
     result = backtest(curves)
     assert result["blend"]["mae"] < min(result["pow3"]["mae"], result["last"]["mae"])
     assert choose_form(result, 3) == "blend"
 
 
 def test_size_for_a_target_inverts_the_curve_and_says_never_above_the_asymptote():
-    scores = synthetic(lambda n: 0.9 - 0.8 * n ** -0.5, sizes=SIZES[:4])
+    scores = synthetic(lambda n: 0.9 - 0.8 * n**-0.5, sizes=SIZES[:4])
     needed = size_for(scores, "pow3", 0.88)
     exact = (0.8 / 0.02) ** 2  # 0.9 - 0.8 n^-0.5 = 0.88 -> n = 1600
     assert abs(needed - exact) / exact < 0.01
     assert size_for(scores, "pow3", 0.95) is None
     assert size_for(scores, "pow3", 0.5) == 32  # already reached at a measured size
-    assert fit_form("last", *flat(scores))(np.array([10_000]))[0] == pytest.approx(0.9 - 0.8 * 256 ** -0.5)
+    assert fit_form("last", *flat(scores))(np.array([10_000]))[0] == pytest.approx(0.9 - 0.8 * 256**-0.5)

@@ -83,7 +83,7 @@ def test_uppercase_suffix_is_recognised(tmp_path):
 
 
 def test_csv_quoting_commas_and_newlines_survive(tmp_path):
-    texts = ['one, two, three', 'she said "no"', "line one\nline two", "plain"]
+    texts = ["one, two, three", 'she said "no"', "line one\nline two", "plain"]
     frame = pd.DataFrame({"text": texts, "label": ["a", "b", "a", "b"]})
     for suffix in (".csv", ".jsonl", ".parquet"):
         assert load_data(write(tmp_path / f"q{suffix}", frame)).texts == texts
@@ -481,7 +481,7 @@ def test_read_inputs_errors(tmp_path):
     with raises_user_error("'doc'", "--text-pair-col"):
         read_inputs(path, text_col="sentence", text_pair_col="doc")
     empty = tmp_path / "empty_text.csv"
-    empty.write_text("text\nfine\n\"\"\nok\n", encoding="utf-8")
+    empty.write_text('text\nfine\n""\nok\n', encoding="utf-8")
     with raises_user_error("empty text", "row 2"):
         read_inputs(empty)
     latin = tmp_path / "latin.csv"

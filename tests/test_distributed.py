@@ -37,9 +37,22 @@ def _launch(args: list[str], launcher: str = "torchrun") -> subprocess.Completed
     if launcher == "torchrun":
         head = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(RANKS)]
     else:  # accelerate's multi-process launcher; with --device cpu the ranks talk over gloo
-        head = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(RANKS),
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                "--main_process_port", str(_free_port())]
+        head = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(RANKS),
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            str(_free_port()),
+        ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
     return subprocess.run(head + args, capture_output=True, text=True, timeout=600, env=env)
@@ -58,9 +71,34 @@ def test_torchrun_fits_one_cell_on_two_processes_and_rank_0_writes_the_one_bundl
     test = _write_csv(tmp_path / "test.csv", *sentiment_task(40, seed=4))
     runs = tmp_path / "runs"
     out = runs / "ddp"
-    done = _launch(["-m", "unfreeze", "fit", str(train), "--test", str(test), "--model", tiny_model_dir("bert"),
-                    "--strategy", "freeze", "--k", "0", "--epochs", "8", "--lr", "3e-3", "--batch-size", "8",
-                    "--validation-fraction", "0", "--device", "cpu", "-o", str(out)])
+    done = _launch(
+        [
+            "-m",
+            "unfreeze",
+            "fit",
+            str(train),
+            "--test",
+            str(test),
+            "--model",
+            tiny_model_dir("bert"),
+            "--strategy",
+            "freeze",
+            "--k",
+            "0",
+            "--epochs",
+            "8",
+            "--lr",
+            "3e-3",
+            "--batch-size",
+            "8",
+            "--validation-fraction",
+            "0",
+            "--device",
+            "cpu",
+            "-o",
+            str(out),
+        ]
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     # rank 0 alone prints and writes: one report, one bundle, nothing else left in the folder
     assert done.stdout.count("bundle: ") == 1 and done.stdout.count("trained freeze") == 1, done.stdout
@@ -117,8 +155,12 @@ def test_two_processes_train_the_model_one_process_trains(tiny_model_dir, tmp_pa
     (no_dropout / "config.json").write_text(json.dumps(config))
     texts, labels = sentiment_task(60, seed=5)
     keep = [i for i, y in enumerate(labels) if y == 1][:29] + [i for i, y in enumerate(labels) if y == 0][:17]
-    args = {"model": str(no_dropout), "X": [texts[i] for i in keep], "y": [labels[i] for i in keep],
-            "X_test": sentiment_task(20, seed=6)[0]}
+    args = {
+        "model": str(no_dropout),
+        "X": [texts[i] for i in keep],
+        "y": [labels[i] for i in keep],
+        "X_test": sentiment_task(20, seed=6)[0],
+    }
     script = tmp_path / "fit.py"
     script.write_text(SAME_MODEL_SCRIPT)
 
@@ -126,8 +168,13 @@ def test_two_processes_train_the_model_one_process_trains(tiny_model_dir, tmp_pa
     for name in ("one", "two"):
         run_args = {**args, "out": str(tmp_path / f"{name}.json")}
         if name == "one":
-            done = subprocess.run([sys.executable, str(script), json.dumps(run_args)], capture_output=True, text=True,
-                                  timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            done = subprocess.run(
+                [sys.executable, str(script), json.dumps(run_args)],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                env={**os.environ, "OMP_NUM_THREADS": "1"},
+            )
         else:
             done = _launch([str(script), json.dumps(run_args)], launcher="accelerate")
         assert done.returncode == 0, done.stderr[-3000:]

@@ -71,8 +71,9 @@ def test_cache_keeps_the_truncation_count(tiny_backbone, fresh_cache, monkeypatc
     "change",
     ["pooling", "max_length", "texts", "order", "pairs", "weights"],
 )
-def test_anything_that_changes_the_vectors_changes_the_key(change, tiny_backbone, tiny_model_dir, fresh_cache,
-                                                           monkeypatch):
+def test_anything_that_changes_the_vectors_changes_the_key(
+    change, tiny_backbone, tiny_model_dir, fresh_cache, monkeypatch
+):
     backbone = tiny_backbone("bert")
     base = dict(inputs=TEXTS, pooling="mean", max_length=64)
     first = embed(backbone, base["inputs"], [2], base["pooling"], base["max_length"], progress=False)

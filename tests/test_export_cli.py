@@ -21,8 +21,14 @@ from unfreeze.cli import app
 
 ATOL = 1e-4
 TOPICS = ("sport", "news", "art")
-NEW = ["x", "a good film about sport and nothing else, told slowly over three long hours of screen time",
-       "bad news", "good good good", "the movie was quite terrible", "a lovely story and very great actors"]
+NEW = [
+    "x",
+    "a good film about sport and nothing else, told slowly over three long hours of screen time",
+    "bad news",
+    "good good good",
+    "the movie was quite terrible",
+    "a lovely story and very great actors",
+]
 
 
 def need_onnx_extra() -> None:
@@ -35,8 +41,6 @@ def onnx_extra(request):
     """Every test needs the onnx extra except the one that checks what happens without it."""
     if "without_onnxruntime" not in request.node.name:
         need_onnx_extra()
-
-
 
 
 def listing(folder: Path) -> list[str]:
@@ -54,15 +58,22 @@ def bundles(tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("export-cli")
     model = tiny_model_dir("bert")
     texts, labels = sentiment(48, 0)
-    out = {"features": Classifier(model=model, strategy="features", C=1.0, progress=False, cache=False,
-                                  device="cpu").fit(texts, labels).save(root / "features"),
-           "freeze": Classifier(model=model, strategy="freeze", k=1, epochs=1, progress=False, device="cpu",
-                                validation_fraction=0.0).fit(texts, labels).save(root / "freeze")}
+    out = {
+        "features": Classifier(model=model, strategy="features", C=1.0, progress=False, cache=False, device="cpu")
+        .fit(texts, labels)
+        .save(root / "features"),
+        "freeze": Classifier(
+            model=model, strategy="freeze", k=1, epochs=1, progress=False, device="cpu", validation_fraction=0.0
+        )
+        .fit(texts, labels)
+        .save(root / "freeze"),
+    }
     suite = MultiHeadClassifier(model, batch_size=8, progress=False, device="cpu")
     suite.add_head("sentiment", texts, labels, C=1.0, cache=False)
     other, _ = sentiment(30, 1)  # the topic head is fitted on other texts: its labels are unknown on the first ones
-    suite.add_head("topic", other, [TOPICS[i % 3] for i in range(len(other))], pooling="cls", layers="-2,-1",
-                   C=1.0, cache=False)
+    suite.add_head(
+        "topic", other, [TOPICS[i % 3] for i in range(len(other))], pooling="cls", layers="-2,-1", C=1.0, cache=False
+    )
     out["multihead"] = suite.save(root / "multihead")
     new_texts, new_labels = sentiment(24, 7)
     out["data"] = root / "new.csv"
@@ -86,6 +97,7 @@ def exported(bundles) -> dict[str, str]:
 
 # -- what the bundle stores for a later export ------------------------------------------------------
 
+
 def test_bundles_store_a_seeded_sample_of_training_inputs(bundles, tiny_model_dir, tmp_path):
     config = json.loads((bundles["features"] / "unfreeze.json").read_text())
     sample = config["check_texts"]
@@ -94,8 +106,12 @@ def test_bundles_store_a_seeded_sample_of_training_inputs(bundles, tiny_model_di
     assert all(labels[texts.index(t)] == y for t, y in zip(sample["texts"], sample["labels"]))
     # a larger training set: 64 of them, the same 64 for the same seed, others for another seed
     many, many_labels = sentiment(150, 3)
-    fits = [Classifier(model=tiny_model_dir("bert"), C=1.0, progress=False, cache=False, seed=seed,
-                       device="cpu").fit(many, many_labels) for seed in (0, 0, 1)]
+    fits = [
+        Classifier(model=tiny_model_dir("bert"), C=1.0, progress=False, cache=False, seed=seed, device="cpu").fit(
+            many, many_labels
+        )
+        for seed in (0, 0, 1)
+    ]
     assert len(fits[0].check_texts_["texts"]) == 64
     assert fits[0].check_texts_ == fits[1].check_texts_ != fits[2].check_texts_
     # multi-head: per head, kept when heads are added to a features bundle (its head becomes 'default')
@@ -124,6 +140,7 @@ def test_check_set_joins_the_heads_inputs(bundles):
 
 # -- export, then predict with it -----------------------------------------------------------------
 
+
 def test_export_prints_where_and_its_check(bundles, exported):
     for name in ("features", "freeze", "multihead"):
         lines = exported[name].splitlines()
@@ -150,8 +167,9 @@ def test_export_prints_where_and_its_check(bundles, exported):
 def test_predict_runtime_onnx_matches_torch(runner, bundles, exported, tmp_path, name):
     bundle, data = bundles[name], bundles["data"]
     assert runner.invoke(app, ["predict", str(bundle), str(data), "-o", str(tmp_path / "torch.csv")]).exit_code == 0
-    result = runner.invoke(app, ["predict", str(bundle), str(data), "-o", str(tmp_path / "onnx.csv"),
-                                 "--runtime", "onnx"])
+    result = runner.invoke(
+        app, ["predict", str(bundle), str(data), "-o", str(tmp_path / "onnx.csv"), "--runtime", "onnx"]
+    )
     assert result.exit_code == 0, result.output
     expected, got = pd.read_csv(tmp_path / "torch.csv"), pd.read_csv(tmp_path / "onnx.csv")
     assert list(got.columns) == list(expected.columns)
@@ -166,25 +184,40 @@ def test_predict_runtime_onnx_matches_torch(runner, bundles, exported, tmp_path,
 
 def test_predict_int8_and_its_errors(runner, bundles, exported, tmp_path):
     bundle, data = bundles["features"], bundles["data"]
-    result = runner.invoke(app, ["predict", str(bundle), str(data), "-o", str(tmp_path / "int8.csv"), "--runtime",
-                                 "onnx", "--precision", "int8"])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(bundle),
+            str(data),
+            "-o",
+            str(tmp_path / "int8.csv"),
+            "--runtime",
+            "onnx",
+            "--precision",
+            "int8",
+        ],
+    )
     assert result.exit_code == 0, result.output
     torch_labels = Classifier.load(bundle).predict(pd.read_csv(data)["text"].tolist())
     assert np.mean(pd.read_csv(tmp_path / "int8.csv")["prediction"].to_numpy() == torch_labels) >= 0.9
     # the freeze bundle was exported without --int8
     out = tmp_path / "no.csv"
-    result = runner.invoke(app, ["predict", str(bundles["freeze"]), str(data), "-o", str(out), "--runtime", "onnx",
-                                 "--precision", "int8"])
+    result = runner.invoke(
+        app, ["predict", str(bundles["freeze"]), str(data), "-o", str(out), "--runtime", "onnx", "--precision", "int8"]
+    )
     assert_user_error(result, "has no int8 graph", "--int8")
     result = runner.invoke(app, ["predict", str(bundle), str(data), "-o", str(out), "--precision", "int8"])
     assert_user_error(result, "needs the ONNX runtime (--runtime onnx)")
     # --int8, the old spelling of --precision int8, still works for a release, with one warning line
     result = runner.invoke(app, ["predict", str(bundle), str(data), "-o", str(out), "--int8"])
     assert result.exit_code == 2 and result.stderr.splitlines()[0] == (
-        "warning: --int8 is now --precision int8; the old spelling will be removed in the next release.")
+        "warning: --int8 is now --precision int8; the old spelling will be removed in the next release."
+    )
     assert "needs the ONNX runtime (--runtime onnx)" in result.stderr.splitlines()[1]
-    result = runner.invoke(app, ["predict", str(bundle), str(data), "-o", str(out), "--runtime", "onnx", "--device",
-                                 "cuda"])
+    result = runner.invoke(
+        app, ["predict", str(bundle), str(data), "-o", str(out), "--runtime", "onnx", "--device", "cuda"]
+    )
     assert_user_error(result, "--device cuda applies to the torch runtime")
     assert not out.exists()
 
@@ -209,8 +242,10 @@ def test_python_api_runtime_onnx(bundles, exported, tmp_path):
     int8 = Classifier.load(bundles["features"], runtime="onnx", precision="int8")
     assert int8.predictor_.precision == "int8" and int8.predict(texts).shape == (20,)
 
-    suite, torch_suite = MultiHeadClassifier.load(bundles["multihead"], runtime="onnx"), \
-        MultiHeadClassifier.load(bundles["multihead"])
+    suite, torch_suite = (
+        MultiHeadClassifier.load(bundles["multihead"], runtime="onnx"),
+        MultiHeadClassifier.load(bundles["multihead"]),
+    )
     got, expected = suite.predict_proba(texts), torch_suite.predict_proba(texts)
     assert list(got) == ["sentiment", "topic"]
     assert all(np.abs(got[h] - expected[h]).max() <= ATOL for h in got)
@@ -230,8 +265,9 @@ def test_python_api_runtime_onnx(bundles, exported, tmp_path):
 def test_check_on_given_data_reports_the_accuracy_change(runner, bundles, tmp_path):
     bundle = tmp_path / "features"
     shutil.copytree(bundles["features"], bundle, ignore=shutil.ignore_patterns("onnx"))
-    result = runner.invoke(app, ["export", str(bundle), "--exporter", "torchscript", "--int8", "--check",
-                                 str(bundles["data"])])
+    result = runner.invoke(
+        app, ["export", str(bundle), "--exporter", "torchscript", "--int8", "--check", str(bundles["data"])]
+    )
     assert result.exit_code == 0, result.output
     assert f"checked against PyTorch on 30 inputs of {bundles['data']}:" in result.stdout
     assert "int8 [default]: labels agree with PyTorch on" in result.stdout and "accuracy" in result.stdout
@@ -245,13 +281,15 @@ def test_check_on_given_data_reports_the_accuracy_change(runner, bundles, tmp_pa
     assert "int8" not in json.loads((bundle / "onnx" / "export.json").read_text())["graphs"]
     assert_user_error(runner.invoke(app, ["export", str(bundle), "--overwrite", "--keep-ffn-output"]), "add --int8")
     assert_user_error(runner.invoke(app, ["export", str(bundle), "--overwrite", "--full-range"]), "add --int8")
-    result = runner.invoke(app, ["export", str(bundle), "--exporter", "torchscript", "--overwrite", "--int8",
-                                 "--keep-ffn-output"])
+    result = runner.invoke(
+        app, ["export", str(bundle), "--exporter", "torchscript", "--overwrite", "--int8", "--keep-ffn-output"]
+    )
     assert result.exit_code == 0, result.output
     quantization = json.loads((bundle / "onnx" / "export.json").read_text())["quantization"]
     assert quantization["keep_ffn_output"] is True and quantization["reduce_range"] is True
-    result = runner.invoke(app, ["export", str(bundle), "--exporter", "torchscript", "--overwrite", "--int8",
-                                 "--full-range"])
+    result = runner.invoke(
+        app, ["export", str(bundle), "--exporter", "torchscript", "--overwrite", "--int8", "--full-range"]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((bundle / "onnx" / "export.json").read_text())["quantization"]["reduce_range"] is False
 
@@ -285,14 +323,20 @@ def test_dynamo_export_of_a_multihead_bundle(runner, bundles, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy, params", [("setfit", dict(num_iterations=1, C=1.0)), ("lora", dict(r=2)),
-                                              ("reinit", dict(m=1))])
+@pytest.mark.parametrize(
+    "strategy, params", [("setfit", dict(num_iterations=1, C=1.0)), ("lora", dict(r=2)), ("reinit", dict(m=1))]
+)
 def test_other_strategies_export(tiny_model_dir, tmp_path, strategy, params):
     from unfreeze.export.exporter import export_bundle
 
     texts, labels = sentiment(24, 2)
-    clf = Classifier(model=tiny_model_dir("bert"), strategy=strategy, progress=False, device="cpu",
-                     **applicable(strategy, {"epochs": 1, **params})).fit(texts, labels)
+    clf = Classifier(
+        model=tiny_model_dir("bert"),
+        strategy=strategy,
+        progress=False,
+        device="cpu",
+        **applicable(strategy, {"epochs": 1, **params}),
+    ).fit(texts, labels)
     clf.save(tmp_path / strategy)
     done = export_bundle(tmp_path / strategy, exporter="torchscript")
     assert done.kind == ("heads" if strategy == "setfit" else "network")
@@ -301,6 +345,7 @@ def test_other_strategies_export(tiny_model_dir, tmp_path, strategy, params):
 
 
 # -- bad input: one line, exit 2, nothing half-written ------------------------------------------------
+
 
 def test_exporting_a_folder_that_is_not_a_bundle(runner, tmp_path):
     (tmp_path / "notes.txt").write_text("not a bundle")
@@ -348,8 +393,9 @@ def test_a_strategy_whose_predictor_cannot_be_exported(runner, bundles, tmp_path
     (bundle / "unfreeze.json").write_text(json.dumps(config))
     before = listing(tmp_path)
     result = runner.invoke(app, ["export", str(bundle)])
-    assert_user_error(result, "strategy 'mix' (predictor MixPredictor) has no ONNX export",
-                      "heads on pooled states", "tuned networks")
+    assert_user_error(
+        result, "strategy 'mix' (predictor MixPredictor) has no ONNX export", "heads on pooled states", "tuned networks"
+    )
     assert listing(tmp_path) == before
 
 
@@ -360,8 +406,9 @@ def test_a_failed_check_leaves_no_export(runner, bundles, tmp_path, monkeypatch)
     shutil.copytree(bundles["features"], bundle, ignore=shutil.ignore_patterns("onnx"))
     before = listing(tmp_path)
     real = onnx_module.torch_heads_proba
-    monkeypatch.setattr(onnx_module, "torch_heads_proba",
-                        lambda *a, **k: {n: p * 0.999 + 0.0005 for n, p in real(*a, **k).items()})
+    monkeypatch.setattr(
+        onnx_module, "torch_heads_proba", lambda *a, **k: {n: p * 0.999 + 0.0005 for n, p in real(*a, **k).items()}
+    )
     result = runner.invoke(app, ["export", str(bundle), "--exporter", "torchscript"])
     assert_user_error(result, "does not match PyTorch", "nothing was exported")
     assert listing(tmp_path) == before
@@ -395,10 +442,23 @@ def test_a_corrupted_graph_is_refused(runner, bundles, exported, tmp_path):
 
 def test_an_export_of_another_bundle_is_refused(runner, bundles, exported, tmp_path):
     data, out = str(bundles["data"]), tmp_path / "out.csv"
-    result = runner.invoke(app, ["predict", str(bundles["features"]), data, "-o", str(out), "--runtime", "onnx",
-                                 "--onnx", str(bundles["freeze"] / "onnx")])
-    assert_user_error(result, f"belongs to another bundle ({bundles['freeze'].resolve()}",
-                      f"not to {bundles['features']}")
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(bundles["features"]),
+            data,
+            "-o",
+            str(out),
+            "--runtime",
+            "onnx",
+            "--onnx",
+            str(bundles["freeze"] / "onnx"),
+        ],
+    )
+    assert_user_error(
+        result, f"belongs to another bundle ({bundles['freeze'].resolve()}", f"not to {bundles['features']}"
+    )
     # a copy of a bundle with its export is the same bundle
     copy = tmp_path / "copy"
     shutil.copytree(bundles["multihead"], copy)
@@ -425,8 +485,12 @@ def test_without_onnxruntime_says_how_to_install(runner, bundles, tmp_path, monk
     before = listing(tmp_path)
     hint = "pip install 'unfreeze[onnx]'"
     assert_user_error(runner.invoke(app, ["export", str(bundle)]), hint)
-    assert_user_error(runner.invoke(app, ["predict", str(bundle), str(bundles["data"]), "-o",
-                                          str(tmp_path / "o.csv"), "--runtime", "onnx"]), hint)
+    assert_user_error(
+        runner.invoke(
+            app, ["predict", str(bundle), str(bundles["data"]), "-o", str(tmp_path / "o.csv"), "--runtime", "onnx"]
+        ),
+        hint,
+    )
     assert_user_error(runner.invoke(app, ["serve", str(bundle), "--runtime", "onnx"]), hint)
     from unfreeze.errors import UnfreezeError
 
@@ -436,6 +500,7 @@ def test_without_onnxruntime_says_how_to_install(runner, bundles, tmp_path, monk
 
 
 # -- the HTTP service with the ONNX runtime ------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def onnx_suite(tiny_model_dir, tmp_path_factory) -> Path:
@@ -477,8 +542,10 @@ def test_serve_onnx_answers_as_pytorch(onnx_server, onnx_suite):
     assert body["results"]["topic"]["labels"] == [0, 1, 2]  # int labels stay ints
     heads = httpx.get(f"{onnx_server.url}/heads").json()
     assert heads["runtime"] == "onnx"
-    assert [(h["name"], h["pooling"], h["layers"]) for h in heads["heads"]] == [("sentiment", "mean", [2]),
-                                                                                ("topic", "cls", [1, 2])]
+    assert [(h["name"], h["pooling"], h["layers"]) for h in heads["heads"]] == [
+        ("sentiment", "mean", [2]),
+        ("topic", "cls", [1, 2]),
+    ]
     assert list(onnx_server.post({"texts": NEW_TEXTS[:2], "heads": ["topic"]}).json()["results"]) == ["topic"]
 
 
@@ -513,8 +580,9 @@ def test_serve_onnx_batches_concurrent_requests(onnx_server, onnx_suite):
     after = httpx.get(f"{onnx_server.url}/health").json()
     for i, response in enumerate(responses):
         assert response.status_code == 200
-        np.testing.assert_allclose(response.json()["results"]["sentiment"]["probabilities"][0],
-                                   expected["sentiment"][i], atol=ATOL)
+        np.testing.assert_allclose(
+            response.json()["results"]["sentiment"]["probabilities"][0], expected["sentiment"][i], atol=ATOL
+        )
     assert after["texts"] - before["texts"] == 16
     assert after["batches"] - before["batches"] < 16
 

@@ -48,13 +48,22 @@ def onnx_extra(request):
     """Every test needs the onnx extra except the one that checks what happens without it."""
     if "without_onnxruntime" not in request.node.name:
         need_onnx_extra()
-TEXTS = [f"{w} film number {i} with {'good' if i % 2 else 'bad'} acting" + " and more" * (i % 4)
-         for i, w in enumerate(["a", "the", "one", "this", "that", "some", "my", "our"] * 2)]
+
+
+TEXTS = [
+    f"{w} film number {i} with {'good' if i % 2 else 'bad'} acting" + " and more" * (i % 4)
+    for i, w in enumerate(["a", "the", "one", "this", "that", "some", "my", "our"] * 2)
+]
 LABELS = [i % 2 for i in range(len(TEXTS))]
 TOPICS = [("sport", "news", "art")[i % 3] for i in range(len(TEXTS))]
 # unseen, of very different lengths: batches mix heavy and no padding
-NEW = ["x", "a good film about sport and nothing else, told slowly over three long hours of screen time",
-       "bad news", "good good good", "a much longer sentence than most, with commas, digits 1 2 3 and symbols &"]
+NEW = [
+    "x",
+    "a good film about sport and nothing else, told slowly over three long hours of screen time",
+    "bad news",
+    "good good good",
+    "a much longer sentence than most, with commas, digits 1 2 3 and symbols &",
+]
 ALL_FAMILIES = ("bert", "roberta", "distilbert", "mpnet", "deberta-v2", "gpt2", "llama")
 # make test-fast exports one encoder and one decoder family; make test exports them all
 FAST_FAMILIES = ("bert", "gpt2")
@@ -80,8 +89,8 @@ def left_padded_torch(backbone: Backbone, inputs, wanted) -> dict:
     ids = torch.full((len(inputs), width), backbone.tokenizer.pad_token_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for row, seq in enumerate(encoded.input_ids):
-        ids[row, width - len(seq):] = torch.tensor(seq)
-        mask[row, width - len(seq):] = 1
+        ids[row, width - len(seq) :] = torch.tensor(seq)
+        mask[row, width - len(seq) :] = 1
     with torch.inference_mode():
         out = backbone.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
     return {(layer, p): pool(out.hidden_states[layer].float(), mask, p).numpy() for layer, p in wanted}
@@ -89,13 +98,16 @@ def left_padded_torch(backbone: Backbone, inputs, wanted) -> dict:
 
 # -- pooled graphs: every family, every pooling, right and left padding -----------------------------
 
+
 @pytest.mark.parametrize("family", families(*ALL_FAMILIES))
 def test_pooled_export_matches_forward_pooled(tiny_backbone, tmp_path, family):
     backbone = tiny_backbone(family)
     top = backbone.num_blocks
     pooling = "last" if backbone.is_decoder else "mean"
-    heads = {"default": ExportHead(pooling, [top], ["bad", "good"], fit_head(backbone, [top], pooling, LABELS)),
-             "lower": ExportHead("max", [0, 1], ["bad", "good"], fit_head(backbone, [0, 1], "max", LABELS))}
+    heads = {
+        "default": ExportHead(pooling, [top], ["bad", "good"], fit_head(backbone, [top], pooling, LABELS)),
+        "lower": ExportHead("max", [0, 1], ["bad", "good"], fit_head(backbone, [0, 1], "max", LABELS)),
+    }
     result = write_heads_export(backbone, heads, tmp_path / "onnx", check_inputs=TEXTS, batch_size=4)
     assert result.check.fp32_max_abs_diff <= ATOL
 
@@ -131,11 +143,13 @@ def test_torchscript_graph_of_a_decoder_handles_both_padding_sides(tiny_backbone
     encoded = backbone.encode(NEW, 64)
     right = graph.run({k: v.numpy() for k, v in backbone.collate(encoded, range(len(NEW))).items()})
     reference = forward_pooled(backbone, encoded, wanted, len(NEW), progress=False)
-    left_batch = {"input_ids": np.full((len(NEW), max(encoded.lengths)), backbone.tokenizer.pad_token_id),
-                  "attention_mask": np.zeros((len(NEW), max(encoded.lengths)), dtype=np.int64)}
+    left_batch = {
+        "input_ids": np.full((len(NEW), max(encoded.lengths)), backbone.tokenizer.pad_token_id),
+        "attention_mask": np.zeros((len(NEW), max(encoded.lengths)), dtype=np.int64),
+    }
     for row, seq in enumerate(encoded.input_ids):
-        left_batch["input_ids"][row, -len(seq):] = seq
-        left_batch["attention_mask"][row, -len(seq):] = 1
+        left_batch["input_ids"][row, -len(seq) :] = seq
+        left_batch["attention_mask"][row, -len(seq) :] = 1
     left = graph.run(left_batch)
     expected_left = left_padded_torch(backbone, NEW, wanted)
     for layer, pooling in wanted:
@@ -157,8 +171,9 @@ def test_text_pairs_and_token_types(tiny_backbone, tmp_path):
     top = backbone.num_blocks
     pooled = forward_pooled(backbone, encoded, [(top, "cls")], 4, progress=False)[(top, "cls")]
     head = LogisticHead(C=1.0).fit(pooled, np.array(LABELS))
-    write_heads_export(backbone, {"default": ExportHead("cls", [top], [0, 1], head)}, tmp_path / "onnx",
-                       check_inputs=pairs)
+    write_heads_export(
+        backbone, {"default": ExportHead("cls", [top], [0, 1], head)}, tmp_path / "onnx", check_inputs=pairs
+    )
     manifest = read_manifest(tmp_path / "onnx")
     assert manifest["token_type_ids"] is True
     got = OnnxEncoder(tmp_path / "onnx").pooled(pairs)[(top, "cls")]
@@ -171,8 +186,9 @@ def test_numpy_head_matches_logistic_head():
     for y in (rng.integers(0, 2, 60), rng.integers(0, 3, 60)):
         head = LogisticHead(C=1.0).fit(features, y)
         tensors, _ = head.state()
-        mine = NumpyLogisticHead(*(np.asarray(tensors[k], dtype=np.float64)
-                                   for k in ("mean", "scale", "coef", "intercept")))
+        mine = NumpyLogisticHead(
+            *(np.asarray(tensors[k], dtype=np.float64) for k in ("mean", "scale", "coef", "intercept"))
+        )
         assert np.abs(mine.predict_proba(features) - head.predict_proba(features)).max() < 1e-12
 
 
@@ -183,8 +199,13 @@ def test_export_predicts_without_the_model_files(tiny_model_dir, tmp_path):
     backbone = Backbone.load(str(model_dir), device="cpu")
     top = backbone.num_blocks
     head = fit_head(backbone, [top], "mean", TOPICS)
-    write_heads_export(backbone, {"default": ExportHead("mean", [top], ["art", "news", "sport"], head)},
-                       tmp_path / "onnx", exporter="torchscript", max_length=8)
+    write_heads_export(
+        backbone,
+        {"default": ExportHead("mean", [top], ["art", "news", "sport"], head)},
+        tmp_path / "onnx",
+        exporter="torchscript",
+        max_length=8,
+    )
     expected = torch_heads_proba(backbone, {"default": ExportHead("mean", [top], [], head)}, NEW, 8)["default"]
     del backbone
     shutil.rmtree(model_dir)
@@ -194,6 +215,7 @@ def test_export_predicts_without_the_model_files(tiny_model_dir, tmp_path):
 
 
 # -- fine-tuned networks, LoRA merged --------------------------------------------------------------
+
 
 def network(backbone: Backbone, pooling: str, layers, n_classes: int = 3, seed: int = 0):
     from unfreeze.training import TextClassificationModel
@@ -209,8 +231,16 @@ def test_network_export_matches_model_logits(tiny_model_dir, tmp_path, family, p
     backbone = Backbone.load(tiny_model_dir(family), device="cpu")
     net = network(backbone, pooling, [1, backbone.num_blocks])
     net.train()  # the export must not depend on (or change) the caller's mode
-    write_network_export(net, backbone, ["sport", "news", "art"], tmp_path / "onnx", max_length=64,
-                         check_inputs=TEXTS, check_labels=TOPICS, int8=True)
+    write_network_export(
+        net,
+        backbone,
+        ["sport", "news", "art"],
+        tmp_path / "onnx",
+        max_length=64,
+        check_inputs=TEXTS,
+        check_labels=TOPICS,
+        int8=True,
+    )
     assert net.training
     manifest = read_manifest(tmp_path / "onnx")
     assert manifest["kind"] == "network" and set(manifest["graphs"]) == {"fp32", "int8"}
@@ -235,9 +265,12 @@ def lora_backbone(model_dir: str, targets: list[str]) -> Backbone:
 
     backbone = Backbone.load(model_dir, device="cpu")
     names = [n for n, m in backbone.model.named_modules() if n.rsplit(".", 1)[-1] in targets]
-    backbone.model = get_peft_model(backbone.model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.1,
-                                                               target_modules=names, bias="none",
-                                                               fan_in_fan_out="gpt2" in model_dir))
+    backbone.model = get_peft_model(
+        backbone.model,
+        LoraConfig(
+            r=4, lora_alpha=8, lora_dropout=0.1, target_modules=names, bias="none", fan_in_fan_out="gpt2" in model_dir
+        ),
+    )
     torch.manual_seed(1)
     for name, param in backbone.model.named_parameters():
         if "lora_B" in name:
@@ -245,8 +278,9 @@ def lora_backbone(model_dir: str, targets: list[str]) -> Backbone:
     return backbone
 
 
-@pytest.mark.parametrize("family,targets", [("bert", ["query", "value"]),
-                                            pytest.param("gpt2", ["c_attn"], marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "family,targets", [("bert", ["query", "value"]), pytest.param("gpt2", ["c_attn"], marks=pytest.mark.slow)]
+)
 def test_lora_network_is_merged_on_a_copy(tiny_model_dir, tmp_path, family, targets):
     backbone = lora_backbone(tiny_model_dir(family), targets)
     pooling = "last" if backbone.is_decoder else "mean"
@@ -286,12 +320,19 @@ def test_int8_labels_agree_on_an_easy_task(tiny_backbone, tmp_path):
     top = backbone.num_blocks
     train_texts, train_labels = easy_task(60, seed=0)
     test_texts, test_labels = easy_task(40, seed=1)
-    features = forward_pooled(backbone, backbone.encode(train_texts, 64), [(top, "mean")], 16,
-                              progress=False)[(top, "mean")]
+    features = forward_pooled(backbone, backbone.encode(train_texts, 64), [(top, "mean")], 16, progress=False)[
+        (top, "mean")
+    ]
     head = LogisticHead(C=1.0).fit(features, np.array([["neg", "pos"].index(y) for y in train_labels]))
-    result = write_heads_export(backbone, {"default": ExportHead("mean", [top], ["neg", "pos"], head)},
-                                tmp_path / "onnx", int8=True, check_inputs=test_texts, check_labels=test_labels,
-                                min_int8_agreement=0.95)
+    result = write_heads_export(
+        backbone,
+        {"default": ExportHead("mean", [top], ["neg", "pos"], head)},
+        tmp_path / "onnx",
+        int8=True,
+        check_inputs=test_texts,
+        check_labels=test_labels,
+        min_int8_agreement=0.95,
+    )
     int8 = result.check.int8["default"]
     assert int8.agreement == 1.0
     assert int8.accuracy_torch >= 0.95 and abs(int8.accuracy_delta) <= 0.025
@@ -330,8 +371,9 @@ def test_int8_weights_are_7_bit_by_default_and_8_bit_with_full_range(multihead_e
 
     def largest_weight(path) -> int:
         model = onnx.load(str(path))
-        weights = [numpy_helper.to_array(init) for init in model.graph.initializer
-                   if init.data_type == onnx.TensorProto.INT8]
+        weights = [
+            numpy_helper.to_array(init) for init in model.graph.initializer if init.data_type == onnx.TensorProto.INT8
+        ]
         return max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
 
     quantize_int8(folder / "model.onnx", tmp_path / "reduced.onnx")
@@ -342,16 +384,20 @@ def test_int8_weights_are_7_bit_by_default_and_8_bit_with_full_range(multihead_e
 
 # -- multi-head: one graph, every head ----------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def multihead_export(tiny_backbone, tmp_path_factory):
     need_onnx_extra()  # module-scoped: set up before the autouse check runs
     backbone = tiny_backbone("bert")
     top = backbone.num_blocks
-    heads = {"sentiment": ExportHead("mean", [top], ["bad", "good"], fit_head(backbone, [top], "mean", LABELS)),
-             "topic": ExportHead("cls", [top - 1, top], ["art", "news", "sport"],
-                                 fit_head(backbone, [top - 1, top], "cls", TOPICS)),
-             "embeddings": ExportHead("max", [0], [0, 1], fit_head(backbone, [0], "max", LABELS)),
-             "again": ExportHead("mean", [top], [0, 1], fit_head(backbone, [top], "mean", LABELS))}
+    heads = {
+        "sentiment": ExportHead("mean", [top], ["bad", "good"], fit_head(backbone, [top], "mean", LABELS)),
+        "topic": ExportHead(
+            "cls", [top - 1, top], ["art", "news", "sport"], fit_head(backbone, [top - 1, top], "cls", TOPICS)
+        ),
+        "embeddings": ExportHead("max", [0], [0, 1], fit_head(backbone, [0], "max", LABELS)),
+        "again": ExportHead("mean", [top], [0, 1], fit_head(backbone, [top], "mean", LABELS)),
+    }
     folder = tmp_path_factory.mktemp("multihead") / "onnx"
     write_heads_export(backbone, heads, folder, check_inputs=TEXTS, int8=True)
     return backbone, heads, folder
@@ -374,8 +420,7 @@ def test_multihead_export_answers_every_head_from_one_pass(multihead_export, mon
         assert np.abs(proba[name] - expected[name]).max() <= ATOL
     assert list(clf.predict_heads(NEW, ["topic"])) == ["topic"]
     assert list(clf.classes("topic")) == ["art", "news", "sport"]
-    assert clf.predict(NEW, head="topic").tolist() == [["art", "news", "sport"][i]
-                                                         for i in expected["topic"].argmax(1)]
+    assert clf.predict(NEW, head="topic").tolist() == [["art", "news", "sport"][i] for i in expected["topic"].argmax(1)]
     with pytest.raises(UnfreezeError, match="Unknown head 'nope'"):
         clf.predict(NEW, head="nope")
     assert clf.predict_proba([], head="sentiment").shape == (0, 2)
@@ -420,6 +465,7 @@ def test_check_export_reports_int8_and_refuses_wrong_references(multihead_export
 
 
 # -- errors ----------------------------------------------------------------------------------------
+
 
 def one_line(exc: pytest.ExceptionInfo) -> str:
     message = str(exc.value)

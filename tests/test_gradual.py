@@ -37,8 +37,17 @@ def structure(tiny_model_dir):
 
 
 def make(model_dir: str, strategy="gradual", **params) -> Classifier:
-    defaults = dict(model=model_dir, strategy=strategy, progress=False, device="cpu", cache=False, batch_size=8,
-                    validation_fraction=0, learning_rate=1e-3, seed=0)
+    defaults = dict(
+        model=model_dir,
+        strategy=strategy,
+        progress=False,
+        device="cpu",
+        cache=False,
+        batch_size=8,
+        validation_fraction=0,
+        learning_rate=1e-3,
+        seed=0,
+    )
     return Classifier(**{**defaults, **params})
 
 
@@ -47,6 +56,7 @@ def body(names: set[str]) -> set[str]:
 
 
 # -- the schedule ----------------------------------------------------------------------------------------
+
 
 def test_unfrozen_blocks_per_epoch():
     assert Gradual().unfrozen_by_epoch(6, 4) == [0, 1, 2, 3]
@@ -76,13 +86,22 @@ def record_steps(monkeypatch) -> list[dict]:
         # the loss has not been back-propagated yet: gradients of this step appear inside original
         before = {id(p): p.detach().clone() for p in trainable}
         original(loss, trainable, optimizer, scheduler, grad_clip, backward)
-        stepped = {id(p) for p in trainable if optimizer.state.get(p, {}).get("step") is not None
-                   and int(optimizer.state[p]["step"]) > counts.get(id(p), 0)}
+        stepped = {
+            id(p)
+            for p in trainable
+            if optimizer.state.get(p, {}).get("step") is not None
+            and int(optimizer.state[p]["step"]) > counts.get(id(p), 0)
+        }
         for p in trainable:
             if id(p) in stepped:
                 counts[id(p)] = int(optimizer.state[p]["step"])
-        steps.append({"stepped": stepped, "changed": {id(p) for p in trainable if not torch.equal(before[id(p)], p)},
-                      "held": {id(p) for p in trainable}})
+        steps.append(
+            {
+                "stepped": stepped,
+                "changed": {id(p) for p in trainable if not torch.equal(before[id(p)], p)},
+                "held": {id(p) for p in trainable},
+            }
+        )
 
     counts: dict[int, int] = {}
     monkeypatch.setattr(loop, "optimizer_step", spy)
@@ -90,13 +109,18 @@ def record_steps(monkeypatch) -> list[dict]:
 
 
 @pytest.mark.parametrize("family", ["bert", "gpt2", "llama"])
-@pytest.mark.parametrize(("schedule", "epochs", "unfrozen"), [
-    (None, 3, [0, 1, 2]),
-    ("1,1", 3, [1, 2, 2]),
-    ("0,0,1", 3, [0, 0, 1]),
-], ids=["default", "1-1", "0-0-1"])
-def test_each_step_trains_exactly_the_blocks_the_schedule_has_unfrozen(family, schedule, epochs, unfrozen,
-                                                                       structure, tiny_model_dir, monkeypatch):
+@pytest.mark.parametrize(
+    ("schedule", "epochs", "unfrozen"),
+    [
+        (None, 3, [0, 1, 2]),
+        ("1,1", 3, [1, 2, 2]),
+        ("0,0,1", 3, [0, 0, 1]),
+    ],
+    ids=["default", "1-1", "0-0-1"],
+)
+def test_each_step_trains_exactly_the_blocks_the_schedule_has_unfrozen(
+    family, schedule, epochs, unfrozen, structure, tiny_model_dir, monkeypatch
+):
     s = structure(family)
     steps = record_steps(monkeypatch)
     # no warm-up: every step has a learning rate above 0, so every decayed weight it trains moves
@@ -112,16 +136,21 @@ def test_each_step_trains_exactly_the_blocks_the_schedule_has_unfrozen(family, s
         assert {names[p] for p in step["stepped"]} == expected, f"step {i} (epoch {epoch + 1})"
         changed = {names[p] for p in step["changed"]}
         assert changed <= expected  # AdamW leaves a parameter without a gradient alone, weight decay included
-        decayed = {n for n in expected if n in names.values() and clf.predictor_.network.get_parameter(n).ndim >= 2
-                   and "norm" not in n.lower()}
+        decayed = {
+            n
+            for n in expected
+            if n in names.values() and clf.predictor_.network.get_parameter(n).ndim >= 2 and "norm" not in n.lower()
+        }
         assert decayed <= changed
     # afterwards everything that trained is marked trainable again (what the bundle stores)
     assert {n for n, p in clf.predictor_.network.named_parameters() if p.requires_grad} == ever
     assert clf.fit_record_["trainable_parameters"] == sum(
-        p.numel() for n, p in clf.predictor_.network.named_parameters() if n in ever)
+        p.numel() for n, p in clf.predictor_.network.named_parameters() if n in ever
+    )
 
 
 # -- learning rates per block ----------------------------------------------------------------------------
+
 
 def optimiser_rates(monkeypatch) -> list[dict[int, float]]:
     """id of each parameter -> its group's initial learning rate, for every optimiser created."""
@@ -131,8 +160,13 @@ def optimiser_rates(monkeypatch) -> list[dict[int, float]]:
     class Recording(base):
         def __init__(self, groups, *args, **kwargs):
             super().__init__(groups, *args, **kwargs)
-            created.append({id(p): g["initial_lr"] if "initial_lr" in g else g["lr"]
-                            for g in self.param_groups for p in g["params"]})
+            created.append(
+                {
+                    id(p): g["initial_lr"] if "initial_lr" in g else g["lr"]
+                    for g in self.param_groups
+                    for p in g["params"]
+                }
+            )
 
     monkeypatch.setattr(torch.optim, "AdamW", Recording)
     return created
@@ -149,22 +183,27 @@ def expected_rates(s: Structure, trained: set[str], lr: float, decay: float) -> 
             rates[name] = lr
         else:
             assert name in s.embedding_side
-            rates[name] = lr * decay ** L
+            rates[name] = lr * decay**L
     return rates
 
 
 @pytest.mark.parametrize("family", ["bert", "llama"])
-@pytest.mark.parametrize(("strategy", "params", "decay"), [
-    ("gradual", dict(factor=2.0, schedule="2"), 0.5),
-    ("gradual", dict(schedule="2"), 1 / 2.6),
-    ("freeze", dict(k=0, layer_decay=0.5), 0.5),
-    ("freeze", dict(k=1, layer_decay=0.8), 0.8),
-    ("full", dict(layer_decay=0.9), 0.9),
-    ("reinit", dict(m=1, layer_decay=0.5), 0.5),
-    ("truncate", dict(j=2, layer_decay=0.5), 0.5),
-], ids=["gradual-2", "gradual-ulmfit", "freeze-k0", "freeze-k1", "full", "reinit", "truncate"])
-def test_every_parameter_trains_at_its_blocks_rate(family, strategy, params, decay, structure, tiny_model_dir,
-                                                   monkeypatch):
+@pytest.mark.parametrize(
+    ("strategy", "params", "decay"),
+    [
+        ("gradual", dict(factor=2.0, schedule="2"), 0.5),
+        ("gradual", dict(schedule="2"), 1 / 2.6),
+        ("freeze", dict(k=0, layer_decay=0.5), 0.5),
+        ("freeze", dict(k=1, layer_decay=0.8), 0.8),
+        ("full", dict(layer_decay=0.9), 0.9),
+        ("reinit", dict(m=1, layer_decay=0.5), 0.5),
+        ("truncate", dict(j=2, layer_decay=0.5), 0.5),
+    ],
+    ids=["gradual-2", "gradual-ulmfit", "freeze-k0", "freeze-k1", "full", "reinit", "truncate"],
+)
+def test_every_parameter_trains_at_its_blocks_rate(
+    family, strategy, params, decay, structure, tiny_model_dir, monkeypatch
+):
     s = structure(family)
     created = optimiser_rates(monkeypatch)
     clf = make(tiny_model_dir(family), strategy, max_steps=1, head_learning_rate=3e-3, **params).fit(X, Y)
@@ -191,23 +230,34 @@ def test_layer_decay_one_is_the_single_rate_of_before(tiny_model_dir, monkeypatc
 
 
 def test_param_groups_without_scales_are_decay_no_decay_head():
-    weight, bias, head = (torch.nn.Parameter(torch.zeros(2, 2)), torch.nn.Parameter(torch.zeros(2)),
-                          torch.nn.Parameter(torch.zeros(2, 2)))
+    weight, bias, head = (
+        torch.nn.Parameter(torch.zeros(2, 2)),
+        torch.nn.Parameter(torch.zeros(2)),
+        torch.nn.Parameter(torch.zeros(2, 2)),
+    )
     config = loop.TrainConfig(learning_rate=1e-4, head_learning_rate=1e-2, weight_decay=0.1)
     groups = loop.param_groups([("w", weight), ("b", bias), ("head", head)], config, [head])
     assert [(g["params"], g["lr"], g["weight_decay"]) for g in groups] == [
-        ([weight], 1e-4, 0.1), ([bias], 1e-4, 0.0), ([head], 1e-2, 0.1)]
-    scaled = loop.param_groups([("w", weight), ("b", bias), ("head", head)], config, [head],
-                               {id(weight): 0.5, id(bias): 0.25})
+        ([weight], 1e-4, 0.1),
+        ([bias], 1e-4, 0.0),
+        ([head], 1e-2, 0.1),
+    ]
+    scaled = loop.param_groups(
+        [("w", weight), ("b", bias), ("head", head)], config, [head], {id(weight): 0.5, id(bias): 0.25}
+    )
     assert [(g["params"], g["lr"], g["weight_decay"]) for g in scaled] == [
-        ([weight], 5e-5, 0.1), ([bias], 2.5e-5, 0.0), ([head], 1e-2, 0.1)]
+        ([weight], 5e-5, 0.1),
+        ([bias], 2.5e-5, 0.0),
+        ([head], 1e-2, 0.1),
+    ]
 
 
 @pytest.mark.parametrize("strategy", ["lora", "setfit", "gradual", "features"])
 def test_strategies_that_do_not_read_layer_decay_refuse_it_by_name(strategy, tiny_model_dir):
     with pytest.raises(UnfreezeError) as caught:
-        Classifier(tiny_model_dir("bert"), strategy=strategy, layer_decay=0.5, progress=False, device="cpu",
-                   cache=False).fit(X, Y)
+        Classifier(
+            tiny_model_dir("bert"), strategy=strategy, layer_decay=0.5, progress=False, device="cpu", cache=False
+        ).fit(X, Y)
     message = str(caught.value)
     assert "'layer_decay'" in message and f"strategy {strategy!r}" in message
     assert "strategies that use it: freeze, full, reinit, truncate." in message
@@ -215,8 +265,12 @@ def test_strategies_that_do_not_read_layer_decay_refuse_it_by_name(strategy, tin
 
 # -- the frozen-prefix cache and bundles ---------------------------------------------------------------------
 
-@pytest.mark.parametrize(("schedule", "epochs", "cached_k"), [("1", 2, 1), (None, 2, 1), (None, 3, 0)],
-                         ids=["schedule-1", "default-2-epochs", "default-3-epochs"])
+
+@pytest.mark.parametrize(
+    ("schedule", "epochs", "cached_k"),
+    [("1", 2, 1), (None, 2, 1), (None, 3, 0)],
+    ids=["schedule-1", "default-2-epochs", "default-3-epochs"],
+)
 def test_blocks_no_epoch_reaches_are_a_cached_prefix(schedule, epochs, cached_k, tiny_model_dir, monkeypatch):
     import unfreeze.training.prefix as prefix
 
@@ -228,12 +282,25 @@ def test_blocks_no_epoch_reaches_are_a_cached_prefix(schedule, epochs, cached_k,
         return original(backbone, encoded, ks, *args, **kwargs)
 
     monkeypatch.setattr(loop, "compute_prefix_states", spy)
-    fitted = {cache: make(tiny_model_dir("bert"), schedule=schedule, epochs=epochs, prefix_cache=cache,
-                          validation_fraction=0.25, patience=None, seed=2).fit(X, Y) for cache in (True, False)}
+    fitted = {
+        cache: make(
+            tiny_model_dir("bert"),
+            schedule=schedule,
+            epochs=epochs,
+            prefix_cache=cache,
+            validation_fraction=0.25,
+            patience=None,
+            seed=2,
+        ).fit(X, Y)
+        for cache in (True, False)
+    }
     assert asked == ([[cached_k], [cached_k]] if cached_k else [])  # training and validation texts
     assert fitted[True].predictor_.frozen_k == cached_k
-    np.testing.assert_allclose([h["train_loss"] for h in fitted[True].fit_record_["history"]],
-                               [h["train_loss"] for h in fitted[False].fit_record_["history"]], atol=1e-5)
+    np.testing.assert_allclose(
+        [h["train_loss"] for h in fitted[True].fit_record_["history"]],
+        [h["train_loss"] for h in fitted[False].fit_record_["history"]],
+        atol=1e-5,
+    )
     np.testing.assert_allclose(fitted[True].predict_proba(X_TEST), fitted[False].predict_proba(X_TEST), atol=1e-4)
 
 
@@ -260,52 +327,81 @@ def test_bundle_round_trip_predicts_identically(family, schedule, tiny_model_dir
 def test_a_schedule_cannot_run_data_parallel(tiny_backbone, monkeypatch):
     monkeypatch.setattr(loop.distributed, "accelerator", lambda device: object())
     with pytest.raises(UnfreezeError, match="cannot run data-parallel"):
-        loop.train(torch.nn.Linear(2, 2), tiny_backbone("bert"), 0, None, None,
-                   loop.TrainConfig(epochs=1, learning_rate=1e-3), on_epoch=lambda epoch: None)
+        loop.train(
+            torch.nn.Linear(2, 2),
+            tiny_backbone("bert"),
+            0,
+            None,
+            None,
+            loop.TrainConfig(epochs=1, learning_rate=1e-3),
+            on_epoch=lambda epoch: None,
+        )
 
 
 # -- bad settings ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("params", "message"), [
-    (dict(schedule="1,x"), "The 'schedule' parameter of gradual must be None or comma-separated ints >= 0 (blocks "
-                           "unfrozen at the start of each epoch), e.g. '1,1,2' or '1+1+2'. Got '1,x'."),
-    (dict(schedule="-1"), "The 'schedule' parameter of gradual must be None or comma-separated ints >= 0"),
-    (dict(schedule=""), "The 'schedule' parameter of gradual must be None or comma-separated ints >= 0"),
-    (dict(schedule="2,1"), "The 'schedule' parameter of gradual must be a schedule that unfreezes at most 2 blocks "
-                           "in all for this model. Got '2,1'."),
-    (dict(factor=0.5), "The 'factor' parameter of gradual must be a float >= 1.0. Got 0.5."),
-])
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            dict(schedule="1,x"),
+            "The 'schedule' parameter of gradual must be None or comma-separated ints >= 0 (blocks "
+            "unfrozen at the start of each epoch), e.g. '1,1,2' or '1+1+2'. Got '1,x'.",
+        ),
+        (dict(schedule="-1"), "The 'schedule' parameter of gradual must be None or comma-separated ints >= 0"),
+        (dict(schedule=""), "The 'schedule' parameter of gradual must be None or comma-separated ints >= 0"),
+        (
+            dict(schedule="2,1"),
+            "The 'schedule' parameter of gradual must be a schedule that unfreezes at most 2 blocks "
+            "in all for this model. Got '2,1'.",
+        ),
+        (dict(factor=0.5), "The 'factor' parameter of gradual must be a float >= 1.0. Got 0.5."),
+    ],
+)
 def test_bad_gradual_settings(params, message, tiny_model_dir):
     with pytest.raises(UnfreezeError) as caught:
         make(tiny_model_dir("bert"), max_steps=1, **params).fit(X, Y)
     assert str(caught.value).startswith(message)
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--strategy", "gradual", "--schedule", "3"],
-     "The 'schedule' parameter of gradual must be a schedule that unfreezes at most 2 blocks in all "
-     "for this model. Got '3'."),
-    (["--strategy", "lora", "--layer-decay", "0.5"],
-     "The training setting 'layer_decay' is not used by strategy 'lora'"),
-    (["--strategy", "freeze", "--layer-decay", "1.5"],
-     "The 'layer_decay' parameter of Training must be a float in (0.0, 1.0]. Got 1.5."),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--strategy", "gradual", "--schedule", "3"],
+            "The 'schedule' parameter of gradual must be a schedule that unfreezes at most 2 blocks in all "
+            "for this model. Got '3'.",
+        ),
+        (
+            ["--strategy", "lora", "--layer-decay", "0.5"],
+            "The training setting 'layer_decay' is not used by strategy 'lora'",
+        ),
+        (
+            ["--strategy", "freeze", "--layer-decay", "1.5"],
+            "The 'layer_decay' parameter of Training must be a float in (0.0, 1.0]. Got 1.5.",
+        ),
+    ],
+)
 def test_bad_settings_at_the_command_line(args, message, tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.delenv("UNFREEZE_DEBUG", raising=False)
     data = tmp_path / "train.csv"
     data.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in zip(X, Y)))
     out = tmp_path / "bundle"
-    result = CliRunner().invoke(app, ["fit", str(data), "--model", tiny_model_dir("bert"), *args, "--max-steps", "1",
-                                      "-o", str(out)])
+    result = CliRunner().invoke(
+        app, ["fit", str(data), "--model", tiny_model_dir("bert"), *args, "--max-steps", "1", "-o", str(out)]
+    )
     assert result.exit_code == 2, result.output
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"error: {message}")
     assert not out.exists()
 
 
-@pytest.mark.parametrize(("strategy", "params"), [("gradual", dict(epochs=2)), ("truncate", dict(j=1, epochs=1)),
-                                                  ("full", dict(layer_decay=0.7, epochs=1))],
-                         ids=["gradual", "truncate", "full-layer-decay"])
+@pytest.mark.parametrize(
+    ("strategy", "params"),
+    [("gradual", dict(epochs=2)), ("truncate", dict(j=1, epochs=1)), ("full", dict(layer_decay=0.7, epochs=1))],
+    ids=["gradual", "truncate", "full-layer-decay"],
+)
 def test_same_seed_same_probabilities_other_seed_other_probabilities(strategy, params, tiny_model_dir):
     a = make(tiny_model_dir("bert"), strategy, seed=7, **params).fit(X, Y).predict_proba(X_TEST)
     b = make(tiny_model_dir("bert"), strategy, seed=7, **params).fit(X, Y).predict_proba(X_TEST)

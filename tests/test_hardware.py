@@ -16,14 +16,19 @@ from unfreeze.machine.hardware import CpuInfo, CudaDevice, SlowPrecisionWarning,
 
 BF16, FP32 = torch.bfloat16, torch.float32
 CPUS = {
-    "xeon-amx": CpuInfo("Intel Xeon Platinum 8480+", 2, frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16",
-                                                                    "amx_tile", "amx_int8"}), "AVX512"),
+    "xeon-amx": CpuInfo(
+        "Intel Xeon Platinum 8480+",
+        2,
+        frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8"}),
+        "AVX512",
+    ),
     "epyc-avx512-bf16": CpuInfo("AMD EPYC", 2, frozenset({"avx2", "avx512f", "avx512_bf16"}), "AVX512"),
     "epyc-avx2": CpuInfo("AMD EPYC 7B12", 2, frozenset({"avx2", "fma"}), "AVX2"),
     "avx512-no-bf16": CpuInfo("Intel Xeon", 2, frozenset({"avx2", "avx512f"}), "AVX512"),
     "amx-int8-only": CpuInfo("odd", 2, frozenset({"avx2", "amx_tile", "amx_int8"}), "AVX2"),
-    "amx-without-onednn": CpuInfo("Intel Xeon", 2, frozenset({"avx512_bf16", "amx_bf16", "amx_tile"}), "AVX512",
-                                  onednn=False),
+    "amx-without-onednn": CpuInfo(
+        "Intel Xeon", 2, frozenset({"avx512_bf16", "amx_bf16", "amx_tile"}), "AVX512", onednn=False
+    ),
 }
 GPUS = {"h100": CudaDevice(0, "NVIDIA H100", (9, 0), True), "t4": CudaDevice(0, "Tesla T4", (7, 5), False)}
 
@@ -49,14 +54,17 @@ def machine(monkeypatch):
     return become
 
 
-@pytest.mark.parametrize("cpu,inference,training", [
-    ("xeon-amx", BF16, BF16),
-    ("epyc-avx512-bf16", BF16, BF16),
-    ("epyc-avx2", FP32, FP32),
-    ("avx512-no-bf16", FP32, FP32),
-    ("amx-int8-only", FP32, FP32),
-    ("amx-without-onednn", FP32, FP32),
-])
+@pytest.mark.parametrize(
+    "cpu,inference,training",
+    [
+        ("xeon-amx", BF16, BF16),
+        ("epyc-avx512-bf16", BF16, BF16),
+        ("epyc-avx2", FP32, FP32),
+        ("avx512-no-bf16", FP32, FP32),
+        ("amx-int8-only", FP32, FP32),
+        ("amx-without-onednn", FP32, FP32),
+    ],
+)
 def test_auto_on_cpus(machine, cpu, inference, training):
     machine(cpu)
     with warnings.catch_warnings():
@@ -120,9 +128,11 @@ def test_unknown_kind_of_work_is_refused(machine):
 
 def test_cpuinfo_parsing(tmp_path):
     sample = tmp_path / "cpuinfo"
-    sample.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
-                      "flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n\n"
-                      "processor\t: 1\nmodel name\t: other\nflags\t\t: fpu\n")
+    sample.write_text(
+        "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n"
+        "flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n\n"
+        "processor\t: 1\nmodel name\t: other\nflags\t\t: fpu\n"
+    )
     model, flags = hardware._read_cpuinfo(sample)
     assert model == "Intel(R) Xeon(R) Platinum 8480+"
     assert {"amx_bf16", "amx_tile", "avx512_bf16"} <= flags and "fpu" in flags
@@ -142,8 +152,10 @@ def test_describe_names_cpu_capability_and_bf16(machine):
     machine("epyc-avx512-bf16")
     assert hardware.describe() == "AMD EPYC, 2 cores, torch capability AVX512, bf16: avx512_bf16"
     machine("xeon-amx", "h100")
-    assert hardware.describe() == ("Intel Xeon Platinum 8480+, 2 cores, torch capability AVX512, "
-                                   "bf16: amx_bf16 + avx512_bf16; cuda:0 NVIDIA H100 (bf16: yes)")
+    assert hardware.describe() == (
+        "Intel Xeon Platinum 8480+, 2 cores, torch capability AVX512, "
+        "bf16: amx_bf16 + avx512_bf16; cuda:0 NVIDIA H100 (bf16: yes)"
+    )
     machine("epyc-avx2")
     assert hardware.describe().endswith("torch capability AVX2, bf16: none")
 
@@ -152,15 +164,17 @@ def test_auto_choices_say_what_auto_runs_on_each_device(machine):
     machine("xeon-amx", "h100")
     assert hardware.auto_choices() == [
         "the CPU (Intel Xeon Platinum 8480+): auto = bf16 without gradients, bf16 autocast training",
-        "cuda:0 (NVIDIA H100, compute 9.0): auto = bf16 without gradients, bf16 autocast training"]
+        "cuda:0 (NVIDIA H100, compute 9.0): auto = bf16 without gradients, bf16 autocast training",
+    ]
     machine("epyc-avx2")
     assert hardware.auto_choices() == ["the CPU (AMD EPYC 7B12): auto = fp32 without gradients, fp32 training"]
 
 
 def test_the_module_prints_the_machine_and_the_choices_of_auto():
     env = {**os.environ, "UNFREEZE_FAST_BF16": "0"}
-    out = subprocess.run([sys.executable, "-m", "unfreeze.machine.hardware"], check=True, capture_output=True, text=True,
-                         env=env).stdout.splitlines()
+    out = subprocess.run(
+        [sys.executable, "-m", "unfreeze.machine.hardware"], check=True, capture_output=True, text=True, env=env
+    ).stdout.splitlines()
     assert "cores, torch capability" in out[0]
     assert out[1].startswith("the CPU (") and out[1].endswith("auto = fp32 without gradients, fp32 training")
 

@@ -26,11 +26,19 @@ RELEASE = Path(__file__).parent / "fixtures" / "bundles" / "release-0.1.0"
 ACCURACY_TOLERANCE = 0.005
 
 
-def dataset(seed: int, n: int = 600, d: int = 40, classes: int = 2, flip: float = 0.1, sep: float = 0.8,
-            weights=None):
-    x, y = make_classification(n_samples=n, n_features=d, n_informative=8, n_redundant=4, n_classes=classes,
-                               n_clusters_per_class=1, flip_y=flip, class_sep=sep, weights=weights,
-                               random_state=seed)
+def dataset(seed: int, n: int = 600, d: int = 40, classes: int = 2, flip: float = 0.1, sep: float = 0.8, weights=None):
+    x, y = make_classification(
+        n_samples=n,
+        n_features=d,
+        n_informative=8,
+        n_redundant=4,
+        n_classes=classes,
+        n_clusters_per_class=1,
+        flip_y=flip,
+        class_sep=sep,
+        weights=weights,
+        random_state=seed,
+    )
     x = x * np.linspace(0.1, 10, d) + np.linspace(-3, 3, d)  # unequal scales and offsets: standardising matters
     half = n // 2
     return x[:half], y[:half], x[half:], y[half:]
@@ -41,8 +49,9 @@ def exhaustive(z: np.ndarray, y: np.ndarray, seed: int) -> tuple[float, np.ndarr
     # one BLAS thread: several make this reference search many times slower on a busy machine
     with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("ignore")  # convergence, and sklearn's announced attribute changes
-        search = LogisticRegressionCV(Cs=C_GRID, cv=StratifiedKFold(5, shuffle=True, random_state=seed),
-                                      scoring="accuracy", max_iter=2000).fit(z, y)
+        search = LogisticRegressionCV(
+            Cs=C_GRID, cv=StratifiedKFold(5, shuffle=True, random_state=seed), scoring="accuracy", max_iter=2000
+        ).fit(z, y)
     scores = search.scores_
     scores = next(iter(scores.values())) if isinstance(scores, dict) else scores
     return float(np.atleast_1d(search.C_)[0]), np.asarray(scores).reshape(scores.shape[0], -1).mean(axis=0)
@@ -54,8 +63,7 @@ def accuracy(head_or_model, x, y) -> float:
 
 # (seed, classes, label noise, class separation): noisy sets with an interior optimum,
 # a clean one whose best C is the weakest regularisation, and three classes
-CASES = [(0, 2, 0.1, 0.8), (1, 2, 0.2, 0.5), (2, 2, 0.05, 1.0), (3, 3, 0.1, 0.8), (4, 2, 0.0, 3.0),
-         (5, 3, 0.2, 0.6)]
+CASES = [(0, 2, 0.1, 0.8), (1, 2, 0.2, 0.5), (2, 2, 0.05, 1.0), (3, 3, 0.1, 0.8), (4, 2, 0.0, 3.0), (5, 3, 0.2, 0.6)]
 
 
 @pytest.mark.parametrize("seed,classes,flip,sep", CASES)
@@ -70,8 +78,10 @@ def test_chosen_C_agrees_with_exhaustive_search(seed, classes, flip, sep):
     visited = len(head.cv_scores_)
     np.testing.assert_allclose(head.cv_scores_, scores[:visited], atol=1.5 / len(y))
     reference = LogisticRegression(C=best_C, max_iter=2000).fit(head._standardise(x), y)
-    assert abs(accuracy(head, x_test, y_test) - np.mean(reference.predict(head._standardise(x_test)) == y_test)) \
+    assert (
+        abs(accuracy(head, x_test, y_test) - np.mean(reference.predict(head._standardise(x_test)) == y_test))
         <= ACCURACY_TOLERANCE
+    )
 
 
 def test_the_path_stops_past_the_peak_and_runs_on_while_accuracy_holds():
@@ -182,6 +192,7 @@ def test_save_load_round_trip_is_exact(tmp_path, classes, class_weight):
 
 
 # -- release 0.1.0 ------------------------------------------------------------------------------------
+
 
 def release_fixtures():
     spec = importlib.util.spec_from_file_location("make_fixtures", RELEASE.parent / "make_fixtures.py")

@@ -54,9 +54,12 @@ def torch_zip(marker: Path) -> bytes:
 def bundles(tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("hostile")
     model = tiny_model_dir("bert")
-    Classifier(model, strategy="features", C=1.0, progress=False, cache=False).fit(TEXTS, LABELS).save(root / "features")
-    Classifier(model, strategy="freeze", k=1, max_steps=2, learning_rate=1e-3, progress=False).fit(
-        TEXTS, LABELS).save(root / "freeze")
+    Classifier(model, strategy="features", C=1.0, progress=False, cache=False).fit(TEXTS, LABELS).save(
+        root / "features"
+    )
+    Classifier(model, strategy="freeze", k=1, max_steps=2, learning_rate=1e-3, progress=False).fit(TEXTS, LABELS).save(
+        root / "freeze"
+    )
     suite = MultiHeadClassifier(model, progress=False)
     suite.add_head("a", TEXTS, LABELS, C=1.0, cache=False)
     suite.add_head("b", TEXTS, [str(y) for y in LABELS], C=1.0, cache=False)
@@ -92,12 +95,15 @@ def assert_refused(bundle: Path, marker: Path, *words: str, multi: bool = False)
     assert not marker.exists(), "a pickle payload was executed"
 
 
-@pytest.mark.parametrize(("bundle_name", "file", "kind"), [
-    ("features", "head.safetensors", "pickle"),
-    ("features", "head.safetensors", "torch-zip"),
-    ("freeze", "trained.safetensors", "pickle"),
-    ("freeze", "trained.safetensors", "torch-zip"),
-])
+@pytest.mark.parametrize(
+    ("bundle_name", "file", "kind"),
+    [
+        ("features", "head.safetensors", "pickle"),
+        ("features", "head.safetensors", "torch-zip"),
+        ("freeze", "trained.safetensors", "pickle"),
+        ("freeze", "trained.safetensors", "torch-zip"),
+    ],
+)
 def test_a_pickle_under_a_safetensors_name_is_damage_not_code(bundle_name, file, kind, bundles, tmp_path):
     bundle = copy_of(bundles, bundle_name, tmp_path)
     marker = tmp_path / "pwned"
@@ -137,8 +143,13 @@ def test_a_backbone_with_pickle_weights_only_is_never_opened(bundles, tiny_model
     (model / "model.safetensors").unlink()
     (model / "pytorch_model.bin").write_bytes(torch_zip(marker))
     bundle = copy_of(bundles, "features", tmp_path)
-    edit_config(bundle, lambda c: (c["backbone"].__setitem__("reference", str(model)),
-                                   c["classifier"].__setitem__("model", str(model))))
+    edit_config(
+        bundle,
+        lambda c: (
+            c["backbone"].__setitem__("reference", str(model)),
+            c["classifier"].__setitem__("model", str(model)),
+        ),
+    )
     assert_refused(bundle, marker, "only in pickle format (pytorch_model.bin)", "never opens")
     # and fitting on such a folder is refused the same way
     with pytest.raises(UnfreezeError, match="only in pickle format"):
@@ -146,15 +157,18 @@ def test_a_backbone_with_pickle_weights_only_is_never_opened(bundles, tiny_model
     assert not marker.exists()
 
 
-@pytest.mark.parametrize(("name", "edit", "words"), [
-    ("labels-added", lambda c: c["labels"].append(2), ("lists 3 labels", "scores 2 classes")),
-    ("labels-one", lambda c: c.__setitem__("labels", [0]), ("lacks a valid",)),
-    ("kind", lambda c: c.__setitem__("kind", "mystery"), ("unknown kind 'mystery'",)),
-    ("strategy", lambda c: c["strategy"].__setitem__("name", "nope"), ("lacks a valid",)),
-    ("params", lambda c: c["strategy"]["params"].__setitem__("wings", 2), ("lacks a valid",)),
-    ("predictor", lambda c: c["predictor"].__setitem__("type", "nope"), ("unknown predictor type",)),
-    ("no-predictor", lambda c: c.pop("predictor"), ("lacks a valid",)),
-])
+@pytest.mark.parametrize(
+    ("name", "edit", "words"),
+    [
+        ("labels-added", lambda c: c["labels"].append(2), ("lists 3 labels", "scores 2 classes")),
+        ("labels-one", lambda c: c.__setitem__("labels", [0]), ("lacks a valid",)),
+        ("kind", lambda c: c.__setitem__("kind", "mystery"), ("unknown kind 'mystery'",)),
+        ("strategy", lambda c: c["strategy"].__setitem__("name", "nope"), ("lacks a valid",)),
+        ("params", lambda c: c["strategy"]["params"].__setitem__("wings", 2), ("lacks a valid",)),
+        ("predictor", lambda c: c["predictor"].__setitem__("type", "nope"), ("unknown predictor type",)),
+        ("no-predictor", lambda c: c.pop("predictor"), ("lacks a valid",)),
+    ],
+)
 def test_an_edited_config_is_one_line_naming_the_damage(name, edit, words, bundles, tmp_path):
     bundle = copy_of(bundles, "freeze", tmp_path)
     edit_config(bundle, edit)

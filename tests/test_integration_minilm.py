@@ -74,8 +74,9 @@ def test_cli_fit_predict_evaluate_round_trip(minilm, movie_train, movie_test, tm
 
     clf = Classifier.load(bundle)
     assert preds["prediction"].tolist() == clf.predict(test_set.texts).tolist()
-    np.testing.assert_allclose(preds[["proba_negative", "proba_positive"]].to_numpy(),
-                               clf.predict_proba(test_set.texts), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        preds[["proba_negative", "proba_positive"]].to_numpy(), clf.predict_proba(test_set.texts), rtol=0, atol=1e-12
+    )
 
     evaluated = _invoke(["evaluate", bundle, test_csv, "--json"])
     metrics = json.loads(evaluated.stdout.strip().splitlines()[-1])
@@ -94,8 +95,9 @@ def test_cli_probe_prints_every_layer_and_writes_a_png(minilm, movie_train, movi
     result = _invoke(["probe", train_csv, "--test", test_csv, "--model", minilm, "--plot", plot])
 
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    rows = re.findall(r"^(\d+(?: \(embeddings\))?|concat -4,-3,-2,-1)\s+([01]\.\d{4})\s+([01]\.\d{4})\s*$",
-                      result.stdout, re.M)
+    rows = re.findall(
+        r"^(\d+(?: \(embeddings\))?|concat -4,-3,-2,-1)\s+([01]\.\d{4})\s+([01]\.\d{4})\s*$", result.stdout, re.M
+    )
     names = [r[0] for r in rows]
     assert names == ["0 (embeddings)", "1", "2", "3", "4", "5", "6", "concat -4,-3,-2,-1"], result.stdout
     test_scores = [float(r[2]) for r in rows]

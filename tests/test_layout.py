@@ -30,22 +30,25 @@ def test_no_file_is_left_at_an_old_path():
 
 
 def test_old_from_imports_and_attributes_still_work():
-    code = ("import warnings; warnings.simplefilter('error', DeprecationWarning)\n"
-            "from unfreeze import Classifier, MultiHeadClassifier\n"
-            "try:\n    from unfreeze.classifier import Classifier as Old\nexcept DeprecationWarning:\n    pass\n"
-            "else:\n    raise SystemExit('no warning')\n"
-            "warnings.simplefilter('ignore', DeprecationWarning)\n"
-            "from unfreeze.classifier import Classifier as Old\n"
-            "import unfreeze\n"
-            "assert Old is Classifier and unfreeze.cache is unfreeze.storage.cache\n"
-            "from unfreeze.export.bundles import export_bundle\n"
-            "from unfreeze.export.exporter import export_bundle as new\n"
-            "assert export_bundle is new\n")
+    code = (
+        "import warnings; warnings.simplefilter('error', DeprecationWarning)\n"
+        "from unfreeze import Classifier, MultiHeadClassifier\n"
+        "try:\n    from unfreeze.classifier import Classifier as Old\nexcept DeprecationWarning:\n    pass\n"
+        "else:\n    raise SystemExit('no warning')\n"
+        "warnings.simplefilter('ignore', DeprecationWarning)\n"
+        "from unfreeze.classifier import Classifier as Old\n"
+        "import unfreeze\n"
+        "assert Old is Classifier and unfreeze.cache is unfreeze.storage.cache\n"
+        "from unfreeze.export.bundles import export_bundle\n"
+        "from unfreeze.export.exporter import export_bundle as new\n"
+        "assert export_bundle is new\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_python_m_an_old_path_runs_the_moved_module():
     old = subprocess.run([sys.executable, "-m", "unfreeze.hardware"], capture_output=True, text=True, check=True)
-    new = subprocess.run([sys.executable, "-m", "unfreeze.machine.hardware"], capture_output=True, text=True,
-                         check=True)
+    new = subprocess.run(
+        [sys.executable, "-m", "unfreeze.machine.hardware"], capture_output=True, text=True, check=True
+    )
     assert old.stdout == new.stdout and "bf16" in new.stdout

@@ -13,7 +13,38 @@ import pytest
 
 from unfreeze.models.backbone import CUT_CHARS_PER_TOKEN, CUT_MIN_CHARS, Backbone
 
-WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog,", "while", "3", "cats", "watch;", "it's", "déjà", "vu", "(again)", "for", "the", "12th", "time.", "Naïve", "résumé:", "über-cool", "emojis", "🙂", "and", "CJK", "東京", "text"]
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "a",
+    "lazy",
+    "dog,",
+    "while",
+    "3",
+    "cats",
+    "watch;",
+    "it's",
+    "déjà",
+    "vu",
+    "(again)",
+    "for",
+    "the",
+    "12th",
+    "time.",
+    "Naïve",
+    "résumé:",
+    "über-cool",
+    "emojis",
+    "🙂",
+    "and",
+    "CJK",
+    "東京",
+    "text",
+]
 
 
 def prose(n_chars: int, seed: int = 0) -> str:
@@ -67,8 +98,9 @@ def _byte_level_backbone(tiny_backbone, kind: str) -> Backbone:
     from transformers import PreTrainedTokenizerFast
 
     trainer = ByteLevelBPETokenizer() if kind == "bytelevel" else SentencePieceBPETokenizer()
-    trainer.train_from_iterator([prose(20_000, seed=s) for s in range(5)], vocab_size=400, min_frequency=1,
-                                show_progress=False)
+    trainer.train_from_iterator(
+        [prose(20_000, seed=s) for s in range(5)], vocab_size=400, min_frequency=1, show_progress=False
+    )
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=trainer._tokenizer, eos_token="</s>", pad_token="</s>")
     tokenizer.add_special_tokens({"eos_token": "</s>"})
     base = tiny_backbone("bert")

@@ -27,7 +27,6 @@ from unfreeze.strategies.frozen import resolve_layer_choice
 TRAINING = Training(epochs=4, validation_fraction=0.0)
 
 
-
 @pytest.fixture(scope="module")
 def task():
     return sentiment_task_varied(48, 0), sentiment_task_varied(16, 1)
@@ -36,8 +35,9 @@ def task():
 @pytest.fixture(scope="module")
 def fitted(tiny_model_dir, task):
     (texts, labels), _ = task
-    return Classifier(tiny_model_dir("bert"), strategy=Mix(), training=TRAINING, batch_size=8, progress=False,
-                      device="cpu").fit(texts, labels)
+    return Classifier(
+        tiny_model_dir("bert"), strategy=Mix(), training=TRAINING, batch_size=8, progress=False, device="cpu"
+    ).fit(texts, labels)
 
 
 def _counting_forward(backbone, monkeypatch) -> dict:
@@ -54,21 +54,27 @@ def _counting_forward(backbone, monkeypatch) -> dict:
 
 # -- what trains ---------------------------------------------------------------------------------
 
+
 def test_only_the_mix_weights_gamma_and_head_train_never_the_backbone(tiny_model_dir, task):
     from unfreeze.models.loaded import shared_backbone
 
     (texts, labels), _ = task
     backbone = shared_backbone(tiny_model_dir("bert"), "cpu")
     before = {k: v.clone() for k, v in backbone.model.state_dict().items()}
-    clf = Classifier(tiny_model_dir("bert"), strategy=Mix(), training=TRAINING, batch_size=8, progress=False,
-                     device="cpu").fit(texts, labels)
+    clf = Classifier(
+        tiny_model_dir("bert"), strategy=Mix(), training=TRAINING, batch_size=8, progress=False, device="cpu"
+    ).fit(texts, labels)
     assert clf.backbone_ is backbone  # the shared model: nothing copied, nothing changed
     after = backbone.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     module = clf.predictor_.module
     n_states, hidden = backbone.num_blocks + 1, backbone.hidden_size
     assert {n: tuple(p.shape) for n, p in module.named_parameters()} == {
-        "weights": (n_states,), "gamma": (), "head.weight": (2, hidden), "head.bias": (2,)}
+        "weights": (n_states,),
+        "gamma": (),
+        "head.weight": (2, hidden),
+        "head.bias": (2,),
+    }
     assert clf.fit_record_["trainable_parameters"] == n_states + 1 + 2 * hidden + 2
     assert clf.fit_record_["total_parameters"] == backbone.n_parameters() + n_states + 1 + 2 * hidden + 2
     # the mix itself moved away from its start (equal weights, gamma 1)
@@ -87,26 +93,49 @@ def test_epochs_cost_no_forward_pass_and_a_second_fit_none_at_all(tiny_model_dir
     batches = -(-len(texts) // 8)
     for epochs, expected in ((1, batches), (6, batches)):
         calls["n"] = 0
-        Classifier(tiny_model_dir("bert"), strategy=Mix(), training=Training(epochs=epochs, learning_rate="fixed"),
-                   batch_size=8, progress=False, device="cpu", cache=False).fit(texts, labels)
+        Classifier(
+            tiny_model_dir("bert"),
+            strategy=Mix(),
+            training=Training(epochs=epochs, learning_rate="fixed"),
+            batch_size=8,
+            progress=False,
+            device="cpu",
+            cache=False,
+        ).fit(texts, labels)
         assert calls["n"] == expected  # one pass for every layer, whatever the epochs
     # a rate search fits once per rate on the same texts: the shared pool serves every rate after the first
     calls["n"] = 0
-    searched = Classifier(tiny_model_dir("bert"), strategy=Mix(), training=Training(epochs=2), batch_size=8,
-                          progress=False, device="cpu", cache=False).fit(texts, labels)
+    searched = Classifier(
+        tiny_model_dir("bert"),
+        strategy=Mix(),
+        training=Training(epochs=2),
+        batch_size=8,
+        progress=False,
+        device="cpu",
+        cache=False,
+    ).fit(texts, labels)
     assert len(searched.fit_record_["lr_search"]) == 3
     assert calls["n"] <= batches + 2  # the training texts once, the validation texts once
     calls["n"] = 0
-    Classifier(tiny_model_dir("bert"), strategy=Mix(), training=TRAINING, batch_size=8, progress=False,
-               device="cpu").fit(texts, labels)
+    Classifier(
+        tiny_model_dir("bert"), strategy=Mix(), training=TRAINING, batch_size=8, progress=False, device="cpu"
+    ).fit(texts, labels)
     assert calls["n"] == batches  # fills the on-disk cache ...
     calls["n"] = 0
-    clf = Classifier(tiny_model_dir("bert"), strategy=Mix(), training=Training(epochs=3), batch_size=8,
-                     progress=False, device="cpu", seed=1).fit(texts, labels)
+    clf = Classifier(
+        tiny_model_dir("bert"),
+        strategy=Mix(),
+        training=Training(epochs=3),
+        batch_size=8,
+        progress=False,
+        device="cpu",
+        seed=1,
+    ).fit(texts, labels)
     assert calls["n"] == 0 and clf.fit_record_["states_from_cache"]  # ... which serves the next fit entirely
 
 
 # -- the layer weights ---------------------------------------------------------------------------
+
 
 def test_layer_weights_sum_to_one_and_are_reported(fitted, tiny_backbone):
     record = fitted.fit_record_
@@ -119,13 +148,20 @@ def test_layer_weights_sum_to_one_and_are_reported(fitted, tiny_backbone):
     assert record["gamma"] == pytest.approx(float(fitted.predictor_.module.gamma.detach()))
 
 
-@pytest.mark.parametrize("choice, expected", [("all", (0, 1, 2)), ("last2", (1, 2)), ("-1", (2,)),
-                                              ("0,-1", (0, 2)), ([2, 0], (2, 0))])
+@pytest.mark.parametrize(
+    "choice, expected", [("all", (0, 1, 2)), ("last2", (1, 2)), ("-1", (2,)), ("0,-1", (0, 2)), ([2, 0], (2, 0))]
+)
 def test_a_chosen_set_of_layers_is_mixed(tiny_model_dir, task, choice, expected):
     (texts, labels), _ = task
     assert resolve_layer_choice(choice, 2, "mix_layers", "mix") == expected
-    clf = Classifier(tiny_model_dir("bert"), strategy=Mix(mix_layers=choice), training=Training(epochs=1),
-                     batch_size=8, progress=False, device="cpu").fit(texts, labels)
+    clf = Classifier(
+        tiny_model_dir("bert"),
+        strategy=Mix(mix_layers=choice),
+        training=Training(epochs=1),
+        batch_size=8,
+        progress=False,
+        device="cpu",
+    ).fit(texts, labels)
     assert clf.fit_record_["mixed_layers"] == list(expected)
     assert sum(clf.fit_record_["layer_weights"]) == pytest.approx(1.0, abs=1e-6)
 
@@ -142,6 +178,7 @@ def test_the_layer_norm_option_changes_what_is_mixed(tiny_model_dir, task):
 
 
 # -- bundles, determinism ------------------------------------------------------------------------
+
 
 def test_bundle_holds_only_the_mix_and_round_trips_identically(fitted, task, tmp_path):
     from unfreeze.inference.bundle_predictor import BundlePredictor
@@ -177,6 +214,7 @@ def test_same_seed_same_numbers_another_seed_others(tiny_model_dir, task, fitted
 
 # -- bad settings ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("choice", ["banana", "last0", "1.5", "", [0.5]])
 def test_malformed_layer_choices_fail_before_a_model_loads(choice):
     with pytest.raises(UnfreezeError, match=r"The 'mix_layers' parameter of mix must be 'all', 'lastN'"):
@@ -197,18 +235,21 @@ def test_the_training_settings_it_declares_are_read(tiny_model_dir, task):
     assert "prefix_cache" not in Mix.training_settings and "head_learning_rate" not in Mix.training_settings
     (texts, labels), (test_texts, _) = task
     kwargs = dict(strategy=Mix(), batch_size=8, progress=False, device="cpu")
-    capped = Classifier(tiny_model_dir("bert"), training=Training(epochs=50, max_steps=7, validation_fraction=0.0),
-                        **kwargs).fit(texts, labels)
+    capped = Classifier(
+        tiny_model_dir("bert"), training=Training(epochs=50, max_steps=7, validation_fraction=0.0), **kwargs
+    ).fit(texts, labels)
     assert capped.fit_record_["steps"] == 7 and capped.fit_record_["epochs_run"] == 2  # 6 steps per epoch
-    stopped = Classifier(tiny_model_dir("bert"), training=Training(epochs=50, patience=1, validation_fraction=0.25),
-                         **kwargs).fit(texts, labels)
+    stopped = Classifier(
+        tiny_model_dir("bert"), training=Training(epochs=50, patience=1, validation_fraction=0.25), **kwargs
+    ).fit(texts, labels)
     history = stopped.fit_record_["history"]
     assert "val_accuracy" in history[0] and len(history) < 50  # validated each epoch, stopped early
     assert stopped.fit_record_["best_epoch"] == len(history) - 1
     skewed = [0] * 36 + [1] * 12
     plain = Classifier(tiny_model_dir("bert"), training=TRAINING, **kwargs).fit(texts, skewed)
-    balanced = Classifier(tiny_model_dir("bert"), training=Training(epochs=4, validation_fraction=0.0,
-                                                                    class_weight="balanced"), **kwargs).fit(texts, skewed)
+    balanced = Classifier(
+        tiny_model_dir("bert"), training=Training(epochs=4, validation_fraction=0.0, class_weight="balanced"), **kwargs
+    ).fit(texts, skewed)
     assert balanced.predict_proba(test_texts)[:, 1].mean() > plain.predict_proba(test_texts)[:, 1].mean()
 
 
@@ -220,14 +261,32 @@ def test_training_settings_mix_does_not_read_are_refused():
 def test_cli_fit_prints_the_weights_and_predict_uses_the_bundle(runner, tiny_model_dir, tmp_path):
     train = write_toy_csv(tmp_path / "train.csv", 32, 0)
     out = tmp_path / "bundle"
-    result = runner.invoke(app, ["fit", str(train), "--model", tiny_model_dir("bert"), "--strategy", "mix",
-                                 "--mix-layers", "last2", "--epochs", "2", "--batch-size", "8", "-o", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "fit",
+            str(train),
+            "--model",
+            tiny_model_dir("bert"),
+            "--strategy",
+            "mix",
+            "--mix-layers",
+            "last2",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "-o",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     line = next(x for x in result.stdout.splitlines() if x.startswith("layer weights"))
     config = json.loads((out / "unfreeze.json").read_text())
     weights = config["fit_record"]["layer_weights"]
-    assert line.startswith(f"layer weights (hidden state: weight; 0 = embeddings): 1: {weights[0]:.3f}  "
-                           f"2: {weights[1]:.3f}  gamma")
+    assert line.startswith(
+        f"layer weights (hidden state: weight; 0 = embeddings): 1: {weights[0]:.3f}  2: {weights[1]:.3f}  gamma"
+    )
     predicted = runner.invoke(app, ["predict", str(out), str(train), "-o", str(tmp_path / "pred.csv")])
     assert predicted.exit_code == 0, predicted.output
     import pandas as pd
@@ -237,27 +296,33 @@ def test_cli_fit_prints_the_weights_and_predict_uses_the_bundle(runner, tiny_mod
     np.testing.assert_allclose(frame[["proba_neg", "proba_pos"]].to_numpy(), expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--mix-layers", "last9"], ["'mix_layers' parameter of mix", "within this model's 3 hidden states", "last9"]),
-    (["--mix-layers", "banana"], ["'mix_layers' parameter of mix", "'all', 'lastN'", "banana"]),
-    (["--layer-norm", "--no-prefix-cache"], ["'prefix_cache' is not used by strategy 'mix'"]),
-    (["--k", "1"], ["'k' setting does not apply to strategy 'mix'"]),
-    # the mix and its head are all new weights: one learning rate trains them
-    (["--head-learning-rate", "0.1"], ["'head_learning_rate' is not used by strategy 'mix'"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--mix-layers", "last9"], ["'mix_layers' parameter of mix", "within this model's 3 hidden states", "last9"]),
+        (["--mix-layers", "banana"], ["'mix_layers' parameter of mix", "'all', 'lastN'", "banana"]),
+        (["--layer-norm", "--no-prefix-cache"], ["'prefix_cache' is not used by strategy 'mix'"]),
+        (["--k", "1"], ["'k' setting does not apply to strategy 'mix'"]),
+        # the mix and its head are all new weights: one learning rate trains them
+        (["--head-learning-rate", "0.1"], ["'head_learning_rate' is not used by strategy 'mix'"]),
+    ],
+)
 def test_cli_bad_settings_are_one_line_and_exit_2(runner, tiny_model_dir, tmp_path, args, words):
     train = write_toy_csv(tmp_path / "train.csv", 16, 0)
     out = tmp_path / "bundle"
-    result = runner.invoke(app, ["fit", str(train), "--model", tiny_model_dir("bert"), "--strategy", "mix", *args,
-                                 "-o", str(out)])
+    result = runner.invoke(
+        app, ["fit", str(train), "--model", tiny_model_dir("bert"), "--strategy", "mix", *args, "-o", str(out)]
+    )
     assert_user_error(result, *words)
     assert not out.exists()
 
 
 # -- sweeps and the report -----------------------------------------------------------------------
 
-def test_in_a_sweep_one_embedding_pass_serves_every_mix_and_features_cell(tiny_model_dir, tmp_path, monkeypatch,
-                                                                           fresh_cache):
+
+def test_in_a_sweep_one_embedding_pass_serves_every_mix_and_features_cell(
+    tiny_model_dir, tmp_path, monkeypatch, fresh_cache
+):
     from unfreeze import embed as embed_module
     from unfreeze.report import build_report
     from unfreeze.sweep import ResultsStore, SweepSpec
@@ -275,10 +340,17 @@ def test_in_a_sweep_one_embedding_pass_serves_every_mix_and_features_cell(tiny_m
     import unfreeze.sweep.cell as cell_module
 
     monkeypatch.setattr(cell_module, "prediction_seconds_per_text", lambda clf, inputs: 0.0)
-    spec = SweepSpec(data=str(write_toy_csv(tmp_path / "train.csv", 48, 0)),
-                     test=str(write_toy_csv(tmp_path / "test.csv", 16, 1)), model=tiny_model_dir("bert"),
-                     strategies=["features", "mix"], grid={"mix": {"mix_layers": ["all", "last2"]}},
-                     n_train=[12, 24], seeds=[0], epochs=3, batch_size=8)
+    spec = SweepSpec(
+        data=str(write_toy_csv(tmp_path / "train.csv", 48, 0)),
+        test=str(write_toy_csv(tmp_path / "test.csv", 16, 1)),
+        model=tiny_model_dir("bert"),
+        strategies=["features", "mix"],
+        grid={"mix": {"mix_layers": ["all", "last2"]}},
+        n_train=[12, 24],
+        seeds=[0],
+        epochs=3,
+        batch_size=8,
+    )
     counts = run_sweep(spec, tmp_path / "run", progress=False)
     assert counts["done"] == 6 and counts["failed"] == 0
     # one pass over the distinct texts of the largest sample and the test set, with every layer
@@ -298,11 +370,32 @@ def test_the_weights_plot_draws_one_line_per_configuration_and_size(tmp_path):
 
     from unfreeze.report import plots
 
-    frame = pd.DataFrame([
-        {"status": "done", "strategy": "mix", "label": "mix", "n_train": n, "seed": s, "mixed_layers": [0, 1, 2],
-         "layer_weights": [0.2, 0.3, 0.5]} for n in (8, 16) for s in (0, 1)]
-        + [{"status": "done", "strategy": "features", "label": "features", "n_train": 8, "seed": 0,
-            "mixed_layers": None, "layer_weights": None}])
+    frame = pd.DataFrame(
+        [
+            {
+                "status": "done",
+                "strategy": "mix",
+                "label": "mix",
+                "n_train": n,
+                "seed": s,
+                "mixed_layers": [0, 1, 2],
+                "layer_weights": [0.2, 0.3, 0.5],
+            }
+            for n in (8, 16)
+            for s in (0, 1)
+        ]
+        + [
+            {
+                "status": "done",
+                "strategy": "features",
+                "label": "features",
+                "n_train": 8,
+                "seed": 0,
+                "mixed_layers": None,
+                "layer_weights": None,
+            }
+        ]
+    )
     path = plots.layer_weights(frame, tmp_path / "w.png", num_blocks=2)
     assert path is not None and path.stat().st_size > 0
     assert plots.layer_weights(frame[frame["strategy"] == "features"], tmp_path / "none.png") is None
@@ -319,12 +412,23 @@ def test_every_strategy_in_one_sweep_grid_and_in_the_report(tiny_model_dir, tmp_
 
     strategies = [s for s in STRATEGY_ORDER if s in registered()]
     assert set(strategies) == set(registered()) and len(strategies) == 11  # every built-in strategy, in table order
-    spec = SweepSpec(data=str(write_toy_csv(tmp_path / "train.csv", 48, 0)),
-                     test=str(write_toy_csv(tmp_path / "test.csv", 16, 1)), model=tiny_model_dir("bert"),
-                     strategies=strategies, k=[1], grid={"bilstm": {"token_layers": ["last2"], "hidden_size": [8]},
-                                                         "setfit": {"num_iterations": [1]},
-                                                         "subspace": {"d": [50]}},
-                     n_train=[16], seeds=[0], epochs=1, batch_size=8, validation_fraction=0.0)
+    spec = SweepSpec(
+        data=str(write_toy_csv(tmp_path / "train.csv", 48, 0)),
+        test=str(write_toy_csv(tmp_path / "test.csv", 16, 1)),
+        model=tiny_model_dir("bert"),
+        strategies=strategies,
+        k=[1],
+        grid={
+            "bilstm": {"token_layers": ["last2"], "hidden_size": [8]},
+            "setfit": {"num_iterations": [1]},
+            "subspace": {"d": [50]},
+        },
+        n_train=[16],
+        seeds=[0],
+        epochs=1,
+        batch_size=8,
+        validation_fraction=0.0,
+    )
     counts = run_sweep(spec, tmp_path / "run", progress=False)
     rows = ResultsStore(tmp_path / "run").records()
     assert counts["failed"] == 0, [r.get("error") for r in rows if r["status"] == "failed"]
@@ -347,11 +451,17 @@ def test_a_ray_sweep_gives_the_local_rows(ray_cluster, tiny_model_dir, tmp_path)
     from unfreeze.sweep.runner import run_sweep
 
     address, _ = ray_cluster
-    spec = SweepSpec(data=str(write_toy_csv(tmp_path / "train.csv", 48, 0)),
-                     test=str(write_toy_csv(tmp_path / "test.csv", 16, 1)), model=tiny_model_dir("bert"),
-                     strategies=["features", "mix", "bilstm"],
-                     grid={"bilstm": {"token_layers": ["last2"], "hidden_size": [8]}},
-                     n_train=[12], seeds=[0, 1], epochs=2, batch_size=8)
+    spec = SweepSpec(
+        data=str(write_toy_csv(tmp_path / "train.csv", 48, 0)),
+        test=str(write_toy_csv(tmp_path / "test.csv", 16, 1)),
+        model=tiny_model_dir("bert"),
+        strategies=["features", "mix", "bilstm"],
+        grid={"bilstm": {"token_layers": ["last2"], "hidden_size": [8]}},
+        n_train=[12],
+        seeds=[0, 1],
+        epochs=2,
+        batch_size=8,
+    )
     run_sweep(spec, tmp_path / "local", progress=False)
     counts = _run_ray(address, spec, tmp_path / "ray")
     assert counts == {"total": 6, "skipped": 0, "done": 6, "failed": 0}
@@ -359,4 +469,3 @@ def test_a_ray_sweep_gives_the_local_rows(ray_cluster, tiny_model_dir, tmp_path)
     assert remote.keys() == local.keys()
     for key in local:
         assert remote[key] == local[key], local[key]["cell"]
-

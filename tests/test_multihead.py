@@ -20,22 +20,41 @@ from unfreeze import Classifier, Features, MultiHeadClassifier, UnfreezeError
 from unfreeze.cli import app
 from unfreeze.inference.multihead import add_heads, remove_head
 
-TEXTS = [f"{w} film number {i} with {'good' if i % 2 else 'bad'} acting and {'sport' if i % 3 else 'news'}"
-         for i, w in enumerate(["a", "the", "one", "this", "that", "some", "my", "our", "your", "his"] * 3)]
+TEXTS = [
+    f"{w} film number {i} with {'good' if i % 2 else 'bad'} acting and {'sport' if i % 3 else 'news'}"
+    for i, w in enumerate(["a", "the", "one", "this", "that", "some", "my", "our", "your", "his"] * 3)
+]
 SENTIMENT = ["pos" if i % 2 else "neg" for i in range(len(TEXTS))]
 TOPIC = [i % 3 for i in range(len(TEXTS))]
 LENGTH = ["long" if len(t) > 44 else "short" for t in TEXTS]
-NEW_TEXTS = ["a good film about sport", "bad news", "something else entirely, and much longer than the others",
-             "good good good", "x"]
+NEW_TEXTS = [
+    "a good film about sport",
+    "bad news",
+    "something else entirely, and much longer than the others",
+    "good good good",
+    "x",
+]
 # (name, labels, pooling, layers): every pooling, a lower layer, the embeddings, a concatenation
-HEAD_SPECS = [("sentiment", SENTIMENT, "mean", "-1"), ("topic", TOPIC, "cls", "-2,-1"),
-              ("length", LENGTH, "max", "0"), ("again", SENTIMENT, "last", "1")]
+HEAD_SPECS = [
+    ("sentiment", SENTIMENT, "mean", "-1"),
+    ("topic", TOPIC, "cls", "-2,-1"),
+    ("length", LENGTH, "max", "0"),
+    ("again", SENTIMENT, "last", "1"),
+]
 PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 
 
 def single(model_dir: str, labels, pooling: str, layers: str) -> Classifier:
-    return Classifier(model=model_dir, strategy=Features(C=1.0), pooling=pooling, layers=layers, progress=False,
-                      cache=False, device="cpu", batch_size=4).fit(TEXTS, labels)
+    return Classifier(
+        model=model_dir,
+        strategy=Features(C=1.0),
+        pooling=pooling,
+        layers=layers,
+        progress=False,
+        cache=False,
+        device="cpu",
+        batch_size=4,
+    ).fit(TEXTS, labels)
 
 
 def suite_of(model_dir: str, specs=HEAD_SPECS) -> MultiHeadClassifier:
@@ -101,8 +120,7 @@ def test_bundle_files_are_json_and_safetensors(tiny_model_dir, tmp_path):
     suite_of(tiny_model_dir("bert"), HEAD_SPECS[:2]).save(tmp_path / "suite")
     config = json.loads((tmp_path / "suite" / "unfreeze.json").read_text())
     assert config["kind"] == "multihead" and set(config["heads"]) == {"sentiment", "topic"}
-    files = sorted(p.relative_to(tmp_path / "suite").as_posix() for p in (tmp_path / "suite").rglob("*")
-                   if p.is_file())
+    files = sorted(p.relative_to(tmp_path / "suite").as_posix() for p in (tmp_path / "suite").rglob("*") if p.is_file())
     assert files[-1] == "unfreeze.json" and len(files) == 3
     assert all(f.startswith("heads/") and f.endswith(".safetensors") for f in files[:-1])
     for f in files:
@@ -119,18 +137,21 @@ def test_single_head_features_bundle_becomes_default_head(tiny_model_dir, tmp_pa
     add_heads(tmp_path / "b", suite)
     assert heads_on_disk(tmp_path / "b") == ["default", "topic"]
     assert not (tmp_path / "b" / "head.safetensors").exists()  # the old file went with the conversion
-    np.testing.assert_allclose(MultiHeadClassifier.load(tmp_path / "b").predict_proba(NEW_TEXTS)["default"],
-                               expected, atol=1e-6)
+    np.testing.assert_allclose(
+        MultiHeadClassifier.load(tmp_path / "b").predict_proba(NEW_TEXTS)["default"], expected, atol=1e-6
+    )
     with pytest.raises(UnfreezeError, match="holds 2 heads"):
         Classifier.load(tmp_path / "b")
-    np.testing.assert_allclose(Classifier.load(tmp_path / "b", head="default").predict_proba(NEW_TEXTS),
-                               expected, atol=1e-6)
+    np.testing.assert_allclose(
+        Classifier.load(tmp_path / "b", head="default").predict_proba(NEW_TEXTS), expected, atol=1e-6
+    )
 
 
 def test_fine_tuned_bundle_takes_no_heads(tiny_model_dir, tmp_path):
     model_dir = tiny_model_dir("bert")
-    Classifier(model=model_dir, strategy="freeze", k=1, epochs=1, progress=False, device="cpu",
-               validation_fraction=0.0).fit(TEXTS, SENTIMENT).save(tmp_path / "tuned")
+    Classifier(
+        model=model_dir, strategy="freeze", k=1, epochs=1, progress=False, device="cpu", validation_fraction=0.0
+    ).fit(TEXTS, SENTIMENT).save(tmp_path / "tuned")
     suite = MultiHeadClassifier(model_dir, progress=False)
     suite.add_head("topic", TEXTS, TOPIC, C=1.0, cache=False)
     with pytest.raises(UnfreezeError, match=r"strategy 'freeze'.*no other head can share it"):
@@ -146,6 +167,7 @@ def test_bundle_on_another_model_is_refused(tiny_model_dir, tmp_path):
 
 
 # -- atomic changes ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("failing_step", [0, 1, 2])
 def test_a_failed_add_leaves_the_old_heads(tiny_model_dir, tmp_path, monkeypatch, failing_step):
@@ -191,8 +213,23 @@ def test_a_failed_remove_keeps_the_head(tiny_model_dir, tmp_path, monkeypatch):
 
 
 def _heads_add(bundle: Path, name: str, data: Path, model_dir: str) -> list[str]:
-    return [sys.executable, "-m", "unfreeze", "heads", "add", str(bundle), name, str(data), "--model", model_dir,
-            "--C", "1", "--no-cache", "--batch-size", "8"]
+    return [
+        sys.executable,
+        "-m",
+        "unfreeze",
+        "heads",
+        "add",
+        str(bundle),
+        name,
+        str(data),
+        "--model",
+        model_dir,
+        "--C",
+        "1",
+        "--no-cache",
+        "--batch-size",
+        "8",
+    ]
 
 
 def _write_csv(path: Path, n: int) -> Path:
@@ -211,20 +248,22 @@ def test_killed_head_adds_never_break_the_bundle(tiny_model_dir, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(multihead_module.__file__).parents[2])}
     # the first run, uninterrupted, says how long an add takes; the kills land across that span
     start = time.perf_counter()
-    subprocess.run(_heads_add(tmp_path / "suite", "timed", data, model_dir), env=env, check=True,
-                   capture_output=True)
+    subprocess.run(_heads_add(tmp_path / "suite", "timed", data, model_dir), env=env, check=True, capture_output=True)
     span = time.perf_counter() - start
     remove_head(tmp_path / "suite", "timed")
     for i, fraction in enumerate([0.5, 0.8, 0.9, 0.97]):
-        proc = subprocess.Popen(_heads_add(tmp_path / "suite", f"new{i}", data, model_dir), env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            _heads_add(tmp_path / "suite", f"new{i}", data, model_dir),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(span * fraction)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         heads = heads_on_disk(tmp_path / "suite")
         assert heads[0] == "sentiment" and set(heads[1:]) <= {f"new{j}" for j in range(i + 1)}, heads
-    subprocess.run(_heads_add(tmp_path / "suite", "last", data, model_dir), env=env, check=True,
-                   capture_output=True)
+    subprocess.run(_heads_add(tmp_path / "suite", "last", data, model_dir), env=env, check=True, capture_output=True)
     assert heads_on_disk(tmp_path / "suite")[-1] == "last"
 
 
@@ -233,8 +272,15 @@ def test_concurrent_adds_keep_both_heads(tiny_model_dir, tmp_path):
     model_dir = tiny_model_dir("bert")
     data = _write_csv(tmp_path / "train.csv", 60)
     env = {**os.environ, "PYTHONPATH": str(Path(multihead_module.__file__).parents[2])}
-    procs = [subprocess.Popen(_heads_add(tmp_path / "suite", name, data, model_dir), env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for name in ("left", "right")]
+    procs = [
+        subprocess.Popen(
+            _heads_add(tmp_path / "suite", name, data, model_dir),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for name in ("left", "right")
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err.decode()
@@ -242,6 +288,7 @@ def test_concurrent_adds_keep_both_heads(tiny_model_dir, tmp_path):
 
 
 # -- the `unfreeze heads` commands --------------------------------------------------------------------
+
 
 def test_heads_commands(tiny_model_dir, tmp_path):
     model_dir = tiny_model_dir("bert")
@@ -262,8 +309,10 @@ def test_heads_commands(tiny_model_dir, tmp_path):
     splits = [line.split()[0] for line in result.output.splitlines()[2:]]  # the metrics table's rows
     assert splits == ["train", "test"], result.output
     listed = json.loads(run("heads", "list", bundle, "--json").output)
-    assert [(h["name"], h["pooling"], h["layers"]) for h in listed["heads"]] == [("sentiment", "mean", [2]),
-                                                                               ("topic", "cls", [1, 2])]
+    assert [(h["name"], h["pooling"], h["layers"]) for h in listed["heads"]] == [
+        ("sentiment", "mean", [2]),
+        ("topic", "cls", [1, 2]),
+    ]
     assert listed["heads"][1]["test_accuracy"] is not None and listed["heads"][0]["test_accuracy"] is None
 
     again = run("heads", "add", bundle, "topic", topic)
@@ -279,11 +328,20 @@ def test_heads_commands(tiny_model_dir, tmp_path):
     assert result.exit_code == 0, result.output
 
     out = pd.read_csv(tmp_path / "out.csv")
-    assert list(out.columns) == ["text", "sentiment.prediction", "sentiment.proba_neg", "sentiment.proba_pos",
-                                 "topic.prediction", "topic.proba_0", "topic.proba_1", "topic.proba_2"]
+    assert list(out.columns) == [
+        "text",
+        "sentiment.prediction",
+        "sentiment.proba_neg",
+        "sentiment.proba_pos",
+        "topic.prediction",
+        "topic.proba_0",
+        "topic.proba_1",
+        "topic.proba_2",
+    ]
     expected = MultiHeadClassifier.load(bundle).predict_proba(NEW_TEXTS)
-    np.testing.assert_allclose(out[["topic.proba_0", "topic.proba_1", "topic.proba_2"]].to_numpy(),
-                               expected["topic"], atol=1e-6)
+    np.testing.assert_allclose(
+        out[["topic.proba_0", "topic.proba_1", "topic.proba_2"]].to_numpy(), expected["topic"], atol=1e-6
+    )
     only = run("predict", bundle, inputs, "-o", tmp_path / "only.csv", "--head", "topic")
     assert only.exit_code == 0 and not any(c.startswith("sentiment") for c in pd.read_csv(tmp_path / "only.csv"))
 
@@ -322,4 +380,5 @@ def test_replace_refits_a_head_and_list_shows_single_head_bundles(tiny_model_dir
     single(model_dir, TOPIC, "max", "0").save(tmp_path / "single")
     listed = json.loads(runner.invoke(app, ["heads", "list", str(tmp_path / "single"), "--json"]).output)
     assert [(h["name"], h["pooling"], h["layers"], h["labels"]) for h in listed["heads"]] == [
-        ("default", "max", [0], [0, 1, 2])]
+        ("default", "max", [0], [0, 1, 2])
+    ]

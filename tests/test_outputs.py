@@ -19,8 +19,6 @@ from unfreeze.storage.outputs import check_output, foreign_entries, is_bundle, r
 BUNDLE_CONFIG = {"format": "unfreeze-bundle", "format_version": 1, "kind": "features"}
 
 
-
-
 def make_bundle(path: Path, extra: dict[str, str] | None = None) -> Path:
     path.mkdir(parents=True)
     (path / "unfreeze.json").write_text(json.dumps(BUNDLE_CONFIG))
@@ -77,14 +75,17 @@ def unchanged(user_files):
 
 
 @pytest.mark.parametrize("kind", ["bundle", "heads", "run", "file"])
-@pytest.mark.parametrize(("given", "what"), [
-    (".", "the current folder"),
-    ("./", "the current folder"),
-    ("..", "a parent of the current folder"),
-    ("../..", "a parent of the current folder"),
-    ("CWD", "the current folder"),
-    ("/", "the root folder"),
-])
+@pytest.mark.parametrize(
+    ("given", "what"),
+    [
+        (".", "the current folder"),
+        ("./", "the current folder"),
+        ("..", "a parent of the current folder"),
+        ("../..", "a parent of the current folder"),
+        ("CWD", "the current folder"),
+        ("/", "the root folder"),
+    ],
+)
 def test_current_parent_and_root_folders_are_refused(unchanged, kind, given, what):
     path = str(Path.cwd()) if given == "CWD" else given
     refused(path, kind, what, "Choose another -o", overwrite=True)

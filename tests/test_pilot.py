@@ -32,20 +32,46 @@ LABELS = ["features", "freeze k=3", "freeze k=0", "lora r=8"]
 
 def _costs(slow: float) -> dict[str, StepCosts]:
     """Costs per text like MiniLM's on a 2-core CPU, ``slow`` times slower."""
-    base = {"features": StepCosts("features", True, forward=0.004, fixed=0.3),
-            "freeze k=3": StepCosts("freeze k=3", False, train=0.008, validate=0.0035, prefix=0.002, forward=0.007,
-                                    fixed=0.03, epochs=4, rates=3),
-            "freeze k=0": StepCosts("freeze k=0", False, train=0.03, validate=0.007, forward=0.007, fixed=0.05,
-                                    epochs=4, rates=3),
-            "lora r=8": StepCosts("lora r=8", False, train=0.016, validate=0.007, forward=0.007, fixed=0.06,
-                                  epochs=8, rates=3)}
-    return {k: dataclasses.replace(c, **{f: getattr(c, f) * slow for f in ("train", "validate", "prefix", "forward",
-                                                                          "fixed")}) for k, c in base.items()}
+    base = {
+        "features": StepCosts("features", True, forward=0.004, fixed=0.3),
+        "freeze k=3": StepCosts(
+            "freeze k=3",
+            False,
+            train=0.008,
+            validate=0.0035,
+            prefix=0.002,
+            forward=0.007,
+            fixed=0.03,
+            epochs=4,
+            rates=3,
+        ),
+        "freeze k=0": StepCosts(
+            "freeze k=0", False, train=0.03, validate=0.007, forward=0.007, fixed=0.05, epochs=4, rates=3
+        ),
+        "lora r=8": StepCosts(
+            "lora r=8", False, train=0.016, validate=0.007, forward=0.007, fixed=0.06, epochs=8, rates=3
+        ),
+    }
+    return {
+        k: dataclasses.replace(
+            c, **{f: getattr(c, f) * slow for f in ("train", "validate", "prefix", "forward", "fixed")}
+        )
+        for k, c in base.items()
+    }
 
 
 def _plan(slow: float, room: float = 450.0, smaller: list[int] | None = None):
-    return plan_pilot(_costs(slow), LABELS, LADDER, [0, 1, 2], 200, room, eta=3, finalists=2,
-                      smaller_first=smaller if smaller is not None else [32])
+    return plan_pilot(
+        _costs(slow),
+        LABELS,
+        LADDER,
+        [0, 1, 2],
+        200,
+        room,
+        eta=3,
+        finalists=2,
+        smaller_first=smaller if smaller is not None else [32],
+    )
 
 
 def test_a_cell_costs_its_rates_epochs_steps_and_validation_and_a_cheap_cell_what_the_pool_lacks():
@@ -103,7 +129,8 @@ def test_a_budget_too_small_for_three_sizes_runs_the_cheapest_pilot_and_says_so_
 
 
 def test_calibration_times_a_slow_step_and_the_advisor_prints_the_warning_before_any_cell(
-        tiny_model_dir, tmp_path, monkeypatch):
+    tiny_model_dir, tmp_path, monkeypatch
+):
     import unfreeze.training.loop as loop
     from unfreeze.advise.calibrate import calibrate
     from unfreeze.advise.halving import configurations
@@ -113,8 +140,17 @@ def test_calibration_times_a_slow_step_and_the_advisor_prints_the_warning_before
     texts, labels = sentiment_task_varied(240, 3)
     data_path = tmp_path / "train.csv"
     data_path.write_text("text,label\n" + "\n".join(f"{t},{'pos' if y else 'neg'}" for t, y in zip(texts, labels)))
-    sweep = SweepSpec(data=str(data_path), model=tiny_model_dir("bert"), strategies=["features", "freeze"], k=[1],
-                      batch_size=16, max_length=32, learning_rate="auto", validation_size=38, n_train=[48])
+    sweep = SweepSpec(
+        data=str(data_path),
+        model=tiny_model_dir("bert"),
+        strategies=["features", "freeze"],
+        k=[1],
+        batch_size=16,
+        max_length=32,
+        learning_rate="auto",
+        validation_size=38,
+        n_train=[48],
+    )
     data = load_sweep_data(sweep)
     configs = configurations(sweep, 2)
     fast = calibrate(sweep, data, configs, "cpu", 0)
@@ -134,9 +170,29 @@ def test_calibration_times_a_slow_step_and_the_advisor_prints_the_warning_before
     # a machine this slow cannot reach three sizes in 30 s: one line says so before the first cell, and the
     # cheapest honest pilot runs (features and one trained configuration)
     out = tmp_path / "run"
-    result = runner.invoke(app, ["advise", str(data_path), "--model", tiny_model_dir("bert"), "-o", str(out),
-                                 "--seeds", "0,1,2", "--strategies", "features,freeze", "--k", "0,1",
-                                 "--batch-size", "16", "--max-length", "32", "--budget", "30s"])
+    result = runner.invoke(
+        app,
+        [
+            "advise",
+            str(data_path),
+            "--model",
+            tiny_model_dir("bert"),
+            "-o",
+            str(out),
+            "--seeds",
+            "0,1,2",
+            "--strategies",
+            "features,freeze",
+            "--k",
+            "0,1",
+            "--batch-size",
+            "16",
+            "--max-length",
+            "32",
+            "--budget",
+            "30s",
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
     warning = next(i for i, line in enumerate(lines) if line.startswith("A budget of 30 s cannot reach 3"))
@@ -152,28 +208,70 @@ def test_calibration_times_a_slow_step_and_the_advisor_prints_the_warning_before
 
 # -- no prediction from fewer than three sizes ------------------------------------------------------------------
 
+
 def _row(label: str, n: int, seed: int, accuracy: float, seconds: float = 10.0) -> dict:
     strategy = label.split()[0]
-    trials = [{"step_seconds": 2.0, "prefix_seconds": 0.0, "validation_seconds": 1.0, "validation_texts": 400,
-               "examples_seen": 2 * n, "seconds": 3.0, "epochs_run": 2}] * 3 if strategy != "features" else None
-    fit = {"learning_rate": 1e-4, "trainable_parameters": 10, "peak_memory_bytes": 2**30,
-           "state_bytes_per_example": 0.0, **({"lr_search": trials} if trials else {})}
-    return {"status": "done", "cell": {"label": label, "strategy": strategy, "n_train": n, "seed": seed},
-            "validation": {"accuracy": accuracy, "loss": 1 - accuracy, "n": 200}, "started": 0.0,
-            "finished": seconds, "fit": fit, "predict_seconds_per_text": 0.005,
-            "settings": {"search": {"rates": [1, 2, 3], "epochs": 4}}}
+    trials = (
+        [
+            {
+                "step_seconds": 2.0,
+                "prefix_seconds": 0.0,
+                "validation_seconds": 1.0,
+                "validation_texts": 400,
+                "examples_seen": 2 * n,
+                "seconds": 3.0,
+                "epochs_run": 2,
+            }
+        ]
+        * 3
+        if strategy != "features"
+        else None
+    )
+    fit = {
+        "learning_rate": 1e-4,
+        "trainable_parameters": 10,
+        "peak_memory_bytes": 2**30,
+        "state_bytes_per_example": 0.0,
+        **({"lr_search": trials} if trials else {}),
+    }
+    return {
+        "status": "done",
+        "cell": {"label": label, "strategy": strategy, "n_train": n, "seed": seed},
+        "validation": {"accuracy": accuracy, "loss": 1 - accuracy, "n": 200},
+        "started": 0.0,
+        "finished": seconds,
+        "fit": fit,
+        "predict_seconds_per_text": 0.005,
+        "settings": {"search": {"rates": [1, 2, 3], "epochs": 4}},
+    }
 
 
-def _run(sizes_run: dict[str, list[int]], seeds=(0, 1, 2), budget: float = 300.0, full: int = 8000,
-         noise: float = 0.0) -> AdviseRun:
+def _run(
+    sizes_run: dict[str, list[int]], seeds=(0, 1, 2), budget: float = 300.0, full: int = 8000, noise: float = 0.0
+) -> AdviseRun:
     """A finished pilot whose validation scores lie on a power curve (0.95 - 2 / sqrt(n)), a seed's offset
     apart, plus ``noise`` that alternates in sign with the size."""
     spec = AdviseSpec(data="d", model="m", strategies=["features", "freeze"], seeds=list(seeds), budget=budget)
     configs = [Configuration("features", (), True), Configuration("freeze", (("k", 3),), False)]
-    rows = [_row(label, n, s, 0.95 - 2.0 / n ** 0.5 + 0.01 * s + (-0.02 if label == "features" else 0.0)
-                 + noise * (-1) ** i) for label, sizes in sizes_run.items() for i, n in enumerate(sizes) for s in seeds]
-    return AdviseRun(spec, Path("."), [64, 128, 256, 512, full], configs, full, 2, rows, [], "budget",
-                     50.0 + sum(r["finished"] for r in rows), 50.0)
+    rows = [
+        _row(label, n, s, 0.95 - 2.0 / n**0.5 + 0.01 * s + (-0.02 if label == "features" else 0.0) + noise * (-1) ** i)
+        for label, sizes in sizes_run.items()
+        for i, n in enumerate(sizes)
+        for s in seeds
+    ]
+    return AdviseRun(
+        spec,
+        Path("."),
+        [64, 128, 256, 512, full],
+        configs,
+        full,
+        2,
+        rows,
+        [],
+        "budget",
+        50.0 + sum(r["finished"] for r in rows),
+        50.0,
+    )
 
 
 def test_one_size_predicts_nothing_and_the_recommendation_says_so_first_with_the_budget_that_would():
@@ -200,7 +298,7 @@ def test_one_seed_says_so_first_and_three_sizes_predict_within_the_curves_error(
     three = make_plan(_run({"features": [64, 128, 256], "freeze k=3": [64, 128, 256]}))
     assert three["predicts"] and all("predicted" in e for e in three["plan"])
     rec = three["recommendation"]
-    assert rec["predicted_score"] == pytest.approx(0.95 - 2.0 / 8000 ** 0.5 + 0.01, abs=0.01)
+    assert rec["predicted_score"] == pytest.approx(0.95 - 2.0 / 8000**0.5 + 0.01, abs=0.01)
     assert not rec["why"].startswith(("Measured", "One seed"))
     assert "Not predicted" not in plan_text(three).splitlines()[0]
     # a noisy curve: its back-test misses by 0.04, which grown to 8,000 examples (five steps of the back-test
@@ -221,6 +319,7 @@ def test_one_seed_says_so_first_and_three_sizes_predict_within_the_curves_error(
 
 
 # -- fit time per example and epoch ------------------------------------------------------------------------------
+
 
 def test_fit_time_at_n_is_projected_per_example_and_epoch_with_the_interval_it_rests_on():
     from unfreeze.advise.cost import cost_at, fit_seconds_from_steps
@@ -247,6 +346,7 @@ def test_fit_time_at_n_is_projected_per_example_and_epoch_with_the_interval_it_r
 
 # -- threads ------------------------------------------------------------------------------------------------------
 
+
 def test_torch_threads_stay_within_the_free_cores_and_are_restored(monkeypatch):
     import torch
 
@@ -266,21 +366,30 @@ def test_busy_cores_are_read_from_two_samples_of_proc_stat():
     from unfreeze.machine.cores import busy_cores, free_cores
 
     # cpu0 idle the whole interval, cpu1 busy 90% of it (user 90 of 100 jiffies), cpu2 not ours
-    samples = iter(["cpu  0 0 0 0\ncpu0 10 0 10 100 0 0 0 0\ncpu1 10 0 10 100 0 0 0 0\ncpu2 0 0 0 0 0 0 0 0\n",
-                    "cpu  0 0 0 0\ncpu0 10 0 10 200 0 0 0 0\ncpu1 100 0 10 110 0 0 0 0\ncpu2 0 0 0 0 0 0 0 0\n"])
+    samples = iter(
+        [
+            "cpu  0 0 0 0\ncpu0 10 0 10 100 0 0 0 0\ncpu1 10 0 10 100 0 0 0 0\ncpu2 0 0 0 0 0 0 0 0\n",
+            "cpu  0 0 0 0\ncpu0 10 0 10 200 0 0 0 0\ncpu1 100 0 10 110 0 0 0 0\ncpu2 0 0 0 0 0 0 0 0\n",
+        ]
+    )
     busy = busy_cores([0, 1], interval=0.0, read=lambda: next(samples))
     assert busy == pytest.approx(0.9)
     assert free_cores(2, busy) == 1 and free_cores(2, 0.3) == 2 and free_cores(1, 1.0) == 1
     assert busy_cores([0, 1], interval=0.0, read=lambda: "") == 0.0  # no /proc/stat: nothing known to be busy
 
 
-@pytest.mark.skipif(sys.platform != "linux" or not Path("/usr/bin/taskset").exists(),
-                    reason="needs Linux and taskset to limit the affinity")
+@pytest.mark.skipif(
+    sys.platform != "linux" or not Path("/usr/bin/taskset").exists(),
+    reason="needs Linux and taskset to limit the affinity",
+)
 def test_a_process_limited_to_one_core_trains_on_one_thread():
-    code = ("import torch, json; from unfreeze.machine.cores import use_threads\n"
-            "with use_threads(interval=0.05) as share: print(json.dumps([torch.get_num_threads(), share.allowed]))")
-    out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, check=True)
+    code = (
+        "import torch, json; from unfreeze.machine.cores import use_threads\n"
+        "with use_threads(interval=0.05) as share: print(json.dumps([torch.get_num_threads(), share.allowed]))"
+    )
+    out = subprocess.run(
+        ["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [1, 1]
 
 
@@ -292,13 +401,15 @@ def test_a_flat_curve_forecasts_nothing_at_a_larger_size(monkeypatch):
     assert not plan["predicts"]
     for entry in plan["plan"]:
         assert "predicted" not in entry and entry["not_predicted"] == "no curve beat the last score; measured up to 256"
-    assert plan_text(plan).splitlines()[0] == ("Not predicted at the full size for freeze k=3: no curve beat the last "
-                                               "score; measured up to 256.")
+    assert plan_text(plan).splitlines()[0] == (
+        "Not predicted at the full size for freeze k=3: no curve beat the last score; measured up to 256."
+    )
     why = plan["recommendation"]["why"]
     assert "Not predicted on all 8,000" in why and "labelling more" not in why.lower()
 
 
 # -- the rungs the decisions take ------------------------------------------------------------------------------------
+
 
 class _Config:
     def __init__(self, label: str) -> None:
@@ -314,32 +425,70 @@ def test_a_size_between_is_the_last_rung_when_the_next_does_not_fit():
     rows = {}
     for label, accuracy in (("a", 0.8), ("f", 0.7)):
         for seed in (0, 1):
-            rows[(label, 128, seed)] = {"status": "done", "cell": {"label": label, "n_train": 128, "seed": seed},
-                                        "validation": {"accuracy": accuracy, "loss": 0.5, "n": 200},
-                                        "started": 0.0, "finished": 12.8, "fit": {"step_seconds": 12.8}}
+            rows[(label, 128, seed)] = {
+                "status": "done",
+                "cell": {"label": label, "n_train": 128, "seed": seed},
+                "validation": {"accuracy": accuracy, "loss": 0.5, "n": 200},
+                "started": 0.0,
+                "finished": 12.8,
+                "fit": {"step_seconds": 12.8},
+            }
     spec = AdviseSpec(seeds=[0, 1], budget=300.0, finalists=1)
     # spent 51.2 s; 0.1 s per example per cell: 256 needs 2 x 2 x 25.6 x 1.15 = 118 s; 2,000 would need 920 s
-    decision = decide(spec, "id", 2, [64, 128, 256, 2000], 128, ["a"], ["f"], {k: _Config(k) for k in "af"}, rows,
-                      lambda c: c, 0.0)
+    decision = decide(
+        spec, "id", 2, [64, 128, 256, 2000], 128, ["a"], ["f"], {k: _Config(k) for k in "af"}, rows, lambda c: c, 0.0
+    )
     assert decision["next_n_train"] == 256
     # the next size does not fit: the largest size between that does (at least 1.25 x 128 = 160)
-    tight = decide(AdviseSpec(seeds=[0, 1], budget=150.0, finalists=1), "id", 2, [64, 128, 256, 2000], 128, ["a"],
-                   ["f"], {k: _Config(k) for k in "af"}, rows, lambda c: c, 0.0)
+    tight = decide(
+        AdviseSpec(seeds=[0, 1], budget=150.0, finalists=1),
+        "id",
+        2,
+        [64, 128, 256, 2000],
+        128,
+        ["a"],
+        ["f"],
+        {k: _Config(k) for k in "af"},
+        rows,
+        lambda c: c,
+        0.0,
+    )
     room = 150.0 - 4.5 - 51.2
     assert tight["reason"] == "the largest size the budget allows" and 160 <= tight["next_n_train"] < 256
     assert tight["projected_seconds"] <= room < 4 * 0.1 * (tight["next_n_train"] + 1) * 1.15
-    none = decide(AdviseSpec(seeds=[0, 1], budget=120.0, finalists=1), "id", 2, [64, 128, 256], 128, ["a"], ["f"],
-                  {k: _Config(k) for k in "af"}, rows, lambda c: c, 0.0)
+    none = decide(
+        AdviseSpec(seeds=[0, 1], budget=120.0, finalists=1),
+        "id",
+        2,
+        [64, 128, 256],
+        128,
+        ["a"],
+        ["f"],
+        {k: _Config(k) for k in "af"},
+        rows,
+        lambda c: c,
+        0.0,
+    )
     assert none["next_n_train"] is None and none["reason"] == "budget"
 
 
 def test_the_clock_guard_projects_a_cell_as_it_will_run():
     from unfreeze.advise.cells import expected_seconds
 
-    searched = {"cell": {"n_train": 64}, "started": 0.0, "finished": 30.0, "validation": {"n": 200},
-                "fit": {"step_seconds": 6.0, "lr_search": [{"step_seconds": 2.0}] * 3}}
-    once = {"cell": {"n_train": 64}, "started": 0.0, "finished": 10.0, "validation": {"n": 200},
-            "fit": {"step_seconds": 2.0}}
+    searched = {
+        "cell": {"n_train": 64},
+        "started": 0.0,
+        "finished": 30.0,
+        "validation": {"n": 200},
+        "fit": {"step_seconds": 6.0, "lr_search": [{"step_seconds": 2.0}] * 3},
+    }
+    once = {
+        "cell": {"n_train": 64},
+        "started": 0.0,
+        "finished": 10.0,
+        "validation": {"n": 200},
+        "fit": {"step_seconds": 2.0},
+    }
     # a seed training once at the shared rate is projected from the cells that did so, not from the search
     assert expected_seconds([searched, once], None, 128, 200, False) == pytest.approx(8.0 + 2.0 * 2)
     assert expected_seconds([searched, once], None, 128, 200, True) == pytest.approx(24.0 + 6.0 * 2)

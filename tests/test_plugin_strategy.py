@@ -121,8 +121,9 @@ def run(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_an_installed_plugin_strategy_runs_through_api_cli_sweep_bundle_and_report(plugin_env, tiny_model_dir,
-                                                                                   tmp_path):
+def test_an_installed_plugin_strategy_runs_through_api_cli_sweep_bundle_and_report(
+    plugin_env, tiny_model_dir, tmp_path
+):
     model = tiny_model_dir("bert")
     train, test = _csv(tmp_path / "train.csv", 40, 0), _csv(tmp_path / "test.csv", 20, 1)
 
@@ -130,7 +131,10 @@ def test_an_installed_plugin_strategy_runs_through_api_cli_sweep_bundle_and_repo
     assert listed.returncode == 0, listed.stderr
     assert "centroid" in listed.stdout and "--temperature" in listed.stdout
 
-    api = run(plugin_env, "-c", textwrap.dedent(f"""
+    api = run(
+        plugin_env,
+        "-c",
+        textwrap.dedent(f"""
         import json, numpy as np
         from unfreeze import Classifier, load_data
         train, test = load_data({str(train)!r}), load_data({str(test)!r})
@@ -140,25 +144,55 @@ def test_an_installed_plugin_strategy_runs_through_api_cli_sweep_bundle_and_repo
         print(json.dumps({{"repr": repr(clf.strategy_),
                            "same": bool(np.array_equal(again.predict_proba(test.texts), clf.predict_proba(test.texts))),
                            "accuracy": clf.score(test.texts, test.labels)}}))
-    """))
+    """),
+    )
     assert api.returncode == 0, api.stderr
     result = json.loads(api.stdout.strip().splitlines()[-1])
     assert result["repr"] == "Centroid(temperature=0.5)" and result["same"]
 
-    fit = run(plugin_env, "-m", "unfreeze", "fit", str(train), "--model", model, "--strategy", "centroid",
-              "--temperature", "2", "--test", str(test), "-o", str(tmp_path / "bundle"))
+    fit = run(
+        plugin_env,
+        "-m",
+        "unfreeze",
+        "fit",
+        str(train),
+        "--model",
+        model,
+        "--strategy",
+        "centroid",
+        "--temperature",
+        "2",
+        "--test",
+        str(test),
+        "-o",
+        str(tmp_path / "bundle"),
+    )
     assert fit.returncode == 0, fit.stderr
     assert "trained centroid temperature=2.0 on 40 examples" in fit.stdout
     config = json.loads((tmp_path / "bundle" / "unfreeze.json").read_text())
     assert config["strategy"] == {"name": "centroid", "params": {"temperature": 2.0}}
     assert (tmp_path / "bundle" / "centroids.safetensors").exists()
-    bad = run(plugin_env, "-m", "unfreeze", "fit", str(train), "--model", model, "--strategy", "centroid",
-              "--temperature", "-1", "-o", str(tmp_path / "bad"))
+    bad = run(
+        plugin_env,
+        "-m",
+        "unfreeze",
+        "fit",
+        str(train),
+        "--model",
+        model,
+        "--strategy",
+        "centroid",
+        "--temperature",
+        "-1",
+        "-o",
+        str(tmp_path / "bad"),
+    )
     assert bad.returncode == 2 and "The 'temperature' parameter of centroid must be a float > 0.0" in bad.stderr
     assert "Traceback" not in bad.stderr and not (tmp_path / "bad").exists()
 
-    predicted = run(plugin_env, "-m", "unfreeze", "predict", str(tmp_path / "bundle"), str(test), "-o",
-                    str(tmp_path / "out.csv"))
+    predicted = run(
+        plugin_env, "-m", "unfreeze", "predict", str(tmp_path / "bundle"), str(test), "-o", str(tmp_path / "out.csv")
+    )
     assert predicted.returncode == 0, predicted.stderr
     import pandas as pd
 
@@ -166,9 +200,27 @@ def test_an_installed_plugin_strategy_runs_through_api_cli_sweep_bundle_and_repo
     assert list(out.columns) == ["text", "label", "prediction", "proba_neg", "proba_pos"]
     np.testing.assert_allclose(out[["proba_neg", "proba_pos"]].sum(axis=1), 1.0, atol=1e-9)
 
-    swept = run(plugin_env, "-m", "unfreeze", "sweep", str(train), "--test", str(test), "--model", model,
-                "--strategies", "features,centroid", "--grid", "centroid.temperature=0.5,2", "--sizes", "8,16",
-                "--seeds", "0", "-o", str(tmp_path / "run"))
+    swept = run(
+        plugin_env,
+        "-m",
+        "unfreeze",
+        "sweep",
+        str(train),
+        "--test",
+        str(test),
+        "--model",
+        model,
+        "--strategies",
+        "features,centroid",
+        "--grid",
+        "centroid.temperature=0.5,2",
+        "--sizes",
+        "8,16",
+        "--seeds",
+        "0",
+        "-o",
+        str(tmp_path / "run"),
+    )
     assert swept.returncode == 0, swept.stderr
     rows = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
     labels = sorted({r["cell"]["label"] for r in rows})
@@ -213,8 +265,10 @@ class Majority(Strategy):
 
     def fit(self, context, inputs, y):
         counts = np.bincount(y, minlength=context.n_classes) + self.smoothing
-        return FitResult(MajorityPredictor(context.backbone, counts / counts.sum()),
-                         {"trainable_parameters": 0, "total_parameters": 0})
+        return FitResult(
+            MajorityPredictor(context.backbone, counts / counts.sum()),
+            {"trainable_parameters": 0, "total_parameters": 0},
+        )
 
 
 @pytest.fixture
@@ -223,8 +277,7 @@ def majority_registered(monkeypatch):
     register_strategy(Majority)
 
 
-def test_a_strategy_registered_in_process_fits_saves_loads_and_sweeps(majority_registered, tiny_model_dir,
-                                                                      tmp_path):
+def test_a_strategy_registered_in_process_fits_saves_loads_and_sweeps(majority_registered, tiny_model_dir, tmp_path):
     from unfreeze.sweep import ResultsStore, SweepSpec
     from unfreeze.sweep.runner import run_sweep
 
@@ -238,8 +291,14 @@ def test_a_strategy_registered_in_process_fits_saves_loads_and_sweeps(majority_r
         Classifier(strategy="test-majority", r=3)
 
     data = _csv(tmp_path / "train.csv", 40, 0)
-    spec = SweepSpec(data=str(data), model=tiny_model_dir("bert"), strategies=["test-majority"],
-                     grid={"test-majority": {"smoothing": [0, 5]}}, n_train=[8], seeds=[0])
+    spec = SweepSpec(
+        data=str(data),
+        model=tiny_model_dir("bert"),
+        strategies=["test-majority"],
+        grid={"test-majority": {"smoothing": [0, 5]}},
+        n_train=[8],
+        seeds=[0],
+    )
     counts = run_sweep(spec, tmp_path / "run", progress=False)
     assert counts["done"] == 2
     rows = ResultsStore(tmp_path / "run").records()

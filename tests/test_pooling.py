@@ -202,6 +202,7 @@ def test_invalid_parameter_errors_are_user_errors_and_value_errors():
 
 # -- pooling names ----------------------------------------------------------------------------
 
+
 def test_check_pooling_lists_the_valid_modes():
     for p in POOLINGS:
         assert check_pooling(p) == p

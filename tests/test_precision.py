@@ -45,12 +45,15 @@ def fit(model, strategy="features", **params) -> Classifier:
     return Classifier(model, strategy=strategy, **{**defaults, **params}).fit(X, Y)
 
 
-@pytest.mark.parametrize(("strategy", "params", "tolerance"), [
-    ("features", {}, 0.02),
-    ("freeze", dict(k=1, max_steps=4, learning_rate=1e-3), 0.01),
-    ("setfit", dict(num_iterations=1, max_steps=2), 0.03),
-    ("mix", dict(max_steps=3, learning_rate=1e-3), 0.02),
-])
+@pytest.mark.parametrize(
+    ("strategy", "params", "tolerance"),
+    [
+        ("features", {}, 0.02),
+        ("freeze", dict(k=1, max_steps=4, learning_rate=1e-3), 0.01),
+        ("setfit", dict(num_iterations=1, max_steps=2), 0.03),
+        ("mix", dict(max_steps=3, learning_rate=1e-3), 0.02),
+    ],
+)
 def test_bf16_and_fp32_agree_within_tolerance_and_bf16_really_ran(strategy, params, tolerance, tiny_model_dir):
     fp32 = fit(tiny_model_dir("bert"), strategy, precision="fp32", **params)
     bf16 = fit(tiny_model_dir("bert"), strategy, precision="bf16", **params)
@@ -100,9 +103,18 @@ def test_prefix_states_in_a_sweep_pool_are_keyed_by_precision(tiny_model_dir, tm
     data.write_text("text,label\n" + "\n".join(f"{t},{y}" for t, y in zip(X, Y)) + "\n")
     rows = {}
     for precision in ("fp32", "bf16"):
-        spec = SweepSpec(data=str(data), model=tiny_model_dir("bert"), strategies=["features", "freeze"], k=[1],
-                         n_train=[16], seeds=[0], epochs=1, batch_size=8, learning_rate="fixed",
-                         precision=precision)
+        spec = SweepSpec(
+            data=str(data),
+            model=tiny_model_dir("bert"),
+            strategies=["features", "freeze"],
+            k=[1],
+            n_train=[16],
+            seeds=[0],
+            epochs=1,
+            batch_size=8,
+            learning_rate="fixed",
+            precision=precision,
+        )
         run_sweep(spec, tmp_path / precision, progress=False)
         rows[precision] = {r["cell"]["label"]: r for r in ResultsStore(tmp_path / precision).records()}
     for label in ("features", "freeze k=1"):
@@ -133,8 +145,9 @@ def test_a_multi_head_bundle_shares_one_precision(tiny_model_dir, tmp_path):
     loaded = MultiHeadClassifier.load(tmp_path / "suite")
     assert loaded.inference_precision == "bf16"
     np.testing.assert_allclose(loaded.predict_proba(X_TEST)["a"], suite.predict_proba(X_TEST)["a"], atol=1e-7)
-    np.testing.assert_allclose(loaded.as_classifier("a").predict_proba(X_TEST), loaded.predict_proba(X_TEST)["a"],
-                               atol=1e-7)
+    np.testing.assert_allclose(
+        loaded.as_classifier("a").predict_proba(X_TEST), loaded.predict_proba(X_TEST)["a"], atol=1e-7
+    )
     other = fit(tiny_model_dir("bert"), precision="fp32")
     with pytest.raises(UnfreezeError, match="fitted on fp32 embeddings; this bundle's forward pass runs in bf16"):
         loaded.add_classifier("b", other)
@@ -144,16 +157,31 @@ def test_the_command_line_says_which_precision_ran_and_refuses_an_unknown_one(ti
     data = tmp_path / "train.csv"
     data.write_text("text,label\n" + "\n".join(f"{t},{y}" for t, y in zip(X, Y)) + "\n")
     runner = CliRunner()
-    result = runner.invoke(app, ["fit", str(data), "--model", tiny_model_dir("bert"), "--C", "1",
-                                 "--precision", "bf16", "-o", str(tmp_path / "b")])
+    result = runner.invoke(
+        app,
+        [
+            "fit",
+            str(data),
+            "--model",
+            tiny_model_dir("bert"),
+            "--C",
+            "1",
+            "--precision",
+            "bf16",
+            "-o",
+            str(tmp_path / "b"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "precision bf16" in result.stdout
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "no fast bf16" in warnings[0]
-    bad = runner.invoke(app, ["fit", str(data), "--model", tiny_model_dir("bert"), "--precision", "fp16", "-o",
-                              str(tmp_path / "c")])
+    bad = runner.invoke(
+        app, ["fit", str(data), "--model", tiny_model_dir("bert"), "--precision", "fp16", "-o", str(tmp_path / "c")]
+    )
     assert bad.exit_code == 2 and bad.stderr.strip() == "error: Unknown precision 'fp16'; use one of: auto, fp32, bf16."
     assert not (tmp_path / "c").exists()
-    served = runner.invoke(app, ["predict", str(tmp_path / "b"), str(data), "-o", str(tmp_path / "p.csv"),
-                                 "--precision", "int8"])
+    served = runner.invoke(
+        app, ["predict", str(tmp_path / "b"), str(data), "-o", str(tmp_path / "p.csv"), "--precision", "int8"]
+    )
     assert served.exit_code == 2 and "needs the ONNX runtime" in served.stderr

@@ -15,8 +15,14 @@ from unfreeze.training import TextClassificationModel, compute_prefix_states
 from unfreeze.training.prefix import PrefixBatch, PrefixStates, SkippedBlock, skip_bottom_blocks
 
 # lengths differ a lot, so batches carry real padding
-TEXTS = ["a short one", "a much longer text with many more words than the first one has in it",
-         "mid size text here", "x", "two words", "the final example is of a middling kind of length"]
+TEXTS = [
+    "a short one",
+    "a much longer text with many more words than the first one has in it",
+    "mid size text here",
+    "x",
+    "two words",
+    "the final example is of a middling kind of length",
+]
 L = 2
 
 
@@ -103,41 +109,68 @@ TRAIN_X = [f"the {w} movie number {i}" + " indeed" * (i % 3) for i, w in enumera
 TRAIN_Y = [int(i % 6 < 3) for i in range(len(TRAIN_X))]
 
 
-@pytest.mark.parametrize(("family", "strategy", "params"), [
-    ("bert", "freeze", dict(k=1)),
-    ("llama", "freeze", dict(k=1)),
-    ("bert", "lora", dict(top_blocks=1, r=2)),
-    ("bert", "setfit", dict(k=1, num_iterations=2)),
-], ids=["bert-freeze", "llama-freeze", "bert-lora-top1", "bert-setfit"])
+@pytest.mark.parametrize(
+    ("family", "strategy", "params"),
+    [
+        ("bert", "freeze", dict(k=1)),
+        ("llama", "freeze", dict(k=1)),
+        ("bert", "lora", dict(top_blocks=1, r=2)),
+        ("bert", "setfit", dict(k=1, num_iterations=2)),
+    ],
+    ids=["bert-freeze", "llama-freeze", "bert-lora-top1", "bert-setfit"],
+)
 def test_training_with_the_cache_matches_training_without_it(family, strategy, params, tiny_model_dir):
     fitted = {}
     for use_cache in (True, False):
         fitted[use_cache] = Classifier(
-            model=tiny_model_dir(family), strategy=strategy, prefix_cache=use_cache, seed=3, epochs=2,
-            batch_size=8, learning_rate=1e-3, progress=False, device="cpu", cache=False,
-            **applicable(strategy, dict(validation_fraction=0.25, C=1.0)), **params).fit(TRAIN_X, TRAIN_Y)
+            model=tiny_model_dir(family),
+            strategy=strategy,
+            prefix_cache=use_cache,
+            seed=3,
+            epochs=2,
+            batch_size=8,
+            learning_rate=1e-3,
+            progress=False,
+            device="cpu",
+            cache=False,
+            **applicable(strategy, dict(validation_fraction=0.25, C=1.0)),
+            **params,
+        ).fit(TRAIN_X, TRAIN_Y)
     with_cache, without = fitted[True].fit_record_, fitted[False].fit_record_
     assert with_cache["prefix_seconds"] > 0 and without["prefix_seconds"] == 0  # the two paths really differ
     assert with_cache["steps"] == without["steps"] > 1
-    np.testing.assert_allclose([h["train_loss"] for h in with_cache["history"]],
-                               [h["train_loss"] for h in without["history"]], atol=1e-5)
-    np.testing.assert_allclose(fitted[True].predict_proba(TRAIN_X), fitted[False].predict_proba(TRAIN_X),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        [h["train_loss"] for h in with_cache["history"]], [h["train_loss"] for h in without["history"]], atol=1e-5
+    )
+    np.testing.assert_allclose(fitted[True].predict_proba(TRAIN_X), fitted[False].predict_proba(TRAIN_X), atol=1e-4)
     # and training did something: the probabilities moved away from the untrained model's
-    untrained = Classifier(model=tiny_model_dir(family), strategy=strategy, prefix_cache=False, seed=3,
-                           max_steps=1, learning_rate=1e-12, batch_size=8, progress=False, device="cpu", cache=False,
-                           **applicable(strategy, dict(head_learning_rate=1e-12, validation_fraction=0, C=1.0)),
-                           **params).fit(TRAIN_X, TRAIN_Y)
+    untrained = Classifier(
+        model=tiny_model_dir(family),
+        strategy=strategy,
+        prefix_cache=False,
+        seed=3,
+        max_steps=1,
+        learning_rate=1e-12,
+        batch_size=8,
+        progress=False,
+        device="cpu",
+        cache=False,
+        **applicable(strategy, dict(head_learning_rate=1e-12, validation_fraction=0, C=1.0)),
+        **params,
+    ).fit(TRAIN_X, TRAIN_Y)
     if strategy != "setfit":
         assert not np.allclose(untrained.predict_proba(TRAIN_X), fitted[True].predict_proba(TRAIN_X), atol=1e-3)
 
 
 # -- one pass for every k --------------------------------------------------------------------------
 
+
 def count_calls(module: torch.nn.Module, counter: dict, key: str):
     """Count completed forwards (a post hook: a forward stopped by a pre hook is not counted)."""
+
     def hook(_module, _args, _output):
         counter[key] = counter.get(key, 0) + 1
+
     return module.register_forward_hook(hook)
 
 
@@ -240,6 +273,7 @@ def test_compute_prefix_states_cleans_up_after_an_error(tiny_backbone, monkeypat
 
 # -- the stand-in blocks are always put back ---------------------------------------------------------
 
+
 @pytest.mark.parametrize("k", [1, 2])
 def test_skip_bottom_blocks_restores_the_originals(k, tiny_backbone):
     backbone = private(tiny_backbone("bert"))
@@ -285,6 +319,7 @@ def test_model_forward_restores_the_blocks_even_when_it_raises(family, tiny_back
     assert hooks(backbone) == before
     # and the model still works, cached and uncached
     with torch.no_grad():
-        torch.testing.assert_close(model(batch, states[1].batch([0, 1, 2], backbone.device)),
-                                   model(batch), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            model(batch, states[1].batch([0, 1, 2], backbone.device)), model(batch), atol=1e-5, rtol=0
+        )
     assert all(a is b for a, b in zip(backbone.blocks, originals, strict=True))

@@ -68,11 +68,35 @@ def ray_cluster():
     # short: Ray's unix socket paths live under the temp dir and must stay under 108 bytes
     temp = tempfile.mkdtemp(prefix="uray-", dir="/tmp")
     port = _free_port()
-    command = [sys.executable, "-c", "from ray.scripts.scripts import main; main()", "start", "--head", "--block",
-               "--node-ip-address", "127.0.0.1", "--port", str(port), "--temp-dir", temp, "--num-cpus", "2",
-               "--num-gpus", "0", "--include-dashboard", "false", "--dashboard-port", str(_free_port()),
-               "--ray-client-server-port", str(_free_port()), "--dashboard-agent-listen-port", str(_free_port()),
-               "--object-store-memory", str(200 * 2**20), "--disable-usage-stats"]
+    command = [
+        sys.executable,
+        "-c",
+        "from ray.scripts.scripts import main; main()",
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--temp-dir",
+        temp,
+        "--num-cpus",
+        "2",
+        "--num-gpus",
+        "0",
+        "--include-dashboard",
+        "false",
+        "--dashboard-port",
+        str(_free_port()),
+        "--ray-client-server-port",
+        str(_free_port()),
+        "--dashboard-agent-listen-port",
+        str(_free_port()),
+        "--object-store-memory",
+        str(200 * 2**20),
+        "--disable-usage-stats",
+    ]
     log_path = Path(temp) / "ray-start.log"
     log = open(log_path, "wb")  # noqa: SIM115 - open for the cluster's whole life; closed at teardown
     # its own session: on teardown we signal this process and what it started, nothing else
@@ -139,18 +163,24 @@ DRIVER = textwrap.dedent("""
 """)
 
 
-def _run_ray(address: str, spec: SweepSpec, out: Path, retry_failed: bool = False,
-             max_retries: int = 3) -> dict[str, int]:
+def _run_ray(
+    address: str, spec: SweepSpec, out: Path, retry_failed: bool = False, max_retries: int = 3
+) -> dict[str, int]:
     """run_sweep(backend="ray") in a driver process of its own; returns its counts."""
-    args = {"address": address, "spec": spec.as_dict(), "out": str(out), "retry_failed": retry_failed,
-            "max_retries": max_retries}
-    done = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(args)], capture_output=True, text=True,
-                          timeout=600)
+    args = {
+        "address": address,
+        "spec": spec.as_dict(),
+        "out": str(out),
+        "retry_failed": retry_failed,
+        "max_retries": max_retries,
+    }
+    done = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(args)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # -- results -----------------------------------------------------------------------------------
+
 
 def test_ray_rows_are_identical_in_content_to_the_local_backend(ray_cluster, ray_spec, local_reference, tmp_path):
     address, _ = ray_cluster
@@ -171,7 +201,8 @@ def test_ray_rows_are_identical_in_content_to_the_local_backend(ray_cluster, ray
     assert "The 'm' parameter of reinit must be an int in [1, 2]" in failed[0]["error"]
     # the probe ran as a task and wrote the same curve
     assert json.loads((tmp_path / "run" / "probe.json").read_text()) == json.loads(
-        (local_reference / "probe.json").read_text())
+        (local_reference / "probe.json").read_text()
+    )
     # resume: nothing left to do
     assert _run_ray(address, ray_spec, tmp_path / "run") == {"total": 20, "skipped": 20, "done": 0, "failed": 0}
 
@@ -201,8 +232,9 @@ class _Killer(threading.Thread):
             time.sleep(0.01)
 
 
-def test_a_worker_killed_mid_cell_is_retried_and_the_cell_recorded_once(ray_cluster, ray_spec, local_reference,
-                                                                          tmp_path):
+def test_a_worker_killed_mid_cell_is_retried_and_the_cell_recorded_once(
+    ray_cluster, ray_spec, local_reference, tmp_path
+):
     address, cluster_proc = ray_cluster
     killer = _Killer(cluster_proc)
     killer.start()
@@ -223,8 +255,9 @@ def test_a_worker_killed_mid_cell_is_retried_and_the_cell_recorded_once(ray_clus
     assert run_contents(tmp_path / "run") == run_contents(local_reference)
 
 
-def test_a_worker_killed_with_no_retries_left_is_a_failed_row_and_retry_failed_reruns_it(ray_cluster, ray_spec,
-                                                                                         tmp_path):
+def test_a_worker_killed_with_no_retries_left_is_a_failed_row_and_retry_failed_reruns_it(
+    ray_cluster, ray_spec, tmp_path
+):
     address, cluster_proc = ray_cluster
     spec = replace(ray_spec, strategies=["freeze"], k=[1, 2], n_train=[16], seeds=[0], probe=False)
     killer = _Killer(cluster_proc)
@@ -248,8 +281,20 @@ def test_resume_after_the_driver_is_killed(ray_cluster, ray_spec, local_referenc
     """SIGKILL `unfreeze sweep --backend ray` once some rows are stored; the same command finishes the sweep."""
     address, _ = ray_cluster
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "unfreeze", "sweep", "--config", str(_write_config(ray_spec, tmp_path)), "-o",
-               str(out), "--backend", "ray", "--address", address]
+    command = [
+        sys.executable,
+        "-m",
+        "unfreeze",
+        "sweep",
+        "--config",
+        str(_write_config(ray_spec, tmp_path)),
+        "-o",
+        str(out),
+        "--backend",
+        "ray",
+        "--address",
+        address,
+    ]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     store = ResultsStore(out)
     deadline = time.monotonic() + 240
@@ -313,29 +358,42 @@ def test_without_ray_installed_the_ray_backend_says_how_to_install_it(runner, cs
     assert line == "error: the Ray backend needs the 'ray' package: pip install 'unfreeze[ray]'"
     assert not out.exists()
     # a fresh interpreter without ray imports the backend module and the Python API says the same
-    check = ("import sys; sys.modules['ray'] = None\n"
-             "from unfreeze.errors import UnfreezeError\n"
-             "import unfreeze.sweep.ray_backend\n"
-             "from unfreeze.sweep import SweepSpec\n"
-             "from unfreeze.sweep.runner import run_sweep\n"
-             "try:\n    run_sweep(SweepSpec(), 'unused', backend='ray')\n"
-             "except UnfreezeError as exc:\n    print(exc)\n")
+    check = (
+        "import sys; sys.modules['ray'] = None\n"
+        "from unfreeze.errors import UnfreezeError\n"
+        "import unfreeze.sweep.ray_backend\n"
+        "from unfreeze.sweep import SweepSpec\n"
+        "from unfreeze.sweep.runner import run_sweep\n"
+        "try:\n    run_sweep(SweepSpec(), 'unused', backend='ray')\n"
+        "except UnfreezeError as exc:\n    print(exc)\n"
+    )
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "the Ray backend needs the 'ray' package: pip install 'unfreeze[ray]'"
     assert not Path("unused").exists()
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["--backend", "slurm"], ["Unknown backend 'slurm'", "local, ray"]),
-    (["--address", "auto"], ["--address applies to the Ray backend only", "--backend ray"]),
-    (["--gpus-per-cell", "1"], ["--gpus-per-cell applies to the Ray backend only"]),
-    (["--backend", "ray", "--cpus-per-cell", "-1"], ["--cpus-per-cell must be a number > 0", "-1"]),
-    (["--backend", "ray", "--cpus-per-cell", "0"], ["--cpus-per-cell must be a number > 0"]),
-    (["--backend", "ray", "--gpus-per-cell", "-0.5"], ["--gpus-per-cell must be a number >= 0"]),
-    (["--backend", "ray", "--gpus-per-cell", "1.5"], ["--gpus-per-cell above 1 must be a whole number"]),
-], ids=["unknown-backend", "address-without-ray", "gpus-without-ray", "negative-cpus", "zero-cpus",
-        "negative-gpus", "fractional-gpus-above-one"])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--backend", "slurm"], ["Unknown backend 'slurm'", "local, ray"]),
+        (["--address", "auto"], ["--address applies to the Ray backend only", "--backend ray"]),
+        (["--gpus-per-cell", "1"], ["--gpus-per-cell applies to the Ray backend only"]),
+        (["--backend", "ray", "--cpus-per-cell", "-1"], ["--cpus-per-cell must be a number > 0", "-1"]),
+        (["--backend", "ray", "--cpus-per-cell", "0"], ["--cpus-per-cell must be a number > 0"]),
+        (["--backend", "ray", "--gpus-per-cell", "-0.5"], ["--gpus-per-cell must be a number >= 0"]),
+        (["--backend", "ray", "--gpus-per-cell", "1.5"], ["--gpus-per-cell above 1 must be a whole number"]),
+    ],
+    ids=[
+        "unknown-backend",
+        "address-without-ray",
+        "gpus-without-ray",
+        "negative-cpus",
+        "zero-cpus",
+        "negative-gpus",
+        "fractional-gpus-above-one",
+    ],
+)
 def test_bad_backend_options_are_one_line_errors(runner, csv_file, tmp_path, args, words):
     if "ray" in args and not _have_ray():
         pytest.skip(NEEDS_RAY)
@@ -346,12 +404,31 @@ def test_bad_backend_options_are_one_line_errors(runner, csv_file, tmp_path, arg
 
 @needs_ray
 def test_an_address_where_nothing_listens_is_a_one_line_error(csv_file, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "unfreeze", "sweep", str(csv_file), "-o", str(tmp_path / "out"),
-                             "--sizes", "8", "--backend", "ray", "--address", f"127.0.0.1:{_free_port()}"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "unfreeze",
+            "sweep",
+            str(csv_file),
+            "-o",
+            str(tmp_path / "out"),
+            "--sizes",
+            "8",
+            "--backend",
+            "ray",
+            "--address",
+            f"127.0.0.1:{_free_port()}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: Could not connect to the Ray cluster at 127.0.0.1:"), result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: Could not connect to the Ray cluster at 127.0.0.1:"), (
+        result.stderr
+    )
     assert "nothing answers" in lines[0] and "ray start --head" in lines[0]
 
 

@@ -20,10 +20,19 @@ def finished_run(tmp_path_factory, tiny_model_dir):
     from unfreeze.sweep.runner import run_sweep
 
     folder = tmp_path_factory.mktemp("report")
-    spec = SweepSpec(data=str(write_toy_csv(folder / "train.csv", 64, 0)),
-                     test=str(write_toy_csv(folder / "test.csv", 24, 1)), model=str(tiny_model_dir("bert")),
-                     strategies=["features", "freeze", "lora"], k=[0, 1, 2], n_train=[8, 16], seeds=[0, 1],
-                     epochs=1, batch_size=8, validation_fraction=0.0, probe=True)
+    spec = SweepSpec(
+        data=str(write_toy_csv(folder / "train.csv", 64, 0)),
+        test=str(write_toy_csv(folder / "test.csv", 24, 1)),
+        model=str(tiny_model_dir("bert")),
+        strategies=["features", "freeze", "lora"],
+        k=[0, 1, 2],
+        n_train=[8, 16],
+        seeds=[0, 1],
+        epochs=1,
+        batch_size=8,
+        validation_fraction=0.0,
+        probe=True,
+    )
     run_sweep(spec, folder / "run", progress=False)
     return folder / "run"
 
@@ -86,18 +95,37 @@ def test_recommendation_picks_the_cheapest_configuration_not_shown_worse_paired_
     rows = []
     for seed, (a, b, c) in enumerate([(0.80, 0.82, 0.70), (0.82, 0.84, 0.71), (0.81, 0.86, 0.69)]):
         rows += [
-            {"strategy": "features", "label": "features", "n_train": 100, "seed": seed, "test_accuracy": a,
-             "fit_seconds": 2.0},
-            {"strategy": "freeze", "label": "freeze k=0", "k": 0, "n_train": 100, "seed": seed,
-             "test_accuracy": b, "fit_seconds": 60.0},
-            {"strategy": "lora", "label": "lora r=8", "n_train": 100, "seed": seed, "test_accuracy": c,
-             "fit_seconds": 1.0},
+            {
+                "strategy": "features",
+                "label": "features",
+                "n_train": 100,
+                "seed": seed,
+                "test_accuracy": a,
+                "fit_seconds": 2.0,
+            },
+            {
+                "strategy": "freeze",
+                "label": "freeze k=0",
+                "k": 0,
+                "n_train": 100,
+                "seed": seed,
+                "test_accuracy": b,
+                "fit_seconds": 60.0,
+            },
+            {
+                "strategy": "lora",
+                "label": "lora r=8",
+                "n_train": 100,
+                "seed": seed,
+                "test_accuracy": c,
+                "fit_seconds": 1.0,
+            },
         ]
     frame = _frame(rows)
     summary = summarise(frame, "accuracy")
     best = summary.loc[summary["label"] == "freeze k=0"].iloc[0]
     assert best["test_mean"] == pytest.approx(0.84)
-    assert best["test_se"] == pytest.approx(0.02 / 3 ** 0.5)
+    assert best["test_se"] == pytest.approx(0.02 / 3**0.5)
     (pick,) = recommend(summary, "accuracy", frame)
     assert pick["best"] == "freeze k=0"
     # features is below freeze on every seed (paired differences -0.02, -0.02, -0.05): shown worse
@@ -121,10 +149,25 @@ def test_recommendation_picks_the_cheapest_configuration_not_shown_worse_paired_
 
 
 def test_one_seed_says_there_are_no_error_bars():
-    rows = [{"strategy": "features", "label": "features", "n_train": 100, "seed": 0, "test_accuracy": 0.80,
-             "fit_seconds": 2.0},
-            {"strategy": "freeze", "label": "freeze k=0", "k": 0, "n_train": 100, "seed": 0, "test_accuracy": 0.805,
-             "fit_seconds": 60.0}]
+    rows = [
+        {
+            "strategy": "features",
+            "label": "features",
+            "n_train": 100,
+            "seed": 0,
+            "test_accuracy": 0.80,
+            "fit_seconds": 2.0,
+        },
+        {
+            "strategy": "freeze",
+            "label": "freeze k=0",
+            "k": 0,
+            "n_train": 100,
+            "seed": 0,
+            "test_accuracy": 0.805,
+            "fit_seconds": 60.0,
+        },
+    ]
     frame = _frame(rows)
     (pick,) = recommend(summarise(frame, "accuracy"), "accuracy", frame)
     assert pick["pick"] == "freeze k=0" and "one seed: no error bars" in recommendation_sentence(pick)
@@ -141,8 +184,14 @@ def test_failed_cells_appear_in_the_table_but_not_in_the_summary(finished_run, t
 
     copy = tmp_path / "run"
     shutil.copytree(finished_run, copy)
-    ResultsStore(copy).append({"key": "broken", "status": "failed", "error": "OutOfMemoryError: boom",
-                               "cell": {"strategy": "full", "label": "full", "n_train": 16, "seed": 0}})
+    ResultsStore(copy).append(
+        {
+            "key": "broken",
+            "status": "failed",
+            "error": "OutOfMemoryError: boom",
+            "cell": {"strategy": "full", "label": "full", "n_train": 16, "seed": 0},
+        }
+    )
     result = build_report(copy)
     assert "full" not in set(result["summary"]["label"])
     assert "OutOfMemoryError: boom" in (copy / "report.html").read_text()

@@ -20,8 +20,11 @@ from unfreeze.storage.outputs import check_output, check_run_kind, is_advise_pla
 SWEEP_JSON = {"run_kind": "sweep", "spec": {"strategies": ["features"]}, "num_blocks": 2}
 ADVISE_JSON = {"run_kind": "advise", "spec": {"data": "d.csv"}, "plan_id": "abc", "sizes": [8, 16]}
 PLAN_JSON = {"budget_seconds": 60, "recommendation": None, "plan": [], "rungs": []}
-CELL_ROW = {"key": "k1", "status": "done", "cell": {"strategy": "features", "label": "features", "n_train": 8,
-                                                     "seed": 0}}
+CELL_ROW = {
+    "key": "k1",
+    "status": "done",
+    "cell": {"strategy": "features", "label": "features", "n_train": 8, "seed": 0},
+}
 
 
 def write_json(path: Path, value) -> Path:
@@ -31,16 +34,18 @@ def write_json(path: Path, value) -> Path:
 
 
 def sweep_folder(path: Path, recorded: bool = True) -> Path:
-    write_json(path / "sweep.json", SWEEP_JSON if recorded else {k: v for k, v in SWEEP_JSON.items()
-                                                                   if k != "run_kind"})
+    write_json(
+        path / "sweep.json", SWEEP_JSON if recorded else {k: v for k, v in SWEEP_JSON.items() if k != "run_kind"}
+    )
     (path / "results.jsonl").write_text(json.dumps(CELL_ROW) + "\n")
     (path / "report.html").write_text("<html>the sweep's report</html>")
     return path
 
 
 def advise_folder(path: Path, recorded: bool = True) -> Path:
-    write_json(path / "advise.json", ADVISE_JSON if recorded else {k: v for k, v in ADVISE_JSON.items()
-                                                                     if k != "run_kind"})
+    write_json(
+        path / "advise.json", ADVISE_JSON if recorded else {k: v for k, v in ADVISE_JSON.items() if k != "run_kind"}
+    )
     rows = [{"kind": "advise-start", "key": "advise-start:abc", "plan_id": "abc"}, CELL_ROW]
     (path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     write_json(path / "plan.json", PLAN_JSON)
@@ -85,7 +90,12 @@ def unchanged(folders):
 
 def test_each_folder_knows_its_kind(folders, tmp_path):
     assert {name: run_kind_of(folders / name) for name in ("sweep", "advise", "study", "intrinsic", "mine")} == {
-        "sweep": "sweep", "advise": "advise", "study": "study", "intrinsic": "intrinsic-dim", "mine": None}
+        "sweep": "sweep",
+        "advise": "advise",
+        "study": "study",
+        "intrinsic": "intrinsic-dim",
+        "mine": None,
+    }
     # earlier releases recorded no kind: the files they hold say it
     assert run_kind_of(sweep_folder(tmp_path / "old-sweep", recorded=False)) == "sweep"
     assert run_kind_of(advise_folder(tmp_path / "old-advise", recorded=False)) == "advise"
@@ -100,14 +110,17 @@ def test_each_folder_knows_its_kind(folders, tmp_path):
     assert run_kind_of(rows_only) == "advise"
 
 
-@pytest.mark.parametrize(("folder", "kind", "words"), [
-    ("sweep", "advise", ["is a sweep's run folder, not an advise run's"]),
-    ("advise", "sweep", ["is an advise run's run folder, not a sweep's"]),
-    ("advise", "study", ["not a study's"]),
-    ("intrinsic", "sweep", ["an intrinsic-dim run's"]),
-    ("sweep", "intrinsic-dim", ["a sweep's"]),
-    ("mine", "intrinsic-dim", ["holds no sweep or other run", "intrinsic.png"]),
-])
+@pytest.mark.parametrize(
+    ("folder", "kind", "words"),
+    [
+        ("sweep", "advise", ["is a sweep's run folder, not an advise run's"]),
+        ("advise", "sweep", ["is an advise run's run folder, not a sweep's"]),
+        ("advise", "study", ["not a study's"]),
+        ("intrinsic", "sweep", ["an intrinsic-dim run's"]),
+        ("sweep", "intrinsic-dim", ["a sweep's"]),
+        ("mine", "intrinsic-dim", ["holds no sweep or other run", "intrinsic.png"]),
+    ],
+)
 def test_another_kind_of_run_folder_is_refused(unchanged, folder, kind, words):
     with pytest.raises(UnfreezeError) as caught:
         check_output(unchanged / folder, "run", run_kind=kind)
@@ -142,26 +155,33 @@ def advise_args(*more: str) -> list[str]:
     return ["advise", "data.csv", "--budget", "1m", "--strategies", "features", *more]
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["intrinsic-dim", "data.csv", "-o", "mine"], ["mine is a folder that holds no sweep", "-o"]),
-    (["intrinsic-dim", "data.csv", "-o", "."], ["the current folder", "-o"]),
-    (["intrinsic-dim", "data.csv", "-o", "notes.txt"], ["notes.txt is a file", "-o"]),
-    (["intrinsic-dim", "data.csv", "-o", "sweep"], ["a sweep's run folder, not an intrinsic-dim run's"]),
-    (advise_args("-o", "sweep"), ["sweep is a sweep's run folder, not an advise run's", "-o"]),
-    (advise_args("-o", "intrinsic"), ["an intrinsic-dim run's run folder"]),
-    (advise_args("-o", "run", "--json-out", "plan.json"), ["plan.json already exists and is not a file this tool"]),
-    (advise_args("-o", "run", "--json-out", "plan.json", "--overwrite"), ["plan.json", "--json-out"]),
-    (advise_args("-o", "run", "--json-out", "old-plan.json"), ["old-plan.json already exists", "--overwrite"]),
-    (advise_args("-o", "run", "--fit", "run"), ["--fit run is the run folder -o run", "Give --fit another"]),
-    (advise_args("-o", "run", "--fit", "run/bundle"), ["--fit run/bundle overlaps the run folder"]),
-    (advise_args("-o", "run", "--json-out", "run"), ["--json-out run is the folder -o run"]),
-    (["sweep", "data.csv", "--strategies", "features", "--sizes", "8", "-o", "advise"],
-     ["advise is an advise run's run folder, not a sweep's"]),
-    (["sweep", "data.csv", "--strategies", "features", "--sizes", "8", "-o", "intrinsic"],
-     ["an intrinsic-dim run's run folder"]),
-    (["report", "advise"], ["advise is an advise run's run folder", "report reads a sweep's or an intrinsic-dim"]),
-    (["report", "study"], ["a study's run folder", "unfreeze study"]),
-])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["intrinsic-dim", "data.csv", "-o", "mine"], ["mine is a folder that holds no sweep", "-o"]),
+        (["intrinsic-dim", "data.csv", "-o", "."], ["the current folder", "-o"]),
+        (["intrinsic-dim", "data.csv", "-o", "notes.txt"], ["notes.txt is a file", "-o"]),
+        (["intrinsic-dim", "data.csv", "-o", "sweep"], ["a sweep's run folder, not an intrinsic-dim run's"]),
+        (advise_args("-o", "sweep"), ["sweep is a sweep's run folder, not an advise run's", "-o"]),
+        (advise_args("-o", "intrinsic"), ["an intrinsic-dim run's run folder"]),
+        (advise_args("-o", "run", "--json-out", "plan.json"), ["plan.json already exists and is not a file this tool"]),
+        (advise_args("-o", "run", "--json-out", "plan.json", "--overwrite"), ["plan.json", "--json-out"]),
+        (advise_args("-o", "run", "--json-out", "old-plan.json"), ["old-plan.json already exists", "--overwrite"]),
+        (advise_args("-o", "run", "--fit", "run"), ["--fit run is the run folder -o run", "Give --fit another"]),
+        (advise_args("-o", "run", "--fit", "run/bundle"), ["--fit run/bundle overlaps the run folder"]),
+        (advise_args("-o", "run", "--json-out", "run"), ["--json-out run is the folder -o run"]),
+        (
+            ["sweep", "data.csv", "--strategies", "features", "--sizes", "8", "-o", "advise"],
+            ["advise is an advise run's run folder, not a sweep's"],
+        ),
+        (
+            ["sweep", "data.csv", "--strategies", "features", "--sizes", "8", "-o", "intrinsic"],
+            ["an intrinsic-dim run's run folder"],
+        ),
+        (["report", "advise"], ["advise is an advise run's run folder", "report reads a sweep's or an intrinsic-dim"]),
+        (["report", "study"], ["a study's run folder", "unfreeze study"]),
+    ],
+)
 def test_a_command_refuses_what_is_not_its_own(runner, unchanged, args, words):
     assert_user_error(runner.invoke(app, args), *words)
     assert not (unchanged / "run").exists()
@@ -173,13 +193,18 @@ def test_a_study_refuses_an_advise_folder(runner, unchanged):
 
 
 def test_advise_names_the_validation_size_that_takes_the_data(runner, unchanged, tiny_model_dir):
-    result = runner.invoke(app, advise_args("--model", tiny_model_dir("bert"), "--validation-size", "1000",
-                                            "-o", "run"))
+    result = runner.invoke(
+        app, advise_args("--model", tiny_model_dir("bert"), "--validation-size", "1000", "-o", "run")
+    )
     # 40 rows, of which the test split takes 8: too few for the default first rung (64) whatever the validation
-    assert_user_error(result, "--validation-size 1000 takes too much of the 32 labelled examples",
-                      "Give a smaller --validation-size and --min-size (now 64)")
-    result = runner.invoke(app, advise_args("--model", tiny_model_dir("bert"), "--validation-size", "30",
-                                            "--min-size", "8", "-o", "run"))
+    assert_user_error(
+        result,
+        "--validation-size 1000 takes too much of the 32 labelled examples",
+        "Give a smaller --validation-size and --min-size (now 64)",
+    )
+    result = runner.invoke(
+        app, advise_args("--model", tiny_model_dir("bert"), "--validation-size", "30", "--min-size", "8", "-o", "run")
+    )
     assert_user_error(result, "--validation-size 30 takes too much", "Give --validation-size 24 or less")
     assert not (unchanged / "run").exists()
 
@@ -194,8 +219,18 @@ def test_report_reads_an_intrinsic_folder(unchanged):
 
 
 def test_an_earlier_sweep_folder_without_a_kind_resumes(runner, folders, tiny_model_dir):
-    args = ["sweep", "data.csv", "--model", tiny_model_dir("bert"), "--strategies", "features", "--sizes", "8",
-            "-o", "fresh"]
+    args = [
+        "sweep",
+        "data.csv",
+        "--model",
+        tiny_model_dir("bert"),
+        "--strategies",
+        "features",
+        "--sizes",
+        "8",
+        "-o",
+        "fresh",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     spec_file = folders / "fresh" / "sweep.json"
@@ -218,8 +253,7 @@ def test_an_earlier_sweep_folder_without_a_kind_resumes(runner, folders, tiny_mo
     assert "advised-cell" not in (folders / "fresh" / "results.csv").read_text()
 
 
-def test_a_head_that_would_be_refused_is_refused_before_it_is_fitted(runner, folders, tiny_model_dir,
-                                                                    monkeypatch):
+def test_a_head_that_would_be_refused_is_refused_before_it_is_fitted(runner, folders, tiny_model_dir, monkeypatch):
     from unfreeze.inference.multihead import MultiHeadClassifier
 
     bundle = folders / "heads"
@@ -240,12 +274,30 @@ def test_an_export_copied_from_another_bundle_is_called_so(tmp_path):
     from unfreeze.inference.bundle import FORMAT, SINGLE_KIND
 
     bundle = tmp_path / "mine"
-    write_json(bundle / "unfreeze.json", {"format": FORMAT, "format_version": 3, "kind": SINGLE_KIND,
-                                          "strategy": {"name": "freeze"}, "classifier": {}, "predictor": {},
-                                          "labels": ["neg", "pos"], "pooling": "mean", "layers": [-1],
-                                          "max_length": 32, "backbone": {"reference": "tiny", "fingerprint": "f1"}})
-    source = {"bundle": str(tmp_path / "theirs"), "config_sha256": "0" * 64, "kind": SINGLE_KIND,
-              "strategy": "features", "model": "tiny", "fingerprint": "f1"}
+    write_json(
+        bundle / "unfreeze.json",
+        {
+            "format": FORMAT,
+            "format_version": 3,
+            "kind": SINGLE_KIND,
+            "strategy": {"name": "freeze"},
+            "classifier": {},
+            "predictor": {},
+            "labels": ["neg", "pos"],
+            "pooling": "mean",
+            "layers": [-1],
+            "max_length": 32,
+            "backbone": {"reference": "tiny", "fingerprint": "f1"},
+        },
+    )
+    source = {
+        "bundle": str(tmp_path / "theirs"),
+        "config_sha256": "0" * 64,
+        "kind": SINGLE_KIND,
+        "strategy": "features",
+        "model": "tiny",
+        "fingerprint": "f1",
+    }
     manifest = {"source": source, "created": "yesterday"}
     with pytest.raises(UnfreezeError) as caught:
         check_belongs(bundle, bundle / "onnx", manifest)
@@ -258,8 +310,22 @@ def test_an_export_copied_from_another_bundle_is_called_so(tmp_path):
 
 @pytest.mark.slow
 def test_an_earlier_advise_folder_without_a_kind_resumes(runner, folders, tiny_model_dir):
-    args = advise_args("--model", tiny_model_dir("bert"), "--seeds", "0", "--min-size", "8", "--validation-size",
-                       "8", "--max-length", "16", "--budget", "20s", "-o", "advised")
+    args = advise_args(
+        "--model",
+        tiny_model_dir("bert"),
+        "--seeds",
+        "0",
+        "--min-size",
+        "8",
+        "--validation-size",
+        "8",
+        "--max-length",
+        "16",
+        "--budget",
+        "20s",
+        "-o",
+        "advised",
+    )
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     record = folders / "advised" / "advise.json"

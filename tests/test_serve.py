@@ -21,8 +21,10 @@ import pytest
 
 from unfreeze import Classifier, MultiHeadClassifier
 
-TEXTS = [f"{w} film number {i} with {'good' if i % 2 else 'bad'} acting and {'sport' if i % 3 else 'news'}"
-         for i, w in enumerate(["a", "the", "one", "this", "that", "some", "my", "our", "your", "his"] * 3)]
+TEXTS = [
+    f"{w} film number {i} with {'good' if i % 2 else 'bad'} acting and {'sport' if i % 3 else 'news'}"
+    for i, w in enumerate(["a", "the", "one", "this", "that", "some", "my", "our", "your", "his"] * 3)
+]
 SENTIMENT = ["pos" if i % 2 else "neg" for i in range(len(TEXTS))]
 TOPIC = [i % 3 for i in range(len(TEXTS))]
 NEW_TEXTS = ["a good film about sport", "bad news", "something else entirely", "good good good", "x"]
@@ -43,9 +45,23 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": SRC}
-        self.proc = subprocess.Popen([sys.executable, "-m", "unfreeze", "serve", str(bundle), "--port", str(self.port),
-                                      "--log-level", "warning", *options],
-                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "unfreeze",
+                "serve",
+                str(bundle),
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                *options,
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -105,7 +121,9 @@ def test_predict_matches_the_library(server, suite_bundle):
 def test_heads_and_health(server):
     heads = httpx.get(f"{server.url}/heads").json()
     assert [(h["name"], h["pooling"], h["layers"], h["labels"]) for h in heads["heads"]] == [
-        ("sentiment", "mean", [2], ["neg", "pos"]), ("topic", "cls", [1, 2], [0, 1, 2])]
+        ("sentiment", "mean", [2], ["neg", "pos"]),
+        ("topic", "cls", [1, 2], [0, 1, 2]),
+    ]
     health = httpx.get(f"{server.url}/health").json()
     assert health["status"] == "ok" and health["heads"] == 2
     spec = httpx.get(f"{server.url}/openapi.json").json()
@@ -164,8 +182,9 @@ def test_concurrent_requests_share_forward_passes(server, suite_bundle):
     after = httpx.get(f"{server.url}/health").json()
     for i, response in enumerate(responses):
         assert response.status_code == 200
-        np.testing.assert_allclose(response.json()["results"]["sentiment"]["probabilities"][0],
-                                   expected["sentiment"][i], atol=1e-6)
+        np.testing.assert_allclose(
+            response.json()["results"]["sentiment"]["probabilities"][0], expected["sentiment"][i], atol=1e-6
+        )
     assert after["texts"] - before["texts"] == 16
     assert after["batches"] - before["batches"] < 16  # 50 ms of waiting let requests join a batch
 
@@ -201,8 +220,15 @@ def test_sigterm_answers_requests_in_flight_then_exits(suite_bundle):
 
 @pytest.mark.slow
 def test_serves_a_fine_tuned_bundle(tiny_model_dir, tmp_path):
-    clf = Classifier(model=tiny_model_dir("bert"), strategy="freeze", k=1, epochs=1, progress=False, device="cpu",
-                     validation_fraction=0.0).fit(TEXTS, SENTIMENT)
+    clf = Classifier(
+        model=tiny_model_dir("bert"),
+        strategy="freeze",
+        k=1,
+        epochs=1,
+        progress=False,
+        device="cpu",
+        validation_fraction=0.0,
+    ).fit(TEXTS, SENTIMENT)
     clf.save(tmp_path / "tuned")
     expected = Classifier.load(tmp_path / "tuned").predict_proba(NEW_TEXTS)
     server = Server(tmp_path / "tuned")
@@ -217,15 +243,23 @@ def test_serves_a_fine_tuned_bundle(tiny_model_dir, tmp_path):
 
 @pytest.mark.slow
 def test_a_bad_bundle_fails_before_listening(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "unfreeze", "serve", str(tmp_path), "--port", str(free_port())],
-                            env={**os.environ, "PYTHONPATH": SRC}, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "unfreeze", "serve", str(tmp_path), "--port", str(free_port())],
+        env={**os.environ, "PYTHONPATH": SRC},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"error: {tmp_path} is not an unfreeze bundle (no unfreeze.json). "
-                                                  "Create one with `unfreeze fit`."]
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path} is not an unfreeze bundle (no unfreeze.json). Create one with `unfreeze fit`."
+    ]
 
 
-@pytest.mark.skipif(shutil.which("schemathesis", path=os.path.dirname(sys.executable)) is None,
-                    reason="schemathesis is not installed (it comes with the dev extra)")
+@pytest.mark.skipif(
+    shutil.which("schemathesis", path=os.path.dirname(sys.executable)) is None,
+    reason="schemathesis is not installed (it comes with the dev extra)",
+)
 @pytest.mark.slow
 def test_schemathesis_finds_no_server_error(server, tmp_path):
     """Property-based requests generated from the OpenAPI spec, valid and invalid: no 5xx, and
@@ -233,20 +267,42 @@ def test_schemathesis_finds_no_server_error(server, tmp_path):
     st = os.path.join(os.path.dirname(sys.executable), "schemathesis")
     report = tmp_path / "junit.xml"
     result = subprocess.run(
-        [st, "run", f"{server.url}/openapi.json", "--checks", "not_a_server_error,status_code_conformance,"
-         "content_type_conformance,response_schema_conformance", "--max-examples", "40", "--seed", "1",
-         "--generation-database", "none", "--report", "junit", "--report-junit-path", str(report)],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path)  # schemathesis writes a cache in its cwd
+        [
+            st,
+            "run",
+            f"{server.url}/openapi.json",
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            "--max-examples",
+            "40",
+            "--seed",
+            "1",
+            "--generation-database",
+            "none",
+            "--report",
+            "junit",
+            "--report-junit-path",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )  # schemathesis writes a cache in its cwd
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "failures=\"0\"" in report.read_text() or "<failure" not in report.read_text()
+    assert 'failures="0"' in report.read_text() or "<failure" not in report.read_text()
     health = httpx.get(f"{server.url}/health").json()
     assert health["texts"] > 40  # schemathesis really reached the model
 
 
-@pytest.mark.parametrize("option, value, words", [("--max-texts", "0", "--max-texts must be an int >= 1"),
-                                                  ("--max-wait-ms", "-1", "--max-wait-ms must be a number of "
-                                                                          "milliseconds in [0, 10000]"),
-                                                  ("--port", "70000", "--port must be in [0, 65535]")])
+@pytest.mark.parametrize(
+    "option, value, words",
+    [
+        ("--max-texts", "0", "--max-texts must be an int >= 1"),
+        ("--max-wait-ms", "-1", "--max-wait-ms must be a number of milliseconds in [0, 10000]"),
+        ("--port", "70000", "--port must be in [0, 65535]"),
+    ],
+)
 def test_bad_serve_options_are_one_line_errors(tmp_path, option, value, words):
     from typer.testing import CliRunner
 

@@ -24,8 +24,9 @@ def hand_percentile_interval(diffs, confidence=0.95):
     return low, high
 
 
-@pytest.mark.parametrize("diffs", [[0.02, 0.04, 0.0], [-0.01, 0.03, 0.02, -0.02], [0.1, -0.3], [0.01, 0.01, 0.05,
-                                                                                                   -0.02, 0.0]])
+@pytest.mark.parametrize(
+    "diffs", [[0.02, 0.04, 0.0], [-0.01, 0.03, 0.02, -0.02], [0.1, -0.3], [0.01, 0.01, 0.05, -0.02, 0.0]]
+)
 def test_the_paired_interval_matches_a_hand_computation(diffs):
     candidate = pd.Series([0.8 + d for d in diffs], index=range(len(diffs)))
     reference = pd.Series([0.8] * len(diffs), index=range(len(diffs)))
@@ -55,8 +56,15 @@ def test_pairing_removes_the_seed_effect_that_unpaired_comparison_keeps():
 
 
 def test_the_recommendation_is_the_cheapest_not_shown_worse_and_respects_the_tolerance():
-    scores = pd.DataFrame({"big": [0.90, 0.92, 0.91], "small": [0.89, 0.93, 0.90], "tiny": [0.80, 0.82, 0.81],
-                           "never better": [0.89, 0.92, 0.90]}, index=[0, 1, 2])
+    scores = pd.DataFrame(
+        {
+            "big": [0.90, 0.92, 0.91],
+            "small": [0.89, 0.93, 0.90],
+            "tiny": [0.80, 0.82, 0.81],
+            "never better": [0.89, 0.92, 0.90],
+        },
+        index=[0, 1, 2],
+    )
     costs = pd.Series({"big": 100.0, "small": 10.0, "tiny": 1.0, "never better": 5.0})
     table = compare_to_best(scores, costs)
     assert table.index[0] == "big" and bool(table.loc["big", "best"])

@@ -16,8 +16,10 @@ from unfreeze.models.backbone import Backbone
 from unfreeze.strategies import Freeze, Lora, Reinit, SetFit
 
 # Three classes so that the head's size (hidden * 3 + 3) is not a coincidence of two.
-TEXTS = [f"sample {i} says {w} things" + " more" * (i % 4) for i, w in
-         enumerate(["good", "bad", "odd", "nice", "awful", "weird", "fine", "poor", "strange"])]
+TEXTS = [
+    f"sample {i} says {w} things" + " more" * (i % 4)
+    for i, w in enumerate(["good", "bad", "odd", "nice", "awful", "weird", "fine", "poor", "strange"])
+]
 LABELS = [i % 3 for i in range(len(TEXTS))]
 N_CLASSES = 3
 HIDDEN = 32
@@ -25,13 +27,26 @@ L = 2
 
 # The model structure, written out independently of unfreeze.models.backbone: where each
 # family keeps its blocks, its final norm (run after the last block) and its pooler.
-BLOCK_PREFIX = {"bert": "encoder.layer", "roberta": "encoder.layer", "distilbert": "transformer.layer",
-                "mpnet": "encoder.layer", "deberta-v2": "encoder.layer", "gpt2": "h", "llama": "layers"}
+BLOCK_PREFIX = {
+    "bert": "encoder.layer",
+    "roberta": "encoder.layer",
+    "distilbert": "transformer.layer",
+    "mpnet": "encoder.layer",
+    "deberta-v2": "encoder.layer",
+    "gpt2": "h",
+    "llama": "layers",
+}
 FINAL_NORM = {"gpt2": "ln_f", "llama": "norm"}
 HAS_POOLER = {"bert", "roberta", "mpnet"}
-ATTENTION = {"bert": ("query", "key", "value"), "roberta": ("query", "key", "value"), "mpnet": ("q", "k", "v"),
-             "distilbert": ("q_lin", "k_lin", "v_lin"), "deberta-v2": ("query_proj", "key_proj", "value_proj"),
-             "gpt2": ("c_attn",), "llama": ("q_proj", "k_proj", "v_proj")}
+ATTENTION = {
+    "bert": ("query", "key", "value"),
+    "roberta": ("query", "key", "value"),
+    "mpnet": ("q", "k", "v"),
+    "distilbert": ("q_lin", "k_lin", "v_lin"),
+    "deberta-v2": ("query_proj", "key_proj", "value_proj"),
+    "gpt2": ("c_attn",),
+    "llama": ("q_proj", "k_proj", "v_proj"),
+}
 
 
 class Structure:
@@ -63,9 +78,12 @@ class Structure:
 
     def lora_modules(self, first_block: int) -> list[tuple[str, torch.nn.Module]]:
         prefix = BLOCK_PREFIX[self.family]
-        return [(name, module) for name, module in self.model.named_modules()
-                if name.rsplit(".", 1)[-1] in ATTENTION[self.family]
-                and any(name.startswith(f"{prefix}.{i}.") for i in range(first_block, L))]
+        return [
+            (name, module)
+            for name, module in self.model.named_modules()
+            if name.rsplit(".", 1)[-1] in ATTENTION[self.family]
+            and any(name.startswith(f"{prefix}.{i}.") for i in range(first_block, L))
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +101,15 @@ def structure(tiny_model_dir):
 
 
 def fit_one_step(model_dir: str, strategy: str, **params) -> Classifier:
-    defaults = dict(model=model_dir, strategy=strategy, progress=False, device="cpu", cache=False, batch_size=16,
-                    **applicable(strategy, dict(max_steps=1, validation_fraction=0, C=1.0)))
+    defaults = dict(
+        model=model_dir,
+        strategy=strategy,
+        progress=False,
+        device="cpu",
+        cache=False,
+        batch_size=16,
+        **applicable(strategy, dict(max_steps=1, validation_fraction=0, C=1.0)),
+    )
     return Classifier(**{**defaults, **params}).fit(TEXTS, LABELS)
 
 
@@ -103,6 +128,7 @@ def test_structure_table_matches_the_models(family, structure):
 
 
 # -- exact trainable-parameter counts ------------------------------------------------------------
+
 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("k", [0, 1, 2])
@@ -193,8 +219,11 @@ def test_training_never_touches_the_shared_backbone(tiny_model_dir):
     clf = fit_one_step(tiny_model_dir("bert"), "full", max_steps=2, learning_rate=1e-2)
     shared = shared_backbone(tiny_model_dir("bert"), "cpu")
     assert shared.model is not clf.backbone_.model
-    changed = [n for (n, a), (_, b) in zip(shared.model.named_parameters(), clf.backbone_.model.named_parameters())
-               if not torch.equal(a, b)]
+    changed = [
+        n
+        for (n, a), (_, b) in zip(shared.model.named_parameters(), clf.backbone_.model.named_parameters())
+        if not torch.equal(a, b)
+    ]
     assert changed, "training changed the private copy"
     assert shared.fingerprint() == clf.base_fingerprint_
 
@@ -220,46 +249,87 @@ CASES = [
     ("lora", dict(lora_alpha=0), "The 'lora_alpha' parameter of lora must be a float > 0.0. Got 0."),
     ("lora", dict(top_blocks=3), "The 'top_blocks' parameter of lora must be an int in [1, 2] for this model. Got 3."),
     ("lora", dict(top_blocks=0), "The 'top_blocks' parameter of lora must be an int >= 1. Got 0."),
-    ("lora", dict(target_modules=[]), "The 'target_modules' parameter of lora must be None, a comma-separated "
-                                      "string or a list of module names. Got []."),
+    (
+        "lora",
+        dict(target_modules=[]),
+        "The 'target_modules' parameter of lora must be None, a comma-separated "
+        "string or a list of module names. Got [].",
+    ),
     ("setfit", dict(num_iterations=0), "The 'num_iterations' parameter of setfit must be an int >= 1. Got 0."),
-    ("setfit", dict(k=2), "The 'k' parameter of setfit must be an int in [0, 1] for this model "
-                          "(k = L tunes nothing). Got 2."),
+    (
+        "setfit",
+        dict(k=2),
+        "The 'k' parameter of setfit must be an int in [0, 1] for this model (k = L tunes nothing). Got 2.",
+    ),
     ("setfit", dict(C=0), "The 'C' parameter of setfit must be a float > 0.0. Got 0."),
     ("features", dict(cv=1), "The 'cv' parameter of features must be an int >= 2. Got 1."),
-    ("freeze", dict(k=1, layers="0"), "The 'layers' parameter of Classifier must be hidden states at or above the "
-                                      "frozen blocks (>= 1) for freeze with k=1. Got '0'."),
-    ("freeze", dict(k=2, layers="1,-1"), "The 'layers' parameter of Classifier must be hidden states at or above the "
-                                         "frozen blocks (>= 2) for freeze with k=2. Got '1,-1'."),
-    ("lora", dict(top_blocks=1, layers="0,-1"), "The 'layers' parameter of Classifier must be hidden states at or "
-                                                "above the frozen blocks (>= 1) for lora with k=1. Got '0,-1'."),
-    ("setfit", dict(k=1, layers="0,-1"), "The 'layers' parameter of Classifier must be hidden states at or above the "
-                                         "frozen blocks (>= 1) for setfit with k=1. Got '0,-1'."),
+    (
+        "freeze",
+        dict(k=1, layers="0"),
+        "The 'layers' parameter of Classifier must be hidden states at or above the "
+        "frozen blocks (>= 1) for freeze with k=1. Got '0'.",
+    ),
+    (
+        "freeze",
+        dict(k=2, layers="1,-1"),
+        "The 'layers' parameter of Classifier must be hidden states at or above the "
+        "frozen blocks (>= 2) for freeze with k=2. Got '1,-1'.",
+    ),
+    (
+        "lora",
+        dict(top_blocks=1, layers="0,-1"),
+        "The 'layers' parameter of Classifier must be hidden states at or "
+        "above the frozen blocks (>= 1) for lora with k=1. Got '0,-1'.",
+    ),
+    (
+        "setfit",
+        dict(k=1, layers="0,-1"),
+        "The 'layers' parameter of Classifier must be hidden states at or above the "
+        "frozen blocks (>= 1) for setfit with k=1. Got '0,-1'.",
+    ),
     ("freeze", dict(epochs=0), "The 'epochs' parameter of Training must be an int >= 1. Got 0."),
     ("freeze", dict(max_steps=0), "The 'max_steps' parameter of Training must be an int >= 1. Got 0."),
     ("freeze", dict(patience=0), "The 'patience' parameter of Training must be an int >= 1. Got 0."),
     ("freeze", dict(learning_rate=0), "The 'learning_rate' parameter of Training must be a float > 0.0. Got 0."),
-    ("freeze", dict(learning_rate=-1e-5), "The 'learning_rate' parameter of Training must be a float > 0.0. "
-                                          "Got -1e-05."),
-    ("freeze", dict(head_learning_rate=0.0), "The 'head_learning_rate' parameter of Training must be a float > 0.0. "
-                                             "Got 0.0."),
-    ("freeze", dict(validation_fraction=1), "The 'validation_fraction' parameter of Training must be a float in "
-                                            "[0.0, 1.0). Got 1."),
-    ("freeze", dict(warmup_ratio=1.5), "The 'warmup_ratio' parameter of Training must be a float in [0.0, 1.0]. "
-                                       "Got 1.5."),
-    ("freeze", dict(class_weight="x"), "The 'class_weight' parameter of Training must be one of None, 'balanced'. "
-                                       "Got 'x'."),
-    ("freeze", dict(prefix_cache="yes"), "The 'prefix_cache' parameter of Training must be True or False. "
-                                         "Got 'yes'."),
+    (
+        "freeze",
+        dict(learning_rate=-1e-5),
+        "The 'learning_rate' parameter of Training must be a float > 0.0. Got -1e-05.",
+    ),
+    (
+        "freeze",
+        dict(head_learning_rate=0.0),
+        "The 'head_learning_rate' parameter of Training must be a float > 0.0. Got 0.0.",
+    ),
+    (
+        "freeze",
+        dict(validation_fraction=1),
+        "The 'validation_fraction' parameter of Training must be a float in [0.0, 1.0). Got 1.",
+    ),
+    (
+        "freeze",
+        dict(warmup_ratio=1.5),
+        "The 'warmup_ratio' parameter of Training must be a float in [0.0, 1.0]. Got 1.5.",
+    ),
+    (
+        "freeze",
+        dict(class_weight="x"),
+        "The 'class_weight' parameter of Training must be one of None, 'balanced'. Got 'x'.",
+    ),
+    ("freeze", dict(prefix_cache="yes"), "The 'prefix_cache' parameter of Training must be True or False. Got 'yes'."),
 ]
 
 
-@pytest.mark.parametrize(("strategy", "params", "message"), CASES,
-                         ids=[f"{s}-{'-'.join(f'{k}={v}' for k, v in p.items())}" for s, p, _ in CASES])
+@pytest.mark.parametrize(
+    ("strategy", "params", "message"),
+    CASES,
+    ids=[f"{s}-{'-'.join(f'{k}={v}' for k, v in p.items())}" for s, p, _ in CASES],
+)
 def test_bad_parameters_are_refused_with_one_message_shape(strategy, params, message, tiny_model_dir):
     defaults = applicable(strategy, {"max_steps": 1, "validation_fraction": 0})
-    clf = Classifier(model=tiny_model_dir("bert"), strategy=strategy, progress=False, device="cpu",
-                     **{**defaults, **params})
+    clf = Classifier(
+        model=tiny_model_dir("bert"), strategy=strategy, progress=False, device="cpu", **{**defaults, **params}
+    )
     with pytest.raises(InvalidParameterError) as info:
         clf.fit(TEXTS, LABELS)
     assert str(info.value) == message
@@ -272,32 +342,55 @@ def test_an_unknown_strategy_name_lists_the_registered_ones(tiny_model_dir):
     clf = Classifier(model=tiny_model_dir("bert"), strategy="nope")
     with pytest.raises(InvalidParameterError) as info:
         clf.fit(TEXTS, LABELS)
-    assert str(info.value) == ("The 'strategy' parameter of Classifier must be one of 'features', 'freeze', 'full', "
-                               "'reinit', 'lora', 'setfit', 'truncate', 'gradual', 'mix', 'bilstm', 'subspace' or a "
-                               "Strategy object. Got 'nope'.")
+    assert str(info.value) == (
+        "The 'strategy' parameter of Classifier must be one of 'features', 'freeze', 'full', "
+        "'reinit', 'lora', 'setfit', 'truncate', 'gradual', 'mix', 'bilstm', 'subspace' or a "
+        "Strategy object. Got 'nope'."
+    )
 
 
-@pytest.mark.parametrize(("strategy", "params", "named"), [
-    ("freeze", dict(r=16), "'r' setting does not apply to strategy 'freeze': it is a parameter of lora"),
-    ("freeze", dict(C=0.1), "'C' setting does not apply to strategy 'freeze': it is a parameter of features, setfit"),
-    ("full", dict(k=1), "'k' setting does not apply to strategy 'full': it is a parameter of freeze, reinit, setfit"),
-    ("features", dict(num_iterations=3), "it is a parameter of setfit"),
-    ("lora", dict(banana=1), "'banana' setting does not apply to strategy 'lora': no strategy has it"),
-])
+@pytest.mark.parametrize(
+    ("strategy", "params", "named"),
+    [
+        ("freeze", dict(r=16), "'r' setting does not apply to strategy 'freeze': it is a parameter of lora"),
+        (
+            "freeze",
+            dict(C=0.1),
+            "'C' setting does not apply to strategy 'freeze': it is a parameter of features, setfit",
+        ),
+        (
+            "full",
+            dict(k=1),
+            "'k' setting does not apply to strategy 'full': it is a parameter of freeze, reinit, setfit",
+        ),
+        ("features", dict(num_iterations=3), "it is a parameter of setfit"),
+        ("lora", dict(banana=1), "'banana' setting does not apply to strategy 'lora': no strategy has it"),
+    ],
+)
 def test_a_setting_of_another_strategy_is_refused_by_name(strategy, params, named):
     with pytest.raises(UnfreezeError, match=re.escape(named)):
         Classifier(strategy=strategy, **params)
 
 
-@pytest.mark.parametrize(("strategy", "training", "named"), [
-    ("features", dict(epochs=3), "'epochs' is not used by strategy 'features' (the settings it reads: class_weight); "
-                                 "strategies that use it: freeze, full, reinit, lora, setfit, truncate, gradual, mix, bilstm, "
-                                 "subspace."),
-    ("setfit", dict(patience=5), "'patience' is not used by strategy 'setfit'"),
-    ("setfit", dict(validation_fraction=0.2), "strategies that use it: freeze, full, reinit, lora, truncate, gradual, mix, bilstm, "
-                                              "subspace."),
-    ("setfit", dict(head_learning_rate=0.1), "'head_learning_rate' is not used by strategy 'setfit'"),
-])
+@pytest.mark.parametrize(
+    ("strategy", "training", "named"),
+    [
+        (
+            "features",
+            dict(epochs=3),
+            "'epochs' is not used by strategy 'features' (the settings it reads: class_weight); "
+            "strategies that use it: freeze, full, reinit, lora, setfit, truncate, gradual, mix, bilstm, "
+            "subspace.",
+        ),
+        ("setfit", dict(patience=5), "'patience' is not used by strategy 'setfit'"),
+        (
+            "setfit",
+            dict(validation_fraction=0.2),
+            "strategies that use it: freeze, full, reinit, lora, truncate, gradual, mix, bilstm, subspace.",
+        ),
+        ("setfit", dict(head_learning_rate=0.1), "'head_learning_rate' is not used by strategy 'setfit'"),
+    ],
+)
 def test_a_training_setting_the_strategy_does_not_read_is_refused_at_fit(strategy, training, named, tiny_model_dir):
     from unfreeze import Training
 
@@ -309,10 +402,20 @@ def test_a_training_setting_the_strategy_does_not_read_is_refused_at_fit(strateg
 
 @pytest.mark.parametrize("target_modules", ["nope", ["missing"], "dense_typo,other"])
 def test_lora_target_modules_that_match_nothing_are_user_errors(target_modules, tiny_model_dir):
-    clf = Classifier(model=tiny_model_dir("bert"), strategy="lora", target_modules=target_modules, progress=False,
-                     device="cpu", max_steps=1, validation_fraction=0)
-    with pytest.raises(UnfreezeError, match=r"^LoRA target modules .+ match no linear layer in the blocks of "
-                                            r"BertModel\. Check target_modules \(--target-modules\)\.$"):
+    clf = Classifier(
+        model=tiny_model_dir("bert"),
+        strategy="lora",
+        target_modules=target_modules,
+        progress=False,
+        device="cpu",
+        max_steps=1,
+        validation_fraction=0,
+    )
+    with pytest.raises(
+        UnfreezeError,
+        match=r"^LoRA target modules .+ match no linear layer in the blocks of "
+        r"BertModel\. Check target_modules \(--target-modules\)\.$",
+    ):
         clf.fit(TEXTS, LABELS)
     assert not hasattr(clf, "predictor_")
 
@@ -329,8 +432,13 @@ def test_lora_named_targets_are_used(tiny_model_dir, structure):
 
 @pytest.mark.parametrize(
     ("cls", "args"),
-    [(Freeze, dict(k=-1)), (Reinit, dict(m=0)), (Lora, dict(r=0)), (Lora, dict(lora_dropout=1.5)),
-     (SetFit, dict(num_iterations=0))],
+    [
+        (Freeze, dict(k=-1)),
+        (Reinit, dict(m=0)),
+        (Lora, dict(r=0)),
+        (Lora, dict(lora_dropout=1.5)),
+        (SetFit, dict(num_iterations=0)),
+    ],
 )
 def test_strategies_store_at_construction_and_validate_in_check(cls, args):
     strategy = cls(**args)  # scikit-learn's rule: the constructor only stores
@@ -349,6 +457,7 @@ def test_frozen_blocks_of_each_strategy():
 
 
 # -- reinit: exactly the top m blocks and the pooler -------------------------------------------------
+
 
 def perturbed_copy(backbone: Backbone) -> Backbone:
     """A private copy whose every weight is moved away from any initialiser's values (ones, zeros, N(0, 0.02))."""
@@ -369,7 +478,7 @@ def test_reinit_changes_exactly_the_top_m_blocks_and_the_pooler(family, m, tiny_
     torch.manual_seed(0)
     body = Reinit(m=m).prepare(backbone)
     assert body is backbone.model
-    reinitialised = set().union(*s.blocks[L - m:]) | s.pooler
+    reinitialised = set().union(*s.blocks[L - m :]) | s.pooler
     after = dict(backbone.model.named_parameters())
     assert set(after) == set(before)
     for name, value in after.items():
@@ -425,17 +534,31 @@ def test_reinit_fit_starts_from_re_initialised_top_block(tiny_model_dir, tiny_ba
     assert np.isclose(seen["top"].std().item(), 0.02, rtol=0.15)
 
 
-@pytest.mark.parametrize(("strategy", "params"), [("freeze", dict(k=1)), ("mix", {}), ("bilstm", dict(hidden_size=8, token_layers="all")),
-                                                  ("subspace", dict(d=50, projection="dense"))])
+@pytest.mark.parametrize(
+    ("strategy", "params"),
+    [
+        ("freeze", dict(k=1)),
+        ("mix", {}),
+        ("bilstm", dict(hidden_size=8, token_layers="all")),
+        ("subspace", dict(d=50, projection="dense")),
+    ],
+)
 def test_the_rate_search_trains_each_rate_on_every_text_it_does_not_score_on(strategy, params, tiny_model_dir):
     # the search holds out its validation texts and passes them to the strategy: a strategy that
     # split its own validation set again would train on fewer texts (and stop early on other ones)
     from unfreeze import Training
 
     texts, labels = TEXTS * 4, LABELS * 4
-    clf = Classifier(tiny_model_dir("bert"), strategy=strategy, progress=False, device="cpu", cache=False,
-                     batch_size=8, training=Training(epochs=1, learning_rate=[1e-3, 1e-2], validation_fraction=0.25),
-                     **params).fit(texts, labels)
+    clf = Classifier(
+        tiny_model_dir("bert"),
+        strategy=strategy,
+        progress=False,
+        device="cpu",
+        cache=False,
+        batch_size=8,
+        training=Training(epochs=1, learning_rate=[1e-3, 1e-2], validation_fraction=0.25),
+        **params,
+    ).fit(texts, labels)
     n_val = clf.fit_record_["validation"]["n"]
     assert 0 < n_val < len(texts)
     assert clf.fit_record_["examples_seen"] == len(texts) - n_val

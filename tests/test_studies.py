@@ -40,19 +40,20 @@ STUDIES = Path(__file__).resolve().parent.parent / "studies"
 STUDY_FILES = sorted(STUDIES.glob("*.toml"))
 
 
-
-
 def write_csv(path: Path, n: int, seed: int = 0) -> Path:
     good, bad = ["good", "great", "fine", "lovely", "superb", "wonderful"], ["bad", "awful", "poor", "dreadful"]
     rng = random.Random(seed)
-    lines = ["text,label"] + [f"the film was {rng.choice(good if i % 2 == 0 else bad)} and "
-                              f"{rng.choice(['long', 'short', 'new', 'old'])},{'pos' if i % 2 == 0 else 'neg'}"
-                              for i in range(n)]
+    lines = ["text,label"] + [
+        f"the film was {rng.choice(good if i % 2 == 0 else bad)} and "
+        f"{rng.choice(['long', 'short', 'new', 'old'])},{'pos' if i % 2 == 0 else 'neg'}"
+        for i in range(n)
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
 # -- the study files --------------------------------------------------------------------------------
+
 
 def test_there_are_nine_studies_each_numbered_and_runnable_on_the_built_in_data():
     studies = [load_study(p) for p in STUDY_FILES]
@@ -94,19 +95,41 @@ def _seed_offset(seed: int) -> float:
     return 0.004 * (seed - 1)  # shared by every configuration of a seed: its sample was easier or harder
 
 
-def synthetic_run(tmp_path: Path, study_file: str, metrics, n_classes: int = 2, majority: float = 0.5,
-                  drop: tuple[str, ...] = (), data: str = "synthetic") -> Path:
+def synthetic_run(
+    tmp_path: Path,
+    study_file: str,
+    metrics,
+    n_classes: int = 2,
+    majority: float = 0.5,
+    drop: tuple[str, ...] = (),
+    data: str = "synthetic",
+) -> Path:
     """A study run folder with rows built by ``metrics(config, strategy, params, n, seed) -> dict``
     (test, train, seconds, memory_mib, trainable); configurations in ``drop`` have no rows."""
     study = load_study(STUDIES / study_file)
     run = tmp_path / study.name
-    meta = {"format": STUDY_FORMAT, "version": 1, "name": study.name, "data": data, "model": "synthetic",
-            "quick": False, "test": None, "study": study.as_dict(), "study_file": f"studies/{study_file}",
-            "output": str(run), "num_blocks": L,
-            "data_summary": {"train_pool": 5000, "n_test": 1000, "train_class_counts": {"a": 2500, "b": 2500},
-                             "test_class_counts": {"a": 500, "b": 500}},
-            "majority": {"class": "a", "accuracy": majority, "macro_f1": majority / 1.5, "mcc": 0.0},
-            "arms": [], "invocations": [{"seconds": 12.0, "machine": "test machine"}]}
+    meta = {
+        "format": STUDY_FORMAT,
+        "version": 1,
+        "name": study.name,
+        "data": data,
+        "model": "synthetic",
+        "quick": False,
+        "test": None,
+        "study": study.as_dict(),
+        "study_file": f"studies/{study_file}",
+        "output": str(run),
+        "num_blocks": L,
+        "data_summary": {
+            "train_pool": 5000,
+            "n_test": 1000,
+            "train_class_counts": {"a": 2500, "b": 2500},
+            "test_class_counts": {"a": 500, "b": 500},
+        },
+        "majority": {"class": "a", "accuracy": majority, "macro_f1": majority / 1.5, "mcc": 0.0},
+        "arms": [],
+        "invocations": [{"seconds": 12.0, "machine": "test machine"}],
+    }
     for arm in study.arms:
         settings = study.arm_settings(arm, num_blocks=L)
         sizes, per_class = _sizes(settings, n_classes)
@@ -123,16 +146,41 @@ def synthetic_run(tmp_path: Path, study_file: str, metrics, n_classes: int = 2, 
                 continue
             m = metrics(configs[cell.label], cell.strategy, dict(cell.params), cell.n_train, cell.seed)
             test, train = m["test"], m.get("train", min(1.0, m["test"] + 0.05))
-            store.append({"key": key, "status": "done", "started": 0.0, "finished": m.get("seconds", 10.0) + 1,
-                          "cell": {"strategy": cell.strategy, **dict(cell.params), "n_train": cell.n_train,
-                                   "seed": cell.seed, "label": cell.label},
-                          "test": {"accuracy": test, "macro_f1": test, "mcc": 2 * test - 1},
-                          "train": {"accuracy": train, "macro_f1": train, "mcc": 2 * train - 1},
-                          "fit": {"seconds": m.get("seconds", 10.0), "peak_memory_bytes": m.get("memory_mib", 900) * 2**20,
-                                  "trainable_parameters": m.get("trainable", 1000), "total_parameters": 22_000_000}})
-        meta["arms"].append({"name": arm.name, "label": arm.label, "folder": f"arms/{arm.name}", "keys": keys,
-                             "configs": configs, "sizes": sizes, "per_class": {str(n): p for n, p in per_class.items()},
-                             "spec": spec.as_dict()})
+            store.append(
+                {
+                    "key": key,
+                    "status": "done",
+                    "started": 0.0,
+                    "finished": m.get("seconds", 10.0) + 1,
+                    "cell": {
+                        "strategy": cell.strategy,
+                        **dict(cell.params),
+                        "n_train": cell.n_train,
+                        "seed": cell.seed,
+                        "label": cell.label,
+                    },
+                    "test": {"accuracy": test, "macro_f1": test, "mcc": 2 * test - 1},
+                    "train": {"accuracy": train, "macro_f1": train, "mcc": 2 * train - 1},
+                    "fit": {
+                        "seconds": m.get("seconds", 10.0),
+                        "peak_memory_bytes": m.get("memory_mib", 900) * 2**20,
+                        "trainable_parameters": m.get("trainable", 1000),
+                        "total_parameters": 22_000_000,
+                    },
+                }
+            )
+        meta["arms"].append(
+            {
+                "name": arm.name,
+                "label": arm.label,
+                "folder": f"arms/{arm.name}",
+                "keys": keys,
+                "configs": configs,
+                "sizes": sizes,
+                "per_class": {str(n): p for n, p in per_class.items()},
+                "spec": spec.as_dict(),
+            }
+        )
     write_meta(run, meta)
     return run
 
@@ -143,6 +191,7 @@ def _freeze_depth(holds):
         size = 0.05 * math.log10(n / 100)
         trend = 0.03 * unfrozen if holds else -0.02 * unfrozen
         return {"test": 0.6 + trend + size + _seed_offset(seed) + _noise(params["k"], n, seed)}
+
     return metrics
 
 
@@ -156,23 +205,31 @@ def _train_test_gap(holds):
         if not holds:  # training scores saturate: the gap shrinks as test scores rise
             train = 0.99
         return {"test": test + _seed_offset(seed), "train": train + _noise(config, seed, scale=0.002)}
+
     return metrics
 
 
 def _frozen_head(holds):
-    scores = ({"features": 0.75, 6: 0.60, 5: 0.82, 4: 0.84, 2: 0.85, 0: 0.86} if holds else
-              {"features": 0.52, 6: 0.51, 5: 0.53, 4: 0.62, 2: 0.72, 0: 0.86})
+    scores = (
+        {"features": 0.75, 6: 0.60, 5: 0.82, 4: 0.84, 2: 0.85, 0: 0.86}
+        if holds
+        else {"features": 0.52, 6: 0.51, 5: 0.53, 4: 0.62, 2: 0.72, 0: 0.86}
+    )
 
     def metrics(config, strategy, params, n, seed):
         base = scores["features"] if strategy == "features" else scores[params["k"]]
         return {"test": base + _seed_offset(seed)}
+
     return metrics
 
 
 def _by_config(table: dict, default: float | None = None, trainable: dict | None = None):
     def metrics(config, strategy, params, n, seed):
-        return {"test": table.get(config, default) + _seed_offset(seed) + _noise(config, n, seed, scale=0.001),
-                "trainable": (trainable or {}).get(config, 1000)}
+        return {
+            "test": table.get(config, default) + _seed_offset(seed) + _noise(config, n, seed, scale=0.001),
+            "trainable": (trainable or {}).get(config, 1000),
+        }
+
     return metrics
 
 
@@ -180,33 +237,59 @@ def _cost_vs_k(holds):
     def metrics(config, strategy, params, n, seed):
         k = params["k"]
         test = 0.85 - 0.001 * k if holds else (0.85 if k == 0 else 0.80 - 0.02 * k)
-        return {"test": test + _seed_offset(seed), "seconds": 100.0 * (L - k) / L + 1,
-                "memory_mib": 1000 + 100 * (L - k), "trainable": 1000 + 3_000_000 * (L - k)}
+        return {
+            "test": test + _seed_offset(seed),
+            "seconds": 100.0 * (L - k) / L + 1,
+            "memory_mib": 1000 + 100 * (L - k),
+            "trainable": 1000 + 3_000_000 * (L - k),
+        }
+
     return metrics
 
 
-FEATURES = ["features: embeddings", "features: second-to-last", "features: last", "features: last four concatenated",
-            "mix: last four", "mix: every layer", "BiLSTM: last four"]
+FEATURES = [
+    "features: embeddings",
+    "features: second-to-last",
+    "features: last",
+    "features: last four concatenated",
+    "mix: last four",
+    "mix: every layer",
+    "BiLSTM: last four",
+]
 SCENARIOS = {
     "freeze-depth.toml": (_freeze_depth(True), _freeze_depth(False)),
     "train-test-gap.toml": (_train_test_gap(True), _train_test_gap(False)),
     "frozen-head.toml": (_frozen_head(True), _frozen_head(False)),
     "reinit-top.toml": (
         _by_config({"full fine-tuning": 0.80, "reinit m=1": 0.83, "reinit m=2": 0.81, "reinit m=3": 0.79}),
-        _by_config({"full fine-tuning": 0.80, "reinit m=1": 0.78, "reinit m=2": 0.77, "reinit m=3": 0.75})),
+        _by_config({"full fine-tuning": 0.80, "reinit m=1": 0.78, "reinit m=2": 0.77, "reinit m=3": 0.75}),
+    ),
     "feature-based.toml": (
-        _by_config({"full fine-tuning": 0.85, "BiLSTM: last four": 0.845, "features: last four concatenated": 0.84},
-                   default=0.80),
-        _by_config({"full fine-tuning": 0.90}, default=0.80)),
-    "features-vs-finetune.toml": (_by_config({"full fine-tuning": 0.85, "features: last": 0.845}),
-                                  _by_config({"full fine-tuning": 0.85, "features: last": 0.75})),
-    "setfit.toml": (_by_config({"SetFit": 0.80, "full fine-tuning": 0.70, "features: last": 0.75}),
-                    _by_config({"SetFit": 0.60, "full fine-tuning": 0.70, "features: last": 0.75})),
+        _by_config(
+            {"full fine-tuning": 0.85, "BiLSTM: last four": 0.845, "features: last four concatenated": 0.84},
+            default=0.80,
+        ),
+        _by_config({"full fine-tuning": 0.90}, default=0.80),
+    ),
+    "features-vs-finetune.toml": (
+        _by_config({"full fine-tuning": 0.85, "features: last": 0.845}),
+        _by_config({"full fine-tuning": 0.85, "features: last": 0.75}),
+    ),
+    "setfit.toml": (
+        _by_config({"SetFit": 0.80, "full fine-tuning": 0.70, "features: last": 0.75}),
+        _by_config({"SetFit": 0.60, "full fine-tuning": 0.70, "features: last": 0.75}),
+    ),
     "cost-vs-k.toml": (_cost_vs_k(True), _cost_vs_k(False)),
-    "lora.toml": (_by_config({"full fine-tuning": 0.85, "LoRA r=8": 0.848},
-                             trainable={"full fine-tuning": 22_000_000, "LoRA r=8": 110_000}),
-                  _by_config({"full fine-tuning": 0.85, "LoRA r=8": 0.75},
-                             trainable={"full fine-tuning": 22_000_000, "LoRA r=8": 110_000})),
+    "lora.toml": (
+        _by_config(
+            {"full fine-tuning": 0.85, "LoRA r=8": 0.848},
+            trainable={"full fine-tuning": 22_000_000, "LoRA r=8": 110_000},
+        ),
+        _by_config(
+            {"full fine-tuning": 0.85, "LoRA r=8": 0.75},
+            trainable={"full fine-tuning": 22_000_000, "LoRA r=8": 110_000},
+        ),
+    ),
 }
 
 
@@ -266,6 +349,7 @@ def test_the_seed_caveat_appears_exactly_when_the_interval_is_the_range_of_the_s
 
 # -- the rules themselves ---------------------------------------------------------------------------
 
+
 def test_rules_follow_three_valued_logic_and_run_no_code():
     nan = math.nan
     assert evaluate("a > 0 or b > 0", {"a": 1.0, "b": nan}) is True
@@ -276,8 +360,7 @@ def test_rules_follow_three_valued_logic_and_run_no_code():
     assert decide({"holds": "a > 0", "partly": "b > 0"}, {"a": -1.0, "b": 1.0}).verdict == "partly"
     assert decide({"holds": "a > 0", "partly": "b > 0"}, {"a": -1.0, "b": nan}).verdict == "inconclusive"
     assert decide({"holds": "a > 0", "partly": ""}, {"a": -1.0}).verdict == "does not hold here"
-    for bad in ("__import__('os').system('true')", "a.real > 0", "[a][0] > 0", "a if a else 0", "'x' > 0",
-                "exec('1')"):
+    for bad in ("__import__('os').system('true')", "a.real > 0", "[a][0] > 0", "a if a else 0", "'x' > 0", "exec('1')"):
         with pytest.raises(UnfreezeError):
             check_rule(bad, {"a"}, "rule")
     with pytest.raises(UnfreezeError, match="reads 'typo'"):
@@ -285,6 +368,7 @@ def test_rules_follow_three_valued_logic_and_run_no_code():
 
 
 # -- the two-way model --------------------------------------------------------------------------------
+
 
 def _two_way_data(interaction: float, seeds: int = 3, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
@@ -329,19 +413,23 @@ def test_two_way_model_finds_none_where_there_is_none():
 
 # -- the command: overrides, reuse, resume ------------------------------------------------------------
 
+
 def test_data_and_model_overrides_run_a_study_on_a_csv_with_a_tiny_model(runner, tiny_model_dir, tmp_path):
     data = write_csv(tmp_path / "reviews.csv", 300)
     model = tiny_model_dir("bert")
     out = tmp_path / "run"
-    result = runner.invoke(app, ["study", str(STUDIES / "freeze-depth.toml"), "--data", str(data), "--model", model,
-                                 "--quick", "-o", str(out)])
+    result = runner.invoke(
+        app,
+        ["study", str(STUDIES / "freeze-depth.toml"), "--data", str(data), "--model", model, "--quick", "-o", str(out)],
+    )
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "study.json").read_text())
     assert (meta["data"], meta["model"], meta["num_blocks"], meta["quick"]) == (str(data), model, 2, True)
     rows = ResultsStore(out / "arms" / "main").records()
     # k = 0, L/3, 2L/3, L-1, L on a 2-block model: 0, 1, 2; at the quick sizes, one seed
-    assert sorted({(r["cell"]["k"], r["cell"]["n_train"]) for r in rows}) == [(k, n) for k in (0, 1, 2)
-                                                                               for n in (100, 200)]
+    assert sorted({(r["cell"]["k"], r["cell"]["n_train"]) for r in rows}) == [
+        (k, n) for k in (0, 1, 2) for n in (100, 200)
+    ]
     assert {r["model"] for r in rows} == {model} and {r["data"] for r in rows} == {str(data)}
     text = (out / "FINDINGS.md").read_text()
     assert f"| Data | {data} (training pool 240 texts" in text and f"| Model | {model} (2 blocks) |" in text
@@ -350,8 +438,20 @@ def test_data_and_model_overrides_run_a_study_on_a_csv_with_a_tiny_model(runner,
     # the same folder with other data is another run: refused, nothing changed
     other = write_csv(tmp_path / "other.csv", 300, seed=1)
     before = (out / "study.json").read_bytes()
-    again = runner.invoke(app, ["study", str(STUDIES / "freeze-depth.toml"), "--data", str(other), "--model", model,
-                                "--quick", "-o", str(out)])
+    again = runner.invoke(
+        app,
+        [
+            "study",
+            str(STUDIES / "freeze-depth.toml"),
+            "--data",
+            str(other),
+            "--model",
+            model,
+            "--quick",
+            "-o",
+            str(out),
+        ],
+    )
     assert_user_error(again, "holds a run of study 'freeze-depth'", "Choose another -o")
     assert (out / "study.json").read_bytes() == before
 
@@ -361,13 +461,18 @@ def test_reuse_copies_cells_with_the_same_key_and_runs_the_rest(runner, tiny_mod
     model = tiny_model_dir("bert")
     first, second = tmp_path / "runs" / "features-vs-finetune", tmp_path / "runs" / "frozen-head"
     args = ["--data", str(data), "--model", model, "--quick"]
-    assert runner.invoke(app, ["study", str(STUDIES / "features-vs-finetune.toml"), *args, "-o", str(first)]).exit_code == 0
-    result = runner.invoke(app, ["study", str(STUDIES / "frozen-head.toml"), *args, "--reuse", str(tmp_path / "runs"),
-                                 "-o", str(second)])
+    assert (
+        runner.invoke(app, ["study", str(STUDIES / "features-vs-finetune.toml"), *args, "-o", str(first)]).exit_code
+        == 0
+    )
+    result = runner.invoke(
+        app, ["study", str(STUDIES / "frozen-head.toml"), *args, "--reuse", str(tmp_path / "runs"), "-o", str(second)]
+    )
     assert result.exit_code == 0, result.output
     # frozen-head's features cell and its full fine-tuning cell (freeze k=0) are features-vs-finetune's: copied
-    reused = [r for arm in ("head", "unfrozen") for r in ResultsStore(second / "arms" / arm).records()
-              if r.get("reused_from")]
+    reused = [
+        r for arm in ("head", "unfrozen") for r in ResultsStore(second / "arms" / arm).records() if r.get("reused_from")
+    ]
     assert sorted(r["cell"]["label"] for r in reused) == ["features", "freeze k=0"]
     original = {r["key"]: r for arm in ("full", "features") for r in ResultsStore(first / "arms" / arm).records()}
     for row in reused:
@@ -382,13 +487,17 @@ def test_summary_page_lists_verdicts_per_data_and_model_and_what_was_not_run(run
     holds = synthetic_run(tmp_path / "a", "lora.toml", SCENARIOS["lora.toml"][0])
     fails = synthetic_run(tmp_path / "b", "reinit-top.toml", SCENARIOS["reinit-top.toml"][1])
     page = tmp_path / "docs" / "FINDINGS.md"
-    result = runner.invoke(app, ["study", "--summary", str(tmp_path / "a"), str(fails), "--studies", str(STUDIES),
-                                 "-o", str(page)])
+    result = runner.invoke(
+        app, ["study", "--summary", str(tmp_path / "a"), str(fails), "--studies", str(STUDIES), "-o", str(page)]
+    )
     assert result.exit_code == 0, result.output
     text = page.read_text()
     assert f"unfreeze study --summary {tmp_path / 'a'} {fails} --studies {STUDIES} -o {page} --overwrite" in text
     assert "| 4 | Re-initialising the top blocks helps with a few thousand examples | [does not hold here](" in text
-    assert "| 9 | LoRA reaches fine-tuning's score with few trainable parameters | [holds](../a/lora/FINDINGS.md) |" in text
+    assert (
+        "| 9 | LoRA reaches fine-tuning's score with few trainable parameters | [holds](../a/lora/FINDINGS.md) |"
+        in text
+    )
     assert "freeze-depth on movie-snippets with minilm-l6: not run." in text
     assert text.count(seed_interval_caveat(3)) == 1  # both runs have three seeds: said once, above the table
     assert (holds / "FINDINGS.md").exists() and (fails / "FINDINGS.md").exists()
@@ -420,30 +529,54 @@ def test_the_committed_findings_are_what_their_command_regenerates(runner, tmp_p
 def test_summary_orders_datasets_by_difficulty_where_the_study_asks(tmp_path):
     from unfreeze.studies.summary import write_summary
 
-    easy = synthetic_run(tmp_path / "easy", "features-vs-finetune.toml",
-                         _by_config({"full fine-tuning": 0.95, "features: last": 0.945}), data="easy-data")
-    hard = synthetic_run(tmp_path / "hard", "features-vs-finetune.toml",
-                         _by_config({"full fine-tuning": 0.70, "features: last": 0.60}), data="hard-data")
+    easy = synthetic_run(
+        tmp_path / "easy",
+        "features-vs-finetune.toml",
+        _by_config({"full fine-tuning": 0.95, "features: last": 0.945}),
+        data="easy-data",
+    )
+    hard = synthetic_run(
+        tmp_path / "hard",
+        "features-vs-finetune.toml",
+        _by_config({"full fine-tuning": 0.70, "features: last": 0.60}),
+        data="hard-data",
+    )
     page = tmp_path / "page.md"
     write_summary([hard, easy], page, "unfreeze study --summary ...")
     text = page.read_text()
     assert "Datasets ordered by difficulty (1 - the test score of full fine-tuning):" in text
     table = text.split("Datasets ordered by difficulty")[1].split("\n\n")[1].splitlines()[2:]
     cells = [[c.strip() for c in row.strip("|").split("|")] for row in table]
-    assert [(c[1], round(float(c[2]), 2), c[4]) for c in cells] == [("easy-data", 0.05, "holds"),
-                                                                     ("hard-data", 0.3, "does not hold here")]
+    assert [(c[1], round(float(c[2]), 2), c[4]) for c in cells] == [
+        ("easy-data", 0.05, "holds"),
+        ("hard-data", 0.3, "does not hold here"),
+    ]
 
 
 @pytest.mark.slow
 def test_a_killed_study_resumes_and_runs_every_cell_once(tiny_model_dir, tmp_path):
     data = write_csv(tmp_path / "reviews.csv", 240)
     study = tmp_path / "long.toml"
-    study.write_text((STUDIES / "freeze-depth.toml").read_text()
-                     .replace("n_train = [100, 300, 1000]", "n_train = [40, 80, 120]")
-                     .replace("n_test = 1000", "n_test = 40\nepochs = 2\nlearning_rate = \"fixed\"\nbatch_size = 8"))
+    study.write_text(
+        (STUDIES / "freeze-depth.toml")
+        .read_text()
+        .replace("n_train = [100, 300, 1000]", "n_train = [40, 80, 120]")
+        .replace("n_test = 1000", 'n_test = 40\nepochs = 2\nlearning_rate = "fixed"\nbatch_size = 8')
+    )
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "unfreeze", "study", str(study), "--data", str(data), "--model",
-            tiny_model_dir("bert"), "-o", str(out)]
+    args = [
+        sys.executable,
+        "-m",
+        "unfreeze",
+        "study",
+        str(study),
+        "--data",
+        str(data),
+        "--model",
+        tiny_model_dir("bert"),
+        "-o",
+        str(out),
+    ]
     env = dict(os.environ)
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     store = ResultsStore(out / "arms" / "main")
@@ -470,16 +603,20 @@ def test_a_killed_study_resumes_and_runs_every_cell_once(tiny_model_dir, tmp_pat
 
 # -- bad input: one line, exit code 2, nothing written -------------------------------------------------
 
-@pytest.mark.parametrize("edit, words", [
-    (("[study]\n", "[study]\ncolour = \"blue\"\n"), ["unknown key 'colour' in [study]"]),
-    (("[sweep]\n", "[sweep]\nbogus = 1\n"), ["unknown key 'bogus' in [sweep]"]),
-    (("[verdict]", "[bogus]\nx = 1\n\n[verdict]"), ["unknown key 'bogus' in the file"]),
-    (("[verdict]", "[analysis]\nwhatever = 2\n\n[verdict]"), ["unknown key 'whatever' in [analysis]"]),
-    (('analysis = "two_way"', 'analysis = "vibes"'), ["unknown analysis 'vibes'"]),
-    (("holds = \"slope_low > 0", "holds = \"slope_lo > 0"), ["reads 'slope_lo'", "Quantities:"]),
-    (("[sweep]\n", "[sweep]\nmodel = \"gpt2\"\n"), ["'model' cannot be set in [sweep]", "--model"]),
-    (("n_train = [100, 300, 1000]", "n_train = [100, -3]"), ["--n-train values must be >= 1"]),
-])
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (("[study]\n", '[study]\ncolour = "blue"\n'), ["unknown key 'colour' in [study]"]),
+        (("[sweep]\n", "[sweep]\nbogus = 1\n"), ["unknown key 'bogus' in [sweep]"]),
+        (("[verdict]", "[bogus]\nx = 1\n\n[verdict]"), ["unknown key 'bogus' in the file"]),
+        (("[verdict]", "[analysis]\nwhatever = 2\n\n[verdict]"), ["unknown key 'whatever' in [analysis]"]),
+        (('analysis = "two_way"', 'analysis = "vibes"'), ["unknown analysis 'vibes'"]),
+        (('holds = "slope_low > 0', 'holds = "slope_lo > 0'), ["reads 'slope_lo'", "Quantities:"]),
+        (("[sweep]\n", '[sweep]\nmodel = "gpt2"\n'), ["'model' cannot be set in [sweep]", "--model"]),
+        (("n_train = [100, 300, 1000]", "n_train = [100, -3]"), ["--n-train values must be >= 1"]),
+    ],
+)
 def test_a_bad_study_file_is_one_line(runner, tmp_path, edit, words):
     study = tmp_path / "bad.toml"
     text = (STUDIES / "freeze-depth.toml").read_text()
@@ -494,13 +631,26 @@ def test_a_bad_study_file_is_one_line(runner, tmp_path, edit, words):
 def test_data_too_small_for_the_study_sizes_is_one_line(runner, tiny_model_dir, tmp_path):
     data = write_csv(tmp_path / "small.csv", 300)  # 240 training texts once 20% is held out
     out = tmp_path / "run"
-    result = runner.invoke(app, ["study", str(STUDIES / "freeze-depth.toml"), "--data", str(data), "--model",
-                                 tiny_model_dir("bert"), "-o", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "study",
+            str(STUDIES / "freeze-depth.toml"),
+            "--data",
+            str(data),
+            "--model",
+            tiny_model_dir("bert"),
+            "-o",
+            str(out),
+        ],
+    )
     assert_user_error(result, "Study 'freeze-depth' needs 1000 training examples", "has 240", "--quick")
     assert not out.exists()
     tiny = write_csv(tmp_path / "tiny.csv", 40)
-    per_class = runner.invoke(app, ["study", str(STUDIES / "setfit.toml"), "--data", str(tiny), "--model",
-                                    tiny_model_dir("bert"), "-o", str(out)])
+    per_class = runner.invoke(
+        app,
+        ["study", str(STUDIES / "setfit.toml"), "--data", str(tiny), "--model", tiny_model_dir("bert"), "-o", str(out)],
+    )
     assert_user_error(per_class, "needs 32 per class x 2 classes = 64 training examples", "has 32")
     assert not out.exists()
 
@@ -536,28 +686,44 @@ explain = "z"
 """
 
 
-def test_a_strategy_the_model_cannot_run_is_refused_before_anything_runs(runner, tiny_model_dir, tmp_path,
-                                                                        monkeypatch):
+def test_a_strategy_the_model_cannot_run_is_refused_before_anything_runs(runner, tiny_model_dir, tmp_path, monkeypatch):
     from unfreeze.models.loaded import shared_backbone
 
     model = tiny_model_dir("bert", seed=3)  # a model of its own: the patched forward must not leak
     backbone = shared_backbone(model, None)
     original = backbone.model.forward
     # a model that gives one pooled vector per text and no per-token hidden states
-    monkeypatch.setattr(backbone.model, "forward", lambda *a, **k: SimpleNamespace(
-        last_hidden_state=original(*a, **k).last_hidden_state))
+    monkeypatch.setattr(
+        backbone.model,
+        "forward",
+        lambda *a, **k: SimpleNamespace(last_hidden_state=original(*a, **k).last_hidden_state),
+    )
     study = tmp_path / "bilstm.toml"
     study.write_text(BILSTM_STUDY)
     data = write_csv(tmp_path / "reviews.csv", 300)
     out = tmp_path / "run"
-    result = runner.invoke(app, ["study", str(study), "--data", str(data), "--model", model, "--quick", "-o",
-                                 str(out)])
-    assert_user_error(result, "Study 'bilstm' needs BiLSTM: last two (bilstm token_layers=last2)",
-                      "bilstm needs per-token hidden states")
+    result = runner.invoke(app, ["study", str(study), "--data", str(data), "--model", model, "--quick", "-o", str(out)])
+    assert_user_error(
+        result,
+        "Study 'bilstm' needs BiLSTM: last two (bilstm token_layers=last2)",
+        "bilstm needs per-token hidden states",
+    )
     assert not out.exists()
     # and a block count the model does not have (reinit m=3 on a 2-block model)
-    reinit = runner.invoke(app, ["study", str(STUDIES / "reinit-top.toml"), "--data", str(data), "--model",
-                                 tiny_model_dir("bert"), "--quick", "-o", str(out)])
+    reinit = runner.invoke(
+        app,
+        [
+            "study",
+            str(STUDIES / "reinit-top.toml"),
+            "--data",
+            str(data),
+            "--model",
+            tiny_model_dir("bert"),
+            "--quick",
+            "-o",
+            str(out),
+        ],
+    )
     assert_user_error(reinit, "needs reinit m=3", "'m' parameter of reinit must be an int in [1, 2]")
     assert not out.exists()
 
@@ -567,22 +733,26 @@ def test_an_analysis_naming_a_configuration_no_arm_has_is_refused(runner, tiny_m
     study.write_text((STUDIES / "lora.toml").read_text().replace('lora = ["LoRA r=8"', 'lora = ["LoRA r=16"'))
     data = write_csv(tmp_path / "reviews.csv", 300)
     out = tmp_path / "run"
-    result = runner.invoke(app, ["study", str(study), "--data", str(data), "--model", tiny_model_dir("bert"),
-                                 "--quick", "-o", str(out)])
+    result = runner.invoke(
+        app, ["study", str(study), "--data", str(data), "--model", tiny_model_dir("bert"), "--quick", "-o", str(out)]
+    )
     assert_user_error(result, "reads configuration 'LoRA r=16', which no arm has", "LoRA r=8")
     assert not out.exists()
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--summary", "-o", "page.md"], ["--summary needs study run folders"]),
-    (["--summary", "nowhere", "-o", "page.md"], ["nowhere does not exist"]),
-    (["--summary", ".", "--quick", "-o", "page.md"], ["--quick runs a study; --summary only reads runs"]),
-    (["STUDY", "STUDY", "-o", "run"], ["Give one study file", "got 2 paths"]),
-    (["STUDY"], ["Give -o"]),
-    (["missing.toml", "-o", "run"], ["Study file not found: missing.toml"]),
-    (["STUDY", "-o", "sweep"], ["sweep is a sweep's run folder, not a study's"]),
-    (["STUDY", "--studies", ".", "-o", "run"], ["--studies goes with --summary"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--summary", "-o", "page.md"], ["--summary needs study run folders"]),
+        (["--summary", "nowhere", "-o", "page.md"], ["nowhere does not exist"]),
+        (["--summary", ".", "--quick", "-o", "page.md"], ["--quick runs a study; --summary only reads runs"]),
+        (["STUDY", "STUDY", "-o", "run"], ["Give one study file", "got 2 paths"]),
+        (["STUDY"], ["Give -o"]),
+        (["missing.toml", "-o", "run"], ["Study file not found: missing.toml"]),
+        (["STUDY", "-o", "sweep"], ["sweep is a sweep's run folder, not a study's"]),
+        (["STUDY", "--studies", ".", "-o", "run"], ["--studies goes with --summary"]),
+    ],
+)
 def test_bad_command_lines_are_one_line(runner, tmp_path, monkeypatch, args, words):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "sweep").mkdir()

@@ -32,12 +32,14 @@ FAMILIES = ("bert", "gpt2", "llama")
 
 def fit_subspace(model_dir: str, seed: int = 0, n: int = 48, **params) -> Classifier:
     texts, labels = sentiment_task_fixed(n, seed=0)
-    training = {k: params.pop(k) for k in ("epochs", "max_steps", "learning_rate", "validation_fraction")
-                if k in params}
+    training = {
+        k: params.pop(k) for k in ("epochs", "max_steps", "learning_rate", "validation_fraction") if k in params
+    }
     training.setdefault("max_steps", 3)
     training.setdefault("learning_rate", "fixed")  # one fit: these tests are about the subspace, not the rate search
-    clf = Classifier(model=model_dir, strategy=Subspace(**params), batch_size=16, seed=seed, progress=False,
-                     device="cpu", **training)
+    clf = Classifier(
+        model=model_dir, strategy=Subspace(**params), batch_size=16, seed=seed, progress=False, device="cpu", **training
+    )
     return clf.fit(texts, labels)
 
 
@@ -46,6 +48,7 @@ def private_copy(backbone: Backbone) -> Backbone:
 
 
 # -- the transform and the projection ------------------------------------------------------------
+
 
 @pytest.mark.parametrize("n", [1, 2, 16, 64, 2048])
 def test_fwht_is_the_walsh_hadamard_matrix_in_sylvester_order(n):
@@ -173,6 +176,7 @@ def test_dense_projection_is_for_tiny_sizes_only(tiny_backbone):
 
 # -- the strategy on a model ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("said", [True, False])
 @pytest.mark.parametrize("projected", ["blocks", "body"])
@@ -214,13 +218,19 @@ def test_only_theta_said_and_the_head_train(family, said, tiny_model_dir):
     assert subspace.theta.detach().abs().sum() > 0  # theta moved
     # the pretrained weights themselves never change: only W0 + P theta does
     base = Backbone.load(tiny_model_dir(family), device="cpu")
-    originals = {name.replace(".parametrizations.", ".").replace(".original", ""): p
-                 for name, p in clf.backbone_.model.named_parameters() if not name.startswith("unfreeze_subspace")}
+    originals = {
+        name.replace(".parametrizations.", ".").replace(".original", ""): p
+        for name, p in clf.backbone_.model.named_parameters()
+        if not name.startswith("unfreeze_subspace")
+    }
     for name, p in base.model.named_parameters():
         assert torch.equal(originals[name], p), name
     projected = {name for name, _ in projected_parameters(base, "blocks")}
-    moved = {n.replace(".parametrizations.", ".").removesuffix(".original")
-             for n, _ in clf.backbone_.model.named_parameters() if n.endswith(".original")}
+    moved = {
+        n.replace(".parametrizations.", ".").removesuffix(".original")
+        for n, _ in clf.backbone_.model.named_parameters()
+        if n.endswith(".original")
+    }
     assert moved == projected and m == len(projected)
 
 
@@ -318,42 +328,64 @@ def one_error_line(result) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--d", "0"], ["'d' parameter of subspace", "int >= 1", "Got 0"]),
-    (["--d", "-3"], ["'d' parameter of subspace", "Got -3"]),
-    (["--projection", "gaussian"], ["'projection' parameter of subspace", "'fastfood', 'dense'"]),
-    (["--d", "100000000"], ["'d' parameter of subspace", "for this model (D = "]),
-    (["--d", "2000", "--projection", "dense"], ["must be 'fastfood' for this model"]),
-])
-def test_fit_with_bad_subspace_settings_is_one_line_and_exit_2(args, words, runner, tmp_path, sentiment_csv,
-                                                                tiny_model_dir):
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--d", "0"], ["'d' parameter of subspace", "int >= 1", "Got 0"]),
+        (["--d", "-3"], ["'d' parameter of subspace", "Got -3"]),
+        (["--projection", "gaussian"], ["'projection' parameter of subspace", "'fastfood', 'dense'"]),
+        (["--d", "100000000"], ["'d' parameter of subspace", "for this model (D = "]),
+        (["--d", "2000", "--projection", "dense"], ["must be 'fastfood' for this model"]),
+    ],
+)
+def test_fit_with_bad_subspace_settings_is_one_line_and_exit_2(
+    args, words, runner, tmp_path, sentiment_csv, tiny_model_dir
+):
     out = tmp_path / "bundle"
-    result = runner.invoke(app, ["fit", str(sentiment_csv), "--model", tiny_model_dir("bert"), "--strategy",
-                                 "subspace", *args, "-o", str(out)])
+    result = runner.invoke(
+        app,
+        ["fit", str(sentiment_csv), "--model", tiny_model_dir("bert"), "--strategy", "subspace", *args, "-o", str(out)],
+    )
     line = one_error_line(result)
     for word in words:
         assert word in line, line
     assert not out.exists()
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--d", "0,10"], ["--d values must be ints >= 1", "Got 0"]),
-    (["--d", "ten"], ["--d must be a comma-separated list of ints"]),
-    (["--d", ","], ["--d must name at least one value"]),
-    (["--d", "10,100000000"], ["'d' parameter of subspace", "for this model"]),
-    (["--n-train", "0"], ["--n-train (the training-set size) must be an int >= 1"]),
-    (["--seeds", "x"], ["--seeds must be a comma-separated list of ints"]),
-    (["--projection", "gaussian"], ["'projection' parameter of subspace"]),
-    (["--learning-rate", "0"], ["'learning_rate' parameter of Training must be a float > 0.0"]),
-    (["--metric", "auc"], ["Unknown metric 'auc'"]),
-    (["--fraction", "1.5"], ["--fraction must be a float in (0, 1]"]),
-    (["--n-train", "100000"], ["--n-train 100000 is more than the"]),
-])
-def test_intrinsic_dim_with_bad_settings_is_one_line_and_exit_2(args, words, runner, tmp_path, sentiment_csv,
-                                                                 tiny_model_dir):
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--d", "0,10"], ["--d values must be ints >= 1", "Got 0"]),
+        (["--d", "ten"], ["--d must be a comma-separated list of ints"]),
+        (["--d", ","], ["--d must name at least one value"]),
+        (["--d", "10,100000000"], ["'d' parameter of subspace", "for this model"]),
+        (["--n-train", "0"], ["--n-train (the training-set size) must be an int >= 1"]),
+        (["--seeds", "x"], ["--seeds must be a comma-separated list of ints"]),
+        (["--projection", "gaussian"], ["'projection' parameter of subspace"]),
+        (["--learning-rate", "0"], ["'learning_rate' parameter of Training must be a float > 0.0"]),
+        (["--metric", "auc"], ["Unknown metric 'auc'"]),
+        (["--fraction", "1.5"], ["--fraction must be a float in (0, 1]"]),
+        (["--n-train", "100000"], ["--n-train 100000 is more than the"]),
+    ],
+)
+def test_intrinsic_dim_with_bad_settings_is_one_line_and_exit_2(
+    args, words, runner, tmp_path, sentiment_csv, tiny_model_dir
+):
     out = tmp_path / "run"
-    result = runner.invoke(app, ["intrinsic-dim", str(sentiment_csv), "--model", tiny_model_dir("bert"),
-                                 "--n-train", "40", *args, "-o", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "intrinsic-dim",
+            str(sentiment_csv),
+            "--model",
+            tiny_model_dir("bert"),
+            "--n-train",
+            "40",
+            *args,
+            "-o",
+            str(out),
+        ],
+    )
     line = one_error_line(result)
     for word in words:
         assert word in line, line
@@ -361,11 +393,26 @@ def test_intrinsic_dim_with_bad_settings_is_one_line_and_exit_2(args, words, run
 
 
 @pytest.mark.slow
-def test_intrinsic_dim_on_a_tiny_model_writes_the_plot_and_a_d90_line_and_resumes(runner, tmp_path, sentiment_csv,
-                                                                                  tiny_model_dir):
+def test_intrinsic_dim_on_a_tiny_model_writes_the_plot_and_a_d90_line_and_resumes(
+    runner, tmp_path, sentiment_csv, tiny_model_dir
+):
     out = tmp_path / "run"
-    args = ["intrinsic-dim", str(sentiment_csv), "--model", tiny_model_dir("bert"), "--d", "4,64,1024",
-            "--n-train", "60", "--seeds", "0,1", "--max-steps", "4", "-o", str(out)]
+    args = [
+        "intrinsic-dim",
+        str(sentiment_csv),
+        "--model",
+        tiny_model_dir("bert"),
+        "--d",
+        "4,64,1024",
+        "--n-train",
+        "60",
+        "--seeds",
+        "0,1",
+        "--max-steps",
+        "4",
+        "-o",
+        str(out),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, (result.output, result.exception)
     assert (out / "intrinsic.png").stat().st_size > 10_000
@@ -374,8 +421,9 @@ def test_intrinsic_dim_on_a_tiny_model_writes_the_plot_and_a_d90_line_and_resume
     assert len(d90) == 1 and "full fine-tuning" in d90[0], result.stdout
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     cells = sorted((r["cell"]["strategy"], r["cell"].get("d"), r["cell"]["seed"]) for r in rows)
-    assert cells == sorted([("full", None, s) for s in (0, 1)] + [("subspace", d, s) for d in (4, 64, 1024)
-                                                                   for s in (0, 1)])
+    assert cells == sorted(
+        [("full", None, s) for s in (0, 1)] + [("subspace", d, s) for d in (4, 64, 1024) for s in (0, 1)]
+    )
     assert all(r["status"] == "done" for r in rows)
     assert json.loads((out / "sweep.json").read_text())["spec"]["strategies"] == ["full", "subspace"]
     report = runner.invoke(app, ["report", str(out)])  # the sweep report reads the same folder
@@ -410,17 +458,29 @@ def test_d90_is_the_first_grid_point_reaching_90_percent_and_its_interpolation(t
     def add(group: str, score: float) -> None:
         key = f"{group}-{len(keys[group])}-{rng.integers(10**9)}"
         keys[group].append(key)
-        store.append({"key": key, "status": "done", "test": {"accuracy": score}, "fit": {"trainable_parameters": 5,
-                                                                                         "seconds": 1.0}})
+        store.append(
+            {
+                "key": key,
+                "status": "done",
+                "test": {"accuracy": score},
+                "fit": {"trainable_parameters": 5, "seconds": 1.0},
+            }
+        )
 
     for score in full:
         add("full", score)
     for d, values in scores.items():
         for score in values:
             add(str(d), score)
-    (tmp_path / INTRINSIC_FILE).write_text(json.dumps({
-        "metric": "accuracy", "full": {"keys": keys["full"]},
-        "subspace": {"keys": {g: k for g, k in keys.items() if g != "full"}}}))
+    (tmp_path / INTRINSIC_FILE).write_text(
+        json.dumps(
+            {
+                "metric": "accuracy",
+                "full": {"keys": keys["full"]},
+                "subspace": {"keys": {g: k for g, k in keys.items() if g != "full"}},
+            }
+        )
+    )
     result = intrinsic_result(tmp_path)
     target = 0.9 * np.mean(full)
     assert result.target == pytest.approx(target)
@@ -443,8 +503,7 @@ def test_d90_is_the_first_grid_point_reaching_90_percent_and_its_interpolation(t
     assert strict.d90_grid is None and strict.sentence().startswith("d99 > 10000")
 
 
-def test_fit_predict_and_serve_a_subspace_bundle_from_the_command_line(runner, tmp_path, sentiment_csv,
-                                                                       tiny_model_dir):
+def test_fit_predict_and_serve_a_subspace_bundle_from_the_command_line(runner, tmp_path, sentiment_csv, tiny_model_dir):
     """`fit --strategy subspace` writes a bundle; `predict` and the HTTP service give the library's probabilities."""
     import pandas as pd
     from fastapi.testclient import TestClient
@@ -453,13 +512,34 @@ def test_fit_predict_and_serve_a_subspace_bundle_from_the_command_line(runner, t
     from unfreeze.serve.app import create_app
 
     bundle = tmp_path / "bundle"
-    result = runner.invoke(app, ["fit", str(sentiment_csv), "--model", tiny_model_dir("bert"), "--strategy",
-                                 "subspace", "--d", "50", "--no-said", "--projection-seed", "4", "--max-steps", "3",
-                                 "--lr", "0.2", "-o", str(bundle)])
+    result = runner.invoke(
+        app,
+        [
+            "fit",
+            str(sentiment_csv),
+            "--model",
+            tiny_model_dir("bert"),
+            "--strategy",
+            "subspace",
+            "--d",
+            "50",
+            "--no-said",
+            "--projection-seed",
+            "4",
+            "--max-steps",
+            "3",
+            "--lr",
+            "0.2",
+            "-o",
+            str(bundle),
+        ],
+    )
     assert result.exit_code == 0, (result.output, result.exception)
     config = json.loads((bundle / "unfreeze.json").read_text())
-    assert config["strategy"] == {"name": "subspace", "params": {"d": 50, "projection": "fastfood", "said": False,
-                                                                 "projected": "blocks", "projection_seed": 4}}
+    assert config["strategy"] == {
+        "name": "subspace",
+        "params": {"d": 50, "projection": "fastfood", "said": False, "projected": "blocks", "projection_seed": 4},
+    }
     assert config["predictor"]["projection"]["seed"] == 4 and config["fit_record"]["steps"] == 3
     texts, _ = sentiment_task_fixed(12, seed=9)
     expected = Classifier.load(bundle).predict_proba(texts)

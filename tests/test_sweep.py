@@ -31,8 +31,9 @@ def write_toy_csv(path: Path, n: int, seed: int) -> Path:
     for i in range(n):
         positive = i % 2 == 0
         word = rng.choice(GOOD if positive else BAD)
-        lines.append(f"the film was {word} and {rng.choice(['long', 'short', 'new', 'old'])},"
-                     f"{'pos' if positive else 'neg'}")
+        lines.append(
+            f"the film was {word} and {rng.choice(['long', 'short', 'new', 'old'])},{'pos' if positive else 'neg'}"
+        )
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -41,9 +42,20 @@ def backend_spec(folder: Path, model: str) -> SweepSpec:
     """The sweep the backends are compared on: features (shared embeddings), freeze at every k (the shared
     prefix for k >= 1), a cell that fails (reinit m=5 > 2 blocks) and the probe, over two seeds."""
     train, test = write_toy_csv(folder / "train.csv", 64, 0), write_toy_csv(folder / "test.csv", 24, 1)
-    return SweepSpec(data=str(train), test=str(test), model=model, strategies=["features", "freeze", "reinit"],
-                     k=[0, 1, 2], m=5, n_train=[8, 16], seeds=[0, 1], epochs=2, batch_size=8, validation_fraction=0.0,
-                     probe=True)
+    return SweepSpec(
+        data=str(train),
+        test=str(test),
+        model=model,
+        strategies=["features", "freeze", "reinit"],
+        k=[0, 1, 2],
+        m=5,
+        n_train=[8, 16],
+        seeds=[0, 1],
+        epochs=2,
+        batch_size=8,
+        validation_fraction=0.0,
+        probe=True,
+    )
 
 
 def run_contents(run_dir: Path) -> dict[str, dict]:
@@ -62,24 +74,46 @@ def toy_data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def toy_spec(toy_data, tiny_model_dir):
     train, test = toy_data
-    return SweepSpec(data=str(train), test=str(test), model=str(tiny_model_dir("bert")),
-                     strategies=["features", "freeze"], k=[0, 2], n_train=[8, 16], seeds=[0, 1], epochs=1,
-                     batch_size=8, validation_fraction=0.0)
+    return SweepSpec(
+        data=str(train),
+        test=str(test),
+        model=str(tiny_model_dir("bert")),
+        strategies=["features", "freeze"],
+        k=[0, 2],
+        n_train=[8, 16],
+        seeds=[0, 1],
+        epochs=1,
+        batch_size=8,
+        validation_fraction=0.0,
+    )
 
 
 # -- grid ------------------------------------------------------------------------------------
 
+
 def test_expand_covers_the_grid_in_seed_then_size_order():
-    spec = SweepSpec(strategies=["features", "freeze", "lora", "setfit", "reinit", "full"], k=[0, 3, 6],
-                     n_train=[128, 32], seeds=[1, 0])
+    spec = SweepSpec(
+        strategies=["features", "freeze", "lora", "setfit", "reinit", "full"],
+        k=[0, 3, 6],
+        n_train=[128, 32],
+        seeds=[1, 0],
+    )
     cells = expand(spec, num_blocks=6)
     per_point = 1 + 3 + 1 + 1 + 1 + 1
     assert len(cells) == per_point * 2 * 2
     assert len(set(cells)) == len(cells)
-    assert [c.seed for c in cells[:per_point * 2]] == [1] * per_point * 2  # seeds outer, in the given order
+    assert [c.seed for c in cells[: per_point * 2]] == [1] * per_point * 2  # seeds outer, in the given order
     assert [c.n_train for c in cells[:per_point]] == [32] * per_point  # sizes ascending inside a seed
-    assert {c.label for c in cells} == {"features", "freeze k=0", "freeze k=3", "freeze k=6", "lora r=8",
-                                        "setfit num_iterations=20", "reinit m=1", "full"}
+    assert {c.label for c in cells} == {
+        "features",
+        "freeze k=0",
+        "freeze k=3",
+        "freeze k=6",
+        "lora r=8",
+        "setfit num_iterations=20",
+        "reinit m=1",
+        "full",
+    }
 
 
 def test_k_all_means_every_k_and_out_of_range_k_is_refused():
@@ -89,14 +123,17 @@ def test_k_all_means_every_k_and_out_of_range_k_is_refused():
         expand(replace(spec, k=[0, 7]), 6)
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"strategies": ["magic"]}, "Unknown strategy 'magic'"),
-    ({"strategies": []}, "no strategies"),
-    ({"k": "some"}, "comma-separated list of ints or 'all'"),
-    ({"n_train": []}, "--n-train must be a non-empty list"),
-    ({"n_train": [0]}, "--n-train values must be >= 1"),
-    ({"seeds": ["a"]}, "--seeds must be a non-empty list of ints"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"strategies": ["magic"]}, "Unknown strategy 'magic'"),
+        ({"strategies": []}, "no strategies"),
+        ({"k": "some"}, "comma-separated list of ints or 'all'"),
+        ({"n_train": []}, "--n-train must be a non-empty list"),
+        ({"n_train": [0]}, "--n-train values must be >= 1"),
+        ({"seeds": ["a"]}, "--seeds must be a non-empty list of ints"),
+    ],
+)
 def test_bad_specs_are_refused(bad, message):
     with pytest.raises(UnfreezeError, match=message):
         SweepSpec(**bad)
@@ -108,18 +145,34 @@ def test_cell_keys_of_release_0_1_0_sweeps_are_unchanged():
     for entry in fixture["specs"]:
         spec = SweepSpec(**entry["spec"])
         cells = expand(spec, entry["num_blocks"])
-        got = [{"label": c.label, "n_train": c.n_train, "seed": c.seed,
-                "key": c.key(entry["data_fingerprint"], entry["model_fingerprint"], spec.training_settings())}
-               for c in cells]
+        got = [
+            {
+                "label": c.label,
+                "n_train": c.n_train,
+                "seed": c.seed,
+                "key": c.key(entry["data_fingerprint"], entry["model_fingerprint"], spec.training_settings()),
+            }
+            for c in cells
+        ]
         assert got == entry["cells"]
 
 
 def test_any_strategy_parameter_can_be_swept():
-    spec = SweepSpec(strategies=["freeze", "lora", "reinit"], k=[1], n_train=[8], seeds=[0],
-                     grid={"lora": {"r": [4, "16"], "lora_alpha": 32}, "reinit": {"m": [1, 2], "k": [0]}})
+    spec = SweepSpec(
+        strategies=["freeze", "lora", "reinit"],
+        k=[1],
+        n_train=[8],
+        seeds=[0],
+        grid={"lora": {"r": [4, "16"], "lora_alpha": 32}, "reinit": {"m": [1, 2], "k": [0]}},
+    )
     labels = [c.label for c in expand(spec, 6)]
-    assert labels == ["freeze k=1", "lora r=4 lora_alpha=32", "lora r=16 lora_alpha=32", "reinit m=1 k=0",
-                      "reinit m=2 k=0"]
+    assert labels == [
+        "freeze k=1",
+        "lora r=4 lora_alpha=32",
+        "lora r=16 lora_alpha=32",
+        "reinit m=1 k=0",
+        "reinit m=2 k=0",
+    ]
     assert [c.make_strategy() for c in expand(spec, 6)][2].r == 16  # strings (the CLI's) take the declared type
     # a sweep's training settings go only to the strategies that read them
     from unfreeze.strategies import Features, SetFit
@@ -129,13 +182,16 @@ def test_any_strategy_parameter_can_be_swept():
     assert set(spec.training_for(SetFit)) == set(SetFit.training_settings) - {"prefix_cache"}
 
 
-@pytest.mark.parametrize("grid, message", [
-    ({"magic": {"k": [1]}}, "grid names unknown strategy 'magic'"),
-    ({"lora": {"rank": [4]}}, "Strategy 'lora' has no parameter 'rank' to sweep. Its parameters: r, lora_alpha"),
-    ({"lora": {"r": []}}, "gives no values for lora.r"),
-    ({"lora": {"r": [0]}}, "The 'r' parameter of lora must be an int >= 1. Got 0."),
-    ({"reinit": {"m": ["two"]}}, "The 'm' parameter of reinit must be an int >= 1. Got 'two'."),
-])
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        ({"magic": {"k": [1]}}, "grid names unknown strategy 'magic'"),
+        ({"lora": {"rank": [4]}}, "Strategy 'lora' has no parameter 'rank' to sweep. Its parameters: r, lora_alpha"),
+        ({"lora": {"r": []}}, "gives no values for lora.r"),
+        ({"lora": {"r": [0]}}, "The 'r' parameter of lora must be an int >= 1. Got 0."),
+        ({"reinit": {"m": ["two"]}}, "The 'm' parameter of reinit must be an int >= 1. Got 'two'."),
+    ],
+)
 def test_a_bad_grid_is_one_line_before_anything_runs(grid, message):
     with pytest.raises(UnfreezeError, match=re.escape(message)):
         SweepSpec(strategies=["lora", "reinit"], grid=grid)
@@ -163,8 +219,10 @@ def test_toml_scalars_are_one_element_lists_and_paths_are_relative_to_the_file(t
     folder.mkdir()
     (folder / "train.csv").write_text("text,label\na,x\n")
     config = folder / "sweep.toml"
-    config.write_text('[sweep]\ndata = "train.csv"\nstrategies = "features, freeze"\nn_train = 16\nseeds = 2\nk = 3\n'
-                      '[sweep.grid.lora]\nr = 4\n')
+    config.write_text(
+        '[sweep]\ndata = "train.csv"\nstrategies = "features, freeze"\nn_train = 16\nseeds = 2\nk = 3\n'
+        "[sweep.grid.lora]\nr = 4\n"
+    )
     monkeypatch.chdir(tmp_path)  # elsewhere: the data path must not depend on where the command runs
     spec = SweepSpec.from_toml(config)
     assert (spec.strategies, spec.n_train, spec.seeds, spec.k) == (["features", "freeze"], [16], [2], [3])
@@ -177,14 +235,22 @@ def test_toml_scalars_are_one_element_lists_and_paths_are_relative_to_the_file(t
 
 def test_sweep_spec_reads_toml_and_rejects_unknown_settings(tmp_path):
     good = tmp_path / "sweep.toml"
-    good.write_text('[sweep]\ndata = "bbc-news"\nstrategies = ["features", "lora"]\nk = "all"\n'
-                    'n_train = [32, 128]\nseeds = [0, 1, 2]\nr = 4\n')
+    good.write_text(
+        '[sweep]\ndata = "bbc-news"\nstrategies = ["features", "lora"]\nk = "all"\n'
+        "n_train = [32, 128]\nseeds = [0, 1, 2]\nr = 4\n"
+    )
     spec = SweepSpec.from_toml(good)
     assert (spec.data, spec.strategies, spec.k, spec.n_train, spec.seeds, spec.r) == (
-        "bbc-news", ["features", "lora"], "all", [32, 128], [0, 1, 2], 4)
+        "bbc-news",
+        ["features", "lora"],
+        "all",
+        [32, 128],
+        [0, 1, 2],
+        4,
+    )
     assert spec.axes("lora") == {"r": [4]}
     bad = tmp_path / "bad.toml"
-    bad.write_text('[sweep]\nlearning_rat = 0.1\n')
+    bad.write_text("[sweep]\nlearning_rat = 0.1\n")
     with pytest.raises(UnfreezeError, match="unknown sweep setting 'learning_rat'"):
         SweepSpec.from_toml(bad)
     broken = tmp_path / "broken.toml"
@@ -194,6 +260,7 @@ def test_sweep_spec_reads_toml_and_rejects_unknown_settings(tmp_path):
 
 
 # -- the store ----------------------------------------------------------------------------------
+
 
 def test_store_skips_a_partial_last_line_and_repairs_it_before_appending(tmp_path):
     store = ResultsStore(tmp_path)
@@ -210,6 +277,7 @@ def test_store_skips_a_partial_last_line_and_repairs_it_before_appending(tmp_pat
 
 
 # -- running -----------------------------------------------------------------------------------
+
 
 def _run(spec, out, **kwargs):
     from unfreeze.sweep.runner import run_sweep

@@ -52,17 +52,25 @@ def test_two_workers_record_the_one_at_a_time_rows(workers_spec, one_at_a_time, 
     failed = [r for r in records if r["status"] == "failed"]
     assert {r["cell"]["strategy"] for r in failed} == {"reinit"}
     assert json.loads((tmp_path / "run" / "probe.json").read_text()) == json.loads(
-        (one_at_a_time / "probe.json").read_text())
+        (one_at_a_time / "probe.json").read_text()
+    )
     assert run_sweep(workers_spec, tmp_path / "run", progress=False, workers=2) == {
-        "total": 20, "skipped": 20, "done": 0, "failed": 0}
+        "total": 20,
+        "skipped": 20,
+        "done": 0,
+        "failed": 0,
+    }
 
 
-def test_a_worker_that_dies_stops_the_sweep_in_one_line_and_the_same_call_resumes(workers_spec, one_at_a_time,
-                                                                                  tmp_path, monkeypatch):
+def test_a_worker_that_dies_stops_the_sweep_in_one_line_and_the_same_call_resumes(
+    workers_spec, one_at_a_time, tmp_path, monkeypatch
+):
     # the workers are spawned: they see the environment, not this process's patches (fixtures/kill_worker)
     monkeypatch.setenv("UNFREEZE_TEST_KILL_SEED", "1")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent / "fixtures" / "kill_worker"),
-                                                      os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv(
+        "PYTHONPATH",
+        os.pathsep.join([str(Path(__file__).parent / "fixtures" / "kill_worker"), os.environ.get("PYTHONPATH", "")]),
+    )
     spec = workers_spec
     with pytest.raises(UnfreezeError, match=r"A worker process died .* Run the same command again"):
         run_sweep(spec, tmp_path / "run", progress=False, workers=2)
@@ -91,13 +99,17 @@ def test_workers_must_be_a_positive_whole_number(value):
         check_workers(value)
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--workers", "0"], "--workers must be a whole number >= 1"),
-    (["--workers", "2", "--backend", "ray"], "--workers applies to the local backend"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--workers", "0"], "--workers must be a whole number >= 1"),
+        (["--workers", "2", "--backend", "ray"], "--workers applies to the local backend"),
+    ],
+)
 def test_bad_workers_on_the_command_line_are_one_line_errors(runner, tmp_path, args, words):
     csv = write_toy_csv(tmp_path / "train.csv", 32, 0)
-    result = runner.invoke(app, ["sweep", str(csv), "--strategies", "features", "--sizes", "8", "-o",
-                                 str(tmp_path / "run"), *args])
+    result = runner.invoke(
+        app, ["sweep", str(csv), "--strategies", "features", "--sizes", "8", "-o", str(tmp_path / "run"), *args]
+    )
     assert_user_error(result, words)
     assert not (tmp_path / "run").exists()

@@ -26,20 +26,31 @@ X_TEST, _ = sentiment_task_varied(20, seed=1)
 
 
 def make(tiny_model_dir, family="bert", **params) -> Classifier:
-    defaults = dict(model=tiny_model_dir(family), progress=False, device="cpu", cache=False, batch_size=8,
-                    **applicable(params.get("strategy", "features"), dict(C=1.0, validation_fraction=0)))
+    defaults = dict(
+        model=tiny_model_dir(family),
+        progress=False,
+        device="cpu",
+        cache=False,
+        batch_size=8,
+        **applicable(params.get("strategy", "features"), dict(C=1.0, validation_fraction=0)),
+    )
     return Classifier(**{**defaults, **params})
 
 
 # -- determinism -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("strategy", "params"), [
-    ("freeze", dict(k=1, epochs=2)),
-    ("freeze", dict(k=0, epochs=1, validation_fraction=0.25)),
-    ("lora", dict(r=2, epochs=2)),
-    ("reinit", dict(m=1, max_steps=3)),
-    ("setfit", dict(num_iterations=1, max_steps=3)),
-], ids=["freeze-k1", "freeze-k0-val", "lora", "reinit", "setfit"])
+
+@pytest.mark.parametrize(
+    ("strategy", "params"),
+    [
+        ("freeze", dict(k=1, epochs=2)),
+        ("freeze", dict(k=0, epochs=1, validation_fraction=0.25)),
+        ("lora", dict(r=2, epochs=2)),
+        ("reinit", dict(m=1, max_steps=3)),
+        ("setfit", dict(num_iterations=1, max_steps=3)),
+    ],
+    ids=["freeze-k1", "freeze-k0-val", "lora", "reinit", "setfit"],
+)
 def test_same_seed_same_probabilities_other_seed_other_probabilities(strategy, params, tiny_model_dir):
     a = make(tiny_model_dir, strategy=strategy, seed=7, **params).fit(X, Y).predict_proba(X_TEST)
     b = make(tiny_model_dir, strategy=strategy, seed=7, **params).fit(X, Y).predict_proba(X_TEST)
@@ -49,6 +60,7 @@ def test_same_seed_same_probabilities_other_seed_other_probabilities(strategy, p
 
 
 # -- early stopping and best weights ------------------------------------------------------------------
+
 
 def private_bert(tiny_backbone) -> Backbone:
     base = tiny_backbone("bert")
@@ -110,9 +122,16 @@ def test_equal_accuracy_is_broken_by_validation_loss(tiny_backbone, monkeypatch)
         return logits
 
     monkeypatch.setattr(loop, "predict_logits", scripted)
-    record = train(model, backbone, 2, encoded.subset(range(30)), y[:30],
-                   TrainConfig(epochs=4, batch_size=8, learning_rate=5e-5, patience=None, progress=False),
-                   encoded.subset(range(30, 40)), y[30:])
+    record = train(
+        model,
+        backbone,
+        2,
+        encoded.subset(range(30)),
+        y[:30],
+        TrainConfig(epochs=4, batch_size=8, learning_rate=5e-5, patience=None, progress=False),
+        encoded.subset(range(30, 40)),
+        y[30:],
+    )
     assert record.epochs_run == 4  # patience None: never stops early
     assert record.best_epoch == 2
     losses = [h["val_loss"] for h in record.history]
@@ -120,8 +139,16 @@ def test_equal_accuracy_is_broken_by_validation_loss(tiny_backbone, monkeypatch)
 
 
 def test_real_early_stopping_with_a_diverging_learning_rate(tiny_model_dir):
-    clf = make(tiny_model_dir, strategy="freeze", k=0, epochs=12, patience=1, learning_rate=1.0,
-               head_learning_rate=1.0, validation_fraction=0.25).fit(X, Y)
+    clf = make(
+        tiny_model_dir,
+        strategy="freeze",
+        k=0,
+        epochs=12,
+        patience=1,
+        learning_rate=1.0,
+        head_learning_rate=1.0,
+        validation_fraction=0.25,
+    ).fit(X, Y)
     record = clf.fit_record_
     history = record["history"]
     assert record["epochs_run"] < 12, "patience=1 should stop a diverging run early"
@@ -137,8 +164,9 @@ def test_real_early_stopping_with_a_diverging_learning_rate(tiny_model_dir):
 
 
 def test_validation_history_and_best_epoch_on_a_learnable_task(tiny_model_dir):
-    clf = make(tiny_model_dir, strategy="freeze", k=1, epochs=5, patience=None, learning_rate=3e-3,
-               validation_fraction=0.25).fit(X, Y)
+    clf = make(
+        tiny_model_dir, strategy="freeze", k=1, epochs=5, patience=None, learning_rate=3e-3, validation_fraction=0.25
+    ).fit(X, Y)
     record = clf.fit_record_
     assert record["epochs_run"] == 5 and len(record["history"]) == 5
     scores = [(h["val_accuracy"], -h["val_loss"]) for h in record["history"]]
@@ -153,6 +181,7 @@ def test_without_validation_the_last_epoch_is_kept(tiny_model_dir):
 
 
 # -- budgets and the record ----------------------------------------------------------------------------
+
 
 def test_max_steps_and_the_counts_of_what_was_seen(tiny_model_dir, monkeypatch):
     served = []
@@ -179,7 +208,9 @@ def test_max_steps_and_the_counts_of_what_was_seen(tiny_model_dir, monkeypatch):
     assert record["peak_memory_bytes"] > 0
     assert record["device"] == "cpu"
     assert record["total_parameters"] == sum(p.numel() for p in clf.predictor_.network.parameters())
-    assert record["trainable_parameters"] == sum(p.numel() for p in clf.predictor_.network.parameters() if p.requires_grad)
+    assert record["trainable_parameters"] == sum(
+        p.numel() for p in clf.predictor_.network.parameters() if p.requires_grad
+    )
     assert record["prefix_seconds"] > 0  # k=1: the prefix cache ran
     assert record["seed"] == 0
 
@@ -203,6 +234,7 @@ def test_max_steps_in_setfit(tiny_model_dir):
 
 
 # -- class weights --------------------------------------------------------------------------------------
+
 
 def test_balanced_class_weights():
     y = np.array([0, 0, 0, 1])
@@ -235,6 +267,7 @@ def test_class_weight_reaches_the_loss(tiny_model_dir, monkeypatch):
 
 # -- length-grouped batches -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(("n", "batch_size"), [(1, 4), (10, 4), (37, 8), (1000, 4)])
 def test_length_grouped_order_covers_every_index_once(n, batch_size):
     rng = np.random.default_rng(0)
@@ -243,8 +276,9 @@ def test_length_grouped_order_covers_every_index_once(n, batch_size):
     flat = [i for b in batches for i in b]
     assert sorted(flat) == list(range(n))
     assert all(1 <= len(b) <= batch_size for b in batches)
-    assert len(batches) == sum(-(-len(range(s, min(s + batch_size * 50, n))) // batch_size)
-                               for s in range(0, n, batch_size * 50))
+    assert len(batches) == sum(
+        -(-len(range(s, min(s + batch_size * 50, n))) // batch_size) for s in range(0, n, batch_size * 50)
+    )
 
 
 def test_length_grouped_batches_are_homogeneous_and_shuffled():
@@ -266,6 +300,7 @@ def test_length_grouped_batches_are_homogeneous_and_shuffled():
 
 
 # -- SetFit pairs -----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("num_iterations", [1, 3])
 @pytest.mark.parametrize("batch_size", [4, 7, 64])
@@ -363,12 +398,15 @@ def saved_tensor_names(path) -> set[str]:
 
 
 @pytest.mark.parametrize("family", ["bert", "gpt2"])
-@pytest.mark.parametrize(("strategy", "params"), BUNDLE_CASES,
-                         ids=[f"{s}-{'-'.join(f'{k}{v}' for k, v in p.items())}" for s, p in BUNDLE_CASES])
-def test_trained_bundles_round_trip_to_identical_probabilities(strategy, params, family, tiny_model_dir, tmp_path,
-                                                              monkeypatch):
-    clf = make(tiny_model_dir, family, strategy=strategy, seed=5, max_steps=3, learning_rate=1e-2,
-               **params).fit(X, Y)
+@pytest.mark.parametrize(
+    ("strategy", "params"),
+    BUNDLE_CASES,
+    ids=[f"{s}-{'-'.join(f'{k}{v}' for k, v in p.items())}" for s, p in BUNDLE_CASES],
+)
+def test_trained_bundles_round_trip_to_identical_probabilities(
+    strategy, params, family, tiny_model_dir, tmp_path, monkeypatch
+):
+    clf = make(tiny_model_dir, family, strategy=strategy, seed=5, max_steps=3, learning_rate=1e-2, **params).fit(X, Y)
     expected = clf.predict_proba(X_TEST)
     path = clf.save(tmp_path / "bundle")
     files = sorted(p.name for p in path.rglob("*"))
@@ -408,6 +446,7 @@ def test_lora_bundle_holds_only_adapters_and_head(top_blocks, tiny_model_dir, tm
 
 # -- learning ---------------------------------------------------------------------------------------
 
+
 def test_full_fine_tuning_learns_a_word_level_task(tiny_model_dir):
     texts, labels = sentiment_task_varied(48, seed=3)
     clf = make(tiny_model_dir, strategy="freeze", k=0, epochs=8, learning_rate=3e-3, seed=0).fit(texts, labels)
@@ -418,12 +457,17 @@ def test_full_fine_tuning_learns_a_word_level_task(tiny_model_dir):
 
 # -- the recorded training loss is the mean over the batches that ran --------------------------------
 
-@pytest.mark.parametrize(("strategy", "params"), [
-    ("freeze", dict(k=1, epochs=1, max_steps=3)),
-    ("freeze", dict(k=1, epochs=2)),
-    ("setfit", dict(num_iterations=2, max_steps=3)),
-    ("setfit", dict(num_iterations=1, epochs=2)),
-], ids=["freeze-budget", "freeze-epochs", "setfit-budget", "setfit-epochs"])
+
+@pytest.mark.parametrize(
+    ("strategy", "params"),
+    [
+        ("freeze", dict(k=1, epochs=1, max_steps=3)),
+        ("freeze", dict(k=1, epochs=2)),
+        ("setfit", dict(num_iterations=2, max_steps=3)),
+        ("setfit", dict(num_iterations=1, epochs=2)),
+    ],
+    ids=["freeze-budget", "freeze-epochs", "setfit-budget", "setfit-epochs"],
+)
 def test_history_train_loss_is_the_mean_of_the_batch_losses(strategy, params, tiny_model_dir, monkeypatch):
     losses = []
     functional = torch.nn.functional
@@ -435,6 +479,7 @@ def test_history_train_loss_is_the_mean_of_the_batch_losses(strategy, params, ti
             if torch.is_grad_enabled() and value.requires_grad:  # training steps, not validation
                 losses.append(value.item())
             return value
+
         return wrapped
 
     for name in originals:

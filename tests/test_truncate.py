@@ -27,8 +27,16 @@ HEAD = HIDDEN * 2 + 2
 
 
 def make(model_dir: str, **params) -> Classifier:
-    defaults = dict(model=model_dir, strategy="truncate", progress=False, device="cpu", cache=False, batch_size=8,
-                    validation_fraction=0, max_steps=2)
+    defaults = dict(
+        model=model_dir,
+        strategy="truncate",
+        progress=False,
+        device="cpu",
+        cache=False,
+        batch_size=8,
+        validation_fraction=0,
+        max_steps=2,
+    )
     return Classifier(**{**defaults, **params})
 
 
@@ -37,6 +45,7 @@ def block_names(model: torch.nn.Module, family: str, i: int) -> set[str]:
 
 
 # -- the truncated model is the bottom of the full one --------------------------------------------------
+
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_truncated_forward_gives_the_full_models_hidden_state_j(family, tiny_backbone):
@@ -125,6 +134,7 @@ def test_default_j_keeps_two_thirds():
 
 # -- bundles: smaller, and identical predictions ---------------------------------------------------------
 
+
 @pytest.mark.parametrize("family", ["bert", "gpt2", "llama"])
 @pytest.mark.parametrize(("j", "k"), [(1, 0), (2, 1)])
 def test_bundle_round_trip_re_truncates_and_predicts_identically(family, j, k, tiny_model_dir, tmp_path):
@@ -159,31 +169,60 @@ def test_the_saved_model_shrinks_by_the_removed_blocks(tiny_model_dir, tmp_path)
 
 
 def test_the_frozen_prefix_cache_works_below_k(tiny_model_dir):
-    fitted = {cache: make(tiny_model_dir("bert"), j=2, k=1, prefix_cache=cache, seed=3, epochs=2, max_steps=None,
-                          learning_rate=1e-3).fit(X, Y) for cache in (True, False)}
+    fitted = {
+        cache: make(
+            tiny_model_dir("bert"), j=2, k=1, prefix_cache=cache, seed=3, epochs=2, max_steps=None, learning_rate=1e-3
+        ).fit(X, Y)
+        for cache in (True, False)
+    }
     assert fitted[True].fit_record_["prefix_seconds"] > 0 and fitted[False].fit_record_["prefix_seconds"] == 0
     np.testing.assert_allclose(fitted[True].predict_proba(X_TEST), fitted[False].predict_proba(X_TEST), atol=1e-4)
 
 
 # -- bad settings: one line, exit 2, nothing written ---------------------------------------------------
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--j", "9"], "The 'j' parameter of truncate must be an int in [1, 2] for this model. Got 9."),
-    (["--j", "0"], "The 'j' parameter of truncate must be an int >= 1. Got 0."),
-    (["--j", "2", "--k", "2"], "The 'k' parameter of truncate must be an int in [0, 1] for this model with j=2. "
-                               "Got 2."),
-    (["--j", "1", "--k", "1"], "The 'k' parameter of truncate must be an int in [0, 0] for this model with j=1. "
-                               "Got 1."),
-    (["--j", "1", "--layer-decay", "0"], "The 'layer_decay' parameter of Training must be a float in (0.0, 1.0]. "
-                                         "Got 0.0."),
-], ids=["j-above-L", "j-zero", "k-equals-j", "k-equals-j-1", "layer-decay-0"])
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--j", "9"], "The 'j' parameter of truncate must be an int in [1, 2] for this model. Got 9."),
+        (["--j", "0"], "The 'j' parameter of truncate must be an int >= 1. Got 0."),
+        (
+            ["--j", "2", "--k", "2"],
+            "The 'k' parameter of truncate must be an int in [0, 1] for this model with j=2. Got 2.",
+        ),
+        (
+            ["--j", "1", "--k", "1"],
+            "The 'k' parameter of truncate must be an int in [0, 0] for this model with j=1. Got 1.",
+        ),
+        (
+            ["--j", "1", "--layer-decay", "0"],
+            "The 'layer_decay' parameter of Training must be a float in (0.0, 1.0]. Got 0.0.",
+        ),
+    ],
+    ids=["j-above-L", "j-zero", "k-equals-j", "k-equals-j-1", "layer-decay-0"],
+)
 def test_bad_settings_at_the_command_line(args, message, tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.delenv("UNFREEZE_DEBUG", raising=False)
     data = tmp_path / "train.csv"
     data.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in zip(X, Y)))
     out = tmp_path / "bundle"
-    result = CliRunner().invoke(app, ["fit", str(data), "--model", tiny_model_dir("bert"), "--strategy", "truncate",
-                                      *args, "--max-steps", "1", "-o", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "fit",
+            str(data),
+            "--model",
+            tiny_model_dir("bert"),
+            "--strategy",
+            "truncate",
+            *args,
+            "--max-steps",
+            "1",
+            "-o",
+            str(out),
+        ],
+    )
     assert result.exit_code == 2, result.output
     assert result.stderr.splitlines() == [f"error: {message}"]
     assert not out.exists()
@@ -196,16 +235,35 @@ def test_python_m_unfreeze_fit_j_above_L_is_one_line_exit_2(tiny_model_dir, tmp_
 
     data = tmp_path / "train.csv"
     data.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in zip(X, Y)))
-    out = subprocess.run([sys.executable, "-m", "unfreeze", "fit", str(data), "--model", tiny_model_dir("bert"),
-                          "--strategy", "truncate", "--j", "9", "-o", str(tmp_path / "b")],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "unfreeze",
+            "fit",
+            str(data),
+            "--model",
+            tiny_model_dir("bert"),
+            "--strategy",
+            "truncate",
+            "--j",
+            "9",
+            "-o",
+            str(tmp_path / "b"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().splitlines() == [
-        "error: The 'j' parameter of truncate must be an int in [1, 2] for this model. Got 9."]
+        "error: The 'j' parameter of truncate must be an int in [1, 2] for this model. Got 9."
+    ]
     assert not (tmp_path / "b").exists()
 
 
 # -- sweeps and reports ------------------------------------------------------------------------------------
+
 
 def test_sweep_grid_of_j_from_the_model_the_flat_option_or_the_grid():
     from unfreeze.sweep import SweepSpec, expand
@@ -214,11 +272,18 @@ def test_sweep_grid_of_j_from_the_model_the_flat_option_or_the_grid():
     cells = expand(spec, 12)
     assert [c.label for c in cells] == ["freeze k=0", "truncate j=6", "truncate j=8", "truncate j=12", "gradual"]
     assert [c.label for c in expand(replace_spec(spec, j=[4, 6]), 12) if c.strategy == "truncate"] == [
-        "truncate j=4", "truncate j=6"]
+        "truncate j=4",
+        "truncate j=6",
+    ]
     grid = replace_spec(spec, grid={"truncate": {"j": "4,6", "k": [0, 2]}, "gradual": {"factor": [1, 2.6]}})
     assert [c.label for c in expand(grid, 12) if c.strategy != "freeze"] == [
-        "truncate j=4 k=0", "truncate j=4 k=2", "truncate j=6 k=0", "truncate j=6 k=2", "gradual factor=1",
-        "gradual factor=2.6"]
+        "truncate j=4 k=0",
+        "truncate j=4 k=2",
+        "truncate j=6 k=0",
+        "truncate j=6 k=2",
+        "gradual factor=1",
+        "gradual factor=2.6",
+    ]
     # j is a cell coordinate, not a setting: the other cells keep their keys
     assert "j" not in replace_spec(spec, j=[4]).training_settings()
     key = expand(spec, 12)[0].key("d", "m", spec.training_settings())
@@ -242,18 +307,54 @@ def test_one_sweep_of_every_strategy_and_the_report_includes_the_new_ones(tiny_m
     for path, (texts, labels) in ((train, sentiment_task_varied(32, 0)), (test, sentiment_task_varied(16, 1))):
         path.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in zip(texts, labels)))
     run = tmp_path / "run"
-    result = CliRunner().invoke(app, [
-        "sweep", str(train), "--test", str(test), "--model", tiny_model_dir("bert"), "-o", str(run),
-        "--strategies", "features,freeze,full,reinit,lora,setfit,truncate,gradual", "--j", "1,2",
-        "--grid", "gradual.schedule=0+1,1+1", "--grid", "setfit.num_iterations=1",
-        "--sizes", "16", "--seeds", "0", "--epochs", "2", "--batch-size", "8", "--validation-fraction", "0"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "sweep",
+            str(train),
+            "--test",
+            str(test),
+            "--model",
+            tiny_model_dir("bert"),
+            "-o",
+            str(run),
+            "--strategies",
+            "features,freeze,full,reinit,lora,setfit,truncate,gradual",
+            "--j",
+            "1,2",
+            "--grid",
+            "gradual.schedule=0+1,1+1",
+            "--grid",
+            "setfit.num_iterations=1",
+            "--sizes",
+            "16",
+            "--seeds",
+            "0",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--validation-fraction",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     records = ResultsStore(run).records()
     failed = [(r["cell"]["label"], r.get("error")) for r in records if r["status"] != "done"]
     assert not failed
     labels = {r["cell"]["label"] for r in records}
-    assert {"features", "freeze k=0", "full", "reinit m=1", "lora r=8", "setfit num_iterations=1", "truncate j=1",
-            "truncate j=2", "gradual schedule=0+1", "gradual schedule=1+1"} == labels
+    assert {
+        "features",
+        "freeze k=0",
+        "full",
+        "reinit m=1",
+        "lora r=8",
+        "setfit num_iterations=1",
+        "truncate j=1",
+        "truncate j=2",
+        "gradual schedule=0+1",
+        "gradual schedule=1+1",
+    } == labels
     assert all(r["predict_seconds_per_text"] > 0 for r in records)
     truncated = {r["cell"]["j"]: r["fit"]["total_parameters"] for r in records if r["cell"]["strategy"] == "truncate"}
     assert truncated[1] < truncated[2]
@@ -280,11 +381,18 @@ def test_in_a_sweep_one_prefix_pass_serves_truncate_and_gradual_cells(tiny_model
         return original(backbone, encoded, wanted, batch_size)
 
     monkeypatch.setattr(prefix, "_forward_prefix", counting)
-    spec = SweepSpec(data=str(write_toy_csv(tmp_path / "train.csv", 48, 0)),
-                     test=str(write_toy_csv(tmp_path / "test.csv", 20, 1)), model=tiny_model_dir("bert"),
-                     strategies=["truncate", "gradual"], grid={"truncate": {"j": [2], "k": [1]},
-                                                               "gradual": {"schedule": ["1"]}},
-                     n_train=[16], seeds=[0], epochs=2, batch_size=8, validation_fraction=0.25)
+    spec = SweepSpec(
+        data=str(write_toy_csv(tmp_path / "train.csv", 48, 0)),
+        test=str(write_toy_csv(tmp_path / "test.csv", 20, 1)),
+        model=tiny_model_dir("bert"),
+        strategies=["truncate", "gradual"],
+        grid={"truncate": {"j": [2], "k": [1]}, "gradual": {"schedule": ["1"]}},
+        n_train=[16],
+        seeds=[0],
+        epochs=2,
+        batch_size=8,
+        validation_fraction=0.25,
+    )
     run_sweep(spec, tmp_path / "cached", progress=False)
     # the warm-up pass (the seed's training sample, the test set) and nothing else: every cell's
     # training, validation and scoring read the pool

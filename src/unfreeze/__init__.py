@@ -110,8 +110,9 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         import warnings
 
         new = _MOVED[spec.name]
-        warnings.warn(f"{spec.name} moved to {new}; the old path goes in the next release", DeprecationWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"{spec.name} moved to {new}; the old path goes in the next release", DeprecationWarning, stacklevel=2
+        )
         module = importlib.import_module(new)
         self._specs[spec.name] = module.__spec__  # the import system overwrites __spec__; exec_module restores it
         return module
@@ -125,10 +126,14 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         import warnings
 
         new = _MOVED[fullname]
-        warnings.warn(f"{fullname} moved to {new}; the old path goes in the next release", DeprecationWarning,
-                      stacklevel=2)
-        return compile(f"import runpy\nrunpy.run_module({new!r}, run_name='__main__', alter_sys=True)\n",
-                       f"<{fullname}: moved to {new}>", "exec")
+        warnings.warn(
+            f"{fullname} moved to {new}; the old path goes in the next release", DeprecationWarning, stacklevel=2
+        )
+        return compile(
+            f"import runpy\nrunpy.run_module({new!r}, run_name='__main__', alter_sys=True)\n",
+            f"<{fullname}: moved to {new}>",
+            "exec",
+        )
 
 
 if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):

@@ -28,8 +28,9 @@ class TrainingDivergedError(UnfreezeError):
         self.loss, self.epoch, self.learning_rate = loss, epoch, learning_rate
         rate = "" if learning_rate is None else f" with learning rate {learning_rate:.3g}"
         at = f" at epoch {epoch}" if epoch else ""
-        super().__init__(f"The training loss became {_loss_name(loss)}{at}{rate}: lower the learning rate "
-                         "(--learning-rate).")
+        super().__init__(
+            f"The training loss became {_loss_name(loss)}{at}{rate}: lower the learning rate (--learning-rate)."
+        )
 
 
 def _loss_name(loss: float) -> str:

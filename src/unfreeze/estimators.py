@@ -168,7 +168,8 @@ class Classifier(ClassifierMixin, BaseEstimator):
                 users = ", ".join(u for u in users_of(name) if u != strategy.name) or "none"
                 raise UnfreezeError(
                     f"The training setting {name!r} is not used by strategy {strategy.name!r} (the settings it "
-                    f"reads: {reads}); strategies that use it: {users}. Drop the setting or change the strategy.")
+                    f"reads: {reads}); strategies that use it: {users}. Drop the setting or change the strategy."
+                )
         return strategy, training
 
     @staticmethod
@@ -184,8 +185,9 @@ class Classifier(ClassifierMixin, BaseEstimator):
 
     # -- fitting --------------------------------------------------------------------------
 
-    def fit(self, X: Sequence[TextInput], y: Sequence,
-            validation: tuple[Sequence[TextInput], Sequence] | None = None) -> Classifier:
+    def fit(
+        self, X: Sequence[TextInput], y: Sequence, validation: tuple[Sequence[TextInput], Sequence] | None = None
+    ) -> Classifier:
         """Fit on texts (or (text, text_pair) tuples) ``X`` and labels ``y``. Returns self.
 
         ``validation``, an ``(X_val, y_val)`` pair held out by the caller, is what the
@@ -226,8 +228,12 @@ class Classifier(ClassifierMixin, BaseEstimator):
         frozen_k = strategy.frozen_blocks(backbone.num_blocks)
         if strategy.changes_weights and min(layers) < frozen_k:
             # a pooled state below the frozen blocks never sees a trained block
-            raise invalid_parameter("layers", owner, f"hidden states at or above the frozen blocks (>= {frozen_k}) "
-                                    f"for {strategy.name} with k={frozen_k}", self.layers)
+            raise invalid_parameter(
+                "layers",
+                owner,
+                f"hidden states at or above the frozen blocks (>= {frozen_k}) for {strategy.name} with k={frozen_k}",
+                self.layers,
+            )
         rates = self._searched_rates(strategy, training)
         if given_validation is not None:
             # the caller's validation set follows the training inputs; every training input trains
@@ -235,32 +241,57 @@ class Classifier(ClassifierMixin, BaseEstimator):
             train_idx, val_idx = np.arange(len(y_idx)), np.arange(len(y_idx), len(y_idx) + len(y_val))
             inputs, y_idx = [*inputs, *val_inputs], np.concatenate([y_idx, y_val])
         else:
-            train_idx, val_idx = (validation_split(y_idx, training.validation_fraction, self.seed) if rates
-                                  else (np.arange(len(y_idx)), np.arange(0)))
+            train_idx, val_idx = (
+                validation_split(y_idx, training.validation_fraction, self.seed)
+                if rates
+                else (np.arange(len(y_idx)), np.arange(0))
+            )
         note = None
         if rates and not len(val_idx):
             if isinstance(training.learning_rate, list):
                 raise UnfreezeError(
                     f"Choosing among learning rates {training.learning_rate} needs a validation split, and "
                     f"validation_fraction={training.validation_fraction} of {len(y_idx)} examples gives none. "
-                    "Raise validation_fraction, or give one rate.")
+                    "Raise validation_fraction, or give one rate."
+                )
             rates, note = [], "rate not searched: no validation split (validation_fraction 0 or too few examples)"
-        config = TrainConfig(**{**training.get_params(deep=False),
-                                "epochs": training.epochs or strategy.epochs_for(bool(rates)),
-                                "learning_rate": (training.learning_rate if isinstance(training.learning_rate, float)
-                                                  else strategy.default_learning_rate)},
-                             batch_size=self.batch_size, seed=self.seed, progress=self.progress,
-                             compute=precision.training)
-        context = FitContext(backbone, base.fingerprint(), pooling, layers, self.max_length, self.batch_size,
-                             self.seed, self.cache, self.progress, len(classes), config,
-                             inference_backbone=frozen if strategy.changes_weights else None,
-                             inference_precision=precision.inference, training_precision=precision.training)
+        config = TrainConfig(
+            **{
+                **training.get_params(deep=False),
+                "epochs": training.epochs or strategy.epochs_for(bool(rates)),
+                "learning_rate": (
+                    training.learning_rate
+                    if isinstance(training.learning_rate, float)
+                    else strategy.default_learning_rate
+                ),
+            },
+            batch_size=self.batch_size,
+            seed=self.seed,
+            progress=self.progress,
+            compute=precision.training,
+        )
+        context = FitContext(
+            backbone,
+            base.fingerprint(),
+            pooling,
+            layers,
+            self.max_length,
+            self.batch_size,
+            self.seed,
+            self.cache,
+            self.progress,
+            len(classes),
+            config,
+            inference_backbone=frozen if strategy.changes_weights else None,
+            inference_precision=precision.inference,
+            training_precision=precision.training,
+        )
         if rates:
             result, backbone, search = self._search_rates(strategy, context, rates, inputs, y_idx, train_idx, val_idx)
         else:
             if given_validation is not None:
-                context = dataclasses.replace(context, validation=(inputs[len(train_idx):], y_idx[len(train_idx):]))
-                inputs, y_idx = inputs[:len(train_idx)], y_idx[:len(train_idx)]
+                context = dataclasses.replace(context, validation=(inputs[len(train_idx) :], y_idx[len(train_idx) :]))
+                inputs, y_idx = inputs[: len(train_idx)], y_idx[: len(train_idx)]
             result, search = strategy.fit(context, inputs, y_idx), {}
             if "learning_rate" in strategy.training_settings:
                 search = {"tuned": False, "learning_rate": config.learning_rate, **({"tuning": note} if note else {})}
@@ -274,10 +305,15 @@ class Classifier(ClassifierMixin, BaseEstimator):
         self.pooling_, self.layers_ = pooling, layers
         self.n_truncated_, self.max_length_ = result.n_truncated, result.max_length
         self.fit_seconds_ = time.perf_counter() - start
-        self.fit_record_ = {**result.record, **search, "seconds": self.fit_seconds_, "seed": self.seed,
-                            "precision": precision.as_dict()}
+        self.fit_record_ = {
+            **result.record,
+            **search,
+            "seconds": self.fit_seconds_,
+            "seed": self.seed,
+            "precision": precision.as_dict(),
+        }
         # a few training inputs travel with the bundle: `unfreeze export` checks its graphs on them
-        self.check_texts_ = check_sample(inputs[:len(train_idx)], classes[y_idx[:len(train_idx)]], self.seed)
+        self.check_texts_ = check_sample(inputs[: len(train_idx)], classes[y_idx[: len(train_idx)]], self.seed)
         return self
 
     @staticmethod
@@ -286,18 +322,20 @@ class Classifier(ClassifierMixin, BaseEstimator):
         if validation is None:
             return None
         if not isinstance(validation, (tuple, list)) or len(validation) != 2:
-            raise UnfreezeError("validation must be a pair (X_val, y_val). Got "
-                                f"{type(validation).__name__}.")
+            raise UnfreezeError(f"validation must be a pair (X_val, y_val). Got {type(validation).__name__}.")
         val_inputs = Classifier.check_inputs(validation[0], "validation X_val")
         val_labels = list(validation[1].tolist() if hasattr(validation[1], "tolist") else validation[1])
         if len(val_labels) != len(val_inputs):
-            raise UnfreezeError(f"validation has {len(val_inputs)} inputs but {len(val_labels)} labels; they must "
-                                "match.")
+            raise UnfreezeError(
+                f"validation has {len(val_inputs)} inputs but {len(val_labels)} labels; they must match."
+            )
         index = {label: i for i, label in enumerate(classes.tolist())}
         unknown = list(dict.fromkeys(v for v in val_labels if v not in index))
         if unknown:
-            raise UnfreezeError(f"validation labels {', '.join(map(repr, unknown[:3]))} are not in y's classes "
-                                f"({', '.join(map(repr, classes.tolist()[:5]))}). Give a validation set of y's labels.")
+            raise UnfreezeError(
+                f"validation labels {', '.join(map(repr, unknown[:3]))} are not in y's classes "
+                f"({', '.join(map(repr, classes.tolist()[:5]))}). Give a validation set of y's labels."
+            )
         return val_inputs, np.array([index[v] for v in val_labels], dtype=np.int64)
 
     @staticmethod
@@ -309,8 +347,16 @@ class Classifier(ClassifierMixin, BaseEstimator):
         rates = list(strategy.learning_rate_grid()) if rate == "auto" else rate if isinstance(rate, list) else []
         return rates if len(rates) >= 2 else []
 
-    def _search_rates(self, strategy: Strategy, context, rates: list[float], inputs: list, y_idx: np.ndarray,
-                      train_idx: np.ndarray, val_idx: np.ndarray):
+    def _search_rates(
+        self,
+        strategy: Strategy,
+        context,
+        rates: list[float],
+        inputs: list,
+        y_idx: np.ndarray,
+        train_idx: np.ndarray,
+        val_idx: np.ndarray,
+    ):
         """Fit once per rate on ``train_idx``, score each on ``val_idx`` (never on test data), keep the best.
 
         Every fit starts from the same pristine weights, seed and batch order: the rates are
@@ -335,44 +381,69 @@ class Classifier(ClassifierMixin, BaseEstimator):
 
                 layers = strategy.pooled_layers(context.backbone.num_blocks, context.layers)
                 if layers:
-                    embed(context.backbone, inputs, layers, context.pooling, context.max_length, context.batch_size,
-                          use_cache=context.cache, progress=context.progress)
+                    embed(
+                        context.backbone,
+                        inputs,
+                        layers,
+                        context.pooling,
+                        context.max_length,
+                        context.batch_size,
+                        use_cache=context.cache,
+                        progress=context.progress,
+                    )
             for i, rate in enumerate(rates):
                 started = time.perf_counter()
                 # each rate trains a pristine copy (the first takes the one the fit already made)
-                backbone = (private_backbone(str(self.model), self.device) if strategy.changes_weights and i
-                            else context.backbone)
+                backbone = (
+                    private_backbone(str(self.model), self.device)
+                    if strategy.changes_weights and i
+                    else context.backbone
+                )
                 trial_context = dataclasses.replace(
-                    context, backbone=backbone, validation=(val_inputs, y_val),
-                    training=dataclasses.replace(context.training, learning_rate=rate))
+                    context,
+                    backbone=backbone,
+                    validation=(val_inputs, y_val),
+                    training=dataclasses.replace(context.training, learning_rate=rate),
+                )
                 try:
                     result = strategy.fit(trial_context, train_inputs, y_idx[train_idx])
                 except TrainingDivergedError as exc:
                     # a rate too high for this data is a lost trial, not a lost search
                     diverged = exc
-                    trials.append({"learning_rate": rate, "diverged": str(exc),
-                                   "seconds": time.perf_counter() - started})
+                    trials.append(
+                        {"learning_rate": rate, "diverged": str(exc), "seconds": time.perf_counter() - started}
+                    )
                     continue
                 proba = np.clip(result.predictor.proba(val_inputs), 1e-12, 1.0)
                 accuracy = float((proba.argmax(axis=1) == y_val).mean())
                 loss = float(-np.log(proba[np.arange(len(y_val)), y_val]).mean())
-                trials.append({"learning_rate": rate, "val_accuracy": accuracy, "val_loss": loss,
-                               "epochs_run": result.record.get("epochs_run"),
-                               "best_epoch": result.record.get("best_epoch"),
-                               "step_seconds": result.record.get("step_seconds"),
-                               "prefix_seconds": result.record.get("prefix_seconds"),
-                               "validation_seconds": result.record.get("validation_seconds"),
-                               "validation_texts": result.record.get("validation_texts"),
-                               "examples_seen": result.record.get("examples_seen"),
-                               "seconds": time.perf_counter() - started})
+                trials.append(
+                    {
+                        "learning_rate": rate,
+                        "val_accuracy": accuracy,
+                        "val_loss": loss,
+                        "epochs_run": result.record.get("epochs_run"),
+                        "best_epoch": result.record.get("best_epoch"),
+                        "step_seconds": result.record.get("step_seconds"),
+                        "prefix_seconds": result.record.get("prefix_seconds"),
+                        "validation_seconds": result.record.get("validation_seconds"),
+                        "validation_texts": result.record.get("validation_texts"),
+                        "examples_seen": result.record.get("examples_seen"),
+                        "seconds": time.perf_counter() - started,
+                    }
+                )
                 if best is None or (accuracy, -loss) > best[0]:
                     best = ((accuracy, -loss), rate, result, backbone)
         if best is None:  # every rate diverged: the last one's message names it
             assert diverged is not None
             raise diverged
         (accuracy, neg_loss), rate, result, backbone = best
-        search = {"tuned": True, "learning_rate": rate, "lr_search": trials,
-                  "validation": {"accuracy": accuracy, "loss": -neg_loss, "n": len(val_idx)}}
+        search = {
+            "tuned": True,
+            "learning_rate": rate,
+            "lr_search": trials,
+            "validation": {"accuracy": accuracy, "loss": -neg_loss, "n": len(val_idx)},
+        }
         return result, backbone, search
 
     # -- prediction -------------------------------------------------------------------------
@@ -406,8 +477,15 @@ class Classifier(ClassifierMixin, BaseEstimator):
         return save_classifier(self, path, metrics)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None, head: str | None = None, runtime: str = "torch",
-             precision: str | None = None, onnx: str | Path | None = None) -> Classifier:
+    def load(
+        cls,
+        path: str | Path,
+        device: str | None = None,
+        head: str | None = None,
+        runtime: str = "torch",
+        precision: str | None = None,
+        onnx: str | Path | None = None,
+    ) -> Classifier:
         """Load a bundle written by ``save``; never unpickles. From a multi-head bundle, ``head``
         names the one to load (it may be omitted when there is only one).
 
@@ -425,16 +503,26 @@ class Classifier(ClassifierMixin, BaseEstimator):
         return load_classifier(cls, path, device, head, runtime, precision, onnx)
 
     @classmethod
-    def from_head(cls, model: str, head, max_length: int, batch_size: int = 32, device: str | None = None,
-                  progress: bool = True, fingerprint: str | None = None, path: Path | None = None,
-                  precision: str | None = None) -> Classifier:
+    def from_head(
+        cls,
+        model: str,
+        head,
+        max_length: int,
+        batch_size: int = 32,
+        device: str | None = None,
+        progress: bool = True,
+        fingerprint: str | None = None,
+        path: Path | None = None,
+        precision: str | None = None,
+    ) -> Classifier:
         """A fitted ``features`` classifier from one head of a multi-head bundle (``unfreeze.features.logistic.Head``),
         on the shared backbone (in ``precision``: a setting, the suite's; None: fp32). With
         ``fingerprint``, refuses a backbone whose weights differ."""
         from .inference.classifier_bundle import classifier_from_head
 
-        return classifier_from_head(cls, model, head, max_length, batch_size, device, progress, fingerprint, path,
-                                    precision)
+        return classifier_from_head(
+            cls, model, head, max_length, batch_size, device, progress, fingerprint, path, precision
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -27,8 +27,14 @@ from .errors import invalid_parameter
 Check = Callable[[object, str, str], None]  # (value, name, owner) -> raises InvalidParameterError
 
 
-def setting(default: object, help: str, check: Check | None = None, flag: str | None = None,
-            aliases: tuple[str, ...] = (), choices: tuple[str, ...] | None = None) -> Any:
+def setting(
+    default: object,
+    help: str,
+    check: Check | None = None,
+    flag: str | None = None,
+    aliases: tuple[str, ...] = (),
+    choices: tuple[str, ...] | None = None,
+) -> Any:
     """A declared parameter: its default, a one-line help, its value check, and its CLI flag.
 
     ``flag`` defaults to ``--name-with-dashes``; ``aliases`` are extra flags (``--lora-r``).
@@ -40,6 +46,7 @@ def setting(default: object, help: str, check: Check | None = None, flag: str | 
 
 
 # -- value checks (scikit-learn's message shape) ---------------------------------------------------
+
 
 # The guards narrow to int and float, not to the numbers ABCs they test: typeshed gives those ABCs
 # no operator types, and numpy's integer and float scalars compare and convert as int and float do.
@@ -57,16 +64,30 @@ def check_int(value: object, name: str, owner: str, low: int, high: int | None =
         raise invalid_parameter(name, owner, expected + context, value)
 
 
-def check_float(value: object, name: str, owner: str, low: float, high: float | None = None,
-                low_inclusive: bool = False, high_exclusive: bool = False) -> None:
+def check_float(
+    value: object,
+    name: str,
+    owner: str,
+    low: float,
+    high: float | None = None,
+    low_inclusive: bool = False,
+    high_exclusive: bool = False,
+) -> None:
     # inf and nan are no setting's value: a rate of inf trains to NaN, a nan compares false with every bound
-    ok = is_real(value) and math.isfinite(value) and (value >= low if low_inclusive else value > low) and (
-        high is None or (value < high if high_exclusive else value <= high))
+    ok = (
+        is_real(value)
+        and math.isfinite(value)
+        and (value >= low if low_inclusive else value > low)
+        and (high is None or (value < high if high_exclusive else value <= high))
+    )
     if not ok:
         left = "[" if low_inclusive else "("
         right = ")" if high_exclusive else "]"
-        expected = (f"a float in {left}{low}, {high}{right}" if high is not None
-                    else f"a float {'>=' if low_inclusive else '>'} {low}")
+        expected = (
+            f"a float in {left}{low}, {high}{right}"
+            if high is not None
+            else f"a float {'>=' if low_inclusive else '>'} {low}"
+        )
         raise invalid_parameter(name, owner, expected, value)
 
 
@@ -75,15 +96,22 @@ def int_at_least(low: int, optional: bool = False) -> Check:
         if optional and value is None:
             return
         check_int(value, name, owner, low)
+
     return check
 
 
-def float_in(low: float, high: float | None = None, low_inclusive: bool = False, high_exclusive: bool = False,
-             optional: bool = False) -> Check:
+def float_in(
+    low: float,
+    high: float | None = None,
+    low_inclusive: bool = False,
+    high_exclusive: bool = False,
+    optional: bool = False,
+) -> Check:
     def check(value: object, name: str, owner: str) -> None:
         if optional and value is None:
             return
         check_float(value, name, owner, low, high, low_inclusive, high_exclusive)
+
     return check
 
 
@@ -91,6 +119,7 @@ def one_of(*values: object) -> Check:
     def check(value: object, name: str, owner: str) -> None:
         if value not in values:
             raise invalid_parameter(name, owner, "one of " + ", ".join(map(repr, values)), value)
+
     return check
 
 
@@ -123,7 +152,6 @@ def coerce(cls: type, name: str, value: object) -> object:
         return wanted(value) if wanted in (int, float) else value
     except ValueError:
         return value
-
 
 
 class Params:
@@ -164,7 +192,9 @@ class Params:
     def changed(self) -> dict[str, object]:
         """The settings that differ from their defaults."""
         fresh = type(self)()
-        return {name: getattr(self, name) for name in self.setting_names() if getattr(self, name) != getattr(fresh, name)}
+        return {
+            name: getattr(self, name) for name in self.setting_names() if getattr(self, name) != getattr(fresh, name)
+        }
 
     def check(self) -> None:
         """Validate every field with its declared check (the model-free part of validation)."""

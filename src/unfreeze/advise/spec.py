@@ -177,9 +177,11 @@ def check_sizes(spec: AdviseSpec, full: int, held: int, trainable: int, min_size
     if min_size > trainable and spec.validation_size is not None:
         # the validation set the user asked for leaves too little to train on: name that option, not --min-size
         room = full - min_size
-        fits = (f"Give --validation-size {room} or less (the default here is "
-                f"{default_validation_size(full, n_classes)})" if room >= 8 * n_classes else
-                f"Give a smaller --validation-size and --min-size (now {min_size}), or more data")
+        fits = (
+            f"Give --validation-size {room} or less (the default here is {default_validation_size(full, n_classes)})"
+            if room >= 8 * n_classes
+            else f"Give a smaller --validation-size and --min-size (now {min_size}), or more data"
+        )
         raise UnfreezeError(
             f"--validation-size {held} takes too much of the {full} labelled examples of {spec.data}: the smallest "
             f"rung trains on {min_size} besides it. {fits}."

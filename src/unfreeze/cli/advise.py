@@ -198,11 +198,14 @@ def check_apart(output: Path, fit_dir: Path | None, json_out: Path | None) -> No
         plan = json_out.expanduser().resolve()
         for option, folder in (("-o", output), ("--fit", fit_dir)):
             if folder is not None and plan == folder.expanduser().resolve():
-                raise UnfreezeError(f"--json-out {json_out} is the folder {option} {folder}. Give --json-out a file, "
-                                    "e.g. --json-out plan.json.")
+                raise UnfreezeError(
+                    f"--json-out {json_out} is the folder {option} {folder}. Give --json-out a file, "
+                    "e.g. --json-out plan.json."
+                )
         if fit_dir is not None and fit_dir.expanduser().resolve() in plan.parents:
-            raise UnfreezeError(f"--json-out {json_out} is inside the bundle folder --fit {fit_dir}. Give "
-                                "--json-out a file outside it.")
+            raise UnfreezeError(
+                f"--json-out {json_out} is inside the bundle folder --fit {fit_dir}. Give --json-out a file outside it."
+            )
 
 
 def run_advisor(

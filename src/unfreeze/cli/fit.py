@@ -224,7 +224,8 @@ def evaluate(
         typer.echo(strict_json.dumps(metrics) if run.as_json else format_metrics_table({"test": metrics}))
     else:
         typer.echo(
-            strict_json.dumps(scores) if run.as_json
+            strict_json.dumps(scores)
+            if run.as_json
             else format_metrics_table({f"test {h}": m for h, m in scores.items()})
         )
 

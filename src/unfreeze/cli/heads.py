@@ -102,8 +102,9 @@ def check_name_free(bundle: Path, name: str) -> None:
     config = read_config(bundle)
     names = list(config.get("heads") or {}) if config.get("kind") == MULTIHEAD_KIND else [DEFAULT_HEAD]
     if name in names:
-        raise UnfreezeError(f"{bundle} already has a head named {name!r}; pass --replace to refit it, "
-                            f"or choose another name.")
+        raise UnfreezeError(
+            f"{bundle} already has a head named {name!r}; pass --replace to refit it, or choose another name."
+        )
 
 
 @heads_app.command("list")

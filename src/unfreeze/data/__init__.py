@@ -44,8 +44,9 @@ def load_data(
     path = Path(text)
     if not path.exists() and split:
         if Path(name).is_dir():
-            return read_table(Path(name), text_col, label_col, text_pair_col, split=split,
-                              require_classes=require_classes)
+            return read_table(
+                Path(name), text_col, label_col, text_pair_col, split=split, require_classes=require_classes
+            )
         if Path(name).is_file():
             raise UnfreezeError(
                 f"{name} is a file, and ':{split}' picks a split of a built-in dataset or of a folder saved with "

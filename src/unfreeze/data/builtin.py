@@ -67,9 +67,21 @@ def _read_movie_snippets() -> Rows:
     if not sdist.exists() or sha256_file(sdist) != VADER_SHA256:
         with tempfile.TemporaryDirectory() as tmp:
             result = subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
-                 "vadersentiment==3.3.2", "-d", tmp],
-                capture_output=True, text=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--no-binary",
+                    ":all:",
+                    "--no-build-isolation",
+                    "vadersentiment==3.3.2",
+                    "-d",
+                    tmp,
+                ],
+                capture_output=True,
+                text=True,
             )
             got = Path(tmp) / VADER_SDIST
             if result.returncode != 0 or not got.exists():
@@ -168,6 +180,8 @@ TWEETS = BuiltinDataset(
     read_rows=_read_tweets,
     sha256="58feb9d1f31ae193f1f913aa37034fb57594beabe043b98f6a7d5ed892b09518",
 )
+
+
 def test_size(spec: BuiltinDataset) -> int:
     """Rows in the fixed test split: rounded per class, as ``train_test_split`` does."""
     return sum(min(max(1, round(n * TEST_FRACTION)), n - 1) for n in spec.class_counts.values())
@@ -184,8 +198,11 @@ def _materialise(spec: BuiltinDataset) -> Path:
             meta = json.loads(split_file.read_text())
         except (ValueError, OSError):  # a damaged split.json is re-made like a damaged data.jsonl
             meta = {}
-        if isinstance(meta, dict) and isinstance(meta.get("test_indices"), list) \
-                and sha256_file(data_file) == meta.get("sha256"):
+        if (
+            isinstance(meta, dict)
+            and isinstance(meta.get("test_indices"), list)
+            and sha256_file(data_file) == meta.get("sha256")
+        ):
             return folder
     texts, labels = spec.read_rows()
     ds = build_dataset(texts, labels, source=spec.name)
@@ -202,8 +219,9 @@ def _materialise(spec: BuiltinDataset) -> Path:
             f"(sha256 {digest[:12]}..., expected {spec.sha256[:12]}...). Reinstall it: {spec.install}"
         )
     with atomic_path(split_file) as tmp:
-        tmp.write_text(json.dumps({"sha256": digest, "seed": SPLIT_SEED, "test_fraction": TEST_FRACTION,
-                                   "test_indices": test_idx}))
+        tmp.write_text(
+            json.dumps({"sha256": digest, "seed": SPLIT_SEED, "test_fraction": TEST_FRACTION, "test_indices": test_idx})
+        )
     return folder
 
 

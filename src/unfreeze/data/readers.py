@@ -32,16 +32,25 @@ FORMATS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-FORMAT_HELP = "CSV (.csv), TSV (.tsv), JSON lines (.jsonl), Parquet (.parquet) or a folder saved with datasets' save_to_disk"
+FORMAT_HELP = (
+    "CSV (.csv), TSV (.tsv), JSON lines (.jsonl), Parquet (.parquet) or a folder saved with datasets' save_to_disk"
+)
 SEPARATORS = {"csv": ",", "tsv": "\t"}
 DELIMITER_NAMES = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
 
 # what a file's first bytes say it is, when it is not text
 MAGIC = (
     (b"\x1f\x8b", "gzip-compressed", "decompress it first (e.g. `zcat FILE > plain.csv`)"),
-    (b"PK\x03\x04", "a zip archive (an Excel .xlsx workbook or a zipped file)",
-     "export it as CSV UTF-8 from the spreadsheet, or unzip it"),
-    (b"\xd0\xcf\x11\xe0", "an Office document (an Excel .xls workbook?)", "export it as CSV UTF-8 from the spreadsheet"),
+    (
+        b"PK\x03\x04",
+        "a zip archive (an Excel .xlsx workbook or a zipped file)",
+        "export it as CSV UTF-8 from the spreadsheet, or unzip it",
+    ),
+    (
+        b"\xd0\xcf\x11\xe0",
+        "an Office document (an Excel .xls workbook?)",
+        "export it as CSV UTF-8 from the spreadsheet",
+    ),
     (b"PAR1", "a Parquet file", "rename it to .parquet"),
     (b"BZh", "bzip2-compressed", "decompress it first (bunzip2)"),
     (b"\xfd7zXZ\x00", "xz-compressed", "decompress it first (unxz)"),
@@ -95,9 +104,16 @@ def read_table(
     _check_distinct_columns(wanted)
     table = _read(path, split, wanted)
     pairs = None if text_pair_col is None else table.column(text_pair_col)
-    return build_dataset(table.column(text_col), table.column(label_col), pairs, source=str(path),
-                         require_classes=require_classes, text_col=text_col, label_col=label_col,
-                         text_pair_col=text_pair_col)
+    return build_dataset(
+        table.column(text_col),
+        table.column(label_col),
+        pairs,
+        source=str(path),
+        require_classes=require_classes,
+        text_col=text_col,
+        label_col=label_col,
+        text_pair_col=text_pair_col,
+    )
 
 
 def read_inputs(
@@ -136,10 +152,19 @@ def _check_regular(path: Path) -> None:
     mode = path.stat().st_mode
     if stat.S_ISREG(mode):
         return
-    what = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
-    raise UnfreezeError(f"{path} is {what}, not a regular file: unfreeze reads only files and folders saved with "
-                        "datasets. Save the data to a file first.")
+    what = (
+        "a named pipe (FIFO)"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "not a regular file"
+    )
+    raise UnfreezeError(
+        f"{path} is {what}, not a regular file: unfreeze reads only files and folders saved with "
+        "datasets. Save the data to a file first."
+    )
 
 
 def _check_distinct_columns(wanted: list[tuple[str, str | None]]) -> None:
@@ -212,7 +237,9 @@ def _decode_utf8(path: Path, raw: bytes) -> str:
         ) from exc
 
 
-def _check_columns(path: Path, columns: list[str], wanted: list[tuple[str, str | None]], header: str | None = None) -> None:
+def _check_columns(
+    path: Path, columns: list[str], wanted: list[tuple[str, str | None]], header: str | None = None
+) -> None:
     """Refuse a missing or duplicated column that is asked for; warn of other duplicated names."""
     counts = Counter(columns)
     for option, column in wanted:
@@ -228,8 +255,10 @@ def _check_columns(path: Path, columns: list[str], wanted: list[tuple[str, str |
             )
     others = [c for c, n in counts.items() if n > 1]
     if others:
-        warn_data(f"{path} has duplicate column names ({quote_names(others)}); they are not used here, "
-              "but rename them to keep them apart.")
+        warn_data(
+            f"{path} has duplicate column names ({quote_names(others)}); they are not used here, "
+            "but rename them to keep them apart."
+        )
 
 
 def _missing_column(path: Path, column: str, option: str, columns: list[str], header: str | None) -> str:
@@ -238,8 +267,10 @@ def _missing_column(path: Path, column: str, option: str, columns: list[str], he
     if near:
         message += f" Did you mean {near[0]!r}?"
     elif header is not None and _looks_like_data(columns):
-        message += (f" Its first line ({_clip(header)!r}) looks like data, not a header: add a header line "
-                    "naming the columns (e.g. text,label), or")
+        message += (
+            f" Its first line ({_clip(header)!r}) looks like data, not a header: add a header line "
+            "naming the columns (e.g. text,label), or"
+        )
         return message + f" choose a column with {option}."
     return message + f" Choose one with {option}."
 
@@ -279,16 +310,22 @@ def _csv_error(path: Path, kind: str, text: str, exc: csv.Error) -> str:
     """What Python's csv module means, said about the user's file (its own words name its internals)."""
     reason = str(exc)
     if "field larger than field limit" in reason:
-        return (f"{path} is not a well-formed {kind.upper()} file: its header line holds a field over "
-                f"{csv.field_size_limit():,} characters (an unclosed quote, or no line breaks?). Give a first line "
-                "naming the columns, e.g. text,label, and close every opening quote.")
+        return (
+            f"{path} is not a well-formed {kind.upper()} file: its header line holds a field over "
+            f"{csv.field_size_limit():,} characters (an unclosed quote, or no line breaks?). Give a first line "
+            "naming the columns, e.g. text,label, and close every opening quote."
+        )
     if "new-line character seen in unquoted field" in reason:
         if "\n" not in text:
-            return (f"{path} ends its lines with a carriage return alone (old Mac line endings), which "
-                    f"{kind.upper()} readers do not take. Re-save it with \\n line endings (e.g. "
-                    f"`tr '\\r' '\\n' < {path.name} > {path.stem}-lf{path.suffix}`).")
-        return (f"{path} is not a well-formed {kind.upper()} file: its header line holds a carriage return (\\r) "
-                "outside quotes. Remove it, or quote that field.")
+            return (
+                f"{path} ends its lines with a carriage return alone (old Mac line endings), which "
+                f"{kind.upper()} readers do not take. Re-save it with \\n line endings (e.g. "
+                f"`tr '\\r' '\\n' < {path.name} > {path.stem}-lf{path.suffix}`)."
+            )
+        return (
+            f"{path} is not a well-formed {kind.upper()} file: its header line holds a carriage return (\\r) "
+            "outside quotes. Remove it, or quote that field."
+        )
     return f"{path} is not a well-formed {kind.upper()} file: {reason}".splitlines()[0]
 
 
@@ -352,12 +389,16 @@ def _parser_error(path: Path, kind: str, sep: str, reason: str) -> str:
     fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", reason)
     if fields:
         expected, line, saw = fields.groups()
-        return (f"{bad}: line {line} has {saw} fields but its header names {expected}: a text holding an unquoted "
-                f"{sep!r}? Quote such texts, as CSV writers and spreadsheets do, or fix that line.")
+        return (
+            f"{bad}: line {line} has {saw} fields but its header names {expected}: a text holding an unquoted "
+            f"{sep!r}? Quote such texts, as CSV writers and spreadsheets do, or fix that line."
+        )
     quote = re.search(r"EOF inside string starting at row (\d+)", reason)
     if quote:
-        return (f"{bad}: the quote (\") opened on line {int(quote.group(1)) + 1} is never closed. Close it, or double "
-                "a quote inside a quoted text (\"\").")
+        return (
+            f'{bad}: the quote (") opened on line {int(quote.group(1)) + 1} is never closed. Close it, or double '
+            'a quote inside a quoted text ("").'
+        )
     return f"{bad}: {reason.removeprefix('Error tokenizing data. C error: ')}".splitlines()[0]
 
 
@@ -392,7 +433,7 @@ def _parse_jsonl(path: Path, text: str) -> list[dict]:
             raise UnfreezeError(f"{path} line {lineno}: JSON nested too deeply. Fix or remove that line.") from None
         if not isinstance(row, dict):
             raise UnfreezeError(
-                f"{path} line {lineno}: every JSON line must be an object like {{\"text\": ..., \"label\": ...}}."
+                f'{path} line {lineno}: every JSON line must be an object like {{"text": ..., "label": ...}}.'
             )
         if duplicate:
             raise UnfreezeError(
@@ -434,8 +475,9 @@ def _read_parquet(path: Path, wanted: list[tuple[str, str | None]], columns: lis
     _check_columns(path, names, wanted)
     twice = [n for n, count in Counter(names).items() if count > 1]
     if twice:
-        raise UnfreezeError(f"{path} has duplicate column names ({quote_names(twice)}), which Parquet "
-                            "readers cannot read. Rename them.")
+        raise UnfreezeError(
+            f"{path} has duplicate column names ({quote_names(twice)}), which Parquet readers cannot read. Rename them."
+        )
     try:
         frame = pd.read_parquet(path, columns=columns)
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file

@@ -95,7 +95,6 @@ def sample(
     return dataset.subset(stratified_order(dataset.labels, seed)[:n_total])
 
 
-
 # the validation set's order must not be the training samples' order (seeded apart)
 VALIDATION_SEED_OFFSET = 1_000_003
 

@@ -13,9 +13,15 @@ from .builtin import BUILTIN
 from .dataset import TextDataset
 
 
-def load_splits(data: str, test: str | None = None, test_size: float | None = None, text_col: str = "text",
-                label_col: str = "label", pair_col: str | None = None,
-                seed: int = 0) -> tuple[TextDataset, TextDataset | None]:
+def load_splits(
+    data: str,
+    test: str | None = None,
+    test_size: float | None = None,
+    text_col: str = "text",
+    label_col: str = "label",
+    pair_col: str | None = None,
+    seed: int = 0,
+) -> tuple[TextDataset, TextDataset | None]:
     """(train, test or None) by the rule above."""
     from . import load_data
     from .sampling import train_test_split

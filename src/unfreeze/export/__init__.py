@@ -69,8 +69,16 @@ _LAZY = {
     "require_onnxruntime": ".runtime",
 }
 
-__all__ = ["DEFAULT_EXPORT_DIR", "DEFAULT_HEAD", "GRAPH_FILES", "MANIFEST_FILE", "is_export", "pooled_output_name",
-           "read_manifest", *_LAZY]
+__all__ = [
+    "DEFAULT_EXPORT_DIR",
+    "DEFAULT_HEAD",
+    "GRAPH_FILES",
+    "MANIFEST_FILE",
+    "is_export",
+    "pooled_output_name",
+    "read_manifest",
+    *_LAZY,
+]
 
 
 def __getattr__(name: str):

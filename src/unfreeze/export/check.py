@@ -65,14 +65,20 @@ class ExportCheck:
 
     def lines(self) -> list[str]:
         """Human-readable lines for the CLI to print."""
-        lines = [f"fp32: max |probability difference| vs PyTorch {self.fp32_max_abs_diff:.2e} "
-                 f"(allowed {self.atol:.0e}) on {self.n_inputs} texts; labels agree on {self.fp32_agreement:.1%}"]
+        lines = [
+            f"fp32: max |probability difference| vs PyTorch {self.fp32_max_abs_diff:.2e} "
+            f"(allowed {self.atol:.0e}) on {self.n_inputs} texts; labels agree on {self.fp32_agreement:.1%}"
+        ]
         for name, check in self.int8.items():
-            text = f"int8 [{name}]: labels agree with PyTorch on {check.agreement:.1%}, " \
-                   f"max |probability difference| {check.max_abs_diff:.3f}"
+            text = (
+                f"int8 [{name}]: labels agree with PyTorch on {check.agreement:.1%}, "
+                f"max |probability difference| {check.max_abs_diff:.3f}"
+            )
             if check.accuracy_delta is not None:
-                text += (f"; accuracy {check.accuracy_int8:.4f} vs PyTorch {check.accuracy_torch:.4f} "
-                         f"({check.accuracy_delta:+.4f})")
+                text += (
+                    f"; accuracy {check.accuracy_int8:.4f} vs PyTorch {check.accuracy_torch:.4f} "
+                    f"({check.accuracy_delta:+.4f})"
+                )
             lines.append(text)
         return lines
 
@@ -81,9 +87,16 @@ class ExportCheckError(UnfreezeError):
     """The exported graph's answers differ from PyTorch's beyond the tolerance."""
 
 
-def check_export(folder: str | Path, inputs: Sequence, reference: Mapping[str, np.ndarray] | np.ndarray,
-                 y: Mapping[str, Sequence] | Sequence | None = None, *, atol: float = FP32_ATOL,
-                 batch_size: int = 32, min_int8_agreement: float | None = None) -> ExportCheck:
+def check_export(
+    folder: str | Path,
+    inputs: Sequence,
+    reference: Mapping[str, np.ndarray] | np.ndarray,
+    y: Mapping[str, Sequence] | Sequence | None = None,
+    *,
+    atol: float = FP32_ATOL,
+    batch_size: int = 32,
+    min_int8_agreement: float | None = None,
+) -> ExportCheck:
     """Compare the export's probabilities with PyTorch's on ``inputs``; raise when fp32 differs.
 
     Parameters
@@ -125,13 +138,16 @@ def check_export(folder: str | Path, inputs: Sequence, reference: Mapping[str, n
     for name, ref in reference.items():
         ref = np.asarray(ref, dtype=np.float64)
         if ref.shape != got[name].shape:
-            raise UnfreezeError(f"Reference probabilities of head {name!r} have shape {ref.shape}; the export gives "
-                                f"{got[name].shape}.")
+            raise UnfreezeError(
+                f"Reference probabilities of head {name!r} have shape {ref.shape}; the export gives {got[name].shape}."
+            )
         diff = max(diff, float(np.abs(got[name] - ref).max()))
         agree = min(agree, float(np.mean(got[name].argmax(1) == ref.argmax(1))))
     if not diff <= atol:  # also catches NaN
-        raise ExportCheckError(f"The ONNX export does not match PyTorch: fp32 probabilities differ by up to "
-                               f"{diff:.2e} (allowed {atol:.0e}) on {len(inputs)} texts; nothing was exported.")
+        raise ExportCheckError(
+            f"The ONNX export does not match PyTorch: fp32 probabilities differ by up to "
+            f"{diff:.2e} (allowed {atol:.0e}) on {len(inputs)} texts; nothing was exported."
+        )
     check = ExportCheck(len(inputs), atol, diff, agree)
     if "int8" in fp32.manifest["graphs"]:
         int8 = load_export(folder, "int8", batch_size=batch_size)
@@ -139,8 +155,9 @@ def check_export(folder: str | Path, inputs: Sequence, reference: Mapping[str, n
         for name, ref in reference.items():
             ref = np.asarray(ref, dtype=np.float64)
             classes = fp32.classes(name)
-            result = Int8Check(float(np.mean(quantised[name].argmax(1) == ref.argmax(1))),
-                               float(np.abs(quantised[name] - ref).max()))
+            result = Int8Check(
+                float(np.mean(quantised[name].argmax(1) == ref.argmax(1))), float(np.abs(quantised[name] - ref).max())
+            )
             known = _known_labels(labels.get(name), len(inputs))
             if known is not None:
                 rows, truth = known
@@ -148,9 +165,11 @@ def check_export(folder: str | Path, inputs: Sequence, reference: Mapping[str, n
                 result.accuracy_int8 = float(np.mean(classes[quantised[name][rows].argmax(1)] == truth))
             check.int8[name] = result
             if min_int8_agreement is not None and result.agreement < min_int8_agreement:
-                raise ExportCheckError(f"The int8 export's labels agree with PyTorch's on only {result.agreement:.1%} "
-                                       f"of {len(inputs)} texts (head {name!r}; at least {min_int8_agreement:.1%} "
-                                       "required); nothing was exported.")
+                raise ExportCheckError(
+                    f"The int8 export's labels agree with PyTorch's on only {result.agreement:.1%} "
+                    f"of {len(inputs)} texts (head {name!r}; at least {min_int8_agreement:.1%} "
+                    "required); nothing was exported."
+                )
     return check
 
 

@@ -45,8 +45,9 @@ class TextEncoder:
         Where padding goes; right keeps absolute positions of decoders as in training.
     """
 
-    def __init__(self, folder: Path, max_length: int, token_types: bool, pad_token_id: int,
-                 padding_side: str = "right") -> None:
+    def __init__(
+        self, folder: Path, max_length: int, token_types: bool, pad_token_id: int, padding_side: str = "right"
+    ) -> None:
         from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 

@@ -48,20 +48,27 @@ from .manifest import DEFAULT_HEAD
 MAX_CHECK_INPUTS = 1000
 # a multi-head bundle's check takes this many stored inputs in all, shared out between its heads
 MULTIHEAD_CHECK_INPUTS = 256
-SUPPORTED = ("heads on pooled states (features, setfit, multi-head bundles) and tuned networks "
-             "(freeze, full, reinit, lora)")
+SUPPORTED = (
+    "heads on pooled states (features, setfit, multi-head bundles) and tuned networks (freeze, full, reinit, lora)"
+)
 
 
 def bundle_source(bundle: str | Path, config: dict) -> dict:
     """What an export records of the bundle it was made from (the manifest's ``source``)."""
     multi = config.get("kind") == MULTIHEAD_KIND
-    return {"bundle": str(Path(bundle).resolve()), "config_sha256": bundle_digest(bundle),
-            "kind": config.get("kind"), "strategy": "features" if multi else config["strategy"]["name"],
-            "model": config["backbone"]["reference"], "fingerprint": config["backbone"].get("fingerprint"),
-            "heads": list(config["heads"]) if multi else [DEFAULT_HEAD]}
+    return {
+        "bundle": str(Path(bundle).resolve()),
+        "config_sha256": bundle_digest(bundle),
+        "kind": config.get("kind"),
+        "strategy": "features" if multi else config["strategy"]["name"],
+        "model": config["backbone"]["reference"],
+        "fingerprint": config["backbone"].get("fingerprint"),
+        "heads": list(config["heads"]) if multi else [DEFAULT_HEAD],
+    }
 
 
 # -- exporting ------------------------------------------------------------------------------------
+
 
 @dataclass
 class CheckSet:
@@ -92,11 +99,16 @@ class BundleExport:
         """What ``unfreeze export`` prints."""
         from .manifest import GRAPH_FILES
 
-        graphs = ", ".join(f"{GRAPH_FILES[p]} ({(self.path / GRAPH_FILES[p]).stat().st_size / 1e6:.1f} MB)"
-                           for p in self.result.manifest["graphs"])
+        graphs = ", ".join(
+            f"{GRAPH_FILES[p]} ({(self.path / GRAPH_FILES[p]).stat().st_size / 1e6:.1f} MB)"
+            for p in self.result.manifest["graphs"]
+        )
         heads = self.result.manifest["heads"]
-        what = f"{self.strategy}, {len(heads)} head{'s' if len(heads) > 1 else ''} on pooled states" \
-            if self.kind == "heads" else f"{self.strategy}, a tuned network"
+        what = (
+            f"{self.strategy}, {len(heads)} head{'s' if len(heads) > 1 else ''} on pooled states"
+            if self.kind == "heads"
+            else f"{self.strategy}, a tuned network"
+        )
         lines = [f"exported {self.bundle} ({what}) -> {self.path} in {self.seconds:.1f} s: {graphs}"]
         if self.check.note:
             lines.append(f"note: {self.check.note}")
@@ -105,11 +117,22 @@ class BundleExport:
         return lines
 
 
-def export_bundle(bundle: str | Path, folder: str | Path | None = None, *, int8: bool = False,
-                  check_inputs: Sequence | None = None, check_labels: Sequence | None = None,
-                  check_origin: str | None = None, device: str | None = None, batch_size: int | None = None,
-                  exporter: str = "dynamo", overwrite: bool = False, keep_ffn_output: bool = False,
-                  reduce_range: bool = True, min_int8_agreement: float | None = None) -> BundleExport:
+def export_bundle(
+    bundle: str | Path,
+    folder: str | Path | None = None,
+    *,
+    int8: bool = False,
+    check_inputs: Sequence | None = None,
+    check_labels: Sequence | None = None,
+    check_origin: str | None = None,
+    device: str | None = None,
+    batch_size: int | None = None,
+    exporter: str = "dynamo",
+    overwrite: bool = False,
+    keep_ffn_output: bool = False,
+    reduce_range: bool = True,
+    min_int8_agreement: float | None = None,
+) -> BundleExport:
     """Export the bundle at ``bundle`` to ONNX (``bundle/onnx`` by default), checked before it appears.
 
     Parameters
@@ -159,8 +182,15 @@ def export_bundle(bundle: str | Path, folder: str | Path | None = None, *, int8:
     if not multi:
         _check_exportable(bundle, config)
     source = bundle_source(bundle, config)
-    options = dict(int8=int8, exporter=exporter, overwrite=overwrite, keep_ffn_output=keep_ffn_output,
-                   reduce_range=reduce_range, min_int8_agreement=min_int8_agreement, source=source)
+    options = dict(
+        int8=int8,
+        exporter=exporter,
+        overwrite=overwrite,
+        keep_ffn_output=keep_ffn_output,
+        reduce_range=reduce_range,
+        min_int8_agreement=min_int8_agreement,
+        source=source,
+    )
 
     loaded = _loaded_same(bundle, source)
     if multi:
@@ -172,8 +202,9 @@ def export_bundle(bundle: str | Path, folder: str | Path | None = None, *, int8:
         classes = {name: head.classes for name, head in heads.items()}
         check = _check_set(config, classes, check_inputs, check_labels, check_origin)
         loaded()
-        result = _write_heads(suite.backbone, heads, folder, suite.max_length, batch_size or suite.batch_size,
-                              check, options)
+        result = _write_heads(
+            suite.backbone, heads, folder, suite.max_length, batch_size or suite.batch_size, check, options
+        )
         kind = "heads"
     else:
         from ..estimators import Classifier
@@ -185,25 +216,40 @@ def export_bundle(bundle: str | Path, folder: str | Path | None = None, *, int8:
         loaded()
         if not predictor.exports_onnx():  # _check_exportable refused it from the config already; it may still surprise
             raise _unsupported(bundle, strategy, type(predictor).__name__)
-        kind, result = predictor.export_onnx(clf.classes_, folder, check.inputs, check.labels.get(DEFAULT_HEAD),
-                                             batch_size or predictor.batch_size, **options)
+        kind, result = predictor.export_onnx(
+            clf.classes_,
+            folder,
+            check.inputs,
+            check.labels.get(DEFAULT_HEAD),
+            batch_size or predictor.batch_size,
+            **options,
+        )
     return BundleExport(bundle, result, kind, strategy, check, time.perf_counter() - start)
 
 
 def _loaded_same(bundle: Path, source: dict):
     """A check that the bundle did not change while it loaded (heads added meanwhile would not be the digest's)."""
+
     def check() -> None:
         if bundle_digest(bundle) != source["config_sha256"]:
             raise UnfreezeError(f"{bundle} changed while it was being exported; run `unfreeze export {bundle}` again.")
+
     return check
 
 
-def _write_heads(backbone, heads: dict, folder: Path, max_length: int, batch_size: int, check: CheckSet,
-                 options: dict):
+def _write_heads(backbone, heads: dict, folder: Path, max_length: int, batch_size: int, check: CheckSet, options: dict):
     from .onnx import write_heads_export
 
-    return write_heads_export(backbone, heads, folder, max_length=max_length, check_inputs=check.inputs,
-                              check_labels=check.labels or None, batch_size=batch_size, **options)
+    return write_heads_export(
+        backbone,
+        heads,
+        folder,
+        max_length=max_length,
+        check_inputs=check.inputs,
+        check_labels=check.labels or None,
+        batch_size=batch_size,
+        **options,
+    )
 
 
 def _check_exportable(bundle: Path, config: dict) -> None:
@@ -221,12 +267,15 @@ def _check_exportable(bundle: Path, config: dict) -> None:
 
 
 def _unsupported(bundle: Path, strategy: str, predictor: str) -> UnfreezeError:
-    return UnfreezeError(f"Cannot export {bundle}: strategy {strategy!r} (predictor {predictor}) has no ONNX export; "
-                         f"export supports {SUPPORTED}.")
+    return UnfreezeError(
+        f"Cannot export {bundle}: strategy {strategy!r} (predictor {predictor}) has no ONNX export; "
+        f"export supports {SUPPORTED}."
+    )
 
 
-def _check_set(config: dict, classes: dict[str, np.ndarray], inputs: Sequence | None, labels: Sequence | None,
-               origin: str | None) -> CheckSet:
+def _check_set(
+    config: dict, classes: dict[str, np.ndarray], inputs: Sequence | None, labels: Sequence | None, origin: str | None
+) -> CheckSet:
     """The inputs to check on and their labels per head (None where a head does not know the label)."""
     from .onnx import DEFAULT_CHECK_TEXTS
 
@@ -260,9 +309,13 @@ def _check_set(config: dict, classes: dict[str, np.ndarray], inputs: Sequence | 
         if sample is not None:
             stored[DEFAULT_HEAD] = sample
     if not stored:
-        return CheckSet(list(DEFAULT_CHECK_TEXTS), {}, f"{len(DEFAULT_CHECK_TEXTS)} built-in sentences",
-                        "this bundle stores no training inputs to check on (it was saved before unfreeze kept a "
-                        "sample); give --check DATA to check on your own data")
+        return CheckSet(
+            list(DEFAULT_CHECK_TEXTS),
+            {},
+            f"{len(DEFAULT_CHECK_TEXTS)} built-in sentences",
+            "this bundle stores no training inputs to check on (it was saved before unfreeze kept a "
+            "sample); give --check DATA to check on your own data",
+        )
     rows: dict = {}  # input -> row: heads fitted on the same texts share rows
     for texts, _ in stored.values():
         for text in texts:
@@ -274,8 +327,14 @@ def _check_set(config: dict, classes: dict[str, np.ndarray], inputs: Sequence | 
             column[rows[text]] = value
         per_head[name] = column
     missing = [n for n in classes if n not in stored]
-    note = (f"head{'s' if len(missing) > 1 else ''} {', '.join(missing)} store{'s' if len(missing) == 1 else ''} no "
-            "training inputs; checked on the other heads' inputs") if missing else None
+    note = (
+        (
+            f"head{'s' if len(missing) > 1 else ''} {', '.join(missing)} store{'s' if len(missing) == 1 else ''} no "
+            "training inputs; checked on the other heads' inputs"
+        )
+        if missing
+        else None
+    )
     return CheckSet(list(rows), per_head, f"{len(rows)} training inputs stored with the bundle", note)
 
 
@@ -285,9 +344,14 @@ def _as_classes(values: Sequence, classes: np.ndarray) -> list:
     return [None if v is None else lookup.get(str(v)) for v in values]
 
 
-def read_check_data(source: str, text_col: str = "text", label_col: str = "label",
-                    text_pair_col: str | None = None, limit: int = MAX_CHECK_INPUTS,
-                    seed: int = 0) -> tuple[list, list | None, str]:
+def read_check_data(
+    source: str,
+    text_col: str = "text",
+    label_col: str = "label",
+    text_pair_col: str | None = None,
+    limit: int = MAX_CHECK_INPUTS,
+    seed: int = 0,
+) -> tuple[list, list | None, str]:
     """Inputs (and labels, when the data has them) to check an export on: a built-in dataset (its test
     split) or a file; at most ``limit`` rows, a seeded sample of a larger file. Returns (inputs, labels, origin)."""
     from ..data import BUILTIN, load_data
@@ -311,5 +375,12 @@ def read_check_data(source: str, text_col: str = "text", label_col: str = "label
     return inputs, labels, origin
 
 
-__all__ = ["DEFAULT_EXPORT_DIR", "MAX_CHECK_INPUTS", "BundleExport", "CheckSet", "bundle_source", "export_bundle",
-           "read_check_data"]
+__all__ = [
+    "DEFAULT_EXPORT_DIR",
+    "MAX_CHECK_INPUTS",
+    "BundleExport",
+    "CheckSet",
+    "bundle_source",
+    "export_bundle",
+    "read_check_data",
+]

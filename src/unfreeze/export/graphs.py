@@ -86,8 +86,9 @@ def export_pooled(backbone, wanted: Sequence[tuple[int, str]], path: str | Path,
     return Path(path)
 
 
-def export_network(model, path: str | Path, *, example: Mapping[str, Any] | None = None,
-                   exporter: str = "dynamo") -> Path:
+def export_network(
+    model, path: str | Path, *, example: Mapping[str, Any] | None = None, exporter: str = "dynamo"
+) -> Path:
     """Export a fine-tuned network (body -> pooled layers -> linear head) to a graph giving ``logits``.
 
     Parameters
@@ -133,8 +134,9 @@ class _PooledGraph(nn.Module):
         self.only_last = all(layer == num_blocks for layer, _ in wanted)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None):
-        out = self.body(**_model_inputs(input_ids, attention_mask, token_type_ids),
-                        output_hidden_states=not self.only_last)
+        out = self.body(
+            **_model_inputs(input_ids, attention_mask, token_type_ids), output_hidden_states=not self.only_last
+        )
         states = [out.last_hidden_state if self.only_last else out.hidden_states[layer] for layer, _ in self.wanted]
         return tuple(pool(h.float(), attention_mask, pooling) for h, (_, pooling) in zip(states, self.wanted))
 
@@ -151,8 +153,9 @@ class _NetworkGraph(nn.Module):
         out = self.body(**_model_inputs(input_ids, attention_mask, token_type_ids), output_hidden_states=below_top)
         # TextClassificationModel's convention: j < L is block j's input (hidden_states[j]),
         # L is last_hidden_state (after a final norm where the family has one)
-        states = [out.last_hidden_state if layer == self.num_blocks else out.hidden_states[layer]
-                  for layer in self.layers]
+        states = [
+            out.last_hidden_state if layer == self.num_blocks else out.hidden_states[layer] for layer in self.layers
+        ]
         features = torch.cat([pool(h.float(), attention_mask, self.pooling) for h in states], dim=-1)
         return self.head(features)
 
@@ -192,8 +195,7 @@ def example_batch(backbone) -> dict:
     Rows and columns differ in number (2 by more than 2), so neither dynamic axis is
     mistaken for the other or for a constant.
     """
-    encoded = backbone.encode(["an example input for the exporter, a little longer than the other one", "short"],
-                              64)
+    encoded = backbone.encode(["an example input for the exporter, a little longer than the other one", "short"], 64)
     batch = backbone.collate(encoded, [0, 1])
     return {k: v.cpu() for k, v in batch.items()}
 
@@ -208,16 +210,18 @@ def _synthetic_batch(body) -> dict:
 
 def require_exporter(exporter: str) -> None:
     if exporter not in EXPORTERS:
-        raise UnfreezeError(f"The 'exporter' parameter must be one of {', '.join(map(repr, EXPORTERS))}. "
-                            f"Got {exporter!r}.")
+        raise UnfreezeError(
+            f"The 'exporter' parameter must be one of {', '.join(map(repr, EXPORTERS))}. Got {exporter!r}."
+        )
     require_onnxruntime()  # the export checks itself with it
     needed = ["onnx"] + (["onnxscript"] if exporter == "dynamo" else [])
     for name in needed:
         try:
             __import__(name)
         except ImportError as exc:
-            raise UnfreezeError(f"Exporting to ONNX needs the {name!r} package; install it with: "
-                                f"{INSTALL_HINT}") from exc
+            raise UnfreezeError(
+                f"Exporting to ONNX needs the {name!r} package; install it with: {INSTALL_HINT}"
+            ) from exc
 
 
 def _export(module, example: dict, path: Path, output_names: list[str], exporter: str, body) -> None:
@@ -231,13 +235,29 @@ def _export(module, example: dict, path: Path, output_names: list[str], exporter
         with quiet(), torch.no_grad():
             if exporter == "dynamo":
                 batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-                torch.onnx.export(module, (), str(path), kwargs=example, input_names=names, output_names=output_names,
-                                  dynamic_shapes={n: {0: batch, 1: sequence} for n in names}, dynamo=True,
-                                  external_data=n_bytes > EXTERNAL_DATA_BYTES)
+                torch.onnx.export(
+                    module,
+                    (),
+                    str(path),
+                    kwargs=example,
+                    input_names=names,
+                    output_names=output_names,
+                    dynamic_shapes={n: {0: batch, 1: sequence} for n in names},
+                    dynamo=True,
+                    external_data=n_bytes > EXTERNAL_DATA_BYTES,
+                )
             else:
-                torch.onnx.export(module, (), str(path), kwargs=example, input_names=names, output_names=output_names,
-                                  dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names}, dynamo=False,
-                                  opset_version=TORCHSCRIPT_OPSET)
+                torch.onnx.export(
+                    module,
+                    (),
+                    str(path),
+                    kwargs=example,
+                    input_names=names,
+                    output_names=output_names,
+                    dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names},
+                    dynamo=False,
+                    opset_version=TORCHSCRIPT_OPSET,
+                )
     except UnfreezeError:
         raise
     except Exception as exc:  # torch.export and the ONNX translation raise many types; name the model instead
@@ -251,9 +271,11 @@ def unsupported(body, exporter: str, reason: object) -> UnfreezeError:
     arch = type(body).__name__ + (f" (model type {family!r})" if family else "")
     first = _root_cause(reason)
     other = "torchscript" if exporter == "dynamo" else "dynamo"
-    return UnfreezeError(f"Cannot export {arch} to ONNX with torch's {exporter} exporter: {first} "
-                         f"(exporter={other!r} may work; supported families are BERT, RoBERTa, DistilBERT, MPNet, "
-                         "DeBERTa-v2, GPT-2 and Llama).")
+    return UnfreezeError(
+        f"Cannot export {arch} to ONNX with torch's {exporter} exporter: {first} "
+        f"(exporter={other!r} may work; supported families are BERT, RoBERTa, DistilBERT, MPNet, "
+        "DeBERTa-v2, GPT-2 and Llama)."
+    )
 
 
 def _root_cause(exc: object) -> str:
@@ -272,8 +294,17 @@ def _root_cause(exc: object) -> str:
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
     """Silence the exporters' and quantiser's progress prints, warnings and log lines."""
-    names = ("", "torch.onnx", "torch.export", "torch._export", "torch._dynamo", "torch.fx", "onnxscript", "onnx_ir",
-             "onnxruntime")
+    names = (
+        "",
+        "torch.onnx",
+        "torch.export",
+        "torch._export",
+        "torch._dynamo",
+        "torch.fx",
+        "onnxscript",
+        "onnx_ir",
+        "onnxruntime",
+    )
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     try:

@@ -19,8 +19,9 @@ RUNTIMES = ("torch", "onnx")
 
 def check_runtime(runtime: str, owner: str = "load") -> str:
     if runtime not in RUNTIMES:
-        raise UnfreezeError(f"The 'runtime' parameter of {owner} must be one of {', '.join(map(repr, RUNTIMES))}. "
-                            f"Got {runtime!r}.")
+        raise UnfreezeError(
+            f"The 'runtime' parameter of {owner} must be one of {', '.join(map(repr, RUNTIMES))}. Got {runtime!r}."
+        )
     return runtime
 
 
@@ -34,8 +35,12 @@ def _other_bundle(bundle: Path, source: dict) -> bool:
     try:
         config = read_config(bundle)
         multi = config.get("kind") == MULTIHEAD_KIND
-        mine = {"kind": config.get("kind"), "strategy": "features" if multi else config["strategy"]["name"],
-                "model": config["backbone"]["reference"], "fingerprint": config["backbone"].get("fingerprint")}
+        mine = {
+            "kind": config.get("kind"),
+            "strategy": "features" if multi else config["strategy"]["name"],
+            "model": config["backbone"]["reference"],
+            "fingerprint": config["backbone"].get("fingerprint"),
+        }
     except (UnfreezeError, OSError, KeyError, TypeError):
         return False
     return any(name in source and source[name] != value for name, value in mine.items())
@@ -54,8 +59,9 @@ def find_export(bundle: str | Path, onnx: str | Path | None = None, config: dict
     config = config if config is not None else read_config(bundle)
     folder = Path(onnx) if onnx is not None else bundle / DEFAULT_EXPORT_DIR
     if onnx is None and not is_export(folder):
-        raise UnfreezeError(f"{bundle} has no ONNX export (no {folder / MANIFEST_FILE}); run `unfreeze export "
-                            f"{bundle}` first.")
+        raise UnfreezeError(
+            f"{bundle} has no ONNX export (no {folder / MANIFEST_FILE}); run `unfreeze export {bundle}` first."
+        )
     check_belongs(bundle, folder, read_manifest(folder))
     return folder
 
@@ -67,8 +73,10 @@ def check_belongs(bundle: Path, folder: Path, manifest: dict) -> None:
     if recorded == bundle_digest(bundle):
         return
     if not recorded:
-        raise UnfreezeError(f"The export at {folder} does not record the bundle it was made from (it was not "
-                            f"written by `unfreeze export`); export {bundle} with `unfreeze export {bundle}`.")
+        raise UnfreezeError(
+            f"The export at {folder} does not record the bundle it was made from (it was not "
+            f"written by `unfreeze export`); export {bundle} with `unfreeze export {bundle}`."
+        )
     made_from = source.get("bundle", "another bundle")
     when = manifest.get("created", "an unknown time")
     same_path = Path(made_from) == bundle.resolve()
@@ -77,14 +85,23 @@ def check_belongs(bundle: Path, folder: Path, manifest: dict) -> None:
     # was copied in from another bundle
     if same_path or (folder.resolve().is_relative_to(bundle.resolve()) and not _other_bundle(bundle, source)):
         copied = "" if same_path else f", or the export was copied here from another bundle ({made_from})"
-        raise UnfreezeError(f"The export at {folder} is out of date: {bundle} changed after it was exported "
-                            f"({when}){copied}. Export it again with `unfreeze export {bundle} --overwrite`.")
-    raise UnfreezeError(f"The export at {folder} belongs to another bundle ({made_from}, exported {when}), not to "
-                        f"{bundle}. Export this one with `unfreeze export {bundle}`, or give its own --onnx folder.")
+        raise UnfreezeError(
+            f"The export at {folder} is out of date: {bundle} changed after it was exported "
+            f"({when}){copied}. Export it again with `unfreeze export {bundle} --overwrite`."
+        )
+    raise UnfreezeError(
+        f"The export at {folder} belongs to another bundle ({made_from}, exported {when}), not to "
+        f"{bundle}. Export this one with `unfreeze export {bundle}`, or give its own --onnx folder."
+    )
 
 
-def open_export(bundle: str | Path, onnx: str | Path | None = None, precision: str = "fp32",
-                batch_size: int | None = None, threads: int | None = None):
+def open_export(
+    bundle: str | Path,
+    onnx: str | Path | None = None,
+    precision: str = "fp32",
+    batch_size: int | None = None,
+    threads: int | None = None,
+):
     """The bundle's config and its export loaded for ONNX Runtime: ``(config, OnnxClassifier)``."""
     from .runtime import load_export, require_onnxruntime
 
@@ -99,11 +116,25 @@ def open_export(bundle: str | Path, onnx: str | Path | None = None, precision: s
 def heads_of(config: dict) -> dict[str, dict]:
     """The heads of a bundle as ``BundlePredictor.heads`` gives them (name, labels, pooling, layers, strategy)."""
     if config.get("kind") == MULTIHEAD_KIND:
-        return {name: {"name": name, "labels": list(entry["labels"]), "pooling": entry["pooling"],
-                       "layers": list(entry["layers"]), "strategy": "features"}
-                for name, entry in config["heads"].items()}
-    return {DEFAULT_HEAD: {"name": DEFAULT_HEAD, "labels": list(config["labels"]), "pooling": config["pooling"],
-                           "layers": list(config["layers"]), "strategy": config["strategy"]["name"]}}
+        return {
+            name: {
+                "name": name,
+                "labels": list(entry["labels"]),
+                "pooling": entry["pooling"],
+                "layers": list(entry["layers"]),
+                "strategy": "features",
+            }
+            for name, entry in config["heads"].items()
+        }
+    return {
+        DEFAULT_HEAD: {
+            "name": DEFAULT_HEAD,
+            "labels": list(config["labels"]),
+            "pooling": config["pooling"],
+            "layers": list(config["layers"]),
+            "strategy": config["strategy"]["name"],
+        }
+    }
 
 
 __all__ = ["RUNTIMES", "bundle_digest", "check_belongs", "check_runtime", "find_export", "heads_of", "open_export"]

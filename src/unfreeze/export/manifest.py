@@ -63,29 +63,40 @@ def read_manifest(folder: str | Path) -> dict:
     try:
         manifest = json.loads(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UnfreezeError(f"the export at {folder} is damaged: {MANIFEST_FILE} is not valid JSON ({exc}). "
-                            "Export it again with `unfreeze export`.") from exc
+        raise UnfreezeError(
+            f"the export at {folder} is damaged: {MANIFEST_FILE} is not valid JSON ({exc}). "
+            "Export it again with `unfreeze export`."
+        ) from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise UnfreezeError(f"{file} is not an unfreeze ONNX export manifest (format {FORMAT!r} expected).")
     if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
-        raise UnfreezeError(f"The export at {folder} is in export format {manifest.get('format_version')}; this "
-                            f"unfreeze reads export formats up to {FORMAT_VERSION}. Upgrade unfreeze or export again.")
+        raise UnfreezeError(
+            f"The export at {folder} is in export format {manifest.get('format_version')}; this "
+            f"unfreeze reads export formats up to {FORMAT_VERSION}. Upgrade unfreeze or export again."
+        )
     if manifest.get("kind") not in KINDS:
-        raise UnfreezeError(f"the export at {folder} is damaged: unknown kind {manifest.get('kind')!r} in "
-                            f"{MANIFEST_FILE}.")
+        raise UnfreezeError(
+            f"the export at {folder} is damaged: unknown kind {manifest.get('kind')!r} in {MANIFEST_FILE}."
+        )
     required = ["graphs", "heads", "max_length", "token_type_ids", "pad_token_id"]
     required += ["outputs", "model"] if manifest["kind"] == "heads" else []
     missing = [key for key in required if key not in manifest]
     if missing or "fp32" not in manifest.get("graphs", {}):
         lacking = missing[0] if missing else "graphs.fp32"
-        raise UnfreezeError(f"the export at {folder} is damaged: {MANIFEST_FILE} lacks {lacking!r}. Export it again "
-                            "with `unfreeze export`.")
+        raise UnfreezeError(
+            f"the export at {folder} is damaged: {MANIFEST_FILE} lacks {lacking!r}. Export it again "
+            "with `unfreeze export`."
+        )
     root = folder.resolve()
-    named = [*manifest.get("graphs", {}).values(), manifest.get("tokenizer", TOKENIZER_DIR),
-             *(h["file"] for h in manifest.get("heads", {}).values() if "file" in h)]
+    named = [
+        *manifest.get("graphs", {}).values(),
+        manifest.get("tokenizer", TOKENIZER_DIR),
+        *(h["file"] for h in manifest.get("heads", {}).values() if "file" in h),
+    ]
     for name in named:
         # a manifest must never point outside its folder
         if not (root / name).resolve().is_relative_to(root):
-            raise UnfreezeError(f"the export at {folder} is damaged: {MANIFEST_FILE} names {name!r}, outside the "
-                                "export folder.")
+            raise UnfreezeError(
+                f"the export at {folder} is damaged: {MANIFEST_FILE} names {name!r}, outside the export folder."
+            )
     return manifest

@@ -68,8 +68,10 @@ class OnnxPredictor(Predictor):
         return self.runtime.predict_proba(inputs, self.head)
 
     def state(self) -> PredictorState:
-        raise UnfreezeError("A classifier loaded with runtime='onnx' only predicts; load the bundle with the torch "
-                            "runtime (the default) to save or refit it.")
+        raise UnfreezeError(
+            "A classifier loaded with runtime='onnx' only predicts; load the bundle with the torch "
+            "runtime (the default) to save or refit it."
+        )
 
     @classmethod
     def from_state(cls, context, strategy, state):
@@ -78,8 +80,9 @@ class OnnxPredictor(Predictor):
 
 def _check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
-        raise UnfreezeError(f"The 'precision' parameter must be one of {', '.join(map(repr, PRECISIONS))}. "
-                            f"Got {precision!r}.")
+        raise UnfreezeError(
+            f"The 'precision' parameter must be one of {', '.join(map(repr, PRECISIONS))}. Got {precision!r}."
+        )
 
 
 def _check_onnx_runtime(runtime: str, owner: str) -> None:
@@ -90,13 +93,21 @@ def _check_onnx_runtime(runtime: str, owner: str) -> None:
 
 def _check_device(device: str | None) -> None:
     if device not in (None, "cpu"):
-        raise UnfreezeError(f"device={device!r} applies to the torch runtime; runtime='onnx' runs on the CPU "
-                            "(ONNX Runtime's CPU provider).")
+        raise UnfreezeError(
+            f"device={device!r} applies to the torch runtime; runtime='onnx' runs on the CPU "
+            "(ONNX Runtime's CPU provider)."
+        )
 
 
-def load_onnx_classifier(cls, path: str | Path, head: str | None = None, runtime: str = "onnx",
-                         precision: str = "fp32", onnx: str | Path | None = None,
-                         device: str | None = None) -> Any:
+def load_onnx_classifier(
+    cls,
+    path: str | Path,
+    head: str | None = None,
+    runtime: str = "onnx",
+    precision: str = "fp32",
+    onnx: str | Path | None = None,
+    device: str | None = None,
+) -> Any:
     """A fitted ``cls`` (``Classifier``) predicting with the bundle's export (see the module docstring)."""
     from ..strategies import Features, strategy_class
     from ..training.settings import Training
@@ -110,16 +121,25 @@ def load_onnx_classifier(cls, path: str | Path, head: str | None = None, runtime
         names = list(config["heads"])
         if head is None:
             if len(names) > 1:
-                raise UnfreezeError(f"{path} holds {len(names)} heads ({', '.join(names)}): name one "
-                                    "(Classifier.load(path, head=NAME)) or use MultiHeadClassifier.")
+                raise UnfreezeError(
+                    f"{path} holds {len(names)} heads ({', '.join(names)}): name one "
+                    "(Classifier.load(path, head=NAME)) or use MultiHeadClassifier."
+                )
             head = names[0]
         if head not in names:
             raise UnfreezeError(f"Unknown head {head!r}; this bundle has: {', '.join(names)}.")
         entry = config["heads"][head]
         params = entry.get("params", {})
-        clf = cls(model=config["backbone"]["reference"], strategy=Features(C=params.get("C"), cv=params.get("cv", 5)),
-                  pooling=entry["pooling"], layers=list(entry["layers"]), max_length=config["max_length"],
-                  batch_size=config.get("batch_size", 32), seed=params.get("seed", 0), progress=False)
+        clf = cls(
+            model=config["backbone"]["reference"],
+            strategy=Features(C=params.get("C"), cv=params.get("cv", 5)),
+            pooling=entry["pooling"],
+            layers=list(entry["layers"]),
+            max_length=config["max_length"],
+            batch_size=config.get("batch_size", 32),
+            seed=params.get("seed", 0),
+            progress=False,
+        )
         strategy, training, labels = clf.strategy, Training(), entry["labels"]
         pooling, layers, record, sample = entry["pooling"], entry["layers"], entry.get("fit_record", {}), entry
     else:
@@ -142,8 +162,14 @@ def load_onnx_classifier(cls, path: str | Path, head: str | None = None, runtime
     return clf
 
 
-def load_onnx_suite(cls, path: str | Path, runtime: str = "onnx", precision: str = "fp32",
-                    onnx: str | Path | None = None, device: str | None = None) -> Any:
+def load_onnx_suite(
+    cls,
+    path: str | Path,
+    runtime: str = "onnx",
+    precision: str = "fp32",
+    onnx: str | Path | None = None,
+    device: str | None = None,
+) -> Any:
     """A ``cls`` (``MultiHeadClassifier``) whose ``predict``/``predict_proba`` run the bundle's export."""
     from ..features.logistic import Head, LogisticHead
 
@@ -156,13 +182,22 @@ def load_onnx_suite(cls, path: str | Path, runtime: str = "onnx", precision: str
         heads = read_heads(path, config)
     elif config["predictor"].get("type") == "embedding_head" and not config["predictor"].get("tuned"):
         head = LogisticHead.from_state(read_tensors(path, "head", "np"), config["predictor"]["head"])
-        heads = {DEFAULT_HEAD: Head(DEFAULT_HEAD, config["pooling"], tuple(config["layers"]),
-                                    np.asarray(config["labels"]), head)}
+        heads = {
+            DEFAULT_HEAD: Head(
+                DEFAULT_HEAD, config["pooling"], tuple(config["layers"]), np.asarray(config["labels"]), head
+            )
+        }
     else:
-        raise UnfreezeError(f"{path} was trained with strategy {config['strategy']['name']!r}: it is one classifier, "
-                            "not heads on a shared backbone. Load it with Classifier.load(path, runtime='onnx').")
-    suite = cls(model=config["backbone"]["reference"], max_length=exported.max_length,
-                batch_size=exported.runner.batch_size, progress=False)
+        raise UnfreezeError(
+            f"{path} was trained with strategy {config['strategy']['name']!r}: it is one classifier, "
+            "not heads on a shared backbone. Load it with Classifier.load(path, runtime='onnx')."
+        )
+    suite = cls(
+        model=config["backbone"]["reference"],
+        max_length=exported.max_length,
+        batch_size=exported.runner.batch_size,
+        progress=False,
+    )
     suite.heads = heads
     suite._onnx = exported
     return suite

@@ -15,9 +15,15 @@ from .runtime import require_onnxruntime
 INT8_OP_TYPES = ("MatMul",)
 
 
-def quantize_int8(source: str | Path, target: str | Path, *, per_channel: bool = True,
-                  op_types: Sequence[str] = INT8_OP_TYPES, keep_ffn_output: bool = False,
-                  reduce_range: bool = True) -> Path:
+def quantize_int8(
+    source: str | Path,
+    target: str | Path,
+    *,
+    per_channel: bool = True,
+    op_types: Sequence[str] = INT8_OP_TYPES,
+    keep_ffn_output: bool = False,
+    reduce_range: bool = True,
+) -> Path:
     """Quantise the weights of the graph at ``source`` to int8 with ONNX Runtime's dynamic quantiser.
 
     Activations are quantised on the fly per batch (``quantize_dynamic``), so no calibration
@@ -57,9 +63,16 @@ def quantize_int8(source: str | Path, target: str | Path, *, per_channel: bool =
     external = (source.parent / f"{source.name}.data").exists()
     excluded = ffn_output_nodes(source) if keep_ffn_output else []
     with quiet():
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=per_channel,
-                         op_types_to_quantize=list(op_types), nodes_to_exclude=excluded,
-                         reduce_range=reduce_range, use_external_data_format=external)
+        quantize_dynamic(
+            str(source),
+            str(target),
+            weight_type=QuantType.QInt8,
+            per_channel=per_channel,
+            op_types_to_quantize=list(op_types),
+            nodes_to_exclude=excluded,
+            reduce_range=reduce_range,
+            use_external_data_format=external,
+        )
     return target
 
 
@@ -69,5 +82,9 @@ def ffn_output_nodes(path: str | Path) -> list[str]:
 
     model = onnx.load(str(path), load_external_data=False)
     shapes = {init.name: tuple(init.dims) for init in model.graph.initializer}
-    return [node.name for node in model.graph.node if node.op_type == "MatMul"
-            and any(len(shapes.get(x, ())) == 2 and shapes[x][0] > shapes[x][1] for x in node.input)]
+    return [
+        node.name
+        for node in model.graph.node
+        if node.op_type == "MatMul"
+        and any(len(shapes.get(x, ())) == 2 and shapes[x][0] > shapes[x][1] for x in node.input)
+    ]

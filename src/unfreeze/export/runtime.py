@@ -31,33 +31,51 @@ class _ExportRunner:
 
     expected_kind = ""
 
-    def __init__(self, folder: str | Path, precision: str = "fp32", batch_size: int = 32, threads: int | None = None,
-                 padding_side: str = "right", providers: Sequence[str] | None = None, verify: bool = True,
-                 spinning: bool = False) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        precision: str = "fp32",
+        batch_size: int = 32,
+        threads: int | None = None,
+        padding_side: str = "right",
+        providers: Sequence[str] | None = None,
+        verify: bool = True,
+        spinning: bool = False,
+    ) -> None:
         require_onnxruntime()
         self.folder = Path(folder)
         self.manifest = read_manifest(self.folder)
         if self.expected_kind and self.manifest["kind"] != self.expected_kind:
-            raise UnfreezeError(f"The export at {self.folder} is a {self.manifest['kind']!r} export; "
-                                f"{type(self).__name__} runs {self.expected_kind!r} exports.")
+            raise UnfreezeError(
+                f"The export at {self.folder} is a {self.manifest['kind']!r} export; "
+                f"{type(self).__name__} runs {self.expected_kind!r} exports."
+            )
         if precision not in PRECISIONS:
-            raise UnfreezeError(f"The 'precision' parameter must be one of {', '.join(map(repr, PRECISIONS))}. "
-                                f"Got {precision!r}.")
+            raise UnfreezeError(
+                f"The 'precision' parameter must be one of {', '.join(map(repr, PRECISIONS))}. Got {precision!r}."
+            )
         graphs = self.manifest["graphs"]
         if precision not in graphs:
-            raise UnfreezeError(f"The export at {self.folder} has no {precision} graph (it has "
-                                f"{', '.join(graphs)}). Export it with --int8 to get one.")
+            raise UnfreezeError(
+                f"The export at {self.folder} has no {precision} graph (it has "
+                f"{', '.join(graphs)}). Export it with --int8 to get one."
+            )
         if int(batch_size) < 1:
             raise UnfreezeError(f"The 'batch_size' parameter must be an int >= 1. Got {batch_size!r}.")
         self.precision = precision
         self.batch_size = int(batch_size)
         file = graphs[precision]
         digest = self.manifest.get("files", {}).get(file) if verify else None
-        self.graph = OnnxGraph(self.folder / file, threads=threads, providers=providers, sha256=digest,
-                               spinning=spinning)
-        self.text = TextEncoder(self.folder / self.manifest.get("tokenizer", TOKENIZER_DIR),
-                                self.manifest["max_length"], self.manifest["token_type_ids"],
-                                self.manifest["pad_token_id"], padding_side)
+        self.graph = OnnxGraph(
+            self.folder / file, threads=threads, providers=providers, sha256=digest, spinning=spinning
+        )
+        self.text = TextEncoder(
+            self.folder / self.manifest.get("tokenizer", TOKENIZER_DIR),
+            self.manifest["max_length"],
+            self.manifest["token_type_ids"],
+            self.manifest["pad_token_id"],
+            padding_side,
+        )
 
     @property
     def max_length(self) -> int:
@@ -116,31 +134,44 @@ class OnnxEncoder(_ExportRunner):
 
     expected_kind = "heads"
 
-    def __init__(self, folder: str | Path, precision: str = "fp32", batch_size: int = 32, threads: int | None = None,
-                 padding_side: str = "right", providers: Sequence[str] | None = None, verify: bool = True,
-                 spinning: bool = False) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        precision: str = "fp32",
+        batch_size: int = 32,
+        threads: int | None = None,
+        padding_side: str = "right",
+        providers: Sequence[str] | None = None,
+        verify: bool = True,
+        spinning: bool = False,
+    ) -> None:
         super().__init__(folder, precision, batch_size, threads, padding_side, providers, verify, spinning)
         self.outputs: dict[tuple[int, str], str] = {
-            (int(o["layer"]), o["pooling"]): o["name"] for o in self.manifest["outputs"]}
+            (int(o["layer"]), o["pooling"]): o["name"] for o in self.manifest["outputs"]
+        }
 
     @property
     def wanted(self) -> list[tuple[int, str]]:
         """Every (layer, pooling) the graph computes."""
         return list(self.outputs)
 
-    def pooled(self, inputs: Sequence[str | tuple[str, str]],
-               wanted: Sequence[tuple[int, str]] | None = None) -> dict[tuple[int, str], np.ndarray]:
+    def pooled(
+        self, inputs: Sequence[str | tuple[str, str]], wanted: Sequence[tuple[int, str]] | None = None
+    ) -> dict[tuple[int, str], np.ndarray]:
         """Pooled states per (layer, pooling), each [n_inputs, hidden] float32, rows in input order."""
         return self.pooled_encoded(self.encode(inputs), wanted)
 
-    def pooled_encoded(self, encoded: EncodedTexts,
-                       wanted: Sequence[tuple[int, str]] | None = None) -> dict[tuple[int, str], np.ndarray]:
+    def pooled_encoded(
+        self, encoded: EncodedTexts, wanted: Sequence[tuple[int, str]] | None = None
+    ) -> dict[tuple[int, str], np.ndarray]:
         keys = list(dict.fromkeys((int(layer), p) for layer, p in wanted)) if wanted is not None else self.wanted
         missing = [k for k in keys if k not in self.outputs]
         if missing:
             layer, pooling = missing[0]
-            raise UnfreezeError(f"The export at {self.folder} does not compute layer {layer} with {pooling!r} "
-                                f"pooling; it has {', '.join(f'{n}/{p}' for n, p in self.outputs)}. Export again.")
+            raise UnfreezeError(
+                f"The export at {self.folder} does not compute layer {layer} with {pooling!r} "
+                f"pooling; it has {', '.join(f'{n}/{p}' for n, p in self.outputs)}. Export again."
+            )
         got = self._run_all(encoded, [self.outputs[k] for k in keys])
         return {k: got[self.outputs[k]] for k in keys}
 
@@ -242,23 +273,35 @@ class OnnxClassifier:
     array(['positive'], dtype='<U8')
     """
 
-    def __init__(self, folder: str | Path, precision: str = "fp32", batch_size: int = 32, threads: int | None = None,
-                 padding_side: str = "right", providers: Sequence[str] | None = None, verify: bool = True,
-                 spinning: bool = False) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        precision: str = "fp32",
+        batch_size: int = 32,
+        threads: int | None = None,
+        padding_side: str = "right",
+        providers: Sequence[str] | None = None,
+        verify: bool = True,
+        spinning: bool = False,
+    ) -> None:
         require_onnxruntime()  # first: without it nothing else about the folder matters
         folder = Path(folder)
         manifest = read_manifest(folder)
         self.kind: str = manifest["kind"]
         runner_type = OnnxEncoder if self.kind == "heads" else OnnxNetwork
-        self.runner: OnnxEncoder | OnnxNetwork = runner_type(folder, precision, batch_size, threads, padding_side,
-                                                             providers, verify, spinning)
+        self.runner: OnnxEncoder | OnnxNetwork = runner_type(
+            folder, precision, batch_size, threads, padding_side, providers, verify, spinning
+        )
         self.folder, self.manifest, self.precision = folder, manifest, precision
         self._heads: dict[str, _HeadEntry] = {}
         if self.kind == "heads":
             for name, entry in manifest["heads"].items():
-                self._heads[name] = _HeadEntry(entry["pooling"], tuple(int(layer) for layer in entry["layers"]),
-                                               np.asarray(entry["labels"]),
-                                               NumpyLogisticHead.load(folder / entry["file"]))
+                self._heads[name] = _HeadEntry(
+                    entry["pooling"],
+                    tuple(int(layer) for layer in entry["layers"]),
+                    np.asarray(entry["labels"]),
+                    NumpyLogisticHead.load(folder / entry["file"]),
+                )
         self._labels = {name: np.asarray(entry["labels"]) for name, entry in manifest["heads"].items()}
         self.n_truncated = 0
 
@@ -287,8 +330,9 @@ class OnnxClassifier:
             raise UnfreezeError(f"Unknown head {unknown[0]!r}; this export has: {', '.join(self.head_names)}.")
         return list(dict.fromkeys(names))
 
-    def predict_proba_heads(self, X: Sequence[str | tuple[str, str]],
-                            heads: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    def predict_proba_heads(
+        self, X: Sequence[str | tuple[str, str]], heads: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
         """Probabilities per head (columns in that head's label order), from one pass of the graph."""
         names = self._check_heads(heads)
         runner = self.runner  # an OnnxNetwork for kind "network", an OnnxEncoder for kind "heads"
@@ -315,11 +359,13 @@ class OnnxClassifier:
             return runner.logits_encoded(encoded)
         entry = self._heads[name]
         pooled = runner.pooled_encoded(encoded, [(layer, entry.pooling) for layer in entry.layers])
-        return entry.head.decision_function(np.concatenate([pooled[(layer, entry.pooling)]
-                                                            for layer in entry.layers], axis=1))
+        return entry.head.decision_function(
+            np.concatenate([pooled[(layer, entry.pooling)] for layer in entry.layers], axis=1)
+        )
 
-    def predict_heads(self, X: Sequence[str | tuple[str, str]],
-                      heads: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    def predict_heads(
+        self, X: Sequence[str | tuple[str, str]], heads: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
         """Predicted labels per head."""
         return {n: self._labels[n][p.argmax(axis=1)] for n, p in self.predict_proba_heads(X, heads).items()}
 
@@ -334,9 +380,16 @@ class OnnxClassifier:
         return self._labels[name][self.predict_proba(X, name).argmax(axis=1)]
 
 
-def load_export(folder: str | Path, precision: str = "fp32", batch_size: int = 32, threads: int | None = None,
-                padding_side: str = "right", providers: Sequence[str] | None = None,
-                verify: bool = True, spinning: bool = False) -> OnnxClassifier:
+def load_export(
+    folder: str | Path,
+    precision: str = "fp32",
+    batch_size: int = 32,
+    threads: int | None = None,
+    padding_side: str = "right",
+    providers: Sequence[str] | None = None,
+    verify: bool = True,
+    spinning: bool = False,
+) -> OnnxClassifier:
     """Load the export at ``folder`` for prediction with ONNX Runtime.
 
     Parameters
@@ -370,6 +423,20 @@ def available_precisions(folder: str | Path) -> list[str]:
     return [p for p in PRECISIONS if p in read_manifest(folder)["graphs"]]
 
 
-__all__ = ["INSTALL_HINT", "PADDING_SIDES", "EncodedTexts", "NumpyLogisticHead", "OnnxClassifier", "OnnxEncoder",
-           "OnnxGraph", "OnnxNetwork", "TextEncoder", "available_precisions", "damaged", "file_sha256", "load_export",
-           "require_onnxruntime", "softmax"]
+__all__ = [
+    "INSTALL_HINT",
+    "PADDING_SIDES",
+    "EncodedTexts",
+    "NumpyLogisticHead",
+    "OnnxClassifier",
+    "OnnxEncoder",
+    "OnnxGraph",
+    "OnnxNetwork",
+    "TextEncoder",
+    "available_precisions",
+    "damaged",
+    "file_sha256",
+    "load_export",
+    "require_onnxruntime",
+    "softmax",
+]

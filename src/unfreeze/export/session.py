@@ -56,8 +56,14 @@ class OnnxGraph:
         (measured on 2 loaded cores: MiniLM fp32 126 texts/s spinning, 141 not).
     """
 
-    def __init__(self, path: str | Path, threads: int | None = None, providers: Sequence[str] | None = None,
-                 sha256: str | None = None, spinning: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        threads: int | None = None,
+        providers: Sequence[str] | None = None,
+        sha256: str | None = None,
+        spinning: bool = False,
+    ) -> None:
         ort = require_onnxruntime()
         self.path = Path(path)
         if not self.path.is_file():
@@ -72,8 +78,9 @@ class OnnxGraph:
         if not spinning:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = ort.InferenceSession(str(self.path), options,
-                                                providers=list(providers or ["CPUExecutionProvider"]))
+            self.session = ort.InferenceSession(
+                str(self.path), options, providers=list(providers or ["CPUExecutionProvider"])
+            )
         except Exception as exc:  # ONNX Runtime raises its own types for bad protobufs, graphs and files
             raise damaged(self.path, exc) from exc
         self.input_names = [i.name for i in self.session.get_inputs()]

@@ -66,8 +66,9 @@ def export_pools() -> list[tuple[tuple[str, str, int], dict]]:
     data = EMBEDDING_POOLS.data  # None outside a shared_embeddings() block
     if data is None:
         return []
-    return [(key, {"rows": dict(p.rows), "layers": dict(p.layers), "truncated": p.truncated})
-            for key, p in data.items()]
+    return [
+        (key, {"rows": dict(p.rows), "layers": dict(p.layers), "truncated": p.truncated}) for key, p in data.items()
+    ]
 
 
 def import_pools(exported: list[tuple[tuple[str, str, int], dict]]) -> None:
@@ -82,8 +83,10 @@ def import_pools(exported: list[tuple[tuple[str, str, int], dict]]) -> None:
 def input_keys(inputs: Sequence[TextInput]) -> list[str]:
     """One key per input (text and optional pair)."""
     texts, pairs = split_inputs(inputs)
-    return [hashlib.blake2b((t + "\x1f" + (pairs[i] if pairs else "")).encode(), digest_size=16).hexdigest()
-            for i, t in enumerate(texts)]
+    return [
+        hashlib.blake2b((t + "\x1f" + (pairs[i] if pairs else "")).encode(), digest_size=16).hexdigest()
+        for i, t in enumerate(texts)
+    ]
 
 
 def inputs_digest(inputs: Sequence[TextInput]) -> str:
@@ -134,8 +137,9 @@ def embed(
     return Embeddings(computed, encoded.n_truncated, limit, from_cache=False)
 
 
-def _from_pool(backbone: Backbone, inputs: Sequence[TextInput], wanted: list[int], pooling: str,
-               limit: int) -> Embeddings | None:
+def _from_pool(
+    backbone: Backbone, inputs: Sequence[TextInput], wanted: list[int], pooling: str, limit: int
+) -> Embeddings | None:
     data = EMBEDDING_POOLS.data
     if data is None:
         return None
@@ -146,12 +150,19 @@ def _from_pool(backbone: Backbone, inputs: Sequence[TextInput], wanted: list[int
     if any(r is None for r in rows):
         return None
     index = np.asarray(rows)
-    return Embeddings({i: pool.layers[i][index] for i in wanted}, int(pool.truncated[index].sum()), limit,
-                      from_cache=True)
+    return Embeddings(
+        {i: pool.layers[i][index] for i in wanted}, int(pool.truncated[index].sum()), limit, from_cache=True
+    )
 
 
-def _to_pool(backbone: Backbone, inputs: Sequence[TextInput], layers: dict[int, np.ndarray],
-             truncated: list[bool] | None, pooling: str, limit: int) -> None:
+def _to_pool(
+    backbone: Backbone,
+    inputs: Sequence[TextInput],
+    layers: dict[int, np.ndarray],
+    truncated: list[bool] | None,
+    pooling: str,
+    limit: int,
+) -> None:
     """Add these rows to the in-memory pool; rows already there keep their place."""
     data = EMBEDDING_POOLS.data
     if data is None:
@@ -215,8 +226,15 @@ def forward_pooled(
 
 
 def _cache_path(backbone: Backbone, inputs: Sequence[TextInput], pooling: str, limit: int) -> Path:
-    key = sha256_json({"model": backbone.fingerprint(), "pooling": pooling, "max_length": limit,
-                       "inputs": inputs_digest(inputs), "version": 1})
+    key = sha256_json(
+        {
+            "model": backbone.fingerprint(),
+            "pooling": pooling,
+            "max_length": limit,
+            "inputs": inputs_digest(inputs),
+            "version": 1,
+        }
+    )
     return cache_dir("embeddings") / f"{key[:40]}.safetensors"
 
 
@@ -231,5 +249,8 @@ def _read(path: Path) -> tuple[dict[int, np.ndarray], int]:
 
 def _write(path: Path, layers: dict[int, np.ndarray], n_truncated: int) -> None:
     with atomic_path(path) as tmp:
-        save_file({f"layer_{i}": np.ascontiguousarray(v) for i, v in layers.items()}, str(tmp),
-                  metadata={"n_truncated": str(n_truncated)})
+        save_file(
+            {f"layer_{i}": np.ascontiguousarray(v) for i, v in layers.items()},
+            str(tmp),
+            metadata={"n_truncated": str(n_truncated)},
+        )

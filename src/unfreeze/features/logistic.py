@@ -75,8 +75,9 @@ class LogisticHead:
         Passed to scikit-learn: "balanced" weighs each class inversely to its frequency.
     """
 
-    def __init__(self, C: float | None = None, cv: int = 5, seed: int = 0, max_iter: int = 2000,
-                 class_weight: str | None = None) -> None:
+    def __init__(
+        self, C: float | None = None, cv: int = 5, seed: int = 0, max_iter: int = 2000, class_weight: str | None = None
+    ) -> None:
         self.C = C
         self.cv = cv
         self.seed = seed
@@ -114,8 +115,9 @@ class LogisticHead:
         return self
 
     def _estimator(self, C: float, warm_start: bool = False) -> LogisticRegression:
-        return LogisticRegression(C=C, max_iter=self.max_iter, random_state=self.seed,
-                                  class_weight=self.class_weight, warm_start=warm_start)
+        return LogisticRegression(
+            C=C, max_iter=self.max_iter, random_state=self.seed, class_weight=self.class_weight, warm_start=warm_start
+        )
 
     def _choose_C(self, z: np.ndarray, y: np.ndarray, folds: int) -> tuple[float, np.ndarray]:
         """The C of ``C_GRID`` with the best mean fold accuracy (the smallest C among ties,
@@ -157,8 +159,12 @@ class LogisticHead:
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, object]]:
         """The arrays (for safetensors) and the JSON-able description of the fitted head."""
-        tensors = {"mean": self.mean_, "scale": self.scale_, "coef": self.model_.coef_,
-                   "intercept": self.model_.intercept_}
+        tensors = {
+            "mean": self.mean_,
+            "scale": self.scale_,
+            "coef": self.model_.coef_,
+            "intercept": self.model_.intercept_,
+        }
         meta: dict[str, object] = {"type": "logistic", "C": self.C_, "n_classes": len(self.model_.classes_)}
         if self.class_weight is not None:  # absent otherwise, so default heads are written as before
             meta["class_weight"] = self.class_weight

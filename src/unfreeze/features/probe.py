@@ -42,17 +42,25 @@ def run_probe(
     pooling = resolve_pooling(pooling, backbone.is_decoder, "probe")
     all_layers = list(range(backbone.num_blocks + 1))
     train_emb = embed(backbone, train.inputs, all_layers, pooling, max_length, batch_size, cache, progress)
-    test_emb = embed(backbone, test.inputs, all_layers, pooling, max_length, batch_size, cache, progress) if test else None
+    test_emb = (
+        embed(backbone, test.inputs, all_layers, pooling, max_length, batch_size, cache, progress) if test else None
+    )
     classes, y_train = np.unique(np.asarray(train.labels), return_inverse=True)
 
     last_four = tuple(all_layers[-4:])
-    specs: list[tuple[str, tuple[int, ...]]] = [(str(i) + (" (embeddings)" if i == 0 else ""), (i,)) for i in all_layers]
+    specs: list[tuple[str, tuple[int, ...]]] = [
+        (str(i) + (" (embeddings)" if i == 0 else ""), (i,)) for i in all_layers
+    ]
     specs.append((f"concat {','.join(str(i - len(all_layers)) for i in last_four)}", last_four))
     rows = []
     for name, layers in specs:
         head = LogisticHead(C=C, seed=seed).fit(train_emb.features(layers), y_train)
-        row = {"layer": name, "layers": list(layers), "C": head.C_,
-               "train": _score(head, train_emb.features(layers), classes, train.labels)}
+        row = {
+            "layer": name,
+            "layers": list(layers),
+            "C": head.C_,
+            "train": _score(head, train_emb.features(layers), classes, train.labels),
+        }
         if test_emb is not None and test is not None:
             row["test"] = _score(head, test_emb.features(layers), classes, test.labels)
         rows.append(row)

@@ -48,13 +48,17 @@ def hidden_states_of(backbone: Backbone, batch: dict[str, torch.Tensor]) -> Sequ
     result = backbone.model(**batch, output_hidden_states=True)
     hidden = getattr(result, "hidden_states", None)
     n_tokens = batch["input_ids"].shape[1]
-    if not (isinstance(hidden, (tuple, list)) and len(hidden) == backbone.num_blocks + 1
-            and all(isinstance(h, torch.Tensor) and h.dim() == 3 and h.shape[1] == n_tokens for h in hidden)):
+    if not (
+        isinstance(hidden, (tuple, list))
+        and len(hidden) == backbone.num_blocks + 1
+        and all(isinstance(h, torch.Tensor) and h.dim() == 3 and h.shape[1] == n_tokens for h in hidden)
+    ):
         raise UnfreezeError(
             f"bilstm needs per-token hidden states ([batch, tokens, hidden] for the embeddings and each of the "
             f"{backbone.num_blocks} blocks, from output_hidden_states=True), and {backbone.reference} "
             f"({type(backbone.model).__name__}) gives none. Use a transformer encoder or decoder "
-            "(`unfreeze models`), or a strategy on pooled states (features, mix).")
+            "(`unfreeze models`), or a strategy on pooled states (features, mix)."
+        )
     return hidden
 
 
@@ -66,7 +70,8 @@ def batch_token_states(backbone: Backbone, batch: dict[str, torch.Tensor], layer
     if not torch.isfinite(states[real]).all():
         raise UnfreezeError(
             f"Hidden states {list(layers)} of {backbone.reference} exceed float16's range (|x| > 65504), in which "
-            "bilstm keeps token states. Choose other --token-layers (lower blocks are usually smaller).")
+            "bilstm keeps token states. Choose other --token-layers (lower blocks are usually smaller)."
+        )
     return states
 
 
@@ -185,8 +190,14 @@ class TokenStates:
 
 
 @torch.inference_mode()
-def compute_token_states(backbone: Backbone, encoded: Encoded, layers: Sequence[int], batch_size: int = 32,
-                         memory_bytes: int = int(DEFAULT_MEMORY_GIB * 2**30), progress: bool = True) -> TokenStates:
+def compute_token_states(
+    backbone: Backbone,
+    encoded: Encoded,
+    layers: Sequence[int],
+    batch_size: int = 32,
+    memory_bytes: int = int(DEFAULT_MEMORY_GIB * 2**30),
+    progress: bool = True,
+) -> TokenStates:
     """One no-grad pass over ``encoded``, keeping the concatenated states ``layers`` of every real token."""
     store = TokenStates(encoded.lengths, backbone.hidden_size * len(layers), memory_bytes)
     model = backbone.model
@@ -208,5 +219,13 @@ def compute_token_states(backbone: Backbone, encoded: Encoded, layers: Sequence[
     return store
 
 
-__all__ = ["DEFAULT_MEMORY_GIB", "FP16_ABSOLUTE_ERROR", "FP16_RELATIVE_ERROR", "TokenStates", "batch_token_states",
-           "check_token_states", "compute_token_states", "hidden_states_of"]
+__all__ = [
+    "DEFAULT_MEMORY_GIB",
+    "FP16_ABSOLUTE_ERROR",
+    "FP16_RELATIVE_ERROR",
+    "TokenStates",
+    "batch_token_states",
+    "check_token_states",
+    "compute_token_states",
+    "hidden_states_of",
+]

@@ -51,8 +51,13 @@ def package_versions() -> dict[str, str]:
     import torch
     import transformers
 
-    return {"unfreeze": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "scikit-learn": sklearn.__version__, "python": platform.python_version()}
+    return {
+        "unfreeze": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "scikit-learn": sklearn.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def model_reference(model: str) -> str:
@@ -79,6 +84,7 @@ def damaged(path: Path, what: str) -> UnfreezeError:
 
 
 # -- writing --------------------------------------------------------------------------------------
+
 
 def write_bundle(path: Path, config: dict, files: dict[str, dict]) -> Path:
     """Write ``config`` as unfreeze.json and each ``files[stem]`` as ``stem.safetensors``, atomically."""
@@ -116,6 +122,7 @@ def make_shareable(folder: Path) -> None:
 
 # -- reading --------------------------------------------------------------------------------------
 
+
 def read_config(path: Path) -> dict:
     """The bundle's unfreeze.json, checked for format and version (version 1 is converted)."""
     path = Path(path)
@@ -143,19 +150,32 @@ def read_config(path: Path) -> dict:
         try:
             config = upgrade_v1(config)
         except (KeyError, TypeError, ValueError, UnfreezeError) as exc:
-            raise damaged(path, f"{CONFIG_FILE} (bundle format 1) lacks a valid strategy, params or head ({exc})") from exc
+            raise damaged(
+                path, f"{CONFIG_FILE} (bundle format 1) lacks a valid strategy, params or head ({exc})"
+            ) from exc
     needed = REQUIRED[config["kind"]]
     missing = [k for k, kind in needed.items() if not isinstance(config.get(k), kind)]
-    if missing or not isinstance(config["backbone"].get("reference"), str) or not isinstance(
-            config["backbone"].get("fingerprint"), str):
+    if (
+        missing
+        or not isinstance(config["backbone"].get("reference"), str)
+        or not isinstance(config["backbone"].get("fingerprint"), str)
+    ):
         raise damaged(path, f"{CONFIG_FILE} lacks a valid {missing[0] if missing else 'backbone'} entry")
     return config
 
 
 # what every bundle's config holds, by kind (read_config refuses a config without them)
 REQUIRED = {
-    SINGLE_KIND: {"classifier": dict, "strategy": dict, "predictor": dict, "backbone": dict, "labels": list,
-                  "pooling": str, "layers": list, "max_length": int},
+    SINGLE_KIND: {
+        "classifier": dict,
+        "strategy": dict,
+        "predictor": dict,
+        "backbone": dict,
+        "labels": list,
+        "pooling": str,
+        "layers": list,
+        "max_length": int,
+    },
     MULTIHEAD_KIND: {"heads": dict, "backbone": dict, "max_length": int},
 }
 
@@ -181,7 +201,9 @@ def read_tensors(path: Path, stem: str, framework: str = "pt") -> dict:
 
         return load_tensors(str(file))
     except Exception as exc:  # safetensors raises its own error types for a truncated or foreign file
-        raise damaged(Path(path), f"{file.name} is not a readable safetensors file ({str(exc).splitlines()[0]})") from exc
+        raise damaged(
+            Path(path), f"{file.name} is not a readable safetensors file ({str(exc).splitlines()[0]})"
+        ) from exc
 
 
 def read_heads(path: Path, config: dict) -> dict:
@@ -200,10 +222,11 @@ def read_heads(path: Path, config: dict) -> dict:
             info = {k: v for k, v in entry.items() if k not in ("file", "head", "pooling", "layers", "labels")}
             head = LogisticHead.from_state(tensors, entry["head"])
             if len(entry["labels"]) != len(head.model_.classes_) or head.model_.coef_.ndim != 2:
-                raise ValueError(f"head {name!r} lists {len(entry['labels'])} labels for a head of "
-                                 f"{len(head.model_.classes_)} classes")
-            heads[name] = Head(name, entry["pooling"], tuple(entry["layers"]), np.asarray(entry["labels"]), head,
-                               info)
+                raise ValueError(
+                    f"head {name!r} lists {len(entry['labels'])} labels for a head of "
+                    f"{len(head.model_.classes_)} classes"
+                )
+            heads[name] = Head(name, entry["pooling"], tuple(entry["layers"]), np.asarray(entry["labels"]), head, info)
     except (KeyError, TypeError, ValueError) as exc:
         raise damaged(Path(path), f"{CONFIG_FILE} has an invalid head entry ({type(exc).__name__}: {exc})") from exc
     if not heads:
@@ -226,8 +249,9 @@ def check_sample(inputs: list, labels, seed: int, n: int = CHECK_TEXTS_N) -> dic
     import numpy as np
 
     rng = np.random.default_rng(seed)  # its own generator: drawing here changes no other random stream
-    rows: list[int] = (np.sort(rng.choice(len(inputs), size=min(n, len(inputs)), replace=False)).tolist()
-                       if len(inputs) else [])
+    rows: list[int] = (
+        np.sort(rng.choice(len(inputs), size=min(n, len(inputs)), replace=False)).tolist() if len(inputs) else []
+    )
     labels = list(labels.tolist() if hasattr(labels, "tolist") else labels)
 
     def cut(item):
@@ -262,8 +286,17 @@ def check_fingerprint(fingerprint: str, config: dict, path: Path) -> None:
 # -- version 1 (release 0.1.0) ---------------------------------------------------------------------
 
 # the Classifier's own parameters in version 1 (the rest of its flat params were the strategy's or training's)
-_V1_CLASSIFIER_PARAMS = ("model", "pooling", "layers", "max_length", "batch_size", "seed", "cache", "device",
-                         "progress")
+_V1_CLASSIFIER_PARAMS = (
+    "model",
+    "pooling",
+    "layers",
+    "max_length",
+    "batch_size",
+    "seed",
+    "cache",
+    "device",
+    "progress",
+)
 
 
 def upgrade_v1(config: dict) -> dict:
@@ -282,8 +315,15 @@ def upgrade_v1(config: dict) -> dict:
     else:
         predictor = {"type": "embedding_head", "head": config["head"], "tuned": kind == "setfit"}
     upgraded = {k: v for k, v in config.items() if k not in ("params", "kind", "head", "strategy")}
-    upgraded.update({"format_version": FORMAT_VERSION, "kind": SINGLE_KIND, "upgraded_from": 1,
-                     "classifier": {k: flat[k] for k in _V1_CLASSIFIER_PARAMS if k in flat},
-                     "strategy": {"name": name, "params": strategy_params}, "training": training,
-                     "predictor": predictor})
+    upgraded.update(
+        {
+            "format_version": FORMAT_VERSION,
+            "kind": SINGLE_KIND,
+            "upgraded_from": 1,
+            "classifier": {k: flat[k] for k in _V1_CLASSIFIER_PARAMS if k in flat},
+            "strategy": {"name": name, "params": strategy_params},
+            "training": training,
+            "predictor": predictor,
+        }
+    )
     return upgraded

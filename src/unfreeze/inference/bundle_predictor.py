@@ -32,8 +32,9 @@ TORCH_PRECISIONS = ("auto", "fp32", "bf16")  # unfreeze.machine.hardware.PRECISI
 ONNX_PRECISIONS = ("fp32", "int8")
 
 
-def check_runtime_options(runtime: str, precision: str | None = None, onnx: str | Path | None = None,
-                          device: str | None = None) -> None:
+def check_runtime_options(
+    runtime: str, precision: str | None = None, onnx: str | Path | None = None, device: str | None = None
+) -> None:
     """Options that only make sense together, checked before anything loads (one line each).
 
     ``precision``: None is the bundle's own (the one it was fitted in; an export's fp32 graph);
@@ -42,15 +43,20 @@ def check_runtime_options(runtime: str, precision: str | None = None, onnx: str 
         raise UnfreezeError(f"Unknown runtime {runtime!r}; choose torch or onnx.")
     if runtime == "torch":
         if onnx is not None or precision == "int8":
-            raise UnfreezeError("An export folder (--onnx) or int8 precision (--int8) needs the ONNX runtime "
-                                "(--runtime onnx).")
+            raise UnfreezeError(
+                "An export folder (--onnx) or int8 precision (--int8) needs the ONNX runtime (--runtime onnx)."
+            )
         if precision is not None and precision not in TORCH_PRECISIONS:
-            raise UnfreezeError(f"Unknown precision {precision!r}; choose one of {', '.join(TORCH_PRECISIONS)} "
-                                "(or int8 with --runtime onnx).")
+            raise UnfreezeError(
+                f"Unknown precision {precision!r}; choose one of {', '.join(TORCH_PRECISIONS)} "
+                "(or int8 with --runtime onnx)."
+            )
     if runtime == "onnx":
         if device not in (None, "cpu"):
-            raise UnfreezeError(f"--device {device} applies to the torch runtime; --runtime onnx runs on the CPU "
-                                "(ONNX Runtime's CPU provider).")
+            raise UnfreezeError(
+                f"--device {device} applies to the torch runtime; --runtime onnx runs on the CPU "
+                "(ONNX Runtime's CPU provider)."
+            )
         if precision not in (None, *ONNX_PRECISIONS):
             raise UnfreezeError(f"Unknown precision {precision!r} for --runtime onnx; choose fp32 or int8.")
 
@@ -77,9 +83,16 @@ class BundlePredictor:
         The export folder (default ``path/onnx``; ``runtime="onnx"`` only).
     """
 
-    def __init__(self, path: str | Path, device: str | None = None, batch_size: int | None = None,
-                 progress: bool = False, runtime: str = "torch", precision: str | None = None,
-                 onnx: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        device: str | None = None,
+        batch_size: int | None = None,
+        progress: bool = False,
+        runtime: str = "torch",
+        precision: str | None = None,
+        onnx: str | Path | None = None,
+    ) -> None:
         path = Path(path)
         check_runtime_options(runtime, precision, onnx, device)
         self.runtime = runtime
@@ -96,7 +109,8 @@ class BundlePredictor:
 
         config = read_config(path)
         tuned = config.get("kind") == SINGLE_KIND and (
-            config["predictor"].get("type") != "embedding_head" or config["predictor"].get("tuned"))
+            config["predictor"].get("type") != "embedding_head" or config["predictor"].get("tuned")
+        )
         self.single_head = config.get("kind") == SINGLE_KIND  # its head is 'default'
         if tuned:
             # a fine-tuned backbone belongs to its one head, served as 'default'
@@ -108,9 +122,15 @@ class BundlePredictor:
             self.precision = clf.predictor_.precision
             self.model = str(clf.model)
             self.max_length = clf.max_length_
-            self.heads = {DEFAULT_HEAD: {"name": DEFAULT_HEAD, "labels": clf.classes_.tolist(),
-                                         "pooling": clf.pooling_, "layers": list(clf.layers_),
-                                         "strategy": clf.strategy_.name}}
+            self.heads = {
+                DEFAULT_HEAD: {
+                    "name": DEFAULT_HEAD,
+                    "labels": clf.classes_.tolist(),
+                    "pooling": clf.pooling_,
+                    "layers": list(clf.layers_),
+                    "strategy": clf.strategy_.name,
+                }
+            }
         else:
             suite = MultiHeadClassifier.load(path, device=device, precision=precision)
             suite.progress = progress
@@ -120,9 +140,16 @@ class BundlePredictor:
             self.suite = suite
             self.model = str(suite.model)
             self.max_length = suite.backbone.length_limit(suite.max_length)
-            self.heads = {name: {"name": name, "labels": head.classes.tolist(), "pooling": head.pooling,
-                                 "layers": list(head.layers), "strategy": "features"}
-                          for name, head in suite.heads.items()}
+            self.heads = {
+                name: {
+                    "name": name,
+                    "labels": head.classes.tolist(),
+                    "pooling": head.pooling,
+                    "layers": list(head.layers),
+                    "strategy": "features",
+                }
+                for name, head in suite.heads.items()
+            }
 
     def _load_onnx(self, path: Path, device: str | None, batch_size: int | None, onnx) -> None:
         from ..export.locate import heads_of, open_export
@@ -142,8 +169,9 @@ class BundlePredictor:
         unknown = [h for h in heads if h not in self.heads]
         if unknown:
             if self.single_head:
-                raise UnfreezeError(f"This is a single-head bundle; its one head is called 'default', "
-                                    f"not {unknown[0]!r}.")
+                raise UnfreezeError(
+                    f"This is a single-head bundle; its one head is called 'default', not {unknown[0]!r}."
+                )
             raise UnfreezeError(f"Unknown head {unknown[0]!r}; this bundle has: {', '.join(self.heads)}.")
         return list(dict.fromkeys(heads))
 

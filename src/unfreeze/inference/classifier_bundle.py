@@ -51,8 +51,12 @@ def save_classifier(clf: Classifier, path: str | Path, metrics: dict | None = No
         "strategy": {"name": clf.strategy_.name, "params": clf.strategy_.get_params(deep=False)},
         "training": clf.training_.get_params(deep=False),
         "predictor": {**state.meta, "files": sorted(state.files)},
-        "backbone": {"reference": params["model"], "fingerprint": clf.base_fingerprint_,
-                     "family": clf.backbone_.family, "num_blocks": clf.backbone_.num_blocks},
+        "backbone": {
+            "reference": params["model"],
+            "fingerprint": clf.base_fingerprint_,
+            "family": clf.backbone_.family,
+            "num_blocks": clf.backbone_.num_blocks,
+        },
         "pooling": clf.pooling_,
         "layers": list(clf.layers_),
         "max_length": clf.max_length_,
@@ -66,9 +70,15 @@ def save_classifier(clf: Classifier, path: str | Path, metrics: dict | None = No
     return write_bundle(Path(path), config, state.files)
 
 
-def load_classifier(cls: type[Classifier], path: str | Path, device: str | None = None, head: str | None = None,
-                    runtime: str = "torch", precision: str | None = None,
-                    onnx: str | Path | None = None) -> Classifier:
+def load_classifier(
+    cls: type[Classifier],
+    path: str | Path,
+    device: str | None = None,
+    head: str | None = None,
+    runtime: str = "torch",
+    precision: str | None = None,
+    onnx: str | Path | None = None,
+) -> Classifier:
     """``Classifier.load``: a bundle written by ``save`` (any format version), or its ONNX export."""
     if runtime != "torch" or onnx is not None or precision == "int8":
         from ..export.onnx_predictor import load_onnx_classifier
@@ -81,9 +91,12 @@ def load_classifier(cls: type[Classifier], path: str | Path, device: str | None 
     from .predictors import PredictorState, predictor_class
 
     if precision is not None and precision not in PRECISIONS:
-        raise invalid_parameter("precision", "Classifier.load",
-                                "None, " + ", ".join(map(repr, PRECISIONS)) + " (or 'int8' with runtime='onnx')",
-                                precision)
+        raise invalid_parameter(
+            "precision",
+            "Classifier.load",
+            "None, " + ", ".join(map(repr, PRECISIONS)) + " (or 'int8' with runtime='onnx')",
+            precision,
+        )
     path = Path(path)
     config = read_config(path)
     if config.get("kind") == MULTIHEAD_KIND:
@@ -113,20 +126,29 @@ def load_classifier(cls: type[Classifier], path: str | Path, device: str | None 
     backbone = private_backbone(reference, clf.device) if strategy.changes_weights else frozen
     # version-1 bundles do not list their files: a head file and/or a trained-tensors file
     stems = meta.get("files") or [s for s in ("head", "trained") if (path / f"{s}.safetensors").exists()]
-    files = {stem: read_tensors(path, stem, "np" if stem in predictor_type.numpy_files else "pt")
-             for stem in stems}
-    context = FitContext(backbone, base.fingerprint(), config["pooling"], tuple(config["layers"]),
-                         config["max_length"], clf.batch_size, clf.seed, clf.cache, clf.progress, len(labels),
-                         None, inference_backbone=frozen if strategy.changes_weights else None,
-                         inference_precision=ran.inference)
+    files = {stem: read_tensors(path, stem, "np" if stem in predictor_type.numpy_files else "pt") for stem in stems}
+    context = FitContext(
+        backbone,
+        base.fingerprint(),
+        config["pooling"],
+        tuple(config["layers"]),
+        config["max_length"],
+        clf.batch_size,
+        clf.seed,
+        clf.cache,
+        clf.progress,
+        len(labels),
+        None,
+        inference_backbone=frozen if strategy.changes_weights else None,
+        inference_precision=ran.inference,
+    )
     try:
         clf.predictor_ = predictor_type.from_state(context, strategy, PredictorState(files, meta))
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise damaged(path, f"its weights do not fit its model ({exc})") from exc
     n_outputs = clf.predictor_.n_outputs()
     if n_outputs is not None and n_outputs != len(labels):
-        raise damaged(path, f"unfreeze.json lists {len(labels)} labels but the fitted head scores {n_outputs} "
-                            "classes")
+        raise damaged(path, f"unfreeze.json lists {len(labels)} labels but the fitted head scores {n_outputs} classes")
     clf.classes_ = np.asarray(labels)
     clf.strategy_, clf.training_ = strategy, training
     clf.backbone_, clf.base_fingerprint_ = backbone, base.fingerprint()
@@ -137,27 +159,47 @@ def load_classifier(cls: type[Classifier], path: str | Path, device: str | None 
     return clf
 
 
-def _load_one_head(cls: type[Classifier], path: Path, config: dict, device: str | None, head: str | None,
-                   precision: str | None = None) -> Classifier:
+def _load_one_head(
+    cls: type[Classifier], path: Path, config: dict, device: str | None, head: str | None, precision: str | None = None
+) -> Classifier:
     """One head of a multi-head bundle as a fitted ``features`` classifier."""
 
     heads = read_heads(path, config)
     if head is None:
         if len(heads) > 1:
-            raise UnfreezeError(f"{path} holds {len(heads)} heads ({', '.join(heads)}): name one "
-                                "(Classifier.load(path, head=NAME), --head NAME) or use MultiHeadClassifier.")
+            raise UnfreezeError(
+                f"{path} holds {len(heads)} heads ({', '.join(heads)}): name one "
+                "(Classifier.load(path, head=NAME), --head NAME) or use MultiHeadClassifier."
+            )
         head = next(iter(heads))
     if head not in heads:
         raise UnfreezeError(f"Unknown head {head!r}; this bundle has: {', '.join(heads)}.")
     precision = precision or (config.get("precision") or {}).get("inference")
-    return classifier_from_head(cls, config["backbone"]["reference"], heads[head], config["max_length"],
-                         config.get("batch_size", 32), device, fingerprint=config["backbone"]["fingerprint"],
-                         path=path, precision=precision)
+    return classifier_from_head(
+        cls,
+        config["backbone"]["reference"],
+        heads[head],
+        config["max_length"],
+        config.get("batch_size", 32),
+        device,
+        fingerprint=config["backbone"]["fingerprint"],
+        path=path,
+        precision=precision,
+    )
 
 
-def classifier_from_head(cls: type[Classifier], model: str, head, max_length: int, batch_size: int = 32,
-                         device: str | None = None, progress: bool = True, fingerprint: str | None = None,
-                         path: Path | None = None, precision: str | None = None) -> Classifier:
+def classifier_from_head(
+    cls: type[Classifier],
+    model: str,
+    head,
+    max_length: int,
+    batch_size: int = 32,
+    device: str | None = None,
+    progress: bool = True,
+    fingerprint: str | None = None,
+    path: Path | None = None,
+    precision: str | None = None,
+) -> Classifier:
     """A fitted ``features`` classifier from one head of a multi-head bundle (``unfreeze.features.logistic.Head``),
     on the shared backbone (in ``precision``: a setting, the suite's; None: fp32). With
     ``fingerprint``, refuses a backbone whose weights differ."""
@@ -167,18 +209,36 @@ def classifier_from_head(cls: type[Classifier], model: str, head, max_length: in
 
     params = head.info.get("params", {})
     strategy = Features(C=params.get("C"), cv=params.get("cv", 5))
-    clf = cls(model=str(model), strategy=strategy,
-              pooling=head.pooling, layers=list(head.layers), max_length=max_length, batch_size=batch_size,
-              seed=params.get("seed", 0), device=device, progress=progress, precision=precision or "fp32")
+    clf = cls(
+        model=str(model),
+        strategy=strategy,
+        pooling=head.pooling,
+        layers=list(head.layers),
+        max_length=max_length,
+        batch_size=batch_size,
+        seed=params.get("seed", 0),
+        device=device,
+        progress=progress,
+        precision=precision or "fp32",
+    )
     base = shared_backbone(str(model), device)
     if fingerprint is not None:
-        check_fingerprint(base.fingerprint(), {"backbone": {"fingerprint": fingerprint,
-                                                            "reference": str(model)}}, path or Path(model))
+        check_fingerprint(
+            base.fingerprint(), {"backbone": {"fingerprint": fingerprint, "reference": str(model)}}, path or Path(model)
+        )
     ran = run_precision(precision or "fp32", base.device)
     backbone = shared_backbone(str(model), device, ran.inference_dtype)
     limit = backbone.length_limit(max_length)
-    clf.predictor_ = EmbeddingHead(backbone, head.pooling, tuple(head.layers), limit, batch_size, head.head,
-                                   progress=progress, precision=ran.inference)
+    clf.predictor_ = EmbeddingHead(
+        backbone,
+        head.pooling,
+        tuple(head.layers),
+        limit,
+        batch_size,
+        head.head,
+        progress=progress,
+        precision=ran.inference,
+    )
     clf.classes_ = np.asarray(head.classes)
     clf.strategy_, clf.training_ = strategy, Training()
     clf.backbone_, clf.base_fingerprint_ = backbone, base.fingerprint()

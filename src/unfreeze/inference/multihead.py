@@ -80,8 +80,15 @@ class MultiHeadClassifier:
     {'sentiment': array(['pos'], ...), 'topic': array(['sport'], ...)}
     """
 
-    def __init__(self, model: str = "minilm-l6", max_length: int = 256, batch_size: int = 32,
-                 device: str | None = None, progress: bool = True, precision: str = "auto") -> None:
+    def __init__(
+        self,
+        model: str = "minilm-l6",
+        max_length: int = 256,
+        batch_size: int = 32,
+        device: str | None = None,
+        progress: bool = True,
+        precision: str = "auto",
+    ) -> None:
         self.model = model
         self.max_length = max_length
         self.batch_size = batch_size
@@ -106,7 +113,7 @@ class MultiHeadClassifier:
 
     @property
     def inference_precision(self) -> str:
-        """"fp32" or "bf16": what the shared forward pass runs in (``precision`` resolved on this hardware)."""
+        """ "fp32" or "bf16": what the shared forward pass runs in (``precision`` resolved on this hardware)."""
         if self._inference_precision is None:
             from ..machine.hardware import check_precision, run_precision
 
@@ -128,19 +135,40 @@ class MultiHeadClassifier:
 
     # -- heads -------------------------------------------------------------------------------
 
-    def add_head(self, name: str, X: Sequence[TextInput], y: Sequence, pooling: str = "auto",
-                 layers: str | int | Sequence[int] = "-1", C: float | None = None, cv: int = 5, seed: int = 0,
-                 cache: bool = True, replace: bool = False, data: str | None = None) -> Head:
+    def add_head(
+        self,
+        name: str,
+        X: Sequence[TextInput],
+        y: Sequence,
+        pooling: str = "auto",
+        layers: str | int | Sequence[int] = "-1",
+        C: float | None = None,
+        cv: int = 5,
+        seed: int = 0,
+        cache: bool = True,
+        replace: bool = False,
+        data: str | None = None,
+    ) -> Head:
         """Fit a logistic head on ``X``, ``y`` and add it under ``name``. Returns the head."""
         self._refuse_onnx()
         check_head_name(name)
         if name in self.heads and not replace:
-            raise UnfreezeError(f"This bundle already has a head named {name!r}; remove it first or pass replace=True "
-                                "(--replace).")
-        clf = Classifier(model=str(self.model), strategy=Features(C=C, cv=cv), pooling=pooling, layers=layers,
-                         precision=self.inference_precision,
-                         max_length=self.max_length, batch_size=self.batch_size, seed=seed,
-                         cache=cache, device=self.device, progress=self.progress).fit(X, y)
+            raise UnfreezeError(
+                f"This bundle already has a head named {name!r}; remove it first or pass replace=True (--replace)."
+            )
+        clf = Classifier(
+            model=str(self.model),
+            strategy=Features(C=C, cv=cv),
+            pooling=pooling,
+            layers=layers,
+            precision=self.inference_precision,
+            max_length=self.max_length,
+            batch_size=self.batch_size,
+            seed=seed,
+            cache=cache,
+            device=self.device,
+            progress=self.progress,
+        ).fit(X, y)
         head = self._head_from(name, clf, data)
         self.heads[name] = head
         return head
@@ -153,19 +181,28 @@ class MultiHeadClassifier:
 
     def _head_from(self, name: str, clf, data: str | None) -> Head:
         if clf.strategy_.changes_weights:
-            raise UnfreezeError(f"Head {name!r}: only a classifier on the frozen backbone can share the forward "
-                                f"pass; this one was trained with strategy {clf.strategy_.name!r}.")
+            raise UnfreezeError(
+                f"Head {name!r}: only a classifier on the frozen backbone can share the forward "
+                f"pass; this one was trained with strategy {clf.strategy_.name!r}."
+            )
         if clf.base_fingerprint_ != self.fingerprint:
             raise UnfreezeError(f"Head {name!r} was fitted on another model than this bundle's {self.model!r}.")
         if clf.max_length_ != self.backbone.length_limit(self.max_length):
-            raise UnfreezeError(f"Head {name!r} was fitted with max_length {clf.max_length_}; this bundle uses "
-                                f"{self.backbone.length_limit(self.max_length)}.")
+            raise UnfreezeError(
+                f"Head {name!r} was fitted with max_length {clf.max_length_}; this bundle uses "
+                f"{self.backbone.length_limit(self.max_length)}."
+            )
         fitted_in = (clf.fit_record_.get("precision") or {}).get("inference", "fp32")
         if fitted_in != self.inference_precision:
-            raise UnfreezeError(f"Head {name!r} was fitted on {fitted_in} embeddings; this bundle's forward pass runs "
-                                f"in {self.inference_precision}. Refit it with precision={self.inference_precision!r}.")
-        info = {"params": {"C": clf.strategy_.C, "cv": clf.strategy_.cv, "seed": clf.seed}, "fit_record": clf.fit_record_,
-                "added": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+            raise UnfreezeError(
+                f"Head {name!r} was fitted on {fitted_in} embeddings; this bundle's forward pass runs "
+                f"in {self.inference_precision}. Refit it with precision={self.inference_precision!r}."
+            )
+        info = {
+            "params": {"C": clf.strategy_.C, "cv": clf.strategy_.cv, "seed": clf.seed},
+            "fit_record": clf.fit_record_,
+            "added": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        }
         if data is not None:
             info["data"] = data
         if getattr(clf, "check_texts_", None):
@@ -174,8 +211,10 @@ class MultiHeadClassifier:
 
     def _refuse_onnx(self) -> None:
         if self._onnx is not None:
-            raise UnfreezeError("This suite predicts with an ONNX export, which has only the heads it was exported "
-                                "with: load the bundle with the torch runtime to add heads, then export it again.")
+            raise UnfreezeError(
+                "This suite predicts with an ONNX export, which has only the heads it was exported "
+                "with: load the bundle with the torch runtime to add heads, then export it again."
+            )
 
     def remove_head(self, name: str) -> None:
         self._check_heads([name])
@@ -222,8 +261,15 @@ class MultiHeadClassifier:
     def as_classifier(self, name: str) -> Classifier:
         """One head as a fitted ``Classifier`` (features strategy) on the shared backbone."""
         (name,) = self._check_heads([name])
-        return Classifier.from_head(str(self.model), self.heads[name], self.max_length, self.batch_size, self.device,
-                                    self.progress, precision=self.inference_precision)
+        return Classifier.from_head(
+            str(self.model),
+            self.heads[name],
+            self.max_length,
+            self.batch_size,
+            self.device,
+            self.progress,
+            precision=self.inference_precision,
+        )
 
     # -- persistence ---------------------------------------------------------------------------
 
@@ -236,8 +282,14 @@ class MultiHeadClassifier:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None, runtime: str = "torch", precision: str | None = None,
-             onnx: str | Path | None = None) -> MultiHeadClassifier:
+    def load(
+        cls,
+        path: str | Path,
+        device: str | None = None,
+        runtime: str = "torch",
+        precision: str | None = None,
+        onnx: str | Path | None = None,
+    ) -> MultiHeadClassifier:
         """Load a multi-head bundle, or a single-head features bundle as one head named 'default'.
 
         ``precision``: None predicts in the precision the heads were fitted in; ``"auto"``,
@@ -255,14 +307,20 @@ class MultiHeadClassifier:
         if config.get("kind") == SINGLE_KIND:
             return _from_single(path, config, device, precision)
         recorded = (config.get("precision") or {}).get("inference", "fp32")
-        suite = cls(model=config["backbone"]["reference"], max_length=config["max_length"],
-                    batch_size=config.get("batch_size", 32), device=device, precision=precision or recorded)
+        suite = cls(
+            model=config["backbone"]["reference"],
+            max_length=config["max_length"],
+            batch_size=config.get("batch_size", 32),
+            device=device,
+            precision=precision or recorded,
+        )
         check_fingerprint(suite.fingerprint, config, path)
         suite.heads = read_heads(path, config)
         return suite
 
 
 # -- bundle files --------------------------------------------------------------------------------
+
 
 def _from_single(path: Path, config: dict, device: str | None, precision: str | None = None) -> MultiHeadClassifier:
     if config["predictor"].get("type") != "embedding_head" or config["predictor"].get("tuned"):
@@ -272,8 +330,13 @@ def _from_single(path: Path, config: dict, device: str | None, precision: str | 
             "features`, or `unfreeze heads add NEW_BUNDLE NAME DATA --model MODEL`)."
         )
     clf = Classifier.load(path, device=device, precision=precision)
-    suite = MultiHeadClassifier(model=clf.model, max_length=clf.max_length_, batch_size=clf.batch_size,
-                                device=device, precision=clf.predictor_.precision)
+    suite = MultiHeadClassifier(
+        model=clf.model,
+        max_length=clf.max_length_,
+        batch_size=clf.batch_size,
+        device=device,
+        precision=clf.predictor_.precision,
+    )
     suite.add_classifier(DEFAULT_HEAD, clf)
     return suite
 
@@ -304,15 +367,25 @@ def _write(suite: MultiHeadClassifier, path: Path) -> None:
         # the file name carries the content's digest: a new head never overwrites a file in use
         file = f"{HEADS_DIR}/{name}.{hashlib.sha256(blob).hexdigest()[:12]}.safetensors"
         blobs[file] = blob
-        entries[name] = {"file": file, "pooling": head.pooling, "layers": list(head.layers),
-                         "labels": head.classes.tolist(), "head": meta, **head.info}
+        entries[name] = {
+            "file": file,
+            "pooling": head.pooling,
+            "layers": list(head.layers),
+            "labels": head.classes.tolist(),
+            "head": meta,
+            **head.info,
+        }
     config = {
         "format": FORMAT,
         "format_version": MULTIHEAD_FORMAT_VERSION,
         "kind": MULTIHEAD_KIND,
         "strategy": "features",
-        "backbone": {"reference": model_reference(str(suite.model)), "fingerprint": suite.fingerprint,
-                     "family": backbone.family, "num_blocks": backbone.num_blocks},
+        "backbone": {
+            "reference": model_reference(str(suite.model)),
+            "fingerprint": suite.fingerprint,
+            "family": backbone.family,
+            "num_blocks": backbone.num_blocks,
+        },
         "max_length": backbone.length_limit(suite.max_length),
         "batch_size": suite.batch_size,
         # what every head's embeddings were computed in: the bundle predicts in it
@@ -359,20 +432,25 @@ def _remove_unreferenced(path: Path, keep: set[str]) -> None:
 
 # -- bundle-level operations (the `unfreeze heads` commands) -----------------------------------
 
-def new_suite_for(path: Path, model: str | None, max_length: int, batch_size: int,
-                  device: str | None = None, precision: str = "auto") -> MultiHeadClassifier:
+
+def new_suite_for(
+    path: Path, model: str | None, max_length: int, batch_size: int, device: str | None = None, precision: str = "auto"
+) -> MultiHeadClassifier:
     """An empty suite on the backbone of the bundle at ``path`` (or on ``model`` for a new bundle, in
     ``precision``), to fit heads in before they are added with :func:`add_heads`."""
     if not path.exists():
-        return MultiHeadClassifier(model=model or "minilm-l6", max_length=max_length, batch_size=batch_size,
-                                   device=device, precision=precision)
+        return MultiHeadClassifier(
+            model=model or "minilm-l6", max_length=max_length, batch_size=batch_size, device=device, precision=precision
+        )
     existing = MultiHeadClassifier.load(path, device=device)
     if model is not None:
         from ..models.loaded import shared_backbone
 
         if shared_backbone(str(model), device).fingerprint() != existing.fingerprint:
-            raise UnfreezeError(f"{path} holds heads on model {existing.model!r}, not {model!r}; "
-                                "every head of a bundle shares one backbone.")
+            raise UnfreezeError(
+                f"{path} holds heads on model {existing.model!r}, not {model!r}; "
+                "every head of a bundle shares one backbone."
+            )
     existing.heads = {}
     return existing
 
@@ -390,8 +468,9 @@ def add_heads(path: Path, suite: MultiHeadClassifier, replace: bool = False) -> 
                 raise UnfreezeError(f"{path} holds heads on another model than {suite.model!r}.")
             taken = sorted(set(current.heads) & set(suite.heads))
             if taken and not replace:
-                raise UnfreezeError(f"{path} already has a head named {taken[0]!r}; pass --replace to refit it, "
-                                    f"or choose another name.")
+                raise UnfreezeError(
+                    f"{path} already has a head named {taken[0]!r}; pass --replace to refit it, or choose another name."
+                )
             current.heads.update(suite.heads)
             suite = current
         _write(suite, path)

@@ -85,8 +85,15 @@ class Predictor:
     def from_state(cls, context: FitContext, strategy: Strategy, state: PredictorState) -> Predictor:
         raise NotImplementedError
 
-    def export_onnx(self, classes: np.ndarray, folder: Path, check_inputs: list, check_labels: list | None,
-                    batch_size: int, **options) -> tuple[str, ExportResult]:
+    def export_onnx(
+        self,
+        classes: np.ndarray,
+        folder: Path,
+        check_inputs: list,
+        check_labels: list | None,
+        batch_size: int,
+        **options,
+    ) -> tuple[str, ExportResult]:
         """Write this predictor's ONNX export into ``folder``, checked against PyTorch on ``check_inputs``
         (``check_labels``: their labels, None where unknown); returns the export's kind ("heads" or
         "network") and its result. A predictor class without an export leaves this alone, and
@@ -140,9 +147,17 @@ class EmbeddingHead(Predictor):
     def embed(self, inputs: Sequence[TextInput]) -> Embeddings:
         from ..features.embed import embed
 
-        result = embed(self.embedding_backbone(), inputs, self.layers, self.pooling, self.max_length,
-                       self.batch_size, use_cache=self.use_cache and not self.tuned, progress=self.progress,
-                       use_pool=not self.tuned)
+        result = embed(
+            self.embedding_backbone(),
+            inputs,
+            self.layers,
+            self.pooling,
+            self.max_length,
+            self.batch_size,
+            use_cache=self.use_cache and not self.tuned,
+            progress=self.progress,
+            use_pool=not self.tuned,
+        )
         self.n_truncated = result.n_truncated
         return result
 
@@ -170,8 +185,9 @@ class EmbeddingHead(Predictor):
         files: dict[str, Tensors] = {"head": dict(tensors)}
         if self.tuned:
             files["trained"] = trained_tensors(self.backbone.model)
-        return PredictorState(files, {"type": self.type_name, "head": meta, "tuned": self.tuned,
-                                      "precision": self.precision})
+        return PredictorState(
+            files, {"type": self.type_name, "head": meta, "tuned": self.tuned, "precision": self.precision}
+        )
 
     @classmethod
     def from_state(cls, context: FitContext, strategy: Strategy, state: PredictorState) -> EmbeddingHead:
@@ -184,21 +200,44 @@ class EmbeddingHead(Predictor):
             load_trained(backbone.model, state.files["trained"], "trained.safetensors")
             backbone.model.eval()
         head = LogisticHead.from_state(state.files["head"], state.meta["head"])
-        return cls(backbone, context.pooling, context.layers, context.max_length, context.batch_size, head,
-                   use_cache=context.cache, progress=context.progress, tuned=tuned,
-                   precision=context.inference_precision)
+        return cls(
+            backbone,
+            context.pooling,
+            context.layers,
+            context.max_length,
+            context.batch_size,
+            head,
+            use_cache=context.cache,
+            progress=context.progress,
+            tuned=tuned,
+            precision=context.inference_precision,
+        )
 
-    def export_onnx(self, classes: np.ndarray, folder: Path, check_inputs: list, check_labels: list | None,
-                    batch_size: int, **options) -> tuple[str, ExportResult]:
+    def export_onnx(
+        self,
+        classes: np.ndarray,
+        folder: Path,
+        check_inputs: list,
+        check_labels: list | None,
+        batch_size: int,
+        **options,
+    ) -> tuple[str, ExportResult]:
         """One graph to the pooled layers; the logistic head is applied after it, in numpy."""
         from ..export.manifest import DEFAULT_HEAD
         from ..export.onnx import ExportHead, write_heads_export
 
         head = ExportHead(self.pooling, list(self.layers), classes, self.head)
         labels = None if check_labels is None else {DEFAULT_HEAD: check_labels}
-        return "heads", write_heads_export(self.backbone, {DEFAULT_HEAD: head}, folder, max_length=self.max_length,
-                                           check_inputs=check_inputs, check_labels=labels, batch_size=batch_size,
-                                           **options)
+        return "heads", write_heads_export(
+            self.backbone,
+            {DEFAULT_HEAD: head},
+            folder,
+            max_length=self.max_length,
+            check_inputs=check_inputs,
+            check_labels=labels,
+            batch_size=batch_size,
+            **options,
+        )
 
 
 @register_predictor
@@ -230,9 +269,14 @@ class NetworkPredictor(Predictor):
         prefix = None
         if self.frozen_k >= 1 and self.prefix_cache and prefix_pool_active():
             # in a sweep, the frozen prefix of the test texts is computed once for every cell
-            states = compute_prefix_states(self.prefix_backbone or self.backbone, encoded, [self.frozen_k],
-                                           self.batch_size, pool_key=(self.prefix_key, encoded.max_length),
-                                           keys=input_keys(inputs))
+            states = compute_prefix_states(
+                self.prefix_backbone or self.backbone,
+                encoded,
+                [self.frozen_k],
+                self.batch_size,
+                pool_key=(self.prefix_key, encoded.max_length),
+                keys=input_keys(inputs),
+            )
             prefix = states[self.frozen_k]
         # a tuned network predicts under bf16 autocast on a GPU with fast bf16; on a CPU it stays fp32
         bf16 = self.precision == "bf16" and self.backbone.device.type == "cuda"
@@ -242,9 +286,10 @@ class NetworkPredictor(Predictor):
         return self.network.head.out_features
 
     def state(self) -> PredictorState:
-        return PredictorState({"trained": trained_tensors(self.network)},
-                              {"type": self.type_name, "n_classes": self.network.head.out_features,
-                               "prefix_cache": self.prefix_cache})
+        return PredictorState(
+            {"trained": trained_tensors(self.network)},
+            {"type": self.type_name, "n_classes": self.network.head.out_features, "prefix_cache": self.prefix_cache},
+        )
 
     @classmethod
     def from_state(cls, context: FitContext, strategy: Strategy, state: PredictorState) -> NetworkPredictor:
@@ -255,26 +300,53 @@ class NetworkPredictor(Predictor):
         backbone = context.backbone
         torch.manual_seed(0)  # prepare may draw (re-initialised blocks); the saved tensors overwrite what trains
         backbone.model = strategy.prepare(backbone)
-        network = TextClassificationModel(backbone, int(state.meta.get("n_classes", context.n_classes)),
-                                          context.pooling, context.layers)
+        network = TextClassificationModel(
+            backbone, int(state.meta.get("n_classes", context.n_classes)), context.pooling, context.layers
+        )
         load_trained(network, state.files["trained"], "trained.safetensors")
         network.to(backbone.device).eval()
         backbone.model.eval()
-        prefix_key = (context.inference_backbone.fingerprint() if context.inference_backbone is not None
-                      else context.base_fingerprint)
-        return cls(backbone, network, strategy.frozen_blocks(backbone.num_blocks), prefix_key, context.max_length,
-                   context.batch_size, prefix_cache=bool(state.meta.get("prefix_cache", True)),
-                   prefix_backbone=context.inference_backbone, precision=context.inference_precision)
+        prefix_key = (
+            context.inference_backbone.fingerprint()
+            if context.inference_backbone is not None
+            else context.base_fingerprint
+        )
+        return cls(
+            backbone,
+            network,
+            strategy.frozen_blocks(backbone.num_blocks),
+            prefix_key,
+            context.max_length,
+            context.batch_size,
+            prefix_cache=bool(state.meta.get("prefix_cache", True)),
+            prefix_backbone=context.inference_backbone,
+            precision=context.inference_precision,
+        )
 
-    def export_onnx(self, classes: np.ndarray, folder: Path, check_inputs: list, check_labels: list | None,
-                    batch_size: int, **options) -> tuple[str, ExportResult]:
+    def export_onnx(
+        self,
+        classes: np.ndarray,
+        folder: Path,
+        check_inputs: list,
+        check_labels: list | None,
+        batch_size: int,
+        **options,
+    ) -> tuple[str, ExportResult]:
         """One graph to the logits, the network as loaded (a LoRA body merged into its weights, on a copy): a
         strategy that changes the network's structure exports without code of its own."""
         from ..export.onnx import write_network_export
 
-        return "network", write_network_export(self.network, self.backbone, classes, folder,
-                                               max_length=self.max_length, check_inputs=check_inputs,
-                                               check_labels=check_labels, batch_size=batch_size, **options)
+        return "network", write_network_export(
+            self.network,
+            self.backbone,
+            classes,
+            folder,
+            max_length=self.max_length,
+            check_inputs=check_inputs,
+            check_labels=check_labels,
+            batch_size=batch_size,
+            **options,
+        )
 
 
 def predictor_class(type_name: str) -> type[Predictor]:
@@ -295,12 +367,15 @@ def load_trained(module, saved: Tensors, file_name: str) -> None:
     own = dict(module.named_parameters())
     unknown = sorted(set(saved) - set(own))
     if unknown:
-        raise ValueError(f"{file_name} holds tensors this model does not have (first: {unknown[0]}): it was "
-                         "made by another unfreeze or model version")
+        raise ValueError(
+            f"{file_name} holds tensors this model does not have (first: {unknown[0]}): it was "
+            "made by another unfreeze or model version"
+        )
     with torch.no_grad():
         for name, tensor in saved.items():
             tensor = torch.as_tensor(tensor)
             if own[name].shape != tensor.shape:
-                raise ValueError(f"{file_name}: {name} has shape {tuple(tensor.shape)}, the model expects "
-                                 f"{tuple(own[name].shape)}")
+                raise ValueError(
+                    f"{file_name}: {name} has shape {tuple(tensor.shape)}, the model expects {tuple(own[name].shape)}"
+                )
             own[name].copy_(tensor.to(own[name].device))

@@ -34,8 +34,10 @@ class CoreShare:
 
     def describe(self) -> str:
         busy = f", {self.busy:.1f} busy with other work" if self.busy >= 0.05 else ""
-        return (f"{self.threads} torch thread{'s' if self.threads != 1 else ''} "
-                f"({self.allowed} core{'s' if self.allowed != 1 else ''} allowed{busy}; {self.chosen_by})")
+        return (
+            f"{self.threads} torch thread{'s' if self.threads != 1 else ''} "
+            f"({self.allowed} core{'s' if self.allowed != 1 else ''} allowed{busy}; {self.chosen_by})"
+        )
 
 
 def allowed_cores() -> list[int]:

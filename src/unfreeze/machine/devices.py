@@ -59,8 +59,10 @@ def resolve_device(name: str | torch.device | None = None) -> torch.device:
     if kind == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available() or index not in (None, "0"):
-            raise UnfreezeError(f"Device {given!r} is not available: this machine has no Apple GPU that torch can "
-                                f"use. Devices here: {_listing()}.")
+            raise UnfreezeError(
+                f"Device {given!r} is not available: this machine has no Apple GPU that torch can "
+                f"use. Devices here: {_listing()}."
+            )
         return torch.device("mps")
     # cuda
     if not torch.cuda.is_available():
@@ -73,9 +75,11 @@ def resolve_device(name: str | torch.device | None = None) -> torch.device:
         raise UnfreezeError(f"Device {given!r} is not available: {why}. Devices here: {_listing()}.{fix}")
     count = torch.cuda.device_count()
     if index is not None and int(index) >= count:
-        raise UnfreezeError(f"Device {given!r} does not exist: this machine has {count} CUDA GPU"
-                            f"{'s' if count != 1 else ''} (cuda:0{f' to cuda:{count - 1}' if count > 1 else ''}). "
-                            f"Devices here: {_listing()}.")
+        raise UnfreezeError(
+            f"Device {given!r} does not exist: this machine has {count} CUDA GPU"
+            f"{'s' if count != 1 else ''} (cuda:0{f' to cuda:{count - 1}' if count > 1 else ''}). "
+            f"Devices here: {_listing()}."
+        )
     return torch.device(f"cuda:{index}" if index is not None else "cuda")
 
 

@@ -125,8 +125,11 @@ def cpu_info() -> CpuInfo:
     model, flags = _read_cpuinfo()
     if not flags:
         # no /proc/cpuinfo (macOS, Windows): ask torch, which probes the instructions itself
-        probes = {"amx_bf16": "_is_amx_tile_supported", "amx_tile": "_is_amx_tile_supported",
-                  "avx512_bf16": "_is_avx512_bf16_supported"}
+        probes = {
+            "amx_bf16": "_is_amx_tile_supported",
+            "amx_tile": "_is_amx_tile_supported",
+            "avx512_bf16": "_is_avx512_bf16_supported",
+        }
         flags = frozenset(flag for flag, probe in probes.items() if getattr(torch.cpu, probe, lambda: False)())
     try:
         capability = str(torch.backends.cpu.get_cpu_capability())
@@ -182,8 +185,7 @@ def fast_bf16(device: str | torch.device = "cpu") -> bool:
 _warned: set[str] = set()
 
 
-def resolve_precision(precision: str, device: str | torch.device = "cpu",
-                      work: Work = "inference") -> torch.dtype:
+def resolve_precision(precision: str, device: str | torch.device = "cpu", work: Work = "inference") -> torch.dtype:
     """The dtype that ``work`` on ``device`` runs in for the setting ``precision``.
 
     Parameters
@@ -225,9 +227,12 @@ def resolve_precision(precision: str, device: str | torch.device = "cpu",
         kind = torch.device(device).type
         if kind not in _warned:
             _warned.add(kind)
-            warnings.warn(f"precision bf16 on {describe_device(device)}, which has no fast bf16: it works but runs "
-                          "slower than fp32; use --precision auto or fp32 for speed.", SlowPrecisionWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"precision bf16 on {describe_device(device)}, which has no fast bf16: it works but runs "
+                "slower than fp32; use --precision auto or fp32 for speed.",
+                SlowPrecisionWarning,
+                stacklevel=2,
+            )
     return torch.bfloat16
 
 
@@ -248,14 +253,19 @@ class RunPrecision:
         return {"inference": self.inference, "training": self.training}
 
     def describe(self) -> str:
-        return (f"{self.inference}" if self.inference == self.training
-                else f"{self.inference} without gradients, {self.training} training")
+        return (
+            f"{self.inference}"
+            if self.inference == self.training
+            else f"{self.inference} without gradients, {self.training} training"
+        )
 
 
 def run_precision(precision: str, device: str | torch.device = "cpu") -> RunPrecision:
     """The precisions the setting ``precision`` gives on ``device``."""
-    return RunPrecision(precision_name(resolve_precision(precision, device, "inference")),
-                        precision_name(resolve_precision(precision, device, "training")))
+    return RunPrecision(
+        precision_name(resolve_precision(precision, device, "inference")),
+        precision_name(resolve_precision(precision, device, "training")),
+    )
 
 
 def recorded_precision(override: str | None, recorded: dict, device: str | torch.device = "cpu") -> RunPrecision:
@@ -277,7 +287,7 @@ def check_precision(precision: object) -> str:
 
 
 def precision_name(dtype: torch.dtype) -> str:
-    """"bf16" or "fp32": the name to record for a resolved dtype."""
+    """ "bf16" or "fp32": the name to record for a resolved dtype."""
     import torch
 
     return "bf16" if dtype == torch.bfloat16 else "fp32"
@@ -300,7 +310,9 @@ def describe() -> str:
     """The machine in one line for benchmarks, e.g.
     "AMD EPYC, 2 cores, torch capability AVX512, bf16: avx512_bf16"."""
     cpu = cpu_info()
-    line = f"{cpu.model}, {cpu.cores} cores, torch capability {cpu.torch_capability or 'unknown'}, bf16: {cpu.bf16_label}"
+    line = (
+        f"{cpu.model}, {cpu.cores} cores, torch capability {cpu.torch_capability or 'unknown'}, bf16: {cpu.bf16_label}"
+    )
     gpus = cuda_devices()
     if gpus:
         line += "; " + ", ".join(f"cuda:{g.index} {g.name} (bf16: {'yes' if g.bf16 else 'emulated'})" for g in gpus)
@@ -317,8 +329,9 @@ def auto_choices() -> list[str]:
         inference = precision_name(resolve_precision("auto", device, "inference"))
         training = precision_name(resolve_precision("auto", device, "training"))
         training = "bf16 autocast" if training == "bf16" else training
-        lines.append(f"{describe_device(torch.device(device))}: auto = {inference} without gradients, "
-                     f"{training} training")
+        lines.append(
+            f"{describe_device(torch.device(device))}: auto = {inference} without gradients, {training} training"
+        )
     return lines
 
 

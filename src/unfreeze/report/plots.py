@@ -22,9 +22,17 @@ def color_of(strategy: str) -> str:
     if strategy in COLORS:
         return COLORS[strategy]
     return EXTRA_COLORS[sum(map(ord, strategy)) % len(EXTRA_COLORS)]
+
+
 # lines of the score-vs-n plot, coloured like their strategy elsewhere
-LINE_COLORS = {"features": COLORS["features"], "freeze (best k)": COLORS["freeze"], "full (k=0)": COLORS["full"],
-               "reinit": COLORS["reinit"], "lora": COLORS["lora"], "setfit": COLORS["setfit"]}
+LINE_COLORS = {
+    "features": COLORS["features"],
+    "freeze (best k)": COLORS["freeze"],
+    "full (k=0)": COLORS["full"],
+    "reinit": COLORS["reinit"],
+    "lora": COLORS["lora"],
+    "setfit": COLORS["setfit"],
+}
 
 
 def _band(ax, x, mean, std, color, style, label):
@@ -59,8 +67,14 @@ def score_vs_k(summary: pd.DataFrame, metric: str, path: Path, num_blocks: int |
         _band(ax, group["k"], group["train_mean"], group["train_std"], color, "--", f"n={n} train")
     ax.set_xticks(sorted(rows["k"].unique()))
     blocks = f" of {num_blocks}" if num_blocks else ""
-    return _finish(fig, ax, path, f"frozen blocks k{blocks} (0 = full fine-tuning)", metric.replace("_", "-"),
-                   "Score vs number of frozen blocks (mean ± std over seeds)")
+    return _finish(
+        fig,
+        ax,
+        path,
+        f"frozen blocks k{blocks} (0 = full fine-tuning)",
+        metric.replace("_", "-"),
+        "Score vs number of frozen blocks (mean ± std over seeds)",
+    )
 
 
 def best_per_strategy(summary: pd.DataFrame) -> pd.DataFrame:
@@ -88,17 +102,35 @@ def score_vs_n(summary: pd.DataFrame, metric: str, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name, group in lines.groupby("line", sort=False):
         group = group.sort_values("n_train")
-        _band(ax, group["n_train"], group["test_mean"], group["test_std"], LINE_COLORS.get(name) or color_of(name),
-              "-", name)
+        _band(
+            ax,
+            group["n_train"],
+            group["test_mean"],
+            group["test_std"],
+            LINE_COLORS.get(name) or color_of(name),
+            "-",
+            name,
+        )
         if name == "freeze (best k)":
             for _, row in group.iterrows():
-                ax.annotate(f"k={int(row['k'])}", (row["n_train"], row["test_mean"]), fontsize=6,
-                            textcoords="offset points", xytext=(3, -9))
+                ax.annotate(
+                    f"k={int(row['k'])}",
+                    (row["n_train"], row["test_mean"]),
+                    fontsize=6,
+                    textcoords="offset points",
+                    xytext=(3, -9),
+                )
     ax.set_xscale("log")
     ax.set_xticks(sorted(lines["n_train"].unique()), [str(n) for n in sorted(lines["n_train"].unique())])
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    return _finish(fig, ax, path, "training examples (log scale)", f"test {metric.replace('_', '-')}",
-                   "Score vs training-set size, per strategy (mean ± std over seeds)")
+    return _finish(
+        fig,
+        ax,
+        path,
+        "training examples (log scale)",
+        f"test {metric.replace('_', '-')}",
+        "Score vs training-set size, per strategy (mean ± std over seeds)",
+    )
 
 
 def score_vs_cost(summary: pd.DataFrame, metric: str, path: Path) -> Path | None:
@@ -115,10 +147,17 @@ def score_vs_cost(summary: pd.DataFrame, metric: str, path: Path) -> Path | None
     sizes = {n: 18 + 14 * i for i, n in enumerate(sorted(summary["n_train"].unique()))}
     for strategy, group in summary.groupby("strategy"):
         for ax, column in zip(axes, columns):
-            x = group[column].clip(lower=1 if column == "trainable_parameters" else 1e-6 if "predict" in column
-                                   else 1e-2)
-            ax.scatter(x, group["test_mean"], s=group["n_train"].map(sizes), color=color_of(strategy),
-                       alpha=0.75, label=strategy)
+            x = group[column].clip(
+                lower=1 if column == "trainable_parameters" else 1e-6 if "predict" in column else 1e-2
+            )
+            ax.scatter(
+                x,
+                group["test_mean"],
+                s=group["n_train"].map(sizes),
+                color=color_of(strategy),
+                alpha=0.75,
+                label=strategy,
+            )
     for ax, label in zip(axes, labels):
         ax.set_xscale("log")
         ax.set_xlabel(label)
@@ -151,15 +190,21 @@ def score_vs_blocks_kept(frame: pd.DataFrame, metric: str, path: Path, num_block
     timing = rows.groupby("j")["predict_ms"].mean().dropna()
     if not timing.empty:
         right = ax.twinx()
-        right.plot(timing.index, timing.to_numpy(), ":", color="black", marker="s", ms=3.5,
-                   label="prediction ms per text")
+        right.plot(
+            timing.index, timing.to_numpy(), ":", color="black", marker="s", ms=3.5, label="prediction ms per text"
+        )
         right.set_ylabel("prediction ms per text (mean over cells)")
         right.set_ylim(bottom=0)
         right.legend(fontsize=7, loc="lower right")
     blocks = f" of {num_blocks}" if num_blocks else ""
-    return _finish(fig, ax, path, f"blocks kept j{blocks} (truncate; the top L-j removed)",
-                   f"test {metric.replace('_', '-')}",
-                   "Score and prediction time vs blocks kept (mean ± std over seeds)")
+    return _finish(
+        fig,
+        ax,
+        path,
+        f"blocks kept j{blocks} (truncate; the top L-j removed)",
+        f"test {metric.replace('_', '-')}",
+        "Score and prediction time vs blocks kept (mean ± std over seeds)",
+    )
 
 
 def layer_weights(frame: pd.DataFrame, path: Path, num_blocks: int | None = None) -> Path | None:
@@ -170,9 +215,19 @@ def layer_weights(frame: pd.DataFrame, path: Path, num_blocks: int | None = None
     rows = frame[(frame["status"] == "done") & frame["layer_weights"].map(lambda w: isinstance(w, list))]
     if rows.empty:
         return None
-    long = pd.DataFrame([{"label": r["label"], "n_train": r["n_train"], "seed": r["seed"], "layer": int(layer),
-                          "weight": float(weight)}
-                         for _, r in rows.iterrows() for layer, weight in zip(r["mixed_layers"], r["layer_weights"])])
+    long = pd.DataFrame(
+        [
+            {
+                "label": r["label"],
+                "n_train": r["n_train"],
+                "seed": r["seed"],
+                "layer": int(layer),
+                "weight": float(weight),
+            }
+            for _, r in rows.iterrows()
+            for layer, weight in zip(r["mixed_layers"], r["layer_weights"])
+        ]
+    )
     several = long["label"].nunique() > 1
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for i, ((label, n), group) in enumerate(long.groupby(["label", "n_train"], sort=True)):
@@ -185,5 +240,11 @@ def layer_weights(frame: pd.DataFrame, path: Path, num_blocks: int | None = None
     if uniform.nunique() == 1:
         ax.axhline(1.0 / uniform.iloc[0], color="gray", lw=0.8, ls=":", label="equal weights")
     blocks = f"; L = {num_blocks}" if num_blocks else ""
-    return _finish(fig, ax, path, f"hidden state (0 = embeddings, j = output of block j{blocks})", "learned weight",
-                   "Scalar mix: weight of each layer (softmax; mean ± std over seeds)")
+    return _finish(
+        fig,
+        ax,
+        path,
+        f"hidden state (0 = embeddings, j = output of block j{blocks})",
+        "learned weight",
+        "Scalar mix: weight of each layer (softmax; mean ± std over seeds)",
+    )

@@ -60,8 +60,9 @@ def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> floa
     return float(values[min(index, len(values) - 1)])
 
 
-def bootstrap_interval(values: Sequence[float], confidence: float = CONFIDENCE,
-                       seed: int = 0) -> tuple[float, float] | None:
+def bootstrap_interval(
+    values: Sequence[float], confidence: float = CONFIDENCE, seed: int = 0
+) -> tuple[float, float] | None:
     """Percentile bootstrap interval of the mean of ``values``; None for fewer than two values."""
     if len(values) < 2:
         return None
@@ -110,8 +111,9 @@ def paired_difference(candidate: pd.Series, reference: pd.Series, confidence: fl
     return PairedDifference(float(diffs.mean()), bootstrap_interval(diffs, confidence), len(common))
 
 
-def compare_to_best(scores: pd.DataFrame, costs: pd.Series | None = None, tolerance: float = 0.0,
-                    confidence: float = CONFIDENCE) -> pd.DataFrame:
+def compare_to_best(
+    scores: pd.DataFrame, costs: pd.Series | None = None, tolerance: float = 0.0, confidence: float = CONFIDENCE
+) -> pd.DataFrame:
     """Every configuration against the best, paired by seed.
 
     Parameters
@@ -133,15 +135,25 @@ def compare_to_best(scores: pd.DataFrame, costs: pd.Series | None = None, tolera
     rows = []
     for name in scores.columns:
         if name == best:
-            diff = PairedDifference(0.0, (0.0, 0.0) if scores[name].notna().sum() > 1 else None,
-                                    int(scores[name].notna().sum()))
+            diff = PairedDifference(
+                0.0, (0.0, 0.0) if scores[name].notna().sum() > 1 else None, int(scores[name].notna().sum())
+            )
         else:
             diff = paired_difference(scores[name], scores[best], confidence)
-        rows.append({"configuration": name, "mean": float(means[name]), "seeds": diff.seeds, "diff": diff.mean,
-                     "low": diff.interval[0] if diff.interval else math.nan,
-                     "high": diff.interval[1] if diff.interval else math.nan,
-                     "significant": diff.significant(), "acceptable": name == best or diff.within(tolerance),
-                     "best": name == best, "cost": float(costs[name]) if costs is not None else math.nan})
+        rows.append(
+            {
+                "configuration": name,
+                "mean": float(means[name]),
+                "seeds": diff.seeds,
+                "diff": diff.mean,
+                "low": diff.interval[0] if diff.interval else math.nan,
+                "high": diff.interval[1] if diff.interval else math.nan,
+                "significant": diff.significant(),
+                "acceptable": name == best or diff.within(tolerance),
+                "best": name == best,
+                "cost": float(costs[name]) if costs is not None else math.nan,
+            }
+        )
     table = pd.DataFrame(rows).set_index("configuration").sort_values("mean", ascending=False, kind="stable")
     table["pick"] = False
     acceptable = table[table["acceptable"]]
@@ -152,8 +164,7 @@ def compare_to_best(scores: pd.DataFrame, costs: pd.Series | None = None, tolera
     return table
 
 
-def score_matrix(frame: pd.DataFrame, column: str, n_train: int | None = None,
-                 label: str = "label") -> pd.DataFrame:
+def score_matrix(frame: pd.DataFrame, column: str, n_train: int | None = None, label: str = "label") -> pd.DataFrame:
     """Done rows as a seeds x configurations matrix of ``column`` (at one training size when given)."""
     done = frame[frame["status"] == "done"] if "status" in frame else frame
     if n_train is not None:
@@ -163,5 +174,14 @@ def score_matrix(frame: pd.DataFrame, column: str, n_train: int | None = None,
     return done.pivot_table(index="seed", columns=label, values=column, aggfunc="mean")
 
 
-__all__ = ["CONFIDENCE", "PairedDifference", "acceptable", "bootstrap_distribution", "bootstrap_interval", "compare_to_best",
-           "paired_difference", "score_matrix", "weighted_quantile"]
+__all__ = [
+    "CONFIDENCE",
+    "PairedDifference",
+    "acceptable",
+    "bootstrap_distribution",
+    "bootstrap_interval",
+    "compare_to_best",
+    "paired_difference",
+    "score_matrix",
+    "weighted_quantile",
+]

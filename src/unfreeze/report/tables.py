@@ -26,23 +26,38 @@ def results_frame(run_dir) -> pd.DataFrame:
         if "advise" in record:
             continue  # an advisor's cell (no test score: the pilot never reads the test set), not a sweep's
         cell = record["cell"]
-        row = {"key": record["key"], "status": record["status"], "strategy": cell["strategy"],
-               "label": cell["label"], "k": cell.get("k"), "j": cell.get("j"), "n_train": cell["n_train"],
-               "seed": cell["seed"], "error": record.get("error", "")}
+        row = {
+            "key": record["key"],
+            "status": record["status"],
+            "strategy": cell["strategy"],
+            "label": cell["label"],
+            "k": cell.get("k"),
+            "j": cell.get("j"),
+            "n_train": cell["n_train"],
+            "seed": cell["seed"],
+            "error": record.get("error", ""),
+        }
         if record["status"] == "done":
             for split in ("train", "test", "validation"):
                 for metric, value in (record.get(split) or {}).items():
                     if metric in METRICS:
                         row[f"{split}_{metric}"] = value
             fit = record.get("fit", {})
-            row.update({"fit_seconds": fit.get("seconds"), "trainable_parameters": fit.get("trainable_parameters"),
-                        "total_parameters": fit.get("total_parameters"),
-                        "peak_memory_mib": (fit.get("peak_memory_bytes") or 0) / 2**20 or None,
-                        "epochs_run": fit.get("epochs_run"), "tokens_seen": fit.get("tokens_seen"),
-                        "predict_seconds_per_text": record.get("predict_seconds_per_text"),
-                        "device": record.get("device"), "tuned": bool(fit.get("tuned")),
-                        "learning_rate": fit.get("learning_rate"),
-                        "rates_tried": len(fit.get("lr_search") or []) or None})
+            row.update(
+                {
+                    "fit_seconds": fit.get("seconds"),
+                    "trainable_parameters": fit.get("trainable_parameters"),
+                    "total_parameters": fit.get("total_parameters"),
+                    "peak_memory_mib": (fit.get("peak_memory_bytes") or 0) / 2**20 or None,
+                    "epochs_run": fit.get("epochs_run"),
+                    "tokens_seen": fit.get("tokens_seen"),
+                    "predict_seconds_per_text": record.get("predict_seconds_per_text"),
+                    "device": record.get("device"),
+                    "tuned": bool(fit.get("tuned")),
+                    "learning_rate": fit.get("learning_rate"),
+                    "rates_tried": len(fit.get("lr_search") or []) or None,
+                }
+            )
             if fit.get("layer_weights") is not None:  # mix: the learned weight of each mixed hidden state
                 row.update({"mixed_layers": fit.get("mixed_layers"), "layer_weights": fit["layer_weights"]})
         rows.append(row)
@@ -65,9 +80,12 @@ def summarise(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     grouped = done.groupby(["strategy", "label", "k", "n_train"], dropna=False)
     out = grouped.agg(
         seeds=("seed", "count"),
-        test_mean=(f"test_{metric}", "mean"), test_std=(f"test_{metric}", "std"),
-        train_mean=(f"train_{metric}", "mean"), train_std=(f"train_{metric}", "std"),
-        fit_seconds=("fit_seconds", "mean"), trainable_parameters=("trainable_parameters", "mean"),
+        test_mean=(f"test_{metric}", "mean"),
+        test_std=(f"test_{metric}", "std"),
+        train_mean=(f"train_{metric}", "mean"),
+        train_std=(f"train_{metric}", "std"),
+        fit_seconds=("fit_seconds", "mean"),
+        trainable_parameters=("trainable_parameters", "mean"),
         predict_seconds_per_text=("predict_seconds_per_text", "mean"),
     ).reset_index()
     out["tuned"] = grouped["tuned"].any().to_numpy() if "tuned" in done else False
@@ -77,8 +95,13 @@ def summarise(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     return out
 
 
-def recommend(summary: pd.DataFrame, metric: str, frame: pd.DataFrame | None = None,
-              tolerance: float = 0.0, predict_texts: int = PREDICT_TEXTS) -> list[dict]:
+def recommend(
+    summary: pd.DataFrame,
+    metric: str,
+    frame: pd.DataFrame | None = None,
+    tolerance: float = 0.0,
+    predict_texts: int = PREDICT_TEXTS,
+) -> list[dict]:
     """Per training size: the cheapest configuration not shown worse than the best.
 
     With the result rows (``frame``), configurations are compared paired by seed: the
@@ -94,8 +117,11 @@ def recommend(summary: pd.DataFrame, metric: str, frame: pd.DataFrame | None = N
     for n, group in summary.groupby("n_train"):
         by_label = group.set_index("label")
         seconds = by_label["fit_seconds"]
-        per_text = (by_label["predict_seconds_per_text"] if "predict_seconds_per_text" in by_label
-                    else pd.Series(float("nan"), index=by_label.index))
+        per_text = (
+            by_label["predict_seconds_per_text"]
+            if "predict_seconds_per_text" in by_label
+            else pd.Series(float("nan"), index=by_label.index)
+        )
         timed = bool(per_text.notna().all())
         cost = seconds + (per_text * predict_texts if timed else 0.0)
         if frame is not None:
@@ -108,17 +134,32 @@ def recommend(summary: pd.DataFrame, metric: str, frame: pd.DataFrame | None = N
         table = compare_to_best(scores, cost.reindex(scores.columns), tolerance)
         best, pick = table.index[table["best"]][0], table.index[table["pick"]][0]
         row = table.loc[pick]
-        chosen = {"n_train": int(n), "best": best, "best_mean": float(table.loc[best, "mean"]),
-                  "pick": pick, "pick_mean": float(row["mean"]), "diff": float(row["diff"]),
-                  "low": None if math.isnan(row["low"]) else float(row["low"]),
-                  "high": None if math.isnan(row["high"]) else float(row["high"]),
-                  "seeds": int(row["seeds"]), "pick_seconds": float(seconds[pick]),
-                  "best_seconds": float(seconds[best]), "tolerance": tolerance, "metric": metric,
-                  "comparison": table.reset_index().to_dict("records")}
+        chosen = {
+            "n_train": int(n),
+            "best": best,
+            "best_mean": float(table.loc[best, "mean"]),
+            "pick": pick,
+            "pick_mean": float(row["mean"]),
+            "diff": float(row["diff"]),
+            "low": None if math.isnan(row["low"]) else float(row["low"]),
+            "high": None if math.isnan(row["high"]) else float(row["high"]),
+            "seeds": int(row["seeds"]),
+            "pick_seconds": float(seconds[pick]),
+            "best_seconds": float(seconds[best]),
+            "tolerance": tolerance,
+            "metric": metric,
+            "comparison": table.reset_index().to_dict("records"),
+        }
         if timed:
-            chosen.update({"predict_texts": predict_texts, "pick_cost": float(cost[pick]),
-                           "best_cost": float(cost[best]), "pick_predict_ms": 1000 * float(per_text[pick]),
-                           "best_predict_ms": 1000 * float(per_text[best])})
+            chosen.update(
+                {
+                    "predict_texts": predict_texts,
+                    "pick_cost": float(cost[pick]),
+                    "best_cost": float(cost[best]),
+                    "pick_predict_ms": 1000 * float(per_text[pick]),
+                    "best_predict_ms": 1000 * float(per_text[best]),
+                }
+            )
         picks.append(chosen)
     return picks
 
@@ -141,10 +182,14 @@ def recommendation_sentence(pick: dict) -> str:
         speed = pick["best_seconds"] / pick["pick_seconds"] if pick["pick_seconds"] else float("inf")
         cost = f"{speed:.1f}x less time"
     if one_seed:
-        within = (f"within the tolerance {pick['tolerance']:.3f}" if pick.get("tolerance") else "tied")
-        return (text + f", {within} of the best ({pick['best']}, {pick['best_mean']:.3f}; one seed: no error "
-                f"bars, a point difference of {pick['diff']:+.3f}) at {cost}.")
+        within = f"within the tolerance {pick['tolerance']:.3f}" if pick.get("tolerance") else "tied"
+        return (
+            text + f", {within} of the best ({pick['best']}, {pick['best_mean']:.3f}; one seed: no error "
+            f"bars, a point difference of {pick['diff']:+.3f}) at {cost}."
+        )
     tol = f", tolerance {pick['tolerance']:.3f}" if pick.get("tolerance") else ""
-    return (text + f"; its paired difference to the best ({pick['best']}, {pick['best_mean']:.3f}) is "
-            f"{pick['diff']:+.3f}, 95% interval [{pick['low']:+.3f}, {pick['high']:+.3f}] over {pick['seeds']} "
-            f"seeds: not shown worse{tol}, at {cost}.")
+    return (
+        text + f"; its paired difference to the best ({pick['best']}, {pick['best_mean']:.3f}) is "
+        f"{pick['diff']:+.3f}, 95% interval [{pick['low']:+.3f}, {pick['high']:+.3f}] over {pick['seeds']} "
+        f"seeds: not shown worse{tol}, at {cost}."
+    )

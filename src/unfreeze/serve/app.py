@@ -10,7 +10,6 @@ the bundle is chosen when the server starts, and bundles load without pickle.
 uvicorn stops on SIGTERM or SIGINT after the requests in flight have been answered.
 """
 
-
 import contextlib
 import json
 from dataclasses import asdict, dataclass
@@ -26,12 +25,12 @@ from .batching import MicroBatcher, QueueFull
 class ServeLimits:
     """What one request may ask for, and how requests are batched."""
 
-    max_texts: int = 64          # texts per request
-    max_chars: int = 10_000      # characters per text
+    max_texts: int = 64  # texts per request
+    max_chars: int = 10_000  # characters per text
     max_body_bytes: int = 1 << 20  # request body
-    max_batch: int = 64          # texts per forward pass when batching requests
-    max_wait_ms: float = 5.0     # how long a batch waits for more requests
-    max_queue: int = 1024        # texts waiting before requests are refused with 503
+    max_batch: int = 64  # texts per forward pass when batching requests
+    max_wait_ms: float = 5.0  # how long a batch waits for more requests
+    max_queue: int = 1024  # texts waiting before requests are refused with 503
     micro_batching: bool = True
 
     def __post_init__(self) -> None:
@@ -46,6 +45,7 @@ class ServeLimits:
 
 
 # -- request and response shapes ------------------------------------------------------------------
+
 
 class _PredictRequest(Protocol):
     """The type checker's view of the request model ``_schemas`` builds for a bundle's heads."""
@@ -69,12 +69,18 @@ def _schemas(limits: ServeLimits, head_names: list[str]):
 
     class PredictRequest(BaseModel):
         model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [example]})
-        texts: list[Text] = Field(min_length=1, max_length=limits.max_texts,
-                                  description=f"1 to {limits.max_texts} texts of 1 to {limits.max_chars} "
-                                              "characters each, not all white space.")
-        heads: list[HeadName] | None = Field(default=None, min_length=1, max_length=len(head_names) * 4,
-                                           description=f"Heads to apply (default: all). This bundle has: "
-                                                       f"{', '.join(head_names)}.")
+        texts: list[Text] = Field(
+            min_length=1,
+            max_length=limits.max_texts,
+            description=f"1 to {limits.max_texts} texts of 1 to {limits.max_chars} "
+            "characters each, not all white space.",
+        )
+        heads: list[HeadName] | None = Field(
+            default=None,
+            min_length=1,
+            max_length=len(head_names) * 4,
+            description=f"Heads to apply (default: all). This bundle has: {', '.join(head_names)}.",
+        )
 
     class HeadResult(BaseModel):
         labels: list[Label] = Field(description="The head's classes, in the order of the probability columns.")
@@ -123,8 +129,13 @@ def create_app(predictor: BundlePredictor, limits: ServeLimits = ServeLimits()):
     runtime = getattr(predictor, "runtime", "torch")
     runtime += "-int8" if getattr(predictor, "precision", "fp32") == "int8" else ""
     PredictRequest, PredictResponse, HeadsResponse, Health, ErrorResponse = _schemas(limits, head_names)
-    batcher = MicroBatcher(predictor.predict_proba, max_batch=limits.max_batch, max_wait_ms=limits.max_wait_ms,
-                           max_queue=limits.max_queue, enabled=limits.micro_batching)
+    batcher = MicroBatcher(
+        predictor.predict_proba,
+        max_batch=limits.max_batch,
+        max_wait_ms=limits.max_wait_ms,
+        max_queue=limits.max_queue,
+        enabled=limits.micro_batching,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -132,8 +143,12 @@ def create_app(predictor: BundlePredictor, limits: ServeLimits = ServeLimits()):
         yield
         await batcher.stop()  # uvicorn gets here after the requests in flight are answered
 
-    app = FastAPI(title="unfreeze prediction service", version=__version__, lifespan=lifespan,
-                  description=f"Text classification with {predictor.model}: heads {', '.join(head_names)}.")
+    app = FastAPI(
+        title="unfreeze prediction service",
+        version=__version__,
+        lifespan=lifespan,
+        description=f"Text classification with {predictor.model}: heads {', '.join(head_names)}.",
+    )
     app.state.batcher = batcher
     app.state.limits = limits
 
@@ -147,35 +162,50 @@ def create_app(predictor: BundlePredictor, limits: ServeLimits = ServeLimits()):
     errors: dict[int | str, dict[str, Any]] = {
         400: {"model": ErrorResponse, "description": "The body could not be decoded (not UTF-8)."},
         413: {"model": ErrorResponse, "description": "The request body is too large."},
-        422: {"model": ErrorResponse, "description": "Malformed request, too many or too long texts, "
-                                                     "or an unknown head."},
-        503: {"model": ErrorResponse, "description": "Too many texts are waiting; retry shortly."}}
+        422: {
+            "model": ErrorResponse,
+            "description": "Malformed request, too many or too long texts, or an unknown head.",
+        },
+        503: {"model": ErrorResponse, "description": "Too many texts are waiting; retry shortly."},
+    }
     if TYPE_CHECKING:
         RequestBody: TypeAlias = _PredictRequest
     else:  # the request model built for this bundle, read from the body
         RequestBody = Annotated[PredictRequest, Body()]
 
-    @app.post("/predict", response_model=PredictResponse, responses=errors,
-              summary="Labels and probabilities of every text, for each head asked for")
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        responses=errors,
+        summary="Labels and probabilities of every text, for each head asked for",
+    )
     async def predict(request: RequestBody):
         heads = head_names if request.heads is None else list(dict.fromkeys(request.heads))
         try:
             proba = await batcher.submit(request.texts, heads)
         except QueueFull as exc:
-            return JSONResponse({"detail": f"server busy: {exc}; retry shortly"}, status_code=503,
-                                headers={"Retry-After": "1"})
+            return JSONResponse(
+                {"detail": f"server busy: {exc}; retry shortly"}, status_code=503, headers={"Retry-After": "1"}
+            )
         results = {}
         for h in heads:
             labels = predictor.heads[h]["labels"]
             p = proba[h]
-            results[h] = {"labels": labels, "predictions": [labels[j] for j in p.argmax(axis=1).tolist()],
-                          "probabilities": p.tolist()}
+            results[h] = {
+                "labels": labels,
+                "predictions": [labels[j] for j in p.argmax(axis=1).tolist()],
+                "probabilities": p.tolist(),
+            }
         return {"model": predictor.model, "results": results}
 
     @app.get("/heads", response_model=HeadsResponse, summary="The heads this server applies")
     async def heads():
-        return {"model": predictor.model, "max_length": predictor.max_length, "runtime": runtime,
-                "heads": list(predictor.heads.values())}
+        return {
+            "model": predictor.model,
+            "max_length": predictor.max_length,
+            "runtime": runtime,
+            "heads": list(predictor.heads.values()),
+        }
 
     @app.get("/health", response_model=Health, summary="Liveness")
     async def health():
@@ -224,9 +254,17 @@ class BodyLimit:
 
     async def _refuse(self, send) -> None:
         payload = json.dumps({"detail": f"request body over the limit of {self.max_bytes} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-                                (b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
 
 
@@ -248,9 +286,18 @@ def _server_class():
     return GracefulServer
 
 
-def serve(bundle: Path, host: str = "127.0.0.1", port: int = 8000, limits: ServeLimits = ServeLimits(),
-          device: str | None = None, log_level: str = "info", graceful_seconds: int = 30,
-          runtime: str = "torch", precision: str | None = None, onnx: Path | None = None) -> None:
+def serve(
+    bundle: Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    limits: ServeLimits = ServeLimits(),
+    device: str | None = None,
+    log_level: str = "info",
+    graceful_seconds: int = 30,
+    runtime: str = "torch",
+    precision: str | None = None,
+    onnx: Path | None = None,
+) -> None:
     """Load ``bundle`` and serve it until SIGTERM/SIGINT (requests in flight are answered first).
 
     The port is taken before the bundle loads: a busy port is said at once, and "serving on"
@@ -266,15 +313,28 @@ def serve(bundle: Path, host: str = "127.0.0.1", port: int = 8000, limits: Serve
         predictor = BundlePredictor(Path(bundle), device=device, runtime=runtime, precision=precision, onnx=onnx)
         predictor.predict_proba(["warm-up"], list(predictor.heads))  # the first request should not pay for it
         app = create_app(predictor, limits)
-        config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
-                                timeout_graceful_shutdown=graceful_seconds, access_log=log_level == "debug")
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            lifespan="on",
+            timeout_graceful_shutdown=graceful_seconds,
+            access_log=log_level == "debug",
+        )
         server = _Server(config)
         bound = sock.getsockname()[1]
-        engine = (f"PyTorch {predictor.precision}" if predictor.runtime == "torch"
-                  else f"ONNX Runtime {predictor.precision}, {predictor.export_folder}")
+        engine = (
+            f"PyTorch {predictor.precision}"
+            if predictor.runtime == "torch"
+            else f"ONNX Runtime {predictor.precision}, {predictor.export_folder}"
+        )
         url = f"http://[{host}]:{bound}" if ":" in host else f"http://{host}:{bound}"  # an IPv6 address in brackets
-        print(f"serving {bundle} ({', '.join(predictor.heads)}; {engine}) on {url}  "
-              f"(docs: {url}/docs; limits: {json.dumps(asdict(limits))})", flush=True)
+        print(
+            f"serving {bundle} ({', '.join(predictor.heads)}; {engine}) on {url}  "
+            f"(docs: {url}/docs; limits: {json.dumps(asdict(limits))})",
+            flush=True,
+        )
         server.run(sockets=[sock])
     finally:
         sock.close()
@@ -299,12 +359,17 @@ def listening_socket(host: str, port: int):
         return socket.create_server((host, port), family=family, backlog=2048)
     except OSError as exc:
         if exc.errno == errno.EADDRNOTAVAIL:
-            raise UnfreezeError(f"{where}: --host {shown!r} is not an address of this machine, so it cannot be "
-                                f"bound. {hosts}") from None
+            raise UnfreezeError(
+                f"{where}: --host {shown!r} is not an address of this machine, so it cannot be bound. {hosts}"
+            ) from None
         if exc.errno == errno.EADDRINUSE:
-            raise UnfreezeError(f"{where}: another program is using that port. Choose another --port, or stop the "
-                                f"program that holds port {port}.") from None
+            raise UnfreezeError(
+                f"{where}: another program is using that port. Choose another --port, or stop the "
+                f"program that holds port {port}."
+            ) from None
         if exc.errno == errno.EACCES:
-            raise UnfreezeError(f"{where}: permission denied (ports below 1024 need administrator rights). Choose "
-                                "another --port, e.g. 8000.") from None
+            raise UnfreezeError(
+                f"{where}: permission denied (ports below 1024 need administrator rights). Choose "
+                "another --port, e.g. 8000."
+            ) from None
         raise UnfreezeError(f"{where}: {exc.strerror or exc}. Check --host and --port.") from None

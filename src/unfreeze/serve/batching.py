@@ -37,8 +37,14 @@ class MicroBatcher:
     With ``enabled=False`` every request runs on its own (still one at a time).
     """
 
-    def __init__(self, predict: Predict, max_batch: int = 64, max_wait_ms: float = 5.0, max_queue: int = 1024,
-                 enabled: bool = True) -> None:
+    def __init__(
+        self,
+        predict: Predict,
+        max_batch: int = 64,
+        max_wait_ms: float = 5.0,
+        max_queue: int = 1024,
+        enabled: bool = True,
+    ) -> None:
         self.predict = predict
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
@@ -66,8 +72,12 @@ class MicroBatcher:
     async def stop(self, timeout: float = 60.0) -> None:
         """Finish what is queued (for at most ``timeout`` seconds), then stop the worker."""
         deadline = asyncio.get_running_loop().time() + timeout
-        while self._queue and self._worker is not None and not self._worker.done() and \
-                asyncio.get_running_loop().time() < deadline:
+        while (
+            self._queue
+            and self._worker is not None
+            and not self._worker.done()
+            and asyncio.get_running_loop().time() < deadline
+        ):
             await asyncio.sleep(0.01)
         if self._worker is not None:
             self._worker.cancel()

@@ -59,11 +59,13 @@ def atomic_path(target: Path) -> Iterator[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     except (FileExistsError, NotADirectoryError) as exc:
-        raise UnfreezeError(f"Cannot write {target}: {_first_file(target.parent)} is a file, not a folder. "
-                            "Choose another path.") from exc
+        raise UnfreezeError(
+            f"Cannot write {target}: {_first_file(target.parent)} is a file, not a folder. Choose another path."
+        ) from exc
     except PermissionError as exc:
-        raise UnfreezeError(f"Cannot write {target}: no permission to write in {target.parent}. "
-                            "Choose another path.") from exc
+        raise UnfreezeError(
+            f"Cannot write {target}: no permission to write in {target.parent}. Choose another path."
+        ) from exc
     tmp.rmdir()  # the caller decides whether it becomes a file or a directory
     try:
         yield tmp
@@ -79,11 +81,14 @@ def _replace(tmp: Path, target: Path) -> None:
     exists = target.exists() or target.is_symlink()
     if tmp.is_dir() and exists:
         if target.is_symlink():
-            raise UnfreezeError(f"Refusing to replace {target}: it is a symbolic link; it is left as it is. "
-                                "Choose another path.")
+            raise UnfreezeError(
+                f"Refusing to replace {target}: it is a symbolic link; it is left as it is. Choose another path."
+            )
         if not target.is_dir():
-            raise UnfreezeError(f"{target} is a file, and unfreeze writes a folder there; the file is left as it is. "
-                                "Choose another path.")
+            raise UnfreezeError(
+                f"{target} is a file, and unfreeze writes a folder there; the file is left as it is. "
+                "Choose another path."
+            )
         reason = None if _in_cache(target) else replaceable_folder(target)
         if reason:
             raise UnfreezeError(f"Refusing to replace {target}: {reason}; it is left as it is. Choose another path.")
@@ -95,8 +100,9 @@ def _replace(tmp: Path, target: Path) -> None:
         os.replace(tmp, target)
         _remove(old)
     elif exists and target.is_dir() and not target.is_symlink():
-        raise UnfreezeError(f"{target} is a folder, and unfreeze writes a file there; the folder is left as it is. "
-                            "Choose another path.")
+        raise UnfreezeError(
+            f"{target} is a folder, and unfreeze writes a file there; the folder is left as it is. Choose another path."
+        )
     else:
         os.replace(tmp, target)
 

@@ -60,8 +60,12 @@ RUN_KIND_KEY = "run_kind"  # the key each run folder's first file records its ki
 RUN_FILES = {"intrinsic-dim": "intrinsic.json", "advise": "advise.json", "study": "study.json", "sweep": "sweep.json"}
 RUN_KINDS = tuple(RUN_FILES)
 STUDY_FORMAT = "unfreeze-study"  # unfreeze.studies.results.STUDY_FORMAT (kept here: this module imports nothing heavy)
-_RUN_WHAT = {"sweep": "a sweep's", "advise": "an advise run's", "study": "a study's",
-             "intrinsic-dim": "an intrinsic-dim run's"}
+_RUN_WHAT = {
+    "sweep": "a sweep's",
+    "advise": "an advise run's",
+    "study": "a study's",
+    "intrinsic-dim": "an intrinsic-dim run's",
+}
 WHAT = {"bundle": "bundle", "heads": "bundle", "run": "run folder", "file": "file"}
 
 
@@ -92,8 +96,9 @@ def check_output(
     another = f"Choose another {option}"
     protected = protected_reason(path)
     if protected:
-        raise UnfreezeError(f"Refusing to write the {what} to {path}: it is {protected}. {another}, e.g. "
-                            f"{option} {_example(kind)}.")
+        raise UnfreezeError(
+            f"Refusing to write the {what} to {path}: it is {protected}. {another}, e.g. {option} {_example(kind)}."
+        )
     _check_inputs(path, inputs, what, another)
     _check_parents(path, what, another)
     if kind == "file":
@@ -101,11 +106,14 @@ def check_output(
             raise UnfreezeError(f"{path} is a folder; the {what} to write is a file. {another} naming a file.")
         exists = path.exists() or path.is_symlink()
         if exists and ours is not None and (path.is_symlink() or not ours(path)):
-            raise UnfreezeError(f"{path} already exists and is not a file this tool wrote there; it is left as it "
-                                f"is, even with --overwrite. {another}.")
+            raise UnfreezeError(
+                f"{path} already exists and is not a file this tool wrote there; it is left as it "
+                f"is, even with --overwrite. {another}."
+            )
         if exists and not overwrite:
-            raise UnfreezeError(f"{path} already exists. Pass --overwrite to replace it, or {another[0].lower()}"
-                                f"{another[1:]}.")
+            raise UnfreezeError(
+                f"{path} already exists. Pass --overwrite to replace it, or {another[0].lower()}{another[1:]}."
+            )
         return path
     if path.exists() and not path.is_dir():
         raise UnfreezeError(f"{path} is a file, and a {what} is a folder; the file is left as it is. {another}.")
@@ -146,8 +154,9 @@ def check_output(
             f"{another[1:]}."
         )
     if not overwrite:
-        raise UnfreezeError(f"{path} already holds a bundle. Pass --overwrite to replace it, or {another[0].lower()}"
-                            f"{another[1:]}.")
+        raise UnfreezeError(
+            f"{path} already holds a bundle. Pass --overwrite to replace it, or {another[0].lower()}{another[1:]}."
+        )
     return path
 
 
@@ -270,8 +279,11 @@ def export_foreign_entries(path: Path) -> list[str]:
         if name == "tokenizer" and _plain_dir(entry) and all(_plain_file(e) for e in entry.iterdir()):
             continue
         if name == HEADS_FOLDER and _plain_dir(entry):
-            out.extend(f"{HEADS_FOLDER}/{e.name}" for e in sorted(entry.iterdir())
-                       if not (e.name.endswith(".safetensors") and _plain_file(e)))
+            out.extend(
+                f"{HEADS_FOLDER}/{e.name}"
+                for e in sorted(entry.iterdir())
+                if not (e.name.endswith(".safetensors") and _plain_file(e))
+            )
             continue
         out.append(name)
     return out
@@ -289,9 +301,12 @@ def foreign_entries(path: Path) -> list[str]:
         if name.endswith(".safetensors") and entry.is_file() and not entry.is_symlink():
             continue
         if name == HEADS_FOLDER and entry.is_dir() and not entry.is_symlink():
-            inner = [f"{HEADS_FOLDER}/{e.name}" for e in sorted(entry.iterdir())
-                     if not (e.name.endswith(".safetensors") and e.is_file() and not e.is_symlink())
-                     and not _is_own_temporary(e.name)]
+            inner = [
+                f"{HEADS_FOLDER}/{e.name}"
+                for e in sorted(entry.iterdir())
+                if not (e.name.endswith(".safetensors") and e.is_file() and not e.is_symlink())
+                and not _is_own_temporary(e.name)
+            ]
             out.extend(inner)
             continue
         if name == EXPORT_FOLDER and _plain_dir(entry) and is_export(entry):
@@ -344,11 +359,14 @@ def _check_inputs(path: Path, inputs: Iterable[str | Path], what: str, another: 
             continue
         source = source.resolve()
         if source == target:
-            raise UnfreezeError(f"{path} is also an input of this command ({item}); writing the {what} there would "
-                                f"replace it. {another}.")
+            raise UnfreezeError(
+                f"{path} is also an input of this command ({item}); writing the {what} there would "
+                f"replace it. {another}."
+            )
         if target in source.parents:
-            raise UnfreezeError(f"{path} holds an input of this command ({item}); the {what} must not replace it. "
-                                f"{another}.")
+            raise UnfreezeError(
+                f"{path} holds an input of this command ({item}); the {what} must not replace it. {another}."
+            )
 
 
 def _check_parents(path: Path, what: str, another: str) -> None:
@@ -369,5 +387,6 @@ def _listing(path: Path, limit: int = 3) -> str:
 
 
 def _example(kind: str) -> str:
-    return {"bundle": "runs/my-bundle", "heads": "runs/my-heads", "run": "runs/my-sweep",
-            "file": "predictions.csv"}[kind]
+    return {"bundle": "runs/my-bundle", "heads": "runs/my-heads", "run": "runs/my-sweep", "file": "predictions.csv"}[
+        kind
+    ]

@@ -221,8 +221,9 @@ def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
     return np.array([i for i in everything if i not in val_set]), np.array(sorted(val))
 
 
-def training_split(context: FitContext, inputs: list[TextInput],
-                   y: np.ndarray) -> tuple[list[TextInput], np.ndarray, np.ndarray, np.ndarray]:
+def training_split(
+    context: FitContext, inputs: list[TextInput], y: np.ndarray
+) -> tuple[list[TextInput], np.ndarray, np.ndarray, np.ndarray]:
     """``(inputs, y, train_idx, val_idx)`` a strategy that validates trains on.
 
     With ``context.validation`` (held out by the caller, as the learning-rate search does) it
@@ -231,8 +232,12 @@ def training_split(context: FitContext, inputs: list[TextInput],
     if context.validation is not None:
         val_inputs, val_y = context.validation
         everything = [*inputs, *val_inputs]
-        return (everything, np.concatenate([y, np.asarray(val_y)]).astype(np.int64), np.arange(len(y)),
-                np.arange(len(y), len(everything)))
+        return (
+            everything,
+            np.concatenate([y, np.asarray(val_y)]).astype(np.int64),
+            np.arange(len(y)),
+            np.arange(len(y), len(everything)),
+        )
     assert context.training is not None
     train_idx, val_idx = validation_split(y, context.training.validation_fraction, context.seed)
     return inputs, y, train_idx, val_idx
@@ -247,8 +252,20 @@ class TunedStrategy(Strategy):
     """
 
     training_settings: ClassVar[frozenset[str]] = frozenset(
-        ("epochs", "learning_rate", "head_learning_rate", "weight_decay", "warmup_ratio", "max_steps", "grad_clip",
-         "validation_fraction", "patience", "class_weight", "prefix_cache"))
+        (
+            "epochs",
+            "learning_rate",
+            "head_learning_rate",
+            "weight_decay",
+            "warmup_ratio",
+            "max_steps",
+            "grad_clip",
+            "validation_fraction",
+            "patience",
+            "class_weight",
+            "prefix_cache",
+        )
+    )
     default_learning_rate: ClassVar[float | None] = 5e-5
     default_epochs: ClassVar[int | None] = 3
     # measured (MiniLM, movie-snippets, 400-512 examples): 1.5e-4 beats the default 5e-5 by 5 points for full
@@ -276,36 +293,59 @@ class TunedStrategy(Strategy):
         # the prefix below k is the base model's, unchanged by prepare: it runs on the shared base model
         # (in the inference precision), and its states are shared under that model's fingerprint
         prefix_backbone = context.prefix_backbone
-        prefix_key = prefix_backbone.fingerprint() if context.inference_backbone is not None else context.base_fingerprint
+        prefix_key = (
+            prefix_backbone.fingerprint() if context.inference_backbone is not None else context.base_fingerprint
+        )
         prefix_pool = ((prefix_key, encoded.max_length), [keys[i] for i in train_idx], [keys[i] for i in val_idx])
         hooks = self.loop_hooks(backbone, config, frozen_k, len(train_idx), context.layers)
-        record = train(network, backbone, hooks.frozen_k, encoded.subset(train_idx), y[train_idx], config, *val,
-                       prefix_pool=prefix_pool, lr_scales=hooks.lr_scales, on_epoch=hooks.on_epoch,
-                       prefix_backbone=context.inference_backbone)
+        record = train(
+            network,
+            backbone,
+            hooks.frozen_k,
+            encoded.subset(train_idx),
+            y[train_idx],
+            config,
+            *val,
+            prefix_pool=prefix_pool,
+            lr_scales=hooks.lr_scales,
+            on_epoch=hooks.on_epoch,
+            prefix_backbone=context.inference_backbone,
+        )
         predictor = self.make_predictor(context, network, hooks.frozen_k, prefix_key)
-        return FitResult(predictor, {**record.as_dict(), **self.fit_facts(backbone)}, encoded.n_truncated,
-                         encoded.max_length)
+        return FitResult(
+            predictor, {**record.as_dict(), **self.fit_facts(backbone)}, encoded.n_truncated, encoded.max_length
+        )
 
     def prepare_to_fit(self, context: FitContext) -> nn.Module:
         """``prepare`` at fit time; a strategy that needs the fit's context (its seed) overrides this."""
         return self.prepare(context.backbone)
 
-    def make_predictor(self, context: FitContext, network: TextClassificationModel, frozen_k: int,
-                       prefix_key: str) -> NetworkPredictor:
+    def make_predictor(
+        self, context: FitContext, network: TextClassificationModel, frozen_k: int, prefix_key: str
+    ) -> NetworkPredictor:
         """The fitted predictor: the trained network over the prepared body."""
         from ..inference.predictors import NetworkPredictor
 
         assert context.training is not None
-        return NetworkPredictor(context.backbone, network, frozen_k, prefix_key, context.max_length,
-                                context.batch_size, prefix_cache=context.training.prefix_cache,
-                                prefix_backbone=context.inference_backbone, precision=context.inference_precision)
+        return NetworkPredictor(
+            context.backbone,
+            network,
+            frozen_k,
+            prefix_key,
+            context.max_length,
+            context.batch_size,
+            prefix_cache=context.training.prefix_cache,
+            prefix_backbone=context.inference_backbone,
+            precision=context.inference_precision,
+        )
 
     def fit_facts(self, backbone: Backbone) -> dict:
         """What the fit record adds about the trained model (none by default)."""
         return {}
 
-    def loop_hooks(self, backbone: Backbone, config: TrainConfig, frozen_k: int, n_train: int,
-                   layers: Sequence[int]) -> LoopHooks:
+    def loop_hooks(
+        self, backbone: Backbone, config: TrainConfig, frozen_k: int, n_train: int, layers: Sequence[int]
+    ) -> LoopHooks:
         """How the loop trains the prepared body: ``frozen_k`` (``frozen_blocks``) cached, layer-wise
         learning-rate decay when ``config.layer_decay`` is below 1, no per-epoch callback.
 
@@ -328,5 +368,16 @@ def replace(strategy: Strategy, **changes: object) -> Strategy:
     return dataclasses.replace(strategy, **changes)
 
 
-__all__ = ["LAYER_DECAY_SETTINGS", "FitContext", "FitResult", "LoopHooks", "Strategy", "TunedStrategy", "check_int",
-           "freeze_bottom", "replace", "training_split", "validation_split"]
+__all__ = [
+    "LAYER_DECAY_SETTINGS",
+    "FitContext",
+    "FitResult",
+    "LoopHooks",
+    "Strategy",
+    "TunedStrategy",
+    "check_int",
+    "freeze_bottom",
+    "replace",
+    "training_split",
+    "validation_split",
+]

@@ -64,23 +64,32 @@ class BiLSTM(Strategy):
     """
 
     name: ClassVar[str] = "bilstm"
-    summary: ClassVar[str] = ("a two-layer BiLSTM on cached frozen token states (default: last four concatenated) "
-                              "and a linear head")
+    summary: ClassVar[str] = (
+        "a two-layer BiLSTM on cached frozen token states (default: last four concatenated) and a linear head"
+    )
     training_settings: ClassVar[frozenset[str]] = CACHED_TRAINING_SETTINGS
     default_learning_rate: ClassVar[float | None] = 1e-3
     default_epochs: ClassVar[int | None] = 10
     changes_weights: ClassVar[bool] = False
 
-    token_layers: str = setting("last4", f"Hidden states whose token states are concatenated: {CHOICE_HELP}.",
-                                check_layer_choice)
+    token_layers: str = setting(
+        "last4", f"Hidden states whose token states are concatenated: {CHOICE_HELP}.", check_layer_choice
+    )
     hidden_size: int = setting(64, "BiLSTM units per direction.", int_at_least(1))
     num_layers: int = setting(2, "Stacked BiLSTM layers.", int_at_least(1))
-    dropout: float = setting(0.1, "Dropout between LSTM layers and before the head.",
-                             float_in(0.0, 1.0, low_inclusive=True, high_exclusive=True))
-    layer_norm: bool = setting(True, "Normalise each hidden state's part of a token's features before the LSTM.",
-                               is_bool)
-    memory_gib: float = setting(2.0, "GiB of token states kept in memory; the rest spill to a file in the cache "
-                                     "folder (0: all on disk).", float_in(0.0, low_inclusive=True))
+    dropout: float = setting(
+        0.1,
+        "Dropout between LSTM layers and before the head.",
+        float_in(0.0, 1.0, low_inclusive=True, high_exclusive=True),
+    )
+    layer_norm: bool = setting(
+        True, "Normalise each hidden state's part of a token's features before the LSTM.", is_bool
+    )
+    memory_gib: float = setting(
+        2.0,
+        "GiB of token states kept in memory; the rest spill to a file in the cache folder (0: all on disk).",
+        float_in(0.0, low_inclusive=True),
+    )
 
     def state_layers(self, num_blocks: int) -> tuple[int, ...]:
         return resolve_layer_choice(self.token_layers, num_blocks, "token_layers", self.name)
@@ -113,32 +122,47 @@ class BiLSTM(Strategy):
         started = time.perf_counter()
         encoded = backbone.encode(inputs, context.max_length)
         with PeakMemory(device) as memory:
-            store = compute_token_states(backbone, encoded, layers, context.batch_size,
-                                         int(self.memory_gib * 2**30), context.progress)
+            store = compute_token_states(
+                backbone, encoded, layers, context.batch_size, int(self.memory_gib * 2**30), context.progress
+            )
         states_seconds = time.perf_counter() - started
         try:
             torch.manual_seed(context.seed)  # the LSTM's and the head's initial weights
-            module = BiLSTMHead(store.width, self.hidden_size, self.num_layers, context.n_classes, self.dropout,
-                                backbone.hidden_size if self.layer_norm else None).to(device)
+            module = BiLSTMHead(
+                store.width,
+                self.hidden_size,
+                self.num_layers,
+                context.n_classes,
+                self.dropout,
+                backbone.hidden_size if self.layer_norm else None,
+            ).to(device)
 
             def forward(rows: list[int]) -> torch.Tensor:
                 states, lengths = store.batch(rows, device)
                 return module(states, lengths)
 
-            record = train_cached(module, forward, [], y, train_rows, val_rows, config, device, context.n_classes,
-                                  lengths=encoded.lengths).as_dict()
-            token_bytes = {"tokens": int(store.offsets[-1]), "bytes_in_memory": store.bytes_in_memory,
-                           "bytes_on_disk": store.bytes_on_disk}
+            record = train_cached(
+                module, forward, [], y, train_rows, val_rows, config, device, context.n_classes, lengths=encoded.lengths
+            ).as_dict()
+            token_bytes = {
+                "tokens": int(store.offsets[-1]),
+                "bytes_in_memory": store.bytes_in_memory,
+                "bytes_on_disk": store.bytes_on_disk,
+            }
         finally:
             store.close()
-        record.update({
-            "total_parameters": backbone.n_parameters() + sum(p.numel() for p in module.parameters()),
-            "peak_memory_bytes": max(record["peak_memory_bytes"], memory.peak_bytes),
-            # the part held in memory (the rest spills to disk past memory_gib)
-            "state_bytes_per_example": token_bytes["bytes_in_memory"] / max(len(inputs), 1),
-            "seconds": time.perf_counter() - started, "states_seconds": states_seconds,
-            "token_layers": list(layers), "token_states": token_bytes,
-        })
+        record.update(
+            {
+                "total_parameters": backbone.n_parameters() + sum(p.numel() for p in module.parameters()),
+                "peak_memory_bytes": max(record["peak_memory_bytes"], memory.peak_bytes),
+                # the part held in memory (the rest spills to disk past memory_gib)
+                "state_bytes_per_example": token_bytes["bytes_in_memory"] / max(len(inputs), 1),
+                "seconds": time.perf_counter() - started,
+                "states_seconds": states_seconds,
+                "token_layers": list(layers),
+                "token_states": token_bytes,
+            }
+        )
         predictor = BiLSTMPredictor(backbone, module, layers, context.max_length, context.batch_size)
         return FitResult(predictor, record, encoded.n_truncated, encoded.max_length)
 
@@ -146,8 +170,10 @@ class BiLSTM(Strategy):
         kept = record.get("token_states")
         if not kept:
             return []
-        return [f"token states: {kept['tokens']:,} tokens, {kept['bytes_in_memory'] / 2**20:.1f} MiB in memory, "
-                f"{kept['bytes_on_disk'] / 2**20:.1f} MiB on disk (removed)"]
+        return [
+            f"token states: {kept['tokens']:,} tokens, {kept['bytes_in_memory'] / 2**20:.1f} MiB in memory, "
+            f"{kept['bytes_on_disk'] / 2**20:.1f} MiB on disk (removed)"
+        ]
 
 
 @register_predictor
@@ -190,10 +216,19 @@ class BiLSTMPredictor(Predictor):
     def state(self) -> PredictorState:
         lstm = self.module.lstm
         tensors: Tensors = {name: p.detach().cpu().contiguous() for name, p in self.module.named_parameters()}
-        return PredictorState({"bilstm": tensors}, {
-            "type": self.type_name, "layers": list(self.layers), "input_size": lstm.input_size,
-            "hidden_size": lstm.hidden_size, "num_layers": lstm.num_layers, "n_classes": self.module.head.out_features,
-            "dropout": self.module.dropout.p, "layer_width": self.module.layer_width})
+        return PredictorState(
+            {"bilstm": tensors},
+            {
+                "type": self.type_name,
+                "layers": list(self.layers),
+                "input_size": lstm.input_size,
+                "hidden_size": lstm.hidden_size,
+                "num_layers": lstm.num_layers,
+                "n_classes": self.module.head.out_features,
+                "dropout": self.module.dropout.p,
+                "layer_width": self.module.layer_width,
+            },
+        )
 
     @classmethod
     def from_state(cls, context: FitContext, strategy: Strategy, state: PredictorState) -> BiLSTMPredictor:
@@ -201,12 +236,24 @@ class BiLSTMPredictor(Predictor):
 
         meta = state.meta
         width = meta.get("layer_width")
-        module = BiLSTMHead(int(meta["input_size"]), int(meta["hidden_size"]), int(meta["num_layers"]),
-                            int(meta["n_classes"]), float(meta["dropout"]), int(width) if width else None)
+        module = BiLSTMHead(
+            int(meta["input_size"]),
+            int(meta["hidden_size"]),
+            int(meta["num_layers"]),
+            int(meta["n_classes"]),
+            float(meta["dropout"]),
+            int(width) if width else None,
+        )
         load_trained(module, state.files["bilstm"], "bilstm.safetensors")
         module.to(context.backbone.device).eval()
-        return cls(context.backbone, module, tuple(int(i) for i in meta["layers"]), context.max_length,
-                   context.batch_size, progress=context.progress)
+        return cls(
+            context.backbone,
+            module,
+            tuple(int(i) for i in meta["layers"]),
+            context.max_length,
+            context.batch_size,
+            progress=context.progress,
+        )
 
 
 __all__ = ["BiLSTM", "BiLSTMPredictor"]

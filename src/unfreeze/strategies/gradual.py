@@ -52,8 +52,12 @@ def _check_schedule(value: object, name: str, owner: str) -> None:
     try:
         parse_schedule(value)
     except ValueError:
-        raise invalid_parameter(name, owner, "None or comma-separated ints >= 0 (blocks unfrozen at the start of "
-                                "each epoch), e.g. '1,1,2' or '1+1+2'", value) from None
+        raise invalid_parameter(
+            name,
+            owner,
+            "None or comma-separated ints >= 0 (blocks unfrozen at the start of each epoch), e.g. '1,1,2' or '1+1+2'",
+            value,
+        ) from None
 
 
 @dataclass(repr=False)
@@ -74,13 +78,19 @@ class Gradual(TunedStrategy):
     """
 
     name: ClassVar[str] = "gradual"
-    summary: ClassVar[str] = ("the head first, then one more block from the top each epoch (or a schedule), "
-                              "with discriminative learning rates (ULMFiT)")
+    summary: ClassVar[str] = (
+        "the head first, then one more block from the top each epoch (or a schedule), "
+        "with discriminative learning rates (ULMFiT)"
+    )
 
-    schedule: str | None = setting(None, "Blocks unfrozen at the start of each epoch, e.g. 1,1,2 (default: the "
-                                         "head alone, then one more each epoch).", _check_schedule)
-    factor: float = setting(2.6, "Learning-rate divisor per block below the top (ULMFiT: 2.6).",
-                            float_in(1.0, low_inclusive=True))
+    schedule: str | None = setting(
+        None,
+        "Blocks unfrozen at the start of each epoch, e.g. 1,1,2 (default: the head alone, then one more each epoch).",
+        _check_schedule,
+    )
+    factor: float = setting(
+        2.6, "Learning-rate divisor per block below the top (ULMFiT: 2.6).", float_in(1.0, low_inclusive=True)
+    )
 
     def unfrozen_by_epoch(self, num_blocks: int, epochs: int) -> list[int]:
         """How many blocks from the top train in each of epochs 1..``epochs`` (never more than L)."""
@@ -96,8 +106,12 @@ class Gradual(TunedStrategy):
     def check_model(self, backbone: Backbone, layers: Sequence[int]) -> None:
         steps = parse_schedule(self.schedule)
         if steps is not None and sum(steps) > backbone.num_blocks:
-            raise invalid_parameter("schedule", self.name, f"a schedule that unfreezes at most {backbone.num_blocks} "
-                                    "blocks in all for this model", self.schedule)
+            raise invalid_parameter(
+                "schedule",
+                self.name,
+                f"a schedule that unfreezes at most {backbone.num_blocks} blocks in all for this model",
+                self.schedule,
+            )
 
     def frozen_blocks(self, num_blocks: int) -> int:
         # what no epoch of the schedule reaches; the default schedule may reach every block
@@ -108,8 +122,9 @@ class Gradual(TunedStrategy):
         freeze_bottom(backbone, self.frozen_blocks(backbone.num_blocks))
         return backbone.model
 
-    def loop_hooks(self, backbone: Backbone, config: TrainConfig, frozen_k: int, n_train: int,
-                   layers: Sequence[int]) -> LoopHooks:
+    def loop_hooks(
+        self, backbone: Backbone, config: TrainConfig, frozen_k: int, n_train: int, layers: Sequence[int]
+    ) -> LoopHooks:
         from ..training.loop import layer_lr_scales, planned_epochs
 
         num_blocks = backbone.num_blocks

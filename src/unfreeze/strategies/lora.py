@@ -75,8 +75,10 @@ class Lora(TunedStrategy):
     lora_alpha: float = setting(16, "Scale numerator (scale = alpha / r).", float_in(0.0))
     lora_dropout: float = setting(0.1, "Dropout on the adapters' input.", float_in(0.0, 1.0, low_inclusive=True))
     target_modules: str | tuple[str, ...] | None = setting(
-        None, "Adapted module names inside a block, comma-separated (default: the family's attention projections).",
-        _check_targets)
+        None,
+        "Adapted module names inside a block, comma-separated (default: the family's attention projections).",
+        _check_targets,
+    )
     top_blocks: int | None = setting(None, "Adapt only the top N blocks (default: all).", int_at_least(1, True))
 
     def targets(self, backbone: Backbone) -> tuple[str, ...]:
@@ -107,8 +109,11 @@ class Lora(TunedStrategy):
         wanted = set(self.targets(backbone))
         first = self.frozen_blocks(backbone.num_blocks)
         chosen = {id(m) for block in list(backbone.blocks)[first:] for m in block.modules()}
-        return [name for name, module in backbone.model.named_modules()
-                if id(module) in chosen and name.rsplit(".", 1)[-1] in wanted and _is_adaptable(module)]
+        return [
+            name
+            for name, module in backbone.model.named_modules()
+            if id(module) in chosen and name.rsplit(".", 1)[-1] in wanted and _is_adaptable(module)
+        ]
 
     def prepare(self, backbone: Backbone) -> nn.Module:
         from peft import LoraConfig as PeftLoraConfig
@@ -117,11 +122,15 @@ class Lora(TunedStrategy):
         names = self._module_names(backbone)
         freeze_bottom(backbone, backbone.num_blocks)  # everything frozen; PEFT marks its adapters trainable
         # PEFT annotates lora_alpha as int but scales by alpha / r in floats: a float alpha is passed as given
-        peft_config = PeftLoraConfig(r=self.r, lora_alpha=self.lora_alpha,  # type: ignore[arg-type]
-                                     lora_dropout=self.lora_dropout,
-                                     target_modules=names, bias="none",
-                                     # GPT-2's Conv1D stores its weight transposed
-                                     fan_in_fan_out=backbone.family == "gpt2")
+        peft_config = PeftLoraConfig(
+            r=self.r,
+            lora_alpha=self.lora_alpha,  # type: ignore[arg-type]
+            lora_dropout=self.lora_dropout,
+            target_modules=names,
+            bias="none",
+            # GPT-2's Conv1D stores its weight transposed
+            fan_in_fan_out=backbone.family == "gpt2",
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # PEFT reads a deprecated transformers property
             return get_peft_model(backbone.model, peft_config)

@@ -34,8 +34,18 @@ if TYPE_CHECKING:
 # movie-snippets, MiniLM, 400 and 1,000 examples, 3 seeds: the mix at 5e-3 with its head at the
 # Training default 1e-3 stopped early half-trained, 0.69 / 0.75 test accuracy; both at 5e-3, 0.73 / 0.77)
 CACHED_TRAINING_SETTINGS = frozenset(
-    ("epochs", "learning_rate", "weight_decay", "warmup_ratio", "max_steps", "grad_clip", "validation_fraction",
-     "patience", "class_weight"))
+    (
+        "epochs",
+        "learning_rate",
+        "weight_decay",
+        "warmup_ratio",
+        "max_steps",
+        "grad_clip",
+        "validation_fraction",
+        "patience",
+        "class_weight",
+    )
+)
 
 
 @dataclass(repr=False)
@@ -61,8 +71,9 @@ class Mix(Strategy):
     """
 
     name: ClassVar[str] = "mix"
-    summary: ClassVar[str] = ("a learned softmax weighting of every layer's pooled state (frozen model, ELMo's "
-                              "scalar mix) and a linear head")
+    summary: ClassVar[str] = (
+        "a learned softmax weighting of every layer's pooled state (frozen model, ELMo's scalar mix) and a linear head"
+    )
     training_settings: ClassVar[frozenset[str]] = CACHED_TRAINING_SETTINGS
     # a handful of scalars: they need larger steps than transformer weights to move in a few hundred steps
     default_learning_rate: ClassVar[float | None] = 5e-3
@@ -100,25 +111,47 @@ class Mix(Strategy):
         started = time.perf_counter()
         with PeakMemory(device) as memory:
             # one forward pass for every layer (or none: the on-disk cache, a sweep's pool)
-            embedded = embed(backbone, inputs, layers, context.pooling, context.max_length, context.batch_size,
-                             use_cache=context.cache, progress=context.progress)
+            embedded = embed(
+                backbone,
+                inputs,
+                layers,
+                context.pooling,
+                context.max_length,
+                context.batch_size,
+                use_cache=context.cache,
+                progress=context.progress,
+            )
             states = stack_layers(embedded.layers, layers, device)
         states_seconds = time.perf_counter() - started
         torch.manual_seed(context.seed)  # the head's initial weights
         module = ScalarMix(len(layers), backbone.hidden_size, context.n_classes, self.layer_norm).to(device)
-        record = train_cached(module, lambda rows: module(states[rows]), [], y, train_rows, val_rows, config, device,
-                              context.n_classes).as_dict()
+        record = train_cached(
+            module, lambda rows: module(states[rows]), [], y, train_rows, val_rows, config, device, context.n_classes
+        ).as_dict()
         weights = [float(w) for w in module.layer_weights().detach().cpu()]
-        record.update({
-            "total_parameters": backbone.n_parameters() + sum(p.numel() for p in module.parameters()),
-            "peak_memory_bytes": max(record["peak_memory_bytes"], memory.peak_bytes),
-            "state_bytes_per_example": states.numel() * states.element_size() / max(len(inputs), 1),
-            "seconds": time.perf_counter() - started,
-            "states_seconds": states_seconds, "states_from_cache": embedded.from_cache,
-            "mixed_layers": list(layers), "layer_weights": weights, "gamma": float(module.gamma.detach()),
-        })
-        predictor = MixPredictor(backbone, module, layers, context.pooling, context.max_length, context.batch_size,
-                                 use_cache=context.cache, progress=context.progress)
+        record.update(
+            {
+                "total_parameters": backbone.n_parameters() + sum(p.numel() for p in module.parameters()),
+                "peak_memory_bytes": max(record["peak_memory_bytes"], memory.peak_bytes),
+                "state_bytes_per_example": states.numel() * states.element_size() / max(len(inputs), 1),
+                "seconds": time.perf_counter() - started,
+                "states_seconds": states_seconds,
+                "states_from_cache": embedded.from_cache,
+                "mixed_layers": list(layers),
+                "layer_weights": weights,
+                "gamma": float(module.gamma.detach()),
+            }
+        )
+        predictor = MixPredictor(
+            backbone,
+            module,
+            layers,
+            context.pooling,
+            context.max_length,
+            context.batch_size,
+            use_cache=context.cache,
+            progress=context.progress,
+        )
         return FitResult(predictor, record, embedded.n_truncated, embedded.max_length)
 
     def fit_lines(self, record: dict) -> list[str]:
@@ -132,8 +165,9 @@ def stack_layers(layers: dict[int, np.ndarray], order: Sequence[int], device):
     """Pooled states per layer -> one float32 tensor [n, len(order), hidden] on ``device``."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(np.stack([layers[i] for i in order], axis=1),
-                                                 dtype=np.float32)).to(device)
+    return torch.from_numpy(np.ascontiguousarray(np.stack([layers[i] for i in order], axis=1), dtype=np.float32)).to(
+        device
+    )
 
 
 @register_predictor
@@ -162,8 +196,16 @@ class MixPredictor(Predictor):
 
         from ..features.embed import embed
 
-        embedded = embed(self.backbone, inputs, self.layers, self.pooling, self.max_length, self.batch_size,
-                         use_cache=self.use_cache, progress=self.progress)
+        embedded = embed(
+            self.backbone,
+            inputs,
+            self.layers,
+            self.pooling,
+            self.max_length,
+            self.batch_size,
+            use_cache=self.use_cache,
+            progress=self.progress,
+        )
         self.n_truncated = embedded.n_truncated
         states = stack_layers(embedded.layers, self.layers, self.backbone.device)
         self.module.eval()
@@ -173,10 +215,17 @@ class MixPredictor(Predictor):
     def state(self) -> PredictorState:
         # only the mix: its weights, gamma and the head (the backbone is the base model's)
         tensors: Tensors = {name: p.detach().cpu().contiguous() for name, p in self.module.named_parameters()}
-        return PredictorState({"mix": tensors}, {
-            "type": self.type_name, "layers": list(self.layers), "n_classes": self.module.head.out_features,
-            "hidden_size": self.module.head.in_features, "layer_norm": self.module.layer_norm,
-            "layer_weights": list(self.layer_weights().values())})
+        return PredictorState(
+            {"mix": tensors},
+            {
+                "type": self.type_name,
+                "layers": list(self.layers),
+                "n_classes": self.module.head.out_features,
+                "hidden_size": self.module.head.in_features,
+                "layer_norm": self.module.layer_norm,
+                "layer_weights": list(self.layer_weights().values()),
+            },
+        )
 
     @classmethod
     def from_state(cls, context: FitContext, strategy: Strategy, state: PredictorState) -> MixPredictor:
@@ -187,8 +236,16 @@ class MixPredictor(Predictor):
         module = ScalarMix(len(layers), int(meta["hidden_size"]), int(meta["n_classes"]), bool(meta["layer_norm"]))
         load_trained(module, state.files["mix"], "mix.safetensors")
         module.to(context.backbone.device).eval()
-        return cls(context.backbone, module, layers, context.pooling, context.max_length, context.batch_size,
-                   use_cache=context.cache, progress=context.progress)
+        return cls(
+            context.backbone,
+            module,
+            layers,
+            context.pooling,
+            context.max_length,
+            context.batch_size,
+            use_cache=context.cache,
+            progress=context.progress,
+        )
 
 
 __all__ = ["CACHED_TRAINING_SETTINGS", "Mix", "MixPredictor"]

@@ -43,16 +43,29 @@ class SetFit(Strategy):
     summary: ClassVar[str] = "the body, contrastively on sentence pairs, then a logistic-regression head"
     # no linear head, no validation split: the logistic head picks C by cross-validation
     training_settings: ClassVar[frozenset[str]] = frozenset(
-        ("epochs", "learning_rate", "weight_decay", "warmup_ratio", "max_steps", "grad_clip", "class_weight",
-         "prefix_cache"))
+        (
+            "epochs",
+            "learning_rate",
+            "weight_decay",
+            "warmup_ratio",
+            "max_steps",
+            "grad_clip",
+            "class_weight",
+            "prefix_cache",
+        )
+    )
     default_learning_rate: ClassVar[float | None] = 2e-5  # SetFit's body rate
     default_epochs: ClassVar[int | None] = 1
     sweep_defaults: ClassVar[dict[str, list]] = {"num_iterations": [20]}
 
     num_iterations: int = setting(20, "Pair rounds per example.", int_at_least(1))
     k: int | None = setting(None, "Bottom blocks frozen during contrastive tuning (default 0).", int_at_least(0, True))
-    C: float | None = setting(None, "Inverse L2 strength of the logistic head (default: chosen by CV).",
-                              float_in(0.0, optional=True), flag="--C")
+    C: float | None = setting(
+        None,
+        "Inverse L2 strength of the logistic head (default: chosen by CV).",
+        float_in(0.0, optional=True),
+        flag="--C",
+    )
     cv: int = setting(5, "Folds for choosing C by cross-validation.", int_at_least(2))
 
     def check_model(self, backbone: Backbone, layers: Sequence[int]) -> None:
@@ -81,16 +94,35 @@ class SetFit(Strategy):
         torch.manual_seed(context.seed)
         # the network supplies pooling over the chosen layers; its linear head is not used
         network = TextClassificationModel(backbone, context.n_classes, context.pooling, context.layers)
-        record = train_contrastive(network, backbone, self.frozen_blocks(backbone.num_blocks), encoded, y,
-                                   self.num_iterations, config, prefix_backbone=context.inference_backbone)
+        record = train_contrastive(
+            network,
+            backbone,
+            self.frozen_blocks(backbone.num_blocks),
+            encoded,
+            y,
+            self.num_iterations,
+            config,
+            prefix_backbone=context.inference_backbone,
+        )
         backbone.model.eval()
         # a tuned body is embedded afresh (the embedding cache is for the base model's weights), in the
         # precision of work without gradients: a bf16 copy of it where that is fast
-        predictor = EmbeddingHead(backbone, context.pooling, context.layers, context.max_length, context.batch_size,
-                                  head=None, use_cache=False, progress=context.progress, tuned=True,
-                                  precision=context.inference_precision)
+        predictor = EmbeddingHead(
+            backbone,
+            context.pooling,
+            context.layers,
+            context.max_length,
+            context.batch_size,
+            head=None,
+            use_cache=False,
+            progress=context.progress,
+            tuned=True,
+            precision=context.inference_precision,
+        )
         features = predictor.embed(inputs).features(context.layers)
-        predictor.head = LogisticHead(C=self.C, cv=self.cv, seed=context.seed,
-                                      class_weight=config.class_weight).fit(features, y)
-        return FitResult(predictor, {**record.as_dict(), "C": predictor.head.C_}, encoded.n_truncated,
-                         encoded.max_length)
+        predictor.head = LogisticHead(C=self.C, cv=self.cv, seed=context.seed, class_weight=config.class_weight).fit(
+            features, y
+        )
+        return FitResult(
+            predictor, {**record.as_dict(), "C": predictor.head.C_}, encoded.n_truncated, encoded.max_length
+        )

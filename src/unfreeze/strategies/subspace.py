@@ -94,21 +94,29 @@ class Subspace(TunedStrategy):
     """
 
     name: ClassVar[str] = "subspace"
-    summary: ClassVar[str] = ("only theta (d numbers): weights = pretrained + P theta, P a Fastfood random projection "
-                              f"(default learning rate {LR_SCALE:g}/sqrt(d))")
+    summary: ClassVar[str] = (
+        "only theta (d numbers): weights = pretrained + P theta, P a Fastfood random projection "
+        f"(default learning rate {LR_SCALE:g}/sqrt(d))"
+    )
     # 0.3/sqrt(d) (0.0095 at the default d): see _LearningRateOfD
     default_learning_rate: ClassVar[float | None] = _LearningRateOfD()  # type: ignore[assignment]
     default_epochs: ClassVar[int | None] = 5
     sweep_defaults: ClassVar[dict[str, list]] = {"d": [1000]}
 
     d: int = setting(1000, "Dimension of the trained subspace (theta).", int_at_least(1))
-    projection: str = setting("fastfood", "fastfood (any model) or dense (tiny models).",
-                              one_of("fastfood", "dense"), choices=("fastfood", "dense"))
+    projection: str = setting(
+        "fastfood",
+        "fastfood (any model) or dense (tiny models).",
+        one_of("fastfood", "dense"),
+        choices=("fastfood", "dense"),
+    )
     said: bool = setting(True, "Learn a scale per projected tensor (SAID).", is_bool)
-    projected: str = setting("blocks", "blocks (every block's weights) or body (the embeddings too).",
-                             one_of(*PROJECTED), choices=PROJECTED)
-    projection_seed: int | None = setting(None, "Seed of the projection (default: the classifier's seed).",
-                                          int_at_least(0, True))
+    projected: str = setting(
+        "blocks", "blocks (every block's weights) or body (the embeddings too).", one_of(*PROJECTED), choices=PROJECTED
+    )
+    projection_seed: int | None = setting(
+        None, "Seed of the projection (default: the classifier's seed).", int_at_least(0, True)
+    )
 
     def check_model(self, backbone: Backbone, layers: Sequence[int]) -> None:
         from ..training.projection import DENSE_LIMIT
@@ -117,9 +125,12 @@ class Subspace(TunedStrategy):
         check_int(self.d, "d", self.name, 1, total, f" for this model (D = {total:,} projected weights)")
         if self.projection == "dense" and total * self.d > DENSE_LIMIT:
             raise invalid_parameter(
-                "projection", self.name,
+                "projection",
+                self.name,
                 f"'fastfood' for this model and d: a dense P would hold D x d = {total:,} x {self.d:,} numbers "
-                f"({total * self.d * 4 / 2**30:.1f} GiB; dense allows {DENSE_LIMIT:,})", self.projection)
+                f"({total * self.d * 4 / 2**30:.1f} GiB; dense allows {DENSE_LIMIT:,})",
+                self.projection,
+            )
 
     def frozen_blocks(self, num_blocks: int) -> int:
         return 0  # every block moves with theta
@@ -132,29 +143,41 @@ class Subspace(TunedStrategy):
 
         if seed is None:
             seed = projection_seed(0, self.projection_seed)
-        attach_subspace(backbone.model, projected_parameters(backbone, self.projected), self.d, self.projection,
-                        seed, self.said)
+        attach_subspace(
+            backbone.model, projected_parameters(backbone, self.projected), self.d, self.projection, seed, self.said
+        )
         return backbone.model
 
     def prepare_to_fit(self, context: FitContext) -> nn.Module:
         return self.prepare(context.backbone, projection_seed(context.seed, self.projection_seed))
 
-    def make_predictor(self, context: FitContext, network: TextClassificationModel, frozen_k: int,
-                       prefix_key: str) -> SubspacePredictor:
+    def make_predictor(
+        self, context: FitContext, network: TextClassificationModel, frozen_k: int, prefix_key: str
+    ) -> SubspacePredictor:
         assert context.training is not None
-        return SubspacePredictor(context.backbone, network, 0, context.base_fingerprint, context.max_length,
-                                 context.batch_size, prefix_cache=context.training.prefix_cache,
-                                 projection_seed=projection_seed(context.seed, self.projection_seed),
-                                 precision=context.inference_precision)
+        return SubspacePredictor(
+            context.backbone,
+            network,
+            0,
+            context.base_fingerprint,
+            context.max_length,
+            context.batch_size,
+            prefix_cache=context.training.prefix_cache,
+            projection_seed=projection_seed(context.seed, self.projection_seed),
+            precision=context.inference_precision,
+        )
 
     def fit_facts(self, backbone: Backbone) -> dict:
         from ..training.projection import subspace_of
 
         subspace = subspace_of(backbone.model)
         assert subspace is not None
-        return {"projected_parameters": subspace.D, "projected_tensors": len(subspace.shapes),
-                "projection_seed": subspace.projection.seed,
-                "theta_norm": float(subspace.theta.detach().norm())}
+        return {
+            "projected_parameters": subspace.D,
+            "projected_tensors": len(subspace.shapes),
+            "projection_seed": subspace.projection.seed,
+            "theta_norm": float(subspace.theta.detach().norm()),
+        }
 
 
 @register_predictor
@@ -186,10 +209,20 @@ class SubspacePredictor(NetworkPredictor):
             tensors["said"] = subspace.said.detach().cpu().contiguous()
         tensors.update({f"head.{k}": v.detach().cpu().contiguous() for k, v in self.network.head.state_dict().items()})
         projection = subspace.projection
-        meta = {"type": self.type_name, "n_classes": self.network.head.out_features, "prefix_cache": self.prefix_cache,
-                "projection": {"kind": projection.kind, "seed": self.projection_seed, "d": projection.d,
-                               "D": projection.D, "tensors": len(subspace.shapes), "said": subspace.said is not None,
-                               "digest": projection.digest()}}
+        meta = {
+            "type": self.type_name,
+            "n_classes": self.network.head.out_features,
+            "prefix_cache": self.prefix_cache,
+            "projection": {
+                "kind": projection.kind,
+                "seed": self.projection_seed,
+                "d": projection.d,
+                "D": projection.D,
+                "tensors": len(subspace.shapes),
+                "said": subspace.said is not None,
+                "digest": projection.digest(),
+            },
+        }
         return PredictorState({"trained": tensors}, meta)
 
     @classmethod
@@ -207,32 +240,49 @@ class SubspacePredictor(NetworkPredictor):
             seed = int(saved["seed"])
             backbone.model = strategy.prepare(backbone, seed)
             subspace = cls._subspace_of(backbone)
-            if (saved.get("kind"), saved.get("D"), saved.get("d")) != (subspace.projection.kind, subspace.D,
-                                                                       subspace.projection.d):
+            if (saved.get("kind"), saved.get("D"), saved.get("d")) != (
+                subspace.projection.kind,
+                subspace.D,
+                subspace.projection.d,
+            ):
                 raise UnfreezeError(
                     f"the saved projection ({saved.get('kind')}, D={saved.get('D')}, d={saved.get('d')}) is not the "
                     f"one this model and strategy give ({subspace.projection.kind}, D={subspace.D}, "
-                    f"d={subspace.projection.d})")
+                    f"d={subspace.projection.d})"
+                )
             if saved.get("digest") != subspace.projection.digest():
-                raise UnfreezeError("the projection regenerated from its seed differs from the saved one's digest "
-                                    "(another numpy version draws other numbers)")
-            network = TextClassificationModel(backbone, int(meta.get("n_classes", context.n_classes)),
-                                              context.pooling, context.layers)
+                raise UnfreezeError(
+                    "the projection regenerated from its seed differs from the saved one's digest "
+                    "(another numpy version draws other numbers)"
+                )
+            network = TextClassificationModel(
+                backbone, int(meta.get("n_classes", context.n_classes)), context.pooling, context.layers
+            )
             with torch.no_grad():
                 subspace.theta.copy_(torch.as_tensor(tensors["theta"]))
                 if subspace.said is not None:
                     subspace.said.copy_(torch.as_tensor(tensors["said"]))
-                network.head.load_state_dict({k.removeprefix("head."): torch.as_tensor(v)
-                                              for k, v in tensors.items() if k.startswith("head.")})
+                network.head.load_state_dict(
+                    {k.removeprefix("head."): torch.as_tensor(v) for k, v in tensors.items() if k.startswith("head.")}
+                )
         except UnfreezeError as exc:
             raise UnfreezeError(f"Cannot load this subspace bundle: {exc}. Refit it.") from exc
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise UnfreezeError(f"trained.safetensors does not fit this subspace model ({str(exc).splitlines()[0]}). "
-                                "Refit the bundle.") from exc
+            raise UnfreezeError(
+                f"trained.safetensors does not fit this subspace model ({str(exc).splitlines()[0]}). Refit the bundle."
+            ) from exc
         network.to(backbone.device).eval()
-        return cls(backbone, network, 0, context.base_fingerprint, context.max_length, context.batch_size,
-                   prefix_cache=bool(meta.get("prefix_cache", True)), projection_seed=seed,
-                   precision=context.inference_precision)
+        return cls(
+            backbone,
+            network,
+            0,
+            context.base_fingerprint,
+            context.max_length,
+            context.batch_size,
+            prefix_cache=bool(meta.get("prefix_cache", True)),
+            projection_seed=seed,
+            precision=context.inference_precision,
+        )
 
     @staticmethod
     def _subspace_of(backbone: Backbone) -> SubspaceModule:

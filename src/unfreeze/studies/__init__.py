@@ -12,16 +12,16 @@ from .rules import VERDICTS, Verdict, decide
 from .spec import Study, load_study
 
 __all__ = [
-           "ANALYSES",
-           "VERDICTS",
-           "AnalysisResult",
-           "Context",
-           "Findings",
-           "Study",
-           "Verdict",
-           "analyse",
-           "decide",
-           "load_study",
-           "two_way_anova",
-           "write_findings",
+    "ANALYSES",
+    "VERDICTS",
+    "AnalysisResult",
+    "Context",
+    "Findings",
+    "Study",
+    "Verdict",
+    "analyse",
+    "decide",
+    "load_study",
+    "two_way_anova",
+    "write_findings",
 ]

@@ -36,8 +36,10 @@ def read_meta(run_dir: str | Path) -> dict:
     """A run folder's study.json (one-line error when it is not a study's run folder)."""
     path = Path(run_dir) / STUDY_FILE
     if not path.is_file():
-        raise UnfreezeError(f"{run_dir} is not a study's run folder (no {STUDY_FILE}). Run `unfreeze study "
-                            f"studies/NAME.toml -o {run_dir}` first.")
+        raise UnfreezeError(
+            f"{run_dir} is not a study's run folder (no {STUDY_FILE}). Run `unfreeze study "
+            f"studies/NAME.toml -o {run_dir}` first."
+        )
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -68,11 +70,19 @@ def study_frame(run_dir: str | Path, meta: dict) -> pd.DataFrame:
             if record["key"] not in keys:
                 continue
             cell = record["cell"]
-            row = {"key": record["key"], "arm": arm["name"], "config": configs.get(cell["label"], cell["label"]),
-                   "strategy": cell["strategy"], "label": cell["label"], "n_train": int(cell["n_train"]),
-                   "seed": int(cell["seed"]), "status": record["status"], "error": record.get("error", ""),
-                   "reused": bool(record.get("reused_from")),
-                   "cell_seconds": _seconds(record)}
+            row = {
+                "key": record["key"],
+                "arm": arm["name"],
+                "config": configs.get(cell["label"], cell["label"]),
+                "strategy": cell["strategy"],
+                "label": cell["label"],
+                "n_train": int(cell["n_train"]),
+                "seed": int(cell["seed"]),
+                "status": record["status"],
+                "error": record.get("error", ""),
+                "reused": bool(record.get("reused_from")),
+                "cell_seconds": _seconds(record),
+            }
             row.update({k: v for k, v in cell.items() if k not in ("strategy", "label", "n_train", "seed")})
             if record["status"] == "done":
                 for split in ("train", "test", "validation"):
@@ -80,11 +90,16 @@ def study_frame(run_dir: str | Path, meta: dict) -> pd.DataFrame:
                         if metric in METRICS and isinstance(value, (int, float)):
                             row[f"{split}_{metric}"] = float(value)
                 fit = record.get("fit") or {}
-                row.update({"fit_seconds": fit.get("seconds"),
-                            "peak_memory_mib": (fit.get("peak_memory_bytes") or 0) / 2**20 or None,
-                            "trainable_parameters": fit.get("trainable_parameters"),
-                            "total_parameters": fit.get("total_parameters"),
-                            "learning_rate": fit.get("learning_rate"), "tuned": bool(fit.get("tuned"))})
+                row.update(
+                    {
+                        "fit_seconds": fit.get("seconds"),
+                        "peak_memory_mib": (fit.get("peak_memory_bytes") or 0) / 2**20 or None,
+                        "trainable_parameters": fit.get("trainable_parameters"),
+                        "total_parameters": fit.get("total_parameters"),
+                        "learning_rate": fit.get("learning_rate"),
+                        "tuned": bool(fit.get("tuned")),
+                    }
+                )
             rows.append(row)
     frame = pd.DataFrame(rows)
     for column in (*AXIS_COLUMNS, "config", "strategy", "n_train", "seed", "status"):

@@ -24,8 +24,14 @@ from ..errors import UnfreezeError
 HOLDS, PARTLY, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "partly", "does not hold here", "inconclusive"
 VERDICTS = (HOLDS, PARTLY, DOES_NOT_HOLD, INCONCLUSIVE)
 FUNCTIONS: dict[str, Callable[..., float]] = {"min": min, "max": max, "abs": abs}
-_COMPARE = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
-            ast.Eq: operator.eq, ast.NotEq: operator.ne}
+_COMPARE = {
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+}
 _ARITH = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 
 
@@ -36,30 +42,56 @@ MAX_RULE_DEPTH = 50
 
 def _parse(rule: str, where: str) -> ast.Expression:
     if len(rule) > MAX_RULE_CHARS:
-        raise UnfreezeError(f"{where}: the rule is {len(rule):,} characters long; a rule holds at most "
-                            f"{MAX_RULE_CHARS:,}. Write it as a few comparisons joined by and/or.")
+        raise UnfreezeError(
+            f"{where}: the rule is {len(rule):,} characters long; a rule holds at most "
+            f"{MAX_RULE_CHARS:,}. Write it as a few comparisons joined by and/or."
+        )
     try:
         tree = ast.parse(rule.strip(), mode="eval")
     except (RecursionError, MemoryError):
-        raise UnfreezeError(f"{where}: the rule nests too deeply to read. Write it as a few comparisons joined "
-                            "by and/or.") from None
+        raise UnfreezeError(
+            f"{where}: the rule nests too deeply to read. Write it as a few comparisons joined by and/or."
+        ) from None
     except SyntaxError as exc:
-        raise UnfreezeError(f"{where}: {rule!r} is not a rule ({exc.msg}). Write e.g. \"gap_low > -0.01 and "
-                            "params_ratio < 0.05\".") from None
+        raise UnfreezeError(
+            f'{where}: {rule!r} is not a rule ({exc.msg}). Write e.g. "gap_low > -0.01 and params_ratio < 0.05".'
+        ) from None
     if _depth(tree) > MAX_RULE_DEPTH:
-        raise UnfreezeError(f"{where}: the rule nests deeper than {MAX_RULE_DEPTH} levels (operators and "
-                            "parentheses). Write it as a few comparisons joined by and/or.")
+        raise UnfreezeError(
+            f"{where}: the rule nests deeper than {MAX_RULE_DEPTH} levels (operators and "
+            "parentheses). Write it as a few comparisons joined by and/or."
+        )
     for node in ast.walk(tree):
-        allowed = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd,
-                   ast.Compare, ast.BinOp, ast.Name, ast.Load, ast.Constant, ast.Call, *_COMPARE, *_ARITH)
+        allowed = (
+            ast.Expression,
+            ast.BoolOp,
+            ast.And,
+            ast.Or,
+            ast.UnaryOp,
+            ast.Not,
+            ast.USub,
+            ast.UAdd,
+            ast.Compare,
+            ast.BinOp,
+            ast.Name,
+            ast.Load,
+            ast.Constant,
+            ast.Call,
+            *_COMPARE,
+            *_ARITH,
+        )
         if not isinstance(node, allowed):
-            raise UnfreezeError(f"{where}: {rule!r} uses {type(node).__name__}, which a rule may not. Rules use "
-                                "quantities, numbers, comparisons, and/or/not, + - * / and min/max/abs.")
-        if isinstance(node, ast.Constant) and (isinstance(node.value, bool) or
-                                               not isinstance(node.value, (int, float))):
+            raise UnfreezeError(
+                f"{where}: {rule!r} uses {type(node).__name__}, which a rule may not. Rules use "
+                "quantities, numbers, comparisons, and/or/not, + - * / and min/max/abs."
+            )
+        if isinstance(node, ast.Constant) and (
+            isinstance(node.value, bool) or not isinstance(node.value, (int, float))
+        ):
             raise UnfreezeError(f"{where}: {rule!r} holds the constant {node.value!r}; rules compare numbers.")
-        if isinstance(node, ast.Call) and (not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS
-                                           or node.keywords or not node.args):
+        if isinstance(node, ast.Call) and (
+            not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS or node.keywords or not node.args
+        ):
             raise UnfreezeError(f"{where}: {rule!r} calls something other than min(...), max(...) or abs(...).")
     return tree
 
@@ -88,8 +120,10 @@ def check_rule(rule: str, quantities: set[str] | None, where: str) -> None:
         return
     unknown = [n for n in names if n not in quantities]
     if unknown:
-        raise UnfreezeError(f"{where}: {rule!r} reads {unknown[0]!r}, which this analysis does not compute. "
-                            f"Quantities: {', '.join(sorted(quantities))}.")
+        raise UnfreezeError(
+            f"{where}: {rule!r} reads {unknown[0]!r}, which this analysis does not compute. "
+            f"Quantities: {', '.join(sorted(quantities))}."
+        )
 
 
 def evaluate(rule: str, values: Mapping[str, float]) -> bool | None:
@@ -173,5 +207,15 @@ def decide(rules: Mapping[str, str], values: Mapping[str, float]) -> Verdict:
     return Verdict(PARTLY if partly else DOES_NOT_HOLD, holds, partly, missing)
 
 
-__all__ = ["DOES_NOT_HOLD", "HOLDS", "INCONCLUSIVE", "PARTLY", "VERDICTS", "Verdict", "check_rule", "decide",
-           "evaluate", "names_in"]
+__all__ = [
+    "DOES_NOT_HOLD",
+    "HOLDS",
+    "INCONCLUSIVE",
+    "PARTLY",
+    "VERDICTS",
+    "Verdict",
+    "check_rule",
+    "decide",
+    "evaluate",
+    "names_in",
+]

@@ -79,22 +79,29 @@ def check_strategies(study: Study, specs: dict[str, SweepSpec], backbone, model:
                 strategy.check_model(backbone, layers)
                 frozen = strategy.frozen_blocks(L)
                 if strategy.changes_weights and min(layers) < frozen:
-                    raise UnfreezeError(f"layers {spec.layers} reads hidden states below the {frozen} frozen "
-                                        f"blocks of {label}")
+                    raise UnfreezeError(
+                        f"layers {spec.layers} reads hidden states below the {frozen} frozen blocks of {label}"
+                    )
             except UnfreezeError as exc:
-                raise UnfreezeError(f"Study {study.name!r} needs {named} (arm {arm.name!r}), which {model} cannot "
-                                    f"run: {str(exc).rstrip('.')}.") from None
+                raise UnfreezeError(
+                    f"Study {study.name!r} needs {named} (arm {arm.name!r}), which {model} cannot "
+                    f"run: {str(exc).rstrip('.')}."
+                ) from None
         configs[arm.name] = {label: arm.config_label(label, single) for label in labels}
         for config in configs[arm.name].values():
             if config in seen:
-                raise UnfreezeError(f"{study.path}: arms {seen[config]!r} and {arm.name!r} both have a configuration "
-                                    f"named {config!r}; give the arms labels that tell them apart.")
+                raise UnfreezeError(
+                    f"{study.path}: arms {seen[config]!r} and {arm.name!r} both have a configuration "
+                    f"named {config!r}; give the arms labels that tell them apart."
+                )
             seen[config] = arm.name
     needed = analysis_kind(study.analysis).labels(study.analysis_params)
     missing = [label for label in needed if label not in seen]
     if missing:
-        raise UnfreezeError(f"{study.path}: [analysis] reads configuration {missing[0]!r}, which no arm has on "
-                            f"{model}. Configurations: {', '.join(seen)}.")
+        raise UnfreezeError(
+            f"{study.path}: [analysis] reads configuration {missing[0]!r}, which no arm has on "
+            f"{model}. Configurations: {', '.join(seen)}."
+        )
     return configs
 
 
@@ -132,12 +139,24 @@ def _machine() -> str:
     return describe()
 
 
-def run_study(study: Study, output: str | Path, data: str | None = None, model: str | None = None,
-              quick: bool = False, reuse: Iterable[str | Path] = (), retry_failed: bool = False,
-              device: str | None = None, progress: bool = True,
-              test: str | None = None, text_col: str | None = None, label_col: str | None = None,
-              log: Log = _stderr, test_size: float | None = None, text_pair_col: str | None = None,
-              precision: str | None = None) -> Findings:
+def run_study(
+    study: Study,
+    output: str | Path,
+    data: str | None = None,
+    model: str | None = None,
+    quick: bool = False,
+    reuse: Iterable[str | Path] = (),
+    retry_failed: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+    test: str | None = None,
+    text_col: str | None = None,
+    label_col: str | None = None,
+    log: Log = _stderr,
+    test_size: float | None = None,
+    text_pair_col: str | None = None,
+    precision: str | None = None,
+) -> Findings:
     """Run ``study`` into ``output`` on ``data`` with ``model`` (defaults: the study's first), then write its
     findings. Resumable; with every cell done it runs nothing and rewrites FINDINGS.md."""
     from ..models.loaded import shared_backbone
@@ -154,12 +173,20 @@ def run_study(study: Study, output: str | Path, data: str | None = None, model: 
         different = [k for k, v in identity.items() if previous.get(k) != v]
         if different:
             was = ", ".join(f"{k}={previous.get(k)!r}" for k in different)
-            raise UnfreezeError(f"{output} holds a run of study {previous.get('name')!r} with {was}; this run has "
-                                + ", ".join(f"{k}={identity[k]!r}" for k in different)
-                                + ". Choose another -o for it.")
+            raise UnfreezeError(
+                f"{output} holds a run of study {previous.get('name')!r} with {was}; this run has "
+                + ", ".join(f"{k}={identity[k]!r}" for k in different)
+                + ". Choose another -o for it."
+            )
     overrides: dict = {"data": data, "model": model}
-    for key, value in (("test", test), ("text_col", text_col), ("label_col", label_col), ("test_size", test_size),
-                       ("text_pair_col", text_pair_col), ("precision", precision)):
+    for key, value in (
+        ("test", test),
+        ("text_col", text_col),
+        ("label_col", label_col),
+        ("test_size", test_size),
+        ("text_pair_col", text_pair_col),
+        ("precision", precision),
+    ):
         if value is not None:
             overrides[key] = value
 
@@ -175,11 +202,16 @@ def run_study(study: Study, output: str | Path, data: str | None = None, model: 
         sizes, per_class = _sizes(settings, n_classes)
         arm_sizes[arm.name] = (sizes, per_class)
         if max(sizes) > len(pool):
-            what = (f"{per_class[max(sizes)]} per class x {n_classes} classes = {max(sizes)}" if per_class
-                    else str(max(sizes)))
+            what = (
+                f"{per_class[max(sizes)]} per class x {n_classes} classes = {max(sizes)}"
+                if per_class
+                else str(max(sizes))
+            )
             hint = "" if quick else " Use --quick to check it at its smallest sizes, or"
-            raise UnfreezeError(f"Study {study.name!r} needs {what} training examples (its largest size), and {data} "
-                                f"has {len(pool)} once its test set is held out.{hint} give larger data.")
+            raise UnfreezeError(
+                f"Study {study.name!r} needs {what} training examples (its largest size), and {data} "
+                f"has {len(pool)} once its test set is held out.{hint} give larger data."
+            )
     # 2. the model: every configuration must be one it can run
     backbone = shared_backbone(model, device)
     L = backbone.num_blocks
@@ -189,30 +221,62 @@ def run_study(study: Study, output: str | Path, data: str | None = None, model: 
         specs[arm.name] = _arm_spec(settings, arm_sizes[arm.name][0], study, arm.name)
     configs = check_strategies(study, specs, backbone, model)
     # 3. plan every arm (its cell keys), record the study, then run the arms in order
-    plans = {arm.name: plan_sweep(specs[arm.name], output / ARMS_FOLDER / arm.name, retry_failed, device)
-             for arm in study.arms}
+    plans = {
+        arm.name: plan_sweep(specs[arm.name], output / ARMS_FOLDER / arm.name, retry_failed, device)
+        for arm in study.arms
+    }
     meta = read_meta(output) if (output / STUDY_FILE).exists() else {}
-    invocation: dict[str, Any] = {"started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "seconds": 0.0,
-                  "cells_run": 0, "cells_reused": 0, "machine": _machine(),
-                  "load_average": [round(x, 2) for x in os.getloadavg()], "git_revision": git_revision(),
-                  "complete": False}
-    meta.update({"format": STUDY_FORMAT, "version": 1, **identity, "study": study.as_dict(),
-                 "study_file": str(study.path), "output": str(output), "text_col": text_col, "label_col": label_col,
-                 "num_blocks": L, "model_fingerprint": backbone.fingerprint(),
-                 "data_summary": {"train_pool": len(pool), "n_test": len(test_set),
-                                  "train_class_counts": {str(k): v for k, v in pool.class_counts().items()},
-                                  "test_class_counts": {str(k): v for k, v in test_set.class_counts().items()}},
-                 "majority": _majority(pool, test_set)})
+    invocation: dict[str, Any] = {
+        "started": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "seconds": 0.0,
+        "cells_run": 0,
+        "cells_reused": 0,
+        "machine": _machine(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "git_revision": git_revision(),
+        "complete": False,
+    }
+    meta.update(
+        {
+            "format": STUDY_FORMAT,
+            "version": 1,
+            **identity,
+            "study": study.as_dict(),
+            "study_file": str(study.path),
+            "output": str(output),
+            "text_col": text_col,
+            "label_col": label_col,
+            "num_blocks": L,
+            "model_fingerprint": backbone.fingerprint(),
+            "data_summary": {
+                "train_pool": len(pool),
+                "n_test": len(test_set),
+                "train_class_counts": {str(k): v for k, v in pool.class_counts().items()},
+                "test_class_counts": {str(k): v for k, v in test_set.class_counts().items()},
+            },
+            "majority": _majority(pool, test_set),
+        }
+    )
     meta["arms"] = []
     for arm in study.arms:
         plan, spec = plans[arm.name], specs[arm.name]
-        keys = [cell.key(plan.data.fingerprint, plan.model_fingerprint, spec.cell_settings(cell.strategy))
-                for cell in expand(spec, plan.num_blocks)]
+        keys = [
+            cell.key(plan.data.fingerprint, plan.model_fingerprint, spec.cell_settings(cell.strategy))
+            for cell in expand(spec, plan.num_blocks)
+        ]
         sizes, per_class = arm_sizes[arm.name]
-        meta["arms"].append({"name": arm.name, "label": arm.label, "folder": f"{ARMS_FOLDER}/{arm.name}",
-                             "keys": keys, "configs": configs[arm.name], "sizes": sizes,
-                             "per_class": {str(n): p for n, p in per_class.items()},
-                             "spec": json.loads(json.dumps(spec.as_dict(), default=str))})
+        meta["arms"].append(
+            {
+                "name": arm.name,
+                "label": arm.label,
+                "folder": f"{ARMS_FOLDER}/{arm.name}",
+                "keys": keys,
+                "configs": configs[arm.name],
+                "sizes": sizes,
+                "per_class": {str(n): p for n, p in per_class.items()},
+                "spec": json.loads(json.dumps(spec.as_dict(), default=str)),
+            }
+        )
     meta.setdefault("invocations", []).append(invocation)
     write_meta(output, meta)
 
@@ -234,8 +298,10 @@ def run_study(study: Study, output: str | Path, data: str | None = None, model: 
         if copied:
             plan = plan_sweep(specs[arm.name], output / ARMS_FOLDER / arm.name, retry_failed, device)
             tick(reused=copied)
-        log(f"study {study.name}: arm {arm.name} ({i}/{len(study.arms)}): {plan.counts['total']} cells, "
-            f"{len(plan.pending)} to run" + (f", {copied} reused" if copied else ""))
+        log(
+            f"study {study.name}: arm {arm.name} ({i}/{len(study.arms)}): {plan.counts['total']} cells, "
+            f"{len(plan.pending)} to run" + (f", {copied} reused" if copied else "")
+        )
         if not plan.pending:
             continue
         record_cell = plan.record

@@ -80,7 +80,7 @@ def resolve_depth(value: object, num_blocks: int) -> object:
         return value
     times, divide, sign, offset = match.groups()
     if divide is not None and int(divide) == 0:
-        raise UnfreezeError(f"{value!r} divides the depth L by zero. Write L/N with N >= 1, e.g. \"L/2\".")
+        raise UnfreezeError(f'{value!r} divides the depth L by zero. Write L/N with N >= 1, e.g. "L/2".')
     x = num_blocks * (int(times) if times else 1) / (int(divide) if divide else 1)
     if sign:
         x = x + int(offset) if sign == "+" else x - int(offset)
@@ -98,8 +98,10 @@ def _resolve_axes(settings: dict, num_blocks: int) -> dict:
         return list(dict.fromkeys(resolved))
 
     if isinstance(out.get("grid"), dict):
-        out["grid"] = {s: {p: resolve_list(v) for p, v in dict(axes).items()} if isinstance(axes, dict) else axes
-                       for s, axes in out["grid"].items()}
+        out["grid"] = {
+            s: {p: resolve_list(v) for p, v in dict(axes).items()} if isinstance(axes, dict) else axes
+            for s, axes in out["grid"].items()
+        }
     for flat in LEGACY_AXES:
         if out.get(flat) is not None:
             out[flat] = resolve_list(out[flat])
@@ -155,8 +157,9 @@ class Study:
     def default_model(self) -> str:
         return self.models[0] if self.models else "minilm-l6"
 
-    def arm_settings(self, arm: Arm, quick: bool = False, num_blocks: int = CHECK_DEPTH,
-                     overrides: dict | None = None) -> dict:
+    def arm_settings(
+        self, arm: Arm, quick: bool = False, num_blocks: int = CHECK_DEPTH, overrides: dict | None = None
+    ) -> dict:
         """The settings of one arm: ``[sweep]``, the arm's own, ``--quick``'s, the command's overrides, with
         L-relative values resolved for ``num_blocks`` (``n_per_class`` still unresolved)."""
         # cells search their learning rate unless the file says otherwise, as `unfreeze sweep` does
@@ -191,9 +194,13 @@ def load_study(path: str | Path) -> Study:
     """Read and check a study file; every problem is one line naming the file and the key."""
     path = Path(path)
     if not path.is_file():
-        raise UnfreezeError(f"Study file not found: {path}." if not path.exists()
-                            else f"Study file {path} is a folder, not a TOML file." if path.is_dir()
-                            else f"Study file {path} is not a regular file (a named pipe?). Give a TOML file.")
+        raise UnfreezeError(
+            f"Study file not found: {path}."
+            if not path.exists()
+            else f"Study file {path} is a folder, not a TOML file."
+            if path.is_dir()
+            else f"Study file {path} is not a regular file (a named pipe?). Give a TOML file."
+        )
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -217,7 +224,7 @@ def _table(raw: dict, name: str, path: Path) -> dict:
 def _text(table: dict, key: str, path: Path, where: str, required: bool = True) -> str:
     value = table.get(key, "")
     if not isinstance(value, str) or (required and not value.strip()):
-        raise UnfreezeError(f"{path}: {where} needs {key} = \"...\" (a non-empty string). Got {value!r}.")
+        raise UnfreezeError(f'{path}: {where} needs {key} = "..." (a non-empty string). Got {value!r}.')
     return " ".join(value.split())
 
 
@@ -261,8 +268,10 @@ def study_from_dict(raw: dict, path: Path) -> Study:
     allowed = {f.name for f in fields(SweepSpec)} - FORBIDDEN_SWEEP_KEYS | STUDY_ONLY_SWEEP_KEYS
     forbidden = sorted(set(sweep) & FORBIDDEN_SWEEP_KEYS)
     if forbidden:
-        raise UnfreezeError(f"{path}: {forbidden[0]!r} cannot be set in [sweep]: a study runs on the data and model "
-                            "the command gives (--data, --model; default: the study's first dataset and model).")
+        raise UnfreezeError(
+            f"{path}: {forbidden[0]!r} cannot be set in [sweep]: a study runs on the data and model "
+            "the command gives (--data, --model; default: the study's first dataset and model)."
+        )
     _unknown(path, "[sweep]", set(sweep), allowed)
     arms_raw = raw.get("arm", [{}])
     if not isinstance(arms_raw, list) or not arms_raw or not all(isinstance(a, dict) for a in arms_raw):
@@ -272,13 +281,17 @@ def study_from_dict(raw: dict, path: Path) -> Study:
         table = {k.replace("-", "_"): v for k, v in table.items()}
         forbidden = sorted(set(table) & FORBIDDEN_SWEEP_KEYS)
         if forbidden:
-            raise UnfreezeError(f"{path}: {forbidden[0]!r} cannot be set in an [[arm]]: a study runs on the data and "
-                                "model the command gives.")
+            raise UnfreezeError(
+                f"{path}: {forbidden[0]!r} cannot be set in an [[arm]]: a study runs on the data and "
+                "model the command gives."
+            )
         _unknown(path, f"[[arm]] number {i + 1}", set(table), allowed | ARM_KEYS)
         name = table.pop("name", "main" if len(arms_raw) == 1 else None)
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-            raise UnfreezeError(f"{path}: [[arm]] number {i + 1} needs name = \"...\" (letters, digits, '.', '_', "
-                                f"'-'; it names the arm's folder). Got {name!r}.")
+            raise UnfreezeError(
+                f"{path}: [[arm]] number {i + 1} needs name = \"...\" (letters, digits, '.', '_', "
+                f"'-'; it names the arm's folder). Got {name!r}."
+            )
         label = table.pop("label", None)
         if label is not None and (not isinstance(label, str) or not label.strip()):
             raise UnfreezeError(f"{path}: label of [[arm]] {name!r} must be a non-empty string. Got {label!r}.")
@@ -293,18 +306,34 @@ def study_from_dict(raw: dict, path: Path) -> Study:
     params = analysis.check_params(params, path)
     verdict = _table(raw, "verdict", path)
     _unknown(path, "[verdict]", set(verdict), VERDICT_KEYS)
-    rules = {"holds": _text(verdict, "holds", path, "[verdict]"),
-             "partly": _text(verdict, "partly", path, "[verdict]", required=False),
-             "explain": _text(verdict, "explain", path, "[verdict]")}
+    rules = {
+        "holds": _text(verdict, "holds", path, "[verdict]"),
+        "partly": _text(verdict, "partly", path, "[verdict]", required=False),
+        "explain": _text(verdict, "explain", path, "[verdict]"),
+    }
     quantities = analysis.quantity_names(params)
     for key in ("holds", "partly"):
         if rules[key]:
             check_rule(rules[key], quantities, f"{path}: [verdict] {key}")
-    study = Study(path=path, name=head.get("name") or path.stem, number=number, title=_text(head, "title", path, ""),
-                  claim=_text(head, "claim", path, ""), source=_text(head, "source", path, ""),
-                  design=_paragraphs(head.get("design", "")),
-                  analysis=kind, metric=metric, datasets=lists["datasets"], models=lists["models"],
-                  sweep=sweep, arms=arms, quick=quick, analysis_params=params, verdict=rules, raw=raw)
+    study = Study(
+        path=path,
+        name=head.get("name") or path.stem,
+        number=number,
+        title=_text(head, "title", path, ""),
+        claim=_text(head, "claim", path, ""),
+        source=_text(head, "source", path, ""),
+        design=_paragraphs(head.get("design", "")),
+        analysis=kind,
+        metric=metric,
+        datasets=lists["datasets"],
+        models=lists["models"],
+        sweep=sweep,
+        arms=arms,
+        quick=quick,
+        analysis_params=params,
+        verdict=rules,
+        raw=raw,
+    )
     # every arm must be a valid sweep (on a model of CHECK_DEPTH blocks: the real depth is checked at run time),
     # in its full and its quick form
     for arm in arms:

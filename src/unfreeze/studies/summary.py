@@ -41,8 +41,12 @@ def _link(target: Path, page: Path) -> str:
 
 
 def _sort_key(f: Findings):
-    return (f.study.number if f.study.number is not None else 1_000, f.study.name, f.meta.get("model", ""),
-            f.meta.get("data", ""))
+    return (
+        f.study.number if f.study.number is not None else 1_000,
+        f.study.name,
+        f.meta.get("model", ""),
+        f.meta.get("data", ""),
+    )
 
 
 def _column(f: Findings) -> tuple[str, str]:
@@ -57,15 +61,23 @@ def summary_markdown(findings: list[Findings], page: Path, command: str, studies
     for f in findings:
         by_study.setdefault(f.study.name, []).append(f)
     columns = sorted({_column(f) for f in findings}, key=lambda c: (c[1], c[0]))
-    lines = ["# Findings: the literature's claims about unfreezing, tested here", "",
-             "_Generated from the result stores of the study runs below; nothing in it is typed by hand. "
-             "Regenerate it (it rebuilds every run's FINDINGS.md from its results first) with:_", "",
-             "```", command, "```", "",
-             "Each study is a TOML file in `studies/` (a sweep, the analysis it needs, and a verdict rule stated in "
-             "the file) run by `unfreeze study studies/NAME.toml --data DATA --model MODEL -o RUN`. Verdicts: "
-             "**holds**, **partly**, **does not hold here** (by the file's rule, on this data and model), "
-             "**inconclusive** (a quantity the rule reads could not be computed). A run that is not finished says "
-             "so next to its verdict.", ""]
+    lines = [
+        "# Findings: the literature's claims about unfreezing, tested here",
+        "",
+        "_Generated from the result stores of the study runs below; nothing in it is typed by hand. "
+        "Regenerate it (it rebuilds every run's FINDINGS.md from its results first) with:_",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        "Each study is a TOML file in `studies/` (a sweep, the analysis it needs, and a verdict rule stated in "
+        "the file) run by `unfreeze study studies/NAME.toml --data DATA --model MODEL -o RUN`. Verdicts: "
+        "**holds**, **partly**, **does not hold here** (by the file's rule, on this data and model), "
+        "**inconclusive** (a quantity the rule reads could not be computed). A run that is not finished says "
+        "so next to its verdict.",
+        "",
+    ]
     for caveat in dict.fromkeys(seed_interval_caveat(len(f.seeds)) for f in findings if not f.quick):
         if caveat:
             lines += [caveat, ""]
@@ -84,36 +96,59 @@ def summary_markdown(findings: list[Findings], page: Path, command: str, studies
     for name, runs in by_study.items():
         study = runs[0].study
         number = f"{study.number}. " if study.number is not None else ""
-        lines += [f"## {number}{study.title}", "", f"**Claim.** {study.claim}", "", f"**Source.** {study.source}",
-                  "", f"**Rule** (`studies/{Path(runs[0].meta.get('study_file', name)).name}`). "
-                  f"{study.verdict['explain']}", ""]
-        read = list(dict.fromkeys(names_in(study.verdict["holds"]) +
-                                  (names_in(study.verdict["partly"]) if study.verdict.get("partly") else [])))
-        lines += ["| data, model | verdict | " + " | ".join(read) + " |",
-                  "|---|---|" + "|".join("---" for _ in read) + "|"]
+        lines += [
+            f"## {number}{study.title}",
+            "",
+            f"**Claim.** {study.claim}",
+            "",
+            f"**Source.** {study.source}",
+            "",
+            f"**Rule** (`studies/{Path(runs[0].meta.get('study_file', name)).name}`). {study.verdict['explain']}",
+            "",
+        ]
+        read = list(
+            dict.fromkeys(
+                names_in(study.verdict["holds"])
+                + (names_in(study.verdict["partly"]) if study.verdict.get("partly") else [])
+            )
+        )
+        lines += [
+            "| data, model | verdict | " + " | ".join(read) + " |",
+            "|---|---|" + "|".join("---" for _ in read) + "|",
+        ]
         for f in runs:
             data, model = _column(f)
             values = " | ".join(format_quantity(f.result.quantities.get(q, math.nan)) for q in read)
-            lines.append(f"| [{data}, {model}]({_link(f.run_dir / FINDINGS_FILE, page)}) | {f.verdict_label} | "
-                         f"{values} |")
+            lines.append(
+                f"| [{data}, {model}]({_link(f.run_dir / FINDINGS_FILE, page)}) | {f.verdict_label} | {values} |"
+            )
         lines.append("")
         across = _across(study, runs)
         if across:
             lines += across
-    lines += ["## Machine and time", "",
-              "| study | data, model | cells (finished / planned; reused) | wall clock | own cell time | machine |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "## Machine and time",
+        "",
+        "| study | data, model | cells (finished / planned; reused) | wall clock | own cell time | machine |",
+        "|---|---|---|---|---|---|",
+    ]
     for f in findings:
         counts = f.counts
         data, model = _column(f)
-        lines.append(f"| {f.study.name} | {data}, {model} | {counts['done']} / {counts['planned']}; "
-                     f"{counts['reused']} | {duration(f.wall_seconds())} | {duration(f.cell_seconds())} | "
-                     f"{f.machine()} |")
+        lines.append(
+            f"| {f.study.name} | {data}, {model} | {counts['done']} / {counts['planned']}; "
+            f"{counts['reused']} | {duration(f.wall_seconds())} | {duration(f.cell_seconds())} | "
+            f"{f.machine()} |"
+        )
     total_wall = sum(f.wall_seconds() for f in findings)
     total_cells = sum(f.cell_seconds() for f in findings)
-    lines += ["", f"In all: {duration(total_wall)} wall clock, {duration(total_cells)} of cell time. Reused cells "
-                  "were computed once, by the run they were reused from (the same cell key: the same data, model, "
-                  "strategy, parameters, size, seed and settings).", ""]
+    lines += [
+        "",
+        f"In all: {duration(total_wall)} wall clock, {duration(total_cells)} of cell time. Reused cells "
+        "were computed once, by the run they were reused from (the same cell key: the same data, model, "
+        "strategy, parameters, size, seed and settings).",
+        "",
+    ]
     missing = _not_run(findings, studies)
     lines += ["## Not run", ""]
     if missing:
@@ -131,9 +166,12 @@ def _across(study: Study, runs: list[Findings]) -> list[str]:
     if study.analysis != "compare" or not params.get("order_by_difficulty"):
         return []
     name, (candidate, reference) = next(iter(params["comparisons"].items()))
-    lines = [f"Datasets ordered by difficulty (1 - the test score of {reference}):", "",
-             f"| model | data | difficulty | {candidate} - {reference} [95% interval] | verdict |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"Datasets ordered by difficulty (1 - the test score of {reference}):",
+        "",
+        f"| model | data | difficulty | {candidate} - {reference} [95% interval] | verdict |",
+        "|---|---|---|---|---|",
+    ]
     by_model: dict[str, list[Findings]] = {}
     for f in runs:
         by_model.setdefault(f.meta.get("model", "?"), []).append(f)
@@ -142,13 +180,23 @@ def _across(study: Study, runs: list[Findings]) -> list[str]:
         for f in group:
             q = f.result.quantities
             difficulty = 1 - q.get(f"{name}_reference", math.nan)
-            rows.append((difficulty, f.meta.get("data"), q.get(name, math.nan), q.get(f"{name}_low", math.nan),
-                         q.get(f"{name}_high", math.nan), f.verdict_label))
+            rows.append(
+                (
+                    difficulty,
+                    f.meta.get("data"),
+                    q.get(name, math.nan),
+                    q.get(f"{name}_low", math.nan),
+                    q.get(f"{name}_high", math.nan),
+                    f.verdict_label,
+                )
+            )
         for difficulty, data, diff, low, high, verdict in sorted(rows, key=lambda r: (math.isnan(r[0]), r[0])):
             from .analyses import fmt_ci
 
-            lines.append(f"| {model} | {data} | {format_quantity(difficulty)} | {fmt_ci(diff, low, high, sign=True)} "
-                         f"| {verdict} |")
+            lines.append(
+                f"| {model} | {data} | {format_quantity(difficulty)} | {fmt_ci(diff, low, high, sign=True)} "
+                f"| {verdict} |"
+            )
     return [*lines, ""]
 
 

@@ -19,15 +19,30 @@ PREDICT_TIMING_TEXTS = 128
 
 def cell_header(spec: SweepSpec, cell: Cell, key: str) -> dict:
     """The part of a result row that names the cell; the rest says how it went."""
-    return {"key": key, "cell": {"strategy": cell.strategy, **dict(cell.params), "n_train": cell.n_train,
-                                 "seed": cell.seed, "label": cell.label},
-            "settings": spec.cell_settings(cell.strategy), "started": time.time()}
+    return {
+        "key": key,
+        "cell": {
+            "strategy": cell.strategy,
+            **dict(cell.params),
+            "n_train": cell.n_train,
+            "seed": cell.seed,
+            "label": cell.label,
+        },
+        "settings": spec.cell_settings(cell.strategy),
+        "started": time.time(),
+    }
 
 
 def failed_record(spec: SweepSpec, cell: Cell, key: str, error: str, trace: str = "") -> dict:
     record = cell_header(spec, cell, key)
-    record.update({"status": "failed", "error": error.splitlines()[0] if error else "failed", "traceback": trace,
-                   "finished": time.time()})
+    record.update(
+        {
+            "status": "failed",
+            "error": error.splitlines()[0] if error else "failed",
+            "traceback": trace,
+            "finished": time.time(),
+        }
+    )
     return record
 
 
@@ -40,13 +55,32 @@ def cell_classifier(spec: SweepSpec, cell: Cell, device: str | None = None, use_
     training = spec.training_for(type(strategy))
     if "prefix_cache" in strategy.training_settings:
         training["prefix_cache"] = use_cache and spec.prefix_cache
-    return Classifier(model=spec.model, strategy=strategy, training=Training(**training), pooling=spec.pooling,
-                      layers=spec.layers, max_length=spec.max_length, batch_size=spec.batch_size, seed=cell.seed,
-                      device=device, progress=False, cache=use_cache, precision=spec.precision)
+    return Classifier(
+        model=spec.model,
+        strategy=strategy,
+        training=Training(**training),
+        pooling=spec.pooling,
+        layers=spec.layers,
+        max_length=spec.max_length,
+        batch_size=spec.batch_size,
+        seed=cell.seed,
+        device=device,
+        progress=False,
+        cache=use_cache,
+        precision=spec.precision,
+    )
 
 
-def run_cell(spec: SweepSpec, data: SweepData, cell: Cell, key: str, device: str | None = None,
-             use_cache: bool = True, score_test: bool = True, after_fit=None) -> dict:
+def run_cell(
+    spec: SweepSpec,
+    data: SweepData,
+    cell: Cell,
+    key: str,
+    device: str | None = None,
+    use_cache: bool = True,
+    score_test: bool = True,
+    after_fit=None,
+) -> dict:
     """Fit and score one cell; never raises for a failure of the cell itself: records it.
 
     ``score_test=False`` leaves the test set alone (the advisor decides on validation scores
@@ -55,8 +89,10 @@ def run_cell(spec: SweepSpec, data: SweepData, cell: Cell, key: str, device: str
     try:
         train, validation = seed_samples(spec, data.train_pool, cell.n_train, cell.seed)
         clf = cell_classifier(spec, cell, device, use_cache).fit(
-            train.inputs, train.labels, validation=None if validation is None else (validation.inputs,
-                                                                                      validation.labels))
+            train.inputs,
+            train.labels,
+            validation=None if validation is None else (validation.inputs, validation.labels),
+        )
         fit_record = dict(clf.fit_record_)
         history = fit_record.pop("history", [])
         val = history[fit_record.get("best_epoch", 0) - 1] if history and "val_accuracy" in history[-1] else {}
@@ -69,24 +105,38 @@ def run_cell(spec: SweepSpec, data: SweepData, cell: Cell, key: str, device: str
             val = holdout_validation(spec, cell, device, use_cache, train)
         if validation is not None and val and "val_n" not in val:  # an epoch's scores on the held-out set
             val = {**val, "val_n": len(validation)}
-        record.update({
-            "status": "done",
-            "train": clf.evaluate(train.inputs, train.labels),
-            **({"test": clf.evaluate(data.test.inputs, data.test.labels),
-                "predict_seconds_per_text": prediction_seconds_per_text(clf, data.test.inputs[:PREDICT_TIMING_TEXTS])}
-               if score_test else {}),
-            "validation": {k.removeprefix("val_"): v for k, v in val.items() if k.startswith("val_")},
-            "fit": fit_record,
-            "n_test": len(data.test),
-            "device": fit_record.get("device", str(device)),
-        })
+        record.update(
+            {
+                "status": "done",
+                "train": clf.evaluate(train.inputs, train.labels),
+                **(
+                    {
+                        "test": clf.evaluate(data.test.inputs, data.test.labels),
+                        "predict_seconds_per_text": prediction_seconds_per_text(
+                            clf, data.test.inputs[:PREDICT_TIMING_TEXTS]
+                        ),
+                    }
+                    if score_test
+                    else {}
+                ),
+                "validation": {k.removeprefix("val_"): v for k, v in val.items() if k.startswith("val_")},
+                "fit": fit_record,
+                "n_test": len(data.test),
+                "device": fit_record.get("device", str(device)),
+            }
+        )
         if after_fit is not None:
             after_fit(clf, train, record)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - a cell's failure (bad parameter, out of memory) is a result
-        record.update({"status": "failed", "error": f"{type(exc).__name__}: {exc}".splitlines()[0],
-                       "traceback": traceback.format_exc(limit=8)})
+        record.update(
+            {
+                "status": "failed",
+                "error": f"{type(exc).__name__}: {exc}".splitlines()[0],
+                "traceback": traceback.format_exc(limit=8),
+            }
+        )
     record["finished"] = time.time()
     return record
 
@@ -117,8 +167,11 @@ def validation_scores(clf, validation: TextDataset) -> dict:
     proba = np.clip(clf.predict_proba(validation.inputs), 1e-12, 1.0)
     y_val = np.searchsorted(clf.classes_, validation.labels)
     metrics = classification_metrics(list(validation.labels), clf.classes_[proba.argmax(axis=1)].tolist())
-    return {**{f"val_{k}": v for k, v in metrics.items()},
-            "val_loss": float(-np.log(proba[np.arange(len(y_val)), y_val]).mean()), "val_n": len(validation)}
+    return {
+        **{f"val_{k}": v for k, v in metrics.items()},
+        "val_loss": float(-np.log(proba[np.arange(len(y_val)), y_val]).mean()),
+        "val_n": len(validation),
+    }
 
 
 def prediction_seconds_per_text(clf, inputs: list) -> float:

@@ -22,12 +22,26 @@ from ..strategies import registered, strategy_class
 
 # flat settings (k, m, r, num_iterations: those of release 0.1.0; j: truncate's blocks kept)
 # and the strategy parameter each stands for
-LEGACY_AXES = {"k": ("freeze", "k"), "m": ("reinit", "m"), "r": ("lora", "r"),
-               "num_iterations": ("setfit", "num_iterations"), "j": ("truncate", "j")}
+LEGACY_AXES = {
+    "k": ("freeze", "k"),
+    "m": ("reinit", "m"),
+    "r": ("lora", "r"),
+    "num_iterations": ("setfit", "num_iterations"),
+    "j": ("truncate", "j"),
+}
 # settings that were part of every cell's key in release 0.1.0; newer settings join the key
 # only when they differ from their default, so that runs of that release keep their keys
-_V1_SETTINGS = ("n_test", "pooling", "layers", "max_length", "batch_size", "epochs", "learning_rate",
-                "head_learning_rate", "validation_fraction")
+_V1_SETTINGS = (
+    "n_test",
+    "pooling",
+    "layers",
+    "max_length",
+    "batch_size",
+    "epochs",
+    "learning_rate",
+    "head_learning_rate",
+    "validation_fraction",
+)
 
 
 def as_list(value: object) -> list:
@@ -106,21 +120,31 @@ class SweepSpec:
             values = as_list(getattr(self, name))
             values = [int(v) if isinstance(v, str) and v.lstrip("-").isdigit() else v for v in values]
             if not values or any(not isinstance(v, int) or isinstance(v, bool) for v in values):
-                raise UnfreezeError(f"--{name.replace('_', '-')} must be a non-empty list of ints. "
-                                    f"Got {getattr(self, name)!r}.")
+                raise UnfreezeError(
+                    f"--{name.replace('_', '-')} must be a non-empty list of ints. Got {getattr(self, name)!r}."
+                )
             setattr(self, name, values)
         if any(n < 1 for n in self.n_train):
             raise UnfreezeError(f"--n-train values must be >= 1. Got {self.n_train}.")
         if any(s < 0 for s in self.seeds):
             raise UnfreezeError(f"--seeds must be ints >= 0. Got {self.seeds}.")
-        if not isinstance(self.validation_size, int) or isinstance(self.validation_size, bool) \
-                or self.validation_size < 0:
-            raise UnfreezeError(f"--validation-size must be an int >= 0 (0: a fraction of each sample). "
-                                f"Got {self.validation_size!r}.")
-        if not isinstance(self.validation_used, int) or isinstance(self.validation_used, bool) \
-                or self.validation_used < 0:
-            raise UnfreezeError(f"validation_used must be an int >= 0 (the first texts of the validation set to "
-                                f"score on; 0: all of them). Got {self.validation_used!r}.")
+        if (
+            not isinstance(self.validation_size, int)
+            or isinstance(self.validation_size, bool)
+            or self.validation_size < 0
+        ):
+            raise UnfreezeError(
+                f"--validation-size must be an int >= 0 (0: a fraction of each sample). Got {self.validation_size!r}."
+            )
+        if (
+            not isinstance(self.validation_used, int)
+            or isinstance(self.validation_used, bool)
+            or self.validation_used < 0
+        ):
+            raise UnfreezeError(
+                f"validation_used must be an int >= 0 (the first texts of the validation set to "
+                f"score on; 0: all of them). Got {self.validation_used!r}."
+            )
         if isinstance(self.k, str) and self.k.strip() != "all":
             try:
                 self.k = [int(v) for v in as_list(self.k)]
@@ -134,19 +158,26 @@ class SweepSpec:
             raise UnfreezeError(f"The sweep's grid must map strategies to {{parameter: values}}. Got {self.grid!r}.")
         for strategy, axes in self.grid.items():
             if not isinstance(axes, dict):
-                raise UnfreezeError(f"The sweep's grid entry for {strategy!r} must map its parameters to values, e.g. "
-                                    f"grid.lora = {{ r = [4, 16] }}. Got {axes!r}.")
-        self.grid = {str(s): {str(p): (v if p == "k" and v == "all" else as_list(v)) for p, v in dict(axes).items()}
-                     for s, axes in self.grid.items()}
+                raise UnfreezeError(
+                    f"The sweep's grid entry for {strategy!r} must map its parameters to values, e.g. "
+                    f"grid.lora = {{ r = [4, 16] }}. Got {axes!r}."
+                )
+        self.grid = {
+            str(s): {str(p): (v if p == "k" and v == "all" else as_list(v)) for p, v in dict(axes).items()}
+            for s, axes in self.grid.items()
+        }
         for strategy, axes in self.grid.items():
             if strategy not in known:
-                raise UnfreezeError(f"The sweep's grid names unknown strategy {strategy!r}. "
-                                    f"Strategies: {', '.join(known)}.")
+                raise UnfreezeError(
+                    f"The sweep's grid names unknown strategy {strategy!r}. Strategies: {', '.join(known)}."
+                )
             names = known[strategy].setting_names()
             for param, swept in axes.items():
                 if param not in names:
-                    raise UnfreezeError(f"Strategy {strategy!r} has no parameter {param!r} to sweep. "
-                                        f"Its parameters: {', '.join(names) or 'none'}.")
+                    raise UnfreezeError(
+                        f"Strategy {strategy!r} has no parameter {param!r} to sweep. "
+                        f"Its parameters: {', '.join(names) or 'none'}."
+                    )
                 if swept != "all" and not swept:
                     raise UnfreezeError(f"The sweep's grid gives no values for {strategy}.{param}.")
                 if swept != "all":
@@ -195,8 +226,9 @@ class SweepSpec:
 
         for name in ("max_length", "batch_size"):
             if not is_int(getattr(self, name)) or getattr(self, name) < 1:
-                raise UnfreezeError(f"{name} (--{name.replace('_', '-')}) must be an int >= 1. "
-                                    f"Got {getattr(self, name)!r}.")
+                raise UnfreezeError(
+                    f"{name} (--{name.replace('_', '-')}) must be an int >= 1. Got {getattr(self, name)!r}."
+                )
         if self.n_test is not None:
             check_int(self.n_test, "n_test", "sweep", 1)
         if self.test_size is not None:
@@ -219,8 +251,10 @@ class SweepSpec:
             elif param == "k":
                 bad = [k for k in values if isinstance(k, int) and not 0 <= k <= num_blocks]
                 if bad:
-                    raise UnfreezeError(f"--k value {bad[0]} is out of range: this model has {num_blocks} blocks "
-                                        f"(k in 0..{num_blocks}, or 'all').")
+                    raise UnfreezeError(
+                        f"--k value {bad[0]} is out of range: this model has {num_blocks} blocks "
+                        f"(k in 0..{num_blocks}, or 'all')."
+                    )
                 axes[param] = sorted(set(values))
             else:
                 axes[param] = list(dict.fromkeys(values))
@@ -239,8 +273,11 @@ class SweepSpec:
         from ..training.settings import TRAINING_SETTINGS
 
         # prefix_cache is set per cell with the shared caches (``sweep.plan.cell_classifier``)
-        return {name: getattr(self, name) for name in TRAINING_SETTINGS
-                if name in strategy_cls.training_settings and hasattr(self, name) and name != "prefix_cache"}
+        return {
+            name: getattr(self, name)
+            for name in TRAINING_SETTINGS
+            if name in strategy_cls.training_settings and hasattr(self, name) and name != "prefix_cache"
+        }
 
     @classmethod
     def from_toml(cls, path: str | Path, defaults: dict | None = None) -> SweepSpec:
@@ -248,9 +285,13 @@ class SweepSpec:
         command line's own defaults, e.g. ``learning_rate="auto"``)."""
         path = Path(path)
         if not path.is_file():
-            raise UnfreezeError(f"Sweep config not found: {path}." if not path.exists()
-                                else f"Sweep config {path} is a folder, not a TOML file." if path.is_dir()
-                                else f"Sweep config {path} is not a regular file (a named pipe?). Give a TOML file.")
+            raise UnfreezeError(
+                f"Sweep config not found: {path}."
+                if not path.exists()
+                else f"Sweep config {path} is a folder, not a TOML file."
+                if path.is_dir()
+                else f"Sweep config {path} is not a regular file (a named pipe?). Give a TOML file."
+            )
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -273,9 +314,26 @@ class SweepSpec:
 
 
 # coordinates of cells and where the data come from: not settings of a cell's fit
-_SPEC_ONLY = {"data", "model", "strategies", "grid", "k", "m", "r", "num_iterations", "j", "n_train", "seeds", "probe",
-              "prefix_cache",
-              "test", "test_size", "text_col", "label_col", "text_pair_col"}
+_SPEC_ONLY = {
+    "data",
+    "model",
+    "strategies",
+    "grid",
+    "k",
+    "m",
+    "r",
+    "num_iterations",
+    "j",
+    "n_train",
+    "seeds",
+    "probe",
+    "prefix_cache",
+    "test",
+    "test_size",
+    "text_col",
+    "label_col",
+    "text_pair_col",
+}
 
 
 def _relative_to(value: str, folder: Path) -> str:
@@ -307,9 +365,18 @@ class Cell:
         return strategy_class(self.strategy, "sweep")(**dict(self.params))
 
     def key(self, data_fingerprint: str, model_fingerprint: str, settings: dict) -> str:
-        return sha256_json({"data": data_fingerprint, "model": model_fingerprint, "strategy": self.strategy,
-                            "params": dict(self.params), "n_train": self.n_train, "seed": self.seed,
-                            "settings": settings, "version": 1})[:24]
+        return sha256_json(
+            {
+                "data": data_fingerprint,
+                "model": model_fingerprint,
+                "strategy": self.strategy,
+                "params": dict(self.params),
+                "n_train": self.n_train,
+                "seed": self.seed,
+                "settings": settings,
+                "version": 1,
+            }
+        )[:24]
 
 
 def expand(spec: SweepSpec, num_blocks: int) -> list[Cell]:
@@ -319,5 +386,9 @@ def expand(spec: SweepSpec, num_blocks: int) -> list[Cell]:
         axes = spec.resolved_axes(strategy, num_blocks)
         for values in itertools.product(*axes.values()):
             per_strategy.append((strategy, tuple(zip(axes, values))))
-    return [Cell(strategy, params, n, seed) for seed in spec.seeds for n in sorted(spec.n_train)
-            for strategy, params in per_strategy]
+    return [
+        Cell(strategy, params, n, seed)
+        for seed in spec.seeds
+        for n in sorted(spec.n_train)
+        for strategy, params in per_strategy
+    ]

@@ -10,8 +10,9 @@ from .progress import progress_bar
 from .warm import embed_everything, inference_backbone, prefix_ks, shared_caches, warm_prefixes
 
 
-def run_local(plan: SweepPlan, shared_cache: bool = True, progress: bool = True,
-              device: str | None = None) -> dict[str, int]:
+def run_local(
+    plan: SweepPlan, shared_cache: bool = True, progress: bool = True, device: str | None = None
+) -> dict[str, int]:
     """Run ``plan``'s pending cells here; returns the counts (total, done, failed, skipped)."""
     spec, data = plan.spec, plan.data
     backbone = inference_backbone(spec, device)
@@ -26,8 +27,14 @@ def run_local(plan: SweepPlan, shared_cache: bool = True, progress: bool = True,
                 bar.running(cell.describe())
                 if shared_cache and cell.seed != current_seed:
                     current_seed = cell.seed
-                    warm_prefixes(spec, data, backbone, cell.seed, plan.largest_n(cell.seed),
-                                  prefix_ks(plan.seed_cells(cell.seed), plan.num_blocks))
+                    warm_prefixes(
+                        spec,
+                        data,
+                        backbone,
+                        cell.seed,
+                        plan.largest_n(cell.seed),
+                        prefix_ks(plan.seed_cells(cell.seed), plan.num_blocks),
+                    )
                 record = run_cell(spec, data, cell, key, device, use_cache=shared_cache)
                 record["runner"] = info
                 plan.record(cell, record, bar)

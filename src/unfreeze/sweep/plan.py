@@ -55,8 +55,9 @@ PROBE_FILE = "probe.json"
 
 def git_revision() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -102,8 +103,9 @@ class SweepPlan:
         bar.finished(cell, record)
 
 
-def plan_sweep(spec: SweepSpec, run_dir: str | Path, retry_failed: bool = False,
-               device: str | None = None, run_kind: str = "sweep") -> SweepPlan:
+def plan_sweep(
+    spec: SweepSpec, run_dir: str | Path, retry_failed: bool = False, device: str | None = None, run_kind: str = "sweep"
+) -> SweepPlan:
     """Load the data and the model's identity, write sweep.json, and list the unfinished cells.
 
     ``run_kind``: the kind of run folder sweep.json records (``storage.outputs.run_kind_of``), e.g.
@@ -119,17 +121,34 @@ def plan_sweep(spec: SweepSpec, run_dir: str | Path, retry_failed: bool = False,
     store = ResultsStore(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(run_dir / SPEC_FILE) as tmp:
-        tmp.write_text(strict_json.dumps({"run_kind": run_kind, "spec": spec.as_dict(),
-                                          "model_fingerprint": model_fp, "data_fingerprint": data.fingerprint,
-                                          "num_blocks": backbone.num_blocks, "n_train_pool": len(data.train_pool),
-                                          "n_test": len(data.test)}, indent=2))
+        tmp.write_text(
+            strict_json.dumps(
+                {
+                    "run_kind": run_kind,
+                    "spec": spec.as_dict(),
+                    "model_fingerprint": model_fp,
+                    "data_fingerprint": data.fingerprint,
+                    "num_blocks": backbone.num_blocks,
+                    "n_train_pool": len(data.train_pool),
+                    "n_test": len(data.test),
+                },
+                indent=2,
+            )
+        )
     latest = store.latest()
     keyed = [(cell, cell.key(data.fingerprint, model_fp, spec.cell_settings(cell.strategy))) for cell in cells]
-    pending = [(cell, key) for cell, key in keyed
-               if key not in latest or (retry_failed and latest[key]["status"] == "failed")]
+    pending = [
+        (cell, key) for cell, key in keyed if key not in latest or (retry_failed and latest[key]["status"] == "failed")
+    ]
     counts = {"total": len(cells), "skipped": len(cells) - len(pending), "done": 0, "failed": 0}
-    context = {"versions": package_versions(), "git_revision": git_revision(), "python": platform.python_version(),
-               "device": str(backbone.device), "model": spec.model, "data": spec.data}
+    context = {
+        "versions": package_versions(),
+        "git_revision": git_revision(),
+        "python": platform.python_version(),
+        "device": str(backbone.device),
+        "model": spec.model,
+        "data": spec.data,
+    }
     return SweepPlan(spec, run_dir, data, backbone.num_blocks, model_fp, pending, context, store, counts)
 
 
@@ -142,8 +161,19 @@ def probe_rows(spec: SweepSpec, data: SweepData, shared_cache: bool, device: str
     from ..features.probe import run_probe
 
     train = sample(data.train_pool, n_total=max(spec.n_train), seed=spec.seeds[0])
-    rows = run_probe(train, data.test, spec.model, spec.pooling, spec.max_length, spec.batch_size,
-                     seed=spec.seeds[0], cache=shared_cache, progress=False, device=device, precision=spec.precision)
+    rows = run_probe(
+        train,
+        data.test,
+        spec.model,
+        spec.pooling,
+        spec.max_length,
+        spec.batch_size,
+        seed=spec.seeds[0],
+        cache=shared_cache,
+        progress=False,
+        device=device,
+        precision=spec.precision,
+    )
     return {"n_train": len(train), "model": spec.model, "rows": rows}
 
 
@@ -152,8 +182,34 @@ def write_probe(run_dir: Path, result: dict) -> None:
         tmp.write_text(strict_json.dumps(result, indent=2))
 
 
-__all__ = ["PREDICT_TIMING_TEXTS", "PROBE_FILE", "SPEC_FILE", "CellProgress", "SweepData", "SweepPlan",
-           "cell_classifier", "cell_header", "embed_everything", "embeds_frozen", "failed_record", "frozen_layers",
-           "git_revision", "holdout_validation", "inference_backbone", "load_sweep_data", "plan_sweep",
-           "prediction_seconds_per_text", "prefix_ks", "probe_needed", "probe_rows", "progress_bar", "run_cell",
-           "runner_info", "seed_samples", "shared_caches", "validation_scores", "warm_prefixes", "write_probe"]
+__all__ = [
+    "PREDICT_TIMING_TEXTS",
+    "PROBE_FILE",
+    "SPEC_FILE",
+    "CellProgress",
+    "SweepData",
+    "SweepPlan",
+    "cell_classifier",
+    "cell_header",
+    "embed_everything",
+    "embeds_frozen",
+    "failed_record",
+    "frozen_layers",
+    "git_revision",
+    "holdout_validation",
+    "inference_backbone",
+    "load_sweep_data",
+    "plan_sweep",
+    "prediction_seconds_per_text",
+    "prefix_ks",
+    "probe_needed",
+    "probe_rows",
+    "progress_bar",
+    "run_cell",
+    "runner_info",
+    "seed_samples",
+    "shared_caches",
+    "validation_scores",
+    "warm_prefixes",
+    "write_probe",
+]

@@ -46,9 +46,11 @@ class CellProgress:
         elif self.bar is None:
             test = record.get("test", {}).get("accuracy")
             seconds = record.get("fit", {}).get("seconds")
-            self.line(f"sweep: cell {self.count}/{self.total} done: {cell.describe()}"
-                      + (f", test accuracy {test:.4f}" if test is not None else "")
-                      + (f" ({seconds:.1f} s)" if seconds is not None else ""))
+            self.line(
+                f"sweep: cell {self.count}/{self.total} done: {cell.describe()}"
+                + (f", test accuracy {test:.4f}" if test is not None else "")
+                + (f" ({seconds:.1f} s)" if seconds is not None else "")
+            )
         if self.bar is not None:
             self.bar.update(1)
 

@@ -99,13 +99,15 @@ class RayOptions:
                 raise UnfreezeError(f"{flag} must be a number {'>= 0' if low_ok else '> 0'}. Got {value!r}.")
             if value > 1 and value != int(value):
                 # Ray's own rule: fractions only below one unit
-                raise UnfreezeError(f"{flag} above 1 must be a whole number (Ray splits only single units). "
-                                    f"Got {value!r}.")
+                raise UnfreezeError(
+                    f"{flag} above 1 must be a whole number (Ray splits only single units). Got {value!r}."
+                )
         if not isinstance(self.max_retries, int) or self.max_retries < 0:
             raise UnfreezeError(f"max_retries must be an int >= 0. Got {self.max_retries!r}.")
 
 
 # -- what runs on the workers ----------------------------------------------------------------
+
 
 def _worker_setup(cache_root: str | None) -> dict:
     if cache_root:
@@ -120,11 +122,11 @@ def _worker_setup(cache_root: str | None) -> dict:
     return info
 
 
-def embed_task(spec: SweepSpec, data: SweepData, seeds: list[int], device: str | None,
-               cache_root: str | None) -> dict:
+def embed_task(spec: SweepSpec, data: SweepData, seeds: list[int], device: str | None, cache_root: str | None) -> dict:
     """One embedding pass for every features cell and the probe; returns the pools, or why not."""
     _worker_setup(cache_root)
     from ..features.embed import export_pools, shared_embeddings
+
     try:
         backbone = inference_backbone(spec, device)
         with shared_embeddings():
@@ -134,13 +136,23 @@ def embed_task(spec: SweepSpec, data: SweepData, seeds: list[int], device: str |
         return {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
 
 
-def cell_task(spec: SweepSpec, data: SweepData, cell: Cell, key: str, device: str | None, shared_cache: bool,
-              cache_root: str | None, n_largest: int, pools: dict | None) -> tuple[dict, dict]:
+def cell_task(
+    spec: SweepSpec,
+    data: SweepData,
+    cell: Cell,
+    key: str,
+    device: str | None,
+    shared_cache: bool,
+    cache_root: str | None,
+    n_largest: int,
+    pools: dict | None,
+) -> tuple[dict, dict]:
     """Run one cell in a Ray worker; returns (result row, where it ran)."""
     info = _worker_setup(cache_root)
     if not shared_cache:
         return run_cell(spec, data, cell, key, device, use_cache=False), info
     from ..features.embed import import_pools
+
     with shared_caches():
         if pools and "pools" in pools:
             import_pools(pools["pools"])
@@ -151,8 +163,9 @@ def cell_task(spec: SweepSpec, data: SweepData, cell: Cell, key: str, device: st
         return run_cell(spec, data, cell, key, device, use_cache=True), info
 
 
-def probe_task(spec: SweepSpec, data: SweepData, shared_cache: bool, device: str | None, cache_root: str | None,
-               pools: dict | None) -> dict:
+def probe_task(
+    spec: SweepSpec, data: SweepData, shared_cache: bool, device: str | None, cache_root: str | None, pools: dict | None
+) -> dict:
     _worker_setup(cache_root)
     from ..features.embed import import_pools, shared_embeddings
 
@@ -163,6 +176,7 @@ def probe_task(spec: SweepSpec, data: SweepData, shared_cache: bool, device: str
 
 
 # -- the driver ------------------------------------------------------------------------------
+
 
 def connect(address: str | None) -> bool:
     """Join (or start) the Ray cluster; True when this call started Ray here (and should shut it down)."""
@@ -177,11 +191,14 @@ def connect(address: str | None) -> bool:
             _check_reachable(address)
             ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
-        where = "a Ray cluster on this machine (--address auto)" if address == "auto" else f"the Ray cluster at {address}"
+        where = (
+            "a Ray cluster on this machine (--address auto)" if address == "auto" else f"the Ray cluster at {address}"
+        )
         raise UnfreezeError(
             f"Could not connect to {where}: {str(exc).strip().splitlines()[0]} "
             "Start one with `ray start --head` and give --address HOST:PORT (or auto on a cluster node), "
-            "or leave --address out to start Ray on this machine.") from None
+            "or leave --address out to start Ray on this machine."
+        ) from None
     return True
 
 
@@ -208,35 +225,55 @@ def _error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}"
 
 
-def run_sweep_ray(plan: SweepPlan, options: RayOptions, shared_cache: bool = True, progress: bool = True,
-                  device: str | None = None) -> dict[str, int]:
+def run_sweep_ray(
+    plan: SweepPlan, options: RayOptions, shared_cache: bool = True, progress: bool = True, device: str | None = None
+) -> dict[str, int]:
     """Run ``plan``'s pending cells as Ray tasks; the driver records every result. Returns the counts."""
     ray = require_ray()
     started_here = connect(options.address)
     spec = plan.spec
     # a cell that reserved no GPU must not use one: Ray would not stop it sharing a GPU with others
     cell_device = device or ("cuda" if options.gpus_per_cell > 0 else "cpu")
-    cache_root = str(Path(os.environ["UNFREEZE_CACHE"]).expanduser().resolve()) if os.environ.get(
-        "UNFREEZE_CACHE") else None
-    resources = {"num_cpus": options.cpus_per_cell, "num_gpus": options.gpus_per_cell,
-                 "max_retries": options.max_retries, "retry_exceptions": False}
+    cache_root = (
+        str(Path(os.environ["UNFREEZE_CACHE"]).expanduser().resolve()) if os.environ.get("UNFREEZE_CACHE") else None
+    )
+    resources = {
+        "num_cpus": options.cpus_per_cell,
+        "num_gpus": options.gpus_per_cell,
+        "max_retries": options.max_retries,
+        "retry_exceptions": False,
+    }
     bar = progress_bar(plan, progress)
     in_flight: dict = {}
     try:
         data_ref = ray.put(plan.data)  # shipped once, not once per task
         pools_ref = probe_ref = None
         if shared_cache and plan.needs_embeddings():
-            pools_ref = ray.remote(embed_task).options(name="unfreeze-embed", **resources).remote(
-                spec, data_ref, plan.embed_seeds(), cell_device, cache_root)
+            pools_ref = (
+                ray.remote(embed_task)
+                .options(name="unfreeze-embed", **resources)
+                .remote(spec, data_ref, plan.embed_seeds(), cell_device, cache_root)
+            )
         remote_cell = ray.remote(cell_task)
         for cell, key in plan.pending:
             ref = remote_cell.options(name=TASK_PREFIX + key, **resources).remote(
-                spec, data_ref, cell, key, cell_device, shared_cache, cache_root, plan.largest_n(cell.seed),
-                pools_ref if embeds_frozen(cell) else None)
+                spec,
+                data_ref,
+                cell,
+                key,
+                cell_device,
+                shared_cache,
+                cache_root,
+                plan.largest_n(cell.seed),
+                pools_ref if embeds_frozen(cell) else None,
+            )
             in_flight[ref] = (cell, key)
         if probe_needed(spec, plan.run_dir):
-            probe_ref = ray.remote(probe_task).options(name="unfreeze-probe", **resources).remote(
-                spec, data_ref, shared_cache, cell_device, cache_root, pools_ref)
+            probe_ref = (
+                ray.remote(probe_task)
+                .options(name="unfreeze-probe", **resources)
+                .remote(spec, data_ref, shared_cache, cell_device, cache_root, pools_ref)
+            )
         bar.running(f"{len(in_flight)} on Ray")
         while in_flight:
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)

@@ -19,9 +19,17 @@ if TYPE_CHECKING:
 BACKENDS = ("local", "ray")
 
 
-def run_sweep(spec: SweepSpec, run_dir: str | Path, retry_failed: bool = False, shared_cache: bool = True,
-              progress: bool = True, device: str | None = None, backend: str = "local",
-              ray_options: RayOptions | None = None, workers: int = 1) -> dict[str, int]:
+def run_sweep(
+    spec: SweepSpec,
+    run_dir: str | Path,
+    retry_failed: bool = False,
+    shared_cache: bool = True,
+    progress: bool = True,
+    device: str | None = None,
+    backend: str = "local",
+    ray_options: RayOptions | None = None,
+    workers: int = 1,
+) -> dict[str, int]:
     """Run every unfinished cell of ``spec`` into ``run_dir``; returns counts (total, done, failed, skipped).
 
     ``backend="ray"`` runs each cell as a Ray task (``ray_options``: address, resources per cell).

@@ -22,8 +22,9 @@ class SweepData:
 def load_sweep_data(spec: SweepSpec) -> SweepData:
     """The pool every training sample is drawn from, and the test set (``fit``'s rules; a file with
     neither ``test`` nor ``test_size`` holds out 20%: a sweep needs a test set)."""
-    pool, test = load_splits(spec.data, spec.test, spec.test_size, spec.text_col, spec.label_col,
-                             spec.text_pair_col, seed=0)
+    pool, test = load_splits(
+        spec.data, spec.test, spec.test_size, spec.text_col, spec.label_col, spec.text_pair_col, seed=0
+    )
     if test is None:
         pool, test = train_test_split(pool, 0.2, seed=0)
     if spec.n_test is not None and spec.n_test < len(test):
@@ -31,8 +32,10 @@ def load_sweep_data(spec: SweepSpec) -> SweepData:
     largest = max(spec.n_train)
     if largest + spec.validation_size > len(pool):
         held = f" besides the --validation-size {spec.validation_size} held out" if spec.validation_size else ""
-        raise UnfreezeError(f"--n-train {largest}{held} is more than the {len(pool)} training examples of "
-                            f"{spec.data}. Use at most {len(pool) - spec.validation_size}.")
+        raise UnfreezeError(
+            f"--n-train {largest}{held} is more than the {len(pool)} training examples of "
+            f"{spec.data}. Use at most {len(pool) - spec.validation_size}."
+        )
     return SweepData(pool, test, sha256_json([pool.fingerprint(), test.fingerprint()]))
 
 

@@ -119,5 +119,11 @@ def warm_prefixes(spec: SweepSpec, data: SweepData, backbone, seed: int, n_large
         held = [validation.inputs] if validation is not None else []
         for inputs in (largest.inputs, *held, data.test.inputs):
             encoded = backbone.encode(inputs, spec.max_length)
-            compute_prefix_states(backbone, encoded, ks, spec.batch_size,
-                                  pool_key=(backbone.fingerprint(), encoded.max_length), keys=input_keys(inputs))
+            compute_prefix_states(
+                backbone,
+                encoded,
+                ks,
+                spec.batch_size,
+                pool_key=(backbone.fingerprint(), encoded.max_length),
+                keys=input_keys(inputs),
+            )

@@ -45,8 +45,9 @@ def worker_device(device: str | None, index: int, cuda_count: int) -> str | None
     return device
 
 
-def _start_worker(spec: SweepSpec, data: SweepData, device: str | None, shared_cache: bool, pools: list,
-                  threads: int, counter) -> None:
+def _start_worker(
+    spec: SweepSpec, data: SweepData, device: str | None, shared_cache: bool, pools: list, threads: int, counter
+) -> None:
     """A worker's start: its share of the threads, its device, the shared embeddings.
 
     The model loads at its first cell.
@@ -65,8 +66,15 @@ def _start_worker(spec: SweepSpec, data: SweepData, device: str | None, shared_c
             from ..features.embed import import_pools
 
             import_pools(pools)
-    _WORKER.update(spec=spec, data=data, device=worker_device(device, index, cuda_count), shared_cache=shared_cache,
-                   caches=caches, warm=None, info={**runner_info("local"), "worker": index})
+    _WORKER.update(
+        spec=spec,
+        data=data,
+        device=worker_device(device, index, cuda_count),
+        shared_cache=shared_cache,
+        caches=caches,
+        warm=None,
+        info={**runner_info("local"), "worker": index},
+    )
 
 
 def _run_in_worker(cell: Cell, key: str, n_largest: int, ks: tuple[int, ...]) -> dict:
@@ -80,8 +88,9 @@ def _run_in_worker(cell: Cell, key: str, n_largest: int, ks: tuple[int, ...]) ->
     return record
 
 
-def run_workers(plan: SweepPlan, workers: int, shared_cache: bool = True, progress: bool = True,
-                device: str | None = None) -> dict[str, int]:
+def run_workers(
+    plan: SweepPlan, workers: int, shared_cache: bool = True, progress: bool = True, device: str | None = None
+) -> dict[str, int]:
     """Run ``plan``'s pending cells in ``workers`` processes on this machine; returns the counts."""
     import torch
 
@@ -101,13 +110,17 @@ def run_workers(plan: SweepPlan, workers: int, shared_cache: bool = True, progre
                 pools = export_pools()
             threads = max(1, torch.get_num_threads() // workers)
             context = multiprocessing.get_context("spawn")  # a forked CUDA context is unusable; spawn is safe
-            executor = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
-                                           initargs=(spec, plan.data, device, shared_cache, pools, threads,
-                                                     context.Value("i", 0)))
+            executor = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=context,
+                initializer=_start_worker,
+                initargs=(spec, plan.data, device, shared_cache, pools, threads, context.Value("i", 0)),
+            )
             seed_ks = {seed: tuple(prefix_ks(plan.seed_cells(seed), plan.num_blocks)) for seed in plan.embed_seeds()}
             for cell, key in plan.pending:
-                future = executor.submit(_run_in_worker, cell, key, plan.largest_n(cell.seed),
-                                         seed_ks.get(cell.seed, ()))
+                future = executor.submit(
+                    _run_in_worker, cell, key, plan.largest_n(cell.seed), seed_ks.get(cell.seed, ())
+                )
                 in_flight[future] = (cell, key)
             bar.running(f"{min(workers, len(in_flight))} at once")
             while in_flight:
@@ -121,7 +134,8 @@ def run_workers(plan: SweepPlan, workers: int, shared_cache: bool = True, progre
                             f"A worker process died (out of memory, or killed) with {len(in_flight) + 1} cells "
                             f"unfinished; the {plan.counts['done'] + plan.counts['failed']} cells finished are "
                             "recorded. Run the same command again to run the rest, with fewer --workers if memory "
-                            "ran out.") from None
+                            "ran out."
+                        ) from None
                     plan.record(cell, record, bar)
             if probe_needed(spec, plan.run_dir):
                 write_probe(plan.run_dir, probe_rows(spec, plan.data, shared_cache, device))
@@ -141,7 +155,8 @@ def check_workers(workers: object, backend: str = "local") -> int:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UnfreezeError(f"--workers must be a whole number >= 1 (cells run at once). Got {workers!r}.")
     if workers > 1 and backend != "local":
-        raise UnfreezeError("--workers applies to the local backend; on Ray each cell is a task: "
-                            "set what a cell reserves with --cpus-per-cell and --gpus-per-cell.")
+        raise UnfreezeError(
+            "--workers applies to the local backend; on Ray each cell is a task: "
+            "set what a cell reserves with --cpus-per-cell and --gpus-per-cell."
+        )
     return workers
-

@@ -48,12 +48,18 @@ def train_cached(
     train_rows, val_rows = np.asarray(train_rows, dtype=np.int64), np.asarray(val_rows, dtype=np.int64)
     row_lengths = [int(lengths[i]) if lengths is not None else 1 for i in train_rows]
     with PeakMemory(device) as memory:
-        run = TrainingRun(config, param_groups(list(module.named_parameters()), config, list(head)),
-                          len(train_rows), device, "training")
+        run = TrainingRun(
+            config,
+            param_groups(list(module.named_parameters()), config, list(head)),
+            len(train_rows),
+            device,
+            "training",
+        )
         loss_fn = nn.CrossEntropyLoss(weight=class_weights(y[train_rows], n_classes, config.class_weight, device))
         labels = torch.as_tensor(y, dtype=torch.long)
-        stopping = EarlyStopping([(name, p) for name, p in module.named_parameters() if p.requires_grad],
-                                 config.patience, run.record)
+        stopping = EarlyStopping(
+            [(name, p) for name, p in module.named_parameters() if p.requires_grad], config.patience, run.record
+        )
 
         def train_epoch(epoch: int) -> dict:
             module.train()
@@ -67,8 +73,12 @@ def train_cached(
                 run.step(loss_fn(logits.float(), labels[rows].to(device)), len(rows), tokens, epoch=epoch)
                 seen[positions] += 1
             run.end_steps()
-            return {"epoch": epoch, "train_loss": run.mean_epoch_loss, "examples": int(seen.sum()),
-                    "distinct_examples": int((seen > 0).sum())}
+            return {
+                "epoch": epoch,
+                "train_loss": run.mean_epoch_loss,
+                "examples": int(seen.sum()),
+                "distinct_examples": int((seen > 0).sum()),
+            }
 
         def validate(epoch: int) -> dict:
             logits = predict_cached(module, forward, val_rows.tolist(), config.batch_size * 2)

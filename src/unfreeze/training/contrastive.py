@@ -46,8 +46,13 @@ def train_contrastive(
         if config.prefix_cache and frozen_k >= 1:
             (prefix,) = cached_prefixes(prefix_backbone or backbone, frozen_k, [encoded])
             prefix_seconds = time.perf_counter() - start
-        run = TrainingRun(config, param_groups(list(model.body.named_parameters()), config),
-                          count_pairs(len(encoded), num_iterations), device, "contrastive tuning")
+        run = TrainingRun(
+            config,
+            param_groups(list(model.body.named_parameters()), config),
+            count_pairs(len(encoded), num_iterations),
+            device,
+            "contrastive tuning",
+        )
         record = run.record
         record.prefix_seconds = record.step_seconds = prefix_seconds
         record.total_parameters = sum(p.numel() for p in model.body.parameters())
@@ -60,13 +65,15 @@ def train_contrastive(
                         break
                     # one forward over the distinct examples of the batch, then pair them up
                     unique, inverse = np.unique(np.concatenate([left, right]), return_inverse=True)
-                    pooled = _pooled_by_length(model, backbone, encoded, unique.tolist(), prefix, device,
-                                               bf16=config.compute == "bf16")
-                    a, b = pooled[inverse[: len(left)]], pooled[inverse[len(left):]]
+                    pooled = _pooled_by_length(
+                        model, backbone, encoded, unique.tolist(), prefix, device, bf16=config.compute == "bf16"
+                    )
+                    a, b = pooled[inverse[: len(left)]], pooled[inverse[len(left) :]]
                     similarity = nn.functional.cosine_similarity(a, b)
                     loss = nn.functional.mse_loss(similarity, torch.as_tensor(target, device=device))
-                    run.step(loss, 2 * len(left), sum(lengths[i] for i in left) + sum(lengths[i] for i in right),
-                             epoch=epoch)
+                    run.step(
+                        loss, 2 * len(left), sum(lengths[i] for i in left) + sum(lengths[i] for i in right), epoch=epoch
+                    )
                 run.end_steps()
                 record.history.append({"epoch": epoch, "train_loss": run.mean_epoch_loss})
                 run.end_epoch(epoch)
@@ -81,9 +88,16 @@ def train_contrastive(
     return record
 
 
-def _pooled_by_length(model: TextClassificationModel, backbone: Backbone, encoded: Encoded, idx: list[int],
-                      prefix: PrefixStates | None, device: torch.device, buckets: int = 2,
-                      bf16: bool = False) -> torch.Tensor:
+def _pooled_by_length(
+    model: TextClassificationModel,
+    backbone: Backbone,
+    encoded: Encoded,
+    idx: list[int],
+    prefix: PrefixStates | None,
+    device: torch.device,
+    buckets: int = 2,
+    bf16: bool = False,
+) -> torch.Tensor:
     """Pooled states of the examples ``idx`` (in that order), run in length-sorted buckets.
 
     The texts of a random pair batch differ in length; padding them all to the longest
@@ -96,8 +110,9 @@ def _pooled_by_length(model: TextClassificationModel, backbone: Backbone, encode
     for start in range(0, len(order), size):
         chunk = order[start : start + size]
         rows = [idx[j] for j in chunk]
-        parts.append(forward_rows(model, backbone.collate(encoded, rows), prefix, rows, device, pooled=True,
-                                  bf16=bf16).float())
+        parts.append(
+            forward_rows(model, backbone.collate(encoded, rows), prefix, rows, device, pooled=True, bf16=bf16).float()
+        )
         positions.extend(chunk)
     pooled = torch.cat(parts)
     inverse = torch.empty(len(positions), dtype=torch.long)
@@ -109,8 +124,9 @@ def count_pairs(n_examples: int, num_iterations: int) -> int:
     return 2 * n_examples * num_iterations
 
 
-def pair_batches(labels: np.ndarray, num_iterations: int, batch_size: int,
-                 rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def pair_batches(
+    labels: np.ndarray, num_iterations: int, batch_size: int, rng: np.random.Generator
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yield (left indices, right indices, target similarity) batches of pairs, lazily.
 
     Per round and example: one positive partner (same class, another example when the

@@ -101,7 +101,9 @@ def gather_rows(part: np.ndarray, n_total: int, acc) -> np.ndarray:
     width = -(-n_total // world)  # the largest shard; smaller ones are padded to it for the gather
     padded = np.zeros((width, *part.shape[1:]), dtype=part.dtype)
     padded[: len(part)] = part
-    gathered = acc.gather(torch.from_numpy(padded).to(acc.device)).cpu().numpy().reshape((world, width, *part.shape[1:]))
+    gathered = (
+        acc.gather(torch.from_numpy(padded).to(acc.device)).cpu().numpy().reshape((world, width, *part.shape[1:]))
+    )
     out = np.empty((n_total, *part.shape[1:]), dtype=part.dtype)
     for r in range(world):
         rows = np.arange(r, n_total, world)

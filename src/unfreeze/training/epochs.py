@@ -64,8 +64,12 @@ class EarlyStopping:
             self.record.best_epoch = self.record.epochs_run
 
 
-def run_epochs(run: TrainingRun, stopping: EarlyStopping, train_epoch: Callable[[int], dict],
-               validate: Callable[[int], dict] | None) -> None:
+def run_epochs(
+    run: TrainingRun,
+    stopping: EarlyStopping,
+    train_epoch: Callable[[int], dict],
+    validate: Callable[[int], dict] | None,
+) -> None:
     """Epochs 1, 2, ... of ``run`` until its budget is spent or ``stopping`` says stop.
 
     ``train_epoch(epoch)`` runs the epoch's steps, calls ``run.end_steps()`` and returns the

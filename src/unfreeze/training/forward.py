@@ -27,8 +27,15 @@ def autocast(device: torch.device, bf16: bool = False):
     return contextlib.nullcontext()
 
 
-def forward_rows(model: nn.Module, batch: dict, prefix: PrefixStates | None, rows: list[int],
-                 device: torch.device, pooled: bool = False, bf16: bool = False) -> torch.Tensor:
+def forward_rows(
+    model: nn.Module,
+    batch: dict,
+    prefix: PrefixStates | None,
+    rows: list[int],
+    device: torch.device,
+    pooled: bool = False,
+    bf16: bool = False,
+) -> torch.Tensor:
     """The logits (or pooled features) of ``batch``, the examples ``rows``; from the cached prefix when given."""
     with autocast(device, bf16):
         # pooled features come from the classification model itself (never a data-parallel wrapper)
@@ -53,8 +60,14 @@ def set_train_mode(model: TextClassificationModel, backbone: Backbone, frozen_k:
             module.training = False  # not .eval(): that would recurse into trained blocks
 
 
-def predict_logits(model: TextClassificationModel, backbone: Backbone, encoded: Encoded, batch_size: int = 32,
-                   prefix: PrefixStates | None = None, bf16: bool = False) -> np.ndarray:
+def predict_logits(
+    model: TextClassificationModel,
+    backbone: Backbone,
+    encoded: Encoded,
+    batch_size: int = 32,
+    prefix: PrefixStates | None = None,
+    bf16: bool = False,
+) -> np.ndarray:
     """Logits for every example in input order, from the cached prefix states when given.
 
     Data-parallel (after a launched training), each rank predicts every W-th example and
@@ -64,14 +77,21 @@ def predict_logits(model: TextClassificationModel, backbone: Backbone, encoded: 
     if acc is None or len(encoded) == 0:
         return _predict_local(model, backbone, encoded, batch_size, prefix, bf16)
     mine = list(range(acc.process_index, len(encoded), acc.num_processes))
-    part = _predict_local(model, backbone, encoded.subset(mine), batch_size,
-                          None if prefix is None else prefix.subset(mine), bf16)
+    part = _predict_local(
+        model, backbone, encoded.subset(mine), batch_size, None if prefix is None else prefix.subset(mine), bf16
+    )
     return distributed.gather_rows(part, len(encoded), acc)
 
 
 @torch.inference_mode()
-def _predict_local(model: TextClassificationModel, backbone: Backbone, encoded: Encoded, batch_size: int,
-                   prefix: PrefixStates | None, bf16: bool = False) -> np.ndarray:
+def _predict_local(
+    model: TextClassificationModel,
+    backbone: Backbone,
+    encoded: Encoded,
+    batch_size: int,
+    prefix: PrefixStates | None,
+    bf16: bool = False,
+) -> np.ndarray:
     was_training = model.training
     model.eval()
     device = backbone.device

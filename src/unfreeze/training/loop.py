@@ -86,8 +86,12 @@ class TrainRecord:
         return asdict(self)
 
 
-def param_groups(named: list[tuple[str, nn.Parameter]], config: TrainConfig,
-                 head: Sequence[nn.Parameter] = (), lr_scales: dict[int, float] | None = None) -> list[dict]:
+def param_groups(
+    named: list[tuple[str, nn.Parameter]],
+    config: TrainConfig,
+    head: Sequence[nn.Parameter] = (),
+    lr_scales: dict[int, float] | None = None,
+) -> list[dict]:
     """AdamW groups: no weight decay on biases and norm weights; a new head gets its own rate.
 
     ``lr_scales`` (id of a parameter -> factor of the body's learning rate; missing: 1)
@@ -109,8 +113,10 @@ def param_groups(named: list[tuple[str, nn.Parameter]], config: TrainConfig,
             lr = config.learning_rate * scale
         else:
             raise ValueError("TrainConfig.learning_rate must be resolved to one rate before scaling it per layer")
-        groups += [{"params": decay, "weight_decay": config.weight_decay, "lr": lr},
-                   {"params": no_decay, "weight_decay": 0.0, "lr": lr}]
+        groups += [
+            {"params": decay, "weight_decay": config.weight_decay, "lr": lr},
+            {"params": no_decay, "weight_decay": 0.0, "lr": lr},
+        ]
     groups.append({"params": list(head), "weight_decay": config.weight_decay, "lr": config.head_learning_rate})
     return [g for g in groups if g["params"]]
 
@@ -147,8 +153,15 @@ class TrainingRun:
     apart) and ``end_epoch(epoch)``; ``close()`` at the end.
     """
 
-    def __init__(self, config: TrainConfig, groups: list[dict], examples_per_epoch: int, device: torch.device,
-                 desc: str, show: bool = True) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        groups: list[dict],
+        examples_per_epoch: int,
+        device: torch.device,
+        desc: str,
+        show: bool = True,
+    ) -> None:
         from transformers import get_linear_schedule_with_warmup
 
         if config.epochs is None or config.learning_rate is None:
@@ -159,12 +172,14 @@ class TrainingRun:
         self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
         self.n_epochs = planned_epochs(config, examples_per_epoch)
         self.optimizer = torch.optim.AdamW(groups)
-        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(config.warmup_ratio * self.total_steps),
-                                                         self.total_steps)
+        self.scheduler = get_linear_schedule_with_warmup(
+            self.optimizer, int(config.warmup_ratio * self.total_steps), self.total_steps
+        )
         self.record = TrainRecord(device=str(device))
         self.record.trainable_parameters = sum(p.numel() for p in self.trainable)
-        self.bar = tqdm(total=self.total_steps, desc=desc, unit="step", disable=not (config.progress and show) or None,
-                        leave=False)
+        self.bar = tqdm(
+            total=self.total_steps, desc=desc, unit="step", disable=not (config.progress and show) or None, leave=False
+        )
         self.epoch_loss = 0.0
         self.epoch_batches = 0
         self._epoch_started = 0.0
@@ -186,8 +201,15 @@ class TrainingRun:
     def close(self) -> None:
         self.bar.close()
 
-    def step(self, loss: torch.Tensor, examples: int, tokens: int, backward=None, loss_value: float | None = None,
-             epoch: int = 0) -> None:
+    def step(
+        self,
+        loss: torch.Tensor,
+        examples: int,
+        tokens: int,
+        backward=None,
+        loss_value: float | None = None,
+        epoch: int = 0,
+    ) -> None:
         """One optimiser step on ``loss``; ``backward`` replaces ``loss.backward`` (Accelerate's, under DDP)."""
         value = loss.item() if loss_value is None else loss_value
         if not math.isfinite(value):
@@ -209,8 +231,14 @@ class TrainingRun:
         return self.epoch_loss / max(self.epoch_batches, 1)
 
 
-def optimizer_step(loss: torch.Tensor, trainable: list[nn.Parameter], optimizer: torch.optim.Optimizer,
-                   scheduler, grad_clip: float, backward=None) -> None:
+def optimizer_step(
+    loss: torch.Tensor,
+    trainable: list[nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    grad_clip: float,
+    backward=None,
+) -> None:
     """Backward, clip the gradient norm, step the optimiser and the schedule, clear the gradients."""
     if backward is None:
         loss.backward()
@@ -234,13 +262,21 @@ def length_grouped_order(lengths: list[int], batch_size: int, rng: np.random.Gen
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def cached_prefixes(backbone: Backbone, frozen_k: int, encodings: list[Encoded | None], pool_key=None,
-                    keys: list[list[str] | None] | None = None) -> list[PrefixStates | None]:
+def cached_prefixes(
+    backbone: Backbone,
+    frozen_k: int,
+    encodings: list[Encoded | None],
+    pool_key=None,
+    keys: list[list[str] | None] | None = None,
+) -> list[PrefixStates | None]:
     """The frozen prefix of each encoding (None for None), from the shared pool when one is active."""
     keys = keys or [None] * len(encodings)
-    return [None if encoded is None else compute_prefix_states(backbone, encoded, [frozen_k], pool_key=pool_key,
-                                                               keys=key)[frozen_k]
-            for encoded, key in zip(encodings, keys)]
+    return [
+        None
+        if encoded is None
+        else compute_prefix_states(backbone, encoded, [frozen_k], pool_key=pool_key, keys=key)[frozen_k]
+        for encoded, key in zip(encodings, keys)
+    ]
 
 
 def train(
@@ -277,21 +313,25 @@ def train(
     acc = distributed.accelerator(device)  # None in one process: the plain loop below, unchanged
     if acc is not None and on_epoch is not None:
         # DDP fixes the set of parameters it reduces when it wraps the model
-        raise UnfreezeError("A training schedule that unfreezes parameters per epoch (gradual) cannot run "
-                            "data-parallel. Run it in one process.")
+        raise UnfreezeError(
+            "A training schedule that unfreezes parameters per epoch (gradual) cannot run "
+            "data-parallel. Run it in one process."
+        )
     start = time.perf_counter()
     with PeakMemory(device) as memory:
         train_prefix = val_prefix = None
         prefix_seconds = 0.0
         if config.prefix_cache and frozen_k >= 1:
             pool_key, train_keys, val_keys = prefix_pool or (None, None, None)
-            train_prefix, val_prefix = cached_prefixes(prefix_backbone or backbone, frozen_k,
-                                                       [train_encoded, val_encoded], pool_key, [train_keys, val_keys])
+            train_prefix, val_prefix = cached_prefixes(
+                prefix_backbone or backbone, frozen_k, [train_encoded, val_encoded], pool_key, [train_keys, val_keys]
+            )
             prefix_seconds = time.perf_counter() - start
         run = _start_run(model, config, lr_scales, len(train_encoded), device, train_prefix, prefix_seconds, acc)
         optimised = {id(p) for p in run.trainable}
-        stopping = EarlyStopping([(name, p) for name, p in model.named_parameters() if id(p) in optimised],
-                                 config.patience, run.record)
+        stopping = EarlyStopping(
+            [(name, p) for name, p in model.named_parameters() if id(p) in optimised], config.patience, run.record
+        )
         epoch = _Epoch(run, model, backbone, frozen_k, train_encoded, y_train, train_prefix, rng, acc, on_epoch)
         validate = None
         if val_encoded is not None and y_val is not None:
@@ -312,9 +352,16 @@ def train(
     return run.record
 
 
-def _start_run(model: TextClassificationModel, config: TrainConfig, lr_scales: dict[int, float] | None,
-               examples: int, device: torch.device, train_prefix: PrefixStates | None, prefix_seconds: float,
-               acc) -> TrainingRun:
+def _start_run(
+    model: TextClassificationModel,
+    config: TrainConfig,
+    lr_scales: dict[int, float] | None,
+    examples: int,
+    device: torch.device,
+    train_prefix: PrefixStates | None,
+    prefix_seconds: float,
+    acc,
+) -> TrainingRun:
     """The skeleton of one ``train`` call, its record started with what is known before the first step."""
     groups = param_groups(list(model.named_parameters()), config, list(model.head.parameters()), lr_scales)
     run = TrainingRun(config, groups, examples, device, "training", show=distributed.is_main_process())
@@ -330,17 +377,28 @@ def _start_run(model: TextClassificationModel, config: TrainConfig, lr_scales: d
 class _Epoch:
     """One epoch of ``train``'s steps over the training set: ``epoch(n)`` runs them and returns the history entry."""
 
-    def __init__(self, run: TrainingRun, model: TextClassificationModel, backbone: Backbone, frozen_k: int,
-                 encoded: Encoded, y: np.ndarray, prefix: PrefixStates | None, rng: np.random.Generator, acc,
-                 on_epoch: Callable[[int], dict | None] | None) -> None:
+    def __init__(
+        self,
+        run: TrainingRun,
+        model: TextClassificationModel,
+        backbone: Backbone,
+        frozen_k: int,
+        encoded: Encoded,
+        y: np.ndarray,
+        prefix: PrefixStates | None,
+        rng: np.random.Generator,
+        acc,
+        on_epoch: Callable[[int], dict | None] | None,
+    ) -> None:
         self.run, self.model, self.backbone, self.frozen_k = run, model, backbone, frozen_k
         self.encoded, self.prefix, self.rng, self.acc, self.on_epoch = encoded, prefix, rng, acc, on_epoch
         self.lengths = encoded.lengths
         # DDP wraps the model for the training forward; the optimiser and schedule are not
         # prepared: every rank draws the same global batches and steps once per batch, as on one device
         self.forward = model if acc is None else acc.prepare_model(model)
-        self.loss_fn = nn.CrossEntropyLoss(weight=class_weights(y, model.head.out_features, run.config.class_weight,
-                                                                  backbone.device))
+        self.loss_fn = nn.CrossEntropyLoss(
+            weight=class_weights(y, model.head.out_features, run.config.class_weight, backbone.device)
+        )
         self.labels = torch.as_tensor(y, dtype=torch.long)
 
     def __call__(self, epoch: int) -> dict:
@@ -353,39 +411,88 @@ class _Epoch:
                 break
             tokens = sum(lengths[i] for i in idx)
             if acc is None:
-                logits = forward_rows(self.model, self.backbone.collate(self.encoded, idx), self.prefix, idx, device,
-                                      bf16=config.compute == "bf16")
+                logits = forward_rows(
+                    self.model,
+                    self.backbone.collate(self.encoded, idx),
+                    self.prefix,
+                    idx,
+                    device,
+                    bf16=config.compute == "bf16",
+                )
                 run.step(self.loss_fn(logits.float(), self.labels[idx].to(device)), len(idx), tokens, epoch=epoch)
                 seen[idx] += 1
             else:
-                _data_parallel_step(run, self.forward, acc, self.backbone, self.encoded, idx, self.labels,
-                                    self.loss_fn, self.prefix, device, seen, tokens, epoch)
+                _data_parallel_step(
+                    run,
+                    self.forward,
+                    acc,
+                    self.backbone,
+                    self.encoded,
+                    idx,
+                    self.labels,
+                    self.loss_fn,
+                    self.prefix,
+                    device,
+                    seen,
+                    tokens,
+                    epoch,
+                )
         run.end_steps()
         epoch_loss = run.mean_epoch_loss
         if acc is not None:
             # each rank's share of the loss and of the examples, summed: the whole batch's
             epoch_loss = float(distributed.sum_across(np.array([epoch_loss]), acc)[0])
             seen = distributed.sum_across(seen, acc)
-        return {"epoch": epoch, "train_loss": epoch_loss, "examples": int(seen.sum()),
-                "distinct_examples": int((seen > 0).sum()), **(extra or {})}
+        return {
+            "epoch": epoch,
+            "train_loss": epoch_loss,
+            "examples": int(seen.sum()),
+            "distinct_examples": int((seen > 0).sum()),
+            **(extra or {}),
+        }
 
 
-def _validate(run: TrainingRun, stopping: EarlyStopping, model: TextClassificationModel, backbone: Backbone,
-              encoded: Encoded, y: np.ndarray, prefix: PrefixStates | None, epoch: int) -> dict:
+def _validate(
+    run: TrainingRun,
+    stopping: EarlyStopping,
+    model: TextClassificationModel,
+    backbone: Backbone,
+    encoded: Encoded,
+    y: np.ndarray,
+    prefix: PrefixStates | None,
+    epoch: int,
+) -> dict:
     """Score the validation set after epoch ``epoch``, timed apart from the steps."""
     started = time.perf_counter()
-    logits = predict_logits(model, backbone, encoded, run.config.batch_size * 2, prefix,
-                            bf16=run.config.compute == "bf16" and backbone.device.type == "cuda")
+    logits = predict_logits(
+        model,
+        backbone,
+        encoded,
+        run.config.batch_size * 2,
+        prefix,
+        bf16=run.config.compute == "bf16" and backbone.device.type == "cuda",
+    )
     fields = stopping.validate(epoch, logits, y)
     run.record.validation_seconds += time.perf_counter() - started
     run.record.validation_texts += len(y)
     return fields
 
 
-def _data_parallel_step(run: TrainingRun, forward: nn.Module, acc, backbone: Backbone, encoded: Encoded,
-                        idx: list[int], labels: torch.Tensor, loss_fn: nn.CrossEntropyLoss,
-                        train_prefix: PrefixStates | None, device: torch.device, seen: np.ndarray, tokens: int,
-                        epoch: int) -> None:
+def _data_parallel_step(
+    run: TrainingRun,
+    forward: nn.Module,
+    acc,
+    backbone: Backbone,
+    encoded: Encoded,
+    idx: list[int],
+    labels: torch.Tensor,
+    loss_fn: nn.CrossEntropyLoss,
+    train_prefix: PrefixStates | None,
+    device: torch.device,
+    seen: np.ndarray,
+    tokens: int,
+    epoch: int,
+) -> None:
     """One optimiser step on global batch ``idx``, this rank computing its share.
 
     The loss is this rank's summed (weighted) loss over the whole batch's count (or weight),
@@ -393,10 +500,12 @@ def _data_parallel_step(run: TrainingRun, forward: nn.Module, acc, backbone: Bac
     the batch-mean gradient that one process would take, whatever the split.
     """
     mine, stand_in = distributed.shard(idx, acc)
-    logits = forward_rows(forward, backbone.collate(encoded, mine), train_prefix, mine, device,
-                          bf16=run.config.compute == "bf16")
-    per_example = nn.functional.cross_entropy(logits.float(), labels[mine].to(device), weight=loss_fn.weight,
-                                              reduction="none")
+    logits = forward_rows(
+        forward, backbone.collate(encoded, mine), train_prefix, mine, device, bf16=run.config.compute == "bf16"
+    )
+    per_example = nn.functional.cross_entropy(
+        logits.float(), labels[mine].to(device), weight=loss_fn.weight, reduction="none"
+    )
     weights = loss_fn.weight
     total = float(len(idx)) if weights is None else float(weights[labels[idx].to(device)].sum())
     share = per_example.sum() / total * (0.0 if stand_in else 1.0)
@@ -414,6 +523,20 @@ def class_weights(y: np.ndarray, n_classes: int, mode: str | None, device: torch
     return torch.tensor(weights, dtype=torch.float32, device=device)
 
 
-__all__ = ["TrainConfig", "TrainRecord", "TrainingRun", "autocast", "cached_prefixes", "class_weights", "forward_rows",
-           "layer_lr_scales", "length_grouped_order", "optimizer_step", "param_groups", "planned_epochs",
-           "predict_logits", "set_train_mode", "train"]
+__all__ = [
+    "TrainConfig",
+    "TrainRecord",
+    "TrainingRun",
+    "autocast",
+    "cached_prefixes",
+    "class_weights",
+    "forward_rows",
+    "layer_lr_scales",
+    "length_grouped_order",
+    "optimizer_step",
+    "param_groups",
+    "planned_epochs",
+    "predict_logits",
+    "set_train_mode",
+    "train",
+]

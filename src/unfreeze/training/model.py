@@ -21,8 +21,9 @@ class TextClassificationModel(nn.Module):
     same convention as Hugging Face's ``hidden_states``.
     """
 
-    def __init__(self, backbone: Backbone, n_classes: int, pooling: str, layers: Sequence[int],
-                 dropout: float = 0.1) -> None:
+    def __init__(
+        self, backbone: Backbone, n_classes: int, pooling: str, layers: Sequence[int], dropout: float = 0.1
+    ) -> None:
         super().__init__()
         self.body = backbone.model
         self.pooling = pooling
@@ -44,11 +45,16 @@ class TextClassificationModel(nn.Module):
         handles = []
         for j in self.layers:
             if j < self.num_blocks:
+
                 def hook(_module, args, kwargs, j=j):
                     captured[j] = block_input(args, kwargs)
+
                 handles.append(self.blocks[j].register_forward_pre_hook(hook, with_kwargs=True))
-        skip = (skip_bottom_blocks(self.blocks, prefix.k, prefix.tuple_length) if prefix is not None
-                else contextlib.nullcontext())
+        skip = (
+            skip_bottom_blocks(self.blocks, prefix.k, prefix.tuple_length)
+            if prefix is not None
+            else contextlib.nullcontext()
+        )
         try:
             with skip as stand_in:
                 if stand_in is not None and prefix is not None:

@@ -126,8 +126,12 @@ def prefix_pool_active() -> bool:
 
 
 def compute_prefix_states(
-    backbone: Backbone, encoded: Encoded, ks: Sequence[int], batch_size: int = 32,
-    pool_key: tuple[str, int] | None = None, keys: Sequence[str] | None = None,
+    backbone: Backbone,
+    encoded: Encoded,
+    ks: Sequence[int],
+    batch_size: int = 32,
+    pool_key: tuple[str, int] | None = None,
+    keys: Sequence[str] | None = None,
 ) -> dict[int, PrefixStates]:
     """Hidden states after block k for every example and every k in ``ks`` (k >= 1), in one pass.
 
@@ -167,6 +171,7 @@ def _forward_prefix(
         def hook(_module, _args, output):
             captured[k] = first_tensor(output)
             tuple_length[0] = output_tuple_length(output)
+
         return hook
 
     handles = [backbone.blocks[k - 1].register_forward_hook(hook_for(k)) for k in wanted]

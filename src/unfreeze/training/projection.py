@@ -166,7 +166,9 @@ class FastfoodProjection(Projection):
         index_type = np.int32 if n < 2**31 else np.int64
         permutation = rng.permuted(np.broadcast_to(np.arange(n, dtype=index_type), (blocks, n)), axis=1)
         gauss = rng.standard_normal((blocks, n), dtype=np.float32)
-        chi = np.sqrt(2 * rng.standard_gamma(n / 2, size=(blocks, n), dtype=np.float32))  # chi(n): chi2(n) = 2 Gamma(n/2)
+        chi = np.sqrt(
+            2 * rng.standard_gamma(n / 2, size=(blocks, n), dtype=np.float32)
+        )  # chi(n): chi2(n) = 2 Gamma(n/2)
         # S_b = diag(s / ||G_b||): with 1/sqrt(n), row i of V_b has norm s_i ~ chi(n), like a row of
         # n i.i.d. N(0, 1) numbers (||row i of H G_b Pi_b H B||^2 = n ||G_b||^2 exactly)
         block_norm = np.sqrt(np.square(gauss, dtype=np.float64).sum(axis=1, keepdims=True))
@@ -175,8 +177,9 @@ class FastfoodProjection(Projection):
         scale = (chi / (block_norm * math.sqrt(n))).astype(np.float32).reshape(-1)[: self.D]
         scale *= _row_scales(self.sizes)
         self.register_buffer("signs", torch.from_numpy(signs), persistent=False)
-        self.register_buffer("permutation", torch.from_numpy(np.ascontiguousarray(permutation).reshape(-1)),
-                             persistent=False)
+        self.register_buffer(
+            "permutation", torch.from_numpy(np.ascontiguousarray(permutation).reshape(-1)), persistent=False
+        )
         self.register_buffer("gauss", torch.from_numpy(gauss), persistent=False)
         self.register_buffer("scale", torch.from_numpy(scale), persistent=False)
 
@@ -211,8 +214,9 @@ class FastfoodProjection(Projection):
         for b in range(self.blocks):
             pi = torch.zeros(n, n, dtype=torch.float64)
             pi[torch.arange(n), self.permutation[b * n : (b + 1) * n].long().cpu()] = 1.0  # (Pi x)_i = x_pi(i)
-            out.append(torch.diag(scale[b * n : (b + 1) * n]) @ h @ torch.diag(self.gauss[b].double().cpu()) @ pi
-                       @ first)
+            out.append(
+                torch.diag(scale[b * n : (b + 1) * n]) @ h @ torch.diag(self.gauss[b].double().cpu()) @ pi @ first
+            )
         return out
 
 
@@ -323,8 +327,9 @@ class _Shifted(nn.Module):
 SUBSPACE_ATTRIBUTE = "unfreeze_subspace"
 
 
-def attach_subspace(model: nn.Module, targets: Sequence[tuple[str, nn.Parameter]], d: int, kind: str, seed: int,
-                    said: bool) -> Subspace:
+def attach_subspace(
+    model: nn.Module, targets: Sequence[tuple[str, nn.Parameter]], d: int, kind: str, seed: int, said: bool
+) -> Subspace:
     """Freeze ``model`` and make each named target parameter ``W0 + lambda_i (P theta)_i``; returns the subspace.
 
     The subspace (theta, SAID's scales, P's buffers) becomes the submodule

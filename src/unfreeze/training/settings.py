@@ -99,22 +99,30 @@ class Training(Params):
 
     epochs: int | None = setting(None, "Passes over the data (default: the strategy's).", int_at_least(1, True))
     learning_rate: float | str | list[float] | None = setting(
-        "auto", "Body learning rate: auto (try the strategy's grid on the validation split, keep the best), "
+        "auto",
+        "Body learning rate: auto (try the strategy's grid on the validation split, keep the best), "
         "a rate, rates to try (1e-4,3e-4), or fixed (the strategy's default rate, one fit).",
-        check_learning_rate, aliases=("--lr",))
+        check_learning_rate,
+        aliases=("--lr",),
+    )
     head_learning_rate: float = setting(1e-3, "Learning rate of the linear head.", float_in(0.0))
     weight_decay: float = setting(0.01, "AdamW weight decay.", float_in(0.0, low_inclusive=True))
     warmup_ratio: float = setting(0.1, "Fraction of steps for linear warm-up.", float_in(0.0, 1.0, low_inclusive=True))
     max_steps: int | None = setting(None, "Stop after this many optimiser steps.", int_at_least(1, True))
     grad_clip: float = setting(1.0, "Clip the gradient norm (0: off).", float_in(0.0, low_inclusive=True))
-    validation_fraction: float = setting(0.1, "Held out for choosing the best epoch (0: none).",
-                                         float_in(0.0, 1.0, low_inclusive=True, high_exclusive=True))
+    validation_fraction: float = setting(
+        0.1,
+        "Held out for choosing the best epoch (0: none).",
+        float_in(0.0, 1.0, low_inclusive=True, high_exclusive=True),
+    )
     patience: int | None = setting(2, "Epochs without improvement before stopping.", int_at_least(1, True))
-    class_weight: str | None = setting(None, "balanced: weight the loss by inverse class frequency.",
-                                       one_of(None, "balanced"), choices=("balanced",))
+    class_weight: str | None = setting(
+        None, "balanced: weight the loss by inverse class frequency.", one_of(None, "balanced"), choices=("balanced",)
+    )
     prefix_cache: bool = setting(True, "Train from the cached output of the frozen blocks.", is_bool)
-    layer_decay: float = setting(1.0, "Layer-wise learning-rate decay: block i from the top trains at lr * decay^i "
-                                      "(1: off).", float_in(0.0, 1.0))
+    layer_decay: float = setting(
+        1.0, "Layer-wise learning-rate decay: block i from the top trains at lr * decay^i (1: off).", float_in(0.0, 1.0)
+    )
 
 
 TRAINING_SETTINGS: tuple[str, ...] = tuple(Training.setting_names())

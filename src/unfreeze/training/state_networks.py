@@ -50,12 +50,25 @@ class ScalarMix(nn.Module):
 class BiLSTMHead(nn.Module):
     """A bidirectional LSTM over token states (padding masked by packing), then a linear head."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int, n_classes: int, dropout: float,
-                 layer_width: int | None = None) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int,
+        n_classes: int,
+        dropout: float,
+        layer_width: int | None = None,
+    ) -> None:
         super().__init__()
         self.layer_width = layer_width  # normalise each hidden state's slice of the input; None: no normalisation
-        self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True, bidirectional=True,
-                            dropout=dropout if num_layers > 1 else 0.0)
+        self.lstm = nn.LSTM(
+            input_size,
+            hidden_size,
+            num_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(2 * hidden_size, n_classes)
 

@@ -37,8 +37,9 @@ from .base import (
 from .two_way import two_way_anova
 
 # one module per kind; a new kind is a module with a ``KIND`` and a line here
-ANALYSES: dict[str, AnalysisKind] = {kind.name: kind for kind in (
-    two_way.KIND, train_test_gap.KIND, frozen_head.KIND, compare.KIND, cost_vs_k.KIND)}
+ANALYSES: dict[str, AnalysisKind] = {
+    kind.name: kind for kind in (two_way.KIND, train_test_gap.KIND, frozen_head.KIND, compare.KIND, cost_vs_k.KIND)
+}
 
 
 def analysis_kind(name: str) -> AnalysisKind:
@@ -47,5 +48,19 @@ def analysis_kind(name: str) -> AnalysisKind:
     return ANALYSES[name]
 
 
-__all__ = ["ANALYSES", "NAN", "AnalysisKind", "AnalysisResult", "Context", "Table", "analysis_kind", "done_rows", "fmt",
-           "fmt_ci", "mean_interval", "paired", "seed_scores", "two_way_anova"]
+__all__ = [
+    "ANALYSES",
+    "NAN",
+    "AnalysisKind",
+    "AnalysisResult",
+    "Context",
+    "Table",
+    "analysis_kind",
+    "done_rows",
+    "fmt",
+    "fmt_ci",
+    "mean_interval",
+    "paired",
+    "seed_scores",
+    "two_way_anova",
+]

@@ -56,8 +56,12 @@ class Table:
     note: str = ""
 
     def markdown(self) -> str:
-        lines = [f"**{self.title}**", "", "| " + " | ".join(self.headers) + " |",
-                 "|" + "|".join("---" for _ in self.headers) + "|"]
+        lines = [
+            f"**{self.title}**",
+            "",
+            "| " + " | ".join(self.headers) + " |",
+            "|" + "|".join("---" for _ in self.headers) + "|",
+        ]
         lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in self.rows]
         if self.note:
             lines += ["", self.note]
@@ -88,8 +92,9 @@ class AnalysisKind:
         unknown = sorted(set(given) - set(self.params))
         if unknown:
             keys = ", ".join(sorted(self.params)) or "none"
-            raise UnfreezeError(f"{path}: unknown key {unknown[0]!r} in [analysis] (analysis {self.name}). "
-                                f"Keys: {keys}.")
+            raise UnfreezeError(
+                f"{path}: unknown key {unknown[0]!r} in [analysis] (analysis {self.name}). Keys: {keys}."
+            )
         params = {**self.params, **given}
         self.check(params, path)
         return params
@@ -141,7 +146,7 @@ def fmt(value: float, digits: int = 3, sign: bool = False) -> str:
 
 
 def fmt_ci(mean: float, low: float, high: float, sign: bool = False, digits: int = 3) -> str:
-    """"0.812 [0.801, 0.823]", or the mean alone with "(one seed)" when there is no interval."""
+    """ "0.812 [0.801, 0.823]", or the mean alone with "(one seed)" when there is no interval."""
     if mean != mean:
         return "n/a"
     if low != low or high != high:
@@ -194,5 +199,7 @@ def score_column(context: Context, split: str = "test") -> str:
 def check_at(params: dict, path: Path) -> None:
     at = params["at"]
     if at not in ("largest", "smallest") and (not isinstance(at, int) or isinstance(at, bool) or at < 1):
-        raise UnfreezeError(f"{path}: [analysis] at must be \"largest\", \"smallest\" or a training size "
-                            f"(per class when the study's sizes are). Got {at!r}.")
+        raise UnfreezeError(
+            f'{path}: [analysis] at must be "largest", "smallest" or a training size '
+            f"(per class when the study's sizes are). Got {at!r}."
+        )

@@ -30,7 +30,7 @@ from .base import (
 def _cost_quantities(params: dict) -> dict[str, str]:
     return {
         "pick_k": "k of the cheapest configuration (by fit seconds) not shown worse than the best by more than "
-                  "the tolerance (paired by seed, 95% bootstrap interval)",
+        "the tolerance (paired by seed, 95% bootstrap interval)",
         "pick_time_saving": "1 - fit seconds of the pick / those of k=0",
         "pick_memory_saving": "1 - peak memory of the pick / that of k=0",
         "pick_params_ratio": "trainable parameters of the pick / those of k=0",
@@ -88,19 +88,39 @@ def _run_cost_vs_k(frame: pd.DataFrame, context: Context) -> AnalysisResult:
     for k in sorted(scores.columns):
         diff = paired(scores[k].dropna(), scores[0].dropna()) if 0 in scores else (NAN, NAN, NAN, 0)
         mark = "pick" if k == pick else ("best" if table.loc[k, "best"] else "")
-        table_rows.append([str(k), str(L - k), fmt_ci(*mean_interval(scores[k].dropna())),
-                           fmt_ci(*diff[:3], sign=True) if k else "", fmt(mean_of.loc[k, "fit_seconds"], 1),
-                           fmt(mean_of.loc[k, "peak_memory_mib"], 0),
-                           f"{mean_of.loc[k, 'trainable_parameters']:,.0f}", mark])
-    result.tables.append(Table(
-        f"Cost and {metric_label(context)} vs frozen blocks at {context.size_name(n)}",
-        ["k", "blocks trained", "test [95% interval]", "vs k=0 (paired)", "fit seconds", "peak memory MiB",
-         "trainable parameters", "role"], table_rows,
-        note=f"role: best, the highest mean score; pick: the cheapest k not shown worse than the best by more "
-             f"than {params['tolerance']} (its paired interval reaches that far). Seconds and memory are means "
-             "over seeds; fit seconds include the learning-rate search (three fits per cell); memory is the "
-             "process' peak resident set on a CPU (the loaded model and caches included), the peak allocated "
-             "memory on a GPU."))
+        table_rows.append(
+            [
+                str(k),
+                str(L - k),
+                fmt_ci(*mean_interval(scores[k].dropna())),
+                fmt_ci(*diff[:3], sign=True) if k else "",
+                fmt(mean_of.loc[k, "fit_seconds"], 1),
+                fmt(mean_of.loc[k, "peak_memory_mib"], 0),
+                f"{mean_of.loc[k, 'trainable_parameters']:,.0f}",
+                mark,
+            ]
+        )
+    result.tables.append(
+        Table(
+            f"Cost and {metric_label(context)} vs frozen blocks at {context.size_name(n)}",
+            [
+                "k",
+                "blocks trained",
+                "test [95% interval]",
+                "vs k=0 (paired)",
+                "fit seconds",
+                "peak memory MiB",
+                "trainable parameters",
+                "role",
+            ],
+            table_rows,
+            note=f"role: best, the highest mean score; pick: the cheapest k not shown worse than the best by more "
+            f"than {params['tolerance']} (its paired interval reaches that far). Seconds and memory are means "
+            "over seeds; fit seconds include the learning-rate search (three fits per cell); memory is the "
+            "process' peak resident set on a CPU (the loaded model and caches included), the peak allocated "
+            "memory on a GPU.",
+        )
+    )
     if context.out_dir is not None:
         plt = pyplot()
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
@@ -118,8 +138,13 @@ def _run_cost_vs_k(frame: pd.DataFrame, context: Context) -> AnalysisResult:
             ax.grid(alpha=0.3)
         axes[0].axvline(pick, color="gray", ls=":", lw=1)
         name = save_figure(fig, context, "cost_vs_k.png")
-        result.figures.append((name, f"Score, fit seconds and peak memory vs frozen blocks at {context.size_name(n)}; "
-                                     "the dotted line marks the pick."))
+        result.figures.append(
+            (
+                name,
+                f"Score, fit seconds and peak memory vs frozen blocks at {context.size_name(n)}; "
+                "the dotted line marks the pick.",
+            )
+        )
     return result
 
 
@@ -131,5 +156,10 @@ def _check_cost(params: dict, path: Path) -> None:
 
 
 KIND = AnalysisKind(
-    "cost_vs_k", "fit seconds, peak memory and score vs frozen blocks",
-    {"at": "largest", "tolerance": 0.01}, _cost_quantities, _run_cost_vs_k, check=_check_cost)
+    "cost_vs_k",
+    "fit seconds, peak memory and score vs frozen blocks",
+    {"at": "largest", "tolerance": 0.01},
+    _cost_quantities,
+    _run_cost_vs_k,
+    check=_check_cost,
+)

@@ -25,14 +25,16 @@ from .base import (
 def _gap_quantities(params: dict) -> dict[str, str]:
     out = {}
     for axis, what in (("k", "unfrozen block (L - k, freeze)"), ("j", "transferred block (j = L - m, reinit)")):
-        out.update({
-            f"gap_slope_{axis}": f"change in the train - test gap per {what}: mean over seeds of each seed's "
-                                 "least-squares slope",
-            f"gap_slope_{axis}_low": f"lower end of the 95% bootstrap interval of gap_slope_{axis}",
-            f"gap_slope_{axis}_high": f"upper end of the 95% bootstrap interval of gap_slope_{axis}",
-            f"train_slope_{axis}": f"change in the train score per {what}",
-            f"test_slope_{axis}": f"change in the test score per {what}",
-        })
+        out.update(
+            {
+                f"gap_slope_{axis}": f"change in the train - test gap per {what}: mean over seeds of each seed's "
+                "least-squares slope",
+                f"gap_slope_{axis}_low": f"lower end of the 95% bootstrap interval of gap_slope_{axis}",
+                f"gap_slope_{axis}_high": f"upper end of the 95% bootstrap interval of gap_slope_{axis}",
+                f"train_slope_{axis}": f"change in the train score per {what}",
+                f"test_slope_{axis}": f"change in the test score per {what}",
+            }
+        )
     return out
 
 
@@ -69,23 +71,42 @@ def _run_train_test_gap(frame: pd.DataFrame, context: Context) -> AnalysisResult
             continue
         gaps = _slopes(data, "x", "gap")
         mean, low, high = mean_interval(gaps.to_numpy())
-        result.quantities.update({f"gap_slope_{axis}": mean, f"gap_slope_{axis}_low": low,
-                                  f"gap_slope_{axis}_high": high,
-                                  f"train_slope_{axis}": float(_slopes(data, "x", train_col).mean()),
-                                  f"test_slope_{axis}": float(_slopes(data, "x", test_col).mean())})
-    titles = {"k": ("unfrozen blocks L - k (freeze)", "freeze k"), "j": ("blocks transferred j (reinit m = L - j)",
-                                                                          "j")}
+        result.quantities.update(
+            {
+                f"gap_slope_{axis}": mean,
+                f"gap_slope_{axis}_low": low,
+                f"gap_slope_{axis}_high": high,
+                f"train_slope_{axis}": float(_slopes(data, "x", train_col).mean()),
+                f"test_slope_{axis}": float(_slopes(data, "x", test_col).mean()),
+            }
+        )
+    titles = {
+        "k": ("unfrozen blocks L - k (freeze)", "freeze k"),
+        "j": ("blocks transferred j (reinit m = L - j)", "j"),
+    }
     for axis, data in axes_rows.items():
         if data.empty:
             continue
         table_rows = []
         for x, group in data.groupby("x"):
             config = group["config"].iloc[0]
-            table_rows.append([str(int(x)), config, fmt_ci(*mean_interval(group[train_col])),
-                               fmt_ci(*mean_interval(group[test_col])), fmt_ci(*mean_interval(group["gap"]))])
-        result.tables.append(Table(f"Train and test {context.metric.replace('_', '-')} vs {titles[axis][0]}, "
-                                   f"{context.size_name(n)} [95% bootstrap intervals over seeds]",
-                                   [titles[axis][0], "configuration", "train", "test", "train - test"], table_rows))
+            table_rows.append(
+                [
+                    str(int(x)),
+                    config,
+                    fmt_ci(*mean_interval(group[train_col])),
+                    fmt_ci(*mean_interval(group[test_col])),
+                    fmt_ci(*mean_interval(group["gap"])),
+                ]
+            )
+        result.tables.append(
+            Table(
+                f"Train and test {context.metric.replace('_', '-')} vs {titles[axis][0]}, "
+                f"{context.size_name(n)} [95% bootstrap intervals over seeds]",
+                [titles[axis][0], "configuration", "train", "test", "train - test"],
+                table_rows,
+            )
+        )
     if context.out_dir is not None:
         plt = pyplot()
         present = [a for a in ("j", "k") if not axes_rows[a].empty]
@@ -96,19 +117,40 @@ def _run_train_test_gap(frame: pd.DataFrame, context: Context) -> AnalysisResult
                 xs = sorted(data["x"].unique())
                 for split, col, style in (("train", train_col, "--"), ("test", test_col, "-")):
                     stats = [mean_interval(data[data["x"] == x][col]) for x in xs]
-                    errorbar(ax, xs, [s[0] for s in stats], [s[1] for s in stats], [s[2] for s in stats],
-                              linestyle=style, color="C0" if split == "test" else "C1", label=split)
-                ax.set(xlabel=f"{titles[axis][0]} (of {L})", ylabel=context.metric.replace("_", "-"),
-                       title=("GPT-1 Fig. 2's axis: blocks transferred" if axis == "j" else "Blocks unfrozen"))
+                    errorbar(
+                        ax,
+                        xs,
+                        [s[0] for s in stats],
+                        [s[1] for s in stats],
+                        [s[2] for s in stats],
+                        linestyle=style,
+                        color="C0" if split == "test" else "C1",
+                        label=split,
+                    )
+                ax.set(
+                    xlabel=f"{titles[axis][0]} (of {L})",
+                    ylabel=context.metric.replace("_", "-"),
+                    title=("GPT-1 Fig. 2's axis: blocks transferred" if axis == "j" else "Blocks unfrozen"),
+                )
                 ax.set_xticks(xs)
                 ax.grid(alpha=0.3)
                 ax.legend(fontsize=8)
             name = save_figure(fig, context, "train_test.png")
-            result.figures.append((name, f"Train (dashed) and test (solid) scores at {context.size_name(n)}, "
-                                         "95% bootstrap intervals over seeds."))
+            result.figures.append(
+                (
+                    name,
+                    f"Train (dashed) and test (solid) scores at {context.size_name(n)}, "
+                    "95% bootstrap intervals over seeds.",
+                )
+            )
     return result
 
 
 KIND = AnalysisKind(
-    "train_test_gap", "train and test scores vs blocks unfrozen (freeze k) and vs blocks transferred (reinit m)",
-    {"at": "largest"}, _gap_quantities, _run_train_test_gap, check=lambda p, path: check_at(p, path))
+    "train_test_gap",
+    "train and test scores vs blocks unfrozen (freeze k) and vs blocks transferred (reinit m)",
+    {"at": "largest"},
+    _gap_quantities,
+    _run_train_test_gap,
+    check=lambda p, path: check_at(p, path),
+)

@@ -97,24 +97,44 @@ def _run_two_way(frame: pd.DataFrame, context: Context) -> AnalysisResult:
     if rows.empty or column not in rows:
         result.notes.append(f"No finished {strategy} cells yet.")
         return result
-    data = pd.DataFrame({"score": rows[column].astype(float), "k": rows["k"].astype(int),
-                         "n": rows["n_train"].astype(int), "unfrozen": (L or 0) - rows["k"].astype(int)})
+    data = pd.DataFrame(
+        {
+            "score": rows[column].astype(float),
+            "k": rows["k"].astype(int),
+            "n": rows["n_train"].astype(int),
+            "unfrozen": (L or 0) - rows["k"].astype(int),
+        }
+    )
     fitted = two_way_anova(data)
     anova = fitted.pop("_anova", None)
     result.quantities.update(fitted)
     if fitted["residual_df"] == 0 or fitted["residual_df"] != fitted["residual_df"]:
-        result.notes.append("One observation per (k, size): the two-way model has no residual, so the interaction "
-                            "cannot be tested. Run more seeds.")
+        result.notes.append(
+            "One observation per (k, size): the two-way model has no residual, so the interaction "
+            "cannot be tested. Run more seeds."
+        )
     if anova is not None:
         names = {"C(k)": "k (frozen blocks)", "C(n)": "size", "C(k):C(n)": "k x size", "Residual": "residual"}
         table_rows = []
         for term, row in anova.iterrows():
             eta = (row["sum_sq"] / (row["sum_sq"] + anova.loc["Residual", "sum_sq"])) if term != "Residual" else NAN
-            table_rows.append([names.get(term, term), f"{row['sum_sq']:.5f}", f"{row['df']:.0f}",
-                               fmt(row.get("F", NAN), 2), _p(row.get("PR(>F)", NAN)), fmt(eta, 3)])
-        result.tables.append(Table(f"Two-way model of {metric_label(context)}: score ~ C(k) * C(size) (OLS, "
-                                   "type II sums of squares)", ["term", "sum of squares", "df", "F", "p",
-                                                                "partial eta squared"], table_rows))
+            table_rows.append(
+                [
+                    names.get(term, term),
+                    f"{row['sum_sq']:.5f}",
+                    f"{row['df']:.0f}",
+                    fmt(row.get("F", NAN), 2),
+                    _p(row.get("PR(>F)", NAN)),
+                    fmt(eta, 3),
+                ]
+            )
+        result.tables.append(
+            Table(
+                f"Two-way model of {metric_label(context)}: score ~ C(k) * C(size) (OLS, type II sums of squares)",
+                ["term", "sum of squares", "df", "F", "p", "partial eta squared"],
+                table_rows,
+            )
+        )
     ks = sorted(data["k"].unique())
     sizes = sorted(data["n"].unique())
     cells = []
@@ -124,37 +144,68 @@ def _run_two_way(frame: pd.DataFrame, context: Context) -> AnalysisResult:
             scores = data[(data["k"] == k) & (data["n"] == n)]["score"]
             line.append(fmt_ci(*mean_interval(scores)))
         cells.append(line)
-    result.tables.append(Table(f"Mean {metric_label(context)} [95% bootstrap interval over seeds]",
-                               ["frozen blocks k"] + [context.size_name(n) for n in sizes], cells))
+    result.tables.append(
+        Table(
+            f"Mean {metric_label(context)} [95% bootstrap interval over seeds]",
+            ["frozen blocks k"] + [context.size_name(n) for n in sizes],
+            cells,
+        )
+    )
     best = []
     for n in sizes:
         means = data[data["n"] == n].groupby("k")["score"].mean()
-        best.append([context.size_name(n), str(int(means.idxmax())), fmt(means.max()), fmt(means.get(0, NAN)),
-                     fmt(means.get(L, NAN))])
-    result.tables.append(Table("Best k per size", ["size", "best k", "its mean", "k=0 (full)", f"k={L} (head only)"],
-                               best))
+        best.append(
+            [
+                context.size_name(n),
+                str(int(means.idxmax())),
+                fmt(means.max()),
+                fmt(means.get(0, NAN)),
+                fmt(means.get(L, NAN)),
+            ]
+        )
+    result.tables.append(
+        Table("Best k per size", ["size", "best k", "its mean", "k=0 (full)", f"k={L} (head only)"], best)
+    )
     if context.out_dir is not None:
         plt = pyplot()
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         for i, n in enumerate(sizes):
             stats = [mean_interval(data[(data["k"] == k) & (data["n"] == n)]["score"]) for k in ks]
             means = np.array([s[0] for s in stats])
-            errorbar(axes[0], ks, means, [s[1] for s in stats], [s[2] for s in stats], color=f"C{i}",
-                      label=context.size_name(n))
+            errorbar(
+                axes[0],
+                ks,
+                means,
+                [s[1] for s in stats],
+                [s[2] for s in stats],
+                color=f"C{i}",
+                label=context.size_name(n),
+            )
             centred = means - np.nanmean(means)
             axes[1].plot(ks, centred, marker="o", color=f"C{i}", label=context.size_name(n))
-        axes[0].set(xlabel=f"frozen blocks k (of {L}; 0 = full fine-tuning)", ylabel=metric_label(context),
-                    title="Score vs frozen blocks (95% bootstrap intervals)")
-        axes[1].set(xlabel=f"frozen blocks k (of {L})", ylabel="score minus the size's mean",
-                    title="Interaction plot: parallel lines = no interaction")
+        axes[0].set(
+            xlabel=f"frozen blocks k (of {L}; 0 = full fine-tuning)",
+            ylabel=metric_label(context),
+            title="Score vs frozen blocks (95% bootstrap intervals)",
+        )
+        axes[1].set(
+            xlabel=f"frozen blocks k (of {L})",
+            ylabel="score minus the size's mean",
+            title="Interaction plot: parallel lines = no interaction",
+        )
         for ax in axes:
             ax.set_xticks(ks)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
         name = save_figure(fig, context, "score_vs_k.png")
-        result.figures.append((name, "Test score vs frozen blocks, a line per training size; right: each line "
-                                     "centred on its own mean, so that an interaction shows as lines that are "
-                                     "not parallel."))
+        result.figures.append(
+            (
+                name,
+                "Test score vs frozen blocks, a line per training size; right: each line "
+                "centred on its own mean, so that an interaction shows as lines that are "
+                "not parallel.",
+            )
+        )
     return result
 
 
@@ -170,5 +221,11 @@ def _check_two_way(params: dict, path: Path) -> None:
 
 
 KIND = AnalysisKind(
-    "two_way", "score ~ C(k) * C(size), fitted with statsmodels: the interaction's test and effect size",
-    {"strategy": "freeze"}, _two_way_quantities, _run_two_way, quick_sizes=2, check=_check_two_way)
+    "two_way",
+    "score ~ C(k) * C(size), fitted with statsmodels: the interaction's test and effect size",
+    {"strategy": "freeze"},
+    _two_way_quantities,
+    _run_two_way,
+    quick_sizes=2,
+    check=_check_two_way,
+)
