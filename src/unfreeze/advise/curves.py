@@ -97,18 +97,24 @@ def fit_form(
             params, _ = curve_fit(form.function, n_arr, y_arr, p0=start, bounds=(form.lower, form.upper), maxfev=20_000)
         except (RuntimeError, ValueError):
             params = start  # no convergence: the starting curve, which back-tests judge like any other
-    fitted = tuple(params)
+    return FittedCurve(form.function, tuple(float(p) for p in params))
 
-    def curve(x: np.ndarray) -> np.ndarray:
-        return form.function(np.asarray(x, dtype=float), *fitted)
 
-    return curve
+@dataclass(frozen=True)
+class FittedCurve:
+    """A parametric curve with its fitted parameters: called on sizes, it gives scores."""
+
+    function: Callable[..., np.ndarray]
+    params: tuple[float, ...]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.function(np.asarray(x, dtype=float), *self.params)
 
 
 def fitted_params(name: str, n: Sequence[float], y: Sequence[float]) -> np.ndarray:
     """The fitted parameters of form ``name`` (for tests and the JSON)."""
     curve = fit_form(name, n, y)
-    return np.asarray(curve.__defaults__[0]) if curve.__defaults__ else np.array([])
+    return np.asarray(curve.params) if isinstance(curve, FittedCurve) else np.array([])
 
 
 def usable_forms(n_sizes: int) -> list[str]:
