@@ -20,13 +20,14 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from .data.dataset import check_no_surrogates
-from .errors import TrainingDivergedError, UnfreezeError, invalid_parameter
+from .errors import UnfreezeError, invalid_parameter
 from .inference.bundle import check_sample
 from .machine.hardware import run_precision
 from .metrics import classification_metrics
 from .models.backbone import TextInput
 from .models.catalog import DEFAULT_MODEL
 from .params import check_int, is_bool
+from .rate_search import search_rates, searched_rates
 from .strategies import Strategy, make_strategy, split_shorthand, users_of
 from .training.settings import Training, normalise_learning_rate
 
@@ -234,7 +235,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
                 f"hidden states at or above the frozen blocks (>= {frozen_k}) for {strategy.name} with k={frozen_k}",
                 self.layers,
             )
-        rates = self._searched_rates(strategy, training)
+        rates = searched_rates(strategy, training)
         if given_validation is not None:
             # the caller's validation set follows the training inputs; every training input trains
             val_inputs, y_val = given_validation
@@ -287,7 +288,9 @@ class Classifier(ClassifierMixin, BaseEstimator):
             training_precision=precision.training,
         )
         if rates:
-            result, backbone, search = self._search_rates(strategy, context, rates, inputs, y_idx, train_idx, val_idx)
+            result, backbone, search = search_rates(
+                strategy, context, rates, inputs, y_idx, train_idx, val_idx, str(self.model), self.device
+            )
         else:
             if given_validation is not None:
                 context = dataclasses.replace(context, validation=(inputs[len(train_idx) :], y_idx[len(train_idx) :]))
@@ -337,114 +340,6 @@ class Classifier(ClassifierMixin, BaseEstimator):
                 f"({', '.join(map(repr, classes.tolist()[:5]))}). Give a validation set of y's labels."
             )
         return val_inputs, np.array([index[v] for v in val_labels], dtype=np.int64)
-
-    @staticmethod
-    def _searched_rates(strategy: Strategy, training: Training) -> list[float]:
-        """The learning rates to try (two or more), or [] for one fit."""
-        if "learning_rate" not in strategy.training_settings:
-            return []
-        rate = training.learning_rate
-        rates = list(strategy.learning_rate_grid()) if rate == "auto" else rate if isinstance(rate, list) else []
-        return rates if len(rates) >= 2 else []
-
-    def _search_rates(
-        self,
-        strategy: Strategy,
-        context,
-        rates: list[float],
-        inputs: list,
-        y_idx: np.ndarray,
-        train_idx: np.ndarray,
-        val_idx: np.ndarray,
-    ):
-        """Fit once per rate on ``train_idx``, score each on ``val_idx`` (never on test data), keep the best.
-
-        Every fit starts from the same pristine weights, seed and batch order: the rates are
-        compared paired. The best is by validation accuracy, then validation log-loss; a tie
-        keeps the smaller rate. Returns the best fit's result, its backbone, and the search's record.
-        """
-
-        from .features.embed import shared_embeddings
-        from .models.loaded import private_backbone
-        from .training.prefix import shared_prefix_states
-
-        train_inputs = [inputs[i] for i in train_idx]
-        val_inputs, y_val = [inputs[i] for i in val_idx], y_idx[val_idx]
-        trials, best = [], None
-        diverged: TrainingDivergedError | None = None
-        # the frozen prefix (and a frozen model's embeddings) of these texts are the same for every rate
-        with shared_prefix_states(), shared_embeddings():
-            if not strategy.changes_weights:
-                # a frozen model's pooled states of every input, once (from the on-disk cache when there):
-                # each rate's fit and scoring then reads its subset from the pool
-                from .features.embed import embed
-
-                layers = strategy.pooled_layers(context.backbone.num_blocks, context.layers)
-                if layers:
-                    embed(
-                        context.backbone,
-                        inputs,
-                        layers,
-                        context.pooling,
-                        context.max_length,
-                        context.batch_size,
-                        use_cache=context.cache,
-                        progress=context.progress,
-                    )
-            for i, rate in enumerate(rates):
-                started = time.perf_counter()
-                # each rate trains a pristine copy (the first takes the one the fit already made)
-                backbone = (
-                    private_backbone(str(self.model), self.device)
-                    if strategy.changes_weights and i
-                    else context.backbone
-                )
-                trial_context = dataclasses.replace(
-                    context,
-                    backbone=backbone,
-                    validation=(val_inputs, y_val),
-                    training=dataclasses.replace(context.training, learning_rate=rate),
-                )
-                try:
-                    result = strategy.fit(trial_context, train_inputs, y_idx[train_idx])
-                except TrainingDivergedError as exc:
-                    # a rate too high for this data is a lost trial, not a lost search
-                    diverged = exc
-                    trials.append(
-                        {"learning_rate": rate, "diverged": str(exc), "seconds": time.perf_counter() - started}
-                    )
-                    continue
-                proba = np.clip(result.predictor.proba(val_inputs), 1e-12, 1.0)
-                accuracy = float((proba.argmax(axis=1) == y_val).mean())
-                loss = float(-np.log(proba[np.arange(len(y_val)), y_val]).mean())
-                trials.append(
-                    {
-                        "learning_rate": rate,
-                        "val_accuracy": accuracy,
-                        "val_loss": loss,
-                        "epochs_run": result.record.get("epochs_run"),
-                        "best_epoch": result.record.get("best_epoch"),
-                        "step_seconds": result.record.get("step_seconds"),
-                        "prefix_seconds": result.record.get("prefix_seconds"),
-                        "validation_seconds": result.record.get("validation_seconds"),
-                        "validation_texts": result.record.get("validation_texts"),
-                        "examples_seen": result.record.get("examples_seen"),
-                        "seconds": time.perf_counter() - started,
-                    }
-                )
-                if best is None or (accuracy, -loss) > best[0]:
-                    best = ((accuracy, -loss), rate, result, backbone)
-        if best is None:  # every rate diverged: the last one's message names it
-            assert diverged is not None
-            raise diverged
-        (accuracy, neg_loss), rate, result, backbone = best
-        search = {
-            "tuned": True,
-            "learning_rate": rate,
-            "lr_search": trials,
-            "validation": {"accuracy": accuracy, "loss": -neg_loss, "n": len(val_idx)},
-        }
-        return result, backbone, search
 
     # -- prediction -------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ What can be checked without building a table is checked before pandas is importe
 the path exists, its format, that its bytes are UTF-8 text (not gzip, a workbook, UTF-16
 or binary), the delimiter, and the header's columns (missing, duplicated). JSON lines
 never need pandas to be read for training. So a wrong path, format or column answers in
-a fraction of a second, and a file that would read as nonsense is refused with the reason.
+a fraction of a second, and a file that would read as nonsense is refused with the reason
+(those checks are in ``file_checks``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import UnfreezeError
-from .dataset import TextDataset, build_dataset, check_texts, quote_names, warn_data
+from .dataset import TextDataset, build_dataset, check_texts, quote_names
+from .file_checks import (
+    BOMS,
+    MAGIC,
+    check_columns,
+    check_distinct_columns,
+    check_exists,
+    check_is_text,
+    check_regular,
+    clip,
+    decode_utf8,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,33 +49,6 @@ FORMAT_HELP = (
 )
 SEPARATORS = {"csv": ",", "tsv": "\t"}
 DELIMITER_NAMES = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
-
-# what a file's first bytes say it is, when it is not text
-MAGIC = (
-    (b"\x1f\x8b", "gzip-compressed", "decompress it first (e.g. `zcat FILE > plain.csv`)"),
-    (
-        b"PK\x03\x04",
-        "a zip archive (an Excel .xlsx workbook or a zipped file)",
-        "export it as CSV UTF-8 from the spreadsheet, or unzip it",
-    ),
-    (
-        b"\xd0\xcf\x11\xe0",
-        "an Office document (an Excel .xls workbook?)",
-        "export it as CSV UTF-8 from the spreadsheet",
-    ),
-    (b"PAR1", "a Parquet file", "rename it to .parquet"),
-    (b"BZh", "bzip2-compressed", "decompress it first (bunzip2)"),
-    (b"\xfd7zXZ\x00", "xz-compressed", "decompress it first (unxz)"),
-    (b"\x28\xb5\x2f\xfd", "zstd-compressed", "decompress it first (unzstd)"),
-    (b"%PDF", "a PDF document", "export its text to a CSV or JSONL file"),
-    (b"SQLite format 3\x00", "an SQLite database", "export the table as CSV"),
-)
-BOMS = (
-    (b"\xff\xfe\x00\x00", "UTF-32"),
-    (b"\x00\x00\xfe\xff", "UTF-32"),
-    (b"\xff\xfe", "UTF-16"),
-    (b"\xfe\xff", "UTF-16"),
-)
 
 
 class _Table:
@@ -99,9 +84,9 @@ def read_table(
     """Read a labelled file or ``save_to_disk`` folder into a validated ``TextDataset`` (of at least
     ``require_classes`` classes: 2 to train on, 1 for a test set)."""
     path = Path(path)
-    _check_exists(path, "Give a " + FORMAT_HELP + ", or a built-in dataset name (see `unfreeze datasets`).")
+    check_exists(path, "Give a " + FORMAT_HELP + ", or a built-in dataset name (see `unfreeze datasets`).")
     wanted = [("--text-col", text_col), ("--label-col", label_col), ("--text-pair-col", text_pair_col)]
-    _check_distinct_columns(wanted)
+    check_distinct_columns(wanted)
     table = _read(path, split, wanted)
     pairs = None if text_pair_col is None else table.column(text_pair_col)
     return build_dataset(
@@ -121,9 +106,9 @@ def read_inputs(
 ) -> tuple[pd.DataFrame, list[str] | list[tuple[str, str]]]:
     """Read unlabelled inputs for prediction: the whole table and its texts (or text pairs)."""
     path = Path(path)
-    _check_exists(path, "Give a " + FORMAT_HELP + ".")
+    check_exists(path, "Give a " + FORMAT_HELP + ".")
     wanted = [("--text-col", text_col), ("--text-pair-col", text_pair_col)]
-    _check_distinct_columns(wanted)
+    check_distinct_columns(wanted)
     table = _read(path, None, wanted, all_columns=True)
     texts = check_texts(table.column(text_col), str(path), "text", text_col)
     if text_pair_col is None:
@@ -132,51 +117,7 @@ def read_inputs(
     return table.frame(), list(zip(texts, pairs))
 
 
-# -- checks before reading ------------------------------------------------------------------
-
-
-def _check_exists(path: Path, how: str) -> None:
-    if path.exists():
-        return
-    parent = next((p for p in path.parents if p.exists()), None)
-    if parent is not None and parent.is_file():
-        raise UnfreezeError(f"File not found: {path} ({parent} is a file, not a folder). {how}")
-    raise UnfreezeError(f"File not found: {path}. {how}")
-
-
-def _check_regular(path: Path) -> None:
-    """Refuse what is neither a folder nor a regular file: reading a FIFO blocks until a writer comes, a
-    device never ends."""
-    import stat
-
-    mode = path.stat().st_mode
-    if stat.S_ISREG(mode):
-        return
-    what = (
-        "a named pipe (FIFO)"
-        if stat.S_ISFIFO(mode)
-        else "a socket"
-        if stat.S_ISSOCK(mode)
-        else "a device"
-        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-        else "not a regular file"
-    )
-    raise UnfreezeError(
-        f"{path} is {what}, not a regular file: unfreeze reads only files and folders saved with "
-        "datasets. Save the data to a file first."
-    )
-
-
-def _check_distinct_columns(wanted: list[tuple[str, str | None]]) -> None:
-    seen: dict[str, str] = {}
-    for option, column in wanted:
-        if column is None:
-            continue
-        if column in seen:
-            raise UnfreezeError(
-                f"{seen[column]} and {option} both name column {column!r}; each needs a column of its own."
-            )
-        seen[column] = option
+# -- reading --------------------------------------------------------------------------------
 
 
 def _read(path: Path, split: str | None, wanted: list[tuple[str, str | None]], all_columns: bool = False) -> _Table:
@@ -185,102 +126,23 @@ def _read(path: Path, split: str | None, wanted: list[tuple[str, str | None]], a
     if path.is_dir():
         frame = _read_saved_dataset(path, split)
         columns = [str(c) for c in frame.columns]
-        _check_columns(path, columns, wanted)
+        check_columns(path, columns, wanted)
         return _Table(columns, frame=frame)
-    _check_regular(path)
+    check_regular(path)
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         raise UnfreezeError(f"Unknown format {path.suffix or '(no extension)'!r} of {path}. Use {FORMAT_HELP}.")
     if kind == "parquet":
         return _read_parquet(path, wanted, columns)
     raw = path.read_bytes()
-    _check_is_text(path, raw)
-    text = _decode_utf8(path, raw)
+    check_is_text(path, raw)
+    text = decode_utf8(path, raw)
     if kind == "jsonl":
         rows = _parse_jsonl(path, text)
         columns = list(dict.fromkeys(key for row in rows for key in row))
-        _check_columns(path, columns, wanted)
+        check_columns(path, columns, wanted)
         return _Table(columns, rows=rows)
     return _read_delimited(path, text, kind, wanted)
-
-
-def _check_is_text(path: Path, raw: bytes) -> None:
-    """Refuse compressed, binary and UTF-16 files under a text suffix, saying what they are."""
-    for magic, what, fix in MAGIC:
-        if raw.startswith(magic):
-            fix = fix.replace("FILE", str(path))
-            raise UnfreezeError(f"{path} is not text: it is {what}. {fix[0].upper()}{fix[1:]}.")
-    for bom, encoding in BOMS:
-        if raw.startswith(bom):
-            raise UnfreezeError(
-                f"{path} is {encoding} text, not UTF-8. Re-save it as UTF-8 "
-                f"(e.g. `iconv -f {encoding.lower()} -t utf-8 {path.name} > {path.stem}-utf8{path.suffix}`)."
-            )
-    head = raw[: 1 << 16]
-    nul = head.find(b"\x00")
-    if nul >= 0:
-        line = head[:nul].count(b"\n") + 1
-        raise UnfreezeError(
-            f"{path} is not text: it holds a NUL byte (byte {nul}, line {line}), as binary files do. "
-            f"Give a UTF-8 {path.suffix.lstrip('.').upper()} file."
-        )
-
-
-def _decode_utf8(path: Path, raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise UnfreezeError(
-            f"{path} is not UTF-8: byte 0x{raw[exc.start]:02x} at line {line}. "
-            "Re-save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)."
-        ) from exc
-
-
-def _check_columns(
-    path: Path, columns: list[str], wanted: list[tuple[str, str | None]], header: str | None = None
-) -> None:
-    """Refuse a missing or duplicated column that is asked for; warn of other duplicated names."""
-    counts = Counter(columns)
-    for option, column in wanted:
-        if column is None:
-            continue
-        if column not in counts:
-            raise UnfreezeError(_missing_column(path, column, option, columns, header))
-        if counts[column] > 1:
-            at = quote_names([i + 1 for i, c in enumerate(columns) if c == column], repr_names=False)
-            raise UnfreezeError(
-                f"{path} has {counts[column]} columns named {column!r} (columns {at}); which one {option} means is "
-                "ambiguous. Rename the others."
-            )
-    others = [c for c, n in counts.items() if n > 1]
-    if others:
-        warn_data(
-            f"{path} has duplicate column names ({quote_names(others)}); they are not used here, "
-            "but rename them to keep them apart."
-        )
-
-
-def _missing_column(path: Path, column: str, option: str, columns: list[str], header: str | None) -> str:
-    message = f"Column {column!r} not found in {path}. Columns: {quote_names(columns, repr_names=False)}."
-    near = [c for c in columns if c.strip().casefold() == column.strip().casefold()]
-    if near:
-        message += f" Did you mean {near[0]!r}?"
-    elif header is not None and _looks_like_data(columns):
-        message += (
-            f" Its first line ({_clip(header)!r}) looks like data, not a header: add a header line "
-            "naming the columns (e.g. text,label), or"
-        )
-        return message + f" choose a column with {option}."
-    return message + f" Choose one with {option}."
-
-
-def _looks_like_data(columns: list[str]) -> bool:
-    return any(re.fullmatch(r"\s*[+-]?\d+(\.\d+)?\s*", c) or (len(c) > 30 and " " in c) for c in columns)
-
-
-def _clip(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # -- delimited text -------------------------------------------------------------------------
@@ -297,7 +159,7 @@ def _read_delimited(path: Path, text: str, kind: str, wanted: list[tuple[str, st
         raise UnfreezeError(_csv_error(path, kind, text, exc)) from exc
     if any(column is not None and column not in header for _, column in wanted):
         _check_delimiter(path, kind, sep, header, first_line)
-    _check_columns(path, header, wanted, first_line)
+    check_columns(path, header, wanted, first_line)
     frame = _pandas_read(path, text, kind, sep)
     if type(frame.index).__name__ != "RangeIndex":
         # pandas reads rows with more fields than the header names silently, taking the
@@ -343,7 +205,7 @@ def _refuse_long_rows(path: Path, text: str, kind: str, sep: str, header: list[s
     trailing = f" (or a {DELIMITER_NAMES[sep]} at the end of each line)" if lineno else ""
     raise UnfreezeError(
         f"{path} is not a well-formed {kind.upper()} file: {where} but its header names {len(header)} "
-        f"({_clip(sep.join(header))!r}): a text holding an unquoted {sep!r}{trailing}? Quote such texts, as CSV "
+        f"({clip(sep.join(header))!r}): a text holding an unquoted {sep!r}{trailing}? Quote such texts, as CSV "
         "writers and spreadsheets do, or fix that line."
     )
 
@@ -365,7 +227,7 @@ def _check_delimiter(path: Path, kind: str, sep: str, header: list[str], first_l
         fix = "re-save it comma-separated (in a spreadsheet: CSV UTF-8, comma delimited)"
     expected = DELIMITER_NAMES[sep]
     raise UnfreezeError(
-        f"{path} looks {name}-delimited ({other!r}), not {expected}-delimited: its first line {_clip(first_line)!r} "
+        f"{path} looks {name}-delimited ({other!r}), not {expected}-delimited: its first line {clip(first_line)!r} "
         f"holds no {expected}. {fix[0].upper()}{fix[1:]}."
     )
 
@@ -451,7 +313,7 @@ def _read_parquet(path: Path, wanted: list[tuple[str, str | None]], columns: lis
     with open(path, "rb") as handle:
         start = handle.read(1 << 12)
     if not start.startswith(b"PAR1"):
-        _check_is_text(path, start)  # a compressed or other binary file says what it is
+        check_is_text(path, start)  # a compressed or other binary file says what it is
         if start and b"\x00" not in start:
             try:
                 start.decode("utf-8")
@@ -472,7 +334,7 @@ def _read_parquet(path: Path, wanted: list[tuple[str, str | None]], columns: lis
         names = [str(n) for n in pq.read_schema(path).names]
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise UnfreezeError(f"{path} is not a readable Parquet file ({exc}).".splitlines()[0]) from exc
-    _check_columns(path, names, wanted)
+    check_columns(path, names, wanted)
     twice = [n for n, count in Counter(names).items() if count > 1]
     if twice:
         raise UnfreezeError(
@@ -503,3 +365,7 @@ def _read_saved_dataset(path: Path, split: str | None) -> pd.DataFrame:
     elif split is not None:
         raise UnfreezeError(f"{path} holds one dataset, not splits; drop ':{split}'.")
     return loaded.to_pandas()
+
+
+# BOMS and MAGIC stay importable from here, where they were defined before file_checks
+__all__ = ["BOMS", "DELIMITER_NAMES", "FORMATS", "FORMAT_HELP", "MAGIC", "SEPARATORS", "read_inputs", "read_table"]

@@ -10,6 +10,7 @@ spec and label set:
 Changing the heads is atomic: a head's file is written under a new name first, then
 ``unfreeze.json`` is replaced in one rename, then files no head names any more are
 deleted. A crash at any point leaves a bundle that loads, with the old heads or the new.
+What those files hold, and loading them, is in ``multihead_format``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
-import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,27 +28,10 @@ from ..errors import UnfreezeError
 from ..estimators import Classifier
 from ..features.logistic import Head
 from ..models.backbone import Backbone, TextInput
-from ..storage import strict_json
 from ..storage.cache import atomic_path
 from ..strategies import Features
-from .bundle import (
-    CHECK_TEXTS_KEY,
-    CONFIG_FILE,
-    FORMAT,
-    MULTIHEAD_FORMAT_VERSION,
-    MULTIHEAD_KIND,
-    SINGLE_KIND,
-    check_fingerprint,
-    check_head_name,
-    make_shareable,
-    model_reference,
-    package_versions,
-    read_config,
-    read_heads,
-)
-
-HEADS_DIR = "heads"
-DEFAULT_HEAD = "default"  # the name a single-head bundle's head goes by
+from .bundle import CHECK_TEXTS_KEY, CONFIG_FILE, check_head_name, make_shareable
+from .multihead_format import DEFAULT_HEAD, HEADS_DIR, bundle_files, load_suite
 
 
 class MultiHeadClassifier:
@@ -302,43 +285,10 @@ class MultiHeadClassifier:
             from ..export.onnx_predictor import load_onnx_suite
 
             return load_onnx_suite(cls, path, runtime, precision or "fp32", onnx, device)
-        path = Path(path)
-        config = read_config(path)
-        if config.get("kind") == SINGLE_KIND:
-            return _from_single(path, config, device, precision)
-        recorded = (config.get("precision") or {}).get("inference", "fp32")
-        suite = cls(
-            model=config["backbone"]["reference"],
-            max_length=config["max_length"],
-            batch_size=config.get("batch_size", 32),
-            device=device,
-            precision=precision or recorded,
-        )
-        check_fingerprint(suite.fingerprint, config, path)
-        suite.heads = read_heads(path, config)
-        return suite
+        return load_suite(cls, Path(path), device, precision)
 
 
-# -- bundle files --------------------------------------------------------------------------------
-
-
-def _from_single(path: Path, config: dict, device: str | None, precision: str | None = None) -> MultiHeadClassifier:
-    if config["predictor"].get("type") != "embedding_head" or config["predictor"].get("tuned"):
-        raise UnfreezeError(
-            f"{path} was trained with strategy {config['strategy']['name']!r}: its backbone is tuned for its one "
-            "head, so no other head can share it. Heads go into features bundles (`unfreeze fit --strategy "
-            "features`, or `unfreeze heads add NEW_BUNDLE NAME DATA --model MODEL`)."
-        )
-    clf = Classifier.load(path, device=device, precision=precision)
-    suite = MultiHeadClassifier(
-        model=clf.model,
-        max_length=clf.max_length_,
-        batch_size=clf.batch_size,
-        device=device,
-        precision=clf.predictor_.precision,
-    )
-    suite.add_classifier(DEFAULT_HEAD, clf)
-    return suite
+# -- writing bundle files --------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -355,45 +305,9 @@ def _bundle_lock(path: Path) -> Iterator[None]:
 
 
 def _write(suite: MultiHeadClassifier, path: Path) -> None:
-    from safetensors.numpy import save as save_bytes
-
-    if not suite.heads:
-        raise UnfreezeError("A bundle needs at least one head; add one before saving.")
-    backbone = suite.backbone
-    entries, blobs = {}, {}
-    for name, head in suite.heads.items():
-        tensors, meta = head.head.state()
-        blob = save_bytes({k: np.ascontiguousarray(v) for k, v in tensors.items()})
-        # the file name carries the content's digest: a new head never overwrites a file in use
-        file = f"{HEADS_DIR}/{name}.{hashlib.sha256(blob).hexdigest()[:12]}.safetensors"
-        blobs[file] = blob
-        entries[name] = {
-            "file": file,
-            "pooling": head.pooling,
-            "layers": list(head.layers),
-            "labels": head.classes.tolist(),
-            "head": meta,
-            **head.info,
-        }
-    config = {
-        "format": FORMAT,
-        "format_version": MULTIHEAD_FORMAT_VERSION,
-        "kind": MULTIHEAD_KIND,
-        "strategy": "features",
-        "backbone": {
-            "reference": model_reference(str(suite.model)),
-            "fingerprint": suite.fingerprint,
-            "family": backbone.family,
-            "num_blocks": backbone.num_blocks,
-        },
-        "max_length": backbone.length_limit(suite.max_length),
-        "batch_size": suite.batch_size,
-        # what every head's embeddings were computed in: the bundle predicts in it
-        "precision": {"inference": suite.inference_precision, "setting": suite.precision},
-        "versions": package_versions(),
-        "heads": entries,
-    }
-    text = strict_json.dumps(config, indent=2, default=str) + "\n"
+    """Save ``suite`` at ``path``: a new bundle in one rename; in an existing one, new head files first,
+    then the config that switches to them, then the files no head names any more."""
+    text, blobs = bundle_files(suite)
     if not path.exists():
         with atomic_path(path) as tmp:  # a new bundle appears whole or not at all
             (tmp / HEADS_DIR).mkdir(parents=True)
@@ -487,3 +401,6 @@ def remove_head(path: Path, name: str) -> MultiHeadClassifier:
             raise UnfreezeError(f"{name!r} is the only head of {path}; a bundle needs one. Delete the folder instead.")
         _write(suite, path)
     return suite
+
+
+__all__ = ["DEFAULT_HEAD", "HEADS_DIR", "MultiHeadClassifier", "add_heads", "new_suite_for", "remove_head"]

@@ -9,7 +9,11 @@ data-parallel (see distributed.py); in one process that code is never reached.
 :class:`TrainingRun` is the part every loop needs: the step budget (``max_steps`` wins
 over ``epochs``), the optimiser with its no-decay rule, the schedule, clipping, the
 progress bar and the record. ``train`` (classification) and SetFit's contrastive tuning
-each feed it batches and a loss.
+each feed it batches and a loss. The optimiser's groups and step live in optim.py, the
+batch order and class weights in sampling.py, the record in record.py; their names are
+importable from here too, and this module calls ``optimizer_step`` and
+``length_grouped_order`` through its own names, so that patching ``loop.optimizer_step``
+(a slow step, a spy) reaches every loop built on :class:`TrainingRun`.
 
 Two hooks let a strategy shape training without a loop of its own: ``lr_scales`` (a
 learning rate per parameter: layer-wise decay, discriminative rates) and ``on_epoch``
@@ -21,8 +25,8 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -37,7 +41,10 @@ from .epochs import EarlyStopping, run_epochs
 from .forward import autocast, forward_rows, predict_logits, set_train_mode
 from .memory import PeakMemory
 from .model import TextClassificationModel
+from .optim import layer_lr_scales, optimizer_step, param_groups, planned_epochs
 from .prefix import PrefixStates, compute_prefix_states
+from .record import TrainRecord
+from .sampling import class_weights, length_grouped_order
 from .settings import Training
 
 
@@ -51,96 +58,6 @@ class TrainConfig(Training):
     seed: int = 0
     progress: bool = True
     compute: str = "fp32"
-
-
-@dataclass
-class TrainRecord:
-    """What a fit did: the numbers a result row needs to be trusted."""
-
-    epochs_run: int = 0
-    steps: int = 0
-    best_epoch: int = 0
-    examples_seen: int = 0
-    tokens_seen: int = 0
-    seconds: float = 0.0
-    prefix_seconds: float = 0.0
-    peak_memory_bytes: int = 0
-    # bytes of cached states held per training example (frozen-prefix cache, embeddings): the part of the peak
-    # that grows with the training size (what the advisor's cost model scales; 0 when nothing is cached)
-    state_bytes_per_example: float = 0.0
-    # seconds in training steps (and the frozen-prefix pass): the part of ``seconds`` that grows with the
-    # training size; validation, loading and set-up do not
-    step_seconds: float = 0.0
-    # seconds scoring the validation set after each epoch, and the texts scored (summed over epochs): the
-    # advisor projects a fit's time per example and epoch, not from whole cells
-    validation_seconds: float = 0.0
-    validation_texts: int = 0
-    trainable_parameters: int = 0
-    total_parameters: int = 0
-    device: str = "cpu"
-    world_size: int = 1
-    epoch_seconds: list[float] = field(default_factory=list)
-    history: list[dict] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def param_groups(
-    named: list[tuple[str, nn.Parameter]],
-    config: TrainConfig,
-    head: Sequence[nn.Parameter] = (),
-    lr_scales: dict[int, float] | None = None,
-) -> list[dict]:
-    """AdamW groups: no weight decay on biases and norm weights; a new head gets its own rate.
-
-    ``lr_scales`` (id of a parameter -> factor of the body's learning rate; missing: 1)
-    gives each rate its own pair of groups: layer-wise decay and discriminative rates
-    (timm's ``param_groups_layer_decay``). Without it: one decay and one no-decay group.
-    """
-    head_ids = {id(p) for p in head}
-    by_scale: dict[float, tuple[list[nn.Parameter], list[nn.Parameter]]] = {}
-    for name, param in named:
-        if not param.requires_grad or id(param) in head_ids:
-            continue
-        decay, no_decay = by_scale.setdefault(1.0 if lr_scales is None else lr_scales.get(id(param), 1.0), ([], []))
-        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
-    groups = []
-    for scale, (decay, no_decay) in by_scale.items():
-        if scale == 1.0:
-            lr = config.learning_rate
-        elif isinstance(config.learning_rate, (int, float)):
-            lr = config.learning_rate * scale
-        else:
-            raise ValueError("TrainConfig.learning_rate must be resolved to one rate before scaling it per layer")
-        groups += [
-            {"params": decay, "weight_decay": config.weight_decay, "lr": lr},
-            {"params": no_decay, "weight_decay": 0.0, "lr": lr},
-        ]
-    groups.append({"params": list(head), "weight_decay": config.weight_decay, "lr": config.head_learning_rate})
-    return [g for g in groups if g["params"]]
-
-
-def layer_lr_scales(backbone: Backbone, decay: float) -> dict[int, float]:
-    """Layer-wise learning-rate decay: block i from the top trains at ``decay ** i`` times the body's rate,
-    the embedding side at ``decay ** L`` (the lowest), what runs after the last block at 1."""
-    embedding_side, blocks, final, pooler = backbone.parameter_groups()
-    top = len(blocks) - 1
-    scales = {id(p): decay ** (top - i) for i, block in enumerate(blocks) for p in block}
-    scales.update({id(p): decay ** len(blocks) for p in embedding_side})
-    scales.update({id(p): 1.0 for p in final + pooler})
-    return scales
-
-
-def planned_epochs(config: TrainConfig, examples_per_epoch: int) -> int:
-    """Epochs the budget runs (``max_steps``, when set, wins over ``epochs``), early stopping aside."""
-    steps_per_epoch = max(1, math.ceil(examples_per_epoch / config.batch_size))
-    steps = config.max_steps
-    if not steps:
-        if config.epochs is None:
-            raise ValueError("TrainConfig.epochs must be resolved when max_steps is not set")
-        steps = config.epochs * steps_per_epoch
-    return math.ceil(steps / steps_per_epoch)
 
 
 class TrainingRun:
@@ -231,37 +148,6 @@ class TrainingRun:
         return self.epoch_loss / max(self.epoch_batches, 1)
 
 
-def optimizer_step(
-    loss: torch.Tensor,
-    trainable: list[nn.Parameter],
-    optimizer: torch.optim.Optimizer,
-    scheduler,
-    grad_clip: float,
-    backward=None,
-) -> None:
-    """Backward, clip the gradient norm, step the optimiser and the schedule, clear the gradients."""
-    if backward is None:
-        loss.backward()
-    else:
-        backward(loss)  # Accelerate's: DDP all-reduces the gradients during it
-    if grad_clip:
-        nn.utils.clip_grad_norm_(trainable, grad_clip)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-
-
-def length_grouped_order(lengths: list[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
-    """Shuffled batches of similar length: shuffle, sort within windows of 50 batches, shuffle the batches."""
-    order = rng.permutation(len(lengths))
-    window = batch_size * 50
-    batches: list[list[int]] = []
-    for start in range(0, len(order), window):
-        chunk = sorted(order[start : start + window].tolist(), key=lambda i: -lengths[i])
-        batches.extend(chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size))
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
 def cached_prefixes(
     backbone: Backbone,
     frozen_k: int,
@@ -319,14 +205,9 @@ def train(
         )
     start = time.perf_counter()
     with PeakMemory(device) as memory:
-        train_prefix = val_prefix = None
-        prefix_seconds = 0.0
-        if config.prefix_cache and frozen_k >= 1:
-            pool_key, train_keys, val_keys = prefix_pool or (None, None, None)
-            train_prefix, val_prefix = cached_prefixes(
-                prefix_backbone or backbone, frozen_k, [train_encoded, val_encoded], pool_key, [train_keys, val_keys]
-            )
-            prefix_seconds = time.perf_counter() - start
+        train_prefix, val_prefix, prefix_seconds = _frozen_prefixes(
+            prefix_backbone or backbone, frozen_k, config, train_encoded, val_encoded, prefix_pool, start
+        )
         run = _start_run(model, config, lr_scales, len(train_encoded), device, train_prefix, prefix_seconds, acc)
         optimised = {id(p) for p in run.trainable}
         stopping = EarlyStopping(
@@ -350,6 +231,26 @@ def train(
     run.record.seconds = time.perf_counter() - start
     run.record.peak_memory_bytes = memory.peak_bytes
     return run.record
+
+
+def _frozen_prefixes(
+    backbone: Backbone,
+    frozen_k: int,
+    config: TrainConfig,
+    train_encoded: Encoded,
+    val_encoded: Encoded | None,
+    prefix_pool: tuple[tuple[str, int], list[str], list[str] | None] | None,
+    start: float,
+) -> tuple[PrefixStates | None, PrefixStates | None, float]:
+    """The frozen prefix of the training and the validation inputs (from the sweep's pool when one is given),
+    and the seconds since ``start`` they took; (None, None, 0.0) when the prefix is not cached."""
+    if not (config.prefix_cache and frozen_k >= 1):
+        return None, None, 0.0
+    pool_key, train_keys, val_keys = prefix_pool or (None, None, None)
+    train_prefix, val_prefix = cached_prefixes(
+        backbone, frozen_k, [train_encoded, val_encoded], pool_key, [train_keys, val_keys]
+    )
+    return train_prefix, val_prefix, time.perf_counter() - start
 
 
 def _start_run(
@@ -512,15 +413,6 @@ def _data_parallel_step(
     run.step(share * acc.num_processes, len(idx), tokens, backward=acc.backward, loss_value=share.item(), epoch=epoch)
     if not stand_in:
         seen[mine] += 1
-
-
-def class_weights(y: np.ndarray, n_classes: int, mode: str | None, device: torch.device) -> torch.Tensor | None:
-    """Inverse-frequency weights of the loss for ``mode="balanced"`` (scikit-learn's formula), else None."""
-    if mode is None:
-        return None
-    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    weights = len(y) / (n_classes * np.maximum(counts, 1))
-    return torch.tensor(weights, dtype=torch.float32, device=device)
 
 
 __all__ = [
