@@ -263,3 +263,45 @@ def test_advise_spec_is_a_sweep_spec_and_keeps_the_plan_ids_of_earlier_runs():
     cells = spec.sweep_spec(validation_size=50)
     assert type(cells) is SweepSpec and cells.validation_size == 50 and cells.n_train == [1]
     assert spec.validation_size is None and cells.weight_decay == spec.weight_decay
+
+
+def test_a_text_parameter_s_one_value_may_hold_commas():
+    from unfreeze.cli.options import grid_axes, one_value_each, strategy_values
+
+    given = {"schedule": "1,1,2", "mix_layers": "-4,-3,-2,-1", "target_modules": "query,value", "k": "0,3"}
+    values = strategy_values(dict(given))
+    assert values == {
+        "schedule": ["1,1,2"],
+        "mix_layers": ["-4,-3,-2,-1"],
+        "target_modules": ["query,value"],
+        "k": ["0", "3"],
+    }
+    assert one_value_each({k: v for k, v in values.items() if k != "k"})["schedule"] == "1,1,2"
+    assert grid_axes({"mix_layers": values["mix_layers"]}, ["mix"]) == {"mix": {"mix_layers": ["-4,-3,-2,-1"]}}
+
+
+def test_fit_takes_a_gradual_schedule_and_a_mix_of_layers_whole(data, tiny_model_dir, tmp_path):
+    for strategy, option, value, field in (
+        ("gradual", "--schedule", "1,1", "schedule"),
+        ("mix", "--mix-layers", "-2,-1", "mix_layers"),
+    ):
+        out = tmp_path / strategy
+        result = runner.invoke(
+            app,
+            [
+                "fit",
+                str(data),
+                "--model",
+                tiny_model_dir("bert"),
+                "--strategy",
+                strategy,
+                option,
+                value,
+                "--epochs",
+                "2",
+                "-o",
+                str(out),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert json.loads((out / "unfreeze.json").read_text())["strategy"]["params"][field] == value

@@ -66,7 +66,7 @@ def setting_parameters(
                 re.sub(r"\s*\(default[^)]*\)", "", help_text).rstrip(".")
                 + ". Defaults per strategy: `unfreeze strategies`."
             )
-        if as_text and kind is not bool:
+        if as_text and name in numeric_settings():
             help_text = help_text.rstrip(".") + ". sweep, advise, intrinsic-dim: several, comma-separated."
         prefix = f"{', '.join(names)}: " if names != ["Training"] else ""
         param = _option(name, kind, flags, prefix + help_text)
@@ -107,21 +107,36 @@ def given(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if v is not None}
 
 
+def numeric_settings() -> set[str]:
+    """The strategy parameters declared as numbers by every strategy that has them: only their option values are
+    lists (``--k 0,3``); a text parameter's one value may hold commas itself (``--schedule 1,1,2``)."""
+    from ..params import field_type
+    from ..strategies import registered
+
+    kinds: dict[str, set[type]] = {}
+    for cls in registered().values():
+        for f in cls.settings():
+            kinds.setdefault(f.name, set()).add(field_type(cls, f.name))
+    return {name for name, types in kinds.items() if types <= {int, float}}
+
+
 def strategy_values(settings: dict[str, Any]) -> dict[str, list[Any]]:
-    """Pop the given strategy parameters: each as its comma-separated values (``all`` kept whole)."""
+    """Pop the given strategy parameters: a numeric one as its comma-separated values (``all`` kept whole), any
+    other as its one value."""
     from ..strategies import registered
 
     names = {f.name for cls in registered().values() for f in cls.settings()}
+    numeric = numeric_settings()
     values: dict[str, list[Any]] = {}
     for name in [n for n in settings if n in names]:
         value = settings.pop(name)
         if value is None:
             continue
-        if isinstance(value, bool):
-            values[name] = [value]
+        text = str(value).strip()
+        if isinstance(value, bool) or name not in numeric or text == "all":
+            values[name] = [value if isinstance(value, bool) else text]
         else:
-            text = str(value).strip()
-            values[name] = [text] if text == "all" else [v.strip() for v in text.split(",") if v.strip()]
+            values[name] = [v.strip() for v in text.split(",") if v.strip()]
     return values
 
 
