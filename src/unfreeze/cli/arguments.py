@@ -3,7 +3,7 @@
 As with Hugging Face's argument dataclasses, each group is a dataclass whose fields carry their
 flags and help; ``arguments`` turns a group's fields into command-line options, so that an
 option has one name, one type, one default and one help text in every command that takes it
-(``tests/test_options.py`` walks every command to hold that). A command lists the groups it
+(``tests/test_cli_options.py`` walks every command to hold that). A command lists the groups it
 takes and reads them back with ``take``. Where a default depends on the command (``--seeds``: 0
 for a sweep, 0,1,2 for the advisor), the declared default is None and the help says what None
 means where. The training settings and the strategies' parameters are declared on ``Training``
