@@ -10,8 +10,18 @@ from typing import Annotated
 import typer
 
 from ..errors import UnfreezeError
-from .arguments import DataArguments, InputArguments, RunArguments, arguments, deprecated, renamed, seed_list, take
-from .common import app, checked_device, checked_precision, parse_grid, user_errors
+from .arguments import (
+    DataArguments,
+    InputArguments,
+    RunArguments,
+    arguments,
+    deprecated,
+    renamed,
+    seed_list,
+    spec_settings,
+    take,
+)
+from .common import app, checked_device, parse_grid, user_errors
 from .options import (
     given,
     grid_axes,
@@ -132,7 +142,6 @@ def advise(
     )
     spec = AdviseSpec(
         data=data,
-        model=model_in.model or "minilm-l6",
         strategies=strategies,
         grid=merged_grid(parse_grid(run.grid), grid_axes(swept, strategies)),
         seeds=seed_list(run.seeds, [0, 1, 2]),
@@ -146,18 +155,9 @@ def advise(
         target=target,
         tolerance=tolerance,
         max_loss=max_loss,
-        test=split.test,
-        test_size=split.test_size,
-        text_col=split.text_col,
-        label_col=split.label_col,
-        text_pair_col=split.text_pair_col,
-        pooling=model_in.pooling,
-        layers=model_in.layers,
-        max_length=model_in.max_length,
-        batch_size=model_in.batch_size or 32,
         validation_size=run.validation_size,
-        precision=checked_precision(model_in.precision or "auto"),
         threads=threads,
+        **spec_settings(model_in, split),
         **training,
     )
     spec.check()

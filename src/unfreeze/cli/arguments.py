@@ -181,6 +181,27 @@ def take(cls: type[T], options: dict[str, object]) -> T:
     return args
 
 
+def spec_settings(model_in: InputArguments, split: DataArguments) -> dict[str, Any]:
+    """The model-input and data options as the settings of a ``SweepSpec`` (defaults filled in; precision
+    checked)."""
+    from .common import checked_precision
+
+    return {
+        "model": model_in.model or "minilm-l6",
+        "test": split.test,
+        "test_size": split.test_size,
+        "n_test": split.n_test,
+        "text_col": split.text_col,
+        "label_col": split.label_col,
+        "text_pair_col": split.text_pair_col,
+        "pooling": model_in.pooling,
+        "layers": model_in.layers,
+        "max_length": model_in.max_length,
+        "batch_size": model_in.batch_size or 32,
+        "precision": checked_precision(model_in.precision or "auto"),
+    }
+
+
 def given_on_command_line(name: str) -> bool:
     """Whether the running command's option ``name`` was typed by the user (not its default)."""
     try:  # typer 0.2x carries its own click, whose context click's own get_current_context never sees
@@ -249,5 +270,6 @@ __all__ = [
     "given_on_command_line",
     "renamed",
     "seed_list",
+    "spec_settings",
     "take",
 ]

@@ -18,8 +18,17 @@ import typer
 
 from ..errors import UnfreezeError
 from ..storage import strict_json
-from .arguments import DataArguments, InputArguments, RunArguments, arguments, check_metric, seed_list, take
-from .common import app, checked_precision, user_errors
+from .arguments import (
+    DataArguments,
+    InputArguments,
+    RunArguments,
+    arguments,
+    check_metric,
+    seed_list,
+    spec_settings,
+    take,
+)
+from .common import app, user_errors
 from .options import given, strategy_parameters, strategy_values, training_parameters, with_parameters
 
 DEFAULT_D = "10,100,1000,10000"
@@ -109,20 +118,9 @@ def intrinsic_dim(
     learning_rate = training.pop("learning_rate", None)
     common = dict(
         data=data,
-        model=model_in.model or "minilm-l6",
         n_train=[n_train],
         seeds=seeds,
-        n_test=split.n_test,
-        test=split.test,
-        test_size=split.test_size,
-        text_col=split.text_col,
-        label_col=split.label_col,
-        text_pair_col=split.text_pair_col,
-        pooling=model_in.pooling,
-        layers=model_in.layers,
-        max_length=model_in.max_length,
-        batch_size=model_in.batch_size or 32,
-        precision=checked_precision(model_in.precision or "auto"),
+        **spec_settings(model_in, split),
         **training,
     )
     device, retry_failed = model_in.device, run_args.retry_failed
