@@ -35,6 +35,11 @@ __version__ = _version()
 
 _EXPORTS = {
     "Classifier": ".estimators",
+    "Regressor": ".estimators",
+    "Task": ".tasks",
+    "SingleLabel": ".tasks",
+    "MultiLabel": ".tasks",
+    "Regression": ".tasks",
     "MultiHeadClassifier": ".inference.multihead",
     "Training": ".training.settings",
     "Strategy": ".strategies",

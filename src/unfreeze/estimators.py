@@ -1,9 +1,10 @@
-"""``Classifier``: a scikit-learn compatible text classifier on a pretrained transformer.
+"""``Classifier`` and ``Regressor``: scikit-learn compatible estimators on a pretrained transformer.
 
-The constructor only stores parameters; ``fit`` validates them, loads the backbone, and
-hands the work to the strategy object, which returns a fitted predictor; fitted state ends
-in ``_``. ``clone``, ``cross_val_score``, ``GridSearchCV`` over ``strategy__k`` or
-``training__learning_rate``, and pipelines work.
+The constructor only stores parameters; ``fit`` validates them, loads the backbone, fits
+the task on the labels (``unfreeze.tasks``: one class, a set of labels, or a number per
+text) and hands the work to the strategy object, which returns a fitted predictor; fitted
+state ends in ``_``. ``clone``, ``cross_val_score``, ``GridSearchCV`` over ``strategy__k``
+or ``training__learning_rate``, and pipelines work.
 """
 
 from __future__ import annotations
@@ -15,79 +16,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .data.dataset import check_no_surrogates
 from .errors import UnfreezeError, invalid_parameter
 from .inference.bundle import check_sample
 from .machine.hardware import run_precision
-from .metrics import classification_metrics
 from .models.backbone import TextInput
 from .models.catalog import DEFAULT_MODEL
 from .params import check_int, is_bool
 from .rate_search import search_rates, searched_rates
-from .strategies import Strategy, make_strategy, split_shorthand, users_of
+from .strategies import Strategy, check_serves, make_strategy, split_shorthand, users_of
+from .tasks import Task, make_task, task_class
 from .training.settings import Training, normalise_learning_rate
 
 
-class Classifier(ClassifierMixin, BaseEstimator):
-    """Text classifier: a pretrained backbone, a strategy that says how much of it to train, and a head.
+class TextEstimator(BaseEstimator):
+    """What ``Classifier`` and ``Regressor`` share: the parameters, the fit, persistence. Use one of them."""
 
-    Parameters
-    ----------
-    model : str
-        Catalog name (``unfreeze models``), local model folder, or hub id.
-    strategy : str or Strategy
-        How much of the model is trained: a strategy object such as ``Freeze(k=4)``,
-        ``Lora(r=16)`` or ``Features(C=1.0)``, or a registered name (``"freeze"`` means
-        ``Freeze()``). ``unfreeze strategies`` lists them.
-    training : Training or None
-        Training settings of the strategies that train (epochs, learning rate, ...);
-        None means ``Training()``. A setting the strategy does not read is an error.
-    pooling : {"auto", "mean", "cls", "last", "max"}
-        ``auto`` is ``last`` for decoders and ``mean`` otherwise.
-    layers : str, int or list of int
-        Hidden states to pool: 0 embeddings, -1 the last block; several are concatenated.
-    max_length : int
-        Tokens per input; longer inputs are truncated (counted in ``n_truncated_``).
-    batch_size : int
-        Inputs per forward pass and per training step.
-    seed : int
-        Seeds sampling of validation data, the head, training and cross-validation folds.
-    cache : bool
-        Reuse pooled embeddings of the untouched model from the on-disk cache.
-    device : str or None
-        ``"cpu"``, ``"cuda"``...; None picks CUDA when present.
-    progress : bool
-        Show progress bars.
-    precision : {"auto", "fp32", "bf16"}
-        Precision of the work without gradients (embedding, the frozen-prefix pass, SetFit's
-        head embedding, prediction of frozen-backbone bundles) and of the trained blocks'
-        compute. ``auto``: where the hardware runs bf16 fast (a CPU with AMX or AVX-512 BF16,
-        a CUDA GPU with native bf16), bf16 weights for work without gradients and bf16
-        autocast for the trained blocks; fp32 elsewhere. ``fit_record_["precision"]`` says
-        what ran, and a bundle predicts in it. ``bf16`` on hardware without fast bf16 works,
-        slowly, and says so once.
-    **shorthand
-        The strategy's parameters and training settings by name, for the short form
-        ``Classifier(strategy="freeze", k=4, epochs=2)`` (= ``strategy=Freeze(k=4),
-        training=Training(epochs=2)``). A name that is neither is an error that says which
-        strategies have it.
-
-    Attributes
-    ----------
-    classes_ : ndarray
-        The labels seen in ``fit``, in the order of ``predict_proba``'s columns.
-    strategy_ : Strategy
-        The strategy object that was fitted (a copy: the parameter is left as given).
-    predictor_ : Predictor
-        What the fit produced (``unfreeze.inference.predictors``): a head on embeddings or a tuned network.
-    fit_record_ : dict
-        Seconds, peak memory, trainable and total parameters, examples seen, history...
-    """
-
+    task: str | Task
     # a seeded sample of the training inputs that `unfreeze export` checks its graphs on; None in bundles
     # written before it was kept
     check_texts_: dict | None
@@ -128,7 +76,7 @@ class Classifier(ClassifierMixin, BaseEstimator):
         self.progress = progress
         self.precision = precision
 
-    def set_params(self, **params: Any) -> Classifier:
+    def set_params(self, **params: Any) -> TextEstimator:
         # nested names reach a strategy given by name, or the default training settings
         if any(k.startswith("strategy__") for k in params) and not isinstance(self.strategy, Strategy):
             self.strategy = make_strategy(params.get("strategy", self.strategy))
@@ -184,11 +132,35 @@ class Classifier(ClassifierMixin, BaseEstimator):
         check_no_surrogates(items, what)
         return items
 
+    def _make_task(self) -> Task:
+        """A fresh task object from the ``task`` parameter (a name or a ``Task``)."""
+        if isinstance(self.task, Task):
+            return self.task.fresh()
+        if not isinstance(self.task, str) or not self.task:
+            raise invalid_parameter("task", type(self).__name__, "a task name or a Task object", self.task)
+        return make_task(task_class(self.task, f"the 'task' parameter of {type(self).__name__}").name)
+
+    def outputs(self, X: Sequence[TextInput]) -> np.ndarray:
+        """The task's outputs: class probabilities [n, K] (single: softmax, multilabel: a sigmoid per label),
+        or predicted values [n] (regression)."""
+        check_is_fitted(self, "predictor_")
+        return self.task_.outputs_of(self.predictor_, self.check_inputs(X))
+
+    def predict(self, X: Sequence[TextInput]) -> Any:
+        """Predictions in the form ``fit`` was given: class labels, label sets (or an indicator matrix), values."""
+        outputs = self.outputs(X)
+        return self.task_.decide(outputs)
+
+    def evaluate(self, X: Sequence[TextInput], y: Any) -> dict[str, float]:
+        """Every metric of the task on ``X``, ``y`` (single: accuracy, macro-F1, MCC; see ``unfreeze.tasks``)."""
+        outputs = self.outputs(X)
+        return self.task_.scores_of_outputs(self.task_.encode(y, "y"), outputs)
+
     # -- fitting --------------------------------------------------------------------------
 
     def fit(
-        self, X: Sequence[TextInput], y: Sequence, validation: tuple[Sequence[TextInput], Sequence] | None = None
-    ) -> Classifier:
+        self, X: Sequence[TextInput], y: Any, validation: tuple[Sequence[TextInput], Any] | None = None
+    ) -> TextEstimator:
         """Fit on texts (or (text, text_pair) tuples) ``X`` and labels ``y``. Returns self.
 
         ``validation``, an ``(X_val, y_val)`` pair held out by the caller, is what the
@@ -198,19 +170,21 @@ class Classifier(ClassifierMixin, BaseEstimator):
         """
         from .models.loaded import private_backbone, shared_backbone
         from .models.pooling import parse_layers, resolve_pooling
-        from .strategies.base import FitContext, validation_split
+        from .strategies.base import FitContext
         from .training.loop import TrainConfig
 
         strategy, training = self._validated()
+        task = self._make_task()
+        check_serves(strategy, task.name)
+        if training.class_weight is not None and not task.weighs_classes:
+            raise UnfreezeError(
+                f"class_weight={training.class_weight!r} weighs classes; a {task.name} task has none. Drop it."
+            )
         inputs = self.check_inputs(X)
-        y_arr = np.asarray(list(y.tolist() if hasattr(y, "tolist") else y))
-        if len(y_arr) != len(inputs):
-            raise UnfreezeError(f"X has {len(inputs)} inputs but y has {len(y_arr)} labels; they must match.")
-        check_classification_targets(y_arr)
-        classes, y_idx = np.unique(y_arr, return_inverse=True)
-        if len(classes) < 2:
-            raise UnfreezeError(f"y has a single class ({classes[0]!r}); a classifier needs at least two.")
-        given_validation = self._checked_validation(validation, classes)
+        if len(y) != len(inputs):
+            raise UnfreezeError(f"X has {len(inputs)} inputs but y has {len(y)} labels; they must match.")
+        y_idx = task.fit_labels(y)
+        given_validation = self._checked_validation(validation, task)
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             del self.__dict__[name]  # a refit must not keep the previous fit's state
 
@@ -242,9 +216,11 @@ class Classifier(ClassifierMixin, BaseEstimator):
             train_idx, val_idx = np.arange(len(y_idx)), np.arange(len(y_idx), len(y_idx) + len(y_val))
             inputs, y_idx = [*inputs, *val_inputs], np.concatenate([y_idx, y_val])
         else:
+            # a task that tunes its decision on validation outputs (multilabel's thresholds) splits even
+            # without a rate to search
             train_idx, val_idx = (
-                validation_split(y_idx, training.validation_fraction, self.seed)
-                if rates
+                task.split(y_idx, training.validation_fraction, self.seed)
+                if rates or task.tunes_on_validation
                 else (np.arange(len(y_idx)), np.arange(0))
             )
         note = None
@@ -281,25 +257,28 @@ class Classifier(ClassifierMixin, BaseEstimator):
             self.seed,
             self.cache,
             self.progress,
-            len(classes),
+            task.n_outputs,
             config,
             inference_backbone=frozen if strategy.changes_weights else None,
             inference_precision=precision.inference,
             training_precision=precision.training,
+            task=task,
         )
         if rates:
             result, backbone, search = search_rates(
                 strategy, context, rates, inputs, y_idx, train_idx, val_idx, str(self.model), self.device
             )
         else:
-            if given_validation is not None:
-                context = dataclasses.replace(context, validation=(inputs[len(train_idx) :], y_idx[len(train_idx) :]))
-                inputs, y_idx = inputs[: len(train_idx)], y_idx[: len(train_idx)]
-            result, search = strategy.fit(context, inputs, y_idx), {}
+            if len(val_idx):
+                context = dataclasses.replace(context, validation=([inputs[i] for i in val_idx], y_idx[val_idx]))
+            result, search = strategy.fit(context, [inputs[i] for i in train_idx], y_idx[train_idx]), {}
             if "learning_rate" in strategy.training_settings:
                 search = {"tuned": False, "learning_rate": config.learning_rate, **({"tuning": note} if note else {})}
 
-        self.classes_ = classes
+        decision = self._tune_decision(task, result.predictor, inputs, y_idx, val_idx)
+        self.task_ = task
+        if task.classes_ is not None:
+            self.classes_ = task.classes_
         self.strategy_ = strategy
         self.training_ = training
         self.predictor_ = result.predictor
@@ -314,54 +293,37 @@ class Classifier(ClassifierMixin, BaseEstimator):
             "seconds": self.fit_seconds_,
             "seed": self.seed,
             "precision": precision.as_dict(),
+            **decision,
         }
         # a few training inputs travel with the bundle: `unfreeze export` checks its graphs on them
-        self.check_texts_ = check_sample(inputs[: len(train_idx)], classes[y_idx[: len(train_idx)]], self.seed)
+        train_inputs = [inputs[i] for i in train_idx]
+        self.check_texts_ = check_sample(train_inputs, task.decide_targets(y_idx[train_idx]), self.seed)
         return self
 
     @staticmethod
-    def _checked_validation(validation, classes: np.ndarray) -> tuple[list[TextInput], np.ndarray] | None:
-        """``validation`` as (inputs, label indices into ``classes``), or None; one-line errors."""
+    def _tune_decision(task: Task, predictor, inputs: list, targets: np.ndarray, val_idx: np.ndarray) -> dict:
+        """Let a task that decides on validation outputs (multilabel's thresholds) choose; what the fit record
+        says about it."""
+        if not task.tunes_on_validation:
+            return {}
+        if not len(val_idx):
+            return {"decision": task.state(), "decision_note": "not tuned: no validation split"}
+        task.tune(targets[val_idx], predictor.logits([inputs[i] for i in val_idx]))
+        return {"decision": task.state()}
+
+    @staticmethod
+    def _checked_validation(validation, task: Task) -> tuple[list[TextInput], np.ndarray] | None:
+        """``validation`` as (inputs, the fitted ``task``'s targets), or None; one-line errors."""
         if validation is None:
             return None
         if not isinstance(validation, (tuple, list)) or len(validation) != 2:
             raise UnfreezeError(f"validation must be a pair (X_val, y_val). Got {type(validation).__name__}.")
-        val_inputs = Classifier.check_inputs(validation[0], "validation X_val")
-        val_labels = list(validation[1].tolist() if hasattr(validation[1], "tolist") else validation[1])
-        if len(val_labels) != len(val_inputs):
+        val_inputs = TextEstimator.check_inputs(validation[0], "validation X_val")
+        if len(validation[1]) != len(val_inputs):
             raise UnfreezeError(
-                f"validation has {len(val_inputs)} inputs but {len(val_labels)} labels; they must match."
+                f"validation has {len(val_inputs)} inputs but {len(validation[1])} labels; they must match."
             )
-        index = {label: i for i, label in enumerate(classes.tolist())}
-        unknown = list(dict.fromkeys(v for v in val_labels if v not in index))
-        if unknown:
-            raise UnfreezeError(
-                f"validation labels {', '.join(map(repr, unknown[:3]))} are not in y's classes "
-                f"({', '.join(map(repr, classes.tolist()[:5]))}). Give a validation set of y's labels."
-            )
-        return val_inputs, np.array([index[v] for v in val_labels], dtype=np.int64)
-
-    # -- prediction -------------------------------------------------------------------------
-
-    def predict_proba(self, X: Sequence[TextInput]) -> np.ndarray:
-        """Class probabilities, columns in the order of ``classes_``."""
-        check_is_fitted(self, "predictor_")
-        return self.predictor_.proba(self.check_inputs(X))
-
-    def decision_function(self, X: Sequence[TextInput]) -> np.ndarray:
-        """Class scores (logits), [n, n_classes]; for two classes, scikit-learn's one column: the score of class 1."""
-        check_is_fitted(self, "predictor_")
-        logits = self.predictor_.logits(self.check_inputs(X))
-        return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
-
-    def predict(self, X: Sequence[TextInput]) -> np.ndarray:
-        """Labels, in the values that ``fit`` was given."""
-        proba = self.predict_proba(X)
-        return self.classes_[proba.argmax(axis=1)]
-
-    def evaluate(self, X: Sequence[TextInput], y: Sequence) -> dict[str, float]:
-        """Accuracy, macro-F1 and MCC on ``X``, ``y``."""
-        return classification_metrics(list(y), self.predict(X).tolist())
+        return val_inputs, task.encode(validation[1], "validation y_val")
 
     # -- persistence ------------------------------------------------------------------------
 
@@ -424,3 +386,165 @@ class Classifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.input_tags.string = True
         return tags
+
+
+class Classifier(ClassifierMixin, TextEstimator):
+    """Text classifier: a pretrained backbone, a strategy that says how much of it to train, and a head.
+
+    Parameters
+    ----------
+    model : str
+        Catalog name (``unfreeze models``), local model folder, or hub id.
+    strategy : str or Strategy
+        How much of the model is trained: a strategy object such as ``Freeze(k=4)``,
+        ``Lora(r=16)`` or ``Features(C=1.0)``, or a registered name (``"freeze"`` means
+        ``Freeze()``). ``unfreeze strategies`` lists them.
+    training : Training or None
+        Training settings of the strategies that train (epochs, learning rate, ...);
+        None means ``Training()``. A setting the strategy does not read is an error.
+    pooling : {"auto", "mean", "cls", "last", "max"}
+        ``auto`` is ``last`` for decoders and ``mean`` otherwise.
+    layers : str, int or list of int
+        Hidden states to pool: 0 embeddings, -1 the last block; several are concatenated.
+    max_length : int
+        Tokens per input; longer inputs are truncated (counted in ``n_truncated_``).
+    batch_size : int
+        Inputs per forward pass and per training step.
+    seed : int
+        Seeds sampling of validation data, the head, training and cross-validation folds.
+    cache : bool
+        Reuse pooled embeddings of the untouched model from the on-disk cache.
+    device : str or None
+        ``"cpu"``, ``"cuda"``...; None picks CUDA when present.
+    progress : bool
+        Show progress bars.
+    precision : {"auto", "fp32", "bf16"}
+        Precision of the work without gradients (embedding, the frozen-prefix pass, SetFit's
+        head embedding, prediction of frozen-backbone bundles) and of the trained blocks'
+        compute. ``auto``: where the hardware runs bf16 fast (a CPU with AMX or AVX-512 BF16,
+        a CUDA GPU with native bf16), bf16 weights for work without gradients and bf16
+        autocast for the trained blocks; fp32 elsewhere. ``fit_record_["precision"]`` says
+        what ran, and a bundle predicts in it. ``bf16`` on hardware without fast bf16 works,
+        slowly, and says so once.
+    task : {"single", "multilabel"} or Task
+        ``single``: one class per text. ``multilabel``: a set of labels per text, given as lists
+        (or sets) of labels or as a binary indicator matrix, predicted in the same form; each
+        label has its own sigmoid and a decision threshold chosen on the validation split
+        (``MultiLabel(thresholds="per-label")`` for one per label). For scores, use ``Regressor``.
+    **shorthand
+        The strategy's parameters and training settings by name, for the short form
+        ``Classifier(strategy="freeze", k=4, epochs=2)`` (= ``strategy=Freeze(k=4),
+        training=Training(epochs=2)``). A name that is neither is an error that says which
+        strategies have it.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The labels seen in ``fit``, in the order of ``predict_proba``'s columns.
+    task_ : Task
+        The fitted task: its label encoding, metrics and (multilabel) thresholds.
+    strategy_ : Strategy
+        The strategy object that was fitted (a copy: the parameter is left as given).
+    predictor_ : Predictor
+        What the fit produced (``unfreeze.inference.predictors``): a head on embeddings or a tuned network.
+    fit_record_ : dict
+        Seconds, peak memory, trainable and total parameters, examples seen, history...
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        strategy: str | Strategy = "features",
+        training: Training | None = None,
+        pooling: str = "auto",
+        layers: str | int | Sequence[int] = "-1",
+        max_length: int = 256,
+        batch_size: int = 32,
+        seed: int = 0,
+        cache: bool = True,
+        device: str | None = None,
+        progress: bool = True,
+        precision: str = "auto",
+        task: str | Task = "single",
+        **shorthand: object,
+    ) -> None:
+        super().__init__(
+            model,
+            strategy,
+            training,
+            pooling,
+            layers,
+            max_length,
+            batch_size,
+            seed,
+            cache,
+            device,
+            progress,
+            precision,
+            **shorthand,
+        )
+        self.task = task
+
+    def _make_task(self) -> Task:
+        task = super()._make_task()
+        if not task.is_classification:
+            raise invalid_parameter(
+                "task", "Classifier", "'single' or 'multilabel' (for scores, use unfreeze.Regressor)", self.task
+            )
+        return task
+
+    def predict_proba(self, X: Sequence[TextInput]) -> np.ndarray:
+        """Class probabilities, columns in the order of ``classes_`` (multilabel: each label's own)."""
+        return self.outputs(X)
+
+    def decision_function(self, X: Sequence[TextInput]) -> np.ndarray:
+        """Class scores (logits), [n, n_classes]; for two single-label classes, scikit-learn's one column: the
+        score of class 1."""
+        check_is_fitted(self, "predictor_")
+        logits = self.predictor_.logits(self.check_inputs(X))
+        return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 and self.task_.name == "single" else logits
+
+
+class Regressor(RegressorMixin, TextEstimator):
+    """Text regressor: a score per text (or text pair) from a pretrained backbone, trained as ``strategy`` says.
+
+    The parameters are ``Classifier``'s (but ``task``, which is ``regression``). The head
+    learns the scores standardised; ``features`` fits ridge regression with its strength by
+    cross-validation (scikit-learn's ``RidgeCV``), the strategies that train a network
+    minimise the mean squared error. ``score`` is R^2, as scikit-learn's regressors';
+    ``evaluate`` adds Spearman (how sweeps and the advisor rank), Pearson, RMSE and MAE.
+    """
+
+    task = "regression"
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        strategy: str | Strategy = "features",
+        training: Training | None = None,
+        pooling: str = "auto",
+        layers: str | int | Sequence[int] = "-1",
+        max_length: int = 256,
+        batch_size: int = 32,
+        seed: int = 0,
+        cache: bool = True,
+        device: str | None = None,
+        progress: bool = True,
+        precision: str = "auto",
+        **shorthand: object,
+    ) -> None:
+        super().__init__(
+            model,
+            strategy,
+            training,
+            pooling,
+            layers,
+            max_length,
+            batch_size,
+            seed,
+            cache,
+            device,
+            progress,
+            precision,
+            **shorthand,
+        )

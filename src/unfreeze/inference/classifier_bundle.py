@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..errors import UnfreezeError, invalid_parameter
 from ..machine.hardware import recorded_precision, run_precision
+from ..tasks import task_from_state
 from ..training.settings import Training
 from .bundle import (
     CHECK_TEXTS_KEY,
@@ -60,7 +61,8 @@ def save_classifier(clf: Classifier, path: str | Path, metrics: dict | None = No
         "pooling": clf.pooling_,
         "layers": list(clf.layers_),
         "max_length": clf.max_length_,
-        "labels": clf.classes_.tolist(),
+        "labels": clf.classes_.tolist() if clf.task_.is_classification else [],
+        "task": clf.task_.state(),
         "versions": package_versions(),
         "fit_record": clf.fit_record_,
         "metrics": metrics or {},
@@ -110,8 +112,9 @@ def load_classifier(
         meta = config["predictor"]
         predictor_type = predictor_class(meta["type"])
         labels = config["labels"]
-        if not isinstance(labels, list) or len(labels) < 2:
-            raise TypeError(f"labels must be a list of at least two classes, not {labels!r}")
+        task = task_from_state(config.get("task"), labels if labels else None)
+        if not isinstance(labels, list) or (task.is_classification and len(labels) < task.min_classes):
+            raise TypeError(f"labels must be a list of at least {task.min_classes} classes, not {labels!r}")
     except (KeyError, TypeError, ValueError, UnfreezeError) as exc:
         raise damaged(path, f"unfreeze.json lacks a valid classifier, strategy or predictor ({exc})") from exc
     if device is not None:
@@ -137,7 +140,7 @@ def load_classifier(
         clf.seed,
         clf.cache,
         clf.progress,
-        len(labels),
+        task.n_outputs,
         None,
         inference_backbone=frozen if strategy.changes_weights else None,
         inference_precision=ran.inference,
@@ -147,9 +150,11 @@ def load_classifier(
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise damaged(path, f"its weights do not fit its model ({exc})") from exc
     n_outputs = clf.predictor_.n_outputs()
-    if n_outputs is not None and n_outputs != len(labels):
+    if n_outputs is not None and n_outputs != task.n_outputs:
         raise damaged(path, f"unfreeze.json lists {len(labels)} labels but the fitted head scores {n_outputs} classes")
-    clf.classes_ = np.asarray(labels)
+    if task.is_classification:
+        clf.classes_ = np.asarray(labels)
+    clf.task_ = task
     clf.strategy_, clf.training_ = strategy, training
     clf.backbone_, clf.base_fingerprint_ = backbone, base.fingerprint()
     clf.pooling_, clf.layers_, clf.max_length_ = config["pooling"], tuple(config["layers"]), config["max_length"]
@@ -240,6 +245,7 @@ def classifier_from_head(
         precision=ran.inference,
     )
     clf.classes_ = np.asarray(head.classes)
+    clf.task_ = task_from_state(None, clf.classes_)
     clf.strategy_, clf.training_ = strategy, Training()
     clf.backbone_, clf.base_fingerprint_ = backbone, base.fingerprint()
     clf.pooling_, clf.layers_, clf.max_length_ = head.pooling, tuple(head.layers), limit

@@ -95,6 +95,19 @@ def make_strategy(value: str | Strategy, owner: str = "Classifier") -> Strategy:
     return strategy_class(value, owner)()
 
 
+def serving(task: str) -> list[str]:
+    """The registered strategies that can fit ``task``."""
+    return [name for name, cls in registered().items() if task in cls.tasks]
+
+
+def check_serves(strategy: Strategy, task: str) -> None:
+    """One line when ``strategy`` cannot fit ``task``, naming the strategies that can."""
+    if task not in type(strategy).tasks:
+        raise UnfreezeError(
+            f"Strategy {strategy.name!r} cannot fit a {task} task; strategies that can: {', '.join(serving(task))}."
+        )
+
+
 def users_of(setting: str) -> list[str]:
     """Names of the strategies that have ``setting`` as a parameter or read it as a training setting."""
     return [

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from ..inference.predictors import NetworkPredictor, Predictor
     from ..models.backbone import Backbone, TextInput
+    from ..tasks import Task
     from ..training import TextClassificationModel
     from ..training.loop import TrainConfig
 
@@ -59,6 +60,15 @@ class FitContext:
     # the precisions that ran, "fp32" or "bf16": work without gradients, and training compute
     inference_precision: str = "fp32"
     training_precision: str = "fp32"
+    # the fitted task (``unfreeze.tasks``): the head's size (``n_classes`` = its ``n_outputs``), the loss, the
+    # scores; None only where nothing trains (a bundle being loaded)
+    task: Task | None = None
+
+    @property
+    def fitted_task(self) -> Task:
+        """The task, fitted on the training labels (a fit always has one)."""
+        assert self.task is not None, "a FitContext that fits needs its task"
+        return self.task
 
     @property
     def prefix_backbone(self) -> Backbone:
@@ -97,6 +107,8 @@ class Strategy(Params):
     # the parameters a sweep's cell names carry (and varies when given lists), with the
     # values a sweep uses when none are given
     sweep_defaults: ClassVar[dict[str, list]] = {}
+    # the tasks (``unfreeze.tasks``) this strategy can fit; a head and loss from the task serve all three
+    tasks: ClassVar[frozenset[str]] = frozenset({"single", "multilabel", "regression"})
 
     @property
     def owner_name(self) -> str:  # type: ignore[override]

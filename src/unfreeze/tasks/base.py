@@ -1,0 +1,190 @@
+"""What every task shares: label encoding, the head's size, the loss, the scores, the split.
+
+A :class:`Task` is fitted on the training labels (``fit_labels``: it learns the classes, or
+the scale of the scores) and then encodes more labels, turns a network's raw outputs
+(``logits``, [n, n_outputs]) into probabilities or values, decides predictions in the
+user's form, and scores them. Its fitted state is JSON (``state``) and travels in bundles.
+
+numpy in, numpy out; torch and scikit-learn are imported where used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from ..errors import UnfreezeError
+
+if TYPE_CHECKING:
+    import torch
+
+
+class Task:
+    """Base class of every task. Subclasses set the class attributes and implement the label methods."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""  # one line for help texts and `unfreeze tasks`
+    metrics: ClassVar[tuple[str, ...]] = ()  # every metric it reports, the default first
+    lower_is_better: ClassVar[frozenset[str]] = frozenset()
+    is_classification: ClassVar[bool] = True
+    # what a strategy that trains a head on the task needs a validation split for beyond the rate
+    # search: multilabel's decision thresholds
+    tunes_on_validation: ClassVar[bool] = False
+    # whether ``class_weight="balanced"`` means something for the task (it weighs classes or labels)
+    weighs_classes: ClassVar[bool] = True
+    min_classes: ClassVar[int] = 0  # labels a bundle of the task must list
+    classes_: np.ndarray | None = None  # a classification task's labels, once fitted
+
+    @property
+    def default_metric(self) -> str:
+        return self.metrics[0]
+
+    def params(self) -> dict[str, Any]:
+        """The task's own settings (multilabel's ``thresholds``); none by default."""
+        return {}
+
+    def fresh(self) -> Task:
+        """An unfitted copy with the same settings."""
+        return type(self)(**self.params())
+
+    def check_metric(self, metric: str, where: str = "--metric") -> str:
+        if metric not in self.metrics:
+            raise UnfreezeError(
+                f"{where} {metric!r} is not a metric of the {self.name} task; choose one of: {', '.join(self.metrics)}."
+            )
+        return metric
+
+    def sign(self, metric: str) -> float:
+        """+1 where a higher value of ``metric`` is better, -1 where lower is."""
+        return -1.0 if metric in self.lower_is_better else 1.0
+
+    # -- labels ------------------------------------------------------------------------------
+
+    def fit_labels(self, y: Any, what: str = "y") -> np.ndarray:
+        """Learn the encoding from the training labels ``y``; return their targets."""
+        raise NotImplementedError
+
+    def encode(self, y: Any, what: str = "y") -> np.ndarray:
+        """Targets of more labels under the learned encoding; a label it never saw is an error."""
+        raise NotImplementedError
+
+    @property
+    def n_outputs(self) -> int:
+        """Units of the head (after ``fit_labels``)."""
+        raise NotImplementedError
+
+    @property
+    def fitted(self) -> bool:
+        raise NotImplementedError
+
+    # -- training ----------------------------------------------------------------------------
+
+    def target_tensor(self, targets: np.ndarray) -> torch.Tensor:
+        import torch
+
+        return torch.as_tensor(np.asarray(targets))
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The per-example loss [n] of raw outputs ``logits`` [n, n_outputs] against ``targets``."""
+        raise NotImplementedError
+
+    def loss_weight(self, targets: np.ndarray, mode: str | None, device: Any) -> torch.Tensor | None:
+        """The loss's weights for ``class_weight=mode`` ("balanced" or None) from the training targets."""
+        return None
+
+    def loss_total(self, targets: torch.Tensor, weight: torch.Tensor | None) -> float:
+        """What a batch's summed per-example losses are divided by (its examples, or their class weights)."""
+        return float(len(targets))
+
+    def validation_loss(self, targets: np.ndarray, logits: np.ndarray) -> float:
+        import torch
+
+        with torch.no_grad():
+            per_example = self.loss(torch.from_numpy(np.asarray(logits, dtype=np.float32)), self.target_tensor(targets))
+        return float(per_example.mean())
+
+    # -- outputs and scores --------------------------------------------------------------------
+
+    def outputs(self, logits: np.ndarray) -> np.ndarray:
+        """Probabilities [n, K] or values [n] in the user's units, from raw outputs [n, n_outputs]."""
+        raise NotImplementedError
+
+    def decide(self, outputs: np.ndarray) -> Any:
+        """Predictions in the form the labels were given, from ``outputs``."""
+        raise NotImplementedError
+
+    def decide_targets(self, targets: np.ndarray) -> Any:
+        """Targets back in the form the labels were given (what ``fit_labels`` was handed)."""
+        raise NotImplementedError
+
+    def outputs_of(self, predictor: Any, inputs: Any) -> np.ndarray:
+        """``outputs`` of a fitted predictor (``unfreeze.inference.predictors``) on ``inputs``."""
+        return self.outputs(predictor.logits(inputs))
+
+    def scores_of_outputs(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
+        """Every metric of ``outputs`` (from :meth:`outputs`) against ``targets``."""
+        raise NotImplementedError
+
+    def scores(self, targets: np.ndarray, logits: np.ndarray) -> dict[str, float]:
+        """Every metric of raw outputs ``logits`` against ``targets``."""
+        return self.scores_of_outputs(targets, self.outputs(logits))
+
+    def selection(self, targets: np.ndarray, logits: np.ndarray) -> tuple[float, float]:
+        """What early stopping and the learning-rate search maximise: (the default metric, -loss)."""
+        value = self.scores(targets, logits)[self.default_metric]
+        return value * self.sign(self.default_metric), -self.validation_loss(targets, logits)
+
+    def tune(self, targets: np.ndarray, logits: np.ndarray) -> None:
+        """Choose decision settings on validation outputs (multilabel's thresholds); nothing by default."""
+
+    def split(self, targets: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(train, validation) row indices of a seeded hold-out of ``fraction``; none when too small."""
+        raise NotImplementedError
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """The fitted task as JSON: what a bundle stores to decode and score predictions."""
+        return {"name": self.name, **self.params()}
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], classes: np.ndarray | None = None) -> Task:
+        """The fitted task from ``state()``; ``classes``: the bundle's classes (stored beside the task)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.name
+
+
+def held_out(groups: np.ndarray, fraction: float, seed: int, min_group: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded hold-out of ``fraction`` of the rows, stratified by ``groups`` (ints); none when a group has
+    fewer than ``min_group`` rows or the hold-out cannot hold every group once."""
+    everything = np.arange(len(groups))
+    if fraction == 0 or not len(groups):
+        return everything, everything[:0]
+    counts = np.bincount(groups)
+    present = counts[counts > 0]
+    n_val = round(fraction * len(groups))
+    if n_val < len(present) or present.min() < min_group:
+        return everything, everything[:0]
+    rng = np.random.default_rng(seed)
+    val: list[int] = []
+    for g in range(len(counts)):
+        members = rng.permutation(np.flatnonzero(groups == g))
+        if len(members):
+            val.extend(members[: max(1, round(len(members) * fraction))].tolist())
+    val_set = set(val)
+    return np.array([i for i in everything if i not in val_set], dtype=np.int64), np.array(sorted(val), dtype=np.int64)
+
+
+def as_rows(y: Any, what: str) -> list:
+    """``y`` as a list of rows (a numpy array, a pandas Series or any sequence)."""
+    if isinstance(y, (str, bytes)):
+        raise UnfreezeError(f"{what} must be a sequence of labels, not a single string.")
+    if hasattr(y, "tolist"):
+        return list(y.tolist())
+    if not isinstance(y, Sequence) and not hasattr(y, "__iter__"):
+        raise UnfreezeError(f"{what} must be a sequence of labels; got {type(y).__name__}.")
+    return list(y)
