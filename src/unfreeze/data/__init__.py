@@ -33,19 +33,30 @@ def load_data(
     label_col: str = "label",
     text_pair_col: str | None = None,
     require_classes: int = 2,
+    task: str | None = None,
+    label_sep: str | None = None,
 ) -> TextDataset:
     """Load a built-in dataset (``NAME`` or ``NAME:SPLIT``) or a file/folder (``PATH`` or ``DIR:SPLIT``).
 
-    ``require_classes``: the fewest classes the data must hold (2 to train on; 1 for a test set)."""
+    ``require_classes``: the fewest classes the data must hold (2 to train on; 1 for a test set).
+    ``task``: how labels are read, "single", "multilabel" or "regression" (None: single, or a built-in's
+    own task); ``label_sep`` splits a file's multi-label strings (with ``task="multilabel"``)."""
     text = str(source)
     name, _, split = text.partition(":")
     if name in BUILTIN:
-        return load_builtin(name, split or None)
+        return load_builtin(name, split or None, task=task, label_sep=label_sep)
     path = Path(text)
     if not path.exists() and split:
         if Path(name).is_dir():
             return read_table(
-                Path(name), text_col, label_col, text_pair_col, split=split, require_classes=require_classes
+                Path(name),
+                text_col,
+                label_col,
+                text_pair_col,
+                split=split,
+                require_classes=require_classes,
+                task=task,
+                label_sep=label_sep,
             )
         if Path(name).is_file():
             raise UnfreezeError(
@@ -60,4 +71,6 @@ def load_data(
                 f"{text!r} is neither a file nor a built-in dataset. Did you mean {near[0]!r}? Built-in datasets: "
                 f"{', '.join(BUILTIN)} (see `unfreeze datasets`)."
             )
-    return read_table(path, text_col, label_col, text_pair_col, require_classes=require_classes)
+    return read_table(
+        path, text_col, label_col, text_pair_col, require_classes=require_classes, task=task, label_sep=label_sep
+    )

