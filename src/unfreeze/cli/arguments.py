@@ -48,8 +48,24 @@ class DataArguments:
     text_col: str = argument("text", "Column holding the text.")
     label_col: str = argument("label", "Column holding the label.")
     text_pair_col: str | None = argument(None, "Column holding the second text of a pair.")
+    task: str | None = argument(
+        None,
+        "What a label is: single (one class per text), multilabel (a set of labels per text: a list, or one "
+        "string split on --label-sep; none is allowed) or regression (a number per text) (default: single; "
+        "a built-in dataset: its own).",
+    )
+    label_sep: str | None = argument(
+        None, "With --task multilabel: the separator of the labels in one string, e.g. '|' for drama|comedy."
+    )
+    thresholds: str = argument(
+        "global",
+        "With --task multilabel: the decision thresholds chosen on the validation split, global (one for every "
+        "label) or per-label.",
+    )
 
     def check(self) -> None:
+        from ..data.labels import check_label_sep, check_task
+
         _at_least(self.n_test, "--n-test", 1, "the test-set size")
         _at_least(self.n_train, "--n-train", 1, "the training-set size")
         _at_least(self.n_per_class, "--n-per-class", 1, "training examples per class")
@@ -57,6 +73,24 @@ class DataArguments:
             raise UnfreezeError(
                 f"--test-size is the fraction held out as test, in (0, 1), e.g. 0.2. Got {self.test_size}."
             )
+        check_task(self.task)
+        check_label_sep(self.label_sep, self.task)
+        if self.thresholds not in THRESHOLDS:
+            raise UnfreezeError(f"--thresholds must be one of {', '.join(THRESHOLDS)}. Got {self.thresholds!r}.")
+        if self.task not in (None, "multilabel"):
+            self.check_thresholds(self.task)
+
+    def check_thresholds(self, task: str) -> None:
+        """``--thresholds per-label`` only for multi-label data (``task``: the data's, a built-in's own when
+        --task was not given)."""
+        if self.thresholds == "per-label" and task != "multilabel":
+            raise UnfreezeError(
+                f"--thresholds per-label chooses a threshold for each label of multi-label data; the task here is "
+                f"{task}. Drop --thresholds, or give --task multilabel."
+            )
+
+
+THRESHOLDS = ("global", "per-label")
 
 
 @dataclass

@@ -17,20 +17,26 @@ app.add_typer(models_app, name="models")
 @app.command()
 @user_errors
 def datasets() -> None:
-    """List the built-in datasets with their sizes and splits."""
-    from ..data.builtin import BUILTIN, TEST_FRACTION, is_materialised, test_size
+    """List the built-in datasets with their tasks, sizes, splits and licences."""
+    from ..data.builtin import BUILTIN, TEST_FRACTION, is_materialised, split_names, test_size, train_size
 
-    typer.echo(f"{'name':<16}{'rows':>8}{'train':>8}{'test':>8}{'classes':>9}  {'cached':<7} description")
+    typer.echo(f"{'name':<16}{'rows':>8}{'train':>8}{'test':>8}{'classes':>9}  {'cached':<7} {'task':<11} description")
     for d in BUILTIN.values():
-        n_test = test_size(d)
+        classes = str(len(d.classes)) if d.classes else "-"
         typer.echo(
-            f"{d.name:<16}{d.n_rows:>8}{d.n_rows - n_test:>8}{n_test:>8}{len(d.classes):>9}  "
-            f"{'yes' if is_materialised(d.name) else 'no':<7} {d.description}"
+            f"{d.name:<16}{d.n_rows:>8}{train_size(d):>8}{test_size(d):>8}{classes:>9}  "
+            f"{'yes' if is_materialised(d.name) else 'no':<7} {d.task:<11} {d.description}"
         )
     typer.echo(
-        f"\nSplits: fixed, stratified, seed 0, {TEST_FRACTION:.0%} test. Use NAME, NAME:train or NAME:test "
-        "wherever DATA is asked."
+        f"\nSplits: fixed; the source's own where it has one, otherwise stratified, seed 0, {TEST_FRACTION:.0%} test. "
+        "Use NAME, NAME:train or NAME:test wherever DATA is asked."
     )
+    others = [f"{d.name}:{s}" for d in BUILTIN.values() for s in split_names(d) if s not in ("train", "test")]
+    if others:
+        typer.echo(f"Further splits: {', '.join(others)} (not used by NAME alone).")
+    typer.echo("\nLicences (of the data):")
+    for d in BUILTIN.values():
+        typer.echo(f"  {d.name:<16}{d.licence}")
 
 
 @app.command()

@@ -82,8 +82,17 @@ def load_train_test(data: str, split: DataArguments, seed: int):
     from ..data.splits import load_splits
 
     train, test_set = load_splits(
-        data, split.test, split.test_size, split.text_col, split.label_col, split.text_pair_col, seed
+        data,
+        split.test,
+        split.test_size,
+        split.text_col,
+        split.label_col,
+        split.text_pair_col,
+        seed,
+        task=split.task,
+        label_sep=split.label_sep,
     )
+    split.check_thresholds(train.task)  # a built-in's own task is known once it is loaded
     if split.n_train is not None or split.n_per_class is not None:
         train = sample(train, n_total=split.n_train, n_per_class=split.n_per_class, seed=seed)
     return train, test_set

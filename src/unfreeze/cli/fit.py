@@ -16,14 +16,24 @@ from .options import given, one_value_each, strategy_parameters, strategy_values
 DataArg = Annotated[
     str, typer.Argument(help="A file (CSV/TSV/JSONL/Parquet), a save_to_disk folder, or a built-in dataset.")
 ]
-TRAIN_DATA = ("test", "test_size", "n_train", "n_per_class", "text_col", "label_col", "text_pair_col")
+TRAIN_DATA = (
+    "test",
+    "test_size",
+    "n_train",
+    "n_per_class",
+    "text_col",
+    "label_col",
+    "text_pair_col",
+    "task",
+    "label_sep",
+)
 
 
 @app.command()
 @user_errors
 @with_parameters(
     arguments(InputArguments),
-    arguments(DataArguments, TRAIN_DATA),
+    arguments(DataArguments, (*TRAIN_DATA, "thresholds")),
     arguments(RunArguments, ("seed", "no_cache", "overwrite")),
     strategy_parameters(),
     training_parameters(),
@@ -185,7 +195,7 @@ def predict(
 @app.command()
 @user_errors
 @with_parameters(
-    arguments(DataArguments, ("text_col", "label_col", "text_pair_col")),
+    arguments(DataArguments, ("text_col", "label_col", "text_pair_col", "task", "label_sep")),
     arguments(RunArguments, ("head", "as_json")),
     arguments(InputArguments, ("device",)),
 )
@@ -201,7 +211,15 @@ def evaluate(
     columns, run, model_in = take(DataArguments, options), take(RunArguments, options), take(InputArguments, options)
     read_config(bundle)
     source = f"{test}:test" if test in BUILTIN else test
-    test_set = load_data(source, columns.text_col, columns.label_col, columns.text_pair_col, require_classes=1)
+    test_set = load_data(
+        source,
+        columns.text_col,
+        columns.label_col,
+        columns.text_pair_col,
+        require_classes=1,
+        task=columns.task,
+        label_sep=columns.label_sep,
+    )
     device = checked_device(model_in.device)
 
     from ..estimators import Classifier

@@ -27,7 +27,21 @@ app.add_typer(heads_app, name="heads")
 @with_parameters(
     arguments(InputArguments, ("model", "pooling", "layers", "max_length", "batch_size", "precision", "device")),
     strategy_parameters(only=("C",)),
-    arguments(DataArguments, ("test", "test_size", "n_train", "n_per_class", "text_col", "label_col", "text_pair_col")),
+    arguments(
+        DataArguments,
+        (
+            "test",
+            "test_size",
+            "n_train",
+            "n_per_class",
+            "text_col",
+            "label_col",
+            "text_pair_col",
+            "task",
+            "label_sep",
+            "thresholds",
+        ),
+    ),
     arguments(RunArguments, ("seed", "no_cache")),
 )
 def heads_add(

