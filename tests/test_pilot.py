@@ -76,9 +76,11 @@ def _plan(slow: float, room: float = 450.0, smaller: list[int] | None = None):
 
 def test_a_cell_costs_its_rates_epochs_steps_and_validation_and_a_cheap_cell_what_the_pool_lacks():
     c = _costs(1.0)["freeze k=3"]
-    searched = 3 * (0.03 + 4 * (0.008 * 64 + 0.0035 * 200)) + 0.002 * 264 + 0.007 * 64
+    # three rates, each fit four epochs of steps and validation, then scored once more to compare the rates
+    fit = 0.03 + 4 * (0.008 * 64 + 0.0035 * 200)
+    searched = 3 * (fit + 0.0035 * 200) + 0.002 * 264 + 0.007 * 64
     assert cell_seconds(c, 64, 200, True) == pytest.approx(searched)
-    assert cell_seconds(c, 64, 200, False) == pytest.approx(searched - 2 * (0.03 + 4 * (0.008 * 64 + 0.0035 * 200)))
+    assert cell_seconds(c, 64, 200, False) == pytest.approx(fit + 0.002 * 264 + 0.007 * 64)
     features = _costs(1.0)["features"]
     assert cell_seconds(features, 128, 200, False, embedded=64 + 200) == pytest.approx(0.3 + 0.004 * 64)
     # the first rung runs every configuration; later rungs the ones halving keeps (priced as their average)

@@ -4,8 +4,9 @@ Each trained configuration fits two epochs of one batch at its strategy's defaul
 seeded sample of the pool, validating on one more batch after each epoch; the second epoch
 is the steady state (the first pays one-time set-up). A configuration that leaves the
 weights alone embeds two batches. What every cell then costs follows from these seconds per
-text (``pilot.cell_seconds``). A few seconds in all for a small model; they count against
-the budget like everything else.
+text (``pilot.cell_seconds``), scaled by the padded tokens per text of a cell's batches over
+those of the timed ones (``padding``: the pool is tokenised once, its batches simulated). A few
+seconds in all for a small model; they count against the budget like everything else.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import dataclasses
 import math
 import time
 
-from ..data import sample
+import numpy as np
+
+from ..data import TextDataset, sample
 from ..errors import UnfreezeError
 from ..machine.deadline import DeadlineReached
 from ..machine.deadline import deadline as time_limit
 from ..sweep.grid import SweepSpec
 from .cost import cell_seconds, human_seconds
+from .padding import grouped_padded, padding_tables, pool_lengths, sorted_padded
 from .pilot import SAFETY, PilotPlan, StepCosts, calibrated_seconds, plan_pilot
 from .pilot import cell_seconds as calibrated_cell
 from .rungs import Configuration, reserve_seconds
@@ -33,9 +37,9 @@ def calibrate(sweep: SweepSpec, data, configs: list, device: str | None, seed: i
     from ..sweep.plan import cell_classifier, inference_backbone, prediction_seconds_per_text
     from ..training.prefix import PREFIX_POOLS
 
-    batch = max(2, min(sweep.batch_size, len(data.train_pool) // 2))
-    texts = sample(data.train_pool, n_total=min(2 * batch, len(data.train_pool)), seed=seed)
+    batch, texts = calibration_texts(sweep, data, seed)
     train, validation = texts.subset(list(range(batch))), texts.subset(list(range(batch, len(texts))))
+    tokens, padding = padding_of(sweep, data, texts, batch, device, seed)
     costs: dict[str, StepCosts] = {}
     warmed = False
     with EMBEDDING_POOLS.suspended(), PREFIX_POOLS.suspended():
@@ -72,9 +76,13 @@ def calibrate(sweep: SweepSpec, data, configs: list, device: str | None, seed: i
                 forward = (time.perf_counter() - started) / len(texts)
                 clf = cell_classifier(sweep, cell, device, use_cache=False)
                 clf.fit(train.inputs, train.labels)
-                # the head's fit (a logistic regression) is mostly set-up at these sizes: counted as fixed
-                costs[config.label] = StepCosts(
-                    config.label, True, forward=forward, fixed=max(clf.fit_seconds_ - forward * batch, 0.0)
+                # the head's fit (a logistic regression) is mostly set-up at these sizes: counted as fixed (beyond
+                # embedding its sample, whose batch pads as it does)
+                embedding = forward * batch * tokens["fit_embed_tokens"] / (tokens["embed_tokens"] or 1.0)
+                costs[config.label] = with_tokens(
+                    StepCosts(config.label, True, forward=forward, fixed=max(clf.fit_seconds_ - embedding, 0.0)),
+                    tokens,
+                    padding,
                 )
                 continue
             one = dataclasses.replace(
@@ -86,7 +94,7 @@ def calibrate(sweep: SweepSpec, data, configs: list, device: str | None, seed: i
             clf = untimed(one, cell, device)
             clf.fit(train.inputs, train.labels, validation=(validation.inputs, validation.labels))
             record = clf.fit_record_
-            costs[config.label] = step_costs(
+            measured = step_costs(
                 config.label,
                 record,
                 clf.fit_seconds_,
@@ -98,7 +106,62 @@ def calibrate(sweep: SweepSpec, data, configs: list, device: str | None, seed: i
                 if sweep.searches_rates and "learning_rate" in strategy.training_settings
                 else 1,
             )
+            costs[config.label] = with_tokens(measured, tokens, padding)
     return costs
+
+
+def calibration_texts(sweep: SweepSpec, data, seed: int) -> tuple[int, TextDataset]:
+    """The texts calibration trains on (the first ``batch``) and validates on (the rest): a seeded sample."""
+    batch = max(2, min(sweep.batch_size, len(data.train_pool) // 2))
+    return batch, sample(data.train_pool, n_total=min(2 * batch, len(data.train_pool)), seed=seed)
+
+
+def padding_of(sweep: SweepSpec, data, texts, batch: int, device: str | None, seed: int) -> tuple[dict, dict]:
+    """The padded tokens per text of the batches calibration times (``timed_tokens``) and the padding of a cell's
+    batches, simulated from the pool's token lengths (``padding.padding_tables``): the pool is tokenised once."""
+    from ..models.loaded import shared_backbone
+
+    tokenizer = shared_backbone(sweep.model, device)
+    lengths = tokenizer.encode(list(texts.inputs), sweep.max_length).lengths
+    pool = pool_lengths(tokenizer, data.train_pool.inputs, sweep.max_length, seed)
+    return timed_tokens(lengths, batch, sweep.batch_size, seed), padding_tables(pool, sweep.batch_size)
+
+
+def with_tokens(costs: StepCosts, tokens: dict[str, float], padding: dict) -> StepCosts:
+    """``costs`` with the padded tokens per text of the batches that timed them, and the pool's padding."""
+    if costs.cheap:  # it embedded every calibration text, longest first
+        return dataclasses.replace(costs, forward_tokens=tokens["embed_tokens"], padding=padding)
+    return dataclasses.replace(
+        costs,
+        train_tokens=tokens["train_tokens"],
+        validate_tokens=tokens["validate_tokens"],
+        prefix_tokens=tokens["prefix_tokens"],
+        forward_tokens=tokens["forward_tokens"],
+        padding=padding,
+    )
+
+
+def timed_tokens(lengths: list[int], batch: int, batch_size: int, seed: int) -> dict[str, float]:
+    """Padded tokens per text of the batches calibration times, from the token ``lengths`` of its texts (the
+    first ``batch`` train, the rest validate): the training steps (length-grouped batches of ``batch_size``), the
+    validation (longest first, twice the batch), the frozen prefix of both and the prediction of the validation
+    texts (longest first); a cheap configuration embeds them all, its fit the training texts."""
+    train, validation = lengths[:batch], lengths[batch:]
+
+    def per_text(padded: float, texts: int) -> float:
+        return padded / texts if texts else 0.0
+
+    rng = np.random.default_rng(seed)
+    return {
+        "train_tokens": per_text(grouped_padded(train, batch_size, rng), len(train)),
+        "validate_tokens": per_text(sorted_padded(validation, 2 * batch_size), len(validation)),
+        "prefix_tokens": per_text(
+            sorted_padded(train, batch_size) + sorted_padded(validation, batch_size), len(lengths)
+        ),
+        "forward_tokens": per_text(sorted_padded(validation, batch_size), len(validation)),
+        "embed_tokens": per_text(sorted_padded(lengths, batch_size), len(lengths)),
+        "fit_embed_tokens": per_text(sorted_padded(train, batch_size), len(train)),
+    }
 
 
 def untimed(spec: SweepSpec, cell, device: str | None):
@@ -225,4 +288,14 @@ def calibration_ratio(costs: dict[str, StepCosts], rows: list[dict]) -> dict:
     }
 
 
-__all__ = ["calibrate", "calibration_ratio", "make_pilot", "step_costs", "untimed"]
+__all__ = [
+    "calibrate",
+    "calibration_ratio",
+    "calibration_texts",
+    "make_pilot",
+    "padding_of",
+    "step_costs",
+    "timed_tokens",
+    "untimed",
+    "with_tokens",
+]

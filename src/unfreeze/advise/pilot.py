@@ -10,7 +10,8 @@ kept for the rung), the whole validation set at small rungs (a nested subset of 
 rung's size), a smaller first size, the third seed, the most expensive configurations (the
 plan says which and why). When even the cheapest of these cannot reach three sizes, it says
 so in one line and runs the cheapest honest pilot: the cheap configurations and the cheapest
-trained one, on two seeds. No torch.
+trained one, on two seeds. Each cost per text is scaled by the padded tokens per text of the
+batches a cell runs over those of the batches calibration timed (``padding``). No torch.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from .cost import human_seconds
+from .padding import TABLE_OF, padding_at
 from .spec import rung_sizes
 
 # a learning curve needs this many sizes before it predicts anything
@@ -43,9 +45,28 @@ class StepCosts:
     fixed: float = 0.0  # a fit's set-up: copies of the model, the head, encoding
     epochs: int = 1  # a searched fit's epoch ceiling (early stopping may end it sooner)
     rates: int = 1  # rates a search tries (1: one fit)
+    # padded tokens per text of the batches calibration timed, per cost above (0: not recorded, as in plans of
+    # earlier releases: the costs are not rescaled)
+    train_tokens: float = 0.0
+    validate_tokens: float = 0.0
+    prefix_tokens: float = 0.0
+    forward_tokens: float = 0.0
+    # padded tokens per text of a cell's batches by their number of texts, simulated from the pool's token lengths
+    # (``padding.padding_tables``: {"train" | "validate" | "sorted": [[texts, tokens per text], ...]})
+    padding: dict = field(default_factory=dict, hash=False)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def per_text(self, cost: str, texts: float) -> float:
+        """Seconds per text of ``cost`` ("train", "validate", "prefix" or "forward") in a cell's batches over
+        ``texts`` texts: the calibrated seconds times the padded tokens per text of those batches over those of the
+        batches calibration timed (a batch costs about its texts times its longest text)."""
+        seconds, timed = getattr(self, cost), getattr(self, f"{cost}_tokens")
+        table = self.padding.get(TABLE_OF[cost])
+        if not seconds or not timed or not table or texts <= 0:
+            return seconds
+        return seconds * padding_at(table, texts) / timed
 
 
 def cell_seconds(c: StepCosts, n: int, validation: int, searched: bool, embedded: int = 0) -> float:
@@ -54,17 +75,23 @@ def cell_seconds(c: StepCosts, n: int, validation: int, searched: bool, embedded
     training sample is scored at the end. A cheap cell embeds what the shared pool does not hold yet
     (``embedded`` texts of its seed: the nested smaller sample and the validation set) and fits its head."""
     if c.cheap:
-        return c.fixed + c.forward * max(n + validation - embedded, 0) + c.train * n
-    return fits_seconds(c, n, validation, [c.epochs] * (c.rates if searched else 1))
+        fresh = max(n + validation - embedded, 0)
+        return c.fixed + c.per_text("forward", fresh) * fresh + c.train * n
+    search = searched and c.rates > 1
+    return fits_seconds(c, n, validation, [c.epochs] * (c.rates if search else 1), search)
 
 
-def fits_seconds(c: StepCosts, n: int, validation: int, epochs: list[int]) -> float:
-    """A trained cell's seconds: one fit per entry of ``epochs`` (that many epochs of steps and validation), the
-    prefix once, the training sample scored at the end."""
+def fits_seconds(c: StepCosts, n: int, validation: int, epochs: list[int], searched: bool = False) -> float:
+    """A trained cell's seconds: one fit per entry of ``epochs`` (that many epochs of steps and validation; a
+    search's fits score the validation set once more, to compare the rates: ``rate_search.search_rates``), the
+    prefix once (of the training sample and of the validation set, each run longest first), the training sample
+    scored at the end."""
+    steps, scoring = c.per_text("train", n) * n, c.per_text("validate", validation) * validation
     return (
-        sum(c.fixed + e * (c.train * n + c.validate * validation) for e in epochs)
-        + c.prefix * (n + validation)
-        + c.forward * n
+        sum(c.fixed + e * (steps + scoring) + (scoring if searched else 0.0) for e in epochs)
+        + c.per_text("prefix", n) * n
+        + c.per_text("prefix", validation) * validation
+        + c.per_text("forward", n) * n
     )
 
 
@@ -77,7 +104,8 @@ def calibrated_seconds(c: StepCosts, row: dict) -> float | None:
     if c.cheap:
         return cell_seconds(c, n, validation, False)
     fit = row.get("fit") or {}
-    return fits_seconds(c, n, validation, [int(t.get("epochs_run") or c.epochs) for t in fit.get("lr_search") or [fit]])
+    trials = fit.get("lr_search") or []
+    return fits_seconds(c, n, validation, [int(t.get("epochs_run") or c.epochs) for t in trials or [fit]], bool(trials))
 
 
 @dataclass
