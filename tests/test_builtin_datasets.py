@@ -47,7 +47,7 @@ def _folder(name: str):
 
 
 def test_every_builtin_is_covered():
-    assert set(BUILTIN) == set(NAMES)
+    assert set(BUILTIN) == set(NAMES) | set(TASK_BUILTINS)  # the other tasks' built-ins: below
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -166,3 +166,118 @@ def test_damaged_movie_snippets_is_rematerialised(loaded):
     assert sha256_file(data) != BUILTIN[name].sha256
     assert load_builtin(name, "test").fingerprint() == test.fingerprint() == TEST_FINGERPRINTS[name]
     assert sha256_file(data) == BUILTIN[name].sha256
+
+
+# -- the built-ins of other tasks (issue 28): the source's own splits ----------------------------------
+
+TASK_BUILTINS = {
+    "sts-b": {"task": "regression", "splits": {"train": 5749, "test": 1379, "dev": 1500}},
+    "conll-entities": {"task": "multilabel", "splits": {"train": 14041 + 3250, "test": 3453}},
+}
+TASK_FINGERPRINTS = {
+    "sts-b": "851fa398ca17f029429c4b12d6ec467f134273cff2d51e7f2f65312207ec4eb5",
+    "conll-entities": "217bbfbfcabbf13cf896c87f5cf0bcc79730570119faf4842d7d86405fff9f76",
+}
+
+
+def test_every_builtin_of_another_task_is_covered():
+    assert set(BUILTIN) == set(NAMES) | set(TASK_BUILTINS)
+    for name, expected in TASK_BUILTINS.items():
+        assert BUILTIN[name].task == expected["task"] and BUILTIN[name].splits == expected["splits"]
+
+
+@pytest.mark.parametrize("name", list(TASK_BUILTINS))
+def test_task_builtins_keep_the_source_splits_and_their_task(name):
+    expected = TASK_BUILTINS[name]
+    full = load_builtin(name)
+    assert len(full) == BUILTIN[name].n_rows == sum(expected["splits"].values())
+    parts = {split: load_builtin(name, split) for split in expected["splits"]}
+    assert {split: len(ds) for split, ds in parts.items()} == expected["splits"]
+    for split, ds in parts.items():
+        assert ds.task == expected["task"] and ds.name == f"{name}:{split}"
+    # the splits are the rows of the whole, each once, in the source's order
+    assert sorted(t for ds in parts.values() for t in ds.texts) == sorted(full.texts)
+    assert parts["test"].fingerprint() == TASK_FINGERPRINTS[name]
+    assert sha256_file(_folder(name) / "data.jsonl") == BUILTIN[name].sha256
+    assert load_data(name).fingerprint() == load_data(f"{name}:all").fingerprint() == full.fingerprint()
+
+
+def test_sts_b_is_sentence_pairs_with_scores_from_0_to_5():
+    train, test = load_builtin("sts-b", "train"), load_builtin("sts-b", "test")
+    assert train.classes == [] and train.class_counts() == {}
+    assert (train.texts[0], train.text_pairs[0], train.labels[0]) == (
+        "A plane is taking off.",
+        "An air plane is taking off.",
+        5.0,
+    )
+    assert (test.texts[0], test.text_pairs[0], test.labels[0]) == (
+        "A girl is styling her hair.",
+        "A girl is brushing her hair.",
+        2.5,
+    )
+    assert min(train.labels) == 0.0 and max(train.labels) == 5.0
+    assert all(type(v) is float for v in train.labels + test.labels)
+    assert len(set(train.labels)) == 140  # fractional scores: a regression target, not classes
+
+
+def test_conll_entities_is_the_set_of_entity_types_of_each_sentence():
+    full, train, test = (load_builtin("conll-entities", s) for s in (None, "train", "test"))
+    assert full.classes == ["LOC", "MISC", "ORG", "PER"] == list(BUILTIN["conll-entities"].classes)
+    assert full.class_counts() == BUILTIN["conll-entities"].class_counts
+    assert train.class_counts() == {"LOC": 6456, "MISC": 3393, "ORG": 5549, "PER": 5493}
+    assert test.class_counts() == {"LOC": 1266, "MISC": 563, "ORG": 1229, "PER": 1025}
+    assert Counter(len(labels) for labels in full.labels) == {
+        0: 4251,
+        1: 9888,
+        2: 4922,
+        3: 1490,
+        4: 193,
+    }  # 6,605 with 2+
+    assert (train.texts[0], train.labels[0]) == ("EU rejects German call to boycott British lamb .", ("MISC", "ORG"))
+    assert (test.texts[0], test.labels[0]) == (
+        "SOCCER - JAPAN GET LUCKY WIN , CHINA IN SURPRISE DEFEAT .",
+        ("LOC", "PER"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("source", "task", "label_sep", "words"),
+    [
+        ("sts-b", "single", None, "sts-b is a regression dataset (STS Benchmark sentence pairs); --task single does"),
+        ("conll-entities:test", "regression", None, "Drop --task, or give --task multilabel."),
+        ("sts-b", None, "|", "only --task multilabel reads (the task here is regression)"),
+        ("sts-b:valid", None, None, "Unknown split 'valid' of sts-b. Splits: train, dev, test."),
+    ],
+)
+def test_a_task_builtin_refuses_another_task_in_one_line(source, task, label_sep, words):
+    with pytest.raises(UnfreezeError) as info:
+        load_data(source, task=task, label_sep=label_sep)
+    assert words in str(info.value) and "\n" not in str(info.value)
+    assert load_data("sts-b:dev", task="regression").task == "regression"
+
+
+def test_a_damaged_task_builtin_is_rematerialised():
+    folder = _folder("sts-b")
+    load_builtin("sts-b", "test")
+    (folder / "split.json").unlink()
+    assert load_builtin("sts-b", "test").fingerprint() == TASK_FINGERPRINTS["sts-b"]
+    assert len(load_builtin("sts-b", "dev")) == 1500
+
+
+def test_the_listing_says_each_task_the_source_splits_and_the_licences():
+    from typer.testing import CliRunner
+
+    from unfreeze.cli import app
+
+    result = CliRunner().invoke(app, ["datasets"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:6]}
+    assert rows["sts-b"][1:5] + rows["sts-b"][6:7] == ["8628", "5749", "1379", "-", "regression"]
+    assert rows["conll-entities"][1:5] + rows["conll-entities"][6:7] == ["20744", "17291", "3453", "4", "multilabel"]
+    assert rows["movie-snippets"][6] == "single"
+    assert "Further splits: sts-b:dev (not used by NAME alone)." in result.stdout
+    licences = result.stdout.split("Licences (of the data):\n")[1].splitlines()
+    assert [line.split()[0] for line in licences] == list(BUILTIN)
+    assert "  sts-b           scores CC BY-SA 4.0; sentences from their sources (see the package)" in licences
+    assert "  conll-entities  Reuters text: research use only, not for redistribution" in licences
+    assert "  movie-snippets  MIT (vaderSentiment)" in licences
