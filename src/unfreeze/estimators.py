@@ -217,10 +217,10 @@ class TextEstimator(BaseEstimator):
             inputs, y_idx = [*inputs, *val_inputs], np.concatenate([y_idx, y_val])
         else:
             # a task that tunes its decision on validation outputs (multilabel's thresholds) splits even
-            # without a rate to search
+            # without a rate to search, unless the strategy tunes it on out-of-fold outputs of every text
             train_idx, val_idx = (
                 task.split(y_idx, training.validation_fraction, self.seed)
-                if rates or task.tunes_on_validation
+                if rates or (task.tunes_on_validation and not strategy.tunes_decision)
                 else (np.arange(len(y_idx)), np.arange(0))
             )
         note = None
@@ -275,7 +275,7 @@ class TextEstimator(BaseEstimator):
             if "learning_rate" in strategy.training_settings:
                 search = {"tuned": False, "learning_rate": config.learning_rate, **({"tuning": note} if note else {})}
 
-        decision = self._tune_decision(task, result.predictor, inputs, y_idx, val_idx)
+        decision = self._tune_decision(task, result.predictor, inputs, y_idx, val_idx, result.record)
         self.task_ = task
         if task.classes_ is not None:
             self.classes_ = task.classes_
@@ -301,11 +301,15 @@ class TextEstimator(BaseEstimator):
         return self
 
     @staticmethod
-    def _tune_decision(task: Task, predictor, inputs: list, targets: np.ndarray, val_idx: np.ndarray) -> dict:
+    def _tune_decision(
+        task: Task, predictor, inputs: list, targets: np.ndarray, val_idx: np.ndarray, record: dict | None = None
+    ) -> dict:
         """Let a task that decides on validation outputs (multilabel's thresholds) choose; what the fit record
-        says about it."""
+        says about it. A strategy that tuned it already (its record says ``decision_tuned``) is not overruled."""
         if not task.tunes_on_validation:
             return {}
+        if (record or {}).get("decision_tuned"):
+            return {"decision": task.state()}
         if not len(val_idx):
             return {"decision": task.state(), "decision_note": "not tuned: no validation split"}
         task.tune(targets[val_idx], predictor.logits([inputs[i] for i in val_idx]))
@@ -496,6 +500,16 @@ class Classifier(ClassifierMixin, TextEstimator):
     def predict_proba(self, X: Sequence[TextInput]) -> np.ndarray:
         """Class probabilities, columns in the order of ``classes_`` (multilabel: each label's own)."""
         return self.outputs(X)
+
+    def score(self, X: Sequence[TextInput], y: Any, sample_weight: Any = None) -> float:
+        """Accuracy; multilabel: subset accuracy (every label of a text right), as scikit-learn's multi-label
+        classifiers score, for labels given as lists as well as an indicator matrix."""
+        from sklearn.metrics import accuracy_score
+
+        predicted = self.predict(X)
+        if isinstance(predicted, list):  # label sets: compared as their indicator matrices
+            y, predicted = self.task_.encode(y, "y"), self.task_.encode(predicted, "predictions")
+        return float(accuracy_score(y, predicted, sample_weight=sample_weight))
 
     def decision_function(self, X: Sequence[TextInput]) -> np.ndarray:
         """Class scores (logits), [n, n_classes]; for two single-label classes, scikit-learn's one column: the

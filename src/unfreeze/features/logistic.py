@@ -157,6 +157,20 @@ class LogisticHead:
         """Scores before the softmax: [n] for two classes, [n, K] otherwise."""
         return self.model_.decision_function(self._standardise(features))
 
+    @property
+    def n_outputs(self) -> int:
+        return len(self.model_.classes_)
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """Scores before the softmax, [n, K]; two classes: [0, the log-odds of class 1] (the same softmax)."""
+        scores = self.decision_function(features)
+        # scikit-learn gives one column for two classes: the log-odds of class 1
+        return np.column_stack([np.zeros_like(scores), scores]) if scores.ndim == 1 else scores
+
+    def record(self) -> dict[str, object]:
+        """What a fit record says about the fitted head."""
+        return {"C": self.C_}
+
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, object]]:
         """The arrays (for safetensors) and the JSON-able description of the fitted head."""
         tensors = {

@@ -2,8 +2,8 @@
 
 Two shapes cover every strategy so far:
 
-- :class:`EmbeddingHead`: a logistic head on pooled hidden states of a body that is the
-  base model (``features``) or a tuned copy of it (``setfit``);
+- :class:`EmbeddingHead`: a head (the task's: logistic, one-vs-rest or ridge) on pooled hidden states
+  of a body that is the base model (``features``) or a tuned copy of it (``setfit``);
 - :class:`NetworkPredictor`: a tuned network, body and linear head (``freeze``, ``full``,
   ``reinit``, ``lora``).
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from ..export.onnx import ExportResult
     from ..features.embed import Embeddings
-    from ..features.logistic import LogisticHead
+    from ..features.heads import FittedHead
     from ..models.backbone import Backbone, TextInput
     from ..strategies.base import FitContext, Strategy
     from ..training.model import TextClassificationModel
@@ -109,7 +109,10 @@ class Predictor:
 @register_predictor
 @dataclass
 class EmbeddingHead(Predictor):
-    """A logistic head on pooled hidden states; the body is the base model or, with ``tuned``, a tuned copy."""
+    """A head on pooled hidden states; the body is the base model or, with ``tuned``, a tuned copy.
+
+    The head is the task's (``unfreeze.features.heads``): a logistic regression (single), one per label
+    (multilabel), or ridge (regression); ``logits`` are its raw outputs [n, n_outputs]."""
 
     type_name: ClassVar[str] = "embedding_head"
     numpy_files: ClassVar[frozenset[str]] = frozenset({"head"})
@@ -119,7 +122,7 @@ class EmbeddingHead(Predictor):
     layers: tuple[int, ...]
     max_length: int
     batch_size: int
-    head: LogisticHead | None
+    head: FittedHead | None
     use_cache: bool = True  # the embedding cache is keyed by the base model's weights: never for a tuned body
     progress: bool = True
     tuned: bool = False
@@ -164,21 +167,21 @@ class EmbeddingHead(Predictor):
     def features(self, inputs: Sequence[TextInput]) -> np.ndarray:
         return self.embed(inputs).features(self.layers)
 
-    def fitted_head(self) -> LogisticHead:
+    def fitted_head(self) -> FittedHead:
         if self.head is None:
             raise RuntimeError("this EmbeddingHead has no fitted head yet")
         return self.head
 
     def logits(self, inputs: Sequence[TextInput]) -> np.ndarray:
-        scores = self.fitted_head().decision_function(self.features(inputs))
-        # scikit-learn gives one column for two classes: the log-odds of class 1
-        return np.column_stack([np.zeros_like(scores), scores]) if scores.ndim == 1 else scores
+        """The head's raw outputs [n, n_outputs]: class scores (two classes: 0 and the log-odds of class 1),
+        each label's log-odds (multilabel), or the standardised score (regression)."""
+        return self.fitted_head().logits(self.features(inputs))
 
     def proba(self, inputs: Sequence[TextInput]) -> np.ndarray:
         return self.fitted_head().predict_proba(self.features(inputs))
 
     def n_outputs(self) -> int | None:
-        return len(self.fitted_head().model_.classes_)
+        return self.fitted_head().n_outputs
 
     def state(self) -> PredictorState:
         tensors, meta = self.fitted_head().state()
@@ -191,7 +194,7 @@ class EmbeddingHead(Predictor):
 
     @classmethod
     def from_state(cls, context: FitContext, strategy: Strategy, state: PredictorState) -> EmbeddingHead:
-        from ..features.logistic import LogisticHead
+        from ..features.heads import head_from_state
 
         backbone = context.backbone
         tuned = bool(state.meta.get("tuned"))
@@ -199,7 +202,7 @@ class EmbeddingHead(Predictor):
             backbone.model = strategy.prepare(backbone)
             load_trained(backbone.model, state.files["trained"], "trained.safetensors")
             backbone.model.eval()
-        head = LogisticHead.from_state(state.files["head"], state.meta["head"])
+        head = head_from_state(state.files["head"], state.meta["head"])
         return cls(
             backbone,
             context.pooling,

@@ -109,6 +109,10 @@ class Strategy(Params):
     sweep_defaults: ClassVar[dict[str, list]] = {}
     # the tasks (``unfreeze.tasks``) this strategy can fit; a head and loss from the task serve all three
     tasks: ClassVar[frozenset[str]] = frozenset({"single", "multilabel", "regression"})
+    # True: the strategy tunes a task's decision (multilabel thresholds) itself, on out-of-fold outputs of every
+    # training text, and says ``decision_tuned`` in its fit record; the estimator then holds out no validation
+    # split for it (features, setfit)
+    tunes_decision: ClassVar[bool] = False
 
     @property
     def owner_name(self) -> str:  # type: ignore[override]

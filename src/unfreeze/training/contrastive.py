@@ -131,26 +131,46 @@ def pair_batches(
 
     Per round and example: one positive partner (same class, another example when the
     class has one) and one negative partner (any other class), in shuffled order.
+    ``labels``: class indices [n], or a label indicator matrix [n, K] (several labels per
+    text), where partners sharing a label are positive and those sharing none negative, as
+    the setfit library pairs multi-label data (texts without a label pair positively with each
+    other); an example that shares a label with every other has no negative partner.
     """
     labels = np.asarray(labels)
-    by_class = {c: np.flatnonzero(labels == c) for c in np.unique(labels)}
-    others = {c: np.flatnonzero(labels != c) for c in by_class}
+    group, same_of, others_of = _partners(labels)
     pending: list[tuple[int, int, float]] = []
     for _ in range(num_iterations):
         for i in rng.permutation(len(labels)):
-            same = by_class[labels[i]]
+            same = same_of[group[i]]
             j = same[rng.integers(len(same))]
             if len(same) > 1:
                 while j == i:
                     j = same[rng.integers(len(same))]
             pending.append((int(i), int(j), 1.0))
-            other = others[labels[i]]
-            pending.append((int(i), int(other[rng.integers(len(other))]), 0.0))
+            other = others_of[group[i]]
+            if len(other):
+                pending.append((int(i), int(other[rng.integers(len(other))]), 0.0))
             while len(pending) >= batch_size:
                 chunk, pending = pending[:batch_size], pending[batch_size:]
                 yield _as_arrays(chunk)
     if pending:
         yield _as_arrays(pending)
+
+
+def _partners(labels: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """Each example's group (its class, or its set of labels), and per group the examples that pair
+    positively (same class; a shared label) and negatively with its members."""
+    if labels.ndim == 1:
+        classes, group = np.unique(labels, return_inverse=True)
+        related = np.eye(len(classes), dtype=bool)
+    else:
+        sets, group = np.unique(labels > 0.5, axis=0, return_inverse=True)
+        related = (sets.astype(np.int64) @ sets.T.astype(np.int64)) > 0
+        related |= np.eye(len(sets), dtype=bool)  # the same set (the empty one too) pairs positively
+    group = group.reshape(-1)
+    same = [np.flatnonzero(related[g][group]) for g in range(len(related))]
+    others = [np.flatnonzero(~related[g][group]) for g in range(len(related))]
+    return group, same, others
 
 
 def _as_arrays(chunk: list[tuple[int, int, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

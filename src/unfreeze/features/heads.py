@@ -1,0 +1,81 @@
+"""The heads on pooled features, one per task, and the registry that builds and loads them.
+
+- ``single``: :class:`~unfreeze.features.logistic.LogisticHead` (softmax logistic regression, C by CV accuracy);
+- ``multilabel``: :class:`~unfreeze.features.ovr.OneVsRestHead` (a logistic regression per label, C by CV micro-F1);
+- ``regression``: :class:`~unfreeze.features.ridge.RidgeHead` (ridge, alpha by leave-one-out CV).
+
+Every head standardises the features, exposes ``logits(features)`` [n, n_outputs] and
+``n_outputs``, and saves as safetensors arrays plus a JSON description whose ``type`` names
+it here (a head written before types existed is a logistic one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..errors import UnfreezeError
+from .logistic import LogisticHead
+from .ovr import OneVsRestHead
+from .ridge import RidgeHead
+
+
+class FittedHead(Protocol):
+    """What an ``EmbeddingHead`` needs of its head."""
+
+    @property
+    def n_outputs(self) -> int: ...
+
+    def logits(self, features: np.ndarray) -> np.ndarray: ...
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray: ...
+
+    def record(self) -> dict[str, object]: ...
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, object]]: ...
+
+
+HEAD_TYPES: dict[str, Any] = {"logistic": LogisticHead, "ovr_logistic": OneVsRestHead, "ridge": RidgeHead}
+# the head a task's model gets (the keys are task names: this is the registry that maps them)
+TASK_HEADS: dict[str, str] = {"single": "logistic", "multilabel": "ovr_logistic", "regression": "ridge"}
+
+
+def make_head(
+    task: str,
+    owner: str,
+    C: float | None = None,
+    alpha: float | None = None,
+    cv: int = 5,
+    seed: int = 0,
+    class_weight: str | None = None,
+    out_of_fold: bool = False,
+) -> FittedHead:
+    """An unfitted head for ``task``; C belongs to the logistic heads and alpha to ridge: the other is refused."""
+    if task not in TASK_HEADS:
+        raise UnfreezeError(f"Strategy {owner!r} has no head for a {task} task.")
+    kind = TASK_HEADS[task]
+    if kind == "ridge":
+        if C is not None:
+            raise UnfreezeError(
+                f"C={C} is the logistic head's strength; a {task} task's head is ridge regression: "
+                f"give alpha instead (--alpha), or drop C."
+            )
+        return RidgeHead(alpha=alpha)
+    if alpha is not None:
+        raise UnfreezeError(
+            f"alpha={alpha} is the ridge head's strength (regression); a {task} task's head is a logistic "
+            "regression: give C instead (--C), or drop alpha."
+        )
+    if kind == "ovr_logistic":
+        return OneVsRestHead(C=C, cv=cv, seed=seed, class_weight=class_weight, out_of_fold=out_of_fold)
+    return LogisticHead(C=C, cv=cv, seed=seed, class_weight=class_weight)
+
+
+def head_from_state(tensors: Mapping[str, object], meta: dict) -> FittedHead:
+    """The fitted head a bundle stored (``state()``'s arrays and description)."""
+    kind = meta.get("type", "logistic")
+    if kind not in HEAD_TYPES:
+        raise ValueError(f"unknown head type {kind!r} (known: {', '.join(HEAD_TYPES)})")
+    return HEAD_TYPES[kind].from_state(tensors, meta)
