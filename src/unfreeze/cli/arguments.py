@@ -145,7 +145,12 @@ class RunArguments:
         "Examples held out per seed as every size's validation set; 0: --validation-fraction of each sample "
         "(default: sweep 0; advise a fifth of the labelled data, 8 per class to 200).",
     )
-    metric: str = argument("accuracy", "accuracy, macro_f1 or mcc.")
+    metric: str | None = argument(
+        None,
+        "The score to rank and draw: one of the task's metrics (single: accuracy, macro_f1, mcc; multilabel: "
+        "micro_f1, macro_f1, samples_f1, subset_accuracy, hamming_loss; regression: spearman, pearson, rmse, "
+        "mae, r2) (default: the task's own score, accuracy, micro_f1 or spearman).",
+    )
     retry_failed: bool = argument(False, "Run failed cells again.")
     no_cache: bool = argument(
         False, "Do not read or write the on-disk caches (embeddings; in sweeps also the shared frozen-prefix states)."
@@ -228,6 +233,9 @@ def spec_settings(model_in: InputArguments, split: DataArguments) -> dict[str, A
         "text_col": split.text_col,
         "label_col": split.label_col,
         "text_pair_col": split.text_pair_col,
+        "task": split.task,
+        "label_sep": split.label_sep,
+        "thresholds": split.thresholds,
         "pooling": model_in.pooling,
         "layers": model_in.layers,
         "max_length": model_in.max_length,
@@ -259,11 +267,16 @@ def seed_list(value: str | None, default: list[int]) -> list[int]:
     return seeds
 
 
-def check_metric(metric: str) -> str:
-    from ..metrics import METRICS
+def check_metric(metric: str | None) -> str | None:
+    """``--metric`` as given: None (the task's default score) or a metric some task reports; one line otherwise.
+    Whether the data's task reports it is checked once the task is known (``Task.check_metric``)."""
+    from ..tasks import TASKS
 
-    if metric not in METRICS:
-        raise UnfreezeError(f"Unknown metric {metric!r} (--metric). Metrics: {', '.join(METRICS)}.")
+    if metric is None:
+        return None
+    known = list(dict.fromkeys(m for cls in TASKS.values() for m in cls.metrics))
+    if metric not in known:
+        raise UnfreezeError(f"Unknown metric {metric!r} (--metric). Metrics: {', '.join(known)}.")
     return metric
 
 

@@ -41,7 +41,17 @@ from .options import (
     with_parameters,
 )
 
-SWEEP_DATA = ("test", "test_size", "n_test", "text_col", "label_col", "text_pair_col")
+SWEEP_DATA = (
+    "test",
+    "test_size",
+    "n_test",
+    "text_col",
+    "label_col",
+    "text_pair_col",
+    "task",
+    "label_sep",
+    "thresholds",
+)
 SWEEP_RUN = ("strategies", "grid", "seeds", "validation_size", "metric", "retry_failed", "no_cache")
 SizesOpt = Annotated[
     str | None,
@@ -141,6 +151,8 @@ def sweep(
     if output is None:
         raise UnfreezeError("Give a run folder with -o/--output, e.g. -o runs/my-sweep.")
     metric = check_metric(run.metric)
+    if metric is not None:  # a metric the data's task does not report: one line before any cell runs
+        spec.task_object().check_metric(metric)
     checked_precision(spec.precision)
     from ..storage.outputs import check_output
 
@@ -206,7 +218,7 @@ def run_and_report(
     output: Path,
     retry_failed: bool,
     shared_cache: bool,
-    metric: str,
+    metric: str | None,
     device: str | None,
     backend: str = "local",
     ray_options=None,
@@ -231,7 +243,8 @@ def run_and_report(
         f"sweep: {counts['total']} cells, {counts['done']} run now, {counts['skipped']} already done, "
         f"{counts['failed']} failed ({time.perf_counter() - start:.1f} s)"
     )
-    print_report(build_report(output, metric), metric)
+    result = build_report(output, metric)
+    print_report(result, result["metric"])
 
 
 @app.command()
@@ -249,7 +262,8 @@ def report(
     # an advise or study folder is refused in one line: its rows and reports are not a sweep's
     check_run_kind(run_dir, ("sweep", "intrinsic-dim"), "report")
     print_store_note(run_dir)
-    print_report(build_report(run_dir, metric), metric)
+    result = build_report(run_dir, metric)
+    print_report(result, result["metric"])
 
 
 # sized to finish in about 10 minutes on a 2-core CPU (measured: see the README)

@@ -1,18 +1,18 @@
 """Layer probes: one forward pass yields every hidden state; a head is fitted on each.
 
 The table has the shape of BERT's Table 7 (feature-based approach): a score per
-layer, and for the concatenation of the last four layers.
+layer, and for the concatenation of the last four layers. The head is the ``features``
+strategy's for the data's task (logistic, one-vs-rest logistic, ridge), scored with every
+metric of the task; tables and plots show the task's default score unless told another.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 from ..data import TextDataset
-from ..metrics import METRICS, classification_metrics
-from .logistic import LogisticHead
+from ..tasks import DEFAULT_TASK, Task, make_task
 
 
 def run_probe(
@@ -28,14 +28,17 @@ def run_probe(
     progress: bool = True,
     device: str | None = None,
     precision: str = "auto",
+    task: Task | None = None,
 ) -> list[dict]:
-    """Fit and score a logistic head on every hidden state and on the last four concatenated.
+    """Fit and score the task's head on every hidden state and on the last four concatenated.
 
-    ``precision``: of the forward pass (``auto``: bf16 where the hardware runs it fast)."""
+    ``precision``: of the forward pass (``auto``: bf16 where the hardware runs it fast). ``task``: the
+    labels' task with its settings (None: ``train.task``'s)."""
     from ..machine.hardware import run_precision
     from ..models.loaded import shared_backbone
     from ..models.pooling import resolve_pooling
     from .embed import embed
+    from .heads import make_head
 
     base = shared_backbone(model, device)
     backbone = shared_backbone(model, device, run_precision(precision, base.device).inference_dtype)
@@ -45,7 +48,9 @@ def run_probe(
     test_emb = (
         embed(backbone, test.inputs, all_layers, pooling, max_length, batch_size, cache, progress) if test else None
     )
-    classes, y_train = np.unique(np.asarray(train.labels), return_inverse=True)
+    task = make_task(getattr(train, "task", DEFAULT_TASK)) if task is None else task.fresh()
+    y_train = task.fit_labels(train.labels, "the training labels")
+    y_test = task.encode(test.labels, "the test labels") if test is not None else None
 
     last_four = tuple(all_layers[-4:])
     specs: list[tuple[str, tuple[int, ...]]] = [
@@ -54,25 +59,31 @@ def run_probe(
     specs.append((f"concat {','.join(str(i - len(all_layers)) for i in last_four)}", last_four))
     rows = []
     for name, layers in specs:
-        head = LogisticHead(C=C, seed=seed).fit(train_emb.features(layers), y_train)
+        head: Any = make_head(task.name, "probe", C=C, seed=seed)  # unfitted: FittedHead says what it gives
+        head.fit(train_emb.features(layers), y_train)
         row = {
             "layer": name,
             "layers": list(layers),
-            "C": head.C_,
-            "train": _score(head, train_emb.features(layers), classes, train.labels),
+            **head.record(),
+            "train": task.scores(y_train, head.logits(train_emb.features(layers))),
         }
-        if test_emb is not None and test is not None:
-            row["test"] = _score(head, test_emb.features(layers), classes, test.labels)
+        if test_emb is not None and y_test is not None:
+            row["test"] = task.scores(y_test, head.logits(test_emb.features(layers)))
+        if task.name != DEFAULT_TASK:  # a single-label probe's rows are as before tasks existed
+            row["task"] = task.name
         rows.append(row)
     return rows
 
 
-def _score(head: LogisticHead, features: np.ndarray, classes: np.ndarray, labels: list) -> dict[str, float]:
-    predicted = classes[np.argmax(head.predict_proba(features), axis=1)]
-    return classification_metrics(list(labels), predicted.tolist())
+def probe_metric(rows: list[dict], metric: str | None = None) -> str:
+    """``metric`` if the rows' task reports it (one line otherwise); None: the task's default score."""
+    task = make_task(rows[0].get("task") or DEFAULT_TASK) if rows else make_task()
+    return task.default_metric if metric is None else task.check_metric(metric)
 
 
-def format_probe_table(rows: list[dict], metric: str = "accuracy") -> str:
+def format_probe_table(rows: list[dict], metric: str | None = None) -> str:
+    """The probe's rows as aligned text: ``metric`` (None: the task's default score) per layer."""
+    metric = probe_metric(rows, metric)
     has_test = "test" in rows[0]
     lines = [f"{'layer':<22}{'train ' + metric:>18}" + (f"{'test ' + metric:>18}" if has_test else "")]
     for row in rows:
@@ -83,14 +94,14 @@ def format_probe_table(rows: list[dict], metric: str = "accuracy") -> str:
     return "\n".join(lines)
 
 
-def plot_probe(rows: list[dict], path: Path, metric: str = "accuracy", title: str = "") -> Path:
+def plot_probe(rows: list[dict], path: Path, metric: str | None = None, title: str = "") -> Path:
     """Score vs layer: test solid, train dashed; the last-four concatenation as horizontal lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    assert metric in METRICS
+    metric = probe_metric(rows, metric)
     per_layer = [r for r in rows if len(r["layers"]) == 1]
     concat = [r for r in rows if len(r["layers"]) > 1]
     x = [r["layers"][0] for r in per_layer]
@@ -105,7 +116,7 @@ def plot_probe(rows: list[dict], path: Path, metric: str = "accuracy", title: st
     ax.set_xticks(x, [str(i) if i else "emb" for i in x])
     ax.set_xlabel("hidden state (0 = embeddings, i = output of block i)")
     ax.set_ylabel(metric.replace("_", "-"))
-    ax.set_title(title or "Logistic-regression probe per layer")
+    ax.set_title(title or f"Probe per layer: {metric.replace('_', '-')}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -10,17 +10,19 @@ from pathlib import Path
 from ..errors import UnfreezeError
 from ..storage.cache import atomic_path
 from ..sweep.store import ResultsStore
+from ..tasks import DEFAULT_TASK, Task
 from . import plots
-from .tables import METRICS, recommend, recommendation_sentence, results_frame, summarise
+from .tables import recommend, recommendation_sentence, results_frame, summarise
 
-__all__ = ["build_report", "recommend", "results_frame", "summarise"]
+__all__ = ["build_report", "recommend", "report_task", "results_frame", "summarise"]
 
 
-def build_report(run_dir: str | Path, metric: str = "accuracy", tolerance: float = 0.0) -> dict:
-    """Write PNG plots, results.csv and a self-contained report.html into ``run_dir``."""
+def build_report(run_dir: str | Path, metric: str | None = None, tolerance: float = 0.0) -> dict:
+    """Write PNG plots, results.csv and a self-contained report.html into ``run_dir``.
+
+    ``metric``: the one the report ranks and draws (None: the sweep's task's default score, e.g. accuracy for
+    single-label, Spearman for regression); the result's ``metric`` and ``task`` say which it was."""
     run_dir = Path(run_dir)
-    if metric not in METRICS:
-        raise UnfreezeError(f"Unknown metric {metric!r}. Metrics: {', '.join(METRICS)}.")
     if not ResultsStore(run_dir).path.exists():
         raise UnfreezeError(
             f"{run_dir} holds no sweep results (no results.jsonl). Run `unfreeze sweep ... -o {run_dir}`."
@@ -29,15 +31,18 @@ def build_report(run_dir: str | Path, metric: str = "accuracy", tolerance: float
     if frame.empty:
         raise UnfreezeError(f"{run_dir}/results.jsonl has no complete rows yet.")
     spec = _read_json(run_dir / "sweep.json")
+    task = report_task(run_dir, spec)
+    metric = task.check_metric(metric) if metric is not None else task.default_metric
+    sign = task.sign(metric)
     summary = summarise(frame, metric)
-    picks = recommend(summary, metric, frame, tolerance) if not summary.empty else []
+    picks = recommend(summary, metric, frame, tolerance, sign=sign) if not summary.empty else []
     with atomic_path(run_dir / "results.csv") as tmp:
         frame.to_csv(tmp, index=False)
     figures = []
     if not summary.empty:
         candidates = [
             ("score_vs_k.png", plots.score_vs_k(summary, metric, run_dir / "score_vs_k.png", spec.get("num_blocks"))),
-            ("score_vs_n.png", plots.score_vs_n(summary, metric, run_dir / "score_vs_n.png")),
+            ("score_vs_n.png", plots.score_vs_n(summary, metric, run_dir / "score_vs_n.png", sign)),
             ("cost.png", plots.score_vs_cost(summary, metric, run_dir / "cost.png")),
             (
                 "blocks_kept.png",
@@ -57,7 +62,7 @@ def build_report(run_dir: str | Path, metric: str = "accuracy", tolerance: float
             title=f"Per-layer probe, {probe['model']}, n={probe['n_train']}",
         )
         figures.append("probe.png")
-    page = _html(run_dir, spec, frame, summary, picks, figures, metric)
+    page = _html(run_dir, spec, frame, summary, picks, figures, metric, task.metrics)
     with atomic_path(run_dir / "report.html") as tmp:
         tmp.write_text(page, encoding="utf-8")
     return {
@@ -67,7 +72,22 @@ def build_report(run_dir: str | Path, metric: str = "accuracy", tolerance: float
         "summary": summary,
         "recommendations": picks,
         "frame": frame,
+        "metric": metric,
+        "task": task.name,
     }
+
+
+def report_task(run_dir: Path, spec: dict | None = None) -> Task:
+    """The task of a sweep's rows: the one its rows name (single-label rows, and those of earlier releases, name
+    none), else the one its sweep.json records, else single."""
+    from ..sweep.store import row_task
+    from ..tasks import make_task
+
+    for record in ResultsStore(run_dir).latest(require_cell=True).values():
+        if record.get("status") == "done" and "advise" not in record:
+            return row_task(record)
+    spec = _read_json(run_dir / "sweep.json") if spec is None else spec
+    return make_task(spec.get("task") or (spec.get("spec") or {}).get("task") or DEFAULT_TASK)
 
 
 def _read_json(path: Path) -> dict:
@@ -98,6 +118,11 @@ def summary_table_text(summary, metric: str) -> str:
     if summary.get("tuned") is not None and summary["tuned"].any():
         lines.append("* learning rate chosen on each cell's validation split")
     return "\n".join(lines)
+
+
+def _metric_columns(metric: str, metrics: tuple[str, ...]) -> list[str]:
+    """The report's metric first, then the task's others."""
+    return [metric, *(m for m in metrics if m != metric)]
 
 
 def _rate_cell(row) -> str:
@@ -134,7 +159,8 @@ def _comparison_table(pick: dict, metric: str) -> str:
     return "\n".join(rows)
 
 
-def _html(run_dir: Path, spec: dict, frame, summary, picks, figures, metric: str) -> str:
+def _html(run_dir: Path, spec: dict, frame, summary, picks, figures, metric: str, metrics: tuple[str, ...] = ()) -> str:
+    """The report page; its every-cell table lists the test score of each of the task's ``metrics``."""
     esc = html.escape
     spec_data = spec.get("spec", {})
     title = f"unfreeze sweep: {spec_data.get('model', '?')} on {spec_data.get('data', '?')}"
@@ -206,7 +232,7 @@ def _html(run_dir: Path, spec: dict, frame, summary, picks, figures, metric: str
                 "n",
                 "seed",
                 "status",
-                f"test {metric}",
+                *(f"test {m}" for m in _metric_columns(metric, metrics)),
                 f"train {metric}",
                 "learning rate",
                 "fit s",
@@ -223,7 +249,7 @@ def _html(run_dir: Path, spec: dict, frame, summary, picks, figures, metric: str
             str(r["n_train"]),
             str(r["seed"]),
             esc(r["status"]),
-            f"{r.get(f'test_{metric}', float('nan')):.4f}" if ok else "",
+            *(f"{r.get(f'test_{m}', float('nan')):.4f}" if ok else "" for m in _metric_columns(metric, metrics)),
             f"{r.get(f'train_{metric}', float('nan')):.4f}" if ok else "",
             _rate_cell(r) if ok else "",
             f"{r.get('fit_seconds', 0):.1f}" if ok else "",

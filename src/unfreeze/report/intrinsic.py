@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import UnfreezeError
-from ..sweep.store import ResultsStore
+from ..sweep.store import ResultsStore, row_task
 
 INTRINSIC_FILE = "intrinsic.json"
 PLOT_FILE = "intrinsic.png"
@@ -146,13 +146,15 @@ def intrinsic_result(run_dir: str | Path, metric: str | None = None, fraction: f
         )
     try:
         plan = json.loads(file.read_text(encoding="utf-8"))
-        metric = metric or plan.get("metric", "accuracy")
+        given = metric or plan.get("metric")  # None: the task's default score
         fraction = float(fraction if fraction is not None else plan.get("fraction", 0.9))
         full_keys = list(plan["full"]["keys"])
         grid = {int(d): list(keys) for d, keys in plan["subspace"]["keys"].items()}
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise UnfreezeError(f"{file} is damaged ({exc}). Run `unfreeze intrinsic-dim` again to rewrite it.") from exc
     latest = ResultsStore(run_dir).latest()
+    task = next((row_task(r) for r in latest.values() if r.get("status") == "done" and "cell" in r), None)
+    metric = given or (task.default_metric if task is not None else "accuracy")
     wanted = set(full_keys) | {k for keys in grid.values() for k in keys}
     failed = sum(1 for k in wanted if latest.get(k, {}).get("status") == "failed")
     full = _point(None, [latest[k] for k in full_keys if k in latest], metric)

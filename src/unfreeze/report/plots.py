@@ -72,13 +72,19 @@ def score_vs_k(summary: pd.DataFrame, metric: str, path: Path, num_blocks: int |
         ax,
         path,
         f"frozen blocks k{blocks} (0 = full fine-tuning)",
-        metric.replace("_", "-"),
-        "Score vs number of frozen blocks (mean ± std over seeds)",
+        metric_label(metric),
+        f"{metric_label(metric)} vs frozen blocks (mean ± std over seeds)",
     )
 
 
-def best_per_strategy(summary: pd.DataFrame) -> pd.DataFrame:
-    """One line per strategy over n: features, freeze at its best k per n, full (k=0), reinit, lora, setfit."""
+def metric_label(metric: str) -> str:
+    """A metric's name on an axis: macro-f1, spearman, rmse."""
+    return metric.replace("_", "-")
+
+
+def best_per_strategy(summary: pd.DataFrame, sign: float = 1.0) -> pd.DataFrame:
+    """One line per strategy over n: features, freeze at its best k per n, full (k=0), reinit, lora, setfit.
+    ``sign``: -1 where the lowest score is the best (RMSE)."""
     lines = []
     for (strategy, _n), group in summary.groupby(["strategy", "n_train"]):
         if strategy == "freeze":
@@ -87,16 +93,17 @@ def best_per_strategy(summary: pd.DataFrame) -> pd.DataFrame:
                 lines.append(zero.iloc[0].to_dict() | {"line": "full (k=0)"})
             above = group[group["k"] > 0]
             if not above.empty:
-                best = above.loc[above["test_mean"].idxmax()]
+                best = above.loc[(sign * above["test_mean"]).idxmax()]
                 lines.append(best.to_dict() | {"line": "freeze (best k)"})
         else:
-            best = group.loc[group["test_mean"].idxmax()]
+            best = group.loc[(sign * group["test_mean"]).idxmax()]
             lines.append(best.to_dict() | {"line": "full (k=0)" if strategy == "full" else strategy})
     return pd.DataFrame(lines)
 
 
-def score_vs_n(summary: pd.DataFrame, metric: str, path: Path) -> Path | None:
-    lines = best_per_strategy(summary)
+def score_vs_n(summary: pd.DataFrame, metric: str, path: Path, sign: float = 1.0) -> Path | None:
+    """Test score vs training size: a line per strategy at its best configuration per size."""
+    lines = best_per_strategy(summary, sign)
     if lines.empty or lines["n_train"].nunique() < 2:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -128,8 +135,8 @@ def score_vs_n(summary: pd.DataFrame, metric: str, path: Path) -> Path | None:
         ax,
         path,
         "training examples (log scale)",
-        f"test {metric.replace('_', '-')}",
-        "Score vs training-set size, per strategy (mean ± std over seeds)",
+        f"test {metric_label(metric)}",
+        f"{metric_label(metric)} vs training-set size, per strategy (mean ± std over seeds)",
     )
 
 
@@ -161,11 +168,11 @@ def score_vs_cost(summary: pd.DataFrame, metric: str, path: Path) -> Path | None
     for ax, label in zip(axes, labels):
         ax.set_xscale("log")
         ax.set_xlabel(label)
-        ax.set_ylabel(f"test {metric.replace('_', '-')}")
+        ax.set_ylabel(f"test {metric_label(metric)}")
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     axes[1].legend(handles, labels, fontsize=7, title="marker size = n", title_fontsize=7)
-    fig.suptitle("Which strategy is worth its cost", fontsize=10)
+    fig.suptitle(f"Which strategy is worth its cost (test {metric_label(metric)})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -202,8 +209,8 @@ def score_vs_blocks_kept(frame: pd.DataFrame, metric: str, path: Path, num_block
         ax,
         path,
         f"blocks kept j{blocks} (truncate; the top L-j removed)",
-        f"test {metric.replace('_', '-')}",
-        "Score and prediction time vs blocks kept (mean ± std over seeds)",
+        f"test {metric_label(metric)}",
+        f"{metric_label(metric)} and prediction time vs blocks kept (mean ± std over seeds)",
     )
 
 

@@ -112,7 +112,11 @@ def paired_difference(candidate: pd.Series, reference: pd.Series, confidence: fl
 
 
 def compare_to_best(
-    scores: pd.DataFrame, costs: pd.Series | None = None, tolerance: float = 0.0, confidence: float = CONFIDENCE
+    scores: pd.DataFrame,
+    costs: pd.Series | None = None,
+    tolerance: float = 0.0,
+    confidence: float = CONFIDENCE,
+    sign: float = 1.0,
 ) -> pd.DataFrame:
     """Every configuration against the best, paired by seed.
 
@@ -124,37 +128,44 @@ def compare_to_best(
         Cost of each configuration (fit seconds), for choosing the cheapest acceptable one.
     tolerance : float
         A configuration is acceptable when it is not shown worse than the best by more than this.
+    sign : float
+        +1 where a higher score is better, -1 where a lower one is (RMSE, Hamming loss: ``Task.sign``).
 
     Returns
     -------
-    DataFrame indexed by configuration: mean, seeds, diff (to the best), low, high, significant,
-    acceptable, best, cost, and ``pick`` (True for the cheapest acceptable one); sorted by mean, best first.
+    DataFrame indexed by configuration: mean, seeds, diff (to the best), low, high (in the scores' units),
+    significant, acceptable, best, cost, and ``pick`` (True for the cheapest acceptable one); sorted best first.
     """
-    means = scores.mean()
+    # compared as higher-is-better scores; the means and differences are given back in the scores' own units
+    signed = scores * sign
+    means = signed.mean()
     best = means.idxmax()
     rows = []
-    for name in scores.columns:
+    for name in signed.columns:
         if name == best:
             diff = PairedDifference(
-                0.0, (0.0, 0.0) if scores[name].notna().sum() > 1 else None, int(scores[name].notna().sum())
+                0.0, (0.0, 0.0) if signed[name].notna().sum() > 1 else None, int(signed[name].notna().sum())
             )
         else:
-            diff = paired_difference(scores[name], scores[best], confidence)
+            diff = paired_difference(signed[name], signed[best], confidence)
+        ends = sorted(sign * end for end in diff.interval) if diff.interval else (math.nan, math.nan)
         rows.append(
             {
                 "configuration": name,
-                "mean": float(means[name]),
+                "mean": float(sign * means[name]),
                 "seeds": diff.seeds,
-                "diff": diff.mean,
-                "low": diff.interval[0] if diff.interval else math.nan,
-                "high": diff.interval[1] if diff.interval else math.nan,
+                "diff": sign * diff.mean + 0.0,
+                "low": ends[0] + 0.0,
+                "high": ends[1] + 0.0,
                 "significant": diff.significant(),
                 "acceptable": name == best or diff.within(tolerance),
                 "best": name == best,
                 "cost": float(costs[name]) if costs is not None else math.nan,
+                "_signed": float(means[name]),
             }
         )
-    table = pd.DataFrame(rows).set_index("configuration").sort_values("mean", ascending=False, kind="stable")
+    table = pd.DataFrame(rows).set_index("configuration").sort_values("_signed", ascending=False, kind="stable")
+    table = table.drop(columns="_signed")
     table["pick"] = False
     acceptable = table[table["acceptable"]]
     if costs is not None and acceptable["cost"].notna().any():

@@ -7,8 +7,9 @@ import math
 import pandas as pd
 
 from ..strategies import BUILTIN_STRATEGIES
-from ..sweep.store import ResultsStore
+from ..sweep.store import ResultsStore, row_task
 
+# the single-label task's metrics (rows of earlier releases hold these); a row of another task holds its task's
 METRICS = ("accuracy", "macro_f1", "mcc")
 # the order strategies appear in tables and legends: the registry's built-ins (a plugin's comes after them)
 STRATEGY_ORDER = tuple(cls.name for cls in BUILTIN_STRATEGIES)
@@ -38,9 +39,10 @@ def results_frame(run_dir) -> pd.DataFrame:
             "error": record.get("error", ""),
         }
         if record["status"] == "done":
+            metrics = row_task(record).metrics
             for split in ("train", "test", "validation"):
                 for metric, value in (record.get(split) or {}).items():
-                    if metric in METRICS:
+                    if metric in metrics:
                         row[f"{split}_{metric}"] = value
             fit = record.get("fit", {})
             row.update(
@@ -101,6 +103,7 @@ def recommend(
     frame: pd.DataFrame | None = None,
     tolerance: float = 0.0,
     predict_texts: int = PREDICT_TEXTS,
+    sign: float = 1.0,
 ) -> list[dict]:
     """Per training size: the cheapest configuration not shown worse than the best.
 
@@ -109,7 +112,8 @@ def recommend(
     configuration is acceptable when the interval reaches ``-tolerance`` (with one seed: when
     the point difference does; there are no error bars). Without ``frame``, the means alone
     (one seed's view). Cost: fit seconds plus the seconds to predict ``predict_texts`` texts
-    where the rows time prediction (those of earlier releases do not: fit seconds alone).
+    where the rows time prediction (those of earlier releases do not: fit seconds alone). ``sign``: -1 where
+    a lower ``metric`` is better (``Task.sign``).
     """
     from .stats import compare_to_best, score_matrix
 
@@ -131,7 +135,7 @@ def recommend(
         scores = scores[[c for c in scores.columns if c in seconds.index]]
         if scores.empty:
             continue
-        table = compare_to_best(scores, cost.reindex(scores.columns), tolerance)
+        table = compare_to_best(scores, cost.reindex(scores.columns), tolerance, sign=sign)
         best, pick = table.index[table["best"]][0], table.index[table["pick"]][0]
         row = table.loc[pick]
         chosen = {

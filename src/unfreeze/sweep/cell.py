@@ -10,6 +10,7 @@ import time
 import traceback
 
 from ..data import TextDataset
+from ..tasks import DEFAULT_TASK
 from .grid import Cell, SweepSpec
 from .samples import SweepData, seed_samples
 
@@ -47,15 +48,17 @@ def failed_record(spec: SweepSpec, cell: Cell, key: str, error: str, trace: str 
 
 
 def cell_classifier(spec: SweepSpec, cell: Cell, device: str | None = None, use_cache: bool = True):
-    """The unfitted Classifier of one cell: its strategy object, and the sweep's settings it reads."""
-    from ..estimators import Classifier
+    """The unfitted estimator of one cell: a ``Classifier`` of the spec's task (a ``Regressor`` for a task that
+    is no classification), its strategy object, and the sweep's settings it reads."""
+    from ..estimators import Classifier, Regressor
     from ..training.settings import Training
 
     strategy = cell.make_strategy()
     training = spec.training_for(type(strategy))
     if "prefix_cache" in strategy.training_settings:
         training["prefix_cache"] = use_cache and spec.prefix_cache
-    return Classifier(
+    task = spec.task_object()
+    settings = dict(
         model=spec.model,
         strategy=strategy,
         training=Training(**training),
@@ -69,6 +72,9 @@ def cell_classifier(spec: SweepSpec, cell: Cell, device: str | None = None, use_
         cache=use_cache,
         precision=spec.precision,
     )
+    if task.is_classification:
+        return Classifier(**settings, task=task)
+    return Regressor(**settings)
 
 
 def run_cell(
@@ -95,10 +101,17 @@ def run_cell(
         )
         fit_record = dict(clf.fit_record_)
         history = fit_record.pop("history", [])
-        val = history[fit_record.get("best_epoch", 0) - 1] if history and "val_accuracy" in history[-1] else {}
+        scored = f"val_{clf.task_.default_metric}"  # an epoch's history entry that validated holds it
+        best_epoch = history[fit_record.get("best_epoch", 0) - 1] if history and scored in history[-1] else {}
+        val = best_epoch
         searched = fit_record.pop("validation", None)
         if searched:  # the rate search scored every rate on the held-out split; this is the chosen one's
-            val = {f"val_{k}": v for k, v in searched.items()}
+            # (its metrics by name, loss and size: the row's keys as in earlier releases, not its "score"/"metric")
+            val = {f"val_{k}": v for k, v in searched.items() if k not in ("score", "metric")}
+            if clf.task_.name != DEFAULT_TASK:
+                # the search scores the default metric; the chosen fit's best epoch, on the same examples, has
+                # every metric (a single-label row keeps the keys of earlier releases)
+                val = {**{k: v for k, v in best_epoch.items() if k.startswith("val_")}, **val}
         elif validation is not None and not val:  # a fit that did not validate (features): its score there
             val = validation_scores(clf, validation)
         elif spec.searches_rates and not clf.strategy_.changes_weights:
@@ -123,6 +136,8 @@ def run_cell(
                 "fit": fit_record,
                 "n_test": len(data.test),
                 "device": fit_record.get("device", str(device)),
+                # rows of single-label sweeps keep the keys of earlier releases: no task there means single
+                **({"task": clf.task_.name} if clf.task_.name != DEFAULT_TASK else {}),
             }
         )
         if after_fit is not None:
@@ -145,12 +160,8 @@ def holdout_validation(spec: SweepSpec, cell: Cell, device: str | None, use_cach
     """A validation score for a cell whose fit holds nothing out (``features``): the same strategy fitted on the
     cell's training split and scored on its validation split, the split a rate search uses, so that every
     cell of a tuned sweep is scored on the same examples (cheap: the frozen model's embeddings are shared)."""
-    import numpy as np
-
-    from ..strategies.base import validation_split
-
-    _, y_idx = np.unique(np.asarray(train.labels), return_inverse=True)
-    train_idx, val_idx = validation_split(y_idx, spec.validation_fraction, cell.seed)
+    task = spec.task_object()
+    train_idx, val_idx = task.split(task.fit_labels(train.labels), spec.validation_fraction, cell.seed)
     if not len(val_idx):
         return {}
     clf = cell_classifier(spec, cell, device, use_cache)
@@ -159,17 +170,21 @@ def holdout_validation(spec: SweepSpec, cell: Cell, device: str | None, use_cach
 
 
 def validation_scores(clf, validation: TextDataset) -> dict:
-    """``val_``-prefixed metrics, log-loss and size of fitted ``clf`` on ``validation``."""
+    """``val_``-prefixed metrics of the task, its loss and the size of fitted ``clf`` on ``validation``."""
     import numpy as np
 
-    from ..metrics import classification_metrics
-
-    proba = np.clip(clf.predict_proba(validation.inputs), 1e-12, 1.0)
-    y_val = np.searchsorted(clf.classes_, validation.labels)
-    metrics = classification_metrics(list(validation.labels), clf.classes_[proba.argmax(axis=1)].tolist())
+    task = clf.task_
+    targets = task.encode(validation.labels, "validation labels")
+    outputs = task.outputs_of(clf.predictor_, validation.inputs)
+    if np.ndim(outputs) == 2 and np.ndim(targets) == 1:
+        # class probabilities and class indices: the log-loss as earlier releases computed it (floored at 1e-12)
+        proba = np.clip(outputs, 1e-12, 1.0)
+        loss = float(-np.log(proba[np.arange(len(targets)), targets]).mean())
+    else:
+        loss = task.validation_loss(targets, clf.predictor_.logits(validation.inputs))
     return {
-        **{f"val_{k}": v for k, v in metrics.items()},
-        "val_loss": float(-np.log(proba[np.arange(len(y_val)), y_val]).mean()),
+        **{f"val_{k}": v for k, v in task.scores_of_outputs(targets, outputs).items()},
+        "val_loss": loss,
         "val_n": len(validation),
     }
 

@@ -78,6 +78,11 @@ class SweepSpec:
     text_col: str = "text"
     label_col: str = "label"
     text_pair_col: str | None = None
+    # how the labels are read (None: the data's own task: a built-in's, else single), how a file's multi-label
+    # strings split, and multilabel's decision thresholds ("global" or "per-label")
+    task: str | None = None
+    label_sep: str | None = None
+    thresholds: str = "global"
     pooling: str = "auto"
     layers: str = "-1"
     max_length: int = 256
@@ -188,6 +193,32 @@ class SweepSpec:
         self.learning_rate = normalise_learning_rate(self.learning_rate)
         self._check_settings()
         self._check_strategy_values()
+        self.task_object()  # an unknown task, or thresholds it does not take: one line now
+
+    def task_name(self) -> str:
+        """The task the cells fit: ``task`` when given, else the data's own (a built-in's; a file's: single).
+        The same as the loaded data's ``TextDataset.task``, known without reading the data."""
+        from ..data.builtin import BUILTIN
+        from ..tasks import DEFAULT_TASK
+
+        if self.task is not None:
+            return self.task
+        builtin = BUILTIN.get(str(self.data).partition(":")[0])
+        return getattr(builtin, "task", DEFAULT_TASK) if builtin is not None else DEFAULT_TASK
+
+    def task_object(self, name: str | None = None):
+        """A fresh task object of ``name`` (default: ``task_name()``) with the spec's task settings."""
+        from ..tasks import make_task, task_class
+
+        cls = task_class(name or self.task_name(), "--task")
+        if "thresholds" in cls().params():
+            return make_task(cls.name, thresholds=self.thresholds)
+        if self.thresholds != "global":
+            raise UnfreezeError(
+                f"--thresholds {self.thresholds} sets multi-label decision thresholds; the {cls.name} task has "
+                "none. Drop --thresholds."
+            )
+        return make_task(cls.name)
 
     @property
     def searches_rates(self) -> bool:
@@ -333,6 +364,9 @@ _SPEC_ONLY = {
     "text_col",
     "label_col",
     "text_pair_col",
+    # the data's fingerprint holds what these change (a task other than single, the labels a separator splits)
+    "task",
+    "label_sep",
 }
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from ..data import sample
 from ..storage import strict_json
 from ..storage.cache import atomic_path
+from ..tasks import DEFAULT_TASK
 from .cell import (
     PREDICT_TIMING_TEXTS,
     cell_classifier,
@@ -131,6 +132,8 @@ def plan_sweep(
                     "num_blocks": backbone.num_blocks,
                     "n_train_pool": len(data.train_pool),
                     "n_test": len(data.test),
+                    # the data's task (a built-in's own without --task); a single-label sweep's file is as before
+                    **({"task": data.train_pool.task} if data.train_pool.task != DEFAULT_TASK else {}),
                 },
                 indent=2,
             )
@@ -173,6 +176,7 @@ def probe_rows(spec: SweepSpec, data: SweepData, shared_cache: bool, device: str
         progress=False,
         device=device,
         precision=spec.precision,
+        task=spec.task_object(),
     )
     return {"n_train": len(train), "model": spec.model, "rows": rows}
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from tqdm.auto import tqdm
 
 from .grid import Cell
+from .store import row_task
 
 if TYPE_CHECKING:  # plan.py imports this module
     from .plan import SweepPlan
@@ -44,11 +45,12 @@ class CellProgress:
         if record["status"] == "failed":
             self.line(f"cell failed ({cell.describe()}): {record['error']}")
         elif self.bar is None:
-            test = record.get("test", {}).get("accuracy")
+            metric = row_task(record).default_metric
+            test = record.get("test", {}).get(metric)
             seconds = record.get("fit", {}).get("seconds")
             self.line(
                 f"sweep: cell {self.count}/{self.total} done: {cell.describe()}"
-                + (f", test accuracy {test:.4f}" if test is not None else "")
+                + (f", test {metric} {test:.4f}" if test is not None else "")
                 + (f" ({seconds:.1f} s)" if seconds is not None else "")
             )
         if self.bar is not None:

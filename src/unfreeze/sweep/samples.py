@@ -23,7 +23,15 @@ def load_sweep_data(spec: SweepSpec) -> SweepData:
     """The pool every training sample is drawn from, and the test set (``fit``'s rules; a file with
     neither ``test`` nor ``test_size`` holds out 20%: a sweep needs a test set)."""
     pool, test = load_splits(
-        spec.data, spec.test, spec.test_size, spec.text_col, spec.label_col, spec.text_pair_col, seed=0
+        spec.data,
+        spec.test,
+        spec.test_size,
+        spec.text_col,
+        spec.label_col,
+        spec.text_pair_col,
+        seed=0,
+        task=spec.task,
+        label_sep=spec.label_sep,
     )
     if test is None:
         pool, test = train_test_split(pool, 0.2, seed=0)

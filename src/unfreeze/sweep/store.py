@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from ..storage import strict_json
+from ..tasks import DEFAULT_TASK, Task, make_task
 
 RESULTS_FILE = "results.jsonl"
 
@@ -33,6 +34,11 @@ VOLATILE_FIT_FIELDS = (
 # a cell's coordinates, which a report needs to place its row; and the fields that are objects
 CELL_FIELDS = ("strategy", "label", "n_train", "seed")
 DICT_FIELDS = ("train", "test", "validation", "fit")
+
+
+def row_task(record: dict) -> Task:
+    """The task a result row was fitted for (rows of single-label sweeps, and of earlier releases, name none)."""
+    return make_task(record.get("task") or DEFAULT_TASK)
 
 
 def record_content(record: dict) -> dict:
