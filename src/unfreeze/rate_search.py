@@ -2,7 +2,10 @@
 
 ``Classifier.fit`` asks :func:`searched_rates` which rates to try (none: it fits once) and
 hands them to :func:`search_rates`. Its record (``tuned``, ``learning_rate``, ``lr_search``
-with one entry per rate, ``validation``) joins ``fit_record_``.
+with one entry per rate, ``validation``) joins ``fit_record_``. Rates are compared by the
+task's ``selection`` (``unfreeze.tasks``): its default metric, then validation loss; each
+trial records ``val_score`` (that metric), ``val_<metric>`` under its own name (single:
+``val_accuracy``) and ``val_loss``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from .errors import TrainingDivergedError
 if TYPE_CHECKING:
     from .models.backbone import Backbone
     from .strategies import FitContext, FitResult, Strategy
+    from .tasks import Task
     from .training.settings import Training
 
 
@@ -44,8 +48,9 @@ def search_rates(
     """Fit once per rate on ``train_idx``, score each on ``val_idx`` (never on test data), keep the best.
 
     Every fit starts from the same pristine weights, seed and batch order: the rates are
-    compared paired. The best is by validation accuracy, then validation log-loss; a tie
-    keeps the smaller rate. ``model`` and ``device`` load each later rate's pristine copy.
+    compared paired. The best is by the task's ``selection`` (single: validation accuracy,
+    then validation log-loss); a tie keeps the smaller rate. ``model`` and ``device`` load
+    each later rate's pristine copy.
     Returns the best fit's result, its backbone, and the search's record.
     """
     from .features.embed import shared_embeddings
@@ -53,6 +58,7 @@ def search_rates(
     from .training.prefix import shared_prefix_states
 
     assert context.training is not None  # a strategy that reads learning_rate is given its training config
+    task = context.fitted_task
     train_inputs = [inputs[i] for i in train_idx]
     val_inputs, y_val = [inputs[i] for i in val_idx], y_idx[val_idx]
     trials, best = [], None
@@ -78,23 +84,29 @@ def search_rates(
                 diverged = exc
                 trials.append({"learning_rate": rate, "diverged": str(exc), "seconds": time.perf_counter() - started})
                 continue
-            proba = np.clip(result.predictor.proba(val_inputs), 1e-12, 1.0)
-            accuracy = float((proba.argmax(axis=1) == y_val).mean())
-            loss = float(-np.log(proba[np.arange(len(y_val)), y_val]).mean())
-            trials.append(_trial(rate, accuracy, loss, result, started))
-            if best is None or (accuracy, -loss) > best[0]:
-                best = ((accuracy, -loss), rate, result, backbone)
+            score, loss, selection = _scored(task, result.predictor.logits(val_inputs), y_val)
+            trials.append(_trial(task, rate, score, loss, result, started))
+            if best is None or selection > best[0]:
+                best = (selection, rate, result, backbone, score, loss)
     if best is None:  # every rate diverged: the last one's message names it
         assert diverged is not None
         raise diverged
-    (accuracy, neg_loss), rate, result, backbone = best
+    _, rate, result, backbone, score, loss = best
+    metric = task.default_metric
     search = {
         "tuned": True,
         "learning_rate": rate,
         "lr_search": trials,
-        "validation": {"accuracy": accuracy, "loss": -neg_loss, "n": len(val_idx)},
+        "validation": {metric: score, "loss": loss, "n": len(val_idx), "score": score, "metric": metric},
     }
     return result, backbone, search
+
+
+def _scored(task: Task, logits: np.ndarray, targets: np.ndarray) -> tuple[float, float, tuple[float, float]]:
+    """(the task's default metric, the validation loss, the task's ``selection``) of validation outputs."""
+    selection = task.selection(targets, logits)
+    score = selection[0] * task.sign(task.default_metric)  # selection's first part is oriented higher-is-better
+    return float(score), float(-selection[1]), selection
 
 
 def _embed_once(strategy: Strategy, context: FitContext, inputs: list) -> None:
@@ -116,13 +128,14 @@ def _embed_once(strategy: Strategy, context: FitContext, inputs: list) -> None:
         )
 
 
-def _trial(rate: float, accuracy: float, loss: float, result: FitResult, started: float) -> dict:
+def _trial(task: Task, rate: float, score: float, loss: float, result: FitResult, started: float) -> dict:
     """One rate's entry of ``lr_search``: its validation scores and what its fit cost."""
     record = result.record
     return {
         "learning_rate": rate,
-        "val_accuracy": accuracy,
+        f"val_{task.default_metric}": score,
         "val_loss": loss,
+        "val_score": score,
         "epochs_run": record.get("epochs_run"),
         "best_epoch": record.get("best_epoch"),
         "step_seconds": record.get("step_seconds"),

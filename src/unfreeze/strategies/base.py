@@ -222,7 +222,8 @@ class LoopHooks(NamedTuple):
 
 
 def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified, seeded hold-out; none when too small to hold every class twice over."""
+    """Stratified, seeded hold-out of single-label class indices ``y``; none when too small to hold every class
+    twice over. (A fit splits by its task: ``Task.split``, the same rows for single.)"""
     everything = np.arange(len(y))
     counts = np.bincount(y)
     n_val = round(fraction * len(y))
@@ -240,22 +241,23 @@ def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
 def training_split(
     context: FitContext, inputs: list[TextInput], y: np.ndarray
 ) -> tuple[list[TextInput], np.ndarray, np.ndarray, np.ndarray]:
-    """``(inputs, y, train_idx, val_idx)`` a strategy that validates trains on.
+    """``(inputs, y, train_idx, val_idx)`` a strategy that validates trains on (``y``: the task's targets).
 
     With ``context.validation`` (held out by the caller, as the learning-rate search does) it
     is appended to the inputs and is the validation set; otherwise ``validation_fraction`` of
-    the inputs is split off."""
+    the inputs is split off as the task splits (``Task.split``: stratified by class for single)."""
     if context.validation is not None:
         val_inputs, val_y = context.validation
         everything = [*inputs, *val_inputs]
         return (
             everything,
-            np.concatenate([y, np.asarray(val_y)]).astype(np.int64),
+            # the targets keep their type: class indices, label indicators, or scores
+            np.concatenate([y, np.asarray(val_y, dtype=y.dtype)]),
             np.arange(len(y)),
             np.arange(len(y), len(everything)),
         )
     assert context.training is not None
-    train_idx, val_idx = validation_split(y, context.training.validation_fraction, context.seed)
+    train_idx, val_idx = context.fitted_task.split(y, context.training.validation_fraction, context.seed)
     return inputs, y, train_idx, val_idx
 
 
@@ -303,7 +305,7 @@ class TunedStrategy(Strategy):
         inputs, y, train_idx, val_idx = training_split(context, inputs, y)
         encoded = backbone.encode(inputs, context.max_length)
         torch.manual_seed(context.seed)  # the head's initial weights
-        network = TextClassificationModel(backbone, context.n_classes, context.pooling, context.layers)
+        network = TextClassificationModel(backbone, context.fitted_task.n_outputs, context.pooling, context.layers)
         val = (encoded.subset(val_idx), y[val_idx]) if len(val_idx) else (None, None)
         keys = input_keys(inputs)
         # the prefix below k is the base model's, unchanged by prepare: it runs on the shared base model
@@ -326,6 +328,7 @@ class TunedStrategy(Strategy):
             lr_scales=hooks.lr_scales,
             on_epoch=hooks.on_epoch,
             prefix_backbone=context.inference_backbone,
+            task=context.fitted_task,
         )
         predictor = self.make_predictor(context, network, hooks.frozen_k, prefix_key)
         return FitResult(

@@ -132,7 +132,7 @@ class BiLSTM(Strategy):
                 store.width,
                 self.hidden_size,
                 self.num_layers,
-                context.n_classes,
+                context.fitted_task.n_outputs,
                 self.dropout,
                 backbone.hidden_size if self.layer_norm else None,
             ).to(device)
@@ -142,7 +142,16 @@ class BiLSTM(Strategy):
                 return module(states, lengths)
 
             record = train_cached(
-                module, forward, [], y, train_rows, val_rows, config, device, context.n_classes, lengths=encoded.lengths
+                module,
+                forward,
+                [],
+                y,
+                train_rows,
+                val_rows,
+                config,
+                device,
+                context.fitted_task,
+                lengths=encoded.lengths,
             ).as_dict()
             token_bytes = {
                 "tokens": int(store.offsets[-1]),

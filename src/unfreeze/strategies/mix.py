@@ -124,9 +124,10 @@ class Mix(Strategy):
             states = stack_layers(embedded.layers, layers, device)
         states_seconds = time.perf_counter() - started
         torch.manual_seed(context.seed)  # the head's initial weights
-        module = ScalarMix(len(layers), backbone.hidden_size, context.n_classes, self.layer_norm).to(device)
+        task = context.fitted_task
+        module = ScalarMix(len(layers), backbone.hidden_size, task.n_outputs, self.layer_norm).to(device)
         record = train_cached(
-            module, lambda rows: module(states[rows]), [], y, train_rows, val_rows, config, device, context.n_classes
+            module, lambda rows: module(states[rows]), [], y, train_rows, val_rows, config, device, task
         ).as_dict()
         weights = [float(w) for w in module.layer_weights().detach().cpu()]
         record.update(

@@ -98,6 +98,12 @@ class Task:
         """What a batch's summed per-example losses are divided by (its examples, or their class weights)."""
         return float(len(targets))
 
+    def batch_loss(
+        self, logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The loss a training step minimises: the per-example ``loss`` summed over ``loss_total``."""
+        return self.loss(logits, targets, weight).sum() / self.loss_total(targets, weight)
+
     def validation_loss(self, targets: np.ndarray, logits: np.ndarray) -> float:
         import torch
 

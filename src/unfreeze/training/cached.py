@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from .epochs import EarlyStopping, run_epochs
-from .loop import TrainConfig, TrainingRun, TrainRecord, class_weights, length_grouped_order, param_groups
+from .loop import TrainConfig, TrainingRun, TrainRecord, length_grouped_order, param_groups
 from .memory import PeakMemory
 
-Forward = Callable[[list[int]], torch.Tensor]  # example rows -> logits [len(rows), n_classes]
+if TYPE_CHECKING:
+    from ..tasks import Task
+
+Forward = Callable[[list[int]], torch.Tensor]  # example rows -> raw outputs [len(rows), the task's n_outputs]
 
 
 def train_cached(
@@ -33,14 +37,15 @@ def train_cached(
     val_rows: np.ndarray,
     config: TrainConfig,
     device: torch.device,
-    n_classes: int,
+    task: Task,
     lengths: Sequence[int] | None = None,
 ) -> TrainRecord:
     """Train ``module`` in place on the examples ``train_rows``; the best epoch on ``val_rows`` is kept.
 
-    ``head`` are the parameters trained at ``head_learning_rate`` (none: every trainable
-    parameter of the module trains at ``learning_rate``). ``lengths`` (tokens per example)
-    groups batches by length; without it batches are plain shuffles.
+    ``y`` holds the targets of the fitted ``task`` (``unfreeze.tasks``), whose loss trains the module and
+    whose ``selection`` picks the best epoch. ``head`` are the parameters trained at ``head_learning_rate``
+    (none: every trainable parameter of the module trains at ``learning_rate``). ``lengths`` (tokens per
+    example) groups batches by length; without it batches are plain shuffles.
     """
     torch.manual_seed(config.seed)  # dropout
     rng = np.random.default_rng(config.seed)
@@ -55,10 +60,10 @@ def train_cached(
             device,
             "training",
         )
-        loss_fn = nn.CrossEntropyLoss(weight=class_weights(y[train_rows], n_classes, config.class_weight, device))
-        labels = torch.as_tensor(y, dtype=torch.long)
+        weight = task.loss_weight(y[train_rows], config.class_weight, device)
+        labels = task.target_tensor(y)
         stopping = EarlyStopping(
-            [(name, p) for name, p in module.named_parameters() if p.requires_grad], config.patience, run.record
+            [(name, p) for name, p in module.named_parameters() if p.requires_grad], config.patience, run.record, task
         )
 
         def train_epoch(epoch: int) -> dict:
@@ -70,7 +75,8 @@ def train_cached(
                 rows = train_rows[positions].tolist()
                 logits = forward(rows)
                 tokens = sum(row_lengths[p] for p in positions) if lengths is not None else 0
-                run.step(loss_fn(logits.float(), labels[rows].to(device)), len(rows), tokens, epoch=epoch)
+                loss = task.batch_loss(logits, labels[rows].to(device), weight)
+                run.step(loss, len(rows), tokens, epoch=epoch)
                 seen[positions] += 1
             run.end_steps()
             return {

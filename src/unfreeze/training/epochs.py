@@ -1,9 +1,10 @@
 """The epochs of a fit, shared by every loop: train, validate, keep the best weights, stop early.
 
 :func:`run_epochs` runs epochs until the step budget is spent or :class:`EarlyStopping`'s
-patience runs out. Validation after each epoch scores accuracy, breaking ties by validation
-loss; the best epoch's weights are kept (on the CPU) and restored when training ends, so a
-fit returns its best epoch, not its last.
+patience runs out. Validation after each epoch scores every metric of the task
+(``unfreeze.tasks``) and ranks epochs by the task's ``selection``: its default metric (single:
+accuracy), ties broken by validation loss; the best epoch's weights are kept (on the CPU) and
+restored when training ends, so a fit returns its best epoch, not its last.
 """
 
 from __future__ import annotations
@@ -15,20 +16,36 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..metrics import classification_metrics
-
 if TYPE_CHECKING:  # loop.py imports this module
+    from ..tasks import Task
     from .loop import TrainingRun, TrainRecord
+
+
+def classes_task(n_classes: int) -> Task:
+    """The single-label task of ``n_classes`` classes 0..n-1: what a loop trains for when given no task."""
+    from ..tasks import SingleLabel
+
+    return SingleLabel.from_state({}, np.arange(n_classes))
 
 
 class EarlyStopping:
     """The best validation epoch's weights of ``kept`` (name, parameter), and whether patience has run out.
 
     ``patience`` epochs without a better score stop training (None: never). Without any
-    validation the last epoch counts as the best.
+    validation the last epoch counts as the best. ``task`` scores the validation outputs (None:
+    single-label classes).
     """
 
-    def __init__(self, kept: list[tuple[str, nn.Parameter]], patience: int | None, record: TrainRecord) -> None:
+    def __init__(
+        self,
+        kept: list[tuple[str, nn.Parameter]],
+        patience: int | None,
+        record: TrainRecord,
+        task: Task | None = None,
+    ) -> None:
+        from ..tasks import SingleLabel
+
+        self.task = task if task is not None else SingleLabel()
         self.kept = kept
         self.patience = patience
         self.record = record
@@ -37,11 +54,11 @@ class EarlyStopping:
         self.bad_epochs = 0
 
     def validate(self, epoch: int, logits: np.ndarray, y: np.ndarray) -> dict:
-        """Score epoch ``epoch``'s validation ``logits`` against ``y``; keep the weights if best. Returns the
-        history entry's validation fields (``val_loss`` and ``val_`` + every metric)."""
-        val_loss = float(nn.functional.cross_entropy(torch.from_numpy(logits), torch.as_tensor(y, dtype=torch.long)))
-        metrics = classification_metrics(y.tolist(), logits.argmax(axis=1).tolist())
-        score = (metrics["accuracy"], -val_loss)
+        """Score epoch ``epoch``'s validation ``logits`` against targets ``y``; keep the weights if best. Returns
+        the history entry's validation fields (``val_loss`` and ``val_`` + every metric of the task)."""
+        metrics = self.task.scores(y, logits)
+        score = self.task.selection(y, logits)  # single: (accuracy, -cross-entropy), as before tasks existed
+        val_loss = -score[1]
         if self.best_score is None or score > self.best_score:
             self.best_score, self.bad_epochs, self.record.best_epoch = score, 0, epoch
             self.best_state = {name: p.detach().cpu().clone() for name, p in self.kept}

@@ -27,6 +27,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ from ..errors import TrainingDivergedError, UnfreezeError
 from ..machine.deadline import check_deadline
 from ..models.backbone import Backbone, Encoded
 from . import distributed
-from .epochs import EarlyStopping, run_epochs
+from .epochs import EarlyStopping, classes_task, run_epochs
 from .forward import autocast, forward_rows, predict_logits, set_train_mode
 from .memory import PeakMemory
 from .model import TextClassificationModel
@@ -46,6 +47,9 @@ from .prefix import PrefixStates, compute_prefix_states
 from .record import TrainRecord
 from .sampling import class_weights, length_grouped_order
 from .settings import Training
+
+if TYPE_CHECKING:
+    from ..tasks import Task
 
 
 @dataclass(repr=False)
@@ -178,8 +182,12 @@ def train(
     lr_scales: dict[int, float] | None = None,
     on_epoch: Callable[[int], dict | None] | None = None,
     prefix_backbone: Backbone | None = None,
+    task: Task | None = None,
 ) -> TrainRecord:
     """Train ``model`` in place; returns the record. The best validation epoch's weights are kept.
+
+    ``task`` (``unfreeze.tasks``, fitted) gives the loss, its weights and the validation scores;
+    ``y_train`` / ``y_val`` are its targets. None: single-label classes 0..K-1 (K: the head's outputs).
 
     ``prefix_pool`` = (pool key, keys of the training inputs, keys of the validation inputs)
     lets a sweep share prefix states across fits (see prefix.shared_prefix_states).
@@ -203,6 +211,7 @@ def train(
             "A training schedule that unfreezes parameters per epoch (gradual) cannot run "
             "data-parallel. Run it in one process."
         )
+    task = task if task is not None else classes_task(model.head.out_features)
     start = time.perf_counter()
     with PeakMemory(device) as memory:
         train_prefix, val_prefix, prefix_seconds = _frozen_prefixes(
@@ -211,9 +220,12 @@ def train(
         run = _start_run(model, config, lr_scales, len(train_encoded), device, train_prefix, prefix_seconds, acc)
         optimised = {id(p) for p in run.trainable}
         stopping = EarlyStopping(
-            [(name, p) for name, p in model.named_parameters() if id(p) in optimised], config.patience, run.record
+            [(name, p) for name, p in model.named_parameters() if id(p) in optimised],
+            config.patience,
+            run.record,
+            task,
         )
-        epoch = _Epoch(run, model, backbone, frozen_k, train_encoded, y_train, train_prefix, rng, acc, on_epoch)
+        epoch = _Epoch(run, model, backbone, frozen_k, train_encoded, y_train, train_prefix, rng, acc, on_epoch, task)
         validate = None
         if val_encoded is not None and y_val is not None:
             validate = functools.partial(_validate, run, stopping, model, backbone, val_encoded, y_val, val_prefix)
@@ -290,6 +302,7 @@ class _Epoch:
         rng: np.random.Generator,
         acc,
         on_epoch: Callable[[int], dict | None] | None,
+        task: Task,
     ) -> None:
         self.run, self.model, self.backbone, self.frozen_k = run, model, backbone, frozen_k
         self.encoded, self.prefix, self.rng, self.acc, self.on_epoch = encoded, prefix, rng, acc, on_epoch
@@ -297,10 +310,10 @@ class _Epoch:
         # DDP wraps the model for the training forward; the optimiser and schedule are not
         # prepared: every rank draws the same global batches and steps once per batch, as on one device
         self.forward = model if acc is None else acc.prepare_model(model)
-        self.loss_fn = nn.CrossEntropyLoss(
-            weight=class_weights(y, model.head.out_features, run.config.class_weight, backbone.device)
-        )
-        self.labels = torch.as_tensor(y, dtype=torch.long)
+        # the task's loss (single: cross-entropy; multilabel: binary cross-entropy; regression: squared error)
+        self.task = task
+        self.weight = task.loss_weight(y, run.config.class_weight, backbone.device)
+        self.labels = task.target_tensor(y)
 
     def __call__(self, epoch: int) -> dict:
         run, config, device, lengths, acc = self.run, self.run.config, self.backbone.device, self.lengths, self.acc
@@ -320,7 +333,8 @@ class _Epoch:
                     device,
                     bf16=config.compute == "bf16",
                 )
-                run.step(self.loss_fn(logits.float(), self.labels[idx].to(device)), len(idx), tokens, epoch=epoch)
+                loss = self.task.batch_loss(logits, self.labels[idx].to(device), self.weight)
+                run.step(loss, len(idx), tokens, epoch=epoch)
                 seen[idx] += 1
             else:
                 _data_parallel_step(
@@ -331,7 +345,8 @@ class _Epoch:
                     self.encoded,
                     idx,
                     self.labels,
-                    self.loss_fn,
+                    self.task,
+                    self.weight,
                     self.prefix,
                     device,
                     seen,
@@ -387,7 +402,8 @@ def _data_parallel_step(
     encoded: Encoded,
     idx: list[int],
     labels: torch.Tensor,
-    loss_fn: nn.CrossEntropyLoss,
+    task: Task,
+    weight: torch.Tensor | None,
     train_prefix: PrefixStates | None,
     device: torch.device,
     seen: np.ndarray,
@@ -404,11 +420,8 @@ def _data_parallel_step(
     logits = forward_rows(
         forward, backbone.collate(encoded, mine), train_prefix, mine, device, bf16=run.config.compute == "bf16"
     )
-    per_example = nn.functional.cross_entropy(
-        logits.float(), labels[mine].to(device), weight=loss_fn.weight, reduction="none"
-    )
-    weights = loss_fn.weight
-    total = float(len(idx)) if weights is None else float(weights[labels[idx].to(device)].sum())
+    per_example = task.loss(logits, labels[mine].to(device), weight)
+    total = task.loss_total(labels[idx].to(device), weight)
     share = per_example.sum() / total * (0.0 if stand_in else 1.0)
     run.step(share * acc.num_processes, len(idx), tokens, backward=acc.backward, loss_value=share.item(), epoch=epoch)
     if not stand_in:
