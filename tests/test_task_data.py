@@ -164,6 +164,18 @@ def test_no_regression_hint_for_whole_numbers_few_values_or_words(labels):
     assert not any("--task regression" in str(w.message) for w in caught)
 
 
+def test_joined_labels_read_without_a_separator_hint_at_label_sep(tmp_path):
+    path = csv_file(tmp_path / "g.csv", "text,label", ["a,drama|comedy", "b,comedy|war", "c,drama"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = load_data(path, task="multilabel")
+    assert [str(w.message) for w in caught] == [
+        f"column 'label' of {path}: strings such as 'drama|comedy' are read as one label each; if '|' joins "
+        "several, --label-sep '|' splits them."
+    ]
+    assert ds.labels == [("drama|comedy",), ("comedy|war",), ("drama",)]
+
+
 def test_a_given_task_gives_no_hint():
     no_warnings(lambda: build_dataset([f"t{i}" for i in range(40)], [i / 8 for i in range(40)], task="regression"))
 

@@ -201,6 +201,8 @@ def multilabel_labels(
             f"--label-sep {label_sep!r} splits no label in {where}: none contains it{shown}. Give the separator "
             "the labels are joined with, or drop --label-sep if each row holds one label or a list."
         )
+    if label_sep is None:
+        _hint_separator(rows, where)
     flat = normalize_labels([p for parts in rows for p in parts], source, column)
     out: list[tuple[Label, ...]] = []
     at = 0
@@ -209,6 +211,23 @@ def multilabel_labels(
         at += len(parts)
         out.append(tuple(sorted(set(mine), key=_label_sort_key)))
     return out
+
+
+# separators that join several labels in one string, in the order a hint names them
+_JOINERS = ("|", ";", ",", "/")
+
+
+def _hint_separator(rows: list[list[object]], where: str) -> None:
+    """Warn when strings read as one label each look joined (most hold one separator): --label-sep splits them."""
+    strings = [parts[0] for parts in rows if len(parts) == 1 and isinstance(parts[0], str) and parts[0].strip()]
+    for joiner in _JOINERS:
+        joined = [text for text in strings if joiner in text]
+        if strings and len(joined) * 2 > len(strings):
+            warn_data(
+                f"{where}: strings such as {_short(joined[0])} are read as one label each; if {joiner!r} joins "
+                f"several, --label-sep {joiner!r} splits them."
+            )
+            return
 
 
 def regression_labels(values: Sequence[object], source: str = "data", column: str | None = None) -> list[float | None]:
