@@ -17,7 +17,16 @@ from typer.testing import CliRunner
 from conftest import sentiment_task_varied
 from unfreeze.advise.cost import human_seconds
 from unfreeze.advise.halving import AdviseRun, Configuration
-from unfreeze.advise.pilot import MIN_SIZES, SAFETY, StepCosts, cell_seconds, plan_pilot, projected
+from unfreeze.advise.pilot import (
+    MIN_SIZES,
+    SAFETY,
+    VALIDATION_GROWTH,
+    StepCosts,
+    cell_seconds,
+    plan_pilot,
+    projected,
+    validation_at,
+)
 from unfreeze.advise.plan import make_plan
 from unfreeze.advise.render import plan_text
 from unfreeze.advise.spec import AdviseSpec, rung_sizes
@@ -98,13 +107,23 @@ def test_a_slower_machine_gives_up_rates_then_the_first_size_then_configurations
     assert fast.configurations == LABELS and fast.seeds == [0, 1, 2] and len(fast.sizes) >= MIN_SIZES
     assert fast.projected_seconds[-1] * SAFETY <= fast.room_seconds
     seen = []
-    for slow in (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0):
+    for slow in (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0, 40.0):
         plan = _plan(slow)
         seen.append(plan)
         # whenever the budget allows it, three sizes: what is given up is rates, size, configurations, seeds
         assert plan.honest == (len(plan.sizes) >= MIN_SIZES)
-        if plan.honest:
-            assert len(plan.sizes) >= MIN_SIZES
+        cheapest = projected(
+            _costs(slow),
+            ["features", "freeze k=3"],
+            rung_sizes(32, 8000, 2.0)[:MIN_SIZES],
+            2,
+            [validation_at(n, 200, VALIDATION_GROWTH, 16) for n in rung_sizes(32, 8000, 2.0)[:MIN_SIZES]],
+            3,
+            2,
+            "first-seed",
+            "first-seed",
+        )
+        assert plan.honest == (cheapest[-1] * SAFETY <= 450.0), slow
     shared = next(p for p in seen if p.rate_search == "first-seed")
     assert shared.configurations == LABELS and "the first seed's rate kept for each rung" in shared.changes
     smaller = next(p for p in seen if p.sizes and p.sizes[0] == 32)
@@ -128,6 +147,86 @@ def test_a_budget_too_small_for_three_sizes_runs_the_cheapest_pilot_and_says_so_
     # the budget it names is what the full pilot would need for three sizes
     assert f"A budget of about {human_seconds(plan.needed_seconds)}" in warning and plan.needed_seconds > 450
     assert _plan(0.25).warning(480.0) is None
+
+
+# -- padded tokens per text -----------------------------------------------------------------------------------------
+
+
+def test_padded_tokens_of_sorted_and_length_grouped_batches():
+    import numpy as np
+
+    from unfreeze.advise.padding import batches_padded, grouped_padded, padded_per_text, sorted_padded, table_sizes
+
+    lengths = [5, 3, 9, 1, 7]
+    # longest first in batches of 2: [9, 7], [5, 3], [1] pad to 9, 5 and 1
+    assert sorted_padded(lengths, 2) == 2 * 9 + 2 * 5 + 1 and sorted_padded([], 2) == 0
+    assert batches_padded(lengths, [[0, 1], [2, 3, 4]]) == 2 * 5 + 3 * 9
+    # the training loop's length-grouped batches (a window of 50 batches sorted) pad as sorted batches do, in any
+    # order of the batches
+    for seed in range(3):
+        assert grouped_padded(lengths, 2, np.random.default_rng(seed)) == 29
+    rng = np.random.default_rng(0)
+    assert padded_per_text(lengths, 2, "train", rng) == pytest.approx(29 / 5)
+    assert padded_per_text(lengths, 2, "sorted", rng) == pytest.approx(29 / 5)
+    # validation scores in batches twice the training batch: [9, 7, 5, 3], [1]
+    assert padded_per_text(lengths, 2, "validate", rng) == pytest.approx((4 * 9 + 1) / 5)
+    # beyond one window (50 batches of 2) the batches group within windows only: more padding than sorted
+    mixed = [1, 100] * 150
+    assert grouped_padded(mixed, 2, np.random.default_rng(0)) > sorted_padded(mixed, 2) == 150 * 100 + 150 * 1
+    assert table_sizes(10) == [1, 2, 3, 4, 6, 8, 10] and table_sizes(0) == []
+
+
+def test_a_cost_per_text_scales_with_the_padded_tokens_of_the_cells_batches():
+    from unfreeze.advise.calibrate import timed_tokens, with_tokens
+    from unfreeze.advise.padding import padding_at, padding_tables
+
+    # a pool of texts of 20 tokens and one of 64; calibration's batch of 32 holds the long one: it pads to 64
+    pool = [64] + [20] * 999
+    tokens = timed_tokens([64] + [20] * 31 + [20] * 32, 32, 32, 0)
+    assert tokens["train_tokens"] == 64 and tokens["validate_tokens"] == 20 and tokens["forward_tokens"] == 20
+    assert tokens["prefix_tokens"] == (32 * 64 + 32 * 20) / 64 and tokens["embed_tokens"] == (32 * 64 + 32 * 20) / 64
+    tables = padding_tables(pool, 32)
+    # the whole pool in length-grouped batches: one batch pads to 64, the other 968 texts to 20
+    assert tables["train"][-1] == [1000, pytest.approx((32 * 64 + 968 * 20) / 1000)]
+    costs = with_tokens(StepCosts("freeze k=3", False, train=0.01, validate=0.004, epochs=1), tokens, tables)
+    # a cell's batches carry about 20 tokens per text against calibration's 64: about 20/64 of the cost per text
+    assert costs.per_text("train", 1000) == pytest.approx(0.01 * 21.408 / 64)
+    assert costs.per_text("train", 500) == pytest.approx(0.01 * 20 / 64, rel=0.1)
+    assert costs.per_text("train", 500) == pytest.approx(0.01 * padding_at(tables["train"], 500) / 64)
+    # validation timed on texts of 20 tokens; 200 texts of the pool hold the long one a fifth of the time, and it
+    # pads its batch of 64 to 64: about 20 + 0.2 x 44 x 64 / 200 tokens per text
+    assert costs.per_text("validate", 200) == pytest.approx(0.004 * (20 + 0.2 * 44 * 64 / 200) / 20, rel=0.05)
+    steps = costs.per_text("train", 500) * 500
+    assert cell_seconds(costs, 500, 0, False) == pytest.approx(steps)
+    assert (
+        0.25
+        < cell_seconds(costs, 500, 0, False) / cell_seconds(dataclasses.replace(costs, padding={}), 500, 0, False)
+        < 0.4
+    )
+
+
+def test_calibrations_of_earlier_releases_load_and_project_as_they_did():
+    # a calibration as an earlier release recorded it (no padded tokens): costs per text as timed
+    old = {
+        "cheap": False,
+        "epochs": 4,
+        "fixed": 0.05,
+        "forward": 0.007,
+        "label": "freeze k=3",
+        "prefix": 0.002,
+        "rates": 3,
+        "train": 0.008,
+        "validate": 0.004,
+    }
+    c = StepCosts(**old)
+    assert c.padding == {} and c.train_tokens == 0 and c.per_text("train", 500) == 0.008
+    assert cell_seconds(c, 128, 200, False) == pytest.approx(
+        0.05 + 4 * (0.008 * 128 + 0.004 * 200) + 0.002 * 328 + 0.007 * 128
+    )
+    # the new fields round-trip through the results store's JSON
+    scaled = dataclasses.replace(c, train_tokens=52.0, padding={"train": [[1, 20.0], [1000, 28.0]]})
+    assert StepCosts(**json.loads(json.dumps(scaled.as_dict()))) == scaled
+    assert scaled.per_text("train", 1000) == pytest.approx(0.008 * 28 / 52)
 
 
 def test_calibration_times_a_slow_step_and_the_advisor_prints_the_warning_before_any_cell(
@@ -168,6 +267,17 @@ def test_calibration_times_a_slow_step_and_the_advisor_prints_the_warning_before
     assert slow["freeze k=1"].train >= fast["freeze k=1"].train + 0.2 / 16 * 0.9
     assert slow["freeze k=1"].rates == 3 and slow["freeze k=1"].epochs == 4 and slow["features"].cheap
     assert slow["freeze k=1"].prefix > 0  # the frozen block runs once, cached, as in the pilot's cells
+    # the padded tokens per text of the timed batches: 16 training texts in one batch pad to the longest of them;
+    # a cell's batches are simulated from the whole pool's token lengths
+    from unfreeze.advise.calibrate import calibration_texts
+    from unfreeze.models.loaded import shared_backbone
+
+    batch, sampled = calibration_texts(sweep, data, 0)
+    lengths = shared_backbone(sweep.model, "cpu").encode(list(sampled.inputs), sweep.max_length).lengths
+    assert fast["freeze k=1"].train_tokens == max(lengths[:batch]) and batch == 16
+    assert fast["freeze k=1"].validate_tokens == max(lengths[batch:])
+    assert fast["features"].forward_tokens == pytest.approx((16 * sorted(lengths)[-1] + 16 * sorted(lengths)[-17]) / 32)
+    assert fast["freeze k=1"].padding["train"][-1][0] == len(data.train_pool)
 
     # a machine this slow cannot reach three sizes in 30 s: one line says so before the first cell, and the
     # cheapest honest pilot runs (features and one trained configuration)
