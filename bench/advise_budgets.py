@@ -15,6 +15,8 @@ of it; a fit of fine-tuning on all 8,455 movie snippets takes most of an hour on
 capped at ``--n-test`` texts. ``--demo`` adds the demo's command (movie-snippets, all 8,455, max length 64, its
 budget) without the fit. ``--quick``: movie-snippets, 600 texts, a 2-minute budget, features and freeze k=3,5.
 
+The last column is how long the trained cells took over what the calibration projected for them (the plan's
+"the cells took Nx their calibration"; ``bench/advise_projection.py`` compares it across runs offline).
 Ends with ``ratio:`` (the mean budget over the mean seconds the advisor took: above 1, it kept within its budgets)
 and ``accuracy-delta:`` (minus the worst regret).
 """
@@ -254,9 +256,9 @@ def plan_first_line(plan: dict) -> str:
 def table(rows: list[dict]) -> None:
     print(
         "| data | N | budget | machine | took | sizes reached | seeds | pick | predicted | test | gap | best (test) "
-        "| regret |"
+        "| regret | cells / calibration |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         predicted = f"{r['predicted']:.3f}" if r.get("predicted") is not None else "not predicted"
         test = f"{r['test']:.3f}" if r.get("test") is not None else "-"
@@ -267,10 +269,12 @@ def table(rows: list[dict]) -> None:
         )
         best = f"{r['best']} ({r['best_test']:.3f})" if r.get("best") else "-"
         regret = f"{r['regret']:.3f}" if r.get("regret") is not None else "-"
+        # the trained cells' seconds over what the calibration projected for them (1: the projection held)
+        slowdown = f"{r['slowdown']:.2f}x" if r.get("slowdown") is not None else "-"
         print(
             f"| {r['data']} | {r['n']:,} | {r['budget'] / 60:.0f} min | {'busy' if r['busy'] else 'quiet'} | "
             f"{r['seconds']:.0f} s | {', '.join(map(str, r['sizes']))} | {r['seeds']} | {r['pick']} | {predicted} | "
-            f"{test} | {gap} | {best} | {regret} |"
+            f"{test} | {gap} | {best} | {regret} | {slowdown} |"
         )
 
 
