@@ -74,7 +74,8 @@ class DataArguments:
                 f"--test-size is the fraction held out as test, in (0, 1), e.g. 0.2. Got {self.test_size}."
             )
         check_task(self.task)
-        check_label_sep(self.label_sep, self.task)
+        if self.task is not None:  # not given: a built-in's own task decides, checked as it loads
+            check_label_sep(self.label_sep, self.task)
         if self.thresholds not in THRESHOLDS:
             raise UnfreezeError(f"--thresholds must be one of {', '.join(THRESHOLDS)}. Got {self.thresholds!r}.")
         if self.task not in (None, "multilabel"):
