@@ -125,7 +125,7 @@ def _check_classes(ds: TextDataset, require_classes: int, source: str) -> None:
         )
 
 
-# what each task reads, for --task's help and its one-line error
+# the tasks --task names, and what each reads
 TASK_READS = {
     "single": "one label per text (a word or an int)",
     "multilabel": "a set of labels per text (a list, or one string split on --label-sep; empty: none)",
