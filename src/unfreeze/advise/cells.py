@@ -100,6 +100,7 @@ class Rungs:
         self.spec, self.pilot, self.settings, self.store = spec, pilot, settings, store
         self.plan_id, self.deadline, self.device, self.log = plan_id, deadline, device, log
         self.latest_rows: dict[str, list[dict]] = {}  # each configuration's cells at its latest size: the guard's
+        self.metric = spec.ranking_metric()
 
     def _timing(self, clf, train, record) -> None:
         from ..sweep.plan import prediction_seconds_per_text
@@ -155,7 +156,7 @@ class Rungs:
                 self.store.append(record)
                 settings.rows[key] = record
                 if self.log:
-                    self.log(f"  {cell_line(record, costs.get(label))}")
+                    self.log(f"  {cell_line(record, costs.get(label), self.metric)}")
                 same_size = [r for r in self.latest_rows.get(label, []) if r["cell"]["n_train"] == n]
                 self.latest_rows[label] = [*same_size, record]
             if halted:
@@ -185,13 +186,14 @@ def expected_seconds(rows: list[dict], costs: StepCosts | None, n: int, validati
     )
 
 
-def cell_line(record: dict, costs: StepCosts | None) -> str:
-    """One progress line for a finished cell: its score, its seconds and what calibration projected."""
+def cell_line(record: dict, costs: StepCosts | None, metric: str = "accuracy") -> str:
+    """One progress line for a finished cell: its validation ``metric``, its seconds and what calibration
+    projected."""
     if record["status"] != "done":
         return f"failed: {record['error']}"
-    accuracy = (record.get("validation") or {}).get("accuracy")
+    score = (record.get("validation") or {}).get(metric)
     expected = calibrated_seconds(costs, record) if costs else None
-    return (f"validation accuracy {accuracy:.3f}, " if accuracy is not None else "") + (
+    return (f"validation {metric} {score:.3f}, " if score is not None else "") + (
         f"{cell_seconds(record):.1f} s" + (f" (calibration: {expected:.1f} s)" if expected else "")
     )
 

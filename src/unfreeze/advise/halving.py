@@ -105,7 +105,7 @@ def start_pilot(spec: AdviseSpec, run_dir: Path, clock_start: float, device: str
 
     data = load_sweep_data(spec.sweep_spec())
     pool = data.train_pool
-    n_classes = len(set(pool.labels))
+    n_classes = len(pool.classes)  # a regression has none; a multi-label set, the labels any row carries
     full = len(pool)
     held = default_validation_size(full, n_classes) if spec.validation_size is None else spec.validation_size
     trainable = full - held  # the nested samples come from what the validation sets leave

@@ -40,22 +40,23 @@ def extrapolation_steps(sizes: list[int], target: int) -> float:
     return max(1.0, math.log(target / largest) / math.log(largest / before))
 
 
-def validation_scores(rows: list[dict]) -> dict[str, dict[int, dict[int, float]]]:
-    """{configuration: {n: {seed: validation accuracy}}} from done rows."""
+def validation_scores(rows: list[dict], metric: str = "accuracy") -> dict[str, dict[int, dict[int, float]]]:
+    """{configuration: {n: {seed: validation score}}} of ``metric`` from done rows."""
     out: dict[str, dict[int, dict[int, float]]] = {}
     for r in rows:
-        accuracy = (r.get("validation") or {}).get("accuracy")
-        if r.get("status") != "done" or accuracy is None:
+        score = (r.get("validation") or {}).get(metric)
+        if r.get("status") != "done" or score is None:
             continue
         cell = r["cell"]
-        out.setdefault(cell["label"], {}).setdefault(int(cell["n_train"]), {})[int(cell["seed"])] = float(accuracy)
+        out.setdefault(cell["label"], {}).setdefault(int(cell["n_train"]), {})[int(cell["seed"])] = float(score)
     return out
 
 
 def make_plan(run: AdviseRun) -> dict:
     """The plan as a JSON-able dict (see the module's docstring)."""
     spec, full = run.spec, run.full_size
-    scores = validation_scores(run.rows)
+    metric = spec.ranking_metric()
+    scores = validation_scores(run.rows, metric)
     at = [full, 2 * full, 4 * full]
     # back-test on the configurations with three sizes or more (two to fit, one held out); else two
     testable = {k: v for k, v in scores.items() if len(v) >= 3} or {k: v for k, v in scores.items() if len(v) >= 2}
@@ -128,7 +129,7 @@ def make_plan(run: AdviseRun) -> dict:
         entries.append(entry)
     candidates = [e for e in entries if e["status"] == "candidate"]
     needed = budget_for_curves(run, [e["configuration"] for e in candidates])
-    recommendation = recommend(candidates, scores, full, spec.tolerance, spec.max_loss, needed)
+    recommendation = recommend(candidates, scores, full, spec.tolerance, spec.max_loss, needed, metric)
     ranked = sorted(
         [e for e in entries if "measured" in e],
         key=lambda e: (e["status"] != "candidate", "predicted" not in e, -score_of(e, full)),
@@ -149,7 +150,8 @@ def make_plan(run: AdviseRun) -> dict:
         "eta": spec.eta,
         "tolerance": spec.tolerance,
         "target": spec.target,
-        "metric": "validation accuracy",
+        "metric": f"validation {metric}",
+        "score_metric": metric,  # the validation metric ranked and extrapolated (absent in earlier plans: accuracy)
         "form": form,
         "backtest": {f: {"mae": v["mae"], "configurations": len(v["errors"])} for f, v in backtests.items()},
         "predicts": recommendation is not None and recommendation["predicted_score"] is not None,
@@ -224,6 +226,7 @@ def recommend(
     tolerance: float,
     max_loss: float = 1.0,
     needed_budget: float | None = None,
+    metric: str = "accuracy",
 ) -> dict | None:
     """The cheapest candidate not shown worse than the best, measured at the pilot's largest size, and no more
     than ``max(max_loss, tolerance)`` below it on the measured mean.
@@ -313,6 +316,7 @@ def recommend(
             mean(best["configuration"]),
             len(by_seed[pick["configuration"]]),
             needed_budget,
+            metric,
         ),
     }
 
@@ -346,10 +350,11 @@ def why(
     best_score: float,
     seeds: int = 2,
     needed_budget: float | None = None,
+    metric: str = "accuracy",
 ) -> str:
     p = (pick.get("predicted") or {}).get(str(full))
     text = caveat(pick["sizes"], seeds, needed_budget)
-    text += f"{pick['configuration']}: validation accuracy {score:.3f} at {size:,} examples"
+    text += f"{pick['configuration']}: validation {metric} {score:.3f} at {size:,} examples"
     if size != full and p:
         text += f" (predicted {p['score']:.3f}{interval_text(p)} on all {full:,})"
     interval = pick["cost"].get("fit_interval")

@@ -17,11 +17,21 @@ from .cost import human_seconds
 from .halving import AdviseRun
 from .pilot import MIN_SIZES, PilotPlan
 from .plan import validation_scores
+from .rungs import ranked_score
+
+# how the plan's text table abbreviates a metric in its narrow column (others are written out)
+SHORT_NAMES = {"accuracy": "acc"}
+
+
+def score_metric(plan: dict) -> str:
+    """The validation metric a plan ranked and extrapolated (a plan of an earlier release: accuracy)."""
+    return plan.get("score_metric") or "accuracy"
 
 
 def plan_text(plan: dict) -> str:
     """The ranked plan as aligned text (what ``unfreeze advise`` prints)."""
     full = plan["full_size"]
+    metric = score_metric(plan)
     key = str(full)
     lines = []
     rec = plan["recommendation"]
@@ -46,8 +56,10 @@ def plan_text(plan: dict) -> str:
         lines.append(PilotPlan(**{k: v for k, v in plan["pilot"].items() if k != "calibration"}).describe())
     if plan.get("machine"):
         lines.append(machine_text(plan["machine"]))
+    head = f"pred. {SHORT_NAMES.get(metric, metric)} at N"
+    width = max(16, len(head) + 1)
     lines.append(
-        f"{'configuration':<28}{'status':<18}{'pred. acc at N':>16}{'interval':>18}{'fit at N':>10}"
+        f"{'configuration':<28}{'status':<18}{head:>{width}}{'interval':>18}{'fit at N':>10}"
         f"{'ms/text':>9}{'peak MiB':>10}{'trainable':>12}"
     )
     for e in plan["plan"]:
@@ -62,9 +74,9 @@ def plan_text(plan: dict) -> str:
         if "predicted" in e:
             p = e["predicted"][key]
             interval = f"[{p['low']:.3f}, {p['high']:.3f}]" if p["low"] is not None else "(1 seed)"
-            predicted = f"{p['score']:>16.3f}{interval:>18}"
+            predicted = f"{p['score']:>{width}.3f}{interval:>18}"
         else:
-            predicted = f"{'not predicted':>16}{'(' + e['not_predicted'] + ')':>18}"
+            predicted = f"{'not predicted':>{width}}{'(' + e['not_predicted'] + ')':>18}"
         lines.append(
             f"{e['configuration']:<28}{status:<18}{predicted}"
             f"{human_seconds(cost['fit_seconds']):>10}{ms:>9}{mem:>10}{trainable:>12}"
@@ -112,7 +124,8 @@ def write_outputs(plan: dict, run: AdviseRun, json_path: Path | None = None) -> 
         with atomic_path(json_path) as tmp:
             tmp.write_text(strict_json.dumps(plan, indent=2, default=_jsonable))
     figure = None
-    scores = validation_scores(run.rows)
+    metric = score_metric(plan)
+    scores = validation_scores(run.rows, metric)
     drawn = [e for e in plan["plan"] if "predicted" in e]
     if drawn:
         from ..report.plots import color_of
@@ -137,7 +150,7 @@ def write_outputs(plan: dict, run: AdviseRun, json_path: Path | None = None) -> 
             )
         figure = run_dir / "curves.png"
         with atomic_path(figure) as tmp:
-            lc.plot_curves(curves, scores, tmp, "accuracy", plan["full_size"], colors)
+            lc.plot_curves(curves, scores, tmp, metric, plan["full_size"], colors)
     with atomic_path(run_dir / "report.html") as tmp:
         tmp.write_text(report_html(plan, run, figure), encoding="utf-8")
     return {"html": run_dir / "report.html", "json": run_dir / "plan.json", "figure": figure}
@@ -147,6 +160,7 @@ def report_html(plan: dict, run: AdviseRun, figure: Path | None) -> str:
     esc = html.escape
     full = plan["full_size"]
     key = str(full)
+    metric = html.escape(score_metric(plan))
     title = f"unfreeze advise: {plan['model']} on {plan['data']}"
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>",
@@ -171,7 +185,7 @@ def report_html(plan: dict, run: AdviseRun, figure: Path | None) -> str:
     parts.append("<h2>Recommendation</h2><p>" + esc(rec["why"] if rec else "none") + "</p>")
     parts.append(
         "<h2>Plan at the full size</h2><table><tr><th>configuration</th><th>status</th>"
-        "<th>predicted accuracy at N</th><th>95% interval</th><th>at 2N</th><th>at 4N</th><th>curve</th>"
+        f"<th>predicted {metric} at N</th><th>95% interval</th><th>at 2N</th><th>at 4N</th><th>curve</th>"
         "<th>fit at N</th><th>ms/text</th><th>peak MiB</th><th>trainable</th><th>rates chosen</th></tr>"
     )
     for e in plan["plan"]:
@@ -218,11 +232,11 @@ def report_html(plan: dict, run: AdviseRun, figure: Path | None) -> str:
     for f, v in plan["backtest"].items():
         parts.append(f"<tr><td class='l'>{esc(f)}</td><td>{v['mae']:.4f}</td><td>{v['configurations']}</td></tr>")
     parts.append(
-        "</table><h2>Rungs</h2><table><tr><th>rung</th><th>n</th><th>ranking (validation accuracy, mean "
+        f"</table><h2>Rungs</h2><table><tr><th>rung</th><th>n</th><th>ranking (validation {metric}, mean "
         "over seeds)</th><th>promoted</th><th>next</th></tr>"
     )
     for d in plan["rungs"]:
-        ranking = "; ".join(f"{r['configuration']} {r['val_accuracy']:.3f}" for r in d["ranking"])
+        ranking = "; ".join(f"{r['configuration']} {ranked_score(r):.3f}" for r in d["ranking"])
         nxt = d["next_n_train"] if d["next_n_train"] is not None else f"stop ({d['reason']})"
         parts.append(
             f"<tr><td>{d['rung']}</td><td>{d['n_train']}</td><td class='l'>{esc(ranking)}</td>"
@@ -230,7 +244,7 @@ def report_html(plan: dict, run: AdviseRun, figure: Path | None) -> str:
         )
     parts.append(
         "</table><h2>Every cell</h2><table><tr><th>configuration</th><th>n</th><th>seed</th><th>status</th>"
-        "<th>validation accuracy</th><th>learning rate (tried)</th><th>cell s</th></tr>"
+        f"<th>validation {metric}</th><th>learning rate (tried)</th><th>cell s</th></tr>"
     )
     from .cost import cell_seconds
 
@@ -238,7 +252,7 @@ def report_html(plan: dict, run: AdviseRun, figure: Path | None) -> str:
         fitted = r.get("fit") or {}
         tried = ", ".join(f"{t['learning_rate']:g}" for t in fitted.get("lr_search") or [])
         rate = f"{fitted['learning_rate']:g} ({tried})" if fitted.get("learning_rate") is not None else ""
-        val = (r.get("validation") or {}).get("accuracy")
+        val = (r.get("validation") or {}).get(score_metric(plan))
         parts.append(
             f"<tr><td class='l'>{esc(r['cell']['label'])}</td><td>{r['cell']['n_train']}</td>"
             f"<td>{r['cell']['seed']}</td><td>{esc(r['status'])}</td>"
@@ -259,4 +273,4 @@ def _jsonable(value: object) -> object:
     return str(value)
 
 
-__all__ = ["machine_text", "plan_text", "report_html", "write_outputs"]
+__all__ = ["machine_text", "plan_text", "report_html", "score_metric", "write_outputs"]

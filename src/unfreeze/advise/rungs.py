@@ -46,31 +46,36 @@ def configurations(sweep: SweepSpec, num_blocks: int) -> list[Configuration]:
     return list(seen.values())
 
 
-def rank(rows_by_config: dict[str, list[dict]]) -> list[dict]:
-    """Configurations by mean validation accuracy over their seeds, then lower validation loss, then name.
+def rank(rows_by_config: dict[str, list[dict]], metric: str = "accuracy") -> list[dict]:
+    """Configurations by mean validation score (``metric``, higher is better) over their seeds, then lower
+    validation loss, then name.
 
     Every configuration of a rung ran on the same seeds' samples, so the means compare paired
-    scores; a failed cell counts as a score of 0.
+    scores; a failed cell counts as a score of 0. Each entry's ``val_score`` is that mean (decisions of
+    earlier releases call it ``val_accuracy``: :func:`ranked_score` reads either).
     """
     ranking = []
     for label, rows in rows_by_config.items():
-        accuracies = [
-            ((r.get("validation") or {}).get("accuracy") or 0.0) if r["status"] == "done" else 0.0 for r in rows
-        ]
+        scores = [((r.get("validation") or {}).get(metric) or 0.0) if r["status"] == "done" else 0.0 for r in rows]
         losses = [
             ((r.get("validation") or {}).get("loss") or math.inf) if r["status"] == "done" else math.inf for r in rows
         ]
         ranking.append(
             {
                 "configuration": label,
-                "val_accuracy": sum(accuracies) / max(len(accuracies), 1),
+                "val_score": sum(scores) / max(len(scores), 1),
                 "val_loss": sum(losses) / max(len(losses), 1),
                 "seeds": len(rows),
                 "failed": sum(r["status"] != "done" for r in rows),
             }
         )
-    ranking.sort(key=lambda r: (-r["val_accuracy"], r["val_loss"], r["configuration"]))
+    ranking.sort(key=lambda r: (-r["val_score"], r["val_loss"], r["configuration"]))
     return ranking
+
+
+def ranked_score(entry: dict) -> float:
+    """A ranking entry's mean validation score (``val_accuracy`` in the decisions of earlier releases)."""
+    return entry["val_score"] if "val_score" in entry else entry["val_accuracy"]
 
 
 def promote(ranking: list[dict], eta: int, finalists: int = 1) -> tuple[list[str], list[str]]:
@@ -107,7 +112,7 @@ def decide(
             if key_of(by_label[label].cell(size, s)) in plan_rows
         ]
 
-    ranking = rank({label: rows_of(label, n) for label in alive})
+    ranking = rank({label: rows_of(label, n) for label in alive}, spec.ranking_metric())
     promoted, eliminated = promote(ranking, spec.eta, spec.finalists) if ranking else ([], [])
     spent = overhead + sum(cell_seconds(r) for r in plan_rows.values())
     room = spec.budget - reserve_seconds(spec.budget) - spent
@@ -189,4 +194,13 @@ def reserve_seconds(budget: float) -> float:
     return min(max(3.0, 0.03 * budget), 30.0)
 
 
-__all__ = ["PARTIAL_STEP", "Configuration", "configurations", "decide", "promote", "rank", "reserve_seconds"]
+__all__ = [
+    "PARTIAL_STEP",
+    "Configuration",
+    "configurations",
+    "decide",
+    "promote",
+    "rank",
+    "ranked_score",
+    "reserve_seconds",
+]

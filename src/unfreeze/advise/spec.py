@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from ..errors import UnfreezeError
 from ..storage.cache import sha256_json
 from ..sweep.grid import SweepSpec
+from ..tasks import DEFAULT_TASK
 
 FIRST_RUNG_RATES = ("first-seed", "every-seed")
 # the settings whose values named an advisor run before AdviseSpec became a SweepSpec: a run resumed from then
@@ -83,6 +84,8 @@ class AdviseSpec(SweepSpec):
     max_loss: float = 0.01
     # torch threads; None: no more than the cores other work leaves free (``machine.cores.use_threads``)
     threads: int | None = None
+    # the validation score that ranks, halves and draws the learning curves; None: the task's default
+    metric: str | None = None
 
     def __post_init__(self) -> None:
         held = self.validation_size
@@ -90,13 +93,28 @@ class AdviseSpec(SweepSpec):
         super().__post_init__()
         self.validation_size = held
 
+    def ranking_metric(self) -> str:
+        """The validation score the advisor ranks by: ``metric``, or the task's default score. One line for a
+        metric the task does not report, or one where lower is better: the learning curves assume a score
+        that rises with more data."""
+        task = self.task_object()
+        metric = task.default_metric if self.metric is None else task.check_metric(self.metric)
+        if task.sign(metric) < 0:
+            rising = ", ".join(m for m in task.metrics if task.sign(m) > 0)
+            raise UnfreezeError(
+                f"--metric {metric} is lower-is-better; the advisor's learning curves assume a score that rises "
+                f"with more data. Rank by one of: {rising}."
+            )
+        return metric
+
     def check(self) -> None:
         """The model-free checks: one line each, before anything loads."""
         if not isinstance(self.budget, (int, float)) or self.budget <= 0:
             raise UnfreezeError(f"--budget must be a positive duration such as 15m or 90s. Got {self.budget!r}.")
+        metric = self.ranking_metric()
         if self.target is not None and not 0 < self.target <= 1:
             raise UnfreezeError(
-                f"--target is a score in (0, 1] (accuracy); {self.target} can never be reached. "
+                f"--target is a score in (0, 1] ({metric}); {self.target} can never be reached. "
                 "Give e.g. --target 0.85."
             )
         if not 0 <= self.tolerance < 1:
@@ -160,6 +178,12 @@ class AdviseSpec(SweepSpec):
         for f in fields(SweepSpec):
             if f.name not in values and f.name not in _SET_PER_CELL and getattr(self, f.name) != _default(f):
                 values[f.name] = getattr(self, f.name)
+        # a single-label run keeps the id it had before tasks (--task single is the default spelled out), and a
+        # run ranked by its task's own score the id it has without --metric
+        if values.get("task") == DEFAULT_TASK:
+            del values["task"]
+        if self.metric is not None and self.metric != self.task_object().default_metric:
+            values["metric"] = self.metric
         return sha256_json(values)[:16]
 
     def as_dict(self) -> dict:

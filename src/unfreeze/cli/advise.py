@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from .arguments import (
     InputArguments,
     RunArguments,
     arguments,
+    check_metric,
     deprecated,
     renamed,
     seed_list,
@@ -32,8 +34,8 @@ from .options import (
     with_parameters,
 )
 
-ADVISE_DATA = ("test", "test_size", "text_col", "label_col", "text_pair_col")
-ADVISE_RUN = ("strategies", "grid", "seeds", "validation_size", "budget", "overwrite")
+ADVISE_DATA = ("test", "test_size", "text_col", "label_col", "text_pair_col", "task", "label_sep", "thresholds")
+ADVISE_RUN = ("strategies", "grid", "seeds", "validation_size", "metric", "budget", "overwrite")
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -157,6 +159,7 @@ def advise(
         max_loss=max_loss,
         validation_size=run.validation_size,
         threads=threads,
+        metric=check_metric(run.metric),
         **spec_settings(model_in, split),
         **training,
     )
@@ -257,36 +260,28 @@ def fit_recommendation(spec, plan: dict, fit_dir: Path, device: str | None) -> N
 def fit_recommended(spec, plan: dict, device: str | None):
     """The plan's recommendation fitted on all the labelled data, and its metrics (train, and test when there is a
     test split: the pilot never read it)."""
-    from ..estimators import Classifier
     from ..strategies import strategy_class
-    from ..sweep.plan import load_sweep_data
-    from ..training.settings import Training
+    from ..sweep.grid import Cell
+    from ..sweep.plan import cell_classifier, load_sweep_data
 
     rec = plan.get("recommendation")
     if rec is None:
         raise UnfreezeError("The pilot finished no configuration, so there is nothing to fit. Give a larger --budget.")
-    data = load_sweep_data(spec.sweep_spec())
+    sweep = spec.sweep_spec()
+    data = load_sweep_data(sweep)
     cls = strategy_class(rec["strategy"])
-    training = spec.sweep_spec().training_for(cls)
+    training = sweep.training_for(cls)
     if rec.get("learning_rate") is not None and "learning_rate" in training:
         # the rate the pilot's searches chose at its largest size, for up to their epoch ceiling (early stopping
         # on a validation split): one fit, as the plan's fit time projects, not a third search on all the data
-        training.update(
-            learning_rate=rec["learning_rate"], epochs=training.get("epochs") or cls(**rec["params"]).epochs_for(True)
+        sweep = replace(
+            sweep,
+            learning_rate=rec["learning_rate"],
+            epochs=training.get("epochs") or cls(**rec["params"]).epochs_for(True),
         )
-    clf = Classifier(
-        model=spec.model,
-        strategy=cls(**rec["params"]),
-        training=Training(**training),
-        pooling=spec.pooling,
-        layers=spec.layers,
-        max_length=spec.max_length,
-        batch_size=spec.batch_size,
-        seed=spec.seeds[0],
-        device=device,
-        progress=False,
-        precision=spec.precision,
-    )
+    # the estimator of the data's task (a Classifier, or a Regressor), as the pilot's cells were
+    cell = Cell(rec["strategy"], tuple(rec["params"].items()), len(data.train_pool), spec.seeds[0])
+    clf = cell_classifier(sweep, cell, device, use_cache=True)
     pool = data.train_pool
     clf.fit(pool.inputs, pool.labels)
     metrics = {"train": clf.evaluate(pool.inputs, pool.labels)}
