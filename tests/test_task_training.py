@@ -264,3 +264,60 @@ def test_multilabel_pairs_share_a_label_and_negatives_share_none():
     # one positive per example and round; a negative too, since every example here has one
     assert (target == 1.0).sum() == (target == 0.0).sum() == 3 * len(indicator)
     assert np.all(left[target == 1.0] != right[target == 1.0])  # every example has another partner here
+
+
+# -- data-parallel steps: each rank's share of the task's loss adds up to one process's batch loss ----------
+
+
+class FakeRank:
+    """What ``_data_parallel_step`` reads of an Accelerator: this rank's index and the world size."""
+
+    def __init__(self, index: int, world: int) -> None:
+        self.process_index, self.num_processes = index, world
+        self.backward = None
+
+
+class RecordingRun:
+    """Stands in for ``TrainingRun``: keeps the loss each rank's step would back-propagate."""
+
+    def __init__(self) -> None:
+        self.config = type("Config", (), {"compute": "fp32"})()
+        self.losses: list[torch.Tensor] = []
+
+    def step(self, loss, examples, tokens, backward=None, loss_value=None, epoch=0) -> None:
+        self.losses.append(loss)
+
+
+@pytest.mark.parametrize("kind", ["single", "multilabel", "regression"])
+def test_data_parallel_shares_of_the_task_loss_give_the_one_process_gradient(kind, tiny_backbone):
+    from unfreeze.training.loop import _data_parallel_step
+    from unfreeze.training.model import TextClassificationModel
+
+    backbone = tiny_backbone("bert")
+    texts, labels = {
+        "single": (multilabel_data(5, seed=0)[0], [0, 1, 1, 1, 0]),
+        "multilabel": multilabel_data(5, seed=0, sets=[("food",), ("food", "sport"), ()]),
+        "regression": regression_data(5, seed=0),
+    }[kind]
+    task = make_task(kind)
+    fitted = task.fit_labels(labels)
+    targets = task.target_tensor(fitted)
+    # balanced weights where the task has them: a weighted batch is normalised by its total weight
+    weight = task.loss_weight(fitted, "balanced" if task.weighs_classes else None, backbone.device)
+    torch.manual_seed(0)
+    model = TextClassificationModel(backbone, task.n_outputs, "mean", (2,)).eval()  # eval: no dropout
+    encoded = backbone.encode(texts, 32)
+    params = [*model.head.parameters(), *backbone.blocks[-1].parameters()]
+    idx = list(range(5))  # uneven shares: rows 0, 2, 4 and rows 1, 3
+    averaged = [torch.zeros_like(p) for p in params]
+    for rank in range(2):
+        run = RecordingRun()
+        _data_parallel_step(
+            run, model, FakeRank(rank, 2), backbone, encoded, idx, targets, task, weight, None, backbone.device,
+            np.zeros(5), 0, 1,
+        )  # fmt: skip
+        for total, gradient in zip(averaged, torch.autograd.grad(run.losses[0], params)):
+            total += gradient / 2  # DDP averages the ranks' gradients
+    whole = task.batch_loss(model(backbone.collate(encoded, idx)), targets, weight)
+    for got, expected in zip(averaged, torch.autograd.grad(whole, params)):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-7)
