@@ -14,7 +14,10 @@ from .prefix import PrefixBatch, block_input, skip_bottom_blocks
 
 
 class TextClassificationModel(nn.Module):
-    """body -> hidden states ``layers`` -> pooling -> dropout -> linear head.
+    """body -> hidden states ``layers`` -> pooling -> dropout -> linear head of ``n_outputs`` units.
+
+    ``n_outputs`` is the task's (``Task.n_outputs``): K classes (single), K labels (multilabel),
+    1 (regression); a bundle records it as ``n_classes``, as bundles always have.
 
     Hidden state j < L is the input of block j (0 = embedding output) and state L is the
     body's ``last_hidden_state`` (after a final norm where the family has one), the
@@ -22,7 +25,7 @@ class TextClassificationModel(nn.Module):
     """
 
     def __init__(
-        self, backbone: Backbone, n_classes: int, pooling: str, layers: Sequence[int], dropout: float = 0.1
+        self, backbone: Backbone, n_outputs: int, pooling: str, layers: Sequence[int], dropout: float = 0.1
     ) -> None:
         super().__init__()
         self.body = backbone.model
@@ -30,7 +33,7 @@ class TextClassificationModel(nn.Module):
         self.layers = tuple(layers)
         self.num_blocks = backbone.num_blocks
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(backbone.hidden_size * len(self.layers), n_classes)
+        self.head = nn.Linear(backbone.hidden_size * len(self.layers), n_outputs)
         # not a submodule: the blocks already live inside body
         self._blocks = [backbone.blocks]
 

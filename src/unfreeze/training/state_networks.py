@@ -8,6 +8,8 @@
   states feed a randomly initialised bidirectional LSTM; the final states of its top layer
   (forward: at the last real token; backward: at the first) feed a linear head. Padding
   never enters the LSTM: sequences are packed (``pack_padded_sequence``).
+
+Each ends in a linear head of the task's ``n_outputs`` units (classes, labels, or 1 for a score).
 """
 
 from __future__ import annotations
@@ -27,12 +29,12 @@ def normalise_layers(states: torch.Tensor, width: int) -> torch.Tensor:
 class ScalarMix(nn.Module):
     """Softmax-normalised weights over ``n_layers`` pooled states, a scale gamma, and a linear head."""
 
-    def __init__(self, n_layers: int, hidden_size: int, n_classes: int, layer_norm: bool = True) -> None:
+    def __init__(self, n_layers: int, hidden_size: int, n_outputs: int, layer_norm: bool = True) -> None:
         super().__init__()
         self.layer_norm = layer_norm
         self.weights = nn.Parameter(torch.zeros(n_layers))  # softmax(0) = equal weights at the start
         self.gamma = nn.Parameter(torch.ones(()))
-        self.head = nn.Linear(hidden_size, n_classes)
+        self.head = nn.Linear(hidden_size, n_outputs)
 
     def layer_weights(self) -> torch.Tensor:
         return torch.softmax(self.weights, dim=0)
@@ -55,7 +57,7 @@ class BiLSTMHead(nn.Module):
         input_size: int,
         hidden_size: int,
         num_layers: int,
-        n_classes: int,
+        n_outputs: int,
         dropout: float,
         layer_width: int | None = None,
     ) -> None:
@@ -70,7 +72,7 @@ class BiLSTMHead(nn.Module):
             dropout=dropout if num_layers > 1 else 0.0,
         )
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(2 * hidden_size, n_classes)
+        self.head = nn.Linear(2 * hidden_size, n_outputs)
 
     def features(self, states: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """[batch, tokens, input] padded on the right, real lengths [batch] -> [batch, 2 * hidden]."""
