@@ -87,13 +87,17 @@ class Findings:
 
 
 def context_of(meta: dict, study: Study, out_dir: Path | None) -> Context:
+    from ..tasks import DEFAULT_TASK, make_task
+
+    task = make_task(meta.get("task") or DEFAULT_TASK)  # runs of single-label data, and earlier ones, name none
+    metric = study.metric_for(task.name)
     sizes: set[int] = set()
     per_class: dict[int, int] = {}
     for arm in meta.get("arms", []):
         sizes.update(int(n) for n in arm.get("sizes", []))
         per_class.update({int(n): int(p) for n, p in (arm.get("per_class") or {}).items()})
     return Context(
-        metric=study.metric,
+        metric=metric,
         params=study.analysis_params,
         num_blocks=meta.get("num_blocks"),
         sizes=sorted(sizes),
@@ -101,6 +105,7 @@ def context_of(meta: dict, study: Study, out_dir: Path | None) -> Context:
         majority=meta.get("majority") or {},
         out_dir=out_dir,
         title=study.title,
+        sign=task.sign(metric),
     )
 
 
@@ -203,7 +208,7 @@ def findings_markdown(findings: Findings) -> str:
         + (f" ({counts['reused']} reused from other runs with the same cell keys)" if counts["reused"] else "")
         + " |",
         f"| Sizes / seeds | {size_text} / {', '.join(map(str, seeds))} |",
-        f"| Metric | test {study.metric.replace('_', '-')} |",
+        f"| Metric | test {study.metric_for(meta.get('task')).replace('_', '-')} |",
         f"| Machine | {findings.machine()} |",
         f"| Time | {duration(findings.wall_seconds())} wall clock over {len(invocations)} invocation"
         f"{'s' if len(invocations) != 1 else ''}; {duration(findings.cell_seconds())} in this study's own "

@@ -20,10 +20,9 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import UnfreezeError
-from ..report.tables import METRICS
 from ..storage import strict_json
 from ..storage.cache import atomic_path
-from ..sweep.store import ResultsStore
+from ..sweep.store import ResultsStore, row_task
 
 STUDY_FILE = "study.json"
 STUDY_FORMAT = "unfreeze-study"
@@ -85,9 +84,10 @@ def study_frame(run_dir: str | Path, meta: dict) -> pd.DataFrame:
             }
             row.update({k: v for k, v in cell.items() if k not in ("strategy", "label", "n_train", "seed")})
             if record["status"] == "done":
+                metrics = row_task(record).metrics
                 for split in ("train", "test", "validation"):
                     for metric, value in (record.get(split) or {}).items():
-                        if metric in METRICS and isinstance(value, (int, float)):
+                        if metric in metrics and isinstance(value, (int, float)):
                             row[f"{split}_{metric}"] = float(value)
                 fit = record.get("fit") or {}
                 row.update(

@@ -24,6 +24,7 @@ from typing import Any
 from ..errors import UnfreezeError
 from ..sweep.grid import SweepSpec, expand
 from ..sweep.store import RESULTS_FILE, ResultsStore
+from ..tasks import DEFAULT_TASK
 from .analyses import analysis_kind
 from .findings import Findings, write_findings
 from .results import ARMS_FOLDER, STUDY_FILE, STUDY_FORMAT, read_meta, write_meta
@@ -109,6 +110,8 @@ def _majority(pool, test) -> dict:
     """The majority-class baseline: the training pool's most frequent class, predicted for every test text."""
     from ..metrics import classification_metrics
 
+    if pool.task != DEFAULT_TASK:  # a majority class is a single-label baseline; other tasks have none
+        return {}
     counts = pool.class_counts()
     top = max(counts, key=lambda c: (counts[c], str(c)))
     metrics = classification_metrics([str(y) for y in test.labels], [str(top)] * len(test))
@@ -195,6 +198,7 @@ def run_study(
     probe_spec = _arm_spec(first, [1], study, study.arms[0].name)
     loaded = load_sweep_data(probe_spec)
     pool, test_set = loaded.train_pool, loaded.test
+    study.metric_for(pool.task)  # a metric the data's task does not report: one line before anything runs
     n_classes = len(pool.classes)
     arm_sizes: dict[str, tuple[list[int], dict[int, int]]] = {}
     for arm in study.arms:
@@ -255,6 +259,8 @@ def run_study(
                 "test_class_counts": {str(k): v for k, v in test_set.class_counts().items()},
             },
             "majority": _majority(pool, test_set),
+            # the data's task (a single-label run's file is as before tasks existed)
+            **({"task": pool.task} if pool.task != DEFAULT_TASK else {}),
         }
     )
     meta["arms"] = []

@@ -8,7 +8,7 @@ A study is a TOML file (``studies/NAME.toml``)::
     source = "..."
     design = "..."                # why these cells (printed in FINDINGS.md)
     analysis = "two_way"          # one of ANALYSES (unfreeze.studies.analyses)
-    metric = "accuracy"
+    metric = "accuracy"            # default: the data's task's own score (accuracy, micro_f1, spearman)
     datasets = ["movie-snippets", "bbc-news", "tweets"]   # where docs/FINDINGS.md runs it
     models = ["minilm-l6", "mpnet-base"]
 
@@ -139,7 +139,7 @@ class Study:
     source: str
     design: str
     analysis: str
-    metric: str
+    metric: str | None  # None: the data's task's default score (``metric_for``)
     datasets: list[str]
     models: list[str]
     sweep: dict
@@ -148,6 +148,14 @@ class Study:
     analysis_params: dict
     verdict: dict[str, str]
     raw: dict = field(default_factory=dict, repr=False)
+
+    def metric_for(self, task: str | None) -> str:
+        """The test metric the study reads on data of ``task`` (None: single): its own, or the task's default
+        score; one line when the task does not report the study's."""
+        from ..tasks import DEFAULT_TASK, make_task
+
+        kind = make_task(task or DEFAULT_TASK)
+        return kind.default_metric if self.metric is None else kind.check_metric(self.metric, f"{self.path}: metric")
 
     @property
     def default_data(self) -> str:
@@ -249,11 +257,12 @@ def study_from_dict(raw: dict, path: Path) -> Study:
     if kind not in ANALYSES:
         raise UnfreezeError(f"{path}: unknown analysis {kind!r} in [study]. Analyses: {', '.join(sorted(ANALYSES))}.")
     analysis = analysis_kind(kind)
-    metric = head.get("metric", "accuracy")
-    from ..report.tables import METRICS
+    metric = head.get("metric")  # None: the task's default score (accuracy for single-label data)
+    from ..tasks import TASKS
 
-    if metric not in METRICS:
-        raise UnfreezeError(f"{path}: unknown metric {metric!r} in [study]. Metrics: {', '.join(METRICS)}.")
+    known = list(dict.fromkeys(m for cls in TASKS.values() for m in cls.metrics))
+    if metric is not None and metric not in known:
+        raise UnfreezeError(f"{path}: unknown metric {metric!r} in [study]. Metrics: {', '.join(known)}.")
     lists = {}
     for key in ("datasets", "models"):
         value = head.get(key, [])

@@ -29,6 +29,7 @@ class Context:
     majority: dict[str, float] = field(default_factory=dict)  # the majority-class baseline's test metrics
     out_dir: Path | None = None  # where plots go (None: none drawn)
     title: str = ""
+    sign: float = 1.0  # -1 where a lower ``metric`` is better (RMSE, Hamming loss: ``Task.sign``)
 
     def size_name(self, n: int) -> str:
         return f"{self.per_class[n]} per class (n={n})" if n in self.per_class else f"n={n}"

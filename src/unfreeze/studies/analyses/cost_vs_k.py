@@ -65,7 +65,9 @@ def _run_cost_vs_k(frame: pd.DataFrame, context: Context) -> AnalysisResult:
     rows = rows.assign(k=rows["k"].astype(int))
     scores = rows.pivot_table(index="seed", columns="k", values=column, aggfunc="mean")
     mean_of = rows.groupby("k")[["fit_seconds", "peak_memory_mib", "trainable_parameters"]].mean()
-    table = compare_to_best(scores, mean_of["fit_seconds"].reindex(scores.columns), params["tolerance"])
+    table = compare_to_best(
+        scores, mean_of["fit_seconds"].reindex(scores.columns), params["tolerance"], sign=context.sign
+    )
     pick = int(table.index[table["pick"]][0])
     swept = [int(k) for k in scores.columns if 0 < k < L] or [int(k) for k in scores.columns]
     q["half_k"] = float(min(swept, key=lambda k: (abs(k - L / 2), -k)))
