@@ -126,7 +126,10 @@ def test_check_set_joins_the_heads_inputs(bundles):
     from unfreeze.export.exporter import _check_set
 
     config = json.loads((bundles["multihead"] / "unfreeze.json").read_text())
-    classes = {"sentiment": np.array(["neg", "pos"]), "topic": np.array(list(TOPICS))}
+    from unfreeze.tasks import task_from_state
+
+    # each head's task: its classes (a head of any task may be checked: its labels are the task's)
+    classes = {"sentiment": task_from_state(None, ["neg", "pos"]), "topic": task_from_state(None, list(TOPICS))}
     check = _check_set(config, classes, None, None, None)
     assert len(check.inputs) == 48 + 30 and check.note is None
     known = {name: [i for i, y in enumerate(column) if y is not None] for name, column in check.labels.items()}
@@ -394,8 +397,13 @@ def test_a_strategy_whose_predictor_cannot_be_exported(runner, bundles, tmp_path
     before = listing(tmp_path)
     result = runner.invoke(app, ["export", str(bundle)])
     assert_user_error(
-        result, "strategy 'mix' (predictor MixPredictor) has no ONNX export", "heads on pooled states", "tuned networks"
+        result,
+        "strategy 'mix' (predictor MixPredictor) has no ONNX export",
+        # the predictor classes that have one (Predictor.exports_onnx), each with what it is
+        "EmbeddingHead (a head on pooled hidden states)",
+        "NetworkPredictor (a tuned network)",
     )
+    assert "MixPredictor (" not in result.stderr
     assert listing(tmp_path) == before
 
 

@@ -17,7 +17,7 @@ heads_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
-    help="Multi-head bundles: many classifiers sharing one frozen backbone and one forward pass.",
+    help="Multi-head bundles: many heads (of any task) sharing one frozen backbone and one forward pass.",
 )
 app.add_typer(heads_app, name="heads")
 
@@ -26,7 +26,7 @@ app.add_typer(heads_app, name="heads")
 @user_errors
 @with_parameters(
     arguments(InputArguments, ("model", "pooling", "layers", "max_length", "batch_size", "precision", "device")),
-    strategy_parameters(only=("C",)),
+    strategy_parameters(only=("C", "alpha")),
     arguments(
         DataArguments,
         (
@@ -57,16 +57,20 @@ def heads_add(
     replace: Annotated[bool, flag("--replace", help="Refit a head that already exists.")] = False,
     **options,
 ) -> None:
-    """Fit a logistic head on DATA and add it to BUNDLE under NAME (atomically)."""
+    """Fit a head of DATA's task on DATA and add it to BUNDLE under NAME (atomically): a logistic head (one
+    class per text), one per label (--task multilabel) or ridge (--task regression), as `fit --strategy
+    features` fits them. Heads of different tasks share the bundle's backbone."""
     from ..inference.bundle import check_head_name
     from ..params import coerce
     from ..storage.outputs import check_output
     from ..strategies import Features
+    from .fit import fit_task
 
     model_in, split, run = take(InputArguments, options), take(DataArguments, options), take(RunArguments, options)
-    C = cast(float | None, coerce(Features, "C", one_value_each(strategy_values(options)).get("C")))
-    if C is not None:
-        Features(C=C).check()  # the head's C as features checks it: one line before anything loads
+    values = one_value_each(strategy_values(options))
+    C = cast(float | None, coerce(Features, "C", values.get("C")))
+    alpha = cast(float | None, coerce(Features, "alpha", values.get("alpha")))
+    Features(C=C, alpha=alpha).check()  # the head's strengths as features checks them, before anything loads
     check_head_name(name)
     precision = checked_precision(model_in.precision or "auto")
     check_output(bundle, "heads", inputs=[data, *([split.test] if split.test else [])], option="BUNDLE")
@@ -90,6 +94,8 @@ def heads_add(
         seed=run.seed,
         cache=not run.no_cache,
         data=train.name,
+        task=fit_task(split.task or train.task, split.thresholds),
+        alpha=alpha,
     )
     clf = suite.as_classifier(name)
     metrics = {"train": clf.evaluate(train.inputs, train.labels)}
@@ -97,9 +103,15 @@ def heads_add(
         metrics["test"] = clf.evaluate(test_set.inputs, test_set.labels)
     head.info["metrics"] = {**metrics, "n_train": len(train), "n_test": len(test_set) if test_set else 0}
     saved = add_heads(bundle, suite, replace=replace)
+    strength = ", ".join(f"{k}={v:g}" for k, v in head.head.record().items() if isinstance(v, float))
+    from ..tasks import DEFAULT_TASK
+
+    what = f"{len(head.classes)} labels" if len(head.classes) else "values"
+    # a single-label head is said as before tasks existed; another names its task
+    kind = "" if head.task is None or head.task.name == DEFAULT_TASK else f"{head.task.describe()} "
     typer.echo(
-        f"added head {name!r} ({len(head.classes)} labels, pooling {head.pooling}, layers "
-        f"{','.join(map(str, head.layers))}, C={head.head.C_:g}) fitted on {len(train)} examples of "
+        f"added {kind}head {name!r} ({what}, pooling {head.pooling}, layers "
+        f"{','.join(map(str, head.layers))}, {strength}) fitted on {len(train)} examples of "
         f"{train.name}; {bundle} now has {len(saved.heads)} head(s): {', '.join(saved.heads)}"
     )
     typer.echo(format_metrics_table(metrics))
@@ -128,9 +140,10 @@ def heads_list(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
     **options,
 ) -> None:
-    """List the heads of BUNDLE: labels, pooling, layers, training data, test accuracy."""
+    """List the heads of BUNDLE: task, labels, pooling, layers, training data, test score (the task's own)."""
     from ..inference.bundle import MULTIHEAD_KIND, read_config
     from ..inference.multihead import DEFAULT_HEAD
+    from ..tasks import task_from_state
 
     as_json = take(RunArguments, options).as_json
     config = read_config(bundle)
@@ -144,29 +157,27 @@ def heads_list(
                 "layers": config["layers"],
                 "metrics": config.get("metrics", {}),
                 "strategy": config["strategy"]["name"],
+                "task": config.get("task"),
             }
         }
-    rows = [
-        {
-            "name": n,
-            "labels": e["labels"],
-            "pooling": e["pooling"],
-            "layers": e["layers"],
-            "data": e.get("data", ""),
-            "test_accuracy": e.get("metrics", {}).get("test", {}).get("accuracy"),
-        }
-        for n, e in entries.items()
-    ]
+    rows = []
+    for n, e in entries.items():
+        task = task_from_state(e.get("task"), e["labels"] or None)  # a head of an earlier release: single
+        test = e.get("metrics", {}).get("test", {})
+        row = {"name": n, "task": task.name, "labels": e["labels"], "pooling": e["pooling"], "layers": e["layers"]}
+        row.update(data=e.get("data", ""), metric=task.default_metric, test_score=test.get(task.default_metric))
+        row["test_accuracy"] = test.get("accuracy")  # as earlier releases listed it (single-label heads)
+        rows.append(row)
     if as_json:
         typer.echo(json.dumps({"model": config["backbone"]["reference"], "heads": rows}, indent=2))
         return
     typer.echo(f"model: {config['backbone']['reference']}")
-    typer.echo(f"{'head':<20}{'labels':>7}  {'pooling':<8}{'layers':<14}{'test acc':>9}  data")
+    typer.echo(f"{'head':<20}{'task':<11}{'labels':>7}  {'pooling':<8}{'layers':<14}{'test score':>20}  data")
     for r in rows:
-        acc = "-" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
+        score = "-" if r["test_score"] is None else f"{r['metric']} {r['test_score']:.4f}"
         typer.echo(
-            f"{r['name']:<20}{len(r['labels']):>7}  {r['pooling']:<8}{','.join(map(str, r['layers'])):<14}"
-            f"{acc:>9}  {r['data']}"
+            f"{r['name']:<20}{r['task']:<11}{len(r['labels']):>7}  {r['pooling']:<8}"
+            f"{','.join(map(str, r['layers'])):<14}{score:>20}  {r['data']}"
         )
 
 

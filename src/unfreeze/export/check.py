@@ -1,7 +1,11 @@
-"""An export's self-check: its probabilities against PyTorch's on the same texts, fp32 within a tolerance.
+"""An export's self-check: its outputs against PyTorch's on the same texts, fp32 within a tolerance.
 
-An int8 graph is compared by the labels it agrees on (and the accuracy change where the
-true labels are known); a check that fails raises :class:`ExportCheckError`.
+Outputs are each head's task's (``unfreeze.tasks``): class or per-label probabilities,
+compared absolutely, or a regression's values, compared relative to their size (the same
+tolerance for values up to 1). An int8 graph is compared by the decisions it agrees on
+(labels, label sets; none for values) and the change of the task's default score (accuracy,
+micro-F1, Spearman) where the true labels are known; a check that fails raises
+:class:`ExportCheckError`.
 """
 
 from __future__ import annotations
@@ -35,10 +39,11 @@ DEFAULT_CHECK_TEXTS = (
 class Int8Check:
     """How the int8 graph's answers compare with PyTorch's on the check texts, for one head."""
 
-    agreement: float  # share of texts whose predicted label is PyTorch's
-    max_abs_diff: float  # of probabilities
-    accuracy_torch: float | None = None  # against the given labels
+    agreement: float | None  # share of texts whose decision (label, label set) is PyTorch's; None for values
+    max_abs_diff: float  # of outputs (probabilities; values relative to their size)
+    accuracy_torch: float | None = None  # the task's default score against the given labels
     accuracy_int8: float | None = None
+    metric: str = "accuracy"  # the score accuracy_* hold
 
     @property
     def accuracy_delta(self) -> float | None:
@@ -73,10 +78,12 @@ class ExportCheck:
             text = (
                 f"int8 [{name}]: labels agree with PyTorch on {check.agreement:.1%}, "
                 f"max |probability difference| {check.max_abs_diff:.3f}"
+                if check.agreement is not None
+                else f"int8 [{name}]: max |value difference| (relative) {check.max_abs_diff:.3f}"
             )
             if check.accuracy_delta is not None:
                 text += (
-                    f"; accuracy {check.accuracy_int8:.4f} vs PyTorch {check.accuracy_torch:.4f} "
+                    f"; {check.metric} {check.accuracy_int8:.4f} vs PyTorch {check.accuracy_torch:.4f} "
                     f"({check.accuracy_delta:+.4f})"
                 )
             lines.append(text)
@@ -133,44 +140,79 @@ def check_export(
     fp32 = load_export(folder, "fp32", batch_size=batch_size)
     reference = _per_head(reference, fp32.head_names, "reference")
     labels = _per_head(y, fp32.head_names, "y") if y is not None else {}
-    got = fp32.predict_proba_heads(inputs, list(reference))
+    got = fp32.outputs_heads(inputs, list(reference))
     diff, agree = 0.0, 1.0
     for name, ref in reference.items():
         ref = np.asarray(ref, dtype=np.float64)
         if ref.shape != got[name].shape:
             raise UnfreezeError(
-                f"Reference probabilities of head {name!r} have shape {ref.shape}; the export gives {got[name].shape}."
+                f"Reference outputs of head {name!r} have shape {ref.shape}; the export gives {got[name].shape}."
             )
-        diff = max(diff, float(np.abs(got[name] - ref).max()))
-        agree = min(agree, float(np.mean(got[name].argmax(1) == ref.argmax(1))))
+        diff = max(diff, _difference(got[name], ref))
+        share = _agreement(fp32.tasks[name], got[name], ref)
+        agree = agree if share is None else min(agree, share)
     if not diff <= atol:  # also catches NaN
         raise ExportCheckError(
-            f"The ONNX export does not match PyTorch: fp32 probabilities differ by up to "
+            f"The ONNX export does not match PyTorch: fp32 outputs differ by up to "
             f"{diff:.2e} (allowed {atol:.0e}) on {len(inputs)} texts; nothing was exported."
         )
     check = ExportCheck(len(inputs), atol, diff, agree)
     if "int8" in fp32.manifest["graphs"]:
         int8 = load_export(folder, "int8", batch_size=batch_size)
-        quantised = int8.predict_proba_heads(inputs, list(reference))
+        quantised = int8.outputs_heads(inputs, list(reference))
         for name, ref in reference.items():
             ref = np.asarray(ref, dtype=np.float64)
-            classes = fp32.classes(name)
+            task = fp32.tasks[name]
             result = Int8Check(
-                float(np.mean(quantised[name].argmax(1) == ref.argmax(1))), float(np.abs(quantised[name] - ref).max())
+                _agreement(task, quantised[name], ref), _difference(quantised[name], ref), metric=task.default_metric
             )
             known = _known_labels(labels.get(name), len(inputs))
             if known is not None:
                 rows, truth = known
-                result.accuracy_torch = float(np.mean(classes[ref[rows].argmax(1)] == truth))
-                result.accuracy_int8 = float(np.mean(classes[quantised[name][rows].argmax(1)] == truth))
+                result.accuracy_torch, result.accuracy_int8 = _scores(task, truth, ref[rows], quantised[name][rows])
             check.int8[name] = result
-            if min_int8_agreement is not None and result.agreement < min_int8_agreement:
+            too_few = min_int8_agreement is not None and result.agreement is not None
+            if too_few and result.agreement < min_int8_agreement:  # type: ignore[operator]
                 raise ExportCheckError(
                     f"The int8 export's labels agree with PyTorch's on only {result.agreement:.1%} "
                     f"of {len(inputs)} texts (head {name!r}; at least {min_int8_agreement:.1%} "
                     "required); nothing was exported."
                 )
     return check
+
+
+def _scores(task, truth: np.ndarray, reference: np.ndarray, quantised: np.ndarray) -> tuple[float, float]:
+    """The task's default score of PyTorch's and of int8's outputs against the true labels (single: a label
+    the head does not have counts as a miss)."""
+    metric = task.default_metric
+    try:
+        targets = task.encode(list(truth), "the check labels")
+    except UnfreezeError:
+        if task.classes_ is None:
+            raise
+        # labels outside the head's classes: score the decisions directly, as a miss each
+        classes = task.classes_
+        return (
+            float(np.mean(classes[reference.argmax(1)] == truth)),
+            float(np.mean(classes[quantised.argmax(1)] == truth)),
+        )
+    return task.scores_of_outputs(targets, reference)[metric], task.scores_of_outputs(targets, quantised)[metric]
+
+
+def _difference(got: np.ndarray, reference: np.ndarray) -> float:
+    """The largest difference of outputs: absolute for probabilities, relative to the size of values over 1."""
+    got, reference = np.asarray(got, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    if not got.size:
+        return 0.0
+    return float((np.abs(got - reference) / np.maximum(1.0, np.abs(reference))).max())
+
+
+def _agreement(task, got: np.ndarray, reference: np.ndarray) -> float | None:
+    """The share of inputs whose decision (a label, a label set) is the reference's; None for values."""
+    if not task.is_classification:
+        return None
+    mine, theirs = task.decide(got), task.decide(reference)
+    return float(np.mean([np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(mine, theirs, strict=True)]))
 
 
 def _known_labels(labels: Sequence | None, n: int) -> tuple[np.ndarray, np.ndarray] | None:

@@ -13,11 +13,16 @@ first. What is exported depends on the bundle's fitted predictor, not on the str
   exported as it is, so a strategy that changes its structure (e.g. removes blocks)
   exports without code of its own, as long as its predictor is a ``NetworkPredictor``.
 
-A predictor class without ``export_onnx`` (a strategy that brings its own) is refused in
-one line that names the strategy. The export checks itself against PyTorch before it is moved into
-place: on the inputs given, else on the sample of training inputs the bundle stores
-(``check_texts`` in ``unfreeze.json``), else, for a bundle saved before samples were
-stored, on a few built-in sentences (with a note).
+A predictor class without ``export_onnx`` (``Predictor.exports_onnx``; a strategy that
+brings its own predictor) is refused in one line that names the strategy and the predictor
+classes that export. Heads and networks of every task export: the graph gives raw scores,
+and the manifest records each head's task, which turns them into outputs when the export
+predicts (probabilities, label sets with their thresholds, values).
+
+The export checks itself against PyTorch before it is moved into place: on the inputs
+given, else on the sample of training inputs the bundle stores (``check_texts`` in
+``unfreeze.json``), else, for a bundle saved before samples were stored, on a few
+built-in sentences (with a note).
 
 An export records where it came from in its manifest's ``source``: the bundle's folder
 and the sha256 of its ``unfreeze.json`` (which changes with every fit and every head
@@ -27,6 +32,7 @@ bundle's: one made from another bundle, or from an earlier state of this one.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,10 +43,12 @@ import numpy as np
 
 from ..errors import UnfreezeError
 from ..inference.bundle import MULTIHEAD_KIND, read_check_sample, read_config
+from ..inference.head_tasks import task_of
 from . import DEFAULT_EXPORT_DIR
 from .locate import bundle_digest
 
 if TYPE_CHECKING:
+    from ..tasks import Task
     from .onnx import ExportResult
 from .manifest import DEFAULT_HEAD
 
@@ -48,9 +56,21 @@ from .manifest import DEFAULT_HEAD
 MAX_CHECK_INPUTS = 1000
 # a multi-head bundle's check takes this many stored inputs in all, shared out between its heads
 MULTIHEAD_CHECK_INPUTS = 256
-SUPPORTED = (
-    "heads on pooled states (features, setfit, multi-head bundles) and tuned networks (freeze, full, reinit, lora)"
-)
+
+
+def exporting_predictors() -> str:
+    """The registered predictor classes that have an ONNX export, each with what it is (its docstring's first
+    clause), for the message that refuses one that has not."""
+    from ..inference.predictors import PREDICTORS
+    from ..strategies import registered
+
+    registered()  # importing the strategies (and plug-ins) registers the predictor classes they bring
+    described = []
+    for cls in PREDICTORS.values():
+        if cls.exports_onnx():
+            what = re.split(r"[;:.,]", (cls.__doc__ or "").strip(), maxsplit=1)[0].strip()
+            described.append(f"{cls.__name__} ({what[:1].lower() + what[1:]})" if what else cls.__name__)
+    return ", ".join(described)
 
 
 def bundle_source(bundle: str | Path, config: dict) -> dict:
@@ -199,8 +219,8 @@ def export_bundle(
         suite = MultiHeadClassifier.load(bundle, device=device, precision="fp32")  # the graph is fp32
         suite.progress = False
         heads = suite.heads
-        classes = {name: head.classes for name, head in heads.items()}
-        check = _check_set(config, classes, check_inputs, check_labels, check_origin)
+        tasks = {name: task_of(head) for name, head in heads.items()}
+        check = _check_set(config, tasks, check_inputs, check_labels, check_origin)
         loaded()
         result = _write_heads(
             suite.backbone, heads, folder, suite.max_length, batch_size or suite.batch_size, check, options
@@ -212,16 +232,18 @@ def export_bundle(
         clf = Classifier.load(bundle, device=device, precision="fp32")  # the graph is fp32
         predictor = clf.predictor_
         predictor.progress = False
-        check = _check_set(config, {DEFAULT_HEAD: clf.classes_}, check_inputs, check_labels, check_origin)
+        task = clf.task_
+        check = _check_set(config, {DEFAULT_HEAD: task}, check_inputs, check_labels, check_origin)
         loaded()
         if not predictor.exports_onnx():  # _check_exportable refused it from the config already; it may still surprise
             raise _unsupported(bundle, strategy, type(predictor).__name__)
         kind, result = predictor.export_onnx(
-            clf.classes_,
+            np.asarray(task.classes_ if task.classes_ is not None else []),
             folder,
             check.inputs,
             check.labels.get(DEFAULT_HEAD),
             batch_size or predictor.batch_size,
+            task=task,  # the manifest records it: the export's outputs are the task's
             **options,
         )
     return BundleExport(bundle, result, kind, strategy, check, time.perf_counter() - start)
@@ -269,12 +291,12 @@ def _check_exportable(bundle: Path, config: dict) -> None:
 def _unsupported(bundle: Path, strategy: str, predictor: str) -> UnfreezeError:
     return UnfreezeError(
         f"Cannot export {bundle}: strategy {strategy!r} (predictor {predictor}) has no ONNX export; "
-        f"export supports {SUPPORTED}."
+        f"export supports the predictors that have one: {exporting_predictors()}."
     )
 
 
 def _check_set(
-    config: dict, classes: dict[str, np.ndarray], inputs: Sequence | None, labels: Sequence | None, origin: str | None
+    config: dict, tasks: dict[str, Task], inputs: Sequence | None, labels: Sequence | None, origin: str | None
 ) -> CheckSet:
     """The inputs to check on and their labels per head (None where a head does not know the label)."""
     from .onnx import DEFAULT_CHECK_TEXTS
@@ -287,8 +309,8 @@ def _check_set(
             raise UnfreezeError(f"{len(labels)} check labels for {len(inputs)} check inputs; they must match.")
         per_head = {}
         if labels is not None:
-            for name, known in classes.items():
-                mapped = _as_classes(labels, known)
+            for name, task in tasks.items():
+                mapped = _as_labels(labels, task)
                 # a head scores only data whose labels are all its own (a multi-head bundle's heads differ)
                 if all(y is not None for y in mapped):
                     per_head[name] = mapped
@@ -299,8 +321,8 @@ def _check_set(
 
     stored: dict[str, tuple[list, list]] = {}
     if config.get("kind") == MULTIHEAD_KIND:
-        share = max(16, MULTIHEAD_CHECK_INPUTS // max(len(classes), 1))
-        for name in classes:
+        share = max(16, MULTIHEAD_CHECK_INPUTS // max(len(tasks), 1))
+        for name in tasks:
             sample = read_check_sample(config["heads"].get(name))
             if sample is not None:
                 stored[name] = (sample[0][:share], sample[1][:share])
@@ -323,10 +345,10 @@ def _check_set(
     per_head = {}
     for name, (texts, values) in stored.items():
         column = [None] * len(rows)
-        for text, value in zip(texts, _as_classes(values, classes[name]), strict=True):
+        for text, value in zip(texts, _as_labels(values, tasks[name]), strict=True):
             column[rows[text]] = value
         per_head[name] = column
-    missing = [n for n in classes if n not in stored]
+    missing = [n for n in tasks if n not in stored]
     note = (
         (
             f"head{'s' if len(missing) > 1 else ''} {', '.join(missing)} store{'s' if len(missing) == 1 else ''} no "
@@ -338,10 +360,22 @@ def _check_set(
     return CheckSet(list(rows), per_head, f"{len(rows)} training inputs stored with the bundle", note)
 
 
-def _as_classes(values: Sequence, classes: np.ndarray) -> list:
-    """Labels as the head's own class values (a CSV's '1' is the class 1); None for a label it does not have."""
-    lookup = {str(c): c for c in np.asarray(classes).tolist()}
-    return [None if v is None else lookup.get(str(v)) for v in values]
+def _as_labels(values: Sequence, task: Task) -> list:
+    """Labels as the head's task has them: its own class values (a CSV's '1' is the class 1), a tuple of them
+    per text (a label set), or a number (regression); None for a label it does not have."""
+    if task.classes_ is None:  # values, not classes
+        return [
+            v if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) else None for v in values
+        ]
+    lookup = {str(c): c for c in np.asarray(task.classes_).tolist()}
+
+    def one(value):
+        if isinstance(value, (list, tuple)):
+            mapped = [lookup.get(str(v)) for v in value]
+            return None if any(m is None for m in mapped) else tuple(mapped)
+        return None if value is None else lookup.get(str(value))
+
+    return [one(v) for v in values]
 
 
 def read_check_data(

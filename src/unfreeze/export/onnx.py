@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import torch
 
 from ..errors import UnfreezeError
 from ..storage import strict_json
 from .check import DEFAULT_CHECK_TEXTS, FP32_ATOL, ExportCheck, ExportCheckError, Int8Check, check_export
-from .graphs import EXPORTERS, eval_mode, example_batch, export_network, export_pooled, require_exporter, unsupported
+from .graphs import EXPORTERS, example_batch, export_network, export_pooled, require_exporter, unsupported
 from .manifest import (
     DEFAULT_HEAD,
     FORMAT,
@@ -38,16 +37,18 @@ from .manifest import (
     pooled_output_name,
 )
 from .quantize import INT8_OP_TYPES, ffn_output_nodes, quantize_int8
+from .reference import torch_heads_proba, torch_network_proba
 from .runtime import file_sha256
 
 
 class HeadLike(Protocol):
-    """What a logistic head to export must offer (``serve.multihead.Head`` has these attributes)."""
+    """What a head to export must offer (``features.logistic.Head`` has these attributes, and ``task``: its
+    fitted task, None or absent for single)."""
 
     pooling: str
     layers: Sequence[int]
-    classes: Any  # labels in probability-column order
-    head: Any  # a fitted LogisticHead: .state() and .predict_proba(features)
+    classes: Any  # labels in probability-column order ([] for a regression head)
+    head: Any  # a fitted head: .state() (mean, scale, coef, intercept) and .decision_function(features)
 
 
 @dataclass
@@ -63,13 +64,17 @@ class ExportHead:
     classes : sequence
         Labels, in the order of the head's probability columns (JSON-serialisable values).
     head : LogisticHead
-        The fitted head (``unfreeze.features.logistic.LogisticHead``).
+        The fitted head (``unfreeze.features.logistic.LogisticHead``, or a head of another task with the
+        same ``state()`` arrays).
+    task : Task, optional
+        The head's fitted task (``unfreeze.tasks``); None: single.
     """
 
     pooling: str
     layers: Sequence[int]
     classes: Any
     head: Any
+    task: Any = None
 
 
 @dataclass
@@ -79,35 +84,6 @@ class ExportResult:
     path: Path
     manifest: dict
     check: ExportCheck
-
-
-def torch_heads_proba(
-    backbone, heads: Mapping[str, HeadLike], inputs: Sequence, max_length: int, batch_size: int = 32
-) -> dict[str, np.ndarray]:
-    """PyTorch's probabilities of every head: one ``forward_pooled`` pass, each head's ``predict_proba``."""
-    from ..features.embed import forward_pooled
-
-    encoded = backbone.encode(list(inputs), max_length)
-    wanted = [(int(layer), h.pooling) for h in heads.values() for layer in h.layers]
-    pooled = forward_pooled(backbone, encoded, wanted, batch_size, progress=False)
-    return {
-        name: np.asarray(
-            h.head.predict_proba(np.concatenate([pooled[(int(layer), h.pooling)] for layer in h.layers], axis=1))
-        )
-        for name, h in heads.items()
-    }
-
-
-def torch_network_proba(model, backbone, inputs: Sequence, max_length: int, batch_size: int = 32) -> np.ndarray:
-    """PyTorch's probabilities of a ``TextClassificationModel`` (in eval mode; every module's mode is restored)."""
-    from .runtime import softmax
-
-    encoded = backbone.encode(list(inputs), max_length)
-    logits = np.empty((len(encoded), model.head.out_features), dtype=np.float32)
-    with eval_mode(model, False), torch.inference_mode():
-        for idx, batch in backbone.batches(encoded, batch_size):
-            logits[idx] = model(batch).float().cpu().numpy()
-    return softmax(logits)
 
 
 def write_heads_export(
@@ -127,8 +103,9 @@ def write_heads_export(
     keep_ffn_output: bool = False,
     reduce_range: bool = True,
     source: Mapping[str, Any] | None = None,
+    task: Any = None,
 ) -> ExportResult:
-    """Export a frozen backbone and its logistic heads (a features or multi-head bundle) to ``folder``.
+    """Export a frozen backbone and its heads (a features or multi-head bundle) to ``folder``.
 
     One graph computes every pooled layer any head needs; the heads' weights are stored
     beside it and applied in numpy. The folder appears only after the export passed
@@ -167,13 +144,25 @@ def write_heads_export(
         7-bit int8 weights (the default; see :func:`quantize_int8`).
     source : mapping, optional
         JSON-serialisable facts to record in the manifest (e.g. the bundle's path and digest).
+    task : Task, optional
+        The fitted task of the heads that carry none (a single-head bundle's; ``unfreeze.tasks``): the
+        export gives its outputs (probabilities, per-label probabilities, values). None: single.
 
     Returns
     -------
     ExportResult
     """
+    from ..inference.head_tasks import task_of
+
     if not heads:
         raise UnfreezeError("Nothing to export: give at least one head.")
+    if task is not None:
+        heads = {
+            name: h
+            if getattr(h, "task", None) is not None
+            else ExportHead(h.pooling, h.layers, h.classes, h.head, task)
+            for name, h in heads.items()
+        }
     require_exporter(exporter)  # before any work: a missing package is the first thing to say
     folder = check_target(Path(folder), overwrite)
     limit = backbone.length_limit(max_length)
@@ -193,6 +182,7 @@ def write_heads_export(
                 "pooling": h.pooling,
                 "layers": [int(layer) for layer in h.layers],
                 "labels": _labels(h.classes),
+                "task": task_of(h).state(),  # how the head's scores become outputs
             }
         outputs = [
             {"name": pooled_output_name(layer, pooling), "layer": layer, "pooling": pooling}
@@ -242,6 +232,7 @@ def write_network_export(
     keep_ffn_output: bool = False,
     reduce_range: bool = True,
     source: Mapping[str, Any] | None = None,
+    task: Any = None,
 ) -> ExportResult:
     """Export a fine-tuned network (freeze/full/reinit/LoRA bundle) to ``folder``.
 
@@ -252,12 +243,15 @@ def write_network_export(
     backbone : Backbone
         Its backbone: the tokenizer and the model facts come from it.
     classes : sequence
-        Labels, in the order of the network's logits.
+        Labels, in the order of the network's logits ([] for a regression network).
     folder : str or Path
         The export folder to write.
     max_length, int8, check_inputs, check_labels, batch_size, exporter, overwrite, min_int8_agreement,
     per_channel, keep_ffn_output, reduce_range, source
         As for :func:`write_heads_export` (``check_labels`` is one sequence: there is one head).
+    task : Task, optional
+        The network's fitted task (``unfreeze.tasks``): the graph gives its raw outputs (logits), the task
+        turns them into outputs when the export predicts; None: single.
 
     Returns
     -------
@@ -265,12 +259,18 @@ def write_network_export(
     """
     require_exporter(exporter)
     folder = check_target(Path(folder), overwrite)
+    from ..tasks import task_from_state
+
     classes = _labels(classes)
-    if len(classes) != model.head.out_features:
-        raise UnfreezeError(f"The network gives {model.head.out_features} logits but {len(classes)} labels were given.")
+    task = task if task is not None else task_from_state(None, classes)
+    if task.n_outputs != model.head.out_features:
+        raise UnfreezeError(
+            f"The network gives {model.head.out_features} outputs but its {task.name} task has {task.n_outputs} "
+            f"({len(classes)} labels)."
+        )
     limit = backbone.length_limit(max_length)
     inputs = list(check_inputs) if check_inputs is not None else list(DEFAULT_CHECK_TEXTS)
-    reference = {DEFAULT_HEAD: torch_network_proba(model, backbone, inputs, limit, batch_size)}
+    reference = {DEFAULT_HEAD: torch_network_proba(model, backbone, inputs, limit, batch_size, task)}
 
     def write(tmp: Path) -> dict:
         example = example_batch(backbone)
@@ -283,6 +283,7 @@ def write_network_export(
                     "labels": classes,
                     "pooling": model.pooling,
                     "layers": [int(layer) for layer in model.layers],
+                    "task": task.state(),  # how the logits become outputs
                 }
             },
             "model": _model_facts(backbone),
@@ -384,15 +385,16 @@ def check_target(folder: Path, overwrite: bool) -> Path:
 def _save_head(head, file: Path) -> None:
     from safetensors.numpy import save_file
 
+    from .runtime import HEAD_TENSORS
+
     tensors, _meta = head.state()
-    save_file(
-        {
-            k: np.ascontiguousarray(v, dtype=np.float64)
-            for k, v in tensors.items()
-            if k in ("mean", "scale", "coef", "intercept")
-        },
-        str(file),
-    )
+    missing = [k for k in HEAD_TENSORS if k not in tensors]
+    if missing:
+        raise UnfreezeError(
+            f"A {type(head).__name__} has no {missing[0]!r} array: only linear heads on standardised features "
+            "(mean, scale, coef, intercept) export."
+        )
+    save_file({k: np.ascontiguousarray(tensors[k], dtype=np.float64) for k in HEAD_TENSORS}, str(file))
 
 
 def _labels(classes) -> list:

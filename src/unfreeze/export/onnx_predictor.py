@@ -2,11 +2,13 @@
 
 ``OnnxPredictor`` implements the ``unfreeze.inference.predictors.Predictor`` interface (``logits``,
 ``proba``) over one head of an ``OnnxClassifier``; ``load_onnx_classifier`` returns a fitted
-``Classifier`` whose ``predictor_`` is one, so ``predict``, ``predict_proba``,
-``decision_function``, ``score`` and ``evaluate`` work as for the PyTorch runtime, and
-``classes_``, ``strategy_``, ``pooling_``, ``layers_``, ``max_length_`` come from the
-bundle. It predicts only: no PyTorch weights are loaded (``backbone_`` is None), and
-saving or refitting goes through the bundle loaded with the torch runtime.
+``Classifier`` (a ``Regressor`` for a regression bundle) whose ``predictor_`` is one, so
+``predict``, ``predict_proba``, ``decision_function``, ``score`` and ``evaluate`` work as for
+the PyTorch runtime, and ``task_``, ``classes_``, ``strategy_``, ``pooling_``, ``layers_``,
+``max_length_`` come from the bundle (a multilabel bundle predicts label sets with its
+stored thresholds, a regression bundle values). It predicts only: no PyTorch weights are
+loaded (``backbone_`` is None), and saving or refitting goes through the bundle loaded with
+the torch runtime.
 ``load_onnx_suite`` does the same for a ``MultiHeadClassifier``.
 """
 
@@ -61,8 +63,11 @@ class OnnxPredictor(Predictor):
 
     def logits(self, inputs: Sequence) -> np.ndarray:
         scores = self.runtime.decision_function(inputs, self.head)
-        # scikit-learn gives one column for two classes (the log-odds of class 1), as EmbeddingHead.logits
-        return np.column_stack([np.zeros_like(scores), scores]) if scores.ndim == 1 else scores
+        if scores.ndim == 2:
+            return scores
+        # one column: scikit-learn's two classes (the log-odds of class 1, as EmbeddingHead.logits), or one output
+        two = self.runtime.tasks[self.head].n_outputs == 2
+        return np.column_stack([np.zeros_like(scores), scores]) if two else scores.reshape(-1, 1)
 
     def proba(self, inputs: Sequence) -> np.ndarray:
         return self.runtime.predict_proba(inputs, self.head)
@@ -108,7 +113,8 @@ def load_onnx_classifier(
     onnx: str | Path | None = None,
     device: str | None = None,
 ) -> Any:
-    """A fitted ``cls`` (``Classifier``) predicting with the bundle's export (see the module docstring)."""
+    """A fitted ``cls`` (``Classifier``, ``Regressor``; ``TextEstimator``: the one the bundle's task needs)
+    predicting with the bundle's export (see the module docstring)."""
     from ..strategies import Features, strategy_class
     from ..training.settings import Training
 
@@ -130,9 +136,10 @@ def load_onnx_classifier(
             raise UnfreezeError(f"Unknown head {head!r}; this bundle has: {', '.join(names)}.")
         entry = config["heads"][head]
         params = entry.get("params", {})
-        clf = cls(
+        task = exported.tasks[head]
+        clf = _estimator(cls, task, path)(
             model=config["backbone"]["reference"],
-            strategy=Features(C=params.get("C"), cv=params.get("cv", 5)),
+            strategy=Features(C=params.get("C"), cv=params.get("cv", 5), alpha=params.get("alpha")),
             pooling=entry["pooling"],
             layers=list(entry["layers"]),
             max_length=config["max_length"],
@@ -140,6 +147,7 @@ def load_onnx_classifier(
             seed=params.get("seed", 0),
             progress=False,
         )
+        _set_task(clf, task)
         strategy, training, labels = clf.strategy, Training(), entry["labels"]
         pooling, layers, record, sample = entry["pooling"], entry["layers"], entry.get("fit_record", {}), entry
     else:
@@ -148,11 +156,16 @@ def load_onnx_classifier(
         head = DEFAULT_HEAD
         strategy = strategy_class(config["strategy"]["name"])(**config["strategy"]["params"])
         training = Training(**config.get("training", {}))
-        clf = cls(**{**config["classifier"], "device": None}, strategy=strategy, training=training)
+        task = exported.tasks[head]
+        params = {k: v for k, v in config["classifier"].items() if k != "task"}
+        clf = _estimator(cls, task, path)(**{**params, "device": None}, strategy=strategy, training=training)
+        _set_task(clf, task)
         labels, pooling, layers = config["labels"], config["pooling"], config["layers"]
         record, sample = config.get("fit_record", {}), config
     clf.predictor_ = OnnxPredictor(exported, head)
-    clf.classes_ = np.asarray(labels)
+    clf.task_ = task
+    if task.is_classification:
+        clf.classes_ = np.asarray(labels)
     clf.strategy_, clf.training_ = strategy, training
     clf.backbone_, clf.base_fingerprint_ = None, config["backbone"].get("fingerprint")
     clf.pooling_, clf.layers_, clf.max_length_ = pooling, tuple(layers), exported.max_length
@@ -160,6 +173,24 @@ def load_onnx_classifier(
     clf.check_texts_ = sample.get(CHECK_TEXTS_KEY)
     clf.runtime_ = "onnx"
     return clf
+
+
+def _estimator(cls, task, path: Path):
+    """The estimator class that loads a bundle of ``task``: ``cls``, or the task's where ``cls`` is the base."""
+    from ..estimators import Classifier, Regressor
+
+    wanted = Classifier if task.is_classification else Regressor
+    if issubclass(wanted, cls):
+        return wanted
+    raise UnfreezeError(
+        f"{path} holds a {task.name} model, which {cls.__name__} does not load: use {wanted.__name__}.load."
+    )
+
+
+def _set_task(clf, task) -> None:
+    """The ``task`` parameter as the bundle's task (a Classifier's; a Regressor's is fixed)."""
+    if "task" in clf.get_params(deep=False):
+        clf.set_params(task=task.name if task.params() == type(task)().params() else task.fresh())
 
 
 def load_onnx_suite(
@@ -171,7 +202,9 @@ def load_onnx_suite(
     device: str | None = None,
 ) -> Any:
     """A ``cls`` (``MultiHeadClassifier``) whose ``predict``/``predict_proba`` run the bundle's export."""
-    from ..features.logistic import Head, LogisticHead
+    from ..features.logistic import Head
+    from ..inference.head_tasks import head_from_state
+    from ..tasks import task_from_state
 
     _check_onnx_runtime(runtime, "MultiHeadClassifier.load")
     _check_precision(precision)
@@ -181,10 +214,12 @@ def load_onnx_suite(
     if config.get("kind") == MULTIHEAD_KIND:
         heads = read_heads(path, config)
     elif config["predictor"].get("type") == "embedding_head" and not config["predictor"].get("tuned"):
-        head = LogisticHead.from_state(read_tensors(path, "head", "np"), config["predictor"]["head"])
+        head = head_from_state(read_tensors(path, "head", "np"), config["predictor"]["head"])
+        labels = config["labels"]
+        task = task_from_state(config.get("task"), labels or None)
         heads = {
             DEFAULT_HEAD: Head(
-                DEFAULT_HEAD, config["pooling"], tuple(config["layers"]), np.asarray(config["labels"]), head
+                DEFAULT_HEAD, config["pooling"], tuple(config["layers"]), np.asarray(labels), head, task=task
             )
         }
     else:

@@ -2,8 +2,12 @@
 
 Texts go through the Hugging Face tokenizer stored in the export, are padded into numpy
 batches (longest first, as ``Backbone.batches`` does), run through the graph, and, for
-a ``heads`` export, every logistic head is applied to the pooled layers it needs in
-numpy (float64 standardisation, then scikit-learn's own binary/multinomial formulas).
+a ``heads`` export, every head is applied to the pooled layers it needs in numpy
+(float64 standardisation, then its linear scores). The graph and the heads give raw
+scores; each head's task (``unfreeze.tasks``, stored as ``"task"`` in the manifest; none:
+single) turns them into its outputs: class probabilities (scikit-learn's own
+binary/multinomial formulas, as before tasks existed), per-label probabilities and the
+stored thresholds (multilabel), or values (regression).
 
 ``OnnxEncoder`` gives pooled features, ``OnnxNetwork`` logits, and ``OnnxClassifier``
 (what ``load_export`` returns) the ``predict``/``predict_proba`` of any export.
@@ -21,8 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UnfreezeError
+from ..inference.head_tasks import head_outputs
+from ..tasks import Task
 from .encoding import PADDING_SIDES, EncodedTexts, TextEncoder
 from .manifest import DEFAULT_HEAD, PRECISIONS, TOKENIZER_DIR, read_manifest
+from .numpy_heads import HEAD_TENSORS, NetworkLogits, NumpyLogisticHead, manifest_task, softmax
 from .session import INSTALL_HINT, OnnxGraph, damaged, file_sha256, require_onnxruntime
 
 
@@ -200,44 +207,6 @@ class OnnxNetwork(_ExportRunner):
 
 
 @dataclass
-class NumpyLogisticHead:
-    """A fitted ``LogisticHead`` as arrays: standardise, then scikit-learn's probability formulas."""
-
-    mean: np.ndarray
-    scale: np.ndarray
-    coef: np.ndarray
-    intercept: np.ndarray
-
-    @classmethod
-    def load(cls, file: Path) -> NumpyLogisticHead:
-        from safetensors.numpy import load_file
-
-        try:
-            tensors = load_file(str(file))
-            return cls(*(np.asarray(tensors[k], dtype=np.float64) for k in ("mean", "scale", "coef", "intercept")))
-        except Exception as exc:  # safetensors raises its own error types; any failure means a bad file
-            raise damaged(file, f"head file {file.name} does not load ({exc}).") from exc
-
-    def decision_function(self, features: np.ndarray) -> np.ndarray:
-        z = (np.asarray(features, dtype=np.float64) - self.mean) / self.scale
-        scores = z @ self.coef.T + self.intercept
-        return scores.ravel() if scores.shape[1] == 1 else scores
-
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        scores = self.decision_function(features)
-        if scores.ndim == 1:  # binary: one score, as LogisticRegression's predict_proba
-            positive = 1.0 / (1.0 + np.exp(-scores))
-            return np.column_stack([1.0 - positive, positive])
-        return softmax(scores)
-
-
-def softmax(scores: np.ndarray) -> np.ndarray:
-    scores = np.asarray(scores, dtype=np.float64)
-    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
-@dataclass
 class _HeadEntry:
     pooling: str
     layers: tuple[int, ...]
@@ -303,6 +272,7 @@ class OnnxClassifier:
                     NumpyLogisticHead.load(folder / entry["file"]),
                 )
         self._labels = {name: np.asarray(entry["labels"]) for name, entry in manifest["heads"].items()}
+        self.tasks: dict[str, Task] = {name: manifest_task(entry) for name, entry in manifest["heads"].items()}
         self.n_truncated = 0
 
     @property
@@ -330,27 +300,36 @@ class OnnxClassifier:
             raise UnfreezeError(f"Unknown head {unknown[0]!r}; this export has: {', '.join(self.head_names)}.")
         return list(dict.fromkeys(names))
 
-    def predict_proba_heads(
+    def outputs_heads(
         self, X: Sequence[str | tuple[str, str]], heads: Sequence[str] | None = None
     ) -> dict[str, np.ndarray]:
-        """Probabilities per head (columns in that head's label order), from one pass of the graph."""
+        """Each head's outputs in its task's shape (class probabilities in that head's label order, per-label
+        probabilities, or values [n]), from one pass of the graph."""
         names = self._check_heads(heads)
         runner = self.runner  # an OnnxNetwork for kind "network", an OnnxEncoder for kind "heads"
         encoded = runner.encode(X)
         self.n_truncated = encoded.n_truncated  # inputs over max_length tokens in the last call
         if isinstance(runner, OnnxNetwork):
-            return {DEFAULT_HEAD: softmax(runner.logits_encoded(encoded))}
+            task = self.tasks[DEFAULT_HEAD]
+            return {DEFAULT_HEAD: task.outputs_of(NetworkLogits(runner.logits_encoded(encoded)), None)}
         wanted = [(layer, self._heads[n].pooling) for n in names for layer in self._heads[n].layers]
         pooled = runner.pooled_encoded(encoded, wanted)
         out = {}
         for n in names:
             entry = self._heads[n]
             features = np.concatenate([pooled[(layer, entry.pooling)] for layer in entry.layers], axis=1)
-            out[n] = entry.head.predict_proba(features)
+            out[n] = head_outputs(entry.head, self.tasks[n], features)
         return out
 
+    def predict_proba_heads(
+        self, X: Sequence[str | tuple[str, str]], heads: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Probabilities per head (columns in that head's label order), from one pass of the graph; a
+        regression head's values (see :meth:`outputs_heads`)."""
+        return self.outputs_heads(X, heads)
+
     def decision_function(self, X: Sequence[str | tuple[str, str]], head: str | None = None) -> np.ndarray:
-        """Class scores of ``head``: a network's logits, or a logistic head's scores (one column for two classes)."""
+        """Raw scores of ``head``: a network's logits, or a head's linear scores (one column for two classes)."""
         name = self._check_heads(head)[0]
         runner = self.runner
         encoded = runner.encode(X)
@@ -365,19 +344,20 @@ class OnnxClassifier:
 
     def predict_heads(
         self, X: Sequence[str | tuple[str, str]], heads: Sequence[str] | None = None
-    ) -> dict[str, np.ndarray]:
-        """Predicted labels per head."""
-        return {n: self._labels[n][p.argmax(axis=1)] for n, p in self.predict_proba_heads(X, heads).items()}
+    ) -> dict[str, object]:
+        """Predictions per head in its task's form (labels, label sets, values)."""
+        return {n: self.tasks[n].decide(out) for n, out in self.outputs_heads(X, heads).items()}
 
     def predict_proba(self, X: Sequence[str | tuple[str, str]], head: str | None = None) -> np.ndarray:
-        """[n_inputs, n_classes] probabilities of ``head`` (default: the only or first head)."""
+        """[n_inputs, n_classes] probabilities of ``head`` (default: the only or first head); a regression
+        head's values [n_inputs]."""
         name = self._check_heads(head)[0]
-        return self.predict_proba_heads(X, [name])[name]
+        return self.outputs_heads(X, [name])[name]
 
-    def predict(self, X: Sequence[str | tuple[str, str]], head: str | None = None) -> np.ndarray:
-        """Predicted labels of ``head`` (default: the only or first head)."""
+    def predict(self, X: Sequence[str | tuple[str, str]], head: str | None = None) -> object:
+        """Predictions of ``head`` (default: the only or first head) in its task's form."""
         name = self._check_heads(head)[0]
-        return self._labels[name][self.predict_proba(X, name).argmax(axis=1)]
+        return self.tasks[name].decide(self.predict_proba(X, name))
 
 
 def load_export(
@@ -424,6 +404,7 @@ def available_precisions(folder: str | Path) -> list[str]:
 
 
 __all__ = [
+    "HEAD_TENSORS",
     "INSTALL_HINT",
     "PADDING_SIDES",
     "EncodedTexts",

@@ -207,10 +207,14 @@ def read_tensors(path: Path, stem: str, framework: str = "pt") -> dict:
 
 
 def read_heads(path: Path, config: dict) -> dict:
-    """The heads of a multi-head bundle by name (``unfreeze.features.logistic.Head``), their files checked."""
+    """The heads of a multi-head bundle by name (``unfreeze.features.logistic.Head``), their files checked.
+
+    Each head records its task (``"task"``: ``Task.state()``); a head of an earlier release has none: single."""
     import numpy as np
 
-    from ..features.logistic import Head, LogisticHead
+    from ..features.logistic import Head
+    from ..tasks import task_from_state
+    from .head_tasks import head_from_state, head_width
 
     heads = {}
     try:
@@ -219,15 +223,22 @@ def read_heads(path: Path, config: dict) -> dict:
             if not isinstance(name, str) or not _HEAD_NAME.match(name):
                 raise ValueError(f"head name {name!r} is not allowed")
             tensors = read_tensors(path, entry["file"], "np")  # a damaged file says so itself
-            info = {k: v for k, v in entry.items() if k not in ("file", "head", "pooling", "layers", "labels")}
-            head = LogisticHead.from_state(tensors, entry["head"])
-            if len(entry["labels"]) != len(head.model_.classes_) or head.model_.coef_.ndim != 2:
-                raise ValueError(
-                    f"head {name!r} lists {len(entry['labels'])} labels for a head of "
-                    f"{len(head.model_.classes_)} classes"
-                )
-            heads[name] = Head(name, entry["pooling"], tuple(entry["layers"]), np.asarray(entry["labels"]), head, info)
-    except (KeyError, TypeError, ValueError) as exc:
+            info = {k: v for k, v in entry.items() if k not in ("file", "head", "pooling", "layers", "labels", "task")}
+            labels = entry["labels"]
+            if not isinstance(labels, list):
+                raise TypeError(f"head {name!r} lists labels {labels!r}, not a list")
+            task = task_from_state(entry.get("task"), labels if labels else None)
+            if task.is_classification and len(labels) < task.min_classes:
+                raise ValueError(f"head {name!r} lists {len(labels)} labels; a {task.name} head needs a list of them")
+            head = head_from_state(tensors, entry["head"])
+            width = head_width(head)
+            coef = getattr(getattr(head, "model_", None), "coef_", None)
+            if (width is not None and width != task.n_outputs) or (coef is not None and np.ndim(coef) != 2):
+                raise ValueError(f"head {name!r} lists {len(labels)} labels for a head of {width} outputs")
+            heads[name] = Head(
+                name, entry["pooling"], tuple(entry["layers"]), np.asarray(labels), head, info, task=task
+            )
+    except (KeyError, TypeError, ValueError, UnfreezeError) as exc:
         raise damaged(Path(path), f"{CONFIG_FILE} has an invalid head entry ({type(exc).__name__}: {exc})") from exc
     if not heads:
         raise damaged(Path(path), f"{CONFIG_FILE} lists no heads")

@@ -21,21 +21,25 @@ import fcntl
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import UnfreezeError
-from ..estimators import Classifier
+from ..estimators import Classifier, Regressor
 from ..features.logistic import Head
 from ..models.backbone import Backbone, TextInput
 from ..storage.cache import atomic_path
 from ..strategies import Features
+from ..tasks import Task, make_task
 from .bundle import CHECK_TEXTS_KEY, CONFIG_FILE, check_head_name, make_shareable
+from .head_tasks import head_outputs, task_of
 from .multihead_format import DEFAULT_HEAD, HEADS_DIR, bundle_files, load_suite
 
 
 class MultiHeadClassifier:
-    """Named logistic heads sharing one frozen backbone.
+    """Named heads sharing one frozen backbone, each of its own task: one class per text (a logistic head), a
+    set of labels (one-vs-rest) or a number (ridge), as the ``features`` strategy fits them.
 
     Parameters
     ----------
@@ -59,8 +63,9 @@ class MultiHeadClassifier:
     >>> suite = MultiHeadClassifier("minilm-l6")
     >>> suite.add_head("sentiment", texts, labels)                       # doctest: +SKIP
     >>> suite.add_head("topic", texts2, topics, pooling="cls", layers="-2")  # doctest: +SKIP
+    >>> suite.add_head("tags", texts3, tag_lists, task="multilabel")      # doctest: +SKIP
     >>> suite.predict(["a new text"])                                     # doctest: +SKIP
-    {'sentiment': array(['pos'], ...), 'topic': array(['sport'], ...)}
+    {'sentiment': array(['pos'], ...), 'topic': array(['sport'], ...), 'tags': [('drama',)]}
     """
 
     def __init__(
@@ -131,17 +136,25 @@ class MultiHeadClassifier:
         cache: bool = True,
         replace: bool = False,
         data: str | None = None,
+        task: str | Task = "single",
+        alpha: float | None = None,
     ) -> Head:
-        """Fit a logistic head on ``X``, ``y`` and add it under ``name``. Returns the head."""
+        """Fit a head of ``task`` (``"single"``, ``"multilabel"``, ``"regression"`` or a Task) on ``X``, ``y``
+        with the ``features`` strategy, and add it under ``name``. Returns the head.
+
+        ``C`` is the strength of a logistic head (single, multilabel), ``alpha`` of a ridge head (regression);
+        None chooses it by cross-validation."""
         self._refuse_onnx()
         check_head_name(name)
         if name in self.heads and not replace:
             raise UnfreezeError(
                 f"This bundle already has a head named {name!r}; remove it first or pass replace=True (--replace)."
             )
-        clf = Classifier(
+        fresh = make_task(task)
+        # a Classifier for classes and label sets, a Regressor for scores: asked of the task, not its name
+        params: dict[str, Any] = dict(
             model=str(self.model),
-            strategy=Features(C=C, cv=cv),
+            strategy=Features(C=C, cv=cv, alpha=alpha),
             pooling=pooling,
             layers=layers,
             precision=self.inference_precision,
@@ -151,13 +164,15 @@ class MultiHeadClassifier:
             cache=cache,
             device=self.device,
             progress=self.progress,
-        ).fit(X, y)
+        )
+        estimator = Classifier(**params, task=fresh) if fresh.is_classification else Regressor(**params)
+        clf = estimator.fit(X, y)
         head = self._head_from(name, clf, data)
         self.heads[name] = head
         return head
 
     def add_classifier(self, name: str, clf, data: str | None = None) -> Head:
-        """Add a fitted ``features`` Classifier on the same backbone as a head."""
+        """Add a fitted ``features`` Classifier (or Regressor, of any task) on the same backbone as a head."""
         self._refuse_onnx()
         check_head_name(name)
         return self.heads.setdefault(name, self._head_from(name, clf, data))
@@ -182,7 +197,12 @@ class MultiHeadClassifier:
                 f"in {self.inference_precision}. Refit it with precision={self.inference_precision!r}."
             )
         info = {
-            "params": {"C": clf.strategy_.C, "cv": clf.strategy_.cv, "seed": clf.seed},
+            "params": {
+                "C": clf.strategy_.C,
+                "cv": clf.strategy_.cv,
+                "seed": clf.seed,
+                **({"alpha": clf.strategy_.alpha} if getattr(clf.strategy_, "alpha", None) is not None else {}),
+            },
             "fit_record": clf.fit_record_,
             "added": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }
@@ -190,7 +210,9 @@ class MultiHeadClassifier:
             info["data"] = data
         if getattr(clf, "check_texts_", None):
             info[CHECK_TEXTS_KEY] = clf.check_texts_  # `unfreeze export` checks itself on them
-        return Head(name, clf.pooling_, tuple(clf.layers_), np.asarray(clf.classes_), clf.predictor_.head, info)
+        task = clf.task_
+        classes = np.asarray(task.classes_ if task.classes_ is not None else [])
+        return Head(name, clf.pooling_, tuple(clf.layers_), classes, clf.predictor_.head, info, task=task)
 
     def _refuse_onnx(self) -> None:
         if self._onnx is not None:
@@ -217,15 +239,16 @@ class MultiHeadClassifier:
 
     # -- prediction --------------------------------------------------------------------------
 
-    def predict_proba(self, X: Sequence[TextInput], heads: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """Class probabilities per head (columns in the order of that head's ``classes``),
+    def outputs(self, X: Sequence[TextInput], heads: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Each head's outputs in its task's shape: class probabilities [n, K] (single; columns in the order
+        of that head's ``classes``), per-label probabilities [n, K] (multilabel) or values [n] (regression),
         from one forward pass over ``X`` that pools what every asked head needs."""
         from ..features.embed import forward_pooled
 
         names = self._check_heads(heads)
         inputs = Classifier.check_inputs(X)
         if self._onnx is not None:
-            return self._onnx.predict_proba_heads(inputs, names)
+            return self._onnx.outputs_heads(inputs, names)
         backbone = self.inference_backbone
         encoded = backbone.encode(inputs, self.max_length)
         wanted = [(layer, self.heads[n].pooling) for n in names for layer in self.heads[n].layers]
@@ -234,17 +257,35 @@ class MultiHeadClassifier:
         for n in names:
             head = self.heads[n]
             features = np.concatenate([pooled[(layer, head.pooling)] for layer in head.layers], axis=1)
-            out[n] = head.head.predict_proba(features)
+            out[n] = head_outputs(head.head, task_of(head), features)
         return out
 
-    def predict(self, X: Sequence[TextInput], heads: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """Labels per head, in the values each head was fitted on."""
-        return {n: self.heads[n].classes[p.argmax(axis=1)] for n, p in self.predict_proba(X, heads).items()}
+    def predict_proba(self, X: Sequence[TextInput], heads: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Probabilities per head (columns in the order of that head's ``classes``; a multilabel head's are each
+        label's own), from one forward pass. Every head when ``heads`` is None, except regression heads, which
+        have values, not probabilities (:meth:`outputs`, :meth:`predict`)."""
+        names = self._check_heads(heads)
+        scoring = [n for n in names if not task_of(self.heads[n]).is_classification]
+        if heads is None:
+            names = [n for n in names if n not in scoring]
+        elif scoring:
+            raise UnfreezeError(
+                f"Head {scoring[0]!r} predicts values (task {task_of(self.heads[scoring[0]]).name}), not "
+                "probabilities; ask outputs() or predict() for it."
+            )
+        return self.outputs(X, names) if names else {}
+
+    def predict(self, X: Sequence[TextInput], heads: Sequence[str] | None = None) -> dict[str, object]:
+        """Predictions per head in its task's form: labels (single), label sets (multilabel; an indicator matrix
+        for a head fitted on one), values (regression)."""
+        return {n: task_of(self.heads[n]).decide(out) for n, out in self.outputs(X, heads).items()}
 
     def as_classifier(self, name: str) -> Classifier:
-        """One head as a fitted ``Classifier`` (features strategy) on the shared backbone."""
+        """One head as a fitted ``Classifier`` (a ``Regressor`` for a regression head; features strategy) on
+        the shared backbone."""
         (name,) = self._check_heads([name])
-        return Classifier.from_head(
+        estimator = Classifier if task_of(self.heads[name]).is_classification else Regressor
+        return estimator.from_head(
             str(self.model),
             self.heads[name],
             self.max_length,

@@ -28,6 +28,7 @@ from .bundle import (
     read_config,
     read_heads,
 )
+from .head_tasks import task_of
 
 if TYPE_CHECKING:
     from .multihead import MultiHeadClassifier
@@ -57,6 +58,7 @@ def bundle_files(suite: MultiHeadClassifier) -> tuple[str, dict[str, bytes]]:
             "labels": head.classes.tolist(),
             "head": meta,
             **head.info,
+            "task": task_of(head).state(),  # how its scores become outputs (earlier releases: none, single)
         }
     config = {
         "format": FORMAT,

@@ -1,7 +1,8 @@
 """The HTTP prediction service: FastAPI app, request limits, and the uvicorn server.
 
-    POST /predict   {"texts": [...], "heads": [...]}  -> labels and probabilities per head
-    GET  /heads     the heads of the bundle, with their labels, pooling and layers
+    POST /predict   {"texts": [...], "heads": [...]}  -> each head's answer in its task's shape
+                    (labels and probabilities; label sets and per-label scores; values: serve/shapes.py)
+    GET  /heads     the heads of the bundle, with their task, labels, pooling and layers
     GET  /health    liveness
     GET  /docs      OpenAPI documentation (the spec at /openapi.json)
 
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeAlias
 from ..errors import UnfreezeError
 from ..inference.bundle_predictor import BundlePredictor
 from .batching import MicroBatcher, QueueFull
+from .shapes import head_result, result_models
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class _PredictRequest(Protocol):
     heads: list[str] | None
 
 
-def _schemas(limits: ServeLimits, head_names: list[str]):
+def _schemas(limits: ServeLimits, head_names: list[str], task_names: list[str]):
     from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
     # the command line's rule: an empty or blank text has nothing to classify (422, not a confident guess)
@@ -82,21 +84,26 @@ def _schemas(limits: ServeLimits, head_names: list[str]):
             description=f"Heads to apply (default: all). This bundle has: {', '.join(head_names)}.",
         )
 
-    class HeadResult(BaseModel):
-        labels: list[Label] = Field(description="The head's classes, in the order of the probability columns.")
-        predictions: list[Label] = Field(description="One label per text.")
-        probabilities: list[list[float]] = Field(description="One row per text, one column per label.")
+    # one model per task the bundle's heads have (a single-label bundle's spec is as before tasks existed)
+    if TYPE_CHECKING:
+        HeadResult: TypeAlias = Any
+    else:
+        HeadResult = result_models(task_names, Label)
 
     class PredictResponse(BaseModel):
         model: str
-        results: dict[str, HeadResult]
+        results: dict[str, HeadResult] = Field(
+            description="Each head's answer, in its task's shape: labels and probabilities (single), label "
+            "sets and each label's probability (multilabel), values (regression)."
+        )
 
     class HeadInfo(BaseModel):
         name: str
-        labels: list[Label]
+        labels: list[Label] = Field(description="The head's classes (none for a regression head).")
         pooling: str
         layers: list[int]
         strategy: str
+        task: str = Field("single", description="single, multilabel or regression: the shape of its answers.")
 
     class HeadsResponse(BaseModel):
         model: str
@@ -126,11 +133,14 @@ def create_app(predictor: BundlePredictor, limits: ServeLimits = ServeLimits()):
     from .. import __version__
 
     head_names = list(predictor.heads)
+    tasks = predictor.tasks
     runtime = getattr(predictor, "runtime", "torch")
     runtime += "-int8" if getattr(predictor, "precision", "fp32") == "int8" else ""
-    PredictRequest, PredictResponse, HeadsResponse, Health, ErrorResponse = _schemas(limits, head_names)
+    PredictRequest, PredictResponse, HeadsResponse, Health, ErrorResponse = _schemas(
+        limits, head_names, [tasks[h].name for h in head_names]
+    )
     batcher = MicroBatcher(
-        predictor.predict_proba,
+        predictor.outputs,
         max_batch=limits.max_batch,
         max_wait_ms=limits.max_wait_ms,
         max_queue=limits.max_queue,
@@ -147,7 +157,9 @@ def create_app(predictor: BundlePredictor, limits: ServeLimits = ServeLimits()):
         title="unfreeze prediction service",
         version=__version__,
         lifespan=lifespan,
-        description=f"Text classification with {predictor.model}: heads {', '.join(head_names)}.",
+        description=f"Predictions of {predictor.model}'s heads: "
+        + ", ".join(f"{h} ({tasks[h].name})" for h in head_names)
+        + ".",
     )
     app.state.batcher = batcher
     app.state.limits = limits
@@ -177,25 +189,17 @@ def create_app(predictor: BundlePredictor, limits: ServeLimits = ServeLimits()):
         "/predict",
         response_model=PredictResponse,
         responses=errors,
-        summary="Labels and probabilities of every text, for each head asked for",
+        summary="Each head's answer for every text, in its task's shape",
     )
     async def predict(request: RequestBody):
         heads = head_names if request.heads is None else list(dict.fromkeys(request.heads))
         try:
-            proba = await batcher.submit(request.texts, heads)
+            outputs = await batcher.submit(request.texts, heads)
         except QueueFull as exc:
             return JSONResponse(
                 {"detail": f"server busy: {exc}; retry shortly"}, status_code=503, headers={"Retry-After": "1"}
             )
-        results = {}
-        for h in heads:
-            labels = predictor.heads[h]["labels"]
-            p = proba[h]
-            results[h] = {
-                "labels": labels,
-                "predictions": [labels[j] for j in p.argmax(axis=1).tolist()],
-                "probabilities": p.tolist(),
-            }
+        results = {h: head_result(tasks[h], list(predictor.heads[h]["labels"]), outputs[h]) for h in heads}
         return {"model": predictor.model, "results": results}
 
     @app.get("/heads", response_model=HeadsResponse, summary="The heads this server applies")
