@@ -321,3 +321,17 @@ def test_data_parallel_shares_of_the_task_loss_give_the_one_process_gradient(kin
     whole = task.batch_loss(model(backbone.collate(encoded, idx)), targets, weight)
     for got, expected in zip(averaged, torch.autograd.grad(whole, params)):
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-7)
+
+
+# -- bundles of the trained networks keep each task's head -------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["freeze-k1", "mix", "bilstm", "subspace"])
+def test_trained_networks_of_both_tasks_round_trip_through_a_bundle(name, tiny_model_dir, tmp_path):
+    for kind, (texts, labels) in [("multilabel", multilabel_data(8, 0)), ("regression", regression_data(8, 0))]:
+        fitted = estimator(tiny_model_dir, kind, epochs=1, validation_fraction=0.0, **NETWORKS[name])
+        fitted.fit(texts, labels)
+        fitted.save(tmp_path / kind)
+        loaded = type(fitted).load(tmp_path / kind, device="cpu")
+        assert loaded.task_.name == kind and loaded.predictor_.n_outputs() in (None, 2 if kind == "multilabel" else 1)
+        np.testing.assert_allclose(loaded.outputs(texts), fitted.outputs(texts), atol=1e-6)
