@@ -12,11 +12,18 @@ and each fit of a rate search scoring the validation set once more to compare th
 count, as in the plan's slowdown (a frozen model's cells read embeddings pooled across cells). Printed per run:
 cells, the median measured/projected and its spread (the 10th to 90th percentile), and the total measured over
 the total projected (what the plan reports as "the cells took Nx their calibration").
+
+Then the same for the projections from one rung to the next, which decide whether a next size fits and guard
+the clock (``cost.projected_cell_seconds``): each trained cell projected from the same seed's cell at the size
+before (when both searched their rate or both did not). "old": only the fits' steps grow with the training size,
+at the seconds per example measured; "new": the training sample's scoring after the fit grows too, and the
+steps and validation scale with the padded tokens per text of the larger rung's batches.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -44,11 +51,28 @@ def without_search_scoring(c, row: dict) -> float:
     return fits_seconds(c, int(row["cell"]["n_train"]), int((row.get("validation") or {}).get("n") or 0), epochs)
 
 
-def projections(folder: Path) -> dict[str, list[float]]:
-    """Measured seconds and the old, padding-only and new projections of every trained cell the run at ``folder``
-    recorded."""
+def old_rung_projection(row: dict, size: int, validation: int) -> float:
+    """A cell at ``size`` projected from ``row`` as the release before this one did: only the fits' steps grow,
+    per example as measured; the seconds spent validating grow with the validation texts."""
+    from unfreeze.advise.cost import cell_seconds, scaling_seconds
+
+    total, n = cell_seconds(row), max(int(row["cell"]["n_train"]), 1)
+    scaling = scaling_seconds(row)
+    grows = total if scaling is None else min(scaling, total)
+    fixed = total - grows
+    scored = int((row.get("validation") or {}).get("n") or 0)
+    if scored and validation != scored:
+        fit = row.get("fit") or {}
+        spent = sum(float(t.get("validation_seconds") or 0.0) for t in fit.get("lr_search") or [fit])
+        fixed += min(spent, fixed) * (validation / scored - 1.0)
+    return fixed + grows / n * size
+
+
+def projections(folder: Path) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """For the run at ``folder``: measured seconds and the old, padding-only and new calibrated projections of
+    every trained cell it recorded; measured seconds and the old and new projections of each from the cell before."""
     from unfreeze.advise.calibrate import calibration_texts, padding_of, with_tokens
-    from unfreeze.advise.cost import cell_seconds
+    from unfreeze.advise.cost import cell_seconds, projected_cell_seconds, searched_rate
     from unfreeze.advise.pilot import StepCosts, calibrated_seconds
     from unfreeze.advise.spec import AdviseSpec
     from unfreeze.sweep.plan import load_sweep_data
@@ -63,23 +87,36 @@ def projections(folder: Path) -> dict[str, list[float]]:
     batch, texts = calibration_texts(sweep, data, spec.seeds[0])
     tokens, padding = padding_of(sweep, data, texts, batch, None, spec.seeds[0])
     scaled = {label: with_tokens(c, tokens, padding) for label, c in recorded.items()}
-    out: dict[str, list[float]] = {key: [] for key in KINDS}
+    calibrated: dict[str, list[float]] = {key: [] for key in KINDS}
+    trained: dict[tuple, list[dict]] = {}
     for row in rows:
         label = (row.get("cell") or {}).get("label")
         if (row.get("advise") or {}).get("plan_id") != advise["plan_id"] or label not in recorded:
             continue
         if recorded[label].cheap or row.get("status") != "done":
             continue
+        trained.setdefault((label, row["cell"]["seed"]), []).append(row)
         new = calibrated_seconds(scaled[label], row)
         if new:
-            out["measured"].append(cell_seconds(row))
-            out["old"].append(without_search_scoring(recorded[label], row))
-            out["padding"].append(without_search_scoring(scaled[label], row))
-            out["new"].append(new)
-    return out
+            calibrated["measured"].append(cell_seconds(row))
+            calibrated["old"].append(without_search_scoring(recorded[label], row))
+            calibrated["padding"].append(without_search_scoring(scaled[label], row))
+            calibrated["new"].append(new)
+    rungs: dict[str, list[float]] = {key: [] for key in RUNG_KINDS}
+    for cells in trained.values():
+        cells.sort(key=lambda r: r["cell"]["n_train"])
+        for before, cell in itertools.pairwise(cells):
+            if searched_rate(before) != searched_rate(cell):
+                continue
+            size, validation = int(cell["cell"]["n_train"]), int(cell["validation"]["n"])
+            rungs["measured"].append(cell_seconds(cell))
+            rungs["old"].append(old_rung_projection(before, size, validation))
+            rungs["new"].append(projected_cell_seconds(before, size, validation, padding))
+    return calibrated, rungs
 
 
 KINDS = ("measured", "old", "padding", "new")
+RUNG_KINDS = ("measured", "old", "new")
 
 
 def summary(measured: list[float], projected: list[float]) -> str:
@@ -91,7 +128,7 @@ def summary(measured: list[float], projected: list[float]) -> str:
 def line(name: str, seconds: dict[str, list[float]]) -> str:
     measured = seconds["measured"]
     return f"{name}: {len(measured)} cells; " + "; ".join(
-        f"{kind} {summary(measured, seconds[kind])}" for kind in KINDS[1:]
+        f"{kind} {summary(measured, values)}" for kind, values in seconds.items() if kind != "measured"
     )
 
 
@@ -101,18 +138,28 @@ def main() -> None:
     args = parser.parse_args()
     _common.print_machine()
     folders = [f for path in args.folders for f in runs_under(path)] if args.folders else runs_under(ROOT)
-    print("measured / projected seconds of the trained cells (median [10th, 90th percentile], sum over sum):")
-    every: dict[str, list[float]] = {key: [] for key in KINDS}
+    every: tuple[dict[str, list[float]], ...] = ({key: [] for key in KINDS}, {key: [] for key in RUNG_KINDS})
+    lines: tuple[list[str], list[str]] = ([], [])
     for folder in folders:
-        seconds = projections(folder)
-        if not seconds["measured"]:
-            print(f"{folder}: no trained cells")
-            continue
-        print(line(str(folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder), seconds))
-        for key, values in seconds.items():
-            every[key].extend(values)
-    if every["measured"]:
-        print(line("all runs", every))
+        name = str(folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder)
+        for seconds, total, out in zip(projections(folder), every, lines):
+            if not seconds["measured"]:
+                out.append(f"{name}: no trained cells")
+                continue
+            out.append(line(name, seconds))
+            for key, values in seconds.items():
+                total[key].extend(values)
+    titles = (
+        "measured / projected seconds of the trained cells, from the calibration "
+        "(median [10th, 90th percentile], sum over sum):",
+        "measured / projected seconds of the trained cells, from the same seed's cell at the size before:",
+    )
+    for title, out, total in zip(titles, lines, every):
+        print(title)
+        for text in out:
+            print(f"  {text}")
+        if total["measured"]:
+            print(f"  {line('all runs', total)}")
 
 
 if __name__ == "__main__":

@@ -611,6 +611,53 @@ def test_the_clock_guard_projects_a_cell_as_it_will_run():
     assert expected_seconds([], costs, 128, 200, True) == pytest.approx(cell_seconds(costs, 128, 200, True))
 
 
+def test_a_larger_rung_is_projected_with_its_batches_padding_and_its_training_sample_scored():
+    from unfreeze.advise.cells import expected_seconds
+    from unfreeze.advise.cost import projected_cell_seconds, split_cell_seconds
+    from unfreeze.advise.halving import decide
+
+    # 11 s: a fit of 10 s (4 s of steps, 3 s validating 64 texts), then 1 s scoring the 32 training texts
+    row = {
+        "cell": {"n_train": 32},
+        "started": 0.0,
+        "finished": 11.0,
+        "validation": {"n": 64},
+        "fit": {"seconds": 10.0, "step_seconds": 4.0, "validation_seconds": 3.0, "trainable_parameters": 5},
+    }
+    assert split_cell_seconds(row) == pytest.approx((6.0, 5.0 / 32))
+    # a frozen model's cell scores its validation set outside the fit too: only the steps grow
+    frozen = {**row, "fit": {**row["fit"], "trainable_parameters": 0}}
+    assert split_cell_seconds(frozen) == pytest.approx((7.0, 4.0 / 32))
+    padding = {"train": [[1, 20], [32, 50], [64, 40], [1000, 25]], "validate": [[1, 20], [64, 54], [128, 42]]}
+    # at 64 examples and 128 validation texts: batches of 40 tokens per text against 50; validation 42 against 54
+    grown = 6.0 + 3.0 * (128 / 64 * 42 / 54 - 1.0) + 5.0 / 32 * 64 * 40 / 50
+    assert projected_cell_seconds(row, 64, 128, padding) == pytest.approx(grown)
+    assert projected_cell_seconds(row, 64, 128) == pytest.approx(6.0 + 3.0 + 10.0)
+    costs = dataclasses.replace(_costs(1.0)["freeze k=3"], padding=padding)
+    assert expected_seconds([row], costs, 64, 128, False) == pytest.approx(grown)
+
+    # the rung's decision: 256 does not fit 150 s at the 128 rung's seconds per example (2 x 2 x 25.6 s x 1.15 = 118
+    # s of the 94 s left), but does where batches of 256 texts carry 3/4 of the padded tokens of 128 texts' (88 s)
+    rows = {
+        (label, 128, seed): {
+            "status": "done",
+            "cell": {"label": label, "n_train": 128, "seed": seed},
+            "validation": {"accuracy": accuracy, "loss": 0.5, "n": 200},
+            "started": 0.0,
+            "finished": 12.8,
+            "fit": {"step_seconds": 12.8},
+        }
+        for label, accuracy in (("a", 0.8), ("f", 0.7))
+        for seed in (0, 1)
+    }
+    shorter = {"train": [[1, 40], [128, 40], [256, 30], [2000, 30]]}
+    args = ("id", 2, [64, 128, 256, 2000], 128, ["a"], ["f"], {k: _Config(k) for k in "af"}, rows, lambda c: c, 0.0)
+    tight = AdviseSpec(seeds=[0, 1], budget=150.0, finalists=1)
+    assert decide(tight, *args)["next_n_train"] < 256
+    padded = decide(tight, *args, padding={"a": shorter, "f": shorter})
+    assert padded["next_n_train"] == 256 and padded["projected_seconds"] == pytest.approx(2 * 2 * 25.6 * 0.75 * 1.15)
+
+
 def test_a_rung_validates_on_a_nested_stratified_subset_and_its_cells_have_their_own_keys():
     from unfreeze.advise.pilot import validation_at
     from unfreeze.data import TextDataset

@@ -171,17 +171,18 @@ class Rungs:
 def expected_seconds(rows: list[dict], costs: StepCosts | None, n: int, validation: int, searches: bool) -> float:
     """What a cell at ``n`` should take, for the clock guard: from the configuration's cells at the size before
     that did as this one will (search their rate, or fit once at a shared one); its first cell, from the
-    calibration."""
+    calibration (the padding of its batches, ``StepCosts.padding``, scales both)."""
     if not rows:
         return calibrated_cell(costs, n, validation, searches) if costs is not None else 0.0
+    padding = costs.padding if costs is not None else None
     alike = [r for r in rows if searched_rate(r) == searches]
     if alike:
-        return max(projected_cell_seconds(r, n, validation) for r in alike)
+        return max(projected_cell_seconds(r, n, validation, padding) for r in alike)
     if searches:  # the cells before fitted once: a search fits once per rate
-        return max(projected_cell_seconds(r, n, validation) for r in rows) * (costs.rates if costs else 3)
+        return max(projected_cell_seconds(r, n, validation, padding) for r in rows) * (costs.rates if costs else 3)
     # the cells before searched: one fit is one of their trials
     return max(
-        projected_cell_seconds(r, n, validation) / max(len((r.get("fit") or {}).get("lr_search") or [1]), 1)
+        projected_cell_seconds(r, n, validation, padding) / max(len((r.get("fit") or {}).get("lr_search") or [1]), 1)
         for r in rows
     )
 

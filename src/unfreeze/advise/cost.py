@@ -178,29 +178,48 @@ def searched_rate(row: dict) -> bool:
 
 
 def split_cell_seconds(row: dict) -> tuple[float, float]:
-    """A cell's (fixed seconds, seconds per training example): what grows with the training size
-    (``scaling_seconds``) per example, the rest (validation each epoch, model copies, scoring,
-    timing) fixed. A row without the split is all per example."""
+    """A cell's (fixed seconds, seconds per training example): what grows with the training size per example,
+    the rest (validation each epoch, model copies, timing) fixed. What grows: the fits' steps and passes over
+    cached states (``scaling_seconds``) and, for a model that trains, the cell's seconds outside its fit, which
+    score its training sample (a frozen model's cell scores its validation set there too: fixed). A row without
+    the split is all per example."""
     total, n = cell_seconds(row), max(int(row["cell"]["n_train"]), 1)
     scaling = scaling_seconds(row)
-    grows = total if scaling is None else min(scaling, total)
+    if scaling is None:
+        return 0.0, total / n
+    fit = row.get("fit") or {}
+    scoring = total - float(fit["seconds"]) if fit.get("trainable_parameters") and fit.get("seconds") else 0.0
+    grows = min(scaling + max(scoring, 0.0), total)
     return total - grows, grows / n
 
 
-def projected_cell_seconds(row: dict, size: int, validation: int | None = None) -> float:
+def projected_cell_seconds(row: dict, size: int, validation: int | None = None, padding: dict | None = None) -> float:
     """A cell's seconds at ``size`` training examples, from its row at another size (``split_cell_seconds``).
 
     At 64 examples and a 200-text validation set the fixed part is most of a cell: scaling it
     too over-projects a larger rung by half. ``validation``: the texts the cell at ``size`` will
     validate on, where that grows with the rung; the seconds the row spent validating scale with it.
+    ``padding``: the pool's padded tokens per text by the texts in a cell's batches (``StepCosts.padding``): a
+    larger sample's batches group texts of closer lengths, so each example and validation text costs less.
     """
     fixed, per_example = split_cell_seconds(row)
+    n = max(int(row["cell"]["n_train"]), 1)
     scored = int((row.get("validation") or {}).get("n") or 0)
     if validation is not None and scored and validation != scored:
         fit = row.get("fit") or {}
         spent = sum(float(t.get("validation_seconds") or 0.0) for t in fit.get("lr_search") or [fit])
-        fixed += min(spent, fixed) * (validation / scored - 1.0)
-    return fixed + per_example * size
+        grown = validation / scored * padding_ratio(padding, "validate", validation, scored)
+        fixed += min(spent, fixed) * (grown - 1.0)
+    return fixed + per_example * size * padding_ratio(padding, "train", size, n)
+
+
+def padding_ratio(padding: dict | None, table: str, texts: float, measured: float) -> float:
+    """Padded tokens per text in batches over ``texts`` texts over those over ``measured`` (1 without tables)."""
+    from .padding import padding_at
+
+    if not padding or not padding.get(table) or texts <= 0 or measured <= 0:
+        return 1.0
+    return padding_at(padding[table], texts) / padding_at(padding[table], measured)
 
 
 def human_seconds(seconds: float | None) -> str:
@@ -219,6 +238,7 @@ __all__ = [
     "fit_seconds_from_steps",
     "human_seconds",
     "linear_nonnegative",
+    "padding_ratio",
     "projected_cell_seconds",
     "scaling_seconds",
     "searched_rate",

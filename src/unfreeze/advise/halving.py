@@ -264,6 +264,7 @@ def run_halving(
                     overhead,
                     pilot.plan.rate_search,
                     settings.validation_for,
+                    {label: c.padding for label, c in pilot.costs.items()},
                 )
                 store.append(decision)
                 recorded[i] = decision

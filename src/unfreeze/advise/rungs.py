@@ -99,11 +99,13 @@ def decide(
     overhead: float,
     rate_search: str = "every-seed",
     validation_for: Callable[[int], int] | None = None,
+    padding: dict[str, dict] | None = None,
 ) -> dict:
     """The rung's decision from its rows: ranking, who goes on, whether the next size fits the budget, and
     whether its later seeds search their rate (``rate_search`` "every-seed", when that still lets the
     finalists reach ``MIN_SIZES`` sizes) or train at the first seed's ("first-seed"). ``validation_for(n)``: the
-    validation texts of a rung of n examples, where they grow with the rung."""
+    validation texts of a rung of n examples, where they grow with the rung. ``padding``: each configuration's
+    padded tokens per text by the texts in a batch (``StepCosts.padding``), which scale its projected cells."""
 
     def rows_of(label: str, size: int) -> list[dict]:
         return [
@@ -125,7 +127,7 @@ def decide(
         texts = validation_for(target) if validation_for is not None else None
 
         def at(r: dict) -> float:
-            return projected_cell_seconds(r, target, texts)
+            return projected_cell_seconds(r, target, texts, (padding or {}).get(label))
 
         if not searched:
             return sum(at(r) for r in rows)
