@@ -13,7 +13,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -131,6 +131,11 @@ class TextEstimator(BaseEstimator):
             raise UnfreezeError(f"{what} is empty: give at least one text.")
         check_no_surrogates(items, what)
         return items
+
+    @classmethod
+    def with_task(cls, task: str | Task, **params: Any) -> TextEstimator:
+        """An unfitted estimator of this class for ``task`` (a name or a ``Task``), with ``params``."""
+        return cls(**params, task=task)
 
     def _make_task(self) -> Task:
         """A fresh task object from the ``task`` parameter (a name or a ``Task``)."""
@@ -346,9 +351,14 @@ class TextEstimator(BaseEstimator):
         runtime: str = "torch",
         precision: str | None = None,
         onnx: str | Path | None = None,
-    ) -> Classifier:
+    ) -> Self:
         """Load a bundle written by ``save``; never unpickles. From a multi-head bundle, ``head``
         names the one to load (it may be omitted when there is only one).
+
+        The bundle's task decides the estimator: ``Classifier.load`` reads single- and multi-label
+        bundles, ``Regressor.load`` regression ones, and each refuses the other's in one line that
+        names the right one; ``TextEstimator.load`` (``unfreeze.load_estimator``) returns whichever
+        the bundle holds. A bundle of an earlier release is a single-label ``Classifier``.
 
         ``precision``: the precision prediction runs in; None predicts in the one the bundle
         was fitted in (``fit_record_["precision"]``), ``"auto"``, ``"fp32"`` or ``"bf16"``
@@ -562,3 +572,25 @@ class Regressor(RegressorMixin, TextEstimator):
             precision,
             **shorthand,
         )
+
+    @classmethod
+    def with_task(cls, task: str | Task, **params: Any) -> TextEstimator:
+        name = task.name if isinstance(task, Task) else task
+        if name != cls.task:
+            raise invalid_parameter("task", "Regressor", repr(cls.task), task)
+        return cls(**params)
+
+
+# which estimator fits a task, by ``Task.is_classification``: what `unfreeze fit` builds, and what a bundle loads as
+ESTIMATORS: dict[bool, type[TextEstimator]] = {True: Classifier, False: Regressor}
+
+
+def estimator_class(task: str | Task | type[Task]) -> type[TextEstimator]:
+    """``Classifier`` for a classification task (single, multilabel), ``Regressor`` otherwise."""
+    kind = task if isinstance(task, type) else type(task) if isinstance(task, Task) else task_class(task)
+    return ESTIMATORS[kind.is_classification]
+
+
+def make_estimator(task: str | Task, **params: Any) -> TextEstimator:
+    """An unfitted estimator for ``task`` (a name, or a Task such as ``MultiLabel(thresholds="per-label")``)."""
+    return estimator_class(task).with_task(task, **params)

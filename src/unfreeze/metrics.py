@@ -1,10 +1,12 @@
-"""The metrics every fit reports: accuracy, macro-F1 and Matthews correlation."""
+"""The metrics every single-label fit reports (accuracy, macro-F1, Matthews correlation), and the table
+that prints any task's metrics."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 METRICS = ("accuracy", "macro_f1", "mcc")
+WIDTH = 10  # a metric's column; a longer name (subset_accuracy) widens its own
 
 
 def classification_metrics(y_true: Sequence, y_pred: Sequence) -> dict[str, float]:
@@ -18,9 +20,14 @@ def classification_metrics(y_true: Sequence, y_pred: Sequence) -> dict[str, floa
     }
 
 
-def format_metrics_table(rows: dict[str, dict[str, float]]) -> str:
-    """Rows like {"train": {...}, "test": {...}} as an aligned text table."""
-    lines = [f"{'split':<8}" + "".join(f"{m:>10}" for m in METRICS)]
+def format_metrics_table(rows: dict[str, dict[str, float]], metrics: Sequence[str] | None = None) -> str:
+    """Rows like {"train": {...}, "test": {...}} as an aligned text table.
+
+    ``metrics``: the columns, in order (a task's ``metrics``); None: the first row's metrics, in its order
+    (every task's scores list them in the task's order)."""
+    columns = list(metrics) if metrics is not None else list(next(iter(rows.values()), {}) or METRICS)
+    widths = [max(WIDTH, len(m) + 2) for m in columns]
+    lines = [f"{'split':<8}" + "".join(f"{m:>{w}}" for m, w in zip(columns, widths))]
     for split, values in rows.items():
-        lines.append(f"{split:<8}" + "".join(f"{values[m]:>10.4f}" for m in METRICS))
+        lines.append(f"{split:<8}" + "".join(f"{values[m]:>{w}.4f}" for m, w in zip(columns, widths)))
     return "\n".join(lines)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ..errors import UnfreezeError
 from ..storage import strict_json
 from .arguments import DataArguments, InputArguments, RunArguments, arguments, check_metric, take
 from .common import app, checked_device, checked_precision, load_train_test, user_errors
 from .export import OnnxDirOpt, RuntimeOpt, int8_deprecated, one_precision
 from .options import given, one_value_each, strategy_parameters, strategy_values, training_parameters, with_parameters
+
+if TYPE_CHECKING:
+    from ..tasks import Task
 
 DataArg = Annotated[
     str, typer.Argument(help="A file (CSV/TSV/JSONL/Parquet), a save_to_disk folder, or a built-in dataset.")
@@ -51,7 +55,7 @@ def fit(
     ] = "features",
     **settings,
 ) -> None:
-    """Fit a classifier on DATA and save it as a bundle.
+    """Fit a classifier (a regressor with --task regression) on DATA and save it as a bundle.
 
     The strategy's parameters and the training settings are options of their own; only
     those given are passed on, so every default is the strategy's (see `unfreeze strategies`).
@@ -72,11 +76,13 @@ def fit(
     train, test_set = load_train_test(data, split, run.seed)
     device = checked_device(model_in.device)
 
-    from ..estimators import Classifier
+    from ..estimators import make_estimator
     from ..metrics import format_metrics_table
     from ..training import distributed
 
-    clf = Classifier(
+    task = fit_task(split.task or train.task, split.thresholds)
+    clf = make_estimator(
+        task,
         model=model,
         strategy=strategy_obj,
         training=training,
@@ -133,7 +139,7 @@ def fit(
         typer.echo(line)
     if clf.n_truncated_:
         typer.echo(f"note: {clf.n_truncated_} training text(s) were longer than {clf.max_length_} tokens and truncated")
-    typer.echo(format_metrics_table(metrics))
+    typer.echo(format_metrics_table(metrics, clf.task_.metrics))
     typer.echo(f"bundle: {output}")
 
 
@@ -141,30 +147,44 @@ def fit(
 @user_errors
 @with_parameters(
     arguments(RunArguments, ("head", "overwrite")),
-    arguments(DataArguments, ("text_col", "text_pair_col")),
+    arguments(DataArguments, ("text_col", "text_pair_col", "label_sep")),
     arguments(InputArguments, ("batch_size", "precision", "device")),
     [int8_deprecated()],
 )
 def predict(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder written by `unfreeze fit` or `unfreeze heads add`.")],
     inputs: Annotated[Path, typer.Argument(help="File with a text column (labels not needed).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="CSV to write: inputs + prediction + probabilities.")],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help="File to write: inputs + predictions (CSV; .tsv: TSV; .jsonl: JSON lines)."
+        ),
+    ],
     runtime: RuntimeOpt = "torch",
     onnx: OnnxDirOpt = None,
     **options,
 ) -> None:
-    """Predict labels and class probabilities for every row of INPUTS.
+    """Predict every row of INPUTS: labels and class probabilities, label sets, or values, as each head's task
+    says.
 
     A multi-head bundle runs the backbone once per batch and writes HEAD.prediction and
     HEAD.proba_LABEL columns for every head; a single-head bundle writes prediction and
-    proba_LABEL columns. --runtime onnx predicts with the bundle's export (`unfreeze export`)."""
+    proba_LABEL columns. A multi-label head's prediction is its labels joined with --label-sep
+    (default |; a list in JSON lines) and a proba_LABEL column per label; a regression head's
+    is the value. --runtime onnx predicts with the bundle's export (`unfreeze export`)."""
+    from ..data.labels import check_label_sep as check_sep
     from ..data.readers import read_inputs
     from ..inference.bundle import read_config
     from ..inference.bundle_predictor import check_runtime_options
     from ..storage.cache import atomic_path
     from ..storage.outputs import check_output
+    from .predictions import DEFAULT_LABEL_SEP, add_predictions, check_label_sep, output_format, write_table
 
     precision = one_precision(options)
+    # --label-sep joins the predicted labels here; it reads no labels (the check of DataArguments is for reading)
+    label_sep = options.pop("label_sep", None)
+    check_sep(label_sep, "multilabel")
+    label_sep = label_sep or DEFAULT_LABEL_SEP
     run, columns_in, model_in = take(RunArguments, options), take(DataArguments, options), take(InputArguments, options)
     check_runtime_options(runtime, precision, onnx, model_in.device)
     check_output(output, "file", overwrite=run.overwrite, inputs=[inputs, bundle])
@@ -178,16 +198,17 @@ def predict(
         bundle, device=device, batch_size=model_in.batch_size or 32, runtime=runtime, precision=precision, onnx=onnx
     )
     names = predictor.check_heads(run.head)
-    frame = frame.copy()
+    fmt = output_format(output)
     single = predictor.single_head
-    for name, proba in predictor.predict_proba(items, names).items():
-        labels = predictor.heads[name]["labels"]
+    for name in names:
+        where = str(bundle) if single else f"head {name!r} of {bundle}"
+        check_label_sep(label_sep, predictor.heads[name]["labels"], where, fmt)
+    frame = frame.copy()
+    for name, outputs in predictor.outputs(items, names).items():
         prefix = "" if single else f"{name}."
-        frame[f"{prefix}prediction"] = [labels[j] for j in proba.argmax(axis=1)]
-        for j, label in enumerate(labels):
-            frame[f"{prefix}proba_{label}"] = proba[:, j]
+        add_predictions(frame, prefix, predictor.tasks[name], outputs, predictor.heads[name]["labels"], label_sep, fmt)
     with atomic_path(output) as tmp:
-        frame.to_csv(tmp, index=False)
+        write_table(frame, tmp, fmt)
     columns = f"{len(names)} head{'s' if len(names) > 1 else ''}"
     typer.echo(f"predicted {len(frame)} rows ({columns}) -> {output}")
 
@@ -204,12 +225,20 @@ def evaluate(
     test: Annotated[str, typer.Argument(help="Labelled test data: a file or a built-in dataset (NAME:test).")],
     **options,
 ) -> None:
-    """Score a bundle on labelled TEST data: accuracy, macro-F1, MCC (every head given, or the only one)."""
+    """Score a bundle on labelled TEST data with its task's metrics (single: accuracy, macro-F1, MCC;
+    multilabel: micro-F1 ...; regression: Spearman ...), every head given, or the only one.
+
+    The bundle's task says how the labels are read (--task, when given, must be the same)."""
     from ..data import BUILTIN, load_data
     from ..inference.bundle import read_config
 
-    columns, run, model_in = take(DataArguments, options), take(RunArguments, options), take(InputArguments, options)
-    read_config(bundle)
+    run, model_in = take(RunArguments, options), take(InputArguments, options)
+    config = read_config(bundle)
+    heads: list[str | None] = list(run.head) if run.head else [None]
+    tasks = {head: _head_task(bundle, config, head) for head in heads}
+    task = _one_task(tasks, options.get("task"))
+    options["task"] = task.name  # the labels are read for the bundle's task (and --label-sep checked for it)
+    columns = take(DataArguments, options)
     source = f"{test}:test" if test in BUILTIN else test
     test_set = load_data(
         source,
@@ -217,34 +246,77 @@ def evaluate(
         columns.label_col,
         columns.text_pair_col,
         require_classes=1,
-        task=columns.task,
+        task=task.name,
         label_sep=columns.label_sep,
     )
+    for head, head_task in tasks.items():
+        _check_seen(head_task, test_set, bundle, head)
     device = checked_device(model_in.device)
 
-    from ..estimators import Classifier
+    from ..inference.classifier_bundle import load_estimator
     from ..metrics import format_metrics_table
 
     scores = {}
-    heads: list[str | None] = list(run.head) if run.head else [None]
     for head in heads:
-        clf = Classifier.load(bundle, head=head, device=device)
-        unknown = sorted(set(map(str, test_set.classes)) - set(map(str, clf.classes_.tolist())))
-        if unknown:
-            typer.echo(
-                f"note: labels {', '.join(unknown)} of {test_set.name} were not seen in training"
-                + (f" by head {head!r}" if head else ""),
-                err=True,
-            )
+        clf = load_estimator(bundle, head=head, device=device)
         scores[head] = clf.evaluate(test_set.inputs, test_set.labels)
     if list(scores) == [None] or len(scores) == 1:  # one head: the metrics as before
         metrics = next(iter(scores.values()))
-        typer.echo(strict_json.dumps(metrics) if run.as_json else format_metrics_table({"test": metrics}))
+        typer.echo(strict_json.dumps(metrics) if run.as_json else format_metrics_table({"test": metrics}, task.metrics))
     else:
         typer.echo(
             strict_json.dumps(scores)
             if run.as_json
-            else format_metrics_table({f"test {h}": m for h, m in scores.items()})
+            else format_metrics_table({f"test {h}": m for h, m in scores.items()}, task.metrics)
+        )
+
+
+def _head_task(bundle: Path, config: dict, head: str | None) -> Task:
+    """The fitted task of ``head`` of the bundle (None: its only head), from its config; an unknown head, or
+    None where there are several, is the one-line error loading it gives."""
+    from ..inference.bundle_predictor import bundle_tasks
+    from ..inference.classifier_bundle import load_estimator
+
+    tasks = bundle_tasks(config, bundle)
+    if head is None and len(tasks) == 1:
+        return next(iter(tasks.values()))
+    if head in tasks:
+        return tasks[head]
+    load_estimator(bundle, head=head)  # says which heads there are
+    raise AssertionError(f"head {head!r} of {bundle} neither found nor refused")
+
+
+def _one_task(tasks: dict[str | None, Task], given: str | None) -> Task:
+    """The one task the asked heads share (its labels are read once); --task, when given, must name it."""
+    names = {task.name for task in tasks.values()}
+    if len(names) > 1:
+        listed = ", ".join(f"{h} ({t.name})" for h, t in tasks.items())
+        raise UnfreezeError(
+            f"The heads {listed} read labels of different tasks: evaluate them one task at a time (--head NAME)."
+        )
+    task = next(iter(tasks.values()))
+    if given is not None and given != task.name:
+        raise UnfreezeError(
+            f"--task {given} does not match the bundle's task ({task.name}), which says how its labels are read. "
+            "Drop --task."
+        )
+    return task
+
+
+def _check_seen(task: Task, test_set, bundle: Path, head: str | None) -> None:
+    """Every label of the test data was seen in training (the model has an output for it); one line otherwise."""
+    if task.classes_ is None:
+        return
+    known = set(task.classes_.tolist())
+    unseen = [label for label in test_set.classes if label not in known]
+    if unseen:
+        shown = ", ".join(map(repr, unseen[:5])) + (f" and {len(unseen) - 5} more" if len(unseen) > 5 else "")
+        fitted = ", ".join(map(repr, task.classes_.tolist()[:8])) + (" ..." if len(task.classes_) > 8 else "")
+        raise UnfreezeError(
+            f"{test_set.name} holds label(s) {shown} that appear in no training text of {bundle}"
+            + (f" (head {head!r})" if head else "")
+            + f", whose labels are {fitted}: the model cannot predict them. Drop those rows, or fit on data that "
+            "holds them."
         )
 
 
@@ -291,5 +363,14 @@ def probe(
 
 
 def _trial_score(trial: dict) -> str:
-    """A rate search's trial as the summary shows it: its validation accuracy, or that it diverged."""
-    return "diverged" if "diverged" in trial else f"{trial['val_accuracy']:.3f}"
+    """A rate search's trial as the summary shows it: its validation score (the task's metric; single:
+    accuracy), or that it diverged."""
+    return "diverged" if "diverged" in trial else f"{trial['val_score']:.3f}"
+
+
+def fit_task(name: str, thresholds: str) -> Task:
+    """The task to fit, by name, with ``--thresholds`` where it takes them (multilabel's decision thresholds)."""
+    from ..tasks import task_class
+
+    kind = task_class(name, "--task")
+    return kind(**({"thresholds": thresholds} if "thresholds" in kind().params() else {}))

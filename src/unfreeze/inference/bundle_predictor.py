@@ -21,8 +21,9 @@ from ..export.locate import RUNTIMES
 from .bundle import SINGLE_KIND, read_config
 
 if TYPE_CHECKING:
-    from ..estimators import Classifier
+    from ..estimators import TextEstimator
     from ..export.runtime import OnnxClassifier
+    from ..tasks import Task
     from .multihead import MultiHeadClassifier
 
 DEFAULT_HEAD = "default"  # the name a single-head bundle's head goes by (as in unfreeze.inference.multihead)
@@ -62,7 +63,9 @@ def check_runtime_options(
 
 
 class BundlePredictor:
-    """A loaded bundle: ``heads`` (name -> labels, pooling, layers, strategy) and probabilities per head.
+    """A loaded bundle: ``heads`` (name -> labels, pooling, layers, strategy, task), ``tasks`` (name -> the
+    head's fitted ``Task``) and each head's outputs in its task's shape: class probabilities (single), each
+    label's probability (multilabel) or values (regression).
 
     Parameters
     ----------
@@ -99,22 +102,28 @@ class BundlePredictor:
         self.precision = precision or "fp32"  # the torch runtime's, once loaded: what its forward passes run in
         # exactly one of the three predicts: a multi-head suite, a classifier, or an ONNX export
         self.suite: MultiHeadClassifier | None = None
-        self.classifier: Classifier | None = None
+        self.classifier: TextEstimator | None = None
+        self.tasks: dict[str, Task] = {}
         self.onnx: OnnxClassifier | None = None
         if runtime == "onnx":
             self._load_onnx(path, device, batch_size, onnx)
             return
         from ..estimators import Classifier
+        from .classifier_bundle import bundle_estimator, load_estimator
+        from .head_tasks import task_of
         from .multihead import MultiHeadClassifier
 
         config = read_config(path)
-        tuned = config.get("kind") == SINGLE_KIND and (
-            config["predictor"].get("type") != "embedding_head" or config["predictor"].get("tuned")
-        )
         self.single_head = config.get("kind") == SINGLE_KIND  # its head is 'default'
-        if tuned:
-            # a fine-tuned backbone belongs to its one head, served as 'default'
-            clf = Classifier.load(path, device=device, precision=precision)
+        # a fine-tuned backbone belongs to its one head, served as 'default'; so is a Regressor's bundle (a suite
+        # adopts a features bundle as a Classifier)
+        alone = self.single_head and (
+            config["predictor"].get("type") != "embedding_head"
+            or config["predictor"].get("tuned")
+            or not issubclass(bundle_estimator(config), Classifier)
+        )
+        if alone:
+            clf = load_estimator(path, device=device, precision=precision)
             clf.predictor_.progress = progress
             if batch_size is not None:
                 clf.predictor_.batch_size = batch_size
@@ -122,13 +131,15 @@ class BundlePredictor:
             self.precision = clf.predictor_.precision
             self.model = str(clf.model)
             self.max_length = clf.max_length_
+            self.tasks = {DEFAULT_HEAD: clf.task_}
             self.heads = {
                 DEFAULT_HEAD: {
                     "name": DEFAULT_HEAD,
-                    "labels": clf.classes_.tolist(),
+                    "labels": _labels(clf.task_),
                     "pooling": clf.pooling_,
                     "layers": list(clf.layers_),
                     "strategy": clf.strategy_.name,
+                    "task": clf.task_.name,
                 }
             }
         else:
@@ -140,6 +151,7 @@ class BundlePredictor:
             self.suite = suite
             self.model = str(suite.model)
             self.max_length = suite.backbone.length_limit(suite.max_length)
+            self.tasks = {name: task_of(head) for name, head in suite.heads.items()}
             self.heads = {
                 name: {
                     "name": name,
@@ -147,6 +159,7 @@ class BundlePredictor:
                     "pooling": head.pooling,
                     "layers": list(head.layers),
                     "strategy": "features",
+                    "task": self.tasks[name].name,
                 }
                 for name, head in suite.heads.items()
             }
@@ -160,6 +173,9 @@ class BundlePredictor:
         self.model = str(config["backbone"]["reference"])
         self.max_length = exported.max_length
         self.heads = heads_of(config)
+        self.tasks = bundle_tasks(config, path)
+        for name, task in self.tasks.items():
+            self.heads[name].setdefault("task", task.name)
         self.export_folder = exported.folder
 
     def check_heads(self, heads: list[str] | None) -> list[str]:
@@ -175,15 +191,47 @@ class BundlePredictor:
             raise UnfreezeError(f"Unknown head {unknown[0]!r}; this bundle has: {', '.join(self.heads)}.")
         return list(dict.fromkeys(heads))
 
-    def predict_proba(self, texts: list, heads: list[str] | None = None) -> dict[str, np.ndarray]:
-        """Probabilities per head (columns in the order of that head's labels), one forward pass."""
+    def outputs(self, texts: list, heads: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Each head's outputs in its task's shape (``Task.outputs``), one forward pass: probabilities [n, K]
+        (columns in the order of that head's labels) or values [n] (regression)."""
         names = self.check_heads(heads)
         if self.onnx is not None:
             if isinstance(texts, str) or not len(texts):
                 raise UnfreezeError("Give a non-empty list of texts.")
-            return self.onnx.predict_proba_heads(list(texts), names)
+            return self.onnx.outputs_heads(list(texts), names)
         if self.suite is not None:
-            return self.suite.predict_proba(texts, names)
+            return self.suite.outputs(texts, names)
         assert self.classifier is not None  # set by __init__ when neither of the others is
-        proba = self.classifier.predict_proba(texts)
-        return {name: proba for name in names}
+        out = self.classifier.outputs(texts)
+        return {name: out for name in names}
+
+    def predict_proba(self, texts: list, heads: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Probabilities per head (columns in the order of that head's labels), one forward pass; a regression
+        head's values (:meth:`outputs`)."""
+        return self.outputs(texts, heads)
+
+    def decide(self, name: str, outputs: np.ndarray) -> object:
+        """Head ``name``'s predictions from its ``outputs``, in the form its labels were given (``Task.decide``)."""
+        return self.tasks[name].decide(outputs)
+
+
+def _labels(task: Task) -> list:
+    """A head's labels as ``heads`` lists them: its classes, none for a regression."""
+    return [] if task.classes_ is None else task.classes_.tolist()
+
+
+def bundle_tasks(config: dict, path: str | Path = "bundle") -> dict[str, Task]:
+    """Each head's fitted task by head name, from a bundle's config alone (no weights read); a bundle or head of
+    an earlier release records none: single."""
+    from ..tasks import task_from_state
+    from .bundle import damaged
+
+    try:
+        if config.get("kind") == SINGLE_KIND:
+            return {DEFAULT_HEAD: task_from_state(config.get("task"), config.get("labels") or None)}
+        return {
+            name: task_from_state(entry.get("task"), entry.get("labels") or None)
+            for name, entry in (config.get("heads") or {}).items()
+        }
+    except (AttributeError, TypeError, ValueError, UnfreezeError) as exc:
+        raise damaged(Path(path), f"its task is not valid ({exc})") from exc

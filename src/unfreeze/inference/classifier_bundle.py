@@ -8,7 +8,7 @@ earlier format version loads here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
@@ -34,7 +34,7 @@ from .bundle import (
 )
 
 if TYPE_CHECKING:
-    from ..estimators import Classifier
+    from ..estimators import Classifier, TextEstimator
 
 
 def save_classifier(clf: Classifier, path: str | Path, metrics: dict | None = None) -> Path:
@@ -44,6 +44,9 @@ def save_classifier(clf: Classifier, path: str | Path, metrics: dict | None = No
     state = clf.predictor_.state()
     params = {k: v for k, v in clf.get_params(deep=False).items() if k not in ("strategy", "training")}
     params["model"] = model_reference(str(params["model"]))
+    if "task" in params:
+        # the parameter as a name (JSON); its settings and fitted state are the bundle's "task"
+        params["task"] = clf.task_.name
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -72,20 +75,50 @@ def save_classifier(clf: Classifier, path: str | Path, metrics: dict | None = No
     return write_bundle(Path(path), config, state.files)
 
 
-def load_classifier(
-    cls: type[Classifier],
+def load_estimator(
     path: str | Path,
     device: str | None = None,
     head: str | None = None,
     runtime: str = "torch",
     precision: str | None = None,
     onnx: str | Path | None = None,
-) -> Classifier:
-    """``Classifier.load``: a bundle written by ``save`` (any format version), or its ONNX export."""
+) -> TextEstimator:
+    """The fitted estimator a bundle holds: a ``Classifier`` (single- or multi-label) or a ``Regressor``, as its
+    task says (a bundle of an earlier release: a single-label ``Classifier``). The arguments are ``load``'s."""
+    return load_classifier(bundle_estimator(read_config(Path(path))), path, device, head, runtime, precision, onnx)
+
+
+def bundle_estimator(config: dict) -> type[TextEstimator]:
+    """The estimator class of a bundle's task (``Classifier`` where it names none, or none it knows: loading it
+    then says what is wrong)."""
+    from ..estimators import estimator_class
+    from ..tasks import DEFAULT_TASK, TASKS
+
+    meta = config.get("task")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return estimator_class(name if isinstance(name, str) and name in TASKS else DEFAULT_TASK)
+
+
+def load_classifier(
+    cls: type[TextEstimator],
+    path: str | Path,
+    device: str | None = None,
+    head: str | None = None,
+    runtime: str = "torch",
+    precision: str | None = None,
+    onnx: str | Path | None = None,
+) -> Any:
+    """``Classifier.load`` / ``Regressor.load``: a bundle written by ``save`` (any format version), or its ONNX
+    export; ``TextEstimator.load``: whichever estimator the bundle's task needs."""
+    from ..estimators import TextEstimator
+
+    if cls is TextEstimator:
+        cls = bundle_estimator(read_config(Path(path)))
     if runtime != "torch" or onnx is not None or precision == "int8":
         from ..export.onnx_predictor import load_onnx_classifier
 
         return load_onnx_classifier(cls, path, head, runtime, precision or "fp32", onnx, device)
+    from ..estimators import estimator_class
     from ..machine.hardware import PRECISIONS
     from ..models.loaded import private_backbone, shared_backbone
     from ..strategies import strategy_class
@@ -102,6 +135,10 @@ def load_classifier(
     path = Path(path)
     config = read_config(path)
     if config.get("kind") == MULTIHEAD_KIND:
+        from ..estimators import Classifier
+
+        if not issubclass(cls, Classifier):
+            raise UnfreezeError(f"{path} is a multi-head bundle of classifier heads: load one with Classifier.load.")
         return _load_one_head(cls, path, config, device, head, precision)
     if head is not None and head != "default":
         raise UnfreezeError(f"{path} is a single-head bundle; its one head is called 'default', not {head!r}.")
@@ -117,9 +154,18 @@ def load_classifier(
             raise TypeError(f"labels must be a list of at least {task.min_classes} classes, not {labels!r}")
     except (KeyError, TypeError, ValueError, UnfreezeError) as exc:
         raise damaged(path, f"unfreeze.json lacks a valid classifier, strategy or predictor ({exc})") from exc
+    estimator = estimator_class(task)
+    if not issubclass(estimator, cls):
+        raise UnfreezeError(
+            f"{path} holds a {task.name} model, which {cls.__name__} does not load: use "
+            f"{estimator.__name__}.load, or unfreeze.load_estimator for any bundle."
+        )
     if device is not None:
         params["device"] = device
-    clf = cls(**params, strategy=strategy, training=training)
+    if "task" in params:
+        # the parameter as given: its name, or the task object where its settings are not the defaults
+        params["task"] = task.name if task.params() == type(task)().params() else task.fresh()
+    clf = estimator(**params, strategy=strategy, training=training)
     reference = config["backbone"]["reference"]
     base = shared_backbone(reference, clf.device)
     check_fingerprint(base.fingerprint(), config, path)
@@ -213,7 +259,7 @@ def classifier_from_head(
     from .predictors import EmbeddingHead
 
     params = head.info.get("params", {})
-    strategy = Features(C=params.get("C"), cv=params.get("cv", 5))
+    strategy = Features(C=params.get("C"), cv=params.get("cv", 5), alpha=params.get("alpha"))
     clf = cls(
         model=str(model),
         strategy=strategy,
@@ -244,8 +290,11 @@ def classifier_from_head(
         progress=progress,
         precision=ran.inference,
     )
-    clf.classes_ = np.asarray(head.classes)
-    clf.task_ = task_from_state(None, clf.classes_)
+    from .head_tasks import task_of
+
+    clf.task_ = task_of(head)  # the head's own task (a head of an earlier release: single)
+    if clf.task_.is_classification:
+        clf.classes_ = np.asarray(head.classes)
     clf.strategy_, clf.training_ = strategy, Training()
     clf.backbone_, clf.base_fingerprint_ = backbone, base.fingerprint()
     clf.pooling_, clf.layers_, clf.max_length_ = head.pooling, tuple(head.layers), limit

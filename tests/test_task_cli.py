@@ -1,0 +1,290 @@
+"""`unfreeze fit / evaluate / predict` for every task (issue 28): multi-label (JSON lines lists, CSV with
+--label-sep) and regression, with the features strategy on a tiny model; the task's metric columns, the
+output columns per task, bundles that keep their task (thresholds included), and bad input in one line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import assert_user_error, snapshot
+from test_bundle_fixtures import RELEASES, moved_release
+from unfreeze import Classifier, Regressor
+from unfreeze.cli import app
+from unfreeze.errors import UnfreezeError
+from unfreeze.inference.classifier_bundle import load_estimator
+
+WORDS = {"sports": "football", "politics": "election", "tech": "computer"}
+# every label set a text may carry, in turn: none, one, two
+SETS = [(), ("sports",), ("politics",), ("tech",), ("sports", "tech"), ("politics", "tech")]
+N = 24
+ML_HEADER = "split     micro_f1  macro_f1  samples_f1  subset_accuracy  hamming_loss"
+REG_HEADER = "split     spearman   pearson      rmse       mae        r2"
+SINGLE_HEADER = "split     accuracy  macro_f1       mcc"
+
+
+def text(i: int, labels: tuple) -> str:
+    return " ".join(["the", "story", *[WORDS[label] for label in labels], "today", str(i)])
+
+
+def score(i: int) -> float:
+    return float(len(SETS[i % len(SETS)])) + 0.5 * (i % 3)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("task-data")
+    rows = [(text(i, SETS[i % len(SETS)]), SETS[i % len(SETS)]) for i in range(N)]
+    out = {name: root / name for name in ("ml.jsonl", "ml.csv", "reg.csv", "single.csv", "inputs.csv")}
+    out["ml.jsonl"].write_text("".join(json.dumps({"text": t, "label": list(labels)}) + "\n" for t, labels in rows))
+    out["ml.csv"].write_text("text,label\n" + "".join(f"{t},{'|'.join(labels)}\n" for t, labels in rows))
+    out["reg.csv"].write_text("text,label\n" + "".join(f"{t},{score(i)}\n" for i, (t, _) in enumerate(rows)))
+    out["single.csv"].write_text(
+        "text,label\n" + "".join(f"{t},{'news' if labels else 'none'}\n" for t, labels in rows)
+    )
+    out["inputs.csv"].write_text("text\n" + "".join(f"{t}\n" for t, _ in rows[:6]))
+    return out
+
+
+def fit(runner, tiny_model_dir, data: Path, out: Path, *more: str):
+    args = ["fit", str(data), "--model", tiny_model_dir("bert"), "--device", "cpu", "--strategy", "features"]
+    return runner.invoke(app, [*args, *more, "-o", str(out)])
+
+
+@pytest.fixture(scope="module")
+def bundles(files, tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
+    """One bundle per task, fitted once: multi-label from JSON lines and from CSV (per-label thresholds),
+    regression, single."""
+    from typer.testing import CliRunner
+
+    root = tmp_path_factory.mktemp("task-bundles")
+    runner = CliRunner()
+    made = {}
+    for name, data, more in (
+        ("ml", files["ml.jsonl"], ["--task", "multilabel"]),
+        ("ml_csv", files["ml.csv"], ["--task", "multilabel", "--label-sep", "|", "--thresholds", "per-label"]),
+        ("reg", files["reg.csv"], ["--task", "regression"]),
+        ("single", files["single.csv"], []),
+    ):
+        result = fit(runner, tiny_model_dir, data, root / name, *more)
+        assert result.exit_code == 0, result.output
+        made[name] = root / name
+        (root / f"{name}.out").write_text(result.stdout)
+    return made
+
+
+def config(bundle: Path) -> dict:
+    return json.loads((bundle / "unfreeze.json").read_text())
+
+
+# -- fit: the task's metrics, the task in the bundle -----------------------------------------------------------
+
+
+def test_fit_multilabel_prints_its_metrics_and_saves_its_task(bundles):
+    lines = (bundles["ml"].parent / "ml.out").read_text().splitlines()
+    assert ML_HEADER in lines
+    train = next(line for line in lines if line.startswith("train "))
+    assert len(train.split()) == 6  # the split and five metrics
+    saved = config(bundles["ml"])
+    assert saved["labels"] == ["politics", "sports", "tech"]
+    assert saved["task"]["name"] == "multilabel" and saved["task"]["thresholds"] == "global"
+    assert saved["classifier"]["task"] == "multilabel"
+    assert set(saved["metrics"]["train"]) == {"micro_f1", "macro_f1", "samples_f1", "subset_accuracy", "hamming_loss"}
+    # the table prints what the bundle records
+    assert train == "train   " + "".join(
+        f"{saved['metrics']['train'][m]:>{max(10, len(m) + 2)}.4f}"
+        for m in ("micro_f1", "macro_f1", "samples_f1", "subset_accuracy", "hamming_loss")
+    )
+
+
+def test_fit_regression_prints_its_metrics_and_saves_mean_and_scale(bundles):
+    lines = (bundles["reg"].parent / "reg.out").read_text().splitlines()
+    assert REG_HEADER in lines
+    saved = config(bundles["reg"])
+    assert saved["labels"] == [] and "task" not in saved["classifier"]
+    scores = np.array([score(i) for i in range(N)])
+    assert saved["task"] == {
+        "name": "regression",
+        "mean": pytest.approx(scores.mean()),
+        "scale": pytest.approx(scores.std()),
+    }
+    assert set(saved["metrics"]["train"]) == {"spearman", "pearson", "rmse", "mae", "r2"}
+
+
+def test_fit_single_prints_the_table_as_before(bundles):
+    lines = (bundles["single"].parent / "single.out").read_text().splitlines()
+    assert SINGLE_HEADER in lines
+    assert config(bundles["single"])["task"] == {"name": "single"}
+    assert config(bundles["single"])["classifier"]["task"] == "single"
+
+
+def test_per_label_thresholds_survive_save_and_load(bundles, tmp_path):
+    saved = config(bundles["ml_csv"])["task"]
+    assert saved["thresholds"] == "per-label" and len(saved["threshold"]) == 3
+    clf = load_estimator(bundles["ml_csv"], device="cpu")
+    assert isinstance(clf, Classifier) and clf.task_.thresholds == "per-label"
+    np.testing.assert_array_equal(clf.task_.threshold_, saved["threshold"])
+    # the parameter comes back with its setting, and a second save keeps every bit of the task
+    assert clf.get_params()["task"].thresholds == "per-label"
+    clf.save(tmp_path / "again")
+    assert config(tmp_path / "again")["task"] == saved
+
+
+# -- loading: the bundle's task picks the estimator -----------------------------------------------------------
+
+
+def test_a_bundle_loads_as_its_tasks_estimator(bundles):
+    assert isinstance(load_estimator(bundles["reg"], device="cpu"), Regressor)
+    assert isinstance(Regressor.load(bundles["reg"], device="cpu"), Regressor)
+    assert isinstance(load_estimator(bundles["ml"], device="cpu"), Classifier)
+    with pytest.raises(UnfreezeError, match=r"holds a regression model.*use Regressor\.load"):
+        Classifier.load(bundles["reg"], device="cpu")
+    with pytest.raises(UnfreezeError, match=r"holds a multilabel model.*use Classifier\.load"):
+        Regressor.load(bundles["ml"], device="cpu")
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_bundles_of_earlier_releases_load_as_single(release, tmp_path):
+    folder, expected = moved_release(release, tmp_path)
+    clf = load_estimator(folder / "features", device="cpu")
+    assert isinstance(clf, Classifier) and clf.task_.name == "single"
+    assert clf.classes_.tolist() == expected["bundles"]["features"]["labels"]
+
+
+# -- evaluate: the bundle's task reads the labels ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("bundle", "data", "more"), [("ml", "ml.jsonl", []), ("ml", "ml.csv", ["--label-sep", "|"])])
+def test_evaluate_multilabel_reads_lists_or_separated_strings(runner, bundles, files, bundle, data, more):
+    result = runner.invoke(app, ["evaluate", str(bundles[bundle]), str(files[data]), "--device", "cpu", *more])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == ML_HEADER
+    as_json = runner.invoke(app, ["evaluate", str(bundles[bundle]), str(files[data]), "--json", *more])
+    clf = load_estimator(bundles[bundle], device="cpu")
+    texts = [text(i, SETS[i % len(SETS)]) for i in range(N)]
+    assert json.loads(as_json.stdout) == pytest.approx(clf.evaluate(texts, [SETS[i % len(SETS)] for i in range(N)]))
+
+
+def test_evaluate_regression(runner, bundles, files):
+    result = runner.invoke(app, ["evaluate", str(bundles["reg"]), str(files["reg.csv"]), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == REG_HEADER
+    scores = json.loads(runner.invoke(app, ["evaluate", str(bundles["reg"]), str(files["reg.csv"]), "--json"]).stdout)
+    clf = Regressor.load(bundles["reg"], device="cpu")
+    texts = [text(i, SETS[i % len(SETS)]) for i in range(N)]
+    assert scores == pytest.approx(clf.evaluate(texts, [score(i) for i in range(N)]))
+    assert scores["r2"] == pytest.approx(clf.score(texts, [score(i) for i in range(N)]))
+
+
+# -- predict: the columns per task ------------------------------------------------------------------------------
+
+
+def test_predict_multilabel_csv_joins_labels_and_writes_a_probability_per_label(runner, bundles, files, tmp_path):
+    out = tmp_path / "pred.csv"
+    result = runner.invoke(app, ["predict", str(bundles["ml"]), str(files["inputs.csv"]), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out, keep_default_na=False)
+    assert list(frame.columns) == ["text", "prediction", "proba_politics", "proba_sports", "proba_tech"]
+    clf = load_estimator(bundles["ml"], device="cpu")
+    texts = frame["text"].tolist()
+    assert frame["prediction"].tolist() == ["|".join(labels) for labels in clf.predict(texts)]
+    np.testing.assert_allclose(frame.iloc[:, 2:].to_numpy(), clf.predict_proba(texts), atol=1e-12)
+    # another separator
+    semi = tmp_path / "semi.csv"
+    runner.invoke(app, ["predict", str(bundles["ml"]), str(files["inputs.csv"]), "-o", str(semi), "--label-sep", ";"])
+    assert pd.read_csv(semi, keep_default_na=False)["prediction"].tolist() == [
+        ";".join(labels) for labels in clf.predict(texts)
+    ]
+
+
+def test_predict_multilabel_json_lines_writes_lists(runner, bundles, files, tmp_path):
+    out = tmp_path / "pred.jsonl"
+    result = runner.invoke(app, ["predict", str(bundles["ml"]), str(files["inputs.csv"]), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert list(rows[0]) == ["text", "prediction", "proba_politics", "proba_sports", "proba_tech"]
+    clf = load_estimator(bundles["ml"], device="cpu")
+    assert [row["prediction"] for row in rows] == [list(labels) for labels in clf.predict([r["text"] for r in rows])]
+
+
+def test_predict_regression_writes_the_value(runner, bundles, files, tmp_path):
+    out = tmp_path / "pred.tsv"
+    result = runner.invoke(app, ["predict", str(bundles["reg"]), str(files["inputs.csv"]), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out, sep="\t")
+    assert list(frame.columns) == ["text", "prediction"]
+    expected = Regressor.load(bundles["reg"], device="cpu").predict(frame["text"].tolist())
+    np.testing.assert_allclose(frame["prediction"].to_numpy(), expected, rtol=1e-12)
+
+
+def test_predict_single_writes_the_csv_it_always_wrote(runner, bundles, files, tmp_path):
+    from unfreeze.inference.bundle_predictor import BundlePredictor
+
+    out = tmp_path / "pred.csv"
+    result = runner.invoke(app, ["predict", str(bundles["single"]), str(files["inputs.csv"]), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    # what predict wrote before tasks existed, byte for byte
+    frame = pd.read_csv(files["inputs.csv"])
+    predictor = BundlePredictor(bundles["single"], device="cpu")
+    proba = predictor.predict_proba(frame["text"].tolist())["default"]
+    labels = predictor.heads["default"]["labels"]
+    frame["prediction"] = [labels[j] for j in proba.argmax(axis=1)]
+    for j, label in enumerate(labels):
+        frame[f"proba_{label}"] = proba[:, j]
+    assert out.read_text() == frame.to_csv(index=False)
+
+
+# -- bad input: one line, exit 2, nothing written ----------------------------------------------------------------
+
+
+def test_a_label_never_seen_in_training_is_refused_at_evaluate(runner, bundles, tmp_path):
+    unseen = tmp_path / "unseen.jsonl"
+    unseen.write_text('{"text": "a football story", "label": ["sports", "weather"]}\n')
+    result = runner.invoke(app, ["evaluate", str(bundles["ml"]), str(unseen)])
+    assert_user_error(result, "'weather'", "no training text", "'politics', 'sports', 'tech'")
+    single = tmp_path / "single.csv"
+    single.write_text("text,label\na story,none\nanother story,gossip\n")
+    result = runner.invoke(app, ["evaluate", str(bundles["single"]), str(single)])
+    assert_user_error(result, "'gossip'", "no training text")
+
+
+def test_a_regression_bundle_evaluated_on_words_is_refused(runner, bundles, files):
+    result = runner.invoke(app, ["evaluate", str(bundles["reg"]), str(files["single.csv"])])
+    assert_user_error(result, "Row 1", "not a number", "--task regression")
+
+
+def test_evaluate_task_must_be_the_bundles(runner, bundles, files):
+    result = runner.invoke(app, ["evaluate", str(bundles["ml"]), str(files["ml.jsonl"]), "--task", "single"])
+    assert_user_error(result, "--task single", "bundle's task (multilabel)")
+    result = runner.invoke(app, ["evaluate", str(bundles["single"]), str(files["ml.csv"]), "--label-sep", "|"])
+    assert_user_error(result, "--label-sep", "--task multilabel")
+
+
+def test_per_label_thresholds_with_single_is_refused(runner, files, tiny_model_dir, tmp_path):
+    before = snapshot(tmp_path)
+    result = fit(runner, tiny_model_dir, files["single.csv"], tmp_path / "b", "--thresholds", "per-label")
+    assert_user_error(result, "--thresholds per-label", "single")
+    result = fit(
+        runner, tiny_model_dir, files["reg.csv"], tmp_path / "b", "--task", "regression", "--thresholds", "per-label"
+    )
+    assert_user_error(result, "--thresholds per-label", "regression")
+    assert snapshot(tmp_path) == before
+
+
+def test_predict_refuses_a_separator_inside_a_label(runner, bundles, files, tmp_path):
+    before = snapshot(tmp_path)
+    out = tmp_path / "pred.csv"
+    result = runner.invoke(
+        app, ["predict", str(bundles["ml"]), str(files["inputs.csv"]), "-o", str(out), "--label-sep", "o"]
+    )
+    assert_user_error(result, "Label 'politics'", "separator 'o'", "--label-sep", ".jsonl")
+    result = runner.invoke(
+        app, ["predict", str(bundles["ml"]), str(files["inputs.csv"]), "-o", str(out), "--label-sep", ""]
+    )
+    assert_user_error(result, "--label-sep", "non-empty")
+    assert snapshot(tmp_path) == before
