@@ -23,7 +23,9 @@ from .ridge import RidgeHead
 
 
 class FittedHead(Protocol):
-    """What an ``EmbeddingHead`` needs of its head."""
+    """What an ``EmbeddingHead`` (and the strategies that fit one) need of its head."""
+
+    def fit(self, features: np.ndarray, targets: np.ndarray) -> FittedHead: ...
 
     @property
     def n_outputs(self) -> int: ...
