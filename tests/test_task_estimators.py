@@ -142,6 +142,37 @@ def test_thresholds_are_tuned_on_out_of_fold_scores_of_every_training_text(multi
     assert clf.fit_record_["decision"]["threshold"] == clf.task_.threshold_.tolist()
 
 
+def test_a_given_C_still_tunes_on_out_of_fold_scores_of_cold_fits():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 6))
+    y = np.column_stack([x[:, 0] > 0, x[:, 1] + x[:, 2] > 0.5, x[:, 3] > 1.5]).astype(np.int64)
+    head = OneVsRestHead(C=0.5, out_of_fold=True).fit(x, y)
+    assert head.C_ == 0.5 and head.cv_scores_.shape == (1,)
+    z = StandardScaler().fit_transform(x)
+    oof = cross_val_predict(
+        OneVsRestClassifier(LogisticRegression(C=0.5, max_iter=2000)),
+        z,
+        y,
+        cv=our_folds(z, y),
+        method="decision_function",
+    )
+    np.testing.assert_allclose(head.oof_logits_, oof, rtol=1e-6, atol=1e-8)  # one C: no warm start, sklearn's fits
+    assert not hasattr(OneVsRestHead(C=0.5).fit(x, y), "oof_logits_")  # not asked: no folds run
+
+
+def test_a_rare_label_absent_from_a_fold_and_balanced_weights(tiny):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(30, 4))
+    y = np.column_stack([x[:, 0] > 0, np.arange(30) == 7]).astype(np.int64)  # label 1: one row, in one fold only
+    head = OneVsRestHead().fit(x, y)
+    # where the row is held out, its fold's training part never has the label: a constant score, not a crash
+    assert head.oof_logits_[7, 1] == -CONSTANT_LOGIT
+    assert not head.constant_.any()
+    plain = OneVsRestHead(C=0.1).fit(x, y).predict_proba(x)
+    balanced = OneVsRestHead(C=0.1, class_weight="balanced").fit(x, y).predict_proba(x)
+    assert balanced[7, 1] > 0.5 > plain[7, 1]  # the rare label's positive weighs 29 times more
+
+
 def test_a_given_validation_set_tunes_the_thresholds_instead(tiny):
     texts, labels = tagged(24, 0)
     val_texts, val_labels = tagged(12, 5)
