@@ -227,9 +227,10 @@ def export_bundle(
         )
         kind = "heads"
     else:
-        from ..estimators import Classifier
+        from ..estimators import TextEstimator
 
-        clf = Classifier.load(bundle, device=device, precision="fp32")  # the graph is fp32
+        # the estimator of the bundle's task (a Classifier, a Regressor); the graph is fp32
+        clf = TextEstimator.load(bundle, device=device, precision="fp32")
         predictor = clf.predictor_
         predictor.progress = False
         task = clf.task_

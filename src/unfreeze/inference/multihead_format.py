@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import UnfreezeError
-from ..estimators import Classifier
+from ..estimators import TextEstimator
 from ..storage import strict_json
 from .bundle import (
     FORMAT,
@@ -110,7 +110,7 @@ def _from_single(
             "head, so no other head can share it. Heads go into features bundles (`unfreeze fit --strategy "
             "features`, or `unfreeze heads add NEW_BUNDLE NAME DATA --model MODEL`)."
         )
-    clf = Classifier.load(path, device=device, precision=precision)
+    clf = TextEstimator.load(path, device=device, precision=precision)  # the estimator of the bundle's task
     suite = cls(
         model=clf.model,
         max_length=clf.max_length_,
