@@ -240,10 +240,20 @@ def test_the_three_heads_export_to_onnx(suite_bundle):
     pytest.importorskip("onnxruntime")
     from unfreeze.export import export_bundle, read_manifest
 
-    exported = export_bundle(suite_bundle)
+    exported = export_bundle(suite_bundle, int8=True)
     manifest = read_manifest(exported.path)
     assert {name: entry["task"]["name"] for name, entry in manifest["heads"].items()} == TASK_OF_HEAD
-    assert exported.result.check.fp32_max_abs_diff <= 1e-4
+    check = exported.result.check
+    assert check.fp32_max_abs_diff <= 1e-4 and check.fp32_agreement == 1.0
+    # int8, checked on the training inputs stored with each head, by each task's own score
+    assert {name: (c.metric, c.agreement is None) for name, c in check.int8.items()} == {
+        "sentiment": ("accuracy", False),
+        "tags": ("micro_f1", False),
+        "score": ("spearman", True),  # values: no labels to agree on
+    }
+    assert all(c.accuracy_torch is not None for c in check.int8.values())
+    lines = "\n".join(exported.lines())
+    assert "int8 [score]: max |value difference| (relative)" in lines and "; spearman " in lines
     torch_suite = MultiHeadClassifier.load(suite_bundle)
     onnx_suite = MultiHeadClassifier.load(suite_bundle, runtime="onnx")
     expected, got = torch_suite.outputs(NEW_TEXTS), onnx_suite.outputs(NEW_TEXTS)
