@@ -25,7 +25,7 @@ from unfreeze.estimators import Regressor
 from unfreeze.features.logistic import C_GRID
 from unfreeze.features.ovr import CONSTANT_LOGIT, OneVsRestHead
 from unfreeze.features.ridge import ALPHA_GRID
-from unfreeze.tasks import make_task
+from unfreeze.tasks import MultiLabel, make_task
 from unfreeze.tasks.multilabel import rarest_label_groups
 from unfreeze.training.contrastive import pair_batches
 
@@ -140,6 +140,19 @@ def test_thresholds_are_tuned_on_out_of_fold_scores_of_every_training_text(multi
     np.testing.assert_array_equal(clf.task_.threshold_, reference.threshold_)
     assert clf.task_.threshold_.tolist() == [0.3, 0.3, 0.3]
     assert clf.fit_record_["decision"]["threshold"] == clf.task_.threshold_.tolist()
+
+
+def test_per_label_thresholds_from_out_of_fold_scores_survive_the_bundle(tiny, tmp_path):
+    texts, labels = tagged(32, 0)
+    clf = Classifier(task=MultiLabel(thresholds="per-label"), **tiny).fit(texts, labels)
+    reference = make_task("multilabel", thresholds="per-label")
+    reference.fit_labels(labels)
+    reference.tune(reference.encode(labels), clf.predictor_.head.oof_logits_)
+    assert clf.task_.threshold_.tolist() == reference.threshold_.tolist() == [0.2, 0.5, 0.7]
+    loaded = Classifier.load(clf.save(tmp_path / "per-label"))
+    assert loaded.task_.threshold_.tolist() == [0.2, 0.5, 0.7]
+    test_texts, _ = tagged(16, 1)
+    assert loaded.predict(test_texts) == clf.predict(test_texts)
 
 
 def test_a_given_C_still_tunes_on_out_of_fold_scores_of_cold_fits():
