@@ -41,6 +41,7 @@ _EXPORTS = {
     "MultiLabel": ".tasks",
     "Regression": ".tasks",
     "MultiHeadClassifier": ".inference.multihead",
+    "load_estimator": ".inference.classifier_bundle",
     "Training": ".training.settings",
     "Strategy": ".strategies",
     "TunedStrategy": ".strategies",
