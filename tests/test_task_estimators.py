@@ -120,6 +120,31 @@ def test_the_one_C_is_the_best_cross_validated_micro_f1_of_scikit_learn_fits():
     assert len(head.cv_scores_) == 10  # the path stopped three Cs past its peak
 
 
+def test_parallel_folds_give_the_serial_result(monkeypatch):
+    import unfreeze.features.ovr as ovr_module
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(60, 8))
+    y = (x[:, :3] + rng.normal(scale=1.0, size=(60, 3)) > 0.3).astype(np.int64)
+    serial = OneVsRestHead().fit(x, y)
+    calls = []
+    real = ovr_module.ThreadPoolExecutor
+
+    def recording(workers):
+        calls.append(workers)
+        return real(workers)
+
+    monkeypatch.setattr(ovr_module, "PARALLEL_FOLDS_ABOVE", 0)
+    monkeypatch.setattr(ovr_module, "_usable_cores", lambda: 2)
+    monkeypatch.setattr(ovr_module, "ThreadPoolExecutor", recording)
+    parallel = OneVsRestHead().fit(x, y)
+    assert calls == [2]
+    assert parallel.C_ == serial.C_
+    np.testing.assert_array_equal(parallel.cv_scores_, serial.cv_scores_)
+    np.testing.assert_array_equal(parallel.oof_logits_, serial.oof_logits_)
+    np.testing.assert_array_equal(parallel.coef_, serial.coef_)
+
+
 def test_thresholds_are_tuned_on_out_of_fold_scores_of_every_training_text(multilabel_fit):
     clf, texts, labels = multilabel_fit
     assert clf.fit_record_["decision_tuned"] is True
