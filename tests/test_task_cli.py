@@ -95,6 +95,9 @@ def test_fit_multilabel_prints_its_metrics_and_saves_its_task(bundles):
     assert saved["task"]["name"] == "multilabel" and saved["task"]["thresholds"] == "global"
     assert saved["classifier"]["task"] == "multilabel"
     assert set(saved["metrics"]["train"]) == {"micro_f1", "macro_f1", "samples_f1", "subset_accuracy", "hamming_loss"}
+    chosen = saved["task"]["threshold"]
+    assert len(chosen) == 3 and len(set(chosen)) == 1  # one global threshold
+    assert f"decision thresholds: {chosen[0]:g} for every label (chosen on " in "\n".join(lines)
     # the table prints what the bundle records
     assert train == "train   " + "".join(
         f"{saved['metrics']['train'][m]:>{max(10, len(m) + 2)}.4f}"
@@ -126,6 +129,9 @@ def test_fit_single_prints_the_table_as_before(bundles):
 def test_per_label_thresholds_survive_save_and_load(bundles, tmp_path):
     saved = config(bundles["ml_csv"])["task"]
     assert saved["thresholds"] == "per-label" and len(saved["threshold"]) == 3
+    printed = ", ".join(f"{label} {t:g}" for label, t in zip(["politics", "sports", "tech"], saved["threshold"]))
+    if len(set(saved["threshold"])) > 1:
+        assert f"decision thresholds: {printed} (chosen on " in (bundles["ml_csv"].parent / "ml_csv.out").read_text()
     clf = load_estimator(bundles["ml_csv"], device="cpu")
     assert isinstance(clf, Classifier) and clf.task_.thresholds == "per-label"
     np.testing.assert_array_equal(clf.task_.threshold_, saved["threshold"])

@@ -118,6 +118,8 @@ def fit(
     head = (
         f"head C={record['C']:g}"
         if "C" in record
+        else f"ridge alpha={record['alpha']:g}"
+        if "alpha" in record
         else f"best epoch {record['best_epoch']}"
         if "best_epoch" in record
         else "fitted"
@@ -137,6 +139,9 @@ def fit(
     )
     for line in clf.strategy_.fit_lines(record):
         typer.echo(line)
+    decision = _decision_line(record, clf.task_)
+    if decision:
+        typer.echo(decision)
     if clf.n_truncated_:
         typer.echo(f"note: {clf.n_truncated_} training text(s) were longer than {clf.max_length_} tokens and truncated")
     typer.echo(format_metrics_table(metrics, clf.task_.metrics))
@@ -366,6 +371,19 @@ def _trial_score(trial: dict) -> str:
     """A rate search's trial as the summary shows it: its validation score (the task's metric; single:
     accuracy), or that it diverged."""
     return "diverged" if "diverged" in trial else f"{trial['val_score']:.3f}"
+
+
+def _decision_line(record: dict, task: Task) -> str | None:
+    """The decision thresholds a multi-label fit chose (the task's ``decision`` in the fit record), in one line."""
+    chosen = (record.get("decision") or {}).get("threshold")
+    if not chosen or task.classes_ is None:
+        return None
+    if len(set(chosen)) == 1:
+        values = f"{chosen[0]:g} for every label"
+    else:
+        values = ", ".join(f"{label} {t:g}" for label, t in zip(task.classes_.tolist(), chosen))
+    where = record.get("decision_source") or "the validation split"
+    return f"decision thresholds: {values} (chosen on {where})"
 
 
 def fit_task(name: str, thresholds: str) -> Task:
