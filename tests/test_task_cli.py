@@ -294,3 +294,70 @@ def test_predict_refuses_a_separator_inside_a_label(runner, bundles, files, tmp_
     )
     assert_user_error(result, "--label-sep", "non-empty")
     assert snapshot(tmp_path) == before
+
+
+# -- a multi-head bundle of several tasks; sentence pairs -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def suite(files, tiny_model_dir, tmp_path_factory) -> Path:
+    """A multi-head bundle: a multi-label head and a regression head on one backbone (`unfreeze heads add`)."""
+    from typer.testing import CliRunner
+
+    bundle = tmp_path_factory.mktemp("task-suite") / "suite"
+    model = tiny_model_dir("bert")
+    for name, data, more in (
+        ("tags", files["ml.jsonl"], ["--task", "multilabel"]),
+        ("score", files["reg.csv"], ["--task", "regression"]),
+    ):
+        args = ["heads", "add", str(bundle), name, str(data), "--model", model, "--device", "cpu", *more]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+    return bundle
+
+
+def test_predict_writes_each_heads_columns_in_its_tasks_shape(runner, suite, bundles, files, tmp_path):
+    from unfreeze import MultiHeadClassifier
+
+    out = tmp_path / "pred.csv"
+    result = runner.invoke(app, ["predict", str(suite), str(files["inputs.csv"]), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out, keep_default_na=False)
+    assert list(frame.columns) == [
+        "text",
+        "tags.prediction",
+        "tags.proba_politics",
+        "tags.proba_sports",
+        "tags.proba_tech",
+        "score.prediction",
+    ]
+    predicted = MultiHeadClassifier.load(suite, device="cpu").predict(frame["text"].tolist())
+    assert frame["tags.prediction"].tolist() == ["|".join(labels) for labels in predicted["tags"]]
+    np.testing.assert_allclose(frame["score.prediction"].to_numpy(), predicted["score"], rtol=1e-12)
+
+
+def test_evaluate_one_head_of_a_suite_by_its_task(runner, suite, files):
+    result = runner.invoke(app, ["evaluate", str(suite), str(files["reg.csv"]), "--head", "score", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == REG_HEADER
+    result = runner.invoke(app, ["evaluate", str(suite), str(files["ml.jsonl"]), "--head", "tags", "--json"])
+    assert set(json.loads(result.stdout)) == {"micro_f1", "macro_f1", "samples_f1", "subset_accuracy", "hamming_loss"}
+    # two heads of different tasks read their labels differently: one task at a time
+    result = runner.invoke(app, ["evaluate", str(suite), str(files["reg.csv"]), "--head", "score", "--head", "tags"])
+    assert_user_error(result, "score (regression)", "tags (multilabel)", "--head")
+
+
+def test_regression_on_sentence_pairs(runner, tiny_model_dir, tmp_path):
+    pairs = tmp_path / "pairs.csv"
+    rows = [(text(i, SETS[i % len(SETS)]), text(i + 1, SETS[(i + 1) % len(SETS)]), score(i)) for i in range(N)]
+    pairs.write_text("first,second,label\n" + "".join(f"{a},{b},{s}\n" for a, b, s in rows))
+    more = ["--task", "regression", "--text-col", "first", "--text-pair-col", "second"]
+    assert fit(runner, tiny_model_dir, pairs, tmp_path / "b", *more).exit_code == 0
+    out = tmp_path / "pred.jsonl"
+    args = ["predict", str(tmp_path / "b"), str(pairs), "-o", str(out), "--text-col", "first"]
+    result = runner.invoke(app, [*args, "--text-pair-col", "second"])
+    assert result.exit_code == 0, result.output
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    expected = Regressor.load(tmp_path / "b", device="cpu").predict([(a, b) for a, b, _ in rows])
+    np.testing.assert_allclose([row["prediction"] for row in written], expected, rtol=1e-12)
+    assert list(written[0]) == ["first", "second", "label", "prediction"]
