@@ -113,6 +113,10 @@ class Strategy(Params):
     # training text, and says ``decision_tuned`` in its fit record; the estimator then holds out no validation
     # split for it (features, setfit)
     tunes_decision: ClassVar[bool] = False
+    # True: its training steps draw batches of similar lengths (``training.sampling.length_grouped_order``), so a
+    # step costs about the padded tokens of such a batch (the advisor scales its timed step by them); False: batches
+    # of random lengths (setfit's pairs)
+    length_grouped: ClassVar[bool] = True
 
     @property
     def owner_name(self) -> str:  # type: ignore[override]
@@ -222,20 +226,11 @@ class LoopHooks(NamedTuple):
 
 
 def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified, seeded hold-out of single-label class indices ``y``; none when too small to hold every class
-    twice over. (A fit splits by its task: ``Task.split``, the same rows for single.)"""
-    everything = np.arange(len(y))
-    counts = np.bincount(y)
-    n_val = round(fraction * len(y))
-    if fraction == 0 or n_val < len(counts) or counts.min() < 4:
-        return everything, everything[:0]
-    rng = np.random.default_rng(seed)
-    val = []
-    for c in range(len(counts)):
-        members = rng.permutation(np.flatnonzero(y == c))
-        val.extend(members[: max(1, round(len(members) * fraction))].tolist())
-    val_set = set(val)
-    return np.array([i for i in everything if i not in val_set]), np.array(sorted(val))
+    """Stratified, seeded hold-out of single-label class indices ``y`` (``SingleLabel.split``); none when too
+    small to hold every class twice over. A fit splits by its own task (``Task.split``)."""
+    from ..tasks import SingleLabel
+
+    return SingleLabel().split(y, fraction, seed)
 
 
 def training_split(
