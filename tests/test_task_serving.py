@@ -129,7 +129,10 @@ def test_heads_add_takes_a_bundle_of_any_task_and_data_of_any_task(model, alone,
     np.testing.assert_allclose(suite.predict(NEW_TEXTS)["default"], alone["score"].predict(NEW_TEXTS), rtol=1e-9)
     assert suite.predict(NEW_TEXTS)["tags"] == alone["tags"].predict(NEW_TEXTS)
     # a strength of the other kind of head: one line, nothing fitted
-    result = runner.invoke(app, ["heads", "add", str(bundle), "more", str(data), "--task", "regression", "--C", "1"])
+    scores = tmp_path / "scores.csv"
+    scores.write_text("text,label\n" + "".join(f'"{t}",{y}\n' for t, y in zip(TEXTS, SCORE)))
+    args = ["heads", "add", str(bundle), "more", str(scores), "--task", "regression", "--C", "1", "--no-cache"]
+    result = runner.invoke(app, [*args, "--model", model])
     assert_user_error(result, "the logistic head's strength", "give alpha instead (--alpha)")
 
 
