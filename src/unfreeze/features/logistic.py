@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
@@ -235,5 +236,8 @@ class Head:
     pooling: str
     layers: tuple[int, ...]
     classes: np.ndarray
-    head: LogisticHead
+    head: LogisticHead  # or any fitted head of unfreeze.features.heads (its task's: ``logits``, ``state()``)
     info: dict = field(default_factory=dict)  # params, fit record, metrics, data source, time added
+    # the fitted task (``unfreeze.tasks``) that turns the head's scores into outputs; None: single (a head
+    # of an earlier release)
+    task: Any = None
