@@ -23,6 +23,7 @@ steps and validation scale with the padded tokens per text of the larger rung's 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import sys
@@ -73,8 +74,10 @@ def projections(folder: Path) -> tuple[dict[str, list[float]], dict[str, list[fl
     every trained cell it recorded; measured seconds and the old and new projections of each from the cell before."""
     from unfreeze.advise.calibrate import calibration_texts, padding_of, with_tokens
     from unfreeze.advise.cost import cell_seconds, projected_cell_seconds, searched_rate
+    from unfreeze.advise.halving import advise_grid, configurations
     from unfreeze.advise.pilot import StepCosts, calibrated_seconds
     from unfreeze.advise.spec import AdviseSpec
+    from unfreeze.strategies import strategy_class
     from unfreeze.sweep.plan import load_sweep_data
 
     advise = json.loads((folder / "advise.json").read_text())
@@ -86,7 +89,9 @@ def projections(folder: Path) -> tuple[dict[str, list[float]], dict[str, list[fl
     data = load_sweep_data(sweep)
     batch, texts = calibration_texts(sweep, data, spec.seeds[0])
     tokens, padding = padding_of(sweep, data, texts, batch, None, spec.seeds[0])
-    scaled = {label: with_tokens(c, tokens, padding) for label, c in recorded.items()}
+    grid = dataclasses.replace(sweep, grid=advise_grid(spec, advise["num_blocks"]))
+    grouped = {c.label: strategy_class(c.strategy).length_grouped for c in configurations(grid, advise["num_blocks"])}
+    scaled = {label: with_tokens(c, tokens, padding, grouped.get(label, True)) for label, c in recorded.items()}
     calibrated: dict[str, list[float]] = {key: [] for key in KINDS}
     trained: dict[tuple, list[dict]] = {}
     for row in rows:

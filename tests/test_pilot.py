@@ -196,6 +196,12 @@ def test_a_cost_per_text_scales_with_the_padded_tokens_of_the_cells_batches():
     # validation timed on texts of 20 tokens; 200 texts of the pool hold the long one a fifth of the time, and it
     # pads its batch of 64 to 64: about 20 + 0.2 x 44 x 64 / 200 tokens per text
     assert costs.per_text("validate", 200) == pytest.approx(0.004 * (20 + 0.2 * 44 * 64 / 200) / 20, rel=0.05)
+    # a loop of random batches (setfit's pairs) pads as the timed batch did: its steps are not rescaled
+    from unfreeze.strategies import strategy_class
+
+    assert not strategy_class("setfit").length_grouped and strategy_class("freeze").length_grouped
+    pairs = with_tokens(StepCosts("setfit", False, train=0.01, validate=0.004), tokens, tables, length_grouped=False)
+    assert pairs.per_text("train", 500) == 0.01 and pairs.per_text("validate", 200) == costs.per_text("validate", 200)
     steps = costs.per_text("train", 500) * 500
     assert cell_seconds(costs, 500, 0, False) == pytest.approx(steps)
     assert (

@@ -106,7 +106,7 @@ def calibrate(sweep: SweepSpec, data, configs: list, device: str | None, seed: i
                 if sweep.searches_rates and "learning_rate" in strategy.training_settings
                 else 1,
             )
-            costs[config.label] = with_tokens(measured, tokens, padding)
+            costs[config.label] = with_tokens(measured, tokens, padding, strategy.length_grouped)
     return costs
 
 
@@ -127,13 +127,15 @@ def padding_of(sweep: SweepSpec, data, texts, batch: int, device: str | None, se
     return timed_tokens(lengths, batch, sweep.batch_size, seed), padding_tables(pool, sweep.batch_size)
 
 
-def with_tokens(costs: StepCosts, tokens: dict[str, float], padding: dict) -> StepCosts:
-    """``costs`` with the padded tokens per text of the batches that timed them, and the pool's padding."""
+def with_tokens(costs: StepCosts, tokens: dict[str, float], padding: dict, length_grouped: bool = True) -> StepCosts:
+    """``costs`` with the padded tokens per text of the batches that timed them, and the pool's padding.
+    ``length_grouped``: whether the strategy trains on batches of similar lengths (``Strategy.length_grouped``);
+    a loop of random batches pads as the timed batch did: its steps are not rescaled."""
     if costs.cheap:  # it embedded every calibration text, longest first
         return dataclasses.replace(costs, forward_tokens=tokens["embed_tokens"], padding=padding)
     return dataclasses.replace(
         costs,
-        train_tokens=tokens["train_tokens"],
+        train_tokens=tokens["train_tokens"] if length_grouped else 0.0,
         validate_tokens=tokens["validate_tokens"],
         prefix_tokens=tokens["prefix_tokens"],
         forward_tokens=tokens["forward_tokens"],

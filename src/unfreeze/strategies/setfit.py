@@ -50,6 +50,7 @@ class SetFit(Strategy):
     tasks: ClassVar[frozenset[str]] = frozenset({"single", "multilabel"})
     # multilabel thresholds are tuned on the head's out-of-fold scores (no validation split is held out)
     tunes_decision: ClassVar[bool] = True
+    length_grouped: ClassVar[bool] = False  # random pairs of texts
     # no linear head, no validation split: the logistic head picks C by cross-validation
     training_settings: ClassVar[frozenset[str]] = frozenset(
         (
