@@ -13,12 +13,14 @@ from .arguments import DataArguments, InputArguments, RunArguments, arguments, g
 from .common import app, checked_device, checked_precision, flag, print_store_note, user_errors
 from .options import with_parameters
 
+STUDY_DATA = ("test", "test_size", "text_col", "label_col", "text_pair_col", "task", "label_sep", "thresholds")
+
 
 @app.command()
 @user_errors
 @with_parameters(
     arguments(InputArguments, ("model", "precision", "device")),
-    arguments(DataArguments, ("test", "test_size", "text_col", "label_col", "text_pair_col")),
+    arguments(DataArguments, STUDY_DATA),
     arguments(RunArguments, ("retry_failed", "overwrite")),
 )
 def study(
@@ -96,6 +98,9 @@ def study(
             ("--test-size", split.test_size),
             ("--text-pair-col", split.text_pair_col),
             ("--precision", model_in.precision),
+            ("--task", split.task),
+            ("--label-sep", split.label_sep),
+            ("--thresholds", split.thresholds if split.thresholds != "global" else None),
         )
         given = [name for name, value in run_options if value]
         if given:
@@ -153,6 +158,7 @@ def study(
         test_size=split.test_size,
         text_pair_col=split.text_pair_col,
         precision=precision,
+        data_task={"task": split.task, "label_sep": split.label_sep, "thresholds": split.thresholds},
     )
     counts = result.counts
     typer.echo(

@@ -159,9 +159,12 @@ def run_study(
     test_size: float | None = None,
     text_pair_col: str | None = None,
     precision: str | None = None,
+    data_task: dict | None = None,
 ) -> Findings:
     """Run ``study`` into ``output`` on ``data`` with ``model`` (defaults: the study's first), then write its
-    findings. Resumable; with every cell done it runs nothing and rewrites FINDINGS.md."""
+    findings. Resumable; with every cell done it runs nothing and rewrites FINDINGS.md. ``data_task``: how the
+    labels are read (``task``, ``label_sep``, ``thresholds``: the command's options; None values: the study's
+    [sweep], else the data's own task)."""
     from ..models.loaded import shared_backbone
     from ..sweep.local import run_local
     from ..sweep.plan import git_revision, load_sweep_data, plan_sweep
@@ -171,6 +174,9 @@ def run_study(
     data = data or study.default_data
     model = model or study.default_model
     identity = {"name": study.name, "data": data, "model": model, "quick": quick, "test": test}
+    given_task = {k: v for k, v in (data_task or {}).items() if v is not None and (k, v) != ("thresholds", "global")}
+    if given_task.get("task"):  # a run of earlier releases, or one without --task, has none: same identity
+        identity["task"] = given_task["task"]
     if (output / STUDY_FILE).exists():
         previous = read_meta(output)
         different = [k for k, v in identity.items() if previous.get(k) != v]
@@ -189,6 +195,7 @@ def run_study(
         ("test_size", test_size),
         ("text_pair_col", text_pair_col),
         ("precision", precision),
+        *given_task.items(),
     ):
         if value is not None:
             overrides[key] = value
