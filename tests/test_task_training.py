@@ -54,7 +54,7 @@ NETWORKS = {
     "gradual": dict(strategy="gradual", learning_rate=3e-3, head_learning_rate=3e-2),
     "mix": dict(strategy="mix", learning_rate=3e-2),
     "bilstm": dict(strategy="bilstm", token_layers="all", learning_rate=1e-2),
-    "subspace": dict(strategy="subspace", d=64, learning_rate=3e-2, head_learning_rate=3e-2),
+    "subspace": dict(strategy="subspace", d=64, learning_rate=3e-2, head_learning_rate=1e-1),
 }
 
 
