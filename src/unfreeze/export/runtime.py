@@ -106,7 +106,7 @@ class _ExportRunner:
 
     def _output_width(self, name: str) -> int:
         if self.manifest["kind"] == "network":
-            return len(self.manifest["heads"][DEFAULT_HEAD]["labels"])
+            return manifest_task(self.manifest["heads"][DEFAULT_HEAD]).n_outputs
         return int(self.manifest["model"]["hidden_size"])
 
 
