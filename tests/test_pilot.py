@@ -404,6 +404,15 @@ def test_one_size_predicts_nothing_and_the_recommendation_says_so_first_with_the
     # the budget it names: what was spent, plus both configurations' three seeds at 128 and 256 from their
     # searched cells at 64 (10 s each; 6 s of it training steps, scaled), padded, plus the reserve
     assert plan["budget_for_curves"] > plan["spent_seconds"]
+    # where the pool's padding halves the padded tokens per text from 64 to 128 examples and more, the steps of
+    # the missing cells (6 s per 64 examples) cost half: 3 seeds x (6 s at 128 + 12 s at 256) less, padded
+    from unfreeze.advise.plan import budget_for_curves
+
+    run = _run({"features": [64], "freeze k=3": [64]})
+    shorter = {"train": [[1, 40], [64, 40], [128, 20], [256, 20]]}
+    unpadded = budget_for_curves(run, ["freeze k=3"])
+    run.pilot = {"calibration": {"freeze k=3": {"padding": shorter}}}
+    assert unpadded - budget_for_curves(run, ["freeze k=3"]) == pytest.approx(3 * (6 + 12) * SAFETY)
     text = plan_text(plan)
     first = text.splitlines()[0]
     assert first.startswith("Not predicted: the finalists did not reach 3 training sizes in 5.0 min; a budget of")

@@ -211,9 +211,12 @@ def budget_for_curves(run: AdviseRun, labels: list[str]) -> float | None:
         sizes = sorted({r["cell"]["n_train"] for r in rows})
         largest = [r for r in rows if r["cell"]["n_train"] == sizes[-1]]
         basis = [r for r in largest if searched_rate(r)] or largest
+        # the padding of a cell's batches by its texts (StepCosts.padding), as the decisions project
+        padding = (((run.pilot or {}).get("calibration") or {}).get(label) or {}).get("padding")
         for target in run.sizes[:MIN_SIZES]:
             if target not in sizes:
-                missing += len(run.spec.seeds) * sum(projected_cell_seconds(r, target) for r in basis) / len(basis)
+                projected = sum(projected_cell_seconds(r, target, None, padding) for r in basis) / len(basis)
+                missing += len(run.spec.seeds) * projected
     if not missing:
         return None
     return run.spent_seconds + missing * SAFETY + reserve_seconds(run.spec.budget)
