@@ -265,6 +265,18 @@ def test_the_three_heads_export_to_onnx(suite_bundle):
     for name in TASK_OF_HEAD:
         np.testing.assert_allclose(got[name], expected[name], atol=1e-4, rtol=1e-4)
     assert onnx_suite.predict(NEW_TEXTS)["tags"] == torch_suite.predict(NEW_TEXTS)["tags"]
+    # the service on the export answers in the same shapes
+    from fastapi.testclient import TestClient
+
+    from unfreeze.inference.bundle_predictor import BundlePredictor
+    from unfreeze.serve.app import create_app
+
+    with TestClient(create_app(BundlePredictor(suite_bundle, runtime="onnx"))) as client:
+        results = client.post("/predict", json={"texts": NEW_TEXTS}).json()["results"]
+    assert [tuple(p["labels"]) for p in results["tags"]["predictions"]] == torch_suite.predict(NEW_TEXTS)["tags"]
+    values = [p["value"] for p in results["score"]["predictions"]]
+    np.testing.assert_allclose(values, expected["score"], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(results["sentiment"]["probabilities"], expected["sentiment"], atol=1e-4)
 
 
 def test_multilabel_and_regression_bundles_load_with_the_onnx_runtime(model, alone, tmp_path):

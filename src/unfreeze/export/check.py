@@ -104,7 +104,7 @@ def check_export(
     batch_size: int = 32,
     min_int8_agreement: float | None = None,
 ) -> ExportCheck:
-    """Compare the export's probabilities with PyTorch's on ``inputs``; raise when fp32 differs.
+    """Compare the export's outputs (each head's task's) with PyTorch's on ``inputs``; raise when fp32 differs.
 
     Parameters
     ----------
@@ -113,13 +113,15 @@ def check_export(
     inputs : sequence of str or (str, str)
         The texts (or text pairs) to check on.
     reference : mapping of str to ndarray, or ndarray
-        PyTorch's probabilities per head name ([n_inputs, n_classes], columns in the
-        head's label order); a bare array stands for the only head.
+        PyTorch's outputs per head name, in the head's task's shape (probabilities
+        [n_inputs, n_classes], columns in the head's label order; values [n_inputs]); a
+        bare array stands for the only head.
     y : mapping of str to sequence, or sequence, optional
-        True labels (per head, or of the only head): the int8 accuracy change is reported,
+        True labels (per head, or of the only head): the change of int8's score (the task's
+        default: accuracy, micro-F1, Spearman) is reported,
         on the inputs whose label is not None.
     atol : float
-        Largest allowed absolute difference of fp32 probabilities.
+        Largest allowed difference of fp32 outputs (probabilities; values relative to their size over 1).
     batch_size : int
         Inputs per graph run.
     min_int8_agreement : float or None
