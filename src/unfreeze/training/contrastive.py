@@ -133,8 +133,8 @@ def pair_batches(
     class has one) and one negative partner (any other class), in shuffled order.
     ``labels``: class indices [n], or a label indicator matrix [n, K] (several labels per
     text), where partners sharing a label are positive and those sharing none negative, as
-    the setfit library pairs multi-label data (texts without a label pair positively with each
-    other); an example that shares a label with every other has no negative partner.
+    the setfit library pairs multi-label data (a text without a label shares none, so it has
+    no positive partner); an example that shares a label with every other has no negative partner.
     """
     labels = np.asarray(labels)
     group, same_of, others_of = _partners(labels)
@@ -142,11 +142,12 @@ def pair_batches(
     for _ in range(num_iterations):
         for i in rng.permutation(len(labels)):
             same = same_of[group[i]]
-            j = same[rng.integers(len(same))]
-            if len(same) > 1:
-                while j == i:
-                    j = same[rng.integers(len(same))]
-            pending.append((int(i), int(j), 1.0))
+            if len(same):  # a text without a label has no positive partner
+                j = same[rng.integers(len(same))]
+                if len(same) > 1:
+                    while j == i:
+                        j = same[rng.integers(len(same))]
+                pending.append((int(i), int(j), 1.0))
             other = others_of[group[i]]
             if len(other):
                 pending.append((int(i), int(other[rng.integers(len(other))]), 0.0))
@@ -165,8 +166,7 @@ def _partners(labels: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], list[np
         related = np.eye(len(classes), dtype=bool)
     else:
         sets, group = np.unique(labels > 0.5, axis=0, return_inverse=True)
-        related = (sets.astype(np.int64) @ sets.T.astype(np.int64)) > 0
-        related |= np.eye(len(sets), dtype=bool)  # the same set (the empty one too) pairs positively
+        related = (sets.astype(np.int64) @ sets.T.astype(np.int64)) > 0  # a shared label; never the empty set
     group = group.reshape(-1)
     same = [np.flatnonzero(related[g][group]) for g in range(len(related))]
     others = [np.flatnonzero(~related[g][group]) for g in range(len(related))]
