@@ -332,7 +332,7 @@ class TextEstimator(BaseEstimator):
             raise UnfreezeError(
                 f"validation has {len(val_inputs)} inputs but {len(validation[1])} labels; they must match."
             )
-        return val_inputs, task.encode(validation[1], "validation y_val")
+        return val_inputs, task.encode(validation[1], "validation")
 
     # -- persistence ------------------------------------------------------------------------
 

@@ -57,8 +57,9 @@ class SingleLabel(Task):
         unknown = list(dict.fromkeys(v for v in rows if not _hashable(v) or v not in index))
         if unknown:
             raise UnfreezeError(
-                f"{what} labels {', '.join(map(repr, unknown[:3]))} are not among the fitted classes "
-                f"({', '.join(map(repr, self.classes_.tolist()[:5]))}). Give labels of the classes it was fitted on."
+                f"{what} labels {', '.join(map(repr, unknown[:3]))} are not in y's classes "
+                f"({', '.join(map(repr, self.classes_.tolist()[:5]))}): the classes of the labels it was fitted on. "
+                "Give labels of those classes."
             )
         return np.array([index[v] for v in rows], dtype=np.int64)
 
