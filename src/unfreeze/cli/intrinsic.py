@@ -158,7 +158,7 @@ def run(
     output: Path,
     full_spec,
     subspace_spec,
-    metric: str,
+    metric: str | None,  # None: the task's default score
     retry_failed: bool = False,
     device: str | None = None,
     progress: bool = True,
@@ -171,6 +171,9 @@ def run(
     from ..sweep.plan import plan_sweep
 
     start = time.perf_counter()
+    # the task's default score (accuracy for single-label data); one line for a metric the task does not report
+    task = full_spec.task_object()
+    metric = task.default_metric if metric is None else task.check_metric(metric)
     keys: dict[str, list[str]] = {}
     counts = {"total": 0, "done": 0, "skipped": 0, "failed": 0}
     for spec in (full_spec, subspace_spec):
@@ -200,7 +203,7 @@ def run(
 
 
 def _write_plan(
-    output: Path, full_spec, subspace_spec, metric: str, fraction: float, keys: dict[str, list[str]]
+    output: Path, full_spec, subspace_spec, metric: str | None, fraction: float, keys: dict[str, list[str]]
 ) -> None:
     from ..report.intrinsic import INTRINSIC_FILE
     from ..storage.cache import atomic_path
