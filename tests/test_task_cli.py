@@ -361,3 +361,11 @@ def test_regression_on_sentence_pairs(runner, tiny_model_dir, tmp_path):
     expected = Regressor.load(tmp_path / "b", device="cpu").predict([(a, b) for a, b, _ in rows])
     np.testing.assert_allclose([row["prediction"] for row in written], expected, rtol=1e-12)
     assert list(written[0]) == ["first", "second", "label", "prediction"]
+
+
+def test_a_strategy_that_cannot_serve_the_task_is_refused(runner, files, tiny_model_dir, tmp_path):
+    before = snapshot(tmp_path)
+    args = ["fit", str(files["reg.csv"]), "--task", "regression", "--strategy", "setfit", "-o", str(tmp_path / "c")]
+    result = runner.invoke(app, [*args, "--model", tiny_model_dir("bert")])
+    assert_user_error(result, "'setfit' cannot fit a regression task", "features, freeze")
+    assert snapshot(tmp_path) == before
