@@ -64,7 +64,9 @@ def tiny_spec(folder: Path, model: str, task: str, **settings) -> SweepSpec:
 def test_a_sweep_records_every_metric_of_its_task(tiny_model_dir, tmp_path, task, metrics):
     from unfreeze.sweep.runner import run_sweep
 
-    spec = tiny_spec(tmp_path, str(tiny_model_dir("bert")), task, strategies=["features", "freeze"], k=[1])
+    model = str(tiny_model_dir("bert"))
+    # freeze searches two rates on the validation set: its row keeps the chosen fit's every metric there
+    spec = tiny_spec(tmp_path, model, task, strategies=["features", "freeze"], k=[1], learning_rate=[1e-3, 1e-2])
     counts = run_sweep(spec, tmp_path / "run", progress=False)
     assert counts["done"] == 2 and counts["failed"] == 0
     rows = {r["cell"]["label"]: r for r in ResultsStore(tmp_path / "run").records()}
@@ -74,6 +76,8 @@ def test_a_sweep_records_every_metric_of_its_task(tiny_model_dir, tmp_path, task
         assert set(row["test"]) == set(row["train"]) == set(metrics)
         assert set(metrics) <= set(row["validation"]) and row["validation"]["n"] == 12
         assert all(isinstance(v, float) for v in row["test"].values())
+        assert not {"score", "metric"} & set(row["validation"])
+    assert rows["freeze k=1"]["fit"]["tuned"] and len(rows["freeze k=1"]["fit"]["lr_search"]) == 2
     # the ridge head learns the number of good words: the scores say so, each in its own range
     if task == "regression":
         test = rows["features"]["test"]
