@@ -83,4 +83,18 @@ def manifest_task(entry: dict) -> Task:
         raise UnfreezeError(f"An export's head entry has an invalid task ({exc}). Export it again.") from exc
 
 
-__all__ = ["HEAD_TENSORS", "NetworkLogits", "NumpyLogisticHead", "manifest_task", "softmax"]
+def save_head(head, file: Path) -> None:
+    """Write a fitted head's linear map (``HEAD_TENSORS`` of its ``state()``) for :meth:`NumpyLogisticHead.load`."""
+    from safetensors.numpy import save_file
+
+    tensors, _meta = head.state()
+    missing = [k for k in HEAD_TENSORS if k not in tensors]
+    if missing:
+        raise UnfreezeError(
+            f"A {type(head).__name__} has no {missing[0]!r} array: only linear heads on standardised features "
+            "(mean, scale, coef, intercept) export."
+        )
+    save_file({k: np.ascontiguousarray(tensors[k], dtype=np.float64) for k in HEAD_TENSORS}, str(file))
+
+
+__all__ = ["HEAD_TENSORS", "NetworkLogits", "NumpyLogisticHead", "manifest_task", "save_head", "softmax"]

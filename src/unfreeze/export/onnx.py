@@ -36,6 +36,7 @@ from .manifest import (
     is_export,
     pooled_output_name,
 )
+from .numpy_heads import save_head
 from .quantize import INT8_OP_TYPES, ffn_output_nodes, quantize_int8
 from .reference import torch_heads_proba, torch_network_proba
 from .runtime import file_sha256
@@ -176,7 +177,7 @@ def write_heads_export(
         (tmp / HEADS_DIR).mkdir()
         for i, (name, h) in enumerate(heads.items()):
             file = f"{HEADS_DIR}/{i}.safetensors"
-            _save_head(h.head, tmp / file)
+            save_head(h.head, tmp / file)
             entries[name] = {
                 "file": file,
                 "pooling": h.pooling,
@@ -380,21 +381,6 @@ def check_target(folder: Path, overwrite: bool) -> Path:
         elif not folder.is_dir() or any(folder.iterdir()):
             raise UnfreezeError(f"{folder} exists and is not an ONNX export; choose another folder.")
     return folder
-
-
-def _save_head(head, file: Path) -> None:
-    from safetensors.numpy import save_file
-
-    from .runtime import HEAD_TENSORS
-
-    tensors, _meta = head.state()
-    missing = [k for k in HEAD_TENSORS if k not in tensors]
-    if missing:
-        raise UnfreezeError(
-            f"A {type(head).__name__} has no {missing[0]!r} array: only linear heads on standardised features "
-            "(mean, scale, coef, intercept) export."
-        )
-    save_file({k: np.ascontiguousarray(tensors[k], dtype=np.float64) for k in HEAD_TENSORS}, str(file))
 
 
 def _labels(classes) -> list:
