@@ -59,8 +59,9 @@ class ExportCheck:
     n_inputs: int
     atol: float
     fp32_max_abs_diff: float
-    fp32_agreement: float
+    fp32_agreement: float | None  # None when no head decides labels (values only)
     int8: dict[str, Int8Check] = field(default_factory=dict)
+    outputs: str = "probability"  # what was compared: "output" where a head gives values
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -70,9 +71,10 @@ class ExportCheck:
 
     def lines(self) -> list[str]:
         """Human-readable lines for the CLI to print."""
+        agree = "" if self.fp32_agreement is None else f"; labels agree on {self.fp32_agreement:.1%}"
         lines = [
-            f"fp32: max |probability difference| vs PyTorch {self.fp32_max_abs_diff:.2e} "
-            f"(allowed {self.atol:.0e}) on {self.n_inputs} texts; labels agree on {self.fp32_agreement:.1%}"
+            f"fp32: max |{self.outputs} difference| vs PyTorch {self.fp32_max_abs_diff:.2e} "
+            f"(allowed {self.atol:.0e}) on {self.n_inputs} texts{agree}"
         ]
         for name, check in self.int8.items():
             text = (
@@ -143,7 +145,7 @@ def check_export(
     reference = _per_head(reference, fp32.head_names, "reference")
     labels = _per_head(y, fp32.head_names, "y") if y is not None else {}
     got = fp32.outputs_heads(inputs, list(reference))
-    diff, agree = 0.0, 1.0
+    diff, agree, deciding = 0.0, 1.0, False
     for name, ref in reference.items():
         ref = np.asarray(ref, dtype=np.float64)
         if ref.shape != got[name].shape:
@@ -152,13 +154,17 @@ def check_export(
             )
         diff = max(diff, _difference(got[name], ref))
         share = _agreement(fp32.tasks[name], got[name], ref)
-        agree = agree if share is None else min(agree, share)
+        if share is not None:
+            agree, deciding = min(agree, share), True
     if not diff <= atol:  # also catches NaN
         raise ExportCheckError(
             f"The ONNX export does not match PyTorch: fp32 outputs differ by up to "
             f"{diff:.2e} (allowed {atol:.0e}) on {len(inputs)} texts; nothing was exported."
         )
-    check = ExportCheck(len(inputs), atol, diff, agree)
+    values = not all(fp32.tasks[name].is_classification for name in reference)
+    check = ExportCheck(
+        len(inputs), atol, diff, agree if deciding else None, outputs="output" if values else "probability"
+    )
     if "int8" in fp32.manifest["graphs"]:
         int8 = load_export(folder, "int8", batch_size=batch_size)
         quantised = int8.outputs_heads(inputs, list(reference))
