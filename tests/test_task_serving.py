@@ -284,9 +284,14 @@ def test_multilabel_and_regression_bundles_load_with_the_onnx_runtime(model, alo
     pytest.importorskip("onnxruntime")
     from unfreeze.export import export_bundle
 
-    network = Regressor(model=model, strategy="freeze", k=1, epochs=2, progress=False, cache=False, device="cpu")
-    # a features multilabel bundle (its head after the graph) and a regression network (the graph's logits)
-    bundles = {"tags": alone["tags"], "network": network.fit(TEXTS, SCORE)}
+    tuned = dict(model=model, strategy="freeze", k=1, epochs=2, progress=False, cache=False, device="cpu")
+    # a features multilabel bundle (its head after the graph), regression and multilabel networks (the graph's
+    # logits)
+    bundles = {
+        "tags": alone["tags"],
+        "network": Regressor(**tuned).fit(TEXTS, SCORE),
+        "tags_network": Classifier(**tuned, task="multilabel").fit(TEXTS, TAGS),
+    }
     for name, clf in bundles.items():
         clf.save(tmp_path / name)
         check = export_bundle(tmp_path / name, exporter="torchscript").result.check
@@ -301,5 +306,10 @@ def test_multilabel_and_regression_bundles_load_with_the_onnx_runtime(model, alo
     values = loaded.predict(NEW_TEXTS)
     assert loaded.task_.name == "regression" and values.shape == (5,)
     np.testing.assert_allclose(values, bundles["network"].predict(NEW_TEXTS), rtol=1e-4, atol=1e-4)
+    tags_network = Classifier.load(tmp_path / "tags_network", runtime="onnx")
+    assert tags_network.predict(NEW_TEXTS) == bundles["tags_network"].predict(NEW_TEXTS)
+    np.testing.assert_allclose(
+        tags_network.predict_proba(NEW_TEXTS), bundles["tags_network"].predict_proba(NEW_TEXTS), atol=1e-4
+    )
     with pytest.raises(UnfreezeError, match="regression model, which Classifier does not load"):
         Classifier.load(tmp_path / "network", runtime="onnx")
