@@ -369,3 +369,31 @@ def test_a_strategy_that_cannot_serve_the_task_is_refused(runner, files, tiny_mo
     result = runner.invoke(app, [*args, "--model", tiny_model_dir("bert")])
     assert_user_error(result, "'setfit' cannot fit a regression task", "features, freeze")
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        "regression",
+        [1],
+        {"name": 3},
+        {"name": "multilabel", "threshold": [0.5]},
+        {"name": "multilabel", "threshold": "x"},
+        {"name": "regression", "mean": None},
+    ],
+)
+def test_a_damaged_task_in_a_bundle_is_said_in_one_line(runner, bundles, files, tmp_path, task):
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(bundles["ml"], bundle)
+    saved = config(bundle)
+    (bundle / "unfreeze.json").write_text(json.dumps({**saved, "task": task}))
+    before = snapshot(tmp_path)
+    result = runner.invoke(app, ["predict", str(bundle), str(files["inputs.csv"]), "-o", str(tmp_path / "p.csv")])
+    assert_user_error(result, f"The bundle at {bundle} is damaged", "task")
+    result = runner.invoke(app, ["evaluate", str(bundle), str(files["ml.jsonl"])])
+    assert_user_error(result, f"The bundle at {bundle} is damaged", "task")
+    with pytest.raises(UnfreezeError, match="is damaged"):
+        load_estimator(bundle, device="cpu")
+    assert snapshot(tmp_path) == before

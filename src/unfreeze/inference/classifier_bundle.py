@@ -152,8 +152,8 @@ def load_classifier(
         task = task_from_state(config.get("task"), labels if labels else None)
         if not isinstance(labels, list) or (task.is_classification and len(labels) < task.min_classes):
             raise TypeError(f"labels must be a list of at least {task.min_classes} classes, not {labels!r}")
-    except (KeyError, TypeError, ValueError, UnfreezeError) as exc:
-        raise damaged(path, f"unfreeze.json lacks a valid classifier, strategy or predictor ({exc})") from exc
+    except (AttributeError, KeyError, TypeError, ValueError, UnfreezeError) as exc:
+        raise damaged(path, f"unfreeze.json lacks a valid classifier, strategy, predictor or task ({exc})") from exc
     estimator = estimator_class(task)
     if not issubclass(estimator, cls):
         raise UnfreezeError(
