@@ -125,6 +125,9 @@ def test_heads_add_takes_a_bundle_of_any_task_and_data_of_any_task(model, alone,
         ("default", "regression", [], "spearman"),
         ("tags", "multilabel", ["good", "sport"], "micro_f1"),
     ]
+    table = runner.invoke(app, ["heads", "list", str(bundle)]).output.splitlines()
+    assert table[1].split() == ["head", "task", "labels", "pooling", "layers", "test", "score", "data"]
+    assert table[2].split()[:5] == ["default", "regression", "0", "mean", "2"]
     suite = MultiHeadClassifier.load(bundle)
     np.testing.assert_allclose(suite.predict(NEW_TEXTS)["default"], alone["score"].predict(NEW_TEXTS), rtol=1e-9)
     assert suite.predict(NEW_TEXTS)["tags"] == alone["tags"].predict(NEW_TEXTS)

@@ -143,7 +143,7 @@ def heads_list(
     """List the heads of BUNDLE: task, labels, pooling, layers, training data, test score (the task's own)."""
     from ..inference.bundle import MULTIHEAD_KIND, read_config
     from ..inference.multihead import DEFAULT_HEAD
-    from ..tasks import task_from_state
+    from ..tasks import DEFAULT_TASK, task_from_state
 
     as_json = take(RunArguments, options).as_json
     config = read_config(bundle)
@@ -172,6 +172,15 @@ def heads_list(
         typer.echo(json.dumps({"model": config["backbone"]["reference"], "heads": rows}, indent=2))
         return
     typer.echo(f"model: {config['backbone']['reference']}")
+    if all(r["task"] == DEFAULT_TASK for r in rows):  # single-label heads only: the table of earlier releases
+        typer.echo(f"{'head':<20}{'labels':>7}  {'pooling':<8}{'layers':<14}{'test acc':>9}  data")
+        for r in rows:
+            acc = "-" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
+            typer.echo(
+                f"{r['name']:<20}{len(r['labels']):>7}  {r['pooling']:<8}{','.join(map(str, r['layers'])):<14}"
+                f"{acc:>9}  {r['data']}"
+            )
+        return
     typer.echo(f"{'head':<20}{'task':<11}{'labels':>7}  {'pooling':<8}{'layers':<14}{'test score':>20}  data")
     for r in rows:
         score = "-" if r["test_score"] is None else f"{r['metric']} {r['test_score']:.4f}"
