@@ -55,7 +55,9 @@ class DataArguments:
         "a built-in dataset: its own).",
     )
     label_sep: str | None = argument(
-        None, "With --task multilabel: the separator of the labels in one string, e.g. '|' for drama|comedy."
+        None,
+        "With --task multilabel: the separator of the labels in one string, e.g. '|' for drama|comedy (predict: "
+        "what joins a text's predicted labels in CSV and TSV, default |).",
     )
     thresholds: str = argument(
         "global",
