@@ -6,7 +6,11 @@ the OpenAPI schema), and exports to ONNX (the graph's raw scores, the head's tas
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -222,6 +226,44 @@ def test_three_tasks_served_over_http_in_one_forward_pass(suite_bundle):
     ]
     assert set(schemas["MultiLabelHeadResult"]["required"]) == {"task", "labels", "thresholds", "predictions"}
     assert schemas["RegressionHeadResult"]["properties"]["task"]["const"] == "regression"
+
+
+@pytest.mark.skipif(
+    shutil.which("schemathesis", path=os.path.dirname(sys.executable)) is None,
+    reason="schemathesis is not installed (it comes with the dev extra)",
+)
+@pytest.mark.slow
+def test_schemathesis_finds_every_tasks_answer_in_the_spec(suite_bundle, tmp_path):
+    """Requests generated from the three-task bundle's spec, served by `unfreeze serve`: no 5xx, and every
+    answer (of each task's shape) matches the spec."""
+    from test_serve import Server
+
+    server = Server(suite_bundle, "--max-texts", "8", "--max-chars", "200")
+    try:
+        result = subprocess.run(
+            [
+                os.path.join(os.path.dirname(sys.executable), "schemathesis"),
+                "run",
+                f"{server.url}/openapi.json",
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+                "--max-examples",
+                "40",
+                "--seed",
+                "1",
+                "--generation-database",
+                "none",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp_path,  # schemathesis writes a cache in its cwd
+        )
+        health = httpx.get(f"{server.url}/health").json()
+    finally:
+        assert server.stop() == 0
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert health["texts"] > 40  # schemathesis really reached the model
 
 
 def test_a_single_label_bundle_keeps_its_schema(alone, tmp_path):

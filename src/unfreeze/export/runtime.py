@@ -229,11 +229,14 @@ class OnnxClassifier:
     Attributes
     ----------
     kind : str
-        ``"heads"`` (frozen backbone + logistic heads) or ``"network"`` (a fine-tuned network).
+        ``"heads"`` (frozen backbone + heads on pooled states) or ``"network"`` (a fine-tuned network).
     head_names : list of str
         The heads; a single-head export's is ``"default"``.
+    tasks : dict of str to Task
+        Each head's fitted task (``unfreeze.tasks``), which turns its raw scores into outputs
+        (``outputs_heads``) and decisions (``predict``): labels, label sets, values.
     classes_ : ndarray
-        Labels of the only (or first) head.
+        Labels of the only (or first) head ([] for a regression head).
 
     Examples
     --------
