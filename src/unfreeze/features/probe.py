@@ -49,8 +49,8 @@ def run_probe(
         embed(backbone, test.inputs, all_layers, pooling, max_length, batch_size, cache, progress) if test else None
     )
     task = make_task(getattr(train, "task", DEFAULT_TASK)) if task is None else task.fresh()
-    y_train = task.fit_labels(train.labels, "the training labels")
-    y_test = task.encode(test.labels, "the test labels") if test is not None else None
+    y_train = task.fit_labels(train.labels, "the training set")
+    y_test = task.encode(test.labels, "the test set") if test is not None else None
 
     last_four = tuple(all_layers[-4:])
     specs: list[tuple[str, tuple[int, ...]]] = [

@@ -174,7 +174,7 @@ def validation_scores(clf, validation: TextDataset) -> dict:
     import numpy as np
 
     task = clf.task_
-    targets = task.encode(validation.labels, "validation labels")
+    targets = task.encode(validation.labels, "the validation set")
     outputs = task.outputs_of(clf.predictor_, validation.inputs)
     if np.ndim(outputs) == 2 and np.ndim(targets) == 1:
         # class probabilities and class indices: the log-loss as earlier releases computed it (floored at 1e-12)
