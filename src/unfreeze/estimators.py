@@ -157,9 +157,12 @@ class TextEstimator(BaseEstimator):
         return self.task_.decide(outputs)
 
     def evaluate(self, X: Sequence[TextInput], y: Any) -> dict[str, float]:
-        """Every metric of the task on ``X``, ``y`` (single: accuracy, macro-F1, MCC; see ``unfreeze.tasks``)."""
+        """Every metric of the task on ``X``, ``y`` (single: accuracy, macro-F1, MCC; see ``unfreeze.tasks``);
+        a label that no training label held is scored as missed."""
         outputs = self.outputs(X)
-        return self.task_.scores_of_outputs(self.task_.encode(y, "y"), outputs)
+        # a label the training labels lacked counts as missed, as scikit-learn scores it (`unfreeze evaluate`
+        # refuses such a file before anything runs)
+        return self.task_.scores_of_outputs(self.task_.encode(y, "y", unseen=True), outputs)
 
     # -- fitting --------------------------------------------------------------------------
 

@@ -50,7 +50,7 @@ def run_probe(
     )
     task = make_task(getattr(train, "task", DEFAULT_TASK)) if task is None else task.fresh()
     y_train = task.fit_labels(train.labels, "the training set")
-    y_test = task.encode(test.labels, "the test set") if test is not None else None
+    y_test = task.encode(test.labels, "the test set", unseen=True) if test is not None else None
 
     last_four = tuple(all_layers[-4:])
     specs: list[tuple[str, tuple[int, ...]]] = [

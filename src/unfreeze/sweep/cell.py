@@ -174,14 +174,19 @@ def validation_scores(clf, validation: TextDataset) -> dict:
     import numpy as np
 
     task = clf.task_
-    targets = task.encode(validation.labels, "the validation set")
+    targets = task.encode(validation.labels, "the validation set", unseen=True)
     outputs = task.outputs_of(clf.predictor_, validation.inputs)
     if np.ndim(outputs) == 2 and np.ndim(targets) == 1:
         # class probabilities and class indices: the log-loss as earlier releases computed it (floored at 1e-12)
         proba = np.clip(outputs, 1e-12, 1.0)
-        loss = float(-np.log(proba[np.arange(len(targets)), targets]).mean())
+        k = proba.shape[1]  # a class the training sample lacked (index >= k) has the floor's probability
+        loss = float(
+            -np.log(np.where(targets < k, proba[np.arange(len(targets)), np.minimum(targets, k - 1)], 1e-12)).mean()
+        )
     else:
-        loss = task.validation_loss(targets, clf.predictor_.logits(validation.inputs))
+        logits = clf.predictor_.logits(validation.inputs)
+        seen = targets[:, : logits.shape[1]] if np.ndim(targets) == 2 else targets  # labels the fit never saw: no loss
+        loss = task.validation_loss(seen, logits)
     return {
         **{f"val_{k}": v for k, v in task.scores_of_outputs(targets, outputs).items()},
         "val_loss": loss,

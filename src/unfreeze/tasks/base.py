@@ -66,8 +66,10 @@ class Task:
         """Learn the encoding from the training labels ``y``; return their targets."""
         raise NotImplementedError
 
-    def encode(self, y: Any, what: str = "y") -> np.ndarray:
-        """Targets of more labels under the learned encoding; a label it never saw is an error."""
+    def encode(self, y: Any, what: str = "y", unseen: bool = False) -> np.ndarray:
+        """Targets of more labels under the learned encoding; a label it never saw is an error, or, with
+        ``unseen``, a class (column) of its own after the fitted ones, which no prediction names: scored as
+        missed, the way a test set holding a class the training sample lacked is scored."""
         raise NotImplementedError
 
     @property

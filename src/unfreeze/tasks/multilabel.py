@@ -72,7 +72,7 @@ class MultiLabel(Task):
         self.threshold_ = None
         return targets
 
-    def encode(self, y: Any, what: str = "y") -> np.ndarray:
+    def encode(self, y: Any, what: str = "y", unseen: bool = False) -> np.ndarray:
         assert self.classes_ is not None, "fit_labels first"
         matrix = _indicator(y, what)
         if matrix is not None:
@@ -82,13 +82,15 @@ class MultiLabel(Task):
                     f"{len(self.classes_)} labels. Give one column per label, in the fitted order."
                 )
             return matrix
-        return self._binarize(_label_sets(y, what), what)
+        return self._binarize(_label_sets(y, what), what, unseen)
 
-    def _binarize(self, rows: list[tuple], what: str) -> np.ndarray:
+    def _binarize(self, rows: list[tuple], what: str, unseen: bool = False) -> np.ndarray:
         assert self.classes_ is not None
         index = {label: i for i, label in enumerate(self.classes_.tolist())}
         unknown = list(dict.fromkeys(label for row in rows for label in row if label not in index))
-        if unknown:
+        if unknown and unseen:
+            index.update({label: len(index) + i for i, label in enumerate(unknown)})
+        elif unknown:
             raise UnfreezeError(
                 f"{what} labels {', '.join(map(repr, unknown[:3]))} are not among the fitted labels "
                 f"({', '.join(map(repr, self.classes_.tolist()[:5]))}). Give labels it was fitted on."
@@ -157,7 +159,10 @@ class MultiLabel(Task):
         return [tuple(labels[j] for j in np.flatnonzero(row)) for row in chosen]
 
     def scores_of_outputs(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
-        return multilabel_metrics(np.asarray(targets).astype(np.int64), self.indicators(outputs))
+        truth, chosen = np.asarray(targets).astype(np.int64), self.indicators(outputs)
+        if truth.shape[1] > chosen.shape[1]:  # labels the fit never saw (``encode(unseen=True)``): never predicted
+            chosen = np.hstack([chosen, np.zeros((len(chosen), truth.shape[1] - chosen.shape[1]), np.int64)])
+        return multilabel_metrics(truth, chosen)
 
     def tune(self, targets: np.ndarray, logits: np.ndarray) -> None:
         """Choose the threshold(s) that maximise micro-F1 (global) or each label's F1 (per-label)."""

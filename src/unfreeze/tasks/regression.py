@@ -46,7 +46,7 @@ class Regression(Task):
         self.mean_, self.scale_ = float(values.mean()), float(values.std())
         return self._standardise(values)
 
-    def encode(self, y: Any, what: str = "y") -> np.ndarray:
+    def encode(self, y: Any, what: str = "y", unseen: bool = False) -> np.ndarray:
         return self._standardise(_numbers(y, what))
 
     def _standardise(self, values: np.ndarray) -> np.ndarray:

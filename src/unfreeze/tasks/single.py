@@ -50,12 +50,14 @@ class SingleLabel(Task):
         self.classes_ = classes
         return targets.astype(np.int64)
 
-    def encode(self, y: Any, what: str = "y") -> np.ndarray:
+    def encode(self, y: Any, what: str = "y", unseen: bool = False) -> np.ndarray:
         assert self.classes_ is not None, "fit_labels first"
         index = {label: i for i, label in enumerate(self.classes_.tolist())}
         rows = as_rows(y, what)
         unknown = list(dict.fromkeys(v for v in rows if not _hashable(v) or v not in index))
-        if unknown:
+        if unknown and unseen and all(_hashable(v) for v in unknown):
+            index.update({label: len(index) + i for i, label in enumerate(unknown)})
+        elif unknown:
             raise UnfreezeError(
                 f"{what} labels {', '.join(map(repr, unknown[:3]))} are not in y's classes "
                 f"({', '.join(map(repr, self.classes_.tolist()[:5]))}): the classes of the labels it was fitted on. "
