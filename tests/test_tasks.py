@@ -18,7 +18,7 @@ def test_registry_names_and_unknown_task():
     assert task_names() == ("single", "multilabel", "regression")
     assert isinstance(make_task(), SingleLabel)
     assert make_task("multilabel", thresholds="per-label").thresholds == "per-label"
-    with pytest.raises(UnfreezeError, match="Unknown task 'tokens'.*single, multilabel, regression"):
+    with pytest.raises(UnfreezeError, match=r"Unknown task 'tokens'.*single, multilabel, regression"):
         make_task("tokens")
 
 
@@ -38,7 +38,7 @@ def test_single_encodes_decides_and_scores_like_before():
 
 
 def test_single_refuses_lists_one_class_and_unknown_labels_unless_scoring():
-    with pytest.raises(UnfreezeError, match="lists of labels.*--task multilabel"):
+    with pytest.raises(UnfreezeError, match=r"lists of labels.*--task multilabel"):
         SingleLabel().fit_labels([["a"], ["b"]])
     with pytest.raises(UnfreezeError, match="single class"):
         SingleLabel().fit_labels(["a", "a"])
