@@ -94,6 +94,21 @@ def test_each_head_predicts_in_its_tasks_shape_as_its_estimator_alone(suite_bund
     np.testing.assert_allclose(as_one.predict(NEW_TEXTS), predicted["score"], rtol=1e-12)
 
 
+def test_one_head_loads_as_its_tasks_estimator(suite_bundle, alone):
+    from unfreeze.estimators import TextEstimator
+
+    score = Regressor.load(suite_bundle, head="score")
+    assert isinstance(score, Regressor)
+    np.testing.assert_allclose(score.predict(NEW_TEXTS), alone["score"].predict(NEW_TEXTS), rtol=1e-9)
+    assert isinstance(TextEstimator.load(suite_bundle, head="score"), Regressor)
+    tags = TextEstimator.load(suite_bundle, head="tags")
+    assert isinstance(tags, Classifier) and tags.predict(NEW_TEXTS) == alone["tags"].predict(NEW_TEXTS)
+    with pytest.raises(UnfreezeError, match=r"Head 'score' of .* is a regression head: load it with Regressor.load"):
+        Classifier.load(suite_bundle, head="score")
+    with pytest.raises(UnfreezeError, match=r"Head 'tags' of .* is a multilabel head: load it with Classifier.load"):
+        Regressor.load(suite_bundle, head="tags")
+
+
 def test_a_head_of_an_earlier_release_loads_as_single(suite_bundle, tmp_path):
     old = tmp_path / "old"
     old.mkdir()

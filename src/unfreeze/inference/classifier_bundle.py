@@ -112,7 +112,8 @@ def load_classifier(
     export; ``TextEstimator.load``: whichever estimator the bundle's task needs."""
     from ..estimators import TextEstimator
 
-    if cls is TextEstimator:
+    any_estimator = cls is TextEstimator
+    if any_estimator:
         cls = bundle_estimator(read_config(Path(path)))
     if runtime != "torch" or onnx is not None or precision == "int8":
         from ..export.onnx_predictor import load_onnx_classifier
@@ -135,11 +136,7 @@ def load_classifier(
     path = Path(path)
     config = read_config(path)
     if config.get("kind") == MULTIHEAD_KIND:
-        from ..estimators import Classifier
-
-        if not issubclass(cls, Classifier):
-            raise UnfreezeError(f"{path} is a multi-head bundle of classifier heads: load one with Classifier.load.")
-        return _load_one_head(cls, path, config, device, head, precision)
+        return _load_one_head(cls, path, config, device, head, precision, any_estimator)
     if head is not None and head != "default":
         raise UnfreezeError(f"{path} is a single-head bundle; its one head is called 'default', not {head!r}.")
     try:
@@ -211,9 +208,18 @@ def load_classifier(
 
 
 def _load_one_head(
-    cls: type[Classifier], path: Path, config: dict, device: str | None, head: str | None, precision: str | None = None
-) -> Classifier:
-    """One head of a multi-head bundle as a fitted ``features`` classifier."""
+    cls: type[TextEstimator],
+    path: Path,
+    config: dict,
+    device: str | None,
+    head: str | None,
+    precision: str | None = None,
+    any_estimator: bool = False,
+) -> Any:
+    """One head of a multi-head bundle as a fitted ``features`` estimator of its task (``any_estimator``: whichever
+    it is; otherwise ``cls`` must be that estimator)."""
+    from ..estimators import estimator_class
+    from .head_tasks import task_of
 
     heads = read_heads(path, config)
     if head is None:
@@ -225,6 +231,14 @@ def _load_one_head(
         head = next(iter(heads))
     if head not in heads:
         raise UnfreezeError(f"Unknown head {head!r}; this bundle has: {', '.join(heads)}.")
+    task = task_of(heads[head])
+    wanted = estimator_class(task)
+    if any_estimator:
+        cls = wanted
+    elif not issubclass(cls, wanted):
+        raise UnfreezeError(
+            f"Head {head!r} of {path} is a {task.name} head: load it with {wanted.__name__}.load(path, head={head!r})."
+        )
     precision = precision or (config.get("precision") or {}).get("inference")
     return classifier_from_head(
         cls,
@@ -240,7 +254,7 @@ def _load_one_head(
 
 
 def classifier_from_head(
-    cls: type[Classifier],
+    cls: type[TextEstimator],
     model: str,
     head,
     max_length: int,
