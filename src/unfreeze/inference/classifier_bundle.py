@@ -85,7 +85,9 @@ def load_estimator(
 ) -> TextEstimator:
     """The fitted estimator a bundle holds: a ``Classifier`` (single- or multi-label) or a ``Regressor``, as its
     task says (a bundle of an earlier release: a single-label ``Classifier``). The arguments are ``load``'s."""
-    return load_classifier(bundle_estimator(read_config(Path(path))), path, device, head, runtime, precision, onnx)
+    from ..estimators import TextEstimator
+
+    return load_classifier(TextEstimator, path, device, head, runtime, precision, onnx)
 
 
 def bundle_estimator(config: dict) -> type[TextEstimator]:
