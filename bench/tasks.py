@@ -162,7 +162,7 @@ def finetune_peer(task: str, train, test, k: int, epochs: int, seed: int, workdi
                     if task == "regression"
                     else torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
                 )
-            return {"loss": loss, "logits": logits}
+            return {"logits": logits} if loss is None else {"loss": loss, "logits": logits}
 
     model = MeanPool(AutoModel.from_pretrained(minilm_path()))
     for p in model.body.parameters():
@@ -203,7 +203,7 @@ def finetune_peer(task: str, train, test, k: int, epochs: int, seed: int, workdi
         num_train_epochs=epochs,
         learning_rate=LR,
         weight_decay=DECAY,
-        warmup_ratio=WARMUP,
+        warmup_steps=WARMUP,  # below 1: a fraction of the steps (transformers 5 folded warmup_ratio into it)
         max_grad_norm=1.0,
         lr_scheduler_type="linear",
         seed=seed,
@@ -300,6 +300,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1,000 training texts, 500 test, 1 epoch, 1 seed")
     parser.add_argument("--task", default="both", choices=("regression", "multilabel", "both"))
     parser.add_argument("--part", default="features,finetune,setfit", help="which comparisons (comma-separated)")
+    parser.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (default: 1 with --quick, else 3)")
     args = parser.parse_args()
     print_machine()
     print(f"threads: {torch.get_num_threads()}")
@@ -308,6 +309,7 @@ def main() -> None:
         n_train, n_test, epochs, seeds, ks, per_label, iterations = 1000, 500, 1, [0], [0, 3, 6], 8, 5
     else:
         n_train, n_test, epochs, seeds, ks, per_label, iterations = None, None, 3, [0], [0, 3, 6], 16, 20
+    epochs = args.epochs or epochs
     workdir = tempfile.mkdtemp(prefix="bench-tasks-")
     tasks = ["regression", "multilabel"] if args.task == "both" else [args.task]
     for task in tasks:
