@@ -368,7 +368,7 @@ class Classifier(ClassifierMixin, TextEstimator):
         score of class 1."""
         check_is_fitted(self, "predictor_")
         logits = self.predictor_.logits(self.check_inputs(X))
-        return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 and self.task_.name == "single" else logits
+        return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 and self.task_.exclusive_classes else logits
 
 
 class Regressor(RegressorMixin, TextEstimator):

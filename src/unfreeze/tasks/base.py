@@ -35,6 +35,8 @@ class Task:
     # whether ``class_weight="balanced"`` means something for the task (it weighs classes or labels)
     weighs_classes: ClassVar[bool] = True
     min_classes: ClassVar[int] = 0  # labels a bundle of the task must list
+    # one class of K per text (a softmax): two classes are one score, as scikit-learn's decision_function gives them
+    exclusive_classes: ClassVar[bool] = False
     classes_: np.ndarray | None = None  # a classification task's labels, once fitted
 
     @property

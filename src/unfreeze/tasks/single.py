@@ -25,6 +25,7 @@ class SingleLabel(Task):
     summary: ClassVar[str] = "one class per text (softmax, cross-entropy; ranked by accuracy)"
     metrics: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1", "mcc")
     min_classes: ClassVar[int] = 2
+    exclusive_classes: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self.classes_: np.ndarray | None = None
