@@ -381,39 +381,8 @@ class Regressor(RegressorMixin, TextEstimator):
     ``evaluate`` adds Spearman (how sweeps and the advisor rank), Pearson, RMSE and MAE.
     """
 
+    # the parameters and __init__ are TextEstimator's: its signature is the one scikit-learn's get_params reads
     task = "regression"
-
-    def __init__(
-        self,
-        model: str = DEFAULT_MODEL,
-        strategy: str | Strategy = "features",
-        training: Training | None = None,
-        pooling: str = "auto",
-        layers: str | int | Sequence[int] = "-1",
-        max_length: int = 256,
-        batch_size: int = 32,
-        seed: int = 0,
-        cache: bool = True,
-        device: str | None = None,
-        progress: bool = True,
-        precision: str = "auto",
-        **shorthand: object,
-    ) -> None:
-        super().__init__(
-            model,
-            strategy,
-            training,
-            pooling,
-            layers,
-            max_length,
-            batch_size,
-            seed,
-            cache,
-            device,
-            progress,
-            precision,
-            **shorthand,
-        )
 
     @classmethod
     def with_task(cls, task: str | Task, **params: Any) -> TextEstimator:

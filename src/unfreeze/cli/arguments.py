@@ -96,6 +96,20 @@ class DataArguments:
 THRESHOLDS = ("global", "per-label")
 
 
+# the data options of every command that trains on labelled data and scores a test split (fit, heads add)
+TRAIN_DATA = (
+    "test",
+    "test_size",
+    "n_train",
+    "n_per_class",
+    "text_col",
+    "label_col",
+    "text_pair_col",
+    "task",
+    "label_sep",
+)
+
+
 @dataclass
 class InputArguments:
     """What the model reads and runs on."""

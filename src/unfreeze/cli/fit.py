@@ -9,7 +9,7 @@ import typer
 
 from ..errors import UnfreezeError
 from ..storage import strict_json
-from .arguments import DataArguments, InputArguments, RunArguments, arguments, check_metric, take
+from .arguments import TRAIN_DATA, DataArguments, InputArguments, RunArguments, arguments, check_metric, take
 from .common import app, checked_device, checked_precision, load_train_test, user_errors
 from .export import OnnxDirOpt, RuntimeOpt, int8_deprecated, one_precision
 from .options import given, one_value_each, strategy_parameters, strategy_values, training_parameters, with_parameters
@@ -20,17 +20,6 @@ if TYPE_CHECKING:
 DataArg = Annotated[
     str, typer.Argument(help="A file (CSV/TSV/JSONL/Parquet), a save_to_disk folder, or a built-in dataset.")
 ]
-TRAIN_DATA = (
-    "test",
-    "test_size",
-    "n_train",
-    "n_per_class",
-    "text_col",
-    "label_col",
-    "text_pair_col",
-    "task",
-    "label_sep",
-)
 
 
 @app.command()

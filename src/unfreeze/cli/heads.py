@@ -9,7 +9,7 @@ from typing import Annotated, cast
 import typer
 
 from ..errors import UnfreezeError
-from .arguments import DataArguments, InputArguments, RunArguments, arguments, take
+from .arguments import TRAIN_DATA, DataArguments, InputArguments, RunArguments, arguments, take
 from .common import app, checked_device, checked_precision, flag, load_train_test, user_errors
 from .options import one_value_each, strategy_parameters, strategy_values, with_parameters
 
@@ -27,21 +27,7 @@ app.add_typer(heads_app, name="heads")
 @with_parameters(
     arguments(InputArguments, ("model", "pooling", "layers", "max_length", "batch_size", "precision", "device")),
     strategy_parameters(only=("C", "alpha")),
-    arguments(
-        DataArguments,
-        (
-            "test",
-            "test_size",
-            "n_train",
-            "n_per_class",
-            "text_col",
-            "label_col",
-            "text_pair_col",
-            "task",
-            "label_sep",
-            "thresholds",
-        ),
-    ),
+    arguments(DataArguments, (*TRAIN_DATA, "thresholds")),
     arguments(RunArguments, ("seed", "no_cache")),
 )
 def heads_add(
