@@ -24,17 +24,16 @@ import warnings
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from ..errors import invalid_parameter
+from .saved import SavedHead
 
 # The Cs of release 0.1.0 (on standardised features): the same grid keeps the chosen C, and
 # so the fitted head, what it was.
@@ -57,7 +56,7 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-class LogisticHead:
+class LogisticHead(SavedHead):
     """Standardisation + L2 logistic regression over class indices 0..K-1.
 
     Parameters
@@ -184,17 +183,6 @@ class LogisticHead:
         if self.class_weight is not None:  # absent otherwise, so default heads are written as before
             meta["class_weight"] = self.class_weight
         return tensors, meta
-
-    def save(self, folder: Path, prefix: str = "head") -> dict[str, object]:
-        """Write ``{prefix}.safetensors`` into ``folder``; return the description to keep in JSON."""
-        tensors, meta = self.state()
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(folder / f"{prefix}.safetensors"))
-        return meta
-
-    @classmethod
-    def load(cls, folder: Path, meta: dict, prefix: str = "head") -> LogisticHead:
-        """Rebuild a head written by ``save`` (``meta`` is what ``save`` returned)."""
-        return cls.from_state(load_file(str(folder / f"{prefix}.safetensors")), meta)
 
     @classmethod
     def from_state(cls, tensors: Mapping[str, object], meta: dict) -> LogisticHead:

@@ -24,10 +24,8 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
@@ -36,12 +34,13 @@ from threadpoolctl import threadpool_limits
 from ..errors import invalid_parameter
 from ..tasks.multilabel import rarest_label_groups
 from .logistic import C_GRID, CLASS_WEIGHTS, PARALLEL_FOLDS_ABOVE, PATH_MARGIN, PATH_PATIENCE, _Serial, _usable_cores
+from .saved import SavedHead
 
 # the raw output of a label that never varied in the training data: sigmoid(±20) is 0 or 1 to 9 digits
 CONSTANT_LOGIT = 20.0
 
 
-class OneVsRestHead:
+class OneVsRestHead(SavedHead):
     """Standardisation + one L2 logistic regression per label over indicator targets [n, K].
 
     Parameters
@@ -187,16 +186,6 @@ class OneVsRestHead:
         if self.class_weight is not None:
             meta["class_weight"] = self.class_weight
         return tensors, meta
-
-    def save(self, folder: Path, prefix: str = "head") -> dict[str, object]:
-        """Write ``{prefix}.safetensors`` into ``folder``; return the description to keep in JSON."""
-        tensors, meta = self.state()
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(folder / f"{prefix}.safetensors"))
-        return meta
-
-    @classmethod
-    def load(cls, folder: Path, meta: dict, prefix: str = "head") -> OneVsRestHead:
-        return cls.from_state(load_file(str(folder / f"{prefix}.safetensors")), meta)
 
     @classmethod
     def from_state(cls, tensors: Mapping[str, object], meta: dict) -> OneVsRestHead:

@@ -10,19 +10,19 @@ grid fits scores of any scale. Saved as safetensors + JSON like every head.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
 from sklearn.linear_model import Ridge, RidgeCV
 from threadpoolctl import threadpool_limits
+
+from .saved import SavedHead
 
 # half-decade steps over eight decades: on standardised features the best strength grows with the
 # dimension and shrinks with the rows, from a few dozen texts to thousands
 ALPHA_GRID = np.logspace(-3, 5, 17)
 
 
-class RidgeHead:
+class RidgeHead(SavedHead):
     """Standardisation + ridge regression over standardised scores [n] (one output).
 
     Parameters
@@ -82,15 +82,6 @@ class RidgeHead:
         """The arrays (for safetensors) and the JSON-able description of the fitted head."""
         tensors = {"mean": self.mean_, "scale": self.scale_, "coef": self.coef_, "intercept": self.intercept_}
         return tensors, {"type": self.type_name, "alpha": self.alpha_}
-
-    def save(self, folder: Path, prefix: str = "head") -> dict[str, object]:
-        tensors, meta = self.state()
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(folder / f"{prefix}.safetensors"))
-        return meta
-
-    @classmethod
-    def load(cls, folder: Path, meta: dict, prefix: str = "head") -> RidgeHead:
-        return cls.from_state(load_file(str(folder / f"{prefix}.safetensors")), meta)
 
     @classmethod
     def from_state(cls, tensors: Mapping[str, object], meta: dict) -> RidgeHead:
