@@ -358,6 +358,42 @@ def test_a_rung_decision_goes_one_size_up_while_the_budget_allows_and_shares_the
     assert last["next_n_train"] is None and last["reason"] == "largest size"
 
 
+def test_where_the_budget_cannot_take_the_promoted_on_a_cheaper_configuration_within_noise_takes_the_place():
+    from unfreeze.advise.rungs import within_noise
+
+    # a leads; b and c trail it by 0.020 and 0.037 on average, d by 0.163. The per-seed gaps' pooled spread is
+    # 0.0382, so one standard error of a 3-seed mean gap is 0.0220: b and c are within two of it, d is not
+    scores = {"a": [0.60, 0.50, 0.58], "b": [0.62, 0.47, 0.53], "c": [0.59, 0.48, 0.50], "d": [0.40, 0.38, 0.41]}
+    rows_by = _rows(scores, 64)
+    assert within_noise(rank(rows_by), rows_by) == ["a", "b", "c"]
+    # one seed: no spread to read, nothing is known to be tied
+    first = {label: cells[:1] for label, cells in rows_by.items()}
+    assert within_noise(rank(first), first) == ["b"]  # b led seed 0
+    seconds = {"a": 10.0, "b": 60.0, "c": 5.0, "d": 5.0}  # b trains like LoRA: six times a's seconds
+    rows = {}
+    for label, cells in rows_by.items():
+        for r in cells:
+            r["finished"], r["fit"] = seconds[label], {"step_seconds": seconds[label]}
+            rows[(label, 64, r["cell"]["seed"])] = r
+    by_label = {k: _Config(k) for k in scores}
+
+    def decision(spec_scores: dict[str, list[float]]) -> dict:
+        for label, values in spec_scores.items():
+            for s, v in enumerate(values):
+                rows[(label, 64, s)]["validation"] = {"accuracy": v, "loss": 1 - v}
+        # spent 3 x 80 = 240 s of 1,000 (30 kept back): 730 s. a to 128 and 256 on three seeds: 3 x (20 + 40) s,
+        # padded by 1.15, 207 s; b: 1,242 s; c: 103.5 s
+        spec = AdviseSpec(seeds=[0, 1, 2], eta=2, budget=1000.0, finalists=2)
+        return decide(spec, "id", 0, [64, 128, 256], 64, list(scores), [], by_label, rows, lambda c: c, 0.0)
+
+    tied = decision(scores)
+    assert tied["promoted"] == ["a", "c"] and tied["eliminated"] == ["b", "d"] and tied["within_noise"] == ["b"]
+    assert tied["next_n_train"] == 128 and tied["projected_seconds"] == pytest.approx(1.15 * 3 * (20 + 40 + 10 + 20))
+    # c clearly behind (0.2 on every seed, ranked last): the leader goes on alone, as before the tie rule
+    alone = decision({"c": [0.40, 0.30, 0.38]})
+    assert alone["promoted"] == ["a"] and alone["eliminated"] == ["b", "d", "c"] and alone["within_noise"] == ["b"]
+
+
 def test_halving_promotes_the_best_third_by_paired_validation_scores():
     scores = {
         "a": [0.70, 0.72, 0.71],

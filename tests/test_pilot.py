@@ -419,6 +419,25 @@ def test_one_size_predicts_nothing_and_the_recommendation_says_so_first_with_the
     assert "not predicted" in text and "(measured at 64 only)" in text
 
 
+def test_a_configuration_dropped_within_noise_is_named_in_the_plan_and_the_recommendation():
+    run = _run({"features": [64, 128, 256], "freeze k=3": [64, 128, 256]})
+    run.configs.append(Configuration("freeze", (("k", 0),), False))
+    run.rows += [_row("freeze k=0", 64, s, 0.70 - 0.01 * s) for s in (0, 1, 2)]
+    run.decisions = [{"n_train": 64, "eliminated": ["freeze k=0"], "within_noise": ["freeze k=0"]}]
+    plan = make_plan(run)
+    entry = next(e for e in plan["plan"] if e["configuration"] == "freeze k=0")
+    assert entry["within_noise"] and entry["eliminated_at"] == 64
+    assert plan["recommendation"]["why"].endswith(
+        " Not told apart from the leader before the budget dropped them: freeze k=0 at 64 examples (within two "
+        "standard errors of its validation score); a larger budget would compare them at larger sizes."
+    )
+    assert "out at n=64, tie" in plan_text(plan)
+    # a decision of an earlier release (no within_noise) or a clear loss: no such sentence
+    run.decisions = [{"n_train": 64, "eliminated": ["freeze k=0"]}]
+    assert "Not told apart" not in make_plan(run)["recommendation"]["why"]
+    assert "n=64, tie" not in plan_text(make_plan(run))
+
+
 def test_one_seed_says_so_first_and_three_sizes_predict_within_the_curves_error():
     one_seed = make_plan(_run({"features": [64, 128, 256], "freeze k=3": [64, 128, 256]}, seeds=(0,)))
     assert one_seed["recommendation"]["why"].startswith("One seed only: no error bars.")

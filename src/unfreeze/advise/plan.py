@@ -64,9 +64,12 @@ def make_plan(run: AdviseRun) -> dict:
     most = max((len(v) for v in scores.values()), default=0)
     form = lc.choose_form(backtests, max(most - 1, 1))
     eliminated_at: dict[str, int] = {}
+    tied_at: dict[str, int] = {}  # went out within the rung's noise of its leader (decisions since the tie rule)
     for d in run.decisions:
         for label in d["eliminated"]:
             eliminated_at.setdefault(label, d["n_train"])
+        for label in d.get("within_noise") or []:
+            tied_at.setdefault(label, d["n_train"])
     top = max((max(v) for v in scores.values()), default=0)
     entries: list[dict[str, Any]] = []
     for config in run.configs:
@@ -92,6 +95,7 @@ def make_plan(run: AdviseRun) -> dict:
             "params": dict(config.params),
             "status": "candidate" if (config.cheap or max(own) == top) and label not in eliminated_at else "eliminated",
             "eliminated_at": eliminated_at.get(label),
+            "within_noise": label in tied_at and tied_at[label] == eliminated_at.get(label),
             "cheap": config.cheap,
             "sizes": sorted(own),
             "measured": {str(n): sum(v.values()) / len(v) for n, v in sorted(own.items())},
@@ -130,6 +134,8 @@ def make_plan(run: AdviseRun) -> dict:
     candidates = [e for e in entries if e["status"] == "candidate"]
     needed = budget_for_curves(run, [e["configuration"] for e in candidates])
     recommendation = recommend(candidates, scores, full, spec.tolerance, spec.max_loss, needed, metric)
+    if recommendation is not None:
+        recommendation["why"] += untold(entries)
     ranked = sorted(
         [e for e in entries if "measured" in e],
         key=lambda e: (e["status"] != "candidate", "predicted" not in e, -score_of(e, full)),
@@ -397,6 +403,21 @@ def why(
         " (labelling more is worth it)." if gain >= 0.01 else " (labelling more is not worth much)."
     )
     return text
+
+
+def untold(entries: list[dict]) -> str:
+    """A sentence naming the configurations the budget dropped within a rung's noise of its leader ('' if none)."""
+    by_size: dict[int, list[str]] = {}
+    for e in entries:
+        if e.get("within_noise"):
+            by_size.setdefault(e["eliminated_at"], []).append(e["configuration"])
+    if not by_size:
+        return ""
+    parts = [f"{', '.join(labels)} at {n:,} examples" for n, labels in sorted(by_size.items())]
+    return (
+        f" Not told apart from the leader before the budget dropped them: {'; '.join(parts)} (within two standard "
+        "errors of its validation score); a larger budget would compare them at larger sizes."
+    )
 
 
 def interval_text(p: dict) -> str:

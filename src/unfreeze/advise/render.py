@@ -28,6 +28,11 @@ def score_metric(plan: dict) -> str:
     return plan.get("score_metric") or "accuracy"
 
 
+def out_at(entry: dict) -> str:
+    """A configuration's status once out: the size it went out at, and whether it was then within noise."""
+    return f"out at n={entry['eliminated_at']}" + (", tie" if entry.get("within_noise") else "")
+
+
 def plan_text(plan: dict) -> str:
     """The ranked plan as aligned text (what ``unfreeze advise`` prints)."""
     full = plan["full_size"]
@@ -66,7 +71,7 @@ def plan_text(plan: dict) -> str:
         if "measured" not in e:
             lines.append(f"{e['configuration']:<28}{e['status']:<18}{(e.get('error') or '')[:60]}")
             continue
-        status = e["status"] if e["status"] == "candidate" else f"out at n={e['eliminated_at']}"
+        status = e["status"] if e["status"] == "candidate" else out_at(e)
         cost = e["cost"]
         ms = f"{cost['predict_ms_per_text']:.2f}" if cost["predict_ms_per_text"] else "?"
         mem = f"{cost['peak_memory_mib']:.0f}" if cost["peak_memory_mib"] else "?"
@@ -196,7 +201,7 @@ def report_html(plan: dict, run: AdviseRun, figure: Path | None) -> str:
             )
             continue
         c = e["cost"]
-        status = "in the race" if e["status"] == "candidate" else f"out at n={e['eliminated_at']}"
+        status = "in the race" if e["status"] == "candidate" else out_at(e)
         if "predicted" in e:
             p = e["predicted"][key]
             interval = f"[{p['low']:.3f}, {p['high']:.3f}]" if p["low"] is not None else "one seed: none"

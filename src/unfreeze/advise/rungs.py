@@ -3,7 +3,10 @@
 ``decide`` reads a rung's rows and returns the rung's decision (a row of the results store): the
 ranking by mean validation score over the seeds (paired: every configuration ran on the same
 samples), the best ``ceil(k / eta)`` promoted (never fewer than ``finalists``), and the next size
-if the promoted can reach it within the budget, projected from this rung's recorded cell times.
+if the promoted can reach it within the budget, projected from this rung's recorded cell times. Where
+the budget cannot take them all to a learning curve's sizes, the leader goes on with those that fit,
+and a configuration within the rung's noise of the leader (``within_noise``) may take the place of a
+promoted one that does not fit; the decision names the tied ones that went out.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from .spec import AdviseSpec
 
 # where the next size of the ladder does not fit, a size between is run if it is at least this much larger
 PARTIAL_STEP = 1.25
+# a gap to the leader of at most this many standard errors is within the rung's noise
+NOISE_ERRORS = 2.0
 
 
 @dataclass
@@ -78,6 +83,38 @@ def ranked_score(entry: dict) -> float:
     return entry["val_score"] if "val_score" in entry else entry["val_accuracy"]
 
 
+def within_noise(ranking: list[dict], rows_by_config: dict[str, list[dict]], metric: str = "accuracy") -> list[str]:
+    """The configurations whose paired gap to the leader is within two standard errors of it, the leader first.
+
+    The gap is the mean over seeds of the leader's score minus the configuration's on the same seed's
+    sample; its standard error pools the spread of every configuration's per-seed gaps (one rung's seeds
+    are few: three give two degrees of freedom each). With one seed there is no spread to read, and the
+    list holds the leader alone."""
+    if not ranking:
+        return []
+
+    def by_seed(label: str) -> dict[int, float]:
+        return {
+            r["cell"]["seed"]: ((r.get("validation") or {}).get(metric) or 0.0) if r["status"] == "done" else 0.0
+            for r in rows_by_config[label]
+        }
+
+    leader = ranking[0]["configuration"]
+    top = by_seed(leader)
+    gaps: dict[str, list[float]] = {}
+    for entry in ranking[1:]:
+        own = by_seed(entry["configuration"])
+        gaps[entry["configuration"]] = [top[s] - own[s] for s in sorted(set(top) & set(own))]
+    squares = sum(sum((g - sum(gs) / len(gs)) ** 2 for g in gs) for gs in gaps.values() if len(gs) > 1)
+    freedom = sum(len(gs) - 1 for gs in gaps.values() if len(gs) > 1)
+    if freedom == 0:
+        return [leader]
+    spread = math.sqrt(squares / freedom)
+    return [leader] + [
+        label for label, gs in gaps.items() if gs and sum(gs) / len(gs) <= NOISE_ERRORS * spread / math.sqrt(len(gs))
+    ]
+
+
 def promote(ranking: list[dict], eta: int, finalists: int = 1) -> tuple[list[str], list[str]]:
     """The best ceil(k / eta), and never fewer than ``finalists`` (nor than one), go on; the others stop."""
     keep = max(1, finalists, math.ceil(len(ranking) / eta))
@@ -114,8 +151,10 @@ def decide(
             if key_of(by_label[label].cell(size, s)) in plan_rows
         ]
 
-    ranking = rank({label: rows_of(label, n) for label in alive}, spec.ranking_metric())
+    rows_now = {label: rows_of(label, n) for label in alive}
+    ranking = rank(rows_now, spec.ranking_metric())
     promoted, eliminated = promote(ranking, spec.eta, spec.finalists) if ranking else ([], [])
+    tied = within_noise(ranking, rows_now, spec.ranking_metric())
     spent = overhead + sum(cell_seconds(r) for r in plan_rows.values())
     room = spec.budget - reserve_seconds(spec.budget) - spent
 
@@ -140,17 +179,24 @@ def decide(
         searching = 1 if mode == "first-seed" else len(rows)
         return searching * search + (len(rows) - searching) * single
 
-    def projected_to(targets: list[int], mode: str) -> float:
-        return SAFETY * sum(seconds_at(label, t, mode) for t in targets for label in promoted + cheap)
+    def projected_to(targets: list[int], mode: str, going: list[str] | None = None) -> float:
+        labels = (promoted if going is None else going) + cheap
+        return SAFETY * sum(seconds_at(label, t, mode) for t in targets for label in labels)
 
     ahead = [size for size in sizes if size > n]
     needed = ahead[: max(1, MIN_SIZES - (i + 1))]  # the sizes still to reach for a curve (or the next one)
     modes = ["every-seed", "first-seed"] if rate_search == "every-seed" else ["first-seed"]
     next_n, mode, projected, reason = None, rate_search, 0.0, "largest size"
-    # where the budget cannot take the promoted to a learning curve's sizes, keep fewer of them (the lowest ranked
-    # go first, down to one): a curve for the best beats two configurations measured at two sizes
-    while ahead and len(promoted) > 1 and i + 1 < MIN_SIZES and projected_to(needed, modes[-1]) > room:
-        eliminated = [promoted.pop(), *eliminated]
+    if ahead and len(promoted) > 1 and i + 1 < MIN_SIZES and projected_to(needed, modes[-1]) > room:
+        # the budget cannot take the promoted to a learning curve's sizes: the leader goes on, and after it, in
+        # ranking order, each promoted configuration, or one within the rung's noise of the leader, that still
+        # fits (a cheaper one in a tie rather than none); a curve for the best beats two measured at two sizes
+        going = promoted[:1]
+        for label in [*promoted[1:], *(t for t in tied if t not in promoted)]:
+            if len(going) < len(promoted) and projected_to(needed, modes[-1], [*going, label]) <= room:
+                going.append(label)
+        promoted = going
+        eliminated = [e["configuration"] for e in ranking if e["configuration"] not in going]
     if ahead and promoted:
         choice = next(((m, projected_to(needed, m)) for m in modes if projected_to(needed, m) <= room), None) or next(
             ((m, projected_to(ahead[:1], m)) for m in modes if projected_to(ahead[:1], m) <= room), None
@@ -181,6 +227,8 @@ def decide(
         "ranking": ranking,
         "promoted": promoted,
         "eliminated": eliminated,
+        # the configurations that went out though within the rung's noise of the leader (the plan says so)
+        "within_noise": [label for label in tied if label in eliminated],
         "cheap": cheap,
         "next_n_train": next_n,
         "rate_search": mode,
@@ -197,6 +245,7 @@ def reserve_seconds(budget: float) -> float:
 
 
 __all__ = [
+    "NOISE_ERRORS",
     "PARTIAL_STEP",
     "Configuration",
     "configurations",
@@ -205,4 +254,5 @@ __all__ = [
     "rank",
     "ranked_score",
     "reserve_seconds",
+    "within_noise",
 ]
