@@ -92,3 +92,25 @@ def test_size_for_a_target_inverts_the_curve_and_says_never_above_the_asymptote(
     assert size_for(scores, "pow3", 0.95) is None
     assert size_for(scores, "pow3", 0.5) == 32  # already reached at a measured size
     assert fit_form("last", *flat(scores))(np.array([10_000]))[0] == pytest.approx(0.9 - 0.8 * 256**-0.5)
+
+
+def test_a_spearman_curve_with_negative_early_points_is_not_clipped_at_zero():
+    # Spearman lies in [-1, 1]: an mmf curve that starts at -0.4 is recovered and predicted below 0
+    truth = lambda n: (-0.4 * 200.0 + 0.8 * n**1.2) / (200.0 + n**1.2)  # noqa: E731
+    scores = synthetic(truth, sizes=SIZES[:5])
+    assert fitted_params("mmf", *flat(scores), metric="spearman") == pytest.approx([-0.4, 200.0, 0.8, 1.2], rel=2e-2)
+    early = predict(scores, "mmf", [4], metric="spearman")[4]["score"]
+    assert early == pytest.approx(truth(4), abs=1e-3) and early < -0.35
+    # the same points read as accuracy stay in [0, 1]: the curve's start is bounded at 0
+    assert fitted_params("mmf", *flat(scores))[0] == pytest.approx(0.0, abs=1e-6)
+    assert predict(scores, "mmf", [4])[4]["score"] >= 0.0
+
+
+def test_predictions_are_clipped_to_the_metric_s_range():
+    negative = {8: {0: -0.3, 1: -0.2}, 16: {0: -0.25, 1: -0.15}}
+    assert predict(negative, "last", [32], metric="spearman")[32] == {"score": -0.2, "low": -0.25, "high": -0.15}
+    assert predict(negative, "last", [32])[32] == {"score": 0.0, "low": 0.0, "high": 0.0}  # accuracy
+    # R^2 has no lower bound: -3.5 stays -3.5, and no metric passes its highest value
+    assert predict({8: {0: -3.5}}, "last", [16], metric="r2")[16]["score"] == -3.5
+    assert predict({8: {0: -3.5}}, "last", [16], metric="mcc")[16]["score"] == -1.0
+    assert predict({8: {0: 1.2}}, "last", [16], metric="pearson")[16]["score"] == 1.0

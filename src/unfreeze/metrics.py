@@ -3,10 +3,24 @@ that prints any task's metrics."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 METRICS = ("accuracy", "macro_f1", "mcc")
 WIDTH = 10  # a metric's column; a longer name (subset_accuracy) widens its own
+# the values each higher-is-better score can take (what the advisor's learning curves stay inside):
+# correlations reach -1, and R^2 is unbounded below (a model worse than predicting the mean)
+SCORE_RANGES: dict[str, tuple[float, float]] = {
+    "accuracy": (0.0, 1.0),
+    "macro_f1": (0.0, 1.0),
+    "mcc": (-1.0, 1.0),
+    "micro_f1": (0.0, 1.0),
+    "samples_f1": (0.0, 1.0),
+    "subset_accuracy": (0.0, 1.0),
+    "spearman": (-1.0, 1.0),
+    "pearson": (-1.0, 1.0),
+    "r2": (-math.inf, 1.0),
+}
 
 
 def classification_metrics(y_true: Sequence, y_pred: Sequence) -> dict[str, float]:
@@ -18,6 +32,11 @@ def classification_metrics(y_true: Sequence, y_pred: Sequence) -> dict[str, floa
         "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
         "mcc": float(matthews_corrcoef(y_true, y_pred)),
     }
+
+
+def score_range(metric: str) -> tuple[float, float]:
+    """(lowest, highest) value of a higher-is-better ``metric``; unbounded for a metric not in ``SCORE_RANGES``."""
+    return SCORE_RANGES.get(metric, (-math.inf, math.inf))
 
 
 def format_metrics_table(rows: dict[str, dict[str, float]], metrics: Sequence[str] | None = None) -> str:

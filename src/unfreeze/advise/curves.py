@@ -14,7 +14,9 @@ Forms (Viering & Loog 2022, "The shape of learning curves", and Domhan et al. 20
 
 A form is chosen by back-testing: fit on every size but the largest, predict the largest,
 and compare the absolute errors over configurations. Intervals are a bootstrap over seeds
-(the seeds are resampled, the curve refitted). Needs scipy and numpy only (no torch).
+(the seeds are resampled, the curve refitted). Scores stay inside the metric's range
+(``unfreeze.metrics.score_range``: accuracy in [0, 1], Spearman in [-1, 1], R^2 up to 1): the
+asymptotes are bounded by it and predictions clipped to it. Needs scipy and numpy only (no torch).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ..metrics import score_range
 
 FORMS = ("pow3", "pow4", "mmf", "blend", "last")
 BOOTSTRAP = 200
@@ -47,54 +51,73 @@ def _mmf(n, a, b, c, d):
 class Form:
     name: str
     function: Callable
-    start: Callable[[np.ndarray, np.ndarray], list[float]]
+    start: Callable[[np.ndarray, np.ndarray, float], list[float]]  # (n, y, the score's highest value)
     lower: tuple[float, ...]
     upper: tuple[float, ...]
+    scores: tuple[int, ...]  # the parameters that are scores: bounded by the metric's range, not lower/upper
 
     @property
     def n_params(self) -> int:
         return len(self.lower)
 
+    def bounds(self, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) of the parameters for scores in [low, high]."""
+        lower, upper = np.array(self.lower, dtype=float), np.array(self.upper, dtype=float)
+        lower[list(self.scores)], upper[list(self.scores)] = low, high
+        return lower, upper
 
-def _start_pow(n, y):
-    top = float(min(1.0, max(y) + 0.02))
+
+def _start_pow(n, y, high):
+    top = float(min(high, max(y) + 0.02))
     return [top, max(top - float(y[np.argmin(n)]), 1e-3) * float(min(n)) ** 0.5, 0.5]
 
 
 _FORMS: dict[str, Form] = {
-    # a is the asymptote: a score is at most 1; b >= 0 makes the curve rise with n
-    "pow3": Form("pow3", _pow3, _start_pow, (0.0, 0.0, 0.01), (1.0, 1e6, 3.0)),
-    "pow4": Form("pow4", _pow4, lambda n, y: [*_start_pow(n, y), 1.0], (0.0, 0.0, 0.01, 0.0), (1.0, 1e6, 3.0, 1e5)),
+    # a is the asymptote, a score; b >= 0 makes the curve rise with n
+    "pow3": Form("pow3", _pow3, _start_pow, (0.0, 0.0, 0.01), (1.0, 1e6, 3.0), (0,)),
+    "pow4": Form(
+        "pow4",
+        _pow4,
+        lambda n, y, high: [*_start_pow(n, y, high), 1.0],
+        (0.0, 0.0, 0.01, 0.0),
+        (1.0, 1e6, 3.0, 1e5),
+        (0,),
+    ),
+    # a (the score at n = 0) and c (the asymptote) are scores
     "mmf": Form(
         "mmf",
         _mmf,
-        lambda n, y: [float(min(y)) - 0.05, float(np.median(n)), float(min(1.0, max(y) + 0.02)), 1.0],
+        lambda n, y, high: [float(min(y)) - 0.05, float(np.median(n)), float(min(high, max(y) + 0.02)), 1.0],
         (0.0, 1e-6, 0.0, 0.05),
         (1.0, 1e9, 1.0, 5.0),
+        (0, 2),
     ),
 }
 
 
 def fit_form(
-    name: str, n: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray
+    name: str, n: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, metric: str = "accuracy"
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """The fitted curve of form ``name`` through points (n, y) (several y per n allowed): a function of n."""
+    """The fitted curve of form ``name`` through points (n, y) (several y per n allowed) of a higher-is-better
+    ``metric``, its asymptotes inside the metric's range: a function of n."""
     n_arr, y_arr = np.asarray(n, dtype=float), np.asarray(y, dtype=float)
     if name == "last":
         largest = n_arr.max()
         value = float(y_arr[n_arr == largest].mean())
         return lambda x: np.full(np.shape(x), value, dtype=float)
     if name == "blend":
-        power, last = fit_form("pow3", n_arr, y_arr), fit_form("last", n_arr, y_arr)
+        power, last = fit_form("pow3", n_arr, y_arr, metric), fit_form("last", n_arr, y_arr)
         return lambda x: 0.5 * (power(x) + last(x))
     form = _FORMS[name]
     from scipy.optimize import curve_fit
 
-    start = np.clip(form.start(n_arr, y_arr), np.array(form.lower) + 1e-9, np.array(form.upper) - 1e-9)
+    low, high = score_range(metric)
+    lower, upper = form.bounds(low, high)
+    start = np.clip(form.start(n_arr, y_arr, high), lower + 1e-9, upper - 1e-9)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         try:
-            params, _ = curve_fit(form.function, n_arr, y_arr, p0=start, bounds=(form.lower, form.upper), maxfev=20_000)
+            params, _ = curve_fit(form.function, n_arr, y_arr, p0=start, bounds=(lower, upper), maxfev=20_000)
         except (RuntimeError, ValueError):
             params = start  # no convergence: the starting curve, which back-tests judge like any other
     return FittedCurve(form.function, tuple(float(p) for p in params))
@@ -111,9 +134,9 @@ class FittedCurve:
         return self.function(np.asarray(x, dtype=float), *self.params)
 
 
-def fitted_params(name: str, n: Sequence[float], y: Sequence[float]) -> np.ndarray:
+def fitted_params(name: str, n: Sequence[float], y: Sequence[float], metric: str = "accuracy") -> np.ndarray:
     """The fitted parameters of form ``name`` (for tests and the JSON)."""
-    curve = fit_form(name, n, y)
+    curve = fit_form(name, n, y, metric)
     return np.asarray(curve.params) if isinstance(curve, FittedCurve) else np.array([])
 
 
@@ -157,7 +180,9 @@ def points(scores: dict[int, dict[int, float]]) -> tuple[np.ndarray, np.ndarray]
     return np.asarray(ns, dtype=float), np.asarray(ys, dtype=float)
 
 
-def backtest(curves: dict[str, dict[int, dict[int, float]]], forms: Sequence[str] = FORMS) -> dict[str, dict]:
+def backtest(
+    curves: dict[str, dict[int, dict[int, float]]], forms: Sequence[str] = FORMS, metric: str = "accuracy"
+) -> dict[str, dict]:
     """Hold out each configuration's largest size, fit every form on the smaller sizes, predict it.
 
     Returns {form: {"mae": mean absolute error over configurations, "errors": {configuration: error}}}
@@ -175,7 +200,7 @@ def backtest(curves: dict[str, dict[int, dict[int, float]]], forms: Sequence[str
         for form in forms:
             if form not in usable_forms(len(sizes) - 1):
                 continue
-            predicted = float(fit_form(form, n, y)(np.array([held]))[0])
+            predicted = float(fit_form(form, n, y, metric)(np.array([held]))[0])
             errors[form][name] = abs(predicted - actual)
     return {form: {"mae": float(np.mean(list(e.values()))), "errors": e} for form, e in errors.items() if e}
 
@@ -201,15 +226,18 @@ def predict(
     confidence: float = 0.95,
     draws: int = BOOTSTRAP,
     seed: int = 0,
+    metric: str = "accuracy",
 ) -> dict[int, dict]:
-    """Predicted score at each size in ``at``, with a bootstrap interval over seeds (None with one seed).
+    """Predicted score of ``metric`` at each size in ``at`` (inside its range), with a bootstrap interval
+    over seeds (None with one seed).
 
     Each draw resamples the seeds (with replacement; a seed's scores at every size go together,
     as they share one nested sample) and refits the curve.
     """
     n, y = points(scores)
-    curve = fit_form(form, n, y)
-    out = {int(a): {"score": float(np.clip(curve(np.array([a]))[0], 0.0, 1.0)), "low": None, "high": None} for a in at}
+    low, high = score_range(metric)
+    curve = fit_form(form, n, y, metric)
+    out = {int(a): {"score": float(np.clip(curve(np.array([a]))[0], low, high)), "low": None, "high": None} for a in at}
     seeds = sorted({s for by_seed in scores.values() for s in by_seed})
     if len(seeds) < 2:
         return out
@@ -225,7 +253,7 @@ def predict(
             resampled = {size: v for size, v in resampled.items() if v}
             bn, by = points(resampled)
             fitted[chosen] = (
-                np.clip(fit_form(form, bn, by)(np.asarray(at, dtype=float)), 0.0, 1.0) if resampled else None
+                np.clip(fit_form(form, bn, by, metric)(np.asarray(at, dtype=float)), low, high) if resampled else None
             )
         if fitted[chosen] is not None:
             predictions.append(fitted[chosen])
@@ -238,7 +266,9 @@ def predict(
     return out
 
 
-def size_for(scores: dict[int, dict[int, float]], form: str, target: float, limit: float = 1e7) -> int | None:
+def size_for(
+    scores: dict[int, dict[int, float]], form: str, target: float, limit: float = 1e7, metric: str = "accuracy"
+) -> int | None:
     """The smallest training size whose predicted score reaches ``target`` (None when the curve never does
     below ``limit``); sizes already seen count as they were measured."""
     for size in sorted(scores):
@@ -247,7 +277,7 @@ def size_for(scores: dict[int, dict[int, float]], form: str, target: float, limi
     if form == "last":
         return None
     n, y = points(scores)
-    curve = fit_form(form, n, y)
+    curve = fit_form(form, n, y, metric)
     grid = np.unique(np.round(np.geomspace(max(n.min(), 1), limit, 4000)))
     reached = np.flatnonzero(curve(grid) >= target)
     return int(grid[reached[0]]) if len(reached) else None
@@ -275,7 +305,7 @@ def plot_curves(
         ax.plot(sizes, [np.mean(list(scores[s].values())) for s in sizes], "o", color=color, ms=4)
         n, y = points(scores)
         grid = np.geomspace(min(sizes), 4 * full_size, 60)
-        line = np.clip(fit_form(curve.form, n, y)(grid), 0, 1)
+        line = np.clip(fit_form(curve.form, n, y, metric)(grid), *score_range(metric))
         ax.plot(grid, line, "-", color=color, lw=1.3, label=f"{curve.configuration} ({curve.form})")
         marks = sorted(curve.predictions)
         lows = [curve.predictions[m]["low"] for m in marks]
