@@ -80,16 +80,19 @@ class DataArguments:
             check_label_sep(self.label_sep, self.task)
         if self.thresholds not in THRESHOLDS:
             raise UnfreezeError(f"--thresholds must be one of {', '.join(THRESHOLDS)}. Got {self.thresholds!r}.")
-        if self.task not in (None, "multilabel"):
+        if self.task is not None:
             self.check_thresholds(self.task)
 
     def check_thresholds(self, task: str) -> None:
         """``--thresholds per-label`` only for multi-label data (``task``: the data's, a built-in's own when
         --task was not given)."""
-        if self.thresholds == "per-label" and task != "multilabel":
+        from ..tasks import TASKS, task_class
+
+        if self.thresholds == "per-label" and not task_class(task).tunes_thresholds:
+            tuned = next(name for name, cls in TASKS.items() if cls.tunes_thresholds)
             raise UnfreezeError(
                 f"--thresholds per-label chooses a threshold for each label of multi-label data; the task here is "
-                f"{task}. Drop --thresholds, or give --task multilabel."
+                f"{task}. Drop --thresholds, or give --task {tuned}."
             )
 
 

@@ -166,7 +166,7 @@ def predict(
     proba_LABEL columns. A multi-label head's prediction is its labels joined with --label-sep
     (default |; a list in JSON lines) and a proba_LABEL column per label; a regression head's
     is the value. --runtime onnx predicts with the bundle's export (`unfreeze export`)."""
-    from ..data.labels import check_label_sep as check_sep
+    from ..data.labels import check_separator
     from ..data.readers import read_inputs
     from ..inference.bundle import read_config
     from ..inference.bundle_predictor import check_runtime_options
@@ -177,7 +177,7 @@ def predict(
     precision = one_precision(options)
     # --label-sep joins the predicted labels here; it reads no labels (the check of DataArguments is for reading)
     label_sep = options.pop("label_sep", None)
-    check_sep(label_sep, "multilabel")
+    check_separator(label_sep)
     label_sep = label_sep or DEFAULT_LABEL_SEP
     run, columns_in, model_in = take(RunArguments, options), take(DataArguments, options), take(InputArguments, options)
     check_runtime_options(runtime, precision, onnx, model_in.device)

@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import UnfreezeError
 from ..storage.cache import atomic_path, cache_dir, sha256_file
 from .conll import entity_types, read_sentences
-from .dataset import TextDataset, build_dataset
+from .dataset import DEFAULT_TASK, TextDataset, build_dataset
 from .sampling import train_test_split
 
 SPLIT_SEED = 0
@@ -53,7 +53,7 @@ class BuiltinDataset:
     read_rows: Callable[[], Rows]
     sha256: str  # of the materialised data.jsonl
     licence: str = "see the package"
-    task: str = "single"
+    task: str = DEFAULT_TASK
     # rows per split when the source splits them itself (train is then what no other split holds)
     splits: dict[str, int] = field(default_factory=dict)
 
@@ -354,9 +354,8 @@ def load_builtin(
     folder = _materialise(spec)
     rows = [json.loads(line) for line in (folder / "data.jsonl").read_text(encoding="utf-8").split("\n") if line]
     # split("\n"), not splitlines(): texts may hold U+2028 or U+0085, which splitlines breaks on
-    labels = [r["label"] for r in rows]
-    if spec.task == "multilabel":
-        labels = [tuple(label) for label in labels]
+    # a row's labels, written as a JSON list, are a tuple again (multilabel's form)
+    labels = [tuple(r["label"]) if isinstance(r["label"], list) else r["label"] for r in rows]
     pairs = [r["text_pair"] for r in rows] if rows and "text_pair" in rows[0] else None
     full = TextDataset(texts=[r["text"] for r in rows], labels=labels, text_pairs=pairs, name=name, task=spec.task)
     if split in (None, "all"):

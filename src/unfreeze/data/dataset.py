@@ -16,11 +16,25 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from statistics import median
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import OneLineWarning, UnfreezeError
 
+if TYPE_CHECKING:
+    from ..tasks import Task
+
 Label = int | str
+# ``unfreeze.tasks.DEFAULT_TASK`` (a test holds them equal), named here: the tasks import numpy, which the data
+# layer imports only once a file is read
+DEFAULT_TASK = "single"
+
+
+def task_kind(name: object = None, option: str = "task") -> type[Task]:
+    """The registered task class called ``name`` (None: the default), which says how labels are read, counted
+    and stratified; one line naming the tasks for an unknown name. Imports ``unfreeze.tasks`` on use."""
+    from ..tasks import task_class
+
+    return task_class(DEFAULT_TASK if name is None else name, option)
 
 
 @dataclass(frozen=True)
@@ -33,7 +47,7 @@ class TextDataset:
     labels: list[Any]
     text_pairs: list[str] | None = None
     name: str = "data"
-    task: str = "single"
+    task: str = DEFAULT_TASK
     _fingerprint: list[str] = field(default_factory=list, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -41,20 +55,12 @@ class TextDataset:
 
     @property
     def classes(self) -> list[Label]:
-        """The labels (multilabel: every label some row carries); regression has none: []."""
-        if self.task == "regression":
-            return []
-        if self.task == "multilabel":
-            return sorted({label for row in self.labels for label in row}, key=_label_sort_key)
-        return sorted(set(self.labels), key=_label_sort_key)
+        """The labels (multilabel: every label some row carries); regression has none: [] (``Task.classes_of``)."""
+        return task_kind(self.task).classes_of(self.labels)
 
     def class_counts(self) -> dict[Label, int]:
-        """Rows per class (multilabel: rows carrying each label; regression: {})."""
-        if self.task == "multilabel":
-            counts = Counter(label for row in self.labels for label in row)
-        else:
-            counts = Counter(self.labels)
-        return {label: counts[label] for label in self.classes}
+        """Rows per class (multilabel: rows carrying each label; regression: {}) (``Task.class_counts``)."""
+        return task_kind(self.task).class_counts(self.labels)
 
     @property
     def inputs(self) -> list[str] | list[tuple[str, str]]:
@@ -75,10 +81,10 @@ class TextDataset:
 
     def fingerprint(self) -> str:
         """A hash of the content (texts, pairs, labels, in order, and a task other than single): the data part
-        of cache keys. Single-label data hashes as before tasks existed."""
+        of cache keys. Single-label data (the default task) hashes as before tasks existed."""
         if not self._fingerprint:
             digest = hashlib.sha256()
-            if self.task != "single":
+            if self.task != DEFAULT_TASK:
                 digest.update(b"task\x1f" + self.task.encode() + b"\x1e")
             for i, text in enumerate(self.texts):
                 digest.update(text.encode())
@@ -198,9 +204,11 @@ def build_dataset(
             f"{source} has {len(missing)} row(s) with no label (first: {_rows(missing)}). "
             "Fill them in or drop those rows."
         )
-    if task in (None, "single"):
+    if task_kind(task).checks_swapped_columns:
         _check_swapped(clean_texts, clean_labels, source, text_col or "text", label_col or "label")
-    ds = TextDataset(texts=clean_texts, labels=clean_labels, text_pairs=clean_pairs, name=source, task=task or "single")
+    ds = TextDataset(
+        texts=clean_texts, labels=clean_labels, text_pairs=clean_pairs, name=source, task=task or DEFAULT_TASK
+    )
     check_label_variety(ds, require_classes, source)
     _warn_odd_columns(ds, source, text_col or "text", label_col or "label", many_classes=not hinted)
     return ds

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from ..errors import UnfreezeError
 from .dataset import (
     _NUMBER,
     _SEQUENCE_TYPES,
+    DEFAULT_TASK,
     Label,
     TextDataset,
     _is_missing,
@@ -23,6 +24,7 @@ from .dataset import (
     _scalar,
     _short,
     _where,
+    task_kind,
     warn_data,
 )
 
@@ -117,21 +119,6 @@ def normalize_labels(
     return texts
 
 
-def _check_classes(ds: TextDataset, require_classes: int, source: str) -> None:
-    if require_classes and len(ds.classes) < require_classes:
-        raise UnfreezeError(
-            f"{source} has a single class ({ds.classes[0]!r}); a classifier needs at least two. "
-            "Check the label column (--label-col)."
-        )
-
-
-# the tasks --task names, and what each reads
-TASK_READS = {
-    "single": "one label per text (a word or an int)",
-    "multilabel": "a set of labels per text (a list, or one string split on --label-sep; empty: none)",
-    "regression": "a number per text (a score)",
-}
-TASKS = tuple(TASK_READS)
 # when the task is not given: this many distinct numbers, most of them not whole, read as classes, are
 # probably scores
 REGRESSION_HINT_DISTINCT = 20
@@ -139,22 +126,30 @@ _NON_FINITE = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infin
 
 
 def check_task(task: object, option: str = "--task") -> str | None:
-    """``task`` when it names a task (None: not given); one line naming the tasks otherwise."""
-    if task is None or (isinstance(task, str) and task in TASK_READS):
-        return task
-    raise UnfreezeError(f"Unknown task {task!r} ({option}). Choose one of: {', '.join(TASKS)}.")
+    """``task`` when it names a registered task (None: not given); one line naming the tasks otherwise."""
+    return None if task is None else task_kind(task, option).name
+
+
+def check_separator(label_sep: object) -> None:
+    """A ``--label-sep`` is a non-empty string (None: not given)."""
+    if label_sep is not None and (not isinstance(label_sep, str) or label_sep == ""):
+        raise UnfreezeError(f"--label-sep must be a non-empty string, e.g. '|'. Got {label_sep!r}.")
 
 
 def check_label_sep(label_sep: object, task: str | None) -> None:
-    """``--label-sep`` splits multi-label strings: a non-empty string, and only with ``--task multilabel``."""
+    """``--label-sep`` splits multi-label strings: a non-empty string, and only with a task that reads it
+    (``Task.reads_label_sep``: multilabel)."""
     if label_sep is None:
         return
-    if not isinstance(label_sep, str) or label_sep == "":
-        raise UnfreezeError(f"--label-sep must be a non-empty string, e.g. '|'. Got {label_sep!r}.")
-    if task != "multilabel":
+    check_separator(label_sep)
+    if not task_kind(task).reads_label_sep:
+        from ..tasks import TASKS
+
+        readers = [name for name, cls in TASKS.items() if cls.reads_label_sep]
         raise UnfreezeError(
-            f"--label-sep splits a string into several labels, which only --task multilabel reads (the task here "
-            f"is {task or 'single'}). Add --task multilabel, or drop --label-sep."
+            f"--label-sep splits a string into several labels, which only "
+            f"{' or '.join(f'--task {name}' for name in readers)} reads (the task here is {task or DEFAULT_TASK}). "
+            f"Add --task {readers[0]}, or drop --label-sep."
         )
 
 
@@ -324,41 +319,12 @@ def read_labels(
     column: str | None,
     warn_mixed: bool = True,
 ) -> list:
-    """The labels of one column in ``task``'s form (None: single)."""
-    reader = _READERS.get(task or "single")
-    if reader is not None:
-        return reader(values, label_sep, source, column)
-    return normalize_labels(values, source, column, warn_mixed=warn_mixed)
+    """The labels of one column in ``task``'s form (None: the default task), as its ``Task.read_labels``
+    reads them."""
+    return task_kind(task).read_labels(values, label_sep, source, column, warn_mixed=warn_mixed)
 
 
 def check_label_variety(ds: TextDataset, require_classes: int, source: str) -> None:
-    """Enough to learn from when ``require_classes`` >= 2 (training data): two classes (single), one label
-    some row carries (multilabel), two different scores (regression)."""
-    _VARIETY[ds.task](ds, require_classes, source)
-
-
-def _some_label(ds: TextDataset, require_classes: int, source: str) -> None:
-    if require_classes >= 2 and not ds.classes:
-        raise UnfreezeError(
-            f"No row of {source} carries a label (every row's set is empty); a multi-label classifier needs rows "
-            "with labels. Check the label column (--label-col) and --label-sep."
-        )
-
-
-def _two_scores(ds: TextDataset, require_classes: int, source: str) -> None:
-    if require_classes >= 2 and len(set(ds.labels)) < 2:
-        raise UnfreezeError(
-            f"Every score of {source} is {ds.labels[0]:g}; regression needs scores that differ. Check the label "
-            "column (--label-col)."
-        )
-
-
-def _read_regression(values: Sequence[object], label_sep: str | None, source: str, column: str | None) -> list:
-    return regression_labels(values, source, column)  # label_sep is refused before (check_label_sep)
-
-
-_READERS: dict[str, Callable[[Sequence[object], str | None, str, str | None], list]] = {
-    "multilabel": multilabel_labels,
-    "regression": _read_regression,
-}
-_VARIETY = {"single": _check_classes, "multilabel": _some_label, "regression": _two_scores}
+    """Enough to learn from when ``require_classes`` >= 2 (training data), by ``Task.check_variety``: two
+    classes (single), one label some row carries (multilabel), two different scores (regression)."""
+    task_kind(ds.task).check_variety(ds.labels, require_classes, source)

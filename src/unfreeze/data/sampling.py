@@ -15,7 +15,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidParameterError, UnfreezeError
-from .dataset import TextDataset
+from .dataset import TextDataset, task_kind
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,37 +54,11 @@ def stratified_order(labels: list, seed: int) -> np.ndarray:
     return np.asarray(order, dtype=np.int64)
 
 
-QUANTILE_BINS = 5
-
-
 def strata(dataset: TextDataset) -> list:
-    """What stratified sampling balances, one key per row: the label (single); the row's rarest label, ties
-    to the first in sorted order, ``()`` for a row with none (multilabel); the score's quantile bin, 0 to 4
-    (regression)."""
-    return _STRATA.get(dataset.task, _labels)(dataset)
-
-
-def _labels(dataset: TextDataset) -> list:
-    return list(dataset.labels)
-
-
-def _rarest_label(dataset: TextDataset) -> list:
-    counts = dataset.class_counts()
-    rank = {label: i for i, label in enumerate(dataset.classes)}  # sorted order breaks ties
-    return [min(row, key=lambda label: (counts[label], rank[label])) if row else () for row in dataset.labels]
-
-
-def _quantile_bin(dataset: TextDataset) -> list:
-    import numpy as np
-
-    values = np.asarray(dataset.labels, dtype=np.float64)
-    if len(values) == 0:
-        return []
-    edges = np.quantile(values, np.arange(1, QUANTILE_BINS) / QUANTILE_BINS)
-    return np.searchsorted(edges, values, side="right").tolist()
-
-
-_STRATA = {"multilabel": _rarest_label, "regression": _quantile_bin}
+    """What stratified sampling balances, one key per row, by the task's ``Task.strata``: the label (single);
+    the row's rarest label, ties to the first in sorted order, ``()`` for a row with none (multilabel); the
+    score's quantile bin, 0 to 4 (regression)."""
+    return task_kind(dataset.task).strata(dataset.labels)
 
 
 def sample(
@@ -96,28 +70,19 @@ def sample(
     have none): every label is then carried by at least n rows. Regression has no classes."""
     if (n_total is None) == (n_per_class is None):
         raise UnfreezeError("Give exactly one of n_total (--n-train) and n_per_class (--n-per-class).")
-    keys = strata(dataset)
+    task = task_kind(dataset.task)
+    keys = task.strata(dataset.labels)
     if n_per_class is not None:
         if not isinstance(n_per_class, int) or isinstance(n_per_class, bool) or n_per_class < 1:
             raise InvalidParameterError(
                 f"The examples per class (n_per_class, --n-per-class) must be an int >= 1. Got {n_per_class!r}."
             )
-        if not dataset.classes and dataset.task == "regression":
-            raise UnfreezeError(
-                f"{dataset.name} holds scores (regression), which have no classes to take --n-per-class of. "
-                "Use --n-train (stratified by score)."
-            )
-        counts = dict(Counter(keys)) if dataset.task == "multilabel" else dataset.class_counts()
+        task.check_per_class(dataset.name)
+        counts = dict(Counter(keys))  # rows per stratum: per class for single
         short = {c: n for c, n in counts.items() if n < n_per_class}
         if short:
             cls, have = next(iter(sorted(short.items(), key=lambda item: repr(item[0]))))
-            what = (
-                f"Class {cls!r} of {dataset.name} has {have} example(s)"
-                if dataset.task != "multilabel"
-                else f"{dataset.name} has {have} row(s) with no label"
-                if cls == ()
-                else f"Label {cls!r} of {dataset.name} is the rarest label of {have} row(s)"
-            )
+            what = task.stratum_shortfall(cls, have, dataset.name)
             raise UnfreezeError(
                 f"{what}; a sample of {n_per_class} per class needs {n_per_class}. Lower --n-per-class to at most "
                 f"{min(counts.values())}."
@@ -141,7 +106,7 @@ def sample(
             f"Lower --n-train to at most {len(dataset)}."
         )
     n_classes = len(dataset.classes)
-    if dataset.task == "single" and n_total < n_classes:
+    if task.strata_are_classes and n_total < n_classes:
         raise UnfreezeError(
             f"A stratified sample of {n_total} cannot hold all {n_classes} classes of {dataset.name}. "
             f"Use --n-train {n_classes} or more."
@@ -173,7 +138,7 @@ def train_test_split(dataset: TextDataset, test_size: float = 0.2, seed: int = 0
             f"The test fraction (test_size, --test-size) must be a float in (0, 1), e.g. 0.2. Got {test_size!r}."
         )
     counts = dataset.class_counts()
-    rare = [c for c, n in counts.items() if n < 2] if dataset.task == "single" else []
+    rare = [c for c, n in counts.items() if n < 2] if task_kind(dataset.task).strata_are_classes else []
     if rare:
         raise UnfreezeError(
             f"Class {rare[0]!r} of {dataset.name} has a single example; a stratified split needs at least 2 per class."

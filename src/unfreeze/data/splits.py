@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from .builtin import BUILTIN
-from .dataset import TextDataset
+from .dataset import DEFAULT_TASK, TextDataset
 
 
 def load_splits(
@@ -35,7 +35,7 @@ def load_splits(
     )
     if test is not None:
         # a test set may hold one class; it is read for the training data's task (a built-in's own)
-        test_task = None if task is None and train.task == "single" else train.task
+        test_task = None if task is None and train.task == DEFAULT_TASK else train.task
         return train, load_data(
             test, text_col, label_col, pair_col, require_classes=1, task=test_task, label_sep=label_sep
         )

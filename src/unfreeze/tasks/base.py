@@ -10,6 +10,7 @@ numpy in, numpy out; torch and scikit-learn are imported where used.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -38,6 +39,17 @@ class Task:
     # one class of K per text (a softmax): two classes are one score, as scikit-learn's decision_function gives them
     exclusive_classes: ClassVar[bool] = False
     classes_: np.ndarray | None = None  # a classification task's labels, once fitted
+    # -- how the data layer (``unfreeze.data``) reads and samples the task's labels; the classmethods below
+    # import neither numpy nor pandas where the defaults (one label per row) serve
+    # whether ``--label-sep`` means something: it splits one string into the row's labels (multilabel)
+    reads_label_sep: ClassVar[bool] = False
+    # whether ``--thresholds`` means something: decisions by thresholds chosen on validation (multilabel)
+    tunes_thresholds: ClassVar[bool] = False
+    # the strata are the classes themselves: a stratified sample must hold every class, and a stratified split
+    # needs two rows of each (single); other tasks' strata are coarser and a stratum of one row stays in train
+    strata_are_classes: ClassVar[bool] = True
+    # a label column of many long, distinct words is probably the text column: refused as swapped (single)
+    checks_swapped_columns: ClassVar[bool] = True
 
     @property
     def default_metric(self) -> str:
@@ -61,6 +73,56 @@ class Task:
     def sign(self, metric: str) -> float:
         """+1 where a higher value of ``metric`` is better, -1 where lower is."""
         return -1.0 if metric in self.lower_is_better else 1.0
+
+    # -- labels as the data layer reads them -------------------------------------------------------
+
+    @classmethod
+    def read_labels(
+        cls, values: Sequence[object], label_sep: str | None, source: str, column: str | None, warn_mixed: bool = True
+    ) -> list:
+        """The labels of one column of ``source`` in the task's form (None where missing); one line naming the
+        row for a value the task cannot read. ``warn_mixed``: warn when numbers and words mix (single)."""
+        from ..data.labels import normalize_labels
+
+        return normalize_labels(values, source, column, warn_mixed=warn_mixed)
+
+    @classmethod
+    def classes_of(cls, labels: Sequence[Any]) -> list:
+        """The classes the read ``labels`` hold, sorted (ints before words); [] for a task without classes."""
+        from ..data.dataset import _label_sort_key
+
+        return sorted(set(labels), key=_label_sort_key)
+
+    @classmethod
+    def class_counts(cls, labels: Sequence[Any]) -> dict:
+        """Rows per class of ``classes_of(labels)``, in that order."""
+        counts = Counter(labels)
+        return {label: counts[label] for label in cls.classes_of(labels)}
+
+    @classmethod
+    def check_variety(cls, labels: Sequence[Any], require_classes: int, source: str) -> None:
+        """Refuse training labels (``require_classes`` >= 2) that teach nothing: here, fewer classes."""
+        classes = cls.classes_of(labels)
+        if require_classes and len(classes) < require_classes:
+            raise UnfreezeError(
+                f"{source} has a single class ({classes[0]!r}); a classifier needs at least two. "
+                "Check the label column (--label-col)."
+            )
+
+    @classmethod
+    def strata(cls, labels: Sequence[Any]) -> list:
+        """What a seeded stratified sample or split balances, one hashable key per row: here the label."""
+        return list(labels)
+
+    @classmethod
+    def stratum_shortfall(cls, key: object, count: int, source: str) -> str:
+        """The start of the error when stratum ``key`` of ``source`` holds ``count`` rows, too few for
+        ``--n-per-class``."""
+        return f"Class {key!r} of {source} has {count} example(s)"
+
+    @classmethod
+    def check_per_class(cls, source: str) -> None:
+        """Refuse ``--n-per-class`` where the task has no classes to take it of; nothing here."""
 
     # -- labels ------------------------------------------------------------------------------
 

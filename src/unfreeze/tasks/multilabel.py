@@ -8,6 +8,8 @@ one for every label (``thresholds="global"``) or one per label (``"per-label"``)
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -37,6 +39,10 @@ class MultiLabel(Task):
     lower_is_better: ClassVar[frozenset[str]] = frozenset({"hamming_loss"})
     tunes_on_validation: ClassVar[bool] = True
     min_classes: ClassVar[int] = 1
+    reads_label_sep: ClassVar[bool] = True
+    tunes_thresholds: ClassVar[bool] = True
+    strata_are_classes: ClassVar[bool] = False
+    checks_swapped_columns: ClassVar[bool] = False
 
     def __init__(self, thresholds: str = "global") -> None:
         if thresholds not in THRESHOLD_MODES:
@@ -52,6 +58,50 @@ class MultiLabel(Task):
     @property
     def fitted(self) -> bool:
         return self.classes_ is not None
+
+    # -- labels as the data layer reads them: a sorted tuple of labels per row ----------------------
+
+    @classmethod
+    def read_labels(
+        cls, values: Sequence[object], label_sep: str | None, source: str, column: str | None, warn_mixed: bool = True
+    ) -> list:
+        from ..data.labels import multilabel_labels
+
+        return multilabel_labels(values, label_sep, source, column)
+
+    @classmethod
+    def classes_of(cls, labels: Sequence[Any]) -> list:
+        """Every label some row carries."""
+        from ..data.dataset import _label_sort_key
+
+        return sorted({label for row in labels for label in row}, key=_label_sort_key)
+
+    @classmethod
+    def class_counts(cls, labels: Sequence[Any]) -> dict:
+        """Rows carrying each label."""
+        counts = Counter(label for row in labels for label in row)
+        return {label: counts[label] for label in cls.classes_of(labels)}
+
+    @classmethod
+    def check_variety(cls, labels: Sequence[Any], require_classes: int, source: str) -> None:
+        if require_classes >= 2 and not cls.classes_of(labels):
+            raise UnfreezeError(
+                f"No row of {source} carries a label (every row's set is empty); a multi-label classifier needs "
+                "rows with labels. Check the label column (--label-col) and --label-sep."
+            )
+
+    @classmethod
+    def strata(cls, labels: Sequence[Any]) -> list:
+        """Each row's rarest label, ties to the first in sorted order; ``()`` for a row with none."""
+        counts = cls.class_counts(labels)
+        rank = {label: i for i, label in enumerate(counts)}  # sorted order breaks ties
+        return [min(row, key=lambda label: (counts[label], rank[label])) if row else () for row in labels]
+
+    @classmethod
+    def stratum_shortfall(cls, key: object, count: int, source: str) -> str:
+        if key == ():
+            return f"{source} has {count} row(s) with no label"
+        return f"Label {key!r} of {source} is the rarest label of {count} row(s)"
 
     # -- labels ------------------------------------------------------------------------------
 

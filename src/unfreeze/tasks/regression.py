@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -30,6 +31,8 @@ class Regression(Task):
     lower_is_better: ClassVar[frozenset[str]] = frozenset({"rmse", "mae"})
     is_classification: ClassVar[bool] = False
     weighs_classes: ClassVar[bool] = False
+    strata_are_classes: ClassVar[bool] = False
+    checks_swapped_columns: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.mean_: float | None = None
@@ -38,6 +41,48 @@ class Regression(Task):
     @property
     def fitted(self) -> bool:
         return self.mean_ is not None
+
+    # -- labels as the data layer reads them: a finite float per row; no classes -------------------
+
+    @classmethod
+    def read_labels(
+        cls, values: Sequence[object], label_sep: str | None, source: str, column: str | None, warn_mixed: bool = True
+    ) -> list:
+        from ..data.labels import regression_labels
+
+        return regression_labels(values, source, column)  # label_sep is refused before (check_label_sep)
+
+    @classmethod
+    def classes_of(cls, labels: Sequence[Any]) -> list:
+        return []
+
+    @classmethod
+    def class_counts(cls, labels: Sequence[Any]) -> dict:
+        return {}
+
+    @classmethod
+    def check_variety(cls, labels: Sequence[Any], require_classes: int, source: str) -> None:
+        if require_classes >= 2 and len(set(labels)) < 2:
+            raise UnfreezeError(
+                f"Every score of {source} is {labels[0]:g}; regression needs scores that differ. Check the label "
+                "column (--label-col)."
+            )
+
+    @classmethod
+    def strata(cls, labels: Sequence[Any]) -> list:
+        """Each score's quantile bin, 0 to ``QUANTILE_BINS`` - 1."""
+        values = np.asarray(labels, dtype=np.float64)
+        if len(values) == 0:
+            return []
+        edges = np.quantile(values, np.arange(1, QUANTILE_BINS) / QUANTILE_BINS)
+        return np.searchsorted(edges, values, side="right").tolist()
+
+    @classmethod
+    def check_per_class(cls, source: str) -> None:
+        raise UnfreezeError(
+            f"{source} holds scores (regression), which have no classes to take --n-per-class of. "
+            "Use --n-train (stratified by score)."
+        )
 
     def fit_labels(self, y: Any, what: str = "y") -> np.ndarray:
         values = _numbers(y, what)
