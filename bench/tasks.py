@@ -19,6 +19,7 @@ seconds, and for each comparison ``ratio:`` (peer seconds / unfreeze seconds) an
 ``score-delta:`` (unfreeze minus peer).
 
     python bench/tasks.py [--quick] [--task regression|multilabel|both] [--part features,finetune,setfit]
+                          [--epochs N] [--seeds 0,1,2]
 """
 
 from __future__ import annotations
@@ -229,19 +230,21 @@ def compare(title: str, peer_name: str, runs: list[tuple[str, object, object]]) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="1,000 training texts, 500 test, 1 epoch, 1 seed")
+    parser.add_argument("--quick", action="store_true", help="1,000 training texts, 500 test, 1 epoch")
     parser.add_argument("--task", default="both", choices=("regression", "multilabel", "both"))
     parser.add_argument("--part", default="features,finetune,setfit", help="which comparisons (comma-separated)")
     parser.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (default: 1 with --quick, else 3)")
+    parser.add_argument("--seeds", default="0", help="fine-tuning seeds, comma-separated (each its own sample)")
     args = parser.parse_args()
     print_machine()
     print(f"threads: {torch.get_num_threads()}")
     parts = set(args.part.split(","))
     if args.quick:
-        n_train, n_test, epochs, seeds, ks, per_label, iterations = 1000, 500, 1, [0], [0, 3, 6], 8, 5
+        n_train, n_test, epochs, ks, per_label, iterations = 1000, 500, 1, [0, 3, 6], 8, 5
     else:
-        n_train, n_test, epochs, seeds, ks, per_label, iterations = None, None, 3, [0], [0, 3, 6], 16, 20
+        n_train, n_test, epochs, ks, per_label, iterations = None, None, 3, [0, 3, 6], 16, 20
     epochs = args.epochs or epochs
+    seeds = [int(s) for s in args.seeds.split(",")]
     workdir = tempfile.mkdtemp(prefix="bench-tasks-")
     tasks = ["regression", "multilabel"] if args.task == "both" else [args.task]
     for task in tasks:
