@@ -14,7 +14,7 @@ from unfreeze.errors import UnfreezeError
 from unfreeze.strategies import FitResult
 from unfreeze.strategies.freeze import Freeze
 from unfreeze.tasks import make_task
-from unfreeze.training.contrastive import pair_batches
+from unfreeze.training.contrastive import count_pairs, pair_batches
 
 SPORT = ["football", "tennis", "goal"]
 FOOD = ["pizza", "bread", "cheese"]
@@ -261,9 +261,25 @@ def test_multilabel_pairs_share_a_label_and_negatives_share_none():
     shared = (indicator[left] * indicator[right]).sum(axis=1) > 0
     # as the setfit library pairs them: positive exactly when the two share a label (two empty sets share none)
     assert np.array_equal(shared, target == 1.0)
-    # one positive per labelled example and round (the two texts without a label have none); a negative for all
-    assert (target == 1.0).sum() == 3 * 5 and (target == 0.0).sum() == 3 * len(indicator)
+    # as many positives as negatives, one of each per example and round, as the library draws them: the two texts
+    # without a label anchor no positive (they share no label), their turns go to labelled texts
+    assert count_pairs(indicator, 3) == len(target) == 2 * 3 * len(indicator)
+    assert (target == 1.0).sum() == (target == 0.0).sum() == 3 * len(indicator)
+    positive_anchors = np.bincount(left[target == 1.0], minlength=len(indicator))
+    assert positive_anchors[4] == positive_anchors[5] == 0 and positive_anchors[[0, 1, 2, 3, 6]].min() >= 3
+    assert np.bincount(left[target == 0.0], minlength=len(indicator)).tolist() == [3] * len(indicator)
     assert np.all(left[target == 1.0] != right[target == 1.0])  # every labelled example has another partner here
+
+
+def test_pairs_of_a_kind_no_two_texts_form_are_not_counted():
+    nothing = np.zeros((4, 3), np.float32)  # no text has a label: no positive pair exists
+    pairs = list(pair_batches(nothing, 2, 3, np.random.default_rng(0)))
+    assert count_pairs(nothing, 2) == sum(len(b[0]) for b in pairs) == 8
+    assert all(set(b[2].tolist()) == {0.0} for b in pairs)
+    shared = np.array([[1, 0], [1, 1], [1, 0]], np.float32)  # every text shares label 0: no negative pair exists
+    pairs = list(pair_batches(shared, 2, 4, np.random.default_rng(0)))
+    assert count_pairs(shared, 2) == sum(len(b[0]) for b in pairs) == 6
+    assert all(set(b[2].tolist()) == {1.0} for b in pairs)
 
 
 # -- data-parallel steps: each rank's share of the task's loss adds up to one process's batch loss ----------

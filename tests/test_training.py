@@ -310,7 +310,7 @@ def test_setfit_pairs_are_half_positive_half_negative(num_iterations, batch_size
     left = np.concatenate([b[0] for b in batches])
     right = np.concatenate([b[1] for b in batches])
     target = np.concatenate([b[2] for b in batches])
-    total = count_pairs(len(labels), num_iterations)
+    total = count_pairs(labels, num_iterations)
     assert total == 2 * len(labels) * num_iterations
     assert len(left) == len(right) == len(target) == total
     assert all(len(b[0]) == batch_size for b in batches[:-1]) and 1 <= len(batches[-1][0]) <= batch_size
@@ -487,7 +487,7 @@ def test_history_train_loss_is_the_mean_of_the_batch_losses(strategy, params, ti
     clf = make(tiny_model_dir, strategy=strategy, learning_rate=1e-3, **params).fit(X, Y)
     record = clf.fit_record_
     assert len(losses) == record["steps"]
-    per_epoch = -(-count_pairs(len(X), params["num_iterations"]) // 8) if strategy == "setfit" else 5
+    per_epoch = -(-count_pairs(np.asarray(Y), params["num_iterations"]) // 8) if strategy == "setfit" else 5
     got = [h["train_loss"] for h in record["history"]]
     expected = [float(np.mean(losses[i : i + per_epoch])) for i in range(0, len(losses), per_epoch)]
     np.testing.assert_allclose(got, expected, rtol=1e-6)

@@ -49,7 +49,7 @@ def train_contrastive(
         run = TrainingRun(
             config,
             param_groups(list(model.body.named_parameters()), config),
-            count_pairs(len(encoded), num_iterations),
+            count_pairs(y, num_iterations),
             device,
             "contrastive tuning",
         )
@@ -120,37 +120,49 @@ def _pooled_by_length(
     return pooled[inverse.to(pooled.device)]
 
 
-def count_pairs(n_examples: int, num_iterations: int) -> int:
-    return 2 * n_examples * num_iterations
+def count_pairs(labels: np.ndarray, num_iterations: int) -> int:
+    """How many pairs ``pair_batches`` yields for ``labels``: per round, one positive and one negative pair per
+    example (as the setfit library draws ``num_iterations`` x n of each), none of a kind no two examples form."""
+    _, same_of, others_of = _partners(np.asarray(labels))
+    kinds = any(len(s) for s in same_of) + any(len(o) for o in others_of)
+    return num_iterations * len(labels) * kinds
 
 
 def pair_batches(
     labels: np.ndarray, num_iterations: int, batch_size: int, rng: np.random.Generator
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Yield (left indices, right indices, target similarity) batches of pairs, lazily.
+    """Yield (left indices, right indices, target similarity) batches of pairs, lazily: ``count_pairs`` of them.
 
     Per round and example: one positive partner (same class, another example when the
     class has one) and one negative partner (any other class), in shuffled order.
     ``labels``: class indices [n], or a label indicator matrix [n, K] (several labels per
     text), where partners sharing a label are positive and those sharing none negative, as
-    the setfit library pairs multi-label data (a text without a label shares none, so it has
-    no positive partner); an example that shares a label with every other has no negative partner.
+    the setfit library pairs multi-label data. A text without a label shares none, so it has
+    no positive partner, and one that shares a label with every other has no negative one: its
+    turn goes to a random example that has one, so that, as in the library (which draws n pairs
+    of each kind a round from all the pairs of that kind), every round has n positive and n
+    negative pairs.
     """
     labels = np.asarray(labels)
     group, same_of, others_of = _partners(labels)
+    has_same = np.array([len(s) > 0 for s in same_of])[group]
+    has_other = np.array([len(o) > 0 for o in others_of])[group]
+    with_same, with_other = np.flatnonzero(has_same), np.flatnonzero(has_other)
     pending: list[tuple[int, int, float]] = []
     for _ in range(num_iterations):
         for i in rng.permutation(len(labels)):
-            same = same_of[group[i]]
-            if len(same):  # a text without a label has no positive partner
+            if len(with_same):
+                a = i if has_same[i] else with_same[rng.integers(len(with_same))]
+                same = same_of[group[a]]
                 j = same[rng.integers(len(same))]
                 if len(same) > 1:
-                    while j == i:
+                    while j == a:
                         j = same[rng.integers(len(same))]
-                pending.append((int(i), int(j), 1.0))
-            other = others_of[group[i]]
-            if len(other):
-                pending.append((int(i), int(other[rng.integers(len(other))]), 0.0))
+                pending.append((int(a), int(j), 1.0))
+            if len(with_other):
+                a = i if has_other[i] else with_other[rng.integers(len(with_other))]
+                other = others_of[group[a]]
+                pending.append((int(a), int(other[rng.integers(len(other))]), 0.0))
             while len(pending) >= batch_size:
                 chunk, pending = pending[:batch_size], pending[batch_size:]
                 yield _as_arrays(chunk)
