@@ -358,7 +358,7 @@ def test_a_rung_decision_goes_one_size_up_while_the_budget_allows_and_shares_the
     assert last["next_n_train"] is None and last["reason"] == "largest size"
 
 
-def test_where_the_budget_cannot_take_the_promoted_on_a_cheaper_configuration_within_noise_takes_the_place():
+def test_before_a_curves_sizes_configurations_within_noise_go_on_as_far_as_the_budget_takes_them():
     from unfreeze.advise.rungs import within_noise
 
     # a leads; b and c trail it by 0.020 and 0.037 on average, d by 0.163. The per-seed gaps' pooled spread is
@@ -377,14 +377,20 @@ def test_where_the_budget_cannot_take_the_promoted_on_a_cheaper_configuration_wi
             rows[(label, 64, r["cell"]["seed"])] = r
     by_label = {k: _Config(k) for k in scores}
 
-    def decision(spec_scores: dict[str, list[float]]) -> dict:
+    def decision(spec_scores: dict[str, list[float]], budget: float = 1000.0, i: int = 0) -> dict:
         for label, values in spec_scores.items():
             for s, v in enumerate(values):
                 rows[(label, 64, s)]["validation"] = {"accuracy": v, "loss": 1 - v}
         # spent 3 x 80 = 240 s of 1,000 (30 kept back): 730 s. a to 128 and 256 on three seeds: 3 x (20 + 40) s,
         # padded by 1.15, 207 s; b: 1,242 s; c: 103.5 s
-        spec = AdviseSpec(seeds=[0, 1, 2], eta=2, budget=1000.0, finalists=2)
-        return decide(spec, "id", 0, [64, 128, 256], 64, list(scores), [], by_label, rows, lambda c: c, 0.0)
+        spec = AdviseSpec(seeds=[0, 1, 2], eta=2, budget=budget, finalists=2)
+        return decide(spec, "id", i, [64, 128, 256, 512], 64, list(scores), [], by_label, rows, lambda c: c, 0.0)
+
+    # a budget that takes them all to a curve's sizes: the two promoted and c, within noise, go on; d does not
+    ample = decision(scores, 5000.0)
+    assert ample["promoted"] == ["a", "b", "c"] and ample["eliminated"] == ["d"] and ample["within_noise"] == []
+    # once the finalists have their curve's sizes (a third rung), the halving rule alone: the best half go on
+    assert decision(scores, 5000.0, i=2)["promoted"] == ["a", "b"]
 
     tied = decision(scores)
     assert tied["promoted"] == ["a", "c"] and tied["eliminated"] == ["b", "d"] and tied["within_noise"] == ["b"]

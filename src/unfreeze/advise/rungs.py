@@ -3,10 +3,10 @@
 ``decide`` reads a rung's rows and returns the rung's decision (a row of the results store): the
 ranking by mean validation score over the seeds (paired: every configuration ran on the same
 samples), the best ``ceil(k / eta)`` promoted (never fewer than ``finalists``), and the next size
-if the promoted can reach it within the budget, projected from this rung's recorded cell times. Where
-the budget cannot take them all to a learning curve's sizes, the leader goes on with those that fit,
-and a configuration within the rung's noise of the leader (``within_noise``) may take the place of a
-promoted one that does not fit; the decision names the tied ones that went out.
+if the promoted can reach it within the budget, projected from this rung's recorded cell times. Until
+the finalists have a learning curve's sizes, a configuration within the rung's noise of the leader
+(``within_noise``) goes on too, and the budget decides how many: the leader, then in ranking order those
+that can still reach the curve's sizes; the decision names the tied ones that went out.
 """
 
 from __future__ import annotations
@@ -187,13 +187,15 @@ def decide(
     needed = ahead[: max(1, MIN_SIZES - (i + 1))]  # the sizes still to reach for a curve (or the next one)
     modes = ["every-seed", "first-seed"] if rate_search == "every-seed" else ["first-seed"]
     next_n, mode, projected, reason = None, rate_search, 0.0, "largest size"
-    if ahead and len(promoted) > 1 and i + 1 < MIN_SIZES and projected_to(needed, modes[-1]) > room:
-        # the budget cannot take the promoted to a learning curve's sizes: the leader goes on, and after it, in
-        # ranking order, each promoted configuration, or one within the rung's noise of the leader, that still
-        # fits (a cheaper one in a tie rather than none); a curve for the best beats two measured at two sizes
-        going = promoted[:1]
-        for label in [*promoted[1:], *(t for t in tied if t not in promoted)]:
-            if len(going) < len(promoted) and projected_to(needed, modes[-1], [*going, label]) <= room:
+    if ahead and i + 1 < MIN_SIZES:
+        # before a learning curve's sizes, a ranking within noise is a coin's toss: the leader goes on, and after it,
+        # in ranking order, each promoted configuration and each within the rung's noise of the leader, as long as
+        # the budget can still take them all to a curve's sizes (a cheaper one in a tie rather than none; a curve
+        # for the best beats two configurations measured at two sizes)
+        wanted = [e["configuration"] for e in ranking if e["configuration"] in promoted or e["configuration"] in tied]
+        going = wanted[:1]
+        for label in wanted[1:]:
+            if projected_to(needed, modes[-1], [*going, label]) <= room:
                 going.append(label)
         promoted = going
         eliminated = [e["configuration"] for e in ranking if e["configuration"] not in going]
