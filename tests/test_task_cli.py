@@ -397,3 +397,55 @@ def test_a_damaged_task_in_a_bundle_is_said_in_one_line(runner, bundles, files, 
     with pytest.raises(UnfreezeError, match="is damaged"):
         load_estimator(bundle, device="cpu")
     assert snapshot(tmp_path) == before
+
+
+# -- options the data's task refuses: one line, before any model or data loads ------------------------------------
+
+
+@pytest.fixture
+def nothing_loads(monkeypatch):
+    """Loading data (or a model) is an error: the options model must refuse first."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("data loaded before the options were checked")
+
+    monkeypatch.setattr("unfreeze.cli.fit.load_train_test", refuse)
+    monkeypatch.setattr("unfreeze.cli.heads.load_train_test", refuse)
+
+
+@pytest.mark.parametrize(
+    "data, more, words",
+    [
+        ("reg.csv", ["--task", "regression", "--C", "1"], ["C=1.0 is the logistic head's strength", "--alpha"]),
+        ("sts-b", ["--C", "0.5"], ["C=0.5", "a regression task's head is ridge"]),  # a built-in's own task
+        ("ml.csv", ["--task", "multilabel", "--alpha", "2"], ["alpha=2.0 is the ridge head's strength", "--C"]),
+        ("single.csv", ["--alpha", "2"], ["alpha=2.0", "a single task's head is a logistic regression"]),
+    ],
+)
+def test_heads_add_refuses_the_other_task_s_strength_before_loading(
+    runner, files, tmp_path, nothing_loads, data, more, words
+):
+    before = snapshot(tmp_path)
+    source = str(files[data]) if data in files else data
+    args = ["heads", "add", str(tmp_path / "suite"), "h", source, "--model", str(tmp_path / "no-model"), *more]
+    assert_user_error(runner.invoke(app, args), *words)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "data, more, words",
+    [
+        ("reg.csv", ["--task", "regression", "--metric", "accuracy"], ["'accuracy' is not a metric of the regression"]),
+        ("sts-b", ["--metric", "micro_f1"], ["'micro_f1' is not a metric of the regression task", "spearman, pearson"]),
+        ("single.csv", ["--metric", "spearman"], ["'spearman' is not a metric of the single task", "accuracy"]),
+        ("ml.csv", ["--task", "multilabel", "--metric", "nope"], ["Unknown metric 'nope'"]),
+    ],
+)
+def test_probe_refuses_a_metric_the_task_does_not_report_before_loading(
+    runner, files, tmp_path, nothing_loads, data, more, words
+):
+    before = snapshot(tmp_path)
+    source = str(files[data]) if data in files else data
+    args = ["probe", source, "--model", str(tmp_path / "no-model"), "--plot", str(tmp_path / "p.png"), *more]
+    assert_user_error(runner.invoke(app, args), *words)
+    assert snapshot(tmp_path) == before

@@ -95,6 +95,30 @@ class DataArguments:
                 f"{task}. Drop --thresholds, or give --task {tuned}."
             )
 
+    def data_task(self, data: str) -> str:
+        """The task of ``data``'s labels as the options tell it before anything loads: --task, else a built-in
+        dataset's own, else single (a file's labels, unless --task says otherwise)."""
+        if self.task is not None:
+            return self.task
+        from ..data.builtin import BUILTIN
+        from ..tasks import DEFAULT_TASK
+
+        builtin = BUILTIN.get(str(data).partition(":")[0])
+        return builtin.task if builtin is not None else DEFAULT_TASK
+
+    def check_metric(self, data: str, metric: str | None) -> str | None:
+        """``--metric`` (None: the task's default score) when ``data``'s task reports it; one line otherwise."""
+        from ..tasks import make_task
+
+        return None if metric is None else make_task(self.data_task(data)).check_metric(metric)
+
+    def check_head_strengths(self, data: str, C: float | None, alpha: float | None) -> None:
+        """The features head of ``data``'s task takes C (logistic) or alpha (ridge), not the other; one line
+        when the other is given."""
+        from ..features.strengths import head_kind
+
+        head_kind(self.data_task(data), "features", C, alpha)
+
 
 THRESHOLDS = ("global", "per-label")
 

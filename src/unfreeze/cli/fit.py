@@ -9,7 +9,7 @@ import typer
 
 from ..errors import UnfreezeError
 from ..storage import strict_json
-from .arguments import TRAIN_DATA, DataArguments, InputArguments, RunArguments, arguments, check_metric, take
+from .arguments import TRAIN_DATA, DataArguments, InputArguments, RunArguments, arguments, take
 from .common import app, checked_device, checked_precision, load_train_test, user_errors
 from .export import OnnxDirOpt, RuntimeOpt, int8_deprecated, one_precision
 from .options import given, one_value_each, strategy_parameters, strategy_values, training_parameters, with_parameters
@@ -330,7 +330,7 @@ def probe(
     from ..storage.outputs import check_output
 
     model_in, split, run = take(InputArguments, options), take(DataArguments, options), take(RunArguments, options)
-    metric = check_metric(run.metric)
+    metric = split.check_metric(data, run.metric)  # the data's task reports it: said before anything loads
     model, precision = model_in.model or "minilm-l6", checked_precision(model_in.precision or "auto")
     check_output(
         plot, "file", overwrite=run.overwrite, inputs=[data, *([split.test] if split.test else [])], option="--plot"

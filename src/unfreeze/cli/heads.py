@@ -57,6 +57,7 @@ def heads_add(
     C = cast(float | None, coerce(Features, "C", values.get("C")))
     alpha = cast(float | None, coerce(Features, "alpha", values.get("alpha")))
     Features(C=C, alpha=alpha).check()  # the head's strengths as features checks them, before anything loads
+    split.check_head_strengths(data, C, alpha)  # and the one the data's task's head takes
     check_head_name(name)
     precision = checked_precision(model_in.precision or "auto")
     check_output(bundle, "heads", inputs=[data, *([split.test] if split.test else [])], option="BUNDLE")

@@ -16,10 +16,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import UnfreezeError
 from .logistic import LogisticHead
 from .ovr import OneVsRestHead
 from .ridge import RidgeHead
+from .strengths import head_kind
 
 
 class FittedHead(Protocol):
@@ -40,8 +40,6 @@ class FittedHead(Protocol):
 
 
 HEAD_TYPES: dict[str, Any] = {"logistic": LogisticHead, "ovr_logistic": OneVsRestHead, "ridge": RidgeHead}
-# the head a task's model gets (the keys are task names: this is the registry that maps them)
-TASK_HEADS: dict[str, str] = {"single": "logistic", "multilabel": "ovr_logistic", "regression": "ridge"}
 
 
 def make_head(
@@ -55,21 +53,9 @@ def make_head(
     out_of_fold: bool = False,
 ) -> FittedHead:
     """An unfitted head for ``task``; C belongs to the logistic heads and alpha to ridge: the other is refused."""
-    if task not in TASK_HEADS:
-        raise UnfreezeError(f"Strategy {owner!r} has no head for a {task} task.")
-    kind = TASK_HEADS[task]
+    kind = head_kind(task, owner, C, alpha)
     if kind == "ridge":
-        if C is not None:
-            raise UnfreezeError(
-                f"C={C} is the logistic head's strength; a {task} task's head is ridge regression: "
-                f"give alpha instead (--alpha), or drop C."
-            )
         return RidgeHead(alpha=alpha)
-    if alpha is not None:
-        raise UnfreezeError(
-            f"alpha={alpha} is the ridge head's strength (regression); a {task} task's head is a logistic "
-            "regression: give C instead (--C), or drop alpha."
-        )
     if kind == "ovr_logistic":
         return OneVsRestHead(C=C, cv=cv, seed=seed, class_weight=class_weight, out_of_fold=out_of_fold)
     return LogisticHead(C=C, cv=cv, seed=seed, class_weight=class_weight)
