@@ -197,6 +197,7 @@ def one_run(data: str, budget: float, busy: bool, args) -> dict:
         "stopped": plan["stopped"],
         "pilot_changes": (plan.get("pilot") or {}).get("changes"),
         "slowdown": (plan.get("machine") or {}).get("slowdown"),
+        **code_and_race(plan),
     }
     if rec is not None and not args.no_fit:
         fit = fitted(spec, plan, folder / "fits.json")
@@ -244,6 +245,19 @@ def demo_run(busy: bool, resume: bool = False) -> dict:
         "pilot_changes": (plan.get("pilot") or {}).get("changes"),
         "slowdown": (plan.get("machine") or {}).get("slowdown"),
         "first_line": plan_first_line(plan),
+        **code_and_race(plan),
+    }
+
+
+def code_and_race(plan: dict) -> dict:
+    """The commit the advisor ran on, and each configuration's status at the end (candidate, or out at n)."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT.parent)
+    return {
+        "commit": commit.stdout.strip() or None,
+        "race": {
+            e["configuration"]: "candidate" if e["status"] == "candidate" else f"out at {e.get('eliminated_at')}"
+            for e in plan["plan"]
+        },
     }
 
 
