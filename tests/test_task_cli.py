@@ -449,3 +449,21 @@ def test_probe_refuses_a_metric_the_task_does_not_report_before_loading(
     args = ["probe", source, "--model", str(tmp_path / "no-model"), "--plot", str(tmp_path / "p.png"), *more]
     assert_user_error(runner.invoke(app, args), *words)
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "data, more, words",
+    [
+        ("reg.csv", ["--task", "regression", "--strategy", "features", "--C", "1"], ["C=1.0", "ridge regression"]),
+        ("sts-b", ["--strategy", "setfit"], ["'setfit' cannot fit a regression task", "features, freeze"]),
+        ("ml.csv", ["--task", "multilabel", "--strategy", "features", "--alpha", "3"], ["alpha=3.0", "give C"]),
+    ],
+)
+def test_fit_refuses_a_strategy_or_strength_the_task_cannot_take_before_loading(
+    runner, files, tmp_path, nothing_loads, data, more, words
+):
+    before = snapshot(tmp_path)
+    source = str(files[data]) if data in files else data
+    args = ["fit", source, "--model", str(tmp_path / "no-model"), "-o", str(tmp_path / "b"), *more]
+    assert_user_error(runner.invoke(app, args), *words)
+    assert snapshot(tmp_path) == before

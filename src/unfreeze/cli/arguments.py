@@ -112,12 +112,17 @@ class DataArguments:
 
         return None if metric is None else make_task(self.data_task(data)).check_metric(metric)
 
-    def check_head_strengths(self, data: str, C: float | None, alpha: float | None) -> None:
-        """The features head of ``data``'s task takes C (logistic) or alpha (ridge), not the other; one line
-        when the other is given."""
+    def check_strategy(self, data: str, strategy: Any) -> None:
+        """``strategy`` can fit ``data``'s task, and the head strength it was given (C: logistic heads, alpha:
+        ridge) is the one the task's head takes; one line otherwise."""
         from ..features.strengths import head_kind
+        from ..strategies import check_serves
 
-        head_kind(self.data_task(data), "features", C, alpha)
+        task = self.data_task(data)
+        check_serves(strategy, task)
+        C, alpha = getattr(strategy, "C", None), getattr(strategy, "alpha", None)
+        if C is not None or alpha is not None:
+            head_kind(task, strategy.name, C, alpha)
 
 
 THRESHOLDS = ("global", "per-label")

@@ -59,6 +59,7 @@ def fit(
     strategy_obj, training_given = split_shorthand(strategy, {**strategy_given, **given(settings)}, from_text=True)
     training = Training(**training_given)
     strategy_obj.check()
+    split.check_strategy(data, strategy_obj)  # it serves the data's task, with that task's head strength
     training.check()
     model, precision = model_in.model or "minilm-l6", checked_precision(model_in.precision or "auto")
     check_output(output, "bundle", overwrite=run.overwrite, inputs=[data, *([split.test] if split.test else [])])

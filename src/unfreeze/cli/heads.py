@@ -56,8 +56,9 @@ def heads_add(
     values = one_value_each(strategy_values(options))
     C = cast(float | None, coerce(Features, "C", values.get("C")))
     alpha = cast(float | None, coerce(Features, "alpha", values.get("alpha")))
-    Features(C=C, alpha=alpha).check()  # the head's strengths as features checks them, before anything loads
-    split.check_head_strengths(data, C, alpha)  # and the one the data's task's head takes
+    head_strategy = Features(C=C, alpha=alpha)
+    head_strategy.check()  # the head's strengths as features checks them, before anything loads
+    split.check_strategy(data, head_strategy)  # and the one the data's task's head takes
     check_head_name(name)
     precision = checked_precision(model_in.precision or "auto")
     check_output(bundle, "heads", inputs=[data, *([split.test] if split.test else [])], option="BUNDLE")
