@@ -187,21 +187,10 @@ def trainer_logits(
 
 
 def trainer_fit_score(
-    model,
-    tokenizer,
-    classes,
-    train,
-    test,
-    epochs: int,
-    seed: int,
-    workdir: str,
-    lr: float,
-    head_lr: float,
-    batch: int = 32,
-    decay: float = 0.01,
-    warmup: float = 0.1,
+    model, tokenizer, classes, train, test, epochs: int, seed: int, workdir: str, lr: float, head_lr: float, **options
 ) -> float:
-    """Train ``model`` with transformers' Trainer (see ``trainer_logits``) and return test accuracy."""
+    """Train ``model`` with transformers' Trainer (``trainer_logits``, which ``options`` go to: batch, decay,
+    warmup) and return test accuracy."""
     import numpy as np
     from datasets import Dataset
 
@@ -211,7 +200,7 @@ def trainer_fit_score(
         )
 
     logits = trainer_logits(
-        model, tokenizer, to_dataset(train), to_dataset(test), epochs, seed, workdir, lr, head_lr, batch, decay, warmup
+        model, tokenizer, to_dataset(train), to_dataset(test), epochs, seed, workdir, lr, head_lr, **options
     )
     predicted = logits.argmax(axis=1)
     return float(np.mean(predicted == np.array([classes.index(y) for y in test.labels])))

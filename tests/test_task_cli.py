@@ -413,6 +413,14 @@ def nothing_loads(monkeypatch):
     monkeypatch.setattr("unfreeze.cli.heads.load_train_test", refuse)
 
 
+def refused(runner, tmp_path, command: list, more: list[str], words: list[str]) -> None:
+    """``command`` (with a model that does not exist) fails in one line holding ``words``; nothing written."""
+    before = snapshot(tmp_path)
+    args = [*map(str, command), "--model", str(tmp_path / "no-model"), *more]
+    assert_user_error(runner.invoke(app, args), *words)
+    assert snapshot(tmp_path) == before
+
+
 @pytest.mark.parametrize(
     "data, more, words",
     [
@@ -425,11 +433,7 @@ def nothing_loads(monkeypatch):
 def test_heads_add_refuses_the_other_task_s_strength_before_loading(
     runner, files, tmp_path, nothing_loads, data, more, words
 ):
-    before = snapshot(tmp_path)
-    source = str(files[data]) if data in files else data
-    args = ["heads", "add", str(tmp_path / "suite"), "h", source, "--model", str(tmp_path / "no-model"), *more]
-    assert_user_error(runner.invoke(app, args), *words)
-    assert snapshot(tmp_path) == before
+    refused(runner, tmp_path, ["heads", "add", str(tmp_path / "suite"), "h", files.get(data, data)], more, words)
 
 
 @pytest.mark.parametrize(
@@ -444,11 +448,7 @@ def test_heads_add_refuses_the_other_task_s_strength_before_loading(
 def test_probe_refuses_a_metric_the_task_does_not_report_before_loading(
     runner, files, tmp_path, nothing_loads, data, more, words
 ):
-    before = snapshot(tmp_path)
-    source = str(files[data]) if data in files else data
-    args = ["probe", source, "--model", str(tmp_path / "no-model"), "--plot", str(tmp_path / "p.png"), *more]
-    assert_user_error(runner.invoke(app, args), *words)
-    assert snapshot(tmp_path) == before
+    refused(runner, tmp_path, ["probe", files.get(data, data), "--plot", str(tmp_path / "p.png")], more, words)
 
 
 @pytest.mark.parametrize(
@@ -462,8 +462,4 @@ def test_probe_refuses_a_metric_the_task_does_not_report_before_loading(
 def test_fit_refuses_a_strategy_or_strength_the_task_cannot_take_before_loading(
     runner, files, tmp_path, nothing_loads, data, more, words
 ):
-    before = snapshot(tmp_path)
-    source = str(files[data]) if data in files else data
-    args = ["fit", source, "--model", str(tmp_path / "no-model"), "-o", str(tmp_path / "b"), *more]
-    assert_user_error(runner.invoke(app, args), *words)
-    assert snapshot(tmp_path) == before
+    refused(runner, tmp_path, ["fit", files.get(data, data), "-o", str(tmp_path / "b")], more, words)
