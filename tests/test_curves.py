@@ -114,3 +114,14 @@ def test_predictions_are_clipped_to_the_metric_s_range():
     assert predict({8: {0: -3.5}}, "last", [16], metric="r2")[16]["score"] == -3.5
     assert predict({8: {0: -3.5}}, "last", [16], metric="mcc")[16]["score"] == -1.0
     assert predict({8: {0: 1.2}}, "last", [16], metric="pearson")[16]["score"] == 1.0
+
+
+def test_a_prediction_interval_stays_inside_its_metrics_range_not_zero_to_one():
+    from unfreeze.advise.plan import bounded
+
+    # a score of 0.05 at 4,000, two size steps past 1,000 with an error of 0.1 per step: +-0.2
+    predicted = {4000: {"score": 0.05, "low": None, "high": None}}
+    spearman = bounded(predicted, [250, 500, 1000], 0.1, "spearman")["4000"]
+    assert spearman["low"] == pytest.approx(-0.15) and spearman["high"] == pytest.approx(0.25)
+    accuracy = bounded(predicted, [250, 500, 1000], 0.1)["4000"]
+    assert accuracy["low"] == 0.0 and accuracy["high"] == pytest.approx(0.25)

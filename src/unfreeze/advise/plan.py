@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..metrics import score_range
 from ..report.stats import PairedDifference, paired_difference
 from . import curves as lc
 from .cost import cost_at, human_seconds, projected_cell_seconds, searched_rate
@@ -60,7 +61,7 @@ def make_plan(run: AdviseRun) -> dict:
     at = [full, 2 * full, 4 * full]
     # back-test on the configurations with three sizes or more (two to fit, one held out); else two
     testable = {k: v for k, v in scores.items() if len(v) >= 3} or {k: v for k, v in scores.items() if len(v) >= 2}
-    backtests = lc.backtest(testable)
+    backtests = lc.backtest(testable, metric=metric)
     most = max((len(v) for v in scores.values()), default=0)
     form = lc.choose_form(backtests, max(most - 1, 1))
     eliminated_at: dict[str, int] = {}
@@ -127,9 +128,9 @@ def make_plan(run: AdviseRun) -> dict:
             )
         else:
             entry["form"] = own_form
-            entry["predicted"] = bounded(lc.predict(own, own_form, at), sorted(own), error)
+            entry["predicted"] = bounded(lc.predict(own, own_form, at, metric=metric), sorted(own), error, metric)
             if spec.target is not None:
-                entry["size_for_target"] = lc.size_for(own, own_form, spec.target)
+                entry["size_for_target"] = lc.size_for(own, own_form, spec.target, metric=metric)
         entries.append(entry)
     candidates = [e for e in entries if e["status"] == "candidate"]
     needed = budget_for_curves(run, [e["configuration"] for e in candidates])
@@ -171,15 +172,17 @@ def make_plan(run: AdviseRun) -> dict:
     }
 
 
-def bounded(predictions: dict[int, dict], sizes: list[int], error: float) -> dict[str, dict]:
+def bounded(predictions: dict[int, dict], sizes: list[int], error: float, metric: str = "accuracy") -> dict[str, dict]:
     """Predictions whose intervals also hold the curve's own error there (``error`` per back-test step, grown
-    with the distance): the bootstrap over seeds sees only the seeds' noise, not a wrong curve."""
+    with the distance): the bootstrap over seeds sees only the seeds' noise, not a wrong curve. The interval
+    stays inside the metric's range (``metrics.score_range``)."""
+    lowest, highest = score_range(metric)
     out = {}
     for n, p in predictions.items():
         half = error * extrapolation_steps(sizes, n) if n > sizes[-1] else 0.0
         low = p["score"] - half if p["low"] is None else min(p["low"], p["score"] - half)
         high = p["score"] + half if p["high"] is None else max(p["high"], p["score"] + half)
-        out[str(n)] = {**p, "low": max(low, 0.0), "high": min(high, 1.0), "error": half}
+        out[str(n)] = {**p, "low": max(low, lowest), "high": min(high, highest), "error": half}
     return out
 
 
