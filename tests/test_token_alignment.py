@@ -7,7 +7,7 @@ import pytest
 
 from conftest import minilm_path
 from unfreeze.errors import UnfreezeError
-from unfreeze.features.alignment import IGNORE, align_words, word_predictions
+from unfreeze.features.alignment import IGNORE, align_words, padded, word_predictions
 
 X = IGNORE
 
@@ -112,3 +112,16 @@ def test_cached_once(tokenizer, fresh_cache):
     align_words(*args, max_length=16, stride=1, cache=True)
     align_words(tokenizer, [["Johanson", "EU"]], [[0, 0]], max_length=16, cache=True)
     assert len(list((fresh_cache / "alignments").iterdir())) == 3
+
+
+def test_padded_batch_and_empty_sentence(tokenizer):
+    aligned = align_words(tokenizer, [["Johanson"], [], ["EU"]], [[1], [], [0]], max_length=16)
+    assert aligned.n_windows == 2 and aligned.sentence.tolist() == [0, 2]
+    batch = padded(aligned, [1, 0], pad_id=tokenizer.pad_token_id)
+    assert batch["input_ids"].tolist() == [[101, 7327, 102, 0], [101, 13093, 3385, 102]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
+    assert batch["labels"].tolist() == [[X, 0, X, X], [X, 1, X, X]]
+    # right padding: the padded logits of every window map back to words; the empty sentence gets none
+    scores = np.arange(2 * 4).reshape(2, 4)
+    assert [p.tolist() for p in word_predictions(aligned, scores)] == [[1], [], [5]]
+    assert "labels" not in padded(align_words(tokenizer, [["a", "b"]], max_length=16), [0], pad_id=0)

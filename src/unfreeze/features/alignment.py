@@ -177,6 +177,24 @@ def word_predictions(alignment: Alignment, window_outputs: Any) -> list[np.ndarr
     return [picked[bounds[s] : bounds[s + 1]] for s in range(alignment.n_sentences)]
 
 
+def padded(alignment: Alignment, windows: Sequence[int], pad_id: int) -> dict[str, np.ndarray]:
+    """A batch of ``windows``, padded on the right to the longest: ``input_ids``, ``attention_mask`` and, with
+    tags, ``labels`` (-100 on padding), each [len(windows), longest] int64."""
+    rows = [alignment.window_ids(i) for i in windows]
+    width = max((len(row) for row in rows), default=0)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    labels = np.full((len(rows), width), IGNORE, dtype=np.int64)
+    for r, (i, row) in enumerate(zip(windows, rows)):
+        ids[r, : len(row)], mask[r, : len(row)] = row, 1
+        if alignment.labels is not None:
+            labels[r, : len(row)] = alignment.window_labels(i)
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if alignment.labels is not None:
+        batch["labels"] = labels
+    return batch
+
+
 # -- the work -------------------------------------------------------------------------------------
 
 
