@@ -10,17 +10,24 @@ from .builtin import BUILTIN, load_builtin
 from .dataset import DataWarning, TextDataset, build_dataset, print_data_warnings_on_one_line
 from .readers import read_table
 from .sampling import hold_out, sample, stratified_order, train_test_split
+from .tagged import TaggedDataset
+from .tagged_builtin import TAGGED_BUILTIN, load_tagged
+from .tagged_readers import read_tagged
 
 __all__ = [
     "BUILTIN",
+    "TAGGED_BUILTIN",
     "DataWarning",
+    "TaggedDataset",
     "TextDataset",
     "build_dataset",
     "hold_out",
     "load_builtin",
     "load_data",
+    "load_tagged",
     "print_data_warnings_on_one_line",
     "read_table",
+    "read_tagged",
     "sample",
     "stratified_order",
     "train_test_split",
@@ -43,6 +50,12 @@ def load_data(
     own task); ``label_sep`` splits a file's multi-label strings (with ``task="multilabel"``)."""
     text = str(source)
     name, _, split = text.partition(":")
+    if name in TAGGED_BUILTIN:
+        spec = TAGGED_BUILTIN[name]
+        raise UnfreezeError(
+            f"{name} holds a tag per token (named entities), which the command line does not train on yet; "
+            f"{spec.instead}. In Python, unfreeze.data.load_tagged({name!r}) reads it."
+        )
     if name in BUILTIN:
         return load_builtin(name, split or None, task=task, label_sep=label_sep)
     path = Path(text)

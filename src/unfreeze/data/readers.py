@@ -16,7 +16,7 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UnfreezeError
 from .dataset import TextDataset, build_dataset, check_texts, quote_names
@@ -357,6 +357,11 @@ def _read_parquet(path: Path, wanted: list[tuple[str, str | None]], columns: lis
 
 
 def _read_saved_dataset(path: Path, split: str | None) -> pd.DataFrame:
+    return load_saved_dataset(path, split).to_pandas()
+
+
+def load_saved_dataset(path: Path, split: str | None) -> Any:
+    """The ``datasets.Dataset`` saved in folder ``path`` (its ``split`` when it holds several), features and all."""
     if not any((path / marker).exists() for marker in ("dataset_info.json", "state.json", "dataset_dict.json")):
         raise UnfreezeError(f"{path} is a folder but not a dataset saved with save_to_disk. Use {FORMAT_HELP}.")
     import datasets  # imported here: it is slow to import and only folders need it
@@ -373,7 +378,7 @@ def _read_saved_dataset(path: Path, split: str | None) -> pd.DataFrame:
         loaded = loaded[split]
     elif split is not None:
         raise UnfreezeError(f"{path} holds one dataset, not splits; drop ':{split}'.")
-    return loaded.to_pandas()
+    return loaded
 
 
 # BOMS and MAGIC stay importable from here, where they were defined before file_checks
