@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from unfreeze.data import BUILTIN, load_builtin, load_data
+from unfreeze.data import BUILTIN, TAGGED_BUILTIN, load_builtin, load_data
 from unfreeze.errors import UnfreezeError
 from unfreeze.storage.cache import cache_dir, sha256_file
 
@@ -277,7 +277,14 @@ def test_the_listing_says_each_task_the_source_splits_and_the_licences():
     assert rows["movie-snippets"][6] == "single"
     assert "Further splits: sts-b:dev (not used by NAME alone)." in result.stdout
     licences = result.stdout.split("Licences (of the data):\n")[1].splitlines()
-    assert [line.split()[0] for line in licences] == list(BUILTIN)
+    assert [line.split()[0] for line in licences] == [*BUILTIN, *TAGGED_BUILTIN]
     assert "  sts-b           scores CC BY-SA 4.0; sentences from their sources (see the package)" in licences
     assert "  conll-entities  Reuters text: research use only, not for redistribution" in licences
     assert "  movie-snippets  MIT (vaderSentiment)" in licences
+    assert "  conll2003       Reuters text: research use only, not for redistribution" in licences
+    # the token-tagged built-in is listed apart: the command line does not train on it yet
+    assert "conll2003" not in rows
+    listed = "  conll2003       20744 sentences (train 14041, dev 3250, test 3453), 9 tags, IOB2: CoNLL-2003 English"
+    assert (
+        listed + " named entities (PER, ORG, LOC, MISC), a tag per token; BERT's Table 7" in result.stdout.splitlines()
+    )

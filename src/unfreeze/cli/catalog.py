@@ -19,6 +19,7 @@ app.add_typer(models_app, name="models")
 def datasets() -> None:
     """List the built-in datasets with their tasks, sizes, splits and licences."""
     from ..data.builtin import BUILTIN, TEST_FRACTION, is_materialised, split_names, test_size, train_size
+    from ..data.tagged_builtin import TAGGED_BUILTIN
 
     typer.echo(f"{'name':<16}{'rows':>8}{'train':>8}{'test':>8}{'classes':>9}  {'cached':<7} {'task':<11} description")
     for d in BUILTIN.values():
@@ -34,9 +35,19 @@ def datasets() -> None:
     others = [f"{d.name}:{s}" for d in BUILTIN.values() for s in split_names(d) if s not in ("train", "test")]
     if others:
         typer.echo(f"Further splits: {', '.join(others)} (not used by NAME alone).")
+    typer.echo(
+        "\nA tag per token (named entities): read in Python with unfreeze.data.load_tagged; the command line "
+        "does not train on them yet."
+    )
+    for t in TAGGED_BUILTIN.values():
+        splits = ", ".join(f"{s} {n}" for s, n in t.splits.items())
+        typer.echo(f"  {t.name:<16}{t.n_rows} sentences ({splits}), {len(t.tag_set)} tags, {t.scheme}: {t.description}")
     typer.echo("\nLicences (of the data):")
-    for d in BUILTIN.values():
-        typer.echo(f"  {d.name:<16}{d.licence}")
+    for name, licence in [
+        *((d.name, d.licence) for d in BUILTIN.values()),
+        *((t.name, t.licence) for t in TAGGED_BUILTIN.values()),
+    ]:
+        typer.echo(f"  {name:<16}{licence}")
 
 
 @app.command()
