@@ -50,6 +50,8 @@ class Task:
     strata_are_classes: ClassVar[bool] = True
     # a label column of many long, distinct words is probably the text column: refused as swapped (single)
     checks_swapped_columns: ClassVar[bool] = True
+    # the head ``features`` fits on frozen embeddings (a key of ``features.heads.HEAD_TYPES``; None: none)
+    features_head: ClassVar[str | None] = "logistic"
 
     @property
     def default_metric(self) -> str:

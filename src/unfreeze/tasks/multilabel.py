@@ -43,6 +43,7 @@ class MultiLabel(Task):
     tunes_thresholds: ClassVar[bool] = True
     strata_are_classes: ClassVar[bool] = False
     checks_swapped_columns: ClassVar[bool] = False
+    features_head: ClassVar[str | None] = "ovr_logistic"
 
     def __init__(self, thresholds: str = "global") -> None:
         if thresholds not in THRESHOLD_MODES:

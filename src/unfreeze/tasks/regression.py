@@ -33,6 +33,7 @@ class Regression(Task):
     weighs_classes: ClassVar[bool] = False
     strata_are_classes: ClassVar[bool] = False
     checks_swapped_columns: ClassVar[bool] = False
+    features_head: ClassVar[str | None] = "ridge"
 
     def __init__(self) -> None:
         self.mean_: float | None = None
