@@ -316,3 +316,5 @@ def test_conll2003_is_not_trained_on_by_the_command_line_yet_and_says_so():
     )
     with pytest.raises(UnfreezeError, match=r"Unknown split 'valid' of conll2003\. Splits: train, dev, test\."):
         load_tagged("conll2003:valid")
+    with pytest.raises(UnfreezeError, match=r"^'CoNLL2002' is neither a file nor .* Did you mean 'conll2003'\?"):
+        load_tagged("CoNLL2002")

@@ -36,7 +36,8 @@ class TaggedDataset:
 
     ``tags`` are in ``scheme``: "IOB2" (IOB1 and IOB2 sources) or "BIOES", what seqeval's strict mode
     scores them with; ``source_scheme`` is the scheme the source was found in ("IOB1", "IOB2" or "BIOES");
-    ``repaired`` counts the tags re-spelt because they broke it (an ``I-X`` after ``O`` in IOB2)."""
+    ``repaired`` counts the tags re-spelt because they broke it (an ``I-X`` after ``O`` in IOB2), over the
+    source as read (a subset keeps the count)."""
 
     sentences: list[tuple[str, ...]]
     tags: list[tuple[str, ...]]

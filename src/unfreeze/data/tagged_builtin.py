@@ -8,6 +8,7 @@ and ``advise`` train on, until the token task is on the command line.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +112,13 @@ def load_tagged(
         return load_tagged_builtin(name, split or None)
     if not Path(text).exists() and split and Path(name).is_dir():
         return read_tagged(Path(name), tag_col, tokens_col, tags_col, split, require_tags)
+    if not Path(text).exists() and not Path(name).suffix and "/" not in text and "\\" not in text:
+        near = difflib.get_close_matches(name.lower(), list(TAGGED_BUILTIN), n=1, cutoff=0.75)
+        if near:
+            raise UnfreezeError(
+                f"{text!r} is neither a file nor a built-in token-tagged dataset. Did you mean {near[0]!r}? "
+                f"Built-in: {', '.join(TAGGED_BUILTIN)} (see `unfreeze datasets`)."
+            )
     return read_tagged(Path(text), tag_col, tokens_col, tags_col, None, require_tags)
 
 
