@@ -277,6 +277,13 @@ def test_bad_json_lines_are_refused_with_their_row(tmp_path, row, words):
     assert words in _error(path)
 
 
+def test_build_tagged_refuses_fewer_tag_lists_than_sentences():
+    from unfreeze.data.tagged import build_tagged
+
+    with pytest.raises(UnfreezeError, match=r"^mine: 2 sentence\(s\) but 1 list\(s\) of tags\. Give one"):
+        build_tagged([["EU"], ["Bonn"]], [["B-ORG"]], "mine", lambda i, j: f"sentence {i + 1}")
+
+
 def test_a_csv_and_a_missing_column_are_refused(tmp_path):
     csv = _write(tmp_path, "ner.csv", "tokens,tags\nEU,B-ORG\n")
     assert _error(csv).startswith(f"{csv} is CSV, which holds no list of tokens a row.")

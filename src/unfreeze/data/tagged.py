@@ -113,6 +113,10 @@ def build_tagged(
     ``tag_option`` names what chooses the tag column, for the fixes."""
     if not sentences:
         raise UnfreezeError(f"{source} holds no tagged sentence. Give tokens with their tags.")
+    if len(sentences) != len(tags):
+        raise UnfreezeError(
+            f"{source}: {len(sentences)} sentence(s) but {len(tags)} list(s) of tags. Give one list of tags a sentence."
+        )
     for i, (tokens, row_tags) in enumerate(zip(sentences, tags)):
         if not tokens:
             raise UnfreezeError(
