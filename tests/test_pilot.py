@@ -161,12 +161,20 @@ def test_padded_tokens_of_sorted_and_length_grouped_batches():
     # longest first in batches of 2: [9, 7], [5, 3], [1] pad to 9, 5 and 1
     assert sorted_padded(lengths, 2) == 2 * 9 + 2 * 5 + 1 and sorted_padded([], 2) == 0
     assert batches_padded(lengths, [[0, 1], [2, 3, 4]]) == 2 * 5 + 3 * 9
-    # the training loop's length-grouped batches (a window of 50 batches sorted) pad as sorted batches do, in any
-    # order of the batches
+    # the training loop's length-grouped batches pad as the loop's own order of the same seed pads them; five
+    # texts are too few to group (a window of one batch: grouping_window), so more than sorted batches
+    from unfreeze.training.sampling import length_grouped_order
+
     for seed in range(3):
-        assert grouped_padded(lengths, 2, np.random.default_rng(seed)) == 29
+        order = length_grouped_order(lengths, 2, np.random.default_rng(seed))
+        assert grouped_padded(lengths, 2, np.random.default_rng(seed)) == batches_padded(lengths, order) >= 29
+    # 64 texts in batches of 2: windows of 16 texts sorted, each padding as sorted batches do
+    many = np.random.default_rng(5).integers(1, 90, size=64).tolist()
+    order = np.random.default_rng(0).permutation(64).tolist()
+    windows = sum(sorted_padded([many[i] for i in order[s : s + 16]], 2) for s in range(0, 64, 16))
+    assert grouped_padded(many, 2, np.random.default_rng(0)) == windows > sorted_padded(many, 2)
     rng = np.random.default_rng(0)
-    assert padded_per_text(lengths, 2, "train", rng) == pytest.approx(29 / 5)
+    assert padded_per_text(many, 2, "train", rng) == pytest.approx(windows / 64)
     assert padded_per_text(lengths, 2, "sorted", rng) == pytest.approx(29 / 5)
     # validation scores in batches twice the training batch: [9, 7, 5, 3], [1]
     assert padded_per_text(lengths, 2, "validate", rng) == pytest.approx((4 * 9 + 1) / 5)

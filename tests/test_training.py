@@ -20,6 +20,7 @@ from unfreeze.strategies import Freeze
 from unfreeze.training import TextClassificationModel, TrainConfig, train
 from unfreeze.training.contrastive import count_pairs, pair_batches
 from unfreeze.training.loop import class_weights, length_grouped_order
+from unfreeze.training.sampling import grouping_window
 
 X, Y = sentiment_task_varied(40, seed=0)
 X_TEST, _ = sentiment_task_varied(20, seed=1)
@@ -276,9 +277,18 @@ def test_length_grouped_order_covers_every_index_once(n, batch_size):
     flat = [i for b in batches for i in b]
     assert sorted(flat) == list(range(n))
     assert all(1 <= len(b) <= batch_size for b in batches)
-    assert len(batches) == sum(
-        -(-len(range(s, min(s + batch_size * 50, n))) // batch_size) for s in range(0, n, batch_size * 50)
-    )
+    window = grouping_window(n, batch_size)
+    assert len(batches) == sum(-(-len(range(s, min(s + window, n))) // batch_size) for s in range(0, n, window))
+
+
+def test_a_small_training_set_gets_new_batches_every_epoch_as_transformers_groups_by_length():
+    # transformers' LengthGroupedSampler: megabatches of batch_size x min(n // (4 x batch_size), 50)
+    assert [grouping_window(n, 32) for n in (40, 127, 128, 1000, 6400, 100_000)] == [32, 32, 32, 224, 1600, 1600]
+    lengths = np.random.default_rng(0).permutation(1000).tolist()  # no two alike: ties do not reshuffle
+    rng = np.random.default_rng(1)
+    epochs = [{tuple(sorted(b)) for b in length_grouped_order(lengths, 32, rng)} for _ in range(2)]
+    # one window of 50 batches sorted all 1,000 texts: every batch came back the next epoch
+    assert len(epochs[0] & epochs[1]) <= 2
 
 
 def test_length_grouped_batches_are_homogeneous_and_shuffled():
