@@ -409,7 +409,7 @@ def why(
 
 
 def untold(entries: list[dict]) -> str:
-    """A sentence naming the configurations the budget dropped within a rung's noise of its leader ('' if none)."""
+    """A sentence naming the configurations that went out within a rung's noise of its leader ('' if none)."""
     by_size: dict[int, list[str]] = {}
     for e in entries:
         if e.get("within_noise"):
@@ -418,8 +418,8 @@ def untold(entries: list[dict]) -> str:
         return ""
     parts = [f"{', '.join(labels)} at {n:,} examples" for n, labels in sorted(by_size.items())]
     return (
-        f" Not told apart from the leader before the budget dropped them: {'; '.join(parts)} (within two standard "
-        "errors of its validation score); a larger budget would compare them at larger sizes."
+        f" Not told apart from the leader when they went out: {'; '.join(parts)} (within two standard errors of "
+        "its validation score); a larger budget would compare them at larger sizes."
     )
 
 
