@@ -52,6 +52,8 @@ class Task:
     checks_swapped_columns: ClassVar[bool] = True
     # the head ``features`` fits on frozen embeddings (a key of ``features.heads.HEAD_TYPES``; None: none)
     features_head: ClassVar[str | None] = "logistic"
+    # the torch dtype of the loss's targets: class indices (long), or indicators and scores (float32)
+    target_dtype: ClassVar[str] = "long"
 
     @property
     def default_metric(self) -> str:
@@ -140,8 +142,9 @@ class Task:
 
     @property
     def n_outputs(self) -> int:
-        """Units of the head (after ``fit_labels``)."""
-        raise NotImplementedError
+        """Units of the head (after ``fit_labels``): one per class."""
+        assert self.classes_ is not None, "fit_labels first"
+        return len(self.classes_)
 
     @property
     def fitted(self) -> bool:
@@ -150,9 +153,10 @@ class Task:
     # -- training ----------------------------------------------------------------------------
 
     def target_tensor(self, targets: np.ndarray) -> torch.Tensor:
+        """``targets`` as the loss reads them (a tensor of ``target_dtype``)."""
         import torch
 
-        return torch.as_tensor(np.asarray(targets))
+        return torch.as_tensor(np.asarray(targets), dtype=getattr(torch, self.target_dtype))
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         """The per-example loss [n] of raw outputs ``logits`` [n, n_outputs] against ``targets``."""

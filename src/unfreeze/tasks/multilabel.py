@@ -44,6 +44,7 @@ class MultiLabel(Task):
     strata_are_classes: ClassVar[bool] = False
     checks_swapped_columns: ClassVar[bool] = False
     features_head: ClassVar[str | None] = "ovr_logistic"
+    target_dtype: ClassVar[str] = "float32"
 
     def __init__(self, thresholds: str = "global") -> None:
         if thresholds not in THRESHOLD_MODES:
@@ -151,17 +152,7 @@ class MultiLabel(Task):
             out[i, [index[label] for label in row]] = 1.0
         return out
 
-    @property
-    def n_outputs(self) -> int:
-        assert self.classes_ is not None, "fit_labels first"
-        return len(self.classes_)
-
     # -- training ----------------------------------------------------------------------------
-
-    def target_tensor(self, targets: np.ndarray) -> torch.Tensor:
-        import torch
-
-        return torch.as_tensor(np.asarray(targets), dtype=torch.float32)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         from torch import nn

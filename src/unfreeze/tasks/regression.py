@@ -34,6 +34,7 @@ class Regression(Task):
     strata_are_classes: ClassVar[bool] = False
     checks_swapped_columns: ClassVar[bool] = False
     features_head: ClassVar[str | None] = "ridge"
+    target_dtype: ClassVar[str] = "float32"
 
     def __init__(self) -> None:
         self.mean_: float | None = None
@@ -107,11 +108,6 @@ class Regression(Task):
     @property
     def n_outputs(self) -> int:
         return 1
-
-    def target_tensor(self, targets: np.ndarray) -> torch.Tensor:
-        import torch
-
-        return torch.as_tensor(np.asarray(targets), dtype=torch.float32)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         return (logits.float()[:, 0] - targets.float()) ** 2

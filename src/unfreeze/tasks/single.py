@@ -66,16 +66,6 @@ class SingleLabel(Task):
             )
         return np.array([index[v] for v in rows], dtype=np.int64)
 
-    @property
-    def n_outputs(self) -> int:
-        assert self.classes_ is not None, "fit_labels first"
-        return len(self.classes_)
-
-    def target_tensor(self, targets: np.ndarray) -> torch.Tensor:
-        import torch
-
-        return torch.as_tensor(np.asarray(targets), dtype=torch.long)
-
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         from torch import nn
 

@@ -137,17 +137,7 @@ class Tokens(Task):
             targets[i, : len(row)] = [index[tag] for tag in row]
         return targets
 
-    @property
-    def n_outputs(self) -> int:
-        assert self.classes_ is not None, "fit_labels first"
-        return len(self.classes_)
-
     # -- training ----------------------------------------------------------------------------
-
-    def target_tensor(self, targets: np.ndarray) -> torch.Tensor:
-        import torch
-
-        return torch.as_tensor(np.asarray(targets), dtype=torch.long)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         """Per sentence [n]: the summed cross-entropy of its tokens whose target is not -100."""
