@@ -61,7 +61,7 @@ def rank(rows_by_config: dict[str, list[dict]], metric: str = "accuracy") -> lis
     """
     ranking = []
     for label, rows in rows_by_config.items():
-        scores = [((r.get("validation") or {}).get(metric) or 0.0) if r["status"] == "done" else 0.0 for r in rows]
+        scores = [cell_score(r, metric) for r in rows]
         losses = [
             ((r.get("validation") or {}).get("loss") or math.inf) if r["status"] == "done" else math.inf for r in rows
         ]
@@ -76,6 +76,11 @@ def rank(rows_by_config: dict[str, list[dict]], metric: str = "accuracy") -> lis
         )
     ranking.sort(key=lambda r: (-r["val_score"], r["val_loss"], r["configuration"]))
     return ranking
+
+
+def cell_score(row: dict, metric: str) -> float:
+    """A cell's validation ``metric``; a failed cell (or one without the metric) scores 0."""
+    return ((row.get("validation") or {}).get(metric) or 0.0) if row["status"] == "done" else 0.0
 
 
 def ranked_score(entry: dict) -> float:
@@ -94,10 +99,7 @@ def within_noise(ranking: list[dict], rows_by_config: dict[str, list[dict]], met
         return []
 
     def by_seed(label: str) -> dict[int, float]:
-        return {
-            r["cell"]["seed"]: ((r.get("validation") or {}).get(metric) or 0.0) if r["status"] == "done" else 0.0
-            for r in rows_by_config[label]
-        }
+        return {r["cell"]["seed"]: cell_score(r, metric) for r in rows_by_config[label]}
 
     leader = ranking[0]["configuration"]
     top = by_seed(leader)
