@@ -66,6 +66,19 @@ def test_backtest_prefers_a_curve_to_the_last_value_when_scores_still_rise():
     assert choose_form(one, 4, min_configurations=1) != "last"
 
 
+def test_heldout_noise_is_the_mean_standard_error_over_seeds_at_each_configurations_largest_size():
+    from unfreeze.advise.curves import heldout_noise
+
+    curves = {
+        "two seeds": {64: {0: 0.5, 1: 0.6}, 128: {0: 0.6, 1: 0.8}},  # sd 0.1414 over 2 seeds: 0.1
+        "three seeds": {64: {0: 0.5, 1: 0.5, 2: 0.5}, 128: {0: 0.7, 1: 0.7, 2: 0.76}},  # sd 0.0346 / sqrt(3): 0.02
+        "one seed held": {64: {0: 0.5, 1: 0.6}, 128: {0: 0.9}},  # no spread to read: skipped
+        "one size": {64: {0: 0.1, 1: 0.9}},  # not back-tested: skipped
+    }
+    assert heldout_noise(curves) == pytest.approx((0.1 + 0.02) / 2)
+    assert heldout_noise({"one size": curves["one size"]}) is None
+
+
 def test_blend_is_the_mean_of_pow3_and_the_last_value_and_is_chosen_where_it_back_tests_best():
     scores = synthetic(lambda n: 0.85 - 0.3 * n**-0.5, noise=0.02, seeds=(0, 1, 2), sizes=SIZES[:4])
     n, y = flat(scores)

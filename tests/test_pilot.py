@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import subprocess
 import sys
 import time
@@ -373,14 +374,21 @@ def _row(label: str, n: int, seed: int, accuracy: float, seconds: float = 10.0) 
 
 
 def _run(
-    sizes_run: dict[str, list[int]], seeds=(0, 1, 2), budget: float = 300.0, full: int = 8000, noise: float = 0.0
+    sizes_run: dict[str, list[int]],
+    seeds=(0, 1, 2),
+    budget: float = 300.0,
+    full: int = 8000,
+    noise: float = 0.0,
+    spread: float = 0.01,
 ) -> AdviseRun:
-    """A finished pilot whose validation scores lie on a power curve (0.95 - 2 / sqrt(n)), a seed's offset
+    """A finished pilot whose validation scores lie on a power curve (0.95 - 2 / sqrt(n)), seeds ``spread``
     apart, plus ``noise`` that alternates in sign with the size."""
     spec = AdviseSpec(data="d", model="m", strategies=["features", "freeze"], seeds=list(seeds), budget=budget)
     configs = [Configuration("features", (), True), Configuration("freeze", (("k", 3),), False)]
     rows = [
-        _row(label, n, s, 0.95 - 2.0 / n**0.5 + 0.01 * s + (-0.02 if label == "features" else 0.0) + noise * (-1) ** i)
+        _row(
+            label, n, s, 0.95 - 2.0 / n**0.5 + spread * s + (-0.02 if label == "features" else 0.0) + noise * (-1) ** i
+        )
         for label, sizes in sizes_run.items()
         for i, n in enumerate(sizes)
         for s in seeds
@@ -470,6 +478,26 @@ def test_one_seed_says_so_first_and_three_sizes_predict_within_the_curves_error(
     mixed = make_plan(_run({"features": [64, 128, 256], "freeze k=3": [64, 128]}))
     entry = next(e for e in mixed["plan"] if e["configuration"] == "freeze k=3")
     assert "predicted" not in entry and entry["not_predicted"] == "measured at 64, 128 only"
+
+
+def test_a_back_test_closer_than_the_noise_of_its_held_out_means_is_not_credited():
+    # every seed on the same smooth curve, 0.03 apart: the back-test misses by under 0.005, but the mean at 256 it
+    # was checked on has a standard error of 0.03 / sqrt(3) over the seeds; five steps out, at 8,000, that is 0.086
+    run = _run({"features": [64, 128, 256], "freeze k=3": [64, 128, 256]}, spread=0.03)
+    plan = make_plan(run)
+    assert plan["backtest"][plan["form"]]["mae"] < 0.005
+    assert plan["backtest_noise"] == pytest.approx(0.03 / 3**0.5)
+    entry = next(e for e in plan["plan"] if e["configuration"] == "freeze k=3")
+    steps = math.log(8000 / 256) / math.log(2)
+    assert "predicted" not in entry and entry["not_predicted"] == (
+        f"the curve may be off by {0.03 / 3**0.5 * steps:.3f} at 8,000: its back-test error 0.017 (the noise of "
+        f"the means it was checked on), {steps:.1f} size steps out"
+    )
+    assert "noise of the held-out means 0.017" in plan_text(plan)
+    # near the full size the same curve predicts, its interval as wide as that noise (one step out)
+    near = make_plan(_run({"features": [64, 128, 256], "freeze k=3": [64, 128, 256]}, full=300, spread=0.03))
+    point = near["plan"][0]["predicted"]["300"]
+    assert point["error"] == pytest.approx(0.03 / 3**0.5)
 
 
 # -- fit time per example and epoch ------------------------------------------------------------------------------

@@ -205,6 +205,20 @@ def backtest(
     return {form: {"mae": float(np.mean(list(e.values()))), "errors": e} for form, e in errors.items() if e}
 
 
+def heldout_noise(curves: dict[str, dict[int, dict[int, float]]]) -> float | None:
+    """The mean over configurations of the standard error of the score a back-test predicts (the mean over seeds
+    at each configuration's largest size): a back-test cannot show a curve closer than the noise of what it is
+    checked against. None where no configuration has two seeds there."""
+    errors = []
+    for scores in curves.values():
+        if len(scores) < 2:
+            continue
+        held = list(scores[max(scores)].values())
+        if len(held) > 1:
+            errors.append(float(np.std(held, ddof=1)) / math.sqrt(len(held)))
+    return float(np.mean(errors)) if errors else None
+
+
 def choose_form(backtests: dict[str, dict], n_sizes: int, min_configurations: int = 2) -> str:
     """The form with the smallest back-test error among those usable with ``n_sizes`` sizes ("last" when
     nothing could be back-tested, when no form beats it, or when fewer than ``min_configurations``

@@ -27,8 +27,9 @@ from .rungs import reserve_seconds
 
 # the last measured score stands for the full size only when that is at most this much larger
 EXTRAPOLATES = 1.25
-# a score is predicted only where the curve's error bound there (its back-test error, grown with the distance)
-# is within this: a forecast that may be further off than that is not printed as one
+# a score is predicted only where the curve's error bound there (its back-test error, never below the noise of the
+# means it was checked on, grown with the distance) is within this: a forecast that may be further off than that
+# is not printed as one
 PREDICTION_TOLERANCE = 0.03
 
 
@@ -62,6 +63,8 @@ def make_plan(run: AdviseRun) -> dict:
     # back-test on the configurations with three sizes or more (two to fit, one held out); else two
     testable = {k: v for k, v in scores.items() if len(v) >= 3} or {k: v for k, v in scores.items() if len(v) >= 2}
     backtests = lc.backtest(testable, metric=metric)
+    # a back-test error below the noise of the means it was checked against is luck, not a closer curve
+    noise = lc.heldout_noise(testable)
     most = max((len(v) for v in scores.values()), default=0)
     form = lc.choose_form(backtests, max(most - 1, 1))
     eliminated_at: dict[str, int] = {}
@@ -112,7 +115,8 @@ def make_plan(run: AdviseRun) -> dict:
             "rate_at_largest": rate_at_largest(rows),
         }
         own_form = form if form in lc.usable_forms(len(own)) else "last"
-        error = (backtests.get(own_form) or {}).get("mae")
+        measured_error = (backtests.get(own_form) or {}).get("mae")
+        error = None if measured_error is None else max(measured_error, noise or 0.0)
         steps = extrapolation_steps(sorted(own), full) if len(own) >= 2 else 1.0
         if len(own) < MIN_SIZES:  # a curve through fewer sizes is not checked by anything: no prediction
             entry["not_predicted"] = f"measured at {', '.join(map(str, sorted(own)))} only"
@@ -124,7 +128,8 @@ def make_plan(run: AdviseRun) -> dict:
         elif full > max(own) and error * steps > PREDICTION_TOLERANCE:
             entry["not_predicted"] = (
                 f"the curve may be off by {error * steps:.3f} at {full:,}: its back-test error "
-                f"{error:.3f}, {steps:.1f} size steps out"
+                f"{error:.3f}{' (the noise of the means it was checked on)' if error > measured_error else ''}, "
+                f"{steps:.1f} size steps out"
             )
         else:
             entry["form"] = own_form
@@ -161,6 +166,7 @@ def make_plan(run: AdviseRun) -> dict:
         "score_metric": metric,  # the validation metric ranked and extrapolated (absent in earlier plans: accuracy)
         "form": form,
         "backtest": {f: {"mae": v["mae"], "configurations": len(v["errors"])} for f, v in backtests.items()},
+        "backtest_noise": noise,  # the standard error of the held-out means: the floor of a curve's error
         "predicts": recommendation is not None and recommendation["predicted_score"] is not None,
         "budget_for_curves": needed,
         "prediction_tolerance": PREDICTION_TOLERANCE,

@@ -87,7 +87,9 @@ def plan_text(plan: dict) -> str:
             f"{human_seconds(cost['fit_seconds']):>10}{ms:>9}{mem:>10}{trainable:>12}"
         )
     bt = ", ".join(f"{f} {v['mae']:.3f}" for f, v in plan["backtest"].items())
-    lines.append(f"curve form: {plan['form']} (back-test error at the held-out largest size: {bt or 'n/a'})")
+    noise = plan.get("backtest_noise")
+    floor = f"; noise of the held-out means {noise:.3f}, the least error a curve is credited with" if noise else ""
+    lines.append(f"curve form: {plan['form']} (back-test error at the held-out largest size: {bt or 'n/a'}{floor})")
     lines.append("recommendation: " + (rec["why"] if rec else "none (no configuration finished a cell)"))
     if plan["target"] is not None and rec:
         entry = next(e for e in plan["plan"] if e["configuration"] == rec["configuration"])
@@ -236,8 +238,14 @@ def report_html(plan: dict, run: AdviseRun, figure: Path | None) -> str:
     )
     for f, v in plan["backtest"].items():
         parts.append(f"<tr><td class='l'>{esc(f)}</td><td>{v['mae']:.4f}</td><td>{v['configurations']}</td></tr>")
+    parts.append("</table>")
+    if plan.get("backtest_noise"):
+        parts.append(
+            f"<p>The held-out means themselves are uncertain by {plan['backtest_noise']:.4f} (their standard "
+            "error over seeds): no curve is credited with a smaller error.</p>"
+        )
     parts.append(
-        f"</table><h2>Rungs</h2><table><tr><th>rung</th><th>n</th><th>ranking (validation {metric}, mean "
+        f"<h2>Rungs</h2><table><tr><th>rung</th><th>n</th><th>ranking (validation {metric}, mean "
         "over seeds)</th><th>promoted</th><th>next</th></tr>"
     )
     for d in plan["rungs"]:
