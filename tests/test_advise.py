@@ -636,12 +636,21 @@ def test_advise_respects_its_budget_and_writes_the_plan(advise_data, tiny_model_
     assert plan["spent_seconds"] <= budget
     rec = plan["recommendation"]
     assert rec["configuration"] in {"features", "freeze k=0", "freeze k=2"}
-    assert 0 <= rec["predicted_score"] <= 1 and set(plan["backtest"]) <= set(FORMS)
+    entry = next(e for e in plan["plan"] if e["configuration"] == rec["configuration"])
+    # a prediction, or the reason there is none (the tiny model's seeds scatter: the curve's error may be too wide)
+    assert (0 <= rec["predicted_score"] <= 1) if rec["predicted_score"] is not None else entry["not_predicted"]
+    assert set(plan["backtest"]) <= set(FORMS)
     assert "recommendation: " in result.stdout and (out / "report.html").exists()
     rows = ResultsStore(out).records()
     cells = [r for r in rows if "cell" in r]
     assert cells and all("test" not in r for r in cells)  # the advisor never scores the test set
-    tuned = [r for r in cells if r["cell"]["strategy"] == "freeze" and r["status"] == "done"]
+    # rungs past a curve's sizes may keep the rate of the rung before: those cells are checked apart
+    kept_at = {d["next_n_train"] for d in rows if d.get("kind") == "advise-rung" and d["rate_search"] == "kept"}
+    tuned = [
+        r
+        for r in cells
+        if r["cell"]["strategy"] == "freeze" and r["status"] == "done" and r["cell"]["n_train"] not in kept_at
+    ]
     first_rung = min(r["cell"]["n_train"] for r in tuned)
     shared = [r for r in tuned if r["cell"]["n_train"] == first_rung and r["cell"]["seed"] != 0]
     searched = [r for r in tuned if r not in shared]

@@ -757,3 +757,97 @@ def test_a_bad_validation_subset_in_a_sweep_file_is_one_line_exit_2(value, tmp_p
     result = runner.invoke(app, ["sweep", "--config", str(config), "-o", str(tmp_path / "run")])
     assert_user_error(result, "validation_used must be an int >= 0")
     assert not (tmp_path / "run").exists()
+
+
+def _searched_rung(n: int, scores: dict[str, list[float]], seconds: float) -> dict:
+    """A rung at ``n`` of a score per seed whose cells each searched three rates (``seconds`` per fit)."""
+    rows = {}
+    for label, by_seed in scores.items():
+        for seed, accuracy in enumerate(by_seed):
+            trials = [{"step_seconds": seconds, "learning_rate": rate} for rate in (1e-4, 2e-4, 3e-4)]
+            rows[(label, n, seed)] = {
+                "status": "done",
+                "cell": {"label": label, "n_train": n, "seed": seed},
+                "validation": {"accuracy": accuracy, "loss": 0.5, "n": 200},
+                "started": 0.0,
+                "finished": 3 * seconds,
+                "fit": {"step_seconds": 3 * seconds, "learning_rate": 2e-4, "lr_search": trials},
+            }
+    return rows
+
+
+def test_past_a_curves_sizes_the_rest_of_the_budget_extends_the_curves_keeping_the_rates_or_the_leader_alone():
+    from unfreeze.advise.halving import decide
+
+    # two finalists at 256 (the third rung: a curve's sizes), each cell searched three rates, 7.68 s per fit (0.03 s
+    # per example); a rung of both on two seeds at 512 costs 2 x 2 x 15.36 s x 1.15 = 70.7 s at the kept rate, three
+    # times that searching on the first seed... (2 x (3 + 1) x 15.36 x 1.15 = 141 s)
+    rows = _searched_rung(256, {"a": [0.80, 0.78], "b": [0.77, 0.79]}, 7.68)
+    spent = sum(r["finished"] for r in rows.values())  # 92.2 s
+
+    def at(room: float, i: int = 2) -> dict:
+        # a budget that leaves ``room`` seconds after what was spent and the reserve (3% of the budget)
+        spec = AdviseSpec(seeds=[0, 1], budget=(spent + room) / 0.97, finalists=2)
+        by_label = {k: _Config(k) for k in "ab"}
+        return decide(spec, "id", i, [64, 128, 256, 512, 2000], 256, ["a", "b"], [], by_label, rows, lambda c: c, 0.0)
+
+    roomy = at(150.0)
+    assert roomy["next_n_train"] == 512 and roomy["rate_search"] == "first-seed"
+    kept = at(100.0)
+    assert kept["next_n_train"] == 512 and kept["rate_search"] == "kept" and kept["promoted"] == ["a", "b"]
+    assert kept["projected_seconds"] == pytest.approx(2 * 2 * 15.36 * SAFETY)
+    # 512 does not fit both even at the kept rate: the largest size between that does (at least 1.25 x 256 = 320)
+    between = at(60.0)
+    assert between["reason"] == "the largest size the budget allows" and between["rate_search"] == "kept"
+    assert 320 <= between["next_n_train"] < 512 and between["promoted"] == ["a", "b"]
+    assert between["projected_seconds"] <= 60.0 < 4 * 0.03 * (between["next_n_train"] + 1) * SAFETY
+    # not even 320 for both (44.2 s): the leader alone, to 512 (35.3 s), the other out within the rung's noise
+    alone = at(40.0)
+    assert alone["reason"] == "the leader alone, as far as the budget allows"
+    assert alone["promoted"] == ["a"] and alone["eliminated"] == ["b"] and alone["within_noise"] == ["b"]
+    assert alone["next_n_train"] == 512 and alone["rate_search"] == "kept"
+    assert alone["projected_seconds"] == pytest.approx(2 * 15.36 * SAFETY)
+    from unfreeze.advise.render import rungs_text
+
+    assert rungs_text([roomy, alone]) == (
+        "rungs: 256 (2 trained) -> 256 (2 trained) -> [the leader alone, as far as the budget allows; rates kept "
+        "from the rung before]"
+    )
+    assert at(20.0)["reason"] == "budget"
+    # before a curve's sizes the rates are never kept from the rung before: the tie rule decides who goes on
+    early = at(100.0, i=1)
+    assert early["rate_search"] != "kept"
+
+
+def test_a_rung_that_keeps_its_rate_trains_every_seed_at_the_rate_the_rung_befores_first_seed_chose():
+    from types import SimpleNamespace
+
+    from unfreeze.advise.cells import CellSettings
+    from unfreeze.sweep.grid import SweepSpec
+
+    sweep = SweepSpec(data="d", model="m", strategies=["freeze"], learning_rate="auto", epochs=3)
+    assert sweep.searches_rates
+    config = Configuration("freeze", (("k", 3),), False)
+    pilot = SimpleNamespace(
+        configs=[config],
+        sweep=sweep,
+        seeds=[0, 1],
+        held=200,
+        plan=SimpleNamespace(validation_growth=0.0, validation_floor=0),
+        data=SimpleNamespace(fingerprint="data"),
+        model_fingerprint="model",
+    )
+    decisions = {0: {"rate_search": "first-seed"}, 1: {"rate_search": "kept"}}
+    settings = CellSettings(AdviseSpec(seeds=[0, 1], first_rung_rate="first-seed"), pilot, decisions)
+    settings.rung_of = {64: 0, 128: 1, 256: 2}
+    first = config.cell(128, 0)
+    settings.rows[settings.key(first)] = {"status": "done", "fit": {"learning_rate": 3e-4}}
+    # the 128 rung (after a first-seed decision): the first seed searches, the second trains at its rate
+    assert settings.searches(128, 0) and not settings.searches(128, 1)
+    assert settings.of(config.cell(128, 1)).learning_rate == 3e-4
+    # the 256 rung keeps the rate: no seed searches, every one trains at the 128 rung's first seed's rate
+    assert settings.rate_mode(256) == "kept" and not settings.searches(256, 0) and not settings.searches(256, 1)
+    for seed in (0, 1):
+        kept = settings.of(config.cell(256, seed))
+        assert kept.learning_rate == 3e-4 and kept.epochs == 3
+    assert settings.key(config.cell(256, 0)) != settings.key(config.cell(128, 0))

@@ -1,7 +1,8 @@
 """A rung's cells: the settings each trains with (its key), and running them under the clock guard.
 
 ``CellSettings`` gives each cell its rung's validation texts and, where the rung shares the rate,
-the later seeds the rate the first seed's search chose. ``Rungs`` runs a rung seed by seed,
+the later seeds the rate the first seed's search chose (past a curve's sizes, where only that reaches a
+larger size, every seed the rate the rung before's first seed chose). ``Rungs`` runs a rung seed by seed,
 skipping what the store has, stopping before a cell projected to end past the budget, and
 cutting a cell still running at the deadline (then not recorded).
 """
@@ -38,15 +39,29 @@ class CellSettings:
         self.rows: dict[str, dict] = {}  # key -> row, of the cells this plan ran or found
         self._built: dict[tuple, SweepSpec] = {}  # (validation texts, rate, epochs) -> settings, built once
 
-    def shares_rate(self, n: int) -> bool:
-        """Whether the rung of size ``n`` trains the later seeds at the rate the first seed's search chose."""
+    def rate_mode(self, n: int) -> str:
+        """How the rung of size ``n`` picks its rates: "every-seed" (each seed searches), "first-seed" (the later
+        seeds train at the rate the first seed's search chose), "kept" (every seed at the rate the rung before's
+        first seed chose: past a curve's sizes, where only that reaches a larger size). Without a search or with
+        one seed (first-seed), every cell searches as the sweep's settings say."""
         rung = self.rung_of[n]
         mode = (
             self.spec.first_rung_rate
             if rung == 0
             else (self.decisions.get(rung - 1) or {}).get("rate_search", "every-seed")
         )
-        return mode == "first-seed" and self.pilot.sweep.searches_rates and len(self.pilot.seeds) > 1
+        if not self.pilot.sweep.searches_rates or (mode == "first-seed" and len(self.pilot.seeds) < 2):
+            return "every-seed"
+        return mode
+
+    def shares_rate(self, n: int) -> bool:
+        """Whether some cells of the rung of size ``n`` train at a rate another cell's search chose."""
+        return self.rate_mode(n) != "every-seed"
+
+    def searches(self, n: int, seed: int) -> bool:
+        """Whether a trained cell at ``n`` on ``seed`` searches its rate."""
+        mode = self.rate_mode(n)
+        return mode == "every-seed" or (mode == "first-seed" and seed == self.pilot.seeds[0])
 
     def validation_for(self, n: int) -> int:
         plan = self.pilot.plan
@@ -61,10 +76,13 @@ class CellSettings:
 
     def of(self, cell: Cell) -> SweepSpec:
         used = self.validation_for(cell.n_train)
-        seeds = self.pilot.seeds
-        if cell.seed == seeds[0] or self.by_label[cell.label].cheap or not self.shares_rate(cell.n_train):
+        if self.by_label[cell.label].cheap or self.searches(cell.n_train, cell.seed):
             return self._settings(used)
-        first = self.rows.get(self.key(self.by_label[cell.label].cell(cell.n_train, seeds[0]))) or {}
+        size = cell.n_train
+        if self.rate_mode(size) == "kept":
+            rung = self.rung_of[size]
+            size = next(m for m, r in self.rung_of.items() if r == rung - 1)
+        first = self.rows.get(self.key(self.by_label[cell.label].cell(size, self.pilot.seeds[0]))) or {}
         rate = (first.get("fit") or {}).get("learning_rate") if first.get("status") == "done" else None
         if rate is None:
             return self._settings(used)
@@ -127,7 +145,7 @@ class Rungs:
                     costs.get(label),
                     n,
                     settings.validation_for(n),
-                    seed == seeds[0] or not settings.shares_rate(n),
+                    settings.searches(n, seed),
                 )
                 if stopped_before or time.monotonic() + expected > self.deadline:
                     halted = True

@@ -262,7 +262,7 @@ def run_halving(
                     settings.rows,
                     settings.key,
                     overhead,
-                    pilot.plan.rate_search,
+                    "kept" if i and recorded[i - 1].get("rate_search") == "kept" else pilot.plan.rate_search,
                     settings.validation_for,
                     {label: c.padding for label, c in pilot.costs.items()},
                 )

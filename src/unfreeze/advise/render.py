@@ -61,6 +61,8 @@ def plan_text(plan: dict) -> str:
         lines.append(PilotPlan(**{k: v for k, v in plan["pilot"].items() if k != "calibration"}).describe())
     if plan.get("machine"):
         lines.append(machine_text(plan["machine"]))
+    if plan.get("rungs"):
+        lines.append(rungs_text(plan["rungs"]))
     head = f"pred. {SHORT_NAMES.get(metric, metric)} at N"
     width = max(16, len(head) + 1)
     lines.append(
@@ -105,6 +107,27 @@ def plan_text(plan: dict) -> str:
             )
         )
     return "\n".join(lines)
+
+
+# how a rung's decision had the next rung pick its rates
+RATE_MODES = {
+    "every-seed": "rates searched on every seed",
+    "first-seed": "the first seed's rate shared",
+    "kept": "rates kept from the rung before",
+}
+
+
+def rungs_text(decisions: list[dict]) -> str:
+    """One line: each rung's size and trained configurations, and why the next one was what it was."""
+    steps = []
+    for d in decisions:
+        steps.append(f"{d['n_train']} ({len(d.get('ranking') or [])} trained)")
+        reason, mode = d.get("reason", ""), d.get("rate_search", "")
+        if d.get("next_n_train") is None:
+            steps.append(f"stop ({reason})")
+        elif reason not in ("promoted", "finalists") or mode == "kept":
+            steps.append(f"[{reason}; {RATE_MODES.get(mode, mode)}]")
+    return "rungs: " + " -> ".join(steps)
 
 
 def machine_text(machine: dict) -> str:
@@ -250,7 +273,11 @@ def report_html(plan: dict, run: AdviseRun, figure: Path | None) -> str:
     )
     for d in plan["rungs"]:
         ranking = "; ".join(f"{r['configuration']} {ranked_score(r):.3f}" for r in d["ranking"])
-        nxt = d["next_n_train"] if d["next_n_train"] is not None else f"stop ({d['reason']})"
+        nxt = (
+            f"{d['next_n_train']} ({d['reason']}; {RATE_MODES.get(d.get('rate_search', ''), '')})"
+            if d["next_n_train"] is not None
+            else f"stop ({d['reason']})"
+        )
         parts.append(
             f"<tr><td>{d['rung']}</td><td>{d['n_train']}</td><td class='l'>{esc(ranking)}</td>"
             f"<td class='l'>{esc(', '.join(d['promoted']))}</td><td>{esc(str(nxt))}</td></tr>"

@@ -142,7 +142,9 @@ def decide(
 ) -> dict:
     """The rung's decision from its rows: ranking, who goes on, whether the next size fits the budget, and
     whether its later seeds search their rate (``rate_search`` "every-seed", when that still lets the
-    finalists reach ``MIN_SIZES`` sizes) or train at the first seed's ("first-seed"). ``validation_for(n)``: the
+    finalists reach ``MIN_SIZES`` sizes) or train at the first seed's ("first-seed"), or (past a curve's sizes,
+    where only that reaches a larger size) every seed trains at the rate this rung's first seed chose ("kept";
+    a ``rate_search`` of "kept": this rung did so). ``validation_for(n)``: the
     validation texts of a rung of n examples, where they grow with the rung. ``padding``: each configuration's
     padded tokens per text by the texts in a batch (``StepCosts.padding``), which scale its projected cells."""
 
@@ -178,6 +180,8 @@ def decide(
             if once
             else search / max(len((searched[0].get("fit") or {}).get("lr_search") or [1]), 1)
         )
+        if mode == "kept":  # every seed trains at the rate this rung's first seed chose
+            return len(rows) * single
         searching = 1 if mode == "first-seed" else len(rows)
         return searching * search + (len(rows) - searching) * single
 
@@ -185,11 +189,25 @@ def decide(
         labels = (promoted if going is None else going) + cheap
         return SAFETY * sum(seconds_at(label, t, mode) for t in targets for label in labels)
 
+    def largest_between(low: int, high: int, going: list[str], mode: str) -> int | None:
+        """The largest size in [low, high] whose rung of ``going`` fits the room (None: not even ``low``)."""
+        if low > high or projected_to([low], mode, going) > room:
+            return None
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if projected_to([middle], mode, going) <= room else (low, middle - 1)
+        return low
+
     ahead = [size for size in sizes if size > n]
     needed = ahead[: max(1, MIN_SIZES - (i + 1))]  # the sizes still to reach for a curve (or the next one)
-    modes = ["every-seed", "first-seed"] if rate_search == "every-seed" else ["first-seed"]
+    # the rate modes the next rung may take, the most thorough first; once a rung kept its rate, the rungs after do
+    # too (this rung's cells searched nothing to project a search from)
+    modes = {"every-seed": ["every-seed", "first-seed"], "first-seed": ["first-seed"]}.get(rate_search, [])
+    curved = i + 1 >= MIN_SIZES  # the finalists have a curve's sizes: what is left of the budget extends it
+    if curved:
+        modes.append("kept")  # past a curve's sizes no search: the rate this rung's first seed chose
     next_n, mode, projected, reason = None, rate_search, 0.0, "largest size"
-    if ahead and i + 1 < MIN_SIZES:
+    if ahead and not curved:
         # before a learning curve's sizes, a ranking within noise is a coin's toss: the leader goes on, and after it,
         # in ranking order, each promoted configuration and each within the rung's noise of the leader, as long as
         # the budget can still take them all to a curve's sizes (a cheaper one in a tie rather than none; a curve
@@ -205,23 +223,34 @@ def decide(
         choice = next(((m, projected_to(needed, m)) for m in modes if projected_to(needed, m) <= room), None) or next(
             ((m, projected_to(ahead[:1], m)) for m in modes if projected_to(ahead[:1], m) <= room), None
         )
+        # the next size does not fit: the largest size on the way that does (at least a quarter above this one: a
+        # curve point that close adds little), so that the budget is spent on a larger size; past a curve's sizes,
+        # failing that, the leader alone goes on (its curve gains a size; the others' comparison ends here)
+        low = math.ceil(PARTIAL_STEP * n)
+        between = None if choice else largest_between(low, ahead[0] - 1, promoted, modes[-1])
         if choice is not None:
             mode, projected = choice
             next_n = ahead[0]
             reason = "finalists" if len(promoted) <= spec.finalists else "promoted"
-        else:
-            # the next size does not fit: the largest size on the way that does (at least a quarter above this
-            # one: a curve point that close adds little), so that the budget is spent on a larger size
-            mode = modes[-1]
-            low, high = math.ceil(PARTIAL_STEP * n), ahead[0] - 1
-            if low <= high and projected_to([low], mode) <= room:
-                while low < high:
-                    middle = (low + high + 1) // 2
-                    low, high = (middle, high) if projected_to([middle], mode) <= room else (low, middle - 1)
-                next_n, projected = low, projected_to([low], mode)
-                reason = "the largest size the budget allows"
+        elif between is not None:
+            mode, next_n, projected = modes[-1], between, projected_to([between], modes[-1])
+            reason = "the largest size the budget allows"
+        elif curved and len(promoted) > 1:
+            leader = promoted[:1]
+            alone = next(((m, ahead[0]) for m in modes if projected_to(ahead[:1], m, leader) <= room), None)
+            if alone is None:
+                size = largest_between(low, ahead[0] - 1, leader, modes[-1])
+                alone = (modes[-1], size) if size is not None else None
+            if alone is not None:
+                eliminated = [e["configuration"] for e in ranking if e["configuration"] not in leader]
+                promoted = leader
+                mode, next_n = alone
+                projected = projected_to([next_n], mode)
+                reason = "the leader alone, as far as the budget allows"
             else:
-                reason, projected = "budget", projected_to(ahead[:1], mode)
+                mode, reason, projected = modes[-1], "budget", projected_to(ahead[:1], modes[-1])
+        else:
+            mode, reason, projected = modes[-1], "budget", projected_to(ahead[:1], modes[-1])
     return {
         "kind": "advise-rung",
         "key": f"advise-rung:{plan_id}:{i}",
