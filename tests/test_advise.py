@@ -395,8 +395,14 @@ def test_before_a_curves_sizes_configurations_within_noise_go_on_as_far_as_the_b
     tied = decision(scores)
     assert tied["promoted"] == ["a", "c"] and tied["eliminated"] == ["b", "d"] and tied["within_noise"] == ["b"]
     assert tied["next_n_train"] == 128 and tied["projected_seconds"] == pytest.approx(1.15 * 3 * (20 + 40 + 10 + 20))
+    # the expensive one leads (b's scores and a's swapped): within noise its lead is no evidence, and the two that
+    # the budget can take to a curve's sizes instead of it go on; it is named as a tie that went out
+    swapped = decision({"a": scores["b"], "b": scores["a"]})
+    assert swapped["ranking"][0]["configuration"] == "b"
+    assert swapped["promoted"] == ["a", "c"] and swapped["eliminated"] == ["b", "d"]
+    assert swapped["within_noise"] == ["b"]
     # c clearly behind (0.2 on every seed, ranked last): the leader goes on alone, as before the tie rule
-    alone = decision({"c": [0.40, 0.30, 0.38]})
+    alone = decision({"a": scores["a"], "b": scores["b"], "c": [0.40, 0.30, 0.38]})
     assert alone["promoted"] == ["a"] and alone["eliminated"] == ["b", "d", "c"] and alone["within_noise"] == ["b"]
 
 

@@ -444,8 +444,8 @@ def test_a_configuration_dropped_within_noise_is_named_in_the_plan_and_the_recom
     entry = next(e for e in plan["plan"] if e["configuration"] == "freeze k=0")
     assert entry["within_noise"] and entry["eliminated_at"] == 64
     assert plan["recommendation"]["why"].endswith(
-        " Not told apart from the leader when they went out: freeze k=0 at 64 examples (within two standard "
-        "errors of its validation score); a larger budget would compare them at larger sizes."
+        " Not told apart from those that went on when they went out: freeze k=0 at 64 examples (within two "
+        "standard errors of the rung's best validation score); a larger budget would compare them at larger sizes."
     )
     assert "out at n=64, tie" in plan_text(plan)
     # a decision of an earlier release (no within_noise) or a clear loss: no such sentence

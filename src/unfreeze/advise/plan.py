@@ -415,7 +415,8 @@ def why(
 
 
 def untold(entries: list[dict]) -> str:
-    """A sentence naming the configurations that went out within a rung's noise of its leader ('' if none)."""
+    """A sentence naming the configurations that went out within a rung's noise of its leader, the leader among
+    them if it did ('' if none)."""
     by_size: dict[int, list[str]] = {}
     for e in entries:
         if e.get("within_noise"):
@@ -424,8 +425,8 @@ def untold(entries: list[dict]) -> str:
         return ""
     parts = [f"{', '.join(labels)} at {n:,} examples" for n, labels in sorted(by_size.items())]
     return (
-        f" Not told apart from the leader when they went out: {'; '.join(parts)} (within two standard errors of "
-        "its validation score); a larger budget would compare them at larger sizes."
+        f" Not told apart from those that went on when they went out: {'; '.join(parts)} (within two standard "
+        "errors of the rung's best validation score); a larger budget would compare them at larger sizes."
     )
 
 

@@ -4,9 +4,9 @@
 ranking by mean validation score over the seeds (paired: every configuration ran on the same
 samples), the best ``ceil(k / eta)`` promoted (never fewer than ``finalists``), and the next size
 if the promoted can reach it within the budget, projected from this rung's recorded cell times. Until
-the finalists have a learning curve's sizes, a configuration within the rung's noise of the leader
-(``within_noise``) goes on too, and the budget decides how many: the leader, then in ranking order those
-that can still reach the curve's sizes; the decision names the tied ones that went out.
+the finalists have a learning curve's sizes, every configuration within the rung's noise of the leader
+(``within_noise``) may go on, and the budget decides how many: the cheapest of them first, as many as can
+reach the curve's sizes; the decision names the tied ones that went out (the leader among them, if it did).
 """
 
 from __future__ import annotations
@@ -208,16 +208,22 @@ def decide(
         modes.append("kept")  # past a curve's sizes no search: the rate this rung's first seed chose
     next_n, mode, projected, reason = None, rate_search, 0.0, "largest size"
     if ahead and not curved:
-        # before a learning curve's sizes, a ranking within noise is a coin's toss: the leader goes on, and after it,
-        # in ranking order, each promoted configuration and each within the rung's noise of the leader, as long as
-        # the budget can still take them all to a curve's sizes (a cheaper one in a tie rather than none; a curve
-        # for the best beats two configurations measured at two sizes)
-        wanted = [e["configuration"] for e in ranking if e["configuration"] in promoted or e["configuration"] in tied]
-        going = wanted[:1]
-        for label in wanted[1:]:
+        # before a learning curve's sizes, a ranking within noise is a coin's toss: any of those within the rung's
+        # noise of the leader (the leader too) may be the best, so as many of them go on as the budget can take to
+        # a curve's sizes, the cheapest first (ranking order among equal costs), then the promoted ones clearly
+        # behind, in ranking order; at least the cheapest of the tied goes on (a curve for one beats two
+        # configurations measured at two sizes)
+        def on_its_own(label: str) -> float:
+            return projected_to(needed, modes[-1], [label])
+
+        level = sorted(tied, key=on_its_own)  # tied is in ranking order: sorted() keeps it among equal costs
+        behind = [label for label in promoted if label not in tied]
+        going: list[str] = []
+        for label in level + behind:
             if projected_to(needed, modes[-1], [*going, label]) <= room:
                 going.append(label)
-        promoted = going
+        going = going or level[:1]
+        promoted = [e["configuration"] for e in ranking if e["configuration"] in going]
         eliminated = [e["configuration"] for e in ranking if e["configuration"] not in going]
     if ahead and promoted:
         choice = next(((m, projected_to(needed, m)) for m in modes if projected_to(needed, m) <= room), None) or next(
