@@ -809,9 +809,9 @@ def test_past_a_curves_sizes_the_rest_of_the_budget_extends_the_curves_keeping_t
     assert alone["projected_seconds"] == pytest.approx(2 * 15.36 * SAFETY)
     from unfreeze.advise.render import rungs_text
 
-    assert rungs_text([roomy, alone]) == (
+    assert rungs_text([roomy, alone], "budget") == (
         "rungs: 256 (2 trained) -> 256 (2 trained) -> [the leader alone, as far as the budget allows; rates kept "
-        "from the rung before]"
+        "from the rung before] -> 512 (ended: budget)"
     )
     assert at(20.0)["reason"] == "budget"
     # before a curve's sizes the rates are never kept from the rung before: the tie rule decides who goes on

@@ -62,7 +62,7 @@ def plan_text(plan: dict) -> str:
     if plan.get("machine"):
         lines.append(machine_text(plan["machine"]))
     if plan.get("rungs"):
-        lines.append(rungs_text(plan["rungs"]))
+        lines.append(rungs_text(plan["rungs"], plan.get("stopped")))
     head = f"pred. {SHORT_NAMES.get(metric, metric)} at N"
     width = max(16, len(head) + 1)
     lines.append(
@@ -117,8 +117,9 @@ RATE_MODES = {
 }
 
 
-def rungs_text(decisions: list[dict]) -> str:
-    """One line: each rung's size and trained configurations, and why the next one was what it was."""
+def rungs_text(decisions: list[dict], stopped: str | None = None) -> str:
+    """One line: each rung's size and trained configurations, and why the next one was what it was; a last rung
+    that the run ended in (``stopped``: why) has no decision of its own."""
     steps = []
     for d in decisions:
         steps.append(f"{d['n_train']} ({len(d.get('ranking') or [])} trained)")
@@ -127,6 +128,8 @@ def rungs_text(decisions: list[dict]) -> str:
             steps.append(f"stop ({reason})")
         elif reason not in ("promoted", "finalists") or mode == "kept":
             steps.append(f"[{reason}; {RATE_MODES.get(mode, mode)}]")
+    if decisions and decisions[-1].get("next_n_train") is not None:
+        steps.append(f"{decisions[-1]['next_n_train']} (ended: {stopped or 'not recorded'})")
     return "rungs: " + " -> ".join(steps)
 
 
