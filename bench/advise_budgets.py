@@ -329,6 +329,8 @@ def main() -> None:
         help="replay finished advisor runs from their folders (plans made anew, fits cached)",
     )
     args = parser.parse_args()
+    if args.reference_seeds < 1:
+        parser.error(f"--reference-seeds must be 1 or more (got {args.reference_seeds}): regret is a mean over them")
     from unfreeze.cli.advise import parse_budget
 
     _common.print_machine()

@@ -75,6 +75,10 @@ def replay(run_dir: Path) -> bool:
 
 def main() -> None:
     for folder in sys.argv[1:]:
+        missing = [name for name in ("results.jsonl", "advise.json") if not (Path(folder) / name).is_file()]
+        if missing:
+            print(f"{folder} is not an advisor run folder (no {', '.join(missing)}); give the -o folder of advise")
+            sys.exit(2)
         print(f"== {folder}")
         print("every decision the same" if replay(Path(folder)) else "some decisions differ")
 
