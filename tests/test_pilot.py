@@ -326,10 +326,18 @@ def test_calibration_times_a_slow_step_and_the_advisor_prints_the_warning_before
     first_cell = next(i for i, line in enumerate(lines) if line.startswith("rung 0"))
     assert warning < first_cell and lines[warning + 1].startswith("pilot: sizes")
     start = next(r for r in ResultsStore(out).records() if r.get("kind") == "advise-start")
-    assert not start["pilot"]["honest"] and start["pilot"]["configurations"] == ["features", "freeze k=1"]
+    # the trained configuration kept is the one whose first cell the calibration priced lower (with a 0.2 s step
+    # on a two-block model, freezing one block saves too little to say in advance which one that is)
+    held = json.loads((out / "advise.json").read_text())["validation_size"]
+    priced = {
+        label: cell_seconds(StepCosts(**start["calibration"][label]), start["pilot"]["ladder"][0], held, True)
+        for label in ("freeze k=0", "freeze k=1")
+    }
+    cheaper = min(priced, key=lambda label: priced[label])
+    assert not start["pilot"]["honest"] and start["pilot"]["configurations"] == ["features", cheaper]
     assert start["pilot"]["seeds"] == [0, 1] and start["calibration"]["freeze k=0"]["train"] > 0
     cells = [r for r in ResultsStore(out).records() if "cell" in r]
-    assert {r["cell"]["label"] for r in cells} <= {"features", "freeze k=1"}
+    assert {r["cell"]["label"] for r in cells} <= {"features", cheaper}
     assert "Not predicted" in result.stdout.splitlines()[0] or len({r["cell"]["n_train"] for r in cells}) >= 3
 
 
