@@ -389,6 +389,13 @@ def test_a_setting_of_another_strategy_is_refused_by_name(strategy, params, name
             "strategies that use it: freeze, full, reinit, lora, truncate, gradual, mix, bilstm, subspace.",
         ),
         ("setfit", dict(head_learning_rate=0.1), "'head_learning_rate' is not used by strategy 'setfit'"),
+        (
+            "mix",
+            dict(group_by_length=False),
+            "'group_by_length' is not used by strategy 'mix' (the settings it reads: class_weight, epochs, "
+            "grad_clip, learning_rate, max_steps, patience, validation_fraction, warmup_ratio, weight_decay); "
+            "strategies that use it: freeze, full, reinit, lora, truncate, gradual, bilstm, subspace.",
+        ),
     ],
 )
 def test_a_training_setting_the_strategy_does_not_read_is_refused_at_fit(strategy, training, named, tiny_model_dir):

@@ -366,3 +366,22 @@ def test_the_probe_scores_every_metric_of_the_task_per_layer(tiny_model_dir, tmp
     with pytest.raises(UnfreezeError, match="'accuracy' is not a metric of the regression task"):
         format_probe_table(rows, "accuracy")
     assert make_task("regression").default_metric == "spearman"
+
+
+def test_cells_are_keyed_by_whether_their_batches_are_grouped_by_length(tmp_path):
+    from unfreeze.strategies.freeze import Freeze
+
+    train = write_task_data(tmp_path / "train.jsonl", 32, 0, "multilabel")
+    # multi-label trains on shuffled batches by default: its cells' keys say so (earlier grouped cells differ)
+    multilabel = SweepSpec(data=str(train), task="multilabel")
+    assert not multilabel.groups_by_length() and multilabel.cell_settings("freeze")["group_by_length"] is False
+    grouped = SweepSpec(data=str(train), task="multilabel", group_by_length=True)
+    assert grouped.groups_by_length() and "group_by_length" not in grouped.cell_settings("freeze")
+    # single-label groups by default: saying so keeps the key; turning it off changes it and reaches the cells
+    single = SweepSpec(data=str(train), task="single")
+    assert single.cell_settings("freeze") == SweepSpec(
+        data=str(train), task="single", group_by_length=True
+    ).cell_settings("freeze")
+    off = SweepSpec(data=str(train), task="single", group_by_length=False)
+    assert off.cell_settings("freeze")["group_by_length"] is False
+    assert off.training_for(Freeze)["group_by_length"] is False

@@ -351,3 +351,60 @@ def test_trained_networks_of_both_tasks_round_trip_through_a_bundle(name, tiny_m
         loaded = type(fitted).load(tmp_path / kind, device="cpu")
         assert loaded.task_.name == kind and loaded.predictor_.n_outputs() in (None, 2 if kind == "multilabel" else 1)
         np.testing.assert_allclose(loaded.outputs(texts), fitted.outputs(texts), atol=1e-6)
+
+
+# -- batches by length: the task's choice, unless Training.group_by_length says -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("task", "given", "grouped"),
+    [
+        ("single", None, True),
+        ("regression", None, True),
+        ("multilabel", None, False),  # label sets grow with length: batches of one length are of one kind
+        ("multilabel", True, True),
+        ("single", False, False),
+    ],
+)
+@pytest.mark.parametrize("name", ["freeze-k1", "bilstm"])
+def test_training_batches_are_grouped_by_length_as_the_task_or_the_setting_says(
+    task, given, grouped, name, tiny_model_dir, monkeypatch
+):
+    from unfreeze.training import cached, loop, sampling
+
+    served = []
+
+    def spy(lengths, batch_size, rng, by_length):
+        served.append(by_length)
+        return sampling.batch_order(lengths, batch_size, rng, by_length)
+
+    monkeypatch.setattr(loop, "batch_order", spy)
+    monkeypatch.setattr(cached, "batch_order", spy)
+    if task == "multilabel":
+        texts, labels = multilabel_data(16, seed=0)
+    elif task == "regression":
+        texts, labels = regression_data(16, seed=0)
+    else:
+        texts, labels = multilabel_data(16, seed=0)
+        labels = ["food" if "food" in chosen else "other" for chosen in labels]
+    settings = dict(NETWORKS[name], epochs=1, validation_fraction=0.0)
+    if given is not None:
+        settings["group_by_length"] = given
+    estimator(tiny_model_dir, task, **settings).fit(texts, labels)
+    assert served and set(served) == {grouped}
+
+
+def test_shuffled_batches_cover_every_index_once_and_ignore_length():
+    from unfreeze.training.sampling import batch_order, length_grouped_order
+
+    lengths = list(range(1, 201))
+    batches = batch_order(lengths, 16, np.random.default_rng(0), grouped=False)
+    assert sorted(i for b in batches for i in b) == list(range(200)) and [len(b) for b in batches][:-1] == [16] * 12
+    grouped = batch_order(lengths, 16, np.random.default_rng(0), grouped=True)
+    assert grouped == length_grouped_order(lengths, 16, np.random.default_rng(0))
+
+    def spread(order):
+        return np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in order])
+
+    # shuffled batches mix lengths (a batch of 16 of 200 spans most of them); grouped ones are sorted in windows
+    assert spread(batches) > 100 and spread(grouped) < 0.5 * spread(batches)

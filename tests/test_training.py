@@ -186,14 +186,14 @@ def test_without_validation_the_last_epoch_is_kept(tiny_model_dir):
 
 def test_max_steps_and_the_counts_of_what_was_seen(tiny_model_dir, monkeypatch):
     served = []
-    original = loop.length_grouped_order
+    original = loop.batch_order
 
-    def spy(lengths, batch_size, rng):
-        batches = original(lengths, batch_size, rng)
+    def spy(lengths, batch_size, rng, grouped):
+        batches = original(lengths, batch_size, rng, grouped)
         served.append((list(lengths), batches))
         return batches
 
-    monkeypatch.setattr(loop, "length_grouped_order", spy)
+    monkeypatch.setattr(loop, "batch_order", spy)
     clf = make(tiny_model_dir, strategy="freeze", k=1, epochs=1, max_steps=7).fit(X, Y)
     record = clf.fit_record_
     assert record["steps"] == 7

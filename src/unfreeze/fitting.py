@@ -100,6 +100,9 @@ def fit_estimator(
             "learning_rate": (
                 training.learning_rate if isinstance(training.learning_rate, float) else strategy.default_learning_rate
             ),
+            "group_by_length": (
+                task.groups_by_length if training.group_by_length is None else training.group_by_length
+            ),
         },
         batch_size=est.batch_size,
         seed=est.seed,

@@ -128,6 +128,11 @@ def is_bool(value: object, name: str, owner: str) -> None:
         raise invalid_parameter(name, owner, "True or False", value)
 
 
+def is_bool_or_none(value: object, name: str, owner: str) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise invalid_parameter(name, owner, "True, False or None", value)
+
+
 _SIMPLE = (bool, int, float, str)
 
 

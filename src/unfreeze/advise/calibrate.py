@@ -42,6 +42,7 @@ def calibrate(sweep: SweepSpec, data, configs: list, device: str | None, seed: i
     tokens, padding = padding_of(sweep, data, texts, batch, device, seed)
     costs: dict[str, StepCosts] = {}
     warmed = False
+    grouped = sweep.groups_by_length()
     with EMBEDDING_POOLS.suspended(), PREFIX_POOLS.suspended():
         for config in configs:
             cell = config.cell(batch, seed)
@@ -106,7 +107,7 @@ def calibrate(sweep: SweepSpec, data, configs: list, device: str | None, seed: i
                 if sweep.searches_rates and "learning_rate" in strategy.training_settings
                 else 1,
             )
-            costs[config.label] = with_tokens(measured, tokens, padding, strategy.length_grouped)
+            costs[config.label] = with_tokens(measured, tokens, padding, strategy.length_grouped and grouped)
     return costs
 
 
@@ -129,7 +130,8 @@ def padding_of(sweep: SweepSpec, data, texts, batch: int, device: str | None, se
 
 def with_tokens(costs: StepCosts, tokens: dict[str, float], padding: dict, length_grouped: bool = True) -> StepCosts:
     """``costs`` with the padded tokens per text of the batches that timed them, and the pool's padding.
-    ``length_grouped``: whether the strategy trains on batches of similar lengths (``Strategy.length_grouped``);
+    ``length_grouped``: whether the strategy trains on batches of similar lengths (``Strategy.length_grouped`` and
+    the resolved ``group_by_length``);
     a loop of random batches pads as the timed batch did: its steps are not rescaled."""
     if costs.cheap:  # it embedded every calibration text, longest first
         return dataclasses.replace(costs, forward_tokens=tokens["embed_tokens"], padding=padding)

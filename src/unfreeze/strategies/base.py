@@ -277,6 +277,7 @@ class TunedStrategy(Strategy):
             "patience",
             "class_weight",
             "prefix_cache",
+            "group_by_length",
         )
     )
     default_learning_rate: ClassVar[float | None] = 5e-5

@@ -67,7 +67,8 @@ class BiLSTM(Strategy):
     summary: ClassVar[str] = (
         "a two-layer BiLSTM on cached frozen token states (default: last four concatenated) and a linear head"
     )
-    training_settings: ClassVar[frozenset[str]] = CACHED_TRAINING_SETTINGS
+    # its batches pad to their longest text, as the backbone's do
+    training_settings: ClassVar[frozenset[str]] = CACHED_TRAINING_SETTINGS | {"group_by_length"}
     default_learning_rate: ClassVar[float | None] = 1e-3
     default_epochs: ClassVar[int | None] = 10
     changes_weights: ClassVar[bool] = False

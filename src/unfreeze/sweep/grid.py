@@ -107,6 +107,7 @@ class SweepSpec:
     patience: int | None = 2
     class_weight: str | None = None
     layer_decay: float = 1.0
+    group_by_length: bool | None = None  # None: the task's choice (Task.groups_by_length)
     # the frozen bottom blocks run once per sample and cells train from their cached output (off: also with
     # the command line's --no-cache)
     prefix_cache: bool = True
@@ -206,6 +207,10 @@ class SweepSpec:
         builtin = BUILTIN.get(str(self.data).partition(":")[0])
         return getattr(builtin, "task", DEFAULT_TASK) if builtin is not None else DEFAULT_TASK
 
+    def groups_by_length(self) -> bool:
+        """Whether the cells' training batches are drawn by length: ``group_by_length``, else the task's choice."""
+        return self.task_object().groups_by_length if self.group_by_length is None else self.group_by_length
+
     def task_object(self, name: str | None = None):
         """A fresh task object of ``name`` (default: ``task_name()``) with the spec's task settings."""
         from ..tasks import make_task, task_class
@@ -297,6 +302,10 @@ class SweepSpec:
         for f in fields(self):
             if f.name not in settings and f.name not in _SPEC_ONLY and getattr(self, f.name) != f.default:
                 settings[f.name] = getattr(self, f.name)
+        # keyed by what the batches are, not how it was said: grouped batches (every earlier cell's) add nothing
+        settings.pop("group_by_length", None)
+        if not self.groups_by_length():
+            settings["group_by_length"] = False
         return settings
 
     def training_for(self, strategy_cls) -> dict:

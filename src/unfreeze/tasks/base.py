@@ -52,6 +52,9 @@ class Task:
     checks_swapped_columns: ClassVar[bool] = True
     # the head ``features`` fits on frozen embeddings (a key of ``features.heads.HEAD_TYPES``; None: none)
     features_head: ClassVar[str | None] = "logistic"
+    # whether training batches are drawn of similar lengths by default (``Training.group_by_length``): less
+    # padding, unless the labels go with the length, when such batches are batches of one kind of label
+    groups_by_length: ClassVar[bool] = True
     # the torch dtype of the loss's targets: class indices (long), or indicators and scores (float32)
     target_dtype: ClassVar[str] = "long"
 

@@ -45,6 +45,9 @@ class MultiLabel(Task):
     checks_swapped_columns: ClassVar[bool] = False
     features_head: ClassVar[str | None] = "ovr_logistic"
     target_dtype: ClassVar[str] = "float32"
+    # a longer text carries more labels (CoNLL's datelines and score lines have none or one type): batches of
+    # one length were batches of one kind of label set and cost 0.043 micro-F1 at k=3 against shuffled batches
+    groups_by_length: ClassVar[bool] = False
 
     def __init__(self, thresholds: str = "global") -> None:
         if thresholds not in THRESHOLD_MODES:

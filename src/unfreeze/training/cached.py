@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .epochs import EarlyStopping, run_epochs
-from .loop import TrainConfig, TrainingRun, TrainRecord, length_grouped_order, param_groups
+from .loop import TrainConfig, TrainingRun, TrainRecord, batch_order, param_groups
 from .memory import PeakMemory
 
 if TYPE_CHECKING:
@@ -45,7 +45,8 @@ def train_cached(
     ``y`` holds the targets of the fitted ``task`` (``unfreeze.tasks``), whose loss trains the module and
     whose ``selection`` picks the best epoch. ``head`` are the parameters trained at ``head_learning_rate``
     (none: every trainable parameter of the module trains at ``learning_rate``). ``lengths`` (tokens per
-    example) groups batches by length; without it batches are plain shuffles.
+    example) groups batches by length unless ``config.group_by_length`` is False; without it batches are plain
+    shuffles.
     """
     torch.manual_seed(config.seed)  # dropout
     rng = np.random.default_rng(config.seed)
@@ -69,7 +70,8 @@ def train_cached(
         def train_epoch(epoch: int) -> dict:
             module.train()
             seen = np.zeros(len(train_rows))
-            for positions in length_grouped_order(row_lengths, config.batch_size, rng):
+            grouped = lengths is not None and config.group_by_length is not False
+            for positions in batch_order(row_lengths, config.batch_size, rng, grouped):
                 if run.budget_spent:
                     break
                 rows = train_rows[positions].tolist()

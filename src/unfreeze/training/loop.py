@@ -1,7 +1,7 @@
 """The one training loop, shared by freeze, full, reinit and LoRA, and its skeleton, which SetFit shares.
 
 AdamW (bias-corrected) with linear warm-up and decay, gradient clipping, batches
-grouped by length, validation each epoch with early stopping and the best weights
+grouped by length (unless ``group_by_length`` is off), validation each epoch with early stopping and the best weights
 restored. With k >= 1 frozen blocks the frozen prefix runs once, before the first
 epoch (see prefix.py). Under ``accelerate launch`` / ``torchrun`` the same loop trains
 data-parallel (see distributed.py); in one process that code is never reached.
@@ -12,7 +12,7 @@ progress bar and the record. ``train`` (classification) and SetFit's contrastive
 each feed it batches and a loss. The optimiser's groups and step live in optim.py, the
 batch order and class weights in sampling.py, the record in record.py; their names are
 importable from here too, and this module calls ``optimizer_step`` and
-``length_grouped_order`` through its own names, so that patching ``loop.optimizer_step``
+``batch_order`` through its own names, so that patching ``loop.optimizer_step``
 (a slow step, a spy) reaches every loop built on :class:`TrainingRun`.
 
 Two hooks let a strategy shape training without a loop of its own: ``lr_scales`` (a
@@ -45,7 +45,7 @@ from .model import TextClassificationModel
 from .optim import layer_lr_scales, optimizer_step, param_groups, planned_epochs
 from .prefix import PrefixStates, compute_prefix_states
 from .record import TrainRecord
-from .sampling import class_weights, length_grouped_order
+from .sampling import batch_order, class_weights, length_grouped_order
 from .settings import Training
 
 if TYPE_CHECKING:
@@ -320,7 +320,8 @@ class _Epoch:
         extra = self.on_epoch(epoch) if self.on_epoch is not None else None
         set_train_mode(self.model, self.backbone, self.frozen_k)
         seen = np.zeros(len(self.encoded))  # how often each example was trained on, this epoch
-        for idx in length_grouped_order(lengths, config.batch_size, self.rng):
+        # None (a TrainConfig built without a task's choice) groups, as the default tasks do
+        for idx in batch_order(lengths, config.batch_size, self.rng, config.group_by_length is not False):
             if run.budget_spent:
                 break
             tokens = sum(lengths[i] for i in idx)
@@ -433,6 +434,7 @@ __all__ = [
     "TrainRecord",
     "TrainingRun",
     "autocast",
+    "batch_order",
     "cached_prefixes",
     "class_weights",
     "forward_rows",

@@ -1,4 +1,4 @@
-"""How a training set is drawn and weighted: shuffled batches grouped by length, balanced class weights."""
+"""How a training set is drawn and weighted: shuffled batches, grouped by length or not; balanced class weights."""
 
 from __future__ import annotations
 
@@ -25,6 +25,19 @@ def length_grouped_order(lengths: list[int], batch_size: int, rng: np.random.Gen
         chunk = sorted(order[start : start + window].tolist(), key=lambda i: -lengths[i])
         batches.extend(chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def shuffled_order(n: int, batch_size: int, rng: np.random.Generator) -> list[list[int]]:
+    """Plain shuffled batches (``Training.group_by_length=False``)."""
+    order = rng.permutation(n).tolist()
+    return [order[j : j + batch_size] for j in range(0, n, batch_size)]
+
+
+def batch_order(lengths: list[int], batch_size: int, rng: np.random.Generator, grouped: bool) -> list[list[int]]:
+    """An epoch's batches: grouped by length (``length_grouped_order``) or plainly shuffled."""
+    if grouped:
+        return length_grouped_order(lengths, batch_size, rng)
+    return shuffled_order(len(lengths), batch_size, rng)
 
 
 def class_weights(y: np.ndarray, n_classes: int, mode: str | None, device: torch.device) -> torch.Tensor | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from ..errors import invalid_parameter
-from ..params import Params, float_in, int_at_least, is_bool, is_real, one_of, setting
+from ..params import Params, float_in, int_at_least, is_bool, is_bool_or_none, is_real, one_of, setting
 
 LEARNING_RATE_MODES = ("auto", "fixed")
 
@@ -93,6 +93,11 @@ class Training(Params):
     layer_decay : float
         Layer-wise learning-rate decay, in (0, 1]: block i from the top trains at
         ``learning_rate * layer_decay ** i``, the embeddings at the lowest rate; 1 turns it off.
+    group_by_length : bool or None
+        Draw training batches of similar lengths (transformers' ``group_by_length``: less padding, faster);
+        False: plain shuffled batches; None: the task's choice (``Task.groups_by_length``: every task but
+        multi-label, whose label sets grow with a text's length, so that batches of one length are batches of
+        one kind of label set).
     """
 
     owner_name = "Training"
@@ -122,6 +127,12 @@ class Training(Params):
     prefix_cache: bool = setting(True, "Train from the cached output of the frozen blocks.", is_bool)
     layer_decay: float = setting(
         1.0, "Layer-wise learning-rate decay: block i from the top trains at lr * decay^i (1: off).", float_in(0.0, 1.0)
+    )
+    group_by_length: bool | None = setting(
+        None,
+        "Train on batches of similar lengths (less padding); default: the task's choice (yes, but not for "
+        "multilabel, whose label sets grow with length).",
+        is_bool_or_none,
     )
 
 
