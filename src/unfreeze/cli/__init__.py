@@ -16,7 +16,7 @@ from .common import app
 
 def _register_commands() -> None:
     # importing a group's module adds its commands to ``app``
-    from . import advise, catalog, export, fit, heads, intrinsic, serve, study, sweep  # noqa: F401
+    from . import advise, catalog, export, fit, heads, intrinsic, serve, study, sweep, track  # noqa: F401
 
 
 _register_commands()

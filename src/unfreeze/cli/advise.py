@@ -15,6 +15,7 @@ from .arguments import (
     DataArguments,
     InputArguments,
     RunArguments,
+    TrackingArguments,
     arguments,
     check_metric,
     deprecated,
@@ -59,6 +60,7 @@ def parse_budget(text: str) -> float:
     arguments(RunArguments, ADVISE_RUN),
     strategy_parameters(),
     training_parameters(),
+    arguments(TrackingArguments),
     [deprecated("--json", "--json-out", Path)],
 )
 def advise(
@@ -134,6 +136,7 @@ def advise(
 
     as_json = renamed(settings, "--json", "--json-out", json_out)
     model_in, split, run = take(InputArguments, settings), take(DataArguments, settings), take(RunArguments, settings)
+    tracking = take(TrackingArguments, settings)
     swept = strategy_values(settings)
     training = given(settings)
     Training(**training).check()  # e.g. --epochs 0: one line now, not a failed cell per configuration
@@ -183,6 +186,9 @@ def advise(
 
         with use_threads(spec.threads):
             fit_recommendation(spec, result["plan"], fit_dir, device)
+    from .track import track_run
+
+    track_run(tracking, output)
 
 
 def check_apart(output: Path, fit_dir: Path | None, json_out: Path | None) -> None:

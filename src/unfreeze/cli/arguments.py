@@ -219,13 +219,32 @@ class RunArguments:
         check_metric(self.metric)
 
 
+@dataclass
+class TrackingArguments:
+    """Where a command's runs are also logged: an experiment tracker (``unfreeze.tracking``)."""
+
+    track: str | None = argument(
+        None,
+        "Also log the runs to an experiment tracker: mlflow (one run per cell, nested under a run for the "
+        "command; they appear when the command ends; needs pip install 'unfreeze[mlflow]').",
+    )
+    tracking_uri: str | None = argument(
+        None, "The MLflow tracking store (default: MLFLOW_TRACKING_URI, else a file store in ./mlruns)."
+    )
+
+    def check(self) -> None:
+        from ..tracking import check_tracking
+
+        check_tracking(self.track, self.tracking_uri)
+
+
 def _at_least(value: int | None, flag: str, low: int, what: str = "") -> None:
     """An int option's value: None (not given) or an int >= ``low``; one line naming the option otherwise."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
         raise UnfreezeError(f"{flag}{f' ({what})' if what else ''} must be an int >= {low}. Got {value!r}.")
 
 
-GROUPS = (DataArguments, InputArguments, RunArguments)
+GROUPS = (DataArguments, InputArguments, RunArguments, TrackingArguments)
 
 T = TypeVar("T")
 
@@ -359,6 +378,7 @@ __all__ = [
     "DataArguments",
     "InputArguments",
     "RunArguments",
+    "TrackingArguments",
     "argument",
     "arguments",
     "check_metric",

@@ -9,7 +9,7 @@ import typer
 
 from ..errors import UnfreezeError
 from ..storage import strict_json
-from .arguments import TRAIN_DATA, DataArguments, InputArguments, RunArguments, arguments, take
+from .arguments import TRAIN_DATA, DataArguments, InputArguments, RunArguments, TrackingArguments, arguments, take
 from .common import app, checked_device, checked_precision, load_train_test, user_errors
 from .export import OnnxDirOpt, RuntimeOpt, int8_deprecated, one_precision
 from .options import given, one_value_each, strategy_parameters, strategy_values, training_parameters, with_parameters
@@ -30,6 +30,7 @@ DataArg = Annotated[
     arguments(RunArguments, ("seed", "no_cache", "overwrite")),
     strategy_parameters(),
     training_parameters(),
+    arguments(TrackingArguments),
 )
 def fit(
     data: DataArg,
@@ -55,6 +56,7 @@ def fit(
 
     # everything a user can get wrong is checked before torch and the model load: it answers at once
     model_in, split, run = take(InputArguments, settings), take(DataArguments, settings), take(RunArguments, settings)
+    tracking = take(TrackingArguments, settings)
     strategy_given = one_value_each(strategy_values(settings))
     strategy_obj, training_given = split_shorthand(strategy, {**strategy_given, **given(settings)}, from_text=True)
     training = Training(**training_given)
@@ -136,6 +138,12 @@ def fit(
         typer.echo(f"note: {clf.n_truncated_} training text(s) were longer than {clf.max_length_} tokens and truncated")
     typer.echo(format_metrics_table(metrics, clf.task_.metrics))
     typer.echo(f"bundle: {output}")
+    if tracking.track is not None:
+        from ..tracking import fit_row, track_fit
+
+        fingerprint = train.fingerprint()
+        row = fit_row(clf, metrics, data, model, len(train), len(test_set) if test_set else 0, fingerprint)
+        typer.echo(track_fit(row, output, tracking.tracking_uri, fingerprint))
 
 
 @app.command()

@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 
 from ..errors import UnfreezeError
-from .arguments import DataArguments, InputArguments, RunArguments, arguments, given_on_command_line, take
+from .arguments import (
+    DataArguments,
+    InputArguments,
+    RunArguments,
+    TrackingArguments,
+    arguments,
+    given_on_command_line,
+    take,
+)
 from .common import app, checked_device, checked_precision, flag, print_store_note, user_errors
 from .options import with_parameters
 
@@ -22,6 +30,7 @@ STUDY_DATA = ("test", "test_size", "text_col", "label_col", "text_pair_col", "ta
     arguments(InputArguments, ("model", "precision", "device")),
     arguments(DataArguments, STUDY_DATA),
     arguments(RunArguments, ("retry_failed", "overwrite")),
+    arguments(TrackingArguments),
 )
 def study(
     paths: Annotated[
@@ -75,6 +84,7 @@ def study(
     from ..storage.outputs import check_output
 
     model_in, split, run = take(InputArguments, options), take(DataArguments, options), take(RunArguments, options)
+    tracking = take(TrackingArguments, options)
     model, device, test, overwrite = model_in.model, model_in.device, split.test, run.overwrite
     # the study file's own settings stand unless an option is typed
     typed = {name: getattr(split, name) for name in ("text_col", "label_col") if given_on_command_line(name)}
@@ -101,6 +111,7 @@ def study(
             ("--task", split.task),
             ("--label-sep", split.label_sep),
             ("--thresholds", split.thresholds if split.thresholds != "global" else None),
+            ("--track", tracking.track),
         )
         given = [name for name, value in run_options if value]
         if given:
@@ -166,3 +177,6 @@ def study(
         f"verdict: {result.verdict_label}"
     )
     typer.echo(f"findings: {result.run_dir / 'FINDINGS.md'}")
+    from .track import track_run
+
+    track_run(tracking, result.run_dir)

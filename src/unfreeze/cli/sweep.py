@@ -13,6 +13,7 @@ from .arguments import (
     DataArguments,
     InputArguments,
     RunArguments,
+    TrackingArguments,
     arguments,
     check_metric,
     deprecated,
@@ -67,6 +68,7 @@ SizesOpt = Annotated[
     arguments(RunArguments, SWEEP_RUN),
     strategy_parameters(),
     training_parameters(),
+    arguments(TrackingArguments),
     [deprecated("--n-train", "--sizes")],
 )
 def sweep(
@@ -117,6 +119,7 @@ def sweep(
 
     sizes = renamed(settings, "--n-train", "--sizes", sizes)
     model_in, split, run = take(InputArguments, settings), take(DataArguments, settings), take(RunArguments, settings)
+    tracking = take(TrackingArguments, settings)
     swept = strategy_values(settings)
     # the command line searches each cell's learning rate unless told otherwise (--lr fixed, --lr 1e-4, a
     # learning_rate in the file); SweepSpec's own default stays release 0.1.0's, so stored specs keep their meaning
@@ -169,6 +172,9 @@ def sweep(
         ray_options,
         workers,
     )
+    from .track import track_run
+
+    track_run(tracking, output)
 
 
 def _backend_options(

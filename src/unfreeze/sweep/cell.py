@@ -101,6 +101,9 @@ def run_cell(
         )
         fit_record = dict(clf.fit_record_)
         history = fit_record.pop("history", [])
+        curve = epoch_curve(history)
+        if curve:  # the per-epoch losses and validation scores (experiment trackers draw them as steps)
+            fit_record["curve"] = curve
         scored = f"val_{clf.task_.default_metric}"  # an epoch's history entry that validated holds it
         best_epoch = history[fit_record.get("best_epoch", 0) - 1] if history and scored in history[-1] else {}
         val = best_epoch
@@ -154,6 +157,16 @@ def run_cell(
         )
     record["finished"] = time.time()
     return record
+
+
+def epoch_curve(history: list[dict]) -> list[dict]:
+    """Each epoch's number, training loss and validation scores from a fit's history (its counts and
+    timings left out: they are not a curve, and timings differ between two runs of a cell)."""
+    return [
+        {k: v for k, v in entry.items() if k in ("epoch", "train_loss") or k.startswith("val_")}
+        for entry in history
+        if isinstance(entry, dict) and "epoch" in entry
+    ]
 
 
 def holdout_validation(spec: SweepSpec, cell: Cell, device: str | None, use_cache: bool, train) -> dict:
