@@ -256,7 +256,7 @@ BAD = {
         "d.csv",
         "text,label\na,x\nb,y\n",
         ["--task", "tags"],
-        ["Unknown task 'tags' (--task). Choose one of: single, multilabel, regression."],
+        ["Unknown task 'tags' (--task). Choose one of: single, multilabel, regression, tokens."],
     ),
     "nested-list": (
         "d.jsonl",

@@ -155,4 +155,4 @@ def test_an_unregistered_task_is_unknown_to_the_data_layer(stars_csv):
     assert "stars" not in TASKS
     with pytest.raises(UnfreezeError) as info:
         load_data(str(stars_csv), task="stars")
-    assert str(info.value) == "Unknown task 'stars' (--task). Choose one of: single, multilabel, regression."
+    assert str(info.value) == "Unknown task 'stars' (--task). Choose one of: single, multilabel, regression, tokens."

@@ -15,11 +15,11 @@ from unfreeze.tasks.regression import quantile_bins
 
 
 def test_registry_names_and_unknown_task():
-    assert task_names() == ("single", "multilabel", "regression")
+    assert task_names() == ("single", "multilabel", "regression", "tokens")
     assert isinstance(make_task(), SingleLabel)
     assert make_task("multilabel", thresholds="per-label").thresholds == "per-label"
-    with pytest.raises(UnfreezeError, match=r"Unknown task 'tokens'.*single, multilabel, regression"):
-        make_task("tokens")
+    with pytest.raises(UnfreezeError, match=r"Unknown task 'tags'.*single, multilabel, regression, tokens"):
+        make_task("tags")
 
 
 # -- single ----------------------------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ def fitted() -> tuple[Tokens, np.ndarray]:
     return task, task.fit_labels(Y)
 
 
-def test_not_offered_yet():
-    assert "tokens" not in task_names()
+def test_offered():
+    assert "tokens" in task_names()
 
 
 def test_fit_and_encode():

@@ -144,7 +144,9 @@ class TextEstimator(BaseEstimator):
         """The task's outputs: class probabilities [n, K] (single: softmax, multilabel: a sigmoid per label),
         or predicted values [n] (regression)."""
         check_is_fitted(self, "predictor_")
-        return self.task_.outputs_of(self.predictor_, self.check_inputs(X))
+        inputs = self.check_inputs(X)
+        self.task_.check_inputs(inputs)
+        return self.task_.outputs_of(self.predictor_, inputs)
 
     def predict(self, X: Sequence[TextInput]) -> Any:
         """Predictions in the form ``fit`` was given: class labels, label sets (or an indicator matrix), values."""
@@ -155,6 +157,7 @@ class TextEstimator(BaseEstimator):
         """Every metric of the task on ``X``, ``y`` (single: accuracy, macro-F1, MCC; see ``unfreeze.tasks``);
         a label that no training label held is scored as missed."""
         outputs = self.outputs(X)
+        self.task_.check_inputs(self.check_inputs(X), "X", y)
         # a label the training labels lacked counts as missed, as scikit-learn scores it (`unfreeze evaluate`
         # refuses such a file before anything runs)
         return self.task_.scores_of_outputs(self.task_.encode(y, "y", unseen=True), outputs)
@@ -182,6 +185,9 @@ class TextEstimator(BaseEstimator):
         """Write a bundle folder (JSON + safetensors); atomic: all or nothing."""
         from .inference.classifier_bundle import save_classifier
 
+        task = getattr(self, "task_", None)
+        if task is not None and not task.bundles:
+            raise UnfreezeError(f"Saving a {task.name} model is not supported yet; refit it where it is used.")
         return save_classifier(self, path, metrics)
 
     @classmethod
@@ -282,11 +288,14 @@ class Classifier(ClassifierMixin, TextEstimator):
         autocast for the trained blocks; fp32 elsewhere. ``fit_record_["precision"]`` says
         what ran, and a bundle predicts in it. ``bf16`` on hardware without fast bf16 works,
         slowly, and says so once.
-    task : {"single", "multilabel"} or Task
+    task : {"single", "multilabel", "tokens"} or Task
         ``single``: one class per text. ``multilabel``: a set of labels per text, given as lists
         (or sets) of labels or as a binary indicator matrix, predicted in the same form; each
         label has its own sigmoid and a decision threshold chosen on the validation split
-        (``MultiLabel(thresholds="per-label")`` for one per label). For scores, use ``Regressor``.
+        (``MultiLabel(thresholds="per-label")`` for one per label). ``tokens``: X is a list of
+        sentences, each a list of words, and y a list of tag lists (one tag per word, e.g. IOB2);
+        ``predict`` gives one tag per word (long sentences through overlapping windows) and
+        ``score`` entity-level micro-F1 (seqeval, strict). For scores, use ``Regressor``.
     **shorthand
         The strategy's parameters and training settings by name, for the short form
         ``Classifier(strategy="freeze", k=4, epochs=2)`` (= ``strategy=Freeze(k=4),
@@ -358,6 +367,11 @@ class Classifier(ClassifierMixin, TextEstimator):
         classifiers score, for labels given as lists as well as an indicator matrix."""
         from sklearn.metrics import accuracy_score
 
+        check_is_fitted(self, "predictor_")
+        if self.task_.score_is_default_metric:  # tokens: entity-level F1, the task's ranking metric
+            if sample_weight is not None:
+                raise UnfreezeError(f"score of a {self.task_.name} task takes no sample_weight.")
+            return float(self.evaluate(X, y)[self.task_.default_metric])
         predicted = self.predict(X)
         if isinstance(predicted, list):  # label sets: compared as their indicator matrices
             y, predicted = self.task_.encode(y, "y"), self.task_.encode(predicted, "predictions")
@@ -367,7 +381,9 @@ class Classifier(ClassifierMixin, TextEstimator):
         """Class scores (logits), [n, n_classes]; for two single-label classes, scikit-learn's one column: the
         score of class 1."""
         check_is_fitted(self, "predictor_")
-        logits = self.predictor_.logits(self.check_inputs(X))
+        inputs = self.check_inputs(X)
+        self.task_.check_inputs(inputs)
+        logits = self.task_.logits_of(self.predictor_, inputs)  # tokens: [n, words, K], zeros past the end
         return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 and self.task_.exclusive_classes else logits
 
 

@@ -44,6 +44,7 @@ def fit_estimator(
     inputs = est.check_inputs(X)
     if len(y) != len(inputs):
         raise UnfreezeError(f"X has {len(inputs)} inputs but y has {len(y)} labels; they must match.")
+    task.check_inputs(inputs, "X", y)
     y_idx = task.fit_labels(y)
     given_validation = checked_validation(type(est), validation, task)
     for name in [k for k in vars(est) if k.endswith("_") and not k.startswith("_")]:
@@ -75,7 +76,7 @@ def fit_estimator(
         # the caller's validation set follows the training inputs; every training input trains
         val_inputs, y_val = given_validation
         train_idx, val_idx = np.arange(len(y_idx)), np.arange(len(y_idx), len(y_idx) + len(y_val))
-        inputs, y_idx = [*inputs, *val_inputs], np.concatenate([y_idx, y_val])
+        inputs, y_idx = [*inputs, *val_inputs], task.join([y_idx, y_val])
     else:
         # a task that tunes its decision on validation outputs (multilabel's thresholds) splits even
         # without a rate to search, unless the strategy tunes it on out-of-fold outputs of every text
@@ -190,4 +191,5 @@ def checked_validation(
         raise UnfreezeError(
             f"validation has {len(val_inputs)} inputs but {len(validation[1])} labels; they must match."
         )
+    task.check_inputs(val_inputs, "validation X_val", validation[1])
     return val_inputs, task.encode(validation[1], "validation")

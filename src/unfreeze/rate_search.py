@@ -84,7 +84,7 @@ def search_rates(
                 diverged = exc
                 trials.append({"learning_rate": rate, "diverged": str(exc), "seconds": time.perf_counter() - started})
                 continue
-            score, loss, selection = _scored(task, result.predictor.logits(val_inputs), y_val)
+            score, loss, selection = _scored(task, task.logits_of(result.predictor, val_inputs), y_val)
             trials.append(_trial(task, rate, score, loss, result, started))
             if best is None or selection > best[0]:
                 best = (selection, rate, result, backbone, score, loss)

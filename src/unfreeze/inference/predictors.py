@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ..export.onnx import ExportResult
     from ..features.embed import Embeddings
     from ..features.heads import FittedHead
-    from ..models.backbone import Backbone, TextInput
+    from ..models.backbone import Backbone, Encoded, TextInput
     from ..strategies.base import FitContext, Strategy
     from ..training.model import TextClassificationModel
 
@@ -264,13 +264,19 @@ class NetworkPredictor(Predictor):
 
     def logits(self, inputs: Sequence[TextInput]) -> np.ndarray:
         from ..features.embed import input_keys
+
+        encoded = self.backbone.encode(inputs, self.max_length)
+        return self.encoded_logits(encoded, input_keys(inputs))
+
+    def encoded_logits(self, encoded: Encoded, keys: list[str] | None = None) -> np.ndarray:
+        """Logits of tokenised examples (a token task's windows: [n, tokens, K]); ``keys`` name them in a
+        sweep's prefix pool (None: no pool)."""
         from ..training import predict_logits
         from ..training.prefix import compute_prefix_states, prefix_pool_active
 
-        encoded = self.backbone.encode(inputs, self.max_length)
         self.n_truncated = encoded.n_truncated
         prefix = None
-        if self.frozen_k >= 1 and self.prefix_cache and prefix_pool_active():
+        if self.frozen_k >= 1 and self.prefix_cache and keys is not None and prefix_pool_active():
             # in a sweep, the frozen prefix of the test texts is computed once for every cell
             states = compute_prefix_states(
                 self.prefix_backbone or self.backbone,
@@ -278,7 +284,7 @@ class NetworkPredictor(Predictor):
                 [self.frozen_k],
                 self.batch_size,
                 pool_key=(self.prefix_key, encoded.max_length),
-                keys=input_keys(inputs),
+                keys=keys,
             )
             prefix = states[self.frozen_k]
         # a tuned network predicts under bf16 autocast on a GPU with fast bf16; on a CPU it stays fp32

@@ -225,6 +225,16 @@ class LoopHooks(NamedTuple):
     on_epoch: Callable[[int], dict | None] | None = None
 
 
+def window_keys(encoded: object) -> list[str]:
+    """One key per tokenised example (a token task's windows), from its token ids: its states' key in a pool."""
+    import hashlib
+
+    return [
+        hashlib.blake2b(np.asarray(ids, dtype=np.int64).tobytes(), digest_size=16).hexdigest()
+        for ids in encoded.input_ids  # type: ignore[attr-defined]
+    ]
+
+
 def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Stratified, seeded hold-out of single-label class indices ``y`` (``SingleLabel.split``); none when too
     small to hold every class twice over. A fit splits by its own task (``Task.split``)."""
@@ -246,8 +256,8 @@ def training_split(
         everything = [*inputs, *val_inputs]
         return (
             everything,
-            # the targets keep their type: class indices, label indicators, or scores
-            np.concatenate([y, np.asarray(val_y, dtype=y.dtype)]),
+            # the targets keep their type: class indices, label indicators, scores, or tag ids
+            context.fitted_task.join([y, val_y]),
             np.arange(len(y)),
             np.arange(len(y), len(everything)),
         )
@@ -286,12 +296,14 @@ class TunedStrategy(Strategy):
     # fine-tuning; the rates that help lie above the default, so the grid starts there
     learning_rate_factors: ClassVar[tuple[float, ...]] = (1.0, 3.0, 9.0)
     tuned_epochs: ClassVar[int | None] = 4
+    # the loop trains any task's network (``Task.network``): a tag per token too
+    tasks: ClassVar[frozenset[str]] = Strategy.tasks | {"tokens"}
 
     def fit(self, context: FitContext, inputs: list[TextInput], y: np.ndarray) -> FitResult:
         import torch
 
         from ..features.embed import input_keys
-        from ..training import TextClassificationModel, train
+        from ..training import train
 
         backbone, config = context.backbone, context.training
         assert config is not None
@@ -299,11 +311,19 @@ class TunedStrategy(Strategy):
         torch.manual_seed(context.seed)  # re-initialised blocks, adapters
         backbone.model = self.prepare_to_fit(context)
         inputs, y, train_idx, val_idx = training_split(context, inputs, y)
-        encoded = backbone.encode(inputs, context.max_length)
+        task = context.fitted_task
+        # the examples the network trains on: one per input, or (tokens) windows; split by input before
+        encoded, targets, rows = task.encode_inputs(backbone, inputs, y, context.max_length)
+        assert targets is not None
+        if rows is None:
+            keys = input_keys(inputs)
+        else:  # a window belongs to the side of its input: windows of one sentence never straddle the split
+            train_idx, val_idx = (np.flatnonzero(np.isin(rows, part)) for part in (train_idx, val_idx))
+            keys = window_keys(encoded)
+        y = targets
         torch.manual_seed(context.seed)  # the head's initial weights
-        network = TextClassificationModel(backbone, context.fitted_task.n_outputs, context.pooling, context.layers)
+        network = task.network(backbone, context.pooling, context.layers)
         val = (encoded.subset(val_idx), y[val_idx]) if len(val_idx) else (None, None)
-        keys = input_keys(inputs)
         # the prefix below k is the base model's, unchanged by prepare: it runs on the shared base model
         # (in the inference precision), and its states are shared under that model's fingerprint
         prefix_backbone = context.prefix_backbone

@@ -2,7 +2,7 @@
 
 A task is one module with one :class:`Task` subclass, registered by name like the
 strategies: ``single`` (one class per text), ``multilabel`` (a set of labels per text),
-``regression`` (a number per text). Strategies ask the task for the head's size, the
+``regression`` (a number per text), ``tokens`` (a tag per word). Strategies ask the task for the head's size, the
 loss and the scores; they never branch on its name.
 
 Importing this package is cheap (no torch, no scikit-learn): the command line reads it.
@@ -17,6 +17,7 @@ from .base import Task
 from .multilabel import MultiLabel
 from .regression import Regression
 from .single import SingleLabel
+from .tokens import Tokens
 
 TASKS: dict[str, type[Task]] = {}
 
@@ -26,7 +27,7 @@ def register_task(cls: type[Task]) -> type[Task]:
     return cls
 
 
-for _cls in (SingleLabel, MultiLabel, Regression):
+for _cls in (SingleLabel, MultiLabel, Regression, Tokens):
     register_task(_cls)
 
 DEFAULT_TASK = SingleLabel.name
@@ -68,6 +69,7 @@ __all__ = [
     "Regression",
     "SingleLabel",
     "Task",
+    "Tokens",
     "make_task",
     "register_task",
     "task_class",

@@ -57,6 +57,10 @@ class Task:
     groups_by_length: ClassVar[bool] = True
     # the torch dtype of the loss's targets: class indices (long), or indicators and scores (float32)
     target_dtype: ClassVar[str] = "long"
+    # ``Classifier.score`` is the default metric (tokens: entity F1) rather than accuracy on the decisions
+    score_is_default_metric: ClassVar[bool] = False
+    # whether a fitted estimator of the task can be saved as a bundle
+    bundles: ClassVar[bool] = True
 
     @property
     def default_metric(self) -> str:
@@ -153,6 +157,30 @@ class Task:
     def fitted(self) -> bool:
         raise NotImplementedError
 
+    # -- inputs and the network --------------------------------------------------------------
+
+    def check_inputs(self, inputs: list, what: str = "X", labels: Any = None) -> None:
+        """Refuse inputs the task cannot read (and, with ``labels``, inputs that do not fit their labels); one
+        line naming the row. Texts (or text pairs) are checked by the estimator; nothing more here."""
+
+    def encode_inputs(
+        self, backbone: Any, inputs: list, targets: np.ndarray | None, max_length: int
+    ) -> tuple[Any, np.ndarray | None, np.ndarray | None]:
+        """What a network trains on and predicts from: ``(encoded, targets, rows)``, the tokenised examples
+        (``models.backbone.Encoded``), their targets, and the input each example comes from (None: example i is
+        input i). Here one example per input, truncated to ``max_length``; the tokens task makes windows."""
+        return backbone.encode(inputs, max_length), targets, None
+
+    def network(self, backbone: Any, pooling: str, layers: Sequence[int]) -> torch.nn.Module:
+        """The trainable network of the task: pooled hidden states ``layers`` and a linear head."""
+        from ..training import TextClassificationModel
+
+        return TextClassificationModel(backbone, self.n_outputs, pooling, layers)
+
+    def logits_of(self, predictor: Any, inputs: list) -> np.ndarray:
+        """Raw outputs of a fitted predictor on ``inputs``, in the shape ``scores`` reads against the targets."""
+        return predictor.logits(inputs)
+
     # -- training ----------------------------------------------------------------------------
 
     def target_tensor(self, targets: np.ndarray) -> torch.Tensor:
@@ -179,6 +207,10 @@ class Task:
         """The loss a training step minimises: the per-example ``loss`` summed over ``loss_total``."""
         return self.loss(logits, targets, weight).sum() / self.loss_total(targets, weight)
 
+    def join(self, parts: Sequence[np.ndarray]) -> np.ndarray:
+        """The targets of several sets of inputs, one after the other (training, then validation)."""
+        return np.concatenate([np.asarray(part, dtype=parts[0].dtype) for part in parts])
+
     def validation_loss(self, targets: np.ndarray, logits: np.ndarray) -> float:
         import torch
 
@@ -202,7 +234,7 @@ class Task:
 
     def outputs_of(self, predictor: Any, inputs: Any) -> np.ndarray:
         """``outputs`` of a fitted predictor (``unfreeze.inference.predictors``) on ``inputs``."""
-        return self.outputs(predictor.logits(inputs))
+        return self.outputs(self.logits_of(predictor, inputs))
 
     def scores_of_outputs(self, targets: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
         """Every metric of ``outputs`` (from :meth:`outputs`) against ``targets``."""

@@ -7,7 +7,9 @@ only the positions whose target is not -100, one per word, so they are computed 
 (``alignment.word_predictions`` maps window outputs back to words): entity-level micro-F1 in strict mode
 for the tagging scheme (seqeval), precision, recall and token accuracy.
 
-Not registered yet: no command or estimator offers the task until every piece of issue 29 is in place.
+A network trains on sub-word windows of the sentences (``encode_inputs``: a sentence longer than
+``max_length`` becomes overlapping windows) with a linear head per token (``network``); predictions are read
+back per word (``logits_of``, ``outputs_of``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class Tokens(Task):
     weighs_classes: ClassVar[bool] = False
     strata_are_classes: ClassVar[bool] = False
     checks_swapped_columns: ClassVar[bool] = False
+    score_is_default_metric: ClassVar[bool] = True
+    bundles: ClassVar[bool] = False  # saving a tokens model is later work (issue 29)
 
     def __init__(self, scheme: str = "IOB2") -> None:
         self.scheme = tag_scheme(scheme)
@@ -137,12 +141,92 @@ class Tokens(Task):
             targets[i, : len(row)] = [index[tag] for tag in row]
         return targets
 
+    # -- inputs and the network --------------------------------------------------------------
+
+    def check_inputs(self, inputs: list, what: str = "X", labels: Any = None) -> None:
+        """Each input a non-empty list of words (strings); with ``labels``, one tag per word."""
+        for i, words in enumerate(inputs):
+            if isinstance(words, str) or (not isinstance(words, Sequence) and not hasattr(words, "tolist")):
+                raise UnfreezeError(
+                    f"{what}[{i}] is {type(words).__name__} {str(words)[:40]!r}; the tokens task takes a list of "
+                    "words per sentence (e.g. ['John', 'lives', 'here'])."
+                )
+            row = list(words.tolist() if hasattr(words, "tolist") else words)
+            if not row:
+                raise UnfreezeError(f"{what}[{i}] is an empty sentence; give at least one word, or drop the row.")
+            if not all(isinstance(word, str) for word in row):
+                bad = next(word for word in row if not isinstance(word, str))
+                raise UnfreezeError(f"{what}[{i}] holds {bad!r}, not a word; every word must be a string.")
+        if labels is None:
+            return
+        for i, (words, tags) in enumerate(zip(inputs, as_rows(labels, "y"))):
+            if not isinstance(tags, str) and hasattr(tags, "__len__") and len(tags) != len(words):
+                raise UnfreezeError(
+                    f"Row {i} has {len(words)} words in {what} but {len(tags)} tags in y; give one tag per word."
+                )
+
+    def encode_inputs(
+        self, backbone: Any, inputs: list, targets: np.ndarray | None, max_length: int
+    ) -> tuple[Any, np.ndarray | None, np.ndarray | None]:
+        """Sub-word windows of the sentences (``alignment.align_words``), their tag ids per token (-100 where
+        the loss ignores it, padded to the longest window), and each window's sentence."""
+        alignment = self.align(backbone, inputs, targets, max_length)
+        labels = None
+        if targets is not None:
+            width = max(
+                (alignment.offsets[i + 1] - alignment.offsets[i] for i in range(alignment.n_windows)), default=0
+            )
+            labels = np.full((alignment.n_windows, width), IGNORE, dtype=np.int64)
+            for i in range(alignment.n_windows):
+                row = alignment.window_labels(i)
+                labels[i, : len(row)] = row
+        return windows_encoded(alignment, max_length), labels, alignment.sentence
+
+    @staticmethod
+    def align(backbone: Any, inputs: list, targets: np.ndarray | None, max_length: int) -> Any:
+        from ..features.alignment import align_words
+
+        sentences = [list(words) for words in inputs]
+        tags = None if targets is None else [row[: len(words)] for row, words in zip(targets, sentences)]
+        return align_words(backbone.tokenizer, sentences, tags, backbone.length_limit(max_length))
+
+    def network(self, backbone: Any, pooling: str, layers: Sequence[int]) -> torch.nn.Module:
+        """Hidden states ``layers`` of every token, concatenated, and a linear head per token (no pooling)."""
+        from ..training.model import TokenClassificationModel
+
+        return TokenClassificationModel(backbone, self.n_outputs, pooling, layers)
+
+    def word_logits(self, predictor: Any, inputs: list) -> list[np.ndarray]:
+        """Each sentence's logits [words, K], each word read from one window (``alignment.word_predictions``)."""
+        from ..features.alignment import word_predictions
+
+        alignment = self.align(predictor.backbone, inputs, None, predictor.max_length)
+        logits = predictor.encoded_logits(windows_encoded(alignment, predictor.max_length))
+        return word_predictions(alignment, logits)
+
+    def logits_of(self, predictor: Any, inputs: list) -> np.ndarray:
+        """Word-level logits [n, most words, K], zeros past a sentence's end (the targets are -100 there)."""
+        rows = self.word_logits(predictor, inputs)
+        width = max((len(row) for row in rows), default=0)
+        out = np.zeros((len(rows), width, self.n_outputs), dtype=np.float32)
+        for i, row in enumerate(rows):
+            out[i, : len(row)] = row
+        return out
+
+    def outputs_of(self, predictor: Any, inputs: Any) -> list[np.ndarray]:  # type: ignore[override]
+        """Tag probabilities [words, K] of each sentence."""
+        return [self.outputs(row) for row in self.word_logits(predictor, inputs)]
+
     # -- training ----------------------------------------------------------------------------
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-        """Per sentence [n]: the summed cross-entropy of its tokens whose target is not -100."""
+        """Per sentence [n]: the summed cross-entropy of its tokens whose target is not -100. ``logits`` may be
+        narrower than ``targets`` (a batch padded to its longest window, the targets to the longest of all):
+        the targets past the logits' width are -100."""
         from torch import nn
 
+        targets = _same_width(targets, logits.shape[1])
+        logits = logits[:, : targets.shape[1]]
         per_token = nn.functional.cross_entropy(
             logits.float().flatten(0, -2), targets.flatten(), weight=weight, ignore_index=IGNORE, reduction="none"
         )
@@ -151,6 +235,11 @@ class Tokens(Task):
     def loss_total(self, targets: torch.Tensor, weight: torch.Tensor | None) -> float:
         # a mean over the batch's tagged tokens, as token classifiers train: long sentences weigh more
         return float(max(int((targets != IGNORE).sum()), 1))
+
+    def join(self, parts: Sequence[np.ndarray]) -> np.ndarray:
+        """Tag ids of several sets of sentences, padded with -100 to the longest sentence of all."""
+        width = max(np.asarray(part).shape[1] for part in parts)
+        return np.concatenate([_same_width(np.asarray(part, dtype=np.int64), width) for part in parts])
 
     def validation_loss(self, targets: np.ndarray, logits: np.ndarray) -> float:
         import torch
@@ -183,11 +272,16 @@ class Tokens(Task):
 
         assert self.classes_ is not None, "fit_labels first"
         targets = np.asarray(targets, dtype=np.int64)
-        predicted = np.asarray(outputs).argmax(axis=-1)
         names = np.asarray([*self.classes_.tolist(), *self.unseen_])
-        kept = [row != IGNORE for row in targets]
-        truth = [names[row[keep]].tolist() for row, keep in zip(targets, kept)]
-        guess = [names[row[keep]].tolist() for row, keep in zip(predicted, kept)]
+        truth, guess = [], []
+        # ``outputs``: an array [n, T, K], or a list of [m, K] per sentence (word-level outputs); a row of outputs
+        # narrower than its targets' row is one whose targets past its width are -100
+        for row, scores in zip(targets, outputs):
+            predicted = np.asarray(scores).argmax(axis=-1)
+            row = _same_width(row[None], len(predicted))[0]
+            keep = row != IGNORE
+            truth.append(names[row[keep]].tolist())
+            guess.append(names[predicted[: len(row)][keep]].tolist())
         return token_metrics(truth, guess, self.scheme)
 
     def split(self, targets: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -216,6 +310,28 @@ class Tokens(Task):
 
     def describe(self) -> str:
         return f"{self.name} ({self.scheme})"
+
+
+def windows_encoded(alignment: Any, max_length: int) -> Any:
+    """The windows of ``alignment`` as model inputs (``Encoded``); none is truncated (windows are never cut)."""
+    from ..models.backbone import Encoded
+
+    ids = alignment.input_ids()
+    return Encoded(ids, None, 0, max_length, [False] * len(ids))
+
+
+def _same_width(targets: Any, width: int) -> Any:
+    """``targets`` [n, T] (numpy or torch) cut or padded with -100 to ``width`` columns; cutting drops -100 only."""
+    if targets.shape[1] > width:
+        assert (targets[:, width:] == IGNORE).all(), "targets past the outputs' width must be -100"
+        return targets[:, :width]
+    if targets.shape[1] < width:
+        if isinstance(targets, np.ndarray):
+            return np.pad(targets, ((0, 0), (0, width - targets.shape[1])), constant_values=IGNORE)
+        import torch
+
+        return torch.nn.functional.pad(targets, (0, width - targets.shape[1]), value=IGNORE)
+    return targets
 
 
 def _tag_rows(y: Any, what: str) -> list[list[str]]:

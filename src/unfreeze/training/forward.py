@@ -98,7 +98,13 @@ def _predict_local(
     out = np.empty((len(encoded), model.head.out_features), dtype=np.float32)
     try:
         for idx, batch in backbone.batches(encoded, batch_size):
-            out[idx] = forward_rows(model, batch, prefix, idx, device, bf16=bf16).float().cpu().numpy()
+            logits = forward_rows(model, batch, prefix, idx, device, bf16=bf16).float().cpu().numpy()
+            if logits.ndim == 3:  # a logit per token [b, tokens, K]: padded with zeros to the longest input
+                if out.ndim == 2:
+                    out = np.zeros((len(encoded), max(encoded.lengths), logits.shape[-1]), dtype=np.float32)
+                out[idx, : logits.shape[1]] = logits
+            else:
+                out[idx] = logits
     finally:
         model.train(was_training)
     return out

@@ -44,6 +44,12 @@ class TextClassificationModel(nn.Module):
     def pooled(self, batch: dict[str, torch.Tensor], prefix: PrefixBatch | None = None) -> torch.Tensor:
         """Pooled features of ``batch``; with ``prefix`` (the batch's cached output of the frozen blocks,
         ``PrefixStates.batch``) the frozen bottom blocks are skipped."""
+        captured = self.states(batch, prefix)
+        mask = batch["attention_mask"]
+        return torch.cat([pool(captured[j].float(), mask, self.pooling) for j in self.layers], dim=-1)
+
+    def states(self, batch: dict[str, torch.Tensor], prefix: PrefixBatch | None = None) -> dict[int, torch.Tensor]:
+        """The hidden states ``layers`` of ``batch`` by layer, [b, tokens, hidden] each (see ``pooled``)."""
         captured: dict[int, torch.Tensor] = {}
         handles = []
         for j in self.layers:
@@ -67,9 +73,18 @@ class TextClassificationModel(nn.Module):
             for handle in handles:
                 handle.remove()
         captured[self.num_blocks] = out.last_hidden_state
-        mask = batch["attention_mask"]
-        return torch.cat([pool(captured[j].float(), mask, self.pooling) for j in self.layers], dim=-1)
+        return captured
 
     def forward(self, batch: dict[str, torch.Tensor], prefix: PrefixBatch | None = None) -> torch.Tensor:
         features = self.pooled(batch, prefix)
+        return self.head(self.dropout(features))
+
+
+class TokenClassificationModel(TextClassificationModel):
+    """The same body, hooks and prefix skipping, without pooling: the hidden states ``layers`` of every token,
+    concatenated -> dropout -> a linear head per token. ``forward`` gives logits [b, tokens, n_outputs]."""
+
+    def forward(self, batch: dict[str, torch.Tensor], prefix: PrefixBatch | None = None) -> torch.Tensor:
+        captured = self.states(batch, prefix)
+        features = torch.cat([captured[j].float() for j in self.layers], dim=-1)
         return self.head(self.dropout(features))
