@@ -195,3 +195,45 @@ def test_track_refuses_a_folder_that_is_no_run_in_one_line(tmp_path, runner):
     (tmp_path / "notes").mkdir()
     assert_user_error(runner.invoke(app, ["track", str(tmp_path / "notes")]), "sweep, advise or study")
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_track_exports_a_study_folder_with_a_child_per_arm_and_cell(tmp_path, runner):
+    study = Path(__file__).resolve().parents[1] / "docs/findings/features-vs-finetune/movie-snippets--minilm-l6"
+    uri = f"file:{tmp_path / 'mlruns'}"
+    result = runner.invoke(app, ["track", str(study), "--tracking-uri", uri])
+    assert result.exit_code == 0, result.output
+    client, runs = store(uri)
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    arms = {arm.name: json.loads((arm / "sweep.json").read_text()) for arm in (study / "arms").iterdir()}
+    assert parent.data.tags["unfreeze.kind"] == "study" and parent.data.params["name"] == "features-vs-finetune"
+    assert parent.data.tags["unfreeze.data_fingerprint"] == arms["full"]["data_fingerprint"]
+    assert {"FINDINGS.md", "study.json"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    for name in arms:
+        rows = [json.loads(line) for line in (study / "arms" / name / "results.jsonl").read_text().splitlines()]
+        logged = {r.data.tags["unfreeze.cell_key"]: r for r in children if r.data.tags["unfreeze.arm"] == name}
+        assert set(logged) == {row["key"] for row in rows}
+        for row in rows:
+            assert logged[row["key"]].data.metrics["test_accuracy"] == pytest.approx(row["test"]["accuracy"])
+    assert len(children) == sum(len((study / "arms" / n / "results.jsonl").read_text().splitlines()) for n in arms)
+
+
+def test_track_exports_an_advise_folder_s_cells_not_its_decision_rows(untracked, tmp_path, runner):
+    # an advise folder as the advisor leaves it: advise.json, and its decisions among the cells' rows
+    run = tmp_path / "advised"
+    run.mkdir()
+    sweep = json.loads((untracked / "sweep.json").read_text())
+    meta = {"run_kind": "advise", "spec": {"data": "train.csv"}, "data_fingerprint": sweep["data_fingerprint"]}
+    (run / "advise.json").write_text(json.dumps(meta))
+    rows = (untracked / "results.jsonl").read_text().splitlines()
+    decision = json.dumps({"kind": "advise-rung", "key": "advise-rung:0", "kept": ["freeze k=0"]})
+    (run / "results.jsonl").write_text("\n".join([rows[0], decision, *rows[1:]]) + "\n")
+    (run / "report.html").write_text("<html></html>")
+    uri = f"file:{tmp_path / 'mlruns'}"
+    result = runner.invoke(app, ["track", str(run), "--tracking-uri", uri])
+    assert result.exit_code == 0, result.output
+    client, runs = store(uri)
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.data.tags["unfreeze.kind"] == "advise" and parent.data.params["data"] == "train.csv"
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"advise.json", "report.html"}
+    assert set(children_by_key(runs)) == {json.loads(row)["key"] for row in rows}

@@ -72,6 +72,9 @@ def read_folder(run_dir: str | Path) -> FolderRuns:
         for arm in sorted(p for p in arms.iterdir() if p.is_dir()) if arms.is_dir() else []:
             context = {**_fingerprints(_json(arm / RUN_FILES["sweep"])), ARM_TAG: arm.name}
             folder.cells += [(r, context) for r in _cells(arm)]
+        data = {context.get(DATA_TAG) for _, context in folder.cells}
+        if len(data) == 1 and None not in data:  # the arms' data (study.json records none of its own)
+            folder.tags[DATA_TAG] = str(data.pop())
     else:
         folder.cells = [(r, _fingerprints(meta)) for r in _cells(run_dir)]
     done = sum(1 for record, _ in folder.cells if record.get("status") == "done")
