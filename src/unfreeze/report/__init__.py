@@ -11,7 +11,7 @@ from ..errors import UnfreezeError
 from ..storage.cache import atomic_path
 from ..sweep.store import ResultsStore
 from ..tasks import DEFAULT_TASK, Task
-from . import plots
+from . import interactive, plots
 from .tables import recommend, recommendation_sentence, results_frame, summarise
 
 __all__ = ["build_report", "recommend", "report_task", "results_frame", "summarise"]
@@ -62,13 +62,16 @@ def build_report(run_dir: str | Path, metric: str | None = None, tolerance: floa
             title=f"Per-layer probe, {probe['model']}, n={probe['n_train']}",
         )
         figures.append("probe.png")
-    page = _html(run_dir, spec, frame, summary, picks, figures, metric, task.metrics)
+    # beside the PNGs, not instead of them: a point per cell, its hover the cell's record
+    charts = interactive.sweep_charts(interactive.cell_points(frame, run_dir, metric), metric)
+    page = _html(run_dir, spec, frame, summary, picks, figures, metric, task.metrics, interactive.section(charts))
     with atomic_path(run_dir / "report.html") as tmp:
         tmp.write_text(page, encoding="utf-8")
     return {
         "html": run_dir / "report.html",
         "csv": run_dir / "results.csv",
         "figures": figures,
+        "interactive": [chart[0] for chart in charts],
         "summary": summary,
         "recommendations": picks,
         "frame": frame,
@@ -159,8 +162,19 @@ def _comparison_table(pick: dict, metric: str) -> str:
     return "\n".join(rows)
 
 
-def _html(run_dir: Path, spec: dict, frame, summary, picks, figures, metric: str, metrics: tuple[str, ...] = ()) -> str:
-    """The report page; its every-cell table lists the test score of each of the task's ``metrics``."""
+def _html(
+    run_dir: Path,
+    spec: dict,
+    frame,
+    summary,
+    picks,
+    figures,
+    metric: str,
+    metrics: tuple[str, ...] = (),
+    interactive_html: str = "",
+) -> str:
+    """The report page; its every-cell table lists the test score of each of the task's ``metrics``;
+    ``interactive_html`` (the interactive plots) comes before the static ones."""
     esc = html.escape
     spec_data = spec.get("spec", {})
     title = f"unfreeze sweep: {spec_data.get('model', '?')} on {spec_data.get('data', '?')}"
@@ -203,6 +217,10 @@ def _html(run_dir: Path, spec: dict, frame, summary, picks, figures, metric: str
         parts.append(f"</ul><p>{esc(rule)}</p>")
         for p in picks:
             parts.append(_comparison_table(p, metric))
+    if interactive_html:
+        parts.append(interactive_html)
+        if figures:
+            parts.append("<h2>Static plots</h2>")
     for name in figures:
         data = base64.b64encode((run_dir / name).read_bytes()).decode()
         parts.append(f"<p><img alt='{esc(name)}' src='data:image/png;base64,{data}'></p>")
