@@ -191,10 +191,12 @@ def test_a_missing_extra_or_a_bad_value_is_one_line_and_writes_nothing(data, tmp
     assert not run.exists() and not (tmp_path / "mlruns").exists()
 
 
-def test_track_refuses_a_folder_that_is_no_run_in_one_line(tmp_path, runner):
+def test_track_refuses_a_folder_that_is_no_run_or_a_store_it_cannot_use_in_one_line(untracked, tmp_path, runner):
     (tmp_path / "notes").mkdir()
     assert_user_error(runner.invoke(app, ["track", str(tmp_path / "notes")]), "sweep, advise or study")
     assert not (tmp_path / "mlruns").exists()
+    refused = runner.invoke(app, ["track", str(untracked), "--tracking-uri", "nosuch://store"])
+    assert_user_error(refused, f"MLflow could not log {untracked} to nosuch://store: ")
 
 
 def test_track_exports_a_study_folder_with_a_child_per_arm_and_cell(tmp_path, runner):
@@ -237,3 +239,27 @@ def test_track_exports_an_advise_folder_s_cells_not_its_decision_rows(untracked,
     assert parent.data.tags["unfreeze.kind"] == "advise" and parent.data.params["data"] == "train.csv"
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"advise.json", "report.html"}
     assert set(children_by_key(runs)) == {json.loads(row)["key"] for row in rows}
+
+
+def test_a_failed_cell_is_a_failed_run_with_its_error_and_no_scores():
+    from unfreeze.tracking.runs import cell_run
+
+    row = {
+        "key": "abc",
+        "status": "failed",
+        "error": "ValueError: The 'm' parameter of reinit must be an int in [1, 2]. Got 9.",
+        "cell": {"strategy": "reinit", "m": 9, "n_train": 32, "seed": 1, "label": "reinit m=9"},
+        "settings": {"epochs": 2, "search": {"rates": [1e-4, 3e-4]}},
+    }
+    run = cell_run(row, {"unfreeze.arm": "a"})
+    assert run.failed and run.name == "reinit m=9 n=32 seed=1" and not run.metrics and not run.steps
+    assert run.params == {
+        "strategy": "reinit",
+        "m": "9",
+        "n_train": "32",
+        "seed": "1",
+        "settings.epochs": "2",
+        "settings.search.rates": "0.0001,0.0003",
+    }
+    assert run.tags["unfreeze.error"] == row["error"] and run.tags["unfreeze.status"] == "failed"
+    assert run.tags["unfreeze.cell_key"] == "abc" and run.tags["unfreeze.arm"] == "a"

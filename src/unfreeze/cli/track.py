@@ -31,13 +31,18 @@ def track(
     from ..tracking import summary_line
     from ..tracking.mlflow_store import export_folder
 
-    typer.echo(summary_line(export_folder(folder, uri), uri))
+    typer.echo(summary_line(export_folder(folder, uri, run_dir), uri))
 
 
 def track_run(tracking: TrackingArguments, run_dir: Path) -> None:
     """After a command's run: export ``run_dir`` when --track asked for it."""
     if tracking.track is None:
         return
+    from ..errors import UnfreezeError
     from ..tracking import summary_line, track_folder
 
-    typer.echo(summary_line(track_folder(run_dir, tracking.tracking_uri), tracking.tracking_uri))
+    try:
+        counts = track_folder(run_dir, tracking.tracking_uri)
+    except UnfreezeError as exc:  # the run itself finished: say how to log it once the store answers
+        raise UnfreezeError(f"{exc}. The run is complete: log it later with unfreeze track {run_dir}.") from None
+    typer.echo(summary_line(counts, tracking.tracking_uri))

@@ -35,7 +35,7 @@ def track_folder(run_dir: str | Path, uri: str | None) -> dict[str, int]:
     from .folders import read_folder
     from .mlflow_store import export_folder
 
-    return export_folder(read_folder(run_dir), uri)
+    return export_folder(read_folder(run_dir), uri, Path(run_dir))
 
 
 def fit_row(clf, metrics: dict, data: str, model: str, n_train: int, n_test: int, data_fingerprint: str) -> dict:

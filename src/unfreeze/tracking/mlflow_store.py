@@ -8,15 +8,17 @@ only the cells that are new or were rewritten since (a failed cell retried repla
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from ..errors import UnfreezeError
 from .folders import FolderRuns
-from .runs import ARM_TAG, CELL_KEY_TAG, PARENT_KEY_TAG, RECORD_TAG, RunContent
+from .runs import ARM_TAG, CELL_KEY_TAG, PARENT_KEY_TAG, RECORD_TAG, RUN_DIR_TAG, RunContent
 
 INSTALL = "pip install 'unfreeze[mlflow]'"
 DEFAULT_STORE = "mlruns"  # MLflow's own default: a file store in ./mlruns
@@ -59,9 +61,25 @@ def experiment_id(mlflow_client: Any) -> str:
     return found.experiment_id if found is not None else mlflow_client.create_experiment(name)
 
 
-def export_folder(folder: FolderRuns, uri: str | None) -> dict[str, int]:
-    """Log ``folder``'s parent run and a child per cell to the store ``uri``; counts of runs ``logged``,
-    ``replaced`` (a rewritten row) and ``unchanged`` (logged before: nothing new)."""
+@contextlib.contextmanager
+def store_errors(uri: str | None, run_dir: Path) -> Iterator[None]:
+    """A store that cannot be reached or refuses a run: one line."""
+    mlflow = require_mlflow()
+    try:
+        yield
+    except (mlflow.exceptions.MlflowException, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnfreezeError(f"MLflow could not log {run_dir} to {tracking_uri(uri)}: {reason[:300]}") from None
+
+
+def export_folder(folder: FolderRuns, uri: str | None, run_dir: Path) -> dict[str, int]:
+    """Log ``folder`` (read from ``run_dir``): its parent run and a child per cell, to the store ``uri``; counts
+    of runs ``logged``, ``replaced`` (a rewritten row) and ``unchanged`` (logged before: nothing new)."""
+    with store_errors(uri, run_dir):
+        return _export(folder, uri)
+
+
+def _export(folder: FolderRuns, uri: str | None) -> dict[str, int]:
     mlflow_client = client(uri)
     experiment = experiment_id(mlflow_client)
     parents = _search(mlflow_client, experiment, f"tags.`{PARENT_KEY_TAG}` = '{folder.key}'")
@@ -97,10 +115,11 @@ def export_folder(folder: FolderRuns, uri: str | None) -> dict[str, int]:
 
 def log_run(content: RunContent, uri: str | None, artifacts: list[Path] | None = None) -> str:
     """Log one run with no parent (``fit``); its id."""
-    mlflow_client = client(uri)
-    run_id = _log(mlflow_client, experiment_id(mlflow_client), content, None)
-    for artifact in artifacts or []:
-        mlflow_client.log_artifact(run_id, str(artifact))
+    with store_errors(uri, Path(content.tags.get(RUN_DIR_TAG, "."))):
+        mlflow_client = client(uri)
+        run_id = _log(mlflow_client, experiment_id(mlflow_client), content, None)
+        for artifact in artifacts or []:
+            mlflow_client.log_artifact(run_id, str(artifact))
     return run_id
 
 
