@@ -1,6 +1,7 @@
 """The tokens task trains and predicts through the product's own loop: a tiny BERT learns a word-level tagging
 rule, the frozen prefix is cached per window, long sentences come back with one tag per word, the validation
-split is by sentence, and what the task cannot take is refused in one line."""
+split is by sentence, a fitted tagger round-trips through a bundle, and what the task cannot take is refused in
+one line."""
 
 from __future__ import annotations
 
@@ -151,9 +152,18 @@ def test_what_the_tokens_task_cannot_take_is_refused_in_one_line(tiny_model_dir)
         tagger(tiny_model_dir, strategy="full").fit([X[0], "john smith"], y[:2])
     with pytest.raises(UnfreezeError, match=r"^X\[0\] is an empty sentence"):
         tagger(tiny_model_dir, strategy="full").fit([[], X[1]], [[], y[1]])
-    clf = tagger(tiny_model_dir, strategy="full", epochs=1, validation_fraction=0.0).fit(X, y)
-    with pytest.raises(UnfreezeError, match=r"^Saving a tokens model is not supported yet"):
-        clf.save("unused")
+
+
+@pytest.mark.parametrize("name", ["freeze", "subspace"])  # the network predictor, and one of its own
+def test_a_tagger_round_trips_through_a_bundle(name, tiny_model_dir, tmp_path):
+    X, y = tagged(24, seed=0)
+    params = dict(strategy="freeze", k=1, **RATES) if name == "freeze" else OTHERS[name]
+    clf = tagger(tiny_model_dir, epochs=3, validation_fraction=0.0, **params).fit(X, y)
+    back = Classifier.load(clf.save(tmp_path / "tagger"))
+    assert isinstance(back.task_, Tokens) and list(back.classes_) == ["B-PER", "I-PER", "O"]
+    for a, b in zip(clf.predict_proba(X), back.predict_proba(X)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert back.predict(X) == clf.predict(X) and back.score(X, y) == clf.score(X, y)
 
 
 def test_a_given_validation_set_picks_the_best_epoch_by_entity_f1_and_auto_searches_rates(tiny_model_dir):

@@ -185,9 +185,6 @@ class TextEstimator(BaseEstimator):
         """Write a bundle folder (JSON + safetensors); atomic: all or nothing."""
         from .inference.classifier_bundle import save_classifier
 
-        task = getattr(self, "task_", None)
-        if task is not None and not task.bundles:
-            raise UnfreezeError(f"Saving a {task.name} model is not supported yet; refit it where it is used.")
         return save_classifier(self, path, metrics)
 
     @classmethod

@@ -189,6 +189,7 @@ def load_classifier(
         None,
         inference_backbone=frozen if strategy.changes_weights else None,
         inference_precision=ran.inference,
+        task=task,  # the network a task trains is the task's (tokens: a head per token)
     )
     try:
         clf.predictor_ = predictor_type.from_state(context, strategy, PredictorState(files, meta))

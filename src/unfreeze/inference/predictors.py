@@ -243,6 +243,16 @@ class EmbeddingHead(Predictor):
         )
 
 
+def rebuilt_network(context: FitContext, n_outputs: int) -> TextClassificationModel:
+    """The untrained network a bundle's tensors go into: the task's (tokens: a head per token), or, with no task
+    in ``context``, pooled states and a linear head."""
+    from ..training import TextClassificationModel
+
+    if context.task is None:
+        return TextClassificationModel(context.backbone, n_outputs, context.pooling, context.layers)
+    return context.task.network(context.backbone, context.pooling, context.layers, n_outputs)
+
+
 @register_predictor
 @dataclass
 class NetworkPredictor(Predictor):
@@ -304,14 +314,10 @@ class NetworkPredictor(Predictor):
     def from_state(cls, context: FitContext, strategy: Strategy, state: PredictorState) -> NetworkPredictor:
         import torch
 
-        from ..training import TextClassificationModel
-
         backbone = context.backbone
         torch.manual_seed(0)  # prepare may draw (re-initialised blocks); the saved tensors overwrite what trains
         backbone.model = strategy.prepare(backbone)
-        network = TextClassificationModel(
-            backbone, int(state.meta.get("n_classes", context.n_classes)), context.pooling, context.layers
-        )
+        network = rebuilt_network(context, int(state.meta.get("n_classes", context.n_classes)))
         load_trained(network, state.files["trained"], "trained.safetensors")
         network.to(backbone.device).eval()
         backbone.model.eval()

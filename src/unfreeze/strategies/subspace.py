@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import UnfreezeError, invalid_parameter
-from ..inference.predictors import NetworkPredictor, PredictorState, Tensors, register_predictor
+from ..inference.predictors import NetworkPredictor, PredictorState, Tensors, rebuilt_network, register_predictor
 from ..params import check_int, int_at_least, is_bool, one_of, setting
 from .base import FitContext, Strategy, TunedStrategy
 
@@ -229,8 +229,6 @@ class SubspacePredictor(NetworkPredictor):
     def from_state(cls, context: FitContext, strategy: Strategy, state: PredictorState) -> SubspacePredictor:
         import torch
 
-        from ..training import TextClassificationModel
-
         if not isinstance(strategy, Subspace):  # the registry pairs this predictor with subspace alone
             raise TypeError(f"a subspace predictor needs the subspace strategy, not {strategy.name!r}")
         backbone, meta = context.backbone, state.meta
@@ -255,9 +253,7 @@ class SubspacePredictor(NetworkPredictor):
                     "the projection regenerated from its seed differs from the saved one's digest "
                     "(another numpy version draws other numbers)"
                 )
-            network = TextClassificationModel(
-                backbone, int(meta.get("n_classes", context.n_classes)), context.pooling, context.layers
-            )
+            network = rebuilt_network(context, int(meta.get("n_classes", context.n_classes)))
             with torch.no_grad():
                 subspace.theta.copy_(torch.as_tensor(tensors["theta"]))
                 if subspace.said is not None:

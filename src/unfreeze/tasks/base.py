@@ -21,6 +21,8 @@ from ..errors import UnfreezeError
 if TYPE_CHECKING:
     import torch
 
+    from ..training.model import TextClassificationModel
+
 
 class Task:
     """Base class of every task. Subclasses set the class attributes and implement the label methods."""
@@ -59,8 +61,6 @@ class Task:
     target_dtype: ClassVar[str] = "long"
     # ``Classifier.score`` is the default metric (tokens: entity F1) rather than accuracy on the decisions
     score_is_default_metric: ClassVar[bool] = False
-    # whether a fitted estimator of the task can be saved as a bundle
-    bundles: ClassVar[bool] = True
 
     @property
     def default_metric(self) -> str:
@@ -171,11 +171,14 @@ class Task:
         input i). Here one example per input, truncated to ``max_length``; the tokens task makes windows."""
         return backbone.encode(inputs, max_length), targets, None
 
-    def network(self, backbone: Any, pooling: str, layers: Sequence[int]) -> torch.nn.Module:
-        """The trainable network of the task: pooled hidden states ``layers`` and a linear head."""
+    def network(
+        self, backbone: Any, pooling: str, layers: Sequence[int], n_outputs: int | None = None
+    ) -> TextClassificationModel:
+        """The trainable network of the task: pooled hidden states ``layers`` and a linear head of ``n_outputs``
+        units (None: ``self.n_outputs``; a bundle gives its head's)."""
         from ..training import TextClassificationModel
 
-        return TextClassificationModel(backbone, self.n_outputs, pooling, layers)
+        return TextClassificationModel(backbone, n_outputs or self.n_outputs, pooling, layers)
 
     def logits_of(self, predictor: Any, inputs: list) -> np.ndarray:
         """Raw outputs of a fitted predictor on ``inputs``, in the shape ``scores`` reads against the targets."""

@@ -29,6 +29,8 @@ from .multilabel import rarest_label_groups
 if TYPE_CHECKING:
     import torch
 
+    from ..training.model import TextClassificationModel
+
 
 def entity_type(tag: str) -> str | None:
     """The entity type a tag names (``"B-PER"`` -> ``"PER"``); None for the outside tag."""
@@ -46,7 +48,6 @@ class Tokens(Task):
     strata_are_classes: ClassVar[bool] = False
     checks_swapped_columns: ClassVar[bool] = False
     score_is_default_metric: ClassVar[bool] = True
-    bundles: ClassVar[bool] = False  # saving a tokens model is later work (issue 29)
 
     def __init__(self, scheme: str = "IOB2") -> None:
         self.scheme = tag_scheme(scheme)
@@ -190,11 +191,13 @@ class Tokens(Task):
         tags = None if targets is None else [row[: len(words)] for row, words in zip(targets, sentences)]
         return align_words(backbone.tokenizer, sentences, tags, backbone.length_limit(max_length))
 
-    def network(self, backbone: Any, pooling: str, layers: Sequence[int]) -> torch.nn.Module:
+    def network(
+        self, backbone: Any, pooling: str, layers: Sequence[int], n_outputs: int | None = None
+    ) -> TextClassificationModel:
         """Hidden states ``layers`` of every token, concatenated, and a linear head per token (no pooling)."""
         from ..training.model import TokenClassificationModel
 
-        return TokenClassificationModel(backbone, self.n_outputs, pooling, layers)
+        return TokenClassificationModel(backbone, n_outputs or self.n_outputs, pooling, layers)
 
     def word_logits(self, predictor: Any, inputs: list) -> list[np.ndarray]:
         """Each sentence's logits [words, K], each word read from one window (``alignment.word_predictions``)."""
