@@ -146,3 +146,83 @@ def test_sweep_report_draws_every_cell_and_its_tooltips_name_the_cell(report, br
     wait_drawn(page, "cells-by-size", 12)
     assert problems == []
     print(f"screenshots: {tmp_path}")
+
+
+@pytest.fixture(scope="module")
+def advise_run(tmp_path_factory, tiny_model_dir):
+    """A tiny advisor run (features and freeze k = 0, 2 on 240 texts, two seeds, a 15-second budget)."""
+    from typer.testing import CliRunner
+
+    from conftest import sentiment_task_varied
+    from unfreeze.cli import app
+
+    folder = tmp_path_factory.mktemp("advise-browser")
+    texts, labels = sentiment_task_varied(240, 3)
+    data = folder / "train.csv"
+    data.write_text("text,label\n" + "\n".join(f"{t},{'pos' if y else 'neg'}" for t, y in zip(texts, labels)) + "\n")
+    out = folder / "run"
+    args = ["advise", str(data), "--model", tiny_model_dir("bert"), "-o", str(out), "--min-size", "48"]
+    args += ["--seeds", "0,1", "--strategies", "features,freeze", "--k", "0,2", "--batch-size", "16"]
+    args += ["--max-length", "32", "--epochs", "2", "--budget", "15s", "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_advisor_report_draws_every_cell_its_curves_and_names_the_cell(advise_run, browser, tmp_path):
+    from unfreeze.sweep import ResultsStore
+
+    plan = json.loads((advise_run / "plan.json").read_text())
+    cells = [
+        r
+        for r in ResultsStore(advise_run).latest(require_cell=True).values()
+        if r.get("status") == "done"
+        and (r.get("validation") or {}).get(plan.get("score_metric") or "accuracy") is not None
+    ]
+    predicted = [e["configuration"] for e in plan["plan"] if "predicted" in e]
+    page, problems = open_page(browser, advise_run / "report.html")
+    assert page.locator("#advise-curves").get_attribute("data-cells") == str(len(cells))
+    wait_drawn(page, "advise-curves", len(cells))
+    assert page.locator("#advise-curves .mark-line.role-mark path").count() == len(predicted)
+    page.screenshot(path=str(tmp_path / "advise-report.png"), full_page=True)
+    page.locator(f"#advise-curves {POINTS}").last.hover()
+    tooltip = page.locator("#vg-tooltip-element")
+    tooltip.wait_for(state="visible", timeout=5_000)
+    keys = tooltip.locator("td.key").all_inner_texts()
+    values = tooltip.locator("td.value").all_inner_texts()
+    fields = {k.strip().rstrip(":"): v.strip() for k, v in zip(keys, values)}
+    page.screenshot(path=str(tmp_path / "advise-report-tooltip.png"))
+    cell = next(r for r in cells if r["key"] == fields["cell key"])
+    assert fields["configuration"] == cell["cell"]["label"] and fields["seed"] == str(cell["cell"]["seed"])
+    assert problems == []
+    print(f"screenshots: {tmp_path}")
+
+
+def test_advisor_curves_and_bands_draw_one_per_predicted_configuration(advise_run, browser, tmp_path):
+    """The same run's plot with a prediction put into its plan (the tiny run's scatter leaves it none): a curve and
+    a band per predicted configuration, and a legend click hides all three layers of one."""
+    from unfreeze.advise.interactive import EXPLAINER, advise_charts
+    from unfreeze.report.interactive import section
+    from unfreeze.sweep import ResultsStore
+
+    plan = json.loads((advise_run / "plan.json").read_text())
+    rows = list(ResultsStore(advise_run).latest(require_cell=True).values())
+    full = plan["full_size"]
+    for entry in plan["plan"]:
+        if "measured" in entry:
+            entry["form"] = "pow3"
+            entry["predicted"] = {str(n): {"score": 0.8, "low": 0.7, "high": 0.9} for n in (full, 2 * full, 4 * full)}
+    names = [e["configuration"] for e in plan["plan"] if "predicted" in e]
+    assert len(names) == 2
+    path = tmp_path / "curves.html"
+    body = section(advise_charts(plan, rows, "accuracy"), EXPLAINER)
+    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'></head><body>{body}</body></html>")
+    page, problems = open_page(browser, path)
+    lines, bands = "#advise-curves .mark-line.role-mark path", "#advise-curves .mark-area.role-mark path"
+    page.wait_for_function(f"() => document.querySelectorAll('{lines}').length === 2")
+    assert page.locator(bands).count() == 2
+    page.screenshot(path=str(tmp_path / "advise-curves.png"), full_page=True)
+    page.locator("#advise-curves .role-legend-label text", has_text=names[0]).click()
+    page.wait_for_function(f"() => document.querySelectorAll('{lines}').length === 1")
+    assert page.locator(bands).count() == 1
+    assert problems == []

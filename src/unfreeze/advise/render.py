@@ -157,6 +157,7 @@ def write_outputs(plan: dict, run: AdviseRun, json_path: Path | None = None) -> 
         with atomic_path(json_path) as tmp:
             tmp.write_text(strict_json.dumps(plan, indent=2, default=_jsonable))
     figure = None
+    colors: dict[str, str] = {}  # the curves' colours, which the interactive plot keeps
     metric = score_metric(plan)
     scores = validation_scores(run.rows, metric)
     drawn = [e for e in plan["plan"] if "predicted" in e]
@@ -174,7 +175,6 @@ def write_outputs(plan: dict, run: AdviseRun, json_path: Path | None = None) -> 
             )
             for e in drawn
         ]
-        colors = {}
         for e in drawn:  # strategies keep their report colours; a second config of one strategy takes C-n
             colors[e["configuration"]] = (
                 color_of(e["strategy"])
@@ -184,12 +184,18 @@ def write_outputs(plan: dict, run: AdviseRun, json_path: Path | None = None) -> 
         figure = run_dir / "curves.png"
         with atomic_path(figure) as tmp:
             lc.plot_curves(curves, scores, tmp, metric, plan["full_size"], colors)
+    # beside the PNG, not instead of it: a point per cell, its hover the cell's record
+    from ..report.interactive import section
+    from .interactive import EXPLAINER, advise_charts
+
+    charts = advise_charts(plan, run.rows, metric, colors)
     with atomic_path(run_dir / "report.html") as tmp:
-        tmp.write_text(report_html(plan, run, figure), encoding="utf-8")
+        tmp.write_text(report_html(plan, run, figure, section(charts, EXPLAINER)), encoding="utf-8")
     return {"html": run_dir / "report.html", "json": run_dir / "plan.json", "figure": figure}
 
 
-def report_html(plan: dict, run: AdviseRun, figure: Path | None) -> str:
+def report_html(plan: dict, run: AdviseRun, figure: Path | None, interactive_html: str = "") -> str:
+    """The advisor's page; ``interactive_html`` (its interactive plot) comes before the static one."""
     esc = html.escape
     full = plan["full_size"]
     key = str(full)
@@ -253,6 +259,7 @@ def report_html(plan: dict, run: AdviseRun, figure: Path | None) -> str:
             f"<td>{esc(', '.join(f'{r:g}' for r in e['learning_rates']))}</td></tr>"
         )
     parts.append("</table>")
+    parts.append(interactive_html)
     if figure is not None:
         data = base64.b64encode(figure.read_bytes()).decode()
         parts.append(f"<p><img alt='learning curves' src='data:image/png;base64,{data}'></p>")

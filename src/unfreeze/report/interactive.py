@@ -131,14 +131,25 @@ def _tooltip(metric: str) -> list:
     ]
 
 
+def hex_color(color: str) -> str:
+    """A matplotlib colour (C0, tab:olive) as the page's #rrggbb."""
+    return matplotlib.colors.to_hex(color)
+
+
+def legend_param(field: str):
+    """The selection a click on ``field``'s legend toggles: the values hidden (each click hides or shows one)."""
+    import altair as alt
+
+    return alt.selection_point(name=HIDDEN, fields=[field], bind="legend", toggle="true")
+
+
 def _chart(points: list[dict], metric: str, x, title: str, **encodings):
     """A point per cell coloured by strategy (the PNGs' colours), whose legend hides the strategies clicked."""
     import altair as alt
 
     present = {p["strategy"] for p in points}
     strategies = [s for s in STRATEGY_ORDER if s in present] + sorted(present - set(STRATEGY_ORDER))
-    colors = [matplotlib.colors.to_hex(color_of(s)) for s in strategies]
-    hidden = alt.selection_point(name=HIDDEN, fields=["strategy"], bind="legend", toggle="true")
+    colors = [hex_color(color_of(s)) for s in strategies]
     return (
         alt.Chart(alt.Data(values=points), title=title)
         .mark_point(filled=True, size=60, opacity=0.8)
@@ -153,7 +164,7 @@ def _chart(points: list[dict], metric: str, x, title: str, **encodings):
             tooltip=_tooltip(metric),
             **encodings,
         )
-        .add_params(hidden)
+        .add_params(legend_param("strategy"))
         .transform_filter({"not": {"param": HIDDEN, "empty": False}})
         .properties(width=560, height=320)
     )
@@ -200,16 +211,16 @@ def sweep_charts(points: list[dict], metric: str) -> list[tuple[str, str, dict, 
     ]
 
 
-# a legend click hides a strategy, so the legend entries drawn faded must be the hidden ones: Vega-Lite fades
-# those outside the selection, and this patch of the compiled Vega turns that test round
+# a legend click hides a value, so the legend entries drawn faded must be the hidden ones: Vega-Lite fades those
+# outside the selection ("no selection, or in it": bright), and this patch of the compiled Vega negates "in it"
 LEGEND_PATCH = f"""function (spec) {{
-  const hidden = '!length(data("{HIDDEN}_store")) || '
-    + '!({HIDDEN}["strategy"] && indexof({HIDDEN}["strategy"], datum.value) >= 0)';
+  const inSelection = '!length(data("{HIDDEN}_store")) || (';
   for (const legend of spec.legends || []) {{
     for (const part of Object.values(legend.encode || {{}})) {{
       const opacity = part.update && part.update.opacity;
-      if (Array.isArray(opacity) && opacity.length && String(opacity[0].test).includes('{HIDDEN}_store')) {{
-        opacity[0].test = hidden;
+      const test = Array.isArray(opacity) && opacity.length ? String(opacity[0].test) : '';
+      if (test.includes(inSelection)) {{
+        opacity[0].test = test.replace(inSelection, '!length(data("{HIDDEN}_store")) || !(');
       }}
     }}
   }}
@@ -217,7 +228,7 @@ LEGEND_PATCH = f"""function (spec) {{
 }}"""
 
 
-def section(charts: Iterable[tuple[str, str, dict, int]]) -> str:
+def section(charts: Iterable[tuple[str, str, dict, int]], explainer: str = EXPLAINER) -> str:
     """The HTML of interactive plots: the Vega script once, then a figure per plot, each saying how many cells
     it draws (``data-cells``; the browser test compares the points drawn to it)."""
     charts = list(charts)
@@ -226,7 +237,7 @@ def section(charts: Iterable[tuple[str, str, dict, int]]) -> str:
     esc = html.escape
     parts = [
         "<h2>Interactive plots</h2>",
-        f"<p>{esc(EXPLAINER)}</p>",
+        f"<p>{esc(explainer)}</p>",
         "<noscript><p>(JavaScript is off: the interactive plots are not drawn; the static ones below are.)</p>"
         "</noscript>",
         f"<script>{vega_script()}</script>",
