@@ -164,6 +164,11 @@ def test_a_tagger_round_trips_through_a_bundle(name, tiny_model_dir, tmp_path):
     for a, b in zip(clf.predict_proba(X), back.predict_proba(X)):
         np.testing.assert_allclose(a, b, atol=1e-6)
     assert back.predict(X) == clf.predict(X) and back.score(X, y) == clf.score(X, y)
+    if name == "freeze":
+        from unfreeze.export.exporter import export_bundle
+
+        with pytest.raises(UnfreezeError, match=r"^Cannot export .*: a tokens model has no ONNX export yet"):
+            export_bundle(tmp_path / "tagger")
 
 
 def test_a_given_validation_set_picks_the_best_epoch_by_entity_f1_and_auto_searches_rates(tiny_model_dir):

@@ -276,8 +276,17 @@ def _write_heads(backbone, heads: dict, folder: Path, max_length: int, batch_siz
 
 
 def _check_exportable(bundle: Path, config: dict) -> None:
-    """Refuse, from the config alone (before any model loads), a predictor class export does not know."""
+    """Refuse, from the config alone (before any model loads), a predictor class export does not know, or a
+    task whose outputs no graph gives yet."""
     from ..inference.predictors import predictor_class
+    from ..tasks import TASKS
+
+    task_name = (config.get("task") or {}).get("name")
+    kind = TASKS.get(task_name) if isinstance(task_name, str) else None
+    if kind is not None and not kind.exports_onnx:
+        raise UnfreezeError(
+            f"Cannot export {bundle}: a {kind.name} model has no ONNX export yet; predict with the bundle itself."
+        )
 
     type_name = config.get("predictor", {}).get("type")
     try:

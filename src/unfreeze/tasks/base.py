@@ -61,6 +61,8 @@ class Task:
     target_dtype: ClassVar[str] = "long"
     # ``Classifier.score`` is the default metric (tokens: entity F1) rather than accuracy on the decisions
     score_is_default_metric: ClassVar[bool] = False
+    # whether ``unfreeze export`` writes ONNX graphs of the task's models (tokens: not yet)
+    exports_onnx: ClassVar[bool] = True
 
     @property
     def default_metric(self) -> str:

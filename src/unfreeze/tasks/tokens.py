@@ -48,6 +48,7 @@ class Tokens(Task):
     strata_are_classes: ClassVar[bool] = False
     checks_swapped_columns: ClassVar[bool] = False
     score_is_default_metric: ClassVar[bool] = True
+    exports_onnx: ClassVar[bool] = False  # a graph of per-token outputs is later work (issue 29)
 
     def __init__(self, scheme: str = "IOB2") -> None:
         self.scheme = tag_scheme(scheme)
