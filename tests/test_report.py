@@ -195,3 +195,42 @@ def test_failed_cells_appear_in_the_table_but_not_in_the_summary(finished_run, t
     result = build_report(copy)
     assert "full" not in set(result["summary"]["label"])
     assert "OutOfMemoryError: boom" in (copy / "report.html").read_text()
+
+
+def test_interactive_plots_draw_each_finished_cell_once_with_its_record(tmp_path):
+    """A point per finished cell (failed ones have no score); the cost plot leaves out a cell of no recorded time
+    (its axis is logarithmic); the k plot holds the cells that set k; the tooltip's fields are the cell's."""
+    from unfreeze.report import interactive
+
+    frame = _frame(
+        [
+            {"key": "a", "strategy": "features", "label": "features", "n_train": 8, "seed": 0, "test_accuracy": 0.7,
+             "fit_seconds": 1.5, "peak_memory_mib": 600.4},
+            {"key": "b", "strategy": "freeze", "label": "freeze k=0", "k": 0, "n_train": 8, "seed": 0,
+             "test_accuracy": 0.8, "fit_seconds": 3.0, "learning_rate": 5e-4},
+            {"key": "c", "strategy": "freeze", "label": "freeze k=2", "k": 2, "n_train": 8, "seed": 0,
+             "test_accuracy": 0.75, "fit_seconds": None},
+            {"key": "d", "strategy": "freeze", "label": "freeze k=2", "k": 2, "n_train": 8, "seed": 1,
+             "status": "failed"},
+        ]
+    )  # fmt: skip
+    points = interactive.cell_points(frame, tmp_path, "accuracy")  # no results.jsonl: no rates tried
+    assert [p["key"] for p in points] == ["a", "b", "c"]
+    assert points[0] | {"slot": None, "size slot": None} == {
+        "strategy": "features", "configuration": "features", "n": 8, "seed": 0, "k": None, "score": 0.7,
+        "train": 1.0, "rate": "(none)", "rates tried": "(not tuned)", "fit s": 1.5, "peak MiB": 600, "key": "a",
+        "slot": None, "size slot": None,
+    }  # fmt: skip
+    assert points[1]["rate"] == "0.0005" and points[1]["k"] == 0
+    charts = interactive.sweep_charts(points, "accuracy")
+    assert [(name, cells) for name, _, _, cells in charts] == [
+        ("cells-by-size", 3),
+        ("cells-by-cost", 2),
+        ("cells-by-k", 2),
+    ]
+    spec = dict((name, spec) for name, _, spec, _ in charts)["cells-by-k"]
+    assert sorted(p["key"] for p in spec["data"]["values"]) == ["b", "c"]
+    page = interactive.section(charts)
+    # three plots, each with its cell count; the inlined script closes no element early
+    assert page.count("vegaEmbed('#") == 3 and page.count("data-cells='2'") == 2
+    assert page.count("<script>") == page.count("</script>") == 5
