@@ -222,6 +222,7 @@ def test_interactive_plots_draw_each_finished_cell_once_with_its_record(tmp_path
         "slot": None, "size slot": None,
     }  # fmt: skip
     assert points[1]["rate"] == "0.0005" and points[1]["k"] == 0
+    points[0]["configuration"] = "features </script><!--"  # a plugin's parameter could hold anything
     charts = interactive.sweep_charts(points, "accuracy")
     assert [(name, cells) for name, _, _, cells in charts] == [
         ("cells-by-size", 3),
@@ -231,6 +232,6 @@ def test_interactive_plots_draw_each_finished_cell_once_with_its_record(tmp_path
     spec = dict((name, spec) for name, _, spec, _ in charts)["cells-by-k"]
     assert sorted(p["key"] for p in spec["data"]["values"]) == ["b", "c"]
     page = interactive.section(charts)
-    # three plots, each with its cell count; the inlined script closes no element early
+    # three plots, each with its cell count; neither the inlined script nor a label closes an element early
     assert page.count("vegaEmbed('#") == 3 and page.count("data-cells='2'") == 2
-    assert page.count("<script>") == page.count("</script>") == 5
+    assert page.count("<script>") == page.count("</script>") == 5 and "<!--" not in page

@@ -248,7 +248,7 @@ def section(charts: Iterable[tuple[str, str, dict, int]], explainer: str = EXPLA
             f"<figure class='interactive'><div id='{esc(name)}' data-cells='{cells}' "
             f"aria-label='{esc(caption)}'></div></figure>"
         )
-        data = json.dumps(spec).replace("</", "<\\/")
+        data = json.dumps(spec).replace("<", "\\u003c")  # no label can close the script or open a comment
         parts.append(
             f"<script>vegaEmbed('#{name}', {data}, {{renderer: 'svg', actions: false, patch: unfreezeLegendPatch}})"
             ".catch(console.error);</script>"
