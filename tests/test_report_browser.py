@@ -30,7 +30,7 @@ pytestmark = [
     pytest.mark.slow,  # starts a browser
     pytest.mark.skipif(
         not Path(CHROMIUM).exists(),
-        reason="no Chromium at /usr/bin/chromium and none could be installed (.ci/run runs apt-get install chromium)",
+        reason="no Chromium at /usr/bin/chromium: .ci/run installs it with apt-get where apt can (here it could not)",
     ),
 ]
 
