@@ -80,6 +80,8 @@ def predict_logits(
     part = _predict_local(
         model, backbone, encoded.subset(mine), batch_size, None if prefix is None else prefix.subset(mine), bf16
     )
+    if part.ndim == 3:  # a logit per token: every rank's rows as wide as the longest input of all
+        part = np.pad(part, ((0, 0), (0, max(encoded.lengths, default=0) - part.shape[1]), (0, 0)))
     return distributed.gather_rows(part, len(encoded), acc)
 
 
@@ -95,13 +97,14 @@ def _predict_local(
     was_training = model.training
     model.eval()
     device = backbone.device
-    out = np.empty((len(encoded), model.head.out_features), dtype=np.float32)
+    if model.per_token:  # a logit per token [n, tokens, K]: zeros past an input's end
+        out = np.zeros((len(encoded), max(encoded.lengths, default=0), model.head.out_features), dtype=np.float32)
+    else:
+        out = np.empty((len(encoded), model.head.out_features), dtype=np.float32)
     try:
         for idx, batch in backbone.batches(encoded, batch_size):
             logits = forward_rows(model, batch, prefix, idx, device, bf16=bf16).float().cpu().numpy()
-            if logits.ndim == 3:  # a logit per token [b, tokens, K]: padded with zeros to the longest input
-                if out.ndim == 2:
-                    out = np.zeros((len(encoded), max(encoded.lengths), logits.shape[-1]), dtype=np.float32)
+            if logits.ndim == 3:
                 out[idx, : logits.shape[1]] = logits
             else:
                 out[idx] = logits

@@ -24,6 +24,8 @@ class TextClassificationModel(nn.Module):
     same convention as Hugging Face's ``hidden_states``.
     """
 
+    per_token = False  # one row of logits per input (TokenClassificationModel: one per token)
+
     def __init__(
         self, backbone: Backbone, n_outputs: int, pooling: str, layers: Sequence[int], dropout: float = 0.1
     ) -> None:
@@ -83,6 +85,8 @@ class TextClassificationModel(nn.Module):
 class TokenClassificationModel(TextClassificationModel):
     """The same body, hooks and prefix skipping, without pooling: the hidden states ``layers`` of every token,
     concatenated -> dropout -> a linear head per token. ``forward`` gives logits [b, tokens, n_outputs]."""
+
+    per_token = True
 
     def forward(self, batch: dict[str, torch.Tensor], prefix: PrefixBatch | None = None) -> torch.Tensor:
         captured = self.states(batch, prefix)
