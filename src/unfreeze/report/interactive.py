@@ -190,7 +190,7 @@ def sweep_charts(points: list[dict], metric: str) -> list[tuple[str, str, dict, 
             "cells-by-cost",
             f"Test {label} of every cell against its fit seconds (log scale)",
             timed,
-            alt.X("fit s:Q", title="fit seconds (log scale)", scale=alt.Scale(type="log")),
+            alt.X("fit s:Q", title="fit seconds (log scale)", scale=alt.Scale(type="log", nice=False, padding=12)),
             {},
         ),
     ]
