@@ -64,6 +64,11 @@ _EXPORTS = {
     "UnfreezeError": ".errors",
     "classification_metrics": ".metrics",
     "SweepSpec": ".sweep",
+    "load_results": ".notebook",
+    "SweepResults": ".notebook",
+    "run_advisor": ".notebook",
+    "load_plan": ".notebook",
+    "Plan": ".notebook",
 }
 
 __all__ = ["__version__", *_EXPORTS]

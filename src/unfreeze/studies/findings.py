@@ -85,6 +85,27 @@ class Findings:
         machines = list(dict.fromkeys(inv.get("machine", "?") for inv in self.meta.get("invocations", [])))
         return "; ".join(machines) or "unknown"
 
+    def to_frame(self) -> pd.DataFrame:
+        """The analysis' quantities, one row each: ``quantity``, ``value`` and what it means (the verdict's inputs;
+        ``frame`` holds the cells they were computed from)."""
+        quantities = self.result.quantities
+        rows = [{"quantity": q, "value": v, "meaning": self.result.meanings.get(q, "")} for q, v in quantities.items()]
+        return pd.DataFrame(rows, columns=["quantity", "value", "meaning"])
+
+    def _repr_html_(self) -> str:
+        """In Jupyter: the verdict in a caption, the quantities, the analysis' tables and its plots (where drawn)."""
+        from ..notebook.display import frame_html, images_html
+
+        counts = self.counts
+        caption = (
+            f"study {self.study.name}: {self.study.title}; verdict {self.verdict_label} "
+            f"({counts['done']} of {counts['planned']} cells done)"
+        )
+        parts = [frame_html(self.to_frame(), caption)]
+        parts += [frame_html(pd.DataFrame(t.rows, columns=t.headers), t.title) for t in self.result.tables]
+        figures = [self.run_dir / name for name, _ in self.result.figures if name]
+        return "".join(parts) + images_html(figures, self.study.name)
+
 
 def context_of(meta: dict, study: Study, out_dir: Path | None) -> Context:
     from ..tasks import DEFAULT_TASK, make_task
