@@ -215,3 +215,18 @@ def test_the_advisor_notebook_runs_and_shows_the_plan(tiny_model_dir, tmp_path, 
     printed = "".join(o["text"] for o in outputs if o.get("output_type") == "stream" and o["name"] == "stdout")
     assert printed.startswith(f"{rec}\n") and stored["recommendation"]["why"] in printed
     assert _row(tables[1], rec)[:3] == [rec, "candidate", "True"]  # the frame's columns chosen in the notebook
+
+
+def test_reading_results_and_plans_in_a_notebook_loads_no_torch(tmp_path):
+    """A notebook that only reads run folders starts without torch (a report needs no model)."""
+    import subprocess
+
+    (tmp_path / "plan.json").write_text(json.dumps(_plan()))
+    ResultsStore(tmp_path).append(_cell("a", "done", 0, test={"accuracy": 0.5}, fit={"seconds": 1.0}))
+    code = (
+        "import sys; from unfreeze import load_plan, load_results; from unfreeze.studies import Findings; "
+        f"load_plan({str(tmp_path)!r})._repr_html_(); load_results({str(tmp_path)!r})._repr_html_(); "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
