@@ -230,3 +230,11 @@ def test_reading_results_and_plans_in_a_notebook_loads_no_torch(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_run_advisor_with_a_setting_it_does_not_take_is_one_line_before_anything_runs(tmp_path):
+    from unfreeze import run_advisor
+
+    with pytest.raises(UnfreezeError, match=r"run_advisor\(\) takes no setting 'epoch'\. Settings: .*\bepochs\b"):
+        run_advisor("movie-snippets", tmp_path / "run", epoch=2)
+    assert not (tmp_path / "run").exists()

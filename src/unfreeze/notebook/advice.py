@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +160,12 @@ def run_advisor(
 
     clock_start = time.monotonic()
     seconds = parse_budget(budget) if isinstance(budget, str) else float(budget)
+    known = {f.name for f in fields(AdviseSpec) if f.init} - {"data", "model", "budget"}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise UnfreezeError(
+            f"run_advisor() takes no setting {', '.join(map(repr, unknown))}. Settings: {', '.join(sorted(known))}."
+        )
     spec = AdviseSpec(data=data, model=model, budget=seconds, **settings)
     spec.check()
     spec.sweep_spec()  # strategies and their grid: one error now rather than after the pilot started
