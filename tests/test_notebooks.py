@@ -168,6 +168,12 @@ def test_a_studys_findings_are_a_frame_of_its_quantities_and_a_table_with_its_ve
     first = frame.iloc[0]
     assert _row(html, str(first["quantity"]))[0] == first["quantity"]
     assert findings.result.tables and all(f"<b>{html_escape(t.title)}</b>" in html for t in findings.result.tables)
+    assert "data:image/png" not in html  # analysed without drawing: no plot to show
+    drawn = analyse(findings.run_dir, draw=True)  # the plots FINDINGS.md links, drawn into the run folder
+    saved = [findings.run_dir / name for name, _ in drawn.result.figures if name]
+    assert saved and all(p.is_file() for p in saved)
+    pngs = [base64.b64encode(p.read_bytes()).decode() for p in saved]
+    assert all(f"data:image/png;base64,{png}" in drawn._repr_html_() for png in pngs)
 
 
 def _kernel(tmp_path: Path, monkeypatch) -> str:
