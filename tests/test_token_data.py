@@ -313,13 +313,13 @@ def test_conll2003_has_the_source_splits_sentences_and_nine_iob2_tags():
     assert whole.fingerprint() == load_tagged("conll2003:all").fingerprint()
 
 
-def test_conll2003_is_not_trained_on_by_the_command_line_yet_and_says_so():
+def test_conll2003_is_no_text_classification_data_and_says_what_reads_it():
     with pytest.raises(UnfreezeError) as info:
         load_data("conll2003:train")
     assert str(info.value) == (
-        "conll2003 holds a tag per token (named entities), which the command line does not train on yet; "
-        "conll-entities holds its sentences labelled with the entity types each holds (multilabel). In Python, "
-        "unfreeze.data.load_tagged('conll2003') reads it."
+        "conll2003 holds a tag per token (named entities), which --task tokens reads (its own task when --task is "
+        "not given); conll-entities holds its sentences labelled with the entity types each holds (multilabel). "
+        "In Python, unfreeze.data.load_tagged('conll2003') reads it."
     )
     with pytest.raises(UnfreezeError, match=r"Unknown split 'valid' of conll2003\. Splits: train, dev, test\."):
         load_tagged("conll2003:valid")

@@ -48,6 +48,15 @@ class DataArguments:
     text_col: str = argument("text", "Column holding the text.")
     label_col: str = argument("label", "Column holding the label.")
     text_pair_col: str | None = argument(None, "Column holding the second text of a pair.")
+    tokens_col: str = argument(
+        "tokens", "With --task tokens: the column holding each sentence's list of words (JSON lines, Parquet)."
+    )
+    tags_col: str = argument(
+        "tags", "With --task tokens: the column holding each sentence's list of tags (JSON lines, Parquet)."
+    )
+    tag_col: int = argument(
+        -1, "With --task tokens: the tags' column of a CoNLL file (0-based; -1 the last; the words are column 0)."
+    )
     task: str | None = argument(
         None,
         "What a label is: single (one class per text), multilabel (a set of labels per text: a list, or one "
@@ -82,6 +91,23 @@ class DataArguments:
             raise UnfreezeError(f"--thresholds must be one of {', '.join(THRESHOLDS)}. Got {self.thresholds!r}.")
         if self.task is not None:
             self.check_thresholds(self.task)
+            self.check_tagged_options(self.task)
+
+    def check_tagged_options(self, task: str) -> None:
+        """--tokens-col, --tags-col and --tag-col only for a task that reads token-tagged data
+        (``Task.reads_tagged``); one line otherwise (``task``: the data's)."""
+        from ..tasks import TASKS, task_class
+
+        if task_class(task).reads_tagged:
+            return
+        # a value other than the declared default was given (the declared defaults are the tagged readers')
+        given = [_flags(f)[0] for f in fields(self) if f.name in TAGGED_OPTIONS and getattr(self, f.name) != f.default]
+        if given:
+            reader = next(name for name, cls in TASKS.items() if cls.reads_tagged)
+            raise UnfreezeError(
+                f"{given[0]} chooses a column of token-tagged data, which only --task {reader} reads (the task here "
+                f"is {task}). Add --task {reader}, or drop {given[0]}."
+            )
 
     def check_thresholds(self, task: str) -> None:
         """``--thresholds per-label`` only for multi-label data (``task``: the data's, a built-in's own when
@@ -101,9 +127,14 @@ class DataArguments:
         if self.task is not None:
             return self.task
         from ..data.builtin import BUILTIN
+        from ..data.tagged import TOKENS_TASK
+        from ..data.tagged_builtin import TAGGED_BUILTIN
         from ..tasks import DEFAULT_TASK
 
-        builtin = BUILTIN.get(str(data).partition(":")[0])
+        name = str(data).partition(":")[0]
+        if name in TAGGED_BUILTIN:
+            return TOKENS_TASK
+        builtin = BUILTIN.get(name)
         return builtin.task if builtin is not None else DEFAULT_TASK
 
     def check_metric(self, data: str, metric: str | None) -> str | None:
@@ -126,6 +157,8 @@ class DataArguments:
 
 
 THRESHOLDS = ("global", "per-label")
+# the options that read token-tagged data (``unfreeze.data.load_tagged``)
+TAGGED_OPTIONS = ("tokens_col", "tags_col", "tag_col")
 
 
 # the data options of every command that trains on labelled data and scores a test split (fit, heads add)

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..errors import UnfreezeError
 from ..storage import strict_json
-from .arguments import TRAIN_DATA, DataArguments, InputArguments, RunArguments, TrackingArguments, arguments, take
+from .arguments import (
+    TAGGED_OPTIONS,
+    TRAIN_DATA,
+    DataArguments,
+    InputArguments,
+    RunArguments,
+    TrackingArguments,
+    arguments,
+    take,
+)
 from .common import app, checked_device, checked_precision, load_train_test, user_errors
 from .export import OnnxDirOpt, RuntimeOpt, int8_deprecated, one_precision
 from .options import given, one_value_each, strategy_parameters, strategy_values, training_parameters, with_parameters
@@ -26,7 +35,7 @@ DataArg = Annotated[
 @user_errors
 @with_parameters(
     arguments(InputArguments),
-    arguments(DataArguments, (*TRAIN_DATA, "thresholds")),
+    arguments(DataArguments, (*TRAIN_DATA, "thresholds", *TAGGED_OPTIONS)),
     arguments(RunArguments, ("seed", "no_cache", "overwrite")),
     strategy_parameters(),
     training_parameters(),
@@ -52,6 +61,7 @@ def fit(
     """
     from ..storage.outputs import check_output
     from ..strategies import split_shorthand
+    from ..tasks import task_class
     from ..training.settings import Training
 
     # everything a user can get wrong is checked before torch and the model load: it answers at once
@@ -65,14 +75,24 @@ def fit(
     training.check()
     model, precision = model_in.model or "minilm-l6", checked_precision(model_in.precision or "auto")
     check_output(output, "bundle", overwrite=run.overwrite, inputs=[data, *([split.test] if split.test else [])])
-    train, test_set = load_train_test(data, split, run.seed)
+    train: Any  # sentences of words (tokens), or texts
+    test_set: Any
+    data_task = task_class(split.data_task(data), "--task")
+    split.check_tagged_options(data_task.name)
+    if data_task.reads_tagged:  # sentences of words and their tags (tokens)
+        from .tagging import load_tagged_train_test, tagged_fit_task
+
+        train, test_set = load_tagged_train_test(data, split, run.seed)
+        task = tagged_fit_task(train)
+    else:
+        train, test_set = load_train_test(data, split, run.seed)
+        task = fit_task(split.task or train.task, split.thresholds)
     device = checked_device(model_in.device)
 
     from ..estimators import make_estimator
     from ..metrics import format_metrics_table
     from ..training import distributed
 
-    task = fit_task(split.task or train.task, split.thresholds)
     clf = make_estimator(
         task,
         model=model,
@@ -150,7 +170,7 @@ def fit(
 @user_errors
 @with_parameters(
     arguments(RunArguments, ("head", "overwrite")),
-    arguments(DataArguments, ("text_col", "text_pair_col", "label_sep")),
+    arguments(DataArguments, ("text_col", "text_pair_col", "label_sep", "tokens_col")),
     arguments(InputArguments, ("batch_size", "precision", "device")),
     [int8_deprecated()],
 )
@@ -191,7 +211,20 @@ def predict(
     run, columns_in, model_in = take(RunArguments, options), take(DataArguments, options), take(InputArguments, options)
     check_runtime_options(runtime, precision, onnx, model_in.device)
     check_output(output, "file", overwrite=run.overwrite, inputs=[inputs, bundle])
-    read_config(bundle)  # a missing or damaged bundle is said before the texts are read
+    config = read_config(bundle)  # a missing or damaged bundle is said before the texts are read
+    if _tags_words(bundle, config, columns_in):
+        from .tagging import predict_tagged
+
+        predict_tagged(
+            bundle,
+            inputs,
+            output,
+            columns_in.text_col,
+            columns_in.tokens_col,
+            model_in.batch_size,
+            checked_device(model_in.device),
+        )
+        return
     frame, items = read_inputs(inputs, columns_in.text_col, columns_in.text_pair_col)
     device = checked_device(model_in.device)
 
@@ -219,7 +252,7 @@ def predict(
 @app.command()
 @user_errors
 @with_parameters(
-    arguments(DataArguments, ("text_col", "label_col", "text_pair_col", "task", "label_sep")),
+    arguments(DataArguments, ("text_col", "label_col", "text_pair_col", "task", "label_sep", *TAGGED_OPTIONS)),
     arguments(RunArguments, ("head", "as_json")),
     arguments(InputArguments, ("device",)),
 )
@@ -242,16 +275,22 @@ def evaluate(
     task = _one_task(tasks, options.get("task"))
     options["task"] = task.name  # the labels are read for the bundle's task (and --label-sep checked for it)
     columns = take(DataArguments, options)
-    source = f"{test}:test" if test in BUILTIN else test
-    test_set = load_data(
-        source,
-        columns.text_col,
-        columns.label_col,
-        columns.text_pair_col,
-        require_classes=1,
-        task=task.name,
-        label_sep=columns.label_sep,
-    )
+    test_set: Any
+    if task.reads_tagged:  # sentences of words and their tags (tokens)
+        from .tagging import load_tagged_test
+
+        test_set = load_tagged_test(test, columns)
+    else:
+        source = f"{test}:test" if test in BUILTIN else test
+        test_set = load_data(
+            source,
+            columns.text_col,
+            columns.label_col,
+            columns.text_pair_col,
+            require_classes=1,
+            task=task.name,
+            label_sep=columns.label_sep,
+        )
     for head, head_task in tasks.items():
         _check_seen(head_task, test_set, bundle, head)
     device = checked_device(model_in.device)
@@ -272,6 +311,18 @@ def evaluate(
             if run.as_json
             else format_metrics_table({f"test {h}": m for h, m in scores.items()}, task.metrics)
         )
+
+
+def _tags_words(bundle: Path, config: dict, columns: DataArguments) -> bool:
+    """Whether the bundle is a tagger (its task reads token-tagged data): ``predict`` then tags words. A bundle of
+    another task refuses --tokens-col in one line."""
+    from ..inference.bundle_predictor import bundle_tasks
+
+    tasks = list(bundle_tasks(config, bundle).values())
+    if any(task.reads_tagged for task in tasks):
+        return True
+    columns.check_tagged_options(tasks[0].name)
+    return False
 
 
 def _head_task(bundle: Path, config: dict, head: str | None) -> Task:

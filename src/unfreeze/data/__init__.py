@@ -53,8 +53,8 @@ def load_data(
     if name in TAGGED_BUILTIN:
         spec = TAGGED_BUILTIN[name]
         raise UnfreezeError(
-            f"{name} holds a tag per token (named entities), which the command line does not train on yet; "
-            f"{spec.instead}. In Python, unfreeze.data.load_tagged({name!r}) reads it."
+            f"{name} holds a tag per token (named entities), which --task tokens reads (its own task when --task is "
+            f"not given); {spec.instead}. In Python, unfreeze.data.load_tagged({name!r}) reads it."
         )
     if name in BUILTIN:
         return load_builtin(name, split or None, task=task, label_sep=label_sep)

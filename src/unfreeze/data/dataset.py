@@ -273,7 +273,8 @@ def _text_of(value: object, i: int, source: str, what: str, column: str | None) 
     if isinstance(value, _SEQUENCE_TYPES):
         raise UnfreezeError(
             f"Row {i + 1} of {_where(source, column, what)} holds {_kind_name(value)} ({_short(value)}), not a "
-            f"text. Choose a column of texts with {_option(what)}, or join each list into one string."
+            f"text. Choose a column of texts with {_option(what)}, or join each list into one string (a list of words "
+            "with a list of tags, one per word, is read by --task tokens)."
         )
     if isinstance(value, bytes):
         try:

@@ -52,6 +52,24 @@ class TaggedDataset:
     def __len__(self) -> int:
         return len(self.sentences)
 
+    # -- read as a ``TextDataset`` is where a command samples, splits and trains on the data (``sampling``)
+    @property
+    def inputs(self) -> list[list[str]]:
+        """The sentences as lists of words: what a tagger's ``fit`` and ``evaluate`` take as X."""
+        return [list(s) for s in self.sentences]
+
+    @property
+    def labels(self) -> list[tuple[str, ...]]:
+        """The tags of each sentence: y."""
+        return self.tags
+
+    @property
+    def classes(self) -> list[str]:
+        return self.tag_set
+
+    def class_counts(self) -> dict[str, int]:
+        return self.tag_counts()
+
     @property
     def n_tokens(self) -> int:
         return sum(len(s) for s in self.sentences)

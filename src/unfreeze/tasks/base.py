@@ -63,6 +63,9 @@ class Task:
     score_is_default_metric: ClassVar[bool] = False
     # whether ``unfreeze export`` writes ONNX graphs of the task's models (tokens: not yet)
     exports_onnx: ClassVar[bool] = True
+    # whether the data is token-tagged sentences (``unfreeze.data.load_tagged``: --tokens-col, --tags-col,
+    # --tag-col) rather than a table of texts and labels (tokens)
+    reads_tagged: ClassVar[bool] = False
 
     @property
     def default_metric(self) -> str:

@@ -49,6 +49,7 @@ class Tokens(Task):
     checks_swapped_columns: ClassVar[bool] = False
     score_is_default_metric: ClassVar[bool] = True
     exports_onnx: ClassVar[bool] = False  # a graph of per-token outputs is later work (issue 29)
+    reads_tagged: ClassVar[bool] = True
 
     def __init__(self, scheme: str = "IOB2") -> None:
         self.scheme = tag_scheme(scheme)
