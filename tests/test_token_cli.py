@@ -164,7 +164,7 @@ def test_bad_tagged_input_is_one_line_and_writes_nothing(fitted, tiny_model_dir,
     empty = write_jsonl(tmp_path / "empty.jsonl", [{"tokens": ["a"], "tags": ["B-PER"]}, {"tokens": [], "tags": []}])
     assert_user_error(fit(empty), "row 2", "empty sentence")
     conll = write_conll(tmp_path / "train.conll", *tagged(4, seed=0))
-    assert_user_error(fit(conll, "--tag-col", "5"), "tag_col 5 is out of range")
+    assert_user_error(fit(conll, "--tag-col", "5"), "line 1 has 2 columns: tag_col (--tag-col) 5 is out of range")
     # word lists given to a task of one label per text
     as_single = runner.invoke(app, ["fit", str(lengths), "--label-col", "tags", "--text-col", "tokens", "-o", str(out)])
     assert_user_error(as_single, "tokens")

@@ -229,10 +229,14 @@ def test_the_fingerprint_follows_tokens_tags_and_order(tmp_path):
     ("text", "kwargs", "words"),
     [
         ("EU B-ORG\nrejects\n", {}, "line 2 holds one column ('rejects'): a token with no tag."),
-        (CONLL, {"tag_col": 4}, "line 3 has 4 columns: tag_col 4 is out of range. Give a column from 1 to 3"),
-        (CONLL, {"tag_col": -5}, "line 3 has 4 columns: tag_col -5 is out of range."),
-        (CONLL, {"tag_col": 0}, "tag_col 0 is column 0, the tokens. Give the tags' column, from 1 to 3"),
-        (CONLL, {"tag_col": "3"}, "tag_col must be a column number (0-based; -1 is the last). Got '3'."),
+        (
+            CONLL,
+            {"tag_col": 4},
+            "line 3 has 4 columns: tag_col (--tag-col) 4 is out of range. Give a column from 1 to 3",
+        ),
+        (CONLL, {"tag_col": -5}, "line 3 has 4 columns: tag_col (--tag-col) -5 is out of range."),
+        (CONLL, {"tag_col": 0}, "tag_col (--tag-col) 0 is column 0, the tokens. Give the tags' column, from 1 to 3"),
+        (CONLL, {"tag_col": "3"}, "tag_col (--tag-col) must be a column number (0-based; -1 is the last). Got '3'."),
         (CONLL, {"tag_col": 1}, "line 3: tag 'NNP' is not a tag of an IOB scheme"),
         ("EU B-\n", {}, "line 1: tag 'B-' has no entity type after the prefix: write e.g. B-PER. Fix that tag, or "),
         ("EU O\nrejects O\n\nit O\n", {}, "holds one tag only ('O', on all 3 tokens): nothing to learn."),

@@ -46,7 +46,7 @@ def read_columns(
     tag, a ``tag_col`` out of range of a line, and a sentence of more than ``max_tokens`` tokens (no blank
     line between sentences: probably not a CoNLL file)."""
     if isinstance(tag_col, bool) or not isinstance(tag_col, int):
-        raise UnfreezeError(f"tag_col must be a column number (0-based; -1 is the last). Got {tag_col!r}.")
+        raise UnfreezeError(f"tag_col (--tag-col) must be a column number (0-based; -1 is the last). Got {tag_col!r}.")
     sentences: list[list[str]] = []
     tags: list[list[str]] = []
     lines: list[list[int]] = []
@@ -106,12 +106,12 @@ def _tag_index(path: Path, lineno: int, fields: list[str], tag_col: int) -> int:
         )
     if not -len(fields) <= tag_col < len(fields):
         raise UnfreezeError(
-            f"{path} line {lineno} has {len(fields)} columns: tag_col {tag_col} is out of range. Give a column "
-            f"from 1 to {len(fields) - 1} (0-based; -1 is the last)."
+            f"{path} line {lineno} has {len(fields)} columns: tag_col (--tag-col) {tag_col} is out of range. Give a "
+            f"column from 1 to {len(fields) - 1} (0-based; -1 is the last)."
         )
     if tag_col % len(fields) == 0:
         raise UnfreezeError(
-            f"{path}: tag_col {tag_col} is column 0, the tokens. Give the tags' column, from 1 to "
+            f"{path}: tag_col (--tag-col) {tag_col} is column 0, the tokens. Give the tags' column, from 1 to "
             f"{len(fields) - 1} (0-based; -1 is the last)."
         )
     return tag_col % len(fields)

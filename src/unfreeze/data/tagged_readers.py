@@ -54,7 +54,7 @@ def read_tagged(
     def locate(i: int, j: int | None) -> str:
         return f"line {lines[i][0 if j is None else j]}"
 
-    return build_tagged(sentences, tags, str(path), locate, require_tags, "tag_col")
+    return build_tagged(sentences, tags, str(path), locate, require_tags, "tag_col (--tag-col)")
 
 
 def _read_table(path: Path, tokens_col: str, tags_col: str, split: str | None, require_tags: int) -> TaggedDataset:
@@ -77,7 +77,7 @@ def _read_table(path: Path, tokens_col: str, tags_col: str, split: str | None, r
     def locate(i: int, j: int | None) -> str:
         return f"row {i + 1}" if j is None else f"row {i + 1} (token {j + 1}, {sentences[i][j][:30]!r})"
 
-    return build_tagged(sentences, tags, source, locate, require_tags, "tags_col")
+    return build_tagged(sentences, tags, source, locate, require_tags, "tags_col (--tags-col)")
 
 
 def _strings(value: Any, i: int, source: str, column: str, what: str, names: list[str] | None) -> list[str]:
