@@ -167,7 +167,7 @@ def test_bad_tagged_input_is_one_line_and_writes_nothing(fitted, tiny_model_dir,
     assert_user_error(fit(conll, "--tag-col", "5"), "line 1 has 2 columns: tag_col (--tag-col) 5 is out of range")
     # word lists given to a task of one label per text
     as_single = runner.invoke(app, ["fit", str(lengths), "--label-col", "tags", "--text-col", "tokens", "-o", str(out)])
-    assert_user_error(as_single, "tokens")
+    assert_user_error(as_single, "holds a list", "is read by --task tokens")
     assert_user_error(
         runner.invoke(app, ["fit", str(lengths), "--tokens-col", "words", "-o", str(out)]),
         "--tokens-col",
@@ -179,4 +179,10 @@ def test_bad_tagged_input_is_one_line_and_writes_nothing(fitted, tiny_model_dir,
     predicted = tmp_path / "predicted.jsonl"
     result = runner.invoke(app, ["predict", str(bundle), str(table), "-o", str(predicted)])
     assert_user_error(result, "neither a text column", "--tokens-col")
-    assert not predicted.exists()
+    no_words = write_jsonl(tmp_path / "no-words.jsonl", [{"tokens": ["a"]}, {"tokens": []}])
+    result = runner.invoke(app, ["predict", str(bundle), str(no_words), "-o", str(predicted)])
+    assert_user_error(result, "Row 2 of column 'tokens'", "empty sentence")
+    # a CoNLL file comes back as CoNLL, never as a table
+    result = runner.invoke(app, ["predict", str(bundle), str(conll), "-o", str(tmp_path / "predicted.csv")])
+    assert_user_error(result, "CoNLL file", "predicted.conll")
+    assert not predicted.exists() and not (tmp_path / "predicted.csv").exists()

@@ -321,9 +321,9 @@ def test_conll2003_is_no_text_classification_data_and_says_what_reads_it():
     with pytest.raises(UnfreezeError) as info:
         load_data("conll2003:train")
     assert str(info.value) == (
-        "conll2003 holds a tag per token (named entities), which --task tokens reads (its own task when --task is "
-        "not given); conll-entities holds its sentences labelled with the entity types each holds (multilabel). "
-        "In Python, unfreeze.data.load_tagged('conll2003') reads it."
+        "conll2003 holds a tag per token (named entities): fit, evaluate and predict read it as --task tokens (its "
+        "own task), the other commands not yet; conll-entities holds its sentences labelled with the entity types "
+        "each holds (multilabel). In Python, unfreeze.data.load_tagged('conll2003') reads it."
     )
     with pytest.raises(UnfreezeError, match=r"Unknown split 'valid' of conll2003\. Splits: train, dev, test\."):
         load_tagged("conll2003:valid")

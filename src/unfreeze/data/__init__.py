@@ -53,8 +53,9 @@ def load_data(
     if name in TAGGED_BUILTIN:
         spec = TAGGED_BUILTIN[name]
         raise UnfreezeError(
-            f"{name} holds a tag per token (named entities), which --task tokens reads (its own task when --task is "
-            f"not given); {spec.instead}. In Python, unfreeze.data.load_tagged({name!r}) reads it."
+            f"{name} holds a tag per token (named entities): fit, evaluate and predict read it as --task tokens (its "
+            f"own task), the other commands not yet; {spec.instead}. In Python, unfreeze.data.load_tagged({name!r}) "
+            "reads it."
         )
     if name in BUILTIN:
         return load_builtin(name, split or None, task=task, label_sep=label_sep)
