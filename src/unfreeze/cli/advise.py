@@ -230,9 +230,14 @@ def run_advisor(
     from ..advise.render import plan_text, write_outputs
     from ..machine.cores import use_threads
 
+    from ..report.interactive import vega_script
+
     def log(line: str) -> None:
         typer.echo(line, err=True)
 
+    # the report's JavaScript is built once per version into the cache (seconds on a first run): here, inside the
+    # budget before the pilot is planned, not after its deadline, where only the small reserve is left
+    vega_script()
     with use_threads(spec.threads) as cores:
         run = run_halving(spec, output, clock_start, progress=progress, device=device, log=log, cores=cores.as_dict())
     plan = make_plan(run)
