@@ -80,6 +80,9 @@ def test_evaluate_scores_a_tagger_on_json_lines(fitted, runner):
     metrics = json.loads(result.output)
     assert set(metrics) == {"entity_f1", "entity_precision", "entity_recall", "token_accuracy"}
     assert metrics["entity_f1"] == 1.0
+    # a tag no training sentence held: the tagger has no output for it
+    unseen = write_jsonl(test.parent / "unseen.jsonl", [{"tokens": ["in", "paris"], "tags": ["O", "B-LOC"]}])
+    assert_user_error(runner.invoke(app, ["evaluate", str(bundle), str(unseen)]), "label(s) 'B-LOC'", "no training")
 
 
 def test_predict_gives_entity_spans_with_character_offsets_of_raw_texts(fitted, runner, tmp_path):
@@ -164,6 +167,8 @@ def test_bad_tagged_input_is_one_line_and_writes_nothing(fitted, tiny_model_dir,
     empty = write_jsonl(tmp_path / "empty.jsonl", [{"tokens": ["a"], "tags": ["B-PER"]}, {"tokens": [], "tags": []}])
     assert_user_error(fit(empty), "row 2", "empty sentence")
     conll = write_conll(tmp_path / "train.conll", *tagged(4, seed=0))
+    outside = write_conll(tmp_path / "outside.conll", [["a", "b"], ["c"]], [["O", "O"], ["O"]])
+    assert_user_error(fit(outside), "one tag only ('O', on all 3 tokens)", "--tag-col")
     assert_user_error(fit(conll, "--tag-col", "5"), "line 1 has 2 columns: tag_col (--tag-col) 5 is out of range")
     # word lists given to a task of one label per text
     as_single = runner.invoke(app, ["fit", str(lengths), "--label-col", "tags", "--text-col", "tokens", "-o", str(out)])
