@@ -191,3 +191,18 @@ def test_bad_tagged_input_is_one_line_and_writes_nothing(fitted, tiny_model_dir,
     result = runner.invoke(app, ["predict", str(bundle), str(conll), "-o", str(tmp_path / "predicted.csv")])
     assert_user_error(result, "CoNLL file", "predicted.conll")
     assert not predicted.exists() and not (tmp_path / "predicted.csv").exists()
+
+
+def test_the_builtin_conll2003_is_a_tokens_task_of_its_own(fitted, tiny_model_dir, runner, tmp_path):
+    _, _, test = fitted
+    out = tmp_path / "ner"
+    args = ["fit", "conll2003", "--strategy", "freeze", "--k", "1", "--epochs", "1", "--n-train", "16"]
+    tested = ["--test", str(test), "--tokens-col", "words", "--tags-col", "ner"]
+    model = ["-m", tiny_model_dir("bert"), "--device", "cpu", "--no-cache"]
+    result = runner.invoke(app, [*args, *model, *tested, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "on 16 examples of conll2003:train" in result.output
+    config = json.loads((out / "unfreeze.json").read_text())
+    # the sample's tags, of CoNLL-2003's nine
+    assert set(config["labels"]) <= {"O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"}
+    assert config["task"] == {"name": "tokens", "scheme": "IOB2"}
