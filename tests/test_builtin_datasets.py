@@ -282,7 +282,7 @@ def test_the_listing_says_each_task_the_source_splits_and_the_licences():
     assert "  conll-entities  Reuters text: research use only, not for redistribution" in licences
     assert "  movie-snippets  MIT (vaderSentiment)" in licences
     assert "  conll2003       Reuters text: research use only, not for redistribution" in licences
-    # the token-tagged built-in is listed apart: the command line does not train on it yet
+    # the token-tagged built-in is listed apart (a tag per token, read as --task tokens)
     assert "conll2003" not in rows
     listed = "  conll2003       20744 sentences (train 14041, dev 3250, test 3453), 9 tags, IOB2: CoNLL-2003 English"
     assert (

@@ -36,8 +36,8 @@ def datasets() -> None:
     if others:
         typer.echo(f"Further splits: {', '.join(others)} (not used by NAME alone).")
     typer.echo(
-        "\nA tag per token (named entities): read in Python with unfreeze.data.load_tagged; the command line "
-        "does not train on them yet."
+        "\nA tag per token (named entities): fit, evaluate and predict read them as --task tokens (their own "
+        "task); in Python, unfreeze.data.load_tagged reads them."
     )
     for t in TAGGED_BUILTIN.values():
         splits = ", ".join(f"{s} {n}" for s, n in t.splits.items())

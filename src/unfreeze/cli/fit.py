@@ -54,7 +54,8 @@ def fit(
     ] = "features",
     **settings,
 ) -> None:
-    """Fit a classifier (a regressor with --task regression) on DATA and save it as a bundle.
+    """Fit a classifier (a regressor with --task regression, a tagger with --task tokens) on DATA and save it as a
+    bundle.
 
     The strategy's parameters and the training settings are options of their own; only
     those given are passed on, so every default is the strategy's (see `unfreeze strategies`).
@@ -194,7 +195,11 @@ def predict(
     HEAD.proba_LABEL columns for every head; a single-head bundle writes prediction and
     proba_LABEL columns. A multi-label head's prediction is its labels joined with --label-sep
     (default |; a list in JSON lines) and a proba_LABEL column per label; a regression head's
-    is the value. --runtime onnx predicts with the bundle's export (`unfreeze export`)."""
+    is the value. --runtime onnx predicts with the bundle's export (`unfreeze export`).
+
+    A tagger's bundle (--task tokens) tags words: a CoNLL file comes back as CoNLL (a word and its
+    tag a line), a table with a --tokens-col column gets a tags column, and a table of texts an
+    entities column, each text's entity spans with character offsets."""
     from ..data.labels import check_separator
     from ..data.readers import read_inputs
     from ..inference.bundle import read_config
@@ -262,7 +267,7 @@ def evaluate(
     **options,
 ) -> None:
     """Score a bundle on labelled TEST data with its task's metrics (single: accuracy, macro-F1, MCC;
-    multilabel: micro-F1 ...; regression: Spearman ...), every head given, or the only one.
+    multilabel: micro-F1 ...; regression: Spearman ...; tokens: entity F1 ...), every head given, or the only one.
 
     The bundle's task says how the labels are read (--task, when given, must be the same)."""
     from ..data import BUILTIN, load_data
