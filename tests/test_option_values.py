@@ -41,9 +41,12 @@ LEGITIMATE = {
     ("--grad-clip", "0"),
     ("--validation-fraction", "0"),
     ("--max-wait-ms", "0"),
+    ("--tag-col", "0"),
+    ("--tag-col", "-1"),
 }
-# ... except where the command refuses it (the advisor decides on validation scores)
-REFUSED_HERE = {("advise", "--validation-fraction", "0")}
+# ... except where the command refuses it (the advisor decides on validation scores; fit's task, single by
+# default, reads no CoNLL tag column)
+REFUSED_HERE = {("advise", "--validation-fraction", "0"), ("fit", "--tag-col", "0"), ("fit", "--tag-col", "-1")}
 
 
 def _numeric_options():

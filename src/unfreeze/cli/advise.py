@@ -229,7 +229,6 @@ def run_advisor(
     from ..advise.plan import make_plan
     from ..advise.render import plan_text, write_outputs
     from ..machine.cores import use_threads
-
     from ..report.interactive import vega_script
 
     def log(line: str) -> None:

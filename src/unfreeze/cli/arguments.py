@@ -54,8 +54,10 @@ class DataArguments:
     tags_col: str = argument(
         "tags", "With --task tokens: the column holding each sentence's list of tags (JSON lines, Parquet)."
     )
-    tag_col: int = argument(
-        -1, "With --task tokens: the tags' column of a CoNLL file (0-based; -1 the last; the words are column 0)."
+    tag_col: int | None = argument(
+        None,
+        "With --task tokens: the tags' column of a CoNLL file (0-based, -1 the last; default: the last; the words "
+        "are column 0).",
     )
     task: str | None = argument(
         None,

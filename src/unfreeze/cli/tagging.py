@@ -56,7 +56,8 @@ def load_tagged_test(test: str, split: DataArguments) -> TaggedDataset:
 def _load(source: str, split: DataArguments, require_tags: int = 2) -> TaggedDataset:
     from ..data import load_tagged
 
-    return load_tagged(source, split.tag_col, split.tokens_col, split.tags_col, require_tags=require_tags)
+    tag_col = -1 if split.tag_col is None else split.tag_col  # None: not given, the last column
+    return load_tagged(source, tag_col, split.tokens_col, split.tags_col, require_tags=require_tags)
 
 
 def tagged_fit_task(train: TaggedDataset) -> Any:
