@@ -257,19 +257,36 @@ def run_and_report(
 @user_errors
 @with_parameters(arguments(RunArguments, ("metric",)))
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="A sweep's run folder.")],
+    run_dir: Annotated[Path, typer.Argument(help="A sweep's or a study's run folder.")],
     **options,
 ) -> None:
-    """Build plots, results.csv and report.html from a sweep's results alone (no model needed)."""
+    """Build plots, results.csv and report.html from a sweep's results alone (no model needed); for a study's run
+    folder, its report.html: the verdict, the analysis' plots and every arm's cells in interactive plots."""
     from ..report import build_report
     from ..storage.outputs import check_run_kind
 
     metric = check_metric(take(RunArguments, options).metric)
-    # an advise or study folder is refused in one line: its rows and reports are not a sweep's
-    check_run_kind(run_dir, ("sweep", "intrinsic-dim"), "report")
+    # an advise folder is refused in one line: its rows and reports are not a sweep's
+    if check_run_kind(run_dir, ("sweep", "intrinsic-dim", "study"), "report") == "study":
+        if metric is not None:
+            raise UnfreezeError(
+                f"--metric is for a sweep's folder: {run_dir} is a study's, whose file sets its metric."
+            )
+        _study_report(run_dir)
+        return
     print_store_note(run_dir)
     result = build_report(run_dir, metric)
     print_report(result, result["metric"])
+
+
+def _study_report(run_dir: Path) -> None:
+    from ..report.study_page import build_study_page
+
+    findings = (page := build_study_page(run_dir))["findings"]
+    counts = findings.counts
+    done = f"{counts['done']} of {counts['planned']} cells done"
+    typer.echo(f"study {findings.study.name}: verdict {findings.verdict_label} ({done})")
+    typer.echo(f"report: {page['html']}")
 
 
 # sized to finish in about 10 minutes on a 2-core CPU (measured: see the README)
