@@ -230,3 +230,42 @@ def test_advisor_curves_and_bands_draw_one_per_predicted_configuration(advise_ru
     page.wait_for_function(f"() => document.querySelectorAll('{lines}').length === {len(names) - 1}")
     assert page.locator(bands).count() == len(names) - 1
     assert problems == []
+
+
+def test_study_page_draws_every_cell_of_every_arm_and_a_legend_click_hides_an_arm(browser, tmp_path):
+    """A committed study (LoRA against full fine-tuning: two arms of three cells) copied to tmp_path, its page built
+    by `unfreeze report`: a point per cell, the tooltip names the arm and the cell, a legend click hides an arm."""
+    from unfreeze.report.study_page import build_study_page
+
+    folder = tmp_path / "lora"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "docs/findings/lora/movie-snippets--minilm-l6", folder)
+    built = build_study_page(folder)
+    frame = built["findings"].frame
+    assert built["interactive"] == ["study-cells-by-size", "study-cells-by-cost"]
+    assert frame.groupby("arm").size().to_dict() == {"full": 3, "lora": 3}
+    page, problems = open_page(browser, built["html"])
+    for plot in built["interactive"]:
+        assert page.locator(f"#{plot}").get_attribute("data-cells") == "6"
+        wait_drawn(page, plot, 6)
+    assert "Verdict: holds" in page.inner_text("h2 >> nth=0")
+    page.screenshot(path=str(tmp_path / "study-page.png"), full_page=True)
+
+    page.locator(f"#study-cells-by-size {POINTS}").last.hover()
+    tooltip = page.locator("#vg-tooltip-element")
+    tooltip.wait_for(state="visible", timeout=5_000)
+    keys = tooltip.locator("td.key").all_inner_texts()
+    values = tooltip.locator("td.value").all_inner_texts()
+    fields = {k.strip().rstrip(":"): v.strip() for k, v in zip(keys, values)}
+    row = frame[frame["key"] == fields["cell key"]]
+    assert len(row) == 1, fields
+    row = row.iloc[0]
+    assert fields["arm"] == row["arm"] and fields["configuration"] == row["label"]
+    assert fields["study configuration"] == row["config"] and fields["seed"] == str(row["seed"])
+    assert fields["test accuracy"] == f"{row['test_accuracy']:.4f}"
+
+    page.locator("#study-cells-by-size .role-legend-label text", has_text="lora").click()
+    wait_drawn(page, "study-cells-by-size", 3)
+    assert drawn(page, "study-cells-by-cost") == 6
+    page.screenshot(path=str(tmp_path / "study-page-hidden.png"))
+    assert problems == []
+    print(f"screenshots: {tmp_path}")
