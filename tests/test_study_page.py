@@ -96,3 +96,14 @@ def test_report_refuses_what_is_not_a_study_run_and_writes_nothing(study, runner
     before["study.json"] = (study / "study.json").read_bytes()
     assert_user_error(runner.invoke(app, ["report", str(study)]), "records no study", "unfreeze study")
     assert snapshot(study) == before
+
+
+def test_a_partial_study_has_a_page_of_the_cells_it_has(study, runner):
+    (study / "arms" / "full" / "results.jsonl").write_text("")  # one arm not run yet
+    result = runner.invoke(app, ["report", str(study)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == "study setfit: verdict inconclusive (partial: 18 of 27 cells)"
+    page = (study / "report.html").read_text()
+    assert "Partial run: 18 of 27 cells finished." in page
+    assert "Inconclusive: setfit_vs_full_low, setfit_vs_full could not be computed." in page
+    assert page.count("data-cells='18'") == 2

@@ -284,8 +284,9 @@ def _study_report(run_dir: Path) -> None:
 
     findings = (page := build_study_page(run_dir))["findings"]
     counts = findings.counts
-    done = f"{counts['done']} of {counts['planned']} cells done"
-    typer.echo(f"study {findings.study.name}: verdict {findings.verdict_label} ({done})")
+    # a partial run's label already counts its cells
+    done = f" ({counts['done']} of {counts['planned']} cells done)" if findings.complete else ""
+    typer.echo(f"study {findings.study.name}: verdict {findings.verdict_label}{done}")
     typer.echo(f"report: {page['html']}")
 
 
