@@ -55,7 +55,9 @@ def entity_f1(truth: list[list[str]], predicted: list[list[str]]) -> float:
     return token_metrics(truth, predicted, "IOB2")["entity_f1"]
 
 
-def finetune_unfreeze(train, test, k: int, epochs: int, seed: int) -> float:
+def finetune_unfreeze(
+    train, test, k: int, epochs: int, seed: int, precision: str = "auto", grouped: bool | None = None
+) -> float:
     from unfreeze import Classifier, Freeze, Training
 
     training = Training(
@@ -65,6 +67,7 @@ def finetune_unfreeze(train, test, k: int, epochs: int, seed: int) -> float:
         weight_decay=DECAY,
         warmup_ratio=WARMUP,
         validation_fraction=0,
+        group_by_length=grouped,
     )
     clf = Classifier(
         "minilm-l6",
@@ -76,6 +79,7 @@ def finetune_unfreeze(train, test, k: int, epochs: int, seed: int) -> float:
         max_length=MAX_LENGTH,
         progress=False,
         device="cpu",
+        precision=precision,
     )
     clf.fit(*train)
     return entity_f1(test[1], clf.predict(test[0]))
@@ -182,13 +186,17 @@ def main() -> None:
     parser.add_argument("--ks", default="0,3,6", help="frozen blocks to sweep, comma-separated")
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: 1 with --quick, else 3)")
     parser.add_argument("--seeds", default="0", help="seeds, comma-separated (each its own training sample)")
+    parser.add_argument("--precision", default="auto", help="unfreeze's precision: auto (its default), fp32, bf16")
+    parser.add_argument(
+        "--shuffled", action="store_true", help="unfreeze draws plain shuffled batches, as the Trainer does"
+    )
     args = parser.parse_args()
     n_train, n_test, ks = args.n_train, args.n_test, [int(k) for k in args.ks.split(",")]
     if args.quick:
         n_train, n_test, ks = 96, 50, [3]
     epochs = args.epochs or (1 if args.quick else 3)
     print_machine()
-    print(f"threads: {torch.get_num_threads()}")
+    print(f"threads: {torch.get_num_threads()}; unfreeze precision {args.precision}, shuffled {args.shuffled}")
     print(f"\nfreeze sweep, conll2003 ({n_train} train, {n_test} dev sentences, entity F1), {epochs} epoch(s)")
     peer_s: list[float] = []
     ours_s: list[float] = []
@@ -200,7 +208,11 @@ def main() -> None:
                 with timer(peer_s):
                     peer_scores.append(finetune_peer(train, test, k, epochs, seed, workdir))
                 with timer(ours_s):
-                    our_scores.append(finetune_unfreeze(train, test, k, epochs, seed))
+                    our_scores.append(
+                        finetune_unfreeze(
+                            train, test, k, epochs, seed, args.precision, False if args.shuffled else None
+                        )
+                    )
                 print(
                     f"  freeze k={k} seed={seed}: Trainer {peer_scores[-1]:.4f} in {peer_s[-1]:.1f} s, "
                     f"unfreeze {our_scores[-1]:.4f} in {ours_s[-1]:.1f} s ({peer_s[-1] / ours_s[-1]:.2f}x)",
