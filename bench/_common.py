@@ -116,13 +116,15 @@ def build_peer_model(seed: int, n_outputs: int = 2, loss=None):
     return MeanPool(AutoModel.from_pretrained(path), n_outputs), tokenizer, ["negative", "positive"]
 
 
-def freeze_bottom(model, k: int) -> None:
-    """Train only the top L-k blocks of ``model.body`` (and the embeddings when k=0) and the head, as ``Freeze(k)``."""
-    for p in model.body.parameters():
+def freeze_bottom(model, k: int, body=None) -> None:
+    """Train only the top L-k blocks of ``body`` (default ``model.body``; the embeddings too when k=0) and the head,
+    as ``Freeze(k)``."""
+    body = model.body if body is None else body
+    for p in body.parameters():
         p.requires_grad_(False)
-    trained = [p for block in model.body.encoder.layer[k:] for p in block.parameters()]
+    trained = [p for block in body.encoder.layer[k:] for p in block.parameters()]
     if k == 0:
-        trained += list(model.body.embeddings.parameters())
+        trained += list(body.embeddings.parameters())
     for p in trained:
         p.requires_grad_(True)
 
@@ -140,19 +142,23 @@ def trainer_logits(
     batch: int = 32,
     decay: float = 0.01,
     warmup: float = 0.1,
+    head=None,
+    collator=None,
 ):
     """Train ``model`` on a tokenized ``train_dataset`` with transformers' Trainer (the same AdamW groups and
-    schedule as unfreeze, no validation) and return its logits on ``test_dataset`` (a numpy array)."""
+    schedule as unfreeze, no validation) and return its logits on ``test_dataset`` (a numpy array). ``head``: the
+    module trained at ``head_lr`` (default ``model.head``); ``collator``: default ``DataCollatorWithPadding``."""
     import numpy as np
     import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    head_ids = {id(p) for p in model.head.parameters()}
+    head = model.head if head is None else head
+    head_ids = {id(p) for p in head.parameters()}
     body = [(n, p) for n, p in model.named_parameters() if p.requires_grad and id(p) not in head_ids]
     groups = [
         {"params": [p for n, p in body if p.ndim >= 2 and "norm" not in n.lower()], "weight_decay": decay, "lr": lr},
         {"params": [p for n, p in body if p.ndim < 2 or "norm" in n.lower()], "weight_decay": 0.0, "lr": lr},
-        {"params": list(model.head.parameters()), "weight_decay": decay, "lr": head_lr},
+        {"params": list(head.parameters()), "weight_decay": decay, "lr": head_lr},
     ]
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]])
     args = TrainingArguments(
@@ -178,7 +184,7 @@ def trainer_logits(
         model=model,
         args=args,
         train_dataset=train_dataset,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=collator or DataCollatorWithPadding(tokenizer),
         optimizers=(optimizer, None),
     )
     trainer.train()

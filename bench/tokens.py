@@ -92,8 +92,6 @@ def finetune_peer(train, test, k: int, epochs: int, seed: int, workdir: str) -> 
         AutoModelForTokenClassification,
         AutoTokenizer,
         DataCollatorForTokenClassification,
-        Trainer,
-        TrainingArguments,
         set_seed,
     )
 
@@ -106,14 +104,7 @@ def finetune_peer(train, test, k: int, epochs: int, seed: int, workdir: str) -> 
     path = minilm_path()
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForTokenClassification.from_pretrained(path, num_labels=len(classes))
-    body = model.base_model
-    for p in body.parameters():
-        p.requires_grad_(False)
-    trained = [p for block in body.encoder.layer[k:] for p in block.parameters()]
-    if k == 0:
-        trained += list(body.embeddings.parameters())
-    for p in trained:
-        p.requires_grad_(True)
+    _common.freeze_bottom(model, k, model.base_model)
 
     def encoded(sentences, tags):
         enc = tokenizer(sentences, is_split_into_words=True, truncation=True, max_length=MAX_LENGTH)
@@ -134,43 +125,24 @@ def finetune_peer(train, test, k: int, epochs: int, seed: int, workdir: str) -> 
             columns["labels"] = labels
         return Dataset.from_dict(columns), firsts
 
-    head_ids = {id(p) for p in model.classifier.parameters()}
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad and id(p) not in head_ids]
-    groups = [
-        {"params": [p for n, p in named if p.ndim >= 2 and "norm" not in n.lower()], "weight_decay": DECAY, "lr": LR},
-        {"params": [p for n, p in named if p.ndim < 2 or "norm" in n.lower()], "weight_decay": 0.0, "lr": LR},
-        {"params": list(model.classifier.parameters()), "weight_decay": DECAY, "lr": HEAD_LR},
-    ]
-    args = TrainingArguments(
-        output_dir=workdir,
-        per_device_train_batch_size=BATCH,
-        per_device_eval_batch_size=64,
-        num_train_epochs=epochs,
-        learning_rate=LR,
-        weight_decay=DECAY,
-        warmup_steps=WARMUP,  # below 1: a fraction of the steps
-        max_grad_norm=1.0,
-        lr_scheduler_type="linear",
-        seed=seed,
-        use_cpu=True,
-        report_to=[],
-        save_strategy="no",
-        eval_strategy="no",
-        logging_strategy="no",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-    )
     train_ds, _ = encoded(*train)
     test_ds, firsts = encoded(test[0], None)
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=train_ds,
-        data_collator=DataCollatorForTokenClassification(tokenizer),
-        optimizers=(torch.optim.AdamW([g for g in groups if g["params"]]), None),
+    logits = _common.trainer_logits(
+        model,
+        tokenizer,
+        train_ds,
+        test_ds,
+        epochs,
+        seed,
+        workdir,
+        LR,
+        HEAD_LR,
+        BATCH,
+        DECAY,
+        WARMUP,
+        head=model.classifier,
+        collator=DataCollatorForTokenClassification(tokenizer),
     )
-    trainer.train()
-    logits = np.asarray(trainer.predict(test_ds).predictions)
     predicted = []
     for i, words in enumerate(test[0]):
         tags = [classes[int(logits[i, j].argmax())] for j in firsts[i]]
