@@ -170,30 +170,41 @@ def _chart(points: list[dict], metric: str, x, title: str, **encodings):
     )
 
 
+def size_and_cost_plots(
+    points: list[dict], label: str, name: str, cells: str
+) -> list[tuple[str, str, list[dict], Any, dict[str, Any]]]:
+    """(id, caption, cells, x, encodings) of the score of ``cells`` (what the captions call them) against training
+    size and against fit seconds on a log axis, where cells of no recorded time stay off; ids ``{name}-size`` and
+    ``{name}-cost``."""
+    import altair as alt
+
+    timed = [p for p in points if (p["fit s"] or 0) > 0]
+    return [
+        (
+            f"{name}-size",
+            f"Test {label} of {cells} against its training size",
+            points,
+            alt.X("n:O", title="training examples", axis=alt.Axis(labelAngle=0)),
+            {"xOffset": alt.XOffset("slot:N", sort=None)},
+        ),
+        (
+            f"{name}-cost",
+            f"Test {label} of {cells} against its fit seconds (log scale)",
+            timed,
+            alt.X("fit s:Q", title="fit seconds (log scale)", scale=alt.Scale(type="log", nice=False, padding=12)),
+            {},
+        ),
+    ]
+
+
 def sweep_charts(points: list[dict], metric: str) -> list[tuple[str, str, dict, int]]:
     """(id, caption, Vega-Lite spec, cells drawn) of the sweep's interactive plots: score against training size,
     against fit seconds, and against frozen blocks where the sweep varied k."""
     import altair as alt
 
     label = metric_label(metric)
-    timed = [p for p in points if (p["fit s"] or 0) > 0]  # a log axis: cells of no recorded time stay off it
     blocks = [p for p in points if p["k"] is not None]
-    plots: list[tuple[str, str, list[dict], Any, dict[str, Any]]] = [
-        (
-            "cells-by-size",
-            f"Test {label} of every cell against its training size",
-            points,
-            alt.X("n:O", title="training examples", axis=alt.Axis(labelAngle=0)),
-            {"xOffset": alt.XOffset("slot:N", sort=None)},
-        ),
-        (
-            "cells-by-cost",
-            f"Test {label} of every cell against its fit seconds (log scale)",
-            timed,
-            alt.X("fit s:Q", title="fit seconds (log scale)", scale=alt.Scale(type="log", nice=False, padding=12)),
-            {},
-        ),
-    ]
+    plots = size_and_cost_plots(points, label, "cells-by", "every cell")
     if len({p["k"] for p in blocks}) >= 2:
         plots.append(
             (

@@ -85,26 +85,7 @@ def arm_points(findings, metric: str) -> list[dict]:
 def study_charts(points: list[dict], metric: str) -> list[tuple[str, str, dict, int]]:
     """(id, caption, Vega-Lite spec, cells drawn) of the study's plots: every cell's score against its training
     size and against its fit seconds, coloured by arm."""
-    import altair as alt
-
-    label = metric_label(metric)
-    timed = [p for p in points if (p["fit s"] or 0) > 0]  # a log axis: cells of no recorded time stay off it
-    plots = [
-        (
-            "study-cells-by-size",
-            f"Test {label} of every cell of every arm against its training size",
-            points,
-            alt.X("n:O", title="training examples", axis=alt.Axis(labelAngle=0)),
-            {"xOffset": alt.XOffset("slot:N", sort=None)},
-        ),
-        (
-            "study-cells-by-cost",
-            f"Test {label} of every cell of every arm against its fit seconds (log scale)",
-            timed,
-            alt.X("fit s:Q", title="fit seconds (log scale)", scale=alt.Scale(type="log", nice=False, padding=12)),
-            {},
-        ),
-    ]
+    plots = interactive.size_and_cost_plots(points, metric_label(metric), "study-cells-by", "every cell of every arm")
     return [
         (name, caption, _chart(cells, metric, x, caption, encodings).to_dict(), len(cells))
         for name, caption, cells, x, encodings in plots
