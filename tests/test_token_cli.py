@@ -7,33 +7,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import FILLER, assert_user_error
+from conftest import assert_user_error
+from test_token_training import tagged  # filler sentences with one name: B-PER, I-PER, O
 from unfreeze.cli import app
 from unfreeze.inference.entities import entity_spans, split_words
 
-NAMES = ["john", "mary", "paul", "anna"]
 # a tiny BERT fully trained on 24 sentences tags them all (entity F1 1.0 in test_token_training.py)
 FIT = ["--strategy", "full", "--epochs", "15", "--validation-fraction", "0", "--batch-size", "8"]
 RATES = ["--learning-rate", "3e-3", "--head-learning-rate", "3e-2", "--device", "cpu", "--no-cache"]
-
-
-def tagged(n: int, seed: int) -> tuple[list[list[str]], list[list[str]]]:
-    """Filler sentences with one name: a word of NAMES is B-PER, "smith" after it I-PER, the others O."""
-    rng = np.random.default_rng(seed)
-    sentences, tags = [], []
-    for _ in range(n):
-        words = [str(w) for w in rng.choice(FILLER, size=int(rng.integers(4, 8)))]
-        row = ["O"] * len(words)
-        at = int(rng.integers(0, len(words) + 1))
-        words[at:at] = [str(rng.choice(NAMES)), "smith"]
-        row[at:at] = ["B-PER", "I-PER"]
-        sentences.append(words)
-        tags.append(row)
-    return sentences, tags
 
 
 def write_conll(path: Path, sentences, tags, pos: bool = False) -> Path:
