@@ -317,6 +317,11 @@ CASES = [
         "The 'class_weight' parameter of Training must be one of None, 'balanced'. Got 'x'.",
     ),
     ("freeze", dict(prefix_cache="yes"), "The 'prefix_cache' parameter of Training must be True or False. Got 'yes'."),
+    (
+        "freeze",
+        dict(group_by_length="yes"),
+        "The 'group_by_length' parameter of Training must be True, False or None. Got 'yes'.",
+    ),
 ]
 
 
